@@ -1,0 +1,14 @@
+//! One file per subcommand; each only glues protocol code to files, network and terminal.
+
+pub mod completions;
+pub mod crypto;
+pub mod init;
+pub mod license;
+pub mod send;
+pub mod serve;
+pub mod serve_marketplace;
+pub mod serve_merchant;
+pub mod sign;
+pub mod test_endpoint;
+pub mod usage;
+pub mod verify;

@@ -1,0 +1,40 @@
+//! `csm serve marketplace`: the stand-in marketplace as a real server on this machine.
+
+use crate::cli::GlobalArgs;
+use crate::error::{CsmError, Exit, Result};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Args)]
+pub struct MarketplaceArgs {
+    /// Address to listen on; port 0 picks a free port (printed on start).
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: String,
+    /// The seller key bound to the basic interfaces: verifies usage push signatures.
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// API Gateway access key id accepted by the license open APIs.
+    #[arg(long, env = "CSM_AK")]
+    pub ak: Option<String>,
+    /// API Gateway secret key accepted by the license open APIs.
+    #[arg(long, value_name = "FILE")]
+    pub sk_file: Option<PathBuf>,
+    /// The key bound to the License delivery interface: signs License callbacks to the merchant.
+    #[arg(long, value_name = "FILE")]
+    pub license_key_file: Option<PathBuf>,
+    /// The merchant's production address, for License callbacks.
+    #[arg(long, value_name = "URL")]
+    pub merchant_endpoint: Option<String>,
+    /// SQLite state file (accepted usage in table usage_records); in memory when absent.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Misbehave on purpose (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub fault: Vec<String>,
+}
+
+pub fn run(_g: &GlobalArgs, _a: MarketplaceArgs) -> Result<Exit> {
+    Err(CsmError::usage(
+        "csm serve marketplace: not available in this build yet",
+    ))
+}

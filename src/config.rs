@@ -1,0 +1,149 @@
+//! Profiles (written by `csm init`) and the resolution of keys and endpoints.
+//! Precedence: flag > environment > profile > built-in default.
+
+use crate::cli::GlobalArgs;
+use crate::error::{CsmError, Result};
+use crate::secret::{self, Secret};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One named profile. Keys are never stored here, only where they live.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// `v1` or `v2`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kit_key_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_key_file: Option<PathBuf>,
+    /// API Gateway access key id (not a secret by itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ak: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sk_file: Option<PathBuf>,
+    /// Base URL of the marketplace open APIs (usage push, license activate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub marketplace_endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// `$CSM_CONFIG_DIR/config.toml`, else `<XDG config dir>/csm/config.toml`.
+pub fn config_path() -> PathBuf {
+    if let Some(d) = std::env::var_os("CSM_CONFIG_DIR") {
+        return PathBuf::from(d).join("config.toml");
+    }
+    dirs::config_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("csm")
+        .join("config.toml")
+}
+
+pub fn load_config(path: &Path) -> Result<ConfigFile> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| {
+            CsmError::Config(format!(
+                "{}: not a valid csm config: {}",
+                path.display(),
+                e.message()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
+        Err(e) => Err(CsmError::io(path, e)),
+    }
+}
+
+/// The profile named by `--profile`/`CSM_PROFILE`, or `default` when it exists, or empty.
+pub fn active_profile(g: &GlobalArgs) -> Result<Profile> {
+    let path = config_path();
+    let cfg = load_config(&path)?;
+    match &g.profile {
+        Some(name) => cfg.profiles.get(name).cloned().ok_or_else(|| {
+            CsmError::Config(format!(
+                "--profile {name}: no such profile in {} (run `csm init --profile {name}`)",
+                path.display()
+            ))
+        }),
+        None => Ok(cfg.profiles.get("default").cloned().unwrap_or_default()),
+    }
+}
+
+/// Which key a command needs; each has its flag, env var and profile entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRole {
+    /// The key bound to the basic interfaces (V1, V2 basic, orderNotify, usage push).
+    Basic,
+    /// The key bound to the joint-operation (Kit) sync interfaces.
+    Kit,
+    /// The key bound to the License delivery interface.
+    License,
+    /// The API Gateway secret key (SK).
+    Sk,
+}
+
+impl KeyRole {
+    pub fn flag(self) -> &'static str {
+        match self {
+            KeyRole::Basic => "--key-file",
+            KeyRole::Kit => "--kit-key-file",
+            KeyRole::License => "--license-key-file",
+            KeyRole::Sk => "--sk-file",
+        }
+    }
+
+    pub fn env(self) -> &'static str {
+        match self {
+            KeyRole::Basic => "CSM_ACCESS_KEY",
+            KeyRole::Kit => "CSM_KIT_KEY",
+            KeyRole::License => "CSM_LICENSE_KEY",
+            KeyRole::Sk => "CSM_SK",
+        }
+    }
+
+    fn from_profile(self, p: &Profile) -> Option<PathBuf> {
+        match self {
+            KeyRole::Basic => p.key_file.clone(),
+            KeyRole::Kit => p.kit_key_file.clone(),
+            KeyRole::License => p.license_key_file.clone(),
+            KeyRole::Sk => p.sk_file.clone(),
+        }
+    }
+}
+
+/// The key for `role`, or None when neither flag, env nor profile names one.
+pub fn find_key(role: KeyRole, flag: Option<&Path>, profile: &Profile) -> Result<Option<Secret>> {
+    if let Some(path) = flag {
+        return secret::read_key_file(path, role.flag()).map(Some);
+    }
+    if let Ok(v) = std::env::var(role.env()) {
+        return secret::from_env_value(&v, role.env()).map(Some);
+    }
+    if let Some(path) = role.from_profile(profile) {
+        return secret::read_key_file(&path, &format!("profile {}", role.flag())).map(Some);
+    }
+    Ok(None)
+}
+
+/// Like [`find_key`], but a missing key is a usage error that names the flag and the variable.
+pub fn require_key(role: KeyRole, flag: Option<&Path>, profile: &Profile) -> Result<Secret> {
+    find_key(role, flag, profile)?.ok_or_else(|| {
+        CsmError::usage(format!(
+            "{}: no key given (pass {} FILE, set {}, or name it in a profile with `csm init`)",
+            role.flag(),
+            role.flag(),
+            role.env()
+        ))
+    })
+}

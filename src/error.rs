@@ -1,0 +1,93 @@
+//! Typed errors and the one place where outcomes become exit codes.
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0 | success |
+//! | 1 | the check failed: signature mismatch, endpoint answered wrongly, license invalid |
+//! | 2 | usage error or bad input (flags, files that are not what the rule says) |
+//! | 3 | configuration, local I/O or journal error |
+//! | 4 | network error: DNS, connect, TLS, timeout |
+//! | 5 | partial: some usage records were rejected for good, the rest were accepted |
+//! | 6 | license expired or not yet valid (the code is genuine, the date is wrong) |
+
+use std::path::PathBuf;
+
+/// What a command that ran to the end concluded. Errors are the other path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok,
+    CheckFailed,
+    Usage,
+    Io,
+    Network,
+    Partial,
+    LicenseDate,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Ok => 0,
+            Exit::CheckFailed => 1,
+            Exit::Usage => 2,
+            Exit::Io => 3,
+            Exit::Network => 4,
+            Exit::Partial => 5,
+            Exit::LicenseDate => 6,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CsmError {
+    /// Bad flags or bad input: one line naming the input, the value and the rule.
+    #[error("{0}")]
+    Usage(String),
+    /// A configuration problem (profile file, missing key, no terminal for a prompt).
+    #[error("{0}")]
+    Config(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Local storage other than plain files (the usage journal, the state database).
+    #[error("{0}")]
+    Storage(String),
+    #[error("{0}")]
+    Network(String),
+    /// A check failed and the command has nothing more to say than this line.
+    #[error("{0}")]
+    CheckFailed(String),
+}
+
+impl CsmError {
+    pub fn usage(msg: impl Into<String>) -> Self {
+        CsmError::Usage(msg.into())
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        CsmError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn exit(&self) -> Exit {
+        match self {
+            CsmError::Usage(_) => Exit::Usage,
+            CsmError::Config(_) | CsmError::Io { .. } | CsmError::Storage(_) => Exit::Io,
+            CsmError::Network(_) => Exit::Network,
+            CsmError::CheckFailed(_) => Exit::CheckFailed,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for CsmError {
+    fn from(e: rusqlite::Error) -> Self {
+        CsmError::Storage(format!("database: {e}"))
+    }
+}
+
+pub type Result<T, E = CsmError> = std::result::Result<T, E>;

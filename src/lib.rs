@@ -1,0 +1,34 @@
+//! csm: the KooGallery seller toolkit.
+//!
+//! Pure protocol code lives in [`protocol`] (no I/O, no clock, no printing); the
+//! subcommands in [`commands`] glue it to files, the network and the terminal.
+
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod marketplace;
+pub mod output;
+pub mod protocol;
+pub mod secret;
+pub mod server;
+
+use cli::{Cli, Command};
+use error::{Exit, Result};
+
+pub fn run(cli: Cli) -> Result<Exit> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Sign(a) => commands::sign::run(g, a),
+        Command::Verify(a) => commands::verify::run(g, a),
+        Command::Crypto(a) => commands::crypto::run(g, a),
+        Command::Send(a) => commands::send::run(g, a),
+        Command::TestEndpoint(a) => commands::test_endpoint::run(g, a),
+        Command::Serve(a) => commands::serve::run(g, a),
+        Command::License(a) => commands::license::run(g, a),
+        Command::Usage(a) => commands::usage::run(g, a),
+        Command::Init(a) => commands::init::run(g, a),
+        Command::Completions(a) => commands::completions::run(g, a),
+    }
+}

@@ -1,0 +1,1 @@
+//! License open APIs (activate, heartbeat, software usage info) of the stand-in marketplace.

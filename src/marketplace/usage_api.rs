@@ -1,0 +1,1 @@
+//! The usage push API of the stand-in marketplace.

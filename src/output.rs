@@ -1,0 +1,42 @@
+//! Printing shared by the commands: errors to stderr, JSON and tables to stdout.
+
+use crate::error::CsmError;
+use std::io::Write;
+
+/// `csm: error: <message>` on stderr, then a hint line where one helps.
+pub fn print_error(err: &CsmError) {
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "csm: error: {err}");
+    if let Some(h) = hint(err) {
+        let _ = writeln!(e, "  hint: {h}");
+    }
+}
+
+fn hint(err: &CsmError) -> Option<&'static str> {
+    match err {
+        CsmError::Network(_) => {
+            Some("check the URL and that the endpoint is up; --timeout sets the budget")
+        }
+        CsmError::Config(_) => Some("run `csm init` or pass the flags named above"),
+        _ => None,
+    }
+}
+
+/// Writes a JSON value and a newline to stdout. A closed pipe is not an error.
+pub fn print_json(value: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer_pretty(&mut out, value);
+    let _ = writeln!(out);
+}
+
+/// A table with csm's look: no colours, width from the terminal (or 120 when piped).
+pub fn table() -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    t.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        t.force_no_tty();
+        t.set_width(120);
+    }
+    t
+}

@@ -1,0 +1,1 @@
+//! The signature doctor: given a mismatch, try the usual mistakes and name the one that matches.

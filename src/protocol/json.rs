@@ -1,0 +1,512 @@
+//! An order-preserving JSON reader and the canonical writers the signatures need.
+//!
+//! serde_json's map sorts keys (or, with `preserve_order` switched on anywhere in the build,
+//! keeps them): neither is what the V2 canonical form needs (top level sorted, nested levels
+//! as received, numbers re-formatted the way Jackson does). So the body is parsed here into a
+//! tree that keeps key order and the source text of every number.
+
+use super::ProtocolError;
+use std::cmp::Ordering;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    /// The number's source text, validated as a JSON number.
+    Number(String),
+    String(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+const MAX_DEPTH: usize = 128;
+
+impl Json {
+    pub fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Object(m) => m.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value as text the way a Java bean-to-string step renders a scalar
+    /// (strings as they are, numbers and booleans as written); None for null and containers.
+    pub fn scalar_text(&self) -> Option<String> {
+        match self {
+            Json::String(s) => Some(s.clone()),
+            Json::Number(n) => Some(n.clone()),
+            Json::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    /// Converts a serde_json value (for bodies csm builds itself).
+    pub fn from_serde(v: &serde_json::Value) -> Json {
+        match v {
+            serde_json::Value::Null => Json::Null,
+            serde_json::Value::Bool(b) => Json::Bool(*b),
+            serde_json::Value::Number(n) => Json::Number(n.to_string()),
+            serde_json::Value::String(s) => Json::String(s.clone()),
+            serde_json::Value::Array(a) => Json::Array(a.iter().map(Json::from_serde).collect()),
+            serde_json::Value::Object(m) => Json::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), Json::from_serde(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    pub fn to_serde(&self) -> serde_json::Value {
+        match self {
+            Json::Null => serde_json::Value::Null,
+            Json::Bool(b) => serde_json::Value::Bool(*b),
+            Json::Number(n) => serde_json::from_str(n).unwrap_or(serde_json::Value::Null),
+            Json::String(s) => serde_json::Value::String(s.clone()),
+            Json::Array(a) => serde_json::Value::Array(a.iter().map(Json::to_serde).collect()),
+            Json::Object(m) => serde_json::Value::Object(
+                m.iter().map(|(k, v)| (k.clone(), v.to_serde())).collect(),
+            ),
+        }
+    }
+}
+
+/// Parses a complete JSON document from bytes (UTF-8 required).
+pub fn parse(bytes: &[u8]) -> Result<Json, ProtocolError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        ProtocolError::new(format!(
+            "body: invalid UTF-8 at byte {} (JSON bodies must be UTF-8)",
+            e.valid_up_to()
+        ))
+    })?;
+    let mut p = Parser {
+        s: text.as_bytes(),
+        text,
+        i: 0,
+    };
+    p.ws();
+    let v = p.value(0)?;
+    p.ws();
+    if p.i != p.s.len() {
+        return Err(p.err("trailing characters after the JSON value"));
+    }
+    Ok(v)
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    text: &'a str,
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn err(&self, rule: &str) -> ProtocolError {
+        ProtocolError::new(format!("body: not JSON at byte {}: {rule}", self.i))
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.s.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Json, ProtocolError> {
+        if depth > MAX_DEPTH {
+            return Err(self.err("nested deeper than 128 levels"));
+        }
+        match self.s.get(self.i) {
+            Some(b'{') => self.object(depth),
+            Some(b'[') => self.array(depth),
+            Some(b'"') => Ok(Json::String(self.string()?)),
+            Some(b't') => self.literal("true", Json::Bool(true)),
+            Some(b'f') => self.literal("false", Json::Bool(false)),
+            Some(b'n') => self.literal("null", Json::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(_) => Err(self.err("unexpected character")),
+            None => Err(self.err("unexpected end of input")),
+        }
+    }
+
+    fn literal(&mut self, word: &str, v: Json) -> Result<Json, ProtocolError> {
+        if self.s[self.i..].starts_with(word.as_bytes()) {
+            self.i += word.len();
+            Ok(v)
+        } else {
+            Err(self.err("unknown literal"))
+        }
+    }
+
+    fn number(&mut self) -> Result<Json, ProtocolError> {
+        let start = self.i;
+        if self.s.get(self.i) == Some(&b'-') {
+            self.i += 1;
+        }
+        match self.s.get(self.i) {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.err("a number needs digits")),
+        }
+        if self.s.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            if !matches!(self.s.get(self.i), Some(b'0'..=b'9')) {
+                return Err(self.err("a decimal point needs digits after it"));
+            }
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.s.get(self.i) {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.s.get(self.i) {
+                self.i += 1;
+            }
+            if !matches!(self.s.get(self.i), Some(b'0'..=b'9')) {
+                return Err(self.err("an exponent needs digits"));
+            }
+            self.digits();
+        }
+        Ok(Json::Number(self.text[start..self.i].to_string()))
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.s.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, ProtocolError> {
+        let h = self
+            .text
+            .get(self.i..self.i + 4)
+            .ok_or_else(|| self.err("\\u needs four hex digits"))?;
+        let v = u32::from_str_radix(h, 16).map_err(|_| self.err("\\u needs four hex digits"))?;
+        self.i += 4;
+        Ok(v)
+    }
+
+    fn string(&mut self) -> Result<String, ProtocolError> {
+        self.i += 1; // opening quote
+        let mut out = String::new();
+        loop {
+            let start = self.i;
+            while let Some(&b) = self.s.get(self.i) {
+                if b == b'"' || b == b'\\' || b < 0x20 {
+                    break;
+                }
+                self.i += 1;
+            }
+            out.push_str(&self.text[start..self.i]);
+            match self.s.get(self.i) {
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    self.i += 1;
+                    let c = *self
+                        .s
+                        .get(self.i)
+                        .ok_or_else(|| self.err("unterminated escape"))?;
+                    self.i += 1;
+                    match c {
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'/' => out.push('/'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => {
+                            let hi = self.hex4()?;
+                            let cp = if (0xD800..0xDC00).contains(&hi) {
+                                if !self.s[self.i..].starts_with(b"\\u") {
+                                    return Err(self.err("lone high surrogate in \\u escape"));
+                                }
+                                self.i += 2;
+                                let lo = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return Err(self.err("bad low surrogate in \\u escape"));
+                                }
+                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                            } else {
+                                hi
+                            };
+                            out.push(
+                                char::from_u32(cp)
+                                    .ok_or_else(|| self.err("lone surrogate in \\u escape"))?,
+                            );
+                        }
+                        _ => return Err(self.err("unknown escape")),
+                    }
+                }
+                Some(_) => return Err(self.err("raw control character inside a string")),
+                None => return Err(self.err("unterminated string")),
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Json, ProtocolError> {
+        self.i += 1;
+        let mut items = Vec::new();
+        self.ws();
+        if self.s.get(self.i) == Some(&b']') {
+            self.i += 1;
+            return Ok(Json::Array(items));
+        }
+        loop {
+            self.ws();
+            items.push(self.value(depth + 1)?);
+            self.ws();
+            match self.s.get(self.i) {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(Json::Array(items));
+                }
+                _ => return Err(self.err("expected ',' or ']'")),
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Json, ProtocolError> {
+        self.i += 1;
+        let mut members = Vec::new();
+        self.ws();
+        if self.s.get(self.i) == Some(&b'}') {
+            self.i += 1;
+            return Ok(Json::Object(members));
+        }
+        loop {
+            self.ws();
+            if self.s.get(self.i) != Some(&b'"') {
+                return Err(self.err("expected a quoted key"));
+            }
+            let k = self.string()?;
+            self.ws();
+            if self.s.get(self.i) != Some(&b':') {
+                return Err(self.err("expected ':' after a key"));
+            }
+            self.i += 1;
+            self.ws();
+            let v = self.value(depth + 1)?;
+            // Jackson keeps the last of duplicate keys.
+            if let Some(slot) = members.iter_mut().find(|(mk, _)| *mk == k) {
+                slot.1 = v;
+            } else {
+                members.push((k, v));
+            }
+            self.ws();
+            match self.s.get(self.i) {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(Json::Object(members));
+                }
+                _ => return Err(self.err("expected ',' or '}'")),
+            }
+        }
+    }
+}
+
+/// Java `String.compareTo`: UTF-16 code unit order.
+pub fn java_cmp(a: &str, b: &str) -> Ordering {
+    a.encode_utf16().cmp(b.encode_utf16())
+}
+
+/// Escapes a string the way Jackson does: only `"`, `\` and control characters.
+pub fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A number as Jackson writes it back: integers as written, decimals as a Java double.
+pub fn jackson_number(src: &str) -> String {
+    let is_decimal = src.contains(['.', 'e', 'E']);
+    if !is_decimal {
+        return src.to_string();
+    }
+    match src.parse::<f64>() {
+        Ok(v) if v.is_finite() => java_double(v),
+        _ => src.to_string(),
+    }
+}
+
+/// `Double.toString` in Java: plain notation in [1e-3, 1e7), otherwise `d.dddE±n`,
+/// always with at least one fractional digit, shortest digits that round-trip.
+pub fn java_double(v: f64) -> String {
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0.0" } else { "0.0" }.into();
+    }
+    let a = v.abs();
+    if (1e-3..1e7).contains(&a) {
+        let s = format!("{v}");
+        if s.contains('.') {
+            s
+        } else {
+            s + ".0"
+        }
+    } else {
+        let s = format!("{v:e}");
+        let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let mant = if mant.contains('.') {
+            mant.to_string()
+        } else {
+            format!("{mant}.0")
+        };
+        format!("{mant}E{exp}")
+    }
+}
+
+/// Writes `v` compactly, keeping key order, Jackson-style.
+pub fn write_compact(out: &mut String, v: &Json) {
+    write_with(out, v, false);
+}
+
+fn write_with(out: &mut String, v: &Json, sort_all: bool) {
+    match v {
+        Json::Null => out.push_str("null"),
+        Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Json::Number(n) => out.push_str(&jackson_number(n)),
+        Json::String(s) => write_string(out, s),
+        Json::Array(a) => {
+            out.push('[');
+            for (i, item) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_with(out, item, sort_all);
+            }
+            out.push(']');
+        }
+        Json::Object(m) => {
+            let mut members: Vec<&(String, Json)> = m.iter().collect();
+            if sort_all {
+                members.sort_by(|a, b| java_cmp(&a.0, &b.0));
+            }
+            out.push('{');
+            for (i, (k, item)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(out, k);
+                out.push(':');
+                write_with(out, item, sort_all);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// The V2 canonical body (basic, Kit and License callbacks): top-level keys sorted in Java
+/// string order, top-level nulls dropped, nested values as received, compact.
+pub fn canonical_v2(body: &Json) -> Result<String, ProtocolError> {
+    let Json::Object(m) = body else {
+        return Err(ProtocolError::new(
+            "body: must be a JSON object (the V2 signature is over an object's fields)",
+        ));
+    };
+    let mut members: Vec<&(String, Json)> = m.iter().filter(|(_, v)| *v != Json::Null).collect();
+    members.sort_by(|a, b| java_cmp(&a.0, &b.0));
+    let mut out = String::with_capacity(256);
+    out.push('{');
+    for (i, (k, v)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(&mut out, k);
+        out.push(':');
+        write_compact(&mut out, v);
+    }
+    out.push('}');
+    Ok(out)
+}
+
+/// Keys sorted at every level, compact (the usage push body and its signed text).
+pub fn canonical_sorted(body: &Json) -> String {
+    let mut out = String::with_capacity(256);
+    write_with(&mut out, body, true);
+    out
+}
+
+/// What the official basic demo computes: the body read as a flat string map (numbers and
+/// booleans become their source text), sorted, nulls dropped. None when a value is nested.
+pub fn string_map_variant(body: &Json) -> Option<String> {
+    let Json::Object(m) = body else { return None };
+    let mut members: Vec<(&String, String)> = Vec::new();
+    for (k, v) in m {
+        match v {
+            Json::Null => {}
+            Json::Array(_) | Json::Object(_) => return None,
+            other => members.push((k, other.scalar_text()?)),
+        }
+    }
+    members.sort_by(|a, b| java_cmp(a.0, b.0));
+    let mut out = String::from("{");
+    for (i, (k, v)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(&mut out, k);
+        out.push(':');
+        write_string(&mut out, &v);
+    }
+    out.push('}');
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_nested_order_and_sorts_top_level() {
+        let j = parse(br#"{"b":{"z":1,"a":2},"a":null,"A":"x"}"#).unwrap();
+        assert_eq!(canonical_v2(&j).unwrap(), r#"{"A":"x","b":{"z":1,"a":2}}"#);
+        assert_eq!(
+            canonical_sorted(&j),
+            r#"{"A":"x","a":null,"b":{"a":2,"z":1}}"#
+        );
+    }
+
+    #[test]
+    fn numbers_like_java_doubles() {
+        assert_eq!(jackson_number("100.00"), "100.0");
+        assert_eq!(jackson_number("0.50"), "0.5");
+        assert_eq!(jackson_number("12"), "12");
+        assert_eq!(jackson_number("1e7"), "1.0E7");
+        assert_eq!(jackson_number("0.0001"), "1.0E-4");
+        assert_eq!(jackson_number("123.456"), "123.456");
+    }
+
+    #[test]
+    fn escapes_like_jackson() {
+        let j = parse(b"{\"k\":\"a\\u0001b\\/\\u4e2d\\u007f\"}").unwrap();
+        assert_eq!(canonical_v2(&j).unwrap(), "{\"k\":\"a\\u0001b/中\u{7f}\"}");
+    }
+
+    #[test]
+    fn rejects_bad_json_with_position() {
+        let e = parse(b"{\"a\":}").unwrap_err().to_string();
+        assert!(e.contains("byte 5"), "{e}");
+        assert!(parse(b"{} x").is_err());
+        assert!(parse(b"\"\\ud800\"").is_err());
+    }
+}

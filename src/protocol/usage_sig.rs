@@ -1,0 +1,32 @@
+//! The usage push signature: Base64(HMAC-SHA256(key, "ts=<ts>&nonce=<nonce>&body=<body>")).
+
+use super::hmac::{b64, b64_eq, hmac_sha256};
+use super::json::{canonical_sorted, Json};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageSignature {
+    /// The exact body text: signed, and sent as the HTTP body.
+    pub body_string: String,
+    pub string_to_sign: String,
+    pub signature: String,
+}
+
+/// Signs a body object: its keys are sorted at every level (decision 6).
+pub fn sign(key: &str, body: &Json, ts: &str, nonce: &str) -> UsageSignature {
+    sign_body_string(key, canonical_sorted(body), ts, nonce)
+}
+
+/// Signs body text exactly as given (what a server verifies against the raw bytes).
+pub fn sign_body_string(key: &str, body_string: String, ts: &str, nonce: &str) -> UsageSignature {
+    let string_to_sign = format!("ts={ts}&nonce={nonce}&body={body_string}");
+    let signature = b64(&hmac_sha256(key.as_bytes(), string_to_sign.as_bytes()));
+    UsageSignature {
+        body_string,
+        string_to_sign,
+        signature,
+    }
+}
+
+pub fn signature_matches(expected: &str, received: &str) -> bool {
+    b64_eq(expected, received)
+}

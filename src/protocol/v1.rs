@@ -1,0 +1,253 @@
+//! V1 (legacy) signatures: the GET `authToken`, the Kit POST `authToken` header and the
+//! `Body-Sign` response header.
+
+use super::hmac::{b64, b64_eq, hmac_sha256};
+use super::json::{write_compact, Json};
+use super::ProtocolError;
+
+pub const BODY_SIGN_HEADER: &str = "Body-Sign";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthToken {
+    pub string_to_sign: String,
+    /// The timeStamp value appended to the access key to form the HMAC key.
+    pub timestamp: String,
+    pub auth_token: String,
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, `%XX` upper case.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Percent-decodes as UTF-8. `plus_as_space` reads `+` as a space (HTML forms); the
+/// marketplace encodes spaces as `%20`, so signing code passes false.
+pub fn percent_decode(s: &str, plus_as_space: bool) -> Result<String, ProtocolError> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3).ok_or_else(|| {
+                    ProtocolError::new(format!("query {s:?}: '%' at byte {i} needs two hex digits"))
+                })?;
+                let v = u8::from_str_radix(hex, 16).map_err(|_| {
+                    ProtocolError::new(format!("query {s:?}: '%{hex}' at byte {i} is not hex"))
+                })?;
+                out.push(v);
+                i += 3;
+            }
+            b'+' if plus_as_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| ProtocolError::new(format!("query {s:?}: decodes to invalid UTF-8")))
+}
+
+/// Splits a query string into decoded (name, value) pairs in order; `a` alone means `a=`.
+pub fn parse_query(
+    query: &str,
+    plus_as_space: bool,
+) -> Result<Vec<(String, String)>, ProtocolError> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (n, v) = p.split_once('=').unwrap_or((p, ""));
+            Ok((
+                percent_decode(n, plus_as_space)?,
+                percent_decode(v, plus_as_space)?,
+            ))
+        })
+        .collect()
+}
+
+pub fn encode_query(params: &[(String, String)]) -> String {
+    params
+        .iter()
+        .map(|(n, v)| format!("{}={}", percent_encode(n), percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The GET string to sign: every parameter but `authToken`, sorted by name (code units).
+pub fn string_to_sign(params: &[(String, String)]) -> String {
+    let mut p: Vec<&(String, String)> = params.iter().filter(|(n, _)| n != "authToken").collect();
+    p.sort_by(|a, b| super::json::java_cmp(&a.0, &b.0));
+    p.iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn timestamp_of(params: &[(String, String)]) -> Result<String, ProtocolError> {
+    params
+        .iter()
+        .find(|(n, _)| n == "timeStamp")
+        .map(|(_, v)| v.clone())
+        .ok_or_else(|| {
+            ProtocolError::new("timeStamp: missing (the V1 HMAC key is access key + timeStamp)")
+        })
+}
+
+/// The GET `authToken` over decoded parameters.
+pub fn auth_token(key: &str, params: &[(String, String)]) -> Result<AuthToken, ProtocolError> {
+    let timestamp = timestamp_of(params)?;
+    let string_to_sign = string_to_sign(params);
+    Ok(auth_token_over(key, &timestamp, string_to_sign))
+}
+
+/// The token over any candidate string (the doctor tries variants through this).
+pub fn auth_token_over(key: &str, timestamp: &str, string_to_sign: String) -> AuthToken {
+    let hmac_key = format!("{key}{timestamp}");
+    let auth_token = b64(&hmac_sha256(hmac_key.as_bytes(), string_to_sign.as_bytes()));
+    AuthToken {
+        string_to_sign,
+        timestamp: timestamp.to_string(),
+        auth_token,
+    }
+}
+
+/// The Kit POST string to sign: top-level fields as strings, blanks skipped, sorted.
+pub fn kit_string_to_sign(body: &Json) -> Result<String, ProtocolError> {
+    let Json::Object(m) = body else {
+        return Err(ProtocolError::new("body: must be a JSON object"));
+    };
+    let mut pairs: Vec<(&str, String)> = Vec::new();
+    for (k, v) in m {
+        let text = match v {
+            Json::Null => continue,
+            Json::Array(_) | Json::Object(_) => {
+                let mut s = String::new();
+                write_compact(&mut s, v);
+                s
+            }
+            other => other.scalar_text().unwrap_or_default(),
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        pairs.push((k, text));
+    }
+    pairs.sort_by(|a, b| super::json::java_cmp(a.0, b.0));
+    Ok(pairs
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("&"))
+}
+
+/// The Kit POST `authToken` header; the key's timestamp is the body's `timeStamp` field.
+pub fn kit_auth_token(key: &str, body: &Json) -> Result<AuthToken, ProtocolError> {
+    let ts = body
+        .get("timeStamp")
+        .and_then(Json::scalar_text)
+        .ok_or_else(|| {
+            ProtocolError::new(
+                "timeStamp: missing from the body (the V1 Kit HMAC key is access key + timeStamp)",
+            )
+        })?;
+    Ok(auth_token_over(key, &ts, kit_string_to_sign(body)?))
+}
+
+pub fn token_matches(expected: &str, received: &str) -> bool {
+    b64_eq(expected, received)
+}
+
+/// Base64(HMAC-SHA256(access key alone, exact body bytes)).
+pub fn body_sign(key: &str, body: &[u8]) -> String {
+    b64(&hmac_sha256(key.as_bytes(), body))
+}
+
+pub fn body_sign_header_value(signature: &str) -> String {
+    format!("sign_type=\"HMAC-SHA256\", signature=\"{signature}\"")
+}
+
+/// Reads `sign_type="HMAC-SHA256", signature="…"`, tolerating spaces around `=` and `,`
+/// (the documentation example has a space after `signature=`). Returns the signature.
+pub fn parse_body_sign(value: &str) -> Result<String, ProtocolError> {
+    let mut sign_type = None;
+    let mut signature = None;
+    for part in value.split(',') {
+        let (k, v) = part.split_once('=').ok_or_else(|| {
+            ProtocolError::new(format!(
+                "Body-Sign {value:?}: each part must be name=\"value\""
+            ))
+        })?;
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .ok_or_else(|| {
+                ProtocolError::new(format!("Body-Sign {value:?}: values must be double-quoted"))
+            })?;
+        match k.trim() {
+            "sign_type" => sign_type = Some(v.to_string()),
+            "signature" => signature = Some(v.to_string()),
+            other => {
+                return Err(ProtocolError::new(format!(
+                    "Body-Sign {value:?}: unknown part {other:?}"
+                )));
+            }
+        }
+    }
+    if sign_type.as_deref() != Some("HMAC-SHA256") {
+        return Err(ProtocolError::new(format!(
+            "Body-Sign {value:?}: sign_type must be \"HMAC-SHA256\""
+        )));
+    }
+    match signature {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(ProtocolError::new(format!(
+            "Body-Sign {value:?}: signature is empty"
+        ))),
+    }
+}
+
+/// Checks a `Body-Sign` header value against the raw body.
+pub fn verify_body_sign(key: &str, body: &[u8], header_value: &str) -> Result<bool, ProtocolError> {
+    let sig = parse_body_sign(header_value)?;
+    Ok(b64_eq(&body_sign(key, body), &sig))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_examples() {
+        let key = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d";
+        let body = br#"{"resultCode":"000000","resultMsg":"success.","instanceId":"61e834ba-7b97-4418-b8f7-e5345137278c"}"#;
+        assert_eq!(
+            body_sign(key, body),
+            "uqKPTNm33Dc+9kwcxTRY/3+kbLaXYijolEiIZ7zUM9U="
+        );
+        let v = "sign_type=\"HMAC-SHA256\", signature= \"uqKPTNm33Dc+9kwcxTRY/3+kbLaXYijolEiIZ7zUM9U=\"";
+        assert!(verify_body_sign(key, body, v).unwrap());
+    }
+
+    #[test]
+    fn decode_and_encode() {
+        assert_eq!(percent_decode("a%2Bb+c", false).unwrap(), "a+b+c");
+        assert_eq!(percent_decode("a%2Bb+c", true).unwrap(), "a+b c");
+        assert_eq!(percent_encode("a b/中"), "a%20b%2F%E4%B8%AD");
+        assert!(percent_decode("%G1", false).is_err());
+    }
+}

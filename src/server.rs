@@ -1,0 +1,181 @@
+//! A small blocking HTTP/1.1 server on tiny_http, shared by `serve merchant` and
+//! `serve marketplace`. Header names are written exactly as given (`Body-Sign` stays
+//! `Body-Sign`), which is why a lower-casing server stack is not used here.
+
+use crate::error::{CsmError, Result};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Requests larger than this are refused with 413 before they are read whole.
+pub const MAX_BODY: usize = 32 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// Path and query exactly as received, e.g. `/produce?signature=..`.
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn path(&self) -> &str {
+        self.url.split('?').next().unwrap_or("")
+    }
+
+    pub fn query(&self) -> &str {
+        self.url.split_once('?').map(|(_, q)| q).unwrap_or("")
+    }
+
+    /// First header with this name, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Wait this long before answering (fault injection).
+    pub delay: Option<Duration>,
+    /// Close the connection without answering (fault injection).
+    pub drop_connection: bool,
+}
+
+impl Response {
+    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Response {
+            status,
+            headers: vec![(
+                "Content-Type".into(),
+                "application/json;charset=UTF-8".into(),
+            )],
+            body: body.into(),
+            delay: None,
+            drop_connection: false,
+        }
+    }
+
+    pub fn text(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
+            body: body.into(),
+            delay: None,
+            drop_connection: false,
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, req: Request) -> Response;
+}
+
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    server: Arc<tiny_http::Server>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// Blocks until the server stops (it does not stop by itself).
+    pub fn wait(self) {
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+
+    pub fn shutdown(self) {
+        self.server.unblock();
+        for _ in 1..self.workers.len() {
+            self.server.unblock();
+        }
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Binds `listen` (port 0 picks a free port) and serves on `threads` worker threads.
+pub fn serve(listen: &str, handler: Arc<dyn Handler>, threads: usize) -> Result<ServerHandle> {
+    let server = tiny_http::Server::http(listen)
+        .map_err(|e| CsmError::Network(format!("--listen {listen}: cannot bind: {e}")))?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| CsmError::Network(format!("--listen {listen}: not an IP address")))?;
+    let server = Arc::new(server);
+    let workers = (0..threads.max(1))
+        .map(|_| {
+            let server = Arc::clone(&server);
+            let handler = Arc::clone(&handler);
+            std::thread::spawn(move || {
+                while let Ok(req) = server.recv() {
+                    answer(req, handler.as_ref());
+                }
+            })
+        })
+        .collect();
+    Ok(ServerHandle {
+        addr,
+        server,
+        workers,
+    })
+}
+
+fn answer(mut req: tiny_http::Request, handler: &dyn Handler) {
+    let declared = req.body_length().unwrap_or(0);
+    if declared > MAX_BODY {
+        let _ =
+            req.respond(tiny_http::Response::from_string("body too large").with_status_code(413));
+        return;
+    }
+    let mut body = Vec::with_capacity(declared);
+    if std::io::Read::read_to_end(&mut req.as_reader().take(MAX_BODY as u64 + 1), &mut body)
+        .is_err()
+        || body.len() > MAX_BODY
+    {
+        let _ = req.respond(tiny_http::Response::from_string("bad body").with_status_code(400));
+        return;
+    }
+    let request = Request {
+        method: req.method().as_str().to_string(),
+        url: req.url().to_string(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
+            .collect(),
+        body,
+    };
+    let resp = handler.handle(request);
+    if let Some(d) = resp.delay {
+        std::thread::sleep(d);
+    }
+    if resp.drop_connection {
+        // Dropping the request without responding closes the connection.
+        drop(req);
+        return;
+    }
+    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+    for (n, v) in &resp.headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(n.as_bytes(), v.as_bytes()) {
+            out.add_header(h);
+        }
+    }
+    let _ = req.respond(out);
+}
+
+use std::io::Read as _;
