@@ -3,16 +3,21 @@
 //! Pure protocol code lives in [`protocol`] (no I/O, no clock, no printing); the
 //! subcommands in [`commands`] glue it to files, the network and the terminal.
 
+pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod endpoint;
 pub mod error;
+pub mod license;
 pub mod marketplace;
+pub mod merchant;
 pub mod output;
 pub mod protocol;
 pub mod secret;
 pub mod server;
+pub mod usage;
 
 use cli::{Cli, Command};
 use error::{Exit, Result};

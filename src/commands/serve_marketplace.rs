@@ -1,9 +1,12 @@
 //! `csm serve marketplace`: the stand-in marketplace as a real server on this machine.
 
 use crate::cli::GlobalArgs;
-use crate::error::{CsmError, Exit, Result};
+use crate::error::{Exit, Result};
+use crate::marketplace::Marketplace;
+use crate::server;
 use clap::Args;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Args)]
 pub struct MarketplaceArgs {

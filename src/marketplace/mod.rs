@@ -1,4 +1,72 @@
-//! The stand-in marketplace: usage push API and license open APIs behind one router.
+//! The stand-in marketplace: usage push API and license open APIs behind one router,
+//! with its state in one SQLite database (a file with `--state`, else in memory).
 
 pub mod license_api;
 pub mod usage_api;
+
+use crate::commands::serve_marketplace::MarketplaceArgs;
+use crate::config::{self, KeyRole, Profile};
+use crate::error::Result;
+use crate::secret::Secret;
+use crate::server::{Handler, Request, Response};
+use rusqlite::Connection;
+use std::sync::Mutex;
+
+pub struct Marketplace {
+    pub db: Mutex<Connection>,
+    pub args: MarketplaceArgs,
+    /// Verifies usage push signatures.
+    pub usage_key: Option<Secret>,
+    /// Accepted API Gateway credentials for the license open APIs.
+    pub sk: Option<Secret>,
+    /// Signs License callbacks sent to the merchant.
+    pub license_key: Option<Secret>,
+}
+
+impl Marketplace {
+    pub fn open(args: MarketplaceArgs) -> Result<Self> {
+        let none = Profile::default();
+        let usage_key = config::find_key(KeyRole::Basic, args.key_file.as_deref(), &none)?;
+        let sk = config::find_key(KeyRole::Sk, args.sk_file.as_deref(), &none)?;
+        let license_key =
+            config::find_key(KeyRole::License, args.license_key_file.as_deref(), &none)?;
+        let conn = match &args.state {
+            Some(p) => Connection::open(p)?,
+            None => Connection::open_in_memory()?,
+        };
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        usage_api::init_schema(&conn)?;
+        license_api::init_schema(&conn)?;
+        Ok(Marketplace {
+            db: Mutex::new(conn),
+            args,
+            usage_key,
+            sk,
+            license_key,
+        })
+    }
+
+    pub fn has_fault(&self, name: &str) -> bool {
+        self.args.fault.iter().any(|f| f == name)
+    }
+}
+
+impl Handler for Marketplace {
+    fn handle(&self, req: Request) -> Response {
+        if let Some(r) = license_api::route(self, &req) {
+            return r;
+        }
+        if let Some(r) = usage_api::route(self, &req) {
+            return r;
+        }
+        Response::json(
+            404,
+            format!(
+                "{{\"error_code\":\"MKT.0199\",\"error_msg\":\"no such API: {} {}\"}}",
+                req.method,
+                req.path().replace('"', "")
+            ),
+        )
+    }
+}

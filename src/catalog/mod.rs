@@ -1,0 +1,1 @@
+//! The callback catalog: every callback the marketplace sends, as data, with value generators.

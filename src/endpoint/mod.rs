@@ -1,0 +1,1 @@
+//! test-endpoint: suites, checks and verdicts (judging replies as the marketplace does).

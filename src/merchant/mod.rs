@@ -1,0 +1,1 @@
+//! The reference merchant endpoint served by `csm serve merchant`.

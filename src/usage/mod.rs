@@ -1,0 +1,1 @@
+//! Usage records (话单): parsing, validation, the journal and upload.
