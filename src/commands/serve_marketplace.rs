@@ -36,8 +36,15 @@ pub struct MarketplaceArgs {
     pub fault: Vec<String>,
 }
 
-pub fn run(_g: &GlobalArgs, _a: MarketplaceArgs) -> Result<Exit> {
-    Err(CsmError::usage(
-        "csm serve marketplace: not available in this build yet",
-    ))
+pub fn run(g: &GlobalArgs, a: MarketplaceArgs) -> Result<Exit> {
+    let listen = a.listen.clone();
+    let market = Arc::new(Marketplace::open(a)?);
+    let handle = server::serve(&listen, market, 4)?;
+    if !g.quiet {
+        // Tests and scripts read this line to learn the port when listening on port 0.
+        println!("csm marketplace listening on http://{}", handle.addr);
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    }
+    handle.wait();
+    Ok(Exit::Ok)
 }
