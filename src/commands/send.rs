@@ -1,12 +1,394 @@
-//! `csm send`.
+//! `csm send`: one signed callback, the full request and reply, and the verdicts.
 
+use super::test_endpoint::{
+    confirm_remote, load_keys, parse_duration, parse_endpoint, resolve_protocol,
+};
+use crate::catalog::gen::{self, Ctx};
+use crate::catalog::{self, Callback, FieldType, Protocol};
 use crate::cli::GlobalArgs;
+use crate::config;
+use crate::endpoint::client::{Client, Exchange};
+use crate::endpoint::judge::{self, Family, JudgeCtx, Rule, Status};
+use crate::endpoint::request::{self, PrepOpts, Prepared, Tamper};
 use crate::error::{CsmError, Exit, Result};
 use clap::Args;
+use serde_json::{json, Map, Value};
+use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Args)]
-pub struct SendArgs {}
+pub struct SendArgs {
+    /// The activity or Kit interface, e.g. newInstance, refreshInstance, tenantSync,
+    /// refreshLicenseCode, orderNotify.
+    pub activity: String,
+    /// Scene or status for activities that have one (RENEWAL, FREEZE, ...).
+    #[arg(long)]
+    pub scene: Option<String>,
+    /// The production address, e.g. https://isv.example.com/produce.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    #[arg(long, value_enum)]
+    pub protocol: Option<Protocol>,
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    pub kit_key_file: Option<PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    pub license_key_file: Option<PathBuf>,
+    /// Override a field: `--set instanceId=abc`, nested `--set a.b=c`; JSON for
+    /// integer, array and object fields. Repeatable.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub set: Vec<String>,
+    /// Leave a field out. Repeatable.
+    #[arg(long, value_name = "FIELD")]
+    pub unset: Vec<String>,
+    /// Start from this JSON object instead of generated values.
+    #[arg(long, value_name = "FILE")]
+    pub body: Option<PathBuf>,
+    /// Accept fields and values the catalog does not list.
+    #[arg(long)]
+    pub allow_unknown: bool,
+    /// The resultCode the reply should carry.
+    #[arg(long, default_value = "000000", value_name = "CODE")]
+    pub expect_code: String,
+    /// Print the request without sending it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print an equivalent curl command.
+    #[arg(long)]
+    pub curl: bool,
+    /// Time budget, e.g. 5s or 1500ms.
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Use the debugging page's 20 s budget.
+    #[arg(long, conflicts_with = "timeout")]
+    pub debug_page: bool,
+    /// Append Kit paths to the full address instead of its origin.
+    #[arg(long)]
+    pub kit_path_full: bool,
+    /// Send without testFlag (as a live call). Only for endpoints you own.
+    #[arg(long)]
+    pub no_test_flag: bool,
+    /// Do not ask before sending to a non-loopback address.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
 
-pub fn run(_g: &GlobalArgs, _a: SendArgs) -> Result<Exit> {
-    Err(CsmError::usage("csm send: not available in this build yet"))
+/// Checks an override path against the catalog; returns the field's type when known.
+fn check_field(
+    cb: &Callback,
+    path: &str,
+    allow_unknown: bool,
+    flag: &str,
+) -> Result<Option<FieldType>> {
+    let top = path.split('.').next().unwrap_or("");
+    match cb.field(top) {
+        Some(f) => {
+            if path.contains('.') && f.ty != FieldType::Object && !allow_unknown {
+                return Err(CsmError::usage(format!(
+                    "{flag} {path}: {top} is a {:?} field, not an object; set it whole (or pass --allow-unknown)",
+                    f.ty
+                ).to_lowercase()));
+            }
+            Ok(Some(f.ty))
+        }
+        None if allow_unknown => Ok(None),
+        None => Err(CsmError::usage(format!(
+            "{flag} {path}: {} has no field {top:?} (fields: {}); pass --allow-unknown to send it anyway",
+            cb.name,
+            cb.fields.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+fn parse_value(raw: &str, ty: Option<FieldType>, kit: bool) -> Value {
+    match ty {
+        Some(FieldType::Array | FieldType::Object) => {
+            serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.into()))
+        }
+        Some(FieldType::Integer) if kit => raw
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(raw.into())),
+        Some(_) => Value::String(raw.into()),
+        None if raw.starts_with('{') || raw.starts_with('[') => {
+            serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.into()))
+        }
+        None => Value::String(raw.into()),
+    }
+}
+
+/// The generated body with `--body`, `--set` and `--unset` applied, all validated.
+pub fn build_fields(
+    cb: &'static Callback,
+    scene: Option<&str>,
+    ctx: &Ctx,
+    a: &SendArgs,
+) -> Result<Map<String, Value>> {
+    let mut fields = match &a.body {
+        Some(path) => {
+            let text = std::fs::read(path).map_err(|e| CsmError::io(path, e))?;
+            match serde_json::from_slice::<Value>(&text) {
+                Ok(Value::Object(m)) => {
+                    for k in m.keys() {
+                        check_field(cb, k, a.allow_unknown, "--body")?;
+                    }
+                    m
+                }
+                Ok(_) => {
+                    return Err(CsmError::usage(format!(
+                        "--body {}: must hold a JSON object",
+                        path.display()
+                    )))
+                }
+                Err(e) => {
+                    return Err(CsmError::usage(format!(
+                        "--body {}: not JSON ({e})",
+                        path.display()
+                    )))
+                }
+            }
+        }
+        None => gen::generate(cb, scene, ctx),
+    };
+    for s in &a.set {
+        let (path, raw) = s.split_once('=').ok_or_else(|| {
+            CsmError::usage(format!("--set {s:?}: must be FIELD=VALUE"))
+        })?;
+        let ty = check_field(cb, path, a.allow_unknown, "--set")?;
+        if let Some(f) = cb.field(path) {
+            if !f.values.is_empty() && !f.values.contains(&raw) && !a.allow_unknown {
+                return Err(CsmError::usage(format!(
+                    "--set {path}={raw}: {path} must be one of {} (pass --allow-unknown to send it anyway)",
+                    f.values.join(", ")
+                )));
+            }
+        }
+        let value = parse_value(raw, ty, cb.family.is_kit());
+        request::set_path(&mut fields, path, value)
+            .map_err(|e| CsmError::usage(format!("--set {e}")))?;
+    }
+    for path in &a.unset {
+        check_field(cb, path, a.allow_unknown, "--unset")?;
+        if !request::unset_path(&mut fields, path) {
+            return Err(CsmError::usage(format!(
+                "--unset {path}: the body has no such field (nothing to remove)"
+            )));
+        }
+    }
+    Ok(fields)
+}
+
+fn print_request(p: &Prepared) {
+    println!("> {} {}", p.method, p.url);
+    for (n, v) in &p.headers {
+        println!("> {n}: {v}");
+    }
+    println!(">");
+    if !p.body.is_empty() {
+        println!("{}", String::from_utf8_lossy(&p.body));
+    }
+}
+
+fn request_json(p: &Prepared) -> Value {
+    json!({
+        "activity": p.callback.name,
+        "family": p.callback.family,
+        "scene": p.scene,
+        "method": p.method,
+        "url": p.url,
+        "headers": p.headers,
+        "body": String::from_utf8_lossy(&p.body),
+    })
+}
+
+pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
+    let profile = config::active_profile(g)?;
+    let protocol = resolve_protocol(a.protocol, &profile)?;
+    let cb = catalog::find(&a.activity, protocol).ok_or_else(|| {
+        CsmError::usage(format!(
+            "ACTIVITY {:?}: not a {} callback (one of: {})",
+            a.activity,
+            protocol.name(),
+            catalog::names(protocol).join(", ")
+        ))
+    })?;
+    if let Some(s) = &a.scene {
+        if cb.scene_field.is_none() {
+            return Err(CsmError::usage(format!(
+                "--scene {s}: {} has no scene",
+                cb.name
+            )));
+        }
+        if !cb.scenes.contains(&s.as_str()) && !a.allow_unknown {
+            return Err(CsmError::usage(format!(
+                "--scene {s}: {} takes one of {}",
+                cb.name,
+                cb.scenes.join(", ")
+            )));
+        }
+    }
+    let raw_endpoint = a
+        .endpoint
+        .clone()
+        .or_else(|| profile.endpoint.clone())
+        .ok_or_else(|| CsmError::usage("--endpoint: no endpoint given"))?;
+    let endpoint = parse_endpoint(&raw_endpoint)?;
+    let keys = load_keys(
+        a.key_file.as_deref(),
+        a.kit_key_file.as_deref(),
+        a.license_key_file.as_deref(),
+        &profile,
+    )?;
+    let key = keys.for_family(cb.family).cloned().ok_or_else(|| {
+        let role = cb.family.key_role();
+        CsmError::usage(format!(
+            "{}: {} needs the {} key (pass {} FILE or set {})",
+            role.flag(),
+            cb.name,
+            cb.family.label(),
+            role.flag(),
+            role.env()
+        ))
+    })?;
+    let mut ctx = Ctx {
+        test_flag: !a.no_test_flag,
+        v1_key: keys.basic.as_ref().map(|k| k.expose().to_string()),
+        ..Ctx::default()
+    };
+    gen::settle(&mut ctx);
+    let fields = build_fields(cb, a.scene.as_deref(), &ctx, &a)?;
+    let prepared = request::prepare(
+        cb,
+        a.scene.as_deref(),
+        fields,
+        &key,
+        &PrepOpts {
+            endpoint: &endpoint,
+            now_ms: crate::clock::now_ms(),
+            nonce: crate::clock::nonce_hex64(),
+            tamper: Tamper::None,
+            kit_path_full: a.kit_path_full,
+        },
+    )?;
+    if a.dry_run {
+        if g.json {
+            let mut v = json!({"request": request_json(&prepared), "sent": false});
+            if a.curl {
+                v["curl"] = Value::from(prepared.curl());
+            }
+            crate::output::print_json(&v);
+        } else if a.curl {
+            println!("{}", prepared.curl());
+        } else {
+            print_request(&prepared);
+        }
+        return Ok(Exit::Ok);
+    }
+    confirm_remote(&endpoint, a.yes, g, &format!("{} (one callback)", cb.name))?;
+    let timeout = if a.debug_page {
+        Duration::from_secs(20)
+    } else {
+        a.timeout
+    };
+    let ex = Client::new(timeout).send(&prepared);
+    let rules = judge_one(&ex, key.expose(), timeout, &a.expect_code);
+    let failed = rules.iter().any(|r| r.status == Status::Fail);
+    if g.json {
+        let reply = match &ex.outcome {
+            Ok(r) => json!({
+                "status": r.status,
+                "headers": r.headers,
+                "body": String::from_utf8_lossy(&r.body),
+                "truncated": r.truncated,
+                "latency_ms": ex.latency.as_millis() as u64,
+            }),
+            Err(f) => json!({"error": f.message, "kind": f.kind}),
+        };
+        let mut v = json!({
+            "request": request_json(&prepared),
+            "sent": true,
+            "reply": reply,
+            "checks": rules.iter().map(|r| json!({
+                "family": r.family.id(), "status": r.status, "expected": r.expected,
+                "actual": r.actual, "fix": r.fix})).collect::<Vec<_>>(),
+            "result": if failed { "fail" } else { "pass" },
+        });
+        if a.curl {
+            v["curl"] = Value::from(prepared.curl());
+        }
+        crate::output::print_json(&v);
+    } else {
+        if a.curl {
+            println!("{}\n", prepared.curl());
+        }
+        if !g.quiet {
+            print_request(&prepared);
+            println!();
+            match &ex.outcome {
+                Ok(r) => {
+                    println!("< {} ({} ms)", r.status, ex.latency.as_millis());
+                    for (n, v) in &r.headers {
+                        println!("< {n}: {v}");
+                    }
+                    println!("<");
+                    println!("{}", String::from_utf8_lossy(&r.body));
+                    if r.truncated {
+                        println!("(reply cut at {} bytes)", crate::endpoint::client::MAX_REPLY);
+                    }
+                }
+                Err(f) => println!("< no reply after {} ms: {}", ex.latency.as_millis(), f.message),
+            }
+            println!();
+        }
+        for r in &rules {
+            let tag = match r.status {
+                Status::Pass => "pass",
+                Status::Fail => "FAIL",
+                Status::Skip => "skip",
+            };
+            match r.status {
+                Status::Fail => println!(
+                    "{tag}  {:<16} expected {}; got {}\n      fix: {}",
+                    r.family.id(),
+                    r.expected,
+                    r.actual,
+                    r.fix
+                ),
+                _ => println!("{tag}  {:<16} {}", r.family.id(), r.actual),
+            }
+        }
+    }
+    if let Err(f) = &ex.outcome {
+        if f.kind == crate::endpoint::client::NetKind::Connect {
+            return Err(CsmError::Network(format!(
+                "--endpoint {endpoint}: unreachable: {}",
+                f.message
+            )));
+        }
+    }
+    Ok(if failed { Exit::CheckFailed } else { Exit::Ok })
+}
+
+/// The debugging page's rules for one reply plus the expected resultCode.
+pub fn judge_one(ex: &Exchange, key: &str, budget: Duration, expect: &str) -> Vec<Rule> {
+    let cx = JudgeCtx {
+        v1: ex.request.callback.family.is_v1(),
+        key,
+        budget,
+    };
+    let mut rules = judge::judge_format(ex, &cx);
+    if ex.outcome.is_ok() {
+        match judge::result_code(ex) {
+            Some(c) if c == expect => rules.push(Rule::pass(Family::ResultCode, expect, c)),
+            Some(c) => rules.push(Rule::fail(
+                Family::ResultCode,
+                expect,
+                c,
+                "see resultMsg for what the endpoint objected to",
+            )),
+            None => {}
+        }
+    }
+    rules
 }
