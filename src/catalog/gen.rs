@@ -32,7 +32,9 @@ pub struct Ctx {
 }
 
 const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴"];
-const GIVEN: &[&str] = &["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳"];
+const GIVEN: &[&str] = &[
+    "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳",
+];
 const COMPANIES: &[&str] = &["云杉科技有限公司", "星河数据有限公司", "青石软件有限公司"];
 const DEPARTMENTS: &[&str] = &["研发部", "市场部", "财务部", "运维部", "销售部"];
 
@@ -111,7 +113,9 @@ fn user_list(n: usize) -> Vec<Value> {
 fn org_list() -> Vec<Value> {
     let mut v = vec![json!({"orgCode": "ORG0001", "orgName": "总部"})];
     for (i, d) in DEPARTMENTS.iter().enumerate() {
-        v.push(json!({"orgCode": format!("ORG{:04}", i + 2), "orgName": d, "parentCode": "ORG0001"}));
+        v.push(
+            json!({"orgCode": format!("ORG{:04}", i + 2), "orgName": d, "parentCode": "ORG0001"}),
+        );
     }
     v
 }
@@ -131,7 +135,8 @@ pub fn settle(ctx: &mut Ctx) {
     ctx.instance_id.get_or_insert_with(crate::clock::uuid);
     ctx.license.get_or_insert_with(license_code);
     ctx.tenant_id.get_or_insert_with(hex32);
-    ctx.app_id.get_or_insert_with(|| format!("app-{}", upper_alnum(12)));
+    ctx.app_id
+        .get_or_insert_with(|| format!("app-{}", upper_alnum(12)));
     ctx.org_code.get_or_insert_with(|| "ORG0002".into());
 }
 
@@ -158,9 +163,10 @@ pub fn generate(cb: &Callback, scene: Option<&str>, ctx: &Ctx) -> Map<String, Va
                     other => Value::String(other.to_string()),
                 }
             }
-            (_, FieldType::Integer, Value::String(s)) => {
-                s.parse::<i64>().map(Value::from).unwrap_or(Value::String(s))
-            }
+            (_, FieldType::Integer, Value::String(s)) => s
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or(Value::String(s)),
             (_, _, v) => v,
         };
         out.insert(field.name.to_string(), v);
@@ -222,10 +228,7 @@ fn value(
                 .ok()
                 .map(Value::String)
         }
-        Gen::OrderAmount => s(format!(
-            "{}.00",
-            rand::thread_rng().gen_range(1..100) * 100
-        )),
+        Gen::OrderAmount => s(format!("{}.00", rand::thread_rng().gen_range(1..100) * 100)),
         Gen::SaasExtendParams => s(saas_extend_params()),
         Gen::License => s(opt(&ctx.license)),
         Gen::TenantId => s(opt(&ctx.tenant_id)),
@@ -253,8 +256,9 @@ fn value(
         Gen::OrgInfoList => Some(Value::Array(org_list())),
         Gen::OrgInfoString => s(Value::Array(org_list()).to_string()),
         Gen::SyncTime => s(cst(now).format("%Y%m%d%H%M%S%3f").to_string()),
-        Gen::ProductInfo => s(json!({"productId": product_id(), "skuCode": crate::clock::uuid()})
-            .to_string()),
+        Gen::ProductInfo => {
+            s(json!({"productId": product_id(), "skuCode": crate::clock::uuid()}).to_string())
+        }
     }
 }
 
@@ -287,7 +291,12 @@ mod tests {
                     );
                 }
                 if let (Some(Value::String(s)), false) = (v, field.values.is_empty()) {
-                    assert!(field.values.contains(&s.as_str()), "{}.{}", cb.name, field.name);
+                    assert!(
+                        field.values.contains(&s.as_str()),
+                        "{}.{}",
+                        cb.name,
+                        field.name
+                    );
                 }
             }
         }
@@ -313,7 +322,11 @@ mod tests {
         assert_eq!(k["userList"].as_array().unwrap().len(), 500);
         assert_eq!(k["timeStamp"], "20260102110405678");
         assert_eq!(k["testFlag"], 1);
-        let l = generate(find("releaseLicenseCode", Protocol::V2).unwrap(), None, &ctx);
+        let l = generate(
+            find("releaseLicenseCode", Protocol::V2).unwrap(),
+            None,
+            &ctx,
+        );
         assert!(l["license"].as_str().unwrap().starts_with("PL"));
         let r = generate(
             find("refreshInstance", Protocol::V2).unwrap(),

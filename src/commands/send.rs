@@ -152,9 +152,9 @@ pub fn build_fields(
         None => gen::generate(cb, scene, ctx),
     };
     for s in &a.set {
-        let (path, raw) = s.split_once('=').ok_or_else(|| {
-            CsmError::usage(format!("--set {s:?}: must be FIELD=VALUE"))
-        })?;
+        let (path, raw) = s
+            .split_once('=')
+            .ok_or_else(|| CsmError::usage(format!("--set {s:?}: must be FIELD=VALUE")))?;
         let ty = check_field(cb, path, a.allow_unknown, "--set")?;
         if let Some(f) = cb.field(path) {
             if !f.values.is_empty() && !f.values.contains(&raw) && !a.allow_unknown {
@@ -334,10 +334,17 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
                     println!("<");
                     println!("{}", String::from_utf8_lossy(&r.body));
                     if r.truncated {
-                        println!("(reply cut at {} bytes)", crate::endpoint::client::MAX_REPLY);
+                        println!(
+                            "(reply cut at {} bytes)",
+                            crate::endpoint::client::MAX_REPLY
+                        );
                     }
                 }
-                Err(f) => println!("< no reply after {} ms: {}", ex.latency.as_millis(), f.message),
+                Err(f) => println!(
+                    "< no reply after {} ms: {}",
+                    ex.latency.as_millis(),
+                    f.message
+                ),
             }
             println!();
         }

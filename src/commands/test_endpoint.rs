@@ -167,6 +167,43 @@ fn keys_for_demo(with_license: bool) -> Keys {
     }
 }
 
+/// The demo: a reference merchant per protocol on a free loopback port (v2 with Kit and
+/// License keys, then v1 with a Kit key), keys made for the run. Keep the handles alive.
+pub fn demo_targets(
+    timeout: Duration,
+    faults: &[crate::merchant::Fault],
+    users: usize,
+) -> Result<(Vec<Target>, Vec<server::ServerHandle>)> {
+    let mut targets = Vec::new();
+    let mut servers = Vec::new();
+    for protocol in [Protocol::V2, Protocol::V1] {
+        let keys = keys_for_demo(protocol == Protocol::V2);
+        let merchant = Merchant::new(MerchantConfig {
+            protocol,
+            keys: keys.clone(),
+            faults: faults.to_vec(),
+            // Beyond the client's budget, so that `slow` shows without a long wait.
+            fault_delay: timeout + Duration::from_millis(500),
+            window_ms: 60_000,
+            state: None,
+            record: None,
+        })?;
+        let handle = server::serve("127.0.0.1:0", Arc::new(merchant), 16)?;
+        let endpoint = parse_endpoint(&format!("http://{}/produce", handle.addr))?;
+        servers.push(handle);
+        targets.push(Target {
+            endpoint,
+            protocol,
+            keys,
+            timeout,
+            kit_path_full: false,
+            test_flag: true,
+            users,
+        });
+    }
+    Ok((targets, servers))
+}
+
 pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
     let timeout = if a.debug_page {
         Duration::from_secs(20)
@@ -184,34 +221,12 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
     let faults = super::serve_merchant::parse_faults(&a.fault)?;
     let mut targets: Vec<Target> = Vec::new();
     // Demo merchants live until the end of the run.
-    let mut servers = Vec::new();
+    let mut servers: Vec<server::ServerHandle> = Vec::new();
     let endpoint_label;
     if a.demo {
-        for protocol in [Protocol::V2, Protocol::V1] {
-            let keys = keys_for_demo(protocol == Protocol::V2);
-            let merchant = Merchant::new(MerchantConfig {
-                protocol,
-                keys: keys.clone(),
-                faults: faults.clone(),
-                // Beyond the client's budget, so that `slow` shows without a long wait.
-                fault_delay: timeout + Duration::from_millis(500),
-                window_ms: 60_000,
-                state: None,
-                record: None,
-            })?;
-            let handle = server::serve("127.0.0.1:0", Arc::new(merchant), 16)?;
-            let endpoint = parse_endpoint(&format!("http://{}/produce", handle.addr))?;
-            servers.push(handle);
-            targets.push(Target {
-                endpoint,
-                protocol,
-                keys,
-                timeout,
-                kit_path_full: false,
-                test_flag: true,
-                users: a.users as usize,
-            });
-        }
+        let (t, s) = demo_targets(timeout, &faults, a.users as usize)?;
+        targets = t;
+        servers = s;
         endpoint_label = "demo (reference merchant on 127.0.0.1)".to_string();
     } else {
         let profile = config::active_profile(g)?;
@@ -291,7 +306,10 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("1500ms").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            parse_duration("1500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
         assert!(parse_duration("5h").is_err());
         assert!(parse_duration("0s").is_err());

@@ -326,13 +326,12 @@ fn judge_fields(v: &Value, fields: &[&ReplyField]) -> Vec<Rule> {
         for (at, val) in lookup(v, f.path) {
             match val {
                 None | Some(Value::Null) if f.required => missing.push(at),
-                Some(Value::String(s)) if f.max_len.is_some_and(|m| s.chars().count() > m) => {
-                    long.push(format!(
+                Some(Value::String(s)) if f.max_len.is_some_and(|m| s.chars().count() > m) => long
+                    .push(format!(
                         "{at} is {} characters (limit {})",
                         s.chars().count(),
                         f.max_len.unwrap_or(0)
-                    ))
-                }
+                    )),
                 _ => {}
             }
         }
@@ -389,7 +388,10 @@ fn judge_credentials(v: &Value, key: &str) -> Vec<Rule> {
         }
     }
     if seen == 0 {
-        return vec![Rule::skip(Family::Credentials, "no credentials in the reply")];
+        return vec![Rule::skip(
+            Family::Credentials,
+            "no credentials in the reply",
+        )];
     }
     if bad.is_empty() {
         vec![Rule::pass(

@@ -113,13 +113,21 @@ fn with_query(url: &Url, pairs: &[(String, String)]) -> String {
 }
 
 fn kit_url(endpoint: &Url, v2: bool, name: &str, full: bool) -> String {
-    let prefix = if v2 { "/produceAPI/v2/" } else { "/produceAPI/" };
+    let prefix = if v2 {
+        "/produceAPI/v2/"
+    } else {
+        "/produceAPI/"
+    };
     if full {
         let mut base = endpoint.clone();
         base.set_query(None);
         format!("{}{}{name}", base.as_str().trim_end_matches('/'), prefix)
     } else {
-        format!("{}{}{name}", endpoint.origin().ascii_serialization(), prefix)
+        format!(
+            "{}{}{name}",
+            endpoint.origin().ascii_serialization(),
+            prefix
+        )
     }
 }
 
@@ -152,7 +160,10 @@ pub fn prepare(
     let ts = ts_ms.to_string();
     let mut headers: Vec<(String, String)> = Vec::new();
     let json_headers = |h: &mut Vec<(String, String)>| {
-        h.push(("Content-Type".into(), "application/json;charset=UTF-8".into()));
+        h.push((
+            "Content-Type".into(),
+            "application/json;charset=UTF-8".into(),
+        ));
         h.push(("Accept".into(), "application/json".into()));
     };
     let (method, url, body) = match cb.family {

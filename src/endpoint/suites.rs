@@ -177,12 +177,7 @@ impl Runner<'_> {
         let mut c = Ctx {
             test_flag: self.t.test_flag,
             users: Some(self.t.users),
-            v1_key: self
-                .t
-                .keys
-                .basic
-                .as_ref()
-                .map(|k| k.expose().to_string()),
+            v1_key: self.t.keys.basic.as_ref().map(|k| k.expose().to_string()),
             ..Ctx::default()
         };
         gen::settle(&mut c);
@@ -380,9 +375,14 @@ impl Runner<'_> {
         }
         for (family, rules) in per {
             let total = rules.len();
-            let failed: Vec<&(String, Rule)> =
-                rules.iter().filter(|(_, r)| r.status == Status::Fail).collect();
-            let passed = rules.iter().filter(|(_, r)| r.status == Status::Pass).count();
+            let failed: Vec<&(String, Rule)> = rules
+                .iter()
+                .filter(|(_, r)| r.status == Status::Fail)
+                .collect();
+            let passed = rules
+                .iter()
+                .filter(|(_, r)| r.status == Status::Pass)
+                .count();
             let check = family.describe().to_string();
             if let Some((title, first)) = failed.first() {
                 let mut calls: Vec<&str> = failed.iter().map(|(t, _)| t.as_str()).collect();
@@ -412,7 +412,11 @@ impl Runner<'_> {
                     .unwrap_or_default();
                 self.row(check, Rule::pass(family, e, a), detail);
             } else if let Some((_, first)) = rules.first() {
-                self.row(check, Rule::skip(family, first.actual.clone()), String::new());
+                self.row(
+                    check,
+                    Rule::skip(family, first.actual.clone()),
+                    String::new(),
+                );
             }
         }
     }
@@ -587,7 +591,11 @@ fn idempotency(r: &mut Runner) {
     let a = r.call("newInstance", None, &ctx, &[], Tamper::None);
     r.expect_code(&a, "newInstance".into(), OK, Family::ResultCode);
     let b = r.call("newInstance", None, &ctx, &[], Tamper::None);
-    r.expect_same(&a, &b, "newInstance again, same order (new businessId)".into());
+    r.expect_same(
+        &a,
+        &b,
+        "newInstance again, same order (new businessId)".into(),
+    );
     if let Some(id) = a.as_ref().and_then(instance_of) {
         ctx.instance_id = Some(id);
     }
@@ -632,7 +640,12 @@ fn negative(r: &mut Runner) {
     }
     let id = ctx.instance_id.clone().unwrap_or_default();
     let before = r.call("queryInstance", None, &ctx, &[], Tamper::None);
-    r.expect_code(&before, "setup: queryInstance".into(), OK, Family::ResultCode);
+    r.expect_code(
+        &before,
+        "setup: queryInstance".into(),
+        OK,
+        Family::ResultCode,
+    );
     let refused = Family::RefusesBadRequests;
     let cases: &[(Tamper, &str)] = &[
         (Tamper::BadSignature, "tampered signature"),

@@ -310,7 +310,13 @@ impl Merchant {
         let user = format!("admin_{}", id.chars().take(8).collect::<String>());
         let pass = format!("Pw{}", crate::clock::alphanumeric(14));
         if v1 {
-            let key = self.cfg.keys.basic.as_ref().map(|k| k.expose()).unwrap_or("");
+            let key = self
+                .cfg
+                .keys
+                .basic
+                .as_ref()
+                .map(|k| k.expose())
+                .unwrap_or("");
             let t = if self.has(Fault::WrongEncryption) {
                 EncryptType::Aes128
             } else {
@@ -334,7 +340,12 @@ impl Merchant {
 
     // ---- instances (V1 and V2 basic) ----
 
-    fn new_instance(&self, order_key: &str, business_id: Option<&str>, test: bool) -> Result<String> {
+    fn new_instance(
+        &self,
+        order_key: &str,
+        business_id: Option<&str>,
+        test: bool,
+    ) -> Result<String> {
         let st = self.store();
         if !self.has(Fault::NotIdempotent) {
             if let Some(inst) = st.by_order(order_key)? {
@@ -356,7 +367,10 @@ impl Merchant {
 
     /// The instance if it exists and is not released.
     fn live(&self, id: &str) -> Result<Option<store::Instance>> {
-        Ok(self.store().instance(id)?.filter(|i| i.status != "RELEASED"))
+        Ok(self
+            .store()
+            .instance(id)?
+            .filter(|i| i.status != "RELEASED"))
     }
 
     fn release(&self, id: &str) -> Result<Reply> {
@@ -379,7 +393,12 @@ impl Merchant {
 
     fn query(&self, ids: &str, v1: bool) -> Result<Reply> {
         let mut info = Vec::new();
-        for id in ids.split(',').map(str::trim).filter(|s| !s.is_empty()).take(100) {
+        for id in ids
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .take(100)
+        {
             if self.live(id)?.is_some() {
                 let mut item = Map::new();
                 item.insert("instanceId".into(), Value::from(id));
@@ -422,8 +441,13 @@ impl Merchant {
                     return missing("instanceId");
                 };
                 let scene = need("scene").unwrap_or("");
-                if !["TRIAL_TO_FORMAL", "RENEWAL", "UNSUBSCRIBE_RENEWAL_PERIOD", "RENEWAL_CHANGE"]
-                    .contains(&scene)
+                if ![
+                    "TRIAL_TO_FORMAL",
+                    "RENEWAL",
+                    "UNSUBSCRIBE_RENEWAL_PERIOD",
+                    "RENEWAL_CHANGE",
+                ]
+                .contains(&scene)
                 {
                     return Ok(reply("000002", "scene is not a known scene"));
                 }
@@ -489,7 +513,10 @@ impl Merchant {
             "refreshLicenseCode" => {
                 let scene = str_field(body, "scene").unwrap_or("");
                 if !["RENEWAL", "UNSUBSCRIBE_RENEWAL_PERIOD"].contains(&scene) {
-                    return Ok(reply("000002", "scene must be RENEWAL or UNSUBSCRIBE_RENEWAL_PERIOD"));
+                    return Ok(reply(
+                        "000002",
+                        "scene must be RENEWAL or UNSUBSCRIBE_RENEWAL_PERIOD",
+                    ));
                 }
                 let Some(exp) = str_field(body, "expireTime") else {
                     return Ok(reply("000002", "expireTime is missing"));
@@ -723,7 +750,11 @@ impl Merchant {
         }
         .map(|k| k.expose().to_string());
         let Some(key) = key else {
-            let which = if is_license { "--license-key-file" } else { "--key-file" };
+            let which = if is_license {
+                "--license-key-file"
+            } else {
+                "--key-file"
+            };
             return (
                 reply("000001", format!("no key configured ({which})")),
                 Kind::V2,
