@@ -97,8 +97,15 @@ fn saas_v1_body_sign() {
         let sig = v1::body_sign(key, body);
         assert_eq!(sig, s(c, "signature"), "{name}");
         assert_eq!(s(c, "header_name"), v1::BODY_SIGN_HEADER, "{name}");
-        assert_eq!(v1::body_sign_header_value(&sig), s(c, "header_value"), "{name}");
-        assert!(v1::verify_body_sign(key, body, s(c, "header_value")).unwrap(), "{name}");
+        assert_eq!(
+            v1::body_sign_header_value(&sig),
+            s(c, "header_value"),
+            "{name}"
+        );
+        assert!(
+            v1::verify_body_sign(key, body, s(c, "header_value")).unwrap(),
+            "{name}"
+        );
         assert!(
             v1::verify_body_sign(key, body, s(c, "header_value_doc_variant")).unwrap(),
             "{name}"
@@ -106,7 +113,10 @@ fn saas_v1_body_sign() {
         // One byte more (a trailing newline) must not verify.
         let mut longer = body.to_vec();
         longer.push(b'\n');
-        assert!(!v1::verify_body_sign(key, &longer, s(c, "header_value")).unwrap(), "{name}");
+        assert!(
+            !v1::verify_body_sign(key, &longer, s(c, "header_value")).unwrap(),
+            "{name}"
+        );
     }
     count_checked(all.len(), "saas_v1_body_sign");
 }
@@ -121,7 +131,11 @@ fn saas_v1_crypto() {
         assert_eq!(hex::encode(key.as_bytes()), s(c, "seed_hex"), "{name}");
         let aes256 = hex::encode(v1_crypto::derive_key(key, v1_crypto::EncryptType::Aes256));
         assert_eq!(aes256, s(c, "aes256_key_hex"), "{name}");
-        assert_ne!(aes256, s(c, "naive_unsigned_carry_aes256_key_hex"), "{name}");
+        assert_ne!(
+            aes256,
+            s(c, "naive_unsigned_carry_aes256_key_hex"),
+            "{name}"
+        );
         assert_eq!(
             hex::encode(v1_crypto::derive_key(key, v1_crypto::EncryptType::Aes128)),
             s(c, "aes128_key_hex"),
@@ -130,7 +144,11 @@ fn saas_v1_crypto() {
         let stream = hex::encode(v1_crypto::sha1prng(key.as_bytes(), 40));
         assert_eq!(
             stream,
-            format!("{}{}", s(c, "sha1prng_block0_hex"), s(c, "sha1prng_block1_hex")),
+            format!(
+                "{}{}",
+                s(c, "sha1prng_block0_hex"),
+                s(c, "sha1prng_block1_hex")
+            ),
             "{name}"
         );
     }
@@ -139,10 +157,18 @@ fn saas_v1_crypto() {
         let name = s(c, "name");
         let key = s(c, "access_key");
         let t = v1_crypto::EncryptType::parse(s(c, "encrypt_type")).unwrap();
-        assert_eq!(hex::encode(v1_crypto::derive_key(key, t)), s(c, "aes_key_hex"), "{name}");
+        assert_eq!(
+            hex::encode(v1_crypto::derive_key(key, t)),
+            s(c, "aes_key_hex"),
+            "{name}"
+        );
         let ct = v1_crypto::encrypt(key, t, s(c, "iv"), s(c, "plaintext")).unwrap();
         assert_eq!(ct, s(c, "ciphertext"), "{name}");
-        assert_eq!(v1_crypto::decrypt(key, t, &ct).unwrap(), s(c, "plaintext"), "{name}");
+        assert_eq!(
+            v1_crypto::decrypt(key, t, &ct).unwrap(),
+            s(c, "plaintext"),
+            "{name}"
+        );
     }
     count_checked(kd.len() + all.len(), "saas_v1_crypto");
 }
@@ -158,26 +184,48 @@ fn check_v2_like(file: &str, kit: bool) {
         let canonical = json::canonical_v2(&body).unwrap();
         assert_eq!(canonical, s(c, "canonical_body"), "{file} {name}");
         let is_canonical = matches!(c.get("body_text_is_canonical"), Some(Json::Bool(true)));
-        assert_eq!(is_canonical, canonical == s(c, "body_text"), "{file} {name}");
+        assert_eq!(
+            is_canonical,
+            canonical == s(c, "body_text"),
+            "{file} {name}"
+        );
         let expected = s(c, "signature");
-        assert_eq!(expected.to_uppercase(), s(c, "signature_uppercase"), "{file} {name}");
+        assert_eq!(
+            expected.to_uppercase(),
+            s(c, "signature_uppercase"),
+            "{file} {name}"
+        );
         if kit {
             let k = v2::sign_kit(key, &body, ts, nonce).unwrap();
-            assert_eq!(k.canonical_request, s(c, "canonical_request"), "{file} {name}");
+            assert_eq!(
+                k.canonical_request,
+                s(c, "canonical_request"),
+                "{file} {name}"
+            );
             assert_eq!(k.x_sign, expected, "{file} {name}");
         } else {
             let b = v2::sign_basic(key, &body, ts, nonce).unwrap();
             assert_eq!(b.inner_hmac_hex, s(c, "inner_hmac_hex"), "{file} {name}");
-            assert_eq!(b.canonical_request, s(c, "canonical_request"), "{file} {name}");
+            assert_eq!(
+                b.canonical_request,
+                s(c, "canonical_request"),
+                "{file} {name}"
+            );
             assert_eq!(b.signature, expected, "{file} {name}");
-            assert!(v2::signature_matches(&b.signature, s(c, "signature_uppercase")));
+            assert!(v2::signature_matches(
+                &b.signature,
+                s(c, "signature_uppercase")
+            ));
             match c.get("string_map_variant") {
                 Some(Json::Null) | None => {
                     assert_eq!(json::string_map_variant(&body), None, "{file} {name}")
                 }
                 Some(v) => {
                     let variant = json::string_map_variant(&body);
-                    let want = v.get("canonical_body").and_then(Json::as_str).or(v.as_str());
+                    let want = v
+                        .get("canonical_body")
+                        .and_then(Json::as_str)
+                        .or(v.as_str());
                     assert_eq!(variant.as_deref(), want, "{file} {name}");
                 }
             }
@@ -186,7 +234,10 @@ fn check_v2_like(file: &str, kit: bool) {
             let p = v2::sign_license(key, &body, ts, nonce, v2::LicenseInner::PlainSha256).unwrap();
             let want = plain.get("signature").and_then(Json::as_str).unwrap();
             assert_eq!(p.signature, want, "{file} {name}");
-            assert!(!v2::signature_matches(&p.signature, expected), "{file} {name}");
+            assert!(
+                !v2::signature_matches(&p.signature, expected),
+                "{file} {name}"
+            );
         }
     }
     count_checked(all.len(), file);

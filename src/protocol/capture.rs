@@ -209,9 +209,10 @@ pub fn detect(req: &CapturedRequest) -> Result<DetectedScheme, ProtocolError> {
         return Ok(DetectedScheme::Kit);
     }
     if has_q("signature") && has_q("timestamp") && has_q("nonce") {
-        let activity = super::json::parse(&req.body)
-            .ok()
-            .and_then(|b| b.get("activity").and_then(|a| a.as_str().map(str::to_string)));
+        let activity = super::json::parse(&req.body).ok().and_then(|b| {
+            b.get("activity")
+                .and_then(|a| a.as_str().map(str::to_string))
+        });
         return Ok(match activity {
             Some(a) if LICENSE_ACTIVITIES.contains(&a.as_str()) => DetectedScheme::License,
             _ => DetectedScheme::SaasV2,
@@ -223,7 +224,10 @@ pub fn detect(req: &CapturedRequest) -> Result<DetectedScheme, ProtocolError> {
     if req.header("authToken").is_some() {
         return Ok(DetectedScheme::SaasV1Kit);
     }
-    if req.header("signature").is_some() && req.header("ts").is_some() && req.header("nonce").is_some() {
+    if req.header("signature").is_some()
+        && req.header("ts").is_some()
+        && req.header("nonce").is_some()
+    {
         return Ok(DetectedScheme::Usage);
     }
     Err(ProtocolError::new(
@@ -251,7 +255,9 @@ mod tests {
     fn malformed_capture_names_the_line() {
         let e = parse_request(b"hello world\n\n").unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
-        let e = parse_request(b"GET / HTTP/1.1\nbad header\n\n").unwrap_err().to_string();
+        let e = parse_request(b"GET / HTTP/1.1\nbad header\n\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2"), "{e}");
     }
 }

@@ -138,7 +138,12 @@ fn pretty(v: &Json, jackson: bool) -> String {
 
 fn without_nulls(v: &Json) -> Json {
     match v {
-        Json::Object(m) => Json::Object(m.iter().filter(|(_, x)| *x != Json::Null).cloned().collect()),
+        Json::Object(m) => Json::Object(
+            m.iter()
+                .filter(|(_, x)| *x != Json::Null)
+                .cloned()
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -146,14 +151,23 @@ fn without_nulls(v: &Json) -> Json {
 /// Body texts a sender may have signed instead of the canonical one: (label, text).
 fn body_mistakes(body: &Json, raw: &str) -> Vec<(&'static str, String)> {
     let mut out = vec![
-        ("body pretty-printed before signing", pretty(&without_nulls(body), false)),
-        ("body pretty-printed by Jackson before signing", pretty(&without_nulls(body), true)),
+        (
+            "body pretty-printed before signing",
+            pretty(&without_nulls(body), false),
+        ),
+        (
+            "body pretty-printed by Jackson before signing",
+            pretty(&without_nulls(body), true),
+        ),
         ("keys left unsorted (signed in the order sent)", {
             let mut s = String::new();
             json::write_compact(&mut s, &without_nulls(body));
             s
         }),
-        ("nested keys sorted too (only the top level is sorted)", json::canonical_sorted(&without_nulls(body))),
+        (
+            "nested keys sorted too (only the top level is sorted)",
+            json::canonical_sorted(&without_nulls(body)),
+        ),
         ("null fields kept in the signed body", {
             let mut s = String::new();
             let mut sorted = body.clone();
@@ -166,9 +180,15 @@ fn body_mistakes(body: &Json, raw: &str) -> Vec<(&'static str, String)> {
     ];
     let trimmed = raw.trim_end_matches(['\n', '\r']);
     if trimmed.len() != raw.len() {
-        out.push(("trailing newline of the body left out of the signature", trimmed.to_string()));
+        out.push((
+            "trailing newline of the body left out of the signature",
+            trimmed.to_string(),
+        ));
     } else {
-        out.push(("trailing newline added to the signed body", format!("{raw}\n")));
+        out.push((
+            "trailing newline added to the signed body",
+            format!("{raw}\n"),
+        ));
     }
     out
 }
@@ -200,14 +220,25 @@ pub fn diagnose_v2(recipe: V2Recipe, input: &V2Input) -> Result<Diagnosis, super
     let raw = String::from_utf8_lossy(input.body).into_owned();
     let key = input.key;
     let (ts, nonce) = (input.timestamp, input.nonce);
-    let sign = |k: &str, text: &str, ts: &str, nonce: &str, inner: Option<v2::LicenseInner>| -> Candidate {
+    let sign = |k: &str,
+                text: &str,
+                ts: &str,
+                nonce: &str,
+                inner: Option<v2::LicenseInner>|
+     -> Candidate {
         match (recipe, inner) {
             (V2Recipe::Kit, None) => {
                 let s = v2::sign_kit_canonical(k, text.to_string(), ts, nonce);
                 cand("", false, v2::masked(&s.canonical_request, k), s.x_sign)
             }
             (_, inner) => {
-                let s = v2::sign_basic_canonical(k, text.to_string(), ts, nonce, inner.unwrap_or_default());
+                let s = v2::sign_basic_canonical(
+                    k,
+                    text.to_string(),
+                    ts,
+                    nonce,
+                    inner.unwrap_or_default(),
+                );
                 cand("", false, v2::masked(&s.canonical_request, k), s.signature)
             }
         }
@@ -217,13 +248,25 @@ pub fn diagnose_v2(recipe: V2Recipe, input: &V2Input) -> Result<Diagnosis, super
         c.accepted = accepted;
         c
     };
-    let mut cs = vec![label(sign(key, &canonical, ts, nonce, None), "canonical body (sorted top level, compact)", true)];
+    let mut cs = vec![label(
+        sign(key, &canonical, ts, nonce, None),
+        "canonical body (sorted top level, compact)",
+        true,
+    )];
     if raw != canonical {
-        cs.push(label(sign(key, &raw, ts, nonce, None), "raw body bytes as sent", true));
+        cs.push(label(
+            sign(key, &raw, ts, nonce, None),
+            "raw body bytes as sent",
+            true,
+        ));
     }
     if recipe != V2Recipe::Kit {
         if let Some(sm) = json::string_map_variant(&body) {
-            cs.push(label(sign(key, &sm, ts, nonce, None), "body read as a string map (the official demo)", true));
+            cs.push(label(
+                sign(key, &sm, ts, nonce, None),
+                "body read as a string map (the official demo)",
+                true,
+            ));
         }
     }
     for (l, text) in body_mistakes(&body, &raw) {
@@ -232,18 +275,49 @@ pub fn diagnose_v2(recipe: V2Recipe, input: &V2Input) -> Result<Diagnosis, super
     if let Ok((ms, _)) = v2::timestamp_ms(ts) {
         let secs = (ms / 1000).to_string();
         if secs != ts {
-            cs.push(label(sign(key, &canonical, &secs, nonce, None), "timestamp in seconds instead of milliseconds", false));
+            cs.push(label(
+                sign(key, &canonical, &secs, nonce, None),
+                "timestamp in seconds instead of milliseconds",
+                false,
+            ));
         }
         let millis = (ms * 1000).to_string();
-        cs.push(label(sign(key, &canonical, &millis, nonce, None), "timestamp in microseconds (or ms x 1000)", false));
+        cs.push(label(
+            sign(key, &canonical, &millis, nonce, None),
+            "timestamp in microseconds (or ms x 1000)",
+            false,
+        ));
     }
-    cs.push(label(sign(key, &canonical, nonce, ts, None), "nonce and timestamp swapped", false));
-    cs.push(label(sign(&format!("{key}\n"), &canonical, ts, nonce, None), "access key read with its trailing newline", false));
-    cs.push(label(sign(key.trim(), &canonical, ts, nonce, None), "access key with surrounding spaces trimmed", false));
+    cs.push(label(
+        sign(key, &canonical, nonce, ts, None),
+        "nonce and timestamp swapped",
+        false,
+    ));
+    cs.push(label(
+        sign(&format!("{key}\n"), &canonical, ts, nonce, None),
+        "access key read with its trailing newline",
+        false,
+    ));
+    cs.push(label(
+        sign(key.trim(), &canonical, ts, nonce, None),
+        "access key with surrounding spaces trimmed",
+        false,
+    ));
     match recipe {
         V2Recipe::Kit => {
-            let s = v2::sign_basic_canonical(key, canonical.clone(), ts, nonce, v2::LicenseInner::KeyedHmac);
-            cs.push(cand("basic recipe (with inner HMAC) used for a Kit call", false, v2::masked(&s.canonical_request, key), s.signature));
+            let s = v2::sign_basic_canonical(
+                key,
+                canonical.clone(),
+                ts,
+                nonce,
+                v2::LicenseInner::KeyedHmac,
+            );
+            cs.push(cand(
+                "basic recipe (with inner HMAC) used for a Kit call",
+                false,
+                v2::masked(&s.canonical_request, key),
+                s.signature,
+            ));
         }
         _ => {
             let inner_upper = hex::encode_upper(hmac_sha256(key.as_bytes(), canonical.as_bytes()));
@@ -254,7 +328,13 @@ pub fn diagnose_v2(recipe: V2Recipe, input: &V2Input) -> Result<Diagnosis, super
                 v2::masked(&cr, key),
                 hex::encode(hmac_sha256(key.as_bytes(), cr.as_bytes())),
             ));
-            let p = sign(key, &canonical, ts, nonce, Some(v2::LicenseInner::PlainSha256));
+            let p = sign(
+                key,
+                &canonical,
+                ts,
+                nonce,
+                Some(v2::LicenseInner::PlainSha256),
+            );
             let plain_label = if recipe == V2Recipe::License {
                 "inner step a plain SHA-256 (the alternative License reading)"
             } else {
@@ -262,7 +342,12 @@ pub fn diagnose_v2(recipe: V2Recipe, input: &V2Input) -> Result<Diagnosis, super
             };
             cs.push(label(p, plain_label, false));
             let k = v2::sign_kit_canonical(key, canonical.clone(), ts, nonce);
-            cs.push(cand("Kit recipe (no inner HMAC) used for a basic call", false, v2::masked(&k.canonical_request, key), k.x_sign));
+            cs.push(cand(
+                "Kit recipe (no inner HMAC) used for a basic call",
+                false,
+                v2::masked(&k.canonical_request, key),
+                k.x_sign,
+            ));
         }
     }
     for (name, other) in input.other_keys {
@@ -272,12 +357,19 @@ pub fn diagnose_v2(recipe: V2Recipe, input: &V2Input) -> Result<Diagnosis, super
     // A base64 signature where hex is expected.
     let correct = cs[0].clone();
     if let Ok(bytes) = hex::decode(&correct.signature) {
-        cs.push(cand("signature written in Base64 instead of hex", false, correct.signed_string.clone(), b64(&bytes)));
+        cs.push(cand(
+            "signature written in Base64 instead of hex",
+            false,
+            correct.signed_string.clone(),
+            b64(&bytes),
+        ));
     }
     let mut notes = Vec::new();
     if let Ok((ms, was_seconds)) = v2::timestamp_ms(ts) {
         if was_seconds {
-            notes.push(format!("timestamp {ts} reads as seconds; the marketplace sends milliseconds"));
+            notes.push(format!(
+                "timestamp {ts} reads as seconds; the marketplace sends milliseconds"
+            ));
         }
         if !v2::within_window(ms, input.now_ms, input.window_ms) {
             notes.push(format!(
@@ -308,7 +400,11 @@ fn fix_base64_match(d: &mut Diagnosis) {
 }
 
 /// V1 GET: `raw_query` is the query string as received (percent-encoded).
-pub fn diagnose_v1(key: &str, raw_query: &str, received: &str) -> Result<Diagnosis, super::ProtocolError> {
+pub fn diagnose_v1(
+    key: &str,
+    raw_query: &str,
+    received: &str,
+) -> Result<Diagnosis, super::ProtocolError> {
     let params = v1::parse_query(raw_query, false)?;
     let correct = v1::auth_token(key, &params)?;
     let ts = correct.timestamp.clone();
@@ -344,19 +440,50 @@ pub fn diagnose_v1(key: &str, raw_query: &str, received: &str) -> Result<Diagnos
         .join("&");
     let (s, t) = tok(key, unsorted);
     cs.push(cand("parameters left unsorted", false, s, t));
-    let no_empty: Vec<(String, String)> = params.iter().filter(|(_, v)| !v.is_empty()).cloned().collect();
+    let no_empty: Vec<(String, String)> = params
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .cloned()
+        .collect();
     let (s, t) = tok(key, v1::string_to_sign(&no_empty));
-    cs.push(cand("empty parameters left out (they stay as name=)", false, s, t));
+    cs.push(cand(
+        "empty parameters left out (they stay as name=)",
+        false,
+        s,
+        t,
+    ));
     let t = v1::auth_token_over(key, "", correct.string_to_sign.clone());
-    cs.push(cand("HMAC key without the timeStamp (access key alone)", false, t.string_to_sign, t.auth_token));
+    cs.push(cand(
+        "HMAC key without the timeStamp (access key alone)",
+        false,
+        t.string_to_sign,
+        t.auth_token,
+    ));
     let (s, t) = tok(&format!("{key}\n"), correct.string_to_sign.clone());
-    cs.push(cand("access key read with its trailing newline", false, s, t));
-    let hexed = hex::encode(hmac_sha256(format!("{key}{ts}").as_bytes(), correct.string_to_sign.as_bytes()));
-    cs.push(cand("token written in hex instead of Base64", false, correct.string_to_sign.clone(), hexed));
+    cs.push(cand(
+        "access key read with its trailing newline",
+        false,
+        s,
+        t,
+    ));
+    let hexed = hex::encode(hmac_sha256(
+        format!("{key}{ts}").as_bytes(),
+        correct.string_to_sign.as_bytes(),
+    ));
+    cs.push(cand(
+        "token written in hex instead of Base64",
+        false,
+        correct.string_to_sign.clone(),
+        hexed,
+    ));
     Ok(finish("saas-v1", cs, received, Compare::Base64, Vec::new()))
 }
 
-pub fn diagnose_v1_kit(key: &str, body: &[u8], received: &str) -> Result<Diagnosis, super::ProtocolError> {
+pub fn diagnose_v1_kit(
+    key: &str,
+    body: &[u8],
+    received: &str,
+) -> Result<Diagnosis, super::ProtocolError> {
     let parsed = json::parse(body)?;
     let correct = v1::kit_auth_token(key, &parsed)?;
     let ts = correct.timestamp.clone();
@@ -380,34 +507,85 @@ pub fn diagnose_v1_kit(key: &str, body: &[u8], received: &str) -> Result<Diagnos
             .collect();
         all.retain(|(_, v)| v != "null");
         let t = v1::auth_token_over(key, &ts, v1::string_to_sign(&all));
-        cs.push(cand("blank fields kept (the Kit variant skips them)", false, t.string_to_sign, t.auth_token));
+        cs.push(cand(
+            "blank fields kept (the Kit variant skips them)",
+            false,
+            t.string_to_sign,
+            t.auth_token,
+        ));
     }
     let t = v1::auth_token_over(key, "", correct.string_to_sign.clone());
-    cs.push(cand("HMAC key without the timeStamp (access key alone)", false, t.string_to_sign, t.auth_token));
+    cs.push(cand(
+        "HMAC key without the timeStamp (access key alone)",
+        false,
+        t.string_to_sign,
+        t.auth_token,
+    ));
     let t = v1::auth_token_over(&format!("{key}\n"), &ts, correct.string_to_sign.clone());
-    cs.push(cand("access key read with its trailing newline", false, t.string_to_sign, t.auth_token));
-    Ok(finish("saas-v1-kit", cs, received, Compare::Base64, Vec::new()))
+    cs.push(cand(
+        "access key read with its trailing newline",
+        false,
+        t.string_to_sign,
+        t.auth_token,
+    ));
+    Ok(finish(
+        "saas-v1-kit",
+        cs,
+        received,
+        Compare::Base64,
+        Vec::new(),
+    ))
 }
 
 pub fn diagnose_body_sign(key: &str, body: &[u8], received: &str) -> Diagnosis {
     let raw = String::from_utf8_lossy(body).into_owned();
     let shown = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let mut cs = vec![cand("exact response body bytes, key = access key", true, raw.clone(), v1::body_sign(key, body))];
+    let mut cs = vec![cand(
+        "exact response body bytes, key = access key",
+        true,
+        raw.clone(),
+        v1::body_sign(key, body),
+    )];
     let trimmed = raw.trim_end_matches(['\n', '\r']);
     if trimmed.len() != raw.len() {
-        cs.push(cand("trailing newline of the body left out of the signature", false, trimmed.to_string(), v1::body_sign(key, trimmed.as_bytes())));
+        cs.push(cand(
+            "trailing newline of the body left out of the signature",
+            false,
+            trimmed.to_string(),
+            v1::body_sign(key, trimmed.as_bytes()),
+        ));
     } else {
         let nl = format!("{raw}\n");
-        cs.push(cand("trailing newline added to the signed body", false, nl.clone(), v1::body_sign(key, nl.as_bytes())));
+        cs.push(cand(
+            "trailing newline added to the signed body",
+            false,
+            nl.clone(),
+            v1::body_sign(key, nl.as_bytes()),
+        ));
     }
     if let Ok(parsed) = json::parse(body) {
         let mut compact = String::new();
         json::write_compact(&mut compact, &parsed);
-        cs.push(cand("body re-serialised compactly before signing", false, compact.clone(), v1::body_sign(key, compact.as_bytes())));
+        cs.push(cand(
+            "body re-serialised compactly before signing",
+            false,
+            compact.clone(),
+            v1::body_sign(key, compact.as_bytes()),
+        ));
         let p = pretty(&parsed, false);
-        cs.push(cand("body pretty-printed before signing", false, p.clone(), v1::body_sign(key, p.as_bytes())));
+        cs.push(cand(
+            "body pretty-printed before signing",
+            false,
+            p.clone(),
+            v1::body_sign(key, p.as_bytes()),
+        ));
     }
-    cs.push(cand("access key read with its trailing newline", false, shown(body), v1::body_sign(&format!("{key}\n"), body)));
+    cs.push(cand(
+        "access key read with its trailing newline",
+        false,
+        shown(body),
+        v1::body_sign(&format!("{key}\n"), body),
+    ));
     cs.push(cand(
         "signature written in hex instead of Base64",
         false,
@@ -439,13 +617,23 @@ pub fn diagnose_usage(input: &UsageInput) -> Result<Diagnosis, super::ProtocolEr
     let sorted = json::canonical_sorted(&parsed);
     if sorted != raw {
         let (s, sig) = sign(key, sorted, ts);
-        cs.push(cand("body re-sorted at every level (the sender sent other bytes than it signed)", false, s, sig));
+        cs.push(cand(
+            "body re-sorted at every level (the sender sent other bytes than it signed)",
+            false,
+            s,
+            sig,
+        ));
     }
     let mut compact = String::new();
     json::write_compact(&mut compact, &parsed);
     if compact != raw {
         let (s, sig) = sign(key, compact, ts);
-        cs.push(cand("body compacted before signing but sent pretty-printed", false, s, sig));
+        cs.push(cand(
+            "body compacted before signing but sent pretty-printed",
+            false,
+            s,
+            sig,
+        ));
     }
     if let Ok((ms, _)) = v2::timestamp_ms(ts) {
         let (s, sig) = sign(key, raw.clone(), &(ms / 1000).to_string());
@@ -464,7 +652,13 @@ pub fn diagnose_usage(input: &UsageInput) -> Result<Diagnosis, super::ProtocolEr
         let (s, sig) = sign(other, raw.clone(), ts);
         cs.push(cand(&format!("signed with {name} instead"), false, s, sig));
     }
-    Ok(finish("usage", cs, input.received, Compare::Base64, Vec::new()))
+    Ok(finish(
+        "usage",
+        cs,
+        input.received,
+        Compare::Base64,
+        Vec::new(),
+    ))
 }
 
 pub struct ApigInput<'a> {
@@ -481,26 +675,69 @@ pub struct ApigInput<'a> {
 pub fn diagnose_apig(input: &ApigInput) -> Result<Diagnosis, super::ProtocolError> {
     let auth = apig::parse_authorization(input.authorization)?;
     let sign = |sk: &str, url: &str, body: &[u8], signed: &[String]| {
-        apig::sign(&auth.access, sk, input.method, url, input.headers, signed, body)
+        apig::sign(
+            &auth.access,
+            sk,
+            input.method,
+            url,
+            input.headers,
+            signed,
+            body,
+        )
     };
     let ok = sign(input.sk, input.url, input.body, &auth.signed_headers)?;
-    let mut cs = vec![cand("SDK-HMAC-SHA256 canonical request", true, ok.canonical_request.clone(), ok.signature.clone())];
+    let mut cs = vec![cand(
+        "SDK-HMAC-SHA256 canonical request",
+        true,
+        ok.canonical_request.clone(),
+        ok.signature.clone(),
+    )];
     let (_, path, query) = apig::split_url(input.url);
     if !path.ends_with('/') {
         // A sender that signs the path as given, without the trailing slash.
-        let cr = ok.canonical_request.replacen(&format!("{}\n", apig::canonical_uri(path)?), &format!("{}\n", apig::canonical_uri(path)?.trim_end_matches('/')), 1);
-        cs.push(apig_candidate("path signed without the trailing '/'", input.sk, &cr, input.headers));
+        let cr = ok.canonical_request.replacen(
+            &format!("{}\n", apig::canonical_uri(path)?),
+            &format!("{}\n", apig::canonical_uri(path)?.trim_end_matches('/')),
+            1,
+        );
+        cs.push(apig_candidate(
+            "path signed without the trailing '/'",
+            input.sk,
+            &cr,
+            input.headers,
+        ));
     }
     if !query.is_empty() {
         let unsorted: String = query.to_string();
-        let cr = ok.canonical_request.replacen(&apig::canonical_query(query)?, &unsorted, 1);
-        cs.push(apig_candidate("query signed as sent (not decoded, re-encoded and sorted)", input.sk, &cr, input.headers));
+        let cr = ok
+            .canonical_request
+            .replacen(&apig::canonical_query(query)?, &unsorted, 1);
+        cs.push(apig_candidate(
+            "query signed as sent (not decoded, re-encoded and sorted)",
+            input.sk,
+            &cr,
+            input.headers,
+        ));
     }
-    if let Ok(s) = sign(&format!("{}\n", input.sk), input.url, input.body, &auth.signed_headers) {
-        cs.push(cand("SK read with its trailing newline", false, s.canonical_request, s.signature));
+    if let Ok(s) = sign(
+        &format!("{}\n", input.sk),
+        input.url,
+        input.body,
+        &auth.signed_headers,
+    ) {
+        cs.push(cand(
+            "SK read with its trailing newline",
+            false,
+            s.canonical_request,
+            s.signature,
+        ));
     }
     let mut notes = Vec::new();
-    if let Some(date) = input.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(apig::DATE_HEADER)) {
+    if let Some(date) = input
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(apig::DATE_HEADER))
+    {
         if let Ok(ms) = apig::parse_sdk_date(&date.1) {
             if (input.now_ms - ms).abs() > 15 * 60 * 1000 {
                 notes.push(format!(
@@ -513,7 +750,12 @@ pub fn diagnose_apig(input: &ApigInput) -> Result<Diagnosis, super::ProtocolErro
     Ok(finish("apig", cs, &auth.signature, Compare::Hex, notes))
 }
 
-fn apig_candidate(label: &str, sk: &str, canonical_request: &str, headers: &[(String, String)]) -> Candidate {
+fn apig_candidate(
+    label: &str,
+    sk: &str,
+    canonical_request: &str,
+    headers: &[(String, String)],
+) -> Candidate {
     let date = headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(apig::DATE_HEADER))
@@ -524,7 +766,12 @@ fn apig_candidate(label: &str, sk: &str, canonical_request: &str, headers: &[(St
         apig::ALGORITHM,
         super::hmac::sha256_hex(canonical_request.as_bytes())
     );
-    cand(label, false, canonical_request.to_string(), hex::encode(hmac_sha256(sk.as_bytes(), sts.as_bytes())))
+    cand(
+        label,
+        false,
+        canonical_request.to_string(),
+        hex::encode(hmac_sha256(sk.as_bytes(), sts.as_bytes())),
+    )
 }
 
 /// The key placeholder, re-exported for printers that mask hmac keys (`<access-key>` + ts).
@@ -554,8 +801,14 @@ mod tests {
 
     #[test]
     fn correct_signature_is_valid_in_either_case() {
-        let good = v2::sign_basic_bytes(KEY, BODY, "1700000000000", "N1").unwrap().signature;
-        let d = diagnose_v2(V2Recipe::Basic, &input(&good.to_uppercase(), "1700000000000")).unwrap();
+        let good = v2::sign_basic_bytes(KEY, BODY, "1700000000000", "N1")
+            .unwrap()
+            .signature;
+        let d = diagnose_v2(
+            V2Recipe::Basic,
+            &input(&good.to_uppercase(), "1700000000000"),
+        )
+        .unwrap();
         assert!(d.valid());
         assert!(d.notes.is_empty(), "{:?}", d.notes);
     }
@@ -564,7 +817,8 @@ mod tests {
     fn names_the_mistake_that_matches() {
         // Sender signed the body unsorted.
         let raw = std::str::from_utf8(BODY).unwrap().to_string();
-        let s = v2::sign_basic_canonical(KEY, raw, "1700000000000", "N1", v2::LicenseInner::KeyedHmac);
+        let s =
+            v2::sign_basic_canonical(KEY, raw, "1700000000000", "N1", v2::LicenseInner::KeyedHmac);
         let d = diagnose_v2(V2Recipe::Basic, &input(&s.signature, "1700000000000")).unwrap();
         // The raw body is an accepted variant (decision 2), so this verifies.
         assert!(d.valid());
@@ -577,12 +831,17 @@ mod tests {
 
         let secs = v2::sign_basic_bytes(KEY, BODY, "1700000000", "N1").unwrap();
         let d = diagnose_v2(V2Recipe::Basic, &input(&secs.signature, "1700000000000")).unwrap();
-        assert_eq!(d.matched.unwrap().label, "timestamp in seconds instead of milliseconds");
+        assert_eq!(
+            d.matched.unwrap().label,
+            "timestamp in seconds instead of milliseconds"
+        );
     }
 
     #[test]
     fn stale_timestamp_is_noted() {
-        let good = v2::sign_basic_bytes(KEY, BODY, "1699999000000", "N1").unwrap().signature;
+        let good = v2::sign_basic_bytes(KEY, BODY, "1699999000000", "N1")
+            .unwrap()
+            .signature;
         let d = diagnose_v2(V2Recipe::Basic, &input(&good, "1699999000000")).unwrap();
         assert!(d.valid());
         assert!(d.notes.iter().any(|n| n.contains("stale")), "{:?}", d.notes);
@@ -598,10 +857,16 @@ mod tests {
         let bad = v1::auth_token(KEY, &plus).unwrap().auth_token;
         let d = diagnose_v1(KEY, q, &bad).unwrap();
         assert!(!d.valid());
-        assert_eq!(d.matched.unwrap().label, "'+' read as a space when decoding");
+        assert_eq!(
+            d.matched.unwrap().label,
+            "'+' read as a space when decoding"
+        );
         let t = v1::auth_token_over(KEY, "", v1::string_to_sign(&params)).auth_token;
         let d = diagnose_v1(KEY, q, &t).unwrap();
-        assert_eq!(d.matched.unwrap().label, "HMAC key without the timeStamp (access key alone)");
+        assert_eq!(
+            d.matched.unwrap().label,
+            "HMAC key without the timeStamp (access key alone)"
+        );
     }
 
     #[test]
@@ -609,6 +874,9 @@ mod tests {
         let body = b"{\"resultCode\":\"000000\"}\n";
         let sig = v1::body_sign(KEY, &body[..body.len() - 1]);
         let d = diagnose_body_sign(KEY, body, &sig);
-        assert_eq!(d.matched.unwrap().label, "trailing newline of the body left out of the signature");
+        assert_eq!(
+            d.matched.unwrap().label,
+            "trailing newline of the body left out of the signature"
+        );
     }
 }
