@@ -325,7 +325,10 @@ fn apig_query_order_matches_the_python_sdk_signer() {
         h("Content-Type", "application/json"),
         h("Host", "mkt.myhuaweicloud.com"),
     ];
-    let signed: Vec<String> = ["content-type", "host", "x-sdk-date"].iter().map(|s| s.to_string()).collect();
+    let signed: Vec<String> = ["content-type", "host", "x-sdk-date"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let s = apig::sign(
         "AKEXAMPLE",
         "SKEXAMPLE-123",
