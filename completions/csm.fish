@@ -131,13 +131,52 @@ complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcomma
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from help" -f -a "encrypt" -d 'Encrypt VALUE: prints the 16-character IV followed by Base64'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from help" -f -a "decrypt" -d 'Decrypt VALUE (IV prefix + Base64): prints the plaintext'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c csm -n "__fish_csm_using_subcommand send" -l scene -d 'Scene or status for activities that have one (RENEWAL, FREEZE, ...)' -r
+complete -c csm -n "__fish_csm_using_subcommand send" -l endpoint -d 'The production address, e.g. https://isv.example.com/produce' -r
+complete -c csm -n "__fish_csm_using_subcommand send" -l protocol -r -f -a "v1\t''
+v2\t''"
+complete -c csm -n "__fish_csm_using_subcommand send" -l key-file -r -F
+complete -c csm -n "__fish_csm_using_subcommand send" -l kit-key-file -r -F
+complete -c csm -n "__fish_csm_using_subcommand send" -l license-key-file -r -F
+complete -c csm -n "__fish_csm_using_subcommand send" -l set -d 'Override a field: `--set instanceId=abc`, nested `--set a.b=c`; JSON for integer, array and object fields. Repeatable' -r
+complete -c csm -n "__fish_csm_using_subcommand send" -l unset -d 'Leave a field out. Repeatable' -r
+complete -c csm -n "__fish_csm_using_subcommand send" -l body -d 'Start from this JSON object instead of generated values' -r -F
+complete -c csm -n "__fish_csm_using_subcommand send" -l expect-code -d 'The resultCode the reply should carry' -r
+complete -c csm -n "__fish_csm_using_subcommand send" -l timeout -d 'Time budget, e.g. 5s or 1500ms' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand send" -l allow-unknown -d 'Accept fields and values the catalog does not list'
+complete -c csm -n "__fish_csm_using_subcommand send" -l dry-run -d 'Print the request without sending it'
+complete -c csm -n "__fish_csm_using_subcommand send" -l curl -d 'Print an equivalent curl command'
+complete -c csm -n "__fish_csm_using_subcommand send" -l debug-page -d 'Use the debugging page\'s 20 s budget'
+complete -c csm -n "__fish_csm_using_subcommand send" -l kit-path-full -d 'Append Kit paths to the full address instead of its origin'
+complete -c csm -n "__fish_csm_using_subcommand send" -l no-test-flag -d 'Send without testFlag (as a live call). Only for endpoints you own'
+complete -c csm -n "__fish_csm_using_subcommand send" -s y -l yes -d 'Do not ask before sending to a non-loopback address'
 complete -c csm -n "__fish_csm_using_subcommand send" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand send" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand send" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand send" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand send" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l endpoint -d 'The production address under test, e.g. https://isv.example.com/produce' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l protocol -d 'Protocol of the basic interfaces (default: the profile\'s, else v2)' -r -f -a "v1\t''
+v2\t''"
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l key-file -d 'The key bound to the basic interfaces' -r -F
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l kit-key-file -d 'The Kit key; the Kit interfaces are tested when it is given' -r -F
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l license-key-file -d 'The License key; the License callbacks are tested when it is given (V2 scheme)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l suite -d 'Suites to run (repeatable or comma-separated; default all)' -r -f -a "lifecycle\t''
+idempotency\t''
+negative\t''
+dial\t''
+readiness\t''"
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l junit -d 'Write a JUnit XML report to FILE (for CI)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l timeout -d 'Time budget per call, e.g. 5s or 1500ms (production: 5 s)' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l users -d 'Users per authSync call (at most 500)' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l fault -d 'With --demo: make the reference merchant wrong on purpose (see `csm serve merchant --help`)' -r
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l debug-page -d 'Use the debugging page\'s 20 s budget instead of the production 5 s (decision 8)'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l kit-path-full -d 'Append Kit paths to the full address instead of its origin (decision 7)'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l no-test-flag -d 'Send calls without testFlag (as live orders). Only for endpoints you own'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s y -l yes -d 'Do not ask before calling a non-loopback address'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l demo -d 'Start the reference merchant on a free loopback port and test it (v2 with Kit and License, then v1 with Kit), with keys made for the run'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -152,6 +191,18 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subco
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -f -a "merchant" -d 'A reference merchant endpoint: verifies every callback and answers as the spec says'
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -f -a "marketplace" -d 'A stand-in marketplace: usage push and license open APIs, and License callbacks'
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l listen -d 'Address to listen on; port 0 picks a free port (printed on the first line)' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l key-file -d 'The key bound to the basic interfaces (V1 or V2 basic, orderNotify)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l kit-key-file -d 'The key bound to the Kit (joint-operation sync) interfaces' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l license-key-file -d 'The key bound to the License delivery interface' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l protocol -d 'Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken)' -r -f -a "v1\t''
+v2\t''"
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault -d 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case, wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault-delay -d 'How long the `slow` fault waits before answering, in milliseconds' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l window -d 'Replay window for V2 timestamps, in seconds' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l state -d 'SQLite file for instances, license codes and Kit records (in memory when absent)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l record -d 'Append every received request, raw, to FILE as JSON lines (for auditing signatures)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l threads -d 'Worker threads' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -s q -l quiet -d 'Print nothing on stdout but the result itself'
