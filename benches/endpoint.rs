@@ -55,6 +55,7 @@ fn prepare(url: &Url) -> Prepared {
             nonce: csm::clock::nonce_hex64(),
             tamper: Tamper::None,
             kit_path_full: false,
+            license_inner: csm::protocol::v2::LicenseInner::KeyedHmac,
         },
     )
     .unwrap()
@@ -93,6 +94,7 @@ fn csm_callback(url: &Url, client: &mut Client) -> usize {
         v1: false,
         key: KEY,
         budget: Duration::from_secs(5),
+        require_body_sign: false,
     };
     judge::judge_format(&ex, &cx).len()
 }
@@ -173,7 +175,10 @@ fn main() {
     let per_demo_call = demo / demo_calls as u32;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!("\nendpoint summary (medians, same run)");
-    println!("  raw HTTP round trip            : {:>9.1} us (baseline 1.00x)", us(raw));
+    println!(
+        "  raw HTTP round trip            : {:>9.1} us (baseline 1.00x)",
+        us(raw)
+    );
     println!(
         "  csm callback (gen+sign+send+judge): {:>6.1} us ({:.2}x, overhead {:.1} us)",
         us(ours),

@@ -658,7 +658,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__send)
-            opts="-y -q -h -V --scene --endpoint --protocol --key-file --kit-key-file --license-key-file --set --unset --body --allow-unknown --expect-code --dry-run --curl --timeout --debug-page --kit-path-full --no-test-flag --yes --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --scene --endpoint --protocol --key-file --kit-key-file --license-key-file --set --unset --body --allow-unknown --expect-code --dry-run --curl --timeout --debug-page --kit-path-full --no-test-flag --require-body-sign --license-inner --yes --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -706,6 +706,10 @@ _csm() {
                     ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --license-inner)
+                    COMPREPLY=($(compgen -W "keyed-hmac plain-sha256" -- "${cur}"))
                     return 0
                     ;;
                 --profile)
@@ -844,7 +848,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__serve__subcmd__merchant)
-            opts="-q -h -V --listen --key-file --kit-key-file --license-key-file --protocol --fault --fault-delay --window --state --record --threads --json --quiet --profile --no-input --help --version"
+            opts="-q -h -V --listen --key-file --kit-key-file --license-key-file --protocol --fault --fault-delay --window --state --record --license-inner --threads --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -888,6 +892,10 @@ _csm() {
                     ;;
                 --record)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --license-inner)
+                    COMPREPLY=($(compgen -W "keyed-hmac plain-sha256" -- "${cur}"))
                     return 0
                     ;;
                 --threads)
@@ -972,7 +980,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__test__subcmd__endpoint)
-            opts="-y -q -h -V --endpoint --protocol --key-file --kit-key-file --license-key-file --suite --junit --timeout --debug-page --kit-path-full --no-test-flag --users --yes --demo --fault --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --endpoint --protocol --key-file --kit-key-file --license-key-file --suite --junit --timeout --debug-page --kit-path-full --no-test-flag --users --require-body-sign --license-inner --yes --demo --fault --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1012,6 +1020,10 @@ _csm() {
                     ;;
                 --users)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --license-inner)
+                    COMPREPLY=($(compgen -W "keyed-hmac plain-sha256" -- "${cur}"))
                     return 0
                     ;;
                 --fault)

@@ -143,6 +143,8 @@ complete -c csm -n "__fish_csm_using_subcommand send" -l unset -d 'Leave a field
 complete -c csm -n "__fish_csm_using_subcommand send" -l body -d 'Start from this JSON object instead of generated values' -r -F
 complete -c csm -n "__fish_csm_using_subcommand send" -l expect-code -d 'The resultCode the reply should carry' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l timeout -d 'Time budget, e.g. 5s or 1500ms' -r
+complete -c csm -n "__fish_csm_using_subcommand send" -l license-inner -d 'Inner step of the License 2.0 signature (decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
+plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
 complete -c csm -n "__fish_csm_using_subcommand send" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l allow-unknown -d 'Accept fields and values the catalog does not list'
 complete -c csm -n "__fish_csm_using_subcommand send" -l dry-run -d 'Print the request without sending it'
@@ -150,11 +152,12 @@ complete -c csm -n "__fish_csm_using_subcommand send" -l curl -d 'Print an equiv
 complete -c csm -n "__fish_csm_using_subcommand send" -l debug-page -d 'Use the debugging page\'s 20 s budget'
 complete -c csm -n "__fish_csm_using_subcommand send" -l kit-path-full -d 'Append Kit paths to the full address instead of its origin'
 complete -c csm -n "__fish_csm_using_subcommand send" -l no-test-flag -d 'Send without testFlag (as a live call). Only for endpoints you own'
+complete -c csm -n "__fish_csm_using_subcommand send" -l require-body-sign -d 'Require a valid Body-Sign on V2 replies too (V1 always requires it)'
 complete -c csm -n "__fish_csm_using_subcommand send" -s y -l yes -d 'Do not ask before sending to a non-loopback address'
 complete -c csm -n "__fish_csm_using_subcommand send" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand send" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand send" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
-complete -c csm -n "__fish_csm_using_subcommand send" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c csm -n "__fish_csm_using_subcommand send" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l endpoint -d 'The production address under test, e.g. https://isv.example.com/produce' -r
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l protocol -d 'Protocol of the basic interfaces (default: the profile\'s, else v2)' -r -f -a "v1\t''
@@ -170,17 +173,20 @@ readiness\t''"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l junit -d 'Write a JUnit XML report to FILE (for CI)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l timeout -d 'Time budget per call, e.g. 5s or 1500ms (production: 5 s)' -r
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l users -d 'Users per authSync call (at most 500)' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l license-inner -d 'Inner step of the License 2.0 signature (decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
+plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l fault -d 'With --demo: make the reference merchant wrong on purpose (see `csm serve merchant --help`)' -r
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l debug-page -d 'Use the debugging page\'s 20 s budget instead of the production 5 s (decision 8)'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l kit-path-full -d 'Append Kit paths to the full address instead of its origin (decision 7)'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l no-test-flag -d 'Send calls without testFlag (as live orders). Only for endpoints you own'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l require-body-sign -d 'Require a valid Body-Sign on V2 replies too (V1 always requires it; decision 4)'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s y -l yes -d 'Do not ask before calling a non-loopback address'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l demo -d 'Start the reference merchant on a free loopback port and test it (v2 with Kit and License, then v1 with Kit), with keys made for the run'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
-complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
@@ -202,12 +208,14 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l window -d 'Replay window for V2 timestamps, in seconds' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l state -d 'SQLite file for instances, license codes and Kit records (in memory when absent)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l record -d 'Append every received request, raw, to FILE as JSON lines (for auditing signatures)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l license-inner -d 'Inner step expected in License 2.0 signatures (decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
+plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l threads -d 'Worker threads' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
-complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l listen -d 'Address to listen on; port 0 picks a free port (printed on start)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l key-file -d 'The seller key bound to the basic interfaces: verifies usage push signatures' -r -F

@@ -253,8 +253,9 @@ const V2_QUERY_REPLY: &[ReplyField] = &[
     r("info[].appInfo.adminUrl", false, 512),
     r("info[].appInfo.userName", false, 128),
     r("info[].appInfo.password", false, 128),
-    r("info[].usageInfo[].usageValue", false, 0),
-    r("info[].usageInfo[].statisticalTime", false, 0),
+    // Required only where usageInfo is present (debugging page rule 6).
+    r("info[].usageInfo[].usageValue", true, 0),
+    r("info[].usageInfo[].statisticalTime", true, 0),
     r("info[].usageInfo[].dashboardUrl", false, 512),
 ];
 const V1_NEW_REPLY: &[ReplyField] = &[

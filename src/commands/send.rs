@@ -6,6 +6,7 @@ use super::test_endpoint::{
 use crate::catalog::gen::{self, Ctx};
 use crate::catalog::{self, Callback, FieldType, Protocol};
 use crate::cli::GlobalArgs;
+use crate::commands::sign::LicenseInnerArg;
 use crate::config;
 use crate::endpoint::client::{Client, Exchange};
 use crate::endpoint::judge::{self, Family, JudgeCtx, Rule, Status};
@@ -69,6 +70,12 @@ pub struct SendArgs {
     /// Send without testFlag (as a live call). Only for endpoints you own.
     #[arg(long)]
     pub no_test_flag: bool,
+    /// Require a valid Body-Sign on V2 replies too (V1 always requires it).
+    #[arg(long)]
+    pub require_body_sign: bool,
+    /// Inner step of the License 2.0 signature (decision 5).
+    #[arg(long, value_enum, default_value_t = LicenseInnerArg::KeyedHmac)]
+    pub license_inner: LicenseInnerArg,
     /// Do not ask before sending to a non-loopback address.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -84,11 +91,11 @@ fn check_field(
     let top = path.split('.').next().unwrap_or("");
     match cb.field(top) {
         Some(f) => {
-            if path.contains('.') && f.ty != FieldType::Object && !allow_unknown {
+            let nested = matches!(f.ty, FieldType::Object | FieldType::Array);
+            if path.contains('.') && !nested && !allow_unknown {
                 return Err(CsmError::usage(format!(
-                    "{flag} {path}: {top} is a {:?} field, not an object; set it whole (or pass --allow-unknown)",
-                    f.ty
-                ).to_lowercase()));
+                    "{flag} {path}: {top} holds a single value, not an object or a list; set it whole (or pass --allow-unknown)"
+                )));
             }
             Ok(Some(f.ty))
         }
@@ -101,7 +108,20 @@ fn check_field(
     }
 }
 
-fn parse_value(raw: &str, ty: Option<FieldType>, kit: bool) -> Value {
+fn parse_value(raw: &str, ty: Option<FieldType>, kit: bool, nested: bool) -> Value {
+    if nested {
+        // Inside a list or object: integers stay numbers (employeeType), JSON when it looks
+        // like JSON, text otherwise ("true" for `enable` is text in the spec).
+        if raw.starts_with(['{', '[', '"']) {
+            if let Ok(v) = serde_json::from_str(raw) {
+                return v;
+            }
+        }
+        return raw
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(raw.into()));
+    }
     match ty {
         Some(FieldType::Array | FieldType::Object) => {
             serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.into()))
@@ -164,7 +184,7 @@ pub fn build_fields(
                 )));
             }
         }
-        let value = parse_value(raw, ty, cb.family.is_kit());
+        let value = parse_value(raw, ty, cb.family.is_kit(), path.contains('.'));
         request::set_path(&mut fields, path, value)
             .map_err(|e| CsmError::usage(format!("--set {e}")))?;
     }
@@ -269,6 +289,7 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
             nonce: crate::clock::nonce_hex64(),
             tamper: Tamper::None,
             kit_path_full: a.kit_path_full,
+            license_inner: a.license_inner.into(),
         },
     )?;
     if a.dry_run {
@@ -292,7 +313,13 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
         a.timeout
     };
     let ex = Client::new(timeout).send(&prepared);
-    let rules = judge_one(&ex, key.expose(), timeout, &a.expect_code);
+    let rules = judge_one(
+        &ex,
+        key.expose(),
+        timeout,
+        &a.expect_code,
+        a.require_body_sign,
+    );
     let failed = rules.iter().any(|r| r.status == Status::Fail);
     if g.json {
         let reply = match &ex.outcome {
@@ -378,11 +405,18 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
 }
 
 /// The debugging page's rules for one reply plus the expected resultCode.
-pub fn judge_one(ex: &Exchange, key: &str, budget: Duration, expect: &str) -> Vec<Rule> {
+pub fn judge_one(
+    ex: &Exchange,
+    key: &str,
+    budget: Duration,
+    expect: &str,
+    require_body_sign: bool,
+) -> Vec<Rule> {
     let cx = JudgeCtx {
         v1: ex.request.callback.family.is_v1(),
         key,
         budget,
+        require_body_sign,
     };
     let mut rules = judge::judge_format(ex, &cx);
     if ex.outcome.is_ok() {

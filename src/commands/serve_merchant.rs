@@ -2,6 +2,7 @@
 
 use crate::catalog::Protocol;
 use crate::cli::GlobalArgs;
+use crate::commands::sign::LicenseInnerArg;
 use crate::config::{self, KeyRole};
 use crate::endpoint::request::Keys;
 use crate::error::{CsmError, Exit, Result};
@@ -45,6 +46,9 @@ pub struct MerchantArgs {
     /// Append every received request, raw, to FILE as JSON lines (for auditing signatures).
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Inner step expected in License 2.0 signatures (decision 5).
+    #[arg(long, value_enum, default_value_t = LicenseInnerArg::KeyedHmac)]
+    pub license_inner: LicenseInnerArg,
     /// Worker threads.
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub threads: usize,
@@ -83,6 +87,7 @@ pub fn run(g: &GlobalArgs, a: MerchantArgs) -> Result<Exit> {
         window_ms: a.window as i64 * 1000,
         state: a.state.clone(),
         record: a.record.clone(),
+        license_inner: a.license_inner.into(),
     };
     let merchant = Arc::new(Merchant::new(cfg)?);
     let handle = server::serve(&a.listen, merchant, a.threads)?;

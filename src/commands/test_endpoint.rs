@@ -2,6 +2,7 @@
 
 use crate::catalog::Protocol;
 use crate::cli::GlobalArgs;
+use crate::commands::sign::LicenseInnerArg;
 use crate::config::{self, KeyRole, Profile};
 use crate::endpoint::report::Report;
 use crate::endpoint::request::Keys;
@@ -54,6 +55,12 @@ pub struct TestEndpointArgs {
     /// Users per authSync call (at most 500).
     #[arg(long, default_value_t = 500, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=500))]
     pub users: u16,
+    /// Require a valid Body-Sign on V2 replies too (V1 always requires it; decision 4).
+    #[arg(long)]
+    pub require_body_sign: bool,
+    /// Inner step of the License 2.0 signature (decision 5).
+    #[arg(long, value_enum, default_value_t = LicenseInnerArg::KeyedHmac)]
+    pub license_inner: LicenseInnerArg,
     /// Do not ask before calling a non-loopback address.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -187,6 +194,7 @@ pub fn demo_targets(
             window_ms: 60_000,
             state: None,
             record: None,
+            license_inner: crate::protocol::v2::LicenseInner::KeyedHmac,
         })?;
         let handle = server::serve("127.0.0.1:0", Arc::new(merchant), 16)?;
         let endpoint = parse_endpoint(&format!("http://{}/produce", handle.addr))?;
@@ -199,6 +207,8 @@ pub fn demo_targets(
             kit_path_full: false,
             test_flag: true,
             users,
+            license_inner: crate::protocol::v2::LicenseInner::KeyedHmac,
+            require_body_sign: false,
         });
     }
     Ok((targets, servers))
@@ -253,9 +263,17 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
             kit_path_full: a.kit_path_full,
             test_flag: !a.no_test_flag,
             users: a.users as usize,
+            license_inner: a.license_inner.into(),
+            require_body_sign: a.require_body_sign,
         });
     }
 
+    if a.demo {
+        // The reference merchant signs every reply: hold V2 to it as well.
+        for t in &mut targets {
+            t.require_body_sign = true;
+        }
+    }
     let mut report = Report {
         endpoint: endpoint_label,
         protocols: targets.iter().map(|t| t.protocol.name()).collect(),

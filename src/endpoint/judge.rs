@@ -136,6 +136,8 @@ pub struct JudgeCtx<'a> {
     /// The key that signed the request (it also signs the V1 reply).
     pub key: &'a str,
     pub budget: Duration,
+    /// Require Body-Sign on V2 replies too (decision 4: off by default).
+    pub require_body_sign: bool,
 }
 
 pub fn reply_json(reply: &Reply) -> Option<Value> {
@@ -415,7 +417,7 @@ fn judge_body_sign(reply: &Reply, cx: &JudgeCtx) -> Vec<Rule> {
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(v1::BODY_SIGN_HEADER));
     let Some((name, value)) = found else {
-        if cx.v1 {
+        if cx.v1 || cx.require_body_sign {
             return vec![
                 Rule::fail(
                     Family::BodySign,

@@ -88,6 +88,8 @@ pub struct PrepOpts<'a> {
     pub tamper: Tamper,
     /// Append Kit paths to the full address instead of its origin (decision 7).
     pub kit_path_full: bool,
+    /// The inner step of License 2.0 signatures (decision 5).
+    pub license_inner: v2::LicenseInner,
 }
 
 const STALE_MS: i64 = 10 * 60 * 1000;
@@ -171,7 +173,7 @@ pub fn prepare(
             let body = canonical_body(&fields);
             let json = crate::protocol::json::parse(body.as_bytes())?;
             let sig = if cb.family == Family::License {
-                v2::sign_license(k, &json, &ts, &o.nonce, v2::LicenseInner::KeyedHmac)?
+                v2::sign_license(k, &json, &ts, &o.nonce, o.license_inner)?
             } else {
                 v2::sign_basic(k, &json, &ts, &o.nonce)?
             };
@@ -259,37 +261,88 @@ pub fn prepare(
     })
 }
 
-/// Sets `path` (dots for nesting, e.g. `productInfo.productId`) to `value`, creating objects.
+/// One step down `path`: an object member (created when missing) or an array index.
+fn step<'v>(cur: &'v mut Value, seg: &str, path: &str) -> Result<&'v mut Value, String> {
+    match cur {
+        Value::Object(m) => Ok(m
+            .entry(seg.to_string())
+            .or_insert_with(|| Value::Object(Map::new()))),
+        Value::Array(a) => {
+            let len = a.len();
+            let i: usize = seg.parse().map_err(|_| {
+                format!("{path:?}: {seg} must be an index (the value there is an array)")
+            })?;
+            a.get_mut(i)
+                .ok_or_else(|| format!("{path:?}: index {i} is past the end ({len} items)"))
+        }
+        _ => Err(format!(
+            "{path:?}: cannot go into {seg}: not an object or array"
+        )),
+    }
+}
+
+/// Sets `path` to `value`: dots for nesting (`productInfo.productId`), numbers index arrays
+/// (`userList.0.role`). Missing objects are created.
 pub fn set_path(map: &mut Map<String, Value>, path: &str, value: Value) -> Result<(), String> {
     let parts: Vec<&str> = path.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
         return Err(format!("{path:?}: empty segment in the field path"));
     }
-    let mut cur = map;
-    for p in &parts[..parts.len() - 1] {
-        let entry = cur
-            .entry(p.to_string())
-            .or_insert_with(|| Value::Object(Map::new()));
-        cur = match entry {
-            Value::Object(m) => m,
-            _ => return Err(format!("{path:?}: {p} is not an object")),
-        };
+    if parts.len() == 1 {
+        map.insert(path.to_string(), value);
+        return Ok(());
     }
-    cur.insert(parts[parts.len() - 1].to_string(), value);
-    Ok(())
+    let mut cur = map
+        .entry(parts[0].to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
+    for seg in &parts[1..parts.len() - 1] {
+        cur = step(cur, seg, path)?;
+    }
+    let last = parts[parts.len() - 1];
+    match cur {
+        Value::Object(m) => {
+            m.insert(last.to_string(), value);
+            Ok(())
+        }
+        other => {
+            *step(other, last, path)? = value;
+            Ok(())
+        }
+    }
 }
 
 /// Removes `path`; false when it was not there.
 pub fn unset_path(map: &mut Map<String, Value>, path: &str) -> bool {
     let parts: Vec<&str> = path.split('.').collect();
-    let mut cur = map;
-    for p in &parts[..parts.len() - 1] {
-        match cur.get_mut(*p) {
-            Some(Value::Object(m)) => cur = m,
-            _ => return false,
+    if parts.len() == 1 {
+        return map.remove(path).is_some();
+    }
+    let Some(mut cur) = map.get_mut(parts[0]) else {
+        return false;
+    };
+    for seg in &parts[1..parts.len() - 1] {
+        let next = match cur {
+            Value::Object(m) => m.get_mut(*seg),
+            Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return false,
         }
     }
-    cur.remove(parts[parts.len() - 1]).is_some()
+    let last = parts[parts.len() - 1];
+    match cur {
+        Value::Object(m) => m.remove(last).is_some(),
+        Value::Array(a) => match last.parse::<usize>() {
+            Ok(i) if i < a.len() => {
+                a.remove(i);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -317,6 +370,7 @@ mod tests {
                 nonce: "50D83FDECAED6CCD8EF597F2A577950527928BA287D04E6036E92B2806FD17DA".into(),
                 tamper: Tamper::None,
                 kit_path_full: false,
+                license_inner: v2::LicenseInner::KeyedHmac,
             },
         )
         .unwrap();
@@ -354,5 +408,15 @@ mod tests {
         assert!(unset_path(&mut m, "a.b"));
         assert!(!unset_path(&mut m, "a.c"));
         assert!(set_path(&mut m, "a..b", Value::Null).is_err());
+        m.insert(
+            "users".into(),
+            serde_json::json!([{"role": "user"}, {"role": "user"}]),
+        );
+        set_path(&mut m, "users.1.role", Value::from("admin")).unwrap();
+        assert_eq!(m["users"][1]["role"], "admin");
+        assert!(set_path(&mut m, "users.5.role", Value::Null).is_err());
+        assert!(set_path(&mut m, "users.x.role", Value::Null).is_err());
+        assert!(unset_path(&mut m, "users.0"));
+        assert_eq!(m["users"].as_array().unwrap().len(), 1);
     }
 }

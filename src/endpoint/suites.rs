@@ -52,6 +52,8 @@ pub struct Target {
     pub test_flag: bool,
     /// authSync users per call (at most 500).
     pub users: usize,
+    pub license_inner: crate::protocol::v2::LicenseInner,
+    pub require_body_sign: bool,
 }
 
 /// The production budget the readiness suite holds replies to (spec §1).
@@ -217,6 +219,7 @@ impl Runner<'_> {
             nonce: crate::clock::nonce_hex64(),
             tamper,
             kit_path_full: self.t.kit_path_full,
+            license_inner: self.t.license_inner,
         };
         request::prepare(cb, scene, fields, key, &opts).ok()
     }
@@ -366,6 +369,7 @@ impl Runner<'_> {
                 v1: ex.request.callback.family.is_v1(),
                 key: key.map(|k| k.expose()).unwrap_or(""),
                 budget: self.t.timeout,
+                require_body_sign: self.t.require_body_sign,
             };
             for rule in judge::judge_format(ex, &cx) {
                 if let Some((_, v)) = per.iter_mut().find(|(f, _)| *f == rule.family) {
@@ -427,6 +431,8 @@ fn v(s: &str) -> Value {
 }
 
 const OK: &str = "000000";
+/// queryInstance polls after a newInstance answered 000004.
+const POLLS: usize = 5;
 
 fn lifecycle(r: &mut Runner) {
     let mut ctx = r.ctx();
@@ -437,7 +443,18 @@ fn lifecycle(r: &mut Runner) {
         ctx.instance_id = Some(id);
     }
     let id = ctx.instance_id.clone().unwrap_or_default();
-    let q = r.call("queryInstance", None, &ctx, &[], Tamper::None);
+    let mut q = r.call("queryInstance", None, &ctx, &[], Tamper::None);
+    // 000004: the endpoint provisions in the background and the marketplace polls
+    // queryInstance; poll a few times, a second apart.
+    if new.as_ref().and_then(judge::result_code).as_deref() == Some("000004") {
+        for _ in 0..POLLS {
+            if q.as_ref().is_some_and(|ex| lists_instance(ex, &id)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            q = r.call("queryInstance", None, &ctx, &[], Tamper::None);
+        }
+    }
     if let Some(ex) = &q {
         if ex.outcome.is_ok() && judge::result_code(ex).as_deref() == Some(OK) {
             if lists_instance(ex, &id) {
@@ -817,17 +834,26 @@ fn dial(r: &mut Runner) {
 
 fn readiness(r: &mut Runner) {
     let url = r.t.endpoint.clone();
-    if is_loopback(&url) {
-        r.skip_row(
-            "production address",
-            Family::Readiness,
-            "loopback URL: HTTPS, TLS, certificate, domain name and port 443 apply to the production address only",
-        );
-        return;
+    for (check, rule) in readiness_rules(&url, &r.all_ex) {
+        r.row(check, rule, String::new());
     }
+}
+
+/// The readiness rules for `url`, judged from the exchanges of the run (no extra calls).
+pub fn readiness_rules(url: &Url, exchanges: &[Exchange]) -> Vec<(String, Rule)> {
     let f = Family::Readiness;
+    if is_loopback(url) {
+        return vec![(
+            "production address".into(),
+            Rule::skip(
+                f,
+                "loopback URL: HTTPS, TLS, certificate, domain name and port 443 apply to the production address only",
+            ),
+        )];
+    }
+    let mut out = Vec::new();
     let https = url.scheme() == "https";
-    r.row(
+    out.push((
         "HTTPS".into(),
         if https {
             Rule::pass(f, "https://", "https://")
@@ -839,25 +865,23 @@ fn readiness(r: &mut Runner) {
                 "register an https:// address; the marketplace calls HTTPS only",
             )
         },
-        String::new(),
-    );
-    let is_ip = host_ip(&url).is_some();
-    r.row(
+    ));
+    let host = url.host_str().unwrap_or("").to_string();
+    out.push((
         "domain name, not an IP address".into(),
-        if is_ip {
+        if host_ip(url).is_some() {
             Rule::fail(
                 f,
                 "a domain name",
-                url.host_str().unwrap_or("").to_string(),
+                host,
                 "register the address under a domain name",
             )
         } else {
-            Rule::pass(f, "a domain name", url.host_str().unwrap_or(""))
+            Rule::pass(f, "a domain name", host)
         },
-        String::new(),
-    );
+    ));
     let port = url.port_or_known_default().unwrap_or(0);
-    r.row(
+    out.push((
         "port 443".into(),
         if port == 443 {
             Rule::pass(f, "443", "443")
@@ -869,36 +893,27 @@ fn readiness(r: &mut Runner) {
                 "serve on the default HTTPS port 443",
             )
         },
-        String::new(),
-    );
-    // TLS version and certificate: the client insists on TLS ≥ 1.2 and verifies the
-    // certificate for the host, so one completed exchange proves both.
-    let exchanges = r.all_ex.clone();
+    ));
+    // The client insists on TLS ≥ 1.2 and verifies the certificate for the host, so one
+    // completed exchange proves both.
     let tls_fail = exchanges
         .iter()
         .filter_map(|e| e.outcome.as_ref().err())
         .find(|e| e.kind == NetKind::Tls);
     let replied = exchanges.iter().any(|e| e.outcome.is_ok());
+    let want = "TLS ≥ 1.2 with a certificate valid for the host";
     let tls_rule = match (https, tls_fail, replied) {
         (false, _, _) => Rule::skip(f, "not HTTPS"),
         (true, Some(e), _) => Rule::fail(
             f,
-            "TLS ≥ 1.2 with a certificate valid for the host",
+            want,
             e.message.clone(),
             "install a certificate from a trusted CA covering this host name; enable TLS 1.2 or 1.3",
         ),
-        (true, None, true) => Rule::pass(
-            f,
-            "TLS ≥ 1.2 with a certificate valid for the host",
-            "handshake verified",
-        ),
+        (true, None, true) => Rule::pass(f, want, "handshake verified"),
         (true, None, false) => Rule::skip(f, "no reply to judge TLS by"),
     };
-    r.row(
-        "TLS ≥ 1.2, certificate valid for the host".into(),
-        tls_rule,
-        String::new(),
-    );
+    out.push(("TLS ≥ 1.2, certificate valid for the host".into(), tls_rule));
     let slowest = exchanges
         .iter()
         .filter(|e| e.outcome.is_ok())
@@ -916,15 +931,87 @@ fn readiness(r: &mut Runner) {
             "answer within the 5 s production budget",
         ),
     };
-    r.row("slowest reply within 5 s".into(), rule, String::new());
-    if exchanges.is_empty() {
-        r.rows.pop();
-    }
+    out.push(("slowest reply within 5 s".into(), rule));
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn exchange(
+        url: &str,
+        outcome: Result<super::super::client::Reply, NetFailure>,
+        ms: u64,
+    ) -> Exchange {
+        let cb = catalog::find("queryInstance", Protocol::V2).unwrap();
+        let u = Url::parse(url).unwrap();
+        let p = request::prepare(
+            cb,
+            None,
+            serde_json::Map::new(),
+            &crate::secret::Secret::new("k"),
+            &PrepOpts {
+                endpoint: &u,
+                now_ms: 1,
+                nonce: "n".into(),
+                tamper: Tamper::None,
+                kit_path_full: false,
+                license_inner: crate::protocol::v2::LicenseInner::KeyedHmac,
+            },
+        )
+        .unwrap();
+        Exchange {
+            request: p,
+            outcome,
+            latency: Duration::from_millis(ms),
+        }
+    }
+
+    #[test]
+    fn readiness_judges_a_production_address() {
+        let statuses = |url: &str, ex: &[Exchange]| -> Vec<Status> {
+            readiness_rules(&Url::parse(url).unwrap(), ex)
+                .into_iter()
+                .map(|(_, r)| r.status)
+                .collect()
+        };
+        let ok = super::super::client::Reply {
+            status: 200,
+            headers: vec![],
+            body: vec![],
+            truncated: false,
+            header_case_known: false,
+        };
+        let good = "https://isv.example.com/produce";
+        assert_eq!(
+            statuses(good, &[exchange(good, Ok(ok.clone()), 30)]),
+            vec![Status::Pass; 5]
+        );
+        let bad = "http://203.0.113.7:8080/produce";
+        assert_eq!(
+            statuses(bad, &[exchange(bad, Ok(ok.clone()), 6000)]),
+            vec![
+                Status::Fail,
+                Status::Fail,
+                Status::Fail,
+                Status::Skip,
+                Status::Fail
+            ]
+        );
+        let tls = exchange(
+            good,
+            Err(NetFailure {
+                kind: NetKind::Tls,
+                message: "invalid peer certificate: Expired".into(),
+            }),
+            5,
+        );
+        let rules = readiness_rules(&Url::parse(good).unwrap(), &[tls]);
+        assert_eq!(rules[3].1.status, Status::Fail);
+        assert!(rules[3].1.actual.contains("Expired"));
+        assert_eq!(statuses("http://127.0.0.1:9/", &[]), vec![Status::Skip]);
+    }
 
     #[test]
     fn loopback_detection() {

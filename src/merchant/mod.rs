@@ -100,6 +100,8 @@ pub struct MerchantConfig {
     pub state: Option<PathBuf>,
     /// Append every received request (raw) to this file as JSON lines.
     pub record: Option<PathBuf>,
+    /// The inner step expected in License 2.0 signatures (decision 5).
+    pub license_inner: v2::LicenseInner,
 }
 
 pub struct Merchant {
@@ -201,7 +203,12 @@ impl Merchant {
     }
 
     /// V2 basic and License: query signature/timestamp/nonce over the body.
-    fn verify_v2_basic(&self, req: &Request, key: &str) -> std::result::Result<(), Reply> {
+    fn verify_v2_basic(
+        &self,
+        req: &Request,
+        key: &str,
+        inner: v2::LicenseInner,
+    ) -> std::result::Result<(), Reply> {
         if self.has(Fault::AcceptBadSignatures) {
             return Ok(());
         }
@@ -224,7 +231,7 @@ impl Merchant {
             }
         }
         let matched = candidates.into_iter().any(|c| {
-            let s = v2::sign_basic_canonical(key, c, ts, nonce, v2::LicenseInner::KeyedHmac);
+            let s = v2::sign_basic_canonical(key, c, ts, nonce, inner);
             v2::signature_matches(&s.signature, sig)
         });
         if !matched {
@@ -771,7 +778,12 @@ impl Merchant {
             );
         }
         let slow = activity == "updateInstanceStatus";
-        let r = self.verify_v2_basic(req, &key).and_then(|_| {
+        let inner = if is_license {
+            self.cfg.license_inner
+        } else {
+            v2::LicenseInner::KeyedHmac
+        };
+        let r = self.verify_v2_basic(req, &key, inner).and_then(|_| {
             if is_license {
                 self.license(&body)
             } else {
