@@ -379,6 +379,34 @@ fn v1_with_kit_passes_every_suite_and_every_request_verifies() {
 }
 
 #[test]
+fn license_only_product_is_tested_with_the_license_key_alone() {
+    let env = Env::new();
+    let lk = env.p("license.key");
+    let m = env.serve(&["--license-key-file", &lk]);
+    let o = env.run(&[
+        "--json",
+        "test-endpoint",
+        "--endpoint",
+        &format!("{}/produce", m.url),
+        "--license-key-file",
+        &lk,
+    ]);
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(0), "{r:#}");
+    let checks = r["checks"].as_array().unwrap();
+    assert!(checks
+        .iter()
+        .any(|c| c["check"] == "basic interfaces" && c["status"] == "skip"));
+    assert!(checks.iter().any(
+        |c| c["check"] == "releaseLicenseCode, tampered signature: refused"
+            && c["status"] == "pass"
+    ));
+    assert!(!checks
+        .iter()
+        .any(|c| c["check"].as_str().unwrap().contains("newInstance")));
+}
+
+#[test]
 fn every_fault_fails_only_its_check_family() {
     let env = Env::new();
     let cases = [

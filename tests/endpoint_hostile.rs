@@ -208,3 +208,96 @@ fn test_endpoint_stops_after_a_first_call_without_reply() {
     assert_eq!(count.load(Ordering::SeqCst), 1);
     assert!(failed(&v, "reachable").is_some());
 }
+
+/// An endpoint that provisions in the background: newInstance answers 000004 and the
+/// instance shows in queryInstance only from the second query on.
+fn async_provisioning(mut s: TcpStream, queries: &AtomicUsize) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let body_start = loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..body_start]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < body_start + len {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body: Value = serde_json::from_slice(&buf[body_start..]).unwrap_or(Value::Null);
+    let reply = match body["activity"].as_str() {
+        Some("newInstance") => {
+            r#"{"resultCode":"000004","resultMsg":"processing","instanceId":"inst-async-1"}"#.to_string()
+        }
+        Some("queryInstance") if queries.fetch_add(1, Ordering::SeqCst) == 0 => {
+            r#"{"resultCode":"000003","resultMsg":"not yet"}"#.to_string()
+        }
+        Some("queryInstance") => r#"{"resultCode":"000000","resultMsg":"ok","info":[{"instanceId":"inst-async-1","appInfo":{"frontEndUrl":"https://saas.example.com/a"}}]}"#.to_string(),
+        _ => r#"{"resultCode":"000000","resultMsg":"ok"}"#.to_string(),
+    };
+    let _ = s.write_all(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+            reply.len()
+        )
+        .as_bytes(),
+    );
+}
+
+#[test]
+fn a_000004_answer_is_followed_by_polling_queryinstance() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let queries = Arc::new(AtomicUsize::new(0));
+    let q = Arc::clone(&queries);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(40).flatten() {
+            async_provisioning(stream, &q);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k");
+    std::fs::write(&key, KEY).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_csm"))
+        .env_clear()
+        .env("CSM_CONFIG_DIR", dir.path())
+        .args([
+            "--json",
+            "test-endpoint",
+            "--suite",
+            "lifecycle",
+            "--endpoint",
+        ])
+        .arg(format!("http://127.0.0.1:{port}/produce"))
+        .arg("--key-file")
+        .arg(&key)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    assert_eq!(
+        queries.load(Ordering::SeqCst),
+        2,
+        "one poll after the first query"
+    );
+    let new = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "newInstance")
+        .unwrap();
+    assert_eq!(new["actual"], "000004");
+}

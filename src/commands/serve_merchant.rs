@@ -3,8 +3,7 @@
 use crate::catalog::Protocol;
 use crate::cli::GlobalArgs;
 use crate::commands::sign::LicenseInnerArg;
-use crate::config::{self, KeyRole};
-use crate::endpoint::request::Keys;
+use crate::config;
 use crate::error::{CsmError, Exit, Result};
 use crate::merchant::{Fault, Merchant, MerchantConfig};
 use crate::server;
@@ -65,15 +64,14 @@ pub fn parse_faults(names: &[String]) -> Result<Vec<Fault>> {
 
 pub fn run(g: &GlobalArgs, a: MerchantArgs) -> Result<Exit> {
     let profile = config::active_profile(g)?;
-    let keys = Keys {
-        basic: Some(config::require_key(
-            KeyRole::Basic,
-            a.key_file.as_deref(),
-            &profile,
-        )?),
-        kit: config::find_key(KeyRole::Kit, a.kit_key_file.as_deref(), &profile)?,
-        license: config::find_key(KeyRole::License, a.license_key_file.as_deref(), &profile)?,
-    };
+    // Each interface type is served when its key is given (a License-only product has no
+    // basic key); at least one is needed.
+    let keys = super::test_endpoint::load_keys(
+        a.key_file.as_deref(),
+        a.kit_key_file.as_deref(),
+        a.license_key_file.as_deref(),
+        &profile,
+    )?;
     if a.window == 0 {
         return Err(CsmError::usage(
             "--window 0: the replay window must be at least 1 second",

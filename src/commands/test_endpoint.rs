@@ -20,7 +20,7 @@ use std::time::Duration;
 #[derive(Debug, Args)]
 pub struct TestEndpointArgs {
     /// The production address under test, e.g. https://isv.example.com/produce.
-    #[arg(long, value_name = "URL", required_unless_present = "demo")]
+    #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
     /// Protocol of the basic interfaces (default: the profile's, else v2).
     #[arg(long, value_enum)]
@@ -138,18 +138,25 @@ pub fn confirm_remote(url: &Url, yes: bool, g: &GlobalArgs, calls: &str) -> Resu
     }
 }
 
-/// Reads the three keys (flag > env > profile); the basic key is required.
+/// Reads the three keys (flag > env > profile). At least one is needed; each interface
+/// type is tested when its key is there (a License-only product has no basic key).
 pub fn load_keys(
     key: Option<&std::path::Path>,
     kit: Option<&std::path::Path>,
     license: Option<&std::path::Path>,
     profile: &Profile,
 ) -> Result<Keys> {
-    Ok(Keys {
-        basic: Some(config::require_key(KeyRole::Basic, key, profile)?),
+    let keys = Keys {
+        basic: config::find_key(KeyRole::Basic, key, profile)?,
         kit: config::find_key(KeyRole::Kit, kit, profile)?,
         license: config::find_key(KeyRole::License, license, profile)?,
-    })
+    };
+    if keys.basic.is_none() && keys.kit.is_none() && keys.license.is_none() {
+        return Err(CsmError::usage(
+            "--key-file: no key given (pass --key-file, --kit-key-file or --license-key-file FILE, set CSM_ACCESS_KEY, CSM_KIT_KEY or CSM_LICENSE_KEY, or name them in a profile with `csm init`)",
+        ));
+    }
+    Ok(keys)
 }
 
 pub fn resolve_protocol(flag: Option<Protocol>, profile: &Profile) -> Result<Protocol> {
@@ -244,7 +251,11 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
             .endpoint
             .clone()
             .or_else(|| profile.endpoint.clone())
-            .ok_or_else(|| CsmError::usage("--endpoint: no endpoint given"))?;
+            .ok_or_else(|| {
+                CsmError::usage(
+                    "--endpoint: no endpoint given (pass --endpoint URL, name one in a profile with `csm init`, or try --demo)",
+                )
+            })?;
         let endpoint = parse_endpoint(&raw)?;
         let protocol = resolve_protocol(a.protocol, &profile)?;
         let keys = load_keys(

@@ -23,15 +23,6 @@ impl Keys {
             _ => self.basic.as_ref(),
         }
     }
-
-    /// Every key, to make sure none is printed.
-    pub fn all(&self) -> Vec<&str> {
-        [&self.basic, &self.kit, &self.license]
-            .into_iter()
-            .flatten()
-            .map(Secret::expose)
-            .collect()
-    }
 }
 
 /// Deliberate damage for the negative suite.

@@ -135,13 +135,6 @@ fn int_field(body: &Map<String, Value>, name: &str) -> Option<i64> {
     }
 }
 
-/// Which protocol family a request belongs to, for signing the reply.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    V1,
-    V2,
-}
-
 impl Merchant {
     pub fn new(cfg: MerchantConfig) -> Result<Merchant> {
         let store = Store::open(cfg.state.as_deref())?;
@@ -670,7 +663,8 @@ impl Merchant {
         }
     }
 
-    fn route(&self, req: &Request) -> (Reply, Kind, Option<String>, bool) {
+    /// The reply, the key that signs it (`Body-Sign`), and whether `slow` applies.
+    fn route(&self, req: &Request) -> (Reply, Option<String>, bool) {
         let path = req.path();
         let keys = &self.cfg.keys;
         let internal = |e: CsmError| reply("000005", format!("internal error: {e}"));
@@ -684,11 +678,9 @@ impl Merchant {
             if let Some(idx) = path.find(prefix) {
                 let name = &path[idx + prefix.len()..];
                 let key = keys.kit.as_ref().map(|k| k.expose().to_string());
-                let kind = if v2kit { Kind::V2 } else { Kind::V1 };
                 let Some(key) = key else {
                     return (
                         reply("000001", "no Kit key configured (--kit-key-file)"),
-                        kind,
                         None,
                         false,
                     );
@@ -701,13 +693,12 @@ impl Merchant {
                 let r = verified
                     .and_then(|_| body_map())
                     .and_then(|b| self.kit(name, &b).map_err(internal));
-                return (r.unwrap_or_else(|e| e), kind, Some(key), false);
+                return (r.unwrap_or_else(|e| e), Some(key), false);
             }
         }
         if !(path == "/" || path.ends_with("/produce")) {
             return (
                 reply("000002", format!("no callback is served at {path}")),
-                Kind::V2,
                 None,
                 false,
             );
@@ -717,20 +708,18 @@ impl Merchant {
             if self.cfg.protocol != Protocol::V1 {
                 return (
                     reply("000002", "V1 GET callbacks are not enabled (--protocol v1)"),
-                    Kind::V1,
                     key,
                     false,
                 );
             }
             let Some(key) = key else {
-                return (reply("000001", "no key configured"), Kind::V1, None, false);
+                return (reply("000001", "no key configured"), None, false);
             };
             let params = match v1::parse_query(req.query(), false) {
                 Ok(p) => p,
                 Err(_) => {
                     return (
                         reply("000002", "query string is not decodable"),
-                        Kind::V1,
                         Some(key),
                         false,
                     )
@@ -742,11 +731,11 @@ impl Merchant {
             let r = self
                 .verify_v1_get(&params, &key)
                 .and_then(|_| self.v1_basic(&params).map_err(internal));
-            return (r.unwrap_or_else(|e| e), Kind::V1, Some(key), slow);
+            return (r.unwrap_or_else(|e| e), Some(key), slow);
         }
         let body = match body_map() {
             Ok(b) => b,
-            Err(e) => return (e, Kind::V2, None, false),
+            Err(e) => return (e, None, false),
         };
         let activity = str_field(&body, "activity").unwrap_or("").to_string();
         let is_license = activity.contains("LicenseCode");
@@ -764,7 +753,6 @@ impl Merchant {
             };
             return (
                 reply("000001", format!("no key configured ({which})")),
-                Kind::V2,
                 None,
                 false,
             );
@@ -772,7 +760,6 @@ impl Merchant {
         if !is_license && activity != "orderNotify" && self.cfg.protocol != Protocol::V2 {
             return (
                 reply("000002", "V2 callbacks are not enabled (--protocol v2)"),
-                Kind::V2,
                 Some(key),
                 false,
             );
@@ -791,14 +778,14 @@ impl Merchant {
             }
             .map_err(internal)
         });
-        (r.unwrap_or_else(|e| e), Kind::V2, Some(key), slow)
+        (r.unwrap_or_else(|e| e), Some(key), slow)
     }
 }
 
 impl Handler for Merchant {
     fn handle(&self, req: Request) -> Response {
         self.record(&req);
-        let ((code, msg, extra), _kind, key, slow) = self.route(&req);
+        let ((code, msg, extra), key, slow) = self.route(&req);
         let code = if code == "000000" && self.has(Fault::WrongCode) {
             "200"
         } else {
