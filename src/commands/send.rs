@@ -306,7 +306,12 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
         }
         return Ok(Exit::Ok);
     }
-    confirm_remote(&endpoint, a.yes, g, &format!("{} (one callback)", cb.name))?;
+    let flag = if a.no_test_flag {
+        "WITHOUT testFlag"
+    } else {
+        "marked testFlag=1"
+    };
+    confirm_remote(&endpoint, a.yes, g, &format!("{} ({flag})", cb.name))?;
     let timeout = if a.debug_page {
         Duration::from_secs(20)
     } else {

@@ -86,6 +86,7 @@ pub fn run(g: &GlobalArgs, a: MerchantArgs) -> Result<Exit> {
         state: a.state.clone(),
         record: a.record.clone(),
         license_inner: a.license_inner.into(),
+        log: !g.quiet,
     };
     let merchant = Arc::new(Merchant::new(cfg)?);
     let handle = server::serve(&a.listen, merchant, a.threads)?;

@@ -124,7 +124,7 @@ pub fn confirm_remote(url: &Url, yes: bool, g: &GlobalArgs, calls: &str) -> Resu
     }
     let ok = dialoguer::Confirm::new()
         .with_prompt(format!(
-            "Send {calls} (marked testFlag=1) to {url}? It may be a production endpoint"
+            "Send {calls} to {url}? It may be a production endpoint"
         ))
         .default(false)
         .interact()
@@ -202,6 +202,7 @@ pub fn demo_targets(
             state: None,
             record: None,
             license_inner: crate::protocol::v2::LicenseInner::KeyedHmac,
+            log: false,
         })?;
         let handle = server::serve("127.0.0.1:0", Arc::new(merchant), 16)?;
         let endpoint = parse_endpoint(&format!("http://{}/produce", handle.addr))?;
@@ -264,7 +265,12 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
             a.license_key_file.as_deref(),
             &profile,
         )?;
-        confirm_remote(&endpoint, a.yes, g, "test callbacks")?;
+        let what = if a.no_test_flag {
+            "test callbacks WITHOUT testFlag (as live orders)"
+        } else {
+            "test callbacks (marked testFlag=1)"
+        };
+        confirm_remote(&endpoint, a.yes, g, what)?;
         endpoint_label = endpoint.to_string();
         targets.push(Target {
             endpoint,

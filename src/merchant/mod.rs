@@ -102,6 +102,8 @@ pub struct MerchantConfig {
     pub record: Option<PathBuf>,
     /// The inner step expected in License 2.0 signatures (decision 5).
     pub license_inner: v2::LicenseInner,
+    /// One line per request on stderr.
+    pub log: bool,
 }
 
 pub struct Merchant {
@@ -793,7 +795,7 @@ impl Handler for Merchant {
         };
         let mut body = Map::new();
         body.insert("resultCode".into(), Value::from(code));
-        body.insert("resultMsg".into(), Value::from(msg));
+        body.insert("resultMsg".into(), Value::from(msg.clone()));
         body.extend(extra);
         let bytes = Value::Object(body).to_string().into_bytes();
         let mut resp = Response::json(200, bytes.clone());
@@ -814,6 +816,9 @@ impl Handler for Merchant {
         }
         if slow && self.has(Fault::Slow) {
             resp.delay = Some(self.cfg.fault_delay);
+        }
+        if self.cfg.log {
+            eprintln!("{} {} → {code} {msg}", req.method, req.path());
         }
         resp
     }
