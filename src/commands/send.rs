@@ -171,6 +171,12 @@ pub fn build_fields(
         }
         None => gen::generate(cb, scene, ctx),
     };
+    // A body from a file is still a debug call unless --no-test-flag says otherwise.
+    if ctx.test_flag && !fields.contains_key("testFlag") {
+        if let Some(v) = gen::generate(cb, scene, ctx).remove("testFlag") {
+            fields.insert("testFlag".into(), v);
+        }
+    }
     for s in &a.set {
         let (path, raw) = s
             .split_once('=')

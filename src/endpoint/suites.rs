@@ -194,18 +194,8 @@ impl Runner<'_> {
         extra: &[(&str, Value)],
         tamper: Tamper,
     ) -> Option<Prepared> {
-        let proto = if name == "tenantSync"
-            || name == "applicationSync"
-            || name == "authSync"
-            || name == "singleOrgSync"
-            || name == "allOrgSync"
-            || !name.contains("License")
-        {
-            self.t.protocol
-        } else {
-            Protocol::V2
-        };
-        let cb = catalog::find(name, proto)?;
+        // License and orderNotify exist only in V2 form; find() falls back to it.
+        let cb = catalog::find(name, self.t.protocol)?;
         let key = self.t.keys.for_family(cb.family)?;
         let mut ctx = ctx.clone();
         ctx.now = Some(crate::clock::now());
@@ -818,7 +808,16 @@ fn dial(r: &mut Runner) {
                 Some(s) => format!("{name} {s}"),
                 None => name.to_string(),
             };
-            let ex = r.call(name, *scene, &ctx, &[], Tamper::None);
+            // The debugging page's renewal mock order, for the renewal case.
+            let extra: Vec<(&str, Value)> = if !v1 && *name == "refreshInstance" {
+                vec![
+                    ("orderId", v("MOCKMONTYRENEW")),
+                    ("orderLineId", v("MOCKMONTYRENEW-000001")),
+                ]
+            } else {
+                Vec::new()
+            };
+            let ex = r.call(name, *scene, &ctx, &extra, Tamper::None);
             if round == 0 {
                 if *name == "newInstance" {
                     if let Some(id) = ex.as_ref().and_then(instance_of) {
@@ -841,6 +840,13 @@ fn dial(r: &mut Runner) {
 
 fn readiness(r: &mut Runner) {
     let url = r.t.endpoint.clone();
+    // Run alone, readiness still needs one exchange to judge TLS and latency by: a query
+    // for an instance that does not exist changes nothing.
+    if r.all_ex.is_empty() && !is_loopback(&url) {
+        let mut ctx = r.ctx();
+        ctx.instance_id = Some(crate::clock::uuid());
+        let _ = r.call("queryInstance", None, &ctx, &[], Tamper::None);
+    }
     for (check, rule) in readiness_rules(&url, &r.all_ex) {
         r.row(check, rule, String::new());
     }
