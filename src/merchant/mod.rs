@@ -129,6 +129,24 @@ fn str_field<'a>(body: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// The activity or Kit interface a request names, for the log line.
+fn activity_of(req: &Request) -> String {
+    if let Some((_, name)) = req.path().rsplit_once("/produceAPI/") {
+        return name.trim_start_matches("v2/").to_string();
+    }
+    if req.method == "GET" {
+        return v1::parse_query(req.query(), false)
+            .ok()
+            .and_then(|q| q.into_iter().find(|(n, _)| n == "activity"))
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+    }
+    serde_json::from_slice::<Value>(&req.body)
+        .ok()
+        .and_then(|v| v.get("activity")?.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 fn int_field(body: &Map<String, Value>, name: &str) -> Option<i64> {
     match body.get(name)? {
         Value::Number(n) => n.as_i64(),
@@ -818,7 +836,12 @@ impl Handler for Merchant {
             resp.delay = Some(self.cfg.fault_delay);
         }
         if self.cfg.log {
-            eprintln!("{} {} → {code} {msg}", req.method, req.path());
+            eprintln!(
+                "{} {} {} → {code} {msg}",
+                req.method,
+                req.path(),
+                activity_of(&req)
+            );
         }
         resp
     }
