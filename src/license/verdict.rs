@@ -116,7 +116,7 @@ pub fn judge(parsed: &Parsed, keys: &Keyring, policy: &Policy, at: NaiveDate) ->
                 return Verdict::new(
                     Kind::UnknownKeyId,
                     format!(
-                        "unknown key id {}: no public key with this id was given",
+                        "no public key with id {} was given",
                         payload.key_id
                     ),
                     Some(fields),
@@ -126,7 +126,7 @@ pub fn judge(parsed: &Parsed, keys: &Keyring, policy: &Policy, at: NaiveDate) ->
                 return Verdict::new(
                     Kind::BadSignature,
                     format!(
-                        "bad signature: the license was not signed by key {} as it reads now",
+                        "not signed by key {} as it reads now (altered or forged)",
                         payload.key_id
                     ),
                     Some(fields),
@@ -135,20 +135,20 @@ pub fn judge(parsed: &Parsed, keys: &Keyring, policy: &Policy, at: NaiveDate) ->
             if let Some(f) = edited_field {
                 return Verdict::new(
                     Kind::BadSignature,
-                    format!("bad signature: field {f:?} of the file differs from the signed payload"),
+                    format!("field {f:?} of the file differs from the signed payload"),
                     Some(fields),
                 );
             }
             let id = code::license_id(bytes);
             if policy.revoked.contains(&id) {
-                return Verdict::new(Kind::Revoked, format!("revoked: license {id} is on the revocation list"), Some(fields));
+                return Verdict::new(Kind::Revoked, format!("license {id} is on the revocation list"), Some(fields));
             }
             if let Some(p) = policy.product {
                 if p != payload.product {
                     return Verdict::new(
                         Kind::WrongProduct,
                         format!(
-                            "wrong product: the license is for {:?}, not {p:?}",
+                            "the license is for product {:?}, not {p:?}",
                             payload.product
                         ),
                         Some(fields),
@@ -167,26 +167,26 @@ pub fn judge(parsed: &Parsed, keys: &Keyring, policy: &Policy, at: NaiveDate) ->
                 };
                 return Verdict::new(
                     Kind::UnknownKeyId,
-                    format!("unknown key id {}: no private key with this id was given{hint}", payload.key_id),
+                    format!("no private key with id {} was given{hint}", payload.key_id),
                     Some(fields),
                 );
             };
             if !crate::protocol::hmac::ct_eq(&code::short_tag(key, bytes), tag) {
                 return Verdict::new(
                     Kind::BadSignature,
-                    format!("bad signature: the short code's tag does not match key {}", payload.key_id),
+                    format!("the short code's tag does not match key {} (altered or forged)", payload.key_id),
                     Some(fields),
                 );
             }
             let id = code::license_id(bytes);
             if policy.revoked.contains(&id) {
-                return Verdict::new(Kind::Revoked, format!("revoked: license {id} is on the revocation list"), Some(fields));
+                return Verdict::new(Kind::Revoked, format!("license {id} is on the revocation list"), Some(fields));
             }
             if let Some(p) = policy.product {
                 if code::product_digest(p) != payload.product_digest {
                     return Verdict::new(
                         Kind::WrongProduct,
-                        format!("wrong product: the short code was not issued for {p:?}"),
+                        format!("the short code was not issued for product {p:?}"),
                         Some(fields),
                     );
                 }
@@ -202,22 +202,19 @@ fn dates(issued: u16, expires: u16, grace: u16, at: NaiveDate, fields: Value) ->
     if at < day_date(issued) {
         return Verdict::new(
             Kind::NotYetValid,
-            format!(
-                "not yet valid: issued for {} (checked on {at})",
-                day_text(issued)
-            ),
+            format!("issued for {}, checked on {at}", day_text(issued)),
             f,
         );
     }
     if expires == NEVER {
-        return Verdict::new(Kind::Valid, "valid: does not expire", f);
+        return Verdict::new(Kind::Valid, "does not expire", f);
     }
     let end = day_date(expires);
     if at <= end {
         let left = (end - at).num_days();
         return Verdict::new(
             Kind::Valid,
-            format!("valid until {end} ({left} more day(s) after {at})"),
+            format!("until {end} ({left} more day(s) after {at})"),
             f,
         );
     }
@@ -226,16 +223,14 @@ fn dates(issued: u16, expires: u16, grace: u16, at: NaiveDate, fields: Value) ->
         let left = (grace_end - at).num_days();
         return Verdict::new(
             Kind::ValidInGrace,
-            format!(
-                "valid in grace: expired on {end}, grace ends {grace_end} ({left} more day(s))"
-            ),
+            format!("expired on {end}, grace ends {grace_end} ({left} more day(s))"),
             f,
         );
     }
     let reason = if grace > 0 {
-        format!("expired on {end}; grace of {grace} day(s) ended {grace_end}")
+        format!("on {end}; the grace of {grace} day(s) ended {grace_end}")
     } else {
-        format!("expired on {end}")
+        format!("on {end}")
     };
     Verdict::new(Kind::Expired, reason, f)
 }
