@@ -146,6 +146,12 @@ pub fn parse_code(text: &str) -> Result<Symbols, Typo> {
             // With dashes, one must follow every fifth symbol and nothing else.
             let expected = !syms.is_empty() && syms.len() % GROUP == 0 && i + 1 < chars.len();
             let already = i > 0 && chars[i - 1] == '-';
+            if i + 1 == chars.len() {
+                return Err(Typo::at(
+                    pos,
+                    format!("the code ends with '-' at position {pos} (truncated?)"),
+                ));
+            }
             if !expected || already {
                 return Err(Typo::at(
                     pos,

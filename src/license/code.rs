@@ -268,7 +268,7 @@ fn parse_code(t: &str) -> Result<Parsed, Typo> {
     let syms = base32::parse_code(t)?;
     if base32::check(&syms.values) != syms.check {
         return Err(malformed(
-            "check symbol does not match: a character was mistyped, left out or added",
+            "check symbol does not match: a character was mistyped, left out or added, or the code is truncated",
         ));
     }
     let last = *syms
@@ -277,7 +277,9 @@ fn parse_code(t: &str) -> Result<Parsed, Typo> {
         .unwrap_or(&1);
     let bytes = base32::decode_values(&syms.values).ok_or_else(|| Typo {
         position: Some(last),
-        reason: format!("symbol at position {last} is not one csm writes (typo?)"),
+        reason: format!(
+            "symbol at position {last} is not one csm writes (mistyped, or the code is truncated)"
+        ),
     })?;
     match bytes.first() {
         Some(&payload::VERSION) => {
@@ -288,7 +290,8 @@ fn parse_code(t: &str) -> Result<Parsed, Typo> {
                 )));
             }
             let (body, sig) = bytes.split_at(bytes.len() - 64);
-            let payload = payload::decode(body).map_err(malformed)?;
+            let payload = payload::decode(body)
+                .map_err(|e| malformed(format!("{e} (mistyped, or the code is truncated)")))?;
             Ok(Parsed::Full {
                 payload,
                 bytes: body.to_vec(),

@@ -148,7 +148,7 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn take(&mut self, n: usize, what: &str) -> Result<&[u8], String> {
         if self.bytes.len() - self.at < n {
-            return Err(format!("payload ends inside the {what} field (truncated?)"));
+            return Err(format!("payload ends inside the {what} field"));
         }
         let s = &self.bytes[self.at..self.at + n];
         self.at += n;
