@@ -88,7 +88,7 @@ pub fn encode_code(bytes: &[u8]) -> String {
     syms.push(CHECK_ALPHABET[c as usize]);
     let mut out = String::with_capacity(syms.len() * 6 / 5 + 1);
     for (i, s) in syms.iter().enumerate() {
-        if i > 0 && i % GROUP == 0 {
+        if i > 0 && i.is_multiple_of(GROUP) {
             out.push('-');
         }
         out.push(*s as char);
@@ -144,7 +144,8 @@ pub fn parse_code(text: &str) -> Result<Symbols, Typo> {
         let pos = i + 1;
         if c == '-' {
             // With dashes, one must follow every fifth symbol and nothing else.
-            let expected = !syms.is_empty() && syms.len() % GROUP == 0 && i + 1 < chars.len();
+            let expected =
+                !syms.is_empty() && syms.len().is_multiple_of(GROUP) && i + 1 < chars.len();
             let already = i > 0 && chars[i - 1] == '-';
             if i + 1 == chars.len() {
                 return Err(Typo::at(
@@ -162,7 +163,7 @@ pub fn parse_code(text: &str) -> Result<Symbols, Typo> {
             }
             continue;
         }
-        if dashed && !syms.is_empty() && syms.len() % GROUP == 0 && chars[i - 1] != '-' {
+        if dashed && !syms.is_empty() && syms.len().is_multiple_of(GROUP) && chars[i - 1] != '-' {
             return Err(Typo::at(
                 pos,
                 format!(
