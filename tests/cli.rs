@@ -738,7 +738,7 @@ fn completions_match_the_committed_files() {
         let committed = std::fs::read(dir.join(file)).unwrap_or_default();
         assert!(
             generated == committed,
-            "completions/{file} is out of date: run `cargo run -- completions {shell} > completions/{file}`"
+            "completions/{file} is out of date: run scripts/gen-completions.sh"
         );
     }
 }

@@ -313,3 +313,38 @@ fn apig_sdk_hmac() {
     }
     count_checked(all.len(), "apig_sdk_hmac");
 }
+
+/// Decision 10: a repeated query name whose values sort differently encoded and decoded.
+/// Expected values computed with Huawei's Python SDK signer (huaweicloudsdkcore
+/// `signer.Signer`, PyPI), which sorts decoded names and values before encoding.
+#[test]
+fn apig_query_order_matches_the_python_sdk_signer() {
+    let h = |n: &str, v: &str| (n.to_string(), v.to_string());
+    let headers = vec![
+        h("X-Sdk-Date", "20240317T144237Z"),
+        h("Content-Type", "application/json"),
+        h("Host", "mkt.myhuaweicloud.com"),
+    ];
+    let signed: Vec<String> = ["content-type", "host", "x-sdk-date"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let s = apig::sign(
+        "AKEXAMPLE",
+        "SKEXAMPLE-123",
+        "GET",
+        "https://mkt.myhuaweicloud.com/api/mkp-openapi-public/global/v1/order/query?orderId=CS1%2Fx&k=a%2F&k=a-&a%2F=1&a-=2",
+        &headers,
+        &signed,
+        b"",
+    )
+    .unwrap();
+    assert_eq!(
+        s.canonical_request.lines().nth(2).unwrap(),
+        "a-=2&a%2F=1&k=a-&k=a%2F&orderId=CS1%2Fx"
+    );
+    assert_eq!(
+        s.authorization,
+        "SDK-HMAC-SHA256 Access=AKEXAMPLE, SignedHeaders=content-type;host;x-sdk-date, Signature=4c1559d91bc6b41b52837526f55f7cb3937597794bc36b3e5f8c52a81e43496c"
+    );
+}

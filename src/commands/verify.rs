@@ -14,20 +14,46 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// What to verify: a scheme (the same names as `csm sign`), or a raw HTTP capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyTarget {
     /// A raw HTTP request capture: the scheme is detected.
     Request,
     /// A raw HTTP response capture: its Body-Sign header (needs --scheme saas-v1).
     Response,
-    SaasV1,
-    SaasV1Kit,
-    BodySign,
-    SaasV2,
-    Kit,
-    License,
-    Usage,
-    Apig,
+    Scheme(Scheme),
+}
+
+impl ValueEnum for VerifyTarget {
+    fn value_variants<'a>() -> &'a [Self] {
+        use Scheme::*;
+        &[
+            VerifyTarget::Request,
+            VerifyTarget::Response,
+            VerifyTarget::Scheme(SaasV1),
+            VerifyTarget::Scheme(SaasV1Kit),
+            VerifyTarget::Scheme(BodySign),
+            VerifyTarget::Scheme(SaasV2),
+            VerifyTarget::Scheme(Kit),
+            VerifyTarget::Scheme(License),
+            VerifyTarget::Scheme(Usage),
+            VerifyTarget::Scheme(Apig),
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        match self {
+            VerifyTarget::Request => Some(
+                clap::builder::PossibleValue::new("request")
+                    .help("A raw HTTP request capture: the scheme is detected"),
+            ),
+            VerifyTarget::Response => Some(
+                clap::builder::PossibleValue::new("response")
+                    .help("A raw HTTP response capture: its Body-Sign header"),
+            ),
+            VerifyTarget::Scheme(s) => s.to_possible_value(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -54,20 +80,6 @@ pub struct VerifyArgs {
     /// Replay window in seconds for V2 timestamps (spec decision 3).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub window: i64,
-}
-
-fn scheme_of(t: VerifyTarget) -> Option<Scheme> {
-    Some(match t {
-        VerifyTarget::SaasV1 => Scheme::SaasV1,
-        VerifyTarget::SaasV1Kit => Scheme::SaasV1Kit,
-        VerifyTarget::BodySign => Scheme::BodySign,
-        VerifyTarget::SaasV2 => Scheme::SaasV2,
-        VerifyTarget::Kit => Scheme::Kit,
-        VerifyTarget::License => Scheme::License,
-        VerifyTarget::Usage => Scheme::Usage,
-        VerifyTarget::Apig => Scheme::Apig,
-        VerifyTarget::Request | VerifyTarget::Response => return None,
-    })
 }
 
 /// A received signature must at least look like one: hex, Base64, or a header value.
@@ -159,8 +171,7 @@ pub fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
     let diagnosis = match a.target {
         VerifyTarget::Request => verify_request(&a, &profile, now_ms, window_ms)?,
         VerifyTarget::Response => verify_response(&a, &profile)?,
-        t => {
-            let scheme = scheme_of(t).expect("a scheme target");
+        VerifyTarget::Scheme(scheme) => {
             let received = a.signature.clone().ok_or_else(|| {
                 CsmError::usage("--signature: required (the signature that was received)")
             })?;
