@@ -206,7 +206,10 @@ fn admin(m: &Market, step: &str, body: Value) -> Value {
         .unwrap();
     let status = r.status().as_u16();
     let text = r.text().unwrap();
-    assert!(!text.contains(SK) && !text.contains(LICENSE_KEY), "key leaked: {text}");
+    assert!(
+        !text.contains(SK) && !text.contains(LICENSE_KEY),
+        "key leaked: {text}"
+    );
     let v: Value = serde_json::from_str::<Value>(&text).unwrap();
     assert_eq!(status, 200, "{step}: {v}");
     v
