@@ -511,3 +511,60 @@ fn gen_refuses_bad_fields_with_the_flag_named() {
     assert_eq!(c, 2);
     assert!(err.contains("--seats 70000"), "{err}");
 }
+
+#[test]
+fn inspect_checks_the_signature_only_with_a_key_and_reads_stdin() {
+    let e = Env::new();
+    e.keygen("k");
+    e.keygen("other");
+    let code = e.gen("k", &["--features", "export,sso", "--seats", "7"]);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let (c, out, err) = e.run(args);
+        assert_eq!(c, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let v = json(&[
+        "license",
+        "inspect",
+        &code,
+        "--json",
+        "--public-key",
+        "k.pub",
+    ]);
+    assert_eq!(v["signature"], "good");
+    assert_eq!(v["features"], serde_json::json!(["export", "sso"]));
+    assert_eq!(v["seats"], 7);
+    assert_eq!(v["form"], "code");
+    let v = json(&[
+        "license",
+        "inspect",
+        &code,
+        "--json",
+        "--public-key",
+        "other.pub",
+    ]);
+    assert!(
+        v["signature"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown-key-id"),
+        "{v}"
+    );
+    // `-` reads the code from standard input.
+    let out = e
+        .csm()
+        .args([
+            "license",
+            "validate",
+            "-",
+            "--public-key",
+            "k.pub",
+            "--at",
+            "2026-05-05",
+        ])
+        .write_stdin(format!("{code}\n"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("valid:"));
+}

@@ -46,14 +46,14 @@ struct Merchant {
 }
 
 impl Merchant {
-    fn start(key: &'static str) -> Merchant {
+    fn start(key: &'static str, inner: v2::LicenseInner) -> Merchant {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/produce", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let rec = Arc::clone(&seen);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let _ = handle(stream, key, &rec);
+                let _ = handle(stream, key, inner, &rec);
             }
         });
         Merchant { url, seen }
@@ -64,7 +64,12 @@ impl Merchant {
     }
 }
 
-fn handle(stream: TcpStream, key: &str, rec: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
+fn handle(
+    stream: TcpStream,
+    key: &str,
+    inner: v2::LicenseInner,
+    rec: &Mutex<Vec<Seen>>,
+) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
@@ -100,7 +105,7 @@ fn handle(stream: TcpStream, key: &str, rec: &Mutex<Vec<Seen>>) -> std::io::Resu
         String::from_utf8_lossy(&body).into_owned(),
         &ts,
         &nonce,
-        v2::LicenseInner::KeyedHmac,
+        inner,
     );
     let signature_ok =
         !signature.is_empty() && v2::signature_matches(&expected.signature, &signature);
@@ -112,7 +117,7 @@ fn handle(stream: TcpStream, key: &str, rec: &Mutex<Vec<Seen>>) -> std::io::Resu
     // The body is also a V2 canonical body: re-signing the parsed JSON gives the same result.
     let reparsed_ok = json::parse(&body)
         .ok()
-        .and_then(|j| v2::sign_license(key, &j, &ts, &nonce, v2::LicenseInner::KeyedHmac).ok())
+        .and_then(|j| v2::sign_license(key, &j, &ts, &nonce, inner).ok())
         .is_some_and(|s| s.signature == expected.signature);
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     rec.lock().unwrap().push(Seen {
@@ -155,6 +160,10 @@ fn write_key(dir: &Path, name: &str, value: &str) -> String {
 }
 
 fn start_market(dir: &Path, merchant: Option<&str>) -> Market {
+    start_market_with(dir, merchant, &[])
+}
+
+fn start_market_with(dir: &Path, merchant: Option<&str>, extra: &[&str]) -> Market {
     let sk = write_key(dir, "sk", SK);
     let lk = write_key(dir, "license.key", LICENSE_KEY);
     let mut cmd = csm();
@@ -173,6 +182,7 @@ fn start_market(dir: &Path, merchant: Option<&str>) -> Market {
     if let Some(m) = merchant {
         cmd.args(["--merchant-endpoint", m]);
     }
+    cmd.args(extra);
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -322,7 +332,7 @@ fn signed_post(m: &Market, path: &str, body: &Value, sk: &str) -> (u16, Value) {
 #[test]
 fn license_lifecycle_with_callbacks() {
     let dir = tempfile::tempdir().unwrap();
-    let merchant = Merchant::start(LICENSE_KEY);
+    let merchant = Merchant::start(LICENSE_KEY, v2::LicenseInner::KeyedHmac);
     let m = start_market(dir.path(), Some(&merchant.url));
     let code = mint(
         &m,
@@ -651,4 +661,35 @@ fn the_cli_refuses_bad_arguments_before_any_request() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn plain_sha256_callbacks_and_injected_internal_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyed = Merchant::start(LICENSE_KEY, v2::LicenseInner::KeyedHmac);
+    let plain = Merchant::start(LICENSE_KEY, v2::LicenseInner::PlainSha256);
+    // With --license-plain-sha256 the plain reading verifies and the keyed one does not.
+    for (merchant, want) in [(&plain, "000000"), (&keyed, "000001")] {
+        let m = start_market_with(dir.path(), Some(&merchant.url), &["--license-plain-sha256"]);
+        let code = mint(&m, json!({}));
+        admin(&m, "claim", json!({"license": code}));
+        let r = admin(
+            &m,
+            "release",
+            json!({"license": code, "order_id": "CSUNSUB1"}),
+        );
+        assert_eq!(r["callback"]["result_code"], want, "{r}");
+        let seen = merchant.seen();
+        assert_eq!(seen.last().unwrap().body["orderId"], "CSUNSUB1");
+    }
+    // --fault license-internal-error: every open API answers 92020001.
+    let m = start_market_with(dir.path(), None, &["--fault", "license-internal-error"]);
+    let code = mint(&m, json!({}));
+    let (s, v) = signed_post(
+        &m,
+        "/api/mkp-openapi-public/global/v1/license/activate",
+        &json!({"license": code}),
+        SK,
+    );
+    assert_eq!((s, v["error_code"].as_str().unwrap()), (500, "92020001"));
 }
