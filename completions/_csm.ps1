@@ -277,7 +277,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Decode a code or license file and show every field (the signature only if keys are given)')
             [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...')
             [CompletionResult]::new('activate', 'activate', [CompletionResultType]::ParameterValue, 'Activate a marketplace license code (open API, AK/SK-signed)')
-            [CompletionResult]::new('heartbeat', 'heartbeat', [CompletionResultType]::ParameterValue, 'Query a marketplace license code''s status (the heartbeat open API, AK/SK-signed)')
+            [CompletionResult]::new('heartbeat', 'heartbeat', [CompletionResultType]::ParameterValue, 'Query a marketplace license code''s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -391,7 +391,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Decode a code or license file and show every field (the signature only if keys are given)')
             [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...')
             [CompletionResult]::new('activate', 'activate', [CompletionResultType]::ParameterValue, 'Activate a marketplace license code (open API, AK/SK-signed)')
-            [CompletionResult]::new('heartbeat', 'heartbeat', [CompletionResultType]::ParameterValue, 'Query a marketplace license code''s status (the heartbeat open API, AK/SK-signed)')
+            [CompletionResult]::new('heartbeat', 'heartbeat', [CompletionResultType]::ParameterValue, 'Query a marketplace license code''s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -518,7 +518,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Decode a code or license file and show every field (the signature only if keys are given)')
             [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...')
             [CompletionResult]::new('activate', 'activate', [CompletionResultType]::ParameterValue, 'Activate a marketplace license code (open API, AK/SK-signed)')
-            [CompletionResult]::new('heartbeat', 'heartbeat', [CompletionResultType]::ParameterValue, 'Query a marketplace license code''s status (the heartbeat open API, AK/SK-signed)')
+            [CompletionResult]::new('heartbeat', 'heartbeat', [CompletionResultType]::ParameterValue, 'Query a marketplace license code''s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE')
             break
         }
         'csm;help;license;keygen' {

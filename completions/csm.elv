@@ -253,7 +253,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand inspect 'Decode a code or license file and show every field (the signature only if keys are given)'
             cand validate 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
             cand activate 'Activate a marketplace license code (open API, AK/SK-signed)'
-            cand heartbeat 'Query a marketplace license code''s status (the heartbeat open API, AK/SK-signed)'
+            cand heartbeat 'Query a marketplace license code''s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'csm;license;keygen'= {
@@ -360,7 +360,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand inspect 'Decode a code or license file and show every field (the signature only if keys are given)'
             cand validate 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
             cand activate 'Activate a marketplace license code (open API, AK/SK-signed)'
-            cand heartbeat 'Query a marketplace license code''s status (the heartbeat open API, AK/SK-signed)'
+            cand heartbeat 'Query a marketplace license code''s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'csm;license;help;keygen'= {
@@ -464,7 +464,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand inspect 'Decode a code or license file and show every field (the signature only if keys are given)'
             cand validate 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
             cand activate 'Activate a marketplace license code (open API, AK/SK-signed)'
-            cand heartbeat 'Query a marketplace license code''s status (the heartbeat open API, AK/SK-signed)'
+            cand heartbeat 'Query a marketplace license code''s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
         }
         &'csm;help;license;keygen'= {
         }

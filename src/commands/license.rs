@@ -38,10 +38,15 @@ pub enum LicenseCommand {
     /// Decode a code or license file and show every field (the signature only if keys are given).
     Inspect(InspectArgs),
     /// Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...
+    #[command(
+        after_help = "Exit codes: 0 valid or valid-in-grace; 6 expired or not-yet-valid; \
+                      1 bad-signature, unknown-key-id, revoked or wrong-product; 2 malformed \
+                      (with the typo's position when known)."
+    )]
     Validate(ValidateArgs),
     /// Activate a marketplace license code (open API, AK/SK-signed).
     Activate(ActivateArgs),
-    /// Query a marketplace license code's status (the heartbeat open API, AK/SK-signed).
+    /// Query a marketplace license code's status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE.
     Heartbeat(OpenApiArgs),
 }
 
@@ -594,8 +599,32 @@ fn inspect(g: &GlobalArgs, a: InspectArgs) -> Result<Exit> {
         output::print_json(&fields);
     } else {
         let mut t = output::table();
+        // Reading order, not alphabetical: what it is, whose, for what, until when.
+        const ORDER: [&str; 18] = [
+            "form",
+            "license_id",
+            "key_id",
+            "signature",
+            "format_version",
+            "serial",
+            "product",
+            "product_digest",
+            "sku",
+            "customer",
+            "issued",
+            "expires",
+            "grace_days",
+            "seats",
+            "features",
+            "code",
+            "length",
+            "note",
+        ];
         if let Value::Object(m) = &fields {
-            for (k, v) in m {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_by_key(|k| ORDER.iter().position(|o| o == k).unwrap_or(ORDER.len()));
+            for k in keys {
+                let v = &m[k];
                 let shown = match v {
                     Value::String(s) => s.clone(),
                     Value::Array(a) => a

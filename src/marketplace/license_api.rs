@@ -610,7 +610,7 @@ fn admin(m: &Marketplace, req: &Request, rest: &str) -> Response {
 }
 
 fn list_codes(m: &Marketplace) -> rusqlite::Result<Response> {
-    let conn = m.db.lock().expect("state lock");
+    let conn = m.db.lock().unwrap_or_else(|p| p.into_inner());
     let mut st = conn.prepare("SELECT code FROM license_codes ORDER BY created_ms, code")?;
     let codes: Vec<String> = st
         .query_map([], |r| r.get(0))?
@@ -625,7 +625,7 @@ fn list_codes(m: &Marketplace) -> rusqlite::Result<Response> {
 }
 
 fn get_code(m: &Marketplace, code: &str) -> rusqlite::Result<Response> {
-    let conn = m.db.lock().expect("state lock");
+    let conn = m.db.lock().unwrap_or_else(|p| p.into_inner());
     Ok(match load(&conn, code)? {
         Some(r) => Response::json(200, r.admin_json().to_string()),
         None => admin_error(404, &format!("license code {code} does not exist")),
@@ -690,7 +690,7 @@ fn mint(m: &Marketplace, body: &Value) -> rusqlite::Result<Response> {
     let order = order
         .map(str::to_string)
         .unwrap_or_else(|| format!("CS{}", clock::alphanumeric(15).to_uppercase()));
-    let conn = m.db.lock().expect("state lock");
+    let conn = m.db.lock().unwrap_or_else(|p| p.into_inner());
     let mut minted = Vec::new();
     while minted.len() < count {
         let mut r = [0u8; 19];
@@ -728,7 +728,7 @@ fn lifecycle(m: &Marketplace, step: &str, body: &Value) -> rusqlite::Result<Resp
         _ => return Ok(admin_error(400, "test_flag: \"0\" or \"1\"")),
     };
     let row = {
-        let conn = m.db.lock().expect("state lock");
+        let conn = m.db.lock().unwrap_or_else(|p| p.into_inner());
         load(&conn, &code)?
     };
     let Some(row) = row else {
@@ -840,7 +840,7 @@ fn lifecycle(m: &Marketplace, step: &str, body: &Value) -> rusqlite::Result<Resp
         },
         None => Value::Null,
     };
-    let conn = m.db.lock().expect("state lock");
+    let conn = m.db.lock().unwrap_or_else(|p| p.into_inner());
     if step == "claim" {
         conn.execute(
             "UPDATE license_codes SET claimed = 1 WHERE code = ?1",
