@@ -143,6 +143,25 @@ proptest! {
         prop_assert!(v.reason.contains(&expected), "{}", v.reason);
     }
 
+    /// Two neighbouring different symbols swapped: located as a swap.
+    #[test]
+    fn swapped_neighbours_are_located(mut p in arb_payload(), seed in any::<u8>(), pos in any::<prop::sample::Index>()) {
+        let k = key(seed);
+        p.key_id = k.id;
+        let c = issue_code(&k, &p);
+        let data: Vec<usize> = c.char_indices().filter(|(_, ch)| *ch != '-').map(|(i, _)| i).collect();
+        let data = &data[..data.len() - 1]; // not the check symbol
+        let j = pos.index(data.len() - 1);
+        let (a, b) = (data[j], data[j + 1]);
+        let mut m = c.clone().into_bytes();
+        prop_assume!(m[a] != m[b]);
+        m.swap(a, b);
+        let v = license::validate(&String::from_utf8(m).unwrap(), &ring(&[&k]), &Policy::default(), inside(&p));
+        prop_assert_eq!(v.kind, Kind::Malformed);
+        prop_assert_eq!(v.position, Some(a + 1), "{}", v.reason);
+        prop_assert!(v.reason.contains("swapped"), "{}", v.reason);
+    }
+
     /// Changed bytes behind a correct check symbol: bad signature, never valid.
     #[test]
     fn altered_payload_is_a_bad_signature(mut p in arb_payload(), seed in any::<u8>(), flip in 1u8..=255) {

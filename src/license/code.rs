@@ -382,9 +382,23 @@ fn parse_file(t: &str) -> Result<Parsed, Typo> {
     })
 }
 
-/// With the right public key at hand, finds the one-symbol change that makes a code with a
-/// wrong check symbol genuine: (position, typed character, meant character).
-pub fn locate_typo(text: &str, keys: &Keyring) -> Option<(usize, char, char)> {
+/// A correction that makes a code with a wrong check symbol genuine. Positions are 1-based
+/// in the text as given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fix {
+    /// One character mistyped.
+    Substitution {
+        position: usize,
+        typed: char,
+        meant: char,
+    },
+    /// Two neighbouring symbols typed in the wrong order.
+    Swap { first: usize, second: usize },
+}
+
+/// With the right key at hand, finds the one-symbol change (or swap of neighbours) that makes
+/// a code with a wrong check symbol genuine.
+pub fn locate_typo(text: &str, keys: &Keyring) -> Option<Fix> {
     let lead = text[..text.len() - text.trim_start().len()].chars().count();
     let t = text.trim();
     let syms = base32::parse_code(t).ok()?;
@@ -417,7 +431,11 @@ pub fn locate_typo(text: &str, keys: &Keyring) -> Option<(usize, char, char)> {
     if genuine(&syms.values) {
         let typed = t.chars().nth(syms.positions[n] - 1)?;
         let meant = base32::CHECK_ALPHABET[base32::check(&syms.values) as usize] as char;
-        return Some((syms.positions[n] + lead, typed, meant));
+        return Some(Fix::Substitution {
+            position: syms.positions[n] + lead,
+            typed,
+            meant,
+        });
     }
     let mut values = syms.values.clone();
     for i in 0..n {
@@ -429,14 +447,27 @@ pub fn locate_typo(text: &str, keys: &Keyring) -> Option<(usize, char, char)> {
             values[i] = v;
             if base32::check(&values) == syms.check && genuine(&values) {
                 let typed = t.chars().nth(syms.positions[i] - 1)?;
-                return Some((
-                    syms.positions[i] + lead,
+                return Some(Fix::Substitution {
+                    position: syms.positions[i] + lead,
                     typed,
-                    base32::ALPHABET[v as usize] as char,
-                ));
+                    meant: base32::ALPHABET[v as usize] as char,
+                });
             }
         }
         values[i] = orig;
+    }
+    for i in 0..n.saturating_sub(1) {
+        if values[i] == values[i + 1] {
+            continue;
+        }
+        values.swap(i, i + 1);
+        if base32::check(&values) == syms.check && genuine(&values) {
+            return Some(Fix::Swap {
+                first: syms.positions[i] + lead,
+                second: syms.positions[i + 1] + lead,
+            });
+        }
+        values.swap(i, i + 1);
     }
     None
 }

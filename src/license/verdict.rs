@@ -243,9 +243,20 @@ pub fn validate(text: &str, keys: &Keyring, policy: &Policy, at: NaiveDate) -> V
         Err(t) => {
             let mut v = Verdict::malformed(t);
             if v.position.is_none() && v.reason.starts_with("check symbol") {
-                if let Some((pos, typed, meant)) = code::locate_typo(text, keys) {
-                    v.position = Some(pos);
-                    v.reason = format!("typo at position {pos}: {typed:?} should be {meant:?} (the check symbol does not match)");
+                match code::locate_typo(text, keys) {
+                    Some(code::Fix::Substitution {
+                        position,
+                        typed,
+                        meant,
+                    }) => {
+                        v.position = Some(position);
+                        v.reason = format!("typo at position {position}: {typed:?} should be {meant:?} (the check symbol does not match)");
+                    }
+                    Some(code::Fix::Swap { first, second }) => {
+                        v.position = Some(first);
+                        v.reason = format!("typo at positions {first} and {second}: the two characters are swapped (the check symbol does not match)");
+                    }
+                    None => {}
                 }
             }
             v
