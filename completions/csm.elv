@@ -268,6 +268,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --state 'SQLite state file (accepted usage in table usage_records); in memory when absent'
             cand --fault 'Misbehave on purpose (repeatable)'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --license-plain-sha256 'Sign License callbacks with the plain SHA-256 inner step instead of the keyed HMAC (a third-party reading of the recipe; spec decision 5)'
             cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
             cand -q 'Print nothing on stdout but the result itself'
             cand --quiet 'Print nothing on stdout but the result itself'
@@ -298,6 +299,134 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
+            cand keygen 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub'
+            cand gen 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'
+            cand inspect 'Decode a code or license file and show every field (the signature only if keys are given)'
+            cand validate 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
+            cand activate 'Activate a marketplace license code (open API, AK/SK-signed)'
+            cand heartbeat 'Query a marketplace license code''s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'csm;license;keygen'= {
+            cand --out 'Private key file to write (0600); the public key goes to FILE.pub'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --force 'Replace existing key files'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;license;gen'= {
+            cand --private-key 'Private key file from `csm license keygen`'
+            cand --product 'Product id the license is for'
+            cand --sku 'SKU (skuCode)'
+            cand --customer 'Customer or instance id'
+            cand --expires 'Last valid day, YYYY-MM-DD (UTC), or `never`'
+            cand --issued 'Issue day, YYYY-MM-DD (UTC); today by default'
+            cand --features 'Feature names, comma-separated'
+            cand --seats 'Seats; 0 means not limited'
+            cand --grace-days 'Days after expiry during which the license is still accepted (valid-in-grace)'
+            cand --count 'How many licenses to make'
+            cand --out 'Write the batch to FILE (CSV or JSON lines) instead of printing one per line'
+            cand --format 'Batch file format; by default from the --out extension (.csv, else JSON lines)'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --short 'Short code of at most 64 characters, for a marketplace license field. It trades away public verification (checking it needs the private key file) and does not carry the SKU, customer or features (the product only as a 4-byte digest)'
+            cand --file 'A license file (JSON with a detached signature) instead of a typeable code'
+            cand --marketplace 'Codes shaped like the marketplace''s (`PL` + 30 symbols), for test callbacks; unsigned'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;license;inspect'= {
+            cand --public-key 'Public key file(s): also check the signature'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;license;validate'= {
+            cand --public-key 'Public key file(s) to trust; keep rotated-out keys here so their licenses stay valid'
+            cand --private-key 'Private key file(s): needed only for short codes'
+            cand --at 'Judge as of this day (YYYY-MM-DD or RFC 3339, UTC) instead of today'
+            cand --revoked 'Revocation list: one license id (16 hex digits) or code per line, `#` comments'
+            cand --product 'Refuse licenses issued for another product'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;license;activate'= {
+            cand --endpoint 'Base URL of the marketplace open APIs [default: https://mkt.myhuaweicloud.com]'
+            cand --ak 'API Gateway access key id (AK)'
+            cand --sk-file 'File holding the API Gateway secret key (SK); or set CSM_SK'
+            cand --timeout 'Seconds to wait for the answer'
+            cand --real-effect-time 'When the software actually started, UTC yyyyMMddHHmmss (real_effect_time)'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;license;heartbeat'= {
+            cand --endpoint 'Base URL of the marketplace open APIs [default: https://mkt.myhuaweicloud.com]'
+            cand --ak 'API Gateway access key id (AK)'
+            cand --sk-file 'File holding the API Gateway secret key (SK); or set CSM_SK'
+            cand --timeout 'Seconds to wait for the answer'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;license;help'= {
+            cand keygen 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub'
+            cand gen 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'
+            cand inspect 'Decode a code or license file and show every field (the signature only if keys are given)'
+            cand validate 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
+            cand activate 'Activate a marketplace license code (open API, AK/SK-signed)'
+            cand heartbeat 'Query a marketplace license code''s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'csm;license;help;keygen'= {
+        }
+        &'csm;license;help;gen'= {
+        }
+        &'csm;license;help;inspect'= {
+        }
+        &'csm;license;help;validate'= {
+        }
+        &'csm;license;help;activate'= {
+        }
+        &'csm;license;help;heartbeat'= {
+        }
+        &'csm;license;help;help'= {
         }
         &'csm;usage'= {
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
@@ -381,6 +510,24 @@ set edit:completion:arg-completer[csm] = {|@words|
         &'csm;help;serve;marketplace'= {
         }
         &'csm;help;license'= {
+            cand keygen 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub'
+            cand gen 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'
+            cand inspect 'Decode a code or license file and show every field (the signature only if keys are given)'
+            cand validate 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
+            cand activate 'Activate a marketplace license code (open API, AK/SK-signed)'
+            cand heartbeat 'Query a marketplace license code''s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
+        }
+        &'csm;help;license;keygen'= {
+        }
+        &'csm;help;license;gen'= {
+        }
+        &'csm;help;license;inspect'= {
+        }
+        &'csm;help;license;validate'= {
+        }
+        &'csm;help;license;activate'= {
+        }
+        &'csm;help;license;heartbeat'= {
         }
         &'csm;help;usage'= {
         }

@@ -226,6 +226,7 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l state -d 'SQLite state file (accepted usage in table usage_records); in memory when absent' -r -F
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l fault -d 'Misbehave on purpose (repeatable)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l license-plain-sha256 -d 'Sign License callbacks with the plain SHA-256 inner step instead of the keyed HMAC (a third-party reading of the recipe; spec decision 5)'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -234,12 +235,95 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from help" -f -a "merchant" -d 'A reference merchant endpoint: verifies every callback and answers as the spec says'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from help" -f -a "marketplace" -d 'A stand-in marketplace: usage push and license open APIs, and License callbacks'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c csm -n "__fish_csm_using_subcommand license" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
-complete -c csm -n "__fish_csm_using_subcommand license" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
-complete -c csm -n "__fish_csm_using_subcommand license" -s q -l quiet -d 'Print nothing on stdout but the result itself'
-complete -c csm -n "__fish_csm_using_subcommand license" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
-complete -c csm -n "__fish_csm_using_subcommand license" -s h -l help -d 'Print help'
-complete -c csm -n "__fish_csm_using_subcommand license" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "keygen" -d 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "gen" -d 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "inspect" -d 'Decode a code or license file and show every field (the signature only if keys are given)'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "validate" -d 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "activate" -d 'Activate a marketplace license code (open API, AK/SK-signed)'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "heartbeat" -d 'Query a marketplace license code\'s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l out -d 'Private key file to write (0600); the public key goes to FILE.pub' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l force -d 'Replace existing key files'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l private-key -d 'Private key file from `csm license keygen`' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l product -d 'Product id the license is for' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l sku -d 'SKU (skuCode)' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l customer -d 'Customer or instance id' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l expires -d 'Last valid day, YYYY-MM-DD (UTC), or `never`' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l issued -d 'Issue day, YYYY-MM-DD (UTC); today by default' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l features -d 'Feature names, comma-separated' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l seats -d 'Seats; 0 means not limited' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l grace-days -d 'Days after expiry during which the license is still accepted (valid-in-grace)' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l count -d 'How many licenses to make' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l out -d 'Write the batch to FILE (CSV or JSON lines) instead of printing one per line' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l format -d 'Batch file format; by default from the --out extension (.csv, else JSON lines)' -r -f -a "csv\t''
+jsonl\t''"
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l short -d 'Short code of at most 64 characters, for a marketplace license field. It trades away public verification (checking it needs the private key file) and does not carry the SKU, customer or features (the product only as a 4-byte digest)'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l file -d 'A license file (JSON with a detached signature) instead of a typeable code'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l marketplace -d 'Codes shaped like the marketplace\'s (`PL` + 30 symbols), for test callbacks; unsigned'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -l public-key -d 'Public key file(s): also check the signature' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l public-key -d 'Public key file(s) to trust; keep rotated-out keys here so their licenses stay valid' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l private-key -d 'Private key file(s): needed only for short codes' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l at -d 'Judge as of this day (YYYY-MM-DD or RFC 3339, UTC) instead of today' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l revoked -d 'Revocation list: one license id (16 hex digits) or code per line, `#` comments' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l product -d 'Refuse licenses issued for another product' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l endpoint -d 'Base URL of the marketplace open APIs [default: https://mkt.myhuaweicloud.com]' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l ak -d 'API Gateway access key id (AK)' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l sk-file -d 'File holding the API Gateway secret key (SK); or set CSM_SK' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l timeout -d 'Seconds to wait for the answer' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l real-effect-time -d 'When the software actually started, UTC yyyyMMddHHmmss (real_effect_time)' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l endpoint -d 'Base URL of the marketplace open APIs [default: https://mkt.myhuaweicloud.com]' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l ak -d 'API Gateway access key id (AK)' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l sk-file -d 'File holding the API Gateway secret key (SK); or set CSM_SK' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l timeout -d 'Seconds to wait for the answer' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "keygen" -d 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "gen" -d 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "inspect" -d 'Decode a code or license file and show every field (the signature only if keys are given)'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "validate" -d 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "activate" -d 'Activate a marketplace license code (open API, AK/SK-signed)'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "heartbeat" -d 'Query a marketplace license code\'s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c csm -n "__fish_csm_using_subcommand usage" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand usage" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand usage" -s q -l quiet -d 'Print nothing on stdout but the result itself'
@@ -282,3 +366,9 @@ complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from crypto" -f -a "decrypt" -d 'Decrypt VALUE (IV prefix + Base64): prints the plaintext'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from serve" -f -a "merchant" -d 'A reference merchant endpoint: verifies every callback and answers as the spec says'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from serve" -f -a "marketplace" -d 'A stand-in marketplace: usage push and license open APIs, and License callbacks'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "keygen" -d 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "gen" -d 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "inspect" -d 'Decode a code or license file and show every field (the signature only if keys are given)'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "validate" -d 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "activate" -d 'Activate a marketplace license code (open API, AK/SK-signed)'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "heartbeat" -d 'Query a marketplace license code\'s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'

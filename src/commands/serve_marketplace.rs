@@ -34,6 +34,10 @@ pub struct MarketplaceArgs {
     /// Misbehave on purpose (repeatable).
     #[arg(long, value_name = "NAME")]
     pub fault: Vec<String>,
+    /// Sign License callbacks with the plain SHA-256 inner step instead of the keyed HMAC
+    /// (a third-party reading of the recipe; spec decision 5).
+    #[arg(long)]
+    pub license_plain_sha256: bool,
 }
 
 pub fn run(g: &GlobalArgs, a: MarketplaceArgs) -> Result<Exit> {
