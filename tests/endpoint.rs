@@ -521,7 +521,13 @@ fn demo_passes_on_a_fresh_machine_and_a_fault_shows_a_failing_run() {
 #[test]
 fn send_prints_request_reply_and_checks_and_validates_overrides() {
     let env = Env::new();
-    let m = env.serve(&["--key-file", &env.p("basic.key")]);
+    let record = env.path("send.jsonl");
+    let m = env.serve(&[
+        "--key-file",
+        &env.p("basic.key"),
+        "--record",
+        &record.display().to_string(),
+    ]);
     let ep = format!("{}/produce", m.url);
     let k = env.p("basic.key");
     let o = env.run(&[
@@ -684,6 +690,26 @@ fn send_prints_request_reply_and_checks_and_validates_overrides() {
     let o = env.run(&["send", "tenantSync", "--endpoint", &ep, "--key-file", &k]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("--kit-key-file"), "{}", text(&o));
+    // Callbacks outside the suites: orderNotify, changeInstanceCheck.
+    let o = env.run(&["send", "orderNotify", "--endpoint", &ep, "--key-file", &k]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = env.run(&[
+        "send",
+        "changeInstanceCheck",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--expect-code",
+        "000003",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    drop(m);
+    // Every request send made verifies on the server side, from the raw recording.
+    let a = audit(&record);
+    // Seven sends; the dry runs and the refused overrides sent nothing.
+    assert_eq!(a.total, 7, "{a:?}");
+    assert_eq!(a.invalid, 0, "{a:?}");
 }
 
 #[test]
