@@ -215,12 +215,22 @@ fn raw_send(url: &Url, req: &Prepared, timeout: Duration) -> Result<Reply, NetFa
             message: format!("{host}: cannot resolve ({e})"),
         })?
         .collect();
-    let addr = addrs.first().ok_or_else(|| NetFailure {
+    // `localhost` may resolve to ::1 before 127.0.0.1: try each address in turn.
+    let mut last = NetFailure {
         kind: NetKind::Connect,
         message: format!("{host}: no address"),
-    })?;
-    let mut sock = TcpStream::connect_timeout(addr, timeout)
-        .map_err(|e| io_failure(e, &format!("connecting to {addr}")))?;
+    };
+    let mut connected = None;
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, remaining(deadline)?) {
+            Ok(s) => {
+                connected = Some(s);
+                break;
+            }
+            Err(e) => last = io_failure(e, &format!("connecting to {addr}")),
+        }
+    }
+    let mut sock = connected.ok_or(last)?;
     let _ = sock.set_nodelay(true);
     let mut target = url.path().to_string();
     if let Some(q) = url.query() {

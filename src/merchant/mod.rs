@@ -846,3 +846,116 @@ impl Handler for Merchant {
         resp
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    const KEY: &str = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d";
+
+    fn merchant(faults: Vec<Fault>) -> Merchant {
+        Merchant::new(MerchantConfig {
+            protocol: Protocol::V2,
+            keys: Keys {
+                basic: Some(Secret::new(KEY)),
+                kit: None,
+                license: None,
+            },
+            faults,
+            fault_delay: Duration::from_millis(1),
+            window_ms: 60_000,
+            state: None,
+            record: None,
+            license_inner: v2::LicenseInner::KeyedHmac,
+            log: false,
+        })
+        .unwrap()
+    }
+
+    /// A V2 basic request whose signature covers `signed` while `body` travels.
+    fn request(body: &str, signed: &str, ts: &str, nonce: &str) -> Request {
+        let s = v2::sign_basic_canonical(
+            KEY,
+            signed.to_string(),
+            ts,
+            nonce,
+            v2::LicenseInner::KeyedHmac,
+        );
+        Request {
+            method: "POST".into(),
+            url: format!(
+                "/produce?signature={}&timestamp={ts}&nonce={nonce}",
+                s.signature.to_uppercase()
+            ),
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn code(r: &Response) -> String {
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        v["resultCode"].as_str().unwrap().to_string()
+    }
+
+    const CANONICAL: &str = r#"{"activity":"newInstance","businessId":"b-1","orderId":"CS1","orderLineId":"CS1-000001","testFlag":"1"}"#;
+    const LOOSE: &str = r#"{ "orderId": "CS1", "activity": "newInstance", "orderLineId": "CS1-000001", "businessId": "b-1", "testFlag": "1" }"#;
+
+    #[test]
+    fn verifies_raw_bytes_then_the_canonical_form() {
+        let m = merchant(vec![]);
+        let now = crate::clock::now_ms().to_string();
+        // Signed over the raw (loose) bytes.
+        let r = m.handle(request(LOOSE, LOOSE, &now, "n1"));
+        assert_eq!(code(&r), "000000");
+        // Signed over the canonical form of the same body (decision 2).
+        let r = m.handle(request(LOOSE, CANONICAL, &now, "n2"));
+        assert_eq!(code(&r), "000000");
+        // Signed over something else.
+        let r = m.handle(request(LOOSE, "{}", &now, "n3"));
+        assert_eq!(code(&r), "000001");
+        assert!(r.headers.iter().any(|(n, _)| n == "Body-Sign"));
+    }
+
+    #[test]
+    fn window_nonce_and_seconds() {
+        let m = merchant(vec![]);
+        let now = crate::clock::now_ms();
+        let stale = (now - 120_000).to_string();
+        assert_eq!(
+            code(&m.handle(request(CANONICAL, CANONICAL, &stale, "a"))),
+            "000001"
+        );
+        // A seconds timestamp is read by magnitude (decision 3).
+        let secs = (now / 1000).to_string();
+        assert_eq!(
+            code(&m.handle(request(CANONICAL, CANONICAL, &secs, "b"))),
+            "000000"
+        );
+        let ts = now.to_string();
+        assert_eq!(
+            code(&m.handle(request(CANONICAL, CANONICAL, &ts, "c"))),
+            "000000"
+        );
+        assert_eq!(
+            code(&m.handle(request(CANONICAL, CANONICAL, &ts, "c"))),
+            "000001",
+            "a replayed nonce is refused"
+        );
+    }
+
+    #[test]
+    fn faults_parse_and_name_their_family() {
+        for (name, f) in Fault::ALL {
+            assert_eq!(Fault::parse(name).unwrap(), f);
+            assert!(!f.family().is_empty());
+        }
+        let e = Fault::parse("nope").unwrap_err().to_string();
+        assert!(e.contains("bad-body-sign"), "{e}");
+        let m = merchant(vec![Fault::AcceptBadSignatures]);
+        assert_eq!(
+            code(&m.handle(request(CANONICAL, "{}", "1", "x"))),
+            "000000"
+        );
+    }
+}
