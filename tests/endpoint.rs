@@ -640,11 +640,47 @@ fn send_prints_request_reply_and_checks_and_validates_overrides() {
     assert_eq!(o.status.code(), Some(2));
     // --body replaces the generated values; the reply is judged against --expect-code.
     let body = env.path("body.json");
+    // Not canonical on purpose: the bytes go out (and are signed) exactly as written.
     std::fs::write(
         &body,
-        r#"{"activity":"releaseInstance","instanceId":"does-not-exist","testFlag":"1"}"#,
+        "{ \"testFlag\": \"1\", \"activity\": \"releaseInstance\", \"instanceId\": \"does-not-exist\" }\n",
     )
     .unwrap();
+    let b = body.display().to_string();
+    let o = env.run(&[
+        "send",
+        "releaseInstance",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--body",
+        &b,
+        "--dry-run",
+    ]);
+    assert!(
+        text(&o).contains("{ \"testFlag\": \"1\", \"activity\""),
+        "{}",
+        text(&o)
+    );
+    let bare = env.path("bare.json");
+    std::fs::write(&bare, r#"{"activity":"releaseInstance","instanceId":"x"}"#).unwrap();
+    let o = env.run(&[
+        "send",
+        "releaseInstance",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--body",
+        &bare.display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("no testFlag") && text(&o).contains("--no-test-flag"),
+        "{}",
+        text(&o)
+    );
     let o = env.run(&[
         "send",
         "releaseInstance",

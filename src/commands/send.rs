@@ -138,7 +138,50 @@ fn parse_value(raw: &str, ty: Option<FieldType>, kit: bool, nested: bool) -> Val
     }
 }
 
-/// The generated body with `--body`, `--set` and `--unset` applied, all validated.
+/// A `--body` file: its exact text and its fields, checked against the catalog.
+fn read_body(
+    cb: &Callback,
+    path: &std::path::Path,
+    allow_unknown: bool,
+) -> Result<(String, Map<String, Value>)> {
+    let bytes = std::fs::read(path).map_err(|e| CsmError::io(path, e))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        CsmError::usage(format!(
+            "--body {}: not UTF-8 (JSON bodies must be UTF-8)",
+            path.display()
+        ))
+    })?;
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(m)) => {
+            for k in m.keys() {
+                check_field(cb, k, allow_unknown, "--body")?;
+            }
+            Ok((text, m))
+        }
+        Ok(_) => Err(CsmError::usage(format!(
+            "--body {}: must hold a JSON object",
+            path.display()
+        ))),
+        Err(e) => Err(CsmError::usage(format!(
+            "--body {}: not JSON ({e})",
+            path.display()
+        ))),
+    }
+}
+
+/// A body from a file is sent as given, so a missing testFlag is not added silently.
+fn require_test_flag(fields: &Map<String, Value>, ctx: &Ctx, a: &SendArgs) -> Result<()> {
+    let asked_otherwise = !ctx.test_flag || a.unset.iter().any(|u| u == "testFlag");
+    if a.body.is_some() && !asked_otherwise && !fields.contains_key("testFlag") {
+        return Err(CsmError::usage(format!(
+            "--body {}: the body has no testFlag; add \"testFlag\":\"1\" (Kit: 1) or pass --no-test-flag to send it as a live call",
+            a.body.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// The generated body (or `--body`) with `--set` and `--unset` applied, all validated.
 pub fn build_fields(
     cb: &'static Callback,
     scene: Option<&str>,
@@ -146,37 +189,9 @@ pub fn build_fields(
     a: &SendArgs,
 ) -> Result<Map<String, Value>> {
     let mut fields = match &a.body {
-        Some(path) => {
-            let text = std::fs::read(path).map_err(|e| CsmError::io(path, e))?;
-            match serde_json::from_slice::<Value>(&text) {
-                Ok(Value::Object(m)) => {
-                    for k in m.keys() {
-                        check_field(cb, k, a.allow_unknown, "--body")?;
-                    }
-                    m
-                }
-                Ok(_) => {
-                    return Err(CsmError::usage(format!(
-                        "--body {}: must hold a JSON object",
-                        path.display()
-                    )))
-                }
-                Err(e) => {
-                    return Err(CsmError::usage(format!(
-                        "--body {}: not JSON ({e})",
-                        path.display()
-                    )))
-                }
-            }
-        }
+        Some(path) => read_body(cb, path, a.allow_unknown)?.1,
         None => gen::generate(cb, scene, ctx),
     };
-    // A body from a file is still a debug call unless --no-test-flag says otherwise.
-    if ctx.test_flag && !fields.contains_key("testFlag") {
-        if let Some(v) = gen::generate(cb, scene, ctx).remove("testFlag") {
-            fields.insert("testFlag".into(), v);
-        }
-    }
     for s in &a.set {
         let (path, raw) = s
             .split_once('=')
@@ -283,21 +298,28 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
         ..Ctx::default()
     };
     gen::settle(&mut ctx);
-    let fields = build_fields(cb, a.scene.as_deref(), &ctx, &a)?;
-    let prepared = request::prepare(
-        cb,
-        a.scene.as_deref(),
-        fields,
-        &key,
-        &PrepOpts {
-            endpoint: &endpoint,
-            now_ms: crate::clock::now_ms(),
-            nonce: crate::clock::nonce_hex64(),
-            tamper: Tamper::None,
-            kit_path_full: a.kit_path_full,
-            license_inner: a.license_inner.into(),
-        },
-    )?;
+    let opts = PrepOpts {
+        endpoint: &endpoint,
+        now_ms: crate::clock::now_ms(),
+        nonce: crate::clock::nonce_hex64(),
+        tamper: Tamper::None,
+        kit_path_full: a.kit_path_full,
+        license_inner: a.license_inner.into(),
+    };
+    let prepared = match &a.body {
+        // No overrides: the file's bytes go out exactly as they are, and are what is signed.
+        Some(path) if a.set.is_empty() && a.unset.is_empty() => {
+            let (text, fields) = read_body(cb, path, a.allow_unknown)?;
+            require_test_flag(&fields, &ctx, &a)?;
+            request::prepare_raw(cb, a.scene.as_deref(), text, &key, &opts)?
+        }
+        // Overrides: the result is re-serialised in canonical form.
+        _ => {
+            let fields = build_fields(cb, a.scene.as_deref(), &ctx, &a)?;
+            require_test_flag(&fields, &ctx, &a)?;
+            request::prepare(cb, a.scene.as_deref(), fields, &key, &opts)?
+        }
+    };
     if a.dry_run {
         if g.json {
             let mut v = json!({"request": request_json(&prepared), "sent": false});

@@ -137,6 +137,7 @@ fn damage(sig: &str) -> String {
     chars.into_iter().collect()
 }
 
+/// Builds and signs a callback whose body is the canonical form of `fields`.
 pub fn prepare(
     cb: &'static Callback,
     scene: Option<&str>,
@@ -144,7 +145,36 @@ pub fn prepare(
     key: &Secret,
     o: &PrepOpts,
 ) -> Result<Prepared, ProtocolError> {
+    prepare_body(cb, scene, fields, None, key, o)
+}
+
+/// Sends `raw` exactly as given (`csm send --body FILE`) and signs those bytes. V1 GET
+/// callbacks have no body: their fields go to the query as usual.
+pub fn prepare_raw(
+    cb: &'static Callback,
+    scene: Option<&str>,
+    raw: String,
+    key: &Secret,
+    o: &PrepOpts,
+) -> Result<Prepared, ProtocolError> {
+    let fields = match serde_json::from_str::<Value>(&raw) {
+        Ok(Value::Object(m)) => m,
+        _ => return Err(ProtocolError::new("body: must be a JSON object")),
+    };
+    prepare_body(cb, scene, fields, Some(raw), key, o)
+}
+
+fn prepare_body(
+    cb: &'static Callback,
+    scene: Option<&str>,
+    fields: Map<String, Value>,
+    raw: Option<String>,
+    key: &Secret,
+    o: &PrepOpts,
+) -> Result<Prepared, ProtocolError> {
     let k = key.expose();
+    // Exactly the bytes that will be sent are signed (decision 1).
+    let body_text = || raw.clone().unwrap_or_else(|| canonical_body(&fields));
     let ts_ms = if o.tamper == Tamper::StaleTimestamp {
         o.now_ms - STALE_MS
     } else {
@@ -161,13 +191,13 @@ pub fn prepare(
     };
     let (method, url, body) = match cb.family {
         Family::V2Basic | Family::OrderNotify | Family::License => {
-            let body = canonical_body(&fields);
-            let json = crate::protocol::json::parse(body.as_bytes())?;
-            let sig = if cb.family == Family::License {
-                v2::sign_license(k, &json, &ts, &o.nonce, o.license_inner)?
+            let body = body_text();
+            let inner = if cb.family == Family::License {
+                o.license_inner
             } else {
-                v2::sign_basic(k, &json, &ts, &o.nonce)?
+                v2::LicenseInner::KeyedHmac
             };
+            let sig = v2::sign_basic_canonical(k, body.clone(), &ts, &o.nonce, inner);
             let signature = sig.signature.to_ascii_uppercase();
             let mut q = Vec::new();
             match o.tamper {
@@ -181,9 +211,8 @@ pub fn prepare(
             ("POST", with_query(o.endpoint, &q), body.into_bytes())
         }
         Family::V2Kit => {
-            let body = canonical_body(&fields);
-            let json = crate::protocol::json::parse(body.as_bytes())?;
-            let sig = v2::sign_kit(k, &json, &ts, &o.nonce)?;
+            let body = body_text();
+            let sig = v2::sign_kit_canonical(k, body.clone(), &ts, &o.nonce);
             json_headers(&mut headers);
             match o.tamper {
                 Tamper::MissingSignature => {}
@@ -223,7 +252,7 @@ pub fn prepare(
             ("GET", with_query(o.endpoint, &q), Vec::new())
         }
         Family::V1Kit => {
-            let body = canonical_body(&fields);
+            let body = body_text();
             let json = crate::protocol::json::parse(body.as_bytes())?;
             let token = v1::kit_auth_token(k, &json)?;
             json_headers(&mut headers);
