@@ -187,6 +187,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--body', '--body', [CompletionResultType]::ParameterName, 'Start from this JSON object instead of generated values')
             [CompletionResult]::new('--expect-code', '--expect-code', [CompletionResultType]::ParameterName, 'The resultCode the reply should carry')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Time budget, e.g. 5s or 1500ms')
+            [CompletionResult]::new('--users', '--users', [CompletionResultType]::ParameterName, 'Users generated for authSync (at most 500 per call)')
             [CompletionResult]::new('--license-inner', '--license-inner', [CompletionResultType]::ParameterName, 'Inner step of the License 2.0 signature (decision 5)')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
             [CompletionResult]::new('--allow-unknown', '--allow-unknown', [CompletionResultType]::ParameterName, 'Accept fields and values the catalog does not list')

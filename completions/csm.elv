@@ -172,6 +172,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --body 'Start from this JSON object instead of generated values'
             cand --expect-code 'The resultCode the reply should carry'
             cand --timeout 'Time budget, e.g. 5s or 1500ms'
+            cand --users 'Users generated for authSync (at most 500 per call)'
             cand --license-inner 'Inner step of the License 2.0 signature (decision 5)'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
             cand --allow-unknown 'Accept fields and values the catalog does not list'

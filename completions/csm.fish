@@ -143,6 +143,7 @@ complete -c csm -n "__fish_csm_using_subcommand send" -l unset -d 'Leave a field
 complete -c csm -n "__fish_csm_using_subcommand send" -l body -d 'Start from this JSON object instead of generated values' -r -F
 complete -c csm -n "__fish_csm_using_subcommand send" -l expect-code -d 'The resultCode the reply should carry' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l timeout -d 'Time budget, e.g. 5s or 1500ms' -r
+complete -c csm -n "__fish_csm_using_subcommand send" -l users -d 'Users generated for authSync (at most 500 per call)' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l license-inner -d 'Inner step of the License 2.0 signature (decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
 plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
 complete -c csm -n "__fish_csm_using_subcommand send" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r

@@ -70,6 +70,9 @@ pub struct SendArgs {
     /// Send without testFlag (as a live call). Only for endpoints you own.
     #[arg(long)]
     pub no_test_flag: bool,
+    /// Users generated for authSync (at most 500 per call).
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub users: u16,
     /// Require a valid Body-Sign on V2 replies too (V1 always requires it).
     #[arg(long)]
     pub require_body_sign: bool,
@@ -221,13 +224,13 @@ pub fn build_fields(
 }
 
 fn print_request(p: &Prepared) {
-    println!("> {} {}", p.method, p.url);
+    crate::say!("> {} {}", p.method, p.url);
     for (n, v) in &p.headers {
-        println!("> {n}: {v}");
+        crate::say!("> {n}: {v}");
     }
-    println!(">");
+    crate::say!(">");
     if !p.body.is_empty() {
-        println!("{}", String::from_utf8_lossy(&p.body));
+        crate::say!("{}", String::from_utf8_lossy(&p.body));
     }
 }
 
@@ -294,6 +297,7 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
     })?;
     let mut ctx = Ctx {
         test_flag: !a.no_test_flag,
+        users: Some(a.users as usize),
         v1_key: keys.basic.as_ref().map(|k| k.expose().to_string()),
         ..Ctx::default()
     };
@@ -328,7 +332,7 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
             }
             crate::output::print_json(&v);
         } else if a.curl {
-            println!("{}", prepared.curl());
+            crate::say!("{}", prepared.curl());
         } else {
             print_request(&prepared);
         }
@@ -380,33 +384,33 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
         crate::output::print_json(&v);
     } else {
         if a.curl {
-            println!("{}\n", prepared.curl());
+            crate::say!("{}\n", prepared.curl());
         }
         if !g.quiet {
             print_request(&prepared);
-            println!();
+            crate::say!();
             match &ex.outcome {
                 Ok(r) => {
-                    println!("< {} ({} ms)", r.status, ex.latency.as_millis());
+                    crate::say!("< {} ({} ms)", r.status, ex.latency.as_millis());
                     for (n, v) in &r.headers {
-                        println!("< {n}: {v}");
+                        crate::say!("< {n}: {v}");
                     }
-                    println!("<");
-                    println!("{}", String::from_utf8_lossy(&r.body));
+                    crate::say!("<");
+                    crate::say!("{}", String::from_utf8_lossy(&r.body));
                     if r.truncated {
-                        println!(
+                        crate::say!(
                             "(reply cut at {} bytes)",
                             crate::endpoint::client::MAX_REPLY
                         );
                     }
                 }
-                Err(f) => println!(
+                Err(f) => crate::say!(
                     "< no reply after {} ms: {}",
                     ex.latency.as_millis(),
                     f.message
                 ),
             }
-            println!();
+            crate::say!();
         }
         for r in &rules {
             let tag = match r.status {
@@ -415,14 +419,14 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
                 Status::Skip => "skip",
             };
             match r.status {
-                Status::Fail => println!(
+                Status::Fail => crate::say!(
                     "{tag}  {:<16} expected {}; got {}\n      fix: {}",
                     r.family.id(),
                     r.expected,
                     r.actual,
                     r.fix
                 ),
-                _ => println!("{tag}  {:<16} {}", r.family.id(), r.actual),
+                _ => crate::say!("{tag}  {:<16} {}", r.family.id(), r.actual),
             }
         }
     }

@@ -91,7 +91,7 @@ pub fn run(g: &GlobalArgs, a: MerchantArgs) -> Result<Exit> {
     let merchant = Arc::new(Merchant::new(cfg)?);
     let handle = server::serve(&a.listen, merchant, a.threads)?;
     // Tests and scripts read this line to learn the port when listening on port 0.
-    println!("csm merchant listening on http://{}", handle.addr);
+    crate::say!("csm merchant listening on http://{}", handle.addr);
     let _ = std::io::Write::flush(&mut std::io::stdout());
     if !g.quiet {
         eprintln!(

@@ -301,6 +301,27 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
         calls: 0,
         elapsed: Duration::ZERO,
     };
+    if !g.json && !g.quiet {
+        for t in &targets {
+            let mut types = Vec::new();
+            if t.keys.basic.is_some() {
+                types.push("basic");
+            }
+            if t.keys.kit.is_some() {
+                types.push("Kit");
+            }
+            if t.keys.license.is_some() {
+                types.push("License");
+            }
+            crate::say!(
+                "testing {} ({}: {}; {} ms budget per call)",
+                t.endpoint,
+                t.protocol.name(),
+                types.join(", "),
+                t.timeout.as_millis()
+            );
+        }
+    }
     for t in &targets {
         let out = suites::run(t, &suites, &mut |_| {});
         if let Some(f) = out.unreachable {
@@ -327,9 +348,9 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
     if g.json {
         crate::output::print_json(&report.json(exit.code()));
     } else if g.quiet {
-        println!("{}", report.summary_line());
+        crate::say!("{}", report.summary_line());
     } else {
-        println!("{}", report.table());
+        crate::say!("{}", report.table());
     }
     Ok(exit)
 }
