@@ -11,6 +11,7 @@ use crate::config;
 use crate::endpoint::client::{Client, Exchange};
 use crate::endpoint::judge::{self, Family, JudgeCtx, Rule, Status};
 use crate::endpoint::request::{self, PrepOpts, Prepared, Tamper};
+use crate::endpoint::suites;
 use crate::error::{CsmError, Exit, Result};
 use clap::Args;
 use serde_json::{json, Map, Value};
@@ -295,35 +296,51 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
             role.env()
         ))
     })?;
-    let mut ctx = Ctx {
-        test_flag: !a.no_test_flag,
-        users: Some(a.users as usize),
-        v1_key: keys.basic.as_ref().map(|k| k.expose().to_string()),
-        ..Ctx::default()
+    // Everything time-dependent (values, timestamp, nonce, signature) is made here, so it
+    // can be made again after a confirmation prompt.
+    let make = || -> Result<Prepared> {
+        let mut ctx = Ctx {
+            test_flag: !a.no_test_flag,
+            users: Some(a.users as usize),
+            v1_key: keys.basic.as_ref().map(|k| k.expose().to_string()),
+            ..Ctx::default()
+        };
+        gen::settle(&mut ctx);
+        let opts = PrepOpts {
+            endpoint: &endpoint,
+            now_ms: crate::clock::now_ms(),
+            nonce: crate::clock::nonce_hex64(),
+            tamper: Tamper::None,
+            kit_path_full: a.kit_path_full,
+            license_inner: a.license_inner.into(),
+        };
+        Ok(match &a.body {
+            // No overrides: the file's bytes go out exactly as they are, and are what is signed.
+            Some(path) if a.set.is_empty() && a.unset.is_empty() => {
+                let (text, fields) = read_body(cb, path, a.allow_unknown)?;
+                require_test_flag(&fields, &ctx, &a)?;
+                request::prepare_raw(cb, a.scene.as_deref(), text, &key, &opts)?
+            }
+            // Overrides: the result is re-serialised in canonical form.
+            _ => {
+                let fields = build_fields(cb, a.scene.as_deref(), &ctx, &a)?;
+                require_test_flag(&fields, &ctx, &a)?;
+                request::prepare(cb, a.scene.as_deref(), fields, &key, &opts)?
+            }
+        })
     };
-    gen::settle(&mut ctx);
-    let opts = PrepOpts {
-        endpoint: &endpoint,
-        now_ms: crate::clock::now_ms(),
-        nonce: crate::clock::nonce_hex64(),
-        tamper: Tamper::None,
-        kit_path_full: a.kit_path_full,
-        license_inner: a.license_inner.into(),
-    };
-    let prepared = match &a.body {
-        // No overrides: the file's bytes go out exactly as they are, and are what is signed.
-        Some(path) if a.set.is_empty() && a.unset.is_empty() => {
-            let (text, fields) = read_body(cb, path, a.allow_unknown)?;
-            require_test_flag(&fields, &ctx, &a)?;
-            request::prepare_raw(cb, a.scene.as_deref(), text, &key, &opts)?
-        }
-        // Overrides: the result is re-serialised in canonical form.
-        _ => {
-            let fields = build_fields(cb, a.scene.as_deref(), &ctx, &a)?;
-            require_test_flag(&fields, &ctx, &a)?;
-            request::prepare(cb, a.scene.as_deref(), fields, &key, &opts)?
-        }
-    };
+    // Bad input is reported before any prompt.
+    let mut prepared = make()?;
+    if !a.dry_run && !suites::is_loopback(&endpoint) && !a.yes {
+        let flag = if a.no_test_flag {
+            "WITHOUT testFlag"
+        } else {
+            "marked testFlag=1"
+        };
+        confirm_remote(&endpoint, a.yes, g, &format!("{} ({flag})", cb.name))?;
+        // Signed again after the answer: a slow reply must not leave a stale timestamp.
+        prepared = make()?;
+    }
     if a.dry_run {
         if g.json {
             let mut v = json!({"request": request_json(&prepared), "sent": false});
@@ -338,12 +355,6 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
         }
         return Ok(Exit::Ok);
     }
-    let flag = if a.no_test_flag {
-        "WITHOUT testFlag"
-    } else {
-        "marked testFlag=1"
-    };
-    confirm_remote(&endpoint, a.yes, g, &format!("{} ({flag})", cb.name))?;
     let timeout = if a.debug_page {
         Duration::from_secs(20)
     } else {
