@@ -1134,7 +1134,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__send)
-            opts="-y -q -h -V --scene --endpoint --protocol --key-file --kit-key-file --license-key-file --set --unset --body --allow-unknown --expect-code --dry-run --curl --timeout --debug-page --kit-path-full --no-test-flag --users --require-body-sign --license-inner --yes --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --scene --endpoint --protocol --key-file --kit-key-file --license-key-file --set --unset --body --allow-unknown --expect-code --dry-run --curl --timeout --debug-page --kit-path-full --no-test-flag --users --require-body-sign --license-inner --ca-file --yes --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1190,6 +1190,10 @@ _csm() {
                     ;;
                 --license-inner)
                     COMPREPLY=($(compgen -W "keyed-hmac plain-sha256" -- "${cur}"))
+                    return 0
+                    ;;
+                --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --profile)
@@ -1460,7 +1464,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__test__subcmd__endpoint)
-            opts="-y -q -h -V --endpoint --protocol --key-file --kit-key-file --license-key-file --suite --junit --timeout --debug-page --kit-path-full --no-test-flag --users --require-body-sign --license-inner --yes --demo --fault --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --endpoint --protocol --key-file --kit-key-file --license-key-file --suite --junit --timeout --debug-page --kit-path-full --no-test-flag --users --require-body-sign --license-inner --ca-file --yes --demo --fault --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1504,6 +1508,10 @@ _csm() {
                     ;;
                 --license-inner)
                     COMPREPLY=($(compgen -W "keyed-hmac plain-sha256" -- "${cur}"))
+                    return 0
+                    ;;
+                --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --fault)

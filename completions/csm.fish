@@ -146,6 +146,7 @@ complete -c csm -n "__fish_csm_using_subcommand send" -l timeout -d 'Time budget
 complete -c csm -n "__fish_csm_using_subcommand send" -l users -d 'Users generated for authSync (at most 500 per call)' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l license-inner -d 'Inner step of the License 2.0 signature (decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
 plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
+complete -c csm -n "__fish_csm_using_subcommand send" -l ca-file -d 'Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA' -r -F
 complete -c csm -n "__fish_csm_using_subcommand send" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l allow-unknown -d 'Accept fields and values the catalog does not list'
 complete -c csm -n "__fish_csm_using_subcommand send" -l dry-run -d 'Print the request without sending it'
@@ -176,6 +177,7 @@ complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l timeout -d 'Ti
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l users -d 'Users per authSync call (at most 500)' -r
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l license-inner -d 'Inner step of the License 2.0 signature (decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
 plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l ca-file -d 'Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA' -r -F
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l fault -d 'With --demo: make the reference merchant wrong on purpose (see `csm serve merchant --help`)' -r
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l debug-page -d 'Use the debugging page\'s 20 s budget instead of the production 5 s (decision 8)'

@@ -80,6 +80,9 @@ pub struct SendArgs {
     /// Inner step of the License 2.0 signature (decision 5).
     #[arg(long, value_enum, default_value_t = LicenseInnerArg::KeyedHmac)]
     pub license_inner: LicenseInnerArg,
+    /// Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Do not ask before sending to a non-loopback address.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -330,6 +333,7 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
         })
     };
     // Bad input is reported before any prompt.
+    let ca = super::test_endpoint::read_ca(a.ca_file.as_deref())?;
     let mut prepared = make()?;
     if !a.dry_run && !suites::is_loopback(&endpoint) && !a.yes {
         let flag = if a.no_test_flag {
@@ -360,7 +364,7 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
     } else {
         a.timeout
     };
-    let ex = Client::new(timeout).send(&prepared);
+    let ex = Client::new(timeout).with_ca(ca).send(&prepared);
     let rules = judge_one(
         &ex,
         key.expose(),

@@ -61,6 +61,9 @@ pub struct TestEndpointArgs {
     /// Inner step of the License 2.0 signature (decision 5).
     #[arg(long, value_enum, default_value_t = LicenseInnerArg::KeyedHmac)]
     pub license_inner: LicenseInnerArg,
+    /// Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Do not ask before calling a non-loopback address.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -159,6 +162,20 @@ pub fn load_keys(
     Ok(keys)
 }
 
+/// The `--ca-file` certificate, checked to be PEM.
+pub fn read_ca(path: Option<&std::path::Path>) -> Result<Option<Vec<u8>>> {
+    let Some(path) = path else { return Ok(None) };
+    let pem = std::fs::read(path).map_err(|e| CsmError::io(path, e))?;
+    let is_pem = pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----");
+    if !is_pem || reqwest::Certificate::from_pem(&pem).is_err() {
+        return Err(CsmError::usage(format!(
+            "--ca-file {}: not a PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(Some(pem))
+}
+
 pub fn resolve_protocol(flag: Option<Protocol>, profile: &Profile) -> Result<Protocol> {
     if let Some(p) = flag {
         return Ok(p);
@@ -217,6 +234,7 @@ pub fn demo_targets(
             users,
             license_inner: crate::protocol::v2::LicenseInner::KeyedHmac,
             require_body_sign: false,
+            ca_pem: None,
         });
     }
     Ok((targets, servers))
@@ -282,6 +300,7 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
             users: a.users as usize,
             license_inner: a.license_inner.into(),
             require_body_sign: a.require_body_sign,
+            ca_pem: read_ca(a.ca_file.as_deref())?,
         });
     }
 

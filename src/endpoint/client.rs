@@ -64,12 +64,23 @@ pub struct Exchange {
 
 pub struct Client {
     pub timeout: Duration,
+    /// An extra trusted root (PEM), for staging endpoints behind a private CA.
+    ca_pem: Option<Vec<u8>>,
     tls: Option<reqwest::blocking::Client>,
 }
 
 impl Client {
     pub fn new(timeout: Duration) -> Client {
-        Client { timeout, tls: None }
+        Client {
+            timeout,
+            ca_pem: None,
+            tls: None,
+        }
+    }
+
+    pub fn with_ca(mut self, pem: Option<Vec<u8>>) -> Client {
+        self.ca_pem = pem;
+        self
     }
 
     pub fn send(&mut self, req: &Prepared) -> Exchange {
@@ -91,18 +102,20 @@ impl Client {
 
     fn tls_send(&mut self, url: &Url, req: &Prepared) -> Result<Reply, NetFailure> {
         if self.tls.is_none() {
-            let c = reqwest::blocking::Client::builder()
+            let setup = |e: reqwest::Error| NetFailure {
+                kind: NetKind::Tls,
+                message: format!("cannot set up TLS: {e}"),
+            };
+            let mut b = reqwest::blocking::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(self.timeout)
                 .connect_timeout(self.timeout)
                 .min_tls_version(reqwest::tls::Version::TLS_1_2)
-                .user_agent(concat!("csm/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| NetFailure {
-                    kind: NetKind::Tls,
-                    message: format!("cannot set up TLS: {e}"),
-                })?;
-            self.tls = Some(c);
+                .user_agent(concat!("csm/", env!("CARGO_PKG_VERSION")));
+            if let Some(pem) = &self.ca_pem {
+                b = b.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(setup)?);
+            }
+            self.tls = Some(b.build().map_err(setup)?);
         }
         let client = self.tls.as_ref().expect("set above");
         let method = reqwest::Method::from_bytes(req.method.as_bytes()).expect("GET or POST");

@@ -54,6 +54,8 @@ pub struct Target {
     pub users: usize,
     pub license_inner: crate::protocol::v2::LicenseInner,
     pub require_body_sign: bool,
+    /// An extra trusted root certificate (PEM).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// The production budget the readiness suite holds replies to (spec §1).
@@ -100,7 +102,7 @@ pub fn run(target: &Target, suites: &[Suite], observe: &mut dyn FnMut(&Exchange)
     let start = Instant::now();
     let mut r = Runner {
         t: target,
-        client: Client::new(target.timeout),
+        client: Client::new(target.timeout).with_ca(target.ca_pem.clone()),
         suite: Suite::Lifecycle,
         suite_ex: Vec::new(),
         all_ex: Vec::new(),
