@@ -118,8 +118,8 @@ pub struct SignInputs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   csm sign saas-v2 --key-file basic.key --body-file body.json
-  csm sign saas-v2 --key-file basic.key --body-file body.json --timestamp 1680508066618 --nonce N --json
-  csm sign saas-v1 --key-file basic.key --param activity=newInstance --param orderId=CS1906666666ABCDE
+  csm sign saas-v2 --key-file basic.key --body-file body.json --timestamp T --nonce N --json
+  csm sign saas-v1 --key-file basic.key --param activity=newInstance --param orderId=CS1
   csm sign body-sign --key-file basic.key --body-file reply.json
   csm sign apig --ak AK --sk-file sk.txt --method POST --url https://mkt.myhuaweicloud.com/api/... \\
       --header 'Content-Type: application/json' --body-file req.json")]

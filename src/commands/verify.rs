@@ -61,7 +61,7 @@ impl ValueEnum for VerifyTarget {
 shows the signed string and names the usual mistake that reproduces the received value).
 
 Examples:
-  csm verify saas-v2 --key-file basic.key --body-file body.json --timestamp T --nonce N --signature S
+  csm verify saas-v2 --key-file k --body-file body.json --timestamp T --nonce N --signature S
   csm verify request captured.http --key-file basic.key --kit-key-file kit.key
   csm verify response reply.http --scheme saas-v1 --key-file basic.key")]
 pub struct VerifyArgs {
