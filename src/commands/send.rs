@@ -19,6 +19,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  csm send newInstance --endpoint http://127.0.0.1:8088/produce --key-file basic.key
+  csm send refreshInstance --scene RENEWAL --endpoint URL --key-file basic.key --set instanceId=ID
+  csm send authSync --endpoint URL --kit-key-file kit.key --set userList.0.role=admin --dry-run
+  csm send releaseLicenseCode --endpoint URL --license-key-file license.key --curl")]
 pub struct SendArgs {
     /// The activity or Kit interface, e.g. newInstance, refreshInstance, tenantSync,
     /// refreshLicenseCode, orderNotify.

@@ -13,6 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Args)]
+#[command(after_help = "Examples:
+  csm serve merchant --listen 127.0.0.1:8088 --key-file basic.key --kit-key-file kit.key
+  csm serve merchant --listen 127.0.0.1:0 --protocol v1 --key-file basic.key --state merchant.db
+  csm serve merchant --key-file basic.key --fault bad-body-sign --record requests.jsonl")]
 pub struct MerchantArgs {
     /// Address to listen on; port 0 picks a free port (printed on the first line).
     #[arg(long, default_value = "127.0.0.1:8088", value_name = "ADDR")]

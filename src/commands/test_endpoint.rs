@@ -18,6 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  csm test-endpoint --demo
+  csm test-endpoint --demo --fault not-idempotent
+  csm test-endpoint --endpoint https://isv.example.com/produce --key-file basic.key \\
+      --kit-key-file kit.key --license-key-file license.key
+  csm --json test-endpoint --endpoint URL --key-file basic.key --yes --junit report.xml
+
+Exit codes: 0 all checks passed, 1 a check failed, 2 usage, 3 configuration, 4 unreachable")]
 pub struct TestEndpointArgs {
     /// The production address under test, e.g. https://isv.example.com/produce.
     #[arg(long, value_name = "URL")]
