@@ -57,13 +57,15 @@ impl ValueEnum for VerifyTarget {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Exit status: 0 when the signature matches, 1 when it does not (the doctor then
+#[command(
+    after_help = "Exit status: 0 when the signature matches, 1 when it does not (the doctor then
 shows the signed string and names the usual mistake that reproduces the received value).
 
 Examples:
   csm verify saas-v2 --key-file k --body-file body.json --timestamp T --nonce N --signature S
   csm verify request captured.http --key-file basic.key --kit-key-file kit.key
-  csm verify response reply.http --scheme saas-v1 --key-file basic.key")]
+  csm verify response reply.http --scheme saas-v1 --key-file basic.key"
+)]
 pub struct VerifyArgs {
     /// A scheme (as for `csm sign`), or `request FILE` / `response FILE` for a raw HTTP capture.
     #[arg(value_enum)]
