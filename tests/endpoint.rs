@@ -420,21 +420,19 @@ fn every_fault_fails_only_its_check_family() {
         ("drop-fields", "v2", "required-fields"),
     ];
     for (fault, proto, family) in cases {
+        let (k, kk, lk) = (env.p("basic.key"), env.p("kit.key"), env.p("license.key"));
         let mut serve = vec![
             "--protocol",
             proto,
             "--key-file",
-            "K",
+            &k,
             "--kit-key-file",
-            "KK",
+            &kk,
             "--fault",
             fault,
             "--fault-delay",
             "2500",
         ];
-        let (k, kk, lk) = (env.p("basic.key"), env.p("kit.key"), env.p("license.key"));
-        serve[3] = &k;
-        serve[5] = &kk;
         if proto == "v2" {
             serve.extend(["--license-key-file", &lk]);
         }
