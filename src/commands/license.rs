@@ -362,7 +362,7 @@ fn keygen(g: &GlobalArgs, a: KeygenArgs) -> Result<Exit> {
             "public_key_file": pub_path.display().to_string(),
         }));
     } else {
-        println!("{public_line}");
+        crate::say!("{public_line}");
         if !g.quiet {
             eprintln!(
                 "key id {}: private key in {} (0600), public key in {}",
@@ -500,7 +500,7 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
                     &json!({"file": path.display().to_string(), "count": records.len()}),
                 );
             } else if !g.quiet {
-                println!("wrote {} license(s) to {}", records.len(), path.display());
+                crate::say!("wrote {} license(s) to {}", records.len(), path.display());
             }
         }
     }
@@ -637,7 +637,7 @@ fn inspect(g: &GlobalArgs, a: InspectArgs) -> Result<Exit> {
                 t.add_row(vec![k.clone(), shown]);
             }
         }
-        println!("{t}");
+        crate::say!("{t}");
     }
     Ok(Exit::Ok)
 }
@@ -709,7 +709,7 @@ fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
             line = format!("malformed: not a license: {}", v.reason);
         }
         if v.kind.is_valid() {
-            println!("{line}");
+            crate::say!("{line}");
         } else {
             // Refusals go to stderr as one line; stdout stays for results.
             eprintln!("csm: {label}: {line}");
@@ -881,7 +881,7 @@ fn open_api(
                 .to_string()
         };
         if ok {
-            println!("{line}");
+            crate::say!("{line}");
         } else {
             eprintln!("csm: {line}");
         }

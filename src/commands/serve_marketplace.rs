@@ -46,7 +46,7 @@ pub fn run(g: &GlobalArgs, a: MarketplaceArgs) -> Result<Exit> {
     let handle = server::serve(&listen, market, 4)?;
     if !g.quiet {
         // Tests and scripts read this line to learn the port when listening on port 0.
-        println!("csm marketplace listening on http://{}", handle.addr);
+        crate::say!("csm marketplace listening on http://{}", handle.addr);
         let _ = std::io::Write::flush(&mut std::io::stdout());
     }
     handle.wait();

@@ -411,7 +411,7 @@ pub fn run(g: &GlobalArgs, a: SignArgs) -> Result<Exit> {
     if g.json {
         crate::output::print_json(&all);
     } else {
-        println!("{value}");
+        crate::say!("{value}");
     }
     Ok(Exit::Ok)
 }

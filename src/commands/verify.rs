@@ -477,30 +477,30 @@ fn report(g: &GlobalArgs, d: &Diagnosis, extra: &[String]) -> Result<Exit> {
         } else {
             format!("FAIL: {} signature does not match", d.scheme)
         };
-        println!("{verdict}");
+        crate::say!("{verdict}");
         for p in extra {
-            println!("  problem:       {p}");
+            crate::say!("  problem:       {p}");
         }
         if !d.valid() {
-            println!(
+            crate::say!(
                 "  signed string: {}",
                 d.expected.signed_string.escape_debug()
             );
-            println!("  expected:      {}", d.expected.signature);
-            println!("  received:      {}", d.received);
-            println!("  tried:");
+            crate::say!("  expected:      {}", d.expected.signature);
+            crate::say!("  received:      {}", d.received);
+            crate::say!("  tried:");
             for (label, m) in &d.tried {
-                println!("    {} {label}", if *m { "match   " } else { "no match" });
+                crate::say!("    {} {label}", if *m { "match   " } else { "no match" });
             }
             match &cause {
-                Some(c) => println!("  likely cause:  {c}"),
-                None => println!(
+                Some(c) => crate::say!("  likely cause:  {c}"),
+                None => crate::say!(
                     "  likely cause:  none of the usual mistakes reproduces it; check that both sides use the same key"
                 ),
             }
         }
         for n in &d.notes {
-            println!("  note:          {n}");
+            crate::say!("  note:          {n}");
         }
     }
     Ok(if ok { Exit::Ok } else { Exit::CheckFailed })

@@ -9,13 +9,3 @@ pub mod judge;
 pub mod report;
 pub mod request;
 pub mod suites;
-
-/// `println!` that stops quietly when stdout is closed (`csm … | head`) instead of
-/// panicking with a backtrace.
-#[macro_export]
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
