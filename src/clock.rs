@@ -6,16 +6,25 @@ use rand::Rng;
 
 pub fn now() -> DateTime<Utc> {
     if let Ok(v) = std::env::var("CSM_NOW") {
-        if let Ok(ms) = v.parse::<i64>() {
-            if let Some(t) = Utc.timestamp_millis_opt(ms).single() {
-                return t;
-            }
+        if let Some(t) = parse_now(&v) {
+            return t;
         }
-        if let Ok(t) = DateTime::parse_from_rfc3339(&v) {
-            return t.with_timezone(&Utc);
-        }
+        // A silently ignored pin would make a "reproducible" run quietly use the real clock.
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            eprintln!("csm: warning: CSM_NOW {v:?} is neither epoch milliseconds nor RFC 3339; using the real clock");
+        });
     }
     Utc::now()
+}
+
+fn parse_now(v: &str) -> Option<DateTime<Utc>> {
+    if let Ok(ms) = v.parse::<i64>() {
+        return Utc.timestamp_millis_opt(ms).single();
+    }
+    DateTime::parse_from_rfc3339(v)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 pub fn now_ms() -> i64 {

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod endpoint;
 pub mod error;
+pub mod files;
 pub mod license;
 pub mod marketplace;
 pub mod merchant;

@@ -27,7 +27,12 @@ fn hint(err: &CsmError) -> Option<&'static str> {
         CsmError::Network(_) => {
             Some("check the URL and that the endpoint is up; --timeout sets the budget")
         }
-        CsmError::Config(_) => Some("run `csm init` or pass the flags named above"),
+        CsmError::Config(m) if m.starts_with("--listen") => {
+            Some("pick a free port on this machine, e.g. --listen 127.0.0.1:0")
+        }
+        CsmError::Config(_) => {
+            Some("pass the flag named above, or set it in a profile with `csm init`")
+        }
         _ => None,
     }
 }

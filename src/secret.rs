@@ -34,21 +34,13 @@ impl fmt::Display for Secret {
 /// Reads a key file: its content without one trailing newline. `-` reads standard input.
 /// `what` names the flag in error messages, e.g. `--key-file`.
 pub fn read_key_file(path: &Path, what: &str) -> Result<Secret> {
-    let raw = if path.as_os_str() == "-" {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .map_err(|e| CsmError::io("<stdin>", e))?;
-        s
-    } else {
-        let bytes = std::fs::read(path)
-            .map_err(|e| CsmError::io(format!("{what} {}", path.display()), e))?;
-        String::from_utf8(bytes).map_err(|_| {
-            CsmError::usage(format!(
-                "{what} {}: the key file is not UTF-8 text",
-                path.display()
-            ))
-        })?
-    };
+    let bytes = crate::files::read_limited(path, crate::files::KEY_LIMIT, what)?;
+    let raw = String::from_utf8(bytes).map_err(|_| {
+        CsmError::usage(format!(
+            "{what} {}: the key file is not UTF-8 text",
+            path.display()
+        ))
+    })?;
     let key = raw
         .strip_suffix("\r\n")
         .or_else(|| raw.strip_suffix('\n'))

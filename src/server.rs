@@ -111,11 +111,10 @@ impl ServerHandle {
 /// Binds `listen` (port 0 picks a free port) and serves on `threads` worker threads.
 pub fn serve(listen: &str, handler: Arc<dyn Handler>, threads: usize) -> Result<ServerHandle> {
     let server = tiny_http::Server::http(listen)
-        .map_err(|e| CsmError::Network(format!("--listen {listen}: cannot bind: {e}")))?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| CsmError::Network(format!("--listen {listen}: not an IP address")))?;
+        .map_err(|e| CsmError::Config(format!("--listen {listen}: cannot listen there ({e})")))?;
+    let addr = server.server_addr().to_ip().ok_or_else(|| {
+        CsmError::Config(format!("--listen {listen}: not an IP address and port"))
+    })?;
     let server = Arc::new(server);
     let workers = (0..threads.max(1))
         .map(|_| {
@@ -160,7 +159,14 @@ fn answer(mut req: tiny_http::Request, handler: &dyn Handler) {
             .collect(),
         body,
     };
-    let resp = handler.handle(request);
+    // A bug in one handler must not take a worker thread down with it.
+    let resp = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.handle(request)))
+        .unwrap_or_else(|_| {
+            Response::json(
+                500,
+                r#"{"resultCode":"000005","resultMsg":"internal error"}"#,
+            )
+        });
     if let Some(d) = resp.delay {
         std::thread::sleep(d);
     }

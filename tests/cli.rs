@@ -546,11 +546,79 @@ fn bad_input_is_one_line_with_a_usage_or_input_code() {
             2,
             "NAME=VALUE",
         ),
+        (
+            vec![
+                "sign",
+                "saas-v2",
+                "--key-file",
+                "key",
+                "--body-file",
+                "body.json",
+                "--timestamp",
+                "abc",
+            ],
+            2,
+            "--timestamp \"abc\"",
+        ),
+        (
+            vec![
+                "sign",
+                "saas-v2",
+                "--key-file",
+                "/dev/zero",
+                "--body-file",
+                "body.json",
+            ],
+            2,
+            "larger than",
+        ),
+        (
+            vec!["crypto", "decrypt", "--key-file", "key", "--", "short"],
+            2,
+            "VALUE \"short\"",
+        ),
+        (
+            vec![
+                "verify",
+                "body-sign",
+                "--key-file",
+                "key",
+                "--body-file",
+                "body.json",
+                "--signature",
+                "zzz!",
+            ],
+            2,
+            "not hex or Base64",
+        ),
+        (
+            vec![
+                "verify",
+                "saas-v2",
+                "--key-file",
+                "key",
+                "--body-file",
+                "body.json",
+                "--timestamp",
+                "99999999999999999",
+                "--nonce",
+                "n",
+                "--signature",
+                "abcd",
+            ],
+            1,
+            "",
+        ),
     ];
     for (args, want, needle) in cases {
         let (code, stdout, stderr) = out(e.csm().args(&args));
         assert_eq!(code, want, "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        if want == 1 {
+            // A verdict, not an error: nothing on stderr, no panic.
+            assert!(stderr.is_empty(), "{args:?}: {stderr}");
+            continue;
+        }
         assert!(
             !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
             "{args:?}"
@@ -674,48 +742,134 @@ fn init_without_a_terminal_names_the_flags_and_writes_a_private_profile() {
 #[test]
 fn secrets_never_reach_help_or_output() {
     let e = Env::new();
-    let runs: Vec<Vec<&str>> = vec![
-        vec!["--help"],
-        vec!["sign", "--help"],
-        vec!["verify", "--help"],
-        vec!["crypto", "encrypt", "--help"],
-        vec!["sign", "--json", "saas-v2", "--body-file", "body.json"],
-        vec!["sign", "--json", "saas-v1", "--param", "a=b"],
-        vec![
-            "verify",
-            "--json",
-            "saas-v2",
-            "--body-file",
-            "body.json",
-            "--timestamp",
-            TS,
-            "--nonce",
-            NONCE,
-            "--signature",
-            "00",
-        ],
-        vec![
-            "sign",
-            "--json",
-            "apig",
-            "--ak",
-            "AK",
-            "--url",
-            "https://h/p",
-        ],
-        vec!["crypto", "--json", "derive-key"],
+    let sig = "00".repeat(32);
+    // (arguments, the exit code that proves the command really ran)
+    let runs: Vec<(Vec<&str>, i32)> = vec![
+        (vec!["--help"], 0),
+        (vec!["sign", "--help"], 0),
+        (vec!["verify", "--help"], 0),
+        (vec!["crypto", "encrypt", "--help"], 0),
+        (vec!["init", "--help"], 0),
+        (
+            vec!["sign", "--json", "saas-v2", "--body-file", "body.json"],
+            0,
+        ),
+        (
+            vec![
+                "sign",
+                "--json",
+                "license",
+                "--key-file",
+                "key",
+                "--body-file",
+                "body.json",
+            ],
+            0,
+        ),
+        (
+            vec![
+                "sign",
+                "--json",
+                "kit",
+                "--key-file",
+                "key",
+                "--body-file",
+                "body.json",
+            ],
+            0,
+        ),
+        (vec!["sign", "--json", "saas-v1", "--param", "a=b"], 0),
+        (
+            vec!["sign", "--json", "body-sign", "--body-file", "body.json"],
+            0,
+        ),
+        (
+            vec![
+                "verify",
+                "--json",
+                "saas-v2",
+                "--body-file",
+                "body.json",
+                "--timestamp",
+                TS,
+                "--nonce",
+                NONCE,
+                "--signature",
+                &sig,
+            ],
+            1,
+        ),
+        (
+            vec![
+                "verify",
+                "saas-v2",
+                "--body-file",
+                "body.json",
+                "--timestamp",
+                TS,
+                "--nonce",
+                NONCE,
+                "--signature",
+                &sig,
+            ],
+            1,
+        ),
+        (
+            vec![
+                "sign",
+                "--json",
+                "apig",
+                "--ak",
+                "AK",
+                "--url",
+                "https://h/p",
+            ],
+            0,
+        ),
+        (
+            vec![
+                "verify",
+                "apig",
+                "--ak",
+                "AK",
+                "--url",
+                "https://h/p",
+                "--date",
+                "20240317T144237Z",
+                "--signature",
+                &sig,
+            ],
+            1,
+        ),
+        (vec!["crypto", "--json", "derive-key"], 0),
+        (vec!["crypto", "encrypt", "x"], 0),
+        (
+            vec![
+                "init",
+                "--endpoint",
+                "https://isv.example.com/p",
+                "--protocol",
+                "v2",
+                "--key-file",
+                "key",
+            ],
+            0,
+        ),
     ];
-    for args in runs {
-        let (_, stdout, stderr) = out(e
+    for (args, want) in runs {
+        let (code, stdout, stderr) = out(e
             .csm()
             .env("CSM_ACCESS_KEY", KEY)
             .env("CSM_SK", KEY)
             .args(&args));
+        assert_eq!(code, want, "{args:?}: {stderr}");
         assert!(
             !stdout.contains(KEY) && !stderr.contains(KEY),
             "{args:?} leaked the key"
         );
     }
+    let cfg = std::fs::read_to_string(e.path("config/config.toml")).unwrap();
+    assert!(!cfg.contains(KEY), "the profile holds the key itself");
 }
 
 #[test]

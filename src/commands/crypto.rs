@@ -78,9 +78,11 @@ pub fn run(g: &GlobalArgs, a: CryptoArgs) -> Result<Exit> {
             (ct, "ciphertext")
         }
         CryptoAction::Decrypt { key, value } => {
+            v1_crypto::split_ciphertext(value)
+                .map_err(|e| CsmError::usage(format!("VALUE {value:?}: {e}")))?;
             let (secret, t) = load(g, key)?;
             let pt = v1_crypto::decrypt(secret.expose(), t, value)
-                .map_err(|e| CsmError::CheckFailed(format!("VALUE: {e}")))?;
+                .map_err(|e| CsmError::CheckFailed(format!("VALUE {value:?}: {e}")))?;
             (pt, "plaintext")
         }
     };

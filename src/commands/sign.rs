@@ -137,15 +137,7 @@ pub struct SignArgs {
 /// Reads `--body-file` (exact bytes); None when not given.
 pub fn read_body(path: Option<&Path>) -> Result<Option<Vec<u8>>> {
     let Some(path) = path else { return Ok(None) };
-    if path.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-            .map_err(|e| CsmError::io("<stdin>", e))?;
-        return Ok(Some(buf));
-    }
-    std::fs::read(path)
-        .map(Some)
-        .map_err(|e| CsmError::io(path, e))
+    crate::files::read_limited(path, crate::files::BODY_LIMIT, "--body-file").map(Some)
 }
 
 pub fn require_body(inputs: &SignInputs, scheme: Scheme) -> Result<Vec<u8>> {
@@ -247,6 +239,31 @@ pub fn apig_request(inputs: &SignInputs, profile: &Profile) -> Result<ApigReques
     })
 }
 
+/// A given `--timestamp` must have the scheme's form (the V1 Kit key takes the body's field).
+pub fn check_timestamp(scheme: Scheme, ts: Option<&str>) -> Result<()> {
+    let Some(ts) = ts else { return Ok(()) };
+    let ok = match scheme {
+        Scheme::SaasV1 => !ts.is_empty() && ts.bytes().all(|b| b.is_ascii_digit()),
+        Scheme::SaasV2 | Scheme::Kit | Scheme::License | Scheme::Usage => {
+            crate::protocol::v2::timestamp_ms(ts).is_ok()
+        }
+        Scheme::SaasV1Kit | Scheme::BodySign | Scheme::Apig => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(CsmError::usage(format!(
+            "--timestamp {ts:?}: {} takes {}",
+            scheme.name(),
+            if scheme == Scheme::SaasV1 {
+                "digits, yyyyMMddHHmmssSSS (UTC)"
+            } else {
+                "decimal epoch milliseconds"
+            }
+        )))
+    }
+}
+
 /// Computes the signature: (the value printed alone, every intermediate as JSON).
 pub fn compute(
     scheme: Scheme,
@@ -255,6 +272,7 @@ pub fn compute(
     profile: &Profile,
 ) -> Result<(String, Value)> {
     let k = key.expose();
+    check_timestamp(scheme, inputs.timestamp.as_deref())?;
     let ts_v2 = || {
         inputs
             .timestamp

@@ -87,7 +87,7 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub license_key_file: Option<PathBuf>,
     /// Replay window in seconds for V2 timestamps (spec decision 3).
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(i64).range(1..=86_400))]
     pub window: i64,
 }
 
@@ -96,7 +96,12 @@ fn check_signature_shape(s: &str, scheme: Scheme) -> Result<()> {
     let t = s.trim();
     let is_hex = !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit());
     let is_b64 = !t.is_empty() && base64::engine::general_purpose::STANDARD.decode(t).is_ok();
-    let is_header = matches!(scheme, Scheme::BodySign | Scheme::Apig);
+    // Body-Sign and Authorization may also be given as the whole header value.
+    let is_header = match scheme {
+        Scheme::BodySign => crate::protocol::v1::parse_body_sign(t).is_ok(),
+        Scheme::Apig => crate::protocol::apig::parse_authorization(t).is_ok(),
+        _ => false,
+    };
     if is_hex || is_b64 || is_header {
         Ok(())
     } else {
@@ -170,13 +175,13 @@ fn read_capture(a: &VerifyArgs) -> Result<Vec<u8>> {
             "FILE: `csm verify request|response` needs the capture file (or - for stdin)",
         )
     })?;
-    Ok(sign::read_body(Some(path))?.unwrap_or_default())
+    crate::files::read_limited(path, crate::files::BODY_LIMIT, "FILE")
 }
 
 pub fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
     let profile = config::active_profile(g)?;
     let now_ms = clock::now_ms();
-    let window_ms = a.window.max(0) * 1000;
+    let window_ms = a.window * 1000;
     let diagnosis = match a.target {
         VerifyTarget::Request => verify_request(&a, &profile, now_ms, window_ms)?,
         VerifyTarget::Response => verify_response(&a, &profile)?,
@@ -185,6 +190,7 @@ pub fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
                 CsmError::usage("--signature: required (the signature that was received)")
             })?;
             check_signature_shape(&received, scheme)?;
+            sign::check_timestamp(scheme, a.inputs.timestamp.as_deref())?;
             verify_scheme(&a, scheme, &received, &profile, now_ms, window_ms)?
         }
     };

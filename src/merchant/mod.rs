@@ -16,7 +16,7 @@ pub mod store;
 use crate::catalog::Protocol;
 use crate::endpoint::request::Keys;
 use crate::error::{CsmError, Result};
-use crate::protocol::json::{self, canonical_v2, string_map_variant};
+use crate::protocol::json;
 use crate::protocol::v1_crypto::{self, EncryptType};
 use crate::protocol::{v1, v2};
 use crate::server::{Handler, Request, Response};
@@ -233,20 +233,7 @@ impl Merchant {
             return Err(reply("000001", "signature, timestamp or nonce missing"));
         };
         // Raw bytes first, then the demo's re-serialisations (spec decision 2).
-        let raw = String::from_utf8_lossy(&req.body).into_owned();
-        let mut candidates = vec![raw];
-        if let Ok(j) = json::parse(&req.body) {
-            if let Ok(c) = canonical_v2(&j) {
-                candidates.push(c);
-            }
-            if let Some(c) = string_map_variant(&j) {
-                candidates.push(c);
-            }
-        }
-        let matched = candidates.into_iter().any(|c| {
-            let s = v2::sign_basic_canonical(key, c, ts, nonce, inner);
-            v2::signature_matches(&s.signature, sig)
-        });
+        let matched = v2::verify_basic_bytes(key, &req.body, ts, nonce, sig, inner).is_some();
         if !matched {
             return Err(reply("000001", "signature does not match"));
         }
@@ -264,14 +251,7 @@ impl Merchant {
         ) else {
             return Err(reply("000001", "x-sign, x-timestamp or x-nonce missing"));
         };
-        let mut candidates = vec![String::from_utf8_lossy(&req.body).into_owned()];
-        if let Ok(c) = json::parse(&req.body).and_then(|j| canonical_v2(&j)) {
-            candidates.push(c);
-        }
-        let matched = candidates.into_iter().any(|c| {
-            let s = v2::sign_kit_canonical(key, c, ts, nonce);
-            v2::signature_matches(&s.x_sign, sig)
-        });
+        let matched = v2::verify_kit_bytes(key, &req.body, ts, nonce, sig).is_some();
         if !matched {
             return Err(reply("000001", "x-sign does not match"));
         }

@@ -1,7 +1,7 @@
 //! The reference merchant's state: instances, license codes and Kit records in SQLite
 //! (a file with `--state`, shared with the usage journal's database; else in memory).
 
-use crate::error::Result;
+use crate::error::{CsmError, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
@@ -24,7 +24,15 @@ impl Store {
             Some(p) => Connection::open(p)?,
             None => Connection::open_in_memory()?,
         };
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let named = |e: rusqlite::Error| match path {
+            Some(p) => CsmError::Storage(format!(
+                "--state {}: not a usable SQLite state file ({e})",
+                p.display()
+            )),
+            None => CsmError::from(e),
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(named)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS merchant_instances (
                  instance_id TEXT PRIMARY KEY,
@@ -44,7 +52,8 @@ impl Store {
                  data TEXT NOT NULL,
                  updated_ms INTEGER NOT NULL,
                  PRIMARY KEY (kind, id));",
-        )?;
+        )
+        .map_err(named)?;
         Ok(Store { conn })
     }
 

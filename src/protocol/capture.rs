@@ -121,6 +121,9 @@ fn parse_headers(lines: &[&str]) -> Result<Vec<(String, String)>, ProtocolError>
 /// The body, cut to Content-Length when the capture carries more (a trailing newline
 /// that a terminal added is not part of what was signed).
 fn body_of(headers: &[(String, String)], rest: &[u8]) -> Result<Vec<u8>, ProtocolError> {
+    if header(headers, "Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        return dechunk(rest);
+    }
     match header(headers, "Content-Length") {
         Some(v) => {
             let n: usize = v.trim().parse().map_err(|_| {
@@ -135,6 +138,34 @@ fn body_of(headers: &[(String, String)], rest: &[u8]) -> Result<Vec<u8>, Protoco
             Ok(rest[..n].to_vec())
         }
         None => Ok(rest.to_vec()),
+    }
+}
+
+/// Joins the chunks of a `Transfer-Encoding: chunked` body (what was signed is the joined data).
+fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, ProtocolError> {
+    let mut out = Vec::new();
+    loop {
+        let eol = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| ProtocolError::new("capture: chunked body without a chunk-size line"))?;
+        let line = std::str::from_utf8(&rest[..eol]).unwrap_or("");
+        let size_text = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| {
+            ProtocolError::new(format!("capture: chunk size {size_text:?} is not hex"))
+        })?;
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if rest.len() < size {
+            return Err(ProtocolError::new(format!(
+                "capture: a chunk says {size} bytes but {} remain (truncated capture?)",
+                rest.len()
+            )));
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = rest[size..].strip_prefix(b"\r\n").unwrap_or(&rest[size..]);
     }
 }
 
@@ -197,7 +228,7 @@ const LICENSE_ACTIVITIES: [&str; 3] = [
 
 /// Tells the scheme from where the signature travels.
 pub fn detect(req: &CapturedRequest) -> Result<DetectedScheme, ProtocolError> {
-    let query = super::v1::parse_query(req.query(), false).unwrap_or_default();
+    let query = super::v1::parse_query(req.query(), false)?;
     let has_q = |n: &str| query.iter().any(|(k, _)| k == n);
     if req
         .header("Authorization")
@@ -249,6 +280,22 @@ mod tests {
         let raw = b"GET /?activity=a&timeStamp=1&authToken=x HTTP/1.1\r\nHost: x\r\n\r\n";
         let r = parse_request(raw).unwrap();
         assert_eq!(detect(&r).unwrap(), DetectedScheme::SaasV1);
+    }
+
+    #[test]
+    fn chunked_bodies_are_joined() {
+        let raw = b"POST /p?signature=a&timestamp=1&nonce=n HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n5\r\n\":1}\n\r\n0\r\n\r\n";
+        assert_eq!(parse_request(raw).unwrap().body, b"{\"a\":1}\n");
+        assert!(
+            parse_request(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err()
+        );
+    }
+
+    #[test]
+    fn undecodable_query_is_named() {
+        let r =
+            parse_request(b"GET /?activity=a&authToken=%zz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert!(detect(&r).unwrap_err().to_string().contains("%zz"));
     }
 
     #[test]

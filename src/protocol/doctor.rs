@@ -281,12 +281,13 @@ pub fn diagnose_v2(recipe: V2Recipe, input: &V2Input) -> Result<Diagnosis, super
                 false,
             ));
         }
-        let millis = (ms * 1000).to_string();
-        cs.push(label(
-            sign(key, &canonical, &millis, nonce, None),
-            "timestamp in microseconds (or ms x 1000)",
-            false,
-        ));
+        if let Some(micros) = ms.checked_mul(1000) {
+            cs.push(label(
+                sign(key, &canonical, &micros.to_string(), nonce, None),
+                "timestamp in microseconds (or ms x 1000)",
+                false,
+            ));
+        }
     }
     cs.push(label(
         sign(key, &canonical, nonce, ts, None),
@@ -374,7 +375,7 @@ pub fn diagnose_v2(recipe: V2Recipe, input: &V2Input) -> Result<Diagnosis, super
         if !v2::within_window(ms, input.now_ms, input.window_ms) {
             notes.push(format!(
                 "stale timestamp: {} s from now, outside the {} s replay window",
-                (input.now_ms - ms) / 1000,
+                input.now_ms.saturating_sub(ms) / 1000,
                 input.window_ms / 1000
             ));
         }

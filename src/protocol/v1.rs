@@ -41,9 +41,13 @@ pub fn percent_decode(s: &str, plus_as_space: bool) -> Result<String, ProtocolEr
                 let hex = s.get(i + 1..i + 3).ok_or_else(|| {
                     ProtocolError::new(format!("query {s:?}: '%' at byte {i} needs two hex digits"))
                 })?;
-                let v = u8::from_str_radix(hex, 16).map_err(|_| {
-                    ProtocolError::new(format!("query {s:?}: '%{hex}' at byte {i} is not hex"))
-                })?;
+                // from_str_radix would accept a sign ("%+A"): require two hex digits.
+                let v = Some(hex)
+                    .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| {
+                        ProtocolError::new(format!("query {s:?}: '%{hex}' at byte {i} is not hex"))
+                    })?;
                 out.push(v);
                 i += 3;
             }
@@ -198,14 +202,20 @@ pub fn parse_body_sign(value: &str) -> Result<String, ProtocolError> {
             .ok_or_else(|| {
                 ProtocolError::new(format!("Body-Sign {value:?}: values must be double-quoted"))
             })?;
-        match k.trim() {
-            "sign_type" => sign_type = Some(v.to_string()),
-            "signature" => signature = Some(v.to_string()),
+        let slot = match k.trim() {
+            "sign_type" => &mut sign_type,
+            "signature" => &mut signature,
             other => {
                 return Err(ProtocolError::new(format!(
                     "Body-Sign {value:?}: unknown part {other:?}"
                 )));
             }
+        };
+        if slot.replace(v.to_string()).is_some() {
+            return Err(ProtocolError::new(format!(
+                "Body-Sign {value:?}: {} appears twice",
+                k.trim()
+            )));
         }
     }
     if sign_type.as_deref() != Some("HMAC-SHA256") {

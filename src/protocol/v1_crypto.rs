@@ -100,11 +100,9 @@ pub fn encrypt(
     ))
 }
 
-pub fn decrypt(
-    access_key: &str,
-    t: EncryptType,
-    ciphertext: &str,
-) -> Result<String, ProtocolError> {
+/// Splits a ciphertext into its IV string and the decoded cipher bytes, or says which part
+/// is malformed (a shape problem, as opposed to a wrong key).
+pub fn split_ciphertext(ciphertext: &str) -> Result<(&str, Vec<u8>), ProtocolError> {
     let (iv, rest) = match (ciphertext.get(..16), ciphertext.get(16..)) {
         (Some(iv), Some(rest)) if !rest.is_empty() => (iv, rest),
         _ => {
@@ -120,6 +118,15 @@ pub fn decrypt(
                 "ciphertext: the part after the IV is not Base64 ({e})"
             ))
         })?;
+    Ok((iv, data))
+}
+
+pub fn decrypt(
+    access_key: &str,
+    t: EncryptType,
+    ciphertext: &str,
+) -> Result<String, ProtocolError> {
+    let (iv, data) = split_ciphertext(ciphertext)?;
     let key = derive_key(access_key, t);
     let bad = |_| {
         ProtocolError::new(format!(

@@ -1,13 +1,13 @@
 //! V2 signatures: basic callbacks (query `signature`/`timestamp`/`nonce`), Kit callbacks
 //! (`x-sign`), License 2.0 callbacks (the basic recipe with the License key).
 
-use super::hmac::{hex_eq, hmac_sha256, sha256_hex};
+use super::hmac::{hex_eq, hmac_sha256, sha256_hex, KeyedHmac};
 use super::json::{canonical_v2, parse, Json};
 use super::ProtocolError;
 
 /// Every intermediate of a V2 basic (or License) signature, named as in the vector files.
 /// `canonical_request` begins with the access key: show it through [`masked`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct BasicSignature {
     pub canonical_body: String,
     pub inner_hmac_hex: String,
@@ -16,12 +16,34 @@ pub struct BasicSignature {
     pub signature: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct KitSignature {
     pub canonical_body: String,
     pub canonical_request: String,
     /// The `x-sign` value, lower-case hex.
     pub x_sign: String,
+}
+
+// The canonical requests begin with the key, so Debug leaves them out.
+impl std::fmt::Debug for BasicSignature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicSignature")
+            .field("canonical_body", &self.canonical_body)
+            .field("inner_hmac_hex", &self.inner_hmac_hex)
+            .field("canonical_request", &"(holds the key; redacted)")
+            .field("signature", &self.signature)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for KitSignature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KitSignature")
+            .field("canonical_body", &self.canonical_body)
+            .field("canonical_request", &"(holds the key; redacted)")
+            .field("x_sign", &self.x_sign)
+            .finish()
+    }
 }
 
 /// Which inner step a License 2.0 callback uses (spec README decision 5).
@@ -75,14 +97,14 @@ pub fn sign_basic_canonical(
     nonce: &str,
     inner: LicenseInner,
 ) -> BasicSignature {
+    // Both steps use the same key: its HMAC schedule is computed once.
+    let mac = KeyedHmac::new(key.as_bytes());
     let inner_hmac_hex = match inner {
-        LicenseInner::KeyedHmac => {
-            hex::encode(hmac_sha256(key.as_bytes(), canonical_body.as_bytes()))
-        }
+        LicenseInner::KeyedHmac => hex::encode(mac.sign(canonical_body.as_bytes())),
         LicenseInner::PlainSha256 => sha256_hex(canonical_body.as_bytes()),
     };
-    let canonical_request = format!("{key}{nonce}{timestamp}{inner_hmac_hex}");
-    let signature = hex::encode(hmac_sha256(key.as_bytes(), canonical_request.as_bytes()));
+    let canonical_request = concat(&[key, nonce, timestamp, &inner_hmac_hex]);
+    let signature = hex::encode(mac.sign(canonical_request.as_bytes()));
     BasicSignature {
         canonical_body,
         inner_hmac_hex,
@@ -138,56 +160,68 @@ pub fn sign_basic_bytes(
     sign_basic(key, &parse(body)?, timestamp, nonce)
 }
 
-/// Verifies a received V2 basic (or License, keyed) signature. The raw bytes are tried first
-/// (decision 2): a canonical body then costs no parsing; only otherwise is the body parsed and
-/// its canonical form tried.
+/// Which form of the received body a matching signature was computed over (decision 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyForm {
+    /// The raw bytes as received.
+    Raw,
+    /// The canonical form (top level sorted, compact).
+    Canonical,
+    /// The official basic demo's reading: a flat string map.
+    StringMap,
+}
+
+/// Verifies a received V2 basic or License signature: the raw bytes first (a canonical body
+/// then costs no parsing), then the canonical form, then the demo's string-map reading.
+/// Returns the form that matched, or None.
 pub fn verify_basic_bytes(
     key: &str,
     body: &[u8],
     timestamp: &str,
     nonce: &str,
     received: &str,
-) -> Result<bool, ProtocolError> {
-    let raw = std::str::from_utf8(body).map_err(|_| ProtocolError::new("body: not UTF-8"))?;
-    let s = sign_basic_canonical(
-        key,
-        raw.to_string(),
-        timestamp,
-        nonce,
-        LicenseInner::KeyedHmac,
-    );
-    if signature_matches(&s.signature, received) {
-        return Ok(true);
+    inner: LicenseInner,
+) -> Option<BodyForm> {
+    let matches = |text: String| {
+        signature_matches(
+            &sign_basic_canonical(key, text, timestamp, nonce, inner).signature,
+            received,
+        )
+    };
+    let raw = std::str::from_utf8(body).ok();
+    if raw.is_some_and(|r| matches(r.to_string())) {
+        return Some(BodyForm::Raw);
     }
-    let canonical = canonical_v2(&parse(body)?)?;
-    if canonical == raw {
-        return Ok(false);
+    let parsed = parse(body).ok()?;
+    if let Ok(c) = canonical_v2(&parsed) {
+        if Some(c.as_str()) != raw && matches(c) {
+            return Some(BodyForm::Canonical);
+        }
     }
-    let s = sign_basic_canonical(key, canonical, timestamp, nonce, LicenseInner::KeyedHmac);
-    Ok(signature_matches(&s.signature, received))
+    let m = super::json::string_map_variant(&parsed)?;
+    matches(m).then_some(BodyForm::StringMap)
 }
 
-/// Verifies a received Kit `x-sign`, raw bytes first as for [`verify_basic_bytes`].
+/// Verifies a received Kit `x-sign`: raw bytes first, then the canonical form.
 pub fn verify_kit_bytes(
     key: &str,
     body: &[u8],
     timestamp: &str,
     nonce: &str,
     received: &str,
-) -> Result<bool, ProtocolError> {
-    let raw = std::str::from_utf8(body).map_err(|_| ProtocolError::new("body: not UTF-8"))?;
-    if signature_matches(
-        &sign_kit_canonical(key, raw.to_string(), timestamp, nonce).x_sign,
-        received,
-    ) {
-        return Ok(true);
-    }
-    let canonical = canonical_v2(&parse(body)?)?;
-    Ok(canonical != raw
-        && signature_matches(
-            &sign_kit_canonical(key, canonical, timestamp, nonce).x_sign,
+) -> Option<BodyForm> {
+    let matches = |text: String| {
+        signature_matches(
+            &sign_kit_canonical(key, text, timestamp, nonce).x_sign,
             received,
-        ))
+        )
+    };
+    let raw = std::str::from_utf8(body).ok();
+    if raw.is_some_and(|r| matches(r.to_string())) {
+        return Some(BodyForm::Raw);
+    }
+    let c = canonical_v2(&parse(body).ok()?).ok()?;
+    (Some(c.as_str()) != raw && matches(c)).then_some(BodyForm::Canonical)
 }
 
 /// Constant-time, case-insensitive check of a received hex signature.
@@ -221,7 +255,9 @@ pub fn timestamp_ms(ts: &str) -> Result<(i64, bool), ProtocolError> {
 
 /// Whether `ts_ms` is inside `window_ms` of `now_ms`, in either direction.
 pub fn within_window(ts_ms: i64, now_ms: i64, window_ms: i64) -> bool {
-    (now_ms - ts_ms).abs() <= window_ms
+    now_ms
+        .checked_sub(ts_ms)
+        .is_some_and(|d| d.unsigned_abs() <= window_ms.max(0) as u64)
 }
 
 #[cfg(test)]
@@ -250,31 +286,39 @@ mod tests {
         ));
         assert!(!masked(&s.canonical_request, key).contains(key));
         let upper = s.signature.to_uppercase();
-        assert!(verify_basic_bytes(
-            key,
-            body,
-            "1680508066618",
-            "50D83FDECAED6CCD8EF597F2A577950527928BA287D04E6036E92B2806FD17DA",
-            &upper
-        )
-        .unwrap());
+        let n = "50D83FDECAED6CCD8EF597F2A577950527928BA287D04E6036E92B2806FD17DA";
+        let keyed = LicenseInner::KeyedHmac;
+        let check = |b: &[u8], ts: &str| verify_basic_bytes(key, b, ts, n, &upper, keyed);
+        assert_eq!(check(body, "1680508066618"), Some(BodyForm::Raw));
         // Pretty-printed on the wire: still verifies through the canonical form.
         let pretty = String::from_utf8(body.to_vec()).unwrap().replace(',', ", ");
-        assert!(verify_basic_bytes(
-            key,
-            pretty.as_bytes(),
-            "1680508066618",
-            "50D83FDECAED6CCD8EF597F2A577950527928BA287D04E6036E92B2806FD17DA",
-            &upper
-        )
-        .unwrap());
-        assert!(!verify_basic_bytes(
-            key,
-            pretty.as_bytes(),
-            "1680508066619",
-            "50D83FDECAED6CCD8EF597F2A577950527928BA287D04E6036E92B2806FD17DA",
-            &upper
-        )
-        .unwrap());
+        assert_eq!(
+            check(pretty.as_bytes(), "1680508066618"),
+            Some(BodyForm::Canonical)
+        );
+        assert_eq!(check(pretty.as_bytes(), "1680508066619"), None);
+        // testFlag as a number: only the demo's string-map reading reproduces a string-signed body.
+        let numeric = String::from_utf8(body.to_vec())
+            .unwrap()
+            .replace(r#""testFlag":"1""#, r#""testFlag":1"#);
+        assert_eq!(
+            check(numeric.as_bytes(), "1680508066618"),
+            Some(BodyForm::StringMap)
+        );
+    }
+
+    #[test]
+    fn window_never_overflows() {
+        assert!(!within_window(i64::MIN, 1_700_000_000_000, 60_000));
+        assert!(!within_window(i64::MAX, -1, 60_000));
+        assert!(within_window(1_700_000_000_000, 1_700_000_059_000, 60_000));
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let s = sign_basic_bytes("secret-key-9", b"{}", "1", "n").unwrap();
+        assert!(!format!("{s:?}").contains("secret-key-9"));
+        let k = sign_kit("secret-key-9", &parse(b"{}").unwrap(), "1", "n").unwrap();
+        assert!(!format!("{k:?}").contains("secret-key-9"));
     }
 }
