@@ -1,0 +1,261 @@
+//! The send loop: batches from the journal, signed, sent, and each record's outcome stored.
+//! Network errors and 5xx are retried with exponential backoff and jitter, a bounded number
+//! of times; after that the run stops and the records wait in the journal for `replay`.
+
+use super::batch::{self, BatchVerdict, Outcome, ValueAs, MIN_BATCH};
+use super::journal::{Journal, Scope};
+use super::record;
+use crate::clock;
+use crate::error::{CsmError, Result};
+use crate::secret::Secret;
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::time::Duration;
+
+/// Answers larger than this are not read further (a usage answer is small).
+const MAX_ANSWER: u64 = 4 * 1024 * 1024;
+
+pub struct SendConfig {
+    /// Full URL of the usage push API.
+    pub url: String,
+    pub key: Secret,
+    pub batch: usize,
+    /// Further attempts of one batch after the first, on network errors and 5xx.
+    pub retries: u32,
+    /// First pause between attempts; doubles each time up to `max_backoff`, with jitter.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    pub timeout: Duration,
+    pub value_as: ValueAs,
+}
+
+#[derive(Debug, Default)]
+pub struct SendReport {
+    pub batches: u64,
+    pub requests: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    /// Records answered "try again later" (they stay in the journal for `replay`).
+    pub retry_later: u64,
+    /// Outcome code counts of this run (per-record codes and batch codes).
+    pub by_code: BTreeMap<String, u64>,
+    /// The marketplace could not be reached after all retries: the last error.
+    pub unreachable: Option<String>,
+    /// The marketplace refused the requests themselves (signature, permission).
+    pub refused: Option<String>,
+}
+
+/// The pause before attempt `attempt + 1`: exponential, capped, with "equal jitter"
+/// (between half and all of the step), so that many senders do not retry in step.
+pub fn backoff_delay(base: Duration, cap: Duration, attempt: u32, unit_random: f64) -> Duration {
+    let step = base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+        .min(cap);
+    step.mul_f64(0.5 + 0.5 * unit_random.clamp(0.0, 1.0))
+}
+
+pub fn client(timeout: Duration) -> Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .build()
+        .map_err(|e| CsmError::Network(format!("cannot build the HTTP client: {e}")))
+}
+
+fn now_s() -> String {
+    record::format_api_time(clock::now())
+}
+
+/// Sends every record of `scope`, batch by batch, and stores the outcomes.
+/// `progress` is told how many records were decided (or left for later) so far.
+pub fn send(
+    journal: &mut Journal,
+    scope: Scope,
+    cfg: &SendConfig,
+    progress: &mut dyn FnMut(u64),
+) -> Result<SendReport> {
+    let http = client(cfg.timeout)?;
+    let mut rep = SendReport::default();
+    let mut batch_size = cfg.batch;
+    let mut after_id = 0i64;
+    let mut done = 0u64;
+    'batches: loop {
+        let mut batch = journal.next_batch(scope, after_id, batch_size)?;
+        let Some(last) = batch.last() else { break };
+        let first_id = batch[0].id;
+        after_id = last.id;
+        let ids: Vec<i64> = batch.iter().map(|s| s.id).collect();
+        rep.batches += 1;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let bid = journal.mark_sent(&ids, attempt, &now_s())?;
+            let records: Vec<_> = batch.iter().map(|s| s.record.clone()).collect();
+            let body = batch::body_string(&records, cfg.value_as);
+            let ts = clock::now_ms().to_string();
+            let nonce = clock::uuid();
+            let sig = batch::sign(cfg.key.expose(), body, &ts, &nonce);
+            rep.requests += 1;
+            let answer = http
+                .post(&cfg.url)
+                .header("Content-Type", "application/json")
+                .header("signature", &sig.signature)
+                .header("ts", &ts)
+                .header("nonce", &nonce)
+                .body(sig.body_string)
+                .send();
+            let (status, verdict, reached) = match answer {
+                Err(e) => {
+                    let reached = !e.is_connect();
+                    let code = if e.is_timeout() { "timeout" } else { "network" };
+                    (
+                        None,
+                        BatchVerdict::Ambiguous {
+                            code: code.into(),
+                            reason: error_chain(&e),
+                        },
+                        reached,
+                    )
+                }
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let mut body = Vec::new();
+                    let read = resp.take(MAX_ANSWER).read_to_end(&mut body);
+                    if let Err(e) = read {
+                        (
+                            Some(status),
+                            BatchVerdict::Ambiguous {
+                                code: "network".into(),
+                                reason: format!("answer cut off: {e}"),
+                            },
+                            true,
+                        )
+                    } else {
+                        let sns: Vec<&str> =
+                            records.iter().map(|r| r.metering_sn.as_str()).collect();
+                        let maybe: Vec<bool> = batch.iter().map(|s| s.maybe_delivered).collect();
+                        let now = clock::now();
+                        let old: Vec<bool> = records
+                            .iter()
+                            .map(|r| {
+                                record::parse_time("begin_time", &r.begin_time)
+                                    .map(|b| now - b > chrono::Duration::days(record::MAX_AGE_DAYS))
+                                    .unwrap_or(false)
+                            })
+                            .collect();
+                        (
+                            Some(status),
+                            batch::classify_response(status, &body, &sns, &maybe, &old),
+                            true,
+                        )
+                    }
+                }
+            };
+            match verdict {
+                BatchVerdict::Records(outcomes) => {
+                    journal.apply(bid, &ids, &outcomes, status.unwrap_or(0), &now_s())?;
+                    for o in &outcomes {
+                        match o {
+                            Outcome::Accepted { code } => {
+                                rep.accepted += 1;
+                                *rep.by_code.entry(code.clone()).or_default() += 1;
+                            }
+                            Outcome::Rejected { code, .. } => {
+                                rep.rejected += 1;
+                                *rep.by_code.entry(code.clone()).or_default() += 1;
+                            }
+                            Outcome::Retry { code, .. } => {
+                                rep.retry_later += 1;
+                                *rep.by_code.entry(code.clone()).or_default() += 1;
+                            }
+                        }
+                    }
+                    done += ids.len() as u64;
+                    progress(done);
+                    continue 'batches;
+                }
+                BatchVerdict::Fatal { code, reason } => {
+                    journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
+                    *rep.by_code.entry(code.clone()).or_default() += ids.len() as u64;
+                    rep.refused = Some(format!("{code}: {reason}"));
+                    return Ok(rep);
+                }
+                BatchVerdict::TooMany => {
+                    journal.mark_refused(
+                        bid,
+                        &ids,
+                        status,
+                        "MKT.9003",
+                        "too many records in one request",
+                        &now_s(),
+                    )?;
+                    if batch_size > MIN_BATCH {
+                        // The 100/1000 limit conflict of the docs: fall back to 100.
+                        batch_size = MIN_BATCH;
+                        after_id = first_id - 1;
+                        continue 'batches;
+                    }
+                    rep.refused = Some(format!(
+                        "MKT.9003: the marketplace refuses batches of {batch_size} records"
+                    ));
+                    return Ok(rep);
+                }
+                BatchVerdict::Ambiguous { code, reason } => {
+                    if reached {
+                        journal.mark_ambiguous(bid, &ids, status, &code, &reason, &now_s())?;
+                        for s in &mut batch {
+                            s.maybe_delivered = true;
+                        }
+                    } else {
+                        // Not even connected: the request cannot have been stored.
+                        journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
+                    }
+                    *rep.by_code.entry(code.clone()).or_default() += 1;
+                    if attempt > cfg.retries {
+                        rep.unreachable = Some(format!(
+                            "{} after {attempt} attempts: {code}: {reason}",
+                            cfg.url
+                        ));
+                        return Ok(rep);
+                    }
+                    let r: f64 = rand::thread_rng().gen();
+                    std::thread::sleep(backoff_delay(cfg.backoff, cfg.max_backoff, attempt, r));
+                }
+            }
+        }
+    }
+    Ok(rep)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let b = Duration::from_millis(100);
+        let cap = Duration::from_secs(2);
+        assert_eq!(backoff_delay(b, cap, 1, 1.0), Duration::from_millis(100));
+        assert_eq!(backoff_delay(b, cap, 1, 0.0), Duration::from_millis(50));
+        assert_eq!(backoff_delay(b, cap, 3, 1.0), Duration::from_millis(400));
+        assert_eq!(backoff_delay(b, cap, 30, 1.0), cap);
+        let lo = backoff_delay(b, cap, 2, 0.0);
+        let hi = backoff_delay(b, cap, 2, 1.0);
+        assert!(lo < hi);
+    }
+}
