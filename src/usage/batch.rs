@@ -18,6 +18,17 @@ pub enum ValueAs {
     String,
 }
 
+/// A JSON string literal; strings that need no escaping (nearly all) are copied whole.
+pub fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        write_string(out, s);
+    }
+}
+
 /// The body `{"usage_records":[...]}` with keys sorted at every level, compact: the exact
 /// bytes that are signed and sent. Written directly (the field names are fixed and already in
 /// byte order) so that a 1000-record body costs one pass.
@@ -29,24 +40,24 @@ pub fn body_string(records: &[UsageRecord], value_as: ValueAs) -> String {
             out.push(',');
         }
         out.push_str("{\"begin_time\":");
-        write_string(&mut out, &r.begin_time);
+        push_json_str(&mut out, &r.begin_time);
         out.push_str(",\"end_time\":");
-        write_string(&mut out, &r.end_time);
+        push_json_str(&mut out, &r.end_time);
         out.push_str(",\"instance_id\":");
-        write_string(&mut out, &r.instance_id);
+        push_json_str(&mut out, &r.instance_id);
         out.push_str(",\"metering_sn\":");
-        write_string(&mut out, &r.metering_sn);
+        push_json_str(&mut out, &r.metering_sn);
         out.push_str(",\"record_time\":");
-        write_string(&mut out, &r.record_time);
+        push_json_str(&mut out, &r.record_time);
         if let Some(p) = &r.relate_pkg_instance {
             out.push_str(",\"relate_pkg_instance\":");
-            write_string(&mut out, p);
+            push_json_str(&mut out, p);
         }
         out.push_str(",\"usage_value\":");
         match value_as {
             // Normalised decimal text is a valid JSON number as it stands.
             ValueAs::Number => out.push_str(&r.usage_value),
-            ValueAs::String => write_string(&mut out, &r.usage_value),
+            ValueAs::String => push_json_str(&mut out, &r.usage_value),
         }
         out.push('}');
     }
@@ -187,6 +198,7 @@ pub fn classify_response(
                 })
                 .collect();
             if let Some(Json::Array(results)) = parsed.as_ref().and_then(|j| j.get("results")) {
+                let mut next = 0usize;
                 for r in results {
                     let Some(sn) = r.get("metering_sn").and_then(Json::as_str) else {
                         continue;
@@ -200,7 +212,14 @@ pub fn classify_response(
                         .and_then(Json::scalar_text)
                         .unwrap_or_default();
                     // Batches never hold one metering_sn twice (the journal is unique on it).
-                    if let Some(i) = sns.iter().position(|s| *s == sn) {
+                    // Answers usually keep the batch order: look there first.
+                    let i = if sns.get(next) == Some(&sn) {
+                        Some(next)
+                    } else {
+                        sns.iter().position(|s| *s == sn)
+                    };
+                    if let Some(i) = i {
+                        next = i + 1;
                         out[i] = classify_record(&rc, &rm, maybe_delivered[i]);
                     }
                 }
@@ -281,6 +300,9 @@ mod tests {
     /// The direct writer gives the same bytes as the generic sorted writer.
     #[test]
     fn body_matches_canonical_sorted() {
+        let mut s = String::new();
+        push_json_str(&mut s, "a\"b\\c\u{1}d");
+        assert_eq!(s, r#""a\"b\\c\u0001d""#);
         let mut a = rec("sn-1", "99");
         a.relate_pkg_instance = Some("pkg-\"1\"".into());
         let b = rec("计量-2", "0.25");

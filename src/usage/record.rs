@@ -77,10 +77,8 @@ impl RawRecord {
 /// Parses a time in the API form or RFC 3339 (any offset, converted to UTC).
 pub fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, String> {
     let t = text.trim();
-    if t.len() == 16 && t.ends_with('Z') && t.as_bytes().get(8) == Some(&b'T') {
-        if let Ok(n) = NaiveDateTime::parse_from_str(t, API_TIME_FORMAT) {
-            return Ok(Utc.from_utc_datetime(&n));
-        }
+    if let Some(d) = parse_api_time(t) {
+        return Ok(d);
     }
     if let Ok(d) = DateTime::parse_from_rfc3339(t) {
         if d.nanosecond() != 0 {
@@ -95,8 +93,34 @@ pub fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, String> {
     ))
 }
 
+/// The API form only (`yyyyMMdd'T'HHmmss'Z'`), parsed by hand: it is on the path of every
+/// record of every upload.
+pub fn parse_api_time(t: &str) -> Option<DateTime<Utc>> {
+    let b = t.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0..4)? as i32, num(4..6)?, num(6..8)?)?;
+    let time = chrono::NaiveTime::from_hms_opt(num(9..11)?, num(11..13)?, num(13..15)?)?;
+    Some(Utc.from_utc_datetime(&NaiveDateTime::new(date, time)))
+}
+
 pub fn format_api_time(t: DateTime<Utc>) -> String {
-    t.format(API_TIME_FORMAT).to_string()
+    use chrono::Datelike;
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// Checks and normalises usage_value: a plain decimal > 0, at most 4 decimals, Double(12,4).
@@ -337,6 +361,11 @@ mod tests {
             .contains("fractions"));
         assert!(parse_time("t", "20220809T251000Z").is_err());
         assert!(parse_time("t", "20220809 091000").is_err());
+        assert!(parse_time("t", "20220230T091000Z").is_err());
+        assert_eq!(
+            format_api_time(parse_api_time("20240229T235959Z").unwrap()),
+            "20240229T235959Z"
+        );
         assert!(parse_time("t", "yesterday")
             .unwrap_err()
             .contains("not a time"));

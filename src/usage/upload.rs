@@ -38,8 +38,9 @@ pub struct SendReport {
     pub rejected: u64,
     /// Records answered "try again later" (they stay in the journal for `replay`).
     pub retry_later: u64,
-    /// Outcome code counts of this run (per-record codes and batch codes).
-    pub by_code: BTreeMap<String, u64>,
+    /// Counts of this run by (outcome, code): per-record codes, batch codes, and failed
+    /// attempts (outcome `attempt`).
+    pub by_code: BTreeMap<(&'static str, String), u64>,
     /// The marketplace could not be reached after all retries: the last error.
     pub unreachable: Option<String>,
     /// The marketplace refused the requests themselves (signature, permission).
@@ -159,15 +160,17 @@ pub fn send(
                         match o {
                             Outcome::Accepted { code } => {
                                 rep.accepted += 1;
-                                *rep.by_code.entry(code.clone()).or_default() += 1;
+                                *rep.by_code.entry(("accepted", code.clone())).or_default() += 1;
                             }
                             Outcome::Rejected { code, .. } => {
                                 rep.rejected += 1;
-                                *rep.by_code.entry(code.clone()).or_default() += 1;
+                                *rep.by_code.entry(("rejected", code.clone())).or_default() += 1;
                             }
                             Outcome::Retry { code, .. } => {
                                 rep.retry_later += 1;
-                                *rep.by_code.entry(code.clone()).or_default() += 1;
+                                *rep.by_code
+                                    .entry(("retry later", code.clone()))
+                                    .or_default() += 1;
                             }
                         }
                     }
@@ -177,7 +180,7 @@ pub fn send(
                 }
                 BatchVerdict::Fatal { code, reason } => {
                     journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
-                    *rep.by_code.entry(code.clone()).or_default() += ids.len() as u64;
+                    *rep.by_code.entry(("refused", code.clone())).or_default() += ids.len() as u64;
                     rep.refused = Some(format!("{code}: {reason}"));
                     return Ok(rep);
                 }
@@ -211,7 +214,9 @@ pub fn send(
                         // Not even connected: the request cannot have been stored.
                         journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
                     }
-                    *rep.by_code.entry(code.clone()).or_default() += 1;
+                    *rep.by_code
+                        .entry(("attempt failed", code.clone()))
+                        .or_default() += 1;
                     if attempt > cfg.retries {
                         rep.unreachable = Some(format!(
                             "{} after {attempt} attempts: {code}: {reason}",
