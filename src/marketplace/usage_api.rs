@@ -7,7 +7,7 @@
 //! begin_time + end_time, is refused and not stored). The real API answers only for the
 //! batch; the stand-in adds a `results` list with a per-record code (its own convention,
 //! docs/usage.md). Faults (`--fault`): `5xx[=N]`, `slow[=MS]`, `drop-after-store[=N]`,
-//! `partial-rejects[=N]`.
+//! `partial-rejects[=N]`, `batch-limit[=N]`.
 
 use super::Marketplace;
 use crate::clock;
@@ -85,7 +85,7 @@ pub fn route(m: &Marketplace, req: &Request) -> Option<Response> {
 /// Every `every`-th request (1 = all) counting from the first.
 fn hits(every: Option<u64>, n: u64) -> bool {
     let every = every.unwrap_or(2).max(1);
-    (n - 1) % every == 0
+    (n - 1).is_multiple_of(every)
 }
 
 fn handle(m: &Marketplace, req: &Request, n: u64) -> Response {
@@ -144,7 +144,12 @@ fn handle(m: &Marketplace, req: &Request, n: u64) -> Response {
         Ok(b) => b,
         Err(e) => return answer(400, "MKT.0101", &format!("body is not JSON: {e}")),
     };
-    let records = match check_batch(&body) {
+    // The docs disagree on the limit (100 or 1000): `batch-limit=100` plays the other one.
+    let limit = match m.fault_param("batch-limit") {
+        Some(v) => v.unwrap_or(100) as usize,
+        None => MAX_BATCH,
+    };
+    let records = match check_batch(&body, limit) {
         Ok(r) => r,
         Err((status, code, msg)) => {
             log_request(m, 0, 0, code, None);
@@ -202,7 +207,7 @@ fn api_time(s: &str) -> Option<DateTime<Utc>> {
 
 type BatchError = (u16, &'static str, String);
 
-fn check_batch(body: &Json) -> Result<Vec<&Json>, BatchError> {
+fn check_batch(body: &Json, limit: usize) -> Result<Vec<&Json>, BatchError> {
     let Json::Object(top) = body else {
         return Err((400, "MKT.0101", "body must be a JSON object".into()));
     };
@@ -219,12 +224,12 @@ fn check_batch(body: &Json) -> Result<Vec<&Json>, BatchError> {
     if list.is_empty() {
         return Err((500, "MKT.9002", "usage_records is empty".into()));
     }
-    if list.len() > MAX_BATCH {
+    if list.len() > limit {
         return Err((
             500,
             "MKT.9003",
             format!(
-                "{} usage records in one request (at most {MAX_BATCH})",
+                "{} usage records in one request (at most {limit})",
                 list.len()
             ),
         ));
@@ -333,7 +338,7 @@ fn store(
             }
             let inst = s("instance_id");
             if let Some(every) = reject_every {
-                if fnv(&inst) % every.unwrap_or(10).max(1) == 0 {
+                if fnv(&inst).is_multiple_of(every.unwrap_or(10).max(1)) {
                     out.push((
                         sn,
                         "012",

@@ -74,6 +74,17 @@ impl RawRecord {
     }
 }
 
+/// An input value as messages quote it: at most 40 characters, so that a huge field
+/// does not turn into a huge error.
+pub fn show(text: &str) -> String {
+    if text.chars().count() <= 40 {
+        format!("{text:?}")
+    } else {
+        let head: String = text.chars().take(32).collect();
+        format!("{head:?}... ({} characters)", text.chars().count())
+    }
+}
+
 /// Parses a time in the API form or RFC 3339 (any offset, converted to UTC).
 pub fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, String> {
     let t = text.trim();
@@ -83,13 +94,15 @@ pub fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(d) = DateTime::parse_from_rfc3339(t) {
         if d.nanosecond() != 0 {
             return Err(format!(
-                "{field} {text:?}: has fractions of a second (the API takes whole seconds)"
+                "{field} {}: has fractions of a second (the API takes whole seconds)",
+                show(text)
             ));
         }
         return Ok(d.with_timezone(&Utc));
     }
     Err(format!(
-        "{field} {text:?}: not a time (expected UTC yyyyMMddTHHmmssZ like 20220809T091000Z, or RFC 3339)"
+        "{field} {}: not a time (expected UTC yyyyMMddTHHmmssZ like 20220809T091000Z, or RFC 3339)",
+        show(text)
     ))
 }
 
@@ -126,12 +139,13 @@ pub fn format_api_time(t: DateTime<Utc>) -> String {
 /// Checks and normalises usage_value: a plain decimal > 0, at most 4 decimals, Double(12,4).
 pub fn normalize_value(text: &str) -> Result<String, String> {
     let v = text.trim();
+    let text = show(text);
     let rule = "must be a decimal number > 0 with at most 4 decimals and at most 8 digits before the point";
     if v.is_empty() {
-        return Err(format!("usage_value {text:?}: empty ({rule})"));
+        return Err(format!("usage_value {text}: empty ({rule})"));
     }
     if v.starts_with('-') {
-        return Err(format!("usage_value {text:?}: negative ({rule})"));
+        return Err(format!("usage_value {text}: negative ({rule})"));
     }
     let (int, frac) = match v.split_once('.') {
         Some((i, f)) => (i, f),
@@ -139,23 +153,21 @@ pub fn normalize_value(text: &str) -> Result<String, String> {
     };
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if int.is_empty() || !digits(int) || !digits(frac) || (v.contains('.') && frac.is_empty()) {
-        return Err(format!(
-            "usage_value {text:?}: not a plain decimal ({rule})"
-        ));
+        return Err(format!("usage_value {text}: not a plain decimal ({rule})"));
     }
     let frac = frac.trim_end_matches('0');
     if frac.len() > MAX_DECIMALS {
         return Err(format!(
-            "usage_value {text:?}: {} decimals ({rule})",
+            "usage_value {text}: {} decimals ({rule})",
             frac.len()
         ));
     }
     let int = int.trim_start_matches('0');
     if int.len() > MAX_INT_DIGITS {
-        return Err(format!("usage_value {text:?}: too large ({rule})"));
+        return Err(format!("usage_value {text}: too large ({rule})"));
     }
     if int.is_empty() && frac.is_empty() {
-        return Err(format!("usage_value {text:?}: zero ({rule})"));
+        return Err(format!("usage_value {text}: zero ({rule})"));
     }
     let int = if int.is_empty() { "0" } else { int };
     Ok(if frac.is_empty() {
@@ -192,7 +204,7 @@ fn check_id(field: &str, v: &str) -> Result<(), String> {
         ));
     }
     if v.chars().any(char::is_control) {
-        return Err(format!("{field} {v:?}: contains control characters"));
+        return Err(format!("{field} {}: contains control characters", show(v)));
     }
     Ok(())
 }
