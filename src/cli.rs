@@ -59,3 +59,14 @@ pub enum Command {
     /// Print a shell completion script.
     Completions(commands::completions::CompletionsArgs),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_model_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

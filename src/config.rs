@@ -112,7 +112,7 @@ impl KeyRole {
         }
     }
 
-    fn from_profile(self, p: &Profile) -> Option<PathBuf> {
+    fn profile_path(self, p: &Profile) -> Option<PathBuf> {
         match self {
             KeyRole::Basic => p.key_file.clone(),
             KeyRole::Kit => p.kit_key_file.clone(),
@@ -130,7 +130,7 @@ pub fn find_key(role: KeyRole, flag: Option<&Path>, profile: &Profile) -> Result
     if let Ok(v) = std::env::var(role.env()) {
         return secret::from_env_value(&v, role.env()).map(Some);
     }
-    if let Some(path) = role.from_profile(profile) {
+    if let Some(path) = role.profile_path(profile) {
         return secret::read_key_file(&path, &format!("profile {}", role.flag())).map(Some);
     }
     Ok(None)

@@ -40,7 +40,8 @@ pub fn read_key_file(path: &Path, what: &str) -> Result<Secret> {
             .map_err(|e| CsmError::io("<stdin>", e))?;
         s
     } else {
-        let bytes = std::fs::read(path).map_err(|e| CsmError::io(path, e))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| CsmError::io(format!("{what} {}", path.display()), e))?;
         String::from_utf8(bytes).map_err(|_| {
             CsmError::usage(format!(
                 "{what} {}: the key file is not UTF-8 text",

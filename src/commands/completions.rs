@@ -1,14 +1,38 @@
-//! `csm completions`.
+//! `csm completions SHELL`: the scripts committed under `completions/` come from here.
 
-use crate::cli::GlobalArgs;
-use crate::error::{CsmError, Exit, Result};
-use clap::Args;
+use crate::cli::{Cli, GlobalArgs};
+use crate::error::{Exit, Result};
+use clap::{Args, CommandFactory};
+use clap_complete::Shell;
 
 #[derive(Debug, Args)]
-pub struct CompletionsArgs {}
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, powershell or elvish.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
 
-pub fn run(_g: &GlobalArgs, _a: CompletionsArgs) -> Result<Exit> {
-    Err(CsmError::usage(
-        "csm completions: not available in this build yet",
-    ))
+/// The completion script for `shell`, as bytes.
+pub fn generate(shell: Shell) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "csm", &mut out);
+    out
+}
+
+/// The file name each shell expects, as committed under `completions/`.
+pub fn file_name(shell: Shell) -> &'static str {
+    match shell {
+        Shell::Bash => "csm.bash",
+        Shell::Zsh => "_csm",
+        Shell::Fish => "csm.fish",
+        Shell::PowerShell => "_csm.ps1",
+        Shell::Elvish => "csm.elv",
+        _ => "csm.unknown",
+    }
+}
+
+pub fn run(_g: &GlobalArgs, a: CompletionsArgs) -> Result<Exit> {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(&generate(a.shell));
+    Ok(Exit::Ok)
 }

@@ -1,14 +1,527 @@
-//! `csm verify`.
+//! `csm verify`: check a signature, and on a mismatch run the doctor.
 
+use super::sign::{self, Scheme, SignInputs};
 use crate::cli::GlobalArgs;
+use crate::clock;
+use crate::config::{self, KeyRole, Profile};
 use crate::error::{CsmError, Exit, Result};
-use clap::Args;
+use crate::protocol::capture::{self, DetectedScheme};
+use crate::protocol::doctor::{self, Diagnosis, V2Recipe};
+use crate::protocol::v1;
+use crate::secret::Secret;
+use base64::Engine;
+use clap::{Args, ValueEnum};
+use serde_json::json;
+use std::path::PathBuf;
+
+/// What to verify: a scheme (the same names as `csm sign`), or a raw HTTP capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyTarget {
+    /// A raw HTTP request capture: the scheme is detected.
+    Request,
+    /// A raw HTTP response capture: its Body-Sign header (needs --scheme saas-v1).
+    Response,
+    Scheme(Scheme),
+}
+
+impl ValueEnum for VerifyTarget {
+    fn value_variants<'a>() -> &'a [Self] {
+        use Scheme::*;
+        &[
+            VerifyTarget::Request,
+            VerifyTarget::Response,
+            VerifyTarget::Scheme(SaasV1),
+            VerifyTarget::Scheme(SaasV1Kit),
+            VerifyTarget::Scheme(BodySign),
+            VerifyTarget::Scheme(SaasV2),
+            VerifyTarget::Scheme(Kit),
+            VerifyTarget::Scheme(License),
+            VerifyTarget::Scheme(Usage),
+            VerifyTarget::Scheme(Apig),
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        match self {
+            VerifyTarget::Request => Some(
+                clap::builder::PossibleValue::new("request")
+                    .help("A raw HTTP request capture: the scheme is detected"),
+            ),
+            VerifyTarget::Response => Some(
+                clap::builder::PossibleValue::new("response")
+                    .help("A raw HTTP response capture: its Body-Sign header"),
+            ),
+            VerifyTarget::Scheme(s) => s.to_possible_value(),
+        }
+    }
+}
 
 #[derive(Debug, Args)]
-pub struct VerifyArgs {}
+pub struct VerifyArgs {
+    /// A scheme (as for `csm sign`), or `request FILE` / `response FILE` for a raw HTTP capture.
+    #[arg(value_enum)]
+    pub target: VerifyTarget,
+    /// The capture file for `request` and `response` (`-` reads standard input).
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub inputs: SignInputs,
+    /// The received signature (authToken, x-sign, Body-Sign header or value, Authorization header).
+    #[arg(long, value_name = "S")]
+    pub signature: Option<String>,
+    /// `response`: the scheme whose response signature to check.
+    #[arg(long, value_enum)]
+    pub scheme: Option<Scheme>,
+    /// The Kit key, to check Kit captures and to spot a Kit key used for basic calls.
+    #[arg(long, value_name = "FILE")]
+    pub kit_key_file: Option<PathBuf>,
+    /// The License delivery key, for License 2.0 captures.
+    #[arg(long, value_name = "FILE")]
+    pub license_key_file: Option<PathBuf>,
+    /// Replay window in seconds for V2 timestamps (spec decision 3).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub window: i64,
+}
 
-pub fn run(_g: &GlobalArgs, _a: VerifyArgs) -> Result<Exit> {
-    Err(CsmError::usage(
-        "csm verify: not available in this build yet",
+/// A received signature must at least look like one: hex, Base64, or a header value.
+fn check_signature_shape(s: &str, scheme: Scheme) -> Result<()> {
+    let t = s.trim();
+    let is_hex = !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit());
+    let is_b64 = !t.is_empty() && base64::engine::general_purpose::STANDARD.decode(t).is_ok();
+    let is_header = matches!(scheme, Scheme::BodySign | Scheme::Apig);
+    if is_hex || is_b64 || is_header {
+        Ok(())
+    } else {
+        Err(CsmError::usage(format!(
+            "--signature {t:?}: not hex or Base64 (a {} signature is {})",
+            scheme.name(),
+            match scheme {
+                Scheme::SaasV1 | Scheme::SaasV1Kit | Scheme::Usage => "Base64",
+                _ => "64 hex characters",
+            }
+        )))
+    }
+}
+
+/// The seller's other keys, labelled, so the doctor can spot a key mix-up.
+fn other_keys(
+    a: &VerifyArgs,
+    profile: &Profile,
+    except: KeyRole,
+) -> Result<Vec<(&'static str, Secret)>> {
+    let mut out = Vec::new();
+    let roles = [
+        (
+            KeyRole::Basic,
+            "the basic-interface key",
+            a.inputs.key_file.as_deref(),
+        ),
+        (KeyRole::Kit, "the Kit key", a.kit_key_file.as_deref()),
+        (
+            KeyRole::License,
+            "the License key",
+            a.license_key_file.as_deref(),
+        ),
+    ];
+    for (role, label, flag) in roles {
+        if role != except {
+            if let Some(k) = config::find_key(role, flag, profile)? {
+                out.push((label, k));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The key for `role`: its own flag, else `--key-file`.
+fn key_for(a: &VerifyArgs, role: KeyRole, profile: &Profile) -> Result<Secret> {
+    let own = match role {
+        KeyRole::Kit => a.kit_key_file.as_deref(),
+        KeyRole::License => a.license_key_file.as_deref(),
+        KeyRole::Sk => a.inputs.sk_file.as_deref(),
+        KeyRole::Basic => None,
+    };
+    match config::find_key(role, own, profile)? {
+        Some(k) => Ok(k),
+        None => config::require_key(KeyRole::Basic, a.inputs.key_file.as_deref(), profile).map_err(
+            |_| {
+                CsmError::usage(format!(
+                "{}: no key given for this capture (pass {} FILE or --key-file FILE, or set {})",
+                role.flag(),
+                role.flag(),
+                role.env()
+            ))
+            },
+        ),
+    }
+}
+
+fn read_capture(a: &VerifyArgs) -> Result<Vec<u8>> {
+    let path = a.file.as_deref().ok_or_else(|| {
+        CsmError::usage(
+            "FILE: `csm verify request|response` needs the capture file (or - for stdin)",
+        )
+    })?;
+    Ok(sign::read_body(Some(path))?.unwrap_or_default())
+}
+
+pub fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
+    let profile = config::active_profile(g)?;
+    let now_ms = clock::now_ms();
+    let window_ms = a.window.max(0) * 1000;
+    let diagnosis = match a.target {
+        VerifyTarget::Request => verify_request(&a, &profile, now_ms, window_ms)?,
+        VerifyTarget::Response => verify_response(&a, &profile)?,
+        VerifyTarget::Scheme(scheme) => {
+            let received = a.signature.clone().ok_or_else(|| {
+                CsmError::usage("--signature: required (the signature that was received)")
+            })?;
+            check_signature_shape(&received, scheme)?;
+            verify_scheme(&a, scheme, &received, &profile, now_ms, window_ms)?
+        }
+    };
+    report(g, &diagnosis.0, &diagnosis.1)
+}
+
+/// (diagnosis, extra failures that are not about the signature bytes)
+type Verdict = (Diagnosis, Vec<String>);
+
+fn verify_scheme(
+    a: &VerifyArgs,
+    scheme: Scheme,
+    received: &str,
+    profile: &Profile,
+    now_ms: i64,
+    window_ms: i64,
+) -> Result<Verdict> {
+    let inputs = &a.inputs;
+    let key = sign::scheme_key(scheme, inputs, profile)?;
+    let k = key.expose();
+    let others = other_keys(a, profile, scheme.key_role())?;
+    let others: Vec<(&str, &str)> = others.iter().map(|(l, s)| (*l, s.expose())).collect();
+    let need = |v: &Option<String>, flag: &str| {
+        v.clone().ok_or_else(|| {
+            CsmError::usage(format!(
+                "{flag}: required to verify {} (the value that was sent)",
+                scheme.name()
+            ))
+        })
+    };
+    let d = match scheme {
+        Scheme::SaasV1 => {
+            let mut params = sign::parse_params(&inputs.params)?;
+            if let Some(t) = &inputs.timestamp {
+                params.retain(|(n, _)| n != "timeStamp");
+                params.push(("timeStamp".into(), t.clone()));
+            }
+            doctor::diagnose_v1(k, &v1::encode_query(&params), received)?
+        }
+        Scheme::SaasV1Kit => {
+            doctor::diagnose_v1_kit(k, &sign::require_body(inputs, scheme)?, received)?
+        }
+        Scheme::BodySign => {
+            let body = sign::require_body(inputs, scheme)?;
+            let sig = if received.contains("sign_type") {
+                v1::parse_body_sign(received)?
+            } else {
+                received.to_string()
+            };
+            doctor::diagnose_body_sign(k, &body, &sig)
+        }
+        Scheme::SaasV2 | Scheme::Kit | Scheme::License => {
+            let body = sign::require_body(inputs, scheme)?;
+            sign::parse_json_body(&body, inputs)?;
+            let ts = need(&inputs.timestamp, "--timestamp")?;
+            let nonce = need(&inputs.nonce, "--nonce")?;
+            let recipe = match scheme {
+                Scheme::Kit => V2Recipe::Kit,
+                Scheme::License => V2Recipe::License,
+                _ => V2Recipe::Basic,
+            };
+            doctor::diagnose_v2(
+                recipe,
+                &doctor::V2Input {
+                    key: k,
+                    other_keys: &others,
+                    body: &body,
+                    timestamp: &ts,
+                    nonce: &nonce,
+                    received,
+                    now_ms,
+                    window_ms,
+                },
+            )?
+        }
+        Scheme::Usage => {
+            let body = sign::require_body(inputs, scheme)?;
+            sign::parse_json_body(&body, inputs)?;
+            doctor::diagnose_usage(&doctor::UsageInput {
+                key: k,
+                other_keys: &others,
+                body: &body,
+                ts: &need(&inputs.timestamp, "--timestamp")?,
+                nonce: &need(&inputs.nonce, "--nonce")?,
+                received,
+            })?
+        }
+        Scheme::Apig => {
+            let req = sign::apig_request(inputs, profile)?;
+            let body = sign::read_body(inputs.body_file.as_deref())?.unwrap_or_default();
+            let authorization = if received.trim_start().starts_with("SDK-HMAC-SHA256") {
+                received.to_string()
+            } else {
+                format!(
+                    "SDK-HMAC-SHA256 Access={}, SignedHeaders={}, Signature={received}",
+                    req.ak,
+                    req.signed.join(";")
+                )
+            };
+            doctor::diagnose_apig(&doctor::ApigInput {
+                sk: k,
+                method: &req.method,
+                url: &req.url,
+                headers: &req.headers,
+                body: &body,
+                authorization: &authorization,
+                now_ms,
+            })?
+        }
+    };
+    Ok((d, Vec::new()))
+}
+
+fn verify_request(
+    a: &VerifyArgs,
+    profile: &Profile,
+    now_ms: i64,
+    window_ms: i64,
+) -> Result<Verdict> {
+    let raw = read_capture(a)?;
+    let file = a
+        .file
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let req = capture::parse_request(&raw).map_err(|e| CsmError::usage(format!("{file}: {e}")))?;
+    let detected = capture::detect(&req).map_err(|e| CsmError::usage(format!("{file}: {e}")))?;
+    let role = match detected {
+        DetectedScheme::Kit | DetectedScheme::SaasV1Kit => KeyRole::Kit,
+        DetectedScheme::License => KeyRole::License,
+        DetectedScheme::Apig => KeyRole::Sk,
+        _ => KeyRole::Basic,
+    };
+    let key = key_for(a, role, profile)?;
+    let k = key.expose();
+    let others = other_keys(a, profile, role)?;
+    let others: Vec<(&str, &str)> = others
+        .iter()
+        .filter(|(_, s)| s.expose() != k)
+        .map(|(l, s)| (*l, s.expose()))
+        .collect();
+    let query =
+        v1::parse_query(req.query(), false).map_err(|e| CsmError::usage(format!("{file}: {e}")))?;
+    let q = |n: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let mut extra = Vec::new();
+    let d = match detected {
+        DetectedScheme::SaasV2 | DetectedScheme::License | DetectedScheme::Kit => {
+            let (sig, ts, nonce) = if detected == DetectedScheme::Kit {
+                let h = |n: &str| req.header(n).unwrap_or_default().to_string();
+                (h("x-sign"), h("x-timestamp"), h("x-nonce"))
+            } else {
+                (q("signature"), q("timestamp"), q("nonce"))
+            };
+            let recipe = match detected {
+                DetectedScheme::Kit => V2Recipe::Kit,
+                DetectedScheme::License => V2Recipe::License,
+                _ => V2Recipe::Basic,
+            };
+            let d = doctor::diagnose_v2(
+                recipe,
+                &doctor::V2Input {
+                    key: k,
+                    other_keys: &others,
+                    body: &req.body,
+                    timestamp: &ts,
+                    nonce: &nonce,
+                    received: &sig,
+                    now_ms,
+                    window_ms,
+                },
+            )
+            .map_err(|e| CsmError::usage(format!("{file}: {e}")))?;
+            // A merchant refuses a stale call even when its signature is right.
+            extra.extend(d.notes.iter().filter(|n| n.starts_with("stale")).cloned());
+            d
+        }
+        DetectedScheme::SaasV1 => doctor::diagnose_v1(k, req.query(), &q("authToken"))?,
+        DetectedScheme::SaasV1Kit => {
+            doctor::diagnose_v1_kit(k, &req.body, req.header("authToken").unwrap_or_default())?
+        }
+        DetectedScheme::Usage => {
+            let h = |n: &str| req.header(n).unwrap_or_default().to_string();
+            doctor::diagnose_usage(&doctor::UsageInput {
+                key: k,
+                other_keys: &others,
+                body: &req.body,
+                ts: &h("ts"),
+                nonce: &h("nonce"),
+                received: &h("signature"),
+            })?
+        }
+        DetectedScheme::Apig => doctor::diagnose_apig(&doctor::ApigInput {
+            sk: k,
+            method: &req.method,
+            url: &req.target,
+            headers: &req.headers,
+            body: &req.body,
+            authorization: req.header("Authorization").unwrap_or_default(),
+            now_ms,
+        })?,
+    };
+    Ok((d, extra))
+}
+
+fn verify_response(a: &VerifyArgs, profile: &Profile) -> Result<Verdict> {
+    match a.scheme {
+        Some(Scheme::SaasV1) | Some(Scheme::BodySign) => {}
+        Some(other) => {
+            return Err(CsmError::usage(format!(
+                "--scheme {}: only saas-v1 responses are signed (Body-Sign)",
+                other.name()
+            )))
+        }
+        None => {
+            return Err(CsmError::usage(
+                "--scheme: required for `verify response` (saas-v1)",
+            ))
+        }
+    }
+    let raw = read_capture(a)?;
+    let file = a
+        .file
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let resp =
+        capture::parse_response(&raw).map_err(|e| CsmError::usage(format!("{file}: {e}")))?;
+    let key = config::require_key(KeyRole::Basic, a.inputs.key_file.as_deref(), profile)?;
+    let mut extra = Vec::new();
+    let header = resp
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(v1::BODY_SIGN_HEADER));
+    let Some((name, value)) = header else {
+        return Err(CsmError::CheckFailed(format!(
+            "{file}: no Body-Sign header (the debugging page reports 'http header->bodySign is empty')"
+        )));
+    };
+    if name != v1::BODY_SIGN_HEADER {
+        extra.push(format!(
+            "header is named {name:?}; the marketplace expects exactly \"Body-Sign\" (set your HTTP library's title-case option)"
+        ));
+    }
+    let sig =
+        v1::parse_body_sign(value).map_err(|e| CsmError::CheckFailed(format!("{file}: {e}")))?;
+    Ok((
+        doctor::diagnose_body_sign(key.expose(), &resp.body, &sig),
+        extra,
     ))
+}
+
+fn report(g: &GlobalArgs, d: &Diagnosis, extra: &[String]) -> Result<Exit> {
+    let ok = d.valid() && extra.is_empty();
+    let cause = match &d.matched {
+        Some(c) if !c.accepted => Some(c.label.clone()),
+        _ => None,
+    };
+    if g.json {
+        crate::output::print_json(&json!({
+            "scheme": d.scheme,
+            "valid": ok,
+            "signature_matches": d.valid(),
+            "matched_by": d.matched.as_ref().map(|c| c.label.clone()),
+            "likely_cause": cause,
+            "expected": d.expected.signature,
+            "received": d.received,
+            "signed_string": d.expected.signed_string,
+            "tried": d.tried.iter().map(|(l, m)| json!({"label": l, "matched": m})).collect::<Vec<_>>(),
+            "notes": d.notes,
+            "problems": extra,
+        }));
+    } else if !g.quiet || !ok {
+        let verdict = if ok {
+            format!(
+                "ok: {} signature matches ({})",
+                d.scheme,
+                d.matched.as_ref().map(|c| c.label.as_str()).unwrap_or("")
+            )
+        } else if d.valid() {
+            format!(
+                "FAIL: {} signature matches, but the marketplace would refuse it",
+                d.scheme
+            )
+        } else {
+            format!("FAIL: {} signature does not match", d.scheme)
+        };
+        println!("{verdict}");
+        for p in extra {
+            println!("  problem:       {p}");
+        }
+        if !d.valid() {
+            println!(
+                "  signed string: {}",
+                d.expected.signed_string.escape_debug()
+            );
+            println!("  expected:      {}", d.expected.signature);
+            println!("  received:      {}", d.received);
+            println!("  tried:");
+            for (label, m) in &d.tried {
+                println!("    {} {label}", if *m { "match   " } else { "no match" });
+            }
+            match &cause {
+                Some(c) => println!("  likely cause:  {c}"),
+                None => println!(
+                    "  likely cause:  none of the usual mistakes reproduces it; check that both sides use the same key"
+                ),
+            }
+        }
+        for n in &d.notes {
+            println!("  note:          {n}");
+        }
+    }
+    Ok(if ok { Exit::Ok } else { Exit::CheckFailed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::v2;
+
+    #[test]
+    fn signature_shape() {
+        assert!(check_signature_shape("0a83c0", Scheme::SaasV2).is_ok());
+        assert!(check_signature_shape(
+            "uqKPTNm33Dc+9kwcxTRY/3+kbLaXYijolEiIZ7zUM9U=",
+            Scheme::SaasV1
+        )
+        .is_ok());
+        let e = check_signature_shape("not a sig!", Scheme::SaasV2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--signature") && e.contains("not hex or Base64"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn masked_signed_string_never_holds_the_key() {
+        let s = v2::sign_basic_bytes("secret-key-1", b"{}", "1", "n").unwrap();
+        assert!(!v2::masked(&s.canonical_request, "secret-key-1").contains("secret-key-1"));
+    }
 }

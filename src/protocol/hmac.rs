@@ -12,6 +12,23 @@ pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// An HMAC key schedule computed once and reused for several messages under the same key
+/// (V2 signs twice with the access key).
+#[derive(Clone)]
+pub struct KeyedHmac(HmacSha256);
+
+impl KeyedHmac {
+    pub fn new(key: &[u8]) -> Self {
+        KeyedHmac(HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length"))
+    }
+
+    pub fn sign(&self, msg: &[u8]) -> [u8; 32] {
+        let mut mac = self.0.clone();
+        mac.update(msg);
+        mac.finalize().into_bytes().into()
+    }
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }

@@ -111,13 +111,21 @@ pub fn sign_kit_canonical(
     timestamp: &str,
     nonce: &str,
 ) -> KitSignature {
-    let canonical_request = format!("{key}{nonce}{timestamp}{canonical_body}");
+    let canonical_request = concat(&[key, nonce, timestamp, &canonical_body]);
     let x_sign = hex::encode(hmac_sha256(key.as_bytes(), canonical_request.as_bytes()));
     KitSignature {
         canonical_body,
         canonical_request,
         x_sign,
     }
+}
+
+fn concat(parts: &[&str]) -> String {
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        s.push_str(p);
+    }
+    s
 }
 
 /// Parses body bytes and signs them with the basic recipe.
@@ -128,6 +136,58 @@ pub fn sign_basic_bytes(
     nonce: &str,
 ) -> Result<BasicSignature, ProtocolError> {
     sign_basic(key, &parse(body)?, timestamp, nonce)
+}
+
+/// Verifies a received V2 basic (or License, keyed) signature. The raw bytes are tried first
+/// (decision 2): a canonical body then costs no parsing; only otherwise is the body parsed and
+/// its canonical form tried.
+pub fn verify_basic_bytes(
+    key: &str,
+    body: &[u8],
+    timestamp: &str,
+    nonce: &str,
+    received: &str,
+) -> Result<bool, ProtocolError> {
+    let raw = std::str::from_utf8(body).map_err(|_| ProtocolError::new("body: not UTF-8"))?;
+    let s = sign_basic_canonical(
+        key,
+        raw.to_string(),
+        timestamp,
+        nonce,
+        LicenseInner::KeyedHmac,
+    );
+    if signature_matches(&s.signature, received) {
+        return Ok(true);
+    }
+    let canonical = canonical_v2(&parse(body)?)?;
+    if canonical == raw {
+        return Ok(false);
+    }
+    let s = sign_basic_canonical(key, canonical, timestamp, nonce, LicenseInner::KeyedHmac);
+    Ok(signature_matches(&s.signature, received))
+}
+
+/// Verifies a received Kit `x-sign`, raw bytes first as for [`verify_basic_bytes`].
+pub fn verify_kit_bytes(
+    key: &str,
+    body: &[u8],
+    timestamp: &str,
+    nonce: &str,
+    received: &str,
+) -> Result<bool, ProtocolError> {
+    let raw = std::str::from_utf8(body).map_err(|_| ProtocolError::new("body: not UTF-8"))?;
+    if signature_matches(
+        &sign_kit_canonical(key, raw.to_string(), timestamp, nonce).x_sign,
+        received,
+    ) {
+        return Ok(true);
+    }
+    let canonical = canonical_v2(&parse(body)?)?;
+    Ok(canonical != raw
+        && signature_matches(
+            &sign_kit_canonical(key, canonical, timestamp, nonce).x_sign,
+            received,
+        ))
 }
 
 /// Constant-time, case-insensitive check of a received hex signature.
@@ -189,5 +249,32 @@ mod tests {
             "0A83C058A9533E2A847E95691E7F16494456EE876383A05C04A34C7DFEE74D64"
         ));
         assert!(!masked(&s.canonical_request, key).contains(key));
+        let upper = s.signature.to_uppercase();
+        assert!(verify_basic_bytes(
+            key,
+            body,
+            "1680508066618",
+            "50D83FDECAED6CCD8EF597F2A577950527928BA287D04E6036E92B2806FD17DA",
+            &upper
+        )
+        .unwrap());
+        // Pretty-printed on the wire: still verifies through the canonical form.
+        let pretty = String::from_utf8(body.to_vec()).unwrap().replace(',', ", ");
+        assert!(verify_basic_bytes(
+            key,
+            pretty.as_bytes(),
+            "1680508066618",
+            "50D83FDECAED6CCD8EF597F2A577950527928BA287D04E6036E92B2806FD17DA",
+            &upper
+        )
+        .unwrap());
+        assert!(!verify_basic_bytes(
+            key,
+            pretty.as_bytes(),
+            "1680508066619",
+            "50D83FDECAED6CCD8EF597F2A577950527928BA287D04E6036E92B2806FD17DA",
+            &upper
+        )
+        .unwrap());
     }
 }

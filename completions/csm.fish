@@ -1,0 +1,225 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_csm_global_optspecs
+    string join \n json q/quiet profile= no-input h/help V/version
+end
+
+function __fish_csm_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_csm_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_csm_using_subcommand
+    set -l cmd (__fish_csm_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c csm -n "__fish_csm_needs_command" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_needs_command" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_needs_command" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_needs_command" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_needs_command" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_needs_command" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_needs_command" -f -a "sign" -d 'Compute a signature offline (every KooGallery scheme)'
+complete -c csm -n "__fish_csm_needs_command" -f -a "verify" -d 'Check a signature; on a mismatch, show what was signed and find the usual mistake'
+complete -c csm -n "__fish_csm_needs_command" -f -a "crypto" -d 'V1 credential encryption: derive the AES key, encrypt, decrypt'
+complete -c csm -n "__fish_csm_needs_command" -f -a "send" -d 'Send one signed callback to an endpoint and judge the reply'
+complete -c csm -n "__fish_csm_needs_command" -f -a "test-endpoint" -d 'Play the marketplace against an endpoint: lifecycle, idempotency, negative, dial, readiness'
+complete -c csm -n "__fish_csm_needs_command" -f -a "serve" -d 'Run a reference merchant endpoint or a stand-in marketplace on this machine'
+complete -c csm -n "__fish_csm_needs_command" -f -a "license" -d 'License codes: keys, generation, inspection, validation, activation'
+complete -c csm -n "__fish_csm_needs_command" -f -a "usage" -d 'Usage records (话单): validate, upload, replay, status, export'
+complete -c csm -n "__fish_csm_needs_command" -f -a "init" -d 'Interactive setup of a profile (endpoint, protocol, key locations)'
+complete -c csm -n "__fish_csm_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c csm -n "__fish_csm_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c csm -n "__fish_csm_using_subcommand sign" -l key-file -d 'File holding the key (its content without a trailing newline); `-` reads standard input' -r -F
+complete -c csm -n "__fish_csm_using_subcommand sign" -l timestamp -d 'Timestamp: epoch ms (V2, Kit, License, usage) or yyyyMMddHHmmssSSS (V1); generated when absent' -r
+complete -c csm -n "__fish_csm_using_subcommand sign" -l nonce -d 'Nonce (V2, Kit, License, usage); 64 random hex characters when absent' -r
+complete -c csm -n "__fish_csm_using_subcommand sign" -l param -d 'A query parameter for saas-v1, decoded (repeatable)' -r
+complete -c csm -n "__fish_csm_using_subcommand sign" -l body-file -d 'The body, exact bytes; `-` reads standard input' -r -F
+complete -c csm -n "__fish_csm_using_subcommand sign" -l ak -d 'apig: the access key id (AK)' -r
+complete -c csm -n "__fish_csm_using_subcommand sign" -l sk-file -d 'apig: file holding the secret key (SK); also CSM_SK' -r -F
+complete -c csm -n "__fish_csm_using_subcommand sign" -l date -d 'apig: the X-Sdk-Date value (YYYYMMDDTHHMMSSZ); now when absent' -r
+complete -c csm -n "__fish_csm_using_subcommand sign" -l method -d 'apig: the HTTP method' -r
+complete -c csm -n "__fish_csm_using_subcommand sign" -l url -d 'apig: the request URL' -r
+complete -c csm -n "__fish_csm_using_subcommand sign" -l header -d 'apig: a header to sign, \'Name: value\' (repeatable; X-Sdk-Date is always signed)' -r
+complete -c csm -n "__fish_csm_using_subcommand sign" -l license-inner -d 'license: the inner step (spec decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
+plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
+complete -c csm -n "__fish_csm_using_subcommand sign" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand sign" -l uppercase -d 'Print hex signatures in upper case, as the marketplace sends them'
+complete -c csm -n "__fish_csm_using_subcommand sign" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand sign" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand sign" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand sign" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c csm -n "__fish_csm_using_subcommand sign" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand verify" -l key-file -d 'File holding the key (its content without a trailing newline); `-` reads standard input' -r -F
+complete -c csm -n "__fish_csm_using_subcommand verify" -l timestamp -d 'Timestamp: epoch ms (V2, Kit, License, usage) or yyyyMMddHHmmssSSS (V1); generated when absent' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l nonce -d 'Nonce (V2, Kit, License, usage); 64 random hex characters when absent' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l param -d 'A query parameter for saas-v1, decoded (repeatable)' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l body-file -d 'The body, exact bytes; `-` reads standard input' -r -F
+complete -c csm -n "__fish_csm_using_subcommand verify" -l ak -d 'apig: the access key id (AK)' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l sk-file -d 'apig: file holding the secret key (SK); also CSM_SK' -r -F
+complete -c csm -n "__fish_csm_using_subcommand verify" -l date -d 'apig: the X-Sdk-Date value (YYYYMMDDTHHMMSSZ); now when absent' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l method -d 'apig: the HTTP method' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l url -d 'apig: the request URL' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l header -d 'apig: a header to sign, \'Name: value\' (repeatable; X-Sdk-Date is always signed)' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l license-inner -d 'license: the inner step (spec decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
+plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
+complete -c csm -n "__fish_csm_using_subcommand verify" -l signature -d 'The received signature (authToken, x-sign, Body-Sign header or value, Authorization header)' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l scheme -d '`response`: the scheme whose response signature to check' -r -f -a "saas-v1\t'V1 GET authToken over the query parameters'
+saas-v1-kit\t'V1 joint-operation (Kit) POST authToken header over the body fields'
+body-sign\t'V1 Body-Sign response header over the exact body bytes'
+saas-v2\t'V2 basic callbacks: query signature/timestamp/nonce'
+kit\t'V2 Kit callbacks: x-sign header'
+license\t'License 2.0 callbacks (V2 basic recipe with the License key)'
+usage\t'Usage push: the signature header over ts, nonce and body'
+apig\t'API Gateway AK/SK (SDK-HMAC-SHA256) for the marketplace open APIs'"
+complete -c csm -n "__fish_csm_using_subcommand verify" -l kit-key-file -d 'The Kit key, to check Kit captures and to spot a Kit key used for basic calls' -r -F
+complete -c csm -n "__fish_csm_using_subcommand verify" -l license-key-file -d 'The License delivery key, for License 2.0 captures' -r -F
+complete -c csm -n "__fish_csm_using_subcommand verify" -l window -d 'Replay window in seconds for V2 timestamps (spec decision 3)' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand verify" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand verify" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c csm -n "__fish_csm_using_subcommand verify" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -f -a "derive-key" -d 'Print the AES key derived from the access key (hex)'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -f -a "encrypt" -d 'Encrypt VALUE: prints the 16-character IV followed by Base64'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -f -a "decrypt" -d 'Decrypt VALUE (IV prefix + Base64): prints the plaintext'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from derive-key" -l key-file -d 'File holding the access key (its content without a trailing newline); also CSM_ACCESS_KEY' -r -F
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from derive-key" -l encrypt-type -d '1 = AES-256 (the default when a response omits encryptType), 2 = AES-128' -r
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from derive-key" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from derive-key" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from derive-key" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from derive-key" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from derive-key" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from derive-key" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from encrypt" -l key-file -d 'File holding the access key (its content without a trailing newline); also CSM_ACCESS_KEY' -r -F
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from encrypt" -l encrypt-type -d '1 = AES-256 (the default when a response omits encryptType), 2 = AES-128' -r
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from encrypt" -l iv -d 'The IV string (16 ASCII characters); random alphanumerics when absent' -r
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from encrypt" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from encrypt" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from encrypt" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from encrypt" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from encrypt" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from encrypt" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from decrypt" -l key-file -d 'File holding the access key (its content without a trailing newline); also CSM_ACCESS_KEY' -r -F
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from decrypt" -l encrypt-type -d '1 = AES-256 (the default when a response omits encryptType), 2 = AES-128' -r
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from decrypt" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from decrypt" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from decrypt" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from decrypt" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from decrypt" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from decrypt" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from help" -f -a "derive-key" -d 'Print the AES key derived from the access key (hex)'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from help" -f -a "encrypt" -d 'Encrypt VALUE: prints the 16-character IV followed by Base64'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from help" -f -a "decrypt" -d 'Decrypt VALUE (IV prefix + Base64): prints the plaintext'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c csm -n "__fish_csm_using_subcommand send" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand send" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand send" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand send" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand send" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand send" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -f -a "merchant" -d 'A reference merchant endpoint: verifies every callback and answers as the spec says'
+complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -f -a "marketplace" -d 'A stand-in marketplace: usage push and license open APIs, and License callbacks'
+complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l listen -d 'Address to listen on; port 0 picks a free port (printed on start)' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l key-file -d 'The seller key bound to the basic interfaces: verifies usage push signatures' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l ak -d 'API Gateway access key id accepted by the license open APIs' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l sk-file -d 'API Gateway secret key accepted by the license open APIs' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l license-key-file -d 'The key bound to the License delivery interface: signs License callbacks to the merchant' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l merchant-endpoint -d 'The merchant\'s production address, for License callbacks' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l state -d 'SQLite state file (accepted usage in table usage_records); in memory when absent' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l fault -d 'Misbehave on purpose (repeatable)' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from help" -f -a "merchant" -d 'A reference merchant endpoint: verifies every callback and answers as the spec says'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from help" -f -a "marketplace" -d 'A stand-in marketplace: usage push and license open APIs, and License callbacks'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c csm -n "__fish_csm_using_subcommand license" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand license" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand license" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand license" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand license" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand usage" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand usage" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand usage" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand usage" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand usage" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand usage" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand init" -l endpoint -d 'The merchant\'s production address (https://…)' -r
+complete -c csm -n "__fish_csm_using_subcommand init" -l protocol -d 'Callback protocol version: v1 or v2' -r
+complete -c csm -n "__fish_csm_using_subcommand init" -l key-file -d 'File holding the basic-interface key' -r -F
+complete -c csm -n "__fish_csm_using_subcommand init" -l kit-key-file -d 'File holding the Kit (joint-operation sync) key' -r -F
+complete -c csm -n "__fish_csm_using_subcommand init" -l license-key-file -d 'File holding the License delivery key' -r -F
+complete -c csm -n "__fish_csm_using_subcommand init" -l ak -d 'API Gateway access key id (AK) for the marketplace open APIs' -r
+complete -c csm -n "__fish_csm_using_subcommand init" -l sk-file -d 'File holding the API Gateway secret key (SK)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand init" -l marketplace-endpoint -d 'Base URL of the marketplace open APIs (usage push, license activation)' -r
+complete -c csm -n "__fish_csm_using_subcommand init" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand init" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand init" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand init" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand init" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand init" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand completions" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand completions" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand completions" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand completions" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init completions help" -f -a "sign" -d 'Compute a signature offline (every KooGallery scheme)'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init completions help" -f -a "verify" -d 'Check a signature; on a mismatch, show what was signed and find the usual mistake'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init completions help" -f -a "crypto" -d 'V1 credential encryption: derive the AES key, encrypt, decrypt'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init completions help" -f -a "send" -d 'Send one signed callback to an endpoint and judge the reply'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init completions help" -f -a "test-endpoint" -d 'Play the marketplace against an endpoint: lifecycle, idempotency, negative, dial, readiness'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init completions help" -f -a "serve" -d 'Run a reference merchant endpoint or a stand-in marketplace on this machine'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init completions help" -f -a "license" -d 'License codes: keys, generation, inspection, validation, activation'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init completions help" -f -a "usage" -d 'Usage records (话单): validate, upload, replay, status, export'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init completions help" -f -a "init" -d 'Interactive setup of a profile (endpoint, protocol, key locations)'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from crypto" -f -a "derive-key" -d 'Print the AES key derived from the access key (hex)'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from crypto" -f -a "encrypt" -d 'Encrypt VALUE: prints the 16-character IV followed by Base64'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from crypto" -f -a "decrypt" -d 'Decrypt VALUE (IV prefix + Base64): prints the plaintext'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from serve" -f -a "merchant" -d 'A reference merchant endpoint: verifies every callback and answers as the spec says'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from serve" -f -a "marketplace" -d 'A stand-in marketplace: usage push and license open APIs, and License callbacks'

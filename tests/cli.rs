@@ -1,0 +1,744 @@
+//! The `csm` binary as users run it: sign, verify, crypto, init, completions, exit codes,
+//! and that no secret ever reaches an output stream.
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+
+const KEY: &str = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d";
+const BODY: &str = r#"{"activity":"newInstance","businessId":"87b94795-0603-4e24-8ae5-69420d60e3c8","orderId":"CS2211181819B4LVS","orderLineId":"CS2211181819B4LVS-000001","testFlag":"1"}"#;
+const TS: &str = "1680508066618";
+const NONCE: &str = "50D83FDECAED6CCD8EF597F2A577950527928BA287D04E6036E92B2806FD17DA";
+const SIG: &str = "0a83c058a9533e2a847e95691e7f16494456ee876383a05c04a34c7dfee74d64";
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), format!("{KEY}\n")).unwrap();
+        std::fs::write(dir.path().join("kit-key"), "kit-key-0000-1111\n").unwrap();
+        std::fs::write(dir.path().join("body.json"), BODY).unwrap();
+        Env { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    /// A csm command with a clean environment: no CSM_* from the caller, config in the tempdir.
+    fn csm(&self) -> Command {
+        let mut c = Command::cargo_bin("csm").unwrap();
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CSM_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("CSM_CONFIG_DIR", self.path("config"))
+            .env("NO_COLOR", "1")
+            .current_dir(self.dir.path());
+        c
+    }
+}
+
+fn out(c: &mut Command) -> (i32, String, String) {
+    let o = c.output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn v2_args(scheme: &str) -> Vec<&str> {
+    vec![
+        scheme,
+        "--key-file",
+        "key",
+        "--body-file",
+        "body.json",
+        "--timestamp",
+        TS,
+        "--nonce",
+        NONCE,
+    ]
+}
+
+#[test]
+fn sign_saas_v2_prints_the_signature_alone() {
+    let e = Env::new();
+    let (code, stdout, _) = out(e.csm().arg("sign").args(v2_args("saas-v2")));
+    assert_eq!(code, 0);
+    assert_eq!(stdout, format!("{SIG}\n"));
+    let (_, upper, _) = out(e
+        .csm()
+        .arg("sign")
+        .args(v2_args("saas-v2"))
+        .arg("--uppercase"));
+    assert_eq!(upper.trim(), SIG.to_uppercase());
+}
+
+#[test]
+fn sign_json_names_every_intermediate_and_masks_the_key() {
+    let e = Env::new();
+    let (code, stdout, _) = out(e.csm().args(["sign", "--json"]).args(v2_args("saas-v2")));
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["signature"], SIG);
+    assert_eq!(
+        v["inner_hmac_hex"],
+        "39a6939ce9492308ad515570323a1c443ef061cee7060dfadb81db1d5c9f6920"
+    );
+    assert_eq!(v["canonical_body"], BODY);
+    assert!(v["canonical_request"]
+        .as_str()
+        .unwrap()
+        .starts_with("<access-key>"));
+    assert!(!stdout.contains(KEY));
+}
+
+#[test]
+fn key_from_env_and_stdin() {
+    let e = Env::new();
+    let (code, stdout, _) = out(e.csm().env("CSM_ACCESS_KEY", KEY).args([
+        "sign",
+        "saas-v2",
+        "--body-file",
+        "body.json",
+        "--timestamp",
+        TS,
+        "--nonce",
+        NONCE,
+    ]));
+    assert_eq!((code, stdout.trim()), (0, SIG));
+    let (code, stdout, _) = out(e.csm().write_stdin(format!("{KEY}\n")).args([
+        "sign",
+        "saas-v2",
+        "--key-file",
+        "-",
+        "--body-file",
+        "body.json",
+        "--timestamp",
+        TS,
+        "--nonce",
+        NONCE,
+    ]));
+    assert_eq!((code, stdout.trim()), (0, SIG));
+}
+
+#[test]
+fn every_scheme_signs_and_verifies_its_own_output() {
+    let e = Env::new();
+    let kit_body = e.write("kit.json", r#"{"flag":1,"instanceId":"i-1","tenantId":"t1","testFlag":0,"timeStamp":"20220413093539534"}"#);
+    let usage = e.write("usage.json", r#"{"usage_records":[{"begin_time":"20220809T080000Z","end_time":"20220809T090000Z","instance_id":"i-1","metering_sn":"sn-1","record_time":"20220809T091000Z","usage_value":"99"}]}"#);
+    let kit_body = kit_body.to_str().unwrap();
+    let usage = usage.to_str().unwrap();
+    let cases: Vec<Vec<&str>> = vec![
+        vec![
+            "saas-v1",
+            "--key-file",
+            "key",
+            "--param",
+            "activity=newInstance",
+            "--param",
+            "customerName=张 三+x",
+            "--timestamp",
+            "20200727073711903",
+        ],
+        vec!["saas-v1-kit", "--key-file", "key", "--body-file", kit_body],
+        vec!["body-sign", "--key-file", "key", "--body-file", "body.json"],
+        vec![
+            "saas-v2",
+            "--key-file",
+            "key",
+            "--body-file",
+            "body.json",
+            "--timestamp",
+            TS,
+            "--nonce",
+            NONCE,
+        ],
+        vec![
+            "kit",
+            "--key-file",
+            "kit-key",
+            "--body-file",
+            kit_body,
+            "--timestamp",
+            TS,
+            "--nonce",
+            NONCE,
+        ],
+        vec![
+            "license",
+            "--key-file",
+            "key",
+            "--body-file",
+            "body.json",
+            "--timestamp",
+            TS,
+            "--nonce",
+            NONCE,
+        ],
+        vec![
+            "usage",
+            "--key-file",
+            "key",
+            "--body-file",
+            usage,
+            "--timestamp",
+            TS,
+            "--nonce",
+            "n-1",
+        ],
+        vec![
+            "apig",
+            "--ak",
+            "AK1",
+            "--sk-file",
+            "key",
+            "--url",
+            "https://mkt.myhuaweicloud.com/api/x?b=1&a=2",
+            "--header",
+            "Content-Type: application/json",
+            "--date",
+            "20240317T144237Z",
+        ],
+    ];
+    for args in cases {
+        let (code, sig, err) = out(e.csm().arg("sign").args(&args));
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let sig = sig.trim().to_string();
+        let (code, stdout, err) = out(e
+            .csm()
+            .arg("verify")
+            .args(&args)
+            .args(["--signature", &sig]));
+        assert_eq!(code, 0, "{args:?}: {stdout} {err}");
+        assert!(stdout.starts_with("ok:"), "{args:?}: {stdout}");
+        // One character changed: a mismatch, exit 1.
+        let mut tampered: Vec<char> = sig.chars().collect();
+        let i = tampered.len() - 3;
+        tampered[i] = if tampered[i] == '0' { '1' } else { '0' };
+        let tampered: String = tampered.into_iter().collect();
+        let (code, stdout, _) = out(e
+            .csm()
+            .arg("verify")
+            .args(&args)
+            .args(["--signature", &tampered]));
+        assert_eq!(code, 1, "{args:?}: {stdout}");
+        assert!(stdout.contains("does not match"), "{args:?}: {stdout}");
+        assert!(!stdout.contains(KEY), "{args:?}: key leaked");
+    }
+}
+
+#[test]
+fn doctor_names_the_kit_key_mix_up_and_seconds() {
+    let e = Env::new();
+    let (_, kit_sig, _) = out(e.csm().arg("sign").args([
+        "saas-v2",
+        "--key-file",
+        "kit-key",
+        "--body-file",
+        "body.json",
+        "--timestamp",
+        TS,
+        "--nonce",
+        NONCE,
+    ]));
+    let (code, stdout, _) = out(e.csm().arg("verify").args(v2_args("saas-v2")).args([
+        "--kit-key-file",
+        "kit-key",
+        "--signature",
+        kit_sig.trim(),
+    ]));
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("likely cause:  signed with the Kit key instead"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("signed string: <access-key>"), "{stdout}");
+
+    let (_, secs, _) = out(e.csm().arg("sign").args([
+        "saas-v2",
+        "--key-file",
+        "key",
+        "--body-file",
+        "body.json",
+        "--timestamp",
+        "1680508066",
+        "--nonce",
+        NONCE,
+    ]));
+    let (code, stdout, _) = out(e
+        .csm()
+        .args(["verify", "--json"])
+        .args(v2_args("saas-v2"))
+        .args(["--signature", secs.trim()]));
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        v["likely_cause"],
+        "timestamp in seconds instead of milliseconds"
+    );
+    assert_eq!(v["valid"], false);
+}
+
+fn capture(path_and_query: &str, headers: &[(&str, &str)], body: &str) -> String {
+    let mut s = format!("POST {path_and_query} HTTP/1.1\r\nHost: isv.example.com\r\n");
+    for (n, v) in headers {
+        s.push_str(&format!("{n}: {v}\r\n"));
+    }
+    s.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s
+}
+
+#[test]
+fn verify_request_detects_the_scheme_and_checks_the_window() {
+    let e = Env::new();
+    let now = "1700000000000";
+    let sig = |ts: &str| {
+        let (_, s, _) = out(e.csm().arg("sign").args([
+            "saas-v2",
+            "--key-file",
+            "key",
+            "--body-file",
+            "body.json",
+            "--timestamp",
+            ts,
+            "--nonce",
+            "N1",
+            "--uppercase",
+        ]));
+        s.trim().to_string()
+    };
+    let fresh = e.write(
+        "fresh.http",
+        capture(
+            &format!("/produce?signature={}&timestamp={now}&nonce=N1", sig(now)),
+            &[("Content-Type", "application/json")],
+            BODY,
+        ),
+    );
+    let (code, stdout, err) = out(e
+        .csm()
+        .env("CSM_NOW", now)
+        .args(["verify", "request"])
+        .arg(&fresh)
+        .args(["--key-file", "key"]));
+    assert_eq!(code, 0, "{stdout}{err}");
+    assert!(stdout.contains("saas-v2"), "{stdout}");
+
+    let old = "1699999000000";
+    let stale = e.write(
+        "stale.http",
+        capture(
+            &format!("/produce?signature={}&timestamp={old}&nonce=N1", sig(old)),
+            &[],
+            BODY,
+        ),
+    );
+    let (code, stdout, _) = out(e
+        .csm()
+        .env("CSM_NOW", now)
+        .args(["verify", "request"])
+        .arg(&stale)
+        .args(["--key-file", "key"]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("stale timestamp"), "{stdout}");
+
+    // The same capture, pretty-printed by a proxy log: raw bytes differ, canonical form agrees.
+    let pretty = BODY.replace(",", ",\n  ");
+    let p = e.write(
+        "pretty.http",
+        capture(
+            &format!("/produce?signature={}&timestamp={now}&nonce=N1", sig(now)),
+            &[],
+            &pretty,
+        ),
+    );
+    let (code, stdout, _) = out(e
+        .csm()
+        .env("CSM_NOW", now)
+        .args(["verify", "request"])
+        .arg(&p)
+        .args(["--key-file", "key"]));
+    assert_eq!(code, 0, "{stdout}");
+}
+
+#[test]
+fn verify_kit_request_with_the_kit_key() {
+    let e = Env::new();
+    let body = r#"{"flag":1,"instanceId":"i-1","tenantId":"t1","testFlag":0,"timeStamp":"20220413093539534"}"#;
+    e.write("kit.json", body);
+    let (_, xs, _) = out(e.csm().arg("sign").args([
+        "kit",
+        "--key-file",
+        "kit-key",
+        "--body-file",
+        "kit.json",
+        "--timestamp",
+        "1700000000000",
+        "--nonce",
+        "N2",
+    ]));
+    let cap = e.write(
+        "kit.http",
+        capture(
+            "/produceAPI/v2/tenantSync",
+            &[
+                ("x-sign", xs.trim()),
+                ("x-timestamp", "1700000000000"),
+                ("x-nonce", "N2"),
+            ],
+            body,
+        ),
+    );
+    let (code, stdout, err) = out(e
+        .csm()
+        .env("CSM_NOW", "1700000001000")
+        .args(["verify", "request"])
+        .arg(&cap)
+        .args(["--kit-key-file", "kit-key"]));
+    assert_eq!(code, 0, "{stdout}{err}");
+    assert!(stdout.contains("kit"), "{stdout}");
+}
+
+#[test]
+fn verify_response_body_sign_header_name_and_value() {
+    let e = Env::new();
+    let body = r#"{"resultCode":"000000","resultMsg":"success.","instanceId":"61e834ba-7b97-4418-b8f7-e5345137278c"}"#;
+    let good = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nBody-Sign: sign_type=\"HMAC-SHA256\", signature= \"uqKPTNm33Dc+9kwcxTRY/3+kbLaXYijolEiIZ7zUM9U=\"\r\n\r\n{body}");
+    let p = e.write("good.http", &good);
+    let (code, stdout, _) = out(e.csm().args(["verify", "response"]).arg(&p).args([
+        "--scheme",
+        "saas-v1",
+        "--key-file",
+        "key",
+    ]));
+    assert_eq!(code, 0, "{stdout}");
+    let p = e.write("case.http", good.replace("Body-Sign", "Body-sign"));
+    let (code, stdout, _) = out(e.csm().args(["verify", "response"]).arg(&p).args([
+        "--scheme",
+        "saas-v1",
+        "--key-file",
+        "key",
+    ]));
+    assert_eq!(code, 1);
+    assert!(stdout.contains("exactly \"Body-Sign\""), "{stdout}");
+    let p = e.write(
+        "none.http",
+        format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{body}"),
+    );
+    let (code, _, err) = out(e.csm().args(["verify", "response"]).arg(&p).args([
+        "--scheme",
+        "saas-v1",
+        "--key-file",
+        "key",
+    ]));
+    assert_eq!(code, 1);
+    assert!(err.contains("bodySign is empty"), "{err}");
+}
+
+#[test]
+fn bad_input_is_one_line_with_a_usage_or_input_code() {
+    let e = Env::new();
+    e.write("empty-key", "\n");
+    e.write("notjson.json", "{\"a\":");
+    e.write("garbage.http", "hello there\n\n");
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec![
+                "sign",
+                "saas-v2",
+                "--key-file",
+                "missing-key",
+                "--body-file",
+                "body.json",
+            ],
+            3,
+            "--key-file missing-key",
+        ),
+        (
+            vec![
+                "sign",
+                "saas-v2",
+                "--key-file",
+                "empty-key",
+                "--body-file",
+                "body.json",
+            ],
+            2,
+            "empty",
+        ),
+        (
+            vec![
+                "sign",
+                "saas-v2",
+                "--key-file",
+                "key",
+                "--body-file",
+                "notjson.json",
+            ],
+            2,
+            "not JSON at byte",
+        ),
+        (
+            vec!["sign", "saas-v2", "--key-file", "key"],
+            2,
+            "--body-file: required",
+        ),
+        (
+            vec!["sign", "no-such-scheme", "--key-file", "key"],
+            2,
+            "invalid value",
+        ),
+        (
+            vec!["sign", "saas-v2", "--body-file", "body.json"],
+            2,
+            "CSM_ACCESS_KEY",
+        ),
+        (
+            vec![
+                "verify",
+                "saas-v2",
+                "--key-file",
+                "key",
+                "--body-file",
+                "body.json",
+                "--timestamp",
+                TS,
+                "--nonce",
+                NONCE,
+                "--signature",
+                "zz!!",
+            ],
+            2,
+            "not hex or Base64",
+        ),
+        (
+            vec!["verify", "request", "garbage.http", "--key-file", "key"],
+            2,
+            "line 1",
+        ),
+        (
+            vec![
+                "crypto",
+                "encrypt",
+                "--key-file",
+                "key",
+                "--encrypt-type",
+                "3",
+                "x",
+            ],
+            2,
+            "--encrypt-type",
+        ),
+        (
+            vec!["sign", "saas-v1", "--key-file", "key", "--param", "novalue"],
+            2,
+            "NAME=VALUE",
+        ),
+    ];
+    for (args, want, needle) in cases {
+        let (code, stdout, stderr) = out(e.csm().args(&args));
+        assert_eq!(code, want, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+            "{args:?}"
+        );
+        if want != 2 || !needle.contains("invalid value") {
+            assert_eq!(
+                stderr
+                    .trim()
+                    .lines()
+                    .filter(|l| l.starts_with("csm: error"))
+                    .count(),
+                1,
+                "{args:?}: {stderr}"
+            );
+        }
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+    }
+}
+
+#[test]
+fn crypto_round_trip_and_known_answer() {
+    let e = Env::new();
+    let (code, stdout, _) = out(e.csm().args(["crypto", "derive-key", "--key-file", "key"]));
+    assert_eq!(
+        (code, stdout.trim()),
+        (
+            0,
+            "98ace25cc513876be5a4d6f3b534db90e2ea597b35fe217e2406163abed41d04"
+        )
+    );
+    let (_, ct, _) = out(e.csm().args([
+        "crypto",
+        "encrypt",
+        "--key-file",
+        "key",
+        "--encrypt-type",
+        "2",
+        "--iv",
+        "A1b2C3d4E5f6G7h8",
+        "--",
+        "P@ssw0rd!",
+    ]));
+    assert_eq!(ct.trim(), "A1b2C3d4E5f6G7h8GysoMh3NYI2E2x9K2dwf3Q==");
+    let (code, pt, _) = out(e.csm().args([
+        "crypto",
+        "decrypt",
+        "--key-file",
+        "key",
+        "--encrypt-type",
+        "2",
+        ct.trim(),
+    ]));
+    assert_eq!((code, pt.trim()), (0, "P@ssw0rd!"));
+    // Wrong encryptType: a clear failure, not garbage.
+    let (code, _, err) = out(e
+        .csm()
+        .args(["crypto", "decrypt", "--key-file", "key", ct.trim()]));
+    assert_eq!(code, 1);
+    assert!(err.contains("encryptType 1"), "{err}");
+}
+
+#[test]
+fn init_without_a_terminal_names_the_flags_and_writes_a_private_profile() {
+    let e = Env::new();
+    let (code, _, err) = out(e.csm().arg("init"));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--endpoint") && err.contains("--key-file"),
+        "{err}"
+    );
+    let (code, _, err) = out(e.csm().args([
+        "init",
+        "--profile",
+        "staging",
+        "--endpoint",
+        "https://isv.example.com/produce",
+        "--protocol",
+        "v2",
+        "--key-file",
+        "key",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let cfg = std::fs::read_to_string(e.path("config/config.toml")).unwrap();
+    assert!(
+        cfg.contains("[profiles.staging]") && !cfg.contains(KEY),
+        "{cfg}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(e.path("config/config.toml"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The profile feeds later commands.
+    let (code, stdout, _) = out(e.csm().env("CSM_PROFILE", "staging").args([
+        "sign",
+        "saas-v2",
+        "--body-file",
+        "body.json",
+        "--timestamp",
+        TS,
+        "--nonce",
+        NONCE,
+    ]));
+    assert_eq!((code, stdout.trim()), (0, SIG));
+    let (code, _, err) = out(e.csm().args([
+        "--profile",
+        "nope",
+        "sign",
+        "saas-v2",
+        "--body-file",
+        "body.json",
+    ]));
+    assert_eq!(code, 3);
+    assert!(err.contains("--profile nope"), "{err}");
+}
+
+#[test]
+fn secrets_never_reach_help_or_output() {
+    let e = Env::new();
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["--help"],
+        vec!["sign", "--help"],
+        vec!["verify", "--help"],
+        vec!["crypto", "encrypt", "--help"],
+        vec!["sign", "--json", "saas-v2", "--body-file", "body.json"],
+        vec!["sign", "--json", "saas-v1", "--param", "a=b"],
+        vec![
+            "verify",
+            "--json",
+            "saas-v2",
+            "--body-file",
+            "body.json",
+            "--timestamp",
+            TS,
+            "--nonce",
+            NONCE,
+            "--signature",
+            "00",
+        ],
+        vec![
+            "sign",
+            "--json",
+            "apig",
+            "--ak",
+            "AK",
+            "--url",
+            "https://h/p",
+        ],
+        vec!["crypto", "--json", "derive-key"],
+    ];
+    for args in runs {
+        let (_, stdout, stderr) = out(e
+            .csm()
+            .env("CSM_ACCESS_KEY", KEY)
+            .env("CSM_SK", KEY)
+            .args(&args));
+        assert!(
+            !stdout.contains(KEY) && !stderr.contains(KEY),
+            "{args:?} leaked the key"
+        );
+    }
+}
+
+#[test]
+fn completions_match_the_committed_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let generated = Command::cargo_bin("csm")
+            .unwrap()
+            .args(["completions", shell])
+            .output()
+            .unwrap()
+            .stdout;
+        let file = match shell {
+            "bash" => "csm.bash",
+            "zsh" => "_csm",
+            "fish" => "csm.fish",
+            "powershell" => "_csm.ps1",
+            _ => "csm.elv",
+        };
+        let committed = std::fs::read(dir.join(file)).unwrap_or_default();
+        assert!(
+            generated == committed,
+            "completions/{file} is out of date: run scripts/gen-completions.sh"
+        );
+    }
+}
