@@ -48,7 +48,7 @@ fn bad_input_corpus_names_the_line_and_leaves_the_journal_unchanged() {
         ("huge.csv", format!("{HEAD}{GOOD}i-2,20260110T100000Z,20260110T110000Z,123456789012345678901234567890\n"), 3, "too large"),
         ("exponent.jsonl", format!("{GOOD_JSON}\n{{\"instance_id\":\"i-2\",\"begin_time\":\"20260110T100000Z\",\"end_time\":\"20260110T110000Z\",\"usage_value\":1e30}}\n"), 2, "not a plain decimal"),
         ("dup_sn.csv", format!("{HEAD}{}", "i-1,20260110T100000Z,20260110T110000Z,1\n").replace(HEAD, "instance_id,begin_time,end_time,usage_value,metering_sn\n").replace(",1\n", ",1,s-1\n") + "i-2,20260110T100000Z,20260110T110000Z,1,s-1\n", 3, "duplicates line 2 of this file"),
-        ("dup_journal.csv", format!("instance_id,begin_time,end_time,usage_value,metering_sn\ninst-0000,20260110T103000Z,20260110T113000Z,3,other-sn\n"), 2, "period"),
+        ("dup_journal.csv", "instance_id,begin_time,end_time,usage_value,metering_sn\ninst-0000,20260110T103000Z,20260110T113000Z,3,other-sn\n".to_string(), 2, "period"),
         ("long.csv", format!("{HEAD}{GOOD}{long}"), 3, "bytes long"),
         ("utf8.csv", String::new(), 3, "not valid UTF-8"),
     ]
