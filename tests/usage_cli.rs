@@ -453,3 +453,46 @@ fn a_wrong_key_is_refused_with_mkt_0102_and_no_secret_is_printed() {
     let bytes = std::fs::read(&env.journal).unwrap();
     assert!(!bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()));
 }
+
+#[test]
+fn journal_problems_exit_3() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(120, false));
+    // Not a database.
+    std::fs::write(&env.journal, vec![b'x'; 4096]).unwrap();
+    let o = env.usage(&["upload", f.to_str().unwrap(), "--dry-run"], None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out} {err}");
+    assert!(err.contains("journal"), "{err}");
+    std::fs::remove_file(&env.journal).unwrap();
+
+    // A second sender on the same journal is refused while the first runs.
+    let server = env.market(&["slow=1500"]);
+    let mut first = csm(env.dir())
+        .args(["usage", "upload", f.to_str().unwrap(), "--journal"])
+        .arg(&env.journal)
+        .arg("--key-file")
+        .arg(&env.key)
+        .args(["--endpoint", &server.base, "-q"])
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !env.journal.exists()
+        || count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'sent'",
+        ) == 0
+    {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(30));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = env.usage(&["replay"], Some(&server));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out} {err}");
+    assert!(err.contains("in use"), "{err}");
+    assert!(first.wait().unwrap().success());
+    assert_eq!(
+        count(&env.market, "SELECT count(*) FROM usage_records"),
+        120
+    );
+}

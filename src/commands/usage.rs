@@ -479,6 +479,11 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     let file = label(&a.input.file);
     let sha = file_sha256(&a.input.file)?;
     let mut j = Journal::open(&a.journal.path())?;
+    let _lock = if a.dry_run {
+        None
+    } else {
+        Some(j.lock_for_sending()?)
+    };
     let known = if a.dry_run {
         None
     } else {
@@ -534,6 +539,7 @@ fn replay(g: &GlobalArgs, a: ReplayArgs) -> Result<Exit> {
         )));
     }
     let mut j = Journal::open(&path)?;
+    let _lock = j.lock_for_sending()?;
     let scope = Scope::Unfinished {
         include_rejected: a.include_rejected,
     };

@@ -87,6 +87,12 @@ fn storage(path: &Path, e: impl std::fmt::Display) -> CsmError {
     CsmError::Storage(format!("journal {}: {e}", path.display()))
 }
 
+/// Held while records are sent: two senders on one journal could each take the other's
+/// in-flight records for undelivered ones. Released when dropped or when the process dies.
+pub struct SendLock {
+    _file: std::fs::File,
+}
+
 /// A record read back from the journal for sending.
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -168,6 +174,30 @@ impl Journal {
             conn,
             path: path.to_path_buf(),
         })
+    }
+
+    /// The lock file beside the journal (`<journal>.lock`), taken without waiting.
+    pub fn lock_for_sending(&self) -> Result<SendLock> {
+        let mut name = self.path.clone().into_os_string();
+        name.push(".lock");
+        let p = PathBuf::from(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| CsmError::io(&p, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(SendLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(storage(
+                &self.path,
+                format!(
+                    "in use by another `csm usage upload` or `replay` (lock {}); wait for it to finish",
+                    p.display()
+                ),
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(CsmError::io(&p, e)),
+        }
     }
 
     fn err(&self, e: impl std::fmt::Display) -> CsmError {
@@ -336,7 +366,11 @@ impl Journal {
              usage_value, relate_pkg_instance, maybe_delivered FROM records",
             scope,
         );
-        let sql = format!("{sql} AND id > ?2 ORDER BY id LIMIT ?3");
+        // Walk the table in rowid order from `after_id`: the unary `+` keeps SQLite from using
+        // the state index, which would collect and sort every remaining row for each batch.
+        let sql = format!("{sql} AND id > ?2 ORDER BY id LIMIT ?3")
+            .replace(" state IN", " +state IN")
+            .replace("import_id = ?1", "+import_id = ?1");
         let mut st = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
         let rows = st
             .query_map(params![arg, after_id, limit as i64], |r| {
