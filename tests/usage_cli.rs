@@ -496,3 +496,73 @@ fn journal_problems_exit_3() {
         120
     );
 }
+
+#[test]
+fn api_gateway_signing_on_top_is_checked_by_the_stand_in() {
+    let env = Env::new();
+    let sk = env.write("sk", "apig-secret-key-MFyfvK41ba2gi");
+    let wrong_sk = env.write("sk2", "apig-secret-key-wrong-000000");
+    let server = start_marketplace_with(&env, &["--sk-file", sk.to_str().unwrap()]);
+    let f = env.write("u.csv", &csv_records(150, false));
+    let fs = f.to_str().unwrap();
+    let o = env.usage(
+        &[
+            "upload",
+            fs,
+            "--apig",
+            "--ak",
+            "QTWAOYTTINDUT2QVKYUC",
+            "--sk-file",
+            wrong_sk.to_str().unwrap(),
+        ],
+        Some(&server),
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out} {err}");
+    assert!(err.contains("APIGW.0301"), "{err}");
+    assert!(!(out.clone() + &err).contains("apig-secret-key"));
+    let o = env.usage(
+        &[
+            "replay",
+            "--apig",
+            "--ak",
+            "QTWAOYTTINDUT2QVKYUC",
+            "--sk-file",
+            sk.to_str().unwrap(),
+        ],
+        Some(&server),
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(
+        count(&env.market, "SELECT count(*) FROM usage_records"),
+        150
+    );
+    let o = env.usage(&["replay", "--ak", "X"], Some(&server));
+    assert_eq!(o.status.code(), Some(2));
+}
+
+fn start_marketplace_with(env: &Env, extra: &[&str]) -> Server {
+    use std::io::BufRead;
+    let mut child = csm(env.dir())
+        .args([
+            "serve",
+            "marketplace",
+            "--listen",
+            "127.0.0.1:0",
+            "--key-file",
+        ])
+        .arg(&env.key)
+        .arg("--state")
+        .arg(&env.market)
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line.trim().rsplit(' ').next().unwrap().to_string();
+    Server { child, base }
+}

@@ -85,6 +85,16 @@ pub struct ConnArgs {
     /// How usage_value is written in the body (decision 6: a JSON number).
     #[arg(long, value_enum, default_value = "number")]
     pub usage_value: ValueAs,
+    /// Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the
+    /// body signature; needs --ak and --sk-file (or the profile's).
+    #[arg(long)]
+    pub apig: bool,
+    /// API Gateway access key id (with --apig).
+    #[arg(long, value_name = "AK")]
+    pub ak: Option<String>,
+    /// API Gateway secret key file (with --apig).
+    #[arg(long, value_name = "FILE")]
+    pub sk_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -334,6 +344,20 @@ fn send_config(g: &GlobalArgs, c: &ConnArgs) -> Result<SendConfig> {
         )));
     }
     let key = config::require_key(KeyRole::Basic, c.key_file.as_deref(), &profile)?;
+    let apig = if c.apig {
+        let ak = c.ak.clone().or(profile.ak.clone()).ok_or_else(|| {
+            CsmError::usage("--apig: no access key id (pass --ak AK or name it in a profile)")
+        })?;
+        let sk = config::require_key(KeyRole::Sk, c.sk_file.as_deref(), &profile)?;
+        Some(upload::ApigKeys { ak, sk })
+    } else {
+        if c.ak.is_some() || c.sk_file.is_some() {
+            return Err(CsmError::usage(
+                "--ak/--sk-file: add --apig to sign requests for the API Gateway",
+            ));
+        }
+        None
+    };
     Ok(SendConfig {
         url: format!("{base}{USAGE_PATH}"),
         key,
@@ -343,6 +367,7 @@ fn send_config(g: &GlobalArgs, c: &ConnArgs) -> Result<SendConfig> {
         max_backoff: Duration::from_secs(30),
         timeout: Duration::from_secs(c.timeout.max(1)),
         value_as: c.usage_value,
+        apig,
     })
 }
 

@@ -95,6 +95,26 @@ fn handle(m: &Marketplace, req: &Request, n: u64) -> Response {
             return answer(500, "MKT.0999", "internal error (fault 5xx)");
         }
     }
+    // API Gateway signing on top (decision 6): checked when the request carries an
+    // Authorization header and the stand-in was given an SK (`--sk-file`).
+    if let (Some(sk), Some(_)) = (&m.sk, req.header("Authorization")) {
+        let ok = crate::protocol::apig::verify(
+            sk.expose(),
+            &req.method,
+            &req.url,
+            &req.headers,
+            &req.body,
+        )
+        .is_ok_and(|(_, ok)| ok);
+        if !ok {
+            log_request(m, 0, 0, "APIGW.0301", None);
+            return answer(
+                401,
+                "APIGW.0301",
+                "Incorrect IAM authentication information",
+            );
+        }
+    }
     let Some(key) = &m.usage_key else {
         return answer(
             500,

@@ -28,6 +28,38 @@ pub struct SendConfig {
     pub max_backoff: Duration,
     pub timeout: Duration,
     pub value_as: ValueAs,
+    /// API Gateway AK/SK signing on top of the body signature (decision 6, by flag).
+    pub apig: Option<ApigKeys>,
+}
+
+pub struct ApigKeys {
+    pub ak: String,
+    pub sk: Secret,
+}
+
+/// The API Gateway headers for a usage push whose `signature`/`ts`/`nonce` are already set:
+/// those are signed too, with `content-type`, `host` and `x-sdk-date` (spec §4.2, §5).
+pub fn apig_headers(
+    keys: &ApigKeys,
+    url: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    sdk_date: &str,
+) -> Result<Vec<(String, String)>> {
+    let host = crate::protocol::apig::split_url(url)
+        .0
+        .unwrap_or_default()
+        .to_string();
+    let mut all: Vec<(String, String)> = headers.to_vec();
+    all.push(("Host".into(), host));
+    all.push(("X-Sdk-Date".into(), sdk_date.to_string()));
+    let names: Vec<String> = all.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+    let sig =
+        crate::protocol::apig::sign(&keys.ak, keys.sk.expose(), "POST", url, &all, &names, body)?;
+    Ok(vec![
+        ("X-Sdk-Date".into(), sdk_date.to_string()),
+        ("Authorization".into(), sig.authorization),
+    ])
 }
 
 #[derive(Debug, Default)]
@@ -98,14 +130,23 @@ pub fn send(
             let nonce = clock::uuid();
             let sig = batch::sign(cfg.key.expose(), body, &ts, &nonce);
             rep.requests += 1;
-            let answer = http
-                .post(&cfg.url)
-                .header("Content-Type", "application/json")
-                .header("signature", &sig.signature)
-                .header("ts", &ts)
-                .header("nonce", &nonce)
-                .body(sig.body_string)
-                .send();
+            let mut headers: Vec<(String, String)> = vec![
+                ("Content-Type".into(), "application/json".into()),
+                ("signature".into(), sig.signature.clone()),
+                ("ts".into(), ts.clone()),
+                ("nonce".into(), nonce.clone()),
+            ];
+            if let Some(keys) = &cfg.apig {
+                let date = crate::protocol::apig::format_sdk_date(clock::now());
+                let extra =
+                    apig_headers(keys, &cfg.url, &headers, sig.body_string.as_bytes(), &date)?;
+                headers.extend(extra);
+            }
+            let mut req = http.post(&cfg.url);
+            for (n, v) in &headers {
+                req = req.header(n.as_str(), v.as_str());
+            }
+            let answer = req.body(sig.body_string).send();
             let (status, verdict, reached) = match answer {
                 Err(e) => {
                     let reached = !e.is_connect();
