@@ -1169,7 +1169,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage__subcmd__replay)
-            opts="-q -h -V --journal --key-file --endpoint --batch --retries --backoff-ms --timeout --usage-value --include-rejected --json --quiet --profile --no-input --help --version"
+            opts="-q -h -V --journal --key-file --endpoint --batch --retries --backoff-ms --timeout --usage-value --apig --ak --sk-file --include-rejected --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1205,6 +1205,14 @@ _csm() {
                     ;;
                 --usage-value)
                     COMPREPLY=($(compgen -W "number string" -- "${cur}"))
+                    return 0
+                    ;;
+                --ak)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sk-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --profile)
@@ -1245,7 +1253,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage__subcmd__upload)
-            opts="-q -h -V --format --billing --journal --key-file --endpoint --batch --retries --backoff-ms --timeout --usage-value --dry-run --json --quiet --profile --no-input --help --version"
+            opts="-q -h -V --format --billing --journal --key-file --endpoint --batch --retries --backoff-ms --timeout --usage-value --apig --ak --sk-file --dry-run --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1289,6 +1297,14 @@ _csm() {
                     ;;
                 --usage-value)
                     COMPREPLY=($(compgen -W "number string" -- "${cur}"))
+                    return 0
+                    ;;
+                --ak)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sk-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --profile)

@@ -217,7 +217,10 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l timeout -d 'Seconds to wait for one answer' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l usage-value -d 'How usage_value is written in the body (decision 6: a JSON number)' -r -f -a "number\t''
 string\t''"
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l ak -d 'API Gateway access key id (with --apig)' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l sk-file -d 'API Gateway secret key file (with --apig)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l apig -d 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile\'s)'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l dry-run -d 'Check and count everything, journal nothing, send nothing'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -s q -l quiet -d 'Print nothing on stdout but the result itself'
@@ -233,7 +236,10 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l timeout -d 'Seconds to wait for one answer' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l usage-value -d 'How usage_value is written in the body (decision 6: a JSON number)' -r -f -a "number\t''
 string\t''"
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l ak -d 'API Gateway access key id (with --apig)' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l sk-file -d 'API Gateway secret key file (with --apig)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l apig -d 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile\'s)'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l include-rejected -d 'Also resend records the marketplace rejected for good'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -s q -l quiet -d 'Print nothing on stdout but the result itself'
