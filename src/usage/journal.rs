@@ -52,8 +52,8 @@ CREATE TABLE IF NOT EXISTS records (
     decided_at          TEXT,
     UNIQUE (instance_id, begin_time, end_time)
 );
-CREATE INDEX IF NOT EXISTS records_state ON records (state, id);
-CREATE INDEX IF NOT EXISTS records_import ON records (import_id, state);
+-- No index on state: every state change would rewrite it, and the send loop walks the
+-- table in rowid order anyway.
 CREATE TABLE IF NOT EXISTS batches (
     id          INTEGER PRIMARY KEY,
     started_at  TEXT NOT NULL,

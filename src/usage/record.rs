@@ -177,8 +177,9 @@ pub fn normalize_value(text: &str) -> Result<String, String> {
     })
 }
 
-/// The metering_sn csm uses when the input has none: a hash of the record's identity
-/// (instance, window, package), so that the same record is never sent under two ids.
+/// The metering_sn csm uses when the input has none: `csm-<begin_time>-<32 hex digits of
+/// SHA-256 of the identity>` (instance, window, package), so that the same record is never
+/// sent under two ids.
 pub fn derive_metering_sn(
     instance_id: &str,
     begin_time: &str,
@@ -189,7 +190,12 @@ pub fn derive_metering_sn(
         "{instance_id}\n{begin_time}\n{end_time}\n{}",
         relate_pkg_instance.unwrap_or("")
     );
-    format!("csm-{}", &sha256_hex(identity.as_bytes())[..40])
+    // The window start first: records arrive roughly in time order, so ids that sort by time
+    // keep the unique indexes (journal and marketplace) appending instead of scattering.
+    format!(
+        "csm-{begin_time}-{}",
+        &sha256_hex(identity.as_bytes())[..32]
+    )
 }
 
 fn check_id(field: &str, v: &str) -> Result<(), String> {
@@ -455,6 +461,11 @@ mod tests {
         .unwrap();
         assert_eq!(a.metering_sn, b.metering_sn);
         assert!(a.metering_sn.len() <= MAX_ID_LEN);
+        assert!(
+            a.metering_sn.starts_with("csm-20260110T100000Z-"),
+            "{}",
+            a.metering_sn
+        );
         let c = validate(&raw("20260110T090000Z", "20260110T110000Z", "1"), now()).unwrap();
         assert_ne!(a.metering_sn, c.metering_sn);
         let mut given = raw("20260110T100000Z", "20260110T110000Z", "1");
