@@ -6,6 +6,7 @@
 #
 #   scripts/bench-usage.sh            # 100k and 1M
 #   SIZES="100000" scripts/bench-usage.sh
+#   ORDER=instance scripts/bench-usage.sh   # input sorted by instance instead of by hour
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,13 +27,19 @@ export CSM_CONFIG_DIR=$WORK
 unset CSM_ACCESS_KEY CSM_JOURNAL CSM_MARKETPLACE_ENDPOINT CSM_PROFILE
 printf 'bench-usage-key-0b2fb39a' > "$WORK/key"
 
-gen() { # N FILE: hourly records, 400 windows per instance, no metering_sn (csm derives it)
-  awk -v n="$1" 'BEGIN {
+# ORDER=time (default): hour after hour, every instance in each hour, as hourly reports come.
+# ORDER=instance: instance after instance, every hour of each (a bulk backfill).
+ORDER=${ORDER:-time}
+gen() { # N FILE: 400 hourly windows, N/400 instances, no metering_sn (csm derives it)
+  awk -v n="$1" -v order="$ORDER" 'BEGIN {
     print "instance_id,begin_time,end_time,usage_value";
+    ninst = n / 400;
     for (i = 0; i < n; i++) {
-      w = i % 400; d = 10 + int(w / 24); h = w % 24;
+      if (order == "instance") { w = i % 400; inst = int(i / 400) }
+      else { w = int(i / ninst); inst = i % ninst }
+      d = 10 + int(w / 24); h = w % 24;
       printf "inst-%06d,202601%02dT%02d0000Z,202601%02dT%02d5959Z,%d.%04d\n",
-        int(i / 400), d, h, d, h, (i % 97) + 1, (i * 37) % 10000;
+        inst, d, h, d, h, (i % 97) + 1, (i * 37) % 10000;
     }
   }' > "$2"
 }
@@ -40,6 +47,7 @@ gen() { # N FILE: hourly records, 400 windows per instance, no metering_sn (csm 
 peak_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 declare -A SECS RSS SRSS
+echo "input order: $ORDER"
 for n in $SIZES; do
   gen "$n" "$WORK/in-$n.csv"
   rm -f "$WORK"/market-"$n".sqlite* "$WORK"/journal-"$n".sqlite*

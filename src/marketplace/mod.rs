@@ -39,6 +39,8 @@ impl Marketplace {
         };
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // A stand-in taking millions of usage records keeps its unique indexes in memory.
+        conn.pragma_update(None, "cache_size", -65536)?;
         usage_api::init_schema(&conn)?;
         license_api::init_schema(&conn)?;
         Ok(Marketplace {

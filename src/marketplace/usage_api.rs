@@ -34,7 +34,7 @@ pub fn init_schema(conn: &Connection) -> rusqlite::Result<()> {
             relate_pkg_instance TEXT,
             request_id          INTEGER NOT NULL,
             received_at         TEXT NOT NULL,
-            UNIQUE (instance_id, begin_time, end_time)
+            UNIQUE (begin_time, end_time, instance_id)
         );
         CREATE TABLE IF NOT EXISTS usage_requests (
             id          INTEGER PRIMARY KEY,

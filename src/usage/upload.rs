@@ -3,7 +3,7 @@
 //! of times; after that the run stops and the records wait in the journal for `replay`.
 
 use super::batch::{self, BatchVerdict, Outcome, ValueAs, MIN_BATCH};
-use super::journal::{Journal, Scope};
+use super::journal::{Journal, Scope, Stored};
 use super::record;
 use crate::clock;
 use crate::error::{CsmError, Result};
@@ -100,6 +100,109 @@ fn now_s() -> String {
     record::format_api_time(clock::now())
 }
 
+/// Requests in flight at once: the next batch is journaled, signed and sent while the
+/// marketplace still works on the previous one, so that neither side waits for the other.
+const DEPTH: usize = 2;
+
+/// One attempt of one batch, to be launched.
+struct Job {
+    batch: Vec<Stored>,
+    attempt: u32,
+    /// Pause before this attempt (backoff), taken on the request's thread.
+    delay: Duration,
+}
+
+/// What came back for one request, before any classification.
+enum Answer {
+    Http {
+        status: u16,
+        body: Vec<u8>,
+    },
+    Failed {
+        reached: bool,
+        code: String,
+        reason: String,
+    },
+}
+
+struct Flight {
+    job: Job,
+    ids: Vec<i64>,
+    batch_id: i64,
+    handle: std::thread::JoinHandle<Answer>,
+}
+
+/// Journals the attempt (records become `sent`, committed), then sends it on its own thread.
+fn launch(
+    journal: &mut Journal,
+    http: &reqwest::blocking::Client,
+    cfg: &SendConfig,
+    job: Job,
+) -> Result<Flight> {
+    let ids: Vec<i64> = job.batch.iter().map(|s| s.id).collect();
+    let batch_id = journal.mark_sent(&ids, job.attempt, &now_s())?;
+    let records: Vec<_> = job.batch.iter().map(|s| s.record.clone()).collect();
+    let body = batch::body_string(&records, cfg.value_as);
+    let ts = clock::now_ms().to_string();
+    let nonce = clock::uuid();
+    let sig = batch::sign(cfg.key.expose(), body, &ts, &nonce);
+    let mut headers: Vec<(String, String)> = vec![
+        ("Content-Type".into(), "application/json".into()),
+        ("signature".into(), sig.signature.clone()),
+        ("ts".into(), ts),
+        ("nonce".into(), nonce),
+    ];
+    if let Some(keys) = &cfg.apig {
+        let date = crate::protocol::apig::format_sdk_date(clock::now());
+        let extra = apig_headers(keys, &cfg.url, &headers, sig.body_string.as_bytes(), &date)?;
+        headers.extend(extra);
+    }
+    let mut req = http.post(&cfg.url);
+    for (n, v) in &headers {
+        req = req.header(n.as_str(), v.as_str());
+    }
+    let req = req.body(sig.body_string);
+    let delay = job.delay;
+    let handle = std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        match req.send() {
+            Err(e) => Answer::Failed {
+                reached: !e.is_connect(),
+                code: if e.is_timeout() { "timeout" } else { "network" }.into(),
+                reason: error_chain(&e),
+            },
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let mut body = Vec::new();
+                match resp.take(MAX_ANSWER).read_to_end(&mut body) {
+                    Ok(_) => Answer::Http { status, body },
+                    Err(e) => Answer::Failed {
+                        reached: true,
+                        code: "network".into(),
+                        reason: format!("answer cut off: {e}"),
+                    },
+                }
+            }
+        }
+    });
+    Ok(Flight {
+        job,
+        ids,
+        batch_id,
+        handle,
+    })
+}
+
+fn count(rep: &mut SendReport, o: &Outcome) {
+    let (slot, outcome, code) = match o {
+        Outcome::Accepted { code } => (&mut rep.accepted, "accepted", code),
+        Outcome::Rejected { code, .. } => (&mut rep.rejected, "rejected", code),
+        Outcome::Retry { code, .. } => (&mut rep.retry_later, "retry later", code),
+    };
+    *slot += 1;
+    *rep.by_code.entry((outcome, code.clone())).or_default() += 1;
+}
+
 /// Sends every record of `scope`, batch by batch, and stores the outcomes.
 /// `progress` is told how many records were decided (or left for later) so far.
 pub fn send(
@@ -113,160 +216,147 @@ pub fn send(
     let mut batch_size = cfg.batch;
     let mut after_id = 0i64;
     let mut done = 0u64;
-    'batches: loop {
-        let mut batch = journal.next_batch(scope, after_id, batch_size)?;
-        let Some(last) = batch.last() else { break };
-        let first_id = batch[0].id;
-        after_id = last.id;
-        let ids: Vec<i64> = batch.iter().map(|s| s.id).collect();
-        rep.batches += 1;
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let bid = journal.mark_sent(&ids, attempt, &now_s())?;
-            let records: Vec<_> = batch.iter().map(|s| s.record.clone()).collect();
-            let body = batch::body_string(&records, cfg.value_as);
-            let ts = clock::now_ms().to_string();
-            let nonce = clock::uuid();
-            let sig = batch::sign(cfg.key.expose(), body, &ts, &nonce);
-            rep.requests += 1;
-            let mut headers: Vec<(String, String)> = vec![
-                ("Content-Type".into(), "application/json".into()),
-                ("signature".into(), sig.signature.clone()),
-                ("ts".into(), ts.clone()),
-                ("nonce".into(), nonce.clone()),
-            ];
-            if let Some(keys) = &cfg.apig {
-                let date = crate::protocol::apig::format_sdk_date(clock::now());
-                let extra =
-                    apig_headers(keys, &cfg.url, &headers, sig.body_string.as_bytes(), &date)?;
-                headers.extend(extra);
-            }
-            let mut req = http.post(&cfg.url);
-            for (n, v) in &headers {
-                req = req.header(n.as_str(), v.as_str());
-            }
-            let answer = req.body(sig.body_string).send();
-            let (status, verdict, reached) = match answer {
-                Err(e) => {
-                    let reached = !e.is_connect();
-                    let code = if e.is_timeout() { "timeout" } else { "network" };
-                    (
-                        None,
-                        BatchVerdict::Ambiguous {
-                            code: code.into(),
-                            reason: error_chain(&e),
-                        },
-                        reached,
-                    )
-                }
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let mut body = Vec::new();
-                    let read = resp.take(MAX_ANSWER).read_to_end(&mut body);
-                    if let Err(e) = read {
-                        (
-                            Some(status),
-                            BatchVerdict::Ambiguous {
-                                code: "network".into(),
-                                reason: format!("answer cut off: {e}"),
-                            },
-                            true,
-                        )
-                    } else {
-                        let sns: Vec<&str> =
-                            records.iter().map(|r| r.metering_sn.as_str()).collect();
-                        let maybe: Vec<bool> = batch.iter().map(|s| s.maybe_delivered).collect();
-                        let now = clock::now();
-                        let old: Vec<bool> = records
-                            .iter()
-                            .map(|r| {
-                                record::parse_time("begin_time", &r.begin_time)
-                                    .map(|b| now - b > chrono::Duration::days(record::MAX_AGE_DAYS))
-                                    .unwrap_or(false)
-                            })
-                            .collect();
-                        (
-                            Some(status),
-                            batch::classify_response(status, &body, &sns, &maybe, &old),
-                            true,
-                        )
+    let mut flights: std::collections::VecDeque<Flight> = Default::default();
+    let mut retries: std::collections::VecDeque<Job> = Default::default();
+    let mut journal_done = false;
+    // Once set, nothing new is launched; what is in flight is still awaited and stored.
+    let mut stopping = false;
+    loop {
+        while !stopping && flights.len() < DEPTH {
+            let job = match retries.pop_front() {
+                Some(j) => j,
+                None if journal_done => break,
+                None => {
+                    let batch = journal.next_batch(scope, after_id, batch_size)?;
+                    let Some(last) = batch.last() else {
+                        journal_done = true;
+                        break;
+                    };
+                    after_id = last.id;
+                    rep.batches += 1;
+                    Job {
+                        batch,
+                        attempt: 1,
+                        delay: Duration::ZERO,
                     }
                 }
             };
-            match verdict {
-                BatchVerdict::Records(outcomes) => {
-                    journal.apply(bid, &ids, &outcomes, status.unwrap_or(0), &now_s())?;
-                    for o in &outcomes {
-                        match o {
-                            Outcome::Accepted { code } => {
-                                rep.accepted += 1;
-                                *rep.by_code.entry(("accepted", code.clone())).or_default() += 1;
-                            }
-                            Outcome::Rejected { code, .. } => {
-                                rep.rejected += 1;
-                                *rep.by_code.entry(("rejected", code.clone())).or_default() += 1;
-                            }
-                            Outcome::Retry { code, .. } => {
-                                rep.retry_later += 1;
-                                *rep.by_code
-                                    .entry(("retry later", code.clone()))
-                                    .or_default() += 1;
-                            }
-                        }
-                    }
-                    done += ids.len() as u64;
-                    progress(done);
-                    continue 'batches;
+            rep.requests += 1;
+            flights.push_back(launch(journal, &http, cfg, job)?);
+        }
+        let Some(f) = flights.pop_front() else { break };
+        let answer = f.handle.join().unwrap_or_else(|_| Answer::Failed {
+            reached: true,
+            code: "network".into(),
+            reason: "the request thread failed".into(),
+        });
+        let Flight {
+            mut job,
+            ids,
+            batch_id: bid,
+            ..
+        } = f;
+        let (status, verdict, reached) = match answer {
+            Answer::Failed {
+                reached,
+                code,
+                reason,
+            } => (None, BatchVerdict::Ambiguous { code, reason }, reached),
+            Answer::Http { status, body } => {
+                let sns: Vec<&str> = job
+                    .batch
+                    .iter()
+                    .map(|s| s.record.metering_sn.as_str())
+                    .collect();
+                let maybe: Vec<bool> = job.batch.iter().map(|s| s.maybe_delivered).collect();
+                let now = clock::now();
+                let old: Vec<bool> = job
+                    .batch
+                    .iter()
+                    .map(|s| {
+                        record::parse_time("begin_time", &s.record.begin_time)
+                            .map(|b| now - b > chrono::Duration::days(record::MAX_AGE_DAYS))
+                            .unwrap_or(false)
+                    })
+                    .collect();
+                (
+                    Some(status),
+                    batch::classify_response(status, &body, &sns, &maybe, &old),
+                    true,
+                )
+            }
+        };
+        match verdict {
+            BatchVerdict::Records(outcomes) => {
+                journal.apply(bid, &ids, &outcomes, status.unwrap_or(0), &now_s())?;
+                for o in &outcomes {
+                    count(&mut rep, o);
                 }
-                BatchVerdict::Fatal { code, reason } => {
-                    journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
-                    *rep.by_code.entry(("refused", code.clone())).or_default() += ids.len() as u64;
-                    rep.refused = Some(format!("{code}: {reason}"));
-                    return Ok(rep);
-                }
-                BatchVerdict::TooMany => {
-                    journal.mark_refused(
-                        bid,
-                        &ids,
-                        status,
-                        "MKT.9003",
-                        "too many records in one request",
-                        &now_s(),
-                    )?;
-                    if batch_size > MIN_BATCH {
-                        // The 100/1000 limit conflict of the docs: fall back to 100.
-                        batch_size = MIN_BATCH;
-                        after_id = first_id - 1;
-                        continue 'batches;
+                done += ids.len() as u64;
+                progress(done);
+            }
+            BatchVerdict::Fatal { code, reason } => {
+                journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
+                *rep.by_code.entry(("refused", code.clone())).or_default() += ids.len() as u64;
+                rep.refused = Some(format!("{code}: {reason}"));
+                stopping = true;
+            }
+            BatchVerdict::TooMany => {
+                journal.mark_refused(
+                    bid,
+                    &ids,
+                    status,
+                    "MKT.9003",
+                    "too many records in one request",
+                    &now_s(),
+                )?;
+                if job.batch.len() > MIN_BATCH {
+                    // The 100/1000 limit conflict of the docs: fall back to 100.
+                    batch_size = MIN_BATCH;
+                    while !job.batch.is_empty() {
+                        let rest = job.batch.split_off(job.batch.len().min(MIN_BATCH));
+                        retries.push_back(Job {
+                            batch: std::mem::replace(&mut job.batch, rest),
+                            attempt: job.attempt + 1,
+                            delay: Duration::ZERO,
+                        });
                     }
+                } else {
                     rep.refused = Some(format!(
-                        "MKT.9003: the marketplace refuses batches of {batch_size} records"
+                        "MKT.9003: the marketplace refuses batches of {} records",
+                        job.batch.len()
                     ));
-                    return Ok(rep);
+                    stopping = true;
                 }
-                BatchVerdict::Ambiguous { code, reason } => {
-                    if reached {
-                        journal.mark_ambiguous(bid, &ids, status, &code, &reason, &now_s())?;
-                        for s in &mut batch {
-                            s.maybe_delivered = true;
-                        }
-                    } else {
-                        // Not even connected: the request cannot have been stored.
-                        journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
+            }
+            BatchVerdict::Ambiguous { code, reason } => {
+                if reached {
+                    journal.mark_ambiguous(bid, &ids, status, &code, &reason, &now_s())?;
+                    for s in &mut job.batch {
+                        s.maybe_delivered = true;
                     }
-                    *rep.by_code
-                        .entry(("attempt failed", code.clone()))
-                        .or_default() += 1;
-                    if attempt > cfg.retries {
+                } else {
+                    // Not even connected: the request cannot have been stored.
+                    journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
+                }
+                *rep.by_code
+                    .entry(("attempt failed", code.clone()))
+                    .or_default() += 1;
+                if job.attempt > cfg.retries {
+                    if rep.unreachable.is_none() {
                         rep.unreachable = Some(format!(
-                            "{} after {attempt} attempts: {code}: {reason}",
-                            cfg.url
+                            "{} after {} attempts: {code}: {reason}",
+                            cfg.url, job.attempt
                         ));
-                        return Ok(rep);
                     }
+                    stopping = true;
+                } else {
                     let r: f64 = rand::thread_rng().gen();
-                    std::thread::sleep(backoff_delay(cfg.backoff, cfg.max_backoff, attempt, r));
+                    retries.push_back(Job {
+                        delay: backoff_delay(cfg.backoff, cfg.max_backoff, job.attempt, r),
+                        attempt: job.attempt + 1,
+                        batch: job.batch,
+                    });
                 }
             }
         }
