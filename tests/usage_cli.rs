@@ -477,11 +477,12 @@ fn journal_problems_exit_3() {
         .spawn()
         .unwrap();
     let t0 = std::time::Instant::now();
-    while !env.journal.exists()
-        || count(
-            &env.journal,
-            "SELECT count(*) FROM records WHERE state = 'sent'",
-        ) == 0
+    while try_count(
+        &env.journal,
+        "SELECT count(*) FROM records WHERE state = 'sent'",
+    )
+    .unwrap_or(0)
+        == 0
     {
         assert!(t0.elapsed() < std::time::Duration::from_secs(30));
         std::thread::sleep(std::time::Duration::from_millis(20));

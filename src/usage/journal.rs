@@ -414,12 +414,11 @@ impl Journal {
             let mut st = tx
                 .prepare_cached(
                     "UPDATE records SET state = 'sent', attempts = attempts + 1, sent_at = ?2,
-                     last_batch = ?3 WHERE id = ?1",
+                     last_batch = ?3 WHERE id IN (SELECT value FROM json_each(?1))",
                 )
                 .map_err(serr)?;
-            for id in ids {
-                st.execute(params![id, now, batch]).map_err(serr)?;
-            }
+            st.execute(params![id_list(ids), now, batch])
+                .map_err(serr)?;
         }
         tx.commit().map_err(serr)?;
         Ok(batch)
@@ -443,12 +442,11 @@ impl Journal {
             let mut st = tx
                 .prepare_cached(
                     "UPDATE records SET maybe_delivered = 1, last_code = ?2, last_message = ?3
-                     WHERE id = ?1",
+                     WHERE id IN (SELECT value FROM json_each(?1))",
                 )
                 .map_err(serr)?;
-            for id in ids {
-                st.execute(params![id, code, reason]).map_err(serr)?;
-            }
+            st.execute(params![id_list(ids), code, reason])
+                .map_err(serr)?;
         }
         tx.commit().map_err(serr)
     }
@@ -472,12 +470,12 @@ impl Journal {
             let mut st = tx
                 .prepare_cached(
                     "UPDATE records SET state = CASE WHEN maybe_delivered = 1 THEN 'sent'
-                     ELSE 'pending' END, last_code = ?2, last_message = ?3 WHERE id = ?1",
+                     ELSE 'pending' END, last_code = ?2, last_message = ?3
+                     WHERE id IN (SELECT value FROM json_each(?1))",
                 )
                 .map_err(serr)?;
-            for id in ids {
-                st.execute(params![id, code, reason]).map_err(serr)?;
-            }
+            st.execute(params![id_list(ids), code, reason])
+                .map_err(serr)?;
         }
         tx.commit().map_err(serr)
     }
@@ -501,18 +499,23 @@ impl Journal {
                     "UPDATE records SET state = CASE WHEN ?2 = 'pending' AND maybe_delivered = 1
                      THEN 'sent' ELSE ?2 END, last_code = ?3, last_message = ?4,
                      decided_at = CASE WHEN ?2 = 'pending' THEN decided_at ELSE ?5 END
-                     WHERE id = ?1",
+                     WHERE id IN (SELECT value FROM json_each(?1))",
                 )
                 .map_err(serr)?;
+            // One statement per distinct outcome (a batch usually has one or two).
+            let mut groups: BTreeMap<(&str, &str, &str), Vec<i64>> = BTreeMap::new();
             for (id, o) in ids.iter().zip(outcomes) {
-                let (state, code, msg) = match o {
+                let key = match o {
                     Outcome::Accepted { code } => ("accepted", code.as_str(), ""),
                     Outcome::Rejected { code, reason } => {
                         ("rejected", code.as_str(), reason.as_str())
                     }
                     Outcome::Retry { code, reason } => ("pending", code.as_str(), reason.as_str()),
                 };
-                st.execute(params![id, state, code, msg, now])
+                groups.entry(key).or_default().push(*id);
+            }
+            for ((state, code, msg), group) in groups {
+                st.execute(params![id_list(&group), state, code, msg, now])
                     .map_err(serr)?;
             }
         }
@@ -697,6 +700,21 @@ pub struct LastError {
     pub code: String,
     pub message: String,
     pub at: String,
+}
+
+/// Record ids as a JSON array, for `id IN (SELECT value FROM json_each(?))`: one statement
+/// per batch instead of one per record.
+fn id_list(ids: &[i64]) -> String {
+    let mut s = String::with_capacity(ids.len() * 8 + 2);
+    s.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&id.to_string());
+    }
+    s.push(']');
+    s
 }
 
 fn csv_field(v: &str) -> String {

@@ -133,6 +133,16 @@ pub fn count(db: &Path, sql: &str) -> i64 {
     open(db).query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
+/// Like [`count`] for a database another process may still be creating: None until it can.
+pub fn try_count(db: &Path, sql: &str) -> Option<i64> {
+    if !db.exists() {
+        return None;
+    }
+    let c = Connection::open(db).ok()?;
+    c.busy_timeout(Duration::from_secs(1)).ok()?;
+    c.query_row(sql, [], |r| r.get(0)).ok()
+}
+
 /// Every row of every journal table, as text: equal dumps mean an unchanged journal.
 pub fn dump(db: &Path) -> String {
     if !db.exists() {
