@@ -85,6 +85,15 @@ pub fn show(text: &str) -> String {
     }
 }
 
+/// Quotes an input value with [`show`] only when a message is actually written.
+struct ShowLazy<'a>(&'a str);
+
+impl std::fmt::Display for ShowLazy<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&show(self.0))
+    }
+}
+
 /// Parses a time in the API form or RFC 3339 (any offset, converted to UTC).
 pub fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, String> {
     let t = text.trim();
@@ -125,21 +134,31 @@ pub fn parse_api_time(t: &str) -> Option<DateTime<Utc>> {
 
 pub fn format_api_time(t: DateTime<Utc>) -> String {
     use chrono::Datelike;
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    // By hand: three of these per record on every import.
+    let mut b = [0u8; 16];
+    let year = t.year().clamp(0, 9999) as u32;
+    let put = |b: &mut [u8], v: u32, at: usize, width: usize| {
+        let mut v = v;
+        for i in (0..width).rev() {
+            b[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(&mut b, year, 0, 4);
+    put(&mut b, t.month(), 4, 2);
+    put(&mut b, t.day(), 6, 2);
+    b[8] = b'T';
+    put(&mut b, t.hour(), 9, 2);
+    put(&mut b, t.minute(), 11, 2);
+    put(&mut b, t.second(), 13, 2);
+    b[15] = b'Z';
+    String::from_utf8_lossy(&b).into_owned()
 }
 
 /// Checks and normalises usage_value: a plain decimal > 0, at most 4 decimals, Double(12,4).
 pub fn normalize_value(text: &str) -> Result<String, String> {
     let v = text.trim();
-    let text = show(text);
+    let text = ShowLazy(text);
     let rule = "must be a decimal number > 0 with at most 4 decimals and at most 8 digits before the point";
     if v.is_empty() {
         return Err(format!("usage_value {text}: empty ({rule})"));
