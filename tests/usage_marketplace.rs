@@ -124,15 +124,30 @@ fn signature_batch_and_per_record_rules() {
     ];
     let (s, v) = post(&server, &batch(records), KEY);
     assert_eq!((s, v["error_code"].as_str()), (200, Some("MKT.0000")));
-    let codes: Vec<&str> = v["results"]
+    // Listed: the records not accepted, in batch order, with their codes.
+    let codes: Vec<(&str, &str)> = v["results"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["result_code"].as_str().unwrap())
+        .map(|r| {
+            (
+                r["metering_sn"].as_str().unwrap(),
+                r["result_code"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         codes,
-        ["000", "002", "003", "004", "001", "011", "011", "005", "010", "000"]
+        [
+            ("b", "002"),
+            ("c", "003"),
+            ("", "004"),
+            ("d", "001"),
+            ("e", "011"),
+            ("f", "011"),
+            ("a", "005"),
+            ("g", "010")
+        ]
     );
     assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 2);
     assert_eq!(

@@ -5,8 +5,8 @@
 //! 9002, 9003, 9004), then each record, and keeps the accepted ones in `usage_records`
 //! (first wins: a second record with the same metering_sn, or the same instance_id +
 //! begin_time + end_time, is refused and not stored). The real API answers only for the
-//! batch; the stand-in adds a `results` list with a per-record code (its own convention,
-//! docs/usage.md). Faults (`--fault`): `5xx[=N]`, `slow[=MS]`, `drop-after-store[=N]`,
+//! batch; the stand-in adds a `results` list with a per-record code for every record it did
+//! not accept (its own convention, docs/usage.md). Faults (`--fault`): `5xx[=N]`, `slow[=MS]`, `drop-after-store[=N]`,
 //! `partial-rejects[=N]`, `batch-limit[=N]`.
 
 use super::Marketplace;
@@ -200,7 +200,10 @@ fn handle(m: &Marketplace, req: &Request, n: u64) -> Response {
     };
     let mut out = String::with_capacity(records.len() * 70 + 64);
     out.push_str("{\"error_code\":\"MKT.0000\",\"error_msg\":\"success\",\"results\":[");
-    for (i, (sn, code, msg)) in results.iter().enumerate() {
+    // Only the records not accepted are listed (an absent record was accepted): the answer
+    // stays small, like the real API's, when a batch goes through.
+    let listed = results.iter().filter(|(_, code, _)| *code != "000");
+    for (i, (sn, code, msg)) in listed.enumerate() {
         if i > 0 {
             out.push(',');
         }

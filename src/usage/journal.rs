@@ -74,6 +74,8 @@ pub const STATES: [&str; 4] = ["pending", "sent", "accepted", "rejected"];
 pub struct Journal {
     conn: Connection,
     pub path: PathBuf,
+    /// The current `PRAGMA synchronous` is FULL.
+    full_sync: bool,
 }
 
 /// The journal file: `--journal`, else `CSM_JOURNAL` (clap reads it), else the data dir.
@@ -177,6 +179,7 @@ impl Journal {
         Ok(Journal {
             conn,
             path: path.to_path_buf(),
+            full_sync: true,
         })
     }
 
@@ -204,6 +207,21 @@ impl Journal {
         }
     }
 
+    /// FULL syncs the WAL at every commit; NORMAL leaves it to the next FULL commit (the WAL
+    /// is append-only, so that sync covers everything before it). Commits that must be on
+    /// disk before a request leaves (`mark_sent`, imports) use FULL; outcomes use NORMAL: if
+    /// one is lost with the power, its records are still `sent` and a replay settles them.
+    fn set_sync(&mut self, full: bool) -> Result<()> {
+        if self.full_sync != full {
+            let v = if full { "FULL" } else { "NORMAL" };
+            self.conn
+                .pragma_update(None, "synchronous", v)
+                .map_err(|e| self.err(e))?;
+            self.full_sync = full;
+        }
+        Ok(())
+    }
+
     fn err(&self, e: impl std::fmt::Display) -> CsmError {
         storage(&self.path, e)
     }
@@ -219,6 +237,7 @@ impl Journal {
         billing: Billing,
         commit: bool,
     ) -> Result<ImportReport> {
+        self.set_sync(true)?;
         let path = self.path.clone();
         let serr = |e: rusqlite::Error| storage(&path, e);
         let tx = self.conn.transaction().map_err(serr)?;
@@ -401,6 +420,7 @@ impl Journal {
     /// Before a request leaves: the batch is recorded and its records become `sent`.
     /// Committed (synced) first, so a crash after this point is seen as "maybe delivered".
     pub fn mark_sent(&mut self, ids: &[i64], attempt: u32, now: &str) -> Result<i64> {
+        self.set_sync(true)?;
         let path = self.path.clone();
         let serr = |e: rusqlite::Error| storage(&path, e);
         let tx = self.conn.transaction().map_err(serr)?;
@@ -434,6 +454,7 @@ impl Journal {
         reason: &str,
         now: &str,
     ) -> Result<()> {
+        self.set_sync(false)?;
         let path = self.path.clone();
         let serr = |e: rusqlite::Error| storage(&path, e);
         let tx = self.conn.transaction().map_err(serr)?;
@@ -461,6 +482,7 @@ impl Journal {
         reason: &str,
         now: &str,
     ) -> Result<()> {
+        self.set_sync(false)?;
         let path = self.path.clone();
         let serr = |e: rusqlite::Error| storage(&path, e);
         let tx = self.conn.transaction().map_err(serr)?;
@@ -489,6 +511,7 @@ impl Journal {
         http_status: u16,
         now: &str,
     ) -> Result<()> {
+        self.set_sync(false)?;
         let path = self.path.clone();
         let serr = |e: rusqlite::Error| storage(&path, e);
         let tx = self.conn.transaction().map_err(serr)?;
