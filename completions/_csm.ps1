@@ -176,25 +176,67 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;send' {
+            [CompletionResult]::new('--scene', '--scene', [CompletionResultType]::ParameterName, 'Scene or status for activities that have one (RENEWAL, FREEZE, ...)')
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'The production address, e.g. https://isv.example.com/produce')
+            [CompletionResult]::new('--protocol', '--protocol', [CompletionResultType]::ParameterName, 'protocol')
+            [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'key-file')
+            [CompletionResult]::new('--kit-key-file', '--kit-key-file', [CompletionResultType]::ParameterName, 'kit-key-file')
+            [CompletionResult]::new('--license-key-file', '--license-key-file', [CompletionResultType]::ParameterName, 'license-key-file')
+            [CompletionResult]::new('--set', '--set', [CompletionResultType]::ParameterName, 'Override a field: `--set instanceId=abc`, nested `--set a.b=c`; JSON for integer, array and object fields. Repeatable')
+            [CompletionResult]::new('--unset', '--unset', [CompletionResultType]::ParameterName, 'Leave a field out. Repeatable')
+            [CompletionResult]::new('--body', '--body', [CompletionResultType]::ParameterName, 'Start from this JSON object instead of generated values')
+            [CompletionResult]::new('--expect-code', '--expect-code', [CompletionResultType]::ParameterName, 'The resultCode the reply should carry')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Time budget, e.g. 5s or 1500ms')
+            [CompletionResult]::new('--users', '--users', [CompletionResultType]::ParameterName, 'Users generated for authSync (at most 500 per call)')
+            [CompletionResult]::new('--license-inner', '--license-inner', [CompletionResultType]::ParameterName, 'Inner step of the License 2.0 signature (decision 5)')
+            [CompletionResult]::new('--ca-file', '--ca-file', [CompletionResultType]::ParameterName, 'Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('--allow-unknown', '--allow-unknown', [CompletionResultType]::ParameterName, 'Accept fields and values the catalog does not list')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print the request without sending it')
+            [CompletionResult]::new('--curl', '--curl', [CompletionResultType]::ParameterName, 'Print an equivalent curl command')
+            [CompletionResult]::new('--debug-page', '--debug-page', [CompletionResultType]::ParameterName, 'Use the debugging page''s 20 s budget')
+            [CompletionResult]::new('--kit-path-full', '--kit-path-full', [CompletionResultType]::ParameterName, 'Append Kit paths to the full address instead of its origin')
+            [CompletionResult]::new('--no-test-flag', '--no-test-flag', [CompletionResultType]::ParameterName, 'Send without testFlag (as a live call). Only for endpoints you own')
+            [CompletionResult]::new('--require-body-sign', '--require-body-sign', [CompletionResultType]::ParameterName, 'Require a valid Body-Sign on V2 replies too (V1 always requires it)')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask before sending to a non-loopback address')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask before sending to a non-loopback address')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
             [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
         'csm;test-endpoint' {
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'The production address under test, e.g. https://isv.example.com/produce')
+            [CompletionResult]::new('--protocol', '--protocol', [CompletionResultType]::ParameterName, 'Protocol of the basic interfaces (default: the profile''s, else v2)')
+            [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'The key bound to the basic interfaces')
+            [CompletionResult]::new('--kit-key-file', '--kit-key-file', [CompletionResultType]::ParameterName, 'The Kit key; the Kit interfaces are tested when it is given')
+            [CompletionResult]::new('--license-key-file', '--license-key-file', [CompletionResultType]::ParameterName, 'The License key; the License callbacks are tested when it is given (V2 scheme)')
+            [CompletionResult]::new('--suite', '--suite', [CompletionResultType]::ParameterName, 'Suites to run (repeatable or comma-separated; default all)')
+            [CompletionResult]::new('--junit', '--junit', [CompletionResultType]::ParameterName, 'Write a JUnit XML report to FILE (for CI)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Time budget per call, e.g. 5s or 1500ms (production: 5 s)')
+            [CompletionResult]::new('--users', '--users', [CompletionResultType]::ParameterName, 'Users per authSync call (at most 500)')
+            [CompletionResult]::new('--license-inner', '--license-inner', [CompletionResultType]::ParameterName, 'Inner step of the License 2.0 signature (decision 5)')
+            [CompletionResult]::new('--ca-file', '--ca-file', [CompletionResultType]::ParameterName, 'Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA')
+            [CompletionResult]::new('--fault', '--fault', [CompletionResultType]::ParameterName, 'With --demo: make the reference merchant wrong on purpose (see `csm serve merchant --help`)')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('--debug-page', '--debug-page', [CompletionResultType]::ParameterName, 'Use the debugging page''s 20 s budget instead of the production 5 s (decision 8)')
+            [CompletionResult]::new('--kit-path-full', '--kit-path-full', [CompletionResultType]::ParameterName, 'Append Kit paths to the full address instead of its origin (decision 7)')
+            [CompletionResult]::new('--no-test-flag', '--no-test-flag', [CompletionResultType]::ParameterName, 'Send calls without testFlag (as live orders). Only for endpoints you own')
+            [CompletionResult]::new('--require-body-sign', '--require-body-sign', [CompletionResultType]::ParameterName, 'Require a valid Body-Sign on V2 replies too (V1 always requires it; decision 4)')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask before calling a non-loopback address')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask before calling a non-loopback address')
+            [CompletionResult]::new('--demo', '--demo', [CompletionResultType]::ParameterName, 'Start the reference merchant on a free loopback port and test it (v2 with Kit and License, then v1 with Kit), with keys made for the run')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
             [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
@@ -215,13 +257,25 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;serve;merchant' {
+            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address to listen on; port 0 picks a free port (printed on the first line)')
+            [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'The key bound to the basic interfaces (V1 or V2 basic, orderNotify)')
+            [CompletionResult]::new('--kit-key-file', '--kit-key-file', [CompletionResultType]::ParameterName, 'The key bound to the Kit (joint-operation sync) interfaces')
+            [CompletionResult]::new('--license-key-file', '--license-key-file', [CompletionResultType]::ParameterName, 'The key bound to the License delivery interface')
+            [CompletionResult]::new('--protocol', '--protocol', [CompletionResultType]::ParameterName, 'Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken)')
+            [CompletionResult]::new('--fault', '--fault', [CompletionResultType]::ParameterName, 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case, wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption')
+            [CompletionResult]::new('--fault-delay', '--fault-delay', [CompletionResultType]::ParameterName, 'How long the `slow` fault waits before answering, in milliseconds')
+            [CompletionResult]::new('--window', '--window', [CompletionResultType]::ParameterName, 'Replay window for V2 timestamps, in seconds')
+            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'SQLite file for instances, license codes and Kit records (in memory when absent)')
+            [CompletionResult]::new('--record', '--record', [CompletionResultType]::ParameterName, 'Append every received request, raw, to FILE as JSON lines (for auditing signatures)')
+            [CompletionResult]::new('--license-inner', '--license-inner', [CompletionResultType]::ParameterName, 'Inner step expected in License 2.0 signatures (decision 5)')
+            [CompletionResult]::new('--threads', '--threads', [CompletionResultType]::ParameterName, 'Worker threads')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
             [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
@@ -236,6 +290,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'SQLite state file (accepted usage in table usage_records); in memory when absent')
             [CompletionResult]::new('--fault', '--fault', [CompletionResultType]::ParameterName, 'Misbehave on purpose (repeatable)')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('--license-plain-sha256', '--license-plain-sha256', [CompletionResultType]::ParameterName, 'Sign License callbacks with the plain SHA-256 inner step instead of the keyed HMAC (a third-party reading of the recipe; spec decision 5)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
@@ -271,6 +326,148 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('keygen', 'keygen', [CompletionResultType]::ParameterValue, 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub')
+            [CompletionResult]::new('gen', 'gen', [CompletionResultType]::ParameterValue, 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes')
+            [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Decode a code or license file and show every field (the signature only if keys are given)')
+            [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...')
+            [CompletionResult]::new('activate', 'activate', [CompletionResultType]::ParameterValue, 'Activate a marketplace license code (open API, AK/SK-signed)')
+            [CompletionResult]::new('heartbeat', 'heartbeat', [CompletionResultType]::ParameterValue, 'Query a marketplace license code''s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'csm;license;keygen' {
+            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Private key file to write (0600); the public key goes to FILE.pub')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Replace existing key files')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'csm;license;gen' {
+            [CompletionResult]::new('--private-key', '--private-key', [CompletionResultType]::ParameterName, 'Private key file from `csm license keygen`')
+            [CompletionResult]::new('--product', '--product', [CompletionResultType]::ParameterName, 'Product id the license is for')
+            [CompletionResult]::new('--sku', '--sku', [CompletionResultType]::ParameterName, 'SKU (skuCode)')
+            [CompletionResult]::new('--customer', '--customer', [CompletionResultType]::ParameterName, 'Customer or instance id')
+            [CompletionResult]::new('--expires', '--expires', [CompletionResultType]::ParameterName, 'Last valid day, YYYY-MM-DD (UTC), or `never`')
+            [CompletionResult]::new('--issued', '--issued', [CompletionResultType]::ParameterName, 'Issue day, YYYY-MM-DD (UTC); today by default')
+            [CompletionResult]::new('--features', '--features', [CompletionResultType]::ParameterName, 'Feature names, comma-separated')
+            [CompletionResult]::new('--seats', '--seats', [CompletionResultType]::ParameterName, 'Seats; 0 means not limited')
+            [CompletionResult]::new('--grace-days', '--grace-days', [CompletionResultType]::ParameterName, 'Days after expiry during which the license is still accepted (valid-in-grace)')
+            [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'How many licenses to make')
+            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Write the batch to FILE (CSV or JSON lines) instead of printing one per line')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Batch file format; by default from the --out extension (.csv, else JSON lines)')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('--short', '--short', [CompletionResultType]::ParameterName, 'Short code of at most 64 characters, for a marketplace license field. It trades away public verification (checking it needs the private key file) and does not carry the SKU, customer or features (the product only as a 4-byte digest)')
+            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'A license file (JSON with a detached signature) instead of a typeable code')
+            [CompletionResult]::new('--marketplace', '--marketplace', [CompletionResultType]::ParameterName, 'Codes shaped like the marketplace''s (`PL` + 30 symbols), for test callbacks; unsigned')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'csm;license;inspect' {
+            [CompletionResult]::new('--public-key', '--public-key', [CompletionResultType]::ParameterName, 'Public key file(s): also check the signature')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'csm;license;validate' {
+            [CompletionResult]::new('--public-key', '--public-key', [CompletionResultType]::ParameterName, 'Public key file(s) to trust; keep rotated-out keys here so their licenses stay valid')
+            [CompletionResult]::new('--private-key', '--private-key', [CompletionResultType]::ParameterName, 'Private key file(s): needed only for short codes')
+            [CompletionResult]::new('--at', '--at', [CompletionResultType]::ParameterName, 'Judge as of this day (YYYY-MM-DD or RFC 3339, UTC) instead of today')
+            [CompletionResult]::new('--revoked', '--revoked', [CompletionResultType]::ParameterName, 'Revocation list: one license id (16 hex digits) or code per line, `#` comments')
+            [CompletionResult]::new('--product', '--product', [CompletionResultType]::ParameterName, 'Refuse licenses issued for another product')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'csm;license;activate' {
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Base URL of the marketplace open APIs [default: https://mkt.myhuaweicloud.com]')
+            [CompletionResult]::new('--ak', '--ak', [CompletionResultType]::ParameterName, 'API Gateway access key id (AK)')
+            [CompletionResult]::new('--sk-file', '--sk-file', [CompletionResultType]::ParameterName, 'File holding the API Gateway secret key (SK); or set CSM_SK')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for the answer')
+            [CompletionResult]::new('--real-effect-time', '--real-effect-time', [CompletionResultType]::ParameterName, 'When the software actually started, UTC yyyyMMddHHmmss (real_effect_time)')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'csm;license;heartbeat' {
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Base URL of the marketplace open APIs [default: https://mkt.myhuaweicloud.com]')
+            [CompletionResult]::new('--ak', '--ak', [CompletionResultType]::ParameterName, 'API Gateway access key id (AK)')
+            [CompletionResult]::new('--sk-file', '--sk-file', [CompletionResultType]::ParameterName, 'File holding the API Gateway secret key (SK); or set CSM_SK')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for the answer')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'csm;license;help' {
+            [CompletionResult]::new('keygen', 'keygen', [CompletionResultType]::ParameterValue, 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub')
+            [CompletionResult]::new('gen', 'gen', [CompletionResultType]::ParameterValue, 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes')
+            [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Decode a code or license file and show every field (the signature only if keys are given)')
+            [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...')
+            [CompletionResult]::new('activate', 'activate', [CompletionResultType]::ParameterValue, 'Activate a marketplace license code (open API, AK/SK-signed)')
+            [CompletionResult]::new('heartbeat', 'heartbeat', [CompletionResultType]::ParameterValue, 'Query a marketplace license code''s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'csm;license;help;keygen' {
+            break
+        }
+        'csm;license;help;gen' {
+            break
+        }
+        'csm;license;help;inspect' {
+            break
+        }
+        'csm;license;help;validate' {
+            break
+        }
+        'csm;license;help;activate' {
+            break
+        }
+        'csm;license;help;heartbeat' {
+            break
+        }
+        'csm;license;help;help' {
             break
         }
         'csm;usage' {
@@ -497,6 +694,30 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;help;license' {
+            [CompletionResult]::new('keygen', 'keygen', [CompletionResultType]::ParameterValue, 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub')
+            [CompletionResult]::new('gen', 'gen', [CompletionResultType]::ParameterValue, 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes')
+            [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Decode a code or license file and show every field (the signature only if keys are given)')
+            [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...')
+            [CompletionResult]::new('activate', 'activate', [CompletionResultType]::ParameterValue, 'Activate a marketplace license code (open API, AK/SK-signed)')
+            [CompletionResult]::new('heartbeat', 'heartbeat', [CompletionResultType]::ParameterValue, 'Query a marketplace license code''s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE')
+            break
+        }
+        'csm;help;license;keygen' {
+            break
+        }
+        'csm;help;license;gen' {
+            break
+        }
+        'csm;help;license;inspect' {
+            break
+        }
+        'csm;help;license;validate' {
+            break
+        }
+        'csm;help;license;activate' {
+            break
+        }
+        'csm;help;license;heartbeat' {
             break
         }
         'csm;help;usage' {

@@ -161,24 +161,66 @@ set edit:completion:arg-completer[csm] = {|@words|
         &'csm;crypto;help;help'= {
         }
         &'csm;send'= {
+            cand --scene 'Scene or status for activities that have one (RENEWAL, FREEZE, ...)'
+            cand --endpoint 'The production address, e.g. https://isv.example.com/produce'
+            cand --protocol 'protocol'
+            cand --key-file 'key-file'
+            cand --kit-key-file 'kit-key-file'
+            cand --license-key-file 'license-key-file'
+            cand --set 'Override a field: `--set instanceId=abc`, nested `--set a.b=c`; JSON for integer, array and object fields. Repeatable'
+            cand --unset 'Leave a field out. Repeatable'
+            cand --body 'Start from this JSON object instead of generated values'
+            cand --expect-code 'The resultCode the reply should carry'
+            cand --timeout 'Time budget, e.g. 5s or 1500ms'
+            cand --users 'Users generated for authSync (at most 500 per call)'
+            cand --license-inner 'Inner step of the License 2.0 signature (decision 5)'
+            cand --ca-file 'Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --allow-unknown 'Accept fields and values the catalog does not list'
+            cand --dry-run 'Print the request without sending it'
+            cand --curl 'Print an equivalent curl command'
+            cand --debug-page 'Use the debugging page''s 20 s budget'
+            cand --kit-path-full 'Append Kit paths to the full address instead of its origin'
+            cand --no-test-flag 'Send without testFlag (as a live call). Only for endpoints you own'
+            cand --require-body-sign 'Require a valid Body-Sign on V2 replies too (V1 always requires it)'
+            cand -y 'Do not ask before sending to a non-loopback address'
+            cand --yes 'Do not ask before sending to a non-loopback address'
             cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
             cand -q 'Print nothing on stdout but the result itself'
             cand --quiet 'Print nothing on stdout but the result itself'
             cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
         &'csm;test-endpoint'= {
+            cand --endpoint 'The production address under test, e.g. https://isv.example.com/produce'
+            cand --protocol 'Protocol of the basic interfaces (default: the profile''s, else v2)'
+            cand --key-file 'The key bound to the basic interfaces'
+            cand --kit-key-file 'The Kit key; the Kit interfaces are tested when it is given'
+            cand --license-key-file 'The License key; the License callbacks are tested when it is given (V2 scheme)'
+            cand --suite 'Suites to run (repeatable or comma-separated; default all)'
+            cand --junit 'Write a JUnit XML report to FILE (for CI)'
+            cand --timeout 'Time budget per call, e.g. 5s or 1500ms (production: 5 s)'
+            cand --users 'Users per authSync call (at most 500)'
+            cand --license-inner 'Inner step of the License 2.0 signature (decision 5)'
+            cand --ca-file 'Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA'
+            cand --fault 'With --demo: make the reference merchant wrong on purpose (see `csm serve merchant --help`)'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --debug-page 'Use the debugging page''s 20 s budget instead of the production 5 s (decision 8)'
+            cand --kit-path-full 'Append Kit paths to the full address instead of its origin (decision 7)'
+            cand --no-test-flag 'Send calls without testFlag (as live orders). Only for endpoints you own'
+            cand --require-body-sign 'Require a valid Body-Sign on V2 replies too (V1 always requires it; decision 4)'
+            cand -y 'Do not ask before calling a non-loopback address'
+            cand --yes 'Do not ask before calling a non-loopback address'
+            cand --demo 'Start the reference merchant on a free loopback port and test it (v2 with Kit and License, then v1 with Kit), with keys made for the run'
             cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
             cand -q 'Print nothing on stdout but the result itself'
             cand --quiet 'Print nothing on stdout but the result itself'
             cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
@@ -197,13 +239,25 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'csm;serve;merchant'= {
+            cand --listen 'Address to listen on; port 0 picks a free port (printed on the first line)'
+            cand --key-file 'The key bound to the basic interfaces (V1 or V2 basic, orderNotify)'
+            cand --kit-key-file 'The key bound to the Kit (joint-operation sync) interfaces'
+            cand --license-key-file 'The key bound to the License delivery interface'
+            cand --protocol 'Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken)'
+            cand --fault 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case, wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption'
+            cand --fault-delay 'How long the `slow` fault waits before answering, in milliseconds'
+            cand --window 'Replay window for V2 timestamps, in seconds'
+            cand --state 'SQLite file for instances, license codes and Kit records (in memory when absent)'
+            cand --record 'Append every received request, raw, to FILE as JSON lines (for auditing signatures)'
+            cand --license-inner 'Inner step expected in License 2.0 signatures (decision 5)'
+            cand --threads 'Worker threads'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
             cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
             cand -q 'Print nothing on stdout but the result itself'
             cand --quiet 'Print nothing on stdout but the result itself'
             cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
@@ -217,6 +271,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --state 'SQLite state file (accepted usage in table usage_records); in memory when absent'
             cand --fault 'Misbehave on purpose (repeatable)'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --license-plain-sha256 'Sign License callbacks with the plain SHA-256 inner step instead of the keyed HMAC (a third-party reading of the recipe; spec decision 5)'
             cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
             cand -q 'Print nothing on stdout but the result itself'
             cand --quiet 'Print nothing on stdout but the result itself'
@@ -247,6 +302,134 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
+            cand keygen 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub'
+            cand gen 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'
+            cand inspect 'Decode a code or license file and show every field (the signature only if keys are given)'
+            cand validate 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
+            cand activate 'Activate a marketplace license code (open API, AK/SK-signed)'
+            cand heartbeat 'Query a marketplace license code''s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'csm;license;keygen'= {
+            cand --out 'Private key file to write (0600); the public key goes to FILE.pub'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --force 'Replace existing key files'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;license;gen'= {
+            cand --private-key 'Private key file from `csm license keygen`'
+            cand --product 'Product id the license is for'
+            cand --sku 'SKU (skuCode)'
+            cand --customer 'Customer or instance id'
+            cand --expires 'Last valid day, YYYY-MM-DD (UTC), or `never`'
+            cand --issued 'Issue day, YYYY-MM-DD (UTC); today by default'
+            cand --features 'Feature names, comma-separated'
+            cand --seats 'Seats; 0 means not limited'
+            cand --grace-days 'Days after expiry during which the license is still accepted (valid-in-grace)'
+            cand --count 'How many licenses to make'
+            cand --out 'Write the batch to FILE (CSV or JSON lines) instead of printing one per line'
+            cand --format 'Batch file format; by default from the --out extension (.csv, else JSON lines)'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --short 'Short code of at most 64 characters, for a marketplace license field. It trades away public verification (checking it needs the private key file) and does not carry the SKU, customer or features (the product only as a 4-byte digest)'
+            cand --file 'A license file (JSON with a detached signature) instead of a typeable code'
+            cand --marketplace 'Codes shaped like the marketplace''s (`PL` + 30 symbols), for test callbacks; unsigned'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;license;inspect'= {
+            cand --public-key 'Public key file(s): also check the signature'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;license;validate'= {
+            cand --public-key 'Public key file(s) to trust; keep rotated-out keys here so their licenses stay valid'
+            cand --private-key 'Private key file(s): needed only for short codes'
+            cand --at 'Judge as of this day (YYYY-MM-DD or RFC 3339, UTC) instead of today'
+            cand --revoked 'Revocation list: one license id (16 hex digits) or code per line, `#` comments'
+            cand --product 'Refuse licenses issued for another product'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;license;activate'= {
+            cand --endpoint 'Base URL of the marketplace open APIs [default: https://mkt.myhuaweicloud.com]'
+            cand --ak 'API Gateway access key id (AK)'
+            cand --sk-file 'File holding the API Gateway secret key (SK); or set CSM_SK'
+            cand --timeout 'Seconds to wait for the answer'
+            cand --real-effect-time 'When the software actually started, UTC yyyyMMddHHmmss (real_effect_time)'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;license;heartbeat'= {
+            cand --endpoint 'Base URL of the marketplace open APIs [default: https://mkt.myhuaweicloud.com]'
+            cand --ak 'API Gateway access key id (AK)'
+            cand --sk-file 'File holding the API Gateway secret key (SK); or set CSM_SK'
+            cand --timeout 'Seconds to wait for the answer'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;license;help'= {
+            cand keygen 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub'
+            cand gen 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'
+            cand inspect 'Decode a code or license file and show every field (the signature only if keys are given)'
+            cand validate 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
+            cand activate 'Activate a marketplace license code (open API, AK/SK-signed)'
+            cand heartbeat 'Query a marketplace license code''s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'csm;license;help;keygen'= {
+        }
+        &'csm;license;help;gen'= {
+        }
+        &'csm;license;help;inspect'= {
+        }
+        &'csm;license;help;validate'= {
+        }
+        &'csm;license;help;activate'= {
+        }
+        &'csm;license;help;heartbeat'= {
+        }
+        &'csm;license;help;help'= {
         }
         &'csm;usage'= {
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
@@ -445,6 +628,24 @@ set edit:completion:arg-completer[csm] = {|@words|
         &'csm;help;serve;marketplace'= {
         }
         &'csm;help;license'= {
+            cand keygen 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub'
+            cand gen 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'
+            cand inspect 'Decode a code or license file and show every field (the signature only if keys are given)'
+            cand validate 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
+            cand activate 'Activate a marketplace license code (open API, AK/SK-signed)'
+            cand heartbeat 'Query a marketplace license code''s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
+        }
+        &'csm;help;license;keygen'= {
+        }
+        &'csm;help;license;gen'= {
+        }
+        &'csm;help;license;inspect'= {
+        }
+        &'csm;help;license;validate'= {
+        }
+        &'csm;help;license;activate'= {
+        }
+        &'csm;help;license;heartbeat'= {
         }
         &'csm;help;usage'= {
             cand validate 'Check a file against every local rule (nothing is journaled or sent)'

@@ -131,17 +131,65 @@ complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcomma
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from help" -f -a "encrypt" -d 'Encrypt VALUE: prints the 16-character IV followed by Base64'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from help" -f -a "decrypt" -d 'Decrypt VALUE (IV prefix + Base64): prints the plaintext'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c csm -n "__fish_csm_using_subcommand send" -l scene -d 'Scene or status for activities that have one (RENEWAL, FREEZE, ...)' -r
+complete -c csm -n "__fish_csm_using_subcommand send" -l endpoint -d 'The production address, e.g. https://isv.example.com/produce' -r
+complete -c csm -n "__fish_csm_using_subcommand send" -l protocol -r -f -a "v1\t''
+v2\t''"
+complete -c csm -n "__fish_csm_using_subcommand send" -l key-file -r -F
+complete -c csm -n "__fish_csm_using_subcommand send" -l kit-key-file -r -F
+complete -c csm -n "__fish_csm_using_subcommand send" -l license-key-file -r -F
+complete -c csm -n "__fish_csm_using_subcommand send" -l set -d 'Override a field: `--set instanceId=abc`, nested `--set a.b=c`; JSON for integer, array and object fields. Repeatable' -r
+complete -c csm -n "__fish_csm_using_subcommand send" -l unset -d 'Leave a field out. Repeatable' -r
+complete -c csm -n "__fish_csm_using_subcommand send" -l body -d 'Start from this JSON object instead of generated values' -r -F
+complete -c csm -n "__fish_csm_using_subcommand send" -l expect-code -d 'The resultCode the reply should carry' -r
+complete -c csm -n "__fish_csm_using_subcommand send" -l timeout -d 'Time budget, e.g. 5s or 1500ms' -r
+complete -c csm -n "__fish_csm_using_subcommand send" -l users -d 'Users generated for authSync (at most 500 per call)' -r
+complete -c csm -n "__fish_csm_using_subcommand send" -l license-inner -d 'Inner step of the License 2.0 signature (decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
+plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
+complete -c csm -n "__fish_csm_using_subcommand send" -l ca-file -d 'Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA' -r -F
 complete -c csm -n "__fish_csm_using_subcommand send" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand send" -l allow-unknown -d 'Accept fields and values the catalog does not list'
+complete -c csm -n "__fish_csm_using_subcommand send" -l dry-run -d 'Print the request without sending it'
+complete -c csm -n "__fish_csm_using_subcommand send" -l curl -d 'Print an equivalent curl command'
+complete -c csm -n "__fish_csm_using_subcommand send" -l debug-page -d 'Use the debugging page\'s 20 s budget'
+complete -c csm -n "__fish_csm_using_subcommand send" -l kit-path-full -d 'Append Kit paths to the full address instead of its origin'
+complete -c csm -n "__fish_csm_using_subcommand send" -l no-test-flag -d 'Send without testFlag (as a live call). Only for endpoints you own'
+complete -c csm -n "__fish_csm_using_subcommand send" -l require-body-sign -d 'Require a valid Body-Sign on V2 replies too (V1 always requires it)'
+complete -c csm -n "__fish_csm_using_subcommand send" -s y -l yes -d 'Do not ask before sending to a non-loopback address'
 complete -c csm -n "__fish_csm_using_subcommand send" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand send" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand send" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
-complete -c csm -n "__fish_csm_using_subcommand send" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c csm -n "__fish_csm_using_subcommand send" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l endpoint -d 'The production address under test, e.g. https://isv.example.com/produce' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l protocol -d 'Protocol of the basic interfaces (default: the profile\'s, else v2)' -r -f -a "v1\t''
+v2\t''"
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l key-file -d 'The key bound to the basic interfaces' -r -F
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l kit-key-file -d 'The Kit key; the Kit interfaces are tested when it is given' -r -F
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l license-key-file -d 'The License key; the License callbacks are tested when it is given (V2 scheme)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l suite -d 'Suites to run (repeatable or comma-separated; default all)' -r -f -a "lifecycle\t''
+idempotency\t''
+negative\t''
+dial\t''
+readiness\t''"
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l junit -d 'Write a JUnit XML report to FILE (for CI)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l timeout -d 'Time budget per call, e.g. 5s or 1500ms (production: 5 s)' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l users -d 'Users per authSync call (at most 500)' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l license-inner -d 'Inner step of the License 2.0 signature (decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
+plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l ca-file -d 'Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA' -r -F
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l fault -d 'With --demo: make the reference merchant wrong on purpose (see `csm serve merchant --help`)' -r
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l debug-page -d 'Use the debugging page\'s 20 s budget instead of the production 5 s (decision 8)'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l kit-path-full -d 'Append Kit paths to the full address instead of its origin (decision 7)'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l no-test-flag -d 'Send calls without testFlag (as live orders). Only for endpoints you own'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l require-body-sign -d 'Require a valid Body-Sign on V2 replies too (V1 always requires it; decision 4)'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s y -l yes -d 'Do not ask before calling a non-loopback address'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l demo -d 'Start the reference merchant on a free loopback port and test it (v2 with Kit and License, then v1 with Kit), with keys made for the run'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
-complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
@@ -152,11 +200,25 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subco
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -f -a "merchant" -d 'A reference merchant endpoint: verifies every callback and answers as the spec says'
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -f -a "marketplace" -d 'A stand-in marketplace: usage push and license open APIs, and License callbacks'
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l listen -d 'Address to listen on; port 0 picks a free port (printed on the first line)' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l key-file -d 'The key bound to the basic interfaces (V1 or V2 basic, orderNotify)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l kit-key-file -d 'The key bound to the Kit (joint-operation sync) interfaces' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l license-key-file -d 'The key bound to the License delivery interface' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l protocol -d 'Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken)' -r -f -a "v1\t''
+v2\t''"
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault -d 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case, wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault-delay -d 'How long the `slow` fault waits before answering, in milliseconds' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l window -d 'Replay window for V2 timestamps, in seconds' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l state -d 'SQLite file for instances, license codes and Kit records (in memory when absent)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l record -d 'Append every received request, raw, to FILE as JSON lines (for auditing signatures)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l license-inner -d 'Inner step expected in License 2.0 signatures (decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
+plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l threads -d 'Worker threads' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
-complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l listen -d 'Address to listen on; port 0 picks a free port (printed on start)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l key-file -d 'The seller key bound to the basic interfaces: verifies usage push signatures' -r -F
@@ -167,6 +229,7 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l state -d 'SQLite state file (accepted usage in table usage_records); in memory when absent' -r -F
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l fault -d 'Misbehave on purpose (repeatable)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l license-plain-sha256 -d 'Sign License callbacks with the plain SHA-256 inner step instead of the keyed HMAC (a third-party reading of the recipe; spec decision 5)'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -175,12 +238,95 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from help" -f -a "merchant" -d 'A reference merchant endpoint: verifies every callback and answers as the spec says'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from help" -f -a "marketplace" -d 'A stand-in marketplace: usage push and license open APIs, and License callbacks'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c csm -n "__fish_csm_using_subcommand license" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
-complete -c csm -n "__fish_csm_using_subcommand license" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
-complete -c csm -n "__fish_csm_using_subcommand license" -s q -l quiet -d 'Print nothing on stdout but the result itself'
-complete -c csm -n "__fish_csm_using_subcommand license" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
-complete -c csm -n "__fish_csm_using_subcommand license" -s h -l help -d 'Print help'
-complete -c csm -n "__fish_csm_using_subcommand license" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "keygen" -d 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "gen" -d 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "inspect" -d 'Decode a code or license file and show every field (the signature only if keys are given)'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "validate" -d 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "activate" -d 'Activate a marketplace license code (open API, AK/SK-signed)'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "heartbeat" -d 'Query a marketplace license code\'s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l out -d 'Private key file to write (0600); the public key goes to FILE.pub' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l force -d 'Replace existing key files'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l private-key -d 'Private key file from `csm license keygen`' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l product -d 'Product id the license is for' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l sku -d 'SKU (skuCode)' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l customer -d 'Customer or instance id' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l expires -d 'Last valid day, YYYY-MM-DD (UTC), or `never`' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l issued -d 'Issue day, YYYY-MM-DD (UTC); today by default' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l features -d 'Feature names, comma-separated' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l seats -d 'Seats; 0 means not limited' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l grace-days -d 'Days after expiry during which the license is still accepted (valid-in-grace)' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l count -d 'How many licenses to make' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l out -d 'Write the batch to FILE (CSV or JSON lines) instead of printing one per line' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l format -d 'Batch file format; by default from the --out extension (.csv, else JSON lines)' -r -f -a "csv\t''
+jsonl\t''"
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l short -d 'Short code of at most 64 characters, for a marketplace license field. It trades away public verification (checking it needs the private key file) and does not carry the SKU, customer or features (the product only as a 4-byte digest)'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l file -d 'A license file (JSON with a detached signature) instead of a typeable code'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l marketplace -d 'Codes shaped like the marketplace\'s (`PL` + 30 symbols), for test callbacks; unsigned'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -l public-key -d 'Public key file(s): also check the signature' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l public-key -d 'Public key file(s) to trust; keep rotated-out keys here so their licenses stay valid' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l private-key -d 'Private key file(s): needed only for short codes' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l at -d 'Judge as of this day (YYYY-MM-DD or RFC 3339, UTC) instead of today' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l revoked -d 'Revocation list: one license id (16 hex digits) or code per line, `#` comments' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l product -d 'Refuse licenses issued for another product' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l endpoint -d 'Base URL of the marketplace open APIs [default: https://mkt.myhuaweicloud.com]' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l ak -d 'API Gateway access key id (AK)' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l sk-file -d 'File holding the API Gateway secret key (SK); or set CSM_SK' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l timeout -d 'Seconds to wait for the answer' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l real-effect-time -d 'When the software actually started, UTC yyyyMMddHHmmss (real_effect_time)' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l endpoint -d 'Base URL of the marketplace open APIs [default: https://mkt.myhuaweicloud.com]' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l ak -d 'API Gateway access key id (AK)' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l sk-file -d 'File holding the API Gateway secret key (SK); or set CSM_SK' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l timeout -d 'Seconds to wait for the answer' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "keygen" -d 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "gen" -d 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "inspect" -d 'Decode a code or license file and show every field (the signature only if keys are given)'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "validate" -d 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "activate" -d 'Activate a marketplace license code (open API, AK/SK-signed)'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "heartbeat" -d 'Query a marketplace license code\'s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -s q -l quiet -d 'Print nothing on stdout but the result itself'
@@ -306,6 +452,12 @@ complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from crypto" -f -a "decrypt" -d 'Decrypt VALUE (IV prefix + Base64): prints the plaintext'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from serve" -f -a "merchant" -d 'A reference merchant endpoint: verifies every callback and answers as the spec says'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from serve" -f -a "marketplace" -d 'A stand-in marketplace: usage push and license open APIs, and License callbacks'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "keygen" -d 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "gen" -d 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "inspect" -d 'Decode a code or license file and show every field (the signature only if keys are given)'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "validate" -d 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "activate" -d 'Activate a marketplace license code (open API, AK/SK-signed)'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "heartbeat" -d 'Query a marketplace license code\'s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from usage" -f -a "validate" -d 'Check a file against every local rule (nothing is journaled or sent)'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from usage" -f -a "upload" -d 'Journal the records of a file, then send them in signed batches'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from usage" -f -a "replay" -d 'Send again everything in the journal that is not accepted yet (same metering_sn)'

@@ -1,5 +1,15 @@
 //! Printing shared by the commands: errors to stderr, JSON and tables to stdout.
 
+/// `println!` that stops quietly when stdout is closed (`csm … | head`) instead of
+/// panicking with a backtrace.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 use crate::error::CsmError;
 use std::io::Write;
 

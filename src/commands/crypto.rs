@@ -87,7 +87,7 @@ pub fn run(g: &GlobalArgs, a: CryptoArgs) -> Result<Exit> {
     if g.json {
         crate::output::print_json(&json!({ field: out }));
     } else {
-        println!("{out}");
+        crate::say!("{out}");
     }
     Ok(Exit::Ok)
 }

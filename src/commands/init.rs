@@ -177,7 +177,7 @@ pub fn run(g: &GlobalArgs, a: InitArgs) -> Result<Exit> {
     cfg.profiles.insert(name.clone(), profile);
     write_config(&path, &cfg)?;
     if !g.quiet {
-        println!("profile {name:?} written to {}", path.display());
+        crate::say!("profile {name:?} written to {}", path.display());
     }
     Ok(Exit::Ok)
 }

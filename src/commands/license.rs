@@ -1,14 +1,901 @@
-//! `csm license`.
+//! `csm license keygen|gen|inspect|validate|activate|heartbeat`: glue between the pure
+//! license code in `crate::license`, key files, the clock and the marketplace open APIs.
 
 use crate::cli::GlobalArgs;
+use crate::clock;
+use crate::config::{self, KeyRole};
 use crate::error::{CsmError, Exit, Result};
-use clap::Args;
+use crate::license::{self, code, payload, Keyring, Parsed, Payload, Policy, PrivateKey};
+use crate::output;
+use crate::protocol::apig;
+use chrono::{DateTime, NaiveDate};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The marketplace open-API host (license-and-usage.md §1).
+pub const DEFAULT_ENDPOINT: &str = "https://mkt.myhuaweicloud.com";
+pub const ACTIVATE_PATH: &str = "/api/mkp-openapi-public/global/v1/license/activate";
+pub const HEARTBEAT_PATH: &str = "/api/mkp-openapi-public/global/v1/license/heartbeat";
+/// `error_code` of a successful open-API call.
+pub const SUCCESS: &str = "92020000";
 
 #[derive(Debug, Args)]
-pub struct LicenseArgs {}
+pub struct LicenseArgs {
+    #[command(subcommand)]
+    pub command: LicenseCommand,
+}
 
-pub fn run(_g: &GlobalArgs, _a: LicenseArgs) -> Result<Exit> {
-    Err(CsmError::usage(
-        "csm license: not available in this build yet",
-    ))
+#[derive(Debug, Subcommand)]
+pub enum LicenseCommand {
+    /// Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub.
+    Keygen(KeygenArgs),
+    /// Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes.
+    Gen(GenArgs),
+    /// Decode a code or license file and show every field (the signature only if keys are given).
+    Inspect(InspectArgs),
+    /// Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...
+    #[command(
+        after_help = "Exit codes: 0 valid or valid-in-grace; 6 expired or not-yet-valid; \
+                      1 bad-signature, unknown-key-id, revoked or wrong-product; 2 malformed \
+                      (with the typo's position when known)."
+    )]
+    Validate(ValidateArgs),
+    /// Activate a marketplace license code (open API, AK/SK-signed).
+    Activate(ActivateArgs),
+    /// Query a marketplace license code's status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE.
+    Heartbeat(OpenApiArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Private key file to write (0600); the public key goes to FILE.pub.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Replace existing key files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BatchFormat {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Private key file from `csm license keygen`.
+    #[arg(long, value_name = "FILE", required_unless_present = "marketplace")]
+    pub private_key: Option<PathBuf>,
+    /// Product id the license is for.
+    #[arg(long, value_name = "P", required_unless_present = "marketplace")]
+    pub product: Option<String>,
+    /// SKU (skuCode).
+    #[arg(long, value_name = "S", required_unless_present = "marketplace")]
+    pub sku: Option<String>,
+    /// Customer or instance id.
+    #[arg(long, value_name = "C", required_unless_present = "marketplace")]
+    pub customer: Option<String>,
+    /// Last valid day, YYYY-MM-DD (UTC), or `never`.
+    #[arg(long, value_name = "DATE", required_unless_present = "marketplace")]
+    pub expires: Option<String>,
+    /// Issue day, YYYY-MM-DD (UTC); today by default.
+    #[arg(long, value_name = "DATE")]
+    pub issued: Option<String>,
+    /// Feature names, comma-separated.
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    pub features: Vec<String>,
+    /// Seats; 0 means not limited.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seats: u32,
+    /// Days after expiry during which the license is still accepted (valid-in-grace).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub grace_days: u16,
+    /// Short code of at most 64 characters, for a marketplace license field. It trades away
+    /// public verification (checking it needs the private key file) and does not carry the
+    /// SKU, customer or features (the product only as a 4-byte digest).
+    #[arg(long, conflicts_with_all = ["file", "marketplace"])]
+    pub short: bool,
+    /// A license file (JSON with a detached signature) instead of a typeable code.
+    #[arg(long, conflicts_with = "marketplace")]
+    pub file: bool,
+    /// Codes shaped like the marketplace's (`PL` + 30 symbols), for test callbacks; unsigned.
+    #[arg(long)]
+    pub marketplace: bool,
+    /// How many licenses to make.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub count: u32,
+    /// Write the batch to FILE (CSV or JSON lines) instead of printing one per line.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Batch file format; by default from the --out extension (.csv, else JSON lines).
+    #[arg(long, value_enum)]
+    pub format: Option<BatchFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A code, a license file, or `-` for standard input.
+    #[arg(value_name = "CODE|FILE")]
+    pub input: String,
+    /// Public key file(s): also check the signature.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub public_key: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// A code, a license file, or `-` for standard input.
+    #[arg(value_name = "CODE|FILE")]
+    pub input: String,
+    /// Public key file(s) to trust; keep rotated-out keys here so their licenses stay valid.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub public_key: Vec<PathBuf>,
+    /// Private key file(s): needed only for short codes.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub private_key: Vec<PathBuf>,
+    /// Judge as of this day (YYYY-MM-DD or RFC 3339, UTC) instead of today.
+    #[arg(long, value_name = "DATE")]
+    pub at: Option<String>,
+    /// Revocation list: one license id (16 hex digits) or code per line, `#` comments.
+    #[arg(long, value_name = "FILE")]
+    pub revoked: Option<PathBuf>,
+    /// Refuse licenses issued for another product.
+    #[arg(long, value_name = "P")]
+    pub product: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct OpenApiArgs {
+    /// The marketplace license code (PL…, at most 64 characters).
+    #[arg(value_name = "CODE")]
+    pub code: String,
+    /// Base URL of the marketplace open APIs [default: https://mkt.myhuaweicloud.com].
+    #[arg(long, value_name = "URL", env = "CSM_MARKETPLACE_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// API Gateway access key id (AK).
+    #[arg(long, env = "CSM_AK", value_name = "AK")]
+    pub ak: Option<String>,
+    /// File holding the API Gateway secret key (SK); or set CSM_SK.
+    #[arg(long, value_name = "FILE")]
+    pub sk_file: Option<PathBuf>,
+    /// Seconds to wait for the answer.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct ActivateArgs {
+    #[command(flatten)]
+    pub api: OpenApiArgs,
+    /// When the software actually started, UTC yyyyMMddHHmmss (real_effect_time).
+    #[arg(long, value_name = "TIME")]
+    pub real_effect_time: Option<String>,
+}
+
+pub fn run(g: &GlobalArgs, a: LicenseArgs) -> Result<Exit> {
+    match a.command {
+        LicenseCommand::Keygen(k) => keygen(g, k),
+        LicenseCommand::Gen(k) => gen(g, k),
+        LicenseCommand::Inspect(k) => inspect(g, k),
+        LicenseCommand::Validate(k) => validate(g, k),
+        LicenseCommand::Activate(k) => open_api(g, &k.api, ACTIVATE_PATH, k.real_effect_time),
+        LicenseCommand::Heartbeat(k) => open_api(g, &k, HEARTBEAT_PATH, None),
+    }
+}
+
+// ---------------------------------------------------------------- files
+
+/// Writes through a temporary file in the same directory and a rename, so a reader never
+/// sees half a file; `private` files are created 0600 from the start.
+pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| CsmError::usage(format!("{}: not a file name", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        clock::alphanumeric(8)
+    ));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(if private { 0o600 } else { 0o644 });
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let result = (|| {
+        let mut f = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(CsmError::io(path, e));
+    }
+    Ok(())
+}
+
+fn read_limited(path: &Path, what: &str) -> Result<String> {
+    let f = std::fs::File::open(path).map_err(|e| CsmError::io(path, e))?;
+    let mut buf = Vec::new();
+    f.take(code::MAX_INPUT as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| CsmError::io(path, e))?;
+    if buf.len() > code::MAX_INPUT {
+        return Err(CsmError::usage(format!(
+            "{what} {}: larger than {} bytes, not a {what}",
+            path.display(),
+            code::MAX_INPUT
+        )));
+    }
+    String::from_utf8(buf).map_err(|_| {
+        CsmError::usage(format!(
+            "{what} {}: binary data, not a {what}",
+            path.display()
+        ))
+    })
+}
+
+fn read_private_key(path: &Path) -> Result<PrivateKey> {
+    let text = read_limited(path, "private key")?;
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    license::keys::parse_private_line(line).map_err(|e| {
+        CsmError::usage(format!(
+            "--private-key {}: not a csm private key file: {e}",
+            path.display()
+        ))
+    })
+}
+
+fn load_keyring(public: &[PathBuf], private: &[PathBuf]) -> Result<Keyring> {
+    let mut ring = Keyring::default();
+    for p in public {
+        let text = read_limited(p, "public key")?;
+        ring.add_text(&text)
+            .map_err(|e| CsmError::usage(format!("--public-key {}: {e}", p.display())))?;
+    }
+    for p in private {
+        let k = read_private_key(p)?;
+        ring.public.push(k.public());
+        ring.private.push(k);
+    }
+    Ok(ring)
+}
+
+/// The text to judge and a label for messages. An argument naming an existing file is read.
+fn read_input(arg: &str) -> Result<(String, String)> {
+    if arg == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .take(code::MAX_INPUT as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| CsmError::io("<stdin>", e))?;
+        let text = String::from_utf8(buf)
+            .map_err(|_| CsmError::usage("<stdin>: binary data, not a license"))?;
+        return Ok((text, "<stdin>".into()));
+    }
+    // Anything longer than a path can be is a code (and is never echoed back whole).
+    if arg.len() > 1024 {
+        return Ok((arg.to_string(), "code".into()));
+    }
+    let path = Path::new(arg);
+    if path.is_dir() {
+        return Err(CsmError::usage(format!(
+            "{arg}: a directory, not a license code or file"
+        )));
+    }
+    if path.is_file() {
+        return Ok((read_limited(path, "license")?, arg.to_string()));
+    }
+    if arg.contains(['/', '\\']) || arg.ends_with(".json") || arg.ends_with(".lic") {
+        return Err(CsmError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such license file"),
+        ));
+    }
+    Ok((arg.to_string(), "code".into()))
+}
+
+fn parse_day(flag: &str, v: &str) -> Result<NaiveDate> {
+    if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+        return Ok(d);
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Ok(t.with_timezone(&chrono::Utc).date_naive());
+    }
+    Err(CsmError::usage(format!(
+        "{flag} {v:?}: must be a date YYYY-MM-DD or RFC 3339 time (UTC)"
+    )))
+}
+
+fn day_number(flag: &str, v: &str) -> Result<u16> {
+    if flag == "--expires" && v.eq_ignore_ascii_case("never") {
+        return Ok(payload::NEVER);
+    }
+    let d = parse_day(flag, v)?;
+    payload::day_number(d).ok_or_else(|| {
+        CsmError::usage(format!(
+            "{flag} {v}: outside 1970-01-01..2149-06-05, the range a license can carry"
+        ))
+    })
+}
+
+// ---------------------------------------------------------------- keygen
+
+fn keygen(g: &GlobalArgs, a: KeygenArgs) -> Result<Exit> {
+    let mut pub_path = a.out.clone().into_os_string();
+    pub_path.push(".pub");
+    let pub_path = PathBuf::from(pub_path);
+    for p in [&a.out, &pub_path] {
+        if p.exists() && !a.force {
+            return Err(CsmError::usage(format!(
+                "--out {}: {} exists; pass --force to replace it",
+                a.out.display(),
+                p.display()
+            )));
+        }
+    }
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed)
+        .map_err(|e| CsmError::Config(format!("no randomness for a key: {e}")))?;
+    let key = PrivateKey::from_seed(seed);
+    let public_line = key.public().to_line();
+    write_atomic(&a.out, format!("{}\n", key.to_line()).as_bytes(), true)?;
+    write_atomic(&pub_path, format!("{public_line}\n").as_bytes(), false)?;
+    if g.json {
+        output::print_json(&json!({
+            "key_id": key.id.to_string(),
+            "public_key": public_line,
+            "private_key_file": a.out.display().to_string(),
+            "public_key_file": pub_path.display().to_string(),
+        }));
+    } else {
+        crate::say!("{public_line}");
+        if !g.quiet {
+            eprintln!(
+                "key id {}: private key in {} (0600), public key in {}",
+                key.id,
+                a.out.display(),
+                pub_path.display()
+            );
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+// ---------------------------------------------------------------- gen
+
+fn random_u32() -> u32 {
+    rand::random()
+}
+
+fn batch_format(a: &GenArgs) -> BatchFormat {
+    a.format.unwrap_or_else(|| match &a.out {
+        Some(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) => BatchFormat::Csv,
+        _ => BatchFormat::Jsonl,
+    })
+}
+
+fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
+    if a.count == 0 || a.count > 1_000_000 {
+        return Err(CsmError::usage(format!(
+            "--count {}: must be 1 to 1000000",
+            a.count
+        )));
+    }
+    // One record per license: the printed line and the batch-file row.
+    let mut records: Vec<(String, Value)> = Vec::with_capacity(a.count as usize);
+    let mut seen = HashSet::new();
+    if a.marketplace {
+        while records.len() < a.count as usize {
+            let mut r = [0u8; 19];
+            getrandom::getrandom(&mut r)
+                .map_err(|e| CsmError::Config(format!("no randomness: {e}")))?;
+            let c = code::marketplace_code(&r);
+            if seen.insert(c.clone()) {
+                records.push((c.clone(), json!({ "code": c })));
+            }
+        }
+    } else {
+        let key = read_private_key(a.private_key.as_deref().expect("required by clap"))?;
+        let issued = match &a.issued {
+            Some(v) => day_number("--issued", v)?,
+            None => payload::day_number(clock::now().date_naive())
+                .ok_or_else(|| CsmError::usage("the clock is outside 1970..2149"))?,
+        };
+        let expires = day_number("--expires", a.expires.as_deref().unwrap_or_default())?;
+        let mut p = Payload {
+            key_id: key.id,
+            serial: 0,
+            product: a.product.clone().unwrap_or_default(),
+            sku: a.sku.clone().unwrap_or_default(),
+            customer: a.customer.clone().unwrap_or_default(),
+            issued,
+            expires,
+            grace_days: a.grace_days,
+            features: a.features.iter().map(|f| f.trim().to_string()).collect(),
+            seats: a.seats,
+        };
+        if p.product.trim().is_empty() {
+            return Err(CsmError::usage("--product: must not be empty"));
+        }
+        payload::check_fields(&p).map_err(CsmError::usage)?;
+        while records.len() < a.count as usize {
+            p.serial = random_u32();
+            if !seen.insert(p.serial.to_string()) {
+                continue;
+            }
+            let bytes = payload::encode(&p);
+            let mut row = code::fields_json(&p, &bytes);
+            let line = if a.file {
+                let f = code::issue_file(&key, &p);
+                row["license"] = f.clone();
+                if a.count == 1 && a.out.is_none() {
+                    serde_json::to_string_pretty(&f).expect("json")
+                } else {
+                    f.to_string()
+                }
+            } else if a.short {
+                let c = code::issue_short(&key, &p).map_err(CsmError::usage)?;
+                // A short code has its own license id (over its own bytes).
+                if let Ok(Parsed::Short { payload, bytes, .. }) = license::parse(&c) {
+                    let short = code::short_fields_json(&payload, &bytes);
+                    row["license_id"] = short["license_id"].clone();
+                    row["format_version"] = short["format_version"].clone();
+                }
+                row["code"] = Value::String(c.clone());
+                c
+            } else {
+                let c = license::issue_code(&key, &p);
+                if c.len() > code::MAX_CODE_CHARS {
+                    return Err(CsmError::usage(format!(
+                        "the code would be {} characters (at most {}); use --file for a payload this large",
+                        c.len(),
+                        code::MAX_CODE_CHARS
+                    )));
+                }
+                row["code"] = Value::String(c.clone());
+                c
+            };
+            records.push((line, row));
+        }
+    }
+    match &a.out {
+        None => {
+            let mut out = std::io::stdout().lock();
+            for (line, row) in &records {
+                let r = if g.json && !a.file {
+                    writeln!(out, "{row}")
+                } else {
+                    writeln!(out, "{line}")
+                };
+                if r.is_err() {
+                    break; // a closed pipe is not an error
+                }
+            }
+        }
+        Some(path) => {
+            let text = match batch_format(&a) {
+                BatchFormat::Jsonl => records
+                    .iter()
+                    .map(|(_, r)| format!("{r}\n"))
+                    .collect::<String>(),
+                BatchFormat::Csv => batch_csv(&records, a.marketplace, a.file)?,
+            };
+            write_atomic(path, text.as_bytes(), false)?;
+            if g.json {
+                output::print_json(
+                    &json!({"file": path.display().to_string(), "count": records.len()}),
+                );
+            } else if !g.quiet {
+                crate::say!("wrote {} license(s) to {}", records.len(), path.display());
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn batch_csv(records: &[(String, Value)], marketplace: bool, file: bool) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let cols: &[&str] = if marketplace {
+        &["code"]
+    } else {
+        &[
+            "license_id",
+            "key_id",
+            "serial",
+            "product",
+            "sku",
+            "customer",
+            "issued",
+            "expires",
+            "grace_days",
+            "seats",
+            "features",
+            "code",
+        ]
+    };
+    let err = |e: csv::Error| CsmError::Storage(format!("csv: {e}"));
+    w.write_record(cols).map_err(err)?;
+    for (line, r) in records {
+        let row: Vec<String> = cols
+            .iter()
+            .map(|c| match (*c, &r[*c]) {
+                ("code", _) if file => line.clone(),
+                ("features", Value::Array(a)) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                (_, Value::String(s)) => s.clone(),
+                (_, Value::Null) => String::new(),
+                (_, v) => v.to_string(),
+            })
+            .collect();
+        w.write_record(&row).map_err(err)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| CsmError::Storage(format!("csv: {e}")))?;
+    Ok(String::from_utf8(bytes).expect("csv of UTF-8 strings"))
+}
+
+// ---------------------------------------------------------------- inspect, validate
+
+fn inspect(g: &GlobalArgs, a: InspectArgs) -> Result<Exit> {
+    let (text, label) = read_input(&a.input)?;
+    let parsed = license::parse(&text).map_err(|t| {
+        let not = if label != "code" && !t.reason.contains("license file") {
+            "not a license: "
+        } else {
+            ""
+        };
+        CsmError::usage(format!("{label}: malformed: {not}{}", t.reason))
+    })?;
+    let ring = load_keyring(&a.public_key, &[])?;
+    let (kind, mut fields) = match &parsed {
+        Parsed::Marketplace(c) => (
+            "marketplace",
+            json!({"code": c, "length": c.len(), "note": "marketplace-shaped code: no offline signature; check it with `csm license heartbeat`"}),
+        ),
+        Parsed::Full {
+            payload,
+            bytes,
+            from_file,
+            ..
+        } => (
+            if *from_file { "file" } else { "code" },
+            code::fields_json(payload, bytes),
+        ),
+        Parsed::Short { payload, bytes, .. } => ("short", code::short_fields_json(payload, bytes)),
+    };
+    let signature = if a.public_key.is_empty() || matches!(parsed, Parsed::Marketplace(_)) {
+        "not checked".to_string()
+    } else {
+        let today = clock::now().date_naive();
+        let v = license::judge(&parsed, &ring, &Policy::default(), today);
+        match v.kind {
+            license::Kind::BadSignature | license::Kind::UnknownKeyId => {
+                format!("{}: {}", v.kind.name(), v.reason)
+            }
+            _ => "good".to_string(),
+        }
+    };
+    fields["form"] = Value::String(kind.into());
+    fields["signature"] = Value::String(signature);
+    if g.json {
+        output::print_json(&fields);
+    } else {
+        let mut t = output::table();
+        // Reading order, not alphabetical: what it is, whose, for what, until when.
+        const ORDER: [&str; 18] = [
+            "form",
+            "license_id",
+            "key_id",
+            "signature",
+            "format_version",
+            "serial",
+            "product",
+            "product_digest",
+            "sku",
+            "customer",
+            "issued",
+            "expires",
+            "grace_days",
+            "seats",
+            "features",
+            "code",
+            "length",
+            "note",
+        ];
+        if let Value::Object(m) = &fields {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_by_key(|k| ORDER.iter().position(|o| o == k).unwrap_or(ORDER.len()));
+            for k in keys {
+                let v = &m[k];
+                let shown = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Array(a) => a
+                        .iter()
+                        .map(|x| x.as_str().map(str::to_string).unwrap_or(x.to_string()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    other => other.to_string(),
+                };
+                t.add_row(vec![k.clone(), shown]);
+            }
+        }
+        crate::say!("{t}");
+    }
+    Ok(Exit::Ok)
+}
+
+fn load_revoked(path: &Path) -> Result<HashSet<String>> {
+    let text = read_limited(path, "revocation list")?;
+    let mut ids = HashSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.len() == 16 && line.bytes().all(|b| b.is_ascii_hexdigit()) {
+            ids.insert(line.to_ascii_lowercase());
+            continue;
+        }
+        match license::parse(line) {
+            Ok(Parsed::Full { bytes, .. }) | Ok(Parsed::Short { bytes, .. }) => {
+                ids.insert(code::license_id(&bytes));
+            }
+            _ => {
+                return Err(CsmError::usage(format!(
+                    "--revoked {} line {}: neither a license id (16 hex digits) nor a csm code",
+                    path.display(),
+                    i + 1
+                )))
+            }
+        }
+    }
+    Ok(ids)
+}
+
+fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
+    let at = match &a.at {
+        Some(v) => parse_day("--at", v)?,
+        None => clock::now().date_naive(),
+    };
+    let ring = load_keyring(&a.public_key, &a.private_key)?;
+    if ring.public.is_empty() {
+        return Err(CsmError::usage(
+            "--public-key: no key given (pass the FILE.pub written by `csm license keygen`)",
+        ));
+    }
+    let policy = Policy {
+        revoked: match &a.revoked {
+            Some(p) => load_revoked(p)?,
+            None => HashSet::new(),
+        },
+        product: a.product.as_deref(),
+    };
+    let (text, label) = read_input(&a.input)?;
+    let v = license::validate(&text, &ring, &policy, at);
+    if g.json {
+        output::print_json(&json!({
+            "input": label,
+            "verdict": v.kind.name(),
+            "reason": v.reason,
+            "position": v.position,
+            "exit_code": v.kind.exit().code(),
+            "at": at.to_string(),
+            "license": v.license,
+        }));
+    } else {
+        let mut line = format!("{}: {}", v.kind.name(), v.reason);
+        if v.kind == license::Kind::Malformed
+            && label != "code"
+            && !v.reason.contains("license file")
+        {
+            line = format!("malformed: not a license: {}", v.reason);
+        }
+        if v.kind.is_valid() {
+            crate::say!("{line}");
+        } else {
+            // Refusals go to stderr as one line; stdout stays for results.
+            eprintln!("csm: {label}: {line}");
+        }
+    }
+    Ok(v.kind.exit())
+}
+
+// ---------------------------------------------------------------- activate, heartbeat
+
+fn open_api(
+    g: &GlobalArgs,
+    a: &OpenApiArgs,
+    path: &str,
+    real_effect_time: Option<String>,
+) -> Result<Exit> {
+    let code = a.code.trim();
+    if code.is_empty() || code.len() > code::MARKETPLACE_MAX {
+        return Err(CsmError::usage(format!(
+            "CODE {:?}: a marketplace license code has 1 to {} characters",
+            a.code,
+            code::MARKETPLACE_MAX
+        )));
+    }
+    if let Some(t) = &real_effect_time {
+        if t.len() != 14 || chrono::NaiveDateTime::parse_from_str(t, "%Y%m%d%H%M%S").is_err() {
+            return Err(CsmError::usage(format!(
+                "--real-effect-time {t:?}: must be UTC yyyyMMddHHmmss"
+            )));
+        }
+    }
+    if !(a.timeout > 0.0 && a.timeout <= 600.0) {
+        return Err(CsmError::usage(format!(
+            "--timeout {}: must be between 0 and 600 seconds",
+            a.timeout
+        )));
+    }
+    let profile = config::active_profile(g)?;
+    let ak = a.ak.clone().or(profile.ak.clone()).ok_or_else(|| {
+        CsmError::usage("--ak: no access key id given (pass --ak AK or set CSM_AK)")
+    })?;
+    let sk = config::require_key(KeyRole::Sk, a.sk_file.as_deref(), &profile)?;
+    let base = a
+        .endpoint
+        .clone()
+        .or(profile.marketplace_endpoint.clone())
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+    let base = base.trim_end_matches('/');
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        return Err(CsmError::usage(format!(
+            "--endpoint {base:?}: must start with http:// or https://"
+        )));
+    }
+    let url = format!("{base}{path}");
+    let (host, _, _) = apig::split_url(&url);
+    let host = host.unwrap_or_default().to_string();
+    let mut body = serde_json::Map::new();
+    body.insert("license".into(), Value::String(code.to_string()));
+    if let Some(t) = real_effect_time {
+        body.insert("real_effect_time".into(), Value::String(t));
+    }
+    let body = Value::Object(body).to_string();
+    let headers = vec![
+        ("Content-Type".to_string(), "application/json".to_string()),
+        ("Host".to_string(), host),
+        (
+            apig::DATE_HEADER.to_string(),
+            apig::format_sdk_date(clock::now()),
+        ),
+    ];
+    let signed: Vec<String> = headers
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .collect();
+    let sig = apig::sign(
+        &ak,
+        sk.expose(),
+        "POST",
+        &url,
+        &headers,
+        &signed,
+        body.as_bytes(),
+    )?;
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs_f64(a.timeout))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| CsmError::Network(format!("HTTP client: {e}")))?;
+    let mut req = client.post(&url).body(body);
+    for (n, v) in &headers {
+        req = req.header(n, v);
+    }
+    req = req.header("Authorization", &sig.authorization);
+    let resp = req
+        .send()
+        .map_err(|e| CsmError::Network(format!("POST {url}: {}", error_chain(&e))))?;
+    let status = resp.status().as_u16();
+    let text = resp
+        .text()
+        .map_err(|e| CsmError::Network(format!("POST {url}: reading the answer: {e}")))?;
+    let answer: Value = serde_json::from_str(&text).map_err(|_| {
+        CsmError::CheckFailed(format!(
+            "POST {url}: HTTP {status}, the answer is not JSON: {:?}",
+            text.chars().take(200).collect::<String>()
+        ))
+    })?;
+    let error_code = answer
+        .get("error_code")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let error_msg = answer
+        .get("error_msg")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    // activate returns the license info as a JSON string; show it decoded.
+    let mut info = answer.pointer("/data/license_code_info").cloned();
+    if let Some(Value::String(s)) = &info {
+        info = serde_json::from_str(s).ok().or(info);
+    }
+    if path == HEARTBEAT_PATH {
+        info = answer.get("data").cloned();
+    }
+    let status_word = info
+        .as_ref()
+        .and_then(|i| i.get("status"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let ok = error_code == SUCCESS && (path != HEARTBEAT_PATH || status_word == "ALIVE");
+    if g.json {
+        output::print_json(&json!({
+            "license": code,
+            "http_status": status,
+            "error_code": error_code,
+            "error_msg": error_msg,
+            "license_info": info,
+        }));
+    } else {
+        let what = if path == ACTIVATE_PATH {
+            "activate"
+        } else {
+            "heartbeat"
+        };
+        let detail = info
+            .as_ref()
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        format!(
+                            "{k}={}",
+                            v.as_str().map(str::to_string).unwrap_or(v.to_string())
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        let line = if error_code.is_empty() {
+            format!(
+                "{what} {code}: HTTP {status} {}",
+                text.chars().take(200).collect::<String>()
+            )
+        } else {
+            format!("{what} {code}: {error_code} {error_msg} {detail}")
+                .trim_end()
+                .to_string()
+        };
+        if ok {
+            crate::say!("{line}");
+        } else {
+            eprintln!("csm: {line}");
+        }
+    }
+    Ok(if ok { Exit::Ok } else { Exit::CheckFailed })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

@@ -1,12 +1,492 @@
-//! `csm send`.
+//! `csm send`: one signed callback, the full request and reply, and the verdicts.
 
+use super::test_endpoint::{
+    confirm_remote, load_keys, parse_duration, parse_endpoint, resolve_protocol,
+};
+use crate::catalog::gen::{self, Ctx};
+use crate::catalog::{self, Callback, FieldType, Protocol};
 use crate::cli::GlobalArgs;
+use crate::commands::sign::LicenseInnerArg;
+use crate::config;
+use crate::endpoint::client::{Client, Exchange};
+use crate::endpoint::judge::{self, Family, JudgeCtx, Rule, Status};
+use crate::endpoint::request::{self, PrepOpts, Prepared, Tamper};
+use crate::endpoint::suites;
 use crate::error::{CsmError, Exit, Result};
 use clap::Args;
+use serde_json::{json, Map, Value};
+use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Args)]
-pub struct SendArgs {}
+#[command(after_help = "Examples:
+  csm send newInstance --endpoint http://127.0.0.1:8088/produce --key-file basic.key
+  csm send refreshInstance --scene RENEWAL --endpoint URL --key-file basic.key --set instanceId=ID
+  csm send authSync --endpoint URL --kit-key-file kit.key --set userList.0.role=admin --dry-run
+  csm send releaseLicenseCode --endpoint URL --license-key-file license.key --curl")]
+pub struct SendArgs {
+    /// The activity or Kit interface, e.g. newInstance, refreshInstance, tenantSync,
+    /// refreshLicenseCode, orderNotify.
+    pub activity: String,
+    /// Scene or status for activities that have one (RENEWAL, FREEZE, ...).
+    #[arg(long)]
+    pub scene: Option<String>,
+    /// The production address, e.g. https://isv.example.com/produce.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    #[arg(long, value_enum)]
+    pub protocol: Option<Protocol>,
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    pub kit_key_file: Option<PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    pub license_key_file: Option<PathBuf>,
+    /// Override a field: `--set instanceId=abc`, nested `--set a.b=c`; JSON for
+    /// integer, array and object fields. Repeatable.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub set: Vec<String>,
+    /// Leave a field out. Repeatable.
+    #[arg(long, value_name = "FIELD")]
+    pub unset: Vec<String>,
+    /// Start from this JSON object instead of generated values.
+    #[arg(long, value_name = "FILE")]
+    pub body: Option<PathBuf>,
+    /// Accept fields and values the catalog does not list.
+    #[arg(long)]
+    pub allow_unknown: bool,
+    /// The resultCode the reply should carry.
+    #[arg(long, default_value = "000000", value_name = "CODE")]
+    pub expect_code: String,
+    /// Print the request without sending it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print an equivalent curl command.
+    #[arg(long)]
+    pub curl: bool,
+    /// Time budget, e.g. 5s or 1500ms.
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Use the debugging page's 20 s budget.
+    #[arg(long, conflicts_with = "timeout")]
+    pub debug_page: bool,
+    /// Append Kit paths to the full address instead of its origin.
+    #[arg(long)]
+    pub kit_path_full: bool,
+    /// Send without testFlag (as a live call). Only for endpoints you own.
+    #[arg(long)]
+    pub no_test_flag: bool,
+    /// Users generated for authSync (at most 500 per call).
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub users: u16,
+    /// Require a valid Body-Sign on V2 replies too (V1 always requires it).
+    #[arg(long)]
+    pub require_body_sign: bool,
+    /// Inner step of the License 2.0 signature (decision 5).
+    #[arg(long, value_enum, default_value_t = LicenseInnerArg::KeyedHmac)]
+    pub license_inner: LicenseInnerArg,
+    /// Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Do not ask before sending to a non-loopback address.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
 
-pub fn run(_g: &GlobalArgs, _a: SendArgs) -> Result<Exit> {
-    Err(CsmError::usage("csm send: not available in this build yet"))
+/// Checks an override path against the catalog; returns the field's type when known.
+fn check_field(
+    cb: &Callback,
+    path: &str,
+    allow_unknown: bool,
+    flag: &str,
+) -> Result<Option<FieldType>> {
+    let top = path.split('.').next().unwrap_or("");
+    match cb.field(top) {
+        Some(f) => {
+            let nested = matches!(f.ty, FieldType::Object | FieldType::Array);
+            if path.contains('.') && !nested && !allow_unknown {
+                return Err(CsmError::usage(format!(
+                    "{flag} {path}: {top} holds a single value, not an object or a list; set it whole (or pass --allow-unknown)"
+                )));
+            }
+            Ok(Some(f.ty))
+        }
+        None if allow_unknown => Ok(None),
+        None => Err(CsmError::usage(format!(
+            "{flag} {path}: {} has no field {top:?} (fields: {}); pass --allow-unknown to send it anyway",
+            cb.name,
+            cb.fields.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+fn parse_value(raw: &str, ty: Option<FieldType>, kit: bool, nested: bool) -> Value {
+    if nested {
+        // Inside a list or object: integers stay numbers (employeeType), JSON when it looks
+        // like JSON, text otherwise ("true" for `enable` is text in the spec).
+        if raw.starts_with(['{', '[', '"']) {
+            if let Ok(v) = serde_json::from_str(raw) {
+                return v;
+            }
+        }
+        return raw
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(raw.into()));
+    }
+    match ty {
+        Some(FieldType::Array | FieldType::Object) => {
+            serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.into()))
+        }
+        Some(FieldType::Integer) if kit => raw
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(raw.into())),
+        Some(_) => Value::String(raw.into()),
+        None if raw.starts_with('{') || raw.starts_with('[') => {
+            serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.into()))
+        }
+        None => Value::String(raw.into()),
+    }
+}
+
+/// A `--body` file: its exact text and its fields, checked against the catalog.
+fn read_body(
+    cb: &Callback,
+    path: &std::path::Path,
+    allow_unknown: bool,
+) -> Result<(String, Map<String, Value>)> {
+    let bytes = std::fs::read(path).map_err(|e| CsmError::io(path, e))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        CsmError::usage(format!(
+            "--body {}: not UTF-8 (JSON bodies must be UTF-8)",
+            path.display()
+        ))
+    })?;
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(m)) => {
+            for k in m.keys() {
+                check_field(cb, k, allow_unknown, "--body")?;
+            }
+            Ok((text, m))
+        }
+        Ok(_) => Err(CsmError::usage(format!(
+            "--body {}: must hold a JSON object",
+            path.display()
+        ))),
+        Err(e) => Err(CsmError::usage(format!(
+            "--body {}: not JSON ({e})",
+            path.display()
+        ))),
+    }
+}
+
+/// A body from a file is sent as given, so a missing testFlag is not added silently.
+fn require_test_flag(fields: &Map<String, Value>, ctx: &Ctx, a: &SendArgs) -> Result<()> {
+    let asked_otherwise = !ctx.test_flag || a.unset.iter().any(|u| u == "testFlag");
+    if a.body.is_some() && !asked_otherwise && !fields.contains_key("testFlag") {
+        return Err(CsmError::usage(format!(
+            "--body {}: the body has no testFlag; add \"testFlag\":\"1\" (Kit: 1) or pass --no-test-flag to send it as a live call",
+            a.body.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// The generated body (or `--body`) with `--set` and `--unset` applied, all validated.
+pub fn build_fields(
+    cb: &'static Callback,
+    scene: Option<&str>,
+    ctx: &Ctx,
+    a: &SendArgs,
+) -> Result<Map<String, Value>> {
+    let mut fields = match &a.body {
+        Some(path) => read_body(cb, path, a.allow_unknown)?.1,
+        None => gen::generate(cb, scene, ctx),
+    };
+    for s in &a.set {
+        let (path, raw) = s
+            .split_once('=')
+            .ok_or_else(|| CsmError::usage(format!("--set {s:?}: must be FIELD=VALUE")))?;
+        let ty = check_field(cb, path, a.allow_unknown, "--set")?;
+        if let Some(f) = cb.field(path) {
+            if !f.values.is_empty() && !f.values.contains(&raw) && !a.allow_unknown {
+                return Err(CsmError::usage(format!(
+                    "--set {path}={raw}: {path} must be one of {} (pass --allow-unknown to send it anyway)",
+                    f.values.join(", ")
+                )));
+            }
+        }
+        let value = parse_value(raw, ty, cb.family.is_kit(), path.contains('.'));
+        request::set_path(&mut fields, path, value)
+            .map_err(|e| CsmError::usage(format!("--set {e}")))?;
+    }
+    for path in &a.unset {
+        check_field(cb, path, a.allow_unknown, "--unset")?;
+        if !request::unset_path(&mut fields, path) {
+            return Err(CsmError::usage(format!(
+                "--unset {path}: the body has no such field (nothing to remove)"
+            )));
+        }
+    }
+    Ok(fields)
+}
+
+fn print_request(p: &Prepared) {
+    crate::say!("> {} {}", p.method, p.url);
+    for (n, v) in &p.headers {
+        crate::say!("> {n}: {v}");
+    }
+    crate::say!(">");
+    if !p.body.is_empty() {
+        crate::say!("{}", String::from_utf8_lossy(&p.body));
+    }
+}
+
+fn request_json(p: &Prepared) -> Value {
+    json!({
+        "activity": p.callback.name,
+        "family": p.callback.family,
+        "scene": p.scene,
+        "method": p.method,
+        "url": p.url,
+        "headers": p.headers,
+        "body": String::from_utf8_lossy(&p.body),
+    })
+}
+
+pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
+    let profile = config::active_profile(g)?;
+    let protocol = resolve_protocol(a.protocol, &profile)?;
+    let cb = catalog::find(&a.activity, protocol).ok_or_else(|| {
+        CsmError::usage(format!(
+            "ACTIVITY {:?}: not a {} callback (one of: {})",
+            a.activity,
+            protocol.name(),
+            catalog::names(protocol).join(", ")
+        ))
+    })?;
+    if let Some(s) = &a.scene {
+        if cb.scene_field.is_none() {
+            return Err(CsmError::usage(format!(
+                "--scene {s}: {} has no scene",
+                cb.name
+            )));
+        }
+        if !cb.scenes.contains(&s.as_str()) && !a.allow_unknown {
+            return Err(CsmError::usage(format!(
+                "--scene {s}: {} takes one of {}",
+                cb.name,
+                cb.scenes.join(", ")
+            )));
+        }
+    }
+    let raw_endpoint = a
+        .endpoint
+        .clone()
+        .or_else(|| profile.endpoint.clone())
+        .ok_or_else(|| CsmError::usage("--endpoint: no endpoint given"))?;
+    let endpoint = parse_endpoint(&raw_endpoint)?;
+    let keys = load_keys(
+        a.key_file.as_deref(),
+        a.kit_key_file.as_deref(),
+        a.license_key_file.as_deref(),
+        &profile,
+    )?;
+    let key = keys.for_family(cb.family).cloned().ok_or_else(|| {
+        let role = cb.family.key_role();
+        CsmError::usage(format!(
+            "{}: {} needs the {} key (pass {} FILE or set {})",
+            role.flag(),
+            cb.name,
+            cb.family.label(),
+            role.flag(),
+            role.env()
+        ))
+    })?;
+    // Everything time-dependent (values, timestamp, nonce, signature) is made here, so it
+    // can be made again after a confirmation prompt.
+    let make = || -> Result<Prepared> {
+        let mut ctx = Ctx {
+            test_flag: !a.no_test_flag,
+            users: Some(a.users as usize),
+            v1_key: keys.basic.as_ref().map(|k| k.expose().to_string()),
+            ..Ctx::default()
+        };
+        gen::settle(&mut ctx);
+        let opts = PrepOpts {
+            endpoint: &endpoint,
+            now_ms: crate::clock::now_ms(),
+            nonce: crate::clock::nonce_hex64(),
+            tamper: Tamper::None,
+            kit_path_full: a.kit_path_full,
+            license_inner: a.license_inner.into(),
+        };
+        Ok(match &a.body {
+            // No overrides: the file's bytes go out exactly as they are, and are what is signed.
+            Some(path) if a.set.is_empty() && a.unset.is_empty() => {
+                let (text, fields) = read_body(cb, path, a.allow_unknown)?;
+                require_test_flag(&fields, &ctx, &a)?;
+                request::prepare_raw(cb, a.scene.as_deref(), text, &key, &opts)?
+            }
+            // Overrides: the result is re-serialised in canonical form.
+            _ => {
+                let fields = build_fields(cb, a.scene.as_deref(), &ctx, &a)?;
+                require_test_flag(&fields, &ctx, &a)?;
+                request::prepare(cb, a.scene.as_deref(), fields, &key, &opts)?
+            }
+        })
+    };
+    // Bad input is reported before any prompt.
+    let ca = super::test_endpoint::read_ca(a.ca_file.as_deref())?;
+    let mut prepared = make()?;
+    if !a.dry_run && !suites::is_loopback(&endpoint) && !a.yes {
+        let flag = if a.no_test_flag {
+            "WITHOUT testFlag"
+        } else {
+            "marked testFlag=1"
+        };
+        confirm_remote(&endpoint, a.yes, g, &format!("{} ({flag})", cb.name))?;
+        // Signed again after the answer: a slow reply must not leave a stale timestamp.
+        prepared = make()?;
+    }
+    if a.dry_run {
+        if g.json {
+            let mut v = json!({"request": request_json(&prepared), "sent": false});
+            if a.curl {
+                v["curl"] = Value::from(prepared.curl());
+            }
+            crate::output::print_json(&v);
+        } else if a.curl {
+            crate::say!("{}", prepared.curl());
+        } else {
+            print_request(&prepared);
+        }
+        return Ok(Exit::Ok);
+    }
+    let timeout = if a.debug_page {
+        Duration::from_secs(20)
+    } else {
+        a.timeout
+    };
+    let ex = Client::new(timeout).with_ca(ca).send(&prepared);
+    let rules = judge_one(
+        &ex,
+        key.expose(),
+        timeout,
+        &a.expect_code,
+        a.require_body_sign,
+    );
+    let failed = rules.iter().any(|r| r.status == Status::Fail);
+    if g.json {
+        let reply = match &ex.outcome {
+            Ok(r) => json!({
+                "status": r.status,
+                "headers": r.headers,
+                "body": String::from_utf8_lossy(&r.body),
+                "truncated": r.truncated,
+                "latency_ms": ex.latency.as_millis() as u64,
+            }),
+            Err(f) => json!({"error": f.message, "kind": f.kind}),
+        };
+        let mut v = json!({
+            "request": request_json(&prepared),
+            "sent": true,
+            "reply": reply,
+            "checks": rules.iter().map(|r| json!({
+                "family": r.family.id(), "status": r.status, "expected": r.expected,
+                "actual": r.actual, "fix": r.fix})).collect::<Vec<_>>(),
+            "result": if failed { "fail" } else { "pass" },
+        });
+        if a.curl {
+            v["curl"] = Value::from(prepared.curl());
+        }
+        crate::output::print_json(&v);
+    } else {
+        if a.curl {
+            crate::say!("{}\n", prepared.curl());
+        }
+        if !g.quiet {
+            print_request(&prepared);
+            crate::say!();
+            match &ex.outcome {
+                Ok(r) => {
+                    crate::say!("< {} ({} ms)", r.status, ex.latency.as_millis());
+                    for (n, v) in &r.headers {
+                        crate::say!("< {n}: {v}");
+                    }
+                    crate::say!("<");
+                    crate::say!("{}", String::from_utf8_lossy(&r.body));
+                    if r.truncated {
+                        crate::say!(
+                            "(reply cut at {} bytes)",
+                            crate::endpoint::client::MAX_REPLY
+                        );
+                    }
+                }
+                Err(f) => crate::say!(
+                    "< no reply after {} ms: {}",
+                    ex.latency.as_millis(),
+                    f.message
+                ),
+            }
+            crate::say!();
+        }
+        for r in &rules {
+            let tag = match r.status {
+                Status::Pass => "pass",
+                Status::Fail => "FAIL",
+                Status::Skip => "skip",
+            };
+            match r.status {
+                Status::Fail => crate::say!(
+                    "{tag}  {:<16} expected {}; got {}\n      fix: {}",
+                    r.family.id(),
+                    r.expected,
+                    r.actual,
+                    r.fix
+                ),
+                _ => crate::say!("{tag}  {:<16} {}", r.family.id(), r.actual),
+            }
+        }
+    }
+    if let Err(f) = &ex.outcome {
+        if f.kind == crate::endpoint::client::NetKind::Connect {
+            return Err(CsmError::Network(format!(
+                "--endpoint {endpoint}: unreachable: {}",
+                f.message
+            )));
+        }
+    }
+    Ok(if failed { Exit::CheckFailed } else { Exit::Ok })
+}
+
+/// The debugging page's rules for one reply plus the expected resultCode.
+pub fn judge_one(
+    ex: &Exchange,
+    key: &str,
+    budget: Duration,
+    expect: &str,
+    require_body_sign: bool,
+) -> Vec<Rule> {
+    let cx = JudgeCtx {
+        v1: ex.request.callback.family.is_v1(),
+        key,
+        budget,
+        require_body_sign,
+    };
+    let mut rules = judge::judge_format(ex, &cx);
+    if ex.outcome.is_ok() {
+        match judge::result_code(ex) {
+            Some(c) if c == expect => rules.push(Rule::pass(Family::ResultCode, expect, c)),
+            Some(c) => rules.push(Rule::fail(
+                Family::ResultCode,
+                expect,
+                c,
+                "see resultMsg for what the endpoint objected to",
+            )),
+            None => {}
+        }
+    }
+    rules
 }

@@ -34,6 +34,10 @@ pub struct MarketplaceArgs {
     /// Misbehave on purpose (repeatable).
     #[arg(long, value_name = "NAME")]
     pub fault: Vec<String>,
+    /// Sign License callbacks with the plain SHA-256 inner step instead of the keyed HMAC
+    /// (a third-party reading of the recipe; spec decision 5).
+    #[arg(long)]
+    pub license_plain_sha256: bool,
 }
 
 pub fn run(g: &GlobalArgs, a: MarketplaceArgs) -> Result<Exit> {
@@ -42,7 +46,7 @@ pub fn run(g: &GlobalArgs, a: MarketplaceArgs) -> Result<Exit> {
     let handle = server::serve(&listen, market, 4)?;
     if !g.quiet {
         // Tests and scripts read this line to learn the port when listening on port 0.
-        println!("csm marketplace listening on http://{}", handle.addr);
+        crate::say!("csm marketplace listening on http://{}", handle.addr);
         let _ = std::io::Write::flush(&mut std::io::stdout());
     }
     handle.wait();

@@ -1,14 +1,109 @@
-//! `csm serve merchant`.
+//! `csm serve merchant`: the reference merchant endpoint as a real server on this machine.
 
+use crate::catalog::Protocol;
 use crate::cli::GlobalArgs;
+use crate::commands::sign::LicenseInnerArg;
+use crate::config;
 use crate::error::{CsmError, Exit, Result};
+use crate::merchant::{Fault, Merchant, MerchantConfig};
+use crate::server;
 use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-#[derive(Debug, Args)]
-pub struct MerchantArgs {}
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Examples:
+  csm serve merchant --listen 127.0.0.1:8088 --key-file basic.key --kit-key-file kit.key
+  csm serve merchant --listen 127.0.0.1:0 --protocol v1 --key-file basic.key --state merchant.db
+  csm serve merchant --key-file basic.key --fault bad-body-sign --record requests.jsonl")]
+pub struct MerchantArgs {
+    /// Address to listen on; port 0 picks a free port (printed on the first line).
+    #[arg(long, default_value = "127.0.0.1:8088", value_name = "ADDR")]
+    pub listen: String,
+    /// The key bound to the basic interfaces (V1 or V2 basic, orderNotify).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// The key bound to the Kit (joint-operation sync) interfaces.
+    #[arg(long, value_name = "FILE")]
+    pub kit_key_file: Option<PathBuf>,
+    /// The key bound to the License delivery interface.
+    #[arg(long, value_name = "FILE")]
+    pub license_key_file: Option<PathBuf>,
+    /// Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken).
+    #[arg(long, value_enum, default_value = "v2")]
+    pub protocol: Protocol,
+    /// Be wrong on purpose (repeatable): bad-body-sign, body-sign-case, wrong-code, slow,
+    /// not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption.
+    #[arg(long, value_name = "NAME")]
+    pub fault: Vec<String>,
+    /// How long the `slow` fault waits before answering, in milliseconds.
+    #[arg(long, default_value_t = 6000, value_name = "MS")]
+    pub fault_delay: u64,
+    /// Replay window for V2 timestamps, in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub window: u64,
+    /// SQLite file for instances, license codes and Kit records (in memory when absent).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Append every received request, raw, to FILE as JSON lines (for auditing signatures).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Inner step expected in License 2.0 signatures (decision 5).
+    #[arg(long, value_enum, default_value_t = LicenseInnerArg::KeyedHmac)]
+    pub license_inner: LicenseInnerArg,
+    /// Worker threads.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub threads: usize,
+}
 
-pub fn run(_g: &GlobalArgs, _a: MerchantArgs) -> Result<Exit> {
-    Err(CsmError::usage(
-        "csm serve merchant: not available in this build yet",
-    ))
+pub fn parse_faults(names: &[String]) -> Result<Vec<Fault>> {
+    names
+        .iter()
+        .flat_map(|n| n.split(','))
+        .filter(|n| !n.is_empty())
+        .map(Fault::parse)
+        .collect()
+}
+
+pub fn run(g: &GlobalArgs, a: MerchantArgs) -> Result<Exit> {
+    let profile = config::active_profile(g)?;
+    // Each interface type is served when its key is given (a License-only product has no
+    // basic key); at least one is needed.
+    let keys = super::test_endpoint::load_keys(
+        a.key_file.as_deref(),
+        a.kit_key_file.as_deref(),
+        a.license_key_file.as_deref(),
+        &profile,
+    )?;
+    if a.window == 0 {
+        return Err(CsmError::usage(
+            "--window 0: the replay window must be at least 1 second",
+        ));
+    }
+    let cfg = MerchantConfig {
+        protocol: a.protocol,
+        keys,
+        faults: parse_faults(&a.fault)?,
+        fault_delay: Duration::from_millis(a.fault_delay),
+        window_ms: a.window as i64 * 1000,
+        state: a.state.clone(),
+        record: a.record.clone(),
+        license_inner: a.license_inner.into(),
+        log: !g.quiet,
+    };
+    let merchant = Arc::new(Merchant::new(cfg)?);
+    let handle = server::serve(&a.listen, merchant, a.threads)?;
+    // Tests and scripts read this line to learn the port when listening on port 0.
+    crate::say!("csm merchant listening on http://{}", handle.addr);
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    if !g.quiet {
+        eprintln!(
+            "  basic and License callbacks at http://{0}/produce, Kit at http://{0}/produceAPI/{1}<name>",
+            handle.addr,
+            if a.protocol == Protocol::V2 { "v2/" } else { "" }
+        );
+    }
+    handle.wait();
+    Ok(Exit::Ok)
 }

@@ -116,6 +116,13 @@ pub struct SignInputs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  csm sign saas-v2 --key-file basic.key --body-file body.json
+  csm sign saas-v2 --key-file basic.key --body-file body.json --timestamp T --nonce N --json
+  csm sign saas-v1 --key-file basic.key --param activity=newInstance --param orderId=CS1
+  csm sign body-sign --key-file basic.key --body-file reply.json
+  csm sign apig --ak AK --sk-file sk.txt --method POST --url https://mkt.myhuaweicloud.com/api/... \\
+      --header 'Content-Type: application/json' --body-file req.json")]
 pub struct SignArgs {
     /// The signature scheme.
     #[arg(value_enum)]
@@ -404,7 +411,7 @@ pub fn run(g: &GlobalArgs, a: SignArgs) -> Result<Exit> {
     if g.json {
         crate::output::print_json(&all);
     } else {
-        println!("{value}");
+        crate::say!("{value}");
     }
     Ok(Exit::Ok)
 }

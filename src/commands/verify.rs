@@ -57,6 +57,15 @@ impl ValueEnum for VerifyTarget {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 when the signature matches, 1 when it does not (the doctor then
+shows the signed string and names the usual mistake that reproduces the received value).
+
+Examples:
+  csm verify saas-v2 --key-file k --body-file body.json --timestamp T --nonce N --signature S
+  csm verify request captured.http --key-file basic.key --kit-key-file kit.key
+  csm verify response reply.http --scheme saas-v1 --key-file basic.key"
+)]
 pub struct VerifyArgs {
     /// A scheme (as for `csm sign`), or `request FILE` / `response FILE` for a raw HTTP capture.
     #[arg(value_enum)]
@@ -468,30 +477,30 @@ fn report(g: &GlobalArgs, d: &Diagnosis, extra: &[String]) -> Result<Exit> {
         } else {
             format!("FAIL: {} signature does not match", d.scheme)
         };
-        println!("{verdict}");
+        crate::say!("{verdict}");
         for p in extra {
-            println!("  problem:       {p}");
+            crate::say!("  problem:       {p}");
         }
         if !d.valid() {
-            println!(
+            crate::say!(
                 "  signed string: {}",
                 d.expected.signed_string.escape_debug()
             );
-            println!("  expected:      {}", d.expected.signature);
-            println!("  received:      {}", d.received);
-            println!("  tried:");
+            crate::say!("  expected:      {}", d.expected.signature);
+            crate::say!("  received:      {}", d.received);
+            crate::say!("  tried:");
             for (label, m) in &d.tried {
-                println!("    {} {label}", if *m { "match   " } else { "no match" });
+                crate::say!("    {} {label}", if *m { "match   " } else { "no match" });
             }
             match &cause {
-                Some(c) => println!("  likely cause:  {c}"),
-                None => println!(
+                Some(c) => crate::say!("  likely cause:  {c}"),
+                None => crate::say!(
                     "  likely cause:  none of the usual mistakes reproduces it; check that both sides use the same key"
                 ),
             }
         }
         for n in &d.notes {
-            println!("  note:          {n}");
+            crate::say!("  note:          {n}");
         }
     }
     Ok(if ok { Exit::Ok } else { Exit::CheckFailed })

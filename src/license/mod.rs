@@ -1,1 +1,13 @@
 //! License codes: the seller's own signed format and marketplace-shaped test codes.
+//! Pure: no I/O, no clock; callers pass the day to judge and the random bytes to use.
+
+pub mod base32;
+pub mod code;
+pub mod keys;
+pub mod payload;
+pub mod verdict;
+
+pub use code::{issue_code, issue_file, issue_short, marketplace_code, parse, Parsed};
+pub use keys::{KeyId, Keyring, PrivateKey, PublicKey};
+pub use payload::Payload;
+pub use verdict::{judge, validate, Kind, Policy, Verdict};

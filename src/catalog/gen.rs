@@ -1,0 +1,345 @@
+//! Realistic values for catalog fields: order ids like `CS2211181819B4LVS`, UUID business
+//! ids, timestamps in each field's format, product and SKU codes, base64 saasExtendParams,
+//! Chinese names, user lists for authSync.
+
+use super::{Callback, Family, FieldType, Gen};
+use crate::protocol::v1_crypto::{self, EncryptType};
+use base64::Engine;
+use chrono::{DateTime, Duration, FixedOffset, Utc};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde_json::{json, Map, Value};
+
+/// Values shared between the callbacks of one conversation (an order, its instance, ...).
+/// Empty fields are generated fresh.
+#[derive(Debug, Clone, Default)]
+pub struct Ctx {
+    pub now: Option<DateTime<Utc>>,
+    /// Mark the call as a debug call (`testFlag` "1" / 1). On by default in every command.
+    pub test_flag: bool,
+    pub order_id: Option<String>,
+    pub order_line_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub license: Option<String>,
+    pub tenant_id: Option<String>,
+    pub app_id: Option<String>,
+    pub org_code: Option<String>,
+    pub flag: Option<i64>,
+    /// authSync user count (at most 500 per call).
+    pub users: Option<usize>,
+    /// V1 basic key: encrypts request-side mobilePhone and email.
+    pub v1_key: Option<String>,
+}
+
+const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴"];
+const GIVEN: &[&str] = &[
+    "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳",
+];
+const COMPANIES: &[&str] = &["云杉科技有限公司", "星河数据有限公司", "青石软件有限公司"];
+const DEPARTMENTS: &[&str] = &["研发部", "市场部", "财务部", "运维部", "销售部"];
+
+fn upper_alnum(n: usize) -> String {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut rng = rand::thread_rng();
+    (0..n)
+        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+fn digits(n: usize) -> String {
+    let mut rng = rand::thread_rng();
+    (0..n)
+        .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
+        .collect()
+}
+
+fn hex32() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+pub fn chinese_name() -> String {
+    let mut rng = rand::thread_rng();
+    format!(
+        "{}{}{}",
+        SURNAMES.choose(&mut rng).unwrap(),
+        GIVEN.choose(&mut rng).unwrap(),
+        GIVEN.choose(&mut rng).unwrap()
+    )
+}
+
+/// `CS` + yyMMddHHmm + 5 upper-case alphanumerics, like `CS2211181819B4LVS`.
+pub fn order_id(now: DateTime<Utc>) -> String {
+    format!("CS{}{}", now.format("%y%m%d%H%M"), upper_alnum(5))
+}
+
+/// A marketplace-style license code (spec decision 9): `PL` + upper-case alphanumerics.
+pub fn license_code() -> String {
+    format!("PL{}", upper_alnum(30))
+}
+
+pub fn product_id() -> String {
+    format!("00301-{}-0--0", digits(6))
+}
+
+fn saas_extend_params() -> String {
+    let items = json!([
+        {"name": "companyName", "value": COMPANIES[0]},
+        {"name": "contactName", "value": chinese_name()},
+        {"name": "custEmail", "value": "buyer@example.com"}
+    ]);
+    base64::engine::general_purpose::STANDARD.encode(items.to_string())
+}
+
+fn user_list(n: usize) -> Vec<Value> {
+    let mut rng = rand::thread_rng();
+    (0..n)
+        .map(|i| {
+            json!({
+                "email": format!("user{i:03}@example.com"),
+                "employeeCode": format!("E{:05}", i + 1),
+                "employeeType": rng.gen_range(1..=4),
+                "enable": "true",
+                "mobile": format!("138{}", digits(8)),
+                "name": chinese_name(),
+                "orgCode": "ORG0001",
+                "position": "工程师",
+                "role": if i == 0 { "admin" } else { "user" },
+                "userName": format!("user{i:03}"),
+            })
+        })
+        .collect()
+}
+
+fn org_list() -> Vec<Value> {
+    let mut v = vec![json!({"orgCode": "ORG0001", "orgName": "总部"})];
+    for (i, d) in DEPARTMENTS.iter().enumerate() {
+        v.push(
+            json!({"orgCode": format!("ORG{:04}", i + 2), "orgName": d, "parentCode": "ORG0001"}),
+        );
+    }
+    v
+}
+
+fn cst(now: DateTime<Utc>) -> DateTime<FixedOffset> {
+    now.with_timezone(&FixedOffset::east_opt(8 * 3600).expect("UTC+8 is valid"))
+}
+
+/// Fills the shared values of `ctx` that are still empty, so that a suite can reuse them.
+pub fn settle(ctx: &mut Ctx) {
+    let now = ctx.now.unwrap_or_else(crate::clock::now);
+    ctx.now = Some(now);
+    ctx.order_id.get_or_insert_with(|| order_id(now));
+    let oid = ctx.order_id.clone().unwrap_or_default();
+    ctx.order_line_id
+        .get_or_insert_with(|| format!("{oid}-000001"));
+    ctx.instance_id.get_or_insert_with(crate::clock::uuid);
+    ctx.license.get_or_insert_with(license_code);
+    ctx.tenant_id.get_or_insert_with(hex32);
+    ctx.app_id
+        .get_or_insert_with(|| format!("app-{}", upper_alnum(12)));
+    ctx.org_code.get_or_insert_with(|| "ORG0002".into());
+}
+
+/// A body for `cb` with every field that is not `default_absent`; shared values come
+/// from `ctx`. V1 basic and V2 basic values are strings; Kit keeps integer fields as numbers.
+pub fn generate(cb: &Callback, scene: Option<&str>, ctx: &Ctx) -> Map<String, Value> {
+    let mut ctx = ctx.clone();
+    settle(&mut ctx);
+    let now = ctx.now.unwrap_or_else(crate::clock::now);
+    let mut out = Map::new();
+    for field in cb.fields {
+        if field.default_absent {
+            continue;
+        }
+        let v = match value(cb, field.gen, scene, &ctx, now) {
+            Some(v) => v,
+            None => continue,
+        };
+        let v = match (cb.family, field.ty, v) {
+            // Basic interfaces are flat string maps (§4.2): numbers travel as text.
+            (Family::V1Basic | Family::V2Basic | Family::License | Family::OrderNotify, _, v) => {
+                match v {
+                    Value::String(_) => v,
+                    other => Value::String(other.to_string()),
+                }
+            }
+            (_, FieldType::Integer, Value::String(s)) => s
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or(Value::String(s)),
+            (_, _, v) => v,
+        };
+        out.insert(field.name.to_string(), v);
+    }
+    out
+}
+
+fn value(
+    cb: &Callback,
+    g: Gen,
+    scene: Option<&str>,
+    ctx: &Ctx,
+    now: DateTime<Utc>,
+) -> Option<Value> {
+    let s = |x: String| Some(Value::String(x));
+    let opt = |x: &Option<String>| x.clone().unwrap_or_default();
+    match g {
+        Gen::Activity => s(cb.name.to_string()),
+        Gen::Scene => s(scene
+            .map(str::to_string)
+            .or_else(|| cb.scenes.first().map(|x| x.to_string()))
+            .unwrap_or_default()),
+        Gen::Const(c) => s(c.to_string()),
+        Gen::ConstInt(i) => match (cb.family.is_kit(), ctx.flag) {
+            (true, Some(flag)) => Some(Value::from(flag)),
+            _ => Some(Value::from(i)),
+        },
+        Gen::TestFlag => match (ctx.test_flag, cb.family) {
+            (true, _) => s("1".into()),
+            // orderNotify requires the field; elsewhere live calls omit it.
+            (false, Family::OrderNotify) => s("0".into()),
+            (false, _) => None,
+        },
+        Gen::TestFlagInt => Some(Value::from(i64::from(ctx.test_flag))),
+        Gen::BusinessId => s(crate::clock::uuid()),
+        Gen::OrderId => s(opt(&ctx.order_id)),
+        Gen::OrderLineId => s(opt(&ctx.order_line_id)),
+        Gen::InstanceId => s(opt(&ctx.instance_id)),
+        Gen::ProductId => s(product_id()),
+        Gen::SkuCode => s(crate::clock::uuid()),
+        Gen::ExpireTime14 => s((now + Duration::days(365))
+            .format("%Y%m%d%H%M%S")
+            .to_string()),
+        Gen::TimeStampUtc17 => s(now.format("%Y%m%d%H%M%S%3f").to_string()),
+        Gen::TimeStampCst17 => s(cst(now).format("%Y%m%d%H%M%S%3f").to_string()),
+        Gen::CustomerId => s(hex32()),
+        Gen::CustomerName => s(format!("hw{}", digits(8))),
+        Gen::UserId => s(hex32()),
+        Gen::UserName => s(chinese_name()),
+        Gen::EncryptedMobile | Gen::EncryptedEmail => {
+            let plain = if g == Gen::EncryptedMobile {
+                format!("138{}", digits(8))
+            } else {
+                format!("buyer{}@example.com", digits(4))
+            };
+            let key = ctx.v1_key.as_deref()?;
+            let iv = crate::clock::alphanumeric(16);
+            v1_crypto::encrypt(key, EncryptType::Aes256, &iv, &plain)
+                .ok()
+                .map(Value::String)
+        }
+        Gen::OrderAmount => s(format!("{}.00", rand::thread_rng().gen_range(1..100) * 100)),
+        Gen::SaasExtendParams => s(saas_extend_params()),
+        Gen::License => s(opt(&ctx.license)),
+        Gen::TenantId => s(opt(&ctx.tenant_id)),
+        Gen::TenantCode => s(format!("tenant{}", digits(6))),
+        Gen::CompanyName => s(COMPANIES[0].to_string()),
+        Gen::DomainName => s(format!("https://t{}.tenantaccount.example.com", digits(4))),
+        Gen::AppId => s(opt(&ctx.app_id)),
+        Gen::ClientId => s(format!("client-{}", upper_alnum(16))),
+        Gen::ClientSecret => {
+            // Stands in for an RSA-OAEP ciphertext (3072-bit key → 384 bytes).
+            let bytes: Vec<u8> = (0..384).map(|_| rand::thread_rng().gen()).collect();
+            s(base64::engine::general_purpose::STANDARD.encode(bytes))
+        }
+        Gen::UserList { as_string } => {
+            let list = Value::Array(user_list(ctx.users.unwrap_or(3).min(500)));
+            if as_string {
+                s(list.to_string())
+            } else {
+                Some(list)
+            }
+        }
+        Gen::OrgCode => s(opt(&ctx.org_code)),
+        Gen::OrgName => s(DEPARTMENTS[0].to_string()),
+        Gen::ParentCode => s("ORG0001".into()),
+        Gen::OrgInfoList => Some(Value::Array(org_list())),
+        Gen::OrgInfoString => s(Value::Array(org_list()).to_string()),
+        Gen::SyncTime => s(cst(now).format("%Y%m%d%H%M%S%3f").to_string()),
+        Gen::ProductInfo => {
+            s(json!({"productId": product_id(), "skuCode": crate::clock::uuid()}).to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{find, Protocol, CATALOG};
+
+    #[test]
+    fn every_callback_generates_its_required_fields_within_limits() {
+        let ctx = Ctx {
+            test_flag: true,
+            v1_key: Some("a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d".into()),
+            users: Some(500),
+            ..Ctx::default()
+        };
+        for cb in CATALOG {
+            let body = generate(cb, None, &ctx);
+            for field in cb.fields {
+                let v = body.get(field.name);
+                if field.required {
+                    assert!(v.is_some(), "{} lacks {}", cb.name, field.name);
+                }
+                if let (Some(Value::String(s)), Some(max)) = (v, field.max_len) {
+                    assert!(
+                        s.chars().count() <= max,
+                        "{}.{} too long",
+                        cb.name,
+                        field.name
+                    );
+                }
+                if let (Some(Value::String(s)), false) = (v, field.values.is_empty()) {
+                    assert!(
+                        field.values.contains(&s.as_str()),
+                        "{}.{}",
+                        cb.name,
+                        field.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn formats_look_like_the_marketplace() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let ctx = Ctx {
+            now: Some(now),
+            test_flag: true,
+            users: Some(500),
+            ..Ctx::default()
+        };
+        let b = generate(find("newInstance", Protocol::V2).unwrap(), None, &ctx);
+        let oid = b["orderId"].as_str().unwrap();
+        assert!(oid.starts_with("CS2601020304") && oid.len() == 17, "{oid}");
+        assert_eq!(b["orderLineId"], format!("{oid}-000001"));
+        assert_eq!(b["testFlag"], "1");
+        let k = generate(find("authSync", Protocol::V2).unwrap(), None, &ctx);
+        assert_eq!(k["userList"].as_array().unwrap().len(), 500);
+        assert_eq!(k["timeStamp"], "20260102110405678");
+        assert_eq!(k["testFlag"], 1);
+        let l = generate(
+            find("releaseLicenseCode", Protocol::V2).unwrap(),
+            None,
+            &ctx,
+        );
+        assert!(l["license"].as_str().unwrap().starts_with("PL"));
+        let r = generate(
+            find("refreshInstance", Protocol::V2).unwrap(),
+            Some("RENEWAL"),
+            &ctx,
+        );
+        assert_eq!(r["scene"], "RENEWAL");
+        assert_eq!(r["expireTime"], "20270102030405");
+        let live = Ctx {
+            test_flag: false,
+            ..ctx
+        };
+        let b = generate(find("newInstance", Protocol::V2).unwrap(), None, &live);
+        assert!(b.get("testFlag").is_none());
+    }
+}

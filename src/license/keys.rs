@@ -1,0 +1,231 @@
+//! Ed25519 signing keys, their key ids, key file lines and the keyring used to validate.
+//!
+//! Key files are one line each:
+//! `csm-license-public-key:<key id>:<base64 of 32 bytes>` and
+//! `csm-license-private-key:<key id>:<base64 of the 32-byte seed>`.
+//! The key id is the first 4 bytes of SHA-256 over a label and the public key, written as
+//! 8 hex digits; it travels inside every code, so old keys can stay in the keyring after a
+//! rotation and the right one is picked without trying them all.
+
+use base64::Engine as _;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+pub const PUBLIC_TAG: &str = "csm-license-public-key";
+pub const PRIVATE_TAG: &str = "csm-license-private-key";
+/// Prefixed to the payload before signing, so a csm signature means nothing elsewhere.
+pub const SIGN_CONTEXT: &[u8] = b"csm-license-v1:";
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(pub [u8; 4]);
+
+impl KeyId {
+    pub fn of(public: &VerifyingKey) -> KeyId {
+        let mut h = Sha256::new();
+        h.update(b"csm-license-key-id:");
+        h.update(public.as_bytes());
+        let d = h.finalize();
+        KeyId([d[0], d[1], d[2], d[3]])
+    }
+
+    pub fn parse(s: &str) -> Option<KeyId> {
+        let b = hex::decode(s).ok()?;
+        Some(KeyId(b.try_into().ok()?))
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({self})")
+    }
+}
+
+/// A private key with its id. Debug never shows the key.
+#[derive(Clone)]
+pub struct PrivateKey {
+    pub id: KeyId,
+    pub key: SigningKey,
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PrivateKey({}, redacted)", self.id)
+    }
+}
+
+impl PrivateKey {
+    pub fn from_seed(seed: [u8; 32]) -> PrivateKey {
+        let key = SigningKey::from_bytes(&seed);
+        PrivateKey {
+            id: KeyId::of(&key.verifying_key()),
+            key,
+        }
+    }
+
+    pub fn public(&self) -> PublicKey {
+        PublicKey {
+            id: self.id,
+            key: self.key.verifying_key(),
+        }
+    }
+
+    /// The private key file line. Only written to a 0600 file, never printed.
+    pub fn to_line(&self) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(self.key.to_bytes());
+        format!("{PRIVATE_TAG}:{}:{b64}", self.id)
+    }
+
+    pub fn sign(&self, payload: &[u8]) -> [u8; 64] {
+        let mut msg = Vec::with_capacity(SIGN_CONTEXT.len() + payload.len());
+        msg.extend_from_slice(SIGN_CONTEXT);
+        msg.extend_from_slice(payload);
+        self.key.sign(&msg).to_bytes()
+    }
+
+    /// The secret of short codes: derived from the seed, so one key file serves both forms.
+    pub fn short_secret(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"csm-license-short-v1:");
+        h.update(self.key.to_bytes());
+        h.finalize().into()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    pub id: KeyId,
+    pub key: VerifyingKey,
+}
+
+impl PublicKey {
+    pub fn to_line(&self) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(self.key.as_bytes());
+        format!("{PUBLIC_TAG}:{}:{b64}", self.id)
+    }
+
+    pub fn verify(&self, payload: &[u8], signature: &[u8; 64]) -> bool {
+        let mut msg = Vec::with_capacity(SIGN_CONTEXT.len() + payload.len());
+        msg.extend_from_slice(SIGN_CONTEXT);
+        msg.extend_from_slice(payload);
+        self.key
+            .verify(&msg, &Signature::from_bytes(signature))
+            .is_ok()
+    }
+}
+
+fn split_line<'a>(line: &'a str, tag: &str) -> Result<(&'a str, [u8; 32]), String> {
+    let rest = line
+        .strip_prefix(tag)
+        .and_then(|r| r.strip_prefix(':'))
+        .ok_or_else(|| format!("must start with {tag}:"))?;
+    let (kid, b64) = rest
+        .split_once(':')
+        .ok_or_else(|| format!("must be {tag}:<key id>:<base64 key>"))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| "the key is not valid base64".to_string())?;
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| format!("the key is {} bytes, Ed25519 needs 32", b.len()))?;
+    Ok((kid, arr))
+}
+
+pub fn parse_public_line(line: &str) -> Result<PublicKey, String> {
+    let (kid, bytes) = split_line(line.trim(), PUBLIC_TAG)?;
+    let key = VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| "the key is not a valid Ed25519 public key".to_string())?;
+    let id = KeyId::of(&key);
+    if KeyId::parse(kid) != Some(id) {
+        return Err(format!(
+            "key id {kid:?} does not belong to this key (it is {id})"
+        ));
+    }
+    Ok(PublicKey { id, key })
+}
+
+/// Parses a private key line. Error messages never contain the key material.
+pub fn parse_private_line(line: &str) -> Result<PrivateKey, String> {
+    let (kid, seed) = split_line(line.trim(), PRIVATE_TAG)?;
+    let k = PrivateKey::from_seed(seed);
+    if KeyId::parse(kid) != Some(k.id) {
+        return Err(format!(
+            "key id {kid:?} does not belong to this key (it is {})",
+            k.id
+        ));
+    }
+    Ok(k)
+}
+
+/// Public keys (and private keys, for short codes) known to a validation.
+#[derive(Debug, Clone, Default)]
+pub struct Keyring {
+    pub public: Vec<PublicKey>,
+    pub private: Vec<PrivateKey>,
+}
+
+impl Keyring {
+    /// Adds every key line of a key file; blank lines and `#` comments are skipped.
+    /// A private key line also contributes its public key.
+    pub fn add_text(&mut self, text: &str) -> Result<usize, String> {
+        let mut n = 0;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let r = if line.starts_with(PRIVATE_TAG) {
+                parse_private_line(line).map(|k| {
+                    self.public.push(k.public());
+                    self.private.push(k);
+                })
+            } else {
+                parse_public_line(line).map(|k| self.public.push(k))
+            };
+            r.map_err(|e| format!("line {}: {e}", i + 1))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(format!(
+                "no key line (expected {PUBLIC_TAG}:<key id>:<base64>)"
+            ));
+        }
+        Ok(n)
+    }
+
+    pub fn public_for(&self, id: KeyId) -> Option<&PublicKey> {
+        self.public.iter().find(|k| k.id == id)
+    }
+
+    pub fn private_for(&self, id: KeyId) -> Option<&PrivateKey> {
+        self.private.iter().find(|k| k.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip_and_ids_match() {
+        let k = PrivateKey::from_seed([7; 32]);
+        let p = parse_public_line(&k.public().to_line()).unwrap();
+        assert_eq!(p.id, k.id);
+        let k2 = parse_private_line(&k.to_line()).unwrap();
+        assert_eq!(k2.key.to_bytes(), k.key.to_bytes());
+        assert!(!format!("{k:?}").contains(&k.to_line()[30..]));
+        let sig = k.sign(b"abc");
+        assert!(p.verify(b"abc", &sig));
+        assert!(!p.verify(b"abd", &sig));
+        let bad = k.public().to_line().replace(&k.id.to_string(), "00000000");
+        assert!(parse_public_line(&bad)
+            .unwrap_err()
+            .contains("does not belong"));
+    }
+}

@@ -1,0 +1,265 @@
+//! The verdict on a license: one kind, one reason, and the exit code of its class.
+
+use super::base32::Typo;
+use super::code::{self, Parsed};
+use super::keys::Keyring;
+use super::payload::{day_date, day_text, NEVER};
+use crate::error::Exit;
+use chrono::NaiveDate;
+use serde_json::Value;
+use std::collections::HashSet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Valid,
+    ValidInGrace,
+    Expired,
+    NotYetValid,
+    BadSignature,
+    UnknownKeyId,
+    Revoked,
+    WrongProduct,
+    Malformed,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Valid => "valid",
+            Kind::ValidInGrace => "valid-in-grace",
+            Kind::Expired => "expired",
+            Kind::NotYetValid => "not-yet-valid",
+            Kind::BadSignature => "bad-signature",
+            Kind::UnknownKeyId => "unknown-key-id",
+            Kind::Revoked => "revoked",
+            Kind::WrongProduct => "wrong-product",
+            Kind::Malformed => "malformed",
+        }
+    }
+
+    /// 0 usable; 6 genuine but outside its dates; 1 not to be trusted; 2 not readable.
+    pub fn exit(self) -> Exit {
+        match self {
+            Kind::Valid | Kind::ValidInGrace => Exit::Ok,
+            Kind::Expired | Kind::NotYetValid => Exit::LicenseDate,
+            Kind::BadSignature | Kind::UnknownKeyId | Kind::Revoked | Kind::WrongProduct => {
+                Exit::CheckFailed
+            }
+            Kind::Malformed => Exit::Usage,
+        }
+    }
+
+    pub fn is_valid(self) -> bool {
+        matches!(self, Kind::Valid | Kind::ValidInGrace)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub kind: Kind,
+    pub reason: String,
+    /// 1-based position of a typo in the text, when known.
+    pub position: Option<usize>,
+    /// The decoded fields, when the input could be decoded.
+    pub license: Option<Value>,
+}
+
+impl Verdict {
+    fn new(kind: Kind, reason: impl Into<String>, license: Option<Value>) -> Self {
+        Verdict {
+            kind,
+            reason: reason.into(),
+            position: None,
+            license,
+        }
+    }
+
+    pub fn malformed(t: Typo) -> Self {
+        Verdict {
+            kind: Kind::Malformed,
+            reason: t.reason,
+            position: t.position,
+            license: None,
+        }
+    }
+}
+
+/// What a validation checks beyond the signature.
+#[derive(Debug, Clone, Default)]
+pub struct Policy<'a> {
+    /// License ids (16 hex digits) that are withdrawn.
+    pub revoked: HashSet<String>,
+    /// The product the software is; a license for another product is refused.
+    pub product: Option<&'a str>,
+}
+
+/// Judges a parsed license on day `at` (UTC). Order: key, signature, revocation, product,
+/// dates; so a forged license is never reported as merely expired.
+pub fn judge(parsed: &Parsed, keys: &Keyring, policy: &Policy, at: NaiveDate) -> Verdict {
+    match parsed {
+        Parsed::Marketplace(c) => Verdict::new(
+            Kind::Malformed,
+            format!(
+                "{c}: a marketplace code (PL…) carries no signature; ask the marketplace with `csm license heartbeat`"
+            ),
+            None,
+        ),
+        Parsed::Full {
+            payload,
+            bytes,
+            signature,
+            edited_field,
+            ..
+        } => {
+            let fields = code::fields_json(payload, bytes);
+            let Some(key) = keys.public_for(payload.key_id) else {
+                return Verdict::new(
+                    Kind::UnknownKeyId,
+                    format!(
+                        "no public key with id {} was given",
+                        payload.key_id
+                    ),
+                    Some(fields),
+                );
+            };
+            if !key.verify(bytes, signature) {
+                return Verdict::new(
+                    Kind::BadSignature,
+                    format!(
+                        "not signed by key {} as it reads now (altered or forged)",
+                        payload.key_id
+                    ),
+                    Some(fields),
+                );
+            }
+            if let Some(f) = edited_field {
+                return Verdict::new(
+                    Kind::BadSignature,
+                    format!("field {f:?} of the file differs from the signed payload"),
+                    Some(fields),
+                );
+            }
+            let id = code::license_id(bytes);
+            if policy.revoked.contains(&id) {
+                return Verdict::new(Kind::Revoked, format!("license {id} is on the revocation list"), Some(fields));
+            }
+            if let Some(p) = policy.product {
+                if p != payload.product {
+                    return Verdict::new(
+                        Kind::WrongProduct,
+                        format!(
+                            "the license is for product {:?}, not {p:?}",
+                            payload.product
+                        ),
+                        Some(fields),
+                    );
+                }
+            }
+            dates(payload.issued, payload.expires, payload.grace_days, at, fields)
+        }
+        Parsed::Short { payload, bytes, tag } => {
+            let fields = code::short_fields_json(payload, bytes);
+            let Some(key) = keys.private_for(payload.key_id) else {
+                let hint = if keys.public_for(payload.key_id).is_some() {
+                    " (a short code is checked with the private key file, not the public one)"
+                } else {
+                    ""
+                };
+                return Verdict::new(
+                    Kind::UnknownKeyId,
+                    format!("no private key with id {} was given{hint}", payload.key_id),
+                    Some(fields),
+                );
+            };
+            if !crate::protocol::hmac::ct_eq(&code::short_tag(key, bytes), tag) {
+                return Verdict::new(
+                    Kind::BadSignature,
+                    format!("the short code's tag does not match key {} (altered or forged)", payload.key_id),
+                    Some(fields),
+                );
+            }
+            let id = code::license_id(bytes);
+            if policy.revoked.contains(&id) {
+                return Verdict::new(Kind::Revoked, format!("license {id} is on the revocation list"), Some(fields));
+            }
+            if let Some(p) = policy.product {
+                if code::product_digest(p) != payload.product_digest {
+                    return Verdict::new(
+                        Kind::WrongProduct,
+                        format!("the short code was not issued for product {p:?}"),
+                        Some(fields),
+                    );
+                }
+            }
+            dates(payload.issued, payload.expires, payload.grace_days as u16, at, fields)
+        }
+    }
+}
+
+/// The last valid day is `expires` itself; grace days follow it.
+fn dates(issued: u16, expires: u16, grace: u16, at: NaiveDate, fields: Value) -> Verdict {
+    let f = Some(fields);
+    if at < day_date(issued) {
+        return Verdict::new(
+            Kind::NotYetValid,
+            format!("issued for {}, checked on {at}", day_text(issued)),
+            f,
+        );
+    }
+    if expires == NEVER {
+        return Verdict::new(Kind::Valid, "does not expire", f);
+    }
+    let end = day_date(expires);
+    if at <= end {
+        let left = (end - at).num_days();
+        return Verdict::new(
+            Kind::Valid,
+            format!("until {end} ({left} more day(s) after {at})"),
+            f,
+        );
+    }
+    let grace_end = end + chrono::Days::new(grace as u64);
+    if at <= grace_end {
+        let left = (grace_end - at).num_days();
+        return Verdict::new(
+            Kind::ValidInGrace,
+            format!("expired on {end}, grace ends {grace_end} ({left} more day(s))"),
+            f,
+        );
+    }
+    let reason = if grace > 0 {
+        format!("on {end}; the grace of {grace} day(s) ended {grace_end}")
+    } else {
+        format!("on {end}")
+    };
+    Verdict::new(Kind::Expired, reason, f)
+}
+
+/// Parses and judges a text; a code with a wrong check symbol is searched for the one
+/// mistyped character when the key is at hand.
+pub fn validate(text: &str, keys: &Keyring, policy: &Policy, at: NaiveDate) -> Verdict {
+    match code::parse(text) {
+        Ok(p) => judge(&p, keys, policy, at),
+        Err(t) => {
+            let mut v = Verdict::malformed(t);
+            if v.position.is_none() && v.reason.starts_with("check symbol") {
+                match code::locate_typo(text, keys) {
+                    Some(code::Fix::Substitution {
+                        position,
+                        typed,
+                        meant,
+                    }) => {
+                        v.position = Some(position);
+                        v.reason = format!("typo at position {position}: {typed:?} should be {meant:?} (the check symbol does not match)");
+                    }
+                    Some(code::Fix::Swap { first, second }) => {
+                        v.position = Some(first);
+                        v.reason = format!("typo at positions {first} and {second}: the two characters are swapped (the check symbol does not match)");
+                    }
+                    None => {}
+                }
+            }
+            v
+        }
+    }
+}

@@ -1,0 +1,961 @@
+//! `csm serve merchant` as a real process on loopback, `csm test-endpoint` and `csm send`
+//! against it: every suite passes, every fault fails exactly its check family, and every
+//! request csm sent is re-verified from the merchant's raw recording.
+
+use base64::Engine;
+use csm::protocol::{json, v1, v2};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const BASIC: &str = "0f3c2a9e-5b1d-4c7e-8a6f-1d2e3f4a5b6c";
+const KIT: &str = "7a8b9c0d-1e2f-4a3b-9c4d-5e6f7a8b9c0d";
+const LICENSE: &str = "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f";
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, key) in [
+            ("basic.key", BASIC),
+            ("kit.key", KIT),
+            ("license.key", LICENSE),
+        ] {
+            std::fs::write(dir.path().join(name), format!("{key}\n")).unwrap();
+        }
+        Env { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn p(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_csm"));
+        c.env_clear()
+            .env("CSM_CONFIG_DIR", self.dir.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Starts `csm serve merchant` on a free port and waits for its first line.
+    fn serve(&self, args: &[&str]) -> Served {
+        let mut child = self
+            .cmd()
+            .args(["serve", "merchant", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("csm merchant listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Served { child, url }
+    }
+}
+
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn report(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
+}
+
+fn failing_families(r: &Value) -> BTreeSet<String> {
+    r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| c["family"].as_str().unwrap().to_string())
+        .collect()
+}
+
+// ---- a small JSON Schema checker for the subset docs/test-endpoint.schema.json uses ----
+
+fn validate(schema: &Value, v: &Value, at: &str, errors: &mut Vec<String>) {
+    if let Some(t) = schema.get("type").and_then(Value::as_str) {
+        let ok = match t {
+            "object" => v.is_object(),
+            "array" => v.is_array(),
+            "string" => v.is_string(),
+            "integer" => v.is_i64() || v.is_u64(),
+            "boolean" => v.is_boolean(),
+            _ => true,
+        };
+        if !ok {
+            errors.push(format!("{at}: expected {t}, got {v}"));
+            return;
+        }
+    }
+    if let Some(e) = schema.get("enum").and_then(Value::as_array) {
+        if !e.contains(v) {
+            errors.push(format!("{at}: {v} not in {e:?}"));
+        }
+    }
+    if let Some(req) = schema.get("required").and_then(Value::as_array) {
+        for k in req {
+            if v.get(k.as_str().unwrap()).is_none() {
+                errors.push(format!("{at}: missing {k}"));
+            }
+        }
+    }
+    if let (Some(props), Some(obj)) = (
+        schema.get("properties").and_then(Value::as_object),
+        v.as_object(),
+    ) {
+        for (k, val) in obj {
+            match props.get(k) {
+                Some(s) => validate(s, val, &format!("{at}.{k}"), errors),
+                None if schema["additionalProperties"] == false => {
+                    errors.push(format!("{at}: unexpected property {k}"))
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (schema.get("items"), v.as_array()) {
+        for (i, item) in arr.iter().enumerate() {
+            validate(items, item, &format!("{at}[{i}]"), errors);
+        }
+    }
+}
+
+fn assert_schema(r: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/test-endpoint.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut errors = Vec::new();
+    validate(&schema, r, "$", &mut errors);
+    assert!(errors.is_empty(), "schema violations: {errors:#?}");
+}
+
+// ---- re-verifying the recorded requests with the protocol functions ----
+
+#[derive(Default, Debug)]
+struct Audit {
+    total: usize,
+    valid: usize,
+    invalid: usize,
+    nonce_repeats: usize,
+    without_test_flag: usize,
+}
+
+fn audit(record: &Path) -> Audit {
+    let mut a = Audit::default();
+    let mut nonces: HashMap<String, usize> = HashMap::new();
+    for line in std::fs::read_to_string(record).unwrap().lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        let url = r["url"].as_str().unwrap();
+        let method = r["method"].as_str().unwrap();
+        let headers: Vec<(String, String)> = serde_json::from_value(r["headers"].clone()).unwrap();
+        let header = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(r["body_base64"].as_str().unwrap())
+            .unwrap();
+        let body_text = String::from_utf8(body.clone()).unwrap();
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let params = v1::parse_query(query, false).unwrap();
+        let param = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        a.total += 1;
+        let (ok, nonce, test_flag) = if path.contains("/produceAPI/v2/") {
+            let ts = header("x-timestamp").unwrap();
+            let nonce = header("x-nonce").unwrap();
+            let s = v2::sign_kit_canonical(KIT, body_text.clone(), &ts, &nonce);
+            let ok = header("x-sign").is_some_and(|x| v2::signature_matches(&s.x_sign, &x));
+            let tf = serde_json::from_str::<Value>(&body_text).unwrap()["testFlag"] == 1;
+            (ok, Some(nonce), tf)
+        } else if path.contains("/produceAPI/") {
+            let j = json::parse(&body).unwrap();
+            let t = v1::kit_auth_token(KIT, &j).unwrap();
+            let ok = header("authToken").is_some_and(|x| v1::token_matches(&t.auth_token, &x));
+            let tf = serde_json::from_str::<Value>(&body_text).unwrap()["testFlag"] == 1;
+            (ok, None, tf)
+        } else if method == "GET" {
+            let t = v1::auth_token(BASIC, &params).unwrap();
+            let ok = param("authToken").is_some_and(|x| v1::token_matches(&t.auth_token, &x));
+            (ok, None, param("testFlag").as_deref() == Some("1"))
+        } else {
+            let b: Value = serde_json::from_str(&body_text).unwrap();
+            let key = if b["activity"].as_str().unwrap().contains("LicenseCode") {
+                LICENSE
+            } else {
+                BASIC
+            };
+            let ts = param("timestamp").unwrap();
+            let nonce = param("nonce").unwrap();
+            // The raw bytes, not a re-serialisation: csm signs exactly what it sends.
+            let s = v2::sign_basic_canonical(
+                key,
+                body_text.clone(),
+                &ts,
+                &nonce,
+                v2::LicenseInner::KeyedHmac,
+            );
+            let ok = param("signature").is_some_and(|x| v2::signature_matches(&s.signature, &x));
+            (ok, Some(nonce), b["testFlag"] == "1")
+        };
+        if ok {
+            a.valid += 1;
+        } else {
+            a.invalid += 1;
+        }
+        if !test_flag {
+            a.without_test_flag += 1;
+        }
+        if let Some(n) = nonce {
+            *nonces.entry(n).or_default() += 1;
+        }
+    }
+    a.nonce_repeats = nonces.values().filter(|c| **c > 1).count();
+    a
+}
+
+#[test]
+fn v2_with_kit_and_license_passes_every_suite_and_every_request_verifies() {
+    let env = Env::new();
+    let record = env.path("v2.jsonl");
+    let m = env.serve(&[
+        "--key-file",
+        &env.p("basic.key"),
+        "--kit-key-file",
+        &env.p("kit.key"),
+        "--license-key-file",
+        &env.p("license.key"),
+        "--record",
+        &record.display().to_string(),
+    ]);
+    let junit = env.path("report.xml");
+    let o = env.run(&[
+        "--json",
+        "test-endpoint",
+        "--endpoint",
+        &format!("{}/produce", m.url),
+        "--protocol",
+        "v2",
+        "--key-file",
+        &env.p("basic.key"),
+        "--kit-key-file",
+        &env.p("kit.key"),
+        "--license-key-file",
+        &env.p("license.key"),
+        "--junit",
+        &junit.display().to_string(),
+    ]);
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(0), "{r:#}");
+    assert_schema(&r);
+    assert_eq!(r["result"], "pass");
+    assert_eq!(r["summary"]["failed"], 0);
+    let checks = r["checks"].as_array().unwrap();
+    let suites: BTreeSet<&str> = checks
+        .iter()
+        .map(|c| c["suite"].as_str().unwrap())
+        .collect();
+    assert_eq!(suites.len(), 5, "{suites:?}");
+    for needle in [
+        "tenantSync add",
+        "authSync add",
+        "releaseLicenseCode twice",
+        "refreshInstance RENEWAL_CHANGE",
+        "queryInstance replayed (same nonce): refused",
+    ] {
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["check"].as_str().unwrap().starts_with(needle) && c["status"] == "pass"),
+            "no passing check {needle:?}"
+        );
+    }
+    let x = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        x.starts_with("<?xml")
+            && x.contains("failures=\"0\"")
+            && x.contains("<testsuite name=\"v2.negative\"")
+    );
+
+    drop(m);
+    let a = audit(&record);
+    assert_eq!(
+        a.total as u64,
+        r["summary"]["calls"].as_u64().unwrap(),
+        "{a:?}"
+    );
+    // Deliberately bad: basic tampered + missing, Kit tampered + missing, License tampered.
+    assert_eq!(a.invalid, 5, "{a:?}");
+    assert_eq!(a.valid, a.total - 5);
+    // One deliberate replay; every other call has a fresh nonce.
+    assert_eq!(a.nonce_repeats, 1, "{a:?}");
+    assert_eq!(
+        a.without_test_flag, 0,
+        "every call must be a debug call: {a:?}"
+    );
+}
+
+#[test]
+fn v1_with_kit_passes_every_suite_and_every_request_verifies() {
+    let env = Env::new();
+    let record = env.path("v1.jsonl");
+    let m = env.serve(&[
+        "--protocol",
+        "v1",
+        "--key-file",
+        &env.p("basic.key"),
+        "--kit-key-file",
+        &env.p("kit.key"),
+        "--record",
+        &record.display().to_string(),
+    ]);
+    let o = env.run(&[
+        "--json",
+        "test-endpoint",
+        "--endpoint",
+        &format!("{}/produce", m.url),
+        "--protocol",
+        "v1",
+        "--key-file",
+        &env.p("basic.key"),
+        "--kit-key-file",
+        &env.p("kit.key"),
+    ]);
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(0), "{r:#}");
+    assert_schema(&r);
+    let checks = r["checks"].as_array().unwrap();
+    for family in ["body-sign", "body-sign-name", "credentials"] {
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["family"] == family && c["status"] == "pass"),
+            "{family} never checked"
+        );
+    }
+    drop(m);
+    let a = audit(&record);
+    assert_eq!(a.total as u64, r["summary"]["calls"].as_u64().unwrap());
+    assert_eq!(a.invalid, 4, "{a:?}");
+    assert_eq!(a.without_test_flag, 0);
+}
+
+#[test]
+fn license_only_product_is_tested_with_the_license_key_alone() {
+    let env = Env::new();
+    let lk = env.p("license.key");
+    let m = env.serve(&["--license-key-file", &lk]);
+    let o = env.run(&[
+        "--json",
+        "test-endpoint",
+        "--endpoint",
+        &format!("{}/produce", m.url),
+        "--license-key-file",
+        &lk,
+    ]);
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(0), "{r:#}");
+    let checks = r["checks"].as_array().unwrap();
+    assert!(checks
+        .iter()
+        .any(|c| c["check"] == "basic interfaces" && c["status"] == "skip"));
+    assert!(checks.iter().any(
+        |c| c["check"] == "releaseLicenseCode, tampered signature: refused"
+            && c["status"] == "pass"
+    ));
+    assert!(!checks
+        .iter()
+        .any(|c| c["check"].as_str().unwrap().contains("newInstance")));
+}
+
+#[test]
+fn every_fault_fails_only_its_check_family() {
+    let env = Env::new();
+    let cases = [
+        ("bad-body-sign", "v1", "body-sign"),
+        ("body-sign-case", "v1", "body-sign-name"),
+        ("wrong-encryption", "v1", "credentials"),
+        ("wrong-code", "v2", "result-code"),
+        ("slow", "v2", "reachable"),
+        ("not-idempotent", "v2", "idempotent"),
+        ("accept-bad-signatures", "v2", "refuses-bad-requests"),
+        ("drop-fields", "v2", "required-fields"),
+    ];
+    for (fault, proto, family) in cases {
+        let (k, kk, lk) = (env.p("basic.key"), env.p("kit.key"), env.p("license.key"));
+        let mut serve = vec![
+            "--protocol",
+            proto,
+            "--key-file",
+            &k,
+            "--kit-key-file",
+            &kk,
+            "--fault",
+            fault,
+            "--fault-delay",
+            "2500",
+        ];
+        if proto == "v2" {
+            serve.extend(["--license-key-file", &lk]);
+        }
+        let m = env.serve(&serve);
+        let endpoint = format!("{}/produce", m.url);
+        let mut args = vec![
+            "--json",
+            "test-endpoint",
+            "--endpoint",
+            &endpoint,
+            "--protocol",
+            proto,
+            "--key-file",
+            &k,
+            "--kit-key-file",
+            &kk,
+            "--users",
+            "20",
+        ];
+        if proto == "v2" {
+            args.extend(["--license-key-file", &lk]);
+        }
+        if fault == "slow" {
+            // Two slow calls in the lifecycle suite: a short budget keeps the test quick.
+            args.extend(["--timeout", "1s", "--suite", "lifecycle"]);
+        }
+        let o = env.run(&args);
+        let r = report(&o);
+        assert_eq!(o.status.code(), Some(1), "--fault {fault}: {r:#}");
+        let fams = failing_families(&r);
+        assert_eq!(
+            fams,
+            BTreeSet::from([family.to_string()]),
+            "--fault {fault}: {r:#}"
+        );
+        assert_schema(&r);
+        // Every failing check says what was expected, what came and the fix.
+        for c in r["checks"].as_array().unwrap() {
+            if c["status"] == "fail" {
+                assert!(!c["expected"].as_str().unwrap().is_empty(), "{c}");
+                assert!(!c["actual"].as_str().unwrap().is_empty(), "{c}");
+                assert!(!c["fix"].as_str().unwrap().is_empty(), "{c}");
+            }
+        }
+    }
+}
+
+#[test]
+fn demo_passes_on_a_fresh_machine_and_a_fault_shows_a_failing_run() {
+    let env = Env::new();
+    let o = env.run(&["test-endpoint", "--demo"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("PASS:") && out.contains("lifecycle") && out.contains("v1"),
+        "{out}"
+    );
+
+    let o = env.run(&[
+        "--json",
+        "test-endpoint",
+        "--demo",
+        "--fault",
+        "not-idempotent",
+    ]);
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(r["demo"], true);
+    assert_eq!(r["protocols"], serde_json::json!(["v2", "v1"]));
+    assert_eq!(
+        failing_families(&r),
+        BTreeSet::from(["idempotent".to_string()])
+    );
+
+    let o = env.run(&["test-endpoint", "--demo", "--fault", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("--fault \"nope\": unknown fault"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn send_prints_request_reply_and_checks_and_validates_overrides() {
+    let env = Env::new();
+    let record = env.path("send.jsonl");
+    let m = env.serve(&[
+        "--key-file",
+        &env.p("basic.key"),
+        "--record",
+        &record.display().to_string(),
+    ]);
+    let ep = format!("{}/produce", m.url);
+    let k = env.p("basic.key");
+    let o = env.run(&[
+        "send",
+        "newInstance",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--set",
+        "orderId=CSFIXED0001",
+        "--set",
+        "orderLineId=CSFIXED0001-000001",
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("> POST ")
+            && out.contains("signature=")
+            && out.contains("\"orderId\":\"CSFIXED0001\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("< 200") && out.contains("pass  result-code"),
+        "{out}"
+    );
+
+    // The same order again answers the same instance (JSON output).
+    let again = |env: &Env| {
+        let o = env.run(&[
+            "--json",
+            "send",
+            "newInstance",
+            "--endpoint",
+            &ep,
+            "--key-file",
+            &k,
+            "--set",
+            "orderId=CSFIXED0001",
+            "--set",
+            "orderLineId=CSFIXED0001-000001",
+        ]);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let body: Value = serde_json::from_str(v["reply"]["body"].as_str().unwrap()).unwrap();
+        body["instanceId"].as_str().unwrap().to_string()
+    };
+    assert_eq!(again(&env), again(&env));
+
+    // Unknown fields are an error unless allowed; enumerations are checked.
+    let o = env.run(&[
+        "send",
+        "newInstance",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--set",
+        "colour=red",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("no field \"colour\"") && text(&o).contains("--allow-unknown"));
+    let o = env.run(&[
+        "send",
+        "newInstance",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--set",
+        "colour=red",
+        "--allow-unknown",
+        "--dry-run",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(text(&o).contains("\"colour\":\"red\""));
+    let o = env.run(&[
+        "send",
+        "updateInstanceStatus",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--scene",
+        "PAUSE",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    // --unset removes; unsetting what is not there is an error.
+    let o = env.run(&[
+        "send",
+        "newInstance",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--unset",
+        "testFlag",
+        "--dry-run",
+    ]);
+    assert!(!text(&o).contains("testFlag"), "{}", text(&o));
+    let o = env.run(&[
+        "send",
+        "releaseInstance",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--unset",
+        "orderId",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    // --body replaces the generated values; the reply is judged against --expect-code.
+    let body = env.path("body.json");
+    // Not canonical on purpose: the bytes go out (and are signed) exactly as written.
+    std::fs::write(
+        &body,
+        "{ \"testFlag\": \"1\", \"activity\": \"releaseInstance\", \"instanceId\": \"does-not-exist\" }\n",
+    )
+    .unwrap();
+    let b = body.display().to_string();
+    let o = env.run(&[
+        "send",
+        "releaseInstance",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--body",
+        &b,
+        "--dry-run",
+    ]);
+    assert!(
+        text(&o).contains("{ \"testFlag\": \"1\", \"activity\""),
+        "{}",
+        text(&o)
+    );
+    let bare = env.path("bare.json");
+    std::fs::write(&bare, r#"{"activity":"releaseInstance","instanceId":"x"}"#).unwrap();
+    let o = env.run(&[
+        "send",
+        "releaseInstance",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--body",
+        &bare.display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("no testFlag") && text(&o).contains("--no-test-flag"),
+        "{}",
+        text(&o)
+    );
+    let o = env.run(&[
+        "send",
+        "releaseInstance",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--body",
+        &body.display().to_string(),
+        "--expect-code",
+        "000003",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = env.run(&[
+        "send",
+        "releaseInstance",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--body",
+        &body.display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("FAIL  result-code"));
+    // --curl prints a command carrying the signed bytes.
+    let o = env.run(&[
+        "send",
+        "queryInstance",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--dry-run",
+        "--curl",
+    ]);
+    assert!(
+        text(&o).starts_with("curl -sS -i -X POST 'http://127.0.0.1:"),
+        "{}",
+        text(&o)
+    );
+    // Kit needs its key, and says which flag gives it.
+    let o = env.run(&["send", "tenantSync", "--endpoint", &ep, "--key-file", &k]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("--kit-key-file"), "{}", text(&o));
+    // Callbacks outside the suites: orderNotify, changeInstanceCheck.
+    let o = env.run(&["send", "orderNotify", "--endpoint", &ep, "--key-file", &k]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = env.run(&[
+        "send",
+        "changeInstanceCheck",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--expect-code",
+        "000003",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    drop(m);
+    // Every request send made verifies on the server side, from the raw recording.
+    let a = audit(&record);
+    // Seven sends; the dry runs and the refused overrides sent nothing.
+    assert_eq!(a.total, 7, "{a:?}");
+    assert_eq!(a.invalid, 0, "{a:?}");
+}
+
+#[test]
+fn non_loopback_needs_yes_without_a_terminal() {
+    let env = Env::new();
+    for cmd in [vec!["send", "newInstance"], vec!["test-endpoint"]] {
+        let mut args = cmd.clone();
+        args.extend([
+            "--endpoint",
+            "https://isv.example.com/produce",
+            "--key-file",
+        ]);
+        let k = env.p("basic.key");
+        args.push(&k);
+        let o = env.run(&args);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains("pass --yes"), "{}", text(&o));
+    }
+}
+
+#[test]
+fn exit_codes_for_network_and_config_errors() {
+    let env = Env::new();
+    // Nothing listens on this port (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ep = format!("http://127.0.0.1:{port}/produce");
+    let k = env.p("basic.key");
+    let o = env.run(&["test-endpoint", "--endpoint", &ep, "--key-file", &k]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("unreachable"));
+    let o = env.run(&["send", "newInstance", "--endpoint", &ep, "--key-file", &k]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    let o = env.run(&[
+        "test-endpoint",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        "/nonexistent/key",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let o = env.run(&[
+        "--profile",
+        "nope",
+        "test-endpoint",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let o = env.run(&["test-endpoint", "--endpoint", "ftp://x/", "--key-file", &k]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = env.run(&["test-endpoint", "--endpoint", &ep]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--key-file"), "{}", text(&o));
+}
+
+#[test]
+fn state_file_keeps_instances_across_restarts() {
+    let env = Env::new();
+    let state = env.p("state.db");
+    let k = env.p("basic.key");
+    let send = |url: &str| {
+        let o = env.run(&[
+            "--json",
+            "send",
+            "newInstance",
+            "--endpoint",
+            url,
+            "--key-file",
+            &k,
+            "--set",
+            "orderId=CSKEEP00001",
+            "--set",
+            "orderLineId=CSKEEP00001-000001",
+        ]);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let body: Value = serde_json::from_str(v["reply"]["body"].as_str().unwrap()).unwrap();
+        body["instanceId"].as_str().unwrap().to_string()
+    };
+    let first = {
+        let m = env.serve(&["--key-file", &k, "--state", &state]);
+        send(&m.url)
+    };
+    let m = env.serve(&["--key-file", &k, "--state", &state]);
+    assert_eq!(send(&m.url), first);
+    drop(m);
+    let db = rusqlite::Connection::open(&state).unwrap();
+    let status: String = db
+        .query_row(
+            "SELECT status FROM merchant_instances WHERE instance_id = ?1",
+            [&first],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(status, "ACTIVE");
+}
+
+#[test]
+fn keys_never_appear_in_any_output() {
+    let env = Env::new();
+    let (k, kk, lk) = (env.p("basic.key"), env.p("kit.key"), env.p("license.key"));
+    let mut outputs: Vec<String> = Vec::new();
+    let mut child = env
+        .cmd()
+        .args([
+            "serve",
+            "merchant",
+            "--listen",
+            "127.0.0.1:0",
+            "--key-file",
+            &k,
+            "--kit-key-file",
+            &kk,
+            "--license-key-file",
+            &lk,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    let ep = format!("{url}/produce");
+    let junit = env.p("j.xml");
+    for args in [
+        vec![
+            "test-endpoint",
+            "--endpoint",
+            &ep,
+            "--key-file",
+            &k,
+            "--kit-key-file",
+            &kk,
+            "--license-key-file",
+            &lk,
+            "--junit",
+            &junit,
+        ],
+        vec![
+            "--json",
+            "test-endpoint",
+            "--endpoint",
+            &ep,
+            "--key-file",
+            &k,
+            "--kit-key-file",
+            &kk,
+            "--license-key-file",
+            &lk,
+        ],
+        vec![
+            "send",
+            "newInstance",
+            "--endpoint",
+            &ep,
+            "--key-file",
+            &k,
+            "--curl",
+        ],
+        vec![
+            "--json",
+            "send",
+            "tenantSync",
+            "--endpoint",
+            &ep,
+            "--key-file",
+            &k,
+            "--kit-key-file",
+            &kk,
+        ],
+        vec![
+            "send",
+            "refreshLicenseCode",
+            "--endpoint",
+            &ep,
+            "--key-file",
+            &k,
+            "--license-key-file",
+            &lk,
+            "--dry-run",
+        ],
+        vec![
+            "send",
+            "newInstance",
+            "--endpoint",
+            &ep,
+            "--key-file",
+            &k,
+            "--set",
+            "nope=1",
+        ],
+        vec!["test-endpoint", "--help"],
+        vec!["serve", "merchant", "--help"],
+    ] {
+        outputs.push(text(&env.run(&args)));
+    }
+    outputs.push(std::fs::read_to_string(&junit).unwrap());
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    outputs.push(text(&out));
+    assert!(outputs.iter().map(String::len).sum::<usize>() > 10_000);
+    for o in &outputs {
+        for key in [BASIC, KIT, LICENSE] {
+            assert!(!o.contains(key), "a key was printed:\n{o}");
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The HTTPS path: a TLS endpoint on 127.0.0.1 (test-only certificate for 127.0.0.1 in
+//! tests/fixtures) answered through the same client real sellers' endpoints get.
+
+use assert_cmd::Command;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+const KEY: &str = "5d6e7f80-91a2-4b3c-8d4e-5f6a7b8c9d0e";
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A TLS 1.3 server that answers every request with a signed 000000 reply.
+fn tls_endpoint(max: usize) -> u16 {
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(fixture("test-only-localhost.pem"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(fixture("test-only-localhost.key")).unwrap();
+    let cfg = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().take(max).flatten() {
+            let cfg = Arc::clone(&cfg);
+            std::thread::spawn(move || {
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+                let conn = rustls::ServerConnection::new(cfg).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 16384];
+                // Head, then as much body as Content-Length says.
+                loop {
+                    match tls.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..p]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= p + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let body = r#"{"instanceId":"tls-1","resultCode":"000000","resultMsg":"success."}"#;
+                let sig = csm::protocol::v1::body_sign(KEY, body.as_bytes());
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json;charset=UTF-8\r\nBody-Sign: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    csm::protocol::v1::body_sign_header_value(&sig),
+                    body.len()
+                );
+                let _ = tls.write_all(reply.as_bytes());
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    port
+}
+
+fn send(url: &str, extra: &[&str]) -> (Option<i32>, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k");
+    std::fs::write(&key, KEY).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_csm"))
+        .env_clear()
+        .env("CSM_CONFIG_DIR", dir.path())
+        .args([
+            "--json",
+            "send",
+            "newInstance",
+            "--endpoint",
+            url,
+            "--key-file",
+        ])
+        .arg(&key)
+        .args(extra)
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), v)
+}
+
+fn check<'a>(v: &'a Value, family: &str) -> &'a Value {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["family"] == family)
+        .unwrap_or_else(|| panic!("no {family} check: {v:#}"))
+}
+
+#[test]
+fn https_reply_is_judged_through_the_tls_client() {
+    let port = tls_endpoint(4);
+    let url = format!("https://127.0.0.1:{port}/produce");
+    let ca = fixture("test-only-localhost.pem").display().to_string();
+    let (code, v) = send(&url, &["--ca-file", &ca]);
+    assert_eq!(code, Some(0), "{v:#}");
+    assert_eq!(v["reply"]["status"], 200);
+    assert_eq!(check(&v, "body-sign")["status"], "pass");
+    // Header names are not observable through the TLS client: said, not guessed.
+    let name = check(&v, "body-sign-name");
+    assert_eq!(name["status"], "skip");
+    assert!(name["actual"].as_str().unwrap().contains("HTTPS"), "{name}");
+}
+
+#[test]
+fn untrusted_certificate_is_a_tls_verdict() {
+    let port = tls_endpoint(2);
+    let (code, v) = send(&format!("https://127.0.0.1:{port}/produce"), &[]);
+    assert_eq!(code, Some(1), "{v:#}");
+    assert_eq!(v["reply"]["kind"], "tls", "{v:#}");
+    let r = check(&v, "reachable");
+    assert_eq!(r["status"], "fail");
+    assert!(r["fix"].as_str().unwrap().contains("trusted CA"), "{r}");
+}
+
+#[test]
+fn ca_file_must_be_a_certificate() {
+    let (code, _) = {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k");
+        std::fs::write(&key, KEY).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_csm"))
+            .env_clear()
+            .env("CSM_CONFIG_DIR", dir.path())
+            .args([
+                "send",
+                "newInstance",
+                "--endpoint",
+                "https://127.0.0.1:9/",
+                "--key-file",
+            ])
+            .arg(&key)
+            .arg("--ca-file")
+            .arg(&key)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            err.contains("--ca-file") && err.contains("not a PEM certificate"),
+            "{err}"
+        );
+        (out.status.code(), ())
+    };
+    assert_eq!(code, Some(2));
+}

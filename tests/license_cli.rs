@@ -1,0 +1,570 @@
+//! `csm license keygen|gen|inspect|validate` as a user runs them: files, exit codes, messages.
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn csm(&self) -> Command {
+        let mut c = Command::cargo_bin("csm").unwrap();
+        c.current_dir(self.dir.path())
+            .env("CSM_CONFIG_DIR", self.dir.path())
+            .env_remove("CSM_PROFILE")
+            .env_remove("CSM_AK")
+            .env_remove("CSM_SK")
+            .env_remove("CSM_NOW")
+            .timeout(std::time::Duration::from_secs(60));
+        c
+    }
+
+    /// Runs csm; returns (exit code, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.csm().args(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn keygen(&self, name: &str) -> String {
+        let (code, out, err) = self.run(&["license", "keygen", "--out", name]);
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_string()
+    }
+
+    fn gen(&self, key: &str, extra: &[&str]) -> String {
+        let mut args = vec![
+            "license",
+            "gen",
+            "--private-key",
+            key,
+            "--product",
+            "OFFI1",
+            "--sku",
+            "basic",
+            "--customer",
+            "cust-1",
+            "--issued",
+            "2026-01-01",
+            "--expires",
+            "2026-12-31",
+            "--grace-days",
+            "10",
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = self.run(&args);
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_string()
+    }
+}
+
+fn private_seed(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.trim().rsplit(':').next().unwrap().to_string()
+}
+
+#[test]
+fn keygen_writes_a_private_file_0600_and_prints_only_the_public_key() {
+    let e = Env::new();
+    let public = e.keygen("k");
+    assert!(public.starts_with("csm-license-public-key:"), "{public}");
+    assert_eq!(
+        std::fs::read_to_string(e.path("k.pub")).unwrap().trim(),
+        public
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(e.path("k")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // No temporary files left behind.
+    let names: Vec<String> = std::fs::read_dir(e.dir.path())
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+    // Refuses to overwrite.
+    let (code, _, err) = e.run(&["license", "keygen", "--out", "k"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--force"), "{err}");
+}
+
+#[test]
+fn the_private_key_never_appears_in_any_output() {
+    let e = Env::new();
+    e.keygen("k");
+    let seed = private_seed(&e.path("k"));
+    let code = e.gen("k", &[]);
+    let mut outputs = vec![code.clone()];
+    for args in [
+        vec!["license", "keygen", "--out", "k2", "--json"],
+        vec!["license", "validate", &code, "--public-key", "k.pub"],
+        vec![
+            "license",
+            "validate",
+            &code,
+            "--private-key",
+            "k",
+            "--public-key",
+            "k.pub",
+            "--json",
+        ],
+        vec!["license", "inspect", &code],
+        vec!["license", "inspect", "k"],
+        vec!["license", "validate", "k", "--public-key", "k.pub"],
+        vec![
+            "license",
+            "gen",
+            "--private-key",
+            "k.pub",
+            "--product",
+            "P",
+            "--sku",
+            "S",
+            "--customer",
+            "C",
+            "--expires",
+            "never",
+        ],
+        vec!["license", "keygen", "--help"],
+    ] {
+        let (_, out, err) = e.run(&args);
+        outputs.push(out);
+        outputs.push(err);
+    }
+    let seed2 = private_seed(&e.path("k2"));
+    for o in &outputs {
+        assert!(!o.contains(&seed), "private key leaked: {o}");
+        assert!(!o.contains(&seed2), "private key leaked: {o}");
+    }
+}
+
+#[test]
+fn verdicts_and_exit_codes() {
+    let e = Env::new();
+    e.keygen("k");
+    e.keygen("other");
+    let code = e.gen("k", &[]);
+    let check = |extra: &[&str], want_code: i32, want: &str| {
+        let mut args = vec![
+            "license",
+            "validate",
+            code.as_str(),
+            "--public-key",
+            "k.pub",
+        ];
+        args.extend_from_slice(extra);
+        let (c, out, err) = e.run(&args);
+        assert_eq!(c, want_code, "{extra:?}: {out}{err}");
+        assert!(
+            out.starts_with(want) || err.contains(&format!(": {want}")),
+            "{extra:?}: {out}{err}"
+        );
+    };
+    check(&["--at", "2026-06-01"], 0, "valid:");
+    check(&["--at", "2027-01-05"], 0, "valid-in-grace:");
+    check(&["--at", "2027-01-11"], 6, "expired:");
+    check(&["--at", "2025-12-31"], 6, "not-yet-valid:");
+    check(
+        &["--at", "2026-06-01", "--product", "OFFI2"],
+        1,
+        "wrong-product:",
+    );
+    check(&["--at", "2026-06-01", "--product", "OFFI1"], 0, "valid:");
+    // Unknown key id: only another key is trusted.
+    let (c, _, err) = e.run(&[
+        "license",
+        "validate",
+        &code,
+        "--public-key",
+        "other.pub",
+        "--at",
+        "2026-06-01",
+    ]);
+    assert_eq!(c, 1);
+    assert!(err.contains("unknown-key-id"), "{err}");
+    // Rotation: both keys trusted, the old code is still valid.
+    let (c, out, _) = e.run(&[
+        "license",
+        "validate",
+        &code,
+        "--public-key",
+        "other.pub",
+        "k.pub",
+        "--at",
+        "2026-06-01",
+    ]);
+    assert_eq!(c, 0, "{out}");
+    // Revocation by license id (from inspect --json).
+    let (_, out, _) = e.run(&["license", "inspect", &code, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["product"], "OFFI1");
+    assert_eq!(v["signature"], "not checked");
+    let id = v["license_id"].as_str().unwrap().to_string();
+    std::fs::write(e.path("revoked.txt"), format!("# withdrawn\n{id}\n")).unwrap();
+    check(
+        &["--at", "2026-06-01", "--revoked", "revoked.txt"],
+        1,
+        "revoked:",
+    );
+    // --json carries the verdict and the exit code.
+    let (c, out, _) = e.run(&[
+        "license",
+        "validate",
+        &code,
+        "--public-key",
+        "k.pub",
+        "--at",
+        "2027-02-01",
+        "--json",
+    ]);
+    assert_eq!(c, 6);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verdict"], "expired");
+    assert_eq!(v["exit_code"], 6);
+    assert_eq!(v["license"]["customer"], "cust-1");
+}
+
+#[test]
+fn a_typo_is_reported_with_its_position_and_the_meant_symbol() {
+    let e = Env::new();
+    e.keygen("k");
+    let code = e.gen("k", &[]);
+    let mut chars: Vec<char> = code.chars().collect();
+    let i = 13; // a data symbol (positions 6, 12, ... are dashes)
+    let original = chars[i];
+    chars[i] = if original == 'X' { 'Y' } else { 'X' };
+    let typo: String = chars.into_iter().collect();
+    let (c, _, err) = e.run(&["license", "validate", &typo, "--public-key", "k.pub"]);
+    assert_eq!(c, 2, "{err}");
+    assert!(err.contains(&format!("position {}", i + 1)), "{err}");
+    assert!(err.contains(&format!("should be {original:?}")), "{err}");
+}
+
+#[test]
+fn bad_input_gets_one_line_and_exit_code_2() {
+    let e = Env::new();
+    e.keygen("k");
+    let code = e.gen("k", &[]);
+    std::fs::write(e.path("notes.txt"), "these are my notes\nnot a license\n").unwrap();
+    std::fs::write(e.path("data.json"), "{\"hello\": 1}").unwrap();
+    std::fs::write(e.path("blob.bin"), [0u8, 159, 146, 150, 255, 0, 1]).unwrap();
+    let huge = "A".repeat(100_000);
+    std::fs::write(e.path("huge.txt"), "A".repeat(300_000)).unwrap();
+    let lower = code.to_lowercase();
+    let truncated = code[..code.len() - 7].to_string();
+    let cases: Vec<(&str, &str, &str)> = vec![
+        ("empty", "", "empty"),
+        ("whitespace", "  \t ", "whitespace"),
+        ("lowercase", &lower, "did you mean"),
+        ("wrong alphabet", "ABCDE-FGH!K", "not a code symbol"),
+        ("letter U", "ABCDE-FGHUK", "not a code symbol"),
+        ("truncated", &truncated, "truncated"),
+        ("truncated at a dash", &code[..30], "truncated"),
+        ("huge", &huge, "too long"),
+        ("huge file", "huge.txt", "larger than"),
+        ("text file", "notes.txt", "not a license"),
+        ("json file", "data.json", "not a license file"),
+        ("binary file", "blob.bin", "binary"),
+        ("marketplace code", "PLABCDEF123", "marketplace code"),
+    ];
+    for (what, input, needle) in cases {
+        let (c, out, err) = e.run(&["license", "validate", input, "--public-key", "k.pub"]);
+        assert_eq!(c, 2, "{what}: {out}{err}");
+        assert_eq!(err.lines().count(), 1, "{what}: {err}");
+        assert!(err.contains(needle), "{what}: {err}");
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        assert!(err.len() < 400, "{what}: message too long: {}", err.len());
+        // inspect decodes a marketplace code (shape only); everything else is refused.
+        let (c, _, err) = e.run(&["license", "inspect", input]);
+        let want = if what == "marketplace code" { 0 } else { 2 };
+        assert_eq!(c, want, "inspect {what}: {err}");
+        assert!(!err.contains("panicked"), "{what}: {err}");
+    }
+    // Truncated anywhere: always malformed, and the message says it may be truncated.
+    for cut in 1..=12 {
+        let t = &code[..code.len() - cut];
+        let (c, _, err) = e.run(&["license", "validate", t, "--public-key", "k.pub"]);
+        assert_eq!(c, 2, "cut {cut}: {err}");
+        assert!(err.contains("truncated"), "cut {cut}: {err}");
+    }
+    // A key file that is not a key.
+    let (c, _, err) = e.run(&["license", "validate", &code, "--public-key", "notes.txt"]);
+    assert_eq!(c, 2);
+    assert!(err.contains("--public-key"), "{err}");
+    // A missing license file.
+    let (c, _, err) = e.run(&[
+        "license",
+        "validate",
+        "./missing.json",
+        "--public-key",
+        "k.pub",
+    ]);
+    assert_eq!(c, 3, "{err}");
+    // Bad dates name the flag.
+    let (c, _, err) = e.run(&[
+        "license",
+        "validate",
+        &code,
+        "--public-key",
+        "k.pub",
+        "--at",
+        "tomorrow",
+    ]);
+    assert_eq!(c, 2);
+    assert!(err.contains("--at"), "{err}");
+}
+
+#[test]
+fn license_files_short_codes_batches_and_marketplace_codes() {
+    let e = Env::new();
+    e.keygen("k");
+    // License file: written, validated, and refused once edited.
+    let file = e.gen("k", &["--file", "--features", "a,b"]);
+    std::fs::write(e.path("lic.json"), &file).unwrap();
+    let (c, out, err) = e.run(&[
+        "license",
+        "validate",
+        "lic.json",
+        "--public-key",
+        "k.pub",
+        "--at",
+        "2026-03-01",
+    ]);
+    assert_eq!(c, 0, "{out}{err}");
+    std::fs::write(e.path("lic.json"), file.replace("cust-1", "cust-2")).unwrap();
+    let (c, _, err) = e.run(&[
+        "license",
+        "validate",
+        "lic.json",
+        "--public-key",
+        "k.pub",
+        "--at",
+        "2026-03-01",
+    ]);
+    assert_eq!(c, 1, "{err}");
+    assert!(err.contains("bad-signature"), "{err}");
+
+    // Short code: fits 64 characters, needs the private key.
+    let short = e.gen("k", &["--short"]);
+    assert!(short.len() <= 64, "{short}");
+    let (c, _, err) = e.run(&[
+        "license",
+        "validate",
+        &short,
+        "--public-key",
+        "k.pub",
+        "--at",
+        "2026-03-01",
+    ]);
+    assert_eq!(c, 1);
+    assert!(err.contains("private key"), "{err}");
+    let (c, out, err) = e.run(&[
+        "license",
+        "validate",
+        &short,
+        "--private-key",
+        "k",
+        "--at",
+        "2026-03-01",
+        "--product",
+        "OFFI1",
+    ]);
+    assert_eq!(c, 0, "{out}{err}");
+
+    // Batches: CSV and JSON lines, every code distinct and valid.
+    let (c, out, err) = e.run(&[
+        "license",
+        "gen",
+        "--private-key",
+        "k",
+        "--product",
+        "P",
+        "--sku",
+        "S",
+        "--customer",
+        "C",
+        "--expires",
+        "never",
+        "--count",
+        "5",
+        "--out",
+        "batch.csv",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    assert!(out.contains("5"), "{out}");
+    let mut rd = csv::Reader::from_path(e.path("batch.csv")).unwrap();
+    let codes: Vec<String> = rd
+        .records()
+        .map(|r| r.unwrap().get(11).unwrap().to_string())
+        .collect();
+    assert_eq!(codes.len(), 5);
+    let unique: std::collections::HashSet<_> = codes.iter().collect();
+    assert_eq!(unique.len(), 5);
+    for code in &codes {
+        let (c, out, err) = e.run(&["license", "validate", code, "--public-key", "k.pub"]);
+        assert_eq!(c, 0, "{out}{err}");
+    }
+    let (c, _, err) = e.run(&[
+        "license",
+        "gen",
+        "--private-key",
+        "k",
+        "--product",
+        "P",
+        "--sku",
+        "S",
+        "--customer",
+        "C",
+        "--expires",
+        "never",
+        "--count",
+        "3",
+        "--out",
+        "batch.jsonl",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    let text = std::fs::read_to_string(e.path("batch.jsonl")).unwrap();
+    assert_eq!(text.lines().count(), 3);
+    for l in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(v["code"].as_str().unwrap().len() > 100);
+        assert_eq!(v["expires"], "never");
+    }
+
+    // Marketplace-shaped codes.
+    let (c, out, _) = e.run(&["license", "gen", "--marketplace", "--count", "3"]);
+    assert_eq!(c, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3);
+    for l in lines {
+        assert!(l.starts_with("PL") && l.len() <= 64, "{l}");
+        assert!(l[2..]
+            .chars()
+            .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit()));
+    }
+}
+
+#[test]
+fn gen_refuses_bad_fields_with_the_flag_named() {
+    let e = Env::new();
+    e.keygen("k");
+    for (args, needle) in [
+        (vec!["--expires", "31/12/2026"], "--expires"),
+        (
+            vec!["--expires", "2026-01-01", "--issued", "2026-02-01"],
+            "before the issue date",
+        ),
+        (vec!["--expires", "never", "--count", "0"], "--count"),
+    ] {
+        let mut a = vec![
+            "license",
+            "gen",
+            "--private-key",
+            "k",
+            "--product",
+            "P",
+            "--sku",
+            "S",
+            "--customer",
+            "C",
+        ];
+        a.extend(args);
+        let (c, out, err) = e.run(&a);
+        assert_eq!(c, 2, "{out}{err}");
+        assert!(err.contains(needle), "{err}");
+        assert!(out.is_empty(), "{out}");
+    }
+    let (c, _, err) = e.run(&[
+        "license",
+        "gen",
+        "--short",
+        "--private-key",
+        "k",
+        "--product",
+        "P",
+        "--sku",
+        "S",
+        "--customer",
+        "C",
+        "--expires",
+        "never",
+        "--seats",
+        "70000",
+    ]);
+    assert_eq!(c, 2);
+    assert!(err.contains("--seats 70000"), "{err}");
+}
+
+#[test]
+fn inspect_checks_the_signature_only_with_a_key_and_reads_stdin() {
+    let e = Env::new();
+    e.keygen("k");
+    e.keygen("other");
+    let code = e.gen("k", &["--features", "export,sso", "--seats", "7"]);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let (c, out, err) = e.run(args);
+        assert_eq!(c, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let v = json(&[
+        "license",
+        "inspect",
+        &code,
+        "--json",
+        "--public-key",
+        "k.pub",
+    ]);
+    assert_eq!(v["signature"], "good");
+    assert_eq!(v["features"], serde_json::json!(["export", "sso"]));
+    assert_eq!(v["seats"], 7);
+    assert_eq!(v["form"], "code");
+    let v = json(&[
+        "license",
+        "inspect",
+        &code,
+        "--json",
+        "--public-key",
+        "other.pub",
+    ]);
+    assert!(
+        v["signature"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown-key-id"),
+        "{v}"
+    );
+    // `-` reads the code from standard input.
+    let out = e
+        .csm()
+        .args([
+            "license",
+            "validate",
+            "-",
+            "--public-key",
+            "k.pub",
+            "--at",
+            "2026-05-05",
+        ])
+        .write_stdin(format!("{code}\n"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("valid:"));
+}

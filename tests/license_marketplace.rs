@@ -1,0 +1,695 @@
+//! The License 2.0 lifecycle on one machine: `csm serve marketplace` as a real process,
+//! `csm license activate|heartbeat` against it, and the License callbacks it sends to a
+//! recording merchant that checks their signatures with the protocol functions.
+
+use csm::protocol::{apig, json, v2};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const AK: &str = "TESTAKLICENSE0001";
+const SK: &str = "test-sk-3f9a0c7d1e2b4a6f8c0d2e4f";
+const LICENSE_KEY: &str = "license-key-7c1e9b2d4f6a8c0e";
+
+fn csm() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_csm"));
+    for v in [
+        "CSM_PROFILE",
+        "CSM_AK",
+        "CSM_SK",
+        "CSM_LICENSE_KEY",
+        "CSM_NOW",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// One callback as the recording merchant saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    body: Value,
+    raw_body: String,
+    signature_ok: bool,
+    timestamp_ok: bool,
+}
+
+/// A small merchant endpoint on 127.0.0.1: verifies the License signature of every callback
+/// (keyed inner HMAC, decision 5), records it, answers 000000 or 000001.
+struct Merchant {
+    url: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Merchant {
+    fn start(key: &'static str, inner: v2::LicenseInner) -> Merchant {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/produce", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let rec = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = handle(stream, key, inner, &rec);
+            }
+        });
+        Merchant { url, seen }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn handle(
+    stream: TcpStream,
+    key: &str,
+    inner: v2::LicenseInner,
+    rec: &Mutex<Vec<Seen>>,
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = line.split_once(':') {
+            if n.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0u8; length.min(1 << 20)];
+    reader.read_exact(&mut body)?;
+    let target = request_line.split_whitespace().nth(1).unwrap_or("");
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let params: std::collections::HashMap<String, String> =
+        csm::protocol::v1::parse_query(query, false)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+    let get = |n: &str| params.get(n).cloned().unwrap_or_default();
+    let (signature, ts, nonce) = (get("signature"), get("timestamp"), get("nonce"));
+    // Hash the raw bytes as received (license-and-usage.md §2.3), not a re-serialisation.
+    let expected = v2::sign_basic_canonical(
+        key,
+        String::from_utf8_lossy(&body).into_owned(),
+        &ts,
+        &nonce,
+        inner,
+    );
+    let signature_ok =
+        !signature.is_empty() && v2::signature_matches(&expected.signature, &signature);
+    let timestamp_ok = v2::timestamp_ms(&ts)
+        .map(|(ms, secs)| {
+            !secs && v2::within_window(ms, chrono::Utc::now().timestamp_millis(), 60_000)
+        })
+        .unwrap_or(false);
+    // The body is also a V2 canonical body: re-signing the parsed JSON gives the same result.
+    let reparsed_ok = json::parse(&body)
+        .ok()
+        .and_then(|j| v2::sign_license(key, &j, &ts, &nonce, inner).ok())
+        .is_some_and(|s| s.signature == expected.signature);
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    rec.lock().unwrap().push(Seen {
+        body: parsed,
+        raw_body: String::from_utf8_lossy(&body).into_owned(),
+        signature_ok: signature_ok && reparsed_ok,
+        timestamp_ok,
+    });
+    let answer = if signature_ok {
+        r#"{"resultCode":"000000","resultMsg":"success."}"#
+    } else {
+        r#"{"resultCode":"000001","resultMsg":"authentication failed"}"#
+    };
+    let mut s = stream;
+    write!(
+        s,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+        answer.len()
+    )?;
+    s.flush()
+}
+
+/// `csm serve marketplace` as a child process, killed on drop.
+struct Market {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Market {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_key(dir: &Path, name: &str, value: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, value).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+fn start_market(dir: &Path, merchant: Option<&str>) -> Market {
+    start_market_with(dir, merchant, &[])
+}
+
+fn start_market_with(dir: &Path, merchant: Option<&str>, extra: &[&str]) -> Market {
+    let sk = write_key(dir, "sk", SK);
+    let lk = write_key(dir, "license.key", LICENSE_KEY);
+    let mut cmd = csm();
+    cmd.args([
+        "serve",
+        "marketplace",
+        "--listen",
+        "127.0.0.1:0",
+        "--ak",
+        AK,
+        "--sk-file",
+        &sk,
+        "--license-key-file",
+        &lk,
+    ]);
+    if let Some(m) = merchant {
+        cmd.args(["--merchant-endpoint", m]);
+    }
+    cmd.args(extra);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("csm marketplace listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    Market { child, url }
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+fn admin(m: &Market, step: &str, body: Value) -> Value {
+    let r = http()
+        .post(format!("{}/csm/license/{step}", m.url))
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().unwrap();
+    assert!(
+        !text.contains(SK) && !text.contains(LICENSE_KEY),
+        "key leaked: {text}"
+    );
+    let v: Value = serde_json::from_str::<Value>(&text).unwrap();
+    assert_eq!(status, 200, "{step}: {v}");
+    v
+}
+
+fn mint(m: &Market, body: Value) -> String {
+    admin(m, "mint", body)["codes"][0]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Runs `csm license <what> CODE` against the stand-in; returns (exit code, stdout+stderr).
+fn license_cmd(
+    dir: &Path,
+    m: &Market,
+    what: &str,
+    code: &str,
+    sk: &str,
+    extra: &[&str],
+) -> (i32, String) {
+    let skf = write_key(dir, "client-sk", sk);
+    let out = csm()
+        .args([
+            "license",
+            what,
+            code,
+            "--endpoint",
+            &m.url,
+            "--ak",
+            AK,
+            "--sk-file",
+            &skf,
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains(SK), "SK leaked: {text}");
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn heartbeat_status(dir: &Path, m: &Market, code: &str) -> (i32, String) {
+    let skf = write_key(dir, "client-sk", SK);
+    let out = csm()
+        .args([
+            "--json",
+            "license",
+            "heartbeat",
+            code,
+            "--endpoint",
+            &m.url,
+            "--ak",
+            AK,
+            "--sk-file",
+            &skf,
+        ])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error_code"], "92020000", "{v}");
+    (
+        out.status.code().unwrap_or(-1),
+        v["license_info"]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+    )
+}
+
+/// A raw AK/SK-signed POST to an open API, for what the CLI does not send.
+fn signed_post(m: &Market, path: &str, body: &Value, sk: &str) -> (u16, Value) {
+    let url = format!("{}{path}", m.url);
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let body = body.to_string();
+    let headers = vec![
+        ("Content-Type".to_string(), "application/json".to_string()),
+        ("Host".to_string(), host),
+        (
+            "X-Sdk-Date".to_string(),
+            apig::format_sdk_date(chrono::Utc::now()),
+        ),
+    ];
+    let names: Vec<String> = headers.iter().map(|(n, _)| n.to_lowercase()).collect();
+    let sig = apig::sign(AK, sk, "POST", &url, &headers, &names, body.as_bytes()).unwrap();
+    let mut req = http().post(&url).body(body);
+    for (n, v) in &headers {
+        req = req.header(n, v);
+    }
+    let r = req
+        .header("Authorization", sig.authorization)
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    (
+        status,
+        serde_json::from_str::<Value>(&r.text().unwrap()).unwrap(),
+    )
+}
+
+#[test]
+fn license_lifecycle_with_callbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let merchant = Merchant::start(LICENSE_KEY, v2::LicenseInner::KeyedHmac);
+    let m = start_market(dir.path(), Some(&merchant.url));
+    let code = mint(
+        &m,
+        json!({"product_id": "OFFI555", "expire_time": "20991231235959", "amount": 3}),
+    );
+    assert!(code.starts_with("PL") && code.len() <= 64, "{code}");
+
+    // Heartbeat before activation: not activated.
+    let (c, out) = license_cmd(dir.path(), &m, "heartbeat", &code, SK, &[]);
+    assert_eq!(c, 1, "{out}");
+    assert!(out.contains("92020011"), "{out}");
+
+    // Activate.
+    let (c, out) = license_cmd(
+        dir.path(),
+        &m,
+        "activate",
+        &code,
+        SK,
+        &["--real-effect-time", "20260102153555"],
+    );
+    assert_eq!(c, 0, "{out}");
+    assert!(
+        out.contains("92020000")
+            && out.contains("status=ALIVE")
+            && out.contains("product_id=OFFI555"),
+        "{out}"
+    );
+    assert!(out.contains("amount=3"), "{out}");
+    assert_eq!(heartbeat_status(dir.path(), &m, &code), (0, "ALIVE".into()));
+
+    // Freeze through a callback; the heartbeat shows FROZEN.
+    let r = admin(&m, "freeze", json!({"license": code}));
+    assert_eq!(r["callback"]["result_code"], "000000", "{r}");
+    assert_eq!(r["license"]["status"], "FROZEN");
+    assert_eq!(
+        heartbeat_status(dir.path(), &m, &code),
+        (1, "FROZEN".into())
+    );
+
+    // Renewal and unfreeze.
+    let r = admin(
+        &m,
+        "renew",
+        json!({"license": code, "expire_time": "21000101000000", "order_id": "CSRENEW1"}),
+    );
+    assert_eq!(r["callback"]["result_code"], "000000", "{r}");
+    let r = admin(&m, "unfreeze", json!({"license": code}));
+    assert_eq!(r["callback"]["result_code"], "000000", "{r}");
+    assert_eq!(heartbeat_status(dir.path(), &m, &code), (0, "ALIVE".into()));
+
+    // Release; the code is dead and cannot be activated again.
+    let r = admin(&m, "release", json!({"license": code}));
+    assert_eq!(r["callback"]["result_code"], "000000", "{r}");
+    assert_eq!(
+        heartbeat_status(dir.path(), &m, &code),
+        (1, "RELEASED".into())
+    );
+    let (c, out) = license_cmd(dir.path(), &m, "activate", &code, SK, &[]);
+    assert_eq!(c, 1, "{out}");
+    assert!(out.contains("92020003"), "{out}");
+    // A second release is refused by the admin API without a callback.
+    let r = http()
+        .post(format!("{}/csm/license/release", m.url))
+        .body(json!({"license": code}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+
+    // What the merchant received: four callbacks, each correctly signed, in order.
+    let seen = merchant.seen();
+    let activities: Vec<String> = seen
+        .iter()
+        .map(|s| {
+            format!(
+                "{}:{}",
+                s.body["activity"].as_str().unwrap_or(""),
+                s.body["status"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        activities,
+        [
+            "updateLicenseCodeStatus:FREEZE",
+            "refreshLicenseCode:",
+            "updateLicenseCodeStatus:UNFREEZE",
+            "releaseLicenseCode:"
+        ]
+    );
+    for s in &seen {
+        assert!(s.signature_ok, "bad signature on {}", s.raw_body);
+        assert!(s.timestamp_ok, "timestamp outside 60 s on {}", s.raw_body);
+        assert_eq!(s.body["license"], code.as_str());
+        assert!(!s.raw_body.contains(' '), "not compact: {}", s.raw_body);
+    }
+    let renew = &seen[1].body;
+    assert_eq!(renew["expireTime"], "21000101000000");
+    assert_eq!(renew["scene"], "RENEWAL");
+    assert_eq!(renew["orderId"], "CSRENEW1");
+    // Top-level keys in ascending order (decision 1).
+    let keys: Vec<&str> = seen[1]
+        .raw_body
+        .split("\":")
+        .filter_map(|p| p.rsplit("\"").next())
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "{}", seen[1].raw_body);
+}
+
+#[test]
+fn open_api_errors_and_aksk_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = start_market(dir.path(), None);
+    let code = mint(&m, json!({}));
+
+    // Bad SK: the gateway refuses, and the CLI says so with exit 1.
+    let (c, out) = license_cmd(dir.path(), &m, "activate", &code, "not-the-sk", &[]);
+    assert_eq!(c, 1, "{out}");
+    assert!(out.contains("APIGW.0301"), "{out}");
+    // The code was not activated by the refused call.
+    let (c, out) = license_cmd(dir.path(), &m, "heartbeat", &code, SK, &[]);
+    assert_eq!(c, 1);
+    assert!(out.contains("92020011"), "{out}");
+
+    // No Authorization at all; a wrong AK; a stale X-Sdk-Date.
+    let url = format!(
+        "{}/api/mkp-openapi-public/global/v1/license/activate",
+        m.url
+    );
+    let r = http()
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .body(json!({"license": code}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let v: Value = serde_json::from_str::<Value>(&r.text().unwrap()).unwrap();
+    assert_eq!(v["error_code"], "APIGW.0301");
+    let host = m.url.trim_start_matches("http://").to_string();
+    let body = json!({"license": code}).to_string();
+    for (ak, date, want) in [
+        (
+            "SOMEONEELSE",
+            apig::format_sdk_date(chrono::Utc::now()),
+            "APIGW.0301",
+        ),
+        (AK, "20200101T000000Z".to_string(), "APIGW.0303"),
+    ] {
+        let headers = vec![
+            ("Content-Type".to_string(), "application/json".to_string()),
+            ("Host".to_string(), host.clone()),
+            ("X-Sdk-Date".to_string(), date.clone()),
+        ];
+        let names: Vec<String> = headers.iter().map(|(n, _)| n.to_lowercase()).collect();
+        let sig = apig::sign(ak, SK, "POST", &url, &headers, &names, body.as_bytes()).unwrap();
+        let mut req = http().post(&url).body(body.clone());
+        for (n, v) in &headers {
+            req = req.header(n, v);
+        }
+        let r = req
+            .header("Authorization", sig.authorization)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+        let v: Value = serde_json::from_str::<Value>(&r.text().unwrap()).unwrap();
+        assert_eq!(v["error_code"], want, "{v}");
+    }
+
+    // Unknown code; unclaimed code; bad parameters; wrong content type.
+    let p1 = "/api/mkp-openapi-public/global/v1/license/activate";
+    let (s, v) = signed_post(&m, p1, &json!({"license": "PLNOSUCHCODE"}), SK);
+    assert_eq!((s, v["error_code"].as_str().unwrap()), (200, "92020005"));
+    let unclaimed = mint(&m, json!({"claimed": false}));
+    let (_, v) = signed_post(&m, p1, &json!({"license": unclaimed}), SK);
+    assert_eq!(v["error_code"], "92020004");
+    admin(&m, "claim", json!({"license": unclaimed}));
+    let (_, v) = signed_post(&m, p1, &json!({"license": unclaimed}), SK);
+    assert_eq!(v["error_code"], "92020000", "{v}");
+    let info: Value =
+        serde_json::from_str(v["data"]["license_code_info"].as_str().unwrap()).unwrap();
+    assert_eq!(info["status"], "ALIVE");
+    let (s, v) = signed_post(&m, p1, &json!({"license": "X".repeat(65)}), SK);
+    assert_eq!((s, v["error_code"].as_str().unwrap()), (400, "95000001"));
+    let (_, v) = signed_post(
+        &m,
+        p1,
+        &json!({"license": code, "real_effect_time": "2026-01-02"}),
+        SK,
+    );
+    assert_eq!(v["error_code"], "92020002");
+
+    // v2 batch: one illegal code refuses the whole batch.
+    let p2 = "/api/mkp-openapi-public/global/v2/license/activate";
+    let (_, v) = signed_post(&m, p2, &json!({"license_list": [code, "PLNOSUCHCODE"]}), SK);
+    assert_eq!(v["error_code"], "92020020");
+    let (_, v) = signed_post(&m, p2, &json!({"license_list": [code]}), SK);
+    assert_eq!(v["error_code"], "92020000");
+
+    // Software usage statistics: known active codes accepted, others listed as failed.
+    let p3 = "/api/mkp-openapi-public/global/v2/license/software-usage-info";
+    let body = json!({"usage_info": [
+        {"license": code, "software_usage_Info": [{"id": "device-1"}, {"active_num": 12}]},
+        {"license": "PLNOSUCHCODE", "software_usage_Info": [{"active_num": 1}]}
+    ]});
+    let (s, v) = signed_post(&m, p3, &body, SK);
+    assert_eq!(s, 200);
+    assert_eq!(v["error_code"], "92020000", "{v}");
+    assert_eq!(
+        v["data"]["check_fail_license_list"],
+        json!(["PLNOSUCHCODE"])
+    );
+    let bad = json!({"usage_info": [{"license": code, "software_usage_Info": [{"id": "a", "active_num": 1}]}]});
+    let (s, v) = signed_post(&m, p3, &bad, SK);
+    assert_eq!((s, v["error_code"].as_str().unwrap()), (400, "95000001"));
+
+    // Expiry: an expired code reads EXPIRED.
+    admin(&m, "expire", json!({"license": code}));
+    let (_, status) = heartbeat_status(dir.path(), &m, &code);
+    assert_eq!(status, "EXPIRED");
+}
+
+#[test]
+fn the_cli_refuses_bad_arguments_before_any_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let skf = write_key(dir.path(), "sk", SK);
+    for (args, needle) in [
+        (
+            vec![
+                "license",
+                "activate",
+                "",
+                "--ak",
+                AK,
+                "--sk-file",
+                &skf,
+                "--endpoint",
+                "http://127.0.0.1:9",
+            ],
+            "CODE",
+        ),
+        (
+            vec![
+                "license",
+                "activate",
+                "PLX",
+                "--sk-file",
+                &skf,
+                "--endpoint",
+                "http://127.0.0.1:9",
+            ],
+            "--ak",
+        ),
+        (
+            vec![
+                "license",
+                "activate",
+                "PLX",
+                "--ak",
+                AK,
+                "--endpoint",
+                "http://127.0.0.1:9",
+            ],
+            "--sk-file",
+        ),
+        (
+            vec![
+                "license",
+                "activate",
+                "PLX",
+                "--ak",
+                AK,
+                "--sk-file",
+                &skf,
+                "--endpoint",
+                "ftp://x",
+            ],
+            "--endpoint",
+        ),
+        (
+            vec![
+                "license",
+                "activate",
+                "PLX",
+                "--ak",
+                AK,
+                "--sk-file",
+                &skf,
+                "--endpoint",
+                "http://127.0.0.1:9",
+                "--real-effect-time",
+                "yesterday",
+            ],
+            "--real-effect-time",
+        ),
+    ] {
+        let out = csm()
+            .env("CSM_CONFIG_DIR", dir.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // Nothing listens on port 9: a network error, exit 4.
+    let out = csm()
+        .env("CSM_CONFIG_DIR", dir.path())
+        .args([
+            "license",
+            "heartbeat",
+            "PLX",
+            "--ak",
+            AK,
+            "--sk-file",
+            &skf,
+            "--endpoint",
+            "http://127.0.0.1:9",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn plain_sha256_callbacks_and_injected_internal_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyed = Merchant::start(LICENSE_KEY, v2::LicenseInner::KeyedHmac);
+    let plain = Merchant::start(LICENSE_KEY, v2::LicenseInner::PlainSha256);
+    // With --license-plain-sha256 the plain reading verifies and the keyed one does not.
+    for (merchant, want) in [(&plain, "000000"), (&keyed, "000001")] {
+        let m = start_market_with(dir.path(), Some(&merchant.url), &["--license-plain-sha256"]);
+        let code = mint(&m, json!({}));
+        admin(&m, "claim", json!({"license": code}));
+        let r = admin(
+            &m,
+            "release",
+            json!({"license": code, "order_id": "CSUNSUB1"}),
+        );
+        assert_eq!(r["callback"]["result_code"], want, "{r}");
+        let seen = merchant.seen();
+        assert_eq!(seen.last().unwrap().body["orderId"], "CSUNSUB1");
+    }
+    // --fault license-internal-error: every open API answers 92020001.
+    let m = start_market_with(dir.path(), None, &["--fault", "license-internal-error"]);
+    let code = mint(&m, json!({}));
+    let (s, v) = signed_post(
+        &m,
+        "/api/mkp-openapi-public/global/v1/license/activate",
+        &json!({"license": code}),
+        SK,
+    );
+    assert_eq!((s, v["error_code"].as_str().unwrap()), (500, "92020001"));
+}
