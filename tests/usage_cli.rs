@@ -567,3 +567,58 @@ fn start_marketplace_with(env: &Env, extra: &[&str]) -> Server {
     let base = line.trim().rsplit(' ').next().unwrap().to_string();
     Server { child, base }
 }
+
+#[test]
+fn values_as_strings_and_a_jsonl_export_round_trip() {
+    let env = Env::new();
+    let server = env.market(&[]);
+    let f = env.write("u.csv", &csv_records(130, true));
+    let o = env.usage(
+        &[
+            "upload",
+            f.to_str().unwrap(),
+            "--usage-value",
+            "string",
+            "--batch",
+            "100",
+        ],
+        Some(&server),
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(
+        count(&env.market, "SELECT count(*) FROM usage_records"),
+        130
+    );
+    // Explicit metering_sn values are kept as given.
+    assert_eq!(
+        count(
+            &env.market,
+            "SELECT count(*) FROM usage_records WHERE metering_sn LIKE 'sn-%'"
+        ),
+        130
+    );
+    let out = env.path("acc.jsonl");
+    let o = env.usage(
+        &[
+            "export",
+            "--state",
+            "accepted",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let text_out = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text_out.lines().count(), 130);
+    let first: serde_json::Value = serde_json::from_str(text_out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["state"], "accepted");
+    assert_eq!(first["metering_sn"], "sn-000000");
+    // The export reads back as input: the same records, all already accepted.
+    let o = env.usage(&["upload", out.to_str().unwrap(), "--json"], Some(&server));
+    let (stdout, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{stdout} {err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["import"]["already_accepted"], 130);
+    assert_eq!(v["requests"], 0);
+}
