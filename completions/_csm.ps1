@@ -480,6 +480,133 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Check a file against every local rule (nothing is journaled or sent)')
+            [CompletionResult]::new('upload', 'upload', [CompletionResultType]::ParameterValue, 'Journal the records of a file, then send them in signed batches')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Send again everything in the journal that is not accepted yet (same metering_sn)')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Counts by state, the oldest unsent record, deadlines, the last errors')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write the records in one state to a file (CSV or JSONL) that upload reads back')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'csm;usage;validate' {
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV)')
+            [CompletionResult]::new('--billing', '--billing', [CompletionResultType]::ParameterName, 'How the product''s pay-per-use item is billed (sets the reporting deadlines)')
+            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'csm;usage;upload' {
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV)')
+            [CompletionResult]::new('--billing', '--billing', [CompletionResultType]::ParameterName, 'How the product''s pay-per-use item is billed (sets the reporting deadlines)')
+            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
+            [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'The seller key bound to the basic interfaces (signs the usage push)')
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Marketplace base URL (scheme, host, port); csm appends the API path')
+            [CompletionResult]::new('--batch', '--batch', [CompletionResultType]::ParameterName, 'Records per request (100 to 1000)')
+            [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Further attempts of a batch after a network error or 5xx')
+            [CompletionResult]::new('--backoff-ms', '--backoff-ms', [CompletionResultType]::ParameterName, 'First pause between attempts in milliseconds (doubles, with jitter, up to 30 s)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for one answer')
+            [CompletionResult]::new('--usage-value', '--usage-value', [CompletionResultType]::ParameterName, 'How usage_value is written in the body (decision 6: a JSON number)')
+            [CompletionResult]::new('--ak', '--ak', [CompletionResultType]::ParameterName, 'API Gateway access key id (with --apig)')
+            [CompletionResult]::new('--sk-file', '--sk-file', [CompletionResultType]::ParameterName, 'API Gateway secret key file (with --apig)')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('--apig', '--apig', [CompletionResultType]::ParameterName, 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile''s)')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Check and count everything, journal nothing, send nothing')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'csm;usage;replay' {
+            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
+            [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'The seller key bound to the basic interfaces (signs the usage push)')
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Marketplace base URL (scheme, host, port); csm appends the API path')
+            [CompletionResult]::new('--batch', '--batch', [CompletionResultType]::ParameterName, 'Records per request (100 to 1000)')
+            [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Further attempts of a batch after a network error or 5xx')
+            [CompletionResult]::new('--backoff-ms', '--backoff-ms', [CompletionResultType]::ParameterName, 'First pause between attempts in milliseconds (doubles, with jitter, up to 30 s)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for one answer')
+            [CompletionResult]::new('--usage-value', '--usage-value', [CompletionResultType]::ParameterName, 'How usage_value is written in the body (decision 6: a JSON number)')
+            [CompletionResult]::new('--ak', '--ak', [CompletionResultType]::ParameterName, 'API Gateway access key id (with --apig)')
+            [CompletionResult]::new('--sk-file', '--sk-file', [CompletionResultType]::ParameterName, 'API Gateway secret key file (with --apig)')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('--apig', '--apig', [CompletionResultType]::ParameterName, 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile''s)')
+            [CompletionResult]::new('--include-rejected', '--include-rejected', [CompletionResultType]::ParameterName, 'Also resend records the marketplace rejected for good')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'csm;usage;status' {
+            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
+            [CompletionResult]::new('--billing', '--billing', [CompletionResultType]::ParameterName, 'How the product''s pay-per-use item is billed (sets the reporting deadlines)')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'csm;usage;export' {
+            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
+            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'Which records: pending, sent, accepted or rejected')
+            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Output file (.jsonl/.ndjson/.json for JSONL, else CSV); written whole or not at all')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'csm;usage;help' {
+            [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Check a file against every local rule (nothing is journaled or sent)')
+            [CompletionResult]::new('upload', 'upload', [CompletionResultType]::ParameterValue, 'Journal the records of a file, then send them in signed batches')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Send again everything in the journal that is not accepted yet (same metering_sn)')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Counts by state, the oldest unsent record, deadlines, the last errors')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write the records in one state to a file (CSV or JSONL) that upload reads back')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'csm;usage;help;validate' {
+            break
+        }
+        'csm;usage;help;upload' {
+            break
+        }
+        'csm;usage;help;replay' {
+            break
+        }
+        'csm;usage;help;status' {
+            break
+        }
+        'csm;usage;help;export' {
+            break
+        }
+        'csm;usage;help;help' {
             break
         }
         'csm;init' {
@@ -594,6 +721,26 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;help;usage' {
+            [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Check a file against every local rule (nothing is journaled or sent)')
+            [CompletionResult]::new('upload', 'upload', [CompletionResultType]::ParameterValue, 'Journal the records of a file, then send them in signed batches')
+            [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Send again everything in the journal that is not accepted yet (same metering_sn)')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Counts by state, the oldest unsent record, deadlines, the last errors')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write the records in one state to a file (CSV or JSONL) that upload reads back')
+            break
+        }
+        'csm;help;usage;validate' {
+            break
+        }
+        'csm;help;usage;upload' {
+            break
+        }
+        'csm;help;usage;replay' {
+            break
+        }
+        'csm;help;usage;status' {
+            break
+        }
+        'csm;help;usage;export' {
             break
         }
         'csm;help;init' {

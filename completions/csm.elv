@@ -441,6 +441,121 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
+            cand validate 'Check a file against every local rule (nothing is journaled or sent)'
+            cand upload 'Journal the records of a file, then send them in signed batches'
+            cand replay 'Send again everything in the journal that is not accepted yet (same metering_sn)'
+            cand status 'Counts by state, the oldest unsent record, deadlines, the last errors'
+            cand export 'Write the records in one state to a file (CSV or JSONL) that upload reads back'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'csm;usage;validate'= {
+            cand --format 'Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV)'
+            cand --billing 'How the product''s pay-per-use item is billed (sets the reporting deadlines)'
+            cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;usage;upload'= {
+            cand --format 'Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV)'
+            cand --billing 'How the product''s pay-per-use item is billed (sets the reporting deadlines)'
+            cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
+            cand --key-file 'The seller key bound to the basic interfaces (signs the usage push)'
+            cand --endpoint 'Marketplace base URL (scheme, host, port); csm appends the API path'
+            cand --batch 'Records per request (100 to 1000)'
+            cand --retries 'Further attempts of a batch after a network error or 5xx'
+            cand --backoff-ms 'First pause between attempts in milliseconds (doubles, with jitter, up to 30 s)'
+            cand --timeout 'Seconds to wait for one answer'
+            cand --usage-value 'How usage_value is written in the body (decision 6: a JSON number)'
+            cand --ak 'API Gateway access key id (with --apig)'
+            cand --sk-file 'API Gateway secret key file (with --apig)'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --apig 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile''s)'
+            cand --dry-run 'Check and count everything, journal nothing, send nothing'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;usage;replay'= {
+            cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
+            cand --key-file 'The seller key bound to the basic interfaces (signs the usage push)'
+            cand --endpoint 'Marketplace base URL (scheme, host, port); csm appends the API path'
+            cand --batch 'Records per request (100 to 1000)'
+            cand --retries 'Further attempts of a batch after a network error or 5xx'
+            cand --backoff-ms 'First pause between attempts in milliseconds (doubles, with jitter, up to 30 s)'
+            cand --timeout 'Seconds to wait for one answer'
+            cand --usage-value 'How usage_value is written in the body (decision 6: a JSON number)'
+            cand --ak 'API Gateway access key id (with --apig)'
+            cand --sk-file 'API Gateway secret key file (with --apig)'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --apig 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile''s)'
+            cand --include-rejected 'Also resend records the marketplace rejected for good'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;usage;status'= {
+            cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
+            cand --billing 'How the product''s pay-per-use item is billed (sets the reporting deadlines)'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;usage;export'= {
+            cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
+            cand --state 'Which records: pending, sent, accepted or rejected'
+            cand --out 'Output file (.jsonl/.ndjson/.json for JSONL, else CSV); written whole or not at all'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;usage;help'= {
+            cand validate 'Check a file against every local rule (nothing is journaled or sent)'
+            cand upload 'Journal the records of a file, then send them in signed batches'
+            cand replay 'Send again everything in the journal that is not accepted yet (same metering_sn)'
+            cand status 'Counts by state, the oldest unsent record, deadlines, the last errors'
+            cand export 'Write the records in one state to a file (CSV or JSONL) that upload reads back'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'csm;usage;help;validate'= {
+        }
+        &'csm;usage;help;upload'= {
+        }
+        &'csm;usage;help;replay'= {
+        }
+        &'csm;usage;help;status'= {
+        }
+        &'csm;usage;help;export'= {
+        }
+        &'csm;usage;help;help'= {
         }
         &'csm;init'= {
             cand --endpoint 'The merchant''s production address (https://…)'
@@ -533,6 +648,21 @@ set edit:completion:arg-completer[csm] = {|@words|
         &'csm;help;license;heartbeat'= {
         }
         &'csm;help;usage'= {
+            cand validate 'Check a file against every local rule (nothing is journaled or sent)'
+            cand upload 'Journal the records of a file, then send them in signed batches'
+            cand replay 'Send again everything in the journal that is not accepted yet (same metering_sn)'
+            cand status 'Counts by state, the oldest unsent record, deadlines, the last errors'
+            cand export 'Write the records in one state to a file (CSV or JSONL) that upload reads back'
+        }
+        &'csm;help;usage;validate'= {
+        }
+        &'csm;help;usage;upload'= {
+        }
+        &'csm;help;usage;replay'= {
+        }
+        &'csm;help;usage;status'= {
+        }
+        &'csm;help;usage;export'= {
         }
         &'csm;help;init'= {
         }

@@ -327,12 +327,95 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "activate" -d 'Activate a marketplace license code (open API, AK/SK-signed)'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "heartbeat" -d 'Query a marketplace license code\'s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c csm -n "__fish_csm_using_subcommand usage" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
-complete -c csm -n "__fish_csm_using_subcommand usage" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
-complete -c csm -n "__fish_csm_using_subcommand usage" -s q -l quiet -d 'Print nothing on stdout but the result itself'
-complete -c csm -n "__fish_csm_using_subcommand usage" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
-complete -c csm -n "__fish_csm_using_subcommand usage" -s h -l help -d 'Print help'
-complete -c csm -n "__fish_csm_using_subcommand usage" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -f -a "validate" -d 'Check a file against every local rule (nothing is journaled or sent)'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -f -a "upload" -d 'Journal the records of a file, then send them in signed batches'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -f -a "replay" -d 'Send again everything in the journal that is not accepted yet (same metering_sn)'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -f -a "status" -d 'Counts by state, the oldest unsent record, deadlines, the last errors'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -f -a "export" -d 'Write the records in one state to a file (CSV or JSONL) that upload reads back'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l format -d 'Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV)' -r -f -a "csv\t''
+jsonl\t''"
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l billing -d 'How the product\'s pay-per-use item is billed (sets the reporting deadlines)' -r -f -a "hourly\t''
+daily\t''"
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l format -d 'Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV)' -r -f -a "csv\t''
+jsonl\t''"
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l billing -d 'How the product\'s pay-per-use item is billed (sets the reporting deadlines)' -r -f -a "hourly\t''
+daily\t''"
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l key-file -d 'The seller key bound to the basic interfaces (signs the usage push)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l endpoint -d 'Marketplace base URL (scheme, host, port); csm appends the API path' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l batch -d 'Records per request (100 to 1000)' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l retries -d 'Further attempts of a batch after a network error or 5xx' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l backoff-ms -d 'First pause between attempts in milliseconds (doubles, with jitter, up to 30 s)' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l timeout -d 'Seconds to wait for one answer' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l usage-value -d 'How usage_value is written in the body (decision 6: a JSON number)' -r -f -a "number\t''
+string\t''"
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l ak -d 'API Gateway access key id (with --apig)' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l sk-file -d 'API Gateway secret key file (with --apig)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l apig -d 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile\'s)'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l dry-run -d 'Check and count everything, journal nothing, send nothing'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l key-file -d 'The seller key bound to the basic interfaces (signs the usage push)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l endpoint -d 'Marketplace base URL (scheme, host, port); csm appends the API path' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l batch -d 'Records per request (100 to 1000)' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l retries -d 'Further attempts of a batch after a network error or 5xx' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l backoff-ms -d 'First pause between attempts in milliseconds (doubles, with jitter, up to 30 s)' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l timeout -d 'Seconds to wait for one answer' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l usage-value -d 'How usage_value is written in the body (decision 6: a JSON number)' -r -f -a "number\t''
+string\t''"
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l ak -d 'API Gateway access key id (with --apig)' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l sk-file -d 'API Gateway secret key file (with --apig)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l apig -d 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile\'s)'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l include-rejected -d 'Also resend records the marketplace rejected for good'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -l billing -d 'How the product\'s pay-per-use item is billed (sets the reporting deadlines)' -r -f -a "hourly\t''
+daily\t''"
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l state -d 'Which records: pending, sent, accepted or rejected' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l out -d 'Output file (.jsonl/.ndjson/.json for JSONL, else CSV); written whole or not at all' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "validate" -d 'Check a file against every local rule (nothing is journaled or sent)'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "upload" -d 'Journal the records of a file, then send them in signed batches'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "replay" -d 'Send again everything in the journal that is not accepted yet (same metering_sn)'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "status" -d 'Counts by state, the oldest unsent record, deadlines, the last errors'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "export" -d 'Write the records in one state to a file (CSV or JSONL) that upload reads back'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c csm -n "__fish_csm_using_subcommand init" -l endpoint -d 'The merchant\'s production address (https://…)' -r
 complete -c csm -n "__fish_csm_using_subcommand init" -l protocol -d 'Callback protocol version: v1 or v2' -r
 complete -c csm -n "__fish_csm_using_subcommand init" -l key-file -d 'File holding the basic-interface key' -r -F
@@ -375,3 +458,8 @@ complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "validate" -d 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "activate" -d 'Activate a marketplace license code (open API, AK/SK-signed)'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "heartbeat" -d 'Query a marketplace license code\'s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from usage" -f -a "validate" -d 'Check a file against every local rule (nothing is journaled or sent)'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from usage" -f -a "upload" -d 'Journal the records of a file, then send them in signed batches'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from usage" -f -a "replay" -d 'Send again everything in the journal that is not accepted yet (same metering_sn)'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from usage" -f -a "status" -d 'Counts by state, the oldest unsent record, deadlines, the last errors'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from usage" -f -a "export" -d 'Write the records in one state to a file (CSV or JSONL) that upload reads back'

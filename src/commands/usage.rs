@@ -1,14 +1,679 @@
-//! `csm usage`.
+//! `csm usage`: validate, upload, replay, status, export. Glue only: the rules live in
+//! `crate::usage`.
 
 use crate::cli::GlobalArgs;
+use crate::config::{self, KeyRole};
 use crate::error::{CsmError, Exit, Result};
-use clap::Args;
+use crate::output;
+use crate::usage::batch::{ValueAs, MAX_BATCH, MIN_BATCH, USAGE_PATH};
+use crate::usage::journal::{self, ImportReport, Journal, Scope, STATES};
+use crate::usage::reader::{Format, RecordReader};
+use crate::usage::record::Billing;
+use crate::usage::upload::{self, SendConfig, SendReport};
+use crate::{clock, usage};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use std::io::{BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Args)]
-pub struct UsageArgs {}
+pub struct UsageArgs {
+    #[command(subcommand)]
+    pub command: UsageCommand,
+}
 
-pub fn run(_g: &GlobalArgs, _a: UsageArgs) -> Result<Exit> {
-    Err(CsmError::usage(
-        "csm usage: not available in this build yet",
+#[derive(Debug, Subcommand)]
+pub enum UsageCommand {
+    /// Check a file against every local rule (nothing is journaled or sent).
+    Validate(ValidateArgs),
+    /// Journal the records of a file, then send them in signed batches.
+    Upload(UploadArgs),
+    /// Send again everything in the journal that is not accepted yet (same metering_sn).
+    Replay(ReplayArgs),
+    /// Counts by state, the oldest unsent record, deadlines, the last errors.
+    Status(StatusArgs),
+    /// Write the records in one state to a file (CSV or JSONL) that upload reads back.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct JournalArg {
+    /// The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite.
+    #[arg(long, env = "CSM_JOURNAL", value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+}
+
+impl JournalArg {
+    fn path(&self) -> PathBuf {
+        self.journal.clone().unwrap_or_else(journal::default_path)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InputArgs {
+    /// Usage records: CSV with a header, or JSONL (one object per line).
+    pub file: PathBuf,
+    /// Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// How the product's pay-per-use item is billed (sets the reporting deadlines).
+    #[arg(long, value_enum, default_value = "hourly")]
+    pub billing: Billing,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConnArgs {
+    /// The seller key bound to the basic interfaces (signs the usage push).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Marketplace base URL (scheme, host, port); csm appends the API path.
+    #[arg(long, env = "CSM_MARKETPLACE_ENDPOINT", value_name = "BASE_URL")]
+    pub endpoint: Option<String>,
+    /// Records per request (100 to 1000).
+    #[arg(long, default_value_t = MAX_BATCH, value_name = "N")]
+    pub batch: usize,
+    /// Further attempts of a batch after a network error or 5xx.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub retries: u32,
+    /// First pause between attempts in milliseconds (doubles, with jitter, up to 30 s).
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    pub backoff_ms: u64,
+    /// Seconds to wait for one answer.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub timeout: u64,
+    /// How usage_value is written in the body (decision 6: a JSON number).
+    #[arg(long, value_enum, default_value = "number")]
+    pub usage_value: ValueAs,
+    /// Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the
+    /// body signature; needs --ak and --sk-file (or the profile's).
+    #[arg(long)]
+    pub apig: bool,
+    /// API Gateway access key id (with --apig).
+    #[arg(long, value_name = "AK")]
+    pub ak: Option<String>,
+    /// API Gateway secret key file (with --apig).
+    #[arg(long, value_name = "FILE")]
+    pub sk_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub journal: JournalArg,
+}
+
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub journal: JournalArg,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Check and count everything, journal nothing, send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub journal: JournalArg,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Also resend records the marketplace rejected for good.
+    #[arg(long)]
+    pub include_rejected: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub journal: JournalArg,
+    /// How the product's pay-per-use item is billed (sets the reporting deadlines).
+    #[arg(long, value_enum, default_value = "hourly")]
+    pub billing: Billing,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub journal: JournalArg,
+    /// Which records: pending, sent, accepted or rejected.
+    #[arg(long, value_name = "S")]
+    pub state: String,
+    /// Output file (.jsonl/.ndjson/.json for JSONL, else CSV); written whole or not at all.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+pub fn run(g: &GlobalArgs, a: UsageArgs) -> Result<Exit> {
+    match a.command {
+        UsageCommand::Validate(v) => validate(g, v),
+        UsageCommand::Upload(u) => upload(g, u),
+        UsageCommand::Replay(r) => replay(g, r),
+        UsageCommand::Status(s) => status(g, s),
+        UsageCommand::Export(e) => export(g, e),
+    }
+}
+
+fn open_input(input: &InputArgs) -> Result<RecordReader<BufReader<std::fs::File>>> {
+    let f = std::fs::File::open(&input.file).map_err(|e| CsmError::io(&input.file, e))?;
+    let format = input
+        .format
+        .unwrap_or_else(|| Format::from_path(&input.file));
+    Ok(RecordReader::new(
+        BufReader::with_capacity(1 << 16, f),
+        format,
     ))
+}
+
+/// The file's SHA-256, read in a stream (an upload of a file already imported is a resume).
+fn file_sha256(p: &Path) -> Result<String> {
+    use sha2::Digest;
+    let mut f = std::fs::File::open(p).map_err(|e| CsmError::io(p, e))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf).map_err(|e| CsmError::io(p, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn label(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn import_json(r: &ImportReport, file: &str) -> serde_json::Value {
+    json!({
+        "file": file,
+        "records": r.read,
+        "new": r.new,
+        "already_journaled_unsent": r.again,
+        "already_accepted": r.already_accepted,
+        "already_rejected": r.already_rejected,
+        "replaced": r.replaced,
+        "identical_to_import": r.identical_to,
+        "errors": r.error_count,
+        "error_lines": r.errors.iter().map(|e| json!({"line": e.line, "message": e.message})).collect::<Vec<_>>(),
+        "deadline": r.deadline,
+        "late": r.late.iter().map(|(l, sn, end, d)| json!({"line": l, "metering_sn": sn, "end_time": end, "status": d.as_str()})).collect::<Vec<_>>(),
+    })
+}
+
+fn print_import(g: &GlobalArgs, r: &ImportReport, file: &str, billing: Billing, per_record: bool) {
+    if g.quiet {
+        return;
+    }
+    let mut t = output::table();
+    t.set_header(vec!["records", "count"]);
+    t.add_row(vec!["read".to_string(), r.read.to_string()]);
+    t.add_row(vec!["bad".to_string(), r.error_count.to_string()]);
+    t.add_row(vec!["new".to_string(), r.new.to_string()]);
+    for (k, v) in [
+        ("already journaled, not yet accepted", r.again),
+        ("already accepted", r.already_accepted),
+        ("already rejected", r.already_rejected),
+        ("fixed, replacing a rejected record", r.replaced),
+    ] {
+        if v > 0 {
+            t.add_row(vec![k.to_string(), v.to_string()]);
+        }
+    }
+    for (k, v) in &r.deadline {
+        t.add_row(vec![format!("deadline {k}"), v.to_string()]);
+    }
+    match r.identical_to {
+        Some(id) => println!("{file}: identical to import #{id}, not read again"),
+        None => println!("{file}:"),
+    }
+    println!("{t}");
+    println!("{}", billing_note(billing));
+    if !per_record {
+        return;
+    }
+    for (line, sn, end, d) in &r.late {
+        println!(
+            "{file}:{line}: metering_sn {sn} ending {end} is {}",
+            d.as_str()
+        );
+    }
+}
+
+fn billing_note(b: Billing) -> &'static str {
+    match b {
+        Billing::Hourly => {
+            "deadlines in UTC, hourly billing: minutes 0-15 of the next hour, at most 2 h late"
+        }
+        Billing::Daily => {
+            "deadlines in UTC, daily billing: 00:00-00:15 next day, never after 01:00"
+        }
+    }
+}
+
+fn print_line_errors(r: &ImportReport, file: &str, to_stdout: bool) {
+    let mut out: Box<dyn Write> = if to_stdout {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(std::io::stderr().lock())
+    };
+    for e in &r.errors {
+        let _ = writeln!(out, "{file}:{}: {}", e.line, e.message);
+    }
+    if r.error_count as usize > r.errors.len() {
+        let _ = writeln!(
+            out,
+            "{file}: ... and {} more bad lines",
+            r.error_count as usize - r.errors.len()
+        );
+    }
+}
+
+fn bad_input(r: &ImportReport, file: &str) -> CsmError {
+    let first = r
+        .errors
+        .first()
+        .map(|e| format!("; first at line {}: {}", e.line, e.message))
+        .unwrap_or_default();
+    CsmError::usage(format!(
+        "{file}: {} bad line(s), nothing was journaled{first}",
+        r.error_count
+    ))
+}
+
+fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
+    let mut reader = open_input(&a.input)?;
+    let file = label(&a.input.file);
+    let jpath = a.journal.path();
+    // Against the real journal when there is one; otherwise a scratch one (removed after).
+    let scratch = (!jpath.exists())
+        .then(|| std::env::temp_dir().join(format!("csm-validate-{}.sqlite", clock::uuid())));
+    let rep = {
+        let mut j = Journal::open(scratch.as_deref().unwrap_or(&jpath))?;
+        j.import(
+            &mut reader,
+            &file,
+            None,
+            clock::now(),
+            a.input.billing,
+            false,
+        )
+    };
+    if let Some(s) = &scratch {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", s.display()));
+        }
+    }
+    let rep = rep?;
+    if g.json {
+        output::print_json(&import_json(&rep, &file));
+    } else {
+        print_line_errors(&rep, &file, true);
+        print_import(g, &rep, &file, a.input.billing, true);
+    }
+    if rep.error_count > 0 {
+        return Err(bad_input(&rep, &file));
+    }
+    Ok(Exit::Ok)
+}
+
+fn send_config(g: &GlobalArgs, c: &ConnArgs) -> Result<SendConfig> {
+    if !(MIN_BATCH..=MAX_BATCH).contains(&c.batch) {
+        return Err(CsmError::usage(format!(
+            "--batch {}: must be between {MIN_BATCH} and {MAX_BATCH} (the marketplace's limit per call)",
+            c.batch
+        )));
+    }
+    let profile = config::active_profile(g)?;
+    let base = c
+        .endpoint
+        .clone()
+        .or(profile.marketplace_endpoint.clone())
+        .unwrap_or_else(|| "https://mkt.myhuaweicloud.com".to_string());
+    let base = base.trim_end_matches('/');
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        return Err(CsmError::usage(format!(
+            "--endpoint {base}: must start with http:// or https:// (scheme, host and port)"
+        )));
+    }
+    let key = config::require_key(KeyRole::Basic, c.key_file.as_deref(), &profile)?;
+    let apig = if c.apig {
+        let ak = c.ak.clone().or(profile.ak.clone()).ok_or_else(|| {
+            CsmError::usage("--apig: no access key id (pass --ak AK or name it in a profile)")
+        })?;
+        let sk = config::require_key(KeyRole::Sk, c.sk_file.as_deref(), &profile)?;
+        Some(upload::ApigKeys { ak, sk })
+    } else {
+        if c.ak.is_some() || c.sk_file.is_some() {
+            return Err(CsmError::usage(
+                "--ak/--sk-file: add --apig to sign requests for the API Gateway",
+            ));
+        }
+        None
+    };
+    Ok(SendConfig {
+        url: format!("{base}{USAGE_PATH}"),
+        key,
+        batch: c.batch,
+        retries: c.retries,
+        backoff: Duration::from_millis(c.backoff_ms),
+        max_backoff: Duration::from_secs(30),
+        timeout: Duration::from_secs(c.timeout.max(1)),
+        value_as: c.usage_value,
+        apig,
+    })
+}
+
+fn progress_bar(g: &GlobalArgs, total: u64) -> indicatif::ProgressBar {
+    if g.quiet || g.json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(total);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec} eta {eta}")
+    {
+        pb.set_style(style);
+    }
+    pb
+}
+
+fn run_send(
+    g: &GlobalArgs,
+    j: &mut Journal,
+    scope: Scope,
+    cfg: &SendConfig,
+) -> Result<(SendReport, u64)> {
+    j.recover_in_flight()?;
+    let total = j.count_scope(scope)?;
+    let pb = progress_bar(g, total);
+    let rep = upload::send(j, scope, cfg, &mut |n| pb.set_position(n))?;
+    pb.finish_and_clear();
+    Ok((rep, total))
+}
+
+fn finish(
+    g: &GlobalArgs,
+    j: &Journal,
+    rep: &SendReport,
+    total: u64,
+    import: Option<(&ImportReport, &str)>,
+) -> Result<Exit> {
+    let counts = j.counts()?;
+    let unsent = total.saturating_sub(rep.accepted + rep.rejected + rep.retry_later);
+    if g.json {
+        let mut v = json!({
+            "journal": label(&j.path),
+            "to_send": total,
+            "accepted": rep.accepted,
+            "rejected": rep.rejected,
+            "retry_later": rep.retry_later,
+            "not_sent": unsent,
+            "requests": rep.requests,
+            "by_code": rep.by_code.iter().map(|((o, c), n)| json!({"outcome": o, "code": c, "count": n})).collect::<Vec<_>>(),
+            "journal_counts": counts,
+            "unreachable": rep.unreachable,
+            "refused": rep.refused,
+        });
+        if let Some((r, f)) = import {
+            v["import"] = import_json(r, f);
+        }
+        output::print_json(&v);
+    } else if !g.quiet {
+        let mut t = output::table();
+        t.set_header(vec!["outcome", "records"]);
+        t.add_row(vec!["accepted".to_string(), rep.accepted.to_string()]);
+        t.add_row(vec![
+            "rejected for good".to_string(),
+            rep.rejected.to_string(),
+        ]);
+        t.add_row(vec!["retry later".to_string(), rep.retry_later.to_string()]);
+        t.add_row(vec!["not sent".to_string(), unsent.to_string()]);
+        println!("{t}");
+        if !rep.by_code.is_empty() {
+            let mut c = output::table();
+            c.set_header(vec!["outcome", "code", "count", "meaning"]);
+            for ((o, code), n) in &rep.by_code {
+                let mut meaning = code_meaning(code);
+                if *o == "accepted" && code == "005" {
+                    meaning = "held by the marketplace from an earlier attempt".into();
+                }
+                c.add_row(vec![o.to_string(), code.clone(), n.to_string(), meaning]);
+            }
+            println!("{c}");
+        }
+        println!(
+            "journal {}: {}",
+            j.path.display(),
+            STATES
+                .iter()
+                .map(|s| format!("{s} {}", counts.get(*s).copied().unwrap_or(0)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if rep.rejected > 0 {
+            println!("rejected records: `csm usage export --state rejected --out FILE`, fix, upload again");
+        }
+    }
+    if let Some(r) = &rep.refused {
+        return Err(CsmError::Config(format!(
+            "the marketplace refused the requests ({r}); check --key-file; records stay in the journal for `csm usage replay`"
+        )));
+    }
+    if let Some(u) = &rep.unreachable {
+        return Err(CsmError::Network(format!(
+            "could not reach the marketplace: {u}; {unsent} records wait in the journal for `csm usage replay`"
+        )));
+    }
+    if rep.rejected > 0 || rep.retry_later > 0 {
+        return Ok(Exit::Partial);
+    }
+    Ok(Exit::Ok)
+}
+
+fn code_meaning(code: &str) -> String {
+    if code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit()) {
+        return usage::batch::record_code_meaning(code).to_string();
+    }
+    match code {
+        "MKT.0000" => "success".into(),
+        "network" => "network error: no answer".into(),
+        "timeout" => "no answer in time".into(),
+        "MKT.0102" => "body signature refused".into(),
+        "MKT.0999" => "marketplace internal error".into(),
+        "MKT.9003" => "too many records in one request".into(),
+        "MKT.9004" => "begin_time older than 21 days".into(),
+        c if c.starts_with("HTTP ") => "HTTP error".into(),
+        _ => String::new(),
+    }
+}
+
+fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
+    let cfg = if a.dry_run {
+        None
+    } else {
+        Some(send_config(g, &a.conn)?)
+    };
+    let mut reader = open_input(&a.input)?;
+    let file = label(&a.input.file);
+    let sha = file_sha256(&a.input.file)?;
+    let mut j = Journal::open(&a.journal.path())?;
+    let _lock = if a.dry_run {
+        None
+    } else {
+        Some(j.lock_for_sending()?)
+    };
+    let known = if a.dry_run {
+        None
+    } else {
+        j.identical_import(&sha)?
+    };
+    let rep = match known {
+        Some(rep) => rep,
+        None => j.import(
+            &mut reader,
+            &file,
+            Some(&sha),
+            clock::now(),
+            a.input.billing,
+            !a.dry_run,
+        )?,
+    };
+    if rep.error_count > 0 {
+        if g.json {
+            output::print_json(&import_json(&rep, &file));
+        } else {
+            print_line_errors(&rep, &file, false);
+        }
+        return Err(bad_input(&rep, &file));
+    }
+    let Some(cfg) = cfg else {
+        if g.json {
+            output::print_json(&import_json(&rep, &file));
+        } else {
+            print_import(g, &rep, &file, a.input.billing, false);
+            if !g.quiet {
+                println!(
+                    "dry run: {} records would be sent, nothing was journaled or sent",
+                    rep.new + rep.again + rep.replaced
+                );
+            }
+        }
+        return Ok(Exit::Ok);
+    };
+    if !g.json {
+        print_import(g, &rep, &file, a.input.billing, false);
+    }
+    let (sent, total) = run_send(g, &mut j, Scope::Import(rep.import_id), &cfg)?;
+    finish(g, &j, &sent, total, Some((&rep, &file)))
+}
+
+fn replay(g: &GlobalArgs, a: ReplayArgs) -> Result<Exit> {
+    let cfg = send_config(g, &a.conn)?;
+    let path = a.journal.path();
+    if !path.exists() {
+        return Err(CsmError::usage(format!(
+            "--journal {}: no journal there (upload a file first)",
+            path.display()
+        )));
+    }
+    let mut j = Journal::open(&path)?;
+    let _lock = j.lock_for_sending()?;
+    let scope = Scope::Unfinished {
+        include_rejected: a.include_rejected,
+    };
+    let (sent, total) = run_send(g, &mut j, scope, &cfg)?;
+    finish(g, &j, &sent, total, None)
+}
+
+fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
+    let path = a.journal.path();
+    if !path.exists() {
+        return Err(CsmError::usage(format!(
+            "--journal {}: no journal there (upload a file first)",
+            path.display()
+        )));
+    }
+    let j = Journal::open(&path)?;
+    let s = j.status(a.billing, clock::now())?;
+    if g.json {
+        output::print_json(&json!({
+            "journal": label(&path),
+            "counts": s.counts,
+            "oldest_unsent": s.oldest_unsent.as_ref().map(|(sn, inst, end, d)| json!({
+                "metering_sn": sn, "instance_id": inst, "end_time": end, "deadline": d.as_str()})),
+            "unsent_by_deadline": s.unsent_by_deadline,
+            "not_accepted_by_code": s.codes.iter().map(|(st, c, n)| json!({"state": st, "code": c, "count": n})).collect::<Vec<_>>(),
+            "last_errors": s.last_errors.iter().map(|e| json!({
+                "metering_sn": e.metering_sn, "state": e.state, "code": e.code,
+                "message": e.message, "at": e.at})).collect::<Vec<_>>(),
+            "deadline_assumption": billing_note(a.billing),
+        }));
+        return Ok(Exit::Ok);
+    }
+    println!("journal {}", path.display());
+    let mut t = output::table();
+    t.set_header(vec!["state", "records"]);
+    for st in STATES {
+        t.add_row(vec![
+            st.to_string(),
+            s.counts.get(st).copied().unwrap_or(0).to_string(),
+        ]);
+    }
+    println!("{t}");
+    match &s.oldest_unsent {
+        Some((sn, inst, end, d)) => println!(
+            "oldest unsent: metering_sn {sn} (instance {inst}) ending {end}: {}",
+            d.as_str()
+        ),
+        None => println!("oldest unsent: none"),
+    }
+    let late = s.unsent_by_deadline.get("late").copied().unwrap_or(0);
+    let overdue = s.unsent_by_deadline.get("overdue").copied().unwrap_or(0);
+    println!(
+        "unsent past the ideal window: {late}; past the last moment: {overdue} ({})",
+        billing_note(a.billing)
+    );
+    if !s.last_errors.is_empty() {
+        let mut e = output::table();
+        e.set_header(vec!["at", "metering_sn", "state", "code", "message"]);
+        for x in &s.last_errors {
+            e.add_row(vec![
+                x.at.clone(),
+                x.metering_sn.clone(),
+                x.state.clone(),
+                x.code.clone(),
+                x.message.clone(),
+            ]);
+        }
+        println!("last errors:\n{e}");
+    }
+    Ok(Exit::Ok)
+}
+
+fn export(g: &GlobalArgs, a: ExportArgs) -> Result<Exit> {
+    if !STATES.contains(&a.state.as_str()) {
+        return Err(CsmError::usage(format!(
+            "--state {}: not a state (one of {})",
+            a.state,
+            STATES.join(", ")
+        )));
+    }
+    let path = a.journal.path();
+    if !path.exists() {
+        return Err(CsmError::usage(format!(
+            "--journal {}: no journal there (upload a file first)",
+            path.display()
+        )));
+    }
+    let j = Journal::open(&path)?;
+    let jsonl = Format::from_path(&a.out) == Format::Jsonl;
+    // Written beside the target, then renamed: never a half-written file.
+    let tmp = a
+        .out
+        .with_extension(format!("part-{}", clock::alphanumeric(8)));
+    let result = (|| -> Result<u64> {
+        let f = std::fs::File::create(&tmp).map_err(|e| CsmError::io(&tmp, e))?;
+        let mut w = std::io::BufWriter::new(f);
+        let n = j.export(&a.state, jsonl, &mut w)?;
+        w.flush().map_err(|e| CsmError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &a.out).map_err(|e| CsmError::io(&a.out, e))?;
+        Ok(n)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    let n = result?;
+    if g.json {
+        output::print_json(&json!({"state": a.state, "records": n, "out": label(&a.out)}));
+    } else if !g.quiet {
+        println!("{n} {} records written to {}", a.state, a.out.display());
+    }
+    Ok(Exit::Ok)
 }

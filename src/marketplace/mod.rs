@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::secret::Secret;
 use crate::server::{Handler, Request, Response};
 use rusqlite::Connection;
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
 pub struct Marketplace {
@@ -21,6 +22,8 @@ pub struct Marketplace {
     pub sk: Option<Secret>,
     /// Signs License callbacks sent to the merchant.
     pub license_key: Option<Secret>,
+    /// Usage push requests received so far (fault modes act on every N-th).
+    pub usage_requests: AtomicU64,
 }
 
 impl Marketplace {
@@ -36,6 +39,8 @@ impl Marketplace {
         };
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // A stand-in taking millions of usage records keeps its unique indexes in memory.
+        conn.pragma_update(None, "cache_size", -65536)?;
         usage_api::init_schema(&conn)?;
         license_api::init_schema(&conn)?;
         Ok(Marketplace {
@@ -44,11 +49,24 @@ impl Marketplace {
             usage_key,
             sk,
             license_key,
+            usage_requests: AtomicU64::new(0),
         })
     }
 
     pub fn has_fault(&self, name: &str) -> bool {
-        self.args.fault.iter().any(|f| f == name)
+        self.fault_param(name).is_some()
+    }
+
+    /// `--fault NAME` gives `Some(None)`, `--fault NAME=N` gives `Some(Some(N))`.
+    pub fn fault_param(&self, name: &str) -> Option<Option<u64>> {
+        self.args
+            .fault
+            .iter()
+            .find_map(|f| match f.split_once('=') {
+                Some((n, v)) if n == name => Some(v.parse().ok()),
+                None if f == name => Some(None),
+                _ => None,
+            })
     }
 }
 

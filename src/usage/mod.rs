@@ -1,1 +1,13 @@
-//! Usage records (话单): parsing, validation, the journal and upload.
+//! Usage records (话单): reading, the local rules, the journal and the upload loop.
+//!
+//! - [`record`]: the record, time and value rules, derived metering_sn, deadlines (pure);
+//! - [`reader`]: streaming CSV/JSONL readers with line numbers (pure over `BufRead`);
+//! - [`batch`]: the signed body and what an answer means for each record (pure);
+//! - [`journal`]: the SQLite journal (schema in docs/usage.md);
+//! - [`upload`]: the send loop with bounded retries, backoff and jitter.
+
+pub mod batch;
+pub mod journal;
+pub mod reader;
+pub mod record;
+pub mod upload;

@@ -1,0 +1,397 @@
+//! The send loop: batches from the journal, signed, sent, and each record's outcome stored.
+//! Network errors and 5xx are retried with exponential backoff and jitter, a bounded number
+//! of times; after that the run stops and the records wait in the journal for `replay`.
+
+use super::batch::{self, BatchVerdict, Outcome, ValueAs, MIN_BATCH};
+use super::journal::{Journal, Scope, Stored};
+use super::record;
+use crate::clock;
+use crate::error::{CsmError, Result};
+use crate::secret::Secret;
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::time::Duration;
+
+/// Answers larger than this are not read further (a usage answer is small).
+const MAX_ANSWER: u64 = 4 * 1024 * 1024;
+
+pub struct SendConfig {
+    /// Full URL of the usage push API.
+    pub url: String,
+    pub key: Secret,
+    pub batch: usize,
+    /// Further attempts of one batch after the first, on network errors and 5xx.
+    pub retries: u32,
+    /// First pause between attempts; doubles each time up to `max_backoff`, with jitter.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    pub timeout: Duration,
+    pub value_as: ValueAs,
+    /// API Gateway AK/SK signing on top of the body signature (decision 6, by flag).
+    pub apig: Option<ApigKeys>,
+}
+
+pub struct ApigKeys {
+    pub ak: String,
+    pub sk: Secret,
+}
+
+/// The API Gateway headers for a usage push whose `signature`/`ts`/`nonce` are already set:
+/// those are signed too, with `content-type`, `host` and `x-sdk-date` (spec §4.2, §5).
+pub fn apig_headers(
+    keys: &ApigKeys,
+    url: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    sdk_date: &str,
+) -> Result<Vec<(String, String)>> {
+    let host = crate::protocol::apig::split_url(url)
+        .0
+        .unwrap_or_default()
+        .to_string();
+    let mut all: Vec<(String, String)> = headers.to_vec();
+    all.push(("Host".into(), host));
+    all.push(("X-Sdk-Date".into(), sdk_date.to_string()));
+    let names: Vec<String> = all.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+    let sig =
+        crate::protocol::apig::sign(&keys.ak, keys.sk.expose(), "POST", url, &all, &names, body)?;
+    Ok(vec![
+        ("X-Sdk-Date".into(), sdk_date.to_string()),
+        ("Authorization".into(), sig.authorization),
+    ])
+}
+
+#[derive(Debug, Default)]
+pub struct SendReport {
+    pub batches: u64,
+    pub requests: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    /// Records answered "try again later" (they stay in the journal for `replay`).
+    pub retry_later: u64,
+    /// Counts of this run by (outcome, code): per-record codes, batch codes, and failed
+    /// attempts (outcome `attempt`).
+    pub by_code: BTreeMap<(&'static str, String), u64>,
+    /// The marketplace could not be reached after all retries: the last error.
+    pub unreachable: Option<String>,
+    /// The marketplace refused the requests themselves (signature, permission).
+    pub refused: Option<String>,
+}
+
+/// The pause before attempt `attempt + 1`: exponential, capped, with "equal jitter"
+/// (between half and all of the step), so that many senders do not retry in step.
+pub fn backoff_delay(base: Duration, cap: Duration, attempt: u32, unit_random: f64) -> Duration {
+    let step = base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+        .min(cap);
+    step.mul_f64(0.5 + 0.5 * unit_random.clamp(0.0, 1.0))
+}
+
+pub fn client(timeout: Duration) -> Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .build()
+        .map_err(|e| CsmError::Network(format!("cannot build the HTTP client: {e}")))
+}
+
+fn now_s() -> String {
+    record::format_api_time(clock::now())
+}
+
+/// Requests in flight at once: the next batch is journaled, signed and sent while the
+/// marketplace still works on the previous one, so that neither side waits for the other.
+const DEPTH: usize = 2;
+
+/// One attempt of one batch, to be launched.
+struct Job {
+    batch: Vec<Stored>,
+    attempt: u32,
+    /// Pause before this attempt (backoff), taken on the request's thread.
+    delay: Duration,
+}
+
+/// What came back for one request, before any classification.
+enum Answer {
+    Http {
+        status: u16,
+        body: Vec<u8>,
+    },
+    Failed {
+        reached: bool,
+        code: String,
+        reason: String,
+    },
+}
+
+struct Flight {
+    job: Job,
+    ids: Vec<i64>,
+    batch_id: i64,
+    handle: std::thread::JoinHandle<Answer>,
+}
+
+/// Journals the attempt (records become `sent`, committed), then sends it on its own thread.
+fn launch(
+    journal: &mut Journal,
+    http: &reqwest::blocking::Client,
+    cfg: &SendConfig,
+    job: Job,
+) -> Result<Flight> {
+    let ids: Vec<i64> = job.batch.iter().map(|s| s.id).collect();
+    let batch_id = journal.mark_sent(&ids, job.attempt, &now_s())?;
+    let records: Vec<_> = job.batch.iter().map(|s| s.record.clone()).collect();
+    let body = batch::body_string(&records, cfg.value_as);
+    let ts = clock::now_ms().to_string();
+    let nonce = clock::uuid();
+    let sig = batch::sign(cfg.key.expose(), body, &ts, &nonce);
+    let mut headers: Vec<(String, String)> = vec![
+        ("Content-Type".into(), "application/json".into()),
+        ("signature".into(), sig.signature.clone()),
+        ("ts".into(), ts),
+        ("nonce".into(), nonce),
+    ];
+    if let Some(keys) = &cfg.apig {
+        let date = crate::protocol::apig::format_sdk_date(clock::now());
+        let extra = apig_headers(keys, &cfg.url, &headers, sig.body_string.as_bytes(), &date)?;
+        headers.extend(extra);
+    }
+    let mut req = http.post(&cfg.url);
+    for (n, v) in &headers {
+        req = req.header(n.as_str(), v.as_str());
+    }
+    let req = req.body(sig.body_string);
+    let delay = job.delay;
+    let handle = std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        match req.send() {
+            Err(e) => Answer::Failed {
+                reached: !e.is_connect(),
+                code: if e.is_timeout() { "timeout" } else { "network" }.into(),
+                reason: error_chain(&e),
+            },
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let mut body = Vec::new();
+                match resp.take(MAX_ANSWER).read_to_end(&mut body) {
+                    Ok(_) => Answer::Http { status, body },
+                    Err(e) => Answer::Failed {
+                        reached: true,
+                        code: "network".into(),
+                        reason: format!("answer cut off: {e}"),
+                    },
+                }
+            }
+        }
+    });
+    Ok(Flight {
+        job,
+        ids,
+        batch_id,
+        handle,
+    })
+}
+
+fn count(rep: &mut SendReport, o: &Outcome) {
+    let (slot, outcome, code) = match o {
+        Outcome::Accepted { code } => (&mut rep.accepted, "accepted", code),
+        Outcome::Rejected { code, .. } => (&mut rep.rejected, "rejected", code),
+        Outcome::Retry { code, .. } => (&mut rep.retry_later, "retry later", code),
+    };
+    *slot += 1;
+    *rep.by_code.entry((outcome, code.clone())).or_default() += 1;
+}
+
+/// Sends every record of `scope`, batch by batch, and stores the outcomes.
+/// `progress` is told how many records were decided (or left for later) so far.
+pub fn send(
+    journal: &mut Journal,
+    scope: Scope,
+    cfg: &SendConfig,
+    progress: &mut dyn FnMut(u64),
+) -> Result<SendReport> {
+    let http = client(cfg.timeout)?;
+    let mut rep = SendReport::default();
+    let mut batch_size = cfg.batch;
+    let mut after_id = 0i64;
+    let mut done = 0u64;
+    let mut flights: std::collections::VecDeque<Flight> = Default::default();
+    let mut retries: std::collections::VecDeque<Job> = Default::default();
+    let mut journal_done = false;
+    // Once set, nothing new is launched; what is in flight is still awaited and stored.
+    let mut stopping = false;
+    loop {
+        while !stopping && flights.len() < DEPTH {
+            let job = match retries.pop_front() {
+                Some(j) => j,
+                None if journal_done => break,
+                None => {
+                    let batch = journal.next_batch(scope, after_id, batch_size)?;
+                    let Some(last) = batch.last() else {
+                        journal_done = true;
+                        break;
+                    };
+                    after_id = last.id;
+                    rep.batches += 1;
+                    Job {
+                        batch,
+                        attempt: 1,
+                        delay: Duration::ZERO,
+                    }
+                }
+            };
+            rep.requests += 1;
+            flights.push_back(launch(journal, &http, cfg, job)?);
+        }
+        let Some(f) = flights.pop_front() else { break };
+        let answer = f.handle.join().unwrap_or_else(|_| Answer::Failed {
+            reached: true,
+            code: "network".into(),
+            reason: "the request thread failed".into(),
+        });
+        let Flight {
+            mut job,
+            ids,
+            batch_id: bid,
+            ..
+        } = f;
+        let (status, verdict, reached) = match answer {
+            Answer::Failed {
+                reached,
+                code,
+                reason,
+            } => (None, BatchVerdict::Ambiguous { code, reason }, reached),
+            Answer::Http { status, body } => {
+                let sns: Vec<&str> = job
+                    .batch
+                    .iter()
+                    .map(|s| s.record.metering_sn.as_str())
+                    .collect();
+                let maybe: Vec<bool> = job.batch.iter().map(|s| s.maybe_delivered).collect();
+                let now = clock::now();
+                let old: Vec<bool> = job
+                    .batch
+                    .iter()
+                    .map(|s| {
+                        record::parse_time("begin_time", &s.record.begin_time)
+                            .map(|b| now - b > chrono::Duration::days(record::MAX_AGE_DAYS))
+                            .unwrap_or(false)
+                    })
+                    .collect();
+                (
+                    Some(status),
+                    batch::classify_response(status, &body, &sns, &maybe, &old),
+                    true,
+                )
+            }
+        };
+        match verdict {
+            BatchVerdict::Records(outcomes) => {
+                journal.apply(bid, &ids, &outcomes, status.unwrap_or(0), &now_s())?;
+                for o in &outcomes {
+                    count(&mut rep, o);
+                }
+                done += ids.len() as u64;
+                progress(done);
+            }
+            BatchVerdict::Fatal { code, reason } => {
+                journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
+                *rep.by_code.entry(("refused", code.clone())).or_default() += ids.len() as u64;
+                rep.refused = Some(format!("{code}: {reason}"));
+                stopping = true;
+            }
+            BatchVerdict::TooMany => {
+                journal.mark_refused(
+                    bid,
+                    &ids,
+                    status,
+                    "MKT.9003",
+                    "too many records in one request",
+                    &now_s(),
+                )?;
+                if job.batch.len() > MIN_BATCH {
+                    // The 100/1000 limit conflict of the docs: fall back to 100.
+                    batch_size = MIN_BATCH;
+                    while !job.batch.is_empty() {
+                        let rest = job.batch.split_off(job.batch.len().min(MIN_BATCH));
+                        retries.push_back(Job {
+                            batch: std::mem::replace(&mut job.batch, rest),
+                            attempt: job.attempt + 1,
+                            delay: Duration::ZERO,
+                        });
+                    }
+                } else {
+                    rep.refused = Some(format!(
+                        "MKT.9003: the marketplace refuses batches of {} records",
+                        job.batch.len()
+                    ));
+                    stopping = true;
+                }
+            }
+            BatchVerdict::Ambiguous { code, reason } => {
+                if reached {
+                    journal.mark_ambiguous(bid, &ids, status, &code, &reason, &now_s())?;
+                    for s in &mut job.batch {
+                        s.maybe_delivered = true;
+                    }
+                } else {
+                    // Not even connected: the request cannot have been stored.
+                    journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
+                }
+                *rep.by_code
+                    .entry(("attempt failed", code.clone()))
+                    .or_default() += 1;
+                if job.attempt > cfg.retries {
+                    if rep.unreachable.is_none() {
+                        rep.unreachable = Some(format!(
+                            "{} after {} attempts: {code}: {reason}",
+                            cfg.url, job.attempt
+                        ));
+                    }
+                    stopping = true;
+                } else {
+                    let r: f64 = rand::thread_rng().gen();
+                    retries.push_back(Job {
+                        delay: backoff_delay(cfg.backoff, cfg.max_backoff, job.attempt, r),
+                        attempt: job.attempt + 1,
+                        batch: job.batch,
+                    });
+                }
+            }
+        }
+    }
+    Ok(rep)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let b = Duration::from_millis(100);
+        let cap = Duration::from_secs(2);
+        assert_eq!(backoff_delay(b, cap, 1, 1.0), Duration::from_millis(100));
+        assert_eq!(backoff_delay(b, cap, 1, 0.0), Duration::from_millis(50));
+        assert_eq!(backoff_delay(b, cap, 3, 1.0), Duration::from_millis(400));
+        assert_eq!(backoff_delay(b, cap, 30, 1.0), cap);
+        let lo = backoff_delay(b, cap, 2, 0.0);
+        let hi = backoff_delay(b, cap, 2, 1.0);
+        assert!(lo < hi);
+    }
+}

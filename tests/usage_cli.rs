@@ -1,0 +1,624 @@
+//! `csm usage` end to end: real csm processes against a real `csm serve marketplace`,
+//! journal and marketplace state read back from their SQLite files.
+
+mod usage_common;
+
+use usage_common::*;
+
+const GOOD: &str = "i-1,20260110T100000Z,20260110T110000Z,2.5\n";
+const HEAD: &str = "instance_id,begin_time,end_time,usage_value\n";
+const GOOD_JSON: &str = r#"{"instance_id":"i-1","begin_time":"20260110T100000Z","end_time":"20260110T110000Z","usage_value":2.5}"#;
+
+#[test]
+fn bad_input_corpus_names_the_line_and_leaves_the_journal_unchanged() {
+    let env = Env::new();
+    let server = env.market(&[]);
+    // A journal with history, so that "unchanged" means something.
+    let seed = env.write("seed.csv", &csv_records(150, true));
+    let o = env.usage(&["upload", seed.to_str().unwrap(), "-q"], Some(&server));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let before = dump(&env.journal);
+    let held = count(&env.market, "SELECT count(*) FROM usage_records");
+
+    let long = format!(
+        "i-2,20260110T100000Z,20260110T110000Z,{}\n",
+        "9".repeat(10 << 20)
+    );
+    let mut bad_utf8 = format!("{HEAD}{GOOD}").into_bytes();
+    bad_utf8.extend_from_slice(b"i-\xff\xfe,20260110T100000Z,20260110T110000Z,1\n");
+    // (file name, content, line, what the message must say)
+    let cases: Vec<(&str, Vec<u8>, u64, &str)> = vec![
+        ("quote.csv", format!("{HEAD}{GOOD}\"i-2,20260110T100000Z,20260110T110000Z,1\n"), 3, "quoted field not closed"),
+        ("json.jsonl", format!("{GOOD_JSON}\n{{\"instance_id\": \n"), 2, "not valid JSON"),
+        ("array.jsonl", format!("{GOOD_JSON}\n[1,2]\n"), 2, "not a JSON object"),
+        ("missing_col.csv", format!("{HEAD}{GOOD}i-2,20260110T100000Z,1\n"), 3, "3 columns, the header has 4"),
+        ("extra_col.csv", format!("{HEAD}{GOOD}i-2,20260110T100000Z,20260110T110000Z,1,x\n"), 3, "5 columns"),
+        ("no_value_header.csv", "instance_id,begin_time,end_time\ni,a,b\n".to_string(), 1, "usage_value"),
+        ("extra_header.csv", "instance_id,begin_time,end_time,usage_value,colour\n".to_string(), 1, "\"colour\""),
+        ("extra_field.jsonl", format!("{GOOD_JSON}\n{{\"instance_id\":\"i-2\",\"begin_time\":\"20260110T100000Z\",\"end_time\":\"20260110T110000Z\",\"usage_value\":\"1\",\"unit\":\"h\"}}\n"), 2, "\"unit\""),
+        ("missing_field.jsonl", "{\"instance_id\":\"i-2\",\"begin_time\":\"20260110T100000Z\",\"end_time\":\"20260110T110000Z\"}\n".to_string(), 1, "usage_value"),
+        ("bad_time.csv", format!("{HEAD}{GOOD}i-2,20261301T000000Z,20260110T110000Z,1\n"), 3, "begin_time \"20261301T000000Z\": not a time"),
+        ("bad_time2.csv", format!("{HEAD}{GOOD}i-2,20260110T100000Z,yesterday,1\n"), 3, "end_time \"yesterday\""),
+        ("future.csv", format!("{HEAD}{GOOD}i-2,20260110T120000Z,20260110T140000Z,1\n"), 3, "in the future"),
+        ("reversed.csv", format!("{HEAD}{GOOD}i-2,20260110T110000Z,20260110T100000Z,1\n"), 3, "after end_time"),
+        ("old.csv", format!("{HEAD}{GOOD}i-2,20251201T100000Z,20251201T110000Z,1\n"), 3, "21 days"),
+        ("negative.csv", format!("{HEAD}{GOOD}i-2,20260110T100000Z,20260110T110000Z,-3\n"), 3, "negative"),
+        ("zero.csv", format!("{HEAD}{GOOD}i-2,20260110T100000Z,20260110T110000Z,0.000\n"), 3, "zero"),
+        ("decimals.csv", format!("{HEAD}{GOOD}i-2,20260110T100000Z,20260110T110000Z,1.23456\n"), 3, "5 decimals"),
+        ("huge.csv", format!("{HEAD}{GOOD}i-2,20260110T100000Z,20260110T110000Z,123456789012345678901234567890\n"), 3, "too large"),
+        ("exponent.jsonl", format!("{GOOD_JSON}\n{{\"instance_id\":\"i-2\",\"begin_time\":\"20260110T100000Z\",\"end_time\":\"20260110T110000Z\",\"usage_value\":1e30}}\n"), 2, "not a plain decimal"),
+        ("dup_sn.csv", format!("{HEAD}{}", "i-1,20260110T100000Z,20260110T110000Z,1\n").replace(HEAD, "instance_id,begin_time,end_time,usage_value,metering_sn\n").replace(",1\n", ",1,s-1\n") + "i-2,20260110T100000Z,20260110T110000Z,1,s-1\n", 3, "duplicates line 2 of this file"),
+        ("dup_journal.csv", "instance_id,begin_time,end_time,usage_value,metering_sn\ninst-0000,20260110T103000Z,20260110T113000Z,3,other-sn\n".to_string(), 2, "period"),
+        ("long.csv", format!("{HEAD}{GOOD}{long}"), 3, "bytes long"),
+        ("utf8.csv", String::new(), 3, "not valid UTF-8"),
+    ]
+    .into_iter()
+    .map(|(n, c, l, w)| {
+        let bytes = if n == "utf8.csv" { bad_utf8.clone() } else { c.into_bytes() };
+        (n, bytes, l, w)
+    })
+    .collect();
+    for (name, content, line, what) in cases {
+        let p = env.path(name);
+        std::fs::write(&p, &content).unwrap();
+        let f = p.to_str().unwrap();
+        let o = env.usage(&["upload", f], Some(&server));
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {out} {err}");
+        let at = format!("{f}:{line}: ");
+        assert!(
+            err.contains(&at) && err.contains(what),
+            "{name}: expected {at:?} and {what:?} in: {err}"
+        );
+        assert!(err.contains("nothing was journaled"), "{name}: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+        assert!(
+            err.len() < 4096,
+            "{name}: the error repeats the input: {} bytes",
+            err.len()
+        );
+        assert_eq!(dump(&env.journal), before, "{name}: the journal changed");
+        // validate reports the same line on stdout, with the same exit code.
+        let o = env.usage(&["validate", f], None);
+        let (out, _) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}");
+        assert!(out.contains(&at), "{name}: {out}");
+    }
+    assert_eq!(dump(&env.journal), before);
+    assert_eq!(
+        count(&env.market, "SELECT count(*) FROM usage_records"),
+        held
+    );
+}
+
+#[test]
+fn upload_then_again_is_idempotent_and_status_export_report_it() {
+    let env = Env::new();
+    let server = env.market(&[]);
+    let f = env.write("u.jsonl", &{
+        // JSONL with RFC 3339 times (converted) and numbers as values.
+        let mut s = String::new();
+        for i in 0..1500 {
+            let h = i % 100;
+            s.push_str(&format!(
+                "{{\"instance_id\":\"j-{}\",\"begin_time\":\"2026-01-0{}T{:02}:00:00+08:00\",\"end_time\":\"2026-01-0{}T{:02}:59:59+08:00\",\"usage_value\":{}.25}}\n",
+                i / 100,
+                5 + h / 24,
+                h % 24,
+                5 + h / 24,
+                h % 24,
+                i % 5 + 1
+            ));
+        }
+        s
+    });
+    let fs = f.to_str().unwrap();
+    let o = env.usage(&["upload", fs, "--json", "--batch", "500"], Some(&server));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out} {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["accepted"], 1500);
+    assert_eq!(v["requests"], 3);
+    assert_eq!(
+        count(&env.market, "SELECT count(*) FROM usage_records"),
+        1500
+    );
+    assert_eq!(count(&env.market, "SELECT count(*) FROM usage_requests"), 3);
+    // Converted to the API's UTC form; values sent as JSON numbers and stored as given.
+    assert_eq!(
+        count(
+            &env.market,
+            "SELECT count(*) FROM usage_records WHERE begin_time = '20260104T160000Z'
+             AND end_time = '20260104T165959Z'"
+        ),
+        15
+    );
+
+    // Again: nothing new, nothing sent.
+    let o = env.usage(&["upload", fs, "--json"], Some(&server));
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["requests"], 0);
+    assert_eq!(v["import"]["already_accepted"], 1500);
+    assert_eq!(count(&env.market, "SELECT count(*) FROM usage_requests"), 3);
+
+    let o = env.usage(&["status", "--json"], None);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["counts"]["accepted"], 1500);
+    assert_eq!(v["counts"]["pending"], 0);
+    assert!(v["oldest_unsent"].is_null());
+    let o = env.usage(&["status"], None);
+    let (out, _) = text(&o);
+    assert!(out.contains("accepted") && out.contains("1500"), "{out}");
+    assert!(
+        out.contains("UTC"),
+        "the deadline assumption is printed: {out}"
+    );
+
+    let out_file = env.path("acc.csv");
+    let o = env.usage(
+        &[
+            "export",
+            "--state",
+            "accepted",
+            "--out",
+            out_file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let exported = std::fs::read_to_string(&out_file).unwrap();
+    assert_eq!(exported.lines().count(), 1501);
+    let o = env.usage(&["export", "--state", "lost", "--out", "x.csv"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("--state lost"));
+
+    // Upload dry run: counts, journals nothing.
+    let before = dump(&env.journal);
+    let g = env.write("new.csv", &csv_records(120, false));
+    let o = env.usage(&["upload", g.to_str().unwrap(), "--dry-run"], None);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert!(text(&o).0.contains("120 records would be sent"));
+    assert_eq!(dump(&env.journal), before);
+}
+
+#[test]
+fn rejected_records_exit_5_then_export_fix_upload_delivers_them() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(1000, false));
+    let fs = f.to_str().unwrap();
+    let held;
+    {
+        let server = env.market(&["partial-rejects=3"]);
+        let o = env.usage(&["upload", fs], Some(&server));
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(5), "{out} {err}");
+        assert!(out.contains("012"), "per-code summary: {out}");
+        assert!(out.contains("rejected for good"), "{out}");
+        held = count(&env.market, "SELECT count(*) FROM usage_records");
+        assert!(held > 0 && held < 1000, "{held}");
+    }
+    let rejected = count(
+        &env.journal,
+        "SELECT count(*) FROM records WHERE state = 'rejected'",
+    );
+    assert_eq!(rejected, 1000 - held);
+    let rej = env.path("rejected.csv");
+    let o = env.usage(
+        &[
+            "export",
+            "--state",
+            "rejected",
+            "--out",
+            rej.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let text_rej = std::fs::read_to_string(&rej).unwrap();
+    assert_eq!(text_rej.lines().count() as i64, rejected + 1);
+    assert!(text_rej.contains("012"));
+    // "Fixed": the values are doubled; the metering_sn column keeps each record's id.
+    let fixed: String = text_rej
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                format!("{l}\n")
+            } else {
+                format!("{}\n", l.replacen(".5,csm-", ".75,csm-", 1))
+            }
+        })
+        .collect();
+    let fixed_p = env.write("fixed.csv", &fixed);
+    let server = env.market(&[]);
+    let o = env.usage(
+        &["upload", fixed_p.to_str().unwrap(), "--json"],
+        Some(&server),
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out} {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["import"]["replaced"], rejected);
+    assert_eq!(v["accepted"], rejected);
+    assert_eq!(
+        count(&env.market, "SELECT count(*) FROM usage_records"),
+        1000
+    );
+    assert_eq!(
+        count(
+            &env.market,
+            "SELECT count(*) FROM usage_records WHERE usage_value LIKE '%.75'"
+        ),
+        rejected
+    );
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'accepted'"
+        ),
+        1000
+    );
+}
+
+#[test]
+fn unreachable_marketplace_exits_4_and_replay_delivers_later() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(300, true));
+    let fs = f.to_str().unwrap();
+    // A port with nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = csm(env.dir());
+    let o = c
+        .args(["usage", "upload", fs, "--journal"])
+        .arg(&env.journal)
+        .arg("--key-file")
+        .arg(&env.key)
+        .args(["--endpoint", &format!("http://127.0.0.1:{port}")])
+        .args(["--retries", "2", "--backoff-ms", "1"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{out} {err}");
+    assert!(err.contains("could not reach the marketplace"), "{err}");
+    // Never connected: the records are known not to be delivered.
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'pending'"
+        ),
+        300
+    );
+    let o = env.usage(&["status", "--json"], None);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["counts"]["pending"], 300);
+    assert_eq!(v["oldest_unsent"]["instance_id"], "inst-0000");
+    assert!(v["unsent_by_deadline"]["overdue"].as_u64().unwrap() > 0);
+    assert!(!v["last_errors"].as_array().unwrap().is_empty());
+
+    // Every answer a 500: retried, then exit 4; nothing stored; records maybe delivered.
+    {
+        let server = env.market(&["5xx=1"]);
+        let o = env.usage(&["replay", "--retries", "2"], Some(&server));
+        assert_eq!(o.status.code(), Some(4), "{:?}", text(&o));
+        assert_eq!(count(&env.market, "SELECT count(*) FROM usage_requests"), 3);
+        assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 0);
+    }
+    // Every second answer a 500: the retries get through.
+    let server = env.market(&["5xx"]);
+    let o = env.usage(&["replay", "--batch", "100", "--json"], Some(&server));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out} {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["accepted"], 300);
+    let failed = v["by_code"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["outcome"] == "attempt failed" && c["code"] == "MKT.0999")
+        .expect("500s counted");
+    assert!(failed["count"].as_u64().unwrap() >= 2);
+    assert_eq!(
+        count(&env.market, "SELECT count(*) FROM usage_records"),
+        300
+    );
+}
+
+#[test]
+fn slow_answers_time_out_and_the_replay_counts_them_once() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(200, false));
+    {
+        let server = env.market(&["slow=2500"]);
+        let o = env.usage(
+            &[
+                "upload",
+                f.to_str().unwrap(),
+                "--timeout",
+                "1",
+                "--retries",
+                "0",
+            ],
+            Some(&server),
+        );
+        assert_eq!(o.status.code(), Some(4), "{:?}", text(&o));
+        assert!(text(&o).1.contains("timeout"), "{:?}", text(&o));
+    }
+    // The slow marketplace stored the batch before answering late.
+    assert_eq!(
+        count(&env.market, "SELECT count(*) FROM usage_records"),
+        200
+    );
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'sent' AND maybe_delivered = 1"
+        ),
+        200
+    );
+    let server = env.market(&[]);
+    let o = env.usage(&["replay"], Some(&server));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(
+        count(&env.market, "SELECT count(*) FROM usage_records"),
+        200
+    );
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'accepted' AND last_code = '005'"
+        ),
+        200
+    );
+}
+
+#[test]
+fn batch_limit_of_100_is_met_by_smaller_batches() {
+    let env = Env::new();
+    let server = env.market(&["batch-limit=100"]);
+    let f = env.write("u.csv", &csv_records(450, false));
+    let o = env.usage(&["upload", f.to_str().unwrap()], Some(&server));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(
+        count(&env.market, "SELECT count(*) FROM usage_records"),
+        450
+    );
+    assert_eq!(
+        count(
+            &env.market,
+            "SELECT count(*) FROM usage_requests WHERE error_code = 'MKT.9003'"
+        ),
+        1
+    );
+    let o = env.usage(
+        &["upload", f.to_str().unwrap(), "--batch", "99"],
+        Some(&server),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("--batch 99"));
+}
+
+#[test]
+fn a_wrong_key_is_refused_with_mkt_0102_and_no_secret_is_printed() {
+    let env = Env::new();
+    let server = env.market(&[]);
+    let f = env.write("u.csv", &csv_records(50, false));
+    let wrong = env.path("wrong");
+    std::fs::write(&wrong, "the-wrong-usage-key-8d1c").unwrap();
+    let mut outputs = Vec::new();
+    let mut c = csm(env.dir());
+    let o = c
+        .args(["usage", "upload", f.to_str().unwrap(), "--journal"])
+        .arg(&env.journal)
+        .arg("--key-file")
+        .arg(&wrong)
+        .args(["--endpoint", &server.base])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out} {err}");
+    assert!(err.contains("MKT.0102"), "{err}");
+    assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 0);
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'pending'"
+        ),
+        50
+    );
+    outputs.push(out + &err);
+    for args in [
+        vec!["upload", f.to_str().unwrap(), "--json"],
+        vec!["replay"],
+        vec!["status", "--json"],
+        vec!["validate", f.to_str().unwrap()],
+        vec!["upload", "--help"],
+    ] {
+        let o = env.usage(&args, Some(&server));
+        let (out, err) = text(&o);
+        outputs.push(out + &err);
+    }
+    for o in &outputs {
+        assert!(
+            !o.contains(KEY) && !o.contains("the-wrong-usage-key"),
+            "key printed: {o}"
+        );
+    }
+    // The journal itself holds no key either.
+    let bytes = std::fs::read(&env.journal).unwrap();
+    assert!(!bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()));
+}
+
+#[test]
+fn journal_problems_exit_3() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(120, false));
+    // Not a database.
+    std::fs::write(&env.journal, vec![b'x'; 4096]).unwrap();
+    let o = env.usage(&["upload", f.to_str().unwrap(), "--dry-run"], None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out} {err}");
+    assert!(err.contains("journal"), "{err}");
+    std::fs::remove_file(&env.journal).unwrap();
+
+    // A second sender on the same journal is refused while the first runs.
+    let server = env.market(&["slow=1500"]);
+    let mut first = csm(env.dir())
+        .args(["usage", "upload", f.to_str().unwrap(), "--journal"])
+        .arg(&env.journal)
+        .arg("--key-file")
+        .arg(&env.key)
+        .args(["--endpoint", &server.base, "-q"])
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while try_count(
+        &env.journal,
+        "SELECT count(*) FROM records WHERE state = 'sent'",
+    )
+    .unwrap_or(0)
+        == 0
+    {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(30));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = env.usage(&["replay"], Some(&server));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out} {err}");
+    assert!(err.contains("in use"), "{err}");
+    assert!(first.wait().unwrap().success());
+    assert_eq!(
+        count(&env.market, "SELECT count(*) FROM usage_records"),
+        120
+    );
+}
+
+#[test]
+fn api_gateway_signing_on_top_is_checked_by_the_stand_in() {
+    let env = Env::new();
+    let sk = env.write("sk", "apig-secret-key-MFyfvK41ba2gi");
+    let wrong_sk = env.write("sk2", "apig-secret-key-wrong-000000");
+    let server = start_marketplace_with(&env, &["--sk-file", sk.to_str().unwrap()]);
+    let f = env.write("u.csv", &csv_records(150, false));
+    let fs = f.to_str().unwrap();
+    let o = env.usage(
+        &[
+            "upload",
+            fs,
+            "--apig",
+            "--ak",
+            "QTWAOYTTINDUT2QVKYUC",
+            "--sk-file",
+            wrong_sk.to_str().unwrap(),
+        ],
+        Some(&server),
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out} {err}");
+    assert!(err.contains("APIGW.0301"), "{err}");
+    assert!(!(out.clone() + &err).contains("apig-secret-key"));
+    let o = env.usage(
+        &[
+            "replay",
+            "--apig",
+            "--ak",
+            "QTWAOYTTINDUT2QVKYUC",
+            "--sk-file",
+            sk.to_str().unwrap(),
+        ],
+        Some(&server),
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(
+        count(&env.market, "SELECT count(*) FROM usage_records"),
+        150
+    );
+    let o = env.usage(&["replay", "--ak", "X"], Some(&server));
+    assert_eq!(o.status.code(), Some(2));
+}
+
+fn start_marketplace_with(env: &Env, extra: &[&str]) -> Server {
+    use std::io::BufRead;
+    let mut child = csm(env.dir())
+        .args([
+            "serve",
+            "marketplace",
+            "--listen",
+            "127.0.0.1:0",
+            "--key-file",
+        ])
+        .arg(&env.key)
+        .arg("--state")
+        .arg(&env.market)
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line.trim().rsplit(' ').next().unwrap().to_string();
+    Server { child, base }
+}
+
+#[test]
+fn values_as_strings_and_a_jsonl_export_round_trip() {
+    let env = Env::new();
+    let server = env.market(&[]);
+    let f = env.write("u.csv", &csv_records(130, true));
+    let o = env.usage(
+        &[
+            "upload",
+            f.to_str().unwrap(),
+            "--usage-value",
+            "string",
+            "--batch",
+            "100",
+        ],
+        Some(&server),
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(
+        count(&env.market, "SELECT count(*) FROM usage_records"),
+        130
+    );
+    // Explicit metering_sn values are kept as given.
+    assert_eq!(
+        count(
+            &env.market,
+            "SELECT count(*) FROM usage_records WHERE metering_sn LIKE 'sn-%'"
+        ),
+        130
+    );
+    let out = env.path("acc.jsonl");
+    let o = env.usage(
+        &[
+            "export",
+            "--state",
+            "accepted",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let text_out = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text_out.lines().count(), 130);
+    let first: serde_json::Value = serde_json::from_str(text_out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["state"], "accepted");
+    assert_eq!(first["metering_sn"], "sn-000000");
+    // The export reads back as input: the same records, all already accepted.
+    let o = env.usage(&["upload", out.to_str().unwrap(), "--json"], Some(&server));
+    let (stdout, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{stdout} {err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["import"]["already_accepted"], 130);
+    assert_eq!(v["requests"], 0);
+}
