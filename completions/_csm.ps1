@@ -542,7 +542,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--sk-file', '--sk-file', [CompletionResultType]::ParameterName, 'API Gateway secret key file (with --apig)')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
             [CompletionResult]::new('--apig', '--apig', [CompletionResultType]::ParameterName, 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile''s)')
-            [CompletionResult]::new('--include-rejected', '--include-rejected', [CompletionResultType]::ParameterName, 'Also resend records the marketplace rejected for good')
+            [CompletionResult]::new('--skip-rejected', '--skip-rejected', [CompletionResultType]::ParameterName, 'Leave out records the marketplace rejected for good (resent unchanged, they are refused again; `usage export --state rejected` takes them out to fix)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')

@@ -1797,7 +1797,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage__subcmd__replay)
-            opts="-q -h -V --journal --key-file --endpoint --batch --retries --backoff-ms --timeout --usage-value --apig --ak --sk-file --include-rejected --json --quiet --profile --no-input --help --version"
+            opts="-q -h -V --journal --key-file --endpoint --batch --retries --backoff-ms --timeout --usage-value --apig --ak --sk-file --skip-rejected --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -500,7 +500,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --sk-file 'API Gateway secret key file (with --apig)'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
             cand --apig 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile''s)'
-            cand --include-rejected 'Also resend records the marketplace rejected for good'
+            cand --skip-rejected 'Leave out records the marketplace rejected for good (resent unchanged, they are refused again; `usage export --state rejected` takes them out to fix)'
             cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
             cand -q 'Print nothing on stdout but the result itself'
             cand --quiet 'Print nothing on stdout but the result itself'

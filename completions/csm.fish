@@ -386,7 +386,7 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l sk-file -d 'API Gateway secret key file (with --apig)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l apig -d 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile\'s)'
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l include-rejected -d 'Also resend records the marketplace rejected for good'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l skip-rejected -d 'Leave out records the marketplace rejected for good (resent unchanged, they are refused again; `usage export --state rejected` takes them out to fix)'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'

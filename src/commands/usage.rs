@@ -124,9 +124,10 @@ pub struct ReplayArgs {
     pub journal: JournalArg,
     #[command(flatten)]
     pub conn: ConnArgs,
-    /// Also resend records the marketplace rejected for good.
+    /// Leave out records the marketplace rejected for good (resent unchanged, they are
+    /// refused again; `usage export --state rejected` takes them out to fix).
     #[arg(long)]
-    pub include_rejected: bool,
+    pub skip_rejected: bool,
 }
 
 #[derive(Debug, Args)]
@@ -566,7 +567,7 @@ fn replay(g: &GlobalArgs, a: ReplayArgs) -> Result<Exit> {
     let mut j = Journal::open(&path)?;
     let _lock = j.lock_for_sending()?;
     let scope = Scope::Unfinished {
-        include_rejected: a.include_rejected,
+        include_rejected: !a.skip_rejected,
     };
     let (sent, total) = run_send(g, &mut j, scope, &cfg)?;
     finish(g, &j, &sent, total, None)
