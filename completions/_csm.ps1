@@ -291,6 +291,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--fault', '--fault', [CompletionResultType]::ParameterName, 'Misbehave on purpose (repeatable)')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
             [CompletionResult]::new('--license-plain-sha256', '--license-plain-sha256', [CompletionResultType]::ParameterName, 'Sign License callbacks with the plain SHA-256 inner step instead of the keyed HMAC (a third-party reading of the recipe; spec decision 5)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Send License callbacks to a --merchant-endpoint that is not loopback without asking')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')

@@ -1403,7 +1403,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__serve__subcmd__marketplace)
-            opts="-q -h -V --listen --key-file --ak --sk-file --license-key-file --merchant-endpoint --state --fault --license-plain-sha256 --json --quiet --profile --no-input --help --version"
+            opts="-q -h -V --listen --key-file --ak --sk-file --license-key-file --merchant-endpoint --state --fault --license-plain-sha256 --yes --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -272,6 +272,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --fault 'Misbehave on purpose (repeatable)'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
             cand --license-plain-sha256 'Sign License callbacks with the plain SHA-256 inner step instead of the keyed HMAC (a third-party reading of the recipe; spec decision 5)'
+            cand --yes 'Send License callbacks to a --merchant-endpoint that is not loopback without asking'
             cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
             cand -q 'Print nothing on stdout but the result itself'
             cand --quiet 'Print nothing on stdout but the result itself'

@@ -230,6 +230,7 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l fault -d 'Misbehave on purpose (repeatable)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l license-plain-sha256 -d 'Sign License callbacks with the plain SHA-256 inner step instead of the keyed HMAC (a third-party reading of the recipe; spec decision 5)'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l yes -d 'Send License callbacks to a --merchant-endpoint that is not loopback without asking'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'

@@ -179,7 +179,10 @@ fn answer(mut req: tiny_http::Request, handler: &dyn Handler) {
         let _ = w.flush();
         return;
     }
-    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+    // Content-Length always: tiny_http's chunked answers above 32 KB stall loopback clients.
+    let mut out = tiny_http::Response::from_data(resp.body)
+        .with_status_code(resp.status)
+        .with_chunked_threshold(usize::MAX);
     for (n, v) in &resp.headers {
         if let Ok(h) = tiny_http::Header::from_bytes(n.as_bytes(), v.as_bytes()) {
             out.add_header(h);

@@ -896,3 +896,19 @@ fn completions_match_the_committed_files() {
         );
     }
 }
+
+#[test]
+fn marketplace_refuses_a_remote_merchant_without_yes() {
+    let e = Env::new();
+    let (code, stdout, err) = out(e.csm().args([
+        "serve",
+        "marketplace",
+        "--listen",
+        "127.0.0.1:0",
+        "--merchant-endpoint",
+        "https://isv.example.com/produce",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--merchant-endpoint") && err.contains("--yes"), "{err}");
+    assert!(stdout.is_empty(), "the server must not have started: {stdout}");
+}

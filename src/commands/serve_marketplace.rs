@@ -1,10 +1,11 @@
 //! `csm serve marketplace`: the stand-in marketplace as a real server on this machine.
 
 use crate::cli::GlobalArgs;
-use crate::error::{Exit, Result};
+use crate::error::{CsmError, Exit, Result};
 use crate::marketplace::Marketplace;
 use crate::server;
 use clap::Args;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -38,9 +39,45 @@ pub struct MarketplaceArgs {
     /// (a third-party reading of the recipe; spec decision 5).
     #[arg(long)]
     pub license_plain_sha256: bool,
+    /// Send License callbacks to a --merchant-endpoint that is not loopback without asking.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// License callbacks may reach a production merchant: anything but loopback needs a yes.
+fn confirm_merchant(g: &GlobalArgs, a: &MarketplaceArgs) -> Result<()> {
+    let Some(raw) = &a.merchant_endpoint else {
+        return Ok(());
+    };
+    let url = reqwest::Url::parse(raw)
+        .map_err(|e| CsmError::usage(format!("--merchant-endpoint {raw:?}: not a URL ({e})")))?;
+    if a.yes || crate::endpoint::suites::is_loopback(&url) {
+        return Ok(());
+    }
+    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if g.no_input || !terminal {
+        return Err(CsmError::usage(format!(
+            "--merchant-endpoint {url}: not a loopback address and there is no terminal to confirm on; pass --yes to send License callbacks to it"
+        )));
+    }
+    let ok = dialoguer::Confirm::new()
+        .with_prompt(format!(
+            "Send License callbacks to {url}? It may be a production endpoint"
+        ))
+        .default(false)
+        .interact()
+        .map_err(|e| CsmError::Config(format!("confirmation prompt: {e}")))?;
+    if ok {
+        Ok(())
+    } else {
+        Err(CsmError::usage(format!(
+            "--merchant-endpoint {url}: not confirmed; nothing was started"
+        )))
+    }
 }
 
 pub fn run(g: &GlobalArgs, a: MarketplaceArgs) -> Result<Exit> {
+    confirm_merchant(g, &a)?;
     let listen = a.listen.clone();
     let market = Arc::new(Marketplace::open(a)?);
     let handle = server::serve(&listen, market, 4)?;
