@@ -383,6 +383,13 @@ fn license_lifecycle_with_callbacks() {
     let r = admin(&m, "unfreeze", json!({"license": code}));
     assert_eq!(r["callback"]["result_code"], "000000", "{r}");
     assert_eq!(heartbeat_status(dir.path(), &m, &code), (0, "ALIVE".into()));
+    // A real (non-test) callback only when the admin request asks for it.
+    let r = admin(
+        &m,
+        "renew",
+        json!({"license": code, "expire_time": "21010101000000", "test_flag": "0"}),
+    );
+    assert_eq!(r["callback"]["result_code"], "000000", "{r}");
 
     // Release; the code is dead and cannot be activated again.
     let r = admin(&m, "release", json!({"license": code}));
@@ -420,8 +427,18 @@ fn license_lifecycle_with_callbacks() {
             "updateLicenseCodeStatus:FREEZE",
             "refreshLicenseCode:",
             "updateLicenseCodeStatus:UNFREEZE",
+            "refreshLicenseCode:",
             "releaseLicenseCode:"
         ]
+    );
+    let flags: Vec<&str> = seen
+        .iter()
+        .map(|s| s.body["testFlag"].as_str().unwrap_or("missing"))
+        .collect();
+    assert_eq!(
+        flags,
+        ["1", "1", "1", "0", "1"],
+        "testFlag defaults to debug"
     );
     for s in &seen {
         assert!(s.signature_ok, "bad signature on {}", s.raw_body);
