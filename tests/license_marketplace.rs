@@ -188,10 +188,14 @@ fn start_market_with(dir: &Path, merchant: Option<&str>, extra: &[&str]) -> Mark
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let first = match first_line(child.stdout.take().unwrap(), Duration::from_secs(20)) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("csm serve marketplace: {e}");
+        }
+    };
     let url = first
         .trim()
         .strip_prefix("csm marketplace listening on ")
@@ -199,6 +203,37 @@ fn start_market_with(dir: &Path, merchant: Option<&str>, extra: &[&str]) -> Mark
         .to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     Market { child, url }
+}
+
+/// The first line a child prints, read on a thread so a server that never prints (or hangs
+/// before it does) fails the test after `wait` instead of blocking CI.
+fn first_line<R: Read + Send + 'static>(out: R, wait: Duration) -> Result<String, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let r = BufReader::new(out).read_line(&mut line).map(|_| line);
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(wait) {
+        Ok(Ok(l)) if !l.is_empty() => Ok(l),
+        Ok(Ok(_)) => Err("exited before printing its first line".into()),
+        Ok(Err(e)) => Err(format!("reading its first line: {e}")),
+        Err(_) => Err(format!("no first line within {} ms", wait.as_millis())),
+    }
+}
+
+#[test]
+fn first_line_gives_up_after_its_wait() {
+    // A pipe whose writer stays open but silent: the reader must not hang.
+    let mut child = Command::new("sleep")
+        .arg("30")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let r = first_line(child.stdout.take().unwrap(), Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(r, Err("no first line within 300 ms".to_string()));
 }
 
 fn http() -> reqwest::blocking::Client {
