@@ -745,3 +745,108 @@ fn plain_sha256_callbacks_and_injected_internal_errors() {
     );
     assert_eq!((s, v["error_code"].as_str().unwrap()), (500, "92020001"));
 }
+
+/// One request to a raw loopback server answering `answer_len` bytes of non-JSON: returns
+/// the request as received (method, path, headers, body).
+fn one_shot_server(
+    answer_len: usize,
+) -> (
+    String,
+    std::thread::JoinHandle<(String, Vec<(String, String)>, Vec<u8>)>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let h = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line).unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (n, v) = line.split_once(':').unwrap();
+            headers.push((n.to_string(), v.trim().to_string()));
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.parse().unwrap())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).unwrap();
+        let mut w = stream;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {answer_len}\r\nConnection: close\r\n\r\n"
+        );
+        let _ = w.write_all(head.as_bytes());
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut left = answer_len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            if w.write_all(&chunk[..n]).is_err() {
+                break; // csm stopped reading: expected past the cap
+            }
+            left -= n;
+        }
+        (request_line.trim_end().to_string(), headers, body)
+    });
+    (url, h)
+}
+
+#[test]
+fn the_answer_is_read_up_to_1_mib_and_the_sent_host_is_the_signed_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, server) = one_shot_server(3 * 1024 * 1024);
+    let skf = write_key(dir.path(), "client-sk", SK);
+    let out = csm()
+        .args([
+            "license",
+            "heartbeat",
+            "PL0001",
+            "--endpoint",
+            &url,
+            "--ak",
+            AK,
+            "--sk-file",
+            &skf,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("larger than 1048576 bytes"), "{err}");
+    assert!(err.lines().count() == 1 && err.len() < 400, "{err}");
+
+    // What arrived verifies with the SK, Host included in the signature and as sent.
+    let (line, headers, body) = server.join().unwrap();
+    assert!(
+        line.starts_with("POST /api/mkp-openapi-public/global/v1/license/heartbeat "),
+        "{line}"
+    );
+    let auth = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert!(
+        auth.contains("SignedHeaders=content-type;host;x-sdk-date"),
+        "{auth}"
+    );
+    let host = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert_eq!(format!("http://{host}"), url);
+    let full = format!("{url}{}", line.split(' ').nth(1).unwrap());
+    let (_, ok) = apig::verify(SK, "POST", &full, &headers, &body).unwrap();
+    assert!(ok, "signature over the request as received does not verify");
+}

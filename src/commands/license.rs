@@ -5,11 +5,11 @@ use crate::cli::GlobalArgs;
 use crate::clock;
 use crate::config::{self, KeyRole};
 use crate::error::{CsmError, Exit, Result};
+use crate::license::openapi::{self, Call};
 use crate::license::{
     self, code, payload, Keyring, Parsed, Payload, Policy, PrivateKey, ShortSecret,
 };
 use crate::output;
-use crate::protocol::apig;
 use chrono::{DateTime, NaiveDate};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
@@ -17,13 +17,6 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// The marketplace open-API host (license-and-usage.md §1).
-pub const DEFAULT_ENDPOINT: &str = "https://mkt.myhuaweicloud.com";
-pub const ACTIVATE_PATH: &str = "/api/mkp-openapi-public/global/v1/license/activate";
-pub const HEARTBEAT_PATH: &str = "/api/mkp-openapi-public/global/v1/license/heartbeat";
-/// `error_code` of a successful open-API call.
-pub const SUCCESS: &str = "92020000";
 
 #[derive(Debug, Args)]
 pub struct LicenseArgs {
@@ -194,8 +187,14 @@ pub fn run(g: &GlobalArgs, a: LicenseArgs) -> Result<Exit> {
         LicenseCommand::Gen(k) => gen(g, k),
         LicenseCommand::Inspect(k) => inspect(g, k),
         LicenseCommand::Validate(k) => validate(g, k),
-        LicenseCommand::Activate(k) => open_api(g, &k.api, ACTIVATE_PATH, k.real_effect_time),
-        LicenseCommand::Heartbeat(k) => open_api(g, &k, HEARTBEAT_PATH, None),
+        LicenseCommand::Activate(k) => open_api(
+            g,
+            &k.api,
+            Call::Activate {
+                real_effect_time: k.real_effect_time,
+            },
+        ),
+        LicenseCommand::Heartbeat(k) => open_api(g, &k, Call::Heartbeat),
     }
 }
 
@@ -792,27 +791,10 @@ fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
 
 // ---------------------------------------------------------------- activate, heartbeat
 
-fn open_api(
-    g: &GlobalArgs,
-    a: &OpenApiArgs,
-    path: &str,
-    real_effect_time: Option<String>,
-) -> Result<Exit> {
-    let code = a.code.trim();
-    if code.is_empty() || code.len() > code::MARKETPLACE_MAX {
-        return Err(CsmError::usage(format!(
-            "CODE {:?}: a marketplace license code has 1 to {} characters",
-            a.code,
-            code::MARKETPLACE_MAX
-        )));
-    }
-    if let Some(t) = &real_effect_time {
-        if t.len() != 14 || chrono::NaiveDateTime::parse_from_str(t, "%Y%m%d%H%M%S").is_err() {
-            return Err(CsmError::usage(format!(
-                "--real-effect-time {t:?}: must be UTC yyyyMMddHHmmss"
-            )));
-        }
-    }
+/// Glue only: inputs and keys in, the request from `license::openapi` out through reqwest,
+/// the typed answer printed.
+fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
+    openapi::check_inputs(&a.code, &call).map_err(CsmError::usage)?;
     if !(a.timeout > 0.0 && a.timeout <= 600.0) {
         return Err(CsmError::usage(format!(
             "--timeout {}: must be between 0 and 600 seconds",
@@ -828,106 +810,49 @@ fn open_api(
         .endpoint
         .clone()
         .or(profile.marketplace_endpoint.clone())
-        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
-    let base = base.trim_end_matches('/');
-    if !(base.starts_with("http://") || base.starts_with("https://")) {
-        return Err(CsmError::usage(format!(
-            "--endpoint {base:?}: must start with http:// or https://"
-        )));
-    }
-    let url = format!("{base}{path}");
-    let (host, _, _) = apig::split_url(&url);
-    let host = host.unwrap_or_default().to_string();
-    let mut body = serde_json::Map::new();
-    body.insert("license".into(), Value::String(code.to_string()));
-    if let Some(t) = real_effect_time {
-        body.insert("real_effect_time".into(), Value::String(t));
-    }
-    let body = Value::Object(body).to_string();
-    let headers = vec![
-        ("Content-Type".to_string(), "application/json".to_string()),
-        ("Host".to_string(), host),
-        (
-            apig::DATE_HEADER.to_string(),
-            apig::format_sdk_date(clock::now()),
-        ),
-    ];
-    let signed: Vec<String> = headers
-        .iter()
-        .map(|(n, _)| n.to_ascii_lowercase())
-        .collect();
-    let sig = apig::sign(
-        &ak,
-        sk.expose(),
-        "POST",
-        &url,
-        &headers,
-        &signed,
-        body.as_bytes(),
-    )?;
+        .unwrap_or_else(|| openapi::DEFAULT_ENDPOINT.to_string());
+    let req = openapi::build_request(&call, &base, &a.code, &ak, sk.expose(), clock::now())
+        .map_err(CsmError::usage)?;
+    let url = req.url.clone();
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs_f64(a.timeout))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| CsmError::Network(format!("HTTP client: {e}")))?;
-    let mut req = client.post(&url).body(body);
-    for (n, v) in &headers {
-        req = req.header(n, v);
+    let mut builder = client.post(&url).body(req.body);
+    for (n, v) in &req.headers {
+        builder = builder.header(n, v);
     }
-    req = req.header("Authorization", &sig.authorization);
-    let resp = req
+    let resp = builder
         .send()
         .map_err(|e| CsmError::Network(format!("POST {url}: {}", error_chain(&e))))?;
     let status = resp.status().as_u16();
-    let text = resp
-        .text()
+    // Bounded: a misbehaving endpoint cannot make csm hold an unbounded answer.
+    let mut body = Vec::new();
+    resp.take(openapi::MAX_ANSWER as u64 + 1)
+        .read_to_end(&mut body)
         .map_err(|e| CsmError::Network(format!("POST {url}: reading the answer: {e}")))?;
-    let answer: Value = serde_json::from_str(&text).map_err(|_| {
-        CsmError::CheckFailed(format!(
-            "POST {url}: HTTP {status}, the answer is not JSON: {:?}",
-            text.chars().take(200).collect::<String>()
-        ))
-    })?;
-    let error_code = answer
-        .get("error_code")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let error_msg = answer
-        .get("error_msg")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    // activate returns the license info as a JSON string; show it decoded.
-    let mut info = answer.pointer("/data/license_code_info").cloned();
-    if let Some(Value::String(s)) = &info {
-        info = serde_json::from_str(s).ok().or(info);
+    if body.len() > openapi::MAX_ANSWER {
+        return Err(CsmError::CheckFailed(format!(
+            "POST {url}: HTTP {status}, the answer is larger than {} bytes",
+            openapi::MAX_ANSWER
+        )));
     }
-    if path == HEARTBEAT_PATH {
-        info = answer.get("data").cloned();
-    }
-    let status_word = info
-        .as_ref()
-        .and_then(|i| i.get("status"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let ok = error_code == SUCCESS && (path != HEARTBEAT_PATH || status_word == "ALIVE");
+    let answer = openapi::parse_answer(&call, status, &body)
+        .map_err(|e| CsmError::CheckFailed(format!("POST {url}: {e}")))?;
+    let code = a.code.trim();
     if g.json {
         output::print_json(&json!({
             "license": code,
-            "http_status": status,
-            "error_code": error_code,
-            "error_msg": error_msg,
-            "license_info": info,
+            "http_status": answer.http_status,
+            "error_code": answer.error_code,
+            "error_msg": answer.error_msg,
+            "license_info": answer.license_info,
         }));
     } else {
-        let what = if path == ACTIVATE_PATH {
-            "activate"
-        } else {
-            "heartbeat"
-        };
-        let detail = info
+        let what = call.name();
+        let detail = answer
+            .license_info
             .as_ref()
             .and_then(Value::as_object)
             .map(|m| {
@@ -942,23 +867,30 @@ fn open_api(
                     .join(" ")
             })
             .unwrap_or_default();
-        let line = if error_code.is_empty() {
+        let line = if answer.error_code.is_empty() {
             format!(
                 "{what} {code}: HTTP {status} {}",
-                text.chars().take(200).collect::<String>()
+                openapi::excerpt(&body, 200)
             )
         } else {
-            format!("{what} {code}: {error_code} {error_msg} {detail}")
-                .trim_end()
-                .to_string()
+            format!(
+                "{what} {code}: {} {} {detail}",
+                answer.error_code, answer.error_msg
+            )
+            .trim_end()
+            .to_string()
         };
-        if ok {
+        if answer.ok {
             crate::say!("{line}");
         } else {
             eprintln!("csm: {line}");
         }
     }
-    Ok(if ok { Exit::Ok } else { Exit::CheckFailed })
+    Ok(if answer.ok {
+        Exit::Ok
+    } else {
+        Exit::CheckFailed
+    })
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

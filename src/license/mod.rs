@@ -4,6 +4,7 @@
 pub mod base32;
 pub mod code;
 pub mod keys;
+pub mod openapi;
 pub mod payload;
 pub mod verdict;
 
