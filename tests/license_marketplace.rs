@@ -746,14 +746,12 @@ fn plain_sha256_callbacks_and_injected_internal_errors() {
     assert_eq!((s, v["error_code"].as_str().unwrap()), (500, "92020001"));
 }
 
+/// A request as a raw server received it: request line, headers, body.
+type Received = (String, Vec<(String, String)>, Vec<u8>);
+
 /// One request to a raw loopback server answering `answer_len` bytes of non-JSON: returns
-/// the request as received (method, path, headers, body).
-fn one_shot_server(
-    answer_len: usize,
-) -> (
-    String,
-    std::thread::JoinHandle<(String, Vec<(String, String)>, Vec<u8>)>,
-) {
+/// its URL and the request as received.
+fn one_shot_server(answer_len: usize) -> (String, std::thread::JoinHandle<Received>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let h = std::thread::spawn(move || {
