@@ -338,7 +338,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --out 'Write the batch to FILE (CSV or JSON lines) instead of printing one per line'
             cand --format 'Batch file format; by default from the --out extension (.csv, else JSON lines)'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
-            cand --short 'Short code of at most 64 characters, for a marketplace license field. It is signed with the short secret (FILE.short next to --private-key, or --short-secret), not the private key. Trade-off: it is checked with that same symmetric secret, which can also mint short codes, so ship the secret only where that is acceptable. It does not carry the SKU, customer or features (the product only as a 4-byte digest); 80-bit tag'
+            cand --short 'Short code of at most 64 characters, for a marketplace license field. Its tag is an HMAC with the short secret (FILE.short next to --private-key, or --short-secret), not a signature by the private key. Trade-off: it is checked with that same symmetric secret, which can also mint short codes, so ship the secret only where that is acceptable. It does not carry the SKU, customer or features (the product only as a 4-byte digest); 80-bit tag'
             cand --file 'A license file (JSON with a detached signature) instead of a typeable code'
             cand --marketplace 'Codes shaped like the marketplace''s (`PL` + 30 symbols), for test callbacks; unsigned'
             cand --json 'Print one JSON object (or JSON lines for streams) instead of text'

@@ -93,9 +93,9 @@ pub struct GenArgs {
     /// Days after expiry during which the license is still accepted (valid-in-grace).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub grace_days: u16,
-    /// Short code of at most 64 characters, for a marketplace license field. It is signed
-    /// with the short secret (FILE.short next to --private-key, or --short-secret), not the
-    /// private key. Trade-off: it is checked with that same symmetric secret, which can also
+    /// Short code of at most 64 characters, for a marketplace license field. Its tag is an
+    /// HMAC with the short secret (FILE.short next to --private-key, or --short-secret), not a
+    /// signature by the private key. Trade-off: it is checked with that same symmetric secret, which can also
     /// mint short codes, so ship the secret only where that is acceptable. It does not carry
     /// the SKU, customer or features (the product only as a 4-byte digest); 80-bit tag.
     #[arg(long, conflicts_with_all = ["file", "marketplace"])]
