@@ -327,7 +327,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('keygen', 'keygen', [CompletionResultType]::ParameterValue, 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub')
+            [CompletionResult]::new('keygen', 'keygen', [CompletionResultType]::ParameterValue, 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub, and a separate short-code secret to FILE.short (0600)')
             [CompletionResult]::new('gen', 'gen', [CompletionResultType]::ParameterValue, 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes')
             [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Decode a code or license file and show every field (the signature only if keys are given)')
             [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...')
@@ -337,7 +337,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;license;keygen' {
-            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Private key file to write (0600); the public key goes to FILE.pub')
+            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Private key file to write (0600); the public key goes to FILE.pub, the short-code secret to FILE.short (0600, never printed)')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
             [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Replace existing key files')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
@@ -360,11 +360,12 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--features', '--features', [CompletionResultType]::ParameterName, 'Feature names, comma-separated')
             [CompletionResult]::new('--seats', '--seats', [CompletionResultType]::ParameterName, 'Seats; 0 means not limited')
             [CompletionResult]::new('--grace-days', '--grace-days', [CompletionResultType]::ParameterName, 'Days after expiry during which the license is still accepted (valid-in-grace)')
+            [CompletionResult]::new('--short-secret', '--short-secret', [CompletionResultType]::ParameterName, 'Short-code secret file (FILE.short from `csm license keygen`); with --short')
             [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'How many licenses to make')
             [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Write the batch to FILE (CSV or JSON lines) instead of printing one per line')
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Batch file format; by default from the --out extension (.csv, else JSON lines)')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
-            [CompletionResult]::new('--short', '--short', [CompletionResultType]::ParameterName, 'Short code of at most 64 characters, for a marketplace license field. It trades away public verification (checking it needs the private key file) and does not carry the SKU, customer or features (the product only as a 4-byte digest)')
+            [CompletionResult]::new('--short', '--short', [CompletionResultType]::ParameterName, 'Short code of at most 64 characters, for a marketplace license field. Its tag is an HMAC with the short secret (FILE.short next to --private-key, or --short-secret), not a signature by the private key. Trade-off: it is checked with that same symmetric secret, which can also mint short codes, so ship the secret only where that is acceptable. It does not carry the SKU, customer or features (the product only as a 4-byte digest); 80-bit tag')
             [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'A license file (JSON with a detached signature) instead of a typeable code')
             [CompletionResult]::new('--marketplace', '--marketplace', [CompletionResultType]::ParameterName, 'Codes shaped like the marketplace''s (`PL` + 30 symbols), for test callbacks; unsigned')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
@@ -392,7 +393,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
         }
         'csm;license;validate' {
             [CompletionResult]::new('--public-key', '--public-key', [CompletionResultType]::ParameterName, 'Public key file(s) to trust; keep rotated-out keys here so their licenses stay valid')
-            [CompletionResult]::new('--private-key', '--private-key', [CompletionResultType]::ParameterName, 'Private key file(s): needed only for short codes')
+            [CompletionResult]::new('--short-secret', '--short-secret', [CompletionResultType]::ParameterName, 'Short-code secret file(s) (FILE.short): needed only for short codes. The secret can also mint short codes, so ship it only where that is acceptable')
             [CompletionResult]::new('--at', '--at', [CompletionResultType]::ParameterName, 'Judge as of this day (YYYY-MM-DD or RFC 3339, UTC) instead of today')
             [CompletionResult]::new('--revoked', '--revoked', [CompletionResultType]::ParameterName, 'Revocation list: one license id (16 hex digits) or code per line, `#` comments')
             [CompletionResult]::new('--product', '--product', [CompletionResultType]::ParameterName, 'Refuse licenses issued for another product')
@@ -441,7 +442,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;license;help' {
-            [CompletionResult]::new('keygen', 'keygen', [CompletionResultType]::ParameterValue, 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub')
+            [CompletionResult]::new('keygen', 'keygen', [CompletionResultType]::ParameterValue, 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub, and a separate short-code secret to FILE.short (0600)')
             [CompletionResult]::new('gen', 'gen', [CompletionResultType]::ParameterValue, 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes')
             [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Decode a code or license file and show every field (the signature only if keys are given)')
             [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...')
@@ -695,7 +696,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;help;license' {
-            [CompletionResult]::new('keygen', 'keygen', [CompletionResultType]::ParameterValue, 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub')
+            [CompletionResult]::new('keygen', 'keygen', [CompletionResultType]::ParameterValue, 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub, and a separate short-code secret to FILE.short (0600)')
             [CompletionResult]::new('gen', 'gen', [CompletionResultType]::ParameterValue, 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes')
             [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Decode a code or license file and show every field (the signature only if keys are given)')
             [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...')

@@ -961,7 +961,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__license__subcmd__gen)
-            opts="-q -h -V --private-key --product --sku --customer --expires --issued --features --seats --grace-days --short --file --marketplace --count --out --format --json --quiet --profile --no-input --help --version"
+            opts="-q -h -V --private-key --product --sku --customer --expires --issued --features --seats --grace-days --short --short-secret --file --marketplace --count --out --format --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1000,6 +1000,10 @@ _csm() {
                     return 0
                     ;;
                 --grace-days)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --short-secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1217,7 +1221,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__license__subcmd__validate)
-            opts="-q -h -V --public-key --private-key --at --revoked --product --json --quiet --profile --no-input --help --version"
+            opts="-q -h -V --public-key --short-secret --at --revoked --product --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1227,7 +1231,7 @@ _csm() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --private-key)
+                --short-secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

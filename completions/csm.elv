@@ -303,7 +303,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
-            cand keygen 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub'
+            cand keygen 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub, and a separate short-code secret to FILE.short (0600)'
             cand gen 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'
             cand inspect 'Decode a code or license file and show every field (the signature only if keys are given)'
             cand validate 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
@@ -312,7 +312,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'csm;license;keygen'= {
-            cand --out 'Private key file to write (0600); the public key goes to FILE.pub'
+            cand --out 'Private key file to write (0600); the public key goes to FILE.pub, the short-code secret to FILE.short (0600, never printed)'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
             cand --force 'Replace existing key files'
             cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
@@ -334,11 +334,12 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --features 'Feature names, comma-separated'
             cand --seats 'Seats; 0 means not limited'
             cand --grace-days 'Days after expiry during which the license is still accepted (valid-in-grace)'
+            cand --short-secret 'Short-code secret file (FILE.short from `csm license keygen`); with --short'
             cand --count 'How many licenses to make'
             cand --out 'Write the batch to FILE (CSV or JSON lines) instead of printing one per line'
             cand --format 'Batch file format; by default from the --out extension (.csv, else JSON lines)'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
-            cand --short 'Short code of at most 64 characters, for a marketplace license field. It trades away public verification (checking it needs the private key file) and does not carry the SKU, customer or features (the product only as a 4-byte digest)'
+            cand --short 'Short code of at most 64 characters, for a marketplace license field. Its tag is an HMAC with the short secret (FILE.short next to --private-key, or --short-secret), not a signature by the private key. Trade-off: it is checked with that same symmetric secret, which can also mint short codes, so ship the secret only where that is acceptable. It does not carry the SKU, customer or features (the product only as a 4-byte digest); 80-bit tag'
             cand --file 'A license file (JSON with a detached signature) instead of a typeable code'
             cand --marketplace 'Codes shaped like the marketplace''s (`PL` + 30 symbols), for test callbacks; unsigned'
             cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
@@ -364,7 +365,7 @@ set edit:completion:arg-completer[csm] = {|@words|
         }
         &'csm;license;validate'= {
             cand --public-key 'Public key file(s) to trust; keep rotated-out keys here so their licenses stay valid'
-            cand --private-key 'Private key file(s): needed only for short codes'
+            cand --short-secret 'Short-code secret file(s) (FILE.short): needed only for short codes. The secret can also mint short codes, so ship it only where that is acceptable'
             cand --at 'Judge as of this day (YYYY-MM-DD or RFC 3339, UTC) instead of today'
             cand --revoked 'Revocation list: one license id (16 hex digits) or code per line, `#` comments'
             cand --product 'Refuse licenses issued for another product'
@@ -410,7 +411,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --version 'Print version'
         }
         &'csm;license;help'= {
-            cand keygen 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub'
+            cand keygen 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub, and a separate short-code secret to FILE.short (0600)'
             cand gen 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'
             cand inspect 'Decode a code or license file and show every field (the signature only if keys are given)'
             cand validate 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
@@ -629,7 +630,7 @@ set edit:completion:arg-completer[csm] = {|@words|
         &'csm;help;serve;marketplace'= {
         }
         &'csm;help;license'= {
-            cand keygen 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub'
+            cand keygen 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub, and a separate short-code secret to FILE.short (0600)'
             cand gen 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'
             cand inspect 'Decode a code or license file and show every field (the signature only if keys are given)'
             cand validate 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'

@@ -245,14 +245,14 @@ complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_sub
 complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "keygen" -d 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub'
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "keygen" -d 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub, and a separate short-code secret to FILE.short (0600)'
 complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "gen" -d 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'
 complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "inspect" -d 'Decode a code or license file and show every field (the signature only if keys are given)'
 complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "validate" -d 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
 complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "activate" -d 'Activate a marketplace license code (open API, AK/SK-signed)'
 complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "heartbeat" -d 'Query a marketplace license code\'s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
 complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l out -d 'Private key file to write (0600); the public key goes to FILE.pub' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l out -d 'Private key file to write (0600); the public key goes to FILE.pub, the short-code secret to FILE.short (0600, never printed)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l force -d 'Replace existing key files'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
@@ -269,12 +269,13 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l features -d 'Feature names, comma-separated' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l seats -d 'Seats; 0 means not limited' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l grace-days -d 'Days after expiry during which the license is still accepted (valid-in-grace)' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l short-secret -d 'Short-code secret file (FILE.short from `csm license keygen`); with --short' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l count -d 'How many licenses to make' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l out -d 'Write the batch to FILE (CSV or JSON lines) instead of printing one per line' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l format -d 'Batch file format; by default from the --out extension (.csv, else JSON lines)' -r -f -a "csv\t''
 jsonl\t''"
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l short -d 'Short code of at most 64 characters, for a marketplace license field. It trades away public verification (checking it needs the private key file) and does not carry the SKU, customer or features (the product only as a 4-byte digest)'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l short -d 'Short code of at most 64 characters, for a marketplace license field. Its tag is an HMAC with the short secret (FILE.short next to --private-key, or --short-secret), not a signature by the private key. Trade-off: it is checked with that same symmetric secret, which can also mint short codes, so ship the secret only where that is acceptable. It does not carry the SKU, customer or features (the product only as a 4-byte digest); 80-bit tag'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l file -d 'A license file (JSON with a detached signature) instead of a typeable code'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l marketplace -d 'Codes shaped like the marketplace\'s (`PL` + 30 symbols), for test callbacks; unsigned'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
@@ -290,7 +291,7 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l public-key -d 'Public key file(s) to trust; keep rotated-out keys here so their licenses stay valid' -r -F
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l private-key -d 'Private key file(s): needed only for short codes' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l short-secret -d 'Short-code secret file(s) (FILE.short): needed only for short codes. The secret can also mint short codes, so ship it only where that is acceptable' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l at -d 'Judge as of this day (YYYY-MM-DD or RFC 3339, UTC) instead of today' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l revoked -d 'Revocation list: one license id (16 hex digits) or code per line, `#` comments' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l product -d 'Refuse licenses issued for another product' -r
@@ -321,7 +322,7 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "keygen" -d 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "keygen" -d 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub, and a separate short-code secret to FILE.short (0600)'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "gen" -d 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "inspect" -d 'Decode a code or license file and show every field (the signature only if keys are given)'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "validate" -d 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'
@@ -453,7 +454,7 @@ complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from crypto" -f -a "decrypt" -d 'Decrypt VALUE (IV prefix + Base64): prints the plaintext'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from serve" -f -a "merchant" -d 'A reference merchant endpoint: verifies every callback and answers as the spec says'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from serve" -f -a "marketplace" -d 'A stand-in marketplace: usage push and license open APIs, and License callbacks'
-complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "keygen" -d 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "keygen" -d 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub, and a separate short-code secret to FILE.short (0600)'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "gen" -d 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "inspect" -d 'Decode a code or license file and show every field (the signature only if keys are given)'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "validate" -d 'Judge a code or license file: valid, valid-in-grace, expired, bad-signature, ...'

@@ -89,9 +89,15 @@ fn keygen_writes_a_private_file_0600_and_prints_only_the_public_key() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(e.path("k")).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
+        for f in ["k", "k.short"] {
+            let mode = std::fs::metadata(e.path(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
     }
+    // The short-code secret is its own random secret, not derived from the private key.
+    let short = std::fs::read_to_string(e.path("k.short")).unwrap();
+    assert!(short.starts_with("csm-license-short-secret:"), "{short}");
+    assert_ne!(private_seed(&e.path("k.short")), private_seed(&e.path("k")));
     // No temporary files left behind.
     let names: Vec<String> = std::fs::read_dir(e.dir.path())
         .unwrap()
@@ -119,12 +125,14 @@ fn the_private_key_never_appears_in_any_output() {
             "license",
             "validate",
             &code,
-            "--private-key",
-            "k",
+            "--short-secret",
+            "k.short",
             "--public-key",
             "k.pub",
             "--json",
         ],
+        vec!["license", "validate", "k.short", "--public-key", "k.pub"],
+        vec!["license", "validate", &code, "--short-secret", "k"],
         vec!["license", "inspect", &code],
         vec!["license", "inspect", "k"],
         vec!["license", "validate", "k", "--public-key", "k.pub"],
@@ -149,9 +157,13 @@ fn the_private_key_never_appears_in_any_output() {
         outputs.push(err);
     }
     let seed2 = private_seed(&e.path("k2"));
+    let short = private_seed(&e.path("k.short"));
+    let short2 = private_seed(&e.path("k2.short"));
     for o in &outputs {
         assert!(!o.contains(&seed), "private key leaked: {o}");
         assert!(!o.contains(&seed2), "private key leaked: {o}");
+        assert!(!o.contains(&short), "short secret leaked: {o}");
+        assert!(!o.contains(&short2), "short secret leaked: {o}");
     }
 }
 
@@ -361,10 +373,11 @@ fn license_files_short_codes_batches_and_marketplace_codes() {
     assert_eq!(c, 1, "{err}");
     assert!(err.contains("bad-signature"), "{err}");
 
-    // Short code: fits 64 characters, needs the private key.
+    // Short code: fits 64 characters, is checked with the short secret (k.short), which is
+    // not the private key.
     let short = e.gen("k", &["--short"]);
     assert!(short.len() <= 64, "{short}");
-    let (c, _, err) = e.run(&[
+    let (c, out, err) = e.run(&[
         "license",
         "validate",
         &short,
@@ -372,21 +385,70 @@ fn license_files_short_codes_batches_and_marketplace_codes() {
         "k.pub",
         "--at",
         "2026-03-01",
+        "--json",
     ]);
-    assert_eq!(c, 1);
-    assert!(err.contains("private key"), "{err}");
+    assert_eq!(c, 3, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verdict"], "short-secret-needed", "{v}");
+    assert_eq!(v["exit_code"], 3, "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("--short-secret"),
+        "{v}"
+    );
     let (c, out, err) = e.run(&[
         "license",
         "validate",
         &short,
-        "--private-key",
-        "k",
+        "--short-secret",
+        "k.short",
         "--at",
         "2026-03-01",
         "--product",
         "OFFI1",
     ]);
     assert_eq!(c, 0, "{out}{err}");
+    // The private key is not a short secret.
+    let (c, _, err) = e.run(&["license", "validate", &short, "--short-secret", "k"]);
+    assert_eq!(c, 2, "{err}");
+    assert!(err.contains("not a csm short-secret file"), "{err}");
+    // Another key pair's short secret: unknown key id, as for rotated-out public keys.
+    e.keygen("other");
+    let (c, _, err) = e.run(&[
+        "license",
+        "validate",
+        &short,
+        "--short-secret",
+        "other.short",
+        "--at",
+        "2026-03-01",
+    ]);
+    assert_eq!(c, 1, "{err}");
+    assert!(err.contains("unknown-key-id"), "{err}");
+    // gen --short with only the short secret (no private key) gives a code it validates.
+    let (c, out, err) = e.run(&[
+        "license",
+        "gen",
+        "--short",
+        "--short-secret",
+        "other.short",
+        "--product",
+        "P",
+        "--sku",
+        "S",
+        "--customer",
+        "C",
+        "--expires",
+        "never",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    let (c, _, err) = e.run(&[
+        "license",
+        "validate",
+        out.trim(),
+        "--short-secret",
+        "other.short",
+    ]);
+    assert_eq!(c, 0, "{err}");
 
     // Batches: CSV and JSON lines, every code distinct and valid.
     let (c, out, err) = e.run(&[

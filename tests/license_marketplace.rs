@@ -188,10 +188,14 @@ fn start_market_with(dir: &Path, merchant: Option<&str>, extra: &[&str]) -> Mark
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let first = match first_line(child.stdout.take().unwrap(), Duration::from_secs(20)) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("csm serve marketplace: {e}");
+        }
+    };
     let url = first
         .trim()
         .strip_prefix("csm marketplace listening on ")
@@ -199,6 +203,37 @@ fn start_market_with(dir: &Path, merchant: Option<&str>, extra: &[&str]) -> Mark
         .to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     Market { child, url }
+}
+
+/// The first line a child prints, read on a thread so a server that never prints (or hangs
+/// before it does) fails the test after `wait` instead of blocking CI.
+fn first_line<R: Read + Send + 'static>(out: R, wait: Duration) -> Result<String, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let r = BufReader::new(out).read_line(&mut line).map(|_| line);
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(wait) {
+        Ok(Ok(l)) if !l.is_empty() => Ok(l),
+        Ok(Ok(_)) => Err("exited before printing its first line".into()),
+        Ok(Err(e)) => Err(format!("reading its first line: {e}")),
+        Err(_) => Err(format!("no first line within {} ms", wait.as_millis())),
+    }
+}
+
+#[test]
+fn first_line_gives_up_after_its_wait() {
+    // A pipe whose writer stays open but silent: the reader must not hang.
+    let mut child = Command::new("sleep")
+        .arg("30")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let r = first_line(child.stdout.take().unwrap(), Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(r, Err("no first line within 300 ms".to_string()));
 }
 
 fn http() -> reqwest::blocking::Client {
@@ -383,6 +418,13 @@ fn license_lifecycle_with_callbacks() {
     let r = admin(&m, "unfreeze", json!({"license": code}));
     assert_eq!(r["callback"]["result_code"], "000000", "{r}");
     assert_eq!(heartbeat_status(dir.path(), &m, &code), (0, "ALIVE".into()));
+    // A real (non-test) callback only when the admin request asks for it.
+    let r = admin(
+        &m,
+        "renew",
+        json!({"license": code, "expire_time": "21010101000000", "test_flag": "0"}),
+    );
+    assert_eq!(r["callback"]["result_code"], "000000", "{r}");
 
     // Release; the code is dead and cannot be activated again.
     let r = admin(&m, "release", json!({"license": code}));
@@ -420,8 +462,18 @@ fn license_lifecycle_with_callbacks() {
             "updateLicenseCodeStatus:FREEZE",
             "refreshLicenseCode:",
             "updateLicenseCodeStatus:UNFREEZE",
+            "refreshLicenseCode:",
             "releaseLicenseCode:"
         ]
+    );
+    let flags: Vec<&str> = seen
+        .iter()
+        .map(|s| s.body["testFlag"].as_str().unwrap_or("missing"))
+        .collect();
+    assert_eq!(
+        flags,
+        ["1", "1", "1", "0", "1"],
+        "testFlag defaults to debug"
     );
     for s in &seen {
         assert!(s.signature_ok, "bad signature on {}", s.raw_body);
@@ -692,4 +744,107 @@ fn plain_sha256_callbacks_and_injected_internal_errors() {
         SK,
     );
     assert_eq!((s, v["error_code"].as_str().unwrap()), (500, "92020001"));
+}
+
+/// A request as a raw server received it: request line, headers, body.
+type Received = (String, Vec<(String, String)>, Vec<u8>);
+
+/// One request to a raw loopback server answering `answer_len` bytes of non-JSON: returns
+/// its URL and the request as received.
+fn one_shot_server(answer_len: usize) -> (String, std::thread::JoinHandle<Received>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let h = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line).unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (n, v) = line.split_once(':').unwrap();
+            headers.push((n.to_string(), v.trim().to_string()));
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.parse().unwrap())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).unwrap();
+        let mut w = stream;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {answer_len}\r\nConnection: close\r\n\r\n"
+        );
+        let _ = w.write_all(head.as_bytes());
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut left = answer_len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            if w.write_all(&chunk[..n]).is_err() {
+                break; // csm stopped reading: expected past the cap
+            }
+            left -= n;
+        }
+        (request_line.trim_end().to_string(), headers, body)
+    });
+    (url, h)
+}
+
+#[test]
+fn the_answer_is_read_up_to_1_mib_and_the_sent_host_is_the_signed_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, server) = one_shot_server(3 * 1024 * 1024);
+    let skf = write_key(dir.path(), "client-sk", SK);
+    let out = csm()
+        .args([
+            "license",
+            "heartbeat",
+            "PL0001",
+            "--endpoint",
+            &url,
+            "--ak",
+            AK,
+            "--sk-file",
+            &skf,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("larger than 1048576 bytes"), "{err}");
+    assert!(err.lines().count() == 1 && err.len() < 400, "{err}");
+
+    // What arrived verifies with the SK, Host included in the signature and as sent.
+    let (line, headers, body) = server.join().unwrap();
+    assert!(
+        line.starts_with("POST /api/mkp-openapi-public/global/v1/license/heartbeat "),
+        "{line}"
+    );
+    let auth = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert!(
+        auth.contains("SignedHeaders=content-type;host;x-sdk-date"),
+        "{auth}"
+    );
+    let host = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert_eq!(format!("http://{host}"), url);
+    let full = format!("{url}{}", line.split(' ').nth(1).unwrap());
+    let (_, ok) = apig::verify(SK, "POST", &full, &headers, &body).unwrap();
+    assert!(ok, "signature over the request as received does not verify");
 }

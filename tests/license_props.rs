@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 use csm::license::{
     self, base32, code, issue_code, issue_file, issue_short, payload, Keyring, Kind, Parsed,
-    Payload, Policy, PrivateKey,
+    Payload, Policy, PrivateKey, ShortSecret,
 };
 use proptest::prelude::*;
 
@@ -81,11 +81,15 @@ proptest! {
         let f = issue_file(&k, &p).to_string();
         prop_assert_eq!(license::validate(&f, &keys, &policy, at).kind, Kind::Valid);
         if p.grace_days <= 255 && p.seats <= 65535 {
-            let s = issue_short(&k, &p).unwrap();
+            let secret = ShortSecret { id: k.id, secret: [seed ^ 0x5a; 32] };
+            let s = issue_short(&secret, &p).unwrap();
             prop_assert!(s.len() <= 64, "short code of {} characters", s.len());
-            let mut with_private = keys.clone();
-            with_private.private.push(k.clone());
-            let v = license::validate(&s, &with_private, &policy, at);
+            // The public keyring alone cannot check it; the short secret can.
+            let v = license::validate(&s, &keys, &policy, at);
+            prop_assert_eq!(v.kind, Kind::ShortSecretNeeded, "{}", v.reason);
+            let mut with_secret = keys.clone();
+            with_secret.short.push(secret);
+            let v = license::validate(&s, &with_secret, &policy, at);
             prop_assert_eq!(v.kind, Kind::Valid, "{}", v.reason);
         }
     }

@@ -5,9 +5,11 @@ use crate::cli::GlobalArgs;
 use crate::clock;
 use crate::config::{self, KeyRole};
 use crate::error::{CsmError, Exit, Result};
-use crate::license::{self, code, payload, Keyring, Parsed, Payload, Policy, PrivateKey};
+use crate::license::openapi::{self, Call};
+use crate::license::{
+    self, code, payload, Keyring, Parsed, Payload, Policy, PrivateKey, ShortSecret,
+};
 use crate::output;
-use crate::protocol::apig;
 use chrono::{DateTime, NaiveDate};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
@@ -15,13 +17,6 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// The marketplace open-API host (license-and-usage.md §1).
-pub const DEFAULT_ENDPOINT: &str = "https://mkt.myhuaweicloud.com";
-pub const ACTIVATE_PATH: &str = "/api/mkp-openapi-public/global/v1/license/activate";
-pub const HEARTBEAT_PATH: &str = "/api/mkp-openapi-public/global/v1/license/heartbeat";
-/// `error_code` of a successful open-API call.
-pub const SUCCESS: &str = "92020000";
 
 #[derive(Debug, Args)]
 pub struct LicenseArgs {
@@ -31,7 +26,8 @@ pub struct LicenseArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum LicenseCommand {
-    /// Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub.
+    /// Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub,
+    /// and a separate short-code secret to FILE.short (0600).
     Keygen(KeygenArgs),
     /// Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes.
     Gen(GenArgs),
@@ -41,7 +37,8 @@ pub enum LicenseCommand {
     #[command(
         after_help = "Exit codes: 0 valid or valid-in-grace; 6 expired or not-yet-valid; \
                       1 bad-signature, unknown-key-id, revoked or wrong-product; 2 malformed \
-                      (with the typo's position when known)."
+                      (with the typo's position when known); 3 short-secret-needed (a short \
+                      code given without --short-secret)."
     )]
     Validate(ValidateArgs),
     /// Activate a marketplace license code (open API, AK/SK-signed).
@@ -52,7 +49,8 @@ pub enum LicenseCommand {
 
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
-    /// Private key file to write (0600); the public key goes to FILE.pub.
+    /// Private key file to write (0600); the public key goes to FILE.pub, the short-code
+    /// secret to FILE.short (0600, never printed).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     /// Replace existing key files.
@@ -69,7 +67,7 @@ pub enum BatchFormat {
 #[derive(Debug, Args)]
 pub struct GenArgs {
     /// Private key file from `csm license keygen`.
-    #[arg(long, value_name = "FILE", required_unless_present = "marketplace")]
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["marketplace", "short_secret"])]
     pub private_key: Option<PathBuf>,
     /// Product id the license is for.
     #[arg(long, value_name = "P", required_unless_present = "marketplace")]
@@ -95,11 +93,16 @@ pub struct GenArgs {
     /// Days after expiry during which the license is still accepted (valid-in-grace).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub grace_days: u16,
-    /// Short code of at most 64 characters, for a marketplace license field. It trades away
-    /// public verification (checking it needs the private key file) and does not carry the
-    /// SKU, customer or features (the product only as a 4-byte digest).
+    /// Short code of at most 64 characters, for a marketplace license field. Its tag is an
+    /// HMAC with the short secret (FILE.short next to --private-key, or --short-secret), not a
+    /// signature by the private key. Trade-off: it is checked with that same symmetric secret, which can also
+    /// mint short codes, so ship the secret only where that is acceptable. It does not carry
+    /// the SKU, customer or features (the product only as a 4-byte digest); 80-bit tag.
     #[arg(long, conflicts_with_all = ["file", "marketplace"])]
     pub short: bool,
+    /// Short-code secret file (FILE.short from `csm license keygen`); with --short.
+    #[arg(long, value_name = "FILE", requires = "short")]
+    pub short_secret: Option<PathBuf>,
     /// A license file (JSON with a detached signature) instead of a typeable code.
     #[arg(long, conflicts_with = "marketplace")]
     pub file: bool,
@@ -135,9 +138,10 @@ pub struct ValidateArgs {
     /// Public key file(s) to trust; keep rotated-out keys here so their licenses stay valid.
     #[arg(long, value_name = "FILE", num_args = 1..)]
     pub public_key: Vec<PathBuf>,
-    /// Private key file(s): needed only for short codes.
+    /// Short-code secret file(s) (FILE.short): needed only for short codes. The secret can
+    /// also mint short codes, so ship it only where that is acceptable.
     #[arg(long, value_name = "FILE", num_args = 1..)]
-    pub private_key: Vec<PathBuf>,
+    pub short_secret: Vec<PathBuf>,
     /// Judge as of this day (YYYY-MM-DD or RFC 3339, UTC) instead of today.
     #[arg(long, value_name = "DATE")]
     pub at: Option<String>,
@@ -183,8 +187,14 @@ pub fn run(g: &GlobalArgs, a: LicenseArgs) -> Result<Exit> {
         LicenseCommand::Gen(k) => gen(g, k),
         LicenseCommand::Inspect(k) => inspect(g, k),
         LicenseCommand::Validate(k) => validate(g, k),
-        LicenseCommand::Activate(k) => open_api(g, &k.api, ACTIVATE_PATH, k.real_effect_time),
-        LicenseCommand::Heartbeat(k) => open_api(g, &k, HEARTBEAT_PATH, None),
+        LicenseCommand::Activate(k) => open_api(
+            g,
+            &k.api,
+            Call::Activate {
+                real_effect_time: k.real_effect_time,
+            },
+        ),
+        LicenseCommand::Heartbeat(k) => open_api(g, &k, Call::Heartbeat),
     }
 }
 
@@ -259,19 +269,35 @@ fn read_private_key(path: &Path) -> Result<PrivateKey> {
     })
 }
 
-fn load_keyring(public: &[PathBuf], private: &[PathBuf]) -> Result<Keyring> {
+fn read_short_secret(path: &Path, flag: &str) -> Result<ShortSecret> {
+    let text = read_limited(path, "short secret")?;
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    license::keys::parse_short_line(line).map_err(|e| {
+        CsmError::usage(format!(
+            "{flag} {}: not a csm short-secret file: {e}",
+            path.display()
+        ))
+    })
+}
+
+fn load_keyring(public: &[PathBuf], short: &[PathBuf]) -> Result<Keyring> {
     let mut ring = Keyring::default();
     for p in public {
         let text = read_limited(p, "public key")?;
         ring.add_text(&text)
             .map_err(|e| CsmError::usage(format!("--public-key {}: {e}", p.display())))?;
     }
-    for p in private {
-        let k = read_private_key(p)?;
-        ring.public.push(k.public());
-        ring.private.push(k);
+    for p in short {
+        ring.short.push(read_short_secret(p, "--short-secret")?);
     }
     Ok(ring)
+}
+
+/// `FILE` + `suffix`, next to FILE.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.to_path_buf().into_os_string();
+    p.push(suffix);
+    PathBuf::from(p)
 }
 
 /// The text to judge and a label for messages. An argument naming an existing file is read.
@@ -335,10 +361,9 @@ fn day_number(flag: &str, v: &str) -> Result<u16> {
 // ---------------------------------------------------------------- keygen
 
 fn keygen(g: &GlobalArgs, a: KeygenArgs) -> Result<Exit> {
-    let mut pub_path = a.out.clone().into_os_string();
-    pub_path.push(".pub");
-    let pub_path = PathBuf::from(pub_path);
-    for p in [&a.out, &pub_path] {
+    let pub_path = sibling(&a.out, ".pub");
+    let short_path = sibling(&a.out, ".short");
+    for p in [&a.out, &pub_path, &short_path] {
         if p.exists() && !a.force {
             return Err(CsmError::usage(format!(
                 "--out {}: {} exists; pass --force to replace it",
@@ -351,8 +376,18 @@ fn keygen(g: &GlobalArgs, a: KeygenArgs) -> Result<Exit> {
     getrandom::getrandom(&mut seed)
         .map_err(|e| CsmError::Config(format!("no randomness for a key: {e}")))?;
     let key = PrivateKey::from_seed(seed);
+    // Random, not derived from the seed: software holding it must not learn the private key.
+    let mut secret = [0u8; 32];
+    getrandom::getrandom(&mut secret)
+        .map_err(|e| CsmError::Config(format!("no randomness for a short secret: {e}")))?;
+    let short = ShortSecret { id: key.id, secret };
     let public_line = key.public().to_line();
     write_atomic(&a.out, format!("{}\n", key.to_line()).as_bytes(), true)?;
+    write_atomic(
+        &short_path,
+        format!("{}\n", short.to_line()).as_bytes(),
+        true,
+    )?;
     write_atomic(&pub_path, format!("{public_line}\n").as_bytes(), false)?;
     if g.json {
         output::print_json(&json!({
@@ -360,15 +395,17 @@ fn keygen(g: &GlobalArgs, a: KeygenArgs) -> Result<Exit> {
             "public_key": public_line,
             "private_key_file": a.out.display().to_string(),
             "public_key_file": pub_path.display().to_string(),
+            "short_secret_file": short_path.display().to_string(),
         }));
     } else {
         crate::say!("{public_line}");
         if !g.quiet {
             eprintln!(
-                "key id {}: private key in {} (0600), public key in {}",
+                "key id {}: private key in {} (0600), public key in {}, short-code secret in {} (0600)",
                 key.id,
                 a.out.display(),
-                pub_path.display()
+                pub_path.display(),
+                short_path.display()
             );
         }
     }
@@ -409,7 +446,37 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
             }
         }
     } else {
-        let key = read_private_key(a.private_key.as_deref().expect("required by clap"))?;
+        // --short signs with the short secret only; the private key is just where to find it.
+        let short = if a.short {
+            Some(match (&a.short_secret, &a.private_key) {
+                (Some(p), _) => read_short_secret(p, "--short-secret")?,
+                (None, Some(k)) => {
+                    let p = sibling(k, ".short");
+                    if !p.exists() {
+                        return Err(CsmError::usage(format!(
+                            "--short: {} does not exist; pass --short-secret FILE (keys made before csm wrote FILE.short need a new `csm license keygen`)",
+                            p.display()
+                        )));
+                    }
+                    read_short_secret(&p, "--short-secret")?
+                }
+                (None, None) => unreachable!("required by clap"),
+            })
+        } else {
+            None
+        };
+        let key = a.private_key.as_deref().map(read_private_key).transpose()?;
+        let key_id = match (&key, &short) {
+            (Some(k), Some(s)) if k.id != s.id => {
+                return Err(CsmError::usage(format!(
+                    "--short: the short secret is for key id {}, the private key has id {}",
+                    s.id, k.id
+                )))
+            }
+            (_, Some(s)) => s.id,
+            (Some(k), None) => k.id,
+            (None, None) => unreachable!("required by clap"),
+        };
         let issued = match &a.issued {
             Some(v) => day_number("--issued", v)?,
             None => payload::day_number(clock::now().date_naive())
@@ -417,7 +484,7 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
         };
         let expires = day_number("--expires", a.expires.as_deref().unwrap_or_default())?;
         let mut p = Payload {
-            key_id: key.id,
+            key_id,
             serial: 0,
             product: a.product.clone().unwrap_or_default(),
             sku: a.sku.clone().unwrap_or_default(),
@@ -439,16 +506,8 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
             }
             let bytes = payload::encode(&p);
             let mut row = code::fields_json(&p, &bytes);
-            let line = if a.file {
-                let f = code::issue_file(&key, &p);
-                row["license"] = f.clone();
-                if a.count == 1 && a.out.is_none() {
-                    serde_json::to_string_pretty(&f).expect("json")
-                } else {
-                    f.to_string()
-                }
-            } else if a.short {
-                let c = code::issue_short(&key, &p).map_err(CsmError::usage)?;
+            let line = if let Some(short) = &short {
+                let c = code::issue_short(short, &p).map_err(CsmError::usage)?;
                 // A short code has its own license id (over its own bytes).
                 if let Ok(Parsed::Short { payload, bytes, .. }) = license::parse(&c) {
                     let short = code::short_fields_json(&payload, &bytes);
@@ -457,8 +516,17 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
                 }
                 row["code"] = Value::String(c.clone());
                 c
+            } else if a.file {
+                let key = key.as_ref().expect("read above");
+                let f = code::issue_file(key, &p);
+                row["license"] = f.clone();
+                if a.count == 1 && a.out.is_none() {
+                    serde_json::to_string_pretty(&f).expect("json")
+                } else {
+                    f.to_string()
+                }
             } else {
-                let c = license::issue_code(&key, &p);
+                let c = license::issue_code(key.as_ref().expect("read above"), &p);
                 if c.len() > code::MAX_CODE_CHARS {
                     return Err(CsmError::usage(format!(
                         "the code would be {} characters (at most {}); use --file for a payload this large",
@@ -590,6 +658,9 @@ fn inspect(g: &GlobalArgs, a: InspectArgs) -> Result<Exit> {
             license::Kind::BadSignature | license::Kind::UnknownKeyId => {
                 format!("{}: {}", v.kind.name(), v.reason)
             }
+            license::Kind::ShortSecretNeeded => {
+                "not checked (a short code is checked with `validate --short-secret`)".to_string()
+            }
             _ => "good".to_string(),
         }
     };
@@ -675,10 +746,10 @@ fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
         Some(v) => parse_day("--at", v)?,
         None => clock::now().date_naive(),
     };
-    let ring = load_keyring(&a.public_key, &a.private_key)?;
-    if ring.public.is_empty() {
+    let ring = load_keyring(&a.public_key, &a.short_secret)?;
+    if ring.public.is_empty() && ring.short.is_empty() {
         return Err(CsmError::usage(
-            "--public-key: no key given (pass the FILE.pub written by `csm license keygen`)",
+            "--public-key: no key given (pass the FILE.pub written by `csm license keygen`, or --short-secret FILE.short for short codes)",
         ));
     }
     let policy = Policy {
@@ -720,27 +791,10 @@ fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
 
 // ---------------------------------------------------------------- activate, heartbeat
 
-fn open_api(
-    g: &GlobalArgs,
-    a: &OpenApiArgs,
-    path: &str,
-    real_effect_time: Option<String>,
-) -> Result<Exit> {
-    let code = a.code.trim();
-    if code.is_empty() || code.len() > code::MARKETPLACE_MAX {
-        return Err(CsmError::usage(format!(
-            "CODE {:?}: a marketplace license code has 1 to {} characters",
-            a.code,
-            code::MARKETPLACE_MAX
-        )));
-    }
-    if let Some(t) = &real_effect_time {
-        if t.len() != 14 || chrono::NaiveDateTime::parse_from_str(t, "%Y%m%d%H%M%S").is_err() {
-            return Err(CsmError::usage(format!(
-                "--real-effect-time {t:?}: must be UTC yyyyMMddHHmmss"
-            )));
-        }
-    }
+/// Glue only: inputs and keys in, the request from `license::openapi` out through reqwest,
+/// the typed answer printed.
+fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
+    openapi::check_inputs(&a.code, &call).map_err(CsmError::usage)?;
     if !(a.timeout > 0.0 && a.timeout <= 600.0) {
         return Err(CsmError::usage(format!(
             "--timeout {}: must be between 0 and 600 seconds",
@@ -756,106 +810,49 @@ fn open_api(
         .endpoint
         .clone()
         .or(profile.marketplace_endpoint.clone())
-        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
-    let base = base.trim_end_matches('/');
-    if !(base.starts_with("http://") || base.starts_with("https://")) {
-        return Err(CsmError::usage(format!(
-            "--endpoint {base:?}: must start with http:// or https://"
-        )));
-    }
-    let url = format!("{base}{path}");
-    let (host, _, _) = apig::split_url(&url);
-    let host = host.unwrap_or_default().to_string();
-    let mut body = serde_json::Map::new();
-    body.insert("license".into(), Value::String(code.to_string()));
-    if let Some(t) = real_effect_time {
-        body.insert("real_effect_time".into(), Value::String(t));
-    }
-    let body = Value::Object(body).to_string();
-    let headers = vec![
-        ("Content-Type".to_string(), "application/json".to_string()),
-        ("Host".to_string(), host),
-        (
-            apig::DATE_HEADER.to_string(),
-            apig::format_sdk_date(clock::now()),
-        ),
-    ];
-    let signed: Vec<String> = headers
-        .iter()
-        .map(|(n, _)| n.to_ascii_lowercase())
-        .collect();
-    let sig = apig::sign(
-        &ak,
-        sk.expose(),
-        "POST",
-        &url,
-        &headers,
-        &signed,
-        body.as_bytes(),
-    )?;
+        .unwrap_or_else(|| openapi::DEFAULT_ENDPOINT.to_string());
+    let req = openapi::build_request(&call, &base, &a.code, &ak, sk.expose(), clock::now())
+        .map_err(CsmError::usage)?;
+    let url = req.url.clone();
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs_f64(a.timeout))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| CsmError::Network(format!("HTTP client: {e}")))?;
-    let mut req = client.post(&url).body(body);
-    for (n, v) in &headers {
-        req = req.header(n, v);
+    let mut builder = client.post(&url).body(req.body);
+    for (n, v) in &req.headers {
+        builder = builder.header(n, v);
     }
-    req = req.header("Authorization", &sig.authorization);
-    let resp = req
+    let resp = builder
         .send()
         .map_err(|e| CsmError::Network(format!("POST {url}: {}", error_chain(&e))))?;
     let status = resp.status().as_u16();
-    let text = resp
-        .text()
+    // Bounded: a misbehaving endpoint cannot make csm hold an unbounded answer.
+    let mut body = Vec::new();
+    resp.take(openapi::MAX_ANSWER as u64 + 1)
+        .read_to_end(&mut body)
         .map_err(|e| CsmError::Network(format!("POST {url}: reading the answer: {e}")))?;
-    let answer: Value = serde_json::from_str(&text).map_err(|_| {
-        CsmError::CheckFailed(format!(
-            "POST {url}: HTTP {status}, the answer is not JSON: {:?}",
-            text.chars().take(200).collect::<String>()
-        ))
-    })?;
-    let error_code = answer
-        .get("error_code")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let error_msg = answer
-        .get("error_msg")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    // activate returns the license info as a JSON string; show it decoded.
-    let mut info = answer.pointer("/data/license_code_info").cloned();
-    if let Some(Value::String(s)) = &info {
-        info = serde_json::from_str(s).ok().or(info);
+    if body.len() > openapi::MAX_ANSWER {
+        return Err(CsmError::CheckFailed(format!(
+            "POST {url}: HTTP {status}, the answer is larger than {} bytes",
+            openapi::MAX_ANSWER
+        )));
     }
-    if path == HEARTBEAT_PATH {
-        info = answer.get("data").cloned();
-    }
-    let status_word = info
-        .as_ref()
-        .and_then(|i| i.get("status"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let ok = error_code == SUCCESS && (path != HEARTBEAT_PATH || status_word == "ALIVE");
+    let answer = openapi::parse_answer(&call, status, &body)
+        .map_err(|e| CsmError::CheckFailed(format!("POST {url}: {e}")))?;
+    let code = a.code.trim();
     if g.json {
         output::print_json(&json!({
             "license": code,
-            "http_status": status,
-            "error_code": error_code,
-            "error_msg": error_msg,
-            "license_info": info,
+            "http_status": answer.http_status,
+            "error_code": answer.error_code,
+            "error_msg": answer.error_msg,
+            "license_info": answer.license_info,
         }));
     } else {
-        let what = if path == ACTIVATE_PATH {
-            "activate"
-        } else {
-            "heartbeat"
-        };
-        let detail = info
+        let what = call.name();
+        let detail = answer
+            .license_info
             .as_ref()
             .and_then(Value::as_object)
             .map(|m| {
@@ -870,23 +867,30 @@ fn open_api(
                     .join(" ")
             })
             .unwrap_or_default();
-        let line = if error_code.is_empty() {
+        let line = if answer.error_code.is_empty() {
             format!(
                 "{what} {code}: HTTP {status} {}",
-                text.chars().take(200).collect::<String>()
+                openapi::excerpt(&body, 200)
             )
         } else {
-            format!("{what} {code}: {error_code} {error_msg} {detail}")
-                .trim_end()
-                .to_string()
+            format!(
+                "{what} {code}: {} {} {detail}",
+                answer.error_code, answer.error_msg
+            )
+            .trim_end()
+            .to_string()
         };
-        if ok {
+        if answer.ok {
             crate::say!("{line}");
         } else {
             eprintln!("csm: {line}");
         }
     }
-    Ok(if ok { Exit::Ok } else { Exit::CheckFailed })
+    Ok(if answer.ok {
+        Exit::Ok
+    } else {
+        Exit::CheckFailed
+    })
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -4,14 +4,14 @@
 //!   five, one check symbol at the end. Checked offline with the public key.
 //! * **short code** (`--short`, at most 64 characters): a fixed 20-byte summary (key id,
 //!   serial, dates, grace, seats, a 4-byte digest of the product) and an 80-bit HMAC tag
-//!   keyed by a secret derived from the private key. It fits a marketplace `license` field
-//!   but gives up public verification (checking it needs the private key file) and does not
-//!   carry SKU, customer or features.
+//!   keyed by a separate random short secret (`FILE.short` from keygen). It fits a
+//!   marketplace `license` field but gives up public verification (the secret that checks it
+//!   can also mint short codes) and does not carry SKU, customer or features.
 //! * **license file**: JSON with the readable fields, the payload in base64 and a detached
 //!   signature over it; for payloads too large to type.
 
 use super::base32::{self, Typo};
-use super::keys::{KeyId, Keyring, PrivateKey};
+use super::keys::{KeyId, Keyring, PrivateKey, ShortSecret};
 use super::payload::{self, day_text, Payload};
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -114,14 +114,18 @@ fn short_bytes(s: &ShortPayload) -> Vec<u8> {
     b
 }
 
-pub fn short_tag(key: &PrivateKey, bytes: &[u8]) -> [u8; SHORT_TAG] {
-    let mac = crate::protocol::hmac::hmac_sha256(&key.short_secret(), bytes);
+pub fn short_tag(key: &ShortSecret, bytes: &[u8]) -> [u8; SHORT_TAG] {
+    let mac = crate::protocol::hmac::hmac_sha256(&key.secret, bytes);
     let mut t = [0u8; SHORT_TAG];
     t.copy_from_slice(&mac[..SHORT_TAG]);
     t
 }
 
-pub fn issue_short(key: &PrivateKey, p: &Payload) -> Result<String, String> {
+/// A short code; its key id is the secret's, whatever `p.key_id` says.
+pub fn issue_short(key: &ShortSecret, p: &Payload) -> Result<String, String> {
+    let mut p = p.clone();
+    p.key_id = key.id;
+    let p = &p;
     let mut bytes = short_bytes(&short_payload(p)?);
     let tag = short_tag(key, &bytes);
     bytes.extend_from_slice(&tag);
@@ -421,7 +425,7 @@ pub fn locate_typo(text: &str, keys: &Keyring) -> Option<Fix> {
                 tag,
                 ..
             }) => keys
-                .private_for(payload.key_id)
+                .short_for(payload.key_id)
                 .is_some_and(|k| crate::protocol::hmac::ct_eq(&short_tag(k, &bytes), &tag)),
             _ => false,
         }

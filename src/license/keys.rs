@@ -6,6 +6,9 @@
 //! The key id is the first 4 bytes of SHA-256 over a label and the public key, written as
 //! 8 hex digits; it travels inside every code, so old keys can stay in the keyring after a
 //! rotation and the right one is picked without trying them all.
+//!
+//! Short codes are checked with a separate random secret,
+//! `csm-license-short-secret:<key id>:<base64 of 32 bytes>`, never with the private key.
 
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -14,6 +17,7 @@ use std::fmt;
 
 pub const PUBLIC_TAG: &str = "csm-license-public-key";
 pub const PRIVATE_TAG: &str = "csm-license-private-key";
+pub const SHORT_TAG: &str = "csm-license-short-secret";
 /// Prefixed to the payload before signing, so a csm signature means nothing elsewhere.
 pub const SIGN_CONTEXT: &[u8] = b"csm-license-v1:";
 
@@ -88,14 +92,37 @@ impl PrivateKey {
         msg.extend_from_slice(payload);
         self.key.sign(&msg).to_bytes()
     }
+}
 
-    /// The secret of short codes: derived from the seed, so one key file serves both forms.
-    pub fn short_secret(&self) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(b"csm-license-short-v1:");
-        h.update(self.key.to_bytes());
-        h.finalize().into()
+/// The symmetric secret of short codes, apart from the Ed25519 key so that software checking
+/// short codes never holds the key that signs full codes. It carries the key id of the pair
+/// it was made with; short codes name that id. Whoever holds it can also mint short codes.
+#[derive(Clone)]
+pub struct ShortSecret {
+    pub id: KeyId,
+    pub secret: [u8; 32],
+}
+
+impl fmt::Debug for ShortSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ShortSecret({}, redacted)", self.id)
     }
+}
+
+impl ShortSecret {
+    /// The short-secret file line. Only written to a 0600 file, never printed.
+    pub fn to_line(&self) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(self.secret);
+        format!("{SHORT_TAG}:{}:{b64}", self.id)
+    }
+}
+
+/// Parses a short-secret line. Error messages never contain the secret.
+pub fn parse_short_line(line: &str) -> Result<ShortSecret, String> {
+    let (kid, secret) = split_line(line.trim(), SHORT_TAG)
+        .map_err(|e| e.replace("Ed25519 needs 32", "a short secret has 32"))?;
+    let id = KeyId::parse(kid).ok_or_else(|| format!("key id {kid:?} is not 8 hex digits"))?;
+    Ok(ShortSecret { id, secret })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,11 +190,11 @@ pub fn parse_private_line(line: &str) -> Result<PrivateKey, String> {
     Ok(k)
 }
 
-/// Public keys (and private keys, for short codes) known to a validation.
+/// Public keys (and short-code secrets) known to a validation.
 #[derive(Debug, Clone, Default)]
 pub struct Keyring {
     pub public: Vec<PublicKey>,
-    pub private: Vec<PrivateKey>,
+    pub short: Vec<ShortSecret>,
 }
 
 impl Keyring {
@@ -181,10 +208,9 @@ impl Keyring {
                 continue;
             }
             let r = if line.starts_with(PRIVATE_TAG) {
-                parse_private_line(line).map(|k| {
-                    self.public.push(k.public());
-                    self.private.push(k);
-                })
+                parse_private_line(line).map(|k| self.public.push(k.public()))
+            } else if line.starts_with(SHORT_TAG) {
+                parse_short_line(line).map(|k| self.short.push(k))
             } else {
                 parse_public_line(line).map(|k| self.public.push(k))
             };
@@ -203,8 +229,8 @@ impl Keyring {
         self.public.iter().find(|k| k.id == id)
     }
 
-    pub fn private_for(&self, id: KeyId) -> Option<&PrivateKey> {
-        self.private.iter().find(|k| k.id == id)
+    pub fn short_for(&self, id: KeyId) -> Option<&ShortSecret> {
+        self.short.iter().find(|k| k.id == id)
     }
 }
 
@@ -227,5 +253,26 @@ mod tests {
         assert!(parse_public_line(&bad)
             .unwrap_err()
             .contains("does not belong"));
+    }
+
+    #[test]
+    fn short_secret_lines_round_trip_and_stay_redacted() {
+        let k = PrivateKey::from_seed([7; 32]);
+        let s = ShortSecret {
+            id: k.id,
+            secret: [9; 32],
+        };
+        let line = s.to_line();
+        assert!(line.starts_with("csm-license-short-secret:"));
+        let back = parse_short_line(&line).unwrap();
+        assert_eq!((back.id, back.secret), (s.id, s.secret));
+        let b64 = line.rsplit(':').next().unwrap();
+        assert!(!format!("{s:?}").contains(b64));
+        // A short secret is not an Ed25519 key and vice versa.
+        assert!(parse_private_line(&line).is_err());
+        assert!(parse_short_line(&k.to_line()).is_err());
+        let mut ring = Keyring::default();
+        ring.add_text(&line).unwrap();
+        assert!(ring.short_for(k.id).is_some() && ring.public.is_empty());
     }
 }

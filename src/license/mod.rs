@@ -4,10 +4,11 @@
 pub mod base32;
 pub mod code;
 pub mod keys;
+pub mod openapi;
 pub mod payload;
 pub mod verdict;
 
 pub use code::{issue_code, issue_file, issue_short, marketplace_code, parse, Parsed};
-pub use keys::{KeyId, Keyring, PrivateKey, PublicKey};
+pub use keys::{KeyId, Keyring, PrivateKey, PublicKey, ShortSecret};
 pub use payload::Payload;
 pub use verdict::{judge, validate, Kind, Policy, Verdict};

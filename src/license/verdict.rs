@@ -20,6 +20,8 @@ pub enum Kind {
     Revoked,
     WrongProduct,
     Malformed,
+    /// A short code, and no short secret to check it with: the check could not be made.
+    ShortSecretNeeded,
 }
 
 impl Kind {
@@ -34,10 +36,12 @@ impl Kind {
             Kind::Revoked => "revoked",
             Kind::WrongProduct => "wrong-product",
             Kind::Malformed => "malformed",
+            Kind::ShortSecretNeeded => "short-secret-needed",
         }
     }
 
-    /// 0 usable; 6 genuine but outside its dates; 1 not to be trusted; 2 not readable.
+    /// 0 usable; 6 genuine but outside its dates; 1 not to be trusted; 2 not readable;
+    /// 3 not checkable with what was given (a setup problem, not a verdict on the license).
     pub fn exit(self) -> Exit {
         match self {
             Kind::Valid | Kind::ValidInGrace => Exit::Ok,
@@ -46,6 +50,7 @@ impl Kind {
                 Exit::CheckFailed
             }
             Kind::Malformed => Exit::Usage,
+            Kind::ShortSecretNeeded => Exit::Io,
         }
     }
 
@@ -159,15 +164,22 @@ pub fn judge(parsed: &Parsed, keys: &Keyring, policy: &Policy, at: NaiveDate) ->
         }
         Parsed::Short { payload, bytes, tag } => {
             let fields = code::short_fields_json(payload, bytes);
-            let Some(key) = keys.private_for(payload.key_id) else {
-                let hint = if keys.public_for(payload.key_id).is_some() {
-                    " (a short code is checked with the private key file, not the public one)"
-                } else {
-                    ""
-                };
+            let Some(key) = keys.short_for(payload.key_id) else {
+                // No secret at all is a setup problem; secrets of other keys only are the
+                // rotated-out case, as for public keys.
+                if keys.short.is_empty() {
+                    return Verdict::new(
+                        Kind::ShortSecretNeeded,
+                        format!(
+                            "a short code (key id {}) is checked with its short secret, not a public key; pass --short-secret FILE.short (from `csm license keygen`)",
+                            payload.key_id
+                        ),
+                        Some(fields),
+                    );
+                }
                 return Verdict::new(
                     Kind::UnknownKeyId,
-                    format!("no private key with id {} was given{hint}", payload.key_id),
+                    format!("no short secret with key id {} was given", payload.key_id),
                     Some(fields),
                 );
             };
@@ -261,5 +273,75 @@ pub fn validate(text: &str, keys: &Keyring, policy: &Policy, at: NaiveDate) -> V
             }
             v
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::license::keys::{PrivateKey, ShortSecret};
+    use crate::license::payload::{day_number, Payload};
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn short_codes_need_the_short_secret_not_the_private_key() {
+        let k = PrivateKey::from_seed([3; 32]);
+        let secret = ShortSecret {
+            id: k.id,
+            secret: [5; 32],
+        };
+        let p = Payload {
+            key_id: k.id,
+            serial: 42,
+            product: "OFFI1".into(),
+            sku: String::new(),
+            customer: String::new(),
+            issued: day_number(day("2026-01-01")).unwrap(),
+            expires: day_number(day("2026-12-31")).unwrap(),
+            grace_days: 0,
+            features: vec![],
+            seats: 1,
+        };
+        let c = code::issue_short(&secret, &p).unwrap();
+        let at = day("2026-06-01");
+        let policy = Policy::default();
+
+        // The public key alone cannot check it, and says why (not "unknown key id").
+        let mut ring = Keyring::default();
+        ring.public.push(k.public());
+        let v = validate(&c, &ring, &policy, at);
+        assert_eq!(v.kind, Kind::ShortSecretNeeded, "{}", v.reason);
+        assert!(v.reason.contains("--short-secret"), "{}", v.reason);
+        assert_eq!(v.kind.exit(), Exit::Io);
+
+        // The private key's line does not check it either: the secret is separate.
+        ring.add_text(&k.to_line()).unwrap();
+        assert_eq!(
+            validate(&c, &ring, &policy, at).kind,
+            Kind::ShortSecretNeeded
+        );
+
+        ring.short.push(secret.clone());
+        assert_eq!(validate(&c, &ring, &policy, at).kind, Kind::Valid);
+
+        // Another key's secret: the rotated-out case.
+        let other = ShortSecret {
+            id: crate::license::KeyId([1, 2, 3, 4]),
+            secret: [5; 32],
+        };
+        let mut ring2 = Keyring::default();
+        ring2.short.push(other);
+        assert_eq!(validate(&c, &ring2, &policy, at).kind, Kind::UnknownKeyId);
+
+        // Same id, different secret: a forgery.
+        let mut ring3 = Keyring::default();
+        ring3.short.push(ShortSecret {
+            id: k.id,
+            secret: [6; 32],
+        });
+        assert_eq!(validate(&c, &ring3, &policy, at).kind, Kind::BadSignature);
     }
 }

@@ -1,0 +1,353 @@
+//! The marketplace's license open APIs as the seller's software calls them (spec §2.6, §5):
+//! building the AK/SK-signed request and reading the answer. Pure: the caller passes the
+//! time and sends the bytes; nothing here touches the network or prints.
+
+use crate::protocol::apig;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+/// The marketplace open-API host (license-and-usage.md §1).
+pub const DEFAULT_ENDPOINT: &str = "https://mkt.myhuaweicloud.com";
+pub const ACTIVATE_PATH: &str = "/api/mkp-openapi-public/global/v1/license/activate";
+pub const HEARTBEAT_PATH: &str = "/api/mkp-openapi-public/global/v1/license/heartbeat";
+/// `error_code` of a successful open-API call.
+pub const SUCCESS: &str = "92020000";
+/// Longest answer read; the documented answers are a few hundred bytes.
+pub const MAX_ANSWER: usize = 1024 * 1024;
+/// Marketplace codes have at most 64 characters (spec §2.8).
+pub const CODE_MAX: usize = 64;
+
+/// Which open API, with its own inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// `real_effect_time`: when the software actually started, UTC yyyyMMddHHmmss.
+    Activate {
+        real_effect_time: Option<String>,
+    },
+    Heartbeat,
+}
+
+impl Call {
+    pub fn path(&self) -> &'static str {
+        match self {
+            Call::Activate { .. } => ACTIVATE_PATH,
+            Call::Heartbeat => HEARTBEAT_PATH,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Call::Activate { .. } => "activate",
+            Call::Heartbeat => "heartbeat",
+        }
+    }
+}
+
+/// Everything to send, exactly: the headers include `Authorization`, and every other header
+/// listed here (Host included) is signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// `host[:port]` as the Host header carries it: lower case, no user info, no default port
+/// (spec §5.1 step 2), so the value signed is the value a gateway sees.
+pub fn host_header(url: &str) -> Result<String, String> {
+    let (scheme, _) = url
+        .split_once("://")
+        .ok_or_else(|| format!("--endpoint {url:?}: must start with http:// or https://"))?;
+    let (authority, _, _) = apig::split_url(url);
+    let authority = authority.unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(format!("--endpoint {url:?}: no host"));
+    }
+    let authority = authority.to_ascii_lowercase();
+    let default = if scheme.eq_ignore_ascii_case("https") {
+        ":443"
+    } else {
+        ":80"
+    };
+    Ok(authority
+        .strip_suffix(default)
+        .unwrap_or(&authority)
+        .to_string())
+}
+
+/// Checks the inputs a user typed; messages name the input, the value and the rule.
+pub fn check_inputs(code: &str, call: &Call) -> Result<(), String> {
+    let c = code.trim();
+    if c.is_empty() || c.len() > CODE_MAX {
+        return Err(format!(
+            "CODE {code:?}: a marketplace license code has 1 to {CODE_MAX} characters"
+        ));
+    }
+    if let Call::Activate {
+        real_effect_time: Some(t),
+    } = call
+    {
+        if t.len() != 14 || chrono::NaiveDateTime::parse_from_str(t, "%Y%m%d%H%M%S").is_err() {
+            return Err(format!(
+                "--real-effect-time {t:?}: must be UTC yyyyMMddHHmmss"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The signed request for `call` on `code`, against the base URL `endpoint`, at time `now`.
+pub fn build_request(
+    call: &Call,
+    endpoint: &str,
+    code: &str,
+    ak: &str,
+    sk: &str,
+    now: DateTime<Utc>,
+) -> Result<Request, String> {
+    check_inputs(code, call)?;
+    let base = endpoint.trim_end_matches('/');
+    let lower = base.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return Err(format!(
+            "--endpoint {base:?}: must start with http:// or https://"
+        ));
+    }
+    if base.contains(['?', '#']) {
+        return Err(format!(
+            "--endpoint {base:?}: a base URL without query or fragment"
+        ));
+    }
+    let url = format!("{base}{}", call.path());
+    let mut body = serde_json::Map::new();
+    body.insert("license".into(), Value::String(code.trim().to_string()));
+    if let Call::Activate {
+        real_effect_time: Some(t),
+    } = call
+    {
+        body.insert("real_effect_time".into(), Value::String(t.clone()));
+    }
+    let body = Value::Object(body).to_string();
+    let mut headers = vec![
+        ("Content-Type".to_string(), "application/json".to_string()),
+        ("Host".to_string(), host_header(&url)?),
+        (apig::DATE_HEADER.to_string(), apig::format_sdk_date(now)),
+    ];
+    let signed: Vec<String> = headers
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .collect();
+    let sig =
+        apig::sign(ak, sk, "POST", &url, &headers, &signed, body.as_bytes()).map_err(|e| e.0)?;
+    headers.push(("Authorization".to_string(), sig.authorization));
+    Ok(Request {
+        method: "POST",
+        url,
+        headers,
+        body,
+    })
+}
+
+/// The marketplace's answer, typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub http_status: u16,
+    pub error_code: String,
+    pub error_msg: String,
+    /// activate: `data.license_code_info` decoded from its JSON string; heartbeat: `data`.
+    pub license_info: Option<Value>,
+    /// `status` of the license info (`ALIVE`, `FROZEN`, ...), empty when absent.
+    pub status: String,
+    /// activate: `92020000`; heartbeat: `92020000` and `ALIVE`.
+    pub ok: bool,
+}
+
+/// At most `n` characters of an answer, for messages.
+pub fn excerpt(body: &[u8], n: usize) -> String {
+    String::from_utf8_lossy(body).chars().take(n).collect()
+}
+
+/// Reads an answer body. Not JSON is an error naming the status and the start of the body.
+pub fn parse_answer(call: &Call, http_status: u16, body: &[u8]) -> Result<Answer, String> {
+    let answer: Value = serde_json::from_slice(body).map_err(|_| {
+        format!(
+            "HTTP {http_status}, the answer is not JSON: {:?}",
+            excerpt(body, 200)
+        )
+    })?;
+    let text = |k: &str| {
+        answer
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let error_code = text("error_code");
+    let error_msg = text("error_msg");
+    let license_info = match call {
+        // activate returns the license info as a JSON string; decode it when it is one.
+        Call::Activate { .. } => match answer.pointer("/data/license_code_info").cloned() {
+            Some(Value::String(s)) => Some(serde_json::from_str(&s).unwrap_or(Value::String(s))),
+            other => other,
+        },
+        Call::Heartbeat => answer.get("data").cloned(),
+    };
+    let status = license_info
+        .as_ref()
+        .and_then(|i| i.get("status"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let ok = error_code == SUCCESS && (*call != Call::Heartbeat || status == "ALIVE");
+    Ok(Answer {
+        http_status,
+        error_code,
+        error_msg,
+        license_info,
+        status,
+        ok,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-24T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn header<'a>(r: &'a Request, name: &str) -> Option<&'a str> {
+        r.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn activate_request_is_signed_with_host_and_verifies() {
+        let call = Call::Activate {
+            real_effect_time: Some("20260102153555".into()),
+        };
+        let r = build_request(
+            &call,
+            "http://127.0.0.1:8080/",
+            " PLABC ",
+            "AK1",
+            "sk-1",
+            now(),
+        )
+        .unwrap();
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.url, format!("http://127.0.0.1:8080{ACTIVATE_PATH}"));
+        assert_eq!(
+            r.body,
+            r#"{"license":"PLABC","real_effect_time":"20260102153555"}"#
+        );
+        assert_eq!(header(&r, "Host"), Some("127.0.0.1:8080"));
+        assert_eq!(header(&r, "X-Sdk-Date"), Some("20261124T090000Z"));
+        let auth = header(&r, "Authorization").unwrap();
+        assert!(
+            auth.starts_with("SDK-HMAC-SHA256 Access=AK1, SignedHeaders=content-type;host;x-sdk-date, Signature="),
+            "{auth}"
+        );
+        // The gateway's side accepts exactly these bytes, and not a different Host.
+        let (_, ok) = apig::verify("sk-1", "POST", &r.url, &r.headers, r.body.as_bytes()).unwrap();
+        assert!(ok);
+        let mut moved = r.headers.clone();
+        moved[1].1 = "127.0.0.1:9090".into();
+        let (_, ok) = apig::verify("sk-1", "POST", &r.url, &moved, r.body.as_bytes()).unwrap();
+        assert!(!ok, "Host must be signed");
+        assert!(!format!("{r:?}").contains("sk-1"));
+    }
+
+    #[test]
+    fn heartbeat_request_has_only_the_license() {
+        let r = build_request(
+            &Call::Heartbeat,
+            "https://MKT.Example.com:443",
+            "PL1",
+            "AK",
+            "SK",
+            now(),
+        )
+        .unwrap();
+        assert_eq!(r.body, r#"{"license":"PL1"}"#);
+        assert_eq!(
+            r.url,
+            format!("https://MKT.Example.com:443{HEARTBEAT_PATH}")
+        );
+        assert_eq!(header(&r, "Host"), Some("mkt.example.com"));
+    }
+
+    #[test]
+    fn host_header_drops_default_ports_and_user_info() {
+        assert_eq!(host_header("http://h:80/p").unwrap(), "h");
+        assert_eq!(host_header("https://h:8443/p").unwrap(), "h:8443");
+        assert_eq!(host_header("https://u:p@h/p").unwrap(), "h");
+        assert!(host_header("https:///p").is_err());
+    }
+
+    #[test]
+    fn bad_inputs_are_refused_with_the_rule() {
+        let e = |call: Call, endpoint: &str, code: &str| {
+            build_request(&call, endpoint, code, "AK", "SK", now()).unwrap_err()
+        };
+        assert!(e(Call::Heartbeat, DEFAULT_ENDPOINT, " ").contains("1 to 64"));
+        assert!(e(Call::Heartbeat, DEFAULT_ENDPOINT, &"P".repeat(65)).contains("1 to 64"));
+        assert!(e(Call::Heartbeat, "ftp://x", "PL1").contains("http://"));
+        assert!(e(Call::Heartbeat, "http://x/?a=1", "PL1").contains("query"));
+        let bad_time = Call::Activate {
+            real_effect_time: Some("2026-01-02".into()),
+        };
+        assert!(e(bad_time, DEFAULT_ENDPOINT, "PL1").contains("yyyyMMddHHmmss"));
+    }
+
+    #[test]
+    fn activate_answer_decodes_the_license_info_string() {
+        let body = br#"{"error_code":"92020000","error_msg":"success","data":{"license_code_info":"{\"status\":\"ALIVE\",\"expire_time\":\"20230726121646\",\"product_id\":\"12345\",\"amount\":2,\"order_id\":\"CS123\"}"}}"#;
+        let call = Call::Activate {
+            real_effect_time: None,
+        };
+        let a = parse_answer(&call, 200, body).unwrap();
+        assert!(a.ok);
+        assert_eq!(a.status, "ALIVE");
+        assert_eq!(a.license_info.unwrap()["amount"], 2);
+        let refused = parse_answer(
+            &call,
+            200,
+            br#"{"error_code":"92020003","error_msg":"illegal state"}"#,
+        )
+        .unwrap();
+        assert!(!refused.ok);
+        assert_eq!(refused.error_msg, "illegal state");
+        assert_eq!(refused.license_info, None);
+    }
+
+    #[test]
+    fn heartbeat_is_ok_only_when_alive() {
+        let alive = br#"{"error_code":"92020000","error_msg":"success","data":{"license_code":"PL1","status":"ALIVE"}}"#;
+        let frozen = br#"{"error_code":"92020000","error_msg":"success","data":{"license_code":"PL1","status":"FROZEN"}}"#;
+        assert!(parse_answer(&Call::Heartbeat, 200, alive).unwrap().ok);
+        let f = parse_answer(&Call::Heartbeat, 200, frozen).unwrap();
+        assert!(!f.ok);
+        assert_eq!(f.status, "FROZEN");
+    }
+
+    #[test]
+    fn an_answer_that_is_not_json_is_an_error_with_an_excerpt() {
+        let e = parse_answer(&Call::Heartbeat, 502, b"<html>bad gateway</html>").unwrap_err();
+        assert!(e.contains("HTTP 502") && e.contains("bad gateway"), "{e}");
+        let long = vec![b'x'; 5000];
+        assert!(
+            parse_answer(&Call::Heartbeat, 200, &long)
+                .unwrap_err()
+                .len()
+                < 300
+        );
+    }
+}
