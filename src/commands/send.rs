@@ -310,7 +310,7 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
         let mut ctx = Ctx {
             test_flag: !a.no_test_flag,
             users: Some(a.users as usize),
-            v1_key: keys.basic.as_ref().map(|k| k.expose().to_string()),
+            v1_key: keys.basic.clone(),
             ..Ctx::default()
         };
         gen::settle(&mut ctx);

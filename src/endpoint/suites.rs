@@ -181,7 +181,7 @@ impl Runner<'_> {
         let mut c = Ctx {
             test_flag: self.t.test_flag,
             users: Some(self.t.users),
-            v1_key: self.t.keys.basic.as_ref().map(|k| k.expose().to_string()),
+            v1_key: self.t.keys.basic.clone(),
             ..Ctx::default()
         };
         gen::settle(&mut c);
