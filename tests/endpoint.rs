@@ -806,6 +806,34 @@ fn exit_codes_for_network_and_config_errors() {
 }
 
 #[test]
+fn endpoint_urls_with_credentials_are_refused_without_echoing_them() {
+    let env = Env::new();
+    let k = env.p("basic.key");
+    for args in [
+        vec!["send", "newInstance", "--dry-run"],
+        vec!["send", "newInstance", "--curl", "--dry-run"],
+        vec!["test-endpoint"],
+    ] {
+        let mut args = args.clone();
+        args.extend([
+            "--endpoint",
+            "http://seller:s3cretpw@127.0.0.1:1/produce",
+            "--key-file",
+            &k,
+        ]);
+        let o = env.run(&args);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {t}");
+        assert!(
+            t.contains("--endpoint") && t.contains("user name or password"),
+            "{t}"
+        );
+        assert!(!t.contains("s3cretpw"), "the password was printed: {t}");
+        assert_eq!(t.trim().lines().count(), 1, "{t}");
+    }
+}
+
+#[test]
 fn state_file_keeps_instances_across_restarts() {
     let env = Env::new();
     let state = env.p("state.db");

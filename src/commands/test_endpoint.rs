@@ -106,13 +106,20 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// Parses an endpoint URL; only http and https.
+/// Parses an endpoint URL; only http and https, without user name or password.
 pub fn parse_endpoint(s: &str) -> Result<Url> {
     let url = Url::parse(s).map_err(|e| {
         CsmError::usage(format!(
-            "--endpoint {s:?}: not a URL ({e}); write it as https://host/path"
+            "--endpoint: not a URL ({e}); write it as https://host/path"
         ))
     })?;
+    // Credentials in the URL would be printed with every request (and the marketplace
+    // never sends any): refuse them, without echoing the URL that holds them.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(CsmError::usage(
+            "--endpoint: must not contain a user name or password (user:password@host); remove them from the URL",
+        ));
+    }
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(CsmError::usage(format!(
             "--endpoint {s:?}: must be an http:// or https:// URL with a host"
@@ -405,5 +412,15 @@ mod tests {
         let e = parse_endpoint("ftp://x/").unwrap_err().to_string();
         assert!(e.contains("http:// or https://"), "{e}");
         assert!(parse_endpoint("not a url").is_err());
+        for u in [
+            "http://user:pw@127.0.0.1:1/",
+            "https://user@isv.example.com/",
+        ] {
+            let e = parse_endpoint(u).unwrap_err();
+            assert_eq!(e.exit().code(), 2, "{u}");
+            let text = e.to_string();
+            assert!(text.contains("--endpoint") && text.contains("user name or password"));
+            assert!(!text.contains("pw@") && !text.contains("user@"), "{text}");
+        }
     }
 }
