@@ -61,16 +61,33 @@ impl Env {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let line = first_line(&mut child);
         let url = line
             .trim()
             .strip_prefix("csm merchant listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
         Served { child, url }
+    }
+}
+
+/// The child's first stdout line, waited for at most 20 s: a server that never prints it
+/// fails the test instead of hanging CI.
+fn first_line(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server printed no first line within 20 s");
+        }
     }
 }
 
@@ -897,10 +914,7 @@ fn keys_never_appear_in_any_output() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = first_line(&mut child);
     let url = line.trim().rsplit(' ').next().unwrap().to_string();
     let ep = format!("{url}/produce");
     let junit = env.p("j.xml");
