@@ -918,77 +918,99 @@ fn keys_never_appear_in_any_output() {
     let url = line.trim().rsplit(' ').next().unwrap().to_string();
     let ep = format!("{url}/produce");
     let junit = env.p("j.xml");
-    for args in [
-        vec![
-            "test-endpoint",
-            "--endpoint",
-            &ep,
-            "--key-file",
-            &k,
-            "--kit-key-file",
-            &kk,
-            "--license-key-file",
-            &lk,
-            "--junit",
-            &junit,
-        ],
-        vec![
-            "--json",
-            "test-endpoint",
-            "--endpoint",
-            &ep,
-            "--key-file",
-            &k,
-            "--kit-key-file",
-            &kk,
-            "--license-key-file",
-            &lk,
-        ],
-        vec![
-            "send",
-            "newInstance",
-            "--endpoint",
-            &ep,
-            "--key-file",
-            &k,
-            "--curl",
-        ],
-        vec![
-            "--json",
-            "send",
-            "tenantSync",
-            "--endpoint",
-            &ep,
-            "--key-file",
-            &k,
-            "--kit-key-file",
-            &kk,
-        ],
-        vec![
-            "send",
-            "refreshLicenseCode",
-            "--endpoint",
-            &ep,
-            "--key-file",
-            &k,
-            "--license-key-file",
-            &lk,
-            "--dry-run",
-        ],
-        vec![
-            "send",
-            "newInstance",
-            "--endpoint",
-            &ep,
-            "--key-file",
-            &k,
-            "--set",
-            "nope=1",
-        ],
-        vec!["test-endpoint", "--help"],
-        vec!["serve", "merchant", "--help"],
+    // Each run with its expected exit code, so that an early error (which would print
+    // little) cannot make the test pass without exercising anything.
+    for (args, code) in [
+        (
+            vec![
+                "test-endpoint",
+                "--endpoint",
+                &ep,
+                "--key-file",
+                &k,
+                "--kit-key-file",
+                &kk,
+                "--license-key-file",
+                &lk,
+                "--junit",
+                &junit,
+            ],
+            0,
+        ),
+        (
+            vec![
+                "--json",
+                "test-endpoint",
+                "--endpoint",
+                &ep,
+                "--key-file",
+                &k,
+                "--kit-key-file",
+                &kk,
+                "--license-key-file",
+                &lk,
+            ],
+            0,
+        ),
+        (
+            vec![
+                "send",
+                "newInstance",
+                "--endpoint",
+                &ep,
+                "--key-file",
+                &k,
+                "--curl",
+            ],
+            0,
+        ),
+        (
+            vec![
+                "--json",
+                "send",
+                "tenantSync",
+                "--endpoint",
+                &ep,
+                "--key-file",
+                &k,
+                "--kit-key-file",
+                &kk,
+            ],
+            0,
+        ),
+        (
+            vec![
+                "send",
+                "refreshLicenseCode",
+                "--endpoint",
+                &ep,
+                "--key-file",
+                &k,
+                "--license-key-file",
+                &lk,
+                "--dry-run",
+            ],
+            0,
+        ),
+        (
+            vec![
+                "send",
+                "newInstance",
+                "--endpoint",
+                &ep,
+                "--key-file",
+                &k,
+                "--set",
+                "nope=1",
+            ],
+            2,
+        ),
+        (vec!["test-endpoint", "--help"], 0),
+        (vec!["serve", "merchant", "--help"], 0),
     ] {
-        outputs.push(text(&env.run(&args)));
+        let o = env.run(&args);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", text(&o));
+        outputs.push(text(&o));
     }
     outputs.push(std::fs::read_to_string(&junit).unwrap());
     let _ = child.kill();
