@@ -396,6 +396,29 @@ fn v1_with_kit_passes_every_suite_and_every_request_verifies() {
 }
 
 #[test]
+fn v1_address_with_its_own_query_is_signed_over_it_too() {
+    let env = Env::new();
+    let k = env.p("basic.key");
+    let m = env.serve(&["--protocol", "v1", "--key-file", &k]);
+    let ep = format!("{}/produce?channel=x", m.url);
+    let o = env.run(&[
+        "--json",
+        "test-endpoint",
+        "--protocol",
+        "v1",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--suite",
+        "lifecycle",
+    ]);
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(failing_families(&r).is_empty(), "{r}");
+}
+
+#[test]
 fn license_only_product_is_tested_with_the_license_key_alone() {
     let env = Env::new();
     let lk = env.p("license.key");
