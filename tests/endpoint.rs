@@ -419,6 +419,46 @@ fn v1_address_with_its_own_query_is_signed_over_it_too() {
 }
 
 #[test]
+fn ipv6_loopback_endpoint_is_reached() {
+    if let Err(e) = std::net::TcpListener::bind("[::1]:0") {
+        println!("skipped: this machine has no IPv6 loopback ([::1]: {e})");
+        return;
+    }
+    let env = Env::new();
+    let k = env.p("basic.key");
+    let mut child = env
+        .cmd()
+        .args(["serve", "merchant", "--listen", "[::1]:0", "--key-file", &k])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = first_line(&mut child);
+    let m = Served {
+        child,
+        url: line
+            .trim()
+            .strip_prefix("csm merchant listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string(),
+    };
+    assert!(m.url.starts_with("http://[::1]:"), "{}", m.url);
+    let ep = format!("{}/produce", m.url);
+    let o = env.run(&[
+        "--json",
+        "test-endpoint",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--suite",
+        "lifecycle",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(failing_families(&report(&o)).is_empty());
+}
+
+#[test]
 fn license_only_product_is_tested_with_the_license_key_alone() {
     let env = Env::new();
     let lk = env.p("license.key");
