@@ -864,13 +864,15 @@ fn readiness(r: &mut Runner) {
         ctx.instance_id = Some(crate::clock::uuid());
         let _ = r.call("queryInstance", None, &ctx, &[], Tamper::None);
     }
-    for (check, rule) in readiness_rules(&url, &r.all_ex) {
+    for (check, rule) in readiness_rules(&url, &r.all_ex, r.t.ca_pem.is_some()) {
         r.row(check, rule, String::new());
     }
 }
 
 /// The readiness rules for `url`, judged from the exchanges of the run (no extra calls).
-pub fn readiness_rules(url: &Url, exchanges: &[Exchange]) -> Vec<(String, Rule)> {
+/// `ca_file`: the client also trusted a `--ca-file` root, so a completed handshake does not
+/// show that the public roots the marketplace uses would accept the certificate.
+pub fn readiness_rules(url: &Url, exchanges: &[Exchange], ca_file: bool) -> Vec<(String, Rule)> {
     let f = Family::Readiness;
     if is_loopback(url) {
         return vec![(
@@ -934,6 +936,12 @@ pub fn readiness_rules(url: &Url, exchanges: &[Exchange]) -> Vec<(String, Rule)>
     let want = "TLS ≥ 1.2 with a certificate valid for the host";
     let tls_rule = match (https, tls_fail, replied) {
         (false, _, _) => Rule::skip(f, "not HTTPS"),
+        (true, _, _) if ca_file => Rule::fail(
+            f,
+            want,
+            "trusted only through --ca-file; the marketplace uses public roots",
+            "install a certificate from a public CA, then run without --ca-file to check it",
+        ),
         (true, Some(e), _) => Rule::fail(
             f,
             want,
@@ -1001,7 +1009,7 @@ mod tests {
     #[test]
     fn readiness_judges_a_production_address() {
         let statuses = |url: &str, ex: &[Exchange]| -> Vec<Status> {
-            readiness_rules(&Url::parse(url).unwrap(), ex)
+            readiness_rules(&Url::parse(url).unwrap(), ex, false)
                 .into_iter()
                 .map(|(_, r)| r.status)
                 .collect()
@@ -1037,9 +1045,22 @@ mod tests {
             }),
             5,
         );
-        let rules = readiness_rules(&Url::parse(good).unwrap(), &[tls]);
+        let rules = readiness_rules(&Url::parse(good).unwrap(), &[tls], false);
         assert_eq!(rules[3].1.status, Status::Fail);
         assert!(rules[3].1.actual.contains("Expired"));
+        // A handshake that succeeded only thanks to --ca-file proves nothing about the
+        // public roots the marketplace uses.
+        let rules = readiness_rules(
+            &Url::parse(good).unwrap(),
+            &[exchange(good, Ok(ok.clone()), 30)],
+            true,
+        );
+        assert_eq!(rules[3].1.status, Status::Fail);
+        assert!(
+            rules[3].1.actual.contains("trusted only through --ca-file"),
+            "{}",
+            rules[3].1.actual
+        );
         assert_eq!(statuses("http://127.0.0.1:9/", &[]), vec![Status::Skip]);
     }
 
