@@ -451,7 +451,9 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
         }
     }
     if let Err(f) = &ex.outcome {
-        if f.kind == crate::endpoint::client::NetKind::Connect {
+        // No reply at all (DNS, connect, TLS, timeout, reset): a network error, after the
+        // verdict above has been printed.
+        if f.kind.is_unreachable() {
             return Err(CsmError::Network(format!(
                 "--endpoint {endpoint}: unreachable: {}",
                 f.message

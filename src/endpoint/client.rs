@@ -49,6 +49,15 @@ pub enum NetKind {
     Protocol,
 }
 
+impl NetKind {
+    /// No HTTP reply came at all (DNS, connect, TLS, timeout, reset): when that happens to
+    /// the first call, the endpoint is unreachable (exit 4). `Protocol` means something did
+    /// answer, so it is judged as a failed check instead.
+    pub fn is_unreachable(self) -> bool {
+        !matches!(self, NetKind::Protocol)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NetFailure {
     pub kind: NetKind,

@@ -78,7 +78,7 @@ pub struct Row {
 pub struct Outcome {
     pub rows: Vec<Row>,
     pub calls: usize,
-    /// Set when the first call got no connection at all (nothing listening, DNS).
+    /// Set when the first call got no reply at all (DNS, connect, TLS, timeout, reset).
     pub unreachable: Option<NetFailure>,
     pub elapsed: Duration,
 }
@@ -125,7 +125,9 @@ pub fn run(target: &Target, suites: &[Suite], observe: &mut dyn FnMut(&Exchange)
         }
         r.finish_suite();
     }
-    let unreachable = r.aborted.clone().filter(|f| f.kind == NetKind::Connect);
+    // The first call got no reply at all: unreachable (exit 4). A later call without reply
+    // is a failed `reachable` check instead (exit 1).
+    let unreachable = r.aborted.clone().filter(|f| f.kind.is_unreachable());
     Outcome {
         rows: r.rows,
         calls: r.calls,
