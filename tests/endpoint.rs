@@ -458,6 +458,86 @@ fn ipv6_loopback_endpoint_is_reached() {
     assert!(failing_families(&report(&o)).is_empty());
 }
 
+fn check_named<'a>(r: &'a Value, name: &str) -> Vec<&'a Value> {
+    r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["check"].as_str().unwrap_or("").contains(name))
+        .collect()
+}
+
+#[test]
+fn without_test_flag_license_callbacks_need_a_code_the_merchant_knows() {
+    let env = Env::new();
+    let (k, lk) = (env.p("basic.key"), env.p("license.key"));
+    let m = env.serve(&["--key-file", &k, "--license-key-file", &lk]);
+    let ep = format!("{}/produce", m.url);
+    let base = [
+        "--json",
+        "test-endpoint",
+        "--no-test-flag",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--license-key-file",
+        &lk,
+    ];
+    // No code: made-up PL… codes would be refused (000003), so the License callbacks are
+    // skipped with a note rather than failed.
+    let o = env.run(&base);
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(0), "{r:#}");
+    let lic = check_named(&r, "License callbacks");
+    assert_eq!(lic.len(), 1, "{r:#}");
+    assert_eq!(lic[0]["status"], "skip");
+    assert!(
+        lic[0]["actual"]
+            .as_str()
+            .unwrap()
+            .contains("--license-code"),
+        "{}",
+        lic[0]
+    );
+    assert!(
+        check_named(&r, "updateLicenseCodeStatus").is_empty(),
+        "{r:#}"
+    );
+
+    // A code the merchant knows (issued by a test refresh first) is used and passes.
+    let code = "PLKNOWNCODE0000000000000000000001";
+    let o = env.run(&[
+        "send",
+        "refreshLicenseCode",
+        "--scene",
+        "RENEWAL",
+        "--endpoint",
+        &ep,
+        "--license-key-file",
+        &lk,
+        "--set",
+        &format!("license={code}"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mut args = base.to_vec();
+    args.extend(["--license-code", code]);
+    let o = env.run(&args);
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(0), "{r:#}");
+    let freeze = check_named(&r, "updateLicenseCodeStatus FREEZE");
+    assert!(!freeze.is_empty(), "{r:#}");
+    assert!(freeze.iter().all(|c| c["status"] == "pass"), "{r:#}");
+    assert!(failing_families(&r).is_empty(), "{r:#}");
+
+    // The flag's value is checked.
+    let mut args = base.to_vec();
+    args.extend(["--license-code", "has space"]);
+    let o = env.run(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--license-code"), "{}", text(&o));
+}
+
 #[test]
 fn license_only_product_is_tested_with_the_license_key_alone() {
     let env = Env::new();

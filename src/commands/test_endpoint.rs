@@ -60,6 +60,10 @@ pub struct TestEndpointArgs {
     /// Send calls without testFlag (as live orders). Only for endpoints you own.
     #[arg(long)]
     pub no_test_flag: bool,
+    /// A license code your endpoint knows, carried by the License callbacks instead of
+    /// made-up ones (needed with --no-test-flag, else the License callbacks are skipped).
+    #[arg(long, value_name = "CODE", value_parser = parse_license_code)]
+    pub license_code: Option<String>,
     /// Users per authSync call (at most 500).
     #[arg(long, default_value_t = 500, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=500))]
     pub users: u16,
@@ -77,11 +81,22 @@ pub struct TestEndpointArgs {
     pub yes: bool,
     /// Start the reference merchant on a free loopback port and test it (v2 with Kit and
     /// License, then v1 with Kit), with keys made for the run.
-    #[arg(long, conflicts_with_all = ["endpoint", "key_file", "kit_key_file", "license_key_file"])]
+    #[arg(long, conflicts_with_all = ["endpoint", "key_file", "kit_key_file", "license_key_file", "license_code"])]
     pub demo: bool,
     /// With --demo: make the reference merchant wrong on purpose (see `csm serve merchant --help`).
     #[arg(long, value_name = "NAME", requires = "demo")]
     pub fault: Vec<String>,
+}
+
+/// A license code as the License callbacks carry it: 1 to 64 printable ASCII characters.
+pub fn parse_license_code(s: &str) -> std::result::Result<String, String> {
+    let n = s.chars().count();
+    if n == 0 || n > 64 || !s.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!(
+            "{s:?}: a license code is 1 to 64 printable ASCII characters without spaces"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 /// `5s`, `1500ms`, `1.5s`, `2m`, or plain seconds.
@@ -250,6 +265,7 @@ pub fn demo_targets(
             license_inner: crate::protocol::v2::LicenseInner::KeyedHmac,
             require_body_sign: false,
             ca_pem: None,
+            license_code: None,
         });
     }
     Ok((targets, servers))
@@ -316,6 +332,7 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
             license_inner: a.license_inner.into(),
             require_body_sign: a.require_body_sign,
             ca_pem: read_ca(a.ca_file.as_deref())?,
+            license_code: a.license_code.clone(),
         });
     }
 
