@@ -124,8 +124,14 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 /// Parses an endpoint URL; only http and https, without user name or password.
 pub fn parse_endpoint(s: &str) -> Result<Url> {
     let url = Url::parse(s).map_err(|e| {
+        // Echo the value unless it may hold credentials (`user:password@`).
+        let shown = if s.contains('@') {
+            String::new()
+        } else {
+            format!(" {s:?}")
+        };
         CsmError::usage(format!(
-            "--endpoint: not a URL ({e}); write it as https://host/path"
+            "--endpoint{shown}: not a URL ({e}); write it as https://host/path"
         ))
     })?;
     // Credentials in the URL would be printed with every request (and the marketplace
@@ -428,7 +434,12 @@ mod tests {
         assert!(parse_endpoint("https://isv.example.com/produce").is_ok());
         let e = parse_endpoint("ftp://x/").unwrap_err().to_string();
         assert!(e.contains("http:// or https://"), "{e}");
-        assert!(parse_endpoint("not a url").is_err());
+        let e = parse_endpoint("not a url").unwrap_err().to_string();
+        assert!(e.contains("\"not a url\""), "{e}");
+        let e = parse_endpoint("http://u:s3cret@host:99999/")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret"), "{e}");
         for u in [
             "http://user:pw@127.0.0.1:1/",
             "https://user@isv.example.com/",
