@@ -61,16 +61,33 @@ impl Env {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let line = first_line(&mut child);
         let url = line
             .trim()
             .strip_prefix("csm merchant listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
         Served { child, url }
+    }
+}
+
+/// The child's first stdout line, waited for at most 20 s: a server that never prints it
+/// fails the test instead of hanging CI.
+fn first_line(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server printed no first line within 20 s");
+        }
     }
 }
 
@@ -376,6 +393,149 @@ fn v1_with_kit_passes_every_suite_and_every_request_verifies() {
     assert_eq!(a.total as u64, r["summary"]["calls"].as_u64().unwrap());
     assert_eq!(a.invalid, 4, "{a:?}");
     assert_eq!(a.without_test_flag, 0);
+}
+
+#[test]
+fn v1_address_with_its_own_query_is_signed_over_it_too() {
+    let env = Env::new();
+    let k = env.p("basic.key");
+    let m = env.serve(&["--protocol", "v1", "--key-file", &k]);
+    let ep = format!("{}/produce?channel=x", m.url);
+    let o = env.run(&[
+        "--json",
+        "test-endpoint",
+        "--protocol",
+        "v1",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--suite",
+        "lifecycle",
+    ]);
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(failing_families(&r).is_empty(), "{r}");
+}
+
+#[test]
+fn ipv6_loopback_endpoint_is_reached() {
+    if let Err(e) = std::net::TcpListener::bind("[::1]:0") {
+        println!("skipped: this machine has no IPv6 loopback ([::1]: {e})");
+        return;
+    }
+    let env = Env::new();
+    let k = env.p("basic.key");
+    let mut child = env
+        .cmd()
+        .args(["serve", "merchant", "--listen", "[::1]:0", "--key-file", &k])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = first_line(&mut child);
+    let m = Served {
+        child,
+        url: line
+            .trim()
+            .strip_prefix("csm merchant listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string(),
+    };
+    assert!(m.url.starts_with("http://[::1]:"), "{}", m.url);
+    let ep = format!("{}/produce", m.url);
+    let o = env.run(&[
+        "--json",
+        "test-endpoint",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--suite",
+        "lifecycle",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(failing_families(&report(&o)).is_empty());
+}
+
+fn check_named<'a>(r: &'a Value, name: &str) -> Vec<&'a Value> {
+    r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["check"].as_str().unwrap_or("").contains(name))
+        .collect()
+}
+
+#[test]
+fn without_test_flag_license_callbacks_need_a_code_the_merchant_knows() {
+    let env = Env::new();
+    let (k, lk) = (env.p("basic.key"), env.p("license.key"));
+    let m = env.serve(&["--key-file", &k, "--license-key-file", &lk]);
+    let ep = format!("{}/produce", m.url);
+    let base = [
+        "--json",
+        "test-endpoint",
+        "--no-test-flag",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--license-key-file",
+        &lk,
+    ];
+    // No code: made-up PL… codes would be refused (000003), so the License callbacks are
+    // skipped with a note rather than failed.
+    let o = env.run(&base);
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(0), "{r:#}");
+    let lic = check_named(&r, "License callbacks");
+    assert_eq!(lic.len(), 1, "{r:#}");
+    assert_eq!(lic[0]["status"], "skip");
+    assert!(
+        lic[0]["actual"]
+            .as_str()
+            .unwrap()
+            .contains("--license-code"),
+        "{}",
+        lic[0]
+    );
+    assert!(
+        check_named(&r, "updateLicenseCodeStatus").is_empty(),
+        "{r:#}"
+    );
+
+    // A code the merchant knows (issued by a test refresh first) is used and passes.
+    let code = "PLKNOWNCODE0000000000000000000001";
+    let o = env.run(&[
+        "send",
+        "refreshLicenseCode",
+        "--scene",
+        "RENEWAL",
+        "--endpoint",
+        &ep,
+        "--license-key-file",
+        &lk,
+        "--set",
+        &format!("license={code}"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mut args = base.to_vec();
+    args.extend(["--license-code", code]);
+    let o = env.run(&args);
+    let r = report(&o);
+    assert_eq!(o.status.code(), Some(0), "{r:#}");
+    let freeze = check_named(&r, "updateLicenseCodeStatus FREEZE");
+    assert!(!freeze.is_empty(), "{r:#}");
+    assert!(freeze.iter().all(|c| c["status"] == "pass"), "{r:#}");
+    assert!(failing_families(&r).is_empty(), "{r:#}");
+
+    // The flag's value is checked.
+    let mut args = base.to_vec();
+    args.extend(["--license-code", "has space"]);
+    let o = env.run(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--license-code"), "{}", text(&o));
 }
 
 #[test]
@@ -806,6 +966,34 @@ fn exit_codes_for_network_and_config_errors() {
 }
 
 #[test]
+fn endpoint_urls_with_credentials_are_refused_without_echoing_them() {
+    let env = Env::new();
+    let k = env.p("basic.key");
+    for args in [
+        vec!["send", "newInstance", "--dry-run"],
+        vec!["send", "newInstance", "--curl", "--dry-run"],
+        vec!["test-endpoint"],
+    ] {
+        let mut args = args.clone();
+        args.extend([
+            "--endpoint",
+            "http://seller:s3cretpw@127.0.0.1:1/produce",
+            "--key-file",
+            &k,
+        ]);
+        let o = env.run(&args);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {t}");
+        assert!(
+            t.contains("--endpoint") && t.contains("user name or password"),
+            "{t}"
+        );
+        assert!(!t.contains("s3cretpw"), "the password was printed: {t}");
+        assert_eq!(t.trim().lines().count(), 1, "{t}");
+    }
+}
+
+#[test]
 fn state_file_keeps_instances_across_restarts() {
     let env = Env::new();
     let state = env.p("state.db");
@@ -869,84 +1057,103 @@ fn keys_never_appear_in_any_output() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = first_line(&mut child);
     let url = line.trim().rsplit(' ').next().unwrap().to_string();
     let ep = format!("{url}/produce");
     let junit = env.p("j.xml");
-    for args in [
-        vec![
-            "test-endpoint",
-            "--endpoint",
-            &ep,
-            "--key-file",
-            &k,
-            "--kit-key-file",
-            &kk,
-            "--license-key-file",
-            &lk,
-            "--junit",
-            &junit,
-        ],
-        vec![
-            "--json",
-            "test-endpoint",
-            "--endpoint",
-            &ep,
-            "--key-file",
-            &k,
-            "--kit-key-file",
-            &kk,
-            "--license-key-file",
-            &lk,
-        ],
-        vec![
-            "send",
-            "newInstance",
-            "--endpoint",
-            &ep,
-            "--key-file",
-            &k,
-            "--curl",
-        ],
-        vec![
-            "--json",
-            "send",
-            "tenantSync",
-            "--endpoint",
-            &ep,
-            "--key-file",
-            &k,
-            "--kit-key-file",
-            &kk,
-        ],
-        vec![
-            "send",
-            "refreshLicenseCode",
-            "--endpoint",
-            &ep,
-            "--key-file",
-            &k,
-            "--license-key-file",
-            &lk,
-            "--dry-run",
-        ],
-        vec![
-            "send",
-            "newInstance",
-            "--endpoint",
-            &ep,
-            "--key-file",
-            &k,
-            "--set",
-            "nope=1",
-        ],
-        vec!["test-endpoint", "--help"],
-        vec!["serve", "merchant", "--help"],
+    // Each run with its expected exit code, so that an early error (which would print
+    // little) cannot make the test pass without exercising anything.
+    for (args, code) in [
+        (
+            vec![
+                "test-endpoint",
+                "--endpoint",
+                &ep,
+                "--key-file",
+                &k,
+                "--kit-key-file",
+                &kk,
+                "--license-key-file",
+                &lk,
+                "--junit",
+                &junit,
+            ],
+            0,
+        ),
+        (
+            vec![
+                "--json",
+                "test-endpoint",
+                "--endpoint",
+                &ep,
+                "--key-file",
+                &k,
+                "--kit-key-file",
+                &kk,
+                "--license-key-file",
+                &lk,
+            ],
+            0,
+        ),
+        (
+            vec![
+                "send",
+                "newInstance",
+                "--endpoint",
+                &ep,
+                "--key-file",
+                &k,
+                "--curl",
+            ],
+            0,
+        ),
+        (
+            vec![
+                "--json",
+                "send",
+                "tenantSync",
+                "--endpoint",
+                &ep,
+                "--key-file",
+                &k,
+                "--kit-key-file",
+                &kk,
+            ],
+            0,
+        ),
+        (
+            vec![
+                "send",
+                "refreshLicenseCode",
+                "--endpoint",
+                &ep,
+                "--key-file",
+                &k,
+                "--license-key-file",
+                &lk,
+                "--dry-run",
+            ],
+            0,
+        ),
+        (
+            vec![
+                "send",
+                "newInstance",
+                "--endpoint",
+                &ep,
+                "--key-file",
+                &k,
+                "--set",
+                "nope=1",
+            ],
+            2,
+        ),
+        (vec!["test-endpoint", "--help"], 0),
+        (vec!["serve", "merchant", "--help"], 0),
     ] {
-        outputs.push(text(&env.run(&args)));
+        let o = env.run(&args);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", text(&o));
+        outputs.push(text(&o));
     }
     outputs.push(std::fs::read_to_string(&junit).unwrap());
     let _ = child.kill();

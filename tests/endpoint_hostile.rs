@@ -1,6 +1,10 @@
 //! Hostile endpoints (small TCP servers on 127.0.0.1 inside the test) each get a verdict
 //! in bounded time: no answer, a 10 MB body, non-JSON, a redirect to another host, a TLS
 //! error, a connection reset.
+//!
+//! Exit codes: a first call that gets no reply at all (timeout, TLS error, reset before any
+//! reply, nothing listening) is exit 4, "unreachable"; an endpoint that answers some calls
+//! and then times out on one fails the `reachable` check (exit 1).
 
 use assert_cmd::Command;
 use serde_json::Value;
@@ -78,6 +82,12 @@ fn reset(s: TcpStream) {
 }
 
 fn send(url: &str) -> (Option<i32>, Value) {
+    let (code, v, _) = send_full(url);
+    (code, v)
+}
+
+/// Exit code, the JSON verdict on stdout, and stderr.
+fn send_full(url: &str) -> (Option<i32>, Value, String) {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("k");
     std::fs::write(&key, KEY).unwrap();
@@ -107,7 +117,11 @@ fn send(url: &str) -> (Option<i32>, Value) {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    (out.status.code(), v)
+    (
+        out.status.code(),
+        v,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn failed<'a>(v: &'a Value, family: &str) -> Option<&'a Value> {
@@ -121,8 +135,10 @@ fn failed<'a>(v: &'a Value, family: &str) -> Option<&'a Value> {
 #[test]
 fn no_answer_times_out_with_a_verdict() {
     let (port, _) = hostile(2, no_answer);
-    let (code, v) = send(&format!("http://127.0.0.1:{port}/produce"));
-    assert_eq!(code, Some(1), "{v:#}");
+    let (code, v, err) = send_full(&format!("http://127.0.0.1:{port}/produce"));
+    // No reply at all: the verdict is printed, and the exit code says network error.
+    assert_eq!(code, Some(4), "{v:#}");
+    assert!(err.contains("unreachable"), "{err}");
     assert_eq!(v["reply"]["kind"], "timeout");
     let c = failed(&v, "reachable").expect("reachable fails");
     assert!(c["fix"].as_str().unwrap().contains("5 s"), "{c}");
@@ -172,7 +188,7 @@ fn redirect_to_another_host_is_reported_not_followed() {
 fn tls_error_is_a_verdict() {
     let (port, _) = hostile(2, plain_to_tls);
     let (code, v) = send(&format!("https://127.0.0.1:{port}/produce"));
-    assert_eq!(code, Some(1), "{v:#}");
+    assert_eq!(code, Some(4), "{v:#}");
     assert_eq!(v["reply"]["kind"], "tls", "{v:#}");
     let c = failed(&v, "reachable").expect("reachable fails");
     assert!(c["fix"].as_str().unwrap().contains("TLS"), "{c}");
@@ -182,7 +198,7 @@ fn tls_error_is_a_verdict() {
 fn connection_reset_is_a_verdict() {
     let (port, _) = hostile(2, reset);
     let (code, v) = send(&format!("http://127.0.0.1:{port}/produce"));
-    assert_eq!(code, Some(1), "{v:#}");
+    assert_eq!(code, Some(4), "{v:#}");
     assert_eq!(v["reply"]["kind"], "reset", "{v:#}");
 }
 
@@ -202,11 +218,69 @@ fn test_endpoint_stops_after_a_first_call_without_reply() {
         .timeout(Duration::from_secs(30))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["summary"]["calls"], 1, "{v:#}");
+    // The first call timed out: unreachable, one error line, no report, one call only.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("unreachable") && err.contains("--endpoint"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
     assert_eq!(count.load(Ordering::SeqCst), 1);
-    assert!(failed(&v, "reachable").is_some());
+}
+
+/// Answers every call with 000000 except the second connection, which gets no answer.
+fn answers_then_hangs_once(mut s: TcpStream, n: usize) {
+    if n == 2 {
+        return no_answer(s);
+    }
+    read_request(&mut s);
+    let body = r#"{"resultCode":"000000","resultMsg":"ok","instanceId":"inst-1"}"#;
+    let _ = s.write_all(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+}
+
+#[test]
+fn a_timeout_after_some_replies_is_a_failed_check_not_unreachable() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (i, stream) in listener.incoming().take(60).flatten().enumerate() {
+            std::thread::spawn(move || answers_then_hangs_once(stream, i + 1));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k");
+    std::fs::write(&key, KEY).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_csm"))
+        .env_clear()
+        .env("CSM_CONFIG_DIR", dir.path())
+        .args([
+            "--json",
+            "test-endpoint",
+            "--suite",
+            "lifecycle",
+            "--timeout",
+            "1s",
+            "--endpoint",
+        ])
+        .arg(format!("http://127.0.0.1:{port}/produce"))
+        .arg("--key-file")
+        .arg(&key)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no report ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(1), "{v:#}");
+    let c = failed(&v, "reachable").expect("reachable fails");
+    assert!(c["actual"].as_str().unwrap().contains("timeout"), "{c}");
+    assert!(v["summary"]["calls"].as_u64().unwrap() > 2, "{v:#}");
 }
 
 /// An endpoint that provisions in the background: newInstance answers 000004 and the

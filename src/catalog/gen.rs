@@ -27,8 +27,8 @@ pub struct Ctx {
     pub flag: Option<i64>,
     /// authSync user count (at most 500 per call).
     pub users: Option<usize>,
-    /// V1 basic key: encrypts request-side mobilePhone and email.
-    pub v1_key: Option<String>,
+    /// V1 basic key: encrypts request-side mobilePhone and email (redacted in Debug).
+    pub v1_key: Option<crate::secret::Secret>,
 }
 
 const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴"];
@@ -222,7 +222,7 @@ fn value(
             } else {
                 format!("buyer{}@example.com", digits(4))
             };
-            let key = ctx.v1_key.as_deref()?;
+            let key = ctx.v1_key.as_ref()?.expose();
             let iv = crate::clock::alphanumeric(16);
             v1_crypto::encrypt(key, EncryptType::Aes256, &iv, &plain)
                 .ok()
@@ -271,10 +271,16 @@ mod tests {
     fn every_callback_generates_its_required_fields_within_limits() {
         let ctx = Ctx {
             test_flag: true,
-            v1_key: Some("a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d".into()),
+            v1_key: Some(crate::secret::Secret::new(
+                "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
+            )),
             users: Some(500),
             ..Ctx::default()
         };
+        assert!(
+            !format!("{ctx:?}").contains("a1b2c3d4"),
+            "Debug of Ctx shows the V1 key"
+        );
         for cb in CATALOG {
             let body = generate(cb, None, &ctx);
             for field in cb.fields {

@@ -310,7 +310,7 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
         let mut ctx = Ctx {
             test_flag: !a.no_test_flag,
             users: Some(a.users as usize),
-            v1_key: keys.basic.as_ref().map(|k| k.expose().to_string()),
+            v1_key: keys.basic.clone(),
             ..Ctx::default()
         };
         gen::settle(&mut ctx);
@@ -451,7 +451,9 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
         }
     }
     if let Err(f) = &ex.outcome {
-        if f.kind == crate::endpoint::client::NetKind::Connect {
+        // No reply at all (DNS, connect, TLS, timeout, reset): a network error, after the
+        // verdict above has been printed.
+        if f.kind.is_unreachable() {
             return Err(CsmError::Network(format!(
                 "--endpoint {endpoint}: unreachable: {}",
                 f.message

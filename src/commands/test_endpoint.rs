@@ -60,6 +60,10 @@ pub struct TestEndpointArgs {
     /// Send calls without testFlag (as live orders). Only for endpoints you own.
     #[arg(long)]
     pub no_test_flag: bool,
+    /// A license code your endpoint knows, carried by the License callbacks instead of
+    /// made-up ones (needed with --no-test-flag, else the License callbacks are skipped).
+    #[arg(long, value_name = "CODE", value_parser = parse_license_code)]
+    pub license_code: Option<String>,
     /// Users per authSync call (at most 500).
     #[arg(long, default_value_t = 500, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=500))]
     pub users: u16,
@@ -77,11 +81,22 @@ pub struct TestEndpointArgs {
     pub yes: bool,
     /// Start the reference merchant on a free loopback port and test it (v2 with Kit and
     /// License, then v1 with Kit), with keys made for the run.
-    #[arg(long, conflicts_with_all = ["endpoint", "key_file", "kit_key_file", "license_key_file"])]
+    #[arg(long, conflicts_with_all = ["endpoint", "key_file", "kit_key_file", "license_key_file", "license_code"])]
     pub demo: bool,
     /// With --demo: make the reference merchant wrong on purpose (see `csm serve merchant --help`).
     #[arg(long, value_name = "NAME", requires = "demo")]
     pub fault: Vec<String>,
+}
+
+/// A license code as the License callbacks carry it: 1 to 64 printable ASCII characters.
+pub fn parse_license_code(s: &str) -> std::result::Result<String, String> {
+    let n = s.chars().count();
+    if n == 0 || n > 64 || !s.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!(
+            "{s:?}: a license code is 1 to 64 printable ASCII characters without spaces"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 /// `5s`, `1500ms`, `1.5s`, `2m`, or plain seconds.
@@ -106,13 +121,26 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// Parses an endpoint URL; only http and https.
+/// Parses an endpoint URL; only http and https, without user name or password.
 pub fn parse_endpoint(s: &str) -> Result<Url> {
     let url = Url::parse(s).map_err(|e| {
+        // Echo the value unless it may hold credentials (`user:password@`).
+        let shown = if s.contains('@') {
+            String::new()
+        } else {
+            format!(" {s:?}")
+        };
         CsmError::usage(format!(
-            "--endpoint {s:?}: not a URL ({e}); write it as https://host/path"
+            "--endpoint{shown}: not a URL ({e}); write it as https://host/path"
         ))
     })?;
+    // Credentials in the URL would be printed with every request (and the marketplace
+    // never sends any): refuse them, without echoing the URL that holds them.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(CsmError::usage(
+            "--endpoint: must not contain a user name or password (user:password@host); remove them from the URL",
+        ));
+    }
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(CsmError::usage(format!(
             "--endpoint {s:?}: must be an http:// or https:// URL with a host"
@@ -243,6 +271,7 @@ pub fn demo_targets(
             license_inner: crate::protocol::v2::LicenseInner::KeyedHmac,
             require_body_sign: false,
             ca_pem: None,
+            license_code: None,
         });
     }
     Ok((targets, servers))
@@ -309,6 +338,7 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
             license_inner: a.license_inner.into(),
             require_body_sign: a.require_body_sign,
             ca_pem: read_ca(a.ca_file.as_deref())?,
+            license_code: a.license_code.clone(),
         });
     }
 
@@ -404,6 +434,21 @@ mod tests {
         assert!(parse_endpoint("https://isv.example.com/produce").is_ok());
         let e = parse_endpoint("ftp://x/").unwrap_err().to_string();
         assert!(e.contains("http:// or https://"), "{e}");
-        assert!(parse_endpoint("not a url").is_err());
+        let e = parse_endpoint("not a url").unwrap_err().to_string();
+        assert!(e.contains("\"not a url\""), "{e}");
+        let e = parse_endpoint("http://u:s3cret@host:99999/")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+        for u in [
+            "http://user:pw@127.0.0.1:1/",
+            "https://user@isv.example.com/",
+        ] {
+            let e = parse_endpoint(u).unwrap_err();
+            assert_eq!(e.exit().code(), 2, "{u}");
+            let text = e.to_string();
+            assert!(text.contains("--endpoint") && text.contains("user name or password"));
+            assert!(!text.contains("pw@") && !text.contains("user@"), "{text}");
+        }
     }
 }

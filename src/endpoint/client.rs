@@ -9,7 +9,7 @@
 use super::request::Prepared;
 use reqwest::Url;
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// Reply bodies are read up to this size; the rest is left unread.
@@ -47,6 +47,15 @@ pub enum NetKind {
     Reset,
     /// Something that is not HTTP came back.
     Protocol,
+}
+
+impl NetKind {
+    /// No HTTP reply came at all (DNS, connect, TLS, timeout, reset): when that happens to
+    /// the first call, the endpoint is unreachable (exit 4). `Protocol` means something did
+    /// answer, so it is judged as a failed check instead.
+    pub fn is_unreachable(self) -> bool {
+        !matches!(self, NetKind::Protocol)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -219,15 +228,14 @@ fn remaining(deadline: Instant) -> Result<Duration, NetFailure> {
 /// HTTP/1.1 over a plain socket: `Connection: close`, bounded in time and size.
 fn raw_send(url: &Url, req: &Prepared, timeout: Duration) -> Result<Reply, NetFailure> {
     let deadline = Instant::now() + timeout;
+    // For the Host header: IPv6 literals keep their brackets (`[::1]`).
     let host = url.host_str().unwrap_or("");
-    let port = url.port_or_known_default().unwrap_or(80);
-    let addrs: Vec<_> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| NetFailure {
-            kind: NetKind::Connect,
-            message: format!("{host}: cannot resolve ({e})"),
-        })?
-        .collect();
+    // Resolve from the parsed host (`Url::socket_addrs` matches Domain / Ipv4 / Ipv6):
+    // `host_str()` of an IPv6 literal is `[::1]`, which no resolver accepts.
+    let addrs: Vec<SocketAddr> = url.socket_addrs(|| Some(80)).map_err(|e| NetFailure {
+        kind: NetKind::Connect,
+        message: format!("{host}: cannot resolve ({e})"),
+    })?;
     // `localhost` may resolve to ::1 before 127.0.0.1: try each address in turn.
     let mut last = NetFailure {
         kind: NetKind::Connect,

@@ -220,7 +220,7 @@ pub fn judge_format(ex: &Exchange, cx: &JudgeCtx) -> Vec<Rule> {
         ));
     }
     let ct = reply.header("content-type").unwrap_or("");
-    if ct.to_ascii_lowercase().starts_with("application/json") {
+    if is_json_content_type(ct) {
         rules.push(Rule::pass(Family::ContentType, "application/json", ct));
     } else {
         rules.push(Rule::fail(
@@ -287,6 +287,12 @@ pub fn judge_format(ex: &Exchange, cx: &JudgeCtx) -> Vec<Rule> {
     rules
 }
 
+/// `application/json`, any case, optionally followed by `;` parameters (not `application/jsonp`).
+fn is_json_content_type(ct: &str) -> bool {
+    let media = ct.split(';').next().unwrap_or("").trim();
+    media.eq_ignore_ascii_case("application/json")
+}
+
 /// Values at `path` (`a.b`, `a[].b`); each element is (where, value or None when absent).
 fn lookup<'v>(v: &'v Value, path: &str) -> Vec<(String, Option<&'v Value>)> {
     let mut cur: Vec<(String, Option<&Value>)> = vec![(String::new(), Some(v))];
@@ -328,6 +334,10 @@ fn judge_fields(v: &Value, fields: &[&ReplyField]) -> Vec<Rule> {
         for (at, val) in lookup(v, f.path) {
             match val {
                 None | Some(Value::Null) if f.required => missing.push(at),
+                // `"info":[]` answers a query without the instance it asked for.
+                Some(Value::Array(items)) if f.required && items.is_empty() => {
+                    missing.push(format!("{at}[] (empty)"))
+                }
                 Some(Value::String(s)) if f.max_len.is_some_and(|m| s.chars().count() > m) => long
                     .push(format!(
                         "{at} is {} characters (limit {})",
@@ -497,5 +507,29 @@ mod tests {
             rules[0].actual
         );
         assert!(!rules[0].actual.contains("info[1]"));
+        // An empty info[] lists no instance at all.
+        let rules = judge_fields(&json!({"info": []}), &refs);
+        assert_eq!(rules[0].status, Status::Fail);
+        assert!(
+            rules[0].actual.contains("info[] (empty)"),
+            "{}",
+            rules[0].actual
+        );
+        let listed = json!({"info":[{"instanceId":"a","appInfo":{"frontEndUrl":"u"}}]});
+        assert_eq!(judge_fields(&listed, &refs)[0].status, Status::Pass);
+    }
+
+    #[test]
+    fn content_type_is_exactly_json_with_optional_parameters() {
+        for ok in [
+            "application/json",
+            "application/json;charset=UTF-8",
+            "Application/JSON ; charset=utf-8",
+        ] {
+            assert!(is_json_content_type(ok), "{ok}");
+        }
+        for bad in ["application/jsonp", "application/json-seq", "text/json", ""] {
+            assert!(!is_json_content_type(bad), "{bad}");
+        }
     }
 }

@@ -241,7 +241,14 @@ fn prepare_body(
                     (n.clone(), text)
                 })
                 .collect();
-            let token = v1::auth_token(k, &params)?;
+            // The merchant signs every query parameter but authToken, so parameters already
+            // in the registered address (`?channel=x`) are part of the token too.
+            let mut signed = match o.endpoint.query() {
+                Some(existing) => v1::parse_query(existing, false)?,
+                None => Vec::new(),
+            };
+            signed.extend(params.iter().cloned());
+            let token = v1::auth_token(k, &signed)?;
             let mut q = params;
             match o.tamper {
                 Tamper::MissingSignature => {}
@@ -401,6 +408,46 @@ mod tests {
         assert!(std::str::from_utf8(&p.body)
             .unwrap()
             .starts_with(r#"{"activity":"newInstance","businessId""#));
+    }
+
+    #[test]
+    fn v1_token_covers_the_query_already_in_the_address() {
+        let cb = find("newInstance", Protocol::V1).unwrap();
+        let url = Url::parse("http://127.0.0.1:9/produce?channel=a%20b").unwrap();
+        let key = Secret::new("a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d");
+        let fields: Map<String, Value> = serde_json::from_str(
+            r#"{"activity":"newInstance","orderId":"CS1","timeStamp":"20240101000000000"}"#,
+        )
+        .unwrap();
+        let p = prepare(
+            cb,
+            None,
+            fields,
+            &key,
+            &PrepOpts {
+                endpoint: &url,
+                now_ms: 1,
+                nonce: "n".into(),
+                tamper: Tamper::None,
+                kit_path_full: false,
+                license_inner: v2::LicenseInner::KeyedHmac,
+            },
+        )
+        .unwrap();
+        // Verify as the merchant does: every decoded parameter but authToken.
+        let sent = Url::parse(&p.url).unwrap();
+        let params = v1::parse_query(sent.query().unwrap(), false).unwrap();
+        assert!(params.contains(&("channel".into(), "a b".into())));
+        let token = params
+            .iter()
+            .find(|(n, _)| n == "authToken")
+            .unwrap()
+            .1
+            .clone();
+        assert_eq!(
+            v1::auth_token(key.expose(), &params).unwrap().auth_token,
+            token
+        );
     }
 
     #[test]

@@ -56,7 +56,13 @@ pub struct Target {
     pub require_body_sign: bool,
     /// An extra trusted root certificate (PEM).
     pub ca_pem: Option<Vec<u8>>,
+    /// A license code the endpoint knows (`--license-code`), used instead of made-up `PL…`
+    /// codes: without testFlag a merchant accepts only codes it issued.
+    pub license_code: Option<String>,
 }
+
+/// Why the License callbacks are left out of a run without testFlag.
+pub const LICENSE_NEEDS_CODE: &str = "without testFlag a merchant accepts only license codes it knows: pass --license-code CODE (a code your endpoint issued) to test the License callbacks";
 
 /// The production budget the readiness suite holds replies to (spec §1).
 pub const PRODUCTION_BUDGET: Duration = Duration::from_secs(5);
@@ -78,7 +84,7 @@ pub struct Row {
 pub struct Outcome {
     pub rows: Vec<Row>,
     pub calls: usize,
-    /// Set when the first call got no connection at all (nothing listening, DNS).
+    /// Set when the first call got no reply at all (DNS, connect, TLS, timeout, reset).
     pub unreachable: Option<NetFailure>,
     pub elapsed: Duration,
 }
@@ -125,7 +131,9 @@ pub fn run(target: &Target, suites: &[Suite], observe: &mut dyn FnMut(&Exchange)
         }
         r.finish_suite();
     }
-    let unreachable = r.aborted.clone().filter(|f| f.kind == NetKind::Connect);
+    // The first call got no reply at all: unreachable (exit 4). A later call without reply
+    // is a failed `reachable` check instead (exit 1).
+    let unreachable = r.aborted.clone().filter(|f| f.kind.is_unreachable());
     Outcome {
         rows: r.rows,
         calls: r.calls,
@@ -173,15 +181,18 @@ impl Runner<'_> {
         self.t.keys.kit.is_some()
     }
 
+    /// The License callbacks run when their key is there and the code they carry can be
+    /// accepted: a test call (made-up codes are fine) or a code the endpoint knows.
     fn has_license(&self) -> bool {
-        self.t.keys.license.is_some()
+        self.t.keys.license.is_some() && (self.t.test_flag || self.t.license_code.is_some())
     }
 
     fn ctx(&self) -> Ctx {
         let mut c = Ctx {
             test_flag: self.t.test_flag,
             users: Some(self.t.users),
-            v1_key: self.t.keys.basic.as_ref().map(|k| k.expose().to_string()),
+            v1_key: self.t.keys.basic.clone(),
+            license: self.t.license_code.clone(),
             ..Ctx::default()
         };
         gen::settle(&mut c);
@@ -608,6 +619,8 @@ fn lifecycle(r: &mut Runner) {
         }
         let ex = r.call("releaseLicenseCode", None, &lic, &[], Tamper::None);
         r.expect_code(&ex, "releaseLicenseCode".into(), OK, Family::ResultCode);
+    } else if r.t.keys.license.is_some() {
+        r.skip_row("License callbacks", Family::ResultCode, LICENSE_NEEDS_CODE);
     } else {
         r.skip_row(
             "License callbacks",
@@ -658,6 +671,12 @@ fn idempotency(r: &mut Runner) {
         r.expect_code(&a, "releaseLicenseCode".into(), OK, Family::ResultCode);
         let b = r.call("releaseLicenseCode", None, &lic, &[], Tamper::None);
         r.expect_same(&a, &b, "releaseLicenseCode twice".into());
+    } else if r.t.keys.license.is_some() {
+        r.skip_row(
+            "releaseLicenseCode twice",
+            Family::Idempotent,
+            LICENSE_NEEDS_CODE,
+        );
     }
 }
 
@@ -780,6 +799,8 @@ fn negative(r: &mut Runner) {
                 refused,
             );
         }
+    } else if r.t.keys.license.is_some() {
+        r.skip_row("releaseLicenseCode: refused", refused, LICENSE_NEEDS_CODE);
     }
 }
 
@@ -814,7 +835,8 @@ fn dial(r: &mut Runner) {
     if r.has_kit() {
         cases.push(("tenantSync", None));
     }
-    if r.has_license() {
+    // Dial cases are test calls (testFlag even with --no-test-flag): made-up codes do.
+    if r.t.keys.license.is_some() {
         cases.push(("refreshLicenseCode", Some("RENEWAL")));
         cases.push(("releaseLicenseCode", None));
     }
@@ -864,13 +886,15 @@ fn readiness(r: &mut Runner) {
         ctx.instance_id = Some(crate::clock::uuid());
         let _ = r.call("queryInstance", None, &ctx, &[], Tamper::None);
     }
-    for (check, rule) in readiness_rules(&url, &r.all_ex) {
+    for (check, rule) in readiness_rules(&url, &r.all_ex, r.t.ca_pem.is_some()) {
         r.row(check, rule, String::new());
     }
 }
 
 /// The readiness rules for `url`, judged from the exchanges of the run (no extra calls).
-pub fn readiness_rules(url: &Url, exchanges: &[Exchange]) -> Vec<(String, Rule)> {
+/// `ca_file`: the client also trusted a `--ca-file` root, so a completed handshake does not
+/// show that the public roots the marketplace uses would accept the certificate.
+pub fn readiness_rules(url: &Url, exchanges: &[Exchange], ca_file: bool) -> Vec<(String, Rule)> {
     let f = Family::Readiness;
     if is_loopback(url) {
         return vec![(
@@ -934,6 +958,12 @@ pub fn readiness_rules(url: &Url, exchanges: &[Exchange]) -> Vec<(String, Rule)>
     let want = "TLS ≥ 1.2 with a certificate valid for the host";
     let tls_rule = match (https, tls_fail, replied) {
         (false, _, _) => Rule::skip(f, "not HTTPS"),
+        (true, _, _) if ca_file => Rule::fail(
+            f,
+            want,
+            "trusted only through --ca-file; the marketplace uses public roots",
+            "install a certificate from a public CA, then run without --ca-file to check it",
+        ),
         (true, Some(e), _) => Rule::fail(
             f,
             want,
@@ -1001,7 +1031,7 @@ mod tests {
     #[test]
     fn readiness_judges_a_production_address() {
         let statuses = |url: &str, ex: &[Exchange]| -> Vec<Status> {
-            readiness_rules(&Url::parse(url).unwrap(), ex)
+            readiness_rules(&Url::parse(url).unwrap(), ex, false)
                 .into_iter()
                 .map(|(_, r)| r.status)
                 .collect()
@@ -1037,9 +1067,22 @@ mod tests {
             }),
             5,
         );
-        let rules = readiness_rules(&Url::parse(good).unwrap(), &[tls]);
+        let rules = readiness_rules(&Url::parse(good).unwrap(), &[tls], false);
         assert_eq!(rules[3].1.status, Status::Fail);
         assert!(rules[3].1.actual.contains("Expired"));
+        // A handshake that succeeded only thanks to --ca-file proves nothing about the
+        // public roots the marketplace uses.
+        let rules = readiness_rules(
+            &Url::parse(good).unwrap(),
+            &[exchange(good, Ok(ok.clone()), 30)],
+            true,
+        );
+        assert_eq!(rules[3].1.status, Status::Fail);
+        assert!(
+            rules[3].1.actual.contains("trusted only through --ca-file"),
+            "{}",
+            rules[3].1.actual
+        );
         assert_eq!(statuses("http://127.0.0.1:9/", &[]), vec![Status::Skip]);
     }
 
