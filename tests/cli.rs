@@ -909,6 +909,12 @@ fn marketplace_refuses_a_remote_merchant_without_yes() {
         "https://isv.example.com/produce",
     ]));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--merchant-endpoint") && err.contains("--yes"), "{err}");
-    assert!(stdout.is_empty(), "the server must not have started: {stdout}");
+    assert!(
+        err.contains("--merchant-endpoint") && err.contains("--yes"),
+        "{err}"
+    );
+    assert!(
+        stdout.is_empty(),
+        "the server must not have started: {stdout}"
+    );
 }
