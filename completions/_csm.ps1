@@ -287,7 +287,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--ak', '--ak', [CompletionResultType]::ParameterName, 'API Gateway access key id accepted by the license open APIs')
             [CompletionResult]::new('--sk-file', '--sk-file', [CompletionResultType]::ParameterName, 'API Gateway secret key accepted by the license open APIs')
             [CompletionResult]::new('--license-key-file', '--license-key-file', [CompletionResultType]::ParameterName, 'The key bound to the License delivery interface: signs License callbacks to the merchant')
-            [CompletionResult]::new('--merchant-endpoint', '--merchant-endpoint', [CompletionResultType]::ParameterName, 'The merchant''s production address, for License callbacks')
+            [CompletionResult]::new('--merchant-endpoint', '--merchant-endpoint', [CompletionResultType]::ParameterName, 'The merchant''s production address, for License callbacks (sent with testFlag "1" unless an admin request asks for "0"; a non-loopback address needs --yes or a confirmation)')
             [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'SQLite state file (accepted usage in table usage_records); in memory when absent')
             [CompletionResult]::new('--fault', '--fault', [CompletionResultType]::ParameterName, 'Misbehave on purpose (repeatable)')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')

@@ -268,7 +268,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --ak 'API Gateway access key id accepted by the license open APIs'
             cand --sk-file 'API Gateway secret key accepted by the license open APIs'
             cand --license-key-file 'The key bound to the License delivery interface: signs License callbacks to the merchant'
-            cand --merchant-endpoint 'The merchant''s production address, for License callbacks'
+            cand --merchant-endpoint 'The merchant''s production address, for License callbacks (sent with testFlag "1" unless an admin request asks for "0"; a non-loopback address needs --yes or a confirmation)'
             cand --state 'SQLite state file (accepted usage in table usage_records); in memory when absent'
             cand --fault 'Misbehave on purpose (repeatable)'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'

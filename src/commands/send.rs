@@ -346,7 +346,13 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
         } else {
             "marked testFlag=1"
         };
-        confirm_remote(&endpoint, a.yes, g, &format!("{} ({flag})", cb.name))?;
+        confirm_remote(
+            "--endpoint",
+            &endpoint,
+            a.yes,
+            g,
+            &format!("{} ({flag})", cb.name),
+        )?;
         // Signed again after the answer: a slow reply must not leave a stale timestamp.
         prepared = make()?;
     }

@@ -5,7 +5,6 @@ use crate::error::{CsmError, Exit, Result};
 use crate::marketplace::Marketplace;
 use crate::server;
 use clap::Args;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -26,7 +25,8 @@ pub struct MarketplaceArgs {
     /// The key bound to the License delivery interface: signs License callbacks to the merchant.
     #[arg(long, value_name = "FILE")]
     pub license_key_file: Option<PathBuf>,
-    /// The merchant's production address, for License callbacks.
+    /// The merchant's production address, for License callbacks (sent with testFlag "1"
+    /// unless an admin request asks for "0"; a non-loopback address needs --yes or a confirmation).
     #[arg(long, value_name = "URL")]
     pub merchant_endpoint: Option<String>,
     /// SQLite state file (accepted usage in table usage_records); in memory when absent.
@@ -51,29 +51,7 @@ fn confirm_merchant(g: &GlobalArgs, a: &MarketplaceArgs) -> Result<()> {
     };
     let url = reqwest::Url::parse(raw)
         .map_err(|e| CsmError::usage(format!("--merchant-endpoint {raw:?}: not a URL ({e})")))?;
-    if a.yes || crate::endpoint::suites::is_loopback(&url) {
-        return Ok(());
-    }
-    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    if g.no_input || !terminal {
-        return Err(CsmError::usage(format!(
-            "--merchant-endpoint {url}: not a loopback address and there is no terminal to confirm on; pass --yes to send License callbacks to it"
-        )));
-    }
-    let ok = dialoguer::Confirm::new()
-        .with_prompt(format!(
-            "Send License callbacks to {url}? It may be a production endpoint"
-        ))
-        .default(false)
-        .interact()
-        .map_err(|e| CsmError::Config(format!("confirmation prompt: {e}")))?;
-    if ok {
-        Ok(())
-    } else {
-        Err(CsmError::usage(format!(
-            "--merchant-endpoint {url}: not confirmed; nothing was started"
-        )))
-    }
+    super::test_endpoint::confirm_remote("--merchant-endpoint", &url, a.yes, g, "License callbacks")
 }
 
 pub fn run(g: &GlobalArgs, a: MarketplaceArgs) -> Result<Exit> {

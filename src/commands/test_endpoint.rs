@@ -150,7 +150,8 @@ pub fn parse_endpoint(s: &str) -> Result<Url> {
 }
 
 /// A seller's endpoint may be production: calls to anything but loopback need a yes.
-pub fn confirm_remote(url: &Url, yes: bool, g: &GlobalArgs, calls: &str) -> Result<()> {
+/// `flag` names the option that gave the URL in messages.
+pub fn confirm_remote(flag: &str, url: &Url, yes: bool, g: &GlobalArgs, calls: &str) -> Result<()> {
     if yes || suites::is_loopback(url) {
         return Ok(());
     }
@@ -158,7 +159,7 @@ pub fn confirm_remote(url: &Url, yes: bool, g: &GlobalArgs, calls: &str) -> Resu
         && std::io::IsTerminal::is_terminal(&std::io::stderr());
     if g.no_input || !terminal {
         return Err(CsmError::usage(format!(
-            "--endpoint {url}: not a loopback address and there is no terminal to confirm on; pass --yes to send {calls} to it"
+            "{flag} {url}: not a loopback address and there is no terminal to confirm on; pass --yes to send {calls} to it"
         )));
     }
     let ok = dialoguer::Confirm::new()
@@ -172,7 +173,7 @@ pub fn confirm_remote(url: &Url, yes: bool, g: &GlobalArgs, calls: &str) -> Resu
         Ok(())
     } else {
         Err(CsmError::usage(format!(
-            "--endpoint {url}: not confirmed; nothing was sent"
+            "{flag} {url}: not confirmed; nothing was sent"
         )))
     }
 }
@@ -325,7 +326,7 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
         } else {
             "test callbacks (marked testFlag=1)"
         };
-        confirm_remote(&endpoint, a.yes, g, what)?;
+        confirm_remote("--endpoint", &endpoint, a.yes, g, what)?;
         endpoint_label = endpoint.to_string();
         targets.push(Target {
             endpoint,
