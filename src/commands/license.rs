@@ -238,18 +238,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
 }
 
 fn read_limited(path: &Path, what: &str) -> Result<String> {
-    let f = std::fs::File::open(path).map_err(|e| CsmError::io(path, e))?;
-    let mut buf = Vec::new();
-    f.take(code::MAX_INPUT as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| CsmError::io(path, e))?;
-    if buf.len() > code::MAX_INPUT {
-        return Err(CsmError::usage(format!(
-            "{what} {}: larger than {} bytes, not a {what}",
-            path.display(),
-            code::MAX_INPUT
-        )));
-    }
+    let buf = crate::files::read_limited(path, code::MAX_INPUT as u64, what)?;
     String::from_utf8(buf).map_err(|_| {
         CsmError::usage(format!(
             "{what} {}: binary data, not a {what}",
