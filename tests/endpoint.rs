@@ -2,11 +2,13 @@
 //! against it: every suite passes, every fault fails exactly its check family, and every
 //! request csm sent is re-verified from the merchant's raw recording.
 
+mod common;
+
 use base64::Engine;
 use csm::protocol::{json, v1, v2};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -74,21 +76,12 @@ impl Env {
 /// The child's first stdout line, waited for at most 20 s: a server that never prints it
 /// fails the test instead of hanging CI.
 fn first_line(child: &mut Child) -> String {
-    let stdout = child.stdout.take().expect("stdout piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    match rx.recv_timeout(std::time::Duration::from_secs(20)) {
-        Ok(line) => line,
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the server printed no first line within 20 s");
-        }
-    }
+    let out = child.stdout.take().expect("stdout piped");
+    common::first_line(out, common::START_WAIT).unwrap_or_else(|e| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server {e}");
+    })
 }
 
 struct Served {

@@ -2,6 +2,8 @@
 //! `csm license activate|heartbeat` against it, and the License callbacks it sends to a
 //! recording merchant that checks their signatures with the protocol functions.
 
+mod common;
+
 use csm::protocol::{apig, json, v2};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -205,22 +207,7 @@ fn start_market_with(dir: &Path, merchant: Option<&str>, extra: &[&str]) -> Mark
     Market { child, url }
 }
 
-/// The first line a child prints, read on a thread so a server that never prints (or hangs
-/// before it does) fails the test after `wait` instead of blocking CI.
-fn first_line<R: Read + Send + 'static>(out: R, wait: Duration) -> Result<String, String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let r = BufReader::new(out).read_line(&mut line).map(|_| line);
-        let _ = tx.send(r);
-    });
-    match rx.recv_timeout(wait) {
-        Ok(Ok(l)) if !l.is_empty() => Ok(l),
-        Ok(Ok(_)) => Err("exited before printing its first line".into()),
-        Ok(Err(e)) => Err(format!("reading its first line: {e}")),
-        Err(_) => Err(format!("no first line within {} ms", wait.as_millis())),
-    }
-}
+use common::first_line;
 
 #[test]
 fn first_line_gives_up_after_its_wait() {

@@ -543,7 +543,6 @@ fn api_gateway_signing_on_top_is_checked_by_the_stand_in() {
 }
 
 fn start_marketplace_with(env: &Env, extra: &[&str]) -> Server {
-    use std::io::BufRead;
     let mut child = csm(env.dir())
         .args([
             "serve",
@@ -560,11 +559,7 @@ fn start_marketplace_with(env: &Env, extra: &[&str]) -> Server {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line.trim().rsplit(' ').next().unwrap().to_string();
+    let base = common::announced_url(&mut child);
     Server { child, base }
 }
 

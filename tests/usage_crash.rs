@@ -5,73 +5,17 @@
 //! exactly once, with the values of the input.
 
 use rusqlite::Connection;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-const NOW: &str = "2026-01-10T12:30:00Z";
+mod usage_common;
+
+use usage_common::{csm, start_marketplace, NOW};
 const KEY: &str = "crash-test-usage-key-6dc0a70e";
 const N: usize = 100_000;
 const KILLS: usize = 20;
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn csm(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_csm"));
-    c.env("CSM_NOW", NOW)
-        .env("CSM_CONFIG_DIR", dir)
-        .env_remove("CSM_ACCESS_KEY")
-        .env_remove("CSM_JOURNAL")
-        .env_remove("CSM_MARKETPLACE_ENDPOINT")
-        .env_remove("CSM_PROFILE");
-    c
-}
-
-fn start_marketplace(dir: &Path, state: &Path, key: &Path, faults: &[&str]) -> Server {
-    let mut cmd = csm(dir);
-    cmd.args([
-        "serve",
-        "marketplace",
-        "--listen",
-        "127.0.0.1:0",
-        "--key-file",
-    ])
-    .arg(key)
-    .arg("--state")
-    .arg(state);
-    for f in faults {
-        cmd.args(["--fault", f]);
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
-    assert!(base.starts_with("http://127.0.0.1:"), "{line}");
-    Server { child, base }
-}
 
 /// Hourly windows going back from NOW (all inside the 21-day limit), no metering_sn
 /// column: csm derives it, so a resend must derive the same one.

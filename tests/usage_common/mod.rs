@@ -1,8 +1,11 @@
 //! Helpers shared by the usage tests: real `csm` processes, a real stand-in marketplace.
 #![allow(dead_code)]
 
+#[path = "../common/mod.rs"]
+pub mod common;
+
 use rusqlite::Connection;
-use std::io::{BufRead, BufReader};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -54,18 +57,8 @@ pub fn start_marketplace(dir: &Path, state: &Path, key: &Path, faults: &[&str]) 
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
-    assert!(base.starts_with("http://127.0.0.1:"), "{line}");
+    let base = common::announced_url(&mut child);
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
     Server { child, base }
 }
 
