@@ -145,10 +145,7 @@ fn handle(m: &Marketplace, req: &Request, n: u64) -> Response {
     };
     let parsed = json::parse(&req.body);
     // Decision 2: the raw bytes first, then the body re-serialised with sorted keys.
-    let raw_ok = usage_sig::signature_matches(
-        &usage_sig::sign_body_string(key.expose(), text.to_string(), ts, nonce).signature,
-        sig,
-    );
+    let raw_ok = usage_sig::verify(key.expose(), text.as_bytes(), ts, nonce, sig);
     let ok = raw_ok
         || parsed.as_ref().is_ok_and(|b| {
             usage_sig::signature_matches(

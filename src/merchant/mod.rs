@@ -285,9 +285,9 @@ impl Merchant {
         let Some((_, token)) = params.iter().find(|(n, _)| n == "authToken") else {
             return Err(reply("000001", "authToken missing"));
         };
-        let expected =
-            v1::auth_token(key, params).map_err(|e| reply("000001", e.0.replace('"', "'")))?;
-        if !v1::token_matches(&expected.auth_token, token) {
+        let ok = v1::verify_auth_token(key, params, token)
+            .map_err(|e| reply("000001", e.0.replace('"', "'")))?;
+        if !ok {
             return Err(reply("000001", "authToken does not match"));
         }
         Ok(())

@@ -23,10 +23,37 @@ impl KeyedHmac {
     }
 
     pub fn sign(&self, msg: &[u8]) -> [u8; 32] {
+        self.sign_parts(&[msg])
+    }
+
+    /// The HMAC of the concatenation of `parts`, without building the concatenation.
+    pub fn sign_parts(&self, parts: &[&[u8]]) -> [u8; 32] {
         let mut mac = self.0.clone();
-        mac.update(msg);
+        for p in parts {
+            mac.update(p);
+        }
         mac.finalize().into_bytes().into()
     }
+}
+
+/// Decodes a received Base64 signature into bytes; None unless it is 32 bytes of Base64.
+pub fn b64_32(received: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    let n = base64::Engine::decode_slice(
+        &base64::engine::general_purpose::STANDARD,
+        received.trim(),
+        &mut out,
+    )
+    .ok()?;
+    (n == 32).then_some(out)
+}
+
+/// Decodes a received hex signature (either case) into bytes; None unless it is exactly
+/// 64 hex digits.
+pub fn hex32(received: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(received.trim(), &mut out).ok()?;
+    Some(out)
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {

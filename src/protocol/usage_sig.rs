@@ -30,3 +30,51 @@ pub fn sign_body_string(key: &str, body_string: String, ts: &str, nonce: &str) -
 pub fn signature_matches(expected: &str, received: &str) -> bool {
     b64_eq(expected, received)
 }
+
+/// Checks a received signature over the exact body bytes, streamed into the HMAC.
+pub fn verify(key: &str, body: &[u8], ts: &str, nonce: &str, received: &str) -> bool {
+    let Some(want) = super::hmac::b64_32(received) else {
+        return false;
+    };
+    let mac = super::hmac::KeyedHmac::new(key.as_bytes());
+    let got = mac.sign_parts(&[
+        b"ts=",
+        ts.as_bytes(),
+        b"&nonce=",
+        nonce.as_bytes(),
+        b"&body=",
+        body,
+    ]);
+    super::hmac::ct_eq(&got, &want)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streamed_check_agrees_with_the_signature() {
+        let s = sign_body_string("k-1", r#"{"usage_records":[]}"#.into(), "1", "n");
+        assert!(verify(
+            "k-1",
+            br#"{"usage_records":[]}"#,
+            "1",
+            "n",
+            &s.signature
+        ));
+        assert!(!verify(
+            "k-1",
+            br#"{"usage_records":[] }"#,
+            "1",
+            "n",
+            &s.signature
+        ));
+        assert!(!verify(
+            "k-2",
+            br#"{"usage_records":[]}"#,
+            "1",
+            "n",
+            &s.signature
+        ));
+    }
+}

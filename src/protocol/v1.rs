@@ -1,7 +1,7 @@
 //! V1 (legacy) signatures: the GET `authToken`, the Kit POST `authToken` header and the
 //! `Body-Sign` response header.
 
-use super::hmac::{b64, b64_eq, hmac_sha256};
+use super::hmac::{b64, b64_eq, ct_eq, hmac_sha256};
 use super::json::{write_compact, Json};
 use super::ProtocolError;
 
@@ -234,7 +234,32 @@ pub fn parse_body_sign(value: &str) -> Result<String, ProtocolError> {
 /// Checks a `Body-Sign` header value against the raw body.
 pub fn verify_body_sign(key: &str, body: &[u8], header_value: &str) -> Result<bool, ProtocolError> {
     let sig = parse_body_sign(header_value)?;
-    Ok(b64_eq(&body_sign(key, body), &sig))
+    Ok(super::hmac::b64_32(&sig)
+        .is_some_and(|want| ct_eq(&hmac_sha256(key.as_bytes(), body), &want)))
+}
+
+/// Checks a received GET `authToken` over decoded parameters, streaming the sorted
+/// `name=value&…` text into the HMAC instead of building it.
+pub fn verify_auth_token(
+    key: &str,
+    params: &[(String, String)],
+    received: &str,
+) -> Result<bool, ProtocolError> {
+    let ts = timestamp_of(params)?;
+    let Some(want) = super::hmac::b64_32(received) else {
+        return Ok(false);
+    };
+    let mut p: Vec<&(String, String)> = params.iter().filter(|(n, _)| n != "authToken").collect();
+    p.sort_by(|a, b| super::json::java_cmp(&a.0, &b.0));
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(p.len() * 4);
+    for (i, (n, v)) in p.iter().enumerate() {
+        if i > 0 {
+            parts.push(b"&");
+        }
+        parts.extend([n.as_bytes(), b"=", v.as_bytes()]);
+    }
+    let mac = super::hmac::KeyedHmac::new(format!("{key}{ts}").as_bytes());
+    Ok(ct_eq(&mac.sign_parts(&parts), &want))
 }
 
 #[cfg(test)]
@@ -251,6 +276,24 @@ mod tests {
         );
         let v = "sign_type=\"HMAC-SHA256\", signature= \"uqKPTNm33Dc+9kwcxTRY/3+kbLaXYijolEiIZ7zUM9U=\"";
         assert!(verify_body_sign(key, body, v).unwrap());
+        assert!(!verify_body_sign(key, b"{}", v).unwrap());
+    }
+
+    #[test]
+    fn streamed_auth_token_check_agrees_with_the_token() {
+        let key = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d";
+        let params: Vec<(String, String)> = [
+            ("timeStamp", "20200727073711903"),
+            ("activity", "newInstance"),
+            ("b", ""),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        let t = auth_token(key, &params).unwrap().auth_token;
+        assert!(verify_auth_token(key, &params, &t).unwrap());
+        assert!(!verify_auth_token(key, &params[..2], &t).unwrap());
+        assert!(!verify_auth_token(key, &params, "not base64").unwrap());
     }
 
     #[test]

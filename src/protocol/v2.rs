@@ -1,9 +1,10 @@
 //! V2 signatures: basic callbacks (query `signature`/`timestamp`/`nonce`), Kit callbacks
 //! (`x-sign`), License 2.0 callbacks (the basic recipe with the License key).
 
-use super::hmac::{hex_eq, hmac_sha256, sha256_hex, KeyedHmac};
+use super::hmac::{ct_eq, hex32, hex_eq, hmac_sha256, sha256_hex, KeyedHmac};
 use super::json::{canonical_v2, parse, Json};
 use super::ProtocolError;
+use sha2::Digest;
 
 /// Every intermediate of a V2 basic (or License) signature, named as in the vector files.
 /// `canonical_request` begins with the access key: show it through [`masked`].
@@ -171,9 +172,33 @@ pub enum BodyForm {
     StringMap,
 }
 
+/// The V2 basic signature bytes over `text`, streamed into the HMAC with no allocation
+/// (the verifying hot path; [`sign_basic_canonical`] keeps every intermediate instead).
+fn basic_signature_bytes(
+    mac: &KeyedHmac,
+    key: &str,
+    text: &[u8],
+    timestamp: &str,
+    nonce: &str,
+    inner: LicenseInner,
+) -> [u8; 32] {
+    let mut inner_hex = [0u8; 64];
+    let inner_bytes = match inner {
+        LicenseInner::KeyedHmac => mac.sign(text),
+        LicenseInner::PlainSha256 => sha2::Sha256::digest(text).into(),
+    };
+    hex::encode_to_slice(inner_bytes, &mut inner_hex).expect("64 bytes hold 32 in hex");
+    mac.sign_parts(&[
+        key.as_bytes(),
+        nonce.as_bytes(),
+        timestamp.as_bytes(),
+        &inner_hex,
+    ])
+}
+
 /// Verifies a received V2 basic or License signature: the raw bytes first (a canonical body
 /// then costs no parsing), then the canonical form, then the demo's string-map reading.
-/// Returns the form that matched, or None.
+/// Returns the form that matched, or None (also for a signature that is not 64 hex digits).
 pub fn verify_basic_bytes(
     key: &str,
     body: &[u8],
@@ -182,24 +207,25 @@ pub fn verify_basic_bytes(
     received: &str,
     inner: LicenseInner,
 ) -> Option<BodyForm> {
-    let matches = |text: String| {
-        signature_matches(
-            &sign_basic_canonical(key, text, timestamp, nonce, inner).signature,
-            received,
+    let want = hex32(received)?;
+    let mac = KeyedHmac::new(key.as_bytes());
+    let matches = |text: &[u8]| {
+        ct_eq(
+            &basic_signature_bytes(&mac, key, text, timestamp, nonce, inner),
+            &want,
         )
     };
-    let raw = std::str::from_utf8(body).ok();
-    if raw.is_some_and(|r| matches(r.to_string())) {
+    if matches(body) {
         return Some(BodyForm::Raw);
     }
     let parsed = parse(body).ok()?;
     if let Ok(c) = canonical_v2(&parsed) {
-        if Some(c.as_str()) != raw && matches(c) {
+        if c.as_bytes() != body && matches(c.as_bytes()) {
             return Some(BodyForm::Canonical);
         }
     }
     let m = super::json::string_map_variant(&parsed)?;
-    matches(m).then_some(BodyForm::StringMap)
+    matches(m.as_bytes()).then_some(BodyForm::StringMap)
 }
 
 /// Verifies a received Kit `x-sign`: raw bytes first, then the canonical form.
@@ -210,18 +236,19 @@ pub fn verify_kit_bytes(
     nonce: &str,
     received: &str,
 ) -> Option<BodyForm> {
-    let matches = |text: String| {
-        signature_matches(
-            &sign_kit_canonical(key, text, timestamp, nonce).x_sign,
-            received,
+    let want = hex32(received)?;
+    let mac = KeyedHmac::new(key.as_bytes());
+    let matches = |text: &[u8]| {
+        ct_eq(
+            &mac.sign_parts(&[key.as_bytes(), nonce.as_bytes(), timestamp.as_bytes(), text]),
+            &want,
         )
     };
-    let raw = std::str::from_utf8(body).ok();
-    if raw.is_some_and(|r| matches(r.to_string())) {
+    if matches(body) {
         return Some(BodyForm::Raw);
     }
     let c = canonical_v2(&parse(body).ok()?).ok()?;
-    (Some(c.as_str()) != raw && matches(c)).then_some(BodyForm::Canonical)
+    (c.as_bytes() != body && matches(c.as_bytes())).then_some(BodyForm::Canonical)
 }
 
 /// Constant-time, case-insensitive check of a received hex signature.
