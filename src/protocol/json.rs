@@ -463,6 +463,155 @@ pub fn canonical_sorted(body: &Json) -> String {
     out
 }
 
+/// Whether `body` is already the V2 canonical form, decided in one pass without building a
+/// tree: compact, top-level keys strictly ascending (Java order), no top-level null, no
+/// escapes, integers only. Bodies csm sends are built this way (decision 1), so signing
+/// them skips the parse. Anything else answers false and takes the full path.
+pub fn is_canonical_v2(body: &[u8]) -> bool {
+    let mut c = Scan { s: body, i: 0 };
+    if c.next() != Some(b'{') {
+        return false;
+    }
+    let mut prev: Option<&[u8]> = None;
+    if c.peek() == Some(b'}') {
+        c.i += 1;
+        return c.i == body.len();
+    }
+    loop {
+        let Some(key) = c.string() else { return false };
+        if let Some(p) = prev {
+            // Plain bytes compare like Java strings for ASCII keys; others take the full path.
+            if !p.is_ascii() || !key.is_ascii() || p >= key {
+                return false;
+            }
+        }
+        prev = Some(key);
+        if c.next() != Some(b':') || c.peek() == Some(b'n') || !c.value(0) {
+            return false;
+        }
+        match c.next() {
+            Some(b',') => continue,
+            Some(b'}') => return c.i == body.len(),
+            _ => return false,
+        }
+    }
+}
+
+struct Scan<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.i += 1;
+        Some(b)
+    }
+
+    /// A string without escapes or control characters; its content.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        if self.next()? != b'"' {
+            return None;
+        }
+        let start = self.i;
+        loop {
+            match self.next()? {
+                b'"' => return Some(&self.s[start..self.i - 1]),
+                b'\\' | 0x00..=0x1f => return None,
+                _ => {}
+            }
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> bool {
+        if depth > MAX_DEPTH {
+            return false;
+        }
+        match self.peek() {
+            Some(b'"') => self
+                .string()
+                .is_some_and(|v| std::str::from_utf8(v).is_ok()),
+            Some(b't') => self.word(b"true"),
+            Some(b'f') => self.word(b"false"),
+            Some(b'n') => self.word(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.integer(),
+            Some(b'[') => {
+                self.i += 1;
+                if self.peek() == Some(b']') {
+                    self.i += 1;
+                    return true;
+                }
+                loop {
+                    if !self.value(depth + 1) {
+                        return false;
+                    }
+                    match self.next() {
+                        Some(b',') => {}
+                        Some(b']') => return true,
+                        _ => return false,
+                    }
+                }
+            }
+            Some(b'{') => {
+                self.i += 1;
+                if self.peek() == Some(b'}') {
+                    self.i += 1;
+                    return true;
+                }
+                // Nested objects keep their order; only duplicates would change them.
+                let mut keys: Vec<&[u8]> = Vec::new();
+                loop {
+                    let Some(k) = self.string() else { return false };
+                    if keys.contains(&k) || std::str::from_utf8(k).is_err() {
+                        return false;
+                    }
+                    keys.push(k);
+                    if self.next() != Some(b':') || !self.value(depth + 1) {
+                        return false;
+                    }
+                    match self.next() {
+                        Some(b',') => {}
+                        Some(b'}') => return true,
+                        _ => return false,
+                    }
+                }
+            }
+            _ => false,
+        }
+    }
+
+    fn word(&mut self, w: &[u8]) -> bool {
+        if self.s[self.i..].starts_with(w) {
+            self.i += w.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// An integer as JSON writes it (no leading zeros); decimals take the full path.
+    fn integer(&mut self) -> bool {
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.next() {
+            Some(b'0') => !matches!(self.peek(), Some(b'0'..=b'9' | b'.' | b'e' | b'E')),
+            Some(b'1'..=b'9') => {
+                while let Some(b'0'..=b'9') = self.peek() {
+                    self.i += 1;
+                }
+                !matches!(self.peek(), Some(b'.' | b'e' | b'E'))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// What the official basic demo computes: the body read as a flat string map (numbers and
 /// booleans become their source text), sorted, nulls dropped. None when a value is nested.
 pub fn string_map_variant(body: &Json) -> Option<String> {
@@ -501,6 +650,38 @@ mod tests {
             canonical_sorted(&j),
             r#"{"A":"x","a":null,"b":{"a":2,"z":1}}"#
         );
+    }
+
+    #[test]
+    fn the_canonical_check_agrees_with_the_canonical_writer() {
+        let samples: [&[u8]; 14] = [
+            br#"{"a":"1","b":{"z":1,"a":[true,null]}}"#,
+            br#"{"b":"1","a":"2"}"#,
+            br#"{"a":null}"#,
+            br#"{"a":"x\"y"}"#,
+            br#"{"a":1.5}"#,
+            br#"{"a":01}"#,
+            br#"{"a": "1"}"#,
+            br#"{"a":"1","a":"2"}"#,
+            br#"{"a":{"k":1,"k":2}}"#,
+            br#"{}"#,
+            br#"{"a":-0,"b":[]}"#,
+            br#"{"a":"1"} "#,
+            r#"{"A":"1","a":"中"}"#.as_bytes(),
+            br#"{"a":tru}"#,
+        ];
+        for s in samples {
+            let canonical = parse(s).ok().and_then(|j| canonical_v2(&j).ok());
+            let same = canonical.as_deref().map(str::as_bytes) == Some(s);
+            // The fast check may only say yes where the writer reproduces the bytes.
+            assert!(
+                !is_canonical_v2(s) || same,
+                "{}",
+                String::from_utf8_lossy(s)
+            );
+        }
+        assert!(is_canonical_v2(br#"{"a":"1","b":{"z":1,"a":[true,null]}}"#));
+        assert!(is_canonical_v2(r#"{"A":"1","a":"中"}"#.as_bytes()));
     }
 
     #[test]

@@ -18,7 +18,10 @@ pub fn sign(key: &str, body: &Json, ts: &str, nonce: &str) -> UsageSignature {
 
 /// Signs body text exactly as given (what a server verifies against the raw bytes).
 pub fn sign_body_string(key: &str, body_string: String, ts: &str, nonce: &str) -> UsageSignature {
-    let string_to_sign = format!("ts={ts}&nonce={nonce}&body={body_string}");
+    let mut string_to_sign = String::with_capacity(body_string.len() + ts.len() + nonce.len() + 16);
+    for part in ["ts=", ts, "&nonce=", nonce, "&body=", &body_string] {
+        string_to_sign.push_str(part);
+    }
     let signature = b64(&hmac_sha256(key.as_bytes(), string_to_sign.as_bytes()));
     UsageSignature {
         body_string,

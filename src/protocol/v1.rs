@@ -95,10 +95,16 @@ pub fn encode_query(params: &[(String, String)]) -> String {
 pub fn string_to_sign(params: &[(String, String)]) -> String {
     let mut p: Vec<&(String, String)> = params.iter().filter(|(n, _)| n != "authToken").collect();
     p.sort_by(|a, b| super::json::java_cmp(&a.0, &b.0));
-    p.iter()
-        .map(|(n, v)| format!("{n}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    let mut out = String::with_capacity(p.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
+    for (i, (n, v)) in p.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(n);
+        out.push('=');
+        out.push_str(v);
+    }
+    out
 }
 
 fn timestamp_of(params: &[(String, String)]) -> Result<String, ProtocolError> {

@@ -158,7 +158,34 @@ pub fn sign_basic_bytes(
     timestamp: &str,
     nonce: &str,
 ) -> Result<BasicSignature, ProtocolError> {
+    // Already canonical (every body csm builds): sign the bytes without a parse.
+    if super::json::is_canonical_v2(body) {
+        if let Ok(text) = std::str::from_utf8(body) {
+            return Ok(sign_basic_canonical(
+                key,
+                text.to_string(),
+                timestamp,
+                nonce,
+                LicenseInner::KeyedHmac,
+            ));
+        }
+    }
     sign_basic(key, &parse(body)?, timestamp, nonce)
+}
+
+/// Parses body bytes and signs them with the Kit recipe (no parse when already canonical).
+pub fn sign_kit_bytes(
+    key: &str,
+    body: &[u8],
+    timestamp: &str,
+    nonce: &str,
+) -> Result<KitSignature, ProtocolError> {
+    if super::json::is_canonical_v2(body) {
+        if let Ok(text) = std::str::from_utf8(body) {
+            return Ok(sign_kit_canonical(key, text.to_string(), timestamp, nonce));
+        }
+    }
+    sign_kit(key, &parse(body)?, timestamp, nonce)
 }
 
 /// Which form of the received body a matching signature was computed over (decision 2).
