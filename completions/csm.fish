@@ -133,11 +133,11 @@ complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcomma
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c csm -n "__fish_csm_using_subcommand send" -l scene -d 'Scene or status for activities that have one (RENEWAL, FREEZE, ...)' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l endpoint -d 'The production address, e.g. https://isv.example.com/produce' -r
-complete -c csm -n "__fish_csm_using_subcommand send" -l protocol -r -f -a "v1\t''
+complete -c csm -n "__fish_csm_using_subcommand send" -l protocol -d 'Callback protocol version (default: the profile\'s, else v2)' -r -f -a "v1\t''
 v2\t''"
-complete -c csm -n "__fish_csm_using_subcommand send" -l key-file -r -F
-complete -c csm -n "__fish_csm_using_subcommand send" -l kit-key-file -r -F
-complete -c csm -n "__fish_csm_using_subcommand send" -l license-key-file -r -F
+complete -c csm -n "__fish_csm_using_subcommand send" -l key-file -d 'File holding the basic-interface key (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the key bound to the general (通用) interface type for it' -r -F
+complete -c csm -n "__fish_csm_using_subcommand send" -l kit-key-file -d 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand send" -l license-key-file -d 'File holding the License delivery key (also CSM_LICENSE_KEY)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand send" -l set -d 'Override a field: `--set instanceId=abc`, nested `--set a.b=c`; JSON for integer, array and object fields. Repeatable' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l unset -d 'Leave a field out. Repeatable' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l body -d 'Start from this JSON object instead of generated values' -r -F

@@ -34,12 +34,17 @@ pub struct SendArgs {
     /// The production address, e.g. https://isv.example.com/produce.
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
+    /// Callback protocol version (default: the profile's, else v2).
     #[arg(long, value_enum)]
     pub protocol: Option<Protocol>,
+    /// File holding the basic-interface key (also CSM_ACCESS_KEY). orderNotify is signed with
+    /// this key too: pass the key bound to the general (通用) interface type for it.
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY).
     #[arg(long, value_name = "FILE")]
     pub kit_key_file: Option<PathBuf>,
+    /// File holding the License delivery key (also CSM_LICENSE_KEY).
     #[arg(long, value_name = "FILE")]
     pub license_key_file: Option<PathBuf>,
     /// Override a field: `--set instanceId=abc`, nested `--set a.b=c`; JSON for
