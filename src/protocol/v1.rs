@@ -244,8 +244,8 @@ pub fn verify_body_sign(key: &str, body: &[u8], header_value: &str) -> Result<bo
         .is_some_and(|want| ct_eq(&hmac_sha256(key.as_bytes(), body), &want)))
 }
 
-/// Checks a received GET `authToken` over decoded parameters, streaming the sorted
-/// `name=value&…` text into the HMAC instead of building it.
+/// Checks a received GET `authToken` over decoded parameters, comparing decoded bytes in
+/// constant time (no Base64 encoding of the expected value).
 pub fn verify_auth_token(
     key: &str,
     params: &[(String, String)],
@@ -255,17 +255,11 @@ pub fn verify_auth_token(
     let Some(want) = super::hmac::b64_32(received) else {
         return Ok(false);
     };
-    let mut p: Vec<&(String, String)> = params.iter().filter(|(n, _)| n != "authToken").collect();
-    p.sort_by(|a, b| super::json::java_cmp(&a.0, &b.0));
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(p.len() * 4);
-    for (i, (n, v)) in p.iter().enumerate() {
-        if i > 0 {
-            parts.push(b"&");
-        }
-        parts.extend([n.as_bytes(), b"=", v.as_bytes()]);
-    }
-    let mac = super::hmac::KeyedHmac::new(format!("{key}{ts}").as_bytes());
-    Ok(ct_eq(&mac.sign_parts(&parts), &want))
+    let mut hmac_key = String::with_capacity(key.len() + ts.len());
+    hmac_key.push_str(key);
+    hmac_key.push_str(&ts);
+    let got = hmac_sha256(hmac_key.as_bytes(), string_to_sign(params).as_bytes());
+    Ok(ct_eq(&got, &want))
 }
 
 #[cfg(test)]
