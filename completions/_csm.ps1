@@ -252,7 +252,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('merchant', 'merchant', [CompletionResultType]::ParameterValue, 'A reference merchant endpoint: verifies every callback and answers as the spec says')
+            [CompletionResult]::new('merchant', 'merchant', [CompletionResultType]::ParameterValue, 'A reference merchant endpoint: verifies every callback and answers as KooGallery documents it')
             [CompletionResult]::new('marketplace', 'marketplace', [CompletionResultType]::ParameterValue, 'A stand-in marketplace: usage push and license open APIs, and License callbacks')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -304,7 +304,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;serve;help' {
-            [CompletionResult]::new('merchant', 'merchant', [CompletionResultType]::ParameterValue, 'A reference merchant endpoint: verifies every callback and answers as the spec says')
+            [CompletionResult]::new('merchant', 'merchant', [CompletionResultType]::ParameterValue, 'A reference merchant endpoint: verifies every callback and answers as KooGallery documents it')
             [CompletionResult]::new('marketplace', 'marketplace', [CompletionResultType]::ParameterValue, 'A stand-in marketplace: usage push and license open APIs, and License callbacks')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -686,7 +686,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;help;serve' {
-            [CompletionResult]::new('merchant', 'merchant', [CompletionResultType]::ParameterValue, 'A reference merchant endpoint: verifies every callback and answers as the spec says')
+            [CompletionResult]::new('merchant', 'merchant', [CompletionResultType]::ParameterValue, 'A reference merchant endpoint: verifies every callback and answers as KooGallery documents it')
             [CompletionResult]::new('marketplace', 'marketplace', [CompletionResultType]::ParameterValue, 'A stand-in marketplace: usage push and license open APIs, and License callbacks')
             break
         }

@@ -235,7 +235,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
-            cand merchant 'A reference merchant endpoint: verifies every callback and answers as the spec says'
+            cand merchant 'A reference merchant endpoint: verifies every callback and answers as KooGallery documents it'
             cand marketplace 'A stand-in marketplace: usage push and license open APIs, and License callbacks'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -284,7 +284,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --version 'Print version'
         }
         &'csm;serve;help'= {
-            cand merchant 'A reference merchant endpoint: verifies every callback and answers as the spec says'
+            cand merchant 'A reference merchant endpoint: verifies every callback and answers as KooGallery documents it'
             cand marketplace 'A stand-in marketplace: usage push and license open APIs, and License callbacks'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -623,7 +623,7 @@ set edit:completion:arg-completer[csm] = {|@words|
         &'csm;help;test-endpoint'= {
         }
         &'csm;help;serve'= {
-            cand merchant 'A reference merchant endpoint: verifies every callback and answers as the spec says'
+            cand merchant 'A reference merchant endpoint: verifies every callback and answers as KooGallery documents it'
             cand marketplace 'A stand-in marketplace: usage push and license open APIs, and License callbacks'
         }
         &'csm;help;serve;merchant'= {

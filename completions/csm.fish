@@ -198,7 +198,7 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subco
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -f -a "merchant" -d 'A reference merchant endpoint: verifies every callback and answers as the spec says'
+complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -f -a "merchant" -d 'A reference merchant endpoint: verifies every callback and answers as KooGallery documents it'
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -f -a "marketplace" -d 'A stand-in marketplace: usage push and license open APIs, and License callbacks'
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l listen -d 'Address to listen on; port 0 picks a free port (printed on the first line)' -r
@@ -237,7 +237,7 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from help" -f -a "merchant" -d 'A reference merchant endpoint: verifies every callback and answers as the spec says'
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from help" -f -a "merchant" -d 'A reference merchant endpoint: verifies every callback and answers as KooGallery documents it'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from help" -f -a "marketplace" -d 'A stand-in marketplace: usage push and license open APIs, and License callbacks'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
@@ -453,7 +453,7 @@ complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcom
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from crypto" -f -a "derive-key" -d 'Print the AES key derived from the access key (hex)'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from crypto" -f -a "encrypt" -d 'Encrypt VALUE: prints the 16-character IV followed by Base64'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from crypto" -f -a "decrypt" -d 'Decrypt VALUE (IV prefix + Base64): prints the plaintext'
-complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from serve" -f -a "merchant" -d 'A reference merchant endpoint: verifies every callback and answers as the spec says'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from serve" -f -a "merchant" -d 'A reference merchant endpoint: verifies every callback and answers as KooGallery documents it'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from serve" -f -a "marketplace" -d 'A stand-in marketplace: usage push and license open APIs, and License callbacks'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "keygen" -d 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub, and a separate short-code secret to FILE.short (0600)'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "gen" -d 'Issue signed licenses (codes, short codes or files), or marketplace-shaped PL codes'

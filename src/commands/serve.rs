@@ -12,7 +12,7 @@ pub struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ServeTarget {
-    /// A reference merchant endpoint: verifies every callback and answers as the spec says.
+    /// A reference merchant endpoint: verifies every callback and answers as KooGallery documents it.
     Merchant(super::serve_merchant::MerchantArgs),
     /// A stand-in marketplace: usage push and license open APIs, and License callbacks.
     Marketplace(super::serve_marketplace::MarketplaceArgs),
