@@ -502,6 +502,28 @@ impl Journal {
         tx.commit().map_err(serr)
     }
 
+    /// Records refused here without being sent (their begin_time left the marketplace's
+    /// window while they waited): `rejected` with the code the marketplace would give.
+    pub fn reject_unsent(
+        &mut self,
+        ids: &[i64],
+        code: &str,
+        reason: &str,
+        now: &str,
+    ) -> Result<()> {
+        self.set_sync(false)?;
+        let path = self.path.clone();
+        let serr = |e: rusqlite::Error| storage(&path, e);
+        let tx = self.conn.transaction().map_err(serr)?;
+        tx.execute(
+            "UPDATE records SET state = 'rejected', last_code = ?2, last_message = ?3,
+             decided_at = ?4 WHERE id IN (SELECT value FROM json_each(?1))",
+            params![id_list(ids), code, reason, now],
+        )
+        .map_err(serr)?;
+        tx.commit().map_err(serr)
+    }
+
     /// Stores each record's outcome of a batch (one transaction).
     pub fn apply(
         &mut self,

@@ -193,6 +193,16 @@ fn launch(
     })
 }
 
+const OLD_REASON: &str = "begin_time is more than 21 days old (not sent: the marketplace \
+                          refuses it with MKT.9004)";
+
+/// The record's begin_time is outside the marketplace's 21-day window at `now`.
+fn too_old(s: &Stored, now: chrono::DateTime<chrono::Utc>) -> bool {
+    record::parse_time("begin_time", &s.record.begin_time)
+        .map(|b| now - b > chrono::Duration::days(record::MAX_AGE_DAYS))
+        .unwrap_or(false)
+}
+
 fn count(rep: &mut SendReport, o: &Outcome) {
     let (slot, outcome, code) = match o {
         Outcome::Accepted { code } => (&mut rep.accepted, "accepted", code),
@@ -241,6 +251,29 @@ pub fn send(
                     }
                 }
             };
+            // A record whose begin_time already left the 21-day window would make the
+            // marketplace refuse the whole batch (MKT.9004): refuse it here, send the rest.
+            let mut job = job;
+            let now = clock::now();
+            let (old, fresh): (Vec<Stored>, Vec<Stored>) =
+                job.batch.into_iter().partition(|s| too_old(s, now));
+            job.batch = fresh;
+            if !old.is_empty() {
+                let ids: Vec<i64> = old.iter().map(|s| s.id).collect();
+                let o = Outcome::Rejected {
+                    code: "MKT.9004".into(),
+                    reason: OLD_REASON.into(),
+                };
+                journal.reject_unsent(&ids, "MKT.9004", OLD_REASON, &now_s())?;
+                for _ in &ids {
+                    count(&mut rep, &o);
+                }
+                done += ids.len() as u64;
+                progress(done);
+            }
+            if job.batch.is_empty() {
+                continue;
+            }
             rep.requests += 1;
             flights.push_back(launch(journal, &http, cfg, job)?);
         }
@@ -270,15 +303,7 @@ pub fn send(
                     .collect();
                 let maybe: Vec<bool> = job.batch.iter().map(|s| s.maybe_delivered).collect();
                 let now = clock::now();
-                let old: Vec<bool> = job
-                    .batch
-                    .iter()
-                    .map(|s| {
-                        record::parse_time("begin_time", &s.record.begin_time)
-                            .map(|b| now - b > chrono::Duration::days(record::MAX_AGE_DAYS))
-                            .unwrap_or(false)
-                    })
-                    .collect();
+                let old: Vec<bool> = job.batch.iter().map(|s| too_old(s, now)).collect();
                 (
                     Some(status),
                     batch::classify_response(status, &body, &sns, &maybe, &old),
@@ -289,11 +314,26 @@ pub fn send(
         match verdict {
             BatchVerdict::Records(outcomes) => {
                 journal.apply(bid, &ids, &outcomes, status.unwrap_or(0), &now_s())?;
-                for o in &outcomes {
-                    count(&mut rep, o);
+                // MKT.9004 refused the batch for another record's sake: the others go again
+                // in this run (bounded like any retry).
+                let again = job.attempt <= cfg.retries;
+                let mut requeue = Vec::new();
+                for (s, o) in job.batch.into_iter().zip(&outcomes) {
+                    if again && matches!(o, Outcome::Retry { code, .. } if code == "MKT.9004") {
+                        requeue.push(s);
+                    } else {
+                        count(&mut rep, o);
+                        done += 1;
+                    }
                 }
-                done += ids.len() as u64;
                 progress(done);
+                if !requeue.is_empty() {
+                    retries.push_back(Job {
+                        batch: requeue,
+                        attempt: job.attempt + 1,
+                        delay: Duration::ZERO,
+                    });
+                }
             }
             BatchVerdict::Fatal { code, reason } => {
                 journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
