@@ -99,3 +99,42 @@ fn a_record_past_21_days_is_rejected_locally_and_does_not_block_its_batch() {
         2
     );
 }
+
+#[test]
+fn a_rejected_record_that_may_have_been_delivered_cannot_be_replaced_under_its_sn() {
+    let env = Env::new();
+    let first = env.write(
+        "u.csv",
+        "instance_id,begin_time,end_time,usage_value,metering_sn\n\
+         i-1,20260110T090000Z,20260110T100000Z,1,sn-a\n",
+    );
+    {
+        // The first attempt is dropped after the stand-in's answer (maybe delivered); the
+        // retry is answered 012 (every instance refused).
+        let server = env.market(&["drop-after-store=2", "partial-rejects=1"]);
+        let o = env.usage(&["upload", first.to_str().unwrap()], Some(&server));
+        assert_eq!(o.status.code(), Some(5), "{:?}", text(&o));
+    }
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'rejected' AND maybe_delivered = 1"
+        ),
+        1
+    );
+    let before = dump(&env.journal);
+    let fixed = env.write(
+        "fixed.csv",
+        "instance_id,begin_time,end_time,usage_value,metering_sn\n\
+         i-1,20260110T090000Z,20260110T100000Z,2,sn-a\n",
+    );
+    let server = env.market(&[]);
+    let o = env.usage(&["upload", fixed.to_str().unwrap()], Some(&server));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out} {err}");
+    assert!(err.contains("fixed.csv:2"), "{err}");
+    assert!(err.contains("sn-a"), "{err}");
+    assert!(err.contains("new metering_sn"), "{err}");
+    assert_eq!(dump(&env.journal), before);
+    assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 0);
+}

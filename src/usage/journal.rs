@@ -812,6 +812,7 @@ type Existing = (
     Option<String>,
     String,
     i64,
+    bool,
 );
 
 /// A record whose metering_sn or period is already journaled: the same record again is
@@ -828,7 +829,7 @@ fn resolve_conflict(
     let by_sn: Option<Existing> = tx
         .query_row(
             "SELECT id, state, instance_id, begin_time, end_time, usage_value, relate_pkg_instance,
-             source_file, source_line FROM records WHERE metering_sn = ?1",
+             source_file, source_line, maybe_delivered FROM records WHERE metering_sn = ?1",
             [&rec.metering_sn],
             |r| {
                 Ok((
@@ -841,6 +842,7 @@ fn resolve_conflict(
                     r.get(6)?,
                     r.get(7)?,
                     r.get(8)?,
+                    r.get(9)?,
                 ))
             },
         )
@@ -853,7 +855,7 @@ fn resolve_conflict(
             format!("{file} line {line}")
         }
     };
-    if let Some((id, state, inst, begin, end, value, relate, file, line)) = by_sn {
+    if let Some((id, state, inst, begin, end, value, relate, file, line, maybe)) = by_sn {
         let same = inst == rec.instance_id
             && begin == rec.begin_time
             && end == rec.end_time
@@ -887,6 +889,16 @@ fn resolve_conflict(
                 }
             }
             return Ok(());
+        }
+        if state == "rejected" && maybe {
+            // An earlier attempt got no definite answer: the marketplace may hold the first
+            // version, and a later "duplicate metering_sn" would pass the fix off as accepted.
+            return Err(format!(
+                "metering_sn {:?} was rejected but may already be held by the marketplace \
+                 ({}, an attempt got no definite answer); a fix needs a new metering_sn",
+                rec.metering_sn,
+                where_(&file, line, false)
+            ));
         }
         if state == "rejected" {
             let n = tx
