@@ -138,3 +138,118 @@ fn a_rejected_record_that_may_have_been_delivered_cannot_be_replaced_under_its_s
     assert_eq!(dump(&env.journal), before);
     assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 0);
 }
+
+/// A loopback HTTP server that answers every request with `status` and an empty JSON body,
+/// for at most `max` requests (bounded).
+fn answering(status: u16, max: usize) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming().take(max) {
+            let Ok(mut s) = s else { continue };
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            // Read the head and the body (Content-Length) before answering.
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = s.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            );
+        }
+    });
+    base
+}
+
+fn upload_to(env: &Env, file: &str, endpoint: &str) -> std::process::Output {
+    csm(env.dir())
+        .args(["usage", "upload", file, "--journal"])
+        .arg(&env.journal)
+        .arg("--key-file")
+        .arg(&env.key)
+        .args([
+            "--endpoint",
+            endpoint,
+            "--retries",
+            "0",
+            "--backoff-ms",
+            "1",
+        ])
+        .output()
+        .unwrap()
+}
+
+const ONE: &str = "instance_id,begin_time,end_time,usage_value,metering_sn\n\
+                   i-1,20260110T090000Z,20260110T100000Z,1,sn-a\n";
+
+#[test]
+fn endpoint_must_be_a_plain_base_url_and_no_password_is_echoed() {
+    let env = Env::new();
+    let f = env.write("u.csv", ONE);
+    let fs = f.to_str().unwrap();
+    for (endpoint, rule) in [
+        ("ftp://127.0.0.1:1", "http"),
+        ("http://user:hunter2@127.0.0.1:1", "user info"),
+        ("http://127.0.0.1:1/api", "path"),
+        ("http://127.0.0.1:1/?a=b", "query"),
+        ("http://127.0.0.1:1/#x", "fragment"),
+        ("not a url", "not a URL"),
+    ] {
+        let o = upload_to(&env, fs, endpoint);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{endpoint}: {out} {err}");
+        assert!(err.contains("--endpoint") && err.contains(rule), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(
+            !err.contains("hunter2") && !out.contains("hunter2"),
+            "{err}"
+        );
+    }
+    assert!(!env.journal.exists() || count(&env.journal, "SELECT count(*) FROM records") == 0);
+}
+
+#[test]
+fn a_404_stops_the_run_and_a_408_counts_as_maybe_delivered() {
+    let env = Env::new();
+    let f = env.write("u.csv", ONE);
+    let fs = f.to_str().unwrap();
+    let o = upload_to(&env, fs, &answering(404, 1));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out} {err}");
+    assert!(err.contains("--endpoint"), "{err}");
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'pending'"
+        ),
+        1
+    );
+    let o = upload_to(&env, fs, &answering(408, 1));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{out} {err}");
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'sent' AND maybe_delivered = 1"
+        ),
+        1
+    );
+}

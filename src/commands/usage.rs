@@ -325,6 +325,42 @@ fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// The marketplace's base URL: http(s), a host, no user info, query or fragment, and no
+/// path (csm appends the API path). Returned without a trailing `/`.
+fn check_endpoint(raw: &str) -> Result<String> {
+    // A value with user info may hold a password: it is never echoed.
+    let shown = if raw.contains('@') {
+        "(value not shown: it holds user info)".to_string()
+    } else {
+        raw.to_string()
+    };
+    let bad = |rule: &str| {
+        CsmError::usage(format!(
+            "--endpoint {shown}: {rule} (a base URL: scheme, host and port; csm appends the API path)"
+        ))
+    };
+    let url = reqwest::Url::parse(raw).map_err(|e| bad(&format!("not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("must start with http:// or https://"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not contain user info (user:password@)"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("must name a host"));
+    }
+    if url.query().is_some() {
+        return Err(bad("must not have a query (?...)"));
+    }
+    if url.fragment().is_some() {
+        return Err(bad("must not have a fragment (#...)"));
+    }
+    if !matches!(url.path(), "" | "/") {
+        return Err(bad("must not have a path"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
 fn send_config(g: &GlobalArgs, c: &ConnArgs) -> Result<SendConfig> {
     if !(MIN_BATCH..=MAX_BATCH).contains(&c.batch) {
         return Err(CsmError::usage(format!(
@@ -338,12 +374,8 @@ fn send_config(g: &GlobalArgs, c: &ConnArgs) -> Result<SendConfig> {
         .clone()
         .or(profile.marketplace_endpoint.clone())
         .unwrap_or_else(|| "https://mkt.myhuaweicloud.com".to_string());
-    let base = base.trim_end_matches('/');
-    if !(base.starts_with("http://") || base.starts_with("https://")) {
-        return Err(CsmError::usage(format!(
-            "--endpoint {base}: must start with http:// or https:// (scheme, host and port)"
-        )));
-    }
+    let base = check_endpoint(&base)?;
+    let base = base.as_str();
     let key = config::require_key(KeyRole::Basic, c.key_file.as_deref(), &profile)?;
     let apig = if c.apig {
         let ak = c.ak.clone().or(profile.ak.clone()).ok_or_else(|| {
@@ -464,7 +496,8 @@ fn finish(
     }
     if let Some(r) = &rep.refused {
         return Err(CsmError::Config(format!(
-            "the marketplace refused the requests ({r}); check --key-file; records stay in the journal for `csm usage replay`"
+            "the marketplace refused the requests ({r}){}; records stay in the journal for `csm usage replay`",
+            if r.contains("--endpoint") { "" } else { "; check --key-file" }
         )));
     }
     if let Some(u) = &rep.unreachable {

@@ -266,11 +266,17 @@ pub fn classify_response(
             code: label,
             reason,
         },
-        // Any other 4xx: the request was refused as a whole, nothing stored.
-        (s, _) if (400..500).contains(&s) => whole(Outcome::Rejected {
+        // No usage API at this URL: nothing was stored, and resending cannot help until
+        // --endpoint changes.
+        (404 | 405, _) => BatchVerdict::Fatal {
+            code: label,
+            reason: format!("{reason}: no usage API at this address; check --endpoint"),
+        },
+        // 408 and any other 4xx: not proof that nothing was stored.
+        (s, _) if (400..500).contains(&s) => BatchVerdict::Ambiguous {
             code: label,
             reason,
-        }),
+        },
         // A 2xx/3xx without a success code: not proof of anything.
         _ => BatchVerdict::Ambiguous {
             code: label,
@@ -423,6 +429,10 @@ mod tests {
             panic!()
         };
         assert!(matches!(&o[1], Outcome::Rejected { code, .. } if code == "MKT.9002"));
+        assert!(matches!(c(404, ""), BatchVerdict::Fatal { .. }));
+        assert!(matches!(c(405, ""), BatchVerdict::Fatal { .. }));
+        assert!(matches!(c(408, ""), BatchVerdict::Ambiguous { .. }));
+        assert!(matches!(c(418, "{}"), BatchVerdict::Ambiguous { .. }));
         assert!(matches!(
             c(200, r#"{"ok":true}"#),
             BatchVerdict::Ambiguous { .. }
