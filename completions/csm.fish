@@ -361,9 +361,9 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l key-file -d 'The seller key bound to the basic interfaces (signs the usage push)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l endpoint -d 'Marketplace base URL (scheme, host, port); csm appends the API path' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l batch -d 'Records per request (100 to 1000)' -r
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l retries -d 'Further attempts of a batch after a network error or 5xx' -r
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l backoff-ms -d 'First pause between attempts in milliseconds (doubles, with jitter, up to 30 s)' -r
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l timeout -d 'Seconds to wait for one answer' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l retries -d 'Further attempts of a batch after a network error or 5xx (0 to 100)' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l backoff-ms -d 'First pause between attempts in milliseconds, 1 to 30000 (doubles, with jitter, up to 30 s)' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l timeout -d 'Seconds to wait for one answer (1 to 3600)' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l usage-value -d 'How usage_value is written in the body (decision 6: a JSON number)' -r -f -a "number\t''
 string\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l ak -d 'API Gateway access key id (with --apig)' -r
@@ -380,9 +380,9 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l key-file -d 'The seller key bound to the basic interfaces (signs the usage push)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l endpoint -d 'Marketplace base URL (scheme, host, port); csm appends the API path' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l batch -d 'Records per request (100 to 1000)' -r
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l retries -d 'Further attempts of a batch after a network error or 5xx' -r
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l backoff-ms -d 'First pause between attempts in milliseconds (doubles, with jitter, up to 30 s)' -r
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l timeout -d 'Seconds to wait for one answer' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l retries -d 'Further attempts of a batch after a network error or 5xx (0 to 100)' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l backoff-ms -d 'First pause between attempts in milliseconds, 1 to 30000 (doubles, with jitter, up to 30 s)' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l timeout -d 'Seconds to wait for one answer (1 to 3600)' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l usage-value -d 'How usage_value is written in the body (decision 6: a JSON number)' -r -f -a "number\t''
 string\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l ak -d 'API Gateway access key id (with --apig)' -r

@@ -253,3 +253,30 @@ fn a_404_stops_the_run_and_a_408_counts_as_maybe_delivered() {
         1
     );
 }
+
+#[test]
+fn out_of_range_timeout_backoff_and_retries_are_usage_errors() {
+    let env = Env::new();
+    let f = env.write("u.csv", ONE);
+    for (flag, value) in [
+        ("--timeout", "18446744073709551615"),
+        ("--timeout", "0"),
+        ("--timeout", "3601"),
+        ("--backoff-ms", "18446744073709551615"),
+        ("--backoff-ms", "0"),
+        ("--retries", "101"),
+    ] {
+        let o = csm(env.dir())
+            .args(["usage", "upload", f.to_str().unwrap(), "--journal"])
+            .arg(&env.journal)
+            .arg("--key-file")
+            .arg(&env.key)
+            .args(["--endpoint", "http://127.0.0.1:1", flag, value])
+            .output()
+            .unwrap();
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {out} {err}");
+        assert!(err.contains(flag) && !err.contains("panicked"), "{err}");
+    }
+    assert!(!env.journal.exists());
+}

@@ -73,14 +73,17 @@ pub struct ConnArgs {
     /// Records per request (100 to 1000).
     #[arg(long, default_value_t = MAX_BATCH, value_name = "N")]
     pub batch: usize,
-    /// Further attempts of a batch after a network error or 5xx.
-    #[arg(long, default_value_t = 5, value_name = "N")]
+    /// Further attempts of a batch after a network error or 5xx (0 to 100).
+    #[arg(long, default_value_t = 5, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=100))]
     pub retries: u32,
-    /// First pause between attempts in milliseconds (doubles, with jitter, up to 30 s).
-    #[arg(long, default_value_t = 500, value_name = "MS")]
+    /// First pause between attempts in milliseconds, 1 to 30000 (doubles, with jitter, up to 30 s).
+    #[arg(long, default_value_t = 500, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=30_000))]
     pub backoff_ms: u64,
-    /// Seconds to wait for one answer.
-    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    /// Seconds to wait for one answer (1 to 3600).
+    #[arg(long, default_value_t = 30, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
     /// How usage_value is written in the body (decision 6: a JSON number).
     #[arg(long, value_enum, default_value = "number")]
