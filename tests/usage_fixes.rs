@@ -280,3 +280,22 @@ fn out_of_range_timeout_backoff_and_retries_are_usage_errors() {
     }
     assert!(!env.journal.exists());
 }
+
+#[test]
+fn a_jsonl_key_given_twice_is_an_error_naming_the_line() {
+    let env = Env::new();
+    let f = env.write(
+        "u.jsonl",
+        "{\"instance_id\":\"i-1\",\"begin_time\":\"20260110T090000Z\",\"end_time\":\"20260110T100000Z\",\"usage_value\":\"1\",\"metering_sn\":\"a\"}\n\
+         {\"instance_id\":\"i-2\",\"begin_time\":\"20260110T090000Z\",\"end_time\":\"20260110T100000Z\",\"usage_value\":\"1\",\"usage_value\":\"900\",\"metering_sn\":\"b\"}\n",
+    );
+    let o = env.usage(&["validate", f.to_str().unwrap()], None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out} {err}");
+    let all = format!("{out}{err}");
+    assert!(
+        all.contains("u.jsonl:2: field \"usage_value\" appears twice"),
+        "{all}"
+    );
+    assert!(!env.journal.exists() || count(&env.journal, "SELECT count(*) FROM records") == 0);
+}

@@ -282,6 +282,14 @@ fn parse_jsonl(line: &str) -> Result<RawRecord, String> {
     let Json::Object(members) = v else {
         return Err("not a JSON object (one record object per line)".into());
     };
+    // The parser keeps the last of repeated keys; a record must not say two things.
+    if let Err(e) = serde_json::from_str::<UniqueKeys>(line) {
+        let msg = e.to_string();
+        if let Some(k) = msg.strip_prefix(REPEATED) {
+            let k = k.split(" at line").next().unwrap_or(k);
+            return Err(format!("field {k} appears twice"));
+        }
+    }
     let mut raw = RawRecord::default();
     for (k, v) in members {
         let text = match v {
@@ -323,6 +331,38 @@ fn parse_jsonl(line: &str) -> Result<RawRecord, String> {
         }
     }
     Ok(raw)
+}
+
+const REPEATED: &str = "repeated key ";
+
+/// Deserializes a JSON object's top-level keys only, failing on a repeated one.
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut seen: Vec<String> = Vec::new();
+                while let Some(k) = m.next_key::<String>()? {
+                    if seen.contains(&k) {
+                        return Err(serde::de::Error::custom(format!("{REPEATED}{k:?}")));
+                    }
+                    m.next_value::<serde::de::IgnoredAny>()?;
+                    seen.push(k);
+                }
+                Ok(UniqueKeys)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 fn kind(v: &Json) -> &'static str {
