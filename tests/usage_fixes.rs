@@ -299,3 +299,34 @@ fn a_jsonl_key_given_twice_is_an_error_naming_the_line() {
     );
     assert!(!env.journal.exists() || count(&env.journal, "SELECT count(*) FROM records") == 0);
 }
+
+#[test]
+fn record_time_must_lie_between_end_time_and_now() {
+    let env = Env::new();
+    let f = env.write(
+        "u.csv",
+        "instance_id,begin_time,end_time,usage_value,metering_sn,record_time\n\
+         i-1,20260110T090000Z,20260110T100000Z,1,a,20260110T100000Z\n\
+         i-2,20260110T090000Z,20260110T100000Z,1,b,20260110T095900Z\n\
+         i-3,20260110T090000Z,20260110T100000Z,1,c,20260111T000000Z\n",
+    );
+    let o = env.usage(&["validate", f.to_str().unwrap()], None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out} {err}");
+    let all = format!("{out}{err}");
+    assert!(
+        !all.lines()
+            .any(|l| l.contains("u.csv:2:") && l.contains("record_time")),
+        "{all}"
+    );
+    assert!(all.contains("2 bad line(s)"), "{all}");
+    assert!(
+        all.contains("u.csv:3:") && all.contains("record_time 20260110T095900Z is before end_time"),
+        "{all}"
+    );
+    assert!(
+        all.contains("u.csv:4:") && all.contains("record_time 20260111T000000Z is in the future"),
+        "{all}"
+    );
+    assert!(all.contains("end_time <= record_time <= now"), "{all}");
+}

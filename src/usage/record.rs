@@ -278,7 +278,23 @@ pub fn validate(raw: &RawRecord, now: DateTime<Utc>) -> Result<UsageRecord, Stri
         None => None,
     };
     let record_time = match non_empty(&raw.record_time) {
-        Some(t) => format_api_time(parse_time("record_time", t)?),
+        Some(t) => {
+            // The record is produced once its window has ended, and not in the future.
+            let rt = parse_time("record_time", t)?;
+            let rt_s = format_api_time(rt);
+            if rt < end {
+                return Err(format!(
+                    "record_time {rt_s} is before end_time {end_s} (rule: end_time <= record_time <= now)"
+                ));
+            }
+            if rt > now {
+                return Err(format!(
+                    "record_time {rt_s} is in the future (rule: end_time <= record_time <= now, now is {})",
+                    format_api_time(now)
+                ));
+            }
+            rt_s
+        }
         None => format_api_time(now),
     };
     let (metering_sn, sn_derived) = match non_empty(&raw.metering_sn) {
