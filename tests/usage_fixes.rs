@@ -330,3 +330,21 @@ fn record_time_must_lie_between_end_time_and_now() {
     );
     assert!(all.contains("end_time <= record_time <= now"), "{all}");
 }
+
+#[test]
+fn uploading_a_file_whose_records_were_rejected_exits_5_even_when_nothing_is_sent() {
+    let env = Env::new();
+    let f = env.write("u.csv", ONE);
+    let fs = f.to_str().unwrap();
+    {
+        let server = env.market(&["partial-rejects=1"]);
+        let o = env.usage(&["upload", fs], Some(&server));
+        assert_eq!(o.status.code(), Some(5), "{:?}", text(&o));
+    }
+    let server = env.market(&[]);
+    let o = env.usage(&["upload", fs], Some(&server));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(5), "{out} {err}");
+    assert!(out.contains("already rejected"), "{out}");
+    assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 0);
+}

@@ -508,7 +508,10 @@ fn finish(
             "could not reach the marketplace: {u}; {unsent} records wait in the journal for `csm usage replay`"
         )));
     }
-    if rep.rejected > 0 || rep.retry_later > 0 {
+    // Records of this file rejected by an earlier run are not sent again, but the file is
+    // still not fully delivered.
+    let earlier_rejected = import.map_or(0, |(r, _)| r.already_rejected);
+    if rep.rejected > 0 || rep.retry_later > 0 || earlier_rejected > 0 {
         return Ok(Exit::Partial);
     }
     Ok(Exit::Ok)
