@@ -289,7 +289,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--license-key-file', '--license-key-file', [CompletionResultType]::ParameterName, 'The key bound to the License delivery interface: signs License callbacks to the merchant')
             [CompletionResult]::new('--merchant-endpoint', '--merchant-endpoint', [CompletionResultType]::ParameterName, 'The merchant''s production address, for License callbacks (sent with testFlag "1" unless an admin request asks for "0"; a non-loopback address needs --yes or a confirmation)')
             [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'SQLite state file (accepted usage in table usage_records); in memory when absent')
-            [CompletionResult]::new('--fault', '--fault', [CompletionResultType]::ParameterName, 'Misbehave on purpose (repeatable)')
+            [CompletionResult]::new('--fault', '--fault', [CompletionResultType]::ParameterName, 'Misbehave on purpose (repeatable): 5xx[=N], slow[=MS], drop-after-store[=N], partial-rejects[=N], batch-limit[=N], license-internal-error')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
             [CompletionResult]::new('--license-plain-sha256', '--license-plain-sha256', [CompletionResultType]::ParameterName, 'Sign License callbacks with the plain SHA-256 inner step instead of the keyed HMAC (a third-party reading of the recipe; spec decision 5)')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Send License callbacks to a --merchant-endpoint that is not loopback without asking')

@@ -270,7 +270,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --license-key-file 'The key bound to the License delivery interface: signs License callbacks to the merchant'
             cand --merchant-endpoint 'The merchant''s production address, for License callbacks (sent with testFlag "1" unless an admin request asks for "0"; a non-loopback address needs --yes or a confirmation)'
             cand --state 'SQLite state file (accepted usage in table usage_records); in memory when absent'
-            cand --fault 'Misbehave on purpose (repeatable)'
+            cand --fault 'Misbehave on purpose (repeatable): 5xx[=N], slow[=MS], drop-after-store[=N], partial-rejects[=N], batch-limit[=N], license-internal-error'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
             cand --license-plain-sha256 'Sign License callbacks with the plain SHA-256 inner step instead of the keyed HMAC (a third-party reading of the recipe; spec decision 5)'
             cand --yes 'Send License callbacks to a --merchant-endpoint that is not loopback without asking'

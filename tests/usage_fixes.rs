@@ -348,3 +348,51 @@ fn uploading_a_file_whose_records_were_rejected_exits_5_even_when_nothing_is_sen
     assert!(out.contains("already rejected"), "{out}");
     assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 0);
 }
+
+#[test]
+fn the_stand_in_refuses_unknown_faults_and_bad_numbers_at_start() {
+    let env = Env::new();
+    for (fault, rule) in [
+        ("drop-after-stor", "unknown fault"),
+        ("5xx=x", "N must be a whole number"),
+        ("partial-rejects=0", "N must be a whole number >= 1"),
+        ("license-internal-error=3", "takes no number"),
+    ] {
+        let mut child = csm(env.dir())
+            .args([
+                "serve",
+                "marketplace",
+                "--listen",
+                "127.0.0.1:0",
+                "--key-file",
+            ])
+            .arg(&env.key)
+            .args(["--fault", fault])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Bounded: a stand-in that accepted the fault would serve forever.
+        for _ in 0..100 {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if child.try_wait().unwrap().is_none() {
+            let _ = child.kill();
+        }
+        let o = child.wait_with_output().unwrap();
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{fault}: {out} {err}");
+        assert!(
+            err.contains("--fault") && err.contains(fault) && err.contains(rule),
+            "{err}"
+        );
+        assert!(err.contains("drop-after-store[=N]"), "{err}");
+        assert!(err.contains("license-internal-error"), "{err}");
+    }
+    // Known faults still start (and are answered as before).
+    let server = env.market(&["slow=0", "license-internal-error", "batch-limit=100"]);
+    assert!(server.base.starts_with("http://127.0.0.1:"));
+}

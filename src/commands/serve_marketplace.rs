@@ -32,7 +32,8 @@ pub struct MarketplaceArgs {
     /// SQLite state file (accepted usage in table usage_records); in memory when absent.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
-    /// Misbehave on purpose (repeatable).
+    /// Misbehave on purpose (repeatable): 5xx[=N], slow[=MS], drop-after-store[=N],
+    /// partial-rejects[=N], batch-limit[=N], license-internal-error.
     #[arg(long, value_name = "NAME")]
     pub fault: Vec<String>,
     /// Sign License callbacks with the plain SHA-256 inner step instead of the keyed HMAC

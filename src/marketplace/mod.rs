@@ -26,8 +26,59 @@ pub struct Marketplace {
     pub usage_requests: AtomicU64,
 }
 
+/// The faults the stand-in implements: name, what `=N` means (None: takes no number),
+/// and the smallest N.
+const FAULTS: [(&str, Option<&str>, u64); 6] = [
+    ("5xx", Some("N"), 1),
+    ("slow", Some("MS"), 0),
+    ("drop-after-store", Some("N"), 1),
+    ("partial-rejects", Some("N"), 1),
+    ("batch-limit", Some("N"), 1),
+    ("license-internal-error", None, 0),
+];
+
+fn known_faults() -> String {
+    FAULTS
+        .iter()
+        .map(|(n, arg, _)| match arg {
+            Some(a) => format!("{n}[={a}]"),
+            None => n.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every `--fault` names a fault the stand-in implements, with a number in range when given.
+pub fn check_faults(faults: &[String]) -> Result<()> {
+    for f in faults {
+        let (name, value) = match f.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (f.as_str(), None),
+        };
+        let bad = |rule: String| {
+            crate::error::CsmError::usage(format!(
+                "--fault {f:?}: {rule} (known: {})",
+                known_faults()
+            ))
+        };
+        let Some((_, arg, min)) = FAULTS.iter().find(|(n, _, _)| *n == name) else {
+            return Err(bad("unknown fault".into()));
+        };
+        match (arg, value) {
+            (None, Some(_)) => return Err(bad(format!("{name} takes no number"))),
+            (Some(a), Some(v)) => match v.parse::<u64>() {
+                Ok(n) if n >= *min => {}
+                _ => return Err(bad(format!("{a} must be a whole number >= {min}"))),
+            },
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl Marketplace {
     pub fn open(args: MarketplaceArgs) -> Result<Self> {
+        check_faults(&args.fault)?;
         let none = Profile::default();
         let usage_key = config::find_key(KeyRole::Basic, args.key_file.as_deref(), &none)?;
         let sk = config::find_key(KeyRole::Sk, args.sk_file.as_deref(), &none)?;
