@@ -270,7 +270,11 @@ pub fn classify_response(
         // --endpoint changes.
         (404 | 405, _) => BatchVerdict::Fatal {
             code: label,
-            reason: format!("{reason}: no usage API at this address; check --endpoint"),
+            reason: if msg.is_empty() {
+                "no usage API at this address; check --endpoint".into()
+            } else {
+                format!("{msg}: no usage API at this address; check --endpoint")
+            },
         },
         // 408 and any other 4xx: not proof that nothing was stored.
         (s, _) if (400..500).contains(&s) => BatchVerdict::Ambiguous {
