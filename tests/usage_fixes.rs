@@ -139,6 +139,53 @@ fn a_rejected_record_that_may_have_been_delivered_cannot_be_replaced_under_its_s
     assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 0);
 }
 
+#[test]
+fn a_mkt_9004_answer_sends_the_other_records_again_in_the_same_run() {
+    let env = Env::new();
+    // 21 days less 30 minutes before NOW: fresh for csm, too old for a stand-in whose
+    // clock is an hour ahead, which answers MKT.9004 for the batch.
+    let f = env.write(
+        "u.csv",
+        "instance_id,begin_time,end_time,usage_value,metering_sn\n\
+         i-1,20251220T130000Z,20251220T140000Z,1,sn-edge\n",
+    );
+    journal_pending(&env, f.to_str().unwrap());
+    let server = market_at(&env, "2026-01-10T13:30:00Z");
+    let o = csm(env.dir())
+        .args(["usage", "replay", "--journal"])
+        .arg(&env.journal)
+        .arg("--key-file")
+        .arg(&env.key)
+        .args([
+            "--endpoint",
+            &server.base,
+            "--backoff-ms",
+            "1",
+            "--retries",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(5), "{out} {err}");
+    // The first attempt and two more, then the record waits (not rejected: csm does not
+    // know it is old).
+    assert_eq!(
+        count(
+            &env.market,
+            "SELECT count(*) FROM usage_requests WHERE error_code = 'MKT.9004'"
+        ),
+        3
+    );
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'pending' AND last_code = 'MKT.9004'"
+        ),
+        1
+    );
+}
+
 /// A loopback HTTP server that answers every request with `status` and an empty JSON body,
 /// for at most `max` requests (bounded).
 fn answering(status: u16, max: usize) -> String {
