@@ -77,8 +77,19 @@ impl Json {
     }
 }
 
-/// Parses a complete JSON document from bytes (UTF-8 required).
+/// Parses a complete JSON document from bytes (UTF-8 required). A repeated key keeps its
+/// last value, as Jackson does.
 pub fn parse(bytes: &[u8]) -> Result<Json, ProtocolError> {
+    parse_with(bytes, false)
+}
+
+/// Like [`parse`], but a key repeated within one object is an error naming the key
+/// (input records must not say two things).
+pub fn parse_unique(bytes: &[u8]) -> Result<Json, ProtocolError> {
+    parse_with(bytes, true)
+}
+
+fn parse_with(bytes: &[u8], unique: bool) -> Result<Json, ProtocolError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         ProtocolError::new(format!(
             "body: invalid UTF-8 at byte {} (JSON bodies must be UTF-8)",
@@ -89,6 +100,7 @@ pub fn parse(bytes: &[u8]) -> Result<Json, ProtocolError> {
         s: text.as_bytes(),
         text,
         i: 0,
+        unique,
     };
     p.ws();
     let v = p.value(0)?;
@@ -103,6 +115,8 @@ struct Parser<'a> {
     s: &'a [u8],
     text: &'a str,
     i: usize,
+    /// Refuse repeated keys instead of keeping the last value.
+    unique: bool,
 }
 
 impl Parser<'_> {
@@ -296,6 +310,9 @@ impl Parser<'_> {
             let v = self.value(depth + 1)?;
             // Jackson keeps the last of duplicate keys.
             if let Some(slot) = members.iter_mut().find(|(mk, _)| *mk == k) {
+                if self.unique {
+                    return Err(ProtocolError::new(format!("key {k:?} appears twice")));
+                }
                 slot.1 = v;
             } else {
                 members.push((k, v));
@@ -698,6 +715,16 @@ mod tests {
     fn escapes_like_jackson() {
         let j = parse(b"{\"k\":\"a\\u0001b\\/\\u4e2d\\u007f\"}").unwrap();
         assert_eq!(canonical_v2(&j).unwrap(), "{\"k\":\"a\\u0001b/中\u{7f}\"}");
+    }
+
+    #[test]
+    fn repeated_keys_keep_the_last_or_are_refused() {
+        let j = parse(br#"{"a":1,"a":2}"#).unwrap();
+        assert_eq!(j.get("a"), Some(&Json::Number("2".into())));
+        let e = parse_unique(br#"{"a":{"b":1,"b":2}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(r#"key "b" appears twice"#), "{e}");
     }
 
     #[test]

@@ -278,18 +278,17 @@ fn parse_csv_row(cols: &[String], line: &str) -> Result<RawRecord, String> {
 }
 
 fn parse_jsonl(line: &str) -> Result<RawRecord, String> {
-    let v = json::parse(line.as_bytes()).map_err(|e| format!("not valid JSON: {e}"))?;
+    // A record must not say two things: a repeated key is an error, not "last one wins".
+    let v = json::parse_unique(line.as_bytes()).map_err(|e| {
+        let msg = e.to_string();
+        match msg.strip_prefix("key ") {
+            Some(rest) if msg.ends_with("appears twice") => format!("field {rest}"),
+            _ => format!("not valid JSON: {msg}"),
+        }
+    })?;
     let Json::Object(members) = v else {
         return Err("not a JSON object (one record object per line)".into());
     };
-    // The parser keeps the last of repeated keys; a record must not say two things.
-    if let Err(e) = serde_json::from_str::<UniqueKeys>(line) {
-        let msg = e.to_string();
-        if let Some(k) = msg.strip_prefix(REPEATED) {
-            let k = k.split(" at line").next().unwrap_or(k);
-            return Err(format!("field {k} appears twice"));
-        }
-    }
     let mut raw = RawRecord::default();
     for (k, v) in members {
         let text = match v {
@@ -331,38 +330,6 @@ fn parse_jsonl(line: &str) -> Result<RawRecord, String> {
         }
     }
     Ok(raw)
-}
-
-const REPEATED: &str = "repeated key ";
-
-/// Deserializes a JSON object's top-level keys only, failing on a repeated one.
-struct UniqueKeys;
-
-impl<'de> serde::Deserialize<'de> for UniqueKeys {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = UniqueKeys;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> Result<UniqueKeys, A::Error> {
-                let mut seen: Vec<String> = Vec::new();
-                while let Some(k) = m.next_key::<String>()? {
-                    if seen.contains(&k) {
-                        return Err(serde::de::Error::custom(format!("{REPEATED}{k:?}")));
-                    }
-                    m.next_value::<serde::de::IgnoredAny>()?;
-                    seen.push(k);
-                }
-                Ok(UniqueKeys)
-            }
-        }
-        d.deserialize_map(V)
-    }
 }
 
 fn kind(v: &Json) -> &'static str {
