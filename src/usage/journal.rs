@@ -676,18 +676,12 @@ impl Journal {
         let mut rows = st.query([state]).map_err(|e| self.err(e))?;
         let mut n = 0u64;
         let werr = |e: std::io::Error| CsmError::Storage(format!("export: {e}"));
-        let names = [
-            "instance_id",
-            "begin_time",
-            "end_time",
-            "usage_value",
-            "metering_sn",
-            "relate_pkg_instance",
-            "record_time",
-            "state",
-            "result_code",
-            "result_msg",
-        ];
+        // The SELECT above lists the input columns, then the informational ones, in this order.
+        let names: Vec<&str> = record::FIELDS
+            .iter()
+            .chain(record::INFO_FIELDS.iter())
+            .copied()
+            .collect();
         if !jsonl {
             writeln!(out, "{}", names.join(",")).map_err(werr)?;
         }
