@@ -169,13 +169,20 @@ fn key_for(a: &VerifyArgs, role: KeyRole, profile: &Profile) -> Result<Secret> {
     }
 }
 
-fn read_capture(a: &VerifyArgs) -> Result<Vec<u8>> {
+/// The capture's bytes and its name for messages.
+fn read_capture(a: &VerifyArgs) -> Result<(Vec<u8>, String)> {
     let path = a.file.as_deref().ok_or_else(|| {
         CsmError::usage(
             "FILE: `csm verify request|response` needs the capture file (or - for stdin)",
         )
     })?;
-    crate::files::read_limited(path, crate::files::BODY_LIMIT, "FILE")
+    let raw = crate::files::read_limited(path, crate::files::BODY_LIMIT, "FILE")?;
+    Ok((raw, path.display().to_string()))
+}
+
+/// A problem in the capture itself: a usage error that names the file.
+fn in_capture(file: &str) -> impl Fn(crate::protocol::ProtocolError) -> CsmError + '_ {
+    move |e| CsmError::usage(format!("{file}: {e}"))
 }
 
 pub fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
@@ -310,14 +317,9 @@ fn verify_request(
     now_ms: i64,
     window_ms: i64,
 ) -> Result<Verdict> {
-    let raw = read_capture(a)?;
-    let file = a
-        .file
-        .as_deref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let req = capture::parse_request(&raw).map_err(|e| CsmError::usage(format!("{file}: {e}")))?;
-    let detected = capture::detect(&req).map_err(|e| CsmError::usage(format!("{file}: {e}")))?;
+    let (raw, file) = read_capture(a)?;
+    let req = capture::parse_request(&raw).map_err(in_capture(&file))?;
+    let detected = capture::detect(&req).map_err(in_capture(&file))?;
     let role = match detected {
         DetectedScheme::Kit | DetectedScheme::SaasV1Kit => KeyRole::Kit,
         DetectedScheme::License => KeyRole::License,
@@ -332,8 +334,7 @@ fn verify_request(
         .filter(|(_, s)| s.expose() != k)
         .map(|(l, s)| (*l, s.expose()))
         .collect();
-    let query =
-        v1::parse_query(req.query(), false).map_err(|e| CsmError::usage(format!("{file}: {e}")))?;
+    let query = v1::parse_query(req.query(), false).map_err(in_capture(&file))?;
     let q = |n: &str| {
         query
             .iter()
@@ -368,7 +369,7 @@ fn verify_request(
                     window_ms,
                 },
             )
-            .map_err(|e| CsmError::usage(format!("{file}: {e}")))?;
+            .map_err(in_capture(&file))?;
             // A merchant refuses a stale call even when its signature is right.
             extra.extend(d.notes.iter().filter(|n| n.starts_with("stale")).cloned());
             d
@@ -416,14 +417,8 @@ fn verify_response(a: &VerifyArgs, profile: &Profile) -> Result<Verdict> {
             ))
         }
     }
-    let raw = read_capture(a)?;
-    let file = a
-        .file
-        .as_deref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let resp =
-        capture::parse_response(&raw).map_err(|e| CsmError::usage(format!("{file}: {e}")))?;
+    let (raw, file) = read_capture(a)?;
+    let resp = capture::parse_response(&raw).map_err(in_capture(&file))?;
     let key = config::require_key(KeyRole::Basic, a.inputs.key_file.as_deref(), profile)?;
     let mut extra = Vec::new();
     let header = resp
