@@ -135,7 +135,7 @@ complete -c csm -n "__fish_csm_using_subcommand send" -l scene -d 'Scene or stat
 complete -c csm -n "__fish_csm_using_subcommand send" -l endpoint -d 'The production address, e.g. https://isv.example.com/produce' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l protocol -d 'Callback protocol version (default: the profile\'s, else v2)' -r -f -a "v1\t''
 v2\t''"
-complete -c csm -n "__fish_csm_using_subcommand send" -l key-file -d 'File holding the basic-interface key (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the key bound to the general (通用) interface type for it' -r -F
+complete -c csm -n "__fish_csm_using_subcommand send" -l key-file -d 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it' -r -F
 complete -c csm -n "__fish_csm_using_subcommand send" -l kit-key-file -d 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand send" -l license-key-file -d 'File holding the License delivery key (also CSM_LICENSE_KEY)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand send" -l set -d 'Override a field: `--set instanceId=abc`, nested `--set a.b=c`; JSON for integer, array and object fields. Repeatable' -r
@@ -164,9 +164,9 @@ complete -c csm -n "__fish_csm_using_subcommand send" -s V -l version -d 'Print 
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l endpoint -d 'The production address under test, e.g. https://isv.example.com/produce' -r
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l protocol -d 'Protocol of the basic interfaces (default: the profile\'s, else v2)' -r -f -a "v1\t''
 v2\t''"
-complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l key-file -d 'The key bound to the basic interfaces' -r -F
-complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l kit-key-file -d 'The Kit key; the Kit interfaces are tested when it is given' -r -F
-complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l license-key-file -d 'The License key; the License callbacks are tested when it is given (V2 scheme)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l key-file -d 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it' -r -F
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l kit-key-file -d 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l license-key-file -d 'File holding the License delivery key (also CSM_LICENSE_KEY)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l suite -d 'Suites to run (repeatable or comma-separated; default all)' -r -f -a "lifecycle\t''
 idempotency\t''
 negative\t''
@@ -202,9 +202,9 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subco
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -f -a "marketplace" -d 'A stand-in marketplace: usage push and license open APIs, and License callbacks'
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l listen -d 'Address to listen on; port 0 picks a free port (printed on the first line)' -r
-complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l key-file -d 'The key bound to the basic interfaces (V1 or V2 basic, orderNotify)' -r -F
-complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l kit-key-file -d 'The key bound to the Kit (joint-operation sync) interfaces' -r -F
-complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l license-key-file -d 'The key bound to the License delivery interface' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l key-file -d 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l kit-key-file -d 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l license-key-file -d 'File holding the License delivery key (also CSM_LICENSE_KEY)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l protocol -d 'Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken)' -r -f -a "v1\t''
 v2\t''"
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault -d 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case, wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption' -r

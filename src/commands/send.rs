@@ -1,8 +1,6 @@
 //! `csm send`: one signed callback, the full request and reply, and the verdicts.
 
-use super::test_endpoint::{
-    confirm_remote, load_keys, parse_duration, parse_endpoint, resolve_protocol,
-};
+use super::test_endpoint::{confirm_remote, parse_duration, parse_endpoint, resolve_protocol};
 use crate::catalog::gen::{self, Ctx};
 use crate::catalog::{self, Callback, FieldType, Protocol};
 use crate::cli::GlobalArgs;
@@ -37,16 +35,8 @@ pub struct SendArgs {
     /// Callback protocol version (default: the profile's, else v2).
     #[arg(long, value_enum)]
     pub protocol: Option<Protocol>,
-    /// File holding the basic-interface key (also CSM_ACCESS_KEY). orderNotify is signed with
-    /// this key too: pass the key bound to the general (通用) interface type for it.
-    #[arg(long, value_name = "FILE")]
-    pub key_file: Option<PathBuf>,
-    /// File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY).
-    #[arg(long, value_name = "FILE")]
-    pub kit_key_file: Option<PathBuf>,
-    /// File holding the License delivery key (also CSM_LICENSE_KEY).
-    #[arg(long, value_name = "FILE")]
-    pub license_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: super::test_endpoint::KeyFiles,
     /// Override a field: `--set instanceId=abc`, nested `--set a.b=c`; JSON for
     /// integer, array and object fields. Repeatable.
     #[arg(long = "set", value_name = "FIELD=VALUE")]
@@ -292,12 +282,7 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
         .or_else(|| profile.endpoint.clone())
         .ok_or_else(|| CsmError::usage("--endpoint: no endpoint given"))?;
     let endpoint = parse_endpoint(&raw_endpoint)?;
-    let keys = load_keys(
-        a.key_file.as_deref(),
-        a.kit_key_file.as_deref(),
-        a.license_key_file.as_deref(),
-        &profile,
-    )?;
+    let keys = a.keys.load(&profile)?;
     let key = keys.for_family(cb.family).cloned().ok_or_else(|| {
         let role = cb.family.key_role();
         CsmError::usage(format!(

@@ -21,15 +21,8 @@ pub struct MerchantArgs {
     /// Address to listen on; port 0 picks a free port (printed on the first line).
     #[arg(long, default_value = "127.0.0.1:8088", value_name = "ADDR")]
     pub listen: String,
-    /// The key bound to the basic interfaces (V1 or V2 basic, orderNotify).
-    #[arg(long, value_name = "FILE")]
-    pub key_file: Option<PathBuf>,
-    /// The key bound to the Kit (joint-operation sync) interfaces.
-    #[arg(long, value_name = "FILE")]
-    pub kit_key_file: Option<PathBuf>,
-    /// The key bound to the License delivery interface.
-    #[arg(long, value_name = "FILE")]
-    pub license_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: super::test_endpoint::KeyFiles,
     /// Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken).
     #[arg(long, value_enum, default_value = "v2")]
     pub protocol: Protocol,
@@ -70,12 +63,7 @@ pub fn run(g: &GlobalArgs, a: MerchantArgs) -> Result<Exit> {
     let profile = config::active_profile(g)?;
     // Each interface type is served when its key is given (a License-only product has no
     // basic key); at least one is needed.
-    let keys = super::test_endpoint::load_keys(
-        a.key_file.as_deref(),
-        a.kit_key_file.as_deref(),
-        a.license_key_file.as_deref(),
-        &profile,
-    )?;
+    let keys = a.keys.load(&profile)?;
     let cfg = MerchantConfig {
         protocol: a.protocol,
         keys,

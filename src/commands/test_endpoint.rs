@@ -33,15 +33,8 @@ pub struct TestEndpointArgs {
     /// Protocol of the basic interfaces (default: the profile's, else v2).
     #[arg(long, value_enum)]
     pub protocol: Option<Protocol>,
-    /// The key bound to the basic interfaces.
-    #[arg(long, value_name = "FILE")]
-    pub key_file: Option<PathBuf>,
-    /// The Kit key; the Kit interfaces are tested when it is given.
-    #[arg(long, value_name = "FILE")]
-    pub kit_key_file: Option<PathBuf>,
-    /// The License key; the License callbacks are tested when it is given (V2 scheme).
-    #[arg(long, value_name = "FILE")]
-    pub license_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: KeyFiles,
     /// Suites to run (repeatable or comma-separated; default all).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub suite: Vec<Suite>,
@@ -178,25 +171,38 @@ pub fn confirm_remote(flag: &str, url: &Url, yes: bool, g: &GlobalArgs, calls: &
     }
 }
 
-/// Reads the three keys (flag > env > profile). At least one is needed; each interface
-/// type is tested when its key is there (a License-only product has no basic key).
-pub fn load_keys(
-    key: Option<&std::path::Path>,
-    kit: Option<&std::path::Path>,
-    license: Option<&std::path::Path>,
-    profile: &Profile,
-) -> Result<Keys> {
-    let keys = Keys {
-        basic: config::find_key(KeyRole::Basic, key, profile)?,
-        kit: config::find_key(KeyRole::Kit, kit, profile)?,
-        license: config::find_key(KeyRole::License, license, profile)?,
-    };
-    if keys.basic.is_none() && keys.kit.is_none() && keys.license.is_none() {
-        return Err(CsmError::usage(
-            "--key-file: no key given (pass --key-file, --kit-key-file or --license-key-file FILE, set CSM_ACCESS_KEY, CSM_KIT_KEY or CSM_LICENSE_KEY, or name them in a profile with `csm init`)",
-        ));
+/// The key files of the three interface types, shared by `send`, `test-endpoint` and
+/// `serve merchant`. Each interface type is used when its key is given (a License-only
+/// product has no basic key); at least one is needed.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeyFiles {
+    /// File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify
+    /// is signed with this key too: pass the general (通用) interface key for it.
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY).
+    #[arg(long, value_name = "FILE")]
+    pub kit_key_file: Option<PathBuf>,
+    /// File holding the License delivery key (also CSM_LICENSE_KEY).
+    #[arg(long, value_name = "FILE")]
+    pub license_key_file: Option<PathBuf>,
+}
+
+impl KeyFiles {
+    /// Reads the keys: flag > env > profile.
+    pub fn load(&self, profile: &Profile) -> Result<Keys> {
+        let keys = Keys {
+            basic: config::find_key(KeyRole::Basic, self.key_file.as_deref(), profile)?,
+            kit: config::find_key(KeyRole::Kit, self.kit_key_file.as_deref(), profile)?,
+            license: config::find_key(KeyRole::License, self.license_key_file.as_deref(), profile)?,
+        };
+        if keys.basic.is_none() && keys.kit.is_none() && keys.license.is_none() {
+            return Err(CsmError::usage(
+                "--key-file: no key given (pass --key-file, --kit-key-file or --license-key-file FILE, set CSM_ACCESS_KEY, CSM_KIT_KEY or CSM_LICENSE_KEY, or name them in a profile with `csm init`)",
+            ));
+        }
+        Ok(keys)
     }
-    Ok(keys)
 }
 
 /// The `--ca-file` certificate, checked to be PEM.
@@ -315,12 +321,7 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
             })?;
         let endpoint = parse_endpoint(&raw)?;
         let protocol = resolve_protocol(a.protocol, &profile)?;
-        let keys = load_keys(
-            a.key_file.as_deref(),
-            a.kit_key_file.as_deref(),
-            a.license_key_file.as_deref(),
-            &profile,
-        )?;
+        let keys = a.keys.load(&profile)?;
         let what = if a.no_test_flag {
             "test callbacks WITHOUT testFlag (as live orders)"
         } else {
