@@ -454,25 +454,24 @@ impl Journal {
         reason: &str,
         now: &str,
     ) -> Result<()> {
-        self.set_sync(false)?;
-        let path = self.path.clone();
-        let serr = |e: rusqlite::Error| storage(&path, e);
-        let tx = self.conn.transaction().map_err(serr)?;
-        finish_batch(&tx, batch, http_status, code, "ambiguous", now).map_err(serr)?;
-        {
-            let mut st = tx
-                .prepare_cached(
-                    "UPDATE records SET maybe_delivered = 1, last_code = ?2, last_message = ?3
-                     WHERE id IN (SELECT value FROM json_each(?1))",
-                )
-                .map_err(serr)?;
-            st.execute(params![id_list(ids), code, reason])
-                .map_err(serr)?;
-        }
-        tx.commit().map_err(serr)
+        let close = BatchClose {
+            batch,
+            http_status,
+            code,
+            reason,
+            now,
+        };
+        self.close_batch(
+            &close,
+            ids,
+            "ambiguous",
+            "UPDATE records SET maybe_delivered = 1, last_code = ?2, last_message = ?3
+             WHERE id IN (SELECT value FROM json_each(?1))",
+        )
     }
 
     /// The request was refused as a whole, nothing stored: the records go back to `pending`.
+    /// A record that may have been delivered by an earlier attempt stays `sent`.
     pub fn mark_refused(
         &mut self,
         batch: i64,
@@ -482,23 +481,40 @@ impl Journal {
         reason: &str,
         now: &str,
     ) -> Result<()> {
+        let close = BatchClose {
+            batch,
+            http_status,
+            code,
+            reason,
+            now,
+        };
+        self.close_batch(
+            &close,
+            ids,
+            "refused",
+            "UPDATE records SET state = CASE WHEN maybe_delivered = 1 THEN 'sent'
+             ELSE 'pending' END, last_code = ?2, last_message = ?3
+             WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+    }
+
+    /// Closes a batch with `outcome` and applies `update` (parameters: the ids as JSON,
+    /// the code, the reason) to its records, in one transaction.
+    fn close_batch(
+        &mut self,
+        c: &BatchClose,
+        ids: &[i64],
+        outcome: &str,
+        update: &str,
+    ) -> Result<()> {
         self.set_sync(false)?;
         let path = self.path.clone();
         let serr = |e: rusqlite::Error| storage(&path, e);
         let tx = self.conn.transaction().map_err(serr)?;
-        finish_batch(&tx, batch, http_status, code, "refused", now).map_err(serr)?;
-        {
-            // A record that may have been delivered by an earlier attempt stays `sent`.
-            let mut st = tx
-                .prepare_cached(
-                    "UPDATE records SET state = CASE WHEN maybe_delivered = 1 THEN 'sent'
-                     ELSE 'pending' END, last_code = ?2, last_message = ?3
-                     WHERE id IN (SELECT value FROM json_each(?1))",
-                )
-                .map_err(serr)?;
-            st.execute(params![id_list(ids), code, reason])
-                .map_err(serr)?;
-        }
+        finish_batch(&tx, c.batch, c.http_status, c.code, outcome, c.now).map_err(serr)?;
+        tx.prepare_cached(update)
+            .and_then(|mut st| st.execute(params![id_list(ids), c.code, c.reason]))
+            .map_err(serr)?;
         tx.commit().map_err(serr)
     }
 
@@ -778,6 +794,15 @@ fn scope_sql(select: &str, scope: Scope) -> (String, i64) {
             0,
         ),
     }
+}
+
+/// How a batch ended, for [`Journal::close_batch`].
+struct BatchClose<'a> {
+    batch: i64,
+    http_status: Option<u16>,
+    code: &'a str,
+    reason: &'a str,
+    now: &'a str,
 }
 
 fn finish_batch(
