@@ -1,5 +1,6 @@
 //! One file per subcommand; each only glues protocol code to files, network and terminal.
 
+pub mod callback_args;
 pub mod completions;
 pub mod crypto;
 pub mod init;

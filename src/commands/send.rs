@@ -1,6 +1,8 @@
 //! `csm send`: one signed callback, the full request and reply, and the verdicts.
 
-use super::test_endpoint::{confirm_remote, parse_duration, parse_endpoint, resolve_protocol};
+use super::callback_args::{
+    confirm_remote, parse_duration, parse_endpoint, read_ca, resolve_protocol, KeyFiles,
+};
 use crate::catalog::gen::{self, Ctx};
 use crate::catalog::{self, Callback, FieldType, Protocol};
 use crate::cli::GlobalArgs;
@@ -36,7 +38,7 @@ pub struct SendArgs {
     #[arg(long, value_enum)]
     pub protocol: Option<Protocol>,
     #[command(flatten)]
-    pub keys: super::test_endpoint::KeyFiles,
+    pub keys: KeyFiles,
     /// Override a field: `--set instanceId=abc`, nested `--set a.b=c`; JSON for
     /// integer, array and object fields. Repeatable.
     #[arg(long = "set", value_name = "FIELD=VALUE")]
@@ -328,7 +330,7 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
         })
     };
     // Bad input is reported before any prompt.
-    let ca = super::test_endpoint::read_ca(a.ca_file.as_deref())?;
+    let ca = read_ca(a.ca_file.as_deref())?;
     let mut prepared = make()?;
     if !a.dry_run && !suites::is_loopback(&endpoint) && !a.yes {
         let flag = if a.no_test_flag {

@@ -52,7 +52,7 @@ fn confirm_merchant(g: &GlobalArgs, a: &MarketplaceArgs) -> Result<()> {
     };
     let url = reqwest::Url::parse(raw)
         .map_err(|e| CsmError::usage(format!("--merchant-endpoint {raw:?}: not a URL ({e})")))?;
-    super::test_endpoint::confirm_remote("--merchant-endpoint", &url, a.yes, g, "License callbacks")
+    super::callback_args::confirm_remote("--merchant-endpoint", &url, a.yes, g, "License callbacks")
 }
 
 pub fn run(g: &GlobalArgs, a: MarketplaceArgs) -> Result<Exit> {

@@ -22,7 +22,7 @@ pub struct MerchantArgs {
     #[arg(long, default_value = "127.0.0.1:8088", value_name = "ADDR")]
     pub listen: String,
     #[command(flatten)]
-    pub keys: super::test_endpoint::KeyFiles,
+    pub keys: super::callback_args::KeyFiles,
     /// Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken).
     #[arg(long, value_enum, default_value = "v2")]
     pub protocol: Protocol,
