@@ -138,9 +138,37 @@ fn every_scheme_signs_and_verifies_its_own_output() {
     let e = Env::new();
     let kit_body = e.write("kit.json", r#"{"flag":1,"instanceId":"i-1","tenantId":"t1","testFlag":0,"timeStamp":"20220413093539534"}"#);
     let usage = e.write("usage.json", r#"{"usage_records":[{"begin_time":"20220809T080000Z","end_time":"20220809T090000Z","instance_id":"i-1","metering_sn":"sn-1","record_time":"20220809T091000Z","usage_value":"99"}]}"#);
+    // Unsorted and pretty-printed: signed through its canonical form.
+    let pretty = e.write(
+        "pretty.json",
+        "{\n  \"testFlag\": \"1\",\n  \"activity\": \"newInstance\"\n}\n",
+    );
     let kit_body = kit_body.to_str().unwrap();
     let usage = usage.to_str().unwrap();
+    let pretty = pretty.to_str().unwrap();
     let cases: Vec<Vec<&str>> = vec![
+        vec![
+            "saas-v2",
+            "--key-file",
+            "key",
+            "--body-file",
+            pretty,
+            "--timestamp",
+            TS,
+            "--nonce",
+            NONCE,
+        ],
+        vec![
+            "kit",
+            "--key-file",
+            "kit-key",
+            "--body-file",
+            pretty,
+            "--timestamp",
+            TS,
+            "--nonce",
+            NONCE,
+        ],
         vec![
             "saas-v1",
             "--key-file",
@@ -216,6 +244,17 @@ fn every_scheme_signs_and_verifies_its_own_output() {
         let (code, sig, err) = out(e.csm().arg("sign").args(&args));
         assert_eq!(code, 0, "{args:?}: {err}");
         let sig = sig.trim().to_string();
+        // The plain path (no intermediates kept) prints what `--json` computes step by step.
+        let (code, detail, err) = out(e.csm().args(["sign", "--json"]).args(&args));
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
+        let field = match args[0] {
+            "saas-v1" | "saas-v1-kit" => "auth_token",
+            "body-sign" => "header_value",
+            "apig" => "authorization",
+            _ => "signature",
+        };
+        assert_eq!(detail[field].as_str(), Some(sig.as_str()), "{args:?}");
         let (code, stdout, err) = out(e
             .csm()
             .arg("verify")

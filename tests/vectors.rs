@@ -64,6 +64,10 @@ fn saas_v1_auth_token() {
             .expect("authToken in query");
         assert!(v1::token_matches(&t.auth_token, &received), "{name}");
         assert_eq!(v1::auth_token(key, &from_query).unwrap(), t, "{name}");
+        // The sender's path (no intermediates) and the server's check agree.
+        let alone = v1::auth_token_value(key, &params).unwrap();
+        assert_eq!(alone.base64(), t.auth_token, "{name}");
+        assert!(v1::verify_auth_token(key, &from_query, &received).unwrap());
     }
     count_checked(all.len(), "saas_v1_auth_token");
 }
@@ -207,8 +211,10 @@ fn check_v2_like(file: &str, kit: bool) {
                 "{file} {name}"
             );
             assert_eq!(k.x_sign, expected, "{file} {name}");
-            let fast = v2::sign_kit_bytes(key, s(c, "body_text").as_bytes(), ts, nonce).unwrap();
-            assert_eq!(fast.x_sign, expected, "{file} {name}");
+            let signed = v2::signed_body(s(c, "body_text").as_bytes()).unwrap();
+            let fast = v2::kit_signature(key, &signed, ts, nonce);
+            assert_eq!(fast.hex(), expected, "{file} {name}");
+            assert_eq!(fast.hex_upper(), s(c, "signature_uppercase"));
         } else {
             let b = v2::sign_basic(key, &body, ts, nonce).unwrap();
             assert_eq!(b.inner_hmac_hex, s(c, "inner_hmac_hex"), "{file} {name}");
@@ -223,6 +229,13 @@ fn check_v2_like(file: &str, kit: bool) {
                     v2::sign_basic_bytes(key, s(c, "body_text").as_bytes(), ts, nonce).unwrap();
                 assert_eq!(fast.signature, expected, "{file} {name}");
             }
+            // The sender's path: the signature alone, streamed over the signed body.
+            let signed = v2::signed_body(s(c, "body_text").as_bytes()).unwrap();
+            assert_eq!(signed.as_ref(), canonical.as_bytes(), "{file} {name}");
+            let keyed = v2::LicenseInner::KeyedHmac;
+            let alone = v2::basic_signature(key, &signed, ts, nonce, keyed);
+            assert_eq!(alone.hex(), expected, "{file} {name}");
+            assert_eq!(alone.hex_upper(), s(c, "signature_uppercase"));
             assert!(v2::signature_matches(
                 &b.signature,
                 s(c, "signature_uppercase")
@@ -245,6 +258,9 @@ fn check_v2_like(file: &str, kit: bool) {
             let p = v2::sign_license(key, &body, ts, nonce, v2::LicenseInner::PlainSha256).unwrap();
             let want = plain.get("signature").and_then(Json::as_str).unwrap();
             assert_eq!(p.signature, want, "{file} {name}");
+            let plain_inner = v2::LicenseInner::PlainSha256;
+            let alone = v2::basic_signature(key, canonical.as_bytes(), ts, nonce, plain_inner);
+            assert_eq!(alone.hex(), want, "{file} {name}");
             assert!(
                 !v2::signature_matches(&p.signature, expected),
                 "{file} {name}"
@@ -280,6 +296,13 @@ fn usage_push_signature() {
         assert_eq!(sig.body_string, s(c, "body_string"), "{name}");
         assert_eq!(sig.string_to_sign, s(c, "string_to_sign"), "{name}");
         assert_eq!(sig.signature, s(c, "signature"), "{name}");
+        let alone = usage_sig::signature(
+            s(c, "key"),
+            s(c, "body_string").as_bytes(),
+            s(c, "ts"),
+            s(c, "nonce"),
+        );
+        assert_eq!(alone.base64(), s(c, "signature"), "{name}");
     }
     count_checked(all.len(), "usage_push_signature");
 }
@@ -309,18 +332,34 @@ fn apig_sdk_hmac() {
         assert_eq!(sig.string_to_sign, s(c, "string_to_sign"), "{name}");
         assert_eq!(sig.signature, s(c, "signature"), "{name}");
         assert_eq!(sig.authorization, s(c, "authorization"), "{name}");
-        // The server side: the Authorization header verifies the same request.
-        let mut with_auth = headers.clone();
-        with_auth.push(("Authorization".into(), sig.authorization.clone()));
-        let (_, ok) = apig::verify(
+        // The sender's path (the header value alone) agrees, whatever the names' case and order.
+        let shuffled: Vec<String> = signed.iter().rev().map(|h| h.to_uppercase()).collect();
+        let alone = apig::authorization(
+            s(c, "ak"),
             s(c, "sk"),
             s(c, "method"),
             s(c, "url"),
-            &with_auth,
+            &headers,
+            &shuffled,
             s(c, "body").as_bytes(),
         )
         .unwrap();
-        assert!(ok, "{name}");
+        assert_eq!(alone, sig.authorization, "{name}");
+        // The server side: the Authorization header verifies the same request, not another.
+        let mut with_auth = headers.clone();
+        with_auth.push(("Authorization".into(), sig.authorization.clone()));
+        let verify = |body: &str| {
+            apig::verify(
+                s(c, "sk"),
+                s(c, "method"),
+                s(c, "url"),
+                &with_auth,
+                body.as_bytes(),
+            )
+            .unwrap()
+        };
+        assert!(verify(s(c, "body")), "{name}");
+        assert!(!verify(&format!("{} ", s(c, "body"))), "{name}");
     }
     count_checked(all.len(), "apig_sdk_hmac");
 }

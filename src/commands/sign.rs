@@ -8,6 +8,7 @@ use crate::protocol::{apig, doctor, json, usage_sig, v1, v2};
 use crate::secret::Secret;
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// The signature schemes. These names are a contract with users' scripts.
@@ -161,6 +162,15 @@ pub fn parse_json_body(body: &[u8], inputs: &SignInputs) -> Result<json::Json> {
     })
 }
 
+/// The V2 body as signed: its own bytes when already canonical, else its canonical form.
+fn signed_body<'b>(body: &'b [u8], inputs: &SignInputs) -> Result<Cow<'b, [u8]>> {
+    if json::is_canonical_v2(body) {
+        return Ok(Cow::Borrowed(body));
+    }
+    let canonical = json::canonical_v2(&parse_json_body(body, inputs)?)?;
+    Ok(Cow::Owned(canonical.into_bytes()))
+}
+
 pub fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>> {
     raw.iter()
         .map(|p| {
@@ -264,12 +274,14 @@ pub fn check_timestamp(scheme: Scheme, ts: Option<&str>) -> Result<()> {
     }
 }
 
-/// Computes the signature: (the value printed alone, every intermediate as JSON).
+/// Computes the signature: (the value printed alone, every intermediate as JSON). Without
+/// `detail` the signers' own paths run (no intermediates kept) and the JSON is null.
 pub fn compute(
     scheme: Scheme,
     inputs: &SignInputs,
     key: &Secret,
     profile: &Profile,
+    detail: bool,
 ) -> Result<(String, Value)> {
     let k = key.expose();
     check_timestamp(scheme, inputs.timestamp.as_deref())?;
@@ -288,6 +300,12 @@ pub fn compute(
                 params.push(("timeStamp".into(), t.clone()));
             } else if !params.iter().any(|(n, _)| n == "timeStamp") {
                 params.push(("timeStamp".into(), v1_timestamp()));
+            }
+            if !detail {
+                return Ok((
+                    v1::auth_token_value(k, &params)?.base64().into(),
+                    Value::Null,
+                ));
             }
             let t = v1::auth_token(k, &params)?;
             let mut sent = params.clone();
@@ -328,8 +346,17 @@ pub fn compute(
         }
         Scheme::SaasV2 | Scheme::License => {
             let body = require_body(inputs, scheme)?;
-            let parsed = parse_json_body(&body, inputs)?;
             let (ts, nonce) = (ts_v2(), nonce());
+            if !detail {
+                let inner = match scheme {
+                    Scheme::License => inputs.license_inner.into(),
+                    _ => v2::LicenseInner::KeyedHmac,
+                };
+                let signed = signed_body(&body, inputs)?;
+                let sig = v2::basic_signature(k, &signed, &ts, &nonce, inner);
+                return Ok((sig.hex().into(), Value::Null));
+            }
+            let parsed = parse_json_body(&body, inputs)?;
             let s = if scheme == Scheme::License {
                 v2::sign_license(k, &parsed, &ts, &nonce, inputs.license_inner.into())?
             } else {
@@ -351,8 +378,15 @@ pub fn compute(
         }
         Scheme::Kit => {
             let body = require_body(inputs, scheme)?;
-            let parsed = parse_json_body(&body, inputs)?;
             let (ts, nonce) = (ts_v2(), nonce());
+            if !detail {
+                let signed = signed_body(&body, inputs)?;
+                return Ok((
+                    v2::kit_signature(k, &signed, &ts, &nonce).hex().into(),
+                    Value::Null,
+                ));
+            }
+            let parsed = parse_json_body(&body, inputs)?;
             let s = v2::sign_kit(k, &parsed, &ts, &nonce)?;
             let v = json!({
                 "scheme": scheme.name(),
@@ -375,6 +409,10 @@ pub fn compute(
             // The exact bytes are signed (decision 6): csm never re-serialises a body it is given.
             let text =
                 String::from_utf8(body).map_err(|_| CsmError::usage("--body-file: not UTF-8"))?;
+            if !detail {
+                let sig = usage_sig::signature(k, text.as_bytes(), &ts, &nonce);
+                return Ok((sig.base64().into(), Value::Null));
+            }
             let s = usage_sig::sign_body_string(k, text, &ts, &nonce);
             let v = json!({
                 "scheme": scheme.name(),
@@ -389,6 +427,18 @@ pub fn compute(
         Scheme::Apig => {
             let req = apig_request(inputs, profile)?;
             let body = read_body(inputs.body_file.as_deref())?.unwrap_or_default();
+            if !detail {
+                let value = apig::authorization(
+                    &req.ak,
+                    k,
+                    &req.method,
+                    &req.url,
+                    &req.headers,
+                    &req.signed,
+                    &body,
+                )?;
+                return Ok((value, Value::Null));
+            }
             let s = apig::sign(
                 &req.ak,
                 k,
@@ -420,11 +470,13 @@ pub fn compute(
 pub fn run(g: &GlobalArgs, a: SignArgs) -> Result<Exit> {
     let profile = config::active_profile(g)?;
     let key = scheme_key(a.scheme, &a.inputs, &profile)?;
-    let (mut value, mut all) = compute(a.scheme, &a.inputs, &key, &profile)?;
+    let (mut value, mut all) = compute(a.scheme, &a.inputs, &key, &profile, g.json)?;
     let hex_scheme = matches!(a.scheme, Scheme::SaasV2 | Scheme::Kit | Scheme::License);
     if a.uppercase && hex_scheme {
         value = value.to_uppercase();
-        all["signature"] = Value::String(value.clone());
+        if let Some(fields) = all.as_object_mut() {
+            fields.insert("signature".into(), Value::String(value.clone()));
+        }
     }
     if g.json {
         crate::output::print_json(&all);

@@ -245,9 +245,9 @@ fn verify_scheme(
             let sig = if received.contains("sign_type") {
                 v1::parse_body_sign(received)?
             } else {
-                received.to_string()
+                received
             };
-            doctor::diagnose_body_sign(k, &body, &sig)
+            doctor::diagnose_body_sign(k, &body, sig)
         }
         Scheme::SaasV2 | Scheme::Kit | Scheme::License => {
             let body = sign::require_body(inputs, scheme)?;
@@ -438,7 +438,7 @@ fn verify_response(a: &VerifyArgs, profile: &Profile) -> Result<Verdict> {
     let sig =
         v1::parse_body_sign(value).map_err(|e| CsmError::CheckFailed(format!("{file}: {e}")))?;
     Ok((
-        doctor::diagnose_body_sign(key.expose(), &resp.body, &sig),
+        doctor::diagnose_body_sign(key.expose(), &resp.body, sig),
         extra,
     ))
 }

@@ -197,13 +197,13 @@ fn prepare_body(
             } else {
                 v2::LicenseInner::KeyedHmac
             };
-            let sig = v2::sign_basic_canonical(k, body.clone(), &ts, &o.nonce, inner);
-            let signature = sig.signature.to_ascii_uppercase();
+            let signature =
+                v2::basic_signature(k, body.as_bytes(), &ts, &o.nonce, inner).hex_upper();
             let mut q = Vec::new();
             match o.tamper {
                 Tamper::MissingSignature => {}
                 Tamper::BadSignature => q.push(("signature".into(), damage(&signature))),
-                _ => q.push(("signature".into(), signature)),
+                _ => q.push(("signature".into(), signature.into())),
             }
             q.push(("timestamp".into(), ts.clone()));
             q.push(("nonce".into(), o.nonce.clone()));
@@ -212,14 +212,12 @@ fn prepare_body(
         }
         Family::V2Kit => {
             let body = body_text();
-            let sig = v2::sign_kit_canonical(k, body.clone(), &ts, &o.nonce);
+            let x_sign = v2::kit_signature(k, body.as_bytes(), &ts, &o.nonce).hex_upper();
             json_headers(&mut headers);
             match o.tamper {
                 Tamper::MissingSignature => {}
-                Tamper::BadSignature => {
-                    headers.push(("x-sign".into(), damage(&sig.x_sign.to_ascii_uppercase())))
-                }
-                _ => headers.push(("x-sign".into(), sig.x_sign.to_ascii_uppercase())),
+                Tamper::BadSignature => headers.push(("x-sign".into(), damage(&x_sign))),
+                _ => headers.push(("x-sign".into(), x_sign.into())),
             }
             headers.push(("x-timestamp".into(), ts.clone()));
             headers.push(("x-nonce".into(), o.nonce.clone()));
@@ -248,12 +246,12 @@ fn prepare_body(
                 None => Vec::new(),
             };
             signed.extend(params.iter().cloned());
-            let token = v1::auth_token(k, &signed)?;
+            let token = v1::auth_token_value(k, &signed)?.base64();
             let mut q = params;
             match o.tamper {
                 Tamper::MissingSignature => {}
-                Tamper::BadSignature => q.push(("authToken".into(), damage(&token.auth_token))),
-                _ => q.push(("authToken".into(), token.auth_token)),
+                Tamper::BadSignature => q.push(("authToken".into(), damage(&token))),
+                _ => q.push(("authToken".into(), token.into())),
             }
             headers.push(("Accept".into(), "application/json".into()));
             ("GET", with_query(o.endpoint, &q), Vec::new())

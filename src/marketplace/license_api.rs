@@ -177,14 +177,28 @@ fn check_aksk(m: &Marketplace, req: &Request) -> Option<Response> {
         }
     }
     match apig::verify(sk.expose(), &req.method, &req.url, &req.headers, &req.body) {
-        Ok((_, true)) => None,
-        Ok((sig, false)) => deny(
-            "APIGW.0301",
-            format!(
-                "Incorrect IAM authentication information: verify aksk signature fail, canonicalRequest: {}",
-                sig.canonical_request.replace('\n', "|")
-            ),
-        ),
+        Ok(true) => None,
+        Ok(false) => {
+            // The gateway shows the canonical request it computed.
+            let names = parsed.signed_header_names();
+            let ours = apig::sign(
+                parsed.access,
+                sk.expose(),
+                &req.method,
+                &req.url,
+                &req.headers,
+                &names,
+                &req.body,
+            )
+            .map(|s| s.canonical_request.replace('\n', "|"))
+            .unwrap_or_default();
+            deny(
+                "APIGW.0301",
+                format!(
+                    "Incorrect IAM authentication information: verify aksk signature fail, canonicalRequest: {ours}"
+                ),
+            )
+        }
         Err(e) => deny(
             "APIGW.0301",
             format!("Incorrect IAM authentication information: {e}"),

@@ -1,8 +1,11 @@
 //! Huawei API Gateway AK/SK signing, `SDK-HMAC-SHA256` (license-and-usage.md §5).
 
-use super::hmac::{hex_eq, hmac_sha256, sha256_hex};
+use super::hmac::{hex_lower, hmac_sha256, sha256_hex, HmacSha256, SignatureBytes};
 use super::v1::{percent_decode, percent_encode};
 use super::ProtocolError;
+use hmac::Mac;
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
 pub const DATE_HEADER: &str = "X-Sdk-Date";
@@ -61,64 +64,210 @@ pub fn canonical_query(query: &str) -> Result<String, ProtocolError> {
         .join("&"))
 }
 
-/// Signs a request. `signed_headers` are the header names to sign (any case); each must be
-/// present in `headers`, and `x-sdk-date` must be among them.
-pub fn sign(
+/// Signs a request, keeping every intermediate (for `--json` and the doctor).
+/// `signed_headers` are the header names to sign (any case); each must be present in
+/// `headers`, and `x-sdk-date` must be among them.
+pub fn sign<S: AsRef<str>>(
     ak: &str,
     sk: &str,
     method: &str,
     url: &str,
     headers: &[(String, String)],
-    signed_headers: &[String],
+    signed_headers: &[S],
     body: &[u8],
 ) -> Result<ApigSignature, ProtocolError> {
-    let (_, path, query) = split_url(url);
-    let mut names: Vec<String> = signed_headers
-        .iter()
-        .map(|h| h.trim().to_ascii_lowercase())
-        .collect();
-    names.sort();
-    names.dedup();
+    let signed = signed_list(signed_headers);
+    let date = date_of(headers, &signed)?;
+    let mut canonical_request = Vec::with_capacity(512);
+    push_canonical_request(&mut canonical_request, method, url, headers, &signed, body)?;
+    let canonical_request = String::from_utf8(canonical_request).expect("joined from strings");
+    let string_to_sign = format!(
+        "{ALGORITHM}\n{date}\n{}",
+        sha256_hex(canonical_request.as_bytes())
+    );
+    let signature: String = SignatureBytes(hmac_sha256(sk.as_bytes(), string_to_sign.as_bytes()))
+        .hex()
+        .into();
+    let authorization = authorization_value(ak, &signed, &signature);
+    Ok(ApigSignature {
+        canonical_request,
+        string_to_sign,
+        signature,
+        signed_headers: signed.into_owned(),
+        authorization,
+    })
+}
+
+/// The `Authorization` header value alone (what a sender needs): the canonical request is
+/// gathered in one buffer, hashed, and the string to sign streamed into the HMAC.
+pub fn authorization<S: AsRef<str>>(
+    ak: &str,
+    sk: &str,
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    signed_headers: &[S],
+    body: &[u8],
+) -> Result<String, ProtocolError> {
+    let signed = signed_list(signed_headers);
+    let sig = signature_bytes(sk, method, url, headers, &signed, body)?;
+    let digits = hex_lower(&sig);
+    let hex = std::str::from_utf8(&digits).expect("hex digits are ASCII");
+    Ok(authorization_value(ak, &signed, hex))
+}
+
+fn authorization_value(ak: &str, signed: &str, signature: &str) -> String {
+    let mut v = String::with_capacity(64 + ak.len() + signed.len() + signature.len());
+    for part in [
+        ALGORITHM,
+        " Access=",
+        ak,
+        ", SignedHeaders=",
+        signed,
+        ", Signature=",
+        signature,
+    ] {
+        v.push_str(part);
+    }
+    v
+}
+
+/// The signature over a canonical signed-header list.
+fn signature_bytes(
+    sk: &str,
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    signed: &str,
+    body: &[u8],
+) -> Result<[u8; 32], ProtocolError> {
+    let date = date_of(headers, signed)?;
+    let mut canonical_request = Vec::with_capacity(512);
+    push_canonical_request(&mut canonical_request, method, url, headers, signed, body)?;
+    let request_hash = hex_lower(&Sha256::digest(&canonical_request).into());
+    let mut mac = HmacSha256::new_from_slice(sk.as_bytes()).expect("HMAC takes keys of any length");
+    for part in [
+        ALGORITHM.as_bytes(),
+        b"\n",
+        date.as_bytes(),
+        b"\n",
+        &request_hash,
+    ] {
+        mac.update(part);
+    }
+    Ok(mac.finalize().into_bytes().into())
+}
+
+/// Signed header names as the recipe lists them: trimmed, lower case, sorted, without
+/// repeats, joined by ';'.
+fn signed_list<S: AsRef<str>>(names: &[S]) -> Cow<'_, str> {
+    match names {
+        [one] if is_signed_list(std::iter::once(one.as_ref())) => Cow::Borrowed(one.as_ref()),
+        _ if is_signed_list(names.iter().map(AsRef::as_ref)) => Cow::Owned(
+            names
+                .iter()
+                .map(AsRef::as_ref)
+                .collect::<Vec<_>>()
+                .join(";"),
+        ),
+        _ => Cow::Owned(normalised_list(names.iter().map(AsRef::as_ref))),
+    }
+}
+
+/// The same from a received `SignedHeaders=` value: borrowed when it already is one (as every
+/// signer writes it).
+fn signed_list_joined(raw: &str) -> Cow<'_, str> {
+    if is_signed_list(raw.split(';')) {
+        Cow::Borrowed(raw)
+    } else {
+        Cow::Owned(normalised_list(raw.split(';')))
+    }
+}
+
+fn is_signed_list<'a>(names: impl Iterator<Item = &'a str>) -> bool {
+    let mut prev: Option<&str> = None;
+    names.into_iter().all(|n| {
+        let ok = !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase() && b != b';')
+            && prev.is_none_or(|p| p < n);
+        prev = Some(n);
+        ok
+    })
+}
+
+fn normalised_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let mut list: Vec<String> = names.map(|h| h.trim().to_ascii_lowercase()).collect();
+    list.sort();
+    list.dedup();
+    list.join(";")
+}
+
+/// The X-Sdk-Date value; it must be present and signed.
+fn date_of<'h>(headers: &'h [(String, String)], signed: &str) -> Result<&'h str, ProtocolError> {
     let date = header_value(headers, DATE_HEADER)
         .ok_or_else(|| ProtocolError::new("X-Sdk-Date: missing (format YYYYMMDDTHHMMSSZ, UTC)"))?;
-    if !names.iter().any(|n| n == "x-sdk-date") {
+    if !signed.split(';').any(|n| n == "x-sdk-date") {
         return Err(ProtocolError::new(
             "signed headers: must include x-sdk-date",
         ));
     }
-    let mut canonical_headers = String::new();
-    for n in &names {
+    Ok(date)
+}
+
+fn push_canonical_request(
+    out: &mut Vec<u8>,
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    signed: &str,
+    body: &[u8],
+) -> Result<(), ProtocolError> {
+    let (_, path, query) = split_url(url);
+    out.extend(method.bytes().map(|b| b.to_ascii_uppercase()));
+    out.push(b'\n');
+    push_canonical_uri(out, path)?;
+    out.push(b'\n');
+    if !query.is_empty() {
+        out.extend_from_slice(canonical_query(query)?.as_bytes());
+    }
+    out.push(b'\n');
+    for n in signed.split(';') {
         let v = header_value(headers, n).ok_or_else(|| {
             ProtocolError::new(format!(
                 "header {n}: listed as signed but not present in the request"
             ))
         })?;
-        canonical_headers.push_str(&format!("{n}:{}\n", v.trim()));
+        out.extend_from_slice(n.as_bytes());
+        out.push(b':');
+        out.extend_from_slice(v.trim().as_bytes());
+        out.push(b'\n');
     }
-    let signed = names.join(";");
-    let canonical_request = format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        method.to_ascii_uppercase(),
-        canonical_uri(path)?,
-        canonical_query(query)?,
-        canonical_headers,
-        signed,
-        sha256_hex(body)
-    );
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{date}\n{}",
-        sha256_hex(canonical_request.as_bytes())
-    );
-    let signature = hex::encode(hmac_sha256(sk.as_bytes(), string_to_sign.as_bytes()));
-    let authorization =
-        format!("{ALGORITHM} Access={ak}, SignedHeaders={signed}, Signature={signature}");
-    Ok(ApigSignature {
-        canonical_request,
-        string_to_sign,
-        signature,
-        signed_headers: signed,
-        authorization,
-    })
+    out.push(b'\n');
+    out.extend_from_slice(signed.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(&hex_lower(&Sha256::digest(body).into()));
+    Ok(())
+}
+
+/// A path of unreserved characters and slashes decodes and re-encodes to itself, so only
+/// the slashes at its ends can change; anything else takes [`canonical_uri`].
+fn push_canonical_uri(out: &mut Vec<u8>, path: &str) -> Result<(), ProtocolError> {
+    let plain = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/'));
+    if !plain {
+        out.extend_from_slice(canonical_uri(path)?.as_bytes());
+        return Ok(());
+    }
+    if !path.starts_with('/') {
+        out.push(b'/');
+    }
+    out.extend_from_slice(path.as_bytes());
+    if out.last() != Some(&b'/') {
+        out.push(b'/');
+    }
+    Ok(())
 }
 
 fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -128,15 +277,23 @@ fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a s
         .map(|(_, v)| v.as_str())
 }
 
-/// The parts of an `Authorization: SDK-HMAC-SHA256 Access=…, SignedHeaders=…, Signature=…` header.
+/// The parts of an `Authorization: SDK-HMAC-SHA256 Access=…, SignedHeaders=…, Signature=…`
+/// header, borrowed from its value.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Authorization {
-    pub access: String,
-    pub signed_headers: Vec<String>,
-    pub signature: String,
+pub struct Authorization<'a> {
+    pub access: &'a str,
+    /// The names as listed, joined by ';'.
+    pub signed_headers: &'a str,
+    pub signature: &'a str,
 }
 
-pub fn parse_authorization(value: &str) -> Result<Authorization, ProtocolError> {
+impl<'a> Authorization<'a> {
+    pub fn signed_header_names(&self) -> Vec<&'a str> {
+        self.signed_headers.split(';').collect()
+    }
+}
+
+pub fn parse_authorization(value: &str) -> Result<Authorization<'_>, ProtocolError> {
     let rest = value
         .trim()
         .strip_prefix(ALGORITHM)
@@ -150,9 +307,9 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, ProtocolError> 
             ))
         })?;
         match k.trim() {
-            "Access" => access = Some(v.trim().to_string()),
-            "SignedHeaders" => signed = Some(v.trim().split(';').map(str::to_string).collect()),
-            "Signature" => signature = Some(v.trim().to_string()),
+            "Access" => access = Some(v.trim()),
+            "SignedHeaders" => signed = Some(v.trim()),
+            "Signature" => signature = Some(v.trim()),
             _ => {}
         }
     }
@@ -168,28 +325,21 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, ProtocolError> 
     }
 }
 
-/// Verifies a received request; returns the recomputed signature and whether it matches.
+/// Verifies a received request against its `Authorization` header; compares the decoded
+/// signature in constant time. [`sign`] recomputes the intermediates for a message.
 pub fn verify(
     sk: &str,
     method: &str,
     url: &str,
     headers: &[(String, String)],
     body: &[u8],
-) -> Result<(ApigSignature, bool), ProtocolError> {
+) -> Result<bool, ProtocolError> {
     let auth = header_value(headers, "Authorization")
         .ok_or_else(|| ProtocolError::new("Authorization: header missing"))?;
     let auth = parse_authorization(auth)?;
-    let sig = sign(
-        &auth.access,
-        sk,
-        method,
-        url,
-        headers,
-        &auth.signed_headers,
-        body,
-    )?;
-    let ok = hex_eq(&sig.signature, &auth.signature);
-    Ok((sig, ok))
+    let signed = signed_list_joined(auth.signed_headers);
+    let got = signature_bytes(sk, method, url, headers, &signed, body)?;
+    Ok(SignatureBytes(got).matches_hex(auth.signature))
 }
 
 /// Parses an `X-Sdk-Date` value (`YYYYMMDDTHHMMSSZ`) to epoch milliseconds.
@@ -223,7 +373,7 @@ mod tests {
             "GET",
             "https://service.region.example.com/v1/77b6a44cba5143ab91d13ab9a8ff44fd/vpcs?limit=2&marker=13551d6b-755d-4757-b956-536f674975c0",
             &headers,
-            &["content-type".into(), "host".into(), "x-sdk-date".into()],
+            &["content-type", "host", "x-sdk-date"],
             b"",
         )
         .unwrap();

@@ -675,9 +675,10 @@ pub struct ApigInput<'a> {
 
 pub fn diagnose_apig(input: &ApigInput) -> Result<Diagnosis, super::ProtocolError> {
     let auth = apig::parse_authorization(input.authorization)?;
-    let sign = |sk: &str, url: &str, body: &[u8], signed: &[String]| {
+    let names = auth.signed_header_names();
+    let sign = |sk: &str, url: &str, body: &[u8], signed: &[&str]| {
         apig::sign(
-            &auth.access,
+            auth.access,
             sk,
             input.method,
             url,
@@ -686,7 +687,7 @@ pub fn diagnose_apig(input: &ApigInput) -> Result<Diagnosis, super::ProtocolErro
             body,
         )
     };
-    let ok = sign(input.sk, input.url, input.body, &auth.signed_headers)?;
+    let ok = sign(input.sk, input.url, input.body, &names)?;
     let mut cs = vec![cand(
         "SDK-HMAC-SHA256 canonical request",
         true,
@@ -720,12 +721,7 @@ pub fn diagnose_apig(input: &ApigInput) -> Result<Diagnosis, super::ProtocolErro
             input.headers,
         ));
     }
-    if let Ok(s) = sign(
-        &format!("{}\n", input.sk),
-        input.url,
-        input.body,
-        &auth.signed_headers,
-    ) {
+    if let Ok(s) = sign(&format!("{}\n", input.sk), input.url, input.body, &names) {
         cs.push(cand(
             "SK read with its trailing newline",
             false,
@@ -748,7 +744,7 @@ pub fn diagnose_apig(input: &ApigInput) -> Result<Diagnosis, super::ProtocolErro
             }
         }
     }
-    Ok(finish("apig", cs, &auth.signature, Compare::Hex, notes))
+    Ok(finish("apig", cs, auth.signature, Compare::Hex, notes))
 }
 
 fn apig_candidate(

@@ -1,6 +1,6 @@
 //! The usage push signature: Base64(HMAC-SHA256(key, "ts=<ts>&nonce=<nonce>&body=<body>")).
 
-use super::hmac::{b64, b64_eq, hmac_sha256};
+use super::hmac::{b64_eq, hmac_sha256, KeyedHmac, SignatureBytes};
 use super::json::{canonical_sorted, Json};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -22,7 +22,9 @@ pub fn sign_body_string(key: &str, body_string: String, ts: &str, nonce: &str) -
     for part in ["ts=", ts, "&nonce=", nonce, "&body=", &body_string] {
         string_to_sign.push_str(part);
     }
-    let signature = b64(&hmac_sha256(key.as_bytes(), string_to_sign.as_bytes()));
+    let signature = SignatureBytes(hmac_sha256(key.as_bytes(), string_to_sign.as_bytes()))
+        .base64()
+        .into();
     UsageSignature {
         body_string,
         string_to_sign,
@@ -34,21 +36,22 @@ pub fn signature_matches(expected: &str, received: &str) -> bool {
     b64_eq(expected, received)
 }
 
-/// Checks a received signature over the exact body bytes, streamed into the HMAC.
-pub fn verify(key: &str, body: &[u8], ts: &str, nonce: &str, received: &str) -> bool {
-    let Some(want) = super::hmac::b64_32(received) else {
-        return false;
-    };
-    let mac = super::hmac::KeyedHmac::new(key.as_bytes());
-    let got = mac.sign_parts(&[
+/// The signature alone over the exact body bytes, streamed into the HMAC (no copy of a
+/// batch of up to 1000 records into a string to sign).
+pub fn signature(key: &str, body: &[u8], ts: &str, nonce: &str) -> SignatureBytes {
+    SignatureBytes(KeyedHmac::new(key.as_bytes()).sign_parts(&[
         b"ts=",
         ts.as_bytes(),
         b"&nonce=",
         nonce.as_bytes(),
         b"&body=",
         body,
-    ]);
-    super::hmac::ct_eq(&got, &want)
+    ]))
+}
+
+/// Checks a received signature over the exact body bytes, streamed into the HMAC.
+pub fn verify(key: &str, body: &[u8], ts: &str, nonce: &str, received: &str) -> bool {
+    signature(key, body, ts, nonce).matches_base64(received)
 }
 
 #[cfg(test)]

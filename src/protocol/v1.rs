@@ -1,7 +1,7 @@
 //! V1 (legacy) signatures: the GET `authToken`, the Kit POST `authToken` header and the
 //! `Body-Sign` response header.
 
-use super::hmac::{b64, b64_eq, ct_eq, hmac_sha256};
+use super::hmac::{b64_eq, hmac_sha256, SignatureBytes};
 use super::json::{write_compact, Json};
 use super::ProtocolError;
 
@@ -93,41 +93,104 @@ pub fn encode_query(params: &[(String, String)]) -> String {
 
 /// The GET string to sign: every parameter but `authToken`, sorted by name (code units).
 pub fn string_to_sign(params: &[(String, String)]) -> String {
-    let mut p: Vec<&(String, String)> = params.iter().filter(|(n, _)| n != "authToken").collect();
-    p.sort_by(|a, b| super::json::java_cmp(&a.0, &b.0));
-    let mut out = String::with_capacity(p.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
-    for (i, (n, v)) in p.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        out.push_str(n);
-        out.push('=');
-        out.push_str(v);
-    }
-    out
+    let mut out = Vec::new();
+    push_string_to_sign(&mut out, params);
+    String::from_utf8(out).expect("joined from strings")
 }
 
-fn timestamp_of(params: &[(String, String)]) -> Result<String, ProtocolError> {
+/// Appends the GET string to sign to `out`.
+fn push_string_to_sign(out: &mut Vec<u8>, params: &[(String, String)]) {
+    // A callback carries a handful of parameters: their order is sorted on the stack.
+    const ON_STACK: usize = 32;
+    if params.len() > ON_STACK {
+        let mut p: Vec<usize> = (0..params.len()).collect();
+        sort_by_name(&mut p, params);
+        push_joined(out, params, &p);
+        return;
+    }
+    let mut order = [0usize; ON_STACK];
+    let p = &mut order[..params.len()];
+    for (i, slot) in p.iter_mut().enumerate() {
+        *slot = i;
+    }
+    sort_by_name(p, params);
+    push_joined(out, params, p);
+}
+
+/// Sorts parameter indices by name in Java string order; equal names keep their order.
+fn sort_by_name(order: &mut [usize], params: &[(String, String)]) {
+    if params.iter().all(|(n, _)| n.is_ascii()) {
+        // ASCII names: byte order is Java's order.
+        order.sort_unstable_by(|&a, &b| {
+            params[a]
+                .0
+                .as_bytes()
+                .cmp(params[b].0.as_bytes())
+                .then(a.cmp(&b))
+        });
+    } else {
+        order.sort_unstable_by(|&a, &b| {
+            super::json::java_cmp(&params[a].0, &params[b].0).then(a.cmp(&b))
+        });
+    }
+}
+
+fn push_joined(out: &mut Vec<u8>, params: &[(String, String)], order: &[usize]) {
+    out.reserve(params.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
+    let mut first = true;
+    for &i in order {
+        let (n, v) = &params[i];
+        if n == "authToken" {
+            continue;
+        }
+        if !first {
+            out.push(b'&');
+        }
+        first = false;
+        out.extend_from_slice(n.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(v.as_bytes());
+    }
+}
+
+fn timestamp_of(params: &[(String, String)]) -> Result<&str, ProtocolError> {
     params
         .iter()
         .find(|(n, _)| n == "timeStamp")
-        .map(|(_, v)| v.clone())
+        .map(|(_, v)| v.as_str())
         .ok_or_else(|| {
             ProtocolError::new("timeStamp: missing (the V1 HMAC key is access key + timeStamp)")
         })
 }
 
-/// The GET `authToken` over decoded parameters.
+/// The GET `authToken` over decoded parameters, with its intermediates.
 pub fn auth_token(key: &str, params: &[(String, String)]) -> Result<AuthToken, ProtocolError> {
     let timestamp = timestamp_of(params)?;
-    let string_to_sign = string_to_sign(params);
-    Ok(auth_token_over(key, &timestamp, string_to_sign))
+    Ok(auth_token_over(key, timestamp, string_to_sign(params)))
+}
+
+/// The GET `authToken` alone (what a sender puts in the query).
+pub fn auth_token_value(
+    key: &str,
+    params: &[(String, String)],
+) -> Result<SignatureBytes, ProtocolError> {
+    let timestamp = timestamp_of(params)?;
+    // HMAC key (access key + timeStamp) and string to sign share one buffer.
+    let mut buf = Vec::with_capacity(256);
+    buf.extend_from_slice(key.as_bytes());
+    buf.extend_from_slice(timestamp.as_bytes());
+    let key_len = buf.len();
+    push_string_to_sign(&mut buf, params);
+    let (hmac_key, text) = buf.split_at(key_len);
+    Ok(SignatureBytes(hmac_sha256(hmac_key, text)))
 }
 
 /// The token over any candidate string (the doctor tries variants through this).
 pub fn auth_token_over(key: &str, timestamp: &str, string_to_sign: String) -> AuthToken {
-    let hmac_key = format!("{key}{timestamp}");
-    let auth_token = b64(&hmac_sha256(hmac_key.as_bytes(), string_to_sign.as_bytes()));
+    let hmac_key = [key.as_bytes(), timestamp.as_bytes()].concat();
+    let auth_token = SignatureBytes(hmac_sha256(&hmac_key, string_to_sign.as_bytes()))
+        .base64()
+        .into();
     AuthToken {
         string_to_sign,
         timestamp: timestamp.to_string(),
@@ -183,16 +246,33 @@ pub fn token_matches(expected: &str, received: &str) -> bool {
 
 /// Base64(HMAC-SHA256(access key alone, exact body bytes)).
 pub fn body_sign(key: &str, body: &[u8]) -> String {
-    b64(&hmac_sha256(key.as_bytes(), body))
+    SignatureBytes(hmac_sha256(key.as_bytes(), body))
+        .base64()
+        .into()
 }
 
+const BODY_SIGN_HEAD: &str = "sign_type=\"HMAC-SHA256\", signature=\"";
+
 pub fn body_sign_header_value(signature: &str) -> String {
-    format!("sign_type=\"HMAC-SHA256\", signature=\"{signature}\"")
+    let mut v = String::with_capacity(BODY_SIGN_HEAD.len() + signature.len() + 1);
+    v.push_str(BODY_SIGN_HEAD);
+    v.push_str(signature);
+    v.push('"');
+    v
 }
 
 /// Reads `sign_type="HMAC-SHA256", signature="…"`, tolerating spaces around `=` and `,`
 /// (the documentation example has a space after `signature=`). Returns the signature.
-pub fn parse_body_sign(value: &str) -> Result<String, ProtocolError> {
+pub fn parse_body_sign(value: &str) -> Result<&str, ProtocolError> {
+    // The form csm and the official demo write, read without splitting.
+    if let Some(sig) = value
+        .strip_prefix(BODY_SIGN_HEAD)
+        .and_then(|r| r.strip_suffix('"'))
+    {
+        if !sig.is_empty() && !sig.bytes().any(|b| b == b'"' || b == b',') {
+            return Ok(sig);
+        }
+    }
     let mut sign_type = None;
     let mut signature = None;
     for part in value.split(',') {
@@ -217,14 +297,14 @@ pub fn parse_body_sign(value: &str) -> Result<String, ProtocolError> {
                 )));
             }
         };
-        if slot.replace(v.to_string()).is_some() {
+        if slot.replace(v).is_some() {
             return Err(ProtocolError::new(format!(
                 "Body-Sign {value:?}: {} appears twice",
                 k.trim()
             )));
         }
     }
-    if sign_type.as_deref() != Some("HMAC-SHA256") {
+    if sign_type != Some("HMAC-SHA256") {
         return Err(ProtocolError::new(format!(
             "Body-Sign {value:?}: sign_type must be \"HMAC-SHA256\""
         )));
@@ -240,8 +320,7 @@ pub fn parse_body_sign(value: &str) -> Result<String, ProtocolError> {
 /// Checks a `Body-Sign` header value against the raw body.
 pub fn verify_body_sign(key: &str, body: &[u8], header_value: &str) -> Result<bool, ProtocolError> {
     let sig = parse_body_sign(header_value)?;
-    Ok(super::hmac::b64_32(&sig)
-        .is_some_and(|want| ct_eq(&hmac_sha256(key.as_bytes(), body), &want)))
+    Ok(SignatureBytes(hmac_sha256(key.as_bytes(), body)).matches_base64(sig))
 }
 
 /// Checks a received GET `authToken` over decoded parameters, comparing decoded bytes in
@@ -251,15 +330,7 @@ pub fn verify_auth_token(
     params: &[(String, String)],
     received: &str,
 ) -> Result<bool, ProtocolError> {
-    let ts = timestamp_of(params)?;
-    let Some(want) = super::hmac::b64_32(received) else {
-        return Ok(false);
-    };
-    let mut hmac_key = String::with_capacity(key.len() + ts.len());
-    hmac_key.push_str(key);
-    hmac_key.push_str(&ts);
-    let got = hmac_sha256(hmac_key.as_bytes(), string_to_sign(params).as_bytes());
-    Ok(ct_eq(&got, &want))
+    Ok(auth_token_value(key, params)?.matches_base64(received))
 }
 
 #[cfg(test)]
@@ -294,6 +365,40 @@ mod tests {
         assert!(verify_auth_token(key, &params, &t).unwrap());
         assert!(!verify_auth_token(key, &params[..2], &t).unwrap());
         assert!(!verify_auth_token(key, &params, "not base64").unwrap());
+    }
+
+    proptest::proptest! {
+        /// The stack sort agrees with a plain stable sort in Java order, for repeated names,
+        /// non-ASCII names and lists longer than the stack holds.
+        #[test]
+        fn string_to_sign_is_a_stable_java_order_sort(
+            params in proptest::collection::vec(("(authToken|[a-cA-C中😀]{0,3})", "[a-z]{0,2}"), 0..40)
+        ) {
+            let mut reference: Vec<&(String, String)> =
+                params.iter().filter(|(n, _)| n != "authToken").collect();
+            reference.sort_by(|a, b| crate::protocol::json::java_cmp(&a.0, &b.0));
+            let joined: Vec<String> = reference.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            proptest::prop_assert_eq!(string_to_sign(&params), joined.join("&"));
+        }
+    }
+
+    #[test]
+    fn body_sign_header_forms() {
+        let sig = "uqKPTNm33Dc+9kwcxTRY/3+kbLaXYijolEiIZ7zUM9U=";
+        for ok in [
+            format!("sign_type=\"HMAC-SHA256\", signature=\"{sig}\""),
+            format!("sign_type=\"HMAC-SHA256\", signature= \"{sig}\""),
+            format!("signature=\"{sig}\",sign_type=\"HMAC-SHA256\""),
+        ] {
+            assert_eq!(parse_body_sign(&ok).unwrap(), sig, "{ok}");
+        }
+        for bad in [
+            format!("sign_type=\"HMAC-SHA256\", signature=\"{sig}\", x=\"1\""),
+            "sign_type=\"HMAC-SHA256\", signature=\"\"".to_string(),
+            format!("sign_type=\"HMAC-SHA1\", signature=\"{sig}\""),
+        ] {
+            assert!(parse_body_sign(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

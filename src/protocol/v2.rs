@@ -1,7 +1,7 @@
 //! V2 signatures: basic callbacks (query `signature`/`timestamp`/`nonce`), Kit callbacks
 //! (`x-sign`), License 2.0 callbacks (the basic recipe with the License key).
 
-use super::hmac::{ct_eq, hex32, hex_eq, hmac_sha256, sha256_hex, KeyedHmac};
+use super::hmac::{hex_eq, hex_lower, hmac_sha256, sha256_hex, KeyedHmac, SignatureBytes};
 use super::json::{canonical_v2, parse, Json};
 use super::ProtocolError;
 use sha2::Digest;
@@ -101,11 +101,15 @@ pub fn sign_basic_canonical(
     // Both steps use the same key: its HMAC schedule is computed once.
     let mac = KeyedHmac::new(key.as_bytes());
     let inner_hmac_hex = match inner {
-        LicenseInner::KeyedHmac => hex::encode(mac.sign(canonical_body.as_bytes())),
+        LicenseInner::KeyedHmac => SignatureBytes(mac.sign(canonical_body.as_bytes()))
+            .hex()
+            .into(),
         LicenseInner::PlainSha256 => sha256_hex(canonical_body.as_bytes()),
     };
     let canonical_request = concat(&[key, nonce, timestamp, &inner_hmac_hex]);
-    let signature = hex::encode(mac.sign(canonical_request.as_bytes()));
+    let signature = SignatureBytes(mac.sign(canonical_request.as_bytes()))
+        .hex()
+        .into();
     BasicSignature {
         canonical_body,
         inner_hmac_hex,
@@ -135,7 +139,9 @@ pub fn sign_kit_canonical(
     nonce: &str,
 ) -> KitSignature {
     let canonical_request = concat(&[key, nonce, timestamp, &canonical_body]);
-    let x_sign = hex::encode(hmac_sha256(key.as_bytes(), canonical_request.as_bytes()));
+    let x_sign = SignatureBytes(hmac_sha256(key.as_bytes(), canonical_request.as_bytes()))
+        .hex()
+        .into();
     KitSignature {
         canonical_body,
         canonical_request,
@@ -151,41 +157,68 @@ fn concat(parts: &[&str]) -> String {
     s
 }
 
-/// Parses body bytes and signs them with the basic recipe.
+/// Parses body bytes and signs them with the basic recipe, keeping every intermediate.
 pub fn sign_basic_bytes(
     key: &str,
     body: &[u8],
     timestamp: &str,
     nonce: &str,
 ) -> Result<BasicSignature, ProtocolError> {
-    // Already canonical (every body csm builds): sign the bytes without a parse.
-    if super::json::is_canonical_v2(body) {
-        if let Ok(text) = std::str::from_utf8(body) {
-            return Ok(sign_basic_canonical(
-                key,
-                text.to_string(),
-                timestamp,
-                nonce,
-                LicenseInner::KeyedHmac,
-            ));
-        }
-    }
-    sign_basic(key, &parse(body)?, timestamp, nonce)
+    let signed = String::from_utf8(signed_body(body)?.into_owned())
+        .map_err(|_| ProtocolError::new("body: not UTF-8"))?;
+    Ok(sign_basic_canonical(
+        key,
+        signed,
+        timestamp,
+        nonce,
+        LicenseInner::KeyedHmac,
+    ))
 }
 
-/// Parses body bytes and signs them with the Kit recipe (no parse when already canonical).
-pub fn sign_kit_bytes(
+/// The basic (or License) signature alone over a body that is already canonical, streamed
+/// into the HMAC: what every sender needs. [`sign_basic_canonical`] keeps the intermediates.
+pub fn basic_signature(
     key: &str,
-    body: &[u8],
+    canonical_body: &[u8],
     timestamp: &str,
     nonce: &str,
-) -> Result<KitSignature, ProtocolError> {
+    inner: LicenseInner,
+) -> SignatureBytes {
+    let mac = KeyedHmac::new(key.as_bytes());
+    SignatureBytes(basic_signature_bytes(
+        &mac,
+        key,
+        canonical_body,
+        timestamp,
+        nonce,
+        inner,
+    ))
+}
+
+/// The Kit `x-sign` alone over a body that is already canonical, streamed into the HMAC.
+pub fn kit_signature(
+    key: &str,
+    canonical_body: &[u8],
+    timestamp: &str,
+    nonce: &str,
+) -> SignatureBytes {
+    SignatureBytes(KeyedHmac::new(key.as_bytes()).sign_parts(&[
+        key.as_bytes(),
+        nonce.as_bytes(),
+        timestamp.as_bytes(),
+        canonical_body,
+    ]))
+}
+
+/// Body bytes as they are signed: the bytes themselves when already canonical (every body
+/// csm builds, and most a seller writes), else their canonical form.
+pub fn signed_body(body: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ProtocolError> {
     if super::json::is_canonical_v2(body) {
-        if let Ok(text) = std::str::from_utf8(body) {
-            return Ok(sign_kit_canonical(key, text.to_string(), timestamp, nonce));
-        }
+        return Ok(std::borrow::Cow::Borrowed(body));
     }
-    sign_kit(key, &parse(body)?, timestamp, nonce)
+    Ok(std::borrow::Cow::Owned(
+        canonical_v2(&parse(body)?)?.into_bytes(),
+    ))
 }
 
 /// Which form of the received body a matching signature was computed over (decision 2).
@@ -209,12 +242,11 @@ fn basic_signature_bytes(
     nonce: &str,
     inner: LicenseInner,
 ) -> [u8; 32] {
-    let mut inner_hex = [0u8; 64];
     let inner_bytes = match inner {
         LicenseInner::KeyedHmac => mac.sign(text),
         LicenseInner::PlainSha256 => sha2::Sha256::digest(text).into(),
     };
-    hex::encode_to_slice(inner_bytes, &mut inner_hex).expect("64 bytes hold 32 in hex");
+    let inner_hex = hex_lower(&inner_bytes);
     mac.sign_parts(&[
         key.as_bytes(),
         nonce.as_bytes(),
@@ -234,13 +266,15 @@ pub fn verify_basic_bytes(
     received: &str,
     inner: LicenseInner,
 ) -> Option<BodyForm> {
-    let want = hex32(received)?;
+    if received.trim().len() != 64 {
+        return None;
+    }
     let mac = KeyedHmac::new(key.as_bytes());
     let matches = |text: &[u8]| {
-        ct_eq(
-            &basic_signature_bytes(&mac, key, text, timestamp, nonce, inner),
-            &want,
-        )
+        SignatureBytes(basic_signature_bytes(
+            &mac, key, text, timestamp, nonce, inner,
+        ))
+        .matches_hex(received)
     };
     if matches(body) {
         return Some(BodyForm::Raw);
@@ -263,13 +297,18 @@ pub fn verify_kit_bytes(
     nonce: &str,
     received: &str,
 ) -> Option<BodyForm> {
-    let want = hex32(received)?;
+    if received.trim().len() != 64 {
+        return None;
+    }
     let mac = KeyedHmac::new(key.as_bytes());
     let matches = |text: &[u8]| {
-        ct_eq(
-            &mac.sign_parts(&[key.as_bytes(), nonce.as_bytes(), timestamp.as_bytes(), text]),
-            &want,
-        )
+        SignatureBytes(mac.sign_parts(&[
+            key.as_bytes(),
+            nonce.as_bytes(),
+            timestamp.as_bytes(),
+            text,
+        ]))
+        .matches_hex(received)
     };
     if matches(body) {
         return Some(BodyForm::Raw);

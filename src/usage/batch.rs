@@ -3,7 +3,7 @@
 
 use super::record::UsageRecord;
 use crate::protocol::json::{self, write_string, Json};
-use crate::protocol::usage_sig::{self, UsageSignature};
+use crate::protocol::usage_sig;
 
 /// The usage push path, appended to the endpoint's base URL.
 pub const USAGE_PATH: &str = "/api/mkp-openapi-public/global/v1/isv/usage-data";
@@ -65,9 +65,12 @@ pub fn body_string(records: &[UsageRecord], value_as: ValueAs) -> String {
     out
 }
 
-/// Signs the body text as it stands (the bytes sent are the bytes signed).
-pub fn sign(key: &str, body: String, ts: &str, nonce: &str) -> UsageSignature {
-    usage_sig::sign_body_string(key, body, ts, nonce)
+/// Signs the body text as it stands (the bytes sent are the bytes signed): the signature
+/// header's value.
+pub fn sign(key: &str, body: &str, ts: &str, nonce: &str) -> String {
+    usage_sig::signature(key, body.as_bytes(), ts, nonce)
+        .base64()
+        .into()
 }
 
 /// What happened to one record of a batch.
@@ -365,11 +368,11 @@ mod tests {
             );
             let s = sign(
                 case["key"].as_str().unwrap(),
-                body,
+                &body,
                 case["ts"].as_str().unwrap(),
                 case["nonce"].as_str().unwrap(),
             );
-            assert_eq!(s.signature, case["signature"].as_str().unwrap());
+            assert_eq!(s, case["signature"].as_str().unwrap());
             checked += 1;
         }
         assert!(checked >= 10);

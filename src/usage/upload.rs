@@ -54,11 +54,18 @@ pub fn apig_headers(
     all.push(("Host".into(), host));
     all.push(("X-Sdk-Date".into(), sdk_date.to_string()));
     let names: Vec<String> = all.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
-    let sig =
-        crate::protocol::apig::sign(&keys.ak, keys.sk.expose(), "POST", url, &all, &names, body)?;
+    let authorization = crate::protocol::apig::authorization(
+        &keys.ak,
+        keys.sk.expose(),
+        "POST",
+        url,
+        &all,
+        &names,
+        body,
+    )?;
     Ok(vec![
         ("X-Sdk-Date".into(), sdk_date.to_string()),
-        ("Authorization".into(), sig.authorization),
+        ("Authorization".into(), authorization),
     ])
 }
 
@@ -145,23 +152,23 @@ fn launch(
     let body = batch::body_string(&records, cfg.value_as);
     let ts = clock::now_ms().to_string();
     let nonce = clock::uuid();
-    let sig = batch::sign(cfg.key.expose(), body, &ts, &nonce);
+    let signature = batch::sign(cfg.key.expose(), &body, &ts, &nonce);
     let mut headers: Vec<(String, String)> = vec![
         ("Content-Type".into(), "application/json".into()),
-        ("signature".into(), sig.signature.clone()),
+        ("signature".into(), signature),
         ("ts".into(), ts),
         ("nonce".into(), nonce),
     ];
     if let Some(keys) = &cfg.apig {
         let date = crate::protocol::apig::format_sdk_date(clock::now());
-        let extra = apig_headers(keys, &cfg.url, &headers, sig.body_string.as_bytes(), &date)?;
+        let extra = apig_headers(keys, &cfg.url, &headers, body.as_bytes(), &date)?;
         headers.extend(extra);
     }
     let mut req = http.post(&cfg.url);
     for (n, v) in &headers {
         req = req.header(n.as_str(), v.as_str());
     }
-    let req = req.body(sig.body_string);
+    let req = req.body(body);
     let delay = job.delay;
     let handle = std::thread::spawn(move || {
         std::thread::sleep(delay);
