@@ -338,6 +338,23 @@ impl Server {
                         }));
                     }
 
+                    // Patched (csm): a listener with SO_RCVTIMEO makes accept() return
+                    // EAGAIN after that long without a client (accepted sockets inherit the
+                    // timeout, which is why it is set there), and a client that gives up
+                    // between SYN and accept() yields ECONNABORTED. Neither is a reason to
+                    // stop accepting for good; the loop also re-checks `close` on the way.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            IoErrorKind::WouldBlock
+                                | IoErrorKind::TimedOut
+                                | IoErrorKind::Interrupted
+                                | IoErrorKind::ConnectionAborted
+                        ) =>
+                    {
+                        continue
+                    }
+
                     Err(e) => {
                         log::error!("Error accepting new client: {}", e);
                         inside_messages.push(e.into());
