@@ -278,10 +278,61 @@ fn read_body(
             }
             Err(_) => return Err(BodyError::Unreadable),
         }
-        if Instant::now() > deadline {
+        if Instant::now() >= deadline {
             return Err(BodyError::TooSlow);
         }
     }
 }
 
 use std::io::Write as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Cursor, Error, ErrorKind, Read};
+
+    /// Hands out a byte per read for ever when its kind is `Other`, else fails with its kind.
+    struct Trickle(ErrorKind);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == ErrorKind::Other {
+                buf[0] = b'x';
+                return Ok(1);
+            }
+            Err(Error::from(self.0))
+        }
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    #[test]
+    fn a_body_that_arrives_in_time_is_read_whole() {
+        let body = read_body(&mut Cursor::new(b"{\"a\":1}".to_vec()), 7, later());
+        assert_eq!(body.ok().as_deref(), Some(&b"{\"a\":1}"[..]));
+    }
+
+    #[test]
+    fn a_socket_timeout_or_a_missed_deadline_is_too_slow() {
+        for kind in [ErrorKind::WouldBlock, ErrorKind::TimedOut] {
+            let r = read_body(&mut Trickle(kind), 10, later());
+            assert!(matches!(r, Err(BodyError::TooSlow)), "{kind:?}");
+        }
+        // A client that keeps sending a byte at a time still has to finish by the deadline.
+        let r = read_body(&mut Trickle(ErrorKind::Other), 10, Instant::now());
+        assert!(matches!(r, Err(BodyError::TooSlow)));
+    }
+
+    #[test]
+    fn other_read_errors_and_oversized_bodies_are_refused() {
+        let r = read_body(&mut Trickle(ErrorKind::ConnectionReset), 10, later());
+        assert!(matches!(r, Err(BodyError::Unreadable)));
+        let mut huge = std::io::repeat(b'x').take(MAX_BODY as u64 + 1);
+        assert!(matches!(
+            read_body(&mut huge, 0, later()),
+            Err(BodyError::TooLarge)
+        ));
+    }
+}
