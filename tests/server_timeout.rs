@@ -1,7 +1,8 @@
 //! `--client-timeout` on `csm serve merchant` and `csm serve marketplace`, as real processes on
 //! loopback: clients that connect and then stall are dropped, a signed callback is still
 //! answered while they hold more connections than the merchant has workers, and the server
-//! keeps accepting after its listening socket has waited longer than the timeout.
+//! keeps accepting after its listening socket has waited longer than the timeout, and an answer
+//! that takes longer than the timeout still arrives.
 
 mod common;
 
@@ -200,6 +201,37 @@ fn keeps_accepting_after_waiting_longer_than_the_timeout() {
         "{:?}",
         String::from_utf8_lossy(&got)
     );
+}
+
+#[test]
+fn an_answer_slower_than_the_timeout_still_arrives() {
+    // The timeout bounds what a client makes the server wait for, not how long the merchant
+    // takes to answer: the `slow` fault answers status changes after 2.5 s, past the 1 s.
+    let env = Env::new();
+    let key = env.key();
+    let m = env.serve(
+        "merchant",
+        &[
+            "--key-file",
+            &key,
+            "--client-timeout",
+            "1s",
+            "--fault",
+            "slow",
+            "--fault-delay",
+            "2500",
+        ],
+    );
+    let o = env
+        .cmd()
+        .args(["send", "updateInstanceStatus", "--scene", "FREEZE"])
+        .args(["--set", "instanceId=3f2c0000-0000-4000-8000-000000000001"])
+        .args(["--endpoint", &m.url, "--key-file", &key, "--timeout", "20s"])
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("< 200 ("), "{}", text(&o));
+    assert!(text(&o).contains("Body-Sign: "), "{}", text(&o));
 }
 
 #[test]
