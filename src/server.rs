@@ -193,13 +193,16 @@ fn answer(mut req: tiny_http::Request, handler: &dyn Handler, io_timeout: Durati
         }
         Err(BodyError::TooSlow) => {
             // Dropping a tiny_http request reads and discards the rest of its declared body,
-            // as slowly as the client sends it: that happens off the worker threads.
-            std::thread::spawn(move || {
-                let _ = req.respond(
-                    tiny_http::Response::from_string("body not received in time")
-                        .with_status_code(408),
-                );
-            });
+            // as slowly as the client sends it: that happens off the worker threads (should no
+            // thread be had, here after all, where tiny_http answers 500 for it).
+            let _ = std::thread::Builder::new()
+                .name("csm-late-body".into())
+                .spawn(move || {
+                    let _ = req.respond(
+                        tiny_http::Response::from_string("body not received in time")
+                            .with_status_code(408),
+                    );
+                });
             return;
         }
     };
