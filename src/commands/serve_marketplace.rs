@@ -43,6 +43,8 @@ pub struct MarketplaceArgs {
     /// Send License callbacks to a --merchant-endpoint that is not loopback without asking.
     #[arg(long)]
     pub yes: bool,
+    #[command(flatten)]
+    pub timeout: super::callback_args::ClientTimeout,
 }
 
 /// License callbacks may reach a production merchant: anything but loopback needs a yes.
@@ -58,8 +60,9 @@ fn confirm_merchant(g: &GlobalArgs, a: &MarketplaceArgs) -> Result<()> {
 pub fn run(g: &GlobalArgs, a: MarketplaceArgs) -> Result<Exit> {
     confirm_merchant(g, &a)?;
     let listen = a.listen.clone();
+    let client_timeout = a.timeout.client_timeout;
     let market = Arc::new(Marketplace::open(a)?);
-    let handle = server::serve(&listen, market, 4)?;
+    let handle = server::serve_with_timeout(&listen, market, 4, client_timeout)?;
     if !g.quiet {
         // Tests and scripts read this line to learn the port when listening on port 0.
         crate::say!("csm marketplace listening on http://{}", handle.addr);

@@ -48,6 +48,8 @@ pub struct MerchantArgs {
     /// Worker threads.
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub threads: usize,
+    #[command(flatten)]
+    pub timeout: super::callback_args::ClientTimeout,
 }
 
 pub fn parse_faults(names: &[String]) -> Result<Vec<Fault>> {
@@ -76,7 +78,8 @@ pub fn run(g: &GlobalArgs, a: MerchantArgs) -> Result<Exit> {
         log: !g.quiet,
     };
     let merchant = Arc::new(Merchant::new(cfg)?);
-    let handle = server::serve(&a.listen, merchant, a.threads)?;
+    let handle =
+        server::serve_with_timeout(&a.listen, merchant, a.threads, a.timeout.client_timeout)?;
     // Tests and scripts read this line to learn the port when listening on port 0.
     crate::say!("csm merchant listening on http://{}", handle.addr);
     let _ = std::io::Write::flush(&mut std::io::stdout());
