@@ -294,6 +294,9 @@ impl<'a> Authorization<'a> {
 }
 
 pub fn parse_authorization(value: &str) -> Result<Authorization<'_>, ProtocolError> {
+    if let Some(auth) = exact_authorization(value) {
+        return Ok(auth);
+    }
     let rest = value
         .trim()
         .strip_prefix(ALGORITHM)
@@ -323,6 +326,27 @@ pub fn parse_authorization(value: &str) -> Result<Authorization<'_>, ProtocolErr
             "Authorization: needs Access=, SignedHeaders= and Signature=",
         )),
     }
+}
+
+/// The form every signer writes, read without splitting; None for anything else (spacing
+/// variants, other order), which the general reader takes.
+fn exact_authorization(value: &str) -> Option<Authorization<'_>> {
+    let rest = value.strip_prefix("SDK-HMAC-SHA256 Access=")?;
+    let (access, rest) = rest.split_at(rest.find(',')?);
+    let rest = rest.strip_prefix(", SignedHeaders=")?;
+    let (signed_headers, rest) = rest.split_at(rest.find(',')?);
+    let signature = rest.strip_prefix(", Signature=")?;
+    let plain = |s: &str| {
+        !s.is_empty()
+            && !s
+                .bytes()
+                .any(|b| b == b',' || b == b'=' || b.is_ascii_whitespace())
+    };
+    (plain(access) && plain(signed_headers) && plain(signature)).then_some(Authorization {
+        access,
+        signed_headers,
+        signature,
+    })
 }
 
 /// Verifies a received request against its `Authorization` header; compares the decoded
@@ -358,6 +382,31 @@ pub fn format_sdk_date(t: chrono::DateTime<chrono::Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authorization_forms_read_alike() {
+        let want = Authorization {
+            access: "AK1",
+            signed_headers: "host;x-sdk-date",
+            signature: "ab12",
+        };
+        for v in [
+            "SDK-HMAC-SHA256 Access=AK1, SignedHeaders=host;x-sdk-date, Signature=ab12",
+            "SDK-HMAC-SHA256 Access=AK1,SignedHeaders=host;x-sdk-date,Signature=ab12",
+            " SDK-HMAC-SHA256  Signature=ab12 , Access=AK1, SignedHeaders= host;x-sdk-date ",
+        ] {
+            assert_eq!(parse_authorization(v).unwrap(), want, "{v}");
+        }
+        // The exact reader leaves anything unusual to the general one.
+        for odd in [
+            "SDK-HMAC-SHA256 Access=AK1, SignedHeaders=host, Signature=ab=12",
+            "SDK-HMAC-SHA256 Access=AK1, SignedHeaders=host, Signature=ab12, X=1",
+            "SDK-HMAC-SHA256 Access=, SignedHeaders=host, Signature=ab12",
+        ] {
+            assert_eq!(exact_authorization(odd), None, "{odd}");
+        }
+        assert!(parse_authorization("SDK-HMAC-SHA256 Access=AK1, Signature=ab").is_err());
+    }
 
     #[test]
     fn official_example() {

@@ -122,11 +122,7 @@ fn sort_by_name(order: &mut [usize], params: &[(String, String)]) {
     if params.iter().all(|(n, _)| n.is_ascii()) {
         // ASCII names: byte order is Java's order.
         order.sort_unstable_by(|&a, &b| {
-            params[a]
-                .0
-                .as_bytes()
-                .cmp(params[b].0.as_bytes())
-                .then(a.cmp(&b))
+            super::json::ascii_cmp(params[a].0.as_bytes(), params[b].0.as_bytes()).then(a.cmp(&b))
         });
     } else {
         order.sort_unstable_by(|&a, &b| {
