@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::text;
+
 use base64::Engine;
 use csm::protocol::{json, v1, v2};
 use serde_json::Value;
@@ -94,14 +96,6 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn report(o: &Output) -> Value {

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::Child;
+use std::process::{Child, Output};
 use std::time::Duration;
 
 /// How long a starting server may take to print its address line.
@@ -43,4 +43,13 @@ pub fn announced_url(child: &mut Child) -> String {
             panic!("the server {e}");
         }
     }
+}
+
+/// A finished child's stdout and stderr together, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
