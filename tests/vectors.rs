@@ -66,7 +66,7 @@ fn saas_v1_auth_token() {
         assert_eq!(v1::auth_token(key, &from_query).unwrap(), t, "{name}");
         // The sender's path (no intermediates) and the server's check agree.
         let alone = v1::auth_token_value(key, &params).unwrap();
-        assert_eq!(alone.base64(), t.auth_token, "{name}");
+        assert_eq!(alone.base64().as_str(), t.auth_token, "{name}");
         assert!(v1::verify_auth_token(key, &from_query, &received).unwrap());
     }
     count_checked(all.len(), "saas_v1_auth_token");
@@ -213,8 +213,8 @@ fn check_v2_like(file: &str, kit: bool) {
             assert_eq!(k.x_sign, expected, "{file} {name}");
             let signed = v2::signed_body(s(c, "body_text").as_bytes()).unwrap();
             let fast = v2::kit_signature(key, &signed, ts, nonce);
-            assert_eq!(fast.hex(), expected, "{file} {name}");
-            assert_eq!(fast.hex_upper(), s(c, "signature_uppercase"));
+            assert_eq!(fast.hex().as_str(), expected, "{file} {name}");
+            assert_eq!(fast.hex_upper().as_str(), s(c, "signature_uppercase"));
         } else {
             let b = v2::sign_basic(key, &body, ts, nonce).unwrap();
             assert_eq!(b.inner_hmac_hex, s(c, "inner_hmac_hex"), "{file} {name}");
@@ -234,8 +234,8 @@ fn check_v2_like(file: &str, kit: bool) {
             assert_eq!(signed.as_ref(), canonical.as_bytes(), "{file} {name}");
             let keyed = v2::LicenseInner::KeyedHmac;
             let alone = v2::basic_signature(key, &signed, ts, nonce, keyed);
-            assert_eq!(alone.hex(), expected, "{file} {name}");
-            assert_eq!(alone.hex_upper(), s(c, "signature_uppercase"));
+            assert_eq!(alone.hex().as_str(), expected, "{file} {name}");
+            assert_eq!(alone.hex_upper().as_str(), s(c, "signature_uppercase"));
             assert!(v2::signature_matches(
                 &b.signature,
                 s(c, "signature_uppercase")
@@ -260,7 +260,7 @@ fn check_v2_like(file: &str, kit: bool) {
             assert_eq!(p.signature, want, "{file} {name}");
             let plain_inner = v2::LicenseInner::PlainSha256;
             let alone = v2::basic_signature(key, canonical.as_bytes(), ts, nonce, plain_inner);
-            assert_eq!(alone.hex(), want, "{file} {name}");
+            assert_eq!(alone.hex().as_str(), want, "{file} {name}");
             assert!(
                 !v2::signature_matches(&p.signature, expected),
                 "{file} {name}"
@@ -302,7 +302,7 @@ fn usage_push_signature() {
             s(c, "ts"),
             s(c, "nonce"),
         );
-        assert_eq!(alone.base64(), s(c, "signature"), "{name}");
+        assert_eq!(alone.base64().as_str(), s(c, "signature"), "{name}");
     }
     count_checked(all.len(), "usage_push_signature");
 }

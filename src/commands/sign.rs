@@ -8,7 +8,6 @@ use crate::protocol::{apig, doctor, json, usage_sig, v1, v2};
 use crate::secret::Secret;
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// The signature schemes. These names are a contract with users' scripts.
@@ -150,25 +149,24 @@ pub fn require_body(inputs: &SignInputs, scheme: Scheme) -> Result<Vec<u8>> {
     })
 }
 
-/// Parses a JSON body, naming the flag and the position on error.
-pub fn parse_json_body(body: &[u8], inputs: &SignInputs) -> Result<json::Json> {
-    json::parse(body).map_err(|e| {
-        let file = inputs
-            .body_file
-            .as_deref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        CsmError::usage(format!("--body-file {file}: {e}"))
-    })
+/// A problem with the body as a usage error naming the flag and the file.
+fn body_error(inputs: &SignInputs, e: impl std::fmt::Display) -> CsmError {
+    let file = inputs
+        .body_file
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    CsmError::usage(format!("--body-file {file}: {e}"))
 }
 
-/// The V2 body as signed: its own bytes when already canonical, else its canonical form.
-fn signed_body<'b>(body: &'b [u8], inputs: &SignInputs) -> Result<Cow<'b, [u8]>> {
-    if json::is_canonical_v2(body) {
-        return Ok(Cow::Borrowed(body));
-    }
-    let canonical = json::canonical_v2(&parse_json_body(body, inputs)?)?;
-    Ok(Cow::Owned(canonical.into_bytes()))
+/// Parses a JSON body, naming the flag and the position on error.
+pub fn parse_json_body(body: &[u8], inputs: &SignInputs) -> Result<json::Json> {
+    json::parse(body).map_err(|e| body_error(inputs, e))
+}
+
+/// The V2 body as signed (its own bytes when already canonical), naming the flag on error.
+fn signed_body<'b>(body: &'b [u8], inputs: &SignInputs) -> Result<std::borrow::Cow<'b, [u8]>> {
+    v2::signed_body(body).map_err(|e| body_error(inputs, e))
 }
 
 pub fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>> {

@@ -77,9 +77,7 @@ pub fn sign<S: AsRef<str>>(
     body: &[u8],
 ) -> Result<ApigSignature, ProtocolError> {
     let signed = signed_list(signed_headers);
-    let date = date_of(headers, &signed)?;
-    let mut canonical_request = Vec::with_capacity(512);
-    push_canonical_request(&mut canonical_request, method, url, headers, &signed, body)?;
+    let (canonical_request, date) = canonical_request(method, url, headers, &signed, body)?;
     let canonical_request = String::from_utf8(canonical_request).expect("joined from strings");
     let string_to_sign = format!(
         "{ALGORITHM}\n{date}\n{}",
@@ -141,9 +139,7 @@ fn signature_bytes(
     signed: &str,
     body: &[u8],
 ) -> Result<[u8; 32], ProtocolError> {
-    let date = date_of(headers, signed)?;
-    let mut canonical_request = Vec::with_capacity(512);
-    push_canonical_request(&mut canonical_request, method, url, headers, signed, body)?;
+    let (canonical_request, date) = canonical_request(method, url, headers, signed, body)?;
     let request_hash = hex_lower(&Sha256::digest(&canonical_request).into());
     let mut mac = HmacSha256::new_from_slice(sk.as_bytes()).expect("HMAC takes keys of any length");
     for part in [
@@ -215,18 +211,20 @@ fn date_of<'h>(headers: &'h [(String, String)], signed: &str) -> Result<&'h str,
     Ok(date)
 }
 
-fn push_canonical_request(
-    out: &mut Vec<u8>,
+/// The canonical request, built in one buffer, and the X-Sdk-Date value signed with it.
+fn canonical_request<'h>(
     method: &str,
     url: &str,
-    headers: &[(String, String)],
+    headers: &'h [(String, String)],
     signed: &str,
     body: &[u8],
-) -> Result<(), ProtocolError> {
+) -> Result<(Vec<u8>, &'h str), ProtocolError> {
+    let date = date_of(headers, signed)?;
+    let mut out = Vec::with_capacity(512);
     let (_, path, query) = split_url(url);
     out.extend(method.bytes().map(|b| b.to_ascii_uppercase()));
     out.push(b'\n');
-    push_canonical_uri(out, path)?;
+    push_canonical_uri(&mut out, path)?;
     out.push(b'\n');
     if !query.is_empty() {
         out.extend_from_slice(canonical_query(query)?.as_bytes());
@@ -247,7 +245,7 @@ fn push_canonical_request(
     out.extend_from_slice(signed.as_bytes());
     out.push(b'\n');
     out.extend_from_slice(&hex_lower(&Sha256::digest(body).into()));
-    Ok(())
+    Ok((out, date))
 }
 
 /// A path of unreserved characters and slashes decodes and re-encodes to itself, so only
