@@ -179,6 +179,16 @@ pub fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// The V1 `--param`s, with `--timestamp` (when given) as their `timeStamp`.
+pub fn v1_params(inputs: &SignInputs) -> Result<Vec<(String, String)>> {
+    let mut params = parse_params(&inputs.params)?;
+    if let Some(t) = &inputs.timestamp {
+        params.retain(|(n, _)| n != "timeStamp");
+        params.push(("timeStamp".into(), t.clone()));
+    }
+    Ok(params)
+}
+
 pub fn parse_headers(raw: &[String]) -> Result<Vec<(String, String)>> {
     raw.iter()
         .map(|h| {
@@ -292,11 +302,8 @@ pub fn compute(
     let nonce = || inputs.nonce.clone().unwrap_or_else(clock::nonce_hex64);
     Ok(match scheme {
         Scheme::SaasV1 => {
-            let mut params = parse_params(&inputs.params)?;
-            if let Some(t) = &inputs.timestamp {
-                params.retain(|(n, _)| n != "timeStamp");
-                params.push(("timeStamp".into(), t.clone()));
-            } else if !params.iter().any(|(n, _)| n == "timeStamp") {
+            let mut params = v1_params(inputs)?;
+            if !params.iter().any(|(n, _)| n == "timeStamp") {
                 params.push(("timeStamp".into(), v1_timestamp()));
             }
             if !detail {

@@ -7,7 +7,7 @@ use crate::config::{self, KeyRole, Profile};
 use crate::error::{CsmError, Exit, Result};
 use crate::protocol::capture::{self, DetectedScheme};
 use crate::protocol::doctor::{self, Diagnosis, V2Recipe};
-use crate::protocol::v1;
+use crate::protocol::{apig, v1};
 use crate::secret::Secret;
 use base64::Engine;
 use clap::{Args, ValueEnum};
@@ -98,8 +98,8 @@ fn check_signature_shape(s: &str, scheme: Scheme) -> Result<()> {
     let is_b64 = !t.is_empty() && base64::engine::general_purpose::STANDARD.decode(t).is_ok();
     // Body-Sign and Authorization may also be given as the whole header value.
     let is_header = match scheme {
-        Scheme::BodySign => crate::protocol::v1::parse_body_sign(t).is_ok(),
-        Scheme::Apig => crate::protocol::apig::parse_authorization(t).is_ok(),
+        Scheme::BodySign => v1::parse_body_sign(t).is_ok(),
+        Scheme::Apig => apig::parse_authorization(t).is_ok(),
         _ => false,
     };
     if is_hex || is_b64 || is_header {
@@ -230,11 +230,7 @@ fn verify_scheme(
     };
     let d = match scheme {
         Scheme::SaasV1 => {
-            let mut params = sign::parse_params(&inputs.params)?;
-            if let Some(t) = &inputs.timestamp {
-                params.retain(|(n, _)| n != "timeStamp");
-                params.push(("timeStamp".into(), t.clone()));
-            }
+            let params = sign::v1_params(inputs)?;
             doctor::diagnose_v1(k, &v1::encode_query(&params), received)?
         }
         Scheme::SaasV1Kit => {
@@ -291,11 +287,7 @@ fn verify_scheme(
             let authorization = if received.trim_start().starts_with("SDK-HMAC-SHA256") {
                 received.to_string()
             } else {
-                format!(
-                    "SDK-HMAC-SHA256 Access={}, SignedHeaders={}, Signature={received}",
-                    req.ak,
-                    req.signed.join(";")
-                )
+                apig::authorization_value(&req.ak, &req.signed.join(";"), received)
             };
             doctor::diagnose_apig(&doctor::ApigInput {
                 sk: k,

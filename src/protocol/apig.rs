@@ -114,7 +114,8 @@ pub fn authorization<S: AsRef<str>>(
     Ok(authorization_value(ak, &signed, hex))
 }
 
-fn authorization_value(ak: &str, signed: &str, signature: &str) -> String {
+/// `SDK-HMAC-SHA256 Access=…, SignedHeaders=…, Signature=…`.
+pub fn authorization_value(ak: &str, signed: &str, signature: &str) -> String {
     let mut v = String::with_capacity(64 + ak.len() + signed.len() + signature.len());
     for part in [
         ALGORITHM,
