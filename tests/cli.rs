@@ -491,6 +491,7 @@ fn bad_input_is_one_line_with_a_usage_or_input_code() {
     let e = Env::new();
     e.write("empty-key", "\n");
     e.write("notjson.json", "{\"a\":");
+    e.write("array.json", "[1,2]");
     e.write("garbage.http", "hello there\n\n");
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (
@@ -533,6 +534,32 @@ fn bad_input_is_one_line_with_a_usage_or_input_code() {
             vec!["sign", "saas-v2", "--key-file", "key"],
             2,
             "--body-file: required",
+        ),
+        // The signature alone and every intermediate refuse a body that is not an object alike.
+        (
+            vec![
+                "sign",
+                "kit",
+                "--key-file",
+                "key",
+                "--body-file",
+                "array.json",
+            ],
+            2,
+            "--body-file array.json: body: must be a JSON object",
+        ),
+        (
+            vec![
+                "sign",
+                "--json",
+                "kit",
+                "--key-file",
+                "key",
+                "--body-file",
+                "array.json",
+            ],
+            2,
+            "--body-file array.json: body: must be a JSON object",
         ),
         (
             vec!["sign", "no-such-scheme", "--key-file", "key"],

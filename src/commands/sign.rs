@@ -363,10 +363,11 @@ pub fn compute(
             }
             let parsed = parse_json_body(&body, inputs)?;
             let s = if scheme == Scheme::License {
-                v2::sign_license(k, &parsed, &ts, &nonce, inputs.license_inner.into())?
+                v2::sign_license(k, &parsed, &ts, &nonce, inputs.license_inner.into())
             } else {
-                v2::sign_basic(k, &parsed, &ts, &nonce)?
-            };
+                v2::sign_basic(k, &parsed, &ts, &nonce)
+            }
+            .map_err(|e| body_error(inputs, e))?;
             let v = json!({
                 "scheme": scheme.name(),
                 "canonical_body": s.canonical_body,
@@ -392,7 +393,7 @@ pub fn compute(
                 ));
             }
             let parsed = parse_json_body(&body, inputs)?;
-            let s = v2::sign_kit(k, &parsed, &ts, &nonce)?;
+            let s = v2::sign_kit(k, &parsed, &ts, &nonce).map_err(|e| body_error(inputs, e))?;
             let v = json!({
                 "scheme": scheme.name(),
                 "canonical_body": s.canonical_body,
