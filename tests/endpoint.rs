@@ -65,25 +65,9 @@ impl Env {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let line = first_line(&mut child);
-        let url = line
-            .trim()
-            .strip_prefix("csm merchant listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let url = common::announced_url(&mut child);
         Served { child, url }
     }
-}
-
-/// The child's first stdout line, waited for at most 20 s: a server that never prints it
-/// fails the test instead of hanging CI.
-fn first_line(child: &mut Child) -> String {
-    let out = child.stdout.take().expect("stdout piped");
-    common::first_line(out, common::START_WAIT).unwrap_or_else(|e| {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the server {e}");
-    })
 }
 
 struct Served {
@@ -420,15 +404,8 @@ fn ipv6_loopback_endpoint_is_reached() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let line = first_line(&mut child);
-    let m = Served {
-        child,
-        url: line
-            .trim()
-            .strip_prefix("csm merchant listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string(),
-    };
+    let url = common::announced_url(&mut child);
+    let m = Served { child, url };
     assert!(m.url.starts_with("http://[::1]:"), "{}", m.url);
     let ep = format!("{}/produce", m.url);
     let o = env.run(&[
@@ -908,7 +885,36 @@ fn non_loopback_needs_yes_without_a_terminal() {
         let o = env.run(&args);
         assert_eq!(o.status.code(), Some(2), "{}", text(&o));
         assert!(text(&o).contains("pass --yes"), "{}", text(&o));
+        // A bad --ca-file is reported before the question, not after a yes.
+        args.extend(["--ca-file", "/nonexistent/ca.pem"]);
+        let o = env.run(&args);
+        assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+        assert!(
+            text(&o).contains("--ca-file /nonexistent/ca.pem"),
+            "{}",
+            text(&o)
+        );
+        assert!(!text(&o).contains("pass --yes"), "{}", text(&o));
     }
+}
+
+#[test]
+fn an_unwritable_junit_path_stops_the_run_before_any_call() {
+    let env = Env::new();
+    let o = env.run(&[
+        "test-endpoint",
+        "--demo",
+        "--junit",
+        "/nonexistent/dir/r.xml",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        text(&o).contains("--junit /nonexistent/dir/r.xml"),
+        "{}",
+        text(&o)
+    );
+    // No call was made: nothing was tested, so no table and no "testing" line.
+    assert!(!text(&o).contains("testing "), "{}", text(&o));
 }
 
 #[test]
@@ -1044,8 +1050,7 @@ fn keys_never_appear_in_any_output() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let line = first_line(&mut child);
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    let url = common::announced_url(&mut child);
     let ep = format!("{url}/produce");
     let junit = env.p("j.xml");
     // Each run with its expected exit code, so that an early error (which would print

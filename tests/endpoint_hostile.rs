@@ -141,7 +141,8 @@ fn no_answer_times_out_with_a_verdict() {
     assert!(err.contains("unreachable"), "{err}");
     assert_eq!(v["reply"]["kind"], "timeout");
     let c = failed(&v, "reachable").expect("reachable fails");
-    assert!(c["fix"].as_str().unwrap().contains("5 s"), "{c}");
+    // The advice names the budget the run used (--timeout 2s), not a fixed figure.
+    assert!(c["fix"].as_str().unwrap().contains("within 2000 ms"), "{c}");
 }
 
 #[test]

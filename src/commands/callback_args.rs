@@ -33,8 +33,13 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// Parses an endpoint URL; only http and https, without user name or password.
+/// Parses an `--endpoint` URL; only http and https, without user name or password.
 pub fn parse_endpoint(s: &str) -> Result<Url> {
+    parse_endpoint_for("--endpoint", s)
+}
+
+/// The same for a URL given by another flag, named in the messages.
+pub fn parse_endpoint_for(flag: &str, s: &str) -> Result<Url> {
     let url = Url::parse(s).map_err(|e| {
         // Echo the value unless it may hold credentials (`user:password@`).
         let shown = if s.contains('@') {
@@ -43,22 +48,47 @@ pub fn parse_endpoint(s: &str) -> Result<Url> {
             format!(" {s:?}")
         };
         CsmError::usage(format!(
-            "--endpoint{shown}: not a URL ({e}); write it as https://host/path"
+            "{flag}{shown}: not a URL ({e}); write it as https://host/path"
         ))
     })?;
     // Credentials in the URL would be printed with every request (and the marketplace
     // never sends any): refuse them, without echoing the URL that holds them.
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(CsmError::usage(
-            "--endpoint: must not contain a user name or password (user:password@host); remove them from the URL",
-        ));
+        return Err(CsmError::usage(format!(
+            "{flag}: must not contain a user name or password (user:password@host); remove them from the URL"
+        )));
     }
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(CsmError::usage(format!(
-            "--endpoint {s:?}: must be an http:// or https:// URL with a host"
+            "{flag} {s:?}: must be an http:// or https:// URL with a host"
         )));
     }
     Ok(url)
+}
+
+/// The endpoint from `--endpoint` or the profile; `hint` adds what else the command offers.
+pub fn endpoint_from(given: Option<&str>, profile: &Profile, hint: &str) -> Result<Url> {
+    let raw = given
+        .or(profile.endpoint.as_deref())
+        .ok_or_else(|| {
+            CsmError::usage(format!(
+                "--endpoint: no endpoint given (pass --endpoint URL or name one in a profile with `csm init`{hint})"
+            ))
+        })?;
+    parse_endpoint(raw)
+}
+
+/// What the seller-center debugging page waits for a reply (its own budget, not the 5 s of
+/// production calls).
+pub const DEBUG_PAGE_BUDGET: Duration = Duration::from_secs(20);
+
+/// The time a reply may take: `--timeout`, or the debugging page's budget.
+pub fn reply_budget(debug_page: bool, timeout: Duration) -> Duration {
+    if debug_page {
+        DEBUG_PAGE_BUDGET
+    } else {
+        timeout
+    }
 }
 
 /// A seller's endpoint may be production: calls to anything but loopback need a yes.
@@ -124,10 +154,13 @@ impl KeyFiles {
     }
 }
 
+/// The most a `--ca-file` may hold (a full bundle of roots fits).
+const CA_LIMIT: u64 = 1024 * 1024;
+
 /// The `--ca-file` certificate, checked to be PEM.
 pub fn read_ca(path: Option<&std::path::Path>) -> Result<Option<Vec<u8>>> {
     let Some(path) = path else { return Ok(None) };
-    let pem = std::fs::read(path).map_err(|e| CsmError::io(path, e))?;
+    let pem = crate::files::read_limited(path, CA_LIMIT, "--ca-file")?;
     let is_pem = pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----");
     if !is_pem || reqwest::Certificate::from_pem(&pem).is_err() {
         return Err(CsmError::usage(format!(

@@ -1,7 +1,8 @@
 //! `csm send`: one signed callback, the full request and reply, and the verdicts.
 
 use super::callback_args::{
-    confirm_remote, parse_duration, parse_endpoint, read_ca, resolve_protocol, KeyFiles,
+    confirm_remote, endpoint_from, parse_duration, read_ca, reply_budget, resolve_protocol,
+    KeyFiles,
 };
 use crate::catalog::gen::{self, Ctx};
 use crate::catalog::{self, Callback, FieldType, Protocol};
@@ -153,7 +154,7 @@ fn read_body(
     path: &std::path::Path,
     allow_unknown: bool,
 ) -> Result<(String, Map<String, Value>)> {
-    let bytes = std::fs::read(path).map_err(|e| CsmError::io(path, e))?;
+    let bytes = crate::files::read_limited(path, crate::files::BODY_LIMIT, "--body")?;
     let text = String::from_utf8(bytes).map_err(|_| {
         CsmError::usage(format!(
             "--body {}: not UTF-8 (JSON bodies must be UTF-8)",
@@ -278,12 +279,7 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
             )));
         }
     }
-    let raw_endpoint = a
-        .endpoint
-        .clone()
-        .or_else(|| profile.endpoint.clone())
-        .ok_or_else(|| CsmError::usage("--endpoint: no endpoint given"))?;
-    let endpoint = parse_endpoint(&raw_endpoint)?;
+    let endpoint = endpoint_from(a.endpoint.as_deref(), &profile, "")?;
     let keys = a.keys.load(&profile)?;
     let key = keys.for_family(cb.family).cloned().ok_or_else(|| {
         let role = cb.family.key_role();
@@ -362,11 +358,7 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
         }
         return Ok(Exit::Ok);
     }
-    let timeout = if a.debug_page {
-        Duration::from_secs(20)
-    } else {
-        a.timeout
-    };
+    let timeout = reply_budget(a.debug_page, a.timeout);
     let ex = Client::new(timeout).with_ca(ca).send(&prepared);
     let rules = judge_one(
         &ex,

@@ -1,7 +1,8 @@
 //! `csm test-endpoint`: play the marketplace against an endpoint and judge every reply.
 
 use super::callback_args::{
-    confirm_remote, parse_duration, parse_endpoint, read_ca, resolve_protocol, KeyFiles,
+    confirm_remote, endpoint_from, parse_duration, parse_endpoint, read_ca, reply_budget,
+    resolve_protocol, KeyFiles,
 };
 use crate::catalog::Protocol;
 use crate::cli::GlobalArgs;
@@ -137,7 +138,8 @@ pub fn demo_targets(
             test_flag: true,
             users,
             license_inner: crate::protocol::v2::LicenseInner::KeyedHmac,
-            require_body_sign: false,
+            // The reference merchant signs every reply: hold V2 to it as well.
+            require_body_sign: true,
             ca_pem: None,
             license_code: None,
         });
@@ -146,10 +148,14 @@ pub fn demo_targets(
 }
 
 pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
-    let timeout = if a.debug_page {
-        Duration::from_secs(20)
-    } else {
-        a.timeout
+    let timeout = reply_budget(a.debug_page, a.timeout);
+    // An unwritable report path is found before any call is made, not after the run.
+    let junit_file = match &a.junit {
+        Some(path) => Some(
+            std::fs::File::create(path)
+                .map_err(|e| CsmError::io(format!("--junit {}", path.display()), e))?,
+        ),
+        None => None,
     };
     let suites: Vec<Suite> = if a.suite.is_empty() {
         Suite::ALL.to_vec()
@@ -171,18 +177,11 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
         endpoint_label = "demo (reference merchant on 127.0.0.1)".to_string();
     } else {
         let profile = config::active_profile(g)?;
-        let raw = a
-            .endpoint
-            .clone()
-            .or_else(|| profile.endpoint.clone())
-            .ok_or_else(|| {
-                CsmError::usage(
-                    "--endpoint: no endpoint given (pass --endpoint URL, name one in a profile with `csm init`, or try --demo)",
-                )
-            })?;
-        let endpoint = parse_endpoint(&raw)?;
+        let endpoint = endpoint_from(a.endpoint.as_deref(), &profile, ", or try --demo")?;
         let protocol = resolve_protocol(a.protocol, &profile)?;
         let keys = a.keys.load(&profile)?;
+        // Bad input is reported before any prompt.
+        let ca_pem = read_ca(a.ca_file.as_deref())?;
         let what = if a.no_test_flag {
             "test callbacks WITHOUT testFlag (as live orders)"
         } else {
@@ -200,17 +199,11 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
             users: a.users as usize,
             license_inner: a.license_inner.into(),
             require_body_sign: a.require_body_sign,
-            ca_pem: read_ca(a.ca_file.as_deref())?,
+            ca_pem,
             license_code: a.license_code.clone(),
         });
     }
 
-    if a.demo {
-        // The reference merchant signs every reply: hold V2 to it as well.
-        for t in &mut targets {
-            t.require_body_sign = true;
-        }
-    }
     let mut report = Report {
         endpoint: endpoint_label,
         protocols: targets.iter().map(|t| t.protocol.name()).collect(),
@@ -262,15 +255,16 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
     } else {
         Exit::CheckFailed
     };
-    if let Some(path) = &a.junit {
-        std::fs::write(path, report.junit()).map_err(|e| CsmError::io(path, e))?;
-    }
     if g.json {
         crate::output::print_json(&report.json(exit.code()));
     } else if g.quiet {
         crate::say!("{}", report.summary_line());
     } else {
         crate::say!("{}", report.table());
+    }
+    if let (Some(mut file), Some(path)) = (junit_file, &a.junit) {
+        std::io::Write::write_all(&mut file, report.junit().as_bytes())
+            .map_err(|e| CsmError::io(format!("--junit {}", path.display()), e))?;
     }
     Ok(exit)
 }

@@ -164,15 +164,19 @@ pub fn judge_format(ex: &Exchange, cx: &JudgeCtx) -> Vec<Rule> {
     let reply = match &ex.outcome {
         Err(f) => {
             let fix = match f.kind {
-                NetKind::Connect => "check the address and that the endpoint is listening",
-                NetKind::Timeout => {
-                    "answer within 5 s: acknowledge at once and provision in the background (newInstance may answer 000004)"
-                }
+                NetKind::Connect => "check the address and that the endpoint is listening".into(),
+                NetKind::Timeout => format!(
+                    "answer within {} ms: acknowledge at once and provision in the background (newInstance may answer 000004)",
+                    cx.budget.as_millis()
+                ),
                 NetKind::Tls => {
                     "serve TLS 1.2 or newer with a certificate from a trusted CA for this host name"
+                        .into()
                 }
-                NetKind::Reset => "the server closed the connection: check its logs for a crash",
-                NetKind::Protocol => "answer with HTTP/1.1",
+                NetKind::Reset => {
+                    "the server closed the connection: check its logs for a crash".into()
+                }
+                NetKind::Protocol => "answer with HTTP/1.1".into(),
             };
             return vec![Rule::fail(
                 Family::Reachable,
