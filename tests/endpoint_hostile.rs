@@ -69,6 +69,27 @@ fn redirect(mut s: TcpStream) {
     );
 }
 
+/// A chunked reply in two chunks, the connection left open: the client must stop at the
+/// last chunk, not wait for the close.
+fn chunked(mut s: TcpStream) {
+    read_request(&mut s);
+    let _ = s.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n{\"resultCode\":\"0\r\n1d;ext=1\r\n00000\",\"resultMsg\":\"success\"}\r\n0\r\n\r\n",
+    );
+    std::thread::sleep(Duration::from_secs(6));
+}
+
+/// A plain (not chunked) body that happens to begin like a last chunk is read whole.
+fn looks_like_last_chunk(mut s: TcpStream) {
+    read_request(&mut s);
+    let _ = s.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\n0\r\n\r\n",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = s.write_all(b"tail");
+    std::thread::sleep(Duration::from_secs(6));
+}
+
 fn plain_to_tls(mut s: TcpStream) {
     // A ClientHello arrives; a plain HTTP error goes back.
     read_request(&mut s);
@@ -167,6 +188,25 @@ fn non_json_reply_fails_content_type_and_body() {
     assert!(failed(&v, "content-type").is_some(), "{v:#}");
     let c = failed(&v, "json-body").expect("json-body fails");
     assert!(c["actual"].as_str().unwrap().contains("<html>"), "{c}");
+}
+
+#[test]
+fn chunked_reply_is_joined_without_waiting_for_the_close() {
+    let (port, _) = hostile(2, chunked);
+    let (_, v) = send(&format!("http://127.0.0.1:{port}/produce"));
+    assert_eq!(
+        v["reply"]["body"], r#"{"resultCode":"000000","resultMsg":"success"}"#,
+        "{v:#}"
+    );
+    // Answered in well under the 2 s budget: the last chunk ended the read.
+    assert!(failed(&v, "reachable").is_none(), "{v:#}");
+}
+
+#[test]
+fn a_plain_body_starting_like_a_last_chunk_is_read_to_its_length() {
+    let (port, _) = hostile(2, looks_like_last_chunk);
+    let (_, v) = send(&format!("http://127.0.0.1:{port}/produce"));
+    assert_eq!(v["reply"]["body"], "0\r\n\r\ntail", "{v:#}");
 }
 
 #[test]

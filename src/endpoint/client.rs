@@ -350,7 +350,8 @@ fn raw_send(url: &Url, req: &Prepared, timeout: Duration) -> Result<Reply, NetFa
                 break;
             }
         }
-        if chunked && find(&body, b"\r\n0\r\n\r\n").is_some() || body.starts_with(b"0\r\n\r\n") {
+        // The last chunk is read (a body of one empty chunk starts with it).
+        if chunked && (find(&body, b"\r\n0\r\n\r\n").is_some() || body.starts_with(b"0\r\n\r\n")) {
             break;
         }
         sock.set_read_timeout(Some(remaining(deadline)?))
@@ -363,15 +364,10 @@ fn raw_send(url: &Url, req: &Prepared, timeout: Duration) -> Result<Reply, NetFa
     }
     let mut truncated = body.len() > MAX_REPLY || length.is_some_and(|l| l > MAX_REPLY);
     if chunked && !truncated {
-        match dechunk(&body) {
-            Some(b) => body = b,
-            None => {
-                return Err(NetFailure {
-                    kind: NetKind::Protocol,
-                    message: "the chunked reply body is malformed".into(),
-                })
-            }
-        }
+        body = crate::protocol::capture::dechunk(&body).map_err(|e| NetFailure {
+            kind: NetKind::Protocol,
+            message: format!("the chunked reply body is malformed: {e}"),
+        })?;
     } else if let Some(len) = length {
         body.truncate(len);
     }
@@ -401,32 +397,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = find(data, b"\r\n")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(data.get(..size)?);
-        data = data.get(size + 2..)?;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn dechunks_and_reads_status_lines() {
-        assert_eq!(
-            dechunk(b"4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n").unwrap(),
-            b"Wikipedia"
-        );
-        assert!(dechunk(b"zz\r\n").is_none());
+    fn reads_status_lines() {
         assert_eq!(parse_status("HTTP/1.1 200 OK"), Some(200));
         assert_eq!(parse_status("SSH-2.0-OpenSSH"), None);
     }

@@ -142,7 +142,8 @@ fn body_of(headers: &[(String, String)], rest: &[u8]) -> Result<Vec<u8>, Protoco
 }
 
 /// Joins the chunks of a `Transfer-Encoding: chunked` body (what was signed is the joined data).
-fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, ProtocolError> {
+/// Joins the chunks of a chunked HTTP body (chunk extensions ignored).
+pub fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, ProtocolError> {
     let mut out = Vec::new();
     loop {
         let eol = rest
