@@ -264,7 +264,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--license-key-file', '--license-key-file', [CompletionResultType]::ParameterName, 'File holding the License delivery key (also CSM_LICENSE_KEY)')
             [CompletionResult]::new('--protocol', '--protocol', [CompletionResultType]::ParameterName, 'Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken)')
             [CompletionResult]::new('--fault', '--fault', [CompletionResultType]::ParameterName, 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case, wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption')
-            [CompletionResult]::new('--fault-delay', '--fault-delay', [CompletionResultType]::ParameterName, 'How long the `slow` fault waits before answering, in milliseconds')
+            [CompletionResult]::new('--fault-delay', '--fault-delay', [CompletionResultType]::ParameterName, 'How long the `slow` fault waits before answering (beyond the 5 s budget by default)')
             [CompletionResult]::new('--window', '--window', [CompletionResultType]::ParameterName, 'Replay window for V2 timestamps, in seconds')
             [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'SQLite file for instances, license codes and Kit records (in memory when absent)')
             [CompletionResult]::new('--record', '--record', [CompletionResultType]::ParameterName, 'Append every received request, raw, to FILE as JSON lines (for auditing signatures)')

@@ -246,7 +246,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --license-key-file 'File holding the License delivery key (also CSM_LICENSE_KEY)'
             cand --protocol 'Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken)'
             cand --fault 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case, wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption'
-            cand --fault-delay 'How long the `slow` fault waits before answering, in milliseconds'
+            cand --fault-delay 'How long the `slow` fault waits before answering (beyond the 5 s budget by default)'
             cand --window 'Replay window for V2 timestamps, in seconds'
             cand --state 'SQLite file for instances, license codes and Kit records (in memory when absent)'
             cand --record 'Append every received request, raw, to FILE as JSON lines (for auditing signatures)'

@@ -208,7 +208,7 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l protocol -d 'Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken)' -r -f -a "v1\t''
 v2\t''"
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault -d 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case, wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption' -r
-complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault-delay -d 'How long the `slow` fault waits before answering, in milliseconds' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault-delay -d 'How long the `slow` fault waits before answering (beyond the 5 s budget by default)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l window -d 'Replay window for V2 timestamps, in seconds' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l state -d 'SQLite file for instances, license codes and Kit records (in memory when absent)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l record -d 'Append every received request, raw, to FILE as JSON lines (for auditing signatures)' -r -F

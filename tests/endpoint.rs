@@ -555,7 +555,7 @@ fn every_fault_fails_only_its_check_family() {
             "--fault",
             fault,
             "--fault-delay",
-            "2500",
+            "2500ms",
         ];
         if proto == "v2" {
             serve.extend(["--license-key-file", &lk]);
@@ -983,6 +983,72 @@ fn endpoint_urls_with_credentials_are_refused_without_echoing_them() {
         );
         assert!(!t.contains("s3cretpw"), "the password was printed: {t}");
         assert_eq!(t.trim().lines().count(), 1, "{t}");
+    }
+}
+
+#[test]
+fn serve_merchant_refuses_bad_settings_naming_the_flag() {
+    let env = Env::new();
+    let k = env.p("basic.key");
+    let base = [
+        "serve",
+        "merchant",
+        "--listen",
+        "127.0.0.1:0",
+        "--key-file",
+        &k,
+    ];
+    for (extra, code, says) in [
+        (vec!["--threads", "0"], 2, "--threads"),
+        (vec!["--threads", "100000"], 2, "--threads"),
+        (vec!["--fault-delay", "2500"], 2, "--fault-delay"),
+        (
+            vec!["--state", "/nonexistent/dir/s.db"],
+            3,
+            "--state /nonexistent/dir/s.db",
+        ),
+    ] {
+        let mut args = base.to_vec();
+        args.extend(&extra);
+        let o = env.run(&args);
+        assert_eq!(o.status.code(), Some(code), "{extra:?}: {}", text(&o));
+        assert!(text(&o).contains(says), "{extra:?}: {}", text(&o));
+    }
+}
+
+#[test]
+fn the_merchant_logs_one_line_per_callback_unless_quiet() {
+    let env = Env::new();
+    let k = env.p("basic.key");
+    for quiet in [false, true] {
+        let mut cmd = env.cmd();
+        if quiet {
+            cmd.arg("--quiet");
+        }
+        let mut child = cmd
+            .args([
+                "serve",
+                "merchant",
+                "--listen",
+                "127.0.0.1:0",
+                "--key-file",
+                &k,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let url = common::announced_url(&mut child);
+        let mut stderr = child.stderr.take().unwrap();
+        let ep = format!("{url}/produce");
+        let o = env.run(&["send", "newInstance", "--endpoint", &ep, "--key-file", &k]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut log).unwrap();
+        let line = "POST /produce newInstance → 000000 success";
+        assert_eq!(log.contains(line), !quiet, "quiet={quiet}: {log}");
     }
 }
 

@@ -213,7 +213,7 @@ fn an_answer_slower_than_the_timeout_still_arrives() {
             "--fault",
             "slow",
             "--fault-delay",
-            "2500",
+            "2500ms",
         ],
     );
     let o = env

@@ -5,7 +5,7 @@ use crate::cli::GlobalArgs;
 use crate::commands::sign::LicenseInnerArg;
 use crate::config;
 use crate::error::{Exit, Result};
-use crate::merchant::{Fault, Merchant, MerchantConfig};
+use crate::merchant::{activity_of, Fault, Merchant, MerchantConfig};
 use crate::server;
 use clap::Args;
 use std::path::PathBuf;
@@ -30,9 +30,9 @@ pub struct MerchantArgs {
     /// not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption.
     #[arg(long, value_name = "NAME")]
     pub fault: Vec<String>,
-    /// How long the `slow` fault waits before answering, in milliseconds.
-    #[arg(long, default_value_t = 6000, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=60_000))]
-    pub fault_delay: u64,
+    /// How long the `slow` fault waits before answering (beyond the 5 s budget by default).
+    #[arg(long, default_value = "6s", value_name = "DURATION", value_parser = super::callback_args::parse_duration)]
+    pub fault_delay: Duration,
     /// Replay window for V2 timestamps, in seconds.
     #[arg(long, default_value_t = 60, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub window: u64,
@@ -46,8 +46,8 @@ pub struct MerchantArgs {
     #[arg(long, value_enum, default_value_t = LicenseInnerArg::KeyedHmac)]
     pub license_inner: LicenseInnerArg,
     /// Worker threads.
-    #[arg(long, default_value_t = 16, value_name = "N")]
-    pub threads: usize,
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
     #[command(flatten)]
     pub timeout: super::callback_args::ClientTimeout,
 }
@@ -70,16 +70,24 @@ pub fn run(g: &GlobalArgs, a: MerchantArgs) -> Result<Exit> {
         protocol: a.protocol,
         keys,
         faults: parse_faults(&a.fault)?,
-        fault_delay: Duration::from_millis(a.fault_delay),
+        fault_delay: a.fault_delay,
         window_ms: a.window as i64 * 1000,
         state: a.state.clone(),
         record: a.record.clone(),
         license_inner: a.license_inner.into(),
-        log: !g.quiet,
     };
-    let merchant = Arc::new(Merchant::new(cfg)?);
-    let handle =
-        server::serve_with_timeout(&a.listen, merchant, a.threads, a.timeout.client_timeout)?;
+    let merchant = Merchant::new(cfg)?;
+    let handler: Arc<dyn server::Handler> = if g.quiet {
+        Arc::new(merchant)
+    } else {
+        Arc::new(Logged(merchant))
+    };
+    let handle = server::serve_with_timeout(
+        &a.listen,
+        handler,
+        usize::from(a.threads),
+        a.timeout.client_timeout,
+    )?;
     // Tests and scripts read this line to learn the port when listening on port 0.
     crate::say!("csm merchant listening on http://{}", handle.addr);
     let _ = std::io::Write::flush(&mut std::io::stdout());
@@ -92,4 +100,19 @@ pub fn run(g: &GlobalArgs, a: MerchantArgs) -> Result<Exit> {
     }
     handle.wait();
     Ok(Exit::Ok)
+}
+
+/// One line per callback on stderr: what came in and the resultCode that went out. The
+/// merchant itself does not print.
+struct Logged(Merchant);
+
+impl server::Handler for Logged {
+    fn handle(&self, req: server::Request) -> server::Response {
+        let line = format!("{} {} {}", req.method, req.path(), activity_of(&req));
+        let resp = self.0.handle(req);
+        let reply: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+        let field = |name: &str| reply[name].as_str().unwrap_or("-").to_string();
+        eprintln!("{line} → {} {}", field("resultCode"), field("resultMsg"));
+        resp
+    }
 }

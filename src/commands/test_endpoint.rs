@@ -124,7 +124,6 @@ pub fn demo_targets(
             state: None,
             record: None,
             license_inner: crate::protocol::v2::LicenseInner::KeyedHmac,
-            log: false,
         })?;
         let handle = server::serve("127.0.0.1:0", Arc::new(merchant), 16)?;
         let endpoint = parse_endpoint(&format!("http://{}/produce", handle.addr))?;
@@ -236,7 +235,7 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
         }
     }
     for t in &targets {
-        let out = suites::run(t, &suites, &mut |_| {});
+        let out = suites::run(t, &suites);
         if let Some(f) = out.unreachable {
             return Err(CsmError::Network(format!(
                 "--endpoint {}: unreachable: {}",

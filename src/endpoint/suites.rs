@@ -10,8 +10,7 @@ use reqwest::Url;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Suite {
     Lifecycle,
     Idempotency,
@@ -67,7 +66,7 @@ pub const LICENSE_NEEDS_CODE: &str = "without testFlag a merchant accepts only l
 /// The production budget the readiness suite holds replies to (spec §1).
 pub const PRODUCTION_BUDGET: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct Row {
     pub protocol: &'static str,
     pub suite: Suite,
@@ -104,18 +103,17 @@ pub fn is_loopback(url: &Url) -> bool {
 }
 
 /// Runs `suites` against `target`. `observe` sees every exchange (printing, recording).
-pub fn run(target: &Target, suites: &[Suite], observe: &mut dyn FnMut(&Exchange)) -> Outcome {
+pub fn run(target: &Target, suites: &[Suite]) -> Outcome {
     let start = Instant::now();
     let mut r = Runner {
         t: target,
         client: Client::new(target.timeout).with_ca(target.ca_pem.clone()),
         suite: Suite::Lifecycle,
         suite_ex: Vec::new(),
-        all_ex: Vec::new(),
+        seen: Seen::default(),
         rows: Vec::new(),
         calls: 0,
         aborted: None,
-        observe,
     };
     for s in suites {
         if r.aborted.is_some() {
@@ -147,11 +145,32 @@ struct Runner<'a> {
     client: Client,
     suite: Suite,
     suite_ex: Vec<Exchange>,
-    all_ex: Vec<Exchange>,
+    /// What the whole run saw, for the readiness rules (the exchanges go with their suite).
+    seen: Seen,
     rows: Vec<Row>,
     calls: usize,
     aborted: Option<NetFailure>,
-    observe: &'a mut dyn FnMut(&Exchange),
+}
+
+/// What readiness needs from every exchange of a run.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// The first TLS failure.
+    pub tls_failure: Option<String>,
+    /// The slowest reply, if any came.
+    pub slowest: Option<Duration>,
+}
+
+impl Seen {
+    pub fn record(&mut self, ex: &Exchange) {
+        match &ex.outcome {
+            Ok(_) => self.slowest = self.slowest.max(Some(ex.latency)),
+            Err(f) if f.kind == NetKind::Tls && self.tls_failure.is_none() => {
+                self.tls_failure = Some(f.message.clone())
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 fn json_of(ex: &Exchange) -> Option<Value> {
@@ -233,16 +252,15 @@ impl Runner<'_> {
             return None;
         }
         let ex = self.client.send(p);
-        self.calls += 1;
-        (self.observe)(&ex);
         if let Err(f) = &ex.outcome {
             // Nothing came back from the very first call: the rest would only repeat it.
-            if self.all_ex.is_empty() {
+            if self.calls == 0 {
                 self.aborted = Some(f.clone());
             }
         }
+        self.calls += 1;
+        self.seen.record(&ex);
         self.suite_ex.push(ex.clone());
-        self.all_ex.push(ex.clone());
         Some(ex)
     }
 
@@ -595,7 +613,10 @@ fn lifecycle(r: &mut Runner) {
     }
     if r.has_license() {
         let lic = r.ctx();
-        for scene in ["RENEWAL", "UNSUBSCRIBE_RENEWAL_PERIOD"] {
+        for scene in catalog::find("refreshLicenseCode", Protocol::V2)
+            .map(|c| c.scenes)
+            .unwrap_or(&[])
+        {
             let mut c = lic.clone();
             c.order_id = None;
             c.order_line_id = None;
@@ -867,11 +888,7 @@ fn dial(r: &mut Runner) {
                 morning.push(ex);
             } else {
                 let first = morning.get(i).cloned().flatten();
-                r.expect_same(
-                    &first.map(Some).unwrap_or(None),
-                    &ex,
-                    format!("{label}: {title} as in the morning"),
-                );
+                r.expect_same(&first, &ex, format!("{label}: {title} as in the morning"));
             }
         }
     }
@@ -881,12 +898,12 @@ fn readiness(r: &mut Runner) {
     let url = r.t.endpoint.clone();
     // Run alone, readiness still needs one exchange to judge TLS and latency by: a query
     // for an instance that does not exist changes nothing.
-    if r.all_ex.is_empty() && !is_loopback(&url) {
+    if r.calls == 0 && !is_loopback(&url) {
         let mut ctx = r.ctx();
         ctx.instance_id = Some(crate::clock::uuid());
         let _ = r.call("queryInstance", None, &ctx, &[], Tamper::None);
     }
-    for (check, rule) in readiness_rules(&url, &r.all_ex, r.t.ca_pem.is_some()) {
+    for (check, rule) in readiness_rules(&url, &r.seen, r.t.ca_pem.is_some()) {
         r.row(check, rule, String::new());
     }
 }
@@ -894,7 +911,7 @@ fn readiness(r: &mut Runner) {
 /// The readiness rules for `url`, judged from the exchanges of the run (no extra calls).
 /// `ca_file`: the client also trusted a `--ca-file` root, so a completed handshake does not
 /// show that the public roots the marketplace uses would accept the certificate.
-pub fn readiness_rules(url: &Url, exchanges: &[Exchange], ca_file: bool) -> Vec<(String, Rule)> {
+pub fn readiness_rules(url: &Url, seen: &Seen, ca_file: bool) -> Vec<(String, Rule)> {
     let f = Family::Readiness;
     if is_loopback(url) {
         return vec![(
@@ -950,11 +967,8 @@ pub fn readiness_rules(url: &Url, exchanges: &[Exchange], ca_file: bool) -> Vec<
     ));
     // The client insists on TLS ≥ 1.2 and verifies the certificate for the host, so one
     // completed exchange proves both.
-    let tls_fail = exchanges
-        .iter()
-        .filter_map(|e| e.outcome.as_ref().err())
-        .find(|e| e.kind == NetKind::Tls);
-    let replied = exchanges.iter().any(|e| e.outcome.is_ok());
+    let tls_fail = seen.tls_failure.as_ref();
+    let replied = seen.slowest.is_some();
     let want = "TLS ≥ 1.2 with a certificate valid for the host";
     let tls_rule = match (https, tls_fail, replied) {
         (false, _, _) => Rule::skip(f, "not HTTPS"),
@@ -967,18 +981,14 @@ pub fn readiness_rules(url: &Url, exchanges: &[Exchange], ca_file: bool) -> Vec<
         (true, Some(e), _) => Rule::fail(
             f,
             want,
-            e.message.clone(),
+            e.clone(),
             "install a certificate from a trusted CA covering this host name; enable TLS 1.2 or 1.3",
         ),
         (true, None, true) => Rule::pass(f, want, "handshake verified"),
         (true, None, false) => Rule::skip(f, "no reply to judge TLS by"),
     };
     out.push(("TLS ≥ 1.2, certificate valid for the host".into(), tls_rule));
-    let slowest = exchanges
-        .iter()
-        .filter(|e| e.outcome.is_ok())
-        .map(|e| e.latency)
-        .max();
+    let slowest = seen.slowest;
     let limit = PRODUCTION_BUDGET.as_millis();
     let rule = match slowest {
         None => Rule::skip(f, "no reply"),
@@ -1031,8 +1041,13 @@ mod tests {
 
     #[test]
     fn readiness_judges_a_production_address() {
+        let seen = |ex: &[Exchange]| {
+            let mut s = Seen::default();
+            ex.iter().for_each(|e| s.record(e));
+            s
+        };
         let statuses = |url: &str, ex: &[Exchange]| -> Vec<Status> {
-            readiness_rules(&Url::parse(url).unwrap(), ex, false)
+            readiness_rules(&Url::parse(url).unwrap(), &seen(ex), false)
                 .into_iter()
                 .map(|(_, r)| r.status)
                 .collect()
@@ -1068,14 +1083,14 @@ mod tests {
             }),
             5,
         );
-        let rules = readiness_rules(&Url::parse(good).unwrap(), &[tls], false);
+        let rules = readiness_rules(&Url::parse(good).unwrap(), &seen(&[tls]), false);
         assert_eq!(rules[3].1.status, Status::Fail);
         assert!(rules[3].1.actual.contains("Expired"));
         // A handshake that succeeded only thanks to --ca-file proves nothing about the
         // public roots the marketplace uses.
         let rules = readiness_rules(
             &Url::parse(good).unwrap(),
-            &[exchange(good, Ok(ok.clone()), 30)],
+            &seen(&[exchange(good, Ok(ok.clone()), 30)]),
             true,
         );
         assert_eq!(rules[3].1.status, Status::Fail);

@@ -13,7 +13,7 @@
 
 pub mod store;
 
-use crate::catalog::Protocol;
+use crate::catalog::{self, Protocol};
 use crate::endpoint::request::Keys;
 use crate::error::{CsmError, Result};
 use crate::protocol::json;
@@ -74,20 +74,6 @@ impl Fault {
                 ))
             })
     }
-
-    /// The test-endpoint check family this fault fails.
-    pub fn family(self) -> &'static str {
-        match self {
-            Fault::BadBodySign => "body-sign",
-            Fault::BodySignCase => "body-sign-name",
-            Fault::WrongCode => "result-code",
-            Fault::Slow => "reachable",
-            Fault::NotIdempotent => "idempotent",
-            Fault::AcceptBadSignatures => "refuses-bad-requests",
-            Fault::DropFields => "required-fields",
-            Fault::WrongEncryption => "credentials",
-        }
-    }
 }
 
 pub struct MerchantConfig {
@@ -102,8 +88,6 @@ pub struct MerchantConfig {
     pub record: Option<PathBuf>,
     /// The inner step expected in License 2.0 signatures (decision 5).
     pub license_inner: v2::LicenseInner,
-    /// One line per request on stderr.
-    pub log: bool,
 }
 
 pub struct Merchant {
@@ -123,14 +107,21 @@ fn ok() -> Reply {
     reply("000000", "success.")
 }
 
+/// The values the catalog allows for a V2 (or License) callback's field.
+fn allowed(activity: &str, field: &str) -> &'static [&'static str] {
+    catalog::find(activity, Protocol::V2)
+        .and_then(|cb| cb.field(field))
+        .map_or(&[], |f| f.values)
+}
+
 fn str_field<'a>(body: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
     body.get(name)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
 
-/// The activity or Kit interface a request names, for the log line.
-fn activity_of(req: &Request) -> String {
+/// The activity or Kit interface a request names, for a log line.
+pub fn activity_of(req: &Request) -> String {
     if let Some((_, name)) = req.path().rsplit_once("/produceAPI/") {
         return name.trim_start_matches("v2/").to_string();
     }
@@ -441,14 +432,7 @@ impl Merchant {
                     return missing("instanceId");
                 };
                 let scene = need("scene").unwrap_or("");
-                if ![
-                    "TRIAL_TO_FORMAL",
-                    "RENEWAL",
-                    "UNSUBSCRIBE_RENEWAL_PERIOD",
-                    "RENEWAL_CHANGE",
-                ]
-                .contains(&scene)
-                {
+                if !allowed("refreshInstance", "scene").contains(&scene) {
                     return Ok(reply("000002", "scene is not a known scene"));
                 }
                 let Some(exp) = need("expireTime") else {
@@ -512,11 +496,10 @@ impl Merchant {
         match activity {
             "refreshLicenseCode" => {
                 let scene = str_field(body, "scene").unwrap_or("");
-                if !["RENEWAL", "UNSUBSCRIBE_RENEWAL_PERIOD"].contains(&scene) {
-                    return Ok(reply(
-                        "000002",
-                        "scene must be RENEWAL or UNSUBSCRIBE_RENEWAL_PERIOD",
-                    ));
+                let scenes = allowed("refreshLicenseCode", "scene");
+                if !scenes.contains(&scene) {
+                    let one_of = scenes.join(" or ");
+                    return Ok(reply("000002", format!("scene must be {one_of}")));
                 }
                 let Some(exp) = str_field(body, "expireTime") else {
                     return Ok(reply("000002", "expireTime is missing"));
@@ -738,7 +721,8 @@ impl Merchant {
             Err(e) => return (e, None, false),
         };
         let activity = str_field(&body, "activity").unwrap_or("").to_string();
-        let is_license = activity.contains("LicenseCode");
+        let is_license = catalog::find(&activity, Protocol::V2)
+            .is_some_and(|cb| cb.family == catalog::Family::License);
         let key = if is_license {
             keys.license.as_ref()
         } else {
@@ -815,14 +799,6 @@ impl Handler for Merchant {
         if slow && self.has(Fault::Slow) {
             resp.delay = Some(self.cfg.fault_delay);
         }
-        if self.cfg.log {
-            eprintln!(
-                "{} {} {} → {code} {msg}",
-                req.method,
-                req.path(),
-                activity_of(&req)
-            );
-        }
         resp
     }
 }
@@ -848,7 +824,6 @@ mod tests {
             state: None,
             record: None,
             license_inner: v2::LicenseInner::KeyedHmac,
-            log: false,
         })
         .unwrap()
     }
@@ -925,10 +900,9 @@ mod tests {
     }
 
     #[test]
-    fn faults_parse_and_name_their_family() {
+    fn faults_parse_by_name() {
         for (name, f) in Fault::ALL {
             assert_eq!(Fault::parse(name).unwrap(), f);
-            assert!(!f.family().is_empty());
         }
         let e = Fault::parse("nope").unwrap_err().to_string();
         assert!(e.contains("bad-body-sign"), "{e}");

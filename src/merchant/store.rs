@@ -20,16 +20,16 @@ pub struct Instance {
 
 impl Store {
     pub fn open(path: Option<&Path>) -> Result<Store> {
-        let conn = match path {
-            Some(p) => Connection::open(p)?,
-            None => Connection::open_in_memory()?,
-        };
         let named = |e: rusqlite::Error| match path {
             Some(p) => CsmError::Storage(format!(
                 "--state {}: not a usable SQLite state file ({e})",
                 p.display()
             )),
             None => CsmError::from(e),
+        };
+        let conn = match path {
+            Some(p) => Connection::open(p).map_err(named)?,
+            None => Connection::open_in_memory()?,
         };
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(named)?;
