@@ -736,6 +736,11 @@ fn send_prints_request_reply_and_checks_and_validates_overrides() {
         "PAUSE",
     ]);
     assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("--scene PAUSE: updateInstanceStatus takes one of FREEZE, UNFREEZE"),
+        "{}",
+        text(&o)
+    );
     // --unset removes; unsetting what is not there is an error.
     let o = env.run(&[
         "send",
@@ -748,6 +753,12 @@ fn send_prints_request_reply_and_checks_and_validates_overrides() {
         "testFlag",
         "--dry-run",
     ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("\"activity\":\"newInstance\""),
+        "{}",
+        text(&o)
+    );
     assert!(!text(&o).contains("testFlag"), "{}", text(&o));
     let o = env.run(&[
         "send",
@@ -760,6 +771,11 @@ fn send_prints_request_reply_and_checks_and_validates_overrides() {
         "orderId",
     ]);
     assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("--unset orderId: the body has no such field"),
+        "{}",
+        text(&o)
+    );
     // --body replaces the generated values; the reply is judged against --expect-code.
     let body = env.path("body.json");
     // Not canonical on purpose: the bytes go out (and are signed) exactly as written.

@@ -6,6 +6,8 @@
 //! reply, nothing listening) is exit 4, "unreachable"; an endpoint that answers some calls
 //! and then times out on one fails the `reachable` check (exit 1).
 
+mod common;
+
 use assert_cmd::Command;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -131,13 +133,8 @@ fn send_full(url: &str) -> (Option<i32>, Value, String) {
         .timeout(Duration::from_secs(30))
         .output()
         .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{url}: no JSON verdict ({e}): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{url}: no JSON verdict ({e}): {}", common::text(&out)));
     (
         out.status.code(),
         v,
@@ -328,30 +325,10 @@ fn a_timeout_after_some_replies_is_a_failed_check_not_unreachable() {
 /// instance shows in queryInstance only from the second query on.
 fn async_provisioning(mut s: TcpStream, queries: &AtomicUsize) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
-    let body_start = loop {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
+    let Some(bytes) = common::read_request_body(&mut s) else {
+        return;
     };
-    let head = String::from_utf8_lossy(&buf[..body_start]).to_ascii_lowercase();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    while buf.len() < body_start + len {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let body: Value = serde_json::from_slice(&buf[body_start..]).unwrap_or(Value::Null);
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let reply = match body["activity"].as_str() {
         Some("newInstance") => {
             r#"{"resultCode":"000004","resultMsg":"processing","instanceId":"inst-async-1"}"#.to_string()

@@ -1,11 +1,13 @@
 //! The HTTPS path: a TLS endpoint on 127.0.0.1 (test-only certificate for 127.0.0.1 in
 //! tests/fixtures) answered through the same client real sellers' endpoints get.
 
+mod common;
+
 use assert_cmd::Command;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,25 +48,8 @@ fn tls_endpoint(max: usize) -> u16 {
                 let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
                 let conn = rustls::ServerConnection::new(cfg).unwrap();
                 let mut tls = rustls::StreamOwned::new(conn, tcp);
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 16384];
-                // Head, then as much body as Content-Length says.
-                loop {
-                    match tls.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                    if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..p]).to_ascii_lowercase();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                        if buf.len() >= p + 4 + len {
-                            break;
-                        }
-                    }
+                if common::read_request_body(&mut tls).is_none() {
+                    return;
                 }
                 let body = r#"{"instanceId":"tls-1","resultCode":"000000","resultMsg":"success."}"#;
                 let sig = csm::protocol::v1::body_sign(KEY, body.as_bytes());
@@ -102,13 +87,8 @@ fn send(url: &str, extra: &[&str]) -> (Option<i32>, Value) {
         .timeout(Duration::from_secs(30))
         .output()
         .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON ({e}): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", common::text(&out)));
     (out.status.code(), v)
 }
 
