@@ -9,8 +9,8 @@ use crate::catalog::{self, Callback, FieldType, Protocol};
 use crate::cli::GlobalArgs;
 use crate::commands::sign::LicenseInnerArg;
 use crate::config;
-use crate::endpoint::client::{Client, Exchange};
-use crate::endpoint::judge::{self, Family, JudgeCtx, Rule, Status};
+use crate::endpoint::client::Client;
+use crate::endpoint::judge::{self, Status};
 use crate::endpoint::request::{self, PrepOpts, Prepared, Tamper};
 use crate::endpoint::suites;
 use crate::error::{CsmError, Exit, Result};
@@ -360,7 +360,7 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
     }
     let timeout = reply_budget(a.debug_page, a.timeout);
     let ex = Client::new(timeout).with_ca(ca).send(&prepared);
-    let rules = judge_one(
+    let rules = judge::judge_one_call(
         &ex,
         key.expose(),
         timeout,
@@ -451,34 +451,4 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
         }
     }
     Ok(if failed { Exit::CheckFailed } else { Exit::Ok })
-}
-
-/// The debugging page's rules for one reply plus the expected resultCode.
-pub fn judge_one(
-    ex: &Exchange,
-    key: &str,
-    budget: Duration,
-    expect: &str,
-    require_body_sign: bool,
-) -> Vec<Rule> {
-    let cx = JudgeCtx {
-        v1: ex.request.callback.family.is_v1(),
-        key,
-        budget,
-        require_body_sign,
-    };
-    let mut rules = judge::judge_format(ex, &cx);
-    if ex.outcome.is_ok() {
-        match judge::result_code(ex) {
-            Some(c) if c == expect => rules.push(Rule::pass(Family::ResultCode, expect, c)),
-            Some(c) => rules.push(Rule::fail(
-                Family::ResultCode,
-                expect,
-                c,
-                "see resultMsg for what the endpoint objected to",
-            )),
-            None => {}
-        }
-    }
-    rules
 }

@@ -158,6 +158,36 @@ fn short(bytes: &[u8]) -> String {
     }
 }
 
+/// The debugging page's rules for one reply plus the expected resultCode.
+pub fn judge_one_call(
+    ex: &Exchange,
+    key: &str,
+    budget: Duration,
+    expect: &str,
+    require_body_sign: bool,
+) -> Vec<Rule> {
+    let cx = JudgeCtx {
+        v1: ex.request.callback.family.is_v1(),
+        key,
+        budget,
+        require_body_sign,
+    };
+    let mut rules = judge_format(ex, &cx);
+    if ex.outcome.is_ok() {
+        match result_code(ex) {
+            Some(c) if c == expect => rules.push(Rule::pass(Family::ResultCode, expect, c)),
+            Some(c) => rules.push(Rule::fail(
+                Family::ResultCode,
+                expect,
+                c,
+                "see resultMsg for what the endpoint objected to",
+            )),
+            None => {}
+        }
+    }
+    rules
+}
+
 /// The reply-format rules for one exchange. With no reply, only `reachable` is judged.
 pub fn judge_format(ex: &Exchange, cx: &JudgeCtx) -> Vec<Rule> {
     let budget = format!("a reply within {} ms", cx.budget.as_millis());
