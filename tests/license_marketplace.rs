@@ -835,3 +835,87 @@ fn the_answer_is_read_up_to_1_mib_and_the_sent_host_is_the_signed_host() {
     let ok = apig::verify(SK, "POST", &full, &headers, &body).unwrap();
     assert!(ok, "signature over the request as received does not verify");
 }
+
+/// Runs `csm` with its output captured; a child still running after 20 s (a server that
+/// started when it should have refused) is killed and reported as exit None.
+fn run_bounded(args: &[&str]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = csm()
+        .env("CSM_CONFIG_DIR", dir.path())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let code = match child.try_wait().unwrap() {
+        Some(s) => s.code(),
+        None => {
+            let _ = child.kill();
+            None
+        }
+    };
+    let out = child.wait_with_output().unwrap();
+    (code, common::text(&out))
+}
+
+#[test]
+fn endpoint_flags_refuse_credentials_and_bad_urls_without_echoing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let skf = write_key(dir.path(), "sk", SK);
+    let open = |endpoint: &str| {
+        run_bounded(&[
+            "license",
+            "heartbeat",
+            "PLX",
+            "--ak",
+            AK,
+            "--sk-file",
+            &skf,
+            "--endpoint",
+            endpoint,
+        ])
+    };
+    let (code, text) = open("http://user:s3cret-pw@127.0.0.1:9/");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(!text.contains("s3cret-pw"), "password echoed: {text}");
+    assert!(
+        text.contains("--endpoint") && text.contains("password"),
+        "{text}"
+    );
+    let (code, text) = open("http://[::1");
+    assert_eq!(code, Some(2), "{text}");
+    assert_eq!(text.trim().lines().count(), 1, "{text}");
+    assert!(text.starts_with("csm: error: --endpoint"), "{text}");
+
+    let (code, text) = run_bounded(&[
+        "serve",
+        "marketplace",
+        "--listen",
+        "127.0.0.1:0",
+        "--merchant-endpoint",
+        "ftp://u:pw-s3cret@127.0.0.1:1/x",
+    ]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(!text.contains("pw-s3cret"), "password echoed: {text}");
+    assert!(
+        text.starts_with("csm: error: --merchant-endpoint"),
+        "{text}"
+    );
+    let (code, text) = run_bounded(&[
+        "serve",
+        "marketplace",
+        "--listen",
+        "127.0.0.1:0",
+        "--merchant-endpoint",
+        "ftp://127.0.0.1:1/x",
+    ]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("--merchant-endpoint") && text.contains("http"),
+        "{text}"
+    );
+}

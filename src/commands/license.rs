@@ -3,6 +3,7 @@
 
 use crate::cli::GlobalArgs;
 use crate::clock;
+use crate::commands::callback_args;
 use crate::config::{self, KeyRole};
 use crate::error::{CsmError, Exit, Result};
 use crate::license::openapi::{self, Call};
@@ -791,17 +792,26 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
         )));
     }
     let profile = config::active_profile(g)?;
-    let ak = a.ak.clone().or(profile.ak.clone()).ok_or_else(|| {
-        CsmError::usage("--ak: no access key id given (pass --ak AK or set CSM_AK)")
-    })?;
-    let sk = config::require_key(KeyRole::Sk, a.sk_file.as_deref(), &profile)?;
     let base = a
         .endpoint
         .clone()
         .or(profile.marketplace_endpoint.clone())
         .unwrap_or_else(|| openapi::DEFAULT_ENDPOINT.to_string());
-    let req = openapi::build_request(&call, &base, &a.code, &ak, sk.expose(), clock::now())
-        .map_err(CsmError::usage)?;
+    // The shared endpoint rule: http(s) with a host, no user:password@ (never echoed).
+    let base = callback_args::parse_endpoint(&base)?;
+    let ak = a.ak.clone().or(profile.ak.clone()).ok_or_else(|| {
+        CsmError::usage("--ak: no access key id given (pass --ak AK or set CSM_AK)")
+    })?;
+    let sk = config::require_key(KeyRole::Sk, a.sk_file.as_deref(), &profile)?;
+    let req = openapi::build_request(
+        &call,
+        base.as_str(),
+        &a.code,
+        &ak,
+        sk.expose(),
+        clock::now(),
+    )
+    .map_err(CsmError::usage)?;
     let url = req.url.clone();
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs_f64(a.timeout))
