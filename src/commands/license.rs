@@ -6,6 +6,7 @@ use crate::clock;
 use crate::commands::callback_args;
 use crate::config::{self, KeyRole};
 use crate::error::{CsmError, Exit, Result};
+use crate::license::issue;
 use crate::license::openapi::{self, Call};
 use crate::license::{
     self, code, payload, Keyring, Parsed, Payload, Policy, PrivateKey, ShortSecret,
@@ -68,31 +69,66 @@ pub enum BatchFormat {
 #[derive(Debug, Args)]
 pub struct GenArgs {
     /// Private key file from `csm license keygen`.
-    #[arg(long, value_name = "FILE", required_unless_present_any = ["marketplace", "short_secret"])]
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present_any = ["marketplace", "short_secret"],
+        conflicts_with = "marketplace"
+    )]
     pub private_key: Option<PathBuf>,
     /// Product id the license is for.
-    #[arg(long, value_name = "P", required_unless_present = "marketplace")]
+    #[arg(
+        long,
+        value_name = "P",
+        required_unless_present = "marketplace",
+        conflicts_with = "marketplace"
+    )]
     pub product: Option<String>,
-    /// SKU (skuCode).
-    #[arg(long, value_name = "S", required_unless_present = "marketplace")]
+    /// SKU (skuCode); not with --short, which does not carry it.
+    #[arg(
+        long,
+        value_name = "S",
+        required_unless_present_any = ["marketplace", "short"],
+        conflicts_with_all = ["marketplace", "short"]
+    )]
     pub sku: Option<String>,
-    /// Customer or instance id.
-    #[arg(long, value_name = "C", required_unless_present = "marketplace")]
+    /// Customer or instance id; not with --short, which does not carry it.
+    #[arg(
+        long,
+        value_name = "C",
+        required_unless_present_any = ["marketplace", "short"],
+        conflicts_with_all = ["marketplace", "short"]
+    )]
     pub customer: Option<String>,
     /// Last valid day, YYYY-MM-DD (UTC), or `never`.
-    #[arg(long, value_name = "DATE", required_unless_present = "marketplace")]
+    #[arg(
+        long,
+        value_name = "DATE",
+        required_unless_present = "marketplace",
+        conflicts_with = "marketplace"
+    )]
     pub expires: Option<String>,
     /// Issue day, YYYY-MM-DD (UTC); today by default.
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_name = "DATE", conflicts_with = "marketplace")]
     pub issued: Option<String>,
-    /// Feature names, comma-separated.
-    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    /// Feature names, comma-separated; not with --short, which does not carry them.
+    #[arg(long, value_name = "A,B", value_delimiter = ',', conflicts_with_all = ["marketplace", "short"])]
     pub features: Vec<String>,
     /// Seats; 0 means not limited.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        conflicts_with = "marketplace"
+    )]
     pub seats: u32,
     /// Days after expiry during which the license is still accepted (valid-in-grace).
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        conflicts_with = "marketplace"
+    )]
     pub grace_days: u16,
     /// Short code of at most 64 characters, for a marketplace license field. Its tag is an
     /// HMAC with the short secret (FILE.short next to --private-key, or --short-secret), not a
@@ -116,8 +152,8 @@ pub struct GenArgs {
     /// Write the batch to FILE (CSV or JSON lines) instead of printing one per line.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Batch file format; by default from the --out extension (.csv, else JSON lines).
-    #[arg(long, value_enum)]
+    /// Batch file format (with --out); by default from the --out extension (.csv, else JSON lines).
+    #[arg(long, value_enum, requires = "out")]
     pub format: Option<BatchFormat>,
 }
 
@@ -404,10 +440,6 @@ fn keygen(g: &GlobalArgs, a: KeygenArgs) -> Result<Exit> {
 
 // ---------------------------------------------------------------- gen
 
-fn random_u32() -> u32 {
-    rand::random()
-}
-
 fn batch_format(a: &GenArgs) -> BatchFormat {
     a.format.unwrap_or_else(|| match &a.out {
         Some(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) => BatchFormat::Csv,
@@ -424,8 +456,8 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
     }
     // One record per license: the printed line and the batch-file row.
     let mut records: Vec<(String, Value)> = Vec::with_capacity(a.count as usize);
-    let mut seen = HashSet::new();
     if a.marketplace {
+        let mut seen = HashSet::new();
         while records.len() < a.count as usize {
             let mut r = [0u8; 19];
             getrandom::getrandom(&mut r)
@@ -456,15 +488,16 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
             None
         };
         let key = a.private_key.as_deref().map(read_private_key).transpose()?;
-        let key_id = match (&key, &short) {
+        let form = match (&key, &short) {
             (Some(k), Some(s)) if k.id != s.id => {
                 return Err(CsmError::usage(format!(
                     "--short: the short secret is for key id {}, the private key has id {}",
                     s.id, k.id
                 )))
             }
-            (_, Some(s)) => s.id,
-            (Some(k), None) => k.id,
+            (_, Some(s)) => issue::Form::Short(s),
+            (Some(k), None) if a.file => issue::Form::File(k),
+            (Some(k), None) => issue::Form::Code(k),
             (None, None) => unreachable!("required by clap"),
         };
         let issued = match &a.issued {
@@ -473,8 +506,8 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
                 .ok_or_else(|| CsmError::usage("the clock is outside 1970..2149"))?,
         };
         let expires = day_number("--expires", a.expires.as_deref().unwrap_or_default())?;
-        let mut p = Payload {
-            key_id,
+        let template = Payload {
+            key_id: license::KeyId([0; 4]),
             serial: 0,
             product: a.product.clone().unwrap_or_default(),
             sku: a.sku.clone().unwrap_or_default(),
@@ -485,49 +518,18 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
             features: a.features.iter().map(|f| f.trim().to_string()).collect(),
             seats: a.seats,
         };
-        if p.product.trim().is_empty() {
-            return Err(CsmError::usage("--product: must not be empty"));
-        }
-        payload::check_fields(&p).map_err(CsmError::usage)?;
-        while records.len() < a.count as usize {
-            p.serial = random_u32();
-            if !seen.insert(p.serial.to_string()) {
-                continue;
-            }
-            let bytes = payload::encode(&p);
-            let mut row = code::fields_json(&p, &bytes);
-            let line = if let Some(short) = &short {
-                let c = code::issue_short(short, &p).map_err(CsmError::usage)?;
-                // A short code has its own license id (over its own bytes).
-                if let Ok(Parsed::Short { payload, bytes, .. }) = license::parse(&c) {
-                    let short = code::short_fields_json(&payload, &bytes);
-                    row["license_id"] = short["license_id"].clone();
-                    row["format_version"] = short["format_version"].clone();
+        let pretty = a.count == 1 && a.out.is_none();
+        for i in issue::issue(form, &template, a.count as usize, rand::random::<u32>)
+            .map_err(CsmError::usage)?
+        {
+            // A single license file on the terminal is easier to read indented.
+            let line = match &i.fields["license"] {
+                Value::Object(_) if pretty => {
+                    serde_json::to_string_pretty(&i.fields["license"]).expect("json")
                 }
-                row["code"] = Value::String(c.clone());
-                c
-            } else if a.file {
-                let key = key.as_ref().expect("read above");
-                let f = code::issue_file(key, &p);
-                row["license"] = f.clone();
-                if a.count == 1 && a.out.is_none() {
-                    serde_json::to_string_pretty(&f).expect("json")
-                } else {
-                    f.to_string()
-                }
-            } else {
-                let c = license::issue_code(key.as_ref().expect("read above"), &p);
-                if c.len() > code::MAX_CODE_CHARS {
-                    return Err(CsmError::usage(format!(
-                        "the code would be {} characters (at most {}); use --file for a payload this large",
-                        c.len(),
-                        code::MAX_CODE_CHARS
-                    )));
-                }
-                row["code"] = Value::String(c.clone());
-                c
+                _ => i.text,
             };
-            records.push((line, row));
+            records.push((line, i.fields));
         }
     }
     match &a.out {
@@ -550,7 +552,7 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
                     .iter()
                     .map(|(_, r)| format!("{r}\n"))
                     .collect::<String>(),
-                BatchFormat::Csv => batch_csv(&records, a.marketplace, a.file)?,
+                BatchFormat::Csv => batch_csv(&records, &a)?,
             };
             write_atomic(path, text.as_bytes(), false)?;
             if g.json {
@@ -565,10 +567,25 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-fn batch_csv(records: &[(String, Value)], marketplace: bool, file: bool) -> Result<String> {
+fn batch_csv(records: &[(String, Value)], a: &GenArgs) -> Result<String> {
+    let file = a.file;
     let mut w = csv::Writer::from_writer(Vec::new());
-    let cols: &[&str] = if marketplace {
+    // Columns for what each form carries: a short code has no SKU, customer or features,
+    // only a digest of the product.
+    let cols: &[&str] = if a.marketplace {
         &["code"]
+    } else if a.short {
+        &[
+            "license_id",
+            "key_id",
+            "serial",
+            "product_digest",
+            "issued",
+            "expires",
+            "grace_days",
+            "seats",
+            "code",
+        ]
     } else {
         &[
             "license_id",
