@@ -919,3 +919,50 @@ fn endpoint_flags_refuse_credentials_and_bad_urls_without_echoing_them() {
         "{text}"
     );
 }
+
+/// POSTs an admin request; returns (HTTP status, answer).
+fn admin_raw(m: &Market, step: &str, body: Value) -> (u16, Value) {
+    let r = http()
+        .post(format!("{}/csm/license/{step}", m.url))
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, serde_json::from_str(&r.text().unwrap()).unwrap())
+}
+
+#[test]
+fn admin_requests_refuse_bad_values_instead_of_dropping_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let merchant = Merchant::start(LICENSE_KEY, v2::LicenseInner::KeyedHmac);
+    let m = start_market(dir.path(), Some(&merchant.url));
+    let code = mint(&m, json!({}));
+    for (step, body, field) in [
+        (
+            "release",
+            json!({"license": code, "order_id": 123}),
+            "order_id",
+        ),
+        (
+            "renew",
+            json!({"license": code, "expire_time": "21000101000000", "product_id": 5}),
+            "product_id",
+        ),
+    ] {
+        let (status, v) = admin_raw(&m, step, body);
+        assert_eq!(status, 400, "{step}: {v}");
+        assert!(
+            v["error"].as_str().unwrap_or("").starts_with(field),
+            "{step}: {v}"
+        );
+    }
+    // Nothing was sent and nothing changed.
+    assert!(merchant.seen().is_empty(), "{:?}", merchant.seen());
+    let r = http()
+        .get(format!("{}/csm/license/codes/{code}", m.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    assert_eq!(v["status"], "CREATED", "{v}");
+}

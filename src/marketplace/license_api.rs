@@ -804,8 +804,10 @@ fn lifecycle(m: &Marketplace, step: &str, body: &Value) -> rusqlite::Result<Resp
                 "expireTime": t,
                 "testFlag": test_flag,
             });
-            if let Ok(Some(p)) = opt_str(body, "product_id") {
-                cb["productId"] = Value::String(p.into());
+            match opt_str(body, "product_id") {
+                Ok(Some(p)) => cb["productId"] = Value::String(p.into()),
+                Ok(None) => {}
+                Err(r) => return Ok(r),
             }
             // A renewal brings an expired code back; a frozen one waits for UNFREEZE.
             let st = if row.status == "EXPIRED" {
@@ -841,9 +843,13 @@ fn lifecycle(m: &Marketplace, step: &str, body: &Value) -> rusqlite::Result<Resp
             }
             let mut cb =
                 json!({"activity": "releaseLicenseCode", "license": code, "testFlag": test_flag});
-            if let Ok(Some(o)) = opt_str(body, "order_id") {
-                cb["orderId"] = Value::String(o.into());
-                cb["orderLineId"] = Value::String(format!("{o}-000001"));
+            match opt_str(body, "order_id") {
+                Ok(Some(o)) => {
+                    cb["orderId"] = Value::String(o.into());
+                    cb["orderLineId"] = Value::String(format!("{o}-000001"));
+                }
+                Ok(None) => {}
+                Err(r) => return Ok(r),
             }
             ("RELEASED".into(), row.expire_time.clone(), Some(cb))
         }
