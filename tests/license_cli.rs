@@ -714,3 +714,33 @@ fn gen_refuses_flags_its_form_does_not_carry_and_reports_what_the_code_holds() {
     assert!(headers.iter().any(|h| h == "product_digest"), "{headers:?}");
     assert_eq!(rd.records().count(), 2);
 }
+
+#[test]
+fn keygen_force_replaces_all_three_files_or_none() {
+    let e = Env::new();
+    e.keygen("k");
+    let before: Vec<String> = ["k", "k.short"]
+        .iter()
+        .map(|f| std::fs::read_to_string(e.path(f)).unwrap())
+        .collect();
+    // The public key's place is taken by a directory: its rename would fail.
+    std::fs::remove_file(e.path("k.pub")).unwrap();
+    std::fs::create_dir(e.path("k.pub")).unwrap();
+    let (c, out, err) = e.run(&["license", "keygen", "--out", "k", "--force"]);
+    assert_eq!(c, 3, "{out}{err}");
+    assert!(err.contains("k.pub"), "{err}");
+    let after: Vec<String> = ["k", "k.short"]
+        .iter()
+        .map(|f| std::fs::read_to_string(e.path(f)).unwrap())
+        .collect();
+    assert_eq!(
+        before, after,
+        "the private key and short secret were replaced"
+    );
+    // No temporary files left behind.
+    let names: Vec<String> = std::fs::read_dir(e.dir.path())
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains(".tmp-")), "{names:?}");
+}

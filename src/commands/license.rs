@@ -6,6 +6,7 @@ use crate::clock;
 use crate::commands::callback_args;
 use crate::config::{self, KeyRole};
 use crate::error::{CsmError, Exit, Result};
+use crate::files;
 use crate::license::issue;
 use crate::license::openapi::{self, Call};
 use crate::license::{
@@ -237,43 +238,6 @@ pub fn run(g: &GlobalArgs, a: LicenseArgs) -> Result<Exit> {
 
 // ---------------------------------------------------------------- files
 
-/// Writes through a temporary file in the same directory and a rename, so a reader never
-/// sees half a file; `private` files are created 0600 from the start.
-pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| CsmError::usage(format!("{}: not a file name", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        clock::alphanumeric(8)
-    ));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(if private { 0o600 } else { 0o644 });
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    let result = (|| {
-        let mut f = opts.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(CsmError::io(path, e));
-    }
-    Ok(())
-}
-
 fn read_limited(path: &Path, what: &str) -> Result<String> {
     let buf = crate::files::read_limited(path, code::MAX_INPUT as u64, what)?;
     String::from_utf8(buf).map_err(|_| {
@@ -408,13 +372,16 @@ fn keygen(g: &GlobalArgs, a: KeygenArgs) -> Result<Exit> {
         .map_err(|e| CsmError::Config(format!("no randomness for a short secret: {e}")))?;
     let short = ShortSecret { id: key.id, secret };
     let public_line = key.public().to_line();
-    write_atomic(&a.out, format!("{}\n", key.to_line()).as_bytes(), true)?;
-    write_atomic(
-        &short_path,
-        format!("{}\n", short.to_line()).as_bytes(),
-        true,
-    )?;
-    write_atomic(&pub_path, format!("{public_line}\n").as_bytes(), false)?;
+    let private_text = format!("{}\n", key.to_line());
+    let short_text = format!("{}\n", short.to_line());
+    let public_text = format!("{public_line}\n");
+    // Together: with --force, a failure must not leave a new private key beside an old
+    // public key or short secret.
+    files::write_atomic_all(&[
+        (a.out.as_path(), private_text.as_bytes(), true),
+        (short_path.as_path(), short_text.as_bytes(), true),
+        (pub_path.as_path(), public_text.as_bytes(), false),
+    ])?;
     if g.json {
         output::print_json(&json!({
             "key_id": key.id.to_string(),
@@ -554,7 +521,7 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
                     .collect::<String>(),
                 BatchFormat::Csv => batch_csv(&records, &a)?,
             };
-            write_atomic(path, text.as_bytes(), false)?;
+            files::write_atomic(path, text.as_bytes(), false)?;
             if g.json {
                 output::print_json(
                     &json!({"file": path.display().to_string(), "count": records.len()}),
