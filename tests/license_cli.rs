@@ -744,3 +744,56 @@ fn keygen_force_replaces_all_three_files_or_none() {
         .collect();
     assert!(!names.iter().any(|n| n.contains(".tmp-")), "{names:?}");
 }
+
+#[test]
+fn input_files_are_named_by_their_flag_and_key_files_are_small() {
+    let e = Env::new();
+    e.keygen("k");
+    let code = e.gen("k", &[]);
+    let (c, _, err) = e.run(&[
+        "license",
+        "gen",
+        "--private-key",
+        "nope",
+        "--product",
+        "P",
+        "--sku",
+        "S",
+        "--customer",
+        "C",
+        "--expires",
+        "never",
+    ]);
+    assert_eq!(c, 3, "{err}");
+    assert!(err.starts_with("csm: error: --private-key nope:"), "{err}");
+    let (c, _, err) = e.run(&["license", "validate", &code, "--public-key", "nope.pub"]);
+    assert_eq!(c, 3, "{err}");
+    assert!(
+        err.starts_with("csm: error: --public-key nope.pub:"),
+        "{err}"
+    );
+    let (c, _, err) = e.run(&["license", "validate", &code, "--short-secret", "nope.short"]);
+    assert_eq!(c, 3, "{err}");
+    assert!(
+        err.starts_with("csm: error: --short-secret nope.short:"),
+        "{err}"
+    );
+    // A key file is a line: 100 KiB is refused at the key-file limit (64 KiB).
+    std::fs::write(e.path("big.pub"), "x".repeat(100 * 1024)).unwrap();
+    let (c, _, err) = e.run(&["license", "validate", &code, "--public-key", "big.pub"]);
+    assert_eq!(c, 2, "{err}");
+    assert!(
+        err.starts_with("csm: error: --public-key big.pub: larger than 65536 bytes"),
+        "{err}"
+    );
+    // Standard input has the same limit as a license file.
+    let out = e
+        .csm()
+        .args(["license", "inspect", "-"])
+        .write_stdin("A".repeat(300 * 1024))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("larger than 262144 bytes"), "{err}");
+}

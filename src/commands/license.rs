@@ -238,18 +238,19 @@ pub fn run(g: &GlobalArgs, a: LicenseArgs) -> Result<Exit> {
 
 // ---------------------------------------------------------------- files
 
-fn read_limited(path: &Path, what: &str) -> Result<String> {
-    let buf = crate::files::read_limited(path, code::MAX_INPUT as u64, what)?;
+/// A text input of at most `limit` bytes; `flag` names it in messages.
+fn read_text(path: &Path, limit: u64, flag: &str) -> Result<String> {
+    let buf = files::read_limited(path, limit, flag)?;
     String::from_utf8(buf).map_err(|_| {
         CsmError::usage(format!(
-            "{what} {}: binary data, not a {what}",
+            "{flag} {}: binary data, not a text file",
             path.display()
         ))
     })
 }
 
 fn read_private_key(path: &Path) -> Result<PrivateKey> {
-    let text = read_limited(path, "private key")?;
+    let text = read_text(path, files::KEY_LIMIT, "--private-key")?;
     let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     license::keys::parse_private_line(line).map_err(|e| {
         CsmError::usage(format!(
@@ -260,7 +261,7 @@ fn read_private_key(path: &Path) -> Result<PrivateKey> {
 }
 
 fn read_short_secret(path: &Path, flag: &str) -> Result<ShortSecret> {
-    let text = read_limited(path, "short secret")?;
+    let text = read_text(path, files::KEY_LIMIT, flag)?;
     let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     license::keys::parse_short_line(line).map_err(|e| {
         CsmError::usage(format!(
@@ -273,7 +274,7 @@ fn read_short_secret(path: &Path, flag: &str) -> Result<ShortSecret> {
 fn load_keyring(public: &[PathBuf], short: &[PathBuf]) -> Result<Keyring> {
     let mut ring = Keyring::default();
     for p in public {
-        let text = read_limited(p, "public key")?;
+        let text = read_text(p, files::KEY_LIMIT, "--public-key")?;
         ring.add_text(&text)
             .map_err(|e| CsmError::usage(format!("--public-key {}: {e}", p.display())))?;
     }
@@ -290,17 +291,17 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// How messages name the positional input of inspect and validate.
+const INPUT: &str = "CODE|FILE";
+const INPUT_LIMIT: u64 = code::MAX_INPUT as u64;
+
 /// The text to judge and a label for messages. An argument naming an existing file is read.
 fn read_input(arg: &str) -> Result<(String, String)> {
     if arg == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .take(code::MAX_INPUT as u64 + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| CsmError::io("<stdin>", e))?;
-        let text = String::from_utf8(buf)
-            .map_err(|_| CsmError::usage("<stdin>: binary data, not a license"))?;
-        return Ok((text, "<stdin>".into()));
+        return Ok((
+            read_text(Path::new("-"), INPUT_LIMIT, INPUT)?,
+            "<stdin>".into(),
+        ));
     }
     // Anything longer than a path can be is a code (and is never echoed back whole).
     if arg.len() > 1024 {
@@ -313,7 +314,7 @@ fn read_input(arg: &str) -> Result<(String, String)> {
         )));
     }
     if path.is_file() {
-        return Ok((read_limited(path, "license")?, arg.to_string()));
+        return Ok((read_text(path, INPUT_LIMIT, INPUT)?, arg.to_string()));
     }
     if arg.contains(['/', '\\']) || arg.ends_with(".json") || arg.ends_with(".lic") {
         return Err(CsmError::io(
@@ -688,7 +689,7 @@ fn inspect(g: &GlobalArgs, a: InspectArgs) -> Result<Exit> {
 }
 
 fn load_revoked(path: &Path) -> Result<HashSet<String>> {
-    let text = read_limited(path, "revocation list")?;
+    let text = read_text(path, INPUT_LIMIT, "--revoked")?;
     let mut ids = HashSet::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
