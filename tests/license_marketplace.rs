@@ -694,11 +694,13 @@ fn the_cli_refuses_bad_arguments_before_any_request() {
         ])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    // The URL once, then the cause.
+    assert_eq!(err.matches("127.0.0.1:9").count(), 1, "{err}");
+    assert!(
+        err.contains("Connection refused") || err.contains("connection refused"),
+        "{err}"
     );
 }
 

@@ -5,7 +5,7 @@ use crate::cli::GlobalArgs;
 use crate::clock;
 use crate::commands::callback_args;
 use crate::config::{self, KeyRole};
-use crate::error::{CsmError, Exit, Result};
+use crate::error::{error_chain, CsmError, Exit, Result};
 use crate::files;
 use crate::license::issue;
 use crate::license::openapi::{self, Call};
@@ -809,7 +809,8 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
     }
     let resp = builder
         .send()
-        .map_err(|e| CsmError::Network(format!("POST {url}: {}", error_chain(&e))))?;
+        // The URL is already in the message: not again from reqwest.
+        .map_err(|e| CsmError::Network(format!("POST {url}: {}", error_chain(&e.without_url()))))?;
     let status = resp.status().as_u16();
     // Bounded: a misbehaving endpoint cannot make csm hold an unbounded answer.
     let mut body = Vec::new();
@@ -875,15 +876,4 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
     } else {
         Exit::CheckFailed
     })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
