@@ -968,3 +968,25 @@ fn admin_requests_refuse_bad_values_instead_of_dropping_them() {
     let v: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
     assert_eq!(v["status"], "CREATED", "{v}");
 }
+
+#[test]
+fn a_code_not_shaped_like_the_marketplace_s_is_refused_before_any_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let skf = write_key(dir.path(), "sk", SK);
+    for code in ["PL 1é", "PLabc"] {
+        let (exit, text) = run_bounded(&[
+            "license",
+            "heartbeat",
+            code,
+            "--ak",
+            AK,
+            "--sk-file",
+            &skf,
+            "--endpoint",
+            "http://127.0.0.1:9",
+        ]);
+        assert_eq!(exit, Some(2), "{code}: {text}");
+        assert!(text.starts_with("csm: error: CODE"), "{code}: {text}");
+        assert!(text.contains("position 3"), "{code}: {text}");
+    }
+}

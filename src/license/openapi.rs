@@ -2,6 +2,7 @@
 //! building the AK/SK-signed request and reading the answer. Pure: the caller passes the
 //! time and sends the bytes; nothing here touches the network or prints.
 
+use super::code;
 use crate::protocol::apig;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -15,7 +16,14 @@ pub const SUCCESS: &str = "92020000";
 /// Longest answer read; the documented answers are a few hundred bytes.
 pub const MAX_ANSWER: usize = 1024 * 1024;
 /// Marketplace codes have at most 64 characters (spec §2.8).
-pub const CODE_MAX: usize = 64;
+pub const CODE_MAX: usize = code::MARKETPLACE_MAX;
+/// The open APIs' and callbacks' time format: UTC yyyyMMddHHmmss.
+pub const TIME_FORMAT: &str = "%Y%m%d%H%M%S";
+
+/// Whether `t` is a UTC yyyyMMddHHmmss time (exactly 14 digits, a real date and time).
+pub fn valid_time(t: &str) -> bool {
+    t.len() == 14 && chrono::NaiveDateTime::parse_from_str(t, TIME_FORMAT).is_ok()
+}
 
 /// Which open API, with its own inputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,11 +93,12 @@ pub fn check_inputs(code: &str, call: &Call) -> Result<(), String> {
             "CODE {code:?}: a marketplace license code has 1 to {CODE_MAX} characters"
         ));
     }
+    code::check_marketplace_shape(c).map_err(|t| format!("CODE {code:?}: {}", t.reason))?;
     if let Call::Activate {
         real_effect_time: Some(t),
     } = call
     {
-        if t.len() != 14 || chrono::NaiveDateTime::parse_from_str(t, "%Y%m%d%H%M%S").is_err() {
+        if !valid_time(t) {
             return Err(format!(
                 "--real-effect-time {t:?}: must be UTC yyyyMMddHHmmss"
             ));
@@ -300,6 +309,7 @@ mod tests {
         };
         assert!(e(Call::Heartbeat, DEFAULT_ENDPOINT, " ").contains("1 to 64"));
         assert!(e(Call::Heartbeat, DEFAULT_ENDPOINT, &"P".repeat(65)).contains("1 to 64"));
+        assert!(e(Call::Heartbeat, DEFAULT_ENDPOINT, "PL 1é").contains("position 3"));
         assert!(e(Call::Heartbeat, "ftp://x", "PL1").contains("http://"));
         assert!(e(Call::Heartbeat, "http://x/?a=1", "PL1").contains("query"));
         let bad_time = Call::Activate {

@@ -13,6 +13,7 @@
 
 use super::Marketplace;
 use crate::clock;
+use crate::license::openapi::{valid_time, CODE_MAX, TIME_FORMAT};
 use crate::protocol::json::Json;
 use crate::protocol::{apig, v2};
 use crate::server::{Request, Response};
@@ -28,7 +29,7 @@ const SDK_DATE_WINDOW_MS: i64 = 15 * 60 * 1000;
 const CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_LIST: usize = 100;
 
-pub const SUCCESS: &str = "92020000";
+pub use crate::license::openapi::SUCCESS;
 pub const INTERNAL: &str = "92020001";
 pub const INVALID_PARAM: &str = "92020002";
 pub const ILLEGAL_STATE: &str = "92020003";
@@ -118,11 +119,12 @@ fn answer_data(data: Value) -> Response {
 }
 
 fn now_text() -> String {
-    clock::now().format("%Y%m%d%H%M%S").to_string()
+    clock::now().format(TIME_FORMAT).to_string()
 }
 
-fn valid_time(t: &str) -> bool {
-    t.len() == 14 && chrono::NaiveDateTime::parse_from_str(t, "%Y%m%d%H%M%S").is_ok()
+/// A new order id as the marketplace writes them: `CS` and 15 upper-case alphanumerics.
+fn new_order_id() -> String {
+    format!("CS{}", clock::alphanumeric(15).to_uppercase())
 }
 
 /// API Gateway AK/SK check (§5): None when the request may pass.
@@ -282,11 +284,11 @@ fn string_list<'a>(body: &'a Value, name: &str) -> Result<Vec<&'a str>, Response
     }
     a.iter()
         .map(|v| match v {
-            Value::String(s) if !s.is_empty() && s.len() <= 64 => Ok(s.as_str()),
+            Value::String(s) if !s.is_empty() && s.len() <= CODE_MAX => Ok(s.as_str()),
             _ => Err(answer(
                 400,
                 "95000001",
-                &format!("{name}: every entry must be a code of 1 to 64 characters"),
+                &format!("{name}: every entry must be a code of 1 to {CODE_MAX} characters"),
             )),
         })
         .collect()
@@ -412,7 +414,7 @@ fn mark_alive(conn: &Connection, code: &str, at: &str) -> rusqlite::Result<()> {
 }
 
 fn activate_v1(conn: &Connection, body: &Value) -> rusqlite::Result<Response> {
-    let code = match required_str(body, "license", 64) {
+    let code = match required_str(body, "license", CODE_MAX) {
         Ok(c) => c,
         Err(r) => return Ok(r),
     };
@@ -492,7 +494,7 @@ fn heartbeat_row(conn: &Connection, code: &str) -> rusqlite::Result<Result<Row, 
 }
 
 fn heartbeat_v1(conn: &Connection, body: &Value) -> rusqlite::Result<Response> {
-    let code = match required_str(body, "license", 64) {
+    let code = match required_str(body, "license", CODE_MAX) {
         Ok(c) => c,
         Err(r) => return Ok(r),
     };
@@ -538,11 +540,11 @@ fn usage_info(conn: &Connection, body: &Value) -> rusqlite::Result<Response> {
     let mut failed = Vec::new();
     let mut rows: Vec<(String, Option<String>, Option<i64>)> = Vec::new();
     for (i, u) in list.iter().enumerate() {
-        let code = match required_str(u, "license", 64) {
+        let code = match required_str(u, "license", CODE_MAX) {
             Ok(c) => c.to_string(),
             Err(_) => {
                 return bad(format!(
-                    "usage_info[{i}].license: required, 1 to 64 characters"
+                    "usage_info[{i}].license: required, 1 to {CODE_MAX} characters"
                 ))
             }
         };
@@ -649,10 +651,11 @@ fn get_code(m: &Marketplace, code: &str) -> rusqlite::Result<Response> {
 fn opt_str<'a>(body: &'a Value, name: &str) -> Result<Option<&'a str>, Response> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.len() <= 64 => Ok(Some(s)),
+        // The marketplace's ids have the same limit as its codes.
+        Some(Value::String(s)) if s.len() <= CODE_MAX => Ok(Some(s)),
         Some(_) => Err(admin_error(
             400,
-            &format!("{name}: must be a string of at most 64 characters"),
+            &format!("{name}: must be a string of at most {CODE_MAX} characters"),
         )),
     }
 }
@@ -697,13 +700,11 @@ fn mint(m: &Marketplace, body: &Value) -> rusqlite::Result<Response> {
             ))
         }
         None => (clock::now() + chrono::Days::new(365))
-            .format("%Y%m%d%H%M%S")
+            .format(TIME_FORMAT)
             .to_string(),
     };
     let product = product.unwrap_or("OFFI000000000000001").to_string();
-    let order = order
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("CS{}", clock::alphanumeric(15).to_uppercase()));
+    let order = order.map(str::to_string).unwrap_or_else(new_order_id);
     let conn = m.db.lock().unwrap_or_else(|p| p.into_inner());
     let mut minted = Vec::new();
     while minted.len() < count {
@@ -790,9 +791,7 @@ fn lifecycle(m: &Marketplace, step: &str, body: &Value) -> rusqlite::Result<Resp
                 }
             };
             let order = match opt_str(body, "order_id") {
-                Ok(o) => o
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("CS{}", clock::alphanumeric(15).to_uppercase())),
+                Ok(o) => o.map(str::to_string).unwrap_or_else(new_order_id),
                 Err(r) => return Ok(r),
             };
             let mut cb = json!({
