@@ -829,7 +829,7 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
     if g.json {
         output::print_json(&json!({
             "license": code,
-            "http_status": answer.http_status,
+            "http_status": status,
             "error_code": answer.error_code,
             "error_msg": answer.error_msg,
             "license_info": answer.license_info,

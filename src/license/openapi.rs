@@ -51,11 +51,10 @@ impl Call {
     }
 }
 
-/// Everything to send, exactly: the headers include `Authorization`, and every other header
+/// Everything to POST, exactly: the headers include `Authorization`, and every other header
 /// listed here (Host included) is signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    pub method: &'static str,
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: String,
@@ -152,18 +151,12 @@ pub fn build_request(
         apig::authorization(ak, sk, "POST", &url, &headers, &signed, body.as_bytes())
             .map_err(|e| e.0)?;
     headers.push(("Authorization".to_string(), authorization));
-    Ok(Request {
-        method: "POST",
-        url,
-        headers,
-        body,
-    })
+    Ok(Request { url, headers, body })
 }
 
 /// The marketplace's answer, typed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
-    pub http_status: u16,
     pub error_code: String,
     pub error_msg: String,
     /// activate: `data.license_code_info` decoded from its JSON string; heartbeat: `data`.
@@ -212,7 +205,6 @@ pub fn parse_answer(call: &Call, http_status: u16, body: &[u8]) -> Result<Answer
         .to_string();
     let ok = error_code == SUCCESS && (*call != Call::Heartbeat || status == "ALIVE");
     Ok(Answer {
-        http_status,
         error_code,
         error_msg,
         license_info,
@@ -252,7 +244,6 @@ mod tests {
             now(),
         )
         .unwrap();
-        assert_eq!(r.method, "POST");
         assert_eq!(r.url, format!("http://127.0.0.1:8080{ACTIVATE_PATH}"));
         assert_eq!(
             r.body,
