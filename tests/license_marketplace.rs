@@ -190,19 +190,7 @@ fn start_market_with(dir: &Path, merchant: Option<&str>, extra: &[&str]) -> Mark
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let first = match first_line(child.stdout.take().unwrap(), Duration::from_secs(20)) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("csm serve marketplace: {e}");
-        }
-    };
-    let url = first
-        .trim()
-        .strip_prefix("csm marketplace listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_string();
+    let url = common::announced_url(&mut child);
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     Market { child, url }
 }
@@ -279,11 +267,7 @@ fn license_cmd(
         .args(extra)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::text(&out);
     assert!(!text.contains(SK), "SK leaked: {text}");
     (out.status.code().unwrap_or(-1), text)
 }
@@ -989,4 +973,27 @@ fn a_code_not_shaped_like_the_marketplace_s_is_refused_before_any_request() {
         assert!(text.starts_with("csm: error: CODE"), "{code}: {text}");
         assert!(text.contains("position 3"), "{code}: {text}");
     }
+}
+
+#[test]
+fn a_heartbeat_reports_an_alive_code_past_its_expiry_as_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = start_market(dir.path(), None);
+    let code = mint(&m, json!({"expire_time": "20200101000000"}));
+    // Activation does not look at the expiry: the code becomes ALIVE.
+    let (c, out) = license_cmd(dir.path(), &m, "activate", &code, SK, &[]);
+    assert_eq!(c, 0, "{out}");
+    assert!(out.contains("status=ALIVE"), "{out}");
+    // Stored ALIVE, reported EXPIRED, and the heartbeat exits 1.
+    assert_eq!(
+        heartbeat_status(dir.path(), &m, &code),
+        (1, "EXPIRED".into())
+    );
+    let r = http()
+        .get(format!("{}/csm/license/codes/{code}", m.url))
+        .send()
+        .unwrap();
+    let v: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    assert_eq!(v["status"], "ALIVE", "{v}");
+    assert_eq!(v["effective_status"], "EXPIRED", "{v}");
 }
