@@ -997,3 +997,27 @@ fn a_heartbeat_reports_an_alive_code_past_its_expiry_as_expired() {
     assert_eq!(v["status"], "ALIVE", "{v}");
     assert_eq!(v["effective_status"], "EXPIRED", "{v}");
 }
+
+#[test]
+fn callbacks_are_sent_as_csm_send_sends_them_and_the_merchant_s_answer_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, merchant) = one_shot_server(3 * 1024 * 1024);
+    let m = start_market(dir.path(), Some(&format!("{url}/produce?channel=a")));
+    let code = mint(&m, json!({}));
+    let r = admin(&m, "release", json!({"license": code}));
+    let error = r["callback"]["error"].as_str().unwrap_or("");
+    assert!(error.contains("larger than 1048576 bytes"), "{r}");
+    let (line, headers, body) = merchant.join().unwrap();
+    assert!(
+        line.starts_with("POST /produce?channel=a&signature="),
+        "{line}"
+    );
+    let ct = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.as_str());
+    assert_eq!(ct, Some("application/json;charset=UTF-8"));
+    let sent: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(sent["activity"], "releaseLicenseCode");
+    assert_eq!(sent["license"], code.as_str());
+}

@@ -12,9 +12,12 @@
 //! renew,freeze,unfreeze,expire,release}`. See docs/license.md.
 
 use super::Marketplace;
+use crate::catalog::{self, Protocol};
 use crate::clock;
+use crate::commands::callback_args;
+use crate::endpoint::client::{Client, MAX_REPLY};
+use crate::endpoint::request::{self, PrepOpts, Tamper};
 use crate::license::openapi::{valid_time, CODE_MAX, TIME_FORMAT};
-use crate::protocol::json::Json;
 use crate::protocol::{apig, v2};
 use crate::server::{Request, Response};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -880,8 +883,10 @@ fn lifecycle(m: &Marketplace, step: &str, body: &Value) -> rusqlite::Result<Resp
     ))
 }
 
-/// Sends one License callback signed with the License key; returns what happened, or the
-/// admin answer when the stand-in cannot sign. Without `--merchant-endpoint` nothing is sent.
+/// Sends one License callback signed with the License key, built and sent by the same
+/// code as `csm send` (catalog entry, canonical body, signature in the query, capped reply);
+/// returns what happened, or the admin answer when the stand-in cannot sign. Without
+/// `--merchant-endpoint` nothing is sent.
 fn send_callback(m: &Marketplace, code: &str, body: Value) -> Result<Value, Response> {
     let Some(endpoint) = &m.args.merchant_endpoint else {
         return Ok(json!({"sent": false, "reason": "no --merchant-endpoint"}));
@@ -892,59 +897,66 @@ fn send_callback(m: &Marketplace, code: &str, body: Value) -> Result<Value, Resp
             "cannot sign the callback: start the stand-in with --license-key-file or CSM_LICENSE_KEY",
         ));
     };
-    let inner = if m.args.license_plain_sha256 {
-        v2::LicenseInner::PlainSha256
-    } else {
-        v2::LicenseInner::KeyedHmac
-    };
-    let ts = clock::now_ms().to_string();
-    let nonce = clock::nonce_hex64();
     let activity = body["activity"].as_str().unwrap_or("").to_string();
-    let sig = match v2::sign_license(key.expose(), &Json::from_serde(&body), &ts, &nonce, inner) {
-        Ok(s) => s,
-        Err(e) => return Err(admin_error(500, &format!("signing the callback: {e}"))),
+    let Some(cb) = catalog::find(&activity, Protocol::V2) else {
+        return Err(admin_error(
+            500,
+            &format!("no catalog entry for {activity}"),
+        ));
     };
-    let sep = if endpoint.contains('?') { '&' } else { '?' };
-    // Upper-case hex, as the marketplace's recent examples show (license-and-usage.md §2.3).
-    let url = format!(
-        "{endpoint}{sep}signature={}&timestamp={ts}&nonce={nonce}",
-        sig.signature.to_uppercase()
-    );
-    let client = reqwest::blocking::Client::builder()
-        .timeout(CALLBACK_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build();
-    let result = client.map_err(|e| e.to_string()).and_then(|c| {
-        c.post(&url)
-            .header("Content-Type", "application/json;charset=utf8")
-            .header("Accept", "application/json")
-            .body(sig.canonical_body.clone())
-            .send()
-            .map_err(|e| e.to_string())
-    });
+    // Checked at start (serve_marketplace::confirm_merchant); parsed again for its Url.
+    let url = callback_args::parse_endpoint(endpoint)
+        .map_err(|e| admin_error(500, &format!("--merchant-endpoint: {e}")))?;
+    let fields = match body {
+        Value::Object(f) => f,
+        _ => return Err(admin_error(500, "callback body: not an object")),
+    };
+    let opts = PrepOpts {
+        endpoint: &url,
+        now_ms: clock::now_ms(),
+        nonce: clock::nonce_hex64(),
+        tamper: Tamper::None,
+        kit_path_full: false,
+        license_inner: if m.args.license_plain_sha256 {
+            v2::LicenseInner::PlainSha256
+        } else {
+            v2::LicenseInner::KeyedHmac
+        },
+    };
+    let prepared = request::prepare(cb, None, fields, key, &opts)
+        .map_err(|e| admin_error(500, &format!("signing the callback: {e}")))?;
+    let sent_body = String::from_utf8_lossy(&prepared.body).into_owned();
+    let exchange = Client::new(CALLBACK_TIMEOUT).send(&prepared);
+    let (status, result_code, error) = match exchange.outcome {
+        Ok(reply) => {
+            let rc = serde_json::from_slice::<Value>(&reply.body)
+                .ok()
+                .and_then(|v| {
+                    v.get("resultCode")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
+            let err = match &rc {
+                _ if reply.truncated => Some(format!(
+                    "HTTP {}, the answer is larger than {MAX_REPLY} bytes",
+                    reply.status
+                )),
+                Some(c) if c == "000000" && reply.status == 200 => None,
+                Some(c) => Some(format!("HTTP {}, resultCode {c}", reply.status)),
+                None => Some(format!(
+                    "HTTP {}, no resultCode in the answer",
+                    reply.status
+                )),
+            };
+            (Some(reply.status), rc, err)
+        }
+        Err(f) => (None, None, Some(f.message)),
+    };
     let mut out = Map::new();
     out.insert("sent".into(), Value::Bool(true));
     out.insert("activity".into(), Value::String(activity.clone()));
     out.insert("url".into(), Value::String(endpoint.clone()));
-    out.insert("body".into(), Value::String(sig.canonical_body.clone()));
-    let (status, result_code, error) = match result {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            let text = resp.text().unwrap_or_default();
-            let rc = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
-                v.get("resultCode")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            });
-            let err = match &rc {
-                Some(c) if c == "000000" && status == 200 => None,
-                Some(c) => Some(format!("HTTP {status}, resultCode {c}")),
-                None => Some(format!("HTTP {status}, no resultCode in the answer")),
-            };
-            (Some(status), rc, err)
-        }
-        Err(e) => (None, None, Some(e)),
-    };
+    out.insert("body".into(), Value::String(sent_body.clone()));
     out.insert("http_status".into(), json!(status));
     out.insert("result_code".into(), json!(result_code));
     out.insert("error".into(), json!(error));
@@ -952,7 +964,7 @@ fn send_callback(m: &Marketplace, code: &str, body: Value) -> Result<Value, Resp
         let _ = conn.execute(
             "INSERT INTO license_callbacks (code, activity, body, http_status, result_code, error, sent_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![code, activity, sig.canonical_body, status, result_code, error, clock::now_ms()],
+            params![code, activity, sent_body, status, result_code, error, clock::now_ms()],
         );
     }
     Ok(Value::Object(out))
