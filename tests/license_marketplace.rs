@@ -1021,3 +1021,140 @@ fn callbacks_are_sent_as_csm_send_sends_them_and_the_merchant_s_answer_is_capped
     assert_eq!(sent["activity"], "releaseLicenseCode");
     assert_eq!(sent["license"], code.as_str());
 }
+
+#[test]
+fn a_v2_heartbeat_batch_with_an_illegal_code_counts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = start_market(dir.path(), None);
+    let alive = mint(&m, json!({}));
+    let fresh = mint(&m, json!({}));
+    let (c, out) = license_cmd(dir.path(), &m, "activate", &alive, SK, &[]);
+    assert_eq!(c, 0, "{out}");
+    let (status, v) = signed_post(
+        &m,
+        "/api/mkp-openapi-public/global/v2/license/heartbeat",
+        &json!({"license_list": [alive, fresh]}),
+        SK,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["error_code"], "92020020", "{v}");
+    let r = http()
+        .get(format!("{}/csm/license/codes/{alive}", m.url))
+        .send()
+        .unwrap();
+    let row: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    assert_eq!(row["heartbeats"], 0, "a refused batch counted: {row}");
+}
+
+/// A merchant on 127.0.0.1 answering 000000 to `calls` callbacks, each on its own thread.
+/// It holds its answer to refreshLicenseCode until told to go on, and says when that
+/// callback has arrived, so a test can run another step while a renewal is in flight.
+fn held_renewal_merchant(
+    calls: usize,
+) -> (
+    String,
+    std::sync::mpsc::Receiver<()>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/produce", listener.local_addr().unwrap());
+    let (arrived_tx, arrived_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let go_rx = Arc::new(Mutex::new(go_rx));
+    std::thread::spawn(move || {
+        for _ in 0..calls {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let arrived = arrived_tx.clone();
+            let go = go_rx.clone();
+            std::thread::spawn(move || {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some((n, v)) = line.split_once(':') {
+                        if n.eq_ignore_ascii_case("content-length") {
+                            len = v.trim().parse().unwrap();
+                        }
+                    }
+                }
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                if String::from_utf8_lossy(&body).contains("refreshLicenseCode") {
+                    let _ = arrived.send(());
+                    let _ = go.lock().unwrap().recv_timeout(Duration::from_secs(4));
+                }
+                let answer = r#"{"resultCode":"000000","resultMsg":"success"}"#;
+                let mut w = stream;
+                let _ = write!(
+                    w,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            });
+        }
+    });
+    (url, arrived_rx, go_tx)
+}
+
+#[test]
+fn a_step_that_lost_a_race_during_its_callback_is_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    // freeze, renew (held), unfreeze.
+    let (url, arrived, go) = held_renewal_merchant(3);
+    let m = start_market(dir.path(), Some(&url));
+    let code = mint(&m, json!({}));
+    let (c, out) = license_cmd(dir.path(), &m, "activate", &code, SK, &[]);
+    assert_eq!(c, 0, "{out}");
+    admin(&m, "freeze", json!({"license": code}));
+    // A renewal of the FROZEN code, held at the merchant...
+    let renew = {
+        let url = m.url.clone();
+        let code = code.clone();
+        std::thread::spawn(move || {
+            let r = http()
+                .post(format!("{url}/csm/license/renew"))
+                .body(json!({"license": code, "expire_time": "21000101000000"}).to_string())
+                .send()
+                .unwrap();
+            let status = r.status().as_u16();
+            (
+                status,
+                serde_json::from_str::<Value>(&r.text().unwrap()).unwrap(),
+            )
+        })
+    };
+    arrived
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the renewal callback arrived");
+    // ...while the code is unfrozen.
+    let r = admin(&m, "unfreeze", json!({"license": code}));
+    assert_eq!(r["license"]["status"], "ALIVE", "{r}");
+    go.send(()).unwrap();
+    let (status, v) = renew.join().unwrap();
+    assert_eq!(status, 409, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("changed to ALIVE"),
+        "{v}"
+    );
+    let r = http()
+        .get(format!("{}/csm/license/codes/{code}", m.url))
+        .send()
+        .unwrap();
+    let row: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    assert_eq!(
+        row["status"], "ALIVE",
+        "the unfreeze was overwritten: {row}"
+    );
+}

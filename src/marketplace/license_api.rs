@@ -471,6 +471,7 @@ fn activate_v2(conn: &Connection, body: &Value) -> rusqlite::Result<Response> {
     Ok(answer(200, SUCCESS, "success"))
 }
 
+/// The row a heartbeat reports on, or the refusal; nothing is written.
 fn heartbeat_row(conn: &Connection, code: &str) -> rusqlite::Result<Result<Row, Response>> {
     let Some(row) = load(conn, code)? else {
         return Ok(Err(answer(
@@ -486,14 +487,19 @@ fn heartbeat_row(conn: &Connection, code: &str) -> rusqlite::Result<Result<Row, 
             &format!("license code {code} is not activated"),
         )));
     }
+    Ok(Ok(row))
+}
+
+/// Counts a heartbeat on `row`.
+fn count_heartbeat(conn: &Connection, row: Row) -> rusqlite::Result<Row> {
     conn.execute(
         "UPDATE license_codes SET heartbeats = heartbeats + 1, last_heartbeat_ms = ?2 WHERE code = ?1",
-        params![code, clock::now_ms()],
+        params![row.code, clock::now_ms()],
     )?;
-    Ok(Ok(Row {
+    Ok(Row {
         heartbeats: row.heartbeats + 1,
         ..row
-    }))
+    })
 }
 
 fn heartbeat_v1(conn: &Connection, body: &Value) -> rusqlite::Result<Response> {
@@ -502,7 +508,7 @@ fn heartbeat_v1(conn: &Connection, body: &Value) -> rusqlite::Result<Response> {
         Err(r) => return Ok(r),
     };
     Ok(match heartbeat_row(conn, code)? {
-        Ok(row) => answer_data(row.license_info()),
+        Ok(row) => answer_data(count_heartbeat(conn, row)?.license_info()),
         Err(r) => r,
     })
 }
@@ -513,10 +519,11 @@ fn heartbeat_v2(conn: &Connection, body: &Value) -> rusqlite::Result<Response> {
         Ok(c) => c,
         Err(r) => return Ok(r),
     };
-    let mut infos = Vec::new();
+    // All or nothing: every code is checked before any heartbeat is counted.
+    let mut rows = Vec::new();
     for c in codes {
         match heartbeat_row(conn, c)? {
-            Ok(row) => infos.push(row.license_info()),
+            Ok(row) => rows.push(row),
             Err(_) => {
                 return Ok(answer(
                     200,
@@ -525,6 +532,10 @@ fn heartbeat_v2(conn: &Connection, body: &Value) -> rusqlite::Result<Response> {
                 ))
             }
         }
+    }
+    let mut infos = Vec::new();
+    for row in rows {
+        infos.push(count_heartbeat(conn, row)?.license_info());
     }
     Ok(answer_data(Value::Array(infos)))
 }
@@ -871,10 +882,26 @@ fn lifecycle(m: &Marketplace, step: &str, body: &Value) -> rusqlite::Result<Resp
             params![code],
         )?;
     } else {
-        conn.execute(
-            "UPDATE license_codes SET status = ?2, expire_time = ?3 WHERE code = ?1",
-            params![code, status, expire],
+        // The lock was released while the callback went out: store only over the state the
+        // transition was checked against, so a concurrent step is never overwritten.
+        let changed = conn.execute(
+            "UPDATE license_codes SET status = ?2, expire_time = ?3
+             WHERE code = ?1 AND status = ?4 AND expire_time = ?5",
+            params![code, status, expire, row.status, row.expire_time],
         )?;
+        if changed != 1 {
+            let now = load(&conn, &code)?.map(|r| r.status).unwrap_or_default();
+            return Ok(Response::json(
+                409,
+                json!({
+                    "error": format!(
+                        "{code} changed to {now} while the {step} callback was being sent; {status} was not stored"
+                    ),
+                    "callback": sent,
+                })
+                .to_string(),
+            ));
+        }
     }
     let row = load(&conn, &code)?.expect("exists");
     Ok(Response::json(
