@@ -265,17 +265,17 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l private-key -d 'Private key file from `csm license keygen`' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l product -d 'Product id the license is for' -r
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l sku -d 'SKU (skuCode)' -r
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l customer -d 'Customer or instance id' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l sku -d 'SKU (skuCode); not with --short, which does not carry it' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l customer -d 'Customer or instance id; not with --short, which does not carry it' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l expires -d 'Last valid day, YYYY-MM-DD (UTC), or `never`' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l issued -d 'Issue day, YYYY-MM-DD (UTC); today by default' -r
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l features -d 'Feature names, comma-separated' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l features -d 'Feature names, comma-separated; not with --short, which does not carry them' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l seats -d 'Seats; 0 means not limited' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l grace-days -d 'Days after expiry during which the license is still accepted (valid-in-grace)' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l short-secret -d 'Short-code secret file (FILE.short from `csm license keygen`); with --short' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l count -d 'How many licenses to make' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l out -d 'Write the batch to FILE (CSV or JSON lines) instead of printing one per line' -r -F
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l format -d 'Batch file format; by default from the --out extension (.csv, else JSON lines)' -r -f -a "csv\t''
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l format -d 'Batch file format (with --out); by default from the --out extension (.csv, else JSON lines)' -r -f -a "csv\t''
 jsonl\t''"
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l short -d 'Short code of at most 64 characters, for a marketplace license field. Its tag is an HMAC with the short secret (FILE.short next to --private-key, or --short-secret), not a signature by the private key. Trade-off: it is checked with that same symmetric secret, which can also mint short codes, so ship the secret only where that is acceptable. It does not carry the SKU, customer or features (the product only as a 4-byte digest); 80-bit tag'

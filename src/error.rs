@@ -91,3 +91,51 @@ impl From<rusqlite::Error> for CsmError {
 }
 
 pub type Result<T, E = CsmError> = std::result::Result<T, E>;
+
+/// An error and its causes on one line, `outer: cause: root`, each text once: libraries
+/// (hyper, reqwest) often repeat a cause inside their own message.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct E(&'static str, Option<Box<E>>);
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for E {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn error_chain_joins_causes_once() {
+        let root = E("connection refused", None);
+        let mid = E(
+            "tcp connect error: connection refused",
+            Some(Box::new(root)),
+        );
+        let top = E("error sending request", Some(Box::new(mid)));
+        assert_eq!(
+            error_chain(&top),
+            "error sending request: tcp connect error: connection refused"
+        );
+    }
+}

@@ -375,7 +375,23 @@ fn license_files_short_codes_batches_and_marketplace_codes() {
 
     // Short code: fits 64 characters, is checked with the short secret (k.short), which is
     // not the private key.
-    let short = e.gen("k", &["--short"]);
+    let (c, short, err) = e.run(&[
+        "license",
+        "gen",
+        "--private-key",
+        "k",
+        "--short",
+        "--product",
+        "OFFI1",
+        "--issued",
+        "2026-01-01",
+        "--expires",
+        "2026-12-31",
+        "--grace-days",
+        "10",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    let short = short.trim().to_string();
     assert!(short.len() <= 64, "{short}");
     let (c, out, err) = e.run(&[
         "license",
@@ -433,10 +449,6 @@ fn license_files_short_codes_batches_and_marketplace_codes() {
         "other.short",
         "--product",
         "P",
-        "--sku",
-        "S",
-        "--customer",
-        "C",
         "--expires",
         "never",
     ]);
@@ -470,7 +482,7 @@ fn license_files_short_codes_batches_and_marketplace_codes() {
         "batch.csv",
     ]);
     assert_eq!(c, 0, "{err}");
-    assert!(out.contains("5"), "{out}");
+    assert_eq!(out.trim(), "wrote 5 license(s) to batch.csv", "{out}");
     let mut rd = csv::Reader::from_path(e.path("batch.csv")).unwrap();
     let codes: Vec<String> = rd
         .records()
@@ -561,10 +573,6 @@ fn gen_refuses_bad_fields_with_the_flag_named() {
         "k",
         "--product",
         "P",
-        "--sku",
-        "S",
-        "--customer",
-        "C",
         "--expires",
         "never",
         "--seats",
@@ -629,4 +637,163 @@ fn inspect_checks_the_signature_only_with_a_key_and_reads_stdin() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("valid:"));
+}
+
+#[test]
+fn gen_refuses_flags_its_form_does_not_carry_and_reports_what_the_code_holds() {
+    let e = Env::new();
+    e.keygen("k");
+    let base = [
+        "license",
+        "gen",
+        "--private-key",
+        "k",
+        "--product",
+        "P",
+        "--expires",
+        "never",
+    ];
+    let run = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        e.run(&args)
+    };
+    // A short code has no room for these: refused, not silently dropped.
+    for extra in [
+        &["--short", "--sku", "S", "--customer", "C"][..],
+        &["--short", "--features", "a,b"][..],
+        // --format only chooses the batch file's format.
+        &["--sku", "S", "--customer", "C", "--format", "csv"][..],
+    ] {
+        let (c, out, err) = run(extra);
+        assert_eq!(c, 2, "{extra:?}: {out}{err}");
+        assert!(out.is_empty(), "{extra:?}: {out}");
+        let named = if extra.contains(&"--format") {
+            "required arguments were not provided:\n  --out"
+        } else {
+            "'--short' cannot be used with"
+        };
+        assert!(err.contains(named), "{extra:?}: {err}");
+    }
+    // Marketplace-shaped codes are unsigned and carry none of the license fields.
+    for extra in [
+        &["--product", "X"][..],
+        &["--features", "z"][..],
+        &["--seats", "4"][..],
+    ] {
+        let mut args = vec!["license", "gen", "--marketplace"];
+        args.extend_from_slice(extra);
+        let (c, out, err) = e.run(&args);
+        assert_eq!(c, 2, "{extra:?}: {out}{err}");
+        assert!(err.contains("cannot be used with"), "{extra:?}: {err}");
+        assert!(err.contains(extra[0]), "{extra:?}: {err}");
+    }
+    // What --json and the CSV batch report for short codes is what the code carries.
+    let (c, out, err) = run(&["--short", "--seats", "7", "--json"]);
+    assert_eq!(c, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["seats"], 7, "{v}");
+    for absent in ["sku", "customer", "features", "product"] {
+        assert!(v.get(absent).is_none(), "{absent} reported: {v}");
+    }
+    let (c, inspected, err) = e.run(&["--json", "license", "inspect", v["code"].as_str().unwrap()]);
+    assert_eq!(c, 0, "{err}");
+    let i: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+    assert_eq!(i["serial"], v["serial"]);
+    assert_eq!(i["product_digest"], v["product_digest"]);
+    let (c, _, err) = run(&["--short", "--count", "2", "--out", "short.csv"]);
+    assert_eq!(c, 0, "{err}");
+    let mut rd = csv::Reader::from_path(e.path("short.csv")).unwrap();
+    let headers: Vec<String> = rd.headers().unwrap().iter().map(str::to_string).collect();
+    assert!(
+        !headers
+            .iter()
+            .any(|h| h == "sku" || h == "customer" || h == "features"),
+        "{headers:?}"
+    );
+    assert!(headers.iter().any(|h| h == "product_digest"), "{headers:?}");
+    assert_eq!(rd.records().count(), 2);
+}
+
+#[test]
+fn keygen_force_replaces_all_three_files_or_none() {
+    let e = Env::new();
+    e.keygen("k");
+    let before: Vec<String> = ["k", "k.short"]
+        .iter()
+        .map(|f| std::fs::read_to_string(e.path(f)).unwrap())
+        .collect();
+    // The public key's place is taken by a directory: its rename would fail.
+    std::fs::remove_file(e.path("k.pub")).unwrap();
+    std::fs::create_dir(e.path("k.pub")).unwrap();
+    let (c, out, err) = e.run(&["license", "keygen", "--out", "k", "--force"]);
+    assert_eq!(c, 3, "{out}{err}");
+    assert!(err.contains("k.pub"), "{err}");
+    let after: Vec<String> = ["k", "k.short"]
+        .iter()
+        .map(|f| std::fs::read_to_string(e.path(f)).unwrap())
+        .collect();
+    assert_eq!(
+        before, after,
+        "the private key and short secret were replaced"
+    );
+    // No temporary files left behind.
+    let names: Vec<String> = std::fs::read_dir(e.dir.path())
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains(".tmp-")), "{names:?}");
+}
+
+#[test]
+fn input_files_are_named_by_their_flag_and_key_files_are_small() {
+    let e = Env::new();
+    e.keygen("k");
+    let code = e.gen("k", &[]);
+    let (c, _, err) = e.run(&[
+        "license",
+        "gen",
+        "--private-key",
+        "nope",
+        "--product",
+        "P",
+        "--sku",
+        "S",
+        "--customer",
+        "C",
+        "--expires",
+        "never",
+    ]);
+    assert_eq!(c, 3, "{err}");
+    assert!(err.starts_with("csm: error: --private-key nope:"), "{err}");
+    let (c, _, err) = e.run(&["license", "validate", &code, "--public-key", "nope.pub"]);
+    assert_eq!(c, 3, "{err}");
+    assert!(
+        err.starts_with("csm: error: --public-key nope.pub:"),
+        "{err}"
+    );
+    let (c, _, err) = e.run(&["license", "validate", &code, "--short-secret", "nope.short"]);
+    assert_eq!(c, 3, "{err}");
+    assert!(
+        err.starts_with("csm: error: --short-secret nope.short:"),
+        "{err}"
+    );
+    // A key file is a line: 100 KiB is refused at the key-file limit (64 KiB).
+    std::fs::write(e.path("big.pub"), "x".repeat(100 * 1024)).unwrap();
+    let (c, _, err) = e.run(&["license", "validate", &code, "--public-key", "big.pub"]);
+    assert_eq!(c, 2, "{err}");
+    assert!(
+        err.starts_with("csm: error: --public-key big.pub: larger than 65536 bytes"),
+        "{err}"
+    );
+    // Standard input has the same limit as a license file.
+    let out = e
+        .csm()
+        .args(["license", "inspect", "-"])
+        .write_stdin("A".repeat(300 * 1024))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("larger than 262144 bytes"), "{err}");
 }

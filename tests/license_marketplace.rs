@@ -190,19 +190,7 @@ fn start_market_with(dir: &Path, merchant: Option<&str>, extra: &[&str]) -> Mark
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let first = match first_line(child.stdout.take().unwrap(), Duration::from_secs(20)) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("csm serve marketplace: {e}");
-        }
-    };
-    let url = first
-        .trim()
-        .strip_prefix("csm marketplace listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_string();
+    let url = common::announced_url(&mut child);
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     Market { child, url }
 }
@@ -279,11 +267,7 @@ fn license_cmd(
         .args(extra)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::text(&out);
     assert!(!text.contains(SK), "SK leaked: {text}");
     (out.status.code().unwrap_or(-1), text)
 }
@@ -694,11 +678,13 @@ fn the_cli_refuses_bad_arguments_before_any_request() {
         ])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    // The URL once, then the cause.
+    assert_eq!(err.matches("127.0.0.1:9").count(), 1, "{err}");
+    assert!(
+        err.contains("Connection refused") || err.contains("connection refused"),
+        "{err}"
     );
 }
 
@@ -834,4 +820,341 @@ fn the_answer_is_read_up_to_1_mib_and_the_sent_host_is_the_signed_host() {
     let full = format!("{url}{}", line.split(' ').nth(1).unwrap());
     let ok = apig::verify(SK, "POST", &full, &headers, &body).unwrap();
     assert!(ok, "signature over the request as received does not verify");
+}
+
+/// Runs `csm` with its output captured; a child still running after 20 s (a server that
+/// started when it should have refused) is killed and reported as exit None.
+fn run_bounded(args: &[&str]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = csm()
+        .env("CSM_CONFIG_DIR", dir.path())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let code = match child.try_wait().unwrap() {
+        Some(s) => s.code(),
+        None => {
+            let _ = child.kill();
+            None
+        }
+    };
+    let out = child.wait_with_output().unwrap();
+    (code, common::text(&out))
+}
+
+#[test]
+fn endpoint_flags_refuse_credentials_and_bad_urls_without_echoing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let skf = write_key(dir.path(), "sk", SK);
+    let open = |endpoint: &str| {
+        run_bounded(&[
+            "license",
+            "heartbeat",
+            "PLX",
+            "--ak",
+            AK,
+            "--sk-file",
+            &skf,
+            "--endpoint",
+            endpoint,
+        ])
+    };
+    let (code, text) = open("http://user:s3cret-pw@127.0.0.1:9/");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(!text.contains("s3cret-pw"), "password echoed: {text}");
+    assert!(
+        text.contains("--endpoint") && text.contains("password"),
+        "{text}"
+    );
+    let (code, text) = open("http://[::1");
+    assert_eq!(code, Some(2), "{text}");
+    assert_eq!(text.trim().lines().count(), 1, "{text}");
+    assert!(text.starts_with("csm: error: --endpoint"), "{text}");
+
+    let (code, text) = run_bounded(&[
+        "serve",
+        "marketplace",
+        "--listen",
+        "127.0.0.1:0",
+        "--merchant-endpoint",
+        "ftp://u:pw-s3cret@127.0.0.1:1/x",
+    ]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(!text.contains("pw-s3cret"), "password echoed: {text}");
+    assert!(
+        text.starts_with("csm: error: --merchant-endpoint"),
+        "{text}"
+    );
+    let (code, text) = run_bounded(&[
+        "serve",
+        "marketplace",
+        "--listen",
+        "127.0.0.1:0",
+        "--merchant-endpoint",
+        "ftp://127.0.0.1:1/x",
+    ]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("--merchant-endpoint") && text.contains("http"),
+        "{text}"
+    );
+}
+
+/// POSTs an admin request; returns (HTTP status, answer).
+fn admin_raw(m: &Market, step: &str, body: Value) -> (u16, Value) {
+    let r = http()
+        .post(format!("{}/csm/license/{step}", m.url))
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, serde_json::from_str(&r.text().unwrap()).unwrap())
+}
+
+#[test]
+fn admin_requests_refuse_bad_values_instead_of_dropping_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let merchant = Merchant::start(LICENSE_KEY, v2::LicenseInner::KeyedHmac);
+    let m = start_market(dir.path(), Some(&merchant.url));
+    let code = mint(&m, json!({}));
+    for (step, body, field) in [
+        (
+            "release",
+            json!({"license": code, "order_id": 123}),
+            "order_id",
+        ),
+        (
+            "renew",
+            json!({"license": code, "expire_time": "21000101000000", "product_id": 5}),
+            "product_id",
+        ),
+    ] {
+        let (status, v) = admin_raw(&m, step, body);
+        assert_eq!(status, 400, "{step}: {v}");
+        assert!(
+            v["error"].as_str().unwrap_or("").starts_with(field),
+            "{step}: {v}"
+        );
+    }
+    // Nothing was sent and nothing changed.
+    assert!(merchant.seen().is_empty(), "{:?}", merchant.seen());
+    let r = http()
+        .get(format!("{}/csm/license/codes/{code}", m.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    assert_eq!(v["status"], "CREATED", "{v}");
+}
+
+#[test]
+fn a_code_not_shaped_like_the_marketplace_s_is_refused_before_any_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let skf = write_key(dir.path(), "sk", SK);
+    for code in ["PL 1é", "PLabc"] {
+        let (exit, text) = run_bounded(&[
+            "license",
+            "heartbeat",
+            code,
+            "--ak",
+            AK,
+            "--sk-file",
+            &skf,
+            "--endpoint",
+            "http://127.0.0.1:9",
+        ]);
+        assert_eq!(exit, Some(2), "{code}: {text}");
+        assert!(text.starts_with("csm: error: CODE"), "{code}: {text}");
+        assert!(text.contains("position 3"), "{code}: {text}");
+    }
+}
+
+#[test]
+fn a_heartbeat_reports_an_alive_code_past_its_expiry_as_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = start_market(dir.path(), None);
+    let code = mint(&m, json!({"expire_time": "20200101000000"}));
+    // Activation does not look at the expiry: the code becomes ALIVE.
+    let (c, out) = license_cmd(dir.path(), &m, "activate", &code, SK, &[]);
+    assert_eq!(c, 0, "{out}");
+    assert!(out.contains("status=ALIVE"), "{out}");
+    // Stored ALIVE, reported EXPIRED, and the heartbeat exits 1.
+    assert_eq!(
+        heartbeat_status(dir.path(), &m, &code),
+        (1, "EXPIRED".into())
+    );
+    let r = http()
+        .get(format!("{}/csm/license/codes/{code}", m.url))
+        .send()
+        .unwrap();
+    let v: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    assert_eq!(v["status"], "ALIVE", "{v}");
+    assert_eq!(v["effective_status"], "EXPIRED", "{v}");
+}
+
+#[test]
+fn callbacks_are_sent_as_csm_send_sends_them_and_the_merchant_s_answer_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, merchant) = one_shot_server(3 * 1024 * 1024);
+    let m = start_market(dir.path(), Some(&format!("{url}/produce?channel=a")));
+    let code = mint(&m, json!({}));
+    let r = admin(&m, "release", json!({"license": code}));
+    let error = r["callback"]["error"].as_str().unwrap_or("");
+    assert!(error.contains("larger than 1048576 bytes"), "{r}");
+    let (line, headers, body) = merchant.join().unwrap();
+    assert!(
+        line.starts_with("POST /produce?channel=a&signature="),
+        "{line}"
+    );
+    let ct = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.as_str());
+    assert_eq!(ct, Some("application/json;charset=UTF-8"));
+    let sent: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(sent["activity"], "releaseLicenseCode");
+    assert_eq!(sent["license"], code.as_str());
+}
+
+#[test]
+fn a_v2_heartbeat_batch_with_an_illegal_code_counts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = start_market(dir.path(), None);
+    let alive = mint(&m, json!({}));
+    let fresh = mint(&m, json!({}));
+    let (c, out) = license_cmd(dir.path(), &m, "activate", &alive, SK, &[]);
+    assert_eq!(c, 0, "{out}");
+    let (status, v) = signed_post(
+        &m,
+        "/api/mkp-openapi-public/global/v2/license/heartbeat",
+        &json!({"license_list": [alive, fresh]}),
+        SK,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["error_code"], "92020020", "{v}");
+    let r = http()
+        .get(format!("{}/csm/license/codes/{alive}", m.url))
+        .send()
+        .unwrap();
+    let row: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    assert_eq!(row["heartbeats"], 0, "a refused batch counted: {row}");
+}
+
+/// A merchant on 127.0.0.1 answering 000000 to `calls` callbacks, each on its own thread.
+/// It holds its answer to refreshLicenseCode until told to go on, and says when that
+/// callback has arrived, so a test can run another step while a renewal is in flight.
+fn held_renewal_merchant(
+    calls: usize,
+) -> (
+    String,
+    std::sync::mpsc::Receiver<()>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/produce", listener.local_addr().unwrap());
+    let (arrived_tx, arrived_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let go_rx = Arc::new(Mutex::new(go_rx));
+    std::thread::spawn(move || {
+        for _ in 0..calls {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let arrived = arrived_tx.clone();
+            let go = go_rx.clone();
+            std::thread::spawn(move || {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some((n, v)) = line.split_once(':') {
+                        if n.eq_ignore_ascii_case("content-length") {
+                            len = v.trim().parse().unwrap();
+                        }
+                    }
+                }
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                if String::from_utf8_lossy(&body).contains("refreshLicenseCode") {
+                    let _ = arrived.send(());
+                    let _ = go.lock().unwrap().recv_timeout(Duration::from_secs(4));
+                }
+                let answer = r#"{"resultCode":"000000","resultMsg":"success"}"#;
+                let mut w = stream;
+                let _ = write!(
+                    w,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            });
+        }
+    });
+    (url, arrived_rx, go_tx)
+}
+
+#[test]
+fn a_step_that_lost_a_race_during_its_callback_is_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    // freeze, renew (held), unfreeze.
+    let (url, arrived, go) = held_renewal_merchant(3);
+    let m = start_market(dir.path(), Some(&url));
+    let code = mint(&m, json!({}));
+    let (c, out) = license_cmd(dir.path(), &m, "activate", &code, SK, &[]);
+    assert_eq!(c, 0, "{out}");
+    admin(&m, "freeze", json!({"license": code}));
+    // A renewal of the FROZEN code, held at the merchant...
+    let renew = {
+        let url = m.url.clone();
+        let code = code.clone();
+        std::thread::spawn(move || {
+            let r = http()
+                .post(format!("{url}/csm/license/renew"))
+                .body(json!({"license": code, "expire_time": "21000101000000"}).to_string())
+                .send()
+                .unwrap();
+            let status = r.status().as_u16();
+            (
+                status,
+                serde_json::from_str::<Value>(&r.text().unwrap()).unwrap(),
+            )
+        })
+    };
+    arrived
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the renewal callback arrived");
+    // ...while the code is unfrozen.
+    let r = admin(&m, "unfreeze", json!({"license": code}));
+    assert_eq!(r["license"]["status"], "ALIVE", "{r}");
+    go.send(()).unwrap();
+    let (status, v) = renew.join().unwrap();
+    assert_eq!(status, 409, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("changed to ALIVE"),
+        "{v}"
+    );
+    let r = http()
+        .get(format!("{}/csm/license/codes/{code}", m.url))
+        .send()
+        .unwrap();
+    let row: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    assert_eq!(
+        row["status"], "ALIVE",
+        "the unfreeze was overwritten: {row}"
+    );
 }

@@ -182,38 +182,16 @@ pub fn run(g: &GlobalArgs, a: InitArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// Writes the config through a temporary file and a rename, mode 0600 in a 0700 directory.
+/// Writes the config atomically, mode 0600 in a 0700 directory.
 fn write_config(path: &Path, cfg: &ConfigFile) -> Result<()> {
     let text = toml::to_string_pretty(cfg)
         .map_err(|e| CsmError::Config(format!("{}: cannot serialise: {e}", path.display())))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| CsmError::io(dir, e))?;
-    let tmp = dir.join(format!(".config.toml.{}", std::process::id()));
-    write_private(&tmp, text.as_bytes()).map_err(|e| CsmError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        CsmError::io(path, e)
-    })
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    if let Some(dir) = path.parent() {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, data)
+    crate::files::write_atomic(path, text.as_bytes(), true)
 }

@@ -3,8 +3,11 @@
 
 use crate::cli::GlobalArgs;
 use crate::clock;
+use crate::commands::callback_args;
 use crate::config::{self, KeyRole};
-use crate::error::{CsmError, Exit, Result};
+use crate::error::{error_chain, CsmError, Exit, Result};
+use crate::files;
+use crate::license::issue;
 use crate::license::openapi::{self, Call};
 use crate::license::{
     self, code, payload, Keyring, Parsed, Payload, Policy, PrivateKey, ShortSecret,
@@ -67,31 +70,66 @@ pub enum BatchFormat {
 #[derive(Debug, Args)]
 pub struct GenArgs {
     /// Private key file from `csm license keygen`.
-    #[arg(long, value_name = "FILE", required_unless_present_any = ["marketplace", "short_secret"])]
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present_any = ["marketplace", "short_secret"],
+        conflicts_with = "marketplace"
+    )]
     pub private_key: Option<PathBuf>,
     /// Product id the license is for.
-    #[arg(long, value_name = "P", required_unless_present = "marketplace")]
+    #[arg(
+        long,
+        value_name = "P",
+        required_unless_present = "marketplace",
+        conflicts_with = "marketplace"
+    )]
     pub product: Option<String>,
-    /// SKU (skuCode).
-    #[arg(long, value_name = "S", required_unless_present = "marketplace")]
+    /// SKU (skuCode); not with --short, which does not carry it.
+    #[arg(
+        long,
+        value_name = "S",
+        required_unless_present_any = ["marketplace", "short"],
+        conflicts_with_all = ["marketplace", "short"]
+    )]
     pub sku: Option<String>,
-    /// Customer or instance id.
-    #[arg(long, value_name = "C", required_unless_present = "marketplace")]
+    /// Customer or instance id; not with --short, which does not carry it.
+    #[arg(
+        long,
+        value_name = "C",
+        required_unless_present_any = ["marketplace", "short"],
+        conflicts_with_all = ["marketplace", "short"]
+    )]
     pub customer: Option<String>,
     /// Last valid day, YYYY-MM-DD (UTC), or `never`.
-    #[arg(long, value_name = "DATE", required_unless_present = "marketplace")]
+    #[arg(
+        long,
+        value_name = "DATE",
+        required_unless_present = "marketplace",
+        conflicts_with = "marketplace"
+    )]
     pub expires: Option<String>,
     /// Issue day, YYYY-MM-DD (UTC); today by default.
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_name = "DATE", conflicts_with = "marketplace")]
     pub issued: Option<String>,
-    /// Feature names, comma-separated.
-    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    /// Feature names, comma-separated; not with --short, which does not carry them.
+    #[arg(long, value_name = "A,B", value_delimiter = ',', conflicts_with_all = ["marketplace", "short"])]
     pub features: Vec<String>,
     /// Seats; 0 means not limited.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        conflicts_with = "marketplace"
+    )]
     pub seats: u32,
     /// Days after expiry during which the license is still accepted (valid-in-grace).
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        conflicts_with = "marketplace"
+    )]
     pub grace_days: u16,
     /// Short code of at most 64 characters, for a marketplace license field. Its tag is an
     /// HMAC with the short secret (FILE.short next to --private-key, or --short-secret), not a
@@ -115,8 +153,8 @@ pub struct GenArgs {
     /// Write the batch to FILE (CSV or JSON lines) instead of printing one per line.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Batch file format; by default from the --out extension (.csv, else JSON lines).
-    #[arg(long, value_enum)]
+    /// Batch file format (with --out); by default from the --out extension (.csv, else JSON lines).
+    #[arg(long, value_enum, requires = "out")]
     pub format: Option<BatchFormat>,
 }
 
@@ -200,55 +238,19 @@ pub fn run(g: &GlobalArgs, a: LicenseArgs) -> Result<Exit> {
 
 // ---------------------------------------------------------------- files
 
-/// Writes through a temporary file in the same directory and a rename, so a reader never
-/// sees half a file; `private` files are created 0600 from the start.
-pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| CsmError::usage(format!("{}: not a file name", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        clock::alphanumeric(8)
-    ));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(if private { 0o600 } else { 0o644 });
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    let result = (|| {
-        let mut f = opts.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(CsmError::io(path, e));
-    }
-    Ok(())
-}
-
-fn read_limited(path: &Path, what: &str) -> Result<String> {
-    let buf = crate::files::read_limited(path, code::MAX_INPUT as u64, what)?;
+/// A text input of at most `limit` bytes; `flag` names it in messages.
+fn read_text(path: &Path, limit: u64, flag: &str) -> Result<String> {
+    let buf = files::read_limited(path, limit, flag)?;
     String::from_utf8(buf).map_err(|_| {
         CsmError::usage(format!(
-            "{what} {}: binary data, not a {what}",
+            "{flag} {}: binary data, not a text file",
             path.display()
         ))
     })
 }
 
 fn read_private_key(path: &Path) -> Result<PrivateKey> {
-    let text = read_limited(path, "private key")?;
+    let text = read_text(path, files::KEY_LIMIT, "--private-key")?;
     let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     license::keys::parse_private_line(line).map_err(|e| {
         CsmError::usage(format!(
@@ -259,7 +261,7 @@ fn read_private_key(path: &Path) -> Result<PrivateKey> {
 }
 
 fn read_short_secret(path: &Path, flag: &str) -> Result<ShortSecret> {
-    let text = read_limited(path, "short secret")?;
+    let text = read_text(path, files::KEY_LIMIT, flag)?;
     let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     license::keys::parse_short_line(line).map_err(|e| {
         CsmError::usage(format!(
@@ -272,7 +274,7 @@ fn read_short_secret(path: &Path, flag: &str) -> Result<ShortSecret> {
 fn load_keyring(public: &[PathBuf], short: &[PathBuf]) -> Result<Keyring> {
     let mut ring = Keyring::default();
     for p in public {
-        let text = read_limited(p, "public key")?;
+        let text = read_text(p, files::KEY_LIMIT, "--public-key")?;
         ring.add_text(&text)
             .map_err(|e| CsmError::usage(format!("--public-key {}: {e}", p.display())))?;
     }
@@ -289,17 +291,17 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// How messages name the positional input of inspect and validate.
+const INPUT: &str = "CODE|FILE";
+const INPUT_LIMIT: u64 = code::MAX_INPUT as u64;
+
 /// The text to judge and a label for messages. An argument naming an existing file is read.
 fn read_input(arg: &str) -> Result<(String, String)> {
     if arg == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .take(code::MAX_INPUT as u64 + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| CsmError::io("<stdin>", e))?;
-        let text = String::from_utf8(buf)
-            .map_err(|_| CsmError::usage("<stdin>: binary data, not a license"))?;
-        return Ok((text, "<stdin>".into()));
+        return Ok((
+            read_text(Path::new("-"), INPUT_LIMIT, INPUT)?,
+            "<stdin>".into(),
+        ));
     }
     // Anything longer than a path can be is a code (and is never echoed back whole).
     if arg.len() > 1024 {
@@ -312,7 +314,7 @@ fn read_input(arg: &str) -> Result<(String, String)> {
         )));
     }
     if path.is_file() {
-        return Ok((read_limited(path, "license")?, arg.to_string()));
+        return Ok((read_text(path, INPUT_LIMIT, INPUT)?, arg.to_string()));
     }
     if arg.contains(['/', '\\']) || arg.ends_with(".json") || arg.ends_with(".lic") {
         return Err(CsmError::io(
@@ -371,13 +373,16 @@ fn keygen(g: &GlobalArgs, a: KeygenArgs) -> Result<Exit> {
         .map_err(|e| CsmError::Config(format!("no randomness for a short secret: {e}")))?;
     let short = ShortSecret { id: key.id, secret };
     let public_line = key.public().to_line();
-    write_atomic(&a.out, format!("{}\n", key.to_line()).as_bytes(), true)?;
-    write_atomic(
-        &short_path,
-        format!("{}\n", short.to_line()).as_bytes(),
-        true,
-    )?;
-    write_atomic(&pub_path, format!("{public_line}\n").as_bytes(), false)?;
+    let private_text = format!("{}\n", key.to_line());
+    let short_text = format!("{}\n", short.to_line());
+    let public_text = format!("{public_line}\n");
+    // Together: with --force, a failure must not leave a new private key beside an old
+    // public key or short secret.
+    files::write_atomic_all(&[
+        (a.out.as_path(), private_text.as_bytes(), true),
+        (short_path.as_path(), short_text.as_bytes(), true),
+        (pub_path.as_path(), public_text.as_bytes(), false),
+    ])?;
     if g.json {
         output::print_json(&json!({
             "key_id": key.id.to_string(),
@@ -403,10 +408,6 @@ fn keygen(g: &GlobalArgs, a: KeygenArgs) -> Result<Exit> {
 
 // ---------------------------------------------------------------- gen
 
-fn random_u32() -> u32 {
-    rand::random()
-}
-
 fn batch_format(a: &GenArgs) -> BatchFormat {
     a.format.unwrap_or_else(|| match &a.out {
         Some(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) => BatchFormat::Csv,
@@ -423,8 +424,8 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
     }
     // One record per license: the printed line and the batch-file row.
     let mut records: Vec<(String, Value)> = Vec::with_capacity(a.count as usize);
-    let mut seen = HashSet::new();
     if a.marketplace {
+        let mut seen = HashSet::new();
         while records.len() < a.count as usize {
             let mut r = [0u8; 19];
             getrandom::getrandom(&mut r)
@@ -455,15 +456,16 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
             None
         };
         let key = a.private_key.as_deref().map(read_private_key).transpose()?;
-        let key_id = match (&key, &short) {
+        let form = match (&key, &short) {
             (Some(k), Some(s)) if k.id != s.id => {
                 return Err(CsmError::usage(format!(
                     "--short: the short secret is for key id {}, the private key has id {}",
                     s.id, k.id
                 )))
             }
-            (_, Some(s)) => s.id,
-            (Some(k), None) => k.id,
+            (_, Some(s)) => issue::Form::Short(s),
+            (Some(k), None) if a.file => issue::Form::File(k),
+            (Some(k), None) => issue::Form::Code(k),
             (None, None) => unreachable!("required by clap"),
         };
         let issued = match &a.issued {
@@ -472,8 +474,8 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
                 .ok_or_else(|| CsmError::usage("the clock is outside 1970..2149"))?,
         };
         let expires = day_number("--expires", a.expires.as_deref().unwrap_or_default())?;
-        let mut p = Payload {
-            key_id,
+        let template = Payload {
+            key_id: license::KeyId([0; 4]),
             serial: 0,
             product: a.product.clone().unwrap_or_default(),
             sku: a.sku.clone().unwrap_or_default(),
@@ -484,49 +486,18 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
             features: a.features.iter().map(|f| f.trim().to_string()).collect(),
             seats: a.seats,
         };
-        if p.product.trim().is_empty() {
-            return Err(CsmError::usage("--product: must not be empty"));
-        }
-        payload::check_fields(&p).map_err(CsmError::usage)?;
-        while records.len() < a.count as usize {
-            p.serial = random_u32();
-            if !seen.insert(p.serial.to_string()) {
-                continue;
-            }
-            let bytes = payload::encode(&p);
-            let mut row = code::fields_json(&p, &bytes);
-            let line = if let Some(short) = &short {
-                let c = code::issue_short(short, &p).map_err(CsmError::usage)?;
-                // A short code has its own license id (over its own bytes).
-                if let Ok(Parsed::Short { payload, bytes, .. }) = license::parse(&c) {
-                    let short = code::short_fields_json(&payload, &bytes);
-                    row["license_id"] = short["license_id"].clone();
-                    row["format_version"] = short["format_version"].clone();
+        let pretty = a.count == 1 && a.out.is_none();
+        for i in issue::issue(form, &template, a.count as usize, rand::random::<u32>)
+            .map_err(CsmError::usage)?
+        {
+            // A single license file on the terminal is easier to read indented.
+            let line = match &i.fields["license"] {
+                Value::Object(_) if pretty => {
+                    serde_json::to_string_pretty(&i.fields["license"]).expect("json")
                 }
-                row["code"] = Value::String(c.clone());
-                c
-            } else if a.file {
-                let key = key.as_ref().expect("read above");
-                let f = code::issue_file(key, &p);
-                row["license"] = f.clone();
-                if a.count == 1 && a.out.is_none() {
-                    serde_json::to_string_pretty(&f).expect("json")
-                } else {
-                    f.to_string()
-                }
-            } else {
-                let c = license::issue_code(key.as_ref().expect("read above"), &p);
-                if c.len() > code::MAX_CODE_CHARS {
-                    return Err(CsmError::usage(format!(
-                        "the code would be {} characters (at most {}); use --file for a payload this large",
-                        c.len(),
-                        code::MAX_CODE_CHARS
-                    )));
-                }
-                row["code"] = Value::String(c.clone());
-                c
+                _ => i.text,
             };
-            records.push((line, row));
+            records.push((line, i.fields));
         }
     }
     match &a.out {
@@ -549,9 +520,9 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
                     .iter()
                     .map(|(_, r)| format!("{r}\n"))
                     .collect::<String>(),
-                BatchFormat::Csv => batch_csv(&records, a.marketplace, a.file)?,
+                BatchFormat::Csv => batch_csv(&records, &a)?,
             };
-            write_atomic(path, text.as_bytes(), false)?;
+            files::write_atomic(path, text.as_bytes(), false)?;
             if g.json {
                 output::print_json(
                     &json!({"file": path.display().to_string(), "count": records.len()}),
@@ -564,10 +535,25 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-fn batch_csv(records: &[(String, Value)], marketplace: bool, file: bool) -> Result<String> {
+fn batch_csv(records: &[(String, Value)], a: &GenArgs) -> Result<String> {
+    let file = a.file;
     let mut w = csv::Writer::from_writer(Vec::new());
-    let cols: &[&str] = if marketplace {
+    // Columns for what each form carries: a short code has no SKU, customer or features,
+    // only a digest of the product.
+    let cols: &[&str] = if a.marketplace {
         &["code"]
+    } else if a.short {
+        &[
+            "license_id",
+            "key_id",
+            "serial",
+            "product_digest",
+            "issued",
+            "expires",
+            "grace_days",
+            "seats",
+            "code",
+        ]
     } else {
         &[
             "license_id",
@@ -703,7 +689,7 @@ fn inspect(g: &GlobalArgs, a: InspectArgs) -> Result<Exit> {
 }
 
 fn load_revoked(path: &Path) -> Result<HashSet<String>> {
-    let text = read_limited(path, "revocation list")?;
+    let text = read_text(path, INPUT_LIMIT, "--revoked")?;
     let mut ids = HashSet::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -791,17 +777,26 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
         )));
     }
     let profile = config::active_profile(g)?;
-    let ak = a.ak.clone().or(profile.ak.clone()).ok_or_else(|| {
-        CsmError::usage("--ak: no access key id given (pass --ak AK or set CSM_AK)")
-    })?;
-    let sk = config::require_key(KeyRole::Sk, a.sk_file.as_deref(), &profile)?;
     let base = a
         .endpoint
         .clone()
         .or(profile.marketplace_endpoint.clone())
         .unwrap_or_else(|| openapi::DEFAULT_ENDPOINT.to_string());
-    let req = openapi::build_request(&call, &base, &a.code, &ak, sk.expose(), clock::now())
-        .map_err(CsmError::usage)?;
+    // The shared endpoint rule: http(s) with a host, no user:password@ (never echoed).
+    let base = callback_args::parse_endpoint(&base)?;
+    let ak = a.ak.clone().or(profile.ak.clone()).ok_or_else(|| {
+        CsmError::usage("--ak: no access key id given (pass --ak AK or set CSM_AK)")
+    })?;
+    let sk = config::require_key(KeyRole::Sk, a.sk_file.as_deref(), &profile)?;
+    let req = openapi::build_request(
+        &call,
+        base.as_str(),
+        &a.code,
+        &ak,
+        sk.expose(),
+        clock::now(),
+    )
+    .map_err(CsmError::usage)?;
     let url = req.url.clone();
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs_f64(a.timeout))
@@ -814,7 +809,8 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
     }
     let resp = builder
         .send()
-        .map_err(|e| CsmError::Network(format!("POST {url}: {}", error_chain(&e))))?;
+        // The URL is already in the message: not again from reqwest.
+        .map_err(|e| CsmError::Network(format!("POST {url}: {}", error_chain(&e.without_url()))))?;
     let status = resp.status().as_u16();
     // Bounded: a misbehaving endpoint cannot make csm hold an unbounded answer.
     let mut body = Vec::new();
@@ -833,7 +829,7 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
     if g.json {
         output::print_json(&json!({
             "license": code,
-            "http_status": answer.http_status,
+            "http_status": status,
             "error_code": answer.error_code,
             "error_msg": answer.error_msg,
             "license_info": answer.license_info,
@@ -880,15 +876,4 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
     } else {
         Exit::CheckFailed
     })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -52,8 +52,12 @@ fn confirm_merchant(g: &GlobalArgs, a: &MarketplaceArgs) -> Result<()> {
     let Some(raw) = &a.merchant_endpoint else {
         return Ok(());
     };
-    let url = reqwest::Url::parse(raw)
-        .map_err(|e| CsmError::usage(format!("--merchant-endpoint {raw:?}: not a URL ({e})")))?;
+    // The shared endpoint rule (http(s), a host, no credentials, never echoed), its
+    // messages naming this flag.
+    let url = super::callback_args::parse_endpoint(raw).map_err(|e| match e {
+        CsmError::Usage(m) => CsmError::Usage(m.replacen("--endpoint", "--merchant-endpoint", 1)),
+        other => other,
+    })?;
     super::callback_args::confirm_remote("--merchant-endpoint", &url, a.yes, g, "License callbacks")
 }
 

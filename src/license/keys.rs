@@ -200,7 +200,7 @@ pub struct Keyring {
 impl Keyring {
     /// Adds every key line of a key file; blank lines and `#` comments are skipped.
     /// A private key line also contributes its public key.
-    pub fn add_text(&mut self, text: &str) -> Result<usize, String> {
+    pub fn add_text(&mut self, text: &str) -> Result<(), String> {
         let mut n = 0;
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -222,7 +222,7 @@ impl Keyring {
                 "no key line (expected {PUBLIC_TAG}:<key id>:<base64>)"
             ));
         }
-        Ok(n)
+        Ok(())
     }
 
     pub fn public_for(&self, id: KeyId) -> Option<&PublicKey> {

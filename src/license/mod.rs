@@ -3,6 +3,7 @@
 
 pub mod base32;
 pub mod code;
+pub mod issue;
 pub mod keys;
 pub mod openapi;
 pub mod payload;

@@ -2,6 +2,7 @@
 //! building the AK/SK-signed request and reading the answer. Pure: the caller passes the
 //! time and sends the bytes; nothing here touches the network or prints.
 
+use super::code;
 use crate::protocol::apig;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -15,7 +16,14 @@ pub const SUCCESS: &str = "92020000";
 /// Longest answer read; the documented answers are a few hundred bytes.
 pub const MAX_ANSWER: usize = 1024 * 1024;
 /// Marketplace codes have at most 64 characters (spec §2.8).
-pub const CODE_MAX: usize = 64;
+pub const CODE_MAX: usize = code::MARKETPLACE_MAX;
+/// The open APIs' and callbacks' time format: UTC yyyyMMddHHmmss.
+pub const TIME_FORMAT: &str = "%Y%m%d%H%M%S";
+
+/// Whether `t` is a UTC yyyyMMddHHmmss time (exactly 14 digits, a real date and time).
+pub fn valid_time(t: &str) -> bool {
+    t.len() == 14 && chrono::NaiveDateTime::parse_from_str(t, TIME_FORMAT).is_ok()
+}
 
 /// Which open API, with its own inputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,11 +51,10 @@ impl Call {
     }
 }
 
-/// Everything to send, exactly: the headers include `Authorization`, and every other header
+/// Everything to POST, exactly: the headers include `Authorization`, and every other header
 /// listed here (Host included) is signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    pub method: &'static str,
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: String,
@@ -85,11 +92,12 @@ pub fn check_inputs(code: &str, call: &Call) -> Result<(), String> {
             "CODE {code:?}: a marketplace license code has 1 to {CODE_MAX} characters"
         ));
     }
+    code::check_marketplace_shape(c).map_err(|t| format!("CODE {code:?}: {}", t.reason))?;
     if let Call::Activate {
         real_effect_time: Some(t),
     } = call
     {
-        if t.len() != 14 || chrono::NaiveDateTime::parse_from_str(t, "%Y%m%d%H%M%S").is_err() {
+        if !valid_time(t) {
             return Err(format!(
                 "--real-effect-time {t:?}: must be UTC yyyyMMddHHmmss"
             ));
@@ -143,18 +151,12 @@ pub fn build_request(
         apig::authorization(ak, sk, "POST", &url, &headers, &signed, body.as_bytes())
             .map_err(|e| e.0)?;
     headers.push(("Authorization".to_string(), authorization));
-    Ok(Request {
-        method: "POST",
-        url,
-        headers,
-        body,
-    })
+    Ok(Request { url, headers, body })
 }
 
 /// The marketplace's answer, typed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
-    pub http_status: u16,
     pub error_code: String,
     pub error_msg: String,
     /// activate: `data.license_code_info` decoded from its JSON string; heartbeat: `data`.
@@ -203,7 +205,6 @@ pub fn parse_answer(call: &Call, http_status: u16, body: &[u8]) -> Result<Answer
         .to_string();
     let ok = error_code == SUCCESS && (*call != Call::Heartbeat || status == "ALIVE");
     Ok(Answer {
-        http_status,
         error_code,
         error_msg,
         license_info,
@@ -243,7 +244,6 @@ mod tests {
             now(),
         )
         .unwrap();
-        assert_eq!(r.method, "POST");
         assert_eq!(r.url, format!("http://127.0.0.1:8080{ACTIVATE_PATH}"));
         assert_eq!(
             r.body,
@@ -300,6 +300,7 @@ mod tests {
         };
         assert!(e(Call::Heartbeat, DEFAULT_ENDPOINT, " ").contains("1 to 64"));
         assert!(e(Call::Heartbeat, DEFAULT_ENDPOINT, &"P".repeat(65)).contains("1 to 64"));
+        assert!(e(Call::Heartbeat, DEFAULT_ENDPOINT, "PL 1é").contains("position 3"));
         assert!(e(Call::Heartbeat, "ftp://x", "PL1").contains("http://"));
         assert!(e(Call::Heartbeat, "http://x/?a=1", "PL1").contains("query"));
         let bad_time = Call::Activate {

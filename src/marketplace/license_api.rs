@@ -12,8 +12,12 @@
 //! renew,freeze,unfreeze,expire,release}`. See docs/license.md.
 
 use super::Marketplace;
+use crate::catalog::{self, Protocol};
 use crate::clock;
-use crate::protocol::json::Json;
+use crate::commands::callback_args;
+use crate::endpoint::client::{Client, MAX_REPLY};
+use crate::endpoint::request::{self, PrepOpts, Tamper};
+use crate::license::openapi::{valid_time, CODE_MAX, TIME_FORMAT};
 use crate::protocol::{apig, v2};
 use crate::server::{Request, Response};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -28,7 +32,7 @@ const SDK_DATE_WINDOW_MS: i64 = 15 * 60 * 1000;
 const CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_LIST: usize = 100;
 
-pub const SUCCESS: &str = "92020000";
+pub use crate::license::openapi::SUCCESS;
 pub const INTERNAL: &str = "92020001";
 pub const INVALID_PARAM: &str = "92020002";
 pub const ILLEGAL_STATE: &str = "92020003";
@@ -118,11 +122,12 @@ fn answer_data(data: Value) -> Response {
 }
 
 fn now_text() -> String {
-    clock::now().format("%Y%m%d%H%M%S").to_string()
+    clock::now().format(TIME_FORMAT).to_string()
 }
 
-fn valid_time(t: &str) -> bool {
-    t.len() == 14 && chrono::NaiveDateTime::parse_from_str(t, "%Y%m%d%H%M%S").is_ok()
+/// A new order id as the marketplace writes them: `CS` and 15 upper-case alphanumerics.
+fn new_order_id() -> String {
+    format!("CS{}", clock::alphanumeric(15).to_uppercase())
 }
 
 /// API Gateway AK/SK check (§5): None when the request may pass.
@@ -282,11 +287,11 @@ fn string_list<'a>(body: &'a Value, name: &str) -> Result<Vec<&'a str>, Response
     }
     a.iter()
         .map(|v| match v {
-            Value::String(s) if !s.is_empty() && s.len() <= 64 => Ok(s.as_str()),
+            Value::String(s) if !s.is_empty() && s.len() <= CODE_MAX => Ok(s.as_str()),
             _ => Err(answer(
                 400,
                 "95000001",
-                &format!("{name}: every entry must be a code of 1 to 64 characters"),
+                &format!("{name}: every entry must be a code of 1 to {CODE_MAX} characters"),
             )),
         })
         .collect()
@@ -412,7 +417,7 @@ fn mark_alive(conn: &Connection, code: &str, at: &str) -> rusqlite::Result<()> {
 }
 
 fn activate_v1(conn: &Connection, body: &Value) -> rusqlite::Result<Response> {
-    let code = match required_str(body, "license", 64) {
+    let code = match required_str(body, "license", CODE_MAX) {
         Ok(c) => c,
         Err(r) => return Ok(r),
     };
@@ -466,6 +471,7 @@ fn activate_v2(conn: &Connection, body: &Value) -> rusqlite::Result<Response> {
     Ok(answer(200, SUCCESS, "success"))
 }
 
+/// The row a heartbeat reports on, or the refusal; nothing is written.
 fn heartbeat_row(conn: &Connection, code: &str) -> rusqlite::Result<Result<Row, Response>> {
     let Some(row) = load(conn, code)? else {
         return Ok(Err(answer(
@@ -481,23 +487,28 @@ fn heartbeat_row(conn: &Connection, code: &str) -> rusqlite::Result<Result<Row, 
             &format!("license code {code} is not activated"),
         )));
     }
+    Ok(Ok(row))
+}
+
+/// Counts a heartbeat on `row`.
+fn count_heartbeat(conn: &Connection, row: Row) -> rusqlite::Result<Row> {
     conn.execute(
         "UPDATE license_codes SET heartbeats = heartbeats + 1, last_heartbeat_ms = ?2 WHERE code = ?1",
-        params![code, clock::now_ms()],
+        params![row.code, clock::now_ms()],
     )?;
-    Ok(Ok(Row {
+    Ok(Row {
         heartbeats: row.heartbeats + 1,
         ..row
-    }))
+    })
 }
 
 fn heartbeat_v1(conn: &Connection, body: &Value) -> rusqlite::Result<Response> {
-    let code = match required_str(body, "license", 64) {
+    let code = match required_str(body, "license", CODE_MAX) {
         Ok(c) => c,
         Err(r) => return Ok(r),
     };
     Ok(match heartbeat_row(conn, code)? {
-        Ok(row) => answer_data(row.license_info()),
+        Ok(row) => answer_data(count_heartbeat(conn, row)?.license_info()),
         Err(r) => r,
     })
 }
@@ -508,10 +519,11 @@ fn heartbeat_v2(conn: &Connection, body: &Value) -> rusqlite::Result<Response> {
         Ok(c) => c,
         Err(r) => return Ok(r),
     };
-    let mut infos = Vec::new();
+    // All or nothing: every code is checked before any heartbeat is counted.
+    let mut rows = Vec::new();
     for c in codes {
         match heartbeat_row(conn, c)? {
-            Ok(row) => infos.push(row.license_info()),
+            Ok(row) => rows.push(row),
             Err(_) => {
                 return Ok(answer(
                     200,
@@ -520,6 +532,10 @@ fn heartbeat_v2(conn: &Connection, body: &Value) -> rusqlite::Result<Response> {
                 ))
             }
         }
+    }
+    let mut infos = Vec::new();
+    for row in rows {
+        infos.push(count_heartbeat(conn, row)?.license_info());
     }
     Ok(answer_data(Value::Array(infos)))
 }
@@ -538,11 +554,11 @@ fn usage_info(conn: &Connection, body: &Value) -> rusqlite::Result<Response> {
     let mut failed = Vec::new();
     let mut rows: Vec<(String, Option<String>, Option<i64>)> = Vec::new();
     for (i, u) in list.iter().enumerate() {
-        let code = match required_str(u, "license", 64) {
+        let code = match required_str(u, "license", CODE_MAX) {
             Ok(c) => c.to_string(),
             Err(_) => {
                 return bad(format!(
-                    "usage_info[{i}].license: required, 1 to 64 characters"
+                    "usage_info[{i}].license: required, 1 to {CODE_MAX} characters"
                 ))
             }
         };
@@ -649,10 +665,11 @@ fn get_code(m: &Marketplace, code: &str) -> rusqlite::Result<Response> {
 fn opt_str<'a>(body: &'a Value, name: &str) -> Result<Option<&'a str>, Response> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.len() <= 64 => Ok(Some(s)),
+        // The marketplace's ids have the same limit as its codes.
+        Some(Value::String(s)) if s.len() <= CODE_MAX => Ok(Some(s)),
         Some(_) => Err(admin_error(
             400,
-            &format!("{name}: must be a string of at most 64 characters"),
+            &format!("{name}: must be a string of at most {CODE_MAX} characters"),
         )),
     }
 }
@@ -697,13 +714,11 @@ fn mint(m: &Marketplace, body: &Value) -> rusqlite::Result<Response> {
             ))
         }
         None => (clock::now() + chrono::Days::new(365))
-            .format("%Y%m%d%H%M%S")
+            .format(TIME_FORMAT)
             .to_string(),
     };
     let product = product.unwrap_or("OFFI000000000000001").to_string();
-    let order = order
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("CS{}", clock::alphanumeric(15).to_uppercase()));
+    let order = order.map(str::to_string).unwrap_or_else(new_order_id);
     let conn = m.db.lock().unwrap_or_else(|p| p.into_inner());
     let mut minted = Vec::new();
     while minted.len() < count {
@@ -790,9 +805,7 @@ fn lifecycle(m: &Marketplace, step: &str, body: &Value) -> rusqlite::Result<Resp
                 }
             };
             let order = match opt_str(body, "order_id") {
-                Ok(o) => o
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("CS{}", clock::alphanumeric(15).to_uppercase())),
+                Ok(o) => o.map(str::to_string).unwrap_or_else(new_order_id),
                 Err(r) => return Ok(r),
             };
             let mut cb = json!({
@@ -804,8 +817,10 @@ fn lifecycle(m: &Marketplace, step: &str, body: &Value) -> rusqlite::Result<Resp
                 "expireTime": t,
                 "testFlag": test_flag,
             });
-            if let Ok(Some(p)) = opt_str(body, "product_id") {
-                cb["productId"] = Value::String(p.into());
+            match opt_str(body, "product_id") {
+                Ok(Some(p)) => cb["productId"] = Value::String(p.into()),
+                Ok(None) => {}
+                Err(r) => return Ok(r),
             }
             // A renewal brings an expired code back; a frozen one waits for UNFREEZE.
             let st = if row.status == "EXPIRED" {
@@ -841,9 +856,13 @@ fn lifecycle(m: &Marketplace, step: &str, body: &Value) -> rusqlite::Result<Resp
             }
             let mut cb =
                 json!({"activity": "releaseLicenseCode", "license": code, "testFlag": test_flag});
-            if let Ok(Some(o)) = opt_str(body, "order_id") {
-                cb["orderId"] = Value::String(o.into());
-                cb["orderLineId"] = Value::String(format!("{o}-000001"));
+            match opt_str(body, "order_id") {
+                Ok(Some(o)) => {
+                    cb["orderId"] = Value::String(o.into());
+                    cb["orderLineId"] = Value::String(format!("{o}-000001"));
+                }
+                Ok(None) => {}
+                Err(r) => return Ok(r),
             }
             ("RELEASED".into(), row.expire_time.clone(), Some(cb))
         }
@@ -863,10 +882,26 @@ fn lifecycle(m: &Marketplace, step: &str, body: &Value) -> rusqlite::Result<Resp
             params![code],
         )?;
     } else {
-        conn.execute(
-            "UPDATE license_codes SET status = ?2, expire_time = ?3 WHERE code = ?1",
-            params![code, status, expire],
+        // The lock was released while the callback went out: store only over the state the
+        // transition was checked against, so a concurrent step is never overwritten.
+        let changed = conn.execute(
+            "UPDATE license_codes SET status = ?2, expire_time = ?3
+             WHERE code = ?1 AND status = ?4 AND expire_time = ?5",
+            params![code, status, expire, row.status, row.expire_time],
         )?;
+        if changed != 1 {
+            let now = load(&conn, &code)?.map(|r| r.status).unwrap_or_default();
+            return Ok(Response::json(
+                409,
+                json!({
+                    "error": format!(
+                        "{code} changed to {now} while the {step} callback was being sent; {status} was not stored"
+                    ),
+                    "callback": sent,
+                })
+                .to_string(),
+            ));
+        }
     }
     let row = load(&conn, &code)?.expect("exists");
     Ok(Response::json(
@@ -875,8 +910,10 @@ fn lifecycle(m: &Marketplace, step: &str, body: &Value) -> rusqlite::Result<Resp
     ))
 }
 
-/// Sends one License callback signed with the License key; returns what happened, or the
-/// admin answer when the stand-in cannot sign. Without `--merchant-endpoint` nothing is sent.
+/// Sends one License callback signed with the License key, built and sent by the same
+/// code as `csm send` (catalog entry, canonical body, signature in the query, capped reply);
+/// returns what happened, or the admin answer when the stand-in cannot sign. Without
+/// `--merchant-endpoint` nothing is sent.
 fn send_callback(m: &Marketplace, code: &str, body: Value) -> Result<Value, Response> {
     let Some(endpoint) = &m.args.merchant_endpoint else {
         return Ok(json!({"sent": false, "reason": "no --merchant-endpoint"}));
@@ -887,59 +924,66 @@ fn send_callback(m: &Marketplace, code: &str, body: Value) -> Result<Value, Resp
             "cannot sign the callback: start the stand-in with --license-key-file or CSM_LICENSE_KEY",
         ));
     };
-    let inner = if m.args.license_plain_sha256 {
-        v2::LicenseInner::PlainSha256
-    } else {
-        v2::LicenseInner::KeyedHmac
-    };
-    let ts = clock::now_ms().to_string();
-    let nonce = clock::nonce_hex64();
     let activity = body["activity"].as_str().unwrap_or("").to_string();
-    let sig = match v2::sign_license(key.expose(), &Json::from_serde(&body), &ts, &nonce, inner) {
-        Ok(s) => s,
-        Err(e) => return Err(admin_error(500, &format!("signing the callback: {e}"))),
+    let Some(cb) = catalog::find(&activity, Protocol::V2) else {
+        return Err(admin_error(
+            500,
+            &format!("no catalog entry for {activity}"),
+        ));
     };
-    let sep = if endpoint.contains('?') { '&' } else { '?' };
-    // Upper-case hex, as the marketplace's recent examples show (license-and-usage.md §2.3).
-    let url = format!(
-        "{endpoint}{sep}signature={}&timestamp={ts}&nonce={nonce}",
-        sig.signature.to_uppercase()
-    );
-    let client = reqwest::blocking::Client::builder()
-        .timeout(CALLBACK_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build();
-    let result = client.map_err(|e| e.to_string()).and_then(|c| {
-        c.post(&url)
-            .header("Content-Type", "application/json;charset=utf8")
-            .header("Accept", "application/json")
-            .body(sig.canonical_body.clone())
-            .send()
-            .map_err(|e| e.to_string())
-    });
+    // Checked at start (serve_marketplace::confirm_merchant); parsed again for its Url.
+    let url = callback_args::parse_endpoint(endpoint)
+        .map_err(|e| admin_error(500, &format!("--merchant-endpoint: {e}")))?;
+    let fields = match body {
+        Value::Object(f) => f,
+        _ => return Err(admin_error(500, "callback body: not an object")),
+    };
+    let opts = PrepOpts {
+        endpoint: &url,
+        now_ms: clock::now_ms(),
+        nonce: clock::nonce_hex64(),
+        tamper: Tamper::None,
+        kit_path_full: false,
+        license_inner: if m.args.license_plain_sha256 {
+            v2::LicenseInner::PlainSha256
+        } else {
+            v2::LicenseInner::KeyedHmac
+        },
+    };
+    let prepared = request::prepare(cb, None, fields, key, &opts)
+        .map_err(|e| admin_error(500, &format!("signing the callback: {e}")))?;
+    let sent_body = String::from_utf8_lossy(&prepared.body).into_owned();
+    let exchange = Client::new(CALLBACK_TIMEOUT).send(&prepared);
+    let (status, result_code, error) = match exchange.outcome {
+        Ok(reply) => {
+            let rc = serde_json::from_slice::<Value>(&reply.body)
+                .ok()
+                .and_then(|v| {
+                    v.get("resultCode")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
+            let err = match &rc {
+                _ if reply.truncated => Some(format!(
+                    "HTTP {}, the answer is larger than {MAX_REPLY} bytes",
+                    reply.status
+                )),
+                Some(c) if c == "000000" && reply.status == 200 => None,
+                Some(c) => Some(format!("HTTP {}, resultCode {c}", reply.status)),
+                None => Some(format!(
+                    "HTTP {}, no resultCode in the answer",
+                    reply.status
+                )),
+            };
+            (Some(reply.status), rc, err)
+        }
+        Err(f) => (None, None, Some(f.message)),
+    };
     let mut out = Map::new();
     out.insert("sent".into(), Value::Bool(true));
     out.insert("activity".into(), Value::String(activity.clone()));
     out.insert("url".into(), Value::String(endpoint.clone()));
-    out.insert("body".into(), Value::String(sig.canonical_body.clone()));
-    let (status, result_code, error) = match result {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            let text = resp.text().unwrap_or_default();
-            let rc = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
-                v.get("resultCode")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            });
-            let err = match &rc {
-                Some(c) if c == "000000" && status == 200 => None,
-                Some(c) => Some(format!("HTTP {status}, resultCode {c}")),
-                None => Some(format!("HTTP {status}, no resultCode in the answer")),
-            };
-            (Some(status), rc, err)
-        }
-        Err(e) => (None, None, Some(e)),
-    };
+    out.insert("body".into(), Value::String(sent_body.clone()));
     out.insert("http_status".into(), json!(status));
     out.insert("result_code".into(), json!(result_code));
     out.insert("error".into(), json!(error));
@@ -947,7 +991,7 @@ fn send_callback(m: &Marketplace, code: &str, body: Value) -> Result<Value, Resp
         let _ = conn.execute(
             "INSERT INTO license_callbacks (code, activity, body, http_status, result_code, error, sent_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![code, activity, sig.canonical_body, status, result_code, error, clock::now_ms()],
+            params![code, activity, sent_body, status, result_code, error, clock::now_ms()],
         );
     }
     Ok(Value::Object(out))
