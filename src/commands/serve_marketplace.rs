@@ -1,7 +1,7 @@
 //! `csm serve marketplace`: the stand-in marketplace as a real server on this machine.
 
 use crate::cli::GlobalArgs;
-use crate::error::{CsmError, Exit, Result};
+use crate::error::{Exit, Result};
 use crate::marketplace::Marketplace;
 use crate::server;
 use clap::Args;
@@ -52,12 +52,8 @@ fn confirm_merchant(g: &GlobalArgs, a: &MarketplaceArgs) -> Result<()> {
     let Some(raw) = &a.merchant_endpoint else {
         return Ok(());
     };
-    // The shared endpoint rule (http(s), a host, no credentials, never echoed), its
-    // messages naming this flag.
-    let url = super::callback_args::parse_endpoint(raw).map_err(|e| match e {
-        CsmError::Usage(m) => CsmError::Usage(m.replacen("--endpoint", "--merchant-endpoint", 1)),
-        other => other,
-    })?;
+    // The shared endpoint rule (http(s), a host, no credentials, never echoed).
+    let url = super::callback_args::parse_endpoint_for("--merchant-endpoint", raw)?;
     super::callback_args::confirm_remote("--merchant-endpoint", &url, a.yes, g, "License callbacks")
 }
 

@@ -19,6 +19,28 @@ pub struct ApigSignature {
     pub authorization: String,
 }
 
+/// `host[:port]` as a Host header carries it for `url`: lower case, without user info or the
+/// scheme's default port (spec §5.1 step 2), so the value signed is the value the gateway
+/// sees. None for a URL without an http(s) scheme or a host.
+pub fn host_header_value(url: &str) -> Option<String> {
+    let (scheme, _) = url.split_once("://")?;
+    let default = match scheme.to_ascii_lowercase().as_str() {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return None,
+    };
+    let authority = split_url(url).0?.rsplit('@').next()?.to_ascii_lowercase();
+    if authority.is_empty() || authority.starts_with(':') {
+        return None;
+    }
+    Some(
+        authority
+            .strip_suffix(default)
+            .unwrap_or(&authority)
+            .to_string(),
+    )
+}
+
 /// Splits a URL (absolute or a bare path) into (host with port, path, query).
 pub fn split_url(url: &str) -> (Option<&str>, &str, &str) {
     let url = url.split('#').next().unwrap_or("");
@@ -381,6 +403,21 @@ pub fn format_sdk_date(t: chrono::DateTime<chrono::Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_header_drops_default_ports_case_and_user_info() {
+        let host = |u: &str| host_header_value(u);
+        assert_eq!(host("http://h:80/p").as_deref(), Some("h"));
+        assert_eq!(
+            host("https://MKT.Example.com:443/p").as_deref(),
+            Some("mkt.example.com")
+        );
+        assert_eq!(host("https://h:8443/p").as_deref(), Some("h:8443"));
+        assert_eq!(host("http://h:443/p").as_deref(), Some("h:443"));
+        assert_eq!(host("https://u:p@h/p").as_deref(), Some("h"));
+        assert_eq!(host("https:///p"), None);
+        assert_eq!(host("ftp://h/p"), None);
+    }
 
     #[test]
     fn authorization_forms_read_alike() {

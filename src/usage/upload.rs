@@ -46,10 +46,10 @@ pub fn apig_headers(
     body: &[u8],
     sdk_date: &str,
 ) -> Result<Vec<(String, String)>> {
-    let host = crate::protocol::apig::split_url(url)
-        .0
-        .unwrap_or_default()
-        .to_string();
+    // Signed as the gateway sees it (lower case, no default port), as for the license APIs.
+    let host = crate::protocol::apig::host_header_value(url).ok_or_else(|| {
+        CsmError::usage(format!("--endpoint {url:?}: no host to sign for --apig"))
+    })?;
     let mut all: Vec<(String, String)> = headers.to_vec();
     all.push(("Host".into(), host));
     all.push(("X-Sdk-Date".into(), sdk_date.to_string()));
@@ -428,6 +428,23 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The gateway sees `Host: mkt.example.com` for `https://MKT.example.com:443/…`; that is
+    /// the value signed.
+    #[test]
+    fn apig_signs_the_host_the_gateway_sees() {
+        let keys = ApigKeys {
+            ak: "AK1".into(),
+            sk: Secret::new("sk-1"),
+        };
+        let url = "https://MKT.example.com:443/api/v1/usage";
+        let sent = vec![("Content-Type".to_string(), "application/json".to_string())];
+        let extra = apig_headers(&keys, url, &sent, b"{}", "20240317T144237Z").unwrap();
+        let mut received = sent.clone();
+        received.push(("Host".into(), "mkt.example.com".into()));
+        received.extend(extra);
+        assert!(crate::protocol::apig::verify("sk-1", "POST", url, &received, b"{}").unwrap());
+    }
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {
