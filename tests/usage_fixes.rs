@@ -443,3 +443,32 @@ fn the_stand_in_refuses_unknown_faults_and_bad_numbers_at_start() {
     let server = env.market(&["slow=0", "license-internal-error", "batch-limit=100"]);
     assert!(server.base.starts_with("http://127.0.0.1:"));
 }
+
+#[test]
+fn uploading_a_file_again_sends_its_records_after_a_later_file_took_them_over() {
+    let env = Env::new();
+    let all = csv_records(4, true);
+    let lines: Vec<&str> = all.lines().collect();
+    let a = env.write("a.csv", &(lines[..3].join("\n") + "\n"));
+    let b = env.write("b.csv", &all);
+    journal_pending(&env, a.to_str().unwrap());
+    journal_pending(&env, b.to_str().unwrap());
+    let server = env.market(&[]);
+    let o = env.usage(&["upload", a.to_str().unwrap()], Some(&server));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(
+        count(
+            &env.market,
+            "SELECT count(*) FROM usage_records WHERE metering_sn IN ('sn-000000', 'sn-000001')"
+        ),
+        2
+    );
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'accepted' \
+             AND metering_sn IN ('sn-000000', 'sn-000001')"
+        ),
+        2
+    );
+}

@@ -175,22 +175,6 @@ fn open_input(input: &InputArgs) -> Result<RecordReader<BufReader<std::fs::File>
     ))
 }
 
-/// The file's SHA-256, read in a stream (an upload of a file already imported is a resume).
-fn file_sha256(p: &Path) -> Result<String> {
-    use sha2::Digest;
-    let mut f = std::fs::File::open(p).map_err(|e| CsmError::io(p, e))?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = std::io::Read::read(&mut f, &mut buf).map_err(|e| CsmError::io(p, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
 fn label(p: &Path) -> String {
     p.display().to_string()
 }
@@ -204,7 +188,6 @@ fn import_json(r: &ImportReport, file: &str) -> serde_json::Value {
         "already_accepted": r.already_accepted,
         "already_rejected": r.already_rejected,
         "replaced": r.replaced,
-        "identical_to_import": r.identical_to,
         "errors": r.error_count,
         "error_lines": r.errors.iter().map(|e| json!({"line": e.line, "message": e.message})).collect::<Vec<_>>(),
         "deadline": r.deadline,
@@ -234,10 +217,7 @@ fn print_import(g: &GlobalArgs, r: &ImportReport, file: &str, billing: Billing, 
     for (k, v) in &r.deadline {
         t.add_row(vec![format!("deadline {k}"), v.to_string()]);
     }
-    match r.identical_to {
-        Some(id) => println!("{file}: identical to import #{id}, not read again"),
-        None => println!("{file}:"),
-    }
+    println!("{file}:");
     println!("{t}");
     println!("{}", billing_note(billing));
     if !per_record {
@@ -301,14 +281,7 @@ fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
         .then(|| std::env::temp_dir().join(format!("csm-validate-{}.sqlite", clock::uuid())));
     let rep = {
         let mut j = Journal::open(scratch.as_deref().unwrap_or(&jpath))?;
-        j.import(
-            &mut reader,
-            &file,
-            None,
-            clock::now(),
-            a.input.billing,
-            false,
-        )
+        j.import(&mut reader, &file, clock::now(), a.input.billing, false)
     };
     if let Some(s) = &scratch {
         for suffix in ["", "-wal", "-shm"] {
@@ -542,29 +515,21 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     };
     let mut reader = open_input(&a.input)?;
     let file = label(&a.input.file);
-    let sha = file_sha256(&a.input.file)?;
     let mut j = Journal::open(&a.journal.path())?;
     let _lock = if a.dry_run {
         None
     } else {
         Some(j.lock_for_sending()?)
     };
-    let known = if a.dry_run {
-        None
-    } else {
-        j.identical_import(&sha)?
-    };
-    let rep = match known {
-        Some(rep) => rep,
-        None => j.import(
-            &mut reader,
-            &file,
-            Some(&sha),
-            clock::now(),
-            a.input.billing,
-            !a.dry_run,
-        )?,
-    };
+    // A file uploaded before is read again: its records still unsent join this upload
+    // (whichever import journaled them), decided ones are counted and left alone.
+    let rep = j.import(
+        &mut reader,
+        &file,
+        clock::now(),
+        a.input.billing,
+        !a.dry_run,
+    )?;
     if rep.error_count > 0 {
         if g.json {
             output::print_json(&import_json(&rep, &file));

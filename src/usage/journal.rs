@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS meta (
 CREATE TABLE IF NOT EXISTS imports (
     id          INTEGER PRIMARY KEY,
     file        TEXT NOT NULL,
+    -- Unused (NULL): kept so that journals written by earlier versions still open.
     file_sha256 TEXT,
     imported_at TEXT NOT NULL,
     new_records INTEGER NOT NULL
@@ -126,8 +127,6 @@ pub struct ImportReport {
     pub replaced: u64,
     pub errors: Vec<LineError>,
     pub error_count: u64,
-    /// The file is byte for byte one imported before (that import's id): not read again.
-    pub identical_to: Option<i64>,
     pub deadline: BTreeMap<&'static str, u64>,
     /// Records past the ideal window: (line, metering_sn, end_time, status).
     pub late: Vec<(u64, String, String, Deadline)>,
@@ -232,7 +231,6 @@ impl Journal {
         &mut self,
         reader: &mut RecordReader<R>,
         file_label: &str,
-        file_sha256: Option<&str>,
         now: DateTime<Utc>,
         billing: Billing,
         commit: bool,
@@ -243,8 +241,8 @@ impl Journal {
         let tx = self.conn.transaction().map_err(serr)?;
         let now_s = record::format_api_time(now);
         tx.execute(
-            "INSERT INTO imports (file, file_sha256, imported_at, new_records) VALUES (?1, ?2, ?3, 0)",
-            params![file_label, file_sha256, now_s],
+            "INSERT INTO imports (file, imported_at, new_records) VALUES (?1, ?2, 0)",
+            params![file_label, now_s],
         )
         .map_err(serr)?;
         let import_id = tx.last_insert_rowid();
@@ -321,45 +319,6 @@ impl Journal {
             tx.rollback().map_err(serr)?;
         }
         Ok(rep)
-    }
-
-    /// A file imported before with exactly these bytes: every line of it passed then and is
-    /// journaled (imports are all or nothing), so it need not be read again. Returns the
-    /// latest such import and the counts of its records by state.
-    pub fn identical_import(&self, file_sha256: &str) -> Result<Option<ImportReport>> {
-        let id: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT max(id) FROM imports WHERE file_sha256 = ?1",
-                [file_sha256],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))?;
-        let Some(id) = id else { return Ok(None) };
-        let mut rep = ImportReport {
-            import_id: id,
-            identical_to: Some(id),
-            ..Default::default()
-        };
-        let mut st = self
-            .conn
-            .prepare("SELECT state, count(*) FROM records WHERE import_id = ?1 GROUP BY state")
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-            })
-            .map_err(|e| self.err(e))?;
-        for r in rows {
-            let (state, n) = r.map_err(|e| self.err(e))?;
-            rep.read += n;
-            match state.as_str() {
-                "accepted" => rep.already_accepted += n,
-                "rejected" => rep.already_rejected += n,
-                _ => rep.again += n,
-            }
-        }
-        Ok(Some(rep))
     }
 
     /// Records left `sent` by an interrupted run may have been delivered: say so, so that a
@@ -987,7 +946,7 @@ mod tests {
 
     fn import(j: &mut Journal, text: &str, commit: bool) -> ImportReport {
         let mut r = RecordReader::new(std::io::BufReader::new(text.as_bytes()), Format::Csv);
-        j.import(&mut r, "in.csv", None, now(), Billing::Hourly, commit)
+        j.import(&mut r, "in.csv", now(), Billing::Hourly, commit)
             .unwrap()
     }
 
