@@ -472,3 +472,34 @@ fn uploading_a_file_again_sends_its_records_after_a_later_file_took_them_over() 
         2
     );
 }
+
+#[test]
+fn export_refuses_to_write_over_the_journal_or_its_files() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(3, true));
+    journal_pending(&env, f.to_str().unwrap());
+    let before = dump(&env.journal);
+    let j = env.journal.to_str().unwrap().to_string();
+    let dotted = env
+        .dir()
+        .join(".")
+        .join("journal.sqlite")
+        .to_str()
+        .unwrap()
+        .to_string();
+    for out in [j.clone(), dotted, format!("{j}-wal"), format!("{j}.lock")] {
+        let o = env.usage(&["export", "--state", "pending", "--out", &out], None);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{out}: {err}");
+        assert!(err.contains("--out") && err.contains(&out), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_eq!(dump(&env.journal), before);
+    }
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'pending'"
+        ),
+        3
+    );
+}

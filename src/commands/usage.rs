@@ -642,6 +642,37 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// The export is renamed over `--out`: never over the journal or a file SQLite keeps beside it.
+fn refuse_journal_file(out: &Path, journal: &Path) -> Result<()> {
+    // A file not there yet: its directory resolved, its name kept.
+    let canonical = |p: &Path| {
+        std::fs::canonicalize(p).ok().or_else(|| {
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+            let dir = std::fs::canonicalize(dir.unwrap_or(Path::new("."))).ok()?;
+            Some(dir.join(p.file_name()?))
+        })
+    };
+    let (Some(o), Some(j)) = (canonical(out), canonical(journal)) else {
+        return Ok(());
+    };
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        let mut name = j.clone().into_os_string();
+        name.push(suffix);
+        if o == PathBuf::from(name) {
+            return Err(CsmError::usage(format!(
+                "--out {}: is the journal{} (the export must go to another file)",
+                out.display(),
+                if suffix.is_empty() {
+                    String::new()
+                } else {
+                    format!("'s {suffix} file")
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn export(g: &GlobalArgs, a: ExportArgs) -> Result<Exit> {
     if !STATES.contains(&a.state.as_str()) {
         return Err(CsmError::usage(format!(
@@ -657,6 +688,7 @@ fn export(g: &GlobalArgs, a: ExportArgs) -> Result<Exit> {
             path.display()
         )));
     }
+    refuse_journal_file(&a.out, &path)?;
     let j = Journal::open(&path)?;
     let jsonl = Format::from_path(&a.out) == Format::Jsonl;
     // Written beside the target, then renamed: never a half-written file.
