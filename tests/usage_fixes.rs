@@ -503,3 +503,41 @@ fn export_refuses_to_write_over_the_journal_or_its_files() {
         3
     );
 }
+
+/// Runs `csm usage <args>` with its stdout a pipe whose reading end is already closed.
+fn with_closed_stdout(env: &Env, args: &[&str], server: Option<&Server>) -> (Option<i32>, String) {
+    let mut c = csm(env.dir());
+    c.arg("usage").args(args).arg("--journal").arg(&env.journal);
+    if let Some(s) = server {
+        c.arg("--key-file")
+            .arg(&env.key)
+            .args(["--endpoint", &s.base, "--backoff-ms", "1"]);
+    }
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    (o.status.code(), text(&o).1)
+}
+
+#[test]
+fn a_closed_stdout_neither_panics_nor_stops_the_upload() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(5, true));
+    let fs = f.to_str().unwrap();
+    for args in [vec!["validate", fs], vec!["upload", fs, "--dry-run"]] {
+        let (code, err) = with_closed_stdout(&env, &args, None);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let server = env.market(&[]);
+    let (code, err) = with_closed_stdout(&env, &["upload", fs], Some(&server));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 5);
+    let (code, err) = with_closed_stdout(&env, &["status"], None);
+    assert_eq!(code, Some(0), "{err}");
+}

@@ -217,14 +217,14 @@ fn print_import(g: &GlobalArgs, r: &ImportReport, file: &str, billing: Billing, 
     for (k, v) in &r.deadline {
         t.add_row(vec![format!("deadline {k}"), v.to_string()]);
     }
-    println!("{file}:");
-    println!("{t}");
-    println!("{}", billing_note(billing));
+    crate::say!("{file}:");
+    crate::say!("{t}");
+    crate::say!("{}", billing_note(billing));
     if !per_record {
         return;
     }
     for (line, sn, end, d) in &r.late {
-        println!(
+        crate::say!(
             "{file}:{line}: metering_sn {sn} ending {end} is {}",
             d.as_str()
         );
@@ -444,7 +444,7 @@ fn finish(
         ]);
         t.add_row(vec!["retry later".to_string(), rep.retry_later.to_string()]);
         t.add_row(vec!["not sent".to_string(), unsent.to_string()]);
-        println!("{t}");
+        crate::say!("{t}");
         if !rep.by_code.is_empty() {
             let mut c = output::table();
             c.set_header(vec!["outcome", "code", "count", "meaning"]);
@@ -455,9 +455,9 @@ fn finish(
                 }
                 c.add_row(vec![o.to_string(), code.clone(), n.to_string(), meaning]);
             }
-            println!("{c}");
+            crate::say!("{c}");
         }
-        println!(
+        crate::say!(
             "journal {}: {}",
             j.path.display(),
             STATES
@@ -467,7 +467,7 @@ fn finish(
                 .join(", ")
         );
         if rep.rejected > 0 {
-            println!("rejected records: `csm usage export --state rejected --out FILE`, fix, upload again");
+            crate::say!("rejected records: `csm usage export --state rejected --out FILE`, fix, upload again");
         }
     }
     if let Some(r) = &rep.refused {
@@ -544,7 +544,7 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
         } else {
             print_import(g, &rep, &file, a.input.billing, false);
             if !g.quiet {
-                println!(
+                crate::say!(
                     "dry run: {} records would be sent, nothing was journaled or sent",
                     rep.new + rep.again + rep.replaced
                 );
@@ -602,7 +602,7 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
         }));
         return Ok(Exit::Ok);
     }
-    println!("journal {}", path.display());
+    crate::say!("journal {}", path.display());
     let mut t = output::table();
     t.set_header(vec!["state", "records"]);
     for st in STATES {
@@ -611,17 +611,17 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
             s.counts.get(st).copied().unwrap_or(0).to_string(),
         ]);
     }
-    println!("{t}");
+    crate::say!("{t}");
     match &s.oldest_unsent {
-        Some((sn, inst, end, d)) => println!(
+        Some((sn, inst, end, d)) => crate::say!(
             "oldest unsent: metering_sn {sn} (instance {inst}) ending {end}: {}",
             d.as_str()
         ),
-        None => println!("oldest unsent: none"),
+        None => crate::say!("oldest unsent: none"),
     }
     let late = s.unsent_by_deadline.get("late").copied().unwrap_or(0);
     let overdue = s.unsent_by_deadline.get("overdue").copied().unwrap_or(0);
-    println!(
+    crate::say!(
         "unsent past the ideal window: {late}; past the last moment: {overdue} ({})",
         billing_note(a.billing)
     );
@@ -637,7 +637,7 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
                 x.message.clone(),
             ]);
         }
-        println!("last errors:\n{e}");
+        crate::say!("last errors:\n{e}");
     }
     Ok(Exit::Ok)
 }
@@ -710,7 +710,7 @@ fn export(g: &GlobalArgs, a: ExportArgs) -> Result<Exit> {
     if g.json {
         output::print_json(&json!({"state": a.state, "records": n, "out": label(&a.out)}));
     } else if !g.quiet {
-        println!("{n} {} records written to {}", a.state, a.out.display());
+        crate::say!("{n} {} records written to {}", a.state, a.out.display());
     }
     Ok(Exit::Ok)
 }
