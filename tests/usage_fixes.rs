@@ -541,3 +541,98 @@ fn a_closed_stdout_neither_panics_nor_stops_the_upload() {
     let (code, err) = with_closed_stdout(&env, &["status"], None);
     assert_eq!(code, Some(0), "{err}");
 }
+
+#[test]
+fn a_database_that_is_not_a_journal_is_refused_and_left_unchanged() {
+    let env = Env::new();
+    let other = env.path("other.db");
+    {
+        let c = open(&other);
+        c.execute_batch("CREATE TABLE t (x TEXT); INSERT INTO t VALUES ('keep');")
+            .unwrap();
+    }
+    let bytes = std::fs::read(&other).unwrap();
+    let f = env.write("u.csv", &csv_records(3, true));
+    let fs = f.to_str().unwrap();
+    let out = env.path("out.csv");
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let key = env.key.to_str().unwrap();
+    let runs: [Vec<&str>; 5] = [
+        vec!["status"],
+        vec![
+            "export",
+            "--state",
+            "pending",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        vec!["validate", fs],
+        vec!["upload", fs, "--dry-run"],
+        vec!["upload", fs, "--endpoint", &endpoint, "--key-file", key],
+    ];
+    for args in runs {
+        let o = csm(env.dir())
+            .arg("usage")
+            .args(&args)
+            .arg("--journal")
+            .arg(&other)
+            .output()
+            .unwrap();
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {err}");
+        assert!(
+            err.contains("--journal") && err.contains("schema_version"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_eq!(std::fs::read(&other).unwrap(), bytes, "{args:?}");
+        assert!(!env.path("other.db-wal").exists(), "{args:?}");
+    }
+}
+
+#[test]
+fn validate_dry_run_status_and_export_only_read_the_journal() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(3, true));
+    let fs = f.to_str().unwrap();
+    journal_pending(&env, fs);
+    let before = dump(&env.journal);
+    // Another process holds the journal's write lock: readers must not need it.
+    let writer = open(&env.journal);
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let o = env.usage(&["validate", fs, "--json"], None);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["already_journaled_unsent"], 3);
+    let o = env.usage(&["upload", fs, "--dry-run", "--json"], None);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["already_journaled_unsent"].as_u64(), v["new"].as_u64()),
+        (Some(3), Some(0))
+    );
+    // A line that clashes with a journaled period is still found.
+    let clash = csv_records(1, true).replace("sn-000000", "sn-other");
+    let c = env.write("clash.csv", &clash);
+    let o = env.usage(&["upload", c.to_str().unwrap(), "--dry-run"], None);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("period"), "{:?}", text(&o));
+    let o = env.usage(&["status", "--json"], None);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let out = env.path("p.csv");
+    let o = env.usage(
+        &[
+            "export",
+            "--state",
+            "pending",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 4);
+    writer.execute_batch("ROLLBACK").unwrap();
+    drop(writer);
+    assert_eq!(dump(&env.journal), before);
+}

@@ -272,23 +272,30 @@ fn bad_input(r: &ImportReport, file: &str) -> CsmError {
     ))
 }
 
+/// A journal in memory for `validate` and `upload --dry-run`: the real one, when there is
+/// one, is only read (records already in it are counted as an upload would count them).
+fn check_only(a: &JournalArg) -> Result<Journal> {
+    let path = a.path();
+    Journal::scratch(path.exists().then_some(path.as_path()))
+}
+
+/// The journal `replay`, `status` and `export` work on: it must be there already.
+fn existing_journal(a: &JournalArg) -> Result<PathBuf> {
+    let path = a.path();
+    if !path.exists() {
+        return Err(CsmError::usage(format!(
+            "--journal {}: no journal there (upload a file first)",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
 fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
     let mut reader = open_input(&a.input)?;
     let file = label(&a.input.file);
-    let jpath = a.journal.path();
-    // Against the real journal when there is one; otherwise a scratch one (removed after).
-    let scratch = (!jpath.exists())
-        .then(|| std::env::temp_dir().join(format!("csm-validate-{}.sqlite", clock::uuid())));
-    let rep = {
-        let mut j = Journal::open(scratch.as_deref().unwrap_or(&jpath))?;
-        j.import(&mut reader, &file, clock::now(), a.input.billing, false)
-    };
-    if let Some(s) = &scratch {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", s.display()));
-        }
-    }
-    let rep = rep?;
+    let rep =
+        check_only(&a.journal)?.import(&mut reader, &file, clock::now(), a.input.billing, false)?;
     if g.json {
         output::print_json(&import_json(&rep, &file));
     } else {
@@ -515,7 +522,11 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     };
     let mut reader = open_input(&a.input)?;
     let file = label(&a.input.file);
-    let mut j = Journal::open(&a.journal.path())?;
+    let mut j = if a.dry_run {
+        check_only(&a.journal)?
+    } else {
+        Journal::open(&a.journal.path())?
+    };
     let _lock = if a.dry_run {
         None
     } else {
@@ -561,13 +572,7 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
 
 fn replay(g: &GlobalArgs, a: ReplayArgs) -> Result<Exit> {
     let cfg = send_config(g, &a.conn)?;
-    let path = a.journal.path();
-    if !path.exists() {
-        return Err(CsmError::usage(format!(
-            "--journal {}: no journal there (upload a file first)",
-            path.display()
-        )));
-    }
+    let path = existing_journal(&a.journal)?;
     let mut j = Journal::open(&path)?;
     let _lock = j.lock_for_sending()?;
     let scope = Scope::Unfinished {
@@ -578,14 +583,8 @@ fn replay(g: &GlobalArgs, a: ReplayArgs) -> Result<Exit> {
 }
 
 fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
-    let path = a.journal.path();
-    if !path.exists() {
-        return Err(CsmError::usage(format!(
-            "--journal {}: no journal there (upload a file first)",
-            path.display()
-        )));
-    }
-    let j = Journal::open(&path)?;
+    let path = existing_journal(&a.journal)?;
+    let j = Journal::open_read_only(&path)?;
     let s = j.status(a.billing, clock::now())?;
     if g.json {
         output::print_json(&json!({
@@ -681,15 +680,9 @@ fn export(g: &GlobalArgs, a: ExportArgs) -> Result<Exit> {
             STATES.join(", ")
         )));
     }
-    let path = a.journal.path();
-    if !path.exists() {
-        return Err(CsmError::usage(format!(
-            "--journal {}: no journal there (upload a file first)",
-            path.display()
-        )));
-    }
+    let path = existing_journal(&a.journal)?;
     refuse_journal_file(&a.out, &path)?;
-    let j = Journal::open(&path)?;
+    let j = Journal::open_read_only(&path)?;
     let jsonl = Format::from_path(&a.out) == Format::Jsonl;
     // Written beside the target, then renamed: never a half-written file.
     let tmp = a

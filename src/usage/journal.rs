@@ -5,10 +5,10 @@
 
 use super::batch::Outcome;
 use super::reader::{LineError, RecordReader};
-use super::record::{self, Billing, Deadline, RawRecord, UsageRecord};
+use super::record::{self, Billing, Deadline, UsageRecord};
 use crate::error::{CsmError, Result};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -77,6 +77,8 @@ pub struct Journal {
     pub path: PathBuf,
     /// The current `PRAGMA synchronous` is FULL.
     full_sync: bool,
+    /// A scratch journal in memory with the real one attached read-only as `known`.
+    known: bool,
 }
 
 /// The journal file: `--journal`, else `CSM_JOURNAL` (clap reads it), else the data dir.
@@ -89,6 +91,64 @@ pub fn default_path() -> PathBuf {
 
 fn storage(path: &Path, e: impl std::fmt::Display) -> CsmError {
     CsmError::Storage(format!("journal {}: {e}", path.display()))
+}
+
+fn not_a_journal(path: &Path, why: &str) -> CsmError {
+    CsmError::Storage(format!(
+        "--journal {}: not a csm usage journal ({why}); name another file",
+        path.display()
+    ))
+}
+
+/// The journal's schema version: None for an empty database (a new journal), an error for a
+/// database of something else or of another version.
+fn schema_version(conn: &Connection, path: &Path) -> Result<Option<i64>> {
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| storage(path, e))?;
+    if tables == 0 {
+        return Ok(None);
+    }
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .unwrap_or(None);
+    let Some(v) = v else {
+        return Err(not_a_journal(
+            path,
+            "it holds tables but no meta.schema_version",
+        ));
+    };
+    if v != SCHEMA_VERSION.to_string() {
+        return Err(storage(
+            path,
+            format!("schema version {v}, this csm reads version {SCHEMA_VERSION}"),
+        ));
+    }
+    Ok(Some(SCHEMA_VERSION))
+}
+
+/// `file:` URI opening `path` read-only (for ATTACH).
+fn read_only_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            '%' => uri.push_str("%25"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=ro");
+    uri
 }
 
 /// Held while records are sent: two senders on one journal could each take the other's
@@ -142,7 +202,43 @@ impl Journal {
             std::fs::create_dir_all(dir).map_err(|e| CsmError::io(dir, e))?;
         }
         let conn = Connection::open(path).map_err(|e| storage(path, e))?;
+        // Before anything is written: never turn some other database into a journal.
+        schema_version(&conn, path)?;
         Self::setup(conn, path)
+    }
+
+    /// The journal for reading only (`status`, `export`): nothing is created or changed.
+    pub fn open_read_only(path: &Path) -> Result<Journal> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| storage(path, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| storage(path, e))?;
+        match schema_version(&conn, path)? {
+            Some(_) => Ok(Journal {
+                conn,
+                path: path.to_path_buf(),
+                full_sync: true,
+                known: false,
+            }),
+            None => Err(not_a_journal(path, "it is empty")),
+        }
+    }
+
+    /// A journal in memory for checks that must leave the real one alone (`validate`,
+    /// `upload --dry-run`). With `real`, that journal is attached read-only: records already
+    /// in it are counted as an upload would count them.
+    pub fn scratch(real: Option<&Path>) -> Result<Journal> {
+        let label = Path::new(":memory:");
+        let conn = Connection::open_in_memory().map_err(|e| storage(label, e))?;
+        let mut j = Self::setup(conn, label)?;
+        if let Some(real) = real {
+            drop(Self::open_read_only(real)?);
+            j.conn
+                .execute("ATTACH DATABASE ?1 AS known", [read_only_uri(real)])
+                .map_err(|e| storage(real, e))?;
+            j.known = true;
+        }
+        Ok(j)
     }
 
     fn setup(conn: Connection, path: &Path) -> Result<Journal> {
@@ -162,23 +258,12 @@ impl Journal {
             Ok(())
         };
         init().map_err(|e| storage(path, e))?;
-        let v: String = conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| storage(path, e))?;
-        if v != SCHEMA_VERSION.to_string() {
-            return Err(storage(
-                path,
-                format!("schema version {v}, this csm reads version {SCHEMA_VERSION}"),
-            ));
-        }
+        schema_version(&conn, path)?;
         Ok(Journal {
             conn,
             path: path.to_path_buf(),
             full_sync: true,
+            known: false,
         })
     }
 
@@ -236,6 +321,7 @@ impl Journal {
         commit: bool,
     ) -> Result<ImportReport> {
         self.set_sync(true)?;
+        let known = self.known;
         let path = self.path.clone();
         let serr = |e: rusqlite::Error| storage(&path, e);
         let tx = self.conn.transaction().map_err(serr)?;
@@ -299,12 +385,22 @@ impl Journal {
                         import_id
                     ])
                     .map_err(serr)?;
-                if n == 1 {
-                    rep.new += 1;
-                    continue;
-                }
-                if let Err(message) = resolve_conflict(&tx, &rec, &raw, import_id, &mut rep) {
-                    rep.push_error(LineError { line, message });
+                let found = if n == 1 && known {
+                    // New in this scratch journal: the real one may hold it.
+                    resolve_conflict(&tx, &rec, -1, &mut rep, Db::Known)
+                } else if n == 1 {
+                    Ok(false)
+                } else {
+                    resolve_conflict(&tx, &rec, import_id, &mut rep, Db::Main).and_then(|f| {
+                        f.then_some(true).ok_or_else(|| {
+                            format!("metering_sn {:?}: could not be journaled", rec.metering_sn)
+                        })
+                    })
+                };
+                match found {
+                    Ok(true) => {}
+                    Ok(false) => rep.new += 1,
+                    Err(message) => rep.push_error(LineError { line, message }),
                 }
             }
         }
@@ -793,21 +889,40 @@ type Existing = (
     bool,
 );
 
+/// Where [`resolve_conflict`] looks.
+#[derive(Clone, Copy)]
+enum Db {
+    Main,
+    Known,
+}
+
 /// A record whose metering_sn or period is already journaled: the same record again is
 /// fine (it joins this upload unless it is decided), a fixed rejected record replaces the
 /// old one, anything else is a duplicate and an error naming the earlier line.
+///
+/// `Db::Known` looks in the real journal attached read-only to a scratch one (`import_id`
+/// -1): nothing is written, the outcome is counted as an import into it would count it.
+/// Ok(false): the record is in neither place (a new record).
 fn resolve_conflict(
     tx: &Transaction,
     rec: &UsageRecord,
-    _raw: &RawRecord,
     import_id: i64,
     rep: &mut ImportReport,
-) -> std::result::Result<(), String> {
+    db: Db,
+) -> std::result::Result<bool, String> {
+    let t = match db {
+        Db::Main => "main.records",
+        Db::Known => "known.records",
+    };
+    let write = matches!(db, Db::Main);
     let dberr = |e: rusqlite::Error| format!("journal: {e}");
     let by_sn: Option<Existing> = tx
         .query_row(
-            "SELECT id, state, instance_id, begin_time, end_time, usage_value, relate_pkg_instance,
-             source_file, source_line, maybe_delivered FROM records WHERE metering_sn = ?1",
+            &format!(
+                "SELECT id, state, instance_id, begin_time, end_time, usage_value,
+                 relate_pkg_instance, source_file, source_line, maybe_delivered FROM {t}
+                 WHERE metering_sn = ?1"
+            ),
             [&rec.metering_sn],
             |r| {
                 Ok((
@@ -841,7 +956,7 @@ fn resolve_conflict(
             && relate == rec.relate_pkg_instance;
         let this_import: bool = tx
             .query_row(
-                "SELECT import_id = ?2 FROM records WHERE id = ?1",
+                &format!("SELECT import_id = ?2 FROM {t} WHERE id = ?1"),
                 params![id, import_id],
                 |r| r.get(0),
             )
@@ -858,15 +973,17 @@ fn resolve_conflict(
                 "accepted" => rep.already_accepted += 1,
                 "rejected" => rep.already_rejected += 1,
                 _ => {
-                    tx.execute(
-                        "UPDATE records SET import_id = ?2 WHERE id = ?1",
-                        params![id, import_id],
-                    )
-                    .map_err(dberr)?;
+                    if write {
+                        tx.execute(
+                            "UPDATE records SET import_id = ?2 WHERE id = ?1",
+                            params![id, import_id],
+                        )
+                        .map_err(dberr)?;
+                    }
                     rep.again += 1;
                 }
             }
-            return Ok(());
+            return Ok(true);
         }
         if state == "rejected" && maybe {
             // An earlier attempt got no definite answer: the marketplace may hold the first
@@ -879,8 +996,19 @@ fn resolve_conflict(
             ));
         }
         if state == "rejected" {
-            let n = tx
-                .execute(
+            let n = if !write {
+                // Replaceable unless another record holds the new period.
+                tx.query_row(
+                    &format!(
+                        "SELECT count(*) = 0 FROM {t} WHERE instance_id = ?1
+                         AND begin_time = ?2 AND end_time = ?3 AND id != ?4"
+                    ),
+                    params![rec.instance_id, rec.begin_time, rec.end_time, id],
+                    |r| r.get::<_, bool>(0),
+                )
+                .map_err(dberr)? as usize
+            } else {
+                tx.execute(
                     "UPDATE OR IGNORE records SET instance_id = ?2, begin_time = ?3, end_time = ?4,
                      usage_value = ?5, relate_pkg_instance = ?6, record_time = ?7, import_id = ?8,
                      state = CASE WHEN maybe_delivered = 1 THEN 'sent' ELSE 'pending' END,
@@ -896,10 +1024,11 @@ fn resolve_conflict(
                         import_id
                     ],
                 )
-                .map_err(dberr)?;
+                .map_err(dberr)?
+            };
             if n == 1 {
                 rep.replaced += 1;
-                return Ok(());
+                return Ok(true);
             }
         } else {
             return Err(format!(
@@ -912,8 +1041,10 @@ fn resolve_conflict(
     }
     let by_period: Option<(String, String, String, i64, bool)> = tx
         .query_row(
-            "SELECT metering_sn, state, source_file, source_line, import_id = ?4 FROM records
-             WHERE instance_id = ?1 AND begin_time = ?2 AND end_time = ?3",
+            &format!(
+                "SELECT metering_sn, state, source_file, source_line, import_id = ?4 FROM {t}
+                 WHERE instance_id = ?1 AND begin_time = ?2 AND end_time = ?3"
+            ),
             params![rec.instance_id, rec.begin_time, rec.end_time, import_id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
@@ -928,10 +1059,7 @@ fn resolve_conflict(
             rec.end_time,
             where_(&file, line, same_import)
         )),
-        None => Err(format!(
-            "metering_sn {:?}: could not be journaled",
-            rec.metering_sn
-        )),
+        None => Ok(false),
     }
 }
 
