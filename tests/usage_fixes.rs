@@ -636,3 +636,55 @@ fn validate_dry_run_status_and_export_only_read_the_journal() {
     drop(writer);
     assert_eq!(dump(&env.journal), before);
 }
+
+#[test]
+fn records_waiting_out_a_backoff_stay_pending_until_their_attempt_leaves() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(3, true));
+    // Nothing listens: the first attempt cannot connect; the retry waits 15 to 30 s.
+    let mut child = csm(env.dir())
+        .args(["usage", "upload", f.to_str().unwrap(), "--journal"])
+        .arg(&env.journal)
+        .arg("--key-file")
+        .arg(&env.key)
+        .args(["--endpoint", &format!("http://127.0.0.1:{}", free_port())])
+        .args(["--retries", "1", "--backoff-ms", "30000", "-q"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while try_count(
+        &env.journal,
+        "SELECT count(*) FROM batches WHERE verdict = 'refused'",
+    )
+    .unwrap_or(0)
+        == 0
+    {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(30));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    // Killed during the pause: the retry was neither journaled nor signed.
+    assert_eq!(count(&env.journal, "SELECT count(*) FROM batches"), 1);
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'pending' AND maybe_delivered = 0"
+        ),
+        3
+    );
+    // A replay after the kill does not take them for maybe delivered.
+    let server = env.market(&[]);
+    let o = env.usage(&["replay", "--json"], Some(&server));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE maybe_delivered = 1"
+        ),
+        0
+    );
+}

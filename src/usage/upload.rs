@@ -11,7 +11,7 @@ use crate::secret::Secret;
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Answers larger than this are not read further (a usage answer is small).
 const MAX_ANSWER: u64 = 4 * 1024 * 1024;
@@ -115,8 +115,9 @@ const DEPTH: usize = 2;
 struct Job {
     batch: Vec<Stored>,
     attempt: u32,
-    /// Pause before this attempt (backoff), taken on the request's thread.
-    delay: Duration,
+    /// Not launched before this (backoff): the records are journaled `sent` and the request
+    /// signed only when it is due, so a kill while waiting leaves them `pending`.
+    not_before: Instant,
 }
 
 /// What came back for one request, before any classification.
@@ -169,26 +170,22 @@ fn launch(
         req = req.header(n.as_str(), v.as_str());
     }
     let req = req.body(body);
-    let delay = job.delay;
-    let handle = std::thread::spawn(move || {
-        std::thread::sleep(delay);
-        match req.send() {
-            Err(e) => Answer::Failed {
-                reached: !e.is_connect(),
-                code: if e.is_timeout() { "timeout" } else { "network" }.into(),
-                reason: error_chain(&e),
-            },
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let mut body = Vec::new();
-                match resp.take(MAX_ANSWER).read_to_end(&mut body) {
-                    Ok(_) => Answer::Http { status, body },
-                    Err(e) => Answer::Failed {
-                        reached: true,
-                        code: "network".into(),
-                        reason: format!("answer cut off: {e}"),
-                    },
-                }
+    let handle = std::thread::spawn(move || match req.send() {
+        Err(e) => Answer::Failed {
+            reached: !e.is_connect(),
+            code: if e.is_timeout() { "timeout" } else { "network" }.into(),
+            reason: error_chain(&e),
+        },
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let mut body = Vec::new();
+            match resp.take(MAX_ANSWER).read_to_end(&mut body) {
+                Ok(_) => Answer::Http { status, body },
+                Err(e) => Answer::Failed {
+                    reached: true,
+                    code: "network".into(),
+                    reason: format!("answer cut off: {e}"),
+                },
             }
         }
     });
@@ -241,7 +238,15 @@ pub fn send(
     loop {
         while !stopping && flights.len() < DEPTH {
             let job = match retries.pop_front() {
-                Some(j) => j,
+                // Not due yet: take the answers in flight first, else wait here.
+                Some(j) if j.not_before > Instant::now() && !flights.is_empty() => {
+                    retries.push_front(j);
+                    break;
+                }
+                Some(j) => {
+                    std::thread::sleep(j.not_before.saturating_duration_since(Instant::now()));
+                    j
+                }
                 None if journal_done => break,
                 None => {
                     let batch = journal.next_batch(scope, after_id, batch_size)?;
@@ -254,7 +259,7 @@ pub fn send(
                     Job {
                         batch,
                         attempt: 1,
-                        delay: Duration::ZERO,
+                        not_before: Instant::now(),
                     }
                 }
             };
@@ -338,7 +343,7 @@ pub fn send(
                     retries.push_back(Job {
                         batch: requeue,
                         attempt: job.attempt + 1,
-                        delay: Duration::ZERO,
+                        not_before: Instant::now(),
                     });
                 }
             }
@@ -365,7 +370,7 @@ pub fn send(
                         retries.push_back(Job {
                             batch: std::mem::replace(&mut job.batch, rest),
                             attempt: job.attempt + 1,
-                            delay: Duration::ZERO,
+                            not_before: Instant::now(),
                         });
                     }
                 } else {
@@ -400,7 +405,8 @@ pub fn send(
                 } else {
                     let r: f64 = rand::thread_rng().gen();
                     retries.push_back(Job {
-                        delay: backoff_delay(cfg.backoff, cfg.max_backoff, job.attempt, r),
+                        not_before: Instant::now()
+                            + backoff_delay(cfg.backoff, cfg.max_backoff, job.attempt, r),
                         attempt: job.attempt + 1,
                         batch: job.batch,
                     });
