@@ -76,6 +76,14 @@ fn a_record_past_21_days_is_rejected_locally_and_does_not_block_its_batch() {
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(5), "{out} {err}");
     assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 2);
+    // Refused before sending: no request of this run was turned away for it.
+    assert_eq!(
+        count(
+            &env.market,
+            "SELECT count(*) FROM usage_requests WHERE error_code = 'MKT.9004'"
+        ),
+        0
+    );
     assert_eq!(
         count(
             &env.market,
@@ -686,5 +694,37 @@ fn records_waiting_out_a_backoff_stay_pending_until_their_attempt_leaves() {
             "SELECT count(*) FROM records WHERE maybe_delivered = 1"
         ),
         0
+    );
+}
+
+#[test]
+fn a_maybe_delivered_record_past_21_days_is_not_rejected_unsent() {
+    let env = Env::new();
+    let f = env.write(
+        "u.csv",
+        "instance_id,begin_time,end_time,usage_value,metering_sn\n\
+         i-1,20251221T100000Z,20251221T110000Z,1,sn-old\n",
+    );
+    // A 500: no definite answer, the marketplace may hold it.
+    let o = upload_to(&env, f.to_str().unwrap(), &answering(500, 1));
+    assert_eq!(o.status.code(), Some(4), "{:?}", text(&o));
+    let server = market_at(&env, LATER);
+    let o = csm(env.dir())
+        .env("CSM_NOW", LATER)
+        .args(["usage", "replay", "--journal"])
+        .arg(&env.journal)
+        .arg("--key-file")
+        .arg(&env.key)
+        .args(["--endpoint", &server.base, "--backoff-ms", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(5), "{:?}", text(&o));
+    assert_eq!(count(&env.market, "SELECT count(*) FROM usage_requests"), 0);
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'sent' AND maybe_delivered = 1"
+        ),
+        1
     );
 }

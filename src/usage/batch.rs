@@ -104,6 +104,10 @@ pub enum BatchVerdict {
     Fatal { code: String, reason: String },
     /// Too many records for this marketplace (MKT.9003): send smaller batches.
     TooMany,
+    /// Refused as a whole, nothing stored, worth sending again as it is (MKT.9004: a
+    /// begin_time the marketplace's clock finds older than 21 days; csm's own check found
+    /// none, so which record is meant is not known).
+    Resend { code: String, reason: String },
 }
 
 /// Per-record result codes 001-013 (from the marketplace's SDR error list, see docs/usage.md;
@@ -159,14 +163,12 @@ pub fn classify_record(code: &str, msg: &str, maybe_delivered: bool) -> Outcome 
 }
 
 /// Reads the answer to a batch of `n` records with the given metering_sns.
-/// `maybe_delivered[i]` as in [`classify_record`]; `too_old[i]`: the record's begin_time is
-/// now outside the 21-day window (used to place MKT.9004).
+/// `maybe_delivered[i]` as in [`classify_record`].
 pub fn classify_response(
     status: u16,
     body: &[u8],
     sns: &[&str],
     maybe_delivered: &[bool],
-    too_old: &[bool],
 ) -> BatchVerdict {
     let parsed = json::parse(body).ok();
     let code = parsed
@@ -236,25 +238,10 @@ pub fn classify_response(
             }
         }
         (_, "MKT.9003") => BatchVerdict::TooMany,
-        (_, "MKT.9004") => BatchVerdict::Records(
-            too_old
-                .iter()
-                .map(|&old| {
-                    if old {
-                        Outcome::Rejected {
-                            code: "MKT.9004".into(),
-                            reason: "begin_time is more than 21 days old".into(),
-                        }
-                    } else {
-                        // Another record of the batch was too old: this one goes again.
-                        Outcome::Retry {
-                            code: "MKT.9004".into(),
-                            reason: "batch refused because of another record".into(),
-                        }
-                    }
-                })
-                .collect(),
-        ),
+        (_, "MKT.9004") => BatchVerdict::Resend {
+            code: label,
+            reason,
+        },
         (_, "MKT.0100" | "MKT.0101" | "MKT.0199" | "MKT.9001" | "MKT.9002") => {
             whole(Outcome::Rejected {
                 code: label,
@@ -391,7 +378,6 @@ mod tests {
             body,
             &["a", "b", "c", "d", "e", "f"],
             &[false, true, false, false, false, false],
-            &[false; 6],
         );
         let BatchVerdict::Records(o) = v else {
             panic!("{v:?}")
@@ -408,9 +394,7 @@ mod tests {
 
     #[test]
     fn batch_codes() {
-        let c = |s, b: &str| {
-            classify_response(s, b.as_bytes(), &["a", "b"], &[false; 2], &[true, false])
-        };
+        let c = |s, b: &str| classify_response(s, b.as_bytes(), &["a", "b"], &[false; 2]);
         assert!(matches!(
             c(
                 400,
@@ -427,11 +411,10 @@ mod tests {
             c(500, r#"{"error_code":"MKT.9003"}"#),
             BatchVerdict::TooMany
         ));
-        let BatchVerdict::Records(o) = c(500, r#"{"error_code":"MKT.9004"}"#) else {
-            panic!()
-        };
-        assert!(matches!(o[0], Outcome::Rejected { .. }));
-        assert!(matches!(o[1], Outcome::Retry { .. }));
+        assert!(matches!(
+            c(500, r#"{"error_code":"MKT.9004"}"#),
+            BatchVerdict::Resend { code, .. } if code == "MKT.9004"
+        ));
         let BatchVerdict::Records(o) = c(500, r#"{"error_code":"MKT.9002"}"#) else {
             panic!()
         };

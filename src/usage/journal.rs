@@ -574,7 +574,8 @@ impl Journal {
     }
 
     /// Records refused here without being sent (their begin_time left the marketplace's
-    /// window while they waited): `rejected` with the code the marketplace would give.
+    /// window while they waited): `rejected` with the code the marketplace would give. A
+    /// record an earlier attempt may have delivered stays `sent` (as in `mark_refused`).
     pub fn reject_unsent(
         &mut self,
         ids: &[i64],
@@ -587,8 +588,10 @@ impl Journal {
         let serr = |e: rusqlite::Error| storage(&path, e);
         let tx = self.conn.transaction().map_err(serr)?;
         tx.execute(
-            "UPDATE records SET state = 'rejected', last_code = ?2, last_message = ?3,
-             decided_at = ?4 WHERE id IN (SELECT value FROM json_each(?1))",
+            "UPDATE records SET state = CASE WHEN maybe_delivered = 1 THEN 'sent'
+             ELSE 'rejected' END, last_code = ?2, last_message = ?3,
+             decided_at = CASE WHEN maybe_delivered = 1 THEN decided_at ELSE ?4 END
+             WHERE id IN (SELECT value FROM json_each(?1))",
             params![id_list(ids), code, reason, now],
         )
         .map_err(serr)?;

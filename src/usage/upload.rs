@@ -272,12 +272,20 @@ pub fn send(
             job.batch = fresh;
             if !old.is_empty() {
                 let ids: Vec<i64> = old.iter().map(|s| s.id).collect();
-                let o = Outcome::Rejected {
-                    code: "MKT.9004".into(),
-                    reason: OLD_REASON.into(),
-                };
                 journal.reject_unsent(&ids, "MKT.9004", OLD_REASON, &now_s())?;
-                for _ in &ids {
+                for s in &old {
+                    // One the marketplace may hold stays `sent`: undecided, not rejected.
+                    let o = if s.maybe_delivered {
+                        Outcome::Retry {
+                            code: "MKT.9004".into(),
+                            reason: OLD_REASON.into(),
+                        }
+                    } else {
+                        Outcome::Rejected {
+                            code: "MKT.9004".into(),
+                            reason: OLD_REASON.into(),
+                        }
+                    };
                     count(&mut rep, &o);
                 }
                 done += ids.len() as u64;
@@ -314,11 +322,9 @@ pub fn send(
                     .map(|s| s.record.metering_sn.as_str())
                     .collect();
                 let maybe: Vec<bool> = job.batch.iter().map(|s| s.maybe_delivered).collect();
-                let now = clock::now();
-                let old: Vec<bool> = job.batch.iter().map(|s| too_old(s, now)).collect();
                 (
                     Some(status),
-                    batch::classify_response(status, &body, &sns, &maybe, &old),
+                    batch::classify_response(status, &body, &sns, &maybe),
                     true,
                 )
             }
@@ -326,25 +332,28 @@ pub fn send(
         match verdict {
             BatchVerdict::Records(outcomes) => {
                 journal.apply(bid, &ids, &outcomes, status.unwrap_or(0), &now_s())?;
-                // MKT.9004 refused the batch for another record's sake: the others go again
-                // in this run (bounded like any retry).
-                let again = job.attempt <= cfg.retries;
-                let mut requeue = Vec::new();
-                for (s, o) in job.batch.into_iter().zip(&outcomes) {
-                    if again && matches!(o, Outcome::Retry { code, .. } if code == "MKT.9004") {
-                        requeue.push(s);
-                    } else {
-                        count(&mut rep, o);
-                        done += 1;
-                    }
+                for o in &outcomes {
+                    count(&mut rep, o);
                 }
+                done += outcomes.len() as u64;
                 progress(done);
-                if !requeue.is_empty() {
+            }
+            BatchVerdict::Resend { code, reason } => {
+                journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
+                if job.attempt <= cfg.retries {
                     retries.push_back(Job {
-                        batch: requeue,
+                        batch: job.batch,
                         attempt: job.attempt + 1,
                         not_before: Instant::now(),
                     });
+                } else {
+                    // Left `pending` (or `sent` when maybe delivered) for a later replay.
+                    let o = Outcome::Retry { code, reason };
+                    for _ in &ids {
+                        count(&mut rep, &o);
+                    }
+                    done += ids.len() as u64;
+                    progress(done);
                 }
             }
             BatchVerdict::Fatal { code, reason } => {
