@@ -262,7 +262,11 @@ fn endpoint_must_be_a_plain_base_url_and_no_password_is_echoed() {
     let fs = f.to_str().unwrap();
     for (endpoint, rule) in [
         ("ftp://127.0.0.1:1", "http"),
-        ("http://user:hunter2@127.0.0.1:1", "user info"),
+        // The rule and wording every endpoint flag of csm uses.
+        (
+            "http://user:hunter2@127.0.0.1:1",
+            "must not contain a user name or password",
+        ),
         ("http://127.0.0.1:1/api", "path"),
         ("http://127.0.0.1:1/?a=b", "query"),
         ("http://127.0.0.1:1/#x", "fragment"),

@@ -308,30 +308,16 @@ fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// The marketplace's base URL: http(s), a host, no user info, query or fragment, and no
-/// path (csm appends the API path). Returned without a trailing `/`.
+/// The marketplace's base URL: the rules of every endpoint flag (http or https, a host, no
+/// user info, never echoed), then no path, query or fragment (csm appends the API path).
+/// Returned without a trailing `/`.
 fn check_endpoint(raw: &str) -> Result<String> {
-    // A value with user info may hold a password: it is never echoed.
-    let shown = if raw.contains('@') {
-        "(value not shown: it holds user info)".to_string()
-    } else {
-        raw.to_string()
-    };
+    let url = crate::commands::callback_args::parse_endpoint(raw)?;
     let bad = |rule: &str| {
         CsmError::usage(format!(
-            "--endpoint {shown}: {rule} (a base URL: scheme, host and port; csm appends the API path)"
+            "--endpoint {raw}: {rule} (a base URL: scheme, host and port; csm appends the API path)"
         ))
     };
-    let url = reqwest::Url::parse(raw).map_err(|e| bad(&format!("not a URL ({e})")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad("must start with http:// or https://"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("must not contain user info (user:password@)"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(bad("must name a host"));
-    }
     if url.query().is_some() {
         return Err(bad("must not have a query (?...)"));
     }
