@@ -14,7 +14,7 @@ use crate::clock;
 use crate::protocol::json::{self, write_string, Json};
 use crate::protocol::usage_sig;
 use crate::server::{Request, Response};
-use crate::usage::batch::{push_json_str, record_code_meaning, MAX_BATCH, USAGE_PATH};
+use crate::usage::batch::{record_code_meaning, MAX_BATCH, USAGE_PATH};
 use crate::usage::record::{self, MAX_AGE_DAYS, MAX_ID_LEN};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
@@ -205,11 +205,11 @@ fn handle(m: &Marketplace, req: &Request, n: u64) -> Response {
             out.push(',');
         }
         out.push_str("{\"metering_sn\":");
-        push_json_str(&mut out, sn);
+        write_string(&mut out, sn);
         out.push_str(",\"result_code\":");
-        push_json_str(&mut out, code);
+        write_string(&mut out, code);
         out.push_str(",\"result_msg\":");
-        push_json_str(&mut out, msg);
+        write_string(&mut out, msg);
         out.push('}');
     }
     out.push_str("]}");

@@ -18,17 +18,6 @@ pub enum ValueAs {
     String,
 }
 
-/// A JSON string literal; strings that need no escaping (nearly all) are copied whole.
-pub fn push_json_str(out: &mut String, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else {
-        write_string(out, s);
-    }
-}
-
 /// The body `{"usage_records":[...]}` with keys sorted at every level, compact: the exact
 /// bytes that are signed and sent. Written directly (the field names are fixed and already in
 /// byte order) so that a 1000-record body costs one pass.
@@ -40,24 +29,24 @@ pub fn body_string(records: &[UsageRecord], value_as: ValueAs) -> String {
             out.push(',');
         }
         out.push_str("{\"begin_time\":");
-        push_json_str(&mut out, &r.begin_time);
+        write_string(&mut out, &r.begin_time);
         out.push_str(",\"end_time\":");
-        push_json_str(&mut out, &r.end_time);
+        write_string(&mut out, &r.end_time);
         out.push_str(",\"instance_id\":");
-        push_json_str(&mut out, &r.instance_id);
+        write_string(&mut out, &r.instance_id);
         out.push_str(",\"metering_sn\":");
-        push_json_str(&mut out, &r.metering_sn);
+        write_string(&mut out, &r.metering_sn);
         out.push_str(",\"record_time\":");
-        push_json_str(&mut out, &r.record_time);
+        write_string(&mut out, &r.record_time);
         if let Some(p) = &r.relate_pkg_instance {
             out.push_str(",\"relate_pkg_instance\":");
-            push_json_str(&mut out, p);
+            write_string(&mut out, p);
         }
         out.push_str(",\"usage_value\":");
         match value_as {
             // Normalised decimal text is a valid JSON number as it stands.
             ValueAs::Number => out.push_str(&r.usage_value),
-            ValueAs::String => push_json_str(&mut out, &r.usage_value),
+            ValueAs::String => write_string(&mut out, &r.usage_value),
         }
         out.push('}');
     }
@@ -301,7 +290,7 @@ mod tests {
     #[test]
     fn body_matches_canonical_sorted() {
         let mut s = String::new();
-        push_json_str(&mut s, "a\"b\\c\u{1}d");
+        write_string(&mut s, "a\"b\\c\u{1}d");
         assert_eq!(s, r#""a\"b\\c\u0001d""#);
         let mut a = rec("sn-1", "99");
         a.relate_pkg_instance = Some("pkg-\"1\"".into());
