@@ -732,3 +732,69 @@ fn a_maybe_delivered_record_past_21_days_is_not_rejected_unsent() {
         1
     );
 }
+
+#[test]
+fn long_unknown_names_are_shortened_and_derived_sn_clashes_name_the_period_rule() {
+    let env = Env::new();
+    let long = "x".repeat(60_000);
+    let csv = env.write(
+        "h.csv",
+        &format!("instance_id,begin_time,end_time,usage_value,{long}\ni-1,20260110T090000Z,20260110T100000Z,1,a\n"),
+    );
+    let jsonl = env.write(
+        "h.jsonl",
+        &format!("{{\"instance_id\":\"i-1\",\"begin_time\":\"20260110T090000Z\",\"end_time\":\"20260110T100000Z\",\"usage_value\":1,\"{long}\":\"a\"}}\n"),
+    );
+    let jsonl_num = env.write(
+        "n.jsonl",
+        &format!("{{\"instance_id\":\"i-1\",\"begin_time\":\"20260110T090000Z\",\"end_time\":\"20260110T100000Z\",\"usage_value\":1,\"{long}\":2}}\n"),
+    );
+    for f in [csv, jsonl, jsonl_num] {
+        let o = env.usage(&["validate", f.to_str().unwrap()], None);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("60000 characters"),
+            "{}",
+            &err[..err.len().min(300)]
+        );
+        assert!(
+            out.len() + err.len() < 2000,
+            "{} bytes",
+            out.len() + err.len()
+        );
+    }
+    // No metering_sn column: two rows of one instance and period.
+    let dup = env.write(
+        "d.csv",
+        "instance_id,begin_time,end_time,usage_value\n\
+         i-1,20260110T090000Z,20260110T100000Z,1\n\
+         i-1,20260110T090000Z,20260110T100000Z,2\n",
+    );
+    let o = env.usage(&["validate", dup.to_str().unwrap()], None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("period") && err.contains("line 2"),
+        "{out}{err}"
+    );
+    assert!(!err.contains("metering_sn \"csm-"), "{err}");
+    // Same against the journal.
+    let one = env.write(
+        "one.csv",
+        "instance_id,begin_time,end_time,usage_value\ni-1,20260110T090000Z,20260110T100000Z,1\n",
+    );
+    journal_pending(&env, one.to_str().unwrap());
+    let two = env.write(
+        "two.csv",
+        "instance_id,begin_time,end_time,usage_value\ni-1,20260110T090000Z,20260110T100000Z,5\n",
+    );
+    let o = env.usage(&["upload", two.to_str().unwrap(), "--dry-run"], None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("period") && err.contains("one.csv"),
+        "{out}{err}"
+    );
+    assert!(!err.contains("metering_sn \"csm-"), "{err}");
+}

@@ -952,6 +952,7 @@ fn resolve_conflict(
         }
     };
     if let Some((id, state, inst, begin, end, value, relate, file, line, maybe)) = by_sn {
+        let sn_state = format!("state {state}");
         let same = inst == rec.instance_id
             && begin == rec.begin_time
             && end == rec.end_time
@@ -965,6 +966,9 @@ fn resolve_conflict(
             )
             .map_err(dberr)?;
         if this_import {
+            if rec.sn_derived {
+                return Err(period_duplicate(rec, &where_(&file, line, true), &sn_state));
+            }
             return Err(format!(
                 "metering_sn {:?} duplicates {} (each record needs its own metering_sn)",
                 rec.metering_sn,
@@ -1033,6 +1037,13 @@ fn resolve_conflict(
                 rep.replaced += 1;
                 return Ok(true);
             }
+        } else if rec.sn_derived {
+            // No metering_sn given: the one csm derived names the instance and period.
+            return Err(period_duplicate(
+                rec,
+                &where_(&file, line, false),
+                &sn_state,
+            ));
         } else {
             return Err(format!(
                 "metering_sn {:?} is already journaled with other content ({}, state {state}); \
@@ -1054,16 +1065,25 @@ fn resolve_conflict(
         .optional()
         .map_err(dberr)?;
     match by_period {
-        Some((sn, state, file, line, same_import)) => Err(format!(
-            "instance_id {:?} period {}..{} duplicates {} (metering_sn {sn:?}, state {state}); \
-             the marketplace bills only the first record of a period",
-            rec.instance_id,
-            rec.begin_time,
-            rec.end_time,
-            where_(&file, line, same_import)
+        Some((sn, state, file, line, same_import)) => Err(period_duplicate(
+            rec,
+            &where_(&file, line, same_import),
+            &format!("metering_sn {sn:?}, state {state}"),
         )),
         None => Ok(false),
     }
+}
+
+/// A second record for one instance and period; `earlier` says where the first is, `about`
+/// what it is.
+fn period_duplicate(rec: &UsageRecord, earlier: &str, about: &str) -> String {
+    format!(
+        "instance_id {} period {}..{} duplicates {earlier} ({about}); \
+         the marketplace bills only the first record of a period",
+        record::show(&rec.instance_id),
+        rec.begin_time,
+        rec.end_time,
+    )
 }
 
 #[cfg(test)]
