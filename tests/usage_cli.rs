@@ -400,7 +400,11 @@ fn batch_limit_of_100_is_met_by_smaller_batches() {
         Some(&server),
     );
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).1.contains("--batch 99"));
+    let err = text(&o).1;
+    assert!(
+        err.contains("--batch") && err.contains("99") && err.contains("100..=1000"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -324,6 +324,8 @@ fn out_of_range_timeout_backoff_and_retries_are_usage_errors() {
         ("--backoff-ms", "18446744073709551615"),
         ("--backoff-ms", "0"),
         ("--retries", "101"),
+        ("--batch", "99"),
+        ("--batch", "1001"),
     ] {
         let o = csm(env.dir())
             .args(["usage", "upload", f.to_str().unwrap(), "--journal"])
@@ -797,4 +799,21 @@ fn long_unknown_names_are_shortened_and_derived_sn_clashes_name_the_period_rule(
         "{out}{err}"
     );
     assert!(!err.contains("metering_sn \"csm-"), "{err}");
+}
+
+#[test]
+fn batch_is_range_checked_even_for_a_dry_run() {
+    let env = Env::new();
+    let f = env.write("u.csv", ONE);
+    let o = env.usage(
+        &["upload", f.to_str().unwrap(), "--dry-run", "--batch", "5"],
+        None,
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out} {err}");
+    assert!(
+        err.contains("--batch") && err.contains("100..=1000"),
+        "{err}"
+    );
+    assert!(!env.journal.exists());
 }

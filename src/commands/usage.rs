@@ -70,9 +70,10 @@ pub struct ConnArgs {
     /// Marketplace base URL (scheme, host, port); csm appends the API path.
     #[arg(long, env = "CSM_MARKETPLACE_ENDPOINT", value_name = "BASE_URL")]
     pub endpoint: Option<String>,
-    /// Records per request (100 to 1000).
-    #[arg(long, default_value_t = MAX_BATCH, value_name = "N")]
-    pub batch: usize,
+    /// Records per request (100 to 1000, the marketplace's limit per call).
+    #[arg(long, default_value_t = MAX_BATCH as u64, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(MIN_BATCH as u64..=MAX_BATCH as u64))]
+    pub batch: u64,
     /// Further attempts of a batch after a network error or 5xx (0 to 100).
     #[arg(long, default_value_t = 5, value_name = "N",
           value_parser = clap::value_parser!(u32).range(0..=100))]
@@ -331,12 +332,6 @@ fn check_endpoint(raw: &str) -> Result<String> {
 }
 
 fn send_config(g: &GlobalArgs, c: &ConnArgs) -> Result<SendConfig> {
-    if !(MIN_BATCH..=MAX_BATCH).contains(&c.batch) {
-        return Err(CsmError::usage(format!(
-            "--batch {}: must be between {MIN_BATCH} and {MAX_BATCH} (the marketplace's limit per call)",
-            c.batch
-        )));
-    }
     let profile = config::active_profile(g)?;
     let base = c
         .endpoint
@@ -363,11 +358,11 @@ fn send_config(g: &GlobalArgs, c: &ConnArgs) -> Result<SendConfig> {
     Ok(SendConfig {
         url: format!("{base}{USAGE_PATH}"),
         key,
-        batch: c.batch,
+        batch: c.batch as usize,
         retries: c.retries,
         backoff: Duration::from_millis(c.backoff_ms),
         max_backoff: Duration::from_secs(30),
-        timeout: Duration::from_secs(c.timeout.max(1)),
+        timeout: Duration::from_secs(c.timeout),
         value_as: c.usage_value,
         apig,
     })

@@ -444,11 +444,9 @@ impl Journal {
              usage_value, relate_pkg_instance, maybe_delivered FROM records",
             scope,
         );
-        // Walk the table in rowid order from `after_id`: the unary `+` keeps SQLite from using
-        // the state index, which would collect and sort every remaining row for each batch.
-        let sql = format!("{sql} AND id > ?2 ORDER BY id LIMIT ?3")
-            .replace(" state IN", " +state IN")
-            .replace("import_id = ?1", "+import_id = ?1");
+        // Walks the table in rowid order from `after_id` (there is no index on state or
+        // import_id to prefer).
+        let sql = format!("{sql} AND id > ?2 ORDER BY id LIMIT ?3");
         let mut st = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
         let rows = st
             .query_map(params![arg, after_id, limit as i64], |r| {

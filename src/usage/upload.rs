@@ -71,7 +71,6 @@ pub fn apig_headers(
 
 #[derive(Debug, Default)]
 pub struct SendReport {
-    pub batches: u64,
     pub requests: u64,
     pub accepted: u64,
     pub rejected: u64,
@@ -255,7 +254,6 @@ pub fn send(
                         break;
                     };
                     after_id = last.id;
-                    rep.batches += 1;
                     Job {
                         batch,
                         attempt: 1,
