@@ -8,14 +8,6 @@ use usage_common::*;
 /// Two days after NOW: a record that began 20 days before NOW is then 22 days old.
 const LATER: &str = "2026-01-12T12:30:00Z";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Journals the file's records as pending (the upload cannot connect).
 fn journal_pending(env: &Env, file: &str) {
     let o = csm(env.dir())
@@ -30,28 +22,6 @@ fn journal_pending(env: &Env, file: &str) {
     assert_eq!(o.status.code(), Some(4), "{:?}", text(&o));
 }
 
-fn market_at(env: &Env, now: &str) -> Server {
-    let mut cmd = csm(env.dir());
-    cmd.env("CSM_NOW", now)
-        .args([
-            "serve",
-            "marketplace",
-            "--listen",
-            "127.0.0.1:0",
-            "--key-file",
-        ])
-        .arg(&env.key)
-        .arg("--state")
-        .arg(&env.market);
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = common::announced_url(&mut child);
-    Server { child, base }
-}
-
 #[test]
 fn a_record_past_21_days_is_rejected_locally_and_does_not_block_its_batch() {
     let env = Env::new();
@@ -63,7 +33,7 @@ fn a_record_past_21_days_is_rejected_locally_and_does_not_block_its_batch() {
          i-2,20260110T090000Z,20260110T100000Z,3,sn-c\n",
     );
     journal_pending(&env, f.to_str().unwrap());
-    let server = market_at(&env, LATER);
+    let server = env.market_with(Some(LATER), &[]);
     let o = csm(env.dir())
         .env("CSM_NOW", LATER)
         .args(["usage", "replay", "--journal"])
@@ -158,7 +128,7 @@ fn a_mkt_9004_answer_sends_the_other_records_again_in_the_same_run() {
          i-1,20251220T130000Z,20251220T140000Z,1,sn-edge\n",
     );
     journal_pending(&env, f.to_str().unwrap());
-    let server = market_at(&env, "2026-01-10T13:30:00Z");
+    let server = env.market_with(Some("2026-01-10T13:30:00Z"), &[]);
     let o = csm(env.dir())
         .args(["usage", "replay", "--journal"])
         .arg(&env.journal)
@@ -714,7 +684,7 @@ fn a_maybe_delivered_record_past_21_days_is_not_rejected_unsent() {
     // A 500: no definite answer, the marketplace may hold it.
     let o = upload_to(&env, f.to_str().unwrap(), &answering(500, 1));
     assert_eq!(o.status.code(), Some(4), "{:?}", text(&o));
-    let server = market_at(&env, LATER);
+    let server = env.market_with(Some(LATER), &[]);
     let o = csm(env.dir())
         .env("CSM_NOW", LATER)
         .args(["usage", "replay", "--journal"])
