@@ -638,7 +638,7 @@ fn refuse_journal_file(out: &Path, journal: &Path) -> Result<()> {
     for suffix in ["", "-wal", "-shm", ".lock"] {
         let mut name = j.clone().into_os_string();
         name.push(suffix);
-        if o == PathBuf::from(name) {
+        if o.as_os_str() == name {
             return Err(CsmError::usage(format!(
                 "--out {}: is the journal{} (the export must go to another file)",
                 out.display(),
