@@ -70,7 +70,7 @@ pub struct ConnArgs {
     /// Marketplace base URL (scheme, host, port); csm appends the API path.
     #[arg(long, env = "CSM_MARKETPLACE_ENDPOINT", value_name = "BASE_URL")]
     pub endpoint: Option<String>,
-    /// Records per request (100 to 1000, the marketplace's limit per call).
+    /// Records per request (100 to 1000).
     #[arg(long, default_value_t = MAX_BATCH as u64, value_name = "N",
           value_parser = clap::value_parser!(u64).range(MIN_BATCH as u64..=MAX_BATCH as u64))]
     pub batch: u64,
