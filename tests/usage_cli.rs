@@ -124,6 +124,13 @@ fn upload_then_again_is_idempotent_and_status_export_report_it() {
         1500
     );
     assert_eq!(count(&env.market, "SELECT count(*) FROM usage_requests"), 3);
+    assert_eq!(
+        count(
+            &env.market,
+            "SELECT count(*) FROM usage_records WHERE usage_value_type = 'number'"
+        ),
+        1500
+    );
     // Converted to the API's UTC form; values sent as JSON numbers and stored as given.
     assert_eq!(
         count(
@@ -400,7 +407,11 @@ fn batch_limit_of_100_is_met_by_smaller_batches() {
         Some(&server),
     );
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).1.contains("--batch 99"));
+    let err = text(&o).1;
+    assert!(
+        err.contains("--batch") && err.contains("99") && err.contains("100..=1000"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -503,7 +514,7 @@ fn api_gateway_signing_on_top_is_checked_by_the_stand_in() {
     let env = Env::new();
     let sk = env.write("sk", "apig-secret-key-MFyfvK41ba2gi");
     let wrong_sk = env.write("sk2", "apig-secret-key-wrong-000000");
-    let server = start_marketplace_with(&env, &["--sk-file", sk.to_str().unwrap()]);
+    let server = env.market_with(None, &["--sk-file", sk.to_str().unwrap()]);
     let f = env.write("u.csv", &csv_records(150, false));
     let fs = f.to_str().unwrap();
     let o = env.usage(
@@ -542,27 +553,6 @@ fn api_gateway_signing_on_top_is_checked_by_the_stand_in() {
     assert_eq!(o.status.code(), Some(2));
 }
 
-fn start_marketplace_with(env: &Env, extra: &[&str]) -> Server {
-    let mut child = csm(env.dir())
-        .args([
-            "serve",
-            "marketplace",
-            "--listen",
-            "127.0.0.1:0",
-            "--key-file",
-        ])
-        .arg(&env.key)
-        .arg("--state")
-        .arg(&env.market)
-        .args(extra)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = common::announced_url(&mut child);
-    Server { child, base }
-}
-
 #[test]
 fn values_as_strings_and_a_jsonl_export_round_trip() {
     let env = Env::new();
@@ -582,6 +572,14 @@ fn values_as_strings_and_a_jsonl_export_round_trip() {
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
     assert_eq!(
         count(&env.market, "SELECT count(*) FROM usage_records"),
+        130
+    );
+    // --usage-value string reached the marketplace as JSON strings.
+    assert_eq!(
+        count(
+            &env.market,
+            "SELECT count(*) FROM usage_records WHERE usage_value_type = 'string'"
+        ),
         130
     );
     // Explicit metering_sn values are kept as given.

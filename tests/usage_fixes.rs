@@ -8,14 +8,6 @@ use usage_common::*;
 /// Two days after NOW: a record that began 20 days before NOW is then 22 days old.
 const LATER: &str = "2026-01-12T12:30:00Z";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Journals the file's records as pending (the upload cannot connect).
 fn journal_pending(env: &Env, file: &str) {
     let o = csm(env.dir())
@@ -30,28 +22,6 @@ fn journal_pending(env: &Env, file: &str) {
     assert_eq!(o.status.code(), Some(4), "{:?}", text(&o));
 }
 
-fn market_at(env: &Env, now: &str) -> Server {
-    let mut cmd = csm(env.dir());
-    cmd.env("CSM_NOW", now)
-        .args([
-            "serve",
-            "marketplace",
-            "--listen",
-            "127.0.0.1:0",
-            "--key-file",
-        ])
-        .arg(&env.key)
-        .arg("--state")
-        .arg(&env.market);
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = common::announced_url(&mut child);
-    Server { child, base }
-}
-
 #[test]
 fn a_record_past_21_days_is_rejected_locally_and_does_not_block_its_batch() {
     let env = Env::new();
@@ -63,7 +33,7 @@ fn a_record_past_21_days_is_rejected_locally_and_does_not_block_its_batch() {
          i-2,20260110T090000Z,20260110T100000Z,3,sn-c\n",
     );
     journal_pending(&env, f.to_str().unwrap());
-    let server = market_at(&env, LATER);
+    let server = env.market_with(Some(LATER), &[]);
     let o = csm(env.dir())
         .env("CSM_NOW", LATER)
         .args(["usage", "replay", "--journal"])
@@ -76,6 +46,14 @@ fn a_record_past_21_days_is_rejected_locally_and_does_not_block_its_batch() {
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(5), "{out} {err}");
     assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 2);
+    // Refused before sending: no request of this run was turned away for it.
+    assert_eq!(
+        count(
+            &env.market,
+            "SELECT count(*) FROM usage_requests WHERE error_code = 'MKT.9004'"
+        ),
+        0
+    );
     assert_eq!(
         count(
             &env.market,
@@ -150,7 +128,7 @@ fn a_mkt_9004_answer_sends_the_other_records_again_in_the_same_run() {
          i-1,20251220T130000Z,20251220T140000Z,1,sn-edge\n",
     );
     journal_pending(&env, f.to_str().unwrap());
-    let server = market_at(&env, "2026-01-10T13:30:00Z");
+    let server = env.market_with(Some("2026-01-10T13:30:00Z"), &[]);
     let o = csm(env.dir())
         .args(["usage", "replay", "--journal"])
         .arg(&env.journal)
@@ -254,7 +232,11 @@ fn endpoint_must_be_a_plain_base_url_and_no_password_is_echoed() {
     let fs = f.to_str().unwrap();
     for (endpoint, rule) in [
         ("ftp://127.0.0.1:1", "http"),
-        ("http://user:hunter2@127.0.0.1:1", "user info"),
+        // The rule and wording every endpoint flag of csm uses.
+        (
+            "http://user:hunter2@127.0.0.1:1",
+            "must not contain a user name or password",
+        ),
         ("http://127.0.0.1:1/api", "path"),
         ("http://127.0.0.1:1/?a=b", "query"),
         ("http://127.0.0.1:1/#x", "fragment"),
@@ -312,6 +294,8 @@ fn out_of_range_timeout_backoff_and_retries_are_usage_errors() {
         ("--backoff-ms", "18446744073709551615"),
         ("--backoff-ms", "0"),
         ("--retries", "101"),
+        ("--batch", "99"),
+        ("--batch", "1001"),
     ] {
         let o = csm(env.dir())
             .args(["usage", "upload", f.to_str().unwrap(), "--journal"])
@@ -442,4 +426,364 @@ fn the_stand_in_refuses_unknown_faults_and_bad_numbers_at_start() {
     // Known faults still start (and are answered as before).
     let server = env.market(&["slow=0", "license-internal-error", "batch-limit=100"]);
     assert!(server.base.starts_with("http://127.0.0.1:"));
+}
+
+#[test]
+fn uploading_a_file_again_sends_its_records_after_a_later_file_took_them_over() {
+    let env = Env::new();
+    let all = csv_records(4, true);
+    let lines: Vec<&str> = all.lines().collect();
+    let a = env.write("a.csv", &(lines[..3].join("\n") + "\n"));
+    let b = env.write("b.csv", &all);
+    journal_pending(&env, a.to_str().unwrap());
+    journal_pending(&env, b.to_str().unwrap());
+    let server = env.market(&[]);
+    let o = env.usage(&["upload", a.to_str().unwrap()], Some(&server));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(
+        count(
+            &env.market,
+            "SELECT count(*) FROM usage_records WHERE metering_sn IN ('sn-000000', 'sn-000001')"
+        ),
+        2
+    );
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'accepted' \
+             AND metering_sn IN ('sn-000000', 'sn-000001')"
+        ),
+        2
+    );
+}
+
+#[test]
+fn export_refuses_to_write_over_the_journal_or_its_files() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(3, true));
+    journal_pending(&env, f.to_str().unwrap());
+    let before = dump(&env.journal);
+    let j = env.journal.to_str().unwrap().to_string();
+    let dotted = env
+        .dir()
+        .join(".")
+        .join("journal.sqlite")
+        .to_str()
+        .unwrap()
+        .to_string();
+    for out in [j.clone(), dotted, format!("{j}-wal"), format!("{j}.lock")] {
+        let o = env.usage(&["export", "--state", "pending", "--out", &out], None);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{out}: {err}");
+        assert!(err.contains("--out") && err.contains(&out), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_eq!(dump(&env.journal), before);
+    }
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'pending'"
+        ),
+        3
+    );
+}
+
+/// Runs `csm usage <args>` with its stdout a pipe whose reading end is already closed.
+fn with_closed_stdout(env: &Env, args: &[&str], server: Option<&Server>) -> (Option<i32>, String) {
+    let mut c = csm(env.dir());
+    c.arg("usage").args(args).arg("--journal").arg(&env.journal);
+    if let Some(s) = server {
+        c.arg("--key-file")
+            .arg(&env.key)
+            .args(["--endpoint", &s.base, "--backoff-ms", "1"]);
+    }
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    (o.status.code(), text(&o).1)
+}
+
+#[test]
+fn a_closed_stdout_neither_panics_nor_stops_the_upload() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(5, true));
+    let fs = f.to_str().unwrap();
+    for args in [vec!["validate", fs], vec!["upload", fs, "--dry-run"]] {
+        let (code, err) = with_closed_stdout(&env, &args, None);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let server = env.market(&[]);
+    let (code, err) = with_closed_stdout(&env, &["upload", fs], Some(&server));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 5);
+    let (code, err) = with_closed_stdout(&env, &["status"], None);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn a_database_that_is_not_a_journal_is_refused_and_left_unchanged() {
+    let env = Env::new();
+    let other = env.path("other.db");
+    {
+        let c = open(&other);
+        c.execute_batch("CREATE TABLE t (x TEXT); INSERT INTO t VALUES ('keep');")
+            .unwrap();
+    }
+    let bytes = std::fs::read(&other).unwrap();
+    let f = env.write("u.csv", &csv_records(3, true));
+    let fs = f.to_str().unwrap();
+    let out = env.path("out.csv");
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let key = env.key.to_str().unwrap();
+    let runs: [Vec<&str>; 5] = [
+        vec!["status"],
+        vec![
+            "export",
+            "--state",
+            "pending",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        vec!["validate", fs],
+        vec!["upload", fs, "--dry-run"],
+        vec!["upload", fs, "--endpoint", &endpoint, "--key-file", key],
+    ];
+    for args in runs {
+        let o = csm(env.dir())
+            .arg("usage")
+            .args(&args)
+            .arg("--journal")
+            .arg(&other)
+            .output()
+            .unwrap();
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {err}");
+        assert!(
+            err.contains("--journal") && err.contains("schema_version"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_eq!(std::fs::read(&other).unwrap(), bytes, "{args:?}");
+        assert!(!env.path("other.db-wal").exists(), "{args:?}");
+    }
+}
+
+#[test]
+fn validate_dry_run_status_and_export_only_read_the_journal() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(3, true));
+    let fs = f.to_str().unwrap();
+    journal_pending(&env, fs);
+    let before = dump(&env.journal);
+    // Another process holds the journal's write lock: readers must not need it.
+    let writer = open(&env.journal);
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let o = env.usage(&["validate", fs, "--json"], None);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["already_journaled_unsent"], 3);
+    let o = env.usage(&["upload", fs, "--dry-run", "--json"], None);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["already_journaled_unsent"].as_u64(), v["new"].as_u64()),
+        (Some(3), Some(0))
+    );
+    // A line that clashes with a journaled period is still found.
+    let clash = csv_records(1, true).replace("sn-000000", "sn-other");
+    let c = env.write("clash.csv", &clash);
+    let o = env.usage(&["upload", c.to_str().unwrap(), "--dry-run"], None);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("period"), "{:?}", text(&o));
+    let o = env.usage(&["status", "--json"], None);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let out = env.path("p.csv");
+    let o = env.usage(
+        &[
+            "export",
+            "--state",
+            "pending",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 4);
+    writer.execute_batch("ROLLBACK").unwrap();
+    drop(writer);
+    assert_eq!(dump(&env.journal), before);
+}
+
+#[test]
+fn records_waiting_out_a_backoff_stay_pending_until_their_attempt_leaves() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(3, true));
+    // Nothing listens: the first attempt cannot connect; the retry waits 15 to 30 s.
+    let mut child = csm(env.dir())
+        .args(["usage", "upload", f.to_str().unwrap(), "--journal"])
+        .arg(&env.journal)
+        .arg("--key-file")
+        .arg(&env.key)
+        .args(["--endpoint", &format!("http://127.0.0.1:{}", free_port())])
+        .args(["--retries", "1", "--backoff-ms", "30000", "-q"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while try_count(
+        &env.journal,
+        "SELECT count(*) FROM batches WHERE verdict = 'refused'",
+    )
+    .unwrap_or(0)
+        == 0
+    {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(30));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    // Killed during the pause: the retry was neither journaled nor signed.
+    assert_eq!(count(&env.journal, "SELECT count(*) FROM batches"), 1);
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'pending' AND maybe_delivered = 0"
+        ),
+        3
+    );
+    // A replay after the kill does not take them for maybe delivered.
+    let server = env.market(&[]);
+    let o = env.usage(&["replay", "--json"], Some(&server));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE maybe_delivered = 1"
+        ),
+        0
+    );
+}
+
+#[test]
+fn a_maybe_delivered_record_past_21_days_is_not_rejected_unsent() {
+    let env = Env::new();
+    let f = env.write(
+        "u.csv",
+        "instance_id,begin_time,end_time,usage_value,metering_sn\n\
+         i-1,20251221T100000Z,20251221T110000Z,1,sn-old\n",
+    );
+    // A 500: no definite answer, the marketplace may hold it.
+    let o = upload_to(&env, f.to_str().unwrap(), &answering(500, 1));
+    assert_eq!(o.status.code(), Some(4), "{:?}", text(&o));
+    let server = env.market_with(Some(LATER), &[]);
+    let o = csm(env.dir())
+        .env("CSM_NOW", LATER)
+        .args(["usage", "replay", "--journal"])
+        .arg(&env.journal)
+        .arg("--key-file")
+        .arg(&env.key)
+        .args(["--endpoint", &server.base, "--backoff-ms", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(5), "{:?}", text(&o));
+    assert_eq!(count(&env.market, "SELECT count(*) FROM usage_requests"), 0);
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'sent' AND maybe_delivered = 1"
+        ),
+        1
+    );
+}
+
+#[test]
+fn long_unknown_names_are_shortened_and_derived_sn_clashes_name_the_period_rule() {
+    let env = Env::new();
+    let long = "x".repeat(60_000);
+    let csv = env.write(
+        "h.csv",
+        &format!("instance_id,begin_time,end_time,usage_value,{long}\ni-1,20260110T090000Z,20260110T100000Z,1,a\n"),
+    );
+    let jsonl = env.write(
+        "h.jsonl",
+        &format!("{{\"instance_id\":\"i-1\",\"begin_time\":\"20260110T090000Z\",\"end_time\":\"20260110T100000Z\",\"usage_value\":1,\"{long}\":\"a\"}}\n"),
+    );
+    let jsonl_num = env.write(
+        "n.jsonl",
+        &format!("{{\"instance_id\":\"i-1\",\"begin_time\":\"20260110T090000Z\",\"end_time\":\"20260110T100000Z\",\"usage_value\":1,\"{long}\":2}}\n"),
+    );
+    for f in [csv, jsonl, jsonl_num] {
+        let o = env.usage(&["validate", f.to_str().unwrap()], None);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("60000 characters"),
+            "{}",
+            &err[..err.len().min(300)]
+        );
+        assert!(
+            out.len() + err.len() < 2000,
+            "{} bytes",
+            out.len() + err.len()
+        );
+    }
+    // No metering_sn column: two rows of one instance and period.
+    let dup = env.write(
+        "d.csv",
+        "instance_id,begin_time,end_time,usage_value\n\
+         i-1,20260110T090000Z,20260110T100000Z,1\n\
+         i-1,20260110T090000Z,20260110T100000Z,2\n",
+    );
+    let o = env.usage(&["validate", dup.to_str().unwrap()], None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("period") && err.contains("line 2"),
+        "{out}{err}"
+    );
+    assert!(!err.contains("metering_sn \"csm-"), "{err}");
+    // Same against the journal.
+    let one = env.write(
+        "one.csv",
+        "instance_id,begin_time,end_time,usage_value\ni-1,20260110T090000Z,20260110T100000Z,1\n",
+    );
+    journal_pending(&env, one.to_str().unwrap());
+    let two = env.write(
+        "two.csv",
+        "instance_id,begin_time,end_time,usage_value\ni-1,20260110T090000Z,20260110T100000Z,5\n",
+    );
+    let o = env.usage(&["upload", two.to_str().unwrap(), "--dry-run"], None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("period") && err.contains("one.csv"),
+        "{out}{err}"
+    );
+    assert!(!err.contains("metering_sn \"csm-"), "{err}");
+}
+
+#[test]
+fn batch_is_range_checked_even_for_a_dry_run() {
+    let env = Env::new();
+    let f = env.write("u.csv", ONE);
+    let o = env.usage(
+        &["upload", f.to_str().unwrap(), "--dry-run", "--batch", "5"],
+        None,
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out} {err}");
+    assert!(
+        err.contains("--batch") && err.contains("100..=1000"),
+        "{err}"
+    );
+    assert!(!env.journal.exists());
 }

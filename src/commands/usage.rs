@@ -71,8 +71,9 @@ pub struct ConnArgs {
     #[arg(long, env = "CSM_MARKETPLACE_ENDPOINT", value_name = "BASE_URL")]
     pub endpoint: Option<String>,
     /// Records per request (100 to 1000).
-    #[arg(long, default_value_t = MAX_BATCH, value_name = "N")]
-    pub batch: usize,
+    #[arg(long, default_value_t = MAX_BATCH as u64, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(MIN_BATCH as u64..=MAX_BATCH as u64))]
+    pub batch: u64,
     /// Further attempts of a batch after a network error or 5xx (0 to 100).
     #[arg(long, default_value_t = 5, value_name = "N",
           value_parser = clap::value_parser!(u32).range(0..=100))]
@@ -175,22 +176,6 @@ fn open_input(input: &InputArgs) -> Result<RecordReader<BufReader<std::fs::File>
     ))
 }
 
-/// The file's SHA-256, read in a stream (an upload of a file already imported is a resume).
-fn file_sha256(p: &Path) -> Result<String> {
-    use sha2::Digest;
-    let mut f = std::fs::File::open(p).map_err(|e| CsmError::io(p, e))?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = std::io::Read::read(&mut f, &mut buf).map_err(|e| CsmError::io(p, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
 fn label(p: &Path) -> String {
     p.display().to_string()
 }
@@ -204,7 +189,6 @@ fn import_json(r: &ImportReport, file: &str) -> serde_json::Value {
         "already_accepted": r.already_accepted,
         "already_rejected": r.already_rejected,
         "replaced": r.replaced,
-        "identical_to_import": r.identical_to,
         "errors": r.error_count,
         "error_lines": r.errors.iter().map(|e| json!({"line": e.line, "message": e.message})).collect::<Vec<_>>(),
         "deadline": r.deadline,
@@ -234,17 +218,14 @@ fn print_import(g: &GlobalArgs, r: &ImportReport, file: &str, billing: Billing, 
     for (k, v) in &r.deadline {
         t.add_row(vec![format!("deadline {k}"), v.to_string()]);
     }
-    match r.identical_to {
-        Some(id) => println!("{file}: identical to import #{id}, not read again"),
-        None => println!("{file}:"),
-    }
-    println!("{t}");
-    println!("{}", billing_note(billing));
+    crate::say!("{file}:");
+    crate::say!("{t}");
+    crate::say!("{}", billing_note(billing));
     if !per_record {
         return;
     }
     for (line, sn, end, d) in &r.late {
-        println!(
+        crate::say!(
             "{file}:{line}: metering_sn {sn} ending {end} is {}",
             d.as_str()
         );
@@ -292,30 +273,30 @@ fn bad_input(r: &ImportReport, file: &str) -> CsmError {
     ))
 }
 
+/// A journal in memory for `validate` and `upload --dry-run`: the real one, when there is
+/// one, is only read (records already in it are counted as an upload would count them).
+fn check_only(a: &JournalArg) -> Result<Journal> {
+    let path = a.path();
+    Journal::scratch(path.exists().then_some(path.as_path()))
+}
+
+/// The journal `replay`, `status` and `export` work on: it must be there already.
+fn existing_journal(a: &JournalArg) -> Result<PathBuf> {
+    let path = a.path();
+    if !path.exists() {
+        return Err(CsmError::usage(format!(
+            "--journal {}: no journal there (upload a file first)",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
 fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
     let mut reader = open_input(&a.input)?;
     let file = label(&a.input.file);
-    let jpath = a.journal.path();
-    // Against the real journal when there is one; otherwise a scratch one (removed after).
-    let scratch = (!jpath.exists())
-        .then(|| std::env::temp_dir().join(format!("csm-validate-{}.sqlite", clock::uuid())));
-    let rep = {
-        let mut j = Journal::open(scratch.as_deref().unwrap_or(&jpath))?;
-        j.import(
-            &mut reader,
-            &file,
-            None,
-            clock::now(),
-            a.input.billing,
-            false,
-        )
-    };
-    if let Some(s) = &scratch {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", s.display()));
-        }
-    }
-    let rep = rep?;
+    let rep =
+        check_only(&a.journal)?.import(&mut reader, &file, clock::now(), a.input.billing, false)?;
     if g.json {
         output::print_json(&import_json(&rep, &file));
     } else {
@@ -328,30 +309,16 @@ fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// The marketplace's base URL: http(s), a host, no user info, query or fragment, and no
-/// path (csm appends the API path). Returned without a trailing `/`.
+/// The marketplace's base URL: the rules of every endpoint flag (http or https, a host, no
+/// user info, never echoed), then no path, query or fragment (csm appends the API path).
+/// Returned without a trailing `/`.
 fn check_endpoint(raw: &str) -> Result<String> {
-    // A value with user info may hold a password: it is never echoed.
-    let shown = if raw.contains('@') {
-        "(value not shown: it holds user info)".to_string()
-    } else {
-        raw.to_string()
-    };
+    let url = crate::commands::callback_args::parse_endpoint(raw)?;
     let bad = |rule: &str| {
         CsmError::usage(format!(
-            "--endpoint {shown}: {rule} (a base URL: scheme, host and port; csm appends the API path)"
+            "--endpoint {raw}: {rule} (a base URL: scheme, host and port; csm appends the API path)"
         ))
     };
-    let url = reqwest::Url::parse(raw).map_err(|e| bad(&format!("not a URL ({e})")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad("must start with http:// or https://"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("must not contain user info (user:password@)"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(bad("must name a host"));
-    }
     if url.query().is_some() {
         return Err(bad("must not have a query (?...)"));
     }
@@ -365,12 +332,6 @@ fn check_endpoint(raw: &str) -> Result<String> {
 }
 
 fn send_config(g: &GlobalArgs, c: &ConnArgs) -> Result<SendConfig> {
-    if !(MIN_BATCH..=MAX_BATCH).contains(&c.batch) {
-        return Err(CsmError::usage(format!(
-            "--batch {}: must be between {MIN_BATCH} and {MAX_BATCH} (the marketplace's limit per call)",
-            c.batch
-        )));
-    }
     let profile = config::active_profile(g)?;
     let base = c
         .endpoint
@@ -397,11 +358,11 @@ fn send_config(g: &GlobalArgs, c: &ConnArgs) -> Result<SendConfig> {
     Ok(SendConfig {
         url: format!("{base}{USAGE_PATH}"),
         key,
-        batch: c.batch,
+        batch: c.batch as usize,
         retries: c.retries,
         backoff: Duration::from_millis(c.backoff_ms),
         max_backoff: Duration::from_secs(30),
-        timeout: Duration::from_secs(c.timeout.max(1)),
+        timeout: Duration::from_secs(c.timeout),
         value_as: c.usage_value,
         apig,
     })
@@ -471,7 +432,7 @@ fn finish(
         ]);
         t.add_row(vec!["retry later".to_string(), rep.retry_later.to_string()]);
         t.add_row(vec!["not sent".to_string(), unsent.to_string()]);
-        println!("{t}");
+        crate::say!("{t}");
         if !rep.by_code.is_empty() {
             let mut c = output::table();
             c.set_header(vec!["outcome", "code", "count", "meaning"]);
@@ -482,9 +443,9 @@ fn finish(
                 }
                 c.add_row(vec![o.to_string(), code.clone(), n.to_string(), meaning]);
             }
-            println!("{c}");
+            crate::say!("{c}");
         }
-        println!(
+        crate::say!(
             "journal {}: {}",
             j.path.display(),
             STATES
@@ -494,7 +455,7 @@ fn finish(
                 .join(", ")
         );
         if rep.rejected > 0 {
-            println!("rejected records: `csm usage export --state rejected --out FILE`, fix, upload again");
+            crate::say!("rejected records: `csm usage export --state rejected --out FILE`, fix, upload again");
         }
     }
     if let Some(r) = &rep.refused {
@@ -542,29 +503,25 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     };
     let mut reader = open_input(&a.input)?;
     let file = label(&a.input.file);
-    let sha = file_sha256(&a.input.file)?;
-    let mut j = Journal::open(&a.journal.path())?;
+    let mut j = if a.dry_run {
+        check_only(&a.journal)?
+    } else {
+        Journal::open(&a.journal.path())?
+    };
     let _lock = if a.dry_run {
         None
     } else {
         Some(j.lock_for_sending()?)
     };
-    let known = if a.dry_run {
-        None
-    } else {
-        j.identical_import(&sha)?
-    };
-    let rep = match known {
-        Some(rep) => rep,
-        None => j.import(
-            &mut reader,
-            &file,
-            Some(&sha),
-            clock::now(),
-            a.input.billing,
-            !a.dry_run,
-        )?,
-    };
+    // A file uploaded before is read again: its records still unsent join this upload
+    // (whichever import journaled them), decided ones are counted and left alone.
+    let rep = j.import(
+        &mut reader,
+        &file,
+        clock::now(),
+        a.input.billing,
+        !a.dry_run,
+    )?;
     if rep.error_count > 0 {
         if g.json {
             output::print_json(&import_json(&rep, &file));
@@ -579,7 +536,7 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
         } else {
             print_import(g, &rep, &file, a.input.billing, false);
             if !g.quiet {
-                println!(
+                crate::say!(
                     "dry run: {} records would be sent, nothing was journaled or sent",
                     rep.new + rep.again + rep.replaced
                 );
@@ -596,13 +553,7 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
 
 fn replay(g: &GlobalArgs, a: ReplayArgs) -> Result<Exit> {
     let cfg = send_config(g, &a.conn)?;
-    let path = a.journal.path();
-    if !path.exists() {
-        return Err(CsmError::usage(format!(
-            "--journal {}: no journal there (upload a file first)",
-            path.display()
-        )));
-    }
+    let path = existing_journal(&a.journal)?;
     let mut j = Journal::open(&path)?;
     let _lock = j.lock_for_sending()?;
     let scope = Scope::Unfinished {
@@ -613,14 +564,8 @@ fn replay(g: &GlobalArgs, a: ReplayArgs) -> Result<Exit> {
 }
 
 fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
-    let path = a.journal.path();
-    if !path.exists() {
-        return Err(CsmError::usage(format!(
-            "--journal {}: no journal there (upload a file first)",
-            path.display()
-        )));
-    }
-    let j = Journal::open(&path)?;
+    let path = existing_journal(&a.journal)?;
+    let j = Journal::open_read_only(&path)?;
     let s = j.status(a.billing, clock::now())?;
     if g.json {
         output::print_json(&json!({
@@ -637,7 +582,7 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
         }));
         return Ok(Exit::Ok);
     }
-    println!("journal {}", path.display());
+    crate::say!("journal {}", path.display());
     let mut t = output::table();
     t.set_header(vec!["state", "records"]);
     for st in STATES {
@@ -646,17 +591,17 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
             s.counts.get(st).copied().unwrap_or(0).to_string(),
         ]);
     }
-    println!("{t}");
+    crate::say!("{t}");
     match &s.oldest_unsent {
-        Some((sn, inst, end, d)) => println!(
+        Some((sn, inst, end, d)) => crate::say!(
             "oldest unsent: metering_sn {sn} (instance {inst}) ending {end}: {}",
             d.as_str()
         ),
-        None => println!("oldest unsent: none"),
+        None => crate::say!("oldest unsent: none"),
     }
     let late = s.unsent_by_deadline.get("late").copied().unwrap_or(0);
     let overdue = s.unsent_by_deadline.get("overdue").copied().unwrap_or(0);
-    println!(
+    crate::say!(
         "unsent past the ideal window: {late}; past the last moment: {overdue} ({})",
         billing_note(a.billing)
     );
@@ -672,9 +617,40 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
                 x.message.clone(),
             ]);
         }
-        println!("last errors:\n{e}");
+        crate::say!("last errors:\n{e}");
     }
     Ok(Exit::Ok)
+}
+
+/// The export is renamed over `--out`: never over the journal or a file SQLite keeps beside it.
+fn refuse_journal_file(out: &Path, journal: &Path) -> Result<()> {
+    // A file not there yet: its directory resolved, its name kept.
+    let canonical = |p: &Path| {
+        std::fs::canonicalize(p).ok().or_else(|| {
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+            let dir = std::fs::canonicalize(dir.unwrap_or(Path::new("."))).ok()?;
+            Some(dir.join(p.file_name()?))
+        })
+    };
+    let (Some(o), Some(j)) = (canonical(out), canonical(journal)) else {
+        return Ok(());
+    };
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        let mut name = j.clone().into_os_string();
+        name.push(suffix);
+        if o.as_os_str() == name {
+            return Err(CsmError::usage(format!(
+                "--out {}: is the journal{} (the export must go to another file)",
+                out.display(),
+                if suffix.is_empty() {
+                    String::new()
+                } else {
+                    format!("'s {suffix} file")
+                }
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn export(g: &GlobalArgs, a: ExportArgs) -> Result<Exit> {
@@ -685,14 +661,9 @@ fn export(g: &GlobalArgs, a: ExportArgs) -> Result<Exit> {
             STATES.join(", ")
         )));
     }
-    let path = a.journal.path();
-    if !path.exists() {
-        return Err(CsmError::usage(format!(
-            "--journal {}: no journal there (upload a file first)",
-            path.display()
-        )));
-    }
-    let j = Journal::open(&path)?;
+    let path = existing_journal(&a.journal)?;
+    refuse_journal_file(&a.out, &path)?;
+    let j = Journal::open_read_only(&path)?;
     let jsonl = Format::from_path(&a.out) == Format::Jsonl;
     // Written beside the target, then renamed: never a half-written file.
     let tmp = a
@@ -713,7 +684,7 @@ fn export(g: &GlobalArgs, a: ExportArgs) -> Result<Exit> {
     if g.json {
         output::print_json(&json!({"state": a.state, "records": n, "out": label(&a.out)}));
     } else if !g.quiet {
-        println!("{n} {} records written to {}", a.state, a.out.display());
+        crate::say!("{n} {} records written to {}", a.state, a.out.display());
     }
     Ok(Exit::Ok)
 }

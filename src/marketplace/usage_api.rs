@@ -14,7 +14,7 @@ use crate::clock;
 use crate::protocol::json::{self, write_string, Json};
 use crate::protocol::usage_sig;
 use crate::server::{Request, Response};
-use crate::usage::batch::{push_json_str, record_code_meaning, MAX_BATCH, USAGE_PATH};
+use crate::usage::batch::{record_code_meaning, MAX_BATCH, USAGE_PATH};
 use crate::usage::record::{self, MAX_AGE_DAYS, MAX_ID_LEN};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
@@ -31,6 +31,8 @@ pub fn init_schema(conn: &Connection) -> rusqlite::Result<()> {
             end_time            TEXT NOT NULL,
             record_time         TEXT NOT NULL,
             usage_value         TEXT NOT NULL,
+            -- How usage_value arrived: 'number' or 'string' (JSON type).
+            usage_value_type    TEXT NOT NULL,
             relate_pkg_instance TEXT,
             request_id          INTEGER NOT NULL,
             received_at         TEXT NOT NULL,
@@ -205,11 +207,11 @@ fn handle(m: &Marketplace, req: &Request, n: u64) -> Response {
             out.push(',');
         }
         out.push_str("{\"metering_sn\":");
-        push_json_str(&mut out, sn);
+        write_string(&mut out, sn);
         out.push_str(",\"result_code\":");
-        push_json_str(&mut out, code);
+        write_string(&mut out, code);
         out.push_str(",\"result_msg\":");
-        push_json_str(&mut out, msg);
+        write_string(&mut out, msg);
         out.push('}');
     }
     out.push_str("]}");
@@ -345,8 +347,8 @@ fn store(
     {
         let mut ins = tx.prepare_cached(
             "INSERT OR IGNORE INTO usage_records (metering_sn, instance_id, begin_time, end_time,
-             record_time, usage_value, relate_pkg_instance, request_id, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             record_time, usage_value, usage_value_type, relate_pkg_instance, request_id,
+             received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         let mut by_sn = tx.prepare_cached("SELECT 1 FROM usage_records WHERE metering_sn = ?1")?;
         for r in records {
@@ -368,6 +370,10 @@ fn store(
                 }
             }
             let value = record::normalize_value(&s("usage_value")).unwrap_or_default();
+            let value_type = match r.get("usage_value") {
+                Some(Json::Number(_)) => "number",
+                _ => "string",
+            };
             let relate = Some(s("relate_pkg_instance")).filter(|p| !p.is_empty());
             let n = ins.execute(params![
                 sn,
@@ -376,6 +382,7 @@ fn store(
                 s("end_time"),
                 s("record_time"),
                 value,
+                value_type,
                 relate,
                 request_id,
                 now_s

@@ -18,17 +18,6 @@ pub enum ValueAs {
     String,
 }
 
-/// A JSON string literal; strings that need no escaping (nearly all) are copied whole.
-pub fn push_json_str(out: &mut String, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else {
-        write_string(out, s);
-    }
-}
-
 /// The body `{"usage_records":[...]}` with keys sorted at every level, compact: the exact
 /// bytes that are signed and sent. Written directly (the field names are fixed and already in
 /// byte order) so that a 1000-record body costs one pass.
@@ -40,24 +29,24 @@ pub fn body_string(records: &[UsageRecord], value_as: ValueAs) -> String {
             out.push(',');
         }
         out.push_str("{\"begin_time\":");
-        push_json_str(&mut out, &r.begin_time);
+        write_string(&mut out, &r.begin_time);
         out.push_str(",\"end_time\":");
-        push_json_str(&mut out, &r.end_time);
+        write_string(&mut out, &r.end_time);
         out.push_str(",\"instance_id\":");
-        push_json_str(&mut out, &r.instance_id);
+        write_string(&mut out, &r.instance_id);
         out.push_str(",\"metering_sn\":");
-        push_json_str(&mut out, &r.metering_sn);
+        write_string(&mut out, &r.metering_sn);
         out.push_str(",\"record_time\":");
-        push_json_str(&mut out, &r.record_time);
+        write_string(&mut out, &r.record_time);
         if let Some(p) = &r.relate_pkg_instance {
             out.push_str(",\"relate_pkg_instance\":");
-            push_json_str(&mut out, p);
+            write_string(&mut out, p);
         }
         out.push_str(",\"usage_value\":");
         match value_as {
             // Normalised decimal text is a valid JSON number as it stands.
             ValueAs::Number => out.push_str(&r.usage_value),
-            ValueAs::String => push_json_str(&mut out, &r.usage_value),
+            ValueAs::String => write_string(&mut out, &r.usage_value),
         }
         out.push('}');
     }
@@ -104,6 +93,10 @@ pub enum BatchVerdict {
     Fatal { code: String, reason: String },
     /// Too many records for this marketplace (MKT.9003): send smaller batches.
     TooMany,
+    /// Refused as a whole, nothing stored, worth sending again as it is (MKT.9004: a
+    /// begin_time the marketplace's clock finds older than 21 days; csm's own check found
+    /// none, so which record is meant is not known).
+    Resend { code: String, reason: String },
 }
 
 /// Per-record result codes 001-013 (from the marketplace's SDR error list, see docs/usage.md;
@@ -159,14 +152,12 @@ pub fn classify_record(code: &str, msg: &str, maybe_delivered: bool) -> Outcome 
 }
 
 /// Reads the answer to a batch of `n` records with the given metering_sns.
-/// `maybe_delivered[i]` as in [`classify_record`]; `too_old[i]`: the record's begin_time is
-/// now outside the 21-day window (used to place MKT.9004).
+/// `maybe_delivered[i]` as in [`classify_record`].
 pub fn classify_response(
     status: u16,
     body: &[u8],
     sns: &[&str],
     maybe_delivered: &[bool],
-    too_old: &[bool],
 ) -> BatchVerdict {
     let parsed = json::parse(body).ok();
     let code = parsed
@@ -236,25 +227,10 @@ pub fn classify_response(
             }
         }
         (_, "MKT.9003") => BatchVerdict::TooMany,
-        (_, "MKT.9004") => BatchVerdict::Records(
-            too_old
-                .iter()
-                .map(|&old| {
-                    if old {
-                        Outcome::Rejected {
-                            code: "MKT.9004".into(),
-                            reason: "begin_time is more than 21 days old".into(),
-                        }
-                    } else {
-                        // Another record of the batch was too old: this one goes again.
-                        Outcome::Retry {
-                            code: "MKT.9004".into(),
-                            reason: "batch refused because of another record".into(),
-                        }
-                    }
-                })
-                .collect(),
-        ),
+        (_, "MKT.9004") => BatchVerdict::Resend {
+            code: label,
+            reason,
+        },
         (_, "MKT.0100" | "MKT.0101" | "MKT.0199" | "MKT.9001" | "MKT.9002") => {
             whole(Outcome::Rejected {
                 code: label,
@@ -314,7 +290,7 @@ mod tests {
     #[test]
     fn body_matches_canonical_sorted() {
         let mut s = String::new();
-        push_json_str(&mut s, "a\"b\\c\u{1}d");
+        write_string(&mut s, "a\"b\\c\u{1}d");
         assert_eq!(s, r#""a\"b\\c\u0001d""#);
         let mut a = rec("sn-1", "99");
         a.relate_pkg_instance = Some("pkg-\"1\"".into());
@@ -391,7 +367,6 @@ mod tests {
             body,
             &["a", "b", "c", "d", "e", "f"],
             &[false, true, false, false, false, false],
-            &[false; 6],
         );
         let BatchVerdict::Records(o) = v else {
             panic!("{v:?}")
@@ -408,9 +383,7 @@ mod tests {
 
     #[test]
     fn batch_codes() {
-        let c = |s, b: &str| {
-            classify_response(s, b.as_bytes(), &["a", "b"], &[false; 2], &[true, false])
-        };
+        let c = |s, b: &str| classify_response(s, b.as_bytes(), &["a", "b"], &[false; 2]);
         assert!(matches!(
             c(
                 400,
@@ -427,11 +400,10 @@ mod tests {
             c(500, r#"{"error_code":"MKT.9003"}"#),
             BatchVerdict::TooMany
         ));
-        let BatchVerdict::Records(o) = c(500, r#"{"error_code":"MKT.9004"}"#) else {
-            panic!()
-        };
-        assert!(matches!(o[0], Outcome::Rejected { .. }));
-        assert!(matches!(o[1], Outcome::Retry { .. }));
+        assert!(matches!(
+            c(500, r#"{"error_code":"MKT.9004"}"#),
+            BatchVerdict::Resend { code, .. } if code == "MKT.9004"
+        ));
         let BatchVerdict::Records(o) = c(500, r#"{"error_code":"MKT.9002"}"#) else {
             panic!()
         };

@@ -5,10 +5,10 @@
 
 use super::batch::Outcome;
 use super::reader::{LineError, RecordReader};
-use super::record::{self, Billing, Deadline, RawRecord, UsageRecord};
+use super::record::{self, Billing, Deadline, UsageRecord};
 use crate::error::{CsmError, Result};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS meta (
 CREATE TABLE IF NOT EXISTS imports (
     id          INTEGER PRIMARY KEY,
     file        TEXT NOT NULL,
+    -- Unused (NULL): kept so that journals written by earlier versions still open.
     file_sha256 TEXT,
     imported_at TEXT NOT NULL,
     new_records INTEGER NOT NULL
@@ -76,6 +77,8 @@ pub struct Journal {
     pub path: PathBuf,
     /// The current `PRAGMA synchronous` is FULL.
     full_sync: bool,
+    /// A scratch journal in memory with the real one attached read-only as `known`.
+    known: bool,
 }
 
 /// The journal file: `--journal`, else `CSM_JOURNAL` (clap reads it), else the data dir.
@@ -88,6 +91,64 @@ pub fn default_path() -> PathBuf {
 
 fn storage(path: &Path, e: impl std::fmt::Display) -> CsmError {
     CsmError::Storage(format!("journal {}: {e}", path.display()))
+}
+
+fn not_a_journal(path: &Path, why: &str) -> CsmError {
+    CsmError::Storage(format!(
+        "--journal {}: not a csm usage journal ({why}); name another file",
+        path.display()
+    ))
+}
+
+/// The journal's schema version: None for an empty database (a new journal), an error for a
+/// database of something else or of another version.
+fn schema_version(conn: &Connection, path: &Path) -> Result<Option<i64>> {
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| storage(path, e))?;
+    if tables == 0 {
+        return Ok(None);
+    }
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .unwrap_or(None);
+    let Some(v) = v else {
+        return Err(not_a_journal(
+            path,
+            "it holds tables but no meta.schema_version",
+        ));
+    };
+    if v != SCHEMA_VERSION.to_string() {
+        return Err(storage(
+            path,
+            format!("schema version {v}, this csm reads version {SCHEMA_VERSION}"),
+        ));
+    }
+    Ok(Some(SCHEMA_VERSION))
+}
+
+/// `file:` URI opening `path` read-only (for ATTACH).
+fn read_only_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            '%' => uri.push_str("%25"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=ro");
+    uri
 }
 
 /// Held while records are sent: two senders on one journal could each take the other's
@@ -126,8 +187,6 @@ pub struct ImportReport {
     pub replaced: u64,
     pub errors: Vec<LineError>,
     pub error_count: u64,
-    /// The file is byte for byte one imported before (that import's id): not read again.
-    pub identical_to: Option<i64>,
     pub deadline: BTreeMap<&'static str, u64>,
     /// Records past the ideal window: (line, metering_sn, end_time, status).
     pub late: Vec<(u64, String, String, Deadline)>,
@@ -143,7 +202,43 @@ impl Journal {
             std::fs::create_dir_all(dir).map_err(|e| CsmError::io(dir, e))?;
         }
         let conn = Connection::open(path).map_err(|e| storage(path, e))?;
+        // Before anything is written: never turn some other database into a journal.
+        schema_version(&conn, path)?;
         Self::setup(conn, path)
+    }
+
+    /// The journal for reading only (`status`, `export`): nothing is created or changed.
+    pub fn open_read_only(path: &Path) -> Result<Journal> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| storage(path, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| storage(path, e))?;
+        match schema_version(&conn, path)? {
+            Some(_) => Ok(Journal {
+                conn,
+                path: path.to_path_buf(),
+                full_sync: true,
+                known: false,
+            }),
+            None => Err(not_a_journal(path, "it is empty")),
+        }
+    }
+
+    /// A journal in memory for checks that must leave the real one alone (`validate`,
+    /// `upload --dry-run`). With `real`, that journal is attached read-only: records already
+    /// in it are counted as an upload would count them.
+    pub fn scratch(real: Option<&Path>) -> Result<Journal> {
+        let label = Path::new(":memory:");
+        let conn = Connection::open_in_memory().map_err(|e| storage(label, e))?;
+        let mut j = Self::setup(conn, label)?;
+        if let Some(real) = real {
+            drop(Self::open_read_only(real)?);
+            j.conn
+                .execute("ATTACH DATABASE ?1 AS known", [read_only_uri(real)])
+                .map_err(|e| storage(real, e))?;
+            j.known = true;
+        }
+        Ok(j)
     }
 
     fn setup(conn: Connection, path: &Path) -> Result<Journal> {
@@ -163,23 +258,12 @@ impl Journal {
             Ok(())
         };
         init().map_err(|e| storage(path, e))?;
-        let v: String = conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| storage(path, e))?;
-        if v != SCHEMA_VERSION.to_string() {
-            return Err(storage(
-                path,
-                format!("schema version {v}, this csm reads version {SCHEMA_VERSION}"),
-            ));
-        }
+        schema_version(&conn, path)?;
         Ok(Journal {
             conn,
             path: path.to_path_buf(),
             full_sync: true,
+            known: false,
         })
     }
 
@@ -232,19 +316,19 @@ impl Journal {
         &mut self,
         reader: &mut RecordReader<R>,
         file_label: &str,
-        file_sha256: Option<&str>,
         now: DateTime<Utc>,
         billing: Billing,
         commit: bool,
     ) -> Result<ImportReport> {
         self.set_sync(true)?;
+        let known = self.known;
         let path = self.path.clone();
         let serr = |e: rusqlite::Error| storage(&path, e);
         let tx = self.conn.transaction().map_err(serr)?;
         let now_s = record::format_api_time(now);
         tx.execute(
-            "INSERT INTO imports (file, file_sha256, imported_at, new_records) VALUES (?1, ?2, ?3, 0)",
-            params![file_label, file_sha256, now_s],
+            "INSERT INTO imports (file, imported_at, new_records) VALUES (?1, ?2, 0)",
+            params![file_label, now_s],
         )
         .map_err(serr)?;
         let import_id = tx.last_insert_rowid();
@@ -301,12 +385,22 @@ impl Journal {
                         import_id
                     ])
                     .map_err(serr)?;
-                if n == 1 {
-                    rep.new += 1;
-                    continue;
-                }
-                if let Err(message) = resolve_conflict(&tx, &rec, &raw, import_id, &mut rep) {
-                    rep.push_error(LineError { line, message });
+                let found = if n == 1 && known {
+                    // New in this scratch journal: the real one may hold it.
+                    resolve_conflict(&tx, &rec, -1, &mut rep, Db::Known)
+                } else if n == 1 {
+                    Ok(false)
+                } else {
+                    resolve_conflict(&tx, &rec, import_id, &mut rep, Db::Main).and_then(|f| {
+                        f.then_some(true).ok_or_else(|| {
+                            format!("metering_sn {:?}: could not be journaled", rec.metering_sn)
+                        })
+                    })
+                };
+                match found {
+                    Ok(true) => {}
+                    Ok(false) => rep.new += 1,
+                    Err(message) => rep.push_error(LineError { line, message }),
                 }
             }
         }
@@ -321,45 +415,6 @@ impl Journal {
             tx.rollback().map_err(serr)?;
         }
         Ok(rep)
-    }
-
-    /// A file imported before with exactly these bytes: every line of it passed then and is
-    /// journaled (imports are all or nothing), so it need not be read again. Returns the
-    /// latest such import and the counts of its records by state.
-    pub fn identical_import(&self, file_sha256: &str) -> Result<Option<ImportReport>> {
-        let id: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT max(id) FROM imports WHERE file_sha256 = ?1",
-                [file_sha256],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))?;
-        let Some(id) = id else { return Ok(None) };
-        let mut rep = ImportReport {
-            import_id: id,
-            identical_to: Some(id),
-            ..Default::default()
-        };
-        let mut st = self
-            .conn
-            .prepare("SELECT state, count(*) FROM records WHERE import_id = ?1 GROUP BY state")
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-            })
-            .map_err(|e| self.err(e))?;
-        for r in rows {
-            let (state, n) = r.map_err(|e| self.err(e))?;
-            rep.read += n;
-            match state.as_str() {
-                "accepted" => rep.already_accepted += n,
-                "rejected" => rep.already_rejected += n,
-                _ => rep.again += n,
-            }
-        }
-        Ok(Some(rep))
     }
 
     /// Records left `sent` by an interrupted run may have been delivered: say so, so that a
@@ -389,11 +444,9 @@ impl Journal {
              usage_value, relate_pkg_instance, maybe_delivered FROM records",
             scope,
         );
-        // Walk the table in rowid order from `after_id`: the unary `+` keeps SQLite from using
-        // the state index, which would collect and sort every remaining row for each batch.
-        let sql = format!("{sql} AND id > ?2 ORDER BY id LIMIT ?3")
-            .replace(" state IN", " +state IN")
-            .replace("import_id = ?1", "+import_id = ?1");
+        // Walks the table in rowid order from `after_id` (there is no index on state or
+        // import_id to prefer).
+        let sql = format!("{sql} AND id > ?2 ORDER BY id LIMIT ?3");
         let mut st = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
         let rows = st
             .query_map(params![arg, after_id, limit as i64], |r| {
@@ -519,7 +572,8 @@ impl Journal {
     }
 
     /// Records refused here without being sent (their begin_time left the marketplace's
-    /// window while they waited): `rejected` with the code the marketplace would give.
+    /// window while they waited): `rejected` with the code the marketplace would give. A
+    /// record an earlier attempt may have delivered stays `sent` (as in `mark_refused`).
     pub fn reject_unsent(
         &mut self,
         ids: &[i64],
@@ -532,8 +586,10 @@ impl Journal {
         let serr = |e: rusqlite::Error| storage(&path, e);
         let tx = self.conn.transaction().map_err(serr)?;
         tx.execute(
-            "UPDATE records SET state = 'rejected', last_code = ?2, last_message = ?3,
-             decided_at = ?4 WHERE id IN (SELECT value FROM json_each(?1))",
+            "UPDATE records SET state = CASE WHEN maybe_delivered = 1 THEN 'sent'
+             ELSE 'rejected' END, last_code = ?2, last_message = ?3,
+             decided_at = CASE WHEN maybe_delivered = 1 THEN decided_at ELSE ?4 END
+             WHERE id IN (SELECT value FROM json_each(?1))",
             params![id_list(ids), code, reason, now],
         )
         .map_err(serr)?;
@@ -834,21 +890,40 @@ type Existing = (
     bool,
 );
 
+/// Where [`resolve_conflict`] looks.
+#[derive(Clone, Copy)]
+enum Db {
+    Main,
+    Known,
+}
+
 /// A record whose metering_sn or period is already journaled: the same record again is
 /// fine (it joins this upload unless it is decided), a fixed rejected record replaces the
 /// old one, anything else is a duplicate and an error naming the earlier line.
+///
+/// `Db::Known` looks in the real journal attached read-only to a scratch one (`import_id`
+/// -1): nothing is written, the outcome is counted as an import into it would count it.
+/// Ok(false): the record is in neither place (a new record).
 fn resolve_conflict(
     tx: &Transaction,
     rec: &UsageRecord,
-    _raw: &RawRecord,
     import_id: i64,
     rep: &mut ImportReport,
-) -> std::result::Result<(), String> {
+    db: Db,
+) -> std::result::Result<bool, String> {
+    let t = match db {
+        Db::Main => "main.records",
+        Db::Known => "known.records",
+    };
+    let write = matches!(db, Db::Main);
     let dberr = |e: rusqlite::Error| format!("journal: {e}");
     let by_sn: Option<Existing> = tx
         .query_row(
-            "SELECT id, state, instance_id, begin_time, end_time, usage_value, relate_pkg_instance,
-             source_file, source_line, maybe_delivered FROM records WHERE metering_sn = ?1",
+            &format!(
+                "SELECT id, state, instance_id, begin_time, end_time, usage_value,
+                 relate_pkg_instance, source_file, source_line, maybe_delivered FROM {t}
+                 WHERE metering_sn = ?1"
+            ),
             [&rec.metering_sn],
             |r| {
                 Ok((
@@ -875,6 +950,7 @@ fn resolve_conflict(
         }
     };
     if let Some((id, state, inst, begin, end, value, relate, file, line, maybe)) = by_sn {
+        let sn_state = format!("state {state}");
         let same = inst == rec.instance_id
             && begin == rec.begin_time
             && end == rec.end_time
@@ -882,12 +958,15 @@ fn resolve_conflict(
             && relate == rec.relate_pkg_instance;
         let this_import: bool = tx
             .query_row(
-                "SELECT import_id = ?2 FROM records WHERE id = ?1",
+                &format!("SELECT import_id = ?2 FROM {t} WHERE id = ?1"),
                 params![id, import_id],
                 |r| r.get(0),
             )
             .map_err(dberr)?;
         if this_import {
+            if rec.sn_derived {
+                return Err(period_duplicate(rec, &where_(&file, line, true), &sn_state));
+            }
             return Err(format!(
                 "metering_sn {:?} duplicates {} (each record needs its own metering_sn)",
                 rec.metering_sn,
@@ -899,15 +978,17 @@ fn resolve_conflict(
                 "accepted" => rep.already_accepted += 1,
                 "rejected" => rep.already_rejected += 1,
                 _ => {
-                    tx.execute(
-                        "UPDATE records SET import_id = ?2 WHERE id = ?1",
-                        params![id, import_id],
-                    )
-                    .map_err(dberr)?;
+                    if write {
+                        tx.execute(
+                            "UPDATE records SET import_id = ?2 WHERE id = ?1",
+                            params![id, import_id],
+                        )
+                        .map_err(dberr)?;
+                    }
                     rep.again += 1;
                 }
             }
-            return Ok(());
+            return Ok(true);
         }
         if state == "rejected" && maybe {
             // An earlier attempt got no definite answer: the marketplace may hold the first
@@ -920,8 +1001,19 @@ fn resolve_conflict(
             ));
         }
         if state == "rejected" {
-            let n = tx
-                .execute(
+            let n = if !write {
+                // Replaceable unless another record holds the new period.
+                tx.query_row(
+                    &format!(
+                        "SELECT count(*) = 0 FROM {t} WHERE instance_id = ?1
+                         AND begin_time = ?2 AND end_time = ?3 AND id != ?4"
+                    ),
+                    params![rec.instance_id, rec.begin_time, rec.end_time, id],
+                    |r| r.get::<_, bool>(0),
+                )
+                .map_err(dberr)? as usize
+            } else {
+                tx.execute(
                     "UPDATE OR IGNORE records SET instance_id = ?2, begin_time = ?3, end_time = ?4,
                      usage_value = ?5, relate_pkg_instance = ?6, record_time = ?7, import_id = ?8,
                      state = CASE WHEN maybe_delivered = 1 THEN 'sent' ELSE 'pending' END,
@@ -937,11 +1029,19 @@ fn resolve_conflict(
                         import_id
                     ],
                 )
-                .map_err(dberr)?;
+                .map_err(dberr)?
+            };
             if n == 1 {
                 rep.replaced += 1;
-                return Ok(());
+                return Ok(true);
             }
+        } else if rec.sn_derived {
+            // No metering_sn given: the one csm derived names the instance and period.
+            return Err(period_duplicate(
+                rec,
+                &where_(&file, line, false),
+                &sn_state,
+            ));
         } else {
             return Err(format!(
                 "metering_sn {:?} is already journaled with other content ({}, state {state}); \
@@ -953,27 +1053,35 @@ fn resolve_conflict(
     }
     let by_period: Option<(String, String, String, i64, bool)> = tx
         .query_row(
-            "SELECT metering_sn, state, source_file, source_line, import_id = ?4 FROM records
-             WHERE instance_id = ?1 AND begin_time = ?2 AND end_time = ?3",
+            &format!(
+                "SELECT metering_sn, state, source_file, source_line, import_id = ?4 FROM {t}
+                 WHERE instance_id = ?1 AND begin_time = ?2 AND end_time = ?3"
+            ),
             params![rec.instance_id, rec.begin_time, rec.end_time, import_id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .optional()
         .map_err(dberr)?;
     match by_period {
-        Some((sn, state, file, line, same_import)) => Err(format!(
-            "instance_id {:?} period {}..{} duplicates {} (metering_sn {sn:?}, state {state}); \
-             the marketplace bills only the first record of a period",
-            rec.instance_id,
-            rec.begin_time,
-            rec.end_time,
-            where_(&file, line, same_import)
+        Some((sn, state, file, line, same_import)) => Err(period_duplicate(
+            rec,
+            &where_(&file, line, same_import),
+            &format!("metering_sn {sn:?}, state {state}"),
         )),
-        None => Err(format!(
-            "metering_sn {:?}: could not be journaled",
-            rec.metering_sn
-        )),
+        None => Ok(false),
     }
+}
+
+/// A second record for one instance and period; `earlier` says where the first is, `about`
+/// what it is.
+fn period_duplicate(rec: &UsageRecord, earlier: &str, about: &str) -> String {
+    format!(
+        "instance_id {} period {}..{} duplicates {earlier} ({about}); \
+         the marketplace bills only the first record of a period",
+        record::show(&rec.instance_id),
+        rec.begin_time,
+        rec.end_time,
+    )
 }
 
 #[cfg(test)]
@@ -987,7 +1095,7 @@ mod tests {
 
     fn import(j: &mut Journal, text: &str, commit: bool) -> ImportReport {
         let mut r = RecordReader::new(std::io::BufReader::new(text.as_bytes()), Format::Csv);
-        j.import(&mut r, "in.csv", None, now(), Billing::Hourly, commit)
+        j.import(&mut r, "in.csv", now(), Billing::Hourly, commit)
             .unwrap()
     }
 

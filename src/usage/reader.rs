@@ -2,7 +2,7 @@
 //! Memory stays flat with file size: one line at a time, and a line longer than
 //! [`MAX_LINE`] is skipped to its end without being held, then reported.
 
-use super::record::{RawRecord, FIELDS, INFO_FIELDS, REQUIRED};
+use super::record::{show, RawRecord, FIELDS, INFO_FIELDS, REQUIRED};
 use crate::protocol::json::{self, Json};
 use std::io::BufRead;
 
@@ -241,8 +241,9 @@ fn parse_header(line: &str) -> Result<Vec<String>, String> {
     for (i, c) in cols.iter().enumerate() {
         if !FIELDS.contains(&c.as_str()) && !INFO_FIELDS.contains(&c.as_str()) {
             return Err(format!(
-                "header: column {} {c:?} is not a usage field (expected some of {})",
+                "header: column {} {} is not a usage field (expected some of {})",
                 i + 1,
+                show(c),
                 FIELDS.join(", ")
             ));
         }
@@ -297,7 +298,8 @@ fn parse_jsonl(line: &str) -> Result<RawRecord, String> {
             Json::Number(n) if k == "usage_value" || INFO_FIELDS.contains(&k.as_str()) => n,
             other => {
                 return Err(format!(
-                    "field {k:?}: must be a string{} (got {})",
+                    "field {}: must be a string{} (got {})",
+                    show(&k),
                     if k == "usage_value" {
                         " or a number"
                     } else {
@@ -312,7 +314,8 @@ fn parse_jsonl(line: &str) -> Result<RawRecord, String> {
         }
         if !FIELDS.contains(&k.as_str()) {
             return Err(format!(
-                "field {k:?} is not a usage field (expected some of {})",
+                "field {} is not a usage field (expected some of {})",
+                show(&k),
                 FIELDS.join(", ")
             ));
         }

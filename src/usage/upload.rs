@@ -11,7 +11,7 @@ use crate::secret::Secret;
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Answers larger than this are not read further (a usage answer is small).
 const MAX_ANSWER: u64 = 4 * 1024 * 1024;
@@ -71,7 +71,6 @@ pub fn apig_headers(
 
 #[derive(Debug, Default)]
 pub struct SendReport {
-    pub batches: u64,
     pub requests: u64,
     pub accepted: u64,
     pub rejected: u64,
@@ -115,8 +114,9 @@ const DEPTH: usize = 2;
 struct Job {
     batch: Vec<Stored>,
     attempt: u32,
-    /// Pause before this attempt (backoff), taken on the request's thread.
-    delay: Duration,
+    /// Not launched before this (backoff): the records are journaled `sent` and the request
+    /// signed only when it is due, so a kill while waiting leaves them `pending`.
+    not_before: Instant,
 }
 
 /// What came back for one request, before any classification.
@@ -169,26 +169,22 @@ fn launch(
         req = req.header(n.as_str(), v.as_str());
     }
     let req = req.body(body);
-    let delay = job.delay;
-    let handle = std::thread::spawn(move || {
-        std::thread::sleep(delay);
-        match req.send() {
-            Err(e) => Answer::Failed {
-                reached: !e.is_connect(),
-                code: if e.is_timeout() { "timeout" } else { "network" }.into(),
-                reason: error_chain(&e),
-            },
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let mut body = Vec::new();
-                match resp.take(MAX_ANSWER).read_to_end(&mut body) {
-                    Ok(_) => Answer::Http { status, body },
-                    Err(e) => Answer::Failed {
-                        reached: true,
-                        code: "network".into(),
-                        reason: format!("answer cut off: {e}"),
-                    },
-                }
+    let handle = std::thread::spawn(move || match req.send() {
+        Err(e) => Answer::Failed {
+            reached: !e.is_connect(),
+            code: if e.is_timeout() { "timeout" } else { "network" }.into(),
+            reason: error_chain(&e),
+        },
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let mut body = Vec::new();
+            match resp.take(MAX_ANSWER).read_to_end(&mut body) {
+                Ok(_) => Answer::Http { status, body },
+                Err(e) => Answer::Failed {
+                    reached: true,
+                    code: "network".into(),
+                    reason: format!("answer cut off: {e}"),
+                },
             }
         }
     });
@@ -241,7 +237,15 @@ pub fn send(
     loop {
         while !stopping && flights.len() < DEPTH {
             let job = match retries.pop_front() {
-                Some(j) => j,
+                // Not due yet: take the answers in flight first, else wait here.
+                Some(j) if j.not_before > Instant::now() && !flights.is_empty() => {
+                    retries.push_front(j);
+                    break;
+                }
+                Some(j) => {
+                    std::thread::sleep(j.not_before.saturating_duration_since(Instant::now()));
+                    j
+                }
                 None if journal_done => break,
                 None => {
                     let batch = journal.next_batch(scope, after_id, batch_size)?;
@@ -250,11 +254,10 @@ pub fn send(
                         break;
                     };
                     after_id = last.id;
-                    rep.batches += 1;
                     Job {
                         batch,
                         attempt: 1,
-                        delay: Duration::ZERO,
+                        not_before: Instant::now(),
                     }
                 }
             };
@@ -267,12 +270,20 @@ pub fn send(
             job.batch = fresh;
             if !old.is_empty() {
                 let ids: Vec<i64> = old.iter().map(|s| s.id).collect();
-                let o = Outcome::Rejected {
-                    code: "MKT.9004".into(),
-                    reason: OLD_REASON.into(),
-                };
                 journal.reject_unsent(&ids, "MKT.9004", OLD_REASON, &now_s())?;
-                for _ in &ids {
+                for s in &old {
+                    // One the marketplace may hold stays `sent`: undecided, not rejected.
+                    let o = if s.maybe_delivered {
+                        Outcome::Retry {
+                            code: "MKT.9004".into(),
+                            reason: OLD_REASON.into(),
+                        }
+                    } else {
+                        Outcome::Rejected {
+                            code: "MKT.9004".into(),
+                            reason: OLD_REASON.into(),
+                        }
+                    };
                     count(&mut rep, &o);
                 }
                 done += ids.len() as u64;
@@ -309,11 +320,9 @@ pub fn send(
                     .map(|s| s.record.metering_sn.as_str())
                     .collect();
                 let maybe: Vec<bool> = job.batch.iter().map(|s| s.maybe_delivered).collect();
-                let now = clock::now();
-                let old: Vec<bool> = job.batch.iter().map(|s| too_old(s, now)).collect();
                 (
                     Some(status),
-                    batch::classify_response(status, &body, &sns, &maybe, &old),
+                    batch::classify_response(status, &body, &sns, &maybe),
                     true,
                 )
             }
@@ -321,25 +330,28 @@ pub fn send(
         match verdict {
             BatchVerdict::Records(outcomes) => {
                 journal.apply(bid, &ids, &outcomes, status.unwrap_or(0), &now_s())?;
-                // MKT.9004 refused the batch for another record's sake: the others go again
-                // in this run (bounded like any retry).
-                let again = job.attempt <= cfg.retries;
-                let mut requeue = Vec::new();
-                for (s, o) in job.batch.into_iter().zip(&outcomes) {
-                    if again && matches!(o, Outcome::Retry { code, .. } if code == "MKT.9004") {
-                        requeue.push(s);
-                    } else {
-                        count(&mut rep, o);
-                        done += 1;
-                    }
+                for o in &outcomes {
+                    count(&mut rep, o);
                 }
+                done += outcomes.len() as u64;
                 progress(done);
-                if !requeue.is_empty() {
+            }
+            BatchVerdict::Resend { code, reason } => {
+                journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
+                if job.attempt <= cfg.retries {
                     retries.push_back(Job {
-                        batch: requeue,
+                        batch: job.batch,
                         attempt: job.attempt + 1,
-                        delay: Duration::ZERO,
+                        not_before: Instant::now(),
                     });
+                } else {
+                    // Left `pending` (or `sent` when maybe delivered) for a later replay.
+                    let o = Outcome::Retry { code, reason };
+                    for _ in &ids {
+                        count(&mut rep, &o);
+                    }
+                    done += ids.len() as u64;
+                    progress(done);
                 }
             }
             BatchVerdict::Fatal { code, reason } => {
@@ -365,7 +377,7 @@ pub fn send(
                         retries.push_back(Job {
                             batch: std::mem::replace(&mut job.batch, rest),
                             attempt: job.attempt + 1,
-                            delay: Duration::ZERO,
+                            not_before: Instant::now(),
                         });
                     }
                 } else {
@@ -400,7 +412,8 @@ pub fn send(
                 } else {
                     let r: f64 = rand::thread_rng().gen();
                     retries.push_back(Job {
-                        delay: backoff_delay(cfg.backoff, cfg.max_backoff, job.attempt, r),
+                        not_before: Instant::now()
+                            + backoff_delay(cfg.backoff, cfg.max_backoff, job.attempt, r),
                         attempt: job.attempt + 1,
                         batch: job.batch,
                     });

@@ -38,20 +38,34 @@ pub fn csm(dir: &Path) -> Command {
 }
 
 pub fn start_marketplace(dir: &Path, state: &Path, key: &Path, faults: &[&str]) -> Server {
-    let mut cmd = csm(dir);
-    cmd.args([
-        "serve",
-        "marketplace",
-        "--listen",
-        "127.0.0.1:0",
-        "--key-file",
-    ])
-    .arg(key)
-    .arg("--state")
-    .arg(state);
+    let mut extra = Vec::new();
     for f in faults {
-        cmd.args(["--fault", f]);
+        extra.extend(["--fault", f]);
     }
+    start_marketplace_with(dir, state, key, None, &extra)
+}
+
+/// The stand-in with its own clock (`now`, else [`NOW`]) and any further flags.
+pub fn start_marketplace_with(
+    dir: &Path,
+    state: &Path,
+    key: &Path,
+    now: Option<&str>,
+    extra: &[&str],
+) -> Server {
+    let mut cmd = csm(dir);
+    cmd.env("CSM_NOW", now.unwrap_or(NOW))
+        .args([
+            "serve",
+            "marketplace",
+            "--listen",
+            "127.0.0.1:0",
+            "--key-file",
+        ])
+        .arg(key)
+        .arg("--state")
+        .arg(state)
+        .args(extra);
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -60,6 +74,15 @@ pub fn start_marketplace(dir: &Path, state: &Path, key: &Path, faults: &[&str]) 
     let base = common::announced_url(&mut child);
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
     Server { child, base }
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct Env {
@@ -92,6 +115,11 @@ impl Env {
 
     pub fn market(&self, faults: &[&str]) -> Server {
         start_marketplace(self.dir(), &self.market, &self.key, faults)
+    }
+
+    /// The stand-in with its own clock and/or further flags.
+    pub fn market_with(&self, now: Option<&str>, extra: &[&str]) -> Server {
+        start_marketplace_with(self.dir(), &self.market, &self.key, now, extra)
     }
 
     /// `csm usage <args> --journal J` (and the key and endpoint when a server is given).
