@@ -62,8 +62,10 @@ pub fn write_atomic_all(files: &[(&Path, &[u8], bool)]) -> Result<()> {
         }
     };
     for (path, data, private) in files {
-        match write_temp(path, data, *private) {
-            Ok(t) => temps.push(t),
+        let fill =
+            |w: &mut dyn std::io::Write| w.write_all(data).map_err(|e| CsmError::io(*path, e));
+        match write_temp(path, *private, fill) {
+            Ok((t, ())) => temps.push(t),
             Err(e) => {
                 cleanup(&temps);
                 return Err(e);
@@ -79,9 +81,27 @@ pub fn write_atomic_all(files: &[(&Path, &[u8], bool)]) -> Result<()> {
     Ok(())
 }
 
-/// A temporary sibling of `path` holding `data`, synced; removed again on failure.
-fn write_temp(path: &Path, data: &[u8], private: bool) -> Result<std::path::PathBuf> {
-    use std::io::Write;
+/// Writes `path` by streaming into a temporary sibling through `fill`, then renaming it over
+/// `path` (an export too large to hold): a reader never sees a half-written file.
+pub fn write_atomic_with<T>(
+    path: &Path,
+    private: bool,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> Result<T>,
+) -> Result<T> {
+    let (tmp, value) = write_temp(path, private, fill)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        CsmError::io(path, e)
+    })?;
+    Ok(value)
+}
+
+/// A temporary sibling of `path` filled by `fill`, synced; removed again on failure.
+fn write_temp<T>(
+    path: &Path,
+    private: bool,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> Result<T>,
+) -> Result<(std::path::PathBuf, T)> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -103,13 +123,61 @@ fn write_temp(path: &Path, data: &[u8], private: bool) -> Result<std::path::Path
     }
     #[cfg(not(unix))]
     let _ = private;
-    let written = opts.open(&tmp).and_then(|mut f| {
-        f.write_all(data)?;
-        f.sync_all()
-    });
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(CsmError::io(path, e));
+    let written = opts
+        .open(&tmp)
+        .map_err(|e| CsmError::io(path, e))
+        .and_then(|f| {
+            let mut w = std::io::BufWriter::new(f);
+            let value = fill(&mut w)?;
+            let f = w
+                .into_inner()
+                .map_err(|e| CsmError::io(path, e.into_error()))?;
+            f.sync_all().map_err(|e| CsmError::io(path, e))?;
+            Ok(value)
+        });
+    match written {
+        Ok(value) => Ok((tmp, value)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    Ok(tmp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_streamed_write_that_fails_leaves_the_old_file_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("export.csv");
+        std::fs::write(&out, "old").unwrap();
+        let failed = write_atomic_with(&out, false, |w| {
+            w.write_all(b"half").unwrap();
+            Err::<(), _>(CsmError::usage("stopped"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "old");
+        assert_eq!(names(dir.path()), ["export.csv"]);
+        let n = write_atomic_with(&out, false, |w| {
+            w.write_all(b"new").map_err(|e| CsmError::io(&out, e))?;
+            Ok(3)
+        })
+        .unwrap();
+        assert_eq!(
+            (n, std::fs::read_to_string(&out).unwrap()),
+            (3, "new".into())
+        );
+        assert_eq!(names(dir.path()), ["export.csv"]);
+    }
 }

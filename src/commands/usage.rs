@@ -665,22 +665,7 @@ fn export(g: &GlobalArgs, a: ExportArgs) -> Result<Exit> {
     refuse_journal_file(&a.out, &path)?;
     let j = Journal::open_read_only(&path)?;
     let jsonl = Format::from_path(&a.out) == Format::Jsonl;
-    // Written beside the target, then renamed: never a half-written file.
-    let tmp = a
-        .out
-        .with_extension(format!("part-{}", clock::alphanumeric(8)));
-    let result = (|| -> Result<u64> {
-        let f = std::fs::File::create(&tmp).map_err(|e| CsmError::io(&tmp, e))?;
-        let mut w = std::io::BufWriter::new(f);
-        let n = j.export(&a.state, jsonl, &mut w)?;
-        w.flush().map_err(|e| CsmError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &a.out).map_err(|e| CsmError::io(&a.out, e))?;
-        Ok(n)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    let n = result?;
+    let n = crate::files::write_atomic_with(&a.out, false, |w| j.export(&a.state, jsonl, w))?;
     if g.json {
         output::print_json(&json!({"state": a.state, "records": n, "out": label(&a.out)}));
     } else if !g.quiet {

@@ -6,7 +6,7 @@ use super::batch::{self, BatchVerdict, Outcome, ValueAs, MIN_BATCH};
 use super::journal::{Journal, Scope, Stored};
 use super::record;
 use crate::clock;
-use crate::error::{CsmError, Result};
+use crate::error::{error_chain, CsmError, Result};
 use crate::secret::Secret;
 use rand::Rng;
 use std::collections::BTreeMap;
@@ -422,20 +422,6 @@ pub fn send(
         }
     }
     Ok(rep)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
