@@ -721,15 +721,23 @@ fn long_unknown_names_are_shortened_and_derived_sn_clashes_name_the_period_rule(
         "n.jsonl",
         &format!("{{\"instance_id\":\"i-1\",\"begin_time\":\"20260110T090000Z\",\"end_time\":\"20260110T100000Z\",\"usage_value\":1,\"{long}\":2}}\n"),
     );
-    for f in [csv, jsonl, jsonl_num] {
+    // A long key given twice (half as long, so the line fits): refused as repeated, and
+    // shown shortened too.
+    let half = "y".repeat(30_000);
+    let jsonl_twice = env.write(
+        "t.jsonl",
+        &format!("{{\"instance_id\":\"i-1\",\"{half}\":\"a\",\"{half}\":\"b\"}}\n"),
+    );
+    for (f, says) in [
+        (csv, "60000 characters"),
+        (jsonl, "60000 characters"),
+        (jsonl_num, "60000 characters"),
+        (jsonl_twice, "30000 characters) appears twice"),
+    ] {
         let o = env.usage(&["validate", f.to_str().unwrap()], None);
         let (out, err) = text(&o);
         assert_eq!(o.status.code(), Some(2), "{err}");
-        assert!(
-            err.contains("60000 characters"),
-            "{}",
-            &err[..err.len().min(300)]
-        );
+        assert!(err.contains(says), "{}", &err[..err.len().min(300)]);
         assert!(
             out.len() + err.len() < 2000,
             "{} bytes",

@@ -80,33 +80,47 @@ impl Json {
 /// Parses a complete JSON document from bytes (UTF-8 required). A repeated key keeps its
 /// last value, as Jackson does.
 pub fn parse(bytes: &[u8]) -> Result<Json, ProtocolError> {
-    parse_with(bytes, false)
+    parse_with(bytes, false).map_err(|(e, _)| e)
 }
 
-/// Like [`parse`], but a key repeated within one object is an error naming the key
-/// (input records must not say two things).
-pub fn parse_unique(bytes: &[u8]) -> Result<Json, ProtocolError> {
-    parse_with(bytes, true)
+/// Why [`parse_unique`] refused a document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UniqueError {
+    /// A key repeated within one object (the key, in full: the caller decides how to show it).
+    RepeatedKey(String),
+    Invalid(ProtocolError),
 }
 
-fn parse_with(bytes: &[u8], unique: bool) -> Result<Json, ProtocolError> {
+/// Like [`parse`], but a key repeated within one object is an error of its own kind (input
+/// records must not say two things).
+pub fn parse_unique(bytes: &[u8]) -> Result<Json, UniqueError> {
+    parse_with(bytes, true).map_err(|(e, repeated)| match repeated {
+        Some(key) => UniqueError::RepeatedKey(key),
+        None => UniqueError::Invalid(e),
+    })
+}
+
+/// The document, or the error with the repeated key that caused it (when `unique`).
+fn parse_with(bytes: &[u8], unique: bool) -> Result<Json, (ProtocolError, Option<String>)> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        ProtocolError::new(format!(
+        let e = ProtocolError::new(format!(
             "body: invalid UTF-8 at byte {} (JSON bodies must be UTF-8)",
             e.valid_up_to()
-        ))
+        ));
+        (e, None)
     })?;
     let mut p = Parser {
         s: text.as_bytes(),
         text,
         i: 0,
         unique,
+        repeated: None,
     };
     p.ws();
-    let v = p.value(0)?;
+    let v = p.value(0).map_err(|e| (e, p.repeated.take()))?;
     p.ws();
     if p.i != p.s.len() {
-        return Err(p.err("trailing characters after the JSON value"));
+        return Err((p.err("trailing characters after the JSON value"), None));
     }
     Ok(v)
 }
@@ -117,6 +131,8 @@ struct Parser<'a> {
     i: usize,
     /// Refuse repeated keys instead of keeping the last value.
     unique: bool,
+    /// The repeated key that stopped a `unique` parse.
+    repeated: Option<String>,
 }
 
 impl Parser<'_> {
@@ -311,7 +327,9 @@ impl Parser<'_> {
             // Jackson keeps the last of duplicate keys.
             if let Some(slot) = members.iter_mut().find(|(mk, _)| *mk == k) {
                 if self.unique {
-                    return Err(ProtocolError::new(format!("key {k:?} appears twice")));
+                    let e = self.err("a key appears twice");
+                    self.repeated = Some(k);
+                    return Err(e);
                 }
                 slot.1 = v;
             } else {
@@ -842,10 +860,14 @@ mod tests {
     fn repeated_keys_keep_the_last_or_are_refused() {
         let j = parse(br#"{"a":1,"a":2}"#).unwrap();
         assert_eq!(j.get("a"), Some(&Json::Number("2".into())));
-        let e = parse_unique(br#"{"a":{"b":1,"b":2}}"#)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains(r#"key "b" appears twice"#), "{e}");
+        assert_eq!(
+            parse_unique(br#"{"a":{"b":1,"b":2}}"#),
+            Err(UniqueError::RepeatedKey("b".into()))
+        );
+        assert!(matches!(
+            parse_unique(b"{\"a\":"),
+            Err(UniqueError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -248,7 +248,7 @@ fn parse_header(line: &str) -> Result<Vec<String>, String> {
             ));
         }
         if cols[..i].contains(c) {
-            return Err(format!("header: column {c:?} appears twice"));
+            return Err(format!("header: column {} appears twice", show(c)));
         }
     }
     for r in REQUIRED {
@@ -280,12 +280,9 @@ fn parse_csv_row(cols: &[String], line: &str) -> Result<RawRecord, String> {
 
 fn parse_jsonl(line: &str) -> Result<RawRecord, String> {
     // A record must not say two things: a repeated key is an error, not "last one wins".
-    let v = json::parse_unique(line.as_bytes()).map_err(|e| {
-        let msg = e.to_string();
-        match msg.strip_prefix("key ") {
-            Some(rest) if msg.ends_with("appears twice") => format!("field {rest}"),
-            _ => format!("not valid JSON: {msg}"),
-        }
+    let v = json::parse_unique(line.as_bytes()).map_err(|e| match e {
+        json::UniqueError::RepeatedKey(k) => format!("field {} appears twice", show(&k)),
+        json::UniqueError::Invalid(e) => format!("not valid JSON: {e}"),
     })?;
     let Json::Object(members) = v else {
         return Err("not a JSON object (one record object per line)".into());
