@@ -1,11 +1,10 @@
 //! Huawei API Gateway AK/SK signing, `SDK-HMAC-SHA256` (license-and-usage.md §5).
 
-use super::hmac::{hex_lower, hmac_sha256, sha256_hex, HmacSha256, SignatureBytes};
+use super::hmac::{hex_lower, hmac_sha256, hmac_sha256_parts, sha256_hex, SignatureBytes};
+use super::json::is_name;
 use super::v1::{percent_decode, percent_encode};
 use super::ProtocolError;
-use hmac::Mac;
 use sha2::{Digest, Sha256};
-use std::borrow::Cow;
 
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
 pub const DATE_HEADER: &str = "X-Sdk-Date";
@@ -43,16 +42,48 @@ pub fn host_header_value(url: &str) -> Option<String> {
 
 /// Splits a URL (absolute or a bare path) into (host with port, path, query).
 pub fn split_url(url: &str) -> (Option<&str>, &str, &str) {
-    let url = url.split('#').next().unwrap_or("");
-    let (host, rest) = match url.split_once("://") {
-        Some((_, after)) => match after.find(['/', '?']) {
-            Some(i) => (Some(&after[..i]), &after[i..]),
-            None => (Some(after), ""),
-        },
-        None => (None, url),
+    let b = url.as_bytes();
+    // A scheme ends at the first ':', which comes before any '/', '?' or '#'.
+    let scheme_end = find_any(b, 0, [b':', b'/', b'?', b'#'])
+        .filter(|&i| b[i] == b':' && b[i + 1..].starts_with(b"//"));
+    let (host, path_start) = match scheme_end {
+        Some(i) => {
+            let end = find_any(b, i + 3, [b'/', b'?', b'#']).unwrap_or(b.len());
+            (Some(&url[i + 3..end]), end)
+        }
+        None => (None, 0),
     };
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    (host, path, query)
+    let path_end = find_any(b, path_start, [b'?', b'#']).unwrap_or(b.len());
+    let path = &url[path_start..path_end];
+    if b.get(path_end) != Some(&b'?') {
+        return (host, path, "");
+    }
+    let query_end = find_any(b, path_end + 1, [b'#']).unwrap_or(b.len());
+    (host, path, &url[path_end + 1..query_end])
+}
+
+/// The first position at or after `from` of any of `needles`, eight bytes at a time: a URL
+/// is too short for a search call to pay for itself.
+fn find_any<const N: usize>(hay: &[u8], from: usize, needles: [u8; N]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while let Some(chunk) = hay.get(i..i + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let hits = needles.iter().fold(0, |hits, &n| {
+            let v = word ^ (ONES * u64::from(n));
+            hits | (v.wrapping_sub(ONES) & !v & HIGH)
+        });
+        if hits != 0 {
+            // Only the lowest flag is exact (a borrow can flag the byte above a hit).
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    hay.get(i..)?
+        .iter()
+        .position(|c| needles.contains(c))
+        .map(|j| i + j)
 }
 
 pub fn canonical_uri(path: &str) -> Result<String, ProtocolError> {
@@ -98,9 +129,11 @@ pub fn sign<S: AsRef<str>>(
     signed_headers: &[S],
     body: &[u8],
 ) -> Result<ApigSignature, ProtocolError> {
-    let signed = signed_list(signed_headers);
-    let (canonical_request, date) = canonical_request(method, url, headers, &signed, body)?;
-    let canonical_request = String::from_utf8(canonical_request).expect("joined from strings");
+    let names = signed_headers.iter().map(AsRef::as_ref);
+    let request = CanonicalRequest::build(method, url, headers, names, None, body)?;
+    let signed_headers = request.signed_list().to_string();
+    let date = request.date;
+    let canonical_request = String::from_utf8(request.text).expect("joined from strings");
     let string_to_sign = format!(
         "{ALGORITHM}\n{date}\n{}",
         sha256_hex(canonical_request.as_bytes())
@@ -108,18 +141,17 @@ pub fn sign<S: AsRef<str>>(
     let signature: String = SignatureBytes(hmac_sha256(sk.as_bytes(), string_to_sign.as_bytes()))
         .hex()
         .into();
-    let authorization = authorization_value(ak, &signed, &signature);
+    let authorization = authorization_value(ak, &signed_headers, &signature);
     Ok(ApigSignature {
         canonical_request,
         string_to_sign,
         signature,
-        signed_headers: signed.into_owned(),
+        signed_headers,
         authorization,
     })
 }
 
-/// The `Authorization` header value alone (what a sender needs): the canonical request is
-/// gathered in one buffer, hashed, and the string to sign streamed into the HMAC.
+/// The `Authorization` header value alone (what a sender needs), built with one allocation.
 pub fn authorization<S: AsRef<str>>(
     ak: &str,
     sk: &str,
@@ -129,17 +161,14 @@ pub fn authorization<S: AsRef<str>>(
     signed_headers: &[S],
     body: &[u8],
 ) -> Result<String, ProtocolError> {
-    let signed = signed_list(signed_headers);
-    let sig = signature_bytes(sk, method, url, headers, &signed, body)?;
-    let digits = hex_lower(&sig);
-    let hex = std::str::from_utf8(&digits).expect("hex digits are ASCII");
-    Ok(authorization_value(ak, &signed, hex))
+    let names = signed_headers.iter().map(AsRef::as_ref);
+    let request = CanonicalRequest::build(method, url, headers, names, None, body)?;
+    Ok(request.into_authorization(ak, sk))
 }
 
 /// `SDK-HMAC-SHA256 Access=…, SignedHeaders=…, Signature=…`.
 pub fn authorization_value(ak: &str, signed: &str, signature: &str) -> String {
-    let mut v = String::with_capacity(64 + ak.len() + signed.len() + signature.len());
-    for part in [
+    let parts = [
         ALGORITHM,
         " Access=",
         ak,
@@ -147,136 +176,218 @@ pub fn authorization_value(ak: &str, signed: &str, signature: &str) -> String {
         signed,
         ", Signature=",
         signature,
-    ] {
+    ];
+    let mut v = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
         v.push_str(part);
     }
     v
 }
 
-/// The signature over a canonical signed-header list.
-fn signature_bytes(
-    sk: &str,
-    method: &str,
-    url: &str,
-    headers: &[(String, String)],
-    signed: &str,
-    body: &[u8],
-) -> Result<[u8; 32], ProtocolError> {
-    let (canonical_request, date) = canonical_request(method, url, headers, signed, body)?;
-    let request_hash = hex_lower(&Sha256::digest(&canonical_request).into());
-    let mut mac = HmacSha256::new_from_slice(sk.as_bytes()).expect("HMAC takes keys of any length");
-    for part in [
-        ALGORITHM.as_bytes(),
-        b"\n",
-        date.as_bytes(),
-        b"\n",
-        &request_hash,
-    ] {
-        mac.update(part);
+/// The canonical request text, with the X-Sdk-Date value signed with it and where the
+/// signed-header list lies in the text.
+struct CanonicalRequest<'h> {
+    text: Vec<u8>,
+    date: &'h str,
+    signed: std::ops::Range<usize>,
+}
+
+impl<'h> CanonicalRequest<'h> {
+    /// Built in one buffer. `names` are the header names to sign, as given: used as they
+    /// are when they already are the list the recipe wants (as every signer writes them);
+    /// `joined` is the same names joined by ';', when the caller has them so.
+    fn build<'n>(
+        method: &str,
+        url: &str,
+        headers: &'h [(String, String)],
+        names: impl Iterator<Item = &'n str> + Clone,
+        joined: Option<&str>,
+        body: &[u8],
+    ) -> Result<Self, ProtocolError> {
+        if let Some(request) =
+            Self::build_listed(method, url, headers, names.clone(), joined, body)?
+        {
+            return Ok(request);
+        }
+        let list = normalised_list(names);
+        if let Some(bad) = list
+            .iter()
+            .find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(ProtocolError::new(format!(
+                "signed headers: {bad:?} is not a header name (printable ASCII, no spaces)"
+            )));
+        }
+        let names = list.iter().map(String::as_str);
+        Ok(Self::build_listed(method, url, headers, names, None, body)?
+            .expect("a normalised list of header names is a signed list"))
     }
-    Ok(mac.finalize().into_bytes().into())
-}
 
-/// Signed header names as the recipe lists them: trimmed, lower case, sorted, without
-/// repeats, joined by ';'.
-fn signed_list<S: AsRef<str>>(names: &[S]) -> Cow<'_, str> {
-    match names {
-        [one] if is_signed_list(std::iter::once(one.as_ref())) => Cow::Borrowed(one.as_ref()),
-        _ if is_signed_list(names.iter().map(AsRef::as_ref)) => Cow::Owned(
-            names
-                .iter()
-                .map(AsRef::as_ref)
-                .collect::<Vec<_>>()
-                .join(";"),
-        ),
-        _ => Cow::Owned(normalised_list(names.iter().map(AsRef::as_ref))),
+    /// Built from names that are already trimmed, lower case, sorted and without repeats;
+    /// None as soon as one is not (checked on the way, not in a pass of its own).
+    fn build_listed<'n>(
+        method: &str,
+        url: &str,
+        headers: &'h [(String, String)],
+        names: impl Iterator<Item = &'n str> + Clone,
+        joined: Option<&str>,
+        body: &[u8],
+    ) -> Result<Option<Self>, ProtocolError> {
+        let (_, path, query) = split_url(url);
+        // Room for the canonical request and then the Authorization value (a sender's).
+        let header_bytes: usize = headers.iter().map(|(n, v)| 3 * n.len() + v.len() + 3).sum();
+        let mut text = Vec::with_capacity(256 + url.len() + header_bytes);
+        text.extend(method.bytes().map(|b| b.to_ascii_uppercase()));
+        text.push(b'\n');
+        push_canonical_uri(&mut text, path)?;
+        text.push(b'\n');
+        if !query.is_empty() {
+            text.extend_from_slice(canonical_query(query)?.as_bytes());
+        }
+        text.push(b'\n');
+        let mut date = None;
+        let mut prev: &[u8] = &[];
+        for n in names.clone() {
+            if !follows_in_list(prev, n.as_bytes()) {
+                return Ok(None);
+            }
+            prev = n.as_bytes();
+            let is_date = is_name(n, "x-sdk-date");
+            let v = match signed_header_value(headers, n) {
+                Some(v) => v,
+                None if is_date => return Err(date_missing()),
+                None => {
+                    return Err(ProtocolError::new(format!(
+                        "header {n}: listed as signed but not present in the request"
+                    )))
+                }
+            };
+            if is_date {
+                date = Some(v);
+            }
+            text.extend_from_slice(n.as_bytes());
+            text.push(b':');
+            text.extend_from_slice(v.as_bytes().trim_ascii());
+            text.push(b'\n');
+        }
+        let Some(date) = date else {
+            return Err(match header_value(headers, DATE_HEADER) {
+                None => date_missing(),
+                Some(_) => ProtocolError::new("signed headers: must include x-sdk-date"),
+            });
+        };
+        text.push(b'\n');
+        let start = text.len();
+        match joined {
+            Some(list) => text.extend_from_slice(list.as_bytes()),
+            None => {
+                for (i, n) in names.enumerate() {
+                    if i > 0 {
+                        text.push(b';');
+                    }
+                    text.extend_from_slice(n.as_bytes());
+                }
+            }
+        }
+        let signed = start..text.len();
+        text.push(b'\n');
+        text.extend_from_slice(&hex_lower(&Sha256::digest(body).into()));
+        Ok(Some(CanonicalRequest { text, date, signed }))
+    }
+
+    fn signed_list(&self) -> &str {
+        std::str::from_utf8(&self.text[self.signed.clone()]).expect("joined from header names")
+    }
+
+    /// The signature. The string to sign is built on the stack (a short date, as the
+    /// recipe's always is) and hashed in one update.
+    fn signature(&self, sk: &str) -> [u8; 32] {
+        let request_hash = hex_lower(&Sha256::digest(&self.text).into());
+        let mut string_to_sign = [0u8; 128];
+        let parts = [
+            ALGORITHM.as_bytes(),
+            b"\n",
+            self.date.as_bytes(),
+            b"\n",
+            &request_hash,
+        ];
+        if self.date.len() > 32 {
+            return hmac_sha256_parts(sk.as_bytes(), &parts);
+        }
+        let mut len = 0;
+        for p in parts {
+            string_to_sign[len..len + p.len()].copy_from_slice(p);
+            len += p.len();
+        }
+        hmac_sha256(sk.as_bytes(), &string_to_sign[..len])
+    }
+
+    /// The `Authorization` value for this request, written into the canonical request's
+    /// buffer once that has been hashed (one allocation fewer; the buffer has room).
+    fn into_authorization(self, ak: &str, sk: &str) -> String {
+        let digits = hex_lower(&self.signature(sk));
+        let mut text = self.text;
+        let canonical_len = text.len();
+        for part in [ALGORITHM, " Access=", ak, ", SignedHeaders="] {
+            text.extend_from_slice(part.as_bytes());
+        }
+        text.extend_from_within(self.signed);
+        text.extend_from_slice(b", Signature=");
+        text.extend_from_slice(&digits);
+        text.drain(..canonical_len);
+        String::from_utf8(text).expect("ASCII names and digits")
     }
 }
 
-/// The same from a received `SignedHeaders=` value: borrowed when it already is one (as every
-/// signer writes it).
-fn signed_list_joined(raw: &str) -> Cow<'_, str> {
-    if is_signed_list(raw.split(';')) {
-        Cow::Borrowed(raw)
-    } else {
-        Cow::Owned(normalised_list(raw.split(';')))
-    }
+/// Whether `name` may follow `prev` in a signed-header list: lower case, no ';', sorted and
+/// without repeats (`prev` empty for the first name).
+fn follows_in_list(prev: &[u8], name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.iter().fold(true, |ok, &b| {
+            ok & (b.is_ascii_graphic() & !b.is_ascii_uppercase() & (b != b';'))
+        })
+        && (prev.is_empty() || super::json::ascii_cmp(prev, name).is_lt())
 }
 
-fn is_signed_list<'a>(names: impl Iterator<Item = &'a str>) -> bool {
-    let mut prev: Option<&str> = None;
-    names.into_iter().all(|n| {
-        let ok = !n.is_empty()
-            && n.bytes()
-                .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase() && b != b';')
-            && prev.is_none_or(|p| p < n);
-        prev = Some(n);
-        ok
-    })
-}
-
-fn normalised_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
-    let mut list: Vec<String> = names.map(|h| h.trim().to_ascii_lowercase()).collect();
+/// The names trimmed, lower case, sorted and without repeats; a name holding ';' is a list.
+fn normalised_list<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut list: Vec<String> = names
+        .flat_map(|n| n.split(';'))
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
     list.sort();
     list.dedup();
-    list.join(";")
+    list
 }
 
-/// The X-Sdk-Date value; it must be present and signed.
-fn date_of<'h>(headers: &'h [(String, String)], signed: &str) -> Result<&'h str, ProtocolError> {
-    let date = header_value(headers, DATE_HEADER)
-        .ok_or_else(|| ProtocolError::new("X-Sdk-Date: missing (format YYYYMMDDTHHMMSSZ, UTC)"))?;
-    if !signed.split(';').any(|n| n == "x-sdk-date") {
-        return Err(ProtocolError::new(
-            "signed headers: must include x-sdk-date",
-        ));
-    }
-    Ok(date)
-}
+/// A received `SignedHeaders=` value's names, split at ';' byte by byte (the names are short).
+#[derive(Clone)]
+struct ListedNames<'a>(Option<&'a str>);
 
-/// The canonical request, built in one buffer, and the X-Sdk-Date value signed with it.
-fn canonical_request<'h>(
-    method: &str,
-    url: &str,
-    headers: &'h [(String, String)],
-    signed: &str,
-    body: &[u8],
-) -> Result<(Vec<u8>, &'h str), ProtocolError> {
-    let date = date_of(headers, signed)?;
-    let mut out = Vec::with_capacity(512);
-    let (_, path, query) = split_url(url);
-    out.extend(method.bytes().map(|b| b.to_ascii_uppercase()));
-    out.push(b'\n');
-    push_canonical_uri(&mut out, path)?;
-    out.push(b'\n');
-    if !query.is_empty() {
-        out.extend_from_slice(canonical_query(query)?.as_bytes());
+impl<'a> Iterator for ListedNames<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        let s = self.0?;
+        match s.bytes().position(|b| b == b';') {
+            Some(i) => {
+                self.0 = Some(&s[i + 1..]);
+                Some(&s[..i])
+            }
+            None => {
+                self.0 = None;
+                Some(s)
+            }
+        }
     }
-    out.push(b'\n');
-    for n in signed.split(';') {
-        let v = header_value(headers, n).ok_or_else(|| {
-            ProtocolError::new(format!(
-                "header {n}: listed as signed but not present in the request"
-            ))
-        })?;
-        out.extend_from_slice(n.as_bytes());
-        out.push(b':');
-        out.extend_from_slice(v.trim().as_bytes());
-        out.push(b'\n');
-    }
-    out.push(b'\n');
-    out.extend_from_slice(signed.as_bytes());
-    out.push(b'\n');
-    out.extend_from_slice(&hex_lower(&Sha256::digest(body).into()));
-    Ok((out, date))
 }
 
 /// A path of unreserved characters and slashes decodes and re-encodes to itself, so only
 /// the slashes at its ends can change; anything else takes [`canonical_uri`].
 fn push_canonical_uri(out: &mut Vec<u8>, path: &str) -> Result<(), ProtocolError> {
-    let plain = path
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/'));
+    // Every byte is looked at (no early exit) so that the check vectorises.
+    let plain = path.bytes().fold(true, |plain, b| {
+        plain & (b.is_ascii_alphanumeric() | matches!(b, b'-' | b'_' | b'.' | b'~' | b'/'))
+    });
     if !plain {
         out.extend_from_slice(canonical_uri(path)?.as_bytes());
         return Ok(());
@@ -289,6 +400,37 @@ fn push_canonical_uri(out: &mut Vec<u8>, path: &str) -> Result<(), ProtocolError
         out.push(b'/');
     }
     Ok(())
+}
+
+fn date_missing() -> ProtocolError {
+    ProtocolError::new("X-Sdk-Date: missing (format YYYYMMDDTHHMMSSZ, UTC)")
+}
+
+/// The value of the header named `lower` (a name from a signed list: lower case already),
+/// its name compared eight bytes at a time.
+fn signed_header_value<'a>(headers: &'a [(String, String)], lower: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.len() == lower.len() && lowers_to(n.as_bytes(), lower.as_bytes()))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Whether `name`, ASCII upper case letters lowered, is `lower` (both the same length).
+fn lowers_to(name: &[u8], lower: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let word = |b: &[u8]| b.iter().rev().fold(0u64, |w, &c| (w << 8) | u64::from(c));
+    name.chunks(8).zip(lower.chunks(8)).all(|(a, b)| {
+        let w = word(a);
+        // High bit of each byte in 'A'..='Z' (7-bit sums never carry out of a byte; bytes
+        // at or above 0x80 are left alone).
+        let low7 = w & !HIGH;
+        let upper = (low7 + ONES * (0x80 - u64::from(b'A')))
+            & !(low7 + ONES * (0x80 - u64::from(b'Z') - 1))
+            & !w
+            & HIGH;
+        (w | (upper >> 2)) == word(b)
+    })
 }
 
 fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -352,16 +494,18 @@ pub fn parse_authorization(value: &str) -> Result<Authorization<'_>, ProtocolErr
 /// The form every signer writes, read without splitting; None for anything else (spacing
 /// variants, other order), which the general reader takes.
 fn exact_authorization(value: &str) -> Option<Authorization<'_>> {
+    let comma = |s: &str| find_any(s.as_bytes(), 0, [b',']);
     let rest = value.strip_prefix("SDK-HMAC-SHA256 Access=")?;
-    let (access, rest) = rest.split_at(rest.find(',')?);
+    let (access, rest) = rest.split_at(comma(rest)?);
     let rest = rest.strip_prefix(", SignedHeaders=")?;
-    let (signed_headers, rest) = rest.split_at(rest.find(',')?);
+    let (signed_headers, rest) = rest.split_at(comma(rest)?);
     let signature = rest.strip_prefix(", Signature=")?;
+    // Every byte is looked at (no early exit) so that the check vectorises.
     let plain = |s: &str| {
         !s.is_empty()
-            && !s
-                .bytes()
-                .any(|b| b == b',' || b == b'=' || b.is_ascii_whitespace())
+            && s.bytes().fold(true, |plain, b| {
+                plain & !(b == b',' || b == b'=' || b.is_ascii_whitespace())
+            })
     };
     (plain(access) && plain(signed_headers) && plain(signature)).then_some(Authorization {
         access,
@@ -382,9 +526,16 @@ pub fn verify(
     let auth = header_value(headers, "Authorization")
         .ok_or_else(|| ProtocolError::new("Authorization: header missing"))?;
     let auth = parse_authorization(auth)?;
-    let signed = signed_list_joined(auth.signed_headers);
-    let got = signature_bytes(sk, method, url, headers, &signed, body)?;
-    Ok(SignatureBytes(got).matches_hex(auth.signature))
+    let listed = auth.signed_headers;
+    let request = CanonicalRequest::build(
+        method,
+        url,
+        headers,
+        ListedNames(Some(listed)),
+        Some(listed),
+        body,
+    )?;
+    Ok(SignatureBytes(request.signature(sk)).matches_hex(auth.signature))
 }
 
 /// Parses an `X-Sdk-Date` value (`YYYYMMDDTHHMMSSZ`) to epoch milliseconds.
@@ -442,6 +593,96 @@ mod tests {
             assert_eq!(exact_authorization(odd), None, "{odd}");
         }
         assert!(parse_authorization("SDK-HMAC-SHA256 Access=AK1, Signature=ab").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn word_search_finds_the_first(hay in "[a-d/?#\u{80}-\u{ff}]{0,40}", from in 0usize..45) {
+            let b = hay.as_bytes();
+            let want = b.get(from..).and_then(|t| t.iter().position(|c| b"/?#".contains(c))).map(|j| from + j);
+            proptest::prop_assert_eq!(find_any(b, from, [b'/', b'?', b'#']), want);
+        }
+
+        #[test]
+        fn word_lowering_is_ascii_lowering(name in "[-_a-zA-Z0-9@\\[`{\u{80}-\u{ff}]{0,20}", lower in "[-_a-z0-9@\\[`{]{0,20}") {
+            let lowered = name.to_ascii_lowercase();
+            for (n, l) in [(name.as_str(), lowered.as_str()), (name.as_str(), lower.as_str())] {
+                if n.len() == l.len() {
+                    proptest::prop_assert_eq!(lowers_to(n.as_bytes(), l.as_bytes()), n.eq_ignore_ascii_case(l), "{} {}", n, l);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn urls_split_at_scheme_path_query_and_fragment() {
+        for (url, want) in [
+            ("https://h:8443/a/b?x=1#f", (Some("h:8443"), "/a/b", "x=1")),
+            ("https://h?x=1", (Some("h"), "", "x=1")),
+            ("https://h#f?x=1", (Some("h"), "", "")),
+            ("https://h", (Some("h"), "", "")),
+            ("/p/q?x=http://y", (None, "/p/q", "x=http://y")),
+            ("a:b/c://d/e", (None, "a:b/c://d/e", "")),
+            ("p#x://h/q", (None, "p", "")),
+            ("", (None, "", "")),
+        ] {
+            assert_eq!(split_url(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn signed_names_in_any_form_sign_alike() {
+        let h = |n: &str, v: &str| (n.to_string(), v.to_string());
+        let headers = vec![h("Host", "h"), h("X-Sdk-Date", "20191115T033655Z")];
+        let url = "https://h/p";
+        let want = authorization(
+            "AK",
+            "SK",
+            "GET",
+            url,
+            &headers,
+            &["host", "x-sdk-date"],
+            b"",
+        );
+        let want = want.unwrap();
+        for names in [
+            vec!["X-Sdk-Date", "Host"],
+            vec!["host;x-sdk-date"],
+            vec![" host ", "x-sdk-date", "host"],
+        ] {
+            let got = authorization("AK", "SK", "GET", url, &headers, &names, b"").unwrap();
+            assert_eq!(got, want, "{names:?}");
+            assert_eq!(
+                sign("AK", "SK", "GET", url, &headers, &names, b"")
+                    .unwrap()
+                    .authorization,
+                want
+            );
+        }
+        // A received list in another form is read the same way.
+        let mut received = headers.clone();
+        let odd = want.replace(
+            "SignedHeaders=host;x-sdk-date",
+            "SignedHeaders=X-Sdk-Date;Host",
+        );
+        received.push(h("Authorization", &odd));
+        assert!(verify("SK", "GET", url, &received, b"").unwrap());
+        // The errors name the header at fault.
+        let err = |headers: &[(String, String)], names: &[&str]| {
+            authorization("AK", "SK", "GET", url, headers, names, b"")
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(&headers, &["host"]).contains("must include x-sdk-date"));
+        assert!(err(&headers[..1], &["host"]).contains("X-Sdk-Date: missing"));
+        assert!(err(&headers[..1], &["host", "x-sdk-date"]).contains("X-Sdk-Date: missing"));
+        assert!(err(&headers, &["a", "x-sdk-date"]).contains("header a: listed as signed"));
+        for odd in [&["host;;x-sdk-date"][..], &["host", "x sdk"], &["中"]] {
+            assert!(
+                err(&headers, odd).contains("is not a header name"),
+                "{odd:?}"
+            );
+        }
     }
 
     #[test]

@@ -503,13 +503,12 @@ pub fn canonical_sorted(body: &Json) -> String {
 /// escapes, integers only. Bodies csm sends are built this way (decision 1), so signing
 /// them skips the parse. Anything else answers false and takes the full path.
 pub fn is_canonical_v2(body: &[u8]) -> bool {
-    // One validation of the whole text (the standard library's is word-at-a-time), so the
-    // scan below never needs to look inside a string but for its end.
-    if std::str::from_utf8(body).is_err() {
-        return false;
-    }
+    // The usual callback body first: ASCII throughout, so valid UTF-8 without a pass.
     if flat_string_object(body) {
         return true;
+    }
+    if std::str::from_utf8(body).is_err() {
+        return false;
     }
     let mut c = Scan { s: body, i: 0 };
     if c.next() != Some(b'{') {
@@ -538,8 +537,9 @@ pub fn is_canonical_v2(body: &[u8]) -> bool {
     }
 }
 
-/// The usual callback body, decided in a tight loop: one object whose values are all plain
-/// strings, keys ascending. False means "not this shape" (the general scan decides then).
+/// The usual callback body, decided in a tight loop: one object whose keys and values are
+/// all plain ASCII strings, keys ascending. False means "not this shape" (the general scan,
+/// after a UTF-8 check of the whole text, decides then).
 fn flat_string_object(body: &[u8]) -> bool {
     let n = body.len();
     if n < 2 || body[0] != b'{' || body[n - 1] != b'}' {
@@ -551,18 +551,18 @@ fn flat_string_object(body: &[u8]) -> bool {
         if body.get(i) != Some(&b'"') {
             return false;
         }
-        let Some(key_end) = plain_string_end(body, i + 1) else {
+        let Some(key_end) = string_end::<true>(body, i + 1) else {
             return false;
         };
         let key = &body[i + 1..key_end];
-        if !key.is_ascii() || (i > 1 && ascii_cmp(prev, key) != Ordering::Less) {
+        if i > 1 && ascii_cmp(prev, key) != Ordering::Less {
             return false;
         }
         prev = key;
         if body.get(key_end + 1..key_end + 3) != Some(b":\"") {
             return false;
         }
-        let Some(value_end) = plain_string_end(body, key_end + 3) else {
+        let Some(value_end) = string_end::<true>(body, key_end + 3) else {
             return false;
         };
         match body.get(value_end + 1) {
@@ -574,11 +574,14 @@ fn flat_string_object(body: &[u8]) -> bool {
 }
 
 /// Where the string whose content starts at `start` ends (its closing quote); None when an
-/// escape or a control character comes first, or the text ends.
-fn plain_string_end(s: &[u8], start: usize) -> Option<usize> {
+/// escape or a control character comes first (or, with `ASCII_ONLY`, a non-ASCII byte), or
+/// the text ends.
+fn string_end<const ASCII_ONLY: bool>(s: &[u8], start: usize) -> Option<usize> {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut i = start;
     while let Some(chunk) = s.get(i..i + 8) {
-        let stops = string_stops(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let stops = string_stops(word) | if ASCII_ONLY { word & HIGH } else { 0 };
         if stops != 0 {
             i += (stops.trailing_zeros() / 8) as usize;
             return (s[i] == b'"').then_some(i);
@@ -589,18 +592,24 @@ fn plain_string_end(s: &[u8], start: usize) -> Option<usize> {
         match *s.get(i)? {
             b'"' => return Some(i),
             b'\\' | 0x00..=0x1f => return None,
+            0x80.. if ASCII_ONLY => return None,
             _ => i += 1,
         }
     }
 }
 
-/// Byte order, deciding on the first byte inline: keys and parameter names mostly differ
-/// there, and a call to memcmp costs more than the comparison.
+/// Byte order by a byte loop: keys and parameter names are short and mostly differ early,
+/// and a call to memcmp costs more than the comparison.
 pub(crate) fn ascii_cmp(a: &[u8], b: &[u8]) -> Ordering {
-    match (a.first(), b.first()) {
-        (Some(x), Some(y)) if x != y => x.cmp(y),
-        _ => a.cmp(b),
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => a[i].cmp(&b[i]),
+        None => a.len().cmp(&b.len()),
     }
+}
+
+/// Whether `name` is `known`, compared inline (as [`ascii_cmp`], without a memcmp call).
+pub(crate) fn is_name(name: &str, known: &str) -> bool {
+    name.len() == known.len() && ascii_cmp(name.as_bytes(), known.as_bytes()).is_eq()
 }
 
 struct Scan<'a> {
@@ -638,7 +647,7 @@ impl<'a> Scan<'a> {
             return None;
         }
         let start = self.i;
-        let end = plain_string_end(self.s, start)?;
+        let end = string_end::<false>(self.s, start)?;
         self.i = end + 1;
         Some(&self.s[start..end])
     }
@@ -756,6 +765,12 @@ mod tests {
     use super::*;
 
     proptest::proptest! {
+        #[test]
+        fn byte_loop_order_is_byte_order(a in "[ab]{0,4}", b in "[ab]{0,4}") {
+            proptest::prop_assert_eq!(ascii_cmp(a.as_bytes(), b.as_bytes()), a.as_bytes().cmp(b.as_bytes()));
+            proptest::prop_assert_eq!(is_name(&a, &b), a == b);
+        }
+
         /// The one-pass check only says "canonical" where the writer reproduces the bytes,
         /// and says it for every sorted object of plain strings (the usual callback body).
         #[test]

@@ -1,6 +1,6 @@
 //! The usage push signature: Base64(HMAC-SHA256(key, "ts=<ts>&nonce=<nonce>&body=<body>")).
 
-use super::hmac::{b64_eq, hmac_sha256, KeyedHmac, SignatureBytes};
+use super::hmac::{b64_eq, hmac_sha256, hmac_sha256_parts, SignatureBytes};
 use super::json::{canonical_sorted, Json};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -36,17 +36,20 @@ pub fn signature_matches(expected: &str, received: &str) -> bool {
     b64_eq(expected, received)
 }
 
-/// The signature alone over the exact body bytes, streamed into the HMAC (no copy of a
+/// The signature alone over the exact body bytes, fed to the HMAC in parts (no copy of a
 /// batch of up to 1000 records into a string to sign).
 pub fn signature(key: &str, body: &[u8], ts: &str, nonce: &str) -> SignatureBytes {
-    SignatureBytes(KeyedHmac::new(key.as_bytes()).sign_parts(&[
-        b"ts=",
-        ts.as_bytes(),
-        b"&nonce=",
-        nonce.as_bytes(),
-        b"&body=",
-        body,
-    ]))
+    SignatureBytes(hmac_sha256_parts(
+        key.as_bytes(),
+        &[
+            b"ts=",
+            ts.as_bytes(),
+            b"&nonce=",
+            nonce.as_bytes(),
+            b"&body=",
+            body,
+        ],
+    ))
 }
 
 /// Checks a received signature over the exact body bytes, streamed into the HMAC.

@@ -1,7 +1,9 @@
 //! V2 signatures: basic callbacks (query `signature`/`timestamp`/`nonce`), Kit callbacks
 //! (`x-sign`), License 2.0 callbacks (the basic recipe with the License key).
 
-use super::hmac::{hex_eq, hex_lower, hmac_sha256, sha256_hex, KeyedHmac, SignatureBytes};
+use super::hmac::{
+    hex_eq, hex_lower, hmac_sha256, hmac_sha256_parts, sha256_hex, KeyedHmac, SignatureBytes,
+};
 use super::json::{canonical_v2, parse, Json};
 use super::ProtocolError;
 use sha2::Digest;
@@ -202,12 +204,15 @@ pub fn kit_signature(
     timestamp: &str,
     nonce: &str,
 ) -> SignatureBytes {
-    SignatureBytes(KeyedHmac::new(key.as_bytes()).sign_parts(&[
+    SignatureBytes(hmac_sha256_parts(
         key.as_bytes(),
-        nonce.as_bytes(),
-        timestamp.as_bytes(),
-        canonical_body,
-    ]))
+        &[
+            key.as_bytes(),
+            nonce.as_bytes(),
+            timestamp.as_bytes(),
+            canonical_body,
+        ],
+    ))
 }
 
 /// Body bytes as they are signed: the bytes themselves when already canonical (every body
