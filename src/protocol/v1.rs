@@ -105,7 +105,7 @@ fn push_string_to_sign(out: &mut Vec<u8>, params: &[(String, String)]) {
     if params.len() > ON_STACK {
         let mut p: Vec<usize> = (0..params.len()).collect();
         sort_by_name(&mut p, params);
-        push_joined(out, params, &p);
+        push_joined(out, params, p);
         return;
     }
     let mut order = [0usize; ON_STACK];
@@ -114,7 +114,7 @@ fn push_string_to_sign(out: &mut Vec<u8>, params: &[(String, String)]) {
         *slot = i;
     }
     sort_by_name(p, params);
-    push_joined(out, params, p);
+    push_joined(out, params, p.iter().copied());
 }
 
 /// Sorts parameter indices by name in Java string order; equal names keep their order.
@@ -131,12 +131,16 @@ fn sort_by_name(order: &mut [usize], params: &[(String, String)]) {
     }
 }
 
-fn push_joined(out: &mut Vec<u8>, params: &[(String, String)], order: &[usize]) {
+fn push_joined(
+    out: &mut Vec<u8>,
+    params: &[(String, String)],
+    order: impl IntoIterator<Item = usize>,
+) {
     out.reserve(params.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
     let mut first = true;
-    for &i in order {
+    for i in order {
         let (n, v) = &params[i];
-        if n == "authToken" {
+        if is_name(n, "authToken") {
             continue;
         }
         if !first {
@@ -171,9 +175,8 @@ pub fn auth_token_value(
     key: &str,
     params: &[(String, String)],
 ) -> Result<SignatureBytes, ProtocolError> {
-    // One pass finds the timeStamp, the string's length and whether the names are sorted.
+    // One pass finds the timeStamp and whether the names come sorted (as a sender's do).
     let mut timestamp = None;
-    let mut len = 0;
     let mut sorted = true;
     let mut prev: &str = "";
     for (n, v) in params {
@@ -186,53 +189,37 @@ pub fn auth_token_value(
         // ASCII names in byte order are in Java order; equal names keep theirs.
         sorted &= n.is_ascii() && super::json::ascii_cmp(prev.as_bytes(), n.as_bytes()).is_le();
         prev = n;
-        len += n.len() + v.len() + 2;
     }
     let timestamp = match timestamp {
         Some(t) => t,
         None => timestamp_of(params)?,
     };
-    if !sorted {
-        let text = string_to_sign(params);
-        let hmac_key = [key.as_bytes(), timestamp.as_bytes()].concat();
-        return Ok(SignatureBytes(hmac_sha256(&hmac_key, text.as_bytes())));
-    }
-    let len = len.saturating_sub(1);
-    let mut stack = [0u8; 512];
-    let mut heap = Vec::new();
-    let text = if len <= stack.len() {
-        &mut stack[..len]
-    } else {
-        heap.resize(len, 0);
-        &mut heap[..]
-    };
-    let mut at = 0;
-    let mut put = |bytes: &[u8]| {
-        text[at..at + bytes.len()].copy_from_slice(bytes);
-        at += bytes.len();
-    };
-    let mut first = true;
-    for (n, v) in params.iter().filter(|(n, _)| !is_name(n, "authToken")) {
-        if !first {
-            put(b"&");
+    // HMAC key (access key + timeStamp) and string to sign share one buffer, kept per
+    // thread: no allocation per token.
+    SCRATCH.with_borrow_mut(|buf| {
+        buf.clear();
+        buf.extend_from_slice(key.as_bytes());
+        buf.extend_from_slice(timestamp.as_bytes());
+        let key_len = buf.len();
+        if sorted {
+            push_joined(buf, params, 0..params.len());
+        } else {
+            push_string_to_sign(buf, params);
         }
-        first = false;
-        put(n.as_bytes());
-        put(b"=");
-        put(v.as_bytes());
-    }
-    let mut key_stack = [0u8; 96];
-    let hmac_key_len = key.len() + timestamp.len();
-    let joined;
-    let hmac_key: &[u8] = if hmac_key_len <= key_stack.len() {
-        key_stack[..key.len()].copy_from_slice(key.as_bytes());
-        key_stack[key.len()..hmac_key_len].copy_from_slice(timestamp.as_bytes());
-        &key_stack[..hmac_key_len]
-    } else {
-        joined = [key.as_bytes(), timestamp.as_bytes()].concat();
-        &joined
-    };
-    Ok(SignatureBytes(hmac_sha256(hmac_key, text)))
+        let (hmac_key, text) = buf.split_at(key_len);
+        let token = SignatureBytes(hmac_sha256(hmac_key, text));
+        if buf.capacity() > SCRATCH_KEPT {
+            *buf = Vec::new();
+        }
+        Ok(token)
+    })
+}
+
+/// Past this size a thread's scratch buffer is let go after use.
+const SCRATCH_KEPT: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The token over any candidate string (the doctor tries variants through this).
