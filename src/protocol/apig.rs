@@ -204,10 +204,9 @@ impl<'h> CanonicalRequest<'h> {
         joined: Option<&str>,
         body: &[u8],
     ) -> Result<Self, ProtocolError> {
-        if let Some(request) =
-            Self::build_listed(method, url, headers, names.clone(), joined, body)?
-        {
-            return Ok(request);
+        let request = (method, url, headers, body);
+        if let Some(built) = Self::build_listed(request, names.clone(), joined)? {
+            return Ok(built);
         }
         let list = normalised_list(names);
         if let Some(bad) = list
@@ -219,19 +218,16 @@ impl<'h> CanonicalRequest<'h> {
             )));
         }
         let names = list.iter().map(String::as_str);
-        Ok(Self::build_listed(method, url, headers, names, None, body)?
+        Ok(Self::build_listed(request, names, None)?
             .expect("a normalised list of header names is a signed list"))
     }
 
     /// Built from names that are already trimmed, lower case, sorted and without repeats;
     /// None as soon as one is not (checked on the way, not in a pass of its own).
     fn build_listed<'n>(
-        method: &str,
-        url: &str,
-        headers: &'h [(String, String)],
+        (method, url, headers, body): (&str, &str, &'h [(String, String)], &[u8]),
         names: impl Iterator<Item = &'n str> + Clone,
         joined: Option<&str>,
-        body: &[u8],
     ) -> Result<Option<Self>, ProtocolError> {
         let (_, path, query) = split_url(url);
         // Room for the canonical request and then the Authorization value (a sender's).
