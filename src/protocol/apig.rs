@@ -204,9 +204,10 @@ impl<'h> CanonicalRequest<'h> {
         joined: Option<&str>,
         body: &[u8],
     ) -> Result<Self, ProtocolError> {
-        let request = (method, url, headers, body);
-        if let Some(built) = Self::build_listed(request, names.clone(), joined)? {
-            return Ok(built);
+        if let Some(request) =
+            Self::build_listed(method, url, headers, names.clone(), joined, body)?
+        {
+            return Ok(request);
         }
         let list = normalised_list(names);
         if let Some(bad) = list
@@ -218,16 +219,19 @@ impl<'h> CanonicalRequest<'h> {
             )));
         }
         let names = list.iter().map(String::as_str);
-        Ok(Self::build_listed(request, names, None)?
+        Ok(Self::build_listed(method, url, headers, names, None, body)?
             .expect("a normalised list of header names is a signed list"))
     }
 
     /// Built from names that are already trimmed, lower case, sorted and without repeats;
     /// None as soon as one is not (checked on the way, not in a pass of its own).
     fn build_listed<'n>(
-        (method, url, headers, body): (&str, &str, &'h [(String, String)], &[u8]),
+        method: &str,
+        url: &str,
+        headers: &'h [(String, String)],
         names: impl Iterator<Item = &'n str> + Clone,
         joined: Option<&str>,
+        body: &[u8],
     ) -> Result<Option<Self>, ProtocolError> {
         let (_, path, query) = split_url(url);
         // Room for the canonical request and then the Authorization value (a sender's).
