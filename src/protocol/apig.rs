@@ -253,7 +253,7 @@ impl<'h> CanonicalRequest<'h> {
             }
             prev = n.as_bytes();
             let is_date = is_name(n, "x-sdk-date");
-            let v = match signed_header_value(headers, n) {
+            let v = match lower_header_value(headers, n) {
                 Some(v) => v,
                 None if is_date => return Err(date_missing()),
                 None => {
@@ -406,9 +406,9 @@ fn date_missing() -> ProtocolError {
     ProtocolError::new("X-Sdk-Date: missing (format YYYYMMDDTHHMMSSZ, UTC)")
 }
 
-/// The value of the header named `lower` (a name from a signed list: lower case already),
-/// its name compared eight bytes at a time.
-fn signed_header_value<'a>(headers: &'a [(String, String)], lower: &str) -> Option<&'a str> {
+/// The value of the header named `lower` (a lower-case name, as a signed list holds them),
+/// names compared eight bytes at a time.
+fn lower_header_value<'a>(headers: &'a [(String, String)], lower: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(n, _)| n.len() == lower.len() && lowers_to(n.as_bytes(), lower.as_bytes()))
@@ -523,7 +523,7 @@ pub fn verify(
     headers: &[(String, String)],
     body: &[u8],
 ) -> Result<bool, ProtocolError> {
-    let auth = header_value(headers, "Authorization")
+    let auth = lower_header_value(headers, "authorization")
         .ok_or_else(|| ProtocolError::new("Authorization: header missing"))?;
     let auth = parse_authorization(auth)?;
     let listed = auth.signed_headers;
