@@ -170,7 +170,7 @@ pub fn auth_token(key: &str, params: &[(String, String)]) -> Result<AuthToken, P
 }
 
 /// The GET `authToken` alone (what a sender puts in the query, and what a check compares):
-/// built on the stack, and without sorting parameters that come sorted.
+/// built without an allocation, and without sorting parameters that come sorted.
 pub fn auth_token_value(
     key: &str,
     params: &[(String, String)],
