@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::text;
+use common::{text, Served};
 
 use base64::Engine;
 use csm::protocol::{json, v1, v2};
@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 const BASIC: &str = "0f3c2a9e-5b1d-4c7e-8a6f-1d2e3f4a5b6c";
 const KIT: &str = "7a8b9c0d-1e2f-4a3b-9c4d-5e6f7a8b9c0d";
@@ -57,7 +57,7 @@ impl Env {
 
     /// Starts `csm serve merchant` on a free port and waits for its first line.
     fn serve(&self, args: &[&str]) -> Served {
-        let mut child = self
+        let child = self
             .cmd()
             .args(["serve", "merchant", "--listen", "127.0.0.1:0"])
             .args(args)
@@ -65,20 +65,7 @@ impl Env {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let url = common::announced_url(&mut child);
-        Served { child, url }
-    }
-}
-
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Served::start(child)
     }
 }
 
@@ -397,15 +384,14 @@ fn ipv6_loopback_endpoint_is_reached() {
     }
     let env = Env::new();
     let k = env.p("basic.key");
-    let mut child = env
+    let child = env
         .cmd()
         .args(["serve", "merchant", "--listen", "[::1]:0", "--key-file", &k])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let url = common::announced_url(&mut child);
-    let m = Served { child, url };
+    let m = Served::start(child);
     assert!(m.url.starts_with("http://[::1]:"), "{}", m.url);
     let ep = format!("{}/produce", m.url);
     let o = env.run(&[

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -143,17 +143,7 @@ fn handle(
 }
 
 /// `csm serve marketplace` as a child process, killed on drop.
-struct Market {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Market {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Served as Market;
 
 fn write_key(dir: &Path, name: &str, value: &str) -> String {
     let p = dir.join(name);
@@ -185,14 +175,18 @@ fn start_market_with(dir: &Path, merchant: Option<&str>, extra: &[&str]) -> Mark
         cmd.args(["--merchant-endpoint", m]);
     }
     cmd.args(extra);
-    let mut child = cmd
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let url = common::announced_url(&mut child);
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    Market { child, url }
+    let market = Market::start(child);
+    assert!(
+        market.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        market.url
+    );
+    market
 }
 
 use common::first_line;

@@ -6,11 +6,11 @@
 
 mod common;
 
-use common::text;
+use common::{text, Served};
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 const BASIC: &str = "0f3c2a9e-5b1d-4c7e-8a6f-1d2e3f4a5b6c";
@@ -44,7 +44,7 @@ impl Env {
 
     /// Starts `csm serve KIND --listen 127.0.0.1:0 ARGS` and reads the address it announces.
     fn serve(&self, kind: &str, args: &[&str]) -> Served {
-        let mut child = self
+        let child = self
             .cmd()
             .args(["serve", kind, "--listen", "127.0.0.1:0"])
             .args(args)
@@ -52,9 +52,7 @@ impl Env {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let url = common::announced_url(&mut child);
-        let addr = url.trim_start_matches("http://").to_string();
-        Served { child, url, addr }
+        Served::start(child)
     }
 
     /// One signed newInstance callback with `csm send`, which gives up after 20 s.
@@ -65,19 +63,6 @@ impl Env {
             .args(["--timeout", "20s"])
             .output()
             .unwrap()
-    }
-}
-
-struct Served {
-    child: Child,
-    url: String,
-    addr: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -133,18 +118,18 @@ fn stalled_clients_neither_starve_the_merchant_nor_stay_connected() {
     // Four stalled clients against one worker. tiny_http reads a body of up to 1024 bytes
     // with the headers on its own connection thread, and a larger one on the worker that
     // answers: the last two stall on each side of that line.
-    let silent = stall(&m.addr, b"");
+    let silent = stall(m.addr(), b"");
     let half_headers = stall(
-        &m.addr,
+        m.addr(),
         b"POST /produce HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty",
     );
     let short_body = stall(
-        &m.addr,
+        m.addr(),
         b"POST /produce HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
           Content-Length: 1000\r\n\r\n{\"activit",
     );
     let worker_body = stall(
-        &m.addr,
+        m.addr(),
         b"POST /produce HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
           Content-Length: 100000\r\n\r\n{\"activit",
     );
@@ -185,7 +170,7 @@ fn keeps_accepting_after_waiting_longer_than_the_timeout() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     // A kept-alive client that goes quiet after its answer is dropped as well.
     let mut idle = stall(
-        &m.addr,
+        m.addr(),
         b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n",
     );
     idle.flush().unwrap();
@@ -236,7 +221,10 @@ fn the_marketplace_drops_stalled_clients_too() {
         "marketplace",
         &["--key-file", &key, "--client-timeout", "1s"],
     );
-    let silent = stall(&m.addr, b"POST /rest/usage HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    let silent = stall(
+        m.addr(),
+        b"POST /rest/usage HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+    );
     assert!(until_dropped(silent, "a client of the marketplace that stalls").is_empty());
 }
 

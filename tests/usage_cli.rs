@@ -428,7 +428,7 @@ fn a_wrong_key_is_refused_with_mkt_0102_and_no_secret_is_printed() {
         .arg(&env.journal)
         .arg("--key-file")
         .arg(&wrong)
-        .args(["--endpoint", &server.base])
+        .args(["--endpoint", &server.url])
         .output()
         .unwrap();
     let (out, err) = text(&o);
@@ -484,7 +484,7 @@ fn journal_problems_exit_3() {
         .arg(&env.journal)
         .arg("--key-file")
         .arg(&env.key)
-        .args(["--endpoint", &server.base, "-q"])
+        .args(["--endpoint", &server.url, "-q"])
         .spawn()
         .unwrap();
     let t0 = std::time::Instant::now();

@@ -138,7 +138,7 @@ fn sigkill_at_20_points_then_replay_holds_every_record_exactly_once() {
             .arg(&journal)
             .arg("--key-file")
             .arg(&key)
-            .args(["--endpoint", &server.base, "--backoff-ms", "1", "-q"])
+            .args(["--endpoint", &server.url, "--backoff-ms", "1", "-q"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -174,7 +174,7 @@ fn sigkill_at_20_points_then_replay_holds_every_record_exactly_once() {
             .arg(&journal)
             .arg("--key-file")
             .arg(&key)
-            .args(["--endpoint", &server.base, "--retries", "0", "-q"])
+            .args(["--endpoint", &server.url, "--retries", "0", "-q"])
             .output()
             .unwrap();
         let code = out.status.code().unwrap();
@@ -205,7 +205,7 @@ fn sigkill_at_20_points_then_replay_holds_every_record_exactly_once() {
         .arg(&journal)
         .arg("--key-file")
         .arg(&key)
-        .args(["--endpoint", &server.base, "--backoff-ms", "1", "--json"])
+        .args(["--endpoint", &server.url, "--backoff-ms", "1", "--json"])
         .output()
         .unwrap();
     assert_eq!(

@@ -40,7 +40,7 @@ fn a_record_past_21_days_is_rejected_locally_and_does_not_block_its_batch() {
         .arg(&env.journal)
         .arg("--key-file")
         .arg(&env.key)
-        .args(["--endpoint", &server.base, "--backoff-ms", "1"])
+        .args(["--endpoint", &server.url, "--backoff-ms", "1"])
         .output()
         .unwrap();
     let (out, err) = text(&o);
@@ -136,7 +136,7 @@ fn a_mkt_9004_answer_sends_the_other_records_again_in_the_same_run() {
         .arg(&env.key)
         .args([
             "--endpoint",
-            &server.base,
+            &server.url,
             "--backoff-ms",
             "1",
             "--retries",
@@ -425,7 +425,7 @@ fn the_stand_in_refuses_unknown_faults_and_bad_numbers_at_start() {
     }
     // Known faults still start (and are answered as before).
     let server = env.market(&["slow=0", "license-internal-error", "batch-limit=100"]);
-    assert!(server.base.starts_with("http://127.0.0.1:"));
+    assert!(server.url.starts_with("http://127.0.0.1:"));
 }
 
 #[test]
@@ -495,7 +495,7 @@ fn with_closed_stdout(env: &Env, args: &[&str], server: Option<&Server>) -> (Opt
     if let Some(s) = server {
         c.arg("--key-file")
             .arg(&env.key)
-            .args(["--endpoint", &s.base, "--backoff-ms", "1"]);
+            .args(["--endpoint", &s.url, "--backoff-ms", "1"]);
     }
     let mut child = c
         .stdout(std::process::Stdio::piped())
@@ -691,7 +691,7 @@ fn a_maybe_delivered_record_past_21_days_is_not_rejected_unsent() {
         .arg(&env.journal)
         .arg("--key-file")
         .arg(&env.key)
-        .args(["--endpoint", &server.base, "--backoff-ms", "1"])
+        .args(["--endpoint", &server.url, "--backoff-ms", "1"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(5), "{:?}", text(&o));

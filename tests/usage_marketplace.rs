@@ -14,7 +14,7 @@ fn post(server: &Server, body: &str, key: &str) -> (u16, Value) {
     let nonce = "6c63c221-1f6b-4141-8ff4-22f5dfe82b65";
     let sig = usage_sig::sign_body_string(key, body.to_string(), ts, nonce);
     let r = reqwest::blocking::Client::new()
-        .post(format!("{}{PATH}", server.base))
+        .post(format!("{}{PATH}", server.url))
         .header("Content-Type", "application/json")
         .header("signature", sig.signature)
         .header("ts", ts)
@@ -51,13 +51,13 @@ fn signature_batch_and_per_record_rules() {
     let (s, v) = post(&server, &batch(vec![ok.clone()]), "not-the-key");
     assert_eq!((s, v["error_code"].as_str()), (400, Some("MKT.0102")));
     let r = reqwest::blocking::Client::new()
-        .post(format!("{}{PATH}", server.base))
+        .post(format!("{}{PATH}", server.url))
         .body(batch(vec![ok.clone()]))
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     let r = reqwest::blocking::Client::new()
-        .get(format!("{}{PATH}", server.base))
+        .get(format!("{}{PATH}", server.url))
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 405);

@@ -25,6 +25,32 @@ pub fn first_line<R: Read + Send + 'static>(out: R, wait: Duration) -> Result<St
     }
 }
 
+/// A `csm serve …` child process and the URL it announced; killed when dropped.
+pub struct Served {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Served {
+    /// Waits for `child` to announce its URL (see [`announced_url`]).
+    pub fn start(mut child: Child) -> Served {
+        let url = announced_url(&mut child);
+        Served { child, url }
+    }
+
+    /// `host:port`, for raw connections.
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The URL a `csm serve …` child announces (`csm … listening on http://ADDR`); on failure
 /// the child is killed and the test fails with the reason.
 pub fn announced_url(child: &mut Child) -> String {

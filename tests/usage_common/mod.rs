@@ -7,23 +7,13 @@ pub mod common;
 use rusqlite::Connection;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 pub const NOW: &str = "2026-01-10T12:30:00Z";
 pub const KEY: &str = "usage-test-key-3b890f5c-4b9e";
 
-pub struct Server {
-    pub child: Child,
-    pub base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use common::Served as Server;
 
 /// A csm process with a fixed clock and no influence from the caller's environment.
 pub fn csm(dir: &Path) -> Command {
@@ -66,14 +56,18 @@ pub fn start_marketplace_with(
         .arg("--state")
         .arg(state)
         .args(extra);
-    let mut child = cmd
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let base = common::announced_url(&mut child);
-    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
-    Server { child, base }
+    let server = Server::start(child);
+    assert!(
+        server.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    server
 }
 
 /// A loopback port nothing listens on (bound, then released).
@@ -132,7 +126,7 @@ impl Env {
         if let Some(s) = server {
             c.arg("--key-file")
                 .arg(&self.key)
-                .args(["--endpoint", &s.base, "--backoff-ms", "1"]);
+                .args(["--endpoint", &s.url, "--backoff-ms", "1"]);
         }
         c.output().unwrap()
     }
