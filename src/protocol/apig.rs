@@ -65,15 +65,12 @@ pub fn split_url(url: &str) -> (Option<&str>, &str, &str) {
 /// The first position at or after `from` of any of `needles`, eight bytes at a time: a URL
 /// is too short for a search call to pay for itself.
 fn find_any<const N: usize>(hay: &[u8], from: usize, needles: [u8; N]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut i = from;
     while let Some(chunk) = hay.get(i..i + 8) {
         let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let hits = needles.iter().fold(0, |hits, &n| {
-            let v = word ^ (ONES * u64::from(n));
-            hits | (v.wrapping_sub(ONES) & !v & HIGH)
-        });
+        let hits = needles
+            .iter()
+            .fold(0, |hits, &n| hits | super::json::byte_hits(word, n));
         if hits != 0 {
             // Only the lowest flag is exact (a borrow can flag the byte above a hit).
             return Some(i + (hits.trailing_zeros() / 8) as usize);

@@ -623,11 +623,18 @@ struct Scan<'a> {
 fn string_stops(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    let quote = zero_in(word ^ (ONES * u64::from(b'"')));
-    let backslash = zero_in(word ^ (ONES * u64::from(b'\\')));
     let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
-    quote | backslash | control
+    byte_hits(word, b'"') | byte_hits(word, b'\\') | control
+}
+
+/// The high bit of each byte of `word` that is `byte`, eight bytes at a time. A borrow can
+/// flag the byte above a true hit too, so only the lowest flag is exact; none is missed.
+#[inline]
+pub(crate) fn byte_hits(word: u64, byte: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let v = word ^ (ONES * u64::from(byte));
+    v.wrapping_sub(ONES) & !v & HIGH
 }
 
 impl<'a> Scan<'a> {
