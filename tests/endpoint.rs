@@ -57,15 +57,11 @@ impl Env {
 
     /// Starts `csm serve merchant` on a free port and waits for its first line.
     fn serve(&self, args: &[&str]) -> Served {
-        let child = self
-            .cmd()
-            .args(["serve", "merchant", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Served::start(child)
+        Served::start(
+            self.cmd()
+                .args(["serve", "merchant", "--listen", "127.0.0.1:0"])
+                .args(args),
+        )
     }
 }
 
@@ -384,14 +380,14 @@ fn ipv6_loopback_endpoint_is_reached() {
     }
     let env = Env::new();
     let k = env.p("basic.key");
-    let child = env
-        .cmd()
-        .args(["serve", "merchant", "--listen", "[::1]:0", "--key-file", &k])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let m = Served::start(child);
+    let m = Served::start(env.cmd().args([
+        "serve",
+        "merchant",
+        "--listen",
+        "[::1]:0",
+        "--key-file",
+        &k,
+    ]));
     assert!(m.url.starts_with("http://[::1]:"), "{}", m.url);
     let ep = format!("{}/produce", m.url);
     let o = env.run(&[

@@ -44,15 +44,11 @@ impl Env {
 
     /// Starts `csm serve KIND --listen 127.0.0.1:0 ARGS` and reads the address it announces.
     fn serve(&self, kind: &str, args: &[&str]) -> Served {
-        let child = self
-            .cmd()
-            .args(["serve", kind, "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Served::start(child)
+        Served::start(
+            self.cmd()
+                .args(["serve", kind, "--listen", "127.0.0.1:0"])
+                .args(args),
+        )
     }
 
     /// One signed newInstance callback with `csm send`, which gives up after 20 s.

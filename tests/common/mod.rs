@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 /// How long a starting server may take to print its address line.
@@ -32,8 +32,14 @@ pub struct Served {
 }
 
 impl Served {
-    /// Waits for `child` to announce its URL (see [`announced_url`]).
-    pub fn start(mut child: Child) -> Served {
+    /// Spawns `cmd` (a `csm serve …` command; stdout read, stderr dropped) and waits for it
+    /// to announce its URL (see [`announced_url`]).
+    pub fn start(cmd: &mut Command) -> Served {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("csm starts");
         let url = announced_url(&mut child);
         Served { child, url }
     }

@@ -7,7 +7,7 @@ pub mod common;
 use rusqlite::Connection;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 pub const NOW: &str = "2026-01-10T12:30:00Z";
@@ -56,12 +56,7 @@ pub fn start_marketplace_with(
         .arg("--state")
         .arg(state)
         .args(extra);
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server::start(child);
+    let server = Server::start(&mut cmd);
     assert!(
         server.url.starts_with("http://127.0.0.1:"),
         "{}",
