@@ -5,7 +5,8 @@
 //! these timings by several percent from one process to the next, so the measurement runs
 //! in several processes and the median process is reported, with the range seen.
 //!
-//! `cargo bench --bench signing_overhead [-- SECONDS_PER_SCHEME [PROCESSES]]` (2 and 5).
+//! `cargo bench --bench signing_overhead [-- SECONDS_PER_SCHEME [PROCESSES] [SCHEME]]`
+//! (2 and 5, every scheme).
 
 use std::time::{Duration, Instant};
 
@@ -27,8 +28,9 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// One process's figures: per scheme, raw, sign and verify ns and the two ratios.
-fn measure(seconds: f64) {
-    for case in signing_cases::all() {
+fn measure(seconds: f64, only: Option<&str>) {
+    let cases = signing_cases::all().into_iter();
+    for case in cases.filter(|c| only.is_none_or(|s| s == c.scheme)) {
         let runs = [&case.raw_hmac, &case.csm_sign, &case.csm_verify];
         // Warm-up: caches, branch predictors, the clock.
         let warm = Instant::now();
@@ -59,13 +61,15 @@ fn measure(seconds: f64) {
 }
 
 fn main() {
-    let numbers: Vec<f64> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let numbers: Vec<f64> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    // cargo passes flags of its own (`--bench`); a word that is neither is a scheme.
+    let only = args
+        .iter()
+        .find(|a| !a.starts_with('-') && a.parse::<f64>().is_err());
     let seconds = numbers.first().copied().unwrap_or(2.0);
     if std::env::var_os(CHILD).is_some() {
-        measure(seconds);
+        measure(seconds, only.map(String::as_str));
         return;
     }
     let processes = numbers.get(1).map_or(5, |&p| p.max(1.0) as usize);
@@ -74,6 +78,7 @@ fn main() {
     for _ in 0..processes {
         let out = std::process::Command::new(&exe)
             .arg(seconds.to_string())
+            .args(only)
             .env(CHILD, "1")
             .output()
             .expect("run a measuring process");
