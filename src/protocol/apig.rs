@@ -2,6 +2,7 @@
 
 use super::hmac::{hex_lower, hmac_sha256, hmac_sha256_parts, sha256_hex, SignatureBytes};
 use super::json::is_name;
+use super::scratch;
 use super::v1::{percent_decode, percent_encode};
 use super::ProtocolError;
 use sha2::{Digest, Sha256};
@@ -43,16 +44,7 @@ pub fn host_header_value(url: &str) -> Option<String> {
 /// Splits a URL (absolute or a bare path) into (host with port, path, query).
 pub fn split_url(url: &str) -> (Option<&str>, &str, &str) {
     let b = url.as_bytes();
-    // A scheme ends at the first ':', which comes before any '/', '?' or '#'.
-    let scheme_end = find_any(b, 0, [b':', b'/', b'?', b'#'])
-        .filter(|&i| b[i] == b':' && b[i + 1..].starts_with(b"//"));
-    let (host, path_start) = match scheme_end {
-        Some(i) => {
-            let end = find_any(b, i + 3, [b'/', b'?', b'#']).unwrap_or(b.len());
-            (Some(&url[i + 3..end]), end)
-        }
-        None => (None, 0),
-    };
+    let (host, path_start) = split_host(url);
     let path_end = find_any(b, path_start, [b'?', b'#']).unwrap_or(b.len());
     let path = &url[path_start..path_end];
     if b.get(path_end) != Some(&b'?') {
@@ -60,6 +52,21 @@ pub fn split_url(url: &str) -> (Option<&str>, &str, &str) {
     }
     let query_end = find_any(b, path_end + 1, [b'#']).unwrap_or(b.len());
     (host, path, &url[path_end + 1..query_end])
+}
+
+/// A URL's host with port, and where its path (or query) starts.
+fn split_host(url: &str) -> (Option<&str>, usize) {
+    let b = url.as_bytes();
+    // A scheme ends at the first ':', which comes before any '/', '?' or '#'.
+    let scheme_end = find_any(b, 0, [b':', b'/', b'?', b'#'])
+        .filter(|&i| b[i] == b':' && b[i + 1..].starts_with(b"//"));
+    match scheme_end {
+        Some(i) => {
+            let end = find_any(b, i + 3, [b'/', b'?', b'#']).unwrap_or(b.len());
+            (Some(&url[i + 3..end]), end)
+        }
+        None => (None, 0),
+    }
 }
 
 /// The first position at or after `from` of any of `needles`, eight bytes at a time: a URL
@@ -127,7 +134,7 @@ pub fn sign<S: AsRef<str>>(
     body: &[u8],
 ) -> Result<ApigSignature, ProtocolError> {
     let names = signed_headers.iter().map(AsRef::as_ref);
-    let request = CanonicalRequest::build(method, url, headers, names, None, body)?;
+    let request = CanonicalRequest::build(Vec::new(), method, url, headers, names, None, body)?;
     let signed_headers = request.signed_list().to_string();
     let date = request.date;
     let canonical_request = String::from_utf8(request.text).expect("joined from strings");
@@ -148,7 +155,8 @@ pub fn sign<S: AsRef<str>>(
     })
 }
 
-/// The `Authorization` header value alone (what a sender needs), built with one allocation.
+/// The `Authorization` header value alone (what a sender needs): the canonical request is
+/// built in a per-thread buffer, and the value is the one allocation.
 pub fn authorization<S: AsRef<str>>(
     ak: &str,
     sk: &str,
@@ -159,8 +167,11 @@ pub fn authorization<S: AsRef<str>>(
     body: &[u8],
 ) -> Result<String, ProtocolError> {
     let names = signed_headers.iter().map(AsRef::as_ref);
-    let request = CanonicalRequest::build(method, url, headers, names, None, body)?;
-    Ok(request.into_authorization(ak, sk))
+    let text = scratch::take();
+    let request = CanonicalRequest::build(text, method, url, headers, names, None, body)?;
+    let authorization = request.authorization(ak, sk);
+    scratch::give_back(request.text);
+    Ok(authorization)
 }
 
 /// `SDK-HMAC-SHA256 Access=…, SignedHeaders=…, Signature=…`.
@@ -190,10 +201,11 @@ struct CanonicalRequest<'h> {
 }
 
 impl<'h> CanonicalRequest<'h> {
-    /// Built in one buffer. `names` are the header names to sign, as given: used as they
-    /// are when they already are the list the recipe wants (as every signer writes them);
-    /// `joined` is the same names joined by ';', when the caller has them so.
+    /// Written into `text` (emptied first; a buffer to reuse). `names` are the header names to sign, as given:
+    /// used as they are when they already are the list the recipe wants (as every signer
+    /// writes them); `joined` is the same names joined by ';', when the caller has them so.
     fn build<'n>(
+        text: Vec<u8>,
         method: &str,
         url: &str,
         headers: &'h [(String, String)],
@@ -201,95 +213,24 @@ impl<'h> CanonicalRequest<'h> {
         joined: Option<&str>,
         body: &[u8],
     ) -> Result<Self, ProtocolError> {
-        if let Some(request) =
-            Self::build_listed(method, url, headers, names.clone(), joined, body)?
-        {
-            return Ok(request);
-        }
-        let list = normalised_list(names);
-        if let Some(bad) = list
-            .iter()
-            .find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic()))
-        {
-            return Err(ProtocolError::new(format!(
-                "signed headers: {bad:?} is not a header name (printable ASCII, no spaces)"
-            )));
-        }
-        let names = list.iter().map(String::as_str);
-        Ok(Self::build_listed(method, url, headers, names, None, body)?
-            .expect("a normalised list of header names is a signed list"))
-    }
-
-    /// Built from names that are already trimmed, lower case, sorted and without repeats;
-    /// None as soon as one is not (checked on the way, not in a pass of its own).
-    fn build_listed<'n>(
-        method: &str,
-        url: &str,
-        headers: &'h [(String, String)],
-        names: impl Iterator<Item = &'n str> + Clone,
-        joined: Option<&str>,
-        body: &[u8],
-    ) -> Result<Option<Self>, ProtocolError> {
-        let (_, path, query) = split_url(url);
-        // Room for the canonical request and then the Authorization value (a sender's).
-        let header_bytes: usize = headers.iter().map(|(n, v)| 3 * n.len() + v.len() + 3).sum();
-        let mut text = Vec::with_capacity(256 + url.len() + header_bytes);
-        text.extend(method.bytes().map(|b| b.to_ascii_uppercase()));
-        text.push(b'\n');
-        push_canonical_uri(&mut text, path)?;
-        text.push(b'\n');
-        if !query.is_empty() {
-            text.extend_from_slice(canonical_query(query)?.as_bytes());
-        }
-        text.push(b'\n');
-        let mut date = None;
-        let mut prev: &[u8] = &[];
-        for n in names.clone() {
-            if !follows_in_list(prev, n.as_bytes()) {
-                return Ok(None);
-            }
-            prev = n.as_bytes();
-            let is_date = is_name(n, "x-sdk-date");
-            let v = match lower_header_value(headers, n) {
-                Some(v) => v,
-                None if is_date => return Err(date_missing()),
-                None => {
-                    return Err(ProtocolError::new(format!(
-                        "header {n}: listed as signed but not present in the request"
-                    )))
-                }
-            };
-            if is_date {
-                date = Some(v);
-            }
-            text.extend_from_slice(n.as_bytes());
-            text.push(b':');
-            text.extend_from_slice(v.as_bytes().trim_ascii());
-            text.push(b'\n');
-        }
-        let Some(date) = date else {
-            return Err(match header_value(headers, DATE_HEADER) {
-                None => date_missing(),
-                Some(_) => ProtocolError::new("signed headers: must include x-sdk-date"),
-            });
-        };
-        text.push(b'\n');
-        let start = text.len();
-        match joined {
-            Some(list) => text.extend_from_slice(list.as_bytes()),
+        let listed = write_listed(text, method, url, headers, names.clone(), joined, body)?;
+        Ok(match listed {
+            Some(request) => request,
             None => {
-                for (i, n) in names.enumerate() {
-                    if i > 0 {
-                        text.push(b';');
-                    }
-                    text.extend_from_slice(n.as_bytes());
+                let list = normalised_list(names);
+                if let Some(bad) = list
+                    .iter()
+                    .find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic()))
+                {
+                    return Err(ProtocolError::new(format!(
+                        "signed headers: {bad:?} is not a header name (printable ASCII, no spaces)"
+                    )));
                 }
+                let names = list.iter().map(String::as_str);
+                write_listed(Vec::new(), method, url, headers, names, None, body)?
+                    .expect("a normalised list of header names is a signed list")
             }
-        }
-        let signed = start..text.len();
-        text.push(b'\n');
-        text.extend_from_slice(&hex_lower(&Sha256::digest(body).into()));
-        Ok(Some(CanonicalRequest { text, date, signed }))
+        })
     }
 
     fn signed_list(&self) -> &str {
@@ -319,21 +260,93 @@ impl<'h> CanonicalRequest<'h> {
         hmac_sha256(sk.as_bytes(), &string_to_sign[..len])
     }
 
-    /// The `Authorization` value for this request, written into the canonical request's
-    /// buffer once that has been hashed (one allocation fewer; the buffer has room).
-    fn into_authorization(self, ak: &str, sk: &str) -> String {
-        let digits = hex_lower(&self.signature(sk));
-        let mut text = self.text;
-        let canonical_len = text.len();
-        for part in [ALGORITHM, " Access=", ak, ", SignedHeaders="] {
-            text.extend_from_slice(part.as_bytes());
-        }
-        text.extend_from_within(self.signed);
-        text.extend_from_slice(b", Signature=");
-        text.extend_from_slice(&digits);
-        text.drain(..canonical_len);
-        String::from_utf8(text).expect("ASCII names and digits")
+    /// The `Authorization` value for this request.
+    fn authorization(&self, ak: &str, sk: &str) -> String {
+        let signature = SignatureBytes(self.signature(sk)).hex();
+        authorization_value(ak, self.signed_list(), &signature)
     }
+}
+
+/// The canonical request written into `text` (emptied first) from names that are already
+/// trimmed, lower case, sorted and without repeats; None as soon as one is not (checked on
+/// the way, not in a pass of its own).
+fn write_listed<'h, 'n>(
+    mut text: Vec<u8>,
+    method: &str,
+    url: &str,
+    headers: &'h [(String, String)],
+    names: impl Iterator<Item = &'n str> + Clone,
+    joined: Option<&str>,
+    body: &[u8],
+) -> Result<Option<CanonicalRequest<'h>>, ProtocolError> {
+    text.clear();
+    let header_bytes: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+    text.reserve(192 + url.len() + 2 * header_bytes);
+    text.extend(method.bytes().map(|b| b.to_ascii_uppercase()));
+    text.push(b'\n');
+    // The usual URL, a path of unreserved characters (so no query either), is taken as it
+    // is after one look at each byte; anything else is split and canonicalised.
+    let rest = &url[split_host(url).1..];
+    if is_plain_path(rest) {
+        push_plain_path(&mut text, rest);
+        text.extend_from_slice(b"\n\n");
+    } else {
+        let (_, path, query) = split_url(url);
+        push_canonical_uri(&mut text, path)?;
+        text.push(b'\n');
+        if !query.is_empty() {
+            text.extend_from_slice(canonical_query(query)?.as_bytes());
+        }
+        text.push(b'\n');
+    }
+    let mut date = None;
+    let mut prev: &[u8] = &[];
+    for n in names.clone() {
+        if !follows_in_list(prev, n.as_bytes()) {
+            return Ok(None);
+        }
+        prev = n.as_bytes();
+        let is_date = is_name(n, "x-sdk-date");
+        let v = match lower_header_value(headers, n) {
+            Some(v) => v,
+            None if is_date => return Err(date_missing()),
+            None => {
+                return Err(ProtocolError::new(format!(
+                    "header {n}: listed as signed but not present in the request"
+                )))
+            }
+        };
+        if is_date {
+            date = Some(v);
+        }
+        text.extend_from_slice(n.as_bytes());
+        text.push(b':');
+        text.extend_from_slice(v.as_bytes().trim_ascii());
+        text.push(b'\n');
+    }
+    let Some(date) = date else {
+        return Err(match header_value(headers, DATE_HEADER) {
+            None => date_missing(),
+            Some(_) => ProtocolError::new("signed headers: must include x-sdk-date"),
+        });
+    };
+    text.push(b'\n');
+    let start = text.len();
+    match joined {
+        Some(list) => text.extend_from_slice(list.as_bytes()),
+        None => {
+            for (i, n) in names.enumerate() {
+                if i > 0 {
+                    text.push(b';');
+                }
+                text.extend_from_slice(n.as_bytes());
+            }
+        }
+    }
+    let signed = start..text.len();
+    text.push(b'\n');
+    text.extend_from_slice(&hex_lower(&Sha256::digest(body).into()));
+    Ok(Some(CanonicalRequest { text, date, signed }))
 }
 
 /// Whether `name` may follow `prev` in a signed-header list: lower case, no ';', sorted and
@@ -378,17 +391,26 @@ impl<'a> Iterator for ListedNames<'a> {
     }
 }
 
-/// A path of unreserved characters and slashes decodes and re-encodes to itself, so only
-/// the slashes at its ends can change; anything else takes [`canonical_uri`].
 fn push_canonical_uri(out: &mut Vec<u8>, path: &str) -> Result<(), ProtocolError> {
-    // Every byte is looked at (no early exit) so that the check vectorises.
-    let plain = path.bytes().fold(true, |plain, b| {
-        plain & (b.is_ascii_alphanumeric() | matches!(b, b'-' | b'_' | b'.' | b'~' | b'/'))
-    });
-    if !plain {
+    if is_plain_path(path) {
+        push_plain_path(out, path);
+    } else {
         out.extend_from_slice(canonical_uri(path)?.as_bytes());
-        return Ok(());
     }
+    Ok(())
+}
+
+/// Whether `path` is unreserved characters and slashes only: such a path decodes and
+/// re-encodes to itself, so only the slashes at its ends can change.
+fn is_plain_path(path: &str) -> bool {
+    // Every byte is looked at (no early exit) so that the check vectorises.
+    path.bytes().fold(true, |plain, b| {
+        plain & (b.is_ascii_alphanumeric() | matches!(b, b'-' | b'_' | b'.' | b'~' | b'/'))
+    })
+}
+
+/// A plain path (see [`is_plain_path`]) as its canonical URI: with a slash at each end.
+fn push_plain_path(out: &mut Vec<u8>, path: &str) {
     if !path.starts_with('/') {
         out.push(b'/');
     }
@@ -396,7 +418,6 @@ fn push_canonical_uri(out: &mut Vec<u8>, path: &str) -> Result<(), ProtocolError
     if out.last() != Some(&b'/') {
         out.push(b'/');
     }
-    Ok(())
 }
 
 fn date_missing() -> ProtocolError {
@@ -414,20 +435,27 @@ fn lower_header_value<'a>(headers: &'a [(String, String)], lower: &str) -> Optio
 
 /// Whether `name`, ASCII upper case letters lowered, is `lower` (both the same length).
 fn lowers_to(name: &[u8], lower: &[u8]) -> bool {
+    let (names, lowers) = (name.chunks_exact(8), lower.chunks_exact(8));
+    let word = |b: &[u8]| b.iter().rev().fold(0u64, |w, &c| (w << 8) | u64::from(c));
+    let tails_match = lowered(word(names.remainder())) == word(lowers.remainder());
+    let whole = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("eight bytes"));
+    names.zip(lowers).fold(tails_match, |same, (a, b)| {
+        same & (lowered(whole(a)) == whole(b))
+    })
+}
+
+/// Eight bytes with the ASCII upper case letters among them lowered.
+fn lowered(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let word = |b: &[u8]| b.iter().rev().fold(0u64, |w, &c| (w << 8) | u64::from(c));
-    name.chunks(8).zip(lower.chunks(8)).all(|(a, b)| {
-        let w = word(a);
-        // High bit of each byte in 'A'..='Z' (7-bit sums never carry out of a byte; bytes
-        // at or above 0x80 are left alone).
-        let low7 = w & !HIGH;
-        let upper = (low7 + ONES * (0x80 - u64::from(b'A')))
-            & !(low7 + ONES * (0x80 - u64::from(b'Z') - 1))
-            & !w
-            & HIGH;
-        (w | (upper >> 2)) == word(b)
-    })
+    // High bit of each byte in 'A'..='Z' (7-bit sums never carry out of a byte; bytes at or
+    // above 0x80 are left alone).
+    let low7 = w & !HIGH;
+    let upper = (low7 + ONES * (0x80 - u64::from(b'A')))
+        & !(low7 + ONES * (0x80 - u64::from(b'Z') - 1))
+        & !w
+        & HIGH;
+    w | (upper >> 2)
 }
 
 fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -524,15 +552,12 @@ pub fn verify(
         .ok_or_else(|| ProtocolError::new("Authorization: header missing"))?;
     let auth = parse_authorization(auth)?;
     let listed = auth.signed_headers;
-    let request = CanonicalRequest::build(
-        method,
-        url,
-        headers,
-        ListedNames(Some(listed)),
-        Some(listed),
-        body,
-    )?;
-    Ok(SignatureBytes(request.signature(sk)).matches_hex(auth.signature))
+    let names = ListedNames(Some(listed));
+    let text = scratch::take();
+    let request = CanonicalRequest::build(text, method, url, headers, names, Some(listed), body)?;
+    let matches = SignatureBytes(request.signature(sk)).matches_hex(auth.signature);
+    scratch::give_back(request.text);
+    Ok(matches)
 }
 
 /// Parses an `X-Sdk-Date` value (`YYYYMMDDTHHMMSSZ`) to epoch milliseconds.

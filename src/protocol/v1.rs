@@ -3,6 +3,7 @@
 
 use super::hmac::{b64_eq, hmac_sha256, SignatureBytes};
 use super::json::{is_name, write_compact, Json};
+use super::scratch;
 use super::ProtocolError;
 
 pub const BODY_SIGN_HEADER: &str = "Body-Sign";
@@ -196,30 +197,19 @@ pub fn auth_token_value(
     };
     // HMAC key (access key + timeStamp) and string to sign share one buffer, kept per
     // thread: no allocation per token.
-    SCRATCH.with_borrow_mut(|buf| {
-        buf.clear();
-        buf.extend_from_slice(key.as_bytes());
-        buf.extend_from_slice(timestamp.as_bytes());
-        let key_len = buf.len();
-        if sorted {
-            push_joined(buf, params, 0..params.len());
-        } else {
-            push_string_to_sign(buf, params);
-        }
-        let (hmac_key, text) = buf.split_at(key_len);
-        let token = SignatureBytes(hmac_sha256(hmac_key, text));
-        if buf.capacity() > SCRATCH_KEPT {
-            *buf = Vec::new();
-        }
-        Ok(token)
-    })
-}
-
-/// Past this size a thread's scratch buffer is let go after use.
-const SCRATCH_KEPT: usize = 64 * 1024;
-
-thread_local! {
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    let mut buf = scratch::take();
+    buf.extend_from_slice(key.as_bytes());
+    buf.extend_from_slice(timestamp.as_bytes());
+    let key_len = buf.len();
+    if sorted {
+        push_joined(&mut buf, params, 0..params.len());
+    } else {
+        push_string_to_sign(&mut buf, params);
+    }
+    let (hmac_key, text) = buf.split_at(key_len);
+    let token = SignatureBytes(hmac_sha256(hmac_key, text));
+    scratch::give_back(buf);
+    Ok(token)
 }
 
 /// The token over any candidate string (the doctor tries variants through this).
