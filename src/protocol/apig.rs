@@ -1,6 +1,6 @@
 //! Huawei API Gateway AK/SK signing, `SDK-HMAC-SHA256` (license-and-usage.md §5).
 
-use super::hmac::{hex_lower, hmac_sha256, hmac_sha256_parts, sha256_hex, SignatureBytes};
+use super::hmac::{hex_lower, hmac_sha256, sha256_hex, SignatureBytes};
 use super::json::is_name;
 use super::scratch;
 use super::v1::{percent_decode, percent_encode};
@@ -168,7 +168,7 @@ pub fn authorization<S: AsRef<str>>(
 ) -> Result<String, ProtocolError> {
     let names = signed_headers.iter().map(AsRef::as_ref);
     let text = scratch::take();
-    let request = CanonicalRequest::build(text, method, url, headers, names, None, body)?;
+    let mut request = CanonicalRequest::build(text, method, url, headers, names, None, body)?;
     let authorization = request.authorization(ak, sk);
     scratch::give_back(request.text);
     Ok(authorization)
@@ -237,31 +237,22 @@ impl<'h> CanonicalRequest<'h> {
         std::str::from_utf8(&self.text[self.signed.clone()]).expect("joined from header names")
     }
 
-    /// The signature. The string to sign is built on the stack (a short date, as the
-    /// recipe's always is) and hashed in one update.
-    fn signature(&self, sk: &str) -> [u8; 32] {
+    /// The signature. The string to sign is written after the canonical request in the same
+    /// buffer (which has room), hashed in one update, and taken off again.
+    fn signature(&mut self, sk: &str) -> [u8; 32] {
         let request_hash = hex_lower(&Sha256::digest(&self.text).into());
-        let mut string_to_sign = [0u8; 128];
-        let parts = [
-            ALGORITHM.as_bytes(),
-            b"\n",
-            self.date.as_bytes(),
-            b"\n",
-            &request_hash,
-        ];
-        if self.date.len() > 32 {
-            return hmac_sha256_parts(sk.as_bytes(), &parts);
+        let end = self.text.len();
+        for part in [ALGORITHM.as_bytes(), b"\n", self.date.as_bytes(), b"\n"] {
+            self.text.extend_from_slice(part);
         }
-        let mut len = 0;
-        for p in parts {
-            string_to_sign[len..len + p.len()].copy_from_slice(p);
-            len += p.len();
-        }
-        hmac_sha256(sk.as_bytes(), &string_to_sign[..len])
+        self.text.extend_from_slice(&request_hash);
+        let signature = hmac_sha256(sk.as_bytes(), &self.text[end..]);
+        self.text.truncate(end);
+        signature
     }
 
     /// The `Authorization` value for this request.
-    fn authorization(&self, ak: &str, sk: &str) -> String {
+    fn authorization(&mut self, ak: &str, sk: &str) -> String {
         let signature = SignatureBytes(self.signature(sk)).hex();
         authorization_value(ak, self.signed_list(), &signature)
     }
@@ -435,13 +426,24 @@ fn lower_header_value<'a>(headers: &'a [(String, String)], lower: &str) -> Optio
 
 /// Whether `name`, ASCII upper case letters lowered, is `lower` (both the same length).
 fn lowers_to(name: &[u8], lower: &[u8]) -> bool {
-    let (names, lowers) = (name.chunks_exact(8), lower.chunks_exact(8));
-    let word = |b: &[u8]| b.iter().rev().fold(0u64, |w, &c| (w << 8) | u64::from(c));
-    let tails_match = lowered(word(names.remainder())) == word(lowers.remainder());
-    let whole = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("eight bytes"));
-    names.zip(lowers).fold(tails_match, |same, (a, b)| {
-        same & (lowered(whole(a)) == whole(b))
-    })
+    let len = name.len();
+    let at = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("eight bytes"));
+    let half = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("four bytes"));
+    if len >= 8 {
+        // Whole words, the last one ending at the end (overlapping the one before).
+        let mut same = true;
+        for i in (0..len - 8).step_by(8) {
+            same &= lowered(at(name, i)) == at(lower, i);
+        }
+        same & (lowered(at(name, len - 8)) == at(lower, len - 8))
+    } else if len >= 4 {
+        // The first four bytes and the last four (overlapping) as one word.
+        let word = |b: &[u8]| u64::from(half(b, 0)) | (u64::from(half(b, len - 4)) << 32);
+        lowered(word(name)) == word(lower)
+    } else {
+        let word = |b: &[u8]| b.iter().fold(0u64, |w, &c| (w << 8) | u64::from(c));
+        lowered(word(name)) == word(lower)
+    }
 }
 
 /// Eight bytes with the ASCII upper case letters among them lowered.
@@ -554,7 +556,8 @@ pub fn verify(
     let listed = auth.signed_headers;
     let names = ListedNames(Some(listed));
     let text = scratch::take();
-    let request = CanonicalRequest::build(text, method, url, headers, names, Some(listed), body)?;
+    let mut request =
+        CanonicalRequest::build(text, method, url, headers, names, Some(listed), body)?;
     let matches = SignatureBytes(request.signature(sk)).matches_hex(auth.signature);
     scratch::give_back(request.text);
     Ok(matches)
@@ -626,9 +629,15 @@ mod tests {
         }
 
         #[test]
-        fn word_lowering_is_ascii_lowering(name in "[-_a-zA-Z0-9@\\[`{\u{80}-\u{ff}]{0,20}", lower in "[-_a-z0-9@\\[`{]{0,20}") {
+        fn word_lowering_is_ascii_lowering(name in "[-_a-zA-Z0-9@\\[`{\u{80}-\u{ff}]{0,20}", lower in "[-_a-z0-9@\\[`{]{0,20}", at in 0usize..64) {
             let lowered = name.to_ascii_lowercase();
-            for (n, l) in [(name.as_str(), lowered.as_str()), (name.as_str(), lower.as_str())] {
+            // The lowered name with one byte changed: each position must count.
+            let mut off_by_one = lowered.clone().into_bytes();
+            if let Some(b) = off_by_one.get_mut(at % name.len().max(1)) {
+                *b = if *b == b'x' { b'y' } else { b'x' };
+            }
+            let off_by_one = String::from_utf8_lossy(&off_by_one).into_owned();
+            for (n, l) in [(name.as_str(), lowered.as_str()), (name.as_str(), lower.as_str()), (name.as_str(), off_by_one.as_str())] {
                 if n.len() == l.len() {
                     proptest::prop_assert_eq!(lowers_to(n.as_bytes(), l.as_bytes()), n.eq_ignore_ascii_case(l), "{} {}", n, l);
                 }
