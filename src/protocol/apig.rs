@@ -2,7 +2,7 @@
 
 use super::hmac::{hex_lower, hmac_sha256, sha256_hex, SignatureBytes};
 use super::json::is_name;
-use super::scratch;
+use super::text::Text;
 use super::v1::{percent_decode, percent_encode};
 use super::ProtocolError;
 use sha2::{Digest, Sha256};
@@ -134,10 +134,11 @@ pub fn sign<S: AsRef<str>>(
     body: &[u8],
 ) -> Result<ApigSignature, ProtocolError> {
     let names = signed_headers.iter().map(AsRef::as_ref);
-    let request = CanonicalRequest::build(Vec::new(), method, url, headers, names, None, body)?;
+    let request = CanonicalRequest::build(Text::new(), method, url, headers, names, None, body)?;
     let signed_headers = request.signed_list().to_string();
     let date = request.date;
-    let canonical_request = String::from_utf8(request.text).expect("joined from strings");
+    let canonical_request =
+        String::from_utf8(request.text.into_vec()).expect("joined from strings");
     let string_to_sign = format!(
         "{ALGORITHM}\n{date}\n{}",
         sha256_hex(canonical_request.as_bytes())
@@ -167,10 +168,10 @@ pub fn authorization<S: AsRef<str>>(
     body: &[u8],
 ) -> Result<String, ProtocolError> {
     let names = signed_headers.iter().map(AsRef::as_ref);
-    let text = scratch::take();
+    let text = Text::scratch();
     let mut request = CanonicalRequest::build(text, method, url, headers, names, None, body)?;
     let authorization = request.authorization(ak, sk);
-    scratch::give_back(request.text);
+    request.text.keep();
     Ok(authorization)
 }
 
@@ -195,17 +196,17 @@ pub fn authorization_value(ak: &str, signed: &str, signature: &str) -> String {
 /// The canonical request text, with the X-Sdk-Date value signed with it and where the
 /// signed-header list lies in the text.
 struct CanonicalRequest<'h> {
-    text: Vec<u8>,
+    text: Text,
     date: &'h str,
     signed: std::ops::Range<usize>,
 }
 
 impl<'h> CanonicalRequest<'h> {
-    /// Written into `text` (emptied first; a buffer to reuse). `names` are the header names to sign, as given:
+    /// Written into `text` (empty; a buffer to reuse). `names` are the header names to sign, as given:
     /// used as they are when they already are the list the recipe wants (as every signer
     /// writes them); `joined` is the same names joined by ';', when the caller has them so.
     fn build<'n>(
-        text: Vec<u8>,
+        text: Text,
         method: &str,
         url: &str,
         headers: &'h [(String, String)],
@@ -227,26 +228,26 @@ impl<'h> CanonicalRequest<'h> {
                     )));
                 }
                 let names = list.iter().map(String::as_str);
-                write_listed(Vec::new(), method, url, headers, names, None, body)?
+                write_listed(Text::new(), method, url, headers, names, None, body)?
                     .expect("a normalised list of header names is a signed list")
             }
         })
     }
 
     fn signed_list(&self) -> &str {
-        std::str::from_utf8(&self.text[self.signed.clone()]).expect("joined from header names")
+        std::str::from_utf8(self.text.slice(self.signed.clone())).expect("joined from header names")
     }
 
     /// The signature. The string to sign is written after the canonical request in the same
     /// buffer (which has room), hashed in one update, and taken off again.
     fn signature(&mut self, sk: &str) -> [u8; 32] {
-        let request_hash = hex_lower(&Sha256::digest(&self.text).into());
+        let request_hash = hex_lower(&Sha256::digest(self.text.as_bytes()).into());
         let end = self.text.len();
         for part in [ALGORITHM.as_bytes(), b"\n", self.date.as_bytes(), b"\n"] {
-            self.text.extend_from_slice(part);
+            self.text.push(part);
         }
-        self.text.extend_from_slice(&request_hash);
-        let signature = hmac_sha256(sk.as_bytes(), &self.text[end..]);
+        self.text.push(&request_hash);
+        let signature = hmac_sha256(sk.as_bytes(), &self.text.as_bytes()[end..]);
         self.text.truncate(end);
         signature
     }
@@ -255,7 +256,7 @@ impl<'h> CanonicalRequest<'h> {
     /// once (each piece checked on its own costs more).
     fn authorization(&mut self, ak: &str, sk: &str) -> String {
         let digits = hex_lower(&self.signature(sk));
-        let signed = &self.text[self.signed.clone()];
+        let signed = self.text.slice(self.signed.clone());
         let parts: [&[u8]; 7] = [
             ALGORITHM.as_bytes(),
             b" Access=",
@@ -273,11 +274,11 @@ impl<'h> CanonicalRequest<'h> {
     }
 }
 
-/// The canonical request written into `text` (emptied first) from names that are already
+/// The canonical request written into `text` (empty) from names that are already
 /// trimmed, lower case, sorted and without repeats; None as soon as one is not (checked on
 /// the way, not in a pass of its own).
 fn write_listed<'h, 'n>(
-    mut text: Vec<u8>,
+    mut text: Text,
     method: &str,
     url: &str,
     headers: &'h [(String, String)],
@@ -285,25 +286,26 @@ fn write_listed<'h, 'n>(
     joined: Option<&str>,
     body: &[u8],
 ) -> Result<Option<CanonicalRequest<'h>>, ProtocolError> {
-    text.clear();
     let header_bytes: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
     text.reserve(192 + url.len() + 2 * header_bytes);
-    text.extend(method.bytes().map(|b| b.to_ascii_uppercase()));
-    text.push(b'\n');
+    for b in method.bytes() {
+        text.push_byte(b.to_ascii_uppercase());
+    }
+    text.push_byte(b'\n');
     // The usual URL, a path of unreserved characters (so no query either), is taken as it
     // is after one look at each byte; anything else is split and canonicalised.
     let rest = &url[split_host(url).1..];
     if is_plain_path(rest) {
         push_plain_path(&mut text, rest);
-        text.extend_from_slice(b"\n\n");
+        text.push(b"\n\n");
     } else {
         let (_, path, query) = split_url(url);
         push_canonical_uri(&mut text, path)?;
-        text.push(b'\n');
+        text.push_byte(b'\n');
         if !query.is_empty() {
-            text.extend_from_slice(canonical_query(query)?.as_bytes());
+            text.push(canonical_query(query)?.as_bytes());
         }
-        text.push(b'\n');
+        text.push_byte(b'\n');
     }
     let mut date = None;
     let mut prev: &[u8] = &[];
@@ -325,10 +327,10 @@ fn write_listed<'h, 'n>(
         if is_date {
             date = Some(v);
         }
-        text.extend_from_slice(n.as_bytes());
-        text.push(b':');
-        text.extend_from_slice(v.as_bytes().trim_ascii());
-        text.push(b'\n');
+        text.push(n.as_bytes());
+        text.push_byte(b':');
+        text.push(v.as_bytes().trim_ascii());
+        text.push_byte(b'\n');
     }
     let Some(date) = date else {
         return Err(match header_value(headers, DATE_HEADER) {
@@ -336,22 +338,22 @@ fn write_listed<'h, 'n>(
             Some(_) => ProtocolError::new("signed headers: must include x-sdk-date"),
         });
     };
-    text.push(b'\n');
+    text.push_byte(b'\n');
     let start = text.len();
     match joined {
-        Some(list) => text.extend_from_slice(list.as_bytes()),
+        Some(list) => text.push(list.as_bytes()),
         None => {
             for (i, n) in names.enumerate() {
                 if i > 0 {
-                    text.push(b';');
+                    text.push_byte(b';');
                 }
-                text.extend_from_slice(n.as_bytes());
+                text.push(n.as_bytes());
             }
         }
     }
     let signed = start..text.len();
-    text.push(b'\n');
-    text.extend_from_slice(&hex_lower(&Sha256::digest(body).into()));
+    text.push_byte(b'\n');
+    text.push(&hex_lower(&Sha256::digest(body).into()));
     Ok(Some(CanonicalRequest { text, date, signed }))
 }
 
@@ -397,11 +399,11 @@ impl<'a> Iterator for ListedNames<'a> {
     }
 }
 
-fn push_canonical_uri(out: &mut Vec<u8>, path: &str) -> Result<(), ProtocolError> {
+fn push_canonical_uri(out: &mut Text, path: &str) -> Result<(), ProtocolError> {
     if is_plain_path(path) {
         push_plain_path(out, path);
     } else {
-        out.extend_from_slice(canonical_uri(path)?.as_bytes());
+        out.push(canonical_uri(path)?.as_bytes());
     }
     Ok(())
 }
@@ -416,13 +418,13 @@ fn is_plain_path(path: &str) -> bool {
 }
 
 /// A plain path (see [`is_plain_path`]) as its canonical URI: with a slash at each end.
-fn push_plain_path(out: &mut Vec<u8>, path: &str) {
+fn push_plain_path(out: &mut Text, path: &str) {
     if !path.starts_with('/') {
-        out.push(b'/');
+        out.push_byte(b'/');
     }
-    out.extend_from_slice(path.as_bytes());
-    if out.last() != Some(&b'/') {
-        out.push(b'/');
+    out.push(path.as_bytes());
+    if !path.is_empty() && !path.ends_with('/') {
+        out.push_byte(b'/');
     }
 }
 
@@ -570,11 +572,11 @@ pub fn verify(
     let auth = parse_authorization(auth)?;
     let listed = auth.signed_headers;
     let names = ListedNames(Some(listed));
-    let text = scratch::take();
+    let text = Text::scratch();
     let mut request =
         CanonicalRequest::build(text, method, url, headers, names, Some(listed), body)?;
     let matches = SignatureBytes(request.signature(sk)).matches_hex(auth.signature);
-    scratch::give_back(request.text);
+    request.text.keep();
     Ok(matches)
 }
 

@@ -3,7 +3,7 @@
 
 use super::hmac::{b64_eq, hmac_sha256, SignatureBytes};
 use super::json::{is_name, write_compact, Json};
-use super::scratch;
+use super::text::Text;
 use super::ProtocolError;
 
 pub const BODY_SIGN_HEADER: &str = "Body-Sign";
@@ -94,13 +94,13 @@ pub fn encode_query(params: &[(String, String)]) -> String {
 
 /// The GET string to sign: every parameter but `authToken`, sorted by name (code units).
 pub fn string_to_sign(params: &[(String, String)]) -> String {
-    let mut out = Vec::new();
+    let mut out = Text::new();
     push_string_to_sign(&mut out, params);
-    String::from_utf8(out).expect("joined from strings")
+    String::from_utf8(out.into_vec()).expect("joined from strings")
 }
 
 /// Appends the GET string to sign to `out`.
-fn push_string_to_sign(out: &mut Vec<u8>, params: &[(String, String)]) {
+fn push_string_to_sign(out: &mut Text, params: &[(String, String)]) {
     // A callback carries a handful of parameters: their order is sorted on the stack.
     const ON_STACK: usize = 32;
     if params.len() > ON_STACK {
@@ -133,7 +133,7 @@ fn sort_by_name(order: &mut [usize], params: &[(String, String)]) {
 }
 
 fn push_joined(
-    out: &mut Vec<u8>,
+    out: &mut Text,
     params: &[(String, String)],
     order: impl IntoIterator<Item = usize>,
 ) {
@@ -145,12 +145,12 @@ fn push_joined(
             continue;
         }
         if !first {
-            out.push(b'&');
+            out.push_byte(b'&');
         }
         first = false;
-        out.extend_from_slice(n.as_bytes());
-        out.push(b'=');
-        out.extend_from_slice(v.as_bytes());
+        out.push(n.as_bytes());
+        out.push_byte(b'=');
+        out.push(v.as_bytes());
     }
 }
 
@@ -197,18 +197,18 @@ pub fn auth_token_value(
     };
     // HMAC key (access key + timeStamp) and string to sign share one buffer, kept per
     // thread: no allocation per token.
-    let mut buf = scratch::take();
-    buf.extend_from_slice(key.as_bytes());
-    buf.extend_from_slice(timestamp.as_bytes());
-    let key_len = buf.len();
+    let mut text = Text::scratch();
+    text.push(key.as_bytes());
+    text.push(timestamp.as_bytes());
+    let key_len = text.len();
     if sorted {
-        push_joined(&mut buf, params, 0..params.len());
+        push_joined(&mut text, params, 0..params.len());
     } else {
-        push_string_to_sign(&mut buf, params);
+        push_string_to_sign(&mut text, params);
     }
-    let (hmac_key, text) = buf.split_at(key_len);
-    let token = SignatureBytes(hmac_sha256(hmac_key, text));
-    scratch::give_back(buf);
+    let (hmac_key, string_to_sign) = text.as_bytes().split_at(key_len);
+    let token = SignatureBytes(hmac_sha256(hmac_key, string_to_sign));
+    text.keep();
     Ok(token)
 }
 
