@@ -167,27 +167,52 @@ mod tests {
         assert_eq!(Text::scratch().buf.capacity(), 0);
     }
 
+    #[derive(Debug, Clone)]
+    enum Step {
+        Push(Vec<u8>),
+        Byte(u8),
+        Truncate(usize),
+        Reserve(usize),
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => proptest::collection::vec(any::<u8>(), 0..70).prop_map(Step::Push),
+            2 => any::<u8>().prop_map(Step::Byte),
+            1 => (0usize..200).prop_map(Step::Truncate),
+            1 => (0usize..600).prop_map(Step::Reserve),
+        ]
+    }
+
     proptest::proptest! {
         #[test]
-        fn pushes_join_the_pieces(
-            pieces in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..70), 0..12),
+        fn a_text_is_what_a_vec_would_hold(
+            steps in proptest::collection::vec(step(), 0..24),
             stale in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
-            cut in 0usize..400,
         ) {
-            // A reused buffer holds bytes of an earlier text: none may show through.
+            // A reused buffer holds bytes of an earlier text: none may show through, and
+            // pushes after a truncation (as a string to sign taken off again) land right.
             let mut text = Text { buf: stale, len: 0 };
             let mut want = Vec::new();
-            for (i, p) in pieces.iter().enumerate() {
-                if i % 3 == 2 {
-                    text.push_byte(b';');
-                    want.push(b';');
+            for step in steps {
+                match step {
+                    Step::Push(piece) => {
+                        text.push(&piece);
+                        want.extend_from_slice(&piece);
+                    }
+                    Step::Byte(b) => {
+                        text.push_byte(b);
+                        want.push(b);
+                    }
+                    Step::Truncate(len) => {
+                        text.truncate(len);
+                        want.truncate(len);
+                    }
+                    Step::Reserve(more) => text.reserve(more),
                 }
-                text.push(p);
-                want.extend_from_slice(p);
+                proptest::prop_assert_eq!(text.as_bytes(), &want[..]);
             }
-            proptest::prop_assert_eq!(text.as_bytes(), &want[..]);
-            text.truncate(cut);
-            want.truncate(cut);
             proptest::prop_assert_eq!(text.into_vec(), want);
         }
     }
