@@ -72,6 +72,14 @@ fn main() {
         measure(seconds, only.map(String::as_str));
         return;
     }
+    let schemes: Vec<&str> = signing_cases::all().iter().map(|c| c.scheme).collect();
+    if let Some(unknown) = only.filter(|s| !schemes.contains(&s.as_str())) {
+        eprintln!(
+            "scheme {unknown:?}: not measured here (one of {})",
+            schemes.join(", ")
+        );
+        std::process::exit(2);
+    }
     let processes = numbers.get(1).map_or(5, |&p| p.max(1.0) as usize);
     let exe = std::env::current_exe().expect("the benchmark's own path");
     let mut by_scheme: Vec<(String, [Vec<f64>; 5])> = Vec::new();
