@@ -32,8 +32,8 @@ pub struct Served {
 }
 
 impl Served {
-    /// Spawns `cmd` (a `csm serve …` command; stdout read, stderr dropped) and waits for it
-    /// to announce its URL (see [`announced_url`]).
+    /// Spawns `cmd` (a `csm serve …` command on loopback; stdout read, stderr dropped) and
+    /// waits for it to announce its URL (see [`announced_url`]).
     pub fn start(cmd: &mut Command) -> Served {
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -41,7 +41,14 @@ impl Served {
             .spawn()
             .expect("csm starts");
         let url = announced_url(&mut child);
-        Served { child, url }
+        let served = Served { child, url };
+        let loopback = ["http://127.0.0.1:", "http://[::1]:"];
+        assert!(
+            loopback.iter().any(|l| served.url.starts_with(l)),
+            "not a loopback URL: {}",
+            served.url
+        );
+        served
     }
 
     /// `host:port`, for raw connections.
