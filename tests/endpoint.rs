@@ -957,6 +957,75 @@ fn exit_codes_for_network_and_config_errors() {
 }
 
 #[test]
+fn ci_reports_are_written_when_the_endpoint_is_unreachable_or_the_run_cannot_start() {
+    let env = Env::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ep = format!("http://127.0.0.1:{port}/produce");
+    let k = env.p("basic.key");
+    let junit = env.p("un.xml");
+    let o = env.run(&[
+        "--json",
+        "test-endpoint",
+        "--endpoint",
+        &ep,
+        "--key-file",
+        &k,
+        "--junit",
+        &junit,
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    let r = report(&o);
+    assert_schema(&r);
+    assert_eq!(r["result"], "error");
+    assert_eq!(r["exit_code"], 4);
+    assert!(r["error"].as_str().unwrap().contains("unreachable"), "{r}");
+    let reachable: Vec<&Value> = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["family"] == "reachable")
+        .collect();
+    assert_eq!(reachable.len(), 1, "{r}");
+    assert_eq!(reachable[0]["status"], "fail");
+    assert!(
+        reachable[0]["actual"].as_str().unwrap().contains("refused"),
+        "{r}"
+    );
+    let x = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        x.contains("<failure message=\"expected a reply within"),
+        "{x}"
+    );
+    assert!(x.contains("<error message=\"--endpoint"), "{x}");
+
+    // A run that cannot start (no key) still leaves both reports, saying why.
+    std::fs::remove_file(&junit).unwrap();
+    let o = env.run(&[
+        "--json",
+        "test-endpoint",
+        "--endpoint",
+        &ep,
+        "--junit",
+        &junit,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let r = report(&o);
+    assert_schema(&r);
+    assert_eq!(r["result"], "error");
+    assert_eq!(r["exit_code"], 2);
+    assert!(r["error"].as_str().unwrap().contains("--key-file"), "{r}");
+    let x = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        x.contains("errors=\"1\"") && x.contains("--key-file"),
+        "{x}"
+    );
+}
+
+#[test]
 fn endpoint_urls_with_credentials_are_refused_without_echoing_them() {
     let env = Env::new();
     let k = env.p("basic.key");

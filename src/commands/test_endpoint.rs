@@ -147,15 +147,64 @@ pub fn demo_targets(
 }
 
 pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
-    let timeout = reply_budget(a.debug_page, a.timeout);
     // An unwritable report path is found before any call is made, not after the run.
-    let junit_file = match &a.junit {
-        Some(path) => Some(
-            std::fs::File::create(path)
-                .map_err(|e| CsmError::io(format!("--junit {}", path.display()), e))?,
-        ),
-        None => None,
+    if let Some(path) = &a.junit {
+        check_writable(path)?;
+    }
+    let mut report = Report {
+        // Set once the address is parsed: a raw flag value is never echoed.
+        endpoint: String::new(),
+        protocols: Vec::new(),
+        suites: Vec::new(),
+        demo: a.demo,
+        faults: a.fault.clone(),
+        rows: Vec::new(),
+        calls: 0,
+        elapsed: Duration::ZERO,
+        error: None,
     };
+    let result = run_suites(g, &a, &mut report);
+    // The reports a CI reads are written whatever happened: a run that could not start or
+    // lost its endpoint says so in them, with the exit code it ends with.
+    let exit = match &result {
+        Ok(exit) => *exit,
+        Err(e) => {
+            report.error = Some(e.to_string());
+            e.exit()
+        }
+    };
+    if g.json {
+        crate::output::print_json(&report.json(exit.code()));
+    } else if g.quiet {
+        if !report.rows.is_empty() {
+            crate::say!("{}", report.summary_line());
+        }
+    } else if !report.rows.is_empty() {
+        crate::say!("{}", report.table());
+    }
+    if let Some(path) = &a.junit {
+        crate::files::write_atomic(path, report.junit().as_bytes(), false)
+            .map_err(|e| CsmError::Config(format!("--junit: {e}")))?;
+    }
+    result
+}
+
+/// `--junit FILE` must be creatable: its directory exists and is not read-only.
+fn check_writable(path: &std::path::Path) -> Result<()> {
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| CsmError::io(format!("--junit {}", path.display()), e))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Result<Exit> {
+    let timeout = reply_budget(a.debug_page, a.timeout);
     let suites: Vec<Suite> = if a.suite.is_empty() {
         Suite::ALL.to_vec()
     } else {
@@ -164,19 +213,20 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
             .filter(|s| a.suite.contains(s))
             .collect()
     };
+    report.suites = suites.clone();
     let faults = super::serve_merchant::parse_faults(&a.fault)?;
     let mut targets: Vec<Target> = Vec::new();
     // Demo merchants live until the end of the run.
     let mut servers: Vec<server::ServerHandle> = Vec::new();
-    let endpoint_label;
     if a.demo {
         let (t, s) = demo_targets(timeout, &faults, a.users as usize)?;
         targets = t;
         servers = s;
-        endpoint_label = "demo (reference merchant on 127.0.0.1)".to_string();
+        report.endpoint = "demo (reference merchant on 127.0.0.1)".to_string();
     } else {
         let profile = config::active_profile(g)?;
         let endpoint = endpoint_from(a.endpoint.as_deref(), &profile, ", or try --demo")?;
+        report.endpoint = endpoint.to_string();
         let protocol = resolve_protocol(a.protocol, &profile)?;
         let keys = a.keys.load(&profile)?;
         // Bad input is reported before any prompt.
@@ -187,7 +237,6 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
             "test callbacks (marked testFlag=1)"
         };
         confirm_remote("--endpoint", &endpoint, a.yes, g, what)?;
-        endpoint_label = endpoint.to_string();
         targets.push(Target {
             endpoint,
             protocol,
@@ -202,17 +251,7 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
             license_code: a.license_code.clone(),
         });
     }
-
-    let mut report = Report {
-        endpoint: endpoint_label,
-        protocols: targets.iter().map(|t| t.protocol.name()).collect(),
-        suites: suites.clone(),
-        demo: a.demo,
-        faults: a.fault.clone(),
-        rows: Vec::new(),
-        calls: 0,
-        elapsed: Duration::ZERO,
-    };
+    report.protocols = targets.iter().map(|t| t.protocol.name()).collect();
     if !g.json && !g.quiet {
         for t in &targets {
             let mut types = Vec::new();
@@ -234,36 +273,29 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
             );
         }
     }
+    let mut unreachable = None;
     for t in &targets {
         let out = suites::run(t, &suites);
-        if let Some(f) = out.unreachable {
-            return Err(CsmError::Network(format!(
-                "--endpoint {}: unreachable: {}",
-                t.endpoint, f.message
-            )));
-        }
         report.rows.extend(out.rows);
         report.calls += out.calls;
         report.elapsed += out.elapsed;
+        if let Some(f) = out.unreachable {
+            unreachable = Some(CsmError::Network(format!(
+                "--endpoint {}: unreachable: {}",
+                t.endpoint, f.message
+            )));
+            break;
+        }
     }
     for s in servers {
         s.shutdown();
     }
-    let exit = if report.passed() {
+    if let Some(e) = unreachable {
+        return Err(e);
+    }
+    Ok(if report.passed() {
         Exit::Ok
     } else {
         Exit::CheckFailed
-    };
-    if g.json {
-        crate::output::print_json(&report.json(exit.code()));
-    } else if g.quiet {
-        crate::say!("{}", report.summary_line());
-    } else {
-        crate::say!("{}", report.table());
-    }
-    if let (Some(mut file), Some(path)) = (junit_file, &a.junit) {
-        std::io::Write::write_all(&mut file, report.junit().as_bytes())
-            .map_err(|e| CsmError::io(format!("--junit {}", path.display()), e))?;
-    }
-    Ok(exit)
+    })
 }

@@ -19,6 +19,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub calls: usize,
     pub elapsed: Duration,
+    /// Why the run stopped short (set up failed, endpoint unreachable): the reports carry it.
+    pub error: Option<String>,
 }
 
 impl Report {
@@ -27,13 +29,21 @@ impl Report {
     }
 
     pub fn passed(&self) -> bool {
-        self.count(Status::Fail) == 0
+        self.error.is_none() && self.count(Status::Fail) == 0
+    }
+
+    fn result(&self) -> &'static str {
+        match (&self.error, self.passed()) {
+            (Some(_), _) => "error",
+            (None, true) => "pass",
+            (None, false) => "fail",
+        }
     }
 
     pub fn summary_line(&self) -> String {
         format!(
             "{}: {} checks, {} passed, {} failed, {} skipped; {} calls in {:.2} s",
-            if self.passed() { "PASS" } else { "FAIL" },
+            self.result().to_uppercase(),
             self.rows.len(),
             self.count(Status::Pass),
             self.count(Status::Fail),
@@ -84,14 +94,14 @@ impl Report {
     }
 
     pub fn json(&self, exit_code: u8) -> Value {
-        json!({
+        let mut v = json!({
             "schema": SCHEMA,
             "endpoint": self.endpoint,
             "protocols": self.protocols,
             "suites": self.suites.iter().map(|s| s.name()).collect::<Vec<_>>(),
             "demo": self.demo,
             "faults": self.faults,
-            "result": if self.passed() { "pass" } else { "fail" },
+            "result": self.result(),
             "exit_code": exit_code,
             "summary": {
                 "checks": self.rows.len(),
@@ -112,14 +122,19 @@ impl Report {
                 "fix": r.fix,
                 "detail": r.detail,
             })).collect::<Vec<_>>(),
-        })
+        });
+        if let Some(e) = &self.error {
+            v["error"] = json!(e);
+        }
+        v
     }
 
     pub fn junit(&self) -> String {
         let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        let errors = usize::from(self.error.is_some());
         out.push_str(&format!(
-            "<testsuites name=\"csm test-endpoint\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{:.3}\">\n",
-            self.rows.len(),
+            "<testsuites name=\"csm test-endpoint\" tests=\"{}\" failures=\"{}\" errors=\"{errors}\" skipped=\"{}\" time=\"{:.3}\">\n",
+            self.rows.len() + errors,
             self.count(Status::Fail),
             self.count(Status::Skip),
             self.elapsed.as_secs_f64()
@@ -160,6 +175,12 @@ impl Report {
                 }
             }
             out.push_str("  </testsuite>\n");
+        }
+        if let Some(e) = &self.error {
+            out.push_str(&format!(
+                "  <testsuite name=\"csm\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\">\n    <testcase classname=\"csm\" name=\"run\"><error message=\"{}\"/></testcase>\n  </testsuite>\n",
+                xml(e)
+            ));
         }
         out.push_str("</testsuites>\n");
         out
@@ -210,6 +231,7 @@ mod tests {
             rows: vec![row],
             calls: 1,
             elapsed: Duration::from_millis(5),
+            error: None,
         };
         let x = rep.junit();
         assert!(x.contains("failures=\"1\""));
