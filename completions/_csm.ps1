@@ -412,12 +412,14 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;license;activate' {
-            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Base URL of the marketplace open APIs [default: https://mkt.myhuaweicloud.com]')
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Base URL of the marketplace open APIs. Else the profile''s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal')
             [CompletionResult]::new('--ak', '--ak', [CompletionResultType]::ParameterName, 'API Gateway access key id (AK)')
             [CompletionResult]::new('--sk-file', '--sk-file', [CompletionResultType]::ParameterName, 'File holding the API Gateway secret key (SK); or set CSM_SK')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for the answer')
             [CompletionResult]::new('--real-effect-time', '--real-effect-time', [CompletionResultType]::ParameterName, 'When the software actually started, UTC yyyyMMddHHmmss (real_effect_time)')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Call the production marketplace without asking when no --endpoint or profile names the destination')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Call the production marketplace without asking when no --endpoint or profile names the destination')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
@@ -429,11 +431,13 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;license;heartbeat' {
-            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Base URL of the marketplace open APIs [default: https://mkt.myhuaweicloud.com]')
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Base URL of the marketplace open APIs. Else the profile''s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal')
             [CompletionResult]::new('--ak', '--ak', [CompletionResultType]::ParameterName, 'API Gateway access key id (AK)')
             [CompletionResult]::new('--sk-file', '--sk-file', [CompletionResultType]::ParameterName, 'File holding the API Gateway secret key (SK); or set CSM_SK')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for the answer')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Call the production marketplace without asking when no --endpoint or profile names the destination')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Call the production marketplace without asking when no --endpoint or profile names the destination')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
@@ -513,7 +517,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--billing', '--billing', [CompletionResultType]::ParameterName, 'How the product''s pay-per-use item is billed (sets the reporting deadlines)')
             [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'The seller key bound to the basic interfaces (signs the usage push)')
-            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Marketplace base URL (scheme, host, port); csm appends the API path')
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Marketplace base URL (scheme, host, port); csm appends the API path. Else the profile''s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal')
             [CompletionResult]::new('--batch', '--batch', [CompletionResultType]::ParameterName, 'Records per request (100 to 1000)')
             [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Further attempts of a batch after a network error or 5xx (0 to 100)')
             [CompletionResult]::new('--backoff-ms', '--backoff-ms', [CompletionResultType]::ParameterName, 'First pause between attempts in milliseconds, 1 to 30000 (doubles, with jitter, up to 30 s)')
@@ -522,6 +526,8 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--ak', '--ak', [CompletionResultType]::ParameterName, 'API Gateway access key id (with --apig)')
             [CompletionResult]::new('--sk-file', '--sk-file', [CompletionResultType]::ParameterName, 'API Gateway secret key file (with --apig)')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Send to the production marketplace without asking when no --endpoint or profile names the destination')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Send to the production marketplace without asking when no --endpoint or profile names the destination')
             [CompletionResult]::new('--apig', '--apig', [CompletionResultType]::ParameterName, 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile''s)')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Check and count everything, journal nothing, send nothing')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
@@ -537,7 +543,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
         'csm;usage;replay' {
             [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'The seller key bound to the basic interfaces (signs the usage push)')
-            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Marketplace base URL (scheme, host, port); csm appends the API path')
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Marketplace base URL (scheme, host, port); csm appends the API path. Else the profile''s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal')
             [CompletionResult]::new('--batch', '--batch', [CompletionResultType]::ParameterName, 'Records per request (100 to 1000)')
             [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Further attempts of a batch after a network error or 5xx (0 to 100)')
             [CompletionResult]::new('--backoff-ms', '--backoff-ms', [CompletionResultType]::ParameterName, 'First pause between attempts in milliseconds, 1 to 30000 (doubles, with jitter, up to 30 s)')
@@ -546,6 +552,8 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--ak', '--ak', [CompletionResultType]::ParameterName, 'API Gateway access key id (with --apig)')
             [CompletionResult]::new('--sk-file', '--sk-file', [CompletionResultType]::ParameterName, 'API Gateway secret key file (with --apig)')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Send to the production marketplace without asking when no --endpoint or profile names the destination')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Send to the production marketplace without asking when no --endpoint or profile names the destination')
             [CompletionResult]::new('--apig', '--apig', [CompletionResultType]::ParameterName, 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile''s)')
             [CompletionResult]::new('--skip-rejected', '--skip-rejected', [CompletionResultType]::ParameterName, 'Leave out records the marketplace rejected for good (resent unchanged, they are refused again; `usage export --state rejected` takes them out to fix)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')

@@ -923,7 +923,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__license__subcmd__activate)
-            opts="-q -h -V --endpoint --ak --sk-file --timeout --real-effect-time --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --endpoint --yes --ak --sk-file --timeout --real-effect-time --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1031,7 +1031,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__license__subcmd__heartbeat)
-            opts="-q -h -V --endpoint --ak --sk-file --timeout --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --endpoint --yes --ak --sk-file --timeout --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1813,7 +1813,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage__subcmd__replay)
-            opts="-q -h -V --journal --key-file --endpoint --batch --retries --backoff-ms --timeout --usage-value --apig --ak --sk-file --skip-rejected --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --journal --key-file --endpoint --yes --batch --retries --backoff-ms --timeout --usage-value --apig --ak --sk-file --skip-rejected --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1897,7 +1897,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage__subcmd__upload)
-            opts="-q -h -V --format --billing --journal --key-file --endpoint --batch --retries --backoff-ms --timeout --usage-value --apig --ak --sk-file --dry-run --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --format --billing --journal --key-file --endpoint --yes --batch --retries --backoff-ms --timeout --usage-value --apig --ak --sk-file --dry-run --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

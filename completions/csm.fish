@@ -304,22 +304,24 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l endpoint -d 'Base URL of the marketplace open APIs [default: https://mkt.myhuaweicloud.com]' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l endpoint -d 'Base URL of the marketplace open APIs. Else the profile\'s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l ak -d 'API Gateway access key id (AK)' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l sk-file -d 'File holding the API Gateway secret key (SK); or set CSM_SK' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l timeout -d 'Seconds to wait for the answer' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l real-effect-time -d 'When the software actually started, UTC yyyyMMddHHmmss (real_effect_time)' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -s y -l yes -d 'Call the production marketplace without asking when no --endpoint or profile names the destination'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l endpoint -d 'Base URL of the marketplace open APIs [default: https://mkt.myhuaweicloud.com]' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l endpoint -d 'Base URL of the marketplace open APIs. Else the profile\'s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l ak -d 'API Gateway access key id (AK)' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l sk-file -d 'File holding the API Gateway secret key (SK); or set CSM_SK' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l timeout -d 'Seconds to wait for the answer' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -s y -l yes -d 'Call the production marketplace without asking when no --endpoint or profile names the destination'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -361,7 +363,7 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 daily\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l key-file -d 'The seller key bound to the basic interfaces (signs the usage push)' -r -F
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l endpoint -d 'Marketplace base URL (scheme, host, port); csm appends the API path' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l endpoint -d 'Marketplace base URL (scheme, host, port); csm appends the API path. Else the profile\'s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l batch -d 'Records per request (100 to 1000)' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l retries -d 'Further attempts of a batch after a network error or 5xx (0 to 100)' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l backoff-ms -d 'First pause between attempts in milliseconds, 1 to 30000 (doubles, with jitter, up to 30 s)' -r
@@ -371,6 +373,7 @@ string\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l ak -d 'API Gateway access key id (with --apig)' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l sk-file -d 'API Gateway secret key file (with --apig)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -s y -l yes -d 'Send to the production marketplace without asking when no --endpoint or profile names the destination'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l apig -d 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile\'s)'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l dry-run -d 'Check and count everything, journal nothing, send nothing'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
@@ -380,7 +383,7 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l key-file -d 'The seller key bound to the basic interfaces (signs the usage push)' -r -F
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l endpoint -d 'Marketplace base URL (scheme, host, port); csm appends the API path' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l endpoint -d 'Marketplace base URL (scheme, host, port); csm appends the API path. Else the profile\'s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l batch -d 'Records per request (100 to 1000)' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l retries -d 'Further attempts of a batch after a network error or 5xx (0 to 100)' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l backoff-ms -d 'First pause between attempts in milliseconds, 1 to 30000 (doubles, with jitter, up to 30 s)' -r
@@ -390,6 +393,7 @@ string\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l ak -d 'API Gateway access key id (with --apig)' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l sk-file -d 'API Gateway secret key file (with --apig)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -s y -l yes -d 'Send to the production marketplace without asking when no --endpoint or profile names the destination'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l apig -d 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile\'s)'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l skip-rejected -d 'Leave out records the marketplace rejected for good (resent unchanged, they are refused again; `usage export --state rejected` takes them out to fix)'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'

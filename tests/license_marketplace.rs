@@ -1141,3 +1141,25 @@ fn a_step_that_lost_a_race_during_its_callback_is_not_stored() {
         "the unfreeze was overwritten: {row}"
     );
 }
+
+#[test]
+fn license_calls_reach_production_only_on_purpose() {
+    let dir = tempfile::tempdir().unwrap();
+    let skf = write_key(dir.path(), "client-sk", SK);
+    for what in ["activate", "heartbeat"] {
+        let out = csm()
+            .env_remove("CSM_MARKETPLACE_ENDPOINT")
+            .env("CSM_CONFIG_DIR", dir.path())
+            .stdin(std::process::Stdio::null())
+            .args(["license", what, "PL1", "--ak", AK, "--sk-file", &skf])
+            .output()
+            .unwrap();
+        let text = common::text(&out);
+        assert_eq!(out.status.code(), Some(2), "{what}: {text}");
+        assert!(
+            text.contains("production marketplace https://mkt.myhuaweicloud.com")
+                && text.contains("--yes"),
+            "{what}: {text}"
+        );
+    }
+}

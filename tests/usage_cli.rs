@@ -615,3 +615,44 @@ fn values_as_strings_and_a_jsonl_export_round_trip() {
     assert_eq!(v["import"]["already_accepted"], 130);
     assert_eq!(v["requests"], 0);
 }
+
+#[test]
+fn production_is_never_the_silent_default_and_the_destination_is_named() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(3, true));
+    let fs = f.to_str().unwrap();
+    let key = env.key.to_str().unwrap();
+    // No --endpoint, no profile, no terminal: refused before anything is journaled.
+    let o = env.usage(&["upload", fs, "--key-file", key], None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out} {err}");
+    assert!(
+        err.contains("https://mkt.myhuaweicloud.com") && err.contains("--yes"),
+        "{err}"
+    );
+    assert!(!env.journal.exists(), "nothing may be journaled");
+    let o = env.usage(&["replay", "--key-file", key], None);
+    assert_ne!(o.status.code(), Some(0));
+    // --help names the default.
+    let o = env.usage(&["upload", "--help"], None);
+    assert!(text(&o).0.contains("https://mkt.myhuaweicloud.com"));
+    // A dry run names where the records would go, and sends nothing.
+    let o = env.usage(&["upload", fs, "--dry-run"], None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out} {err}");
+    assert!(
+        err.contains("would go to https://mkt.myhuaweicloud.com/api/mkp-openapi-public/global/v1/isv/usage-data"),
+        "{err}"
+    );
+    // A destination chosen on purpose is named before anything is sent, also in JSON.
+    let server = env.market(&[]);
+    let o = env.usage(&["upload", fs, "--json"], Some(&server));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out} {err}");
+    assert!(
+        err.contains(&format!("usage records go to {}/api/", server.url)),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["destination"].as_str().unwrap().starts_with(&server.url));
+}

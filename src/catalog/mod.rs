@@ -8,6 +8,10 @@ pub mod gen;
 
 use crate::config::KeyRole;
 
+/// The production marketplace's open-API host (license-and-usage.md §1): the default of the
+/// commands that call the marketplace, taken only when chosen on purpose.
+pub const PRODUCTION_MARKETPLACE: &str = "https://mkt.myhuaweicloud.com";
+
 /// How a callback travels and is signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]

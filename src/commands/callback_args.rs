@@ -78,6 +78,40 @@ pub fn endpoint_from(given: Option<&str>, profile: &Profile, hint: &str) -> Resu
     parse_endpoint(raw)
 }
 
+/// The marketplace base URL of `usage` and `license activate|heartbeat`: `--endpoint` (or
+/// its env var), else the profile's, else `default` (production). Production taken by
+/// default must be chosen on purpose: confirmed on a terminal, or `--yes`. `calls` names
+/// what would be sent, for the prompt and the refusal.
+pub fn marketplace_base(
+    given: Option<&str>,
+    profile: &Profile,
+    default: &str,
+    yes: bool,
+    g: &GlobalArgs,
+    calls: &str,
+) -> Result<Url> {
+    match given.or(profile.marketplace_endpoint.as_deref()) {
+        Some(raw) => parse_endpoint(raw),
+        None => {
+            let url = parse_endpoint(default)?;
+            confirm_default_marketplace(&url, yes, g, calls)?;
+            Ok(url)
+        }
+    }
+}
+
+fn confirm_default_marketplace(url: &Url, yes: bool, g: &GlobalArgs, calls: &str) -> Result<()> {
+    if yes || suites::is_loopback(url) {
+        return Ok(());
+    }
+    ask(
+        g,
+        &format!("--endpoint: not given, and the default is the production marketplace {url}; pass --endpoint URL (or set one in a profile), or --yes to send {calls} to production"),
+        &format!("No --endpoint given: send {calls} to the PRODUCTION marketplace {url}?"),
+        &format!("--endpoint {url}: not confirmed; nothing was sent"),
+    )
+}
+
 /// What the seller-center debugging page waits for a reply (its own budget, not the 5 s of
 /// production calls).
 pub const DEBUG_PAGE_BUDGET: Duration = Duration::from_secs(20);
@@ -97,26 +131,31 @@ pub fn confirm_remote(flag: &str, url: &Url, yes: bool, g: &GlobalArgs, calls: &
     if yes || suites::is_loopback(url) {
         return Ok(());
     }
+    ask(
+        g,
+        &format!("{flag} {url}: not a loopback address and there is no terminal to confirm on; pass --yes to send {calls} to it"),
+        &format!("Send {calls} to {url}? It may be a production endpoint"),
+        &format!("{flag} {url}: not confirmed; nothing was sent"),
+    )
+}
+
+/// A yes from the person at the terminal, or the error `no_terminal` where nobody can answer
+/// (`--no-input`, stdin or stderr not a terminal).
+fn ask(g: &GlobalArgs, no_terminal: &str, prompt: &str, declined: &str) -> Result<()> {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin())
         && std::io::IsTerminal::is_terminal(&std::io::stderr());
     if g.no_input || !terminal {
-        return Err(CsmError::usage(format!(
-            "{flag} {url}: not a loopback address and there is no terminal to confirm on; pass --yes to send {calls} to it"
-        )));
+        return Err(CsmError::usage(no_terminal));
     }
     let ok = dialoguer::Confirm::new()
-        .with_prompt(format!(
-            "Send {calls} to {url}? It may be a production endpoint"
-        ))
+        .with_prompt(prompt)
         .default(false)
         .interact()
         .map_err(|e| CsmError::Config(format!("confirmation prompt: {e}")))?;
     if ok {
         Ok(())
     } else {
-        Err(CsmError::usage(format!(
-            "{flag} {url}: not confirmed; nothing was sent"
-        )))
+        Err(CsmError::usage(declined))
     }
 }
 

@@ -196,9 +196,14 @@ pub struct OpenApiArgs {
     /// The marketplace license code (PL…, at most 64 characters).
     #[arg(value_name = "CODE")]
     pub code: String,
-    /// Base URL of the marketplace open APIs [default: https://mkt.myhuaweicloud.com].
+    /// Base URL of the marketplace open APIs. Else the profile's; else the production
+    /// marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal.
     #[arg(long, value_name = "URL", env = "CSM_MARKETPLACE_ENDPOINT")]
     pub endpoint: Option<String>,
+    /// Call the production marketplace without asking when no --endpoint or profile names
+    /// the destination.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// API Gateway access key id (AK).
     #[arg(long, env = "CSM_AK", value_name = "AK")]
     pub ak: Option<String>,
@@ -777,17 +782,19 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
         )));
     }
     let profile = config::active_profile(g)?;
-    let base = a
-        .endpoint
-        .clone()
-        .or(profile.marketplace_endpoint.clone())
-        .unwrap_or_else(|| openapi::DEFAULT_ENDPOINT.to_string());
-    // The shared endpoint rule: http(s) with a host, no user:password@ (never echoed).
-    let base = callback_args::parse_endpoint(&base)?;
     let ak = a.ak.clone().or(profile.ak.clone()).ok_or_else(|| {
         CsmError::usage("--ak: no access key id given (pass --ak AK or set CSM_AK)")
     })?;
     let sk = config::require_key(KeyRole::Sk, a.sk_file.as_deref(), &profile)?;
+    // The shared endpoint rule: http(s) with a host, no user:password@ (never echoed).
+    let base = callback_args::marketplace_base(
+        a.endpoint.as_deref(),
+        &profile,
+        crate::catalog::PRODUCTION_MARKETPLACE,
+        a.yes,
+        g,
+        "a license call",
+    )?;
     let req = openapi::build_request(
         &call,
         base.as_str(),

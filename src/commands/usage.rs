@@ -1,8 +1,10 @@
 //! `csm usage`: validate, upload, replay, status, export. Glue only: the rules live in
 //! `crate::usage`.
 
+use crate::catalog::PRODUCTION_MARKETPLACE;
 use crate::cli::GlobalArgs;
-use crate::config::{self, KeyRole};
+use crate::commands::callback_args;
+use crate::config::{self, KeyRole, Profile};
 use crate::error::{CsmError, Exit, Result};
 use crate::output;
 use crate::usage::batch::{ValueAs, MAX_BATCH, MIN_BATCH, USAGE_PATH};
@@ -67,9 +69,15 @@ pub struct ConnArgs {
     /// The seller key bound to the basic interfaces (signs the usage push).
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
-    /// Marketplace base URL (scheme, host, port); csm appends the API path.
+    /// Marketplace base URL (scheme, host, port); csm appends the API path. Else the
+    /// profile's; else the production marketplace https://mkt.myhuaweicloud.com, which needs
+    /// --yes or a yes at the terminal.
     #[arg(long, env = "CSM_MARKETPLACE_ENDPOINT", value_name = "BASE_URL")]
     pub endpoint: Option<String>,
+    /// Send to the production marketplace without asking when no --endpoint or profile
+    /// names the destination.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// Records per request (100 to 1000).
     #[arg(long, default_value_t = MAX_BATCH as u64, value_name = "N",
           value_parser = clap::value_parser!(u64).range(MIN_BATCH as u64..=MAX_BATCH as u64))]
@@ -331,15 +339,41 @@ fn check_endpoint(raw: &str) -> Result<String> {
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
+/// The usage API's URL: the base from `--endpoint`, the profile or (confirmed) production.
+/// `confirm` is false for a dry run, which sends nothing.
+fn usage_url(g: &GlobalArgs, c: &ConnArgs, profile: &Profile, confirm: bool) -> Result<String> {
+    let given = c
+        .endpoint
+        .as_deref()
+        .or(profile.marketplace_endpoint.as_deref());
+    let base = match given {
+        Some(raw) => raw.to_string(),
+        None if !confirm => PRODUCTION_MARKETPLACE.to_string(),
+        None => callback_args::marketplace_base(
+            None,
+            profile,
+            PRODUCTION_MARKETPLACE,
+            c.yes,
+            g,
+            "usage records",
+        )?
+        .to_string(),
+    };
+    Ok(format!("{}{USAGE_PATH}", check_endpoint(&base)?))
+}
+
+/// Says where records go before any is sent (stderr: stdout may be a JSON report).
+fn announce(g: &GlobalArgs, url: &str, dry_run: bool) {
+    if g.quiet {
+        return;
+    }
+    let mut e = std::io::stderr().lock();
+    let verb = if dry_run { "would go to" } else { "go to" };
+    let _ = writeln!(e, "usage records {verb} {url}");
+}
+
 fn send_config(g: &GlobalArgs, c: &ConnArgs) -> Result<SendConfig> {
     let profile = config::active_profile(g)?;
-    let base = c
-        .endpoint
-        .clone()
-        .or(profile.marketplace_endpoint.clone())
-        .unwrap_or_else(|| "https://mkt.myhuaweicloud.com".to_string());
-    let base = check_endpoint(&base)?;
-    let base = base.as_str();
     let key = config::require_key(KeyRole::Basic, c.key_file.as_deref(), &profile)?;
     let apig = if c.apig {
         let ak = c.ak.clone().or(profile.ak.clone()).ok_or_else(|| {
@@ -355,8 +389,10 @@ fn send_config(g: &GlobalArgs, c: &ConnArgs) -> Result<SendConfig> {
         }
         None
     };
+    // Bad keys are reported before any prompt.
+    let url = usage_url(g, c, &profile, true)?;
     Ok(SendConfig {
-        url: format!("{base}{USAGE_PATH}"),
+        url,
         key,
         batch: c.batch as usize,
         retries: c.retries,
@@ -398,6 +434,7 @@ fn run_send(
 fn finish(
     g: &GlobalArgs,
     j: &Journal,
+    cfg: &SendConfig,
     rep: &SendReport,
     total: u64,
     import: Option<(&ImportReport, &str)>,
@@ -407,6 +444,7 @@ fn finish(
     if g.json {
         let mut v = json!({
             "journal": label(&j.path),
+            "destination": cfg.url,
             "to_send": total,
             "accepted": rep.accepted,
             "rejected": rep.rejected,
@@ -501,6 +539,11 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     } else {
         Some(send_config(g, &a.conn)?)
     };
+    let destination = match &cfg {
+        Some(c) => c.url.clone(),
+        None => usage_url(g, &a.conn, &config::active_profile(g)?, false)?,
+    };
+    announce(g, &destination, a.dry_run);
     let mut reader = open_input(&a.input)?;
     let file = label(&a.input.file);
     let mut j = if a.dry_run {
@@ -532,12 +575,14 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     }
     let Some(cfg) = cfg else {
         if g.json {
-            output::print_json(&import_json(&rep, &file));
+            let mut v = import_json(&rep, &file);
+            v["destination"] = json!(destination);
+            output::print_json(&v);
         } else {
             print_import(g, &rep, &file, a.input.billing, false);
             if !g.quiet {
                 crate::say!(
-                    "dry run: {} records would be sent, nothing was journaled or sent",
+                    "dry run: {} records would be sent to {destination}, nothing was journaled or sent",
                     rep.new + rep.again + rep.replaced
                 );
             }
@@ -548,19 +593,20 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
         print_import(g, &rep, &file, a.input.billing, false);
     }
     let (sent, total) = run_send(g, &mut j, Scope::Import(rep.import_id), &cfg)?;
-    finish(g, &j, &sent, total, Some((&rep, &file)))
+    finish(g, &j, &cfg, &sent, total, Some((&rep, &file)))
 }
 
 fn replay(g: &GlobalArgs, a: ReplayArgs) -> Result<Exit> {
-    let cfg = send_config(g, &a.conn)?;
     let path = existing_journal(&a.journal)?;
+    let cfg = send_config(g, &a.conn)?;
+    announce(g, &cfg.url, false);
     let mut j = Journal::open(&path)?;
     let _lock = j.lock_for_sending()?;
     let scope = Scope::Unfinished {
         include_rejected: !a.skip_rejected,
     };
     let (sent, total) = run_send(g, &mut j, scope, &cfg)?;
-    finish(g, &j, &sent, total, None)
+    finish(g, &j, &cfg, &sent, total, None)
 }
 
 fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {

@@ -7,8 +7,6 @@ use crate::protocol::apig;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-/// The marketplace open-API host (license-and-usage.md §1).
-pub const DEFAULT_ENDPOINT: &str = "https://mkt.myhuaweicloud.com";
 pub const ACTIVATE_PATH: &str = "/api/mkp-openapi-public/global/v1/license/activate";
 pub const HEARTBEAT_PATH: &str = "/api/mkp-openapi-public/global/v1/license/heartbeat";
 /// `error_code` of a successful open-API call.
@@ -273,15 +271,29 @@ mod tests {
         let e = |call: Call, endpoint: &str, code: &str| {
             build_request(&call, endpoint, code, "AK", "SK", now()).unwrap_err()
         };
-        assert!(e(Call::Heartbeat, DEFAULT_ENDPOINT, " ").contains("1 to 64"));
-        assert!(e(Call::Heartbeat, DEFAULT_ENDPOINT, &"P".repeat(65)).contains("1 to 64"));
-        assert!(e(Call::Heartbeat, DEFAULT_ENDPOINT, "PL 1é").contains("position 3"));
+        assert!(
+            e(Call::Heartbeat, crate::catalog::PRODUCTION_MARKETPLACE, " ").contains("1 to 64")
+        );
+        assert!(e(
+            Call::Heartbeat,
+            crate::catalog::PRODUCTION_MARKETPLACE,
+            &"P".repeat(65)
+        )
+        .contains("1 to 64"));
+        assert!(e(
+            Call::Heartbeat,
+            crate::catalog::PRODUCTION_MARKETPLACE,
+            "PL 1é"
+        )
+        .contains("position 3"));
         assert!(e(Call::Heartbeat, "ftp://x", "PL1").contains("http://"));
         assert!(e(Call::Heartbeat, "http://x/?a=1", "PL1").contains("query"));
         let bad_time = Call::Activate {
             real_effect_time: Some("2026-01-02".into()),
         };
-        assert!(e(bad_time, DEFAULT_ENDPOINT, "PL1").contains("yyyyMMddHHmmss"));
+        assert!(
+            e(bad_time, crate::catalog::PRODUCTION_MARKETPLACE, "PL1").contains("yyyyMMddHHmmss")
+        );
     }
 
     #[test]
