@@ -119,7 +119,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let handle = server::serve("127.0.0.1:0", Arc::new(Fixed), 4).unwrap();
+    let handle = server::serve("127.0.0.1:0", Arc::new(Fixed), server::Config::default()).unwrap();
     let addr = handle.addr;
     let url = Url::parse(&format!("http://{addr}/produce")).unwrap();
     let bytes = raw_bytes(&prepare(&url), addr);

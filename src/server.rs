@@ -1,21 +1,44 @@
-//! A small blocking HTTP/1.1 server on tiny_http, shared by `serve merchant` and
-//! `serve marketplace`. Header names are written exactly as given (`Body-Sign` stays
-//! `Body-Sign`), which is why a lower-casing server stack is not used here.
+//! The HTTP/1.1 server under `serve merchant`, `serve marketplace` and the in-process `--demo`
+//! merchant: hyper on a small tokio runtime. Connections are tasks, not threads, so clients
+//! that stall cost a socket each; handlers are plain blocking functions run on a bounded
+//! pool of threads.
+//!
+//! Per connection: the request head must arrive within the client timeout (also between
+//! requests on a kept-alive connection), the body within the same time again, bodies above
+//! the size limit are answered 413, and a connection serves a bounded number of requests.
 
 use crate::error::{CsmError, Result};
-use std::net::{SocketAddr, TcpListener};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Requests larger than this are refused with 413 before they are read whole.
-pub const MAX_BODY: usize = 32 * 1024 * 1024;
+/// Request bodies larger than this are refused with 413 by default (a Kit sync of 500 users
+/// or a usage push of 1,000 records is a few hundred KiB).
+pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// How long a client may keep the server waiting by default: silent while sending a request
+/// head or between requests on a kept-alive connection, or sending a body.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Requests one kept-alive connection may carry before the server closes it.
+pub const DEFAULT_KEEP_ALIVE_MAX: u32 = 1000;
+
+/// How long requests in flight may take to finish once a stop is asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct Request {
     pub method: String,
     /// Path and query exactly as received, e.g. `/produce?signature=..`.
     pub url: String,
+    /// Header names as hyper gives them (lower case).
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -81,143 +104,281 @@ impl Response {
 
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: Request) -> Response;
+
+    /// What the request asks for, for the log line (a callback's activity, an API's name).
+    fn activity(&self, _req: &Request) -> String {
+        "-".into()
+    }
+
+    /// Called once when the server stops, after the last request: flush what is kept.
+    fn close(&self) {}
+}
+
+/// How each request is logged on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Log {
+    Off,
+    /// `POST /produce newInstance → 000000 200 3 ms`
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Handlers running at once (threads of the blocking pool).
+    pub threads: usize,
+    /// See [`DEFAULT_IO_TIMEOUT`].
+    pub client_timeout: Duration,
+    pub max_body: usize,
+    pub keep_alive_max: u32,
+    /// Write header names in Title-Case (`Body-Sign`), as the marketplace's Java stack does.
+    /// Off, names go out in lower case (`body-sign`): the `body-sign-case` fault.
+    pub title_case_headers: bool,
+    pub log: Log,
+    /// Stop on SIGINT or SIGTERM (the `serve` commands; not the in-process demo).
+    pub stop_on_signal: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            threads: 16,
+            client_timeout: DEFAULT_IO_TIMEOUT,
+            max_body: DEFAULT_MAX_BODY,
+            keep_alive_max: DEFAULT_KEEP_ALIVE_MAX,
+            title_case_headers: true,
+            log: Log::Off,
+            stop_on_signal: false,
+        }
+    }
 }
 
 pub struct ServerHandle {
     pub addr: SocketAddr,
-    server: Arc<tiny_http::Server>,
-    workers: Vec<JoinHandle<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl ServerHandle {
-    /// Blocks until the server stops (it does not stop by itself).
-    pub fn wait(self) {
-        for w in self.workers {
-            let _ = w.join();
+    /// Blocks until the server stops (on a signal, with `stop_on_signal`).
+    pub fn wait(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 
-    pub fn shutdown(self) {
-        self.server.unblock();
-        for _ in 1..self.workers.len() {
-            self.server.unblock();
+    /// Stops accepting, lets requests in flight finish (bounded) and waits for the end.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
         }
-        for w in self.workers {
-            let _ = w.join();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
 
-/// How long a client may keep the server waiting by default: silent while sending a request
-/// or between requests on a kept-alive connection, not reading an answer, or sending a body.
-pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Binds `listen` (port 0 picks a free port) and serves on `threads` worker threads, with
-/// [`DEFAULT_IO_TIMEOUT`].
-pub fn serve(listen: &str, handler: Arc<dyn Handler>, threads: usize) -> Result<ServerHandle> {
-    serve_with_timeout(listen, handler, threads, DEFAULT_IO_TIMEOUT)
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
 }
 
-/// As [`serve`], dropping any connection whose client stalls for `io_timeout` (see [`bind`]).
-pub fn serve_with_timeout(
-    listen: &str,
-    handler: Arc<dyn Handler>,
-    threads: usize,
-    io_timeout: Duration,
-) -> Result<ServerHandle> {
-    let listener = bind(listen, io_timeout)?;
-    let server = tiny_http::Server::from_listener(listener, None)
-        .map_err(|e| CsmError::Config(format!("--listen {listen}: cannot listen there ({e})")))?;
-    let addr = server.server_addr().to_ip().ok_or_else(|| {
-        CsmError::Config(format!("--listen {listen}: not an IP address and port"))
-    })?;
-    let server = Arc::new(server);
-    let workers = (0..threads.max(1))
-        .map(|_| {
-            let server = Arc::clone(&server);
-            let handler = Arc::clone(&handler);
-            std::thread::spawn(move || {
-                while let Ok(req) = server.recv() {
-                    answer(req, handler.as_ref(), io_timeout);
-                }
-            })
+/// Binds `listen` (port 0 picks a free port) and serves `handler` on a thread of its own.
+pub fn serve(listen: &str, handler: Arc<dyn Handler>, cfg: Config) -> Result<ServerHandle> {
+    let cannot = |e: std::io::Error| {
+        CsmError::Config(format!("--listen {listen}: cannot listen there ({e})"))
+    };
+    let std_listener = std::net::TcpListener::bind(listen).map_err(cannot)?;
+    std_listener.set_nonblocking(true).map_err(cannot)?;
+    let addr = std_listener.local_addr().map_err(cannot)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(cfg.threads.max(1))
+        .thread_name("csm-server")
+        .enable_all()
+        .build()
+        .map_err(|e| CsmError::Config(format!("cannot start the server runtime: {e}")))?;
+    let listener = {
+        let _guard = runtime.enter();
+        tokio::net::TcpListener::from_std(std_listener).map_err(cannot)?
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("csm-accept".into())
+        .spawn(move || {
+            runtime.block_on(accept_loop(listener, handler, Arc::new(cfg), rx));
+            // Handlers still sleeping (a `slow` fault) are not waited for past the grace.
+            runtime.shutdown_timeout(Duration::from_millis(100));
         })
-        .collect();
+        .map_err(|e| CsmError::Config(format!("cannot start the server thread: {e}")))?;
     Ok(ServerHandle {
         addr,
-        server,
-        workers,
+        stop: Some(tx),
+        thread: Some(thread),
     })
 }
 
-/// The listening socket, with `io_timeout` as its SO_RCVTIMEO and SO_SNDTIMEO.
-///
-/// tiny_http 0.12 reads and writes client sockets with no timeout and offers no hook on an
-/// accepted socket, so one client that stops sending would hold its connection (and, in the
-/// middle of a body, a worker) forever. Linux copies both options from the listener to every
-/// socket accept() returns, so each read or write on a connection gives up after `io_timeout`
-/// and tiny_http closes it. accept() itself then also returns EAGAIN after `io_timeout`
-/// without a new client; the vendored tiny_http keeps accepting after that (upstream stops).
-fn bind(listen: &str, io_timeout: Duration) -> Result<TcpListener> {
-    let listener = TcpListener::bind(listen)
-        .map_err(|e| CsmError::Config(format!("--listen {listen}: cannot listen there ({e})")))?;
-    let sock = socket2::SockRef::from(&listener);
-    sock.set_read_timeout(Some(io_timeout))
-        .and_then(|()| sock.set_write_timeout(Some(io_timeout)))
-        .map_err(|e| {
-            CsmError::Config(format!(
-                "--listen {listen}: cannot set a {}ms socket timeout ({e})",
-                io_timeout.as_millis()
-            ))
-        })?;
-    Ok(listener)
-}
-
-fn answer(mut req: tiny_http::Request, handler: &dyn Handler, io_timeout: Duration) {
-    let declared = req.body_length().unwrap_or(0);
-    if declared > MAX_BODY {
-        let _ =
-            req.respond(tiny_http::Response::from_string("body too large").with_status_code(413));
+async fn stop_signal(cfg: &Config, stop: tokio::sync::oneshot::Receiver<()>) {
+    if !cfg.stop_on_signal {
+        let _ = stop.await;
         return;
     }
-    let body = match read_body(req.as_reader(), declared, Instant::now() + io_timeout) {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => {
-            let _ = req
-                .respond(tiny_http::Response::from_string("body too large").with_status_code(413));
-            return;
-        }
-        Err(BodyError::Unreadable) => {
-            let _ = req.respond(tiny_http::Response::from_string("bad body").with_status_code(400));
-            return;
-        }
-        Err(BodyError::TooSlow) => {
-            // Dropping a tiny_http request reads and discards the rest of its declared body,
-            // as slowly as the client sends it: that happens off the worker threads (should no
-            // thread be had, here after all, where tiny_http answers 500 for it).
-            let _ = std::thread::Builder::new()
-                .name("csm-late-body".into())
-                .spawn(move || {
-                    let _ = req.respond(
-                        tiny_http::Response::from_string("body not received in time")
-                            .with_status_code(408),
-                    );
-                });
-            return;
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
         }
     };
+    tokio::select! {
+        _ = stop => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    handler: Arc<dyn Handler>,
+    cfg: Arc<Config>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let stopping = stop_signal(&cfg, stop);
+    tokio::pin!(stopping);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stopping => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of descriptors or a connection reset before accept: go on, after a
+                // breath so a full table does not spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let served = Arc::new(AtomicU32::new(0));
+        let (handler, cfg2) = (Arc::clone(&handler), Arc::clone(&cfg));
+        let service = hyper::service::service_fn(move |req| {
+            let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+            answer(req, Arc::clone(&handler), Arc::clone(&cfg2), n)
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(cfg.client_timeout)
+            .title_case_headers(cfg.title_case_headers)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // A dropped connection (a fault, a client gone, a timed-out head) is the end of
+            // that connection only.
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+    let h = Arc::clone(&handler);
+    let _ = tokio::task::spawn_blocking(move || h.close()).await;
+}
+
+/// The connection ends without an answer (the `drop` faults).
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped on purpose")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+type Reply = hyper::Response<Full<Bytes>>;
+
+fn plain(status: u16, text: &'static str) -> Reply {
+    let mut r = hyper::Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    // The rest of the body is not read: the connection cannot carry another request.
+    r.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    r
+}
+
+async fn answer(
+    req: hyper::Request<Incoming>,
+    handler: Arc<dyn Handler>,
+    cfg: Arc<Config>,
+    nth: u32,
+) -> std::result::Result<Reply, Dropped> {
+    let start = Instant::now();
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > cfg.max_body as u64) {
+        return Ok(plain(413, "body too large"));
+    }
+    let body = match tokio::time::timeout(
+        cfg.client_timeout,
+        Limited::new(body, cfg.max_body).collect(),
+    )
+    .await
+    {
+        Err(_) => return Ok(plain(408, "body not received in time")),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Ok(plain(413, "body too large"))
+        }
+        Ok(Err(_)) => return Ok(plain(400, "bad body")),
+        Ok(Ok(collected)) => collected.to_bytes().to_vec(),
+    };
     let request = Request {
-        method: req.method().as_str().to_string(),
-        url: req.url().to_string(),
-        headers: req
-            .headers()
+        method: parts.method.as_str().to_string(),
+        url: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into()),
+        headers: parts
+            .headers
             .iter()
-            .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body,
     };
-    // A bug in one handler must not take a worker thread down with it.
-    let resp = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.handle(request)))
+    let log_line = (cfg.log != Log::Off).then(|| {
+        (
+            request.method.clone(),
+            request.path().to_string(),
+            handler.activity(&request),
+        )
+    });
+    let h = Arc::clone(&handler);
+    // A panicking handler answers 500 and takes nothing else down.
+    let resp = tokio::task::spawn_blocking(move || h.handle(request))
+        .await
         .unwrap_or_else(|_| {
             Response::json(
                 500,
@@ -225,117 +386,77 @@ fn answer(mut req: tiny_http::Request, handler: &dyn Handler, io_timeout: Durati
             )
         });
     if let Some(d) = resp.delay {
-        std::thread::sleep(d);
+        tokio::time::sleep(d).await;
+    }
+    if let Some((method, path, activity)) = log_line {
+        log(cfg.log, &method, &path, &activity, &resp, start.elapsed());
     }
     if resp.drop_connection {
-        // tiny_http answers 500 for a request dropped unanswered and gives no access to the
-        // socket; bytes that are no HTTP status line make the client give up on the
-        // connection with no answer at all, which is what a dropped connection looks like.
-        let mut w = req.into_writer();
-        let _ = w.write_all(b"\0 connection dropped\r\n\r\n");
-        let _ = w.flush();
-        return;
+        return Err(Dropped);
     }
-    // Content-Length always: tiny_http's chunked answers above 32 KB stall loopback clients.
-    let mut out = tiny_http::Response::from_data(resp.body)
-        .with_status_code(resp.status)
-        .with_chunked_threshold(usize::MAX);
+    let mut out = hyper::Response::new(Full::new(Bytes::from(resp.body)));
+    *out.status_mut() = hyper::StatusCode::from_u16(resp.status)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     for (n, v) in &resp.headers {
-        if let Ok(h) = tiny_http::Header::from_bytes(n.as_bytes(), v.as_bytes()) {
-            out.add_header(h);
+        if let (Ok(n), Ok(v)) = (
+            hyper::header::HeaderName::from_bytes(n.as_bytes()),
+            hyper::header::HeaderValue::from_str(v),
+        ) {
+            out.headers_mut().append(n, v);
         }
     }
-    let _ = req.respond(out);
-}
-
-enum BodyError {
-    TooLarge,
-    /// A pause longer than the socket timeout, or the whole body later than its deadline.
-    TooSlow,
-    Unreadable,
-}
-
-/// Reads the request body. Each read gives up after the socket's timeout; `deadline` also
-/// bounds a client that trickles the body a byte at a time, since the worker reading it
-/// serves nobody else meanwhile.
-fn read_body(
-    reader: &mut dyn std::io::Read,
-    declared: usize,
-    deadline: Instant,
-) -> std::result::Result<Vec<u8>, BodyError> {
-    let mut body = Vec::with_capacity(declared);
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        match reader.read(&mut chunk) {
-            Ok(0) => return Ok(body),
-            Ok(n) if body.len() + n > MAX_BODY => return Err(BodyError::TooLarge),
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(BodyError::TooSlow)
-            }
-            Err(_) => return Err(BodyError::Unreadable),
-        }
-        if Instant::now() >= deadline {
-            return Err(BodyError::TooSlow);
-        }
+    if nth >= cfg.keep_alive_max {
+        out.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
     }
+    Ok(out)
 }
 
-use std::io::Write as _;
+/// The outcome a reply body names: a callback's `resultCode`, an open API's `error_code`.
+fn result_code(body: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    ["resultCode", "error_code"]
+        .iter()
+        .find_map(|k| v[*k].as_str())
+        .unwrap_or("-")
+        .to_string()
+}
+
+fn log(format: Log, method: &str, path: &str, activity: &str, resp: &Response, took: Duration) {
+    let code = result_code(&resp.body);
+    let ms = took.as_millis();
+    let line = match format {
+        Log::Off => return,
+        Log::Text if resp.drop_connection => {
+            format!("{method} {path} {activity} → connection dropped {ms} ms")
+        }
+        Log::Text => format!(
+            "{method} {path} {activity} → {code} {} {ms} ms",
+            resp.status
+        ),
+        Log::Json => serde_json::json!({
+            "method": method,
+            "path": path,
+            "activity": activity,
+            "status": if resp.drop_connection { None } else { Some(resp.status) },
+            "result_code": code,
+            "latency_ms": ms,
+        })
+        .to_string(),
+    };
+    eprintln!("{line}");
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Cursor, Error, ErrorKind, Read};
-
-    /// Hands out a byte per read for ever when its kind is `Other`, else fails with its kind.
-    struct Trickle(ErrorKind);
-
-    impl Read for Trickle {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            if self.0 == ErrorKind::Other {
-                buf[0] = b'x';
-                return Ok(1);
-            }
-            Err(Error::from(self.0))
-        }
-    }
-
-    fn later() -> Instant {
-        Instant::now() + Duration::from_secs(60)
-    }
 
     #[test]
-    fn a_body_that_arrives_in_time_is_read_whole() {
-        let body = read_body(&mut Cursor::new(b"{\"a\":1}".to_vec()), 7, later());
-        assert_eq!(body.ok().as_deref(), Some(&b"{\"a\":1}"[..]));
-    }
-
-    #[test]
-    fn a_socket_timeout_or_a_missed_deadline_is_too_slow() {
-        for kind in [ErrorKind::WouldBlock, ErrorKind::TimedOut] {
-            let r = read_body(&mut Trickle(kind), 10, later());
-            assert!(matches!(r, Err(BodyError::TooSlow)), "{kind:?}");
-        }
-        // A client that keeps sending a byte at a time still has to finish by the deadline.
-        let r = read_body(&mut Trickle(ErrorKind::Other), 10, Instant::now());
-        assert!(matches!(r, Err(BodyError::TooSlow)));
-    }
-
-    #[test]
-    fn other_read_errors_and_oversized_bodies_are_refused() {
-        let r = read_body(&mut Trickle(ErrorKind::ConnectionReset), 10, later());
-        assert!(matches!(r, Err(BodyError::Unreadable)));
-        let mut huge = std::io::repeat(b'x').take(MAX_BODY as u64 + 1);
-        assert!(matches!(
-            read_body(&mut huge, 0, later()),
-            Err(BodyError::TooLarge)
-        ));
+    fn result_codes_come_from_either_reply_shape() {
+        assert_eq!(result_code(br#"{"resultCode":"000000"}"#), "000000");
+        assert_eq!(result_code(br#"{"error_code":"MKT.0102"}"#), "MKT.0102");
+        assert_eq!(result_code(b"not json"), "-");
     }
 }

@@ -1084,14 +1084,16 @@ fn serve_merchant_refuses_bad_settings_naming_the_flag() {
 }
 
 #[test]
-fn the_merchant_logs_one_line_per_callback_unless_quiet() {
+fn the_merchant_logs_one_line_per_request_and_stops_cleanly_on_sigterm() {
     let env = Env::new();
     let k = env.p("basic.key");
-    for quiet in [false, true] {
+    for mode in ["text", "json", "quiet"] {
         let mut cmd = env.cmd();
-        if quiet {
-            cmd.arg("--quiet");
-        }
+        match mode {
+            "json" => cmd.arg("--json"),
+            "quiet" => cmd.arg("--quiet"),
+            _ => &mut cmd,
+        };
         let mut child = cmd
             .args([
                 "serve",
@@ -1110,12 +1112,35 @@ fn the_merchant_logs_one_line_per_callback_unless_quiet() {
         let ep = format!("{url}/produce");
         let o = env.run(&["send", "newInstance", "--endpoint", &ep, "--key-file", &k]);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-        child.kill().unwrap();
-        child.wait().unwrap();
+        // SIGTERM: the server stops accepting, finishes and exits 0.
+        let pid = child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{mode}: exit after SIGTERM");
         let mut log = String::new();
         std::io::Read::read_to_string(&mut stderr, &mut log).unwrap();
-        let line = "POST /produce newInstance → 000000 success";
-        assert_eq!(log.contains(line), !quiet, "quiet={quiet}: {log}");
+        match mode {
+            "text" => assert!(
+                log.lines()
+                    .any(|l| l.starts_with("POST /produce newInstance → 000000 200 ")
+                        && l.ends_with(" ms")),
+                "{log}"
+            ),
+            "json" => {
+                let line: Value = log
+                    .lines()
+                    .find_map(|l| serde_json::from_str(l).ok())
+                    .unwrap_or_else(|| panic!("no JSON line: {log}"));
+                assert_eq!(line["method"], "POST");
+                assert_eq!(line["path"], "/produce");
+                assert_eq!(line["activity"], "newInstance");
+                assert_eq!(line["result_code"], "000000");
+                assert_eq!(line["status"], 200);
+                assert!(line["latency_ms"].is_u64(), "{line}");
+            }
+            _ => assert!(!log.contains("newInstance"), "quiet: {log}"),
+        }
     }
 }
 

@@ -1,8 +1,7 @@
-//! `--client-timeout` on `csm serve merchant` and `csm serve marketplace`, as real processes on
-//! loopback: clients that connect and then stall are dropped, a signed callback is still
-//! answered while they hold more connections than the merchant has workers, and the server
-//! keeps accepting after its listening socket has waited longer than the timeout, and an answer
-//! that takes longer than the timeout still arrives.
+//! `csm serve merchant` and `csm serve marketplace` as real processes on loopback, against
+//! clients that misbehave: stalled heads and bodies (thousands at once), bodies over the
+//! limit, clients that leave mid-body, kept-alive connections past their cap, and a SIGTERM
+//! with a request in flight.
 
 mod common;
 
@@ -51,15 +50,24 @@ impl Env {
         )
     }
 
-    /// One signed newInstance callback with `csm send`, which gives up after 20 s.
-    fn send(&self, url: &str) -> Output {
+    /// One signed newInstance callback with `csm send` and the reply budget `timeout`.
+    fn send_within(&self, url: &str, timeout: &str) -> Output {
         self.cmd()
             .args(["send", "newInstance", "--endpoint", url, "--key-file"])
             .arg(self.key())
-            .args(["--timeout", "20s"])
+            .args(["--timeout", timeout])
             .output()
             .unwrap()
     }
+
+    fn send(&self, url: &str) -> Output {
+        self.send_within(url, "20s")
+    }
+}
+
+fn assert_answered(o: &Output) {
+    assert_eq!(o.status.code(), Some(0), "{}", text(o));
+    assert!(text(o).contains("\"resultCode\":\"000000\""), "{}", text(o));
 }
 
 /// A client that connects, sends `sent` and then nothing more.
@@ -95,6 +103,19 @@ fn until_dropped(mut s: TcpStream, what: &str) -> Vec<u8> {
     }
 }
 
+/// The number of threads of a process, from /proc.
+fn threads(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a Threads: line")
+}
+
+const HEAD: &[u8] =
+    b"POST /produce HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n";
+
 #[test]
 fn stalled_clients_neither_starve_the_merchant_nor_stay_connected() {
     let env = Env::new();
@@ -110,72 +131,173 @@ fn stalled_clients_neither_starve_the_merchant_nor_stay_connected() {
             "1",
         ],
     );
-
-    // Four stalled clients against one worker. tiny_http reads a body of up to 1024 bytes
-    // with the headers on its own connection thread, and a larger one on the worker that
-    // answers: the last two stall on each side of that line.
     let silent = stall(m.addr(), b"");
-    let half_headers = stall(
+    let half_head = stall(
         m.addr(),
         b"POST /produce HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty",
     );
     let short_body = stall(
         m.addr(),
-        b"POST /produce HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-          Content-Length: 1000\r\n\r\n{\"activit",
+        &[HEAD, b"Content-Length: 1000\r\n\r\n{\"activit"].concat(),
     );
-    let worker_body = stall(
+    let long_body = stall(
         m.addr(),
-        b"POST /produce HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-          Content-Length: 100000\r\n\r\n{\"activit",
+        &[HEAD, b"Content-Length: 100000\r\n\r\n{\"activit"].concat(),
     );
 
-    // A signed callback is answered all the same (without a timeout the only worker would
-    // wait for the rest of that 100000-byte body for ever, and `csm send` would give up).
-    let o = env.send(&m.url);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(
-        text(&o).contains("\"resultCode\":\"000000\""),
-        "{}",
-        text(&o)
-    );
+    // A signed callback is answered all the same, by the only handler thread.
+    assert_answered(&env.send(&m.url));
 
-    // Every stalled client is dropped; the one whose body the worker was reading is told why.
+    // A client silent in its head is dropped without a word; one silent in its body is told.
     assert!(until_dropped(silent, "a client that sends nothing").is_empty());
-    assert!(until_dropped(half_headers, "a client that stops inside its headers").is_empty());
-    assert!(until_dropped(short_body, "a client that stops inside a short body").is_empty());
-    let answer = until_dropped(worker_body, "a client that stops inside a long body");
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
-    assert!(answer.ends_with("body not received in time"), "{answer}");
-
-    // And the merchant goes on answering.
-    let o = env.send(&m.url);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-}
-
-#[test]
-fn keeps_accepting_after_waiting_longer_than_the_timeout() {
-    // The timeout is set on the listening socket, so accept() itself gives up after 1 s
-    // without a new client; the server must take that as nothing more than a quiet second.
-    let env = Env::new();
-    let key = env.key();
-    let m = env.serve("merchant", &["--key-file", &key, "--client-timeout", "1s"]);
-    std::thread::sleep(Duration::from_millis(2500));
-    let o = env.send(&m.url);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(until_dropped(half_head, "a client that stops inside its head").is_empty());
+    for (s, what) in [(short_body, "a short body"), (long_body, "a long body")] {
+        let answer = until_dropped(s, what);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{what}: {answer}");
+        assert!(answer.ends_with("body not received in time"), "{answer}");
+    }
     // A kept-alive client that goes quiet after its answer is dropped as well.
-    let mut idle = stall(
+    let idle = stall(
         m.addr(),
-        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n",
+        b"GET /produce HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n",
     );
-    idle.flush().unwrap();
     let got = until_dropped(idle, "a kept-alive client that goes quiet");
     assert!(
         got.starts_with(b"HTTP/1.1 "),
         "{:?}",
         String::from_utf8_lossy(&got)
     );
+
+    // And the merchant goes on answering.
+    assert_answered(&env.send(&m.url));
+}
+
+#[test]
+fn five_thousand_stalled_clients_cost_no_thread_each() {
+    const STALLED: usize = 5000;
+    let env = Env::new();
+    let key = env.key();
+    let m = env.serve(
+        "merchant",
+        &["--key-file", &key, "--client-timeout", "3s", "-q"],
+    );
+    // Half never finish their head, half never finish their body.
+    let mut stalled = Vec::with_capacity(STALLED);
+    for i in 0..STALLED {
+        let sent: &[u8] = if i % 2 == 0 {
+            b"POST /produce HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        } else {
+            b"POST /produce HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 500\r\n\r\n{"
+        };
+        stalled.push(stall(m.addr(), sent));
+    }
+    // While they hang, a signed call is answered within a 1 s budget.
+    assert_answered(&env.send_within(&m.url, "1s"));
+    let n = threads(m.child.id());
+    assert!(n <= 32, "{n} threads with {STALLED} stalled clients");
+    // Every stalled socket is closed after the read timeout.
+    for (i, s) in stalled.into_iter().enumerate() {
+        let got = until_dropped(s, &format!("stalled client {i}"));
+        assert!(got.is_empty() || got.starts_with(b"HTTP/1.1 408 "), "{i}");
+    }
+    assert_answered(&env.send(&m.url));
+}
+
+#[test]
+fn bodies_over_the_limit_are_refused_and_clients_that_leave_mid_body_are_forgotten() {
+    let env = Env::new();
+    let key = env.key();
+    let m = env.serve("merchant", &["--key-file", &key, "--client-timeout", "5s"]);
+    // A 10 MB body, announced: refused from its head.
+    let body = vec![b'x'; 10 * 1024 * 1024];
+    let mut s = TcpStream::connect(m.addr()).unwrap();
+    s.write_all(&[HEAD, b"Content-Length: 10485760\r\n\r\n"].concat())
+        .unwrap();
+    // The server may close before all of it is sent.
+    let _ = s.write_all(&body);
+    let answer = String::from_utf8_lossy(&until_dropped(s, "a 10 MB body")).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    // The same body in chunks, with no length up front: refused once it passes the limit.
+    let mut s = TcpStream::connect(m.addr()).unwrap();
+    s.write_all(&[HEAD, b"Transfer-Encoding: chunked\r\n\r\n"].concat())
+        .unwrap();
+    for part in body.chunks(1024 * 1024) {
+        let framed = [format!("{:x}\r\n", part.len()).as_bytes(), part, b"\r\n"].concat();
+        if s.write_all(&framed).is_err() {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let answer = String::from_utf8_lossy(&until_dropped(s, "a 10 MB chunked body")).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    // A client that leaves in the middle of its body.
+    let s = stall(
+        m.addr(),
+        &[HEAD, b"Content-Length: 5000\r\n\r\n{\"activity\":"].concat(),
+    );
+    drop(s);
+    // The server goes on.
+    assert_answered(&env.send(&m.url));
+}
+
+#[test]
+fn a_kept_alive_connection_carries_at_most_its_cap() {
+    let env = Env::new();
+    let key = env.key();
+    let m = env.serve("merchant", &["--key-file", &key, "--keep-alive-max", "2"]);
+    let mut s = TcpStream::connect(m.addr()).unwrap();
+    let get = b"GET /produce HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    s.write_all(get).unwrap();
+    s.write_all(get).unwrap();
+    let got = String::from_utf8_lossy(&until_dropped(s, "a connection past its cap")).into_owned();
+    assert_eq!(got.matches("HTTP/1.1 200 ").count(), 2, "{got}");
+    assert!(
+        got.to_ascii_lowercase().contains("connection: close"),
+        "{got}"
+    );
+}
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_and_exits_0() {
+    let env = Env::new();
+    let key = env.key();
+    let mut m = env.serve(
+        "merchant",
+        &[
+            "--key-file",
+            &key,
+            "--fault",
+            "slow",
+            "--fault-delay",
+            "1500ms",
+        ],
+    );
+    let url = m.url.clone();
+    let key2 = key.clone();
+    let cmd = env.cmd();
+    let in_flight = std::thread::spawn(move || {
+        let mut cmd = cmd;
+        cmd.args(["send", "updateInstanceStatus", "--scene", "FREEZE"])
+            .args(["--set", "instanceId=3f2c0000-0000-4000-8000-000000000001"])
+            .args(["--endpoint", &url, "--key-file", &key2, "--timeout", "20s"])
+            .output()
+            .unwrap()
+    });
+    // The slow answer is under way (its 1.5 s delay has begun) when the signal comes.
+    std::thread::sleep(Duration::from_millis(700));
+    let pid = m.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let o = in_flight.join().unwrap();
+    assert!(text(&o).contains("< 200 ("), "{}", text(&o));
+    let status = m.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    // Nothing listens any more.
+    assert!(TcpStream::connect(m.addr()).is_err());
 }
 
 #[test]
@@ -225,24 +347,36 @@ fn the_marketplace_drops_stalled_clients_too() {
 }
 
 #[test]
-fn the_timeout_is_checked() {
+fn the_server_flags_are_checked() {
     let env = Env::new();
     let key = env.key();
-    for (kind, value, rule) in [
-        ("merchant", "0s", "between 1ms and 10m"),
-        ("merchant", "5h", "unit must be ms, s or m"),
-        ("marketplace", "soon", "expected a duration"),
+    for (kind, flag, value, rule) in [
+        ("merchant", "--client-timeout", "0s", "between 1ms and 10m"),
+        (
+            "merchant",
+            "--client-timeout",
+            "5h",
+            "unit must be ms, s or m",
+        ),
+        (
+            "marketplace",
+            "--client-timeout",
+            "soon",
+            "expected a duration",
+        ),
+        ("merchant", "--max-body", "4GB", "unit must be KiB or MiB"),
+        ("marketplace", "--keep-alive-max", "0", "0"),
     ] {
         let o = env
             .cmd()
             .args(["serve", kind, "--listen", "127.0.0.1:0", "--key-file", &key])
-            .args(["--client-timeout", value])
+            .args([flag, value])
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(2), "{}", text(&o));
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(
-            err.contains("--client-timeout") && err.contains(value) && err.contains(rule),
+            err.contains(flag) && err.contains(value) && err.contains(rule),
             "{err}"
         );
         assert!(o.stdout.is_empty(), "nothing served: {}", text(&o));

@@ -224,16 +224,6 @@ pub fn resolve_protocol(flag: Option<Protocol>, profile: &Profile) -> Result<Pro
     }
 }
 
-/// How long `serve merchant` and `serve marketplace` wait on a client that stalls.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ClientTimeout {
-    /// Drop a connection whose client sends nothing, or reads nothing of an answer, for this
-    /// long (also between requests on a kept-alive connection), or takes longer than this to
-    /// send a request body: 30s, 1500ms, 2m.
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
-    pub client_timeout: Duration,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,20 +239,6 @@ mod tests {
         assert!(parse_duration("5h").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("abc").is_err());
-    }
-
-    #[test]
-    fn client_timeout_default_is_the_servers() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct T {
-            #[command(flatten)]
-            t: ClientTimeout,
-        }
-        let t = T::parse_from(["t"]);
-        assert_eq!(t.t.client_timeout, crate::server::DEFAULT_IO_TIMEOUT);
-        let t = T::parse_from(["t", "--client-timeout", "1500ms"]);
-        assert_eq!(t.t.client_timeout, Duration::from_millis(1500));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `csm serve marketplace`: the stand-in marketplace as a real server on this machine.
 
 use crate::cli::GlobalArgs;
+use crate::config::{self, KeyRole, Profile};
 use crate::error::{Exit, Result};
-use crate::marketplace::Marketplace;
+use crate::marketplace::{Fault, Marketplace, MarketplaceConfig};
+use crate::protocol::v2::LicenseInner;
 use crate::server;
 use clap::Args;
 use std::path::PathBuf;
@@ -44,30 +46,56 @@ pub struct MarketplaceArgs {
     #[arg(long)]
     pub yes: bool,
     #[command(flatten)]
-    pub timeout: super::callback_args::ClientTimeout,
+    pub server: super::serve::ServerArgs,
 }
 
-/// License callbacks may reach a production merchant: anything but loopback needs a yes.
-fn confirm_merchant(g: &GlobalArgs, a: &MarketplaceArgs) -> Result<()> {
-    let Some(raw) = &a.merchant_endpoint else {
-        return Ok(());
+/// Flags and keys read and checked into the stand-in's own settings. License callbacks may
+/// reach a production merchant: anything but loopback needs a yes.
+fn marketplace_config(g: &GlobalArgs, a: &MarketplaceArgs) -> Result<MarketplaceConfig> {
+    let faults = a
+        .fault
+        .iter()
+        .map(|f| Fault::parse(f))
+        .collect::<Result<Vec<_>>>()?;
+    let merchant_endpoint = match &a.merchant_endpoint {
+        Some(raw) => {
+            // The shared endpoint rule (http(s), a host, no credentials, never echoed).
+            let url = super::callback_args::parse_endpoint_for("--merchant-endpoint", raw)?;
+            super::callback_args::confirm_remote(
+                "--merchant-endpoint",
+                &url,
+                a.yes,
+                g,
+                "License callbacks",
+            )?;
+            Some(url)
+        }
+        None => None,
     };
-    // The shared endpoint rule (http(s), a host, no credentials, never echoed).
-    let url = super::callback_args::parse_endpoint_for("--merchant-endpoint", raw)?;
-    super::callback_args::confirm_remote("--merchant-endpoint", &url, a.yes, g, "License callbacks")
+    // The stand-in reads keys from its flags and env only, never from a seller's profile.
+    let none = Profile::default();
+    Ok(MarketplaceConfig {
+        usage_key: config::find_key(KeyRole::Basic, a.key_file.as_deref(), &none)?,
+        ak: a.ak.clone(),
+        sk: config::find_key(KeyRole::Sk, a.sk_file.as_deref(), &none)?,
+        license_key: config::find_key(KeyRole::License, a.license_key_file.as_deref(), &none)?,
+        merchant_endpoint,
+        state: a.state.clone(),
+        faults,
+        license_inner: if a.license_plain_sha256 {
+            LicenseInner::PlainSha256
+        } else {
+            LicenseInner::KeyedHmac
+        },
+    })
 }
 
 pub fn run(g: &GlobalArgs, a: MarketplaceArgs) -> Result<Exit> {
-    confirm_merchant(g, &a)?;
-    let listen = a.listen.clone();
-    let client_timeout = a.timeout.client_timeout;
-    let market = Arc::new(Marketplace::open(a)?);
-    let handle = server::serve_with_timeout(&listen, market, 4, client_timeout)?;
-    if !g.quiet {
-        // Tests and scripts read this line to learn the port when listening on port 0.
-        crate::say!("csm marketplace listening on http://{}", handle.addr);
-        let _ = std::io::Write::flush(&mut std::io::stdout());
-    }
+    let market = Marketplace::open(marketplace_config(g, &a)?)?;
+    let handle = server::serve(&a.listen, Arc::new(market), a.server.config(g))?;
+    // Tests and scripts read this line to learn the port when listening on port 0.
+    crate::say!("csm marketplace listening on http://{}", handle.addr);
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     handle.wait();
     Ok(Exit::Ok)
 }

@@ -5,7 +5,7 @@ use crate::cli::GlobalArgs;
 use crate::commands::sign::LicenseInnerArg;
 use crate::config;
 use crate::error::{Exit, Result};
-use crate::merchant::{activity_of, Fault, Merchant, MerchantConfig};
+use crate::merchant::{Fault, Merchant, MerchantConfig};
 use crate::server;
 use clap::Args;
 use std::path::PathBuf;
@@ -26,8 +26,9 @@ pub struct MerchantArgs {
     /// Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken).
     #[arg(long, value_enum, default_value = "v2")]
     pub protocol: Protocol,
-    /// Be wrong on purpose (repeatable): bad-body-sign, body-sign-case, wrong-code, slow,
-    /// not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption.
+    /// Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower
+    /// case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields,
+    /// wrong-encryption.
     #[arg(long, value_name = "NAME")]
     pub fault: Vec<String>,
     /// How long the `slow` fault waits before answering (beyond the 5 s budget by default).
@@ -45,11 +46,8 @@ pub struct MerchantArgs {
     /// Inner step expected in License 2.0 signatures (decision 5).
     #[arg(long, value_enum, default_value_t = LicenseInnerArg::KeyedHmac)]
     pub license_inner: LicenseInnerArg,
-    /// Worker threads.
-    #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub threads: u16,
     #[command(flatten)]
-    pub timeout: super::callback_args::ClientTimeout,
+    pub server: super::serve::ServerArgs,
 }
 
 pub fn parse_faults(names: &[String]) -> Result<Vec<Fault>> {
@@ -76,22 +74,15 @@ pub fn run(g: &GlobalArgs, a: MerchantArgs) -> Result<Exit> {
         record: a.record.clone(),
         license_inner: a.license_inner.into(),
     };
+    let mut server_cfg = a.server.config(g);
+    // Hyper writes every header name in Title-Case or none: the fault writes all in lower case.
+    server_cfg.title_case_headers = !cfg.faults.contains(&Fault::BodySignCase);
     let merchant = Merchant::new(cfg)?;
-    let handler: Arc<dyn server::Handler> = if g.quiet {
-        Arc::new(merchant)
-    } else {
-        Arc::new(Logged(merchant))
-    };
-    let handle = server::serve_with_timeout(
-        &a.listen,
-        handler,
-        usize::from(a.threads),
-        a.timeout.client_timeout,
-    )?;
+    let handle = server::serve(&a.listen, Arc::new(merchant), server_cfg)?;
     // Tests and scripts read this line to learn the port when listening on port 0.
     crate::say!("csm merchant listening on http://{}", handle.addr);
     let _ = std::io::Write::flush(&mut std::io::stdout());
-    if !g.quiet {
+    if !g.quiet && !g.json {
         eprintln!(
             "  basic and License callbacks at http://{0}/produce, Kit at http://{0}/produceAPI/{1}<name>",
             handle.addr,
@@ -100,19 +91,4 @@ pub fn run(g: &GlobalArgs, a: MerchantArgs) -> Result<Exit> {
     }
     handle.wait();
     Ok(Exit::Ok)
-}
-
-/// One line per callback on stderr: what came in and the resultCode that went out. The
-/// merchant itself does not print.
-struct Logged(Merchant);
-
-impl server::Handler for Logged {
-    fn handle(&self, req: server::Request) -> server::Response {
-        let line = format!("{} {} {}", req.method, req.path(), activity_of(&req));
-        let resp = self.0.handle(req);
-        let reply: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-        let field = |name: &str| reply[name].as_str().unwrap_or("-").to_string();
-        eprintln!("{line} → {} {}", field("resultCode"), field("resultMsg"));
-        resp
-    }
 }

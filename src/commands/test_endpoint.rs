@@ -125,7 +125,14 @@ pub fn demo_targets(
             record: None,
             license_inner: crate::protocol::v2::LicenseInner::KeyedHmac,
         })?;
-        let handle = server::serve("127.0.0.1:0", Arc::new(merchant), 16)?;
+        let handle = server::serve(
+            "127.0.0.1:0",
+            Arc::new(merchant),
+            server::Config {
+                title_case_headers: !faults.contains(&crate::merchant::Fault::BodySignCase),
+                ..server::Config::default()
+            },
+        )?;
         let endpoint = parse_endpoint(&format!("http://{}/produce", handle.addr))?;
         servers.push(handle);
         targets.push(Target {

@@ -543,7 +543,6 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
         Some(c) => c.url.clone(),
         None => usage_url(g, &a.conn, &config::active_profile(g)?, false)?,
     };
-    announce(g, &destination, a.dry_run);
     let mut reader = open_input(&a.input)?;
     let file = label(&a.input.file);
     let mut j = if a.dry_run {
@@ -573,6 +572,7 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
         }
         return Err(bad_input(&rep, &file));
     }
+    announce(g, &destination, a.dry_run);
     let Some(cfg) = cfg else {
         if g.json {
             let mut v = import_json(&rep, &file);
@@ -599,9 +599,9 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
 fn replay(g: &GlobalArgs, a: ReplayArgs) -> Result<Exit> {
     let path = existing_journal(&a.journal)?;
     let cfg = send_config(g, &a.conn)?;
-    announce(g, &cfg.url, false);
     let mut j = Journal::open(&path)?;
     let _lock = j.lock_for_sending()?;
+    announce(g, &cfg.url, false);
     let scope = Scope::Unfinished {
         include_rejected: !a.skip_rejected,
     };

@@ -11,14 +11,13 @@
 //! `POST /csm/license/mint`, `GET /csm/license/codes[/{code}]`, `POST /csm/license/{claim,
 //! renew,freeze,unfreeze,expire,release}`. See docs/license.md.
 
-use super::Marketplace;
+use super::{FaultKind, Marketplace};
 use crate::catalog::{self, Protocol};
 use crate::clock;
-use crate::commands::callback_args;
 use crate::endpoint::client::{Client, MAX_REPLY};
 use crate::endpoint::request::{self, PrepOpts, Tamper};
 use crate::license::openapi::{valid_time, CODE_MAX, TIME_FORMAT};
-use crate::protocol::{apig, v2};
+use crate::protocol::apig;
 use crate::server::{Request, Response};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Map, Value};
@@ -133,7 +132,7 @@ fn new_order_id() -> String {
 /// API Gateway AK/SK check (§5): None when the request may pass.
 fn check_aksk(m: &Marketplace, req: &Request) -> Option<Response> {
     let deny = |code: &str, msg: String| Some(answer(401, code, &msg));
-    let Some(sk) = &m.sk else {
+    let Some(sk) = &m.cfg.sk else {
         return deny(
             "APIGW.0301",
             "Incorrect IAM authentication information: the stand-in has no SK (start it with --sk-file or CSM_SK)".into(),
@@ -154,7 +153,7 @@ fn check_aksk(m: &Marketplace, req: &Request) -> Option<Response> {
             )
         }
     };
-    if let Some(ak) = &m.args.ak {
+    if let Some(ak) = &m.cfg.ak {
         if parsed.access != *ak {
             return deny(
                 "APIGW.0301",
@@ -230,7 +229,7 @@ fn open_api(m: &Marketplace, req: &Request, api: Api) -> Response {
         Ok(v @ Value::Object(_)) => v,
         _ => return answer(400, "95000004", "request body is not a JSON object"),
     };
-    if m.has_fault("license-internal-error") {
+    if m.has_fault(FaultKind::LicenseInternalError) {
         return answer(500, INTERNAL, "internal error (fault injected)");
     }
     let conn = match m.db.lock() {
@@ -915,10 +914,10 @@ fn lifecycle(m: &Marketplace, step: &str, body: &Value) -> rusqlite::Result<Resp
 /// returns what happened, or the admin answer when the stand-in cannot sign. Without
 /// `--merchant-endpoint` nothing is sent.
 fn send_callback(m: &Marketplace, code: &str, body: Value) -> Result<Value, Response> {
-    let Some(endpoint) = &m.args.merchant_endpoint else {
+    let Some(url) = &m.cfg.merchant_endpoint else {
         return Ok(json!({"sent": false, "reason": "no --merchant-endpoint"}));
     };
-    let Some(key) = &m.license_key else {
+    let Some(key) = &m.cfg.license_key else {
         return Err(admin_error(
             400,
             "cannot sign the callback: start the stand-in with --license-key-file or CSM_LICENSE_KEY",
@@ -931,24 +930,17 @@ fn send_callback(m: &Marketplace, code: &str, body: Value) -> Result<Value, Resp
             &format!("no catalog entry for {activity}"),
         ));
     };
-    // Checked at start (serve_marketplace::confirm_merchant); parsed again for its Url.
-    let url = callback_args::parse_endpoint(endpoint)
-        .map_err(|e| admin_error(500, &format!("--merchant-endpoint: {e}")))?;
     let fields = match body {
         Value::Object(f) => f,
         _ => return Err(admin_error(500, "callback body: not an object")),
     };
     let opts = PrepOpts {
-        endpoint: &url,
+        endpoint: url,
         now_ms: clock::now_ms(),
         nonce: clock::nonce_hex64(),
         tamper: Tamper::None,
         kit_path_full: false,
-        license_inner: if m.args.license_plain_sha256 {
-            v2::LicenseInner::PlainSha256
-        } else {
-            v2::LicenseInner::KeyedHmac
-        },
+        license_inner: m.cfg.license_inner,
     };
     let prepared = request::prepare(cb, None, fields, key, &opts)
         .map_err(|e| admin_error(500, &format!("signing the callback: {e}")))?;
@@ -982,7 +974,7 @@ fn send_callback(m: &Marketplace, code: &str, body: Value) -> Result<Value, Resp
     let mut out = Map::new();
     out.insert("sent".into(), Value::Bool(true));
     out.insert("activity".into(), Value::String(activity.clone()));
-    out.insert("url".into(), Value::String(endpoint.clone()));
+    out.insert("url".into(), Value::String(url.to_string()));
     out.insert("body".into(), Value::String(sent_body.clone()));
     out.insert("http_status".into(), json!(status));
     out.insert("result_code".into(), json!(result_code));

@@ -4,43 +4,90 @@
 pub mod license_api;
 pub mod usage_api;
 
-use crate::commands::serve_marketplace::MarketplaceArgs;
-use crate::config::{self, KeyRole, Profile};
-use crate::error::Result;
+use crate::error::{CsmError, Result};
+use crate::protocol::v2::LicenseInner;
 use crate::secret::Secret;
 use crate::server::{Handler, Request, Response};
+use reqwest::Url;
 use rusqlite::Connection;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
-pub struct Marketplace {
-    pub db: Mutex<Connection>,
-    pub args: MarketplaceArgs,
+/// What the stand-in is started with; keys already read.
+#[derive(Debug, Default)]
+pub struct MarketplaceConfig {
     /// Verifies usage push signatures.
     pub usage_key: Option<Secret>,
-    /// Accepted API Gateway credentials for the license open APIs.
+    /// API Gateway access key id accepted by the license open APIs.
+    pub ak: Option<String>,
+    /// Accepted API Gateway secret for the license open APIs.
     pub sk: Option<Secret>,
     /// Signs License callbacks sent to the merchant.
     pub license_key: Option<Secret>,
+    /// Where License callbacks go (confirmed by the caller when not loopback).
+    pub merchant_endpoint: Option<Url>,
+    /// SQLite state file; in memory when absent.
+    pub state: Option<PathBuf>,
+    pub faults: Vec<Fault>,
+    pub license_inner: LicenseInner,
+}
+
+pub struct Marketplace {
+    pub db: Mutex<Connection>,
+    pub cfg: MarketplaceConfig,
     /// Usage push requests received so far (fault modes act on every N-th).
     pub usage_requests: AtomicU64,
 }
 
-/// The faults the stand-in implements: name, what `=N` means (None: takes no number),
-/// and the smallest N.
-const FAULTS: [(&str, Option<&str>, u64); 6] = [
-    ("5xx", Some("N"), 1),
-    ("slow", Some("MS"), 0),
-    ("drop-after-store", Some("N"), 1),
-    ("partial-rejects", Some("N"), 1),
-    ("batch-limit", Some("N"), 1),
-    ("license-internal-error", None, 0),
+/// The faults the stand-in implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Every N-th usage push (default 2) answers 500 MKT.0999.
+    ServerError,
+    /// Usage pushes answer after MS milliseconds (default 2000).
+    Slow,
+    /// Every N-th usage push (default 2) is stored, then the connection is dropped.
+    DropAfterStore,
+    /// Every N-th record (default 2) is rejected.
+    PartialRejects,
+    /// At most N records per push (default 100).
+    BatchLimit,
+    /// The license open APIs answer 500.
+    LicenseInternalError,
+}
+
+/// A fault and its number, if one was given (`--fault 5xx=3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub param: Option<u64>,
+}
+
+/// Name, kind, what `=N` means (None: takes no number), and the smallest N.
+const FAULTS: [(&str, FaultKind, Option<&str>, u64); 6] = [
+    ("5xx", FaultKind::ServerError, Some("N"), 1),
+    ("slow", FaultKind::Slow, Some("MS"), 0),
+    ("drop-after-store", FaultKind::DropAfterStore, Some("N"), 1),
+    ("partial-rejects", FaultKind::PartialRejects, Some("N"), 1),
+    ("batch-limit", FaultKind::BatchLimit, Some("N"), 1),
+    (
+        "license-internal-error",
+        FaultKind::LicenseInternalError,
+        None,
+        0,
+    ),
 ];
+
+/// Every fault name, for help and completion.
+pub fn fault_names() -> Vec<&'static str> {
+    FAULTS.iter().map(|f| f.0).collect()
+}
 
 fn known_faults() -> String {
     FAULTS
         .iter()
-        .map(|(n, arg, _)| match arg {
+        .map(|(n, _, arg, _)| match arg {
             Some(a) => format!("{n}[={a}]"),
             None => n.to_string(),
         })
@@ -48,43 +95,34 @@ fn known_faults() -> String {
         .join(", ")
 }
 
-/// Every `--fault` names a fault the stand-in implements, with a number in range when given.
-pub fn check_faults(faults: &[String]) -> Result<()> {
-    for f in faults {
+impl Fault {
+    /// `NAME` or `NAME=N`, checked against the faults the stand-in implements.
+    pub fn parse(f: &str) -> Result<Fault> {
         let (name, value) = match f.split_once('=') {
             Some((n, v)) => (n, Some(v)),
-            None => (f.as_str(), None),
+            None => (f, None),
         };
         let bad = |rule: String| {
-            crate::error::CsmError::usage(format!(
-                "--fault {f:?}: {rule} (known: {})",
-                known_faults()
-            ))
+            CsmError::usage(format!("--fault {f:?}: {rule} (known: {})", known_faults()))
         };
-        let Some((_, arg, min)) = FAULTS.iter().find(|(n, _, _)| *n == name) else {
+        let Some((_, kind, arg, min)) = FAULTS.iter().find(|(n, ..)| *n == name) else {
             return Err(bad("unknown fault".into()));
         };
-        match (arg, value) {
+        let param = match (arg, value) {
             (None, Some(_)) => return Err(bad(format!("{name} takes no number"))),
             (Some(a), Some(v)) => match v.parse::<u64>() {
-                Ok(n) if n >= *min => {}
+                Ok(n) if n >= *min => Some(n),
                 _ => return Err(bad(format!("{a} must be a whole number >= {min}"))),
             },
-            _ => {}
-        }
+            _ => None,
+        };
+        Ok(Fault { kind: *kind, param })
     }
-    Ok(())
 }
 
 impl Marketplace {
-    pub fn open(args: MarketplaceArgs) -> Result<Self> {
-        check_faults(&args.fault)?;
-        let none = Profile::default();
-        let usage_key = config::find_key(KeyRole::Basic, args.key_file.as_deref(), &none)?;
-        let sk = config::find_key(KeyRole::Sk, args.sk_file.as_deref(), &none)?;
-        let license_key =
-            config::find_key(KeyRole::License, args.license_key_file.as_deref(), &none)?;
-        let conn = match &args.state {
+    pub fn open(cfg: MarketplaceConfig) -> Result<Self> {
+        let conn = match &cfg.state {
             Some(p) => Connection::open(p)?,
             None => Connection::open_in_memory()?,
         };
@@ -96,32 +134,30 @@ impl Marketplace {
         license_api::init_schema(&conn)?;
         Ok(Marketplace {
             db: Mutex::new(conn),
-            args,
-            usage_key,
-            sk,
-            license_key,
+            cfg,
             usage_requests: AtomicU64::new(0),
         })
     }
 
-    pub fn has_fault(&self, name: &str) -> bool {
-        self.fault_param(name).is_some()
+    pub fn has_fault(&self, kind: FaultKind) -> bool {
+        self.fault_param(kind).is_some()
     }
 
     /// `--fault NAME` gives `Some(None)`, `--fault NAME=N` gives `Some(Some(N))`.
-    pub fn fault_param(&self, name: &str) -> Option<Option<u64>> {
-        self.args
-            .fault
+    pub fn fault_param(&self, kind: FaultKind) -> Option<Option<u64>> {
+        self.cfg
+            .faults
             .iter()
-            .find_map(|f| match f.split_once('=') {
-                Some((n, v)) if n == name => Some(v.parse().ok()),
-                None if f == name => Some(None),
-                _ => None,
-            })
+            .find(|f| f.kind == kind)
+            .map(|f| f.param)
     }
 }
 
 impl Handler for Marketplace {
+    fn activity(&self, req: &Request) -> String {
+        req.path().rsplit('/').next().unwrap_or("-").to_string()
+    }
+
     fn handle(&self, req: Request) -> Response {
         if let Some(r) = license_api::route(self, &req) {
             return r;

@@ -9,7 +9,7 @@
 //! not accept (its own convention, docs/usage.md). Faults (`--fault`): `5xx[=N]`, `slow[=MS]`, `drop-after-store[=N]`,
 //! `partial-rejects[=N]`, `batch-limit[=N]`.
 
-use super::Marketplace;
+use super::{FaultKind, Marketplace};
 use crate::clock;
 use crate::protocol::json::{self, write_string, Json};
 use crate::protocol::usage_sig;
@@ -78,7 +78,7 @@ pub fn route(m: &Marketplace, req: &Request) -> Option<Response> {
     }
     let n = m.usage_requests.fetch_add(1, Ordering::SeqCst) + 1;
     let mut resp = handle(m, req, n);
-    if let Some(ms) = m.fault_param("slow") {
+    if let Some(ms) = m.fault_param(FaultKind::Slow) {
         resp.delay = Some(Duration::from_millis(ms.unwrap_or(2000)));
     }
     Some(resp)
@@ -91,7 +91,7 @@ fn hits(every: Option<u64>, n: u64) -> bool {
 }
 
 fn handle(m: &Marketplace, req: &Request, n: u64) -> Response {
-    if let Some(every) = m.fault_param("5xx") {
+    if let Some(every) = m.fault_param(FaultKind::ServerError) {
         if hits(every, n) {
             log_request(m, 0, 0, "MKT.0999", Some("5xx"));
             return answer(500, "MKT.0999", "internal error (fault 5xx)");
@@ -99,7 +99,7 @@ fn handle(m: &Marketplace, req: &Request, n: u64) -> Response {
     }
     // API Gateway signing on top (decision 6): checked when the request carries an
     // Authorization header and the stand-in was given an SK (`--sk-file`).
-    if let (Some(sk), Some(_)) = (&m.sk, req.header("Authorization")) {
+    if let (Some(sk), Some(_)) = (&m.cfg.sk, req.header("Authorization")) {
         let ok = crate::protocol::apig::verify(
             sk.expose(),
             &req.method,
@@ -117,7 +117,7 @@ fn handle(m: &Marketplace, req: &Request, n: u64) -> Response {
             );
         }
     }
-    let Some(key) = &m.usage_key else {
+    let Some(key) = &m.cfg.usage_key else {
         return answer(
             500,
             "MKT.0999",
@@ -164,7 +164,7 @@ fn handle(m: &Marketplace, req: &Request, n: u64) -> Response {
         Err(e) => return answer(400, "MKT.0101", &format!("body is not JSON: {e}")),
     };
     // The docs disagree on the limit (100 or 1000): `batch-limit=100` plays the other one.
-    let limit = match m.fault_param("batch-limit") {
+    let limit = match m.fault_param(FaultKind::BatchLimit) {
         Some(v) => v.unwrap_or(100) as usize,
         None => MAX_BATCH,
     };
@@ -192,7 +192,7 @@ fn handle(m: &Marketplace, req: &Request, n: u64) -> Response {
             }
         }
     }
-    let reject_every = m.fault_param("partial-rejects");
+    let reject_every = m.fault_param(FaultKind::PartialRejects);
     let results = match store(m, &records, now, reject_every) {
         Ok(r) => r,
         Err(e) => return answer(500, "MKT.0999", &format!("state database: {e}")),
@@ -216,7 +216,7 @@ fn handle(m: &Marketplace, req: &Request, n: u64) -> Response {
     }
     out.push_str("]}");
     let mut resp = Response::json(200, out);
-    if let Some(every) = m.fault_param("drop-after-store") {
+    if let Some(every) = m.fault_param(FaultKind::DropAfterStore) {
         // The batch is stored and committed; the sender never learns it (the ambiguous case).
         resp.drop_connection = hits(every, n);
     }

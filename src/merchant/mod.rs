@@ -33,7 +33,7 @@ use store::Store;
 pub enum Fault {
     /// Body-Sign over different bytes than those sent (family body-sign).
     BadBodySign,
-    /// The header spelled `Body-sign` (family body-sign-name).
+    /// Header names written in lower case, `body-sign` among them (family body-sign-name).
     BodySignCase,
     /// `200` instead of `000000` on success (family result-code).
     WrongCode,
@@ -767,6 +767,16 @@ impl Merchant {
 }
 
 impl Handler for Merchant {
+    fn activity(&self, req: &Request) -> String {
+        activity_of(req)
+    }
+
+    fn close(&self) {
+        if let Some(Ok(f)) = self.record.as_ref().map(|f| f.lock()) {
+            let _ = f.sync_all();
+        }
+    }
+
     fn handle(&self, req: Request) -> Response {
         self.record(&req);
         let ((code, msg, extra), key, slow) = self.route(&req);
@@ -790,7 +800,7 @@ impl Handler for Merchant {
             };
             let value = v1::body_sign_header_value(&v1::body_sign(&key, &signed));
             let name = if self.has(Fault::BodySignCase) {
-                "Body-sign"
+                "body-sign"
             } else {
                 v1::BODY_SIGN_HEADER
             };
