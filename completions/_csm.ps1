@@ -69,6 +69,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;verify' {
+            [CompletionResult]::new('--index', '--index', [CompletionResultType]::ParameterName, '`request` with a `--record` file of several requests: which one (1 = the first)')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'File holding the key (its content without a trailing newline); `-` reads standard input')
             [CompletionResult]::new('--timestamp', '--timestamp', [CompletionResultType]::ParameterName, 'Timestamp: epoch ms (V2, Kit, License, usage) or yyyyMMddHHmmssSSS (V1); generated when absent')
             [CompletionResult]::new('--nonce', '--nonce', [CompletionResultType]::ParameterName, 'Nonce (V2, Kit, License, usage); 64 random hex characters when absent')

@@ -2013,12 +2013,16 @@ _csm() {
             return 0
             ;;
         csm__subcmd__verify)
-            opts="-q -h -V --key-file --timestamp --nonce --param --body-file --ak --sk-file --date --method --url --header --license-inner --signature --scheme --kit-key-file --license-key-file --window --json --quiet --profile --no-input --help --version request response saas-v1 saas-v1-kit body-sign saas-v2 kit license usage apig"
+            opts="-q -h -V --index --key-file --timestamp --nonce --param --body-file --ak --sk-file --date --method --url --header --license-inner --signature --scheme --kit-key-file --license-key-file --window --json --quiet --profile --no-input --help --version request response saas-v1 saas-v1-kit body-sign saas-v2 kit license usage apig"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --index)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -64,6 +64,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --version 'Print version'
         }
         &'csm;verify'= {
+            cand --index '`request` with a `--record` file of several requests: which one (1 = the first)'
             cand --key-file 'File holding the key (its content without a trailing newline); `-` reads standard input'
             cand --timestamp 'Timestamp: epoch ms (V2, Kit, License, usage) or yyyyMMddHHmmssSSS (V1); generated when absent'
             cand --nonce 'Nonce (V2, Kit, License, usage); 64 random hex characters when absent'

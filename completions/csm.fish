@@ -61,6 +61,7 @@ complete -c csm -n "__fish_csm_using_subcommand sign" -s q -l quiet -d 'Print no
 complete -c csm -n "__fish_csm_using_subcommand sign" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand sign" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c csm -n "__fish_csm_using_subcommand sign" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand verify" -l index -d '`request` with a `--record` file of several requests: which one (1 = the first)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l key-file -d 'File holding the key (its content without a trailing newline); `-` reads standard input' -r -F
 complete -c csm -n "__fish_csm_using_subcommand verify" -l timestamp -d 'Timestamp: epoch ms (V2, Kit, License, usage) or yyyyMMddHHmmssSSS (V1); generated when absent' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l nonce -d 'Nonce (V2, Kit, License, usage); 64 random hex characters when absent' -r

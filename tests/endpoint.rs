@@ -1316,3 +1316,40 @@ fn keys_never_appear_in_any_output() {
         }
     }
 }
+
+#[test]
+fn verify_request_reads_the_merchants_record_file() {
+    let env = Env::new();
+    let k = env.p("basic.key");
+    let kit = env.p("kit.key");
+    let rec = env.p("rec.jsonl");
+    let m = env.serve(&["--key-file", &k, "--kit-key-file", &kit, "--record", &rec]);
+    let ep = format!("{}/produce", m.url);
+    for activity in ["newInstance", "newInstance"] {
+        let o = env.run(&["send", activity, "--endpoint", &ep, "--key-file", &k]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    drop(m);
+    for i in ["1", "2"] {
+        let o = env.run(&["verify", "request", &rec, "--index", i, "--key-file", &k]);
+        assert_eq!(o.status.code(), Some(0), "--index {i}: {}", text(&o));
+    }
+    let o = env.run(&["verify", "request", &rec, "--key-file", &k]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("pick one with --index N (1 to 2)"),
+        "{}",
+        text(&o)
+    );
+    // A wrong key is a mismatch (1), not a format problem: the record was really read.
+    let o = env.run(&[
+        "verify",
+        "request",
+        &rec,
+        "--index",
+        "1",
+        "--key-file",
+        &kit,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}

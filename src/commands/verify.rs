@@ -70,8 +70,12 @@ pub struct VerifyArgs {
     /// A scheme (as for `csm sign`), or `request FILE` / `response FILE` for a raw HTTP capture.
     #[arg(value_enum)]
     pub target: VerifyTarget,
-    /// The capture file for `request` and `response` (`-` reads standard input).
+    /// The capture file for `request` and `response` (`-` reads standard input); for
+    /// `request` also a `csm serve merchant --record` file.
     pub file: Option<PathBuf>,
+    /// `request` with a `--record` file of several requests: which one (1 = the first).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub index: Option<u64>,
     #[command(flatten)]
     pub inputs: SignInputs,
     /// The received signature (authToken, x-sign, Body-Sign header or value, Authorization header).
@@ -310,7 +314,19 @@ fn verify_request(
     window_ms: i64,
 ) -> Result<Verdict> {
     let (raw, file) = read_capture(a)?;
-    let req = capture::parse_request(&raw).map_err(in_capture(&file))?;
+    let req = if crate::merchant::record::is_record(&raw) {
+        let all = crate::merchant::record::read(&raw)
+            .map_err(|e| CsmError::usage(format!("{file}: {e}")))?;
+        crate::merchant::record::pick(all, a.index.map(|i| i as usize))
+            .map_err(|e| CsmError::usage(format!("{file}: {e}")))?
+    } else {
+        if a.index.is_some() {
+            return Err(CsmError::usage(format!(
+                "--index: {file} is a raw capture of one request; --index picks one of a `serve merchant --record` file"
+            )));
+        }
+        capture::parse_request(&raw).map_err(in_capture(&file))?
+    };
     let detected = capture::detect(&req).map_err(in_capture(&file))?;
     let role = match detected {
         DetectedScheme::Kit | DetectedScheme::SaasV1Kit => KeyRole::Kit,

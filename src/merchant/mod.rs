@@ -11,6 +11,7 @@
 //! Routes: basic and License callbacks at `/` and `/produce` (any path ending in
 //! `/produce`), Kit V2 at `/produceAPI/v2/<name>`, Kit V1 at `/produceAPI/<name>`.
 
+pub mod record;
 pub mod store;
 
 use crate::catalog::{self, Protocol};
@@ -20,7 +21,7 @@ use crate::protocol::json;
 use crate::protocol::v1_crypto::{self, EncryptType};
 use crate::protocol::{v1, v2};
 use crate::server::{Handler, Request, Response};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -172,14 +173,8 @@ impl Merchant {
     }
 
     fn record(&self, req: &Request) {
-        use base64::Engine;
         if let Some(file) = &self.record {
-            let line = json!({
-                "method": req.method,
-                "url": req.url,
-                "headers": req.headers,
-                "body_base64": base64::engine::general_purpose::STANDARD.encode(&req.body),
-            });
+            let line = record::line(req);
             if let Ok(mut f) = file.lock() {
                 let _ = writeln!(f, "{line}");
             }
