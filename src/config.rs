@@ -1,7 +1,7 @@
 //! Profiles (written by `csm init`) and the resolution of keys and endpoints.
 //! Precedence: flag > environment > profile > built-in default.
 
-use crate::cli::GlobalArgs;
+use crate::catalog::KeyRole;
 use crate::error::{CsmError, Result};
 use crate::secret::{self, Secret};
 use serde::{Deserialize, Serialize};
@@ -65,11 +65,12 @@ pub fn load_config(path: &Path) -> Result<ConfigFile> {
     }
 }
 
-/// The profile named by `--profile`/`CSM_PROFILE`, or `default` when it exists, or empty.
-pub fn active_profile(g: &GlobalArgs) -> Result<Profile> {
+/// The profile named `name` (`--profile`/`CSM_PROFILE`), or `default` when it exists, or
+/// empty.
+pub fn active_profile(name: Option<&str>) -> Result<Profile> {
     let path = config_path();
     let cfg = load_config(&path)?;
-    match &g.profile {
+    match name {
         Some(name) => cfg.profiles.get(name).cloned().ok_or_else(|| {
             CsmError::Config(format!(
                 "--profile {name}: no such profile in {} (run `csm init --profile {name}`)",
@@ -80,70 +81,58 @@ pub fn active_profile(g: &GlobalArgs) -> Result<Profile> {
     }
 }
 
-/// Which key a command needs; each has its flag, env var and profile entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyRole {
-    /// The key bound to the basic interfaces (V1, V2 basic, orderNotify, usage push).
-    Basic,
-    /// The key bound to the joint-operation (Kit) sync interfaces.
-    Kit,
-    /// The key bound to the License delivery interface.
-    License,
-    /// The API Gateway secret key (SK).
-    Sk,
+/// The flag that names the key file for `role`.
+pub fn key_flag(role: KeyRole) -> &'static str {
+    match role {
+        KeyRole::Basic => "--key-file",
+        KeyRole::Kit => "--kit-key-file",
+        KeyRole::License => "--license-key-file",
+        KeyRole::Sk => "--sk-file",
+    }
 }
 
-impl KeyRole {
-    pub fn flag(self) -> &'static str {
-        match self {
-            KeyRole::Basic => "--key-file",
-            KeyRole::Kit => "--kit-key-file",
-            KeyRole::License => "--license-key-file",
-            KeyRole::Sk => "--sk-file",
-        }
+/// The environment variable that holds the key for `role`.
+pub fn key_env(role: KeyRole) -> &'static str {
+    match role {
+        KeyRole::Basic => "CSM_ACCESS_KEY",
+        KeyRole::Kit => "CSM_KIT_KEY",
+        KeyRole::License => "CSM_LICENSE_KEY",
+        KeyRole::Sk => "CSM_SK",
     }
+}
 
-    pub fn env(self) -> &'static str {
-        match self {
-            KeyRole::Basic => "CSM_ACCESS_KEY",
-            KeyRole::Kit => "CSM_KIT_KEY",
-            KeyRole::License => "CSM_LICENSE_KEY",
-            KeyRole::Sk => "CSM_SK",
-        }
-    }
-
-    fn profile_path(self, p: &Profile) -> Option<PathBuf> {
-        match self {
-            KeyRole::Basic => p.key_file.clone(),
-            KeyRole::Kit => p.kit_key_file.clone(),
-            KeyRole::License => p.license_key_file.clone(),
-            KeyRole::Sk => p.sk_file.clone(),
-        }
+fn profile_key_path(role: KeyRole, p: &Profile) -> Option<PathBuf> {
+    match role {
+        KeyRole::Basic => p.key_file.clone(),
+        KeyRole::Kit => p.kit_key_file.clone(),
+        KeyRole::License => p.license_key_file.clone(),
+        KeyRole::Sk => p.sk_file.clone(),
     }
 }
 
 /// The key for `role`, or None when neither flag, env nor profile names one.
 pub fn find_key(role: KeyRole, flag: Option<&Path>, profile: &Profile) -> Result<Option<Secret>> {
     if let Some(path) = flag {
-        return secret::read_key_file(path, role.flag()).map(Some);
+        return secret::read_key_file(path, key_flag(role)).map(Some);
     }
-    if let Ok(v) = std::env::var(role.env()) {
-        return secret::from_env_value(&v, role.env()).map(Some);
+    if let Ok(v) = std::env::var(key_env(role)) {
+        return secret::from_env_value(&v, key_env(role)).map(Some);
     }
-    if let Some(path) = role.profile_path(profile) {
-        return secret::read_key_file(&path, &format!("profile {}", role.flag())).map(Some);
+    if let Some(path) = profile_key_path(role, profile) {
+        return secret::read_key_file(&path, &format!("profile {}", key_flag(role))).map(Some);
     }
     Ok(None)
 }
 
-/// Like [`find_key`], but a missing key is a usage error that names the flag and the variable.
+/// Like [`find_key`], but a missing key is a configuration error (as a missing key file is)
+/// that names the flag and the variable.
 pub fn require_key(role: KeyRole, flag: Option<&Path>, profile: &Profile) -> Result<Secret> {
     find_key(role, flag, profile)?.ok_or_else(|| {
-        CsmError::usage(format!(
+        CsmError::Config(format!(
             "{}: no key given (pass {} FILE, set {}, or name it in a profile with `csm init`)",
-            role.flag(),
-            role.flag(),
-            role.env()
+            key_flag(role),
+            key_flag(role),
+            key_env(role)
         ))
     })
 }

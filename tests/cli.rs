@@ -567,8 +567,9 @@ fn bad_input_is_one_line_with_a_usage_or_input_code() {
             "invalid value",
         ),
         (
+            // A key named nowhere is configuration, as a missing key file is.
             vec!["sign", "saas-v2", "--body-file", "body.json"],
-            2,
+            3,
             "CSM_ACCESS_KEY",
         ),
         (

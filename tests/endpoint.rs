@@ -951,8 +951,9 @@ fn exit_codes_for_network_and_config_errors() {
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let o = env.run(&["test-endpoint", "--endpoint", "ftp://x/", "--key-file", &k]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // No key anywhere: configuration, as a missing key file is.
     let o = env.run(&["test-endpoint", "--endpoint", &ep]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(text(&o).contains("--key-file"), "{}", text(&o));
 }
 
@@ -1012,11 +1013,11 @@ fn ci_reports_are_written_when_the_endpoint_is_unreachable_or_the_run_cannot_sta
         "--junit",
         &junit,
     ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let r = report(&o);
     assert_schema(&r);
     assert_eq!(r["result"], "error");
-    assert_eq!(r["exit_code"], 2);
+    assert_eq!(r["exit_code"], 3);
     assert!(r["error"].as_str().unwrap().contains("--key-file"), "{r}");
     let x = std::fs::read_to_string(&junit).unwrap();
     assert!(

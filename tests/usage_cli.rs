@@ -656,3 +656,17 @@ fn production_is_never_the_silent_default_and_the_destination_is_named() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(v["destination"].as_str().unwrap().starts_with(&server.url));
 }
+
+#[test]
+fn no_journal_is_a_configuration_error() {
+    let env = Env::new();
+    for args in [
+        vec!["status"],
+        vec!["export", "--state", "pending", "--out", "x.csv"],
+    ] {
+        let o = env.usage(&args, None);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {out} {err}");
+        assert!(err.contains("no journal there"), "{err}");
+    }
+}

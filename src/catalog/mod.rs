@@ -6,7 +6,18 @@
 
 pub mod gen;
 
-use crate::config::KeyRole;
+/// Which of the seller's keys signs an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRole {
+    /// The key bound to the basic interfaces (V1, V2 basic, orderNotify, usage push).
+    Basic,
+    /// The key bound to the joint-operation (Kit) sync interfaces.
+    Kit,
+    /// The key bound to the License delivery interface.
+    License,
+    /// The API Gateway secret key (SK).
+    Sk,
+}
 
 /// The production marketplace's open-API host (license-and-usage.md §1): the default of the
 /// commands that call the marketplace, taken only when chosen on purpose.

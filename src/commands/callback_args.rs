@@ -1,11 +1,12 @@
 //! What the commands that send callbacks share: endpoint, key files, durations, the
 //! confirmation before calling anything but loopback (`send`, `test-endpoint`, `serve`).
 
+use crate::catalog::KeyRole;
 use crate::catalog::Protocol;
 use crate::cli::GlobalArgs;
-use crate::config::{self, KeyRole, Profile};
+use crate::config::{self, Profile};
 use crate::endpoint::request::Keys;
-use crate::endpoint::suites;
+use crate::endpoint::url::{is_loopback, parse_endpoint};
 use crate::error::{CsmError, Result};
 use reqwest::Url;
 use std::path::PathBuf;
@@ -31,39 +32,6 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         return Err(format!("{s:?}: must be between 1ms and 10m"));
     }
     Ok(Duration::from_secs_f64(secs))
-}
-
-/// Parses an `--endpoint` URL; only http and https, without user name or password.
-pub fn parse_endpoint(s: &str) -> Result<Url> {
-    parse_endpoint_for("--endpoint", s)
-}
-
-/// The same for a URL given by another flag, named in the messages.
-pub fn parse_endpoint_for(flag: &str, s: &str) -> Result<Url> {
-    let url = Url::parse(s).map_err(|e| {
-        // Echo the value unless it may hold credentials (`user:password@`).
-        let shown = if s.contains('@') {
-            String::new()
-        } else {
-            format!(" {s:?}")
-        };
-        CsmError::usage(format!(
-            "{flag}{shown}: not a URL ({e}); write it as https://host/path"
-        ))
-    })?;
-    // Credentials in the URL would be printed with every request (and the marketplace
-    // never sends any): refuse them, without echoing the URL that holds them.
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(CsmError::usage(format!(
-            "{flag}: must not contain a user name or password (user:password@host); remove them from the URL"
-        )));
-    }
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(CsmError::usage(format!(
-            "{flag} {s:?}: must be an http:// or https:// URL with a host"
-        )));
-    }
-    Ok(url)
 }
 
 /// The endpoint from `--endpoint` or the profile; `hint` adds what else the command offers.
@@ -101,7 +69,7 @@ pub fn marketplace_base(
 }
 
 fn confirm_default_marketplace(url: &Url, yes: bool, g: &GlobalArgs, calls: &str) -> Result<()> {
-    if yes || suites::is_loopback(url) {
+    if yes || is_loopback(url) {
         return Ok(());
     }
     ask(
@@ -128,7 +96,7 @@ pub fn reply_budget(debug_page: bool, timeout: Duration) -> Duration {
 /// A seller's endpoint may be production: calls to anything but loopback need a yes.
 /// `flag` names the option that gave the URL in messages.
 pub fn confirm_remote(flag: &str, url: &Url, yes: bool, g: &GlobalArgs, calls: &str) -> Result<()> {
-    if yes || suites::is_loopback(url) {
+    if yes || is_loopback(url) {
         return Ok(());
     }
     ask(
@@ -185,8 +153,8 @@ impl KeyFiles {
             license: config::find_key(KeyRole::License, self.license_key_file.as_deref(), profile)?,
         };
         if keys.basic.is_none() && keys.kit.is_none() && keys.license.is_none() {
-            return Err(CsmError::usage(
-                "--key-file: no key given (pass --key-file, --kit-key-file or --license-key-file FILE, set CSM_ACCESS_KEY, CSM_KIT_KEY or CSM_LICENSE_KEY, or name them in a profile with `csm init`)",
+            return Err(CsmError::Config(
+                "--key-file: no key given (pass --key-file, --kit-key-file or --license-key-file FILE, set CSM_ACCESS_KEY, CSM_KIT_KEY or CSM_LICENSE_KEY, or name them in a profile with `csm init`)".into(),
             ));
         }
         Ok(keys)
@@ -239,28 +207,5 @@ mod tests {
         assert!(parse_duration("5h").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("abc").is_err());
-    }
-
-    #[test]
-    fn endpoints() {
-        assert!(parse_endpoint("https://isv.example.com/produce").is_ok());
-        let e = parse_endpoint("ftp://x/").unwrap_err().to_string();
-        assert!(e.contains("http:// or https://"), "{e}");
-        let e = parse_endpoint("not a url").unwrap_err().to_string();
-        assert!(e.contains("\"not a url\""), "{e}");
-        let e = parse_endpoint("http://u:s3cret@host:99999/")
-            .unwrap_err()
-            .to_string();
-        assert!(!e.contains("s3cret"), "{e}");
-        for u in [
-            "http://user:pw@127.0.0.1:1/",
-            "https://user@isv.example.com/",
-        ] {
-            let e = parse_endpoint(u).unwrap_err();
-            assert_eq!(e.exit().code(), 2, "{u}");
-            let text = e.to_string();
-            assert!(text.contains("--endpoint") && text.contains("user name or password"));
-            assert!(!text.contains("pw@") && !text.contains("user@"), "{text}");
-        }
     }
 }

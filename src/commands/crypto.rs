@@ -1,8 +1,9 @@
 //! `csm crypto derive-key|encrypt|decrypt`: V1 sensitive-field encryption.
 
+use crate::catalog::KeyRole;
 use crate::cli::GlobalArgs;
 use crate::clock;
-use crate::config::{self, KeyRole};
+use crate::config;
 use crate::error::{CsmError, Exit, Result};
 use crate::protocol::v1_crypto::{self, EncryptType};
 use clap::{Args, Subcommand};
@@ -54,7 +55,7 @@ pub enum CryptoAction {
 fn load(g: &GlobalArgs, k: &CryptoKey) -> Result<(crate::secret::Secret, EncryptType)> {
     let t = EncryptType::parse(&k.encrypt_type)
         .map_err(|e| CsmError::usage(format!("--encrypt-type: {e}")))?;
-    let profile = config::active_profile(g)?;
+    let profile = config::active_profile(g.profile.as_deref())?;
     Ok((
         config::require_key(KeyRole::Basic, k.key_file.as_deref(), &profile)?,
         t,

@@ -1,10 +1,11 @@
 //! `csm license keygen|gen|inspect|validate|activate|heartbeat`: glue between the pure
 //! license code in `crate::license`, key files, the clock and the marketplace open APIs.
 
+use crate::catalog::KeyRole;
 use crate::cli::GlobalArgs;
 use crate::clock;
 use crate::commands::callback_args;
-use crate::config::{self, KeyRole};
+use crate::config;
 use crate::error::{error_chain, CsmError, Exit, Result};
 use crate::files;
 use crate::license::issue;
@@ -781,7 +782,7 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
             a.timeout
         )));
     }
-    let profile = config::active_profile(g)?;
+    let profile = config::active_profile(g.profile.as_deref())?;
     let ak = a.ak.clone().or(profile.ak.clone()).ok_or_else(|| {
         CsmError::usage("--ak: no access key id given (pass --ak AK or set CSM_AK)")
     })?;

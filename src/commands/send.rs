@@ -12,7 +12,6 @@ use crate::config;
 use crate::endpoint::client::Client;
 use crate::endpoint::judge::{self, Status};
 use crate::endpoint::request::{self, PrepOpts, Prepared, Tamper};
-use crate::endpoint::suites;
 use crate::error::{CsmError, Exit, Result};
 use clap::Args;
 use serde_json::{json, Map, Value};
@@ -254,7 +253,7 @@ fn request_json(p: &Prepared) -> Value {
 }
 
 pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
-    let profile = config::active_profile(g)?;
+    let profile = config::active_profile(g.profile.as_deref())?;
     let protocol = resolve_protocol(a.protocol, &profile)?;
     let cb = catalog::find(&a.activity, protocol).ok_or_else(|| {
         CsmError::usage(format!(
@@ -285,11 +284,11 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
         let role = cb.family.key_role();
         CsmError::usage(format!(
             "{}: {} needs the {} key (pass {} FILE or set {})",
-            role.flag(),
+            config::key_flag(role),
             cb.name,
             cb.family.label(),
-            role.flag(),
-            role.env()
+            config::key_flag(role),
+            config::key_env(role)
         ))
     })?;
     // Everything time-dependent (values, timestamp, nonce, signature) is made here, so it
@@ -328,7 +327,7 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
     // Bad input is reported before any prompt.
     let ca = read_ca(a.ca_file.as_deref())?;
     let mut prepared = make()?;
-    if !a.dry_run && !suites::is_loopback(&endpoint) && !a.yes {
+    if !a.dry_run && !crate::endpoint::url::is_loopback(&endpoint) && !a.yes {
         let flag = if a.no_test_flag {
             "WITHOUT testFlag"
         } else {

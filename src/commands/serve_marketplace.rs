@@ -1,7 +1,8 @@
 //! `csm serve marketplace`: the stand-in marketplace as a real server on this machine.
 
+use crate::catalog::KeyRole;
 use crate::cli::GlobalArgs;
-use crate::config::{self, KeyRole, Profile};
+use crate::config::{self, Profile};
 use crate::error::{Exit, Result};
 use crate::marketplace::{Fault, Marketplace, MarketplaceConfig};
 use crate::protocol::v2::LicenseInner;
@@ -60,7 +61,7 @@ fn marketplace_config(g: &GlobalArgs, a: &MarketplaceArgs) -> Result<Marketplace
     let merchant_endpoint = match &a.merchant_endpoint {
         Some(raw) => {
             // The shared endpoint rule (http(s), a host, no credentials, never echoed).
-            let url = super::callback_args::parse_endpoint_for("--merchant-endpoint", raw)?;
+            let url = crate::endpoint::url::parse_endpoint_for("--merchant-endpoint", raw)?;
             super::callback_args::confirm_remote(
                 "--merchant-endpoint",
                 &url,

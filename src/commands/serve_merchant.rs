@@ -60,7 +60,7 @@ pub fn parse_faults(names: &[String]) -> Result<Vec<Fault>> {
 }
 
 pub fn run(g: &GlobalArgs, a: MerchantArgs) -> Result<Exit> {
-    let profile = config::active_profile(g)?;
+    let profile = config::active_profile(g.profile.as_deref())?;
     // Each interface type is served when its key is given (a License-only product has no
     // basic key); at least one is needed.
     let keys = a.keys.load(&profile)?;

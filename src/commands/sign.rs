@@ -1,8 +1,9 @@
 //! `csm sign SCHEME`: compute a signature offline and print it (or every intermediate).
 
+use crate::catalog::KeyRole;
 use crate::cli::GlobalArgs;
 use crate::clock;
-use crate::config::{self, KeyRole, Profile};
+use crate::config::{self, Profile};
 use crate::error::{CsmError, Exit, Result};
 use crate::protocol::{apig, doctor, json, usage_sig, v1, v2};
 use crate::secret::Secret;
@@ -474,7 +475,7 @@ pub fn compute(
 }
 
 pub fn run(g: &GlobalArgs, a: SignArgs) -> Result<Exit> {
-    let profile = config::active_profile(g)?;
+    let profile = config::active_profile(g.profile.as_deref())?;
     let key = scheme_key(a.scheme, &a.inputs, &profile)?;
     let (mut value, mut all) = compute(a.scheme, &a.inputs, &key, &profile, g.json)?;
     let hex_scheme = matches!(a.scheme, Scheme::SaasV2 | Scheme::Kit | Scheme::License);

@@ -1,8 +1,8 @@
 //! `csm test-endpoint`: play the marketplace against an endpoint and judge every reply.
 
 use super::callback_args::{
-    confirm_remote, endpoint_from, parse_duration, parse_endpoint, read_ca, reply_budget,
-    resolve_protocol, KeyFiles,
+    confirm_remote, endpoint_from, parse_duration, read_ca, reply_budget, resolve_protocol,
+    KeyFiles,
 };
 use crate::catalog::Protocol;
 use crate::cli::GlobalArgs;
@@ -11,6 +11,7 @@ use crate::config;
 use crate::endpoint::report::Report;
 use crate::endpoint::request::Keys;
 use crate::endpoint::suites::{self, Suite, Target};
+use crate::endpoint::url::parse_endpoint;
 use crate::error::{CsmError, Exit, Result};
 use crate::merchant::{Merchant, MerchantConfig};
 use crate::secret::Secret;
@@ -231,7 +232,7 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
         servers = s;
         report.endpoint = "demo (reference merchant on 127.0.0.1)".to_string();
     } else {
-        let profile = config::active_profile(g)?;
+        let profile = config::active_profile(g.profile.as_deref())?;
         let endpoint = endpoint_from(a.endpoint.as_deref(), &profile, ", or try --demo")?;
         report.endpoint = endpoint.to_string();
         let protocol = resolve_protocol(a.protocol, &profile)?;

@@ -1,10 +1,11 @@
 //! `csm usage`: validate, upload, replay, status, export. Glue only: the rules live in
 //! `crate::usage`.
 
+use crate::catalog::KeyRole;
 use crate::catalog::PRODUCTION_MARKETPLACE;
 use crate::cli::GlobalArgs;
 use crate::commands::callback_args;
-use crate::config::{self, KeyRole, Profile};
+use crate::config::{self, Profile};
 use crate::error::{CsmError, Exit, Result};
 use crate::output;
 use crate::usage::batch::{ValueAs, MAX_BATCH, MIN_BATCH, USAGE_PATH};
@@ -292,7 +293,7 @@ fn check_only(a: &JournalArg) -> Result<Journal> {
 fn existing_journal(a: &JournalArg) -> Result<PathBuf> {
     let path = a.path();
     if !path.exists() {
-        return Err(CsmError::usage(format!(
+        return Err(CsmError::Config(format!(
             "--journal {}: no journal there (upload a file first)",
             path.display()
         )));
@@ -321,7 +322,7 @@ fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
 /// user info, never echoed), then no path, query or fragment (csm appends the API path).
 /// Returned without a trailing `/`.
 fn check_endpoint(raw: &str) -> Result<String> {
-    let url = crate::commands::callback_args::parse_endpoint(raw)?;
+    let url = crate::endpoint::url::parse_endpoint(raw)?;
     let bad = |rule: &str| {
         CsmError::usage(format!(
             "--endpoint {raw}: {rule} (a base URL: scheme, host and port; csm appends the API path)"
@@ -373,7 +374,7 @@ fn announce(g: &GlobalArgs, url: &str, dry_run: bool) {
 }
 
 fn send_config(g: &GlobalArgs, c: &ConnArgs) -> Result<SendConfig> {
-    let profile = config::active_profile(g)?;
+    let profile = config::active_profile(g.profile.as_deref())?;
     let key = config::require_key(KeyRole::Basic, c.key_file.as_deref(), &profile)?;
     let apig = if c.apig {
         let ak = c.ak.clone().or(profile.ak.clone()).ok_or_else(|| {
@@ -541,7 +542,12 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     };
     let destination = match &cfg {
         Some(c) => c.url.clone(),
-        None => usage_url(g, &a.conn, &config::active_profile(g)?, false)?,
+        None => usage_url(
+            g,
+            &a.conn,
+            &config::active_profile(g.profile.as_deref())?,
+            false,
+        )?,
     };
     let mut reader = open_input(&a.input)?;
     let file = label(&a.input.file);

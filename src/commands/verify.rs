@@ -1,9 +1,10 @@
 //! `csm verify`: check a signature, and on a mismatch run the doctor.
 
 use super::sign::{self, Scheme, SignInputs};
+use crate::catalog::KeyRole;
 use crate::cli::GlobalArgs;
 use crate::clock;
-use crate::config::{self, KeyRole, Profile};
+use crate::config::{self, Profile};
 use crate::error::{CsmError, Exit, Result};
 use crate::protocol::capture::{self, DetectedScheme};
 use crate::protocol::doctor::{self, Diagnosis, V2Recipe};
@@ -164,9 +165,9 @@ fn key_for(a: &VerifyArgs, role: KeyRole, profile: &Profile) -> Result<Secret> {
             |_| {
                 CsmError::usage(format!(
                 "{}: no key given for this capture (pass {} FILE or --key-file FILE, or set {})",
-                role.flag(),
-                role.flag(),
-                role.env()
+                config::key_flag(role),
+                config::key_flag(role),
+                config::key_env(role)
             ))
             },
         ),
@@ -190,7 +191,7 @@ fn in_capture(file: &str) -> impl Fn(crate::protocol::ProtocolError) -> CsmError
 }
 
 pub fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
-    let profile = config::active_profile(g)?;
+    let profile = config::active_profile(g.profile.as_deref())?;
     let now_ms = clock::now_ms();
     let window_ms = a.window * 1000;
     let diagnosis = match a.target {

@@ -9,3 +9,4 @@ pub mod judge;
 pub mod report;
 pub mod request;
 pub mod suites;
+pub mod url;

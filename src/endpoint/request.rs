@@ -18,8 +18,8 @@ pub struct Keys {
 impl Keys {
     pub fn for_family(&self, f: Family) -> Option<&Secret> {
         match f.key_role() {
-            crate::config::KeyRole::Kit => self.kit.as_ref(),
-            crate::config::KeyRole::License => self.license.as_ref(),
+            crate::catalog::KeyRole::Kit => self.kit.as_ref(),
+            crate::catalog::KeyRole::License => self.license.as_ref(),
             _ => self.basic.as_ref(),
         }
     }

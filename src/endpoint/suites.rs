@@ -4,6 +4,7 @@
 use super::client::{Client, Exchange, NetFailure, NetKind};
 use super::judge::{self, Family, JudgeCtx, Rule, Status};
 use super::request::{self, Keys, PrepOpts, Prepared, Tamper};
+use super::url::{host_ip, is_loopback};
 use crate::catalog::gen::{self, Ctx};
 use crate::catalog::{self, Protocol};
 use reqwest::Url;
@@ -86,20 +87,6 @@ pub struct Outcome {
     /// Set when the first call got no reply at all (DNS, connect, TLS, timeout, reset).
     pub unreachable: Option<NetFailure>,
     pub elapsed: Duration,
-}
-
-fn host_ip(url: &Url) -> Option<std::net::IpAddr> {
-    let h = url.host_str()?;
-    h.trim_start_matches('[').trim_end_matches(']').parse().ok()
-}
-
-pub fn is_loopback(url: &Url) -> bool {
-    match host_ip(url) {
-        Some(ip) => ip.is_loopback(),
-        None => url
-            .host_str()
-            .is_some_and(|h| h.eq_ignore_ascii_case("localhost")),
-    }
 }
 
 /// Runs `suites` against `target`. `observe` sees every exchange (printing, recording).
@@ -1100,18 +1087,5 @@ mod tests {
             rules[3].1.actual
         );
         assert_eq!(statuses("http://127.0.0.1:9/", &[]), vec![Status::Skip]);
-    }
-
-    #[test]
-    fn loopback_detection() {
-        for (u, want) in [
-            ("http://127.0.0.1:8080/produce", true),
-            ("http://localhost/", true),
-            ("http://[::1]:9/", true),
-            ("https://isv.example.com/produce", false),
-            ("https://10.0.0.1/", false),
-        ] {
-            assert_eq!(is_loopback(&Url::parse(u).unwrap()), want, "{u}");
-        }
     }
 }
