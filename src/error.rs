@@ -60,6 +60,9 @@ pub enum CsmError {
     /// A check failed and the command has nothing more to say than this line.
     #[error("{0}")]
     CheckFailed(String),
+    /// An error and the one fix that fits it, printed on a line of its own.
+    #[error("{error}")]
+    Hinted { error: Box<CsmError>, hint: String },
 }
 
 impl CsmError {
@@ -74,8 +77,24 @@ impl CsmError {
         }
     }
 
+    /// The same error with the fix that fits it, for the `hint:` line.
+    pub fn with_hint(self, hint: impl Into<String>) -> Self {
+        CsmError::Hinted {
+            error: Box::new(self),
+            hint: hint.into(),
+        }
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            CsmError::Hinted { hint, .. } => Some(hint),
+            _ => None,
+        }
+    }
+
     pub fn exit(&self) -> Exit {
         match self {
+            CsmError::Hinted { error, .. } => error.exit(),
             CsmError::Usage(_) => Exit::Usage,
             CsmError::Config(_) | CsmError::Io { .. } | CsmError::Storage(_) => Exit::Io,
             CsmError::Network(_) => Exit::Network,

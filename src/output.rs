@@ -13,27 +13,13 @@ macro_rules! say {
 use crate::error::CsmError;
 use std::io::Write;
 
-/// `csm: error: <message>` on stderr, then a hint line where one helps.
+/// `csm: error: <message>` on stderr, then the hint the error carries, if any: a hint is
+/// attached where the fix is known, never guessed from the message.
 pub fn print_error(err: &CsmError) {
     let mut e = std::io::stderr().lock();
     let _ = writeln!(e, "csm: error: {err}");
-    if let Some(h) = hint(err) {
+    if let Some(h) = err.hint() {
         let _ = writeln!(e, "  hint: {h}");
-    }
-}
-
-fn hint(err: &CsmError) -> Option<&'static str> {
-    match err {
-        CsmError::Network(_) => {
-            Some("check the URL and that the endpoint is up; --timeout sets the budget")
-        }
-        CsmError::Config(m) if m.starts_with("--listen") => {
-            Some("pick a free port on this machine, e.g. --listen 127.0.0.1:0")
-        }
-        CsmError::Config(_) => {
-            Some("pass the flag named above, or set it in a profile with `csm init`")
-        }
-        _ => None,
     }
 }
 

@@ -193,6 +193,7 @@ impl Drop for ServerHandle {
 pub fn serve(listen: &str, handler: Arc<dyn Handler>, cfg: Config) -> Result<ServerHandle> {
     let cannot = |e: std::io::Error| {
         CsmError::Config(format!("--listen {listen}: cannot listen there ({e})"))
+            .with_hint("pick a free port on this machine, e.g. --listen 127.0.0.1:0")
     };
     let std_listener = std::net::TcpListener::bind(listen).map_err(cannot)?;
     std_listener.set_nonblocking(true).map_err(cannot)?;

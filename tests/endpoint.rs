@@ -1354,3 +1354,39 @@ fn verify_request_reads_the_merchants_record_file() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }
+
+#[test]
+fn hints_appear_only_where_they_name_the_fix() {
+    let env = Env::new();
+    let k = env.p("basic.key");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ep = format!("http://127.0.0.1:{port}/produce");
+    // Refused: the hint is about the address, not the time budget.
+    let o = env.run(&["send", "newInstance", "--endpoint", &ep, "--key-file", &k]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("hint: check the host and port"), "{err}");
+    assert!(!err.contains("--timeout"), "{err}");
+    // An unknown profile needs no hint: the message says what to run.
+    let o = env.run(&[
+        "--profile",
+        "nope",
+        "send",
+        "newInstance",
+        "--endpoint",
+        &ep,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("no such profile"), "{err}");
+    assert!(!err.contains("hint:"), "{err}");
+    // A port in use: the hint names the flag's fix.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let o = env.run(&["serve", "merchant", "--listen", &addr, "--key-file", &k]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("hint: pick a free port"), "{err}");
+}

@@ -127,6 +127,24 @@ fn ask(g: &GlobalArgs, no_terminal: &str, prompt: &str, declined: &str) -> Resul
     }
 }
 
+/// An endpoint that gave no reply at all, with the fix that fits how it failed.
+pub fn unreachable(endpoint: &Url, f: &crate::endpoint::client::NetFailure) -> CsmError {
+    use crate::endpoint::client::NetKind;
+    let e = CsmError::Network(format!("--endpoint {endpoint}: unreachable: {}", f.message));
+    match f.kind {
+        NetKind::Connect => {
+            e.with_hint("check the host and port, and that the endpoint is listening there")
+        }
+        NetKind::Timeout => e.with_hint(
+            "the endpoint did not answer in time; --timeout sets the budget (the marketplace waits 5 s)",
+        ),
+        NetKind::Tls => e.with_hint(
+            "serve TLS 1.2 or newer with a certificate for this host name (--ca-file trusts a private CA)",
+        ),
+        NetKind::Reset | NetKind::Protocol => e,
+    }
+}
+
 /// The key files of the three interface types, shared by `send`, `test-endpoint` and
 /// `serve merchant`. Each interface type is used when its key is given (a License-only
 /// product has no basic key); at least one is needed.

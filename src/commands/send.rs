@@ -443,10 +443,7 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
         // No reply at all (DNS, connect, TLS, timeout, reset): a network error, after the
         // verdict above has been printed.
         if f.kind.is_unreachable() {
-            return Err(CsmError::Network(format!(
-                "--endpoint {endpoint}: unreachable: {}",
-                f.message
-            )));
+            return Err(super::callback_args::unreachable(&endpoint, f));
         }
     }
     Ok(if failed { Exit::CheckFailed } else { Exit::Ok })

@@ -288,10 +288,7 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
         report.calls += out.calls;
         report.elapsed += out.elapsed;
         if let Some(f) = out.unreachable {
-            unreachable = Some(CsmError::Network(format!(
-                "--endpoint {}: unreachable: {}",
-                t.endpoint, f.message
-            )));
+            unreachable = Some(super::callback_args::unreachable(&t.endpoint, &f));
             break;
         }
     }
