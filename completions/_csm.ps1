@@ -218,6 +218,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--kit-key-file', '--kit-key-file', [CompletionResultType]::ParameterName, 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)')
             [CompletionResult]::new('--license-key-file', '--license-key-file', [CompletionResultType]::ParameterName, 'File holding the License delivery key (also CSM_LICENSE_KEY)')
             [CompletionResult]::new('--suite', '--suite', [CompletionResultType]::ParameterName, 'Suites to run (repeatable or comma-separated; default all)')
+            [CompletionResult]::new('--show', '--show', [CompletionResultType]::ParameterName, 'Which rows the table shows: failures (failures and skips in full, passes folded per suite, a recap last) or all. Default: failures on a terminal, all otherwise')
             [CompletionResult]::new('--junit', '--junit', [CompletionResultType]::ParameterName, 'Write a JUnit XML report to FILE (for CI)')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Time budget per call, e.g. 5s or 1500ms (production: 5 s)')
             [CompletionResult]::new('--license-code', '--license-code', [CompletionResultType]::ParameterName, 'A license code your endpoint knows, carried by the License callbacks instead of made-up ones (needed with --no-test-flag, else the License callbacks are skipped)')

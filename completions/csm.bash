@@ -1617,7 +1617,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__test__subcmd__endpoint)
-            opts="-y -q -h -V --endpoint --protocol --key-file --kit-key-file --license-key-file --suite --junit --timeout --debug-page --kit-path-full --no-test-flag --license-code --users --require-body-sign --license-inner --ca-file --yes --demo --fault --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --endpoint --protocol --key-file --kit-key-file --license-key-file --suite --show --junit --timeout --debug-page --kit-path-full --no-test-flag --license-code --users --require-body-sign --license-inner --ca-file --yes --demo --fault --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1645,6 +1645,10 @@ _csm() {
                     ;;
                 --suite)
                     COMPREPLY=($(compgen -W "lifecycle idempotency negative dial readiness" -- "${cur}"))
+                    return 0
+                    ;;
+                --show)
+                    COMPREPLY=($(compgen -W "all failures" -- "${cur}"))
                     return 0
                     ;;
                 --junit)

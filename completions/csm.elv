@@ -202,6 +202,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --kit-key-file 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)'
             cand --license-key-file 'File holding the License delivery key (also CSM_LICENSE_KEY)'
             cand --suite 'Suites to run (repeatable or comma-separated; default all)'
+            cand --show 'Which rows the table shows: failures (failures and skips in full, passes folded per suite, a recap last) or all. Default: failures on a terminal, all otherwise'
             cand --junit 'Write a JUnit XML report to FILE (for CI)'
             cand --timeout 'Time budget per call, e.g. 5s or 1500ms (production: 5 s)'
             cand --license-code 'A license code your endpoint knows, carried by the License callbacks instead of made-up ones (needed with --no-test-flag, else the License callbacks are skipped)'

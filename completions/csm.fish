@@ -173,6 +173,8 @@ idempotency\t''
 negative\t''
 dial\t''
 readiness\t''"
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l show -d 'Which rows the table shows: failures (failures and skips in full, passes folded per suite, a recap last) or all. Default: failures on a terminal, all otherwise' -r -f -a "all\t'Every check'
+failures\t'Failures and skips in full, passes folded per suite, a recap of failures last'"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l junit -d 'Write a JUnit XML report to FILE (for CI)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l timeout -d 'Time budget per call, e.g. 5s or 1500ms (production: 5 s)' -r
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l license-code -d 'A license code your endpoint knows, carried by the License callbacks instead of made-up ones (needed with --no-test-flag, else the License callbacks are skipped)' -r

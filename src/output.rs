@@ -30,6 +30,20 @@ pub fn print_json(value: &serde_json::Value) {
     let _ = writeln!(out);
 }
 
+/// Colour on stdout: never with `NO_COLOR` set, always with `CLICOLOR_FORCE` set (not "0"),
+/// else only on a terminal that is not `TERM=dumb`.
+pub fn colour() -> bool {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    if set("NO_COLOR") {
+        return false;
+    }
+    if std::env::var_os("CLICOLOR_FORCE").is_some_and(|v| !v.is_empty() && v != "0") {
+        return true;
+    }
+    std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+}
+
 /// A table with csm's look: no colours, width from the terminal (or 120 when piped).
 pub fn table() -> comfy_table::Table {
     let mut t = comfy_table::Table::new();

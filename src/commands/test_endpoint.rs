@@ -8,7 +8,7 @@ use crate::catalog::Protocol;
 use crate::cli::GlobalArgs;
 use crate::commands::sign::LicenseInnerArg;
 use crate::config;
-use crate::endpoint::report::Report;
+use crate::endpoint::report::{Report, Show};
 use crate::endpoint::request::Keys;
 use crate::endpoint::suites::{self, Suite, Target};
 use crate::endpoint::url::parse_endpoint;
@@ -42,6 +42,10 @@ pub struct TestEndpointArgs {
     /// Suites to run (repeatable or comma-separated; default all).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub suite: Vec<Suite>,
+    /// Which rows the table shows: failures (failures and skips in full, passes folded per
+    /// suite, a recap last) or all. Default: failures on a terminal, all otherwise.
+    #[arg(long, value_enum, value_name = "ROWS")]
+    pub show: Option<Show>,
     /// Write a JUnit XML report to FILE (for CI).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
@@ -188,7 +192,11 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
             crate::say!("{}", report.summary_line());
         }
     } else if !report.rows.is_empty() {
-        crate::say!("{}", report.table());
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        let show = a
+            .show
+            .unwrap_or(if terminal { Show::Failures } else { Show::All });
+        crate::say!("{}", report.table(show, crate::output::colour()));
     }
     if let Some(path) = &a.junit {
         crate::files::write_atomic(path, report.junit().as_bytes(), false)

@@ -3,6 +3,7 @@
 
 use super::judge::Status;
 use super::suites::{Row, Suite};
+use comfy_table::{Cell, Color};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -53,44 +54,89 @@ impl Report {
         )
     }
 
-    pub fn table(&self) -> String {
+    /// The table for people. `Show::Failures` folds the passed checks of each suite into
+    /// one row and ends with a recap of the failures; `colour` paints the result column.
+    pub fn table(&self, show: Show, colour: bool) -> String {
         let mut t = crate::output::table();
+        if colour {
+            t.enforce_styling();
+        }
         t.set_header(vec!["proto", "suite", "check", "result", "detail"]);
+        let mut folded: Vec<(&str, Suite, usize)> = Vec::new();
         for r in &self.rows {
-            let result = match r.status {
-                Status::Pass => "pass".to_string(),
-                Status::Skip => "skip".to_string(),
-                Status::Fail => "FAIL".to_string(),
-            };
-            let detail = match r.status {
-                Status::Pass => {
-                    if r.detail.is_empty() {
-                        r.actual.clone()
-                    } else {
-                        r.detail.clone()
-                    }
+            if show == Show::Failures && r.status == Status::Pass {
+                match folded.last_mut() {
+                    Some((p, s, n)) if *p == r.protocol && *s == r.suite => *n += 1,
+                    _ => folded.push((r.protocol, r.suite, 1)),
                 }
-                Status::Skip => r.actual.clone(),
-                Status::Fail => {
-                    let mut d = format!("expected {}; got {}", r.expected, r.actual);
-                    if !r.fix.is_empty() {
-                        d.push_str(&format!("\nfix: {}", r.fix));
-                    }
-                    if !r.detail.is_empty() {
-                        d.push_str(&format!("\n({})", r.detail));
-                    }
-                    d
-                }
-            };
+                continue;
+            }
+            // Folded passes keep their place before the next failure or skip.
+            for (p, s, n) in folded.drain(..) {
+                add_folded(&mut t, p, s, n, colour);
+            }
             t.add_row(vec![
-                r.protocol.to_string(),
-                r.suite.name().to_string(),
-                format!("{} [{}]", r.check, r.family.id()),
-                result,
-                detail,
+                Cell::new(r.protocol),
+                Cell::new(r.suite.name()),
+                Cell::new(format!("{} [{}]", r.check, r.family.id())),
+                result_cell(r.status, colour),
+                Cell::new(detail(r)),
             ]);
         }
-        format!("{t}\n{}", self.summary_line())
+        for (p, s, n) in folded {
+            add_folded(&mut t, p, s, n, colour);
+        }
+        let mut out = format!("{t}\n{}", self.summary_line());
+        let failed: Vec<&Row> = self.failed().collect();
+        if show == Show::Failures && !failed.is_empty() {
+            out.push_str("\nfailed:");
+            for r in failed {
+                out.push_str(&format!(
+                    "\n  {} {} {} [{}]: expected {}; got {}",
+                    r.protocol,
+                    r.suite.name(),
+                    r.check,
+                    r.family.id(),
+                    r.expected,
+                    r.actual
+                ));
+            }
+        }
+        if let Some(cause) = self.likely_cause() {
+            out.push_str(&format!("\nlikely cause: {cause}"));
+        }
+        out
+    }
+
+    fn failed(&self) -> impl Iterator<Item = &Row> {
+        self.rows.iter().filter(|r| r.status == Status::Fail)
+    }
+
+    /// When most failures share one resultCode, what that usually means, said once.
+    pub fn likely_cause(&self) -> Option<String> {
+        let codes: Vec<&str> = self
+            .failed()
+            .filter_map(|r| {
+                let code = r.actual.get(..6)?;
+                code.bytes().all(|b| b.is_ascii_digit()).then_some(code)
+            })
+            .collect();
+        let total = self.failed().count();
+        let top = codes
+            .iter()
+            .max_by_key(|c| codes.iter().filter(|d| d == c).count())?;
+        let n = codes.iter().filter(|c| *c == top).count();
+        if n < 3 || n * 5 < total * 3 {
+            return None;
+        }
+        let v1_only = self.protocols.iter().all(|p| *p == "v1");
+        let cause = match *top {
+            "000001" => "the endpoint refuses csm's signatures: check that each key file holds the key the seller center shows for that interface type, and that --protocol matches the endpoint".to_string(),
+            "000002" if v1_only => "looks like a V2 endpoint (it refuses V1 GET callbacks); try --protocol v2".to_string(),
+            "000002" => "the endpoint refuses the callbacks' parameters; if it is a V1 endpoint (GET callbacks), try --protocol v1".to_string(),
+            _ => return None,
+        };
+        Some(format!("{n} of {total} failures answered {top}: {cause}"))
     }
 
     pub fn json(&self, exit_code: u8) -> Value {
@@ -125,6 +171,9 @@ impl Report {
         });
         if let Some(e) = &self.error {
             v["error"] = json!(e);
+        }
+        if let Some(c) = self.likely_cause() {
+            v["likely_cause"] = json!(c);
         }
         v
     }
@@ -187,6 +236,57 @@ impl Report {
     }
 }
 
+/// Which rows the table shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Show {
+    /// Every check.
+    All,
+    /// Failures and skips in full, passes folded per suite, a recap of failures last.
+    Failures,
+}
+
+fn result_cell(status: Status, colour: bool) -> Cell {
+    let (text, c) = match status {
+        Status::Pass => ("pass", Color::Green),
+        Status::Skip => ("skip", Color::Yellow),
+        Status::Fail => ("FAIL", Color::Red),
+    };
+    let cell = Cell::new(text);
+    if colour {
+        cell.fg(c)
+    } else {
+        cell
+    }
+}
+
+fn add_folded(t: &mut comfy_table::Table, protocol: &str, suite: Suite, n: usize, colour: bool) {
+    t.add_row(vec![
+        Cell::new(protocol),
+        Cell::new(suite.name()),
+        Cell::new(format!("{n} checks")),
+        result_cell(Status::Pass, colour),
+        Cell::new(format!("{n} passed (--show all lists them)")),
+    ]);
+}
+
+fn detail(r: &Row) -> String {
+    match r.status {
+        Status::Pass if r.detail.is_empty() => r.actual.clone(),
+        Status::Pass => r.detail.clone(),
+        Status::Skip => r.actual.clone(),
+        Status::Fail => {
+            let mut d = format!("expected {}; got {}", r.expected, r.actual);
+            if !r.fix.is_empty() {
+                d.push_str(&format!("\nfix: {}", r.fix));
+            }
+            if !r.detail.is_empty() {
+                d.push_str(&format!("\n({})", r.detail));
+            }
+            d
+        }
+    }
+}
+
 fn xml(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
@@ -208,6 +308,82 @@ fn xml(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::endpoint::judge::Family;
+
+    fn row(suite: Suite, status: Status, actual: &str) -> Row {
+        Row {
+            protocol: "v1",
+            suite,
+            check: format!("{} call", suite.name()),
+            family: Family::ResultCode,
+            status,
+            expected: "000000".into(),
+            actual: actual.into(),
+            fix: String::new(),
+            detail: String::new(),
+        }
+    }
+
+    fn report(rows: Vec<Row>) -> Report {
+        Report {
+            endpoint: "http://127.0.0.1:1/".into(),
+            protocols: vec!["v1"],
+            suites: Suite::ALL.to_vec(),
+            demo: false,
+            faults: vec![],
+            rows,
+            calls: 1,
+            elapsed: Duration::ZERO,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn passes_fold_per_suite_in_place_and_failures_are_recapped() {
+        let mut rows = vec![row(Suite::Lifecycle, Status::Pass, "000000"); 3];
+        rows.push(row(Suite::Idempotency, Status::Pass, "000000"));
+        rows.push(row(Suite::Negative, Status::Fail, "000005 (boom)"));
+        rows.push(row(Suite::Negative, Status::Pass, "000000"));
+        let t = report(rows).table(Show::Failures, false);
+        let lifecycle = t.find("3 passed").unwrap();
+        let idempotency = t.find("1 passed").unwrap();
+        let failure = t.find("FAIL").unwrap();
+        assert!(lifecycle < idempotency && idempotency < failure, "{t}");
+        assert!(t.contains("failed:\n  v1 negative negative call [result-code]: expected 000000; got 000005 (boom)"), "{t}");
+        let all =
+            report(vec![row(Suite::Lifecycle, Status::Pass, "000000"); 3]).table(Show::All, false);
+        assert_eq!(all.matches("lifecycle call").count(), 3, "{all}");
+        assert!(!all.contains("\u{1b}["), "no colour asked for");
+        let painted =
+            report(vec![row(Suite::Lifecycle, Status::Pass, "000000")]).table(Show::All, true);
+        assert!(painted.contains("\u{1b}["), "{painted}");
+    }
+
+    #[test]
+    fn a_shared_result_code_names_its_likely_cause_once() {
+        let mut rows = vec![row(Suite::Lifecycle, Status::Fail, "000002 (not enabled)"); 21];
+        rows.push(row(Suite::Lifecycle, Status::Fail, "000005 (other)"));
+        let r = report(rows);
+        let cause = r.likely_cause().unwrap();
+        assert!(
+            cause.starts_with("21 of 22 failures answered 000002"),
+            "{cause}"
+        );
+        assert!(cause.contains("try --protocol v2"), "{cause}");
+        assert_eq!(
+            r.table(Show::Failures, false)
+                .matches("likely cause:")
+                .count(),
+            1
+        );
+        assert_eq!(r.json(1)["likely_cause"], cause.as_str());
+        // Scattered failures name no cause.
+        let scattered = report(vec![
+            row(Suite::Lifecycle, Status::Fail, "000002 (a)"),
+            row(Suite::Lifecycle, Status::Fail, "000001 (b)"),
+            row(Suite::Lifecycle, Status::Fail, "000005 (c)"),
+        ]);
+        assert_eq!(scattered.likely_cause(), None);
+    }
 
     #[test]
     fn junit_escapes_and_counts() {
