@@ -23,6 +23,15 @@ fn fixture(name: &str) -> PathBuf {
 
 /// A TLS 1.3 server that answers every request with a signed 000000 reply.
 fn tls_endpoint(max: usize) -> u16 {
+    tls_endpoint_with(max, &rustls::version::TLS13, "Body-Sign")
+}
+
+/// A TLS server of one protocol version whose replies carry the signature under `sign_name`.
+fn tls_endpoint_with(
+    max: usize,
+    version: &'static rustls::SupportedProtocolVersion,
+    sign_name: &'static str,
+) -> u16 {
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(fixture("test-only-localhost.pem"))
             .unwrap()
@@ -33,7 +42,7 @@ fn tls_endpoint(max: usize) -> u16 {
         rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
+        .with_protocol_versions(&[version])
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(certs, key)
@@ -54,7 +63,7 @@ fn tls_endpoint(max: usize) -> u16 {
                 let body = r#"{"instanceId":"tls-1","resultCode":"000000","resultMsg":"success."}"#;
                 let sig = csm::protocol::v1::body_sign(KEY, body.as_bytes());
                 let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json;charset=UTF-8\r\nBody-Sign: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json;charset=UTF-8\r\n{sign_name}: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     csm::protocol::v1::body_sign_header_value(&sig),
                     body.len()
                 );
@@ -110,10 +119,32 @@ fn https_reply_is_judged_through_the_tls_client() {
     assert_eq!(code, Some(0), "{v:#}");
     assert_eq!(v["reply"]["status"], 200);
     assert_eq!(check(&v, "body-sign")["status"], "pass");
-    // Header names are not observable through the TLS client: said, not guessed.
+    // The header name is read as sent, over TLS as over plain HTTP.
+    assert_eq!(check(&v, "body-sign-name")["status"], "pass", "{v:#}");
+}
+
+#[test]
+fn https_reply_with_a_lower_case_body_sign_is_caught() {
+    let port = tls_endpoint_with(2, &rustls::version::TLS13, "body-sign");
+    let url = format!("https://127.0.0.1:{port}/produce");
+    let ca = fixture("test-only-localhost.pem").display().to_string();
+    let (code, v) = send(&url, &["--ca-file", &ca]);
+    assert_eq!(code, Some(1), "{v:#}");
+    // The signature itself is right; only the name is wrong.
+    assert_eq!(check(&v, "body-sign")["status"], "pass", "{v:#}");
     let name = check(&v, "body-sign-name");
-    assert_eq!(name["status"], "skip");
-    assert!(name["actual"].as_str().unwrap().contains("HTTPS"), "{name}");
+    assert_eq!(name["status"], "fail", "{name}");
+    assert_eq!(name["actual"], "body-sign", "{name}");
+}
+
+#[test]
+fn tls_1_2_endpoint_is_accepted() {
+    let port = tls_endpoint_with(2, &rustls::version::TLS12, "Body-Sign");
+    let url = format!("https://127.0.0.1:{port}/produce");
+    let ca = fixture("test-only-localhost.pem").display().to_string();
+    let (code, v) = send(&url, &["--ca-file", &ca]);
+    assert_eq!(code, Some(0), "{v:#}");
+    assert_eq!(check(&v, "body-sign-name")["status"], "pass", "{v:#}");
 }
 
 #[test]

@@ -88,19 +88,7 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
-fn host_ip(url: &Url) -> Option<std::net::IpAddr> {
-    let h = url.host_str()?;
-    h.trim_start_matches('[').trim_end_matches(']').parse().ok()
-}
-
-pub fn is_loopback(url: &Url) -> bool {
-    match host_ip(url) {
-        Some(ip) => ip.is_loopback(),
-        None => url
-            .host_str()
-            .is_some_and(|h| h.eq_ignore_ascii_case("localhost")),
-    }
-}
+pub use crate::net::proxy::{host_ip, is_loopback};
 
 /// Runs `suites` against `target`. `observe` sees every exchange (printing, recording).
 pub fn run(target: &Target, suites: &[Suite]) -> Outcome {
