@@ -110,12 +110,20 @@ fn check<'a>(v: &'a Value, family: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {family} check: {v:#}"))
 }
 
-#[test]
-fn https_reply_is_judged_through_the_tls_client() {
-    let port = tls_endpoint(4);
+/// `send` to a TLS endpoint of `version` answering with `sign_name`, trusting the fixture.
+fn send_trusted(
+    version: &'static rustls::SupportedProtocolVersion,
+    sign_name: &'static str,
+) -> (Option<i32>, Value) {
+    let port = tls_endpoint_with(2, version, sign_name);
     let url = format!("https://127.0.0.1:{port}/produce");
     let ca = fixture("test-only-localhost.pem").display().to_string();
-    let (code, v) = send(&url, &["--ca-file", &ca]);
+    send(&url, &["--ca-file", &ca])
+}
+
+#[test]
+fn https_reply_is_judged_through_the_tls_client() {
+    let (code, v) = send_trusted(&rustls::version::TLS13, "Body-Sign");
     assert_eq!(code, Some(0), "{v:#}");
     assert_eq!(v["reply"]["status"], 200);
     assert_eq!(check(&v, "body-sign")["status"], "pass");
@@ -125,10 +133,7 @@ fn https_reply_is_judged_through_the_tls_client() {
 
 #[test]
 fn https_reply_with_a_lower_case_body_sign_is_caught() {
-    let port = tls_endpoint_with(2, &rustls::version::TLS13, "body-sign");
-    let url = format!("https://127.0.0.1:{port}/produce");
-    let ca = fixture("test-only-localhost.pem").display().to_string();
-    let (code, v) = send(&url, &["--ca-file", &ca]);
+    let (code, v) = send_trusted(&rustls::version::TLS13, "body-sign");
     assert_eq!(code, Some(1), "{v:#}");
     // The signature itself is right; only the name is wrong.
     assert_eq!(check(&v, "body-sign")["status"], "pass", "{v:#}");
@@ -139,10 +144,7 @@ fn https_reply_with_a_lower_case_body_sign_is_caught() {
 
 #[test]
 fn tls_1_2_endpoint_is_accepted() {
-    let port = tls_endpoint_with(2, &rustls::version::TLS12, "Body-Sign");
-    let url = format!("https://127.0.0.1:{port}/produce");
-    let ca = fixture("test-only-localhost.pem").display().to_string();
-    let (code, v) = send(&url, &["--ca-file", &ca]);
+    let (code, v) = send_trusted(&rustls::version::TLS12, "Body-Sign");
     assert_eq!(code, Some(0), "{v:#}");
     assert_eq!(check(&v, "body-sign-name")["status"], "pass", "{v:#}");
 }

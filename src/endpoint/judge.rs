@@ -234,11 +234,15 @@ pub fn judge_format(ex: &Exchange, cx: &JudgeCtx) -> Vec<Rule> {
     }
     if reply.status == 200 {
         rules.push(Rule::pass(Family::HttpStatus, "200", "200"));
-    } else if (300..400).contains(&reply.status) {
+    } else if crate::net::is_redirect(reply.status) {
         rules.push(Rule::fail(
             Family::HttpStatus,
             "200",
-            crate::net::redirect_note(reply.status, reply.header("location")),
+            format!(
+                "{} {}",
+                reply.status,
+                crate::net::redirect_note(reply.header("location"))
+            ),
             "answer at the registered address itself; the marketplace does not follow redirects",
         ));
     } else {

@@ -75,15 +75,15 @@ impl Settings {
     }
 }
 
-/// A 3xx answer, said as what it is: csm never follows it (the request is signed for this
-/// address), so the caller should point the endpoint at the final address.
-pub fn redirect_note(status: u16, location: Option<&str>) -> String {
+/// What a 3xx answer is, after its status: csm never follows it (the request is signed for
+/// this address), so the caller should point the endpoint at the final address.
+pub fn redirect_note(location: Option<&str>) -> String {
     match location {
         Some(l) => {
             let shown: String = l.chars().take(300).collect();
-            format!("HTTP {status} redirect to {shown:?}, not followed")
+            format!("redirect to {shown:?}, not followed")
         }
-        None => format!("HTTP {status} redirect without a Location, not followed"),
+        None => "redirect without a Location, not followed".into(),
     }
 }
 
