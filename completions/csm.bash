@@ -923,7 +923,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__license__subcmd__activate)
-            opts="-y -q -h -V --endpoint --yes --ak --sk-file --timeout --real-effect-time --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --endpoint --yes --ak --sk-file --timeout --ca-file --real-effect-time --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -942,6 +942,10 @@ _csm() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1031,7 +1035,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__license__subcmd__heartbeat)
-            opts="-y -q -h -V --endpoint --yes --ak --sk-file --timeout --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --endpoint --yes --ak --sk-file --timeout --ca-file --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1050,6 +1054,10 @@ _csm() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1837,7 +1845,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage__subcmd__replay)
-            opts="-y -q -h -V --journal --key-file --endpoint --yes --batch --retries --backoff-ms --timeout --usage-value --apig --ak --sk-file --skip-rejected --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --journal --key-file --endpoint --yes --batch --retries --backoff-ms --timeout --ca-file --usage-value --apig --ak --sk-file --skip-rejected --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1868,6 +1876,10 @@ _csm() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1921,7 +1933,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage__subcmd__upload)
-            opts="-y -q -h -V --format --billing --journal --key-file --endpoint --yes --batch --retries --backoff-ms --timeout --usage-value --apig --ak --sk-file --dry-run --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --format --billing --journal --key-file --endpoint --yes --batch --retries --backoff-ms --timeout --ca-file --usage-value --apig --ak --sk-file --dry-run --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1960,6 +1972,10 @@ _csm() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

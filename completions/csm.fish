@@ -316,6 +316,7 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l ak -d 'API Gateway access key id (AK)' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l sk-file -d 'File holding the API Gateway secret key (SK); or set CSM_SK' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l timeout -d 'Seconds to wait for the answer' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l ca-file -d 'Also trust this root certificate (PEM), e.g. a staging marketplace behind a private CA' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l real-effect-time -d 'When the software actually started, UTC yyyyMMddHHmmss (real_effect_time)' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -s y -l yes -d 'Call the production marketplace without asking when no --endpoint or profile names the destination'
@@ -328,6 +329,7 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l ak -d 'API Gateway access key id (AK)' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l sk-file -d 'File holding the API Gateway secret key (SK); or set CSM_SK' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l timeout -d 'Seconds to wait for the answer' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l ca-file -d 'Also trust this root certificate (PEM), e.g. a staging marketplace behind a private CA' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -s y -l yes -d 'Call the production marketplace without asking when no --endpoint or profile names the destination'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
@@ -376,6 +378,7 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l retries -d 'Further attempts of a batch after a network error or 5xx (0 to 100)' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l backoff-ms -d 'First pause between attempts in milliseconds, 1 to 30000 (doubles, with jitter, up to 30 s)' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l timeout -d 'Seconds to wait for one answer (1 to 3600)' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l ca-file -d 'Also trust this root certificate (PEM), e.g. a staging marketplace behind a private CA' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l usage-value -d 'How usage_value is written in the body (decision 6: a JSON number)' -r -f -a "number\t''
 string\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l ak -d 'API Gateway access key id (with --apig)' -r
@@ -396,6 +399,7 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l retries -d 'Further attempts of a batch after a network error or 5xx (0 to 100)' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l backoff-ms -d 'First pause between attempts in milliseconds, 1 to 30000 (doubles, with jitter, up to 30 s)' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l timeout -d 'Seconds to wait for one answer (1 to 3600)' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l ca-file -d 'Also trust this root certificate (PEM), e.g. a staging marketplace behind a private CA' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l usage-value -d 'How usage_value is written in the body (decision 6: a JSON number)' -r -f -a "number\t''
 string\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l ak -d 'API Gateway access key id (with --apig)' -r

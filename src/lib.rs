@@ -14,6 +14,7 @@ pub mod files;
 pub mod license;
 pub mod marketplace;
 pub mod merchant;
+pub mod net;
 pub mod output;
 pub mod protocol;
 pub mod secret;

@@ -3,6 +3,7 @@
 
 mod usage_common;
 
+use std::path::Path;
 use usage_common::*;
 
 /// Two days after NOW: a record that began 20 days before NOW is then 22 days old.
@@ -167,57 +168,15 @@ fn a_mkt_9004_answer_sends_the_other_records_again_in_the_same_run() {
 /// A loopback HTTP server that answers every request with `status` and an empty JSON body,
 /// for at most `max` requests (bounded).
 fn answering(status: u16, max: usize) -> String {
-    use std::io::{Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", l.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for s in l.incoming().take(max) {
-            let Ok(mut s) = s else { continue };
-            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-                .unwrap();
-            // Read the head and the body (Content-Length) before answering.
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 8192];
-            while let Ok(n) = s.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len = text
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    if buf.len() >= end + 4 + len {
-                        break;
-                    }
-                }
-            }
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-            );
-        }
-    });
-    base
+    let reply = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    common::canned(reply, max).0
 }
 
 fn upload_to(env: &Env, file: &str, endpoint: &str) -> std::process::Output {
-    csm(env.dir())
-        .args(["usage", "upload", file, "--journal"])
-        .arg(&env.journal)
-        .arg("--key-file")
-        .arg(&env.key)
-        .args([
-            "--endpoint",
-            endpoint,
-            "--retries",
-            "0",
-            "--backoff-ms",
-            "1",
-        ])
+    env.upload_cmd(Path::new(file), endpoint)
+        .args(["--retries", "0"])
         .output()
         .unwrap()
 }
@@ -568,7 +527,9 @@ fn a_database_that_is_not_a_journal_is_refused_and_left_unchanged() {
             err.contains("--journal") && err.contains("schema_version"),
             "{err}"
         );
-        assert_eq!(err.lines().count(), 1, "{err}");
+        // One error line (after the destination, which upload names first).
+        let lines = err.lines().filter(|l| !l.starts_with("usage records "));
+        assert_eq!(lines.count(), 1, "{err}");
         assert_eq!(std::fs::read(&other).unwrap(), bytes, "{args:?}");
         assert!(!env.path("other.db-wal").exists(), "{args:?}");
     }

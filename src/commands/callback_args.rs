@@ -6,8 +6,9 @@ use crate::catalog::Protocol;
 use crate::cli::GlobalArgs;
 use crate::config::{self, Profile};
 use crate::endpoint::request::Keys;
-use crate::endpoint::url::{is_loopback, parse_endpoint};
+use crate::endpoint::url::parse_endpoint;
 use crate::error::{CsmError, Result};
+use crate::net::proxy::is_loopback;
 use reqwest::Url;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -186,13 +187,8 @@ const CA_LIMIT: u64 = 1024 * 1024;
 pub fn read_ca(path: Option<&std::path::Path>) -> Result<Option<Vec<u8>>> {
     let Some(path) = path else { return Ok(None) };
     let pem = crate::files::read_limited(path, CA_LIMIT, "--ca-file")?;
-    let is_pem = pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----");
-    if !is_pem || reqwest::Certificate::from_pem(&pem).is_err() {
-        return Err(CsmError::usage(format!(
-            "--ca-file {}: not a PEM certificate (-----BEGIN CERTIFICATE-----)",
-            path.display()
-        )));
-    }
+    crate::net::tls::check_ca(&pem)
+        .map_err(|e| CsmError::usage(format!("--ca-file {}: {e}", path.display())))?;
     Ok(Some(pem))
 }
 

@@ -6,13 +6,14 @@ use crate::cli::GlobalArgs;
 use crate::clock;
 use crate::commands::callback_args;
 use crate::config;
-use crate::error::{error_chain, CsmError, Exit, Result};
+use crate::error::{CsmError, Exit, Result};
 use crate::files;
 use crate::license::issue;
 use crate::license::openapi::{self, Call};
 use crate::license::{
     self, code, payload, Keyring, Parsed, Payload, Policy, PrivateKey, ShortSecret,
 };
+use crate::net::{self, failure, Settings};
 use crate::output;
 use chrono::{DateTime, NaiveDate};
 use clap::{Args, Subcommand, ValueEnum};
@@ -214,6 +215,9 @@ pub struct OpenApiArgs {
     /// Seconds to wait for the answer.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     pub timeout: f64,
+    /// Also trust this root certificate (PEM), e.g. a staging marketplace behind a private CA.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -787,6 +791,7 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
         CsmError::usage("--ak: no access key id given (pass --ak AK or set CSM_AK)")
     })?;
     let sk = config::require_key(KeyRole::Sk, a.sk_file.as_deref(), &profile)?;
+    let ca_pem = callback_args::read_ca(a.ca_file.as_deref())?;
     // The shared endpoint rule: http(s) with a host, no user:password@ (never echoed).
     let base = callback_args::marketplace_base(
         a.endpoint.as_deref(),
@@ -806,20 +811,27 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
     )
     .map_err(CsmError::usage)?;
     let url = req.url.clone();
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs_f64(a.timeout))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| CsmError::Network(format!("HTTP client: {e}")))?;
+    let client = Settings::new(Duration::from_secs_f64(a.timeout))
+        .with_ca(ca_pem)
+        .blocking(&base)
+        .map_err(CsmError::Config)?;
     let mut builder = client.post(&url).body(req.body);
     for (n, v) in &req.headers {
         builder = builder.header(n, v);
     }
-    let resp = builder
-        .send()
+    let resp = builder.send().map_err(|e| {
         // The URL is already in the message: not again from reqwest.
-        .map_err(|e| CsmError::Network(format!("POST {url}: {}", error_chain(&e.without_url()))))?;
+        CsmError::Network(format!("POST {url}: {}", failure::from_reqwest(e).message))
+    })?;
     let status = resp.status().as_u16();
+    if net::is_redirect(status) {
+        let location = resp.headers().get(reqwest::header::LOCATION);
+        let location = location.map(|v| String::from_utf8_lossy(v.as_bytes()));
+        return Err(CsmError::CheckFailed(format!(
+            "POST {url}: HTTP {status} {}; point --endpoint at the address that answers",
+            net::redirect_note(location.as_deref())
+        )));
+    }
     // Bounded: a misbehaving endpoint cannot make csm hold an unbounded answer.
     let mut body = Vec::new();
     resp.take(openapi::MAX_ANSWER as u64 + 1)

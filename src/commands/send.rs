@@ -327,7 +327,7 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
     // Bad input is reported before any prompt.
     let ca = read_ca(a.ca_file.as_deref())?;
     let mut prepared = make()?;
-    if !a.dry_run && !crate::endpoint::url::is_loopback(&endpoint) && !a.yes {
+    if !a.dry_run && !crate::net::proxy::is_loopback(&endpoint) && !a.yes {
         let flag = if a.no_test_flag {
             "WITHOUT testFlag"
         } else {

@@ -95,6 +95,9 @@ pub struct ConnArgs {
     #[arg(long, default_value_t = 30, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
+    /// Also trust this root certificate (PEM), e.g. a staging marketplace behind a private CA.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// How usage_value is written in the body (decision 6: a JSON number).
     #[arg(long, value_enum, default_value = "number")]
     pub usage_value: ValueAs,
@@ -390,7 +393,8 @@ fn send_config(g: &GlobalArgs, c: &ConnArgs) -> Result<SendConfig> {
         }
         None
     };
-    // Bad keys are reported before any prompt.
+    // Bad keys and files are reported before any prompt.
+    let ca_pem = callback_args::read_ca(c.ca_file.as_deref())?;
     let url = usage_url(g, c, &profile, true)?;
     Ok(SendConfig {
         url,
@@ -400,6 +404,7 @@ fn send_config(g: &GlobalArgs, c: &ConnArgs) -> Result<SendConfig> {
         backoff: Duration::from_millis(c.backoff_ms),
         max_backoff: Duration::from_secs(30),
         timeout: Duration::from_secs(c.timeout),
+        ca_pem,
         value_as: c.usage_value,
         apig,
     })

@@ -234,14 +234,14 @@ pub fn judge_format(ex: &Exchange, cx: &JudgeCtx) -> Vec<Rule> {
     }
     if reply.status == 200 {
         rules.push(Rule::pass(Family::HttpStatus, "200", "200"));
-    } else if (300..400).contains(&reply.status) {
+    } else if crate::net::is_redirect(reply.status) {
         rules.push(Rule::fail(
             Family::HttpStatus,
             "200",
             format!(
-                "{} redirect to {} (not followed)",
+                "{} {}",
                 reply.status,
-                reply.header("location").unwrap_or("?")
+                crate::net::redirect_note(reply.header("location"))
             ),
             "answer at the registered address itself; the marketplace does not follow redirects",
         ));
@@ -499,7 +499,7 @@ fn judge_body_sign(reply: &Reply, cx: &JudgeCtx) -> Vec<Rule> {
     if !reply.header_case_known {
         rules.push(Rule::skip(
             Family::BodySignName,
-            "not observable over HTTPS with this client (check with curl -i)",
+            "not observable: an HTTP proxy relayed the reply (check with curl -i)",
         ));
     } else if name == v1::BODY_SIGN_HEADER {
         rules.push(Rule::pass(Family::BodySignName, "Body-Sign", name.as_str()));

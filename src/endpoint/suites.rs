@@ -4,9 +4,9 @@
 use super::client::{Client, Exchange, NetFailure, NetKind};
 use super::judge::{self, Family, JudgeCtx, Rule, Status};
 use super::request::{self, Keys, PrepOpts, Prepared, Tamper};
-use super::url::{host_ip, is_loopback};
 use crate::catalog::gen::{self, Ctx};
 use crate::catalog::{self, Protocol};
+use crate::net::proxy::{host_ip, is_loopback};
 use reqwest::Url;
 use serde_json::Value;
 use std::time::{Duration, Instant};

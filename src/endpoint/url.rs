@@ -36,21 +36,6 @@ pub fn parse_endpoint_for(flag: &str, s: &str) -> Result<Url> {
     Ok(url)
 }
 
-/// The host as an IP address, when it is one (IPv6 without its brackets).
-pub fn host_ip(url: &Url) -> Option<std::net::IpAddr> {
-    let h = url.host_str()?;
-    h.trim_start_matches('[').trim_end_matches(']').parse().ok()
-}
-
-pub fn is_loopback(url: &Url) -> bool {
-    match host_ip(url) {
-        Some(ip) => ip.is_loopback(),
-        None => url
-            .host_str()
-            .is_some_and(|h| h.eq_ignore_ascii_case("localhost")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,19 +60,6 @@ mod tests {
             let text = e.to_string();
             assert!(text.contains("--endpoint") && text.contains("user name or password"));
             assert!(!text.contains("pw@") && !text.contains("user@"), "{text}");
-        }
-    }
-
-    #[test]
-    fn loopback_detection() {
-        for (u, want) in [
-            ("http://127.0.0.1:8080/produce", true),
-            ("http://localhost/", true),
-            ("http://[::1]:9/", true),
-            ("https://isv.example.com/produce", false),
-            ("https://10.0.0.1/", false),
-        ] {
-            assert_eq!(is_loopback(&Url::parse(u).unwrap()), want, "{u}");
         }
     }
 }

@@ -6,7 +6,8 @@ use super::batch::{self, BatchVerdict, Outcome, ValueAs, MIN_BATCH};
 use super::journal::{Journal, Scope, Stored};
 use super::record;
 use crate::clock;
-use crate::error::{error_chain, CsmError, Result};
+use crate::error::{CsmError, Result};
+use crate::net::NetKind;
 use crate::secret::Secret;
 use rand::Rng;
 use std::collections::BTreeMap;
@@ -27,6 +28,8 @@ pub struct SendConfig {
     pub backoff: Duration,
     pub max_backoff: Duration,
     pub timeout: Duration,
+    /// An extra trusted root (PEM) from `--ca-file`.
+    pub ca_pem: Option<Vec<u8>>,
     pub value_as: ValueAs,
     /// API Gateway AK/SK signing on top of the body signature (decision 6, by flag).
     pub apig: Option<ApigKeys>,
@@ -94,12 +97,14 @@ pub fn backoff_delay(base: Duration, cap: Duration, attempt: u32, unit_random: f
     step.mul_f64(0.5 + 0.5 * unit_random.clamp(0.0, 1.0))
 }
 
-pub fn client(timeout: Duration) -> Result<reqwest::blocking::Client> {
-    reqwest::blocking::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .build()
-        .map_err(|e| CsmError::Network(format!("cannot build the HTTP client: {e}")))
+/// The client of the usage pushes: the crate's policy (no redirects, timeouts, TLS, proxy).
+pub fn client(cfg: &SendConfig) -> Result<reqwest::blocking::Client> {
+    let url = reqwest::Url::parse(&cfg.url)
+        .map_err(|e| CsmError::usage(format!("--endpoint {:?}: not a URL ({e})", cfg.url)))?;
+    crate::net::Settings::new(cfg.timeout)
+        .with_ca(cfg.ca_pem.clone())
+        .blocking(&url)
+        .map_err(CsmError::Config)
 }
 
 fn now_s() -> String {
@@ -123,6 +128,8 @@ struct Job {
 enum Answer {
     Http {
         status: u16,
+        /// The `Location` of a 3xx (never followed).
+        location: Option<String>,
         body: Vec<u8>,
     },
     Failed {
@@ -170,16 +177,32 @@ fn launch(
     }
     let req = req.body(body);
     let handle = std::thread::spawn(move || match req.send() {
-        Err(e) => Answer::Failed {
-            reached: !e.is_connect(),
-            code: if e.is_timeout() { "timeout" } else { "network" }.into(),
-            reason: error_chain(&e),
-        },
+        Err(e) => {
+            let reached = !e.is_connect();
+            let f = crate::net::failure::from_reqwest(e);
+            Answer::Failed {
+                reached,
+                code: match f.kind {
+                    NetKind::Timeout => "timeout",
+                    _ => "network",
+                }
+                .into(),
+                reason: f.message,
+            }
+        }
         Ok(resp) => {
             let status = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
             let mut body = Vec::new();
             match resp.take(MAX_ANSWER).read_to_end(&mut body) {
-                Ok(_) => Answer::Http { status, body },
+                Ok(_) => Answer::Http {
+                    status,
+                    location,
+                    body,
+                },
                 Err(e) => Answer::Failed {
                     reached: true,
                     code: "network".into(),
@@ -224,7 +247,7 @@ pub fn send(
     cfg: &SendConfig,
     progress: &mut dyn FnMut(u64),
 ) -> Result<SendReport> {
-    let http = client(cfg.timeout)?;
+    let http = client(cfg)?;
     let mut rep = SendReport::default();
     let mut batch_size = cfg.batch;
     let mut after_id = 0i64;
@@ -313,7 +336,21 @@ pub fn send(
                 code,
                 reason,
             } => (None, BatchVerdict::Ambiguous { code, reason }, reached),
-            Answer::Http { status, body } => {
+            Answer::Http {
+                status, location, ..
+            } if crate::net::is_redirect(status) => (
+                Some(status),
+                // Nothing was stored, and sending again cannot help until --endpoint changes.
+                BatchVerdict::Fatal {
+                    code: format!("HTTP {status}"),
+                    reason: format!(
+                        "{}; point --endpoint at the address that answers",
+                        crate::net::redirect_note(location.as_deref())
+                    ),
+                },
+                true,
+            ),
+            Answer::Http { status, body, .. } => {
                 let sns: Vec<&str> = job
                     .batch
                     .iter()

@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests that start `csm serve …` as real processes.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long a starting server may take to print its address line.
@@ -96,6 +98,11 @@ pub fn text(o: &Output) -> String {
 /// Reads one HTTP/1.1 request (head, then as much body as Content-Length says) from a test
 /// server's connection; its body, or None when the client went away first.
 pub fn read_request_body(conn: &mut impl Read) -> Option<Vec<u8>> {
+    read_request(conn).map(|(_, body)| body)
+}
+
+/// Reads one HTTP/1.1 request: its head (up to the blank line) and its body.
+pub fn read_request(conn: &mut impl Read) -> Option<(String, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16384];
     loop {
@@ -104,15 +111,37 @@ pub fn read_request_body(conn: &mut impl Read) -> Option<Vec<u8>> {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
         if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..p]).to_ascii_lowercase();
+            let head = String::from_utf8_lossy(&buf[..p]).into_owned();
             let len: usize = head
+                .to_ascii_lowercase()
                 .lines()
                 .find_map(|l| l.strip_prefix("content-length:"))
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0);
             if buf.len() >= p + 4 + len {
-                return Some(buf[p + 4..p + 4 + len].to_vec());
+                return Some((head, buf[p + 4..p + 4 + len].to_vec()));
             }
         }
     }
+}
+
+/// A loopback HTTP server for at most `max` connections: each request is read, its head
+/// recorded, and `reply` (a whole HTTP response) written back. Returns
+/// `http://127.0.0.1:PORT` and the heads received so far.
+pub fn canned(reply: String, max: usize) -> (String, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&heads);
+    std::thread::spawn(move || {
+        for s in l.incoming().take(max) {
+            let Ok(mut s) = s else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            if let Some((head, _)) = read_request(&mut s) {
+                seen.lock().unwrap().push(head);
+            }
+            let _ = s.write_all(reply.as_bytes());
+        }
+    });
+    (base, heads)
 }

@@ -120,6 +120,20 @@ impl Env {
         c.output().unwrap()
     }
 
+    /// `csm usage upload FILE --journal J --key-file K --endpoint E --backoff-ms 1`, to add
+    /// flags or variables to and run.
+    pub fn upload_cmd(&self, file: &Path, endpoint: &str) -> Command {
+        let mut c = csm(self.dir());
+        c.args(["usage", "upload"])
+            .arg(file)
+            .arg("--journal")
+            .arg(&self.journal)
+            .arg("--key-file")
+            .arg(&self.key)
+            .args(["--endpoint", endpoint, "--backoff-ms", "1"]);
+        c
+    }
+
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.path(name);
         std::fs::write(&p, text).unwrap();

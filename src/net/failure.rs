@@ -1,0 +1,174 @@
+//! Why no reply came, from the errors' types: reqwest's and hyper's predicates, a
+//! `rustls::Error` anywhere in the chain, the io `ErrorKind`. Messages are only shown.
+
+use std::error::Error as StdError;
+use std::io;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetKind {
+    /// DNS failure or connection refused: nothing is listening.
+    Connect,
+    Timeout,
+    Tls,
+    /// The connection was closed or reset before a complete reply head.
+    Reset,
+    /// Something that is not HTTP came back.
+    Protocol,
+}
+
+impl NetKind {
+    /// No HTTP reply came at all (DNS, connect, TLS, timeout, reset): when that happens to
+    /// the first call, the endpoint is unreachable (exit 4). `Protocol` means something did
+    /// answer, so it is judged as a failed check instead.
+    pub fn is_unreachable(self) -> bool {
+        !matches!(self, NetKind::Protocol)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NetFailure {
+    pub kind: NetKind,
+    pub message: String,
+}
+
+impl NetFailure {
+    pub fn new(kind: NetKind, message: impl Into<String>) -> NetFailure {
+        NetFailure {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The kind an io error stands for, looking inside it for a TLS error first.
+pub fn io_kind(e: &io::Error) -> NetKind {
+    use io::ErrorKind as K;
+    if e.get_ref().is_some_and(|inner| tls_in(inner)) {
+        return NetKind::Tls;
+    }
+    match e.kind() {
+        K::TimedOut | K::WouldBlock => NetKind::Timeout,
+        K::ConnectionRefused
+        | K::NotFound
+        | K::AddrNotAvailable
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::NetworkDown => NetKind::Connect,
+        K::InvalidData => NetKind::Protocol,
+        _ => NetKind::Reset,
+    }
+}
+
+/// A failure of the raw exchange from an io error, `what` saying what was being done.
+pub fn io_failure(e: io::Error, what: &str) -> NetFailure {
+    match io_kind(&e) {
+        // A socket timeout reads "resource temporarily unavailable" on Linux: say what it is.
+        NetKind::Timeout => NetFailure::new(
+            NetKind::Timeout,
+            format!("{what}: no answer within the time budget"),
+        ),
+        kind => NetFailure::new(kind, format!("{what}: {e}")),
+    }
+}
+
+/// Each error of the chain that starts at `e`, including the ones an `io::Error` wraps
+/// (its `source()` skips the wrapped error itself).
+fn chain<'a>(e: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'static)> {
+    let mut out = Vec::new();
+    let mut next = Some(e);
+    while let Some(cur) = next {
+        out.push(cur);
+        next = match cur.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+            Some(inner) => Some(inner),
+            None => cur.source(),
+        };
+        if out.len() > 32 {
+            break;
+        }
+    }
+    out
+}
+
+fn tls_in(e: &(dyn StdError + 'static)) -> bool {
+    chain(e).iter().any(|c| c.is::<rustls::Error>())
+}
+
+/// The kind of a reqwest failure, from types only.
+pub fn reqwest_kind(e: &reqwest::Error) -> NetKind {
+    if e.is_timeout() {
+        return NetKind::Timeout;
+    }
+    let all = chain(e);
+    if all.iter().any(|c| c.is::<rustls::Error>()) {
+        return NetKind::Tls;
+    }
+    if let Some(io) = all.iter().find_map(|c| c.downcast_ref::<io::Error>()) {
+        return io_kind(io);
+    }
+    if let Some(h) = all.iter().find_map(|c| c.downcast_ref::<hyper::Error>()) {
+        if h.is_timeout() {
+            return NetKind::Timeout;
+        }
+        if h.is_parse() {
+            return NetKind::Protocol;
+        }
+        if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
+            return NetKind::Reset;
+        }
+    }
+    if e.is_connect() {
+        NetKind::Connect
+    } else if e.is_decode() || e.is_body() || e.is_status() {
+        NetKind::Protocol
+    } else {
+        NetKind::Reset
+    }
+}
+
+/// A reqwest failure with its kind and the whole message (the URL left out).
+pub fn from_reqwest(e: reqwest::Error) -> NetFailure {
+    let kind = reqwest_kind(&e);
+    NetFailure::new(kind, crate::error::error_chain(&e.without_url()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_kinds() {
+        let k = |kind| io_kind(&io::Error::from(kind));
+        assert_eq!(k(io::ErrorKind::TimedOut), NetKind::Timeout);
+        assert_eq!(k(io::ErrorKind::WouldBlock), NetKind::Timeout);
+        assert_eq!(k(io::ErrorKind::ConnectionRefused), NetKind::Connect);
+        assert_eq!(k(io::ErrorKind::ConnectionReset), NetKind::Reset);
+        assert_eq!(k(io::ErrorKind::UnexpectedEof), NetKind::Reset);
+        // The message is never read: a "certificate" in it makes no TLS failure.
+        let e = io::Error::other("certificate tls handshake");
+        assert_eq!(io_kind(&e), NetKind::Reset);
+    }
+
+    #[test]
+    fn a_wrapped_rustls_error_is_tls() {
+        let e = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert_eq!(io_kind(&e), NetKind::Tls);
+        // Found through the chain too, behind another layer.
+        #[derive(Debug)]
+        struct Outer(io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("request failed")
+            }
+        }
+        impl StdError for Outer {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        assert!(tls_in(&Outer(e)));
+    }
+}

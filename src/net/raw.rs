@@ -1,0 +1,670 @@
+//! One HTTP/1.1 exchange over a connection of its own (`Connection: close`), plain or TLS,
+//! that keeps the reply's header names exactly as the server wrote them (reqwest
+//! lower-cases them; the debugging page insists on the exact name `Body-Sign`).
+//!
+//! The time budget is the deadline of the whole exchange (connect, proxy tunnel, TLS
+//! handshake, request, reply); reply bodies are read up to [`MAX_REPLY`]. Heads are parsed
+//! by `httparse`; `Content-Length`, chunked and read-to-close bodies are understood.
+
+use super::failure::{io_failure, io_kind, NetFailure, NetKind};
+use super::{proxy, tls, Settings, USER_AGENT};
+use reqwest::Url;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Reply bodies are read up to this size; the rest is left unread.
+pub const MAX_REPLY: usize = 1024 * 1024;
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_FIELDS: usize = 128;
+
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    /// Header names as received (as a proxy rewrote them when `header_case_known` is false).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The body was longer than [`MAX_REPLY`]; only the first part was read.
+    pub truncated: bool,
+    /// The names are the endpoint's own: false when a plain-HTTP proxy relayed the reply.
+    pub header_case_known: bool,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// What to send: the URL is parsed already; `Host`, `User-Agent`, `Connection` and
+/// `Content-Length` are added.
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub url: &'a Url,
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+}
+
+/// The raw client: the policy's settings and, once an `https://` URL needed it, the TLS
+/// configuration (built once, shared by the calls).
+pub struct Raw {
+    settings: Settings,
+    tls: Option<Arc<ClientConfig>>,
+}
+
+impl Raw {
+    pub fn new(settings: Settings) -> Raw {
+        Raw {
+            settings,
+            tls: None,
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.settings.timeout
+    }
+
+    pub fn exchange(&mut self, req: &Request) -> Result<Reply, NetFailure> {
+        let deadline = Instant::now() + self.settings.timeout;
+        let url = req.url;
+        let https = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            s => {
+                return Err(NetFailure::new(
+                    NetKind::Connect,
+                    format!("{url}: scheme {s:?} is not http or https"),
+                ))
+            }
+        };
+        let via = proxy::for_url(url, &proxy::from_env)
+            .map_err(|e| NetFailure::new(NetKind::Connect, e))?;
+        let mut tcp = match &via {
+            None => connect(url, deadline)?,
+            Some(p) => connect(&p.url, deadline).map_err(|f| NetFailure {
+                message: format!("proxy {} from {}: {}", p.shown(), p.var, f.message),
+                ..f
+            })?,
+        };
+        let _ = tcp.set_nodelay(true);
+        if let (Some(p), true) = (&via, https) {
+            tunnel(&mut tcp, p, url, deadline)?;
+        }
+        let relayed = via.is_some() && !https;
+        let mut conn = if https {
+            Conn::Tls(Box::new(self.handshake(tcp, url, deadline)?))
+        } else {
+            Conn::Plain(tcp)
+        };
+        let head = request_head(req, if relayed { via.as_ref() } else { None });
+        let mut out = head.into_bytes();
+        out.extend_from_slice(req.body);
+        conn.budget(deadline)?;
+        conn.write_all(&out)
+            .and_then(|()| conn.flush())
+            .map_err(|e| io_failure(e, "sending the request"))?;
+        let mut buf = Vec::with_capacity(8192);
+        let head = read_head(&mut conn, &mut buf, deadline)?;
+        let (body, truncated) = read_body(&mut conn, &head, buf, deadline)?;
+        Ok(Reply {
+            status: head.status,
+            headers: head.headers,
+            body,
+            truncated,
+            header_case_known: !relayed,
+        })
+    }
+
+    fn handshake(
+        &mut self,
+        mut tcp: TcpStream,
+        url: &Url,
+        deadline: Instant,
+    ) -> Result<StreamOwned<ClientConnection, TcpStream>, NetFailure> {
+        let config = match &self.tls {
+            Some(c) => Arc::clone(c),
+            None => {
+                let c = tls::client_config(self.settings.ca_pem.as_deref())
+                    .map_err(|e| NetFailure::new(NetKind::Tls, e))?;
+                Arc::clone(self.tls.insert(Arc::new(c)))
+            }
+        };
+        let host = url.host_str().unwrap_or("");
+        let name = match proxy::host_ip(url) {
+            Some(ip) => ServerName::from(ip),
+            None => ServerName::try_from(host.to_string()).map_err(|e| {
+                NetFailure::new(
+                    NetKind::Connect,
+                    format!("{host}: not a host name for TLS ({e})"),
+                )
+            })?,
+        };
+        let mut conn = ClientConnection::new(config, name)
+            .map_err(|e| NetFailure::new(NetKind::Tls, format!("TLS: {e}")))?;
+        while conn.is_handshaking() {
+            set_budget(&tcp, deadline)?;
+            if let Err(e) = conn.complete_io(&mut tcp) {
+                // Whatever breaks the handshake (an alert, a certificate, a server that does
+                // not speak TLS and hangs up) is a TLS failure, except running out of time.
+                let kind = match io_kind(&e) {
+                    NetKind::Timeout => NetKind::Timeout,
+                    _ => NetKind::Tls,
+                };
+                return Err(NetFailure::new(kind, format!("TLS handshake: {e}")));
+            }
+        }
+        Ok(StreamOwned::new(conn, tcp))
+    }
+}
+
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+fn remaining(deadline: Instant) -> Result<Duration, NetFailure> {
+    let now = Instant::now();
+    if now >= deadline {
+        return Err(NetFailure::new(
+            NetKind::Timeout,
+            "no complete reply within the time budget",
+        ));
+    }
+    Ok((deadline - now).max(Duration::from_millis(1)))
+}
+
+fn set_budget(tcp: &TcpStream, deadline: Instant) -> Result<(), NetFailure> {
+    let left = remaining(deadline)?;
+    tcp.set_read_timeout(Some(left))
+        .and_then(|()| tcp.set_write_timeout(Some(left)))
+        .map_err(|e| io_failure(e, "socket"))
+}
+
+/// A TCP connection to `url`'s host, each resolved address in turn (`localhost` may
+/// resolve to ::1 before 127.0.0.1).
+fn connect(url: &Url, deadline: Instant) -> Result<TcpStream, NetFailure> {
+    let host = url.host_str().unwrap_or("");
+    // `Url::socket_addrs` resolves the parsed host: `host_str()` of an IPv6 literal is
+    // `[::1]`, which no resolver accepts.
+    let addrs: Vec<SocketAddr> = url
+        .socket_addrs(|| url.port_or_known_default())
+        .map_err(|e| NetFailure::new(NetKind::Connect, format!("{host}: cannot resolve ({e})")))?;
+    let mut last = NetFailure::new(NetKind::Connect, format!("{host}: no address"));
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, remaining(deadline)?) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = io_failure(e, &format!("connecting to {addr}")),
+        }
+    }
+    Err(last)
+}
+
+/// `host:port` of `url`, as the `Host` header and `CONNECT` write it.
+fn authority(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
+/// `CONNECT host:port` through an HTTP proxy; the socket then carries the TLS session.
+fn tunnel(
+    tcp: &mut TcpStream,
+    p: &proxy::Proxy,
+    url: &Url,
+    deadline: Instant,
+) -> Result<(), NetFailure> {
+    let host = url.host_str().unwrap_or("");
+    let target = format!("{host}:{}", url.port_or_known_default().unwrap_or(443));
+    let mut head =
+        format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: {USER_AGENT}\r\n");
+    if let Some(auth) = p.authorization() {
+        head.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
+    }
+    head.push_str("\r\n");
+    set_budget(tcp, deadline)?;
+    tcp.write_all(head.as_bytes())
+        .map_err(|e| io_failure(e, &format!("proxy {}", p.shown())))?;
+    let mut buf = Vec::new();
+    let answer = read_head(tcp, &mut buf, deadline).map_err(|f| NetFailure {
+        message: format!("proxy {} from {}: {}", p.shown(), p.var, f.message),
+        ..f
+    })?;
+    if !(200..300).contains(&answer.status) || !buf.is_empty() {
+        return Err(NetFailure::new(
+            NetKind::Connect,
+            format!(
+                "proxy {} from {}: CONNECT {target} answered HTTP {}",
+                p.shown(),
+                p.var,
+                answer.status
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn request_head(req: &Request, relay: Option<&proxy::Proxy>) -> String {
+    let url = req.url;
+    let target = if relay.is_some() {
+        // A proxy relaying plain HTTP is given the absolute URL.
+        let mut u = url.clone();
+        u.set_fragment(None);
+        u.to_string()
+    } else {
+        match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        }
+    };
+    let mut head = format!(
+        "{} {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\nConnection: close\r\n",
+        req.method,
+        authority(url)
+    );
+    if let Some(auth) = relay.and_then(proxy::Proxy::authorization) {
+        head.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
+    }
+    for (n, v) in req.headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if req.method != "GET" || !req.body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", req.body.len()));
+    }
+    head.push_str("\r\n");
+    head
+}
+
+#[derive(Debug)]
+struct Head {
+    status: u16,
+    headers: Vec<(String, String)>,
+}
+
+fn not_http(buf: &[u8], why: impl std::fmt::Display) -> NetFailure {
+    NetFailure::new(
+        NetKind::Protocol,
+        format!(
+            "the reply is not HTTP ({why}): {:?}",
+            String::from_utf8_lossy(&buf[..buf.len().min(60)])
+        ),
+    )
+}
+
+/// A connection whose reads and writes can be bounded by the deadline.
+trait Timed: Read {
+    fn budget(&self, deadline: Instant) -> Result<(), NetFailure>;
+}
+
+impl Timed for TcpStream {
+    fn budget(&self, deadline: Instant) -> Result<(), NetFailure> {
+        set_budget(self, deadline)
+    }
+}
+
+impl Timed for Conn {
+    fn budget(&self, deadline: Instant) -> Result<(), NetFailure> {
+        set_budget(self.tcp(), deadline)
+    }
+}
+
+/// One read within the deadline; 0 at the end of the stream (over TLS also when the peer
+/// closed without `close_notify`, as many servers do after `Connection: close`).
+fn read_some(
+    conn: &mut impl Timed,
+    chunk: &mut [u8],
+    deadline: Instant,
+    what: &str,
+) -> Result<usize, NetFailure> {
+    conn.budget(deadline)?;
+    loop {
+        match conn.read(chunk) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+            Err(e) => return Err(io_failure(e, what)),
+        }
+    }
+}
+
+/// Reads and parses a reply head; `buf` keeps what came after it. Interim 1xx heads
+/// (`100 Continue`) are skipped.
+fn read_head(
+    conn: &mut impl Timed,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+) -> Result<Head, NetFailure> {
+    let mut config = httparse::ParserConfig::default();
+    config
+        .allow_spaces_after_header_name_in_responses(true)
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .allow_multiple_spaces_in_response_status_delimiters(true);
+    let mut chunk = [0u8; 16384];
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut resp = httparse::Response::new(&mut fields);
+        match config.parse_response(&mut resp, buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let status = resp.code.unwrap_or(0);
+                let headers = resp
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).trim().to_string(),
+                        )
+                    })
+                    .collect();
+                buf.drain(..len);
+                if (100..200).contains(&status) && status != 101 {
+                    continue;
+                }
+                return Ok(Head { status, headers });
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(not_http(
+                    buf,
+                    format!("more than {MAX_FIELDS} header fields"),
+                ))
+            }
+            Err(e) => return Err(not_http(buf, e)),
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(NetFailure::new(
+                NetKind::Protocol,
+                format!("no end of the reply head within {MAX_HEAD} bytes"),
+            ));
+        }
+        let n = read_some(conn, &mut chunk, deadline, "reading the reply")?;
+        if n == 0 {
+            return Err(if buf.is_empty() {
+                NetFailure::new(NetKind::Reset, "the connection was closed without a reply")
+            } else {
+                not_http(buf, "the connection was closed within the head")
+            });
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// How the body ends.
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    Close,
+}
+
+fn framing(head: &Head) -> Result<Framing, NetFailure> {
+    if matches!(head.status, 204 | 304) {
+        return Ok(Framing::None);
+    }
+    let chunked = header(&head.headers, "transfer-encoding").is_some_and(|v| {
+        v.rsplit(',')
+            .next()
+            .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+    });
+    if chunked {
+        return Ok(Framing::Chunked);
+    }
+    match header(&head.headers, "content-length") {
+        None => Ok(Framing::Close),
+        Some(v) => v.parse().map(Framing::Length).map_err(|_| {
+            NetFailure::new(
+                NetKind::Protocol,
+                format!("the reply's Content-Length {v:?} is not a number"),
+            )
+        }),
+    }
+}
+
+/// The body (joined when chunked) and whether it was cut at [`MAX_REPLY`]. `raw` holds
+/// what was read after the head.
+fn read_body(
+    conn: &mut impl Timed,
+    head: &Head,
+    mut raw: Vec<u8>,
+    deadline: Instant,
+) -> Result<(Vec<u8>, bool), NetFailure> {
+    let framing = framing(head)?;
+    let mut chunk = [0u8; 16384];
+    let mut next = |raw: &mut Vec<u8>| -> Result<bool, NetFailure> {
+        let n = read_some(conn, &mut chunk, deadline, "reading the reply body")?;
+        raw.extend_from_slice(&chunk[..n]);
+        Ok(n > 0)
+    };
+    match framing {
+        Framing::None => Ok((Vec::new(), false)),
+        Framing::Length(len) => {
+            let want = len.min(MAX_REPLY as u64) as usize;
+            while raw.len() < want && next(&mut raw)? {}
+            raw.truncate(want);
+            Ok((raw, len > MAX_REPLY as u64))
+        }
+        Framing::Close => {
+            while raw.len() <= MAX_REPLY && next(&mut raw)? {}
+            let truncated = raw.len() > MAX_REPLY;
+            raw.truncate(MAX_REPLY);
+            Ok((raw, truncated))
+        }
+        Framing::Chunked => {
+            let mut d = Dechunk::default();
+            let malformed = |e: String| {
+                NetFailure::new(
+                    NetKind::Protocol,
+                    format!("the chunked reply body is malformed: {e}"),
+                )
+            };
+            loop {
+                d.feed(&mut raw).map_err(malformed)?;
+                if d.done {
+                    return Ok((d.out, false));
+                }
+                if d.out.len() > MAX_REPLY {
+                    d.out.truncate(MAX_REPLY);
+                    return Ok((d.out, true));
+                }
+                if raw.len() > MAX_HEAD {
+                    return Err(malformed(format!(
+                        "a chunk-size or trailer line longer than {MAX_HEAD} bytes"
+                    )));
+                }
+                if !next(&mut raw)? {
+                    return Err(malformed(
+                        "the connection was closed before the last chunk".into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// A chunked body decoded as it arrives (chunk extensions and trailers skipped).
+#[derive(Default)]
+struct Dechunk {
+    out: Vec<u8>,
+    /// Data bytes still due in the current chunk, then its CRLF.
+    left: u64,
+    in_data: bool,
+    in_trailers: bool,
+    done: bool,
+}
+
+impl Dechunk {
+    /// Consumes from `raw` all it can decode now.
+    fn feed(&mut self, raw: &mut Vec<u8>) -> Result<(), String> {
+        let mut pos = 0;
+        while !self.done {
+            let rest = &raw[pos..];
+            if self.in_data {
+                if self.left > 0 {
+                    let take = (self.left as usize).min(rest.len());
+                    if take == 0 {
+                        break;
+                    }
+                    self.out.extend_from_slice(&rest[..take]);
+                    self.left -= take as u64;
+                    pos += take;
+                    continue;
+                }
+                if rest.len() < 2 {
+                    break;
+                }
+                if &rest[..2] != b"\r\n" {
+                    return Err("a chunk is longer than its size line says".into());
+                }
+                pos += 2;
+                self.in_data = false;
+            } else if self.in_trailers {
+                let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+                    break;
+                };
+                pos += eol + 2;
+                self.done = eol == 0;
+            } else {
+                match httparse::parse_chunk_size(rest) {
+                    Ok(httparse::Status::Complete((n, 0))) => {
+                        pos += n;
+                        self.in_trailers = true;
+                    }
+                    Ok(httparse::Status::Complete((n, size))) => {
+                        pos += n;
+                        self.left = size;
+                        self.in_data = true;
+                    }
+                    Ok(httparse::Status::Partial) => break,
+                    Err(_) => {
+                        return Err(format!(
+                            "bad chunk-size line {:?}",
+                            String::from_utf8_lossy(&rest[..rest.len().min(40)])
+                        ))
+                    }
+                }
+            }
+        }
+        raw.drain(..pos);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(parts: &[&[u8]]) -> Result<(Vec<u8>, bool), String> {
+        let mut d = Dechunk::default();
+        let mut raw = Vec::new();
+        for p in parts {
+            raw.extend_from_slice(p);
+            d.feed(&mut raw)?;
+        }
+        Ok((d.out, d.done))
+    }
+
+    #[test]
+    fn chunks_are_joined_across_reads() {
+        let whole = b"10\r\n{\"resultCode\":\"0\r\n1d;ext=1\r\n00000\",\"resultMsg\":\"success\"}\r\n0\r\nX-T: 1\r\n\r\n";
+        let want = br#"{"resultCode":"000000","resultMsg":"success"}"#.to_vec();
+        assert_eq!(decode(&[whole]), Ok((want.clone(), true)));
+        let split: Vec<&[u8]> = whole.chunks(3).collect();
+        assert_eq!(decode(&split), Ok((want, true)));
+        assert_eq!(decode(&[b"0\r\n\r\n"]), Ok((vec![], true)));
+        assert_eq!(decode(&[b"5\r\nab"]), Ok((b"ab".to_vec(), false)));
+        assert!(decode(&[b"zz\r\n"]).is_err());
+        assert!(decode(&[b"2\r\nabc\r\n"]).is_err());
+    }
+
+    #[test]
+    fn heads_keep_names_and_skip_interim_replies() {
+        let mut src = Loaded(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nbody-sign : x\r\nContent-Length: 2\r\n\r\nok"
+                .to_vec(),
+        );
+        let mut buf = Vec::new();
+        let head = read_head(&mut src, &mut buf, Instant::now() + Duration::from_secs(1)).unwrap();
+        assert_eq!(head.status, 200);
+        assert_eq!(head.headers[0], ("body-sign".to_string(), "x".to_string()));
+        assert_eq!(buf, b"ok");
+    }
+
+    /// Bytes handed out in one read, then the end of the stream.
+    struct Loaded(Vec<u8>);
+
+    impl Read for Loaded {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(out.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0.drain(..n);
+            Ok(n)
+        }
+    }
+
+    impl Timed for Loaded {
+        fn budget(&self, _: Instant) -> Result<(), NetFailure> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn not_http_is_a_protocol_failure() {
+        let mut buf = Vec::new();
+        let mut src = Loaded(b"SSH-2.0-OpenSSH_9.6\r\n\r\n".to_vec());
+        let f = read_head(&mut src, &mut buf, Instant::now() + Duration::from_secs(1)).unwrap_err();
+        assert_eq!(f.kind, NetKind::Protocol);
+        let mut src = Loaded(Vec::new());
+        let f = read_head(
+            &mut src,
+            &mut Vec::new(),
+            Instant::now() + Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert_eq!(f.kind, NetKind::Reset);
+    }
+}
