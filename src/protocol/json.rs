@@ -1,11 +1,14 @@
-//! An order-preserving JSON reader and the canonical writers the signatures need.
+//! An order-preserving JSON tree and the canonical writers the signatures need.
 //!
 //! serde_json's map sorts keys (or, with `preserve_order` switched on anywhere in the build,
-//! keeps them): neither is what the V2 canonical form needs (top level sorted, nested levels
-//! as received, numbers re-formatted the way Jackson does). So the body is parsed here into a
-//! tree that keeps key order and the source text of every number.
+//! keeps them) and its numbers lose their source text: neither is what the canonical forms
+//! need (top level sorted, nested levels as received, numbers written back the way Jackson
+//! does, the demo's string map reading numbers as written). serde_json reads the document;
+//! the tree here keeps key order and every number's source text.
 
 use super::ProtocolError;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use std::cmp::Ordering;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +83,10 @@ impl Json {
 /// Parses a complete JSON document from bytes (UTF-8 required). A repeated key keeps its
 /// last value, as Jackson does.
 pub fn parse(bytes: &[u8]) -> Result<Json, ProtocolError> {
-    parse_with(bytes, false).map_err(|(e, _)| e)
+    parse_with(bytes, false).map_err(|e| match e {
+        UniqueError::Invalid(e) => e,
+        UniqueError::RepeatedKey(_) => unreachable!("repeated keys are kept"),
+    })
 }
 
 /// Why [`parse_unique`] refused a document.
@@ -94,258 +100,112 @@ pub enum UniqueError {
 /// Like [`parse`], but a key repeated within one object is an error of its own kind (input
 /// records must not say two things).
 pub fn parse_unique(bytes: &[u8]) -> Result<Json, UniqueError> {
-    parse_with(bytes, true).map_err(|(e, repeated)| match repeated {
-        Some(key) => UniqueError::RepeatedKey(key),
-        None => UniqueError::Invalid(e),
-    })
+    parse_with(bytes, true)
 }
 
-/// The document, or the error with the repeated key that caused it (when `unique`).
-fn parse_with(bytes: &[u8], unique: bool) -> Result<Json, (ProtocolError, Option<String>)> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let e = ProtocolError::new(format!(
+fn parse_with(bytes: &[u8], unique: bool) -> Result<Json, UniqueError> {
+    let doc = std::str::from_utf8(bytes).map_err(|e| {
+        UniqueError::Invalid(ProtocolError::new(format!(
             "body: invalid UTF-8 at byte {} (JSON bodies must be UTF-8)",
             e.valid_up_to()
-        ));
-        (e, None)
+        )))
     })?;
-    let mut p = Parser {
-        s: text.as_bytes(),
-        text,
-        i: 0,
-        unique,
-        repeated: None,
-    };
-    p.ws();
-    let v = p.value(0).map_err(|e| (e, p.repeated.take()))?;
-    p.ws();
-    if p.i != p.s.len() {
-        return Err((p.err("trailing characters after the JSON value"), None));
-    }
-    Ok(v)
+    // serde_json checks the whole document here; each level is then split into its members'
+    // raw text, so that numbers keep their source text (serde_json's own numbers do not).
+    let raw: &RawValue = serde_json::from_str(doc).map_err(|e| not_json(doc, doc, &e))?;
+    Reader { doc, unique }.value(raw, 0)
 }
 
-struct Parser<'a> {
-    s: &'a [u8],
-    text: &'a str,
-    i: usize,
+struct Reader<'a> {
+    doc: &'a str,
     /// Refuse repeated keys instead of keeping the last value.
     unique: bool,
-    /// The repeated key that stopped a `unique` parse.
-    repeated: Option<String>,
 }
 
-impl Parser<'_> {
-    fn err(&self, rule: &str) -> ProtocolError {
-        ProtocolError::new(format!("body: not JSON at byte {}: {rule}", self.i))
-    }
-
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.s.get(self.i) {
-            self.i += 1;
-        }
-    }
-
-    fn value(&mut self, depth: usize) -> Result<Json, ProtocolError> {
+impl<'a> Reader<'a> {
+    fn value(&self, raw: &'a RawValue, depth: usize) -> Result<Json, UniqueError> {
+        let text = raw.get();
         if depth > MAX_DEPTH {
-            return Err(self.err("nested deeper than 128 levels"));
+            let e = serde::de::Error::custom("nested deeper than 128 levels");
+            return Err(not_json(self.doc, text, &e));
         }
-        match self.s.get(self.i) {
-            Some(b'{') => self.object(depth),
-            Some(b'[') => self.array(depth),
-            Some(b'"') => Ok(Json::String(self.string()?)),
-            Some(b't') => self.literal("true", Json::Bool(true)),
-            Some(b'f') => self.literal("false", Json::Bool(false)),
-            Some(b'n') => self.literal("null", Json::Null),
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(_) => Err(self.err("unexpected character")),
-            None => Err(self.err("unexpected end of input")),
-        }
-    }
-
-    fn literal(&mut self, word: &str, v: Json) -> Result<Json, ProtocolError> {
-        if self.s[self.i..].starts_with(word.as_bytes()) {
-            self.i += word.len();
-            Ok(v)
-        } else {
-            Err(self.err("unknown literal"))
-        }
-    }
-
-    fn number(&mut self) -> Result<Json, ProtocolError> {
-        let start = self.i;
-        if self.s.get(self.i) == Some(&b'-') {
-            self.i += 1;
-        }
-        match self.s.get(self.i) {
-            Some(b'0') => self.i += 1,
-            Some(b'1'..=b'9') => self.digits(),
-            _ => return Err(self.err("a number needs digits")),
-        }
-        if self.s.get(self.i) == Some(&b'.') {
-            self.i += 1;
-            if !matches!(self.s.get(self.i), Some(b'0'..=b'9')) {
-                return Err(self.err("a decimal point needs digits after it"));
-            }
-            self.digits();
-        }
-        if let Some(b'e' | b'E') = self.s.get(self.i) {
-            self.i += 1;
-            if let Some(b'+' | b'-') = self.s.get(self.i) {
-                self.i += 1;
-            }
-            if !matches!(self.s.get(self.i), Some(b'0'..=b'9')) {
-                return Err(self.err("an exponent needs digits"));
-            }
-            self.digits();
-        }
-        Ok(Json::Number(self.text[start..self.i].to_string()))
-    }
-
-    fn digits(&mut self) {
-        while let Some(b'0'..=b'9') = self.s.get(self.i) {
-            self.i += 1;
-        }
-    }
-
-    fn hex4(&mut self) -> Result<u32, ProtocolError> {
-        let h = self
-            .text
-            .get(self.i..self.i + 4)
-            .ok_or_else(|| self.err("\\u needs four hex digits"))?;
-        let v = u32::from_str_radix(h, 16).map_err(|_| self.err("\\u needs four hex digits"))?;
-        self.i += 4;
-        Ok(v)
-    }
-
-    fn string(&mut self) -> Result<String, ProtocolError> {
-        self.i += 1; // opening quote
-        let mut out = String::new();
-        loop {
-            let start = self.i;
-            while let Some(&b) = self.s.get(self.i) {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
-                self.i += 1;
-            }
-            out.push_str(&self.text[start..self.i]);
-            match self.s.get(self.i) {
-                Some(b'"') => {
-                    self.i += 1;
-                    return Ok(out);
-                }
-                Some(b'\\') => {
-                    self.i += 1;
-                    let c = *self
-                        .s
-                        .get(self.i)
-                        .ok_or_else(|| self.err("unterminated escape"))?;
-                    self.i += 1;
-                    match c {
-                        b'"' => out.push('"'),
-                        b'\\' => out.push('\\'),
-                        b'/' => out.push('/'),
-                        b'b' => out.push('\u{8}'),
-                        b'f' => out.push('\u{c}'),
-                        b'n' => out.push('\n'),
-                        b'r' => out.push('\r'),
-                        b't' => out.push('\t'),
-                        b'u' => {
-                            let hi = self.hex4()?;
-                            let cp = if (0xD800..0xDC00).contains(&hi) {
-                                if !self.s[self.i..].starts_with(b"\\u") {
-                                    return Err(self.err("lone high surrogate in \\u escape"));
-                                }
-                                self.i += 2;
-                                let lo = self.hex4()?;
-                                if !(0xDC00..0xE000).contains(&lo) {
-                                    return Err(self.err("bad low surrogate in \\u escape"));
-                                }
-                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                            } else {
-                                hi
-                            };
-                            out.push(
-                                char::from_u32(cp)
-                                    .ok_or_else(|| self.err("lone surrogate in \\u escape"))?,
-                            );
-                        }
-                        _ => return Err(self.err("unknown escape")),
+        let split = |e| not_json(self.doc, text, &e);
+        Ok(match text.as_bytes()[0] {
+            b'{' => {
+                let Members(members) = serde_json::from_str(text).map_err(split)?;
+                let mut out: Vec<(String, Json)> = Vec::with_capacity(members.len());
+                for (k, v) in members {
+                    let v = self.value(v, depth + 1)?;
+                    match out.iter_mut().find(|(seen, _)| *seen == k) {
+                        Some(_) if self.unique => return Err(UniqueError::RepeatedKey(k)),
+                        Some(slot) => slot.1 = v,
+                        None => out.push((k, v)),
                     }
                 }
-                Some(_) => return Err(self.err("raw control character inside a string")),
-                None => return Err(self.err("unterminated string")),
+                Json::Object(out)
             }
-        }
+            b'[' => {
+                let items: Vec<&RawValue> = serde_json::from_str(text).map_err(split)?;
+                let items = items.into_iter().map(|v| self.value(v, depth + 1));
+                Json::Array(items.collect::<Result<_, _>>()?)
+            }
+            b'"' => Json::String(serde_json::from_str(text).map_err(split)?),
+            b't' => Json::Bool(true),
+            b'f' => Json::Bool(false),
+            b'n' => Json::Null,
+            _ => Json::Number(text.to_string()),
+        })
     }
+}
 
-    fn array(&mut self, depth: usize) -> Result<Json, ProtocolError> {
-        self.i += 1;
-        let mut items = Vec::new();
-        self.ws();
-        if self.s.get(self.i) == Some(&b']') {
-            self.i += 1;
-            return Ok(Json::Array(items));
-        }
-        loop {
-            self.ws();
-            items.push(self.value(depth + 1)?);
-            self.ws();
-            match self.s.get(self.i) {
-                Some(b',') => self.i += 1,
-                Some(b']') => {
-                    self.i += 1;
-                    return Ok(Json::Array(items));
-                }
-                _ => return Err(self.err("expected ',' or ']'")),
-            }
-        }
-    }
+/// An object's members in order, each value as its raw text.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
 
-    fn object(&mut self, depth: usize) -> Result<Json, ProtocolError> {
-        self.i += 1;
-        let mut members = Vec::new();
-        self.ws();
-        if self.s.get(self.i) == Some(&b'}') {
-            self.i += 1;
-            return Ok(Json::Object(members));
-        }
-        loop {
-            self.ws();
-            if self.s.get(self.i) != Some(&b'"') {
-                return Err(self.err("expected a quoted key"));
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
             }
-            let k = self.string()?;
-            self.ws();
-            if self.s.get(self.i) != Some(&b':') {
-                return Err(self.err("expected ':' after a key"));
-            }
-            self.i += 1;
-            self.ws();
-            let v = self.value(depth + 1)?;
-            // Jackson keeps the last of duplicate keys.
-            if let Some(slot) = members.iter_mut().find(|(mk, _)| *mk == k) {
-                if self.unique {
-                    let e = self.err("a key appears twice");
-                    self.repeated = Some(k);
-                    return Err(e);
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
                 }
-                slot.1 = v;
-            } else {
-                members.push((k, v));
-            }
-            self.ws();
-            match self.s.get(self.i) {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(Json::Object(members));
-                }
-                _ => return Err(self.err("expected ',' or '}'")),
+                Ok(Members(members))
             }
         }
+        d.deserialize_map(Visitor)
     }
+}
+
+/// serde_json's error in `part` (a slice of `doc`), with the line and column counted in the
+/// whole document.
+fn not_json(doc: &str, part: &str, e: &serde_json::Error) -> UniqueError {
+    // A part's raw text is borrowed from the document, so its address gives its offset.
+    let start = part.as_ptr() as usize - doc.as_ptr() as usize;
+    let before = &doc[..start];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let (line, column) = match e.line() {
+        0 => (before.matches('\n').count() + 1, start - line_start),
+        1 => (
+            before.matches('\n').count() + 1,
+            start - line_start + e.column(),
+        ),
+        n => (before.matches('\n').count() + n, e.column()),
+    };
+    let text = e.to_string();
+    let rule = text
+        .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
+        .unwrap_or(&text);
+    UniqueError::Invalid(ProtocolError::new(format!(
+        "body: not JSON at line {line} column {column}: {rule}"
+    )))
 }
 
 /// Java `String.compareTo`: UTF-16 code unit order.
@@ -895,8 +755,14 @@ mod tests {
     #[test]
     fn rejects_bad_json_with_position() {
         let e = parse(b"{\"a\":}").unwrap_err().to_string();
-        assert!(e.contains("byte 5"), "{e}");
+        assert_eq!(e, "body: not JSON at line 1 column 6: expected value");
         assert!(parse(b"{} x").is_err());
+        // Errors inside a member count lines and columns in the whole document.
+        let e = parse(b"[1,\n {\"\\ud800\":1}]").unwrap_err().to_string();
+        assert!(e.starts_with("body: not JSON at line 2 column 10: "), "{e}");
+        let deep = format!("{}{}", "[".repeat(130), "]".repeat(130));
+        let e = parse(deep.as_bytes()).unwrap_err().to_string();
+        assert!(e.ends_with("nested deeper than 128 levels"), "{e}");
         assert!(parse(b"\"\\ud800\"").is_err());
     }
 }
