@@ -164,8 +164,8 @@ pub fn parse_json_body(body: &[u8], inputs: &SignInputs) -> Result<json::Json> {
     json::parse(body).map_err(|e| body_error(inputs, e))
 }
 
-/// The V2 body as signed (its own bytes when already canonical), naming the flag on error.
-fn signed_body<'b>(body: &'b [u8], inputs: &SignInputs) -> Result<std::borrow::Cow<'b, [u8]>> {
+/// The V2 body as signed (its canonical form), naming the flag on error.
+fn signed_body(body: &[u8], inputs: &SignInputs) -> Result<String> {
     v2::signed_body(body).map_err(|e| body_error(inputs, e))
 }
 
@@ -358,7 +358,7 @@ pub fn compute(
                     _ => v2::LicenseInner::KeyedHmac,
                 };
                 let signed = signed_body(&body, inputs)?;
-                let sig = v2::basic_signature(k, &signed, &ts, &nonce, inner);
+                let sig = v2::basic_signature(k, signed.as_bytes(), &ts, &nonce, inner);
                 return Ok((sig.hex().into(), Value::Null));
             }
             let parsed = parse_json_body(&body, inputs)?;
@@ -388,7 +388,9 @@ pub fn compute(
             if !detail {
                 let signed = signed_body(&body, inputs)?;
                 return Ok((
-                    v2::kit_signature(k, &signed, &ts, &nonce).hex().into(),
+                    v2::kit_signature(k, signed.as_bytes(), &ts, &nonce)
+                        .hex()
+                        .into(),
                     Value::Null,
                 ));
             }

@@ -45,6 +45,19 @@ fn update_gathered(mac: &mut HmacSha256, parts: &[&[u8]]) {
     mac.update(&gathered[..len]);
 }
 
+/// The MAC of `msg` under `key`, not yet finalised: a check calls `verify_slice` on it.
+pub fn mac(key: &[u8], msg: &[u8]) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(msg);
+    mac
+}
+
+/// Whether `received` (surrounding whitespace aside) is the hex of `mac`'s value, either
+/// case; compared in constant time.
+pub fn verify_hex(mac: HmacSha256, received: &str) -> bool {
+    hex::decode(received.trim()).is_ok_and(|sig| mac.verify_slice(&sig).is_ok())
+}
+
 /// An HMAC key schedule computed once and reused for several messages under the same key
 /// (V2 signs twice with the access key).
 #[derive(Clone)]

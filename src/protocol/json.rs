@@ -212,7 +212,7 @@ fn not_json(doc: &str, part: &str, e: &serde_json::Error) -> UniqueError {
 pub fn java_cmp(a: &str, b: &str) -> Ordering {
     // Byte order equals UTF-16 order except between supplementary characters and U+E000..U+FFFF.
     if a.is_ascii() && b.is_ascii() {
-        ascii_cmp(a.as_bytes(), b.as_bytes())
+        a.cmp(b)
     } else {
         a.encode_utf16().cmp(b.encode_utf16())
     }
@@ -358,249 +358,6 @@ pub fn canonical_sorted(body: &Json) -> String {
     out
 }
 
-/// Whether `body` is already the V2 canonical form, decided in one pass without building a
-/// tree: compact, top-level keys strictly ascending (Java order), no top-level null, no
-/// escapes, integers only. Bodies csm sends are built this way (decision 1), so signing
-/// them skips the parse. Anything else answers false and takes the full path.
-pub fn is_canonical_v2(body: &[u8]) -> bool {
-    // The usual callback body first: ASCII throughout, so valid UTF-8 without a pass.
-    if flat_string_object(body) {
-        return true;
-    }
-    if std::str::from_utf8(body).is_err() {
-        return false;
-    }
-    let mut c = Scan { s: body, i: 0 };
-    if c.next() != Some(b'{') {
-        return false;
-    }
-    let mut prev: Option<&[u8]> = None;
-    if c.peek() == Some(b'}') {
-        c.i += 1;
-        return c.i == body.len();
-    }
-    loop {
-        let Some(key) = c.string() else { return false };
-        // Plain bytes compare like Java strings for ASCII keys; others take the full path.
-        if !key.is_ascii() || prev.is_some_and(|p| p >= key) {
-            return false;
-        }
-        prev = Some(key);
-        if c.next() != Some(b':') || c.peek() == Some(b'n') || !c.value(0) {
-            return false;
-        }
-        match c.next() {
-            Some(b',') => continue,
-            Some(b'}') => return c.i == body.len(),
-            _ => return false,
-        }
-    }
-}
-
-/// The usual callback body, decided in a tight loop: one object whose keys and values are
-/// all plain ASCII strings, keys ascending. False means "not this shape" (the general scan,
-/// after a UTF-8 check of the whole text, decides then).
-fn flat_string_object(body: &[u8]) -> bool {
-    let n = body.len();
-    if n < 2 || body[0] != b'{' || body[n - 1] != b'}' {
-        return false;
-    }
-    let mut i = 1;
-    let mut prev: &[u8] = &[];
-    loop {
-        if body.get(i) != Some(&b'"') {
-            return false;
-        }
-        let Some(key_end) = string_end::<true>(body, i + 1) else {
-            return false;
-        };
-        let key = &body[i + 1..key_end];
-        if i > 1 && ascii_cmp(prev, key) != Ordering::Less {
-            return false;
-        }
-        prev = key;
-        if body.get(key_end + 1..key_end + 3) != Some(b":\"") {
-            return false;
-        }
-        let Some(value_end) = string_end::<true>(body, key_end + 3) else {
-            return false;
-        };
-        match body.get(value_end + 1) {
-            Some(b',') => i = value_end + 2,
-            Some(b'}') => return value_end + 2 == n,
-            _ => return false,
-        }
-    }
-}
-
-/// Where the string whose content starts at `start` ends (its closing quote); None when an
-/// escape or a control character comes first (or, with `ASCII_ONLY`, a non-ASCII byte), or
-/// the text ends.
-fn string_end<const ASCII_ONLY: bool>(s: &[u8], start: usize) -> Option<usize> {
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut i = start;
-    while let Some(chunk) = s.get(i..i + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let stops = string_stops(word) | if ASCII_ONLY { word & HIGH } else { 0 };
-        if stops != 0 {
-            i += (stops.trailing_zeros() / 8) as usize;
-            return (s[i] == b'"').then_some(i);
-        }
-        i += 8;
-    }
-    loop {
-        match *s.get(i)? {
-            b'"' => return Some(i),
-            b'\\' | 0x00..=0x1f => return None,
-            0x80.. if ASCII_ONLY => return None,
-            _ => i += 1,
-        }
-    }
-}
-
-/// Byte order by a byte loop: keys and parameter names are short and mostly differ early,
-/// and a call to memcmp costs more than the comparison.
-pub(crate) fn ascii_cmp(a: &[u8], b: &[u8]) -> Ordering {
-    match a.iter().zip(b).position(|(x, y)| x != y) {
-        Some(i) => a[i].cmp(&b[i]),
-        None => a.len().cmp(&b.len()),
-    }
-}
-
-/// Whether `name` is `known`, compared inline (as [`ascii_cmp`], without a memcmp call).
-pub(crate) fn is_name(name: &str, known: &str) -> bool {
-    name.len() == known.len() && ascii_cmp(name.as_bytes(), known.as_bytes()).is_eq()
-}
-
-struct Scan<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-/// Eight bytes at a time (little-endian): the high bit of each byte that is `"`, `\` or a
-/// control character. Bytes after a true hit may be flagged too, so only the lowest flag is
-/// exact; none is ever missed.
-fn string_stops(word: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
-    byte_hits(word, b'"') | byte_hits(word, b'\\') | control
-}
-
-/// The high bit of each byte of `word` that is `byte`, eight bytes at a time. A borrow can
-/// flag the byte above a true hit too, so only the lowest flag is exact; none is missed.
-#[inline]
-pub(crate) fn byte_hits(word: u64, byte: u8) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let v = word ^ (ONES * u64::from(byte));
-    v.wrapping_sub(ONES) & !v & HIGH
-}
-
-impl<'a> Scan<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-
-    fn next(&mut self) -> Option<u8> {
-        let b = self.peek()?;
-        self.i += 1;
-        Some(b)
-    }
-
-    /// A string without escapes or control characters; its content.
-    fn string(&mut self) -> Option<&'a [u8]> {
-        if self.next()? != b'"' {
-            return None;
-        }
-        let start = self.i;
-        let end = string_end::<false>(self.s, start)?;
-        self.i = end + 1;
-        Some(&self.s[start..end])
-    }
-
-    fn value(&mut self, depth: usize) -> bool {
-        if depth > MAX_DEPTH {
-            return false;
-        }
-        match self.peek() {
-            Some(b'"') => self.string().is_some(),
-            Some(b't') => self.word(b"true"),
-            Some(b'f') => self.word(b"false"),
-            Some(b'n') => self.word(b"null"),
-            Some(b'-' | b'0'..=b'9') => self.integer(),
-            Some(b'[') => {
-                self.i += 1;
-                if self.peek() == Some(b']') {
-                    self.i += 1;
-                    return true;
-                }
-                loop {
-                    if !self.value(depth + 1) {
-                        return false;
-                    }
-                    match self.next() {
-                        Some(b',') => {}
-                        Some(b']') => return true,
-                        _ => return false,
-                    }
-                }
-            }
-            Some(b'{') => {
-                self.i += 1;
-                if self.peek() == Some(b'}') {
-                    self.i += 1;
-                    return true;
-                }
-                // Nested objects keep their order; only duplicates would change them.
-                let mut keys: Vec<&[u8]> = Vec::new();
-                loop {
-                    let Some(k) = self.string() else { return false };
-                    if keys.contains(&k) {
-                        return false;
-                    }
-                    keys.push(k);
-                    if self.next() != Some(b':') || !self.value(depth + 1) {
-                        return false;
-                    }
-                    match self.next() {
-                        Some(b',') => {}
-                        Some(b'}') => return true,
-                        _ => return false,
-                    }
-                }
-            }
-            _ => false,
-        }
-    }
-
-    fn word(&mut self, w: &[u8]) -> bool {
-        if self.s[self.i..].starts_with(w) {
-            self.i += w.len();
-            true
-        } else {
-            false
-        }
-    }
-
-    /// An integer as JSON writes it (no leading zeros); decimals take the full path.
-    fn integer(&mut self) -> bool {
-        if self.peek() == Some(b'-') {
-            self.i += 1;
-        }
-        match self.next() {
-            Some(b'0') => !matches!(self.peek(), Some(b'0'..=b'9' | b'.' | b'e' | b'E')),
-            Some(b'1'..=b'9') => {
-                while let Some(b'0'..=b'9') = self.peek() {
-                    self.i += 1;
-                }
-                !matches!(self.peek(), Some(b'.' | b'e' | b'E'))
-            }
-            _ => false,
-        }
-    }
-}
-
 /// What the official basic demo computes: the body read as a flat string map (numbers and
 /// booleans become their source text), sorted, nulls dropped. None when a value is nested.
 pub fn string_map_variant(body: &Json) -> Option<String> {
@@ -627,6 +384,30 @@ pub fn string_map_variant(body: &Json) -> Option<String> {
     Some(out)
 }
 
+/// Byte order by a byte loop: keys and parameter names are short and mostly differ early,
+/// and a call to memcmp costs more than the comparison.
+pub(crate) fn ascii_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => a[i].cmp(&b[i]),
+        None => a.len().cmp(&b.len()),
+    }
+}
+
+/// Whether `name` is `known`, compared inline (as [`ascii_cmp`], without a memcmp call).
+pub(crate) fn is_name(name: &str, known: &str) -> bool {
+    name.len() == known.len() && ascii_cmp(name.as_bytes(), known.as_bytes()).is_eq()
+}
+
+/// The high bit of each byte of `word` that is `byte`, eight bytes at a time. A borrow can
+/// flag the byte above a true hit too, so only the lowest flag is exact; none is missed.
+#[inline]
+pub(crate) fn byte_hits(word: u64, byte: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let v = word ^ (ONES * u64::from(byte));
+    v.wrapping_sub(ONES) & !v & HIGH
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -638,39 +419,6 @@ mod tests {
             proptest::prop_assert_eq!(is_name(&a, &b), a == b);
         }
 
-        /// The one-pass check only says "canonical" where the writer reproduces the bytes,
-        /// and says it for every sorted object of plain strings (the usual callback body).
-        #[test]
-        fn fast_check_agrees_with_the_writer(
-            // Few key symbols, so that repeated keys are common; a character class weighs its
-            // ranges alike, so quotes, backslashes and newlines come from a rarer strategy.
-            members in proptest::collection::vec((
-                proptest::prop_oneof![4 => "[aB_]{0,1}", 1 => "[a\"\\\\]{1,2}"],
-                proptest::prop_oneof![4 => "[a-z 中]{0,6}", 1 => "[a\"\\\\\n]{1,4}"],
-            ), 0..5),
-            sort in proptest::bool::ANY,
-            dedup in proptest::bool::ANY,
-        ) {
-            let mut members = members;
-            if sort {
-                members.sort();
-            }
-            if dedup {
-                members.dedup_by(|a, b| a.0 == b.0);
-            }
-            let inner: Vec<String> = members.iter().map(|(k, v)| format!("\"{k}\":\"{v}\"")).collect();
-            let body = format!("{{{}}}", inner.join(","));
-            let canonical = parse(body.as_bytes()).ok().and_then(|j| canonical_v2(&j).ok());
-            let writer_agrees = canonical.as_deref() == Some(body.as_str());
-            if is_canonical_v2(body.as_bytes()) {
-                proptest::prop_assert!(writer_agrees, "{}", body);
-            }
-            let plain = |s: &str| !s.contains(['"', '\\', '\n']);
-            let strictly_sorted = members.windows(2).all(|w| w[0].0 < w[1].0);
-            if !members.is_empty() && strictly_sorted && members.iter().all(|(k, v)| plain(k) && plain(v)) {
-                proptest::prop_assert!(is_canonical_v2(body.as_bytes()), "{}", body);
-            }
-        }
     }
 
     #[test]
@@ -681,45 +429,6 @@ mod tests {
             canonical_sorted(&j),
             r#"{"A":"x","a":null,"b":{"a":2,"z":1}}"#
         );
-    }
-
-    #[test]
-    fn the_canonical_check_agrees_with_the_canonical_writer() {
-        let samples: [&[u8]; 18] = [
-            br#"{"a":"1","b":{"z":1,"a":[true,null]}}"#,
-            br#"{"b":"1","a":"2"}"#,
-            br#"{"a":null}"#,
-            br#"{"a":"x\"y"}"#,
-            br#"{"a":1.5}"#,
-            br#"{"a":01}"#,
-            br#"{"a": "1"}"#,
-            br#"{"a":"1","a":"2"}"#,
-            br#"{"a":{"k":1,"k":2}}"#,
-            br#"{}"#,
-            br#"{"a":-0,"b":[]}"#,
-            br#"{"a":"1"} "#,
-            r#"{"A":"1","a":"中"}"#.as_bytes(),
-            br#"{"a":tru}"#,
-            b"{\"\xff\":1}",
-            b"{\"a\":\"\xe4\xb8\"}",
-            b"{\"a\":\"0123456789abcdef\\n0123\"}",
-            b"{\"a\":\"0123456789ab\x01cdef\"}",
-        ];
-        for s in samples {
-            let canonical = parse(s).ok().and_then(|j| canonical_v2(&j).ok());
-            let same = canonical.as_deref().map(str::as_bytes) == Some(s);
-            // The fast check may only say yes where the writer reproduces the bytes.
-            assert!(
-                !is_canonical_v2(s) || same,
-                "{}",
-                String::from_utf8_lossy(s)
-            );
-        }
-        assert!(is_canonical_v2(br#"{"a":"1","b":{"z":1,"a":[true,null]}}"#));
-        assert!(is_canonical_v2(r#"{"A":"1","a":"中"}"#.as_bytes()));
-        // Long strings take the word-at-a-time path.
-        let long = r#"{"a":"0123456789abcdefghijklmnop","b":"中文字符中文字符 x y"}"#;
-        assert!(is_canonical_v2(long.as_bytes()));
     }
 
     #[test]
