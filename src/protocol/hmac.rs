@@ -1,5 +1,6 @@
 //! HMAC-SHA256 and constant-time comparisons.
 
+use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -56,6 +57,13 @@ pub fn mac(key: &[u8], msg: &[u8]) -> HmacSha256 {
 /// case; compared in constant time.
 pub fn verify_hex(mac: HmacSha256, received: &str) -> bool {
     hex::decode(received.trim()).is_ok_and(|sig| mac.verify_slice(&sig).is_ok())
+}
+
+/// Whether `received` (surrounding whitespace aside) is the padded standard Base64 of
+/// `mac`'s value; compared in constant time.
+pub fn verify_base64(mac: HmacSha256, received: &str) -> bool {
+    let decoded = base64::engine::general_purpose::STANDARD.decode(received.trim());
+    decoded.is_ok_and(|sig| mac.verify_slice(&sig).is_ok())
 }
 
 /// An HMAC key schedule computed once and reused for several messages under the same key
