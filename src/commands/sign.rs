@@ -307,10 +307,7 @@ pub fn compute(
                 params.push(("timeStamp".into(), v1_timestamp()));
             }
             if !detail {
-                return Ok((
-                    v1::auth_token_value(k, &params)?.base64().into(),
-                    Value::Null,
-                ));
+                return Ok((v1::auth_token(k, &params)?.auth_token, Value::Null));
             }
             let t = v1::auth_token(k, &params)?;
             let mut sent = params.clone();

@@ -246,12 +246,12 @@ fn prepare_body(
                 None => Vec::new(),
             };
             signed.extend(params.iter().cloned());
-            let token = v1::auth_token_value(k, &signed)?.base64();
+            let token = v1::auth_token(k, &signed)?.auth_token;
             let mut q = params;
             match o.tamper {
                 Tamper::MissingSignature => {}
                 Tamper::BadSignature => q.push(("authToken".into(), damage(&token))),
-                _ => q.push(("authToken".into(), token.into())),
+                _ => q.push(("authToken".into(), token)),
             }
             headers.push(("Accept".into(), "application/json".into()));
             ("GET", with_query(o.endpoint, &q), Vec::new())
