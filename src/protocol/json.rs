@@ -384,42 +384,9 @@ pub fn string_map_variant(body: &Json) -> Option<String> {
     Some(out)
 }
 
-/// Byte order by a byte loop: keys and parameter names are short and mostly differ early,
-/// and a call to memcmp costs more than the comparison.
-pub(crate) fn ascii_cmp(a: &[u8], b: &[u8]) -> Ordering {
-    match a.iter().zip(b).position(|(x, y)| x != y) {
-        Some(i) => a[i].cmp(&b[i]),
-        None => a.len().cmp(&b.len()),
-    }
-}
-
-/// Whether `name` is `known`, compared inline (as [`ascii_cmp`], without a memcmp call).
-pub(crate) fn is_name(name: &str, known: &str) -> bool {
-    name.len() == known.len() && ascii_cmp(name.as_bytes(), known.as_bytes()).is_eq()
-}
-
-/// The high bit of each byte of `word` that is `byte`, eight bytes at a time. A borrow can
-/// flag the byte above a true hit too, so only the lowest flag is exact; none is missed.
-#[inline]
-pub(crate) fn byte_hits(word: u64, byte: u8) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let v = word ^ (ONES * u64::from(byte));
-    v.wrapping_sub(ONES) & !v & HIGH
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    proptest::proptest! {
-        #[test]
-        fn byte_loop_order_is_byte_order(a in "[ab]{0,4}", b in "[ab]{0,4}") {
-            proptest::prop_assert_eq!(ascii_cmp(a.as_bytes(), b.as_bytes()), a.as_bytes().cmp(b.as_bytes()));
-            proptest::prop_assert_eq!(is_name(&a, &b), a == b);
-        }
-
-    }
 
     #[test]
     fn keeps_nested_order_and_sorts_top_level() {
