@@ -48,7 +48,9 @@ enum Compare {
 impl Compare {
     fn eq(self, expected: &str, received: &str) -> bool {
         match self {
-            Compare::Hex => hex_eq(expected, received),
+            // A Base64 candidate (the mistake of encoding a hex signature so) is not hex, and
+            // matches only exactly.
+            Compare::Hex => hex_eq(expected, received) || b64_eq(expected, received),
             Compare::Base64 => b64_eq(expected, received),
         }
     }
@@ -385,19 +387,7 @@ pub fn diagnose_v2(recipe: V2Recipe, input: &V2Input) -> Result<Diagnosis, super
         V2Recipe::License => "license",
         V2Recipe::Kit => "kit",
     };
-    // Hex is compared case-insensitively; the one Base64 candidate must match exactly.
-    let mut d = finish(scheme, cs, input.received, Compare::Hex, notes);
-    fix_base64_match(&mut d);
-    Ok(d)
-}
-
-/// A Base64 candidate must match exactly, not case-insensitively.
-fn fix_base64_match(d: &mut Diagnosis) {
-    if let Some(m) = &d.matched {
-        if m.label.contains("Base64") && m.signature != d.received.trim() {
-            d.matched = None;
-        }
-    }
+    Ok(finish(scheme, cs, input.received, Compare::Hex, notes))
 }
 
 /// V1 GET: `raw_query` is the query string as received (percent-encoded).
@@ -832,6 +822,19 @@ mod tests {
             d.matched.unwrap().label,
             "timestamp in seconds instead of milliseconds"
         );
+
+        let good = v2::sign_basic_bytes(KEY, BODY, "1700000000000", "N1").unwrap();
+        let b64 = b64(&hex::decode(&good.signature).unwrap());
+        let d = diagnose_v2(V2Recipe::Basic, &input(&b64, "1700000000000")).unwrap();
+        assert_eq!(
+            d.matched.unwrap().label,
+            "signature written in Base64 instead of hex"
+        );
+        let d = diagnose_v2(
+            V2Recipe::Basic,
+            &input(&b64.to_lowercase(), "1700000000000"),
+        );
+        assert_eq!(d.unwrap().matched, None);
     }
 
     #[test]
