@@ -66,7 +66,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn streamed_check_agrees_with_the_signature() {
+    fn check_agrees_with_the_signature() {
         let s = sign_body_string("k-1", r#"{"usage_records":[]}"#.into(), "1", "n");
         assert!(verify(
             "k-1",

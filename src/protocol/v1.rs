@@ -263,7 +263,7 @@ mod tests {
     }
 
     #[test]
-    fn streamed_auth_token_check_agrees_with_the_token() {
+    fn auth_token_check_agrees_with_the_token() {
         let key = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d";
         let params: Vec<(String, String)> = [
             ("timeStamp", "20200727073711903"),
