@@ -1,7 +1,7 @@
 //! Huawei API Gateway AK/SK signing, `SDK-HMAC-SHA256` (license-and-usage.md §5).
 
 use super::hmac::{hmac_sha256, mac, sha256_hex, verify_hex};
-use super::v1::{percent_decode, percent_encode};
+use super::v1::{encode_query, parse_query, percent_decode, percent_encode};
 use super::ProtocolError;
 
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
@@ -73,17 +73,9 @@ pub fn canonical_uri(path: &str) -> Result<String, ProtocolError> {
 
 /// Decoded names and values, sorted by name then value, then percent-encoded (decision 10).
 pub fn canonical_query(query: &str) -> Result<String, ProtocolError> {
-    let mut pairs = super::v1::parse_query(query, false)?;
-    pairs.sort_by(|a, b| {
-        a.0.as_bytes()
-            .cmp(b.0.as_bytes())
-            .then(a.1.as_bytes().cmp(b.1.as_bytes()))
-    });
-    Ok(pairs
-        .iter()
-        .map(|(n, v)| format!("{}={}", percent_encode(n), percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&"))
+    let mut pairs = parse_query(query, false)?;
+    pairs.sort();
+    Ok(encode_query(&pairs))
 }
 
 /// Signs a request, keeping every intermediate (for `--json` and the doctor).

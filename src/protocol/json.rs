@@ -291,11 +291,17 @@ pub fn write_compact(out: &mut String, v: &Json) {
     write_with(out, v, false);
 }
 
+/// `v` written compactly, keeping key order, Jackson-style.
+pub fn compact(v: &Json) -> String {
+    let mut out = String::new();
+    write_compact(&mut out, v);
+    out
+}
+
 fn write_with(out: &mut String, v: &Json, sort_all: bool) {
     match v {
         Json::Null => out.push_str("null"),
         Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Json::Number(n) if !n.contains(['.', 'e', 'E']) => out.push_str(n),
         Json::Number(n) => out.push_str(&jackson_number(n)),
         Json::String(s) => write_string(out, s),
         Json::Array(a) => {
@@ -335,25 +341,18 @@ pub fn canonical_v2(body: &Json) -> Result<String, ProtocolError> {
             "body: must be a JSON object (the V2 signature is over an object's fields)",
         ));
     };
-    let mut members: Vec<&(String, Json)> = m.iter().filter(|(_, v)| *v != Json::Null).collect();
+    let mut members: Vec<(String, Json)> = m
+        .iter()
+        .filter(|(_, v)| *v != Json::Null)
+        .cloned()
+        .collect();
     members.sort_by(|a, b| java_cmp(&a.0, &b.0));
-    let mut out = String::with_capacity(256);
-    out.push('{');
-    for (i, (k, v)) in members.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_string(&mut out, k);
-        out.push(':');
-        write_compact(&mut out, v);
-    }
-    out.push('}');
-    Ok(out)
+    Ok(compact(&Json::Object(members)))
 }
 
 /// Keys sorted at every level, compact (the usage push body and its signed text).
 pub fn canonical_sorted(body: &Json) -> String {
-    let mut out = String::with_capacity(256);
+    let mut out = String::new();
     write_with(&mut out, body, true);
     out
 }
@@ -362,26 +361,16 @@ pub fn canonical_sorted(body: &Json) -> String {
 /// booleans become their source text), sorted, nulls dropped. None when a value is nested.
 pub fn string_map_variant(body: &Json) -> Option<String> {
     let Json::Object(m) = body else { return None };
-    let mut members: Vec<(&String, String)> = Vec::new();
+    let mut members = Vec::new();
     for (k, v) in m {
         match v {
             Json::Null => {}
             Json::Array(_) | Json::Object(_) => return None,
-            other => members.push((k, other.scalar_text()?)),
+            other => members.push((k.clone(), Json::String(other.scalar_text()?))),
         }
     }
-    members.sort_by(|a, b| java_cmp(a.0, b.0));
-    let mut out = String::from("{");
-    for (i, (k, v)) in members.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_string(&mut out, k);
-        out.push(':');
-        write_string(&mut out, &v);
-    }
-    out.push('}');
-    Some(out)
+    members.sort_by(|a, b| java_cmp(&a.0, &b.0));
+    Some(compact(&Json::Object(members)))
 }
 
 #[cfg(test)]

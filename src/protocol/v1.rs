@@ -2,7 +2,7 @@
 //! `Body-Sign` response header.
 
 use super::hmac::{b64, b64_eq, hmac_sha256, mac, verify_base64, HmacSha256};
-use super::json::{java_cmp, write_compact, Json};
+use super::json::{compact, java_cmp, Json};
 use super::ProtocolError;
 use hmac::Mac;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -140,11 +140,7 @@ pub fn kit_string_to_sign(body: &Json) -> Result<String, ProtocolError> {
     for (k, v) in m {
         let text = match v {
             Json::Null => continue,
-            Json::Array(_) | Json::Object(_) => {
-                let mut s = String::new();
-                write_compact(&mut s, v);
-                s
-            }
+            Json::Array(_) | Json::Object(_) => compact(v),
             other => other.scalar_text().unwrap_or_default(),
         };
         if text.trim().is_empty() {
