@@ -377,6 +377,49 @@ pub fn string_map_variant(body: &Json) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn tree() -> impl proptest::strategy::Strategy<Value = Json> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::Bool),
+            "-?(0|[1-9][0-9]{0,20})".prop_map(Json::Number),
+            any::<String>().prop_map(Json::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Json::Array),
+                proptest::collection::vec(("[a-c\"\\\\\n中]{0,2}", inner), 0..4).prop_map(
+                    |mut m| {
+                        let mut seen = Vec::new();
+                        m.retain(|(k, _)| {
+                            !seen.contains(k) && {
+                                seen.push(k.clone());
+                                true
+                            }
+                        });
+                        Json::Object(m)
+                    }
+                ),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// What the writer writes reads back as the same tree: key order, escapes, numbers.
+        #[test]
+        fn written_trees_read_back(tree in tree()) {
+            proptest::prop_assert_eq!(parse_unique(compact(&tree).as_bytes()), Ok(tree));
+        }
+    }
+
+    #[test]
+    fn numbers_keep_their_source_text() {
+        let j = parse(b"[1E5, 100.00,-0, 1e400 ,12345678901234567890123]").unwrap();
+        let texts = ["1E5", "100.00", "-0", "1e400", "12345678901234567890123"];
+        let want = texts.iter().map(|t| Json::Number(t.to_string())).collect();
+        assert_eq!(j, Json::Array(want));
+    }
+
     #[test]
     fn keeps_nested_order_and_sorts_top_level() {
         let j = parse(br#"{"b":{"z":1,"a":2},"a":null,"A":"x"}"#).unwrap();
