@@ -356,7 +356,7 @@ pub fn compute(
                 };
                 let signed = signed_body(&body, inputs)?;
                 let sig = v2::basic_signature(k, signed.as_bytes(), &ts, &nonce, inner);
-                return Ok((sig.hex().into(), Value::Null));
+                return Ok((sig.hex(), Value::Null));
             }
             let parsed = parse_json_body(&body, inputs)?;
             let s = if scheme == Scheme::License {
@@ -385,9 +385,7 @@ pub fn compute(
             if !detail {
                 let signed = signed_body(&body, inputs)?;
                 return Ok((
-                    v2::kit_signature(k, signed.as_bytes(), &ts, &nonce)
-                        .hex()
-                        .into(),
+                    v2::kit_signature(k, signed.as_bytes(), &ts, &nonce).hex(),
                     Value::Null,
                 ));
             }
@@ -416,7 +414,7 @@ pub fn compute(
                 String::from_utf8(body).map_err(|_| CsmError::usage("--body-file: not UTF-8"))?;
             if !detail {
                 let sig = usage_sig::signature(k, text.as_bytes(), &ts, &nonce);
-                return Ok((sig.base64().into(), Value::Null));
+                return Ok((sig.base64(), Value::Null));
             }
             let s = usage_sig::sign_body_string(k, text, &ts, &nonce);
             let v = json!({
