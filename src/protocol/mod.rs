@@ -6,7 +6,6 @@ pub mod capture;
 pub mod doctor;
 pub mod hmac;
 pub mod json;
-pub mod text;
 pub mod usage_sig;
 pub mod v1;
 pub mod v1_crypto;

@@ -1,12 +1,10 @@
 //! V2 signatures: basic callbacks (query `signature`/`timestamp`/`nonce`), Kit callbacks
 //! (`x-sign`), License 2.0 callbacks (the basic recipe with the License key).
 
-use super::hmac::{
-    hex_eq, hex_lower, hmac_sha256, hmac_sha256_parts, sha256_hex, KeyedHmac, SignatureBytes,
-};
+use super::hmac::{hex_eq, hmac_sha256, mac, sha256_hex, verify_hex, HmacSha256, SignatureBytes};
 use super::json::{canonical_v2, parse, Json};
 use super::ProtocolError;
-use sha2::Digest;
+use hmac::Mac;
 
 /// Every intermediate of a V2 basic (or License) signature, named as in the vector files.
 /// `canonical_request` begins with the access key: show it through [`masked`].
@@ -65,14 +63,7 @@ pub fn sign_basic(
     timestamp: &str,
     nonce: &str,
 ) -> Result<BasicSignature, ProtocolError> {
-    let canonical_body = canonical_v2(body)?;
-    Ok(sign_basic_canonical(
-        key,
-        canonical_body,
-        timestamp,
-        nonce,
-        LicenseInner::KeyedHmac,
-    ))
+    sign_license(key, body, timestamp, nonce, LicenseInner::KeyedHmac)
 }
 
 pub fn sign_license(
@@ -92,6 +83,16 @@ pub fn sign_license(
     ))
 }
 
+/// Parses body bytes and signs them with the basic recipe, keeping every intermediate.
+pub fn sign_basic_bytes(
+    key: &str,
+    body: &[u8],
+    timestamp: &str,
+    nonce: &str,
+) -> Result<BasicSignature, ProtocolError> {
+    sign_basic(key, &parse(body)?, timestamp, nonce)
+}
+
 /// The basic recipe over an already canonical body (or any candidate body text).
 pub fn sign_basic_canonical(
     key: &str,
@@ -100,24 +101,45 @@ pub fn sign_basic_canonical(
     nonce: &str,
     inner: LicenseInner,
 ) -> BasicSignature {
-    // Both steps use the same key: its HMAC schedule is computed once.
-    let mac = KeyedHmac::new(key.as_bytes());
-    let inner_hmac_hex = match inner {
-        LicenseInner::KeyedHmac => SignatureBytes(mac.sign(canonical_body.as_bytes()))
-            .hex()
-            .into(),
-        LicenseInner::PlainSha256 => sha256_hex(canonical_body.as_bytes()),
-    };
-    let canonical_request = concat(&[key, nonce, timestamp, &inner_hmac_hex]);
-    let signature = SignatureBytes(mac.sign(canonical_request.as_bytes()))
-        .hex()
-        .into();
+    let (inner_hmac_hex, canonical_request, mac) =
+        basic(key, canonical_body.as_bytes(), timestamp, nonce, inner);
     BasicSignature {
         canonical_body,
         inner_hmac_hex,
         canonical_request,
-        signature,
+        signature: hex::encode(mac.finalize().into_bytes()),
     }
+}
+
+/// The basic (or License) signature alone, over a body that is already canonical.
+pub fn basic_signature(
+    key: &str,
+    canonical_body: &[u8],
+    timestamp: &str,
+    nonce: &str,
+    inner: LicenseInner,
+) -> SignatureBytes {
+    let (_, _, mac) = basic(key, canonical_body, timestamp, nonce, inner);
+    SignatureBytes(mac.finalize().into_bytes().into())
+}
+
+/// The basic recipe over `body` (canonical, or a candidate a verifier tries): the inner
+/// value's hex, the canonical request, and the request's MAC, not yet finalised so that a
+/// check can compare it in constant time.
+fn basic(
+    key: &str,
+    body: &[u8],
+    timestamp: &str,
+    nonce: &str,
+    inner: LicenseInner,
+) -> (String, String, HmacSha256) {
+    let inner_hex = match inner {
+        LicenseInner::KeyedHmac => hex::encode(hmac_sha256(key.as_bytes(), body)),
+        LicenseInner::PlainSha256 => sha256_hex(body),
+    };
+    let canonical_request = format!("{key}{nonce}{timestamp}{inner_hex}");
+    let request_mac = mac(key.as_bytes(), canonical_request.as_bytes());
+    (inner_hex, canonical_request, request_mac)
 }
 
 pub fn sign_kit(
@@ -140,90 +162,35 @@ pub fn sign_kit_canonical(
     timestamp: &str,
     nonce: &str,
 ) -> KitSignature {
-    let canonical_request = concat(&[key, nonce, timestamp, &canonical_body]);
-    let x_sign = SignatureBytes(hmac_sha256(key.as_bytes(), canonical_request.as_bytes()))
-        .hex()
-        .into();
+    let request = kit_request(key, canonical_body.as_bytes(), timestamp, nonce);
+    let x_sign = hex::encode(hmac_sha256(key.as_bytes(), &request));
     KitSignature {
         canonical_body,
-        canonical_request,
+        canonical_request: String::from_utf8(request).expect("joined from strings"),
         x_sign,
     }
 }
 
-fn concat(parts: &[&str]) -> String {
-    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    for p in parts {
-        s.push_str(p);
-    }
-    s
-}
-
-/// Parses body bytes and signs them with the basic recipe, keeping every intermediate.
-pub fn sign_basic_bytes(
-    key: &str,
-    body: &[u8],
-    timestamp: &str,
-    nonce: &str,
-) -> Result<BasicSignature, ProtocolError> {
-    let signed = String::from_utf8(signed_body(body)?.into_owned())
-        .map_err(|_| ProtocolError::new("body: not UTF-8"))?;
-    Ok(sign_basic_canonical(
-        key,
-        signed,
-        timestamp,
-        nonce,
-        LicenseInner::KeyedHmac,
-    ))
-}
-
-/// The basic (or License) signature alone over a body that is already canonical, streamed
-/// into the HMAC: what every sender needs. [`sign_basic_canonical`] keeps the intermediates.
-pub fn basic_signature(
-    key: &str,
-    canonical_body: &[u8],
-    timestamp: &str,
-    nonce: &str,
-    inner: LicenseInner,
-) -> SignatureBytes {
-    let mac = KeyedHmac::new(key.as_bytes());
-    SignatureBytes(basic_signature_bytes(
-        &mac,
-        key,
-        canonical_body,
-        timestamp,
-        nonce,
-        inner,
-    ))
-}
-
-/// The Kit `x-sign` alone over a body that is already canonical, streamed into the HMAC.
+/// The Kit `x-sign` alone, over a body that is already canonical.
 pub fn kit_signature(
     key: &str,
     canonical_body: &[u8],
     timestamp: &str,
     nonce: &str,
 ) -> SignatureBytes {
-    SignatureBytes(hmac_sha256_parts(
-        key.as_bytes(),
-        &[
-            key.as_bytes(),
-            nonce.as_bytes(),
-            timestamp.as_bytes(),
-            canonical_body,
-        ],
-    ))
+    let request = kit_request(key, canonical_body, timestamp, nonce);
+    SignatureBytes(hmac_sha256(key.as_bytes(), &request))
 }
 
-/// Body bytes as they are signed: the bytes themselves when already canonical (every body
-/// csm builds, and most a seller writes), else their canonical form.
-pub fn signed_body(body: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ProtocolError> {
-    if super::json::is_canonical_v2(body) {
-        return Ok(std::borrow::Cow::Borrowed(body));
-    }
-    Ok(std::borrow::Cow::Owned(
-        canonical_v2(&parse(body)?)?.into_bytes(),
-    ))
+/// The Kit canonical request: key, nonce, timestamp and body, joined (no inner HMAC).
+fn kit_request(key: &str, body: &[u8], timestamp: &str, nonce: &str) -> Vec<u8> {
+    [key.as_bytes(), nonce.as_bytes(), timestamp.as_bytes(), body].concat()
+}
+
+/// Body bytes as they are signed: their canonical form (every body csm builds is already
+/// canonical, decision 1, and comes out unchanged).
+pub fn signed_body(body: &[u8]) -> Result<String, ProtocolError> {
+    canonical_v2(&parse(body)?)
 }
 
 /// Which form of the received body a matching signature was computed over (decision 2).
@@ -237,32 +204,9 @@ pub enum BodyForm {
     StringMap,
 }
 
-/// The V2 basic signature bytes over `text`, streamed into the HMAC with no allocation
-/// (the verifying hot path; [`sign_basic_canonical`] keeps every intermediate instead).
-fn basic_signature_bytes(
-    mac: &KeyedHmac,
-    key: &str,
-    text: &[u8],
-    timestamp: &str,
-    nonce: &str,
-    inner: LicenseInner,
-) -> [u8; 32] {
-    let inner_bytes = match inner {
-        LicenseInner::KeyedHmac => mac.sign(text),
-        LicenseInner::PlainSha256 => sha2::Sha256::digest(text).into(),
-    };
-    let inner_hex = hex_lower(&inner_bytes);
-    mac.sign_parts(&[
-        key.as_bytes(),
-        nonce.as_bytes(),
-        timestamp.as_bytes(),
-        &inner_hex,
-    ])
-}
-
-/// Verifies a received V2 basic or License signature: the raw bytes first (a canonical body
-/// then costs no parsing), then the canonical form, then the demo's string-map reading.
-/// Returns the form that matched, or None (also for a signature that is not 64 hex digits).
+/// Verifies a received V2 basic or License signature: the raw bytes first, then the
+/// canonical form, then the demo's string-map reading. Returns the form that matched, or
+/// None (also for a signature that is not hex).
 pub fn verify_basic_bytes(
     key: &str,
     body: &[u8],
@@ -271,16 +215,7 @@ pub fn verify_basic_bytes(
     received: &str,
     inner: LicenseInner,
 ) -> Option<BodyForm> {
-    if received.trim().len() != 64 {
-        return None;
-    }
-    let mac = KeyedHmac::new(key.as_bytes());
-    let matches = |text: &[u8]| {
-        SignatureBytes(basic_signature_bytes(
-            &mac, key, text, timestamp, nonce, inner,
-        ))
-        .matches_hex(received)
-    };
+    let matches = |text: &[u8]| verify_hex(basic(key, text, timestamp, nonce, inner).2, received);
     if matches(body) {
         return Some(BodyForm::Raw);
     }
@@ -302,18 +237,9 @@ pub fn verify_kit_bytes(
     nonce: &str,
     received: &str,
 ) -> Option<BodyForm> {
-    if received.trim().len() != 64 {
-        return None;
-    }
-    let mac = KeyedHmac::new(key.as_bytes());
     let matches = |text: &[u8]| {
-        SignatureBytes(mac.sign_parts(&[
-            key.as_bytes(),
-            nonce.as_bytes(),
-            timestamp.as_bytes(),
-            text,
-        ]))
-        .matches_hex(received)
+        let request = kit_request(key, text, timestamp, nonce);
+        verify_hex(mac(key.as_bytes(), &request), received)
     };
     if matches(body) {
         return Some(BodyForm::Raw);

@@ -57,9 +57,7 @@ pub fn body_string(records: &[UsageRecord], value_as: ValueAs) -> String {
 /// Signs the body text as it stands (the bytes sent are the bytes signed): the signature
 /// header's value.
 pub fn sign(key: &str, body: &str, ts: &str, nonce: &str) -> String {
-    usage_sig::signature(key, body.as_bytes(), ts, nonce)
-        .base64()
-        .into()
+    usage_sig::signature(key, body.as_bytes(), ts, nonce).base64()
 }
 
 /// What happened to one record of a batch.
