@@ -4,8 +4,8 @@
 use crate::catalog::Protocol;
 use crate::cli::GlobalArgs;
 use crate::config::{self, KeyRole, Profile};
+use crate::endpoint::judge;
 use crate::endpoint::request::Keys;
-use crate::endpoint::suites;
 use crate::error::{CsmError, Result};
 use reqwest::Url;
 use std::path::PathBuf;
@@ -101,7 +101,7 @@ pub fn marketplace_base(
 }
 
 fn confirm_default_marketplace(url: &Url, yes: bool, g: &GlobalArgs, calls: &str) -> Result<()> {
-    if yes || suites::is_loopback(url) {
+    if yes || judge::is_loopback(url) {
         return Ok(());
     }
     ask(
@@ -128,7 +128,7 @@ pub fn reply_budget(debug_page: bool, timeout: Duration) -> Duration {
 /// A seller's endpoint may be production: calls to anything but loopback need a yes.
 /// `flag` names the option that gave the URL in messages.
 pub fn confirm_remote(flag: &str, url: &Url, yes: bool, g: &GlobalArgs, calls: &str) -> Result<()> {
-    if yes || suites::is_loopback(url) {
+    if yes || judge::is_loopback(url) {
         return Ok(());
     }
     ask(

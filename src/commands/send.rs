@@ -12,7 +12,6 @@ use crate::config;
 use crate::endpoint::client::Client;
 use crate::endpoint::judge::{self, Status};
 use crate::endpoint::request::{self, PrepOpts, Prepared, Tamper};
-use crate::endpoint::suites;
 use crate::error::{CsmError, Exit, Result};
 use clap::Args;
 use serde_json::{json, Map, Value};
@@ -328,7 +327,7 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
     // Bad input is reported before any prompt.
     let ca = read_ca(a.ca_file.as_deref())?;
     let mut prepared = make()?;
-    if !a.dry_run && !suites::is_loopback(&endpoint) && !a.yes {
+    if !a.dry_run && !judge::is_loopback(&endpoint) && !a.yes {
         let flag = if a.no_test_flag {
             "WITHOUT testFlag"
         } else {
