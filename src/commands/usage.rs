@@ -155,7 +155,7 @@ pub struct StatusArgs {
 pub struct ExportArgs {
     #[command(flatten)]
     pub journal: JournalArg,
-    /// Which records: pending, sent, accepted or rejected.
+    /// Which records: those in this state.
     #[arg(long, value_enum, value_name = "S")]
     pub state: State,
     /// Output file (.jsonl/.ndjson/.json for JSONL, else CSV); written whole or not at all.
