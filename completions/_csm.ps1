@@ -593,7 +593,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
         }
         'csm;usage;export' {
             [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
-            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'Which records: pending, sent, accepted or rejected')
+            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'Which records: those in this state')
             [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Output file (.jsonl/.ndjson/.json for JSONL, else CSV); written whole or not at all')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')

@@ -1728,7 +1728,7 @@ _csm() {
                     return 0
                     ;;
                 --state)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "pending sent accepted rejected" -- "${cur}"))
                     return 0
                     ;;
                 --out)

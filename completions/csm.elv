@@ -549,7 +549,7 @@ set edit:completion:arg-completer[csm] = {|@words|
         }
         &'csm;usage;export'= {
             cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
-            cand --state 'Which records: pending, sent, accepted or rejected'
+            cand --state 'Which records: those in this state'
             cand --out 'Output file (.jsonl/.ndjson/.json for JSONL, else CSV); written whole or not at all'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
             cand --json 'Print one JSON object (or JSON lines for streams) instead of text'

@@ -423,7 +423,10 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l state -d 'Which records: pending, sent, accepted or rejected' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l state -d 'Which records: those in this state' -r -f -a "pending\t''
+sent\t''
+accepted\t''
+rejected\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l out -d 'Output file (.jsonl/.ndjson/.json for JSONL, else CSV); written whole or not at all' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'

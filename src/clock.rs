@@ -1,5 +1,9 @@
 //! The clock and the randomness of requests. `CSM_NOW` (epoch milliseconds or RFC 3339)
 //! pins the clock, so that a run can be reproduced.
+//!
+//! Engine code (the test-endpoint runner) does not call the functions here: it is handed a
+//! [`Clock`] and an [`Entropy`], so that a caller can pin both. Commands hand it
+//! [`SystemClock`] and [`SystemEntropy`], which are these functions.
 
 use chrono::{DateTime, TimeZone, Utc};
 use rand::Rng;
@@ -48,4 +52,45 @@ pub fn alphanumeric(len: usize) -> String {
         .take(len)
         .map(char::from)
         .collect()
+}
+
+/// Where engine code reads the time.
+pub trait Clock: std::fmt::Debug + Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+
+    fn now_ms(&self) -> i64 {
+        self.now().timestamp_millis()
+    }
+}
+
+/// Where engine code gets its nonces and ids.
+pub trait Entropy: std::fmt::Debug + Send + Sync {
+    /// A request nonce: 64 upper-case hex characters.
+    fn nonce_hex64(&self) -> String;
+    /// A random (v4) UUID in its hyphenated text form.
+    fn uuid(&self) -> String;
+}
+
+/// The real clock ([`now`]: `CSM_NOW` when set).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        now()
+    }
+}
+
+/// The thread's random generator ([`nonce_hex64`], [`uuid`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemEntropy;
+
+impl Entropy for SystemEntropy {
+    fn nonce_hex64(&self) -> String {
+        nonce_hex64()
+    }
+
+    fn uuid(&self) -> String {
+        uuid()
+    }
 }

@@ -179,7 +179,13 @@ fn upload_then_again_is_idempotent_and_status_export_report_it() {
     assert_eq!(exported.lines().count(), 1501);
     let o = env.usage(&["export", "--state", "lost", "--out", "x.csv"], None);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).1.contains("--state lost"));
+    let err = text(&o).1;
+    assert!(
+        err.contains("'lost'")
+            && err.contains("--state")
+            && err.contains("pending, sent, accepted, rejected"),
+        "{err}"
+    );
 
     // Upload dry run: counts, journals nothing.
     let before = dump(&env.journal);

@@ -6,6 +6,7 @@ use super::callback_args::{
 };
 use crate::catalog::Protocol;
 use crate::cli::GlobalArgs;
+use crate::clock::{SystemClock, SystemEntropy};
 use crate::commands::sign::LicenseInnerArg;
 use crate::config;
 use crate::endpoint::report::{Report, Show};
@@ -153,6 +154,8 @@ pub fn demo_targets(
             require_body_sign: true,
             ca_pem: None,
             license_code: None,
+            clock: Arc::new(SystemClock),
+            entropy: Arc::new(SystemEntropy),
         });
     }
     Ok((targets, servers))
@@ -265,6 +268,8 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
             require_body_sign: a.require_body_sign,
             ca_pem,
             license_code: a.license_code.clone(),
+            clock: Arc::new(SystemClock),
+            entropy: Arc::new(SystemEntropy),
         });
     }
     report.protocols = targets.iter().map(|t| t.protocol.name()).collect();

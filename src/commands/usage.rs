@@ -9,7 +9,7 @@ use crate::config::{self, Profile};
 use crate::error::{CsmError, Exit, Result};
 use crate::output;
 use crate::usage::batch::{ValueAs, MAX_BATCH, MIN_BATCH, USAGE_PATH};
-use crate::usage::journal::{self, ImportReport, Journal, Scope, STATES};
+use crate::usage::journal::{self, ImportReport, Journal, Scope, State};
 use crate::usage::reader::{Format, RecordReader};
 use crate::usage::record::Billing;
 use crate::usage::upload::{self, SendConfig, SendReport};
@@ -159,9 +159,9 @@ pub struct StatusArgs {
 pub struct ExportArgs {
     #[command(flatten)]
     pub journal: JournalArg,
-    /// Which records: pending, sent, accepted or rejected.
-    #[arg(long, value_name = "S")]
-    pub state: String,
+    /// Which records: those in this state.
+    #[arg(long, value_enum, value_name = "S")]
+    pub state: State,
     /// Output file (.jsonl/.ndjson/.json for JSONL, else CSV); written whole or not at all.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -492,9 +492,9 @@ fn finish(
         crate::say!(
             "journal {}: {}",
             j.path.display(),
-            STATES
+            State::ALL
                 .iter()
-                .map(|s| format!("{s} {}", counts.get(*s).copied().unwrap_or(0)))
+                .map(|s| format!("{} {}", s.as_str(), counts.get(s).copied().unwrap_or(0)))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -642,10 +642,10 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
     crate::say!("journal {}", path.display());
     let mut t = output::table();
     t.set_header(vec!["state", "records"]);
-    for st in STATES {
+    for st in State::ALL {
         t.add_row(vec![
-            st.to_string(),
-            s.counts.get(st).copied().unwrap_or(0).to_string(),
+            st.as_str().to_string(),
+            s.counts.get(&st).copied().unwrap_or(0).to_string(),
         ]);
     }
     crate::say!("{t}");
@@ -669,7 +669,7 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
             e.add_row(vec![
                 x.at.clone(),
                 x.metering_sn.clone(),
-                x.state.clone(),
+                x.state.as_str().to_string(),
                 x.code.clone(),
                 x.message.clone(),
             ]);
@@ -711,22 +711,19 @@ fn refuse_journal_file(out: &Path, journal: &Path) -> Result<()> {
 }
 
 fn export(g: &GlobalArgs, a: ExportArgs) -> Result<Exit> {
-    if !STATES.contains(&a.state.as_str()) {
-        return Err(CsmError::usage(format!(
-            "--state {}: not a state (one of {})",
-            a.state,
-            STATES.join(", ")
-        )));
-    }
     let path = existing_journal(&a.journal)?;
     refuse_journal_file(&a.out, &path)?;
     let j = Journal::open_read_only(&path)?;
     let jsonl = Format::from_path(&a.out) == Format::Jsonl;
-    let n = crate::files::write_atomic_with(&a.out, false, |w| j.export(&a.state, jsonl, w))?;
+    let n = crate::files::write_atomic_with(&a.out, false, |w| j.export(a.state, jsonl, w))?;
     if g.json {
         output::print_json(&json!({"state": a.state, "records": n, "out": label(&a.out)}));
     } else if !g.quiet {
-        crate::say!("{n} {} records written to {}", a.state, a.out.display());
+        crate::say!(
+            "{n} {} records written to {}",
+            a.state.as_str(),
+            a.out.display()
+        );
     }
     Ok(Exit::Ok)
 }

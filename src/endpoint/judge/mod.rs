@@ -1,5 +1,10 @@
 //! Judging one reply as the seller-center debugging page does (saas-callbacks.md §8), plus the
 //! V1 rules: Body-Sign over the raw bytes, the exact header name, credentials that decrypt.
+//! The rules for a production address are in `readiness`.
+
+mod readiness;
+
+pub use readiness::{readiness_rules, Seen, PRODUCTION_BUDGET};
 
 use super::client::{Exchange, NetKind, Reply};
 use crate::catalog::{ReplyField, COMMON_REPLY};

@@ -1,0 +1,131 @@
+//! Negative: tampered, stale, missing and replayed signatures and unknown instances are
+//! refused, and refusing them changes nothing.
+
+use super::{instance_of, lists_instance, Runner, LICENSE_NEEDS_CODE, OK};
+use crate::catalog::Protocol;
+use crate::endpoint::judge::{self, Family, Rule};
+use crate::endpoint::request::Tamper;
+
+pub(super) fn run(r: &mut Runner) {
+    let mut ctx = r.ctx();
+    let v1 = r.t.protocol == Protocol::V1;
+    let new = r.call("newInstance", None, &ctx, &[], Tamper::None);
+    r.expect_code(&new, "setup: newInstance".into(), OK, Family::ResultCode);
+    if let Some(id) = new.as_ref().and_then(instance_of) {
+        ctx.instance_id = Some(id);
+    }
+    let id = ctx.instance_id.clone().unwrap_or_default();
+    let before = r.call("queryInstance", None, &ctx, &[], Tamper::None);
+    r.expect_code(
+        &before,
+        "setup: queryInstance".into(),
+        OK,
+        Family::ResultCode,
+    );
+    let refused = Family::RefusesBadRequests;
+    let cases: &[(Tamper, &str)] = &[
+        (Tamper::BadSignature, "tampered signature"),
+        (Tamper::StaleTimestamp, "stale timestamp (10 min old)"),
+        (Tamper::MissingSignature, "missing signature"),
+    ];
+    for (tamper, what) in cases {
+        if v1 && *tamper == Tamper::StaleTimestamp {
+            r.skip_row(
+                &format!("releaseInstance, {what}"),
+                refused,
+                "V1 has no timestamp window",
+            );
+            continue;
+        }
+        let ex = r.call("releaseInstance", None, &ctx, &[], *tamper);
+        r.expect_code(
+            &ex,
+            format!("releaseInstance, {what}: refused"),
+            "000001",
+            refused,
+        );
+    }
+    if v1 {
+        r.skip_row(
+            "queryInstance replayed: refused",
+            refused,
+            "V1 has no nonce",
+        );
+    } else if let Some(b) = &before {
+        let req = b.request.clone();
+        let ex = r.send(&req);
+        r.expect_code(
+            &ex,
+            "queryInstance replayed (same nonce): refused".into(),
+            "000001",
+            refused,
+        );
+    }
+    let mut unknown = ctx.clone();
+    unknown.instance_id = Some(r.t.entropy.uuid());
+    let ex = r.call("releaseInstance", None, &unknown, &[], Tamper::None);
+    r.expect_code(
+        &ex,
+        "releaseInstance, unknown instance".into(),
+        "000003",
+        refused,
+    );
+    // The refused calls must not have changed anything.
+    let after = r.call("queryInstance", None, &ctx, &[], Tamper::None);
+    if let (Some(b), Some(a)) = (&before, &after) {
+        if a.outcome.is_err() || b.outcome.is_err() {
+            r.no_reply("state unchanged afterwards".into(), refused);
+        } else {
+            let same_code = judge::result_code(a) == judge::result_code(b);
+            let listed = lists_instance(a, &id);
+            let rule = if same_code && listed == lists_instance(b, &id) {
+                Rule::pass(refused, "instance unchanged", "unchanged")
+            } else {
+                Rule::fail(
+                    refused,
+                    format!("queryInstance still lists {id}"),
+                    format!(
+                        "{} {}",
+                        judge::result_code(a).unwrap_or_default(),
+                        if listed { "listed" } else { "not listed" }
+                    ),
+                    "a refused callback must not act: verify before touching state",
+                )
+            };
+            r.row("state unchanged afterwards".into(), rule, String::new());
+        }
+    }
+    if r.has_kit() {
+        let mut kit = r.ctx();
+        kit.flag = Some(0);
+        for (tamper, what) in [
+            (Tamper::BadSignature, "tampered signature"),
+            (Tamper::MissingSignature, "missing signature"),
+        ] {
+            let ex = r.call("tenantSync", None, &kit, &[], tamper);
+            r.expect_code(
+                &ex,
+                format!("tenantSync delete, {what}: refused"),
+                "000001",
+                refused,
+            );
+        }
+    }
+    if r.has_license() {
+        let lic = r.ctx();
+        for (tamper, what) in [
+            (Tamper::BadSignature, "tampered signature"),
+            (Tamper::StaleTimestamp, "stale timestamp"),
+        ] {
+            let ex = r.call("releaseLicenseCode", None, &lic, &[], tamper);
+            r.expect_code(
+                &ex,
+                format!("releaseLicenseCode, {what}: refused"),
+                "000001",
+                refused,
+            );
+        }
+    } else if r.t.keys.license.is_some() {
+        r.skip_row("releaseLicenseCode: refused", refused, LICENSE_NEEDS_CODE);
+    }
+}

@@ -1,0 +1,411 @@
+//! Reading a file into the journal: one transaction per file, and the rules for a record
+//! that is already there (the same again, a fixed rejected one, a duplicate).
+
+use super::{storage, Journal, State};
+use crate::error::{CsmError, Result};
+use crate::usage::reader::{LineError, RecordReader};
+use crate::usage::record::{self, Billing, Deadline, UsageRecord};
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension, Transaction};
+use std::collections::BTreeMap;
+use std::io::BufRead;
+
+#[derive(Debug, Default, Clone)]
+pub struct ImportReport {
+    pub import_id: i64,
+    pub read: u64,
+    pub new: u64,
+    /// Already in the journal with the same content, not yet accepted: sent again.
+    pub again: u64,
+    pub already_accepted: u64,
+    pub already_rejected: u64,
+    /// Rejected before, now fixed in the input: replaced and sent again.
+    pub replaced: u64,
+    pub errors: Vec<LineError>,
+    pub error_count: u64,
+    pub deadline: BTreeMap<&'static str, u64>,
+    /// Records past the ideal window: (line, metering_sn, end_time, status).
+    pub late: Vec<(u64, String, String, Deadline)>,
+}
+
+/// At most this many line errors are kept for printing; all are counted.
+const MAX_ERRORS_KEPT: usize = 50;
+const MAX_LATE_KEPT: usize = 10;
+
+impl Journal {
+    /// Reads the whole input into the journal in one transaction. With `commit` false (or
+    /// when any line is bad) the transaction is rolled back: the journal is unchanged.
+    pub fn import<R: BufRead>(
+        &mut self,
+        reader: &mut RecordReader<R>,
+        file_label: &str,
+        now: DateTime<Utc>,
+        billing: Billing,
+        commit: bool,
+    ) -> Result<ImportReport> {
+        self.set_sync(true)?;
+        let known = self.known;
+        let path = self.path.clone();
+        let serr = |e: rusqlite::Error| storage(&path, e);
+        let tx = self.conn.transaction().map_err(serr)?;
+        let now_s = record::format_api_time(now);
+        tx.execute(
+            "INSERT INTO imports (file, imported_at, new_records) VALUES (?1, ?2, 0)",
+            params![file_label, now_s],
+        )
+        .map_err(serr)?;
+        let import_id = tx.last_insert_rowid();
+        let mut rep = ImportReport {
+            import_id,
+            ..Default::default()
+        };
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO records (metering_sn, sn_derived, instance_id, begin_time,
+                     end_time, record_time, usage_value, relate_pkg_instance, source_file,
+                     source_line, import_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(serr)?;
+            loop {
+                let item = reader
+                    .next_record()
+                    .map_err(|e| CsmError::io(file_label, e))?;
+                let Some(item) = item else { break };
+                let (line, raw) = match item {
+                    Ok(x) => x,
+                    Err(e) => {
+                        rep.push_error(e);
+                        continue;
+                    }
+                };
+                rep.read += 1;
+                let rec = match record::validate(&raw, now) {
+                    Ok(r) => r,
+                    Err(message) => {
+                        rep.push_error(LineError { line, message });
+                        continue;
+                    }
+                };
+                let st = record::deadline_status(&rec.end_time, billing, now);
+                *rep.deadline.entry(st.as_str()).or_default() += 1;
+                if st != Deadline::OnTime && rep.late.len() < MAX_LATE_KEPT {
+                    rep.late
+                        .push((line, rec.metering_sn.clone(), rec.end_time.clone(), st));
+                }
+                let n = ins
+                    .execute(params![
+                        rec.metering_sn,
+                        rec.sn_derived,
+                        rec.instance_id,
+                        rec.begin_time,
+                        rec.end_time,
+                        rec.record_time,
+                        rec.usage_value,
+                        rec.relate_pkg_instance,
+                        file_label,
+                        line as i64,
+                        import_id
+                    ])
+                    .map_err(serr)?;
+                let found = if n == 1 && known {
+                    // New in this scratch journal: the real one may hold it.
+                    resolve_conflict(&tx, &rec, -1, &mut rep, Db::Known)
+                } else if n == 1 {
+                    Ok(false)
+                } else {
+                    resolve_conflict(&tx, &rec, import_id, &mut rep, Db::Main).and_then(|f| {
+                        f.then_some(true).ok_or_else(|| {
+                            format!("metering_sn {:?}: could not be journaled", rec.metering_sn)
+                        })
+                    })
+                };
+                match found {
+                    Ok(true) => {}
+                    Ok(false) => rep.new += 1,
+                    Err(message) => rep.push_error(LineError { line, message }),
+                }
+            }
+        }
+        tx.execute(
+            "UPDATE imports SET new_records = ?1 WHERE id = ?2",
+            params![rep.new as i64, import_id],
+        )
+        .map_err(serr)?;
+        if commit && rep.error_count == 0 {
+            tx.commit().map_err(serr)?;
+        } else {
+            tx.rollback().map_err(serr)?;
+        }
+        Ok(rep)
+    }
+}
+
+impl ImportReport {
+    fn push_error(&mut self, e: LineError) {
+        self.error_count += 1;
+        if self.errors.len() < MAX_ERRORS_KEPT {
+            self.errors.push(e);
+        }
+    }
+}
+
+type Existing = (
+    i64,
+    State,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    bool,
+);
+
+/// Where [`resolve_conflict`] looks.
+#[derive(Clone, Copy)]
+enum Db {
+    Main,
+    Known,
+}
+
+/// A record whose metering_sn or period is already journaled: the same record again is
+/// fine (it joins this upload unless it is decided), a fixed rejected record replaces the
+/// old one, anything else is a duplicate and an error naming the earlier line.
+///
+/// `Db::Known` looks in the real journal attached read-only to a scratch one (`import_id`
+/// -1): nothing is written, the outcome is counted as an import into it would count it.
+/// Ok(false): the record is in neither place (a new record).
+fn resolve_conflict(
+    tx: &Transaction,
+    rec: &UsageRecord,
+    import_id: i64,
+    rep: &mut ImportReport,
+    db: Db,
+) -> std::result::Result<bool, String> {
+    let t = match db {
+        Db::Main => "main.records",
+        Db::Known => "known.records",
+    };
+    let write = matches!(db, Db::Main);
+    let dberr = |e: rusqlite::Error| format!("journal: {e}");
+    let by_sn: Option<Existing> = tx
+        .query_row(
+            &format!(
+                "SELECT id, state, instance_id, begin_time, end_time, usage_value,
+                 relate_pkg_instance, source_file, source_line, maybe_delivered FROM {t}
+                 WHERE metering_sn = ?1"
+            ),
+            [&rec.metering_sn],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(dberr)?;
+    let where_ = |file: &str, line: i64, imp_same: bool| {
+        if imp_same {
+            format!("line {line} of this file")
+        } else {
+            format!("{file} line {line}")
+        }
+    };
+    if let Some((id, state, inst, begin, end, value, relate, file, line, maybe)) = by_sn {
+        let sn_state = format!("state {}", state.as_str());
+        let same = inst == rec.instance_id
+            && begin == rec.begin_time
+            && end == rec.end_time
+            && value == rec.usage_value
+            && relate == rec.relate_pkg_instance;
+        let this_import: bool = tx
+            .query_row(
+                &format!("SELECT import_id = ?2 FROM {t} WHERE id = ?1"),
+                params![id, import_id],
+                |r| r.get(0),
+            )
+            .map_err(dberr)?;
+        if this_import {
+            if rec.sn_derived {
+                return Err(period_duplicate(rec, &where_(&file, line, true), &sn_state));
+            }
+            return Err(format!(
+                "metering_sn {:?} duplicates {} (each record needs its own metering_sn)",
+                rec.metering_sn,
+                where_(&file, line, true)
+            ));
+        }
+        if same {
+            match state {
+                State::Accepted => rep.already_accepted += 1,
+                State::Rejected => rep.already_rejected += 1,
+                State::Pending | State::Sent => {
+                    if write {
+                        tx.execute(
+                            "UPDATE records SET import_id = ?2 WHERE id = ?1",
+                            params![id, import_id],
+                        )
+                        .map_err(dberr)?;
+                    }
+                    rep.again += 1;
+                }
+            }
+            return Ok(true);
+        }
+        if state == State::Rejected && maybe {
+            // An earlier attempt got no definite answer: the marketplace may hold the first
+            // version, and a later "duplicate metering_sn" would pass the fix off as accepted.
+            return Err(format!(
+                "metering_sn {:?} was rejected but may already be held by the marketplace \
+                 ({}, an attempt got no definite answer); a fix needs a new metering_sn",
+                rec.metering_sn,
+                where_(&file, line, false)
+            ));
+        }
+        if state == State::Rejected {
+            let n = if !write {
+                // Replaceable unless another record holds the new period.
+                tx.query_row(
+                    &format!(
+                        "SELECT count(*) = 0 FROM {t} WHERE instance_id = ?1
+                         AND begin_time = ?2 AND end_time = ?3 AND id != ?4"
+                    ),
+                    params![rec.instance_id, rec.begin_time, rec.end_time, id],
+                    |r| r.get::<_, bool>(0),
+                )
+                .map_err(dberr)? as usize
+            } else {
+                tx.execute(
+                    "UPDATE OR IGNORE records SET instance_id = ?2, begin_time = ?3, end_time = ?4,
+                     usage_value = ?5, relate_pkg_instance = ?6, record_time = ?7, import_id = ?8,
+                     state = CASE WHEN maybe_delivered = 1 THEN 'sent' ELSE 'pending' END,
+                     last_code = NULL, last_message = NULL, decided_at = NULL WHERE id = ?1",
+                    params![
+                        id,
+                        rec.instance_id,
+                        rec.begin_time,
+                        rec.end_time,
+                        rec.usage_value,
+                        rec.relate_pkg_instance,
+                        rec.record_time,
+                        import_id
+                    ],
+                )
+                .map_err(dberr)?
+            };
+            if n == 1 {
+                rep.replaced += 1;
+                return Ok(true);
+            }
+        } else if rec.sn_derived {
+            // No metering_sn given: the one csm derived names the instance and period.
+            return Err(period_duplicate(
+                rec,
+                &where_(&file, line, false),
+                &sn_state,
+            ));
+        } else {
+            return Err(format!(
+                "metering_sn {:?} is already journaled with other content ({}, state {}); \
+                 a metering_sn names one record for good",
+                rec.metering_sn,
+                where_(&file, line, false),
+                state.as_str()
+            ));
+        }
+    }
+    let by_period: Option<(String, State, String, i64, bool)> = tx
+        .query_row(
+            &format!(
+                "SELECT metering_sn, state, source_file, source_line, import_id = ?4 FROM {t}
+                 WHERE instance_id = ?1 AND begin_time = ?2 AND end_time = ?3"
+            ),
+            params![rec.instance_id, rec.begin_time, rec.end_time, import_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()
+        .map_err(dberr)?;
+    match by_period {
+        Some((sn, state, file, line, same_import)) => Err(period_duplicate(
+            rec,
+            &where_(&file, line, same_import),
+            &format!("metering_sn {sn:?}, state {}", state.as_str()),
+        )),
+        None => Ok(false),
+    }
+}
+
+/// A second record for one instance and period; `earlier` says where the first is, `about`
+/// what it is.
+fn period_duplicate(rec: &UsageRecord, earlier: &str, about: &str) -> String {
+    format!(
+        "instance_id {} period {}..{} duplicates {earlier} ({about}); \
+         the marketplace bills only the first record of a period",
+        record::show(&rec.instance_id),
+        rec.begin_time,
+        rec.end_time,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{import, journal, HEAD};
+    use super::super::State;
+
+    #[test]
+    fn import_is_all_or_nothing_and_idempotent() {
+        let (_dir, mut j) = journal();
+        let good = format!(
+            "{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni1,20260110T090000Z,20260110T100000Z,2,\n"
+        );
+        let bad = format!("{good}i2,20260110T100000Z,20260110T110000Z,-1,c\n");
+        let r = import(&mut j, &bad, true);
+        assert_eq!(r.error_count, 1);
+        assert_eq!(r.errors[0].line, 4);
+        assert_eq!(j.counts().unwrap()[&State::Pending], 0);
+        let r = import(&mut j, &good, true);
+        assert_eq!((r.new, r.error_count), (2, 0));
+        let r = import(&mut j, &good, true);
+        assert_eq!((r.new, r.again), (0, 2));
+        assert_eq!(j.counts().unwrap()[&State::Pending], 2);
+        // Same sn, other content; same period, other sn; duplicate inside one file.
+        let r = import(
+            &mut j,
+            &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,9,a\n"),
+            true,
+        );
+        assert!(
+            r.errors[0].message.contains("other content"),
+            "{:?}",
+            r.errors
+        );
+        let r = import(
+            &mut j,
+            &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,zz\n"),
+            true,
+        );
+        assert!(r.errors[0].message.contains("period"), "{:?}", r.errors);
+        let r = import(
+            &mut j,
+            &format!("{HEAD}i9,20260110T100000Z,20260110T110000Z,1,q\ni8,20260110T100000Z,20260110T110000Z,1,q\n"),
+            true,
+        );
+        assert!(
+            r.errors[0].message.contains("line 2 of this file"),
+            "{:?}",
+            r.errors
+        );
+        assert_eq!(j.counts().unwrap()[&State::Pending], 2);
+    }
+}

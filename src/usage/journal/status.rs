@@ -1,0 +1,124 @@
+//! Counts by state and code, and the `status` report.
+
+use super::{Journal, State};
+use crate::error::Result;
+use crate::usage::record::{self, Billing, Deadline};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default)]
+pub struct Status {
+    pub counts: BTreeMap<State, u64>,
+    /// (metering_sn, instance_id, end_time, deadline status) of the unsent record that ends first.
+    pub oldest_unsent: Option<(String, String, String, Deadline)>,
+    pub unsent_by_deadline: BTreeMap<&'static str, u64>,
+    pub last_errors: Vec<LastError>,
+    /// (state, last code, count) of records not accepted.
+    pub codes: Vec<(State, String, u64)>,
+}
+
+#[derive(Debug)]
+pub struct LastError {
+    pub metering_sn: String,
+    pub state: State,
+    pub code: String,
+    pub message: String,
+    pub at: String,
+}
+
+impl Journal {
+    /// Records per state; every state is there, with 0 when it has none.
+    pub fn counts(&self) -> Result<BTreeMap<State, u64>> {
+        let mut out: BTreeMap<State, u64> = State::ALL.iter().map(|s| (*s, 0)).collect();
+        let mut st = self
+            .conn
+            .prepare("SELECT state, count(*) FROM records GROUP BY state")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, State>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| self.err(e))?;
+        for r in rows {
+            let (s, n) = r.map_err(|e| self.err(e))?;
+            out.insert(s, n as u64);
+        }
+        Ok(out)
+    }
+
+    /// Counts of not-accepted records per last code (for summaries and `status`).
+    pub fn codes(&self, states: &[State]) -> Result<Vec<(State, String, u64)>> {
+        let list = states
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut st = self
+            .conn
+            .prepare(&format!(
+                "SELECT state, coalesce(last_code, ''), count(*) FROM records
+                 WHERE state IN ({list}) GROUP BY state, last_code ORDER BY 3 DESC"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The status report: counts, the oldest unsent record, records past their deadline,
+    /// the last errors. Streams over the unsent records (memory stays flat).
+    pub fn status(&self, billing: Billing, now: DateTime<Utc>) -> Result<Status> {
+        let counts = self.counts()?;
+        let mut s = Status {
+            counts,
+            ..Default::default()
+        };
+        {
+            let mut st = self
+                .conn
+                .prepare(
+                    "SELECT metering_sn, instance_id, end_time FROM records
+                     WHERE state IN ('pending', 'sent') ORDER BY end_time",
+                )
+                .map_err(|e| self.err(e))?;
+            let mut rows = st.query([]).map_err(|e| self.err(e))?;
+            while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+                let sn: String = r.get(0).map_err(|e| self.err(e))?;
+                let inst: String = r.get(1).map_err(|e| self.err(e))?;
+                let end: String = r.get(2).map_err(|e| self.err(e))?;
+                let d = record::deadline_status(&end, billing, now);
+                *s.unsent_by_deadline.entry(d.as_str()).or_default() += 1;
+                if s.oldest_unsent.is_none() {
+                    s.oldest_unsent = Some((sn, inst, end, d));
+                }
+            }
+        }
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT metering_sn, state, last_code, coalesce(last_message, ''),
+                 coalesce(decided_at, sent_at, '') FROM records
+                 WHERE last_code IS NOT NULL AND state != 'accepted'
+                 ORDER BY coalesce(decided_at, sent_at) DESC, id DESC LIMIT 10",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(LastError {
+                    metering_sn: r.get(0)?,
+                    state: r.get(1)?,
+                    code: r.get(2)?,
+                    message: r.get(3)?,
+                    at: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        s.last_errors = rows
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        s.codes = self.codes(&[State::Pending, State::Sent, State::Rejected])?;
+        Ok(s)
+    }
+}
