@@ -440,6 +440,8 @@ fn a_wrong_key_is_refused_with_mkt_0102_and_no_secret_is_printed() {
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(3), "{out} {err}");
     assert!(err.contains("MKT.0102"), "{err}");
+    // The hint names the key, the fix for a refused signature (not the endpoint).
+    assert!(err.contains("hint: check --key-file"), "{err}");
     assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 0);
     assert_eq!(
         count(

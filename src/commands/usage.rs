@@ -460,7 +460,7 @@ fn finish(
             "by_code": rep.by_code.iter().map(|((o, c), n)| json!({"outcome": o, "code": c, "count": n})).collect::<Vec<_>>(),
             "journal_counts": counts,
             "unreachable": rep.unreachable,
-            "refused": rep.refused,
+            "refused": rep.refused.as_ref().map(|(what, _)| what),
         });
         if let Some((r, f)) = import {
             v["import"] = import_json(r, f);
@@ -502,11 +502,11 @@ fn finish(
             crate::say!("rejected records: `csm usage export --state rejected --out FILE`, fix, upload again");
         }
     }
-    if let Some(r) = &rep.refused {
+    if let Some((what, fix)) = &rep.refused {
         return Err(CsmError::Config(format!(
-            "the marketplace refused the requests ({r}){}; records stay in the journal for `csm usage replay`",
-            if r.contains("--endpoint") { "" } else { "; check --key-file" }
-        )));
+            "the marketplace refused the requests ({what}); records stay in the journal for `csm usage replay`"
+        ))
+        .with_hint(fix.hint()));
     }
     if let Some(u) = &rep.unreachable {
         return Err(CsmError::Network(format!(

@@ -78,6 +78,27 @@ pub enum Outcome {
     },
 }
 
+/// What the seller changes before a refused push can go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fix {
+    /// The body signature or the credentials were refused.
+    Key,
+    /// Nothing that takes usage pushes answers at this address.
+    Endpoint,
+    /// The marketplace takes fewer records per request than csm can send.
+    BatchSize,
+}
+
+impl Fix {
+    pub fn hint(self) -> &'static str {
+        match self {
+            Fix::Key => "check --key-file: the usage push is signed with the key bound to the basic interfaces",
+            Fix::Endpoint => "check --endpoint: the base URL of the marketplace open APIs (csm appends the API path)",
+            Fix::BatchSize => "send smaller batches with --batch",
+        }
+    }
+}
+
 /// What an answer to a whole batch means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchVerdict {
@@ -86,9 +107,13 @@ pub enum BatchVerdict {
     /// No definite answer (network error, 5xx, throttling): the batch may or may not be
     /// stored; send it again after a pause.
     Ambiguous { code: String, reason: String },
-    /// The request itself was refused (signature, permissions): nothing was stored and
-    /// resending cannot help until the configuration changes.
-    Fatal { code: String, reason: String },
+    /// The request itself was refused (signature, permissions, no usage API there): nothing
+    /// was stored and resending cannot help until `fix` is done.
+    Fatal {
+        code: String,
+        reason: String,
+        fix: Fix,
+    },
     /// Too many records for this marketplace (MKT.9003): send smaller batches.
     TooMany,
     /// Refused as a whole, nothing stored, worth sending again as it is (MKT.9004: a
@@ -222,6 +247,7 @@ pub fn classify_response(
             BatchVerdict::Fatal {
                 code: label,
                 reason,
+                fix: Fix::Key,
             }
         }
         (_, "MKT.9003") => BatchVerdict::TooMany,
@@ -247,6 +273,7 @@ pub fn classify_response(
         // --endpoint changes.
         (404 | 405, _) => BatchVerdict::Fatal {
             code: label,
+            fix: Fix::Endpoint,
             reason: if msg.is_empty() {
                 "no usage API at this address; check --endpoint".into()
             } else {

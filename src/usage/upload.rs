@@ -2,7 +2,7 @@
 //! Network errors and 5xx are retried with exponential backoff and jitter, a bounded number
 //! of times; after that the run stops and the records wait in the journal for `replay`.
 
-use super::batch::{self, BatchVerdict, Outcome, ValueAs, MIN_BATCH};
+use super::batch::{self, BatchVerdict, Fix, Outcome, ValueAs, MIN_BATCH};
 use super::journal::{Journal, Scope, Stored};
 use super::record;
 use crate::clock;
@@ -84,8 +84,9 @@ pub struct SendReport {
     pub by_code: BTreeMap<(&'static str, String), u64>,
     /// The marketplace could not be reached after all retries: the last error.
     pub unreachable: Option<String>,
-    /// The marketplace refused the requests themselves (signature, permission).
-    pub refused: Option<String>,
+    /// The marketplace refused the requests themselves (signature, permission, no usage API
+    /// there): what it said, and what to change.
+    pub refused: Option<(String, Fix)>,
 }
 
 /// The pause before attempt `attempt + 1`: exponential, capped, with "equal jitter"
@@ -347,6 +348,7 @@ pub fn send(
                         "{}; point --endpoint at the address that answers",
                         crate::net::redirect_note(location.as_deref())
                     ),
+                    fix: Fix::Endpoint,
                 },
                 true,
             ),
@@ -391,10 +393,10 @@ pub fn send(
                     progress(done);
                 }
             }
-            BatchVerdict::Fatal { code, reason } => {
+            BatchVerdict::Fatal { code, reason, fix } => {
                 journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
                 *rep.by_code.entry(("refused", code.clone())).or_default() += ids.len() as u64;
-                rep.refused = Some(format!("{code}: {reason}"));
+                rep.refused = Some((format!("{code}: {reason}"), fix));
                 stopping = true;
             }
             BatchVerdict::TooMany => {
@@ -418,9 +420,12 @@ pub fn send(
                         });
                     }
                 } else {
-                    rep.refused = Some(format!(
-                        "MKT.9003: the marketplace refuses batches of {} records",
-                        job.batch.len()
+                    rep.refused = Some((
+                        format!(
+                            "MKT.9003: the marketplace refuses batches of {} records",
+                            job.batch.len()
+                        ),
+                        Fix::BatchSize,
                     ));
                     stopping = true;
                 }
