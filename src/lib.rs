@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod duration;
 pub mod endpoint;
 pub mod error;
 pub mod files;

@@ -355,9 +355,10 @@ fn the_server_flags_are_checked() {
         (
             "merchant",
             "--client-timeout",
-            "5h",
-            "unit must be ms, s or m",
+            "5d",
+            "unit must be ms, s, m or h",
         ),
+        ("merchant", "--client-timeout", "1h", "between 1ms and 10m"),
         (
             "marketplace",
             "--client-timeout",

@@ -678,3 +678,30 @@ fn no_journal_is_a_configuration_error() {
         assert!(err.contains("no journal there"), "{err}");
     }
 }
+
+#[test]
+fn durations_read_alike_on_every_flag() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(3, true));
+    let fs = f.to_str().unwrap();
+    let o = env.usage(
+        &[
+            "upload",
+            fs,
+            "--dry-run",
+            "--timeout",
+            "2m",
+            "--backoff-ms",
+            "1s",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let o = env.usage(&["upload", fs, "--dry-run", "--timeout", "2h"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).1.contains("\"2h\": must be between 1s and 1h"),
+        "{:?}",
+        text(&o)
+    );
+}

@@ -13,28 +13,6 @@ use reqwest::Url;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// `5s`, `1500ms`, `1.5s`, `2m`, or plain seconds.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let t = s.trim();
-    let (num, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => (&t[..i], &t[i..]),
-        None => (t, "s"),
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a duration such as 5s or 1500ms"))?;
-    let secs = match unit {
-        "ms" => v / 1000.0,
-        "s" => v,
-        "m" => v * 60.0,
-        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
-    };
-    if !(0.001..=600.0).contains(&secs) {
-        return Err(format!("{s:?}: must be between 1ms and 10m"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 /// The endpoint from `--endpoint` or the profile; `hint` adds what else the command offers.
 pub fn endpoint_from(given: Option<&str>, profile: &Profile, hint: &str) -> Result<Url> {
     let raw = given
@@ -203,23 +181,5 @@ pub fn resolve_protocol(flag: Option<Protocol>, profile: &Profile) -> Result<Pro
                 "profile protocol {s:?}: must be v1 or v2 (edit it with `csm init`)"
             ))
         }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
-        assert_eq!(
-            parse_duration("1500ms").unwrap(),
-            Duration::from_millis(1500)
-        );
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert!(parse_duration("5h").is_err());
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("abc").is_err());
     }
 }

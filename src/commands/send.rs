@@ -1,8 +1,7 @@
 //! `csm send`: one signed callback, the full request and reply, and the verdicts.
 
 use super::callback_args::{
-    confirm_remote, endpoint_from, parse_duration, read_ca, reply_budget, resolve_protocol,
-    KeyFiles,
+    confirm_remote, endpoint_from, read_ca, reply_budget, resolve_protocol, KeyFiles,
 };
 use crate::catalog::gen::{self, Ctx};
 use crate::catalog::{self, Callback, FieldType, Protocol};
@@ -62,7 +61,7 @@ pub struct SendArgs {
     #[arg(long)]
     pub curl: bool,
     /// Time budget, e.g. 5s or 1500ms.
-    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = crate::duration::timeout)]
     pub timeout: Duration,
     /// Use the debugging page's 20 s budget.
     #[arg(long, conflicts_with = "timeout")]

@@ -1,6 +1,5 @@
 //! `csm serve merchant|marketplace`, and the server flags both share.
 
-use super::callback_args::parse_duration;
 use crate::cli::GlobalArgs;
 use crate::error::{Exit, Result};
 use crate::server::{self, Log};
@@ -34,7 +33,7 @@ pub struct ServerArgs {
     /// Drop a connection whose client sends no complete request head for this long (also
     /// between requests on a kept-alive connection), or takes longer than this again to send
     /// the body (answered 408): 30s, 1500ms, 2m.
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = crate::duration::timeout)]
     pub client_timeout: Duration,
     /// Refuse request bodies larger than this with 413 (bytes, or with a KiB/MiB suffix).
     #[arg(long, default_value = "4MiB", value_name = "SIZE", value_parser = parse_size)]

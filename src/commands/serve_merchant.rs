@@ -4,6 +4,7 @@ use crate::catalog::Protocol;
 use crate::cli::GlobalArgs;
 use crate::commands::sign::LicenseInnerArg;
 use crate::config;
+use crate::duration::Bare;
 use crate::error::{Exit, Result};
 use crate::merchant::{Fault, Merchant, MerchantConfig};
 use crate::server;
@@ -32,11 +33,12 @@ pub struct MerchantArgs {
     #[arg(long, value_name = "NAME")]
     pub fault: Vec<String>,
     /// How long the `slow` fault waits before answering (beyond the 5 s budget by default).
-    #[arg(long, default_value = "6s", value_name = "DURATION", value_parser = super::callback_args::parse_duration)]
+    #[arg(long, default_value = "6s", value_name = "DURATION", value_parser = crate::duration::timeout)]
     pub fault_delay: Duration,
-    /// Replay window for V2 timestamps, in seconds.
-    #[arg(long, default_value_t = 60, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub window: u64,
+    /// Replay window for V2 timestamps: 60s, 5m; a bare number is seconds (1s to 24h).
+    #[arg(long, default_value = "60s", value_name = "DURATION",
+          value_parser = crate::duration::flag(Bare::Secs, Duration::from_secs(1), Duration::from_secs(86_400)))]
+    pub window: Duration,
     /// SQLite file for instances, license codes and Kit records (in memory when absent).
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
@@ -69,7 +71,7 @@ pub fn run(g: &GlobalArgs, a: MerchantArgs) -> Result<Exit> {
         keys,
         faults: parse_faults(&a.fault)?,
         fault_delay: a.fault_delay,
-        window_ms: a.window as i64 * 1000,
+        window_ms: a.window.as_millis() as i64,
         state: a.state.clone(),
         record: a.record.clone(),
         license_inner: a.license_inner.into(),

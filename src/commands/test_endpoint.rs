@@ -1,8 +1,7 @@
 //! `csm test-endpoint`: play the marketplace against an endpoint and judge every reply.
 
 use super::callback_args::{
-    confirm_remote, endpoint_from, parse_duration, read_ca, reply_budget, resolve_protocol,
-    KeyFiles,
+    confirm_remote, endpoint_from, read_ca, reply_budget, resolve_protocol, KeyFiles,
 };
 use crate::catalog::Protocol;
 use crate::cli::GlobalArgs;
@@ -51,7 +50,7 @@ pub struct TestEndpointArgs {
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
     /// Time budget per call, e.g. 5s or 1500ms (production: 5 s).
-    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = crate::duration::timeout)]
     pub timeout: Duration,
     /// Use the debugging page's 20 s budget instead of the production 5 s (decision 8).
     #[arg(long, conflicts_with = "timeout")]

@@ -6,6 +6,7 @@ use crate::catalog::PRODUCTION_MARKETPLACE;
 use crate::cli::GlobalArgs;
 use crate::commands::callback_args;
 use crate::config::{self, Profile};
+use crate::duration::Bare;
 use crate::error::{CsmError, Exit, Result};
 use crate::output;
 use crate::usage::batch::{ValueAs, MAX_BATCH, MIN_BATCH, USAGE_PATH};
@@ -87,14 +88,15 @@ pub struct ConnArgs {
     #[arg(long, default_value_t = 5, value_name = "N",
           value_parser = clap::value_parser!(u32).range(0..=100))]
     pub retries: u32,
-    /// First pause between attempts in milliseconds, 1 to 30000 (doubles, with jitter, up to 30 s).
-    #[arg(long, default_value_t = 500, value_name = "MS",
-          value_parser = clap::value_parser!(u64).range(1..=30_000))]
-    pub backoff_ms: u64,
-    /// Seconds to wait for one answer (1 to 3600).
-    #[arg(long, default_value_t = 30, value_name = "SECS",
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub timeout: u64,
+    /// First pause between attempts: 500ms, 2s; a bare number is milliseconds, 1ms to 30s
+    /// (doubles, with jitter, up to 30 s).
+    #[arg(long, default_value = "500ms", value_name = "DURATION",
+          value_parser = crate::duration::flag(Bare::Millis, Duration::from_millis(1), Duration::from_secs(30)))]
+    pub backoff_ms: Duration,
+    /// How long to wait for one answer: 30s, 2m; a bare number is seconds, 1s to 1h.
+    #[arg(long, default_value = "30s", value_name = "DURATION",
+          value_parser = crate::duration::flag(Bare::Secs, Duration::from_secs(1), Duration::from_secs(3600)))]
+    pub timeout: Duration,
     /// Also trust this root certificate (PEM), e.g. a staging marketplace behind a private CA.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
@@ -401,9 +403,9 @@ fn send_config(g: &GlobalArgs, c: &ConnArgs) -> Result<SendConfig> {
         key,
         batch: c.batch as usize,
         retries: c.retries,
-        backoff: Duration::from_millis(c.backoff_ms),
+        backoff: c.backoff_ms,
         max_backoff: Duration::from_secs(30),
-        timeout: Duration::from_secs(c.timeout),
+        timeout: c.timeout,
         ca_pem,
         value_as: c.usage_value,
         apig,
