@@ -100,7 +100,13 @@ fn csm_callback(url: &Url, client: &mut Client) -> usize {
 }
 
 fn demo_run() -> usize {
-    let (targets, servers) = demo_targets(Duration::from_secs(5), &[], 500).unwrap();
+    let (targets, servers) = demo_targets(
+        &csm::interrupt::Interrupt::never(),
+        Duration::from_secs(5),
+        &[],
+        500,
+    )
+    .unwrap();
     let mut calls = 0;
     for t in &targets {
         let out = suites::run(t, &Suite::ALL);

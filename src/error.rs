@@ -9,6 +9,7 @@
 //! | 4 | network error: DNS, connect, TLS, timeout |
 //! | 5 | partial: some usage records were rejected for good, the rest were accepted |
 //! | 6 | license expired or not yet valid (the code is genuine, the date is wrong) |
+//! | 130 | interrupted (Ctrl-C): what was done is kept and reported |
 
 use std::path::PathBuf;
 
@@ -22,6 +23,8 @@ pub enum Exit {
     Network,
     Partial,
     LicenseDate,
+    /// Stopped by Ctrl-C after finishing what was in flight.
+    Interrupted,
 }
 
 impl Exit {
@@ -34,6 +37,7 @@ impl Exit {
             Exit::Network => 4,
             Exit::Partial => 5,
             Exit::LicenseDate => 6,
+            Exit::Interrupted => crate::interrupt::EXIT_CODE,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod duration;
 pub mod endpoint;
 pub mod error;
 pub mod files;
+pub mod interrupt;
 pub mod license;
 pub mod marketplace;
 pub mod merchant;

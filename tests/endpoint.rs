@@ -1390,3 +1390,52 @@ fn hints_appear_only_where_they_name_the_fix() {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(err.contains("hint: pick a free port"), "{err}");
 }
+
+#[test]
+fn ctrl_c_ends_test_endpoint_with_the_report_so_far() {
+    let env = Env::new();
+    let k = env.p("basic.key");
+    // Status changes answer after 1.5 s: the run is still going when Ctrl-C comes.
+    let m = env.serve(&[
+        "--key-file",
+        &k,
+        "--fault",
+        "slow",
+        "--fault-delay",
+        "1500ms",
+    ]);
+    let junit = env.p("j.xml");
+    let ep = format!("{}/produce", m.url);
+    let child = env
+        .cmd()
+        .args([
+            "--json",
+            "test-endpoint",
+            "--endpoint",
+            &ep,
+            "--key-file",
+            &k,
+        ])
+        .args(["--junit", &junit, "--timeout", "5s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    let r = report(&o);
+    assert_schema(&r);
+    assert_eq!(r["result"], "error");
+    assert_eq!(r["exit_code"], 130);
+    assert!(r["error"].as_str().unwrap().contains("interrupted"), "{r}");
+    assert!(r["summary"]["calls"].as_u64().unwrap() > 0, "{r}");
+    let x = std::fs::read_to_string(&junit).unwrap();
+    assert!(x.contains("interrupted"), "{x}");
+}

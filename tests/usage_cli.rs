@@ -3,6 +3,7 @@
 
 mod usage_common;
 
+use std::time::Duration;
 use usage_common::*;
 
 const GOOD: &str = "i-1,20260110T100000Z,20260110T110000Z,2.5\n";
@@ -703,5 +704,110 @@ fn durations_read_alike_on_every_flag() {
         text(&o).1.contains("\"2h\": must be between 1s and 1h"),
         "{:?}",
         text(&o)
+    );
+}
+
+fn interrupt(child: &std::process::Child) {
+    let pid = child.id().to_string();
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// Waits until the stand-in holds at least `n` records (bounded).
+fn wait_for_stored(env: &Env, n: i64) {
+    let start = std::time::Instant::now();
+    while try_count(&env.market, "SELECT count(*) FROM usage_records").unwrap_or(0) < n {
+        assert!(start.elapsed() < Duration::from_secs(60), "nothing stored");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ctrl_c_stops_starting_batches_settles_those_in_flight_and_replay_finishes() {
+    let env = Env::new();
+    // Every push answers after 300 ms: the upload is still running when Ctrl-C comes.
+    let server = env.market(&["slow=300"]);
+    let f = env.write("u.csv", &csv_records(3000, true));
+    let up = csm(env.dir())
+        .args(["usage", "upload", f.to_str().unwrap(), "--journal"])
+        .arg(&env.journal)
+        .arg("--key-file")
+        .arg(&env.key)
+        .args(["--endpoint", &server.url, "--batch", "100"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_stored(&env, 100);
+    interrupt(&up);
+    let o = up.wait_with_output().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(130), "{out} {err}");
+    assert!(
+        err.contains("interrupted") && err.contains("csm usage replay"),
+        "{err}"
+    );
+    let held = count(&env.market, "SELECT count(*) FROM usage_records");
+    assert!(held < 3000, "the upload ran to the end: {held}");
+    // Nothing is left in flight: what was sent got its answer.
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'sent'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'accepted'"
+        ),
+        held
+    );
+    let o = env.usage(&["replay"], Some(&server));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(
+        count(&env.market, "SELECT count(*) FROM usage_records"),
+        3000
+    );
+}
+
+#[test]
+fn a_second_ctrl_c_stops_at_once() {
+    let env = Env::new();
+    // Answers take 20 s: only the second Ctrl-C can end the run quickly.
+    let server = env.market(&["slow=20000"]);
+    let f = env.write("u.csv", &csv_records(300, true));
+    let mut up = csm(env.dir())
+        .args(["usage", "upload", f.to_str().unwrap(), "--journal"])
+        .arg(&env.journal)
+        .arg("--key-file")
+        .arg(&env.key)
+        .args(["--endpoint", &server.url, "--batch", "100", "-q"])
+        .spawn()
+        .unwrap();
+    // The first batch is on its way once the journal marks it sent.
+    let start = std::time::Instant::now();
+    while try_count(
+        &env.journal,
+        "SELECT count(*) FROM records WHERE state = 'sent'",
+    )
+    .unwrap_or(0)
+        == 0
+    {
+        assert!(start.elapsed() < Duration::from_secs(60), "nothing sent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    interrupt(&up);
+    std::thread::sleep(Duration::from_millis(200));
+    interrupt(&up);
+    let status = up.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "waited for the slow answer"
     );
 }

@@ -13,6 +13,7 @@ use crate::endpoint::request::Keys;
 use crate::endpoint::suites::{self, Suite, Target};
 use crate::endpoint::url::parse_endpoint;
 use crate::error::{CsmError, Exit, Result};
+use crate::interrupt::Interrupt;
 use crate::merchant::{Merchant, MerchantConfig};
 use crate::secret::Secret;
 use crate::server;
@@ -111,6 +112,7 @@ fn keys_for_demo(with_license: bool) -> Keys {
 /// The demo: a reference merchant per protocol on a free loopback port (v2 with Kit and
 /// License keys, then v1 with a Kit key), keys made for the run. Keep the handles alive.
 pub fn demo_targets(
+    stop: &Interrupt,
     timeout: Duration,
     faults: &[crate::merchant::Fault],
     users: usize,
@@ -155,6 +157,7 @@ pub fn demo_targets(
             license_code: None,
             clock: Arc::new(SystemClock),
             entropy: Arc::new(SystemEntropy),
+            stop: stop.clone(),
         });
     }
     Ok((targets, servers))
@@ -233,11 +236,12 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
     };
     report.suites = suites.clone();
     let faults = super::serve_merchant::parse_faults(&a.fault)?;
+    let stop = Interrupt::install();
     let mut targets: Vec<Target> = Vec::new();
     // Demo merchants live until the end of the run.
     let mut servers: Vec<server::ServerHandle> = Vec::new();
     if a.demo {
-        let (t, s) = demo_targets(timeout, &faults, a.users as usize)?;
+        let (t, s) = demo_targets(&stop, timeout, &faults, a.users as usize)?;
         targets = t;
         servers = s;
         report.endpoint = "demo (reference merchant on 127.0.0.1)".to_string();
@@ -269,6 +273,7 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
             license_code: a.license_code.clone(),
             clock: Arc::new(SystemClock),
             entropy: Arc::new(SystemEntropy),
+            stop: stop.clone(),
         });
     }
     report.protocols = targets.iter().map(|t| t.protocol.name()).collect();
@@ -294,8 +299,13 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
         }
     }
     let mut unreachable = None;
+    let mut interrupted = false;
     for t in &targets {
+        if interrupted {
+            break;
+        }
         let out = suites::run(t, &suites);
+        interrupted = out.interrupted;
         report.rows.extend(out.rows);
         report.calls += out.calls;
         report.elapsed += out.elapsed;
@@ -309,6 +319,15 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
     }
     if let Some(e) = unreachable {
         return Err(e);
+    }
+    if interrupted {
+        let why = format!(
+            "interrupted (Ctrl-C) after {} calls: the checks made so far are reported",
+            report.calls
+        );
+        eprintln!("csm: {why}");
+        report.error = Some(why);
+        return Ok(Exit::Interrupted);
     }
     Ok(if report.passed() {
         Exit::Ok

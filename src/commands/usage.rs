@@ -434,7 +434,8 @@ fn run_send(
     j.recover_in_flight()?;
     let total = j.count_scope(scope)?;
     let pb = progress_bar(g, total);
-    let rep = upload::send(j, scope, cfg, &mut |n| pb.set_position(n))?;
+    let stop = crate::interrupt::Interrupt::install();
+    let rep = upload::send(j, scope, cfg, &stop, &mut |n| pb.set_position(n))?;
     pb.finish_and_clear();
     Ok((rep, total))
 }
@@ -462,6 +463,7 @@ fn finish(
             "by_code": rep.by_code.iter().map(|((o, c), n)| json!({"outcome": o, "code": c, "count": n})).collect::<Vec<_>>(),
             "journal_counts": counts,
             "unreachable": rep.unreachable,
+            "interrupted": rep.interrupted,
             "refused": rep.refused.as_ref().map(|(what, _)| what),
         });
         if let Some((r, f)) = import {
@@ -503,6 +505,16 @@ fn finish(
         if rep.rejected > 0 {
             crate::say!("rejected records: `csm usage export --state rejected --out FILE`, fix, upload again");
         }
+    }
+    if rep.interrupted {
+        // Where things are: everything not accepted is in the journal, nothing is lost.
+        let mut e = std::io::stderr().lock();
+        let _ = writeln!(
+            e,
+            "csm: interrupted: no batch was started after Ctrl-C; those in flight were settled. {unsent} records wait in the journal {} for `csm usage replay`",
+            j.path.display()
+        );
+        return Ok(Exit::Interrupted);
     }
     if let Some((what, fix)) = &rep.refused {
         return Err(CsmError::Config(format!(

@@ -7,6 +7,7 @@ use super::journal::{Journal, Scope, Stored};
 use super::record;
 use crate::clock;
 use crate::error::{CsmError, Result};
+use crate::interrupt::Interrupt;
 use crate::net::NetKind;
 use crate::secret::Secret;
 use rand::Rng;
@@ -87,6 +88,8 @@ pub struct SendReport {
     /// The marketplace refused the requests themselves (signature, permission, no usage API
     /// there): what it said, and what to change.
     pub refused: Option<(String, Fix)>,
+    /// Ctrl-C stopped the run: no batch was started after it; those in flight were settled.
+    pub interrupted: bool,
 }
 
 /// The pause before attempt `attempt + 1`: exponential, capped, with "equal jitter"
@@ -246,6 +249,7 @@ pub fn send(
     journal: &mut Journal,
     scope: Scope,
     cfg: &SendConfig,
+    stop: &Interrupt,
     progress: &mut dyn FnMut(u64),
 ) -> Result<SendReport> {
     let http = client(cfg)?;
@@ -259,6 +263,10 @@ pub fn send(
     // Once set, nothing new is launched; what is in flight is still awaited and stored.
     let mut stopping = false;
     loop {
+        if stop.asked() && !stopping {
+            stopping = true;
+            rep.interrupted = true;
+        }
         while !stopping && flights.len() < DEPTH {
             let job = match retries.pop_front() {
                 // Not due yet: take the answers in flight first, else wait here.
@@ -267,7 +275,15 @@ pub fn send(
                     break;
                 }
                 Some(j) => {
-                    std::thread::sleep(j.not_before.saturating_duration_since(Instant::now()));
+                    // The pause before a retry ends early on Ctrl-C.
+                    while Instant::now() < j.not_before && !stop.asked() {
+                        let left = j.not_before.saturating_duration_since(Instant::now());
+                        std::thread::sleep(left.min(Duration::from_millis(100)));
+                    }
+                    if stop.asked() {
+                        retries.push_front(j);
+                        break;
+                    }
                     j
                 }
                 None if journal_done => break,

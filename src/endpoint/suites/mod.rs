@@ -17,6 +17,7 @@ use super::request::{self, Keys, PrepOpts, Prepared, Tamper};
 use crate::catalog::gen::{self, Ctx};
 use crate::catalog::{self, Protocol};
 use crate::clock::{Clock, Entropy};
+use crate::interrupt::Interrupt;
 use reqwest::Url;
 use serde_json::Value;
 use std::sync::Arc;
@@ -74,6 +75,8 @@ pub struct Target {
     pub clock: Arc<dyn Clock>,
     /// Nonces and ids (instance ids the endpoint must not know).
     pub entropy: Arc<dyn Entropy>,
+    /// Ctrl-C: no call is started after it; the checks made so far are reported.
+    pub stop: Interrupt,
 }
 
 /// Why the License callbacks are left out of a run without testFlag.
@@ -98,6 +101,8 @@ pub struct Outcome {
     pub calls: usize,
     /// Set when the first call got no reply at all (DNS, connect, TLS, timeout, reset).
     pub unreachable: Option<NetFailure>,
+    /// Ctrl-C stopped the run before its end.
+    pub interrupted: bool,
     pub elapsed: Duration,
 }
 
@@ -107,7 +112,7 @@ pub fn run(target: &Target, suites: &[Suite]) -> Outcome {
     let start = Instant::now();
     let mut r = Runner::new(target);
     for s in suites {
-        if r.aborted.is_some() {
+        if r.aborted.is_some() || r.interrupted {
             break;
         }
         r.suite = *s;
@@ -127,6 +132,7 @@ pub fn run(target: &Target, suites: &[Suite]) -> Outcome {
         rows: r.rows,
         calls: r.calls,
         unreachable,
+        interrupted: r.interrupted,
         elapsed: start.elapsed(),
     }
 }
@@ -141,6 +147,7 @@ struct Runner<'a> {
     rows: Vec<Row>,
     calls: usize,
     aborted: Option<NetFailure>,
+    interrupted: bool,
 }
 
 fn json_of(ex: &Exchange) -> Option<Value> {
@@ -172,6 +179,7 @@ impl<'a> Runner<'a> {
             rows: Vec::new(),
             calls: 0,
             aborted: None,
+            interrupted: false,
         }
     }
 
@@ -234,7 +242,10 @@ impl<'a> Runner<'a> {
     }
 
     fn send(&mut self, p: &Prepared) -> Option<Exchange> {
-        if self.aborted.is_some() {
+        if self.t.stop.asked() {
+            self.interrupted = true;
+        }
+        if self.aborted.is_some() || self.interrupted {
             return None;
         }
         let ex = self.client.send(p);
@@ -291,11 +302,12 @@ impl<'a> Runner<'a> {
     }
 
     fn no_reply(&mut self, check: String, family: Family) {
-        self.row(
-            check,
-            Rule::skip(family, "no reply (see the reachable check)"),
-            String::new(),
-        );
+        let why = if self.interrupted {
+            "not sent (interrupted)"
+        } else {
+            "no reply (see the reachable check)"
+        };
+        self.row(check, Rule::skip(family, why), String::new());
     }
 
     /// A step whose reply must carry `code`.
@@ -500,6 +512,7 @@ mod tests {
             license_code: None,
             clock: Arc::new(Fixed),
             entropy: Arc::new(Fixed),
+            stop: Interrupt::never(),
         };
         let r = Runner::new(&target);
         let p = r
