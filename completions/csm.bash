@@ -31,6 +31,12 @@ _csm() {
             csm,license)
                 cmd="csm__subcmd__license"
                 ;;
+            csm,man)
+                cmd="csm__subcmd__man"
+                ;;
+            csm,profile)
+                cmd="csm__subcmd__profile"
+                ;;
             csm,send)
                 cmd="csm__subcmd__send"
                 ;;
@@ -88,6 +94,12 @@ _csm() {
             csm__subcmd__help,license)
                 cmd="csm__subcmd__help__subcmd__license"
                 ;;
+            csm__subcmd__help,man)
+                cmd="csm__subcmd__help__subcmd__man"
+                ;;
+            csm__subcmd__help,profile)
+                cmd="csm__subcmd__help__subcmd__profile"
+                ;;
             csm__subcmd__help,send)
                 cmd="csm__subcmd__help__subcmd__send"
                 ;;
@@ -132,6 +144,12 @@ _csm() {
                 ;;
             csm__subcmd__help__subcmd__license,validate)
                 cmd="csm__subcmd__help__subcmd__license__subcmd__validate"
+                ;;
+            csm__subcmd__help__subcmd__profile,list)
+                cmd="csm__subcmd__help__subcmd__profile__subcmd__list"
+                ;;
+            csm__subcmd__help__subcmd__profile,show)
+                cmd="csm__subcmd__help__subcmd__profile__subcmd__show"
                 ;;
             csm__subcmd__help__subcmd__serve,marketplace)
                 cmd="csm__subcmd__help__subcmd__serve__subcmd__marketplace"
@@ -196,6 +214,24 @@ _csm() {
             csm__subcmd__license__subcmd__help,validate)
                 cmd="csm__subcmd__license__subcmd__help__subcmd__validate"
                 ;;
+            csm__subcmd__profile,help)
+                cmd="csm__subcmd__profile__subcmd__help"
+                ;;
+            csm__subcmd__profile,list)
+                cmd="csm__subcmd__profile__subcmd__list"
+                ;;
+            csm__subcmd__profile,show)
+                cmd="csm__subcmd__profile__subcmd__show"
+                ;;
+            csm__subcmd__profile__subcmd__help,help)
+                cmd="csm__subcmd__profile__subcmd__help__subcmd__help"
+                ;;
+            csm__subcmd__profile__subcmd__help,list)
+                cmd="csm__subcmd__profile__subcmd__help__subcmd__list"
+                ;;
+            csm__subcmd__profile__subcmd__help,show)
+                cmd="csm__subcmd__profile__subcmd__help__subcmd__show"
+                ;;
             csm__subcmd__serve,help)
                 cmd="csm__subcmd__serve__subcmd__help"
                 ;;
@@ -257,7 +293,7 @@ _csm() {
 
     case "${cmd}" in
         csm)
-            opts="-q -h -V --json --quiet --profile --no-input --help --version sign verify crypto send test-endpoint serve license usage init completions help"
+            opts="-q -h -V --json --quiet --profile --no-input --help --version sign verify crypto send test-endpoint serve license usage init profile completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -463,7 +499,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__help)
-            opts="sign verify crypto send test-endpoint serve license usage init completions help"
+            opts="sign verify crypto send test-endpoint serve license usage init profile completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -659,6 +695,62 @@ _csm() {
             return 0
             ;;
         csm__subcmd__help__subcmd__license__subcmd__validate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__help__subcmd__man)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__help__subcmd__profile)
+            opts="list show"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__help__subcmd__profile__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__help__subcmd__profile__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1255,6 +1347,134 @@ _csm() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__man)
+            opts="-q -h -V --json --quiet --profile --no-input --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__profile)
+            opts="-q -h -V --json --quiet --profile --no-input --help --version list show help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__profile__subcmd__help)
+            opts="list show help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__profile__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__profile__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__profile__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__profile__subcmd__list)
+            opts="-q -h -V --json --quiet --profile --no-input --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__profile__subcmd__show)
+            opts="-q -h -V --json --quiet --profile --no-input --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --profile)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

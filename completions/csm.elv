@@ -36,7 +36,9 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand license 'License codes: keys, generation, inspection, validation, activation'
             cand usage 'Usage records (话单): validate, upload, replay, status, export'
             cand init 'Interactive setup of a profile (endpoint, protocol, key locations)'
+            cand profile 'The profiles `csm init` wrote: list them, show one (key file paths, never keys)'
             cand completions 'Print a shell completion script'
+            cand man 'Write the manual pages into a directory'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'csm;sign'= {
@@ -600,7 +602,65 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'csm;profile'= {
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand list 'The profiles in the config file; `*` marks the one in use'
+            cand show 'One profile''s settings (key file paths, never key contents)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'csm;profile;list'= {
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;profile;show'= {
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;profile;help'= {
+            cand list 'The profiles in the config file; `*` marks the one in use'
+            cand show 'One profile''s settings (key file paths, never key contents)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'csm;profile;help;list'= {
+        }
+        &'csm;profile;help;show'= {
+        }
+        &'csm;profile;help;help'= {
+        }
         &'csm;completions'= {
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'csm;man'= {
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
             cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
             cand -q 'Print nothing on stdout but the result itself'
@@ -621,7 +681,9 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand license 'License codes: keys, generation, inspection, validation, activation'
             cand usage 'Usage records (话单): validate, upload, replay, status, export'
             cand init 'Interactive setup of a profile (endpoint, protocol, key locations)'
+            cand profile 'The profiles `csm init` wrote: list them, show one (key file paths, never keys)'
             cand completions 'Print a shell completion script'
+            cand man 'Write the manual pages into a directory'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'csm;help;sign'= {
@@ -690,7 +752,17 @@ set edit:completion:arg-completer[csm] = {|@words|
         }
         &'csm;help;init'= {
         }
+        &'csm;help;profile'= {
+            cand list 'The profiles in the config file; `*` marks the one in use'
+            cand show 'One profile''s settings (key file paths, never key contents)'
+        }
+        &'csm;help;profile;list'= {
+        }
+        &'csm;help;profile;show'= {
+        }
         &'csm;help;completions'= {
+        }
+        &'csm;help;man'= {
         }
         &'csm;help;help'= {
         }

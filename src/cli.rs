@@ -56,8 +56,13 @@ pub enum Command {
     Usage(commands::usage::UsageArgs),
     /// Interactive setup of a profile (endpoint, protocol, key locations).
     Init(commands::init::InitArgs),
+    /// The profiles `csm init` wrote: list them, show one (key file paths, never keys).
+    Profile(commands::profile::ProfileArgs),
     /// Print a shell completion script.
     Completions(commands::completions::CompletionsArgs),
+    /// Write the manual pages into a directory.
+    #[command(hide = true)]
+    Man(commands::man::ManArgs),
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::License(a) => commands::license::run(g, a),
         Command::Usage(a) => commands::usage::run(g, a),
         Command::Init(a) => commands::init::run(g, a),
+        Command::Profile(a) => commands::profile::run(g, a),
         Command::Completions(a) => commands::completions::run(g, a),
+        Command::Man(a) => commands::man::run(g, a),
     }
 }

@@ -965,6 +965,41 @@ fn completions_match_the_committed_files() {
 }
 
 #[test]
+fn man_pages_match_the_committed_files() {
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+    let e = Env::new();
+    let fresh = e.path("man");
+    let (code, _, stderr) = out(e.csm().arg("man").arg(&fresh));
+    assert_eq!(code, 0, "{stderr}");
+    let names = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .map(|r| {
+                r.map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let pages = names(&fresh);
+    assert!(
+        pages.contains(&"csm-usage-upload.1".to_string()),
+        "{pages:?}"
+    );
+    assert_eq!(
+        pages,
+        names(&committed),
+        "man/ is out of date: run scripts/gen-completions.sh"
+    );
+    for p in pages {
+        assert!(
+            std::fs::read(fresh.join(&p)).unwrap() == std::fs::read(committed.join(&p)).unwrap(),
+            "man/{p} is out of date: run scripts/gen-completions.sh"
+        );
+    }
+}
+
+#[test]
 fn marketplace_refuses_a_remote_merchant_without_yes() {
     let e = Env::new();
     let (code, stdout, err) = out(e.csm().args([
@@ -984,4 +1019,35 @@ fn marketplace_refuses_a_remote_merchant_without_yes() {
         stdout.is_empty(),
         "the server must not have started: {stdout}"
     );
+}
+
+#[test]
+fn profiles_are_listed_and_shown_without_key_contents() {
+    let e = Env::new();
+    std::fs::create_dir_all(e.path("config")).unwrap();
+    let key = e.path("key");
+    e.write(
+        "config/config.toml",
+        format!(
+            "[profiles.default]\nendpoint = \"http://127.0.0.1:8088/produce\"\n\n[profiles.prod]\nendpoint = \"https://isv.example.com/produce\"\nprotocol = \"v2\"\nkey_file = {:?}\nkit_key_file = \"/nowhere/kit.key\"\n",
+            key.display().to_string()
+        ),
+    );
+    let (code, stdout, _) = out(e.csm().args(["profile", "list"]));
+    assert_eq!(code, 0);
+    assert_eq!(stdout, "* default\n  prod\n");
+    let (_, stdout, _) = out(e.csm().args(["--profile", "prod", "profile", "list"]));
+    assert_eq!(stdout, "  default\n* prod\n");
+    let (code, stdout, stderr) = out(e.csm().args(["profile", "show", "prod"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&key.display().to_string()), "{stdout}");
+    assert!(stdout.contains("/nowhere/kit.key (missing)"), "{stdout}");
+    assert!(!stdout.contains(KEY), "a key was printed: {stdout}");
+    let (_, stdout, _) = out(e.csm().args(["--json", "profile", "show", "prod"]));
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["protocol"], "v2");
+    assert_eq!(v["ak"], serde_json::Value::Null);
+    let (code, _, stderr) = out(e.csm().args(["profile", "show", "staging"]));
+    assert_eq!(code, 3);
+    assert!(stderr.contains("known: default, prod"), "{stderr}");
 }

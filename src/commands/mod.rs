@@ -5,6 +5,8 @@ pub mod completions;
 pub mod crypto;
 pub mod init;
 pub mod license;
+pub mod man;
+pub mod profile;
 pub mod send;
 pub mod serve;
 pub mod serve_marketplace;
