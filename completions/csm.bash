@@ -1487,7 +1487,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__send)
-            opts="-y -q -h -V --scene --endpoint --protocol --key-file --kit-key-file --license-key-file --set --unset --body --allow-unknown --expect-code --dry-run --curl --timeout --debug-page --kit-path-full --no-test-flag --users --require-body-sign --license-inner --ca-file --yes --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --scene --endpoint --protocol --key-file --kit-key-file --license-key-file --set --unset --body --allow-unknown --expect-code --dry-run --curl --timeout --debug-page --kit-path-full --no-test-flag --users --require-body-sign --license-inner --ca-file --yes --json --quiet --profile --no-input --help --version allOrgSync applicationSync authSync changeInstanceCheck expireInstance instanceStatus newInstance orderNotify queryInstance refreshInstance refreshLicenseCode releaseInstance releaseLicenseCode singleOrgSync tenantSync updateInstanceStatus updateLicenseCodeStatus upgrade upgradeInstance"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1670,7 +1670,7 @@ _csm() {
                     return 0
                     ;;
                 --fault)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "5xx slow drop-after-store partial-rejects batch-limit license-internal-error" -- "${cur}"))
                     return 0
                     ;;
                 --client-timeout)
@@ -1728,7 +1728,7 @@ _csm() {
                     return 0
                     ;;
                 --fault)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "bad-body-sign body-sign-case wrong-code slow not-idempotent accept-bad-signatures drop-fields wrong-encryption" -- "${cur}"))
                     return 0
                     ;;
                 --fault-delay)
@@ -1904,7 +1904,7 @@ _csm() {
                     return 0
                     ;;
                 --fault)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "bad-body-sign body-sign-case wrong-code slow not-idempotent accept-bad-signatures drop-fields wrong-encryption" -- "${cur}"))
                     return 0
                     ;;
                 --profile)

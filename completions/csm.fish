@@ -184,7 +184,14 @@ complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l users -d 'User
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l license-inner -d 'Inner step of the License 2.0 signature (decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
 plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l ca-file -d 'Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA' -r -F
-complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l fault -d 'With --demo: make the reference merchant wrong on purpose (see `csm serve merchant --help`)' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l fault -d 'With --demo: make the reference merchant wrong on purpose (see `csm serve merchant --help`)' -r -f -a "bad-body-sign\t''
+body-sign-case\t''
+wrong-code\t''
+slow\t''
+not-idempotent\t''
+accept-bad-signatures\t''
+drop-fields\t''
+wrong-encryption\t''"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l debug-page -d 'Use the debugging page\'s 20 s budget instead of the production 5 s (decision 8)'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l kit-path-full -d 'Append Kit paths to the full address instead of its origin (decision 7)'
@@ -212,7 +219,14 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l license-key-file -d 'File holding the License delivery key (also CSM_LICENSE_KEY)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l protocol -d 'Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken)' -r -f -a "v1\t''
 v2\t''"
-complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault -d 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault -d 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption' -r -f -a "bad-body-sign\t''
+body-sign-case\t''
+wrong-code\t''
+slow\t''
+not-idempotent\t''
+accept-bad-signatures\t''
+drop-fields\t''
+wrong-encryption\t''"
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault-delay -d 'How long the `slow` fault waits before answering (beyond the 5 s budget by default)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l window -d 'Replay window for V2 timestamps: 60s, 5m; a bare number is seconds (1s to 24h)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l state -d 'SQLite file for instances, license codes and Kit records (in memory when absent)' -r -F
@@ -236,7 +250,12 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l license-key-file -d 'The key bound to the License delivery interface: signs License callbacks to the merchant' -r -F
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l merchant-endpoint -d 'The merchant\'s production address, for License callbacks (sent with testFlag "1" unless an admin request asks for "0"; a non-loopback address needs --yes or a confirmation)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l state -d 'SQLite state file (accepted usage in table usage_records); in memory when absent' -r -F
-complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l fault -d 'Misbehave on purpose (repeatable): 5xx[=N], slow[=MS], drop-after-store[=N], partial-rejects[=N], batch-limit[=N], license-internal-error' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l fault -d 'Misbehave on purpose (repeatable): 5xx[=N], slow[=MS], drop-after-store[=N], partial-rejects[=N], batch-limit[=N], license-internal-error' -r -f -a "5xx\t''
+slow\t''
+drop-after-store\t''
+partial-rejects\t''
+batch-limit\t''
+license-internal-error\t''"
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l client-timeout -d 'Drop a connection whose client sends no complete request head for this long (also between requests on a kept-alive connection), or takes longer than this again to send the body (answered 408): 30s, 1500ms, 2m' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l max-body -d 'Refuse request bodies larger than this with 413 (bytes, or with a KiB/MiB suffix)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l keep-alive-max -d 'Requests one kept-alive connection may carry; the last is answered with `Connection: close`' -r

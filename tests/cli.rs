@@ -1051,3 +1051,18 @@ fn profiles_are_listed_and_shown_without_key_contents() {
     assert_eq!(code, 3);
     assert!(stderr.contains("known: default, prod"), "{stderr}");
 }
+
+#[test]
+fn completion_offers_activities_schemes_and_faults() {
+    let e = Env::new();
+    let (_, bash, _) = out(e.csm().args(["completions", "bash"]));
+    for word in [
+        "newInstance",
+        "tenantSync",
+        "saas-v2",
+        "not-idempotent",
+        "drop-after-store",
+    ] {
+        assert!(bash.contains(word), "bash completion lacks {word}");
+    }
+}

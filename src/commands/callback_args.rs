@@ -124,6 +124,51 @@ pub fn unreachable(endpoint: &Url, f: &crate::endpoint::client::NetFailure) -> C
     }
 }
 
+/// A value parser that takes any text (the command checks it, with its own messages) but
+/// names the usual values, for shell completion and `--help`.
+#[derive(Clone)]
+pub struct Offered(pub fn() -> Vec<&'static str>);
+
+impl clap::builder::TypedValueParser for Offered {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<String, clap::Error> {
+        clap::builder::StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            (self.0)()
+                .into_iter()
+                .map(clap::builder::PossibleValue::new),
+        ))
+    }
+}
+
+/// Every callback name of either protocol, for `send ACTIVITY`.
+pub fn activity_names() -> Vec<&'static str> {
+    let mut v = crate::catalog::names(crate::catalog::Protocol::V2);
+    v.extend(crate::catalog::names(crate::catalog::Protocol::V1));
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// The reference merchant's faults.
+pub fn merchant_fault_names() -> Vec<&'static str> {
+    crate::merchant::Fault::ALL
+        .iter()
+        .map(|(n, _)| *n)
+        .collect()
+}
+
 /// The key files of the three interface types, shared by `send`, `test-endpoint` and
 /// `serve merchant`. Each interface type is used when its key is given (a License-only
 /// product has no basic key); at least one is needed.

@@ -26,6 +26,7 @@ use std::time::Duration;
 pub struct SendArgs {
     /// The activity or Kit interface, e.g. newInstance, refreshInstance, tenantSync,
     /// refreshLicenseCode, orderNotify.
+    #[arg(value_parser = super::callback_args::Offered(super::callback_args::activity_names))]
     pub activity: String,
     /// Scene or status for activities that have one (RENEWAL, FREEZE, ...).
     #[arg(long)]

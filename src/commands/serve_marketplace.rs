@@ -37,7 +37,8 @@ pub struct MarketplaceArgs {
     pub state: Option<PathBuf>,
     /// Misbehave on purpose (repeatable): 5xx[=N], slow[=MS], drop-after-store[=N],
     /// partial-rejects[=N], batch-limit[=N], license-internal-error.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME",
+          value_parser = super::callback_args::Offered(crate::marketplace::fault_names))]
     pub fault: Vec<String>,
     /// Sign License callbacks with the plain SHA-256 inner step instead of the keyed HMAC
     /// (a third-party reading of the recipe; spec decision 5).

@@ -30,7 +30,8 @@ pub struct MerchantArgs {
     /// Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower
     /// case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields,
     /// wrong-encryption.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME",
+          value_parser = super::callback_args::Offered(super::callback_args::merchant_fault_names))]
     pub fault: Vec<String>,
     /// How long the `slow` fault waits before answering (beyond the 5 s budget by default).
     #[arg(long, default_value = "6s", value_name = "DURATION", value_parser = crate::duration::timeout)]

@@ -86,7 +86,8 @@ pub struct TestEndpointArgs {
     #[arg(long, conflicts_with_all = ["endpoint", "key_file", "kit_key_file", "license_key_file", "license_code"])]
     pub demo: bool,
     /// With --demo: make the reference merchant wrong on purpose (see `csm serve merchant --help`).
-    #[arg(long, value_name = "NAME", requires = "demo")]
+    #[arg(long, value_name = "NAME", requires = "demo",
+          value_parser = super::callback_args::Offered(super::callback_args::merchant_fault_names))]
     pub fault: Vec<String>,
 }
 
