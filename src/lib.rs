@@ -28,6 +28,20 @@ use error::{Exit, Result};
 
 pub fn run(cli: Cli) -> Result<Exit> {
     let g = &cli.global;
+    // `--json` is never ignored: commands with nothing to say in JSON refuse it.
+    let no_json = match &cli.command {
+        Command::Completions(_) => Some("completions prints a shell script"),
+        Command::Man(_) => Some("man writes manual pages"),
+        Command::Init(_) => {
+            Some("init asks questions and writes a profile (see `csm --json profile show`)")
+        }
+        _ => None,
+    };
+    if let (true, Some(why)) = (g.json, no_json) {
+        return Err(error::CsmError::usage(format!(
+            "--json: not for this command ({why})"
+        )));
+    }
     match cli.command {
         Command::Sign(a) => commands::sign::run(g, a),
         Command::Verify(a) => commands::verify::run(g, a),

@@ -1066,3 +1066,17 @@ fn completion_offers_activities_schemes_and_faults() {
         assert!(bash.contains(word), "bash completion lacks {word}");
     }
 }
+
+#[test]
+fn json_is_refused_where_there_is_no_json_to_print() {
+    let e = Env::new();
+    for args in [
+        vec!["--json", "completions", "bash"],
+        vec!["--json", "init"],
+    ] {
+        let (code, stdout, stderr) = out(e.csm().args(&args));
+        assert_eq!(code, 2, "{args:?}");
+        assert!(stdout.is_empty());
+        assert!(stderr.contains("--json: not for this command"), "{stderr}");
+    }
+}
