@@ -365,7 +365,7 @@ fn verify_request(
                 DetectedScheme::License => V2Recipe::License,
                 _ => V2Recipe::Basic,
             };
-            let d = doctor::diagnose_v2(
+            let mut d = doctor::diagnose_v2(
                 recipe,
                 &doctor::V2Input {
                     key: k,
@@ -379,8 +379,12 @@ fn verify_request(
                 },
             )
             .map_err(in_capture(&file))?;
-            // A merchant refuses a stale call even when its signature is right.
-            extra.extend(d.notes.iter().filter(|n| n.starts_with("stale")).cloned());
+            // A merchant refuses a stale call even when its signature is right: a problem,
+            // said once (not also as a note).
+            let (stale, notes): (Vec<String>, Vec<String>) =
+                d.notes.into_iter().partition(|n| n.starts_with("stale"));
+            d.notes = notes;
+            extra.extend(stale);
             d
         }
         DetectedScheme::SaasV1 => doctor::diagnose_v1(k, req.query(), &q("authToken"))?,
