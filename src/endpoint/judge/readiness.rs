@@ -32,7 +32,6 @@ impl Seen {
     }
 }
 
-
 /// The readiness rules for `url`, judged from the exchanges of the run (no extra calls).
 /// `ca_file`: the client also trusted a `--ca-file` root, so a completed handshake does not
 /// show that the public roots the marketplace uses would accept the certificate.

@@ -2,8 +2,8 @@
 
 use super::Runner;
 use crate::endpoint::judge::readiness_rules;
-use crate::net::proxy::is_loopback;
 use crate::endpoint::request::Tamper;
+use crate::net::proxy::is_loopback;
 
 pub(super) fn run(r: &mut Runner) {
     let url = r.t.endpoint.clone();
