@@ -2033,7 +2033,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__verify)
-            opts="-q -h -V --index --key-file --timestamp --nonce --param --body-file --ak --sk-file --date --method --url --header --license-inner --signature --scheme --kit-key-file --license-key-file --window --json --quiet --profile --no-input --help --version request response saas-v1 saas-v1-kit body-sign saas-v2 kit license usage apig"
+            opts="-q -h -V --index --key-file --param --body-file --ak --sk-file --method --url --header --license-inner --signature --scheme --kit-key-file --license-key-file --window --timestamp --nonce --date --json --quiet --profile --no-input --help --version request response saas-v1 saas-v1-kit body-sign saas-v2 kit license usage apig"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2044,14 +2044,6 @@ _csm() {
                     return 0
                     ;;
                 --key-file)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --timestamp)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --nonce)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2068,10 +2060,6 @@ _csm() {
                     return 0
                     ;;
                 --sk-file)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --date)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2108,6 +2096,18 @@ _csm() {
                     return 0
                     ;;
                 --window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timestamp)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nonce)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --date)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -63,13 +63,10 @@ complete -c csm -n "__fish_csm_using_subcommand sign" -s h -l help -d 'Print hel
 complete -c csm -n "__fish_csm_using_subcommand sign" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand verify" -l index -d '`request` with a `--record` file of several requests: which one (1 = the first)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l key-file -d 'File holding the key (its content without a trailing newline); `-` reads standard input' -r -F
-complete -c csm -n "__fish_csm_using_subcommand verify" -l timestamp -d 'Timestamp: epoch ms (V2, Kit, License, usage) or yyyyMMddHHmmssSSS (V1); generated when absent' -r
-complete -c csm -n "__fish_csm_using_subcommand verify" -l nonce -d 'Nonce (V2, Kit, License, usage); 64 random hex characters when absent' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l param -d 'A query parameter for saas-v1, decoded (repeatable)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l body-file -d 'The body, exact bytes; `-` reads standard input' -r -F
 complete -c csm -n "__fish_csm_using_subcommand verify" -l ak -d 'apig: the access key id (AK)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l sk-file -d 'apig: file holding the secret key (SK); also CSM_SK' -r -F
-complete -c csm -n "__fish_csm_using_subcommand verify" -l date -d 'apig: the X-Sdk-Date value (YYYYMMDDTHHMMSSZ); now when absent' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l method -d 'apig: the HTTP method' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l url -d 'apig: the request URL' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l header -d 'apig: a header to sign, \'Name: value\' (repeatable; X-Sdk-Date is always signed)' -r
@@ -87,6 +84,9 @@ apig\t'API Gateway AK/SK (SDK-HMAC-SHA256) for the marketplace open APIs'"
 complete -c csm -n "__fish_csm_using_subcommand verify" -l kit-key-file -d 'The Kit key, to check Kit captures and to spot a Kit key used for basic calls' -r -F
 complete -c csm -n "__fish_csm_using_subcommand verify" -l license-key-file -d 'The License delivery key, for License 2.0 captures' -r -F
 complete -c csm -n "__fish_csm_using_subcommand verify" -l window -d 'Replay window in seconds for V2 timestamps (spec decision 3)' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l timestamp -d 'The timestamp that was sent: epoch ms (V2, Kit, License, usage; required) or yyyyMMddHHmmssSSS (V1, its timeStamp parameter)' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l nonce -d 'The nonce that was sent (V2, Kit, License, usage; required)' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l date -d 'apig: the X-Sdk-Date that was sent (YYYYMMDDTHHMMSSZ; required)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand verify" -s q -l quiet -d 'Print nothing on stdout but the result itself'

@@ -593,6 +593,22 @@ fn bad_input_is_one_line_with_a_usage_or_input_code() {
             "not hex or Base64",
         ),
         (
+            vec![
+                "verify",
+                "apig",
+                "--ak",
+                "AK",
+                "--sk-file",
+                "key",
+                "--url",
+                "https://h/p",
+                "--signature",
+                "abcd",
+            ],
+            2,
+            "--date: required to verify apig",
+        ),
+        (
             vec!["verify", "request", "garbage.http", "--key-file", "key"],
             2,
             "line 1",
@@ -986,4 +1002,23 @@ fn marketplace_refuses_a_remote_merchant_without_yes() {
         stdout.is_empty(),
         "the server must not have started: {stdout}"
     );
+}
+
+#[test]
+fn verify_help_asks_for_the_values_that_were_sent() {
+    let e = Env::new();
+    let (code, help, _) = out(e.csm().args(["verify", "--help"]));
+    assert_eq!(code, 0);
+    // verify generates nothing: what was sent is required, never "generated when absent".
+    assert!(!help.contains("when absent"), "{help}");
+    for flag in ["--timestamp", "--nonce", "--date"] {
+        let line = help
+            .split("\n\n")
+            .find(|p| p.trim_start().starts_with(flag))
+            .unwrap_or_else(|| panic!("{flag} missing: {help}"));
+        assert!(line.contains("sent"), "{flag}: {line}");
+    }
+    // sign still documents what it generates.
+    let (_, help, _) = out(e.csm().args(["sign", "--help"]));
+    assert!(help.contains("generated when"), "{help}");
 }

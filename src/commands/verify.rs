@@ -58,7 +58,15 @@ impl ValueEnum for VerifyTarget {
 }
 
 #[derive(Debug, Args)]
+// The inputs are shared with `csm sign`, which generates what is absent; verify checks what
+// was sent, so its help asks for those values.
 #[command(
+    mut_arg("timestamp", |a| a.help(
+        "The timestamp that was sent: epoch ms (V2, Kit, License, usage; required) or \
+         yyyyMMddHHmmssSSS (V1, its timeStamp parameter)"
+    )),
+    mut_arg("nonce", |a| a.help("The nonce that was sent (V2, Kit, License, usage; required)")),
+    mut_arg("date", |a| a.help("apig: the X-Sdk-Date that was sent (YYYYMMDDTHHMMSSZ; required)")),
     after_help = "Exit status: 0 when the signature matches, 1 when it does not (the doctor then
 shows the signed string and names the usual mistake that reproduces the received value).
 
@@ -287,6 +295,8 @@ fn verify_scheme(
             })?
         }
         Scheme::Apig => {
+            // Absent, apig_request would take the clock's date (right for sign only).
+            need(&inputs.date, "--date")?;
             let req = sign::apig_request(inputs, profile)?;
             let body = sign::read_body(inputs.body_file.as_deref())?.unwrap_or_default();
             let authorization = if received.trim_start().starts_with("SDK-HMAC-SHA256") {
