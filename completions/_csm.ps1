@@ -80,7 +80,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--header', '--header', [CompletionResultType]::ParameterName, 'apig: a header to sign, ''Name: value'' (repeatable; X-Sdk-Date is always signed)')
             [CompletionResult]::new('--license-inner', '--license-inner', [CompletionResultType]::ParameterName, 'license: the inner step (spec decision 5)')
             [CompletionResult]::new('--signature', '--signature', [CompletionResultType]::ParameterName, 'The received signature (authToken, x-sign, Body-Sign header or value, Authorization header)')
-            [CompletionResult]::new('--scheme', '--scheme', [CompletionResultType]::ParameterName, '`response`: the scheme whose response signature to check')
+            [CompletionResult]::new('--scheme', '--scheme', [CompletionResultType]::ParameterName, '`response`: the scheme of the call the reply answers; its key checks the Body-Sign, which V1 replies must carry and V2 replies may. Default: the profile''s protocol (v2: saas-v2), else saas-v1')
             [CompletionResult]::new('--kit-key-file', '--kit-key-file', [CompletionResultType]::ParameterName, 'The Kit key, to check Kit captures and to spot a Kit key used for basic calls')
             [CompletionResult]::new('--license-key-file', '--license-key-file', [CompletionResultType]::ParameterName, 'The License delivery key, for License 2.0 captures')
             [CompletionResult]::new('--window', '--window', [CompletionResultType]::ParameterName, 'Replay window in seconds for V2 timestamps (spec decision 3)')

@@ -2084,7 +2084,7 @@ _csm() {
                     return 0
                     ;;
                 --scheme)
-                    COMPREPLY=($(compgen -W "saas-v1 saas-v1-kit body-sign saas-v2 kit license usage apig" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "saas-v1 saas-v1-kit body-sign saas-v2 kit license" -- "${cur}"))
                     return 0
                     ;;
                 --kit-key-file)

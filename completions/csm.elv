@@ -75,7 +75,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --header 'apig: a header to sign, ''Name: value'' (repeatable; X-Sdk-Date is always signed)'
             cand --license-inner 'license: the inner step (spec decision 5)'
             cand --signature 'The received signature (authToken, x-sign, Body-Sign header or value, Authorization header)'
-            cand --scheme '`response`: the scheme whose response signature to check'
+            cand --scheme '`response`: the scheme of the call the reply answers; its key checks the Body-Sign, which V1 replies must carry and V2 replies may. Default: the profile''s protocol (v2: saas-v2), else saas-v1'
             cand --kit-key-file 'The Kit key, to check Kit captures and to spot a Kit key used for basic calls'
             cand --license-key-file 'The License delivery key, for License 2.0 captures'
             cand --window 'Replay window in seconds for V2 timestamps (spec decision 3)'

@@ -73,14 +73,12 @@ complete -c csm -n "__fish_csm_using_subcommand verify" -l header -d 'apig: a he
 complete -c csm -n "__fish_csm_using_subcommand verify" -l license-inner -d 'license: the inner step (spec decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
 plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
 complete -c csm -n "__fish_csm_using_subcommand verify" -l signature -d 'The received signature (authToken, x-sign, Body-Sign header or value, Authorization header)' -r
-complete -c csm -n "__fish_csm_using_subcommand verify" -l scheme -d '`response`: the scheme whose response signature to check' -r -f -a "saas-v1\t'V1 GET authToken over the query parameters'
+complete -c csm -n "__fish_csm_using_subcommand verify" -l scheme -d '`response`: the scheme of the call the reply answers; its key checks the Body-Sign, which V1 replies must carry and V2 replies may. Default: the profile\'s protocol (v2: saas-v2), else saas-v1' -r -f -a "saas-v1\t'V1 GET authToken over the query parameters'
 saas-v1-kit\t'V1 joint-operation (Kit) POST authToken header over the body fields'
 body-sign\t'V1 Body-Sign response header over the exact body bytes'
 saas-v2\t'V2 basic callbacks: query signature/timestamp/nonce'
 kit\t'V2 Kit callbacks: x-sign header'
-license\t'License 2.0 callbacks (V2 basic recipe with the License key)'
-usage\t'Usage push: the signature header over ts, nonce and body'
-apig\t'API Gateway AK/SK (SDK-HMAC-SHA256) for the marketplace open APIs'"
+license\t'License 2.0 callbacks (V2 basic recipe with the License key)'"
 complete -c csm -n "__fish_csm_using_subcommand verify" -l kit-key-file -d 'The Kit key, to check Kit captures and to spot a Kit key used for basic calls' -r -F
 complete -c csm -n "__fish_csm_using_subcommand verify" -l license-key-file -d 'The License delivery key, for License 2.0 captures' -r -F
 complete -c csm -n "__fish_csm_using_subcommand verify" -l window -d 'Replay window in seconds for V2 timestamps (spec decision 3)' -r

@@ -1022,3 +1022,132 @@ fn verify_help_asks_for_the_values_that_were_sent() {
     let (_, help, _) = out(e.csm().args(["sign", "--help"]));
     assert!(help.contains("generated when"), "{help}");
 }
+
+#[test]
+fn verify_response_takes_every_scheme_whose_replies_carry_body_sign() {
+    let e = Env::new();
+    e.write("license-key", "license-key-2222\n");
+    let body = r#"{"resultCode":"000000","resultMsg":"success."}"#;
+    e.write("reply.json", body);
+    let reply = |key: &str| {
+        let (code, value, err) = out(e.csm().args([
+            "-q",
+            "sign",
+            "body-sign",
+            "--key-file",
+            key,
+            "--body-file",
+            "reply.json",
+        ]));
+        assert_eq!(code, 0, "{err}");
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nBody-Sign: {}\r\n\r\n{body}",
+            value.trim()
+        )
+    };
+    let basic = e.write("basic.http", reply("key"));
+    let kit = e.write("kit.http", reply("kit-key"));
+    let license = e.write("license.http", reply("license-key"));
+    let keys = [
+        "--key-file",
+        "key",
+        "--kit-key-file",
+        "kit-key",
+        "--license-key-file",
+        "license-key",
+    ];
+    // Each scheme checks the Body-Sign with the key of the call the reply answers.
+    for (scheme, file) in [
+        ("saas-v1", &basic),
+        ("body-sign", &basic),
+        ("saas-v2", &basic),
+        ("saas-v1-kit", &kit),
+        ("kit", &kit),
+        ("license", &license),
+    ] {
+        let (code, stdout, err) = out(e
+            .csm()
+            .args(["verify", "response"])
+            .arg(file)
+            .args(["--scheme", scheme])
+            .args(keys));
+        assert_eq!(code, 0, "{scheme}: {stdout}{err}");
+        assert!(stdout.starts_with("ok:"), "{scheme}: {stdout}");
+        let (code, stdout, _) = out(e
+            .csm()
+            .args(["verify", "response"])
+            .arg(&basic)
+            .args(["--scheme", scheme])
+            .args(keys));
+        let want = if file == &basic { 0 } else { 1 };
+        assert_eq!(code, want, "{scheme} with the basic key's reply: {stdout}");
+    }
+    // Without --scheme (and no profile protocol): the basic key, Body-Sign required.
+    let (code, stdout, err) = out(e
+        .csm()
+        .args(["verify", "response"])
+        .arg(&basic)
+        .args(["--key-file", "key"]));
+    assert_eq!(code, 0, "{stdout}{err}");
+    let none = e.write(
+        "none.http",
+        format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{body}"),
+    );
+    let (code, _, err) = out(e
+        .csm()
+        .args(["verify", "response"])
+        .arg(&none)
+        .args(["--key-file", "key"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("bodySign is empty") && err.contains("--scheme saas-v2"),
+        "{err}"
+    );
+    // V2 replies need no Body-Sign (decision 4): none is a pass, and said so.
+    let (code, stdout, err) = out(e.csm().args(["verify", "response"]).arg(&none).args([
+        "--scheme",
+        "saas-v2",
+        "--key-file",
+        "key",
+    ]));
+    assert_eq!(code, 0, "{stdout}{err}");
+    assert!(
+        stdout.contains("no Body-Sign") && stdout.contains("decision 4"),
+        "{stdout}"
+    );
+    // A v2 profile makes saas-v2 the default.
+    let (code, _, err) = out(e.csm().args([
+        "init",
+        "--profile",
+        "v2",
+        "--endpoint",
+        "https://isv.example.com/produce",
+        "--protocol",
+        "v2",
+        "--key-file",
+        "key",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let (code, stdout, err) = out(e
+        .csm()
+        .env("CSM_PROFILE", "v2")
+        .args(["verify", "response"])
+        .arg(&none));
+    assert_eq!(code, 0, "{stdout}{err}");
+    // Replies to usage pushes and API Gateway calls carry no Body-Sign: refused in one line.
+    for scheme in ["usage", "apig"] {
+        let (code, stdout, err) = out(e.csm().args(["verify", "response"]).arg(&basic).args([
+            "--scheme",
+            scheme,
+            "--key-file",
+            "key",
+        ]));
+        assert_eq!(code, 2, "{scheme}: {stdout}{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&format!("--scheme {scheme}"))
+                && err.contains("saas-v1, saas-v1-kit, body-sign, saas-v2, kit, license"),
+            "{err}"
+        );
+    }
+}
