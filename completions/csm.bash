@@ -1267,7 +1267,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__send)
-            opts="-y -q -h -V --scene --endpoint --protocol --key-file --kit-key-file --license-key-file --set --unset --body --allow-unknown --expect-code --dry-run --curl --timeout --debug-page --kit-path-full --no-test-flag --users --require-body-sign --license-inner --ca-file --yes --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --scene --endpoint --protocol --key-file --kit-key-file --license-key-file --set --unset --body --body-file --allow-unknown --expect-code --dry-run --curl --timeout --debug-page --kit-path-full --no-test-flag --users --require-body-sign --license-inner --ca-file --yes --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1302,6 +1302,10 @@ _csm() {
                     return 0
                     ;;
                 --unset)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1559,7 +1563,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__sign)
-            opts="-q -h -V --key-file --timestamp --nonce --param --body-file --ak --sk-file --date --method --url --header --license-inner --uppercase --json --quiet --profile --no-input --help --version saas-v1 saas-v1-kit body-sign saas-v2 kit license usage apig"
+            opts="-q -h -V --key-file --timestamp --nonce --param --body --body-file --ak --sk-file --date --method --url --header --license-inner --uppercase --json --quiet --profile --no-input --help --version saas-v1 saas-v1-kit body-sign saas-v2 kit license usage apig"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1582,6 +1586,10 @@ _csm() {
                     return 0
                     ;;
                 --body-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2033,7 +2041,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__verify)
-            opts="-q -h -V --index --key-file --param --body-file --ak --sk-file --method --url --header --license-inner --signature --scheme --kit-key-file --license-key-file --window --timestamp --nonce --date --json --quiet --profile --no-input --help --version request response saas-v1 saas-v1-kit body-sign saas-v2 kit license usage apig"
+            opts="-q -h -V --index --key-file --param --body --body-file --ak --sk-file --method --url --header --license-inner --signature --scheme --kit-key-file --license-key-file --window --timestamp --nonce --date --json --quiet --profile --no-input --help --version request response saas-v1 saas-v1-kit body-sign saas-v2 kit license usage apig"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2052,6 +2060,10 @@ _csm() {
                     return 0
                     ;;
                 --body-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

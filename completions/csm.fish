@@ -45,7 +45,7 @@ complete -c csm -n "__fish_csm_using_subcommand sign" -l key-file -d 'File holdi
 complete -c csm -n "__fish_csm_using_subcommand sign" -l timestamp -d 'Timestamp: epoch ms (V2, Kit, License, usage) or yyyyMMddHHmmssSSS (V1); generated when absent' -r
 complete -c csm -n "__fish_csm_using_subcommand sign" -l nonce -d 'Nonce (V2, Kit, License, usage); 64 random hex characters when absent' -r
 complete -c csm -n "__fish_csm_using_subcommand sign" -l param -d 'A query parameter for saas-v1, decoded (repeatable)' -r
-complete -c csm -n "__fish_csm_using_subcommand sign" -l body-file -d 'The body, exact bytes; `-` reads standard input' -r -F
+complete -c csm -n "__fish_csm_using_subcommand sign" -l body-file -l body -d 'The body, exact bytes; `-` reads standard input' -r -F
 complete -c csm -n "__fish_csm_using_subcommand sign" -l ak -d 'apig: the access key id (AK)' -r
 complete -c csm -n "__fish_csm_using_subcommand sign" -l sk-file -d 'apig: file holding the secret key (SK); also CSM_SK' -r -F
 complete -c csm -n "__fish_csm_using_subcommand sign" -l date -d 'apig: the X-Sdk-Date value (YYYYMMDDTHHMMSSZ); now when absent' -r
@@ -64,7 +64,7 @@ complete -c csm -n "__fish_csm_using_subcommand sign" -s V -l version -d 'Print 
 complete -c csm -n "__fish_csm_using_subcommand verify" -l index -d '`request` with a `--record` file of several requests: which one (1 = the first)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l key-file -d 'File holding the key (its content without a trailing newline); `-` reads standard input' -r -F
 complete -c csm -n "__fish_csm_using_subcommand verify" -l param -d 'A query parameter for saas-v1, decoded (repeatable)' -r
-complete -c csm -n "__fish_csm_using_subcommand verify" -l body-file -d 'The body, exact bytes; `-` reads standard input' -r -F
+complete -c csm -n "__fish_csm_using_subcommand verify" -l body-file -l body -d 'The body, exact bytes; `-` reads standard input' -r -F
 complete -c csm -n "__fish_csm_using_subcommand verify" -l ak -d 'apig: the access key id (AK)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l sk-file -d 'apig: file holding the secret key (SK); also CSM_SK' -r -F
 complete -c csm -n "__fish_csm_using_subcommand verify" -l method -d 'apig: the HTTP method' -r
@@ -139,7 +139,7 @@ complete -c csm -n "__fish_csm_using_subcommand send" -l kit-key-file -d 'File h
 complete -c csm -n "__fish_csm_using_subcommand send" -l license-key-file -d 'File holding the License delivery key (also CSM_LICENSE_KEY)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand send" -l set -d 'Override a field: `--set instanceId=abc`, nested `--set a.b=c`; JSON for integer, array and object fields. Repeatable' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l unset -d 'Leave a field out. Repeatable' -r
-complete -c csm -n "__fish_csm_using_subcommand send" -l body -d 'Start from this JSON object instead of generated values' -r -F
+complete -c csm -n "__fish_csm_using_subcommand send" -l body-file -l body -d 'Start from this JSON object instead of generated values; its bytes are sent (and signed) exactly as they are' -r -F
 complete -c csm -n "__fish_csm_using_subcommand send" -l expect-code -d 'The resultCode the reply should carry' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l timeout -d 'Time budget, e.g. 5s or 1500ms' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l users -d 'Users generated for authSync (at most 500 per call)' -r

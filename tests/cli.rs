@@ -1151,3 +1151,47 @@ fn verify_response_takes_every_scheme_whose_replies_carry_body_sign() {
         );
     }
 }
+
+#[test]
+fn body_file_is_the_name_everywhere_and_body_an_alias() {
+    let e = Env::new();
+    let sign = |flag: &str| {
+        out(e.csm().args([
+            "-q",
+            "sign",
+            "saas-v2",
+            "--key-file",
+            "key",
+            flag,
+            "body.json",
+            "--timestamp",
+            TS,
+            "--nonce",
+            NONCE,
+        ]))
+    };
+    assert_eq!(sign("--body-file"), sign("--body"));
+    assert_eq!(sign("--body").1.trim(), SIG);
+    for flag in ["--body-file", "--body"] {
+        let (code, stdout, err) = out(e.csm().args([
+            "send",
+            "newInstance",
+            "--endpoint",
+            "http://127.0.0.1:9/produce",
+            "--key-file",
+            "key",
+            flag,
+            "body.json",
+            "--dry-run",
+        ]));
+        assert_eq!(code, 0, "{flag}: {err}");
+        assert!(stdout.contains("CS2211181819B4LVS"), "{flag}: {stdout}");
+    }
+    for cmd in ["sign", "verify", "send"] {
+        let (_, help, _) = out(e.csm().args([cmd, "--help"]));
+        assert!(
+            help.contains("--body-file <FILE>") && help.contains("[alias: --body]"),
+            "{cmd}: {help}"
+        );
+    }
+}

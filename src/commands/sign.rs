@@ -91,7 +91,7 @@ pub struct SignInputs {
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
     /// The body, exact bytes; `-` reads standard input.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, visible_alias = "body", value_name = "FILE")]
     pub body_file: Option<PathBuf>,
     /// apig: the access key id (AK).
     #[arg(long, value_name = "AK", env = "CSM_AK")]

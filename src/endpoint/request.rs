@@ -148,7 +148,7 @@ pub fn prepare(
     prepare_body(cb, scene, fields, None, key, o)
 }
 
-/// Sends `raw` exactly as given (`csm send --body FILE`) and signs those bytes. V1 GET
+/// Sends `raw` exactly as given (`csm send --body-file FILE`) and signs those bytes. V1 GET
 /// callbacks have no body: their fields go to the query as usual.
 pub fn prepare_raw(
     cb: &'static Callback,
