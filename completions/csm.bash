@@ -1563,7 +1563,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__sign)
-            opts="-q -h -V --key-file --timestamp --nonce --param --body --body-file --ak --sk-file --date --method --url --header --license-inner --uppercase --json --quiet --profile --no-input --help --version saas-v1 saas-v1-kit body-sign saas-v2 kit license usage apig"
+            opts="-q -h -V --key-file --timestamp --nonce --param --body --body-file --ak --sk-file --date --method --url --header --license-inner --uppercase --curl --json --quiet --profile --no-input --help --version saas-v1 saas-v1-kit body-sign saas-v2 kit license usage apig"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

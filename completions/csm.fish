@@ -50,12 +50,13 @@ complete -c csm -n "__fish_csm_using_subcommand sign" -l ak -d 'apig: the access
 complete -c csm -n "__fish_csm_using_subcommand sign" -l sk-file -d 'apig: file holding the secret key (SK); also CSM_SK' -r -F
 complete -c csm -n "__fish_csm_using_subcommand sign" -l date -d 'apig: the X-Sdk-Date value (YYYYMMDDTHHMMSSZ); now when absent' -r
 complete -c csm -n "__fish_csm_using_subcommand sign" -l method -d 'apig: the HTTP method' -r
-complete -c csm -n "__fish_csm_using_subcommand sign" -l url -d 'apig: the request URL' -r
+complete -c csm -n "__fish_csm_using_subcommand sign" -l url -d 'The request URL (apig: signed; saas-v1: the parameters in its query are signed too; sign --curl: where the request goes)' -r
 complete -c csm -n "__fish_csm_using_subcommand sign" -l header -d 'apig: a header to sign, \'Name: value\' (repeatable; X-Sdk-Date is always signed)' -r
 complete -c csm -n "__fish_csm_using_subcommand sign" -l license-inner -d 'license: the inner step (spec decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
 plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
 complete -c csm -n "__fish_csm_using_subcommand sign" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
-complete -c csm -n "__fish_csm_using_subcommand sign" -l uppercase -d 'Print hex signatures in upper case, as the marketplace sends them'
+complete -c csm -n "__fish_csm_using_subcommand sign" -l uppercase -d 'Print a hex signature in upper case with -q and in --json\'s `signature` (the query and header lines always carry it so, as the marketplace sends it)'
+complete -c csm -n "__fish_csm_using_subcommand sign" -l curl -d 'Print the whole signed request as a curl command. The address is --url, else the profile\'s endpoint (saas-v1, saas-v2, license) or marketplace endpoint (usage)'
 complete -c csm -n "__fish_csm_using_subcommand sign" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand sign" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand sign" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -68,7 +69,7 @@ complete -c csm -n "__fish_csm_using_subcommand verify" -l body-file -l body -d 
 complete -c csm -n "__fish_csm_using_subcommand verify" -l ak -d 'apig: the access key id (AK)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l sk-file -d 'apig: file holding the secret key (SK); also CSM_SK' -r -F
 complete -c csm -n "__fish_csm_using_subcommand verify" -l method -d 'apig: the HTTP method' -r
-complete -c csm -n "__fish_csm_using_subcommand verify" -l url -d 'apig: the request URL' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l url -d 'The request URL (apig: signed; saas-v1: the parameters in its query are signed too; sign --curl: where the request goes)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l header -d 'apig: a header to sign, \'Name: value\' (repeatable; X-Sdk-Date is always signed)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l license-inner -d 'license: the inner step (spec decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
 plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"

@@ -72,17 +72,365 @@ fn v2_args(scheme: &str) -> Vec<&str> {
 }
 
 #[test]
-fn sign_saas_v2_prints_the_signature_alone() {
+fn sign_quiet_prints_the_signature_alone() {
     let e = Env::new();
-    let (code, stdout, _) = out(e.csm().arg("sign").args(v2_args("saas-v2")));
+    let (code, stdout, _) = out(e.csm().args(["-q", "sign"]).args(v2_args("saas-v2")));
     assert_eq!(code, 0);
     assert_eq!(stdout, format!("{SIG}\n"));
     let (_, upper, _) = out(e
         .csm()
-        .arg("sign")
+        .args(["-q", "sign"])
         .args(v2_args("saas-v2"))
         .arg("--uppercase"));
     assert_eq!(upper.trim(), SIG.to_uppercase());
+}
+
+/// Signs with `args` (no -q): the text output, the bare signature (-q) and the JSON.
+fn sign_three_ways(e: &Env, args: &[&str]) -> (String, String, serde_json::Value) {
+    let (code, text, err) = out(e.csm().arg("sign").args(args));
+    assert_eq!(code, 0, "{args:?}: {err}");
+    let (_, sig, _) = out(e.csm().args(["-q", "sign"]).args(args));
+    let (_, json, _) = out(e.csm().args(["--json", "sign"]).args(args));
+    let json = serde_json::from_str(&json).unwrap();
+    (text, sig.trim().to_string(), json)
+}
+
+#[test]
+fn sign_prints_every_value_that_travels_with_the_signature() {
+    let e = Env::new();
+    e.write(
+        "kit.json",
+        r#"{"instanceId":"i-1","timeStamp":"20220413093539534"}"#,
+    );
+    let upper = SIG.to_uppercase();
+    // Query-signed: one line to append to the address.
+    let (text, sig, json) = sign_three_ways(&e, &v2_args("saas-v2"));
+    let query = format!("signature={upper}&timestamp={TS}&nonce={NONCE}");
+    assert_eq!(text, format!("{query}\n"));
+    assert_eq!(sig, SIG);
+    assert_eq!(json["query"], query.as_str());
+    let (text, sig, json) = sign_three_ways(&e, &v2_args("license"));
+    let query = format!(
+        "signature={}&timestamp={TS}&nonce={NONCE}",
+        sig.to_uppercase()
+    );
+    assert_eq!(
+        (text.trim(), json["query"].as_str()),
+        (query.as_str(), Some(query.as_str()))
+    );
+    let v1 = [
+        "saas-v1",
+        "--key-file",
+        "key",
+        "--param",
+        "activity=newInstance",
+        "--timestamp",
+        "20200727073711903",
+    ];
+    let (text, token, json) = sign_three_ways(&e, &v1);
+    let encoded = token
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let query = format!("activity=newInstance&timeStamp=20200727073711903&authToken={encoded}");
+    assert_eq!(text.trim(), query);
+    assert_eq!(json["query"], query.as_str());
+    // Header-signed: one `Name: value` line each.
+    let kit = [
+        "kit",
+        "--key-file",
+        "kit-key",
+        "--body-file",
+        "body.json",
+        "--timestamp",
+        TS,
+        "--nonce",
+        NONCE,
+    ];
+    let (text, sig, json) = sign_three_ways(&e, &kit);
+    let upper = sig.to_uppercase();
+    assert_eq!(
+        text,
+        format!("x-sign: {upper}\nx-timestamp: {TS}\nx-nonce: {NONCE}\n")
+    );
+    assert_eq!(json["headers"]["x-sign"], upper.as_str());
+    let usage = [
+        "usage",
+        "--key-file",
+        "key",
+        "--body-file",
+        "body.json",
+        "--timestamp",
+        TS,
+        "--nonce",
+        "n-1",
+    ];
+    let (text, sig, json) = sign_three_ways(&e, &usage);
+    assert_eq!(text, format!("signature: {sig}\nts: {TS}\nnonce: n-1\n"));
+    assert_eq!(json["headers"]["ts"], TS);
+    let (text, sig, json) = sign_three_ways(
+        &e,
+        &[
+            "saas-v1-kit",
+            "--key-file",
+            "kit-key",
+            "--body-file",
+            "kit.json",
+        ],
+    );
+    assert_eq!(text, format!("authToken: {sig}\n"));
+    assert_eq!(json["headers"]["authToken"], sig.as_str());
+    let (text, sig, json) = sign_three_ways(
+        &e,
+        &["body-sign", "--key-file", "key", "--body-file", "body.json"],
+    );
+    assert_eq!(text, format!("Body-Sign: {sig}\n"));
+    assert!(sig.starts_with("sign_type=\"HMAC-SHA256\""), "{sig}");
+    assert_eq!(json["headers"]["Body-Sign"], sig.as_str());
+    let apig = [
+        "apig",
+        "--ak",
+        "AK1",
+        "--sk-file",
+        "key",
+        "--url",
+        "https://h/p",
+        "--date",
+        "20240317T144237Z",
+    ];
+    let (text, sig, json) = sign_three_ways(&e, &apig);
+    assert_eq!(
+        text,
+        format!("X-Sdk-Date: 20240317T144237Z\nAuthorization: {sig}\n")
+    );
+    assert_eq!(json["headers"]["Authorization"], sig.as_str());
+    for out in [&text, &sig] {
+        assert!(!out.contains(KEY), "key leaked");
+    }
+}
+
+/// `name=value` pairs of a query string (values here need no decoding but `%2B`, `%2F`, `%3D`).
+fn query_value(query: &str, name: &str) -> String {
+    query
+        .split('&')
+        .find_map(|p| p.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("{name} not in {query}"))
+        .replace("%2B", "+")
+        .replace("%2F", "/")
+        .replace("%3D", "=")
+}
+
+#[test]
+fn generated_timestamp_and_nonce_are_printed_and_verify() {
+    let e = Env::new();
+    let base = ["--key-file", "key", "--body-file", "body.json"];
+    let (_, q, _) = out(e.csm().args(["sign", "saas-v2"]).args(base));
+    let q = q.trim();
+    let (code, stdout, _) = out(e.csm().args(["verify", "saas-v2"]).args(base).args([
+        "--timestamp",
+        &query_value(q, "timestamp"),
+        "--nonce",
+        &query_value(q, "nonce"),
+        "--signature",
+        &query_value(q, "signature"),
+    ]));
+    assert_eq!(code, 0, "{q}: {stdout}");
+    let (_, lines, _) = out(e.csm().args(["sign", "usage"]).args(base));
+    let h = |n: &str| {
+        lines
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{n}: ")))
+            .unwrap_or_else(|| panic!("{n} not in {lines}"))
+            .to_string()
+    };
+    let (code, stdout, _) = out(e.csm().args(["verify", "usage"]).args(base).args([
+        "--timestamp",
+        &h("ts"),
+        "--nonce",
+        &h("nonce"),
+        "--signature",
+        &h("signature"),
+    ]));
+    assert_eq!(code, 0, "{lines}: {stdout}");
+    let v1 = ["--key-file", "key", "--param", "activity=newInstance"];
+    let (_, q, _) = out(e.csm().args(["sign", "saas-v1"]).args(v1));
+    let q = q.trim();
+    let (code, stdout, _) = out(e.csm().args(["verify", "saas-v1"]).args(v1).args([
+        "--timestamp",
+        &query_value(q, "timeStamp"),
+        "--signature",
+        &query_value(q, "authToken"),
+    ]));
+    assert_eq!(code, 0, "{q}: {stdout}");
+}
+
+/// The request a `csm sign --curl` command sends, as a raw HTTP capture.
+fn capture_of_curl(curl: &str) -> String {
+    let unquote = |s: &str| {
+        s.trim()
+            .trim_end_matches('\\')
+            .trim()
+            .trim_matches('\'')
+            .to_string()
+    };
+    let mut lines = curl.lines();
+    let first = lines.next().unwrap();
+    let (method, url) = first
+        .strip_prefix("curl -sS -i -X ")
+        .and_then(|r| r.split_once(' '))
+        .unwrap();
+    let url = unquote(url);
+    let target = &url[url.find("://").unwrap() + 3..];
+    let target = &target[target.find('/').unwrap()..];
+    let mut headers = Vec::new();
+    let mut body = String::new();
+    for l in lines {
+        let l = l.trim();
+        if let Some(h) = l.strip_prefix("-H ") {
+            headers.push(unquote(h));
+        } else if let Some(b) = l.strip_prefix("--data-binary ") {
+            body = unquote(b);
+        }
+    }
+    let mut s = format!("{method} {target} HTTP/1.1\r\nHost: isv.example.com\r\n");
+    for h in headers {
+        s.push_str(&format!("{h}\r\n"));
+    }
+    s.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s
+}
+
+#[test]
+fn sign_curl_prints_the_whole_signed_request() {
+    let e = Env::new();
+    e.write(
+        "kit.json",
+        r#"{"instanceId":"i-1","timeStamp":"20220413093539534"}"#,
+    );
+    // Pretty-printed on purpose: the canonical bytes that were signed are the ones sent.
+    e.write("pretty.json", BODY.replace(',', ",\n  "));
+    let now = "1700000000000";
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "saas-v2",
+                "--key-file",
+                "key",
+                "--body-file",
+                "pretty.json",
+                "--url",
+                "https://isv.example.com/produce",
+            ],
+            "saas-v2",
+        ),
+        (
+            vec![
+                "kit",
+                "--key-file",
+                "kit-key",
+                "--body-file",
+                "kit.json",
+                "--url",
+                "https://isv.example.com/produceAPI/v2/tenantSync",
+            ],
+            "kit",
+        ),
+        (
+            vec![
+                "saas-v1",
+                "--key-file",
+                "key",
+                "--param",
+                "activity=newInstance",
+                "--url",
+                "https://isv.example.com/produce?channel=a+b",
+            ],
+            "saas-v1",
+        ),
+        (
+            vec![
+                "saas-v1-kit",
+                "--key-file",
+                "kit-key",
+                "--body-file",
+                "kit.json",
+                "--url",
+                "https://isv.example.com/produceAPI/tenantSync",
+            ],
+            "saas-v1-kit",
+        ),
+    ];
+    for (args, scheme) in cases {
+        let (code, curl, err) = out(e
+            .csm()
+            .env("CSM_NOW", now)
+            .args(["sign", "--curl"])
+            .args(&args));
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(curl.starts_with("curl -sS -i -X "), "{curl}");
+        assert!(
+            !curl.contains(KEY) && !curl.contains("kit-key-0000"),
+            "key leaked: {curl}"
+        );
+        let cap = e.write("curl.http", capture_of_curl(&curl));
+        let (code, stdout, err) = out(e
+            .csm()
+            .env("CSM_NOW", now)
+            .args(["verify", "request"])
+            .arg(&cap)
+            .args(["--key-file", "key", "--kit-key-file", "kit-key"]));
+        assert_eq!(code, 0, "{curl}\n{stdout}{err}");
+        assert!(stdout.contains(scheme), "{stdout}");
+    }
+    // The profile's endpoint is the address when --url is absent; --json adds the command.
+    let (code, _, err) = out(e.csm().args([
+        "init",
+        "--profile",
+        "p",
+        "--endpoint",
+        "https://isv.example.com/produce",
+        "--protocol",
+        "v2",
+        "--key-file",
+        "key",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let (code, stdout, err) = out(e
+        .csm()
+        .env("CSM_PROFILE", "p")
+        .args(["--json", "sign", "--curl"])
+        .args(v2_args("license")));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let want = format!(
+        "'https://isv.example.com/produce?{}'",
+        v["query"].as_str().unwrap()
+    );
+    assert!(v["curl"].as_str().unwrap().contains(&want), "{stdout}");
+    // No address known: a usage error naming --url; a reply is no request.
+    for (args, needle) in [
+        (
+            v2_args("saas-v2"),
+            "--url: required for --curl with saas-v2",
+        ),
+        (
+            vec!["kit", "--key-file", "kit-key", "--body-file", "kit.json"],
+            "--url: required for --curl with kit",
+        ),
+        (
+            vec!["usage", "--key-file", "key", "--body-file", "body.json"],
+            "--url: required for --curl with usage",
+        ),
+        (
+            vec!["body-sign", "--key-file", "key", "--body-file", "body.json"],
+            "--curl: body-sign signs a reply",
+        ),
+    ] {
+        let (code, stdout, err) = out(e.csm().args(["sign", "--curl"]).args(&args));
+        assert_eq!(code, 2, "{args:?}: {stdout}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
 }
 
 #[test]
@@ -108,6 +456,7 @@ fn sign_json_names_every_intermediate_and_masks_the_key() {
 fn key_from_env_and_stdin() {
     let e = Env::new();
     let (code, stdout, _) = out(e.csm().env("CSM_ACCESS_KEY", KEY).args([
+        "-q",
         "sign",
         "saas-v2",
         "--body-file",
@@ -119,6 +468,7 @@ fn key_from_env_and_stdin() {
     ]));
     assert_eq!((code, stdout.trim()), (0, SIG));
     let (code, stdout, _) = out(e.csm().write_stdin(format!("{KEY}\n")).args([
+        "-q",
         "sign",
         "saas-v2",
         "--key-file",
@@ -241,7 +591,7 @@ fn every_scheme_signs_and_verifies_its_own_output() {
         ],
     ];
     for args in cases {
-        let (code, sig, err) = out(e.csm().arg("sign").args(&args));
+        let (code, sig, err) = out(e.csm().args(["-q", "sign"]).args(&args));
         assert_eq!(code, 0, "{args:?}: {err}");
         let sig = sig.trim().to_string();
         // The plain path (no intermediates kept) prints what `--json` computes step by step.
@@ -281,7 +631,7 @@ fn every_scheme_signs_and_verifies_its_own_output() {
 #[test]
 fn doctor_names_the_kit_key_mix_up_and_seconds() {
     let e = Env::new();
-    let (_, kit_sig, _) = out(e.csm().arg("sign").args([
+    let (_, kit_sig, _) = out(e.csm().args(["-q", "sign"]).args([
         "saas-v2",
         "--key-file",
         "kit-key",
@@ -305,7 +655,7 @@ fn doctor_names_the_kit_key_mix_up_and_seconds() {
     );
     assert!(stdout.contains("signed string: <access-key>"), "{stdout}");
 
-    let (_, secs, _) = out(e.csm().arg("sign").args([
+    let (_, secs, _) = out(e.csm().args(["-q", "sign"]).args([
         "saas-v2",
         "--key-file",
         "key",
@@ -344,7 +694,7 @@ fn verify_request_detects_the_scheme_and_checks_the_window() {
     let e = Env::new();
     let now = "1700000000000";
     let sig = |ts: &str| {
-        let (_, s, _) = out(e.csm().arg("sign").args([
+        let (_, s, _) = out(e.csm().args(["-q", "sign"]).args([
             "saas-v2",
             "--key-file",
             "key",
@@ -419,7 +769,7 @@ fn verify_kit_request_with_the_kit_key() {
     let e = Env::new();
     let body = r#"{"flag":1,"instanceId":"i-1","tenantId":"t1","testFlag":0,"timeStamp":"20220413093539534"}"#;
     e.write("kit.json", body);
-    let (_, xs, _) = out(e.csm().arg("sign").args([
+    let (_, xs, _) = out(e.csm().args(["-q", "sign"]).args([
         "kit",
         "--key-file",
         "kit-key",
@@ -802,6 +1152,7 @@ fn init_without_a_terminal_names_the_flags_and_writes_a_private_profile() {
     }
     // The profile feeds later commands.
     let (code, stdout, _) = out(e.csm().env("CSM_PROFILE", "staging").args([
+        "-q",
         "sign",
         "saas-v2",
         "--body-file",
