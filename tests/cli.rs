@@ -383,18 +383,7 @@ fn sign_curl_prints_the_whole_signed_request() {
         assert!(stdout.contains(scheme), "{stdout}");
     }
     // The profile's endpoint is the address when --url is absent; --json adds the command.
-    let (code, _, err) = out(e.csm().args([
-        "init",
-        "--profile",
-        "p",
-        "--endpoint",
-        "https://isv.example.com/produce",
-        "--protocol",
-        "v2",
-        "--key-file",
-        "key",
-    ]));
-    assert_eq!(code, 0, "{err}");
+    init_v2_profile(&e, "p");
     let (code, stdout, err) = out(e
         .csm()
         .env("CSM_PROFILE", "p")
@@ -1115,6 +1104,22 @@ fn crypto_round_trip_and_known_answer() {
     assert!(err.contains("encryptType 1"), "{err}");
 }
 
+/// `csm init` of a v2 profile `name` whose endpoint is https://isv.example.com/produce.
+fn init_v2_profile(e: &Env, name: &str) {
+    let (code, _, err) = out(e.csm().args([
+        "init",
+        "--profile",
+        name,
+        "--endpoint",
+        "https://isv.example.com/produce",
+        "--protocol",
+        "v2",
+        "--key-file",
+        "key",
+    ]));
+    assert_eq!(code, 0, "{err}");
+}
+
 #[test]
 fn init_without_a_terminal_names_the_flags_and_writes_a_private_profile() {
     let e = Env::new();
@@ -1124,18 +1129,7 @@ fn init_without_a_terminal_names_the_flags_and_writes_a_private_profile() {
         err.contains("--endpoint") && err.contains("--key-file"),
         "{err}"
     );
-    let (code, _, err) = out(e.csm().args([
-        "init",
-        "--profile",
-        "staging",
-        "--endpoint",
-        "https://isv.example.com/produce",
-        "--protocol",
-        "v2",
-        "--key-file",
-        "key",
-    ]));
-    assert_eq!(code, 0, "{err}");
+    init_v2_profile(&e, "staging");
     let cfg = std::fs::read_to_string(e.path("config/config.toml")).unwrap();
     assert!(
         cfg.contains("[profiles.staging]") && !cfg.contains(KEY),
@@ -1467,18 +1461,7 @@ fn verify_response_takes_every_scheme_whose_replies_carry_body_sign() {
         "{stdout}"
     );
     // A v2 profile makes saas-v2 the default.
-    let (code, _, err) = out(e.csm().args([
-        "init",
-        "--profile",
-        "v2",
-        "--endpoint",
-        "https://isv.example.com/produce",
-        "--protocol",
-        "v2",
-        "--key-file",
-        "key",
-    ]));
-    assert_eq!(code, 0, "{err}");
+    init_v2_profile(&e, "v2");
     let (code, stdout, err) = out(e
         .csm()
         .env("CSM_PROFILE", "v2")
