@@ -1487,7 +1487,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__send)
-            opts="-y -q -h -V --scene --endpoint --protocol --key-file --kit-key-file --license-key-file --set --unset --body --allow-unknown --expect-code --dry-run --curl --timeout --debug-page --kit-path-full --no-test-flag --users --require-body-sign --license-inner --ca-file --yes --json --quiet --profile --no-input --help --version allOrgSync applicationSync authSync changeInstanceCheck expireInstance instanceStatus newInstance orderNotify queryInstance refreshInstance refreshLicenseCode releaseInstance releaseLicenseCode singleOrgSync tenantSync updateInstanceStatus updateLicenseCodeStatus upgrade upgradeInstance"
+            opts="-y -q -h -V --scene --endpoint --protocol --key-file --kit-key-file --license-key-file --set --unset --body --body-file --allow-unknown --expect-code --dry-run --curl --timeout --debug-page --kit-path-full --no-test-flag --users --require-body-sign --license-inner --ca-file --yes --json --quiet --profile --no-input --help --version allOrgSync applicationSync authSync changeInstanceCheck expireInstance instanceStatus newInstance orderNotify queryInstance refreshInstance refreshLicenseCode releaseInstance releaseLicenseCode singleOrgSync tenantSync updateInstanceStatus updateLicenseCodeStatus upgrade upgradeInstance"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1522,6 +1522,10 @@ _csm() {
                     return 0
                     ;;
                 --unset)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1779,7 +1783,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__sign)
-            opts="-q -h -V --key-file --timestamp --nonce --param --body-file --ak --sk-file --date --method --url --header --license-inner --uppercase --json --quiet --profile --no-input --help --version saas-v1 saas-v1-kit body-sign saas-v2 kit license usage apig"
+            opts="-q -h -V --key-file --timestamp --nonce --param --body --body-file --ak --sk-file --date --method --url --header --license-inner --uppercase --curl --json --quiet --profile --no-input --help --version saas-v1 saas-v1-kit body-sign saas-v2 kit license usage apig"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1802,6 +1806,10 @@ _csm() {
                     return 0
                     ;;
                 --body-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2253,7 +2261,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__verify)
-            opts="-q -h -V --index --key-file --timestamp --nonce --param --body-file --ak --sk-file --date --method --url --header --license-inner --signature --scheme --kit-key-file --license-key-file --window --json --quiet --profile --no-input --help --version request response saas-v1 saas-v1-kit body-sign saas-v2 kit license usage apig"
+            opts="-q -h -V --index --key-file --param --body --body-file --ak --sk-file --method --url --header --license-inner --signature --scheme --kit-key-file --license-key-file --window --timestamp --nonce --date --json --quiet --profile --no-input --help --version request response saas-v1 saas-v1-kit body-sign saas-v2 kit license usage apig"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2267,14 +2275,6 @@ _csm() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --timestamp)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --nonce)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --param)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2283,15 +2283,15 @@ _csm() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --body)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --ak)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --sk-file)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --date)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2316,7 +2316,7 @@ _csm() {
                     return 0
                     ;;
                 --scheme)
-                    COMPREPLY=($(compgen -W "saas-v1 saas-v1-kit body-sign saas-v2 kit license usage apig" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "saas-v1 saas-v1-kit body-sign saas-v2 kit license" -- "${cur}"))
                     return 0
                     ;;
                 --kit-key-file)
@@ -2328,6 +2328,18 @@ _csm() {
                     return 0
                     ;;
                 --window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timestamp)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nonce)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --date)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -47,17 +47,18 @@ complete -c csm -n "__fish_csm_using_subcommand sign" -l key-file -d 'File holdi
 complete -c csm -n "__fish_csm_using_subcommand sign" -l timestamp -d 'Timestamp: epoch ms (V2, Kit, License, usage) or yyyyMMddHHmmssSSS (V1); generated when absent' -r
 complete -c csm -n "__fish_csm_using_subcommand sign" -l nonce -d 'Nonce (V2, Kit, License, usage); 64 random hex characters when absent' -r
 complete -c csm -n "__fish_csm_using_subcommand sign" -l param -d 'A query parameter for saas-v1, decoded (repeatable)' -r
-complete -c csm -n "__fish_csm_using_subcommand sign" -l body-file -d 'The body, exact bytes; `-` reads standard input' -r -F
+complete -c csm -n "__fish_csm_using_subcommand sign" -l body-file -l body -d 'The body, exact bytes; `-` reads standard input' -r -F
 complete -c csm -n "__fish_csm_using_subcommand sign" -l ak -d 'apig: the access key id (AK)' -r
 complete -c csm -n "__fish_csm_using_subcommand sign" -l sk-file -d 'apig: file holding the secret key (SK); also CSM_SK' -r -F
 complete -c csm -n "__fish_csm_using_subcommand sign" -l date -d 'apig: the X-Sdk-Date value (YYYYMMDDTHHMMSSZ); now when absent' -r
 complete -c csm -n "__fish_csm_using_subcommand sign" -l method -d 'apig: the HTTP method' -r
-complete -c csm -n "__fish_csm_using_subcommand sign" -l url -d 'apig: the request URL' -r
+complete -c csm -n "__fish_csm_using_subcommand sign" -l url -d 'The request URL (apig: signed; saas-v1: the parameters in its query are signed too; sign --curl: where the request goes)' -r
 complete -c csm -n "__fish_csm_using_subcommand sign" -l header -d 'apig: a header to sign, \'Name: value\' (repeatable; X-Sdk-Date is always signed)' -r
 complete -c csm -n "__fish_csm_using_subcommand sign" -l license-inner -d 'license: the inner step (spec decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
 plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
 complete -c csm -n "__fish_csm_using_subcommand sign" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
-complete -c csm -n "__fish_csm_using_subcommand sign" -l uppercase -d 'Print hex signatures in upper case, as the marketplace sends them'
+complete -c csm -n "__fish_csm_using_subcommand sign" -l uppercase -d 'Print a hex signature in upper case with -q and in --json\'s `signature` (the query and header lines always carry it so, as the marketplace sends it)'
+complete -c csm -n "__fish_csm_using_subcommand sign" -l curl -d 'Print the whole signed request as a curl command. The address is --url, else the profile\'s endpoint (saas-v1, saas-v2, license) or marketplace endpoint (usage)'
 complete -c csm -n "__fish_csm_using_subcommand sign" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand sign" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand sign" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -65,30 +66,28 @@ complete -c csm -n "__fish_csm_using_subcommand sign" -s h -l help -d 'Print hel
 complete -c csm -n "__fish_csm_using_subcommand sign" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand verify" -l index -d '`request` with a `--record` file of several requests: which one (1 = the first)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l key-file -d 'File holding the key (its content without a trailing newline); `-` reads standard input' -r -F
-complete -c csm -n "__fish_csm_using_subcommand verify" -l timestamp -d 'Timestamp: epoch ms (V2, Kit, License, usage) or yyyyMMddHHmmssSSS (V1); generated when absent' -r
-complete -c csm -n "__fish_csm_using_subcommand verify" -l nonce -d 'Nonce (V2, Kit, License, usage); 64 random hex characters when absent' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l param -d 'A query parameter for saas-v1, decoded (repeatable)' -r
-complete -c csm -n "__fish_csm_using_subcommand verify" -l body-file -d 'The body, exact bytes; `-` reads standard input' -r -F
+complete -c csm -n "__fish_csm_using_subcommand verify" -l body-file -l body -d 'The body, exact bytes; `-` reads standard input' -r -F
 complete -c csm -n "__fish_csm_using_subcommand verify" -l ak -d 'apig: the access key id (AK)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l sk-file -d 'apig: file holding the secret key (SK); also CSM_SK' -r -F
-complete -c csm -n "__fish_csm_using_subcommand verify" -l date -d 'apig: the X-Sdk-Date value (YYYYMMDDTHHMMSSZ); now when absent' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l method -d 'apig: the HTTP method' -r
-complete -c csm -n "__fish_csm_using_subcommand verify" -l url -d 'apig: the request URL' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l url -d 'The request URL (apig: signed; saas-v1: the parameters in its query are signed too; sign --curl: where the request goes)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l header -d 'apig: a header to sign, \'Name: value\' (repeatable; X-Sdk-Date is always signed)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l license-inner -d 'license: the inner step (spec decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
 plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
 complete -c csm -n "__fish_csm_using_subcommand verify" -l signature -d 'The received signature (authToken, x-sign, Body-Sign header or value, Authorization header)' -r
-complete -c csm -n "__fish_csm_using_subcommand verify" -l scheme -d '`response`: the scheme whose response signature to check' -r -f -a "saas-v1\t'V1 GET authToken over the query parameters'
+complete -c csm -n "__fish_csm_using_subcommand verify" -l scheme -d '`response`: the scheme of the call the reply answers; its key checks the Body-Sign, which V1 replies must carry and V2 replies may. Default: the profile\'s protocol (v2: saas-v2), else saas-v1' -r -f -a "saas-v1\t'V1 GET authToken over the query parameters'
 saas-v1-kit\t'V1 joint-operation (Kit) POST authToken header over the body fields'
 body-sign\t'V1 Body-Sign response header over the exact body bytes'
 saas-v2\t'V2 basic callbacks: query signature/timestamp/nonce'
 kit\t'V2 Kit callbacks: x-sign header'
-license\t'License 2.0 callbacks (V2 basic recipe with the License key)'
-usage\t'Usage push: the signature header over ts, nonce and body'
-apig\t'API Gateway AK/SK (SDK-HMAC-SHA256) for the marketplace open APIs'"
+license\t'License 2.0 callbacks (V2 basic recipe with the License key)'"
 complete -c csm -n "__fish_csm_using_subcommand verify" -l kit-key-file -d 'The Kit key, to check Kit captures and to spot a Kit key used for basic calls' -r -F
 complete -c csm -n "__fish_csm_using_subcommand verify" -l license-key-file -d 'The License delivery key, for License 2.0 captures' -r -F
 complete -c csm -n "__fish_csm_using_subcommand verify" -l window -d 'Replay window in seconds for V2 timestamps (spec decision 3)' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l timestamp -d 'The timestamp that was sent: epoch ms (V2, Kit, License, usage; required) or yyyyMMddHHmmssSSS (V1, its timeStamp parameter)' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l nonce -d 'The nonce that was sent (V2, Kit, License, usage; required)' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l date -d 'apig: the X-Sdk-Date that was sent (YYYYMMDDTHHMMSSZ; required)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand verify" -s q -l quiet -d 'Print nothing on stdout but the result itself'
@@ -143,7 +142,7 @@ complete -c csm -n "__fish_csm_using_subcommand send" -l kit-key-file -d 'File h
 complete -c csm -n "__fish_csm_using_subcommand send" -l license-key-file -d 'File holding the License delivery key (also CSM_LICENSE_KEY)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand send" -l set -d 'Override a field: `--set instanceId=abc`, nested `--set a.b=c`; JSON for integer, array and object fields. Repeatable' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l unset -d 'Leave a field out. Repeatable' -r
-complete -c csm -n "__fish_csm_using_subcommand send" -l body -d 'Start from this JSON object instead of generated values' -r -F
+complete -c csm -n "__fish_csm_using_subcommand send" -l body-file -l body -d 'Start from this JSON object instead of generated values; its bytes are sent (and signed) exactly as they are' -r -F
 complete -c csm -n "__fish_csm_using_subcommand send" -l expect-code -d 'The resultCode the reply should carry' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l timeout -d 'Time budget, e.g. 5s or 1500ms' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l users -d 'Users generated for authSync (at most 500 per call)' -r

@@ -46,8 +46,9 @@ pub struct SendArgs {
     /// Leave a field out. Repeatable.
     #[arg(long, value_name = "FIELD")]
     pub unset: Vec<String>,
-    /// Start from this JSON object instead of generated values.
-    #[arg(long, value_name = "FILE")]
+    /// Start from this JSON object instead of generated values; its bytes are sent (and
+    /// signed) exactly as they are.
+    #[arg(long = "body-file", visible_alias = "body", value_name = "FILE")]
     pub body: Option<PathBuf>,
     /// Accept fields and values the catalog does not list.
     #[arg(long)]
@@ -147,32 +148,32 @@ fn parse_value(raw: &str, ty: Option<FieldType>, kit: bool, nested: bool) -> Val
     }
 }
 
-/// A `--body` file: its exact text and its fields, checked against the catalog.
+/// A `--body-file` file: its exact text and its fields, checked against the catalog.
 fn read_body(
     cb: &Callback,
     path: &std::path::Path,
     allow_unknown: bool,
 ) -> Result<(String, Map<String, Value>)> {
-    let bytes = crate::files::read_limited(path, crate::files::BODY_LIMIT, "--body")?;
+    let bytes = crate::files::read_limited(path, crate::files::BODY_LIMIT, "--body-file")?;
     let text = String::from_utf8(bytes).map_err(|_| {
         CsmError::usage(format!(
-            "--body {}: not UTF-8 (JSON bodies must be UTF-8)",
+            "--body-file {}: not UTF-8 (JSON bodies must be UTF-8)",
             path.display()
         ))
     })?;
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(m)) => {
             for k in m.keys() {
-                check_field(cb, k, allow_unknown, "--body")?;
+                check_field(cb, k, allow_unknown, "--body-file")?;
             }
             Ok((text, m))
         }
         Ok(_) => Err(CsmError::usage(format!(
-            "--body {}: must hold a JSON object",
+            "--body-file {}: must hold a JSON object",
             path.display()
         ))),
         Err(e) => Err(CsmError::usage(format!(
-            "--body {}: not JSON ({e})",
+            "--body-file {}: not JSON ({e})",
             path.display()
         ))),
     }
@@ -183,14 +184,14 @@ fn require_test_flag(fields: &Map<String, Value>, ctx: &Ctx, a: &SendArgs) -> Re
     let asked_otherwise = !ctx.test_flag || a.unset.iter().any(|u| u == "testFlag");
     if a.body.is_some() && !asked_otherwise && !fields.contains_key("testFlag") {
         return Err(CsmError::usage(format!(
-            "--body {}: the body has no testFlag; add \"testFlag\":\"1\" (Kit: 1) or pass --no-test-flag to send it as a live call",
+            "--body-file {}: the body has no testFlag; add \"testFlag\":\"1\" (Kit: 1) or pass --no-test-flag to send it as a live call",
             a.body.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
         )));
     }
     Ok(())
 }
 
-/// The generated body (or `--body`) with `--set` and `--unset` applied, all validated.
+/// The generated body (or `--body-file`) with `--set` and `--unset` applied, all validated.
 pub fn build_fields(
     cb: &'static Callback,
     scene: Option<&str>,

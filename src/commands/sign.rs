@@ -1,12 +1,14 @@
 //! `csm sign SCHEME`: compute a signature offline and print it (or every intermediate).
 
-use crate::catalog::KeyRole;
+use crate::catalog::{KeyRole, PRODUCTION_MARKETPLACE};
 use crate::cli::GlobalArgs;
 use crate::clock;
 use crate::config::{self, Profile};
+use crate::endpoint::request;
 use crate::error::{CsmError, Exit, Result};
 use crate::protocol::{apig, doctor, json, usage_sig, v1, v2};
 use crate::secret::Secret;
+use crate::usage::batch::USAGE_PATH;
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -91,7 +93,7 @@ pub struct SignInputs {
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
     /// The body, exact bytes; `-` reads standard input.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, visible_alias = "body", value_name = "FILE")]
     pub body_file: Option<PathBuf>,
     /// apig: the access key id (AK).
     #[arg(long, value_name = "AK", env = "CSM_AK")]
@@ -105,7 +107,8 @@ pub struct SignInputs {
     /// apig: the HTTP method.
     #[arg(long, default_value = "POST")]
     pub method: String,
-    /// apig: the request URL.
+    /// The request URL (apig: signed; saas-v1: the parameters in its query are signed too;
+    /// sign --curl: where the request goes).
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// apig: a header to sign, 'Name: value' (repeatable; X-Sdk-Date is always signed).
@@ -117,22 +120,35 @@ pub struct SignInputs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:
+#[command(
+    after_help = "Output: every value that travels with the signature, ready to paste: the
+query string (saas-v1, saas-v2, license) or one header line each (the other schemes). -q prints
+the signature alone; --json every intermediate; --curl the whole signed request.
+
+Examples:
   csm sign saas-v2 --key-file basic.key --body-file body.json
+  csm sign -q saas-v2 --key-file basic.key --body-file body.json --timestamp T --nonce N
   csm sign saas-v2 --key-file basic.key --body-file body.json --timestamp T --nonce N --json
+  csm sign kit --key-file kit.key --body-file t.json --curl --url https://isv.example.com/produceAPI/v2/tenantSync
   csm sign saas-v1 --key-file basic.key --param activity=newInstance --param orderId=CS1
   csm sign body-sign --key-file basic.key --body-file reply.json
   csm sign apig --ak AK --sk-file sk.txt --method POST --url https://mkt.myhuaweicloud.com/api/... \\
-      --header 'Content-Type: application/json' --body-file req.json")]
+      --header 'Content-Type: application/json' --body-file req.json"
+)]
 pub struct SignArgs {
     /// The signature scheme.
     #[arg(value_enum)]
     pub scheme: Scheme,
     #[command(flatten)]
     pub inputs: SignInputs,
-    /// Print hex signatures in upper case, as the marketplace sends them.
+    /// Print a hex signature in upper case with -q and in --json's `signature` (the query and
+    /// header lines always carry it so, as the marketplace sends it).
     #[arg(long)]
     pub uppercase: bool,
+    /// Print the whole signed request as a curl command. The address is --url, else the
+    /// profile's endpoint (saas-v1, saas-v2, license) or marketplace endpoint (usage).
+    #[arg(long)]
+    pub curl: bool,
 }
 
 /// Reads `--body-file` (exact bytes); None when not given.
@@ -170,7 +186,10 @@ fn signed_body(body: &[u8], inputs: &SignInputs) -> Result<String> {
     v2::signed_body(body).map_err(|e| body_error(inputs, e))
 }
 
-pub fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>> {
+/// Decoded (name, value) pairs in order.
+pub type Params = Vec<(String, String)>;
+
+pub fn parse_params(raw: &[String]) -> Result<Params> {
     raw.iter()
         .map(|p| {
             p.split_once('=')
@@ -180,14 +199,32 @@ pub fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-/// The V1 `--param`s, with `--timestamp` (when given) as their `timeStamp`.
-pub fn v1_params(inputs: &SignInputs) -> Result<Vec<(String, String)>> {
-    let mut params = parse_params(&inputs.params)?;
+/// The V1 query: the parameters already in `--url` (the merchant signs every parameter but
+/// authToken, so those too), and those added: the `--param`s, with `--timestamp` (when given)
+/// as their `timeStamp`.
+pub fn v1_query(inputs: &SignInputs) -> Result<(Params, Params)> {
+    let query = inputs.url.as_deref().and_then(|url| {
+        let (_, q) = url.split_once('?')?;
+        Some((url, q.split('#').next().unwrap_or_default()))
+    });
+    let in_url = match query {
+        Some((url, q)) => v1::parse_query(q, false)
+            .map_err(|e| CsmError::usage(format!("--url {url:?}: query: {e}")))?,
+        None => Vec::new(),
+    };
+    let mut added = parse_params(&inputs.params)?;
     if let Some(t) = &inputs.timestamp {
-        params.retain(|(n, _)| n != "timeStamp");
-        params.push(("timeStamp".into(), t.clone()));
+        added.retain(|(n, _)| n != "timeStamp");
+        added.push(("timeStamp".into(), t.clone()));
     }
-    Ok(params)
+    Ok((in_url, added))
+}
+
+/// Every V1 parameter that is signed (see [`v1_query`]).
+pub fn v1_params(inputs: &SignInputs) -> Result<Params> {
+    let (mut all, added) = v1_query(inputs)?;
+    all.extend(added);
+    Ok(all)
 }
 
 pub fn parse_headers(raw: &[String]) -> Result<Vec<(String, String)>> {
@@ -283,15 +320,78 @@ pub fn check_timestamp(scheme: Scheme, ts: Option<&str>) -> Result<()> {
     }
 }
 
-/// Computes the signature: (the value printed alone, every intermediate as JSON). Without
-/// `detail` the signers' own paths run (no intermediates kept) and the JSON is null.
+/// Where the values that travel with a signature go on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier {
+    /// Query parameters appended to the address (saas-v1, saas-v2, license).
+    Query,
+    /// Header lines (every other scheme).
+    Headers,
+}
+
+/// A computed signature and everything that goes out with it.
+#[derive(Debug)]
+pub struct Signed {
+    /// The signature alone (`-q`): authToken, hex, Base64, or the whole header value.
+    pub value: String,
+    pub carrier: Carrier,
+    /// Every value that must travel with the signature (the signature among them), in the
+    /// order they are sent and written as on the wire (hex in upper case, as the marketplace
+    /// sends it).
+    pub travel: Vec<(String, String)>,
+    /// The body as it goes out: the bytes that were signed (empty for a GET).
+    pub body: Vec<u8>,
+    /// Every intermediate (`--json`); null without `detail`.
+    pub detail: Value,
+}
+
+impl Signed {
+    /// The travelling values ready to paste: a query string, or one header line each.
+    pub fn travel_text(&self) -> String {
+        match self.carrier {
+            Carrier::Query => v1::encode_query(&self.travel),
+            Carrier::Headers => self
+                .travel
+                .iter()
+                .map(|(n, v)| format!("{n}: {v}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    /// The travelling values for `--json`: `query` (a string) or `headers` (an object).
+    fn travel_json(&self) -> (&'static str, Value) {
+        match self.carrier {
+            Carrier::Query => ("query", Value::String(self.travel_text())),
+            Carrier::Headers => (
+                "headers",
+                Value::Object(
+                    self.travel
+                        .iter()
+                        .map(|(n, v)| (n.clone(), Value::String(v.clone())))
+                        .collect(),
+                ),
+            ),
+        }
+    }
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Computes the signature and what travels with it. Without `detail` the signers' own paths
+/// run (no intermediates kept) and `detail` is null.
 pub fn compute(
     scheme: Scheme,
     inputs: &SignInputs,
     key: &Secret,
     profile: &Profile,
     detail: bool,
-) -> Result<(String, Value)> {
+) -> Result<Signed> {
     let k = key.expose();
     check_timestamp(scheme, inputs.timestamp.as_deref())?;
     let ts_v2 = || {
@@ -301,110 +401,142 @@ pub fn compute(
             .unwrap_or_else(|| clock::now_ms().to_string())
     };
     let nonce = || inputs.nonce.clone().unwrap_or_else(clock::nonce_hex64);
+    let signed = |value: String, carrier, travel, body, detail| Signed {
+        value,
+        carrier,
+        travel,
+        body,
+        detail,
+    };
     Ok(match scheme {
         Scheme::SaasV1 => {
-            let mut params = v1_params(inputs)?;
-            if !params.iter().any(|(n, _)| n == "timeStamp") {
-                params.push(("timeStamp".into(), v1_timestamp()));
+            let (in_url, mut added) = v1_query(inputs)?;
+            if !in_url.iter().chain(&added).any(|(n, _)| n == "timeStamp") {
+                added.push(("timeStamp".into(), v1_timestamp()));
             }
-            if !detail {
-                return Ok((v1::auth_token(k, &params)?.auth_token, Value::Null));
-            }
-            let t = v1::auth_token(k, &params)?;
-            let mut sent = params.clone();
-            sent.push(("authToken".into(), t.auth_token.clone()));
-            let v = json!({
-                "scheme": scheme.name(),
-                "string_to_sign": t.string_to_sign,
-                "hmac_key": doctor::masked_hmac_key(&t.timestamp),
-                "timestamp": t.timestamp,
-                "auth_token": t.auth_token,
-                "query_string": v1::encode_query(&sent),
-            });
-            (t.auth_token, v)
+            // The merchant signs every parameter but authToken, those in the address too.
+            let all: Vec<(String, String)> = in_url.iter().chain(&added).cloned().collect();
+            let t = v1::auth_token(k, &all)?;
+            let mut travel = added;
+            travel.push(("authToken".into(), t.auth_token.clone()));
+            let v = if detail {
+                let mut sent = in_url;
+                sent.extend(travel.iter().cloned());
+                json!({
+                    "scheme": scheme.name(),
+                    "string_to_sign": t.string_to_sign,
+                    "hmac_key": doctor::masked_hmac_key(&t.timestamp),
+                    "timestamp": t.timestamp,
+                    "auth_token": t.auth_token,
+                    "query_string": v1::encode_query(&sent),
+                })
+            } else {
+                Value::Null
+            };
+            signed(t.auth_token, Carrier::Query, travel, Vec::new(), v)
         }
         Scheme::SaasV1Kit => {
             let body = require_body(inputs, scheme)?;
             let parsed = parse_json_body(&body, inputs)?;
             let t = v1::kit_auth_token(k, &parsed)?;
-            let v = json!({
-                "scheme": scheme.name(),
-                "string_to_sign": t.string_to_sign,
-                "hmac_key": doctor::masked_hmac_key(&t.timestamp),
-                "auth_token": t.auth_token,
-            });
-            (t.auth_token, v)
+            let v = if detail {
+                json!({
+                    "scheme": scheme.name(),
+                    "string_to_sign": t.string_to_sign,
+                    "hmac_key": doctor::masked_hmac_key(&t.timestamp),
+                    "auth_token": t.auth_token,
+                })
+            } else {
+                Value::Null
+            };
+            let travel = pairs(&[("authToken", &t.auth_token)]);
+            signed(t.auth_token, Carrier::Headers, travel, body, v)
         }
         Scheme::BodySign => {
             let body = require_body(inputs, scheme)?;
             let sig = v1::body_sign(k, &body);
             let header_value = v1::body_sign_header_value(&sig);
-            let v = json!({
-                "scheme": scheme.name(),
-                "signature": sig,
-                "header_name": v1::BODY_SIGN_HEADER,
-                "header_value": header_value,
-            });
-            (header_value, v)
+            let v = if detail {
+                json!({
+                    "scheme": scheme.name(),
+                    "signature": sig,
+                    "header_name": v1::BODY_SIGN_HEADER,
+                    "header_value": header_value,
+                })
+            } else {
+                Value::Null
+            };
+            let travel = pairs(&[(v1::BODY_SIGN_HEADER, &header_value)]);
+            signed(header_value, Carrier::Headers, travel, body, v)
         }
         Scheme::SaasV2 | Scheme::License => {
             let body = require_body(inputs, scheme)?;
             let (ts, nonce) = (ts_v2(), nonce());
-            if !detail {
-                let inner = match scheme {
-                    Scheme::License => inputs.license_inner.into(),
-                    _ => v2::LicenseInner::KeyedHmac,
-                };
-                let signed = signed_body(&body, inputs)?;
-                let sig = v2::basic_signature(k, signed.as_bytes(), &ts, &nonce, inner);
-                return Ok((sig.hex(), Value::Null));
-            }
-            let parsed = parse_json_body(&body, inputs)?;
-            let s = if scheme == Scheme::License {
-                v2::sign_license(k, &parsed, &ts, &nonce, inputs.license_inner.into())
+            let inner = match scheme {
+                Scheme::License => inputs.license_inner.into(),
+                _ => v2::LicenseInner::KeyedHmac,
+            };
+            let (sig, sent, v) = if detail {
+                let parsed = parse_json_body(&body, inputs)?;
+                let s = if scheme == Scheme::License {
+                    v2::sign_license(k, &parsed, &ts, &nonce, inner)
+                } else {
+                    v2::sign_basic(k, &parsed, &ts, &nonce)
+                }
+                .map_err(|e| body_error(inputs, e))?;
+                let v = json!({
+                    "scheme": scheme.name(),
+                    "canonical_body": s.canonical_body,
+                    "body_text_is_canonical": s.canonical_body.as_bytes() == body.as_slice(),
+                    "inner_hmac_hex": s.inner_hmac_hex,
+                    "canonical_request": v2::masked(&s.canonical_request, k),
+                    "signature": s.signature,
+                    "signature_uppercase": s.signature.to_uppercase(),
+                    "timestamp": ts,
+                    "nonce": nonce,
+                });
+                (s.signature, s.canonical_body, v)
             } else {
-                v2::sign_basic(k, &parsed, &ts, &nonce)
-            }
-            .map_err(|e| body_error(inputs, e))?;
-            let v = json!({
-                "scheme": scheme.name(),
-                "canonical_body": s.canonical_body,
-                "body_text_is_canonical": s.canonical_body.as_bytes() == body.as_slice(),
-                "inner_hmac_hex": s.inner_hmac_hex,
-                "canonical_request": v2::masked(&s.canonical_request, k),
-                "signature": s.signature,
-                "signature_uppercase": s.signature.to_uppercase(),
-                "timestamp": ts,
-                "nonce": nonce,
-                "query": format!("signature={}&timestamp={ts}&nonce={nonce}", s.signature.to_uppercase()),
-            });
-            (s.signature, v)
+                let sent = signed_body(&body, inputs)?;
+                let sig = v2::basic_signature(k, sent.as_bytes(), &ts, &nonce, inner).hex();
+                (sig, sent, Value::Null)
+            };
+            let travel = pairs(&[
+                ("signature", &sig.to_uppercase()),
+                ("timestamp", &ts),
+                ("nonce", &nonce),
+            ]);
+            signed(sig, Carrier::Query, travel, sent.into_bytes(), v)
         }
         Scheme::Kit => {
             let body = require_body(inputs, scheme)?;
             let (ts, nonce) = (ts_v2(), nonce());
-            if !detail {
-                let signed = signed_body(&body, inputs)?;
-                return Ok((
-                    v2::kit_signature(k, signed.as_bytes(), &ts, &nonce).hex(),
-                    Value::Null,
-                ));
-            }
-            let parsed = parse_json_body(&body, inputs)?;
-            let s = v2::sign_kit(k, &parsed, &ts, &nonce).map_err(|e| body_error(inputs, e))?;
-            let v = json!({
-                "scheme": scheme.name(),
-                "canonical_body": s.canonical_body,
-                "body_text_is_canonical": s.canonical_body.as_bytes() == body.as_slice(),
-                "canonical_request": v2::masked(&s.canonical_request, k),
-                "signature": s.x_sign,
-                "signature_uppercase": s.x_sign.to_uppercase(),
-                "x_sign": s.x_sign,
-                "timestamp": ts,
-                "nonce": nonce,
-                "headers": {"x-sign": s.x_sign.to_uppercase(), "x-timestamp": ts, "x-nonce": nonce},
-            });
-            (s.x_sign, v)
+            let (sig, sent, v) = if detail {
+                let parsed = parse_json_body(&body, inputs)?;
+                let s = v2::sign_kit(k, &parsed, &ts, &nonce).map_err(|e| body_error(inputs, e))?;
+                let v = json!({
+                    "scheme": scheme.name(),
+                    "canonical_body": s.canonical_body,
+                    "body_text_is_canonical": s.canonical_body.as_bytes() == body.as_slice(),
+                    "canonical_request": v2::masked(&s.canonical_request, k),
+                    "signature": s.x_sign,
+                    "signature_uppercase": s.x_sign.to_uppercase(),
+                    "x_sign": s.x_sign,
+                    "timestamp": ts,
+                    "nonce": nonce,
+                });
+                (s.x_sign, s.canonical_body, v)
+            } else {
+                let sent = signed_body(&body, inputs)?;
+                let sig = v2::kit_signature(k, sent.as_bytes(), &ts, &nonce).hex();
+                (sig, sent, Value::Null)
+            };
+            let travel = pairs(&[
+                ("x-sign", &sig.to_uppercase()),
+                ("x-timestamp", &ts),
+                ("x-nonce", &nonce),
+            ]);
+            signed(sig, Carrier::Headers, travel, sent.into_bytes(), v)
         }
         Scheme::Usage => {
             let body = require_body(inputs, scheme)?;
@@ -413,36 +545,33 @@ pub fn compute(
             // The exact bytes are signed (decision 6): csm never re-serialises a body it is given.
             let text =
                 String::from_utf8(body).map_err(|_| CsmError::usage("--body-file: not UTF-8"))?;
-            if !detail {
-                let sig = usage_sig::signature(k, text.as_bytes(), &ts, &nonce);
-                return Ok((sig.base64(), Value::Null));
-            }
-            let s = usage_sig::sign_body_string(k, text, &ts, &nonce);
-            let v = json!({
-                "scheme": scheme.name(),
-                "body_string": s.body_string,
-                "string_to_sign": s.string_to_sign,
-                "signature": s.signature,
-                "ts": ts,
-                "nonce": nonce,
-            });
-            (s.signature, v)
+            let (sig, v) = if detail {
+                let s = usage_sig::sign_body_string(k, text.clone(), &ts, &nonce);
+                let v = json!({
+                    "scheme": scheme.name(),
+                    "body_string": s.body_string,
+                    "string_to_sign": s.string_to_sign,
+                    "signature": s.signature,
+                    "ts": ts,
+                    "nonce": nonce,
+                });
+                (s.signature, v)
+            } else {
+                let sig = usage_sig::signature(k, text.as_bytes(), &ts, &nonce).base64();
+                (sig, Value::Null)
+            };
+            let travel = pairs(&[("signature", &sig), ("ts", &ts), ("nonce", &nonce)]);
+            signed(sig, Carrier::Headers, travel, text.into_bytes(), v)
         }
         Scheme::Apig => {
             let req = apig_request(inputs, profile)?;
             let body = read_body(inputs.body_file.as_deref())?.unwrap_or_default();
-            if !detail {
-                let value = apig::authorization(
-                    &req.ak,
-                    k,
-                    &req.method,
-                    &req.url,
-                    &req.headers,
-                    &req.signed,
-                    &body,
-                )?;
-                return Ok((value, Value::Null));
-            }
+            let date = req
+                .headers
+                .iter()
+                .find(|(n, _)| n == apig::DATE_HEADER)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
             let s = apig::sign(
                 &req.ak,
                 k,
@@ -452,40 +581,135 @@ pub fn compute(
                 &req.signed,
                 &body,
             )?;
-            let date = req
-                .headers
-                .iter()
-                .find(|(n, _)| n == apig::DATE_HEADER)
-                .map(|(_, v)| v.clone());
-            let v = json!({
-                "scheme": scheme.name(),
-                "canonical_request": s.canonical_request,
-                "string_to_sign": s.string_to_sign,
-                "signature": s.signature,
-                "signed_headers": s.signed_headers,
-                "authorization": s.authorization,
-                "x_sdk_date": date,
-            });
-            (s.authorization, v)
+            let v = if detail {
+                json!({
+                    "scheme": scheme.name(),
+                    "canonical_request": s.canonical_request,
+                    "string_to_sign": s.string_to_sign,
+                    "signature": s.signature,
+                    "signed_headers": s.signed_headers,
+                    "authorization": s.authorization,
+                    "x_sdk_date": date,
+                })
+            } else {
+                Value::Null
+            };
+            let authorization = s.authorization;
+            let travel = pairs(&[
+                (apig::DATE_HEADER, &date),
+                ("Authorization", &authorization),
+            ]);
+            signed(authorization, Carrier::Headers, travel, body, v)
         }
     })
 }
 
+/// The address `--curl` sends to: `--url`, else the profile's (the callbacks' production
+/// address; for usage the marketplace endpoint and the usage path).
+fn request_address(scheme: Scheme, inputs: &SignInputs, profile: &Profile) -> Result<String> {
+    if scheme == Scheme::BodySign {
+        return Err(CsmError::usage(
+            "--curl: body-sign signs a reply, not a request; there is no request to print",
+        ));
+    }
+    if let Some(url) = &inputs.url {
+        return Ok(url.clone());
+    }
+    let from_profile = match scheme {
+        Scheme::SaasV1 | Scheme::SaasV2 | Scheme::License => profile.endpoint.clone(),
+        Scheme::Usage => profile
+            .marketplace_endpoint
+            .as_deref()
+            .map(|b| format!("{}{USAGE_PATH}", b.trim_end_matches('/'))),
+        _ => None,
+    };
+    let hint = match scheme {
+        Scheme::Kit => {
+            "pass the Kit interface's address, e.g. https://isv.example.com/produceAPI/v2/tenantSync"
+                .to_string()
+        }
+        Scheme::SaasV1Kit => {
+            "pass the Kit interface's address, e.g. https://isv.example.com/produceAPI/tenantSync"
+                .to_string()
+        }
+        Scheme::Usage => format!(
+            "pass the usage API's address (production: {PRODUCTION_MARKETPLACE}{USAGE_PATH}) or name a marketplace endpoint in a profile (`csm init`)"
+        ),
+        Scheme::Apig => "pass the API's address".to_string(),
+        _ => "pass the production address, or name an endpoint in a profile (`csm init`)"
+            .to_string(),
+    };
+    from_profile.ok_or_else(|| {
+        CsmError::usage(format!(
+            "--url: required for --curl with {}: {hint}",
+            scheme.name()
+        ))
+    })
+}
+
+/// The whole signed request as a curl command. `address` already holds any saas-v1 query
+/// parameters that were signed with the rest.
+fn curl(scheme: Scheme, inputs: &SignInputs, address: &str, s: &Signed) -> Result<String> {
+    let json = ("Content-Type".to_string(), "application/json".to_string());
+    let (method, mut headers) = match scheme {
+        Scheme::SaasV1 => ("GET".to_string(), Vec::new()),
+        Scheme::Apig => {
+            let mut given = parse_headers(&inputs.headers)?;
+            given.retain(|(n, _)| !n.eq_ignore_ascii_case(apig::DATE_HEADER));
+            (inputs.method.clone(), given)
+        }
+        _ => ("POST".to_string(), vec![json]),
+    };
+    let url = match s.carrier {
+        Carrier::Query => {
+            let sep = if address.contains('?') { '&' } else { '?' };
+            format!("{address}{sep}{}", s.travel_text())
+        }
+        Carrier::Headers => {
+            headers.extend(s.travel.iter().cloned());
+            address.to_string()
+        }
+    };
+    let body = std::str::from_utf8(&s.body).map_err(|_| {
+        CsmError::usage("--curl: the body is not UTF-8 text; send it with curl --data-binary @FILE")
+    })?;
+    Ok(request::curl_command(&method, &url, &headers, body))
+}
+
 pub fn run(g: &GlobalArgs, a: SignArgs) -> Result<Exit> {
     let profile = config::active_profile(g.profile.as_deref())?;
-    let key = scheme_key(a.scheme, &a.inputs, &profile)?;
-    let (mut value, mut all) = compute(a.scheme, &a.inputs, &key, &profile, g.json)?;
+    let mut inputs = a.inputs;
+    if a.curl {
+        inputs.url = Some(request_address(a.scheme, &inputs, &profile)?);
+    }
+    let key = scheme_key(a.scheme, &inputs, &profile)?;
+    let mut s = compute(a.scheme, &inputs, &key, &profile, g.json)?;
     let hex_scheme = matches!(a.scheme, Scheme::SaasV2 | Scheme::Kit | Scheme::License);
     if a.uppercase && hex_scheme {
-        value = value.to_uppercase();
-        if let Some(fields) = all.as_object_mut() {
-            fields.insert("signature".into(), Value::String(value.clone()));
+        s.value = s.value.to_uppercase();
+        if let Some(fields) = s.detail.as_object_mut() {
+            fields.insert("signature".into(), Value::String(s.value.clone()));
         }
     }
+    let curl = match &inputs.url {
+        Some(address) if a.curl => Some(curl(a.scheme, &inputs, address, &s)?),
+        _ => None,
+    };
     if g.json {
-        crate::output::print_json(&all);
+        let (name, travel) = s.travel_json();
+        if let Some(fields) = s.detail.as_object_mut() {
+            fields.insert(name.into(), travel);
+            if let Some(c) = &curl {
+                fields.insert("curl".into(), Value::String(c.clone()));
+            }
+        }
+        crate::output::print_json(&s.detail);
+    } else if let Some(c) = curl {
+        crate::say!("{c}");
+    } else if g.quiet {
+        crate::say!("{}", s.value);
     } else {
-        crate::say!("{value}");
+        crate::say!("{}", s.travel_text());
     }
     Ok(Exit::Ok)
 }

@@ -1,7 +1,7 @@
 //! `csm verify`: check a signature, and on a mismatch run the doctor.
 
 use super::sign::{self, Scheme, SignInputs};
-use crate::catalog::KeyRole;
+use crate::catalog::{KeyRole, Protocol};
 use crate::cli::GlobalArgs;
 use crate::clock;
 use crate::config::{self, Profile};
@@ -20,7 +20,7 @@ use std::path::PathBuf;
 pub enum VerifyTarget {
     /// A raw HTTP request capture: the scheme is detected.
     Request,
-    /// A raw HTTP response capture: its Body-Sign header (needs --scheme saas-v1).
+    /// A raw HTTP response capture: its Body-Sign header.
     Response,
     Scheme(Scheme),
 }
@@ -57,8 +57,61 @@ impl ValueEnum for VerifyTarget {
     }
 }
 
+/// `verify response --scheme`: the scheme of the call a reply answers. Replies to the
+/// callbacks carry Body-Sign (V1 always, V2 when the endpoint adds one); replies to usage
+/// pushes and API Gateway calls carry none, so those two are accepted only to be refused with
+/// a message (and left out of the help).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyScheme(pub Scheme);
+
+/// The schemes whose replies carry Body-Sign, as listed in messages.
+const BODY_SIGNED: &str = "saas-v1, saas-v1-kit, body-sign, saas-v2, kit, license";
+
+impl ReplyScheme {
+    fn body_signed(self) -> bool {
+        !matches!(self.0, Scheme::Usage | Scheme::Apig)
+    }
+
+    /// V1 replies must carry Body-Sign; on V2 it is checked when present (decision 4).
+    fn requires_body_sign(self) -> bool {
+        matches!(
+            self.0,
+            Scheme::SaasV1 | Scheme::SaasV1Kit | Scheme::BodySign
+        )
+    }
+}
+
+impl ValueEnum for ReplyScheme {
+    fn value_variants<'a>() -> &'a [Self] {
+        use Scheme::*;
+        &[
+            ReplyScheme(SaasV1),
+            ReplyScheme(SaasV1Kit),
+            ReplyScheme(BodySign),
+            ReplyScheme(SaasV2),
+            ReplyScheme(Kit),
+            ReplyScheme(License),
+            ReplyScheme(Usage),
+            ReplyScheme(Apig),
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let v = self.0.to_possible_value()?;
+        Some(v.hide(!self.body_signed()))
+    }
+}
+
 #[derive(Debug, Args)]
+// The inputs are shared with `csm sign`, which generates what is absent; verify checks what
+// was sent, so its help asks for those values.
 #[command(
+    mut_arg("timestamp", |a| a.help(
+        "The timestamp that was sent: epoch ms (V2, Kit, License, usage; required) or \
+         yyyyMMddHHmmssSSS (V1, its timeStamp parameter)"
+    )),
+    mut_arg("nonce", |a| a.help("The nonce that was sent (V2, Kit, License, usage; required)")),
+    mut_arg("date", |a| a.help("apig: the X-Sdk-Date that was sent (YYYYMMDDTHHMMSSZ; required)")),
     after_help = "Exit status: 0 when the signature matches, 1 when it does not (the doctor then
 shows the signed string and names the usual mistake that reproduces the received value).
 
@@ -82,9 +135,11 @@ pub struct VerifyArgs {
     /// The received signature (authToken, x-sign, Body-Sign header or value, Authorization header).
     #[arg(long, value_name = "S")]
     pub signature: Option<String>,
-    /// `response`: the scheme whose response signature to check.
+    /// `response`: the scheme of the call the reply answers; its key checks the Body-Sign,
+    /// which V1 replies must carry and V2 replies may. Default: the profile's protocol (v2:
+    /// saas-v2), else saas-v1.
     #[arg(long, value_enum)]
-    pub scheme: Option<Scheme>,
+    pub scheme: Option<ReplyScheme>,
     /// The Kit key, to check Kit captures and to spot a Kit key used for basic calls.
     #[arg(long, value_name = "FILE")]
     pub kit_key_file: Option<PathBuf>,
@@ -157,7 +212,7 @@ fn key_for(a: &VerifyArgs, role: KeyRole, profile: &Profile) -> Result<Secret> {
         KeyRole::Kit => a.kit_key_file.as_deref(),
         KeyRole::License => a.license_key_file.as_deref(),
         KeyRole::Sk => a.inputs.sk_file.as_deref(),
-        KeyRole::Basic => None,
+        KeyRole::Basic => a.inputs.key_file.as_deref(),
     };
     match config::find_key(role, own, profile)? {
         Some(k) => Ok(k),
@@ -196,7 +251,10 @@ pub fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
     let window_ms = a.window * 1000;
     let diagnosis = match a.target {
         VerifyTarget::Request => verify_request(&a, &profile, now_ms, window_ms)?,
-        VerifyTarget::Response => verify_response(&a, &profile)?,
+        VerifyTarget::Response => match verify_response(&a, &profile)? {
+            Reply::Checked(v) => *v,
+            Reply::Unsigned(scheme) => return report_unsigned(g, scheme),
+        },
         VerifyTarget::Scheme(scheme) => {
             let received = a.signature.clone().ok_or_else(|| {
                 CsmError::usage("--signature: required (the signature that was received)")
@@ -287,6 +345,8 @@ fn verify_scheme(
             })?
         }
         Scheme::Apig => {
+            // Absent, apig_request would take the clock's date (right for sign only).
+            need(&inputs.date, "--date")?;
             let req = sign::apig_request(inputs, profile)?;
             let body = sign::read_body(inputs.body_file.as_deref())?.unwrap_or_default();
             let authorization = if received.trim_start().starts_with("SDK-HMAC-SHA256") {
@@ -365,7 +425,7 @@ fn verify_request(
                 DetectedScheme::License => V2Recipe::License,
                 _ => V2Recipe::Basic,
             };
-            let d = doctor::diagnose_v2(
+            let mut d = doctor::diagnose_v2(
                 recipe,
                 &doctor::V2Input {
                     key: k,
@@ -379,8 +439,12 @@ fn verify_request(
                 },
             )
             .map_err(in_capture(&file))?;
-            // A merchant refuses a stale call even when its signature is right.
-            extra.extend(d.notes.iter().filter(|n| n.starts_with("stale")).cloned());
+            // A merchant refuses a stale call even when its signature is right: a problem,
+            // said once (not also as a note).
+            let (stale, notes): (Vec<String>, Vec<String>) =
+                d.notes.into_iter().partition(|n| n.starts_with("stale"));
+            d.notes = notes;
+            extra.extend(stale);
             d
         }
         DetectedScheme::SaasV1 => doctor::diagnose_v1(k, req.query(), &q("authToken"))?,
@@ -411,32 +475,47 @@ fn verify_request(
     Ok((d, extra))
 }
 
-fn verify_response(a: &VerifyArgs, profile: &Profile) -> Result<Verdict> {
-    match a.scheme {
-        Some(Scheme::SaasV1) | Some(Scheme::BodySign) => {}
-        Some(other) => {
+/// What `verify response` found: a Body-Sign checked, or none on a reply that needs none.
+enum Reply {
+    Checked(Box<Verdict>),
+    Unsigned(Scheme),
+}
+
+fn verify_response(a: &VerifyArgs, profile: &Profile) -> Result<Reply> {
+    let scheme = match a.scheme {
+        Some(s) if !s.body_signed() => {
             return Err(CsmError::usage(format!(
-                "--scheme {}: only saas-v1 responses are signed (Body-Sign)",
-                other.name()
+                "--scheme {}: replies to {} calls carry no Body-Sign; verify response takes {BODY_SIGNED}",
+                s.0.name(),
+                s.0.name()
             )))
         }
-        None => {
-            return Err(CsmError::usage(
-                "--scheme: required for `verify response` (saas-v1)",
-            ))
-        }
-    }
+        Some(s) => s,
+        None => match profile.protocol.as_deref().and_then(Protocol::parse) {
+            Some(Protocol::V2) => ReplyScheme(Scheme::SaasV2),
+            _ => ReplyScheme(Scheme::SaasV1),
+        },
+    };
     let (raw, file) = read_capture(a)?;
     let resp = capture::parse_response(&raw).map_err(in_capture(&file))?;
-    let key = config::require_key(KeyRole::Basic, a.inputs.key_file.as_deref(), profile)?;
+    let key = key_for(a, scheme.0.key_role(), profile)?;
     let mut extra = Vec::new();
     let header = resp
         .headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(v1::BODY_SIGN_HEADER));
     let Some((name, value)) = header else {
+        if !scheme.requires_body_sign() {
+            return Ok(Reply::Unsigned(scheme.0));
+        }
+        let hint = if a.scheme.is_none() {
+            " (a V2 reply needs none: pass --scheme saas-v2)"
+        } else {
+            ""
+        };
         return Err(CsmError::CheckFailed(format!(
-            "{file}: no Body-Sign header (the debugging page reports 'http header->bodySign is empty')"
+            "{file}: no Body-Sign header, which {} replies must carry (the debugging page reports 'http header->bodySign is empty'){hint}",
+            scheme.0.name()
         )));
     };
     if name != v1::BODY_SIGN_HEADER {
@@ -446,10 +525,27 @@ fn verify_response(a: &VerifyArgs, profile: &Profile) -> Result<Verdict> {
     }
     let sig =
         v1::parse_body_sign(value).map_err(|e| CsmError::CheckFailed(format!("{file}: {e}")))?;
-    Ok((
+    Ok(Reply::Checked(Box::new((
         doctor::diagnose_body_sign(key.expose(), &resp.body, sig),
         extra,
-    ))
+    ))))
+}
+
+/// A V2 reply without Body-Sign: nothing to check, and none is required (decision 4).
+fn report_unsigned(g: &GlobalArgs, scheme: Scheme) -> Result<Exit> {
+    let note = "no Body-Sign header; none is required on V2 replies (spec decision 4)";
+    if g.json {
+        crate::output::print_json(&json!({
+            "scheme": scheme.name(),
+            "valid": true,
+            "signature_matches": null,
+            "notes": [note],
+            "problems": [],
+        }));
+    } else if !g.quiet {
+        crate::say!("ok: {} reply: {note}", scheme.name());
+    }
+    Ok(Exit::Ok)
 }
 
 fn report(g: &GlobalArgs, d: &Diagnosis, extra: &[String]) -> Result<Exit> {

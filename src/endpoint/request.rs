@@ -57,19 +57,26 @@ impl Prepared {
 
     /// An equivalent curl command (the body passed as given, so it is signed byte for byte).
     pub fn curl(&self) -> String {
-        let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
-        let mut out = format!("curl -sS -i -X {} {}", self.method, q(&self.url));
-        for (n, v) in &self.headers {
-            out.push_str(&format!(" \\\n  -H {}", q(&format!("{n}: {v}"))));
-        }
-        if !self.body.is_empty() {
-            out.push_str(&format!(
-                " \\\n  --data-binary {}",
-                q(&String::from_utf8_lossy(&self.body))
-            ));
-        }
-        out
+        curl_command(
+            self.method,
+            &self.url,
+            &self.headers,
+            &String::from_utf8_lossy(&self.body),
+        )
     }
+}
+
+/// A curl command sending exactly this request (arguments quoted for a POSIX shell).
+pub fn curl_command(method: &str, url: &str, headers: &[(String, String)], body: &str) -> String {
+    let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let mut out = format!("curl -sS -i -X {method} {}", q(url));
+    for (n, v) in headers {
+        out.push_str(&format!(" \\\n  -H {}", q(&format!("{n}: {v}"))));
+    }
+    if !body.is_empty() {
+        out.push_str(&format!(" \\\n  --data-binary {}", q(body)));
+    }
+    out
 }
 
 pub struct PrepOpts<'a> {
@@ -148,7 +155,7 @@ pub fn prepare(
     prepare_body(cb, scene, fields, None, key, o)
 }
 
-/// Sends `raw` exactly as given (`csm send --body FILE`) and signs those bytes. V1 GET
+/// Sends `raw` exactly as given (`csm send --body-file FILE`) and signs those bytes. V1 GET
 /// callbacks have no body: their fields go to the query as usual.
 pub fn prepare_raw(
     cb: &'static Callback,

@@ -372,9 +372,14 @@ pub fn diagnose_v2(recipe: V2Recipe, input: &V2Input) -> Result<Diagnosis, super
             ));
         }
         if !v2::within_window(ms, input.now_ms, input.window_ms) {
+            let age = input.now_ms.saturating_sub(ms);
+            let when = if age >= 0 {
+                format!("{} s ago", age / 1000)
+            } else {
+                format!("{} s from now", age.unsigned_abs() / 1000)
+            };
             notes.push(format!(
-                "stale timestamp: {} s from now, outside the {} s replay window",
-                input.now_ms.saturating_sub(ms) / 1000,
+                "stale timestamp: {when}, outside the {} s replay window",
                 input.window_ms / 1000
             ));
         }
@@ -833,6 +838,27 @@ mod tests {
         let d = diagnose_v2(V2Recipe::Basic, &input(&good, "1699999000000")).unwrap();
         assert!(d.valid());
         assert!(d.notes.iter().any(|n| n.contains("stale")), "{:?}", d.notes);
+    }
+
+    #[test]
+    fn stale_note_says_ago_or_from_now() {
+        let note = |ts: &str| {
+            let good = v2::sign_basic_bytes(KEY, BODY, ts, "N1").unwrap().signature;
+            let d = diagnose_v2(V2Recipe::Basic, &input(&good, ts)).unwrap();
+            d.notes
+                .into_iter()
+                .find(|n| n.starts_with("stale"))
+                .unwrap()
+        };
+        // Ten minutes old, then 599.5 s ahead of the clock (now is 1_700_000_000_000).
+        assert_eq!(
+            note("1699999400000"),
+            "stale timestamp: 600 s ago, outside the 60 s replay window"
+        );
+        assert_eq!(
+            note("1700000599500"),
+            "stale timestamp: 599 s from now, outside the 60 s replay window"
+        );
     }
 
     #[test]
