@@ -88,7 +88,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--scheme', '--scheme', [CompletionResultType]::ParameterName, '`response`: the scheme of the call the reply answers; its key checks the Body-Sign, which V1 replies must carry and V2 replies may. Default: the profile''s protocol (v2: saas-v2), else saas-v1')
             [CompletionResult]::new('--kit-key-file', '--kit-key-file', [CompletionResultType]::ParameterName, 'The Kit key, to check Kit captures and to spot a Kit key used for basic calls')
             [CompletionResult]::new('--license-key-file', '--license-key-file', [CompletionResultType]::ParameterName, 'The License delivery key, for License 2.0 captures')
-            [CompletionResult]::new('--window', '--window', [CompletionResultType]::ParameterName, 'Replay window in seconds for V2 timestamps (spec decision 3)')
+            [CompletionResult]::new('--window', '--window', [CompletionResultType]::ParameterName, 'Replay window for V2 timestamps (spec decision 3): 60s, 5m; a bare number is seconds (1s to 24h)')
             [CompletionResult]::new('--timestamp', '--timestamp', [CompletionResultType]::ParameterName, 'The timestamp that was sent: epoch ms (V2, Kit, License, usage; required) or yyyyMMddHHmmssSSS (V1, its timeStamp parameter)')
             [CompletionResult]::new('--nonce', '--nonce', [CompletionResultType]::ParameterName, 'The nonce that was sent (V2, Kit, License, usage; required)')
             [CompletionResult]::new('--date', '--date', [CompletionResultType]::ParameterName, 'apig: the X-Sdk-Date that was sent (YYYYMMDDTHHMMSSZ; required)')

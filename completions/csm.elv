@@ -83,7 +83,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --scheme '`response`: the scheme of the call the reply answers; its key checks the Body-Sign, which V1 replies must carry and V2 replies may. Default: the profile''s protocol (v2: saas-v2), else saas-v1'
             cand --kit-key-file 'The Kit key, to check Kit captures and to spot a Kit key used for basic calls'
             cand --license-key-file 'The License delivery key, for License 2.0 captures'
-            cand --window 'Replay window in seconds for V2 timestamps (spec decision 3)'
+            cand --window 'Replay window for V2 timestamps (spec decision 3): 60s, 5m; a bare number is seconds (1s to 24h)'
             cand --timestamp 'The timestamp that was sent: epoch ms (V2, Kit, License, usage; required) or yyyyMMddHHmmssSSS (V1, its timeStamp parameter)'
             cand --nonce 'The nonce that was sent (V2, Kit, License, usage; required)'
             cand --date 'apig: the X-Sdk-Date that was sent (YYYYMMDDTHHMMSSZ; required)'

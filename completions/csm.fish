@@ -84,7 +84,7 @@ kit\t'V2 Kit callbacks: x-sign header'
 license\t'License 2.0 callbacks (V2 basic recipe with the License key)'"
 complete -c csm -n "__fish_csm_using_subcommand verify" -l kit-key-file -d 'The Kit key, to check Kit captures and to spot a Kit key used for basic calls' -r -F
 complete -c csm -n "__fish_csm_using_subcommand verify" -l license-key-file -d 'The License delivery key, for License 2.0 captures' -r -F
-complete -c csm -n "__fish_csm_using_subcommand verify" -l window -d 'Replay window in seconds for V2 timestamps (spec decision 3)' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l window -d 'Replay window for V2 timestamps (spec decision 3): 60s, 5m; a bare number is seconds (1s to 24h)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l timestamp -d 'The timestamp that was sent: epoch ms (V2, Kit, License, usage; required) or yyyyMMddHHmmssSSS (V1, its timeStamp parameter)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l nonce -d 'The nonce that was sent (V2, Kit, License, usage; required)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l date -d 'apig: the X-Sdk-Date that was sent (YYYYMMDDTHHMMSSZ; required)' -r

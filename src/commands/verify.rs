@@ -146,9 +146,11 @@ pub struct VerifyArgs {
     /// The License delivery key, for License 2.0 captures.
     #[arg(long, value_name = "FILE")]
     pub license_key_file: Option<PathBuf>,
-    /// Replay window in seconds for V2 timestamps (spec decision 3).
-    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(i64).range(1..=86_400))]
-    pub window: i64,
+    /// Replay window for V2 timestamps (spec decision 3): 60s, 5m; a bare number is seconds
+    /// (1s to 24h).
+    #[arg(long, value_name = "DURATION", default_value = "60s",
+          value_parser = crate::duration::flag(crate::duration::Bare::Secs, std::time::Duration::from_secs(1), std::time::Duration::from_secs(86_400)))]
+    pub window: std::time::Duration,
 }
 
 /// A received signature must at least look like one: hex, Base64, or a header value.
@@ -248,7 +250,7 @@ fn in_capture(file: &str) -> impl Fn(crate::protocol::ProtocolError) -> CsmError
 pub fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
     let profile = config::active_profile(g.profile.as_deref())?;
     let now_ms = clock::now_ms();
-    let window_ms = a.window * 1000;
+    let window_ms = a.window.as_millis() as i64;
     let diagnosis = match a.target {
         VerifyTarget::Request => verify_request(&a, &profile, now_ms, window_ms)?,
         VerifyTarget::Response => match verify_response(&a, &profile)? {
