@@ -343,5 +343,41 @@ mod tests {
             secret: [6; 32],
         });
         assert_eq!(validate(&c, &ring3, &policy, at).kind, Kind::BadSignature);
+
+        // Typed by hand: lower case, 1 as l, 0 as o, dashes elsewhere; the same verdict.
+        let typed: String = c
+            .chars()
+            .filter(|&ch| ch != '-')
+            .map(|ch| match ch {
+                '1' => 'l',
+                '0' => 'o',
+                ch => ch.to_ascii_lowercase(),
+            })
+            .collect();
+        let typed = format!("{}-{}", &typed[..7], &typed[7..]);
+        assert!(typed.contains('o') && typed.contains('l'), "{typed}");
+        assert_eq!(
+            validate(&typed, &ring, &policy, at),
+            validate(&c, &ring, &policy, at)
+        );
+
+        // A symbol left out by hand: the dashes point at the short group.
+        let mut dropped = c.clone();
+        dropped.remove(13);
+        let v = validate(&dropped, &ring, &policy, at);
+        assert_eq!(v.kind, Kind::Malformed);
+        assert!(
+            v.reason.contains("positions 13-16 hold 4 symbol(s), not 5"),
+            "{}",
+            v.reason
+        );
+        // A marketplace code in lower case is not read as a csm code.
+        let v = validate(" plABC", &ring, &policy, at);
+        assert_eq!(
+            (v.kind, v.position),
+            (Kind::Malformed, Some(2)),
+            "{}",
+            v.reason
+        );
     }
 }
