@@ -351,6 +351,45 @@ fn codes_typed_in_lower_case_with_aliases_validate_the_same() {
     }
 }
 
+/// The flags a form needs are shown as needed: in the usage line and in their help.
+#[test]
+fn gen_help_shows_the_required_flags() {
+    let e = Env::new();
+    let (c, out, err) = e.run(&["license", "gen", "--help"]);
+    assert_eq!(c, 0, "{err}");
+    let usage = out.lines().find(|l| l.starts_with("Usage: ")).unwrap();
+    for flag in [
+        "--private-key <FILE>",
+        "--product <P>",
+        "--sku <S>",
+        "--customer <C>",
+        "--expires <DATE>",
+    ] {
+        assert!(usage.contains(flag), "{usage}");
+        assert!(!usage.contains(&format!("[{flag}]")), "{usage}");
+    }
+    for flag in ["--sku <S>", "--customer <C>"] {
+        let help = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(flag))
+            .unwrap();
+        assert!(help.contains("required, except with --short"), "{help}");
+    }
+    // Leaving them out is refused as before, naming both.
+    let (c, _, err) = e.run(&[
+        "license",
+        "gen",
+        "--private-key",
+        "k",
+        "--product",
+        "P",
+        "--expires",
+        "never",
+    ]);
+    assert_eq!(c, 2, "{err}");
+    assert!(err.starts_with("error: the following required arguments were not provided:\n  --sku <S>\n  --customer <C>\n"), "{err}");
+}
+
 #[test]
 fn bad_input_gets_one_line_and_exit_code_2() {
     let e = Env::new();

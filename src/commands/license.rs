@@ -69,9 +69,17 @@ pub enum BatchFormat {
     Jsonl,
 }
 
+// The required flags depend on the form, so clap's own usage line would show them all as
+// optional; this one names them per form.
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "csm license gen --private-key <FILE> --product <P> --sku <S> --customer <C> --expires <DATE> [OPTIONS]
+       csm license gen --short <--private-key <FILE>|--short-secret <FILE>> --product <P> --expires <DATE> [OPTIONS]
+       csm license gen --marketplace [--count <N>] [--out <FILE>] [--format <FORMAT>]"
+)]
 pub struct GenArgs {
-    /// Private key file from `csm license keygen`.
+    /// Private key file from `csm license keygen`; required, except with --short-secret or
+    /// --marketplace.
     #[arg(
         long,
         value_name = "FILE",
@@ -79,7 +87,7 @@ pub struct GenArgs {
         conflicts_with = "marketplace"
     )]
     pub private_key: Option<PathBuf>,
-    /// Product id the license is for.
+    /// Product id the license is for; required, except with --marketplace.
     #[arg(
         long,
         value_name = "P",
@@ -87,7 +95,8 @@ pub struct GenArgs {
         conflicts_with = "marketplace"
     )]
     pub product: Option<String>,
-    /// SKU (skuCode); not with --short, which does not carry it.
+    /// SKU (skuCode); required, except with --short (which does not carry it) or
+    /// --marketplace.
     #[arg(
         long,
         value_name = "S",
@@ -95,7 +104,8 @@ pub struct GenArgs {
         conflicts_with_all = ["marketplace", "short"]
     )]
     pub sku: Option<String>,
-    /// Customer or instance id; not with --short, which does not carry it.
+    /// Customer or instance id; required, except with --short (which does not carry it) or
+    /// --marketplace.
     #[arg(
         long,
         value_name = "C",
@@ -103,7 +113,7 @@ pub struct GenArgs {
         conflicts_with_all = ["marketplace", "short"]
     )]
     pub customer: Option<String>,
-    /// Last valid day, YYYY-MM-DD (UTC), or `never`.
+    /// Last valid day, YYYY-MM-DD (UTC), or `never`; required, except with --marketplace.
     #[arg(
         long,
         value_name = "DATE",
@@ -143,7 +153,7 @@ pub struct GenArgs {
     /// Short-code secret file (FILE.short from `csm license keygen`); with --short.
     #[arg(long, value_name = "FILE", requires = "short")]
     pub short_secret: Option<PathBuf>,
-    /// A license file (JSON with a detached signature) instead of a typeable code.
+    /// A license file (JSON with a detached signature) instead of a code.
     #[arg(long, conflicts_with = "marketplace")]
     pub file: bool,
     /// Codes shaped like the marketplace's (`PL` + 30 symbols), for test callbacks; unsigned.
