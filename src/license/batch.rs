@@ -107,7 +107,7 @@ mod tests {
             fields: json!({"license_id": "00ff", "product": "P, \"Q\"", "features": ["a", "b"],
                            "seats": 3, "code": "0AB-CD"}),
         };
-        let text = render(Format::Csv, Holds::Licenses, &[full.clone()]).unwrap();
+        let text = render(Format::Csv, Holds::Licenses, std::slice::from_ref(&full)).unwrap();
         let mut lines = text.lines();
         assert_eq!(
             lines.next().unwrap(),
@@ -121,7 +121,7 @@ mod tests {
             text: "{\"format\":\"csm-license\"}".into(),
             fields: json!({"license": {"format": "csm-license"}}),
         };
-        let text = render(Format::Csv, Holds::Licenses, &[file.clone()]).unwrap();
+        let text = render(Format::Csv, Holds::Licenses, std::slice::from_ref(&file)).unwrap();
         assert!(
             text.ends_with(",\"{\"\"format\"\":\"\"csm-license\"\"}\"\n"),
             "{text}"
