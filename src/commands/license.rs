@@ -503,30 +503,10 @@ fn inspect(g: &GlobalArgs, a: InspectArgs) -> Result<Exit> {
         output::print_json(&fields);
     } else {
         let mut t = output::table();
-        // Reading order, not alphabetical: what it is, whose, for what, until when.
-        const ORDER: [&str; 18] = [
-            "form",
-            "license_id",
-            "key_id",
-            "signature",
-            "format_version",
-            "serial",
-            "product",
-            "product_digest",
-            "sku",
-            "customer",
-            "issued",
-            "expires",
-            "grace_days",
-            "seats",
-            "features",
-            "code",
-            "length",
-            "note",
-        ];
         if let Value::Object(m) = &fields {
             let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort_by_key(|k| ORDER.iter().position(|o| o == k).unwrap_or(ORDER.len()));
+            let order = &code::READING_ORDER;
+            keys.sort_by_key(|k| order.iter().position(|o| o == k).unwrap_or(order.len()));
             for k in keys {
                 let v = &m[k];
                 let shown = match v {

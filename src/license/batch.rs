@@ -1,6 +1,7 @@
 //! Batch files of `csm license gen --count N --out FILE`: one row per license, in CSV
 //! (through the csv crate) or JSON lines. Pure: the caller writes the text (atomically).
 
+use super::code::READING_ORDER;
 use super::issue::Issued;
 use serde_json::Value;
 use std::path::Path;
@@ -32,35 +33,19 @@ pub enum Holds {
 }
 
 impl Holds {
-    fn columns(self) -> &'static [&'static str] {
-        match self {
-            Holds::Marketplace => &["code"],
-            Holds::ShortCodes => &[
-                "license_id",
-                "key_id",
-                "serial",
-                "product_digest",
-                "issued",
-                "expires",
-                "grace_days",
-                "seats",
-                "code",
-            ],
-            Holds::Licenses => &[
-                "license_id",
-                "key_id",
-                "serial",
-                "product",
-                "sku",
-                "customer",
-                "issued",
-                "expires",
-                "grace_days",
-                "seats",
-                "features",
-                "code",
-            ],
-        }
+    /// The columns, in the order `inspect` shows the fields.
+    fn columns(self) -> Vec<&'static str> {
+        // How inspect describes its input, and the format version (one per form).
+        const NOT_COLUMNS: [&str; 5] = ["form", "signature", "format_version", "length", "note"];
+        let left_out: &[&str] = match self {
+            Holds::Marketplace => return vec!["code"],
+            Holds::ShortCodes => &["product", "sku", "customer", "features"],
+            Holds::Licenses => &["product_digest"],
+        };
+        READING_ORDER
+            .into_iter()
+            .filter(|c| !NOT_COLUMNS.contains(c) && !left_out.contains(c))
+            .collect()
     }
 }
 
@@ -76,7 +61,7 @@ pub fn render(format: Format, holds: Holds, licenses: &[Issued]) -> Result<Strin
 fn csv_text(holds: Holds, licenses: &[Issued]) -> Result<String, Box<dyn std::error::Error>> {
     let cols = holds.columns();
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(cols)?;
+    w.write_record(&cols)?;
     for i in licenses {
         let row = cols.iter().map(|&c| match (c, &i.fields[c]) {
             // The text as issued: the code, or a license file's JSON document.

@@ -30,6 +30,29 @@ pub const MAX_CODE_CHARS: usize = 1024;
 pub const MARKETPLACE_MAX: usize = 64;
 pub const FILE_FORMAT: &str = "csm-license";
 
+/// The fields `inspect` shows, in reading order, not alphabetical: what it is, whose, for
+/// what, until when. Batch files keep the same order for their columns.
+pub const READING_ORDER: [&str; 18] = [
+    "form",
+    "license_id",
+    "key_id",
+    "signature",
+    "format_version",
+    "serial",
+    "product",
+    "product_digest",
+    "sku",
+    "customer",
+    "issued",
+    "expires",
+    "grace_days",
+    "seats",
+    "features",
+    "code",
+    "length",
+    "note",
+];
+
 /// The short form's summary of a license.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShortPayload {
