@@ -269,6 +269,29 @@ fn a_typo_is_reported_with_its_position_and_the_meant_symbol() {
     assert!(err.contains(&format!("should be {original:?}")), "{err}");
 }
 
+/// The words of a command line (none of them has a space).
+fn words(line: &str) -> Vec<&str> {
+    line.split(' ').collect()
+}
+
+/// How a person might type `code`: lower case, 1 as i or l, 0 as o, groups of four.
+fn retype(code: &str) -> String {
+    let symbols = code.chars().filter(|&c| c != '-');
+    let mut out = String::new();
+    for (k, c) in symbols.enumerate() {
+        if k > 0 && k % 4 == 0 {
+            out.push('-');
+        }
+        out.push(match c {
+            '1' if k % 2 == 0 => 'i',
+            '1' => 'l',
+            '0' => 'o',
+            c => c.to_ascii_lowercase(),
+        });
+    }
+    out
+}
+
 /// Crockford reads either case, I and L as 1, O as 0, and ignores hyphens: a code typed that
 /// way gets the verdict and fields of the code as printed.
 #[test]
@@ -276,73 +299,24 @@ fn codes_typed_in_lower_case_with_aliases_validate_the_same() {
     let e = Env::new();
     e.keygen("k");
     let full = e.gen("k", &[]);
-    let (c, short, err) = e.run(&[
-        "license",
-        "gen",
-        "--short",
-        "--private-key",
-        "k",
-        "--product",
-        "OFFI1",
-        "--issued",
-        "2026-01-01",
-        "--expires",
-        "2026-12-31",
-    ]);
+    let gen_short = "license gen --short --private-key k --product OFFI1 --issued 2026-01-01 --expires 2026-12-31";
+    let (c, short, err) = e.run(&words(gen_short));
     assert_eq!(c, 0, "{err}");
-    let short = short.trim().to_string();
-    let retype = |code: &str| -> String {
-        let mut ones = 0;
-        code.chars()
-            .filter(|&c| c != '-')
-            .enumerate()
-            .flat_map(|(k, c)| {
-                let c = match c {
-                    '1' => {
-                        ones += 1;
-                        if ones % 2 == 0 {
-                            'l'
-                        } else {
-                            'i'
-                        }
-                    }
-                    '0' => 'o',
-                    c => c.to_ascii_lowercase(),
-                };
-                // Groups of four instead of five.
-                (k > 0 && k % 4 == 0).then_some('-').into_iter().chain([c])
-            })
-            .collect()
-    };
-    for (code, keys) in [(&full, "--public-key"), (&short, "--short-secret")] {
-        let key = if keys == "--public-key" {
-            "k.pub"
-        } else {
-            "k.short"
-        };
+    for (code, keys) in [
+        (full.as_str(), "--public-key k.pub"),
+        (short.trim(), "--short-secret k.short"),
+    ] {
         let typed = retype(code);
         assert!(typed.contains('o') && typed.contains('l'), "{typed}");
-        let args = |c: &str| {
-            [
-                "--json",
-                "license",
-                "validate",
-                c,
-                keys,
-                key,
-                "--at",
-                "2026-06-01",
-            ]
-            .map(str::to_string)
+        let validate = |c: &str| {
+            let mut args = words("--json license validate --at 2026-06-01");
+            args.push(c);
+            args.extend(words(keys));
+            e.run(&args)
         };
-        let run = |c: &str| {
-            let a = args(c);
-            let a: Vec<&str> = a.iter().map(String::as_str).collect();
-            e.run(&a)
-        };
-        let (c1, want, err) = run(code);
+        let (c1, want, err) = validate(code);
         assert_eq!(c1, 0, "{err}");
-        let (c2, got, err) = run(&typed);
+        let (c2, got, err) = validate(&typed);
         assert_eq!(c2, 0, "{typed}: {err}");
         let want: serde_json::Value = serde_json::from_str(&want).unwrap();
         let got: serde_json::Value = serde_json::from_str(&got).unwrap();
@@ -355,39 +329,26 @@ fn codes_typed_in_lower_case_with_aliases_validate_the_same() {
 #[test]
 fn gen_help_shows_the_required_flags() {
     let e = Env::new();
-    let (c, out, err) = e.run(&["license", "gen", "--help"]);
+    let (c, out, err) = e.run(&words("license gen --help"));
     assert_eq!(c, 0, "{err}");
     let usage = out.lines().find(|l| l.starts_with("Usage: ")).unwrap();
-    for flag in [
-        "--private-key <FILE>",
-        "--product <P>",
-        "--sku <S>",
-        "--customer <C>",
-        "--expires <DATE>",
-    ] {
+    let required = "--private-key <FILE>|--product <P>|--sku <S>|--customer <C>|--expires <DATE>";
+    for flag in required.split('|') {
         assert!(usage.contains(flag), "{usage}");
         assert!(!usage.contains(&format!("[{flag}]")), "{usage}");
     }
     for flag in ["--sku <S>", "--customer <C>"] {
-        let help = out
-            .lines()
-            .find(|l| l.trim_start().starts_with(flag))
-            .unwrap();
+        let help = out.lines().find(|l| l.trim_start().starts_with(flag));
+        let help = help.unwrap();
         assert!(help.contains("required, except with --short"), "{help}");
     }
     // Leaving them out is refused as before, naming both.
-    let (c, _, err) = e.run(&[
-        "license",
-        "gen",
-        "--private-key",
-        "k",
-        "--product",
-        "P",
-        "--expires",
-        "never",
-    ]);
+    let (c, _, err) = e.run(&words(
+        "license gen --private-key k --product P --expires never",
+    ));
     assert_eq!(c, 2, "{err}");
-    assert!(err.starts_with("error: the following required arguments were not provided:\n  --sku <S>\n  --customer <C>\n"), "{err}");
+    let missing = "error: the following required arguments were not provided:\n  --sku <S>\n  --customer <C>\n";
+    assert!(err.starts_with(missing), "{err}");
 }
 
 #[test]
