@@ -367,11 +367,11 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;license;gen' {
-            [CompletionResult]::new('--private-key', '--private-key', [CompletionResultType]::ParameterName, 'Private key file from `csm license keygen`')
-            [CompletionResult]::new('--product', '--product', [CompletionResultType]::ParameterName, 'Product id the license is for')
-            [CompletionResult]::new('--sku', '--sku', [CompletionResultType]::ParameterName, 'SKU (skuCode); not with --short, which does not carry it')
-            [CompletionResult]::new('--customer', '--customer', [CompletionResultType]::ParameterName, 'Customer or instance id; not with --short, which does not carry it')
-            [CompletionResult]::new('--expires', '--expires', [CompletionResultType]::ParameterName, 'Last valid day, YYYY-MM-DD (UTC), or `never`')
+            [CompletionResult]::new('--private-key', '--private-key', [CompletionResultType]::ParameterName, 'Private key file from `csm license keygen`; required, except with --short-secret or --marketplace')
+            [CompletionResult]::new('--product', '--product', [CompletionResultType]::ParameterName, 'Product id the license is for; required, except with --marketplace')
+            [CompletionResult]::new('--sku', '--sku', [CompletionResultType]::ParameterName, 'SKU (skuCode); required, except with --short (which does not carry it) or --marketplace')
+            [CompletionResult]::new('--customer', '--customer', [CompletionResultType]::ParameterName, 'Customer or instance id; required, except with --short (which does not carry it) or --marketplace')
+            [CompletionResult]::new('--expires', '--expires', [CompletionResultType]::ParameterName, 'Last valid day, YYYY-MM-DD (UTC), or `never`; required, except with --marketplace')
             [CompletionResult]::new('--issued', '--issued', [CompletionResultType]::ParameterName, 'Issue day, YYYY-MM-DD (UTC); today by default')
             [CompletionResult]::new('--features', '--features', [CompletionResultType]::ParameterName, 'Feature names, comma-separated; not with --short, which does not carry them')
             [CompletionResult]::new('--seats', '--seats', [CompletionResultType]::ParameterName, 'Seats; 0 means not limited')
@@ -382,7 +382,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Batch file format (with --out); by default from the --out extension (.csv, else JSON lines)')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
             [CompletionResult]::new('--short', '--short', [CompletionResultType]::ParameterName, 'Short code of at most 64 characters, for a marketplace license field. Its tag is an HMAC with the short secret (FILE.short next to --private-key, or --short-secret), not a signature by the private key. Trade-off: it is checked with that same symmetric secret, which can also mint short codes, so ship the secret only where that is acceptable. It does not carry the SKU, customer or features (the product only as a 4-byte digest); 80-bit tag')
-            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'A license file (JSON with a detached signature) instead of a typeable code')
+            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'A license file (JSON with a detached signature) instead of a code')
             [CompletionResult]::new('--marketplace', '--marketplace', [CompletionResultType]::ParameterName, 'Codes shaped like the marketplace''s (`PL` + 30 symbols), for test callbacks; unsigned')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')

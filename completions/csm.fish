@@ -291,11 +291,11 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l private-key -d 'Private key file from `csm license keygen`' -r -F
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l product -d 'Product id the license is for' -r
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l sku -d 'SKU (skuCode); not with --short, which does not carry it' -r
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l customer -d 'Customer or instance id; not with --short, which does not carry it' -r
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l expires -d 'Last valid day, YYYY-MM-DD (UTC), or `never`' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l private-key -d 'Private key file from `csm license keygen`; required, except with --short-secret or --marketplace' -r -F
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l product -d 'Product id the license is for; required, except with --marketplace' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l sku -d 'SKU (skuCode); required, except with --short (which does not carry it) or --marketplace' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l customer -d 'Customer or instance id; required, except with --short (which does not carry it) or --marketplace' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l expires -d 'Last valid day, YYYY-MM-DD (UTC), or `never`; required, except with --marketplace' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l issued -d 'Issue day, YYYY-MM-DD (UTC); today by default' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l features -d 'Feature names, comma-separated; not with --short, which does not carry them' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l seats -d 'Seats; 0 means not limited' -r
@@ -307,7 +307,7 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 jsonl\t''"
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l short -d 'Short code of at most 64 characters, for a marketplace license field. Its tag is an HMAC with the short secret (FILE.short next to --private-key, or --short-secret), not a signature by the private key. Trade-off: it is checked with that same symmetric secret, which can also mint short codes, so ship the secret only where that is acceptable. It does not carry the SKU, customer or features (the product only as a 4-byte digest); 80-bit tag'
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l file -d 'A license file (JSON with a detached signature) instead of a typeable code'
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l file -d 'A license file (JSON with a detached signature) instead of a code'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l marketplace -d 'Codes shaped like the marketplace\'s (`PL` + 30 symbols), for test callbacks; unsigned'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -s q -l quiet -d 'Print nothing on stdout but the result itself'

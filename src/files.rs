@@ -33,6 +33,17 @@ pub fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// [`read_limited`] for a text file: UTF-8, or a usage error naming `what`.
+pub fn read_text(path: &Path, limit: u64, what: &str) -> Result<String> {
+    let buf = read_limited(path, limit, what)?;
+    String::from_utf8(buf).map_err(|_| {
+        CsmError::usage(format!(
+            "{what} {}: binary data, not a text file",
+            path.display()
+        ))
+    })
+}
+
 /// Writes `data` to `path` so that a reader never sees half a file: a temporary file in the
 /// same directory, flushed to disk, then renamed over `path`. `private` files are created
 /// 0600 from the start (never readable by others, not even briefly).

@@ -269,6 +269,88 @@ fn a_typo_is_reported_with_its_position_and_the_meant_symbol() {
     assert!(err.contains(&format!("should be {original:?}")), "{err}");
 }
 
+/// The words of a command line (none of them has a space).
+fn words(line: &str) -> Vec<&str> {
+    line.split(' ').collect()
+}
+
+/// How a person might type `code`: lower case, 1 as i or l, 0 as o, groups of four.
+fn retype(code: &str) -> String {
+    let symbols = code.chars().filter(|&c| c != '-');
+    let mut out = String::new();
+    for (k, c) in symbols.enumerate() {
+        if k > 0 && k % 4 == 0 {
+            out.push('-');
+        }
+        out.push(match c {
+            '1' if k % 2 == 0 => 'i',
+            '1' => 'l',
+            '0' => 'o',
+            c => c.to_ascii_lowercase(),
+        });
+    }
+    out
+}
+
+/// Crockford reads either case, I and L as 1, O as 0, and ignores hyphens: a code typed that
+/// way gets the verdict and fields of the code as printed.
+#[test]
+fn codes_typed_in_lower_case_with_aliases_validate_the_same() {
+    let e = Env::new();
+    e.keygen("k");
+    let full = e.gen("k", &[]);
+    let gen_short = "license gen --short --private-key k --product OFFI1 --issued 2026-01-01 --expires 2026-12-31";
+    let (c, short, err) = e.run(&words(gen_short));
+    assert_eq!(c, 0, "{err}");
+    for (code, keys) in [
+        (full.as_str(), "--public-key k.pub"),
+        (short.trim(), "--short-secret k.short"),
+    ] {
+        let typed = retype(code);
+        assert!(typed.contains('o') && typed.contains('l'), "{typed}");
+        let validate = |c: &str| {
+            let mut args = words("--json license validate --at 2026-06-01");
+            args.push(c);
+            args.extend(words(keys));
+            e.run(&args)
+        };
+        let (c1, want, err) = validate(code);
+        assert_eq!(c1, 0, "{err}");
+        let (c2, got, err) = validate(&typed);
+        assert_eq!(c2, 0, "{typed}: {err}");
+        let want: serde_json::Value = serde_json::from_str(&want).unwrap();
+        let got: serde_json::Value = serde_json::from_str(&got).unwrap();
+        assert_eq!(got["verdict"], "valid", "{got}");
+        assert_eq!(got, want);
+    }
+}
+
+/// The flags a form needs are shown as needed: in the usage line and in their help.
+#[test]
+fn gen_help_shows_the_required_flags() {
+    let e = Env::new();
+    let (c, out, err) = e.run(&words("license gen --help"));
+    assert_eq!(c, 0, "{err}");
+    let usage = out.lines().find(|l| l.starts_with("Usage: ")).unwrap();
+    let required = "--private-key <FILE>|--product <P>|--sku <S>|--customer <C>|--expires <DATE>";
+    for flag in required.split('|') {
+        assert!(usage.contains(flag), "{usage}");
+        assert!(!usage.contains(&format!("[{flag}]")), "{usage}");
+    }
+    for flag in ["--sku <S>", "--customer <C>"] {
+        let help = out.lines().find(|l| l.trim_start().starts_with(flag));
+        let help = help.unwrap();
+        assert!(help.contains("required, except with --short"), "{help}");
+    }
+    // Leaving them out is refused as before, naming both.
+    let (c, _, err) = e.run(&words(
+        "license gen --private-key k --product P --expires never",
+    ));
+    assert_eq!(c, 2, "{err}");
+    let missing = "error: the following required arguments were not provided:\n  --sku <S>\n  --customer <C>\n";
+    assert!(err.starts_with(missing), "{err}");
+}
+
 #[test]
 fn bad_input_gets_one_line_and_exit_code_2() {
     let e = Env::new();
@@ -279,12 +361,15 @@ fn bad_input_gets_one_line_and_exit_code_2() {
     std::fs::write(e.path("blob.bin"), [0u8, 159, 146, 150, 255, 0, 1]).unwrap();
     let huge = "A".repeat(100_000);
     std::fs::write(e.path("huge.txt"), "A".repeat(300_000)).unwrap();
-    let lower = code.to_lowercase();
     let truncated = code[..code.len() - 7].to_string();
     let cases: Vec<(&str, &str, &str)> = vec![
         ("empty", "", "empty"),
         ("whitespace", "  \t ", "whitespace"),
-        ("lowercase", &lower, "did you mean"),
+        (
+            "marketplace code in lower case",
+            "plabcdef123",
+            "not an upper-case letter",
+        ),
         ("wrong alphabet", "ABCDE-FGH!K", "not a code symbol"),
         ("letter U", "ABCDE-FGHUK", "not a code symbol"),
         ("truncated", &truncated, "truncated"),

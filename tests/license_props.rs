@@ -51,6 +51,36 @@ fn key(seed: u8) -> PrivateKey {
     PrivateKey::from_seed([seed; 32])
 }
 
+/// Whether Crockford reads `a` and `b` as one symbol.
+fn same_symbol(a: char, b: char) -> bool {
+    let canon = |c: char| match c.to_ascii_uppercase() {
+        'I' | 'L' => '1',
+        'O' => '0',
+        c => c,
+    };
+    canon(a) == canon(b)
+}
+
+/// How a person might type `code`: every letter in either case, 1 as I, i, L or l, 0 as O
+/// or o, and the dashes anywhere (`bits` picks each choice).
+fn retype(code: &str, bits: &[u8], group: usize) -> String {
+    let mut out = String::new();
+    let symbols = code.chars().filter(|&c| c != '-');
+    for (k, c) in symbols.enumerate() {
+        if group > 0 && k > 0 && k % group == 0 {
+            out.push('-');
+        }
+        let b = bits[k % bits.len()];
+        out.push(match c {
+            '1' => ['1', 'I', 'i', 'L', 'l'][b as usize % 5],
+            '0' => ['0', 'O', 'o'][b as usize % 3],
+            c if b % 2 == 1 => c.to_ascii_lowercase(),
+            c => c,
+        });
+    }
+    out
+}
+
 /// A day inside the validity window of `p`.
 fn inside(p: &Payload) -> NaiveDate {
     payload::day_date(p.issued)
@@ -94,6 +124,29 @@ proptest! {
         }
     }
 
+    /// A code typed by hand in any case, with aliases and any grouping, is the same code:
+    /// the same verdict and the same fields, for full and short codes.
+    #[test]
+    fn retyped_codes_read_the_same(mut p in arb_payload(), seed in any::<u8>(), bits in proptest::collection::vec(any::<u8>(), 1..64), group in 0usize..8) {
+        let k = key(seed);
+        p.key_id = k.id;
+        let mut keys = ring(&[&k]);
+        let at = inside(&p);
+        let mut codes = vec![issue_code(&k, &p)];
+        if p.grace_days <= 255 && p.seats <= 65535 {
+            let secret = ShortSecret { id: k.id, secret: [seed ^ 0x5a; 32] };
+            codes.push(issue_short(&secret, &p).unwrap());
+            keys.short.push(secret);
+        }
+        for c in codes {
+            let typed = retype(&c, &bits, group);
+            let want = license::validate(&c, &keys, &Policy::default(), at);
+            let got = license::validate(&typed, &keys, &Policy::default(), at);
+            prop_assert_eq!(got.kind, Kind::Valid, "{}: {}", typed, got.reason);
+            prop_assert_eq!(got, want);
+        }
+    }
+
     /// Every position, each replaced by a character of a different kind: always malformed
     /// with the position, never valid. (parse + judge: the typo search is tested below.)
     #[test]
@@ -113,6 +166,11 @@ proptest! {
             let mut m = chars.clone();
             m[i] = r;
             let text: String = m.into_iter().collect();
+            // Another spelling of the same symbol (a case, an I, L or O alias) is no change.
+            if same_symbol(r, chars[i]) {
+                prop_assert_eq!(license::validate(&text, &keys, &Policy::default(), at).kind, Kind::Valid);
+                continue;
+            }
             let kind = match license::parse(&text) {
                 Ok(parsed) => license::judge(&parsed, &keys, &Policy::default(), at).kind,
                 Err(_) => Kind::Malformed,

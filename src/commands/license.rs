@@ -1,5 +1,6 @@
-//! `csm license keygen|gen|inspect|validate|activate|heartbeat`: glue between the pure
-//! license code in `crate::license`, key files, the clock and the marketplace open APIs.
+//! `csm license keygen|gen|inspect|validate|activate|heartbeat`: glue between
+//! `crate::license` (codes, key files, batch files), the clock, the terminal and the
+//! marketplace open APIs.
 
 use crate::catalog::KeyRole;
 use crate::cli::GlobalArgs;
@@ -8,15 +9,13 @@ use crate::commands::callback_args;
 use crate::config;
 use crate::error::{CsmError, Exit, Result};
 use crate::files;
-use crate::license::issue;
+use crate::license::issue::{self, Issued};
 use crate::license::openapi::{self, Call};
-use crate::license::{
-    self, code, payload, Keyring, Parsed, Payload, Policy, PrivateKey, ShortSecret,
-};
+use crate::license::{self, batch, code, keys, payload, Parsed, Payload, Policy};
 use crate::net::{self, failure, Settings};
 use crate::output;
 use chrono::{DateTime, NaiveDate};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -63,15 +62,17 @@ pub struct KeygenArgs {
     pub force: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BatchFormat {
-    Csv,
-    Jsonl,
-}
-
+// The required flags depend on the form, so clap's own usage line would show them all as
+// optional; this one names them per form.
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "csm license gen --private-key <FILE> --product <P> --sku <S> --customer <C> --expires <DATE> [OPTIONS]
+       csm license gen --short <--private-key <FILE>|--short-secret <FILE>> --product <P> --expires <DATE> [OPTIONS]
+       csm license gen --marketplace [--count <N>] [--out <FILE>] [--format <FORMAT>]"
+)]
 pub struct GenArgs {
-    /// Private key file from `csm license keygen`.
+    /// Private key file from `csm license keygen`; required, except with --short-secret or
+    /// --marketplace.
     #[arg(
         long,
         value_name = "FILE",
@@ -79,7 +80,7 @@ pub struct GenArgs {
         conflicts_with = "marketplace"
     )]
     pub private_key: Option<PathBuf>,
-    /// Product id the license is for.
+    /// Product id the license is for; required, except with --marketplace.
     #[arg(
         long,
         value_name = "P",
@@ -87,7 +88,8 @@ pub struct GenArgs {
         conflicts_with = "marketplace"
     )]
     pub product: Option<String>,
-    /// SKU (skuCode); not with --short, which does not carry it.
+    /// SKU (skuCode); required, except with --short (which does not carry it) or
+    /// --marketplace.
     #[arg(
         long,
         value_name = "S",
@@ -95,7 +97,8 @@ pub struct GenArgs {
         conflicts_with_all = ["marketplace", "short"]
     )]
     pub sku: Option<String>,
-    /// Customer or instance id; not with --short, which does not carry it.
+    /// Customer or instance id; required, except with --short (which does not carry it) or
+    /// --marketplace.
     #[arg(
         long,
         value_name = "C",
@@ -103,7 +106,7 @@ pub struct GenArgs {
         conflicts_with_all = ["marketplace", "short"]
     )]
     pub customer: Option<String>,
-    /// Last valid day, YYYY-MM-DD (UTC), or `never`.
+    /// Last valid day, YYYY-MM-DD (UTC), or `never`; required, except with --marketplace.
     #[arg(
         long,
         value_name = "DATE",
@@ -143,7 +146,7 @@ pub struct GenArgs {
     /// Short-code secret file (FILE.short from `csm license keygen`); with --short.
     #[arg(long, value_name = "FILE", requires = "short")]
     pub short_secret: Option<PathBuf>,
-    /// A license file (JSON with a detached signature) instead of a typeable code.
+    /// A license file (JSON with a detached signature) instead of a code.
     #[arg(long, conflicts_with = "marketplace")]
     pub file: bool,
     /// Codes shaped like the marketplace's (`PL` + 30 symbols), for test callbacks; unsigned.
@@ -157,7 +160,7 @@ pub struct GenArgs {
     pub out: Option<PathBuf>,
     /// Batch file format (with --out); by default from the --out extension (.csv, else JSON lines).
     #[arg(long, value_enum, requires = "out")]
-    pub format: Option<BatchFormat>,
+    pub format: Option<batch::Format>,
 }
 
 #[derive(Debug, Args)]
@@ -246,60 +249,7 @@ pub fn run(g: &GlobalArgs, a: LicenseArgs) -> Result<Exit> {
     }
 }
 
-// ---------------------------------------------------------------- files
-
-/// A text input of at most `limit` bytes; `flag` names it in messages.
-fn read_text(path: &Path, limit: u64, flag: &str) -> Result<String> {
-    let buf = files::read_limited(path, limit, flag)?;
-    String::from_utf8(buf).map_err(|_| {
-        CsmError::usage(format!(
-            "{flag} {}: binary data, not a text file",
-            path.display()
-        ))
-    })
-}
-
-fn read_private_key(path: &Path) -> Result<PrivateKey> {
-    let text = read_text(path, files::KEY_LIMIT, "--private-key")?;
-    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    license::keys::parse_private_line(line).map_err(|e| {
-        CsmError::usage(format!(
-            "--private-key {}: not a csm private key file: {e}",
-            path.display()
-        ))
-    })
-}
-
-fn read_short_secret(path: &Path, flag: &str) -> Result<ShortSecret> {
-    let text = read_text(path, files::KEY_LIMIT, flag)?;
-    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    license::keys::parse_short_line(line).map_err(|e| {
-        CsmError::usage(format!(
-            "{flag} {}: not a csm short-secret file: {e}",
-            path.display()
-        ))
-    })
-}
-
-fn load_keyring(public: &[PathBuf], short: &[PathBuf]) -> Result<Keyring> {
-    let mut ring = Keyring::default();
-    for p in public {
-        let text = read_text(p, files::KEY_LIMIT, "--public-key")?;
-        ring.add_text(&text)
-            .map_err(|e| CsmError::usage(format!("--public-key {}: {e}", p.display())))?;
-    }
-    for p in short {
-        ring.short.push(read_short_secret(p, "--short-secret")?);
-    }
-    Ok(ring)
-}
-
-/// `FILE` + `suffix`, next to FILE.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut p = path.to_path_buf().into_os_string();
-    p.push(suffix);
-    PathBuf::from(p)
-}
+// ---------------------------------------------------------------- inputs
 
 /// How messages name the positional input of inspect and validate.
 const INPUT: &str = "CODE|FILE";
@@ -309,7 +259,7 @@ const INPUT_LIMIT: u64 = code::MAX_INPUT as u64;
 fn read_input(arg: &str) -> Result<(String, String)> {
     if arg == "-" {
         return Ok((
-            read_text(Path::new("-"), INPUT_LIMIT, INPUT)?,
+            files::read_text(Path::new("-"), INPUT_LIMIT, INPUT)?,
             "<stdin>".into(),
         ));
     }
@@ -324,7 +274,7 @@ fn read_input(arg: &str) -> Result<(String, String)> {
         )));
     }
     if path.is_file() {
-        return Ok((read_text(path, INPUT_LIMIT, INPUT)?, arg.to_string()));
+        return Ok((files::read_text(path, INPUT_LIMIT, INPUT)?, arg.to_string()));
     }
     if arg.contains(['/', '\\']) || arg.ends_with(".json") || arg.ends_with(".lic") {
         return Err(CsmError::io(
@@ -362,37 +312,10 @@ fn day_number(flag: &str, v: &str) -> Result<u16> {
 // ---------------------------------------------------------------- keygen
 
 fn keygen(g: &GlobalArgs, a: KeygenArgs) -> Result<Exit> {
-    let pub_path = sibling(&a.out, ".pub");
-    let short_path = sibling(&a.out, ".short");
-    for p in [&a.out, &pub_path, &short_path] {
-        if p.exists() && !a.force {
-            return Err(CsmError::usage(format!(
-                "--out {}: {} exists; pass --force to replace it",
-                a.out.display(),
-                p.display()
-            )));
-        }
-    }
-    let mut seed = [0u8; 32];
-    getrandom::getrandom(&mut seed)
-        .map_err(|e| CsmError::Config(format!("no randomness for a key: {e}")))?;
-    let key = PrivateKey::from_seed(seed);
-    // Random, not derived from the seed: software holding it must not learn the private key.
-    let mut secret = [0u8; 32];
-    getrandom::getrandom(&mut secret)
-        .map_err(|e| CsmError::Config(format!("no randomness for a short secret: {e}")))?;
-    let short = ShortSecret { id: key.id, secret };
+    let (key, short) = keys::generate()?;
+    keys::write_key_files(&a.out, &key, &short, a.force)?;
+    let (pub_path, short_path) = (keys::public_path(&a.out), keys::short_path(&a.out));
     let public_line = key.public().to_line();
-    let private_text = format!("{}\n", key.to_line());
-    let short_text = format!("{}\n", short.to_line());
-    let public_text = format!("{public_line}\n");
-    // Together: with --force, a failure must not leave a new private key beside an old
-    // public key or short secret.
-    files::write_atomic_all(&[
-        (a.out.as_path(), private_text.as_bytes(), true),
-        (short_path.as_path(), short_text.as_bytes(), true),
-        (pub_path.as_path(), public_text.as_bytes(), false),
-    ])?;
     if g.json {
         output::print_json(&json!({
             "key_id": key.id.to_string(),
@@ -418,13 +341,6 @@ fn keygen(g: &GlobalArgs, a: KeygenArgs) -> Result<Exit> {
 
 // ---------------------------------------------------------------- gen
 
-fn batch_format(a: &GenArgs) -> BatchFormat {
-    a.format.unwrap_or_else(|| match &a.out {
-        Some(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) => BatchFormat::Csv,
-        _ => BatchFormat::Jsonl,
-    })
-}
-
 fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
     if a.count == 0 || a.count > 1_000_000 {
         return Err(CsmError::usage(format!(
@@ -432,8 +348,7 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
             a.count
         )));
     }
-    // One record per license: the printed line and the batch-file row.
-    let mut records: Vec<(String, Value)> = Vec::with_capacity(a.count as usize);
+    let mut records: Vec<Issued> = Vec::with_capacity(a.count as usize);
     if a.marketplace {
         let mut seen = HashSet::new();
         while records.len() < a.count as usize {
@@ -442,30 +357,28 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
                 .map_err(|e| CsmError::Config(format!("no randomness: {e}")))?;
             let c = code::marketplace_code(&r);
             if seen.insert(c.clone()) {
-                records.push((c.clone(), json!({ "code": c })));
+                records.push(Issued {
+                    fields: json!({ "code": c }),
+                    text: c,
+                });
             }
         }
     } else {
         // --short signs with the short secret only; the private key is just where to find it.
         let short = if a.short {
             Some(match (&a.short_secret, &a.private_key) {
-                (Some(p), _) => read_short_secret(p, "--short-secret")?,
-                (None, Some(k)) => {
-                    let p = sibling(k, ".short");
-                    if !p.exists() {
-                        return Err(CsmError::usage(format!(
-                            "--short: {} does not exist; pass --short-secret FILE (keys made before csm wrote FILE.short need a new `csm license keygen`)",
-                            p.display()
-                        )));
-                    }
-                    read_short_secret(&p, "--short-secret")?
-                }
+                (Some(p), _) => keys::read_short_secret(p, "--short-secret")?,
+                (None, Some(k)) => keys::read_short_secret_beside(k)?,
                 (None, None) => unreachable!("required by clap"),
             })
         } else {
             None
         };
-        let key = a.private_key.as_deref().map(read_private_key).transpose()?;
+        let key = a
+            .private_key
+            .as_deref()
+            .map(keys::read_private_key)
+            .transpose()?;
         let form = match (&key, &short) {
             (Some(k), Some(s)) if k.id != s.id => {
                 return Err(CsmError::usage(format!(
@@ -496,28 +409,21 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
             features: a.features.iter().map(|f| f.trim().to_string()).collect(),
             seats: a.seats,
         };
-        let pretty = a.count == 1 && a.out.is_none();
-        for i in issue::issue(form, &template, a.count as usize, rand::random::<u32>)
-            .map_err(CsmError::usage)?
-        {
-            // A single license file on the terminal is easier to read indented.
-            let line = match &i.fields["license"] {
-                Value::Object(_) if pretty => {
-                    serde_json::to_string_pretty(&i.fields["license"]).expect("json")
-                }
-                _ => i.text,
-            };
-            records.push((line, i.fields));
-        }
+        records = issue::issue(form, &template, a.count as usize, rand::random::<u32>)
+            .map_err(CsmError::usage)?;
     }
     match &a.out {
         None => {
             let mut out = std::io::stdout().lock();
-            for (line, row) in &records {
-                let r = if g.json && !a.file {
-                    writeln!(out, "{row}")
-                } else {
-                    writeln!(out, "{line}")
+            for i in &records {
+                let r = match &i.fields["license"] {
+                    _ if g.json && !a.file => writeln!(out, "{}", i.fields),
+                    // A single license file on the terminal is easier to read indented.
+                    Value::Object(_) if a.count == 1 => {
+                        let pretty = serde_json::to_string_pretty(&i.fields["license"]);
+                        writeln!(out, "{}", pretty.expect("json"))
+                    }
+                    _ => writeln!(out, "{}", i.text),
                 };
                 if r.is_err() {
                     break; // a closed pipe is not an error
@@ -525,13 +431,15 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
             }
         }
         Some(path) => {
-            let text = match batch_format(&a) {
-                BatchFormat::Jsonl => records
-                    .iter()
-                    .map(|(_, r)| format!("{r}\n"))
-                    .collect::<String>(),
-                BatchFormat::Csv => batch_csv(&records, &a)?,
+            let holds = if a.marketplace {
+                batch::Holds::Marketplace
+            } else if a.short {
+                batch::Holds::ShortCodes
+            } else {
+                batch::Holds::Licenses
             };
+            let format = a.format.unwrap_or_else(|| batch::Format::of_path(path));
+            let text = batch::render(format, holds, &records).map_err(CsmError::Storage)?;
             files::write_atomic(path, text.as_bytes(), false)?;
             if g.json {
                 output::print_json(
@@ -543,66 +451,6 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
         }
     }
     Ok(Exit::Ok)
-}
-
-fn batch_csv(records: &[(String, Value)], a: &GenArgs) -> Result<String> {
-    let file = a.file;
-    let mut w = csv::Writer::from_writer(Vec::new());
-    // Columns for what each form carries: a short code has no SKU, customer or features,
-    // only a digest of the product.
-    let cols: &[&str] = if a.marketplace {
-        &["code"]
-    } else if a.short {
-        &[
-            "license_id",
-            "key_id",
-            "serial",
-            "product_digest",
-            "issued",
-            "expires",
-            "grace_days",
-            "seats",
-            "code",
-        ]
-    } else {
-        &[
-            "license_id",
-            "key_id",
-            "serial",
-            "product",
-            "sku",
-            "customer",
-            "issued",
-            "expires",
-            "grace_days",
-            "seats",
-            "features",
-            "code",
-        ]
-    };
-    let err = |e: csv::Error| CsmError::Storage(format!("csv: {e}"));
-    w.write_record(cols).map_err(err)?;
-    for (line, r) in records {
-        let row: Vec<String> = cols
-            .iter()
-            .map(|c| match (*c, &r[*c]) {
-                ("code", _) if file => line.clone(),
-                ("features", Value::Array(a)) => a
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(","),
-                (_, Value::String(s)) => s.clone(),
-                (_, Value::Null) => String::new(),
-                (_, v) => v.to_string(),
-            })
-            .collect();
-        w.write_record(&row).map_err(err)?;
-    }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| CsmError::Storage(format!("csv: {e}")))?;
-    Ok(String::from_utf8(bytes).expect("csv of UTF-8 strings"))
 }
 
 // ---------------------------------------------------------------- inspect, validate
@@ -617,7 +465,7 @@ fn inspect(g: &GlobalArgs, a: InspectArgs) -> Result<Exit> {
         };
         CsmError::usage(format!("{label}: malformed: {not}{}", t.reason))
     })?;
-    let ring = load_keyring(&a.public_key, &[])?;
+    let ring = keys::load_keyring(&a.public_key, &[])?;
     let (kind, mut fields) = match &parsed {
         Parsed::Marketplace(c) => (
             "marketplace",
@@ -655,30 +503,10 @@ fn inspect(g: &GlobalArgs, a: InspectArgs) -> Result<Exit> {
         output::print_json(&fields);
     } else {
         let mut t = output::table();
-        // Reading order, not alphabetical: what it is, whose, for what, until when.
-        const ORDER: [&str; 18] = [
-            "form",
-            "license_id",
-            "key_id",
-            "signature",
-            "format_version",
-            "serial",
-            "product",
-            "product_digest",
-            "sku",
-            "customer",
-            "issued",
-            "expires",
-            "grace_days",
-            "seats",
-            "features",
-            "code",
-            "length",
-            "note",
-        ];
         if let Value::Object(m) = &fields {
             let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort_by_key(|k| ORDER.iter().position(|o| o == k).unwrap_or(ORDER.len()));
+            let order = &code::READING_ORDER;
+            keys.sort_by_key(|k| order.iter().position(|o| o == k).unwrap_or(order.len()));
             for k in keys {
                 let v = &m[k];
                 let shown = match v {
@@ -699,31 +527,13 @@ fn inspect(g: &GlobalArgs, a: InspectArgs) -> Result<Exit> {
 }
 
 fn load_revoked(path: &Path) -> Result<HashSet<String>> {
-    let text = read_text(path, INPUT_LIMIT, "--revoked")?;
-    let mut ids = HashSet::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if line.len() == 16 && line.bytes().all(|b| b.is_ascii_hexdigit()) {
-            ids.insert(line.to_ascii_lowercase());
-            continue;
-        }
-        match license::parse(line) {
-            Ok(Parsed::Full { bytes, .. }) | Ok(Parsed::Short { bytes, .. }) => {
-                ids.insert(code::license_id(&bytes));
-            }
-            _ => {
-                return Err(CsmError::usage(format!(
-                    "--revoked {} line {}: neither a license id (16 hex digits) nor a csm code",
-                    path.display(),
-                    i + 1
-                )))
-            }
-        }
-    }
-    Ok(ids)
+    let text = files::read_text(path, INPUT_LIMIT, "--revoked")?;
+    license::verdict::revoked_ids(&text).map_err(|line| {
+        CsmError::usage(format!(
+            "--revoked {} line {line}: neither a license id (16 hex digits) nor a csm code",
+            path.display()
+        ))
+    })
 }
 
 fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
@@ -731,7 +541,7 @@ fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
         Some(v) => parse_day("--at", v)?,
         None => clock::now().date_naive(),
     };
-    let ring = load_keyring(&a.public_key, &a.short_secret)?;
+    let ring = keys::load_keyring(&a.public_key, &a.short_secret)?;
     if ring.public.is_empty() && ring.short.is_empty() {
         return Err(CsmError::usage(
             "--public-key: no key given (pass the FILE.pub written by `csm license keygen`, or --short-secret FILE.short for short codes)",

@@ -1,8 +1,9 @@
-//! Crockford base32 with its mod-37 check symbol, in the strict form csm prints and reads.
+//! Crockford base32 with its mod-37 check symbol.
 //!
-//! Strict on purpose: a code is read exactly as csm writes it (upper case, dashes every five
-//! symbols or no dashes at all), so that every single-character change is reported as a typo
-//! at its position instead of being silently read as another symbol.
+//! Written one way (upper case, dashes every five symbols) and read the way Crockford
+//! reads it: in either case, `I` and `L` as 1, `O` as 0, and hyphens ignored wherever they
+//! are. Those are aliases of one symbol, never two different symbols, so the check symbol
+//! still catches every single substitution.
 
 /// The 32 data symbols: digits and upper-case letters without I, L, O and U.
 pub const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -27,11 +28,23 @@ impl Typo {
     }
 }
 
-pub fn symbol_value(c: u8) -> Option<u8> {
+/// The symbol `c` stands for, as Crockford reads it: either case, I and L for 1, O for 0.
+fn canonical(c: char) -> Option<u8> {
+    match c.to_ascii_uppercase() {
+        'I' | 'L' => Some(b'1'),
+        'O' => Some(b'0'),
+        c => u8::try_from(c).ok(),
+    }
+}
+
+/// The value of a data symbol; U is not one (Crockford keeps it for the check symbol).
+pub fn symbol_value(c: char) -> Option<u8> {
+    let c = canonical(c)?;
     ALPHABET.iter().position(|&a| a == c).map(|v| v as u8)
 }
 
-fn check_value(c: u8) -> Option<u8> {
+fn check_value(c: char) -> Option<u8> {
+    let c = canonical(c)?;
     CHECK_ALPHABET.iter().position(|&a| a == c).map(|v| v as u8)
 }
 
@@ -96,14 +109,8 @@ pub fn encode_code(bytes: &[u8]) -> String {
     out
 }
 
-/// Explains a character that is not a symbol, with the symbol it was probably meant to be.
+/// Explains a character that is not a symbol.
 fn explain(c: char, pos: usize, last: bool) -> Typo {
-    let meant = match c {
-        'I' | 'i' | 'L' | 'l' => Some('1'),
-        'O' | 'o' => Some('0'),
-        c if c.is_ascii_lowercase() && c != 'u' => Some(c.to_ascii_uppercase()),
-        _ => None,
-    };
     let what = if c.is_whitespace() {
         "whitespace".to_string()
     } else if c.is_control() {
@@ -112,17 +119,14 @@ fn explain(c: char, pos: usize, last: bool) -> Typo {
         format!("{c:?}")
     };
     let rule = if last {
-        "0-9, A-Z without I L O U, or a check symbol * ~ $ = U"
+        "0-9, A-Z without U, or a check symbol * ~ $ = U"
     } else {
-        "0-9 and A-Z without I L O U, upper case"
+        "0-9 and A-Z without U"
     };
-    let reason = match meant {
-        Some(m) => {
-            format!("{what} at position {pos} is not a code symbol ({rule}); did you mean {m:?}?")
-        }
-        None => format!("{what} at position {pos} is not a code symbol ({rule})"),
-    };
-    Typo::at(pos, reason)
+    Typo::at(
+        pos,
+        format!("{what} at position {pos} is not a code symbol ({rule})"),
+    )
 }
 
 /// A parsed code: symbol values, the check value, and the text position of every symbol.
@@ -134,45 +138,15 @@ pub struct Symbols {
     pub positions: Vec<usize>,
 }
 
-/// Reads a code: no surrounding whitespace (the caller trims), upper-case symbols, dashes
-/// either every five symbols or not at all, the check symbol last.
+/// Reads a code: no surrounding whitespace (the caller trims), symbols in either case,
+/// hyphens anywhere (ignored), the check symbol last.
 pub fn parse_code(text: &str) -> Result<Symbols, Typo> {
-    let chars: Vec<char> = text.chars().collect();
-    let dashed = chars.contains(&'-');
-    let mut syms: Vec<(char, usize)> = Vec::with_capacity(chars.len());
-    for (i, &c) in chars.iter().enumerate() {
-        let pos = i + 1;
-        if c == '-' {
-            // With dashes, one must follow every fifth symbol and nothing else.
-            let expected =
-                !syms.is_empty() && syms.len().is_multiple_of(GROUP) && i + 1 < chars.len();
-            let already = i > 0 && chars[i - 1] == '-';
-            if i + 1 == chars.len() {
-                return Err(Typo::at(
-                    pos,
-                    format!("the code ends with '-' at position {pos} (truncated?)"),
-                ));
-            }
-            if !expected || already {
-                return Err(Typo::at(
-                    pos,
-                    format!(
-                        "'-' at position {pos} is out of place (dashes separate groups of {GROUP} symbols)"
-                    ),
-                ));
-            }
-            continue;
-        }
-        if dashed && !syms.is_empty() && syms.len().is_multiple_of(GROUP) && chars[i - 1] != '-' {
-            return Err(Typo::at(
-                pos,
-                format!(
-                    "{c:?} at position {pos}: a '-' was expected here (groups of {GROUP} symbols)"
-                ),
-            ));
-        }
-        syms.push((c, pos));
-    }
+    let syms: Vec<(char, usize)> = text
+        .chars()
+        .enumerate()
+        .filter(|&(_, c)| c != '-')
+        .map(|(i, c)| (c, i + 1))
+        .collect();
     if syms.len() < 2 {
         return Err(Typo {
             position: None,
@@ -184,27 +158,35 @@ pub fn parse_code(text: &str) -> Result<Symbols, Typo> {
     }
     let n = syms.len();
     let mut values = Vec::with_capacity(n - 1);
-    let mut positions = Vec::with_capacity(n);
-    for (k, &(c, pos)) in syms.iter().enumerate() {
-        positions.push(pos);
-        if k + 1 == n {
-            break;
-        }
-        match u8::try_from(c).ok().and_then(symbol_value) {
-            Some(v) => values.push(v),
-            None => return Err(explain(c, pos, false)),
-        }
+    for &(c, pos) in &syms[..n - 1] {
+        values.push(symbol_value(c).ok_or_else(|| explain(c, pos, false))?);
     }
     let (last, last_pos) = syms[n - 1];
-    let check = u8::try_from(last)
-        .ok()
-        .and_then(check_value)
-        .ok_or_else(|| explain(last, last_pos, true))?;
+    let check = check_value(last).ok_or_else(|| explain(last, last_pos, true))?;
     Ok(Symbols {
         values,
         check,
-        positions,
+        positions: syms.iter().map(|&(_, pos)| pos).collect(),
     })
+}
+
+/// The first group between dashes that is not five symbols long (the last group may be
+/// shorter): its first and last 1-based position and its length. Where a code with a wrong
+/// check symbol has one, a symbol was probably left out or added there.
+pub fn odd_group(text: &str) -> Option<(usize, usize, usize)> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut start = 0;
+    for (i, &c) in chars.iter().enumerate() {
+        if c == '-' {
+            let len = i - start;
+            // A run of dashes separates like one.
+            if len > 0 && len != GROUP && i + 1 < chars.len() {
+                return Some((start + 1, i, len));
+            }
+            start = i + 1;
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -244,13 +226,56 @@ mod tests {
         let s = parse_code(&code).unwrap();
         assert_eq!(decode_values(&s.values).unwrap(), b"hello world");
         assert_eq!(check(&s.values), s.check);
+        let e = parse_code("ABCDE-FGHUK").unwrap_err();
+        assert_eq!(e.position, Some(10));
+        assert!(e.reason.contains("not a code symbol"), "{}", e.reason);
+        let e = parse_code("ABCDE-FGH K").unwrap_err();
+        assert_eq!(e.position, Some(10));
+        assert!(e.reason.contains("whitespace"), "{}", e.reason);
+    }
+
+    #[test]
+    fn aliases_read_as_crockford_says() {
+        // Every value, so that 0 and 1 (the symbols with aliases) occur.
+        let bytes: Vec<u8> = (0..=255u8).collect();
+        let code = encode_code(&bytes);
+        assert!(code.contains('0') && code.contains('1'));
+        let want = parse_code(&code).unwrap();
         let undashed: String = code.chars().filter(|&c| c != '-').collect();
-        assert_eq!(parse_code(&undashed).unwrap().values, s.values);
-        let lower = code.to_ascii_lowercase();
-        let e = parse_code(&lower).unwrap_err();
-        assert_eq!(e.position, Some(1));
-        assert!(e.reason.contains("did you mean"), "{}", e.reason);
-        let e = parse_code(&code.replacen('-', "", 1)).unwrap_err();
-        assert!(e.reason.contains("'-' was expected"), "{}", e.reason);
+        // Lower case, 1 typed as l, L, i or I in turn, 0 as o or O, dashes every four.
+        let mut typed = String::new();
+        let (mut ones, mut zeros) = (0, 0);
+        for (k, c) in undashed.chars().enumerate() {
+            if k > 0 && k % 4 == 0 {
+                typed.push('-');
+            }
+            typed.push(match c {
+                '1' => {
+                    ones += 1;
+                    ['l', 'L', 'i', 'I'][ones % 4]
+                }
+                '0' => {
+                    zeros += 1;
+                    ['o', 'O'][zeros % 2]
+                }
+                c => c.to_ascii_lowercase(),
+            });
+        }
+        for text in [&undashed, &typed] {
+            let got = parse_code(text).unwrap();
+            assert_eq!((got.values, got.check), (want.values.clone(), want.check));
+        }
+        // Hyphens are ignored wherever they are.
+        let stray = parse_code("--o-L-").unwrap();
+        assert_eq!(
+            (stray.values, stray.check, stray.positions),
+            (vec![0], 1, vec![3, 5])
+        );
+        // A lower-case u is the check symbol U.
+        assert_eq!(parse_code("0u").unwrap().check, 36);
+        assert_eq!(odd_group(&code), None);
+        assert_eq!(odd_group(&typed), Some((1, 4, 4)));
+        assert_eq!(odd_group("ABCDE-FGH-KMNPQ-R"), Some((7, 9, 3)));
+        assert_eq!(odd_group("ABCDE--FGHJK-"), None);
     }
 }

@@ -1,14 +1,15 @@
 //! The three written forms of a csm license, and marketplace-shaped `PL…` codes.
 //!
 //! * **code**: payload ‖ Ed25519 signature in Crockford base32, dash-separated groups of
-//!   five, one check symbol at the end. Checked offline with the public key.
-//! * **short code** (`--short`, at most 64 characters): a fixed 20-byte summary (key id,
+//!   five, one check symbol at the end. Checked offline with the public key. At least 169
+//!   characters: for pasting, not typing.
+//! * **short code** (`--short`, at most 64 characters; the form to type): a fixed 20-byte summary (key id,
 //!   serial, dates, grace, seats, a 4-byte digest of the product) and an 80-bit HMAC tag
 //!   keyed by a separate random short secret (`FILE.short` from keygen). It fits a
 //!   marketplace `license` field but gives up public verification (the secret that checks it
 //!   can also mint short codes) and does not carry SKU, customer or features.
 //! * **license file**: JSON with the readable fields, the payload in base64 and a detached
-//!   signature over it; for payloads too large to type.
+//!   signature over it; for payloads too large for a code.
 
 use super::base32::{self, Typo};
 use super::keys::{KeyId, Keyring, PrivateKey, ShortSecret};
@@ -28,6 +29,29 @@ pub const MAX_CODE_CHARS: usize = 1024;
 /// Marketplace codes: `PL` and uppercase alphanumerics, at most 64 characters (decision 9).
 pub const MARKETPLACE_MAX: usize = 64;
 pub const FILE_FORMAT: &str = "csm-license";
+
+/// The fields `inspect` shows, in reading order, not alphabetical: what it is, whose, for
+/// what, until when. Batch files keep the same order for their columns.
+pub const READING_ORDER: [&str; 18] = [
+    "form",
+    "license_id",
+    "key_id",
+    "signature",
+    "format_version",
+    "serial",
+    "product",
+    "product_digest",
+    "sku",
+    "customer",
+    "issued",
+    "expires",
+    "grace_days",
+    "seats",
+    "features",
+    "code",
+    "length",
+    "note",
+];
 
 /// The short form's summary of a license.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,6 +258,7 @@ pub fn parse(text: &str) -> Result<Parsed, Typo> {
     }
     // Leading and trailing whitespace is what copying and pasting adds; it is not a typo.
     let lead = text.len() - text.trim_start().len();
+    let chars_before = text[..lead].chars().count();
     let t = text.trim();
     if t.is_empty() {
         return Err(malformed(if text.is_empty() {
@@ -249,14 +274,28 @@ pub fn parse(text: &str) -> Result<Parsed, Typo> {
         check_marketplace_shape(t)?;
         return Ok(Parsed::Marketplace(t.to_string()));
     }
+    // csm codes start with 0, so `pl…` is a marketplace code in the wrong case, not a
+    // Crockford code to read case-insensitively.
+    if let Some(c) = t.get(..2).filter(|p| p.eq_ignore_ascii_case("PL")) {
+        let (i, ch) = c
+            .char_indices()
+            .find(|(_, ch)| ch.is_ascii_lowercase())
+            .unwrap_or_default();
+        let pos = chars_before + i + 1;
+        return Err(Typo {
+            position: Some(pos),
+            reason: format!(
+                "marketplace code: {ch:?} at position {pos} is not an upper-case letter or digit"
+            ),
+        });
+    }
     if t.len() > MAX_CODE_CHARS {
         return Err(malformed(format!(
             "{} characters: too long for a code (at most {MAX_CODE_CHARS}; larger licenses are files)",
             t.chars().count()
         )));
     }
-    let chars_before = text[..lead].chars().count();
-    parse_code(t).map_err(|mut e| {
+    parse_code(t, chars_before).map_err(|mut e| {
         if let Some(p) = e.position.as_mut() {
             *p += chars_before;
             e.reason = e.reason.replace(
@@ -268,12 +307,22 @@ pub fn parse(text: &str) -> Result<Parsed, Typo> {
     })
 }
 
-fn parse_code(t: &str) -> Result<Parsed, Typo> {
+/// Reads the trimmed code `t`; `lead` characters of whitespace came before it.
+fn parse_code(t: &str, lead: usize) -> Result<Parsed, Typo> {
     let syms = base32::parse_code(t)?;
     if base32::check(&syms.values) != syms.check {
-        return Err(malformed(
+        let mut reason = String::from(
             "check symbol does not match: a character was mistyped, left out or added, or the code is truncated",
-        ));
+        );
+        if let Some((first, last, len)) = base32::odd_group(t) {
+            reason.push_str(&format!(
+                "; positions {}-{} hold {len} symbol(s), not {}",
+                first + lead,
+                last + lead,
+                base32::GROUP
+            ));
+        }
+        return Err(malformed(reason));
     }
     let last = *syms
         .positions
@@ -484,5 +533,5 @@ fn parse_code_values(values: &[u8]) -> Option<Parsed> {
             base32::CHECK_ALPHABET[base32::check(values) as usize] as char,
         ))
         .collect();
-    parse_code(&text).ok()
+    parse_code(&text, 0).ok()
 }

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 /// Which form to issue, with the key that signs it.
 #[derive(Clone, Copy)]
 pub enum Form<'a> {
-    /// A typeable code signed with the private key.
+    /// A full code signed with the private key.
     Code(&'a PrivateKey),
     /// A short code tagged with the short secret (no SKU, customer or features).
     Short(&'a ShortSecret),

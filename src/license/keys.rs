@@ -9,11 +9,17 @@
 //!
 //! Short codes are checked with a separate random secret,
 //! `csm-license-short-secret:<key id>:<base64 of 32 bytes>`, never with the private key.
+//!
+//! Key files: keygen writes FILE (private, 0600), FILE.pub and FILE.short (0600) together;
+//! the loaders at the end read them back, naming the flag a file came from in messages.
 
+use crate::error::{CsmError, Result};
+use crate::files;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 pub const PUBLIC_TAG: &str = "csm-license-public-key";
 pub const PRIVATE_TAG: &str = "csm-license-private-key";
@@ -234,6 +240,123 @@ impl Keyring {
     }
 }
 
+// ---------------------------------------------------------------- key files
+
+/// `FILE` + `suffix`, next to FILE.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.to_path_buf().into_os_string();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// Where keygen puts the public key of the private key file `private`.
+pub fn public_path(private: &Path) -> PathBuf {
+    sibling(private, ".pub")
+}
+
+/// Where keygen puts the short secret made with the private key file `private`.
+pub fn short_path(private: &Path) -> PathBuf {
+    sibling(private, ".short")
+}
+
+/// A new key pair and its short secret. The secret is random, not derived from the seed:
+/// software that holds it must not learn the private key.
+pub fn generate() -> Result<(PrivateKey, ShortSecret)> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed)
+        .map_err(|e| CsmError::Config(format!("no randomness for a key: {e}")))?;
+    let key = PrivateKey::from_seed(seed);
+    let mut secret = [0u8; 32];
+    getrandom::getrandom(&mut secret)
+        .map_err(|e| CsmError::Config(format!("no randomness for a short secret: {e}")))?;
+    let short = ShortSecret { id: key.id, secret };
+    Ok((key, short))
+}
+
+/// Writes the three key files of `key` (`out`, `out.pub`, `out.short`); existing ones only
+/// with `force`. The private key and the short secret are created 0600.
+pub fn write_key_files(
+    out: &Path,
+    key: &PrivateKey,
+    short: &ShortSecret,
+    force: bool,
+) -> Result<()> {
+    let pub_path = public_path(out);
+    let short_path = short_path(out);
+    for p in [out, &pub_path, &short_path] {
+        if p.exists() && !force {
+            return Err(CsmError::usage(format!(
+                "--out {}: {} exists; pass --force to replace it",
+                out.display(),
+                p.display()
+            )));
+        }
+    }
+    let private_text = format!("{}\n", key.to_line());
+    let short_text = format!("{}\n", short.to_line());
+    let public_text = format!("{}\n", key.public().to_line());
+    // Together: with --force, a failure must not leave a new private key beside an old
+    // public key or short secret.
+    files::write_atomic_all(&[
+        (out, private_text.as_bytes(), true),
+        (short_path.as_path(), short_text.as_bytes(), true),
+        (pub_path.as_path(), public_text.as_bytes(), false),
+    ])
+}
+
+/// The first non-blank line of a key file.
+fn first_line(text: &str) -> &str {
+    text.lines().find(|l| !l.trim().is_empty()).unwrap_or("")
+}
+
+/// Reads a private key file (`--private-key`).
+pub fn read_private_key(path: &Path) -> Result<PrivateKey> {
+    let text = files::read_text(path, files::KEY_LIMIT, "--private-key")?;
+    parse_private_line(first_line(&text)).map_err(|e| {
+        CsmError::usage(format!(
+            "--private-key {}: not a csm private key file: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Reads a short-secret file; `flag` names it in messages.
+pub fn read_short_secret(path: &Path, flag: &str) -> Result<ShortSecret> {
+    let text = files::read_text(path, files::KEY_LIMIT, flag)?;
+    parse_short_line(first_line(&text)).map_err(|e| {
+        CsmError::usage(format!(
+            "{flag} {}: not a csm short-secret file: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// The short secret keygen wrote next to the private key file `private`.
+pub fn read_short_secret_beside(private: &Path) -> Result<ShortSecret> {
+    let p = short_path(private);
+    if !p.exists() {
+        return Err(CsmError::usage(format!(
+            "--short: {} does not exist; pass --short-secret FILE (keys made before csm wrote FILE.short need a new `csm license keygen`)",
+            p.display()
+        )));
+    }
+    read_short_secret(&p, "--short-secret")
+}
+
+/// The keyring of `--public-key` and `--short-secret` files.
+pub fn load_keyring(public: &[PathBuf], short: &[PathBuf]) -> Result<Keyring> {
+    let mut ring = Keyring::default();
+    for p in public {
+        let text = files::read_text(p, files::KEY_LIMIT, "--public-key")?;
+        ring.add_text(&text)
+            .map_err(|e| CsmError::usage(format!("--public-key {}: {e}", p.display())))?;
+    }
+    for p in short {
+        ring.short.push(read_short_secret(p, "--short-secret")?);
+    }
+    Ok(ring)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +397,30 @@ mod tests {
         let mut ring = Keyring::default();
         ring.add_text(&line).unwrap();
         assert!(ring.short_for(k.id).is_some() && ring.public.is_empty());
+    }
+
+    #[test]
+    fn key_files_are_written_together_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("seller.key");
+        let (key, short) = generate().unwrap();
+        write_key_files(&out, &key, &short, false).unwrap();
+        let again = write_key_files(&out, &key, &short, false).unwrap_err();
+        assert!(again.to_string().contains("pass --force"), "{again}");
+        assert_eq!(read_private_key(&out).unwrap().id, key.id);
+        let s = read_short_secret_beside(&out).unwrap();
+        assert_eq!((s.id, s.secret), (short.id, short.secret));
+        let ring = load_keyring(&[public_path(&out)], &[short_path(&out)]).unwrap();
+        assert!(ring.public_for(key.id).is_some() && ring.short_for(key.id).is_some());
+        // A public key is not a private key; the message names the flag, never the key.
+        let e = read_private_key(&public_path(&out))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--private-key "), "{e}");
+        let e = read_short_secret_beside(&dir.path().join("other.key")).unwrap_err();
+        assert!(
+            e.to_string().contains("other.key.short does not exist"),
+            "{e}"
+        );
     }
 }

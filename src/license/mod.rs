@@ -1,7 +1,9 @@
 //! License codes: the seller's own signed format and marketplace-shaped test codes.
-//! Pure: no I/O, no clock; callers pass the day to judge and the random bytes to use.
+//! No clock: callers pass the day to judge and the random bytes to use. The only I/O is
+//! reading and writing key files (`keys`).
 
 pub mod base32;
+pub mod batch;
 pub mod code;
 pub mod issue;
 pub mod keys;

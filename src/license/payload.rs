@@ -20,7 +20,7 @@ use chrono::{Days, NaiveDate};
 pub const VERSION: u8 = 1;
 /// `expires` value meaning the license never expires.
 pub const NEVER: u16 = u16::MAX;
-/// Limits that keep a payload readable and its code typeable.
+/// Limits that keep a payload readable and its code of a size to paste.
 pub const MAX_TEXT: usize = 256;
 pub const MAX_FEATURES: usize = 64;
 

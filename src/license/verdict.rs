@@ -98,6 +98,30 @@ pub struct Policy<'a> {
     pub product: Option<&'a str>,
 }
 
+/// The license ids a revocation list names: one license id (16 hex digits) or one code per
+/// line; blank lines and `#` comments are skipped. Err: the 1-based number of a line that is
+/// neither.
+pub fn revoked_ids(text: &str) -> Result<HashSet<String>, usize> {
+    let mut ids = HashSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.len() == 16 && line.bytes().all(|b| b.is_ascii_hexdigit()) {
+            ids.insert(line.to_ascii_lowercase());
+            continue;
+        }
+        match code::parse(line) {
+            Ok(Parsed::Full { bytes, .. }) | Ok(Parsed::Short { bytes, .. }) => {
+                ids.insert(code::license_id(&bytes));
+            }
+            _ => return Err(i + 1),
+        }
+    }
+    Ok(ids)
+}
+
 /// Judges a parsed license on day `at` (UTC). Order: key, signature, revocation, product,
 /// dates; so a forged license is never reported as merely expired.
 pub fn judge(parsed: &Parsed, keys: &Keyring, policy: &Policy, at: NaiveDate) -> Verdict {
@@ -343,5 +367,49 @@ mod tests {
             secret: [6; 32],
         });
         assert_eq!(validate(&c, &ring3, &policy, at).kind, Kind::BadSignature);
+
+        // Typed by hand: lower case, 1 as l, 0 as o, dashes elsewhere; the same verdict.
+        let typed: String = c
+            .chars()
+            .filter(|&ch| ch != '-')
+            .map(|ch| match ch {
+                '1' => 'l',
+                '0' => 'o',
+                ch => ch.to_ascii_lowercase(),
+            })
+            .collect();
+        let typed = format!("{}-{}", &typed[..7], &typed[7..]);
+        assert!(typed.contains('o') && typed.contains('l'), "{typed}");
+        assert_eq!(
+            validate(&typed, &ring, &policy, at),
+            validate(&c, &ring, &policy, at)
+        );
+
+        // A symbol left out by hand: the dashes point at the short group.
+        let mut dropped = c.clone();
+        dropped.remove(13);
+        let v = validate(&dropped, &ring, &policy, at);
+        assert_eq!(v.kind, Kind::Malformed);
+        assert!(
+            v.reason.contains("positions 13-16 hold 4 symbol(s), not 5"),
+            "{}",
+            v.reason
+        );
+        // A revocation list names a license by its id or by a code, in any spelling.
+        let id = code::license_id(match &code::parse(&c).unwrap() {
+            Parsed::Short { bytes, .. } => bytes,
+            _ => unreachable!(),
+        });
+        let list = format!("# withdrawn\n\n{}\n{typed}\n", id.to_uppercase());
+        assert_eq!(revoked_ids(&list), Ok(HashSet::from([id])));
+        assert_eq!(revoked_ids("00ff00ff00ff00ff\nnot a code\n"), Err(2));
+        // A marketplace code in lower case is not read as a csm code.
+        let v = validate(" plABC", &ring, &policy, at);
+        assert_eq!(
+            (v.kind, v.position),
+            (Kind::Malformed, Some(2)),
+            "{}",
+            v.reason
+        );
     }
 }
