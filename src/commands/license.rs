@@ -455,10 +455,15 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
 
 // ---------------------------------------------------------------- inspect, validate
 
+/// A file read as a license file (JSON): its errors already say what it is not.
+fn looks_like_license_file(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+}
+
 fn inspect(g: &GlobalArgs, a: InspectArgs) -> Result<Exit> {
     let (text, label) = read_input(&a.input)?;
     let parsed = license::parse(&text).map_err(|t| {
-        let not = if label != "code" && !t.reason.contains("license file") {
+        let not = if label != "code" && !looks_like_license_file(&text) {
             "not a license: "
         } else {
             ""
@@ -568,9 +573,7 @@ fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
         }));
     } else {
         let mut line = format!("{}: {}", v.kind.name(), v.reason);
-        if v.kind == license::Kind::Malformed
-            && label != "code"
-            && !v.reason.contains("license file")
+        if v.kind == license::Kind::Malformed && label != "code" && !looks_like_license_file(&text)
         {
             line = format!("malformed: not a license: {}", v.reason);
         }
