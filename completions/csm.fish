@@ -335,7 +335,7 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l endpoint -d 'Base URL of the marketplace open APIs. Else the profile\'s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l ak -d 'API Gateway access key id (AK)' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l sk-file -d 'File holding the API Gateway secret key (SK); or set CSM_SK' -r -F
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l timeout -d 'Seconds to wait for the answer' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l timeout -d 'How long to wait for the answer: 5s, 1500ms; a bare number is seconds (1ms to 10m)' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l ca-file -d 'Also trust this root certificate (PEM), e.g. a staging marketplace behind a private CA' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l real-effect-time -d 'When the software actually started, UTC yyyyMMddHHmmss (real_effect_time)' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
@@ -348,7 +348,7 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l endpoint -d 'Base URL of the marketplace open APIs. Else the profile\'s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l ak -d 'API Gateway access key id (AK)' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l sk-file -d 'File holding the API Gateway secret key (SK); or set CSM_SK' -r -F
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l timeout -d 'Seconds to wait for the answer' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l timeout -d 'How long to wait for the answer: 5s, 1500ms; a bare number is seconds (1ms to 10m)' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l ca-file -d 'Also trust this root certificate (PEM), e.g. a staging marketplace behind a private CA' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -s y -l yes -d 'Call the production marketplace without asking when no --endpoint or profile names the destination'

@@ -1165,3 +1165,27 @@ fn license_calls_reach_production_only_on_purpose() {
         );
     }
 }
+
+#[test]
+fn license_timeouts_read_like_every_duration_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let skf = write_key(dir.path(), "client-sk", SK);
+    for (value, ok) in [
+        ("1500ms", true),
+        ("2", true),
+        ("0.5s", true),
+        ("11m", false),
+        ("soon", false),
+    ] {
+        let out = csm()
+            .env("CSM_CONFIG_DIR", dir.path())
+            .args(["license", "heartbeat", "PL1", "--ak", AK, "--sk-file", &skf])
+            .args(["--endpoint", "http://127.0.0.1:9", "--timeout", value])
+            .output()
+            .unwrap();
+        let text = common::text(&out);
+        // A good value gets as far as the network (nothing listens on port 9: exit 4).
+        let want = if ok { 4 } else { 2 };
+        assert_eq!(out.status.code(), Some(want), "{value}: {text}");
+    }
+}
