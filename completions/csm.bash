@@ -300,7 +300,7 @@ _csm() {
             fi
             case "${prev}" in
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -318,7 +318,7 @@ _csm() {
             fi
             case "${prev}" in
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -336,7 +336,7 @@ _csm() {
             fi
             case "${prev}" in
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -362,7 +362,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -388,7 +388,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -418,7 +418,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -986,7 +986,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1004,7 +1004,7 @@ _csm() {
             fi
             case "${prev}" in
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1046,7 +1046,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1116,7 +1116,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1154,7 +1154,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1288,7 +1288,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1310,7 +1310,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1348,7 +1348,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1366,7 +1366,7 @@ _csm() {
             fi
             case "${prev}" in
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1384,7 +1384,7 @@ _csm() {
             fi
             case "${prev}" in
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1458,7 +1458,7 @@ _csm() {
             fi
             case "${prev}" in
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1476,7 +1476,7 @@ _csm() {
             fi
             case "${prev}" in
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1554,7 +1554,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1572,7 +1572,7 @@ _csm() {
             fi
             case "${prev}" in
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1694,7 +1694,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1772,7 +1772,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1842,7 +1842,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1916,7 +1916,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1934,7 +1934,7 @@ _csm() {
             fi
             case "${prev}" in
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1964,7 +1964,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -2124,7 +2124,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -2150,7 +2150,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -2220,7 +2220,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -2250,7 +2250,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -2344,7 +2344,7 @@ _csm() {
                     return 0
                     ;;
                 --profile)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
                     ;;
                 *)

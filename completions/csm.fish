@@ -24,7 +24,7 @@ function __fish_csm_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c csm -n "__fish_csm_needs_command" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_needs_command" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_needs_command" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_needs_command" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_needs_command" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -56,7 +56,7 @@ complete -c csm -n "__fish_csm_using_subcommand sign" -l url -d 'The request URL
 complete -c csm -n "__fish_csm_using_subcommand sign" -l header -d 'apig: a header to sign, \'Name: value\' (repeatable; X-Sdk-Date is always signed)' -r
 complete -c csm -n "__fish_csm_using_subcommand sign" -l license-inner -d 'license: the inner step (spec decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
 plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
-complete -c csm -n "__fish_csm_using_subcommand sign" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand sign" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand sign" -l uppercase -d 'Print a hex signature in upper case with -q and in --json\'s `signature` (the query and header lines always carry it so, as the marketplace sends it)'
 complete -c csm -n "__fish_csm_using_subcommand sign" -l curl -d 'Print the whole signed request as a curl command. The address is --url, else the profile\'s endpoint (saas-v1, saas-v2, license) or marketplace endpoint (usage)'
 complete -c csm -n "__fish_csm_using_subcommand sign" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
@@ -88,13 +88,13 @@ complete -c csm -n "__fish_csm_using_subcommand verify" -l window -d 'Replay win
 complete -c csm -n "__fish_csm_using_subcommand verify" -l timestamp -d 'The timestamp that was sent: epoch ms (V2, Kit, License, usage; required) or yyyyMMddHHmmssSSS (V1, its timeStamp parameter)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l nonce -d 'The nonce that was sent (V2, Kit, License, usage; required)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l date -d 'apig: the X-Sdk-Date that was sent (YYYYMMDDTHHMMSSZ; required)' -r
-complete -c csm -n "__fish_csm_using_subcommand verify" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand verify" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand verify" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand verify" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c csm -n "__fish_csm_using_subcommand verify" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -106,7 +106,7 @@ complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subc
 complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from derive-key" -l key-file -d 'File holding the access key (its content without a trailing newline); also CSM_ACCESS_KEY' -r -F
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from derive-key" -l encrypt-type -d '1 = AES-256 (the default when a response omits encryptType), 2 = AES-128' -r
-complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from derive-key" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from derive-key" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from derive-key" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from derive-key" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from derive-key" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -115,7 +115,7 @@ complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcomma
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from encrypt" -l key-file -d 'File holding the access key (its content without a trailing newline); also CSM_ACCESS_KEY' -r -F
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from encrypt" -l encrypt-type -d '1 = AES-256 (the default when a response omits encryptType), 2 = AES-128' -r
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from encrypt" -l iv -d 'The IV string (16 ASCII characters); random alphanumerics when absent' -r
-complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from encrypt" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from encrypt" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from encrypt" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from encrypt" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from encrypt" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -123,7 +123,7 @@ complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcomma
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from encrypt" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from decrypt" -l key-file -d 'File holding the access key (its content without a trailing newline); also CSM_ACCESS_KEY' -r -F
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from decrypt" -l encrypt-type -d '1 = AES-256 (the default when a response omits encryptType), 2 = AES-128' -r
-complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from decrypt" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from decrypt" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from decrypt" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from decrypt" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from decrypt" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -149,7 +149,7 @@ complete -c csm -n "__fish_csm_using_subcommand send" -l users -d 'Users generat
 complete -c csm -n "__fish_csm_using_subcommand send" -l license-inner -d 'Inner step of the License 2.0 signature (decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
 plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
 complete -c csm -n "__fish_csm_using_subcommand send" -l ca-file -d 'Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA' -r -F
-complete -c csm -n "__fish_csm_using_subcommand send" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand send" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand send" -l allow-unknown -d 'Accept fields and values the catalog does not list'
 complete -c csm -n "__fish_csm_using_subcommand send" -l dry-run -d 'Print the request without sending it'
 complete -c csm -n "__fish_csm_using_subcommand send" -l curl -d 'Print an equivalent curl command'
@@ -191,7 +191,7 @@ not-idempotent\t''
 accept-bad-signatures\t''
 drop-fields\t''
 wrong-encryption\t''"
-complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l debug-page -d 'Use the debugging page\'s 20 s budget instead of the production 5 s (decision 8)'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l kit-path-full -d 'Append Kit paths to the full address instead of its origin (decision 7)'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l no-test-flag -d 'Send calls without testFlag (as live orders). Only for endpoints you own'
@@ -203,7 +203,7 @@ complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s q -l quiet -d 
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -236,7 +236,7 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l max-body -d 'Refuse request bodies larger than this with 413 (bytes, or with a KiB/MiB suffix)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l keep-alive-max -d 'Requests one kept-alive connection may carry; the last is answered with `Connection: close`' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l threads -d 'Requests handled at once (threads; connections themselves cost none)' -r
-complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -259,7 +259,7 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l max-body -d 'Refuse request bodies larger than this with 413 (bytes, or with a KiB/MiB suffix)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l keep-alive-max -d 'Requests one kept-alive connection may carry; the last is answered with `Connection: close`' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l threads -d 'Requests handled at once (threads; connections themselves cost none)' -r
-complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l license-plain-sha256 -d 'Sign License callbacks with the plain SHA-256 inner step instead of the keyed HMAC (a third-party reading of the recipe; spec decision 5)'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l yes -d 'Send License callbacks to a --merchant-endpoint that is not loopback without asking'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
@@ -270,7 +270,7 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from help" -f -a "merchant" -d 'A reference merchant endpoint: verifies every callback and answers as KooGallery documents it'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from help" -f -a "marketplace" -d 'A stand-in marketplace: usage push and license open APIs, and License callbacks'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -284,7 +284,7 @@ complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_sub
 complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "heartbeat" -d 'Query a marketplace license code\'s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
 complete -c csm -n "__fish_csm_using_subcommand license; and not __fish_seen_subcommand_from keygen gen inspect validate activate heartbeat help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l out -d 'Private key file to write (0600); the public key goes to FILE.pub, the short-code secret to FILE.short (0600, never printed)' -r -F
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l force -d 'Replace existing key files'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from keygen" -s q -l quiet -d 'Print nothing on stdout but the result itself'
@@ -305,7 +305,7 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l out -d 'Write the batch to FILE (CSV or JSON lines) instead of printing one per line' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l format -d 'Batch file format (with --out); by default from the --out extension (.csv, else JSON lines)' -r -f -a "csv\t''
 jsonl\t''"
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l short -d 'Short code of at most 64 characters, for a marketplace license field. Its tag is an HMAC with the short secret (FILE.short next to --private-key, or --short-secret), not a signature by the private key. Trade-off: it is checked with that same symmetric secret, which can also mint short codes, so ship the secret only where that is acceptable. It does not carry the SKU, customer or features (the product only as a 4-byte digest); 80-bit tag'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l file -d 'A license file (JSON with a detached signature) instead of a code'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -l marketplace -d 'Codes shaped like the marketplace\'s (`PL` + 30 symbols), for test callbacks; unsigned'
@@ -315,7 +315,7 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from gen" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -l public-key -d 'Public key file(s): also check the signature' -r -F
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from inspect" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -326,7 +326,7 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l at -d 'Judge as of this day (YYYY-MM-DD or RFC 3339, UTC) instead of today' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l revoked -d 'Revocation list: one license id (16 hex digits) or code per line, `#` comments' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l product -d 'Refuse licenses issued for another product' -r
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from validate" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -338,7 +338,7 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l timeout -d 'How long to wait for the answer: 5s, 1500ms; a bare number is seconds (1ms to 10m)' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l ca-file -d 'Also trust this root certificate (PEM), e.g. a staging marketplace behind a private CA' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l real-effect-time -d 'When the software actually started, UTC yyyyMMddHHmmss (real_effect_time)' -r
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -s y -l yes -d 'Call the production marketplace without asking when no --endpoint or profile names the destination'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from activate" -s q -l quiet -d 'Print nothing on stdout but the result itself'
@@ -350,7 +350,7 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l sk-file -d 'File holding the API Gateway secret key (SK); or set CSM_SK' -r -F
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l timeout -d 'How long to wait for the answer: 5s, 1500ms; a bare number is seconds (1ms to 10m)' -r
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l ca-file -d 'Also trust this root certificate (PEM), e.g. a staging marketplace behind a private CA' -r -F
-complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -s y -l yes -d 'Call the production marketplace without asking when no --endpoint or profile names the destination'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from heartbeat" -s q -l quiet -d 'Print nothing on stdout but the result itself'
@@ -364,7 +364,7 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "activate" -d 'Activate a marketplace license code (open API, AK/SK-signed)'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "heartbeat" -d 'Query a marketplace license code\'s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -381,7 +381,7 @@ jsonl\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l billing -d 'How the product\'s pay-per-use item is billed (sets the reporting deadlines)' -r -f -a "hourly\t''
 daily\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -403,7 +403,7 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 string\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l ak -d 'API Gateway access key id (with --apig)' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l sk-file -d 'API Gateway secret key file (with --apig)' -r -F
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -s y -l yes -d 'Send to the production marketplace without asking when no --endpoint or profile names the destination'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l apig -d 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile\'s)'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l dry-run -d 'Check and count everything, journal nothing, send nothing'
@@ -424,7 +424,7 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 string\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l ak -d 'API Gateway access key id (with --apig)' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l sk-file -d 'API Gateway secret key file (with --apig)' -r -F
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -s y -l yes -d 'Send to the production marketplace without asking when no --endpoint or profile names the destination'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l apig -d 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile\'s)'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l skip-rejected -d 'Leave out records the marketplace rejected for good (resent unchanged, they are refused again; `usage export --state rejected` takes them out to fix)'
@@ -436,7 +436,7 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -l billing -d 'How the product\'s pay-per-use item is billed (sets the reporting deadlines)' -r -f -a "hourly\t''
 daily\t''"
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -448,7 +448,7 @@ sent\t''
 accepted\t''
 rejected\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l out -d 'Output file (.jsonl/.ndjson/.json for JSONL, else CSV); written whole or not at all' -r -F
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -468,13 +468,13 @@ complete -c csm -n "__fish_csm_using_subcommand init" -l license-key-file -d 'Fi
 complete -c csm -n "__fish_csm_using_subcommand init" -l ak -d 'API Gateway access key id (AK) for the marketplace open APIs' -r
 complete -c csm -n "__fish_csm_using_subcommand init" -l sk-file -d 'File holding the API Gateway secret key (SK)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand init" -l marketplace-endpoint -d 'Base URL of the marketplace open APIs (usage push, license activation)' -r
-complete -c csm -n "__fish_csm_using_subcommand init" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand init" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand init" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand init" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand init" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand init" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand init" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand profile; and not __fish_seen_subcommand_from list show help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand profile; and not __fish_seen_subcommand_from list show help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand profile; and not __fish_seen_subcommand_from list show help" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand profile; and not __fish_seen_subcommand_from list show help" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand profile; and not __fish_seen_subcommand_from list show help" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -483,13 +483,13 @@ complete -c csm -n "__fish_csm_using_subcommand profile; and not __fish_seen_sub
 complete -c csm -n "__fish_csm_using_subcommand profile; and not __fish_seen_subcommand_from list show help" -f -a "list" -d 'The profiles in the config file; `*` marks the one in use'
 complete -c csm -n "__fish_csm_using_subcommand profile; and not __fish_seen_subcommand_from list show help" -f -a "show" -d 'One profile\'s settings (key file paths, never key contents)'
 complete -c csm -n "__fish_csm_using_subcommand profile; and not __fish_seen_subcommand_from list show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c csm -n "__fish_csm_using_subcommand profile; and __fish_seen_subcommand_from list" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand profile; and __fish_seen_subcommand_from list" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand profile; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand profile; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand profile; and __fish_seen_subcommand_from list" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand profile; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand profile; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand profile; and __fish_seen_subcommand_from show" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand profile; and __fish_seen_subcommand_from show" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand profile; and __fish_seen_subcommand_from show" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand profile; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand profile; and __fish_seen_subcommand_from show" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
@@ -498,13 +498,13 @@ complete -c csm -n "__fish_csm_using_subcommand profile; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand profile; and __fish_seen_subcommand_from help" -f -a "list" -d 'The profiles in the config file; `*` marks the one in use'
 complete -c csm -n "__fish_csm_using_subcommand profile; and __fish_seen_subcommand_from help" -f -a "show" -d 'One profile\'s settings (key file paths, never key contents)'
 complete -c csm -n "__fish_csm_using_subcommand profile; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c csm -n "__fish_csm_using_subcommand completions" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand completions" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand completions" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand completions" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand completions" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand man" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
+complete -c csm -n "__fish_csm_using_subcommand man" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand man" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand man" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand man" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'

@@ -1609,6 +1609,37 @@ fn completion_offers_activities_schemes_and_faults() {
     ] {
         assert!(bash.contains(word), "bash completion lacks {word}");
     }
+    // Bash itself completes `--profile` from the config and `send` from the catalog.
+    std::fs::create_dir_all(e.path("config")).unwrap();
+    e.write(
+        "config/config.toml",
+        "[profiles.default]\n[profiles.prod]\n",
+    );
+    let script = e.write("csm.bash", &bash);
+    let bin = Path::new(env!("CARGO_BIN_EXE_csm"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let complete = |words: &str, cword: usize| {
+        let o = std::process::Command::new("bash")
+            .env("PATH", &path)
+            .env("CSM_CONFIG_DIR", e.path("config"))
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; _csm csm \"${{COMP_WORDS[$COMP_CWORD]}}\" \"${{COMP_WORDS[$COMP_CWORD-1]}}\"; echo \"${{COMPREPLY[@]}}\"",
+                script.display()
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(complete("csm --profile ''", 2), "default prod");
+    assert_eq!(complete("csm send newI", 2), "newInstance");
 }
 
 #[test]
