@@ -1830,7 +1830,7 @@ _csm() {
                     return 0
                     ;;
                 --fault)
-                    COMPREPLY=($(compgen -W "bad-body-sign body-sign-case wrong-code slow not-idempotent accept-bad-signatures drop-fields wrong-encryption" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "bad-body-sign body-sign-case wrong-code slow not-idempotent accept-bad-signatures drop-fields wrong-encryption stall" -- "${cur}"))
                     return 0
                     ;;
                 --fault-delay)
@@ -2006,7 +2006,7 @@ _csm() {
                     return 0
                     ;;
                 --fault)
-                    COMPREPLY=($(compgen -W "bad-body-sign body-sign-case wrong-code slow not-idempotent accept-bad-signatures drop-fields wrong-encryption" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "bad-body-sign body-sign-case wrong-code slow not-idempotent accept-bad-signatures drop-fields wrong-encryption stall" -- "${cur}"))
                     return 0
                     ;;
                 --profile)

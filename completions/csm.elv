@@ -280,7 +280,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --kit-key-file 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)'
             cand --license-key-file 'File holding the License delivery key (also CSM_LICENSE_KEY)'
             cand --protocol 'Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken)'
-            cand --fault 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption'
+            cand --fault 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption, stall (stops answering for 2 s, 1 s after the first request)'
             cand --fault-delay 'How long the `slow` fault waits before answering (beyond the 5 s budget by default)'
             cand --window 'Replay window for V2 timestamps: 60s, 5m; a bare number is seconds (1s to 24h)'
             cand --state 'SQLite file for instances, license codes and Kit records (in memory when absent)'

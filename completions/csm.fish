@@ -192,7 +192,8 @@ slow\t''
 not-idempotent\t''
 accept-bad-signatures\t''
 drop-fields\t''
-wrong-encryption\t''"
+wrong-encryption\t''
+stall\t''"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l debug-page -d 'Use the debugging page\'s 20 s budget instead of the production 5 s (decision 8)'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l kit-path-full -d 'Append Kit paths to the full address instead of its origin (decision 7)'
@@ -264,14 +265,15 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l license-key-file -d 'File holding the License delivery key (also CSM_LICENSE_KEY)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l protocol -d 'Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken)' -r -f -a "v1\t''
 v2\t''"
-complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault -d 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption' -r -f -a "bad-body-sign\t''
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault -d 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption, stall (stops answering for 2 s, 1 s after the first request)' -r -f -a "bad-body-sign\t''
 body-sign-case\t''
 wrong-code\t''
 slow\t''
 not-idempotent\t''
 accept-bad-signatures\t''
 drop-fields\t''
-wrong-encryption\t''"
+wrong-encryption\t''
+stall\t''"
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault-delay -d 'How long the `slow` fault waits before answering (beyond the 5 s budget by default)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l window -d 'Replay window for V2 timestamps: 60s, 5m; a bare number is seconds (1s to 24h)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l state -d 'SQLite file for instances, license codes and Kit records (in memory when absent)' -r -F

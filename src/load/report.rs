@@ -78,6 +78,7 @@ impl Report {
     pub fn json(&self, exit: u8) -> Value {
         let s = &self.stats;
         json!({
+            "schema": "csm.load/1",
             "endpoint": self.endpoint,
             "protocol": self.protocol,
             "activities": self.mix,
@@ -100,7 +101,7 @@ impl Report {
             })).collect::<Vec<_>>(),
             "interrupted": self.interrupted,
             "error": self.error,
-            "exit": exit,
+            "exit_code": exit,
         })
     }
 
