@@ -280,12 +280,7 @@ fn a_slow_endpoint_fails_a_latency_threshold() {
     assert_eq!(r["requests"], 80);
     assert!(num(&r["latency_ms"]["p99"]) >= 700.0, "{r:#}");
     assert_eq!(r["thresholds"][0]["pass"], false);
-    assert!(
-        r["by_activity"]["updateInstanceStatus"]
-            .as_u64()
-            .unwrap()
-            > 0
-    );
+    assert!(r["by_activity"]["updateInstanceStatus"].as_u64().unwrap() > 0);
 }
 
 #[test]
