@@ -35,6 +35,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('crypto', 'crypto', [CompletionResultType]::ParameterValue, 'V1 credential encryption: derive the AES key, encrypt, decrypt')
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send one signed callback to an endpoint and judge the reply')
             [CompletionResult]::new('test-endpoint', 'test-endpoint', [CompletionResultType]::ParameterValue, 'Play the marketplace against an endpoint: lifecycle, idempotency, negative, dial, readiness')
+            [CompletionResult]::new('load', 'load', [CompletionResultType]::ParameterValue, 'Signed callbacks at a fixed arrival rate: honest latency percentiles, a CI gate')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a reference merchant endpoint or a stand-in marketplace on this machine')
             [CompletionResult]::new('license', 'license', [CompletionResultType]::ParameterValue, 'License codes: keys, generation, inspection, validation, activation')
             [CompletionResult]::new('usage', 'usage', [CompletionResultType]::ParameterValue, 'Usage records (话单): validate, upload, replay, status, export')
@@ -250,6 +251,37 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'csm;load' {
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'The address under load, e.g. https://isv.example.com/produce')
+            [CompletionResult]::new('--protocol', '--protocol', [CompletionResultType]::ParameterName, 'Protocol of the basic interfaces (default: the profile''s, else v2)')
+            [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it')
+            [CompletionResult]::new('--kit-key-file', '--kit-key-file', [CompletionResultType]::ParameterName, 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)')
+            [CompletionResult]::new('--license-key-file', '--license-key-file', [CompletionResultType]::ParameterName, 'File holding the License delivery key (also CSM_LICENSE_KEY)')
+            [CompletionResult]::new('--rate', '--rate', [CompletionResultType]::ParameterName, 'Requests per second, started on schedule whether or not earlier ones answered (open loop); `max` keeps every connection busy instead (closed loop, to find the ceiling)')
+            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'How long to send, e.g. 30s or 10m (1 ms to 24 h)')
+            [CompletionResult]::new('--requests', '--requests', [CompletionResultType]::ParameterName, 'How many requests to send (1 to 100,000,000); with --duration, whichever ends first')
+            [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'Requests in flight at most (connections kept open to the endpoint)')
+            [CompletionResult]::new('--ramp', '--ramp', [CompletionResultType]::ParameterName, 'Rise linearly from 0 to --rate over this time first (counted in --duration)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Time budget per request, e.g. 5s or 1500ms (the marketplace waits 5 s); also how long a request may wait for a free connection')
+            [CompletionResult]::new('--activity', '--activity', [CompletionResultType]::ParameterName, 'What to send: NAME[:WEIGHT],… from the catalog (default: the dial-test mix of the keys given). Calls on an instance use ids the endpoint created')
+            [CompletionResult]::new('--threshold', '--threshold', [CompletionResultType]::ParameterName, 'Pass/fail gate (repeatable): p50|p90|p99|p999|max<DURATION, errors<PERCENT, rate>=FRACTION')
+            [CompletionResult]::new('--hdr-out', '--hdr-out', [CompletionResultType]::ParameterName, 'Write the latency histogram (HdrHistogram percentile distribution, ms) to FILE')
+            [CompletionResult]::new('--license-inner', '--license-inner', [CompletionResultType]::ParameterName, 'Inner step of the License 2.0 signature (decision 5)')
+            [CompletionResult]::new('--ca-file', '--ca-file', [CompletionResultType]::ParameterName, 'Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('--kit-path-full', '--kit-path-full', [CompletionResultType]::ParameterName, 'Append Kit paths to the full address instead of its origin (decision 7)')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask before loading a non-loopback address')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask before loading a non-loopback address')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'csm;serve' {
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
@@ -271,7 +303,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--kit-key-file', '--kit-key-file', [CompletionResultType]::ParameterName, 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)')
             [CompletionResult]::new('--license-key-file', '--license-key-file', [CompletionResultType]::ParameterName, 'File holding the License delivery key (also CSM_LICENSE_KEY)')
             [CompletionResult]::new('--protocol', '--protocol', [CompletionResultType]::ParameterName, 'Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken)')
-            [CompletionResult]::new('--fault', '--fault', [CompletionResultType]::ParameterName, 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption')
+            [CompletionResult]::new('--fault', '--fault', [CompletionResultType]::ParameterName, 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption, stall (stops answering for 2 s, 1 s after the first request)')
             [CompletionResult]::new('--fault-delay', '--fault-delay', [CompletionResultType]::ParameterName, 'How long the `slow` fault waits before answering (beyond the 5 s budget by default)')
             [CompletionResult]::new('--window', '--window', [CompletionResultType]::ParameterName, 'Replay window for V2 timestamps: 60s, 5m; a bare number is seconds (1s to 24h)')
             [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'SQLite file for instances, license codes and Kit records (in memory when absent)')
@@ -743,6 +775,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('crypto', 'crypto', [CompletionResultType]::ParameterValue, 'V1 credential encryption: derive the AES key, encrypt, decrypt')
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send one signed callback to an endpoint and judge the reply')
             [CompletionResult]::new('test-endpoint', 'test-endpoint', [CompletionResultType]::ParameterValue, 'Play the marketplace against an endpoint: lifecycle, idempotency, negative, dial, readiness')
+            [CompletionResult]::new('load', 'load', [CompletionResultType]::ParameterValue, 'Signed callbacks at a fixed arrival rate: honest latency percentiles, a CI gate')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run a reference merchant endpoint or a stand-in marketplace on this machine')
             [CompletionResult]::new('license', 'license', [CompletionResultType]::ParameterValue, 'License codes: keys, generation, inspection, validation, activation')
             [CompletionResult]::new('usage', 'usage', [CompletionResultType]::ParameterValue, 'Usage records (话单): validate, upload, replay, status, export')
@@ -778,6 +811,9 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;help;test-endpoint' {
+            break
+        }
+        'csm;help;load' {
             break
         }
         'csm;help;serve' {

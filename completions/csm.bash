@@ -31,6 +31,9 @@ _csm() {
             csm,license)
                 cmd="csm__subcmd__license"
                 ;;
+            csm,load)
+                cmd="csm__subcmd__load"
+                ;;
             csm,man)
                 cmd="csm__subcmd__man"
                 ;;
@@ -93,6 +96,9 @@ _csm() {
                 ;;
             csm__subcmd__help,license)
                 cmd="csm__subcmd__help__subcmd__license"
+                ;;
+            csm__subcmd__help,load)
+                cmd="csm__subcmd__help__subcmd__load"
                 ;;
             csm__subcmd__help,man)
                 cmd="csm__subcmd__help__subcmd__man"
@@ -293,7 +299,7 @@ _csm() {
 
     case "${cmd}" in
         csm)
-            opts="-q -h -V --json --quiet --profile --no-input --help --version sign verify crypto send test-endpoint serve license usage init profile completions man help"
+            opts="-q -h -V --json --quiet --profile --no-input --help --version sign verify crypto send test-endpoint load serve license usage init profile completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -499,7 +505,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__help)
-            opts="sign verify crypto send test-endpoint serve license usage init profile completions man help"
+            opts="sign verify crypto send test-endpoint load serve license usage init profile completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -697,6 +703,20 @@ _csm() {
         csm__subcmd__help__subcmd__license__subcmd__validate)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__help__subcmd__load)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1358,6 +1378,88 @@ _csm() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        csm__subcmd__load)
+            opts="-y -q -h -V --endpoint --protocol --key-file --kit-key-file --license-key-file --rate --duration --requests --connections --ramp --timeout --activity --threshold --hdr-out --kit-path-full --license-inner --ca-file --yes --json --quiet --profile --no-input --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --protocol)
+                    COMPREPLY=($(compgen -W "v1 v2" -- "${cur}"))
+                    return 0
+                    ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kit-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --license-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --requests)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ramp)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --activity)
+                    COMPREPLY=($(compgen -W "allOrgSync applicationSync authSync changeInstanceCheck expireInstance instanceStatus newInstance orderNotify queryInstance refreshInstance refreshLicenseCode releaseInstance releaseLicenseCode singleOrgSync tenantSync updateInstanceStatus updateLicenseCodeStatus upgrade upgradeInstance" -- "${cur}"))
+                    return 0
+                    ;;
+                --threshold)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hdr-out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --license-inner)
+                    COMPREPLY=($(compgen -W "keyed-hmac plain-sha256" -- "${cur}"))
+                    return 0
+                    ;;
+                --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         csm__subcmd__man)
             opts="-q -h -V --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1732,7 +1834,7 @@ _csm() {
                     return 0
                     ;;
                 --fault)
-                    COMPREPLY=($(compgen -W "bad-body-sign body-sign-case wrong-code slow not-idempotent accept-bad-signatures drop-fields wrong-encryption" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "bad-body-sign body-sign-case wrong-code slow not-idempotent accept-bad-signatures drop-fields wrong-encryption stall" -- "${cur}"))
                     return 0
                     ;;
                 --fault-delay)
@@ -1912,7 +2014,7 @@ _csm() {
                     return 0
                     ;;
                 --fault)
-                    COMPREPLY=($(compgen -W "bad-body-sign body-sign-case wrong-code slow not-idempotent accept-bad-signatures drop-fields wrong-encryption" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "bad-body-sign body-sign-case wrong-code slow not-idempotent accept-bad-signatures drop-fields wrong-encryption stall" -- "${cur}"))
                     return 0
                     ;;
                 --profile)

@@ -32,6 +32,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand crypto 'V1 credential encryption: derive the AES key, encrypt, decrypt'
             cand send 'Send one signed callback to an endpoint and judge the reply'
             cand test-endpoint 'Play the marketplace against an endpoint: lifecycle, idempotency, negative, dial, readiness'
+            cand load 'Signed callbacks at a fixed arrival rate: honest latency percentiles, a CI gate'
             cand serve 'Run a reference merchant endpoint or a stand-in marketplace on this machine'
             cand license 'License codes: keys, generation, inspection, validation, activation'
             cand usage 'Usage records (话单): validate, upload, replay, status, export'
@@ -233,6 +234,36 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'csm;load'= {
+            cand --endpoint 'The address under load, e.g. https://isv.example.com/produce'
+            cand --protocol 'Protocol of the basic interfaces (default: the profile''s, else v2)'
+            cand --key-file 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it'
+            cand --kit-key-file 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)'
+            cand --license-key-file 'File holding the License delivery key (also CSM_LICENSE_KEY)'
+            cand --rate 'Requests per second, started on schedule whether or not earlier ones answered (open loop); `max` keeps every connection busy instead (closed loop, to find the ceiling)'
+            cand --duration 'How long to send, e.g. 30s or 10m (1 ms to 24 h)'
+            cand --requests 'How many requests to send (1 to 100,000,000); with --duration, whichever ends first'
+            cand --connections 'Requests in flight at most (connections kept open to the endpoint)'
+            cand --ramp 'Rise linearly from 0 to --rate over this time first (counted in --duration)'
+            cand --timeout 'Time budget per request, e.g. 5s or 1500ms (the marketplace waits 5 s); also how long a request may wait for a free connection'
+            cand --activity 'What to send: NAME[:WEIGHT],… from the catalog (default: the dial-test mix of the keys given). Calls on an instance use ids the endpoint created'
+            cand --threshold 'Pass/fail gate (repeatable): p50|p90|p99|p999|max<DURATION, errors<PERCENT, rate>=FRACTION'
+            cand --hdr-out 'Write the latency histogram (HdrHistogram percentile distribution, ms) to FILE'
+            cand --license-inner 'Inner step of the License 2.0 signature (decision 5)'
+            cand --ca-file 'Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --kit-path-full 'Append Kit paths to the full address instead of its origin (decision 7)'
+            cand -y 'Do not ask before loading a non-loopback address'
+            cand --yes 'Do not ask before loading a non-loopback address'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'csm;serve'= {
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
             cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
@@ -253,7 +284,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --kit-key-file 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)'
             cand --license-key-file 'File holding the License delivery key (also CSM_LICENSE_KEY)'
             cand --protocol 'Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken)'
-            cand --fault 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption'
+            cand --fault 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption, stall (stops answering for 2 s, 1 s after the first request)'
             cand --fault-delay 'How long the `slow` fault waits before answering (beyond the 5 s budget by default)'
             cand --window 'Replay window for V2 timestamps: 60s, 5m; a bare number is seconds (1s to 24h)'
             cand --state 'SQLite file for instances, license codes and Kit records (in memory when absent)'
@@ -681,6 +712,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand crypto 'V1 credential encryption: derive the AES key, encrypt, decrypt'
             cand send 'Send one signed callback to an endpoint and judge the reply'
             cand test-endpoint 'Play the marketplace against an endpoint: lifecycle, idempotency, negative, dial, readiness'
+            cand load 'Signed callbacks at a fixed arrival rate: honest latency percentiles, a CI gate'
             cand serve 'Run a reference merchant endpoint or a stand-in marketplace on this machine'
             cand license 'License codes: keys, generation, inspection, validation, activation'
             cand usage 'Usage records (话单): validate, upload, replay, status, export'
@@ -708,6 +740,8 @@ set edit:completion:arg-completer[csm] = {|@words|
         &'csm;help;send'= {
         }
         &'csm;help;test-endpoint'= {
+        }
+        &'csm;help;load'= {
         }
         &'csm;help;serve'= {
             cand merchant 'A reference merchant endpoint: verifies every callback and answers as KooGallery documents it'

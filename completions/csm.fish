@@ -35,6 +35,7 @@ complete -c csm -n "__fish_csm_needs_command" -f -a "verify" -d 'Check a signatu
 complete -c csm -n "__fish_csm_needs_command" -f -a "crypto" -d 'V1 credential encryption: derive the AES key, encrypt, decrypt'
 complete -c csm -n "__fish_csm_needs_command" -f -a "send" -d 'Send one signed callback to an endpoint and judge the reply'
 complete -c csm -n "__fish_csm_needs_command" -f -a "test-endpoint" -d 'Play the marketplace against an endpoint: lifecycle, idempotency, negative, dial, readiness'
+complete -c csm -n "__fish_csm_needs_command" -f -a "load" -d 'Signed callbacks at a fixed arrival rate: honest latency percentiles, a CI gate'
 complete -c csm -n "__fish_csm_needs_command" -f -a "serve" -d 'Run a reference merchant endpoint or a stand-in marketplace on this machine'
 complete -c csm -n "__fish_csm_needs_command" -f -a "license" -d 'License codes: keys, generation, inspection, validation, activation'
 complete -c csm -n "__fish_csm_needs_command" -f -a "usage" -d 'Usage records (话单): validate, upload, replay, status, export'
@@ -190,7 +191,8 @@ slow\t''
 not-idempotent\t''
 accept-bad-signatures\t''
 drop-fields\t''
-wrong-encryption\t''"
+wrong-encryption\t''
+stall\t''"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l debug-page -d 'Use the debugging page\'s 20 s budget instead of the production 5 s (decision 8)'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l kit-path-full -d 'Append Kit paths to the full address instead of its origin (decision 7)'
@@ -203,6 +205,50 @@ complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s q -l quiet -d 
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand load" -l endpoint -d 'The address under load, e.g. https://isv.example.com/produce' -r
+complete -c csm -n "__fish_csm_using_subcommand load" -l protocol -d 'Protocol of the basic interfaces (default: the profile\'s, else v2)' -r -f -a "v1\t''
+v2\t''"
+complete -c csm -n "__fish_csm_using_subcommand load" -l key-file -d 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it' -r -F
+complete -c csm -n "__fish_csm_using_subcommand load" -l kit-key-file -d 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand load" -l license-key-file -d 'File holding the License delivery key (also CSM_LICENSE_KEY)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand load" -l rate -d 'Requests per second, started on schedule whether or not earlier ones answered (open loop); `max` keeps every connection busy instead (closed loop, to find the ceiling)' -r
+complete -c csm -n "__fish_csm_using_subcommand load" -l duration -d 'How long to send, e.g. 30s or 10m (1 ms to 24 h)' -r
+complete -c csm -n "__fish_csm_using_subcommand load" -l requests -d 'How many requests to send (1 to 100,000,000); with --duration, whichever ends first' -r
+complete -c csm -n "__fish_csm_using_subcommand load" -l connections -d 'Requests in flight at most (connections kept open to the endpoint)' -r
+complete -c csm -n "__fish_csm_using_subcommand load" -l ramp -d 'Rise linearly from 0 to --rate over this time first (counted in --duration)' -r
+complete -c csm -n "__fish_csm_using_subcommand load" -l timeout -d 'Time budget per request, e.g. 5s or 1500ms (the marketplace waits 5 s); also how long a request may wait for a free connection' -r
+complete -c csm -n "__fish_csm_using_subcommand load" -l activity -d 'What to send: NAME[:WEIGHT],… from the catalog (default: the dial-test mix of the keys given). Calls on an instance use ids the endpoint created' -r -f -a "allOrgSync\t''
+applicationSync\t''
+authSync\t''
+changeInstanceCheck\t''
+expireInstance\t''
+instanceStatus\t''
+newInstance\t''
+orderNotify\t''
+queryInstance\t''
+refreshInstance\t''
+refreshLicenseCode\t''
+releaseInstance\t''
+releaseLicenseCode\t''
+singleOrgSync\t''
+tenantSync\t''
+updateInstanceStatus\t''
+updateLicenseCodeStatus\t''
+upgrade\t''
+upgradeInstance\t''"
+complete -c csm -n "__fish_csm_using_subcommand load" -l threshold -d 'Pass/fail gate (repeatable): p50|p90|p99|p999|max<DURATION, errors<PERCENT, rate>=FRACTION' -r
+complete -c csm -n "__fish_csm_using_subcommand load" -l hdr-out -d 'Write the latency histogram (HdrHistogram percentile distribution, ms) to FILE' -r -F
+complete -c csm -n "__fish_csm_using_subcommand load" -l license-inner -d 'Inner step of the License 2.0 signature (decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
+plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
+complete -c csm -n "__fish_csm_using_subcommand load" -l ca-file -d 'Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA' -r -F
+complete -c csm -n "__fish_csm_using_subcommand load" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
+complete -c csm -n "__fish_csm_using_subcommand load" -l kit-path-full -d 'Append Kit paths to the full address instead of its origin (decision 7)'
+complete -c csm -n "__fish_csm_using_subcommand load" -s y -l yes -d 'Do not ask before loading a non-loopback address'
+complete -c csm -n "__fish_csm_using_subcommand load" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand load" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand load" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand load" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c csm -n "__fish_csm_using_subcommand load" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand serve; and not __fish_seen_subcommand_from merchant marketplace help" -s q -l quiet -d 'Print nothing on stdout but the result itself'
@@ -218,14 +264,15 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l license-key-file -d 'File holding the License delivery key (also CSM_LICENSE_KEY)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l protocol -d 'Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken)' -r -f -a "v1\t''
 v2\t''"
-complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault -d 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption' -r -f -a "bad-body-sign\t''
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault -d 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption, stall (stops answering for 2 s, 1 s after the first request)' -r -f -a "bad-body-sign\t''
 body-sign-case\t''
 wrong-code\t''
 slow\t''
 not-idempotent\t''
 accept-bad-signatures\t''
 drop-fields\t''
-wrong-encryption\t''"
+wrong-encryption\t''
+stall\t''"
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault-delay -d 'How long the `slow` fault waits before answering (beyond the 5 s budget by default)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l window -d 'Replay window for V2 timestamps: 60s, 5m; a bare number is seconds (1s to 24h)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l state -d 'SQLite file for instances, license codes and Kit records (in memory when absent)' -r -F
@@ -510,19 +557,20 @@ complete -c csm -n "__fish_csm_using_subcommand man" -s q -l quiet -d 'Print not
 complete -c csm -n "__fish_csm_using_subcommand man" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand man" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand man" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init profile completions man help" -f -a "sign" -d 'Compute a signature offline (every KooGallery scheme)'
-complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init profile completions man help" -f -a "verify" -d 'Check a signature; on a mismatch, show what was signed and find the usual mistake'
-complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init profile completions man help" -f -a "crypto" -d 'V1 credential encryption: derive the AES key, encrypt, decrypt'
-complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init profile completions man help" -f -a "send" -d 'Send one signed callback to an endpoint and judge the reply'
-complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init profile completions man help" -f -a "test-endpoint" -d 'Play the marketplace against an endpoint: lifecycle, idempotency, negative, dial, readiness'
-complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init profile completions man help" -f -a "serve" -d 'Run a reference merchant endpoint or a stand-in marketplace on this machine'
-complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init profile completions man help" -f -a "license" -d 'License codes: keys, generation, inspection, validation, activation'
-complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init profile completions man help" -f -a "usage" -d 'Usage records (话单): validate, upload, replay, status, export'
-complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init profile completions man help" -f -a "init" -d 'Interactive setup of a profile (endpoint, protocol, key locations)'
-complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init profile completions man help" -f -a "profile" -d 'The profiles `csm init` wrote: list them, show one (key file paths, never keys)'
-complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init profile completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init profile completions man help" -f -a "man" -d 'Write the manual pages into a directory'
-complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint serve license usage init profile completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "sign" -d 'Compute a signature offline (every KooGallery scheme)'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "verify" -d 'Check a signature; on a mismatch, show what was signed and find the usual mistake'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "crypto" -d 'V1 credential encryption: derive the AES key, encrypt, decrypt'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "send" -d 'Send one signed callback to an endpoint and judge the reply'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "test-endpoint" -d 'Play the marketplace against an endpoint: lifecycle, idempotency, negative, dial, readiness'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "load" -d 'Signed callbacks at a fixed arrival rate: honest latency percentiles, a CI gate'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "serve" -d 'Run a reference merchant endpoint or a stand-in marketplace on this machine'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "license" -d 'License codes: keys, generation, inspection, validation, activation'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "usage" -d 'Usage records (话单): validate, upload, replay, status, export'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "init" -d 'Interactive setup of a profile (endpoint, protocol, key locations)'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "profile" -d 'The profiles `csm init` wrote: list them, show one (key file paths, never keys)'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "man" -d 'Write the manual pages into a directory'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from crypto" -f -a "derive-key" -d 'Print the AES key derived from the access key (hex)'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from crypto" -f -a "encrypt" -d 'Encrypt VALUE: prints the 16-character IV followed by Base64'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from crypto" -f -a "decrypt" -d 'Decrypt VALUE (IV prefix + Base64): prints the plaintext'

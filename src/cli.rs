@@ -48,6 +48,8 @@ pub enum Command {
     Send(commands::send::SendArgs),
     /// Play the marketplace against an endpoint: lifecycle, idempotency, negative, dial, readiness.
     TestEndpoint(commands::test_endpoint::TestEndpointArgs),
+    /// Signed callbacks at a fixed arrival rate: honest latency percentiles, a CI gate.
+    Load(commands::load::LoadArgs),
     /// Run a reference merchant endpoint or a stand-in marketplace on this machine.
     Serve(commands::serve::ServeArgs),
     /// License codes: keys, generation, inspection, validation, activation.

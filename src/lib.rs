@@ -14,6 +14,7 @@ pub mod error;
 pub mod files;
 pub mod interrupt;
 pub mod license;
+pub mod load;
 pub mod marketplace;
 pub mod merchant;
 pub mod net;
@@ -48,6 +49,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Crypto(a) => commands::crypto::run(g, a),
         Command::Send(a) => commands::send::run(g, a),
         Command::TestEndpoint(a) => commands::test_endpoint::run(g, a),
+        Command::Load(a) => commands::load::run(g, a),
         Command::Serve(a) => commands::serve::run(g, a),
         Command::License(a) => commands::license::run(g, a),
         Command::Usage(a) => commands::usage::run(g, a),

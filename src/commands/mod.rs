@@ -5,6 +5,7 @@ pub mod completions;
 pub mod crypto;
 pub mod init;
 pub mod license;
+pub mod load;
 pub mod man;
 pub mod profile;
 pub mod send;

@@ -29,7 +29,7 @@ pub struct MerchantArgs {
     pub protocol: Protocol,
     /// Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower
     /// case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields,
-    /// wrong-encryption.
+    /// wrong-encryption, stall (stops answering for 2 s, 1 s after the first request).
     #[arg(long, value_name = "NAME",
           value_parser = super::callback_args::Offered(super::callback_args::merchant_fault_names))]
     pub fault: Vec<String>,

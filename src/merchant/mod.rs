@@ -49,10 +49,17 @@ pub enum Fault {
     DropFields,
     /// V1 credentials encrypted with AES-128 while declaring encryptType "1" (family credentials).
     WrongEncryption,
+    /// Stops answering once, for 2 s starting 1 s after the first request: every reply due
+    /// then is held to the stall's end (for load tests: coordinated omission).
+    Stall,
 }
 
+/// The `stall` fault: when it starts after the first request, and how long it lasts.
+pub const STALL_AFTER: Duration = Duration::from_secs(1);
+pub const STALL_FOR: Duration = Duration::from_secs(2);
+
 impl Fault {
-    pub const ALL: [(&'static str, Fault); 8] = [
+    pub const ALL: [(&'static str, Fault); 9] = [
         ("bad-body-sign", Fault::BadBodySign),
         ("body-sign-case", Fault::BodySignCase),
         ("wrong-code", Fault::WrongCode),
@@ -61,6 +68,7 @@ impl Fault {
         ("accept-bad-signatures", Fault::AcceptBadSignatures),
         ("drop-fields", Fault::DropFields),
         ("wrong-encryption", Fault::WrongEncryption),
+        ("stall", Fault::Stall),
     ];
 
     pub fn parse(name: &str) -> Result<Fault> {
@@ -96,6 +104,8 @@ pub struct Merchant {
     store: Mutex<Store>,
     nonces: Mutex<HashMap<String, i64>>,
     record: Option<Mutex<std::fs::File>>,
+    /// When the first request came (the `stall` fault counts from it).
+    first: std::sync::OnceLock<std::time::Instant>,
 }
 
 type Reply = (&'static str, String, Map<String, Value>);
@@ -165,7 +175,19 @@ impl Merchant {
             store: Mutex::new(store),
             nonces: Mutex::new(HashMap::new()),
             record,
+            first: std::sync::OnceLock::new(),
         })
+    }
+
+    /// With the `stall` fault: how long a reply due now is held.
+    fn stall(&self) -> Option<Duration> {
+        if !self.has(Fault::Stall) {
+            return None;
+        }
+        let now = std::time::Instant::now();
+        let start = *self.first.get_or_init(|| now) + STALL_AFTER;
+        let end = start + STALL_FOR;
+        (now >= start && now < end).then(|| end - now)
     }
 
     fn has(&self, f: Fault) -> bool {
@@ -803,6 +825,9 @@ impl Handler for Merchant {
         }
         if slow && self.has(Fault::Slow) {
             resp.delay = Some(self.cfg.fault_delay);
+        }
+        if let Some(d) = self.stall() {
+            resp.delay = Some(resp.delay.unwrap_or_default().max(d));
         }
         resp
     }

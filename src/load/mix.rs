@@ -1,0 +1,219 @@
+//! What `csm load` sends: `--activity NAME[:WEIGHT],…` or the dial-test mix, picked by smooth
+//! weighted round robin so that the counts follow the weights exactly (pure).
+
+use crate::catalog::{self, Callback, Protocol};
+use crate::endpoint::request::Keys;
+
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub callback: &'static Callback,
+    pub scene: Option<&'static str>,
+    pub weight: u32,
+}
+
+impl Item {
+    pub fn title(&self) -> String {
+        self.callback.title(self.scene)
+    }
+
+    /// The call works on an instance the endpoint already knows (not newInstance).
+    pub fn needs_instance(&self) -> bool {
+        use crate::catalog::Family;
+        matches!(self.callback.family, Family::V1Basic | Family::V2Basic)
+            && self.callback.name != "newInstance"
+            && self.callback.field("instanceId").is_some()
+    }
+
+    pub fn releases(&self) -> bool {
+        self.callback.name == "releaseInstance"
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Mix {
+    pub items: Vec<Item>,
+    current: Vec<i64>,
+}
+
+const MAX_WEIGHT: u32 = 1000;
+
+fn item(name: &str, scene: Option<&'static str>, p: Protocol) -> Option<Item> {
+    catalog::find(name, p).map(|callback| Item {
+        callback,
+        scene,
+        weight: 1,
+    })
+}
+
+impl Mix {
+    pub fn new(items: Vec<Item>) -> Mix {
+        let current = vec![0; items.len()];
+        Mix { items, current }
+    }
+
+    /// The dial test's cases, one each (see `endpoint::suites::dial`): the basic lifecycle,
+    /// tenantSync with a Kit key, the License callbacks with a License key.
+    pub fn dial(p: Protocol, keys: &Keys) -> Mix {
+        let mut cases: Vec<(&str, Option<&'static str>)> = Vec::new();
+        if keys.basic.is_some() {
+            cases.extend(match p {
+                Protocol::V1 => vec![
+                    ("newInstance", None),
+                    ("refreshInstance", None),
+                    ("expireInstance", None),
+                    ("releaseInstance", None),
+                ],
+                Protocol::V2 => vec![
+                    ("newInstance", None),
+                    ("queryInstance", None),
+                    ("refreshInstance", Some("RENEWAL")),
+                    ("updateInstanceStatus", Some("FREEZE")),
+                    ("updateInstanceStatus", Some("UNFREEZE")),
+                    ("releaseInstance", None),
+                ],
+            });
+        }
+        if keys.kit.is_some() {
+            cases.push(("tenantSync", None));
+        }
+        if keys.license.is_some() {
+            cases.push(("refreshLicenseCode", Some("RENEWAL")));
+            cases.push(("releaseLicenseCode", None));
+        }
+        Mix::new(
+            cases
+                .into_iter()
+                .filter_map(|(n, s)| item(n, s, p))
+                .collect(),
+        )
+    }
+
+    /// `--activity` values: `NAME` or `NAME:WEIGHT` (1 to 1000), each signed by a key given.
+    pub fn parse(specs: &[String], p: Protocol, keys: &Keys) -> Result<Mix, String> {
+        let mut items = Vec::new();
+        for spec in specs.iter().flat_map(|s| s.split(',')) {
+            let spec = spec.trim();
+            if spec.is_empty() {
+                continue;
+            }
+            let (name, weight) = match spec.split_once(':') {
+                Some((n, w)) => {
+                    let w: u32 = w
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|w| (1..=MAX_WEIGHT).contains(w))
+                        .ok_or_else(|| {
+                            format!("--activity {spec:?}: the weight must be a whole number from 1 to {MAX_WEIGHT}")
+                        })?;
+                    (n.trim(), w)
+                }
+                None => (spec, 1),
+            };
+            let mut it = item(name, None, p).ok_or_else(|| {
+                format!(
+                    "--activity {name:?}: not a {} callback (one of: {})",
+                    p.name(),
+                    catalog::names(p).join(", ")
+                )
+            })?;
+            if keys.for_family(it.callback.family).is_none() {
+                let flag = match it.callback.family.key_role() {
+                    crate::catalog::KeyRole::Kit => "--kit-key-file",
+                    crate::catalog::KeyRole::License => "--license-key-file",
+                    _ => "--key-file",
+                };
+                return Err(format!(
+                    "--activity {name}: a {} callback; pass {flag}",
+                    it.callback.family.label()
+                ));
+            }
+            it.weight = weight;
+            items.push(it);
+        }
+        if items.is_empty() {
+            return Err("--activity: no activity given".into());
+        }
+        Ok(Mix::new(items))
+    }
+
+    /// The next item: each item `weight` times per round, spread evenly.
+    pub fn pick(&mut self) -> &Item {
+        let total: i64 = self.items.iter().map(|i| i64::from(i.weight)).sum();
+        let mut best = 0;
+        for (k, it) in self.items.iter().enumerate() {
+            self.current[k] += i64::from(it.weight);
+            if self.current[k] > self.current[best] {
+                best = k;
+            }
+        }
+        self.current[best] -= total;
+        &self.items[best]
+    }
+
+    pub fn describe(&self) -> String {
+        self.items
+            .iter()
+            .map(|i| {
+                if i.weight == 1 {
+                    i.title()
+                } else {
+                    format!("{}:{}", i.title(), i.weight)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn keys(kit: bool) -> Keys {
+        Keys {
+            basic: Some(Secret::new("k")),
+            kit: kit.then(|| Secret::new("k")),
+            license: None,
+        }
+    }
+
+    #[test]
+    fn weights_give_exact_counts() {
+        let mut m = Mix::parse(
+            &["newInstance:3,queryInstance".into()],
+            Protocol::V2,
+            &keys(false),
+        )
+        .unwrap();
+        let mut new = 0;
+        for _ in 0..400 {
+            if m.pick().callback.name == "newInstance" {
+                new += 1;
+            }
+        }
+        assert_eq!(new, 300);
+    }
+
+    #[test]
+    fn dial_mix_follows_the_keys() {
+        assert_eq!(Mix::dial(Protocol::V2, &keys(false)).items.len(), 6);
+        assert_eq!(Mix::dial(Protocol::V2, &keys(true)).items.len(), 7);
+        assert_eq!(Mix::dial(Protocol::V1, &keys(false)).items.len(), 4);
+    }
+
+    #[test]
+    fn bad_specs_name_the_flag_and_value() {
+        let k = keys(false);
+        let e = Mix::parse(&["newInstanse".into()], Protocol::V2, &k).unwrap_err();
+        assert!(
+            e.starts_with("--activity \"newInstanse\": not a v2 callback"),
+            "{e}"
+        );
+        let e = Mix::parse(&["newInstance:0".into()], Protocol::V2, &k).unwrap_err();
+        assert!(e.contains("from 1 to 1000"), "{e}");
+        let e = Mix::parse(&["tenantSync".into()], Protocol::V2, &k).unwrap_err();
+        assert!(e.contains("--kit-key-file"), "{e}");
+    }
+}

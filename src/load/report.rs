@@ -1,0 +1,173 @@
+//! The result of a load run: thresholds judged, the `--json` object (docs/load.schema.json)
+//! and the text summary (pure).
+
+use super::stats::{counts_json, ms_at, percentiles_json, Stats, PERCENTILES};
+use super::threshold::{Metric, Threshold};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub expr: String,
+    pub value: f64,
+    pub pass: bool,
+}
+
+#[derive(Debug)]
+pub struct Report {
+    pub endpoint: String,
+    pub protocol: &'static str,
+    pub mix: String,
+    pub connections: usize,
+    /// None for `--rate max`.
+    pub rate_target: Option<f64>,
+    pub started: u64,
+    pub elapsed: Duration,
+    pub sending: Duration,
+    pub stats: Stats,
+    pub thresholds: Vec<Verdict>,
+    pub interrupted: bool,
+    pub error: Option<String>,
+}
+
+impl Report {
+    /// Requests started per second over the sending period (ended per second for max).
+    pub fn rate_achieved(&self) -> f64 {
+        let secs = self.sending.as_secs_f64();
+        if secs <= 0.0 {
+            return 0.0;
+        }
+        let n = if self.rate_target.is_some() {
+            self.started
+        } else {
+            self.stats.requests
+        };
+        (n as f64 / secs * 100.0).round() / 100.0
+    }
+
+    /// The measured value a threshold compares (ms, or a fraction).
+    pub fn value_of(&self, t: &Threshold) -> f64 {
+        match t.metric {
+            Metric::Latency(p) => ms_at(&self.stats.latency, p),
+            Metric::Errors => self.stats.error_ratio(),
+            Metric::Rate => match self.rate_target {
+                Some(r) if r > 0.0 => self.rate_achieved() / r,
+                _ => 0.0,
+            },
+        }
+    }
+
+    pub fn judge(&mut self, thresholds: &[Threshold]) {
+        self.thresholds = thresholds
+            .iter()
+            .map(|t| {
+                let value = self.value_of(t);
+                Verdict {
+                    expr: t.expr.clone(),
+                    value: (value * 1e6).round() / 1e6,
+                    pass: t.passes(value),
+                }
+            })
+            .collect();
+    }
+
+    pub fn thresholds_pass(&self) -> bool {
+        self.thresholds.iter().all(|v| v.pass)
+    }
+
+    pub fn json(&self, exit: u8) -> Value {
+        let s = &self.stats;
+        json!({
+            "schema": "csm.load/1",
+            "endpoint": self.endpoint,
+            "protocol": self.protocol,
+            "activities": self.mix,
+            "connections": self.connections,
+            "requests": s.requests,
+            "started": self.started,
+            "duration_s": (self.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+            "rate_target": self.rate_target,
+            "rate_achieved": self.rate_achieved(),
+            "latency_ms": percentiles_json(&s.latency),
+            "service_ms": percentiles_json(&s.service),
+            "failed": s.failed,
+            "by_http_status": counts_json(&s.by_http_status),
+            "by_result_code": counts_json(&s.by_result_code),
+            "errors": counts_json(&s.errors),
+            "rejected": counts_json(&s.rejected),
+            "by_activity": counts_json(&s.by_activity),
+            "thresholds": self.thresholds.iter().map(|v| json!({
+                "expr": v.expr, "value": v.value, "pass": v.pass
+            })).collect::<Vec<_>>(),
+            "interrupted": self.interrupted,
+            "error": self.error,
+            "exit_code": exit,
+        })
+    }
+
+    pub fn text(&self) -> String {
+        let s = &self.stats;
+        let counts = |m: &std::collections::BTreeMap<String, u64>| -> String {
+            if m.is_empty() {
+                return "none".into();
+            }
+            m.iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let strs = |m: &std::collections::BTreeMap<&'static str, u64>| -> String {
+            counts(&m.iter().map(|(k, v)| (k.to_string(), *v)).collect())
+        };
+        let pct = |h| {
+            PERCENTILES
+                .iter()
+                .map(|(k, p)| format!("{k} {}", fmt_ms(ms_at(h, *p))))
+                .collect::<Vec<_>>()
+                .join("  ")
+        };
+        let target = match self.rate_target {
+            Some(r) => format!("target {r}/s, "),
+            None => "closed loop, ".into(),
+        };
+        let mut out = format!(
+            "{} requests in {:.2} s to {} ({}; {}achieved {}/s; {} connections)\n",
+            s.requests,
+            self.elapsed.as_secs_f64(),
+            self.endpoint,
+            self.protocol,
+            target,
+            self.rate_achieved(),
+            self.connections,
+        );
+        out.push_str(&format!("  latency   {}\n", pct(&s.latency)));
+        out.push_str(&format!("  service   {}\n", pct(&s.service)));
+        out.push_str(&format!("  HTTP      {}\n", counts(&s.by_http_status)));
+        out.push_str(&format!("  result    {}\n", counts(&s.by_result_code)));
+        out.push_str(&format!("  errors    {}\n", strs(&s.errors)));
+        out.push_str(&format!("  rejected  {}\n", strs(&s.rejected)));
+        out.push_str(&format!(
+            "  failed    {} of {} ({:.2}%)\n",
+            s.failed,
+            s.requests,
+            s.error_ratio() * 100.0
+        ));
+        for v in &self.thresholds {
+            out.push_str(&format!(
+                "  threshold {:<16} {:>12}  {}\n",
+                v.expr,
+                v.value,
+                if v.pass { "pass" } else { "FAIL" }
+            ));
+        }
+        out
+    }
+}
+
+fn fmt_ms(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.2} s", ms / 1000.0)
+    } else {
+        format!("{ms:.1} ms")
+    }
+}
