@@ -85,6 +85,9 @@ impl Fault {
     }
 }
 
+/// The nonce cache is pruned of nonces past the replay window once it holds this many.
+const NONCE_PRUNE_AT: usize = 10_000;
+
 pub struct MerchantConfig {
     pub protocol: Protocol,
     pub keys: Keys,
@@ -215,8 +218,10 @@ impl Merchant {
         if seen.contains_key(nonce) {
             return Err(reply("000001", "nonce already used (replay)"));
         }
-        if seen.len() > 100_000 {
-            let horizon = now - 2 * self.cfg.window_ms;
+        // A nonce older than the window is refused by its timestamp anyway: forgetting it
+        // bounds the cache by the requests of one window.
+        if seen.len() >= NONCE_PRUNE_AT {
+            let horizon = now - self.cfg.window_ms;
             seen.retain(|_, t| *t >= horizon);
         }
         seen.insert(nonce.to_string(), ts);
@@ -354,7 +359,7 @@ impl Merchant {
         business_id: Option<&str>,
         test: bool,
     ) -> Result<String> {
-        let st = self.store();
+        let mut st = self.store();
         if !self.has(Fault::NotIdempotent) {
             if let Some(inst) = st.by_order(order_key)? {
                 // Saved debug cases are replayed by the dial test: a released test instance

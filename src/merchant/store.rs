@@ -7,7 +7,14 @@ use std::path::Path;
 
 pub struct Store {
     conn: Connection,
+    /// In memory (no `--state`): at most this many instances, the least recently changed
+    /// forgotten first, so a long load run does not grow without limit.
+    cap: Option<u64>,
+    inserted: u64,
 }
+
+/// Instances an in-memory store keeps (see [`Store::cap`]).
+pub const MEMORY_INSTANCES: u64 = 100_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
@@ -54,7 +61,17 @@ impl Store {
                  PRIMARY KEY (kind, id));",
         )
         .map_err(named)?;
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            cap: path.is_none().then_some(MEMORY_INSTANCES),
+            inserted: 0,
+        })
+    }
+
+    /// The same with another cap (tests).
+    pub fn with_cap(mut self, cap: u64) -> Store {
+        self.cap = Some(cap);
+        self
     }
 
     fn now() -> i64 {
@@ -94,13 +111,32 @@ impl Store {
             .optional()?)
     }
 
-    pub fn insert_instance(&self, id: &str, order_key: &str) -> Result<()> {
+    pub fn insert_instance(&mut self, id: &str, order_key: &str) -> Result<()> {
         self.conn.execute(
             "INSERT OR REPLACE INTO merchant_instances (instance_id, order_key, status, updated_ms)
              VALUES (?1, ?2, 'ACTIVE', ?3)",
             params![id, order_key, Self::now()],
         )?;
+        self.inserted += 1;
+        if let Some(cap) = self.cap {
+            // Counted every so often, not on each insert: count(*) reads the whole table.
+            if self.inserted.is_multiple_of((cap / 10).max(1)) {
+                self.conn.execute(
+                    "DELETE FROM merchant_instances WHERE instance_id IN (
+                         SELECT instance_id FROM merchant_instances ORDER BY updated_ms DESC
+                         LIMIT -1 OFFSET ?1)",
+                    params![cap as i64],
+                )?;
+            }
+        }
         Ok(())
+    }
+
+    pub fn instance_count(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM merchant_instances", [], |r| r.get(0))?;
+        Ok(n as u64)
     }
 
     pub fn set_status(&self, id: &str, status: &str) -> Result<()> {
