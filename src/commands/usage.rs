@@ -418,11 +418,37 @@ fn progress_bar(g: &GlobalArgs, total: u64) -> indicatif::ProgressBar {
     }
     let pb = indicatif::ProgressBar::new(total);
     if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec} eta {eta}")
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records {rate} eta {eta}")
     {
+        // indicatif's own {per_sec} prints fractions of a record ("58,596.6037/s").
+        let style = style.with_key(
+            "rate",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&per_second(s.per_sec()));
+            },
+        );
         pb.set_style(style);
     }
     pb
+}
+
+/// A rate as whole records per second with thousands separators: `58,597/s`.
+fn per_second(rate: f64) -> String {
+    let n = if rate.is_finite() && rate > 0.0 {
+        rate.round() as u64
+    } else {
+        0
+    };
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 2);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out.push_str("/s");
+    out
 }
 
 fn run_send(
@@ -740,4 +766,20 @@ fn export(g: &GlobalArgs, a: ExportArgs) -> Result<Exit> {
         );
     }
     Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_whole_records_per_second() {
+        assert_eq!(per_second(58_596.603_7), "58,597/s");
+        assert_eq!(per_second(999.4), "999/s");
+        assert_eq!(per_second(1_000.0), "1,000/s");
+        assert_eq!(per_second(1_234_567.0), "1,234,567/s");
+        assert_eq!(per_second(0.3), "0/s");
+        assert_eq!(per_second(f64::NAN), "0/s");
+        assert_eq!(per_second(f64::INFINITY), "0/s");
+    }
 }
