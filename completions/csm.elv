@@ -468,6 +468,7 @@ set edit:completion:arg-completer[csm] = {|@words|
         }
         &'csm;usage;validate'= {
             cand --format 'Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV)'
+            cand --encoding 'The file''s text encoding: gb18030 (or gbk) for CSV saved by Chinese Excel'
             cand --billing 'How the product''s pay-per-use item is billed (sets the reporting deadlines)'
             cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
@@ -475,13 +476,14 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand -q 'Print nothing on stdout but the result itself'
             cand --quiet 'Print nothing on stdout but the result itself'
             cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
         &'csm;usage;upload'= {
             cand --format 'Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV)'
+            cand --encoding 'The file''s text encoding: gb18030 (or gbk) for CSV saved by Chinese Excel'
             cand --billing 'How the product''s pay-per-use item is billed (sets the reporting deadlines)'
             cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
             cand --key-file 'The seller key bound to the basic interfaces (signs the usage push)'
@@ -503,8 +505,8 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand -q 'Print nothing on stdout but the result itself'
             cand --quiet 'Print nothing on stdout but the result itself'
             cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }

@@ -756,3 +756,89 @@ fn batch_is_range_checked_even_for_a_dry_run() {
     );
     assert!(!env.journal.exists());
 }
+
+/// A CSV saved by Chinese Excel (GB18030) with Chinese text in instance_id.
+fn gb18030_csv(env: &Env) -> std::path::PathBuf {
+    let text = "instance_id,begin_time,end_time,usage_value,metering_sn\r\n\
+                实例-华东一号,20260110T090000Z,20260110T100000Z,1.5,sn-cn\r\n";
+    let (bytes, _, unmappable) = encoding_rs::GB18030.encode(text);
+    assert!(!unmappable);
+    let p = env.path("excel.csv");
+    std::fs::write(&p, &bytes).unwrap();
+    p
+}
+
+#[test]
+fn a_gb18030_file_is_refused_with_a_hint_and_read_with_encoding_gb18030() {
+    let env = Env::new();
+    let f = gb18030_csv(&env);
+    let f = f.to_str().unwrap();
+    for cmd in [&["validate", f][..], &["upload", f, "--dry-run"]] {
+        let o = env.usage(cmd, None);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}: {out} {err}");
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.contains("excel.csv")
+                && last.contains("line 2")
+                && last.contains("not valid UTF-8")
+                && last.contains("GB18030")
+                && last.contains("--encoding gb18030"),
+            "{cmd:?}: {err}"
+        );
+    }
+    assert!(!env.journal.exists());
+    for name in ["gb18030", "gbk", "GBK"] {
+        let o = env.usage(&["validate", f, "--encoding", name], None);
+        assert_eq!(o.status.code(), Some(0), "{name}: {:?}", text(&o));
+    }
+    let server = env.market(&[]);
+    let o = env.usage(&["upload", f, "--encoding", "gb18030"], Some(&server));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(
+        count(
+            &env.market,
+            "SELECT count(*) FROM usage_records WHERE instance_id = '实例-华东一号' \
+             AND usage_value = '1.5'"
+        ),
+        1
+    );
+    let o = env.usage(&["validate", f, "--encoding", "latin1"], None);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+}
+
+/// 11 data lines (one the reader cannot split, nine that break a rule, one good): the
+/// counts say 11 read, and every line is in exactly one of the others.
+#[test]
+fn validate_counts_every_data_line_once() {
+    let env = Env::new();
+    let mut t = String::from(
+        "instance_id,begin_time,end_time,usage_value\n\
+         i1,20260110T100000Z,20260110T110000Z,1\n\n",
+    );
+    for i in 2..=10 {
+        t.push_str(&format!("i{i},bad,20260110T110000Z,1\n"));
+    }
+    t.push_str("i11,a,b\n");
+    let f = env.write("eleven.csv", &t);
+    let o = env.usage(&["validate", f.to_str().unwrap(), "--json"], None);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (&v["records"], &v["bad"], &v["new"], &v["errors"]),
+        (&11.into(), &10.into(), &1.into(), &10.into()),
+        "{v}"
+    );
+    let o = env.usage(&["validate", f.to_str().unwrap()], None);
+    let (out, _) = text(&o);
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!(" {name} ")))
+            .unwrap_or_else(|| panic!("{name}: {out}"))
+            .split_whitespace()
+            .filter_map(|w| w.parse::<u64>().ok())
+            .next()
+            .unwrap()
+    };
+    assert_eq!((row("read"), row("bad"), row("new")), (11, 10, 1), "{out}");
+}

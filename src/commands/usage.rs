@@ -10,6 +10,7 @@ use crate::duration::Bare;
 use crate::error::{CsmError, Exit, Result};
 use crate::output;
 use crate::usage::batch::{ValueAs, MAX_BATCH, MIN_BATCH, USAGE_PATH};
+use crate::usage::encoding::Encoding;
 use crate::usage::journal::{self, ImportReport, Journal, Scope, State};
 use crate::usage::reader::{Format, RecordReader};
 use crate::usage::record::Billing;
@@ -17,7 +18,7 @@ use crate::usage::upload::{self, SendConfig, SendReport};
 use crate::{clock, usage};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use std::io::{BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -61,6 +62,15 @@ pub struct InputArgs {
     /// Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// The file's text encoding: gb18030 (or gbk) for CSV saved by Chinese Excel.
+    #[arg(
+        long,
+        value_enum,
+        ignore_case = true,
+        default_value = "utf-8",
+        value_name = "NAME"
+    )]
+    pub encoding: Encoding,
     /// How the product's pay-per-use item is billed (sets the reporting deadlines).
     #[arg(long, value_enum, default_value = "hourly")]
     pub billing: Billing,
@@ -179,14 +189,15 @@ pub fn run(g: &GlobalArgs, a: UsageArgs) -> Result<Exit> {
     }
 }
 
-fn open_input(input: &InputArgs) -> Result<RecordReader<BufReader<std::fs::File>>> {
+fn open_input(input: &InputArgs) -> Result<RecordReader<Box<dyn BufRead>>> {
     let f = std::fs::File::open(&input.file).map_err(|e| CsmError::io(&input.file, e))?;
     let format = input
         .format
         .unwrap_or_else(|| Format::from_path(&input.file));
-    Ok(RecordReader::new(
+    Ok(RecordReader::decoding(
         BufReader::with_capacity(1 << 16, f),
         format,
+        input.encoding,
     ))
 }
 
@@ -198,6 +209,8 @@ fn import_json(r: &ImportReport, file: &str) -> serde_json::Value {
     json!({
         "file": file,
         "records": r.read,
+        "bad": r.bad,
+        "not_checked": r.unchecked,
         "new": r.new,
         "already_journaled_unsent": r.again,
         "already_accepted": r.already_accepted,
@@ -216,10 +229,12 @@ fn print_import(g: &GlobalArgs, r: &ImportReport, file: &str, billing: Billing, 
     }
     let mut t = output::table();
     t.set_header(vec!["records", "count"]);
+    // Every data line read is in one of the rows below "read".
     t.add_row(vec!["read".to_string(), r.read.to_string()]);
-    t.add_row(vec!["bad".to_string(), r.error_count.to_string()]);
+    t.add_row(vec!["bad".to_string(), r.bad.to_string()]);
     t.add_row(vec!["new".to_string(), r.new.to_string()]);
     for (k, v) in [
+        ("not checked (the header is bad)", r.unchecked),
         ("already journaled, not yet accepted", r.again),
         ("already accepted", r.already_accepted),
         ("already rejected", r.already_rejected),

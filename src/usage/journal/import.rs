@@ -10,10 +10,17 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use std::collections::BTreeMap;
 use std::io::BufRead;
 
+/// What an import found. Every data line read is counted once: `read` = `bad` +
+/// `unchecked` + `new` + `again` + `already_accepted` + `already_rejected` + `replaced`.
 #[derive(Debug, Default, Clone)]
 pub struct ImportReport {
     pub import_id: i64,
+    /// Data lines: every line but blank ones and the CSV header.
     pub read: u64,
+    /// Data lines that break a rule (each is one of `errors`).
+    pub bad: u64,
+    /// Data lines not checked because the CSV header is bad.
+    pub unchecked: u64,
     pub new: u64,
     /// Already in the journal with the same content, not yet accepted: sent again.
     pub again: u64,
@@ -79,7 +86,6 @@ impl Journal {
                         continue;
                     }
                 };
-                rep.read += 1;
                 let rec = match record::validate(&raw, now) {
                     Ok(r) => r,
                     Err(message) => {
@@ -127,6 +133,9 @@ impl Journal {
                 }
             }
         }
+        rep.read = reader.data_lines();
+        rep.unchecked = reader.unchecked();
+        rep.bad = rep.error_count - u64::from(reader.header_failed());
         tx.execute(
             "UPDATE imports SET new_records = ?1 WHERE id = ?2",
             params![rep.new as i64, import_id],
@@ -407,5 +416,40 @@ mod tests {
             r.errors
         );
         assert_eq!(j.counts().unwrap()[&State::Pending], 2);
+    }
+
+    fn total(r: &super::ImportReport) -> u64 {
+        r.bad + r.unchecked + r.new + r.again + r.already_accepted + r.already_rejected + r.replaced
+    }
+
+    /// 11 data lines: one the reader cannot split, nine that break a rule, one good.
+    /// Every one is read, and each is counted once.
+    #[test]
+    fn every_data_line_is_read_and_counted_once() {
+        let (_dir, mut j) = journal();
+        let mut text = format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,\n\n");
+        for i in 2..=10 {
+            text.push_str(&format!("i{i},bad,20260110T110000Z,1,\n"));
+        }
+        text.push_str("i11,a,b\n");
+        let r = import(&mut j, &text, false);
+        assert_eq!((r.read, r.bad, r.new, r.error_count), (11, 10, 1, 10));
+        assert_eq!(total(&r), r.read);
+
+        // Journaled, then again with a duplicate and a bad line: still one bucket each.
+        let good = format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni2,20260110T100000Z,20260110T110000Z,1,b\n");
+        import(&mut j, &good, true);
+        let r = import(
+            &mut j,
+            &format!("{good}i3,20260110T100000Z,20260110T110000Z,1,a\ni4,x\n"),
+            false,
+        );
+        assert_eq!((r.read, r.again, r.bad), (4, 2, 2), "{:?}", r.errors);
+        assert_eq!(total(&r), r.read);
+
+        // A bad header: one error, and the rows are read but not checked.
+        let r = import(&mut j, "instance_id,colour\ni1,red\n\ni2,blue\n", false);
+        assert_eq!((r.read, r.bad, r.unchecked, r.error_count), (2, 0, 2, 1));
+        assert_eq!(total(&r), r.read);
     }
 }
