@@ -145,6 +145,9 @@ _csm() {
             csm__subcmd__help__subcmd__usage,replay)
                 cmd="csm__subcmd__help__subcmd__usage__subcmd__replay"
                 ;;
+            csm__subcmd__help__subcmd__usage,resolve)
+                cmd="csm__subcmd__help__subcmd__usage__subcmd__resolve"
+                ;;
             csm__subcmd__help__subcmd__usage,status)
                 cmd="csm__subcmd__help__subcmd__usage__subcmd__status"
                 ;;
@@ -223,6 +226,9 @@ _csm() {
             csm__subcmd__usage,replay)
                 cmd="csm__subcmd__usage__subcmd__replay"
                 ;;
+            csm__subcmd__usage,resolve)
+                cmd="csm__subcmd__usage__subcmd__resolve"
+                ;;
             csm__subcmd__usage,status)
                 cmd="csm__subcmd__usage__subcmd__status"
                 ;;
@@ -240,6 +246,9 @@ _csm() {
                 ;;
             csm__subcmd__usage__subcmd__help,replay)
                 cmd="csm__subcmd__usage__subcmd__help__subcmd__replay"
+                ;;
+            csm__subcmd__usage__subcmd__help,resolve)
+                cmd="csm__subcmd__usage__subcmd__help__subcmd__resolve"
                 ;;
             csm__subcmd__usage__subcmd__help,status)
                 cmd="csm__subcmd__usage__subcmd__help__subcmd__status"
@@ -757,7 +766,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__help__subcmd__usage)
-            opts="validate upload replay status export"
+            opts="validate upload replay status export resolve"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -785,6 +794,20 @@ _csm() {
             return 0
             ;;
         csm__subcmd__help__subcmd__usage__subcmd__replay)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__help__subcmd__usage__subcmd__resolve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1699,7 +1722,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage)
-            opts="-q -h -V --json --quiet --profile --no-input --help --version validate upload replay status export help"
+            opts="-q -h -V --json --quiet --profile --no-input --help --version validate upload replay status export resolve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1728,7 +1751,7 @@ _csm() {
                     return 0
                     ;;
                 --state)
-                    COMPREPLY=($(compgen -W "pending sent accepted rejected" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "pending sent accepted rejected abandoned" -- "${cur}"))
                     return 0
                     ;;
                 --out)
@@ -1747,7 +1770,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage__subcmd__help)
-            opts="validate upload replay status export help"
+            opts="validate upload replay status export resolve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1789,6 +1812,20 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage__subcmd__help__subcmd__replay)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__usage__subcmd__help__subcmd__resolve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1892,6 +1929,32 @@ _csm() {
                     return 0
                     ;;
                 --sk-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__usage__subcmd__resolve)
+            opts="-q -h -V --journal --abandon --reason --json --quiet --profile --no-input --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --journal)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reason)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,4 +1,4 @@
-//! `csm usage`: validate, upload, replay, status, export. Glue only: the rules live in
+//! `csm usage`: validate, upload, replay, status, export, resolve. Glue only: the rules live in
 //! `crate::usage`.
 
 use crate::catalog::KeyRole;
@@ -40,6 +40,9 @@ pub enum UsageCommand {
     Status(StatusArgs),
     /// Write the records in one state to a file (CSV or JSONL) that upload reads back.
     Export(ExportArgs),
+    /// Give up on a record the marketplace does not hold, so that a corrected one can be
+    /// uploaded for its period under a new metering_sn.
+    Resolve(ResolveArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -179,6 +182,23 @@ pub struct ExportArgs {
     pub out: PathBuf,
 }
 
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The record's metering_sn (as `usage status` or `usage export` show it).
+    #[arg(value_name = "METERING_SN")]
+    pub metering_sn: String,
+    #[command(flatten)]
+    pub journal: JournalArg,
+    /// Abandon it: never send it again and free its period for a corrected record under a
+    /// new metering_sn. Only after 卖家中心 > 交易管理 > 话单管理 shows that the
+    /// marketplace does not hold it.
+    #[arg(long, required = true)]
+    pub abandon: bool,
+    /// Why (kept in the journal with who and when): e.g. what 话单管理 showed.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+}
+
 pub fn run(g: &GlobalArgs, a: UsageArgs) -> Result<Exit> {
     match a.command {
         UsageCommand::Validate(v) => validate(g, v),
@@ -186,6 +206,7 @@ pub fn run(g: &GlobalArgs, a: UsageArgs) -> Result<Exit> {
         UsageCommand::Replay(r) => replay(g, r),
         UsageCommand::Status(s) => status(g, s),
         UsageCommand::Export(e) => export(g, e),
+        UsageCommand::Resolve(r) => resolve(g, r),
     }
 }
 
@@ -215,6 +236,7 @@ fn import_json(r: &ImportReport, file: &str) -> serde_json::Value {
         "already_journaled_unsent": r.again,
         "already_accepted": r.already_accepted,
         "already_rejected": r.already_rejected,
+        "already_abandoned": r.already_abandoned,
         "replaced": r.replaced,
         "errors": r.error_count,
         "error_lines": r.errors.iter().map(|e| json!({"line": e.line, "message": e.message})).collect::<Vec<_>>(),
@@ -238,6 +260,7 @@ fn print_import(g: &GlobalArgs, r: &ImportReport, file: &str, billing: Billing, 
         ("already journaled, not yet accepted", r.again),
         ("already accepted", r.already_accepted),
         ("already rejected", r.already_rejected),
+        ("already abandoned", r.already_abandoned),
         ("fixed, replacing a rejected record", r.replaced),
     ] {
         if v > 0 {
@@ -690,6 +713,10 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
             "last_errors": s.last_errors.iter().map(|e| json!({
                 "metering_sn": e.metering_sn, "state": e.state, "code": e.code,
                 "message": e.message, "at": e.at})).collect::<Vec<_>>(),
+            "abandoned": s.abandoned.iter().map(|a| json!({
+                "metering_sn": a.metering_sn, "instance_id": a.instance_id,
+                "begin_time": a.begin_time, "end_time": a.end_time,
+                "abandoned_at": a.at, "abandoned_by": a.by, "reason": a.reason})).collect::<Vec<_>>(),
             "deadline_assumption": billing_note(a.billing),
         }));
         return Ok(Exit::Ok);
@@ -730,6 +757,30 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
             ]);
         }
         crate::say!("last errors:\n{e}");
+    }
+    if !s.abandoned.is_empty() {
+        let mut e = output::table();
+        e.set_header(vec![
+            "abandoned at",
+            "by",
+            "metering_sn",
+            "period",
+            "reason",
+        ]);
+        for a in &s.abandoned {
+            e.add_row(vec![
+                a.at.clone(),
+                a.by.clone(),
+                a.metering_sn.clone(),
+                format!("{} {}..{}", a.instance_id, a.begin_time, a.end_time),
+                a.reason.clone(),
+            ]);
+        }
+        let all = s.counts.get(&State::Abandoned).copied().unwrap_or(0);
+        crate::say!(
+            "abandoned (latest {} of {all}; all: `csm usage export --state abandoned`):\n{e}",
+            s.abandoned.len()
+        );
     }
     Ok(Exit::Ok)
 }
@@ -783,6 +834,86 @@ fn export(g: &GlobalArgs, a: ExportArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// `--reason`: one line of text that says why, kept in the journal.
+const MAX_REASON_CHARS: usize = 500;
+
+fn check_reason(reason: &str) -> Result<&str> {
+    let r = reason.trim();
+    if r.is_empty() {
+        return Err(CsmError::usage(
+            "--reason \"\": say why the record is abandoned (e.g. what 话单管理 showed)",
+        ));
+    }
+    if r.chars().count() > MAX_REASON_CHARS {
+        return Err(CsmError::usage(format!(
+            "--reason: {} characters (at most {MAX_REASON_CHARS})",
+            r.chars().count()
+        )));
+    }
+    if r.chars().any(char::is_control) {
+        return Err(CsmError::usage(
+            "--reason: has a control character (one line of text)",
+        ));
+    }
+    Ok(r)
+}
+
+/// Who abandons a record, as the journal keeps it: the login name.
+fn who() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn resolve(g: &GlobalArgs, a: ResolveArgs) -> Result<Exit> {
+    let reason = check_reason(&a.reason)?;
+    let path = existing_journal(&a.journal)?;
+    let mut j = Journal::open(&path)?;
+    // Not while an upload or replay may be sending it.
+    let _lock = j.lock_for_sending()?;
+    let by = who();
+    let now = crate::usage::record::format_api_time(clock::now());
+    let r = j.abandon(&a.metering_sn, &by, reason, &now)?;
+    if g.json {
+        output::print_json(&json!({
+            "journal": label(&path),
+            "metering_sn": r.metering_sn,
+            "was": r.was,
+            "maybe_delivered": r.maybe_delivered,
+            "last_code": r.last_code,
+            "instance_id": r.instance_id,
+            "begin_time": r.begin_time,
+            "end_time": r.end_time,
+            "abandoned_at": now,
+            "abandoned_by": by,
+            "reason": reason,
+        }));
+    } else if !g.quiet {
+        crate::say!(
+            "metering_sn {} abandoned (was {}{}{}) by {by} at {now}: {reason}",
+            r.metering_sn,
+            r.was.as_str(),
+            r.last_code
+                .as_deref()
+                .map(|c| format!(" {c}"))
+                .unwrap_or_default(),
+            if r.maybe_delivered {
+                ", maybe delivered"
+            } else {
+                ""
+            },
+        );
+        crate::say!(
+            "it is never sent again; a corrected record for instance {} {}..{} can now be uploaded under a new metering_sn",
+            r.instance_id,
+            r.begin_time,
+            r.end_time
+        );
+    }
+    Ok(Exit::Ok)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -796,5 +927,16 @@ mod tests {
         assert_eq!(per_second(0.3), "0/s");
         assert_eq!(per_second(f64::NAN), "0/s");
         assert_eq!(per_second(f64::INFINITY), "0/s");
+    }
+
+    #[test]
+    fn a_reason_is_one_line_of_text() {
+        assert_eq!(check_reason("  not held  ").unwrap(), "not held");
+        assert!(check_reason(" ")
+            .unwrap_err()
+            .to_string()
+            .contains("--reason"));
+        assert!(check_reason("a\nb").is_err());
+        assert!(check_reason(&"x".repeat(501)).is_err());
     }
 }

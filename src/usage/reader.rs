@@ -3,7 +3,7 @@
 //! [`MAX_LINE`] is skipped to its end without being held, then reported.
 
 use super::encoding::{self, Decoded, Encoding};
-use super::record::{show, RawRecord, FIELDS, INFO_FIELDS, REQUIRED};
+use super::record::{is_info_field, show, RawRecord, FIELDS, REQUIRED};
 use crate::protocol::json::{self, Json};
 use std::io::{BufRead, BufReader};
 
@@ -312,7 +312,7 @@ fn parse_header(line: &str) -> Result<Vec<String>, String> {
         .map(|c| c.trim().to_string())
         .collect();
     for (i, c) in cols.iter().enumerate() {
-        if !FIELDS.contains(&c.as_str()) && !INFO_FIELDS.contains(&c.as_str()) {
+        if !FIELDS.contains(&c.as_str()) && !is_info_field(c) {
             return Err(format!(
                 "header: column {} {} is not a usage field (expected some of {})",
                 i + 1,
@@ -365,7 +365,7 @@ fn parse_jsonl(line: &str) -> Result<RawRecord, String> {
         let text = match v {
             Json::Null => continue,
             Json::String(s) => s,
-            Json::Number(n) if k == "usage_value" || INFO_FIELDS.contains(&k.as_str()) => n,
+            Json::Number(n) if k == "usage_value" || is_info_field(&k) => n,
             other => {
                 return Err(format!(
                     "field {}: must be a string{} (got {})",
@@ -379,7 +379,7 @@ fn parse_jsonl(line: &str) -> Result<RawRecord, String> {
                 ))
             }
         };
-        if INFO_FIELDS.contains(&k.as_str()) {
+        if is_info_field(&k) {
             continue;
         }
         if !FIELDS.contains(&k.as_str()) {

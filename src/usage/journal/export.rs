@@ -17,23 +17,37 @@ fn write_error(e: impl std::fmt::Display) -> CsmError {
 
 impl Journal {
     /// Writes the records in `state` as CSV (or JSONL) that `upload` reads back; the
-    /// `state`, `result_code` and `result_msg` columns are for the reader and ignored on input.
+    /// `state`, `result_code` and `result_msg` columns (and for abandoned records who gave
+    /// up on them, when and why) are for the reader and ignored on input.
     pub fn export(&self, state: State, jsonl: bool, out: &mut dyn Write) -> Result<u64> {
+        // A journal of version 1 (read as it is) has no abandoned records nor their columns.
+        let abandoned = state == State::Abandoned && self.version >= 2;
+        let audit = if abandoned {
+            ", coalesce(abandoned_at, ''), coalesce(abandoned_by, ''), coalesce(abandon_reason, '')"
+        } else {
+            ""
+        };
         let mut st = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT instance_id, begin_time, end_time, usage_value, metering_sn,
                  coalesce(relate_pkg_instance, ''), record_time, state,
-                 coalesce(last_code, ''), coalesce(last_message, '')
-                 FROM records WHERE state = ?1 ORDER BY id",
-            )
+                 coalesce(last_code, ''), coalesce(last_message, ''){audit}
+                 FROM records WHERE state = ?1 ORDER BY id"
+            ))
             .map_err(|e| self.err(e))?;
         let mut rows = st.query([state]).map_err(|e| self.err(e))?;
         let mut n = 0u64;
         // The SELECT above lists the input columns, then the informational ones, in this order.
+        let audit_names: &[&str] = if abandoned {
+            &record::ABANDON_FIELDS
+        } else {
+            &[]
+        };
         let names: Vec<&str> = record::FIELDS
             .iter()
             .chain(record::INFO_FIELDS.iter())
+            .chain(audit_names)
             .copied()
             .collect();
         let mut sink = if jsonl {
