@@ -86,25 +86,18 @@ impl Journal {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{import, journal, HEAD};
-    use super::super::{Scope, State};
+    use super::super::testing::{import, import_ids, journal, HEAD};
+    use super::super::State;
 
     /// A reason with a comma and quotes is quoted so that the file reads back whole, and the
     /// fixed file replaces the rejected record.
     #[test]
     fn csv_quotes_what_needs_it_and_reads_back() {
         let (_dir, mut j) = journal();
-        let r = import(
+        let ids = import_ids(
             &mut j,
             &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\n"),
-            true,
         );
-        let ids: Vec<i64> = j
-            .next_batch(Scope::Import(r.import_id), 0, 10)
-            .unwrap()
-            .iter()
-            .map(|s| s.id)
-            .collect();
         // Refused here, unsent: the shortest way to a rejected record with a reason.
         j.reject_unsent(&ids, "003", "value \"1\", refused", "t")
             .unwrap();

@@ -210,20 +210,7 @@ fn resolve_conflict(
                  WHERE metering_sn = ?1"
             ),
             [&rec.metering_sn],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                ))
-            },
+            |r| r.try_into(),
         )
         .optional()
         .map_err(dberr)?;
@@ -366,16 +353,7 @@ fn resolve_conflict(
                  AND state != 'abandoned'"
             ),
             params![rec.instance_id, rec.begin_time, rec.end_time, import_id],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            },
+            |r| r.try_into(),
         )
         .optional()
         .map_err(dberr)?;

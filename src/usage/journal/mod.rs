@@ -434,6 +434,16 @@ mod testing {
         j.import(&mut r, "in.csv", now(), Billing::Hourly, commit)
             .unwrap()
     }
+
+    /// Journals `text` and returns the ids of its records, in file order.
+    pub fn import_ids(j: &mut Journal, text: &str) -> Vec<i64> {
+        let r = import(j, text, true);
+        j.next_batch(super::Scope::Import(r.import_id), 0, 1000)
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -51,18 +51,7 @@ impl Journal {
                 "SELECT id, state, instance_id, begin_time, end_time, maybe_delivered, last_code,
                  coalesce(abandoned_at, decided_at) FROM records WHERE metering_sn = ?1",
                 [metering_sn],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                    ))
-                },
+                |r| r.try_into(),
             )
             .optional()
             .map_err(serr)?;
@@ -111,24 +100,17 @@ impl Journal {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{import, journal, HEAD};
+    use super::super::testing::{import, import_ids, journal, HEAD};
     use super::super::{Scope, State};
     use crate::error::CsmError;
 
     #[test]
     fn abandon_frees_the_period_not_the_metering_sn() {
         let (_dir, mut j) = journal();
-        let r = import(
+        let ids = import_ids(
             &mut j,
             &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni2,20260110T100000Z,20260110T110000Z,1,b\n"),
-            true,
         );
-        let ids: Vec<i64> = j
-            .next_batch(Scope::Import(r.import_id), 0, 10)
-            .unwrap()
-            .iter()
-            .map(|s| s.id)
-            .collect();
         let b = j.mark_sent(&ids, 1, "t").unwrap();
         j.mark_ambiguous(b, &ids[..1], None, "network", "dropped", "t")
             .unwrap();
