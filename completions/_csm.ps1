@@ -541,11 +541,13 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Send again everything in the journal that is not accepted yet (same metering_sn)')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Counts by state, the oldest unsent record, deadlines, the last errors')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write the records in one state to a file (CSV or JSONL) that upload reads back')
+            [CompletionResult]::new('resolve', 'resolve', [CompletionResultType]::ParameterValue, 'Give up on a record the marketplace does not hold, so that a corrected one can be uploaded for its period under a new metering_sn')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'csm;usage;validate' {
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV)')
+            [CompletionResult]::new('--encoding', '--encoding', [CompletionResultType]::ParameterName, 'The file''s text encoding: gb18030 (or gbk) for CSV saved by Chinese Excel')
             [CompletionResult]::new('--billing', '--billing', [CompletionResultType]::ParameterName, 'How the product''s pay-per-use item is billed (sets the reporting deadlines)')
             [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
@@ -553,14 +555,15 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
             [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
         'csm;usage;upload' {
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV)')
+            [CompletionResult]::new('--encoding', '--encoding', [CompletionResultType]::ParameterName, 'The file''s text encoding: gb18030 (or gbk) for CSV saved by Chinese Excel')
             [CompletionResult]::new('--billing', '--billing', [CompletionResultType]::ParameterName, 'How the product''s pay-per-use item is billed (sets the reporting deadlines)')
             [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'The seller key bound to the basic interfaces (signs the usage push)')
@@ -582,8 +585,8 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
             [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
@@ -644,12 +647,28 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'csm;usage;resolve' {
+            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
+            [CompletionResult]::new('--reason', '--reason', [CompletionResultType]::ParameterName, 'Why (kept in the journal with who and when): e.g. what 话单管理 showed')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('--abandon', '--abandon', [CompletionResultType]::ParameterName, 'Abandon it: never send it again and free its period for a corrected record under a new metering_sn. Only after 卖家中心 > 交易管理 > 话单管理 shows that the marketplace does not hold it')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'csm;usage;help' {
             [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Check a file against every local rule (nothing is journaled or sent)')
             [CompletionResult]::new('upload', 'upload', [CompletionResultType]::ParameterValue, 'Journal the records of a file, then send them in signed batches')
             [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Send again everything in the journal that is not accepted yet (same metering_sn)')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Counts by state, the oldest unsent record, deadlines, the last errors')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write the records in one state to a file (CSV or JSONL) that upload reads back')
+            [CompletionResult]::new('resolve', 'resolve', [CompletionResultType]::ParameterValue, 'Give up on a record the marketplace does not hold, so that a corrected one can be uploaded for its period under a new metering_sn')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -666,6 +685,9 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;usage;help;export' {
+            break
+        }
+        'csm;usage;help;resolve' {
             break
         }
         'csm;usage;help;help' {
@@ -860,6 +882,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('replay', 'replay', [CompletionResultType]::ParameterValue, 'Send again everything in the journal that is not accepted yet (same metering_sn)')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Counts by state, the oldest unsent record, deadlines, the last errors')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write the records in one state to a file (CSV or JSONL) that upload reads back')
+            [CompletionResult]::new('resolve', 'resolve', [CompletionResultType]::ParameterValue, 'Give up on a record the marketplace does not hold, so that a corrected one can be uploaded for its period under a new metering_sn')
             break
         }
         'csm;help;usage;validate' {
@@ -875,6 +898,9 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;help;usage;export' {
+            break
+        }
+        'csm;help;usage;resolve' {
             break
         }
         'csm;help;init' {

@@ -169,6 +169,9 @@ _csm() {
             csm__subcmd__help__subcmd__usage,replay)
                 cmd="csm__subcmd__help__subcmd__usage__subcmd__replay"
                 ;;
+            csm__subcmd__help__subcmd__usage,resolve)
+                cmd="csm__subcmd__help__subcmd__usage__subcmd__resolve"
+                ;;
             csm__subcmd__help__subcmd__usage,status)
                 cmd="csm__subcmd__help__subcmd__usage__subcmd__status"
                 ;;
@@ -265,6 +268,9 @@ _csm() {
             csm__subcmd__usage,replay)
                 cmd="csm__subcmd__usage__subcmd__replay"
                 ;;
+            csm__subcmd__usage,resolve)
+                cmd="csm__subcmd__usage__subcmd__resolve"
+                ;;
             csm__subcmd__usage,status)
                 cmd="csm__subcmd__usage__subcmd__status"
                 ;;
@@ -282,6 +288,9 @@ _csm() {
                 ;;
             csm__subcmd__usage__subcmd__help,replay)
                 cmd="csm__subcmd__usage__subcmd__help__subcmd__replay"
+                ;;
+            csm__subcmd__usage__subcmd__help,resolve)
+                cmd="csm__subcmd__usage__subcmd__help__subcmd__resolve"
                 ;;
             csm__subcmd__usage__subcmd__help,status)
                 cmd="csm__subcmd__usage__subcmd__help__subcmd__status"
@@ -869,7 +878,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__help__subcmd__usage)
-            opts="validate upload replay status export"
+            opts="validate upload replay status export resolve"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -897,6 +906,20 @@ _csm() {
             return 0
             ;;
         csm__subcmd__help__subcmd__usage__subcmd__replay)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__help__subcmd__usage__subcmd__resolve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2029,7 +2052,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage)
-            opts="-q -h -V --json --quiet --profile --no-input --help --version validate upload replay status export help"
+            opts="-q -h -V --json --quiet --profile --no-input --help --version validate upload replay status export resolve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2058,7 +2081,7 @@ _csm() {
                     return 0
                     ;;
                 --state)
-                    COMPREPLY=($(compgen -W "pending sent accepted rejected" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "pending sent accepted rejected abandoned" -- "${cur}"))
                     return 0
                     ;;
                 --out)
@@ -2077,7 +2100,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage__subcmd__help)
-            opts="validate upload replay status export help"
+            opts="validate upload replay status export resolve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2119,6 +2142,20 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage__subcmd__help__subcmd__replay)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__usage__subcmd__help__subcmd__resolve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2236,6 +2273,32 @@ _csm() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        csm__subcmd__usage__subcmd__resolve)
+            opts="-q -h -V --journal --abandon --reason --json --quiet --profile --no-input --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --journal)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         csm__subcmd__usage__subcmd__status)
             opts="-q -h -V --journal --billing --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2263,7 +2326,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage__subcmd__upload)
-            opts="-y -q -h -V --format --billing --journal --key-file --endpoint --yes --batch --retries --backoff-ms --timeout --ca-file --usage-value --apig --ak --sk-file --dry-run --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --format --encoding --billing --journal --key-file --endpoint --yes --batch --retries --backoff-ms --timeout --ca-file --usage-value --apig --ak --sk-file --dry-run --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2271,6 +2334,10 @@ _csm() {
             case "${prev}" in
                 --format)
                     COMPREPLY=($(compgen -W "csv jsonl" -- "${cur}"))
+                    return 0
+                    ;;
+                --encoding)
+                    COMPREPLY=($(compgen -W "utf-8 gb18030" -- "${cur}"))
                     return 0
                     ;;
                 --billing)
@@ -2333,7 +2400,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage__subcmd__validate)
-            opts="-q -h -V --format --billing --journal --json --quiet --profile --no-input --help --version"
+            opts="-q -h -V --format --encoding --billing --journal --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2341,6 +2408,10 @@ _csm() {
             case "${prev}" in
                 --format)
                     COMPREPLY=($(compgen -W "csv jsonl" -- "${cur}"))
+                    return 0
+                    ;;
+                --encoding)
+                    COMPREPLY=($(compgen -W "utf-8 gb18030" -- "${cur}"))
                     return 0
                     ;;
                 --billing)

@@ -501,10 +501,12 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand replay 'Send again everything in the journal that is not accepted yet (same metering_sn)'
             cand status 'Counts by state, the oldest unsent record, deadlines, the last errors'
             cand export 'Write the records in one state to a file (CSV or JSONL) that upload reads back'
+            cand resolve 'Give up on a record the marketplace does not hold, so that a corrected one can be uploaded for its period under a new metering_sn'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'csm;usage;validate'= {
             cand --format 'Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV)'
+            cand --encoding 'The file''s text encoding: gb18030 (or gbk) for CSV saved by Chinese Excel'
             cand --billing 'How the product''s pay-per-use item is billed (sets the reporting deadlines)'
             cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
@@ -512,13 +514,14 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand -q 'Print nothing on stdout but the result itself'
             cand --quiet 'Print nothing on stdout but the result itself'
             cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
         &'csm;usage;upload'= {
             cand --format 'Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV)'
+            cand --encoding 'The file''s text encoding: gb18030 (or gbk) for CSV saved by Chinese Excel'
             cand --billing 'How the product''s pay-per-use item is billed (sets the reporting deadlines)'
             cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
             cand --key-file 'The seller key bound to the basic interfaces (signs the usage push)'
@@ -540,8 +543,8 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand -q 'Print nothing on stdout but the result itself'
             cand --quiet 'Print nothing on stdout but the result itself'
             cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
@@ -598,12 +601,27 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'csm;usage;resolve'= {
+            cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
+            cand --reason 'Why (kept in the journal with who and when): e.g. what 话单管理 showed'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --abandon 'Abandon it: never send it again and free its period for a corrected record under a new metering_sn. Only after 卖家中心 > 交易管理 > 话单管理 shows that the marketplace does not hold it'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'csm;usage;help'= {
             cand validate 'Check a file against every local rule (nothing is journaled or sent)'
             cand upload 'Journal the records of a file, then send them in signed batches'
             cand replay 'Send again everything in the journal that is not accepted yet (same metering_sn)'
             cand status 'Counts by state, the oldest unsent record, deadlines, the last errors'
             cand export 'Write the records in one state to a file (CSV or JSONL) that upload reads back'
+            cand resolve 'Give up on a record the marketplace does not hold, so that a corrected one can be uploaded for its period under a new metering_sn'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'csm;usage;help;validate'= {
@@ -615,6 +633,8 @@ set edit:completion:arg-completer[csm] = {|@words|
         &'csm;usage;help;status'= {
         }
         &'csm;usage;help;export'= {
+        }
+        &'csm;usage;help;resolve'= {
         }
         &'csm;usage;help;help'= {
         }
@@ -777,6 +797,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand replay 'Send again everything in the journal that is not accepted yet (same metering_sn)'
             cand status 'Counts by state, the oldest unsent record, deadlines, the last errors'
             cand export 'Write the records in one state to a file (CSV or JSONL) that upload reads back'
+            cand resolve 'Give up on a record the marketplace does not hold, so that a corrected one can be uploaded for its period under a new metering_sn'
         }
         &'csm;help;usage;validate'= {
         }
@@ -787,6 +808,8 @@ set edit:completion:arg-completer[csm] = {|@words|
         &'csm;help;usage;status'= {
         }
         &'csm;help;usage;export'= {
+        }
+        &'csm;help;usage;resolve'= {
         }
         &'csm;help;init'= {
         }

@@ -411,20 +411,23 @@ complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcomm
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "activate" -d 'Activate a marketplace license code (open API, AK/SK-signed)'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "heartbeat" -d 'Query a marketplace license code\'s status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE'
 complete -c csm -n "__fish_csm_using_subcommand license; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
-complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
-complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -s q -l quiet -d 'Print nothing on stdout but the result itself'
-complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
-complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -s h -l help -d 'Print help'
-complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -f -a "validate" -d 'Check a file against every local rule (nothing is journaled or sent)'
-complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -f -a "upload" -d 'Journal the records of a file, then send them in signed batches'
-complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -f -a "replay" -d 'Send again everything in the journal that is not accepted yet (same metering_sn)'
-complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -f -a "status" -d 'Counts by state, the oldest unsent record, deadlines, the last errors'
-complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -f -a "export" -d 'Write the records in one state to a file (CSV or JSONL) that upload reads back'
-complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export resolve help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export resolve help" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export resolve help" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export resolve help" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export resolve help" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export resolve help" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export resolve help" -f -a "validate" -d 'Check a file against every local rule (nothing is journaled or sent)'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export resolve help" -f -a "upload" -d 'Journal the records of a file, then send them in signed batches'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export resolve help" -f -a "replay" -d 'Send again everything in the journal that is not accepted yet (same metering_sn)'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export resolve help" -f -a "status" -d 'Counts by state, the oldest unsent record, deadlines, the last errors'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export resolve help" -f -a "export" -d 'Write the records in one state to a file (CSV or JSONL) that upload reads back'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export resolve help" -f -a "resolve" -d 'Give up on a record the marketplace does not hold, so that a corrected one can be uploaded for its period under a new metering_sn'
+complete -c csm -n "__fish_csm_using_subcommand usage; and not __fish_seen_subcommand_from validate upload replay status export resolve help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l format -d 'Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV)' -r -f -a "csv\t''
 jsonl\t''"
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l encoding -d 'The file\'s text encoding: gb18030 (or gbk) for CSV saved by Chinese Excel' -r -f -a "utf-8\t''
+gb18030\t'GB18030, a superset of GBK: one decoder reads both'"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l billing -d 'How the product\'s pay-per-use item is billed (sets the reporting deadlines)' -r -f -a "hourly\t''
 daily\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
@@ -432,10 +435,12 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l format -d 'Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV)' -r -f -a "csv\t''
 jsonl\t''"
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l encoding -d 'The file\'s text encoding: gb18030 (or gbk) for CSV saved by Chinese Excel' -r -f -a "utf-8\t''
+gb18030\t'GB18030, a superset of GBK: one decoder reads both'"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l billing -d 'How the product\'s pay-per-use item is billed (sets the reporting deadlines)' -r -f -a "hourly\t''
 daily\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
@@ -457,7 +462,7 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -s q -l quiet -d 'Print nothing on stdout but the result itself'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l key-file -d 'The seller key bound to the basic interfaces (signs the usage push)' -r -F
@@ -493,7 +498,8 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l state -d 'Which records: those in this state' -r -f -a "pending\t''
 sent\t''
 accepted\t''
-rejected\t''"
+rejected\t''
+abandoned\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l out -d 'Output file (.jsonl/.ndjson/.json for JSONL, else CSV); written whole or not at all' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
@@ -501,11 +507,21 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from resolve" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from resolve" -l reason -d 'Why (kept in the journal with who and when): e.g. what 话单管理 showed' -r
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from resolve" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from resolve" -l abandon -d 'Abandon it: never send it again and free its period for a corrected record under a new metering_sn. Only after 卖家中心 > 交易管理 > 话单管理 shows that the marketplace does not hold it'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from resolve" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from resolve" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from resolve" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from resolve" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from resolve" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "validate" -d 'Check a file against every local rule (nothing is journaled or sent)'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "upload" -d 'Journal the records of a file, then send them in signed batches'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "replay" -d 'Send again everything in the journal that is not accepted yet (same metering_sn)'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "status" -d 'Counts by state, the oldest unsent record, deadlines, the last errors'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "export" -d 'Write the records in one state to a file (CSV or JSONL) that upload reads back'
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "resolve" -d 'Give up on a record the marketplace does not hold, so that a corrected one can be uploaded for its period under a new metering_sn'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c csm -n "__fish_csm_using_subcommand init" -l endpoint -d 'The merchant\'s production address (https://…)' -r
 complete -c csm -n "__fish_csm_using_subcommand init" -l protocol -d 'Callback protocol version: v1 or v2' -r
@@ -587,5 +603,6 @@ complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from usage" -f -a "replay" -d 'Send again everything in the journal that is not accepted yet (same metering_sn)'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from usage" -f -a "status" -d 'Counts by state, the oldest unsent record, deadlines, the last errors'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from usage" -f -a "export" -d 'Write the records in one state to a file (CSV or JSONL) that upload reads back'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from usage" -f -a "resolve" -d 'Give up on a record the marketplace does not hold, so that a corrected one can be uploaded for its period under a new metering_sn'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from profile" -f -a "list" -d 'The profiles in the config file; `*` marks the one in use'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from profile" -f -a "show" -d 'One profile\'s settings (key file paths, never key contents)'

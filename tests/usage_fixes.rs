@@ -756,3 +756,242 @@ fn batch_is_range_checked_even_for_a_dry_run() {
     );
     assert!(!env.journal.exists());
 }
+
+/// `csm usage resolve ... --journal J` as the seller `seller-li`.
+fn resolve(env: &Env, args: &[&str]) -> std::process::Output {
+    csm(env.dir())
+        .env("USER", "seller-li")
+        .args(["usage", "resolve"])
+        .args(args)
+        .arg("--journal")
+        .arg(&env.journal)
+        .output()
+        .unwrap()
+}
+
+/// The dead end after `drop-after-store` + `partial-rejects` (the fix fits neither under
+/// the old metering_sn nor under a new one), the way out (`resolve --abandon`), and the
+/// corrected record accepted by a real stand-in under a new metering_sn.
+#[test]
+fn a_dead_end_rejected_record_is_abandoned_and_its_fix_uploaded_under_a_new_sn() {
+    let env = Env::new();
+    let head = "instance_id,begin_time,end_time,usage_value,metering_sn\n";
+    let first = env.write(
+        "u.csv",
+        &format!("{head}i-1,20260110T090000Z,20260110T100000Z,1,sn-a\n"),
+    );
+    {
+        let server = env.market(&["drop-after-store=2", "partial-rejects=1"]);
+        let o = env.usage(&["upload", first.to_str().unwrap()], Some(&server));
+        assert_eq!(o.status.code(), Some(5), "{:?}", text(&o));
+    }
+    let server = env.market(&[]);
+    let same_sn = env.write(
+        "same.csv",
+        &format!("{head}i-1,20260110T090000Z,20260110T100000Z,2,sn-a\n"),
+    );
+    let new_sn = env.write(
+        "new.csv",
+        &format!("{head}i-1,20260110T090000Z,20260110T100000Z,2,sn-a2\n"),
+    );
+    for (f, says) in [(&same_sn, "may already be held"), (&new_sn, "period")] {
+        let o = env.usage(&["upload", f.to_str().unwrap()], Some(&server));
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{out} {err}");
+        assert!(err.contains(says), "{err}");
+        assert!(
+            err.contains("`csm usage resolve sn-a --abandon --reason TEXT`"),
+            "{err}"
+        );
+    }
+
+    // Refused: no --reason, a blank one, an unknown metering_sn; the journal is unchanged.
+    let before = dump(&env.journal);
+    for (args, says) in [
+        (vec!["sn-a", "--abandon"], "--reason"),
+        (vec!["sn-a", "--reason", "x"], "--abandon"),
+        (vec!["sn-a", "--abandon", "--reason", "  "], "--reason \"\""),
+        (vec!["sn-zz", "--abandon", "--reason", "x"], "\"sn-zz\""),
+    ] {
+        let o = resolve(&env, &args);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {out} {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let o = resolve(&env, &["sn-zz", "--abandon", "--reason", "x"]);
+    let (_, err) = text(&o);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(dump(&env.journal), before);
+
+    let reason = "not in 话单管理 on 2026-01-10";
+    let o = resolve(&env, &["sn-a", "--abandon", "--reason", reason]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out} {err}");
+    assert!(
+        out.contains("sn-a abandoned (was rejected 012, maybe delivered) by seller-li"),
+        "{out}"
+    );
+    assert!(out.contains("new metering_sn"), "{out}");
+
+    // Under its old metering_sn the fix is still refused; under a new one it goes through.
+    let o = env.usage(&["upload", same_sn.to_str().unwrap()], Some(&server));
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("abandoned"), "{:?}", text(&o));
+    let o = env.usage(&["upload", new_sn.to_str().unwrap()], Some(&server));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(
+        count(
+            &env.market,
+            "SELECT count(*) FROM usage_records WHERE metering_sn = 'sn-a2' AND usage_value = '2'"
+        ),
+        1
+    );
+    assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 1);
+    // The original file again: the abandoned record is counted, not sent.
+    let o = env.usage(
+        &["upload", first.to_str().unwrap(), "--json"],
+        Some(&server),
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out} {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["import"]["already_abandoned"], 1, "{v}");
+    let o = env.usage(&["replay"], Some(&server));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 1);
+
+    // An accepted record cannot be abandoned.
+    let o = resolve(&env, &["sn-a2", "--abandon", "--reason", "x"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("\"sn-a2\"") && err.contains("accepted"),
+        "{err}"
+    );
+
+    // The audit trail: status and export show who, when and why.
+    let o = env.usage(&["status"], None);
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("abandoned") && out.contains("seller-li"),
+        "{out}"
+    );
+    assert!(out.contains(reason), "{out}");
+    let o = env.usage(&["status", "--json"], None);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["counts"]["abandoned"], 1, "{v}");
+    assert_eq!(v["abandoned"][0]["metering_sn"], "sn-a", "{v}");
+    assert_eq!(v["abandoned"][0]["abandoned_by"], "seller-li", "{v}");
+    assert_eq!(v["abandoned"][0]["abandoned_at"], "20260110T123000Z", "{v}");
+    let out_file = env.path("abandoned.csv");
+    let o = env.usage(
+        &[
+            "export",
+            "--state",
+            "abandoned",
+            "--out",
+            out_file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let exported = std::fs::read_to_string(&out_file).unwrap();
+    assert!(
+        exported.starts_with(
+            "instance_id,begin_time,end_time,usage_value,metering_sn,relate_pkg_instance,\
+             record_time,state,result_code,result_msg,abandoned_at,abandoned_by,abandon_reason\n"
+        ),
+        "{exported}"
+    );
+    assert!(
+        exported.contains(",sn-a,,20260110T123000Z,abandoned,012,")
+            && exported.contains(&format!("20260110T123000Z,seller-li,{reason}")),
+        "{exported}"
+    );
+}
+
+/// A CSV saved by Chinese Excel (GB18030) with Chinese text in instance_id.
+fn gb18030_csv(env: &Env) -> std::path::PathBuf {
+    let text = "instance_id,begin_time,end_time,usage_value,metering_sn\r\n\
+                实例-华东一号,20260110T090000Z,20260110T100000Z,1.5,sn-cn\r\n";
+    let (bytes, _, unmappable) = encoding_rs::GB18030.encode(text);
+    assert!(!unmappable);
+    let p = env.path("excel.csv");
+    std::fs::write(&p, &bytes).unwrap();
+    p
+}
+
+#[test]
+fn a_gb18030_file_is_refused_with_a_hint_and_read_with_encoding_gb18030() {
+    let env = Env::new();
+    let f = gb18030_csv(&env);
+    let f = f.to_str().unwrap();
+    for cmd in [&["validate", f][..], &["upload", f, "--dry-run"]] {
+        let o = env.usage(cmd, None);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}: {out} {err}");
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.contains("excel.csv")
+                && last.contains("line 2")
+                && last.contains("not valid UTF-8")
+                && last.contains("GB18030")
+                && last.contains("--encoding gb18030"),
+            "{cmd:?}: {err}"
+        );
+    }
+    assert!(!env.journal.exists());
+    for name in ["gb18030", "gbk", "GBK"] {
+        let o = env.usage(&["validate", f, "--encoding", name], None);
+        assert_eq!(o.status.code(), Some(0), "{name}: {:?}", text(&o));
+    }
+    let server = env.market(&[]);
+    let o = env.usage(&["upload", f, "--encoding", "gb18030"], Some(&server));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(
+        count(
+            &env.market,
+            "SELECT count(*) FROM usage_records WHERE instance_id = '实例-华东一号' \
+             AND usage_value = '1.5'"
+        ),
+        1
+    );
+    let o = env.usage(&["validate", f, "--encoding", "latin1"], None);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+}
+
+/// 11 data lines (one the reader cannot split, nine that break a rule, one good): the
+/// counts say 11 read, and every line is in exactly one of the others.
+#[test]
+fn validate_counts_every_data_line_once() {
+    let env = Env::new();
+    let mut t = String::from(
+        "instance_id,begin_time,end_time,usage_value\n\
+         i1,20260110T100000Z,20260110T110000Z,1\n\n",
+    );
+    for i in 2..=10 {
+        t.push_str(&format!("i{i},bad,20260110T110000Z,1\n"));
+    }
+    t.push_str("i11,a,b\n");
+    let f = env.write("eleven.csv", &t);
+    let o = env.usage(&["validate", f.to_str().unwrap(), "--json"], None);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (&v["records"], &v["bad"], &v["new"], &v["errors"]),
+        (&11.into(), &10.into(), &1.into(), &10.into()),
+        "{v}"
+    );
+    let o = env.usage(&["validate", f.to_str().unwrap()], None);
+    let (out, _) = text(&o);
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!(" {name} ")))
+            .unwrap_or_else(|| panic!("{name}: {out}"))
+            .split_whitespace()
+            .filter_map(|w| w.parse::<u64>().ok())
+            .next()
+            .unwrap()
+    };
+    assert_eq!((row("read"), row("bad"), row("new")), (11, 10, 1), "{out}");
+}

@@ -1,4 +1,4 @@
-//! `csm usage`: validate, upload, replay, status, export. Glue only: the rules live in
+//! `csm usage`: validate, upload, replay, status, export, resolve. Glue only: the rules live in
 //! `crate::usage`.
 
 use crate::catalog::KeyRole;
@@ -10,6 +10,7 @@ use crate::duration::Bare;
 use crate::error::{CsmError, Exit, Result};
 use crate::output;
 use crate::usage::batch::{ValueAs, MAX_BATCH, MIN_BATCH, USAGE_PATH};
+use crate::usage::encoding::Encoding;
 use crate::usage::journal::{self, ImportReport, Journal, Scope, State};
 use crate::usage::reader::{Format, RecordReader};
 use crate::usage::record::Billing;
@@ -17,7 +18,7 @@ use crate::usage::upload::{self, SendConfig, SendReport};
 use crate::{clock, usage};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use std::io::{BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,6 +40,9 @@ pub enum UsageCommand {
     Status(StatusArgs),
     /// Write the records in one state to a file (CSV or JSONL) that upload reads back.
     Export(ExportArgs),
+    /// Give up on a record the marketplace does not hold, so that a corrected one can be
+    /// uploaded for its period under a new metering_sn.
+    Resolve(ResolveArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -61,6 +65,15 @@ pub struct InputArgs {
     /// Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// The file's text encoding: gb18030 (or gbk) for CSV saved by Chinese Excel.
+    #[arg(
+        long,
+        value_enum,
+        ignore_case = true,
+        default_value = "utf-8",
+        value_name = "NAME"
+    )]
+    pub encoding: Encoding,
     /// How the product's pay-per-use item is billed (sets the reporting deadlines).
     #[arg(long, value_enum, default_value = "hourly")]
     pub billing: Billing,
@@ -169,6 +182,23 @@ pub struct ExportArgs {
     pub out: PathBuf,
 }
 
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The record's metering_sn (as `usage status` or `usage export` show it).
+    #[arg(value_name = "METERING_SN")]
+    pub metering_sn: String,
+    #[command(flatten)]
+    pub journal: JournalArg,
+    /// Abandon it: never send it again and free its period for a corrected record under a
+    /// new metering_sn. Only after 卖家中心 > 交易管理 > 话单管理 shows that the
+    /// marketplace does not hold it.
+    #[arg(long, required = true)]
+    pub abandon: bool,
+    /// Why (kept in the journal with who and when): e.g. what 话单管理 showed.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+}
+
 pub fn run(g: &GlobalArgs, a: UsageArgs) -> Result<Exit> {
     match a.command {
         UsageCommand::Validate(v) => validate(g, v),
@@ -176,17 +206,19 @@ pub fn run(g: &GlobalArgs, a: UsageArgs) -> Result<Exit> {
         UsageCommand::Replay(r) => replay(g, r),
         UsageCommand::Status(s) => status(g, s),
         UsageCommand::Export(e) => export(g, e),
+        UsageCommand::Resolve(r) => resolve(g, r),
     }
 }
 
-fn open_input(input: &InputArgs) -> Result<RecordReader<BufReader<std::fs::File>>> {
+fn open_input(input: &InputArgs) -> Result<RecordReader<Box<dyn BufRead>>> {
     let f = std::fs::File::open(&input.file).map_err(|e| CsmError::io(&input.file, e))?;
     let format = input
         .format
         .unwrap_or_else(|| Format::from_path(&input.file));
-    Ok(RecordReader::new(
+    Ok(RecordReader::decoding(
         BufReader::with_capacity(1 << 16, f),
         format,
+        input.encoding,
     ))
 }
 
@@ -198,10 +230,13 @@ fn import_json(r: &ImportReport, file: &str) -> serde_json::Value {
     json!({
         "file": file,
         "records": r.read,
+        "bad": r.bad,
+        "not_checked": r.unchecked,
         "new": r.new,
         "already_journaled_unsent": r.again,
         "already_accepted": r.already_accepted,
         "already_rejected": r.already_rejected,
+        "already_abandoned": r.already_abandoned,
         "replaced": r.replaced,
         "errors": r.error_count,
         "error_lines": r.errors.iter().map(|e| json!({"line": e.line, "message": e.message})).collect::<Vec<_>>(),
@@ -216,13 +251,16 @@ fn print_import(g: &GlobalArgs, r: &ImportReport, file: &str, billing: Billing, 
     }
     let mut t = output::table();
     t.set_header(vec!["records", "count"]);
+    // Every data line read is in one of the rows below "read".
     t.add_row(vec!["read".to_string(), r.read.to_string()]);
-    t.add_row(vec!["bad".to_string(), r.error_count.to_string()]);
+    t.add_row(vec!["bad".to_string(), r.bad.to_string()]);
     t.add_row(vec!["new".to_string(), r.new.to_string()]);
     for (k, v) in [
+        ("not checked (the header is bad)", r.unchecked),
         ("already journaled, not yet accepted", r.again),
         ("already accepted", r.already_accepted),
         ("already rejected", r.already_rejected),
+        ("already abandoned", r.already_abandoned),
         ("fixed, replacing a rejected record", r.replaced),
     ] {
         if v > 0 {
@@ -418,11 +456,37 @@ fn progress_bar(g: &GlobalArgs, total: u64) -> indicatif::ProgressBar {
     }
     let pb = indicatif::ProgressBar::new(total);
     if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec} eta {eta}")
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records {rate} eta {eta}")
     {
+        // indicatif's own {per_sec} prints fractions of a record ("58,596.6037/s").
+        let style = style.with_key(
+            "rate",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&per_second(s.per_sec()));
+            },
+        );
         pb.set_style(style);
     }
     pb
+}
+
+/// A rate as whole records per second with thousands separators: `58,597/s`.
+fn per_second(rate: f64) -> String {
+    let n = if rate.is_finite() && rate > 0.0 {
+        rate.round() as u64
+    } else {
+        0
+    };
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 2);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out.push_str("/s");
+    out
 }
 
 fn run_send(
@@ -649,6 +713,10 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
             "last_errors": s.last_errors.iter().map(|e| json!({
                 "metering_sn": e.metering_sn, "state": e.state, "code": e.code,
                 "message": e.message, "at": e.at})).collect::<Vec<_>>(),
+            "abandoned": s.abandoned.iter().map(|a| json!({
+                "metering_sn": a.metering_sn, "instance_id": a.instance_id,
+                "begin_time": a.begin_time, "end_time": a.end_time,
+                "abandoned_at": a.at, "abandoned_by": a.by, "reason": a.reason})).collect::<Vec<_>>(),
             "deadline_assumption": billing_note(a.billing),
         }));
         return Ok(Exit::Ok);
@@ -689,6 +757,30 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
             ]);
         }
         crate::say!("last errors:\n{e}");
+    }
+    if !s.abandoned.is_empty() {
+        let mut e = output::table();
+        e.set_header(vec![
+            "abandoned at",
+            "by",
+            "metering_sn",
+            "period",
+            "reason",
+        ]);
+        for a in &s.abandoned {
+            e.add_row(vec![
+                a.at.clone(),
+                a.by.clone(),
+                a.metering_sn.clone(),
+                format!("{} {}..{}", a.instance_id, a.begin_time, a.end_time),
+                a.reason.clone(),
+            ]);
+        }
+        let all = s.counts.get(&State::Abandoned).copied().unwrap_or(0);
+        crate::say!(
+            "abandoned (latest {} of {all}; all: `csm usage export --state abandoned`):\n{e}",
+            s.abandoned.len()
+        );
     }
     Ok(Exit::Ok)
 }
@@ -740,4 +832,111 @@ fn export(g: &GlobalArgs, a: ExportArgs) -> Result<Exit> {
         );
     }
     Ok(Exit::Ok)
+}
+
+/// `--reason`: one line of text that says why, kept in the journal.
+const MAX_REASON_CHARS: usize = 500;
+
+fn check_reason(reason: &str) -> Result<&str> {
+    let r = reason.trim();
+    if r.is_empty() {
+        return Err(CsmError::usage(
+            "--reason \"\": say why the record is abandoned (e.g. what 话单管理 showed)",
+        ));
+    }
+    if r.chars().count() > MAX_REASON_CHARS {
+        return Err(CsmError::usage(format!(
+            "--reason: {} characters (at most {MAX_REASON_CHARS})",
+            r.chars().count()
+        )));
+    }
+    if r.chars().any(char::is_control) {
+        return Err(CsmError::usage(
+            "--reason: has a control character (one line of text)",
+        ));
+    }
+    Ok(r)
+}
+
+/// Who abandons a record, as the journal keeps it: the login name.
+fn who() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn resolve(g: &GlobalArgs, a: ResolveArgs) -> Result<Exit> {
+    let reason = check_reason(&a.reason)?;
+    let path = existing_journal(&a.journal)?;
+    let mut j = Journal::open(&path)?;
+    // Not while an upload or replay may be sending it.
+    let _lock = j.lock_for_sending()?;
+    let by = who();
+    let now = crate::usage::record::format_api_time(clock::now());
+    let r = j.abandon(&a.metering_sn, &by, reason, &now)?;
+    if g.json {
+        output::print_json(&json!({
+            "journal": label(&path),
+            "metering_sn": r.metering_sn,
+            "was": r.was,
+            "maybe_delivered": r.maybe_delivered,
+            "last_code": r.last_code,
+            "instance_id": r.instance_id,
+            "begin_time": r.begin_time,
+            "end_time": r.end_time,
+            "abandoned_at": now,
+            "abandoned_by": by,
+            "reason": reason,
+        }));
+    } else if !g.quiet {
+        crate::say!(
+            "metering_sn {} abandoned (was {}{}{}) by {by} at {now}: {reason}",
+            r.metering_sn,
+            r.was.as_str(),
+            r.last_code
+                .as_deref()
+                .map(|c| format!(" {c}"))
+                .unwrap_or_default(),
+            if r.maybe_delivered {
+                ", maybe delivered"
+            } else {
+                ""
+            },
+        );
+        crate::say!(
+            "it is never sent again; a corrected record for instance {} {}..{} can now be uploaded under a new metering_sn",
+            r.instance_id,
+            r.begin_time,
+            r.end_time
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_whole_records_per_second() {
+        assert_eq!(per_second(58_596.603_7), "58,597/s");
+        assert_eq!(per_second(999.4), "999/s");
+        assert_eq!(per_second(1_000.0), "1,000/s");
+        assert_eq!(per_second(1_234_567.0), "1,234,567/s");
+        assert_eq!(per_second(0.3), "0/s");
+        assert_eq!(per_second(f64::NAN), "0/s");
+        assert_eq!(per_second(f64::INFINITY), "0/s");
+    }
+
+    #[test]
+    fn a_reason_is_one_line_of_text() {
+        assert_eq!(check_reason("  not held  ").unwrap(), "not held");
+        assert!(check_reason(" ")
+            .unwrap_err()
+            .to_string()
+            .contains("--reason"));
+        assert!(check_reason("a\nb").is_err());
+        assert!(check_reason(&"x".repeat(501)).is_err());
+    }
 }

@@ -2,9 +2,10 @@
 //! Memory stays flat with file size: one line at a time, and a line longer than
 //! [`MAX_LINE`] is skipped to its end without being held, then reported.
 
-use super::record::{show, RawRecord, FIELDS, INFO_FIELDS, REQUIRED};
+use super::encoding::{self, Decoded, Encoding};
+use super::record::{is_info_field, show, RawRecord, FIELDS, REQUIRED};
 use crate::protocol::json::{self, Json};
-use std::io::BufRead;
+use std::io::{BufRead, BufReader};
 
 /// No legitimate record comes near this; a longer line is an error, not a buffer.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -39,8 +40,8 @@ pub struct LineError {
 
 enum Line {
     Text(String),
-    TooLong(usize),
-    NotUtf8(usize),
+    /// Too long, or not text in the input's encoding: the message says which.
+    Bad(String),
 }
 
 /// Reads `\n`-terminated lines with a bound on their length.
@@ -48,6 +49,8 @@ struct Lines<R> {
     inner: R,
     line_no: u64,
     buf: Vec<u8>,
+    /// What the bytes were before they reached `inner` (GB18030 is decoded on the way).
+    encoding: Encoding,
 }
 
 impl<R: BufRead> Lines<R> {
@@ -87,11 +90,32 @@ impl<R: BufRead> Lines<R> {
             self.buf.drain(..3);
         }
         if total > MAX_LINE {
-            return Ok(Some((self.line_no, Line::TooLong(total))));
+            let m = format!("line is {total} bytes long (at most {MAX_LINE})");
+            return Ok(Some((self.line_no, Line::Bad(m))));
         }
         match std::str::from_utf8(&self.buf) {
             Ok(s) => Ok(Some((self.line_no, Line::Text(s.to_string())))),
-            Err(e) => Ok(Some((self.line_no, Line::NotUtf8(e.valid_up_to() + 1)))),
+            Err(e) => Ok(Some((
+                self.line_no,
+                Line::Bad(self.not_text(e.valid_up_to())),
+            ))),
+        }
+    }
+
+    /// Why the line is not text; `valid` bytes of it were.
+    fn not_text(&self, valid: usize) -> String {
+        match self.encoding {
+            Encoding::Utf8 if encoding::reads_as_gb18030(&self.buf) => format!(
+                "not valid UTF-8 (at byte {} of the line); it reads as GB18030, the encoding \
+                 Chinese Excel saves CSV in: add --encoding gb18030",
+                valid + 1
+            ),
+            Encoding::Utf8 => format!("not valid UTF-8 (at byte {} of the line)", valid + 1),
+            // The decoder marked the bad bytes; what came before them is text.
+            Encoding::Gb18030 => format!(
+                "not valid GB18030 (at character {} of the line)",
+                String::from_utf8_lossy(&self.buf[..valid]).chars().count() + 1
+            ),
         }
     }
 }
@@ -103,20 +127,65 @@ pub struct RecordReader<R> {
     /// CSV: the field each column maps to.
     columns: Option<Vec<String>>,
     header_failed: bool,
+    /// Lines that hold (or should hold) a record: not blank, not the CSV header.
+    data_lines: u64,
+    /// Data lines after a bad header: they cannot be read, and are not checked.
+    unchecked: u64,
+}
+
+impl<'a> RecordReader<Box<dyn BufRead + 'a>> {
+    /// Reads `inner`, whose bytes are text in `encoding`: GB18030 is decoded to UTF-8 as
+    /// it is read (streamed, a buffer at a time).
+    pub fn decoding(inner: impl BufRead + 'a, format: Format, encoding: Encoding) -> Self {
+        let inner: Box<dyn BufRead + 'a> = match encoding {
+            Encoding::Utf8 => Box::new(inner),
+            Encoding::Gb18030 => {
+                Box::new(BufReader::with_capacity(1 << 16, Decoded::gb18030(inner)))
+            }
+        };
+        let mut r = RecordReader::new(inner, format);
+        r.lines.encoding = encoding;
+        r
+    }
 }
 
 impl<R: BufRead> RecordReader<R> {
+    /// Reads UTF-8 input.
     pub fn new(inner: R, format: Format) -> Self {
         RecordReader {
             lines: Lines {
                 inner,
                 line_no: 0,
                 buf: Vec::new(),
+                encoding: Encoding::Utf8,
             },
             format,
             columns: None,
             header_failed: false,
+            data_lines: 0,
+            unchecked: 0,
         }
+    }
+
+    /// Lines read so far that hold a record or should: every line but blank ones and the
+    /// CSV header. Each is a record, a line error, or [`RecordReader::unchecked`].
+    pub fn data_lines(&self) -> u64 {
+        self.data_lines
+    }
+
+    /// Data lines not checked because the CSV header was bad (its error says so, once).
+    pub fn unchecked(&self) -> u64 {
+        self.unchecked
+    }
+
+    /// The CSV header was bad: one of the line errors is the header's, not a record's.
+    pub fn header_failed(&self) -> bool {
+        self.header_failed
+    }
+
+    /// The next line is where the CSV header should be.
+    fn at_header(&self) -> bool {
+        self.format == Format::Csv && self.columns.is_none() && !self.header_failed
     }
 
     /// Next record or line error; `Ok(None)` at the end; `Err` only on an I/O error.
@@ -126,27 +195,28 @@ impl<R: BufRead> RecordReader<R> {
                 return Ok(None);
             };
             let text = match line {
-                Line::TooLong(n) => {
-                    return Ok(Some(Err(LineError {
-                        line: no,
-                        message: format!("line is {n} bytes long (at most {MAX_LINE})"),
-                    })))
-                }
-                Line::NotUtf8(at) => {
-                    return Ok(Some(Err(LineError {
-                        line: no,
-                        message: format!("not valid UTF-8 (at byte {at} of the line)"),
-                    })))
+                Line::Bad(message) => {
+                    if self.at_header() {
+                        // Unreadable where the header should be: the header is bad.
+                        self.header_failed = true;
+                        let message = format!("header: {message}");
+                        return Ok(Some(Err(LineError { line: no, message })));
+                    }
+                    self.data_lines += 1;
+                    return Ok(Some(Err(LineError { line: no, message })));
                 }
                 Line::Text(t) => t,
             };
             if text.trim().is_empty() {
                 continue;
             }
+            if !self.at_header() {
+                self.data_lines += 1;
+            }
             let parsed = match self.format {
                 Format::Jsonl => parse_jsonl(&text),
                 Format::Csv => {
-                    if self.columns.is_none() && !self.header_failed {
+                    if self.at_header() {
                         match parse_header(&text) {
                             Ok(c) => self.columns = Some(c),
                             Err(m) => {
@@ -162,7 +232,10 @@ impl<R: BufRead> RecordReader<R> {
                     match &self.columns {
                         Some(cols) => parse_csv_row(cols, &text),
                         // The header was bad: the rows cannot be read, and one error says so.
-                        None => continue,
+                        None => {
+                            self.unchecked += 1;
+                            continue;
+                        }
                     }
                 }
             };
@@ -239,7 +312,7 @@ fn parse_header(line: &str) -> Result<Vec<String>, String> {
         .map(|c| c.trim().to_string())
         .collect();
     for (i, c) in cols.iter().enumerate() {
-        if !FIELDS.contains(&c.as_str()) && !INFO_FIELDS.contains(&c.as_str()) {
+        if !FIELDS.contains(&c.as_str()) && !is_info_field(c) {
             return Err(format!(
                 "header: column {} {} is not a usage field (expected some of {})",
                 i + 1,
@@ -292,7 +365,7 @@ fn parse_jsonl(line: &str) -> Result<RawRecord, String> {
         let text = match v {
             Json::Null => continue,
             Json::String(s) => s,
-            Json::Number(n) if k == "usage_value" || INFO_FIELDS.contains(&k.as_str()) => n,
+            Json::Number(n) if k == "usage_value" || is_info_field(&k) => n,
             other => {
                 return Err(format!(
                     "field {}: must be a string{} (got {})",
@@ -306,7 +379,7 @@ fn parse_jsonl(line: &str) -> Result<RawRecord, String> {
                 ))
             }
         };
-        if INFO_FIELDS.contains(&k.as_str()) {
+        if is_info_field(&k) {
             continue;
         }
         if !FIELDS.contains(&k.as_str()) {
@@ -418,6 +491,42 @@ i4,\"x\"y,b,c\n";
             .message
             .contains("not a JSON object"));
         assert!(out[4].clone().unwrap_err().message.contains("usage_value"));
+    }
+
+    #[test]
+    fn gb18030_is_decoded_and_utf8_input_says_when_it_is_gb18030() {
+        let text = "instance_id,begin_time,end_time,usage_value\r\n\
+                    实例-一号,20260110T100000Z,20260110T110000Z,1\r\n";
+        let (gb, _, _) = encoding_rs::GB18030.encode(text);
+        let mut r = RecordReader::decoding(&gb[..], Format::Csv, Encoding::Gb18030);
+        let (line, rec) = r.next_record().unwrap().unwrap().unwrap();
+        assert_eq!((line, rec.instance_id.as_deref()), (2, Some("实例-一号")));
+        assert!(r.next_record().unwrap().is_none());
+        assert_eq!(r.data_lines(), 1);
+        // The same bytes read as UTF-8: an error that names the flag.
+        let out = read_all(&gb, Format::Csv);
+        let e = out[0].clone().unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(
+            e.message.starts_with("not valid UTF-8 (at byte "),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("--encoding gb18030"), "{}", e.message);
+        // Not GB18030 either: no hint, and with the flag the error says GB18030.
+        let bad = b"instance_id,begin_time,end_time,usage_value\nab\x81,x,y,1\n";
+        let e = read_all(bad, Format::Csv)[0].clone().unwrap_err();
+        assert!(!e.message.contains("gb18030"), "{}", e.message);
+        let mut r = RecordReader::decoding(&bad[..], Format::Csv, Encoding::Gb18030);
+        let e = r.next_record().unwrap().unwrap().unwrap_err();
+        assert_eq!(e.message, "not valid GB18030 (at character 3 of the line)");
+        // A UTF-8 file with a BOM reads the same either way.
+        let utf8 = format!("\u{FEFF}{text}");
+        for enc in [Encoding::Utf8, Encoding::Gb18030] {
+            let mut r = RecordReader::decoding(utf8.as_bytes(), Format::Csv, enc);
+            let (_, rec) = r.next_record().unwrap().unwrap().unwrap();
+            assert_eq!(rec.instance_id.as_deref(), Some("实例-一号"), "{enc:?}");
+        }
     }
 
     #[test]

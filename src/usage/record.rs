@@ -27,6 +27,14 @@ pub const FIELDS: [&str; 7] = [
 /// Columns `csm usage export` adds for the reader's information; ignored on input, so that
 /// an exported file can be fixed and uploaded again as it is.
 pub const INFO_FIELDS: [&str; 3] = ["state", "result_code", "result_msg"];
+/// Columns `csm usage export --state abandoned` adds after those: who gave up on the record,
+/// when and why. Ignored on input too.
+pub const ABANDON_FIELDS: [&str; 3] = ["abandoned_at", "abandoned_by", "abandon_reason"];
+
+/// A column an export writes for the reader and the input ignores.
+pub fn is_info_field(name: &str) -> bool {
+    INFO_FIELDS.contains(&name) || ABANDON_FIELDS.contains(&name)
+}
 /// Columns an input must carry; the others may be absent or empty.
 pub const REQUIRED: [&str; 4] = ["instance_id", "begin_time", "end_time", "usage_value"];
 

@@ -17,23 +17,37 @@ fn write_error(e: impl std::fmt::Display) -> CsmError {
 
 impl Journal {
     /// Writes the records in `state` as CSV (or JSONL) that `upload` reads back; the
-    /// `state`, `result_code` and `result_msg` columns are for the reader and ignored on input.
+    /// `state`, `result_code` and `result_msg` columns (and for abandoned records who gave
+    /// up on them, when and why) are for the reader and ignored on input.
     pub fn export(&self, state: State, jsonl: bool, out: &mut dyn Write) -> Result<u64> {
+        // A journal of version 1 (read as it is) has no abandoned records nor their columns.
+        let abandoned = state == State::Abandoned && self.version >= 2;
+        let audit = if abandoned {
+            ", coalesce(abandoned_at, ''), coalesce(abandoned_by, ''), coalesce(abandon_reason, '')"
+        } else {
+            ""
+        };
         let mut st = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT instance_id, begin_time, end_time, usage_value, metering_sn,
                  coalesce(relate_pkg_instance, ''), record_time, state,
-                 coalesce(last_code, ''), coalesce(last_message, '')
-                 FROM records WHERE state = ?1 ORDER BY id",
-            )
+                 coalesce(last_code, ''), coalesce(last_message, ''){audit}
+                 FROM records WHERE state = ?1 ORDER BY id"
+            ))
             .map_err(|e| self.err(e))?;
         let mut rows = st.query([state]).map_err(|e| self.err(e))?;
         let mut n = 0u64;
         // The SELECT above lists the input columns, then the informational ones, in this order.
+        let audit_names: &[&str] = if abandoned {
+            &record::ABANDON_FIELDS
+        } else {
+            &[]
+        };
         let names: Vec<&str> = record::FIELDS
             .iter()
             .chain(record::INFO_FIELDS.iter())
+            .chain(audit_names)
             .copied()
             .collect();
         let mut sink = if jsonl {
@@ -72,25 +86,18 @@ impl Journal {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{import, journal, HEAD};
-    use super::super::{Scope, State};
+    use super::super::testing::{import, import_ids, journal, HEAD};
+    use super::super::State;
 
     /// A reason with a comma and quotes is quoted so that the file reads back whole, and the
     /// fixed file replaces the rejected record.
     #[test]
     fn csv_quotes_what_needs_it_and_reads_back() {
         let (_dir, mut j) = journal();
-        let r = import(
+        let ids = import_ids(
             &mut j,
             &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\n"),
-            true,
         );
-        let ids: Vec<i64> = j
-            .next_batch(Scope::Import(r.import_id), 0, 10)
-            .unwrap()
-            .iter()
-            .map(|s| s.id)
-            .collect();
         // Refused here, unsent: the shortest way to a rejected record with a reason.
         j.reject_unsent(&ids, "003", "value \"1\", refused", "t")
             .unwrap();

@@ -10,15 +10,25 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use std::collections::BTreeMap;
 use std::io::BufRead;
 
+/// What an import found. Every data line read is counted once: `read` = `bad` +
+/// `unchecked` + `new` + `again` + `already_accepted` + `already_rejected` +
+/// `already_abandoned` + `replaced`.
 #[derive(Debug, Default, Clone)]
 pub struct ImportReport {
     pub import_id: i64,
+    /// Data lines: every line but blank ones and the CSV header.
     pub read: u64,
+    /// Data lines that break a rule (each is one of `errors`).
+    pub bad: u64,
+    /// Data lines not checked because the CSV header is bad.
+    pub unchecked: u64,
     pub new: u64,
     /// Already in the journal with the same content, not yet accepted: sent again.
     pub again: u64,
     pub already_accepted: u64,
     pub already_rejected: u64,
+    /// Abandoned by the seller (`usage resolve --abandon`): never sent again.
+    pub already_abandoned: u64,
     /// Rejected before, now fixed in the input: replaced and sent again.
     pub replaced: u64,
     pub errors: Vec<LineError>,
@@ -79,7 +89,6 @@ impl Journal {
                         continue;
                     }
                 };
-                rep.read += 1;
                 let rec = match record::validate(&raw, now) {
                     Ok(r) => r,
                     Err(message) => {
@@ -127,6 +136,9 @@ impl Journal {
                 }
             }
         }
+        rep.read = reader.data_lines();
+        rep.unchecked = reader.unchecked();
+        rep.bad = rep.error_count - u64::from(reader.header_failed());
         tx.execute(
             "UPDATE imports SET new_records = ?1 WHERE id = ?2",
             params![rep.new as i64, import_id],
@@ -198,20 +210,7 @@ fn resolve_conflict(
                  WHERE metering_sn = ?1"
             ),
             [&rec.metering_sn],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                ))
-            },
+            |r| r.try_into(),
         )
         .optional()
         .map_err(dberr)?;
@@ -250,6 +249,7 @@ fn resolve_conflict(
             match state {
                 State::Accepted => rep.already_accepted += 1,
                 State::Rejected => rep.already_rejected += 1,
+                State::Abandoned => rep.already_abandoned += 1,
                 State::Pending | State::Sent => {
                     if write {
                         tx.execute(
@@ -263,14 +263,31 @@ fn resolve_conflict(
             }
             return Ok(true);
         }
+        if state == State::Abandoned {
+            // Its first version may still travel under it in someone's mind or log: a
+            // metering_sn names one record for good.
+            return Err(format!(
+                "metering_sn {:?} names a record abandoned with `csm usage resolve` ({}); \
+                 the corrected record needs a new metering_sn{}",
+                rec.metering_sn,
+                where_(&file, line, false),
+                if rec.sn_derived {
+                    " (this one was derived from the instance and period: give the row a \
+                     metering_sn of its own)"
+                } else {
+                    ""
+                }
+            ));
+        }
         if state == State::Rejected && maybe {
             // An earlier attempt got no definite answer: the marketplace may hold the first
             // version, and a later "duplicate metering_sn" would pass the fix off as accepted.
             return Err(format!(
                 "metering_sn {:?} was rejected but may already be held by the marketplace \
-                 ({}, an attempt got no definite answer); a fix needs a new metering_sn",
+                 ({}, an attempt got no definite answer); a fix needs a new metering_sn, {}",
                 rec.metering_sn,
-                where_(&file, line, false)
+                where_(&file, line, false),
+                resolve_hint(&rec.metering_sn)
             ));
         }
         if state == State::Rejected {
@@ -279,7 +296,8 @@ fn resolve_conflict(
                 tx.query_row(
                     &format!(
                         "SELECT count(*) = 0 FROM {t} WHERE instance_id = ?1
-                         AND begin_time = ?2 AND end_time = ?3 AND id != ?4"
+                         AND begin_time = ?2 AND end_time = ?3 AND id != ?4
+                         AND state != 'abandoned'"
                     ),
                     params![rec.instance_id, rec.begin_time, rec.end_time, id],
                     |r| r.get::<_, bool>(0),
@@ -325,25 +343,50 @@ fn resolve_conflict(
             ));
         }
     }
-    let by_period: Option<(String, State, String, i64, bool)> = tx
+    // Abandoned records hold no period (a journal of version 1 has none).
+    let by_period: Option<(String, State, String, i64, bool, bool)> = tx
         .query_row(
             &format!(
-                "SELECT metering_sn, state, source_file, source_line, import_id = ?4 FROM {t}
-                 WHERE instance_id = ?1 AND begin_time = ?2 AND end_time = ?3"
+                "SELECT metering_sn, state, source_file, source_line, import_id = ?4,
+                 maybe_delivered FROM {t}
+                 WHERE instance_id = ?1 AND begin_time = ?2 AND end_time = ?3
+                 AND state != 'abandoned'"
             ),
             params![rec.instance_id, rec.begin_time, rec.end_time, import_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| r.try_into(),
         )
         .optional()
         .map_err(dberr)?;
     match by_period {
-        Some((sn, state, file, line, same_import)) => Err(period_duplicate(
-            rec,
-            &where_(&file, line, same_import),
-            &format!("metering_sn {sn:?}, state {}", state.as_str()),
-        )),
+        Some((sn, state, file, line, same_import, maybe)) => {
+            let mut m = period_duplicate(
+                rec,
+                &where_(&file, line, same_import),
+                &format!("metering_sn {sn:?}, state {}", state.as_str()),
+            );
+            if state == State::Rejected && maybe {
+                m.push_str(&format!(
+                    "; its fix needs a new metering_sn, {}",
+                    resolve_hint(&sn)
+                ));
+            } else if state == State::Rejected {
+                m.push_str(&format!(
+                    "; its fix goes under metering_sn {sn:?}, or under a new one {}",
+                    resolve_hint(&sn)
+                ));
+            }
+            Err(m)
+        }
         None => Ok(false),
     }
+}
+
+/// How a rejected record's period is freed for a fix under a new metering_sn.
+fn resolve_hint(sn: &str) -> String {
+    format!(
+        "once 卖家中心 > 交易管理 > 话单管理 shows that the marketplace does not hold {sn:?} \
+         and `csm usage resolve {sn} --abandon --reason TEXT` has abandoned it"
+    )
 }
 
 /// A second record for one instance and period; `earlier` says where the first is, `about`
@@ -407,5 +450,47 @@ mod tests {
             r.errors
         );
         assert_eq!(j.counts().unwrap()[&State::Pending], 2);
+    }
+
+    fn total(r: &super::ImportReport) -> u64 {
+        r.bad
+            + r.unchecked
+            + r.new
+            + r.again
+            + r.already_accepted
+            + r.already_rejected
+            + r.already_abandoned
+            + r.replaced
+    }
+
+    /// 11 data lines: one the reader cannot split, nine that break a rule, one good.
+    /// Every one is read, and each is counted once.
+    #[test]
+    fn every_data_line_is_read_and_counted_once() {
+        let (_dir, mut j) = journal();
+        let mut text = format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,\n\n");
+        for i in 2..=10 {
+            text.push_str(&format!("i{i},bad,20260110T110000Z,1,\n"));
+        }
+        text.push_str("i11,a,b\n");
+        let r = import(&mut j, &text, false);
+        assert_eq!((r.read, r.bad, r.new, r.error_count), (11, 10, 1, 10));
+        assert_eq!(total(&r), r.read);
+
+        // Journaled, then again with a duplicate and a bad line: still one bucket each.
+        let good = format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni2,20260110T100000Z,20260110T110000Z,1,b\n");
+        import(&mut j, &good, true);
+        let r = import(
+            &mut j,
+            &format!("{good}i3,20260110T100000Z,20260110T110000Z,1,a\ni4,x\n"),
+            false,
+        );
+        assert_eq!((r.read, r.again, r.bad), (4, 2, 2), "{:?}", r.errors);
+        assert_eq!(total(&r), r.read);
+
+        // A bad header: one error, and the rows are read but not checked.
+        let r = import(&mut j, "instance_id,colour\ni1,red\n\ni2,blue\n", false);
+        assert_eq!((r.read, r.bad, r.unchecked, r.error_count), (2, 0, 2, 1));
+        assert_eq!(total(&r), r.read);
     }
 }

@@ -3,17 +3,19 @@
 //! before the network sees the records, so a crash at any point loses nothing and a replay
 //! sends the same metering_sn again. Schema: docs/usage.md.
 //!
-//! This file is the store: schema, opening, locking, sync mode. `import` reads files in,
-//! `send` keeps what happens to records on the wire, `status` counts, `export` writes
-//! records back out.
+//! This file is the store: schema (and its migration), opening, locking, sync mode. `import`
+//! reads files in, `send` keeps what happens to records on the wire, `resolve` lets the
+//! seller give up on a record, `status` counts, `export` writes records back out.
 
 mod export;
 mod import;
+mod resolve;
 mod send;
 mod status;
 
 pub use import::ImportReport;
-pub use status::{LastError, Status};
+pub use resolve::Abandoned;
+pub use status::{AbandonedRecord, LastError, Status};
 
 use super::record::UsageRecord;
 use crate::error::{CsmError, Result};
@@ -21,7 +23,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -37,31 +39,6 @@ CREATE TABLE IF NOT EXISTS imports (
     new_records INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS imports_sha ON imports (file_sha256);
-CREATE TABLE IF NOT EXISTS records (
-    id                  INTEGER PRIMARY KEY,
-    metering_sn         TEXT NOT NULL UNIQUE,
-    sn_derived          INTEGER NOT NULL,
-    instance_id         TEXT NOT NULL,
-    begin_time          TEXT NOT NULL,
-    end_time            TEXT NOT NULL,
-    record_time         TEXT NOT NULL,
-    usage_value         TEXT NOT NULL,
-    relate_pkg_instance TEXT,
-    source_file         TEXT NOT NULL,
-    source_line         INTEGER NOT NULL,
-    import_id           INTEGER NOT NULL REFERENCES imports(id),
-    state               TEXT NOT NULL DEFAULT 'pending'
-                        CHECK (state IN ('pending', 'sent', 'accepted', 'rejected')),
-    maybe_delivered     INTEGER NOT NULL DEFAULT 0,
-    attempts            INTEGER NOT NULL DEFAULT 0,
-    last_batch          INTEGER,
-    last_code           TEXT,
-    last_message        TEXT,
-    sent_at             TEXT,
-    decided_at          TEXT,
-    -- Window first: hourly files arrive in time order, so the index appends.
-    UNIQUE (begin_time, end_time, instance_id)
-);
 -- No index on state: every state change would rewrite it, and the send loop walks the
 -- table in rowid order anyway.
 CREATE TABLE IF NOT EXISTS batches (
@@ -76,8 +53,65 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 ";
 
+/// The records table (version 2) under `name`: the migration builds it beside the old one.
+fn records_table(name: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {name} (
+    id                  INTEGER PRIMARY KEY,
+    metering_sn         TEXT NOT NULL UNIQUE,
+    sn_derived          INTEGER NOT NULL,
+    instance_id         TEXT NOT NULL,
+    begin_time          TEXT NOT NULL,
+    end_time            TEXT NOT NULL,
+    record_time         TEXT NOT NULL,
+    usage_value         TEXT NOT NULL,
+    relate_pkg_instance TEXT,
+    source_file         TEXT NOT NULL,
+    source_line         INTEGER NOT NULL,
+    import_id           INTEGER NOT NULL REFERENCES imports(id),
+    state               TEXT NOT NULL DEFAULT 'pending'
+                        CHECK (state IN ('pending', 'sent', 'accepted', 'rejected', 'abandoned')),
+    maybe_delivered     INTEGER NOT NULL DEFAULT 0,
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    last_batch          INTEGER,
+    last_code           TEXT,
+    last_message        TEXT,
+    sent_at             TEXT,
+    decided_at          TEXT,
+    -- 0 while the record holds its period; its own id once abandoned, which frees the
+    -- period for a corrected record (the metering_sn stays taken for good).
+    retired_id          INTEGER NOT NULL DEFAULT 0,
+    abandoned_at        TEXT,
+    abandoned_by        TEXT,
+    abandon_reason      TEXT,
+    -- Window first: hourly files arrive in time order, so the index appends.
+    UNIQUE (begin_time, end_time, instance_id, retired_id)
+)"
+    )
+}
+
+/// The columns version 1 had, which version 2 keeps as they were.
+const V1_COLUMNS: &str = "id, metering_sn, sn_derived, instance_id, begin_time, end_time,
+    record_time, usage_value, relate_pkg_instance, source_file, source_line, import_id, state,
+    maybe_delivered, attempts, last_batch, last_code, last_message, sent_at, decided_at";
+
+/// Version 1 to 2 (abandoned records): SQLite cannot change a CHECK or a UNIQUE in place,
+/// so the records table is rebuilt, in the caller's transaction.
+fn migrate_v1(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!(
+        "{};
+         INSERT INTO records_v2 ({V1_COLUMNS}) SELECT {V1_COLUMNS} FROM records;
+         DROP TABLE records;
+         ALTER TABLE records_v2 RENAME TO records;
+         UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+        records_table("records_v2")
+    ))
+}
+
 /// The states a record goes through. `Sent` means "a request carrying it may have reached
-/// the marketplace and no definite answer came back yet". Stored as the text of
+/// the marketplace and no definite answer came back yet"; `Abandoned` that the seller
+/// found it not held by the marketplace and gave up on it (`usage resolve --abandon`): it
+/// is never sent again and no longer holds its period. Stored as the text of
 /// [`State::as_str`] (the schema's CHECK lists the same words).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -86,15 +120,17 @@ pub enum State {
     Sent,
     Accepted,
     Rejected,
+    Abandoned,
 }
 
 impl State {
     /// In the order a record goes through them (the order summaries print them in).
-    pub const ALL: [State; 4] = [
+    pub const ALL: [State; 5] = [
         State::Pending,
         State::Sent,
         State::Accepted,
         State::Rejected,
+        State::Abandoned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -103,6 +139,7 @@ impl State {
             State::Sent => "sent",
             State::Accepted => "accepted",
             State::Rejected => "rejected",
+            State::Abandoned => "abandoned",
         }
     }
 
@@ -127,6 +164,9 @@ impl FromSql for State {
 pub struct Journal {
     conn: Connection,
     pub path: PathBuf,
+    /// The schema version: [`SCHEMA_VERSION`], or 1 for an older journal opened read-only
+    /// (it has no abandoned records and no columns for them).
+    version: i64,
     /// The current `PRAGMA synchronous` is FULL.
     full_sync: bool,
     /// A scratch journal in memory with the real one attached read-only as `known`.
@@ -153,7 +193,8 @@ fn not_a_journal(path: &Path, why: &str) -> CsmError {
 }
 
 /// The journal's schema version: None for an empty database (a new journal), an error for a
-/// database of something else or of another version.
+/// database of something else or of a version this csm does not read (1 is read, and
+/// migrated when the journal is opened for writing).
 fn schema_version(conn: &Connection, path: &Path) -> Result<Option<i64>> {
     let tables: i64 = conn
         .query_row(
@@ -179,13 +220,13 @@ fn schema_version(conn: &Connection, path: &Path) -> Result<Option<i64>> {
             "it holds tables but no meta.schema_version",
         ));
     };
-    if v != SCHEMA_VERSION.to_string() {
-        return Err(storage(
+    match v.parse::<i64>() {
+        Ok(n @ 1..=SCHEMA_VERSION) => Ok(Some(n)),
+        _ => Err(storage(
             path,
-            format!("schema version {v}, this csm reads version {SCHEMA_VERSION}"),
-        ));
+            format!("schema version {v}, this csm reads versions 1 to {SCHEMA_VERSION}"),
+        )),
     }
-    Ok(Some(SCHEMA_VERSION))
 }
 
 /// `file:` URI opening `path` read-only (for ATTACH).
@@ -244,9 +285,10 @@ impl Journal {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| storage(path, e))?;
         match schema_version(&conn, path)? {
-            Some(_) => Ok(Journal {
+            Some(version) => Ok(Journal {
                 conn,
                 path: path.to_path_buf(),
+                version,
                 full_sync: true,
                 known: false,
             }),
@@ -271,8 +313,9 @@ impl Journal {
         Ok(j)
     }
 
-    fn setup(conn: Connection, path: &Path) -> Result<Journal> {
-        let init = || -> rusqlite::Result<()> {
+    /// Creates the schema of a new journal, or brings an older one up to date.
+    fn setup(mut conn: Connection, path: &Path) -> Result<Journal> {
+        let mut init = || -> rusqlite::Result<()> {
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             // FULL: a commit is on disk before the request that depends on it leaves.
@@ -280,18 +323,41 @@ impl Journal {
             // 8 MB of page cache (default 2 MB): keeps the insertion points of the unique
             // indexes in memory on large imports; memory stays bounded by it.
             conn.pragma_update(None, "cache_size", -8192)?;
-            conn.execute_batch(SCHEMA)?;
-            conn.execute(
+            // IMMEDIATE: two processes opening an old journal at once migrate it once.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // `open` refused anything but a journal or an empty database before this.
+            let has_meta: bool = tx.query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+                [],
+                |r| r.get(0),
+            )?;
+            let version: Option<String> = if has_meta {
+                tx.query_row(
+                    "SELECT value FROM meta WHERE key = 'schema_version'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?
+            } else {
+                None
+            };
+            if version.as_deref() == Some("1") {
+                migrate_v1(&tx)?;
+            }
+            tx.execute_batch(SCHEMA)?;
+            tx.execute_batch(&records_table("records"))?;
+            tx.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
                 [SCHEMA_VERSION.to_string()],
             )?;
-            Ok(())
+            tx.commit()
         };
         init().map_err(|e| storage(path, e))?;
-        schema_version(&conn, path)?;
+        let version = schema_version(&conn, path)?.unwrap_or(SCHEMA_VERSION);
         Ok(Journal {
             conn,
             path: path.to_path_buf(),
+            version,
             full_sync: true,
             known: false,
         })
@@ -368,6 +434,16 @@ mod testing {
         j.import(&mut r, "in.csv", now(), Billing::Hourly, commit)
             .unwrap()
     }
+
+    /// Journals `text` and returns the ids of its records, in file order.
+    pub fn import_ids(j: &mut Journal, text: &str) -> Vec<i64> {
+        let r = import(j, text, true);
+        j.next_batch(super::Scope::Import(r.import_id), 0, 1000)
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -377,8 +453,82 @@ mod tests {
     #[test]
     fn every_state_is_one_the_schema_allows() {
         for st in State::ALL {
-            assert!(SCHEMA.contains(&format!("'{}'", st.as_str())), "{st:?}");
+            let check = records_table("records");
+            assert!(check.contains(&format!("'{}'", st.as_str())), "{st:?}");
             assert_eq!(State::parse(st.as_str()), Some(st));
         }
+    }
+
+    /// The schema of version 1, as csm wrote it.
+    const V1: &str = "
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE imports (id INTEGER PRIMARY KEY, file TEXT NOT NULL, file_sha256 TEXT,
+            imported_at TEXT NOT NULL, new_records INTEGER NOT NULL);
+        CREATE INDEX imports_sha ON imports (file_sha256);
+        CREATE TABLE records (
+            id INTEGER PRIMARY KEY, metering_sn TEXT NOT NULL UNIQUE,
+            sn_derived INTEGER NOT NULL, instance_id TEXT NOT NULL, begin_time TEXT NOT NULL,
+            end_time TEXT NOT NULL, record_time TEXT NOT NULL, usage_value TEXT NOT NULL,
+            relate_pkg_instance TEXT, source_file TEXT NOT NULL, source_line INTEGER NOT NULL,
+            import_id INTEGER NOT NULL REFERENCES imports(id),
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'sent', 'accepted', 'rejected')),
+            maybe_delivered INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,
+            last_batch INTEGER, last_code TEXT, last_message TEXT, sent_at TEXT,
+            decided_at TEXT, UNIQUE (begin_time, end_time, instance_id));
+        CREATE TABLE batches (id INTEGER PRIMARY KEY, started_at TEXT NOT NULL,
+            records INTEGER NOT NULL, attempt INTEGER NOT NULL, finished_at TEXT,
+            http_status INTEGER, error_code TEXT, verdict TEXT);
+        INSERT INTO imports VALUES (1, 'old.csv', NULL, '20260110T100000Z', 2);
+        INSERT INTO records (metering_sn, sn_derived, instance_id, begin_time, end_time,
+            record_time, usage_value, source_file, source_line, import_id, state,
+            maybe_delivered, last_code)
+        VALUES ('a', 0, 'i1', '20260110T100000Z', '20260110T110000Z', '20260110T110000Z',
+                '1', 'old.csv', 2, 1, 'rejected', 1, '012'),
+               ('b', 0, 'i1', '20260110T090000Z', '20260110T100000Z', '20260110T110000Z',
+                '2', 'old.csv', 3, 1, 'accepted', 0, '000');";
+
+    #[test]
+    fn a_version_1_journal_is_read_as_it_is_and_migrated_when_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.sqlite");
+        Connection::open(&path).unwrap().execute_batch(V1).unwrap();
+        // Read-only: read as version 1, left as it is.
+        let j = Journal::open_read_only(&path).unwrap();
+        assert_eq!(j.version, 1);
+        let s = j
+            .status(crate::usage::record::Billing::Hourly, testing::now())
+            .unwrap();
+        assert_eq!(
+            (s.counts[&State::Rejected], s.counts[&State::Accepted]),
+            (1, 1)
+        );
+        assert!(s.abandoned.is_empty());
+        let mut out = Vec::new();
+        assert_eq!(j.export(State::Abandoned, false, &mut out).unwrap(), 0);
+        drop(j);
+        // Written: migrated, rows kept, and the new state works.
+        let mut j = Journal::open(&path).unwrap();
+        assert_eq!(j.version, SCHEMA_VERSION);
+        let c = j.counts().unwrap();
+        assert_eq!((c[&State::Rejected], c[&State::Accepted]), (1, 1));
+        let a = j
+            .abandon("a", "seller", "not in 话单管理", "20260110T120000Z")
+            .unwrap();
+        assert_eq!((a.was, a.maybe_delivered), (State::Rejected, true));
+        let r = testing::import(
+            &mut j,
+            &format!(
+                "{}i1,20260110T100000Z,20260110T110000Z,3,a2\n",
+                testing::HEAD
+            ),
+            true,
+        );
+        assert_eq!((r.new, r.error_count), (1, 0), "{:?}", r.errors);
+        drop(j);
+        let j = Journal::open(&path).unwrap();
+        assert_eq!(j.version, SCHEMA_VERSION);
+        assert_eq!(j.counts().unwrap()[&State::Pending], 1);
     }
 }

@@ -15,6 +15,22 @@ pub struct Status {
     pub last_errors: Vec<LastError>,
     /// (state, last code, count) of records not accepted.
     pub codes: Vec<(State, String, u64)>,
+    /// The records given up on, the latest first (at most [`MAX_ABANDONED_SHOWN`]).
+    pub abandoned: Vec<AbandonedRecord>,
+}
+
+pub const MAX_ABANDONED_SHOWN: usize = 10;
+
+/// A record abandoned with `csm usage resolve --abandon`: who, when, why.
+#[derive(Debug)]
+pub struct AbandonedRecord {
+    pub metering_sn: String,
+    pub instance_id: String,
+    pub begin_time: String,
+    pub end_time: String,
+    pub at: String,
+    pub by: String,
+    pub reason: String,
 }
 
 #[derive(Debug)]
@@ -100,7 +116,7 @@ impl Journal {
             .prepare(
                 "SELECT metering_sn, state, last_code, coalesce(last_message, ''),
                  coalesce(decided_at, sent_at, '') FROM records
-                 WHERE last_code IS NOT NULL AND state != 'accepted'
+                 WHERE last_code IS NOT NULL AND state NOT IN ('accepted', 'abandoned')
                  ORDER BY coalesce(decided_at, sent_at) DESC, id DESC LIMIT 10",
             )
             .map_err(|e| self.err(e))?;
@@ -119,6 +135,37 @@ impl Journal {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err(e))?;
         s.codes = self.codes(&[State::Pending, State::Sent, State::Rejected])?;
+        s.abandoned = self.abandoned()?;
         Ok(s)
+    }
+
+    /// The latest abandoned records (none in a journal of version 1).
+    fn abandoned(&self) -> Result<Vec<AbandonedRecord>> {
+        if self.version < 2 {
+            return Ok(Vec::new());
+        }
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT metering_sn, instance_id, begin_time, end_time, coalesce(abandoned_at, ''),
+                 coalesce(abandoned_by, ''), coalesce(abandon_reason, '') FROM records
+                 WHERE state = 'abandoned' ORDER BY abandoned_at DESC, id DESC LIMIT ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([MAX_ABANDONED_SHOWN as i64], |r| {
+                Ok(AbandonedRecord {
+                    metering_sn: r.get(0)?,
+                    instance_id: r.get(1)?,
+                    begin_time: r.get(2)?,
+                    end_time: r.get(3)?,
+                    at: r.get(4)?,
+                    by: r.get(5)?,
+                    reason: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
     }
 }
