@@ -3,7 +3,7 @@
 //! storing every second batch (the ambiguous case). After each kill `csm usage replay` runs;
 //! at the end the marketplace's state file must hold every record exactly once, with the
 //! values of the input. CI runs 5,000 records in batches of 100 with 10 kills; the
-//! 100,000-record run with 20 kills is `cargo test --test usage_crash -- --ignored`.
+//! 100,000-record run with 20 kills is `cargo test --test it usage_crash -- --ignored`.
 
 use rusqlite::Connection;
 use std::io::Write;
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-mod usage_common;
+use crate::usage_common;
 
 use usage_common::{csm, start_marketplace, NOW};
 const KEY: &str = "crash-test-usage-key-6dc0a70e";

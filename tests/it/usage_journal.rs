@@ -1,7 +1,7 @@
 //! Review fixes: records past the 21-day window, replaced rejected records, endpoint and
 //! flag checks, input strictness and the stand-in's fault names.
 
-mod usage_common;
+use crate::usage_common;
 
 use std::path::Path;
 use usage_common::*;

@@ -2,7 +2,7 @@
 //! against it: every suite passes, every fault fails exactly its check family, and every
 //! request csm sent is re-verified from the merchant's raw recording.
 
-mod common;
+use crate::common;
 
 use common::{text, Served};
 
@@ -44,11 +44,7 @@ impl Env {
     }
 
     fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_csm"));
-        c.env_clear()
-            .env("CSM_CONFIG_DIR", self.dir.path())
-            .stdin(Stdio::null());
-        c
+        common::csm(self.dir.path())
     }
 
     fn run(&self, args: &[&str]) -> Output {

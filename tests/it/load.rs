@@ -1,13 +1,13 @@
 //! `csm load` against real `csm serve merchant` processes on loopback. Counts are asserted;
 //! timings only with bounds a slow CI cannot miss.
 
-mod common;
+use crate::common;
 use common::{text, Served};
 
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const BASIC: &str = "0f3c2a9e-5b1d-4c7e-8a6f-1d2e3f4a5b6c";
 const WRONG: &str = "11111111-2222-4333-8444-555555555555";
@@ -33,11 +33,7 @@ impl Env {
     }
 
     fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_csm"));
-        c.env_clear()
-            .env("CSM_CONFIG_DIR", self.dir.path())
-            .stdin(Stdio::null());
-        c
+        common::csm(self.dir.path())
     }
 
     fn serve(&self, args: &[&str]) -> Served {

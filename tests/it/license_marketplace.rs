@@ -2,7 +2,7 @@
 //! `csm license activate|heartbeat` against it, and the License callbacks it sends to a
 //! recording merchant that checks their signatures with the protocol functions.
 
-mod common;
+use crate::common;
 
 use csm::protocol::{apig, json, v2};
 use serde_json::{json, Value};
@@ -17,18 +17,11 @@ const AK: &str = "TESTAKLICENSE0001";
 const SK: &str = "test-sk-3f9a0c7d1e2b4a6f8c0d2e4f";
 const LICENSE_KEY: &str = "license-key-7c1e9b2d4f6a8c0e";
 
+/// `common::csm` with a config dir of its own for the whole test binary (these tests name
+/// their keys and addresses with flags).
 fn csm() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_csm"));
-    for v in [
-        "CSM_PROFILE",
-        "CSM_AK",
-        "CSM_SK",
-        "CSM_LICENSE_KEY",
-        "CSM_NOW",
-    ] {
-        c.env_remove(v);
-    }
-    c
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    common::csm(DIR.get_or_init(|| tempfile::tempdir().unwrap()).path())
 }
 
 /// One callback as the recording merchant saw it.

@@ -6,7 +6,7 @@
 //! reply, nothing listening) is exit 4, "unreachable"; an endpoint that answers some calls
 //! and then times out on one fails the `reachable` check (exit 1).
 
-mod common;
+use crate::common;
 
 use assert_cmd::Command;
 use serde_json::Value;
@@ -114,9 +114,7 @@ fn send_full(url: &str) -> (Option<i32>, Value, String) {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("k");
     std::fs::write(&key, KEY).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_csm"))
-        .env_clear()
-        .env("CSM_CONFIG_DIR", dir.path())
+    let out = Command::from_std(common::csm(dir.path()))
         .args([
             "--json",
             "send",
@@ -246,9 +244,7 @@ fn test_endpoint_stops_after_a_first_call_without_reply() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("k");
     std::fs::write(&key, KEY).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_csm"))
-        .env_clear()
-        .env("CSM_CONFIG_DIR", dir.path())
+    let out = Command::from_std(common::csm(dir.path()))
         .args(["--json", "test-endpoint", "--timeout", "1s", "--endpoint"])
         .arg(format!("http://127.0.0.1:{port}/produce"))
         .arg("--key-file")
@@ -298,9 +294,7 @@ fn a_timeout_after_some_replies_is_a_failed_check_not_unreachable() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("k");
     std::fs::write(&key, KEY).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_csm"))
-        .env_clear()
-        .env("CSM_CONFIG_DIR", dir.path())
+    let out = Command::from_std(common::csm(dir.path()))
         .args([
             "--json",
             "test-endpoint",
@@ -365,9 +359,7 @@ fn a_000004_answer_is_followed_by_polling_queryinstance() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("k");
     std::fs::write(&key, KEY).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_csm"))
-        .env_clear()
-        .env("CSM_CONFIG_DIR", dir.path())
+    let out = Command::from_std(common::csm(dir.path()))
         .args([
             "--json",
             "test-endpoint",

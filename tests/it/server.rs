@@ -3,13 +3,13 @@
 //! limit, clients that leave mid-body, kept-alive connections past their cap, and a SIGTERM
 //! with a request in flight.
 
-mod common;
+use crate::common;
 
 use common::{text, Served};
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 const BASIC: &str = "0f3c2a9e-5b1d-4c7e-8a6f-1d2e3f4a5b6c";
@@ -34,11 +34,7 @@ impl Env {
     }
 
     fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_csm"));
-        c.env_clear()
-            .env("CSM_CONFIG_DIR", self.dir.path())
-            .stdin(Stdio::null());
-        c
+        common::csm(self.dir.path())
     }
 
     /// Starts `csm serve KIND --listen 127.0.0.1:0 ARGS` and reads the address it announces.

@@ -1,8 +1,7 @@
 //! Helpers shared by the usage tests: real `csm` processes, a real stand-in marketplace.
 #![allow(dead_code)]
 
-#[path = "../common/mod.rs"]
-pub mod common;
+pub(crate) use crate::common;
 
 use rusqlite::Connection;
 
@@ -17,13 +16,8 @@ pub use common::Served as Server;
 
 /// A csm process with a fixed clock and no influence from the caller's environment.
 pub fn csm(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_csm"));
-    c.env("CSM_NOW", NOW)
-        .env("CSM_CONFIG_DIR", dir)
-        .env_remove("CSM_ACCESS_KEY")
-        .env_remove("CSM_JOURNAL")
-        .env_remove("CSM_MARKETPLACE_ENDPOINT")
-        .env_remove("CSM_PROFILE");
+    let mut c = common::csm(dir);
+    c.env("CSM_NOW", NOW);
     c
 }
 

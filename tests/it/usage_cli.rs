@@ -1,7 +1,7 @@
 //! `csm usage` end to end: real csm processes against a real `csm serve marketplace`,
 //! journal and marketplace state read back from their SQLite files.
 
-mod usage_common;
+use crate::usage_common;
 
 use std::time::Duration;
 use usage_common::*;

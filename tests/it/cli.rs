@@ -35,15 +35,8 @@ impl Env {
 
     /// A csm command with a clean environment: no CSM_* from the caller, config in the tempdir.
     fn csm(&self) -> Command {
-        let mut c = Command::cargo_bin("csm").unwrap();
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CSM_") {
-                c.env_remove(k);
-            }
-        }
-        c.env("CSM_CONFIG_DIR", self.path("config"))
-            .env("NO_COLOR", "1")
-            .current_dir(self.dir.path());
+        let mut c = Command::from_std(crate::common::csm(&self.path("config")));
+        c.current_dir(self.dir.path());
         c
     }
 }
@@ -1306,8 +1299,8 @@ fn secrets_never_reach_help_or_output() {
 fn completions_match_the_committed_files() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");
     for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
-        let generated = Command::cargo_bin("csm")
-            .unwrap()
+        let generated = Env::new()
+            .csm()
             .args(["completions", shell])
             .output()
             .unwrap()

@@ -7,6 +7,27 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// `csm` as every test runs it: none of the caller's `CSM_*` or proxy variables, the config dir (and
+/// the home and data dirs, where the default journal lives) pinned to `dir`, no colour, no
+/// standard input.
+pub fn csm(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_csm"));
+    for (k, _) in std::env::vars_os() {
+        let name = k.to_string_lossy().to_ascii_lowercase();
+        // Proxies are a test's own choice too (set after this, where a test needs one).
+        if name.starts_with("csm_") || name.ends_with("_proxy") {
+            c.env_remove(k);
+        }
+    }
+    c.env("CSM_CONFIG_DIR", dir)
+        .env("HOME", dir)
+        .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
+        .env("XDG_DATA_HOME", dir.join("xdg-data"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    c
+}
+
 /// How long a starting server may take to print its address line.
 pub const START_WAIT: Duration = Duration::from_secs(20);
 

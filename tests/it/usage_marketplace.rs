@@ -1,7 +1,7 @@
 //! The stand-in marketplace's usage push API, spoken to directly with signed requests:
 //! signature, batch checks, per-record codes and first-wins dedupe.
 
-mod usage_common;
+use crate::usage_common;
 
 use csm::protocol::usage_sig;
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! The HTTPS path: a TLS endpoint on 127.0.0.1 (test-only certificate for 127.0.0.1 in
 //! tests/fixtures) answered through the same client real sellers' endpoints get.
 
-mod common;
+use crate::common;
 
 use assert_cmd::Command;
 use rustls::pki_types::pem::PemObject;
@@ -89,10 +89,8 @@ fn send_with_env(url: &str, extra: &[&str], vars: &[(&str, &str)]) -> (Option<i3
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("k");
     std::fs::write(&key, KEY).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_csm"))
-        .env_clear()
+    let out = Command::from_std(common::csm(dir.path()))
         .envs(vars.iter().copied())
-        .env("CSM_CONFIG_DIR", dir.path())
         .args([
             "--json",
             "send",
@@ -231,9 +229,7 @@ fn ca_file_must_be_a_certificate() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("k");
         std::fs::write(&key, KEY).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_csm"))
-            .env_clear()
-            .env("CSM_CONFIG_DIR", dir.path())
+        let out = Command::from_std(common::csm(dir.path()))
             .args([
                 "send",
                 "newInstance",

@@ -2,7 +2,7 @@
 //! a 3xx is an answer (reported with its Location, never followed), loopback calls never go
 //! through a proxy, and other hosts do when the environment names one.
 
-mod usage_common;
+use crate::usage_common;
 
 use serde_json::Value;
 use std::process::Output;

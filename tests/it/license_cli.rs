@@ -19,13 +19,8 @@ impl Env {
     }
 
     fn csm(&self) -> Command {
-        let mut c = Command::cargo_bin("csm").unwrap();
+        let mut c = Command::from_std(crate::common::csm(self.dir.path()));
         c.current_dir(self.dir.path())
-            .env("CSM_CONFIG_DIR", self.dir.path())
-            .env_remove("CSM_PROFILE")
-            .env_remove("CSM_AK")
-            .env_remove("CSM_SK")
-            .env_remove("CSM_NOW")
             .timeout(std::time::Duration::from_secs(60));
         c
     }

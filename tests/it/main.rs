@@ -1,0 +1,21 @@
+//! csm's integration tests, one binary: real `csm` processes against real servers on
+//! loopback. Every `csm` they start comes from [`common::csm`].
+
+mod common;
+mod usage_common;
+
+mod cli;
+mod endpoint;
+mod endpoint_hostile;
+mod endpoint_tls;
+mod http_client;
+mod license_cli;
+mod license_marketplace;
+mod license_props;
+mod load;
+mod server;
+mod usage_cli;
+mod usage_crash;
+mod usage_journal;
+mod usage_marketplace;
+mod vectors;
