@@ -75,83 +75,8 @@ fn failing_families(r: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-// ---- a small JSON Schema checker for the subset docs/test-endpoint.schema.json uses ----
-
-fn validate(schema: &Value, v: &Value, at: &str, errors: &mut Vec<String>) {
-    // A keyword or type this checker does not know would be ignored: refuse it instead.
-    const KNOWN: [&str; 9] = [
-        "$schema",
-        "$id",
-        "title",
-        "type",
-        "enum",
-        "required",
-        "properties",
-        "additionalProperties",
-        "items",
-    ];
-    for k in schema.as_object().expect("a schema is an object").keys() {
-        assert!(
-            KNOWN.contains(&k.as_str()),
-            "{at}: schema keyword {k} is not checked"
-        );
-    }
-    if let Some(t) = schema.get("type") {
-        let t = t
-            .as_str()
-            .unwrap_or_else(|| panic!("{at}: type {t} is not checked"));
-        let ok = match t {
-            "object" => v.is_object(),
-            "array" => v.is_array(),
-            "string" => v.is_string(),
-            "integer" => v.is_i64() || v.is_u64(),
-            "boolean" => v.is_boolean(),
-            other => panic!("{at}: schema type {other} is not checked"),
-        };
-        if !ok {
-            errors.push(format!("{at}: expected {t}, got {v}"));
-            return;
-        }
-    }
-    if let Some(e) = schema.get("enum").and_then(Value::as_array) {
-        if !e.contains(v) {
-            errors.push(format!("{at}: {v} not in {e:?}"));
-        }
-    }
-    if let Some(req) = schema.get("required").and_then(Value::as_array) {
-        for k in req {
-            if v.get(k.as_str().unwrap()).is_none() {
-                errors.push(format!("{at}: missing {k}"));
-            }
-        }
-    }
-    if let (Some(props), Some(obj)) = (
-        schema.get("properties").and_then(Value::as_object),
-        v.as_object(),
-    ) {
-        for (k, val) in obj {
-            match props.get(k) {
-                Some(s) => validate(s, val, &format!("{at}.{k}"), errors),
-                None if schema["additionalProperties"] == false => {
-                    errors.push(format!("{at}: unexpected property {k}"))
-                }
-                None => {}
-            }
-        }
-    }
-    if let (Some(items), Some(arr)) = (schema.get("items"), v.as_array()) {
-        for (i, item) in arr.iter().enumerate() {
-            validate(items, item, &format!("{at}[{i}]"), errors);
-        }
-    }
-}
-
 fn assert_schema(r: &Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/test-endpoint.schema.json");
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let mut errors = Vec::new();
-    validate(&schema, r, "$", &mut errors);
-    assert!(errors.is_empty(), "schema violations: {errors:#?}");
+    crate::schema::assert_matches("docs/test-endpoint.schema.json", r);
 }
 
 // ---- re-verifying the recorded requests with the protocol functions ----

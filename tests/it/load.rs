@@ -67,91 +67,8 @@ fn num(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
-// ---- a small JSON Schema checker for the subset docs/load.schema.json uses ----
-
-fn validate(schema: &Value, v: &Value, at: &str, errors: &mut Vec<String>) {
-    // A keyword or type this checker does not know would be ignored: refuse it instead.
-    const KNOWN: [&str; 9] = [
-        "$schema",
-        "$id",
-        "title",
-        "type",
-        "enum",
-        "required",
-        "properties",
-        "additionalProperties",
-        "items",
-    ];
-    for k in schema.as_object().expect("a schema is an object").keys() {
-        assert!(
-            KNOWN.contains(&k.as_str()),
-            "{at}: schema keyword {k} is not checked"
-        );
-    }
-    if let Some(t) = schema.get("type") {
-        let types: Vec<&str> = match t {
-            Value::String(s) => vec![s.as_str()],
-            Value::Array(a) => a.iter().map(|x| x.as_str().unwrap()).collect(),
-            other => panic!("{at}: type {other} is not checked"),
-        };
-        let ok = types.iter().any(|t| match *t {
-            "object" => v.is_object(),
-            "array" => v.is_array(),
-            "string" => v.is_string(),
-            "integer" => v.is_i64() || v.is_u64(),
-            "number" => v.is_number(),
-            "boolean" => v.is_boolean(),
-            "null" => v.is_null(),
-            other => panic!("{at}: schema type {other} is not checked"),
-        });
-        if !ok {
-            errors.push(format!("{at}: expected {types:?}, got {v}"));
-            return;
-        }
-    }
-    if let Some(e) = schema.get("enum").and_then(Value::as_array) {
-        if !e.contains(v) {
-            errors.push(format!("{at}: {v} not in {e:?}"));
-        }
-    }
-    if let Some(req) = schema.get("required").and_then(Value::as_array) {
-        for k in req {
-            if v.get(k.as_str().unwrap()).is_none() {
-                errors.push(format!("{at}: missing {k}"));
-            }
-        }
-    }
-    if let Some(obj) = v.as_object() {
-        let props = schema.get("properties").and_then(Value::as_object);
-        for (k, val) in obj {
-            match (
-                props.and_then(|p| p.get(k)),
-                schema.get("additionalProperties"),
-            ) {
-                (Some(s), _) => validate(s, val, &format!("{at}.{k}"), errors),
-                (None, Some(Value::Bool(false))) => {
-                    errors.push(format!("{at}: unexpected property {k}"))
-                }
-                (None, Some(s @ Value::Object(_))) => {
-                    validate(s, val, &format!("{at}.{k}"), errors)
-                }
-                _ => {}
-            }
-        }
-    }
-    if let (Some(items), Some(arr)) = (schema.get("items"), v.as_array()) {
-        for (i, item) in arr.iter().enumerate() {
-            validate(items, item, &format!("{at}[{i}]"), errors);
-        }
-    }
-}
-
 fn assert_schema(r: &Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/load.schema.json");
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let mut errors = Vec::new();
-    validate(&schema, r, "$", &mut errors);
-    assert!(errors.is_empty(), "schema violations: {errors:#?}\n{r:#}");
+    crate::schema::assert_matches("docs/load.schema.json", r);
 }
 
 #[test]
@@ -161,7 +78,7 @@ fn schema_checker_refuses_what_the_schema_does_not_allow() {
     let mut errors = Vec::new();
     let bad =
         serde_json::json!({"schema": "csm.load/1", "errors": {"oops": 1}, "rate_target": "x"});
-    validate(&schema, &bad, "$", &mut errors);
+    crate::schema::validate(&schema, &bad, "$", &mut errors);
     assert!(errors
         .iter()
         .any(|e| e.contains("unexpected property oops")));

@@ -2,6 +2,7 @@
 //! loopback. Every `csm` they start comes from [`common::csm`].
 
 mod common;
+mod schema;
 mod usage_common;
 
 mod cli;
