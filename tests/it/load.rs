@@ -318,3 +318,38 @@ fn a_remote_endpoint_needs_yes_without_a_terminal() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("--yes"), "{}", text(&o));
 }
+
+#[test]
+fn ctrl_c_stops_starting_requests_and_reports_what_was_sent() {
+    let env = Env::new();
+    let m = env.serve(&["-q"]);
+    let child = env
+        .cmd()
+        .args([
+            "--json",
+            "load",
+            "--endpoint",
+            &format!("{}/produce", m.url),
+        ])
+        .args(["--key-file", &env.p("basic.key")])
+        .args(["--rate", "50", "--duration", "30s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    let r = report(&o);
+    assert_eq!(r["interrupted"], true);
+    let n = r["requests"].as_u64().unwrap();
+    // Stopped well before the 1,500 a full run would send.
+    assert!(n > 0 && n < 1500, "{n}");
+    assert_eq!(r["by_result_code"]["000000"].as_u64(), Some(n), "{r}");
+}
