@@ -54,7 +54,7 @@ pub enum Command {
     Serve(commands::serve::ServeArgs),
     /// License codes: keys, generation, inspection, validation, activation.
     License(commands::license::LicenseArgs),
-    /// Usage records (话单): validate, upload, replay, status, export.
+    /// Usage records (话单): validate, upload, replay, status, export, resolve.
     Usage(commands::usage::UsageArgs),
     /// Interactive setup of a profile (endpoint, protocol, key locations).
     Init(commands::init::InitArgs),
