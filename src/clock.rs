@@ -69,6 +69,8 @@ pub trait Entropy: std::fmt::Debug + Send + Sync {
     fn nonce_hex64(&self) -> String;
     /// A random (v4) UUID in its hyphenated text form.
     fn uuid(&self) -> String;
+    /// A number in `0..n` (n > 0), uniformly: generated field values (names, codes, amounts).
+    fn below(&self, n: usize) -> usize;
 }
 
 /// The real clock ([`now`]: `CSM_NOW` when set).
@@ -92,5 +94,9 @@ impl Entropy for SystemEntropy {
 
     fn uuid(&self) -> String {
         uuid()
+    }
+
+    fn below(&self, n: usize) -> usize {
+        rand::Rng::gen_range(&mut rand::thread_rng(), 0..n)
     }
 }

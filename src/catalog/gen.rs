@@ -3,17 +3,19 @@
 //! Chinese names, user lists for authSync.
 
 use super::{Callback, Family, FieldType, Gen};
+use crate::clock::{Entropy, SystemEntropy};
 use crate::protocol::v1_crypto::{self, EncryptType};
 use base64::Engine;
 use chrono::{DateTime, Duration, FixedOffset, Utc};
-use rand::seq::SliceRandom;
-use rand::Rng;
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 /// Values shared between the callbacks of one conversation (an order, its instance, ...).
-/// Empty fields are generated fresh.
-#[derive(Debug, Clone, Default)]
+/// Empty fields are generated fresh, from `entropy` (the caller's; commands use the
+/// system's, the test-endpoint engine its target's).
+#[derive(Debug, Clone)]
 pub struct Ctx {
+    pub entropy: Arc<dyn Entropy>,
     pub now: Option<DateTime<Utc>>,
     /// Mark the call as a debug call (`testFlag` "1" / 1). On by default in every command.
     pub test_flag: bool,
@@ -31,6 +33,26 @@ pub struct Ctx {
     pub v1_key: Option<crate::secret::Secret>,
 }
 
+impl Default for Ctx {
+    fn default() -> Self {
+        Ctx {
+            entropy: Arc::new(SystemEntropy),
+            now: None,
+            test_flag: false,
+            order_id: None,
+            order_line_id: None,
+            instance_id: None,
+            license: None,
+            tenant_id: None,
+            app_id: None,
+            org_code: None,
+            flag: None,
+            users: None,
+            v1_key: None,
+        }
+    }
+}
+
 const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴"];
 const GIVEN: &[&str] = &[
     "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳",
@@ -38,69 +60,66 @@ const GIVEN: &[&str] = &[
 const COMPANIES: &[&str] = &["云杉科技有限公司", "星河数据有限公司", "青石软件有限公司"];
 const DEPARTMENTS: &[&str] = &["研发部", "市场部", "财务部", "运维部", "销售部"];
 
-fn upper_alnum(n: usize) -> String {
-    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let mut rng = rand::thread_rng();
+fn pick(e: &dyn Entropy, chars: &[u8], n: usize) -> String {
     (0..n)
-        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .map(|_| chars[e.below(chars.len())] as char)
         .collect()
 }
 
-fn digits(n: usize) -> String {
-    let mut rng = rand::thread_rng();
-    (0..n)
-        .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
-        .collect()
+fn upper_alnum(e: &dyn Entropy, n: usize) -> String {
+    pick(e, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", n)
 }
 
-fn hex32() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+fn digits(e: &dyn Entropy, n: usize) -> String {
+    pick(e, b"0123456789", n)
 }
 
-pub fn chinese_name() -> String {
-    let mut rng = rand::thread_rng();
+fn hex32(e: &dyn Entropy) -> String {
+    e.uuid().replace('-', "")
+}
+
+pub fn chinese_name(e: &dyn Entropy) -> String {
     format!(
         "{}{}{}",
-        SURNAMES.choose(&mut rng).unwrap(),
-        GIVEN.choose(&mut rng).unwrap(),
-        GIVEN.choose(&mut rng).unwrap()
+        SURNAMES[e.below(SURNAMES.len())],
+        GIVEN[e.below(GIVEN.len())],
+        GIVEN[e.below(GIVEN.len())]
     )
 }
 
 /// `CS` + yyMMddHHmm + 5 upper-case alphanumerics, like `CS2211181819B4LVS`.
-pub fn order_id(now: DateTime<Utc>) -> String {
-    format!("CS{}{}", now.format("%y%m%d%H%M"), upper_alnum(5))
+pub fn order_id(now: DateTime<Utc>, e: &dyn Entropy) -> String {
+    format!("CS{}{}", now.format("%y%m%d%H%M"), upper_alnum(e, 5))
 }
 
 /// A marketplace-style license code (spec decision 9): `PL` + upper-case alphanumerics.
-pub fn license_code() -> String {
-    format!("PL{}", upper_alnum(30))
+pub fn license_code(e: &dyn Entropy) -> String {
+    format!("PL{}", upper_alnum(e, 30))
 }
 
-pub fn product_id() -> String {
-    format!("00301-{}-0--0", digits(6))
+pub fn product_id(e: &dyn Entropy) -> String {
+    format!("00301-{}-0--0", digits(e, 6))
 }
 
-fn saas_extend_params() -> String {
+fn saas_extend_params(e: &dyn Entropy) -> String {
     let items = json!([
         {"name": "companyName", "value": COMPANIES[0]},
-        {"name": "contactName", "value": chinese_name()},
+        {"name": "contactName", "value": chinese_name(e)},
         {"name": "custEmail", "value": "buyer@example.com"}
     ]);
     base64::engine::general_purpose::STANDARD.encode(items.to_string())
 }
 
-fn user_list(n: usize) -> Vec<Value> {
-    let mut rng = rand::thread_rng();
+fn user_list(e: &dyn Entropy, n: usize) -> Vec<Value> {
     (0..n)
         .map(|i| {
             json!({
                 "email": format!("user{i:03}@example.com"),
                 "employeeCode": format!("E{:05}", i + 1),
-                "employeeType": rng.gen_range(1..=4),
+                "employeeType": 1 + e.below(4),
                 "enable": "true",
-                "mobile": format!("138{}", digits(8)),
-                "name": chinese_name(),
+                "mobile": format!("138{}", digits(e, 8)),
+                "name": chinese_name(e),
                 "orgCode": "ORG0001",
                 "position": "工程师",
                 "role": if i == 0 { "admin" } else { "user" },
@@ -128,15 +147,17 @@ fn cst(now: DateTime<Utc>) -> DateTime<FixedOffset> {
 pub fn settle(ctx: &mut Ctx) {
     let now = ctx.now.unwrap_or_else(crate::clock::now);
     ctx.now = Some(now);
-    ctx.order_id.get_or_insert_with(|| order_id(now));
+    let e = Arc::clone(&ctx.entropy);
+    let e = e.as_ref();
+    ctx.order_id.get_or_insert_with(|| order_id(now, e));
     let oid = ctx.order_id.clone().unwrap_or_default();
     ctx.order_line_id
         .get_or_insert_with(|| format!("{oid}-000001"));
-    ctx.instance_id.get_or_insert_with(crate::clock::uuid);
-    ctx.license.get_or_insert_with(license_code);
-    ctx.tenant_id.get_or_insert_with(hex32);
+    ctx.instance_id.get_or_insert_with(|| e.uuid());
+    ctx.license.get_or_insert_with(|| license_code(e));
+    ctx.tenant_id.get_or_insert_with(|| hex32(e));
     ctx.app_id
-        .get_or_insert_with(|| format!("app-{}", upper_alnum(12)));
+        .get_or_insert_with(|| format!("app-{}", upper_alnum(e, 12)));
     ctx.org_code.get_or_insert_with(|| "ORG0002".into());
 }
 
@@ -183,6 +204,7 @@ fn value(
 ) -> Option<Value> {
     let s = |x: String| Some(Value::String(x));
     let opt = |x: &Option<String>| x.clone().unwrap_or_default();
+    let e = ctx.entropy.as_ref();
     match g {
         Gen::Activity => s(cb.name.to_string()),
         Gen::Scene => s(scene
@@ -201,49 +223,56 @@ fn value(
             (false, _) => None,
         },
         Gen::TestFlagInt => Some(Value::from(i64::from(ctx.test_flag))),
-        Gen::BusinessId => s(crate::clock::uuid()),
+        Gen::BusinessId => s(e.uuid()),
         Gen::OrderId => s(opt(&ctx.order_id)),
         Gen::OrderLineId => s(opt(&ctx.order_line_id)),
         Gen::InstanceId => s(opt(&ctx.instance_id)),
-        Gen::ProductId => s(product_id()),
-        Gen::SkuCode => s(crate::clock::uuid()),
+        Gen::ProductId => s(product_id(e)),
+        Gen::SkuCode => s(e.uuid()),
         Gen::ExpireTime14 => s((now + Duration::days(365))
             .format("%Y%m%d%H%M%S")
             .to_string()),
         Gen::TimeStampUtc17 => s(now.format("%Y%m%d%H%M%S%3f").to_string()),
         Gen::TimeStampCst17 => s(cst(now).format("%Y%m%d%H%M%S%3f").to_string()),
-        Gen::CustomerId => s(hex32()),
-        Gen::CustomerName => s(format!("hw{}", digits(8))),
-        Gen::UserId => s(hex32()),
-        Gen::UserName => s(chinese_name()),
+        Gen::CustomerId => s(hex32(e)),
+        Gen::CustomerName => s(format!("hw{}", digits(e, 8))),
+        Gen::UserId => s(hex32(e)),
+        Gen::UserName => s(chinese_name(e)),
         Gen::EncryptedMobile | Gen::EncryptedEmail => {
             let plain = if g == Gen::EncryptedMobile {
-                format!("138{}", digits(8))
+                format!("138{}", digits(e, 8))
             } else {
-                format!("buyer{}@example.com", digits(4))
+                format!("buyer{}@example.com", digits(e, 4))
             };
             let key = ctx.v1_key.as_ref()?.expose();
-            let iv = crate::clock::alphanumeric(16);
+            let iv = pick(
+                e,
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+                16,
+            );
             v1_crypto::encrypt(key, EncryptType::Aes256, &iv, &plain)
                 .ok()
                 .map(Value::String)
         }
-        Gen::OrderAmount => s(format!("{}.00", rand::thread_rng().gen_range(1..100) * 100)),
-        Gen::SaasExtendParams => s(saas_extend_params()),
+        Gen::OrderAmount => s(format!("{}.00", (1 + e.below(99)) * 100)),
+        Gen::SaasExtendParams => s(saas_extend_params(e)),
         Gen::License => s(opt(&ctx.license)),
         Gen::TenantId => s(opt(&ctx.tenant_id)),
-        Gen::TenantCode => s(format!("tenant{}", digits(6))),
+        Gen::TenantCode => s(format!("tenant{}", digits(e, 6))),
         Gen::CompanyName => s(COMPANIES[0].to_string()),
-        Gen::DomainName => s(format!("https://t{}.tenantaccount.example.com", digits(4))),
+        Gen::DomainName => s(format!(
+            "https://t{}.tenantaccount.example.com",
+            digits(e, 4)
+        )),
         Gen::AppId => s(opt(&ctx.app_id)),
-        Gen::ClientId => s(format!("client-{}", upper_alnum(16))),
+        Gen::ClientId => s(format!("client-{}", upper_alnum(e, 16))),
         Gen::ClientSecret => {
             // Stands in for an RSA-OAEP ciphertext (3072-bit key → 384 bytes).
-            let bytes: Vec<u8> = (0..384).map(|_| rand::thread_rng().gen()).collect();
+            let bytes: Vec<u8> = (0..384).map(|_| e.below(256) as u8).collect();
             s(base64::engine::general_purpose::STANDARD.encode(bytes))
         }
         Gen::UserList { as_string } => {
-            let list = Value::Array(user_list(ctx.users.unwrap_or(3).min(500)));
+            let list = Value::Array(user_list(e, ctx.users.unwrap_or(3).min(500)));
             if as_string {
                 s(list.to_string())
             } else {
@@ -256,9 +285,7 @@ fn value(
         Gen::OrgInfoList => Some(Value::Array(org_list())),
         Gen::OrgInfoString => s(Value::Array(org_list()).to_string()),
         Gen::SyncTime => s(cst(now).format("%Y%m%d%H%M%S%3f").to_string()),
-        Gen::ProductInfo => {
-            s(json!({"productId": product_id(), "skuCode": crate::clock::uuid()}).to_string())
-        }
+        Gen::ProductInfo => s(json!({"productId": product_id(e), "skuCode": e.uuid()}).to_string()),
     }
 }
 

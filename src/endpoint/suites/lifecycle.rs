@@ -65,7 +65,7 @@ pub(super) fn run(r: &mut Runner) {
     if v1 {
         let renew = {
             let mut c = ctx.clone();
-            c.order_id = Some(gen::order_id(r.t.clock.now()));
+            c.order_id = Some(gen::order_id(r.t.clock.now(), r.t.entropy.as_ref()));
             c
         };
         let ex = r.call("refreshInstance", None, &renew, &[], Tamper::None);

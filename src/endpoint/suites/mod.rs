@@ -206,6 +206,7 @@ impl<'a> Runner<'a> {
             users: Some(self.t.users),
             v1_key: self.t.keys.basic.clone(),
             license: self.t.license_code.clone(),
+            entropy: Arc::clone(&self.t.entropy),
             ..Ctx::default()
         };
         gen::settle(&mut c);
@@ -488,6 +489,10 @@ mod tests {
         fn uuid(&self) -> String {
             "00000000-0000-4000-8000-000000000001".into()
         }
+
+        fn below(&self, _n: usize) -> usize {
+            0
+        }
     }
 
     /// What a request carries of time and chance comes from the target: a pinned clock and
@@ -529,5 +534,17 @@ mod tests {
             p.fields["instanceId"],
             "00000000-0000-4000-8000-000000000001"
         );
+        // Generated values come from the target's entropy too: the same body twice.
+        let again = r
+            .prepare("newInstance", None, &r.ctx(), &[], Tamper::None)
+            .unwrap()
+            .unwrap();
+        let once = r
+            .prepare("newInstance", None, &r.ctx(), &[], Tamper::None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.body, once.body);
+        let order = once.fields["orderId"].as_str().unwrap().to_string();
+        assert!(order.ends_with("AAAAA"), "{order}");
     }
 }
