@@ -194,6 +194,8 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
         license_inner: a.license_inner.into(),
         stop,
         progress,
+        clock: std::sync::Arc::new(crate::clock::SystemClock),
+        entropy: std::sync::Arc::new(crate::clock::SystemEntropy),
     };
     let out = engine::run(plan).map_err(CsmError::Config)?;
     report.started = out.started;

@@ -46,6 +46,10 @@ pub struct Plan {
     pub stop: Interrupt,
     /// Print a progress line to stderr every second.
     pub progress: bool,
+    /// The time requests carry (timestamps, generated dates).
+    pub clock: Arc<dyn crate::clock::Clock>,
+    /// Nonces, ids and generated values.
+    pub entropy: Arc<dyn crate::clock::Entropy>,
 }
 
 #[derive(Debug)]
@@ -190,18 +194,19 @@ impl Shared {
             .for_family(cb.family)
             .ok_or_else(|| format!("{}: no key for this callback", cb.name))?;
         let mut ctx = Ctx {
-            now: Some(crate::clock::now()),
+            now: Some(p.clock.now()),
             test_flag: true,
-            instance_id: Some(borrowed.clone().unwrap_or_else(crate::clock::uuid)),
+            instance_id: Some(borrowed.clone().unwrap_or_else(|| p.entropy.uuid())),
             v1_key: p.keys.basic.clone(),
+            entropy: Arc::clone(&p.entropy),
             ..Ctx::default()
         };
         gen::settle(&mut ctx);
         let fields = gen::generate(cb, scene, &ctx);
         let opts = PrepOpts {
             endpoint: &p.endpoint,
-            now_ms: crate::clock::now_ms(),
-            nonce: crate::clock::nonce_hex64(),
+            now_ms: p.clock.now_ms(),
+            nonce: p.entropy.nonce_hex64(),
             tamper: Tamper::None,
             kit_path_full: p.kit_path_full,
             license_inner: p.license_inner,
