@@ -25,32 +25,23 @@ pub fn endpoint_from(given: Option<&str>, profile: &Profile, hint: &str) -> Resu
     parse_endpoint(raw)
 }
 
-/// The marketplace base URL of `usage` and `license activate|heartbeat`: `--endpoint` (or
-/// its env var), else the profile's, else `default` (production). Production taken by
-/// default must be chosen on purpose: confirmed on a terminal, or `--yes`. `calls` names
-/// what would be sent, for the prompt and the refusal.
-pub fn marketplace_base(
-    given: Option<&str>,
-    profile: &Profile,
-    default: &str,
-    yes: bool,
-    g: &GlobalArgs,
-    calls: &str,
-) -> Result<Url> {
+/// The marketplace base URL of `usage` and `license activate|heartbeat`, unparsed:
+/// `--endpoint` (or its env var), else the profile's, else the production marketplace. The
+/// flag is false when production was taken by default: see [`confirm_production`].
+pub fn marketplace_base(given: Option<&str>, profile: &Profile) -> (String, bool) {
     match given.or(profile.marketplace_endpoint.as_deref()) {
-        Some(raw) => parse_endpoint(raw),
-        None => {
-            let url = parse_endpoint(default)?;
-            confirm_default_marketplace(&url, yes, g, calls)?;
-            Ok(url)
-        }
+        Some(raw) => (raw.to_string(), true),
+        None => (crate::catalog::PRODUCTION_MARKETPLACE.to_string(), false),
     }
 }
 
-fn confirm_default_marketplace(url: &Url, yes: bool, g: &GlobalArgs, calls: &str) -> Result<()> {
-    if yes || is_loopback(url) {
+/// Production taken by default must be chosen on purpose: a yes at the terminal, or `--yes`.
+/// `calls` names what would be sent, for the prompt and the refusal.
+pub fn confirm_production(yes: bool, g: &GlobalArgs, calls: &str) -> Result<()> {
+    if yes {
         return Ok(());
     }
+    let url = crate::catalog::PRODUCTION_MARKETPLACE;
     ask(
         g,
         &format!("--endpoint: not given, and the default is the production marketplace {url}; pass --endpoint URL (or set one in a profile), or --yes to send {calls} to production"),

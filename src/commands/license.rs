@@ -600,14 +600,11 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
     let sk = config::require_key(KeyRole::Sk, a.sk_file.as_deref(), &profile)?;
     let ca_pem = callback_args::read_ca(a.ca_file.as_deref())?;
     // The shared endpoint rule: http(s) with a host, no user:password@ (never echoed).
-    let base = callback_args::marketplace_base(
-        a.endpoint.as_deref(),
-        &profile,
-        crate::catalog::PRODUCTION_MARKETPLACE,
-        a.yes,
-        g,
-        "a license call",
-    )?;
+    let (base, chosen) = callback_args::marketplace_base(a.endpoint.as_deref(), &profile);
+    let base = crate::endpoint::url::parse_endpoint(&base)?;
+    if !chosen {
+        callback_args::confirm_production(a.yes, g, "a license call")?;
+    }
     let req = openapi::build_request(
         &call,
         base.as_str(),

@@ -2,7 +2,6 @@
 //! `crate::usage`.
 
 use crate::catalog::KeyRole;
-use crate::catalog::PRODUCTION_MARKETPLACE;
 use crate::cli::GlobalArgs;
 use crate::commands::callback_args;
 use crate::config::{self, Profile};
@@ -386,24 +385,12 @@ fn check_endpoint(raw: &str) -> Result<String> {
 /// The usage API's URL: the base from `--endpoint`, the profile or (confirmed) production.
 /// `confirm` is false for a dry run, which sends nothing.
 fn usage_url(g: &GlobalArgs, c: &ConnArgs, profile: &Profile, confirm: bool) -> Result<String> {
-    let given = c
-        .endpoint
-        .as_deref()
-        .or(profile.marketplace_endpoint.as_deref());
-    let base = match given {
-        Some(raw) => raw.to_string(),
-        None if !confirm => PRODUCTION_MARKETPLACE.to_string(),
-        None => callback_args::marketplace_base(
-            None,
-            profile,
-            PRODUCTION_MARKETPLACE,
-            c.yes,
-            g,
-            "usage records",
-        )?
-        .to_string(),
-    };
-    Ok(format!("{}{USAGE_PATH}", check_endpoint(&base)?))
+    let (base, chosen) = callback_args::marketplace_base(c.endpoint.as_deref(), profile);
+    let base = check_endpoint(&base)?;
+    if confirm && !chosen {
+        callback_args::confirm_production(c.yes, g, "usage records")?;
+    }
+    Ok(format!("{base}{USAGE_PATH}"))
 }
 
 /// Says where records go before any is sent (stderr: stdout may be a JSON report).
