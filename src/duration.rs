@@ -28,16 +28,10 @@ pub fn parse(s: &str, bare: Bare, min: Duration, max: Duration) -> Result<Durati
         "h" => v * 3600.0,
         _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
     };
-    let d = Duration::try_from_secs_f64(secs)
-        .map_err(|_| format!("{s:?}: must be between {} and {}", show(min), show(max)))?;
-    if d < min || d > max {
-        return Err(format!(
-            "{s:?}: must be between {} and {}",
-            show(min),
-            show(max)
-        ));
-    }
-    Ok(d)
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| (min..=max).contains(d))
+        .ok_or_else(|| format!("{s:?}: must be between {} and {}", show(min), show(max)))
 }
 
 /// A bound as people write it: `1ms`, `30s`, `10m`, `24h`.

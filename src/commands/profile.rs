@@ -46,10 +46,13 @@ pub fn run(g: &GlobalArgs, a: ProfileArgs) -> Result<Exit> {
                     path.display()
                 );
             } else {
+                // `*` marks the profile in use; `-q` prints bare names (for completion).
                 for n in names {
-                    let mark = if n == in_use(g) && !g.quiet { "* " } else { "" };
-                    let pad = if g.quiet { "" } else { "  " };
-                    crate::say!("{}{n}", if mark.is_empty() { pad } else { mark });
+                    match (g.quiet, n == in_use(g)) {
+                        (true, _) => crate::say!("{n}"),
+                        (false, true) => crate::say!("* {n}"),
+                        (false, false) => crate::say!("  {n}"),
+                    }
                 }
             }
         }

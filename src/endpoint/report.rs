@@ -114,23 +114,23 @@ impl Report {
 
     /// When most failures share one resultCode, what that usually means, said once.
     pub fn likely_cause(&self) -> Option<String> {
-        let codes: Vec<&str> = self
-            .failed()
-            .filter_map(|r| {
-                let code = r.actual.get(..6)?;
-                code.bytes().all(|b| b.is_ascii_digit()).then_some(code)
-            })
-            .collect();
+        let mut by_code: std::collections::BTreeMap<&str, usize> = Default::default();
+        for r in self.failed() {
+            if let Some(code) = r
+                .actual
+                .get(..6)
+                .filter(|c| c.bytes().all(|b| b.is_ascii_digit()))
+            {
+                *by_code.entry(code).or_default() += 1;
+            }
+        }
         let total = self.failed().count();
-        let top = codes
-            .iter()
-            .max_by_key(|c| codes.iter().filter(|d| d == c).count())?;
-        let n = codes.iter().filter(|c| *c == top).count();
+        let (top, n) = by_code.into_iter().max_by_key(|(_, n)| *n)?;
         if n < 3 || n * 5 < total * 3 {
             return None;
         }
         let v1_only = self.protocols.iter().all(|p| *p == "v1");
-        let cause = match *top {
+        let cause = match top {
             "000001" => "the endpoint refuses csm's signatures: check that each key file holds the key the seller center shows for that interface type, and that --protocol matches the endpoint".to_string(),
             "000002" if v1_only => "looks like a V2 endpoint (it refuses V1 GET callbacks); try --protocol v2".to_string(),
             "000002" => "the endpoint refuses the callbacks' parameters; if it is a V1 endpoint (GET callbacks), try --protocol v1".to_string(),

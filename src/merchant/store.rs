@@ -68,7 +68,8 @@ impl Store {
         })
     }
 
-    /// The same with another cap (tests).
+    /// The same with another cap.
+    #[cfg(test)]
     pub fn with_cap(mut self, cap: u64) -> Store {
         self.cap = Some(cap);
         self
@@ -132,6 +133,7 @@ impl Store {
         Ok(())
     }
 
+    #[cfg(test)]
     pub fn instance_count(&self) -> Result<u64> {
         let n: i64 = self
             .conn

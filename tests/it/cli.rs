@@ -1602,6 +1602,15 @@ fn completion_offers_activities_schemes_and_faults() {
     ] {
         assert!(bash.contains(word), "bash completion lacks {word}");
     }
+    // The profile hook is patched into the generated scripts: a clap_complete change that
+    // moves the text it replaces must not drop it silently.
+    for shell in ["bash", "zsh", "fish"] {
+        let (_, script, _) = out(e.csm().args(["completions", shell]));
+        assert!(
+            script.contains("csm profile list -q"),
+            "{shell}: no profile hook"
+        );
+    }
     // Bash itself completes `--profile` from the config and `send` from the catalog.
     std::fs::create_dir_all(e.path("config")).unwrap();
     e.write(
