@@ -28,6 +28,20 @@ pub fn csm(dir: &std::path::Path) -> Command {
     c
 }
 
+/// Waits (at most 60 s) until `path` holds `n` lines: a `serve merchant --record` file
+/// shows that requests reached the server, so a signal can be sent while they are handled.
+pub fn wait_for_lines(path: &std::path::Path, n: usize) {
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(path).map_or(0, |t| t.lines().count()) < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}: fewer than {n} lines after 60 s",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// How long a starting server may take to print its address line.
 pub const START_WAIT: Duration = Duration::from_secs(20);
 

@@ -1339,6 +1339,7 @@ fn ctrl_c_ends_test_endpoint_with_the_report_so_far() {
     let env = Env::new();
     let k = env.p("basic.key");
     // Status changes answer after 1.5 s: the run is still going when Ctrl-C comes.
+    let rec = env.p("rec.jsonl");
     let m = env.serve(&[
         "--key-file",
         &k,
@@ -1346,6 +1347,8 @@ fn ctrl_c_ends_test_endpoint_with_the_report_so_far() {
         "slow",
         "--fault-delay",
         "1500ms",
+        "--record",
+        &rec,
     ]);
     let junit = env.p("j.xml");
     let ep = format!("{}/produce", m.url);
@@ -1364,7 +1367,8 @@ fn ctrl_c_ends_test_endpoint_with_the_report_so_far() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // Some calls have been answered when Ctrl-C comes.
+    common::wait_for_lines(Path::new(&rec), 3);
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-INT", &pid])

@@ -1180,5 +1180,12 @@ fn license_timeouts_read_like_every_duration_flag() {
         // A good value gets as far as the network (nothing listens on port 9: exit 4).
         let want = if ok { 4 } else { 2 };
         assert_eq!(out.status.code(), Some(want), "{value}: {text}");
+        if !ok {
+            assert!(text.contains("--timeout") && text.contains(value), "{text}");
+            assert!(
+                text.contains("between 1ms and 10m") || text.contains("expected a duration"),
+                "{text}"
+            );
+        }
     }
 }

@@ -114,7 +114,7 @@ fn a_fixed_rate_sends_the_scheduled_requests_each_signed_and_unique() {
             "--threshold",
             "errors<0.1%",
             "--threshold",
-            "p99<4s",
+            "p99<60s",
         ],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -322,7 +322,8 @@ fn a_remote_endpoint_needs_yes_without_a_terminal() {
 #[test]
 fn ctrl_c_stops_starting_requests_and_reports_what_was_sent() {
     let env = Env::new();
-    let m = env.serve(&["-q"]);
+    let rec = env.path("rec.jsonl");
+    let m = env.serve(&["-q", "--record", &rec.display().to_string()]);
     let child = env
         .cmd()
         .args([
@@ -337,7 +338,8 @@ fn ctrl_c_stops_starting_requests_and_reports_what_was_sent() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Requests are arriving when Ctrl-C comes.
+    common::wait_for_lines(&rec, 5);
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-INT", &pid])

@@ -258,6 +258,7 @@ fn a_kept_alive_connection_carries_at_most_its_cap() {
 fn sigterm_finishes_the_request_in_flight_and_exits_0() {
     let env = Env::new();
     let key = env.key();
+    let rec = env.dir.path().join("rec.jsonl").display().to_string();
     let mut m = env.serve(
         "merchant",
         &[
@@ -267,6 +268,8 @@ fn sigterm_finishes_the_request_in_flight_and_exits_0() {
             "slow",
             "--fault-delay",
             "1500ms",
+            "--record",
+            &rec,
         ],
     );
     let url = m.url.clone();
@@ -280,8 +283,8 @@ fn sigterm_finishes_the_request_in_flight_and_exits_0() {
             .output()
             .unwrap()
     });
-    // The slow answer is under way (its 1.5 s delay has begun) when the signal comes.
-    std::thread::sleep(Duration::from_millis(700));
+    // The slow answer is under way (recorded, its 1.5 s delay begun) when the signal comes.
+    common::wait_for_lines(std::path::Path::new(&rec), 1);
     let pid = m.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -362,7 +365,7 @@ fn the_server_flags_are_checked() {
             "expected a duration",
         ),
         ("merchant", "--max-body", "4GB", "unit must be KiB or MiB"),
-        ("marketplace", "--keep-alive-max", "0", "0"),
+        ("marketplace", "--keep-alive-max", "0", "not in 1.."),
     ] {
         let o = env
             .cmd()

@@ -640,8 +640,6 @@ fn production_is_never_the_silent_default_and_the_destination_is_named() {
         "{err}"
     );
     assert!(!env.journal.exists(), "nothing may be journaled");
-    let o = env.usage(&["replay", "--key-file", key], None);
-    assert_ne!(o.status.code(), Some(0));
     // --help names the default.
     let o = env.usage(&["upload", "--help"], None);
     assert!(text(&o).0.contains("https://mkt.myhuaweicloud.com"));
@@ -664,6 +662,15 @@ fn production_is_never_the_silent_default_and_the_destination_is_named() {
     );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(v["destination"].as_str().unwrap().starts_with(&server.url));
+    // With a journal in place, replay too refuses production taken by default.
+    let o = env.usage(&["replay", "--key-file", key], None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out} {err}");
+    assert!(
+        err.contains("production marketplace https://mkt.myhuaweicloud.com")
+            && err.contains("--yes"),
+        "{err}"
+    );
 }
 
 #[test]
