@@ -227,14 +227,18 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
         report.error = Some(why);
         exit = Exit::Interrupted;
     }
-    if let Some(path) = &a.hdr_out {
+    // The report is printed first: a histogram file that cannot be written loses no result.
+    let hdr = a.hdr_out.as_ref().map(|path| {
         crate::files::write_atomic(path, hgrm(&report.stats.latency).as_bytes(), false)
-            .map_err(|e| CsmError::Config(format!("--hdr-out: {e}")))?;
-    }
+            .map_err(|e| CsmError::Config(format!("--hdr-out: {e}")))
+    });
     if g.json {
         crate::output::print_json(&report.json(exit.code()));
     } else {
         crate::say!("{}", report.text().trim_end());
+    }
+    if let Some(Err(e)) = hdr {
+        return Err(e);
     }
     match failure {
         Some(e) => Err(e),

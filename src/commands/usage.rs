@@ -557,16 +557,6 @@ fn finish(
             crate::say!("rejected records: `csm usage export --state rejected --out FILE`, fix, upload again");
         }
     }
-    if rep.interrupted {
-        // Where things are: everything not accepted is in the journal, nothing is lost.
-        let mut e = std::io::stderr().lock();
-        let _ = writeln!(
-            e,
-            "csm: interrupted: no batch was started after Ctrl-C; those in flight were settled. {unsent} records wait in the journal {} for `csm usage replay`",
-            j.path.display()
-        );
-        return Ok(Exit::Interrupted);
-    }
     if let Some((what, fix)) = &rep.refused {
         return Err(CsmError::Config(format!(
             "the marketplace refused the requests ({what}); records stay in the journal for `csm usage replay`"
@@ -577,6 +567,16 @@ fn finish(
         return Err(CsmError::Network(format!(
             "could not reach the marketplace: {u}; {unsent} records wait in the journal for `csm usage replay`"
         )));
+    }
+    if rep.interrupted {
+        // Where things are: everything not accepted is in the journal, nothing is lost.
+        let mut e = std::io::stderr().lock();
+        let _ = writeln!(
+            e,
+            "csm: interrupted: no batch was started after Ctrl-C; those in flight were settled. {unsent} records wait in the journal {} for `csm usage replay`",
+            j.path.display()
+        );
+        return Ok(Exit::Interrupted);
     }
     // Records of this file rejected by an earlier run are not sent again, but the file is
     // still not fully delivered.

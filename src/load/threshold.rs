@@ -68,34 +68,21 @@ fn fraction(s: &str, expr: &str) -> Result<f64, String> {
 }
 
 fn millis(s: &str, expr: &str) -> Result<f64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = (&t[..split], t[split..].trim());
-    let v: f64 = num
-        .parse()
-        .ok()
-        .filter(|v: &f64| v.is_finite())
-        .ok_or_else(|| {
-            format!("--threshold {expr:?}: {s:?} is not a duration such as 800ms or 1.5s")
-        })?;
-    let scale = match unit {
-        "ms" => 1.0,
-        "s" => 1000.0,
-        "us" | "µs" => 0.001,
-        "" => {
-            return Err(format!(
-                "--threshold {expr:?}: {s:?} needs a unit (ms or s), e.g. 800ms"
-            ))
-        }
-        _ => {
-            return Err(format!(
-                "--threshold {expr:?}: unit {unit:?} must be us, ms or s"
-            ))
-        }
-    };
-    Ok(v * scale)
+    // A latency bound names its unit (`800` alone could be ms or s); the reading is the one
+    // every duration flag uses.
+    if !s.trim().ends_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err(format!(
+            "--threshold {expr:?}: {s:?} needs a unit (ms, s, m), e.g. 800ms"
+        ));
+    }
+    crate::duration::parse(
+        s,
+        crate::duration::Bare::Millis,
+        std::time::Duration::ZERO,
+        std::time::Duration::from_secs(3600),
+    )
+    .map(|d| d.as_secs_f64() * 1000.0)
+    .map_err(|e| format!("--threshold {expr:?}: {e}"))
 }
 
 /// Parses one `--threshold` expression.
