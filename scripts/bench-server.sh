@@ -12,6 +12,9 @@
 #   SECS=10     seconds per wrk run
 #   ROUNDS=2    baseline,current pairs
 #   CONNS=5000  idle connections held open (the open-files limit must allow it)
+#   PIN=1       server on CPU 0 and wrk on CPU 1 (taskset), so the two do not take turns on
+#               the same cores and each round measures the server, not the scheduler; PIN=0
+#               lets them share every core. Needs 2 CPUs and taskset; else PIN=0.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +22,15 @@ BASE_REV=${1:-7c3bb64}
 SECS=${SECS:-10}
 ROUNDS=${ROUNDS:-2}
 CONNS=${CONNS:-5000}
+PIN=${PIN:-1}
+SERVER_PIN=()
+CLIENT_PIN=()
+WRK_THREADS=2
+if [ "$PIN" = 1 ] && command -v taskset > /dev/null && [ "$(nproc)" -ge 2 ]; then
+  SERVER_PIN=(taskset -c 0)
+  CLIENT_PIN=(taskset -c 1)
+  WRK_THREADS=1
+fi
 
 if ! command -v wrk > /dev/null; then
   echo "bench-server: wrk not found; install it first: apt-get install wrk" >&2
@@ -142,7 +154,7 @@ while True:
 EOF
 
 start_server() { # BIN OUT: starts the merchant, sets SERVER_PID and ADDR
-  spawn "$1" serve merchant --listen 127.0.0.1:0 --key-file "$WORK/key" -q > "$2" 2> "$2.err"
+  spawn "${SERVER_PIN[@]}" "$1" serve merchant --listen 127.0.0.1:0 --key-file "$WORK/key" -q > "$2" 2> "$2.err"
   SERVER_PID=$LAST_PID
   SERVER_ERR=$2.err
   ADDR=
@@ -183,7 +195,7 @@ measure() { # NAME
     *'"resultCode":"000001"'*) ;;
     *) echo "bench-server: $name answered $reply (expected resultCode 000001)" >&2 ;;
   esac
-  run wrk -t2 -c32 -d"${SECS}s" -s "$WORK/post.lua" "http://$ADDR/produce" > "$out.wrk"
+  run "${CLIENT_PIN[@]}" wrk -t"$WRK_THREADS" -c32 -d"${SECS}s" -s "$WORK/post.lua" "http://$ADDR/produce" > "$out.wrk"
   REQS=$(awk '/^Requests\/sec:/ {print $2}' "$out.wrk")
   if grep -q 'Non-2xx\|Socket errors' "$out.wrk"; then
     echo "bench-server: $name round $round: $(grep 'Non-2xx\|Socket errors' "$out.wrk" | tr -s ' ')" >&2
@@ -249,7 +261,7 @@ ratios=$(paste "$WORK/current.reqs" "$WORK/baseline.reqs" | awk '{print $1 / $2}
 r_lo=$(head -n 1 <<< "$ratios")
 r_hi=$(tail -n 1 <<< "$ratios")
 echo
-echo "$ROUNDS rounds, wrk -t2 -c32 -d${SECS}s, $CONNS idle connections (baseline = $BASE_REV):"
+echo "$ROUNDS rounds, wrk -t$WRK_THREADS -c32 -d${SECS}s, $CONNS idle connections (baseline = $BASE_REV; ${SERVER_PIN[*]:-unpinned}${CLIENT_PIN[*]:+, wrk on ${CLIENT_PIN[*]}}):"
 awk -v br="$b_reqs" -v cr="$c_reqs" -v bt="$b_thr" -v ct="$c_thr" -v bm="$b_rss" -v cm="$c_rss" \
   -v lo="$r_lo" -v hi="$r_hi" -v conns="$CONNS" 'BEGIN {
   printf "%-26s %10s %10s %9s\n", "", "baseline", "current", "ratio"

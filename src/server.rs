@@ -1,7 +1,8 @@
 //! The HTTP/1.1 server under `serve merchant`, `serve marketplace` and the in-process `--demo`
 //! merchant: hyper on a small tokio runtime. Connections are tasks, not threads, so clients
-//! that stall cost a socket each; handlers are plain blocking functions run on a bounded
-//! pool of threads.
+//! that stall cost a socket each. Handlers are plain functions: a quick one answers on the
+//! connection's own task, one that may block (files, outgoing HTTP) runs on a bounded pool
+//! of threads.
 //!
 //! Per connection: the request head must arrive within the client timeout (also between
 //! requests on a kept-alive connection), the body within the same time again, bodies above
@@ -110,6 +111,13 @@ pub trait Handler: Send + Sync + 'static {
         "-".into()
     }
 
+    /// Whether answering `req` may block its thread (file or network I/O). Such requests run
+    /// on the blocking pool; the others are answered on the connection's task, which saves
+    /// two thread hand-offs per request.
+    fn may_block(&self, _req: &Request) -> bool {
+        true
+    }
+
     /// Called once when the server stops, after the last request: flush what is kept.
     fn close(&self) {}
 }
@@ -199,7 +207,7 @@ pub fn serve(listen: &str, handler: Arc<dyn Handler>, cfg: Config) -> Result<Ser
     std_listener.set_nonblocking(true).map_err(cannot)?;
     let addr = std_listener.local_addr().map_err(cannot)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(worker_threads())
         .max_blocking_threads(cfg.threads.max(1))
         .thread_name("csm-server")
         .enable_all()
@@ -223,6 +231,12 @@ pub fn serve(listen: &str, handler: Arc<dyn Handler>, cfg: Config) -> Result<Ser
         stop: Some(tx),
         thread: Some(thread),
     })
+}
+
+/// One worker per core this process may run on (`taskset` and cgroup limits count), at most
+/// 8: the handlers are quick, and threads stay few however many connections are open.
+fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
 }
 
 async fn stop_signal(cfg: &Config, stop: tokio::sync::oneshot::Receiver<()>) {
@@ -376,16 +390,16 @@ async fn answer(
             handler.activity(&request),
         )
     });
-    let h = Arc::clone(&handler);
     // A panicking handler answers 500 and takes nothing else down.
-    let resp = tokio::task::spawn_blocking(move || h.handle(request))
-        .await
-        .unwrap_or_else(|_| {
-            Response::json(
-                500,
-                r#"{"resultCode":"000005","resultMsg":"internal error"}"#,
-            )
-        });
+    let resp = if handler.may_block(&request) {
+        let h = Arc::clone(&handler);
+        tokio::task::spawn_blocking(move || h.handle(request))
+            .await
+            .unwrap_or_else(|_| internal_error())
+    } else {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.handle(request)))
+            .unwrap_or_else(|_| internal_error())
+    };
     if let Some(d) = resp.delay {
         tokio::time::sleep(d).await;
     }
@@ -413,6 +427,13 @@ async fn answer(
         );
     }
     Ok(out)
+}
+
+fn internal_error() -> Response {
+    Response::json(
+        500,
+        r#"{"resultCode":"000005","resultMsg":"internal error"}"#,
+    )
 }
 
 /// The outcome a reply body names: a callback's `resultCode`, an open API's `error_code`.
