@@ -998,4 +998,52 @@ mod tests {
             "000000"
         );
     }
+
+    #[test]
+    fn change_instance_check_names_the_product_info_member_at_fault() {
+        let m = merchant(vec![]);
+        let now = crate::clock::now_ms().to_string();
+        let cb = catalog::find("changeInstanceCheck", Protocol::V2).unwrap();
+        let good = crate::catalog::gen::generate(cb, None, &crate::catalog::gen::Ctx::default());
+        let body = Value::Object(good.clone()).to_string();
+        // Well-formed: the fields pass, the made-up instance does not exist.
+        let r = m.handle(request(&body, &body, &now, "p1"));
+        assert_eq!(code(&r), "000003");
+        let cases = [
+            (
+                r#"{"productId":"p","skuCode":"s"}"#,
+                "productInfo.productName is missing",
+            ),
+            (
+                r#"{"productId":"p","skuCode":"s","productName":"n","linearValue":"ten"}"#,
+                "productInfo.linearValue \"ten\" must be an integer",
+            ),
+            (
+                "not json",
+                "productInfo is neither a JSON object nor a string holding one",
+            ),
+        ];
+        for (i, (info, msg)) in cases.iter().enumerate() {
+            let mut b = good.clone();
+            b.insert("productInfo".into(), Value::from(*info));
+            let body = Value::Object(b).to_string();
+            let r = m.handle(request(&body, &body, &now, &format!("q{i}")));
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(v["resultCode"], "000002", "{info}");
+            assert_eq!(v["resultMsg"], *msg, "{info}");
+        }
+        // The object form is read too (third-party senders).
+        let mut b = good;
+        b.insert(
+            "productInfo".into(),
+            serde_json::json!({"productId": "p", "skuCode": "s", "productName": "x".repeat(65)}),
+        );
+        let body = Value::Object(b).to_string();
+        let v: Value =
+            serde_json::from_slice(&m.handle(request(&body, &body, &now, "o")).body).unwrap();
+        assert_eq!(
+            v["resultMsg"],
+            "productInfo.productName is 65 characters (limit 64)"
+        );
+    }
 }
