@@ -9,7 +9,7 @@
 //! `/sso/logged-out`.
 
 use super::{reply, Fault, Reply};
-use crate::protocol::rsa_oaep::{self, Reading};
+use crate::protocol::rsa_oaep::{self, AppKey, Reading};
 use crate::secret::Secret;
 use crate::server::{Request, Response};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -18,6 +18,13 @@ use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The login redirect URI's path on the merchant's listener (`?code=…&tenant=…`).
+pub const CALLBACK_PATH: &str = "/sso/callback";
+/// The app page: 200 with `{"userName","tenant"}` for a session cookie, else 401.
+pub const APP_PATH: &str = "/sso/app";
+/// Ends the session and redirects to the identity host's logout.
+pub const LOGOUT_PATH: &str = "/sso/logout";
 
 /// The session cookie's name.
 pub const COOKIE: &str = "csm_session";
@@ -90,11 +97,15 @@ impl Default for SsoConfig {
     }
 }
 
-/// A fresh key pair for an in-process merchant (`test-endpoint --demo`): the config that
-/// decrypts with the private key, and the public key the sender encrypts with.
-pub fn demo_pair() -> crate::error::Result<(SsoConfig, rsa::RsaPublicKey)> {
+/// A fresh key pair for an in-process merchant (`test-endpoint --demo`, about a second in a
+/// debug build): the config that decrypts with the private key, and the sender's key that
+/// encrypts under `reading` (for [`crate::catalog::gen::Ctx::app_key`]).
+pub fn demo_pair(reading: Reading) -> crate::error::Result<(SsoConfig, AppKey)> {
     let key = rsa_oaep::generate()?;
-    let public = key.to_public_key();
+    let public = AppKey {
+        key: Arc::new(key.to_public_key()),
+        reading,
+    };
     Ok((
         SsoConfig {
             key: Some(Arc::new(key)),
@@ -268,8 +279,8 @@ impl Sso {
     /// Answers the `/sso/…` routes.
     pub fn handle(&self, req: &Request, faults: &[Fault]) -> Response {
         match req.path() {
-            "/sso/callback" => self.callback(req, faults),
-            "/sso/app" => {
+            CALLBACK_PATH => self.callback(req, faults),
+            APP_PATH => {
                 let session = cookie(req).and_then(|c| self.state().sessions.get(&c).cloned());
                 match session {
                     Some(s) => Response::json(
@@ -279,7 +290,7 @@ impl Sso {
                     None => text(401, "not logged in: no valid csm_session cookie"),
                 }
             }
-            "/sso/logout" => self.logout(req),
+            LOGOUT_PATH => self.logout(req),
             "/sso/logged-out" => text(200, "logged out"),
             other => text(404, format!("nothing is served at {other}")),
         }
@@ -298,7 +309,7 @@ impl Sso {
             st.by_code.insert(code.to_string(), session);
         }
         Response::text(302, Vec::new())
-            .with_header("Location", "/sso/app")
+            .with_header("Location", APP_PATH)
             .with_header("Set-Cookie", &format!("{COOKIE}={id}; HttpOnly; Path=/"))
     }
 
@@ -391,7 +402,7 @@ impl Sso {
         req: &Request,
     ) -> Result<String, String> {
         let (url, client) = self.client(&format!("{domain}/api/v1/oauth2/token"))?;
-        let redirect = Self::own_url(req, "/sso/callback");
+        let redirect = Self::own_url(req, CALLBACK_PATH);
         let form = [
             ("client_id", client_id),
             ("client_secret", secret),
@@ -468,5 +479,52 @@ impl Sso {
                 "Set-Cookie",
                 &format!("{COOKIE}=; Max-Age=0; HttpOnly; Path=/"),
             )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{find, gen, Protocol};
+
+    #[test]
+    fn the_demo_pair_decrypts_what_the_generator_encrypts_and_nothing_else() {
+        let (cfg, app_key) = demo_pair(Reading::Sha256).unwrap();
+        let sso = Sso::new(cfg);
+        let mut ctx = gen::Ctx {
+            app_key: Some(app_key),
+            ..gen::Ctx::default()
+        };
+        gen::settle(&mut ctx);
+        let cb = find("applicationSync", Protocol::V2).unwrap();
+        let body = Value::Object(gen::generate(cb, None, &ctx)).to_string();
+        let d = sso.decrypt(body.as_bytes()).unwrap().expect("decrypted");
+        assert_eq!(d.reading, Reading::Sha256);
+        assert_eq!(d.secret, ctx.client_secret.clone().unwrap());
+        // The stand-in bytes sent without a public key are refused as the demo does.
+        ctx.app_key = None;
+        let body = Value::Object(gen::generate(cb, None, &ctx)).to_string();
+        let (code, msg, _) = sso.decrypt(body.as_bytes()).err().expect("refused");
+        assert_eq!(code, "000101");
+        assert!(msg.contains("--app-private-key"), "{msg}");
+    }
+
+    #[test]
+    fn cookies_and_idp_errors_are_read() {
+        let req = Request {
+            method: "GET".into(),
+            url: "/sso/app".into(),
+            headers: vec![("Cookie".into(), "a=1; csm_session=abc; b=2".into())],
+            body: Vec::new(),
+        };
+        assert_eq!(cookie(&req).as_deref(), Some("abc"));
+        assert_eq!(
+            idp_error(
+                400,
+                r#"{"error":"invalid_grant","error_description":"Invalid authorization code"}"#
+            ),
+            "HTTP 400 invalid_grant: Invalid authorization code"
+        );
+        assert_eq!(idp_error(502, "<html>"), "HTTP 502");
     }
 }
