@@ -32,7 +32,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('sign', 'sign', [CompletionResultType]::ParameterValue, 'Compute a signature offline (every KooGallery scheme)')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check a signature; on a mismatch, show what was signed and find the usual mistake')
-            [CompletionResult]::new('crypto', 'crypto', [CompletionResultType]::ParameterValue, 'V1 credential encryption: derive the AES key, encrypt, decrypt')
+            [CompletionResult]::new('crypto', 'crypto', [CompletionResultType]::ParameterValue, 'V1 credential encryption (derive the AES key, encrypt, decrypt); a 联营 app''s RSA pair')
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send one signed callback to an endpoint and judge the reply')
             [CompletionResult]::new('test-endpoint', 'test-endpoint', [CompletionResultType]::ParameterValue, 'Play the marketplace against an endpoint: lifecycle, idempotency, negative, dial, readiness')
             [CompletionResult]::new('load', 'load', [CompletionResultType]::ParameterValue, 'Signed callbacks at a fixed arrival rate: honest latency percentiles, a CI gate')
@@ -117,6 +117,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('derive-key', 'derive-key', [CompletionResultType]::ParameterValue, 'Print the AES key derived from the access key (hex)')
             [CompletionResult]::new('encrypt', 'encrypt', [CompletionResultType]::ParameterValue, 'Encrypt VALUE: prints the 16-character IV followed by Base64')
             [CompletionResult]::new('decrypt', 'decrypt', [CompletionResultType]::ParameterValue, 'Decrypt VALUE (IV prefix + Base64): prints the plaintext')
+            [CompletionResult]::new('rsa-keygen', 'rsa-keygen', [CompletionResultType]::ParameterValue, 'Make the 3072-bit RSA pair of a joint-operation (联营) app: register FILE.pub (SPKI PEM) with the marketplace, give FILE (PKCS#8 PEM) to `csm serve merchant --app-private-key` or your app, which decrypts applicationSync''s clientSecret with it')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -163,10 +164,25 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'csm;crypto;rsa-keygen' {
+            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Private key file to write (PKCS#8 PEM, 0600); the public key goes to FILE.pub')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Replace existing key files')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'csm;crypto;help' {
             [CompletionResult]::new('derive-key', 'derive-key', [CompletionResultType]::ParameterValue, 'Print the AES key derived from the access key (hex)')
             [CompletionResult]::new('encrypt', 'encrypt', [CompletionResultType]::ParameterValue, 'Encrypt VALUE: prints the 16-character IV followed by Base64')
             [CompletionResult]::new('decrypt', 'decrypt', [CompletionResultType]::ParameterValue, 'Decrypt VALUE (IV prefix + Base64): prints the plaintext')
+            [CompletionResult]::new('rsa-keygen', 'rsa-keygen', [CompletionResultType]::ParameterValue, 'Make the 3072-bit RSA pair of a joint-operation (联营) app: register FILE.pub (SPKI PEM) with the marketplace, give FILE (PKCS#8 PEM) to `csm serve merchant --app-private-key` or your app, which decrypts applicationSync''s clientSecret with it')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -179,6 +195,9 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
         'csm;crypto;help;decrypt' {
             break
         }
+        'csm;crypto;help;rsa-keygen' {
+            break
+        }
         'csm;crypto;help;help' {
             break
         }
@@ -189,6 +208,8 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it')
             [CompletionResult]::new('--kit-key-file', '--kit-key-file', [CompletionResultType]::ParameterName, 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)')
             [CompletionResult]::new('--license-key-file', '--license-key-file', [CompletionResultType]::ParameterName, 'File holding the License delivery key (also CSM_LICENSE_KEY)')
+            [CompletionResult]::new('--app-public-key', '--app-public-key', [CompletionResultType]::ParameterName, 'The RSA public key (PEM: SPKI or PKCS#1, at least 3072 bits) registered for your joint-operation app: applicationSync then carries a real RSA-OAEP ciphertext (Base64) of a fresh clientSecret. Without it, random bytes of a ciphertext''s size stand in, which no private key decrypts. `csm crypto rsa-keygen` makes a pair')
+            [CompletionResult]::new('--oaep', '--oaep', [CompletionResultType]::ParameterName, 'OAEP parameters for --app-public-key (the docs do not name them)')
             [CompletionResult]::new('--set', '--set', [CompletionResultType]::ParameterName, 'Override a field: `--set instanceId=abc`, nested `--set a.b=c`; JSON for integer, array and object fields. Repeatable')
             [CompletionResult]::new('--unset', '--unset', [CompletionResultType]::ParameterName, 'Leave a field out. Repeatable')
             [CompletionResult]::new('--body-file', '--body-file', [CompletionResultType]::ParameterName, 'Start from this JSON object instead of generated values; its bytes are sent (and signed) exactly as they are')
@@ -224,6 +245,8 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it')
             [CompletionResult]::new('--kit-key-file', '--kit-key-file', [CompletionResultType]::ParameterName, 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)')
             [CompletionResult]::new('--license-key-file', '--license-key-file', [CompletionResultType]::ParameterName, 'File holding the License delivery key (also CSM_LICENSE_KEY)')
+            [CompletionResult]::new('--app-public-key', '--app-public-key', [CompletionResultType]::ParameterName, 'The RSA public key (PEM: SPKI or PKCS#1, at least 3072 bits) registered for your joint-operation app: applicationSync then carries a real RSA-OAEP ciphertext (Base64) of a fresh clientSecret. Without it, random bytes of a ciphertext''s size stand in, which no private key decrypts. `csm crypto rsa-keygen` makes a pair')
+            [CompletionResult]::new('--oaep', '--oaep', [CompletionResultType]::ParameterName, 'OAEP parameters for --app-public-key (the docs do not name them)')
             [CompletionResult]::new('--suite', '--suite', [CompletionResultType]::ParameterName, 'Suites to run (repeatable or comma-separated; default all)')
             [CompletionResult]::new('--show', '--show', [CompletionResultType]::ParameterName, 'Which rows the table shows: failures (failures and skips in full, passes folded per suite, a recap last) or all. Default: failures on a terminal, all otherwise')
             [CompletionResult]::new('--junit', '--junit', [CompletionResultType]::ParameterName, 'Write a JUnit XML report to FILE (for CI)')
@@ -302,8 +325,10 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it')
             [CompletionResult]::new('--kit-key-file', '--kit-key-file', [CompletionResultType]::ParameterName, 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)')
             [CompletionResult]::new('--license-key-file', '--license-key-file', [CompletionResultType]::ParameterName, 'File holding the License delivery key (also CSM_LICENSE_KEY)')
+            [CompletionResult]::new('--app-private-key', '--app-private-key', [CompletionResultType]::ParameterName, 'The joint-operation app''s RSA private key (PKCS#8 PEM, at least 3072 bits): each applicationSync''s clientSecret is decrypted with it, trying the OAEP readings sha256-mgf1sha1, sha256 and sha1 (the one that matched is logged), and refused with 000101 when none does. The login at /sso/callback needs it')
+            [CompletionResult]::new('--idp-timeout', '--idp-timeout', [CompletionResultType]::ParameterName, 'How long a login at /sso/callback waits for the identity provider (token, userinfo)')
             [CompletionResult]::new('--protocol', '--protocol', [CompletionResultType]::ParameterName, 'Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken)')
-            [CompletionResult]::new('--fault', '--fault', [CompletionResultType]::ParameterName, 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption, stall (stops answering for 2 s, 1 s after the first request)')
+            [CompletionResult]::new('--fault', '--fault', [CompletionResultType]::ParameterName, 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption, stall (stops answering for 2 s, 1 s after the first request); login: sso-secret-encrypted (sends clientSecret still encrypted), sso-code-reuse (a replayed code logs in without the identity provider), sso-skip-userinfo (logs in without asking userinfo)')
             [CompletionResult]::new('--fault-delay', '--fault-delay', [CompletionResultType]::ParameterName, 'How long the `slow` fault waits before answering (beyond the 5 s budget by default)')
             [CompletionResult]::new('--window', '--window', [CompletionResultType]::ParameterName, 'Replay window for V2 timestamps: 60s, 5m; a bare number is seconds (1s to 24h)')
             [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'SQLite file for instances, license codes and Kit records. Without it they live in memory, bounded for long load runs: the 100,000 most recently changed instances are kept; replayed nonces are remembered for the replay window (--window) only')
@@ -794,7 +819,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
         'csm;help' {
             [CompletionResult]::new('sign', 'sign', [CompletionResultType]::ParameterValue, 'Compute a signature offline (every KooGallery scheme)')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check a signature; on a mismatch, show what was signed and find the usual mistake')
-            [CompletionResult]::new('crypto', 'crypto', [CompletionResultType]::ParameterValue, 'V1 credential encryption: derive the AES key, encrypt, decrypt')
+            [CompletionResult]::new('crypto', 'crypto', [CompletionResultType]::ParameterValue, 'V1 credential encryption (derive the AES key, encrypt, decrypt); a 联营 app''s RSA pair')
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send one signed callback to an endpoint and judge the reply')
             [CompletionResult]::new('test-endpoint', 'test-endpoint', [CompletionResultType]::ParameterValue, 'Play the marketplace against an endpoint: lifecycle, idempotency, negative, dial, readiness')
             [CompletionResult]::new('load', 'load', [CompletionResultType]::ParameterValue, 'Signed callbacks at a fixed arrival rate: honest latency percentiles, a CI gate')
@@ -818,6 +843,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('derive-key', 'derive-key', [CompletionResultType]::ParameterValue, 'Print the AES key derived from the access key (hex)')
             [CompletionResult]::new('encrypt', 'encrypt', [CompletionResultType]::ParameterValue, 'Encrypt VALUE: prints the 16-character IV followed by Base64')
             [CompletionResult]::new('decrypt', 'decrypt', [CompletionResultType]::ParameterValue, 'Decrypt VALUE (IV prefix + Base64): prints the plaintext')
+            [CompletionResult]::new('rsa-keygen', 'rsa-keygen', [CompletionResultType]::ParameterValue, 'Make the 3072-bit RSA pair of a joint-operation (联营) app: register FILE.pub (SPKI PEM) with the marketplace, give FILE (PKCS#8 PEM) to `csm serve merchant --app-private-key` or your app, which decrypts applicationSync''s clientSecret with it')
             break
         }
         'csm;help;crypto;derive-key' {
@@ -827,6 +853,9 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;help;crypto;decrypt' {
+            break
+        }
+        'csm;help;crypto;rsa-keygen' {
             break
         }
         'csm;help;send' {

@@ -70,6 +70,9 @@ _csm() {
             csm__subcmd__crypto,help)
                 cmd="csm__subcmd__crypto__subcmd__help"
                 ;;
+            csm__subcmd__crypto,rsa-keygen)
+                cmd="csm__subcmd__crypto__subcmd__rsa__subcmd__keygen"
+                ;;
             csm__subcmd__crypto__subcmd__help,decrypt)
                 cmd="csm__subcmd__crypto__subcmd__help__subcmd__decrypt"
                 ;;
@@ -81,6 +84,9 @@ _csm() {
                 ;;
             csm__subcmd__crypto__subcmd__help,help)
                 cmd="csm__subcmd__crypto__subcmd__help__subcmd__help"
+                ;;
+            csm__subcmd__crypto__subcmd__help,rsa-keygen)
+                cmd="csm__subcmd__crypto__subcmd__help__subcmd__rsa__subcmd__keygen"
                 ;;
             csm__subcmd__help,completions)
                 cmd="csm__subcmd__help__subcmd__completions"
@@ -132,6 +138,9 @@ _csm() {
                 ;;
             csm__subcmd__help__subcmd__crypto,encrypt)
                 cmd="csm__subcmd__help__subcmd__crypto__subcmd__encrypt"
+                ;;
+            csm__subcmd__help__subcmd__crypto,rsa-keygen)
+                cmd="csm__subcmd__help__subcmd__crypto__subcmd__rsa__subcmd__keygen"
                 ;;
             csm__subcmd__help__subcmd__license,activate)
                 cmd="csm__subcmd__help__subcmd__license__subcmd__activate"
@@ -344,7 +353,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__crypto)
-            opts="-q -h -V --json --quiet --profile --no-input --help --version derive-key encrypt decrypt help"
+            opts="-q -h -V --json --quiet --profile --no-input --help --version derive-key encrypt decrypt rsa-keygen help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -444,7 +453,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__crypto__subcmd__help)
-            opts="derive-key encrypt decrypt help"
+            opts="derive-key encrypt decrypt rsa-keygen help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -513,6 +522,42 @@ _csm() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        csm__subcmd__crypto__subcmd__help__subcmd__rsa__subcmd__keygen)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__crypto__subcmd__rsa__subcmd__keygen)
+            opts="-q -h -V --out --force --json --quiet --profile --no-input --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         csm__subcmd__help)
             opts="sign verify crypto send test-endpoint load serve license usage init profile completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -542,7 +587,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__help__subcmd__crypto)
-            opts="derive-key encrypt decrypt"
+            opts="derive-key encrypt decrypt rsa-keygen"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -584,6 +629,20 @@ _csm() {
             return 0
             ;;
         csm__subcmd__help__subcmd__crypto__subcmd__encrypt)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__help__subcmd__crypto__subcmd__rsa__subcmd__keygen)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1612,7 +1671,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__send)
-            opts="-y -q -h -V --scene --endpoint --protocol --key-file --kit-key-file --license-key-file --set --unset --body --body-file --allow-unknown --expect-code --dry-run --curl --timeout --debug-page --kit-path-full --no-test-flag --users --require-body-sign --license-inner --ca-file --yes --json --quiet --profile --no-input --help --version allOrgSync applicationSync authSync changeInstanceCheck expireInstance instanceStatus newInstance orderNotify queryInstance refreshInstance refreshLicenseCode releaseInstance releaseLicenseCode singleOrgSync tenantSync updateInstanceStatus updateLicenseCodeStatus upgrade upgradeInstance"
+            opts="-y -q -h -V --scene --endpoint --protocol --key-file --kit-key-file --license-key-file --app-public-key --oaep --set --unset --body --body-file --allow-unknown --expect-code --dry-run --curl --timeout --debug-page --kit-path-full --no-test-flag --users --require-body-sign --license-inner --ca-file --yes --json --quiet --profile --no-input --help --version allOrgSync applicationSync authSync changeInstanceCheck expireInstance instanceStatus newInstance orderNotify queryInstance refreshInstance refreshLicenseCode releaseInstance releaseLicenseCode singleOrgSync tenantSync updateInstanceStatus updateLicenseCodeStatus upgrade upgradeInstance"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1640,6 +1699,14 @@ _csm() {
                     ;;
                 --license-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --app-public-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --oaep)
+                    COMPREPLY=($(compgen -W "sha256-mgf1sha1 sha256 sha1" -- "${cur}"))
                     return 0
                     ;;
                 --set)
@@ -1830,7 +1897,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__serve__subcmd__merchant)
-            opts="-q -h -V --listen --key-file --kit-key-file --license-key-file --protocol --fault --fault-delay --window --state --record --license-inner --client-timeout --max-body --keep-alive-max --threads --json --quiet --profile --no-input --help --version"
+            opts="-q -h -V --listen --key-file --kit-key-file --license-key-file --app-private-key --idp-timeout --protocol --fault --fault-delay --window --state --record --license-inner --client-timeout --max-body --keep-alive-max --threads --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1852,12 +1919,20 @@ _csm() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --app-private-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idp-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --protocol)
                     COMPREPLY=($(compgen -W "v1 v2" -- "${cur}"))
                     return 0
                     ;;
                 --fault)
-                    COMPREPLY=($(compgen -W "bad-body-sign body-sign-case wrong-code slow not-idempotent accept-bad-signatures drop-fields wrong-encryption stall" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "bad-body-sign body-sign-case wrong-code slow not-idempotent accept-bad-signatures drop-fields wrong-encryption stall sso-secret-encrypted sso-code-reuse sso-skip-userinfo" -- "${cur}"))
                     return 0
                     ;;
                 --fault-delay)
@@ -1978,7 +2053,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__test__subcmd__endpoint)
-            opts="-y -q -h -V --endpoint --protocol --key-file --kit-key-file --license-key-file --suite --show --junit --timeout --debug-page --kit-path-full --no-test-flag --license-code --users --require-body-sign --license-inner --ca-file --yes --demo --fault --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --endpoint --protocol --key-file --kit-key-file --license-key-file --app-public-key --oaep --suite --show --junit --timeout --debug-page --kit-path-full --no-test-flag --license-code --users --require-body-sign --license-inner --ca-file --yes --demo --fault --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2002,6 +2077,14 @@ _csm() {
                     ;;
                 --license-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --app-public-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --oaep)
+                    COMPREPLY=($(compgen -W "sha256-mgf1sha1 sha256 sha1" -- "${cur}"))
                     return 0
                     ;;
                 --suite)
@@ -2037,7 +2120,7 @@ _csm() {
                     return 0
                     ;;
                 --fault)
-                    COMPREPLY=($(compgen -W "bad-body-sign body-sign-case wrong-code slow not-idempotent accept-bad-signatures drop-fields wrong-encryption stall" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "bad-body-sign body-sign-case wrong-code slow not-idempotent accept-bad-signatures drop-fields wrong-encryption stall sso-secret-encrypted sso-code-reuse sso-skip-userinfo" -- "${cur}"))
                     return 0
                     ;;
                 --profile)

@@ -29,7 +29,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --version 'Print version'
             cand sign 'Compute a signature offline (every KooGallery scheme)'
             cand verify 'Check a signature; on a mismatch, show what was signed and find the usual mistake'
-            cand crypto 'V1 credential encryption: derive the AES key, encrypt, decrypt'
+            cand crypto 'V1 credential encryption (derive the AES key, encrypt, decrypt); a 联营 app''s RSA pair'
             cand send 'Send one signed callback to an endpoint and judge the reply'
             cand test-endpoint 'Play the marketplace against an endpoint: lifecycle, idempotency, negative, dial, readiness'
             cand load 'Signed callbacks at a fixed arrival rate: honest latency percentiles, a CI gate'
@@ -111,6 +111,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand derive-key 'Print the AES key derived from the access key (hex)'
             cand encrypt 'Encrypt VALUE: prints the 16-character IV followed by Base64'
             cand decrypt 'Decrypt VALUE (IV prefix + Base64): prints the plaintext'
+            cand rsa-keygen 'Make the 3072-bit RSA pair of a joint-operation (联营) app: register FILE.pub (SPKI PEM) with the marketplace, give FILE (PKCS#8 PEM) to `csm serve merchant --app-private-key` or your app, which decrypts applicationSync''s clientSecret with it'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'csm;crypto;derive-key'= {
@@ -153,10 +154,24 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'csm;crypto;rsa-keygen'= {
+            cand --out 'Private key file to write (PKCS#8 PEM, 0600); the public key goes to FILE.pub'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand --force 'Replace existing key files'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'csm;crypto;help'= {
             cand derive-key 'Print the AES key derived from the access key (hex)'
             cand encrypt 'Encrypt VALUE: prints the 16-character IV followed by Base64'
             cand decrypt 'Decrypt VALUE (IV prefix + Base64): prints the plaintext'
+            cand rsa-keygen 'Make the 3072-bit RSA pair of a joint-operation (联营) app: register FILE.pub (SPKI PEM) with the marketplace, give FILE (PKCS#8 PEM) to `csm serve merchant --app-private-key` or your app, which decrypts applicationSync''s clientSecret with it'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'csm;crypto;help;derive-key'= {
@@ -164,6 +179,8 @@ set edit:completion:arg-completer[csm] = {|@words|
         &'csm;crypto;help;encrypt'= {
         }
         &'csm;crypto;help;decrypt'= {
+        }
+        &'csm;crypto;help;rsa-keygen'= {
         }
         &'csm;crypto;help;help'= {
         }
@@ -174,6 +191,8 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --key-file 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it'
             cand --kit-key-file 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)'
             cand --license-key-file 'File holding the License delivery key (also CSM_LICENSE_KEY)'
+            cand --app-public-key 'The RSA public key (PEM: SPKI or PKCS#1, at least 3072 bits) registered for your joint-operation app: applicationSync then carries a real RSA-OAEP ciphertext (Base64) of a fresh clientSecret. Without it, random bytes of a ciphertext''s size stand in, which no private key decrypts. `csm crypto rsa-keygen` makes a pair'
+            cand --oaep 'OAEP parameters for --app-public-key (the docs do not name them)'
             cand --set 'Override a field: `--set instanceId=abc`, nested `--set a.b=c`; JSON for integer, array and object fields. Repeatable'
             cand --unset 'Leave a field out. Repeatable'
             cand --body-file 'Start from this JSON object instead of generated values; its bytes are sent (and signed) exactly as they are'
@@ -208,6 +227,8 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --key-file 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it'
             cand --kit-key-file 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)'
             cand --license-key-file 'File holding the License delivery key (also CSM_LICENSE_KEY)'
+            cand --app-public-key 'The RSA public key (PEM: SPKI or PKCS#1, at least 3072 bits) registered for your joint-operation app: applicationSync then carries a real RSA-OAEP ciphertext (Base64) of a fresh clientSecret. Without it, random bytes of a ciphertext''s size stand in, which no private key decrypts. `csm crypto rsa-keygen` makes a pair'
+            cand --oaep 'OAEP parameters for --app-public-key (the docs do not name them)'
             cand --suite 'Suites to run (repeatable or comma-separated; default all)'
             cand --show 'Which rows the table shows: failures (failures and skips in full, passes folded per suite, a recap last) or all. Default: failures on a terminal, all otherwise'
             cand --junit 'Write a JUnit XML report to FILE (for CI)'
@@ -283,8 +304,10 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --key-file 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it'
             cand --kit-key-file 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)'
             cand --license-key-file 'File holding the License delivery key (also CSM_LICENSE_KEY)'
+            cand --app-private-key 'The joint-operation app''s RSA private key (PKCS#8 PEM, at least 3072 bits): each applicationSync''s clientSecret is decrypted with it, trying the OAEP readings sha256-mgf1sha1, sha256 and sha1 (the one that matched is logged), and refused with 000101 when none does. The login at /sso/callback needs it'
+            cand --idp-timeout 'How long a login at /sso/callback waits for the identity provider (token, userinfo)'
             cand --protocol 'Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken)'
-            cand --fault 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption, stall (stops answering for 2 s, 1 s after the first request)'
+            cand --fault 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption, stall (stops answering for 2 s, 1 s after the first request); login: sso-secret-encrypted (sends clientSecret still encrypted), sso-code-reuse (a replayed code logs in without the identity provider), sso-skip-userinfo (logs in without asking userinfo)'
             cand --fault-delay 'How long the `slow` fault waits before answering (beyond the 5 s budget by default)'
             cand --window 'Replay window for V2 timestamps: 60s, 5m; a bare number is seconds (1s to 24h)'
             cand --state 'SQLite file for instances, license codes and Kit records. Without it they live in memory, bounded for long load runs: the 100,000 most recently changed instances are kept; replayed nonces are remembered for the replay window (--window) only'
@@ -729,7 +752,7 @@ set edit:completion:arg-completer[csm] = {|@words|
         &'csm;help'= {
             cand sign 'Compute a signature offline (every KooGallery scheme)'
             cand verify 'Check a signature; on a mismatch, show what was signed and find the usual mistake'
-            cand crypto 'V1 credential encryption: derive the AES key, encrypt, decrypt'
+            cand crypto 'V1 credential encryption (derive the AES key, encrypt, decrypt); a 联营 app''s RSA pair'
             cand send 'Send one signed callback to an endpoint and judge the reply'
             cand test-endpoint 'Play the marketplace against an endpoint: lifecycle, idempotency, negative, dial, readiness'
             cand load 'Signed callbacks at a fixed arrival rate: honest latency percentiles, a CI gate'
@@ -750,12 +773,15 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand derive-key 'Print the AES key derived from the access key (hex)'
             cand encrypt 'Encrypt VALUE: prints the 16-character IV followed by Base64'
             cand decrypt 'Decrypt VALUE (IV prefix + Base64): prints the plaintext'
+            cand rsa-keygen 'Make the 3072-bit RSA pair of a joint-operation (联营) app: register FILE.pub (SPKI PEM) with the marketplace, give FILE (PKCS#8 PEM) to `csm serve merchant --app-private-key` or your app, which decrypts applicationSync''s clientSecret with it'
         }
         &'csm;help;crypto;derive-key'= {
         }
         &'csm;help;crypto;encrypt'= {
         }
         &'csm;help;crypto;decrypt'= {
+        }
+        &'csm;help;crypto;rsa-keygen'= {
         }
         &'csm;help;send'= {
         }

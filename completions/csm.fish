@@ -32,7 +32,7 @@ complete -c csm -n "__fish_csm_needs_command" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_needs_command" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_needs_command" -f -a "sign" -d 'Compute a signature offline (every KooGallery scheme)'
 complete -c csm -n "__fish_csm_needs_command" -f -a "verify" -d 'Check a signature; on a mismatch, show what was signed and find the usual mistake'
-complete -c csm -n "__fish_csm_needs_command" -f -a "crypto" -d 'V1 credential encryption: derive the AES key, encrypt, decrypt'
+complete -c csm -n "__fish_csm_needs_command" -f -a "crypto" -d 'V1 credential encryption (derive the AES key, encrypt, decrypt); a 联营 app\'s RSA pair'
 complete -c csm -n "__fish_csm_needs_command" -f -a "send" -d 'Send one signed callback to an endpoint and judge the reply'
 complete -c csm -n "__fish_csm_needs_command" -f -a "test-endpoint" -d 'Play the marketplace against an endpoint: lifecycle, idempotency, negative, dial, readiness'
 complete -c csm -n "__fish_csm_needs_command" -f -a "load" -d 'Signed callbacks at a fixed arrival rate: honest latency percentiles, a CI gate'
@@ -95,16 +95,17 @@ complete -c csm -n "__fish_csm_using_subcommand verify" -s q -l quiet -d 'Print 
 complete -c csm -n "__fish_csm_using_subcommand verify" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c csm -n "__fish_csm_using_subcommand verify" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
-complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
-complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -s q -l quiet -d 'Print nothing on stdout but the result itself'
-complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
-complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -s h -l help -d 'Print help'
-complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -f -a "derive-key" -d 'Print the AES key derived from the access key (hex)'
-complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -f -a "encrypt" -d 'Encrypt VALUE: prints the 16-character IV followed by Base64'
-complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -f -a "decrypt" -d 'Decrypt VALUE (IV prefix + Base64): prints the plaintext'
-complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt rsa-keygen help" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt rsa-keygen help" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt rsa-keygen help" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt rsa-keygen help" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt rsa-keygen help" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt rsa-keygen help" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt rsa-keygen help" -f -a "derive-key" -d 'Print the AES key derived from the access key (hex)'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt rsa-keygen help" -f -a "encrypt" -d 'Encrypt VALUE: prints the 16-character IV followed by Base64'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt rsa-keygen help" -f -a "decrypt" -d 'Decrypt VALUE (IV prefix + Base64): prints the plaintext'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt rsa-keygen help" -f -a "rsa-keygen" -d 'Make the 3072-bit RSA pair of a joint-operation (联营) app: register FILE.pub (SPKI PEM) with the marketplace, give FILE (PKCS#8 PEM) to `csm serve merchant --app-private-key` or your app, which decrypts applicationSync\'s clientSecret with it'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and not __fish_seen_subcommand_from derive-key encrypt decrypt rsa-keygen help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from derive-key" -l key-file -d 'File holding the access key (its content without a trailing newline); also CSM_ACCESS_KEY' -r -F
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from derive-key" -l encrypt-type -d '1 = AES-256 (the default when a response omits encryptType), 2 = AES-128' -r
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from derive-key" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
@@ -130,9 +131,18 @@ complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcomma
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from decrypt" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from decrypt" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from decrypt" -s V -l version -d 'Print version'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from rsa-keygen" -l out -d 'Private key file to write (PKCS#8 PEM, 0600); the public key goes to FILE.pub' -r -F
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from rsa-keygen" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from rsa-keygen" -l force -d 'Replace existing key files'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from rsa-keygen" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from rsa-keygen" -s q -l quiet -d 'Print nothing on stdout but the result itself'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from rsa-keygen" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from rsa-keygen" -s h -l help -d 'Print help'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from rsa-keygen" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from help" -f -a "derive-key" -d 'Print the AES key derived from the access key (hex)'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from help" -f -a "encrypt" -d 'Encrypt VALUE: prints the 16-character IV followed by Base64'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from help" -f -a "decrypt" -d 'Decrypt VALUE (IV prefix + Base64): prints the plaintext'
+complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from help" -f -a "rsa-keygen" -d 'Make the 3072-bit RSA pair of a joint-operation (联营) app: register FILE.pub (SPKI PEM) with the marketplace, give FILE (PKCS#8 PEM) to `csm serve merchant --app-private-key` or your app, which decrypts applicationSync\'s clientSecret with it'
 complete -c csm -n "__fish_csm_using_subcommand crypto; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c csm -n "__fish_csm_using_subcommand send" -l scene -d 'Scene or status for activities that have one (RENEWAL, FREEZE, ...)' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l endpoint -d 'The production address, e.g. https://isv.example.com/produce' -r
@@ -141,6 +151,10 @@ v2\t''"
 complete -c csm -n "__fish_csm_using_subcommand send" -l key-file -d 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it' -r -F
 complete -c csm -n "__fish_csm_using_subcommand send" -l kit-key-file -d 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand send" -l license-key-file -d 'File holding the License delivery key (also CSM_LICENSE_KEY)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand send" -l app-public-key -d 'The RSA public key (PEM: SPKI or PKCS#1, at least 3072 bits) registered for your joint-operation app: applicationSync then carries a real RSA-OAEP ciphertext (Base64) of a fresh clientSecret. Without it, random bytes of a ciphertext\'s size stand in, which no private key decrypts. `csm crypto rsa-keygen` makes a pair' -r -F
+complete -c csm -n "__fish_csm_using_subcommand send" -l oaep -d 'OAEP parameters for --app-public-key (the docs do not name them)' -r -f -a "sha256-mgf1sha1\t'SHA-256 digest, MGF1-SHA-1: Java\'s RSA/ECB/OAEPWithSHA-256AndMGF1Padding'
+sha256\t'SHA-256 digest and MGF1-SHA-256'
+sha1\t'SHA-1 digest and MGF1-SHA-1'"
 complete -c csm -n "__fish_csm_using_subcommand send" -l set -d 'Override a field: `--set instanceId=abc`, nested `--set a.b=c`; JSON for integer, array and object fields. Repeatable' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l unset -d 'Leave a field out. Repeatable' -r
 complete -c csm -n "__fish_csm_using_subcommand send" -l body-file -l body -d 'Start from this JSON object instead of generated values; its bytes are sent (and signed) exactly as they are' -r -F
@@ -170,6 +184,10 @@ v2\t''"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l key-file -d 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it' -r -F
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l kit-key-file -d 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l license-key-file -d 'File holding the License delivery key (also CSM_LICENSE_KEY)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l app-public-key -d 'The RSA public key (PEM: SPKI or PKCS#1, at least 3072 bits) registered for your joint-operation app: applicationSync then carries a real RSA-OAEP ciphertext (Base64) of a fresh clientSecret. Without it, random bytes of a ciphertext\'s size stand in, which no private key decrypts. `csm crypto rsa-keygen` makes a pair' -r -F
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l oaep -d 'OAEP parameters for --app-public-key (the docs do not name them)' -r -f -a "sha256-mgf1sha1\t'SHA-256 digest, MGF1-SHA-1: Java\'s RSA/ECB/OAEPWithSHA-256AndMGF1Padding'
+sha256\t'SHA-256 digest and MGF1-SHA-256'
+sha1\t'SHA-1 digest and MGF1-SHA-1'"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l suite -d 'Suites to run (repeatable or comma-separated; default all)' -r -f -a "lifecycle\t''
 idempotency\t''
 negative\t''
@@ -192,7 +210,10 @@ not-idempotent\t''
 accept-bad-signatures\t''
 drop-fields\t''
 wrong-encryption\t''
-stall\t''"
+stall\t''
+sso-secret-encrypted\t''
+sso-code-reuse\t''
+sso-skip-userinfo\t''"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l debug-page -d 'Use the debugging page\'s 20 s budget instead of the production 5 s (decision 8)'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l kit-path-full -d 'Append Kit paths to the full address instead of its origin (decision 7)'
@@ -262,9 +283,11 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l key-file -d 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it' -r -F
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l kit-key-file -d 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l license-key-file -d 'File holding the License delivery key (also CSM_LICENSE_KEY)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l app-private-key -d 'The joint-operation app\'s RSA private key (PKCS#8 PEM, at least 3072 bits): each applicationSync\'s clientSecret is decrypted with it, trying the OAEP readings sha256-mgf1sha1, sha256 and sha1 (the one that matched is logged), and refused with 000101 when none does. The login at /sso/callback needs it' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l idp-timeout -d 'How long a login at /sso/callback waits for the identity provider (token, userinfo)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l protocol -d 'Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken)' -r -f -a "v1\t''
 v2\t''"
-complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault -d 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption, stall (stops answering for 2 s, 1 s after the first request)' -r -f -a "bad-body-sign\t''
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault -d 'Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields, wrong-encryption, stall (stops answering for 2 s, 1 s after the first request); login: sso-secret-encrypted (sends clientSecret still encrypted), sso-code-reuse (a replayed code logs in without the identity provider), sso-skip-userinfo (logs in without asking userinfo)' -r -f -a "bad-body-sign\t''
 body-sign-case\t''
 wrong-code\t''
 slow\t''
@@ -272,7 +295,10 @@ not-idempotent\t''
 accept-bad-signatures\t''
 drop-fields\t''
 wrong-encryption\t''
-stall\t''"
+stall\t''
+sso-secret-encrypted\t''
+sso-code-reuse\t''
+sso-skip-userinfo\t''"
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault-delay -d 'How long the `slow` fault waits before answering (beyond the 5 s budget by default)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l window -d 'Replay window for V2 timestamps: 60s, 5m; a bare number is seconds (1s to 24h)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l state -d 'SQLite file for instances, license codes and Kit records. Without it they live in memory, bounded for long load runs: the 100,000 most recently changed instances are kept; replayed nonces are remembered for the replay window (--window) only' -r -F
@@ -575,7 +601,7 @@ complete -c csm -n "__fish_csm_using_subcommand man" -s h -l help -d 'Print help
 complete -c csm -n "__fish_csm_using_subcommand man" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "sign" -d 'Compute a signature offline (every KooGallery scheme)'
 complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "verify" -d 'Check a signature; on a mismatch, show what was signed and find the usual mistake'
-complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "crypto" -d 'V1 credential encryption: derive the AES key, encrypt, decrypt'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "crypto" -d 'V1 credential encryption (derive the AES key, encrypt, decrypt); a 联营 app\'s RSA pair'
 complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "send" -d 'Send one signed callback to an endpoint and judge the reply'
 complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "test-endpoint" -d 'Play the marketplace against an endpoint: lifecycle, idempotency, negative, dial, readiness'
 complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "load" -d 'Signed callbacks at a fixed arrival rate: honest latency percentiles, a CI gate'
@@ -590,6 +616,7 @@ complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcom
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from crypto" -f -a "derive-key" -d 'Print the AES key derived from the access key (hex)'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from crypto" -f -a "encrypt" -d 'Encrypt VALUE: prints the 16-character IV followed by Base64'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from crypto" -f -a "decrypt" -d 'Decrypt VALUE (IV prefix + Base64): prints the plaintext'
+complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from crypto" -f -a "rsa-keygen" -d 'Make the 3072-bit RSA pair of a joint-operation (联营) app: register FILE.pub (SPKI PEM) with the marketplace, give FILE (PKCS#8 PEM) to `csm serve merchant --app-private-key` or your app, which decrypts applicationSync\'s clientSecret with it'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from serve" -f -a "merchant" -d 'A reference merchant endpoint: verifies every callback and answers as KooGallery documents it'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from serve" -f -a "marketplace" -d 'A stand-in marketplace: usage push and license open APIs, and License callbacks'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from license" -f -a "keygen" -d 'Make an Ed25519 key pair: the private key to FILE (0600), the public key to FILE.pub, and a separate short-code secret to FILE.short (0600)'

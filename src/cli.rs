@@ -42,7 +42,7 @@ pub enum Command {
     Sign(commands::sign::SignArgs),
     /// Check a signature; on a mismatch, show what was signed and find the usual mistake.
     Verify(commands::verify::VerifyArgs),
-    /// V1 credential encryption: derive the AES key, encrypt, decrypt.
+    /// V1 credential encryption (derive the AES key, encrypt, decrypt); a 联营 app's RSA pair.
     Crypto(commands::crypto::CryptoArgs),
     /// Send one signed callback to an endpoint and judge the reply.
     Send(commands::send::SendArgs),

@@ -4,6 +4,7 @@
 
 use super::{Callback, Family, FieldType, Gen};
 use crate::clock::{Entropy, SystemEntropy};
+use crate::protocol::rsa_oaep::AppKey;
 use crate::protocol::v1_crypto::{self, EncryptType};
 use base64::Engine;
 use chrono::{DateTime, Duration, FixedOffset, Utc};
@@ -31,6 +32,17 @@ pub struct Ctx {
     pub users: Option<usize>,
     /// V1 basic key: encrypts request-side mobilePhone and email (redacted in Debug).
     pub v1_key: Option<crate::secret::Secret>,
+    /// tenantSync `domainName` (the tenant's identity host); a made-up host when empty.
+    pub domain_name: Option<String>,
+    /// applicationSync `clientId`.
+    pub client_id: Option<String>,
+    /// applicationSync's clientSecret in plaintext: what the seller must recover by
+    /// decrypting the ciphertext that travels (redacted in Debug).
+    pub client_secret: Option<crate::secret::Secret>,
+    /// The seller's registered public key (`--app-public-key`): applicationSync then carries
+    /// a real RSA-OAEP ciphertext of `client_secret`. Without it, random bytes of a 3072-bit
+    /// ciphertext's size stand in.
+    pub app_key: Option<AppKey>,
 }
 
 impl Default for Ctx {
@@ -49,6 +61,10 @@ impl Default for Ctx {
             flag: None,
             users: None,
             v1_key: None,
+            domain_name: None,
+            client_id: None,
+            client_secret: None,
+            app_key: None,
         }
     }
 }
@@ -159,6 +175,15 @@ pub fn settle(ctx: &mut Ctx) {
     ctx.app_id
         .get_or_insert_with(|| format!("app-{}", upper_alnum(e, 12)));
     ctx.org_code.get_or_insert_with(|| "ORG0002".into());
+    ctx.client_id
+        .get_or_insert_with(|| format!("client-{}", upper_alnum(e, 16)));
+    ctx.client_secret.get_or_insert_with(|| {
+        crate::secret::Secret::new(pick(
+            e,
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+            32,
+        ))
+    });
 }
 
 /// A body for `cb` with every field that is not `default_absent`; shared values come
@@ -260,17 +285,23 @@ fn value(
         Gen::TenantId => s(opt(&ctx.tenant_id)),
         Gen::TenantCode => s(format!("tenant{}", digits(e, 6))),
         Gen::CompanyName => s(COMPANIES[0].to_string()),
-        Gen::DomainName => s(format!(
-            "https://t{}.tenantaccount.example.com",
-            digits(e, 4)
-        )),
+        Gen::DomainName => s(ctx
+            .domain_name
+            .clone()
+            .unwrap_or_else(|| format!("https://t{}.tenantaccount.example.com", digits(e, 4)))),
         Gen::AppId => s(opt(&ctx.app_id)),
-        Gen::ClientId => s(format!("client-{}", upper_alnum(e, 16))),
-        Gen::ClientSecret => {
-            // Stands in for an RSA-OAEP ciphertext (3072-bit key → 384 bytes).
-            let bytes: Vec<u8> = (0..384).map(|_| e.below(256) as u8).collect();
-            s(base64::engine::general_purpose::STANDARD.encode(bytes))
-        }
+        Gen::ClientId => s(opt(&ctx.client_id)),
+        Gen::ClientSecret => match (&ctx.app_key, &ctx.client_secret) {
+            (Some(key), Some(plain)) => key
+                .encrypt(plain.expose().as_bytes())
+                .ok()
+                .map(Value::String),
+            _ => {
+                // Stands in for an RSA-OAEP ciphertext (3072-bit key → 384 bytes).
+                let bytes: Vec<u8> = (0..384).map(|_| e.below(256) as u8).collect();
+                s(base64::engine::general_purpose::STANDARD.encode(bytes))
+            }
+        },
         Gen::UserList { as_string } => {
             let list = Value::Array(user_list(e, ctx.users.unwrap_or(3).min(500)));
             if as_string {
@@ -285,7 +316,17 @@ fn value(
         Gen::OrgInfoList => Some(Value::Array(org_list())),
         Gen::OrgInfoString => s(Value::Array(org_list()).to_string()),
         Gen::SyncTime => s(cst(now).format("%Y%m%d%H%M%S%3f").to_string()),
-        Gen::ProductInfo => s(json!({"productId": product_id(e), "skuCode": e.uuid()}).to_string()),
+        Gen::ProductInfo => {
+            let mut info = Map::new();
+            for m in super::PRODUCT_INFO {
+                if let Some(v) = value(cb, m.gen, scene, ctx, now) {
+                    info.insert(m.name.to_string(), v);
+                }
+            }
+            s(Value::Object(info).to_string())
+        }
+        Gen::LinearValue => Some(Value::from(1 + e.below(100) as i64)),
+        Gen::ProductName => s("云杉协同办公 标准版".into()),
     }
 }
 
@@ -374,5 +415,43 @@ mod tests {
         };
         let b = generate(find("newInstance", Protocol::V2).unwrap(), None, &live);
         assert!(b.get("testFlag").is_none());
+    }
+
+    #[test]
+    fn product_info_carries_its_documented_members() {
+        let b = generate(
+            find("changeInstanceCheck", Protocol::V2).unwrap(),
+            None,
+            &Ctx::default(),
+        );
+        let info: Value = serde_json::from_str(b["productInfo"].as_str().unwrap()).unwrap();
+        for m in crate::catalog::PRODUCT_INFO {
+            let v = &info[m.name];
+            assert!(!v.is_null() || !m.required, "productInfo lacks {}", m.name);
+            if let (Some(t), Some(max)) = (v.as_str(), m.max_len) {
+                assert!(t.chars().count() <= max, "productInfo.{} too long", m.name);
+            }
+        }
+        assert!(info["linearValue"].is_i64());
+    }
+
+    #[test]
+    fn client_credentials_are_settled_once_and_the_secret_is_redacted() {
+        let mut ctx = Ctx::default();
+        settle(&mut ctx);
+        let secret = ctx.client_secret.clone().unwrap();
+        assert_eq!(secret.expose().len(), 32);
+        assert!(!format!("{ctx:?}").contains(secret.expose()));
+        let b = generate(find("applicationSync", Protocol::V2).unwrap(), None, &ctx);
+        assert_eq!(b["clientId"].as_str(), ctx.client_id.as_deref());
+        // No public key: a 384-byte stand-in, not the secret.
+        let ct = b["clientSecret"].as_str().unwrap();
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(ct)
+                .unwrap()
+                .len(),
+            384
+        );
     }
 }

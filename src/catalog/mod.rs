@@ -19,6 +19,59 @@ pub enum KeyRole {
     Sk,
 }
 
+/// Checks a structured value (an object, or a JSON string holding one, as csm sends it)
+/// against its `members`: the error names the member, the value and the rule.
+pub fn check_members(
+    name: &str,
+    value: &serde_json::Value,
+    members: &[Field],
+) -> std::result::Result<(), String> {
+    use serde_json::Value;
+    let parsed;
+    let obj = match value {
+        Value::Object(m) => m,
+        Value::Null => return Err(format!("{name} is missing")),
+        Value::String(s) if s.is_empty() => return Err(format!("{name} is missing")),
+        Value::String(s) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::Object(m)) => {
+                parsed = m;
+                &parsed
+            }
+            _ => {
+                return Err(format!(
+                    "{name} is neither a JSON object nor a string holding one"
+                ))
+            }
+        },
+        _ => return Err(format!("{name} must be a JSON object")),
+    };
+    for m in members {
+        let at = format!("{name}.{}", m.name);
+        let text = match obj.get(m.name) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+        };
+        let Some(text) = text else {
+            if m.required {
+                return Err(format!("{at} is missing"));
+            }
+            continue;
+        };
+        if m.ty == FieldType::Integer && text.parse::<i64>().is_err() {
+            return Err(format!("{at} {text:?} must be an integer"));
+        }
+        if let Some(max) = m.max_len {
+            let n = text.chars().count();
+            if n > max {
+                return Err(format!("{at} is {n} characters (limit {max})"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The production marketplace's open-API host (license-and-usage.md §1): the default of the
 /// commands that call the marketplace, taken only when chosen on purpose.
 pub const PRODUCTION_MARKETPLACE: &str = "https://mkt.myhuaweicloud.com";
@@ -133,6 +186,9 @@ pub enum Gen {
     OrgInfoString,
     SyncTime,
     ProductInfo,
+    /// productInfo's quantity (seats, bandwidth...), an integer.
+    LinearValue,
+    ProductName,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -147,6 +203,9 @@ pub struct Field {
     pub gen: Gen,
     /// Generated only when asked for (`--set`), e.g. optional fields the marketplace often omits.
     pub default_absent: bool,
+    /// The members of a structured value (changeInstanceCheck's `productInfo`), checked like
+    /// top-level fields; empty for plain values.
+    pub members: &'static [Field],
 }
 
 /// A field the reply must (or may) carry, with its length limit. `path` uses `a.b` and `a[].b`.
@@ -193,6 +252,7 @@ const fn f(name: &'static str, ty: FieldType, max: usize, required: bool, gen: G
         values: &[],
         gen,
         default_absent: false,
+        members: &[],
     }
 }
 
@@ -211,6 +271,7 @@ const fn e(
         values,
         gen,
         default_absent: false,
+        members: &[],
     }
 }
 
@@ -240,7 +301,15 @@ const KIT_TEST_FLAG: Field = Field {
     values: &["0", "1"],
     gen: Gen::TestFlagInt,
     default_absent: false,
+    members: &[],
 };
+/// changeInstanceCheck's `productInfo` (sso.md; zh-cn_topic_0000002411753620, 2026-01-06).
+pub const PRODUCT_INFO: &[Field] = &[
+    f("productId", Str, 64, true, Gen::ProductId),
+    f("skuCode", Str, 64, true, Gen::SkuCode),
+    f("linearValue", Integer, 0, false, Gen::LinearValue),
+    f("productName", Str, 64, true, Gen::ProductName),
+];
 const KIT_TS: Field = f("timeStamp", Str, 17, true, Gen::TimeStampCst17);
 const KIT_INSTANCE: Field = f("instanceId", Str, 64, true, Gen::InstanceId);
 const fn kit_flag(values: &'static [&'static str]) -> Field {
@@ -252,6 +321,7 @@ const fn kit_flag(values: &'static [&'static str]) -> Field {
         values,
         gen: Gen::ConstInt(1),
         default_absent: false,
+        members: &[],
     }
 }
 
@@ -405,8 +475,11 @@ pub const CATALOG: &[Callback] = &[
         fields: &[
             f("activity", Str, 32, true, Gen::Activity),
             f("instanceId", Str, 64, true, Gen::InstanceId),
-            // Schema undefined in the docs (§10.6); sent as a JSON string to keep the body flat.
-            f("productInfo", Str, 2048, true, Gen::ProductInfo),
+            // Sent as a JSON string so the body stays a flat string map (§4.2, decision 12).
+            Field {
+                members: PRODUCT_INFO,
+                ..f("productInfo", Str, 2048, true, Gen::ProductInfo)
+            },
             V2_TEST_FLAG,
         ],
         reply: REPLY_NONE,

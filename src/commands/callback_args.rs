@@ -9,6 +9,7 @@ use crate::endpoint::request::Keys;
 use crate::endpoint::url::parse_endpoint;
 use crate::error::{CsmError, Result};
 use crate::net::proxy::is_loopback;
+use crate::protocol::rsa_oaep::{self, AppKey, Reading};
 use reqwest::Url;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -160,11 +161,11 @@ pub fn merchant_fault_names() -> Vec<&'static str> {
         .collect()
 }
 
-/// The key files of the three interface types, shared by `send`, `test-endpoint` and
-/// `serve merchant`. Each interface type is used when its key is given (a License-only
+/// The key files of the three interface types, shared by `send`, `test-endpoint`, `load`
+/// and `serve merchant`. Each interface type is used when its key is given (a License-only
 /// product has no basic key); at least one is needed.
 #[derive(Debug, Clone, clap::Args)]
-pub struct KeyFiles {
+pub struct InterfaceKeyFiles {
     /// File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify
     /// is signed with this key too: pass the general (通用) interface key for it.
     #[arg(long, value_name = "FILE")]
@@ -177,7 +178,7 @@ pub struct KeyFiles {
     pub license_key_file: Option<PathBuf>,
 }
 
-impl KeyFiles {
+impl InterfaceKeyFiles {
     /// Reads the keys: flag > env > profile.
     pub fn load(&self, profile: &Profile) -> Result<Keys> {
         let keys = Keys {
@@ -192,6 +193,74 @@ impl KeyFiles {
         }
         Ok(keys)
     }
+}
+
+/// `--oaep`: how applicationSync's clientSecret is encrypted (decision 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OaepArg {
+    /// SHA-256 digest, MGF1-SHA-1: Java's RSA/ECB/OAEPWithSHA-256AndMGF1Padding.
+    #[value(name = "sha256-mgf1sha1")]
+    Sha256Mgf1Sha1,
+    /// SHA-256 digest and MGF1-SHA-256.
+    Sha256,
+    /// SHA-1 digest and MGF1-SHA-1.
+    Sha1,
+}
+
+impl From<OaepArg> for Reading {
+    fn from(a: OaepArg) -> Reading {
+        match a {
+            OaepArg::Sha256Mgf1Sha1 => Reading::Sha256Mgf1Sha1,
+            OaepArg::Sha256 => Reading::Sha256,
+            OaepArg::Sha1 => Reading::Sha1,
+        }
+    }
+}
+
+/// The key files of the commands that send callbacks (`send`, `test-endpoint`): the
+/// interface keys, and the public key applicationSync's clientSecret is encrypted with.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeyFiles {
+    #[command(flatten)]
+    pub interface: InterfaceKeyFiles,
+    /// The RSA public key (PEM: SPKI or PKCS#1, at least 3072 bits) registered for your
+    /// joint-operation app: applicationSync then carries a real RSA-OAEP ciphertext (Base64)
+    /// of a fresh clientSecret. Without it, random bytes of a ciphertext's size stand in, which
+    /// no private key decrypts. `csm crypto rsa-keygen` makes a pair.
+    #[arg(long, value_name = "FILE")]
+    pub app_public_key: Option<PathBuf>,
+    /// OAEP parameters for --app-public-key (the docs do not name them).
+    #[arg(long, value_enum, default_value_t = OaepArg::Sha256Mgf1Sha1, value_name = "READING")]
+    pub oaep: OaepArg,
+}
+
+impl KeyFiles {
+    /// Reads the interface keys: flag > env > profile.
+    pub fn load(&self, profile: &Profile) -> Result<Keys> {
+        self.interface.load(profile)
+    }
+
+    /// The `--app-public-key` with the `--oaep` reading, if given.
+    pub fn app_key(&self) -> Result<Option<AppKey>> {
+        let Some(path) = &self.app_public_key else {
+            return Ok(None);
+        };
+        let key = read_rsa_pem(path, "--app-public-key", rsa_oaep::public_key_from_pem)?;
+        Ok(Some(AppKey {
+            key: std::sync::Arc::new(key),
+            reading: self.oaep.into(),
+        }))
+    }
+}
+
+/// An RSA key file read by `parse`; errors name the flag and the path, never the content.
+pub fn read_rsa_pem<T>(
+    path: &std::path::Path,
+    flag: &str,
+    parse: fn(&str) -> std::result::Result<T, crate::protocol::ProtocolError>,
+) -> Result<T> {
+    let text = crate::files::read_text(path, crate::files::KEY_LIMIT, flag)?;
+    parse(&text).map_err(|e| CsmError::usage(format!("{flag} {}: {e}", path.display())))
 }
 
 /// The most a `--ca-file` may hold (a full bundle of roots fits).

@@ -1,10 +1,12 @@
-//! `csm crypto derive-key|encrypt|decrypt`: V1 sensitive-field encryption.
+//! `csm crypto derive-key|encrypt|decrypt`: V1 sensitive-field encryption; `csm crypto
+//! rsa-keygen`: the RSA pair whose public key encrypts applicationSync's clientSecret.
 
 use crate::catalog::KeyRole;
 use crate::cli::GlobalArgs;
 use crate::clock;
 use crate::config;
 use crate::error::{CsmError, Exit, Result};
+use crate::protocol::rsa_oaep;
 use crate::protocol::v1_crypto::{self, EncryptType};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -50,6 +52,60 @@ pub enum CryptoAction {
         /// The ciphertext.
         value: String,
     },
+    /// Make the 3072-bit RSA pair of a joint-operation (联营) app: register FILE.pub (SPKI
+    /// PEM) with the marketplace, give FILE (PKCS#8 PEM) to `csm serve merchant
+    /// --app-private-key` or your app, which decrypts applicationSync's clientSecret with it.
+    #[command(after_help = "Examples:
+  csm crypto rsa-keygen --out app.pem
+  csm send applicationSync --endpoint URL --kit-key-file kit.key --app-public-key app.pem.pub")]
+    RsaKeygen {
+        /// Private key file to write (PKCS#8 PEM, 0600); the public key goes to FILE.pub.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace existing key files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn rsa_keygen(g: &GlobalArgs, out: &std::path::Path, force: bool) -> Result<Exit> {
+    let pub_path = crate::license::keys::public_path(out);
+    for p in [out, pub_path.as_path()] {
+        if p.exists() && !force {
+            return Err(CsmError::usage(format!(
+                "--out {}: {} exists; pass --force to replace it",
+                out.display(),
+                p.display()
+            )));
+        }
+    }
+    let key = rsa_oaep::generate()?;
+    let private = rsa_oaep::private_pem(&key)?;
+    let public = rsa_oaep::public_pem(&key.to_public_key())?;
+    // Together: with --force, a failure must not leave a new private key beside an old public one.
+    crate::files::write_atomic_all(&[
+        (out, private.as_bytes(), true),
+        (pub_path.as_path(), public.as_bytes(), false),
+    ])?;
+    if g.json {
+        crate::output::print_json(&json!({
+            "bits": rsa_oaep::MIN_BITS,
+            "private_key_file": out.display().to_string(),
+            "public_key_file": pub_path.display().to_string(),
+            "public_key_pem": public,
+        }));
+    } else {
+        crate::say!("{}", public.trim_end());
+        if !g.quiet {
+            eprintln!(
+                "RSA {} bits: private key in {} (PKCS#8, 0600), public key in {} (register this one)",
+                rsa_oaep::MIN_BITS,
+                out.display(),
+                pub_path.display()
+            );
+        }
+    }
+    Ok(Exit::Ok)
 }
 
 fn load(g: &GlobalArgs, k: &CryptoKey) -> Result<(crate::secret::Secret, EncryptType)> {
@@ -64,6 +120,7 @@ fn load(g: &GlobalArgs, k: &CryptoKey) -> Result<(crate::secret::Secret, Encrypt
 
 pub fn run(g: &GlobalArgs, a: CryptoArgs) -> Result<Exit> {
     let (out, field) = match &a.action {
+        CryptoAction::RsaKeygen { out, force } => return rsa_keygen(g, out, *force),
         CryptoAction::DeriveKey { key } => {
             let (secret, t) = load(g, key)?;
             (

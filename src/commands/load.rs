@@ -1,7 +1,9 @@
 //! `csm load`: drive signed callbacks at an endpoint at a fixed arrival rate (glue only; the
 //! engine is in `crate::load`).
 
-use super::callback_args::{confirm_remote, endpoint_from, read_ca, resolve_protocol, KeyFiles};
+use super::callback_args::{
+    confirm_remote, endpoint_from, read_ca, resolve_protocol, InterfaceKeyFiles,
+};
 use crate::catalog::Protocol;
 use crate::cli::GlobalArgs;
 use crate::commands::sign::LicenseInnerArg;
@@ -41,7 +43,7 @@ pub struct LoadArgs {
     #[arg(long, value_enum)]
     pub protocol: Option<Protocol>,
     #[command(flatten)]
-    pub keys: KeyFiles,
+    pub keys: InterfaceKeyFiles,
     /// Requests per second, started on schedule whether or not earlier ones answered (open
     /// loop); `max` keeps every connection busy instead (closed loop, to find the ceiling).
     #[arg(long, value_name = "N|max", value_parser = parse_rate)]

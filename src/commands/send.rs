@@ -22,6 +22,7 @@ use std::time::Duration;
   csm send newInstance --endpoint http://127.0.0.1:8088/produce --key-file basic.key
   csm send refreshInstance --scene RENEWAL --endpoint URL --key-file basic.key --set instanceId=ID
   csm send authSync --endpoint URL --kit-key-file kit.key --set userList.0.role=admin --dry-run
+  csm send applicationSync --endpoint URL --kit-key-file kit.key --app-public-key app.pem.pub
   csm send releaseLicenseCode --endpoint URL --license-key-file license.key --curl")]
 pub struct SendArgs {
     /// The activity or Kit interface, e.g. newInstance, refreshInstance, tenantSync,
@@ -292,6 +293,7 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
             config::key_env(role)
         ))
     })?;
+    let app_key = a.keys.app_key()?;
     // Everything time-dependent (values, timestamp, nonce, signature) is made here, so it
     // can be made again after a confirmation prompt.
     let make = || -> Result<Prepared> {
@@ -299,6 +301,7 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
             test_flag: !a.no_test_flag,
             users: Some(a.users as usize),
             v1_key: keys.basic.clone(),
+            app_key: app_key.clone(),
             ..Ctx::default()
         };
         gen::settle(&mut ctx);

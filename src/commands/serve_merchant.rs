@@ -6,6 +6,7 @@ use crate::commands::sign::LicenseInnerArg;
 use crate::config;
 use crate::duration::Bare;
 use crate::error::{Exit, Result};
+use crate::merchant::sso::SsoConfig;
 use crate::merchant::{Fault, Merchant, MerchantConfig};
 use crate::server;
 use clap::Args;
@@ -17,19 +18,32 @@ use std::time::Duration;
 #[command(after_help = "Examples:
   csm serve merchant --listen 127.0.0.1:8088 --key-file basic.key --kit-key-file kit.key
   csm serve merchant --listen 127.0.0.1:0 --protocol v1 --key-file basic.key --state merchant.db
-  csm serve merchant --key-file basic.key --fault bad-body-sign --record requests.jsonl")]
+  csm serve merchant --key-file basic.key --fault bad-body-sign --record requests.jsonl
+  csm serve merchant --kit-key-file kit.key --app-private-key app.pem   (login at /sso/callback)")]
 pub struct MerchantArgs {
     /// Address to listen on; port 0 picks a free port (printed on the first line).
     #[arg(long, default_value = "127.0.0.1:8088", value_name = "ADDR")]
     pub listen: String,
     #[command(flatten)]
-    pub keys: super::callback_args::KeyFiles,
+    pub keys: super::callback_args::InterfaceKeyFiles,
+    /// The joint-operation app's RSA private key (PKCS#8 PEM, at least 3072 bits): each
+    /// applicationSync's clientSecret is decrypted with it, trying the OAEP readings
+    /// sha256-mgf1sha1, sha256 and sha1 (the one that matched is logged), and refused with
+    /// 000101 when none does. The login at /sso/callback needs it.
+    #[arg(long, value_name = "FILE")]
+    pub app_private_key: Option<PathBuf>,
+    /// How long a login at /sso/callback waits for the identity provider (token, userinfo).
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = crate::duration::timeout)]
+    pub idp_timeout: Duration,
     /// Which basic protocol to answer: v2 (POST JSON) or v1 (GET with authToken).
     #[arg(long, value_enum, default_value = "v2")]
     pub protocol: Protocol,
     /// Be wrong on purpose (repeatable): bad-body-sign, body-sign-case (header names in lower
     /// case), wrong-code, slow, not-idempotent, accept-bad-signatures, drop-fields,
-    /// wrong-encryption, stall (stops answering for 2 s, 1 s after the first request).
+    /// wrong-encryption, stall (stops answering for 2 s, 1 s after the first request);
+    /// login: sso-secret-encrypted (sends clientSecret still encrypted), sso-code-reuse (a
+    /// replayed code logs in without the identity provider), sso-skip-userinfo (logs in
+    /// without asking userinfo).
     #[arg(long, value_name = "NAME",
           value_parser = super::callback_args::Offered(super::callback_args::merchant_fault_names))]
     pub fault: Vec<String>,
@@ -82,14 +96,26 @@ pub fn run(g: &GlobalArgs, a: MerchantArgs) -> Result<Exit> {
     let mut server_cfg = a.server.config(g);
     // Hyper writes every header name in Title-Case or none: the fault writes all in lower case.
     server_cfg.title_case_headers = !cfg.faults.contains(&Fault::BodySignCase);
-    let merchant = Merchant::new(cfg)?;
+    let app_key = match &a.app_private_key {
+        Some(p) => Some(Arc::new(super::callback_args::read_rsa_pem(
+            p,
+            "--app-private-key",
+            crate::protocol::rsa_oaep::private_key_from_pem,
+        )?)),
+        None => None,
+    };
+    let merchant = Merchant::new(cfg)?.with_sso(SsoConfig {
+        key: app_key,
+        timeout: a.idp_timeout,
+        log: !g.quiet,
+    });
     let handle = server::serve(&a.listen, Arc::new(merchant), server_cfg)?;
     // Tests and scripts read this line to learn the port when listening on port 0.
     crate::say!("csm merchant listening on http://{}", handle.addr);
     let _ = std::io::Write::flush(&mut std::io::stdout());
     if !g.quiet && !g.json {
         eprintln!(
-            "  basic and License callbacks at http://{0}/produce, Kit at http://{0}/produceAPI/{1}<name>",
+            "  basic and License callbacks at http://{0}/produce, Kit at http://{0}/produceAPI/{1}<name>, login redirect at http://{0}/sso/callback",
             handle.addr,
             if a.protocol == Protocol::V2 { "v2/" } else { "" }
         );

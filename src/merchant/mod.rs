@@ -9,9 +9,11 @@
 //! named exactly `Body-Sign`.
 //!
 //! Routes: basic and License callbacks at `/` and `/produce` (any path ending in
-//! `/produce`), Kit V2 at `/produceAPI/v2/<name>`, Kit V1 at `/produceAPI/<name>`.
+//! `/produce`), Kit V2 at `/produceAPI/v2/<name>`, Kit V1 at `/produceAPI/<name>`; the app
+//! side of a joint-operation login under `/sso/` ([`sso`]).
 
 pub mod record;
+pub mod sso;
 pub mod store;
 
 use crate::catalog::{self, Protocol};
@@ -52,6 +54,14 @@ pub enum Fault {
     /// Stops answering once, for 2 s starting 1 s after the first request: every reply due
     /// then is held to the stall's end (for load tests: coordinated omission).
     Stall,
+    /// The login sends applicationSync's clientSecret as received, still encrypted: the
+    /// identity provider refuses the client (the FAQ's 403).
+    SsoSecretEncrypted,
+    /// A login redirect whose code was seen before logs in again without asking the identity
+    /// provider (codes are single use).
+    SsoCodeReuse,
+    /// The login trusts the token exchange alone and never asks userinfo who logged in.
+    SsoSkipUserinfo,
 }
 
 /// The `stall` fault: when it starts after the first request, and how long it lasts.
@@ -59,7 +69,7 @@ pub const STALL_AFTER: Duration = Duration::from_secs(1);
 pub const STALL_FOR: Duration = Duration::from_secs(2);
 
 impl Fault {
-    pub const ALL: [(&'static str, Fault); 9] = [
+    pub const ALL: [(&'static str, Fault); 12] = [
         ("bad-body-sign", Fault::BadBodySign),
         ("body-sign-case", Fault::BodySignCase),
         ("wrong-code", Fault::WrongCode),
@@ -69,6 +79,9 @@ impl Fault {
         ("drop-fields", Fault::DropFields),
         ("wrong-encryption", Fault::WrongEncryption),
         ("stall", Fault::Stall),
+        ("sso-secret-encrypted", Fault::SsoSecretEncrypted),
+        ("sso-code-reuse", Fault::SsoCodeReuse),
+        ("sso-skip-userinfo", Fault::SsoSkipUserinfo),
     ];
 
     pub fn parse(name: &str) -> Result<Fault> {
@@ -104,6 +117,7 @@ pub struct MerchantConfig {
 
 pub struct Merchant {
     cfg: MerchantConfig,
+    sso: sso::Sso,
     store: Mutex<Store>,
     nonces: Mutex<HashMap<String, i64>>,
     record: Option<Mutex<std::fs::File>>,
@@ -136,6 +150,9 @@ fn str_field<'a>(body: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
 
 /// The activity or Kit interface a request names, for a log line.
 pub fn activity_of(req: &Request) -> String {
+    if let Some(page) = req.path().strip_prefix("/sso/") {
+        return format!("sso-{page}");
+    }
     if let Some((_, name)) = req.path().rsplit_once("/produceAPI/") {
         return name.trim_start_matches("v2/").to_string();
     }
@@ -174,12 +191,19 @@ impl Merchant {
             None => None,
         };
         Ok(Merchant {
+            sso: sso::Sso::new(sso::SsoConfig::default()),
             cfg,
             store: Mutex::new(store),
             nonces: Mutex::new(HashMap::new()),
             record,
             first: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The app side of the login: its private key, the identity provider's budget, logging.
+    pub fn with_sso(mut self, cfg: sso::SsoConfig) -> Merchant {
+        self.sso = sso::Sso::new(cfg);
+        self
     }
 
     /// With the `stall` fault: how long a reply due now is held.
@@ -489,6 +513,14 @@ impl Merchant {
                 let Some(id) = need("instanceId") else {
                     return missing("instanceId");
                 };
+                if activity == "changeInstanceCheck" {
+                    let info = body.get("productInfo").unwrap_or(&Value::Null);
+                    if let Err(e) =
+                        catalog::check_members("productInfo", info, catalog::PRODUCT_INFO)
+                    {
+                        return Ok(reply("000002", e));
+                    }
+                }
                 if self.live(id)?.is_none() {
                     return Ok(reply("000003", "instance does not exist"));
                 }
@@ -553,7 +585,12 @@ impl Merchant {
         }
     }
 
-    fn kit(&self, name: &str, body: &Map<String, Value>) -> Result<Reply> {
+    fn kit(
+        &self,
+        name: &str,
+        body: &Map<String, Value>,
+        decrypted: Option<sso::Decrypted>,
+    ) -> Result<Reply> {
         let id_field = match name {
             "tenantSync" | "allOrgSync" => "tenantId",
             "applicationSync" | "authSync" => "appId",
@@ -587,6 +624,8 @@ impl Merchant {
                 st.kit_put(name, id, &data)?;
             }
         }
+        drop(st);
+        self.sso.synced(name, body, flag, decrypted);
         Ok(ok())
     }
 
@@ -690,6 +729,15 @@ impl Merchant {
                         false,
                     );
                 };
+                // The official demo decrypts clientSecret before it checks the signature.
+                let decrypted = if name == "applicationSync" {
+                    match self.sso.decrypt(&req.body) {
+                        Ok(d) => d,
+                        Err(r) => return (r, Some(key), false),
+                    }
+                } else {
+                    None
+                };
                 let verified = if v2kit {
                     self.verify_kit_v2(req, &key)
                 } else {
@@ -697,7 +745,7 @@ impl Merchant {
                 };
                 let r = verified
                     .and_then(|_| body_map())
-                    .and_then(|b| self.kit(name, &b).map_err(internal));
+                    .and_then(|b| self.kit(name, &b, decrypted).map_err(internal));
                 return (r.unwrap_or_else(|e| e), Some(key), false);
             }
         }
@@ -807,6 +855,9 @@ impl Handler for Merchant {
 
     fn handle(&self, req: Request) -> Response {
         self.record(&req);
+        if req.path().starts_with("/sso/") {
+            return self.sso.handle(&req, &self.cfg.faults);
+        }
         let ((code, msg, extra), key, slow) = self.route(&req);
         let code = if code == "000000" && self.has(Fault::WrongCode) {
             "200"
@@ -951,6 +1002,54 @@ mod tests {
         assert_eq!(
             code(&m.handle(request(CANONICAL, "{}", "1", "x"))),
             "000000"
+        );
+    }
+
+    #[test]
+    fn change_instance_check_names_the_product_info_member_at_fault() {
+        let m = merchant(vec![]);
+        let now = crate::clock::now_ms().to_string();
+        let cb = catalog::find("changeInstanceCheck", Protocol::V2).unwrap();
+        let good = crate::catalog::gen::generate(cb, None, &crate::catalog::gen::Ctx::default());
+        let body = Value::Object(good.clone()).to_string();
+        // Well-formed: the fields pass, the made-up instance does not exist.
+        let r = m.handle(request(&body, &body, &now, "p1"));
+        assert_eq!(code(&r), "000003");
+        let cases = [
+            (
+                r#"{"productId":"p","skuCode":"s"}"#,
+                "productInfo.productName is missing",
+            ),
+            (
+                r#"{"productId":"p","skuCode":"s","productName":"n","linearValue":"ten"}"#,
+                "productInfo.linearValue \"ten\" must be an integer",
+            ),
+            (
+                "not json",
+                "productInfo is neither a JSON object nor a string holding one",
+            ),
+        ];
+        for (i, (info, msg)) in cases.iter().enumerate() {
+            let mut b = good.clone();
+            b.insert("productInfo".into(), Value::from(*info));
+            let body = Value::Object(b).to_string();
+            let r = m.handle(request(&body, &body, &now, &format!("q{i}")));
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(v["resultCode"], "000002", "{info}");
+            assert_eq!(v["resultMsg"], *msg, "{info}");
+        }
+        // The object form is read too (third-party senders).
+        let mut b = good;
+        b.insert(
+            "productInfo".into(),
+            serde_json::json!({"productId": "p", "skuCode": "s", "productName": "x".repeat(65)}),
+        );
+        let body = Value::Object(b).to_string();
+        let v: Value =
+            serde_json::from_slice(&m.handle(request(&body, &body, &now, "o")).body).unwrap();
+        assert_eq!(
+            v["resultMsg"],
+            "productInfo.productName is 65 characters (limit 64)"
         );
     }
 }

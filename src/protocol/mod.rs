@@ -1,4 +1,4 @@
-//! Pure protocol code: canonical forms, signatures and V1 crypto. No I/O, no clock, no printing.
+//! Pure protocol code: canonical forms, signatures, V1 crypto and RSA-OAEP. No I/O, no clock, no printing.
 //! Every function here is checked against the known-answer vectors in `tests/vectors/`.
 
 pub mod apig;
@@ -6,6 +6,7 @@ pub mod capture;
 pub mod doctor;
 pub mod hmac;
 pub mod json;
+pub mod rsa_oaep;
 pub mod usage_sig;
 pub mod v1;
 pub mod v1_crypto;

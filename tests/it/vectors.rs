@@ -392,3 +392,52 @@ fn apig_query_order_matches_the_python_sdk_signer() {
         "SDK-HMAC-SHA256 Access=AKEXAMPLE, SignedHeaders=content-type;host;x-sdk-date, Signature=4c1559d91bc6b41b52837526f55f7cb3937597794bc36b3e5f8c52a81e43496c"
     );
 }
+
+/// applicationSync clientSecret ciphertexts made by Python `cryptography`
+/// (scripts/make-rsa-oaep-vectors.py): each decrypts under its own OAEP reading only.
+#[test]
+fn rsa_oaep_client_secret() {
+    use csm::protocol::rsa_oaep::{self, Reading};
+    let doc = load("rsa_oaep.json");
+    let key = rsa_oaep::private_key_from_pem(s(&doc, "private_key_pkcs8_pem")).unwrap();
+    let all = cases(&doc, "cases");
+    let mut seen = std::collections::HashSet::new();
+    for c in all {
+        let reading = Reading::parse(s(c, "reading")).expect("known reading");
+        seen.insert(reading);
+        let (plain, ct) = (s(c, "plaintext").as_bytes(), s(c, "ciphertext_b64"));
+        assert_eq!(rsa_oaep::decrypt(&key, reading, ct).unwrap(), plain);
+        for other in Reading::ALL.into_iter().filter(|r| *r != reading) {
+            let e = rsa_oaep::decrypt(&key, other, ct).unwrap_err();
+            assert!(e.0.contains(other.name()), "{e}");
+        }
+        assert_eq!(
+            rsa_oaep::decrypt_any(&key, ct).unwrap(),
+            (reading, plain.to_vec())
+        );
+    }
+    assert_eq!(seen.len(), 3, "every reading has cases");
+    // Both public PEM forms read as the same key, and what csm encrypts the
+    // independent key decrypts (and csm reads back) under each reading.
+    let spki = rsa_oaep::public_key_from_pem(s(&doc, "public_key_spki_pem")).unwrap();
+    let pkcs1 = rsa_oaep::public_key_from_pem(s(&doc, "public_key_pkcs1_pem")).unwrap();
+    assert_eq!(spki, pkcs1);
+    assert_eq!(spki, key.to_public_key());
+    for r in Reading::ALL {
+        let ct = rsa_oaep::encrypt(&spki, r, "秘密-1".as_bytes()).unwrap();
+        assert_eq!(
+            rsa_oaep::decrypt_any(&key, &ct).unwrap(),
+            (r, "秘密-1".as_bytes().to_vec())
+        );
+    }
+    let e = rsa_oaep::public_key_from_pem(s(&doc, "small_public_key_spki_pem")).unwrap_err();
+    assert!(
+        e.0.contains("2048 bits") && e.0.contains("at least 3072"),
+        "{e}"
+    );
+    let e = rsa_oaep::decrypt_any(&key, "bm90IGEgY2lwaGVydGV4dA==").unwrap_err();
+    assert!(
+        e.0.contains("a ciphertext for this 3072-bit key has 384"),
+        "{e}"
+    );
+}
