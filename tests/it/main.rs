@@ -15,6 +15,7 @@ mod license_marketplace;
 mod license_props;
 mod load;
 mod server;
+mod usage_agent;
 mod usage_cli;
 mod usage_crash;
 mod usage_journal;
