@@ -354,9 +354,9 @@ fn once_report(
         crate::say!("{}", c.line());
         crate::say!(
             "hours: {}",
-            hours
+            state::HOUR_STATES
                 .iter()
-                .map(|(s, n)| format!("{s} {n}"))
+                .map(|s| format!("{s} {}", hours.get(*s).copied().unwrap_or(0)))
                 .collect::<Vec<_>>()
                 .join(", ")
         );

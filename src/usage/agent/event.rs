@@ -249,13 +249,12 @@ pub fn validate(raw: &RawEvent, now: DateTime<Utc>) -> Result<Event, String> {
     })
 }
 
+/// A document read: its valid events and its bad lines, each with its line number.
+pub type Parsed = (Vec<(u64, Event)>, Vec<(u64, String)>);
+
 /// Reads a whole document of events (a spool file, a `POST /events` body): JSON lines, or CSV
 /// with a header. Every line is checked; the answer is the events, or every bad line.
-pub fn parse_document(
-    text: &str,
-    csv: bool,
-    now: DateTime<Utc>,
-) -> (Vec<(u64, Event)>, Vec<(u64, String)>) {
+pub fn parse_document(text: &str, csv: bool, now: DateTime<Utc>) -> Parsed {
     let mut events = Vec::new();
     let mut errors = Vec::new();
     let mut cols: Option<Vec<String>> = None;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 /// A spool file larger than this is refused (split it): it is read whole.
-pub const MAX_FILE: u64 = 64 * 1024 * 1024;
+pub const MAX_FILE: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SpoolReport {
