@@ -291,6 +291,8 @@ fn run_alarm(cmd: &str, reason: &str, wait: bool) {
         .arg(cmd)
         .env("CSM_ALARM_REASON", reason)
         .stdin(std::process::Stdio::null())
+        // Its output goes to the log (stderr), never into a `--json` report on stdout.
+        .stdout(std::io::stderr())
         .spawn();
     let mut child = match child {
         Ok(c) => c,
