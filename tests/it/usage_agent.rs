@@ -346,9 +346,16 @@ fn http_ingest_metrics_alarm_recovery_and_sigterm() {
 
     // 10:00-11:00 closes at the next cycle; the marketplace is down and 12:30 is 90 min
     // after the hour's end: the alarm goes on, the command runs once.
-    wait_until("/healthz red", || get(&format!("{url}/healthz")).0 == 503);
-    let (_, body) = get(&format!("{url}/healthz"));
-    let h: Value = serde_json::from_str(&body).unwrap();
+    // Red as soon as the hour is journaled; the send's failure is known when the cycle ends.
+    let health = || {
+        let (s, body) = get(&format!("{url}/healthz"));
+        (s, serde_json::from_str::<Value>(&body).unwrap())
+    };
+    wait_until("/healthz red, with the cycle's problem", || {
+        let (s, h) = health();
+        s == 503 && !h["last_problem"].is_null()
+    });
+    let (_, h) = health();
     assert_eq!(h["status"], "red");
     assert!(
         h["reason"].as_str().unwrap().contains("not reported"),

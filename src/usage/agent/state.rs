@@ -322,21 +322,31 @@ impl AgentState {
         let oldest = now - Duration::days(MAX_AGE_DAYS);
         let tx = self.conn.transaction().map_err(serr)?;
         if heartbeat_zero {
-            let firsts: Vec<(String, String)> = {
+            // From the hour after the instance's latest closed one (every hour before it
+            // was filled by an earlier cycle), or from its first hour.
+            let starts: Vec<(String, String, Option<String>)> = {
                 let mut st = tx
-                    .prepare("SELECT instance_id, min(hour) FROM agent_hours WHERE hour >= ?1 GROUP BY instance_id")
+                    .prepare(
+                        "SELECT instance_id, min(hour), max(CASE WHEN state != 'open' THEN hour END)
+                         FROM agent_hours WHERE hour >= ?1 GROUP BY instance_id",
+                    )
                     .map_err(serr)?;
                 let rows = st
                     .query_map([api(super::event::hour_start(oldest))], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })
                     .map_err(serr)?;
                 rows.collect::<rusqlite::Result<_>>().map_err(serr)?
             };
-            for (inst, first) in firsts {
-                let Some(mut h) = parse_api(&first) else {
-                    continue;
+            for (inst, first, last_closed) in starts {
+                let start = match last_closed.as_deref().and_then(parse_api) {
+                    Some(h) => h + Duration::hours(1),
+                    None => match parse_api(&first) {
+                        Some(h) => h,
+                        None => continue,
+                    },
                 };
+                let mut h = start;
                 while h <= cutoff {
                     tx.execute(
                         "INSERT OR IGNORE INTO agent_hours (instance_id, hour, state, closed_at) VALUES (?1, ?2, 'zero', ?3)",
@@ -646,6 +656,19 @@ mod tests {
         // 09, 10 had no events: zero; 11 is not due yet.
         let c = s.hour_counts().unwrap();
         assert_eq!((c["closed"], c["zero"], c["open"]), (1, 2, 0));
+        // Later cycles go on from the last closed hour: 11 has an event, 12 and 13 none.
+        s.ingest(&[ev("d", "i-1", "20260110T113000Z", "1")], "x", now)
+            .unwrap()
+            .unwrap();
+        s.close_due(
+            t("20260110T141000Z"),
+            Duration::minutes(5),
+            Aggregate::Max,
+            true,
+        )
+        .unwrap();
+        let c = s.hour_counts().unwrap();
+        assert_eq!((c["closed"], c["zero"], c["open"]), (2, 4, 0));
     }
 
     #[test]
