@@ -85,6 +85,9 @@ struct Cycle {
     reported: u64,
     /// The journal was busy (an upload or replay runs): nothing journaled or sent this time.
     busy: Option<String>,
+    /// What kept records from going out: the journal busy, the marketplace unreachable or
+    /// refusing.
+    problem: Option<String>,
     alarm: Option<String>,
 }
 
@@ -98,7 +101,6 @@ impl Cycle {
             && self.to_send == 0
             && self.reported == 0
             && self.busy.is_none()
-            && self.alarm.is_none()
     }
 
     fn line(&self) -> String {
@@ -121,6 +123,9 @@ impl Cycle {
             ));
         }
         parts.push(format!("{} hours reported", self.reported));
+        if let Some(p) = &self.problem {
+            parts.push(p.clone());
+        }
         parts.join("; ")
     }
 }
@@ -264,7 +269,8 @@ fn cycle(
         }
     }
     *lock(&shared.records) = j.counts()?;
-    *lock(&shared.last_problem) = problem;
+    *lock(&shared.last_problem) = problem.clone();
+    c.problem = problem;
     let now = clock::now();
     let st = lock(&shared.state);
     c.alarm = agent::alarm(&st, now, shared.alarm_after)?;
@@ -362,9 +368,6 @@ fn once_report(
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        if let Some(b) = &c.busy {
-            crate::say!("journal busy, nothing sent: {b}");
-        }
         if let Some(r) = &c.alarm {
             crate::say!("ALARM: {r}");
         }

@@ -514,3 +514,35 @@ fn production_is_never_a_silent_default() {
     assert!(!env.journal.exists());
     assert!(!env.path("journal.sqlite.agent.sqlite").exists());
 }
+
+#[test]
+fn while_an_upload_holds_the_journal_the_agent_sends_nothing_and_says_so() {
+    let env = Env::new();
+    let market = env.market(&[]);
+    let dir = spool(&env);
+    let sp = dir.to_str().unwrap();
+    drop_file(
+        &dir,
+        "e.jsonl",
+        "{\"instance_id\":\"i-1\",\"time\":\"20260110T101500Z\",\"value\":1}\n",
+    );
+    // The lock `usage upload` and `replay` take while they send.
+    let lock = std::fs::File::create(env.path("journal.sqlite.lock")).unwrap();
+    lock.lock().unwrap();
+    let (o, v) = once(&env, NOW, &market.url, &["--spool", sp]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(
+        v["journal_busy"].as_str().unwrap().contains("in use"),
+        "{v}"
+    );
+    assert_eq!(
+        (v["hours"]["closed"].as_u64(), v["to_send"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert!(market_records(&env.market).is_empty());
+    lock.unlock().unwrap();
+    let (o, v) = once(&env, NOW, &market.url, &["--spool", sp]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(v["hours"]["reported"], 1);
+    assert_eq!(market_records(&env.market).len(), 1);
+}
