@@ -546,3 +546,26 @@ fn while_an_upload_holds_the_journal_the_agent_sends_nothing_and_says_so() {
     assert_eq!(v["hours"]["reported"], 1);
     assert_eq!(market_records(&env.market).len(), 1);
 }
+
+#[test]
+fn an_answer_lost_after_the_marketplace_stored_the_records_is_retried_and_bills_once() {
+    let env = Env::new();
+    // The first push is stored, then its connection dropped: the agent cannot know.
+    let market = env.market(&["drop-after-store"]);
+    let dir = spool(&env);
+    drop_file(
+        &dir,
+        "e.jsonl",
+        "{\"instance_id\":\"i-1\",\"time\":\"20260110T101500Z\",\"value\":1}\n\
+         {\"instance_id\":\"i-2\",\"time\":\"20260110T111500Z\",\"value\":2}\n",
+    );
+    let (o, v) = once(&env, NOW, &market.url, &["--spool", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        (v["accepted"].as_u64(), v["hours"]["reported"].as_u64()),
+        (Some(2), Some(2))
+    );
+    // Sent twice under the same metering_sn, held once.
+    assert_eq!(count(&env.market, "SELECT count(*) FROM usage_requests"), 2);
+    assert_eq!(market_records(&env.market).len(), 2);
+}
