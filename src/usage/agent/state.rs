@@ -147,7 +147,7 @@ impl AgentState {
         // Never turn some other database into agent state.
         let tables: i64 = conn
             .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'agent_%'",
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT GLOB 'agent_*'",
                 [],
                 |r| r.get(0),
             )
