@@ -567,6 +567,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Counts by state, the oldest unsent record, deadlines, the last errors')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write the records in one state to a file (CSV or JSONL) that upload reads back')
             [CompletionResult]::new('resolve', 'resolve', [CompletionResultType]::ParameterValue, 'Give up on a record the marketplace does not hold, so that a corrected one can be uploaded for its period under a new metering_sn')
+            [CompletionResult]::new('agent', 'agent', [CompletionResultType]::ParameterValue, 'Run the hourly metering agent: events in (spool directory, POST /events), one record per instance and closed hour out, sent like `upload`; /healthz and /metrics')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -687,6 +688,43 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'csm;usage;agent' {
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'Directory the seller''s services drop event files into (.csv with a header, or .jsonl); each is taken in whole and moved to done/, or to failed/ with NAME.error')
+            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address of POST /events, /healthz and /metrics (not with --once). Another address than loopback needs a token')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the bearer token POST /events must carry (else CSM_AGENT_TOKEN; else none, on loopback only)')
+            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
+            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'The agent''s own state (events seen, hours): SQLite. Default: <journal>.agent.sqlite')
+            [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'The seller key bound to the basic interfaces (signs the usage push)')
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Marketplace base URL (scheme, host, port); csm appends the API path. Else the profile''s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal')
+            [CompletionResult]::new('--batch', '--batch', [CompletionResultType]::ParameterName, 'Records per request (100 to 1000)')
+            [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Further attempts of a batch after a network error or 5xx (0 to 100)')
+            [CompletionResult]::new('--backoff-ms', '--backoff-ms', [CompletionResultType]::ParameterName, 'First pause between attempts: 500ms, 2s; a bare number is milliseconds, 1ms to 30s (doubles, with jitter, up to 30 s)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'How long to wait for one answer: 30s, 2m; a bare number is seconds, 1s to 1h')
+            [CompletionResult]::new('--ca-file', '--ca-file', [CompletionResultType]::ParameterName, 'Also trust this root certificate (PEM), e.g. a staging marketplace behind a private CA')
+            [CompletionResult]::new('--usage-value', '--usage-value', [CompletionResultType]::ParameterName, 'How usage_value is written in the body (decision 6: a JSON number)')
+            [CompletionResult]::new('--ak', '--ak', [CompletionResultType]::ParameterName, 'API Gateway access key id (with --apig)')
+            [CompletionResult]::new('--sk-file', '--sk-file', [CompletionResultType]::ParameterName, 'API Gateway secret key file (with --apig)')
+            [CompletionResult]::new('--aggregate', '--aggregate', [CompletionResultType]::ParameterName, 'How an hour''s events become its usage_value: their sum, or for a product that bills a level, the highest (max) or the latest (last)')
+            [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'How long after its end an hour stays open for events still on their way: 5m, 90s; a bare number is seconds, 0s to 2h. Above 15m records miss the 0-15 minute window')
+            [CompletionResult]::new('--alarm-after', '--alarm-after', [CompletionResultType]::ParameterName, 'Stall alarm: /healthz turns red when a closed hour is still unreported this long after its end: 45m, 2h; a bare number is seconds, 1m to 24h')
+            [CompletionResult]::new('--on-alarm', '--on-alarm', [CompletionResultType]::ParameterName, 'Shell command run (sh -c) once each time the alarm goes on; CSM_ALARM_REASON holds why')
+            [CompletionResult]::new('--every', '--every', [CompletionResultType]::ParameterName, 'How often the agent takes in the spool, closes due hours and sends: 30s, 1m; a bare number is seconds, 1s to 1h')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Send to the production marketplace without asking when no --endpoint or profile names the destination')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Send to the production marketplace without asking when no --endpoint or profile names the destination')
+            [CompletionResult]::new('--apig', '--apig', [CompletionResultType]::ParameterName, 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile''s)')
+            [CompletionResult]::new('--heartbeat-zero', '--heartbeat-zero', [CompletionResultType]::ParameterName, 'Close the hours without events of every instance seen in the last 21 days as `zero` (nothing is sent: the marketplace takes usage_value > 0 only)')
+            [CompletionResult]::new('--once', '--once', [CompletionResultType]::ParameterName, 'One cycle, then exit: take in the spool, close every hour that is due, send (cron)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
+            [CompletionResult]::new('--no-input', '--no-input', [CompletionResultType]::ParameterName, 'Never prompt; fail with a message naming the flag to pass instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'csm;usage;help' {
             [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Check a file against every local rule (nothing is journaled or sent)')
             [CompletionResult]::new('upload', 'upload', [CompletionResultType]::ParameterValue, 'Journal the records of a file, then send them in signed batches')
@@ -694,6 +732,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Counts by state, the oldest unsent record, deadlines, the last errors')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write the records in one state to a file (CSV or JSONL) that upload reads back')
             [CompletionResult]::new('resolve', 'resolve', [CompletionResultType]::ParameterValue, 'Give up on a record the marketplace does not hold, so that a corrected one can be uploaded for its period under a new metering_sn')
+            [CompletionResult]::new('agent', 'agent', [CompletionResultType]::ParameterValue, 'Run the hourly metering agent: events in (spool directory, POST /events), one record per instance and closed hour out, sent like `upload`; /healthz and /metrics')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -713,6 +752,9 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;usage;help;resolve' {
+            break
+        }
+        'csm;usage;help;agent' {
             break
         }
         'csm;usage;help;help' {
@@ -912,6 +954,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Counts by state, the oldest unsent record, deadlines, the last errors')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write the records in one state to a file (CSV or JSONL) that upload reads back')
             [CompletionResult]::new('resolve', 'resolve', [CompletionResultType]::ParameterValue, 'Give up on a record the marketplace does not hold, so that a corrected one can be uploaded for its period under a new metering_sn')
+            [CompletionResult]::new('agent', 'agent', [CompletionResultType]::ParameterValue, 'Run the hourly metering agent: events in (spool directory, POST /events), one record per instance and closed hour out, sent like `upload`; /healthz and /metrics')
             break
         }
         'csm;help;usage;validate' {
@@ -930,6 +973,9 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;help;usage;resolve' {
+            break
+        }
+        'csm;help;usage;agent' {
             break
         }
         'csm;help;init' {

@@ -172,6 +172,9 @@ _csm() {
             csm__subcmd__help__subcmd__serve,merchant)
                 cmd="csm__subcmd__help__subcmd__serve__subcmd__merchant"
                 ;;
+            csm__subcmd__help__subcmd__usage,agent)
+                cmd="csm__subcmd__help__subcmd__usage__subcmd__agent"
+                ;;
             csm__subcmd__help__subcmd__usage,export)
                 cmd="csm__subcmd__help__subcmd__usage__subcmd__export"
                 ;;
@@ -268,6 +271,9 @@ _csm() {
             csm__subcmd__serve__subcmd__help,merchant)
                 cmd="csm__subcmd__serve__subcmd__help__subcmd__merchant"
                 ;;
+            csm__subcmd__usage,agent)
+                cmd="csm__subcmd__usage__subcmd__agent"
+                ;;
             csm__subcmd__usage,export)
                 cmd="csm__subcmd__usage__subcmd__export"
                 ;;
@@ -288,6 +294,9 @@ _csm() {
                 ;;
             csm__subcmd__usage,validate)
                 cmd="csm__subcmd__usage__subcmd__validate"
+                ;;
+            csm__subcmd__usage__subcmd__help,agent)
+                cmd="csm__subcmd__usage__subcmd__help__subcmd__agent"
                 ;;
             csm__subcmd__usage__subcmd__help,export)
                 cmd="csm__subcmd__usage__subcmd__help__subcmd__export"
@@ -937,8 +946,22 @@ _csm() {
             return 0
             ;;
         csm__subcmd__help__subcmd__usage)
-            opts="validate upload replay status export resolve"
+            opts="validate upload replay status export resolve agent"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__help__subcmd__usage__subcmd__agent)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -2135,12 +2158,110 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage)
-            opts="-q -h -V --json --quiet --profile --no-input --help --version validate upload replay status export resolve help"
+            opts="-q -h -V --json --quiet --profile --no-input --help --version validate upload replay status export resolve agent help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --profile)
+                    COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__usage__subcmd__agent)
+            opts="-y -q -h -V --spool --listen --token-file --journal --state --key-file --endpoint --yes --batch --retries --backoff-ms --timeout --ca-file --usage-value --apig --ak --sk-file --aggregate --grace --heartbeat-zero --alarm-after --on-alarm --every --once --json --quiet --profile --no-input --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --spool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --journal)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backoff-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --usage-value)
+                    COMPREPLY=($(compgen -W "number string" -- "${cur}"))
+                    return 0
+                    ;;
+                --ak)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sk-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --aggregate)
+                    COMPREPLY=($(compgen -W "sum max last" -- "${cur}"))
+                    return 0
+                    ;;
+                --grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --alarm-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --on-alarm)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --every)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --profile)
                     COMPREPLY=($(compgen -W "$(csm profile list -q 2>/dev/null)" -- "${cur}"))
                     return 0
@@ -2183,8 +2304,22 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage__subcmd__help)
-            opts="validate upload replay status export resolve help"
+            opts="validate upload replay status export resolve agent help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        csm__subcmd__usage__subcmd__help__subcmd__agent)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

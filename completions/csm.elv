@@ -525,6 +525,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand status 'Counts by state, the oldest unsent record, deadlines, the last errors'
             cand export 'Write the records in one state to a file (CSV or JSONL) that upload reads back'
             cand resolve 'Give up on a record the marketplace does not hold, so that a corrected one can be uploaded for its period under a new metering_sn'
+            cand agent 'Run the hourly metering agent: events in (spool directory, POST /events), one record per instance and closed hour out, sent like `upload`; /healthz and /metrics'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'csm;usage;validate'= {
@@ -638,6 +639,42 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'csm;usage;agent'= {
+            cand --spool 'Directory the seller''s services drop event files into (.csv with a header, or .jsonl); each is taken in whole and moved to done/, or to failed/ with NAME.error'
+            cand --listen 'Address of POST /events, /healthz and /metrics (not with --once). Another address than loopback needs a token'
+            cand --token-file 'File holding the bearer token POST /events must carry (else CSM_AGENT_TOKEN; else none, on loopback only)'
+            cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
+            cand --state 'The agent''s own state (events seen, hours): SQLite. Default: <journal>.agent.sqlite'
+            cand --key-file 'The seller key bound to the basic interfaces (signs the usage push)'
+            cand --endpoint 'Marketplace base URL (scheme, host, port); csm appends the API path. Else the profile''s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal'
+            cand --batch 'Records per request (100 to 1000)'
+            cand --retries 'Further attempts of a batch after a network error or 5xx (0 to 100)'
+            cand --backoff-ms 'First pause between attempts: 500ms, 2s; a bare number is milliseconds, 1ms to 30s (doubles, with jitter, up to 30 s)'
+            cand --timeout 'How long to wait for one answer: 30s, 2m; a bare number is seconds, 1s to 1h'
+            cand --ca-file 'Also trust this root certificate (PEM), e.g. a staging marketplace behind a private CA'
+            cand --usage-value 'How usage_value is written in the body (decision 6: a JSON number)'
+            cand --ak 'API Gateway access key id (with --apig)'
+            cand --sk-file 'API Gateway secret key file (with --apig)'
+            cand --aggregate 'How an hour''s events become its usage_value: their sum, or for a product that bills a level, the highest (max) or the latest (last)'
+            cand --grace 'How long after its end an hour stays open for events still on their way: 5m, 90s; a bare number is seconds, 0s to 2h. Above 15m records miss the 0-15 minute window'
+            cand --alarm-after 'Stall alarm: /healthz turns red when a closed hour is still unreported this long after its end: 45m, 2h; a bare number is seconds, 1m to 24h'
+            cand --on-alarm 'Shell command run (sh -c) once each time the alarm goes on; CSM_ALARM_REASON holds why'
+            cand --every 'How often the agent takes in the spool, closes due hours and sends: 30s, 1m; a bare number is seconds, 1s to 1h'
+            cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
+            cand -y 'Send to the production marketplace without asking when no --endpoint or profile names the destination'
+            cand --yes 'Send to the production marketplace without asking when no --endpoint or profile names the destination'
+            cand --apig 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile''s)'
+            cand --heartbeat-zero 'Close the hours without events of every instance seen in the last 21 days as `zero` (nothing is sent: the marketplace takes usage_value > 0 only)'
+            cand --once 'One cycle, then exit: take in the spool, close every hour that is due, send (cron)'
+            cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
+            cand -q 'Print nothing on stdout but the result itself'
+            cand --quiet 'Print nothing on stdout but the result itself'
+            cand --no-input 'Never prompt; fail with a message naming the flag to pass instead'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'csm;usage;help'= {
             cand validate 'Check a file against every local rule (nothing is journaled or sent)'
             cand upload 'Journal the records of a file, then send them in signed batches'
@@ -645,6 +682,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand status 'Counts by state, the oldest unsent record, deadlines, the last errors'
             cand export 'Write the records in one state to a file (CSV or JSONL) that upload reads back'
             cand resolve 'Give up on a record the marketplace does not hold, so that a corrected one can be uploaded for its period under a new metering_sn'
+            cand agent 'Run the hourly metering agent: events in (spool directory, POST /events), one record per instance and closed hour out, sent like `upload`; /healthz and /metrics'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'csm;usage;help;validate'= {
@@ -658,6 +696,8 @@ set edit:completion:arg-completer[csm] = {|@words|
         &'csm;usage;help;export'= {
         }
         &'csm;usage;help;resolve'= {
+        }
+        &'csm;usage;help;agent'= {
         }
         &'csm;usage;help;help'= {
         }
@@ -824,6 +864,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand status 'Counts by state, the oldest unsent record, deadlines, the last errors'
             cand export 'Write the records in one state to a file (CSV or JSONL) that upload reads back'
             cand resolve 'Give up on a record the marketplace does not hold, so that a corrected one can be uploaded for its period under a new metering_sn'
+            cand agent 'Run the hourly metering agent: events in (spool directory, POST /events), one record per instance and closed hour out, sent like `upload`; /healthz and /metrics'
         }
         &'csm;help;usage;validate'= {
         }
@@ -836,6 +877,8 @@ set edit:completion:arg-completer[csm] = {|@words|
         &'csm;help;usage;export'= {
         }
         &'csm;help;usage;resolve'= {
+        }
+        &'csm;help;usage;agent'= {
         }
         &'csm;help;init'= {
         }

@@ -29,6 +29,12 @@ impl Interrupt {
         Interrupt { asked }
     }
 
+    /// Also asks for a stop on SIGTERM (a service manager's stop: `usage agent`).
+    pub fn with_sigterm(self) -> Interrupt {
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&self.asked));
+        self
+    }
+
     /// A stop that never comes (library callers and tests that do not handle signals).
     pub fn never() -> Interrupt {
         Interrupt::default()

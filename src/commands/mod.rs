@@ -15,4 +15,5 @@ pub mod serve_merchant;
 pub mod sign;
 pub mod test_endpoint;
 pub mod usage;
+pub mod usage_agent;
 pub mod verify;

@@ -42,6 +42,9 @@ pub enum UsageCommand {
     /// Give up on a record the marketplace does not hold, so that a corrected one can be
     /// uploaded for its period under a new metering_sn.
     Resolve(ResolveArgs),
+    /// Run the hourly metering agent: events in (spool directory, POST /events), one record
+    /// per instance and closed hour out, sent like `upload`; /healthz and /metrics.
+    Agent(crate::commands::usage_agent::AgentArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -52,7 +55,7 @@ pub struct JournalArg {
 }
 
 impl JournalArg {
-    fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.journal.clone().unwrap_or_else(journal::default_path)
     }
 }
@@ -206,6 +209,7 @@ pub fn run(g: &GlobalArgs, a: UsageArgs) -> Result<Exit> {
         UsageCommand::Status(s) => status(g, s),
         UsageCommand::Export(e) => export(g, e),
         UsageCommand::Resolve(r) => resolve(g, r),
+        UsageCommand::Agent(a) => crate::commands::usage_agent::run(g, a),
     }
 }
 
@@ -394,7 +398,7 @@ fn usage_url(g: &GlobalArgs, c: &ConnArgs, profile: &Profile, confirm: bool) -> 
 }
 
 /// Says where records go before any is sent (stderr: stdout may be a JSON report).
-fn announce(g: &GlobalArgs, url: &str, dry_run: bool) {
+pub(crate) fn announce(g: &GlobalArgs, url: &str, dry_run: bool) {
     if g.quiet {
         return;
     }
@@ -403,7 +407,7 @@ fn announce(g: &GlobalArgs, url: &str, dry_run: bool) {
     let _ = writeln!(e, "usage records {verb} {url}");
 }
 
-fn send_config(g: &GlobalArgs, c: &ConnArgs) -> Result<SendConfig> {
+pub(crate) fn send_config(g: &GlobalArgs, c: &ConnArgs) -> Result<SendConfig> {
     let profile = config::active_profile(g.profile.as_deref())?;
     let key = config::require_key(KeyRole::Basic, c.key_file.as_deref(), &profile)?;
     let apig = if c.apig {

@@ -7,6 +7,7 @@
 //! - [`journal`]: the SQLite journal (schema in docs/usage.md);
 //! - [`upload`]: the send loop with bounded retries, backoff and jitter.
 
+pub mod agent;
 pub mod batch;
 pub mod encoding;
 pub mod journal;

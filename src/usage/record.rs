@@ -225,7 +225,7 @@ pub fn derive_metering_sn(
     )
 }
 
-fn check_id(field: &str, v: &str) -> Result<(), String> {
+pub fn check_id(field: &str, v: &str) -> Result<(), String> {
     if v.is_empty() {
         return Err(format!("{field}: empty (required)"));
     }

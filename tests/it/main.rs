@@ -16,6 +16,7 @@ mod license_props;
 mod load;
 mod server;
 mod sso_merchant;
+mod usage_agent;
 mod usage_cli;
 mod usage_crash;
 mod usage_journal;

@@ -1,0 +1,400 @@
+//! `csm usage agent`: glue only. The rules live in `crate::usage::agent`; records are sent by
+//! `crate::usage::upload::send`, configured as `usage upload` configures it.
+
+use crate::cli::GlobalArgs;
+use crate::commands::usage::{announce, send_config, ConnArgs, JournalArg};
+use crate::duration::Bare;
+use crate::error::{CsmError, Exit, Result};
+use crate::interrupt::Interrupt;
+use crate::secret::Secret;
+use crate::usage::agent::state::{self, AgentState, Aggregate};
+use crate::usage::agent::{self, api, lock, spool, Counters, Shared};
+use crate::usage::journal::{Journal, Scope};
+use crate::usage::upload::{self, SendConfig, SendReport};
+use crate::{clock, output, server};
+use clap::Args;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The bearer token for `POST /events` when no `--token-file` is given.
+pub const TOKEN_ENV: &str = "CSM_AGENT_TOKEN";
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Directory the seller's services drop event files into (.csv with a header, or
+    /// .jsonl); each is taken in whole and moved to done/, or to failed/ with NAME.error.
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// Address of POST /events, /healthz and /metrics (not with --once). Another address
+    /// than loopback needs a token.
+    #[arg(long, default_value = "127.0.0.1:9760", value_name = "ADDR")]
+    pub listen: String,
+    /// File holding the bearer token POST /events must carry (else CSM_AGENT_TOKEN; else
+    /// none, on loopback only).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub journal: JournalArg,
+    /// The agent's own state (events seen, hours): SQLite. Default: <journal>.agent.sqlite.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// How an hour's events become its usage_value: their sum, or for a product that bills
+    /// a level, the highest (max) or the latest (last).
+    #[arg(long, value_enum, default_value = "sum")]
+    pub aggregate: Aggregate,
+    /// How long after its end an hour stays open for events still on their way: 5m, 90s;
+    /// a bare number is seconds, 0s to 2h. Above 15m records miss the 0-15 minute window.
+    #[arg(long, default_value = "5m", value_name = "DURATION",
+          value_parser = crate::duration::flag(Bare::Secs, Duration::ZERO, Duration::from_secs(7200)))]
+    pub grace: Duration,
+    /// Close the hours without events of every instance seen in the last 21 days as `zero`
+    /// (nothing is sent: the marketplace takes usage_value > 0 only).
+    #[arg(long)]
+    pub heartbeat_zero: bool,
+    /// Stall alarm: /healthz turns red when a closed hour is still unreported this long
+    /// after its end: 45m, 2h; a bare number is seconds, 1m to 24h.
+    #[arg(long, default_value = "45m", value_name = "DURATION",
+          value_parser = crate::duration::flag(Bare::Secs, Duration::from_secs(60), Duration::from_secs(86_400)))]
+    pub alarm_after: Duration,
+    /// Shell command run (sh -c) once each time the alarm goes on; CSM_ALARM_REASON holds why.
+    #[arg(long, value_name = "CMD")]
+    pub on_alarm: Option<String>,
+    /// How often the agent takes in the spool, closes due hours and sends: 30s, 1m; a bare
+    /// number is seconds, 1s to 1h.
+    #[arg(long, default_value = "30s", value_name = "DURATION",
+          value_parser = crate::duration::flag(Bare::Secs, Duration::from_secs(1), Duration::from_secs(3600)))]
+    pub every: Duration,
+    /// One cycle, then exit: take in the spool, close every hour that is due, send (cron).
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// What one cycle did.
+#[derive(Debug, Default)]
+struct Cycle {
+    spool: spool::SpoolReport,
+    hours_closed: u64,
+    journaled: agent::Journaled,
+    to_send: u64,
+    sent: Option<SendReport>,
+    reported: u64,
+    /// The journal was busy (an upload or replay runs): nothing journaled or sent this time.
+    busy: Option<String>,
+    /// What kept records from going out: the journal busy, the marketplace unreachable or
+    /// refusing.
+    problem: Option<String>,
+    alarm: Option<String>,
+}
+
+impl Cycle {
+    fn idle(&self) -> bool {
+        self.spool.done.is_empty()
+            && self.spool.failed.is_empty()
+            && self.hours_closed == 0
+            && self.journaled.records == 0
+            && self.journaled.failed.is_empty()
+            && self.to_send == 0
+            && self.reported == 0
+            && self.busy.is_none()
+    }
+
+    fn line(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.spool.done.is_empty() || !self.spool.failed.is_empty() {
+            parts.push(format!(
+                "spool {} done, {} failed ({} new events, {} duplicate)",
+                self.spool.done.len(),
+                self.spool.failed.len(),
+                self.spool.new,
+                self.spool.duplicate
+            ));
+        }
+        parts.push(format!("{} hours closed", self.hours_closed));
+        parts.push(format!("{} records journaled", self.journaled.records));
+        if let Some(s) = &self.sent {
+            parts.push(format!(
+                "sent {}: {} accepted, {} rejected, {} retry later",
+                self.to_send, s.accepted, s.rejected, s.retry_later
+            ));
+        }
+        parts.push(format!("{} hours reported", self.reported));
+        if let Some(p) = &self.problem {
+            parts.push(p.clone());
+        }
+        parts.join("; ")
+    }
+}
+
+fn read_token(a: &AgentArgs) -> Result<Option<Secret>> {
+    if let Some(p) = &a.token_file {
+        return crate::secret::read_key_file(p, "--token-file").map(Some);
+    }
+    match std::env::var(TOKEN_ENV) {
+        Ok(v) => crate::secret::from_env_value(&v, TOKEN_ENV).map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
+fn loopback(listen: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    listen
+        .to_socket_addrs()
+        .map(|mut it| it.all(|s| s.ip().is_loopback()))
+        .unwrap_or(false)
+}
+
+pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
+    let token = read_token(&a)?;
+    if !a.once && token.is_none() && !loopback(&a.listen) {
+        return Err(CsmError::usage(format!(
+            "--listen {}: not a loopback address, and POST /events has no token (give --token-file FILE or {TOKEN_ENV})",
+            a.listen
+        )));
+    }
+    if a.grace > Duration::from_secs(15 * 60) && !g.quiet {
+        eprintln!(
+            "csm: warning: --grace {}: hours close after minute 15 of the next hour, so their records miss the 0-15 minute reporting window",
+            crate::duration::show(a.grace)
+        );
+    }
+    // The key, the destination and production's confirmation, exactly as `usage upload`.
+    let cfg = send_config(g, &a.conn)?;
+    let journal_path = a.journal.path();
+    let state_path = a
+        .state
+        .clone()
+        .unwrap_or_else(|| state::default_path(&journal_path));
+    let shared = Arc::new(Shared {
+        state: Mutex::new(AgentState::open(&state_path)?),
+        counters: Counters::default(),
+        records: Mutex::new(BTreeMap::new()),
+        last_problem: Mutex::new(None),
+        alarm_after: chrono::Duration::from_std(a.alarm_after)
+            .unwrap_or(chrono::Duration::minutes(45)),
+    });
+    let stop = Interrupt::install().with_sigterm();
+    if a.once {
+        announce(g, &cfg.url, false);
+        let c = cycle(&a, &shared, &journal_path, &cfg, &stop, true)?;
+        return once_report(g, &a, &shared, &cfg, &c, &stop);
+    }
+    let handler = Arc::new(agent::http::AgentHandler {
+        shared: Arc::clone(&shared),
+        token,
+    });
+    let handle = server::serve(&a.listen, handler, server::Config::default())?;
+    // Scripts and tests read this line to learn the port when listening on port 0.
+    crate::say!("csm usage agent listening on http://{}", handle.addr);
+    announce(g, &cfg.url, false);
+    loop {
+        match cycle(&a, &shared, &journal_path, &cfg, &stop, false) {
+            Ok(c) if !c.idle() && !g.quiet => {
+                eprintln!("csm agent: {} {}", api(clock::now()), c.line());
+            }
+            Ok(_) => {}
+            // A cycle that fails (the disk, the journal) is tried again; /healthz says why.
+            Err(e) => {
+                eprintln!("csm agent: {e}");
+                *lock(&shared.last_problem) = Some(e.to_string());
+            }
+        }
+        let until = Instant::now() + a.every;
+        while Instant::now() < until && !stop.asked() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if stop.asked() {
+            break;
+        }
+    }
+    handle.shutdown();
+    if !g.quiet {
+        eprintln!(
+            "csm agent: stopped; every event taken in is in {}",
+            state_path.display()
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+fn cycle(
+    a: &AgentArgs,
+    shared: &Shared,
+    journal_path: &std::path::Path,
+    cfg: &SendConfig,
+    stop: &Interrupt,
+    wait_for_alarm: bool,
+) -> Result<Cycle> {
+    let now = clock::now();
+    let mut c = Cycle::default();
+    if let Some(dir) = &a.spool {
+        c.spool = spool::take_in(dir, shared, now)?;
+    }
+    let grace = chrono::Duration::from_std(a.grace).unwrap_or(chrono::Duration::minutes(5));
+    c.hours_closed = lock(&shared.state).close_due(now, grace, a.aggregate, a.heartbeat_zero)?;
+    let mut j = Journal::open(journal_path)?;
+    let mut problem = None;
+    match j.lock_for_sending() {
+        Err(e) => {
+            c.busy = Some(e.to_string());
+            problem = Some(e.to_string());
+        }
+        Ok(_lock) => {
+            c.journaled = agent::journal_closed(&shared.state, &mut j, now)?;
+            j.recover_in_flight()?;
+            let scope = Scope::Unfinished {
+                include_rejected: false,
+            };
+            c.to_send = j.count_scope(scope)?;
+            if c.to_send > 0 && !stop.asked() {
+                let rep = upload::send(&mut j, scope, cfg, stop, &mut |_| {})?;
+                if rep.accepted > 0 {
+                    lock(&shared.state).set_meta("last_push", Some(&api(clock::now())))?;
+                }
+                if let Some((what, fix)) = &rep.refused {
+                    problem = Some(format!(
+                        "the marketplace refused the requests ({what}); {}",
+                        fix.hint()
+                    ));
+                } else if let Some(u) = &rep.unreachable {
+                    problem = Some(format!("could not reach the marketplace: {u}"));
+                }
+                c.sent = Some(rep);
+            }
+            c.reported = agent::reconcile(&shared.state, &j)?;
+        }
+    }
+    *lock(&shared.records) = j.counts()?;
+    *lock(&shared.last_problem) = problem.clone();
+    c.problem = problem;
+    let now = clock::now();
+    let st = lock(&shared.state);
+    c.alarm = agent::alarm(&st, now, shared.alarm_after)?;
+    match &c.alarm {
+        Some(reason) => {
+            // Once per episode, also across `--once` runs: the state remembers it.
+            if st.meta("alarm_since")?.is_none() {
+                st.set_meta("alarm_since", Some(&api(now)))?;
+                eprintln!("csm agent: ALARM: {reason}");
+                if let Some(cmd) = &a.on_alarm {
+                    run_alarm(cmd, reason, wait_for_alarm);
+                }
+            }
+        }
+        None => st.set_meta("alarm_since", None)?,
+    }
+    Ok(c)
+}
+
+/// Runs the `--on-alarm` command; its failure is reported, never fatal.
+fn run_alarm(cmd: &str, reason: &str, wait: bool) {
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("CSM_ALARM_REASON", reason)
+        .stdin(std::process::Stdio::null())
+        // Its output goes to the log (stderr), never into a `--json` report on stdout.
+        .stdout(std::io::stderr())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("csm agent: --on-alarm: cannot run sh: {e}");
+            return;
+        }
+    };
+    let mut reap = move || match child.wait() {
+        Ok(s) if !s.success() => eprintln!("csm agent: --on-alarm exited with {s}"),
+        Err(e) => eprintln!("csm agent: --on-alarm: {e}"),
+        Ok(_) => {}
+    };
+    if wait {
+        reap();
+    } else {
+        std::thread::spawn(reap);
+    }
+}
+
+fn once_report(
+    g: &GlobalArgs,
+    a: &AgentArgs,
+    shared: &Shared,
+    cfg: &SendConfig,
+    c: &Cycle,
+    stop: &Interrupt,
+) -> Result<Exit> {
+    let hours = lock(&shared.state).hour_counts()?;
+    let records = lock(&shared.records).clone();
+    let sent = c.sent.as_ref();
+    if g.json {
+        output::print_json(&json!({
+            "destination": cfg.url,
+            "spool": a.spool.as_ref().map(|_| json!({
+                "done": c.spool.done,
+                "failed": c.spool.failed.iter().map(|(f, e)| json!({"file": f, "error": e})).collect::<Vec<_>>(),
+                "events_new": c.spool.new,
+                "events_duplicate": c.spool.duplicate,
+            })),
+            "hours_closed": c.hours_closed,
+            "records_journaled": c.journaled.records,
+            "failed_hours": c.journaled.failed.iter().map(|(sn, e)| json!({"metering_sn": sn, "error": e})).collect::<Vec<_>>(),
+            "to_send": c.to_send,
+            "accepted": sent.map_or(0, |s| s.accepted),
+            "rejected": sent.map_or(0, |s| s.rejected),
+            "retry_later": sent.map_or(0, |s| s.retry_later),
+            "hours_reported": c.reported,
+            "hours": hours,
+            "records": records,
+            "journal_busy": c.busy,
+            "alarm": c.alarm,
+        }));
+    } else if !g.quiet {
+        for (f, e) in &c.spool.failed {
+            crate::say!("spool: {f} moved to failed/: {e}");
+        }
+        for (sn, e) in &c.journaled.failed {
+            crate::say!("hour {sn} failed: {e}");
+        }
+        crate::say!("{}", c.line());
+        crate::say!(
+            "hours: {}",
+            state::HOUR_STATES
+                .iter()
+                .map(|s| format!("{s} {}", hours.get(*s).copied().unwrap_or(0)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if let Some(r) = &c.alarm {
+            crate::say!("ALARM: {r}");
+        }
+    }
+    if let Some(s) = sent {
+        if let Some((what, fix)) = &s.refused {
+            return Err(CsmError::Config(format!(
+                "the marketplace refused the requests ({what}); records stay in the journal for the next run"
+            ))
+            .with_hint(fix.hint()));
+        }
+        if let Some(u) = &s.unreachable {
+            return Err(CsmError::Network(format!(
+                "could not reach the marketplace: {u}; records wait in the journal for the next run"
+            )));
+        }
+    }
+    if stop.asked() {
+        return Ok(Exit::Interrupted);
+    }
+    let unfinished = sent.is_some_and(|s| s.rejected > 0 || s.retry_later > 0);
+    if !c.spool.failed.is_empty()
+        || !c.journaled.failed.is_empty()
+        || unfinished
+        || c.busy.is_some()
+    {
+        return Ok(Exit::Partial);
+    }
+    Ok(Exit::Ok)
+}

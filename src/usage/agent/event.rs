@@ -1,0 +1,375 @@
+//! Raw usage events as the seller's services write them (spool files, `POST /events`): the
+//! field rules, the derived `event_id`, and values as whole ten-thousandths so that sums are
+//! exact. Pure: no I/O.
+
+use crate::protocol::hmac::sha256_hex;
+use crate::protocol::json::{self, Json};
+use crate::usage::reader::split_csv_line;
+use crate::usage::record::{self, show, MAX_AGE_DAYS};
+use chrono::{DateTime, Duration, Timelike, Utc};
+
+/// The fields an event may carry; the first three are required.
+pub const FIELDS: [&str; 5] = [
+    "instance_id",
+    "time",
+    "value",
+    "event_id",
+    "relate_pkg_instance",
+];
+pub const REQUIRED: [&str; 3] = ["instance_id", "time", "value"];
+
+/// Values are kept as ten-thousandths (the API's 4 decimals): sums are exact integers.
+pub const UNITS: i64 = 10_000;
+
+/// An event that passed the field rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub event_id: String,
+    pub instance_id: String,
+    /// API form (`yyyyMMddTHHmmssZ`), UTC.
+    pub time: String,
+    /// The start of the clock hour `time` falls in, API form.
+    pub hour: String,
+    /// Ten-thousandths.
+    pub units: i64,
+    pub relate_pkg_instance: Option<String>,
+}
+
+/// The fields of one line before the rules are applied.
+#[derive(Debug, Clone, Default)]
+pub struct RawEvent {
+    pub instance_id: Option<String>,
+    pub time: Option<String>,
+    pub value: Option<String>,
+    pub event_id: Option<String>,
+    pub relate_pkg_instance: Option<String>,
+}
+
+impl RawEvent {
+    fn set(&mut self, field: &str, v: String) {
+        let slot = match field {
+            "instance_id" => &mut self.instance_id,
+            "time" => &mut self.time,
+            "value" => &mut self.value,
+            "event_id" => &mut self.event_id,
+            _ => &mut self.relate_pkg_instance,
+        };
+        *slot = Some(v);
+    }
+}
+
+/// One JSON object per line, the same way `usage upload` reads JSONL: a repeated key is an
+/// error, `value` may be a string or a number, other values must be strings.
+pub fn parse_json_line(line: &str) -> Result<RawEvent, String> {
+    let v = json::parse_unique(line.as_bytes()).map_err(|e| match e {
+        json::UniqueError::RepeatedKey(k) => format!("field {} appears twice", show(&k)),
+        json::UniqueError::Invalid(e) => format!("not valid JSON: {e}"),
+    })?;
+    let Json::Object(members) = v else {
+        return Err("not a JSON object (one event object per line)".into());
+    };
+    let mut raw = RawEvent::default();
+    for (k, v) in members {
+        if !FIELDS.contains(&k.as_str()) {
+            return Err(format!(
+                "field {} is not an event field (expected some of {})",
+                show(&k),
+                FIELDS.join(", ")
+            ));
+        }
+        let text = match v {
+            Json::Null => continue,
+            Json::String(s) => s,
+            Json::Number(n) if k == "value" => n,
+            _ => {
+                return Err(format!(
+                    "field {}: must be a string{}",
+                    show(&k),
+                    if k == "value" { " or a number" } else { "" }
+                ))
+            }
+        };
+        raw.set(&k, text);
+    }
+    Ok(raw)
+}
+
+/// A CSV header: the column names, each an event field, none twice, the required ones there.
+pub fn parse_csv_header(line: &str) -> Result<Vec<String>, String> {
+    let cols: Vec<String> = split_csv_line(line)
+        .map_err(|m| format!("header: {m}"))?
+        .into_iter()
+        .map(|c| c.trim().to_string())
+        .collect();
+    for (i, c) in cols.iter().enumerate() {
+        if !FIELDS.contains(&c.as_str()) {
+            return Err(format!(
+                "header: column {} {} is not an event field (expected some of {})",
+                i + 1,
+                show(c),
+                FIELDS.join(", ")
+            ));
+        }
+        if cols[..i].contains(c) {
+            return Err(format!("header: column {} appears twice", show(c)));
+        }
+    }
+    for r in REQUIRED {
+        if !cols.iter().any(|c| c == r) {
+            return Err(format!(
+                "header: required column {r:?} is missing (required: {})",
+                REQUIRED.join(", ")
+            ));
+        }
+    }
+    Ok(cols)
+}
+
+pub fn parse_csv_row(cols: &[String], line: &str) -> Result<RawEvent, String> {
+    let values = split_csv_line(line)?;
+    if values.len() != cols.len() {
+        return Err(format!(
+            "{} columns, the header has {}",
+            values.len(),
+            cols.len()
+        ));
+    }
+    let mut raw = RawEvent::default();
+    for (c, v) in cols.iter().zip(values) {
+        if !v.trim().is_empty() {
+            raw.set(c, v);
+        }
+    }
+    Ok(raw)
+}
+
+fn non_empty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// `value`: a plain decimal >= 0 (a usage record's rule, but zero allowed: an event may say
+/// "nothing used"), at most 4 decimals and 8 digits before the point.
+pub fn parse_units(text: &str) -> Result<i64, String> {
+    let v = text.trim();
+    let zero = !v.is_empty()
+        && v.bytes().all(|b| b == b'0' || b == b'.')
+        && v.bytes().filter(|&b| b == b'.').count() <= 1
+        && !v.starts_with('.')
+        && !v.ends_with('.');
+    let normal = if zero {
+        "0".to_string()
+    } else {
+        // The record's own rule and wording, under the event's field name.
+        record::normalize_value(v)
+            .map_err(|e| e.replacen("usage_value", "value", 1).replace("> 0", ">= 0"))?
+    };
+    let (int, frac) = normal.split_once('.').unwrap_or((&normal, ""));
+    let frac = format!("{frac:0<4}");
+    let int: i64 = int
+        .parse()
+        .map_err(|_| format!("value {}: too large", show(text)))?;
+    let frac: i64 = frac.parse().unwrap_or(0);
+    Ok(int * UNITS + frac)
+}
+
+/// Ten-thousandths back to the API's decimal text (`12.5`, `3`).
+pub fn format_units(units: i64) -> String {
+    let (int, frac) = (units / UNITS, units % UNITS);
+    if frac == 0 {
+        return int.to_string();
+    }
+    let f = format!("{frac:04}");
+    format!("{int}.{}", f.trim_end_matches('0'))
+}
+
+/// The event_id csm uses when an event has none: `evt-` + the first 32 hex digits of SHA-256
+/// of `instance_id \n time \n value \n relate_pkg_instance` (time in the API form, value
+/// normalised). The same event sent twice is counted once; two real events that say exactly
+/// the same thing in the same second need ids of their own.
+pub fn derive_event_id(instance_id: &str, time: &str, units: i64, relate: Option<&str>) -> String {
+    let identity = format!(
+        "{instance_id}\n{time}\n{}\n{}",
+        format_units(units),
+        relate.unwrap_or("")
+    );
+    format!("evt-{}", &sha256_hex(identity.as_bytes())[..32])
+}
+
+pub fn hour_start(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.with_nanosecond(0)
+        .and_then(|t| t.with_second(0))
+        .and_then(|t| t.with_minute(0))
+        .unwrap_or(t)
+}
+
+/// Applies every field rule. `now` bounds the time: not in the future, at most 21 days old
+/// (the marketplace would refuse the hour's record with MKT.9004).
+pub fn validate(raw: &RawEvent, now: DateTime<Utc>) -> Result<Event, String> {
+    let instance_id = non_empty(&raw.instance_id).ok_or("instance_id: missing (required)")?;
+    record::check_id("instance_id", instance_id)?;
+    let t = record::parse_time(
+        "time",
+        non_empty(&raw.time).ok_or("time: missing (required)")?,
+    )?;
+    let units = parse_units(non_empty(&raw.value).ok_or("value: missing (required)")?)?;
+    let time = record::format_api_time(t);
+    if t > now {
+        return Err(format!(
+            "time {time} is in the future (rule: time <= now, now is {})",
+            record::format_api_time(now)
+        ));
+    }
+    let hour = hour_start(t);
+    if now - hour > Duration::days(MAX_AGE_DAYS) {
+        return Err(format!(
+            "time {time} is in an hour more than {MAX_AGE_DAYS} days old (the marketplace refuses its record with MKT.9004)"
+        ));
+    }
+    let relate = match non_empty(&raw.relate_pkg_instance) {
+        Some(p) => {
+            record::check_id("relate_pkg_instance", p)?;
+            Some(p.to_string())
+        }
+        None => None,
+    };
+    let event_id = match non_empty(&raw.event_id) {
+        Some(id) => {
+            record::check_id("event_id", id)?;
+            id.to_string()
+        }
+        None => derive_event_id(instance_id, &time, units, relate.as_deref()),
+    };
+    Ok(Event {
+        event_id,
+        instance_id: instance_id.to_string(),
+        time,
+        hour: record::format_api_time(hour),
+        units,
+        relate_pkg_instance: relate,
+    })
+}
+
+/// A document read: its valid events and its bad lines, each with its line number.
+pub type Parsed = (Vec<(u64, Event)>, Vec<(u64, String)>);
+
+/// Reads a whole document of events (a spool file, a `POST /events` body): JSON lines, or CSV
+/// with a header. Every line is checked; the answer is the events, or every bad line.
+pub fn parse_document(text: &str, csv: bool, now: DateTime<Utc>) -> Parsed {
+    let mut events = Vec::new();
+    let mut errors = Vec::new();
+    let mut cols: Option<Vec<String>> = None;
+    for (i, line) in text.lines().enumerate() {
+        let no = i as u64 + 1;
+        let line = if no == 1 {
+            line.trim_start_matches('\u{feff}')
+        } else {
+            line
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let raw = if csv {
+            match &cols {
+                None => {
+                    match parse_csv_header(line) {
+                        Ok(c) => cols = Some(c),
+                        Err(m) => {
+                            errors.push((no, m));
+                            return (events, errors);
+                        }
+                    }
+                    continue;
+                }
+                Some(c) => parse_csv_row(c, line),
+            }
+        } else {
+            parse_json_line(line)
+        };
+        match raw.and_then(|r| validate(&r, now)) {
+            Ok(e) => events.push((no, e)),
+            Err(m) => errors.push((no, m)),
+        }
+    }
+    (events, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        record::parse_time("now", "20260110T123000Z").unwrap()
+    }
+
+    #[test]
+    fn units_are_exact_and_zero_is_allowed() {
+        assert_eq!(parse_units("1.5").unwrap(), 15_000);
+        assert_eq!(parse_units("0").unwrap(), 0);
+        assert_eq!(parse_units("0.000").unwrap(), 0);
+        assert_eq!(parse_units("0.0001").unwrap(), 1);
+        assert_eq!(parse_units("99999999.9999").unwrap(), 999_999_999_999);
+        assert!(parse_units("-1").unwrap_err().starts_with("value "));
+        assert!(parse_units("1.23456").unwrap_err().contains("4 decimals"));
+        assert!(parse_units("abc").is_err());
+        assert!(parse_units(".").is_err());
+        assert_eq!(format_units(15_000), "1.5");
+        assert_eq!(format_units(30_000), "3");
+        assert_eq!(format_units(1), "0.0001");
+    }
+
+    #[test]
+    fn events_follow_the_record_rules_under_their_own_names() {
+        let raw = |t: &str, v: &str| RawEvent {
+            instance_id: Some("i-1".into()),
+            time: Some(t.into()),
+            value: Some(v.into()),
+            ..Default::default()
+        };
+        let e = validate(&raw("2026-01-10T19:20:00+08:00", "2.50"), now()).unwrap();
+        assert_eq!(
+            (e.time.as_str(), e.hour.as_str(), e.units),
+            ("20260110T112000Z", "20260110T110000Z", 25_000)
+        );
+        assert!(e.event_id.starts_with("evt-") && e.event_id.len() == 36);
+        // The same content gives the same id; another value another one.
+        let again = validate(&raw("20260110T112000Z", "2.5"), now()).unwrap();
+        assert_eq!(e.event_id, again.event_id);
+        let other = validate(&raw("20260110T112000Z", "2.6"), now()).unwrap();
+        assert_ne!(e.event_id, other.event_id);
+        assert!(validate(&raw("20260110T130000Z", "1"), now())
+            .unwrap_err()
+            .contains("future"));
+        assert!(validate(&raw("20251215T100000Z", "1"), now())
+            .unwrap_err()
+            .contains("21 days"));
+        assert!(validate(&raw("soon", "1"), now())
+            .unwrap_err()
+            .starts_with("time "));
+        let mut no_inst = raw("20260110T112000Z", "1");
+        no_inst.instance_id = None;
+        assert!(validate(&no_inst, now())
+            .unwrap_err()
+            .contains("instance_id"));
+    }
+
+    #[test]
+    fn documents_in_both_formats() {
+        let (ev, err) = parse_document(
+            "\u{feff}instance_id,time,value\ni-1,20260110T110000Z,1\ni-1,20260110T110500Z,x\n",
+            true,
+            now(),
+        );
+        assert_eq!(ev.len(), 1);
+        assert_eq!(err.len(), 1);
+        assert_eq!(err[0].0, 3);
+        let (ev, err) = parse_document(
+            "{\"instance_id\":\"i-1\",\"time\":\"20260110T110000Z\",\"value\":2,\"event_id\":\"e1\"}\n\n{\"instance_id\":\"i-1\",\"time\":\"20260110T110000Z\",\"value\":1,\"value\":2}\n",
+            false,
+            now(),
+        );
+        assert_eq!(ev[0].1.event_id, "e1");
+        assert!(err[0].1.contains("appears twice"), "{err:?}");
+        let (_, err) = parse_document("instance_id,when,value\n", true, now());
+        assert!(err[0].1.contains("not an event field"));
+    }
+}

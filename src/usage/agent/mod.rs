@@ -1,0 +1,280 @@
+//! `csm usage agent`: raw usage events in (a spool directory, `POST /events`), one usage
+//! record per instance and closed clock hour out, through the usage journal and the same
+//! send path as `usage upload`. The rules are in docs/usage-agent.md.
+//!
+//! The agent keeps its own state (events seen, hours) in [`state::AgentState`]; the records
+//! it produces go into the journal through its public import, so signing, batching, retries
+//! and exactly-once sending are the journal's, not a second copy.
+
+pub mod event;
+pub mod http;
+pub mod spool;
+pub mod state;
+
+use crate::error::Result;
+use crate::usage::journal::{Journal, Scope, State};
+use crate::usage::reader::{Format, RecordReader};
+use crate::usage::record::{self, Billing};
+use chrono::{DateTime, Duration, Utc};
+use state::{AgentState, HourRecord};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+
+/// What the agent counts while it runs (Prometheus counters: they start at 0 with the process).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub spool_new: AtomicU64,
+    pub spool_duplicate: AtomicU64,
+    pub spool_refused: AtomicU64,
+    pub http_new: AtomicU64,
+    pub http_duplicate: AtomicU64,
+    pub http_refused: AtomicU64,
+    pub files_done: AtomicU64,
+    pub files_failed: AtomicU64,
+}
+
+/// What the health endpoints read: the state, the counters, and what the last cycle learnt
+/// from the journal.
+pub struct Shared {
+    pub state: Mutex<AgentState>,
+    pub counters: Counters,
+    /// Journal records by state, as of the last cycle.
+    pub records: Mutex<BTreeMap<State, u64>>,
+    /// The last cycle's trouble (unreachable, refused, journal busy), shown by `/healthz`.
+    pub last_problem: Mutex<Option<String>>,
+    pub alarm_after: Duration,
+}
+
+/// The stall alarm: the oldest closed hour not reported yet, when it is older than
+/// `alarm_after` (counted from the end of the hour).
+pub fn alarm(
+    state: &AgentState,
+    now: DateTime<Utc>,
+    alarm_after: Duration,
+) -> Result<Option<String>> {
+    Ok(state
+        .oldest_unreported(now)?
+        .filter(|u| u.age > alarm_after)
+        .map(|u| {
+            format!(
+                "the hour {} of instance {} ended {} min ago and is not reported ({}); alarm after {} min",
+                u.hour,
+                u.instance_id,
+                u.age.num_minutes(),
+                u.state,
+                alarm_after.num_minutes()
+            )
+        }))
+}
+
+/// Outcome of putting closed hours into the journal.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Journaled {
+    pub records: u64,
+    /// Hours the journal refused, with why (they become `failed`).
+    pub failed: Vec<(String, String)>,
+}
+
+fn jsonl(recs: &[HourRecord]) -> String {
+    let mut out = String::new();
+    for r in recs {
+        let mut v = serde_json::json!({
+            "instance_id": r.instance_id,
+            "begin_time": r.begin_time,
+            "end_time": r.end_time,
+            "usage_value": r.usage_value,
+            "metering_sn": r.metering_sn,
+            "record_time": r.record_time,
+        });
+        if let Some(p) = &r.relate_pkg_instance {
+            v["relate_pkg_instance"] = serde_json::json!(p);
+        }
+        out.push_str(&v.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// Puts every closed hour into the journal (one import; a record the journal refuses is
+/// taken out, its hour marked `failed`, and the rest imported again). A record already there
+/// (a crash after the import, before the state said so) is counted by the journal as the
+/// same record again, never twice.
+pub fn journal_closed(
+    state: &Mutex<AgentState>,
+    journal: &mut Journal,
+    now: DateTime<Utc>,
+) -> Result<Journaled> {
+    let mut recs = lock(state).to_journal()?;
+    let mut out = Journaled::default();
+    while !recs.is_empty() {
+        let text = jsonl(&recs);
+        let mut reader = RecordReader::new(std::io::BufReader::new(text.as_bytes()), Format::Jsonl);
+        let rep = journal.import(&mut reader, "csm usage agent", now, Billing::Hourly, true)?;
+        if rep.error_count == 0 {
+            let sns: Vec<String> = recs.iter().map(|r| r.metering_sn.clone()).collect();
+            lock(state).set_state(&sns, &["closed"], "journaled", None)?;
+            out.records += recs.len() as u64;
+            break;
+        }
+        let mut st = lock(state);
+        let mut bad = HashSet::new();
+        for e in &rep.errors {
+            if let Some(r) = recs.get(e.line as usize - 1) {
+                st.set_state(
+                    std::slice::from_ref(&r.metering_sn),
+                    &["closed"],
+                    "failed",
+                    Some(&e.message),
+                )?;
+                out.failed.push((r.metering_sn.clone(), e.message.clone()));
+                bad.insert(e.line as usize - 1);
+            }
+        }
+        if bad.is_empty() {
+            // Nothing to take out: do not loop.
+            break;
+        }
+        recs = recs
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !bad.contains(i))
+            .map(|(_, r)| r)
+            .collect();
+    }
+    Ok(out)
+}
+
+/// Every metering_sn of `scope` in the journal.
+fn sns_in(journal: &Journal, scope: Scope) -> Result<HashSet<String>> {
+    let mut out = HashSet::new();
+    let mut after = 0i64;
+    loop {
+        let batch = journal.next_batch(scope, after, 1000)?;
+        let Some(last) = batch.last() else { break };
+        after = last.id;
+        out.extend(batch.into_iter().map(|s| s.record.metering_sn));
+    }
+    Ok(out)
+}
+
+/// Learns from the journal which journaled hours the marketplace accepted or rejected.
+/// Returns the hours newly reported.
+pub fn reconcile(state: &Mutex<AgentState>, journal: &Journal) -> Result<u64> {
+    let awaiting = lock(state).awaiting()?;
+    if awaiting.is_empty() {
+        return Ok(0);
+    }
+    let open = sns_in(
+        journal,
+        Scope::Unfinished {
+            include_rejected: false,
+        },
+    )?;
+    let with_rejected = sns_in(
+        journal,
+        Scope::Unfinished {
+            include_rejected: true,
+        },
+    )?;
+    let (mut reported, mut rejected) = (Vec::new(), Vec::new());
+    for sn in awaiting {
+        if open.contains(&sn) {
+            continue;
+        }
+        if with_rejected.contains(&sn) {
+            rejected.push(sn);
+        } else {
+            reported.push(sn);
+        }
+    }
+    let mut st = lock(state);
+    st.set_state(&rejected, &["journaled"], "rejected", None)?;
+    st.set_state(&reported, &["journaled", "rejected"], "reported", None)?;
+    Ok(reported.len() as u64)
+}
+
+/// The state's lock; a handler that panicked while holding it left nothing half-done (every
+/// change is a transaction), so its poison is ignored.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The API form of a time, for logs and state.
+pub fn api(t: DateTime<Utc>) -> String {
+    record::format_api_time(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::agent::event::{validate, RawEvent};
+    use crate::usage::agent::state::Aggregate;
+
+    #[test]
+    fn a_crash_between_the_import_and_the_state_journals_each_hour_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = record::parse_time("now", "20260110T123000Z").unwrap();
+        let state = Mutex::new(AgentState::open(&dir.path().join("a.sqlite")).unwrap());
+        let mut j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        let raw = RawEvent {
+            instance_id: Some("i-1".into()),
+            time: Some("20260110T101500Z".into()),
+            value: Some("2".into()),
+            ..Default::default()
+        };
+        let e = validate(&raw, now).unwrap();
+        lock(&state).ingest(&[(1, e)], "t", now).unwrap().unwrap();
+        lock(&state)
+            .close_due(now, Duration::minutes(5), Aggregate::Sum, false)
+            .unwrap();
+        let first = journal_closed(&state, &mut j, now).unwrap();
+        assert_eq!((first.records, first.failed.len()), (1, 0));
+        // As if the process died after the journal's commit, before the state's.
+        let sns = lock(&state).awaiting().unwrap();
+        lock(&state)
+            .set_state(&sns, &["journaled"], "closed", None)
+            .unwrap();
+        let later = now + Duration::minutes(1);
+        let again = journal_closed(&state, &mut j, later).unwrap();
+        assert_eq!((again.records, again.failed.len()), (1, 0));
+        assert_eq!(j.counts().unwrap()[&State::Pending], 1);
+        assert_eq!(lock(&state).hour_counts().unwrap()["journaled"], 1);
+        // Nothing accepted yet: the hour still waits.
+        assert_eq!(reconcile(&state, &j).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_record_the_journal_refuses_fails_its_hour_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = record::parse_time("now", "20260110T123000Z").unwrap();
+        let state = Mutex::new(AgentState::open(&dir.path().join("a.sqlite")).unwrap());
+        let mut j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        let ev = |inst: &str, v: &str, id: &str| {
+            let raw = RawEvent {
+                instance_id: Some(inst.into()),
+                time: Some("20260110T101500Z".into()),
+                value: Some(v.into()),
+                event_id: Some(id.into()),
+                ..Default::default()
+            };
+            (1, validate(&raw, now).unwrap())
+        };
+        // Two events at the largest value: their sum has 9 digits before the point.
+        let evs = [
+            ev("big", "99999999", "a"),
+            ev("big", "99999999", "b"),
+            ev("ok", "1", "c"),
+        ];
+        lock(&state).ingest(&evs, "t", now).unwrap().unwrap();
+        lock(&state)
+            .close_due(now, Duration::minutes(5), Aggregate::Sum, false)
+            .unwrap();
+        let out = journal_closed(&state, &mut j, now).unwrap();
+        assert_eq!(out.records, 1);
+        assert_eq!(out.failed.len(), 1);
+        assert!(out.failed[0].1.contains("too large"), "{:?}", out.failed);
+        let c = lock(&state).hour_counts().unwrap();
+        assert_eq!((c["failed"], c["journaled"]), (1, 1));
+    }
+}

@@ -1,0 +1,571 @@
+//! `csm usage agent`: real agent processes (pinned clock) against the real stand-in
+//! marketplace: spool pickup, idempotent re-drops, HTTP ingest and its token, hours closing,
+//! late events, catch-up, heartbeat zero, /metrics, /healthz and the stall alarm, SIGTERM.
+
+use crate::usage_common;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use usage_common::common::{announced_url, text};
+use usage_common::*;
+
+/// `csm usage agent` on the env's journal and key, sending to `endpoint`, clock at `now`.
+fn agent(env: &Env, now: &str, endpoint: &str, args: &[&str]) -> Command {
+    let mut c = csm(env.dir());
+    c.env("CSM_NOW", now)
+        .args(["usage", "agent", "--journal"])
+        .arg(&env.journal)
+        .arg("--key-file")
+        .arg(&env.key)
+        .args(["--endpoint", endpoint, "--backoff-ms", "1"])
+        .args(args);
+    c
+}
+
+fn once(env: &Env, now: &str, endpoint: &str, args: &[&str]) -> (Output, Value) {
+    let o = agent(env, now, endpoint, &[&["--once", "--json"], args].concat())
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    (o, v)
+}
+
+fn spool(env: &Env) -> PathBuf {
+    let d = env.path("spool");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn drop_file(dir: &Path, name: &str, body: &str) {
+    // As a service should: write under a temporary name, then rename into the spool.
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, body).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+/// The stand-in's records: (instance, begin, end, value, metering_sn), in arrival order.
+fn market_records(db: &Path) -> Vec<(String, String, String, String, String)> {
+    let c = open(db);
+    let mut st = c
+        .prepare("SELECT instance_id, begin_time, end_time, usage_value, metering_sn FROM usage_records ORDER BY id")
+        .unwrap();
+    st.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+fn derived_sn(inst: &str, begin: &str, end: &str) -> String {
+    csm::usage::record::derive_metering_sn(inst, begin, end, None)
+}
+
+#[test]
+fn spool_files_are_taken_in_whole_moved_and_a_redrop_counts_once() {
+    let env = Env::new();
+    let market = env.market(&[]);
+    let dir = spool(&env);
+    drop_file(
+        &dir,
+        "a.jsonl",
+        "{\"instance_id\":\"i-1\",\"time\":\"20260110T100500Z\",\"value\":2}\n\
+         {\"instance_id\":\"i-1\",\"time\":\"2026-01-10T18:40:00+08:00\",\"value\":\"3.5\"}\n\
+         {\"instance_id\":\"i-2\",\"time\":\"20260110T111000Z\",\"value\":1,\"event_id\":\"e-2\"}\n",
+    );
+    drop_file(
+        &dir,
+        "b.csv",
+        "instance_id,time,value,event_id\ni-1,20260110T105900Z,0.25,e-b1\n",
+    );
+    // One bad line: the whole file is refused, none of its events counted.
+    drop_file(
+        &dir,
+        "bad.csv",
+        "instance_id,time,value\ni-1,20260110T101500Z,100\ni-1,20260110T101600Z,-1\n",
+    );
+    drop_file(&dir, "notes.txt", "not events");
+    let sp = dir.to_str().unwrap();
+    let (o, v) = once(&env, NOW, &market.url, &["--spool", sp]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert_eq!(v["spool"]["done"], serde_json::json!(["a.jsonl", "b.csv"]));
+    assert_eq!(v["spool"]["events_new"], 4);
+    assert!(dir.join("done/a.jsonl").exists() && dir.join("done/b.csv").exists());
+    assert!(dir.join("failed/bad.csv").exists() && !dir.join("bad.csv").exists());
+    let why = std::fs::read_to_string(dir.join("failed/bad.csv.error")).unwrap();
+    assert!(
+        why.starts_with("bad.csv:3: value \"-1\": negative"),
+        "{why}"
+    );
+    assert!(std::fs::read_to_string(dir.join("failed/notes.txt.error"))
+        .unwrap()
+        .contains("not an event file"));
+    // Both hours (10 and 11) ended more than 5 minutes before 12:30: closed and sent.
+    assert_eq!(
+        (v["hours_closed"].as_u64(), v["accepted"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let recs = market_records(&env.market);
+    assert_eq!(
+        recs,
+        vec![
+            (
+                "i-1".into(),
+                "20260110T100000Z".into(),
+                "20260110T110000Z".into(),
+                "5.75".into(),
+                derived_sn("i-1", "20260110T100000Z", "20260110T110000Z")
+            ),
+            (
+                "i-2".into(),
+                "20260110T110000Z".into(),
+                "20260110T120000Z".into(),
+                "1".into(),
+                derived_sn("i-2", "20260110T110000Z", "20260110T120000Z")
+            ),
+        ]
+    );
+
+    // The same file again (a crash between taking it in and moving it looks the same):
+    // every event is a duplicate of itself, nothing changes.
+    drop_file(
+        &dir,
+        "a.jsonl",
+        &std::fs::read_to_string(dir.join("done/a.jsonl")).unwrap(),
+    );
+    let (o, v) = once(&env, NOW, &market.url, &["--spool", sp]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        (
+            v["spool"]["events_new"].as_u64(),
+            v["spool"]["events_duplicate"].as_u64()
+        ),
+        (Some(0), Some(3))
+    );
+    assert!(dir.join("done/a.jsonl.1").exists());
+    assert_eq!(v["hours"]["reported"], 2);
+    assert_eq!(market_records(&env.market).len(), 2);
+
+    // A new event for a closed hour is late: refused, the file goes to failed/.
+    drop_file(
+        &dir,
+        "late.jsonl",
+        "{\"instance_id\":\"i-1\",\"time\":\"20260110T105000Z\",\"value\":9}\n",
+    );
+    let (o, v) = once(&env, NOW, &market.url, &["--spool", sp]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let why = std::fs::read_to_string(dir.join("failed/late.jsonl.error")).unwrap();
+    assert!(
+        why.contains("late, the hour 20260110T100000Z of instance \"i-1\" was closed"),
+        "{why}"
+    );
+    assert_eq!(v["spool"]["failed"][0]["file"], "late.jsonl");
+    assert_eq!(market_records(&env.market)[0].3, "5.75");
+}
+
+#[test]
+fn an_hour_closes_at_its_end_plus_grace_with_the_chosen_aggregate() {
+    let env = Env::new();
+    let market = env.market_with(Some("2026-01-10T14:00:00Z"), &[]);
+    let dir = spool(&env);
+    let sp = dir.to_str().unwrap();
+    drop_file(
+        &dir,
+        "e.csv",
+        "instance_id,time,value\ni-9,20260110T121000Z,4\ni-9,20260110T125000Z,2\ni-9,20260110T123000Z,7\n",
+    );
+    let args = ["--spool", sp, "--aggregate", "last", "--grace", "10m"];
+    // 12:00-13:00 stays open until 13:10.
+    for now in ["2026-01-10T12:59:59Z", "2026-01-10T13:09:59Z"] {
+        let (o, v) = once(&env, now, &market.url, &args);
+        assert_eq!(o.status.code(), Some(0), "{now}: {}", text(&o));
+        assert_eq!(v["hours"]["open"], 1, "{now}");
+        assert_eq!(v["hours_closed"], 0, "{now}");
+    }
+    assert!(market_records(&env.market).is_empty());
+    let (o, v) = once(&env, "2026-01-10T13:10:00Z", &market.url, &args);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        (v["hours_closed"].as_u64(), v["accepted"].as_u64()),
+        (Some(1), Some(1))
+    );
+    // last: the value of the latest event (12:50), not the last line of the file.
+    assert_eq!(market_records(&env.market)[0].3, "2");
+}
+
+#[test]
+fn catch_up_after_downtime_sends_oldest_first_and_heartbeat_zero_covers_quiet_hours() {
+    let env = Env::new();
+    let dir = spool(&env);
+    let sp = dir.to_str().unwrap();
+    drop_file(
+        &dir,
+        "e.jsonl",
+        "{\"instance_id\":\"i-1\",\"time\":\"20260110T081500Z\",\"value\":1}\n\
+         {\"instance_id\":\"i-1\",\"time\":\"20260110T091500Z\",\"value\":2}\n",
+    );
+    // 10:02: the 08 hour is due, the marketplace is down: it waits in the journal.
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let (o, v) = once(
+        &env,
+        "2026-01-10T10:02:00Z",
+        &down,
+        &["--spool", sp, "--retries", "0"],
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert_eq!(
+        (
+            v["hours"]["journaled"].as_u64(),
+            v["hours"]["open"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    // Back at 12:30: the 09 hour closes too, both go, oldest first; 10 and 11 had no
+    // events and are closed as zero (nothing sent for them).
+    let market = env.market(&[]);
+    let (o, v) = once(&env, NOW, &market.url, &["--spool", sp, "--heartbeat-zero"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(v["hours"]["reported"], 2);
+    assert_eq!(v["hours"]["zero"], 2);
+    let recs = market_records(&env.market);
+    let begins: Vec<_> = recs.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(begins, ["20260110T080000Z", "20260110T090000Z"]);
+    // A late event for a zero hour is refused like any closed hour's.
+    drop_file(
+        &dir,
+        "late.jsonl",
+        "{\"instance_id\":\"i-1\",\"time\":\"20260110T103000Z\",\"value\":1}\n",
+    );
+    let (o, _) = once(&env, NOW, &market.url, &["--spool", sp, "--heartbeat-zero"]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(std::fs::read_to_string(dir.join("failed/late.jsonl.error"))
+        .unwrap()
+        .contains("(zero)"));
+}
+
+fn get(url: &str) -> (u16, String) {
+    let r = reqwest::blocking::get(url).unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+fn post(url: &str, body: &str, token: Option<&str>) -> (u16, Value) {
+    let mut r = reqwest::blocking::Client::new()
+        .post(format!("{url}/events"))
+        .body(body.to_string());
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let r = r.send().unwrap();
+    let status = r.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(&r.bytes().unwrap()).unwrap_or(Value::Null),
+    )
+}
+
+/// Polls `f` until it holds (at most 60 s).
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not within 60 s: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn metric(body: &str, sample: &str) -> Option<u64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+}
+
+const EVENTS: &str = "{\"instance_id\":\"i-1\",\"time\":\"20260110T101000Z\",\"value\":3,\"event_id\":\"h-1\"}\n\
+                      {\"instance_id\":\"i-1\",\"time\":\"20260110T102000Z\",\"value\":4,\"event_id\":\"h-2\"}\n";
+
+#[test]
+fn http_ingest_metrics_alarm_recovery_and_sigterm() {
+    let env = Env::new();
+    let token = "agent-token-5d1c9e";
+    std::fs::write(env.path("token"), format!("{token}\n")).unwrap();
+    let touched = env.path("alarm-ran");
+    let port = free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let alarm_cmd = format!("echo \"$CSM_ALARM_REASON\" >> {}", touched.display());
+    let mut child = agent(
+        &env,
+        NOW,
+        &endpoint,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            env.path("token").to_str().unwrap(),
+            "--every",
+            "1s",
+            "--retries",
+            "0",
+            "--on-alarm",
+            &alarm_cmd,
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let url = announced_url(&mut child);
+
+    // No token, a wrong one: 401, nothing taken; the token never appears in answers.
+    for t in [None, Some("wrong")] {
+        let (s, v) = post(&url, EVENTS, t);
+        assert_eq!(s, 401, "{v}");
+        assert!(!v.to_string().contains(token));
+    }
+    let (s, v) = post(&url, EVENTS, Some(token));
+    assert_eq!((s, v["accepted"].as_u64()), (200, Some(2)), "{v}");
+    let (s, v) = post(&url, EVENTS, Some(token));
+    assert_eq!(
+        (s, v["duplicate"].as_u64(), v["accepted"].as_u64()),
+        (200, Some(2), Some(0))
+    );
+    let (s, v) = post(
+        &url,
+        "{\"instance_id\":\"i-1\",\"time\":\"soon\",\"value\":1}\n",
+        Some(token),
+    );
+    assert_eq!(s, 400);
+    assert!(
+        v["lines"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("time "),
+        "{v}"
+    );
+
+    // 10:00-11:00 closes at the next cycle; the marketplace is down and 12:30 is 90 min
+    // after the hour's end: the alarm goes on, the command runs once.
+    // Red as soon as the hour is journaled; the send's failure is known when the cycle ends.
+    let health = || {
+        let (s, body) = get(&format!("{url}/healthz"));
+        (s, serde_json::from_str::<Value>(&body).unwrap())
+    };
+    wait_until("/healthz red, with the cycle's problem", || {
+        let (s, h) = health();
+        s == 503 && !h["last_problem"].is_null()
+    });
+    let (_, h) = health();
+    assert_eq!(h["status"], "red");
+    assert!(
+        h["reason"].as_str().unwrap().contains("not reported"),
+        "{h}"
+    );
+    assert!(
+        h["last_problem"]
+            .as_str()
+            .unwrap()
+            .contains("could not reach"),
+        "{h}"
+    );
+    wait_until("the alarm command ran", || touched.exists());
+    let (s, m) = get(&format!("{url}/metrics"));
+    assert_eq!(s, 200);
+    assert_eq!(
+        metric(
+            &m,
+            "csm_agent_events_total{source=\"http\",outcome=\"new\"}"
+        ),
+        Some(2),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "csm_agent_events_total{source=\"http\",outcome=\"duplicate\"}"
+        ),
+        Some(2)
+    );
+    assert_eq!(metric(&m, "csm_agent_hours{state=\"journaled\"}"), Some(1));
+    assert_eq!(metric(&m, "csm_agent_records{state=\"pending\"}"), Some(1));
+    assert_eq!(
+        metric(&m, "csm_agent_oldest_unreported_hour_age_seconds"),
+        Some(90 * 60)
+    );
+    assert_eq!(metric(&m, "csm_agent_last_push_timestamp_seconds"), Some(0));
+    assert_eq!(metric(&m, "csm_agent_alarm"), Some(1));
+    // A late event for the closed hour: 409.
+    let (s, v) = post(
+        &url,
+        "{\"instance_id\":\"i-1\",\"time\":\"20260110T105900Z\",\"value\":1}\n",
+        Some(token),
+    );
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["lines"][0]["late"], true);
+
+    // The marketplace comes up where the agent sends: the hour is reported, green again.
+    let mut mk = csm(env.dir());
+    mk.args([
+        "serve",
+        "marketplace",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--key-file",
+    ])
+    .arg(&env.key)
+    .arg("--state")
+    .arg(&env.market);
+    let _market = Server::start(&mut mk);
+    wait_until("/healthz green", || get(&format!("{url}/healthz")).0 == 200);
+    let (_, m) = get(&format!("{url}/metrics"));
+    assert_eq!(
+        metric(&m, "csm_agent_hours{state=\"reported\"}"),
+        Some(1),
+        "{m}"
+    );
+    assert_eq!(metric(&m, "csm_agent_alarm"), Some(0));
+    let pushed = metric(&m, "csm_agent_last_push_timestamp_seconds").unwrap();
+    assert_eq!(
+        pushed, 1_768_048_200,
+        "the pinned clock: 2026-01-10T12:30:00Z"
+    );
+    assert_eq!(market_records(&env.market)[0].3, "7");
+    // The alarm ran once for its one episode.
+    assert_eq!(
+        std::fs::read_to_string(&touched).unwrap().lines().count(),
+        1
+    );
+
+    // SIGTERM: the listener stops, the process exits 0.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("csm agent: stopped"), "{err}");
+    assert!(!err.contains(token), "the token is never printed");
+}
+
+#[test]
+fn ingest_without_a_token_is_for_loopback_only() {
+    let env = Env::new();
+    let market = env.market(&[]);
+    let mut child = agent(
+        &env,
+        NOW,
+        &market.url,
+        &["--listen", "127.0.0.1:0", "--every", "1s"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let url = announced_url(&mut child);
+    let (s, v) = post(&url, EVENTS, None);
+    assert_eq!((s, v["accepted"].as_u64()), (200, Some(2)), "{v}");
+    wait_until("the hour is reported", || {
+        market_records(&env.market).len() == 1
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    // Any other address needs a token.
+    let o = agent(&env, NOW, &market.url, &["--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("--listen 0.0.0.0:0: not a loopback address"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn production_is_never_a_silent_default() {
+    let env = Env::new();
+    let o = csm(env.dir())
+        .args(["--no-input", "usage", "agent", "--once", "--journal"])
+        .arg(&env.journal)
+        .arg("--key-file")
+        .arg(&env.key)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("production marketplace https://mkt.myhuaweicloud.com"),
+        "{}",
+        text(&o)
+    );
+    assert!(!env.journal.exists());
+    assert!(!env.path("journal.sqlite.agent.sqlite").exists());
+}
+
+#[test]
+fn while_an_upload_holds_the_journal_the_agent_sends_nothing_and_says_so() {
+    let env = Env::new();
+    let market = env.market(&[]);
+    let dir = spool(&env);
+    let sp = dir.to_str().unwrap();
+    drop_file(
+        &dir,
+        "e.jsonl",
+        "{\"instance_id\":\"i-1\",\"time\":\"20260110T101500Z\",\"value\":1}\n",
+    );
+    // The lock `usage upload` and `replay` take while they send.
+    let lock = std::fs::File::create(env.path("journal.sqlite.lock")).unwrap();
+    lock.lock().unwrap();
+    let (o, v) = once(&env, NOW, &market.url, &["--spool", sp]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(
+        v["journal_busy"].as_str().unwrap().contains("in use"),
+        "{v}"
+    );
+    assert_eq!(
+        (v["hours"]["closed"].as_u64(), v["to_send"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert!(market_records(&env.market).is_empty());
+    lock.unlock().unwrap();
+    let (o, v) = once(&env, NOW, &market.url, &["--spool", sp]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(v["hours"]["reported"], 1);
+    assert_eq!(market_records(&env.market).len(), 1);
+}
+
+#[test]
+fn an_answer_lost_after_the_marketplace_stored_the_records_is_retried_and_bills_once() {
+    let env = Env::new();
+    // The first push is stored, then its connection dropped: the agent cannot know.
+    let market = env.market(&["drop-after-store"]);
+    let dir = spool(&env);
+    drop_file(
+        &dir,
+        "e.jsonl",
+        "{\"instance_id\":\"i-1\",\"time\":\"20260110T101500Z\",\"value\":1}\n\
+         {\"instance_id\":\"i-2\",\"time\":\"20260110T111500Z\",\"value\":2}\n",
+    );
+    let (o, v) = once(&env, NOW, &market.url, &["--spool", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        (v["accepted"].as_u64(), v["hours"]["reported"].as_u64()),
+        (Some(2), Some(2))
+    );
+    // Sent twice under the same metering_sn, held once.
+    assert_eq!(count(&env.market, "SELECT count(*) FROM usage_requests"), 2);
+    assert_eq!(market_records(&env.market).len(), 2);
+}
