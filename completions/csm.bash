@@ -1764,7 +1764,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__serve__subcmd__marketplace)
-            opts="-q -h -V --listen --key-file --ak --sk-file --license-key-file --merchant-endpoint --state --fault --license-plain-sha256 --yes --client-timeout --max-body --keep-alive-max --threads --json --quiet --profile --no-input --help --version"
+            opts="-q -h -V --listen --key-file --ak --sk-file --license-key-file --merchant-endpoint --state --fault --license-plain-sha256 --idp-code-ttl --idp-access-ttl --idp-refresh-ttl --yes --client-timeout --max-body --keep-alive-max --threads --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1800,6 +1800,18 @@ _csm() {
                     ;;
                 --fault)
                     COMPREPLY=($(compgen -W "5xx slow drop-after-store partial-rejects batch-limit license-internal-error" -- "${cur}"))
+                    return 0
+                    ;;
+                --idp-code-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idp-access-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idp-refresh-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --client-timeout)

@@ -302,6 +302,9 @@ drop-after-store\t''
 partial-rejects\t''
 batch-limit\t''
 license-internal-error\t''"
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l idp-code-ttl -d 'How long a single sign-on authorization code stays valid (not published; OAuth 2.0 recommends at most 10 minutes), e.g. 300s or 2m' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l idp-access-ttl -d 'Lifetime of the identity provider\'s access tokens (documented: 7200 s)' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l idp-refresh-ttl -d 'Lifetime of its refresh tokens (documented: 30 days)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l client-timeout -d 'Drop a connection whose client sends no complete request head for this long (also between requests on a kept-alive connection), or takes longer than this again to send the body (answered 408): 30s, 1500ms, 2m' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l max-body -d 'Refuse request bodies larger than this with 413 (bytes, or with a KiB/MiB suffix)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l keep-alive-max -d 'Requests one kept-alive connection may carry; the last is answered with `Connection: close`' -r
