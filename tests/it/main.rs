@@ -10,6 +10,7 @@ mod endpoint;
 mod endpoint_hostile;
 mod endpoint_tls;
 mod http_client;
+mod idp;
 mod license_cli;
 mod license_marketplace;
 mod license_props;
