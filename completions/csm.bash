@@ -1990,7 +1990,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__test__subcmd__endpoint)
-            opts="-y -q -h -V --endpoint --protocol --key-file --kit-key-file --license-key-file --suite --show --junit --timeout --debug-page --kit-path-full --no-test-flag --license-code --users --require-body-sign --license-inner --ca-file --yes --demo --fault --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --endpoint --protocol --key-file --kit-key-file --license-key-file --suite --show --junit --timeout --debug-page --kit-path-full --no-test-flag --license-code --users --require-body-sign --license-inner --ca-file --yes --demo --login-url --logout-url --idp-listen --idp-url --fault --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2017,7 +2017,7 @@ _csm() {
                     return 0
                     ;;
                 --suite)
-                    COMPREPLY=($(compgen -W "lifecycle idempotency negative dial readiness" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "lifecycle idempotency negative dial readiness sso" -- "${cur}"))
                     return 0
                     ;;
                 --show)
@@ -2045,6 +2045,22 @@ _csm() {
                     return 0
                     ;;
                 --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --login-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --logout-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idp-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idp-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

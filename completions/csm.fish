@@ -174,7 +174,8 @@ complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l suite -d 'Suit
 idempotency\t''
 negative\t''
 dial\t''
-readiness\t''"
+readiness\t''
+sso\t'Single sign-on through the stand-in identity provider: only when asked for'"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l show -d 'Which rows the table shows: failures (failures and skips in full, passes folded per suite, a recap last) or all. Default: failures on a terminal, all otherwise' -r -f -a "all\t'Every check'
 failures\t'Failures and skips in full, passes folded per suite, a recap of failures last'"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l junit -d 'Write a JUnit XML report to FILE (for CI)' -r -F
@@ -184,6 +185,10 @@ complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l users -d 'User
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l license-inner -d 'Inner step of the License 2.0 signature (decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
 plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l ca-file -d 'Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA' -r -F
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l login-url -d 'The sso suite: your redirect URI, where the login portal sends the browser with ?code=…&tenant=… (with --demo: the reference merchant\'s /sso/callback)' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l logout-url -d 'The sso suite: your logout address, expected to 302 to the IdP\'s logout (with --demo: the reference merchant\'s /sso/logout)' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l idp-listen -d 'The sso suite: where the stand-in identity provider listens (port 0 picks a free port)' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l idp-url -d 'The sso suite: how your app reaches the stand-in identity provider, sent as tenantSync\'s domainName (default: its own http://ADDR; a remote endpoint needs an address it can reach, e.g. a tunnel to --idp-listen)' -r
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l fault -d 'With --demo: make the reference merchant wrong on purpose (see `csm serve merchant --help`)' -r -f -a "bad-body-sign\t''
 body-sign-case\t''
 wrong-code\t''

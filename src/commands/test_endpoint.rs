@@ -10,10 +10,11 @@ use crate::commands::sign::LicenseInnerArg;
 use crate::config;
 use crate::endpoint::report::{Report, Show};
 use crate::endpoint::request::Keys;
-use crate::endpoint::suites::{self, Suite, Target};
+use crate::endpoint::suites::{self, SsoSetup, Suite, Target};
 use crate::endpoint::url::parse_endpoint;
 use crate::error::{CsmError, Exit, Result};
 use crate::interrupt::Interrupt;
+use crate::marketplace::idp::{Idp, IdpConfig};
 use crate::merchant::{Merchant, MerchantConfig};
 use crate::secret::Secret;
 use crate::server;
@@ -29,6 +30,8 @@ use std::time::Duration;
   csm test-endpoint --endpoint https://isv.example.com/produce --key-file basic.key \\
       --kit-key-file kit.key --license-key-file license.key
   csm --json test-endpoint --endpoint URL --key-file basic.key --yes --junit report.xml
+  csm test-endpoint --endpoint URL --kit-key-file kit.key --app-public-key app.pub \\
+      --suite sso --login-url https://isv.example.com/sso/callback --idp-url https://TUNNEL
 
 Exit codes: 0 all checks passed, 1 a check failed, 2 usage, 3 configuration, 4 unreachable")]
 pub struct TestEndpointArgs {
@@ -85,6 +88,22 @@ pub struct TestEndpointArgs {
     /// License, then v1 with Kit), with keys made for the run.
     #[arg(long, conflicts_with_all = ["endpoint", "key_file", "kit_key_file", "license_key_file", "license_code"])]
     pub demo: bool,
+    /// The sso suite: your redirect URI, where the login portal sends the browser with
+    /// ?code=…&tenant=… (with --demo: the reference merchant's /sso/callback).
+    #[arg(long, value_name = "URL")]
+    pub login_url: Option<String>,
+    /// The sso suite: your logout address, expected to 302 to the IdP's logout (with --demo:
+    /// the reference merchant's /sso/logout).
+    #[arg(long, value_name = "URL")]
+    pub logout_url: Option<String>,
+    /// The sso suite: where the stand-in identity provider listens (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub idp_listen: String,
+    /// The sso suite: how your app reaches the stand-in identity provider, sent as tenantSync's
+    /// domainName (default: its own http://ADDR; a remote endpoint needs an address it can
+    /// reach, e.g. a tunnel to --idp-listen).
+    #[arg(long, value_name = "URL")]
+    pub idp_url: Option<String>,
     /// With --demo: make the reference merchant wrong on purpose (see `csm serve merchant --help`).
     #[arg(long, value_name = "NAME", requires = "demo",
           value_parser = super::callback_args::Offered(super::callback_args::merchant_fault_names))]
@@ -159,6 +178,7 @@ pub fn demo_targets(
             clock: Arc::new(SystemClock),
             entropy: Arc::new(SystemEntropy),
             stop: stop.clone(),
+            sso: None,
         });
     }
     Ok((targets, servers))
@@ -211,6 +231,41 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
     result
 }
 
+/// A URL flag of the sso suite, parsed by the endpoint rules.
+fn url_flag(flag: &str, raw: Option<&str>) -> Result<Option<reqwest::Url>> {
+    raw.map(|r| crate::endpoint::url::parse_endpoint_for(flag, r))
+        .transpose()
+}
+
+/// The stand-in identity provider in this process on `--idp-listen`, and the URL the app
+/// is told (`--idp-url`, else its own address).
+fn start_idp(a: &TestEndpointArgs) -> Result<((Arc<Idp>, reqwest::Url), server::ServerHandle)> {
+    let url = url_flag("--idp-url", a.idp_url.as_deref())?;
+    let idp = Arc::new(Idp::new(
+        IdpConfig::default(),
+        Arc::new(SystemClock),
+        Arc::new(SystemEntropy),
+    ));
+    let handle =
+        server::serve(&a.idp_listen, idp.clone(), server::Config::default()).map_err(|_| {
+            let why = std::net::TcpListener::bind(&a.idp_listen)
+                .err()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default();
+            CsmError::Config(format!(
+                "--idp-listen {}: cannot listen there{why}",
+                a.idp_listen
+            ))
+            .with_hint("pick a free address on this machine, e.g. --idp-listen 127.0.0.1:0")
+        })?;
+    let url = match url {
+        Some(u) => u,
+        None => reqwest::Url::parse(&format!("http://{}", handle.addr))
+            .map_err(|e| CsmError::Config(format!("--idp-listen: {e}")))?,
+    };
+    Ok(((idp, url), handle))
+}
+
 /// `--junit FILE` must be creatable: its directory exists and is not read-only.
 fn check_writable(path: &std::path::Path) -> Result<()> {
     let existed = path.exists();
@@ -228,7 +283,7 @@ fn check_writable(path: &std::path::Path) -> Result<()> {
 fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Result<Exit> {
     let timeout = reply_budget(a.debug_page, a.timeout);
     let suites: Vec<Suite> = if a.suite.is_empty() {
-        Suite::ALL.to_vec()
+        Suite::DEFAULT.to_vec()
     } else {
         Suite::ALL
             .into_iter()
@@ -275,8 +330,30 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
             clock: Arc::new(SystemClock),
             entropy: Arc::new(SystemEntropy),
             stop: stop.clone(),
+            sso: None,
         });
     }
+    // Kept alive until the end of the run, as the demo merchants are.
+    let _idp = if suites.contains(&Suite::Sso) {
+        let (idp, handle) = start_idp(a)?;
+        let login = url_flag("--login-url", a.login_url.as_deref())?;
+        let logout = url_flag("--logout-url", a.logout_url.as_deref())?;
+        for t in targets.iter_mut().filter(|t| t.protocol == Protocol::V2) {
+            // The demo merchant's own addresses, unless given.
+            let own = |path: &str| a.demo.then(|| t.endpoint.join(path).ok()).flatten();
+            t.sso = Some(SsoSetup {
+                idp: Arc::clone(&idp.0),
+                idp_url: idp.1.clone(),
+                login_url: login.clone().or_else(|| own("/sso/callback")),
+                logout_url: logout.clone().or_else(|| own("/sso/logout")),
+                // Sealed with the app public key; without one the suite says what is missing.
+                seal: None,
+            });
+        }
+        Some(handle)
+    } else {
+        None
+    };
     report.protocols = targets.iter().map(|t| t.protocol.name()).collect();
     if !g.json && !g.quiet {
         for t in &targets {
