@@ -16,6 +16,7 @@ mod license_marketplace;
 mod license_props;
 mod load;
 mod server;
+mod sso_suite;
 mod usage_cli;
 mod usage_crash;
 mod usage_journal;
