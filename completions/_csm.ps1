@@ -224,7 +224,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it')
             [CompletionResult]::new('--kit-key-file', '--kit-key-file', [CompletionResultType]::ParameterName, 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)')
             [CompletionResult]::new('--license-key-file', '--license-key-file', [CompletionResultType]::ParameterName, 'File holding the License delivery key (also CSM_LICENSE_KEY)')
-            [CompletionResult]::new('--suite', '--suite', [CompletionResultType]::ParameterName, 'Suites to run (repeatable or comma-separated; default all)')
+            [CompletionResult]::new('--suite', '--suite', [CompletionResultType]::ParameterName, 'Suites to run (repeatable or comma-separated; default all but sso, which runs only when named)')
             [CompletionResult]::new('--show', '--show', [CompletionResultType]::ParameterName, 'Which rows the table shows: failures (failures and skips in full, passes folded per suite, a recap last) or all. Default: failures on a terminal, all otherwise')
             [CompletionResult]::new('--junit', '--junit', [CompletionResultType]::ParameterName, 'Write a JUnit XML report to FILE (for CI)')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Time budget per call, e.g. 5s or 1500ms (production: 5 s)')

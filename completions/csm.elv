@@ -208,7 +208,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --key-file 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it'
             cand --kit-key-file 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)'
             cand --license-key-file 'File holding the License delivery key (also CSM_LICENSE_KEY)'
-            cand --suite 'Suites to run (repeatable or comma-separated; default all)'
+            cand --suite 'Suites to run (repeatable or comma-separated; default all but sso, which runs only when named)'
             cand --show 'Which rows the table shows: failures (failures and skips in full, passes folded per suite, a recap last) or all. Default: failures on a terminal, all otherwise'
             cand --junit 'Write a JUnit XML report to FILE (for CI)'
             cand --timeout 'Time budget per call, e.g. 5s or 1500ms (production: 5 s)'

@@ -170,7 +170,7 @@ v2\t''"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l key-file -d 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it' -r -F
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l kit-key-file -d 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l license-key-file -d 'File holding the License delivery key (also CSM_LICENSE_KEY)' -r -F
-complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l suite -d 'Suites to run (repeatable or comma-separated; default all)' -r -f -a "lifecycle\t''
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l suite -d 'Suites to run (repeatable or comma-separated; default all but sso, which runs only when named)' -r -f -a "lifecycle\t''
 idempotency\t''
 negative\t''
 dial\t''

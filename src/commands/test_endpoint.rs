@@ -43,7 +43,8 @@ pub struct TestEndpointArgs {
     pub protocol: Option<Protocol>,
     #[command(flatten)]
     pub keys: KeyFiles,
-    /// Suites to run (repeatable or comma-separated; default all).
+    /// Suites to run (repeatable or comma-separated; default all but sso, which runs only
+    /// when named).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub suite: Vec<Suite>,
     /// Which rows the table shows: failures (failures and skips in full, passes folded per
