@@ -257,7 +257,7 @@ pub(super) fn run(r: &mut Runner) {
         };
         r.expect_code(&ex, check, OK, Family::ResultCode);
     }
-    if r.aborted.is_some() || r.interrupted {
+    if stopped(r) {
         return;
     }
     let mut raw = Raw::new(Settings::new(r.t.timeout).with_ca(r.t.ca_pem.clone()));
@@ -524,8 +524,19 @@ pub(super) fn run(r: &mut Runner) {
             }
         }
     }
+    if stopped(r) {
+        return;
+    }
     logout(r, &sso, &idp_url, &mut raw, cookie.as_deref());
     refresh(r, &sso, &client_id, &plain, issued);
+}
+
+/// Ctrl-C or a lost endpoint: no more browser requests.
+fn stopped(r: &mut Runner) -> bool {
+    if r.t.stop.asked() {
+        r.interrupted = true;
+    }
+    r.aborted.is_some() || r.interrupted
 }
 
 /// The app's logout sends the browser to the IdP's logout, which sends it back.
