@@ -10,7 +10,7 @@ use crate::commands::sign::LicenseInnerArg;
 use crate::config;
 use crate::endpoint::report::{Report, Show};
 use crate::endpoint::request::Keys;
-use crate::endpoint::suites::{self, SsoSetup, Suite, Target};
+use crate::endpoint::suites::{self, SealSecret, SsoSetup, Suite, Target};
 use crate::endpoint::url::parse_endpoint;
 use crate::error::{CsmError, Exit, Result};
 use crate::interrupt::Interrupt;
@@ -138,6 +138,18 @@ pub fn demo_targets(
     faults: &[crate::merchant::Fault],
     users: usize,
 ) -> Result<(Vec<Target>, Vec<server::ServerHandle>)> {
+    demo_targets_with(stop, timeout, faults, users, None)
+}
+
+/// [`demo_targets`], and with `login` the v2 merchant also plays the app side of the login
+/// (a key pair made for the run) against that identity provider.
+fn demo_targets_with(
+    stop: &Interrupt,
+    timeout: Duration,
+    faults: &[crate::merchant::Fault],
+    users: usize,
+    login: Option<&IdpRun>,
+) -> Result<(Vec<Target>, Vec<server::ServerHandle>)> {
     let mut targets = Vec::new();
     let mut servers = Vec::new();
     for protocol in [Protocol::V2, Protocol::V1] {
@@ -153,6 +165,8 @@ pub fn demo_targets(
             record: None,
             license_inner: crate::protocol::v2::LicenseInner::KeyedHmac,
         })?;
+        // Sealed with a key pair made for the run once the merchant can open it.
+        let seal: Option<SealSecret> = None;
         let handle = server::serve(
             "127.0.0.1:0",
             Arc::new(merchant),
@@ -164,7 +178,7 @@ pub fn demo_targets(
         let endpoint = parse_endpoint(&format!("http://{}/produce", handle.addr))?;
         servers.push(handle);
         targets.push(Target {
-            endpoint,
+            endpoint: endpoint.clone(),
             protocol,
             keys,
             timeout,
@@ -179,7 +193,14 @@ pub fn demo_targets(
             clock: Arc::new(SystemClock),
             entropy: Arc::new(SystemEntropy),
             stop: stop.clone(),
-            sso: None,
+            sso: match login {
+                Some(idp) if protocol == Protocol::V2 => Some(idp.setup(
+                    endpoint.join("/sso/callback").ok(),
+                    endpoint.join("/sso/logout").ok(),
+                    seal,
+                )),
+                _ => None,
+            },
         });
     }
     Ok((targets, servers))
@@ -238,33 +259,60 @@ fn url_flag(flag: &str, raw: Option<&str>) -> Result<Option<reqwest::Url>> {
         .transpose()
 }
 
-/// The stand-in identity provider in this process on `--idp-listen`, and the URL the app
-/// is told (`--idp-url`, else its own address).
-fn start_idp(a: &TestEndpointArgs) -> Result<((Arc<Idp>, reqwest::Url), server::ServerHandle)> {
-    let url = url_flag("--idp-url", a.idp_url.as_deref())?;
-    let idp = Arc::new(Idp::new(
-        IdpConfig::default(),
-        Arc::new(SystemClock),
-        Arc::new(SystemEntropy),
-    ));
-    let handle =
-        server::serve(&a.idp_listen, idp.clone(), server::Config::default()).map_err(|_| {
-            let why = std::net::TcpListener::bind(&a.idp_listen)
-                .err()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default();
-            CsmError::Config(format!(
-                "--idp-listen {}: cannot listen there{why}",
-                a.idp_listen
-            ))
-            .with_hint("pick a free address on this machine, e.g. --idp-listen 127.0.0.1:0")
-        })?;
-    let url = match url {
-        Some(u) => u,
-        None => reqwest::Url::parse(&format!("http://{}", handle.addr))
-            .map_err(|e| CsmError::Config(format!("--idp-listen: {e}")))?,
-    };
-    Ok(((idp, url), handle))
+/// The stand-in identity provider of the sso suite, in this process on `--idp-listen`, and
+/// the URL the app is told (`--idp-url`, else its own address). Lives as long as the run.
+struct IdpRun {
+    idp: Arc<Idp>,
+    url: reqwest::Url,
+    _server: server::ServerHandle,
+}
+
+impl IdpRun {
+    fn start(a: &TestEndpointArgs) -> Result<IdpRun> {
+        let url = url_flag("--idp-url", a.idp_url.as_deref())?;
+        let idp = Arc::new(Idp::new(
+            IdpConfig::default(),
+            Arc::new(SystemClock),
+            Arc::new(SystemEntropy),
+        ));
+        let server =
+            server::serve(&a.idp_listen, idp.clone(), server::Config::default()).map_err(|_| {
+                let why = std::net::TcpListener::bind(&a.idp_listen)
+                    .err()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default();
+                CsmError::Config(format!(
+                    "--idp-listen {}: cannot listen there{why}",
+                    a.idp_listen
+                ))
+                .with_hint("pick a free address on this machine, e.g. --idp-listen 127.0.0.1:0")
+            })?;
+        let url = match url {
+            Some(u) => u,
+            None => reqwest::Url::parse(&format!("http://{}", server.addr))
+                .map_err(|e| CsmError::Config(format!("--idp-listen: {e}")))?,
+        };
+        Ok(IdpRun {
+            idp,
+            url,
+            _server: server,
+        })
+    }
+
+    fn setup(
+        &self,
+        login_url: Option<reqwest::Url>,
+        logout_url: Option<reqwest::Url>,
+        seal: Option<SealSecret>,
+    ) -> SsoSetup {
+        SsoSetup {
+            idp: Arc::clone(&self.idp),
+            idp_url: self.url.clone(),
+            login_url,
+            logout_url,
+            seal,
+        }
+    }
 }
 
 /// `--junit FILE` must be creatable: its directory exists and is not read-only.
@@ -297,8 +345,14 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
     let mut targets: Vec<Target> = Vec::new();
     // Demo merchants live until the end of the run.
     let mut servers: Vec<server::ServerHandle> = Vec::new();
+    // The identity provider comes first: the targets point at it.
+    let idp = if suites.contains(&Suite::Sso) {
+        Some(IdpRun::start(a)?)
+    } else {
+        None
+    };
     if a.demo {
-        let (t, s) = demo_targets(&stop, timeout, &faults, a.users as usize)?;
+        let (t, s) = demo_targets_with(&stop, timeout, &faults, a.users as usize, idp.as_ref())?;
         targets = t;
         servers = s;
         report.endpoint = "demo (reference merchant on 127.0.0.1)".to_string();
@@ -331,30 +385,17 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
             clock: Arc::new(SystemClock),
             entropy: Arc::new(SystemEntropy),
             stop: stop.clone(),
-            sso: None,
+            sso: match &idp {
+                Some(idp) if protocol == Protocol::V2 => Some(idp.setup(
+                    url_flag("--login-url", a.login_url.as_deref())?,
+                    url_flag("--logout-url", a.logout_url.as_deref())?,
+                    // Sealed with --app-public-key; without one the suite says it is missing.
+                    None,
+                )),
+                _ => None,
+            },
         });
     }
-    // Kept alive until the end of the run, as the demo merchants are.
-    let _idp = if suites.contains(&Suite::Sso) {
-        let (idp, handle) = start_idp(a)?;
-        let login = url_flag("--login-url", a.login_url.as_deref())?;
-        let logout = url_flag("--logout-url", a.logout_url.as_deref())?;
-        for t in targets.iter_mut().filter(|t| t.protocol == Protocol::V2) {
-            // The demo merchant's own addresses, unless given.
-            let own = |path: &str| a.demo.then(|| t.endpoint.join(path).ok()).flatten();
-            t.sso = Some(SsoSetup {
-                idp: Arc::clone(&idp.0),
-                idp_url: idp.1.clone(),
-                login_url: login.clone().or_else(|| own("/sso/callback")),
-                logout_url: logout.clone().or_else(|| own("/sso/logout")),
-                // Sealed with the app public key; without one the suite says what is missing.
-                seal: None,
-            });
-        }
-        Some(handle)
-    } else {
-        None
-    };
     report.protocols = targets.iter().map(|t| t.protocol.name()).collect();
     if !g.json && !g.quiet {
         for t in &targets {

@@ -549,10 +549,18 @@ fn logout(r: &mut Runner, sso: &SsoSetup, idp_url: &str, raw: &mut Raw, cookie: 
             "pass --logout-url URL (your logout address) to test it",
         );
     };
+    // Logging out ends a session: without one from the login there is nothing to end.
+    let Some(cookie) = cookie else {
+        return r.skip_row(
+            CHECK,
+            F,
+            "no session from the login to log out of (see above)",
+        );
+    };
     let want = format!("302 to {idp_url}{LOGOUT_PATH}?redirect_url=…");
     let fix = format!("on logout, end the session and 302 the browser to {idp_url}{LOGOUT_PATH}?redirect_url=<your page, URL-encoded>");
     r.calls += 1;
-    let reply = match browse(raw, url, cookie) {
+    let reply = match browse(raw, url, Some(cookie)) {
         Ok(reply) => reply,
         Err(f) => {
             return r.row(
@@ -696,6 +704,7 @@ mod tests {
         SkipUserinfo,
         CodeReuse,
         NoSso,
+        LogoutStaysHome,
     }
 
     struct SellerApp {
@@ -809,6 +818,9 @@ mod tests {
                     Response::json(200, "{}")
                 }
                 ("GET", "/sso/app") => Response::text(401, "log in first"),
+                ("GET", "/sso/logout") if self.mode == App::LogoutStaysHome => {
+                    Response::text(200, "bye")
+                }
                 ("GET", "/sso/logout") => {
                     let domain = self.kit.lock().unwrap()["domain"].clone();
                     let back = form(&[("redirect_url", &format!("http://{host}/"))]);
@@ -920,14 +932,28 @@ mod tests {
     }
 
     #[test]
+    fn a_logout_that_does_not_reach_the_idp_fails_with_the_fix() {
+        let rows = run(App::LogoutStaysHome, true);
+        assert_eq!(
+            failed(&rows),
+            ["logout: 302 to the IdP's logout"],
+            "{rows:#?}"
+        );
+        let row = rows.iter().find(|r| r.status == Status::Fail).unwrap();
+        assert_eq!(row.actual, "200 without a cookie");
+        assert!(
+            row.fix.contains("/api/v1/logout?redirect_url="),
+            "{}",
+            row.fix
+        );
+    }
+
+    #[test]
     fn an_app_without_a_login_fails_with_named_fixes() {
         let rows = run(App::NoSso, true);
         assert_eq!(
             failed(&rows),
-            [
-                "login: code exchanged at the token endpoint",
-                "logout: 302 to the IdP's logout"
-            ],
+            ["login: code exchanged at the token endpoint"],
             "{rows:#?}"
         );
         let fixes: Vec<&str> = rows
@@ -935,11 +961,7 @@ mod tests {
             .filter(|r| r.status == Status::Fail)
             .map(|r| r.fix.as_str())
             .collect();
-        assert!(
-            fixes[0].contains("/api/v1/oauth2/token")
-                && fixes[1].contains("/api/v1/logout?redirect_url="),
-            "{fixes:?}"
-        );
+        assert!(fixes[0].contains("/api/v1/oauth2/token"), "{fixes:?}");
     }
 
     #[test]
