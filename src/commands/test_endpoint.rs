@@ -264,12 +264,17 @@ fn url_flag(flag: &str, raw: Option<&str>) -> Result<Option<reqwest::Url>> {
 struct IdpRun {
     idp: Arc<Idp>,
     url: reqwest::Url,
+    /// `--login-url` and `--logout-url`, checked before anything starts.
+    login_url: Option<reqwest::Url>,
+    logout_url: Option<reqwest::Url>,
     _server: server::ServerHandle,
 }
 
 impl IdpRun {
     fn start(a: &TestEndpointArgs) -> Result<IdpRun> {
         let url = url_flag("--idp-url", a.idp_url.as_deref())?;
+        let login_url = url_flag("--login-url", a.login_url.as_deref())?;
+        let logout_url = url_flag("--logout-url", a.logout_url.as_deref())?;
         let idp = Arc::new(Idp::new(
             IdpConfig::default(),
             Arc::new(SystemClock),
@@ -295,21 +300,25 @@ impl IdpRun {
         Ok(IdpRun {
             idp,
             url,
+            login_url,
+            logout_url,
             _server: server,
         })
     }
 
+    /// The sso suite's settings for one target: the flags' URLs, else `own_login` and
+    /// `own_logout` (the demo merchant's).
     fn setup(
         &self,
-        login_url: Option<reqwest::Url>,
-        logout_url: Option<reqwest::Url>,
+        own_login: Option<reqwest::Url>,
+        own_logout: Option<reqwest::Url>,
         seal: Option<SealSecret>,
     ) -> SsoSetup {
         SsoSetup {
             idp: Arc::clone(&self.idp),
             idp_url: self.url.clone(),
-            login_url,
-            logout_url,
+            login_url: self.login_url.clone().or(own_login),
+            logout_url: self.logout_url.clone().or(own_logout),
             seal,
         }
     }
@@ -387,8 +396,7 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
             stop: stop.clone(),
             sso: match &idp {
                 Some(idp) if protocol == Protocol::V2 => Some(idp.setup(
-                    url_flag("--login-url", a.login_url.as_deref())?,
-                    url_flag("--logout-url", a.logout_url.as_deref())?,
+                    None, None,
                     // Sealed with --app-public-key; without one the suite says it is missing.
                     None,
                 )),
