@@ -833,6 +833,10 @@ mod tests {
     }
 
     fn run(mode: App, sealed: bool) -> Vec<Row> {
+        run_with(mode, sealed, true)
+    }
+
+    fn run_with(mode: App, sealed: bool, login: bool) -> Vec<Row> {
         let app = server::serve(
             "127.0.0.1:0",
             Arc::new(SellerApp {
@@ -873,7 +877,7 @@ mod tests {
             sso: Some(SsoSetup {
                 idp,
                 idp_url: Url::parse(&format!("http://{}", idp_server.addr)).unwrap(),
-                login_url: Some(base.join("/sso/callback").unwrap()),
+                login_url: login.then(|| base.join("/sso/callback").unwrap()),
                 logout_url: Some(base.join("/sso/logout").unwrap()),
                 seal: sealed.then(|| SealSecret(Arc::new(|p: &str| Ok(seal(p))))),
             }),
@@ -962,6 +966,14 @@ mod tests {
             .map(|r| r.fix.as_str())
             .collect();
         assert!(fixes[0].contains("/api/v1/oauth2/token"), "{fixes:?}");
+    }
+
+    #[test]
+    fn without_a_login_url_the_suite_is_skipped_with_the_reason() {
+        let rows = run_with(App::Right, true, false);
+        assert_eq!(rows.len(), 1, "{rows:#?}");
+        assert_eq!(rows[0].status, Status::Skip);
+        assert!(rows[0].actual.contains("--login-url"), "{}", rows[0].actual);
     }
 
     #[test]
