@@ -757,6 +757,35 @@ mod tests {
     }
 
     #[test]
+    fn the_portal_keeps_the_redirect_query_and_passes_state_through() {
+        let (idp, _) = idp();
+        let r = get(
+            &idp,
+            "/unified-login/portal?appId=A1&user=user000&state=xyz&redirect_uri=http%3A%2F%2Fapp%2Fcb%3Fx%3D1",
+            None,
+        );
+        assert_eq!(r.status, 302);
+        let loc = &r.headers.iter().find(|(n, _)| n == "Location").unwrap().1;
+        let q: Vec<(String, String)> = Url::parse(loc)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        let names: Vec<&str> = q.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["x", "code", "tenant", "state"], "{loc}");
+        assert_eq!(q[3].1, "xyz");
+        // The code is bound to the redirect URI as given, query and all.
+        let (s, v) = token(
+            &idp,
+            &format!(
+                "grant_type=authorization_code&client_id=C1&client_secret=plain&code={}&redirect_uri=http%3A%2F%2Fapp%2Fcb%3Fx%3D1",
+                q[1].1
+            ),
+        );
+        assert_eq!(s, 200, "{v}");
+    }
+
+    #[test]
     fn a_code_expires_after_its_ttl() {
         let (idp, clock) = idp();
         let code = login(&idp);

@@ -7,6 +7,7 @@
 use super::{Runner, OK};
 use crate::endpoint::judge::{Family, Rule};
 use crate::marketplace::idp::{Idp, IdpEvent, SecretGiven, LOGOUT_PATH, PORTAL_PATH, TOKEN_PATH};
+use crate::net::proxy::is_loopback;
 use crate::net::raw::{Raw, Reply, Request as RawRequest};
 use crate::net::{NetFailure, Settings};
 use crate::server::Request;
@@ -57,8 +58,12 @@ pub fn missing(r: &Runner) -> Option<&'static str> {
     if sso.seal.is_none() {
         return Some("needs --app-public-key FILE (the RSA public key you registered): applicationSync carries clientSecret encrypted with it");
     }
-    if sso.login_url.is_none() {
+    let Some(login) = &sso.login_url else {
         return Some("needs --login-url URL (your redirect URI, where the portal sends the browser with ?code=…&tenant=…)");
+    };
+    // An app on another machine cannot call this machine's loopback address back.
+    if !is_loopback(login) && is_loopback(&sso.idp_url) {
+        return Some("your app cannot reach the identity provider on this machine's loopback address: pass --idp-url with an address it can reach (and --idp-listen to listen there)");
     }
     None
 }
