@@ -165,7 +165,8 @@ fn demo_targets_with(
             record: None,
             license_inner: crate::protocol::v2::LicenseInner::KeyedHmac,
         })?;
-        // Sealed with a key pair made for the run once the merchant can open it.
+        // The demo merchant holds no app private key: nothing to seal the secret for, so the
+        // sso suite says what is missing.
         let seal: Option<SealSecret> = None;
         let handle = server::serve(
             "127.0.0.1:0",
