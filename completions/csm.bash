@@ -1854,7 +1854,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__serve__subcmd__marketplace)
-            opts="-q -h -V --listen --key-file --ak --sk-file --license-key-file --merchant-endpoint --state --fault --license-plain-sha256 --yes --client-timeout --max-body --keep-alive-max --threads --json --quiet --profile --no-input --help --version"
+            opts="-q -h -V --listen --key-file --ak --sk-file --license-key-file --merchant-endpoint --state --fault --license-plain-sha256 --idp-code-ttl --idp-access-ttl --idp-refresh-ttl --yes --client-timeout --max-body --keep-alive-max --threads --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1890,6 +1890,18 @@ _csm() {
                     ;;
                 --fault)
                     COMPREPLY=($(compgen -W "5xx slow drop-after-store partial-rejects batch-limit license-internal-error" -- "${cur}"))
+                    return 0
+                    ;;
+                --idp-code-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idp-access-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idp-refresh-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --client-timeout)
@@ -2076,7 +2088,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__test__subcmd__endpoint)
-            opts="-y -q -h -V --endpoint --protocol --key-file --kit-key-file --license-key-file --app-public-key --oaep --suite --show --junit --timeout --debug-page --kit-path-full --no-test-flag --license-code --users --require-body-sign --license-inner --ca-file --yes --demo --fault --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --endpoint --protocol --key-file --kit-key-file --license-key-file --app-public-key --oaep --suite --show --junit --timeout --debug-page --kit-path-full --no-test-flag --license-code --users --require-body-sign --license-inner --ca-file --yes --demo --login-url --logout-url --idp-listen --idp-url --fault --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2111,7 +2123,7 @@ _csm() {
                     return 0
                     ;;
                 --suite)
-                    COMPREPLY=($(compgen -W "lifecycle idempotency negative dial readiness" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "lifecycle idempotency negative dial readiness sso" -- "${cur}"))
                     return 0
                     ;;
                 --show)
@@ -2139,6 +2151,22 @@ _csm() {
                     return 0
                     ;;
                 --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --login-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --logout-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idp-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idp-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

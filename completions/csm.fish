@@ -188,11 +188,12 @@ complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l app-public-key
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l oaep -d 'OAEP parameters for --app-public-key (the docs do not name them)' -r -f -a "sha256-mgf1sha1\t'SHA-256 digest, MGF1-SHA-1: Java\'s RSA/ECB/OAEPWithSHA-256AndMGF1Padding'
 sha256\t'SHA-256 digest and MGF1-SHA-256'
 sha1\t'SHA-1 digest and MGF1-SHA-1'"
-complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l suite -d 'Suites to run (repeatable or comma-separated; default all)' -r -f -a "lifecycle\t''
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l suite -d 'Suites to run (repeatable or comma-separated; default all but sso, which runs when named or with --demo)' -r -f -a "lifecycle\t''
 idempotency\t''
 negative\t''
 dial\t''
-readiness\t''"
+readiness\t''
+sso\t'Single sign-on through the stand-in identity provider: only when asked for'"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l show -d 'Which rows the table shows: failures (failures and skips in full, passes folded per suite, a recap last) or all. Default: failures on a terminal, all otherwise' -r -f -a "all\t'Every check'
 failures\t'Failures and skips in full, passes folded per suite, a recap of failures last'"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l junit -d 'Write a JUnit XML report to FILE (for CI)' -r -F
@@ -202,6 +203,10 @@ complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l users -d 'User
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l license-inner -d 'Inner step of the License 2.0 signature (decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
 plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l ca-file -d 'Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA' -r -F
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l login-url -d 'The sso suite: your redirect URI, where the login portal sends the browser with ?code=…&tenant=… (with --demo: the reference merchant\'s /sso/callback)' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l logout-url -d 'The sso suite: your logout address, expected to 302 to the IdP\'s logout (with --demo: the reference merchant\'s /sso/logout)' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l idp-listen -d 'The sso suite: where the stand-in identity provider listens (port 0 picks a free port)' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l idp-url -d 'The sso suite: how your app reaches the stand-in identity provider, sent as tenantSync\'s domainName (default: its own http://ADDR; a remote endpoint needs an address it can reach, e.g. a tunnel to --idp-listen)' -r
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l fault -d 'With --demo: make the reference merchant wrong on purpose (see `csm serve merchant --help`)' -r -f -a "bad-body-sign\t''
 body-sign-case\t''
 wrong-code\t''
@@ -328,6 +333,9 @@ drop-after-store\t''
 partial-rejects\t''
 batch-limit\t''
 license-internal-error\t''"
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l idp-code-ttl -d 'How long a single sign-on authorization code stays valid (not published; OAuth 2.0 recommends at most 10 minutes), e.g. 300s or 2m' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l idp-access-ttl -d 'Lifetime of the identity provider\'s access tokens (documented: 7200 s)' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l idp-refresh-ttl -d 'Lifetime of its refresh tokens (documented: 30 days)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l client-timeout -d 'Drop a connection whose client sends no complete request head for this long (also between requests on a kept-alive connection), or takes longer than this again to send the body (answered 408): 30s, 1500ms, 2m' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l max-body -d 'Refuse request bodies larger than this with 413 (bytes, or with a KiB/MiB suffix)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l keep-alive-max -d 'Requests one kept-alive connection may carry; the last is answered with `Connection: close`' -r

@@ -1,15 +1,18 @@
-//! `csm serve marketplace`: the stand-in marketplace as a real server on this machine.
+//! `csm serve marketplace`: the stand-in marketplace (and its single sign-on identity
+//! provider) as a real server on this machine.
 
 use crate::catalog::KeyRole;
 use crate::cli::GlobalArgs;
 use crate::config::{self, Profile};
 use crate::error::{Exit, Result};
+use crate::marketplace::idp::IdpConfig;
 use crate::marketplace::{Fault, Marketplace, MarketplaceConfig};
 use crate::protocol::v2::LicenseInner;
 use crate::server;
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Args)]
 pub struct MarketplaceArgs {
@@ -44,11 +47,31 @@ pub struct MarketplaceArgs {
     /// (a third-party reading of the recipe; spec decision 5).
     #[arg(long)]
     pub license_plain_sha256: bool,
+    /// How long a single sign-on authorization code stays valid (not published; OAuth 2.0
+    /// recommends at most 10 minutes), e.g. 300s or 2m.
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = ttl)]
+    pub idp_code_ttl: Duration,
+    /// Lifetime of the identity provider's access tokens (documented: 7200 s).
+    #[arg(long, value_name = "DURATION", default_value = "7200s", value_parser = ttl)]
+    pub idp_access_ttl: Duration,
+    /// Lifetime of its refresh tokens (documented: 30 days).
+    #[arg(long, value_name = "DURATION", default_value = "720h", value_parser = ttl)]
+    pub idp_refresh_ttl: Duration,
     /// Send License callbacks to a --merchant-endpoint that is not loopback without asking.
     #[arg(long)]
     pub yes: bool,
     #[command(flatten)]
     pub server: super::serve::ServerArgs,
+}
+
+/// Code and token lifetimes: bare seconds, 1 ms to 400 days (short ones let tests see expiry).
+pub fn ttl(s: &str) -> std::result::Result<Duration, String> {
+    crate::duration::parse(
+        s,
+        crate::duration::Bare::Secs,
+        Duration::from_millis(1),
+        Duration::from_secs(400 * 24 * 3600),
+    )
 }
 
 /// Flags and keys read and checked into the stand-in's own settings. License callbacks may
@@ -88,6 +111,11 @@ fn marketplace_config(g: &GlobalArgs, a: &MarketplaceArgs) -> Result<Marketplace
             LicenseInner::PlainSha256
         } else {
             LicenseInner::KeyedHmac
+        },
+        idp: IdpConfig {
+            code_ttl: a.idp_code_ttl,
+            access_ttl: a.idp_access_ttl,
+            refresh_ttl: a.idp_refresh_ttl,
         },
     })
 }

@@ -10,10 +10,11 @@ use crate::commands::sign::LicenseInnerArg;
 use crate::config;
 use crate::endpoint::report::{Report, Show};
 use crate::endpoint::request::Keys;
-use crate::endpoint::suites::{self, Suite, Target};
+use crate::endpoint::suites::{self, SealSecret, SsoSetup, Suite, Target};
 use crate::endpoint::url::parse_endpoint;
 use crate::error::{CsmError, Exit, Result};
 use crate::interrupt::Interrupt;
+use crate::marketplace::idp::{Idp, IdpConfig};
 use crate::merchant::{Merchant, MerchantConfig};
 use crate::secret::Secret;
 use crate::server;
@@ -29,6 +30,8 @@ use std::time::Duration;
   csm test-endpoint --endpoint https://isv.example.com/produce --key-file basic.key \\
       --kit-key-file kit.key --license-key-file license.key
   csm --json test-endpoint --endpoint URL --key-file basic.key --yes --junit report.xml
+  csm test-endpoint --endpoint URL --kit-key-file kit.key --app-public-key app.pub \\
+      --suite sso --login-url https://isv.example.com/sso/callback --idp-url https://TUNNEL
 
 Exit codes: 0 all checks passed, 1 a check failed, 2 usage, 3 configuration, 4 unreachable")]
 pub struct TestEndpointArgs {
@@ -40,7 +43,8 @@ pub struct TestEndpointArgs {
     pub protocol: Option<Protocol>,
     #[command(flatten)]
     pub keys: KeyFiles,
-    /// Suites to run (repeatable or comma-separated; default all).
+    /// Suites to run (repeatable or comma-separated; default all but sso, which runs when
+    /// named or with --demo).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub suite: Vec<Suite>,
     /// Which rows the table shows: failures (failures and skips in full, passes folded per
@@ -85,6 +89,22 @@ pub struct TestEndpointArgs {
     /// License, then v1 with Kit), with keys made for the run.
     #[arg(long, conflicts_with_all = ["endpoint", "key_file", "kit_key_file", "license_key_file", "license_code"])]
     pub demo: bool,
+    /// The sso suite: your redirect URI, where the login portal sends the browser with
+    /// ?code=…&tenant=… (with --demo: the reference merchant's /sso/callback).
+    #[arg(long, value_name = "URL")]
+    pub login_url: Option<String>,
+    /// The sso suite: your logout address, expected to 302 to the IdP's logout (with --demo:
+    /// the reference merchant's /sso/logout).
+    #[arg(long, value_name = "URL")]
+    pub logout_url: Option<String>,
+    /// The sso suite: where the stand-in identity provider listens (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub idp_listen: String,
+    /// The sso suite: how your app reaches the stand-in identity provider, sent as tenantSync's
+    /// domainName (default: its own http://ADDR; a remote endpoint needs an address it can
+    /// reach, e.g. a tunnel to --idp-listen).
+    #[arg(long, value_name = "URL")]
+    pub idp_url: Option<String>,
     /// With --demo: make the reference merchant wrong on purpose (see `csm serve merchant --help`).
     #[arg(long, value_name = "NAME", requires = "demo",
           value_parser = super::callback_args::Offered(super::callback_args::merchant_fault_names))]
@@ -118,6 +138,18 @@ pub fn demo_targets(
     faults: &[crate::merchant::Fault],
     users: usize,
 ) -> Result<(Vec<Target>, Vec<server::ServerHandle>)> {
+    demo_targets_with(stop, timeout, faults, users, None)
+}
+
+/// [`demo_targets`], and with `login` the v2 merchant also plays the app side of the login
+/// (a key pair made for the run) against that identity provider.
+fn demo_targets_with(
+    stop: &Interrupt,
+    timeout: Duration,
+    faults: &[crate::merchant::Fault],
+    users: usize,
+    login: Option<&IdpRun>,
+) -> Result<(Vec<Target>, Vec<server::ServerHandle>)> {
     let mut targets = Vec::new();
     let mut servers = Vec::new();
     for protocol in [Protocol::V2, Protocol::V1] {
@@ -133,6 +165,16 @@ pub fn demo_targets(
             record: None,
             license_inner: crate::protocol::v2::LicenseInner::KeyedHmac,
         })?;
+        let (merchant, app_key) = match login {
+            Some(_) if protocol == Protocol::V2 => {
+                let (cfg, key) = crate::merchant::sso::demo_pair(
+                    crate::protocol::rsa_oaep::Reading::Sha256Mgf1Sha1,
+                )?;
+                (merchant.with_sso(cfg), Some(key))
+            }
+            _ => (merchant, None),
+        };
+        let seal = app_key.clone().map(seal_with);
         let handle = server::serve(
             "127.0.0.1:0",
             Arc::new(merchant),
@@ -144,7 +186,7 @@ pub fn demo_targets(
         let endpoint = parse_endpoint(&format!("http://{}/produce", handle.addr))?;
         servers.push(handle);
         targets.push(Target {
-            endpoint,
+            endpoint: endpoint.clone(),
             protocol,
             keys,
             timeout,
@@ -159,6 +201,15 @@ pub fn demo_targets(
             clock: Arc::new(SystemClock),
             entropy: Arc::new(SystemEntropy),
             stop: stop.clone(),
+            app_key,
+            sso: match login {
+                Some(idp) if protocol == Protocol::V2 => Some(idp.setup(
+                    endpoint.join(crate::merchant::sso::CALLBACK_PATH).ok(),
+                    endpoint.join(crate::merchant::sso::LOGOUT_PATH).ok(),
+                    seal,
+                )),
+                _ => None,
+            },
         });
     }
     Ok((targets, servers))
@@ -211,6 +262,84 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
     result
 }
 
+/// A URL flag of the sso suite, parsed by the endpoint rules.
+fn url_flag(flag: &str, raw: Option<&str>) -> Result<Option<reqwest::Url>> {
+    raw.map(|r| crate::endpoint::url::parse_endpoint_for(flag, r))
+        .transpose()
+}
+
+/// The stand-in identity provider of the sso suite, in this process on `--idp-listen`, and
+/// the URL the app is told (`--idp-url`, else its own address). Lives as long as the run.
+struct IdpRun {
+    idp: Arc<Idp>,
+    url: reqwest::Url,
+    /// `--login-url` and `--logout-url`, checked before anything starts.
+    login_url: Option<reqwest::Url>,
+    logout_url: Option<reqwest::Url>,
+    _server: server::ServerHandle,
+}
+
+impl IdpRun {
+    fn start(a: &TestEndpointArgs) -> Result<IdpRun> {
+        let url = url_flag("--idp-url", a.idp_url.as_deref())?;
+        let login_url = url_flag("--login-url", a.login_url.as_deref())?;
+        let logout_url = url_flag("--logout-url", a.logout_url.as_deref())?;
+        let idp = Arc::new(Idp::new(
+            IdpConfig::default(),
+            Arc::new(SystemClock),
+            Arc::new(SystemEntropy),
+        ));
+        let server =
+            server::serve(&a.idp_listen, idp.clone(), server::Config::default()).map_err(|_| {
+                let why = std::net::TcpListener::bind(&a.idp_listen)
+                    .err()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default();
+                CsmError::Config(format!(
+                    "--idp-listen {}: cannot listen there{why}",
+                    a.idp_listen
+                ))
+                .with_hint("pick a free address on this machine, e.g. --idp-listen 127.0.0.1:0")
+            })?;
+        let url = match url {
+            Some(u) => u,
+            None => reqwest::Url::parse(&format!("http://{}", server.addr))
+                .map_err(|e| CsmError::Config(format!("--idp-listen: {e}")))?,
+        };
+        Ok(IdpRun {
+            idp,
+            url,
+            login_url,
+            logout_url,
+            _server: server,
+        })
+    }
+
+    /// The sso suite's settings for one target: the flags' URLs, else `own_login` and
+    /// `own_logout` (the demo merchant's).
+    fn setup(
+        &self,
+        own_login: Option<reqwest::Url>,
+        own_logout: Option<reqwest::Url>,
+        seal: Option<SealSecret>,
+    ) -> SsoSetup {
+        SsoSetup {
+            idp: Arc::clone(&self.idp),
+            idp_url: self.url.clone(),
+            login_url: self.login_url.clone().or(own_login),
+            logout_url: self.logout_url.clone().or(own_logout),
+            seal,
+        }
+    }
+}
+
+/// applicationSync's clientSecret encrypted with the app public key, as the marketplace does.
+fn seal_with(key: crate::protocol::rsa_oaep::AppKey) -> SealSecret {
+    SealSecret(Arc::new(move |plain: &str| {
+        key.encrypt(plain.as_bytes()).map_err(|e| e.to_string())
+    }))
+}
+
 /// `--junit FILE` must be creatable: its directory exists and is not read-only.
 fn check_writable(path: &std::path::Path) -> Result<()> {
     let existed = path.exists();
@@ -227,8 +356,11 @@ fn check_writable(path: &std::path::Path) -> Result<()> {
 
 fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Result<Exit> {
     let timeout = reply_budget(a.debug_page, a.timeout);
-    let suites: Vec<Suite> = if a.suite.is_empty() {
+    let suites: Vec<Suite> = if a.suite.is_empty() && a.demo {
+        // The demo merchant plays the app side of the login with a key pair made for the run.
         Suite::ALL.to_vec()
+    } else if a.suite.is_empty() {
+        Suite::DEFAULT.to_vec()
     } else {
         Suite::ALL
             .into_iter()
@@ -241,8 +373,14 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
     let mut targets: Vec<Target> = Vec::new();
     // Demo merchants live until the end of the run.
     let mut servers: Vec<server::ServerHandle> = Vec::new();
+    // The identity provider comes first: the targets point at it.
+    let idp = if suites.contains(&Suite::Sso) {
+        Some(IdpRun::start(a)?)
+    } else {
+        None
+    };
     if a.demo {
-        let (t, s) = demo_targets(&stop, timeout, &faults, a.users as usize)?;
+        let (t, s) = demo_targets_with(&stop, timeout, &faults, a.users as usize, idp.as_ref())?;
         targets = t;
         servers = s;
         report.endpoint = "demo (reference merchant on 127.0.0.1)".to_string();
@@ -259,6 +397,7 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
         } else {
             "test callbacks (marked testFlag=1)"
         };
+        let app_key = a.keys.app_key()?;
         confirm_remote("--endpoint", &endpoint, a.yes, g, what)?;
         targets.push(Target {
             endpoint,
@@ -275,6 +414,16 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
             clock: Arc::new(SystemClock),
             entropy: Arc::new(SystemEntropy),
             stop: stop.clone(),
+            app_key: app_key.clone(),
+            sso: match &idp {
+                Some(idp) if protocol == Protocol::V2 => Some(idp.setup(
+                    None,
+                    None,
+                    // Sealed with --app-public-key; without one the suite says it is missing.
+                    app_key.map(seal_with),
+                )),
+                _ => None,
+            },
         });
     }
     report.protocols = targets.iter().map(|t| t.protocol.name()).collect();

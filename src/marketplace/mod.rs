@@ -1,6 +1,8 @@
 //! The stand-in marketplace: usage push API and license open APIs behind one router,
-//! with its state in one SQLite database (a file with `--state`, else in memory).
+//! with its state in one SQLite database (a file with `--state`, else in memory), and the
+//! stand-in identity provider of single sign-on ([`idp`], in memory) on the same server.
 
+pub mod idp;
 pub mod license_api;
 pub mod usage_api;
 
@@ -31,6 +33,8 @@ pub struct MarketplaceConfig {
     pub state: Option<PathBuf>,
     pub faults: Vec<Fault>,
     pub license_inner: LicenseInner,
+    /// Lifetimes of the identity provider's codes and tokens.
+    pub idp: idp::IdpConfig,
 }
 
 pub struct Marketplace {
@@ -38,6 +42,8 @@ pub struct Marketplace {
     pub cfg: MarketplaceConfig,
     /// Usage push requests received so far (fault modes act on every N-th).
     pub usage_requests: AtomicU64,
+    /// The single sign-on identity provider (`/unified-login/…`, `/api/v1/…`).
+    pub idp: idp::Idp,
 }
 
 /// The faults the stand-in implements.
@@ -132,10 +138,16 @@ impl Marketplace {
         conn.pragma_update(None, "cache_size", -65536)?;
         usage_api::init_schema(&conn)?;
         license_api::init_schema(&conn)?;
+        let idp = idp::Idp::new(
+            cfg.idp,
+            std::sync::Arc::new(crate::clock::SystemClock),
+            std::sync::Arc::new(crate::clock::SystemEntropy),
+        );
         Ok(Marketplace {
             db: Mutex::new(conn),
             cfg,
             usage_requests: AtomicU64::new(0),
+            idp,
         })
     }
 
@@ -159,6 +171,9 @@ impl Handler for Marketplace {
     }
 
     fn handle(&self, req: Request) -> Response {
+        if let Some(r) = self.idp.route(&req) {
+            return r;
+        }
         if let Some(r) = license_api::route(self, &req) {
             return r;
         }

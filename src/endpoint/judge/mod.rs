@@ -31,6 +31,8 @@ pub enum Family {
     Idempotent,
     RefusesBadRequests,
     Readiness,
+    /// The single sign-on login (sso suite).
+    Sso,
 }
 
 impl Family {
@@ -49,6 +51,7 @@ impl Family {
             Family::Idempotent => "idempotent",
             Family::RefusesBadRequests => "refuses-bad-requests",
             Family::Readiness => "readiness",
+            Family::Sso => "sso",
         }
     }
 

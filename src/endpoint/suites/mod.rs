@@ -1,4 +1,4 @@
-//! The suites: lifecycle, idempotency, negative, dial, readiness. Each sends real callbacks
+//! The suites: lifecycle, idempotency, negative, dial, readiness, and sso when asked for. Each sends real callbacks
 //! through [`Client`] and turns the replies into rows (one per check).
 //!
 //! This file is the runner the suites share (calls, rows, the per-suite format rows); each
@@ -10,6 +10,9 @@ mod idempotency;
 mod lifecycle;
 mod negative;
 mod readiness;
+mod sso;
+
+pub use sso::{SealSecret, SsoSetup};
 
 use super::client::{Client, Exchange, NetFailure};
 use super::judge::{self, Family, JudgeCtx, Rule, Seen, Status};
@@ -30,10 +33,22 @@ pub enum Suite {
     Negative,
     Dial,
     Readiness,
+    /// Single sign-on through the stand-in identity provider: only when asked for.
+    Sso,
 }
 
 impl Suite {
-    pub const ALL: [Suite; 5] = [
+    pub const ALL: [Suite; 6] = [
+        Suite::Lifecycle,
+        Suite::Idempotency,
+        Suite::Negative,
+        Suite::Dial,
+        Suite::Readiness,
+        Suite::Sso,
+    ];
+
+    /// What runs without `--suite`: sso needs flags of its own (an app key, a login URL).
+    pub const DEFAULT: [Suite; 5] = [
         Suite::Lifecycle,
         Suite::Idempotency,
         Suite::Negative,
@@ -48,6 +63,7 @@ impl Suite {
             Suite::Negative => "negative",
             Suite::Dial => "dial",
             Suite::Readiness => "readiness",
+            Suite::Sso => "sso",
         }
     }
 }
@@ -77,6 +93,10 @@ pub struct Target {
     pub entropy: Arc<dyn Entropy>,
     /// Ctrl-C: no call is started after it; the checks made so far are reported.
     pub stop: Interrupt,
+    /// The sso suite's identity provider and the seller's login settings.
+    pub sso: Option<SsoSetup>,
+    /// `--app-public-key`: every applicationSync carries a real ciphertext of its secret.
+    pub app_key: Option<crate::protocol::rsa_oaep::AppKey>,
 }
 
 /// Why the License callbacks are left out of a run without testFlag.
@@ -122,6 +142,7 @@ pub fn run(target: &Target, suites: &[Suite]) -> Outcome {
             Suite::Negative => negative::run(&mut r),
             Suite::Dial => dial::run(&mut r),
             Suite::Readiness => readiness::run(&mut r),
+            Suite::Sso => sso::run(&mut r),
         }
         r.finish_suite();
     }
@@ -207,6 +228,7 @@ impl<'a> Runner<'a> {
             v1_key: self.t.keys.basic.clone(),
             license: self.t.license_code.clone(),
             entropy: Arc::clone(&self.t.entropy),
+            app_key: self.t.app_key.clone(),
             ..Ctx::default()
         };
         gen::settle(&mut c);
@@ -518,6 +540,8 @@ mod tests {
             clock: Arc::new(Fixed),
             entropy: Arc::new(Fixed),
             stop: Interrupt::never(),
+            sso: None,
+            app_key: None,
         };
         let r = Runner::new(&target);
         let p = r
