@@ -88,6 +88,10 @@ pub struct LoadArgs {
     /// (the other fields, ids included, are still generated afresh).
     #[arg(long = "body-file", visible_alias = "body", value_name = "FILE")]
     pub body: Option<PathBuf>,
+    /// Accept `--set` / `--body-file` fields and values the catalog does not list (they go
+    /// to every activity).
+    #[arg(long)]
+    pub allow_unknown: bool,
     /// Pass/fail gate (repeatable): p50|p90|p99|p999|max<DURATION, errors<PERCENT, rate>=FRACTION.
     #[arg(long, value_name = "EXPR", value_parser = threshold::flag)]
     pub threshold: Vec<Threshold>,
@@ -159,7 +163,7 @@ fn overrides(a: &LoadArgs, callbacks: &[&'static Callback]) -> Result<Overrides>
         let mut refusal = None;
         let mut applied = false;
         for &cb in callbacks {
-            let ty = match send::check_field(cb, &path, false, flag) {
+            let ty = match send::check_field(cb, &path, a.allow_unknown, flag) {
                 Ok(ty) => ty,
                 Err(e) => {
                     refusal.get_or_insert(e);
@@ -170,9 +174,9 @@ fn overrides(a: &LoadArgs, callbacks: &[&'static Callback]) -> Result<Overrides>
                 Given::Json(v) => v.clone(),
                 Given::Text(raw) => {
                     if let Some(f) = cb.field(&path) {
-                        if !f.values.is_empty() && !f.values.contains(raw) {
+                        if !f.values.is_empty() && !f.values.contains(raw) && !a.allow_unknown {
                             return Err(CsmError::usage(format!(
-                                "--set {path}={raw}: {path} must be one of {}",
+                                "--set {path}={raw}: {path} must be one of {} (pass --allow-unknown to send it anyway)",
                                 f.values.join(", ")
                             )));
                         }

@@ -179,6 +179,7 @@ pub fn interval_log(started: SystemTime, lines: &[String]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut ser = V2DeflateSerializer::new();
     let header = IntervalLogWriterBuilder::new()
+        .add_comment("[Histogram log format version 1.3]")
         .add_comment("csm load: latency from each request's intended start, in microseconds")
         .with_start_time(started)
         .with_base_time(started)
