@@ -168,6 +168,17 @@ impl Read for Sniffed {
     }
 }
 
+impl Sniffed {
+    /// A request is going out: the next head read is its reply's.
+    fn sending(&mut self) {
+        if !self.in_head {
+            self.in_head = true;
+            self.head.clear();
+            *self.names.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+}
+
 impl Write for Sniffed {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -175,13 +186,22 @@ impl Write for Sniffed {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        // A request is going out: the next head read is its reply's.
-        if !this.in_head {
-            this.in_head = true;
-            this.head.clear();
-            *this.names.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        }
+        this.sending();
         Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.sending();
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -597,3 +597,49 @@ fn https_endpoints_are_loaded_through_the_policy_tls() {
         assert_eq!(r["rejected"]["body-sign-name"].as_u64(), rejected, "{r:#}");
     }
 }
+
+#[test]
+fn a_body_file_lays_its_fields_over_fresh_requests() {
+    use base64::Engine;
+    let env = Env::new();
+    let rec = env.p("record.jsonl");
+    std::fs::write(env.path("body.json"), r#"{"productId":"FROM-FILE"}"#).unwrap();
+    let m = env.serve(&["--record", &rec]);
+    let body = env.p("body.json");
+    let o = env.load(
+        &m.url,
+        "basic.key",
+        &[
+            "--activity",
+            "newInstance,refreshInstance",
+            "--rate",
+            "100",
+            "--requests",
+            "40",
+            "--body",
+            &body,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    drop(m);
+    let mut orders = BTreeSet::new();
+    let mut refreshes = 0;
+    for line in std::fs::read_to_string(&rec).unwrap().lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(v["body_base64"].as_str().unwrap())
+            .unwrap();
+        let b: Value = serde_json::from_slice(&raw).unwrap();
+        if b["activity"] == "refreshInstance" {
+            refreshes += 1;
+            assert_eq!(b["productId"], "FROM-FILE", "{b}");
+        } else {
+            // newInstance has no productId: the file's field is not forced on it.
+            assert!(b.get("productId").is_none(), "{b}");
+        }
+        orders.insert(b["orderId"].as_str().unwrap().to_string());
+    }
+    assert!(refreshes > 0);
+    // Ids not named in the file stay fresh per request.
+    assert_eq!(orders.len(), 40);
+}
