@@ -6,6 +6,9 @@
 #      newInstance (refused at the signature check with resultCode 000001, as in
 #      bench-server.sh). Rounds alternate wrk and csm so that machine noise hits both; the
 #      table gives the medians and the csm/wrk ratio (goal: >= 0.8).
+#      A third column isolates the client: csm load signing with a key the merchant does not
+#      hold, so its requests are refused at the signature check like wrk's (the merchant does
+#      more for an accepted newInstance: it creates and stores an instance).
 #   2. fixed rate: `csm load --rate R` at half csm's median ceiling; achieved/target (goal:
 #      within 1%), with the corrected p99 beside it.
 # Pinning: with 2 or more cores (and taskset), the merchant runs on core 0 and the load
@@ -50,6 +53,7 @@ export CSM_CONFIG_DIR=$WORK/config
 mkdir -p "$CSM_CONFIG_DIR"
 unset CSM_ACCESS_KEY CSM_KIT_KEY CSM_LICENSE_KEY CSM_PROFILE
 python3 -c 'import uuid; print(uuid.uuid4())' > "$WORK/key"
+python3 -c 'import uuid; print(uuid.uuid4())' > "$WORK/other.key"
 
 SERVER_CPU=()
 CLIENT_CPU=()
@@ -88,11 +92,12 @@ wrk.body = '$BODY'
 wrk.headers["Content-Type"] = "application/json"
 EOF
 
-# csm load with ARGS, --json into FILE; prints one field of the report.
+# csm load with ARGS, --json into FILE; prints one field of the report. KEY=other.key signs
+# with a key the merchant does not hold.
 load() { # FILE FIELD ARGS...
   local file=$1 field=$2
   shift 2
-  "${CLIENT_CPU[@]}" "$CSM" --json load --endpoint "$URL" --key-file "$WORK/key" \
+  "${CLIENT_CPU[@]}" "$CSM" --json load --endpoint "$URL" --key-file "$WORK/${KEY:-key}" \
     --activity newInstance --connections "$CONNS" "$@" > "$file" || true
   python3 -c 'import json, sys
 r = json.load(open(sys.argv[1]))
@@ -107,19 +112,26 @@ echo "loopback, $CONNS connections, ${SECS}s runs, $ROUNDS rounds; pinning: $pin
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 WRK=()
 CSMR=()
+REFUSED=()
 for round in $(seq "$ROUNDS"); do
   "${CLIENT_CPU[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$WORK/post.lua" "$URL" > "$WORK/wrk-$round"
   w=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/wrk-$round")
   c=$(load "$WORK/csm-$round.json" rate_achieved --rate max --duration "${SECS}s")
   failed=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["failed"])' "$WORK/csm-$round.json")
-  printf 'round %s: wrk %10.0f req/s   csm load %10.0f req/s (failed %s)\n' "$round" "$w" "$c" "$failed"
+  x=$(KEY=other.key load "$WORK/refused-$round.json" rate_achieved --rate max --duration "${SECS}s")
+  printf 'round %s: wrk %8.0f req/s   csm load %8.0f req/s (failed %s)   csm load, refused %8.0f req/s\n' \
+    "$round" "$w" "$c" "$failed" "$x"
   WRK+=("$w")
   CSMR+=("$c")
+  REFUSED+=("$x")
 done
 mw=$(median "${WRK[@]}")
 mc=$(median "${CSMR[@]}")
+mx=$(median "${REFUSED[@]}")
 printf 'ceiling (median): wrk %.0f req/s unsigned, csm load %.0f req/s signed: ratio %.3f (goal >= 0.8)\n' \
   "$mw" "$mc" "$(python3 -c "print($mc / $mw)")"
+printf '  same server work (csm signed, refused like wrk): %.0f req/s: ratio %.3f\n' \
+  "$mx" "$(python3 -c "print($mx / $mw)")"
 
 target=$(python3 -c "print(max(1, int($mc / 2)))")
 achieved=$(load "$WORK/fixed.json" rate_achieved --rate "$target" --duration "$((SECS * 2))s")
