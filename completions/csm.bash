@@ -1484,7 +1484,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__load)
-            opts="-y -q -h -V --endpoint --protocol --key-file --kit-key-file --license-key-file --rate --duration --requests --connections --ramp --timeout --activity --threshold --hdr-out --kit-path-full --license-inner --ca-file --yes --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --endpoint --protocol --key-file --kit-key-file --license-key-file --rate --duration --requests --connections --ramp --timeout --activity --scenario --set --body --body-file --allow-unknown --threshold --hdr-out --kit-path-full --license-inner --ca-file --yes --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1536,6 +1536,22 @@ _csm() {
                     ;;
                 --activity)
                     COMPREPLY=($(compgen -W "allOrgSync applicationSync authSync changeInstanceCheck expireInstance instanceStatus newInstance orderNotify queryInstance refreshInstance refreshLicenseCode releaseInstance releaseLicenseCode singleOrgSync tenantSync updateInstanceStatus updateLicenseCodeStatus upgrade upgradeInstance" -- "${cur}"))
+                    return 0
+                    ;;
+                --scenario)
+                    COMPREPLY=($(compgen -W "lifecycle" -- "${cur}"))
+                    return 0
+                    ;;
+                --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --threshold)

@@ -262,12 +262,16 @@ updateInstanceStatus\t''
 updateLicenseCodeStatus\t''
 upgrade\t''
 upgradeInstance\t''"
+complete -c csm -n "__fish_csm_using_subcommand load" -l scenario -d 'Run whole orders instead: each virtual order sends newInstance, queryInstance, refreshInstance, updateInstanceStatus and releaseInstance (V1: new, refresh, expire, release) in order on its own instance, the next step once the previous one succeeded' -r -f -a "lifecycle\t'new → query → refresh → status → release, per virtual order'"
+complete -c csm -n "__fish_csm_using_subcommand load" -l set -d 'Override a field in every request of the activities that have it: `--set productId=P1`, nested `--set a.b=c` (checked as in `csm send`). Repeatable' -r
+complete -c csm -n "__fish_csm_using_subcommand load" -l body-file -l body -d 'Lay this JSON object\'s fields over every request of the activities that have them (the other fields, ids included, are still generated afresh)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand load" -l threshold -d 'Pass/fail gate (repeatable): p50|p90|p99|p999|max<DURATION, errors<PERCENT, rate>=FRACTION' -r
-complete -c csm -n "__fish_csm_using_subcommand load" -l hdr-out -d 'Write the latency histogram (HdrHistogram percentile distribution, ms) to FILE' -r -F
+complete -c csm -n "__fish_csm_using_subcommand load" -l hdr-out -d 'Write the corrected latency as an HdrHistogram interval log (one histogram per second, microseconds) to FILE, for HdrHistogram\'s plotting tools' -r -F
 complete -c csm -n "__fish_csm_using_subcommand load" -l license-inner -d 'Inner step of the License 2.0 signature (decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
 plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
 complete -c csm -n "__fish_csm_using_subcommand load" -l ca-file -d 'Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA' -r -F
 complete -c csm -n "__fish_csm_using_subcommand load" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
+complete -c csm -n "__fish_csm_using_subcommand load" -l allow-unknown -d 'Accept `--set` / `--body-file` fields and values the catalog does not list (they go to every activity)'
 complete -c csm -n "__fish_csm_using_subcommand load" -l kit-path-full -d 'Append Kit paths to the full address instead of its origin (decision 7)'
 complete -c csm -n "__fish_csm_using_subcommand load" -s y -l yes -d 'Do not ask before loading a non-loopback address'
 complete -c csm -n "__fish_csm_using_subcommand load" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'

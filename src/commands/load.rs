@@ -2,21 +2,25 @@
 //! engine is in `crate::load`).
 
 use super::callback_args::{
-    confirm_remote, endpoint_from, read_ca, resolve_protocol, InterfaceKeyFiles,
+    confirm_remote, endpoint_from, read_ca, resolve_protocol, unreachable, InterfaceKeyFiles,
 };
-use crate::catalog::Protocol;
+use super::send;
+use crate::catalog::{Callback, Protocol};
 use crate::cli::GlobalArgs;
 use crate::commands::sign::LicenseInnerArg;
 use crate::config;
 use crate::duration::Bare;
 use crate::error::{CsmError, Exit, Result};
 use crate::interrupt::Interrupt;
-use crate::load::engine::{self, Plan};
+use crate::load::engine::{self, Plan, Work};
 use crate::load::mix::Mix;
+use crate::load::overrides::Overrides;
 use crate::load::report::Report;
-use crate::load::stats::hgrm;
+use crate::load::stats::interval_log;
 use crate::load::threshold::{self, Metric, Threshold};
+use crate::net::Settings;
 use clap::Args;
+use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -71,10 +75,28 @@ pub struct LoadArgs {
     #[arg(long, value_name = "NAME[:WEIGHT]", value_delimiter = ',',
           value_parser = super::callback_args::Offered(super::callback_args::activity_names))]
     pub activity: Vec<String>,
+    /// Run whole orders instead: each virtual order sends newInstance, queryInstance,
+    /// refreshInstance, updateInstanceStatus and releaseInstance (V1: new, refresh, expire,
+    /// release) in order on its own instance, the next step once the previous one succeeded.
+    #[arg(long, value_enum, conflicts_with = "activity")]
+    pub scenario: Option<Scenario>,
+    /// Override a field in every request of the activities that have it: `--set
+    /// productId=P1`, nested `--set a.b=c` (checked as in `csm send`). Repeatable.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub set: Vec<String>,
+    /// Lay this JSON object's fields over every request of the activities that have them
+    /// (the other fields, ids included, are still generated afresh).
+    #[arg(long = "body-file", visible_alias = "body", value_name = "FILE")]
+    pub body: Option<PathBuf>,
+    /// Accept `--set` / `--body-file` fields and values the catalog does not list (they go
+    /// to every activity).
+    #[arg(long)]
+    pub allow_unknown: bool,
     /// Pass/fail gate (repeatable): p50|p90|p99|p999|max<DURATION, errors<PERCENT, rate>=FRACTION.
     #[arg(long, value_name = "EXPR", value_parser = threshold::flag)]
     pub threshold: Vec<Threshold>,
-    /// Write the latency histogram (HdrHistogram percentile distribution, ms) to FILE.
+    /// Write the corrected latency as an HdrHistogram interval log (one histogram per
+    /// second, microseconds) to FILE, for HdrHistogram's plotting tools.
     #[arg(long, value_name = "FILE")]
     pub hdr_out: Option<PathBuf>,
     /// Append Kit paths to the full address instead of its origin (decision 7).
@@ -91,29 +113,90 @@ pub struct LoadArgs {
     pub yes: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Rate {
-    PerSecond(f64),
-    Max,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// new → query → refresh → status → release, per virtual order.
+    Lifecycle,
 }
+
+/// Requests per second; None for `--rate max`. A type alias, so that clap takes the flag as
+/// one required value rather than an optional one.
+pub type Rate = Option<f64>;
 
 pub fn parse_rate(s: &str) -> std::result::Result<Rate, String> {
     if s.trim() == "max" {
-        return Ok(Rate::Max);
+        return Ok(None);
     }
     s.trim()
         .parse::<f64>()
         .ok()
         .filter(|r| r.is_finite() && (0.01..=1_000_000.0).contains(r))
-        .map(Rate::PerSecond)
+        .map(Some)
         .ok_or_else(|| format!("{s:?}: expected requests per second from 0.01 to 1000000, or max"))
 }
 
-pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
-    let rate = match a.rate {
-        Rate::PerSecond(r) => Some(r),
-        Rate::Max => None,
+/// `--set` and `--body-file` for the callbacks of the run: each field goes to the callbacks
+/// that have it (checked as `csm send` checks it); one that none has is a usage error.
+fn overrides(a: &LoadArgs, callbacks: &[&'static Callback]) -> Result<Overrides> {
+    enum Given<'a> {
+        Json(Value),
+        Text(&'a str),
+    }
+    let mut out = Overrides::default();
+    let Some(&first) = callbacks.first() else {
+        return Ok(out);
     };
+    let mut wanted: Vec<(&str, String, Given)> = Vec::new();
+    if let Some(path) = &a.body {
+        // Read as a JSON object here; each field is checked against each callback below.
+        for (k, v) in send::read_body(first, path, true)?.1 {
+            wanted.push(("--body-file", k, Given::Json(v)));
+        }
+    }
+    for s in &a.set {
+        let (path, raw) = s
+            .split_once('=')
+            .ok_or_else(|| CsmError::usage(format!("--set {s:?}: must be FIELD=VALUE")))?;
+        wanted.push(("--set", path.to_string(), Given::Text(raw)));
+    }
+    for (flag, path, given) in wanted {
+        let mut refusal = None;
+        let mut applied = false;
+        for &cb in callbacks {
+            let ty = match send::check_field(cb, &path, a.allow_unknown, flag) {
+                Ok(ty) => ty,
+                Err(e) => {
+                    refusal.get_or_insert(e);
+                    continue;
+                }
+            };
+            let value = match &given {
+                Given::Json(v) => v.clone(),
+                Given::Text(raw) => {
+                    if let Some(f) = cb.field(&path) {
+                        if !f.values.is_empty() && !f.values.contains(raw) && !a.allow_unknown {
+                            return Err(CsmError::usage(format!(
+                                "--set {path}={raw}: {path} must be one of {} (pass --allow-unknown to send it anyway)",
+                                f.values.join(", ")
+                            )));
+                        }
+                    }
+                    send::parse_value(raw, ty, cb.family.is_kit(), path.contains('.'))
+                }
+            };
+            out.add(cb, &path, value);
+            applied = true;
+        }
+        match refusal {
+            Some(e) if !applied => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
+    let rate = a.rate;
     if rate.is_none() {
         if let Some(t) = a.threshold.iter().find(|t| t.metric == Metric::Rate) {
             return Err(CsmError::usage(format!(
@@ -131,17 +214,45 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
     let endpoint = endpoint_from(a.endpoint.as_deref(), &profile, "")?;
     let protocol = resolve_protocol(a.protocol, &profile)?;
     let keys = a.keys.load(&profile)?;
-    let mix = if a.activity.is_empty() {
-        Mix::dial(protocol, &keys)
-    } else {
-        Mix::parse(&a.activity, protocol, &keys).map_err(CsmError::usage)?
+    let work = match a.scenario {
+        Some(Scenario::Lifecycle) => {
+            if keys.basic.is_none() {
+                return Err(CsmError::usage(
+                    "--scenario lifecycle: the basic callbacks need --key-file",
+                ));
+            }
+            Work::Lifecycle(Mix::lifecycle(protocol))
+        }
+        None if a.activity.is_empty() => Work::Mix(Mix::dial(protocol, &keys)),
+        None => Work::Mix(Mix::parse(&a.activity, protocol, &keys).map_err(CsmError::usage)?),
     };
-    if mix.items.is_empty() {
+    let (items, what) = match &work {
+        Work::Mix(m) => (&m.items, m.describe()),
+        Work::Lifecycle(steps) => (
+            steps,
+            format!(
+                "lifecycle: {}",
+                steps
+                    .iter()
+                    .map(|i| i.title())
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            ),
+        ),
+    };
+    if items.is_empty() {
         return Err(CsmError::usage(
             "--activity: the dial-test mix needs --key-file, --kit-key-file or --license-key-file",
         ));
     }
-    let ca_pem = read_ca(a.ca_file.as_deref())?;
+    let mut callbacks: Vec<&'static Callback> = Vec::new();
+    for i in items {
+        if !callbacks.iter().any(|c| std::ptr::eq(*c, i.callback)) {
+            callbacks.push(i.callback);
+        }
+    }
+    let overrides = overrides(&a, &callbacks)?;
+    let net = Settings::new(a.timeout).with_ca(read_ca(a.ca_file.as_deref())?);
     confirm_remote(
         "--endpoint",
         &endpoint,
@@ -160,51 +271,51 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
             _ => String::new(),
         };
         eprintln!(
-            "loading {endpoint} ({}; {how}; {} connections): {}",
+            "loading {endpoint} ({}; {how}; {} connections): {what}",
             protocol.name(),
             a.connections,
-            mix.describe()
         );
     }
-    let mut report = Report {
-        endpoint: endpoint.to_string(),
-        protocol: protocol.name(),
-        mix: mix.describe(),
-        connections: a.connections as usize,
-        rate_target: rate,
-        started: 0,
-        elapsed: Duration::ZERO,
-        sending: Duration::ZERO,
-        stats: Default::default(),
-        thresholds: Vec::new(),
-        interrupted: false,
-        error: None,
-    };
     let plan = Plan {
         endpoint: endpoint.clone(),
         protocol,
         keys,
-        mix,
+        work,
+        overrides,
         rate,
         ramp: a.ramp,
         duration: a.duration,
         requests: a.requests,
         connections: a.connections as usize,
-        timeout: a.timeout,
-        ca_pem,
+        net,
         kit_path_full: a.kit_path_full,
         license_inner: a.license_inner.into(),
         stop,
         progress,
+        intervals: a.hdr_out.is_some(),
         clock: std::sync::Arc::new(crate::clock::SystemClock),
         entropy: std::sync::Arc::new(crate::clock::SystemEntropy),
     };
     let out = engine::run(plan).map_err(CsmError::Config)?;
-    report.started = out.started;
-    report.elapsed = out.elapsed;
-    report.sending = out.sending;
-    report.stats = out.stats;
-    report.interrupted = out.interrupted;
+    if let Some(e) = &out.prepare_error {
+        let n = out.stats.errors.get("prepare").copied().unwrap_or(0);
+        eprintln!("csm: {n} requests could not be built; the first: {e}");
+    }
+    let mut report = Report {
+        endpoint: endpoint.to_string(),
+        protocol: protocol.name(),
+        mix: what,
+        connections: a.connections as usize,
+        rate_target: rate,
+        started: out.started,
+        elapsed: out.elapsed,
+        sending: out.sending,
+        orders: out.orders,
+        stats: out.stats,
+        thresholds: Vec::new(),
+        interrupted: out.interrupted,
+        error: None,
+    };
     report.judge(&a.threshold);
     let mut exit = if report.thresholds_pass() {
         Exit::Ok
@@ -212,11 +323,8 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
         Exit::CheckFailed
     };
     let mut failure = None;
-    if let Some(kind) = out.unreachable {
-        let e = CsmError::Network(format!(
-            "--endpoint {endpoint}: unreachable: no reply to any request (first failure: {kind})"
-        ))
-        .with_hint("check the host and port, and that the endpoint is listening there");
+    if let Some(f) = &out.unreachable {
+        let e = unreachable(&endpoint, f);
         report.error = Some(e.to_string());
         exit = Exit::Network;
         failure = Some(e);
@@ -231,7 +339,8 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
     }
     // The report is printed first: a histogram file that cannot be written loses no result.
     let hdr = a.hdr_out.as_ref().map(|path| {
-        crate::files::write_atomic(path, hgrm(&report.stats.latency).as_bytes(), false)
+        let log = interval_log(out.started_at, &out.intervals);
+        crate::files::write_atomic(path, &log, false)
             .map_err(|e| CsmError::Config(format!("--hdr-out: {e}")))
     });
     if g.json {

@@ -93,7 +93,7 @@ pub struct SendArgs {
 }
 
 /// Checks an override path against the catalog; returns the field's type when known.
-fn check_field(
+pub fn check_field(
     cb: &Callback,
     path: &str,
     allow_unknown: bool,
@@ -119,7 +119,7 @@ fn check_field(
     }
 }
 
-fn parse_value(raw: &str, ty: Option<FieldType>, kit: bool, nested: bool) -> Value {
+pub fn parse_value(raw: &str, ty: Option<FieldType>, kit: bool, nested: bool) -> Value {
     if nested {
         // Inside a list or object: integers stay numbers (employeeType), JSON when it looks
         // like JSON, text otherwise ("true" for `enable` is text in the spec).
@@ -150,7 +150,7 @@ fn parse_value(raw: &str, ty: Option<FieldType>, kit: bool, nested: bool) -> Val
 }
 
 /// A `--body-file` file: its exact text and its fields, checked against the catalog.
-fn read_body(
+pub fn read_body(
     cb: &Callback,
     path: &std::path::Path,
     allow_unknown: bool,

@@ -1,30 +1,39 @@
-//! The load engine: an open-loop scheduler (or closed-loop workers for `--rate max`) over a
-//! hyper client with at most `--connections` requests in flight, every request freshly
-//! generated and signed, every reply judged.
+//! The load engine: an open-loop scheduler (or closed-loop workers for `--rate max`) over the
+//! policy's keep-alive client ([`crate::net::pool`]) with at most `--connections` requests in
+//! flight, every request freshly generated and signed, every reply judged.
 
 use super::mix::{Item, Mix};
+use super::overrides::Overrides;
 use super::schedule::Schedule;
-use super::stats::{ms_at, Ended, Stats};
+use super::stats::{interval_line, ms_at, Ended, Stats};
 use crate::catalog::gen::{self, Ctx};
 use crate::catalog::Protocol;
-use crate::endpoint::client::{Exchange, Reply, MAX_REPLY};
+use crate::endpoint::client::Exchange;
 use crate::endpoint::judge::{self, Status};
 use crate::endpoint::request::{self, Keys, PrepOpts, Prepared, Tamper};
 use crate::interrupt::Interrupt;
+use crate::net::pool::Pool;
+use crate::net::raw::Reply;
+use crate::net::{NetFailure, NetKind, Settings};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use reqwest::Url;
 use serde_json::Value;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-type Http = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// What each request is.
+#[derive(Debug, Clone)]
+pub enum Work {
+    /// `--activity` or the dial-test mix.
+    Mix(Mix),
+    /// `--scenario lifecycle`: each virtual order runs these steps in order on its own
+    /// instance, the next step once the previous one succeeded.
+    Lifecycle(Vec<Item>),
+}
 
 /// How much to send, how fast.
 #[derive(Debug, Clone)]
@@ -32,20 +41,24 @@ pub struct Plan {
     pub endpoint: Url,
     pub protocol: Protocol,
     pub keys: Keys,
-    pub mix: Mix,
+    pub work: Work,
+    /// `--set` / `--body` values.
+    pub overrides: Overrides,
     /// None: `--rate max` (closed loop).
     pub rate: Option<f64>,
     pub ramp: Duration,
     pub duration: Option<Duration>,
     pub requests: Option<u64>,
     pub connections: usize,
-    pub timeout: Duration,
-    pub ca_pem: Option<Vec<u8>>,
+    /// The client policy; its timeout is the per-request budget.
+    pub net: Settings,
     pub kit_path_full: bool,
     pub license_inner: crate::protocol::v2::LicenseInner,
     pub stop: Interrupt,
     /// Print a progress line to stderr every second.
     pub progress: bool,
+    /// Keep a latency histogram per second (`--hdr-out`).
+    pub intervals: bool,
     /// The time requests carry (timestamps, generated dates).
     pub clock: Arc<dyn crate::clock::Clock>,
     /// Nonces, ids and generated values.
@@ -62,8 +75,15 @@ pub struct Outcome {
     /// From the first start to the last start, plus one interval: what the rate is over.
     pub sending: Duration,
     pub interrupted: bool,
-    /// No reply at all, and the first failure was this kind of transport error.
-    pub unreachable: Option<&'static str>,
+    /// No reply at all, and the first failure left no doubt (refused, DNS, TLS, ...).
+    pub unreachable: Option<NetFailure>,
+    /// The first request that could not be built (the rest are counted as `prepare`).
+    pub prepare_error: Option<String>,
+    /// `--scenario lifecycle`: virtual orders started and run to their release.
+    pub orders: Option<(u64, u64)>,
+    /// When the run started, and its interval log lines (with `intervals`).
+    pub started_at: std::time::SystemTime,
+    pub intervals: Vec<String>,
 }
 
 /// Instance ids the endpoint created (newInstance replies), for the calls that need one.
@@ -102,93 +122,95 @@ impl Instances {
     }
 }
 
+/// One request to send: a mix item, or step `step` of a virtual order on `instance`.
+#[derive(Debug, Clone)]
+enum Task {
+    Mix(Item),
+    Step {
+        step: usize,
+        instance: Option<String>,
+    },
+}
+
+/// Why a request got no reply.
+enum NoReply {
+    Net(NetFailure),
+    /// No free connection within the budget.
+    Queued,
+}
+
+impl NoReply {
+    fn kind(&self) -> &'static str {
+        match self {
+            NoReply::Net(f) => f.kind.id(),
+            NoReply::Queued => "queued",
+        }
+    }
+}
+
 struct Shared {
     plan: Plan,
-    http: Http,
+    pool: Pool,
     slots: Arc<Semaphore>,
     stats: Mutex<Stats>,
     instances: Mutex<Instances>,
+    /// Lifecycle orders whose next step is due (their previous step succeeded).
+    ready: Mutex<VecDeque<(usize, String)>>,
+    orders_started: AtomicU64,
+    orders_done: AtomicU64,
     started: AtomicU64,
     in_flight: AtomicU64,
+    /// The first transport failure, kept for the unreachable verdict.
+    first_failure: Mutex<Option<NetFailure>>,
     /// Set once the endpoint is known unreachable: no further request is started.
-    abort: Mutex<Option<&'static str>>,
-    stopped: AtomicBool,
+    abort: std::sync::atomic::AtomicBool,
+    prepare_error: Mutex<Option<String>>,
+    intervals: Mutex<Vec<String>>,
 }
 
-fn connector(plan: &Plan) -> Result<hyper_rustls::HttpsConnector<HttpConnector>, String> {
-    let tls = crate::net::tls::client_config(plan.ca_pem.as_deref())?;
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(plan.timeout));
-    Ok(hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http))
-}
-
-/// The kind of a transport failure, from the error's chain (no message matching).
-fn kind_of(e: &(dyn std::error::Error + 'static)) -> &'static str {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    let mut connect = false;
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            match io.kind() {
-                K::ConnectionRefused => return "refused",
-                K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
-                    return "reset"
-                }
-                K::TimedOut => return "timeout",
-                _ => {}
-            }
-        }
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_incomplete_message() || h.is_canceled() {
-                return "reset";
-            }
-            if h.is_timeout() {
-                return "timeout";
-            }
-        }
-        if let Some(l) = err.downcast_ref::<hyper_util::client::legacy::Error>() {
-            connect |= l.is_connect();
-        }
-        cur = err.source();
-    }
-    if connect {
-        "connect"
-    } else {
-        "protocol"
-    }
-}
-
-fn unreachable_kind(kind: &str) -> bool {
-    matches!(kind, "refused" | "connect")
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {
-    /// A fresh, signed request for `item` (and the instance id it borrowed, if any).
-    fn prepare(&self, item: &Item) -> Result<(Prepared, Option<String>), String> {
+    fn steps(&self) -> &[Item] {
+        match &self.plan.work {
+            Work::Lifecycle(steps) => steps,
+            Work::Mix(_) => &[],
+        }
+    }
+
+    /// The item a task sends and the instance id it works on (borrowed from the pool for a
+    /// mix item). A mix call on an instance before any exists is sent as a newInstance.
+    fn resolve(&self, task: Task) -> (Item, Option<String>, bool) {
+        match task {
+            Task::Step { step, instance } => (self.steps()[step].clone(), instance, false),
+            Task::Mix(item) => {
+                if !item.needs_instance() {
+                    return (item, None, false);
+                }
+                let borrowed = lock(&self.instances).checkout(item.releases());
+                match borrowed {
+                    Some(id) => (item, Some(id), true),
+                    None => {
+                        let new = crate::catalog::find("newInstance", self.plan.protocol)
+                            .map(|callback| Item {
+                                callback,
+                                scene: None,
+                                weight: 1,
+                            })
+                            .unwrap_or(item);
+                        (new, None, false)
+                    }
+                }
+            }
+        }
+    }
+
+    /// A fresh, signed request for `item` on `instance` (a new id when None).
+    fn prepare(&self, item: &Item, instance: Option<&str>) -> Result<Prepared, String> {
         let p = &self.plan;
-        let borrowed = if item.needs_instance() {
-            self.instances
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .checkout(item.releases())
-        } else {
-            None
-        };
-        // No instance to work on yet: create one instead.
-        let (cb, scene) = if item.needs_instance() && borrowed.is_none() {
-            (
-                crate::catalog::find("newInstance", p.protocol).unwrap_or(item.callback),
-                None,
-            )
-        } else {
-            (item.callback, item.scene)
-        };
+        let (cb, scene) = (item.callback, item.scene);
         let key = p
             .keys
             .for_family(cb.family)
@@ -196,13 +218,20 @@ impl Shared {
         let mut ctx = Ctx {
             now: Some(p.clock.now()),
             test_flag: true,
-            instance_id: Some(borrowed.clone().unwrap_or_else(|| p.entropy.uuid())),
+            instance_id: Some(
+                instance
+                    .map(str::to_string)
+                    .unwrap_or_else(|| p.entropy.uuid()),
+            ),
             v1_key: p.keys.basic.clone(),
             entropy: Arc::clone(&p.entropy),
             ..Ctx::default()
         };
         gen::settle(&mut ctx);
-        let fields = gen::generate(cb, scene, &ctx);
+        let mut fields = gen::generate(cb, scene, &ctx);
+        p.overrides
+            .apply(cb, &mut fields)
+            .map_err(|e| format!("{}: {e}", cb.name))?;
         let opts = PrepOpts {
             endpoint: &p.endpoint,
             now_ms: p.clock.now_ms(),
@@ -211,138 +240,139 @@ impl Shared {
             kit_path_full: p.kit_path_full,
             license_inner: p.license_inner,
         };
-        let prepared = request::prepare(cb, scene, fields, key, &opts).map_err(|e| e.0)?;
-        // A released id left the pool at checkout: giving it back finds nothing.
-        Ok((prepared, borrowed))
+        request::prepare(cb, scene, fields, key, &opts).map_err(|e| e.0)
     }
 
-    async fn exchange(&self, p: &Prepared) -> Result<Reply, &'static str> {
-        let mut b = hyper::Request::builder().method(p.method).uri(&p.url);
-        for (n, v) in &p.headers {
-            b = b.header(n.as_str(), v.as_str());
-        }
-        let req = b
-            .body(Full::new(Bytes::from(p.body.clone())))
-            .map_err(|_| "protocol")?;
-        let resp = self.http.request(req).await.map_err(|e| kind_of(&e))?;
-        let status = resp.status().as_u16();
-        let headers: Vec<(String, String)> = resp
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let (body, truncated) = match Limited::new(resp.into_body(), MAX_REPLY).collect().await {
-            Ok(c) => (c.to_bytes().to_vec(), false),
-            Err(e) => {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    (Vec::new(), true)
-                } else if let Ok(h) = e.downcast::<hyper::Error>() {
-                    return Err(kind_of(&*h));
-                } else {
-                    return Err("reset");
-                }
-            }
+    /// Sends `p` on a free connection; the service time counts from when one was free.
+    async fn send(&self, p: &mut Prepared) -> (Result<Reply, NoReply>, Duration) {
+        // Waiting for a free connection counts toward the latency, not the service time; a
+        // request that finds none within the budget is not sent.
+        let timeout = self.plan.net.timeout;
+        let Ok(Ok(_permit)) = tokio::time::timeout(timeout, self.slots.acquire()).await else {
+            return (Err(NoReply::Queued), Duration::ZERO);
         };
-        Ok(Reply {
-            status,
-            headers,
-            body,
-            truncated,
-            // hyper gives header names in lower case: the Body-Sign name is not judged here.
-            header_case_known: false,
-        })
+        let sent = Instant::now();
+        let body = Bytes::from(std::mem::take(&mut p.body));
+        let r = tokio::time::timeout(
+            timeout,
+            self.pool
+                .exchange(p.method, &p.url, &p.headers, body.clone()),
+        )
+        .await;
+        let service = sent.elapsed();
+        // The body goes back for the judge (no copy once the client dropped its handle).
+        p.body = body.into();
+        let r = match r {
+            Ok(r) => r.map_err(NoReply::Net),
+            Err(_) => Err(NoReply::Net(NetFailure::new(
+                NetKind::Timeout,
+                format!("no answer within {} ms", timeout.as_millis()),
+            ))),
+        };
+        (r, service)
     }
 
-    /// Sends one request meant to start at `intended` and records how it ended.
-    async fn one(&self, item: Item, intended: Instant) {
+    /// Sends one request meant to start at `intended` and records how it ended; for a
+    /// lifecycle step, queues the order's next step (or, closed loop, returns it).
+    async fn one(&self, task: Task, intended: Instant) -> Option<(usize, String)> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let prepared = self.prepare(&item);
-        let (activity, outcome, service, rejected) = match prepared {
+        let step = match &task {
+            Task::Step { step, .. } => Some(*step),
+            Task::Mix(_) => None,
+        };
+        let (item, instance, borrowed) = self.resolve(task);
+        let mut next = None;
+        let (activity, outcome, service, rejected) = match self.prepare(&item, instance.as_deref())
+        {
             Err(e) => {
-                eprintln!("csm: {e}");
+                lock(&self.prepare_error).get_or_insert(e);
                 (item.title(), Err("prepare"), Duration::ZERO, Vec::new())
             }
-            Ok((p, borrowed)) => {
+            Ok(mut p) => {
                 let activity = p.title();
-                // Waiting for a free connection counts toward the latency, not the service
-                // time; a request that finds none within --timeout is not sent.
-                let permit =
-                    tokio::time::timeout(self.plan.timeout, self.slots.clone().acquire_owned())
-                        .await;
-                let (outcome, service) = match permit {
-                    Ok(Ok(_permit)) => {
-                        let sent = Instant::now();
-                        let r = match tokio::time::timeout(self.plan.timeout, self.exchange(&p))
-                            .await
-                        {
-                            Ok(r) => r,
-                            Err(_) => Err("timeout"),
-                        };
-                        (r, sent.elapsed())
+                let (r, service) = self.send(&mut p).await;
+                let (outcome, rejected) = match r {
+                    Err(no) => {
+                        let kind = no.kind();
+                        if let NoReply::Net(f) = no {
+                            self.failed(f);
+                        }
+                        (Err(kind), vec!["reachable"])
                     }
-                    _ => (Err("queued"), Duration::ZERO),
+                    Ok(reply) => {
+                        // The reply's JSON, parsed once for the code and the instance id.
+                        let json = judge::reply_json(&reply);
+                        let code = json.as_ref().and_then(|v| {
+                            v.get("resultCode")
+                                .and_then(Value::as_str)
+                                .map(str::to_string)
+                        });
+                        let created = (p.callback.name == "newInstance"
+                            && code.as_deref() == Some("000000"))
+                        .then(|| {
+                            json.as_ref()
+                                .and_then(|v| v.get("instanceId"))
+                                .and_then(Value::as_str)
+                                .map(str::to_string)
+                        })
+                        .flatten();
+                        let ok = reply.status == 200 && code.as_deref() == Some("000000");
+                        if let Some(k) = step {
+                            let id = created.clone().or_else(|| instance.clone());
+                            if ok && k + 1 < self.steps().len() {
+                                next = id.map(|id| (k + 1, id));
+                            } else if ok {
+                                self.orders_done.fetch_add(1, Ordering::Relaxed);
+                            }
+                        } else if let Some(id) = created {
+                            lock(&self.instances).add(id);
+                        }
+                        let status = reply.status;
+                        (Ok((status, code)), self.judge(p, reply, service))
+                    }
                 };
-                let rejected = self.judge(&p, &outcome, service);
-                self.after(&p, &outcome, borrowed);
-                let outcome = outcome.map(|r| {
-                    let code = judge::reply_json(&r).and_then(|v| {
-                        v.get("resultCode")
-                            .and_then(Value::as_str)
-                            .map(str::to_string)
-                    });
-                    (r.status, code)
-                });
                 (activity, outcome, service, rejected)
             }
         };
-        let latency = intended.elapsed();
-        if let Err(kind) = outcome {
-            let mut abort = self.abort.lock().unwrap_or_else(|e| e.into_inner());
-            let none_yet = self.stats.lock().map(|s| s.replies() == 0).unwrap_or(false);
-            if abort.is_none() && none_yet && unreachable_kind(kind) {
-                *abort = Some(kind);
+        if borrowed {
+            if let Some(id) = &instance {
+                lock(&self.instances).give_back(id);
             }
         }
-        self.stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .add(Ended {
-                activity,
-                latency,
-                service,
-                outcome,
-                rejected: &rejected,
-            });
+        let latency = intended.elapsed();
+        lock(&self.stats).add(Ended {
+            activity,
+            latency,
+            service,
+            outcome,
+            rejected: &rejected,
+        });
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        next
+    }
+
+    /// Keeps the first transport failure; with no reply yet, one that leaves no doubt
+    /// (nothing listening, no TLS) stops the run.
+    fn failed(&self, f: NetFailure) {
+        let decisive = matches!(f.kind, NetKind::Connect | NetKind::Tls);
+        if decisive && lock(&self.stats).replies() == 0 {
+            self.abort.store(true, Ordering::Relaxed);
+        }
+        lock(&self.first_failure).get_or_insert(f);
     }
 
     /// The judge's rules that fail for this reply (result code 000000 expected).
-    fn judge(
-        &self,
-        p: &Prepared,
-        outcome: &Result<Reply, &'static str>,
-        service: Duration,
-    ) -> Vec<&'static str> {
-        let Ok(reply) = outcome else {
-            return vec!["reachable"];
-        };
-        let Some(key) = self.plan.keys.for_family(p.callback.family) else {
+    fn judge(&self, request: Prepared, reply: Reply, service: Duration) -> Vec<&'static str> {
+        let Some(key) = self.plan.keys.for_family(request.callback.family) else {
             return Vec::new();
         };
         let ex = Exchange {
-            request: p.clone(),
-            outcome: Ok(reply.clone()),
+            request,
+            outcome: Ok(reply),
             latency: service,
         };
         let mut out: Vec<&'static str> =
-            judge::judge_one_call(&ex, key.expose(), self.plan.timeout, "000000", false)
+            judge::judge_one_call(&ex, key.expose(), self.plan.net.timeout, "000000", false)
                 .into_iter()
                 .filter(|r| r.status == Status::Fail)
                 .map(|r| r.family.id())
@@ -352,35 +382,29 @@ impl Shared {
         out
     }
 
-    /// Instance bookkeeping: a created id joins the pool, a borrowed one goes back.
-    fn after(&self, p: &Prepared, outcome: &Result<Reply, &'static str>, borrowed: Option<String>) {
-        let mut inst = self.instances.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(id) = borrowed {
-            inst.give_back(&id);
-        }
-        if p.callback.name == "newInstance" {
-            if let Some(id) = outcome
-                .as_ref()
-                .ok()
-                .and_then(judge::reply_json)
-                .filter(|v| v["resultCode"] == "000000")
-                .and_then(|v| {
-                    v.get("instanceId")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                })
-            {
-                inst.add(id);
-            }
-        }
+    fn should_stop(&self) -> bool {
+        self.plan.stop.asked() || self.abort.load(Ordering::Relaxed)
     }
 
-    fn should_stop(&self) -> bool {
-        if self.plan.stop.asked() {
-            self.stopped.store(true, Ordering::Relaxed);
-            return true;
+    /// The next task of an open-loop run: a due lifecycle step, else a new order (or the
+    /// mix's next item).
+    fn next_task(&self, mix: &mut Option<Mix>) -> Task {
+        match mix {
+            Some(m) => Task::Mix(m.pick().clone()),
+            None => match lock(&self.ready).pop_front() {
+                Some((step, id)) => Task::Step {
+                    step,
+                    instance: Some(id),
+                },
+                None => {
+                    self.orders_started.fetch_add(1, Ordering::Relaxed);
+                    Task::Step {
+                        step: 0,
+                        instance: None,
+                    }
+                }
+            },
         }
-        self.abort.lock().map(|a| a.is_some()).unwrap_or(false)
     }
 }
 
@@ -404,7 +428,7 @@ async fn progress(s: Arc<Shared>, start: Instant) {
     loop {
         tick.tick().await;
         let (done, p99, failed) = {
-            let st = s.stats.lock().unwrap_or_else(|e| e.into_inner());
+            let st = lock(&s.stats);
             (st.requests, ms_at(&st.latency, 99.0), st.failed)
         };
         let secs = start.elapsed().as_secs_f64();
@@ -414,6 +438,18 @@ async fn progress(s: Arc<Shared>, start: Instant) {
             s.in_flight.load(Ordering::Relaxed),
             p99
         );
+    }
+}
+
+/// Closes an interval of the latency histogram each second (`--hdr-out`).
+async fn intervals(s: Arc<Shared>, start: Instant) {
+    let mut k = 0u64;
+    loop {
+        k += 1;
+        tokio::time::sleep_until(start + Duration::from_secs(k)).await;
+        let h = lock(&s.stats).take_interval();
+        let line = interval_line(&h, Duration::from_secs(k - 1), Duration::from_secs(1));
+        lock(&s.intervals).push(line);
     }
 }
 
@@ -432,27 +468,33 @@ pub fn run(plan: Plan) -> Result<Outcome, String> {
 }
 
 async fn run_async(plan: Plan) -> Result<Outcome, String> {
-    let http: Http = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(plan.connections)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(connector(&plan)?);
+    let pool = plan.net.pool(&plan.endpoint, plan.connections)?;
     let s = Arc::new(Shared {
         slots: Arc::new(Semaphore::new(plan.connections)),
-        http,
+        pool,
         stats: Mutex::new(Stats::default()),
         instances: Mutex::new(Instances::default()),
+        ready: Mutex::new(VecDeque::new()),
+        orders_started: AtomicU64::new(0),
+        orders_done: AtomicU64::new(0),
         started: AtomicU64::new(0),
         in_flight: AtomicU64::new(0),
-        abort: Mutex::new(None),
-        stopped: AtomicBool::new(false),
+        first_failure: Mutex::new(None),
+        abort: std::sync::atomic::AtomicBool::new(false),
+        prepare_error: Mutex::new(None),
+        intervals: Mutex::new(Vec::new()),
         plan,
     });
     let start = Instant::now();
+    let started_at = std::time::SystemTime::now();
     let ticker = s
         .plan
         .progress
         .then(|| tokio::spawn(progress(Arc::clone(&s), start)));
-    let mut mix = s.plan.mix.clone();
+    let interval_ticker = s
+        .plan
+        .intervals
+        .then(|| tokio::spawn(intervals(Arc::clone(&s), start)));
     let mut tasks = tokio::task::JoinSet::new();
     let mut last_start = start;
     let interval;
@@ -468,6 +510,10 @@ async fn run_async(plan: Plan) -> Result<Outcome, String> {
                 (None, None) => 0,
             };
             interval = Duration::from_secs_f64(1.0 / rate);
+            let mut mix = match &s.plan.work {
+                Work::Mix(m) => Some(m.clone()),
+                Work::Lifecycle(_) => None,
+            };
             for i in 0..total {
                 let at = start + sched.offset(i);
                 if !wait_until(&s, at).await {
@@ -475,9 +521,13 @@ async fn run_async(plan: Plan) -> Result<Outcome, String> {
                 }
                 last_start = Instant::now();
                 s.started.fetch_add(1, Ordering::Relaxed);
-                let item = mix.pick().clone();
+                let task = s.next_task(&mut mix);
                 let s2 = Arc::clone(&s);
-                tasks.spawn(async move { s2.one(item, at).await });
+                tasks.spawn(async move {
+                    if let Some(next) = s2.one(task, at).await {
+                        lock(&s2.ready).push_back(next);
+                    }
+                });
                 // Reap the ended ones so the set stays small.
                 while tasks.try_join_next().is_some() {}
             }
@@ -486,11 +536,16 @@ async fn run_async(plan: Plan) -> Result<Outcome, String> {
             interval = Duration::ZERO;
             let deadline = s.plan.duration.map(|d| start + d);
             let limit = s.plan.requests.unwrap_or(u64::MAX);
-            let mix = Arc::new(Mutex::new(mix));
+            let mix = match &s.plan.work {
+                Work::Mix(m) => Some(Arc::new(Mutex::new(m.clone()))),
+                Work::Lifecycle(_) => None,
+            };
             for _ in 0..s.plan.connections {
                 let s2 = Arc::clone(&s);
-                let mix = Arc::clone(&mix);
+                let mix = mix.clone();
                 tasks.spawn(async move {
+                    // A worker runs its orders one after the other, step by step.
+                    let mut next: Option<(usize, String)> = None;
                     loop {
                         if s2.should_stop() || deadline.is_some_and(|d| Instant::now() >= d) {
                             break;
@@ -499,39 +554,74 @@ async fn run_async(plan: Plan) -> Result<Outcome, String> {
                             s2.started.fetch_sub(1, Ordering::Relaxed);
                             break;
                         }
-                        let item = mix.lock().unwrap_or_else(|e| e.into_inner()).pick().clone();
-                        s2.one(item, Instant::now()).await;
+                        let task = match (&mix, next.take()) {
+                            (Some(m), _) => Task::Mix(lock(m).pick().clone()),
+                            (None, Some((step, id))) => Task::Step {
+                                step,
+                                instance: Some(id),
+                            },
+                            (None, None) => {
+                                s2.orders_started.fetch_add(1, Ordering::Relaxed);
+                                Task::Step {
+                                    step: 0,
+                                    instance: None,
+                                }
+                            }
+                        };
+                        next = s2.one(task, Instant::now()).await;
                     }
                 });
             }
         }
     }
-    // Those in flight end within their --timeout (twice: a wait for a connection, then
-    // the exchange); Ctrl-C does not cut them short.
+    // Those in flight end within their budget (twice: a wait for a connection, then the
+    // exchange); Ctrl-C does not cut them short.
     while tasks.join_next().await.is_some() {}
     let elapsed = start.elapsed();
     if let Some(t) = ticker {
         t.abort();
         eprint!("\r\x1b[2K");
     }
+    if let Some(t) = interval_ticker {
+        t.abort();
+        // The last, partial interval.
+        let at = lock(&s.intervals).len() as u64;
+        let h = lock(&s.stats).take_interval();
+        let from = Duration::from_secs(at);
+        let line = interval_line(&h, from, elapsed.saturating_sub(from));
+        lock(&s.intervals).push(line);
+    }
     let sending = if s.plan.rate.is_some() {
         last_start.duration_since(start) + interval
     } else {
         elapsed
     };
-    let stats = s.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let abort = *s.abort.lock().unwrap_or_else(|e| e.into_inner());
+    let stats = lock(&s.stats).clone();
     let unreachable = if stats.replies() == 0 {
-        abort.or_else(|| stats.errors.keys().next().copied())
+        lock(&s.first_failure)
+            .take()
+            .filter(|f| f.kind.is_unreachable())
     } else {
         None
     };
+    let prepare_error = lock(&s.prepare_error).take();
+    let intervals = std::mem::take(&mut *lock(&s.intervals));
+    let orders = matches!(s.plan.work, Work::Lifecycle(_)).then(|| {
+        (
+            s.orders_started.load(Ordering::Relaxed),
+            s.orders_done.load(Ordering::Relaxed),
+        )
+    });
     Ok(Outcome {
         started: s.started.load(Ordering::Relaxed),
         stats,
         elapsed,
         sending,
-        interrupted: s.stopped.load(Ordering::Relaxed) || s.plan.stop.asked(),
+        interrupted: s.plan.stop.asked(),
         unreachable,
+        prepare_error,
+        orders,
+        started_at,
+        intervals,
     })
 }

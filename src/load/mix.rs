@@ -88,6 +88,27 @@ impl Mix {
         )
     }
 
+    /// `--scenario lifecycle`: the steps one virtual order runs, in order, on the instance
+    /// its newInstance created. V1 has no query; its status step is expireInstance.
+    pub fn lifecycle(p: Protocol) -> Vec<Item> {
+        let steps: &[(&str, Option<&'static str>)] = match p {
+            Protocol::V2 => &[
+                ("newInstance", None),
+                ("queryInstance", None),
+                ("refreshInstance", Some("RENEWAL")),
+                ("updateInstanceStatus", Some("FREEZE")),
+                ("releaseInstance", None),
+            ],
+            Protocol::V1 => &[
+                ("newInstance", None),
+                ("refreshInstance", None),
+                ("expireInstance", None),
+                ("releaseInstance", None),
+            ],
+        };
+        steps.iter().filter_map(|(n, s)| item(n, *s, p)).collect()
+    }
+
     /// `--activity` values: `NAME` or `NAME:WEIGHT` (1 to 1000), each signed by a key given.
     pub fn parse(specs: &[String], p: Protocol, keys: &Keys) -> Result<Mix, String> {
         let mut items = Vec::new();
@@ -201,6 +222,17 @@ mod tests {
         assert_eq!(Mix::dial(Protocol::V2, &keys(false)).items.len(), 6);
         assert_eq!(Mix::dial(Protocol::V2, &keys(true)).items.len(), 7);
         assert_eq!(Mix::dial(Protocol::V1, &keys(false)).items.len(), 4);
+    }
+
+    #[test]
+    fn lifecycle_starts_with_new_and_ends_with_release() {
+        for p in [Protocol::V1, Protocol::V2] {
+            let steps = Mix::lifecycle(p);
+            assert_eq!(steps.len(), if p == Protocol::V2 { 5 } else { 4 });
+            assert_eq!(steps[0].callback.name, "newInstance");
+            assert!(steps.last().unwrap().releases());
+            assert!(steps[1..].iter().all(Item::needs_instance));
+        }
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct Report {
     pub started: u64,
     pub elapsed: Duration,
     pub sending: Duration,
+    /// `--scenario lifecycle`: virtual orders started, and run to their release.
+    pub orders: Option<(u64, u64)>,
     pub stats: Stats,
     pub thresholds: Vec<Verdict>,
     pub interrupted: bool,
@@ -96,6 +98,9 @@ impl Report {
             "errors": counts_json(&s.errors),
             "rejected": counts_json(&s.rejected),
             "by_activity": counts_json(&s.by_activity),
+            "orders": self.orders.map(|(started, completed)| json!({
+                "started": started, "completed": completed
+            })),
             "thresholds": self.thresholds.iter().map(|v| json!({
                 "expr": v.expr, "value": v.value, "pass": v.pass
             })).collect::<Vec<_>>(),
@@ -146,6 +151,11 @@ impl Report {
         out.push_str(&format!("  result    {}\n", counts(&s.by_result_code)));
         out.push_str(&format!("  errors    {}\n", strs(&s.errors)));
         out.push_str(&format!("  rejected  {}\n", strs(&s.rejected)));
+        if let Some((started, completed)) = self.orders {
+            out.push_str(&format!(
+                "  orders    {started} started, {completed} run to their release\n"
+            ));
+        }
         out.push_str(&format!(
             "  failed    {} of {} ({:.2}%)\n",
             s.failed,

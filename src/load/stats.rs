@@ -1,10 +1,12 @@
 //! What a load run measured: two HDR histograms (latency from the intended start, and
 //! service time from the actual send) and the counts by status, code, error and rule.
 
+use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Microseconds, 1 µs to 1 h, 3 significant digits.
 fn histogram() -> Histogram<u64> {
@@ -29,6 +31,8 @@ pub struct Stats {
     /// Replies the judge rejects, by rule (result-code, json-body, body-sign, ...).
     pub rejected: BTreeMap<&'static str, u64>,
     pub by_activity: BTreeMap<String, u64>,
+    /// The latency of the requests ended since the last [`Stats::take_interval`].
+    pub interval: Histogram<u64>,
 }
 
 impl Default for Stats {
@@ -43,6 +47,7 @@ impl Default for Stats {
             errors: BTreeMap::new(),
             rejected: BTreeMap::new(),
             by_activity: BTreeMap::new(),
+            interval: histogram(),
         }
     }
 }
@@ -64,6 +69,7 @@ impl Stats {
     pub fn add(&mut self, e: Ended) {
         self.requests += 1;
         self.latency.saturating_record(micros(e.latency));
+        self.interval.saturating_record(micros(e.latency));
         self.service.saturating_record(micros(e.service));
         *self.by_activity.entry(e.activity).or_default() += 1;
         let ok = match e.outcome {
@@ -87,6 +93,13 @@ impl Stats {
         for r in e.rejected {
             *self.rejected.entry(r).or_default() += 1;
         }
+    }
+
+    /// The interval histogram so far; a new interval starts empty.
+    pub fn take_interval(&mut self) -> Histogram<u64> {
+        let h = self.interval.clone();
+        self.interval.reset();
+        h
     }
 
     /// Replies received (any status).
@@ -137,43 +150,48 @@ pub fn counts_json<K: ToString>(m: &BTreeMap<K, u64>) -> Value {
     Value::Object(m.iter().map(|(k, v)| (k.to_string(), json!(v))).collect())
 }
 
-/// The histogram as an HdrHistogram percentile distribution (the `.hgrm` text that
-/// HdrHistogram's plotter reads), values in ms.
-pub fn hgrm(h: &Histogram<u64>) -> String {
-    let mut out = format!(
-        "{:>12} {:>14} {:>10} {:>14}\n\n",
-        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+/// One interval of an HdrHistogram interval log (the line `HistogramLogProcessor` and the
+/// plotting tools read): `start` from the run's start, latency in microseconds.
+pub fn interval_line(h: &Histogram<u64>, start: Duration, length: Duration) -> String {
+    let mut out = Vec::new();
+    let mut ser = V2DeflateSerializer::new();
+    // A writer with no header writes just the interval's line.
+    let written = IntervalLogWriterBuilder::new()
+        .begin_log_with(&mut out, &mut ser)
+        .map_err(|e| e.to_string())
+        .and_then(|mut w| {
+            w.write_histogram(h, start, length, None)
+                .map_err(|e| format!("{e:?}"))
+        });
+    match written {
+        Ok(()) => String::from_utf8_lossy(&out).into_owned(),
+        // Serialising into memory does not fail; a note keeps the log readable if it did.
+        Err(e) => format!(
+            "#interval at {:.3} s not written: {e}\n",
+            start.as_secs_f64()
+        ),
+    }
+}
+
+/// The whole interval log: the header (StartTime and BaseTime: the run's start), the legend,
+/// then the intervals.
+pub fn interval_log(started: SystemTime, lines: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut ser = V2DeflateSerializer::new();
+    let header = IntervalLogWriterBuilder::new()
+        .add_comment("[Histogram log format version 1.3]")
+        .add_comment("csm load: latency from each request's intended start, in microseconds")
+        .with_start_time(started)
+        .with_base_time(started)
+        .begin_log_with(&mut out, &mut ser)
+        .map(|_| ());
+    debug_assert!(header.is_ok());
+    out.extend_from_slice(
+        b"\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"\n",
     );
-    if h.is_empty() {
-        return out;
+    for l in lines {
+        out.extend_from_slice(l.as_bytes());
     }
-    for v in h.iter_quantiles(1) {
-        let q = v.quantile_iterated_to();
-        let inv = if q < 1.0 {
-            format!("{:>14.2}", 1.0 / (1.0 - q))
-        } else {
-            format!("{:>14}", "inf")
-        };
-        out.push_str(&format!(
-            "{:>12.3} {:>14.12} {:>10} {}\n",
-            v.value_iterated_to() as f64 / 1000.0,
-            q,
-            v.count_since_last_iteration(),
-            inv
-        ));
-        if q >= 1.0 {
-            break;
-        }
-    }
-    out.push_str(&format!(
-        "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]\n#[Max     = {:>12.3}, Total count    = {:>12}]\n#[Buckets = {:>12}, SubBuckets     = {:>12}]\n",
-        h.mean() / 1000.0,
-        h.stdev() / 1000.0,
-        h.max() as f64 / 1000.0,
-        h.len(),
-        h.buckets(),
-        h.distinct_values()
-    ));
     out
 }
 
@@ -206,6 +224,41 @@ mod tests {
         assert!((s.error_ratio() - 0.75).abs() < 1e-12);
         let max = ms_at(&s.latency, 100.0);
         assert!((max - 5000.0).abs() < 5.0, "{max}");
-        assert!(hgrm(&s.latency).contains("Total count    =            4"));
+        let h = s.take_interval();
+        assert_eq!((h.len(), s.interval.len()), (4, 0));
+    }
+
+    #[test]
+    fn the_interval_log_reads_back() {
+        use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+        use hdrhistogram::serialization::Deserializer;
+        let mut h = histogram();
+        for us in [1_000, 2_000, 900_000] {
+            h.record(us).unwrap();
+        }
+        let lines = [
+            interval_line(&h, Duration::ZERO, Duration::from_secs(1)),
+            interval_line(&histogram(), Duration::from_secs(1), Duration::from_secs(1)),
+        ];
+        let log = interval_log(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            &lines,
+        );
+        let mut intervals = Vec::new();
+        for e in IntervalLogIterator::new(&log) {
+            if let LogEntry::Interval(i) = e.unwrap() {
+                intervals.push((i.start_timestamp(), i.encoded_histogram().to_string()));
+            }
+        }
+        assert_eq!(intervals.len(), 2);
+        assert_eq!(intervals[1].0, Duration::from_secs(1));
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&intervals[0].1)
+            .unwrap();
+        let back: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut std::io::Cursor::new(bytes))
+            .unwrap();
+        assert_eq!((back.len(), back.max()), (3, h.max()));
     }
 }

@@ -18,6 +18,17 @@ pub enum NetKind {
 }
 
 impl NetKind {
+    /// The kind's name in reports (`--json` error counts).
+    pub fn id(self) -> &'static str {
+        match self {
+            NetKind::Connect => "connect",
+            NetKind::Timeout => "timeout",
+            NetKind::Tls => "tls",
+            NetKind::Reset => "reset",
+            NetKind::Protocol => "protocol",
+        }
+    }
+
     /// No HTTP reply came at all (DNS, connect, TLS, timeout, reset): when that happens to
     /// the first call, the endpoint is unreachable (exit 4). `Protocol` means something did
     /// answer, so it is judged as a failed check instead.
@@ -37,6 +48,14 @@ impl NetFailure {
         NetFailure {
             kind,
             message: message.into(),
+        }
+    }
+
+    /// The same failure, its message prefixed with where it happened.
+    pub fn within(self, what: &str) -> NetFailure {
+        NetFailure {
+            message: format!("{what}: {}", self.message),
+            ..self
         }
     }
 }
@@ -94,28 +113,35 @@ fn tls_in(e: &(dyn StdError + 'static)) -> bool {
     chain(e).iter().any(|c| c.is::<rustls::Error>())
 }
 
+/// The kind the errors of a chain stand for, from their types (a TLS error anywhere, then
+/// the first io error, then hyper's predicates); None when none of them tells.
+fn kind_in_chain(e: &(dyn StdError + 'static)) -> Option<NetKind> {
+    let all = chain(e);
+    if all.iter().any(|c| c.is::<rustls::Error>()) {
+        return Some(NetKind::Tls);
+    }
+    if let Some(io) = all.iter().find_map(|c| c.downcast_ref::<io::Error>()) {
+        return Some(io_kind(io));
+    }
+    let h = all.iter().find_map(|c| c.downcast_ref::<hyper::Error>())?;
+    if h.is_timeout() {
+        Some(NetKind::Timeout)
+    } else if h.is_parse() {
+        Some(NetKind::Protocol)
+    } else if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
+        Some(NetKind::Reset)
+    } else {
+        None
+    }
+}
+
 /// The kind of a reqwest failure, from types only.
 pub fn reqwest_kind(e: &reqwest::Error) -> NetKind {
     if e.is_timeout() {
         return NetKind::Timeout;
     }
-    let all = chain(e);
-    if all.iter().any(|c| c.is::<rustls::Error>()) {
-        return NetKind::Tls;
-    }
-    if let Some(io) = all.iter().find_map(|c| c.downcast_ref::<io::Error>()) {
-        return io_kind(io);
-    }
-    if let Some(h) = all.iter().find_map(|c| c.downcast_ref::<hyper::Error>()) {
-        if h.is_timeout() {
-            return NetKind::Timeout;
-        }
-        if h.is_parse() {
-            return NetKind::Protocol;
-        }
-        if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
-            return NetKind::Reset;
-        }
+    if let Some(kind) = kind_in_chain(e) {
+        return kind;
     }
     if e.is_connect() {
         NetKind::Connect
@@ -124,6 +150,22 @@ pub fn reqwest_kind(e: &reqwest::Error) -> NetKind {
     } else {
         NetKind::Reset
     }
+}
+
+/// A failure of the pooled hyper client ([`super::pool`]), with its kind and whole message.
+pub fn from_hyper(e: &hyper_util::client::legacy::Error) -> NetFailure {
+    let kind = kind_in_chain(e).unwrap_or(if e.is_connect() {
+        NetKind::Connect
+    } else {
+        NetKind::Reset
+    });
+    NetFailure::new(kind, crate::error::error_chain(e))
+}
+
+/// A failure while reading a reply body from hyper.
+pub fn from_hyper_body(e: &(dyn StdError + 'static)) -> NetFailure {
+    let kind = kind_in_chain(e).unwrap_or(NetKind::Reset);
+    NetFailure::new(kind, crate::error::error_chain(e))
 }
 
 /// A reqwest failure with its kind and the whole message (the URL left out).

@@ -11,10 +11,12 @@
 //! - Proxies from `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY` for other hosts,
 //!   never for loopback ([`proxy`]).
 //!
-//! Two clients follow it: reqwest ([`Settings::blocking`]) for the marketplace APIs, and the
-//! raw HTTP/1.1 exchange of [`raw`] for callbacks, which keeps header names as received.
+//! Three clients follow it: reqwest ([`Settings::blocking`]) for the marketplace APIs, the
+//! raw HTTP/1.1 exchange of [`raw`] for callbacks, which keeps header names as received, and
+//! the keep-alive pool of [`pool`] ([`Settings::pool`]) for `csm load`, which keeps them too.
 
 pub mod failure;
+pub mod pool;
 pub mod proxy;
 pub mod raw;
 pub mod tls;

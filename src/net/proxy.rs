@@ -32,6 +32,11 @@ impl Proxy {
         )
     }
 
+    /// `proxy host:port from VAR`: how messages name it (never the credentials).
+    pub fn named(&self) -> String {
+        format!("proxy {} from {}", self.shown(), self.var)
+    }
+
     /// The `Proxy-Authorization` value, when the proxy URL holds a user name.
     pub fn authorization(&self) -> Option<String> {
         use base64::Engine;

@@ -91,10 +91,7 @@ impl Raw {
             .map_err(|e| NetFailure::new(NetKind::Connect, e))?;
         let mut tcp = match &via {
             None => connect(url, deadline)?,
-            Some(p) => connect(&p.url, deadline).map_err(|f| NetFailure {
-                message: format!("proxy {} from {}: {}", p.shown(), p.var, f.message),
-                ..f
-            })?,
+            Some(p) => connect(&p.url, deadline).map_err(|f| f.within(&p.named()))?,
         };
         let _ = tcp.set_nodelay(true);
         if let (Some(p), true) = (&via, https) {
@@ -267,23 +264,16 @@ fn tunnel(
         head.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
     }
     head.push_str("\r\n");
+    let named = p.named();
     set_budget(tcp, deadline)?;
     tcp.write_all(head.as_bytes())
-        .map_err(|e| io_failure(e, &format!("proxy {}", p.shown())))?;
+        .map_err(|e| io_failure(e, &named))?;
     let mut buf = Vec::new();
-    let answer = read_head(tcp, &mut buf, deadline).map_err(|f| NetFailure {
-        message: format!("proxy {} from {}: {}", p.shown(), p.var, f.message),
-        ..f
-    })?;
+    let answer = read_head(tcp, &mut buf, deadline).map_err(|f| f.within(&named))?;
     if !(200..300).contains(&answer.status) || !buf.is_empty() {
         return Err(NetFailure::new(
             NetKind::Connect,
-            format!(
-                "proxy {} from {}: CONNECT {target} answered HTTP {}",
-                p.shown(),
-                p.var,
-                answer.status
-            ),
+            format!("{named}: CONNECT {target} answered HTTP {}", answer.status),
         ));
     }
     Ok(())

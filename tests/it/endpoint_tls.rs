@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-const KEY: &str = "5d6e7f80-91a2-4b3c-8d4e-5f6a7b8c9d0e";
+pub const KEY: &str = "5d6e7f80-91a2-4b3c-8d4e-5f6a7b8c9d0e";
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -21,7 +21,7 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-const LOCALHOST: &str = "test-only-localhost";
+pub const LOCALHOST: &str = "test-only-localhost";
 
 /// A TLS 1.3 server that answers every request with a signed 000000 reply.
 fn tls_endpoint(max: usize) -> u16 {
@@ -30,7 +30,7 @@ fn tls_endpoint(max: usize) -> u16 {
 
 /// A TLS server of one protocol version, with the fixture certificate `cert` (.pem/.key),
 /// whose replies carry the signature under `sign_name`.
-fn tls_endpoint_with(
+pub fn tls_endpoint_with(
     max: usize,
     version: &'static rustls::SupportedProtocolVersion,
     sign_name: &'static str,

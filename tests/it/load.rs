@@ -212,7 +212,7 @@ fn an_unreachable_endpoint_exits_4_with_the_report() {
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     let r = report(&o);
     assert_eq!(r["exit_code"], 4);
-    assert!(r["errors"]["refused"].as_u64().unwrap() >= 1, "{r:#}");
+    assert!(r["errors"]["connect"].as_u64().unwrap() >= 1, "{r:#}");
     assert!(r["error"].as_str().unwrap().contains("unreachable"));
     // It stops at the first refusal instead of running out the 10 s.
     assert!(num(&r["duration_s"]) < 8.0, "{r:#}");
@@ -354,4 +354,292 @@ fn ctrl_c_stops_starting_requests_and_reports_what_was_sent() {
     // Stopped well before the 1,500 a full run would send.
     assert!(n > 0 && n < 1500, "{n}");
     assert_eq!(r["by_result_code"]["000000"].as_u64(), Some(n), "{r}");
+}
+
+/// The activity and instance id of a recorded V2 basic request (from its JSON body).
+fn step_of(line: &str) -> (String, Option<String>) {
+    use base64::Engine;
+    let v: Value = serde_json::from_str(line).unwrap();
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(v["body_base64"].as_str().unwrap())
+        .unwrap();
+    let b: Value = serde_json::from_slice(&body).unwrap();
+    (
+        b["activity"].as_str().unwrap().to_string(),
+        b["instanceId"].as_str().map(str::to_string),
+    )
+}
+
+#[test]
+fn lifecycle_orders_run_their_steps_in_order_each_on_its_own_instance() {
+    let env = Env::new();
+    let rec = env.p("record.jsonl");
+    let m = env.serve(&["--record", &rec]);
+    let o = env.load(
+        &m.url,
+        "basic.key",
+        &[
+            "--scenario",
+            "lifecycle",
+            "--rate",
+            "200",
+            "--requests",
+            "100",
+            "--set",
+            "productId=LOAD-P1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = report(&o);
+    assert_eq!(r["by_result_code"], serde_json::json!({"000000": 100}));
+    // Counted per step: each step follows the one before it, so the counts never rise
+    // along the order (orders still running at the end stop part way).
+    let steps = &r["by_activity"];
+    let counts: Vec<u64> = [
+        "newInstance",
+        "queryInstance",
+        "refreshInstance RENEWAL",
+        "updateInstanceStatus FREEZE",
+        "releaseInstance",
+    ]
+    .iter()
+    .map(|k| steps[*k].as_u64().unwrap_or(0))
+    .collect();
+    assert!(counts.windows(2).all(|w| w[0] >= w[1]), "{r:#}");
+    let (new, released) = (counts[0], counts[4]);
+    assert!(released >= 5, "{r:#}");
+    assert_eq!(r["orders"]["started"].as_u64(), Some(new));
+    assert_eq!(r["orders"]["completed"].as_u64(), Some(released));
+    drop(m);
+    // On the merchant's side: per instance, the steps after newInstance in order, once each.
+    let order = [
+        "queryInstance",
+        "refreshInstance",
+        "updateInstanceStatus",
+        "releaseInstance",
+    ];
+    let mut seen: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for line in std::fs::read_to_string(&rec).unwrap().lines() {
+        let (activity, instance) = step_of(line);
+        if activity == "newInstance" {
+            continue;
+        }
+        seen.entry(instance.expect("an instance id"))
+            .or_default()
+            .push(activity);
+    }
+    let full = seen.values().filter(|s| s.len() == order.len()).count();
+    assert_eq!(full as u64, released);
+    for s in seen.values() {
+        assert_eq!(s[..], order[..s.len()], "{seen:#?}");
+    }
+    // --set reached the one step that has the field (refreshInstance).
+    let recorded = std::fs::read_to_string(&rec).unwrap();
+    let with_product = recorded
+        .lines()
+        .filter(|l| step_of(l).0 == "refreshInstance")
+        .count();
+    assert!(with_product > 0);
+    use base64::Engine;
+    for line in recorded
+        .lines()
+        .filter(|l| step_of(l).0 == "refreshInstance")
+    {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(v["body_base64"].as_str().unwrap())
+            .unwrap();
+        let b: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(b["productId"], "LOAD-P1");
+    }
+}
+
+#[test]
+fn set_names_a_field_no_activity_has() {
+    let env = Env::new();
+    let o = env.load(
+        "http://127.0.0.1:9",
+        "basic.key",
+        &[
+            "--activity",
+            "newInstance",
+            "--rate",
+            "10",
+            "--requests",
+            "1",
+            "--set",
+            "nosuch=1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--set nosuch") && err.contains("newInstance"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_hdr_log_reads_back_with_every_request() {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    use hdrhistogram::Histogram;
+    let env = Env::new();
+    let m = env.serve(&[]);
+    let log = env.p("latency.hlog");
+    let o = env.load(
+        &m.url,
+        "basic.key",
+        &["--rate", "200", "--duration", "2500ms", "--hdr-out", &log],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = report(&o);
+    let raw = std::fs::read(&log).unwrap();
+    assert!(raw.starts_with(b"#[Histogram log format version 1.3]\n"));
+    let mut total = Histogram::<u64>::new(3).unwrap();
+    let mut starts = Vec::new();
+    for e in IntervalLogIterator::new(&raw) {
+        let LogEntry::Interval(i) = e.unwrap() else {
+            continue;
+        };
+        starts.push(i.start_timestamp().as_secs_f64());
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(i.encoded_histogram())
+            .unwrap();
+        let h: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut std::io::Cursor::new(bytes))
+            .unwrap();
+        total.add(&h).unwrap();
+    }
+    // One interval a second (the last one partial), every request in one of them.
+    assert_eq!(starts, [0.0, 1.0, 2.0]);
+    assert_eq!(total.len(), r["requests"].as_u64().unwrap());
+    let max_ms = total.max() as f64 / 1000.0;
+    assert!((max_ms - num(&r["latency_ms"]["max"])).abs() <= max_ms * 0.01 + 0.01);
+}
+
+#[test]
+fn a_lower_case_body_sign_name_is_rejected_per_reply_on_kept_alive_connections() {
+    let env = Env::new();
+    let m = env.serve(&["--fault", "body-sign-case"]);
+    let o = env.load(
+        &m.url,
+        "basic.key",
+        &[
+            "--activity",
+            "newInstance",
+            "--rate",
+            "100",
+            "--requests",
+            "60",
+            "--connections",
+            "3",
+        ],
+    );
+    // Replies are still 000000: the name is a judge rule, not a failure.
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = report(&o);
+    assert_eq!(r["by_result_code"], serde_json::json!({"000000": 60}));
+    assert_eq!(r["rejected"]["body-sign-name"], 60, "{r:#}");
+}
+
+#[test]
+fn https_endpoints_are_loaded_through_the_policy_tls() {
+    use crate::endpoint_tls::{tls_endpoint_with, KEY, LOCALHOST};
+    let env = Env::new();
+    std::fs::write(env.path("tls.key"), KEY).unwrap();
+    let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/{LOCALHOST}.pem"));
+    for (name, rejected) in [("Body-Sign", None), ("body-sign", Some(20))] {
+        let port = tls_endpoint_with(20, &rustls::version::TLS13, name, LOCALHOST);
+        let url = format!("https://127.0.0.1:{port}");
+        let o = env.load(
+            &url,
+            "tls.key",
+            &[
+                "--activity",
+                "newInstance",
+                "--rate",
+                "50",
+                "--requests",
+                "20",
+            ],
+        );
+        // Without the test CA, the certificate is refused: unreachable, kind tls.
+        if rejected.is_none() {
+            assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+            assert!(report(&o)["errors"]["tls"].as_u64().unwrap() >= 1);
+        }
+        let port = tls_endpoint_with(20, &rustls::version::TLS13, name, LOCALHOST);
+        let url = format!("https://127.0.0.1:{port}");
+        let ca = ca.display().to_string();
+        let o = env.load(
+            &url,
+            "tls.key",
+            &[
+                "--activity",
+                "newInstance",
+                "--rate",
+                "50",
+                "--requests",
+                "20",
+                "--ca-file",
+                &ca,
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let r = report(&o);
+        assert_eq!(
+            r["by_result_code"],
+            serde_json::json!({"000000": 20}),
+            "{r:#}"
+        );
+        assert_eq!(r["rejected"]["body-sign-name"].as_u64(), rejected, "{r:#}");
+    }
+}
+
+#[test]
+fn a_body_file_lays_its_fields_over_fresh_requests() {
+    use base64::Engine;
+    let env = Env::new();
+    let rec = env.p("record.jsonl");
+    std::fs::write(env.path("body.json"), r#"{"productId":"FROM-FILE"}"#).unwrap();
+    let m = env.serve(&["--record", &rec]);
+    let body = env.p("body.json");
+    let o = env.load(
+        &m.url,
+        "basic.key",
+        &[
+            "--activity",
+            "newInstance,refreshInstance",
+            "--rate",
+            "100",
+            "--requests",
+            "40",
+            "--body",
+            &body,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    drop(m);
+    let mut orders = BTreeSet::new();
+    let mut refreshes = 0;
+    for line in std::fs::read_to_string(&rec).unwrap().lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(v["body_base64"].as_str().unwrap())
+            .unwrap();
+        let b: Value = serde_json::from_slice(&raw).unwrap();
+        if b["activity"] == "refreshInstance" {
+            refreshes += 1;
+            assert_eq!(b["productId"], "FROM-FILE", "{b}");
+        } else {
+            // newInstance has no productId: the file's field is not forced on it.
+            assert!(b.get("productId").is_none(), "{b}");
+        }
+        orders.insert(b["orderId"].as_str().unwrap().to_string());
+    }
+    assert!(refreshes > 0);
+    // Ids not named in the file stay fresh per request.
+    assert_eq!(orders.len(), 40);
 }
