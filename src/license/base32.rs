@@ -80,7 +80,9 @@ pub fn decode_values(values: &[u8]) -> Option<Vec<u8>> {
             out.push((acc >> bits) as u8);
         }
     }
-    if bits > 0 && acc & ((1 << bits) - 1) != 0 {
+    // The encoding is minimal: fewer than 5 padding bits, all zero. A longer spelling of the
+    // same bytes (an extra `0` typed before a `0` check symbol) is not the code.
+    if bits >= 5 || acc & ((1 << bits) - 1) != 0 {
         return None;
     }
     Some(out)
@@ -203,6 +205,15 @@ mod tests {
         }
         // 1 byte = 2 symbols with 2 padding bits; a nonzero padding bit is refused.
         assert_eq!(decode_values(&[0, 1]), None);
+        // An extra zero symbol is 5 more zero bits, not a byte: a longer spelling, refused.
+        for n in 1..40usize {
+            let bytes: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
+            let mut v = encode_values(&bytes);
+            if (v.len() + 1) * 5 / 8 == n {
+                v.push(0);
+                assert_eq!(decode_values(&v), None, "{n} bytes");
+            }
+        }
     }
 
     #[test]

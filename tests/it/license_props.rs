@@ -177,7 +177,7 @@ proptest! {
             };
             prop_assert!(
                 matches!(kind, Kind::Malformed | Kind::BadSignature),
-                "position {} changed to {:?}: {:?}", i + 1, r, kind
+                "position {} changed from {:?} to {:?}: {:?}", i + 1, chars[i], r, kind
             );
         }
     }
