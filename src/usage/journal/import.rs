@@ -1,14 +1,19 @@
 //! Reading a file into the journal: one transaction per file, and the rules for a record
 //! that is already there (the same again, a fixed rejected one, a duplicate).
+//!
+//! Records go in by chunks of [`CHUNK`] rows per statement (`INSERT … ON CONFLICT DO
+//! NOTHING RETURNING`): one round trip per chunk to a PostgreSQL server, and the rows that
+//! were not inserted (already there) are looked at one by one, in file order.
 
+use super::db::{vals, Db, DbError, Row, Val};
 use super::{storage, Journal, State};
 use crate::error::{CsmError, Result};
 use crate::usage::reader::{LineError, RecordReader};
 use crate::usage::record::{self, Billing, Deadline, UsageRecord};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension, Transaction};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::BufRead;
+use std::path::Path;
 
 /// What an import found. Every data line read is counted once: `read` = `bad` +
 /// `unchecked` + `new` + `again` + `already_accepted` + `already_rejected` +
@@ -42,6 +47,41 @@ pub struct ImportReport {
 const MAX_ERRORS_KEPT: usize = 50;
 const MAX_LATE_KEPT: usize = 10;
 
+/// Rows per INSERT statement: 11 parameters each, under SQLite's 32,766 and PostgreSQL's
+/// 65,535 per statement.
+const CHUNK: usize = 1000;
+
+const COLUMNS: &str = "metering_sn, sn_derived, instance_id, begin_time, end_time, record_time,
+    usage_value, relate_pkg_instance, source_file, source_line, import_id";
+
+/// The INSERT of `n` rows.
+fn insert_sql(n: usize) -> String {
+    let mut sql = format!("INSERT INTO records ({COLUMNS}) VALUES ");
+    for r in 0..n {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..11 {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("?{}", r * 11 + c + 1));
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT DO NOTHING RETURNING metering_sn");
+    sql
+}
+
+/// What one import carries from chunk to chunk.
+struct Ctx<'a> {
+    path: &'a Path,
+    file_label: &'a str,
+    import_id: i64,
+    known: bool,
+}
+
 impl Journal {
     /// Reads the whole input into the journal in one transaction. With `commit` false (or
     /// when any line is bad) the transaction is rolled back: the journal is unchanged.
@@ -56,35 +96,39 @@ impl Journal {
         self.set_sync(true)?;
         let known = self.known;
         let path = self.path.clone();
-        let serr = |e: rusqlite::Error| storage(&path, e);
-        let tx = self.conn.transaction().map_err(serr)?;
-        let now_s = record::format_api_time(now);
-        tx.execute(
-            "INSERT INTO imports (file, imported_at, new_records) VALUES (?1, ?2, 0)",
-            params![file_label, now_s],
-        )
-        .map_err(serr)?;
-        let import_id = tx.last_insert_rowid();
-        let mut rep = ImportReport {
-            import_id,
-            ..Default::default()
-        };
-        {
-            let mut ins = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO records (metering_sn, sn_derived, instance_id, begin_time,
-                     end_time, record_time, usage_value, relate_pkg_instance, source_file,
-                     source_line, import_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        let serr = |e: DbError| storage(&path, e);
+        let db = self.db.get_mut();
+        db.in_tx(&serr, |db| {
+            let now_s = record::format_api_time(now);
+            let import_id = db
+                .query_one(
+                    "INSERT INTO imports (file, imported_at, new_records) VALUES (?1, ?2, 0)
+                     RETURNING id",
+                    vals![file_label, now_s.as_str()],
                 )
+                .and_then(|r| r.int(0))
                 .map_err(serr)?;
+            let cx = Ctx {
+                path: &path,
+                file_label,
+                import_id,
+                known,
+            };
+            let mut rep = ImportReport {
+                import_id,
+                ..Default::default()
+            };
+            let mut chunk: Vec<(u64, UsageRecord)> = Vec::with_capacity(CHUNK);
             loop {
                 let item = reader
                     .next_record()
                     .map_err(|e| CsmError::io(file_label, e))?;
                 let Some(item) = item else { break };
+                // Errors are kept in line order: the rows before a bad one go in first.
                 let (line, raw) = match item {
                     Ok(x) => x,
                     Err(e) => {
+                        insert_chunk(db, &cx, &mut chunk, &mut rep)?;
                         rep.push_error(e);
                         continue;
                     }
@@ -92,6 +136,7 @@ impl Journal {
                 let rec = match record::validate(&raw, now) {
                     Ok(r) => r,
                     Err(message) => {
+                        insert_chunk(db, &cx, &mut chunk, &mut rep)?;
                         rep.push_error(LineError { line, message });
                         continue;
                     }
@@ -102,55 +147,82 @@ impl Journal {
                     rep.late
                         .push((line, rec.metering_sn.clone(), rec.end_time.clone(), st));
                 }
-                let n = ins
-                    .execute(params![
-                        rec.metering_sn,
-                        rec.sn_derived,
-                        rec.instance_id,
-                        rec.begin_time,
-                        rec.end_time,
-                        rec.record_time,
-                        rec.usage_value,
-                        rec.relate_pkg_instance,
-                        file_label,
-                        line as i64,
-                        import_id
-                    ])
-                    .map_err(serr)?;
-                let found = if n == 1 && known {
-                    // New in this scratch journal: the real one may hold it.
-                    resolve_conflict(&tx, &rec, -1, &mut rep, Db::Known)
-                } else if n == 1 {
-                    Ok(false)
-                } else {
-                    resolve_conflict(&tx, &rec, import_id, &mut rep, Db::Main).and_then(|f| {
-                        f.then_some(true).ok_or_else(|| {
-                            format!("metering_sn {:?}: could not be journaled", rec.metering_sn)
-                        })
-                    })
-                };
-                match found {
-                    Ok(true) => {}
-                    Ok(false) => rep.new += 1,
-                    Err(message) => rep.push_error(LineError { line, message }),
+                chunk.push((line, rec));
+                if chunk.len() == CHUNK {
+                    insert_chunk(db, &cx, &mut chunk, &mut rep)?;
                 }
             }
-        }
-        rep.read = reader.data_lines();
-        rep.unchecked = reader.unchecked();
-        rep.bad = rep.error_count - u64::from(reader.header_failed());
-        tx.execute(
-            "UPDATE imports SET new_records = ?1 WHERE id = ?2",
-            params![rep.new as i64, import_id],
-        )
-        .map_err(serr)?;
-        if commit && rep.error_count == 0 {
-            tx.commit().map_err(serr)?;
-        } else {
-            tx.rollback().map_err(serr)?;
-        }
-        Ok(rep)
+            insert_chunk(db, &cx, &mut chunk, &mut rep)?;
+            rep.read = reader.data_lines();
+            rep.unchecked = reader.unchecked();
+            rep.bad = rep.error_count - u64::from(reader.header_failed());
+            db.exec(
+                "UPDATE imports SET new_records = ?1 WHERE id = ?2",
+                vals![rep.new as i64, import_id],
+            )
+            .map_err(serr)?;
+            let keep = commit && rep.error_count == 0;
+            Ok((rep, keep))
+        })
     }
+}
+
+/// Inserts the rows of `chunk` (emptied) that are new; each row already journaled is
+/// resolved against what is there, in file order.
+fn insert_chunk(
+    db: &mut Db,
+    cx: &Ctx,
+    chunk: &mut Vec<(u64, UsageRecord)>,
+    rep: &mut ImportReport,
+) -> Result<()> {
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    let serr = |e: DbError| storage(cx.path, e);
+    let mut params: Vec<Val> = Vec::with_capacity(chunk.len() * 11);
+    for (line, rec) in chunk.iter() {
+        params.extend([
+            Val::from(&rec.metering_sn),
+            rec.sn_derived.into(),
+            (&rec.instance_id).into(),
+            (&rec.begin_time).into(),
+            (&rec.end_time).into(),
+            (&rec.record_time).into(),
+            (&rec.usage_value).into(),
+            rec.relate_pkg_instance.clone().into(),
+            cx.file_label.into(),
+            (*line as i64).into(),
+            cx.import_id.into(),
+        ]);
+    }
+    let mut inserted: HashSet<String> = HashSet::with_capacity(chunk.len());
+    db.each(&insert_sql(chunk.len()), &params, |r| {
+        inserted.insert(r.text(0)?);
+        Ok(())
+    })
+    .map_err(serr)?;
+    for (line, rec) in chunk.drain(..) {
+        // Rows go in in file order: of two with one metering_sn the first is the new one.
+        let new_here = inserted.remove(&rec.metering_sn);
+        let found = if new_here && cx.known {
+            // New in this scratch journal: the real one may hold it.
+            resolve_conflict(db, &rec, -1, rep, Where::Known)
+        } else if new_here {
+            Ok(false)
+        } else {
+            resolve_conflict(db, &rec, cx.import_id, rep, Where::Main).and_then(|f| {
+                f.then_some(true).ok_or_else(|| {
+                    format!("metering_sn {:?}: could not be journaled", rec.metering_sn)
+                })
+            })
+        };
+        match found {
+            Ok(true) => {}
+            Ok(false) => rep.new += 1,
+            Err(message) => rep.push_error(LineError { line, message }),
+        }
+    }
+    Ok(())
 }
 
 impl ImportReport {
@@ -162,22 +234,9 @@ impl ImportReport {
     }
 }
 
-type Existing = (
-    i64,
-    State,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    i64,
-    bool,
-);
-
 /// Where [`resolve_conflict`] looks.
 #[derive(Clone, Copy)]
-enum Db {
+enum Where {
     Main,
     Known,
 }
@@ -186,33 +245,31 @@ enum Db {
 /// fine (it joins this upload unless it is decided), a fixed rejected record replaces the
 /// old one, anything else is a duplicate and an error naming the earlier line.
 ///
-/// `Db::Known` looks in the real journal attached read-only to a scratch one (`import_id`
+/// `Where::Known` looks in the real journal attached read-only to a scratch one (`import_id`
 /// -1): nothing is written, the outcome is counted as an import into it would count it.
 /// Ok(false): the record is in neither place (a new record).
 fn resolve_conflict(
-    tx: &Transaction,
+    db: &mut Db,
     rec: &UsageRecord,
     import_id: i64,
     rep: &mut ImportReport,
-    db: Db,
+    place: Where,
 ) -> std::result::Result<bool, String> {
-    let t = match db {
-        Db::Main => "main.records",
-        Db::Known => "known.records",
+    let t = match place {
+        Where::Main => "records",
+        Where::Known => "known.records",
     };
-    let write = matches!(db, Db::Main);
-    let dberr = |e: rusqlite::Error| format!("journal: {e}");
-    let by_sn: Option<Existing> = tx
-        .query_row(
+    let write = matches!(place, Where::Main);
+    let dberr = |e: DbError| format!("journal: {e}");
+    let by_sn: Option<Row> = db
+        .query_opt(
             &format!(
                 "SELECT id, state, instance_id, begin_time, end_time, usage_value,
-                 relate_pkg_instance, source_file, source_line, maybe_delivered FROM {t}
-                 WHERE metering_sn = ?1"
+                 relate_pkg_instance, source_file, source_line, maybe_delivered,
+                 import_id = ?2 FROM {t} WHERE metering_sn = ?1"
             ),
-            [&rec.metering_sn],
-            |r| r.try_into(),
+            vals![&rec.metering_sn, import_id],
         )
-        .optional()
         .map_err(dberr)?;
     let where_ = |file: &str, line: i64, imp_same: bool| {
         if imp_same {
@@ -221,20 +278,30 @@ fn resolve_conflict(
             format!("{file} line {line}")
         }
     };
-    if let Some((id, state, inst, begin, end, value, relate, file, line, maybe)) = by_sn {
+    if let Some(row) = by_sn {
+        let get = || -> std::result::Result<_, DbError> {
+            Ok((
+                row.int(0)?,
+                row.state(1)?,
+                row.text(2)?,
+                row.text(3)?,
+                row.text(4)?,
+                row.text(5)?,
+                row.opt_text(6)?,
+                row.text(7)?,
+                row.int(8)?,
+                row.bool(9)?,
+                row.bool(10)?,
+            ))
+        };
+        let (id, state, inst, begin, end, value, relate, file, line, maybe, this_import) =
+            get().map_err(dberr)?;
         let sn_state = format!("state {}", state.as_str());
         let same = inst == rec.instance_id
             && begin == rec.begin_time
             && end == rec.end_time
             && value == rec.usage_value
             && relate == rec.relate_pkg_instance;
-        let this_import: bool = tx
-            .query_row(
-                &format!("SELECT import_id = ?2 FROM {t} WHERE id = ?1"),
-                params![id, import_id],
-                |r| r.get(0),
-            )
-            .map_err(dberr)?;
         if this_import {
             if rec.sn_derived {
                 return Err(period_duplicate(rec, &where_(&file, line, true), &sn_state));
@@ -252,9 +319,9 @@ fn resolve_conflict(
                 State::Abandoned => rep.already_abandoned += 1,
                 State::Pending | State::Sent => {
                     if write {
-                        tx.execute(
+                        db.exec(
                             "UPDATE records SET import_id = ?2 WHERE id = ?1",
-                            params![id, import_id],
+                            vals![id, import_id],
                         )
                         .map_err(dberr)?;
                     }
@@ -291,38 +358,38 @@ fn resolve_conflict(
             ));
         }
         if state == State::Rejected {
-            let n = if !write {
-                // Replaceable unless another record holds the new period.
-                tx.query_row(
+            // Replaceable unless another record holds the new period.
+            let free = db
+                .query_one(
                     &format!(
                         "SELECT count(*) = 0 FROM {t} WHERE instance_id = ?1
                          AND begin_time = ?2 AND end_time = ?3 AND id != ?4
                          AND state != 'abandoned'"
                     ),
-                    params![rec.instance_id, rec.begin_time, rec.end_time, id],
-                    |r| r.get::<_, bool>(0),
+                    vals![&rec.instance_id, &rec.begin_time, &rec.end_time, id],
                 )
-                .map_err(dberr)? as usize
-            } else {
-                tx.execute(
-                    "UPDATE OR IGNORE records SET instance_id = ?2, begin_time = ?3, end_time = ?4,
+                .and_then(|r| r.bool(0))
+                .map_err(dberr)?;
+            if free && write {
+                db.exec(
+                    "UPDATE records SET instance_id = ?2, begin_time = ?3, end_time = ?4,
                      usage_value = ?5, relate_pkg_instance = ?6, record_time = ?7, import_id = ?8,
                      state = CASE WHEN maybe_delivered = 1 THEN 'sent' ELSE 'pending' END,
                      last_code = NULL, last_message = NULL, decided_at = NULL WHERE id = ?1",
-                    params![
+                    vals![
                         id,
-                        rec.instance_id,
-                        rec.begin_time,
-                        rec.end_time,
-                        rec.usage_value,
-                        rec.relate_pkg_instance,
-                        rec.record_time,
+                        &rec.instance_id,
+                        &rec.begin_time,
+                        &rec.end_time,
+                        &rec.usage_value,
+                        rec.relate_pkg_instance.clone(),
+                        &rec.record_time,
                         import_id
                     ],
                 )
-                .map_err(dberr)?
-            };
-            if n == 1 {
+                .map_err(dberr)?;
+            }
+            if free {
                 rep.replaced += 1;
                 return Ok(true);
             }
@@ -344,21 +411,30 @@ fn resolve_conflict(
         }
     }
     // Abandoned records hold no period (a journal of version 1 has none).
-    let by_period: Option<(String, State, String, i64, bool, bool)> = tx
-        .query_row(
+    let by_period: Option<Row> = db
+        .query_opt(
             &format!(
                 "SELECT metering_sn, state, source_file, source_line, import_id = ?4,
                  maybe_delivered FROM {t}
                  WHERE instance_id = ?1 AND begin_time = ?2 AND end_time = ?3
                  AND state != 'abandoned'"
             ),
-            params![rec.instance_id, rec.begin_time, rec.end_time, import_id],
-            |r| r.try_into(),
+            vals![&rec.instance_id, &rec.begin_time, &rec.end_time, import_id],
         )
-        .optional()
         .map_err(dberr)?;
     match by_period {
-        Some((sn, state, file, line, same_import, maybe)) => {
+        Some(row) => {
+            let get = || -> std::result::Result<_, DbError> {
+                Ok((
+                    row.text(0)?,
+                    row.state(1)?,
+                    row.text(2)?,
+                    row.int(3)?,
+                    row.bool(4)?,
+                    row.bool(5)?,
+                ))
+            };
+            let (sn, state, file, line, same_import, maybe) = get().map_err(dberr)?;
             let mut m = period_duplicate(
                 rec,
                 &where_(&file, line, same_import),
@@ -403,53 +479,54 @@ fn period_duplicate(rec: &UsageRecord, earlier: &str, about: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{import, journal, HEAD};
+    use super::super::testing::{import, journals, HEAD};
     use super::super::State;
 
     #[test]
     fn import_is_all_or_nothing_and_idempotent() {
-        let (_dir, mut j) = journal();
-        let good = format!(
+        for (_dir, mut j) in journals() {
+            let good = format!(
             "{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni1,20260110T090000Z,20260110T100000Z,2,\n"
         );
-        let bad = format!("{good}i2,20260110T100000Z,20260110T110000Z,-1,c\n");
-        let r = import(&mut j, &bad, true);
-        assert_eq!(r.error_count, 1);
-        assert_eq!(r.errors[0].line, 4);
-        assert_eq!(j.counts().unwrap()[&State::Pending], 0);
-        let r = import(&mut j, &good, true);
-        assert_eq!((r.new, r.error_count), (2, 0));
-        let r = import(&mut j, &good, true);
-        assert_eq!((r.new, r.again), (0, 2));
-        assert_eq!(j.counts().unwrap()[&State::Pending], 2);
-        // Same sn, other content; same period, other sn; duplicate inside one file.
-        let r = import(
-            &mut j,
-            &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,9,a\n"),
-            true,
-        );
-        assert!(
-            r.errors[0].message.contains("other content"),
-            "{:?}",
-            r.errors
-        );
-        let r = import(
-            &mut j,
-            &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,zz\n"),
-            true,
-        );
-        assert!(r.errors[0].message.contains("period"), "{:?}", r.errors);
-        let r = import(
+            let bad = format!("{good}i2,20260110T100000Z,20260110T110000Z,-1,c\n");
+            let r = import(&mut j, &bad, true);
+            assert_eq!(r.error_count, 1);
+            assert_eq!(r.errors[0].line, 4);
+            assert_eq!(j.counts().unwrap()[&State::Pending], 0);
+            let r = import(&mut j, &good, true);
+            assert_eq!((r.new, r.error_count), (2, 0));
+            let r = import(&mut j, &good, true);
+            assert_eq!((r.new, r.again), (0, 2));
+            assert_eq!(j.counts().unwrap()[&State::Pending], 2);
+            // Same sn, other content; same period, other sn; duplicate inside one file.
+            let r = import(
+                &mut j,
+                &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,9,a\n"),
+                true,
+            );
+            assert!(
+                r.errors[0].message.contains("other content"),
+                "{:?}",
+                r.errors
+            );
+            let r = import(
+                &mut j,
+                &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,zz\n"),
+                true,
+            );
+            assert!(r.errors[0].message.contains("period"), "{:?}", r.errors);
+            let r = import(
             &mut j,
             &format!("{HEAD}i9,20260110T100000Z,20260110T110000Z,1,q\ni8,20260110T100000Z,20260110T110000Z,1,q\n"),
             true,
         );
-        assert!(
-            r.errors[0].message.contains("line 2 of this file"),
-            "{:?}",
-            r.errors
-        );
-        assert_eq!(j.counts().unwrap()[&State::Pending], 2);
+            assert!(
+                r.errors[0].message.contains("line 2 of this file"),
+                "{:?}",
+                r.errors
+            );
+            assert_eq!(j.counts().unwrap()[&State::Pending], 2);
+        }
     }
 
     fn total(r: &super::ImportReport) -> u64 {
@@ -467,30 +544,31 @@ mod tests {
     /// Every one is read, and each is counted once.
     #[test]
     fn every_data_line_is_read_and_counted_once() {
-        let (_dir, mut j) = journal();
-        let mut text = format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,\n\n");
-        for i in 2..=10 {
-            text.push_str(&format!("i{i},bad,20260110T110000Z,1,\n"));
+        for (_dir, mut j) in journals() {
+            let mut text = format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,\n\n");
+            for i in 2..=10 {
+                text.push_str(&format!("i{i},bad,20260110T110000Z,1,\n"));
+            }
+            text.push_str("i11,a,b\n");
+            let r = import(&mut j, &text, false);
+            assert_eq!((r.read, r.bad, r.new, r.error_count), (11, 10, 1, 10));
+            assert_eq!(total(&r), r.read);
+
+            // Journaled, then again with a duplicate and a bad line: still one bucket each.
+            let good = format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni2,20260110T100000Z,20260110T110000Z,1,b\n");
+            import(&mut j, &good, true);
+            let r = import(
+                &mut j,
+                &format!("{good}i3,20260110T100000Z,20260110T110000Z,1,a\ni4,x\n"),
+                false,
+            );
+            assert_eq!((r.read, r.again, r.bad), (4, 2, 2), "{:?}", r.errors);
+            assert_eq!(total(&r), r.read);
+
+            // A bad header: one error, and the rows are read but not checked.
+            let r = import(&mut j, "instance_id,colour\ni1,red\n\ni2,blue\n", false);
+            assert_eq!((r.read, r.bad, r.unchecked, r.error_count), (2, 0, 2, 1));
+            assert_eq!(total(&r), r.read);
         }
-        text.push_str("i11,a,b\n");
-        let r = import(&mut j, &text, false);
-        assert_eq!((r.read, r.bad, r.new, r.error_count), (11, 10, 1, 10));
-        assert_eq!(total(&r), r.read);
-
-        // Journaled, then again with a duplicate and a bad line: still one bucket each.
-        let good = format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni2,20260110T100000Z,20260110T110000Z,1,b\n");
-        import(&mut j, &good, true);
-        let r = import(
-            &mut j,
-            &format!("{good}i3,20260110T100000Z,20260110T110000Z,1,a\ni4,x\n"),
-            false,
-        );
-        assert_eq!((r.read, r.again, r.bad), (4, 2, 2), "{:?}", r.errors);
-        assert_eq!(total(&r), r.read);
-
-        // A bad header: one error, and the rows are read but not checked.
-        let r = import(&mut j, "instance_id,colour\ni1,red\n\ni2,blue\n", false);
-        assert_eq!((r.read, r.bad, r.unchecked, r.error_count), (2, 0, 2, 1));
-        assert_eq!(total(&r), r.read);
     }
 }
