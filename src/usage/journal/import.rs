@@ -1,9 +1,14 @@
 //! Reading a file into the journal: one transaction per file, and the rules for a record
 //! that is already there (the same again, a fixed rejected one, a duplicate).
 //!
-//! Records go in by chunks of [`CHUNK`] rows per statement (`INSERT … ON CONFLICT DO
-//! NOTHING RETURNING`): one round trip per chunk to a PostgreSQL server, and the rows that
-//! were not inserted (already there) are looked at one by one, in file order.
+//! Speed: the rows are first staged in a temporary table without indexes ([`CHUNK`] rows per
+//! statement: one round trip per chunk to a PostgreSQL server), then go into the journal in
+//! one `INSERT … SELECT … ORDER BY metering_sn`. In metering_sn order the unique indexes
+//! grow at their ends whatever the order of the file (a derived metering_sn starts with
+//! the window): a file sorted by instance no longer scatters index writes over the whole
+//! journal, which had the page cache spill the same pages again and again. Rows already
+//! journaled are then looked at one by one, in file order. All in the import's one
+//! transaction: a crash leaves the journal as it was.
 
 use super::db::{vals, Db, DbError, Row, Val};
 use super::{storage, Journal, State};
@@ -11,7 +16,7 @@ use crate::error::{CsmError, Result};
 use crate::usage::reader::{LineError, RecordReader};
 use crate::usage::record::{self, Billing, Deadline, UsageRecord};
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::Path;
 
@@ -47,37 +52,48 @@ pub struct ImportReport {
 const MAX_ERRORS_KEPT: usize = 50;
 const MAX_LATE_KEPT: usize = 10;
 
-/// Rows per INSERT statement: 11 parameters each, under SQLite's 32,766 and PostgreSQL's
+/// Rows per staging INSERT: 9 parameters each, under SQLite's 32,766 and PostgreSQL's
 /// 65,535 per statement.
 const CHUNK: usize = 1000;
 
-const COLUMNS: &str = "metering_sn, sn_derived, instance_id, begin_time, end_time, record_time,
-    usage_value, relate_pkg_instance, source_file, source_line, import_id";
+/// The staged rows of one import (the temporary table lives in the import's transaction).
+const STAGE: &str = "CREATE TEMP TABLE import_rows (
+    line                BIGINT PRIMARY KEY,
+    metering_sn         TEXT NOT NULL,
+    sn_derived          BIGINT NOT NULL,
+    instance_id         TEXT NOT NULL,
+    begin_time          TEXT NOT NULL,
+    end_time            TEXT NOT NULL,
+    record_time         TEXT NOT NULL,
+    usage_value         TEXT NOT NULL,
+    relate_pkg_instance TEXT
+)";
 
-/// The INSERT of `n` rows.
-fn insert_sql(n: usize) -> String {
-    let mut sql = format!("INSERT INTO records ({COLUMNS}) VALUES ");
+const STAGED: &str = "metering_sn, sn_derived, instance_id, begin_time, end_time, record_time,
+    usage_value, relate_pkg_instance";
+
+/// The staging INSERT of `n` rows.
+fn stage_sql(n: usize) -> String {
+    let mut sql = format!("INSERT INTO import_rows (line, {STAGED}) VALUES ");
     for r in 0..n {
         if r > 0 {
             sql.push(',');
         }
         sql.push('(');
-        for c in 0..11 {
+        for c in 0..9 {
             if c > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!("?{}", r * 11 + c + 1));
+            sql.push_str(&format!("?{}", r * 9 + c + 1));
         }
         sql.push(')');
     }
-    sql.push_str(" ON CONFLICT DO NOTHING RETURNING metering_sn");
     sql
 }
 
 /// What one import carries from chunk to chunk.
 struct Ctx<'a> {
     path: &'a Path,
-    file_label: &'a str,
     import_id: i64,
     known: bool,
 }
@@ -108,9 +124,9 @@ impl Journal {
                 )
                 .and_then(|r| r.int(0))
                 .map_err(serr)?;
+            db.batch(STAGE).map_err(serr)?;
             let cx = Ctx {
                 path: &path,
-                file_label,
                 import_id,
                 known,
             };
@@ -119,16 +135,15 @@ impl Journal {
                 ..Default::default()
             };
             let mut chunk: Vec<(u64, UsageRecord)> = Vec::with_capacity(CHUNK);
+            let mut staged = 0u64;
             loop {
                 let item = reader
                     .next_record()
                     .map_err(|e| CsmError::io(file_label, e))?;
                 let Some(item) = item else { break };
-                // Errors are kept in line order: the rows before a bad one go in first.
                 let (line, raw) = match item {
                     Ok(x) => x,
                     Err(e) => {
-                        insert_chunk(db, &cx, &mut chunk, &mut rep)?;
                         rep.push_error(e);
                         continue;
                     }
@@ -136,7 +151,6 @@ impl Journal {
                 let rec = match record::validate(&raw, now) {
                     Ok(r) => r,
                     Err(message) => {
-                        insert_chunk(db, &cx, &mut chunk, &mut rep)?;
                         rep.push_error(LineError { line, message });
                         continue;
                     }
@@ -149,10 +163,30 @@ impl Journal {
                 }
                 chunk.push((line, rec));
                 if chunk.len() == CHUNK {
-                    insert_chunk(db, &cx, &mut chunk, &mut rep)?;
+                    staged += stage_chunk(db, &cx, &mut chunk)?;
                 }
             }
-            insert_chunk(db, &cx, &mut chunk, &mut rep)?;
+            staged += stage_chunk(db, &cx, &mut chunk)?;
+            // Of two rows with one metering_sn the earlier line goes in.
+            let inserted = db
+                .exec(
+                    &format!(
+                        "INSERT INTO records ({STAGED}, source_file, source_line, import_id)
+                         SELECT {STAGED}, CAST(?1 AS TEXT), line, CAST(?2 AS BIGINT)
+                         FROM import_rows WHERE true ORDER BY metering_sn, line
+                         ON CONFLICT DO NOTHING"
+                    ),
+                    vals![file_label, import_id],
+                )
+                .map_err(serr)?;
+            if known || inserted < staged {
+                resolve_staged(db, &cx, &mut rep)?;
+            } else {
+                rep.new = inserted;
+            }
+            db.batch("DROP TABLE import_rows").map_err(serr)?;
+            // Errors in line order (rows already journaled are looked at after the others).
+            rep.errors.sort_by_key(|e| e.line);
             rep.read = reader.data_lines();
             rep.unchecked = reader.unchecked();
             rep.bad = rep.error_count - u64::from(reader.header_failed());
@@ -167,62 +201,89 @@ impl Journal {
     }
 }
 
-/// Inserts the rows of `chunk` (emptied) that are new; each row already journaled is
-/// resolved against what is there, in file order.
-fn insert_chunk(
-    db: &mut Db,
-    cx: &Ctx,
-    chunk: &mut Vec<(u64, UsageRecord)>,
-    rep: &mut ImportReport,
-) -> Result<()> {
+/// Stages the rows of `chunk` (emptied); how many.
+fn stage_chunk(db: &mut Db, cx: &Ctx, chunk: &mut Vec<(u64, UsageRecord)>) -> Result<u64> {
     if chunk.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
-    let serr = |e: DbError| storage(cx.path, e);
-    let mut params: Vec<Val> = Vec::with_capacity(chunk.len() * 11);
-    for (line, rec) in chunk.iter() {
+    let mut params: Vec<Val> = Vec::with_capacity(chunk.len() * 9);
+    for (line, rec) in chunk.drain(..) {
         params.extend([
-            Val::from(&rec.metering_sn),
+            Val::from(line as i64),
+            rec.metering_sn.into(),
             rec.sn_derived.into(),
-            (&rec.instance_id).into(),
-            (&rec.begin_time).into(),
-            (&rec.end_time).into(),
-            (&rec.record_time).into(),
-            (&rec.usage_value).into(),
-            rec.relate_pkg_instance.clone().into(),
-            cx.file_label.into(),
-            (*line as i64).into(),
-            cx.import_id.into(),
+            rec.instance_id.into(),
+            rec.begin_time.into(),
+            rec.end_time.into(),
+            rec.record_time.into(),
+            rec.usage_value.into(),
+            rec.relate_pkg_instance.into(),
         ]);
     }
-    let mut inserted: HashSet<String> = HashSet::with_capacity(chunk.len());
-    db.each(&insert_sql(chunk.len()), &params, |r| {
-        inserted.insert(r.text(0)?);
-        Ok(())
-    })
-    .map_err(serr)?;
-    for (line, rec) in chunk.drain(..) {
-        // Rows go in in file order: of two with one metering_sn the first is the new one.
-        let new_here = inserted.remove(&rec.metering_sn);
-        let found = if new_here && cx.known {
-            // New in this scratch journal: the real one may hold it.
-            resolve_conflict(db, &rec, -1, rep, Where::Known)
-        } else if new_here {
-            Ok(false)
-        } else {
-            resolve_conflict(db, &rec, cx.import_id, rep, Where::Main).and_then(|f| {
-                f.then_some(true).ok_or_else(|| {
-                    format!("metering_sn {:?}: could not be journaled", rec.metering_sn)
-                })
-            })
+    let n = params.len() / 9;
+    db.exec(&stage_sql(n), &params)
+        .map_err(|e| storage(cx.path, e))?;
+    Ok(n as u64)
+}
+
+/// The staged rows that did not go in (already journaled), or in a scratch journal every
+/// row: each resolved against what is there, in file order, a page at a time.
+fn resolve_staged(db: &mut Db, cx: &Ctx, rep: &mut ImportReport) -> Result<()> {
+    let serr = |e: DbError| storage(cx.path, e);
+    let mut after = 0i64;
+    loop {
+        let rows = db
+            .query(
+                &format!(
+                    "SELECT line, {STAGED}, EXISTS (SELECT 1 FROM records r
+                       WHERE r.metering_sn = s.metering_sn AND r.import_id = ?1
+                       AND r.source_line = s.line)
+                     FROM import_rows s WHERE line > ?2 ORDER BY line LIMIT ?3"
+                ),
+                vals![cx.import_id, after, CHUNK as i64],
+            )
+            .map_err(serr)?;
+        let Some(last) = rows.last() else {
+            return Ok(());
         };
-        match found {
-            Ok(true) => {}
-            Ok(false) => rep.new += 1,
-            Err(message) => rep.push_error(LineError { line, message }),
+        after = last.int(0).map_err(serr)?;
+        for row in rows {
+            let get = || -> std::result::Result<_, DbError> {
+                Ok((
+                    row.int(0)? as u64,
+                    UsageRecord {
+                        metering_sn: row.text(1)?,
+                        sn_derived: row.bool(2)?,
+                        instance_id: row.text(3)?,
+                        begin_time: row.text(4)?,
+                        end_time: row.text(5)?,
+                        record_time: row.text(6)?,
+                        usage_value: row.text(7)?,
+                        relate_pkg_instance: row.opt_text(8)?,
+                    },
+                    row.bool(9)?,
+                ))
+            };
+            let (line, rec, new_here) = get().map_err(serr)?;
+            let found = if new_here && cx.known {
+                // New in this scratch journal: the real one may hold it.
+                resolve_conflict(db, &rec, -1, rep, Where::Known)
+            } else if new_here {
+                Ok(false)
+            } else {
+                resolve_conflict(db, &rec, cx.import_id, rep, Where::Main).and_then(|f| {
+                    f.then_some(true).ok_or_else(|| {
+                        format!("metering_sn {:?}: could not be journaled", rec.metering_sn)
+                    })
+                })
+            };
+            match found {
+                Ok(true) => {}
+                Ok(false) => rep.new += 1,
+                Err(message) => rep.push_error(LineError { line, message }),
+            }
         }
     }
-    Ok(())
 }
 
 impl ImportReport {
