@@ -24,7 +24,8 @@ pub struct Abandoned {
 impl Journal {
     /// Marks the record `metering_sn` abandoned by `by` at `now` for `reason`, in one
     /// transaction. Refused for a record that is not in the journal, accepted (it is
-    /// billed) or abandoned already. The caller holds the send lock.
+    /// billed), abandoned already, or (PostgreSQL) held by a sender. The caller holds the
+    /// send lock (SQLite).
     pub fn abandon(
         &mut self,
         metering_sn: &str,
@@ -37,11 +38,19 @@ impl Journal {
         let serr = |e: DbError| storage(&path, e);
         let db = self.db.get_mut();
         db.in_tx(&serr, |db| {
+            // PostgreSQL has no send lock: a record another process holds is left to it.
+            let held = if db.is_postgres() {
+                "CASE WHEN lease_until > now() THEN lease_owner END"
+            } else {
+                "NULL"
+            };
             let row = db
                 .query_opt(
-                    "SELECT id, state, instance_id, begin_time, end_time, maybe_delivered,
-                     last_code, coalesce(abandoned_at, decided_at) FROM records
-                     WHERE metering_sn = ?1",
+                    &format!(
+                        "SELECT id, state, instance_id, begin_time, end_time, maybe_delivered,
+                         last_code, coalesce(abandoned_at, decided_at), {held} FROM records
+                         WHERE metering_sn = ?1"
+                    ),
                     vals![metering_sn],
                 )
                 .map_err(serr)?;
@@ -66,6 +75,12 @@ impl Journal {
             };
             let (id, was, instance_id, begin_time, end_time, maybe_delivered, last_code, at) =
                 get().map_err(serr)?;
+            if let Some(owner) = row.opt_text(8).map_err(serr)? {
+                return Err(CsmError::usage(format!(
+                    "metering_sn {sn}: being sent by {owner} (its lease has not expired); \
+                     try again once that upload or replay is done"
+                )));
+            }
             let at = at.unwrap_or_default();
             match was {
                 State::Accepted => {
