@@ -75,7 +75,7 @@ for n in $SIZES; do
         journal=$WORK/journal.sqlite
       fi
       "$BIN" serve marketplace --listen 127.0.0.1:0 --key-file "$WORK/key" \
-        --state "$WORK/market.sqlite" > "$WORK/server.out" &
+        --state "$WORK/market.sqlite" > "$WORK/server.out" 2> "$WORK/server.err" &
       SERVER_PID=$!
       for _ in $(seq 100); do grep -q listening "$WORK/server.out" 2>/dev/null && break; sleep 0.05; done
       base=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/server.out")

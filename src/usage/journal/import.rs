@@ -124,7 +124,13 @@ impl Journal {
                 )
                 .and_then(|r| r.int(0))
                 .map_err(serr)?;
-            db.batch(STAGE).map_err(serr)?;
+            let stage = if db.is_postgres() {
+                STAGE.to_string()
+            } else {
+                // The rowid itself: no second index to keep.
+                STAGE.replace("BIGINT PRIMARY KEY", "INTEGER PRIMARY KEY")
+            };
+            db.batch(&stage).map_err(serr)?;
             let cx = Ctx {
                 path: &path,
                 import_id,
@@ -196,6 +202,10 @@ impl Journal {
             )
             .map_err(serr)?;
             let keep = commit && rep.error_count == 0;
+            if keep && rep.new > 10_000 && db.is_postgres() {
+                // Fresh statistics, or the first batches are planned for an empty table.
+                db.batch("ANALYZE records").map_err(serr)?;
+            }
             Ok((rep, keep))
         })
     }

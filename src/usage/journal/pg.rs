@@ -88,7 +88,13 @@ pub fn schema(records: &str, common: &str) -> String {
             "id BIGSERIAL PRIMARY KEY",
         )
         .replace("INTEGER", "BIGINT");
-    format!("{common};\n{records};")
+    format!(
+        "{common};\n{records};
+-- The records a send pass walks, in id order: without it the planner may sort a scan of the
+-- whole table for every batch claimed.
+CREATE INDEX IF NOT EXISTS records_unfinished ON records (id)
+    WHERE state IN ('pending', 'sent', 'rejected');"
+    )
 }
 
 /// A name for this process in `lease_owner`: which host and process holds a batch.
