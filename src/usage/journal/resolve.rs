@@ -36,6 +36,7 @@ impl Journal {
         self.set_sync(true)?;
         let path = self.path.clone();
         let serr = |e: DbError| storage(&path, e);
+        let me = self.lease.as_ref().map(|l| l.owner.clone());
         let db = self.db.get_mut();
         db.in_tx(&serr, |db| {
             // PostgreSQL has no send lock: a record another process holds is left to it.
@@ -75,12 +76,6 @@ impl Journal {
             };
             let (id, was, instance_id, begin_time, end_time, maybe_delivered, last_code, at) =
                 get().map_err(serr)?;
-            if let Some(owner) = row.opt_text(8).map_err(serr)? {
-                return Err(CsmError::usage(format!(
-                    "metering_sn {sn}: being sent by {owner} (its lease has not expired); \
-                     try again once that upload or replay is done"
-                )));
-            }
             let at = at.unwrap_or_default();
             match was {
                 State::Accepted => {
@@ -95,6 +90,13 @@ impl Journal {
                     )))
                 }
                 State::Pending | State::Sent | State::Rejected => {}
+            }
+            let holder = row.opt_text(8).map_err(serr)?;
+            if let Some(owner) = holder.filter(|o| Some(o) != me.as_ref()) {
+                return Err(CsmError::usage(format!(
+                    "metering_sn {sn}: being sent by {owner} (its lease has not expired); \
+                     try again once that upload or replay is done"
+                )));
             }
             db.exec(
                 "UPDATE records SET state = 'abandoned', retired_id = id, abandoned_at = ?2,
@@ -217,5 +219,35 @@ mod tests {
             );
             assert!(r.errors[0].message.contains("\"a2\""), "{:?}", r.errors);
         }
+    }
+
+    /// PostgreSQL: a record another process has claimed is not abandoned under it.
+    #[test]
+    fn a_record_another_sender_holds_is_not_abandoned() {
+        let Some(url) = super::super::pg::test_database("a_record_another_sender_holds") else {
+            return;
+        };
+        let url = std::path::Path::new(&url);
+        let mut j = super::Journal::open(url).unwrap();
+        import(
+            &mut j,
+            &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\n"),
+            true,
+        );
+        let other = super::Journal::open(url).unwrap();
+        let all = Scope::Unfinished {
+            include_rejected: false,
+        };
+        assert_eq!(other.next_batch(all, 0, 10).unwrap().len(), 1);
+        // Claimed by the other process: neither taken by this one nor abandoned.
+        assert!(j.next_batch(all, 0, 10).unwrap().is_empty());
+        let e = j.abandon("a", "me", "why", "t").unwrap_err();
+        assert!(e.to_string().contains("being sent by"), "{e}");
+        // Once the other is gone, its lease is given back.
+        drop(other);
+        assert_eq!(
+            j.abandon("a", "me", "why", "t").unwrap().was,
+            State::Pending
+        );
     }
 }
