@@ -17,7 +17,8 @@ SIZES=${SIZES:-"1000000"}
 # instance: instance after instance, every hour of each (a bulk backfill).
 ORDERS=${ORDERS:-"time instance"}
 JOURNALS=${JOURNALS:-"sqlite postgres"}
-cargo build --release --quiet
+# NO_BUILD=1: measure the release binary already built.
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet
 BIN=$PWD/target/release/csm
 WORK=$(mktemp -d)
 SERVER_PID=

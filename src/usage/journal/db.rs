@@ -358,6 +358,15 @@ impl Db {
         }
     }
 
+    /// PostgreSQL: `, lease_owner = NULL, lease_until = NULL` for an UPDATE of records that
+    /// are decided (the lease columns exist only there).
+    pub fn lease_release(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "",
+            Db::Postgres(_) => ", lease_owner = NULL, lease_until = NULL",
+        }
+    }
+
     /// `col IN (the ids)`, the ids passed as one JSON array parameter `?n`: one statement
     /// per batch instead of one per record.
     pub fn ids_in(&self, col: &str, n: usize) -> String {

@@ -252,8 +252,9 @@ impl Journal {
         let sql = format!(
             "UPDATE records SET state = CASE WHEN maybe_delivered = 1 THEN 'sent'
              ELSE 'rejected' END, last_code = ?2, last_message = ?3,
-             decided_at = CASE WHEN maybe_delivered = 1 THEN decided_at ELSE ?4 END
+             decided_at = CASE WHEN maybe_delivered = 1 THEN decided_at ELSE ?4 END{}
              WHERE {}",
+            db.lease_release(),
             db.ids_in("id", 1)
         );
         db.exec(&sql, vals![id_list(ids), code, reason, now])
@@ -261,7 +262,8 @@ impl Journal {
         Ok(())
     }
 
-    /// Stores each record's outcome of a batch (one transaction).
+    /// Stores each record's outcome of a batch (one transaction). PostgreSQL: the records
+    /// are given back (a process that ends then has few leases left to give back).
     pub fn apply(
         &mut self,
         batch: i64,
@@ -278,8 +280,9 @@ impl Journal {
         let sql = format!(
             "UPDATE records SET state = CASE WHEN ?2 = 'pending' AND maybe_delivered = 1
              THEN 'sent' ELSE ?2 END, last_code = ?3, last_message = ?4,
-             decided_at = CASE WHEN ?2 = 'pending' THEN decided_at ELSE ?5 END
+             decided_at = CASE WHEN ?2 = 'pending' THEN decided_at ELSE ?5 END{}
              WHERE {}",
+            db.lease_release(),
             db.ids_in("id", 1)
         );
         db.in_tx(&serr, |db| {
