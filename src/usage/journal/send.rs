@@ -398,4 +398,47 @@ mod tests {
             assert_eq!(j.counts().unwrap()[&State::Pending], 1);
         }
     }
+
+    /// PostgreSQL: a sender that dies mid-batch keeps its records until its lease expires;
+    /// then another takes them, as maybe delivered (they were `sent`).
+    #[test]
+    fn an_expired_lease_hands_the_batch_to_another_sender_as_maybe_delivered() {
+        let Some(url) = super::super::pg::test_database("an_expired_lease") else {
+            return;
+        };
+        let url = std::path::Path::new(&url);
+        let mut dead = super::super::Journal::open(url).unwrap();
+        dead.set_lease(std::time::Duration::from_secs(1));
+        let r = import(
+            &mut dead,
+            &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni2,20260110T100000Z,20260110T110000Z,1,b\n"),
+            true,
+        );
+        let batch = dead.next_batch(Scope::Import(r.import_id), 0, 1).unwrap();
+        assert_eq!(batch.len(), 1);
+        dead.mark_sent(&[batch[0].id], 1, "t").unwrap();
+        // Killed here: nothing is given back.
+        std::mem::forget(dead);
+        let other = super::super::Journal::open(url).unwrap();
+        let all = Scope::Unfinished {
+            include_rejected: false,
+        };
+        let now: Vec<(String, bool)> = other
+            .next_batch(all, 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.record.metering_sn, s.maybe_delivered))
+            .collect();
+        assert_eq!(now, [("b".to_string(), false)]);
+        drop(other);
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        let other = super::super::Journal::open(url).unwrap();
+        let later: Vec<(String, bool)> = other
+            .next_batch(all, 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.record.metering_sn, s.maybe_delivered))
+            .collect();
+        assert_eq!(later, [("a".to_string(), true), ("b".to_string(), false)]);
+    }
 }
