@@ -587,7 +587,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV)')
             [CompletionResult]::new('--encoding', '--encoding', [CompletionResultType]::ParameterName, 'The file''s text encoding: gb18030 (or gbk) for CSV saved by Chinese Excel')
             [CompletionResult]::new('--billing', '--billing', [CompletionResultType]::ParameterName, 'How the product''s pay-per-use item is billed (sets the reporting deadlines)')
-            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
+            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stdout but the result itself')
@@ -603,7 +603,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV)')
             [CompletionResult]::new('--encoding', '--encoding', [CompletionResultType]::ParameterName, 'The file''s text encoding: gb18030 (or gbk) for CSV saved by Chinese Excel')
             [CompletionResult]::new('--billing', '--billing', [CompletionResultType]::ParameterName, 'How the product''s pay-per-use item is billed (sets the reporting deadlines)')
-            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
+            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'The seller key bound to the basic interfaces (signs the usage push)')
             [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Marketplace base URL (scheme, host, port); csm appends the API path. Else the profile''s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal')
             [CompletionResult]::new('--batch', '--batch', [CompletionResultType]::ParameterName, 'Records per request (100 to 1000)')
@@ -614,6 +614,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--usage-value', '--usage-value', [CompletionResultType]::ParameterName, 'How usage_value is written in the body (decision 6: a JSON number)')
             [CompletionResult]::new('--ak', '--ak', [CompletionResultType]::ParameterName, 'API Gateway access key id (with --apig)')
             [CompletionResult]::new('--sk-file', '--sk-file', [CompletionResultType]::ParameterName, 'API Gateway secret key file (with --apig)')
+            [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'PostgreSQL journal: how long a batch this process claims stays its own before another uploader may take it over and send it again under the same metering_sn (after a crash): 5m, 90s; a bare number is seconds, 1s to 24h. Must outlast one batch with all its retries')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Send to the production marketplace without asking when no --endpoint or profile names the destination')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Send to the production marketplace without asking when no --endpoint or profile names the destination')
@@ -630,7 +631,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;usage;replay' {
-            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
+            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'The seller key bound to the basic interfaces (signs the usage push)')
             [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Marketplace base URL (scheme, host, port); csm appends the API path. Else the profile''s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal')
             [CompletionResult]::new('--batch', '--batch', [CompletionResultType]::ParameterName, 'Records per request (100 to 1000)')
@@ -641,6 +642,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--usage-value', '--usage-value', [CompletionResultType]::ParameterName, 'How usage_value is written in the body (decision 6: a JSON number)')
             [CompletionResult]::new('--ak', '--ak', [CompletionResultType]::ParameterName, 'API Gateway access key id (with --apig)')
             [CompletionResult]::new('--sk-file', '--sk-file', [CompletionResultType]::ParameterName, 'API Gateway secret key file (with --apig)')
+            [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'PostgreSQL journal: how long a batch this process claims stays its own before another uploader may take it over and send it again under the same metering_sn (after a crash): 5m, 90s; a bare number is seconds, 1s to 24h. Must outlast one batch with all its retries')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Send to the production marketplace without asking when no --endpoint or profile names the destination')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Send to the production marketplace without asking when no --endpoint or profile names the destination')
@@ -657,7 +659,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;usage;status' {
-            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
+            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite')
             [CompletionResult]::new('--billing', '--billing', [CompletionResultType]::ParameterName, 'How the product''s pay-per-use item is billed (sets the reporting deadlines)')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object (or JSON lines for streams) instead of text')
@@ -671,7 +673,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;usage;export' {
-            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
+            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite')
             [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'Which records: those in this state')
             [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Output file (.jsonl/.ndjson/.json for JSONL, else CSV); written whole or not at all')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
@@ -686,7 +688,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;usage;resolve' {
-            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
+            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite')
             [CompletionResult]::new('--reason', '--reason', [CompletionResultType]::ParameterName, 'Why (kept in the journal with who and when): e.g. what 话单管理 showed')
             [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Profile from the config file (`csm init`) that supplies endpoint and key locations')
             [CompletionResult]::new('--abandon', '--abandon', [CompletionResultType]::ParameterName, 'Abandon it: never send it again and free its period for a corrected record under a new metering_sn. Only after 卖家中心 > 交易管理 > 话单管理 shows that the marketplace does not hold it')
@@ -704,7 +706,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'Directory the seller''s services drop event files into (.csv with a header, or .jsonl); each is taken in whole and moved to done/, or to failed/ with NAME.error')
             [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address of POST /events, /healthz and /metrics (not with --once). Another address than loopback needs a token')
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the bearer token POST /events must carry (else CSM_AGENT_TOKEN; else none, on loopback only)')
-            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite')
+            [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite')
             [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'The agent''s own state (events seen, hours): SQLite. Default: <journal>.agent.sqlite')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'The seller key bound to the basic interfaces (signs the usage push)')
             [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'Marketplace base URL (scheme, host, port); csm appends the API path. Else the profile''s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal')

@@ -2474,7 +2474,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage__subcmd__replay)
-            opts="-y -q -h -V --journal --key-file --endpoint --yes --batch --retries --backoff-ms --timeout --ca-file --usage-value --apig --ak --sk-file --skip-rejected --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --journal --key-file --endpoint --yes --batch --retries --backoff-ms --timeout --ca-file --usage-value --apig --ak --sk-file --lease --skip-rejected --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2521,6 +2521,10 @@ _csm() {
                     return 0
                     ;;
                 --sk-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lease)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2588,7 +2592,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__usage__subcmd__upload)
-            opts="-y -q -h -V --format --encoding --billing --journal --key-file --endpoint --yes --batch --retries --backoff-ms --timeout --ca-file --usage-value --apig --ak --sk-file --dry-run --json --quiet --profile --no-input --help --version"
+            opts="-y -q -h -V --format --encoding --billing --journal --key-file --endpoint --yes --batch --retries --backoff-ms --timeout --ca-file --usage-value --apig --ak --sk-file --lease --dry-run --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2647,6 +2651,10 @@ _csm() {
                     return 0
                     ;;
                 --sk-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lease)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -544,7 +544,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --format 'Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV)'
             cand --encoding 'The file''s text encoding: gb18030 (or gbk) for CSV saved by Chinese Excel'
             cand --billing 'How the product''s pay-per-use item is billed (sets the reporting deadlines)'
-            cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
+            cand --journal 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
             cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
             cand -q 'Print nothing on stdout but the result itself'
@@ -559,7 +559,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --format 'Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV)'
             cand --encoding 'The file''s text encoding: gb18030 (or gbk) for CSV saved by Chinese Excel'
             cand --billing 'How the product''s pay-per-use item is billed (sets the reporting deadlines)'
-            cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
+            cand --journal 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite'
             cand --key-file 'The seller key bound to the basic interfaces (signs the usage push)'
             cand --endpoint 'Marketplace base URL (scheme, host, port); csm appends the API path. Else the profile''s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal'
             cand --batch 'Records per request (100 to 1000)'
@@ -570,6 +570,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --usage-value 'How usage_value is written in the body (decision 6: a JSON number)'
             cand --ak 'API Gateway access key id (with --apig)'
             cand --sk-file 'API Gateway secret key file (with --apig)'
+            cand --lease 'PostgreSQL journal: how long a batch this process claims stays its own before another uploader may take it over and send it again under the same metering_sn (after a crash): 5m, 90s; a bare number is seconds, 1s to 24h. Must outlast one batch with all its retries'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
             cand -y 'Send to the production marketplace without asking when no --endpoint or profile names the destination'
             cand --yes 'Send to the production marketplace without asking when no --endpoint or profile names the destination'
@@ -585,7 +586,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --version 'Print version'
         }
         &'csm;usage;replay'= {
-            cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
+            cand --journal 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite'
             cand --key-file 'The seller key bound to the basic interfaces (signs the usage push)'
             cand --endpoint 'Marketplace base URL (scheme, host, port); csm appends the API path. Else the profile''s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal'
             cand --batch 'Records per request (100 to 1000)'
@@ -596,6 +597,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --usage-value 'How usage_value is written in the body (decision 6: a JSON number)'
             cand --ak 'API Gateway access key id (with --apig)'
             cand --sk-file 'API Gateway secret key file (with --apig)'
+            cand --lease 'PostgreSQL journal: how long a batch this process claims stays its own before another uploader may take it over and send it again under the same metering_sn (after a crash): 5m, 90s; a bare number is seconds, 1s to 24h. Must outlast one batch with all its retries'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
             cand -y 'Send to the production marketplace without asking when no --endpoint or profile names the destination'
             cand --yes 'Send to the production marketplace without asking when no --endpoint or profile names the destination'
@@ -611,7 +613,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --version 'Print version'
         }
         &'csm;usage;status'= {
-            cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
+            cand --journal 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite'
             cand --billing 'How the product''s pay-per-use item is billed (sets the reporting deadlines)'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
             cand --json 'Print one JSON object (or JSON lines for streams) instead of text'
@@ -624,7 +626,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --version 'Print version'
         }
         &'csm;usage;export'= {
-            cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
+            cand --journal 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite'
             cand --state 'Which records: those in this state'
             cand --out 'Output file (.jsonl/.ndjson/.json for JSONL, else CSV); written whole or not at all'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
@@ -638,7 +640,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --version 'Print version'
         }
         &'csm;usage;resolve'= {
-            cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
+            cand --journal 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite'
             cand --reason 'Why (kept in the journal with who and when): e.g. what 话单管理 showed'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
             cand --abandon 'Abandon it: never send it again and free its period for a corrected record under a new metering_sn. Only after 卖家中心 > 交易管理 > 话单管理 shows that the marketplace does not hold it'
@@ -655,7 +657,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --spool 'Directory the seller''s services drop event files into (.csv with a header, or .jsonl); each is taken in whole and moved to done/, or to failed/ with NAME.error'
             cand --listen 'Address of POST /events, /healthz and /metrics (not with --once). Another address than loopback needs a token'
             cand --token-file 'File holding the bearer token POST /events must carry (else CSM_AGENT_TOKEN; else none, on loopback only)'
-            cand --journal 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite'
+            cand --journal 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite'
             cand --state 'The agent''s own state (events seen, hours): SQLite. Default: <journal>.agent.sqlite'
             cand --key-file 'The seller key bound to the basic interfaces (signs the usage push)'
             cand --endpoint 'Marketplace base URL (scheme, host, port); csm appends the API path. Else the profile''s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal'

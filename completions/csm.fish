@@ -469,7 +469,7 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 gb18030\t'GB18030, a superset of GBK: one decoder reads both'"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l billing -d 'How the product\'s pay-per-use item is billed (sets the reporting deadlines)' -r -f -a "hourly\t''
 daily\t''"
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l journal -d 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from validate" -s q -l quiet -d 'Print nothing on stdout but the result itself'
@@ -482,7 +482,7 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 gb18030\t'GB18030, a superset of GBK: one decoder reads both'"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l billing -d 'How the product\'s pay-per-use item is billed (sets the reporting deadlines)' -r -f -a "hourly\t''
 daily\t''"
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l journal -d 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l key-file -d 'The seller key bound to the basic interfaces (signs the usage push)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l endpoint -d 'Marketplace base URL (scheme, host, port); csm appends the API path. Else the profile\'s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l batch -d 'Records per request (100 to 1000)' -r
@@ -494,6 +494,7 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 string\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l ak -d 'API Gateway access key id (with --apig)' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l sk-file -d 'API Gateway secret key file (with --apig)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l lease -d 'PostgreSQL journal: how long a batch this process claims stays its own before another uploader may take it over and send it again under the same metering_sn (after a crash): 5m, 90s; a bare number is seconds, 1s to 24h. Must outlast one batch with all its retries' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -s y -l yes -d 'Send to the production marketplace without asking when no --endpoint or profile names the destination'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l apig -d 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile\'s)'
@@ -503,7 +504,7 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from upload" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l journal -d 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l key-file -d 'The seller key bound to the basic interfaces (signs the usage push)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l endpoint -d 'Marketplace base URL (scheme, host, port); csm appends the API path. Else the profile\'s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l batch -d 'Records per request (100 to 1000)' -r
@@ -515,6 +516,7 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 string\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l ak -d 'API Gateway access key id (with --apig)' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l sk-file -d 'API Gateway secret key file (with --apig)' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l lease -d 'PostgreSQL journal: how long a batch this process claims stays its own before another uploader may take it over and send it again under the same metering_sn (after a crash): 5m, 90s; a bare number is seconds, 1s to 24h. Must outlast one batch with all its retries' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -s y -l yes -d 'Send to the production marketplace without asking when no --endpoint or profile names the destination'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l apig -d 'Also sign each request for the API Gateway (AK/SK, SDK-HMAC-SHA256), on top of the body signature; needs --ak and --sk-file (or the profile\'s)'
@@ -524,7 +526,7 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from replay" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -l journal -d 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -l billing -d 'How the product\'s pay-per-use item is billed (sets the reporting deadlines)' -r -f -a "hourly\t''
 daily\t''"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
@@ -533,7 +535,7 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l journal -d 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l state -d 'Which records: those in this state' -r -f -a "pending\t''
 sent\t''
 accepted\t''
@@ -546,7 +548,7 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from export" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from resolve" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from resolve" -l journal -d 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from resolve" -l reason -d 'Why (kept in the journal with who and when): e.g. what 话单管理 showed' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from resolve" -l profile -d 'Profile from the config file (`csm init`) that supplies endpoint and key locations' -r -f -a "(csm profile list -q 2>/dev/null)"
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from resolve" -l abandon -d 'Abandon it: never send it again and free its period for a corrected record under a new metering_sn. Only after 卖家中心 > 交易管理 > 话单管理 shows that the marketplace does not hold it'
@@ -558,7 +560,7 @@ complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from agent" -l spool -d 'Directory the seller\'s services drop event files into (.csv with a header, or .jsonl); each is taken in whole and moved to done/, or to failed/ with NAME.error' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from agent" -l listen -d 'Address of POST /events, /healthz and /metrics (not with --once). Another address than loopback needs a token' -r
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from agent" -l token-file -d 'File holding the bearer token POST /events must carry (else CSM_AGENT_TOKEN; else none, on loopback only)' -r -F
-complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from agent" -l journal -d 'The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite' -r -F
+complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from agent" -l journal -d 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from agent" -l state -d 'The agent\'s own state (events seen, hours): SQLite. Default: <journal>.agent.sqlite' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from agent" -l key-file -d 'The seller key bound to the basic interfaces (signs the usage push)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand usage; and __fish_seen_subcommand_from agent" -l endpoint -d 'Marketplace base URL (scheme, host, port); csm appends the API path. Else the profile\'s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal' -r

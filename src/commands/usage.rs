@@ -48,8 +48,21 @@ pub enum UsageCommand {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct LeaseArg {
+    /// PostgreSQL journal: how long a batch this process claims stays its own before another
+    /// uploader may take it over and send it again under the same metering_sn (after a
+    /// crash): 5m, 90s; a bare number is seconds, 1s to 24h. Must outlast one batch with all
+    /// its retries.
+    #[arg(long, default_value = "5m", value_name = "DURATION",
+          value_parser = crate::duration::flag(Bare::Secs, Duration::from_secs(1), Duration::from_secs(86400)))]
+    pub lease: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct JournalArg {
-    /// The journal (SQLite). Default: <data dir>/csm/usage-journal.sqlite.
+    /// The journal: an SQLite file, or a PostgreSQL database several uploaders share
+    /// (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default:
+    /// <data dir>/csm/usage-journal.sqlite.
     #[arg(long, env = "CSM_JOURNAL", value_name = "FILE")]
     pub journal: Option<PathBuf>,
 }
@@ -146,6 +159,8 @@ pub struct UploadArgs {
     pub journal: JournalArg,
     #[command(flatten)]
     pub conn: ConnArgs,
+    #[command(flatten)]
+    pub lease: LeaseArg,
     /// Check and count everything, journal nothing, send nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -157,6 +172,8 @@ pub struct ReplayArgs {
     pub journal: JournalArg,
     #[command(flatten)]
     pub conn: ConnArgs,
+    #[command(flatten)]
+    pub lease: LeaseArg,
     /// Leave out records the marketplace rejected for good (resent unchanged, they are
     /// refused again; `usage export --state rejected` takes them out to fix).
     #[arg(long)]
@@ -225,8 +242,9 @@ fn open_input(input: &InputArgs) -> Result<RecordReader<Box<dyn BufRead>>> {
     ))
 }
 
+/// A file or journal as messages show it (a PostgreSQL URL without its password).
 fn label(p: &Path) -> String {
-    p.display().to_string()
+    journal::display(p)
 }
 
 fn import_json(r: &ImportReport, file: &str) -> serde_json::Value {
@@ -332,13 +350,16 @@ fn bad_input(r: &ImportReport, file: &str) -> CsmError {
 /// one, is only read (records already in it are counted as an upload would count them).
 fn check_only(a: &JournalArg) -> Result<Journal> {
     let path = a.path();
-    Journal::scratch(path.exists().then_some(path.as_path()))
+    // A PostgreSQL journal is not attached: records already in it are counted as new.
+    let local = !journal::is_postgres(&path) && path.exists();
+    Journal::scratch(local.then_some(path.as_path()))
 }
 
 /// The journal `replay`, `status` and `export` work on: it must be there already.
 fn existing_journal(a: &JournalArg) -> Result<PathBuf> {
     let path = a.path();
-    if !path.exists() {
+    // PostgreSQL: opening it says whether a journal is there.
+    if !journal::is_postgres(&path) && !path.exists() {
         return Err(CsmError::Config(format!(
             "--journal {}: no journal there (upload a file first)",
             path.display()
@@ -630,6 +651,7 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     } else {
         Journal::open(&a.journal.path())?
     };
+    j.set_lease(a.lease.lease);
     let _lock = if a.dry_run {
         None
     } else {
@@ -680,6 +702,7 @@ fn replay(g: &GlobalArgs, a: ReplayArgs) -> Result<Exit> {
     let path = existing_journal(&a.journal)?;
     let cfg = send_config(g, &a.conn)?;
     let mut j = Journal::open(&path)?;
+    j.set_lease(a.lease.lease);
     let _lock = j.lock_for_sending()?;
     announce(g, &cfg.url, false);
     let scope = Scope::Unfinished {
@@ -712,7 +735,7 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
         }));
         return Ok(Exit::Ok);
     }
-    crate::say!("journal {}", path.display());
+    crate::say!("journal {}", label(&path));
     let mut t = output::table();
     t.set_header(vec!["state", "records"]);
     for st in State::ALL {

@@ -23,4 +23,5 @@ mod usage_cli;
 mod usage_crash;
 mod usage_journal;
 mod usage_marketplace;
+mod usage_pg;
 mod vectors;

@@ -3,6 +3,7 @@
 
 use crate::usage_common;
 
+use crate::usage_pg::{envs, jcount, jdump};
 use std::path::Path;
 use usage_common::*;
 
@@ -25,97 +26,99 @@ fn journal_pending(env: &Env, file: &str) {
 
 #[test]
 fn a_record_past_21_days_is_rejected_locally_and_does_not_block_its_batch() {
-    let env = Env::new();
-    let f = env.write(
-        "u.csv",
-        "instance_id,begin_time,end_time,usage_value,metering_sn\n\
+    for env in envs("a_record_past_21_days_is_rejected_locall") {
+        let f = env.write(
+            "u.csv",
+            "instance_id,begin_time,end_time,usage_value,metering_sn\n\
          i-1,20251221T100000Z,20251221T110000Z,1,sn-old\n\
          i-1,20260110T090000Z,20260110T100000Z,2,sn-b\n\
          i-2,20260110T090000Z,20260110T100000Z,3,sn-c\n",
-    );
-    journal_pending(&env, f.to_str().unwrap());
-    let server = env.market_with(Some(LATER), &[]);
-    let o = csm(env.dir())
-        .env("CSM_NOW", LATER)
-        .args(["usage", "replay", "--journal"])
-        .arg(&env.journal)
-        .arg("--key-file")
-        .arg(&env.key)
-        .args(["--endpoint", &server.url, "--backoff-ms", "1"])
-        .output()
-        .unwrap();
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(5), "{out} {err}");
-    assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 2);
-    // Refused before sending: no request of this run was turned away for it.
-    assert_eq!(
-        count(
-            &env.market,
-            "SELECT count(*) FROM usage_requests WHERE error_code = 'MKT.9004'"
-        ),
-        0
-    );
-    assert_eq!(
-        count(
-            &env.market,
-            "SELECT count(*) FROM usage_records WHERE metering_sn = 'sn-old'"
-        ),
-        0
-    );
-    assert_eq!(
-        count(
-            &env.journal,
-            "SELECT count(*) FROM records WHERE metering_sn = 'sn-old' AND state = 'rejected' \
+        );
+        journal_pending(&env, f.to_str().unwrap());
+        let server = env.market_with(Some(LATER), &[]);
+        let o = csm(env.dir())
+            .env("CSM_NOW", LATER)
+            .args(["usage", "replay", "--journal"])
+            .arg(&env.journal)
+            .arg("--key-file")
+            .arg(&env.key)
+            .args(["--endpoint", &server.url, "--backoff-ms", "1"])
+            .output()
+            .unwrap();
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(5), "{out} {err}");
+        assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 2);
+        // Refused before sending: no request of this run was turned away for it.
+        assert_eq!(
+            count(
+                &env.market,
+                "SELECT count(*) FROM usage_requests WHERE error_code = 'MKT.9004'"
+            ),
+            0
+        );
+        assert_eq!(
+            count(
+                &env.market,
+                "SELECT count(*) FROM usage_records WHERE metering_sn = 'sn-old'"
+            ),
+            0
+        );
+        assert_eq!(
+            jcount(
+                &env.journal,
+                "SELECT count(*) FROM records WHERE metering_sn = 'sn-old' AND state = 'rejected' \
              AND last_code = 'MKT.9004' AND last_message LIKE '%21 days%'"
-        ),
-        1
-    );
-    assert_eq!(
-        count(
-            &env.journal,
-            "SELECT count(*) FROM records WHERE state = 'accepted'"
-        ),
-        2
-    );
+            ),
+            1
+        );
+        assert_eq!(
+            jcount(
+                &env.journal,
+                "SELECT count(*) FROM records WHERE state = 'accepted'"
+            ),
+            2
+        );
+    }
 }
 
 #[test]
 fn a_rejected_record_that_may_have_been_delivered_cannot_be_replaced_under_its_sn() {
-    let env = Env::new();
-    let first = env.write(
-        "u.csv",
-        "instance_id,begin_time,end_time,usage_value,metering_sn\n\
+    for env in envs("a_rejected_record_that_may_have_been_del") {
+        let first = env.write(
+            "u.csv",
+            "instance_id,begin_time,end_time,usage_value,metering_sn\n\
          i-1,20260110T090000Z,20260110T100000Z,1,sn-a\n",
-    );
-    {
-        // The first attempt is dropped after the stand-in's answer (maybe delivered); the
-        // retry is answered 012 (every instance refused).
-        let server = env.market(&["drop-after-store=2", "partial-rejects=1"]);
-        let o = env.usage(&["upload", first.to_str().unwrap()], Some(&server));
-        assert_eq!(o.status.code(), Some(5), "{:?}", text(&o));
-    }
-    assert_eq!(
-        count(
-            &env.journal,
-            "SELECT count(*) FROM records WHERE state = 'rejected' AND maybe_delivered = 1"
-        ),
-        1
-    );
-    let before = dump(&env.journal);
-    let fixed = env.write(
-        "fixed.csv",
-        "instance_id,begin_time,end_time,usage_value,metering_sn\n\
+        );
+        {
+            // The first attempt is dropped after the stand-in's answer (maybe delivered); the
+            // retry is answered 012 (every instance refused).
+            let server = env.market(&["drop-after-store=2", "partial-rejects=1"]);
+            let o = env.usage(&["upload", first.to_str().unwrap()], Some(&server));
+            assert_eq!(o.status.code(), Some(5), "{:?}", text(&o));
+        }
+        assert_eq!(
+            jcount(
+                &env.journal,
+                "SELECT count(*) FROM records WHERE state = 'rejected' AND maybe_delivered = 1"
+            ),
+            1
+        );
+        let before = jdump(&env.journal);
+        let fixed = env.write(
+            "fixed.csv",
+            "instance_id,begin_time,end_time,usage_value,metering_sn\n\
          i-1,20260110T090000Z,20260110T100000Z,2,sn-a\n",
-    );
-    let server = env.market(&[]);
-    let o = env.usage(&["upload", fixed.to_str().unwrap()], Some(&server));
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{out} {err}");
-    assert!(err.contains("fixed.csv:2"), "{err}");
-    assert!(err.contains("sn-a"), "{err}");
-    assert!(err.contains("new metering_sn"), "{err}");
-    assert_eq!(dump(&env.journal), before);
-    assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 0);
+        );
+        let server = env.market(&[]);
+        let o = env.usage(&["upload", fixed.to_str().unwrap()], Some(&server));
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{out} {err}");
+        assert!(err.contains("fixed.csv:2"), "{err}");
+        assert!(err.contains("sn-a"), "{err}");
+        assert!(err.contains("new metering_sn"), "{err}");
+        assert_eq!(jdump(&env.journal), before);
+        assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 0);
+    }
 }
 
 #[test]
@@ -389,31 +392,32 @@ fn the_stand_in_refuses_unknown_faults_and_bad_numbers_at_start() {
 
 #[test]
 fn uploading_a_file_again_sends_its_records_after_a_later_file_took_them_over() {
-    let env = Env::new();
-    let all = csv_records(4, true);
-    let lines: Vec<&str> = all.lines().collect();
-    let a = env.write("a.csv", &(lines[..3].join("\n") + "\n"));
-    let b = env.write("b.csv", &all);
-    journal_pending(&env, a.to_str().unwrap());
-    journal_pending(&env, b.to_str().unwrap());
-    let server = env.market(&[]);
-    let o = env.usage(&["upload", a.to_str().unwrap()], Some(&server));
-    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
-    assert_eq!(
+    for env in envs("uploading_a_file_again_sends_its_records") {
+        let all = csv_records(4, true);
+        let lines: Vec<&str> = all.lines().collect();
+        let a = env.write("a.csv", &(lines[..3].join("\n") + "\n"));
+        let b = env.write("b.csv", &all);
+        journal_pending(&env, a.to_str().unwrap());
+        journal_pending(&env, b.to_str().unwrap());
+        let server = env.market(&[]);
+        let o = env.usage(&["upload", a.to_str().unwrap()], Some(&server));
+        assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+        assert_eq!(
         count(
             &env.market,
             "SELECT count(*) FROM usage_records WHERE metering_sn IN ('sn-000000', 'sn-000001')"
         ),
         2
     );
-    assert_eq!(
-        count(
-            &env.journal,
-            "SELECT count(*) FROM records WHERE state = 'accepted' \
+        assert_eq!(
+            jcount(
+                &env.journal,
+                "SELECT count(*) FROM records WHERE state = 'accepted' \
              AND metering_sn IN ('sn-000000', 'sn-000001')"
-        ),
-        2
-    );
+            ),
+            2
+        );
+    }
 }
 
 #[test]

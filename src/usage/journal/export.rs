@@ -1,5 +1,6 @@
 //! Records written back out as a file `upload` reads.
 
+use super::db::{vals, DbError};
 use super::{Journal, State};
 use crate::error::{CsmError, Result};
 use crate::usage::record;
@@ -27,16 +28,12 @@ impl Journal {
         } else {
             ""
         };
-        let mut st = self
-            .conn
-            .prepare(&format!(
-                "SELECT instance_id, begin_time, end_time, usage_value, metering_sn,
-                 coalesce(relate_pkg_instance, ''), record_time, state,
-                 coalesce(last_code, ''), coalesce(last_message, ''){audit}
-                 FROM records WHERE state = ?1 ORDER BY id"
-            ))
-            .map_err(|e| self.err(e))?;
-        let mut rows = st.query([state]).map_err(|e| self.err(e))?;
+        let sql = format!(
+            "SELECT instance_id, begin_time, end_time, usage_value, metering_sn,
+             coalesce(relate_pkg_instance, ''), record_time, state,
+             coalesce(last_code, ''), coalesce(last_message, ''){audit}
+             FROM records WHERE state = ?1 ORDER BY id"
+        );
         let mut n = 0u64;
         // The SELECT above lists the input columns, then the informational ones, in this order.
         let audit_names: &[&str] = if abandoned {
@@ -57,12 +54,13 @@ impl Journal {
             w.write_record(&names).map_err(write_error)?;
             Sink::Csv(Box::new(w))
         };
-        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+        // A write error stops the walk; it is reported as the export's, not the store's.
+        let mut failed: Option<CsmError> = None;
+        let walk = self.db().each(&sql, vals![state.as_str()], |r| {
             let vals: Vec<String> = (0..names.len())
-                .map(|i| r.get::<_, String>(i))
-                .collect::<rusqlite::Result<_>>()
-                .map_err(|e| self.err(e))?;
-            match &mut sink {
+                .map(|i| r.text(i))
+                .collect::<std::result::Result<_, _>>()?;
+            let written = match &mut sink {
                 Sink::Jsonl(out) => {
                     let mut m = serde_json::Map::new();
                     for (k, v) in names.iter().zip(&vals) {
@@ -70,12 +68,21 @@ impl Journal {
                             m.insert(k.to_string(), serde_json::Value::String(v.clone()));
                         }
                     }
-                    writeln!(out, "{}", serde_json::Value::Object(m)).map_err(write_error)?;
+                    writeln!(out, "{}", serde_json::Value::Object(m)).map_err(write_error)
                 }
-                Sink::Csv(w) => w.write_record(&vals).map_err(write_error)?,
+                Sink::Csv(w) => w.write_record(&vals).map_err(write_error),
+            };
+            if let Err(e) = written {
+                failed = Some(e);
+                return Err(DbError("export stopped".into()));
             }
             n += 1;
+            Ok(())
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
+        walk.map_err(|e| self.err(e))?;
         if let Sink::Csv(mut w) = sink {
             // The writer buffers: an error writing the last rows shows here, not on drop.
             w.flush().map_err(write_error)?;
@@ -86,32 +93,33 @@ impl Journal {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{import, import_ids, journal, HEAD};
+    use super::super::testing::{import, import_ids, journals, HEAD};
     use super::super::State;
 
     /// A reason with a comma and quotes is quoted so that the file reads back whole, and the
     /// fixed file replaces the rejected record.
     #[test]
     fn csv_quotes_what_needs_it_and_reads_back() {
-        let (_dir, mut j) = journal();
-        let ids = import_ids(
-            &mut j,
-            &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\n"),
-        );
-        // Refused here, unsent: the shortest way to a rejected record with a reason.
-        j.reject_unsent(&ids, "003", "value \"1\", refused", "t")
-            .unwrap();
-        let mut out = Vec::new();
-        assert_eq!(j.export(State::Rejected, false, &mut out).unwrap(), 1);
-        let text = String::from_utf8(out).unwrap();
-        assert_eq!(
-            text,
-            "instance_id,begin_time,end_time,usage_value,metering_sn,relate_pkg_instance,\
+        for (_dir, mut j) in journals() {
+            let ids = import_ids(
+                &mut j,
+                &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\n"),
+            );
+            // Refused here, unsent: the shortest way to a rejected record with a reason.
+            j.reject_unsent(&ids, "003", "value \"1\", refused", "t")
+                .unwrap();
+            let mut out = Vec::new();
+            assert_eq!(j.export(State::Rejected, false, &mut out).unwrap(), 1);
+            let text = String::from_utf8(out).unwrap();
+            assert_eq!(
+                text,
+                "instance_id,begin_time,end_time,usage_value,metering_sn,relate_pkg_instance,\
              record_time,state,result_code,result_msg\n\
              i1,20260110T100000Z,20260110T110000Z,1,a,,20260110T120000Z,rejected,003,\
              \"value \"\"1\"\", refused\"\n"
-        );
-        let r = import(&mut j, &text.replace(",1,a,", ",2,a,"), true);
-        assert_eq!((r.replaced, r.error_count), (1, 0), "{:?}", r.errors);
+            );
+            let r = import(&mut j, &text.replace(",1,a,", ",2,a,"), true);
+            assert_eq!((r.replaced, r.error_count), (1, 0), "{:?}", r.errors);
+        }
     }
 }

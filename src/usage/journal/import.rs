@@ -1,14 +1,24 @@
 //! Reading a file into the journal: one transaction per file, and the rules for a record
 //! that is already there (the same again, a fixed rejected one, a duplicate).
+//!
+//! Speed: the rows are first staged in a temporary table without indexes ([`CHUNK`] rows per
+//! statement: one round trip per chunk to a PostgreSQL server), then go into the journal in
+//! one `INSERT … SELECT … ORDER BY metering_sn`. In metering_sn order the unique indexes
+//! grow at their ends whatever the order of the file (a derived metering_sn starts with
+//! the window): a file sorted by instance no longer scatters index writes over the whole
+//! journal, which had the page cache spill the same pages again and again. Rows already
+//! journaled are then looked at one by one, in file order. All in the import's one
+//! transaction: a crash leaves the journal as it was.
 
+use super::db::{vals, Db, DbError, Row, Val};
 use super::{storage, Journal, State};
 use crate::error::{CsmError, Result};
 use crate::usage::reader::{LineError, RecordReader};
 use crate::usage::record::{self, Billing, Deadline, UsageRecord};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension, Transaction};
 use std::collections::BTreeMap;
 use std::io::BufRead;
+use std::path::Path;
 
 /// What an import found. Every data line read is counted once: `read` = `bad` +
 /// `unchecked` + `new` + `again` + `already_accepted` + `already_rejected` +
@@ -42,6 +52,52 @@ pub struct ImportReport {
 const MAX_ERRORS_KEPT: usize = 50;
 const MAX_LATE_KEPT: usize = 10;
 
+/// Rows per staging INSERT: 9 parameters each, under SQLite's 32,766 and PostgreSQL's
+/// 65,535 per statement.
+const CHUNK: usize = 1000;
+
+/// The staged rows of one import (the temporary table lives in the import's transaction).
+const STAGE: &str = "CREATE TEMP TABLE import_rows (
+    line                BIGINT PRIMARY KEY,
+    metering_sn         TEXT NOT NULL,
+    sn_derived          BIGINT NOT NULL,
+    instance_id         TEXT NOT NULL,
+    begin_time          TEXT NOT NULL,
+    end_time            TEXT NOT NULL,
+    record_time         TEXT NOT NULL,
+    usage_value         TEXT NOT NULL,
+    relate_pkg_instance TEXT
+)";
+
+const STAGED: &str = "metering_sn, sn_derived, instance_id, begin_time, end_time, record_time,
+    usage_value, relate_pkg_instance";
+
+/// The staging INSERT of `n` rows.
+fn stage_sql(n: usize) -> String {
+    let mut sql = format!("INSERT INTO import_rows (line, {STAGED}) VALUES ");
+    for r in 0..n {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..9 {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("?{}", r * 9 + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// What one import carries from chunk to chunk.
+struct Ctx<'a> {
+    path: &'a Path,
+    import_id: i64,
+    known: bool,
+}
+
 impl Journal {
     /// Reads the whole input into the journal in one transaction. With `commit` false (or
     /// when any line is bad) the transaction is rolled back: the journal is unchanged.
@@ -56,27 +112,36 @@ impl Journal {
         self.set_sync(true)?;
         let known = self.known;
         let path = self.path.clone();
-        let serr = |e: rusqlite::Error| storage(&path, e);
-        let tx = self.conn.transaction().map_err(serr)?;
-        let now_s = record::format_api_time(now);
-        tx.execute(
-            "INSERT INTO imports (file, imported_at, new_records) VALUES (?1, ?2, 0)",
-            params![file_label, now_s],
-        )
-        .map_err(serr)?;
-        let import_id = tx.last_insert_rowid();
-        let mut rep = ImportReport {
-            import_id,
-            ..Default::default()
-        };
-        {
-            let mut ins = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO records (metering_sn, sn_derived, instance_id, begin_time,
-                     end_time, record_time, usage_value, relate_pkg_instance, source_file,
-                     source_line, import_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        let serr = |e: DbError| storage(&path, e);
+        let db = self.db.get_mut();
+        db.in_tx(&serr, |db| {
+            let now_s = record::format_api_time(now);
+            let import_id = db
+                .query_one(
+                    "INSERT INTO imports (file, imported_at, new_records) VALUES (?1, ?2, 0)
+                     RETURNING id",
+                    vals![file_label, now_s.as_str()],
                 )
+                .and_then(|r| r.int(0))
                 .map_err(serr)?;
+            let stage = if db.is_postgres() {
+                STAGE.to_string()
+            } else {
+                // The rowid itself: no second index to keep.
+                STAGE.replace("BIGINT PRIMARY KEY", "INTEGER PRIMARY KEY")
+            };
+            db.batch(&stage).map_err(serr)?;
+            let cx = Ctx {
+                path: &path,
+                import_id,
+                known,
+            };
+            let mut rep = ImportReport {
+                import_id,
+                ..Default::default()
+            };
+            let mut chunk: Vec<(u64, UsageRecord)> = Vec::with_capacity(CHUNK);
+            let mut staged = 0u64;
             loop {
                 let item = reader
                     .next_record()
@@ -102,54 +167,132 @@ impl Journal {
                     rep.late
                         .push((line, rec.metering_sn.clone(), rec.end_time.clone(), st));
                 }
-                let n = ins
-                    .execute(params![
-                        rec.metering_sn,
-                        rec.sn_derived,
-                        rec.instance_id,
-                        rec.begin_time,
-                        rec.end_time,
-                        rec.record_time,
-                        rec.usage_value,
-                        rec.relate_pkg_instance,
-                        file_label,
-                        line as i64,
-                        import_id
-                    ])
-                    .map_err(serr)?;
-                let found = if n == 1 && known {
-                    // New in this scratch journal: the real one may hold it.
-                    resolve_conflict(&tx, &rec, -1, &mut rep, Db::Known)
-                } else if n == 1 {
-                    Ok(false)
-                } else {
-                    resolve_conflict(&tx, &rec, import_id, &mut rep, Db::Main).and_then(|f| {
-                        f.then_some(true).ok_or_else(|| {
-                            format!("metering_sn {:?}: could not be journaled", rec.metering_sn)
-                        })
-                    })
-                };
-                match found {
-                    Ok(true) => {}
-                    Ok(false) => rep.new += 1,
-                    Err(message) => rep.push_error(LineError { line, message }),
+                chunk.push((line, rec));
+                if chunk.len() == CHUNK {
+                    staged += stage_chunk(db, &cx, &mut chunk)?;
                 }
             }
+            staged += stage_chunk(db, &cx, &mut chunk)?;
+            // Of two rows with one metering_sn the earlier line goes in.
+            let inserted = db
+                .exec(
+                    &format!(
+                        "INSERT INTO records ({STAGED}, source_file, source_line, import_id)
+                         SELECT {STAGED}, CAST(?1 AS TEXT), line, CAST(?2 AS BIGINT)
+                         FROM import_rows WHERE true ORDER BY metering_sn, line
+                         ON CONFLICT DO NOTHING"
+                    ),
+                    vals![file_label, import_id],
+                )
+                .map_err(serr)?;
+            if known || inserted < staged {
+                resolve_staged(db, &cx, &mut rep)?;
+            } else {
+                rep.new = inserted;
+            }
+            db.batch("DROP TABLE import_rows").map_err(serr)?;
+            // Errors in line order (rows already journaled are looked at after the others).
+            rep.errors.sort_by_key(|e| e.line);
+            rep.read = reader.data_lines();
+            rep.unchecked = reader.unchecked();
+            rep.bad = rep.error_count - u64::from(reader.header_failed());
+            db.exec(
+                "UPDATE imports SET new_records = ?1 WHERE id = ?2",
+                vals![rep.new as i64, import_id],
+            )
+            .map_err(serr)?;
+            let keep = commit && rep.error_count == 0;
+            if keep && rep.new > 10_000 && db.is_postgres() {
+                // Fresh statistics, or the first batches are planned for an empty table.
+                db.batch("ANALYZE records").map_err(serr)?;
+            }
+            Ok((rep, keep))
+        })
+    }
+}
+
+/// Stages the rows of `chunk` (emptied); how many.
+fn stage_chunk(db: &mut Db, cx: &Ctx, chunk: &mut Vec<(u64, UsageRecord)>) -> Result<u64> {
+    if chunk.is_empty() {
+        return Ok(0);
+    }
+    let mut params: Vec<Val> = Vec::with_capacity(chunk.len() * 9);
+    for (line, rec) in chunk.drain(..) {
+        params.extend([
+            Val::from(line as i64),
+            rec.metering_sn.into(),
+            rec.sn_derived.into(),
+            rec.instance_id.into(),
+            rec.begin_time.into(),
+            rec.end_time.into(),
+            rec.record_time.into(),
+            rec.usage_value.into(),
+            rec.relate_pkg_instance.into(),
+        ]);
+    }
+    let n = params.len() / 9;
+    db.exec(&stage_sql(n), &params)
+        .map_err(|e| storage(cx.path, e))?;
+    Ok(n as u64)
+}
+
+/// The staged rows that did not go in (already journaled), or in a scratch journal every
+/// row: each resolved against what is there, in file order, a page at a time.
+fn resolve_staged(db: &mut Db, cx: &Ctx, rep: &mut ImportReport) -> Result<()> {
+    let serr = |e: DbError| storage(cx.path, e);
+    let mut after = 0i64;
+    loop {
+        let rows = db
+            .query(
+                &format!(
+                    "SELECT line, {STAGED}, EXISTS (SELECT 1 FROM records r
+                       WHERE r.metering_sn = s.metering_sn AND r.import_id = ?1
+                       AND r.source_line = s.line)
+                     FROM import_rows s WHERE line > ?2 ORDER BY line LIMIT ?3"
+                ),
+                vals![cx.import_id, after, CHUNK as i64],
+            )
+            .map_err(serr)?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = last.int(0).map_err(serr)?;
+        for row in rows {
+            let get = || -> std::result::Result<_, DbError> {
+                Ok((
+                    row.int(0)? as u64,
+                    UsageRecord {
+                        metering_sn: row.text(1)?,
+                        sn_derived: row.bool(2)?,
+                        instance_id: row.text(3)?,
+                        begin_time: row.text(4)?,
+                        end_time: row.text(5)?,
+                        record_time: row.text(6)?,
+                        usage_value: row.text(7)?,
+                        relate_pkg_instance: row.opt_text(8)?,
+                    },
+                    row.bool(9)?,
+                ))
+            };
+            let (line, rec, new_here) = get().map_err(serr)?;
+            let found = if new_here && cx.known {
+                // New in this scratch journal: the real one may hold it.
+                resolve_conflict(db, &rec, -1, rep, Where::Known)
+            } else if new_here {
+                Ok(false)
+            } else {
+                resolve_conflict(db, &rec, cx.import_id, rep, Where::Main).and_then(|f| {
+                    f.then_some(true).ok_or_else(|| {
+                        format!("metering_sn {:?}: could not be journaled", rec.metering_sn)
+                    })
+                })
+            };
+            match found {
+                Ok(true) => {}
+                Ok(false) => rep.new += 1,
+                Err(message) => rep.push_error(LineError { line, message }),
+            }
         }
-        rep.read = reader.data_lines();
-        rep.unchecked = reader.unchecked();
-        rep.bad = rep.error_count - u64::from(reader.header_failed());
-        tx.execute(
-            "UPDATE imports SET new_records = ?1 WHERE id = ?2",
-            params![rep.new as i64, import_id],
-        )
-        .map_err(serr)?;
-        if commit && rep.error_count == 0 {
-            tx.commit().map_err(serr)?;
-        } else {
-            tx.rollback().map_err(serr)?;
-        }
-        Ok(rep)
     }
 }
 
@@ -162,22 +305,9 @@ impl ImportReport {
     }
 }
 
-type Existing = (
-    i64,
-    State,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    i64,
-    bool,
-);
-
 /// Where [`resolve_conflict`] looks.
 #[derive(Clone, Copy)]
-enum Db {
+enum Where {
     Main,
     Known,
 }
@@ -186,33 +316,31 @@ enum Db {
 /// fine (it joins this upload unless it is decided), a fixed rejected record replaces the
 /// old one, anything else is a duplicate and an error naming the earlier line.
 ///
-/// `Db::Known` looks in the real journal attached read-only to a scratch one (`import_id`
+/// `Where::Known` looks in the real journal attached read-only to a scratch one (`import_id`
 /// -1): nothing is written, the outcome is counted as an import into it would count it.
 /// Ok(false): the record is in neither place (a new record).
 fn resolve_conflict(
-    tx: &Transaction,
+    db: &mut Db,
     rec: &UsageRecord,
     import_id: i64,
     rep: &mut ImportReport,
-    db: Db,
+    place: Where,
 ) -> std::result::Result<bool, String> {
-    let t = match db {
-        Db::Main => "main.records",
-        Db::Known => "known.records",
+    let t = match place {
+        Where::Main => "records",
+        Where::Known => "known.records",
     };
-    let write = matches!(db, Db::Main);
-    let dberr = |e: rusqlite::Error| format!("journal: {e}");
-    let by_sn: Option<Existing> = tx
-        .query_row(
+    let write = matches!(place, Where::Main);
+    let dberr = |e: DbError| format!("journal: {e}");
+    let by_sn: Option<Row> = db
+        .query_opt(
             &format!(
                 "SELECT id, state, instance_id, begin_time, end_time, usage_value,
-                 relate_pkg_instance, source_file, source_line, maybe_delivered FROM {t}
-                 WHERE metering_sn = ?1"
+                 relate_pkg_instance, source_file, source_line, maybe_delivered,
+                 import_id = ?2 FROM {t} WHERE metering_sn = ?1"
             ),
-            [&rec.metering_sn],
-            |r| r.try_into(),
+            vals![&rec.metering_sn, import_id],
         )
-        .optional()
         .map_err(dberr)?;
     let where_ = |file: &str, line: i64, imp_same: bool| {
         if imp_same {
@@ -221,20 +349,30 @@ fn resolve_conflict(
             format!("{file} line {line}")
         }
     };
-    if let Some((id, state, inst, begin, end, value, relate, file, line, maybe)) = by_sn {
+    if let Some(row) = by_sn {
+        let get = || -> std::result::Result<_, DbError> {
+            Ok((
+                row.int(0)?,
+                row.state(1)?,
+                row.text(2)?,
+                row.text(3)?,
+                row.text(4)?,
+                row.text(5)?,
+                row.opt_text(6)?,
+                row.text(7)?,
+                row.int(8)?,
+                row.bool(9)?,
+                row.bool(10)?,
+            ))
+        };
+        let (id, state, inst, begin, end, value, relate, file, line, maybe, this_import) =
+            get().map_err(dberr)?;
         let sn_state = format!("state {}", state.as_str());
         let same = inst == rec.instance_id
             && begin == rec.begin_time
             && end == rec.end_time
             && value == rec.usage_value
             && relate == rec.relate_pkg_instance;
-        let this_import: bool = tx
-            .query_row(
-                &format!("SELECT import_id = ?2 FROM {t} WHERE id = ?1"),
-                params![id, import_id],
-                |r| r.get(0),
-            )
-            .map_err(dberr)?;
         if this_import {
             if rec.sn_derived {
                 return Err(period_duplicate(rec, &where_(&file, line, true), &sn_state));
@@ -252,9 +390,9 @@ fn resolve_conflict(
                 State::Abandoned => rep.already_abandoned += 1,
                 State::Pending | State::Sent => {
                     if write {
-                        tx.execute(
+                        db.exec(
                             "UPDATE records SET import_id = ?2 WHERE id = ?1",
-                            params![id, import_id],
+                            vals![id, import_id],
                         )
                         .map_err(dberr)?;
                     }
@@ -291,38 +429,38 @@ fn resolve_conflict(
             ));
         }
         if state == State::Rejected {
-            let n = if !write {
-                // Replaceable unless another record holds the new period.
-                tx.query_row(
+            // Replaceable unless another record holds the new period.
+            let free = db
+                .query_one(
                     &format!(
                         "SELECT count(*) = 0 FROM {t} WHERE instance_id = ?1
                          AND begin_time = ?2 AND end_time = ?3 AND id != ?4
                          AND state != 'abandoned'"
                     ),
-                    params![rec.instance_id, rec.begin_time, rec.end_time, id],
-                    |r| r.get::<_, bool>(0),
+                    vals![&rec.instance_id, &rec.begin_time, &rec.end_time, id],
                 )
-                .map_err(dberr)? as usize
-            } else {
-                tx.execute(
-                    "UPDATE OR IGNORE records SET instance_id = ?2, begin_time = ?3, end_time = ?4,
+                .and_then(|r| r.bool(0))
+                .map_err(dberr)?;
+            if free && write {
+                db.exec(
+                    "UPDATE records SET instance_id = ?2, begin_time = ?3, end_time = ?4,
                      usage_value = ?5, relate_pkg_instance = ?6, record_time = ?7, import_id = ?8,
                      state = CASE WHEN maybe_delivered = 1 THEN 'sent' ELSE 'pending' END,
                      last_code = NULL, last_message = NULL, decided_at = NULL WHERE id = ?1",
-                    params![
+                    vals![
                         id,
-                        rec.instance_id,
-                        rec.begin_time,
-                        rec.end_time,
-                        rec.usage_value,
-                        rec.relate_pkg_instance,
-                        rec.record_time,
+                        &rec.instance_id,
+                        &rec.begin_time,
+                        &rec.end_time,
+                        &rec.usage_value,
+                        rec.relate_pkg_instance.clone(),
+                        &rec.record_time,
                         import_id
                     ],
                 )
-                .map_err(dberr)?
-            };
-            if n == 1 {
+                .map_err(dberr)?;
+            }
+            if free {
                 rep.replaced += 1;
                 return Ok(true);
             }
@@ -344,21 +482,30 @@ fn resolve_conflict(
         }
     }
     // Abandoned records hold no period (a journal of version 1 has none).
-    let by_period: Option<(String, State, String, i64, bool, bool)> = tx
-        .query_row(
+    let by_period: Option<Row> = db
+        .query_opt(
             &format!(
                 "SELECT metering_sn, state, source_file, source_line, import_id = ?4,
                  maybe_delivered FROM {t}
                  WHERE instance_id = ?1 AND begin_time = ?2 AND end_time = ?3
                  AND state != 'abandoned'"
             ),
-            params![rec.instance_id, rec.begin_time, rec.end_time, import_id],
-            |r| r.try_into(),
+            vals![&rec.instance_id, &rec.begin_time, &rec.end_time, import_id],
         )
-        .optional()
         .map_err(dberr)?;
     match by_period {
-        Some((sn, state, file, line, same_import, maybe)) => {
+        Some(row) => {
+            let get = || -> std::result::Result<_, DbError> {
+                Ok((
+                    row.text(0)?,
+                    row.state(1)?,
+                    row.text(2)?,
+                    row.int(3)?,
+                    row.bool(4)?,
+                    row.bool(5)?,
+                ))
+            };
+            let (sn, state, file, line, same_import, maybe) = get().map_err(dberr)?;
             let mut m = period_duplicate(
                 rec,
                 &where_(&file, line, same_import),
@@ -403,53 +550,54 @@ fn period_duplicate(rec: &UsageRecord, earlier: &str, about: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{import, journal, HEAD};
+    use super::super::testing::{import, journals, HEAD};
     use super::super::State;
 
     #[test]
     fn import_is_all_or_nothing_and_idempotent() {
-        let (_dir, mut j) = journal();
-        let good = format!(
+        for (_dir, mut j) in journals() {
+            let good = format!(
             "{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni1,20260110T090000Z,20260110T100000Z,2,\n"
         );
-        let bad = format!("{good}i2,20260110T100000Z,20260110T110000Z,-1,c\n");
-        let r = import(&mut j, &bad, true);
-        assert_eq!(r.error_count, 1);
-        assert_eq!(r.errors[0].line, 4);
-        assert_eq!(j.counts().unwrap()[&State::Pending], 0);
-        let r = import(&mut j, &good, true);
-        assert_eq!((r.new, r.error_count), (2, 0));
-        let r = import(&mut j, &good, true);
-        assert_eq!((r.new, r.again), (0, 2));
-        assert_eq!(j.counts().unwrap()[&State::Pending], 2);
-        // Same sn, other content; same period, other sn; duplicate inside one file.
-        let r = import(
-            &mut j,
-            &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,9,a\n"),
-            true,
-        );
-        assert!(
-            r.errors[0].message.contains("other content"),
-            "{:?}",
-            r.errors
-        );
-        let r = import(
-            &mut j,
-            &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,zz\n"),
-            true,
-        );
-        assert!(r.errors[0].message.contains("period"), "{:?}", r.errors);
-        let r = import(
+            let bad = format!("{good}i2,20260110T100000Z,20260110T110000Z,-1,c\n");
+            let r = import(&mut j, &bad, true);
+            assert_eq!(r.error_count, 1);
+            assert_eq!(r.errors[0].line, 4);
+            assert_eq!(j.counts().unwrap()[&State::Pending], 0);
+            let r = import(&mut j, &good, true);
+            assert_eq!((r.new, r.error_count), (2, 0));
+            let r = import(&mut j, &good, true);
+            assert_eq!((r.new, r.again), (0, 2));
+            assert_eq!(j.counts().unwrap()[&State::Pending], 2);
+            // Same sn, other content; same period, other sn; duplicate inside one file.
+            let r = import(
+                &mut j,
+                &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,9,a\n"),
+                true,
+            );
+            assert!(
+                r.errors[0].message.contains("other content"),
+                "{:?}",
+                r.errors
+            );
+            let r = import(
+                &mut j,
+                &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,zz\n"),
+                true,
+            );
+            assert!(r.errors[0].message.contains("period"), "{:?}", r.errors);
+            let r = import(
             &mut j,
             &format!("{HEAD}i9,20260110T100000Z,20260110T110000Z,1,q\ni8,20260110T100000Z,20260110T110000Z,1,q\n"),
             true,
         );
-        assert!(
-            r.errors[0].message.contains("line 2 of this file"),
-            "{:?}",
-            r.errors
-        );
-        assert_eq!(j.counts().unwrap()[&State::Pending], 2);
+            assert!(
+                r.errors[0].message.contains("line 2 of this file"),
+                "{:?}",
+                r.errors
+            );
+            assert_eq!(j.counts().unwrap()[&State::Pending], 2);
+        }
     }
 
     fn total(r: &super::ImportReport) -> u64 {
@@ -467,30 +615,31 @@ mod tests {
     /// Every one is read, and each is counted once.
     #[test]
     fn every_data_line_is_read_and_counted_once() {
-        let (_dir, mut j) = journal();
-        let mut text = format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,\n\n");
-        for i in 2..=10 {
-            text.push_str(&format!("i{i},bad,20260110T110000Z,1,\n"));
+        for (_dir, mut j) in journals() {
+            let mut text = format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,\n\n");
+            for i in 2..=10 {
+                text.push_str(&format!("i{i},bad,20260110T110000Z,1,\n"));
+            }
+            text.push_str("i11,a,b\n");
+            let r = import(&mut j, &text, false);
+            assert_eq!((r.read, r.bad, r.new, r.error_count), (11, 10, 1, 10));
+            assert_eq!(total(&r), r.read);
+
+            // Journaled, then again with a duplicate and a bad line: still one bucket each.
+            let good = format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni2,20260110T100000Z,20260110T110000Z,1,b\n");
+            import(&mut j, &good, true);
+            let r = import(
+                &mut j,
+                &format!("{good}i3,20260110T100000Z,20260110T110000Z,1,a\ni4,x\n"),
+                false,
+            );
+            assert_eq!((r.read, r.again, r.bad), (4, 2, 2), "{:?}", r.errors);
+            assert_eq!(total(&r), r.read);
+
+            // A bad header: one error, and the rows are read but not checked.
+            let r = import(&mut j, "instance_id,colour\ni1,red\n\ni2,blue\n", false);
+            assert_eq!((r.read, r.bad, r.unchecked, r.error_count), (2, 0, 2, 1));
+            assert_eq!(total(&r), r.read);
         }
-        text.push_str("i11,a,b\n");
-        let r = import(&mut j, &text, false);
-        assert_eq!((r.read, r.bad, r.new, r.error_count), (11, 10, 1, 10));
-        assert_eq!(total(&r), r.read);
-
-        // Journaled, then again with a duplicate and a bad line: still one bucket each.
-        let good = format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni2,20260110T100000Z,20260110T110000Z,1,b\n");
-        import(&mut j, &good, true);
-        let r = import(
-            &mut j,
-            &format!("{good}i3,20260110T100000Z,20260110T110000Z,1,a\ni4,x\n"),
-            false,
-        );
-        assert_eq!((r.read, r.again, r.bad), (4, 2, 2), "{:?}", r.errors);
-        assert_eq!(total(&r), r.read);
-
-        // A bad header: one error, and the rows are read but not checked.
-        let r = import(&mut j, "instance_id,colour\ni1,red\n\ni2,blue\n", false);
-        assert_eq!((r.read, r.bad, r.unchecked, r.error_count), (2, 0, 2, 1));
-        assert_eq!(total(&r), r.read);
     }
 }

@@ -1,14 +1,19 @@
-//! The usage journal: an SQLite database (WAL) that holds every record before it is sent
-//! and its outcome after. Every state change is one transaction, committed (and synced)
-//! before the network sees the records, so a crash at any point loses nothing and a replay
-//! sends the same metering_sn again. Schema: docs/usage.md.
+//! The usage journal: every record is held here before it is sent, and its outcome after.
+//! Every state change is one transaction, committed (and synced) before the network sees
+//! the records, so a crash at any point loses nothing and a replay sends the same
+//! metering_sn again. Schema: docs/usage.md.
 //!
-//! This file is the store: schema (and its migration), opening, locking, sync mode. `import`
-//! reads files in, `send` keeps what happens to records on the wire, `resolve` lets the
-//! seller give up on a record, `status` counts, `export` writes records back out.
+//! Two stores, one logic: an SQLite file (WAL; the embedded default; one sender at a time,
+//! by a lock file) or a PostgreSQL database (`postgres://…`; several senders, by leases on
+//! records: `pg`). `db` is the SQL both are reached through. This file is the store: schema
+//! (and its migration), opening, locking, sync mode. `import` reads files in, `send` keeps
+//! what happens to records on the wire, `resolve` lets the seller give up on a record,
+//! `status` counts, `export` writes records back out.
 
+mod db;
 mod export;
 mod import;
+pub mod pg;
 mod resolve;
 mod send;
 mod status;
@@ -19,9 +24,11 @@ pub use status::{AbandonedRecord, LastError, Status};
 
 use super::record::UsageRecord;
 use crate::error::{CsmError, Result};
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use db::{vals, Db, DbError};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use std::cell::{RefCell, RefMut};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const SCHEMA_VERSION: i64 = 2;
 
@@ -148,29 +155,24 @@ impl State {
     }
 }
 
-impl ToSql for State {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for State {
-    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
-        let s = v.as_str()?;
-        State::parse(s).ok_or_else(|| FromSqlError::Other(format!("record state {s:?}").into()))
-    }
-}
-
 pub struct Journal {
-    conn: Connection,
+    db: RefCell<Db>,
+    /// The journal file, or for PostgreSQL its URL without the password (what messages show).
     pub path: PathBuf,
     /// The schema version: [`SCHEMA_VERSION`], or 1 for an older journal opened read-only
     /// (it has no abandoned records and no columns for them).
     version: i64,
-    /// The current `PRAGMA synchronous` is FULL.
+    /// The current `PRAGMA synchronous` is FULL (SQLite).
     full_sync: bool,
     /// A scratch journal in memory with the real one attached read-only as `known`.
     known: bool,
+    /// PostgreSQL: this process's name on the records it claims, and for how long.
+    lease: Option<Lease>,
+}
+
+struct Lease {
+    owner: String,
+    duration: Duration,
 }
 
 /// The journal file: `--journal`, else `CSM_JOURNAL` (clap reads it), else the data dir.
@@ -181,39 +183,58 @@ pub fn default_path() -> PathBuf {
         .join("usage-journal.sqlite")
 }
 
+/// `--journal` is a PostgreSQL URL (`postgres://…`), not a file.
+pub fn is_postgres(path: &Path) -> bool {
+    path.to_str().is_some_and(pg::is_url)
+}
+
+/// How a journal is named in messages: the file, or the URL without its password.
+pub fn display(path: &Path) -> String {
+    match path.to_str() {
+        Some(s) if pg::is_url(s) => pg::redact(s),
+        _ => path.display().to_string(),
+    }
+}
+
 fn storage(path: &Path, e: impl std::fmt::Display) -> CsmError {
     CsmError::Storage(format!("journal {}: {e}", path.display()))
 }
 
 fn not_a_journal(path: &Path, why: &str) -> CsmError {
     CsmError::Storage(format!(
-        "--journal {}: not a csm usage journal ({why}); name another file",
-        path.display()
+        "--journal {}: not a csm usage journal ({why}); name another {}",
+        path.display(),
+        if is_postgres(path) {
+            "database"
+        } else {
+            "file"
+        }
     ))
 }
 
 /// The journal's schema version: None for an empty database (a new journal), an error for a
 /// database of something else or of a version this csm does not read (1 is read, and
 /// migrated when the journal is opened for writing).
-fn schema_version(conn: &Connection, path: &Path) -> Result<Option<i64>> {
-    let tables: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
-            [],
-            |r| r.get(0),
-        )
+fn schema_version(db: &mut Db, path: &Path) -> Result<Option<i64>> {
+    let count_tables = if db.is_postgres() {
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()"
+    } else {
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+    };
+    let tables = db
+        .query_one(count_tables, &[])
+        .and_then(|r| r.int(0))
         .map_err(|e| storage(path, e))?;
     if tables == 0 {
         return Ok(None);
     }
-    let v: Option<String> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'schema_version'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-        .unwrap_or(None);
+    // No meta table is "not a journal" too (PostgreSQL: the failed query ends nothing,
+    // there is no transaction open here).
+    let v: Option<String> = db
+        .query_opt("SELECT value FROM meta WHERE key = 'schema_version'", &[])
+        .ok()
+        .flatten()
+        .and_then(|r| r.text(0).ok());
     let Some(v) = v else {
         return Err(not_a_journal(
             path,
@@ -244,10 +265,11 @@ fn read_only_uri(path: &Path) -> String {
     uri
 }
 
-/// Held while records are sent: two senders on one journal could each take the other's
-/// in-flight records for undelivered ones. Released when dropped or when the process dies.
+/// Held while records are sent from an SQLite journal: two senders on one file could each
+/// take the other's in-flight records for undelivered ones. Released when dropped or when
+/// the process dies. A PostgreSQL journal needs none (its records are leased).
 pub struct SendLock {
-    _file: std::fs::File,
+    _file: Option<std::fs::File>,
 }
 
 /// A record read back from the journal for sending.
@@ -268,31 +290,96 @@ pub enum Scope {
 }
 
 impl Journal {
+    /// The journal at `path`, created if new: an SQLite file, or with a `postgres://` URL a
+    /// PostgreSQL database (its schema created in the URL's database if it has none).
     pub fn open(path: &Path) -> Result<Journal> {
+        if is_postgres(path) {
+            return Self::open_postgres(path, false);
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| CsmError::io(dir, e))?;
         }
         let conn = Connection::open(path).map_err(|e| storage(path, e))?;
         // Before anything is written: never turn some other database into a journal.
-        schema_version(&conn, path)?;
+        schema_version(&mut Db::Sqlite(conn), path)?;
+        let conn = Connection::open(path).map_err(|e| storage(path, e))?;
         Self::setup(conn, path)
     }
 
     /// The journal for reading only (`status`, `export`): nothing is created or changed.
     pub fn open_read_only(path: &Path) -> Result<Journal> {
+        if is_postgres(path) {
+            return Self::open_postgres(path, true);
+        }
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| storage(path, e))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| storage(path, e))?;
-        match schema_version(&conn, path)? {
-            Some(version) => Ok(Journal {
-                conn,
-                path: path.to_path_buf(),
-                version,
-                full_sync: true,
-                known: false,
-            }),
+        let mut db = Db::Sqlite(conn);
+        match schema_version(&mut db, path)? {
+            Some(version) => Ok(Journal::new(db, path, version, None)),
             None => Err(not_a_journal(path, "it is empty")),
+        }
+    }
+
+    fn new(db: Db, path: &Path, version: i64, lease: Option<Lease>) -> Journal {
+        Journal {
+            db: RefCell::new(db),
+            path: path.to_path_buf(),
+            version,
+            full_sync: true,
+            known: false,
+            lease,
+        }
+    }
+
+    /// PostgreSQL: connects, and unless `read_only` creates the schema (once, however many
+    /// processes start at the same time). Version 1 journals were never in PostgreSQL.
+    fn open_postgres(url: &Path, read_only: bool) -> Result<Journal> {
+        let raw = url.to_str().unwrap_or_default();
+        let shown = PathBuf::from(pg::redact(raw));
+        let mut db = pg::connect(raw).map_err(|e| storage(&shown, e))?;
+        let found = schema_version(&mut db, &shown)?;
+        if read_only {
+            let Some(version) = found else {
+                return Err(not_a_journal(&shown, "it is empty"));
+            };
+            db.batch("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                .map_err(|e| storage(&shown, e))?;
+            return Ok(Journal::new(db, &shown, version, None));
+        }
+        let ddl = pg::schema(&records_table("records"), SCHEMA);
+        db.in_tx(&|e| e, |db| -> std::result::Result<((), bool), DbError> {
+            // Any fixed key: the schema is created by one process at a time.
+            db.batch("SELECT pg_advisory_xact_lock(7316020250001)")?;
+            db.batch(&ddl)?;
+            db.exec(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)
+                     ON CONFLICT DO NOTHING",
+                vals![SCHEMA_VERSION.to_string()],
+            )?;
+            Ok(((), true))
+        })
+        .map_err(|e| storage(&shown, e))?;
+        let version = schema_version(&mut db, &shown)?.unwrap_or(SCHEMA_VERSION);
+        if version != SCHEMA_VERSION {
+            return Err(storage(
+                &shown,
+                format!("schema version {version}, this csm writes version {SCHEMA_VERSION}"),
+            ));
+        }
+        let lease = Lease {
+            owner: pg::lease_owner(),
+            duration: pg::DEFAULT_LEASE,
+        };
+        Ok(Journal::new(db, &shown, version, Some(lease)))
+    }
+
+    /// How long a batch claimed from a PostgreSQL journal stays this process's before another
+    /// may take it over (`--lease`); it must outlast one batch with all its retries.
+    pub fn set_lease(&mut self, d: Duration) {
+        if let Some(l) = &mut self.lease {
+            l.duration = d;
         }
     }
 
@@ -305,15 +392,15 @@ impl Journal {
         let mut j = Self::setup(conn, label)?;
         if let Some(real) = real {
             drop(Self::open_read_only(real)?);
-            j.conn
-                .execute("ATTACH DATABASE ?1 AS known", [read_only_uri(real)])
+            j.db()
+                .exec("ATTACH DATABASE ?1 AS known", vals![read_only_uri(real)])
                 .map_err(|e| storage(real, e))?;
             j.known = true;
         }
         Ok(j)
     }
 
-    /// Creates the schema of a new journal, or brings an older one up to date.
+    /// Creates the schema of a new SQLite journal, or brings an older one up to date.
     fn setup(mut conn: Connection, path: &Path) -> Result<Journal> {
         let mut init = || -> rusqlite::Result<()> {
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -353,18 +440,17 @@ impl Journal {
             tx.commit()
         };
         init().map_err(|e| storage(path, e))?;
-        let version = schema_version(&conn, path)?.unwrap_or(SCHEMA_VERSION);
-        Ok(Journal {
-            conn,
-            path: path.to_path_buf(),
-            version,
-            full_sync: true,
-            known: false,
-        })
+        let mut db = Db::Sqlite(conn);
+        let version = schema_version(&mut db, path)?.unwrap_or(SCHEMA_VERSION);
+        Ok(Journal::new(db, path, version, None))
     }
 
-    /// The lock file beside the journal (`<journal>.lock`), taken without waiting.
+    /// SQLite: the lock file beside the journal (`<journal>.lock`), taken without waiting.
+    /// PostgreSQL: nothing to take (records are leased batch by batch).
     pub fn lock_for_sending(&self) -> Result<SendLock> {
+        if self.lease.is_some() {
+            return Ok(SendLock { _file: None });
+        }
         let mut name = self.path.clone().into_os_string();
         name.push(".lock");
         let p = PathBuf::from(name);
@@ -375,7 +461,7 @@ impl Journal {
             .open(&p)
             .map_err(|e| CsmError::io(&p, e))?;
         match file.try_lock() {
-            Ok(()) => Ok(SendLock { _file: file }),
+            Ok(()) => Ok(SendLock { _file: Some(file) }),
             Err(std::fs::TryLockError::WouldBlock) => Err(storage(
                 &self.path,
                 format!(
@@ -391,19 +477,38 @@ impl Journal {
     /// is append-only, so that sync covers everything before it). Commits that must be on
     /// disk before a request leaves (`mark_sent`, imports) use FULL; outcomes use NORMAL: if
     /// one is lost with the power, its records are still `sent` and a replay settles them.
+    /// PostgreSQL: every commit is durable (the server's `synchronous_commit`).
     fn set_sync(&mut self, full: bool) -> Result<()> {
         if self.full_sync != full {
             let v = if full { "FULL" } else { "NORMAL" };
-            self.conn
-                .pragma_update(None, "synchronous", v)
-                .map_err(|e| self.err(e))?;
+            if let Db::Sqlite(c) = self.db.get_mut() {
+                c.pragma_update(None, "synchronous", v)
+                    .map_err(|e| storage(&self.path, e))?;
+            }
             self.full_sync = full;
         }
         Ok(())
     }
 
+    fn db(&self) -> RefMut<'_, Db> {
+        self.db.borrow_mut()
+    }
+
     fn err(&self, e: impl std::fmt::Display) -> CsmError {
         storage(&self.path, e)
+    }
+}
+
+impl Drop for Journal {
+    /// PostgreSQL: what this process still holds goes back at once rather than when the
+    /// lease expires (a process that dies leaves it to expire).
+    fn drop(&mut self) {
+        if let Some(l) = &self.lease {
+            let _ = self.db.get_mut().exec(
+                "UPDATE records SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?1",
+                vals![l.owner.as_str()],
+            );
+        }
     }
 }
 
@@ -427,6 +532,16 @@ mod testing {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
         (dir, j)
+    }
+
+    /// The SQLite journal, and a PostgreSQL one when `CSM_TEST_POSTGRES` names a server.
+    pub fn journals() -> Vec<(Option<tempfile::TempDir>, Journal)> {
+        let (d, j) = journal();
+        let mut all = vec![(Some(d), j)];
+        if let Some(url) = super::pg::test_database("journal unit tests") {
+            all.push((None, Journal::open(std::path::Path::new(&url)).unwrap()));
+        }
+        all
     }
 
     pub fn import(j: &mut Journal, text: &str, commit: bool) -> ImportReport {

@@ -2,10 +2,10 @@
 //! it. The record stays in the journal with who, when and why; it is never sent again, and
 //! its period is free for a corrected record under a new metering_sn.
 
+use super::db::{vals, DbError};
 use super::{storage, Journal, State};
 use crate::error::{CsmError, Result};
 use crate::usage::record::show;
-use rusqlite::{params, OptionalExtension};
 
 /// What `abandon` changed.
 #[derive(Debug, Clone)]
@@ -24,7 +24,8 @@ pub struct Abandoned {
 impl Journal {
     /// Marks the record `metering_sn` abandoned by `by` at `now` for `reason`, in one
     /// transaction. Refused for a record that is not in the journal, accepted (it is
-    /// billed) or abandoned already. The caller holds the send lock.
+    /// billed), abandoned already, or (PostgreSQL) held by a sender. The caller holds the
+    /// send lock (SQLite).
     pub fn abandon(
         &mut self,
         metering_sn: &str,
@@ -34,167 +35,219 @@ impl Journal {
     ) -> Result<Abandoned> {
         self.set_sync(true)?;
         let path = self.path.clone();
-        let serr = |e: rusqlite::Error| storage(&path, e);
-        let tx = self.conn.transaction().map_err(serr)?;
-        type Row = (
-            i64,
-            State,
-            String,
-            String,
-            String,
-            bool,
-            Option<String>,
-            Option<String>,
-        );
-        let row: Option<Row> = tx
-            .query_row(
-                "SELECT id, state, instance_id, begin_time, end_time, maybe_delivered, last_code,
-                 coalesce(abandoned_at, decided_at) FROM records WHERE metering_sn = ?1",
-                [metering_sn],
-                |r| r.try_into(),
+        let serr = |e: DbError| storage(&path, e);
+        let me = self.lease.as_ref().map(|l| l.owner.clone());
+        let db = self.db.get_mut();
+        db.in_tx(&serr, |db| {
+            // PostgreSQL has no send lock: a record another process holds is left to it.
+            let held = if db.is_postgres() {
+                "CASE WHEN lease_until > now() THEN lease_owner END"
+            } else {
+                "NULL"
+            };
+            let row = db
+                .query_opt(
+                    &format!(
+                        "SELECT id, state, instance_id, begin_time, end_time, maybe_delivered,
+                         last_code, coalesce(abandoned_at, decided_at), {held} FROM records
+                         WHERE metering_sn = ?1"
+                    ),
+                    vals![metering_sn],
+                )
+                .map_err(serr)?;
+            let sn = show(metering_sn);
+            let Some(row) = row else {
+                return Err(CsmError::usage(format!(
+                    "metering_sn {sn}: not in the journal {} (nothing to resolve)",
+                    path.display()
+                )));
+            };
+            let get = || -> std::result::Result<_, DbError> {
+                Ok((
+                    row.int(0)?,
+                    row.state(1)?,
+                    row.text(2)?,
+                    row.text(3)?,
+                    row.text(4)?,
+                    row.bool(5)?,
+                    row.opt_text(6)?,
+                    row.opt_text(7)?,
+                ))
+            };
+            let (id, was, instance_id, begin_time, end_time, maybe_delivered, last_code, at) =
+                get().map_err(serr)?;
+            let at = at.unwrap_or_default();
+            match was {
+                State::Accepted => {
+                    return Err(CsmError::usage(format!(
+                        "metering_sn {sn}: accepted by the marketplace ({at}) and billed; \
+                         an accepted record cannot be abandoned"
+                    )))
+                }
+                State::Abandoned => {
+                    return Err(CsmError::usage(format!(
+                        "metering_sn {sn}: already abandoned ({at})"
+                    )))
+                }
+                State::Pending | State::Sent | State::Rejected => {}
+            }
+            let holder = row.opt_text(8).map_err(serr)?;
+            if let Some(owner) = holder.filter(|o| Some(o) != me.as_ref()) {
+                return Err(CsmError::usage(format!(
+                    "metering_sn {sn}: being sent by {owner} (its lease has not expired); \
+                     try again once that upload or replay is done"
+                )));
+            }
+            db.exec(
+                "UPDATE records SET state = 'abandoned', retired_id = id, abandoned_at = ?2,
+                 abandoned_by = ?3, abandon_reason = ?4 WHERE id = ?1",
+                vals![id, now, by, reason],
             )
-            .optional()
             .map_err(serr)?;
-        let sn = show(metering_sn);
-        let Some((id, was, instance_id, begin_time, end_time, maybe_delivered, last_code, at)) =
-            row
-        else {
-            return Err(CsmError::usage(format!(
-                "metering_sn {sn}: not in the journal {} (nothing to resolve)",
-                self.path.display()
-            )));
-        };
-        let at = at.unwrap_or_default();
-        match was {
-            State::Accepted => {
-                return Err(CsmError::usage(format!(
-                    "metering_sn {sn}: accepted by the marketplace ({at}) and billed; \
-                     an accepted record cannot be abandoned"
-                )))
-            }
-            State::Abandoned => {
-                return Err(CsmError::usage(format!(
-                    "metering_sn {sn}: already abandoned ({at})"
-                )))
-            }
-            State::Pending | State::Sent | State::Rejected => {}
-        }
-        tx.execute(
-            "UPDATE records SET state = 'abandoned', retired_id = id, abandoned_at = ?2,
-             abandoned_by = ?3, abandon_reason = ?4 WHERE id = ?1",
-            params![id, now, by, reason],
-        )
-        .map_err(serr)?;
-        tx.commit().map_err(serr)?;
-        Ok(Abandoned {
-            metering_sn: metering_sn.to_string(),
-            instance_id,
-            begin_time,
-            end_time,
-            was,
-            maybe_delivered,
-            last_code,
+            Ok((
+                Abandoned {
+                    metering_sn: metering_sn.to_string(),
+                    instance_id,
+                    begin_time,
+                    end_time,
+                    was,
+                    maybe_delivered,
+                    last_code,
+                },
+                true,
+            ))
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{import, import_ids, journal, HEAD};
+    use super::super::testing::{import, import_ids, journals, HEAD};
     use super::super::{Scope, State};
     use crate::error::CsmError;
 
     #[test]
     fn abandon_frees_the_period_not_the_metering_sn() {
-        let (_dir, mut j) = journal();
-        let ids = import_ids(
+        for (_dir, mut j) in journals() {
+            let ids = import_ids(
             &mut j,
             &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni2,20260110T100000Z,20260110T110000Z,1,b\n"),
         );
-        let b = j.mark_sent(&ids, 1, "t").unwrap();
-        j.mark_ambiguous(b, &ids[..1], None, "network", "dropped", "t")
+            let b = j.mark_sent(&ids, 1, "t").unwrap();
+            j.mark_ambiguous(b, &ids[..1], None, "network", "dropped", "t")
+                .unwrap();
+            j.apply(
+                b,
+                &ids,
+                &[
+                    crate::usage::batch::Outcome::Rejected {
+                        code: "012".into(),
+                        reason: "no".into(),
+                    },
+                    crate::usage::batch::Outcome::Accepted { code: "000".into() },
+                ],
+                200,
+                "t",
+            )
             .unwrap();
-        j.apply(
-            b,
-            &ids,
-            &[
-                crate::usage::batch::Outcome::Rejected {
-                    code: "012".into(),
-                    reason: "no".into(),
-                },
-                crate::usage::batch::Outcome::Accepted { code: "000".into() },
-            ],
-            200,
-            "t",
-        )
-        .unwrap();
-        // The dead end: neither under its metering_sn nor under a new one.
-        let fixed_same_sn = format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,2,a\n");
-        let fixed_new_sn = format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,2,a2\n");
-        let r = import(&mut j, &fixed_same_sn, true);
-        assert!(
-            r.errors[0].message.contains("usage resolve"),
-            "{:?}",
-            r.errors
-        );
-        let r = import(&mut j, &fixed_new_sn, true);
-        assert!(
-            r.errors[0].message.contains("usage resolve"),
-            "{:?}",
-            r.errors
-        );
+            // The dead end: neither under its metering_sn nor under a new one.
+            let fixed_same_sn = format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,2,a\n");
+            let fixed_new_sn = format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,2,a2\n");
+            let r = import(&mut j, &fixed_same_sn, true);
+            assert!(
+                r.errors[0].message.contains("usage resolve"),
+                "{:?}",
+                r.errors
+            );
+            let r = import(&mut j, &fixed_new_sn, true);
+            assert!(
+                r.errors[0].message.contains("usage resolve"),
+                "{:?}",
+                r.errors
+            );
 
-        // Refused: unknown, accepted.
-        let e = j.abandon("zz", "me", "why", "t2").unwrap_err();
-        assert!(
-            matches!(e, CsmError::Usage(_)) && e.to_string().contains("\"zz\""),
-            "{e}"
-        );
-        let e = j.abandon("b", "me", "why", "t2").unwrap_err();
-        assert!(e.to_string().contains("accepted"), "{e}");
+            // Refused: unknown, accepted.
+            let e = j.abandon("zz", "me", "why", "t2").unwrap_err();
+            assert!(
+                matches!(e, CsmError::Usage(_)) && e.to_string().contains("\"zz\""),
+                "{e}"
+            );
+            let e = j.abandon("b", "me", "why", "t2").unwrap_err();
+            assert!(e.to_string().contains("accepted"), "{e}");
 
-        let a = j.abandon("a", "me", "not in 话单管理", "t2").unwrap();
-        assert_eq!((a.was, a.maybe_delivered), (State::Rejected, true));
-        assert_eq!(a.last_code.as_deref(), Some("012"));
-        let e = j.abandon("a", "me", "why", "t3").unwrap_err();
-        assert!(e.to_string().contains("already abandoned (t2)"), "{e}");
+            let a = j.abandon("a", "me", "not in 话单管理", "t2").unwrap();
+            assert_eq!((a.was, a.maybe_delivered), (State::Rejected, true));
+            assert_eq!(a.last_code.as_deref(), Some("012"));
+            let e = j.abandon("a", "me", "why", "t3").unwrap_err();
+            assert!(e.to_string().contains("already abandoned (t2)"), "{e}");
 
-        // The same record again is counted and left alone; other content under the
-        // abandoned metering_sn is refused; the fix under a new one is journaled.
-        let r = import(
+            // The same record again is counted and left alone; other content under the
+            // abandoned metering_sn is refused; the fix under a new one is journaled.
+            let r = import(
+                &mut j,
+                &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\n"),
+                true,
+            );
+            assert_eq!(
+                (r.already_abandoned, r.error_count),
+                (1, 0),
+                "{:?}",
+                r.errors
+            );
+            let r = import(&mut j, &fixed_same_sn, true);
+            assert!(r.errors[0].message.contains("abandoned"), "{:?}", r.errors);
+            let r = import(&mut j, &fixed_new_sn, true);
+            assert_eq!((r.new, r.error_count), (1, 0), "{:?}", r.errors);
+            // Abandoned records are not sent again, not even by a replay of rejected ones.
+            let all = Scope::Unfinished {
+                include_rejected: true,
+            };
+            let left: Vec<String> = j
+                .next_batch(all, 0, 10)
+                .unwrap()
+                .into_iter()
+                .map(|s| s.record.metering_sn)
+                .collect();
+            assert_eq!(left, ["a2"]);
+            let c = j.counts().unwrap();
+            assert_eq!((c[&State::Abandoned], c[&State::Pending]), (1, 1));
+            // A second fix for the same period is a period duplicate of the first fix.
+            let r = import(
+                &mut j,
+                &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,3,a3\n"),
+                true,
+            );
+            assert!(r.errors[0].message.contains("\"a2\""), "{:?}", r.errors);
+        }
+    }
+
+    /// PostgreSQL: a record another process has claimed is not abandoned under it.
+    #[test]
+    fn a_record_another_sender_holds_is_not_abandoned() {
+        let Some(url) = super::super::pg::test_database("a_record_another_sender_holds") else {
+            return;
+        };
+        let url = std::path::Path::new(&url);
+        let mut j = super::Journal::open(url).unwrap();
+        import(
             &mut j,
             &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\n"),
             true,
         );
-        assert_eq!(
-            (r.already_abandoned, r.error_count),
-            (1, 0),
-            "{:?}",
-            r.errors
-        );
-        let r = import(&mut j, &fixed_same_sn, true);
-        assert!(r.errors[0].message.contains("abandoned"), "{:?}", r.errors);
-        let r = import(&mut j, &fixed_new_sn, true);
-        assert_eq!((r.new, r.error_count), (1, 0), "{:?}", r.errors);
-        // Abandoned records are not sent again, not even by a replay of rejected ones.
+        let other = super::Journal::open(url).unwrap();
         let all = Scope::Unfinished {
-            include_rejected: true,
+            include_rejected: false,
         };
-        let left: Vec<String> = j
-            .next_batch(all, 0, 10)
-            .unwrap()
-            .into_iter()
-            .map(|s| s.record.metering_sn)
-            .collect();
-        assert_eq!(left, ["a2"]);
-        let c = j.counts().unwrap();
-        assert_eq!((c[&State::Abandoned], c[&State::Pending]), (1, 1));
-        // A second fix for the same period is a period duplicate of the first fix.
-        let r = import(
-            &mut j,
-            &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,3,a3\n"),
-            true,
+        assert_eq!(other.next_batch(all, 0, 10).unwrap().len(), 1);
+        // Claimed by the other process: neither taken by this one nor abandoned.
+        assert!(j.next_batch(all, 0, 10).unwrap().is_empty());
+        let e = j.abandon("a", "me", "why", "t").unwrap_err();
+        assert!(e.to_string().contains("being sent by"), "{e}");
+        // Once the other is gone, its lease is given back.
+        drop(other);
+        assert_eq!(
+            j.abandon("a", "me", "why", "t").unwrap().was,
+            State::Pending
         );
-        assert!(r.errors[0].message.contains("\"a2\""), "{:?}", r.errors);
     }
 }

@@ -1,5 +1,6 @@
 //! Counts by state and code, and the `status` report.
 
+use super::db::vals;
 use super::{Journal, State};
 use crate::error::Result;
 use crate::usage::record::{self, Billing, Deadline};
@@ -46,17 +47,16 @@ impl Journal {
     /// Records per state; every state is there, with 0 when it has none.
     pub fn counts(&self) -> Result<BTreeMap<State, u64>> {
         let mut out: BTreeMap<State, u64> = State::ALL.iter().map(|s| (*s, 0)).collect();
-        let mut st = self
-            .conn
-            .prepare("SELECT state, count(*) FROM records GROUP BY state")
+        self.db()
+            .each(
+                "SELECT state, count(*) FROM records GROUP BY state",
+                &[],
+                |r| {
+                    out.insert(r.state(0)?, r.int(1)? as u64);
+                    Ok(())
+                },
+            )
             .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([], |r| Ok((r.get::<_, State>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(|e| self.err(e))?;
-        for r in rows {
-            let (s, n) = r.map_err(|e| self.err(e))?;
-            out.insert(s, n as u64);
-        }
         Ok(out)
     }
 
@@ -67,20 +67,21 @@ impl Journal {
             .map(|s| format!("'{}'", s.as_str()))
             .collect::<Vec<_>>()
             .join(",");
-        let mut st = self
-            .conn
-            .prepare(&format!(
-                "SELECT state, coalesce(last_code, ''), count(*) FROM records
-                 WHERE state IN ({list}) GROUP BY state, last_code ORDER BY 3 DESC"
-            ))
+        let mut out = Vec::new();
+        self.db()
+            .each(
+                &format!(
+                    "SELECT state, coalesce(last_code, ''), count(*) FROM records
+                     WHERE state IN ({list}) GROUP BY state, last_code ORDER BY 3 DESC"
+                ),
+                &[],
+                |r| {
+                    out.push((r.state(0)?, r.text(1)?, r.int(2)? as u64));
+                    Ok(())
+                },
+            )
             .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))
+        Ok(out)
     }
 
     /// The status report: counts, the oldest unsent record, records past their deadline,
@@ -91,49 +92,43 @@ impl Journal {
             counts,
             ..Default::default()
         };
-        {
-            let mut st = self
-                .conn
-                .prepare(
-                    "SELECT metering_sn, instance_id, end_time FROM records
-                     WHERE state IN ('pending', 'sent') ORDER BY end_time",
-                )
-                .map_err(|e| self.err(e))?;
-            let mut rows = st.query([]).map_err(|e| self.err(e))?;
-            while let Some(r) = rows.next().map_err(|e| self.err(e))? {
-                let sn: String = r.get(0).map_err(|e| self.err(e))?;
-                let inst: String = r.get(1).map_err(|e| self.err(e))?;
-                let end: String = r.get(2).map_err(|e| self.err(e))?;
-                let d = record::deadline_status(&end, billing, now);
-                *s.unsent_by_deadline.entry(d.as_str()).or_default() += 1;
-                if s.oldest_unsent.is_none() {
-                    s.oldest_unsent = Some((sn, inst, end, d));
-                }
-            }
-        }
-        let mut st = self
-            .conn
-            .prepare(
+        self.db()
+            .each(
+                "SELECT metering_sn, instance_id, end_time FROM records
+                 WHERE state IN ('pending', 'sent') ORDER BY end_time",
+                &[],
+                |r| {
+                    let end = r.text(2)?;
+                    let d = record::deadline_status(&end, billing, now);
+                    *s.unsent_by_deadline.entry(d.as_str()).or_default() += 1;
+                    if s.oldest_unsent.is_none() {
+                        s.oldest_unsent = Some((r.text(0)?, r.text(1)?, end, d));
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(|e| self.err(e))?;
+        let mut last_errors = Vec::new();
+        self.db()
+            .each(
                 "SELECT metering_sn, state, last_code, coalesce(last_message, ''),
                  coalesce(decided_at, sent_at, '') FROM records
                  WHERE last_code IS NOT NULL AND state NOT IN ('accepted', 'abandoned')
                  ORDER BY coalesce(decided_at, sent_at) DESC, id DESC LIMIT 10",
+                &[],
+                |r| {
+                    last_errors.push(LastError {
+                        metering_sn: r.text(0)?,
+                        state: r.state(1)?,
+                        code: r.text(2)?,
+                        message: r.text(3)?,
+                        at: r.text(4)?,
+                    });
+                    Ok(())
+                },
             )
             .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(LastError {
-                    metering_sn: r.get(0)?,
-                    state: r.get(1)?,
-                    code: r.get(2)?,
-                    message: r.get(3)?,
-                    at: r.get(4)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        s.last_errors = rows
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
+        s.last_errors = last_errors;
         s.codes = self.codes(&[State::Pending, State::Sent, State::Rejected])?;
         s.abandoned = self.abandoned()?;
         Ok(s)
@@ -144,28 +139,27 @@ impl Journal {
         if self.version < 2 {
             return Ok(Vec::new());
         }
-        let mut st = self
-            .conn
-            .prepare(
+        let mut out = Vec::new();
+        self.db()
+            .each(
                 "SELECT metering_sn, instance_id, begin_time, end_time, coalesce(abandoned_at, ''),
                  coalesce(abandoned_by, ''), coalesce(abandon_reason, '') FROM records
                  WHERE state = 'abandoned' ORDER BY abandoned_at DESC, id DESC LIMIT ?1",
+                vals![MAX_ABANDONED_SHOWN as i64],
+                |r| {
+                    out.push(AbandonedRecord {
+                        metering_sn: r.text(0)?,
+                        instance_id: r.text(1)?,
+                        begin_time: r.text(2)?,
+                        end_time: r.text(3)?,
+                        at: r.text(4)?,
+                        by: r.text(5)?,
+                        reason: r.text(6)?,
+                    });
+                    Ok(())
+                },
             )
             .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([MAX_ABANDONED_SHOWN as i64], |r| {
-                Ok(AbandonedRecord {
-                    metering_sn: r.get(0)?,
-                    instance_id: r.get(1)?,
-                    begin_time: r.get(2)?,
-                    end_time: r.get(3)?,
-                    at: r.get(4)?,
-                    by: r.get(5)?,
-                    reason: r.get(6)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))
+        Ok(out)
     }
 }

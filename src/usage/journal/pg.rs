@@ -1,0 +1,188 @@
+//! The journal in PostgreSQL (`--journal postgres://…`): the same tables as the SQLite
+//! journal, plus a lease on records so that several uploader processes (on several hosts)
+//! share one journal. A sender claims a batch with `FOR UPDATE SKIP LOCKED` and sets
+//! `lease_owner`/`lease_until`; a process that dies mid-batch leaves its lease to expire,
+//! and the next claimer takes the records as "maybe delivered" and sends them again under
+//! the same metering_sn (the marketplace keeps the first of a metering_sn). No TLS: reach a
+//! remote server through a tunnel or on a private network.
+
+use super::db::{Db, DbError, Pg};
+use std::time::Duration;
+
+/// How long a claimed batch stays with its sender before another process may take it.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(300);
+
+/// `--journal` names a PostgreSQL database rather than an SQLite file.
+pub fn is_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+/// The URL as it may be shown: the password (in the user part or a `password=` parameter)
+/// replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (auth_end, _) = rest
+        .char_indices()
+        .find(|(_, c)| matches!(c, '/' | '?'))
+        .unwrap_or((rest.len(), ' '));
+    let (authority, tail) = rest.split_at(auth_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:***@{host}"),
+            None => format!("{user}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let q: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", q.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// Connects; errors name the redacted URL only.
+pub fn connect(url: &str) -> std::result::Result<Db, DbError> {
+    let mut cfg: postgres::Config = url
+        .parse()
+        .map_err(|e: postgres::Error| DbError(format!("not a PostgreSQL URL ({e})")))?;
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(Duration::from_secs(10));
+    }
+    if cfg.get_application_name().is_none() {
+        cfg.application_name("csm usage journal");
+    }
+    let client = cfg
+        .connect(postgres::NoTls)
+        .map_err(|e| DbError(format!("cannot connect: {e}")))?;
+    Ok(Db::Postgres(Box::new(Pg::new(client))))
+}
+
+/// The schema of a PostgreSQL journal: the SQLite one (`records_table`, `SCHEMA`) in
+/// PostgreSQL's types, and the lease columns.
+pub fn schema(records: &str, common: &str) -> String {
+    let records = records
+        .replace(
+            "id                  INTEGER PRIMARY KEY",
+            "id BIGSERIAL PRIMARY KEY",
+        )
+        .replace("INTEGER", "BIGINT")
+        .replace(
+            "    abandon_reason      TEXT,",
+            "    abandon_reason      TEXT,
+    -- Which process holds the record (host:pid:random) and until when (the server's clock).
+    lease_owner         TEXT,
+    lease_until         TIMESTAMPTZ,",
+        );
+    let common = common
+        .replace(
+            "id          INTEGER PRIMARY KEY",
+            "id BIGSERIAL PRIMARY KEY",
+        )
+        .replace("INTEGER", "BIGINT");
+    format!(
+        "{common};\n{records};
+-- The records a send pass walks, in id order: without it the planner may sort a scan of the
+-- whole table for every batch claimed.
+CREATE INDEX IF NOT EXISTS records_unfinished ON records (id)
+    WHERE state IN ('pending', 'sent', 'rejected');
+-- Room on each page: a claim (lease columns only) is then updated in place (HOT), without
+-- new index entries.
+ALTER TABLE records SET (fillfactor = 70);"
+    )
+}
+
+/// A name for this process in `lease_owner`: which host and process holds a batch.
+pub fn lease_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".into());
+    let mut rnd = [0u8; 4];
+    let _ = getrandom::getrandom(&mut rnd);
+    format!("{host}:{}:{}", std::process::id(), hex::encode(rnd))
+}
+
+/// For tests: a new empty database on the server named by `CSM_TEST_POSTGRES`, as a URL.
+/// None (and a line saying why on stderr) when that variable is not set, unless `CI` or
+/// `CSM_REQUIRE_POSTGRES=1` say the run must have PostgreSQL: then it panics.
+#[doc(hidden)]
+pub fn test_database(test: &str) -> Option<String> {
+    let Some(base) = std::env::var("CSM_TEST_POSTGRES")
+        .ok()
+        .filter(|s| !s.is_empty())
+    else {
+        let required = std::env::var("CSM_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+            || std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+        assert!(
+            !required,
+            "{test}: CSM_TEST_POSTGRES is not set but CI/CSM_REQUIRE_POSTGRES=1 asks for \
+             PostgreSQL (scripts/pg-test-cluster.sh starts one)"
+        );
+        eprintln!(
+            "{test}: skipped on PostgreSQL: CSM_TEST_POSTGRES is not set \
+             (scripts/pg-test-cluster.sh start DIR prints one)"
+        );
+        return None;
+    };
+    let mut rnd = [0u8; 6];
+    getrandom::getrandom(&mut rnd).expect("random");
+    let name = format!("csm_t_{}", hex::encode(rnd));
+    let mut client = postgres::Client::connect(&base, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("CSM_TEST_POSTGRES {}: {e}", redact(&base)));
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .expect("CREATE DATABASE");
+    // The same server and user, the new database.
+    let (head, query) = match base.split_once('?') {
+        Some((h, q)) => (h, format!("?{q}")),
+        None => (base.as_str(), String::new()),
+    };
+    let scheme_end = head.find("://").map_or(0, |i| i + 3);
+    let server = match head[scheme_end..].find('/') {
+        Some(i) => &head[..scheme_end + i],
+        None => head,
+    };
+    Some(format!("{server}/{name}{query}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_is_never_shown() {
+        assert_eq!(
+            redact("postgres://csm:s3cret@db.example:5432/usage?sslmode=disable"),
+            "postgres://csm:***@db.example:5432/usage?sslmode=disable"
+        );
+        assert_eq!(
+            redact("postgresql://h/db?user=csm&password=s3cret"),
+            "postgresql://h/db?user=csm&password=***"
+        );
+        assert_eq!(redact("postgres://csm@h:1/db"), "postgres://csm@h:1/db");
+        // A password with '@' in it (unencoded): everything before the last '@' is the user part.
+        assert!(!redact("postgres://u:p@ss@h/db").contains("ss"));
+    }
+
+    #[test]
+    fn the_schema_has_postgres_types_and_leases() {
+        let s = schema(
+            &super::super::records_table("records"),
+            super::super::SCHEMA,
+        );
+        assert!(!s.contains("INTEGER"), "{s}");
+        assert!(s.contains("lease_until         TIMESTAMPTZ"), "{s}");
+        assert_eq!(s.matches("BIGSERIAL PRIMARY KEY").count(), 3, "{s}");
+    }
+}
