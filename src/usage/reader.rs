@@ -306,29 +306,41 @@ pub fn split_csv_line(line: &str) -> Result<Vec<String>, String> {
 }
 
 fn parse_header(line: &str) -> Result<Vec<String>, String> {
+    csv_header(line, "a usage field", &FIELDS, &REQUIRED, is_info_field)
+}
+
+/// A CSV header: column names that are each one of `fields` (or `extra` accepts them), none
+/// twice, every one of `required` there. `what` names a field in errors ("a usage field").
+pub fn csv_header(
+    line: &str,
+    what: &str,
+    fields: &[&str],
+    required: &[&str],
+    extra: fn(&str) -> bool,
+) -> Result<Vec<String>, String> {
     let cols: Vec<String> = split_csv_line(line)
         .map_err(|m| format!("header: {m}"))?
         .into_iter()
         .map(|c| c.trim().to_string())
         .collect();
     for (i, c) in cols.iter().enumerate() {
-        if !FIELDS.contains(&c.as_str()) && !is_info_field(c) {
+        if !fields.contains(&c.as_str()) && !extra(c) {
             return Err(format!(
-                "header: column {} {} is not a usage field (expected some of {})",
+                "header: column {} {} is not {what} (expected some of {})",
                 i + 1,
                 show(c),
-                FIELDS.join(", ")
+                fields.join(", ")
             ));
         }
         if cols[..i].contains(c) {
             return Err(format!("header: column {} appears twice", show(c)));
         }
     }
-    for r in REQUIRED {
+    for r in required {
         if !cols.iter().any(|c| c == r) {
             return Err(format!(
                 "header: required column {r:?} is missing (required: {})",
-                REQUIRED.join(", ")
+                required.join(", ")
             ));
         }
     }

@@ -4,7 +4,7 @@
 
 use crate::protocol::hmac::sha256_hex;
 use crate::protocol::json::{self, Json};
-use crate::usage::reader::split_csv_line;
+use crate::usage::reader::{csv_header, split_csv_line};
 use crate::usage::record::{self, show, MAX_AGE_DAYS};
 use chrono::{DateTime, Duration, Timelike, Utc};
 
@@ -96,33 +96,7 @@ pub fn parse_json_line(line: &str) -> Result<RawEvent, String> {
 
 /// A CSV header: the column names, each an event field, none twice, the required ones there.
 pub fn parse_csv_header(line: &str) -> Result<Vec<String>, String> {
-    let cols: Vec<String> = split_csv_line(line)
-        .map_err(|m| format!("header: {m}"))?
-        .into_iter()
-        .map(|c| c.trim().to_string())
-        .collect();
-    for (i, c) in cols.iter().enumerate() {
-        if !FIELDS.contains(&c.as_str()) {
-            return Err(format!(
-                "header: column {} {} is not an event field (expected some of {})",
-                i + 1,
-                show(c),
-                FIELDS.join(", ")
-            ));
-        }
-        if cols[..i].contains(c) {
-            return Err(format!("header: column {} appears twice", show(c)));
-        }
-    }
-    for r in REQUIRED {
-        if !cols.iter().any(|c| c == r) {
-            return Err(format!(
-                "header: required column {r:?} is missing (required: {})",
-                REQUIRED.join(", ")
-            ));
-        }
-    }
-    Ok(cols)
+    csv_header(line, "an event field", &FIELDS, &REQUIRED, |_| false)
 }
 
 pub fn parse_csv_row(cols: &[String], line: &str) -> Result<RawEvent, String> {
