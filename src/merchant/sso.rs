@@ -147,6 +147,26 @@ fn cookie(req: &Request) -> Option<String> {
 }
 
 /// The error of an identity-provider reply: `HTTP 400 invalid_grant: Invalid authorization code`.
+/// One non-empty string field of an IdP call's 200 JSON reply; else what went wrong.
+fn reply_field(
+    url: &reqwest::Url,
+    sent: reqwest::Result<reqwest::blocking::Response>,
+    field: &str,
+) -> Result<String, String> {
+    let r = sent.map_err(|e| format!("{url}: {}", crate::net::failure::from_reqwest(e).message))?;
+    let status = r.status().as_u16();
+    let body = r.text().unwrap_or_default();
+    if status != 200 {
+        return Err(idp_error(status, &body));
+    }
+    let v: Value = serde_json::from_str(&body).unwrap_or_default();
+    v[field]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| format!("HTTP 200 without {field}"))
+}
+
 fn idp_error(status: u16, body: &str) -> String {
     let v: Value = serde_json::from_str(body).unwrap_or_default();
     match (v["error"].as_str(), v["error_description"].as_str()) {
@@ -410,44 +430,22 @@ impl Sso {
             ("grant_type", "authorization_code"),
             ("redirect_uri", redirect.as_str()),
         ];
-        let r = client
+        let sent = client
             .post(url.clone())
             .header("Accept", "application/json")
             .form(&form)
-            .send()
-            .map_err(|e| format!("{url}: {}", crate::net::failure::from_reqwest(e).message))?;
-        let status = r.status().as_u16();
-        let body = r.text().unwrap_or_default();
-        if status != 200 {
-            return Err(idp_error(status, &body));
-        }
-        let v: Value = serde_json::from_str(&body).unwrap_or_default();
-        v["access_token"]
-            .as_str()
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .ok_or_else(|| "HTTP 200 without access_token".to_string())
+            .send();
+        reply_field(&url, sent, "access_token")
     }
 
     fn userinfo(&self, domain: &str, token: &str) -> Result<String, String> {
         let (url, client) = self.client(&format!("{domain}/api/v1/oauth2/userinfo"))?;
-        let r = client
+        let sent = client
             .get(url.clone())
             .header("Authorization", format!("Bearer {token}"))
             .header("Accept", "application/json")
-            .send()
-            .map_err(|e| format!("{url}: {}", crate::net::failure::from_reqwest(e).message))?;
-        let status = r.status().as_u16();
-        let body = r.text().unwrap_or_default();
-        if status != 200 {
-            return Err(idp_error(status, &body));
-        }
-        let v: Value = serde_json::from_str(&body).unwrap_or_default();
-        v["userName"]
-            .as_str()
-            .filter(|u| !u.is_empty())
-            .map(str::to_string)
-            .ok_or_else(|| "HTTP 200 without userName".to_string())
+            .send();
+        reply_field(&url, sent, "userName")
     }
 
     fn logout(&self, req: &Request) -> Response {
