@@ -165,10 +165,16 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
     // The key, the destination and production's confirmation, exactly as `usage upload`.
     let cfg = send_config(g, &a.conn)?;
     let journal_path = a.journal.path();
-    let state_path = a
-        .state
-        .clone()
-        .unwrap_or_else(|| state::default_path(&journal_path));
+    let state_path = match &a.state {
+        Some(p) => p.clone(),
+        // The default sits beside the journal file; a URL (and its password) is no file name.
+        None if crate::usage::journal::is_postgres(&journal_path) => {
+            return Err(CsmError::usage(
+                "--state: required when --journal is a PostgreSQL URL (the agent's state is a local SQLite file)",
+            ))
+        }
+        None => state::default_path(&journal_path),
+    };
     let shared = Arc::new(Shared {
         state: Mutex::new(AgentState::open(&state_path)?),
         counters: Counters::default(),

@@ -569,3 +569,20 @@ fn an_answer_lost_after_the_marketplace_stored_the_records_is_retried_and_bills_
     assert_eq!(count(&env.market, "SELECT count(*) FROM usage_requests"), 2);
     assert_eq!(market_records(&env.market).len(), 2);
 }
+
+#[test]
+fn a_postgres_journal_needs_a_state_file_and_its_password_is_never_a_file_name() {
+    let env = Env::new();
+    let o = csm(env.dir())
+        .args(["usage", "agent", "--once", "--journal"])
+        .arg("postgres://csm:s3cret-pw@127.0.0.1:1/usage")
+        .arg("--key-file")
+        .arg(&env.key)
+        .args(["--endpoint", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--state: required"), "{}", text(&o));
+    assert!(!text(&o).contains("s3cret-pw"), "{}", text(&o));
+    assert!(!env.dir().join("postgres:").exists());
+}

@@ -12,7 +12,7 @@ pub mod spool;
 pub mod state;
 
 use crate::error::Result;
-use crate::usage::journal::{Journal, Scope, State};
+use crate::usage::journal::{Journal, State};
 use crate::usage::reader::{Format, RecordReader};
 use crate::usage::record::{self, Billing};
 use chrono::{DateTime, Duration, Utc};
@@ -145,19 +145,6 @@ pub fn journal_closed(
     Ok(out)
 }
 
-/// Every metering_sn of `scope` in the journal.
-fn sns_in(journal: &Journal, scope: Scope) -> Result<HashSet<String>> {
-    let mut out = HashSet::new();
-    let mut after = 0i64;
-    loop {
-        let batch = journal.next_batch(scope, after, 1000)?;
-        let Some(last) = batch.last() else { break };
-        after = last.id;
-        out.extend(batch.into_iter().map(|s| s.record.metering_sn));
-    }
-    Ok(out)
-}
-
 /// Learns from the journal which journaled hours the marketplace accepted or rejected.
 /// Returns the hours newly reported.
 pub fn reconcile(state: &Mutex<AgentState>, journal: &Journal) -> Result<u64> {
@@ -165,27 +152,15 @@ pub fn reconcile(state: &Mutex<AgentState>, journal: &Journal) -> Result<u64> {
     if awaiting.is_empty() {
         return Ok(0);
     }
-    let open = sns_in(
-        journal,
-        Scope::Unfinished {
-            include_rejected: false,
-        },
-    )?;
-    let with_rejected = sns_in(
-        journal,
-        Scope::Unfinished {
-            include_rejected: true,
-        },
-    )?;
+    let states = journal.states_of(&awaiting)?;
     let (mut reported, mut rejected) = (Vec::new(), Vec::new());
     for sn in awaiting {
-        if open.contains(&sn) {
-            continue;
-        }
-        if with_rejected.contains(&sn) {
-            rejected.push(sn);
-        } else {
-            reported.push(sn);
+        match states.get(&sn) {
+            // Not decided yet (this host or another is sending it).
+            Some(State::Pending | State::Sent) => {}
+            // Refused, or given up on as not held: the hour was not billed.
+            Some(State::Rejected | State::Abandoned) => rejected.push(sn),
+            Some(State::Accepted) | None => reported.push(sn),
         }
     }
     let mut st = lock(state);

@@ -370,10 +370,19 @@ impl Db {
     /// `col IN (the ids)`, the ids passed as one JSON array parameter `?n`: one statement
     /// per batch instead of one per record.
     pub fn ids_in(&self, col: &str, n: usize) -> String {
+        self.json_in(col, n, "::bigint")
+    }
+
+    /// `col IN (the texts)`, as [`Db::ids_in`] for a JSON array of strings.
+    pub fn texts_in(&self, col: &str, n: usize) -> String {
+        self.json_in(col, n, "")
+    }
+
+    fn json_in(&self, col: &str, n: usize, pg_cast: &str) -> String {
         match self {
             Db::Sqlite(_) => format!("{col} IN (SELECT value FROM json_each(?{n}))"),
             Db::Postgres(_) => {
-                format!("{col} IN (SELECT json_array_elements_text(?{n}::text::json)::bigint)")
+                format!("{col} IN (SELECT json_array_elements_text(?{n}::text::json){pg_cast})")
             }
         }
     }

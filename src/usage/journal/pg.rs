@@ -21,17 +21,23 @@ pub fn is_url(s: &str) -> bool {
 /// replaced by `***`.
 pub fn redact(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (auth_end, _) = rest
-        .char_indices()
-        .find(|(_, c)| matches!(c, '/' | '?'))
-        .unwrap_or((rest.len(), ' '));
-    let (authority, tail) = rest.split_at(auth_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((user, host)) => match user.split_once(':') {
-            Some((name, _)) => format!("{name}:***@{host}"),
-            None => format!("{user}@{host}"),
-        },
-        None => authority.to_string(),
+    let (authority, tail) = match rest.rfind('@') {
+        // An `@` after a `/`, `?` or `#` leaves it unclear where the user part ends (a password
+        // with those unencoded, or an `@` in a parameter): show nothing rather than guess.
+        Some(at) if rest[..at].contains(['/', '?', '#']) => return format!("{scheme}://***"),
+        Some(at) => {
+            let (user, after) = (&rest[..at], &rest[at + 1..]);
+            let host_end = after.find(['/', '?']).unwrap_or(after.len());
+            let user = match user.split_once(':') {
+                Some((name, _)) => format!("{name}:***"),
+                None => user.to_string(),
+            };
+            (format!("{user}@{}", &after[..host_end]), &after[host_end..])
+        }
+        None => {
+            let end = rest.find(['/', '?']).unwrap_or(rest.len());
+            (rest[..end].to_string(), &rest[end..])
+        }
     };
     let tail = match tail.split_once('?') {
         Some((path, query)) => {
@@ -173,6 +179,13 @@ mod tests {
         assert_eq!(redact("postgres://csm@h:1/db"), "postgres://csm@h:1/db");
         // A password with '@' in it (unencoded): everything before the last '@' is the user part.
         assert!(!redact("postgres://u:p@ss@h/db").contains("ss"));
+        // Unencoded `/`, `?` or `@` where they make the URL ambiguous: nothing of it shown.
+        assert_eq!(redact("postgres://u:pa/ss@h/db"), "postgres://***");
+        assert_eq!(redact("postgres://u:pa?ss@h/db"), "postgres://***");
+        assert_eq!(
+            redact("postgres://h/db?user=a@b&password=x"),
+            "postgres://***"
+        );
     }
 
     #[test]

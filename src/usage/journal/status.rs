@@ -44,6 +44,24 @@ pub struct LastError {
 }
 
 impl Journal {
+    /// The state of each of these records the journal holds. Only reads: unlike a send
+    /// pass, it claims nothing, so other senders sharing the journal are not held up.
+    pub fn states_of(&self, sns: &[String]) -> Result<std::collections::HashMap<String, State>> {
+        let mut out = std::collections::HashMap::new();
+        let mut db = self.db();
+        let sql = format!(
+            "SELECT metering_sn, state FROM records WHERE {}",
+            db.texts_in("metering_sn", 1)
+        );
+        let list = serde_json::to_string(sns).unwrap_or_else(|_| "[]".into());
+        db.each(&sql, &[list.into()], |r| {
+            out.insert(r.text(0)?, r.state(1)?);
+            Ok(())
+        })
+        .map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
     /// Records per state; every state is there, with 0 when it has none.
     pub fn counts(&self) -> Result<BTreeMap<State, u64>> {
         let mut out: BTreeMap<State, u64> = State::ALL.iter().map(|s| (*s, 0)).collect();
