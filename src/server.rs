@@ -233,9 +233,10 @@ pub fn serve(listen: &str, handler: Arc<dyn Handler>, cfg: Config) -> Result<Ser
     })
 }
 
-/// One worker per core this process may run on (`taskset` and cgroup limits count), at most
-/// 8: the handlers are quick, and threads stay few however many connections are open.
-fn worker_threads() -> usize {
+/// One runtime worker per core this process may run on (`taskset` and cgroup limits count),
+/// at most 8: the work per request is small, and threads stay few however many connections
+/// are open. The load generator's runtime is sized the same way.
+pub(crate) fn worker_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
 }
 

@@ -5,11 +5,13 @@ use super::callback_args::{
     confirm_remote, endpoint_from, read_ca, resolve_protocol, unreachable, InterfaceKeyFiles,
 };
 use super::send;
+use crate::catalog::gen::{self, Ctx};
 use crate::catalog::{Callback, Protocol};
 use crate::cli::GlobalArgs;
 use crate::commands::sign::LicenseInnerArg;
 use crate::config;
 use crate::duration::Bare;
+use crate::endpoint::request;
 use crate::error::{CsmError, Exit, Result};
 use crate::interrupt::Interrupt;
 use crate::load::engine::{self, Plan, Work};
@@ -163,27 +165,24 @@ fn overrides(a: &LoadArgs, callbacks: &[&'static Callback]) -> Result<Overrides>
         let mut refusal = None;
         let mut applied = false;
         for &cb in callbacks {
-            let ty = match send::check_field(cb, &path, a.allow_unknown, flag) {
-                Ok(ty) => ty,
+            let value = match &given {
+                Given::Json(v) => {
+                    send::check_field(cb, &path, a.allow_unknown, flag).map(|_| v.clone())
+                }
+                Given::Text(raw) => send::set_value(cb, &path, raw, a.allow_unknown),
+            };
+            let value = match value {
+                Ok(v) => v,
                 Err(e) => {
                     refusal.get_or_insert(e);
                     continue;
                 }
             };
-            let value = match &given {
-                Given::Json(v) => v.clone(),
-                Given::Text(raw) => {
-                    if let Some(f) = cb.field(&path) {
-                        if !f.values.is_empty() && !f.values.contains(raw) && !a.allow_unknown {
-                            return Err(CsmError::usage(format!(
-                                "--set {path}={raw}: {path} must be one of {} (pass --allow-unknown to send it anyway)",
-                                f.values.join(", ")
-                            )));
-                        }
-                    }
-                    send::parse_value(raw, ty, cb.family.is_kit(), path.contains('.'))
-                }
-            };
+            // Tried once on a generated body now, so a value that cannot go where it is
+            // aimed (a member of a text field) is a usage error, not a run of failures.
+            let mut body = gen::generate(cb, None, &Ctx::default());
+            request::set_path(&mut body, &path, value.clone())
+                .map_err(|e| CsmError::usage(format!("{flag} {e}")))?;
             out.add(cb, &path, value);
             applied = true;
         }

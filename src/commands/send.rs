@@ -192,6 +192,26 @@ fn require_test_flag(fields: &Map<String, Value>, ctx: &Ctx, a: &SendArgs) -> Re
     Ok(())
 }
 
+/// The value `--set PATH=RAW` gives `cb`: the field known (or `--allow-unknown`), one of its
+/// allowed values, typed as the catalog says.
+pub fn set_value(
+    cb: &'static Callback,
+    path: &str,
+    raw: &str,
+    allow_unknown: bool,
+) -> Result<Value> {
+    let ty = check_field(cb, path, allow_unknown, "--set")?;
+    if let Some(f) = cb.field(path) {
+        if !f.values.is_empty() && !f.values.contains(&raw) && !allow_unknown {
+            return Err(CsmError::usage(format!(
+                "--set {path}={raw}: {path} must be one of {} (pass --allow-unknown to send it anyway)",
+                f.values.join(", ")
+            )));
+        }
+    }
+    Ok(parse_value(raw, ty, cb.family.is_kit(), path.contains('.')))
+}
+
 /// The generated body (or `--body-file`) with `--set` and `--unset` applied, all validated.
 pub fn build_fields(
     cb: &'static Callback,
@@ -207,16 +227,7 @@ pub fn build_fields(
         let (path, raw) = s
             .split_once('=')
             .ok_or_else(|| CsmError::usage(format!("--set {s:?}: must be FIELD=VALUE")))?;
-        let ty = check_field(cb, path, a.allow_unknown, "--set")?;
-        if let Some(f) = cb.field(path) {
-            if !f.values.is_empty() && !f.values.contains(&raw) && !a.allow_unknown {
-                return Err(CsmError::usage(format!(
-                    "--set {path}={raw}: {path} must be one of {} (pass --allow-unknown to send it anyway)",
-                    f.values.join(", ")
-                )));
-            }
-        }
-        let value = parse_value(raw, ty, cb.family.is_kit(), path.contains('.'));
+        let value = set_value(cb, path, raw, a.allow_unknown)?;
         request::set_path(&mut fields, path, value)
             .map_err(|e| CsmError::usage(format!("--set {e}")))?;
     }

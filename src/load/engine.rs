@@ -455,10 +455,7 @@ async fn intervals(s: Arc<Shared>, start: Instant) {
 
 /// Runs the plan to its end (or Ctrl-C, or an unreachable endpoint).
 pub fn run(plan: Plan) -> Result<Outcome, String> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 8);
+    let threads = crate::server::worker_threads();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()

@@ -300,6 +300,21 @@ fn usage_errors_name_the_flag_and_exit_2() {
             ],
             "newInstanse",
         ),
+        (
+            // A member of a text field: refused before the run, not counted per request.
+            vec![
+                "--rate",
+                "10",
+                "--requests",
+                "5",
+                "--activity",
+                "newInstance",
+                "--allow-unknown",
+                "--set",
+                "orderId.x=1",
+            ],
+            "--set \"orderId.x\": cannot go into x",
+        ),
     ] {
         let o = env.load(url, "basic.key", &args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
