@@ -107,7 +107,7 @@ pub fn run(g: &GlobalArgs, a: MerchantArgs) -> Result<Exit> {
     let merchant = Merchant::new(cfg)?.with_sso(SsoConfig {
         key: app_key,
         timeout: a.idp_timeout,
-        log: !g.quiet,
+        log: server_cfg.log,
     });
     let handle = server::serve(&a.listen, Arc::new(merchant), server_cfg)?;
     // Tests and scripts read this line to learn the port when listening on port 0.

@@ -26,10 +26,7 @@ pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(7200);
 /// Refresh tokens are valid 30 days (saascenter_usermanual_0162).
 pub const DEFAULT_REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
-pub const PORTAL_PATH: &str = "/unified-login/portal";
-pub const TOKEN_PATH: &str = "/api/v1/oauth2/token";
-pub const USERINFO_PATH: &str = "/api/v1/oauth2/userinfo";
-pub const LOGOUT_PATH: &str = "/api/v1/logout";
+pub use crate::protocol::sso::{LOGOUT_PATH, PORTAL_PATH, TOKEN_PATH, USERINFO_PATH};
 /// Test plumbing of `csm serve marketplace`: teach the IdP a Kit sync (POST), read its
 /// event log (GET). In process, the sso suite calls [`Idp::learn`] and [`Idp::events`].
 pub const SYNC_PATH: &str = "/idp/sync";
@@ -158,14 +155,11 @@ const BAD_REFRESH: &str = "Invalid refresh token";
 const REDIRECT_MISMATCH: &str = "Redirect URI mismatch";
 const NEEDS_AUTH: &str = "Full authentication is required to access this resource";
 
-/// `a=1&b=2` (form body or query) as decoded pairs.
-pub fn form_pairs(s: &str) -> Vec<(String, String)> {
-    let Ok(u) = Url::parse(&format!("http://x/?{s}")) else {
-        return Vec::new();
-    };
-    u.query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+/// `a=1&b=2` (a form body or a query) as decoded pairs; a malformed one is answered 400
+/// `invalid_request`, naming where it breaks.
+fn form_pairs(s: &str) -> Result<Vec<(String, String)>, Response> {
+    crate::protocol::v1::parse_query(s, true)
+        .map_err(|e| oauth_error(400, "invalid_request", &e.to_string()))
 }
 
 fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -321,7 +315,10 @@ impl Idp {
     /// `GET /unified-login/portal?appId=…&user=…&redirect_uri=…[&state=…]`: the user logs in
     /// at once (no page) and the browser is sent to `redirect_uri?code=…&tenant=…`.
     fn portal(&self, req: &Request) -> Response {
-        let q = form_pairs(req.query());
+        let q = match form_pairs(req.query()) {
+            Ok(q) => q,
+            Err(bad) => return bad,
+        };
         let (Some(app_id), Some(user), Some(redirect_uri)) = (
             param(&q, "appId"),
             param(&q, "user"),
@@ -410,7 +407,10 @@ impl Idp {
 
     /// `POST /api/v1/oauth2/token`, form-encoded: both grants.
     fn token(&self, req: &Request) -> Response {
-        let form = form_pairs(&String::from_utf8_lossy(&req.body));
+        let form = match form_pairs(&String::from_utf8_lossy(&req.body)) {
+            Ok(f) => f,
+            Err(bad) => return bad,
+        };
         let grant_type = param(&form, "grant_type").unwrap_or("").to_string();
         let client_id = param(&form, "client_id").unwrap_or("").to_string();
         let mut st = self.lock();
@@ -606,7 +606,10 @@ impl Idp {
 
     /// `GET /api/v1/logout?redirect_url=…` → 302 there.
     fn logout(&self, req: &Request) -> Response {
-        let q = form_pairs(req.query());
+        let q = match form_pairs(req.query()) {
+            Ok(q) => q,
+            Err(bad) => return bad,
+        };
         let target = param(&q, "redirect_url")
             .and_then(|r| Url::parse(r).ok())
             .filter(|u| matches!(u.scheme(), "http" | "https"));

@@ -10,9 +10,9 @@
 
 use super::{reply, Fault, Reply};
 use crate::protocol::rsa_oaep::{self, AppKey, Reading};
+use crate::protocol::sso as idp_path;
 use crate::secret::Secret;
 use crate::server::{Request, Response};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rsa::RsaPrivateKey;
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -28,13 +28,6 @@ pub const LOGOUT_PATH: &str = "/sso/logout";
 
 /// The session cookie's name.
 pub const COOKIE: &str = "csm_session";
-
-/// A URL in a query value: everything but RFC 3986's unreserved characters is escaped.
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
 
 /// How long the merchant waits for the identity provider by default.
 pub const IDP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -83,8 +76,9 @@ pub struct SsoConfig {
     pub key: Option<Arc<RsaPrivateKey>>,
     /// How long a login waits for the identity provider.
     pub timeout: Duration,
-    /// Log the steps (which OAEP reading opened a secret, who logged in) on stderr.
-    pub log: bool,
+    /// Log the steps (which OAEP reading opened a secret, who logged in) on stderr, in the
+    /// server's own log format.
+    pub log: crate::server::Log,
 }
 
 impl Default for SsoConfig {
@@ -92,7 +86,7 @@ impl Default for SsoConfig {
         SsoConfig {
             key: None,
             timeout: IDP_TIMEOUT,
-            log: false,
+            log: crate::server::Log::Off,
         }
     }
 }
@@ -189,8 +183,10 @@ impl Sso {
     }
 
     fn note(&self, line: &str) {
-        if self.cfg.log {
-            eprintln!("sso: {line}");
+        match self.cfg.log {
+            crate::server::Log::Off => {}
+            crate::server::Log::Text => eprintln!("sso: {line}"),
+            crate::server::Log::Json => eprintln!("{}", json!({ "sso": line })),
         }
     }
 
@@ -421,7 +417,7 @@ impl Sso {
         code: &str,
         req: &Request,
     ) -> Result<String, String> {
-        let (url, client) = self.client(&format!("{domain}/api/v1/oauth2/token"))?;
+        let (url, client) = self.client(&format!("{domain}{}", idp_path::TOKEN_PATH))?;
         let redirect = Self::own_url(req, CALLBACK_PATH);
         let form = [
             ("client_id", client_id),
@@ -439,7 +435,7 @@ impl Sso {
     }
 
     fn userinfo(&self, domain: &str, token: &str) -> Result<String, String> {
-        let (url, client) = self.client(&format!("{domain}/api/v1/oauth2/userinfo"))?;
+        let (url, client) = self.client(&format!("{domain}{}", idp_path::USERINFO_PATH))?;
         let sent = client
             .get(url.clone())
             .header("Authorization", format!("Bearer {token}"))
@@ -468,8 +464,9 @@ impl Sso {
         };
         let back = Self::own_url(req, "/sso/logged-out");
         let location = format!(
-            "{domain}/api/v1/logout?redirect_url={}",
-            utf8_percent_encode(&back, QUERY_VALUE)
+            "{domain}{}?redirect_url={}",
+            idp_path::LOGOUT_PATH,
+            crate::protocol::v1::percent_encode(&back)
         );
         Response::text(302, Vec::new())
             .with_header("Location", &location)

@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod hmac;
 pub mod json;
 pub mod rsa_oaep;
+pub mod sso;
 pub mod usage_sig;
 pub mod v1;
 pub mod v1_crypto;

@@ -216,6 +216,24 @@ fn bad_and_expired_codes_are_invalid_grants() {
         ("client_secret", "s3cret"),
     ]);
     assert_eq!((s, v["error"].as_str()), (400, Some("invalid_request")));
+    // A body that is not a form (a broken escape) is said to be one, not a client error.
+    let r = idp
+        .http
+        .post(idp.url("/api/v1/oauth2/token"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("grant_type=authorization_code&code=%zz&client_id=C1&client_secret=s3cret")
+        .send()
+        .unwrap();
+    let (s, v) = json_of(r);
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{v}"
+    );
+    assert!(
+        v["error_description"].as_str().unwrap_or("").contains('%'),
+        "{v}"
+    );
 }
 
 #[test]

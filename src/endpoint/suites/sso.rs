@@ -6,10 +6,11 @@
 
 use super::{Runner, OK};
 use crate::endpoint::judge::{Family, Rule};
-use crate::marketplace::idp::{Idp, IdpEvent, SecretGiven, LOGOUT_PATH, PORTAL_PATH, TOKEN_PATH};
+use crate::marketplace::idp::{Idp, IdpEvent, SecretGiven};
 use crate::net::proxy::is_loopback;
 use crate::net::raw::{Raw, Reply, Request as RawRequest};
 use crate::net::{NetFailure, Settings};
+use crate::protocol::sso::{LOGOUT_PATH, PORTAL_PATH, TOKEN_PATH, USERINFO_PATH};
 use crate::server::Request;
 use reqwest::Url;
 use serde_json::Value;
@@ -165,9 +166,11 @@ fn ask(
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {
-    let mut u = Url::parse("http://x/").expect("a URL");
-    u.query_pairs_mut().extend_pairs(pairs);
-    u.query().unwrap_or_default().to_string()
+    let owned: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    crate::protocol::v1::encode_query(&owned)
 }
 
 pub(super) fn run(r: &mut Runner) {
@@ -408,7 +411,7 @@ pub(super) fn run(r: &mut Runner) {
         let answered = infos
             .iter()
             .any(|e| matches!(e, IdpEvent::Userinfo { user: Some(_), .. }));
-        let userinfo_fix = format!("GET {idp_url}/api/v1/oauth2/userinfo with Authorization: Bearer <access_token> to learn who logged in");
+        let userinfo_fix = format!("GET {idp_url}{USERINFO_PATH} with Authorization: Bearer <access_token> to learn who logged in");
         if answered {
             r.row(
                 "login: userinfo called".into(),
@@ -643,7 +646,7 @@ fn refresh(r: &mut Runner, sso: &SsoSetup, client_id: &str, plain: &str, issued:
     let (info, _, _) = ask(
         &sso.idp,
         "GET",
-        "/api/v1/oauth2/userinfo".into(),
+        USERINFO_PATH.into(),
         vec![("authorization".into(), format!("Bearer {access}"))],
         String::new(),
     );
@@ -688,7 +691,7 @@ mod tests {
     use crate::endpoint::request::Keys;
     use crate::endpoint::suites::{self, Row, Suite, Target};
     use crate::interrupt::Interrupt;
-    use crate::marketplace::idp::{form_pairs, IdpConfig};
+    use crate::marketplace::idp::IdpConfig;
     use crate::server::{self, Handler, Response};
     use std::collections::{HashMap, HashSet};
     use std::sync::Mutex;
@@ -737,7 +740,7 @@ mod tests {
 
     impl SellerApp {
         fn login(&self, query: &str, host: &str) -> Response {
-            let q = form_pairs(query);
+            let q = crate::protocol::v1::parse_query(query, true).unwrap_or_default();
             let code = q
                 .iter()
                 .find(|(k, _)| k == "code")
@@ -783,7 +786,7 @@ mod tests {
                 )];
                 let (status, _) = call(
                     "GET",
-                    &format!("{}/api/v1/oauth2/userinfo", kit["domain"]),
+                    &format!("{}{USERINFO_PATH}", kit["domain"]),
                     bearer,
                     String::new(),
                 );
