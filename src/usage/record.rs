@@ -165,14 +165,24 @@ pub fn format_api_time(t: DateTime<Utc>) -> String {
 
 /// Checks and normalises usage_value: a plain decimal > 0, at most 4 decimals, Double(12,4).
 pub fn normalize_value(text: &str) -> Result<String, String> {
+    decimal("usage_value", text, false)
+}
+
+/// The decimal rule of `usage_value` for any field: at most 4 decimals and 8 digits before
+/// the point, above 0 unless `zero_ok` (an agent event may be 0). Normalized text, or an
+/// error naming `field`, the value and the rule.
+pub fn decimal(field: &str, text: &str, zero_ok: bool) -> Result<String, String> {
     let v = text.trim();
     let text = ShowLazy(text);
-    let rule = "must be a decimal number > 0 with at most 4 decimals and at most 8 digits before the point";
+    let rule = format!(
+        "must be a decimal number {} 0 with at most 4 decimals and at most 8 digits before the point",
+        if zero_ok { ">=" } else { ">" }
+    );
     if v.is_empty() {
-        return Err(format!("usage_value {text}: empty ({rule})"));
+        return Err(format!("{field} {text}: empty ({rule})"));
     }
     if v.starts_with('-') {
-        return Err(format!("usage_value {text}: negative ({rule})"));
+        return Err(format!("{field} {text}: negative ({rule})"));
     }
     let (int, frac) = match v.split_once('.') {
         Some((i, f)) => (i, f),
@@ -180,21 +190,18 @@ pub fn normalize_value(text: &str) -> Result<String, String> {
     };
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if int.is_empty() || !digits(int) || !digits(frac) || (v.contains('.') && frac.is_empty()) {
-        return Err(format!("usage_value {text}: not a plain decimal ({rule})"));
+        return Err(format!("{field} {text}: not a plain decimal ({rule})"));
     }
     let frac = frac.trim_end_matches('0');
     if frac.len() > MAX_DECIMALS {
-        return Err(format!(
-            "usage_value {text}: {} decimals ({rule})",
-            frac.len()
-        ));
+        return Err(format!("{field} {text}: {} decimals ({rule})", frac.len()));
     }
     let int = int.trim_start_matches('0');
     if int.len() > MAX_INT_DIGITS {
-        return Err(format!("usage_value {text}: too large ({rule})"));
+        return Err(format!("{field} {text}: too large ({rule})"));
     }
-    if int.is_empty() && frac.is_empty() {
-        return Err(format!("usage_value {text}: zero ({rule})"));
+    if int.is_empty() && frac.is_empty() && !zero_ok {
+        return Err(format!("{field} {text}: zero ({rule})"));
     }
     let int = if int.is_empty() { "0" } else { int };
     Ok(if frac.is_empty() {

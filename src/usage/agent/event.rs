@@ -124,25 +124,12 @@ fn non_empty(v: &Option<String>) -> Option<&str> {
 /// `value`: a plain decimal >= 0 (a usage record's rule, but zero allowed: an event may say
 /// "nothing used"), at most 4 decimals and 8 digits before the point.
 pub fn parse_units(text: &str) -> Result<i64, String> {
-    let v = text.trim();
-    let zero = !v.is_empty()
-        && v.bytes().all(|b| b == b'0' || b == b'.')
-        && v.bytes().filter(|&b| b == b'.').count() <= 1
-        && !v.starts_with('.')
-        && !v.ends_with('.');
-    let normal = if zero {
-        "0".to_string()
-    } else {
-        // The record's own rule and wording, under the event's field name.
-        record::normalize_value(v)
-            .map_err(|e| e.replacen("usage_value", "value", 1).replace("> 0", ">= 0"))?
-    };
+    // The record's own rule and wording, under the event's field name, 0 allowed.
+    let normal = record::decimal("value", text, true)?;
     let (int, frac) = normal.split_once('.').unwrap_or((&normal, ""));
-    let frac = format!("{frac:0<4}");
-    let int: i64 = int
-        .parse()
-        .map_err(|_| format!("value {}: too large", show(text)))?;
-    let frac: i64 = frac.parse().unwrap_or(0);
+    // At most 8 digits and 4 decimals by the rule: both parse.
+    let int: i64 = int.parse().unwrap_or_default();
+    let frac: i64 = format!("{frac:0<4}").parse().unwrap_or_default();
     Ok(int * UNITS + frac)
 }
 
@@ -283,6 +270,7 @@ mod tests {
         assert_eq!(parse_units("0.0001").unwrap(), 1);
         assert_eq!(parse_units("99999999.9999").unwrap(), 999_999_999_999);
         assert!(parse_units("-1").unwrap_err().starts_with("value "));
+        assert!(parse_units("-1").unwrap_err().contains("decimal number >= 0"));
         assert!(parse_units("1.23456").unwrap_err().contains("4 decimals"));
         assert!(parse_units("abc").is_err());
         assert!(parse_units(".").is_err());
