@@ -120,7 +120,11 @@ pub fn journal_closed(
         let mut st = lock(state);
         let mut bad = HashSet::new();
         for e in &rep.errors {
-            if let Some(r) = recs.get(e.line as usize - 1) {
+            // Lines count from 1; an error of the whole file (line 0) names no record.
+            let Some(i) = (e.line as usize).checked_sub(1) else {
+                continue;
+            };
+            if let Some(r) = recs.get(i) {
                 st.set_state(
                     std::slice::from_ref(&r.metering_sn),
                     &["closed"],
@@ -128,7 +132,7 @@ pub fn journal_closed(
                     Some(&e.message),
                 )?;
                 out.failed.push((r.metering_sn.clone(), e.message.clone()));
-                bad.insert(e.line as usize - 1);
+                bad.insert(i);
             }
         }
         if bad.is_empty() {
