@@ -5,7 +5,7 @@
 use super::mix::{Item, Mix};
 use super::overrides::Overrides;
 use super::schedule::Schedule;
-use super::stats::{interval_line, ms_at, Ended, Stats};
+use super::stats::{self, interval_line, ms_at, Ended, Stats};
 use crate::catalog::gen::{self, Ctx};
 use crate::catalog::Protocol;
 use crate::endpoint::client::Exchange;
@@ -308,7 +308,7 @@ impl Shared {
                                 .map(str::to_string)
                         });
                         let created = (p.callback.name == "newInstance"
-                            && code.as_deref() == Some("000000"))
+                            && code.as_deref() == Some(stats::OK))
                         .then(|| {
                             json.as_ref()
                                 .and_then(|v| v.get("instanceId"))
@@ -316,7 +316,7 @@ impl Shared {
                                 .map(str::to_string)
                         })
                         .flatten();
-                        let ok = reply.status == 200 && code.as_deref() == Some("000000");
+                        let ok = stats::succeeded(reply.status, code.as_deref());
                         if let Some(k) = step {
                             let id = created.clone().or_else(|| instance.clone());
                             if ok && k + 1 < self.steps().len() {
@@ -372,7 +372,7 @@ impl Shared {
             latency: service,
         };
         let mut out: Vec<&'static str> =
-            judge::judge_one_call(&ex, key.expose(), self.plan.net.timeout, "000000", false)
+            judge::judge_one_call(&ex, key.expose(), self.plan.net.timeout, stats::OK, false)
                 .into_iter()
                 .filter(|r| r.status == Status::Fail)
                 .map(|r| r.family.id())

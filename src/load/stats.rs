@@ -13,6 +13,14 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
+/// The resultCode of a callback that did what it was asked.
+pub const OK: &str = "000000";
+
+/// A call succeeded: HTTP 200 and resultCode [`OK`].
+pub fn succeeded(status: u16, code: Option<&str>) -> bool {
+    status == 200 && code == Some(OK)
+}
+
 #[derive(Debug, Clone)]
 pub struct Stats {
     /// From each request's intended start to its end (coordinated omission corrected).
@@ -79,12 +87,12 @@ impl Stats {
             }
             Ok((status, code)) => {
                 *self.by_http_status.entry(status.to_string()).or_default() += 1;
-                let code_ok = code.as_deref() == Some("000000");
+                let ok = succeeded(status, code.as_deref());
                 *self
                     .by_result_code
                     .entry(code.unwrap_or_else(|| "none".into()))
                     .or_default() += 1;
-                status == 200 && code_ok
+                ok
             }
         };
         if !ok {

@@ -270,7 +270,9 @@ mod tests {
         assert_eq!(parse_units("0.0001").unwrap(), 1);
         assert_eq!(parse_units("99999999.9999").unwrap(), 999_999_999_999);
         assert!(parse_units("-1").unwrap_err().starts_with("value "));
-        assert!(parse_units("-1").unwrap_err().contains("decimal number >= 0"));
+        assert!(parse_units("-1")
+            .unwrap_err()
+            .contains("decimal number >= 0"));
         assert!(parse_units("1.23456").unwrap_err().contains("4 decimals"));
         assert!(parse_units("abc").is_err());
         assert!(parse_units(".").is_err());
