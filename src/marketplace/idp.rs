@@ -138,6 +138,15 @@ impl std::fmt::Debug for Idp {
 }
 
 /// An OAuth error reply: `{"error","error_description"}`.
+/// 400 `invalid_request` for a redirect parameter that is not an absolute http(s) URL.
+fn not_http_url(name: &str, given: &str) -> Response {
+    oauth_error(
+        400,
+        "invalid_request",
+        &format!("{name} {given:?}: must be an absolute http or https URL"),
+    )
+}
+
 fn oauth_error(status: u16, error: &str, description: &str) -> Response {
     Response::json(
         status,
@@ -330,16 +339,10 @@ impl Idp {
                 "appId, user and redirect_uri are required",
             );
         };
-        let Ok(mut target) = Url::parse(redirect_uri) else {
-            return oauth_error(
-                400,
-                "invalid_request",
-                "redirect_uri is not an absolute URL",
-            );
+        let mut target = match Url::parse(redirect_uri) {
+            Ok(t) if matches!(t.scheme(), "http" | "https") => t,
+            _ => return not_http_url("redirect_uri", redirect_uri),
         };
-        if !matches!(target.scheme(), "http" | "https") {
-            return oauth_error(400, "invalid_request", "redirect_uri must be http or https");
-        }
         let mut st = self.lock();
         let Some(app) = st.apps.get(app_id).cloned() else {
             return oauth_error(400, "invalid_request", "unknown appId (no applicationSync)");
@@ -610,15 +613,10 @@ impl Idp {
             Ok(q) => q,
             Err(bad) => return bad,
         };
-        let target = param(&q, "redirect_url")
-            .and_then(|r| Url::parse(r).ok())
-            .filter(|u| matches!(u.scheme(), "http" | "https"));
-        let Some(target) = target else {
-            return oauth_error(
-                400,
-                "invalid_request",
-                "redirect_url must be an absolute http(s) URL",
-            );
+        let given = param(&q, "redirect_url").unwrap_or("");
+        let target = match Url::parse(given) {
+            Ok(t) if matches!(t.scheme(), "http" | "https") => t,
+            _ => return not_http_url("redirect_url", given),
         };
         self.lock().events.push(IdpEvent::Logout {
             redirect_url: target.to_string(),
