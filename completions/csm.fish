@@ -310,7 +310,7 @@ sso-code-reuse\t''
 sso-skip-userinfo\t''"
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l fault-delay -d 'How long the `slow` fault waits before answering (beyond the 5 s budget by default)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l window -d 'Replay window for V2 timestamps: 60s, 5m; a bare number is seconds (1s to 24h)' -r
-complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l state -d 'SQLite file for instances, license codes and Kit records. Without it they live in memory, bounded for long load runs: the 100,000 most recently changed instances are kept; replayed nonces are remembered for the replay window (--window) only' -r -F
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l state -d 'SQLite file for instances, license codes and Kit records. Without it they live in memory, bounded for long load runs: the newest 100,000 of each are kept; nonces are remembered for the replay window (--window) only, so their number is bounded by the requests of one window' -r -F
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l record -d 'Append every received request, raw, to FILE as JSON lines (for auditing signatures)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l license-inner -d 'Inner step expected in License 2.0 signatures (decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
 plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"

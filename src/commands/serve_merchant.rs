@@ -55,8 +55,9 @@ pub struct MerchantArgs {
           value_parser = crate::duration::flag(Bare::Secs, Duration::from_secs(1), Duration::from_secs(86_400)))]
     pub window: Duration,
     /// SQLite file for instances, license codes and Kit records. Without it they live in
-    /// memory, bounded for long load runs: the 100,000 most recently changed instances are
-    /// kept; replayed nonces are remembered for the replay window (--window) only.
+    /// memory, bounded for long load runs: the newest 100,000 of each are kept; nonces are
+    /// remembered for the replay window (--window) only, so their number is bounded by the
+    /// requests of one window.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     /// Append every received request, raw, to FILE as JSON lines (for auditing signatures).

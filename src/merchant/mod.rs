@@ -12,6 +12,7 @@
 //! `/produce`), Kit V2 at `/produceAPI/v2/<name>`, Kit V1 at `/produceAPI/<name>`; the app
 //! side of a joint-operation login under `/sso/` ([`sso`]).
 
+mod nonces;
 pub mod record;
 pub mod sso;
 pub mod store;
@@ -24,7 +25,6 @@ use crate::protocol::v1_crypto::{self, EncryptType};
 use crate::protocol::{v1, v2};
 use crate::server::{Handler, Request, Response};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -98,9 +98,6 @@ impl Fault {
     }
 }
 
-/// The nonce cache is pruned of nonces past the replay window once it holds this many.
-const NONCE_PRUNE_AT: usize = 10_000;
-
 pub struct MerchantConfig {
     pub protocol: Protocol,
     pub keys: Keys,
@@ -119,7 +116,7 @@ pub struct Merchant {
     cfg: MerchantConfig,
     sso: sso::Sso,
     store: Mutex<Store>,
-    nonces: Mutex<HashMap<String, i64>>,
+    nonces: Mutex<nonces::Nonces>,
     record: Option<Mutex<std::fs::File>>,
     /// When the first request came (the `stall` fault counts from it).
     first: std::sync::OnceLock<std::time::Instant>,
@@ -194,7 +191,7 @@ impl Merchant {
             sso: sso::Sso::new(sso::SsoConfig::default()),
             cfg,
             store: Mutex::new(store),
-            nonces: Mutex::new(HashMap::new()),
+            nonces: Mutex::new(nonces::Nonces::default()),
             record,
             first: std::sync::OnceLock::new(),
         })
@@ -239,16 +236,9 @@ impl Merchant {
             return Err(reply("000001", "timestamp outside the replay window"));
         }
         let mut seen = self.nonces.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.contains_key(nonce) {
+        if !seen.insert(nonce, ts, now - self.cfg.window_ms) {
             return Err(reply("000001", "nonce already used (replay)"));
         }
-        // A nonce older than the window is refused by its timestamp anyway: forgetting it
-        // bounds the cache by the requests of one window.
-        if seen.len() >= NONCE_PRUNE_AT {
-            let horizon = now - self.cfg.window_ms;
-            seen.retain(|_, t| *t >= horizon);
-        }
-        seen.insert(nonce.to_string(), ts);
         Ok(())
     }
 

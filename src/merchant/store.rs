@@ -7,14 +7,14 @@ use std::path::Path;
 
 pub struct Store {
     conn: Connection,
-    /// In memory (no `--state`): at most this many instances, the least recently changed
-    /// forgotten first, so a long load run does not grow without limit.
-    cap: Option<u64>,
-    inserted: u64,
+    /// In memory (no `--state`): at most this many rows per table (instances, license codes,
+    /// Kit records), the oldest written forgotten first, so a long load run does not grow
+    /// without limit.
+    cap: Option<i64>,
 }
 
-/// Instances an in-memory store keeps (see [`Store::cap`]).
-pub const MEMORY_INSTANCES: u64 = 100_000;
+/// Rows per table an in-memory store keeps (see [`Store::cap`]).
+pub const MEMORY_ROWS: i64 = 100_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
@@ -63,16 +63,31 @@ impl Store {
         .map_err(named)?;
         Ok(Store {
             conn,
-            cap: path.is_none().then_some(MEMORY_INSTANCES),
-            inserted: 0,
+            cap: path.is_none().then_some(MEMORY_ROWS),
         })
     }
 
     /// The same with another cap.
     #[cfg(test)]
-    pub fn with_cap(mut self, cap: u64) -> Store {
+    fn with_cap(mut self, cap: i64) -> Store {
         self.cap = Some(cap);
         self
+    }
+
+    /// After a row is added to `table`: with a cap, the rows beyond it go, oldest first (by
+    /// rowid: a row replaced by INSERT OR REPLACE is new again, one updated in place keeps
+    /// its age). At most the one row that fell out is deleted, through the rowid: no scan
+    /// and no pause however long the run.
+    fn evict(&self, table: &str) -> Result<()> {
+        if let Some(cap) = self.cap {
+            self.conn.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE rowid <= (SELECT max(rowid) FROM {table}) - ?1"
+                ),
+                params![cap],
+            )?;
+        }
+        Ok(())
     }
 
     fn now() -> i64 {
@@ -118,27 +133,14 @@ impl Store {
              VALUES (?1, ?2, 'ACTIVE', ?3)",
             params![id, order_key, Self::now()],
         )?;
-        self.inserted += 1;
-        if let Some(cap) = self.cap {
-            // Counted every so often, not on each insert: count(*) reads the whole table.
-            if self.inserted.is_multiple_of((cap / 10).max(1)) {
-                self.conn.execute(
-                    "DELETE FROM merchant_instances WHERE instance_id IN (
-                         SELECT instance_id FROM merchant_instances ORDER BY updated_ms DESC
-                         LIMIT -1 OFFSET ?1)",
-                    params![cap as i64],
-                )?;
-            }
-        }
-        Ok(())
+        self.evict("merchant_instances")
     }
 
     #[cfg(test)]
-    pub fn instance_count(&self) -> Result<u64> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM merchant_instances", [], |r| r.get(0))?;
-        Ok(n as u64)
+    fn count(&self, table: &str) -> i64 {
+        self.conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
     }
 
     pub fn set_status(&self, id: &str, status: &str) -> Result<()> {
@@ -176,7 +178,7 @@ impl Store {
                  expire_time = COALESCE(?3, expire_time), updated_ms = ?4",
             params![code, status, expire_time, Self::now()],
         )?;
-        Ok(())
+        self.evict("merchant_licenses")
     }
 
     pub fn kit_exists(&self, kind: &str, id: &str) -> Result<bool> {
@@ -196,7 +198,7 @@ impl Store {
             "INSERT OR REPLACE INTO merchant_kit (kind, id, data, updated_ms) VALUES (?1, ?2, ?3, ?4)",
             params![kind, id, data, Self::now()],
         )?;
-        Ok(())
+        self.evict("merchant_kit")
     }
 
     pub fn kit_delete(&self, kind: &str, id: &str) -> Result<()> {
@@ -205,5 +207,43 @@ impl Store {
             params![kind, id],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_in_memory_store_keeps_the_newest_rows_up_to_its_cap() {
+        let mut s = Store::open(None).unwrap().with_cap(100);
+        for i in 0..1_000 {
+            s.insert_instance(&format!("i{i}"), &format!("o{i}"))
+                .unwrap();
+            s.put_license(&format!("L{i}"), "ACTIVE", None).unwrap();
+            s.kit_put("user", &format!("u{i}"), "{}").unwrap();
+        }
+        for t in ["merchant_instances", "merchant_licenses", "merchant_kit"] {
+            assert_eq!(s.count(t), 100, "{t}");
+        }
+        assert!(s.instance("i899").unwrap().is_none());
+        assert_eq!(s.by_order("o999").unwrap().unwrap().instance_id, "i999");
+        // A license code updated in place keeps its age: the oldest still goes first.
+        s.put_license("L900", "FROZEN", None).unwrap();
+        s.put_license("L2000", "ACTIVE", None).unwrap();
+        assert!(s.license("L900").unwrap().is_none());
+        assert_eq!(s.license("L901").unwrap().as_deref(), Some("ACTIVE"));
+        assert_eq!(s.count("merchant_licenses"), 100);
+    }
+
+    #[test]
+    fn a_state_file_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(Some(&dir.path().join("m.sqlite"))).unwrap();
+        for i in 0..300 {
+            s.insert_instance(&format!("i{i}"), &format!("o{i}"))
+                .unwrap();
+        }
+        assert_eq!(s.count("merchant_instances"), 300);
     }
 }
