@@ -477,14 +477,22 @@ impl Journal {
     /// is append-only, so that sync covers everything before it). Commits that must be on
     /// disk before a request leaves (`mark_sent`, imports) use FULL; outcomes use NORMAL: if
     /// one is lost with the power, its records are still `sent` and a replay settles them.
-    /// PostgreSQL: every commit is durable (the server's `synchronous_commit`).
+    /// PostgreSQL: the same rule with `synchronous_commit` on and off (off: the server's WAL
+    /// writer flushes within moments; a crash before that loses the last outcomes, never a
+    /// `sent`, whose commit waits for the flush and covers the WAL before it).
     fn set_sync(&mut self, full: bool) -> Result<()> {
         if self.full_sync != full {
-            let v = if full { "FULL" } else { "NORMAL" };
-            if let Db::Sqlite(c) = self.db.get_mut() {
-                c.pragma_update(None, "synchronous", v)
-                    .map_err(|e| storage(&self.path, e))?;
-            }
+            let set = match self.db.get_mut() {
+                Db::Sqlite(c) => c
+                    .pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })
+                    .map_err(DbError::from),
+                db @ Db::Postgres(_) => db.batch(if full {
+                    "SET synchronous_commit = on"
+                } else {
+                    "SET synchronous_commit = off"
+                }),
+            };
+            set.map_err(|e| storage(&self.path, e))?;
             self.full_sync = full;
         }
         Ok(())

@@ -87,10 +87,10 @@ impl Journal {
                          lease_until = now() + ?{d}::bigint * interval '1 millisecond',
                          maybe_delivered = CASE WHEN r.state = 'sent' THEN 1
                          ELSE r.maybe_delivered END
-                         FROM (SELECT id FROM records WHERE {filter} AND id > ?{a}
-                               AND (lease_until IS NULL OR lease_until < now())
-                               ORDER BY id LIMIT ?{l} FOR UPDATE SKIP LOCKED) c
-                         WHERE r.id = c.id RETURNING {cols}",
+                         WHERE r.id = ANY(ARRAY(SELECT id FROM records WHERE {filter}
+                               AND id > ?{a} AND (lease_until IS NULL OR lease_until < now())
+                               ORDER BY id LIMIT ?{l} FOR UPDATE SKIP LOCKED))
+                         RETURNING {cols}",
                         a = n + 1,
                         l = n + 2,
                         o = n + 3,
