@@ -3,7 +3,7 @@
 //! of times; after that the run stops and the records wait in the journal for `replay`.
 
 use super::batch::{self, BatchVerdict, Fix, Outcome, ValueAs, MIN_BATCH};
-use super::journal::{Journal, Scope, Stored};
+use super::journal::{Journal, LocalRefusal, Scope, Stored};
 use super::record;
 use crate::clock;
 use crate::error::{CsmError, Result};
@@ -150,15 +150,15 @@ struct Flight {
     handle: std::thread::JoinHandle<Answer>,
 }
 
-/// Journals the attempt (records become `sent`, committed), then sends it on its own thread.
+/// Sends an attempt already journaled (its records `sent` under `batch_id`) on its own
+/// thread.
 fn launch(
-    journal: &mut Journal,
     http: &reqwest::blocking::Client,
     cfg: &SendConfig,
     job: Job,
+    batch_id: i64,
 ) -> Result<Flight> {
     let ids: Vec<i64> = job.batch.iter().map(|s| s.id).collect();
-    let batch_id = journal.mark_sent(&ids, job.attempt, &now_s())?;
     let records: Vec<_> = job.batch.iter().map(|s| s.record.clone()).collect();
     let body = batch::body_string(&records, cfg.value_as);
     let ts = clock::now_ms().to_string();
@@ -268,7 +268,16 @@ pub fn send(
             rep.interrupted = true;
         }
         while !stopping && flights.len() < DEPTH {
-            let job = match retries.pop_front() {
+            // A record whose begin_time already left the 21-day window would make the
+            // marketplace refuse the whole batch (MKT.9004): the journal refuses it instead.
+            let now = clock::now();
+            let old = |s: &Stored| too_old(s, now);
+            let refusal = LocalRefusal {
+                applies: &old,
+                code: "MKT.9004",
+                reason: OLD_REASON,
+            };
+            let attempt = match retries.pop_front() {
                 // Not due yet: take the answers in flight first, else wait here.
                 Some(j) if j.not_before > Instant::now() && !flights.is_empty() => {
                     retries.push_front(j);
@@ -284,56 +293,51 @@ pub fn send(
                         retries.push_front(j);
                         break;
                     }
-                    j
+                    (
+                        j.attempt,
+                        journal.retake(j.batch, j.attempt, &now_s(), &refusal)?,
+                    )
                 }
                 None if journal_done => break,
                 None => {
-                    let batch = journal.next_batch(scope, after_id, batch_size)?;
-                    let Some(last) = batch.last() else {
+                    let taken =
+                        journal.take_batch(scope, after_id, batch_size, &now_s(), &refusal)?;
+                    let Some((last, a)) = taken else {
                         journal_done = true;
                         break;
                     };
-                    after_id = last.id;
-                    Job {
-                        batch,
-                        attempt: 1,
-                        not_before: Instant::now(),
-                    }
+                    after_id = last;
+                    (1, a)
                 }
             };
-            // A record whose begin_time already left the 21-day window would make the
-            // marketplace refuse the whole batch (MKT.9004): refuse it here, send the rest.
-            let mut job = job;
-            let now = clock::now();
-            let (old, fresh): (Vec<Stored>, Vec<Stored>) =
-                job.batch.into_iter().partition(|s| too_old(s, now));
-            job.batch = fresh;
-            if !old.is_empty() {
-                let ids: Vec<i64> = old.iter().map(|s| s.id).collect();
-                journal.reject_unsent(&ids, "MKT.9004", OLD_REASON, &now_s())?;
-                for s in &old {
-                    // One the marketplace may hold stays `sent`: undecided, not rejected.
-                    let o = if s.maybe_delivered {
-                        Outcome::Retry {
-                            code: "MKT.9004".into(),
-                            reason: OLD_REASON.into(),
-                        }
-                    } else {
-                        Outcome::Rejected {
-                            code: "MKT.9004".into(),
-                            reason: OLD_REASON.into(),
-                        }
-                    };
-                    count(&mut rep, &o);
-                }
-                done += ids.len() as u64;
+            let (attempt, a) = attempt;
+            for s in &a.refused {
+                // One the marketplace may hold stays `sent`: undecided, not rejected.
+                let o = if s.maybe_delivered {
+                    Outcome::Retry {
+                        code: "MKT.9004".into(),
+                        reason: OLD_REASON.into(),
+                    }
+                } else {
+                    Outcome::Rejected {
+                        code: "MKT.9004".into(),
+                        reason: OLD_REASON.into(),
+                    }
+                };
+                count(&mut rep, &o);
+            }
+            if !a.refused.is_empty() {
+                done += a.refused.len() as u64;
                 progress(done);
             }
-            if job.batch.is_empty() {
-                continue;
-            }
+            let Some(batch_id) = a.batch_id else { continue };
             rep.requests += 1;
-            flights.push_back(launch(journal, &http, cfg, job)?);
+            let job = Job {
+                batch: a.sent,
+                attempt,
+                not_before: Instant::now(),
+            };
+            flights.push_back(launch(&http, cfg, job, batch_id)?);
         }
         let Some(f) = flights.pop_front() else { break };
         let answer = f.handle.join().unwrap_or_else(|_| Answer::Failed {

@@ -93,21 +93,27 @@ impl Journal {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{import, import_ids, journals, HEAD};
-    use super::super::State;
+    use super::super::testing::{import, journals, ALL, HEAD};
+    use super::super::{LocalRefusal, State};
 
     /// A reason with a comma and quotes is quoted so that the file reads back whole, and the
     /// fixed file replaces the rejected record.
     #[test]
     fn csv_quotes_what_needs_it_and_reads_back() {
         for (_dir, mut j) in journals() {
-            let ids = import_ids(
+            import(
                 &mut j,
                 &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\n"),
+                true,
             );
             // Refused here, unsent: the shortest way to a rejected record with a reason.
-            j.reject_unsent(&ids, "003", "value \"1\", refused", "t")
-                .unwrap();
+            let refuse = LocalRefusal {
+                applies: &|_| true,
+                code: "003",
+                reason: "value \"1\", refused",
+            };
+            let (_, a) = j.take_batch(ALL, 0, 10, "t", &refuse).unwrap().unwrap();
+            assert_eq!((a.batch_id, a.refused.len()), (None, 1));
             let mut out = Vec::new();
             assert_eq!(j.export(State::Rejected, false, &mut out).unwrap(), 1);
             let text = String::from_utf8(out).unwrap();

@@ -20,6 +20,7 @@ mod status;
 
 pub use import::ImportReport;
 pub use resolve::Abandoned;
+pub use send::{Attempt, LocalRefusal};
 pub use status::{AbandonedRecord, LastError, Status};
 
 use super::record::UsageRecord;
@@ -558,15 +559,25 @@ mod testing {
             .unwrap()
     }
 
-    /// Journals `text` and returns the ids of its records, in file order.
-    pub fn import_ids(j: &mut Journal, text: &str) -> Vec<i64> {
-        let r = import(j, text, true);
-        j.next_batch(super::Scope::Import(r.import_id), 0, 1000)
+    /// Takes up to 1,000 records of `scope` as a first attempt (marked `sent`), refusing none.
+    pub fn take(j: &mut Journal, scope: super::Scope) -> super::Attempt {
+        match j
+            .take_batch(scope, 0, 1000, "t", &super::LocalRefusal::NONE)
             .unwrap()
-            .iter()
-            .map(|s| s.id)
-            .collect()
+        {
+            Some((_, a)) => a,
+            None => super::Attempt {
+                batch_id: None,
+                sent: Vec::new(),
+                refused: Vec::new(),
+            },
+        }
     }
+
+    /// Everything not accepted yet.
+    pub const ALL: super::Scope = super::Scope::Unfinished {
+        include_rejected: false,
+    };
 }
 
 #[cfg(test)]

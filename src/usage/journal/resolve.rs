@@ -122,18 +122,21 @@ impl Journal {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{import, import_ids, journals, HEAD};
+    use super::super::testing::{import, journals, take, ALL, HEAD};
     use super::super::{Scope, State};
     use crate::error::CsmError;
 
     #[test]
     fn abandon_frees_the_period_not_the_metering_sn() {
         for (_dir, mut j) in journals() {
-            let ids = import_ids(
+            import(
             &mut j,
             &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni2,20260110T100000Z,20260110T110000Z,1,b\n"),
+            true,
         );
-            let b = j.mark_sent(&ids, 1, "t").unwrap();
+            let a = take(&mut j, ALL);
+            let ids: Vec<i64> = a.sent.iter().map(|s| s.id).collect();
+            let b = a.batch_id.unwrap();
             j.mark_ambiguous(b, &ids[..1], None, "network", "dropped", "t")
                 .unwrap();
             j.apply(
@@ -202,15 +205,14 @@ mod tests {
             let all = Scope::Unfinished {
                 include_rejected: true,
             };
-            let left: Vec<String> = j
-                .next_batch(all, 0, 10)
-                .unwrap()
+            let left: Vec<String> = take(&mut j, all)
+                .sent
                 .into_iter()
                 .map(|s| s.record.metering_sn)
                 .collect();
             assert_eq!(left, ["a2"]);
             let c = j.counts().unwrap();
-            assert_eq!((c[&State::Abandoned], c[&State::Pending]), (1, 1));
+            assert_eq!((c[&State::Abandoned], c[&State::Sent]), (1, 1));
             // A second fix for the same period is a period duplicate of the first fix.
             let r = import(
                 &mut j,
@@ -234,20 +236,15 @@ mod tests {
             &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\n"),
             true,
         );
-        let other = super::Journal::open(url).unwrap();
-        let all = Scope::Unfinished {
-            include_rejected: false,
-        };
-        assert_eq!(other.next_batch(all, 0, 10).unwrap().len(), 1);
-        // Claimed by the other process: neither taken by this one nor abandoned.
-        assert!(j.next_batch(all, 0, 10).unwrap().is_empty());
+        let mut other = super::Journal::open(url).unwrap();
+        assert_eq!(take(&mut other, ALL).sent.len(), 1);
+        // Taken by the other process: neither taken by this one nor abandoned.
+        assert!(take(&mut j, ALL).sent.is_empty());
         let e = j.abandon("a", "me", "why", "t").unwrap_err();
         assert!(e.to_string().contains("being sent by"), "{e}");
-        // Once the other is gone, its lease is given back.
+        // Once the other is gone, its lease is given back (the record stays `sent`: the
+        // other process may have sent it).
         drop(other);
-        assert_eq!(
-            j.abandon("a", "me", "why", "t").unwrap().was,
-            State::Pending
-        );
+        assert_eq!(j.abandon("a", "me", "why", "t").unwrap().was, State::Sent);
     }
 }

@@ -8,9 +8,11 @@ use crate::usage::batch::Outcome;
 use crate::usage::record::UsageRecord;
 use std::collections::BTreeMap;
 
-/// The columns [`stored`] reads.
-const STORED: &str = "id, metering_sn, sn_derived, instance_id, begin_time, end_time, record_time,
-    usage_value, relate_pkg_instance, maybe_delivered";
+/// The columns [`stored`] reads, with "maybe delivered" as a send pass must see it: a
+/// record still `sent` got no definite answer (a process died, or this one was stopped).
+const STORED: &str = "id, metering_sn, sn_derived, instance_id, begin_time, end_time,
+    record_time, usage_value, relate_pkg_instance,
+    CASE WHEN state = 'sent' THEN 1 ELSE maybe_delivered END";
 
 fn stored(r: &Row) -> std::result::Result<Stored, DbError> {
     Ok(Stored {
@@ -57,107 +59,85 @@ impl Journal {
             .map_err(|e| self.err(e))
     }
 
-    /// The next records of the scope after `after_id`, in id order. PostgreSQL: only records
-    /// no other process holds, and they are this process's for the lease (a record found
-    /// `sent` that way was left by a process that died mid-batch: it may have been
-    /// delivered).
-    pub fn next_batch(&self, scope: Scope, after_id: i64, limit: usize) -> Result<Vec<Stored>> {
+    /// Takes the next records of `scope` after `after_id` (id order, at most `limit`) and
+    /// journals their first attempt, all in one transaction committed with a full sync
+    /// before anything is sent: the records `refusal` applies to are refused here (see
+    /// [`Attempt::refused`]), the others become `sent` under a new batch. A crash after this
+    /// point is seen as "maybe delivered". PostgreSQL: only records no other process holds
+    /// (`FOR UPDATE SKIP LOCKED`, then a lease); one found `sent` was left by a process that
+    /// died mid-batch and may have been delivered. None when the scope has nothing left;
+    /// else the last id taken (the next call's `after_id`) and the attempt.
+    pub fn take_batch(
+        &mut self,
+        scope: Scope,
+        after_id: i64,
+        limit: usize,
+        now: &str,
+        refusal: &LocalRefusal,
+    ) -> Result<Option<(i64, Attempt)>> {
+        self.set_sync(true)?;
         let (filter, mut args) = scope_sql(scope);
         let n = args.len();
         args.push(after_id.into());
         args.push((limit as i64).into());
-        let rows = match &self.lease {
-            // Walks the table in rowid order from `after_id` (there is no index on state or
-            // import_id to prefer).
-            None => self.db().query(
-                &format!(
-                    "SELECT {STORED} FROM records WHERE {filter} AND id > ?{} ORDER BY id
-                     LIMIT ?{}",
-                    n + 1,
-                    n + 2
-                ),
-                &args,
-            ),
-            Some(lease) => {
-                args.push(lease.owner.as_str().into());
-                args.push((lease.duration.as_millis() as i64).into());
-                self.db().query(
-                    &format!(
-                        "UPDATE records r SET lease_owner = ?{o},
-                         lease_until = now() + ?{d}::bigint * interval '1 millisecond',
-                         maybe_delivered = CASE WHEN r.state = 'sent' THEN 1
-                         ELSE r.maybe_delivered END
-                         WHERE r.id = ANY(ARRAY(SELECT id FROM records WHERE {filter}
-                               AND id > ?{a} AND (lease_until IS NULL OR lease_until < now())
-                               ORDER BY id LIMIT ?{l} FOR UPDATE SKIP LOCKED))
-                         RETURNING {cols}",
-                        a = n + 1,
-                        l = n + 2,
-                        o = n + 3,
-                        d = n + 4,
-                        cols = STORED
-                            .split(',')
-                            .map(|c| format!("r.{}", c.trim()))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    &args,
-                )
-            }
-        }
-        .map_err(|e| self.err(e))?;
-        let mut out = rows
-            .iter()
-            .map(stored)
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
-        // RETURNING keeps no order.
-        out.sort_by_key(|s| s.id);
-        Ok(out)
+        let select = format!(
+            "SELECT {STORED} FROM records WHERE {filter} AND id > ?{} {} ORDER BY id
+             LIMIT ?{}{}",
+            n + 1,
+            if self.lease.is_some() {
+                "AND (lease_until IS NULL OR lease_until < now())"
+            } else {
+                ""
+            },
+            n + 2,
+            if self.lease.is_some() {
+                " FOR UPDATE SKIP LOCKED"
+            } else {
+                ""
+            },
+        );
+        let path = self.path.clone();
+        let serr = |e: DbError| storage(&path, e);
+        let lease = self.lease_args();
+        self.db.get_mut().in_tx(&serr, |db| {
+            let taken = db
+                .query(&select, &args)
+                .and_then(|rows| rows.iter().map(stored).collect::<Result<Vec<_>, _>>())
+                .map_err(serr)?;
+            let Some(last) = taken.last().map(|s| s.id) else {
+                return Ok((None, true));
+            };
+            let attempt = journal_attempt(db, &lease, taken, 1, now, refusal).map_err(serr)?;
+            Ok((Some((last, attempt)), true))
+        })
     }
 
-    /// Before a request leaves: the batch is recorded and its records become `sent`.
-    /// Committed (synced) first, so a crash after this point is seen as "maybe delivered".
-    /// PostgreSQL: the lease starts again for the attempt.
-    pub fn mark_sent(&mut self, ids: &[i64], attempt: u32, now: &str) -> Result<i64> {
+    /// Journals a further attempt of records already taken (a retry), as [`take_batch`]
+    /// does the first. PostgreSQL: the lease starts again.
+    ///
+    /// [`take_batch`]: Journal::take_batch
+    pub fn retake(
+        &mut self,
+        batch: Vec<Stored>,
+        attempt: u32,
+        now: &str,
+        refusal: &LocalRefusal,
+    ) -> Result<Attempt> {
         self.set_sync(true)?;
         let path = self.path.clone();
         let serr = |e: DbError| storage(&path, e);
-        let lease = self
-            .lease
-            .as_ref()
-            .map(|l| (l.owner.clone(), l.duration.as_millis() as i64));
-        let db = self.db.get_mut();
-        let update = match lease {
-            None => format!(
-                "UPDATE records SET state = 'sent', attempts = attempts + 1, sent_at = ?2,
-                 last_batch = ?3 WHERE {}",
-                db.ids_in("id", 1)
-            ),
-            Some(_) => format!(
-                "UPDATE records SET state = 'sent', attempts = attempts + 1, sent_at = ?2,
-                 last_batch = ?3, lease_owner = ?4,
-                 lease_until = now() + ?5::bigint * interval '1 millisecond' WHERE {}",
-                db.ids_in("id", 1)
-            ),
-        };
-        db.in_tx(&serr, |db| {
-            let batch = db
-                .query_one(
-                    "INSERT INTO batches (started_at, records, attempt) VALUES (?1, ?2, ?3)
-                     RETURNING id",
-                    vals![now, ids.len() as i64, i64::from(attempt)],
-                )
-                .and_then(|r| r.int(0))
-                .map_err(serr)?;
-            let mut args: Vec<Val> = vals![id_list(ids), now, batch].to_vec();
-            if let Some((owner, ms)) = &lease {
-                args.push(owner.as_str().into());
-                args.push((*ms).into());
-            }
-            db.exec(&update, &args).map_err(serr)?;
-            Ok((batch, true))
+        let lease = self.lease_args();
+        self.db.get_mut().in_tx(&serr, |db| {
+            let a = journal_attempt(db, &lease, batch, attempt, now, refusal).map_err(serr)?;
+            Ok((a, true))
         })
+    }
+
+    /// PostgreSQL: this process's name and lease in milliseconds, for an attempt.
+    fn lease_args(&self) -> Option<(String, i64)> {
+        self.lease
+            .as_ref()
+            .map(|l| (l.owner.clone(), l.duration.as_millis() as i64))
     }
 
     /// No definite answer: the records stay `sent` and are marked "maybe delivered".
@@ -235,33 +215,6 @@ impl Journal {
         })
     }
 
-    /// Records refused here without being sent (their begin_time left the marketplace's
-    /// window while they waited): `rejected` with the code the marketplace would give. A
-    /// record an earlier attempt may have delivered stays `sent` (as in `mark_refused`).
-    pub fn reject_unsent(
-        &mut self,
-        ids: &[i64],
-        code: &str,
-        reason: &str,
-        now: &str,
-    ) -> Result<()> {
-        self.set_sync(false)?;
-        let path = self.path.clone();
-        let serr = |e: DbError| storage(&path, e);
-        let db = self.db.get_mut();
-        let sql = format!(
-            "UPDATE records SET state = CASE WHEN maybe_delivered = 1 THEN 'sent'
-             ELSE 'rejected' END, last_code = ?2, last_message = ?3,
-             decided_at = CASE WHEN maybe_delivered = 1 THEN decided_at ELSE ?4 END{}
-             WHERE {}",
-            db.lease_release(),
-            db.ids_in("id", 1)
-        );
-        db.exec(&sql, vals![id_list(ids), code, reason, now])
-            .map_err(serr)?;
-        Ok(())
-    }
-
     /// Stores each record's outcome of a batch (one transaction). PostgreSQL: the records
     /// are given back (a process that ends then has few leases left to give back).
     pub fn apply(
@@ -327,6 +280,107 @@ fn scope_sql(scope: Scope) -> (String, Vec<Val>) {
     }
 }
 
+/// Records a send pass refuses here instead of sending (their begin_time left the
+/// marketplace's window while they waited, say): which, and the code and reason stored.
+pub struct LocalRefusal<'a> {
+    pub applies: &'a dyn Fn(&Stored) -> bool,
+    pub code: &'a str,
+    pub reason: &'a str,
+}
+
+impl LocalRefusal<'_> {
+    /// Refuses nothing.
+    pub const NONE: LocalRefusal<'static> = LocalRefusal {
+        applies: &|_| false,
+        code: "",
+        reason: "",
+    };
+}
+
+/// One attempt of a batch, journaled.
+#[derive(Debug)]
+pub struct Attempt {
+    /// The batch row; None when every record was refused.
+    pub batch_id: Option<i64>,
+    /// Now `sent`: to go on the wire.
+    pub sent: Vec<Stored>,
+    /// Refused without being sent: `rejected` with the refusal's code, or left `sent` (and
+    /// undecided) when an earlier attempt may have delivered them.
+    pub refused: Vec<Stored>,
+}
+
+/// Refuses what `refusal` applies to and marks the rest `sent` under a new batch, in the
+/// caller's transaction. `lease`: PostgreSQL's owner and lease in milliseconds.
+fn journal_attempt(
+    db: &mut Db,
+    lease: &Option<(String, i64)>,
+    records: Vec<Stored>,
+    attempt: u32,
+    now: &str,
+    refusal: &LocalRefusal,
+) -> std::result::Result<Attempt, DbError> {
+    let (refused, sent): (Vec<Stored>, Vec<Stored>) =
+        records.into_iter().partition(|s| (refusal.applies)(s));
+    if !refused.is_empty() {
+        let ids: Vec<i64> = refused.iter().map(|s| s.id).collect();
+        let sql = format!(
+            "UPDATE records SET state = CASE WHEN {MAYBE} THEN 'sent' ELSE 'rejected' END,
+             maybe_delivered = CASE WHEN {MAYBE} THEN 1 ELSE 0 END,
+             last_code = ?2, last_message = ?3,
+             decided_at = CASE WHEN {MAYBE} THEN decided_at ELSE ?4 END{}
+             WHERE {}",
+            db.lease_release(),
+            db.ids_in("id", 1)
+        );
+        db.exec(
+            &sql,
+            vals![id_list(&ids), refusal.code, refusal.reason, now],
+        )?;
+    }
+    if sent.is_empty() {
+        return Ok(Attempt {
+            batch_id: None,
+            sent,
+            refused,
+        });
+    }
+    let ids: Vec<i64> = sent.iter().map(|s| s.id).collect();
+    let batch = db
+        .query_one(
+            "INSERT INTO batches (started_at, records, attempt) VALUES (?1, ?2, ?3)
+             RETURNING id",
+            vals![now, ids.len() as i64, i64::from(attempt)],
+        )?
+        .int(0)?;
+    let mut args: Vec<Val> = vals![id_list(&ids), now, batch].to_vec();
+    let lease_set = match lease {
+        None => "",
+        Some((owner, ms)) => {
+            args.push(owner.as_str().into());
+            args.push((*ms).into());
+            ", lease_owner = ?4, lease_until = now() + ?5::bigint * interval '1 millisecond'"
+        }
+    };
+    db.exec(
+        &format!(
+            "UPDATE records SET state = 'sent', attempts = attempts + 1, sent_at = ?2,
+             last_batch = ?3, maybe_delivered = CASE WHEN {MAYBE} THEN 1 ELSE 0 END{lease_set}
+             WHERE {}",
+            db.ids_in("id", 1)
+        ),
+        &args,
+    )?;
+    Ok(Attempt {
+        batch_id: Some(batch),
+        sent,
+        refused,
+    })
+}
+
+/// In SQL: the record may have reached the marketplace (flagged, or `sent` by an attempt
+/// that got no definite answer).
+const MAYBE: &str = "(maybe_delivered = 1 OR state = 'sent')";
+
 /// How a batch ended, for [`Journal::close_batch`].
 struct BatchClose<'a> {
     batch: i64,
@@ -354,8 +408,8 @@ fn finish_batch(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{import, journals, HEAD};
-    use super::super::{Scope, State};
+    use super::super::testing::{import, journals, take, ALL, HEAD};
+    use super::super::{LocalRefusal, Scope, State};
     use crate::usage::batch::Outcome;
 
     #[test]
@@ -366,10 +420,10 @@ mod tests {
             &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni2,20260110T100000Z,20260110T110000Z,1,b\n"),
             true,
         );
-            let batch = j.next_batch(Scope::Import(r.import_id), 0, 100).unwrap();
-            assert_eq!(batch.len(), 2);
-            let ids: Vec<i64> = batch.iter().map(|s| s.id).collect();
-            let b = j.mark_sent(&ids, 1, "t").unwrap();
+            let a = take(&mut j, Scope::Import(r.import_id));
+            assert_eq!(a.sent.len(), 2);
+            let ids: Vec<i64> = a.sent.iter().map(|s| s.id).collect();
+            let b = a.batch_id.unwrap();
             assert_eq!(j.counts().unwrap()[&State::Sent], 2);
             j.apply(
                 b,
@@ -414,31 +468,28 @@ mod tests {
             &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni2,20260110T100000Z,20260110T110000Z,1,b\n"),
             true,
         );
-        let batch = dead.next_batch(Scope::Import(r.import_id), 0, 1).unwrap();
-        assert_eq!(batch.len(), 1);
-        dead.mark_sent(&[batch[0].id], 1, "t").unwrap();
+        let (_, a) = dead
+            .take_batch(Scope::Import(r.import_id), 0, 1, "t", &LocalRefusal::NONE)
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.sent.len(), 1);
         // Killed here: nothing is given back.
         std::mem::forget(dead);
-        let other = super::super::Journal::open(url).unwrap();
-        let all = Scope::Unfinished {
-            include_rejected: false,
+        let mut other = super::super::Journal::open(url).unwrap();
+        let taken = |a: super::super::Attempt| -> Vec<(String, bool)> {
+            a.sent
+                .into_iter()
+                .map(|s| (s.record.metering_sn, s.maybe_delivered))
+                .collect()
         };
-        let now: Vec<(String, bool)> = other
-            .next_batch(all, 0, 10)
-            .unwrap()
-            .into_iter()
-            .map(|s| (s.record.metering_sn, s.maybe_delivered))
-            .collect();
-        assert_eq!(now, [("b".to_string(), false)]);
+        assert_eq!(taken(take(&mut other, ALL)), [("b".to_string(), false)]);
+        // Ends after sending "b" and hearing nothing back: "b" stays `sent`, lease given back.
         drop(other);
         std::thread::sleep(std::time::Duration::from_millis(1200));
-        let other = super::super::Journal::open(url).unwrap();
-        let later: Vec<(String, bool)> = other
-            .next_batch(all, 0, 10)
-            .unwrap()
-            .into_iter()
-            .map(|s| (s.record.metering_sn, s.maybe_delivered))
-            .collect();
-        assert_eq!(later, [("a".to_string(), true), ("b".to_string(), false)]);
+        let mut other = super::super::Journal::open(url).unwrap();
+        assert_eq!(
+            taken(take(&mut other, ALL)),
+            [("a".to_string(), true), ("b".to_string(), true)]
+        );
     }
 }
