@@ -586,3 +586,44 @@ fn a_postgres_journal_needs_a_state_file_and_its_password_is_never_a_file_name()
     assert!(!text(&o).contains("s3cret-pw"), "{}", text(&o));
     assert!(!env.dir().join("postgres:").exists());
 }
+
+/// The sample systemd unit and container files pass the agent only flags it has (they are
+/// not run here: a drift check, so that a renamed flag cannot leave them broken).
+#[test]
+fn the_deploy_samples_use_only_flags_the_agent_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = text(
+        &csm(dir.path())
+            .args(["usage", "agent", "--help"])
+            .output()
+            .unwrap(),
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    for (file, command) in [
+        ("csm-usage-agent.service", "ExecStart="),
+        ("Dockerfile", "ENTRYPOINT"),
+    ] {
+        let sample = std::fs::read_to_string(root.join(file)).unwrap();
+        // The command only: from its keyword to the first line not continued by `\`.
+        let start = sample.find(command).unwrap_or_else(|| panic!("{file}"));
+        let mut line = String::new();
+        for l in sample[start..].lines() {
+            line.push_str(l);
+            if !l.trim_end().ends_with('\\') {
+                break;
+            }
+        }
+        assert!(line.contains("usage agent") || line.contains("\"usage\", \"agent\""));
+        let flags: Vec<&str> = line
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+            .collect();
+        assert!(flags.len() >= 5, "{file}: {flags:?}");
+        for f in flags {
+            assert!(
+                help.contains(&format!("{f} ")) || help.contains(&format!("{f}\n")),
+                "{file}: {f} is not a flag of `csm usage agent`"
+            );
+        }
+    }
+}
