@@ -165,18 +165,25 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
     // The key, the destination and production's confirmation, exactly as `usage upload`.
     let cfg = send_config(g, &a.conn)?;
     let journal_path = a.journal.path();
-    let state_path = match &a.state {
-        Some(p) => p.clone(),
-        // The default sits beside the journal file; a URL (and its password) is no file name.
-        None if crate::usage::journal::is_postgres(&journal_path) => {
+    let state = match &a.state {
+        // A URL (and its password) is no file name.
+        Some(p) if p.to_str().is_some_and(crate::usage::journal::pg::is_url) => {
             return Err(CsmError::usage(
-                "--state: required when --journal is a PostgreSQL URL (the agent's state is a local SQLite file)",
+                "--state: a PostgreSQL URL; --state names an SQLite file (without it, the state of a PostgreSQL journal is kept in the journal's database)",
             ))
         }
-        None => state::default_path(&journal_path),
+        Some(p) => AgentState::open(p)?,
+        // Shared by every agent of the journal. The journal first: its tables make the
+        // database one the state may join.
+        None if crate::usage::journal::is_postgres(&journal_path) => {
+            drop(Journal::open(&journal_path)?);
+            AgentState::open_shared(journal_path.to_str().unwrap_or_default())?
+        }
+        None => AgentState::open(&state::default_path(&journal_path))?,
     };
+    let state_place = state.place.clone();
     let shared = Arc::new(Shared {
-        state: Mutex::new(AgentState::open(&state_path)?),
+        state: Mutex::new(state),
         counters: Counters::default(),
         records: Mutex::new(BTreeMap::new()),
         last_problem: Mutex::new(None),
@@ -219,10 +226,7 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
     }
     handle.shutdown();
     if !g.quiet {
-        eprintln!(
-            "csm agent: stopped; every event taken in is in {}",
-            state_path.display()
-        );
+        eprintln!("csm agent: stopped; every event taken in is in {state_place}");
     }
     Ok(Exit::Ok)
 }
@@ -237,6 +241,7 @@ fn cycle(
 ) -> Result<Cycle> {
     let now = clock::now();
     let mut c = Cycle::default();
+    lock(&shared.state).reconnect_if_lost()?;
     if let Some(dir) = &a.spool {
         c.spool = spool::take_in(dir, shared, now)?;
     }
@@ -282,9 +287,9 @@ fn cycle(
     c.alarm = agent::alarm(&st, now, shared.alarm_after)?;
     match &c.alarm {
         Some(reason) => {
-            // Once per episode, also across `--once` runs: the state remembers it.
-            if st.meta("alarm_since")?.is_none() {
-                st.set_meta("alarm_since", Some(&api(now)))?;
+            // Once per episode, also across `--once` runs and of all the agents sharing
+            // the state: the state remembers it.
+            if st.claim_meta("alarm_since", &api(now))? {
                 eprintln!("csm agent: ALARM: {reason}");
                 if let Some(cmd) = &a.on_alarm {
                     run_alarm(cmd, reason, wait_for_alarm);
