@@ -855,6 +855,78 @@ mod tests {
         }
     }
 
+    /// Two agents on one PostgreSQL state, at once: one takes in documents of overlapping
+    /// events for one hour while the other takes in its own and closes the hour midway.
+    /// Every event is counted once or refused as late with its whole document, and the
+    /// closed record holds exactly the events kept.
+    #[test]
+    fn two_agents_ingesting_and_closing_at_once_lose_and_double_nothing() {
+        let Some(url) = pg::test_database("agent state concurrency") else {
+            return;
+        };
+        drop(crate::usage::journal::Journal::open(Path::new(&url)).unwrap());
+        let now = t("20260110T120000Z");
+        let doc = |agent: &str, n: usize| -> Vec<(u64, Event)> {
+            // Each document: two events of its own, one every document of both agents has.
+            vec![
+                ev(&format!("{agent}-{n}-a"), "i-1", "20260110T100000Z", "1"),
+                ev(&format!("{agent}-{n}-b"), "i-1", "20260110T101000Z", "2"),
+                ev("shared", "i-1", "20260110T102000Z", "100"),
+            ]
+        };
+        let run = |agent: &'static str, close_at: Option<usize>| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut s = AgentState::open_shared(&url).unwrap();
+                let (mut kept, mut late, mut closed) = (0u64, 0u64, 0u64);
+                for n in 0..40 {
+                    if Some(n) == close_at {
+                        closed += s
+                            .close_due(now, Duration::minutes(5), Aggregate::Sum, false)
+                            .unwrap();
+                    }
+                    match s.ingest(&doc(agent, n), agent, now).unwrap() {
+                        Ok(i) => kept += i.new,
+                        Err(r) => {
+                            assert!(r.iter().all(|r| r.late), "{r:?}");
+                            late += 1;
+                        }
+                    }
+                }
+                (kept, late, closed)
+            })
+        };
+        let (a, b) = (run("a", None), run("b", Some(20)));
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        assert_eq!(a.2 + b.2, 1, "closed once: {a:?} {b:?}");
+        assert!(b.1 >= 20, "b's documents after the close are late: {b:?}");
+        let mut s = AgentState::open_shared(&url).unwrap();
+        // The later documents of `a` too, if any, once the hour is closed.
+        s.close_due(now, Duration::minutes(5), Aggregate::Sum, false)
+            .unwrap();
+        let kept: i64 = s
+            .db()
+            .query_one("SELECT CAST(sum(units) AS BIGINT) FROM agent_events", &[])
+            .and_then(|r| r.int(0))
+            .unwrap();
+        let recs = s.to_journal().unwrap();
+        assert_eq!(recs.len(), 1, "{recs:?}");
+        assert_eq!(recs[0].usage_value, format_units(kept), "{a:?} {b:?}");
+        // Every new event counted is one row: `shared` once, 1 + 2 per document kept.
+        assert_eq!(a.0 + b.0, {
+            let n = s
+                .db()
+                .query_one("SELECT count(*) FROM agent_events", &[])
+                .and_then(|r| r.int(0))
+                .unwrap();
+            n as u64
+        });
+        assert!(
+            kept > 0 && (kept - 100 * 10_000) % (3 * 10_000) == 0,
+            "{kept}"
+        );
+    }
+
     #[test]
     fn refuses_a_database_of_something_else() {
         let dir = tempfile::tempdir().unwrap();
