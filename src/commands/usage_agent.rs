@@ -38,7 +38,9 @@ pub struct AgentArgs {
     pub token_file: Option<PathBuf>,
     #[command(flatten)]
     pub journal: JournalArg,
-    /// The agent's own state (events seen, hours): SQLite. Default: <journal>.agent.sqlite.
+    /// The agent's own state (events seen, hours) in this SQLite file, for a single agent.
+    /// Default: <journal>.agent.sqlite; with a PostgreSQL journal, the journal's database,
+    /// shared by every agent of that journal.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     #[command(flatten)]
