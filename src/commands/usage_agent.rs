@@ -167,6 +167,8 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
     // The key, the destination and production's confirmation, exactly as `usage upload`.
     let cfg = send_config(g, &a.conn)?;
     let journal_path = a.journal.path();
+    // Opened once and kept across cycles; opened again after a cycle that failed.
+    let mut journal = None;
     let state = match &a.state {
         // A URL (and its password) is no file name.
         Some(p) if p.to_str().is_some_and(crate::usage::journal::pg::is_url) => {
@@ -178,7 +180,7 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
         // Shared by every agent of the journal. The journal first: its tables make the
         // database one the state may join.
         None if crate::usage::journal::is_postgres(&journal_path) => {
-            drop(Journal::open(&journal_path)?);
+            journal = Some(Journal::open(&journal_path)?);
             AgentState::open_shared(journal_path.to_str().unwrap_or_default())?
         }
         None => AgentState::open(&state::default_path(&journal_path))?,
@@ -195,7 +197,7 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
     let stop = Interrupt::install().with_sigterm();
     if a.once {
         announce(g, &cfg.url, false);
-        let c = cycle(&a, &shared, &journal_path, &cfg, &stop, true)?;
+        let c = cycle(&a, &shared, &journal_path, &mut journal, &cfg, &stop, true)?;
         return once_report(g, &a, &shared, &cfg, &c, &stop);
     }
     let handler = Arc::new(agent::http::AgentHandler {
@@ -207,7 +209,7 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
     crate::say!("csm usage agent listening on http://{}", handle.addr);
     announce(g, &cfg.url, false);
     loop {
-        match cycle(&a, &shared, &journal_path, &cfg, &stop, false) {
+        match cycle(&a, &shared, &journal_path, &mut journal, &cfg, &stop, false) {
             Ok(c) if !c.idle() && !g.quiet => {
                 eprintln!("csm agent: {} {}", api(clock::now()), c.line());
             }
@@ -216,6 +218,7 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
             Err(e) => {
                 eprintln!("csm agent: {e}");
                 *lock(&shared.last_problem) = Some(e.to_string());
+                journal = None;
             }
         }
         let until = Instant::now() + a.every;
@@ -237,6 +240,7 @@ fn cycle(
     a: &AgentArgs,
     shared: &Shared,
     journal_path: &std::path::Path,
+    journal: &mut Option<Journal>,
     cfg: &SendConfig,
     stop: &Interrupt,
     wait_for_alarm: bool,
@@ -249,7 +253,10 @@ fn cycle(
     }
     let grace = chrono::Duration::from_std(a.grace).unwrap_or(chrono::Duration::minutes(5));
     c.hours_closed = lock(&shared.state).close_due(now, grace, a.aggregate, a.heartbeat_zero)?;
-    let mut j = Journal::open(journal_path)?;
+    let j = match journal {
+        Some(j) => j,
+        None => journal.insert(Journal::open(journal_path)?),
+    };
     let mut problem = None;
     match j.lock_for_sending() {
         Err(e) => {
@@ -257,14 +264,14 @@ fn cycle(
             problem = Some(e.to_string());
         }
         Ok(_lock) => {
-            c.journaled = agent::journal_closed(&shared.state, &mut j, now)?;
+            c.journaled = agent::journal_closed(&shared.state, j, now)?;
             j.recover_in_flight()?;
             let scope = Scope::Unfinished {
                 include_rejected: false,
             };
             c.to_send = j.count_scope(scope)?;
             if c.to_send > 0 && !stop.asked() {
-                let rep = upload::send(&mut j, scope, cfg, stop, &mut |_| {})?;
+                let rep = upload::send(j, scope, cfg, stop, &mut |_| {})?;
                 if rep.accepted > 0 {
                     lock(&shared.state).set_meta("last_push", Some(&api(clock::now())))?;
                 }
@@ -278,7 +285,7 @@ fn cycle(
                 }
                 c.sent = Some(rep);
             }
-            c.reported = agent::reconcile(&shared.state, &j)?;
+            c.reported = agent::reconcile(&shared.state, j)?;
         }
     }
     *lock(&shared.records) = j.counts()?;
