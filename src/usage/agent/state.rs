@@ -264,7 +264,12 @@ impl AgentState {
         let (Some(url), Db::Postgres(p)) = (&self.url, self.db.get_mut()) else {
             return Ok(());
         };
-        if !p.client.is_closed() {
+        // One empty query a cycle: a connection the server dropped is only known by using it.
+        if !p.client.is_closed()
+            && p.client
+                .is_valid(std::time::Duration::from_secs(10))
+                .is_ok()
+        {
             return Ok(());
         }
         let mut db = pg::connect(url).map_err(|e| storage(&self.place, e))?;
@@ -925,6 +930,38 @@ mod tests {
             kept > 0 && (kept - 100 * 10_000) % (3 * 10_000) == 0,
             "{kept}"
         );
+    }
+
+    #[test]
+    fn a_shared_state_connects_again_after_the_server_dropped_it() {
+        let Some(url) = pg::test_database("agent state reconnect") else {
+            return;
+        };
+        drop(crate::usage::journal::Journal::open(Path::new(&url)).unwrap());
+        let mut s = AgentState::open_shared(&url).unwrap();
+        assert!(s.is_shared());
+        let pid = s
+            .db()
+            .query_one("SELECT CAST(pg_backend_pid() AS BIGINT)", &[])
+            .and_then(|r| r.int(0))
+            .unwrap();
+        let mut admin = pg::connect(&url).unwrap();
+        admin
+            .exec("SELECT pg_terminate_backend(CAST(?1 AS INT))", vals![pid])
+            .unwrap();
+        // The first use after the loss fails (a cycle that fails is tried again) …
+        let mut lost = false;
+        for _ in 0..50 {
+            if s.hour_counts().is_err() {
+                lost = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(lost);
+        // … and the next cycle connects again.
+        s.reconnect_if_lost().unwrap();
+        assert_eq!(s.hour_counts().unwrap()["open"], 0);
     }
 
     #[test]
