@@ -16,7 +16,7 @@
 
 use super::event::{format_units, Event};
 use crate::error::{CsmError, Result};
-use crate::usage::journal::db::{vals, Db, DbError, DbResult};
+use crate::usage::journal::db::{vals, Db, DbError, DbResult, Val};
 use crate::usage::journal::pg;
 use crate::usage::record::{self, derive_metering_sn, MAX_AGE_DAYS};
 use chrono::{DateTime, Duration, Utc};
@@ -309,43 +309,63 @@ impl AgentState {
             let mut out = Ingested::default();
             let mut refused = Vec::new();
             // Event rows first, in event_id order (stable: of one id twice in the document,
-            // the first line is taken and the second is its duplicate).
+            // the first line is taken and the second is its duplicate), many per statement.
             let mut order: Vec<usize> = (0..events.len()).collect();
             order.sort_by(|&a, &b| events[a].1.event_id.cmp(&events[b].1.event_id));
             let mut new: Vec<usize> = Vec::new();
-            for i in order {
-                let (line, e) = (&events[i].0, &events[i].1);
-                let taken = db.exec(
-                    "INSERT INTO agent_events (event_id, instance_id, time, hour, units, relate_pkg_instance, source, received_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (event_id) DO NOTHING",
-                    vals![&e.event_id, &e.instance_id, &e.time, &e.hour, e.units,
-                          e.relate_pkg_instance.as_deref(), source, &now_s],
-                )?;
-                if taken == 1 {
-                    new.push(i);
+            for chunk in order.chunks(EVENT_ROWS) {
+                let (sql, params) = insert_events(events, chunk, source, &now_s);
+                let mut taken = std::collections::HashSet::new();
+                for r in db.query(&sql, &params)? {
+                    taken.insert(r.text(0)?);
+                }
+                // Taken before (by this document, an earlier one, or another agent): the
+                // same event again, or another one under its id.
+                let mut again = Vec::new();
+                for &i in chunk {
+                    if taken.remove(&events[i].1.event_id) {
+                        new.push(i);
+                    } else {
+                        again.push(i);
+                    }
+                }
+                if again.is_empty() {
                     continue;
                 }
-                // Taken before (by this document, an earlier one, or another agent).
-                let known = db.query_one(
-                    "SELECT instance_id, time, units, relate_pkg_instance, source FROM agent_events WHERE event_id = ?1",
-                    vals![&e.event_id],
-                )?;
-                if known.text(0)? == e.instance_id
-                    && known.text(1)? == e.time
-                    && known.int(2)? == e.units
-                    && known.opt_text(3)? == e.relate_pkg_instance
-                {
-                    out.duplicate += 1;
-                } else {
-                    refused.push(Refusal {
-                        line: *line,
-                        message: format!(
-                            "event_id {}: already names another event (from {}); each event needs its own event_id",
-                            record::show(&e.event_id),
-                            known.text(4)?
-                        ),
-                        late: false,
-                    });
+                let ids: Vec<&str> = again.iter().map(|&i| events[i].1.event_id.as_str()).collect();
+                let list = serde_json::to_string(&ids).map_err(|e| DbError(e.to_string()))?;
+                let mut known = std::collections::HashMap::new();
+                for r in db.query(
+                    &format!(
+                        "SELECT event_id, instance_id, time, units, relate_pkg_instance, source FROM agent_events WHERE {}",
+                        db.texts_in("event_id", 1)
+                    ),
+                    vals![list],
+                )? {
+                    known.insert(r.text(0)?, r);
+                }
+                for i in again {
+                    let (line, e) = (events[i].0, &events[i].1);
+                    let k = known
+                        .get(&e.event_id)
+                        .ok_or_else(|| DbError(format!("event {} not found", e.event_id)))?;
+                    if k.text(1)? == e.instance_id
+                        && k.text(2)? == e.time
+                        && k.int(3)? == e.units
+                        && k.opt_text(4)? == e.relate_pkg_instance
+                    {
+                        out.duplicate += 1;
+                    } else {
+                        refused.push(Refusal {
+                            line,
+                            message: format!(
+                                "event_id {}: already names another event (from {}); each event needs its own event_id",
+                                record::show(&e.event_id),
+                                k.text(5)?
+                            ),
+                            late: false,
+                        });
+                    }
                 }
             }
             // Then the hours, in (hour, instance_id) order, each once with this document's
@@ -721,6 +741,52 @@ fn relate_refusal(line: u64, e: &Event, has: Option<&str>) -> Refusal {
     }
 }
 
+/// Events per INSERT: 6 parameters each (and 2 shared), under SQLite's 32,766 and
+/// PostgreSQL's 65,535.
+const EVENT_ROWS: usize = 1000;
+
+/// One INSERT of the events `at` of `events`, returning the event_ids it took (an id already
+/// there, or earlier in the same statement, is not taken).
+fn insert_events(
+    events: &[(u64, Event)],
+    at: &[usize],
+    source: &str,
+    now: &str,
+) -> (String, Vec<Val>) {
+    use std::fmt::Write;
+    let mut sql = String::from(
+        "INSERT INTO agent_events (source, received_at, event_id, instance_id, time, hour, units, relate_pkg_instance) VALUES ",
+    );
+    let mut params = Vec::with_capacity(2 + 6 * at.len());
+    params.extend([Val::from(source), Val::from(now)]);
+    for (k, &i) in at.iter().enumerate() {
+        let e = &events[i].1;
+        let b = 3 + 6 * k;
+        if k > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(
+            sql,
+            "(?1, ?2, ?{b}, ?{}, ?{}, ?{}, ?{}, ?{})",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5
+        );
+        params.extend([
+            Val::from(&e.event_id),
+            Val::from(&e.instance_id),
+            Val::from(&e.time),
+            Val::from(&e.hour),
+            Val::from(e.units),
+            Val::from(e.relate_pkg_instance.as_deref()),
+        ]);
+    }
+    sql.push_str(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
+    (sql, params)
+}
+
 /// The tables (if new) and the schema version (if not set), in the caller's transaction
 /// on PostgreSQL.
 fn create_schema(db: &mut Db, ddl: &str) -> DbResult<()> {
@@ -783,6 +849,13 @@ mod tests {
             // Again: duplicates only.
             let again = s.ingest(&batch[..2], "x", now).unwrap().unwrap();
             assert_eq!((again.new, again.duplicate), (0, 2));
+            // One new event twice in a document: counted once.
+            let twice = [
+                ev("f", "i-1", "20260110T110500Z", "0"),
+                ev("f", "i-1", "20260110T110500Z", "0"),
+            ];
+            let again = s.ingest(&twice, "x", now).unwrap().unwrap();
+            assert_eq!((again.new, again.duplicate), (1, 1));
             // Same id, other content: refused, nothing taken.
             let clash = s
                 .ingest(&[ev("a", "i-1", "20260110T100500Z", "3")], "y", now)
