@@ -658,7 +658,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --listen 'Address of POST /events, /healthz and /metrics (not with --once). Another address than loopback needs a token'
             cand --token-file 'File holding the bearer token POST /events must carry (else CSM_AGENT_TOKEN; else none, on loopback only)'
             cand --journal 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite'
-            cand --state 'The agent''s own state (events seen, hours): SQLite. Default: <journal>.agent.sqlite'
+            cand --state 'The agent''s own state (events seen, hours) in this SQLite file, for a single agent. Default: <journal>.agent.sqlite; with a PostgreSQL journal, the journal''s database, shared by every agent of that journal'
             cand --key-file 'The seller key bound to the basic interfaces (signs the usage push)'
             cand --endpoint 'Marketplace base URL (scheme, host, port); csm appends the API path. Else the profile''s; else the production marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal'
             cand --batch 'Records per request (100 to 1000)'

@@ -38,7 +38,9 @@ pub struct AgentArgs {
     pub token_file: Option<PathBuf>,
     #[command(flatten)]
     pub journal: JournalArg,
-    /// The agent's own state (events seen, hours): SQLite. Default: <journal>.agent.sqlite.
+    /// The agent's own state (events seen, hours) in this SQLite file, for a single agent.
+    /// Default: <journal>.agent.sqlite; with a PostgreSQL journal, the journal's database,
+    /// shared by every agent of that journal.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     #[command(flatten)]
@@ -165,18 +167,27 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
     // The key, the destination and production's confirmation, exactly as `usage upload`.
     let cfg = send_config(g, &a.conn)?;
     let journal_path = a.journal.path();
-    let state_path = match &a.state {
-        Some(p) => p.clone(),
-        // The default sits beside the journal file; a URL (and its password) is no file name.
-        None if crate::usage::journal::is_postgres(&journal_path) => {
+    // Opened once and kept across cycles; opened again after a cycle that failed.
+    let mut journal = None;
+    let state = match &a.state {
+        // A URL (and its password) is no file name.
+        Some(p) if p.to_str().is_some_and(crate::usage::journal::pg::is_url) => {
             return Err(CsmError::usage(
-                "--state: required when --journal is a PostgreSQL URL (the agent's state is a local SQLite file)",
+                "--state: a PostgreSQL URL; --state names an SQLite file (without it, the state of a PostgreSQL journal is kept in the journal's database)",
             ))
         }
-        None => state::default_path(&journal_path),
+        Some(p) => AgentState::open(p)?,
+        // Shared by every agent of the journal. The journal first: its tables make the
+        // database one the state may join.
+        None if crate::usage::journal::is_postgres(&journal_path) => {
+            journal = Some(Journal::open(&journal_path)?);
+            AgentState::open_shared(journal_path.to_str().unwrap_or_default())?
+        }
+        None => AgentState::open(&state::default_path(&journal_path))?,
     };
+    let state_place = state.place.clone();
     let shared = Arc::new(Shared {
-        state: Mutex::new(AgentState::open(&state_path)?),
+        state: Mutex::new(state),
         counters: Counters::default(),
         records: Mutex::new(BTreeMap::new()),
         last_problem: Mutex::new(None),
@@ -186,7 +197,7 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
     let stop = Interrupt::install().with_sigterm();
     if a.once {
         announce(g, &cfg.url, false);
-        let c = cycle(&a, &shared, &journal_path, &cfg, &stop, true)?;
+        let c = cycle(&a, &shared, &journal_path, &mut journal, &cfg, &stop, true)?;
         return once_report(g, &a, &shared, &cfg, &c, &stop);
     }
     let handler = Arc::new(agent::http::AgentHandler {
@@ -198,7 +209,7 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
     crate::say!("csm usage agent listening on http://{}", handle.addr);
     announce(g, &cfg.url, false);
     loop {
-        match cycle(&a, &shared, &journal_path, &cfg, &stop, false) {
+        match cycle(&a, &shared, &journal_path, &mut journal, &cfg, &stop, false) {
             Ok(c) if !c.idle() && !g.quiet => {
                 eprintln!("csm agent: {} {}", api(clock::now()), c.line());
             }
@@ -207,6 +218,7 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
             Err(e) => {
                 eprintln!("csm agent: {e}");
                 *lock(&shared.last_problem) = Some(e.to_string());
+                journal = None;
             }
         }
         let until = Instant::now() + a.every;
@@ -219,10 +231,7 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
     }
     handle.shutdown();
     if !g.quiet {
-        eprintln!(
-            "csm agent: stopped; every event taken in is in {}",
-            state_path.display()
-        );
+        eprintln!("csm agent: stopped; every event taken in is in {state_place}");
     }
     Ok(Exit::Ok)
 }
@@ -231,18 +240,23 @@ fn cycle(
     a: &AgentArgs,
     shared: &Shared,
     journal_path: &std::path::Path,
+    journal: &mut Option<Journal>,
     cfg: &SendConfig,
     stop: &Interrupt,
     wait_for_alarm: bool,
 ) -> Result<Cycle> {
     let now = clock::now();
     let mut c = Cycle::default();
+    lock(&shared.state).reconnect_if_lost()?;
     if let Some(dir) = &a.spool {
         c.spool = spool::take_in(dir, shared, now)?;
     }
     let grace = chrono::Duration::from_std(a.grace).unwrap_or(chrono::Duration::minutes(5));
     c.hours_closed = lock(&shared.state).close_due(now, grace, a.aggregate, a.heartbeat_zero)?;
-    let mut j = Journal::open(journal_path)?;
+    let j = match journal {
+        Some(j) => j,
+        None => journal.insert(Journal::open(journal_path)?),
+    };
     let mut problem = None;
     match j.lock_for_sending() {
         Err(e) => {
@@ -250,14 +264,14 @@ fn cycle(
             problem = Some(e.to_string());
         }
         Ok(_lock) => {
-            c.journaled = agent::journal_closed(&shared.state, &mut j, now)?;
+            c.journaled = agent::journal_closed(&shared.state, j, now)?;
             j.recover_in_flight()?;
             let scope = Scope::Unfinished {
                 include_rejected: false,
             };
             c.to_send = j.count_scope(scope)?;
             if c.to_send > 0 && !stop.asked() {
-                let rep = upload::send(&mut j, scope, cfg, stop, &mut |_| {})?;
+                let rep = upload::send(j, scope, cfg, stop, &mut |_| {})?;
                 if rep.accepted > 0 {
                     lock(&shared.state).set_meta("last_push", Some(&api(clock::now())))?;
                 }
@@ -271,7 +285,7 @@ fn cycle(
                 }
                 c.sent = Some(rep);
             }
-            c.reported = agent::reconcile(&shared.state, &j)?;
+            c.reported = agent::reconcile(&shared.state, j)?;
         }
     }
     *lock(&shared.records) = j.counts()?;
@@ -282,9 +296,9 @@ fn cycle(
     c.alarm = agent::alarm(&st, now, shared.alarm_after)?;
     match &c.alarm {
         Some(reason) => {
-            // Once per episode, also across `--once` runs: the state remembers it.
-            if st.meta("alarm_since")?.is_none() {
-                st.set_meta("alarm_since", Some(&api(now)))?;
+            // Once per episode, also across `--once` runs and of all the agents sharing
+            // the state: the state remembers it.
+            if st.claim_meta("alarm_since", &api(now))? {
                 eprintln!("csm agent: ALARM: {reason}");
                 if let Some(cmd) = &a.on_alarm {
                     run_alarm(cmd, reason, wait_for_alarm);

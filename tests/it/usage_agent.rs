@@ -571,20 +571,161 @@ fn an_answer_lost_after_the_marketplace_stored_the_records_is_retried_and_bills_
 }
 
 #[test]
-fn a_postgres_journal_needs_a_state_file_and_its_password_is_never_a_file_name() {
+fn a_postgres_journal_out_of_reach_is_named_without_its_password() {
     let env = Env::new();
-    let o = csm(env.dir())
-        .args(["usage", "agent", "--once", "--journal"])
-        .arg("postgres://csm:s3cret-pw@127.0.0.1:1/usage")
-        .arg("--key-file")
-        .arg(&env.key)
-        .args(["--endpoint", "http://127.0.0.1:1"])
-        .output()
-        .unwrap();
+    let url = "postgres://csm:s3cret-pw@127.0.0.1:1/usage";
+    let run = |extra: &[&str]| {
+        csm(env.dir())
+            .args(["usage", "agent", "--once", "--journal", url])
+            .arg("--key-file")
+            .arg(&env.key)
+            .args(["--endpoint", "http://127.0.0.1:1"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Without --state the state is kept in the journal's database: nothing to reach.
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        text(&o).contains("postgres://csm:***@127.0.0.1:1/usage"),
+        "{}",
+        text(&o)
+    );
+    // --state names a file, never a URL (whose password would become a file name).
+    let o = run(&["--state", url]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("--state: required"), "{}", text(&o));
-    assert!(!text(&o).contains("s3cret-pw"), "{}", text(&o));
+    assert!(
+        text(&o).contains("--state: a PostgreSQL URL"),
+        "{}",
+        text(&o)
+    );
+    for o in [run(&[]), run(&["--state", url])] {
+        assert!(!text(&o).contains("s3cret-pw"), "{}", text(&o));
+    }
     assert!(!env.dir().join("postgres:").exists());
+}
+
+/// Two agents on two hosts (two processes, two spools) share one PostgreSQL journal: the
+/// events of one instance-hour are split between them and one is dropped on both; the
+/// marketplace gets one record for that hour, the sum of every distinct event.
+#[test]
+fn two_agents_sharing_a_postgres_journal_report_each_hour_once_with_every_event() {
+    let Some(url) = crate::usage_pg::database("two agents sharing a journal") else {
+        return;
+    };
+    let mut env = Env::new();
+    env.journal = PathBuf::from(&url);
+    let market = env.market(&[]);
+    let (a, b) = (env.path("spool-a"), env.path("spool-b"));
+    for d in [&a, &b] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let line = |id: &str, inst: &str, time: &str, v: &str| {
+        format!("{{\"event_id\":\"{id}\",\"instance_id\":\"{inst}\",\"time\":\"{time}\",\"value\":\"{v}\"}}\n")
+    };
+    // i-1, 10:00-11:00: 1 + 2 + 4 (on both) + 8 + 16.
+    drop_file(
+        &a,
+        "a.jsonl",
+        &[
+            line("e-1", "i-1", "20260110T100100Z", "1"),
+            line("e-2", "i-1", "20260110T102000Z", "2"),
+            line("e-both", "i-1", "20260110T103000Z", "4"),
+        ]
+        .concat(),
+    );
+    drop_file(
+        &b,
+        "b.jsonl",
+        &[
+            line("e-both", "i-1", "20260110T103000Z", "4"),
+            line("e-3", "i-1", "20260110T104000Z", "8"),
+            line("e-4", "i-1", "20260110T105900Z", "16"),
+            line("e-5", "i-2", "20260110T105000Z", "0.5"),
+        ]
+        .concat(),
+    );
+    // Both at once: while the hour is open (10:59:30), then after it closed (12:30).
+    let both = |now: &str| -> Vec<Value> {
+        let kids: Vec<_> = [&a, &b]
+            .iter()
+            .map(|sp| {
+                agent(&env, now, &market.url, &["--once", "--json", "--spool"])
+                    .arg(sp)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        kids.into_iter()
+            .map(|k| {
+                let o = k.wait_with_output().unwrap();
+                assert_eq!(o.status.code(), Some(0), "{now}: {}", text(&o));
+                serde_json::from_slice(&o.stdout).unwrap()
+            })
+            .collect()
+    };
+    let ingest = both("2026-01-10T10:59:30Z");
+    let new: u64 = ingest
+        .iter()
+        .map(|v| v["spool"]["events_new"].as_u64().unwrap())
+        .sum();
+    let dup: u64 = ingest
+        .iter()
+        .map(|v| v["spool"]["events_duplicate"].as_u64().unwrap())
+        .sum();
+    assert_eq!((new, dup), (6, 1), "{ingest:?}");
+    // Each agent sees every hour, not only its own.
+    assert_eq!(ingest[0]["hours"]["open"], 2, "{ingest:?}");
+    let report = both(NOW);
+    let closed: u64 = report
+        .iter()
+        .map(|v| v["hours_closed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(closed, 2, "each hour is closed by one agent: {report:?}");
+    let recs = market_records(&env.market);
+    let i1: Vec<_> = recs.iter().filter(|r| r.0 == "i-1").collect();
+    assert_eq!(i1.len(), 1, "{recs:?}");
+    assert_eq!(
+        (i1[0].1.as_str(), i1[0].3.as_str()),
+        ("20260110T100000Z", "31")
+    );
+    assert_eq!(
+        recs.iter()
+            .filter(|r| r.0 == "i-2")
+            .map(|r| r.3.as_str())
+            .collect::<Vec<_>>(),
+        vec!["0.5"]
+    );
+    // One record per hour in the journal too.
+    assert_eq!(
+        crate::usage_pg::jcount(&env.journal, "SELECT count(*) FROM records"),
+        2
+    );
+
+    // Afterwards, either agent: an event for the closed hour is late (whoever closed it),
+    // a re-drop of one the other agent took is a duplicate.
+    drop_file(
+        &a,
+        "late.jsonl",
+        &line("e-6", "i-1", "20260110T105800Z", "32"),
+    );
+    drop_file(
+        &b,
+        "again.jsonl",
+        &line("e-1", "i-1", "20260110T100100Z", "1"),
+    );
+    let (o, v) = once(&env, NOW, &market.url, &["--spool", a.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let why = std::fs::read_to_string(a.join("failed/late.jsonl.error")).unwrap();
+    assert!(why.contains("late, the hour 20260110T100000Z"), "{why}");
+    assert_eq!(v["hours"]["reported"], 2, "{v}");
+    let (o, v) = once(&env, NOW, &market.url, &["--spool", b.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(v["spool"]["events_duplicate"], 1, "{v}");
+    assert_eq!(market_records(&env.market).len(), 2);
 }
 
 /// The sample systemd unit and container files pass the agent only flags it has (they are

@@ -190,70 +190,83 @@ mod tests {
     use crate::usage::agent::event::{validate, RawEvent};
     use crate::usage::agent::state::Aggregate;
 
+    /// A journal and its agent state: SQLite files, and a PostgreSQL journal with the state
+    /// in its database when `CSM_TEST_POSTGRES` names a server.
+    fn stores() -> Vec<(tempfile::TempDir, Mutex<AgentState>, Journal)> {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Mutex::new(AgentState::open(&dir.path().join("a.sqlite")).unwrap());
+        let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        let mut all = vec![(dir, state, j)];
+        if let Some(url) = crate::usage::journal::pg::test_database("agent unit tests") {
+            let j = Journal::open(std::path::Path::new(&url)).unwrap();
+            let state = Mutex::new(AgentState::open_shared(&url).unwrap());
+            all.push((tempfile::tempdir().unwrap(), state, j));
+        }
+        all
+    }
+
     #[test]
     fn a_crash_between_the_import_and_the_state_journals_each_hour_once() {
-        let dir = tempfile::tempdir().unwrap();
         let now = record::parse_time("now", "20260110T123000Z").unwrap();
-        let state = Mutex::new(AgentState::open(&dir.path().join("a.sqlite")).unwrap());
-        let mut j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
-        let raw = RawEvent {
-            instance_id: Some("i-1".into()),
-            time: Some("20260110T101500Z".into()),
-            value: Some("2".into()),
-            ..Default::default()
-        };
-        let e = validate(&raw, now).unwrap();
-        lock(&state).ingest(&[(1, e)], "t", now).unwrap().unwrap();
-        lock(&state)
-            .close_due(now, Duration::minutes(5), Aggregate::Sum, false)
-            .unwrap();
-        let first = journal_closed(&state, &mut j, now).unwrap();
-        assert_eq!((first.records, first.failed.len()), (1, 0));
-        // As if the process died after the journal's commit, before the state's.
-        let sns = lock(&state).awaiting().unwrap();
-        lock(&state)
-            .set_state(&sns, &["journaled"], "closed", None)
-            .unwrap();
-        let later = now + Duration::minutes(1);
-        let again = journal_closed(&state, &mut j, later).unwrap();
-        assert_eq!((again.records, again.failed.len()), (1, 0));
-        assert_eq!(j.counts().unwrap()[&State::Pending], 1);
-        assert_eq!(lock(&state).hour_counts().unwrap()["journaled"], 1);
-        // Nothing accepted yet: the hour still waits.
-        assert_eq!(reconcile(&state, &j).unwrap(), 0);
+        for (_dir, state, mut j) in stores() {
+            let raw = RawEvent {
+                instance_id: Some("i-1".into()),
+                time: Some("20260110T101500Z".into()),
+                value: Some("2".into()),
+                ..Default::default()
+            };
+            let e = validate(&raw, now).unwrap();
+            lock(&state).ingest(&[(1, e)], "t", now).unwrap().unwrap();
+            lock(&state)
+                .close_due(now, Duration::minutes(5), Aggregate::Sum, false)
+                .unwrap();
+            let first = journal_closed(&state, &mut j, now).unwrap();
+            assert_eq!((first.records, first.failed.len()), (1, 0));
+            // As if the process died after the journal's commit, before the state's.
+            let sns = lock(&state).awaiting().unwrap();
+            lock(&state)
+                .set_state(&sns, &["journaled"], "closed", None)
+                .unwrap();
+            let later = now + Duration::minutes(1);
+            let again = journal_closed(&state, &mut j, later).unwrap();
+            assert_eq!((again.records, again.failed.len()), (1, 0));
+            assert_eq!(j.counts().unwrap()[&State::Pending], 1);
+            assert_eq!(lock(&state).hour_counts().unwrap()["journaled"], 1);
+            // Nothing accepted yet: the hour still waits.
+            assert_eq!(reconcile(&state, &j).unwrap(), 0);
+        }
     }
 
     #[test]
     fn a_record_the_journal_refuses_fails_its_hour_only() {
-        let dir = tempfile::tempdir().unwrap();
         let now = record::parse_time("now", "20260110T123000Z").unwrap();
-        let state = Mutex::new(AgentState::open(&dir.path().join("a.sqlite")).unwrap());
-        let mut j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
-        let ev = |inst: &str, v: &str, id: &str| {
-            let raw = RawEvent {
-                instance_id: Some(inst.into()),
-                time: Some("20260110T101500Z".into()),
-                value: Some(v.into()),
-                event_id: Some(id.into()),
-                ..Default::default()
+        for (_dir, state, mut j) in stores() {
+            let ev = |inst: &str, v: &str, id: &str| {
+                let raw = RawEvent {
+                    instance_id: Some(inst.into()),
+                    time: Some("20260110T101500Z".into()),
+                    value: Some(v.into()),
+                    event_id: Some(id.into()),
+                    ..Default::default()
+                };
+                (1, validate(&raw, now).unwrap())
             };
-            (1, validate(&raw, now).unwrap())
-        };
-        // Two events at the largest value: their sum has 9 digits before the point.
-        let evs = [
-            ev("big", "99999999", "a"),
-            ev("big", "99999999", "b"),
-            ev("ok", "1", "c"),
-        ];
-        lock(&state).ingest(&evs, "t", now).unwrap().unwrap();
-        lock(&state)
-            .close_due(now, Duration::minutes(5), Aggregate::Sum, false)
-            .unwrap();
-        let out = journal_closed(&state, &mut j, now).unwrap();
-        assert_eq!(out.records, 1);
-        assert_eq!(out.failed.len(), 1);
-        assert!(out.failed[0].1.contains("too large"), "{:?}", out.failed);
-        let c = lock(&state).hour_counts().unwrap();
-        assert_eq!((c["failed"], c["journaled"]), (1, 1));
+            // Two events at the largest value: their sum has 9 digits before the point.
+            let evs = [
+                ev("big", "99999999", "a"),
+                ev("big", "99999999", "b"),
+                ev("ok", "1", "c"),
+            ];
+            lock(&state).ingest(&evs, "t", now).unwrap().unwrap();
+            lock(&state)
+                .close_due(now, Duration::minutes(5), Aggregate::Sum, false)
+                .unwrap();
+            let out = journal_closed(&state, &mut j, now).unwrap();
+            assert_eq!(out.records, 1);
+            assert_eq!(out.failed.len(), 1);
+            assert!(out.failed[0].1.contains("too large"), "{:?}", out.failed);
+            let c = lock(&state).hour_counts().unwrap();
+            assert_eq!((c["failed"], c["journaled"]), (1, 1));
+        }
     }
 }

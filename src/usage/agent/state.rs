@@ -1,20 +1,32 @@
-//! The agent's own state (SQLite, a file beside the usage journal): the events it took in
-//! (by `event_id`, so that a resent event counts once) and one row per instance and clock
-//! hour. An hour goes `open` → `closed` (its record fixed: value, record_time, metering_sn)
-//! → `journaled` (in the usage journal) → `reported` (accepted) or `rejected`; an hour with
-//! nothing to bill is `zero`; one that cannot be reported is `failed` with the reason.
-//! Each step is one transaction, so a crash between two repeats the step, never a count.
+//! The agent's own state: the events it took in (by `event_id`, so that a resent event
+//! counts once) and one row per instance and clock hour. An hour goes `open` → `closed` (its
+//! record fixed: value, record_time, metering_sn) → `journaled` (in the usage journal) →
+//! `reported` (accepted) or `rejected`; an hour with nothing to bill is `zero`; one that
+//! cannot be reported is `failed` with the reason. Each step is one transaction, so a crash
+//! between two repeats the step, never a count.
+//!
+//! Two stores, one logic (the journal's SQL layer, `journal::db`): an SQLite file for one
+//! agent (`--state FILE`, or beside an SQLite journal), or the PostgreSQL database of a
+//! shared journal, where every agent sharing it sees every event and hour. There, several
+//! agents work at once: an event_id is taken by an `INSERT … ON CONFLICT DO NOTHING` (the
+//! second agent waits for the first's commit and then sees a duplicate), an hour's totals
+//! grow only while it is `open` (a guarded upsert), and closing locks the due hours
+//! (`FOR UPDATE`). Every transaction that locks hour rows locks them in (hour, instance_id)
+//! order, and event rows before hour rows, so two agents never deadlock.
 
 use super::event::{format_units, Event};
 use crate::error::{CsmError, Result};
+use crate::usage::journal::db::{vals, Db, DbError, DbResult, Val};
+use crate::usage::journal::pg;
 use crate::usage::record::{self, derive_metering_sn, MAX_AGE_DAYS};
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use std::cell::{RefCell, RefMut};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const SCHEMA_VERSION: &str = "1";
 
+/// SQLite's types; PostgreSQL's are made from it ([`pg_schema`]).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS agent_meta (
     key   TEXT PRIMARY KEY,
@@ -50,7 +62,13 @@ CREATE TABLE IF NOT EXISTS agent_hours (
     PRIMARY KEY (instance_id, hour)
 );
 CREATE INDEX IF NOT EXISTS agent_hours_state ON agent_hours (state, hour);
+CREATE INDEX IF NOT EXISTS agent_hours_sn ON agent_hours (metering_sn);
 ";
+
+/// The schema in PostgreSQL: sums of ten-thousandths need 64 bits.
+fn pg_schema() -> String {
+    SCHEMA.replace("INTEGER", "BIGINT")
+}
 
 /// The hour states, in the order an hour goes through them (metrics list them all).
 pub const HOUR_STATES: [&str; 7] = [
@@ -77,7 +95,7 @@ pub enum Aggregate {
     Last,
 }
 
-/// The agent state file for a journal: `<journal>.agent.sqlite`.
+/// The agent state file for an SQLite journal: `<journal>.agent.sqlite`.
 pub fn default_path(journal: &Path) -> PathBuf {
     let mut name = journal.as_os_str().to_owned();
     name.push(".agent.sqlite");
@@ -121,12 +139,16 @@ pub struct Unreported {
 }
 
 pub struct AgentState {
-    conn: Connection,
-    pub path: PathBuf,
+    db: RefCell<Db>,
+    /// Where the state is, as messages show it: the file, or the journal's URL without its
+    /// password.
+    pub place: String,
+    /// PostgreSQL: the URL to connect again with when the server went away (never shown).
+    url: Option<String>,
 }
 
-fn storage(path: &Path, e: impl std::fmt::Display) -> CsmError {
-    CsmError::Storage(format!("agent state {}: {e}", path.display()))
+fn storage(place: &str, e: impl std::fmt::Display) -> CsmError {
+    CsmError::Storage(format!("agent state {place}: {e}"))
 }
 
 fn api(t: DateTime<Utc>) -> String {
@@ -137,61 +159,141 @@ fn parse_api(t: &str) -> Option<DateTime<Utc>> {
     record::parse_api_time(t)
 }
 
+/// The new events of one document for one hour, summed as the hour row sums them.
+struct HourDelta<'a> {
+    relate: Option<String>,
+    events: Vec<(u64, &'a Event)>,
+    sum: i64,
+    max: i64,
+    last_units: i64,
+    last_time: String,
+}
+
 impl AgentState {
+    /// The state in an SQLite file (created if new; any other database is refused).
     pub fn open(path: &Path) -> Result<AgentState> {
+        let place = path.display().to_string();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| CsmError::io(dir, e))?;
         }
-        let conn = Connection::open(path).map_err(|e| storage(path, e))?;
-        let err = |e| storage(path, e);
-        // Never turn some other database into agent state.
-        let tables: i64 = conn
-            .query_row(
+        let conn = rusqlite::Connection::open(path).map_err(|e| storage(&place, e))?;
+        let init = |conn: &rusqlite::Connection| -> rusqlite::Result<i64> {
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            conn.query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT GLOB 'agent_*'",
                 [],
                 |r| r.get(0),
             )
-            .map_err(err)?;
-        if tables > 0 {
+        };
+        // Never turn some other database into agent state.
+        if init(&conn).map_err(|e| storage(&place, e))? > 0 {
             return Err(CsmError::Storage(format!(
-                "--state {}: not csm agent state (it holds other tables); name another file",
-                path.display()
+                "--state {place}: not csm agent state (it holds other tables); name another file"
             )));
         }
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        // FULL: an event counted is on disk before its spool file moves or its POST is answered.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
-        conn.execute(
-            "INSERT OR IGNORE INTO agent_meta (key, value) VALUES ('schema_version', ?1)",
-            [SCHEMA_VERSION],
-        )
-        .map_err(err)?;
-        let v: String = conn
-            .query_row(
-                "SELECT value FROM agent_meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
+        let sync = |conn: &rusqlite::Connection| -> rusqlite::Result<()> {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            // FULL: an event counted is on disk before its spool file moves or its POST is
+            // answered.
+            conn.pragma_update(None, "synchronous", "FULL")
+        };
+        sync(&conn).map_err(|e| storage(&place, e))?;
+        let mut db = Db::Sqlite(conn);
+        create_schema(&mut db, SCHEMA).map_err(|e| storage(&place, e))?;
+        Self::checked(db, place, None)
+    }
+
+    /// The state in the PostgreSQL database of the journal at `url`, beside the journal's
+    /// tables, shared by every agent of that journal. The journal must exist there (it is
+    /// opened first).
+    pub fn open_shared(url: &str) -> Result<AgentState> {
+        let place = pg::redact(url);
+        let mut db = pg::connect(url).map_err(|e| storage(&place, e))?;
+        let journal = db
+            .query_one(
+                "SELECT count(*) FROM information_schema.tables
+                 WHERE table_schema = current_schema() AND table_name = 'meta'",
+                &[],
             )
-            .map_err(err)?;
+            .and_then(|r| r.int(0))
+            .map_err(|e| storage(&place, e))?;
+        if journal == 0 {
+            return Err(CsmError::Storage(format!(
+                "agent state {place}: no csm usage journal in this database (open it as --journal first)"
+            )));
+        }
+        // Ingest: an event is durable before its POST is answered or its spool file moves,
+        // whatever the server's default is.
+        db.batch("SET synchronous_commit = on")
+            .map_err(|e| storage(&place, e))?;
+        let ddl = pg_schema();
+        db.in_tx(&|e| e, |db| -> DbResult<((), bool)> {
+            // Any fixed key (not the journal's): agents starting at once create it once.
+            db.batch("SELECT pg_advisory_xact_lock(7316020250002)")?;
+            create_schema(db, &ddl)?;
+            Ok(((), true))
+        })
+        .map_err(|e| storage(&place, e))?;
+        Self::checked(db, place, Some(url.to_string()))
+    }
+
+    fn checked(mut db: Db, place: String, url: Option<String>) -> Result<AgentState> {
+        let v = db
+            .query_one(
+                "SELECT value FROM agent_meta WHERE key = 'schema_version'",
+                &[],
+            )
+            .and_then(|r| r.text(0))
+            .map_err(|e| storage(&place, e))?;
         if v != SCHEMA_VERSION {
             return Err(storage(
-                path,
+                &place,
                 format!("schema version {v}, this csm reads version {SCHEMA_VERSION}"),
             ));
         }
         Ok(AgentState {
-            conn,
-            path: path.to_path_buf(),
+            db: RefCell::new(db),
+            place,
+            url,
         })
     }
 
+    /// PostgreSQL: connects again when the connection was lost (a server restart), so that
+    /// a long-running agent recovers on its next cycle.
+    pub fn reconnect_if_lost(&mut self) -> Result<()> {
+        let (Some(url), Db::Postgres(p)) = (&self.url, self.db.get_mut()) else {
+            return Ok(());
+        };
+        // One empty query a cycle: a connection the server dropped is only known by using it.
+        if !p.client.is_closed()
+            && p.client
+                .is_valid(std::time::Duration::from_secs(10))
+                .is_ok()
+        {
+            return Ok(());
+        }
+        let mut db = pg::connect(url).map_err(|e| storage(&self.place, e))?;
+        db.batch("SET synchronous_commit = on")
+            .map_err(|e| storage(&self.place, e))?;
+        *self.db.get_mut() = db;
+        Ok(())
+    }
+
+    pub fn is_shared(&self) -> bool {
+        self.url.is_some()
+    }
+
+    fn db(&self) -> RefMut<'_, Db> {
+        self.db.borrow_mut()
+    }
+
     fn err(&self, e: impl std::fmt::Display) -> CsmError {
-        storage(&self.path, e)
+        storage(&self.place, e)
+    }
+
+    /// Runs `f` in one transaction of the state, committed when it returns `(_, true)`.
+    fn tx<T>(&self, f: impl FnOnce(&mut Db) -> DbResult<(T, bool)>) -> Result<T> {
+        self.db().in_tx(&|e| e, f).map_err(|e| self.err(e))
     }
 
     /// Takes in the events of one document in one transaction: all of them, or (when any is
@@ -202,69 +304,133 @@ impl AgentState {
         source: &str,
         now: DateTime<Utc>,
     ) -> Result<std::result::Result<Ingested, Vec<Refusal>>> {
-        let path = self.path.clone();
-        let serr = |e: rusqlite::Error| storage(&path, e);
-        let tx = self.conn.transaction().map_err(serr)?;
-        let mut out = Ingested::default();
-        let mut refused = Vec::new();
         let now_s = api(now);
-        // Prepared once: a file of 100,000 events runs each of them 100,000 times.
-        {
-            let mut find_event = tx
-                .prepare("SELECT instance_id, time, units, relate_pkg_instance, source FROM agent_events WHERE event_id = ?1")
-                .map_err(serr)?;
-            let mut find_hour = tx
-                .prepare("SELECT state, relate_pkg_instance, closed_at FROM agent_hours WHERE instance_id = ?1 AND hour = ?2")
-                .map_err(serr)?;
-            let mut add_event = tx
-                .prepare("INSERT INTO agent_events (event_id, instance_id, time, hour, units, relate_pkg_instance, source, received_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
-                .map_err(serr)?;
-            let mut add_to_hour = tx
-                .prepare("INSERT INTO agent_hours (instance_id, hour, relate_pkg_instance, events, sum_units, max_units, last_units, last_time)
-                 VALUES (?1, ?2, ?3, 1, ?4, ?4, ?4, ?5)
-                 ON CONFLICT (instance_id, hour) DO UPDATE SET
-                   events = events + 1,
-                   sum_units = sum_units + excluded.sum_units,
-                   max_units = max(max_units, excluded.max_units),
-                   last_units = CASE WHEN excluded.last_time >= last_time THEN excluded.last_units ELSE last_units END,
-                   last_time = max(last_time, excluded.last_time)")
-                .map_err(serr)?;
-            for (line, e) in events {
-                let known: Option<(String, String, i64, Option<String>, String)> = find_event
-                    .query_row([&e.event_id], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                    })
-                    .optional()
-                    .map_err(serr)?;
-                if let Some((inst, time, units, relate, from)) = known {
-                    if inst == e.instance_id
-                        && time == e.time
-                        && units == e.units
-                        && relate == e.relate_pkg_instance
+        self.tx(|db| {
+            let mut out = Ingested::default();
+            let mut refused = Vec::new();
+            // Event rows first, in event_id order (stable: of one id twice in the document,
+            // the first line is taken and the second is its duplicate), many per statement.
+            let mut order: Vec<usize> = (0..events.len()).collect();
+            order.sort_by(|&a, &b| events[a].1.event_id.cmp(&events[b].1.event_id));
+            let mut new: Vec<usize> = Vec::new();
+            for chunk in order.chunks(EVENT_ROWS) {
+                let (sql, params) = insert_events(events, chunk, source, &now_s);
+                let mut taken = std::collections::HashSet::new();
+                for r in db.query(&sql, &params)? {
+                    taken.insert(r.text(0)?);
+                }
+                // Taken before (by this document, an earlier one, or another agent): the
+                // same event again, or another one under its id.
+                let mut again = Vec::new();
+                for &i in chunk {
+                    if taken.remove(&events[i].1.event_id) {
+                        new.push(i);
+                    } else {
+                        again.push(i);
+                    }
+                }
+                if again.is_empty() {
+                    continue;
+                }
+                let ids: Vec<&str> = again.iter().map(|&i| events[i].1.event_id.as_str()).collect();
+                let list = serde_json::to_string(&ids).map_err(|e| DbError(e.to_string()))?;
+                let mut known = std::collections::HashMap::new();
+                for r in db.query(
+                    &format!(
+                        "SELECT event_id, instance_id, time, units, relate_pkg_instance, source FROM agent_events WHERE {}",
+                        db.texts_in("event_id", 1)
+                    ),
+                    vals![list],
+                )? {
+                    known.insert(r.text(0)?, r);
+                }
+                for i in again {
+                    let (line, e) = (events[i].0, &events[i].1);
+                    let k = known
+                        .get(&e.event_id)
+                        .ok_or_else(|| DbError(format!("event {} not found", e.event_id)))?;
+                    if k.text(1)? == e.instance_id
+                        && k.text(2)? == e.time
+                        && k.int(3)? == e.units
+                        && k.opt_text(4)? == e.relate_pkg_instance
                     {
                         out.duplicate += 1;
                     } else {
                         refused.push(Refusal {
-                            line: *line,
+                            line,
                             message: format!(
-                                "event_id {}: already names another event (from {from}); each event needs its own event_id",
-                                record::show(&e.event_id)
+                                "event_id {}: already names another event (from {}); each event needs its own event_id",
+                                record::show(&e.event_id),
+                                k.text(5)?
                             ),
                             late: false,
                         });
                     }
+                }
+            }
+            // Then the hours, in (hour, instance_id) order, each once with this document's
+            // sums (its events taken in document order).
+            new.sort_unstable();
+            let mut hours: BTreeMap<(&str, &str), HourDelta> = BTreeMap::new();
+            for (line, e) in new.into_iter().map(|i| (events[i].0, &events[i].1)) {
+                let h = hours
+                    .entry((e.hour.as_str(), e.instance_id.as_str()))
+                    .or_insert_with(|| HourDelta {
+                        relate: e.relate_pkg_instance.clone(),
+                        events: Vec::new(),
+                        sum: 0,
+                        max: 0,
+                        last_units: 0,
+                        last_time: String::new(),
+                    });
+                if h.relate != e.relate_pkg_instance {
+                    refused.push(relate_refusal(line, e, h.relate.as_deref()));
                     continue;
                 }
-                let hour: Option<(String, Option<String>, Option<String>)> = find_hour
-                    .query_row(params![e.instance_id, e.hour], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
-                    .optional()
-                    .map_err(serr)?;
-                if let Some((state, relate, closed_at)) = &hour {
-                    if state != "open" {
-                        refused.push(Refusal {
+                h.sum += e.units;
+                h.max = h.max.max(e.units);
+                // The latest event gives `last`; of two at the same second, the later arrival.
+                if e.time >= h.last_time {
+                    h.last_time = e.time.clone();
+                    h.last_units = e.units;
+                }
+                h.events.push((line, e));
+            }
+            for ((hour, inst), h) in &hours {
+                if h.events.is_empty() {
+                    continue;
+                }
+                // Only while the hour is open: an agent that closed it first (its commit
+                // waited for by this upsert) makes these events late.
+                let added = db.exec(
+                    "INSERT INTO agent_hours (instance_id, hour, relate_pkg_instance, events, sum_units, max_units, last_units, last_time)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (instance_id, hour) DO UPDATE SET
+                       events = agent_hours.events + excluded.events,
+                       sum_units = agent_hours.sum_units + excluded.sum_units,
+                       max_units = CASE WHEN excluded.max_units > agent_hours.max_units
+                                   THEN excluded.max_units ELSE agent_hours.max_units END,
+                       last_units = CASE WHEN excluded.last_time >= agent_hours.last_time
+                                    THEN excluded.last_units ELSE agent_hours.last_units END,
+                       last_time = CASE WHEN excluded.last_time >= agent_hours.last_time
+                                   THEN excluded.last_time ELSE agent_hours.last_time END
+                     WHERE agent_hours.state = 'open'
+                       AND agent_hours.relate_pkg_instance IS NOT DISTINCT FROM excluded.relate_pkg_instance",
+                    vals![*inst, *hour, h.relate.as_deref(), h.events.len() as i64, h.sum, h.max,
+                          h.last_units, &h.last_time],
+                )?;
+                if added == 1 {
+                    out.new += h.events.len() as u64;
+                    continue;
+                }
+                let row = db.query_one(
+                    "SELECT state, relate_pkg_instance, closed_at FROM agent_hours WHERE instance_id = ?1 AND hour = ?2",
+                    vals![*inst, *hour],
+                )?;
+                let (state, relate, closed_at) = (row.text(0)?, row.opt_text(1)?, row.opt_text(2)?);
+                for (line, e) in &h.events {
+                    refused.push(if state != "open" {
+                        Refusal {
                             line: *line,
                             message: format!(
                                 "time {}: late, the hour {} of instance {} was closed at {} ({state}); events for a closed hour are refused (its record is final)",
@@ -274,61 +440,25 @@ impl AgentState {
                                 closed_at.as_deref().unwrap_or("?")
                             ),
                             late: true,
-                        });
-                        continue;
-                    }
-                    if *relate != e.relate_pkg_instance {
-                        refused.push(Refusal {
-                            line: *line,
-                            message: format!(
-                                "relate_pkg_instance {}: the hour {} of instance {} already has {} (one record per instance and hour)",
-                                record::show(e.relate_pkg_instance.as_deref().unwrap_or("")),
-                                e.hour,
-                                record::show(&e.instance_id),
-                                record::show(relate.as_deref().unwrap_or(""))
-                            ),
-                            late: false,
-                        });
-                        continue;
-                    }
+                        }
+                    } else {
+                        relate_refusal(*line, e, relate.as_deref())
+                    });
                 }
-                add_event
-                    .execute(params![
-                        e.event_id,
-                        e.instance_id,
-                        e.time,
-                        e.hour,
-                        e.units,
-                        e.relate_pkg_instance,
-                        source,
-                        now_s
-                    ])
-                    .map_err(serr)?;
-                // The latest event gives `last`; of two at the same second, the later arrival.
-                add_to_hour
-                    .execute(params![
-                        e.instance_id,
-                        e.hour,
-                        e.relate_pkg_instance,
-                        e.units,
-                        e.time
-                    ])
-                    .map_err(serr)?;
-                out.new += 1;
             }
-        }
-        if refused.is_empty() {
-            tx.commit().map_err(serr)?;
-            Ok(Ok(out))
-        } else {
-            tx.rollback().map_err(serr)?;
-            Ok(Err(refused))
-        }
+            if refused.is_empty() {
+                Ok((Ok(out), true))
+            } else {
+                refused.sort_by_key(|r| r.line);
+                Ok((Err(refused), false))
+            }
+        })
     }
 
     /// Closes every open hour that is due (its end plus `grace` has passed), oldest first,
     /// and with `heartbeat_zero` marks the hours without events of every instance seen in the
-    /// last 21 days as `zero`. Returns how many hours were closed.
+    /// last 21 days as `zero`. Returns how many hours this call closed (with a shared state,
+    /// an hour another agent closed first is not counted here).
     pub fn close_due(
         &mut self,
         now: DateTime<Utc>,
@@ -336,139 +466,133 @@ impl AgentState {
         agg: Aggregate,
         heartbeat_zero: bool,
     ) -> Result<u64> {
-        let path = self.path.clone();
-        let serr = |e: rusqlite::Error| storage(&path, e);
         let now_s = api(now);
         // The last hour that is due: it ended at least `grace` ago.
         let cutoff = super::event::hour_start(now - grace) - Duration::hours(1);
         let oldest = now - Duration::days(MAX_AGE_DAYS);
-        let tx = self.conn.transaction().map_err(serr)?;
         if heartbeat_zero {
-            // From the hour after the instance's latest closed one (every hour before it
-            // was filled by an earlier cycle), or from its first hour.
-            let starts: Vec<(String, String, Option<String>)> = {
-                let mut st = tx
-                    .prepare(
-                        "SELECT instance_id, min(hour), max(CASE WHEN state != 'open' THEN hour END)
-                         FROM agent_hours WHERE hour >= ?1 GROUP BY instance_id",
-                    )
-                    .map_err(serr)?;
-                let rows = st
-                    .query_map([api(super::event::hour_start(oldest))], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
-                    .map_err(serr)?;
-                rows.collect::<rusqlite::Result<_>>().map_err(serr)?
-            };
-            for (inst, first, last_closed) in starts {
-                let start = match last_closed.as_deref().and_then(parse_api) {
-                    Some(h) => h + Duration::hours(1),
-                    None => match parse_api(&first) {
-                        Some(h) => h,
-                        None => continue,
-                    },
-                };
-                let mut h = start;
-                while h <= cutoff {
-                    tx.execute(
-                        "INSERT OR IGNORE INTO agent_hours (instance_id, hour, state, closed_at) VALUES (?1, ?2, 'zero', ?3)",
-                        params![inst, api(h), now_s],
-                    )
-                    .map_err(serr)?;
-                    h += Duration::hours(1);
+            // Its own transaction: a `zero` row is closed as it is written, and the closing
+            // below then locks hours from the oldest again.
+            self.tx(|db| {
+                // From the hour after the instance's latest closed one (every hour before it
+                // was filled by an earlier cycle), or from its first hour.
+                let starts = db.query(
+                    "SELECT instance_id, min(hour), max(CASE WHEN state != 'open' THEN hour END)
+                     FROM agent_hours WHERE hour >= ?1 GROUP BY instance_id",
+                    vals![api(super::event::hour_start(oldest))],
+                )?;
+                let mut quiet = Vec::new();
+                for r in starts {
+                    let start = match r.opt_text(2)?.as_deref().and_then(parse_api) {
+                        Some(h) => h + Duration::hours(1),
+                        None => match parse_api(&r.text(1)?) {
+                            Some(h) => h,
+                            None => continue,
+                        },
+                    };
+                    let mut h = start;
+                    while h <= cutoff {
+                        quiet.push((api(h), r.text(0)?));
+                        h += Duration::hours(1);
+                    }
                 }
-            }
+                quiet.sort();
+                for (hour, inst) in quiet {
+                    db.exec(
+                        "INSERT INTO agent_hours (instance_id, hour, state, closed_at) VALUES (?1, ?2, 'zero', ?3)
+                         ON CONFLICT (instance_id, hour) DO NOTHING",
+                        vals![inst, hour, &now_s],
+                    )?;
+                }
+                Ok(((), true))
+            })?;
         }
-        let due: Vec<(String, String, Option<String>, i64, i64, i64)> = {
-            let mut st = tx
-                .prepare(
-                    "SELECT instance_id, hour, relate_pkg_instance, sum_units, max_units, last_units
-                     FROM agent_hours WHERE state = 'open' AND hour <= ?1 ORDER BY hour, instance_id",
-                )
-                .map_err(serr)?;
-            let rows = st
-                .query_map([api(cutoff)], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
-                })
-                .map_err(serr)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(serr)?
+        let lock = if self.db().is_postgres() {
+            // Another agent closing at once waits here, then skips what this one closed.
+            " FOR UPDATE"
+        } else {
+            ""
         };
-        for (inst, hour, relate, sum, max, last) in &due {
-            let units = match agg {
-                Aggregate::Sum => *sum,
-                Aggregate::Max => *max,
-                Aggregate::Last => *last,
-            };
-            let begin = parse_api(hour).unwrap_or(now);
-            let end_s = api(begin + Duration::hours(1));
-            let (state, value, sn, error) = if begin < oldest {
-                (
-                    "failed",
-                    None,
-                    None,
-                    Some(format!("hour {hour}: more than {MAX_AGE_DAYS} days old when it closed; the marketplace refuses it (MKT.9004)")),
-                )
-            } else if units == 0 {
-                ("zero", None, None, None)
-            } else {
-                (
-                    "closed",
-                    Some(format_units(units)),
-                    Some(derive_metering_sn(inst, hour, &end_s, relate.as_deref())),
-                    None,
-                )
-            };
-            tx.execute(
-                "UPDATE agent_hours SET state = ?3, usage_value = ?4, metering_sn = ?5, record_time = ?6,
-                 closed_at = ?6, error = ?7 WHERE instance_id = ?1 AND hour = ?2",
-                params![inst, hour, state, value, sn, now_s, error],
-            )
-            .map_err(serr)?;
-        }
+        let closed = self.tx(|db| {
+            let due = db.query(
+                &format!(
+                    "SELECT instance_id, hour, relate_pkg_instance, sum_units, max_units, last_units
+                     FROM agent_hours WHERE state = 'open' AND hour <= ?1 ORDER BY hour, instance_id{lock}"
+                ),
+                vals![api(cutoff)],
+            )?;
+            for r in &due {
+                let (inst, hour, relate) = (r.text(0)?, r.text(1)?, r.opt_text(2)?);
+                let units = match agg {
+                    Aggregate::Sum => r.int(3)?,
+                    Aggregate::Max => r.int(4)?,
+                    Aggregate::Last => r.int(5)?,
+                };
+                let begin = parse_api(&hour).unwrap_or(now);
+                let end_s = api(begin + Duration::hours(1));
+                let (state, value, sn, error) = if begin < oldest {
+                    (
+                        "failed",
+                        None,
+                        None,
+                        Some(format!("hour {hour}: more than {MAX_AGE_DAYS} days old when it closed; the marketplace refuses it (MKT.9004)")),
+                    )
+                } else if units == 0 {
+                    ("zero", None, None, None)
+                } else {
+                    (
+                        "closed",
+                        Some(format_units(units)),
+                        Some(derive_metering_sn(&inst, &hour, &end_s, relate.as_deref())),
+                        None,
+                    )
+                };
+                db.exec(
+                    "UPDATE agent_hours SET state = ?3, usage_value = ?4, metering_sn = ?5, record_time = ?6,
+                     closed_at = ?6, error = ?7 WHERE instance_id = ?1 AND hour = ?2",
+                    vals![inst, hour, state, value, sn, &now_s, error],
+                )?;
+            }
+            Ok((due.len() as u64, true))
+        })?;
         // Events are kept as long as their hour could still be reported, and a day more.
-        tx.execute(
-            "DELETE FROM agent_events WHERE hour < ?1",
-            [api(oldest - Duration::days(1))],
-        )
-        .map_err(serr)?;
-        tx.commit().map_err(serr)?;
-        Ok(due.len() as u64)
+        self.db()
+            .exec(
+                "DELETE FROM agent_events WHERE hour < ?1",
+                vals![api(oldest - Duration::days(1))],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(closed)
     }
 
     /// The closed hours not yet in the journal, oldest first.
     pub fn to_journal(&self) -> Result<Vec<HourRecord>> {
-        let mut st = self
-            .conn
-            .prepare(
+        let rows = self
+            .db()
+            .query(
                 "SELECT instance_id, hour, usage_value, record_time, metering_sn, relate_pkg_instance
                  FROM agent_hours WHERE state = 'closed' ORDER BY hour, instance_id",
+                &[],
             )
             .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([], |r| {
-                let hour: String = r.get(1)?;
-                let end = parse_api(&hour)
-                    .map(|h| api(h + Duration::hours(1)))
-                    .unwrap_or_default();
-                Ok(HourRecord {
-                    instance_id: r.get(0)?,
-                    begin_time: hour,
-                    end_time: end,
-                    usage_value: r.get(2)?,
-                    record_time: r.get(3)?,
-                    metering_sn: r.get(4)?,
-                    relate_pkg_instance: r.get(5)?,
-                })
+        let rec = |r: &crate::usage::journal::db::Row| -> DbResult<HourRecord> {
+            let hour = r.text(1)?;
+            let end = parse_api(&hour)
+                .map(|h| api(h + Duration::hours(1)))
+                .unwrap_or_default();
+            Ok(HourRecord {
+                instance_id: r.text(0)?,
+                begin_time: hour,
+                end_time: end,
+                usage_value: r.text(2)?,
+                record_time: r.text(3)?,
+                metering_sn: r.text(4)?,
+                relate_pkg_instance: r.opt_text(5)?,
             })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<_>>()
+        };
+        rows.iter()
+            .map(rec)
+            .collect::<DbResult<_>>()
             .map_err(|e| self.err(e))
     }
 
@@ -480,102 +604,199 @@ impl AgentState {
         to: &str,
         error: Option<&str>,
     ) -> Result<()> {
-        let path = self.path.clone();
-        let serr = |e: rusqlite::Error| storage(&path, e);
-        let tx = self.conn.transaction().map_err(serr)?;
+        if sns.is_empty() {
+            return Ok(());
+        }
         let from = from
             .iter()
             .map(|s| format!("'{s}'"))
             .collect::<Vec<_>>()
             .join(", ");
-        {
-            let mut st = tx
-                .prepare(&format!(
-                    "UPDATE agent_hours SET state = ?2, error = ?3 WHERE metering_sn = ?1 AND state IN ({from})"
-                ))
-                .map_err(serr)?;
-            for sn in sns {
-                st.execute(params![sn, to, error]).map_err(serr)?;
+        let list = serde_json::to_string(sns).map_err(|e| self.err(e))?;
+        self.tx(|db| {
+            let these = db.texts_in("metering_sn", 1);
+            if db.is_postgres() {
+                // The rows locked in (hour, instance_id) order, as everywhere else.
+                db.query(
+                    &format!(
+                        "SELECT 1 FROM agent_hours WHERE {these} ORDER BY hour, instance_id FOR UPDATE"
+                    ),
+                    vals![&list],
+                )?;
             }
-        }
-        tx.commit().map_err(serr)
+            db.exec(
+                &format!(
+                    "UPDATE agent_hours SET state = ?2, error = ?3 WHERE {these} AND state IN ({from})"
+                ),
+                vals![&list, to, error],
+            )?;
+            Ok(((), true))
+        })
     }
 
     /// The metering_sn of hours in the journal whose outcome is not known to be accepted.
     pub fn awaiting(&self) -> Result<Vec<String>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT metering_sn FROM agent_hours WHERE state IN ('journaled', 'rejected')")
+        let rows = self
+            .db()
+            .query(
+                "SELECT metering_sn FROM agent_hours WHERE state IN ('journaled', 'rejected')",
+                &[],
+            )
             .map_err(|e| self.err(e))?;
-        let rows = st.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<_>>()
+        rows.iter()
+            .map(|r| r.text(0))
+            .collect::<DbResult<_>>()
             .map_err(|e| self.err(e))
     }
 
     pub fn hour_counts(&self) -> Result<BTreeMap<String, u64>> {
         let mut out: BTreeMap<String, u64> =
             HOUR_STATES.iter().map(|s| (s.to_string(), 0)).collect();
-        let mut st = self
-            .conn
-            .prepare("SELECT state, count(*) FROM agent_hours GROUP BY state")
+        let rows = self
+            .db()
+            .query(
+                "SELECT state, count(*) FROM agent_hours GROUP BY state",
+                &[],
+            )
             .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(|e| self.err(e))?;
-        for row in rows {
-            let (s, n) = row.map_err(|e| self.err(e))?;
+        for r in rows {
+            let (s, n) =
+                (|| Ok::<_, DbError>((r.text(0)?, r.int(1)?)))().map_err(|e| self.err(e))?;
             out.insert(s, n as u64);
         }
         Ok(out)
     }
 
     pub fn oldest_unreported(&self, now: DateTime<Utc>) -> Result<Option<Unreported>> {
-        let row: Option<(String, String, String)> = self
-            .conn
-            .query_row(
+        let row = self
+            .db()
+            .query_opt(
                 &format!(
                     "SELECT instance_id, hour, state FROM agent_hours WHERE state IN {UNREPORTED}
                      ORDER BY hour LIMIT 1"
                 ),
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                &[],
             )
-            .optional()
             .map_err(|e| self.err(e))?;
-        Ok(row.map(|(instance_id, hour, state)| {
-            let end = parse_api(&hour).unwrap_or(now) + Duration::hours(1);
-            Unreported {
-                instance_id,
-                hour,
-                state,
-                age: (now - end).max(Duration::zero()),
-            }
+        let Some(r) = row else { return Ok(None) };
+        let (instance_id, hour, state) =
+            (|| Ok::<_, DbError>((r.text(0)?, r.text(1)?, r.text(2)?)))()
+                .map_err(|e| self.err(e))?;
+        let end = parse_api(&hour).unwrap_or(now) + Duration::hours(1);
+        Ok(Some(Unreported {
+            instance_id,
+            hour,
+            state,
+            age: (now - end).max(Duration::zero()),
         }))
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
-        self.conn
-            .query_row("SELECT value FROM agent_meta WHERE key = ?1", [key], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(|e| self.err(e))
+        let row = self
+            .db()
+            .query_opt("SELECT value FROM agent_meta WHERE key = ?1", vals![key])
+            .map_err(|e| self.err(e))?;
+        row.map(|r| r.text(0)).transpose().map_err(|e| self.err(e))
     }
 
     pub fn set_meta(&self, key: &str, value: Option<&str>) -> Result<()> {
         match value {
-            Some(v) => self.conn.execute(
+            Some(v) => self.db().exec(
                 "INSERT INTO agent_meta (key, value) VALUES (?1, ?2)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![key, v],
+                vals![key, v],
             ),
             None => self
-                .conn
-                .execute("DELETE FROM agent_meta WHERE key = ?1", [key]),
+                .db()
+                .exec("DELETE FROM agent_meta WHERE key = ?1", vals![key]),
         }
         .map(|_| ())
         .map_err(|e| self.err(e))
     }
+
+    /// Sets `key` unless it is set; true when this call set it (of several agents sharing
+    /// the state, exactly one).
+    pub fn claim_meta(&self, key: &str, value: &str) -> Result<bool> {
+        self.db()
+            .exec(
+                "INSERT INTO agent_meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                vals![key, value],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| self.err(e))
+    }
+}
+
+fn relate_refusal(line: u64, e: &Event, has: Option<&str>) -> Refusal {
+    Refusal {
+        line,
+        message: format!(
+            "relate_pkg_instance {}: the hour {} of instance {} already has {} (one record per instance and hour)",
+            record::show(e.relate_pkg_instance.as_deref().unwrap_or("")),
+            e.hour,
+            record::show(&e.instance_id),
+            record::show(has.unwrap_or(""))
+        ),
+        late: false,
+    }
+}
+
+/// Events per INSERT: 6 parameters each (and 2 shared), under SQLite's 32,766 and
+/// PostgreSQL's 65,535.
+const EVENT_ROWS: usize = 1000;
+
+/// One INSERT of the events `at` of `events`, returning the event_ids it took (an id already
+/// there, or earlier in the same statement, is not taken).
+fn insert_events(
+    events: &[(u64, Event)],
+    at: &[usize],
+    source: &str,
+    now: &str,
+) -> (String, Vec<Val>) {
+    use std::fmt::Write;
+    let mut sql = String::from(
+        "INSERT INTO agent_events (source, received_at, event_id, instance_id, time, hour, units, relate_pkg_instance) VALUES ",
+    );
+    let mut params = Vec::with_capacity(2 + 6 * at.len());
+    params.extend([Val::from(source), Val::from(now)]);
+    for (k, &i) in at.iter().enumerate() {
+        let e = &events[i].1;
+        let b = 3 + 6 * k;
+        if k > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(
+            sql,
+            "(?1, ?2, ?{b}, ?{}, ?{}, ?{}, ?{}, ?{})",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5
+        );
+        params.extend([
+            Val::from(&e.event_id),
+            Val::from(&e.instance_id),
+            Val::from(&e.time),
+            Val::from(&e.hour),
+            Val::from(e.units),
+            Val::from(e.relate_pkg_instance.as_deref()),
+        ]);
+    }
+    sql.push_str(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
+    (sql, params)
+}
+
+/// The tables (if new) and the schema version (if not set), in the caller's transaction
+/// on PostgreSQL.
+fn create_schema(db: &mut Db, ddl: &str) -> DbResult<()> {
+    db.batch(ddl)?;
+    db.exec(
+        "INSERT INTO agent_meta (key, value) VALUES ('schema_version', ?1)
+         ON CONFLICT (key) DO NOTHING",
+        vals![SCHEMA_VERSION],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -598,106 +819,229 @@ mod tests {
         (1, validate(&raw, t("20260110T120000Z")).unwrap())
     }
 
-    fn state() -> (tempfile::TempDir, AgentState) {
+    /// The state in an SQLite file, and in a PostgreSQL journal's database when
+    /// `CSM_TEST_POSTGRES` names a server.
+    fn states() -> Vec<(tempfile::TempDir, AgentState)> {
         let dir = tempfile::tempdir().unwrap();
         let s = AgentState::open(&dir.path().join("a.sqlite")).unwrap();
-        (dir, s)
+        let mut all = vec![(dir, s)];
+        if let Some(url) = pg::test_database("agent state unit tests") {
+            drop(crate::usage::journal::Journal::open(Path::new(&url)).unwrap());
+            all.push((
+                tempfile::tempdir().unwrap(),
+                AgentState::open_shared(&url).unwrap(),
+            ));
+        }
+        all
     }
 
     #[test]
     fn aggregates_close_when_due_and_late_events_are_refused() {
-        let (_d, mut s) = state();
-        let now = t("20260110T120000Z");
-        let batch = [
-            ev("a", "i-1", "20260110T100500Z", "2"),
-            ev("b", "i-1", "20260110T105900Z", "1.5"),
-            ev("c", "i-1", "20260110T103000Z", "7"),
-            ev("d", "i-1", "20260110T113000Z", "4"),
-        ];
-        assert_eq!(s.ingest(&batch, "x", now).unwrap().unwrap().new, 4);
-        // Again: duplicates only.
-        let again = s.ingest(&batch[..2], "x", now).unwrap().unwrap();
-        assert_eq!((again.new, again.duplicate), (0, 2));
-        // Same id, other content: refused, nothing taken.
-        let clash = s
-            .ingest(&[ev("a", "i-1", "20260110T100500Z", "3")], "y", now)
-            .unwrap()
-            .unwrap_err();
-        assert!(clash[0].message.contains("another event"));
-        // 11:00-12:00 is not due before 12:05 (grace 5 min).
-        let n = s
-            .close_due(now, Duration::minutes(5), Aggregate::Sum, false)
-            .unwrap();
-        assert_eq!(n, 1);
-        let recs = s.to_journal().unwrap();
-        assert_eq!(recs.len(), 1);
-        assert_eq!(
-            (
-                recs[0].begin_time.as_str(),
-                recs[0].end_time.as_str(),
-                recs[0].usage_value.as_str()
-            ),
-            ("20260110T100000Z", "20260110T110000Z", "10.5")
-        );
-        assert_eq!(
-            recs[0].metering_sn,
-            derive_metering_sn("i-1", "20260110T100000Z", "20260110T110000Z", None)
-        );
-        let late = s
-            .ingest(&[ev("e", "i-1", "20260110T104000Z", "1")], "z", now)
-            .unwrap()
-            .unwrap_err();
-        assert!(late[0].late, "{late:?}");
-        let later = t("20260110T120600Z");
-        assert_eq!(
-            s.close_due(later, Duration::minutes(5), Aggregate::Last, false)
-                .unwrap(),
-            1
-        );
-        assert_eq!(s.to_journal().unwrap()[1].usage_value, "4");
+        for (_d, mut s) in states() {
+            let now = t("20260110T120000Z");
+            let batch = [
+                ev("a", "i-1", "20260110T100500Z", "2"),
+                ev("b", "i-1", "20260110T105900Z", "1.5"),
+                ev("c", "i-1", "20260110T103000Z", "7"),
+                ev("d", "i-1", "20260110T113000Z", "4"),
+            ];
+            assert_eq!(s.ingest(&batch, "x", now).unwrap().unwrap().new, 4);
+            // Again: duplicates only.
+            let again = s.ingest(&batch[..2], "x", now).unwrap().unwrap();
+            assert_eq!((again.new, again.duplicate), (0, 2));
+            // One new event twice in a document: counted once.
+            let twice = [
+                ev("f", "i-1", "20260110T110500Z", "0"),
+                ev("f", "i-1", "20260110T110500Z", "0"),
+            ];
+            let again = s.ingest(&twice, "x", now).unwrap().unwrap();
+            assert_eq!((again.new, again.duplicate), (1, 1));
+            // Same id, other content: refused, nothing taken.
+            let clash = s
+                .ingest(&[ev("a", "i-1", "20260110T100500Z", "3")], "y", now)
+                .unwrap()
+                .unwrap_err();
+            assert!(clash[0].message.contains("another event"));
+            // 11:00-12:00 is not due before 12:05 (grace 5 min).
+            let n = s
+                .close_due(now, Duration::minutes(5), Aggregate::Sum, false)
+                .unwrap();
+            assert_eq!(n, 1);
+            let recs = s.to_journal().unwrap();
+            assert_eq!(recs.len(), 1);
+            assert_eq!(
+                (
+                    recs[0].begin_time.as_str(),
+                    recs[0].end_time.as_str(),
+                    recs[0].usage_value.as_str()
+                ),
+                ("20260110T100000Z", "20260110T110000Z", "10.5")
+            );
+            assert_eq!(
+                recs[0].metering_sn,
+                derive_metering_sn("i-1", "20260110T100000Z", "20260110T110000Z", None)
+            );
+            let late = s
+                .ingest(&[ev("e", "i-1", "20260110T104000Z", "1")], "z", now)
+                .unwrap()
+                .unwrap_err();
+            assert!(late[0].late, "{late:?}");
+            let later = t("20260110T120600Z");
+            assert_eq!(
+                s.close_due(later, Duration::minutes(5), Aggregate::Last, false)
+                    .unwrap(),
+                1
+            );
+            assert_eq!(s.to_journal().unwrap()[1].usage_value, "4");
+        }
     }
 
     #[test]
     fn max_last_and_heartbeat_zero() {
-        let (_d, mut s) = state();
-        let now = t("20260110T120000Z");
-        s.ingest(
-            &[
-                ev("a", "i-1", "20260110T080500Z", "2"),
-                ev("b", "i-1", "20260110T085900Z", "1"),
-                ev("c", "i-1", "20260110T083000Z", "7"),
-            ],
-            "x",
-            now,
-        )
-        .unwrap()
-        .unwrap();
-        s.close_due(now, Duration::minutes(5), Aggregate::Max, true)
-            .unwrap();
-        assert_eq!(s.to_journal().unwrap()[0].usage_value, "7");
-        // 09, 10 had no events: zero; 11 is not due yet.
-        let c = s.hour_counts().unwrap();
-        assert_eq!((c["closed"], c["zero"], c["open"]), (1, 2, 0));
-        // Later cycles go on from the last closed hour: 11 has an event, 12 and 13 none.
-        s.ingest(&[ev("d", "i-1", "20260110T113000Z", "1")], "x", now)
+        for (_d, mut s) in states() {
+            let now = t("20260110T120000Z");
+            s.ingest(
+                &[
+                    ev("a", "i-1", "20260110T080500Z", "2"),
+                    ev("b", "i-1", "20260110T085900Z", "1"),
+                    ev("c", "i-1", "20260110T083000Z", "7"),
+                ],
+                "x",
+                now,
+            )
             .unwrap()
             .unwrap();
-        s.close_due(
-            t("20260110T141000Z"),
-            Duration::minutes(5),
-            Aggregate::Max,
-            true,
-        )
-        .unwrap();
-        let c = s.hour_counts().unwrap();
-        assert_eq!((c["closed"], c["zero"], c["open"]), (2, 4, 0));
+            s.close_due(now, Duration::minutes(5), Aggregate::Max, true)
+                .unwrap();
+            assert_eq!(s.to_journal().unwrap()[0].usage_value, "7");
+            // 09, 10 had no events: zero; 11 is not due yet.
+            let c = s.hour_counts().unwrap();
+            assert_eq!((c["closed"], c["zero"], c["open"]), (1, 2, 0));
+            // Later cycles go on from the last closed hour: 11 has an event, 12 and 13 none.
+            s.ingest(&[ev("d", "i-1", "20260110T113000Z", "1")], "x", now)
+                .unwrap()
+                .unwrap();
+            s.close_due(
+                t("20260110T141000Z"),
+                Duration::minutes(5),
+                Aggregate::Max,
+                true,
+            )
+            .unwrap();
+            let c = s.hour_counts().unwrap();
+            assert_eq!((c["closed"], c["zero"], c["open"]), (2, 4, 0));
+        }
+    }
+
+    /// Two agents on one PostgreSQL state, at once: one takes in documents of overlapping
+    /// events for one hour while the other takes in its own and closes the hour midway.
+    /// Every event is counted once or refused as late with its whole document, and the
+    /// closed record holds exactly the events kept.
+    #[test]
+    fn two_agents_ingesting_and_closing_at_once_lose_and_double_nothing() {
+        let Some(url) = pg::test_database("agent state concurrency") else {
+            return;
+        };
+        drop(crate::usage::journal::Journal::open(Path::new(&url)).unwrap());
+        let now = t("20260110T120000Z");
+        let doc = |agent: &str, n: usize| -> Vec<(u64, Event)> {
+            // Each document: two events of its own, one every document of both agents has.
+            vec![
+                ev(&format!("{agent}-{n}-a"), "i-1", "20260110T100000Z", "1"),
+                ev(&format!("{agent}-{n}-b"), "i-1", "20260110T101000Z", "2"),
+                ev("shared", "i-1", "20260110T102000Z", "100"),
+            ]
+        };
+        let run = |agent: &'static str, close_at: Option<usize>| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut s = AgentState::open_shared(&url).unwrap();
+                let (mut kept, mut late, mut closed) = (0u64, 0u64, 0u64);
+                for n in 0..40 {
+                    if Some(n) == close_at {
+                        closed += s
+                            .close_due(now, Duration::minutes(5), Aggregate::Sum, false)
+                            .unwrap();
+                    }
+                    match s.ingest(&doc(agent, n), agent, now).unwrap() {
+                        Ok(i) => kept += i.new,
+                        Err(r) => {
+                            assert!(r.iter().all(|r| r.late), "{r:?}");
+                            late += 1;
+                        }
+                    }
+                }
+                (kept, late, closed)
+            })
+        };
+        let (a, b) = (run("a", None), run("b", Some(20)));
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        assert_eq!(a.2 + b.2, 1, "closed once: {a:?} {b:?}");
+        assert!(b.1 >= 20, "b's documents after the close are late: {b:?}");
+        let mut s = AgentState::open_shared(&url).unwrap();
+        // The later documents of `a` too, if any, once the hour is closed.
+        s.close_due(now, Duration::minutes(5), Aggregate::Sum, false)
+            .unwrap();
+        let kept: i64 = s
+            .db()
+            .query_one("SELECT CAST(sum(units) AS BIGINT) FROM agent_events", &[])
+            .and_then(|r| r.int(0))
+            .unwrap();
+        let recs = s.to_journal().unwrap();
+        assert_eq!(recs.len(), 1, "{recs:?}");
+        assert_eq!(recs[0].usage_value, format_units(kept), "{a:?} {b:?}");
+        // Every new event counted is one row: `shared` once, 1 + 2 per document kept.
+        assert_eq!(a.0 + b.0, {
+            let n = s
+                .db()
+                .query_one("SELECT count(*) FROM agent_events", &[])
+                .and_then(|r| r.int(0))
+                .unwrap();
+            n as u64
+        });
+        assert!(
+            kept > 0 && (kept - 100 * 10_000) % (3 * 10_000) == 0,
+            "{kept}"
+        );
+    }
+
+    #[test]
+    fn a_shared_state_connects_again_after_the_server_dropped_it() {
+        let Some(url) = pg::test_database("agent state reconnect") else {
+            return;
+        };
+        drop(crate::usage::journal::Journal::open(Path::new(&url)).unwrap());
+        let mut s = AgentState::open_shared(&url).unwrap();
+        assert!(s.is_shared());
+        let pid = s
+            .db()
+            .query_one("SELECT CAST(pg_backend_pid() AS BIGINT)", &[])
+            .and_then(|r| r.int(0))
+            .unwrap();
+        let mut admin = pg::connect(&url).unwrap();
+        admin
+            .exec("SELECT pg_terminate_backend(CAST(?1 AS INT))", vals![pid])
+            .unwrap();
+        // The first use after the loss fails (a cycle that fails is tried again) …
+        let mut lost = false;
+        for _ in 0..50 {
+            if s.hour_counts().is_err() {
+                lost = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(lost);
+        // … and the next cycle connects again.
+        s.reconnect_if_lost().unwrap();
+        assert_eq!(s.hour_counts().unwrap()["open"], 0);
     }
 
     #[test]
     fn refuses_a_database_of_something_else() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("other.sqlite");
-        Connection::open(&p)
+        rusqlite::Connection::open(&p)
             .unwrap()
             .execute_batch("CREATE TABLE t (x)")
             .unwrap();

@@ -10,7 +10,7 @@
 //! what happens to records on the wire, `resolve` lets the seller give up on a record,
 //! `status` counts, `export` writes records back out.
 
-mod db;
+pub(crate) mod db;
 mod export;
 mod import;
 pub mod pg;
