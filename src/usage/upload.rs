@@ -243,9 +243,38 @@ fn count(rep: &mut SendReport, o: &Outcome) {
     *rep.by_code.entry((outcome, code.clone())).or_default() += 1;
 }
 
+/// The requests on the wire. Dropped (on an error too) only once each has ended, so that
+/// nothing of a run is still out when its leases are given back.
+#[derive(Default)]
+struct InFlight(std::collections::VecDeque<Flight>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        for f in self.0.drain(..) {
+            let _ = f.handle.join();
+        }
+    }
+}
+
 /// Sends every record of `scope`, batch by batch, and stores the outcomes.
 /// `progress` is told how many records were decided (or left for later) so far.
 pub fn send(
+    journal: &mut Journal,
+    scope: Scope,
+    cfg: &SendConfig,
+    stop: &Interrupt,
+    progress: &mut dyn FnMut(u64),
+) -> Result<SendReport> {
+    let sent = send_batches(journal, scope, cfg, stop, progress);
+    // Nothing of this run is on the wire any more: records left `sent` are free for the
+    // next pass (of this process or another) at once, not when their lease expires.
+    let released = journal.release_leases();
+    let rep = sent?;
+    released?;
+    Ok(rep)
+}
+
+fn send_batches(
     journal: &mut Journal,
     scope: Scope,
     cfg: &SendConfig,
@@ -257,7 +286,7 @@ pub fn send(
     let mut batch_size = cfg.batch;
     let mut after_id = 0i64;
     let mut done = 0u64;
-    let mut flights: std::collections::VecDeque<Flight> = Default::default();
+    let mut flights = InFlight::default();
     let mut retries: std::collections::VecDeque<Job> = Default::default();
     let mut journal_done = false;
     // Once set, nothing new is launched; what is in flight is still awaited and stored.
@@ -267,7 +296,7 @@ pub fn send(
             stopping = true;
             rep.interrupted = true;
         }
-        while !stopping && flights.len() < DEPTH {
+        while !stopping && flights.0.len() < DEPTH {
             // A record whose begin_time already left the 21-day window would make the
             // marketplace refuse the whole batch (MKT.9004): the journal refuses it instead.
             let now = clock::now();
@@ -279,7 +308,7 @@ pub fn send(
             };
             let attempt = match retries.pop_front() {
                 // Not due yet: take the answers in flight first, else wait here.
-                Some(j) if j.not_before > Instant::now() && !flights.is_empty() => {
+                Some(j) if j.not_before > Instant::now() && !flights.0.is_empty() => {
                     retries.push_front(j);
                     break;
                 }
@@ -295,7 +324,7 @@ pub fn send(
                     }
                     (
                         j.attempt,
-                        journal.retake(j.batch, j.attempt, &now_s(), &refusal)?,
+                        journal.retake(&j.batch, j.attempt, &now_s(), &refusal)?,
                     )
                 }
                 None if journal_done => break,
@@ -337,9 +366,11 @@ pub fn send(
                 attempt,
                 not_before: Instant::now(),
             };
-            flights.push_back(launch(&http, cfg, job, batch_id)?);
+            flights.0.push_back(launch(&http, cfg, job, batch_id)?);
         }
-        let Some(f) = flights.pop_front() else { break };
+        let Some(f) = flights.0.pop_front() else {
+            break;
+        };
         let answer = f.handle.join().unwrap_or_else(|_| Answer::Failed {
             reached: true,
             code: "network".into(),

@@ -67,7 +67,12 @@ CREATE INDEX IF NOT EXISTS agent_hours_sn ON agent_hours (metering_sn);
 
 /// The schema in PostgreSQL: sums of ten-thousandths need 64 bits.
 fn pg_schema() -> String {
-    SCHEMA.replace("INTEGER", "BIGINT")
+    // Hours sort byte by byte, as Rust sorts them: every transaction locks hour rows in the
+    // same order whatever the database's collation (no deadlock between two agents).
+    SCHEMA.replace("INTEGER", "BIGINT").replace(
+        "instance_id         TEXT NOT NULL,\n    hour                TEXT NOT NULL,\n    relate",
+        "instance_id         TEXT COLLATE \"C\" NOT NULL,\n    hour                TEXT COLLATE \"C\" NOT NULL,\n    relate",
+    )
 }
 
 /// The hour states, in the order an hour goes through them (metrics list them all).
@@ -222,10 +227,6 @@ impl AgentState {
                 "agent state {place}: no csm usage journal in this database (open it as --journal first)"
             )));
         }
-        // Ingest: an event is durable before its POST is answered or its spool file moves,
-        // whatever the server's default is.
-        db.batch("SET synchronous_commit = on")
-            .map_err(|e| storage(&place, e))?;
         let ddl = pg_schema();
         db.in_tx(&|e| e, |db| -> DbResult<((), bool)> {
             // Any fixed key (not the journal's): agents starting at once create it once.
@@ -272,10 +273,9 @@ impl AgentState {
         {
             return Ok(());
         }
-        let mut db = pg::connect(url).map_err(|e| storage(&self.place, e))?;
-        db.batch("SET synchronous_commit = on")
-            .map_err(|e| storage(&self.place, e))?;
-        *self.db.get_mut() = db;
+        // Connected with synchronous_commit on: an event is durable before its POST is
+        // answered or its spool file moves.
+        *self.db.get_mut() = pg::connect(url).map_err(|e| storage(&self.place, e))?;
         Ok(())
     }
 
@@ -802,6 +802,13 @@ fn create_schema(db: &mut Db, ddl: &str) -> DbResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgres_orders_hour_rows_byte_by_byte() {
+        let ddl = pg_schema();
+        assert_eq!(ddl.matches("COLLATE \"C\"").count(), 2, "{ddl}");
+        assert!(!ddl.contains("INTEGER"), "{ddl}");
+    }
     use crate::usage::agent::event::{validate, RawEvent};
 
     fn t(s: &str) -> DateTime<Utc> {

@@ -512,12 +512,7 @@ impl Drop for Journal {
     /// PostgreSQL: what this process still holds goes back at once rather than when the
     /// lease expires (a process that dies leaves it to expire).
     fn drop(&mut self) {
-        if let Some(l) = &self.lease {
-            let _ = self.db.get_mut().exec(
-                "UPDATE records SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?1",
-                vals![l.owner.as_str()],
-            );
-        }
+        let _ = self.release_leases();
     }
 }
 

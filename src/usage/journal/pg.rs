@@ -66,9 +66,12 @@ pub fn connect(url: &str) -> std::result::Result<Db, DbError> {
     if cfg.get_application_name().is_none() {
         cfg.application_name("csm usage journal");
     }
-    let client = cfg
+    let mut client = cfg
         .connect(postgres::NoTls)
         .map_err(|e| DbError(format!("cannot connect: {e}")))?;
+    // Every commit waits for the disk unless the journal says otherwise (`set_sync`),
+    // whatever the server's, database's or role's default is.
+    client.batch_execute("SET synchronous_commit = on")?;
     Ok(Db::Postgres(Box::new(Pg::new(client))))
 }
 

@@ -41,16 +41,21 @@ impl Journal {
         db.in_tx(&serr, |db| {
             // PostgreSQL has no send lock: a record another process holds is left to it.
             let held = if db.is_postgres() {
-                "CASE WHEN lease_until > now() THEN lease_owner END"
+                format!(
+                    "CASE WHEN NOT {} THEN lease_owner END",
+                    super::send::LEASE_FREE
+                )
             } else {
-                "NULL"
+                "NULL".to_string()
             };
             let row = db
                 .query_opt(
                     &format!(
                         "SELECT id, state, instance_id, begin_time, end_time, maybe_delivered,
                          last_code, coalesce(abandoned_at, decided_at), {held} FROM records
-                         WHERE metering_sn = ?1"
+                         WHERE metering_sn = ?1{}",
+                        // Locked until the commit: a sender cannot take it meanwhile.
+                        if db.is_postgres() { " FOR UPDATE" } else { "" }
                     ),
                     vals![metering_sn],
                 )

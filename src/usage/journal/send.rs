@@ -8,11 +8,25 @@ use crate::usage::batch::Outcome;
 use crate::usage::record::UsageRecord;
 use std::collections::BTreeMap;
 
-/// The columns [`stored`] reads, with "maybe delivered" as a send pass must see it: a
-/// record still `sent` got no definite answer (a process died, or this one was stopped).
-const STORED: &str = "id, metering_sn, sn_derived, instance_id, begin_time, end_time,
-    record_time, usage_value, relate_pkg_instance,
-    CASE WHEN state = 'sent' THEN 1 ELSE maybe_delivered END";
+/// In SQL: the record may have reached the marketplace (flagged, or `sent` by an attempt
+/// that got no definite answer: a process died, or this one was stopped).
+macro_rules! maybe {
+    () => {
+        "(maybe_delivered = 1 OR state = 'sent')"
+    };
+}
+const MAYBE: &str = maybe!();
+
+/// The columns [`stored`] reads, with "maybe delivered" as a send pass must see it.
+const STORED: &str = concat!(
+    "id, metering_sn, sn_derived, instance_id, begin_time, end_time, record_time,
+    usage_value, relate_pkg_instance, CASE WHEN ",
+    maybe!(),
+    " THEN 1 ELSE 0 END"
+);
+
+/// In SQL (PostgreSQL): no live process holds the record.
+pub(super) const LEASE_FREE: &str = "(lease_until IS NULL OR lease_until < now())";
 
 fn stored(r: &Row) -> std::result::Result<Stored, DbError> {
     Ok(Stored {
@@ -37,12 +51,15 @@ impl Journal {
     /// no live process holds (their lease is gone or expired).
     pub fn recover_in_flight(&mut self) -> Result<usize> {
         let sql = if self.lease.is_some() {
-            "UPDATE records SET maybe_delivered = 1 WHERE state = 'sent' AND maybe_delivered = 0
-             AND (lease_until IS NULL OR lease_until < now())"
+            format!(
+                "UPDATE records SET maybe_delivered = 1 WHERE state = 'sent'
+                 AND maybe_delivered = 0 AND {LEASE_FREE}"
+            )
         } else {
             "UPDATE records SET maybe_delivered = 1 WHERE state = 'sent' AND maybe_delivered = 0"
+                .to_string()
         };
-        let n = self.db().exec(sql, &[]).map_err(|e| self.err(e))?;
+        let n = self.db().exec(&sql, &[]).map_err(|e| self.err(e))?;
         Ok(n as usize)
     }
 
@@ -85,9 +102,9 @@ impl Journal {
              LIMIT ?{}{}",
             n + 1,
             if self.lease.is_some() {
-                "AND (lease_until IS NULL OR lease_until < now())"
+                format!("AND {LEASE_FREE}")
             } else {
-                ""
+                String::new()
             },
             n + 2,
             if self.lease.is_some() {
@@ -113,12 +130,15 @@ impl Journal {
     }
 
     /// Journals a further attempt of records already taken (a retry), as [`take_batch`]
-    /// does the first. PostgreSQL: the lease starts again.
+    /// does the first. The records are read again, locked: only those still waiting to be
+    /// sent (not abandoned meanwhile) and, on PostgreSQL, still this process's or free
+    /// (another process took over an expired lease: it sends them) are retried, with what
+    /// the journal says of them now. PostgreSQL: the lease starts again.
     ///
     /// [`take_batch`]: Journal::take_batch
     pub fn retake(
         &mut self,
-        batch: Vec<Stored>,
+        batch: &[Stored],
         attempt: u32,
         now: &str,
         refusal: &LocalRefusal,
@@ -127,10 +147,64 @@ impl Journal {
         let path = self.path.clone();
         let serr = |e: DbError| storage(&path, e);
         let lease = self.lease_args();
-        self.db.get_mut().in_tx(&serr, |db| {
-            let a = journal_attempt(db, &lease, batch, attempt, now, refusal).map_err(serr)?;
+        let ids: Vec<i64> = batch.iter().map(|s| s.id).collect();
+        let mut args: Vec<Val> = vals![id_list(&ids)].to_vec();
+        let db = self.db.get_mut();
+        let (held, lock) = match &lease {
+            Some((owner, _)) => {
+                args.push(owner.as_str().into());
+                (
+                    format!(" AND (lease_owner = ?2 OR {LEASE_FREE})"),
+                    " FOR UPDATE",
+                )
+            }
+            None => (String::new(), ""),
+        };
+        let select = format!(
+            "SELECT {STORED} FROM records WHERE {} AND state IN ('pending', 'sent'){held}
+             ORDER BY id{lock}",
+            db.ids_in("id", 1)
+        );
+        db.in_tx(&serr, |db| {
+            let rows = db
+                .query(&select, &args)
+                .and_then(|rows| rows.iter().map(stored).collect::<Result<Vec<_>, _>>())
+                .map_err(serr)?;
+            let a = journal_attempt(db, &lease, rows, attempt, now, refusal).map_err(serr)?;
             Ok((a, true))
         })
+    }
+
+    /// PostgreSQL: gives back every lease of this process (nothing of it is on the wire
+    /// when this is called): a record left `sent` is then another process's to settle, as
+    /// maybe delivered, without waiting for the lease to expire.
+    pub fn release_leases(&mut self) -> Result<()> {
+        if let Some(l) = &self.lease {
+            let owner = l.owner.clone();
+            self.db
+                .get_mut()
+                .exec(
+                    "UPDATE records SET lease_owner = NULL, lease_until = NULL
+                     WHERE lease_owner = ?1",
+                    vals![owner.as_str()],
+                )
+                .map_err(|e| storage(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// The condition that keeps an outcome to the records this process still has out:
+    /// `sent` (not abandoned meanwhile) and, on PostgreSQL, not taken over by another
+    /// process after the lease expired (that one settles them); its owner parameter is
+    /// `?n`.
+    fn still_ours(&self, n: usize) -> (String, Option<Val>) {
+        match &self.lease {
+            Some(l) => (
+                format!(" AND state = 'sent' AND lease_owner = ?{n}"),
+                Some(l.owner.as_str().into()),
+            ),
+            None => (" AND state = 'sent'".into(), None),
+        }
     }
 
     /// PostgreSQL: this process's name and lease in milliseconds, for an attempt.
@@ -205,12 +279,14 @@ impl Journal {
         self.set_sync(false)?;
         let path = self.path.clone();
         let serr = |e: DbError| storage(&path, e);
+        let (ours, owner) = self.still_ours(4);
         let db = self.db.get_mut();
-        let update = format!("{update} WHERE {}", db.ids_in("id", 1));
+        let update = format!("{update} WHERE {}{ours}", db.ids_in("id", 1));
+        let mut args = vals![id_list(ids), c.code, c.reason].to_vec();
+        args.extend(owner);
         db.in_tx(&serr, |db| {
             finish_batch(db, c.batch, c.http_status, c.code, outcome, c.now).map_err(serr)?;
-            db.exec(&update, vals![id_list(ids), c.code, c.reason])
-                .map_err(serr)?;
+            db.exec(&update, &args).map_err(serr)?;
             Ok(((), true))
         })
     }
@@ -228,13 +304,14 @@ impl Journal {
         self.set_sync(false)?;
         let path = self.path.clone();
         let serr = |e: DbError| storage(&path, e);
+        let (ours, owner) = self.still_ours(6);
         let db = self.db.get_mut();
         // ?2 is the state, as text in both stores.
         let sql = format!(
             "UPDATE records SET state = CASE WHEN ?2 = 'pending' AND maybe_delivered = 1
              THEN 'sent' ELSE ?2 END, last_code = ?3, last_message = ?4,
              decided_at = CASE WHEN ?2 = 'pending' THEN decided_at ELSE ?5 END{}
-             WHERE {}",
+             WHERE {}{ours}",
             db.lease_release(),
             db.ids_in("id", 1)
         );
@@ -255,8 +332,9 @@ impl Journal {
                 groups.entry(key).or_default().push(*id);
             }
             for ((state, code, msg), group) in groups {
-                db.exec(&sql, vals![id_list(&group), state.as_str(), code, msg, now])
-                    .map_err(serr)?;
+                let mut args = vals![id_list(&group), state.as_str(), code, msg, now].to_vec();
+                args.extend(owner.clone());
+                db.exec(&sql, &args).map_err(serr)?;
             }
             Ok(((), true))
         })
@@ -377,10 +455,6 @@ fn journal_attempt(
     })
 }
 
-/// In SQL: the record may have reached the marketplace (flagged, or `sent` by an attempt
-/// that got no definite answer).
-const MAYBE: &str = "(maybe_delivered = 1 OR state = 'sent')";
-
 /// How a batch ended, for [`Journal::close_batch`].
 struct BatchClose<'a> {
     batch: i64,
@@ -451,6 +525,86 @@ mod tests {
             assert_eq!((r.replaced, r.error_count), (1, 0), "{:?}", r.errors);
             assert_eq!(j.counts().unwrap()[&State::Pending], 1);
         }
+    }
+
+    /// A retry sends only what is still waiting: a record abandoned meanwhile is neither
+    /// sent again nor given an outcome.
+    #[test]
+    fn a_retry_skips_what_was_abandoned_meanwhile() {
+        for (_dir, mut j) in journals() {
+            import(
+                &mut j,
+                &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni2,20260110T100000Z,20260110T110000Z,1,b\n"),
+                true,
+            );
+            let a = take(&mut j, ALL);
+            let ids: Vec<i64> = a.sent.iter().map(|s| s.id).collect();
+            j.mark_refused(a.batch_id.unwrap(), &ids, Some(503), "5xx", "busy", "t")
+                .unwrap();
+            j.abandon("a", "me", "not billable", "t").unwrap();
+            let again = j.retake(&a.sent, 2, "t", &LocalRefusal::NONE).unwrap();
+            let sns: Vec<&str> = again
+                .sent
+                .iter()
+                .map(|s| s.record.metering_sn.as_str())
+                .collect();
+            assert_eq!(sns, ["b"]);
+            j.apply(
+                again.batch_id.unwrap(),
+                &ids,
+                &[
+                    Outcome::Accepted { code: "000".into() },
+                    Outcome::Accepted { code: "000".into() },
+                ],
+                200,
+                "t",
+            )
+            .unwrap();
+            let c = j.counts().unwrap();
+            assert_eq!((c[&State::Abandoned], c[&State::Accepted]), (1, 1));
+        }
+    }
+
+    /// PostgreSQL: once another sender took over an expired lease, the first one's retry
+    /// and outcomes leave the records to it.
+    #[test]
+    fn a_sender_whose_lease_was_taken_over_leaves_the_records_alone() {
+        let Some(url) = super::super::pg::test_database("lease_taken_over") else {
+            return;
+        };
+        let url = std::path::Path::new(&url);
+        let mut slow = super::super::Journal::open(url).unwrap();
+        slow.set_lease(std::time::Duration::from_millis(200));
+        import(
+            &mut slow,
+            &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\n"),
+            true,
+        );
+        let a = take(&mut slow, ALL);
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let mut other = super::super::Journal::open(url).unwrap();
+        let b = take(&mut other, ALL);
+        assert_eq!(b.sent.len(), 1);
+        assert!(b.sent[0].maybe_delivered);
+        // The slow sender's outcome and retry do not touch the other's records.
+        let ids = [a.sent[0].id];
+        slow.mark_refused(a.batch_id.unwrap(), &ids, Some(503), "5xx", "busy", "t")
+            .unwrap();
+        assert!(slow
+            .retake(&a.sent, 2, "t", &LocalRefusal::NONE)
+            .unwrap()
+            .sent
+            .is_empty());
+        other
+            .apply(
+                b.batch_id.unwrap(),
+                &ids,
+                &[Outcome::Accepted { code: "005".into() }],
+                200,
+                "t",
+            )
+            .unwrap();
+        assert_eq!(other.counts().unwrap()[&State::Accepted], 1);
     }
 
     /// PostgreSQL: a sender that dies mid-batch keeps its records until its lease expires;
