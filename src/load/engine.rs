@@ -15,7 +15,6 @@ use crate::interrupt::Interrupt;
 use crate::net::pool::Pool;
 use crate::net::raw::Reply;
 use crate::net::{NetFailure, NetKind, Settings};
-use bytes::Bytes;
 use reqwest::Url;
 use serde_json::Value;
 use std::collections::VecDeque;
@@ -244,7 +243,7 @@ impl Shared {
     }
 
     /// Sends `p` on a free connection; the service time counts from when one was free.
-    async fn send(&self, p: &mut Prepared) -> (Result<Reply, NoReply>, Duration) {
+    async fn send(&self, p: &Prepared) -> (Result<Reply, NoReply>, Duration) {
         // Waiting for a free connection counts toward the latency, not the service time; a
         // request that finds none within the budget is not sent.
         let timeout = self.plan.net.timeout;
@@ -252,16 +251,12 @@ impl Shared {
             return (Err(NoReply::Queued), Duration::ZERO);
         };
         let sent = Instant::now();
-        let body = Bytes::from(std::mem::take(&mut p.body));
         let r = tokio::time::timeout(
             timeout,
-            self.pool
-                .exchange(p.method, &p.url, &p.headers, body.clone()),
+            self.pool.exchange(p.method, &p.url, &p.headers, &p.body),
         )
         .await;
         let service = sent.elapsed();
-        // The body goes back for the judge (no copy once the client dropped its handle).
-        p.body = body.into();
         let r = match r {
             Ok(r) => r.map_err(NoReply::Net),
             Err(_) => Err(NoReply::Net(NetFailure::new(
@@ -288,9 +283,9 @@ impl Shared {
                 lock(&self.prepare_error).get_or_insert(e);
                 (item.title(), Err("prepare"), Duration::ZERO, Vec::new())
             }
-            Ok(mut p) => {
+            Ok(p) => {
                 let activity = p.title();
-                let (r, service) = self.send(&mut p).await;
+                let (r, service) = self.send(&p).await;
                 let (outcome, rejected) = match r {
                     Err(no) => {
                         let kind = no.kind();
