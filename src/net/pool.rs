@@ -49,6 +49,8 @@ struct Conn {
     io: Stream,
     buf: Vec<u8>,
     scratch: Box<[u8]>,
+    /// Bytes read since the last request went out.
+    got: usize,
 }
 
 impl Conn {
@@ -65,6 +67,7 @@ impl Conn {
         }
         let n = rb.filled().len();
         self.buf.extend_from_slice(&self.scratch[..n]);
+        self.got += n;
         Ok(n)
     }
 
@@ -295,6 +298,7 @@ impl Pool {
     }
 
     async fn exchange_on(&self, mut conn: Conn, out: &[u8]) -> Result<Reply, Failed> {
+        conn.got = 0;
         if let Err(e) = conn.write_all(out).await {
             return Err(Failed {
                 failure: io_failure(e, "sending the request"),
@@ -309,7 +313,7 @@ impl Pool {
                 Ok(reply)
             }
             Err(failure) => Err(Failed {
-                unanswered: failure.kind == NetKind::Reset && conn.buf.is_empty(),
+                unanswered: failure.kind == NetKind::Reset && conn.got == 0,
                 failure,
             }),
         }
@@ -361,6 +365,7 @@ impl Pool {
             io,
             buf: Vec::with_capacity(READ_CHUNK),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            got: 0,
         })
     }
 
