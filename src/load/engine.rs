@@ -214,7 +214,7 @@ impl Shared {
             .keys
             .for_family(cb.family)
             .ok_or_else(|| format!("{}: no key for this callback", cb.name))?;
-        let mut ctx = Ctx {
+        let ctx = Ctx {
             now: Some(p.clock.now()),
             test_flag: true,
             instance_id: Some(
@@ -226,7 +226,7 @@ impl Shared {
             entropy: Arc::clone(&p.entropy),
             ..Ctx::default()
         };
-        gen::settle(&mut ctx);
+        // `generate` settles the shared values on its own copy.
         let mut fields = gen::generate(cb, scene, &ctx);
         p.overrides
             .apply(cb, &mut fields)
@@ -451,8 +451,16 @@ async fn intervals(s: Arc<Shared>, start: Instant) {
 /// Runs the plan to its end (or Ctrl-C, or an unreachable endpoint).
 pub fn run(plan: Plan) -> Result<Outcome, String> {
     let threads = crate::server::worker_threads();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+    // On one core (a client pinned beside the server it loads) one thread does it all,
+    // without handing tasks and wake-ups between threads.
+    let mut b = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let rt = b
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
