@@ -80,6 +80,8 @@ pub struct Outcome {
     pub prepare_error: Option<String>,
     /// `--scenario lifecycle`: virtual orders started and run to their release.
     pub orders: Option<(u64, u64)>,
+    /// Kept-alive connections found closed by the endpoint (replaced as needed).
+    pub reconnects: u64,
     /// When the run started, and its interval log lines (with `intervals`).
     pub started_at: std::time::SystemTime,
     pub intervals: Vec<String>,
@@ -621,6 +623,7 @@ async fn run_async(plan: Plan) -> Result<Outcome, String> {
         unreachable,
         prepare_error,
         orders,
+        reconnects: s.pool.reconnects(),
         started_at,
         intervals,
     })

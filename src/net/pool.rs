@@ -292,7 +292,7 @@ impl Pool {
         }
     }
 
-    /// Connections opened to replace ones the server closed.
+    /// Kept-alive connections found closed by the server (replaced as needed).
     pub fn reconnects(&self) -> u64 {
         self.reconnects.load(Ordering::Relaxed)
     }

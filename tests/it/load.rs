@@ -756,6 +756,9 @@ fn connections_the_server_closes_are_replaced_without_losing_a_request() {
         assert_eq!(r["errors"], serde_json::json!({}), "{r:#}");
         assert_eq!(r["rejected"], serde_json::json!({}), "{r:#}");
         assert_eq!(r["exit_code"], 0, "{r:#}");
+        // Every third reuse finds its connection closed (the last ones may stay unused).
+        let reconnects = r["reconnects"].as_u64().unwrap();
+        assert!((20..=30).contains(&reconnects), "{r:#}");
     }
     // Three requests per connection: kept alive, and no more connections than that needs.
     let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
@@ -780,6 +783,7 @@ fn chunked_replies_are_read_whole_on_kept_alive_connections() {
     assert_eq!(r["rejected"], serde_json::json!({}), "{r:#}");
     assert_eq!(r["errors"], serde_json::json!({}), "{r:#}");
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(r["reconnects"], 0, "{r:#}");
 }
 
 #[test]
