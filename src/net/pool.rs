@@ -28,7 +28,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use tower_service::Service;
 
 type Stream = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
@@ -92,10 +92,9 @@ impl Conn {
         let mut cx = Context::from_waker(Waker::noop());
         let mut byte = [0u8; 1];
         let mut rb = ReadBuf::new(&mut byte);
-        match Pin::new(&mut self.io).poll_read(&mut cx, rb.unfilled()) {
-            Poll::Pending => false,
-            Poll::Ready(_) => true,
-        }
+        Pin::new(&mut self.io)
+            .poll_read(&mut cx, rb.unfilled())
+            .is_ready()
     }
 
     /// Reads one reply; true when the connection may carry another request.

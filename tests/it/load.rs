@@ -733,8 +733,7 @@ fn load_on(env: &Env, url: &str, args: &[&str]) -> Value {
         .args(args)
         .output()
         .unwrap();
-    let r = report(&o);
-    r
+    report(&o)
 }
 
 #[test]
