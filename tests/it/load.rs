@@ -815,3 +815,81 @@ fn a_reply_cut_off_is_a_reset_not_a_reply() {
     assert_eq!(r["errors"], serde_json::json!({"reset": 10}), "{r:#}");
     assert_eq!(r["failed"], 10, "{r:#}");
 }
+
+#[test]
+fn https_connections_are_kept_alive_too() {
+    use crate::endpoint_tls::LOCALHOST;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(fixtures.join(format!("{LOCALHOST}.pem")))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(fixtures.join(format!("{LOCALHOST}.key"))).unwrap();
+    let cfg = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap(),
+    );
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/produce", l.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for tcp in l.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            let cfg = Arc::clone(&cfg);
+            std::thread::spawn(move || {
+                let _ = tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                let conn = rustls::ServerConnection::new(cfg).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                while common::read_request(&mut tls).is_some() {
+                    let body =
+                        r#"{"instanceId":"tls-ka","resultCode":"000000","resultMsg":"success."}"#;
+                    let sig = csm::protocol::v1::body_sign(BASIC, body.as_bytes());
+                    let sign = csm::protocol::v1::body_sign_header_value(&sig);
+                    if tls.write_all(whole(body, &sign).as_bytes()).is_err() {
+                        return;
+                    }
+                    let _ = tls.flush();
+                }
+            });
+        }
+    });
+    let env = Env::new();
+    let ca = fixtures
+        .join(format!("{LOCALHOST}.pem"))
+        .display()
+        .to_string();
+    let r = load_on(
+        &env,
+        &url,
+        &[
+            "--rate",
+            "max",
+            "--requests",
+            "100",
+            "--connections",
+            "2",
+            "--ca-file",
+            &ca,
+        ],
+    );
+    assert_eq!(
+        r["by_result_code"],
+        serde_json::json!({"000000": 100}),
+        "{r:#}"
+    );
+    assert_eq!(r["rejected"], serde_json::json!({}), "{r:#}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
