@@ -9,6 +9,8 @@
 #      A third column isolates the client: csm load signing with a key the merchant does not
 #      hold, so its requests are refused at the signature check like wrk's (the merchant does
 #      more for an accepted newInstance: it creates and stores an instance).
+#      Under each round, how busy the merchant's core was in each run: near 100%, the
+#      merchant sets that column's rate, not the client.
 #   2. fixed rate: `csm load --rate R` at half csm's median ceiling; achieved/target (goal:
 #      within 1%), with the corrected p99 beside it.
 # Pinning: with 2 or more cores (and taskset), the merchant runs on core 0 and the load
@@ -84,6 +86,13 @@ if [ -z "$ADDR" ]; then
   exit 1
 fi
 URL="http://$ADDR/produce"
+MERCHANT=${PIDS[0]}
+TICKS=$(getconf CLK_TCK)
+# The merchant's CPU time so far, in clock ticks.
+ticks() { awk '{print $14 + $15}' "/proc/$MERCHANT/stat"; }
+# How busy the merchant's core was over SECS since tick count $1 (near 100: the merchant,
+# not the client, sets the rate).
+busy() { python3 -c "print(round(100 * ($(ticks) - $1) / $TICKS / $SECS))"; }
 
 BODY='{"activity":"newInstance","businessId":"87b94795-0603-4e24-8ae5-69420d60e3c8","orderId":"CS2211181819B4LVS","orderLineId":"CS2211181819B4LVS-000001","testFlag":"1"}'
 cat > "$WORK/post.lua" << EOF
@@ -114,13 +123,20 @@ WRK=()
 CSMR=()
 REFUSED=()
 for round in $(seq "$ROUNDS"); do
+  t=$(ticks)
   "${CLIENT_CPU[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$WORK/post.lua" "$URL" > "$WORK/wrk-$round"
+  bw=$(busy "$t")
   w=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/wrk-$round")
+  t=$(ticks)
   c=$(load "$WORK/csm-$round.json" rate_achieved --rate max --duration "${SECS}s")
+  bc=$(busy "$t")
   failed=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["failed"])' "$WORK/csm-$round.json")
+  t=$(ticks)
   x=$(KEY=other.key load "$WORK/refused-$round.json" rate_achieved --rate max --duration "${SECS}s")
+  bx=$(busy "$t")
   printf 'round %s: wrk %8.0f req/s   csm load %8.0f req/s (failed %s)   csm load, refused %8.0f req/s\n' \
     "$round" "$w" "$c" "$failed" "$x"
+  printf '         merchant busy: %s%%, %s%%, %s%%\n' "$bw" "$bc" "$bx"
   WRK+=("$w")
   CSMR+=("$c")
   REFUSED+=("$x")

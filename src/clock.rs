@@ -41,8 +41,14 @@ pub fn nonce_hex64() -> String {
     hex::encode_upper(bytes)
 }
 
+/// A v4 UUID from the thread's generator (a CSPRNG seeded by the OS), not one `getrandom`
+/// call each as `Uuid::new_v4` makes: `csm load` draws several per request.
 pub fn uuid() -> String {
-    uuid::Uuid::new_v4().to_string()
+    let bytes: [u8; 16] = rand::thread_rng().gen();
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 /// `len` random characters from A-Z a-z 0-9 (V1 IV strings, order ids).
@@ -98,5 +104,18 @@ impl Entropy for SystemEntropy {
 
     fn below(&self, n: usize) -> usize {
         rand::Rng::gen_range(&mut rand::thread_rng(), 0..n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn uuids_are_random_v4_and_distinct() {
+        let a = super::uuid();
+        let u = uuid::Uuid::parse_str(&a).unwrap();
+        assert_eq!(u.get_version_num(), 4);
+        assert_eq!(u.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(a, u.hyphenated().to_string());
+        assert_ne!(a, super::uuid());
     }
 }

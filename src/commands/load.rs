@@ -310,6 +310,7 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
         elapsed: out.elapsed,
         sending: out.sending,
         orders: out.orders,
+        reconnects: out.reconnects,
         stats: out.stats,
         thresholds: Vec::new(),
         interrupted: out.interrupted,

@@ -15,7 +15,6 @@ use crate::interrupt::Interrupt;
 use crate::net::pool::Pool;
 use crate::net::raw::Reply;
 use crate::net::{NetFailure, NetKind, Settings};
-use bytes::Bytes;
 use reqwest::Url;
 use serde_json::Value;
 use std::collections::VecDeque;
@@ -81,6 +80,8 @@ pub struct Outcome {
     pub prepare_error: Option<String>,
     /// `--scenario lifecycle`: virtual orders started and run to their release.
     pub orders: Option<(u64, u64)>,
+    /// Kept-alive connections found closed by the endpoint (replaced as needed).
+    pub reconnects: u64,
     /// When the run started, and its interval log lines (with `intervals`).
     pub started_at: std::time::SystemTime,
     pub intervals: Vec<String>,
@@ -215,7 +216,7 @@ impl Shared {
             .keys
             .for_family(cb.family)
             .ok_or_else(|| format!("{}: no key for this callback", cb.name))?;
-        let mut ctx = Ctx {
+        let ctx = Ctx {
             now: Some(p.clock.now()),
             test_flag: true,
             instance_id: Some(
@@ -227,7 +228,7 @@ impl Shared {
             entropy: Arc::clone(&p.entropy),
             ..Ctx::default()
         };
-        gen::settle(&mut ctx);
+        // `generate` settles the shared values on its own copy.
         let mut fields = gen::generate(cb, scene, &ctx);
         p.overrides
             .apply(cb, &mut fields)
@@ -244,7 +245,7 @@ impl Shared {
     }
 
     /// Sends `p` on a free connection; the service time counts from when one was free.
-    async fn send(&self, p: &mut Prepared) -> (Result<Reply, NoReply>, Duration) {
+    async fn send(&self, p: &Prepared) -> (Result<Reply, NoReply>, Duration) {
         // Waiting for a free connection counts toward the latency, not the service time; a
         // request that finds none within the budget is not sent.
         let timeout = self.plan.net.timeout;
@@ -252,16 +253,12 @@ impl Shared {
             return (Err(NoReply::Queued), Duration::ZERO);
         };
         let sent = Instant::now();
-        let body = Bytes::from(std::mem::take(&mut p.body));
         let r = tokio::time::timeout(
             timeout,
-            self.pool
-                .exchange(p.method, &p.url, &p.headers, body.clone()),
+            self.pool.exchange(p.method, &p.url, &p.headers, &p.body),
         )
         .await;
         let service = sent.elapsed();
-        // The body goes back for the judge (no copy once the client dropped its handle).
-        p.body = body.into();
         let r = match r {
             Ok(r) => r.map_err(NoReply::Net),
             Err(_) => Err(NoReply::Net(NetFailure::new(
@@ -288,9 +285,9 @@ impl Shared {
                 lock(&self.prepare_error).get_or_insert(e);
                 (item.title(), Err("prepare"), Duration::ZERO, Vec::new())
             }
-            Ok(mut p) => {
+            Ok(p) => {
                 let activity = p.title();
-                let (r, service) = self.send(&mut p).await;
+                let (r, service) = self.send(&p).await;
                 let (outcome, rejected) = match r {
                     Err(no) => {
                         let kind = no.kind();
@@ -456,8 +453,16 @@ async fn intervals(s: Arc<Shared>, start: Instant) {
 /// Runs the plan to its end (or Ctrl-C, or an unreachable endpoint).
 pub fn run(plan: Plan) -> Result<Outcome, String> {
     let threads = crate::server::worker_threads();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+    // On one core (a client pinned beside the server it loads) one thread does it all,
+    // without handing tasks and wake-ups between threads.
+    let mut b = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let rt = b
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
@@ -618,6 +623,7 @@ async fn run_async(plan: Plan) -> Result<Outcome, String> {
         unreachable,
         prepare_error,
         orders,
+        reconnects: s.pool.reconnects(),
         started_at,
         intervals,
     })

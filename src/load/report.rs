@@ -26,6 +26,8 @@ pub struct Report {
     pub sending: Duration,
     /// `--scenario lifecycle`: virtual orders started, and run to their release.
     pub orders: Option<(u64, u64)>,
+    /// Kept-alive connections found closed by the endpoint (replaced as needed).
+    pub reconnects: u64,
     pub stats: Stats,
     pub thresholds: Vec<Verdict>,
     pub interrupted: bool,
@@ -101,6 +103,7 @@ impl Report {
             "orders": self.orders.map(|(started, completed)| json!({
                 "started": started, "completed": completed
             })),
+            "reconnects": self.reconnects,
             "thresholds": self.thresholds.iter().map(|v| json!({
                 "expr": v.expr, "value": v.value, "pass": v.pass
             })).collect::<Vec<_>>(),
@@ -154,6 +157,12 @@ impl Report {
         if let Some((started, completed)) = self.orders {
             out.push_str(&format!(
                 "  orders    {started} started, {completed} run to their release\n"
+            ));
+        }
+        if self.reconnects > 0 {
+            out.push_str(&format!(
+                "  reconnects {} (kept-alive connections the endpoint closed)\n",
+                self.reconnects
             ));
         }
         out.push_str(&format!(

@@ -152,19 +152,10 @@ pub fn reqwest_kind(e: &reqwest::Error) -> NetKind {
     }
 }
 
-/// A failure of the pooled hyper client ([`super::pool`]), with its kind and whole message.
-pub fn from_hyper(e: &hyper_util::client::legacy::Error) -> NetFailure {
-    let kind = kind_in_chain(e).unwrap_or(if e.is_connect() {
-        NetKind::Connect
-    } else {
-        NetKind::Reset
-    });
-    NetFailure::new(kind, crate::error::error_chain(e))
-}
-
-/// A failure while reading a reply body from hyper.
-pub fn from_hyper_body(e: &(dyn StdError + 'static)) -> NetFailure {
-    let kind = kind_in_chain(e).unwrap_or(NetKind::Reset);
+/// A failure to open a connection for the keep-alive client ([`super::pool`]): TCP, proxy
+/// tunnel or TLS handshake, with its kind and whole message.
+pub fn from_connect(e: &(dyn StdError + 'static)) -> NetFailure {
+    let kind = kind_in_chain(e).unwrap_or(NetKind::Connect);
     NetFailure::new(kind, crate::error::error_chain(e))
 }
 

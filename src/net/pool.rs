@@ -1,32 +1,36 @@
-//! The policy's keep-alive client for many requests to one endpoint (`csm load`): hyper's
-//! pooled HTTP/1.1 client on tokio, with the same user agent, connect timeout, TLS
-//! configuration and proxy choice as the other clients ([`Settings::pool`]).
+//! The policy's keep-alive client for many requests to one endpoint (`csm load`), with the
+//! same user agent, connect timeout, TLS configuration and proxy choice as the other clients
+//! ([`Settings::pool`]).
 //!
-//! hyper hands reply header names over in lower case; each connection is wrapped in a reader
-//! that keeps the reply head's names as the endpoint wrote them ([`Reply::headers`]), so the
-//! `Body-Sign` name is judged under load too.
+//! Each exchange is lean HTTP/1.1 on a kept-alive connection, as a load generator must be: the
+//! request written at once, the reply head parsed once by the raw client's reader
+//! ([`raw::parse_head`], which keeps header names as the endpoint wrote them, so the
+//! `Body-Sign` name is judged under load too), the body read by `Content-Length`, chunked or
+//! to the end. Connections come from hyper's connectors (TCP, `CONNECT` tunnel, rustls).
+//!
+//! A connection the server closed while it was idle is noticed before it is used and
+//! replaced; one closed as a request was sent on it, before any byte of the reply, is
+//! replaced and the request sent once more (the server did not answer it). Both are counted
+//! ([`Pool::reconnects`]).
 
-use super::failure::{self, NetFailure, NetKind};
-use super::raw::{Reply, MAX_REPLY};
+use super::failure::{self, io_failure, NetFailure, NetKind};
+use super::raw::{self, Dechunk, Framing, Reply, MAX_REPLY};
 use super::{proxy, tls, Settings, USER_AGENT};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::rt::{Read, ReadBuf, ReadBufCursor, Write};
+use hyper::rt::{Read, ReadBuf, Write};
 use hyper::Uri;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::proxy::Tunnel;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use reqwest::Url;
-use std::future::Future;
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::task::{Context, Waker};
+use tower_service::Service;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Stream = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
 
 /// Where connections go: straight to the endpoint, through a `CONNECT` tunnel (HTTPS via a
@@ -38,196 +42,169 @@ enum Route {
     Relay(HttpsConnector<HttpConnector>, Uri),
 }
 
-#[derive(Clone)]
-pub struct Connector {
-    route: Route,
-}
+const READ_CHUNK: usize = 16 * 1024;
 
-impl tower_service::Service<Uri> for Connector {
-    type Response = Sniffed;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Sniffed, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        match &mut self.route {
-            Route::Direct(c) | Route::Relay(c, _) => c.poll_ready(cx),
-            Route::Tunnel(c) => c.poll_ready(cx),
-        }
-    }
-
-    fn call(&mut self, dst: Uri) -> Self::Future {
-        match &mut self.route {
-            Route::Direct(c) => {
-                let f = c.call(dst);
-                Box::pin(async move { Ok(Sniffed::new(f.await?, false)) })
-            }
-            Route::Tunnel(c) => {
-                let f = c.call(dst);
-                Box::pin(async move { Ok(Sniffed::new(f.await?, false)) })
-            }
-            Route::Relay(c, proxy) => {
-                let f = c.call(proxy.clone());
-                Box::pin(async move { Ok(Sniffed::new(f.await?, true)) })
-            }
-        }
-    }
-}
-
-/// The header names of the last reply head read on a connection, as written (None until a
-/// whole head was read after the last request went out).
-#[derive(Clone, Default)]
-struct HeadNames(Arc<Mutex<Option<Headers>>>);
-
-type Headers = Vec<(String, String)>;
-
-const MAX_HEAD: usize = 64 * 1024;
-
-/// A connection that copies each reply head aside, to parse its header names.
-pub struct Sniffed {
-    inner: Stream,
-    relayed: bool,
-    names: HeadNames,
-    /// Reading a head (a request went out since the last one was whole).
-    in_head: bool,
-    head: Vec<u8>,
+/// One kept-alive connection and what was read on it past the last reply.
+struct Conn {
+    io: Stream,
+    buf: Vec<u8>,
     scratch: Box<[u8]>,
+    /// Bytes read since the last request went out.
+    got: usize,
 }
 
-impl Sniffed {
-    fn new(inner: Stream, relayed: bool) -> Sniffed {
-        Sniffed {
-            inner,
-            relayed,
-            names: HeadNames::default(),
-            in_head: false,
-            head: Vec::new(),
-            scratch: vec![0; 16 * 1024].into_boxed_slice(),
+impl Conn {
+    /// One read appended to `buf`; 0 at the end of the stream (over TLS also when the peer
+    /// closed without `close_notify`).
+    async fn read_more(&mut self) -> io::Result<usize> {
+        let mut rb = ReadBuf::new(&mut self.scratch);
+        let io = &mut self.io;
+        let r = poll_fn(|cx| Pin::new(&mut *io).poll_read(cx, rb.unfilled())).await;
+        match r {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+            Err(e) => return Err(e),
         }
+        let n = rb.filled().len();
+        self.buf.extend_from_slice(&self.scratch[..n]);
+        self.got += n;
+        Ok(n)
     }
 
-    /// Parses the head read so far; a whole final head (not 1xx) ends the sniffing.
-    fn parse_head(&mut self) {
-        loop {
-            let mut fields = [httparse::EMPTY_HEADER; 128];
-            let mut resp = httparse::Response::new(&mut fields);
-            match resp.parse(&self.head) {
-                Ok(httparse::Status::Complete(len)) => {
-                    if resp.code.is_some_and(|c| (100..200).contains(&c)) {
-                        self.head.drain(..len);
-                        continue;
-                    }
-                    let names = resp
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_string(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
-                        .collect();
-                    *self.names.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(names);
-                    self.done();
-                }
-                Ok(httparse::Status::Partial) if self.head.len() < MAX_HEAD => {}
-                // Too long or not HTTP: hyper reports it; the names stay unknown.
-                _ => self.done(),
+    async fn write_all(&mut self, mut out: &[u8]) -> io::Result<()> {
+        let io = &mut self.io;
+        while !out.is_empty() {
+            let n = poll_fn(|cx| Pin::new(&mut *io).poll_write(cx, out)).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
             }
-            return;
+            out = &out[n..];
         }
+        poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await
     }
 
-    fn done(&mut self) {
-        self.in_head = false;
-        self.head.clear();
-    }
-}
-
-impl Read for Sniffed {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        mut buf: ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.in_head {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
+    /// An idle connection the server closed (or wrote to unasked) is of no further use. Asks
+    /// without waiting: a read that would block means the connection is still open.
+    fn closed_while_idle(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return true;
         }
-        let n = buf.remaining().min(this.scratch.len());
-        let mut tmp = ReadBuf::new(&mut this.scratch[..n]);
-        ready!(Pin::new(&mut this.inner).poll_read(cx, tmp.unfilled()))?;
-        let got = tmp.filled();
-        buf.put_slice(got);
-        if got.is_empty() {
-            this.done();
-        } else {
-            this.head.extend_from_slice(got);
-            this.parse_head();
-        }
-        Poll::Ready(Ok(()))
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut byte = [0u8; 1];
+        let mut rb = ReadBuf::new(&mut byte);
+        Pin::new(&mut self.io)
+            .poll_read(&mut cx, rb.unfilled())
+            .is_ready()
+    }
+
+    /// Reads one reply; true when the connection may carry another request.
+    async fn reply(&mut self, relayed: bool) -> Result<(Reply, bool), NetFailure> {
+        let head = loop {
+            if let Some(head) = raw::parse_head(&mut self.buf)? {
+                break head;
+            }
+            let n = self
+                .read_more()
+                .await
+                .map_err(|e| io_failure(e, "reading the reply"))?;
+            if n == 0 {
+                return Err(raw::closed_in_head(&self.buf));
+            }
+        };
+        let keep = head.keeps_alive();
+        let cut = || {
+            NetFailure::new(
+                NetKind::Reset,
+                "the connection was closed within the reply body",
+            )
+        };
+        let (body, truncated, keep) = match raw::framing(&head)? {
+            Framing::None => (Vec::new(), false, keep),
+            Framing::Length(len) => {
+                let want = len.min(MAX_REPLY as u64) as usize;
+                while self.buf.len() < want {
+                    if self.body_read().await? == 0 {
+                        return Err(cut());
+                    }
+                }
+                let rest = self.buf.split_off(want);
+                let body = std::mem::replace(&mut self.buf, rest);
+                // The rest of a body past the limit is left unread, with its connection.
+                let truncated = len > MAX_REPLY as u64;
+                (body, truncated, keep && !truncated)
+            }
+            Framing::Chunked => {
+                let mut d = Dechunk::default();
+                loop {
+                    d.feed(&mut self.buf).map_err(|e| {
+                        NetFailure::new(
+                            NetKind::Protocol,
+                            format!("the chunked reply body is malformed: {e}"),
+                        )
+                    })?;
+                    if d.done {
+                        break (d.out, false, keep);
+                    }
+                    if d.out.len() > MAX_REPLY {
+                        d.out.truncate(MAX_REPLY);
+                        break (d.out, true, false);
+                    }
+                    if self.buf.len() > READ_CHUNK * 4 {
+                        return Err(NetFailure::new(
+                            NetKind::Protocol,
+                            "the chunked reply body is malformed: a chunk-size or trailer line is too long",
+                        ));
+                    }
+                    if self.body_read().await? == 0 {
+                        return Err(cut());
+                    }
+                }
+            }
+            Framing::Close => {
+                while self.buf.len() <= MAX_REPLY && self.body_read().await? > 0 {}
+                let mut body = std::mem::take(&mut self.buf);
+                let truncated = body.len() > MAX_REPLY;
+                body.truncate(MAX_REPLY);
+                (body, truncated, false)
+            }
+        };
+        let reply = Reply {
+            status: head.status,
+            headers: head.headers,
+            body,
+            truncated,
+            header_case_known: !relayed,
+        };
+        Ok((reply, keep))
+    }
+
+    async fn body_read(&mut self) -> Result<usize, NetFailure> {
+        self.read_more()
+            .await
+            .map_err(|e| io_failure(e, "reading the reply body"))
     }
 }
 
-impl Sniffed {
-    /// A request is going out: the next head read is its reply's.
-    fn sending(&mut self) {
-        if !self.in_head {
-            self.in_head = true;
-            self.head.clear();
-            *self.names.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        }
-    }
+/// How an exchange on one connection failed, and whether sending again elsewhere is safe.
+struct Failed {
+    failure: NetFailure,
+    /// The connection ended before any byte of a reply: the request was not answered.
+    unanswered: bool,
 }
 
-impl Write for Sniffed {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.sending();
-        Pin::new(&mut this.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.sending();
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-impl Connection for Sniffed {
-    fn connected(&self) -> Connected {
-        self.inner
-            .connected()
-            .proxy(self.relayed)
-            .extra(self.names.clone())
-    }
-}
-
-/// A pooled client for one endpoint; cheap to share between tasks.
+/// A keep-alive client for one endpoint; cheap to share between tasks.
 pub struct Pool {
-    client: Client<Connector, Full<Bytes>>,
+    route: Route,
+    /// Where connections go (the endpoint, or the proxy that relays plain HTTP).
+    dst: Uri,
+    /// The `Host` header.
+    host: String,
     /// `Proxy-Authorization` for a proxy that relays plain HTTP.
     relay_auth: Option<String>,
     relayed: bool,
+    idle: Mutex<Vec<Conn>>,
+    max_idle: usize,
+    reconnects: AtomicU64,
 }
 
 fn uri(url: &Url) -> Result<Uri, String> {
@@ -272,75 +249,169 @@ impl Settings {
             }
             Some(p) => (Route::Relay(https(http), uri(&p.url)?), p.authorization()),
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(connections)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(Connector { route });
         Ok(Pool {
-            client,
+            route,
+            dst: uri(url)?,
+            host: raw::authority(url),
             relay_auth,
             relayed: via.is_some() && url.scheme() == "http",
+            idle: Mutex::new(Vec::with_capacity(connections)),
+            max_idle: connections.max(1),
+            reconnects: AtomicU64::new(0),
         })
     }
 }
 
 impl Pool {
     /// One exchange: the reply with its header names as written, or why none came. The
-    /// caller bounds it in time.
+    /// caller bounds it in time (a connection dropped mid-exchange is not reused).
     pub async fn exchange(
         &self,
         method: &str,
         url: &str,
         headers: &[(String, String)],
-        body: Bytes,
+        body: &[u8],
     ) -> Result<Reply, NetFailure> {
-        let mut b = hyper::Request::builder()
-            .method(method)
-            .uri(url)
-            .header("user-agent", USER_AGENT);
-        for (n, v) in headers {
-            b = b.header(n.as_str(), v.as_str());
-        }
-        if let Some(auth) = &self.relay_auth {
-            b = b.header("proxy-authorization", auth.as_str());
-        }
-        let req = b
-            .body(Full::new(body))
-            .map_err(|e| NetFailure::new(NetKind::Protocol, format!("the request: {e}")))?;
-        let resp = self
-            .client
-            .request(req)
-            .await
-            .map_err(|e| failure::from_hyper(&e))?;
-        let status = resp.status().as_u16();
-        // Read now: once the body is in, the connection may carry another request.
-        let sniffed = resp
-            .extensions()
-            .get::<HeadNames>()
-            .and_then(|n| n.0.lock().unwrap_or_else(|e| e.into_inner()).take());
-        let header_case_known = sniffed.is_some() && !self.relayed;
-        let headers = sniffed.unwrap_or_else(|| {
-            resp.headers()
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        n.as_str().to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect()
-        });
-        let (body, truncated) = match Limited::new(resp.into_body(), MAX_REPLY).collect().await {
-            Ok(c) => (c.to_bytes().to_vec(), false),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => (Vec::new(), true),
-            Err(e) => return Err(failure::from_hyper_body(&*e)),
+        let out = self.request(method, url, headers, body);
+        let reused = self.idle_conn();
+        let fresh = reused.is_none();
+        let conn = match reused {
+            Some(c) => c,
+            None => self.connect().await?,
         };
-        Ok(Reply {
-            status,
-            headers,
-            body,
-            truncated,
-            header_case_known,
+        match self.exchange_on(conn, &out).await {
+            Ok(reply) => Ok(reply),
+            Err(f) if f.unanswered && !fresh => {
+                // The server closed a kept-alive connection as the request went out.
+                self.reconnects.fetch_add(1, Ordering::Relaxed);
+                let conn = self.connect().await?;
+                self.exchange_on(conn, &out).await.map_err(|f| f.failure)
+            }
+            Err(f) => Err(f.failure),
+        }
+    }
+
+    /// Kept-alive connections found closed by the server (replaced as needed).
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+
+    async fn exchange_on(&self, mut conn: Conn, out: &[u8]) -> Result<Reply, Failed> {
+        conn.got = 0;
+        if let Err(e) = conn.write_all(out).await {
+            return Err(Failed {
+                failure: io_failure(e, "sending the request"),
+                unanswered: true,
+            });
+        }
+        match conn.reply(self.relayed).await {
+            Ok((reply, keep)) => {
+                if keep {
+                    self.give_back(conn);
+                }
+                Ok(reply)
+            }
+            Err(failure) => Err(Failed {
+                unanswered: failure.kind == NetKind::Reset && conn.got == 0,
+                failure,
+            }),
+        }
+    }
+
+    /// An idle connection still open, if any (closed ones are dropped and counted).
+    fn idle_conn(&self) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(mut c) = idle.pop() {
+            if !c.closed_while_idle() {
+                return Some(c);
+            }
+            self.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        None
+    }
+
+    fn give_back(&self, conn: Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(conn);
+        }
+    }
+
+    async fn connect(&self) -> Result<Conn, NetFailure> {
+        let dst = self.dst.clone();
+        let io = match self.route.clone() {
+            Route::Direct(mut c) => {
+                poll_fn(|cx| c.poll_ready(cx))
+                    .await
+                    .map_err(connect_failure)?;
+                c.call(dst).await
+            }
+            Route::Tunnel(mut c) => {
+                poll_fn(|cx| c.poll_ready(cx))
+                    .await
+                    .map_err(connect_failure)?;
+                c.call(dst).await
+            }
+            Route::Relay(mut c, proxy) => {
+                poll_fn(|cx| c.poll_ready(cx))
+                    .await
+                    .map_err(connect_failure)?;
+                c.call(proxy).await
+            }
+        }
+        .map_err(connect_failure)?;
+        Ok(Conn {
+            io,
+            buf: Vec::with_capacity(READ_CHUNK),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            got: 0,
         })
     }
+
+    /// The request as written on the wire: head and body in one buffer, one write.
+    fn request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Vec<u8> {
+        use std::fmt::Write as _;
+        let url = url.split('#').next().unwrap_or(url);
+        let target = if self.relayed {
+            // A proxy relaying plain HTTP is given the absolute URL.
+            url
+        } else {
+            origin_form(url)
+        };
+        let mut head = String::with_capacity(256 + headers.len() * 64);
+        let _ = write!(
+            head,
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\n",
+            self.host
+        );
+        if let Some(auth) = &self.relay_auth {
+            let _ = write!(head, "Proxy-Authorization: {auth}\r\n");
+        }
+        for (n, v) in headers {
+            let _ = write!(head, "{n}: {v}\r\n");
+        }
+        if method != "GET" || !body.is_empty() {
+            let _ = write!(head, "Content-Length: {}\r\n", body.len());
+        }
+        head.push_str("\r\n");
+        let mut out = head.into_bytes();
+        out.extend_from_slice(body);
+        out
+    }
+}
+
+/// The path and query of an absolute http(s) URL as `Url` writes it (always with a path).
+fn origin_form(url: &str) -> &str {
+    let after = url.find("://").map_or(0, |k| k + 3);
+    url[after..].find('/').map_or("/", |k| &url[after + k..])
+}
+
+fn connect_failure(e: Box<dyn std::error::Error + Send + Sync>) -> NetFailure {
+    failure::from_connect(&*e)
 }

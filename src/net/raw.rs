@@ -241,7 +241,7 @@ fn connect(url: &Url, deadline: Instant) -> Result<TcpStream, NetFailure> {
 }
 
 /// `host:port` of `url`, as the `Host` header and `CONNECT` write it.
-fn authority(url: &Url) -> String {
+pub(crate) fn authority(url: &Url) -> String {
     let host = url.host_str().unwrap_or("");
     match url.port() {
         Some(p) => format!("{host}:{p}"),
@@ -311,9 +311,26 @@ fn request_head(req: &Request, relay: Option<&proxy::Proxy>) -> String {
 }
 
 #[derive(Debug)]
-struct Head {
-    status: u16,
-    headers: Vec<(String, String)>,
+pub(crate) struct Head {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// HTTP/1.1 (an HTTP/1.0 reply ends its connection unless it says otherwise).
+    pub http11: bool,
+}
+
+impl Head {
+    /// The connection may carry another request after this reply's body.
+    pub(crate) fn keeps_alive(&self) -> bool {
+        let says = |token: &str| {
+            header(&self.headers, "connection")
+                .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        };
+        if self.http11 {
+            !says("close")
+        } else {
+            says("keep-alive")
+        }
+    }
 }
 
 fn not_http(buf: &[u8], why: impl std::fmt::Display) -> NetFailure {
@@ -362,25 +379,21 @@ fn read_some(
     }
 }
 
-/// Reads and parses a reply head; `buf` keeps what came after it. Interim 1xx heads
-/// (`100 Continue`) are skipped.
-fn read_head(
-    conn: &mut impl Timed,
-    buf: &mut Vec<u8>,
-    deadline: Instant,
-) -> Result<Head, NetFailure> {
+/// Parses a whole reply head at the start of `buf` and removes it (interim 1xx heads, like
+/// `100 Continue`, are skipped); None while the head is incomplete.
+pub(crate) fn parse_head(buf: &mut Vec<u8>) -> Result<Option<Head>, NetFailure> {
     let mut config = httparse::ParserConfig::default();
     config
         .allow_spaces_after_header_name_in_responses(true)
         .allow_obsolete_multiline_headers_in_responses(true)
         .allow_multiple_spaces_in_response_status_delimiters(true);
-    let mut chunk = [0u8; 16384];
     loop {
         let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
         let mut resp = httparse::Response::new(&mut fields);
         match config.parse_response(&mut resp, buf) {
             Ok(httparse::Status::Complete(len)) => {
                 let status = resp.code.unwrap_or(0);
+                let http11 = resp.version == Some(1);
                 let headers = resp
                     .headers
                     .iter()
@@ -395,7 +408,11 @@ fn read_head(
                 if (100..200).contains(&status) && status != 101 {
                     continue;
                 }
-                return Ok(Head { status, headers });
+                return Ok(Some(Head {
+                    status,
+                    headers,
+                    http11,
+                }));
             }
             Ok(httparse::Status::Partial) => {}
             Err(httparse::Error::TooManyHeaders) => {
@@ -412,27 +429,47 @@ fn read_head(
                 format!("no end of the reply head within {MAX_HEAD} bytes"),
             ));
         }
+        return Ok(None);
+    }
+}
+
+/// Reads and parses a reply head; `buf` keeps what came after it.
+fn read_head(
+    conn: &mut impl Timed,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+) -> Result<Head, NetFailure> {
+    let mut chunk = [0u8; 16384];
+    loop {
+        if let Some(head) = parse_head(buf)? {
+            return Ok(head);
+        }
         let n = read_some(conn, &mut chunk, deadline, "reading the reply")?;
         if n == 0 {
-            return Err(if buf.is_empty() {
-                NetFailure::new(NetKind::Reset, "the connection was closed without a reply")
-            } else {
-                not_http(buf, "the connection was closed within the head")
-            });
+            return Err(closed_in_head(buf));
         }
         buf.extend_from_slice(&chunk[..n]);
     }
 }
 
+/// The connection ended before a whole reply head: `buf` holds what came of it.
+pub(crate) fn closed_in_head(buf: &[u8]) -> NetFailure {
+    if buf.is_empty() {
+        NetFailure::new(NetKind::Reset, "the connection was closed without a reply")
+    } else {
+        not_http(buf, "the connection was closed within the head")
+    }
+}
+
 /// How the body ends.
-enum Framing {
+pub(crate) enum Framing {
     None,
     Length(u64),
     Chunked,
     Close,
 }
 
-fn framing(head: &Head) -> Result<Framing, NetFailure> {
+pub(crate) fn framing(head: &Head) -> Result<Framing, NetFailure> {
     if matches!(head.status, 204 | 304) {
         return Ok(Framing::None);
     }
@@ -518,18 +555,18 @@ fn read_body(
 
 /// A chunked body decoded as it arrives (chunk extensions and trailers skipped).
 #[derive(Default)]
-struct Dechunk {
-    out: Vec<u8>,
+pub(crate) struct Dechunk {
+    pub out: Vec<u8>,
     /// Data bytes still due in the current chunk, then its CRLF.
     left: u64,
     in_data: bool,
     in_trailers: bool,
-    done: bool,
+    pub done: bool,
 }
 
 impl Dechunk {
     /// Consumes from `raw` all it can decode now.
-    fn feed(&mut self, raw: &mut Vec<u8>) -> Result<(), String> {
+    pub(crate) fn feed(&mut self, raw: &mut Vec<u8>) -> Result<(), String> {
         let mut pos = 0;
         while !self.done {
             let rest = &raw[pos..];

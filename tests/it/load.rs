@@ -658,3 +658,238 @@ fn a_body_file_lays_its_fields_over_fresh_requests() {
     // Ids not named in the file stay fresh per request.
     assert_eq!(orders.len(), 40);
 }
+
+/// How the keep-alive test endpoint answers the `k`th request (from 1) on its `c`th
+/// connection (from 1): the bytes to write, and whether to keep the connection open after.
+type Answer = fn(c: usize, k: usize, body: &str, sign: &str) -> (String, bool);
+
+/// A keep-alive HTTP/1.1 endpoint on loopback whose replies are signed 000000 newInstance
+/// answers for the `BASIC` key, written by `answer`. Returns its base URL and the number of
+/// connections it accepted.
+fn keep_alive_endpoint(answer: Answer) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let c = count.fetch_add(1, Ordering::SeqCst) + 1;
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                for k in 1.. {
+                    if common::read_request(&mut s).is_none() {
+                        return;
+                    }
+                    let body = format!(
+                        r#"{{"instanceId":"ka-{c}-{k}","resultCode":"000000","resultMsg":"success."}}"#
+                    );
+                    let sig = csm::protocol::v1::body_sign(BASIC, body.as_bytes());
+                    let sign = csm::protocol::v1::body_sign_header_value(&sig);
+                    let (reply, keep) = answer(c, k, &body, &sign);
+                    if s.write_all(reply.as_bytes()).is_err() || !keep {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (base, accepted)
+}
+
+fn whole(body: &str, sign: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nBody-Sign: {sign}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// `body` as three chunks, with a chunk extension and a trailer.
+fn chunked(body: &str, sign: &str) -> String {
+    let (a, rest) = body.split_at(7);
+    let (b, c) = rest.split_at(rest.len() / 2);
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nBody-Sign: {sign}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x};ext=1\r\n{b}\r\n{:x}\r\n{c}\r\n0\r\nX-Trailer: t\r\n\r\n",
+        a.len(),
+        b.len(),
+        c.len()
+    )
+}
+
+fn load_on(env: &Env, url: &str, args: &[&str]) -> Value {
+    let o = env
+        .cmd()
+        .args([
+            "--json",
+            "load",
+            "--endpoint",
+            url,
+            "--activity",
+            "newInstance",
+        ])
+        .args(["--key-file", &env.p("basic.key")])
+        .args(args)
+        .output()
+        .unwrap();
+    report(&o)
+}
+
+#[test]
+fn connections_the_server_closes_are_replaced_without_losing_a_request() {
+    let env = Env::new();
+    // Closes every connection after its third reply, which does not say so (no
+    // `Connection: close`); the client finds out when it reuses it.
+    let (url, accepted) = keep_alive_endpoint(|_, k, body, sign| (whole(body, sign), k < 3));
+    for args in [
+        ["--rate", "200", "--requests", "90", "--connections", "3"],
+        ["--rate", "max", "--requests", "90", "--connections", "3"],
+    ] {
+        let r = load_on(&env, &url, &args);
+        assert_eq!(
+            r["by_result_code"],
+            serde_json::json!({"000000": 90}),
+            "{r:#}"
+        );
+        assert_eq!(r["errors"], serde_json::json!({}), "{r:#}");
+        assert_eq!(r["rejected"], serde_json::json!({}), "{r:#}");
+        assert_eq!(r["exit_code"], 0, "{r:#}");
+        // Every third reuse finds its connection closed (the last ones may stay unused).
+        let reconnects = r["reconnects"].as_u64().unwrap();
+        assert!((20..=30).contains(&reconnects), "{r:#}");
+    }
+    // Three requests per connection: kept alive, and no more connections than that needs.
+    let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((60..=66).contains(&n), "{n} connections for 180 requests");
+}
+
+#[test]
+fn chunked_replies_are_read_whole_on_kept_alive_connections() {
+    let env = Env::new();
+    let (url, accepted) = keep_alive_endpoint(|_, _, body, sign| (chunked(body, sign), true));
+    let r = load_on(
+        &env,
+        &url,
+        &["--rate", "max", "--requests", "200", "--connections", "2"],
+    );
+    assert_eq!(
+        r["by_result_code"],
+        serde_json::json!({"000000": 200}),
+        "{r:#}"
+    );
+    // The Body-Sign of the joined body verifies: every chunk was read, in order.
+    assert_eq!(r["rejected"], serde_json::json!({}), "{r:#}");
+    assert_eq!(r["errors"], serde_json::json!({}), "{r:#}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(r["reconnects"], 0, "{r:#}");
+}
+
+#[test]
+fn a_reply_cut_off_is_a_reset_not_a_reply() {
+    let env = Env::new();
+    // Each connection: a whole reply, then one cut off in its body (by Content-Length on odd
+    // connections, before the last chunk on even ones) and the connection closed.
+    let (url, _) = keep_alive_endpoint(|c, k, body, sign| {
+        if k == 1 {
+            return (whole(body, sign), true);
+        }
+        let reply = if c % 2 == 1 {
+            whole(body, sign)
+        } else {
+            chunked(body, sign)
+        };
+        (reply[..reply.len() - 12].to_string(), false)
+    });
+    let r = load_on(
+        &env,
+        &url,
+        &["--rate", "100", "--requests", "20", "--connections", "1"],
+    );
+    assert_eq!(r["requests"], 20, "{r:#}");
+    assert_eq!(
+        r["by_result_code"],
+        serde_json::json!({"000000": 10}),
+        "{r:#}"
+    );
+    assert_eq!(r["errors"], serde_json::json!({"reset": 10}), "{r:#}");
+    assert_eq!(r["failed"], 10, "{r:#}");
+}
+
+#[test]
+fn https_connections_are_kept_alive_too() {
+    use crate::endpoint_tls::LOCALHOST;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(fixtures.join(format!("{LOCALHOST}.pem")))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(fixtures.join(format!("{LOCALHOST}.key"))).unwrap();
+    let cfg = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap(),
+    );
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/produce", l.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for tcp in l.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            let cfg = Arc::clone(&cfg);
+            std::thread::spawn(move || {
+                let _ = tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                let conn = rustls::ServerConnection::new(cfg).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                while common::read_request(&mut tls).is_some() {
+                    let body =
+                        r#"{"instanceId":"tls-ka","resultCode":"000000","resultMsg":"success."}"#;
+                    let sig = csm::protocol::v1::body_sign(BASIC, body.as_bytes());
+                    let sign = csm::protocol::v1::body_sign_header_value(&sig);
+                    if tls.write_all(whole(body, &sign).as_bytes()).is_err() {
+                        return;
+                    }
+                    let _ = tls.flush();
+                }
+            });
+        }
+    });
+    let env = Env::new();
+    let ca = fixtures
+        .join(format!("{LOCALHOST}.pem"))
+        .display()
+        .to_string();
+    let r = load_on(
+        &env,
+        &url,
+        &[
+            "--rate",
+            "max",
+            "--requests",
+            "100",
+            "--connections",
+            "2",
+            "--ca-file",
+            &ca,
+        ],
+    );
+    assert_eq!(
+        r["by_result_code"],
+        serde_json::json!({"000000": 100}),
+        "{r:#}"
+    );
+    assert_eq!(r["rejected"], serde_json::json!({}), "{r:#}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
