@@ -569,6 +569,19 @@ mod testing {
         }
     }
 
+    /// Journals two records (metering_sn "a" and "b", one period apart by instance) and
+    /// takes them: the attempt and their ids.
+    pub fn take_two(j: &mut Journal) -> (super::Attempt, Vec<i64>) {
+        import(
+            j,
+            &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni2,20260110T100000Z,20260110T110000Z,1,b\n"),
+            true,
+        );
+        let a = take(j, ALL);
+        let ids = a.sent.iter().map(|s| s.id).collect();
+        (a, ids)
+    }
+
     /// Everything not accepted yet.
     pub const ALL: super::Scope = super::Scope::Unfinished {
         include_rejected: false,

@@ -127,20 +127,14 @@ impl Journal {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{import, journals, take, ALL, HEAD};
+    use super::super::testing::{import, journals, take, take_two, ALL, HEAD};
     use super::super::{Scope, State};
     use crate::error::CsmError;
 
     #[test]
     fn abandon_frees_the_period_not_the_metering_sn() {
         for (_dir, mut j) in journals() {
-            import(
-            &mut j,
-            &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni2,20260110T100000Z,20260110T110000Z,1,b\n"),
-            true,
-        );
-            let a = take(&mut j, ALL);
-            let ids: Vec<i64> = a.sent.iter().map(|s| s.id).collect();
+            let (a, ids) = take_two(&mut j);
             let b = a.batch_id.unwrap();
             j.mark_ambiguous(b, &ids[..1], None, "network", "dropped", "t")
                 .unwrap();

@@ -482,7 +482,7 @@ fn finish_batch(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{import, journals, take, ALL, HEAD};
+    use super::super::testing::{import, journals, take, take_two, ALL, HEAD};
     use super::super::{LocalRefusal, Scope, State};
     use crate::usage::batch::Outcome;
 
@@ -532,13 +532,7 @@ mod tests {
     #[test]
     fn a_retry_skips_what_was_abandoned_meanwhile() {
         for (_dir, mut j) in journals() {
-            import(
-                &mut j,
-                &format!("{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\ni2,20260110T100000Z,20260110T110000Z,1,b\n"),
-                true,
-            );
-            let a = take(&mut j, ALL);
-            let ids: Vec<i64> = a.sent.iter().map(|s| s.id).collect();
+            let (a, ids) = take_two(&mut j);
             j.mark_refused(a.batch_id.unwrap(), &ids, Some(503), "5xx", "busy", "t")
                 .unwrap();
             j.abandon("a", "me", "not billable", "t").unwrap();
