@@ -101,31 +101,35 @@ impl Env {
 
     /// `csm usage <args> --journal J` (and the key and endpoint when a server is given).
     pub fn usage(&self, args: &[&str], server: Option<&Server>) -> Output {
+        match server {
+            Some(s) => self.send_cmd(args, &s.url).output().unwrap(),
+            None => csm(self.dir())
+                .arg("usage")
+                .args(args)
+                .arg("--journal")
+                .arg(&self.journal)
+                .output()
+                .unwrap(),
+        }
+    }
+
+    /// `csm usage <args> --journal J --key-file K --endpoint E --backoff-ms 1`, to add flags
+    /// or variables to and run.
+    pub fn send_cmd(&self, args: &[&str], endpoint: &str) -> Command {
         let mut c = csm(self.dir());
         c.arg("usage")
             .args(args)
-            .arg("--journal")
-            .arg(&self.journal);
-        if let Some(s) = server {
-            c.arg("--key-file")
-                .arg(&self.key)
-                .args(["--endpoint", &s.url, "--backoff-ms", "1"]);
-        }
-        c.output().unwrap()
-    }
-
-    /// `csm usage upload FILE --journal J --key-file K --endpoint E --backoff-ms 1`, to add
-    /// flags or variables to and run.
-    pub fn upload_cmd(&self, file: &Path, endpoint: &str) -> Command {
-        let mut c = csm(self.dir());
-        c.args(["usage", "upload"])
-            .arg(file)
             .arg("--journal")
             .arg(&self.journal)
             .arg("--key-file")
             .arg(&self.key)
             .args(["--endpoint", endpoint, "--backoff-ms", "1"]);
         c
+    }
+
+    /// `csm usage upload FILE` as [`Env::send_cmd`].
+    pub fn upload_cmd(&self, file: &Path, endpoint: &str) -> Command {
+        self.send_cmd(&["upload", file.to_str().unwrap()], endpoint)
     }
 
     pub fn write(&self, name: &str, text: &str) -> PathBuf {

@@ -36,13 +36,9 @@ fn a_record_past_21_days_is_rejected_locally_and_does_not_block_its_batch() {
         );
         journal_pending(&env, f.to_str().unwrap());
         let server = env.market_with(Some(LATER), &[]);
-        let o = csm(env.dir())
+        let o = env
+            .send_cmd(&["replay"], &server.url)
             .env("CSM_NOW", LATER)
-            .args(["usage", "replay", "--journal"])
-            .arg(&env.journal)
-            .arg("--key-file")
-            .arg(&env.key)
-            .args(["--endpoint", &server.url, "--backoff-ms", "1"])
             .output()
             .unwrap();
         let (out, err) = text(&o);
@@ -133,19 +129,8 @@ fn a_mkt_9004_answer_sends_the_other_records_again_in_the_same_run() {
     );
     journal_pending(&env, f.to_str().unwrap());
     let server = env.market_with(Some("2026-01-10T13:30:00Z"), &[]);
-    let o = csm(env.dir())
-        .args(["usage", "replay", "--journal"])
-        .arg(&env.journal)
-        .arg("--key-file")
-        .arg(&env.key)
-        .args([
-            "--endpoint",
-            &server.url,
-            "--backoff-ms",
-            "1",
-            "--retries",
-            "2",
-        ])
+    let o = env
+        .send_cmd(&["replay", "--retries", "2"], &server.url)
         .output()
         .unwrap();
     let (out, err) = text(&o);
@@ -650,13 +635,9 @@ fn a_maybe_delivered_record_past_21_days_is_not_rejected_unsent() {
     let o = upload_to(&env, f.to_str().unwrap(), &answering(500, 1));
     assert_eq!(o.status.code(), Some(4), "{:?}", text(&o));
     let server = env.market_with(Some(LATER), &[]);
-    let o = csm(env.dir())
+    let o = env
+        .send_cmd(&["replay"], &server.url)
         .env("CSM_NOW", LATER)
-        .args(["usage", "replay", "--journal"])
-        .arg(&env.journal)
-        .arg("--key-file")
-        .arg(&env.key)
-        .args(["--endpoint", &server.url, "--backoff-ms", "1"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(5), "{:?}", text(&o));

@@ -159,12 +159,7 @@ fn journal_pending(env: &Env, file: &Path) {
 }
 
 fn replay(env: &Env, server: &Server, lease: &str) -> Child {
-    csm(env.dir())
-        .args(["usage", "replay", "--journal"])
-        .arg(&env.journal)
-        .arg("--key-file")
-        .arg(&env.key)
-        .args(["--endpoint", &server.url, "--backoff-ms", "1", "-q"])
+    env.send_cmd(&["replay", "-q"], &server.url)
         .args(["--batch", "100", "--lease", lease])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
