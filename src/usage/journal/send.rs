@@ -97,21 +97,16 @@ impl Journal {
         let n = args.len();
         args.push(after_id.into());
         args.push((limit as i64).into());
+        // PostgreSQL: only records no live process holds, and none another one is taking.
+        let (free, lock) = match self.lease {
+            Some(_) => (format!(" AND {LEASE_FREE}"), " FOR UPDATE SKIP LOCKED"),
+            None => (String::new(), ""),
+        };
         let select = format!(
-            "SELECT {STORED} FROM records WHERE {filter} AND id > ?{} {} ORDER BY id
-             LIMIT ?{}{}",
+            "SELECT {STORED} FROM records WHERE {filter} AND id > ?{}{free} ORDER BY id
+             LIMIT ?{}{lock}",
             n + 1,
-            if self.lease.is_some() {
-                format!("AND {LEASE_FREE}")
-            } else {
-                String::new()
-            },
             n + 2,
-            if self.lease.is_some() {
-                " FOR UPDATE SKIP LOCKED"
-            } else {
-                ""
-            },
         );
         let path = self.path.clone();
         let serr = |e: DbError| storage(&path, e);
