@@ -9,9 +9,12 @@
 //! to the end. Connections come from hyper's connectors (TCP, `CONNECT` tunnel, rustls).
 //!
 //! A connection the server closed while it was idle is noticed before it is used and
-//! replaced; one closed as a request was sent on it, before any byte of the reply, is
-//! replaced and the request sent once more (the server did not answer it). Both are counted
-//! ([`Pool::reconnects`]).
+//! replaced. One found closed as a request goes out on it is replaced and the request sent
+//! once more only when the server cannot have handled it: the write failed with no reply
+//! waiting, or the connection ended cleanly (FIN) before any byte of the reply. A reset
+//! after the request went out is an error, never a resend: the reset may have thrown away a
+//! reply to a request the endpoint did handle, and a second callback would change what it
+//! holds. Both are counted ([`Pool::reconnects`]).
 
 use super::failure::{self, io_failure, NetFailure, NetKind};
 use super::raw::{self, Dechunk, Framing, Reply, MAX_REPLY};
@@ -51,6 +54,8 @@ struct Conn {
     scratch: Box<[u8]>,
     /// Bytes read since the last request went out.
     got: usize,
+    /// The stream ended cleanly (FIN; over TLS also without `close_notify`).
+    ended: bool,
 }
 
 impl Conn {
@@ -62,10 +67,14 @@ impl Conn {
         let r = poll_fn(|cx| Pin::new(&mut *io).poll_read(cx, rb.unfilled())).await;
         match r {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                self.ended = true;
+                return Ok(0);
+            }
             Err(e) => return Err(e),
         }
         let n = rb.filled().len();
+        self.ended |= n == 0;
         self.buf.extend_from_slice(&self.scratch[..n]);
         self.got += n;
         Ok(n)
@@ -81,6 +90,16 @@ impl Conn {
             out = &out[n..];
         }
         poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await
+    }
+
+    /// After a failed write: whether a reply (an early answer, a 413 say) is waiting to be
+    /// read. Asks without waiting.
+    fn reply_waiting(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut byte = [0u8; 1];
+        let mut rb = ReadBuf::new(&mut byte);
+        let ready = Pin::new(&mut self.io).poll_read(&mut cx, rb.unfilled());
+        matches!(ready, std::task::Poll::Ready(Ok(()))) && !rb.filled().is_empty()
     }
 
     /// An idle connection the server closed (or wrote to unasked) is of no further use. Asks
@@ -301,7 +320,7 @@ impl Pool {
         if let Err(e) = conn.write_all(out).await {
             return Err(Failed {
                 failure: io_failure(e, "sending the request"),
-                unanswered: true,
+                unanswered: !conn.reply_waiting(),
             });
         }
         match conn.reply(self.relayed).await {
@@ -312,7 +331,7 @@ impl Pool {
                 Ok(reply)
             }
             Err(failure) => Err(Failed {
-                unanswered: failure.kind == NetKind::Reset && conn.got == 0,
+                unanswered: conn.ended && conn.got == 0,
                 failure,
             }),
         }
@@ -365,6 +384,7 @@ impl Pool {
             buf: Vec::with_capacity(READ_CHUNK),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             got: 0,
+            ended: false,
         })
     }
 
