@@ -10,15 +10,15 @@
 //!
 //! A connection the server closed while it was idle is noticed before it is used and
 //! replaced. One found closed as a request goes out on it is replaced and the request sent
-//! once more only when the server cannot have handled it: the write failed with no reply
-//! waiting, or the connection ended cleanly (FIN) before any byte of the reply. A reset
-//! after the request went out is an error, never a resend: the reset may have thrown away a
-//! reply to a request the endpoint did handle, and a second callback would change what it
-//! holds. Both are counted ([`Pool::reconnects`]).
+//! once more, when the server did not take the request: the write failed with no reply
+//! waiting, or the connection was closed (FIN or reset) before any byte of the reply. One
+//! request at a time goes on a connection, so a reset there means the request reached a
+//! socket the server had closed, not that a reply was thrown away; any other read error
+//! is an error, never a resend. Both are counted ([`Pool::reconnects`]).
 
 use super::failure::{self, io_failure, NetFailure, NetKind};
 use super::raw::{self, Dechunk, Framing, Reply, MAX_REPLY};
-use super::{proxy, tls, Settings, USER_AGENT};
+use super::{proxy, tls, Settings};
 use hyper::rt::{Read, ReadBuf, Write};
 use hyper::Uri;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
@@ -54,7 +54,7 @@ struct Conn {
     scratch: Box<[u8]>,
     /// Bytes read since the last request went out.
     got: usize,
-    /// The stream ended cleanly (FIN; over TLS also without `close_notify`).
+    /// The peer closed the stream: FIN (over TLS also without `close_notify`) or reset.
     ended: bool,
 }
 
@@ -71,7 +71,10 @@ impl Conn {
                 self.ended = true;
                 return Ok(0);
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                self.ended |= e.kind() == io::ErrorKind::ConnectionReset;
+                return Err(e);
+            }
         }
         let n = rb.filled().len();
         self.ended |= n == 0;
@@ -396,7 +399,6 @@ impl Pool {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Vec<u8> {
-        use std::fmt::Write as _;
         let url = url.split('#').next().unwrap_or(url);
         let target = if self.relayed {
             // A proxy relaying plain HTTP is given the absolute URL.
@@ -405,21 +407,18 @@ impl Pool {
             origin_form(url)
         };
         let mut head = String::with_capacity(256 + headers.len() * 64);
-        let _ = write!(
-            head,
-            "{method} {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\n",
-            self.host
+        raw::write_head(
+            &mut head,
+            raw::RequestHead {
+                method,
+                target,
+                host: &self.host,
+                keep_alive: true,
+                proxy_auth: self.relay_auth.as_deref(),
+                headers,
+                body_len: body.len(),
+            },
         );
-        if let Some(auth) = &self.relay_auth {
-            let _ = write!(head, "Proxy-Authorization: {auth}\r\n");
-        }
-        for (n, v) in headers {
-            let _ = write!(head, "{n}: {v}\r\n");
-        }
-        if method != "GET" || !body.is_empty() {
-            let _ = write!(head, "Content-Length: {}\r\n", body.len());
-        }
-        head.push_str("\r\n");
         let mut out = head.into_bytes();
         out.extend_from_slice(body);
         out

@@ -292,22 +292,59 @@ fn request_head(req: &Request, relay: Option<&proxy::Proxy>) -> String {
             None => url.path().to_string(),
         }
     };
-    let mut head = format!(
-        "{} {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\nConnection: close\r\n",
-        req.method,
-        authority(url)
+    let auth = relay.and_then(proxy::Proxy::authorization);
+    let mut head = String::new();
+    write_head(
+        &mut head,
+        RequestHead {
+            method: req.method,
+            target: &target,
+            host: &authority(url),
+            keep_alive: false,
+            proxy_auth: auth.as_deref(),
+            headers: req.headers,
+            body_len: req.body.len(),
+        },
     );
-    if let Some(auth) = relay.and_then(proxy::Proxy::authorization) {
-        head.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
-    }
-    for (n, v) in req.headers {
-        head.push_str(&format!("{n}: {v}\r\n"));
-    }
-    if req.method != "GET" || !req.body.is_empty() {
-        head.push_str(&format!("Content-Length: {}\r\n", req.body.len()));
-    }
-    head.push_str("\r\n");
     head
+}
+
+/// What the head of a request says, for [`write_head`].
+pub(crate) struct RequestHead<'a> {
+    pub method: &'a str,
+    /// Origin form (path and query), or the absolute URL for a proxy that relays plain HTTP.
+    pub target: &'a str,
+    pub host: &'a str,
+    /// Else `Connection: close`.
+    pub keep_alive: bool,
+    pub proxy_auth: Option<&'a str>,
+    pub headers: &'a [(String, String)],
+    pub body_len: usize,
+}
+
+/// Appends the head of an HTTP/1.1 request to `out`, the way both raw clients send it: the
+/// caller's headers as given (names spelled as they are), `Host`, the user agent and the
+/// body's length added.
+pub(crate) fn write_head(out: &mut String, h: RequestHead) {
+    use std::fmt::Write as _;
+    let _ = write!(
+        out,
+        "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\n",
+        h.method, h.target, h.host
+    );
+    if !h.keep_alive {
+        out.push_str("Connection: close\r\n");
+    }
+    if let Some(auth) = h.proxy_auth {
+        let _ = write!(out, "Proxy-Authorization: {auth}\r\n");
+    }
+    for (n, v) in h.headers {
+        let _ = write!(out, "{n}: {v}\r\n");
+    }
+    if h.method != "GET" || h.body_len > 0 {
+        let _ = write!(out, "Content-Length: {}\r\n", h.body_len);
+    }
+    out.push_str("\r\n");
 }
 
 #[derive(Debug)]
