@@ -115,7 +115,7 @@ pub struct MerchantConfig {
 pub struct Merchant {
     cfg: MerchantConfig,
     sso: sso::Sso,
-    store: Mutex<Store>,
+    store: Mutex<Box<dyn Store>>,
     nonces: Mutex<nonces::Nonces>,
     record: Option<Mutex<std::fs::File>>,
     /// When the first request came (the `stall` fault counts from it).
@@ -176,7 +176,7 @@ fn int_field(body: &Map<String, Value>, name: &str) -> Option<i64> {
 
 impl Merchant {
     pub fn new(cfg: MerchantConfig) -> Result<Merchant> {
-        let store = Store::open(cfg.state.as_deref())?;
+        let store = store::open(cfg.state.as_deref())?;
         let record = match &cfg.record {
             Some(p) => Some(Mutex::new(
                 std::fs::OpenOptions::new()
@@ -320,7 +320,7 @@ impl Merchant {
         Ok(())
     }
 
-    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+    fn store(&self) -> std::sync::MutexGuard<'_, Box<dyn Store>> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -401,7 +401,7 @@ impl Merchant {
     }
 
     fn release(&self, id: &str) -> Result<Reply> {
-        let st = self.store();
+        let mut st = self.store();
         match st.instance(id)? {
             None => Ok(reply("000003", "instance does not exist")),
             Some(i) if i.status == "RELEASED" => {
@@ -530,7 +530,7 @@ impl Merchant {
         let Some(code) = str_field(body, "license") else {
             return Ok(reply("000002", "license is missing"));
         };
-        let st = self.store();
+        let mut st = self.store();
         let known = st.license(code)?;
         // Dial tests replay saved cases with made-up codes: a test call for an unknown
         // code is accepted (license-and-usage.md §2.5).
@@ -598,7 +598,7 @@ impl Merchant {
                 _ => return Ok(reply("000002", "flag must be 0, 1, 2 or 3")),
             }
         };
-        let st = self.store();
+        let mut st = self.store();
         let exists = st.kit_exists(name, id)?;
         let strict = self.has(Fault::NotIdempotent);
         match flag {
@@ -653,7 +653,7 @@ impl Merchant {
                     return Ok(reply("000003", "instance does not exist"));
                 }
                 if let Some(exp) = get("expireTime") {
-                    let st = self.store();
+                    let mut st = self.store();
                     st.set_expiry(id, exp)?;
                     st.set_status(id, "ACTIVE")?;
                 }

@@ -1,20 +1,51 @@
-//! The reference merchant's state: instances, license codes and Kit records in SQLite
-//! (a file with `--state`, shared with the usage journal's database; else in memory).
+//! The reference merchant's state: instances, license codes and Kit records, in a SQLite
+//! file with `--state` (shared with the usage journal's database), else in bounded memory.
 
 use crate::error::{CsmError, Result};
 use rusqlite::{params, Connection, OptionalExtension};
+use std::borrow::Borrow;
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::path::Path;
 
-pub struct Store {
-    conn: Connection,
-    /// In memory (no `--state`): at most this many rows per table (instances, license codes,
-    /// Kit records), the oldest written forgotten first, so a long load run does not grow
-    /// without limit.
-    cap: Option<i64>,
+/// What the merchant keeps between callbacks. In a state file ([`FileStore`], with
+/// `--state`) or in memory ([`MemoryStore`], bounded); both answer the same way, as the tests
+/// below check on each.
+pub trait Store: Send {
+    /// The oldest instance created for an order (orderId + orderLineId).
+    fn by_order(&self, order_key: &str) -> Result<Option<Instance>>;
+    fn instance(&self, id: &str) -> Result<Option<Instance>>;
+    /// A new ACTIVE instance; one with the same id is replaced.
+    fn insert_instance(&mut self, id: &str, order_key: &str) -> Result<()>;
+    fn set_status(&mut self, id: &str, status: &str) -> Result<()>;
+    fn set_expiry(&mut self, id: &str, expire_time: &str) -> Result<()>;
+    /// A license code's status.
+    fn license(&self, code: &str) -> Result<Option<String>>;
+    /// Adds a license code or updates it in place (an absent expiry keeps the one held).
+    fn put_license(&mut self, code: &str, status: &str, expire_time: Option<&str>) -> Result<()>;
+    fn kit_exists(&self, kind: &str, id: &str) -> Result<bool>;
+    /// Adds a Kit record (user, organization, ...) or replaces it.
+    fn kit_put(&mut self, kind: &str, id: &str, data: &str) -> Result<()>;
+    fn kit_delete(&mut self, kind: &str, id: &str) -> Result<()>;
 }
 
-/// Rows per table an in-memory store keeps (see [`Store::cap`]).
-pub const MEMORY_ROWS: i64 = 100_000;
+/// The state file given with `--state`, or a bounded store in memory.
+pub fn open(path: Option<&Path>) -> Result<Box<dyn Store>> {
+    Ok(match path {
+        Some(p) => Box::new(FileStore::open(p)?),
+        None => Box::new(MemoryStore::new(MEMORY_ROWS)),
+    })
+}
+
+/// The merchant's tables in a SQLite file (shared with the usage journal's database when
+/// that is the same file): everything is kept, across restarts.
+pub struct FileStore {
+    conn: Connection,
+}
+
+/// Rows per table a [`MemoryStore`] keeps (instances, license codes, Kit records): beyond
+/// it the oldest written is forgotten first, so a long load run does not grow without limit.
+pub const MEMORY_ROWS: usize = 100_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
@@ -25,19 +56,15 @@ pub struct Instance {
     pub expire_time: Option<String>,
 }
 
-impl Store {
-    pub fn open(path: Option<&Path>) -> Result<Store> {
-        let named = |e: rusqlite::Error| match path {
-            Some(p) => CsmError::Storage(format!(
+impl FileStore {
+    pub fn open(path: &Path) -> Result<FileStore> {
+        let named = |e: rusqlite::Error| {
+            CsmError::Storage(format!(
                 "--state {}: not a usable SQLite state file ({e})",
-                p.display()
-            )),
-            None => CsmError::from(e),
+                path.display()
+            ))
         };
-        let conn = match path {
-            Some(p) => Connection::open(p).map_err(named)?,
-            None => Connection::open_in_memory()?,
-        };
+        let conn = Connection::open(path).map_err(named)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(named)?;
         conn.execute_batch(
@@ -61,42 +88,15 @@ impl Store {
                  PRIMARY KEY (kind, id));",
         )
         .map_err(named)?;
-        Ok(Store {
-            conn,
-            cap: path.is_none().then_some(MEMORY_ROWS),
-        })
+        Ok(FileStore { conn })
     }
 
-    /// The same with another cap.
-    #[cfg(test)]
-    fn with_cap(mut self, cap: i64) -> Store {
-        self.cap = Some(cap);
-        self
-    }
-
-    /// After a row is added to `table`: with a cap, the rows beyond it go, oldest first (by
-    /// rowid: a row replaced by INSERT OR REPLACE is new again, one updated in place keeps
-    /// its age). At most the one row that fell out is deleted, through the rowid: no scan
-    /// and no pause however long the run.
-    fn evict(&self, table: &str) -> Result<()> {
-        if let Some(cap) = self.cap {
-            self.exec(
-                &format!(
-                    "DELETE FROM {table} WHERE rowid <= (SELECT max(rowid) FROM {table}) - ?1"
-                ),
-                params![cap],
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Runs one statement, prepared once per connection: the merchant runs the same few on
-    /// every request, and parsing them each time cost a third of its time under load.
+    /// Runs one statement, prepared once per connection.
     fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
         self.conn.prepare_cached(sql)?.execute(params)
     }
 
-    /// The first row of a query (prepared once, as [`Store::exec`]), if any.
+    /// The first row of a query (prepared once, as [`FileStore::exec`]), if any.
     fn one<T>(
         &self,
         sql: &str,
@@ -121,8 +121,10 @@ impl Store {
             expire_time: r.get(3)?,
         })
     }
+}
 
-    pub fn by_order(&self, order_key: &str) -> Result<Option<Instance>> {
+impl Store for FileStore {
+    fn by_order(&self, order_key: &str) -> Result<Option<Instance>> {
         Ok(self.one(
             "SELECT instance_id, order_key, status, expire_time FROM merchant_instances
                  WHERE order_key = ?1 ORDER BY rowid LIMIT 1",
@@ -131,7 +133,7 @@ impl Store {
         )?)
     }
 
-    pub fn instance(&self, id: &str) -> Result<Option<Instance>> {
+    fn instance(&self, id: &str) -> Result<Option<Instance>> {
         Ok(self.one(
             "SELECT instance_id, order_key, status, expire_time FROM merchant_instances
                  WHERE instance_id = ?1",
@@ -140,23 +142,16 @@ impl Store {
         )?)
     }
 
-    pub fn insert_instance(&mut self, id: &str, order_key: &str) -> Result<()> {
+    fn insert_instance(&mut self, id: &str, order_key: &str) -> Result<()> {
         self.exec(
             "INSERT OR REPLACE INTO merchant_instances (instance_id, order_key, status, updated_ms)
              VALUES (?1, ?2, 'ACTIVE', ?3)",
             params![id, order_key, Self::now()],
         )?;
-        self.evict("merchant_instances")
+        Ok(())
     }
 
-    #[cfg(test)]
-    fn count(&self, table: &str) -> i64 {
-        self.one(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap()
-            .unwrap()
-    }
-
-    pub fn set_status(&self, id: &str, status: &str) -> Result<()> {
+    fn set_status(&mut self, id: &str, status: &str) -> Result<()> {
         self.exec(
             "UPDATE merchant_instances SET status = ?2, updated_ms = ?3 WHERE instance_id = ?1",
             params![id, status, Self::now()],
@@ -164,7 +159,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn set_expiry(&self, id: &str, expire_time: &str) -> Result<()> {
+    fn set_expiry(&mut self, id: &str, expire_time: &str) -> Result<()> {
         self.exec(
             "UPDATE merchant_instances SET expire_time = ?2, updated_ms = ?3 WHERE instance_id = ?1",
             params![id, expire_time, Self::now()],
@@ -172,7 +167,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn license(&self, code: &str) -> Result<Option<String>> {
+    fn license(&self, code: &str) -> Result<Option<String>> {
         Ok(self.one(
             "SELECT status FROM merchant_licenses WHERE license = ?1",
             params![code],
@@ -180,7 +175,7 @@ impl Store {
         )?)
     }
 
-    pub fn put_license(&self, code: &str, status: &str, expire_time: Option<&str>) -> Result<()> {
+    fn put_license(&mut self, code: &str, status: &str, expire_time: Option<&str>) -> Result<()> {
         self.exec(
             "INSERT INTO merchant_licenses (license, status, expire_time, updated_ms)
              VALUES (?1, ?2, ?3, ?4)
@@ -188,10 +183,10 @@ impl Store {
                  expire_time = COALESCE(?3, expire_time), updated_ms = ?4",
             params![code, status, expire_time, Self::now()],
         )?;
-        self.evict("merchant_licenses")
+        Ok(())
     }
 
-    pub fn kit_exists(&self, kind: &str, id: &str) -> Result<bool> {
+    fn kit_exists(&self, kind: &str, id: &str) -> Result<bool> {
         Ok(self
             .one(
                 "SELECT 1 FROM merchant_kit WHERE kind = ?1 AND id = ?2",
@@ -201,15 +196,15 @@ impl Store {
             .is_some())
     }
 
-    pub fn kit_put(&self, kind: &str, id: &str, data: &str) -> Result<()> {
+    fn kit_put(&mut self, kind: &str, id: &str, data: &str) -> Result<()> {
         self.exec(
             "INSERT OR REPLACE INTO merchant_kit (kind, id, data, updated_ms) VALUES (?1, ?2, ?3, ?4)",
             params![kind, id, data, Self::now()],
         )?;
-        self.evict("merchant_kit")
+        Ok(())
     }
 
-    pub fn kit_delete(&self, kind: &str, id: &str) -> Result<()> {
+    fn kit_delete(&mut self, kind: &str, id: &str) -> Result<()> {
         self.exec(
             "DELETE FROM merchant_kit WHERE kind = ?1 AND id = ?2",
             params![kind, id],
@@ -218,40 +213,324 @@ impl Store {
     }
 }
 
+/// The merchant's tables in memory, at most `cap` rows each. Under load every accepted
+/// newInstance writes a row: hash maps keep that to a hash insert, where an in-memory SQLite
+/// database spent more on one insert than the whole rest of the reply.
+pub struct MemoryStore {
+    instances: Aged<String, Instance>,
+    /// Instance ids per order key, oldest first (as the state file's `ORDER BY rowid`).
+    orders: HashMap<String, Vec<String>>,
+    /// Status and expiry per license code.
+    licenses: Aged<String, (String, Option<String>)>,
+    /// Kit records by (kind, id). Their data is written, never read back: only kept here.
+    kit: Aged<(String, String), ()>,
+}
+
+impl MemoryStore {
+    pub fn new(cap: usize) -> MemoryStore {
+        MemoryStore {
+            instances: Aged::new(cap),
+            orders: HashMap::new(),
+            licenses: Aged::new(cap),
+            kit: Aged::new(cap),
+        }
+    }
+
+    /// Forgets that `inst` belongs to its order.
+    fn unlink(&mut self, inst: &Instance) {
+        if let Some(ids) = self.orders.get_mut(&inst.order_key) {
+            ids.retain(|i| *i != inst.instance_id);
+            if ids.is_empty() {
+                self.orders.remove(&inst.order_key);
+            }
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn by_order(&self, order_key: &str) -> Result<Option<Instance>> {
+        let first = self.orders.get(order_key).and_then(|ids| ids.first());
+        Ok(first.and_then(|id| self.instances.get(id)).cloned())
+    }
+
+    fn instance(&self, id: &str) -> Result<Option<Instance>> {
+        Ok(self.instances.get(id).cloned())
+    }
+
+    fn insert_instance(&mut self, id: &str, order_key: &str) -> Result<()> {
+        let inst = Instance {
+            instance_id: id.to_string(),
+            order_key: order_key.to_string(),
+            status: "ACTIVE".into(),
+            expire_time: None,
+        };
+        for (_, gone) in self.instances.insert(id.to_string(), inst) {
+            self.unlink(&gone);
+        }
+        self.orders
+            .entry(order_key.to_string())
+            .or_default()
+            .push(id.to_string());
+        Ok(())
+    }
+
+    fn set_status(&mut self, id: &str, status: &str) -> Result<()> {
+        if let Some(inst) = self.instances.get_mut(id) {
+            inst.status = status.to_string();
+        }
+        Ok(())
+    }
+
+    fn set_expiry(&mut self, id: &str, expire_time: &str) -> Result<()> {
+        if let Some(inst) = self.instances.get_mut(id) {
+            inst.expire_time = Some(expire_time.to_string());
+        }
+        Ok(())
+    }
+
+    fn license(&self, code: &str) -> Result<Option<String>> {
+        Ok(self.licenses.get(code).map(|(status, _)| status.clone()))
+    }
+
+    fn put_license(&mut self, code: &str, status: &str, expire_time: Option<&str>) -> Result<()> {
+        if let Some((s, e)) = self.licenses.get_mut(code) {
+            *s = status.to_string();
+            if let Some(t) = expire_time {
+                *e = Some(t.to_string());
+            }
+        } else {
+            let row = (status.to_string(), expire_time.map(str::to_string));
+            self.licenses.insert(code.to_string(), row);
+        }
+        Ok(())
+    }
+
+    fn kit_exists(&self, kind: &str, id: &str) -> Result<bool> {
+        Ok(self.kit.get(&(kind.to_string(), id.to_string())).is_some())
+    }
+
+    fn kit_put(&mut self, kind: &str, id: &str, _data: &str) -> Result<()> {
+        self.kit.insert((kind.to_string(), id.to_string()), ());
+        Ok(())
+    }
+
+    fn kit_delete(&mut self, kind: &str, id: &str) -> Result<()> {
+        self.kit.remove(&(kind.to_string(), id.to_string()));
+        Ok(())
+    }
+}
+
+/// Rows by key, at most `cap`, the oldest forgotten first. A row's age is when it was last
+/// inserted (a replaced row is new again; one changed in place keeps its age), as rowids
+/// order a SQLite table written with INSERT OR REPLACE and UPDATE.
+struct Aged<K, V> {
+    rows: HashMap<K, (u64, V)>,
+    /// (age, key), oldest first. An entry whose age no longer matches its row's (replaced or
+    /// removed since) is skipped, and dropped when such entries outnumber the rows.
+    ages: VecDeque<(u64, K)>,
+    next: u64,
+    cap: usize,
+}
+
+impl<K: Eq + Hash + Clone, V> Aged<K, V> {
+    fn new(cap: usize) -> Aged<K, V> {
+        Aged {
+            rows: HashMap::new(),
+            ages: VecDeque::new(),
+            next: 0,
+            cap,
+        }
+    }
+
+    fn get<Q>(&self, k: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.rows.get(k).map(|(_, v)| v)
+    }
+
+    fn get_mut<Q>(&mut self, k: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.rows.get_mut(k).map(|(_, v)| v)
+    }
+
+    /// Inserts `k` as the newest row. Returns the rows that went: the one it replaced and
+    /// any beyond the cap.
+    fn insert(&mut self, k: K, v: V) -> Vec<(K, V)> {
+        let age = self.next;
+        self.next += 1;
+        let mut gone = Vec::new();
+        if let Some((_, old)) = self.rows.insert(k.clone(), (age, v)) {
+            gone.push((k.clone(), old));
+        }
+        self.ages.push_back((age, k));
+        while self.rows.len() > self.cap {
+            let Some((age, k)) = self.ages.pop_front() else {
+                break;
+            };
+            if self.rows.get(&k).is_some_and(|(a, _)| *a == age) {
+                if let Some((_, v)) = self.rows.remove(&k) {
+                    gone.push((k, v));
+                }
+            }
+        }
+        self.compact();
+        gone
+    }
+
+    fn remove(&mut self, k: &K) -> Option<V> {
+        let v = self.rows.remove(k).map(|(_, v)| v);
+        self.compact();
+        v
+    }
+
+    /// Drops the entries of replaced and removed rows once they outnumber the rows, so the
+    /// queue stays within twice the table however often rows are replaced.
+    fn compact(&mut self) {
+        if self.ages.len() > 2 * self.rows.len() + 64 {
+            let rows = &self.rows;
+            self.ages
+                .retain(|(age, k)| rows.get(k).is_some_and(|(a, _)| a == age));
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    type Named = (&'static str, Box<dyn Store>);
+
+    /// A store of each kind: in memory (bounded as given) and in a fresh state file.
+    fn stores(cap: usize) -> (tempfile::TempDir, Vec<Named>) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = FileStore::open(&dir.path().join("m.sqlite")).unwrap();
+        let all: Vec<Named> = vec![
+            ("memory", Box::new(MemoryStore::new(cap))),
+            ("file", Box::new(file)),
+        ];
+        (dir, all)
+    }
+
     #[test]
-    fn an_in_memory_store_keeps_the_newest_rows_up_to_its_cap() {
-        let mut s = Store::open(None).unwrap().with_cap(100);
+    fn both_stores_answer_alike() {
+        let (_dir, stores) = stores(1_000);
+        for (name, mut s) in stores {
+            assert!(s.by_order("o1").unwrap().is_none(), "{name}");
+            s.insert_instance("i1", "o1").unwrap();
+            // A second instance for the same order (the not-idempotent fault): the first
+            // stays the order's.
+            s.insert_instance("i2", "o1").unwrap();
+            assert_eq!(s.by_order("o1").unwrap().unwrap().instance_id, "i1", "{name}");
+            // Replacing i1 makes it the newest: the order's oldest is now i2.
+            s.insert_instance("i1", "o1").unwrap();
+            assert_eq!(s.by_order("o1").unwrap().unwrap().instance_id, "i2", "{name}");
+            // Replaced under another order, it leaves its old one.
+            s.insert_instance("i2", "o2").unwrap();
+            assert_eq!(s.by_order("o1").unwrap().unwrap().instance_id, "i1", "{name}");
+            assert_eq!(s.by_order("o2").unwrap().unwrap().instance_id, "i2", "{name}");
+
+            s.set_status("i1", "FROZEN").unwrap();
+            s.set_expiry("i1", "20271203000000").unwrap();
+            s.set_status("nobody", "FROZEN").unwrap();
+            assert_eq!(
+                s.instance("i1").unwrap(),
+                Some(Instance {
+                    instance_id: "i1".into(),
+                    order_key: "o1".into(),
+                    status: "FROZEN".into(),
+                    expire_time: Some("20271203000000".into()),
+                }),
+                "{name}"
+            );
+            assert!(s.instance("nobody").unwrap().is_none(), "{name}");
+
+            assert!(s.license("L1").unwrap().is_none(), "{name}");
+            s.put_license("L1", "ACTIVE", Some("20270101000000")).unwrap();
+            s.put_license("L1", "FROZEN", None).unwrap();
+            assert_eq!(s.license("L1").unwrap().as_deref(), Some("FROZEN"), "{name}");
+
+            assert!(!s.kit_exists("user", "u1").unwrap(), "{name}");
+            s.kit_put("user", "u1", "{}").unwrap();
+            s.kit_put("user", "u1", "{\"a\":1}").unwrap();
+            assert!(s.kit_exists("user", "u1").unwrap(), "{name}");
+            assert!(!s.kit_exists("org", "u1").unwrap(), "{name}");
+            s.kit_delete("user", "u1").unwrap();
+            s.kit_delete("user", "u1").unwrap();
+            assert!(!s.kit_exists("user", "u1").unwrap(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_memory_store_keeps_the_newest_rows_up_to_its_cap() {
+        let mut s = MemoryStore::new(100);
         for i in 0..1_000 {
             s.insert_instance(&format!("i{i}"), &format!("o{i}"))
                 .unwrap();
             s.put_license(&format!("L{i}"), "ACTIVE", None).unwrap();
             s.kit_put("user", &format!("u{i}"), "{}").unwrap();
         }
-        for t in ["merchant_instances", "merchant_licenses", "merchant_kit"] {
-            assert_eq!(s.count(t), 100, "{t}");
-        }
+        assert_eq!(s.instances.len(), 100);
+        assert_eq!(s.licenses.len(), 100);
+        assert_eq!(s.kit.len(), 100);
+        // A forgotten instance leaves no order behind it.
+        assert_eq!(s.orders.len(), 100);
         assert!(s.instance("i899").unwrap().is_none());
+        assert!(s.by_order("o899").unwrap().is_none());
         assert_eq!(s.by_order("o999").unwrap().unwrap().instance_id, "i999");
         // A license code updated in place keeps its age: the oldest still goes first.
         s.put_license("L900", "FROZEN", None).unwrap();
         s.put_license("L2000", "ACTIVE", None).unwrap();
         assert!(s.license("L900").unwrap().is_none());
         assert_eq!(s.license("L901").unwrap().as_deref(), Some("ACTIVE"));
-        assert_eq!(s.count("merchant_licenses"), 100);
+        assert_eq!(s.licenses.len(), 100);
+        // A Kit record replaced is new again: the oldest, u900, outlives u901.
+        s.kit_put("user", "u900", "{}").unwrap();
+        s.kit_put("user", "u3000", "{}").unwrap();
+        assert!(s.kit_exists("user", "u900").unwrap());
+        assert!(!s.kit_exists("user", "u901").unwrap());
     }
 
     #[test]
-    fn a_state_file_keeps_everything() {
+    fn replacing_one_row_over_and_over_keeps_the_age_queue_small() {
+        let mut s = MemoryStore::new(10);
+        for _ in 0..10_000 {
+            s.kit_put("user", "u1", "{}").unwrap();
+        }
+        assert_eq!(s.kit.len(), 1);
+        assert!(s.kit.ages.len() <= 2 + 64, "{}", s.kit.ages.len());
+        for i in 0..1_000 {
+            s.kit_put("user", &format!("u{i}"), "{}").unwrap();
+            s.kit_delete("user", &format!("u{i}")).unwrap();
+        }
+        assert!(s.kit.ages.len() <= 64 + 1, "{}", s.kit.ages.len());
+    }
+
+    #[test]
+    fn a_state_file_keeps_everything_across_opens() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(Some(&dir.path().join("m.sqlite"))).unwrap();
+        let path = dir.path().join("m.sqlite");
+        let mut s = FileStore::open(&path).unwrap();
         for i in 0..300 {
             s.insert_instance(&format!("i{i}"), &format!("o{i}"))
                 .unwrap();
         }
-        assert_eq!(s.count("merchant_instances"), 300);
+        drop(s);
+        let s = FileStore::open(&path).unwrap();
+        for i in [0, 150, 299] {
+            assert_eq!(
+                s.by_order(&format!("o{i}")).unwrap().unwrap().instance_id,
+                format!("i{i}")
+            );
+        }
     }
 }
