@@ -161,36 +161,61 @@ fn cst(now: DateTime<Utc>) -> DateTime<FixedOffset> {
 
 /// Fills the shared values of `ctx` that are still empty, so that a suite can reuse them.
 pub fn settle(ctx: &mut Ctx) {
+    settle_for(ctx, |_| true);
+}
+
+/// [`settle`] for the values that fields made by `wants` take from `ctx`: a load run makes
+/// one body per request and need not draw a license code for a newInstance.
+fn settle_for(ctx: &mut Ctx, wants: impl Fn(Gen) -> bool) {
     let now = ctx.now.unwrap_or_else(crate::clock::now);
     ctx.now = Some(now);
     let e = Arc::clone(&ctx.entropy);
     let e = e.as_ref();
-    ctx.order_id.get_or_insert_with(|| order_id(now, e));
-    let oid = ctx.order_id.clone().unwrap_or_default();
-    ctx.order_line_id
-        .get_or_insert_with(|| format!("{oid}-000001"));
-    ctx.instance_id.get_or_insert_with(|| e.uuid());
-    ctx.license.get_or_insert_with(|| license_code(e));
-    ctx.tenant_id.get_or_insert_with(|| hex32(e));
-    ctx.app_id
-        .get_or_insert_with(|| format!("app-{}", upper_alnum(e, 12)));
-    ctx.org_code.get_or_insert_with(|| "ORG0002".into());
-    ctx.client_id
-        .get_or_insert_with(|| format!("client-{}", upper_alnum(e, 16)));
-    ctx.client_secret.get_or_insert_with(|| {
-        crate::secret::Secret::new(pick(
-            e,
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
-            32,
-        ))
-    });
+    if wants(Gen::OrderId) || wants(Gen::OrderLineId) {
+        ctx.order_id.get_or_insert_with(|| order_id(now, e));
+        let oid = ctx.order_id.clone().unwrap_or_default();
+        ctx.order_line_id
+            .get_or_insert_with(|| format!("{oid}-000001"));
+    }
+    if wants(Gen::InstanceId) {
+        ctx.instance_id.get_or_insert_with(|| e.uuid());
+    }
+    if wants(Gen::License) {
+        ctx.license.get_or_insert_with(|| license_code(e));
+    }
+    if wants(Gen::TenantId) {
+        ctx.tenant_id.get_or_insert_with(|| hex32(e));
+    }
+    if wants(Gen::AppId) {
+        ctx.app_id
+            .get_or_insert_with(|| format!("app-{}", upper_alnum(e, 12)));
+    }
+    if wants(Gen::OrgCode) {
+        ctx.org_code.get_or_insert_with(|| "ORG0002".into());
+    }
+    if wants(Gen::ClientId) {
+        ctx.client_id
+            .get_or_insert_with(|| format!("client-{}", upper_alnum(e, 16)));
+    }
+    if wants(Gen::ClientSecret) {
+        ctx.client_secret.get_or_insert_with(|| {
+            crate::secret::Secret::new(pick(
+                e,
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+                32,
+            ))
+        });
+    }
 }
 
 /// A body for `cb` with every field that is not `default_absent`; shared values come
 /// from `ctx`. V1 basic and V2 basic values are strings; Kit keeps integer fields as numbers.
 pub fn generate(cb: &Callback, scene: Option<&str>, ctx: &Ctx) -> Map<String, Value> {
     let mut ctx = ctx.clone();
-    settle(&mut ctx);
+    let made = |g: Gen| cb.fields.iter().any(|f| !f.default_absent && f.gen == g);
+    settle_for(&mut ctx, |g| {
+        made(g) || (made(Gen::ProductInfo) && super::PRODUCT_INFO.iter().any(|m| m.gen == g))
+    });
     let now = ctx.now.unwrap_or_else(crate::clock::now);
     let mut out = Map::new();
     for field in cb.fields {

@@ -297,9 +297,8 @@ impl Shared {
                         (Err(kind), vec!["reachable"])
                     }
                     Ok(reply) => {
-                        // The reply's JSON, parsed once for the code and the instance id.
-                        let json = judge::reply_json(&reply);
-                        let code = json.as_ref().and_then(|v| {
+                        let json = reply.json();
+                        let code = json.and_then(|v| {
                             v.get("resultCode")
                                 .and_then(Value::as_str)
                                 .map(str::to_string)
@@ -307,8 +306,7 @@ impl Shared {
                         let created = (p.callback.name == "newInstance"
                             && code.as_deref() == Some(stats::OK))
                         .then(|| {
-                            json.as_ref()
-                                .and_then(|v| v.get("instanceId"))
+                            json.and_then(|v| v.get("instanceId"))
                                 .and_then(Value::as_str)
                                 .map(str::to_string)
                         })

@@ -3,7 +3,8 @@
 //! requests of one window, and forgetting costs O(1) per request (oldest first, in arrival
 //! order) however many requests the window holds.
 
-use std::collections::{HashSet, VecDeque};
+use ahash::AHashSet as HashSet;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 #[derive(Default)]

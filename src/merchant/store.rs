@@ -2,9 +2,10 @@
 //! file with `--state` (shared with the usage journal's database), else in bounded memory.
 
 use crate::error::{CsmError, Result};
+use ahash::AHashMap as HashMap;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::borrow::Borrow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::Hash;
 use std::path::Path;
 
@@ -430,14 +431,30 @@ mod tests {
             // A second instance for the same order (the not-idempotent fault): the first
             // stays the order's.
             s.insert_instance("i2", "o1").unwrap();
-            assert_eq!(s.by_order("o1").unwrap().unwrap().instance_id, "i1", "{name}");
+            assert_eq!(
+                s.by_order("o1").unwrap().unwrap().instance_id,
+                "i1",
+                "{name}"
+            );
             // Replacing i1 makes it the newest: the order's oldest is now i2.
             s.insert_instance("i1", "o1").unwrap();
-            assert_eq!(s.by_order("o1").unwrap().unwrap().instance_id, "i2", "{name}");
+            assert_eq!(
+                s.by_order("o1").unwrap().unwrap().instance_id,
+                "i2",
+                "{name}"
+            );
             // Replaced under another order, it leaves its old one.
             s.insert_instance("i2", "o2").unwrap();
-            assert_eq!(s.by_order("o1").unwrap().unwrap().instance_id, "i1", "{name}");
-            assert_eq!(s.by_order("o2").unwrap().unwrap().instance_id, "i2", "{name}");
+            assert_eq!(
+                s.by_order("o1").unwrap().unwrap().instance_id,
+                "i1",
+                "{name}"
+            );
+            assert_eq!(
+                s.by_order("o2").unwrap().unwrap().instance_id,
+                "i2",
+                "{name}"
+            );
 
             s.set_status("i1", "FROZEN").unwrap();
             s.set_expiry("i1", "20271203000000").unwrap();
@@ -455,9 +472,14 @@ mod tests {
             assert!(s.instance("nobody").unwrap().is_none(), "{name}");
 
             assert!(s.license("L1").unwrap().is_none(), "{name}");
-            s.put_license("L1", "ACTIVE", Some("20270101000000")).unwrap();
+            s.put_license("L1", "ACTIVE", Some("20270101000000"))
+                .unwrap();
             s.put_license("L1", "FROZEN", None).unwrap();
-            assert_eq!(s.license("L1").unwrap().as_deref(), Some("FROZEN"), "{name}");
+            assert_eq!(
+                s.license("L1").unwrap().as_deref(),
+                Some("FROZEN"),
+                "{name}"
+            );
 
             assert!(!s.kit_exists("user", "u1").unwrap(), "{name}");
             s.kit_put("user", "u1", "{}").unwrap();

@@ -196,6 +196,7 @@ impl Conn {
             body,
             truncated,
             header_case_known: !relayed,
+            json: std::sync::OnceLock::new(),
         };
         Ok((reply, keep))
     }

@@ -13,7 +13,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Reply bodies are read up to this size; the rest is left unread.
@@ -31,9 +31,26 @@ pub struct Reply {
     pub truncated: bool,
     /// The names are the endpoint's own: false when a plain-HTTP proxy relayed the reply.
     pub header_case_known: bool,
+    /// The body as a JSON object, parsed on first use: the load engine, the judge and the
+    /// suites all read it, and it is parsed once.
+    pub json: OnceLock<Option<serde_json::Value>>,
 }
 
 impl Reply {
+    /// The body when it is a whole JSON object (not cut off at [`MAX_REPLY`]).
+    pub fn json(&self) -> Option<&serde_json::Value> {
+        self.json
+            .get_or_init(|| {
+                if self.truncated {
+                    return None;
+                }
+                serde_json::from_slice::<serde_json::Value>(&self.body)
+                    .ok()
+                    .filter(serde_json::Value::is_object)
+            })
+            .as_ref()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         header(&self.headers, name)
     }
@@ -119,6 +136,7 @@ impl Raw {
             body,
             truncated,
             header_case_known: !relayed,
+            json: OnceLock::new(),
         })
     }
 

@@ -148,15 +148,6 @@ pub struct JudgeCtx<'a> {
     pub require_body_sign: bool,
 }
 
-pub fn reply_json(reply: &Reply) -> Option<Value> {
-    if reply.truncated {
-        return None;
-    }
-    serde_json::from_slice::<Value>(&reply.body)
-        .ok()
-        .filter(Value::is_object)
-}
-
 fn short(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(&bytes[..bytes.len().min(80)]).into_owned();
     if bytes.len() > 80 {
@@ -272,8 +263,8 @@ pub fn judge_format(ex: &Exchange, cx: &JudgeCtx) -> Vec<Rule> {
             "set the header Content-Type: application/json;charset=UTF-8",
         ));
     }
-    let json = reply_json(reply);
-    match &json {
+    let json = reply.json();
+    match json {
         None if reply.truncated => rules.push(Rule::fail(
             Family::JsonBody,
             "a JSON object",
@@ -314,7 +305,7 @@ pub fn judge_format(ex: &Exchange, cx: &JudgeCtx) -> Vec<Rule> {
             }
         }
     }
-    if let Some(v) = &json {
+    if let Some(v) = json {
         let success = matches!(v["resultCode"].as_str(), Some("000000" | "000004"));
         let mut fields: Vec<&ReplyField> = COMMON_REPLY.iter().collect();
         if success {
@@ -525,7 +516,8 @@ fn judge_body_sign(reply: &Reply, cx: &JudgeCtx) -> Vec<Rule> {
 /// The `resultCode`, when the reply is JSON.
 pub fn result_code(ex: &Exchange) -> Option<String> {
     let reply = ex.outcome.as_ref().ok()?;
-    reply_json(reply)?
+    reply
+        .json()?
         .get("resultCode")
         .and_then(Value::as_str)
         .map(str::to_string)

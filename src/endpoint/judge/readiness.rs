@@ -182,6 +182,7 @@ mod tests {
             body: vec![],
             truncated: false,
             header_case_known: false,
+            json: Default::default(),
         };
         let good = "https://isv.example.com/produce";
         assert_eq!(

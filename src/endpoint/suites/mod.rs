@@ -171,8 +171,8 @@ struct Runner<'a> {
     interrupted: bool,
 }
 
-fn json_of(ex: &Exchange) -> Option<Value> {
-    ex.outcome.as_ref().ok().and_then(judge::reply_json)
+fn json_of(ex: &Exchange) -> Option<&Value> {
+    ex.outcome.as_ref().ok().and_then(|r| r.json())
 }
 
 fn instance_of(ex: &Exchange) -> Option<String> {
