@@ -16,8 +16,8 @@
 //! socket the server had closed, not that a reply was thrown away; any other read error
 //! is an error, never a resend. Both are counted ([`Pool::reconnects`]).
 
-use super::failure::{self, io_failure, NetFailure, NetKind};
-use super::raw::{self, Dechunk, Framing, Reply, MAX_REPLY};
+use super::failure::{self, io_failure, NetFailure};
+use super::raw::{self, BodyReader, Reply};
 use super::{proxy, tls, Settings};
 use hyper::rt::{Read, ReadBuf, Write};
 use hyper::Uri;
@@ -133,72 +133,23 @@ impl Conn {
                 return Err(raw::closed_in_head(&self.buf));
             }
         };
-        let keep = head.keeps_alive();
-        let cut = || {
-            NetFailure::new(
-                NetKind::Reset,
-                "the connection was closed within the reply body",
-            )
-        };
-        let (body, truncated, keep) = match raw::framing(&head)? {
-            Framing::None => (Vec::new(), false, keep),
-            Framing::Length(len) => {
-                let want = len.min(MAX_REPLY as u64) as usize;
-                while self.buf.len() < want {
-                    if self.body_read().await? == 0 {
-                        return Err(cut());
-                    }
-                }
-                let rest = self.buf.split_off(want);
-                let body = std::mem::replace(&mut self.buf, rest);
-                // The rest of a body past the limit is left unread, with its connection.
-                let truncated = len > MAX_REPLY as u64;
-                (body, truncated, keep && !truncated)
+        let mut reader = BodyReader::new(&head)?;
+        let mut closed = false;
+        let body = loop {
+            if let Some(body) = reader.step(&mut self.buf, closed)? {
+                break body;
             }
-            Framing::Chunked => {
-                let mut d = Dechunk::default();
-                loop {
-                    d.feed(&mut self.buf).map_err(|e| {
-                        NetFailure::new(
-                            NetKind::Protocol,
-                            format!("the chunked reply body is malformed: {e}"),
-                        )
-                    })?;
-                    if d.done {
-                        break (d.out, false, keep);
-                    }
-                    if d.out.len() > MAX_REPLY {
-                        d.out.truncate(MAX_REPLY);
-                        break (d.out, true, false);
-                    }
-                    if self.buf.len() > READ_CHUNK * 4 {
-                        return Err(NetFailure::new(
-                            NetKind::Protocol,
-                            "the chunked reply body is malformed: a chunk-size or trailer line is too long",
-                        ));
-                    }
-                    if self.body_read().await? == 0 {
-                        return Err(cut());
-                    }
-                }
-            }
-            Framing::Close => {
-                while self.buf.len() <= MAX_REPLY && self.body_read().await? > 0 {}
-                let mut body = std::mem::take(&mut self.buf);
-                let truncated = body.len() > MAX_REPLY;
-                body.truncate(MAX_REPLY);
-                (body, truncated, false)
-            }
+            closed = self.body_read().await? == 0;
         };
         let reply = Reply {
             status: head.status,
             headers: head.headers,
-            body,
-            truncated,
+            body: body.bytes,
+            truncated: body.truncated,
             header_case_known: !relayed,
             json: std::sync::OnceLock::new(),
         };
-        Ok((reply, keep))
+        Ok((reply, body.reusable))
     }
 
     async fn body_read(&mut self) -> Result<usize, NetFailure> {

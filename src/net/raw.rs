@@ -517,14 +517,14 @@ pub(crate) fn closed_in_head(buf: &[u8]) -> NetFailure {
 }
 
 /// How the body ends.
-pub(crate) enum Framing {
+enum Framing {
     None,
     Length(u64),
     Chunked,
     Close,
 }
 
-pub(crate) fn framing(head: &Head) -> Result<Framing, NetFailure> {
+fn framing(head: &Head) -> Result<Framing, NetFailure> {
     if matches!(head.status, 204 | 304) {
         return Ok(Framing::None);
     }
@@ -555,54 +555,115 @@ fn read_body(
     mut raw: Vec<u8>,
     deadline: Instant,
 ) -> Result<(Vec<u8>, bool), NetFailure> {
-    let framing = framing(head)?;
+    let mut reader = BodyReader::new(head)?;
     let mut chunk = [0u8; 16384];
-    let mut next = |raw: &mut Vec<u8>| -> Result<bool, NetFailure> {
+    let mut closed = false;
+    loop {
+        if let Some(body) = reader.step(&mut raw, closed)? {
+            return Ok((body.bytes, body.truncated));
+        }
         let n = read_some(conn, &mut chunk, deadline, "reading the reply body")?;
         raw.extend_from_slice(&chunk[..n]);
-        Ok(n > 0)
-    };
-    match framing {
-        Framing::None => Ok((Vec::new(), false)),
-        Framing::Length(len) => {
-            let want = len.min(MAX_REPLY as u64) as usize;
-            while raw.len() < want && next(&mut raw)? {}
-            raw.truncate(want);
-            Ok((raw, len > MAX_REPLY as u64))
-        }
-        Framing::Close => {
-            while raw.len() <= MAX_REPLY && next(&mut raw)? {}
-            let truncated = raw.len() > MAX_REPLY;
-            raw.truncate(MAX_REPLY);
-            Ok((raw, truncated))
-        }
-        Framing::Chunked => {
-            let mut d = Dechunk::default();
-            let malformed = |e: String| {
-                NetFailure::new(
-                    NetKind::Protocol,
-                    format!("the chunked reply body is malformed: {e}"),
-                )
-            };
-            loop {
-                d.feed(&mut raw).map_err(malformed)?;
+        closed = n == 0;
+    }
+}
+
+/// A reply body taken from the bytes read so far, by either client (this one and
+/// [`super::pool`]): the framing says when the body is whole, how a close cuts it, and
+/// whether the connection can carry another request.
+pub(crate) struct BodyReader {
+    framing: Framing,
+    dechunk: Dechunk,
+    keep_alive: bool,
+}
+
+/// A whole reply body.
+pub(crate) struct Body {
+    pub bytes: Vec<u8>,
+    /// Cut at [`MAX_REPLY`].
+    pub truncated: bool,
+    /// The connection can carry another request.
+    pub reusable: bool,
+}
+
+impl BodyReader {
+    pub(crate) fn new(head: &Head) -> Result<BodyReader, NetFailure> {
+        Ok(BodyReader {
+            framing: framing(head)?,
+            dechunk: Dechunk::default(),
+            keep_alive: head.keeps_alive(),
+        })
+    }
+
+    /// The body once `buf` (the bytes read after the head) holds all of it, taken out of
+    /// `buf`; None while more must be read. `closed`: the server closed the connection after
+    /// the bytes in `buf`, so a body still short of its length or last chunk was cut.
+    pub(crate) fn step(
+        &mut self,
+        buf: &mut Vec<u8>,
+        closed: bool,
+    ) -> Result<Option<Body>, NetFailure> {
+        let cut = || {
+            NetFailure::new(
+                NetKind::Reset,
+                "the connection was closed within the reply body",
+            )
+        };
+        let body = |bytes, truncated, reusable| {
+            Ok(Some(Body {
+                bytes,
+                truncated,
+                reusable,
+            }))
+        };
+        match self.framing {
+            Framing::None => body(Vec::new(), false, self.keep_alive),
+            Framing::Length(len) => {
+                let want = len.min(MAX_REPLY as u64) as usize;
+                if buf.len() < want {
+                    return if closed { Err(cut()) } else { Ok(None) };
+                }
+                let rest = buf.split_off(want);
+                let bytes = std::mem::replace(buf, rest);
+                // The rest of a body past the limit is left unread, with its connection.
+                let truncated = len > MAX_REPLY as u64;
+                body(bytes, truncated, self.keep_alive && !truncated)
+            }
+            Framing::Close => {
+                if buf.len() <= MAX_REPLY && !closed {
+                    return Ok(None);
+                }
+                let mut bytes = std::mem::take(buf);
+                let truncated = bytes.len() > MAX_REPLY;
+                bytes.truncate(MAX_REPLY);
+                body(bytes, truncated, false)
+            }
+            Framing::Chunked => {
+                let malformed = |e: String| {
+                    NetFailure::new(
+                        NetKind::Protocol,
+                        format!("the chunked reply body is malformed: {e}"),
+                    )
+                };
+                let d = &mut self.dechunk;
+                d.feed(buf).map_err(malformed)?;
                 if d.done {
-                    return Ok((d.out, false));
+                    return body(std::mem::take(&mut d.out), false, self.keep_alive);
                 }
                 if d.out.len() > MAX_REPLY {
-                    d.out.truncate(MAX_REPLY);
-                    return Ok((d.out, true));
+                    let mut bytes = std::mem::take(&mut d.out);
+                    bytes.truncate(MAX_REPLY);
+                    return body(bytes, true, false);
                 }
-                if raw.len() > MAX_HEAD {
+                if buf.len() > MAX_HEAD {
                     return Err(malformed(format!(
                         "a chunk-size or trailer line longer than {MAX_HEAD} bytes"
                     )));
                 }
-                if !next(&mut raw)? {
-                    return Err(malformed(
-                        "the connection was closed before the last chunk".into(),
-                    ));
+                if closed {
+                    return Err(cut());
                 }
+                Ok(None)
             }
         }
     }
@@ -610,7 +671,7 @@ fn read_body(
 
 /// A chunked body decoded as it arrives (chunk extensions and trailers skipped).
 #[derive(Default)]
-pub(crate) struct Dechunk {
+struct Dechunk {
     pub out: Vec<u8>,
     /// Data bytes still due in the current chunk, then its CRLF.
     left: u64,
@@ -621,7 +682,7 @@ pub(crate) struct Dechunk {
 
 impl Dechunk {
     /// Consumes from `raw` all it can decode now.
-    pub(crate) fn feed(&mut self, raw: &mut Vec<u8>) -> Result<(), String> {
+    fn feed(&mut self, raw: &mut Vec<u8>) -> Result<(), String> {
         let mut pos = 0;
         while !self.done {
             let rest = &raw[pos..];
@@ -701,6 +762,66 @@ mod tests {
         assert_eq!(decode(&[b"5\r\nab"]), Ok((b"ab".to_vec(), false)));
         assert!(decode(&[b"zz\r\n"]).is_err());
         assert!(decode(&[b"2\r\nabc\r\n"]).is_err());
+    }
+
+    fn head(headers: &[(&str, &str)]) -> Head {
+        Head {
+            status: 200,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            http11: true,
+        }
+    }
+
+    /// Feeds `parts` one read at a time, then a close; the body or the failure.
+    fn body_of(h: &Head, parts: &[&[u8]]) -> Result<(Body, Vec<u8>), NetFailure> {
+        let mut reader = BodyReader::new(h)?;
+        let mut buf = Vec::new();
+        for p in parts {
+            buf.extend_from_slice(p);
+            if let Some(b) = reader.step(&mut buf, false)? {
+                return Ok((b, buf));
+            }
+        }
+        let b = reader
+            .step(&mut buf, true)?
+            .expect("a closed connection ends the body");
+        Ok((b, buf))
+    }
+
+    #[test]
+    fn bodies_end_by_their_framing_and_a_close_cuts_them() {
+        let length = head(&[("Content-Length", "5")]);
+        let (b, rest) = body_of(&length, &[b"he", b"lloHTTP"]).unwrap();
+        assert_eq!(
+            (b.bytes.as_slice(), b.truncated, b.reusable),
+            (&b"hello"[..], false, true)
+        );
+        // What follows the body stays for the next reply.
+        assert_eq!(rest, b"HTTP");
+        // Shorter than its Content-Length when the server closed: cut, not accepted.
+        let e = body_of(&length, &[b"hel"]).err().unwrap();
+        assert_eq!(e.kind, NetKind::Reset);
+        assert!(e.message.contains("within the reply body"), "{}", e.message);
+
+        let chunked = head(&[("Transfer-Encoding", "chunked")]);
+        let (b, _) = body_of(&chunked, &[b"3\r\nab", b"c\r\n0\r\n\r\n"]).unwrap();
+        assert_eq!((b.bytes.as_slice(), b.reusable), (&b"abc"[..], true));
+        assert_eq!(
+            body_of(&chunked, &[b"3\r\nabc\r\n"]).err().unwrap().kind,
+            NetKind::Reset
+        );
+
+        // No length: the body runs to the close, and the connection is done.
+        let (b, _) = body_of(&head(&[]), &[b"to ", b"the end"]).unwrap();
+        assert_eq!(
+            (b.bytes.as_slice(), b.reusable),
+            (&b"to the end"[..], false)
+        );
+        let closing = head(&[("Content-Length", "2"), ("Connection", "close")]);
+        assert!(!body_of(&closing, &[b"ok"]).unwrap().0.reusable);
     }
 
     #[test]
