@@ -55,7 +55,7 @@ pub struct MerchantArgs {
           value_parser = crate::duration::flag(Bare::Secs, Duration::from_secs(1), Duration::from_secs(86_400)))]
     pub window: Duration,
     /// SQLite file for instances, license codes and Kit records. Without it they live in
-    /// memory, bounded for long load runs: the newest 100,000 of each are kept; nonces are
+    /// memory, bounded for long load runs: the 100,000 of each written last are kept; nonces are
     /// remembered for the replay window (--window) only, so their number is bounded by the
     /// requests of one window.
     #[arg(long, value_name = "FILE")]

@@ -45,7 +45,8 @@ pub struct FileStore {
 }
 
 /// Rows per table a [`MemoryStore`] keeps (instances, license codes, Kit records): beyond
-/// it the oldest written is forgotten first, so a long load run does not grow without limit.
+/// it the row written longest ago is forgotten first, so a long load run does not grow
+/// without limit while an instance a lifecycle keeps changing stays.
 pub const MEMORY_ROWS: usize = 100_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,14 +277,14 @@ impl Store for MemoryStore {
     }
 
     fn set_status(&mut self, id: &str, status: &str) -> Result<()> {
-        if let Some(inst) = self.instances.get_mut(id) {
+        if let Some(inst) = self.instances.write(id) {
             inst.status = status.to_string();
         }
         Ok(())
     }
 
     fn set_expiry(&mut self, id: &str, expire_time: &str) -> Result<()> {
-        if let Some(inst) = self.instances.get_mut(id) {
+        if let Some(inst) = self.instances.write(id) {
             inst.expire_time = Some(expire_time.to_string());
         }
         Ok(())
@@ -294,7 +295,7 @@ impl Store for MemoryStore {
     }
 
     fn put_license(&mut self, code: &str, status: &str, expire_time: Option<&str>) -> Result<()> {
-        if let Some((s, e)) = self.licenses.get_mut(code) {
+        if let Some((s, e)) = self.licenses.write(code) {
             *s = status.to_string();
             if let Some(t) = expire_time {
                 *e = Some(t.to_string());
@@ -321,12 +322,11 @@ impl Store for MemoryStore {
     }
 }
 
-/// Rows by key, at most `cap`, the oldest forgotten first. A row's age is when it was last
-/// inserted (a replaced row is new again; one changed in place keeps its age), as rowids
-/// order a SQLite table written with INSERT OR REPLACE and UPDATE.
+/// Rows by key, at most `cap`, the one written longest ago forgotten first (inserted,
+/// replaced or changed: each write makes a row new again).
 struct Aged<K, V> {
     rows: HashMap<K, (u64, V)>,
-    /// (age, key), oldest first. An entry whose age no longer matches its row's (replaced or
+    /// (age, key), oldest first. An entry whose age no longer matches its row's (written or
     /// removed since) is skipped, and dropped when such entries outnumber the rows.
     ages: VecDeque<(u64, K)>,
     next: u64,
@@ -351,11 +351,18 @@ impl<K: Eq + Hash + Clone, V> Aged<K, V> {
         self.rows.get(k).map(|(_, v)| v)
     }
 
-    fn get_mut<Q>(&mut self, k: &Q) -> Option<&mut V>
+    /// The row at `k` to change in place; it becomes the newest.
+    fn write<Q>(&mut self, k: &Q) -> Option<&mut V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        let key = self.rows.get_key_value(k)?.0.clone();
+        let age = self.next;
+        self.next += 1;
+        self.rows.get_mut(k)?.0 = age;
+        self.ages.push_back((age, key));
+        self.compact();
         self.rows.get_mut(k).map(|(_, v)| v)
     }
 
@@ -509,12 +516,18 @@ mod tests {
         assert!(s.instance("i899").unwrap().is_none());
         assert!(s.by_order("o899").unwrap().is_none());
         assert_eq!(s.by_order("o999").unwrap().unwrap().instance_id, "i999");
-        // A license code updated in place keeps its age: the oldest still goes first.
+        // A license code updated in place is new again: L901 goes before it.
         s.put_license("L900", "FROZEN", None).unwrap();
         s.put_license("L2000", "ACTIVE", None).unwrap();
-        assert!(s.license("L900").unwrap().is_none());
-        assert_eq!(s.license("L901").unwrap().as_deref(), Some("ACTIVE"));
+        assert_eq!(s.license("L900").unwrap().as_deref(), Some("FROZEN"));
+        assert!(s.license("L901").unwrap().is_none());
         assert_eq!(s.licenses.len(), 100);
+        // So is an instance whose status changes: a lifecycle keeps its instance.
+        s.set_status("i900", "FROZEN").unwrap();
+        s.insert_instance("i2000", "o2000").unwrap();
+        assert_eq!(s.instance("i900").unwrap().unwrap().status, "FROZEN");
+        assert!(s.instance("i901").unwrap().is_none());
+        assert!(s.by_order("o901").unwrap().is_none());
         // A Kit record replaced is new again: the oldest, u900, outlives u901.
         s.kit_put("user", "u900", "{}").unwrap();
         s.kit_put("user", "u3000", "{}").unwrap();
