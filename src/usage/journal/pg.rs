@@ -103,9 +103,11 @@ pub fn schema(records: &str, common: &str) -> String {
 -- all the indexes again instead of updating the row in place): a send pass walks the
 -- primary key from where it left off. Journals made before this drop theirs.
 DROP INDEX IF EXISTS records_unfinished;
--- Room on each page: a claim (lease columns only) is then updated in place (HOT), without
--- new index entries.
-ALTER TABLE records SET (fillfactor = 70);"
+-- Room on each page for a new version of every record on it: a record is written twice as
+-- it is sent (claimed, then its outcome), and each write then stays on its page (HOT),
+-- without new entries in the three indexes. At 70 half the writes moved; at 40 almost none
+-- do, and a send pass takes about 0.6 of the time (200,000 records).
+ALTER TABLE records SET (fillfactor = 40);"
     )
 }
 
