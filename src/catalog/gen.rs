@@ -164,8 +164,8 @@ pub fn settle(ctx: &mut Ctx) {
     settle_for(ctx, |_| true);
 }
 
-/// [`settle`] for the values that fields made by `wants` take from `ctx`: a load run makes
-/// one body per request and need not draw a license code for a newInstance.
+/// [`settle`] for only the shared values that fields made by a `Gen` in `wants` read: a load
+/// run makes a body per request and need not draw a license code for a newInstance.
 fn settle_for(ctx: &mut Ctx, wants: impl Fn(Gen) -> bool) {
     let now = ctx.now.unwrap_or_else(crate::clock::now);
     ctx.now = Some(now);
@@ -212,10 +212,16 @@ fn settle_for(ctx: &mut Ctx, wants: impl Fn(Gen) -> bool) {
 /// from `ctx`. V1 basic and V2 basic values are strings; Kit keeps integer fields as numbers.
 pub fn generate(cb: &Callback, scene: Option<&str>, ctx: &Ctx) -> Map<String, Value> {
     let mut ctx = ctx.clone();
-    let made = |g: Gen| cb.fields.iter().any(|f| !f.default_absent && f.gen == g);
-    settle_for(&mut ctx, |g| {
-        made(g) || (made(Gen::ProductInfo) && super::PRODUCT_INFO.iter().any(|m| m.gen == g))
-    });
+    let mut made: Vec<Gen> = cb
+        .fields
+        .iter()
+        .filter(|f| !f.default_absent)
+        .map(|f| f.gen)
+        .collect();
+    if made.contains(&Gen::ProductInfo) {
+        made.extend(super::PRODUCT_INFO.iter().map(|m| m.gen));
+    }
+    settle_for(&mut ctx, |g| made.contains(&g));
     let now = ctx.now.unwrap_or_else(crate::clock::now);
     let mut out = Map::new();
     for field in cb.fields {
@@ -396,6 +402,16 @@ mod tests {
                         cb.name,
                         field.name
                     );
+                }
+                // A value taken from the context was settled for this body, not left empty.
+                if let Some(Value::String(s)) = v {
+                    assert!(!s.is_empty(), "{}.{} is empty", cb.name, field.name);
+                }
+            }
+            if let Some(Value::String(info)) = body.get("productInfo") {
+                let info: Value = serde_json::from_str(info).unwrap();
+                for (name, v) in info.as_object().unwrap() {
+                    assert_ne!(v, "", "{}.productInfo.{name} is empty", cb.name);
                 }
             }
         }

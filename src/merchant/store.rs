@@ -221,7 +221,7 @@ impl Store for FileStore {
 pub struct MemoryStore {
     instances: Aged<String, Instance>,
     /// Instance ids per order key, oldest first (as the state file's `ORDER BY rowid`).
-    orders: HashMap<String, Vec<String>>,
+    orders: HashMap<String, VecDeque<String>>,
     /// Status and expiry per license code.
     licenses: Aged<String, (String, Option<String>)>,
     /// Kit records by (kind, id). Their data is written, never read back: only kept here.
@@ -241,7 +241,13 @@ impl MemoryStore {
     /// Forgets that `inst` belongs to its order.
     fn unlink(&mut self, inst: &Instance) {
         if let Some(ids) = self.orders.get_mut(&inst.order_key) {
-            ids.retain(|i| *i != inst.instance_id);
+            // The oldest goes first: one order with many instances (the not-idempotent
+            // fault, a fixed orderId) loses them from the front without a scan.
+            if ids.front() == Some(&inst.instance_id) {
+                ids.pop_front();
+            } else {
+                ids.retain(|i| *i != inst.instance_id);
+            }
             if ids.is_empty() {
                 self.orders.remove(&inst.order_key);
             }
@@ -251,7 +257,7 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn by_order(&self, order_key: &str) -> Result<Option<Instance>> {
-        let first = self.orders.get(order_key).and_then(|ids| ids.first());
+        let first = self.orders.get(order_key).and_then(|ids| ids.front());
         Ok(first.and_then(|id| self.instances.get(id)).cloned())
     }
 
@@ -272,7 +278,7 @@ impl Store for MemoryStore {
         self.orders
             .entry(order_key.to_string())
             .or_default()
-            .push(id.to_string());
+            .push_back(id.to_string());
         Ok(())
     }
 
@@ -396,8 +402,9 @@ impl<K: Eq + Hash + Clone, V> Aged<K, V> {
         v
     }
 
-    /// Drops the entries of replaced and removed rows once they outnumber the rows, so the
-    /// queue stays within twice the table however often rows are replaced.
+    /// Drops the entries of rewritten and removed rows once they outnumber the rows, so the
+    /// queue stays within twice the table however often rows are written: one pass over the
+    /// queue per as many writes as the table has rows.
     fn compact(&mut self) {
         if self.ages.len() > 2 * self.rows.len() + 64 {
             let rows = &self.rows;

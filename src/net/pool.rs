@@ -141,14 +141,13 @@ impl Conn {
             }
             closed = self.body_read().await? == 0;
         };
-        let reply = Reply {
-            status: head.status,
-            headers: head.headers,
-            body: body.bytes,
-            truncated: body.truncated,
-            header_case_known: !relayed,
-            json: std::sync::OnceLock::new(),
-        };
+        let reply = Reply::new(
+            head.status,
+            head.headers,
+            body.bytes,
+            body.truncated,
+            !relayed,
+        );
         Ok((reply, body.reusable))
     }
 

@@ -33,10 +33,27 @@ pub struct Reply {
     pub header_case_known: bool,
     /// The body as a JSON object, parsed on first use: the load engine, the judge and the
     /// suites all read it, and it is parsed once.
-    pub json: OnceLock<Option<serde_json::Value>>,
+    json: OnceLock<Option<serde_json::Value>>,
 }
 
 impl Reply {
+    pub fn new(
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        truncated: bool,
+        header_case_known: bool,
+    ) -> Reply {
+        Reply {
+            status,
+            headers,
+            body,
+            truncated,
+            header_case_known,
+            json: OnceLock::new(),
+        }
+    }
+
     /// The body when it is a whole JSON object (not cut off at [`MAX_REPLY`]).
     pub fn json(&self) -> Option<&serde_json::Value> {
         self.json
@@ -130,14 +147,13 @@ impl Raw {
         let mut buf = Vec::with_capacity(8192);
         let head = read_head(&mut conn, &mut buf, deadline)?;
         let (body, truncated) = read_body(&mut conn, &head, buf, deadline)?;
-        Ok(Reply {
-            status: head.status,
-            headers: head.headers,
+        Ok(Reply::new(
+            head.status,
+            head.headers,
             body,
             truncated,
-            header_case_known: !relayed,
-            json: OnceLock::new(),
-        })
+            !relayed,
+        ))
     }
 
     fn handshake(
@@ -597,7 +613,8 @@ impl BodyReader {
 
     /// The body once `buf` (the bytes read after the head) holds all of it, taken out of
     /// `buf`; None while more must be read. `closed`: the server closed the connection after
-    /// the bytes in `buf`, so a body still short of its length or last chunk was cut.
+    /// the bytes in `buf`, so a body still short of its length or last chunk was cut. Never
+    /// None when `closed`: the callers' read loops end on it.
     pub(crate) fn step(
         &mut self,
         buf: &mut Vec<u8>,
@@ -647,13 +664,14 @@ impl BodyReader {
                 };
                 let d = &mut self.dechunk;
                 d.feed(buf).map_err(malformed)?;
-                if d.done {
-                    return body(std::mem::take(&mut d.out), false, self.keep_alive);
-                }
+                // The limit first: the last chunk may arrive in the read that crosses it.
                 if d.out.len() > MAX_REPLY {
                     let mut bytes = std::mem::take(&mut d.out);
                     bytes.truncate(MAX_REPLY);
                     return body(bytes, true, false);
+                }
+                if d.done {
+                    return body(std::mem::take(&mut d.out), false, self.keep_alive);
                 }
                 if buf.len() > MAX_HEAD {
                     return Err(malformed(format!(
@@ -812,6 +830,19 @@ mod tests {
         assert_eq!(
             body_of(&chunked, &[b"3\r\nabc\r\n"]).err().unwrap().kind,
             NetKind::Reset
+        );
+
+        // A last chunk in the read that crosses the limit: cut at the limit all the same.
+        let big = [
+            b"100005\r\n".as_slice(),
+            &vec![b'x'; MAX_REPLY + 5],
+            b"\r\n0\r\n\r\n",
+        ]
+        .concat();
+        let (b, _) = body_of(&chunked, &[&big]).unwrap();
+        assert_eq!(
+            (b.bytes.len(), b.truncated, b.reusable),
+            (MAX_REPLY, true, false)
         );
 
         // No length: the body runs to the close, and the connection is done.

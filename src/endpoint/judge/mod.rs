@@ -203,7 +203,7 @@ pub fn judge_format(ex: &Exchange, cx: &JudgeCtx) -> Vec<Rule> {
                         .into()
                 }
                 NetKind::Reset => {
-                    "the server closed the connection: check its logs for a crash".into()
+                    "the server closed the connection before its reply was whole: check its logs for a crash, and that Content-Length matches the body".into()
                 }
                 NetKind::Protocol => "answer with HTTP/1.1".into(),
             };

@@ -176,14 +176,7 @@ mod tests {
                 .map(|(_, r)| r.status)
                 .collect()
         };
-        let ok = Reply {
-            status: 200,
-            headers: vec![],
-            body: vec![],
-            truncated: false,
-            header_case_known: false,
-            json: Default::default(),
-        };
+        let ok = Reply::new(200, vec![], vec![], false, false);
         let good = "https://isv.example.com/produce";
         assert_eq!(
             statuses(good, &[exchange(good, Ok(ok.clone()), 30)]),

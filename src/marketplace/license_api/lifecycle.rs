@@ -441,13 +441,10 @@ fn send_callback(m: &Marketplace, code: &str, body: Value) -> Result<Value, Resp
     let exchange = Client::new(CALLBACK_TIMEOUT).send(&prepared);
     let (status, result_code, error) = match exchange.outcome {
         Ok(reply) => {
-            let rc = serde_json::from_slice::<Value>(&reply.body)
-                .ok()
-                .and_then(|v| {
-                    v.get("resultCode")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                });
+            let rc = reply
+                .json()
+                .and_then(|v| v.get("resultCode")?.as_str())
+                .map(str::to_string);
             let err = match &rc {
                 _ if reply.truncated => Some(format!(
                     "HTTP {}, the answer is larger than {MAX_REPLY} bytes",
