@@ -3,16 +3,20 @@
 //! requests of one window, and forgetting costs O(1) per request (oldest first, in arrival
 //! order) however many requests the window holds.
 
-use ahash::AHashSet as HashSet;
+use ahash::{AHashSet as HashSet, RandomState};
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 #[derive(Default)]
 pub struct Nonces {
-    seen: HashSet<Arc<str>>,
-    /// (timestamp ms, nonce) in arrival order. Timestamps within one window may arrive out
+    /// A keyed 128-bit digest of each nonce rather than the nonce: 16 bytes a request however
+    /// long the nonce, and nothing allocated for it. At 30,000 requests a second a 60 s window
+    /// holds 1.8 million; two of them share a digest with a chance of about 10^-26.
+    seen: HashSet<u128>,
+    /// (timestamp ms, digest) in arrival order. Timestamps within one window may arrive out
     /// of order; an old one behind a newer one is forgotten a little later, never early.
-    order: VecDeque<(i64, Arc<str>)>,
+    order: VecDeque<(i64, u128)>,
+    /// The digest's two halves: keys drawn at random when the merchant starts.
+    keys: (RandomState, RandomState),
 }
 
 impl Nonces {
@@ -24,12 +28,12 @@ impl Nonces {
                 self.seen.remove(&old);
             }
         }
-        if self.seen.contains(nonce) {
+        let digest =
+            u128::from(self.keys.0.hash_one(nonce)) << 64 | u128::from(self.keys.1.hash_one(nonce));
+        if !self.seen.insert(digest) {
             return false;
         }
-        let nonce: Arc<str> = Arc::from(nonce);
-        self.seen.insert(nonce.clone());
-        self.order.push_back((ts, nonce));
+        self.order.push_back((ts, digest));
         true
     }
 
