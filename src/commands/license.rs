@@ -471,6 +471,7 @@ fn inspect(g: &GlobalArgs, a: InspectArgs) -> Result<Exit> {
         CsmError::usage(format!("{label}: malformed: {not}{}", t.reason))
     })?;
     let ring = keys::load_keyring(&a.public_key, &[])?;
+    warn_private(&ring);
     let (kind, mut fields) = match &parsed {
         Parsed::Marketplace(c) => (
             "marketplace",
@@ -547,6 +548,7 @@ fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
         None => clock::now().date_naive(),
     };
     let ring = keys::load_keyring(&a.public_key, &a.short_secret)?;
+    warn_private(&ring);
     if ring.public.is_empty() && ring.short.is_empty() {
         return Err(CsmError::usage(
             "--public-key: no key given (pass the FILE.pub written by `csm license keygen`, or --short-secret FILE.short for short codes)",
@@ -700,4 +702,15 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
     } else {
         Exit::CheckFailed
     })
+}
+
+/// A private key given as `--public-key` works (its public half checks the signature), but
+/// such a file should never ship with a product: say so.
+fn warn_private(ring: &keys::Keyring) {
+    for p in &ring.private_files {
+        eprintln!(
+            "csm: warning: --public-key {}: this is a private signing key; validation needs only the public key (the .pub file `csm license keygen` wrote), and the private one must not ship with the product",
+            p.display()
+        );
+    }
 }

@@ -201,6 +201,9 @@ pub fn parse_private_line(line: &str) -> Result<PrivateKey, String> {
 pub struct Keyring {
     pub public: Vec<PublicKey>,
     pub short: Vec<ShortSecret>,
+    /// `--public-key` files that hold a private key line (its public half is used): worth a
+    /// warning, since a file given as public is the kind that ships with a product.
+    pub private_files: Vec<PathBuf>,
 }
 
 impl Keyring {
@@ -350,6 +353,9 @@ pub fn load_keyring(public: &[PathBuf], short: &[PathBuf]) -> Result<Keyring> {
         let text = files::read_text(p, files::KEY_LIMIT, "--public-key")?;
         ring.add_text(&text)
             .map_err(|e| CsmError::usage(format!("--public-key {}: {e}", p.display())))?;
+        if text.lines().any(|l| l.trim().starts_with(PRIVATE_TAG)) {
+            ring.private_files.push(p.clone());
+        }
     }
     for p in short {
         ring.short.push(read_short_secret(p, "--short-secret")?);

@@ -9,8 +9,19 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Verdict {
     pub expr: String,
+    pub metric: Metric,
     pub value: f64,
     pub pass: bool,
+}
+
+impl Verdict {
+    /// The value with its unit, as the expression was written (ms or s, per cent).
+    fn shown(&self) -> String {
+        match self.metric {
+            Metric::Latency(_) => fmt_ms(self.value),
+            Metric::Errors | Metric::Rate => format!("{:.3}%", self.value * 100.0),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -68,6 +79,7 @@ impl Report {
                 let value = self.value_of(t);
                 Verdict {
                     expr: t.expr.clone(),
+                    metric: t.metric,
                     value: (value * 1e6).round() / 1e6,
                     pass: t.passes(value),
                 }
@@ -175,7 +187,7 @@ impl Report {
             out.push_str(&format!(
                 "  threshold {:<16} {:>12}  {}\n",
                 v.expr,
-                v.value,
+                v.shown(),
                 if v.pass { "pass" } else { "FAIL" }
             ));
         }

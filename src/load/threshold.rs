@@ -52,6 +52,8 @@ impl fmt::Display for Threshold {
 const FORMS: &str =
     "expected METRIC OP VALUE: p50|p90|p99|p999|max with a duration (p99<800ms), errors with a percentage or fraction (errors<0.1%), rate with a fraction or percentage of the target (rate>=0.98)";
 
+/// A share of the requests or of the target rate: a percentage, or a bare fraction up to 1
+/// (`errors<5` would always pass: 5 is not read as 5%).
 fn fraction(s: &str, expr: &str) -> Result<f64, String> {
     let (num, scale) = match s.strip_suffix('%') {
         Some(n) => (n.trim(), 100.0),
@@ -64,6 +66,13 @@ fn fraction(s: &str, expr: &str) -> Result<f64, String> {
         .ok_or_else(|| {
             format!("--threshold {expr:?}: {s:?} is not a non-negative number or percentage")
         })?;
+    if v / scale > 1.0 {
+        return Err(if scale == 1.0 {
+            format!("--threshold {expr:?}: a bare {s} is a fraction and must be at most 1; write {s}% for a percentage")
+        } else {
+            format!("--threshold {expr:?}: {s} is over 100%")
+        });
+    }
     Ok(v / scale)
 }
 
@@ -197,11 +206,18 @@ mod tests {
             "rate>=",
             "latency<1s",
             "p99<",
+            "errors<5",
+            "rate>=98",
+            "errors<101%",
         ] {
             let e = parse(bad).unwrap_err();
             assert!(e.starts_with(&format!("--threshold {bad:?}")), "{bad}: {e}");
         }
         assert!(parse("p99<800").unwrap_err().contains("needs a unit"));
+        assert!(parse("errors<5")
+            .unwrap_err()
+            .contains("write 5% for a percentage"));
+        assert!(parse("rate>=1").is_ok());
         assert!(parse("p98<1s")
             .unwrap_err()
             .contains("unknown metric \"p98\""));

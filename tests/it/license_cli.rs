@@ -877,3 +877,42 @@ fn input_files_are_named_by_their_flag_and_key_files_are_small() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("larger than 262144 bytes"), "{err}");
 }
+
+#[test]
+fn a_private_key_given_as_public_key_works_with_a_warning() {
+    let e = Env::new();
+    e.keygen("k");
+    let code = e.gen("k", &[]);
+    let seed = private_seed(&e.path("k"));
+    let (c, out, err) = e.run(&[
+        "license",
+        "validate",
+        &code,
+        "--public-key",
+        "k",
+        "--product",
+        "OFFI1",
+        "--at",
+        "2026-06-01",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    assert!(out.contains("valid"), "{out}");
+    assert!(
+        err.contains("--public-key k: this is a private signing key"),
+        "{err}"
+    );
+    assert!(!err.contains(&seed) && !out.contains(&seed));
+    let (c, _, err) = e.run(&[
+        "license",
+        "validate",
+        &code,
+        "--public-key",
+        "k.pub",
+        "--product",
+        "OFFI1",
+        "--at",
+        "2026-06-01",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    assert!(!err.contains("warning"), "{err}");
+}
