@@ -203,6 +203,15 @@ pub fn serve(listen: &str, handler: Arc<dyn Handler>, cfg: Config) -> Result<Ser
         CsmError::Config(format!("--listen {listen}: cannot listen there ({e})"))
             .with_hint("pick a free port on this machine, e.g. --listen 127.0.0.1:0")
     };
+    // A malformed address is a usage error, told apart from one that cannot be bound.
+    let has_port = listen
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !has_port {
+        return Err(CsmError::usage(format!(
+            "--listen {listen:?}: expected HOST:PORT, e.g. 127.0.0.1:8088 (port 0 picks a free one)"
+        )));
+    }
     let std_listener = std::net::TcpListener::bind(listen).map_err(cannot)?;
     std_listener.set_nonblocking(true).map_err(cannot)?;
     let addr = std_listener.local_addr().map_err(cannot)?;

@@ -31,7 +31,8 @@ use std::time::Duration;
   csm load --endpoint http://127.0.0.1:8088/produce --key-file basic.key --rate 200 --duration 30s
   csm load --endpoint URL --key-file basic.key --rate 500 --requests 10000 \\
       --threshold 'p99<800ms' --threshold 'errors<0.1%' --threshold 'rate>=0.98'
-  csm load --endpoint URL --key-file basic.key --activity newInstance:3,queryInstance --rate max --duration 10s
+  csm load --endpoint URL --key-file basic.key --rate max --duration 10s \\
+      --activity newInstance:3,queryInstance
   csm --json load --endpoint URL --key-file basic.key --rate 100 --duration 1m > load.json
 
 A request fails when it gets no reply, an HTTP status other than 200, or a resultCode other

@@ -590,7 +590,8 @@ fn finish(
     }
     if let Some(u) = &rep.unreachable {
         return Err(CsmError::Network(format!(
-            "could not reach the marketplace: {u}; {unsent} records wait in the journal for `csm usage replay`"
+            "could not reach the marketplace: {u}; {} wait in the journal for `csm usage replay`",
+            records(unsent)
         )));
     }
     if rep.interrupted {
@@ -598,7 +599,8 @@ fn finish(
         let mut e = std::io::stderr().lock();
         let _ = writeln!(
             e,
-            "csm: interrupted: no batch was started after Ctrl-C; those in flight were settled. {unsent} records wait in the journal {} for `csm usage replay`",
+            "csm: interrupted: no batch was started after Ctrl-C; those in flight were settled. {} wait in the journal {} for `csm usage replay`",
+            records(unsent),
             j.path.display()
         );
         return Ok(Exit::Interrupted);
@@ -926,6 +928,11 @@ fn resolve(g: &GlobalArgs, a: ResolveArgs) -> Result<Exit> {
         );
     }
     Ok(Exit::Ok)
+}
+
+/// "1 record", "2 records".
+fn records(n: u64) -> String {
+    format!("{n} record{}", if n == 1 { "" } else { "s" })
 }
 
 #[cfg(test)]

@@ -1332,6 +1332,17 @@ fn hints_appear_only_where_they_name_the_fix() {
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(err.contains("hint: pick a free port"), "{err}");
+    // An address without a port is a usage error that shows the form.
+    let o = env.run(&[
+        "serve",
+        "merchant",
+        "--listen",
+        "localhost",
+        "--key-file",
+        &k,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("expected HOST:PORT"), "{}", text(&o));
 }
 
 #[test]
