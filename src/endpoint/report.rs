@@ -130,12 +130,7 @@ impl Report {
             return None;
         }
         let v1_only = self.protocols.iter().all(|p| *p == "v1");
-        let cause = match top {
-            "000001" => "the endpoint refuses csm's signatures: check that each key file holds the key the seller center shows for that interface type, and that --protocol matches the endpoint".to_string(),
-            "000002" if v1_only => "looks like a V2 endpoint (it refuses V1 GET callbacks); try --protocol v2".to_string(),
-            "000002" => "the endpoint refuses the callbacks' parameters; if it is a V1 endpoint (GET callbacks), try --protocol v1".to_string(),
-            _ => return None,
-        };
+        let cause = code_cause(top, v1_only)?;
         Some(format!("{n} of {total} failures answered {top}: {cause}"))
     }
 
@@ -302,6 +297,17 @@ fn xml(s: &str) -> String {
         }
     }
     o
+}
+
+/// What a resultCode most failures share usually means, when it points at csm's side of the
+/// call (the keys, the protocol) rather than the endpoint's business.
+pub fn code_cause(code: &str, v1_only: bool) -> Option<&'static str> {
+    Some(match code {
+        "000001" => "the endpoint refuses csm's signatures: check that each key file holds the key the seller center shows for that interface type, and that --protocol matches the endpoint",
+        "000002" if v1_only => "looks like a V2 endpoint (it refuses V1 GET callbacks); try --protocol v2",
+        "000002" => "the endpoint refuses the callbacks' parameters; if it is a V1 endpoint (GET callbacks), try --protocol v1",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

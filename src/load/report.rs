@@ -87,6 +87,21 @@ impl Report {
             .collect();
     }
 
+    /// When most failed requests share a resultCode that points at the keys or the protocol
+    /// (`000001`, `000002`), what to check, as test-endpoint says it.
+    pub fn likely_cause(&self) -> Option<String> {
+        let s = &self.stats;
+        let (code, n) = s.by_result_code.iter().max_by_key(|(_, n)| **n)?;
+        if code == crate::load::stats::OK || *n * 5 < s.failed * 3 {
+            return None;
+        }
+        let cause = crate::endpoint::report::code_cause(code, self.protocol == "v1")?;
+        Some(format!(
+            "{n} of {} failed requests answered {code}: {cause}",
+            s.failed
+        ))
+    }
+
     pub fn thresholds_pass(&self) -> bool {
         self.thresholds.iter().all(|v| v.pass)
     }
@@ -183,6 +198,9 @@ impl Report {
             s.requests,
             s.error_ratio() * 100.0
         ));
+        if let Some(cause) = self.likely_cause() {
+            out.push_str(&format!("  likely    {cause}\n"));
+        }
         for v in &self.thresholds {
             out.push_str(&format!(
                 "  threshold {:<16} {:>12}  {}\n",

@@ -577,6 +577,39 @@ fn send_prints_request_reply_and_checks_and_validates_overrides() {
     ]);
     let ep = format!("{}/produce", m.url);
     let k = env.p("basic.key");
+    // Sent with another key (to a merchant of its own: the record of this one is audited
+    // below for good requests only): the reply's Body-Sign fails too, and its fix says why.
+    let other = env.serve(&["--key-file", &k]);
+    std::fs::write(
+        env.path("other.key"),
+        "9f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f\n",
+    )
+    .unwrap();
+    let o = env.run(&[
+        "--json",
+        "send",
+        "newInstance",
+        "--endpoint",
+        &format!("{}/produce", other.url),
+        "--key-file",
+        &env.p("other.key"),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let body_sign = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["family"] == "body-sign")
+        .unwrap();
+    assert_eq!(body_sign["status"], "fail", "{v}");
+    assert!(
+        body_sign["fix"]
+            .as_str()
+            .unwrap()
+            .contains("holds another key"),
+        "{v}"
+    );
     let o = env.run(&[
         "send",
         "newInstance",

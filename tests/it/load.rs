@@ -167,6 +167,30 @@ fn a_wrong_key_fails_every_request_and_the_errors_threshold() {
     assert_eq!(r["thresholds"][0]["value"], 1.0);
     assert_eq!(r["thresholds"][0]["pass"], false);
     assert_eq!(r["exit_code"], 1);
+    // The text report says what all those 000001 most likely mean, and the value's unit.
+    let o = env
+        .cmd()
+        .args(["load", "--endpoint", &format!("{}/produce", m.url)])
+        .args(["--key-file", &env.p("wrong.key")])
+        .args([
+            "--rate",
+            "100",
+            "--requests",
+            "20",
+            "--threshold",
+            "errors<1%",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(
+            "20 of 20 failed requests answered 000001: the endpoint refuses csm's signatures"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("100.000%  FAIL"), "{out}");
 }
 
 #[test]

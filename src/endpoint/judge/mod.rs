@@ -480,13 +480,19 @@ fn judge_body_sign(reply: &Reply, cx: &JudgeCtx) -> Vec<Rule> {
         ];
     };
     let mut rules = Vec::new();
+    // An endpoint that also refused the request's signature most likely holds another key.
+    let refused = reply.json().and_then(|v| v.get("resultCode")?.as_str()) == Some("000001");
     match v1::verify_body_sign(cx.key, &reply.body, value) {
         Ok(true) => rules.push(Rule::pass(Family::BodySign, "valid", "valid")),
         Ok(false) => rules.push(Rule::fail(
             Family::BodySign,
             "Base64(HMAC-SHA256(accessKey, raw body))",
             "a signature that does not match the body",
-            "sign the exact bytes you send (after serialisation, including whitespace) with the access key alone",
+            if refused {
+                "the endpoint also answered 000001: it most likely holds another key than csm's key file (compare both with the seller center); else sign the exact bytes you send with the access key alone"
+            } else {
+                "sign the exact bytes you send (after serialisation, including whitespace) with the access key alone"
+            },
         )),
         Err(e) => rules.push(Rule::fail(
             Family::BodySign,
