@@ -9,17 +9,22 @@ use chrono::{DateTime, TimeZone, Utc};
 use rand::Rng;
 
 pub fn now() -> DateTime<Utc> {
-    if let Ok(v) = std::env::var("CSM_NOW") {
-        if let Some(t) = parse_now(&v) {
-            return t;
-        }
-        // A silently ignored pin would make a "reproducible" run quietly use the real clock.
-        static WARNED: std::sync::Once = std::sync::Once::new();
-        WARNED.call_once(|| {
+    pinned().unwrap_or_else(Utc::now)
+}
+
+/// `CSM_NOW`, read once: servers under load ask the time on every request, and the
+/// environment does not change while csm runs.
+fn pinned() -> Option<DateTime<Utc>> {
+    static PINNED: std::sync::OnceLock<Option<DateTime<Utc>>> = std::sync::OnceLock::new();
+    *PINNED.get_or_init(|| {
+        let v = std::env::var("CSM_NOW").ok()?;
+        let t = parse_now(&v);
+        if t.is_none() {
+            // A silently ignored pin would make a "reproducible" run quietly use the real clock.
             eprintln!("csm: warning: CSM_NOW {v:?} is neither epoch milliseconds nor RFC 3339; using the real clock");
-        });
-    }
-    Utc::now()
+        }
+        t
+    })
 }
 
 fn parse_now(v: &str) -> Option<DateTime<Utc>> {
