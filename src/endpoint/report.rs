@@ -43,13 +43,15 @@ impl Report {
 
     pub fn summary_line(&self) -> String {
         format!(
-            "{}: {} checks, {} passed, {} failed, {} skipped; {} calls in {:.2} s",
+            "{}: {} check{}, {} passed, {} failed, {} skipped; {} call{} in {:.2} s",
             self.result().to_uppercase(),
             self.rows.len(),
+            if self.rows.len() == 1 { "" } else { "s" },
             self.count(Status::Pass),
             self.count(Status::Fail),
             self.count(Status::Skip),
             self.calls,
+            if self.calls == 1 { "" } else { "s" },
             self.elapsed.as_secs_f64()
         )
     }
