@@ -31,7 +31,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::task::{Context, Waker};
+use std::task::{Context, Poll, Waker};
 use tower_service::Service;
 
 type Stream = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
@@ -95,28 +95,26 @@ impl Conn {
         poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await
     }
 
-    /// After a failed write: whether a reply (an early answer, a 413 say) is waiting to be
-    /// read. Asks without waiting.
-    fn reply_waiting(&mut self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut byte = [0u8; 1];
-        let mut rb = ReadBuf::new(&mut byte);
-        let ready = Pin::new(&mut self.io).poll_read(&mut cx, rb.unfilled());
-        matches!(ready, std::task::Poll::Ready(Ok(()))) && !rb.filled().is_empty()
-    }
-
-    /// An idle connection the server closed (or wrote to unasked) is of no further use. Asks
-    /// without waiting: a read that would block means the connection is still open.
-    fn closed_while_idle(&mut self) -> bool {
-        if !self.buf.is_empty() {
-            return true;
-        }
+    /// A read of at most one byte, without waiting: Pending while nothing has arrived and
+    /// the connection is open. The byte read is dropped: after either question below, the
+    /// connection is not used again when the answer is yes.
+    fn read_now(&mut self) -> Poll<io::Result<usize>> {
         let mut cx = Context::from_waker(Waker::noop());
         let mut byte = [0u8; 1];
         let mut rb = ReadBuf::new(&mut byte);
         Pin::new(&mut self.io)
             .poll_read(&mut cx, rb.unfilled())
-            .is_ready()
+            .map_ok(|()| rb.filled().len())
+    }
+
+    /// After a failed write: whether a reply (an early answer, a 413 say) is waiting.
+    fn reply_waiting(&mut self) -> bool {
+        matches!(self.read_now(), Poll::Ready(Ok(n)) if n > 0)
+    }
+
+    /// An idle connection the server closed (or wrote to unasked) is of no further use.
+    fn closed_while_idle(&mut self) -> bool {
+        !self.buf.is_empty() || self.read_now().is_ready()
     }
 
     /// Reads one reply; true when the connection may carry another request.
