@@ -306,7 +306,7 @@ fn send_batches(
                 code: "MKT.9004",
                 reason: OLD_REASON,
             };
-            let attempt = match retries.pop_front() {
+            let (attempt, a) = match retries.pop_front() {
                 // Not due yet: take the answers in flight first, else wait here.
                 Some(j) if j.not_before > Instant::now() && !flights.0.is_empty() => {
                     retries.push_front(j);
@@ -339,19 +339,13 @@ fn send_batches(
                     (1, a)
                 }
             };
-            let (attempt, a) = attempt;
             for s in &a.refused {
+                let (code, reason) = (refusal.code.into(), refusal.reason.into());
                 // One the marketplace may hold stays `sent`: undecided, not rejected.
                 let o = if s.maybe_delivered {
-                    Outcome::Retry {
-                        code: "MKT.9004".into(),
-                        reason: OLD_REASON.into(),
-                    }
+                    Outcome::Retry { code, reason }
                 } else {
-                    Outcome::Rejected {
-                        code: "MKT.9004".into(),
-                        reason: OLD_REASON.into(),
-                    }
+                    Outcome::Rejected { code, reason }
                 };
                 count(&mut rep, &o);
             }

@@ -16,7 +16,7 @@
 
 use super::event::{format_units, Event};
 use crate::error::{CsmError, Result};
-use crate::usage::journal::db::{vals, Db, DbError, DbResult, Val};
+use crate::usage::journal::db::{text_list, vals, Db, DbError, DbResult, Val};
 use crate::usage::journal::pg;
 use crate::usage::record::{self, derive_metering_sn, MAX_AGE_DAYS};
 use chrono::{DateTime, Duration, Utc};
@@ -229,8 +229,10 @@ impl AgentState {
         }
         let ddl = pg_schema();
         db.in_tx(&|e| e, |db| -> DbResult<((), bool)> {
-            // Any fixed key (not the journal's): agents starting at once create it once.
-            db.batch("SELECT pg_advisory_xact_lock(7316020250002)")?;
+            db.batch(&format!(
+                "SELECT pg_advisory_xact_lock({})",
+                pg::AGENT_SCHEMA_LOCK
+            ))?;
             create_schema(db, &ddl)?;
             Ok(((), true))
         })
@@ -277,10 +279,6 @@ impl AgentState {
         // answered or its spool file moves.
         *self.db.get_mut() = pg::connect(url).map_err(|e| storage(&self.place, e))?;
         Ok(())
-    }
-
-    pub fn is_shared(&self) -> bool {
-        self.url.is_some()
     }
 
     fn db(&self) -> RefMut<'_, Db> {
@@ -333,7 +331,7 @@ impl AgentState {
                     continue;
                 }
                 let ids: Vec<&str> = again.iter().map(|&i| events[i].1.event_id.as_str()).collect();
-                let list = serde_json::to_string(&ids).map_err(|e| DbError(e.to_string()))?;
+                let list = text_list(&ids);
                 let mut known = std::collections::HashMap::new();
                 for r in db.query(
                     &format!(
@@ -612,7 +610,7 @@ impl AgentState {
             .map(|s| format!("'{s}'"))
             .collect::<Vec<_>>()
             .join(", ");
-        let list = serde_json::to_string(sns).map_err(|e| self.err(e))?;
+        let list = text_list(sns);
         self.tx(|db| {
             let these = db.texts_in("metering_sn", 1);
             if db.is_postgres() {
@@ -1019,7 +1017,6 @@ mod tests {
         };
         drop(crate::usage::journal::Journal::open(Path::new(&url)).unwrap());
         let mut s = AgentState::open_shared(&url).unwrap();
-        assert!(s.is_shared());
         let pid = s
             .db()
             .query_one("SELECT CAST(pg_backend_pid() AS BIGINT)", &[])

@@ -388,6 +388,11 @@ impl Db {
     }
 }
 
+/// Strings as a JSON array, for [`Db::texts_in`].
+pub fn text_list<S: AsRef<str>>(texts: &[S]) -> String {
+    serde_json::Value::from(texts.iter().map(|t| t.as_ref()).collect::<Vec<_>>()).to_string()
+}
+
 /// Record ids as a JSON array, for [`Db::ids_in`].
 pub fn id_list(ids: &[i64]) -> String {
     let mut s = String::with_capacity(ids.len() * 8 + 2);
@@ -405,6 +410,13 @@ pub fn id_list(ids: &[i64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_are_json_arrays_with_texts_escaped() {
+        assert_eq!(id_list(&[3, 1]), "[3,1]");
+        assert_eq!(text_list(&["a", "b\"c", "中"]), r#"["a","b\"c","中"]"#);
+        assert_eq!(text_list::<&str>(&[]), "[]");
+    }
 
     #[test]
     fn placeholders_are_rewritten_for_postgres() {

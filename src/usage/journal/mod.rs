@@ -351,8 +351,10 @@ impl Journal {
         }
         let ddl = pg::schema(&records_table("records"), SCHEMA);
         db.in_tx(&|e| e, |db| -> std::result::Result<((), bool), DbError> {
-            // Any fixed key: the schema is created by one process at a time.
-            db.batch("SELECT pg_advisory_xact_lock(7316020250001)")?;
+            db.batch(&format!(
+                "SELECT pg_advisory_xact_lock({})",
+                pg::JOURNAL_SCHEMA_LOCK
+            ))?;
             db.batch(&ddl)?;
             db.exec(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)
@@ -476,7 +478,7 @@ impl Journal {
 
     /// FULL syncs the WAL at every commit; NORMAL leaves it to the next FULL commit (the WAL
     /// is append-only, so that sync covers everything before it). Commits that must be on
-    /// disk before a request leaves (`mark_sent`, imports) use FULL; outcomes use NORMAL: if
+    /// disk before a request leaves (`take_batch`, `retake`, imports) use FULL; outcomes use NORMAL: if
     /// one is lost with the power, its records are still `sent` and a replay settles them.
     /// PostgreSQL: the same rule with `synchronous_commit` on and off (off: the server's WAL
     /// writer flushes within moments; a crash before that loses the last outcomes, never a

@@ -9,6 +9,11 @@
 use super::db::{Db, DbError, Pg};
 use std::time::Duration;
 
+/// Transaction-scoped advisory locks that serialise creating the schema when several
+/// processes open one database at once: one per schema, so that they never collide.
+pub const JOURNAL_SCHEMA_LOCK: i64 = 7_316_020_250_001;
+pub const AGENT_SCHEMA_LOCK: i64 = 7_316_020_250_002;
+
 /// How long a claimed batch stays with its sender before another process may take it.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(300);
 

@@ -50,15 +50,13 @@ impl Journal {
     /// "duplicate metering_sn" answer counts as their delivery. PostgreSQL: only records
     /// no live process holds (their lease is gone or expired).
     pub fn recover_in_flight(&mut self) -> Result<usize> {
-        let sql = if self.lease.is_some() {
-            format!(
-                "UPDATE records SET maybe_delivered = 1 WHERE state = 'sent'
-                 AND maybe_delivered = 0 AND {LEASE_FREE}"
-            )
-        } else {
-            "UPDATE records SET maybe_delivered = 1 WHERE state = 'sent' AND maybe_delivered = 0"
-                .to_string()
+        let free = match self.lease {
+            Some(_) => format!(" AND {LEASE_FREE}"),
+            None => String::new(),
         };
+        let sql = format!(
+            "UPDATE records SET maybe_delivered = 1 WHERE state = 'sent' AND maybe_delivered = 0{free}"
+        );
         let n = self.db().exec(&sql, &[]).map_err(|e| self.err(e))?;
         Ok(n as usize)
     }

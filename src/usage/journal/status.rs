@@ -53,7 +53,7 @@ impl Journal {
             "SELECT metering_sn, state FROM records WHERE {}",
             db.texts_in("metering_sn", 1)
         );
-        let list = serde_json::to_string(sns).unwrap_or_else(|_| "[]".into());
+        let list = super::db::text_list(sns);
         db.each(&sql, &[list.into()], |r| {
             out.insert(r.text(0)?, r.state(1)?);
             Ok(())
