@@ -454,7 +454,7 @@ impl Merchant {
                 let (Some(o), Some(l)) = (need("orderId"), need("orderLineId")) else {
                     return missing("orderId or orderLineId");
                 };
-                let id = self.new_instance(&format!("{o}|{l}"), need("businessId"), test)?;
+                let id = self.new_instance(&[o, "|", l].concat(), need("businessId"), test)?;
                 let (c, m, mut extra) = ok();
                 extra.insert("instanceId".into(), Value::from(id));
                 Ok((c, m, extra))
@@ -698,7 +698,7 @@ impl Merchant {
     }
 
     /// The reply, the key that signs it (`Body-Sign`), and whether `slow` applies.
-    fn route(&self, req: &Request) -> (Reply, Option<String>, bool) {
+    fn route(&self, req: &Request) -> (Reply, Option<&str>, bool) {
         let path = req.path();
         let keys = &self.cfg.keys;
         let internal = |e: CsmError| reply("000005", format!("internal error: {e}"));
@@ -711,7 +711,7 @@ impl Merchant {
         for (prefix, v2kit) in [("/produceAPI/v2/", true), ("/produceAPI/", false)] {
             if let Some(idx) = path.find(prefix) {
                 let name = &path[idx + prefix.len()..];
-                let key = keys.kit.as_ref().map(|k| k.expose().to_string());
+                let key = keys.kit.as_ref().map(|k| k.expose());
                 let Some(key) = key else {
                     return (
                         reply("000001", "no Kit key configured (--kit-key-file)"),
@@ -729,9 +729,9 @@ impl Merchant {
                     None
                 };
                 let verified = if v2kit {
-                    self.verify_kit_v2(req, &key)
+                    self.verify_kit_v2(req, key)
                 } else {
-                    self.verify_kit_v1(req, &key)
+                    self.verify_kit_v1(req, key)
                 };
                 let r = verified
                     .and_then(|_| body_map())
@@ -747,7 +747,7 @@ impl Merchant {
             );
         }
         if req.method == "GET" {
-            let key = keys.basic.as_ref().map(|k| k.expose().to_string());
+            let key = keys.basic.as_ref().map(|k| k.expose());
             if self.cfg.protocol != Protocol::V1 {
                 return (
                     reply("000002", "V1 GET callbacks are not enabled (--protocol v1)"),
@@ -772,7 +772,7 @@ impl Merchant {
                 .iter()
                 .any(|(n, v)| n == "activity" && v == "instanceStatus");
             let r = self
-                .verify_v1_get(&params, &key)
+                .verify_v1_get(&params, key)
                 .and_then(|_| self.v1_basic(&params).map_err(internal));
             return (r.unwrap_or_else(|e| e), Some(key), slow);
         }
@@ -788,7 +788,7 @@ impl Merchant {
         } else {
             keys.basic.as_ref()
         }
-        .map(|k| k.expose().to_string());
+        .map(|k| k.expose());
         let Some(key) = key else {
             let which = if is_license {
                 "--license-key-file"
@@ -814,7 +814,7 @@ impl Merchant {
         } else {
             v2::LicenseInner::KeyedHmac
         };
-        let r = self.verify_v2_basic(req, &key, inner).and_then(|_| {
+        let r = self.verify_v2_basic(req, key, inner).and_then(|_| {
             if is_license {
                 self.license(&body)
             } else {
@@ -867,7 +867,7 @@ impl Handler for Merchant {
             } else {
                 bytes
             };
-            let value = v1::body_sign_header_value(&v1::body_sign(&key, &signed));
+            let value = v1::body_sign_header_value(&v1::body_sign(key, &signed));
             let name = if self.has(Fault::BodySignCase) {
                 "body-sign"
             } else {

@@ -5,9 +5,11 @@ use crate::error::{CsmError, Result};
 use ahash::AHashMap as HashMap;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::borrow::Borrow;
+use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 use std::hash::Hash;
 use std::path::Path;
+use std::sync::Arc;
 
 /// What the merchant keeps between callbacks. In a state file ([`FileStore`], with
 /// `--state`) or in memory ([`MemoryStore`], bounded); both answer the same way, as the tests
@@ -219,9 +221,11 @@ impl Store for FileStore {
 /// newInstance writes a row: hash maps keep that to a hash insert, where an in-memory SQLite
 /// database spent more on one insert than the whole rest of the reply.
 pub struct MemoryStore {
-    instances: Aged<String, Instance>,
+    /// Instances by id. The id and the order key are each allocated once and shared by the
+    /// row, the age queue and the order index.
+    instances: Aged<Arc<str>, Row>,
     /// Instance ids per order key, oldest first (as the state file's `ORDER BY rowid`).
-    orders: HashMap<String, VecDeque<String>>,
+    orders: HashMap<Arc<str>, VecDeque<Arc<str>>>,
     /// Status and expiry per license code.
     licenses: Aged<String, (String, Option<String>)>,
     /// Kit records by (kind, id). Their data is written, never read back: only kept here.
@@ -232,53 +236,71 @@ impl MemoryStore {
     pub fn new(cap: usize) -> MemoryStore {
         MemoryStore {
             instances: Aged::new(cap),
-            orders: HashMap::new(),
+            orders: HashMap::with_capacity(2 * cap),
             licenses: Aged::new(cap),
             kit: Aged::new(cap),
         }
     }
 
-    /// Forgets that `inst` belongs to its order.
-    fn unlink(&mut self, inst: &Instance) {
-        if let Some(ids) = self.orders.get_mut(&inst.order_key) {
+    /// Forgets that instance `id` belongs to its order.
+    fn unlink(&mut self, id: &str, row: &Row) {
+        if let Some(ids) = self.orders.get_mut(&row.order_key) {
             // The oldest goes first: one order with many instances (the not-idempotent
             // fault, a fixed orderId) loses them from the front without a scan.
-            if ids.front() == Some(&inst.instance_id) {
+            if ids.front().is_some_and(|i| **i == *id) {
                 ids.pop_front();
             } else {
-                ids.retain(|i| *i != inst.instance_id);
+                ids.retain(|i| **i != *id);
             }
             if ids.is_empty() {
-                self.orders.remove(&inst.order_key);
+                self.orders.remove(&row.order_key);
             }
         }
     }
+
+    fn instance_at(&self, id: &str) -> Option<Instance> {
+        let (id, (_, row)) = self.instances.rows.get_key_value(id)?;
+        Some(Instance {
+            instance_id: id.to_string(),
+            order_key: row.order_key.to_string(),
+            status: row.status.clone(),
+            expire_time: row.expire_time.clone(),
+        })
+    }
+}
+
+/// An instance as [`MemoryStore`] holds it, under its id.
+struct Row {
+    order_key: Arc<str>,
+    status: String,
+    expire_time: Option<String>,
 }
 
 impl Store for MemoryStore {
     fn by_order(&self, order_key: &str) -> Result<Option<Instance>> {
         let first = self.orders.get(order_key).and_then(|ids| ids.front());
-        Ok(first.and_then(|id| self.instances.get(id)).cloned())
+        Ok(first.and_then(|id| self.instance_at(id)))
     }
 
     fn instance(&self, id: &str) -> Result<Option<Instance>> {
-        Ok(self.instances.get(id).cloned())
+        Ok(self.instance_at(id))
     }
 
     fn insert_instance(&mut self, id: &str, order_key: &str) -> Result<()> {
-        let inst = Instance {
-            instance_id: id.to_string(),
-            order_key: order_key.to_string(),
+        let id: Arc<str> = id.into();
+        let order_key = match self.orders.get_key_value(order_key) {
+            Some((k, _)) => Arc::clone(k),
+            None => order_key.into(),
+        };
+        let row = Row {
+            order_key: Arc::clone(&order_key),
             status: "ACTIVE".into(),
             expire_time: None,
         };
-        for (_, gone) in self.instances.insert(id.to_string(), inst) {
-            self.unlink(&gone);
+        for (gone_id, gone) in self.instances.insert(Arc::clone(&id), row) {
+            self.unlink(&gone_id, &gone);
         }
-        self.orders
-            .entry(order_key.to_string())
-            .or_default()
-            .push_back(id.to_string());
+        self.orders.entry(order_key).or_default().push_back(id);
         Ok(())
     }
 
@@ -342,7 +364,10 @@ struct Aged<K, V> {
 impl<K: Eq + Hash + Clone, V> Aged<K, V> {
     fn new(cap: usize) -> Aged<K, V> {
         Aged {
-            rows: HashMap::new(),
+            // Room for twice the bound: a full table forgets a row for each one it takes in,
+            // and each removal leaves a tombstone; at 3/4 full, hashbrown would rebuild the
+            // table in place every few thousand inserts.
+            rows: HashMap::with_capacity(2 * cap),
             ages: VecDeque::new(),
             next: 0,
             cap,
@@ -386,8 +411,9 @@ impl<K: Eq + Hash + Clone, V> Aged<K, V> {
             let Some((age, k)) = self.ages.pop_front() else {
                 break;
             };
-            if self.rows.get(&k).is_some_and(|(a, _)| *a == age) {
-                if let Some((_, v)) = self.rows.remove(&k) {
+            if let Entry::Occupied(row) = self.rows.entry(k) {
+                if row.get().0 == age {
+                    let (k, (_, v)) = row.remove_entry();
                     gone.push((k, v));
                 }
             }

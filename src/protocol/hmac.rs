@@ -22,7 +22,8 @@ pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
 /// Whether `received` (surrounding whitespace aside) is the hex of `mac`'s value, either
 /// case; compared in constant time.
 pub fn verify_hex(mac: HmacSha256, received: &str) -> bool {
-    hex::decode(received.trim()).is_ok_and(|sig| mac.verify_slice(&sig).is_ok())
+    let mut sig = [0u8; 32];
+    hex::decode_to_slice(received.trim(), &mut sig).is_ok() && mac.verify_slice(&sig).is_ok()
 }
 
 /// Whether `received` (surrounding whitespace aside) is the padded standard Base64 of

@@ -44,6 +44,11 @@ pub fn percent_decode(s: &str, plus_as_space: bool) -> Result<String, ProtocolEr
             )));
         }
     }
+    // Most values (hex signatures, timestamps, nonces) have nothing to decode.
+    let escaped = s.contains('%') || (plus_as_space && s.contains('+'));
+    if !escaped {
+        return Ok(s.to_string());
+    }
     let spaced = if plus_as_space {
         s.replace('+', " ")
     } else {
@@ -175,7 +180,7 @@ pub fn body_sign(key: &str, body: &[u8]) -> String {
 }
 
 pub fn body_sign_header_value(signature: &str) -> String {
-    format!("sign_type=\"HMAC-SHA256\", signature=\"{signature}\"")
+    ["sign_type=\"HMAC-SHA256\", signature=\"", signature, "\""].concat()
 }
 
 /// Reads `sign_type="HMAC-SHA256", signature="…"`, tolerating spaces around `=` and `,`

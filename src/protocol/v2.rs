@@ -137,7 +137,7 @@ fn basic(
         LicenseInner::KeyedHmac => hex::encode(hmac_sha256(key.as_bytes(), body)),
         LicenseInner::PlainSha256 => sha256_hex(body),
     };
-    let canonical_request = format!("{key}{nonce}{timestamp}{inner_hex}");
+    let canonical_request = [key, nonce, timestamp, &inner_hex].concat();
     let request_mac = mac(key.as_bytes(), canonical_request.as_bytes());
     (inner_hex, canonical_request, request_mac)
 }
