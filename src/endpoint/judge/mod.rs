@@ -11,6 +11,7 @@ use crate::catalog::{ReplyField, COMMON_REPLY};
 use crate::protocol::v1;
 use crate::protocol::v1_crypto::{self, EncryptType};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// The check families. Every failing rule belongs to exactly one, so one merchant fault
@@ -92,31 +93,35 @@ pub enum Status {
     Skip,
 }
 
+/// Text of a rule: most of it is fixed wording, borrowed rather than copied, since a load
+/// run judges every reply.
+pub type Text = Cow<'static, str>;
+
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub family: Family,
     pub status: Status,
-    pub expected: String,
-    pub actual: String,
-    pub fix: String,
+    pub expected: Text,
+    pub actual: Text,
+    pub fix: Text,
 }
 
 impl Rule {
-    pub fn pass(family: Family, expected: impl Into<String>, actual: impl Into<String>) -> Rule {
+    pub fn pass(family: Family, expected: impl Into<Text>, actual: impl Into<Text>) -> Rule {
         Rule {
             family,
             status: Status::Pass,
             expected: expected.into(),
             actual: actual.into(),
-            fix: String::new(),
+            fix: Text::Borrowed(""),
         }
     }
 
     pub fn fail(
         family: Family,
-        expected: impl Into<String>,
-        actual: impl Into<String>,
-        fix: impl Into<String>,
+        expected: impl Into<Text>,
+        actual: impl Into<Text>,
+        fix: impl Into<Text>,
     ) -> Rule {
         Rule {
             family,
@@ -127,13 +132,13 @@ impl Rule {
         }
     }
 
-    pub fn skip(family: Family, why: impl Into<String>) -> Rule {
+    pub fn skip(family: Family, why: impl Into<Text>) -> Rule {
         Rule {
             family,
             status: Status::Skip,
-            expected: String::new(),
+            expected: Text::Borrowed(""),
             actual: why.into(),
-            fix: String::new(),
+            fix: Text::Borrowed(""),
         }
     }
 }
@@ -174,10 +179,10 @@ pub fn judge_one_call(
     let mut rules = judge_format(ex, &cx);
     if ex.outcome.is_ok() {
         match result_code(ex) {
-            Some(c) if c == expect => rules.push(Rule::pass(Family::ResultCode, expect, c)),
+            Some(c) if c == expect => rules.push(Rule::pass(Family::ResultCode, c.clone(), c)),
             Some(c) => rules.push(Rule::fail(
                 Family::ResultCode,
-                expect,
+                expect.to_string(),
                 c,
                 "see resultMsg for what the endpoint objected to",
             )),
@@ -254,12 +259,16 @@ pub fn judge_format(ex: &Exchange, cx: &JudgeCtx) -> Vec<Rule> {
     }
     let ct = reply.header("content-type").unwrap_or("");
     if is_json_content_type(ct) {
-        rules.push(Rule::pass(Family::ContentType, "application/json", ct));
+        rules.push(Rule::pass(
+            Family::ContentType,
+            "application/json",
+            ct.to_string(),
+        ));
     } else {
         rules.push(Rule::fail(
             Family::ContentType,
             "application/json",
-            if ct.is_empty() { "(none)" } else { ct },
+            if ct.is_empty() { "(none)" } else { ct }.to_string(),
             "set the header Content-Type: application/json;charset=UTF-8",
         ));
     }
@@ -507,12 +516,16 @@ fn judge_body_sign(reply: &Reply, cx: &JudgeCtx) -> Vec<Rule> {
             "not observable: an HTTP proxy relayed the reply (check with curl -i)",
         ));
     } else if name == v1::BODY_SIGN_HEADER {
-        rules.push(Rule::pass(Family::BodySignName, "Body-Sign", name.as_str()));
+        rules.push(Rule::pass(
+            Family::BodySignName,
+            "Body-Sign",
+            name.to_string(),
+        ));
     } else {
         rules.push(Rule::fail(
             Family::BodySignName,
             "Body-Sign",
-            name.as_str(),
+            name.to_string(),
             "write the header name exactly as Body-Sign (enable the title-case option of your HTTP library)",
         ));
     }

@@ -317,9 +317,9 @@ impl<'a> Runner<'a> {
             check,
             family: rule.family,
             status: rule.status,
-            expected: rule.expected,
-            actual: rule.actual,
-            fix: rule.fix,
+            expected: rule.expected.into_owned(),
+            actual: rule.actual.into_owned(),
+            fix: rule.fix.into_owned(),
             detail,
         });
     }
@@ -347,7 +347,7 @@ impl<'a> Runner<'a> {
         let actual = got.clone().unwrap_or_else(|| "no resultCode".into());
         let detail = format!("{} ms", ex.latency.as_millis());
         if ok {
-            self.row(check, Rule::pass(family, code, actual), detail);
+            self.row(check, Rule::pass(family, code.to_string(), actual), detail);
         } else {
             let fix = match (family, code) {
                 (Family::RefusesBadRequests, "000001") => {
@@ -367,7 +367,11 @@ impl<'a> Runner<'a> {
             } else {
                 format!("{actual} ({msg})")
             };
-            self.row(check, Rule::fail(family, code, actual, fix), detail);
+            self.row(
+                check,
+                Rule::fail(family, code.to_string(), actual, fix),
+                detail,
+            );
         }
     }
 
@@ -407,7 +411,11 @@ impl<'a> Runner<'a> {
     }
 
     fn skip_row(&mut self, check: &str, family: Family, why: &str) {
-        self.row(check.to_string(), Rule::skip(family, why), String::new());
+        self.row(
+            check.to_string(),
+            Rule::skip(family, why.to_string()),
+            String::new(),
+        );
     }
 
     /// One row per reply-format family over the suite's replies.

@@ -349,7 +349,7 @@ pub(super) fn run(r: &mut Runner) {
             if got_client == client_id {
                 r.row(
                     "login: client_id".into(),
-                    Rule::pass(F, "applicationSync's clientId", got_client),
+                    Rule::pass(F, "applicationSync's clientId", got_client.to_string()),
                     String::new(),
                 );
             } else {
