@@ -272,6 +272,47 @@ impl Db {
         }
     }
 
+    /// Runs one statement inside the caller's transaction; `None`, with nothing changed, when
+    /// it would break a unique constraint. PostgreSQL runs it under a savepoint: a failed
+    /// statement would otherwise end the whole transaction.
+    pub fn exec_unique(&mut self, sql: &str, params: &[Val]) -> DbResult<Option<u64>> {
+        match self {
+            Db::Sqlite(c) => {
+                let mut st = c.prepare_cached(sql)?;
+                match st.execute(rusqlite::params_from_iter(params.iter())) {
+                    Ok(n) => Ok(Some(n as u64)),
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if matches!(
+                            e.extended_code,
+                            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                                | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                        ) =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Db::Postgres(p) => {
+                let st = p.stmt(sql)?;
+                p.client.batch_execute("SAVEPOINT unique_check")?;
+                match p.client.execute(&st, &pg_params(params)) {
+                    Ok(n) => {
+                        p.client.batch_execute("RELEASE SAVEPOINT unique_check")?;
+                        Ok(Some(n))
+                    }
+                    Err(e) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                        p.client.batch_execute(
+                            "ROLLBACK TO SAVEPOINT unique_check; RELEASE SAVEPOINT unique_check",
+                        )?;
+                        Ok(None)
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
     pub fn query(&mut self, sql: &str, params: &[Val]) -> DbResult<Vec<Row>> {
         let mut out = Vec::new();
         self.each(sql, params, |r| {
@@ -416,6 +457,36 @@ mod tests {
         assert_eq!(id_list(&[3, 1]), "[3,1]");
         assert_eq!(text_list(&["a", "b\"c", "中"]), r#"["a","b\"c","中"]"#);
         assert_eq!(text_list::<&str>(&[]), "[]");
+    }
+
+    /// A statement that would break a unique constraint changes nothing, and the
+    /// transaction it ran in goes on; on each store.
+    #[test]
+    fn a_unique_conflict_changes_nothing_and_the_transaction_goes_on() {
+        let mut dbs = vec![Db::Sqlite(rusqlite::Connection::open_in_memory().unwrap())];
+        if let Some(url) = super::super::pg::test_database("unique_conflict") {
+            let client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            dbs.push(Db::Postgres(Box::new(Pg::new(client))));
+        }
+        for mut db in dbs {
+            let pg = db.is_postgres();
+            db.batch("CREATE TABLE t (k TEXT UNIQUE, v BIGINT)")
+                .unwrap();
+            db.begin().unwrap();
+            db.exec("INSERT INTO t VALUES ('a', 1)", &[]).unwrap();
+            let two = "INSERT INTO t SELECT column1, column2 FROM (VALUES ('b', 2), (?1, 3)) AS s";
+            assert_eq!(db.exec_unique(two, vals!["a"]).unwrap(), None, "pg {pg}");
+            assert_eq!(db.exec_unique(two, vals!["c"]).unwrap(), Some(2), "pg {pg}");
+            db.exec("INSERT INTO t VALUES ('d', 4)", &[]).unwrap();
+            db.commit().unwrap();
+            let keys: Vec<String> = db
+                .query("SELECT k FROM t ORDER BY k", &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.text(0).unwrap())
+                .collect();
+            assert_eq!(keys, ["a", "b", "c", "d"], "pg {pg}");
+        }
     }
 
     #[test]

@@ -173,18 +173,24 @@ impl Journal {
                 }
             }
             staged += stage_chunk(db, &cx, &mut chunk)?;
-            // Of two rows with one metering_sn the earlier line goes in.
-            let inserted = db
-                .exec(
-                    &format!(
-                        "INSERT INTO records ({STAGED}, source_file, source_line, import_id)
-                         SELECT {STAGED}, CAST(?1 AS TEXT), line, CAST(?2 AS BIGINT)
-                         FROM import_rows WHERE true ORDER BY metering_sn, line
-                         ON CONFLICT DO NOTHING"
-                    ),
-                    vals![file_label, import_id],
-                )
-                .map_err(serr)?;
+            let insert = format!(
+                "INSERT INTO records ({STAGED}, source_file, source_line, import_id)
+                 SELECT {STAGED}, CAST(?1 AS TEXT), line, CAST(?2 AS BIGINT)
+                 FROM import_rows WHERE true ORDER BY metering_sn, line"
+            );
+            let args = vals![file_label, import_id];
+            // Most imports hold new records only: a plain INSERT skips the checks ON CONFLICT
+            // makes before each row goes in (PostgreSQL: a fifth of the import). Any record
+            // already journaled, two lines with one metering_sn, or another host importing
+            // the same rows: it stops at the first, changes nothing, and the rows go in again,
+            // the conflicting ones left out (of two rows with one metering_sn, the earlier
+            // line goes in).
+            let inserted = match db.exec_unique(&insert, args).map_err(serr)? {
+                Some(n) => n,
+                None => db
+                    .exec(&format!("{insert} ON CONFLICT DO NOTHING"), args)
+                    .map_err(serr)?,
+            };
             if known || inserted < staged {
                 resolve_staged(db, &cx, &mut rep)?;
             } else {

@@ -174,6 +174,10 @@ pub struct Journal {
 struct Lease {
     owner: String,
     duration: Duration,
+    /// Records may have been claimed since leases were last given back. Giving back looks
+    /// at the whole table (no index on the owner: it changes with every claim), so it is
+    /// skipped when nothing was claimed since (after a send, when the journal is closed).
+    claimed: bool,
 }
 
 /// The journal file: `--journal`, else `CSM_JOURNAL` (clap reads it), else the data dir.
@@ -374,6 +378,7 @@ impl Journal {
         let lease = Lease {
             owner: pg::lease_owner(),
             duration: pg::DEFAULT_LEASE,
+            claimed: false,
         };
         Ok(Journal::new(db, &shown, version, Some(lease)))
     }

@@ -91,6 +91,7 @@ impl Journal {
         refusal: &LocalRefusal,
     ) -> Result<Option<(i64, Attempt)>> {
         self.set_sync(true)?;
+        self.mark_claimed();
         let (filter, mut args) = scope_sql(scope);
         let n = args.len();
         args.push(after_id.into());
@@ -137,6 +138,7 @@ impl Journal {
         refusal: &LocalRefusal,
     ) -> Result<Attempt> {
         self.set_sync(true)?;
+        self.mark_claimed();
         let path = self.path.clone();
         let serr = |e: DbError| storage(&path, e);
         let lease = self.lease_args();
@@ -172,16 +174,16 @@ impl Journal {
     /// when this is called): a record left `sent` is then another process's to settle, as
     /// maybe delivered, without waiting for the lease to expire.
     pub fn release_leases(&mut self) -> Result<()> {
-        if let Some(l) = &self.lease {
-            let owner = l.owner.clone();
+        if let Some(l) = self.lease.as_mut().filter(|l| l.claimed) {
             self.db
                 .get_mut()
                 .exec(
                     "UPDATE records SET lease_owner = NULL, lease_until = NULL
                      WHERE lease_owner = ?1",
-                    vals![owner.as_str()],
+                    vals![l.owner.as_str()],
                 )
                 .map_err(|e| storage(&self.path, e))?;
+            l.claimed = false;
         }
         Ok(())
     }
@@ -197,6 +199,12 @@ impl Journal {
                 Some(l.owner.as_str().into()),
             ),
             None => (" AND state = 'sent'".into(), None),
+        }
+    }
+
+    fn mark_claimed(&mut self) {
+        if let Some(l) = &mut self.lease {
+            l.claimed = true;
         }
     }
 
