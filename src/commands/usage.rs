@@ -590,8 +590,8 @@ fn finish(
     }
     if let Some(u) = &rep.unreachable {
         return Err(CsmError::Network(format!(
-            "could not reach the marketplace: {u}; {} wait in the journal for `csm usage replay`",
-            records(unsent)
+            "could not reach the marketplace: {u}; {} in the journal for `csm usage replay`",
+            records_wait(unsent)
         )));
     }
     if rep.interrupted {
@@ -599,8 +599,8 @@ fn finish(
         let mut e = std::io::stderr().lock();
         let _ = writeln!(
             e,
-            "csm: interrupted: no batch was started after Ctrl-C; those in flight were settled. {} wait in the journal {} for `csm usage replay`",
-            records(unsent),
+            "csm: interrupted: no batch was started after Ctrl-C; those in flight were settled. {} in the journal {} for `csm usage replay`",
+            records_wait(unsent),
             j.path.display()
         );
         return Ok(Exit::Interrupted);
@@ -933,6 +933,11 @@ fn resolve(g: &GlobalArgs, a: ResolveArgs) -> Result<Exit> {
 /// "1 record", "2 records".
 fn records(n: u64) -> String {
     format!("{n} record{}", if n == 1 { "" } else { "s" })
+}
+
+/// "1 record waits", "2 records wait".
+fn records_wait(n: u64) -> String {
+    format!("{} wait{}", records(n), if n == 1 { "s" } else { "" })
 }
 
 #[cfg(test)]

@@ -140,12 +140,13 @@ pub fn reqwest_kind(e: &reqwest::Error) -> NetKind {
     if e.is_timeout() {
         return NetKind::Timeout;
     }
-    if let Some(kind) = kind_in_chain(e) {
-        return kind;
+    match kind_in_chain(e) {
+        // A failed DNS lookup is an io error of no telling kind.
+        Some(NetKind::Reset) | None if e.is_connect() => return NetKind::Connect,
+        Some(kind) => return kind,
+        None => {}
     }
-    if e.is_connect() {
-        NetKind::Connect
-    } else if e.is_decode() || e.is_body() || e.is_status() {
+    if e.is_decode() || e.is_body() || e.is_status() {
         NetKind::Protocol
     } else {
         NetKind::Reset
@@ -155,14 +156,37 @@ pub fn reqwest_kind(e: &reqwest::Error) -> NetKind {
 /// A failure to open a connection for the keep-alive client ([`super::pool`]): TCP, proxy
 /// tunnel or TLS handshake, with its kind and whole message.
 pub fn from_connect(e: &(dyn StdError + 'static)) -> NetFailure {
-    let kind = kind_in_chain(e).unwrap_or(NetKind::Connect);
+    // Anything but TLS or a timeout while connecting (a failed DNS lookup is an io error of
+    // no telling kind) is a failure to connect.
+    let kind = match kind_in_chain(e) {
+        Some(k @ (NetKind::Tls | NetKind::Timeout)) => k,
+        _ => NetKind::Connect,
+    };
     NetFailure::new(kind, crate::error::error_chain(e))
 }
 
-/// A reqwest failure with its kind and the whole message (the URL left out).
+/// A reqwest failure with its kind and a message in csm's words: what failed, then the
+/// deepest cause, the one that says why (`could not connect: Connection refused (os error
+/// 111)`); the layers between ("error sending request: client error (Connect): tcp connect
+/// error: …") say nothing more. The URL is left out: the caller names it.
 pub fn from_reqwest(e: reqwest::Error) -> NetFailure {
     let kind = reqwest_kind(&e);
-    NetFailure::new(kind, crate::error::error_chain(&e.without_url()))
+    NetFailure::new(kind, in_plain_words(kind, &e.without_url()))
+}
+
+fn in_plain_words(kind: NetKind, e: &(dyn StdError + 'static)) -> String {
+    let mut root: &(dyn StdError + 'static) = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let what = match kind {
+        NetKind::Connect => "could not connect",
+        NetKind::Timeout => "no answer in time",
+        NetKind::Tls => "TLS handshake failed",
+        NetKind::Reset => "connection closed before the answer was whole",
+        NetKind::Protocol => "not an HTTP answer",
+    };
+    format!("{what}: {root}")
 }
 
 #[cfg(test)]
@@ -180,6 +204,33 @@ mod tests {
         // The message is never read: a "certificate" in it makes no TLS failure.
         let e = io::Error::other("certificate tls handshake");
         assert_eq!(io_kind(&e), NetKind::Reset);
+    }
+
+    #[test]
+    fn a_failure_says_what_failed_and_its_deepest_cause() {
+        #[derive(Debug)]
+        struct Layer(&'static str, Option<io::Error>);
+        impl std::fmt::Display for Layer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl StdError for Layer {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                self.1.as_ref().map(|e| e as _)
+            }
+        }
+        let refused = io::Error::new(io::ErrorKind::ConnectionRefused, "Connection refused");
+        let e = Layer("client error (Connect)", Some(refused));
+        assert_eq!(
+            in_plain_words(NetKind::Connect, &e),
+            "could not connect: Connection refused"
+        );
+        let alone = Layer("operation timed out", None);
+        assert_eq!(
+            in_plain_words(NetKind::Timeout, &alone),
+            "no answer in time: operation timed out"
+        );
     }
 
     #[test]

@@ -491,8 +491,10 @@ fn send_batches(
                 if job.attempt > cfg.retries {
                     if rep.unreachable.is_none() {
                         rep.unreachable = Some(format!(
-                            "{} after {} attempts: {code}: {reason}",
-                            cfg.url, job.attempt
+                            "{} after {} attempt{}: {code}: {reason}",
+                            cfg.url,
+                            job.attempt,
+                            if job.attempt == 1 { "" } else { "s" }
                         ));
                     }
                     stopping = true;

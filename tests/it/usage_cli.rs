@@ -300,6 +300,13 @@ fn unreachable_marketplace_exits_4_and_replay_delivers_later() {
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(4), "{out} {err}");
     assert!(err.contains("could not reach the marketplace"), "{err}");
+    // In plain words: what failed and why, not the HTTP library's layers.
+    assert!(
+        err.contains("after 3 attempts: network: could not connect: "),
+        "{err}"
+    );
+    assert!(!err.contains("client error"), "{err}");
+    assert!(err.contains("300 records wait in the journal"), "{err}");
     // Never connected: the records are known not to be delivered.
     assert_eq!(
         count(
