@@ -7,7 +7,7 @@ use crate::clock::{Entropy, SystemEntropy};
 use crate::protocol::rsa_oaep::AppKey;
 use crate::protocol::v1_crypto::{self, EncryptType};
 use base64::Engine;
-use chrono::{DateTime, Duration, FixedOffset, Utc};
+use chrono::{DateTime, Datelike, Duration, FixedOffset, Timelike, Utc};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -105,7 +105,15 @@ pub fn chinese_name(e: &dyn Entropy) -> String {
 
 /// `CS` + yyMMddHHmm + 5 upper-case alphanumerics, like `CS2211181819B4LVS`.
 pub fn order_id(now: DateTime<Utc>, e: &dyn Entropy) -> String {
-    format!("CS{}{}", now.format("%y%m%d%H%M"), upper_alnum(e, 5))
+    format!(
+        "CS{:02}{:02}{:02}{:02}{:02}{}",
+        now.year() % 100,
+        now.month(),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        upper_alnum(e, 5)
+    )
 }
 
 /// A marketplace-style license code (spec decision 9): `PL` + upper-case alphanumerics.
@@ -365,6 +373,17 @@ fn value(
 mod tests {
     use super::*;
     use crate::catalog::{find, Protocol, CATALOG};
+
+    #[test]
+    fn an_order_id_is_cs_the_minute_and_five_characters() {
+        let now = crate::usage::record::parse_time("t", "20260105T090700Z").unwrap();
+        let id = order_id(now, &crate::clock::SystemEntropy);
+        assert_eq!(id.len(), 17, "{id}");
+        assert!(id.starts_with("CS2601050907"), "{id}");
+        assert!(id[12..]
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
+    }
 
     #[test]
     fn every_callback_generates_its_required_fields_within_limits() {

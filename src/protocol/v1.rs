@@ -6,6 +6,7 @@ use super::json::{compact, java_cmp, Json};
 use super::ProtocolError;
 use hmac::Mac;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use std::fmt::Write as _;
 
 pub const BODY_SIGN_HEADER: &str = "Body-Sign";
 
@@ -81,11 +82,18 @@ pub fn parse_query(
 }
 
 pub fn encode_query(params: &[(String, String)]) -> String {
-    params
-        .iter()
-        .map(|(n, v)| format!("{}={}", percent_encode(n), percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    let mut out = String::new();
+    for (i, (n, v)) in params.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        let (n, v) = (
+            utf8_percent_encode(n, RESERVED),
+            utf8_percent_encode(v, RESERVED),
+        );
+        let _ = write!(out, "{n}={v}");
+    }
+    out
 }
 
 /// The GET string to sign: every parameter but `authToken`, sorted by name (Java order,
