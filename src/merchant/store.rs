@@ -235,7 +235,11 @@ pub struct MemoryStore {
 impl MemoryStore {
     pub fn new(cap: usize) -> MemoryStore {
         MemoryStore {
-            instances: Aged::new(cap),
+            // Every accepted newInstance under load writes these two: room for twice the
+            // bound. A full table forgets a row for each one it takes in, and each removal
+            // leaves a tombstone; at 3/4 full, hashbrown would rebuild the table in place
+            // every few thousand inserts.
+            instances: Aged::with_room(cap),
             orders: HashMap::with_capacity(2 * cap),
             licenses: Aged::new(cap),
             kit: Aged::new(cap),
@@ -364,13 +368,18 @@ struct Aged<K, V> {
 impl<K: Eq + Hash + Clone, V> Aged<K, V> {
     fn new(cap: usize) -> Aged<K, V> {
         Aged {
-            // Room for twice the bound: a full table forgets a row for each one it takes in,
-            // and each removal leaves a tombstone; at 3/4 full, hashbrown would rebuild the
-            // table in place every few thousand inserts.
-            rows: HashMap::with_capacity(2 * cap),
+            rows: HashMap::new(),
             ages: VecDeque::new(),
             next: 0,
             cap,
+        }
+    }
+
+    /// A table with room for twice its bound from the start (see [`MemoryStore::new`]).
+    fn with_room(cap: usize) -> Aged<K, V> {
+        Aged {
+            rows: HashMap::with_capacity(2 * cap),
+            ..Aged::new(cap)
         }
     }
 

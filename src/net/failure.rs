@@ -62,11 +62,17 @@ impl NetFailure {
 
 /// The kind an io error stands for, looking inside it for a TLS error first.
 pub fn io_kind(e: &io::Error) -> NetKind {
+    io_kind_told(e).unwrap_or(NetKind::Reset)
+}
+
+/// The kind an io error's own kind tells; None for one of no telling kind (`Other`,
+/// uncategorized: a failed DNS lookup is one).
+fn io_kind_told(e: &io::Error) -> Option<NetKind> {
     use io::ErrorKind as K;
     if e.get_ref().is_some_and(|inner| tls_in(inner)) {
-        return NetKind::Tls;
+        return Some(NetKind::Tls);
     }
-    match e.kind() {
+    Some(match e.kind() {
         K::TimedOut | K::WouldBlock => NetKind::Timeout,
         K::ConnectionRefused
         | K::NotFound
@@ -75,8 +81,13 @@ pub fn io_kind(e: &io::Error) -> NetKind {
         | K::NetworkUnreachable
         | K::NetworkDown => NetKind::Connect,
         K::InvalidData => NetKind::Protocol,
-        _ => NetKind::Reset,
-    }
+        K::ConnectionReset
+        | K::ConnectionAborted
+        | K::BrokenPipe
+        | K::UnexpectedEof
+        | K::NotConnected => NetKind::Reset,
+        _ => return None,
+    })
 }
 
 /// A failure of the raw exchange from an io error, `what` saying what was being done.
@@ -120,8 +131,12 @@ fn kind_in_chain(e: &(dyn StdError + 'static)) -> Option<NetKind> {
     if all.iter().any(|c| c.is::<rustls::Error>()) {
         return Some(NetKind::Tls);
     }
-    if let Some(io) = all.iter().find_map(|c| c.downcast_ref::<io::Error>()) {
-        return Some(io_kind(io));
+    if let Some(kind) = all
+        .iter()
+        .find_map(|c| c.downcast_ref::<io::Error>())
+        .and_then(io_kind_told)
+    {
+        return Some(kind);
     }
     let h = all.iter().find_map(|c| c.downcast_ref::<hyper::Error>())?;
     if h.is_timeout() {
@@ -140,13 +155,13 @@ pub fn reqwest_kind(e: &reqwest::Error) -> NetKind {
     if e.is_timeout() {
         return NetKind::Timeout;
     }
-    match kind_in_chain(e) {
-        // A failed DNS lookup is an io error of no telling kind.
-        Some(NetKind::Reset) | None if e.is_connect() => return NetKind::Connect,
-        Some(kind) => return kind,
-        None => {}
+    if let Some(kind) = kind_in_chain(e) {
+        return kind;
     }
-    if e.is_decode() || e.is_body() || e.is_status() {
+    // A failed DNS lookup, say: an io error of no telling kind while connecting.
+    if e.is_connect() {
+        NetKind::Connect
+    } else if e.is_decode() || e.is_body() || e.is_status() {
         NetKind::Protocol
     } else {
         NetKind::Reset
@@ -156,12 +171,8 @@ pub fn reqwest_kind(e: &reqwest::Error) -> NetKind {
 /// A failure to open a connection for the keep-alive client ([`super::pool`]): TCP, proxy
 /// tunnel or TLS handshake, with its kind and whole message.
 pub fn from_connect(e: &(dyn StdError + 'static)) -> NetFailure {
-    // Anything but TLS or a timeout while connecting (a failed DNS lookup is an io error of
-    // no telling kind) is a failure to connect.
-    let kind = match kind_in_chain(e) {
-        Some(k @ (NetKind::Tls | NetKind::Timeout)) => k,
-        _ => NetKind::Connect,
-    };
+    // A failed DNS lookup is an io error of no telling kind: a failure to connect.
+    let kind = kind_in_chain(e).unwrap_or(NetKind::Connect);
     NetFailure::new(kind, crate::error::error_chain(e))
 }
 
@@ -204,6 +215,17 @@ mod tests {
         // The message is never read: a "certificate" in it makes no TLS failure.
         let e = io::Error::other("certificate tls handshake");
         assert_eq!(io_kind(&e), NetKind::Reset);
+    }
+
+    /// While connecting, an io error of no telling kind (a failed DNS lookup) is a failure
+    /// to connect; one that tells (a handshake cut short) keeps its kind.
+    #[test]
+    fn a_failed_lookup_while_connecting_is_connect_a_cut_handshake_is_reset() {
+        let lookup = io::Error::other("failed to lookup address information");
+        assert_eq!(kind_in_chain(&lookup), None);
+        assert_eq!(from_connect(&lookup).kind, NetKind::Connect);
+        let cut = io::Error::from(io::ErrorKind::UnexpectedEof);
+        assert_eq!(from_connect(&cut).kind, NetKind::Reset);
     }
 
     #[test]

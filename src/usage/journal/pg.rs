@@ -109,6 +109,27 @@ pub fn schema(records: &str, common: &str) -> String {
         .replace("INTEGER", "BIGINT");
     format!(
         "{common};\n{records};
+-- Journals made before this lose the foreign key on import_id (checked for each row an
+-- import inserts, and never needed: every import writes its row first). Only they take
+-- the exclusive lock it needs, first, before this transaction holds any lock on records;
+-- and they wait for it at most 2 s (another process importing holds it off): the key then
+-- goes at a later open.
+DO $$
+DECLARE
+  fk name;
+  was text := current_setting('lock_timeout');
+BEGIN
+  SELECT conname INTO fk FROM pg_constraint WHERE conrelid = 'records'::regclass
+    AND contype = 'f' AND confrelid = 'imports'::regclass;
+  IF fk IS NOT NULL THEN
+    PERFORM set_config('lock_timeout', '2s', true);
+    BEGIN
+      EXECUTE format('ALTER TABLE records DROP CONSTRAINT %I', fk);
+    EXCEPTION WHEN lock_not_available THEN NULL;
+    END;
+    PERFORM set_config('lock_timeout', was, true);
+  END IF;
+END $$;
 -- No index on state (an index on it, even a partial one, makes every state change write
 -- all the indexes again instead of updating the row in place): a send pass walks the
 -- primary key from where it left off. Journals made before this drop theirs.
@@ -117,15 +138,7 @@ DROP INDEX IF EXISTS records_unfinished;
 -- it is sent (claimed, then its outcome), and each write then stays on its page (HOT),
 -- without new entries in the three indexes. At 70 half the writes moved; at 40 almost none
 -- do, and a send pass takes about 0.6 of the time (200,000 records).
-ALTER TABLE records SET (fillfactor = 40);
--- Journals made before this lose the foreign key on import_id (see above); only they take
--- the ALTER's exclusive lock.
-DO $$ BEGIN
-  IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'records'::regclass
-             AND conname = 'records_import_id_fkey') THEN
-    ALTER TABLE records DROP CONSTRAINT records_import_id_fkey;
-  END IF;
-END $$;"
+ALTER TABLE records SET (fillfactor = 40);"
     )
 }
 
