@@ -266,6 +266,14 @@ fn import_json(r: &ImportReport, file: &str) -> serde_json::Value {
     })
 }
 
+/// An hour without usage may well be a file with a header and no record; an empty file is
+/// more likely an export that failed or was cut short. Not an error (exit 0): said on stderr.
+fn warn_empty(rep: &ImportReport, file: &str) {
+    if rep.empty {
+        eprintln!("csm: warning: {file} is empty; was it written completely?");
+    }
+}
+
 fn print_import(g: &GlobalArgs, r: &ImportReport, file: &str, billing: Billing, per_record: bool) {
     if g.quiet {
         return;
@@ -373,6 +381,7 @@ fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
     let file = label(&a.input.file);
     let rep =
         check_only(&a.journal)?.import(&mut reader, &file, clock::now(), a.input.billing, false)?;
+    warn_empty(&rep, &file);
     if g.json {
         output::print_json(&import_json(&rep, &file));
     } else {
@@ -668,6 +677,7 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
         a.input.billing,
         !a.dry_run,
     )?;
+    warn_empty(&rep, &file);
     if rep.error_count > 0 {
         if g.json {
             output::print_json(&import_json(&rep, &file));

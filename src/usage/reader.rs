@@ -178,6 +178,11 @@ impl<R: BufRead> RecordReader<R> {
         self.unchecked
     }
 
+    /// Nothing was read but blank lines: no record and, for CSV, not even a header.
+    pub fn held_nothing(&self) -> bool {
+        self.data_lines == 0 && self.columns.is_none() && !self.header_failed
+    }
+
     /// The CSV header was bad: one of the line errors is the header's, not a record's.
     pub fn header_failed(&self) -> bool {
         self.header_failed

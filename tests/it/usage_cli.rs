@@ -825,3 +825,32 @@ fn a_second_ctrl_c_stops_at_once() {
         "waited for the slow answer"
     );
 }
+
+/// An empty file is read as no records (exit 0), with a warning that it may have been cut
+/// short; a file with only its header is an hour without usage, and no warning.
+#[test]
+fn an_empty_file_is_warned_about_a_header_only_one_is_not() {
+    let env = Env::new();
+    let server = env.market(&[]);
+    let empty = env.write("empty.csv", "");
+    let header = env.write(
+        "header.csv",
+        "instance_id,begin_time,end_time,usage_value\n",
+    );
+    for (f, warned) in [(&empty, true), (&header, false)] {
+        let f = f.to_str().unwrap();
+        for o in [
+            env.usage(&["validate", f], None),
+            env.usage(&["upload", f], Some(&server)),
+        ] {
+            let (out, err) = text(&o);
+            assert_eq!(o.status.code(), Some(0), "{f}: {out} {err}");
+            assert_eq!(
+                err.contains("is empty; was it written completely?"),
+                warned,
+                "{f}: {err}"
+            );
+        }
+    }
+    assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 0);
+}

@@ -43,6 +43,8 @@ pub struct ImportReport {
     pub replaced: u64,
     pub errors: Vec<LineError>,
     pub error_count: u64,
+    /// The input held nothing but blank lines (for CSV, not even a header).
+    pub empty: bool,
     pub deadline: BTreeMap<&'static str, u64>,
     /// Records past the ideal window: (line, metering_sn, end_time, status).
     pub late: Vec<(u64, String, String, Deadline)>,
@@ -200,6 +202,7 @@ impl Journal {
             // Errors in line order (rows already journaled are looked at after the others).
             rep.errors.sort_by_key(|e| e.line);
             rep.read = reader.data_lines();
+            rep.empty = reader.held_nothing();
             rep.unchecked = reader.unchecked();
             rep.bad = rep.error_count - u64::from(reader.header_failed());
             db.exec(
