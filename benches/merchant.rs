@@ -32,21 +32,12 @@ const PER_ROUND: usize = 30_000;
 const UNSIGNED: &str = r#"{"activity":"newInstance","businessId":"87b94795-0603-4e24-8ae5-69420d60e3c8","orderId":"CS2211181819B4LVS","orderLineId":"CS2211181819B4LVS-000001","testFlag":"1"}"#;
 
 fn merchant() -> Merchant {
-    Merchant::new(MerchantConfig {
-        protocol: Protocol::V2,
-        keys: Keys {
-            basic: Some(Secret::new(KEY)),
-            kit: None,
-            license: None,
-        },
-        faults: Vec::new(),
-        fault_delay: Duration::from_millis(1),
-        window_ms: 60_000,
-        state: None,
-        record: None,
-        license_inner: LicenseInner::KeyedHmac,
-    })
-    .unwrap()
+    let keys = Keys {
+        basic: Some(Secret::new(KEY)),
+        kit: None,
+        license: None,
+    };
+    Merchant::new(MerchantConfig::new(Protocol::V2, keys)).unwrap()
 }
 
 fn headers(len: usize) -> Vec<(String, String)> {

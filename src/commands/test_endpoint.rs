@@ -155,15 +155,10 @@ fn demo_targets_with(
     for protocol in [Protocol::V2, Protocol::V1] {
         let keys = keys_for_demo(protocol == Protocol::V2);
         let merchant = Merchant::new(MerchantConfig {
-            protocol,
-            keys: keys.clone(),
             faults: faults.to_vec(),
             // Beyond the client's budget, so that `slow` shows without a long wait.
             fault_delay: timeout + Duration::from_millis(500),
-            window_ms: 60_000,
-            state: None,
-            record: None,
-            license_inner: crate::protocol::v2::LicenseInner::KeyedHmac,
+            ..MerchantConfig::new(protocol, keys.clone())
         })?;
         let (merchant, app_key) = match login {
             Some(_) if protocol == Protocol::V2 => {

@@ -112,6 +112,24 @@ pub struct MerchantConfig {
     pub license_inner: v2::LicenseInner,
 }
 
+impl MerchantConfig {
+    /// A well-behaved merchant for `protocol` with `keys`: no faults, the 60 s replay window
+    /// (decision 3), state in memory, nothing recorded, the keyed License inner step; the
+    /// `slow` fault, when added, waits 6 s (beyond the 5 s budget).
+    pub fn new(protocol: Protocol, keys: Keys) -> MerchantConfig {
+        MerchantConfig {
+            protocol,
+            keys,
+            faults: Vec::new(),
+            fault_delay: Duration::from_secs(6),
+            window_ms: 60_000,
+            state: None,
+            record: None,
+            license_inner: v2::LicenseInner::KeyedHmac,
+        }
+    }
+}
+
 pub struct Merchant {
     cfg: MerchantConfig,
     sso: sso::Sso,
@@ -893,19 +911,15 @@ mod tests {
     const KEY: &str = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d";
 
     fn merchant(faults: Vec<Fault>) -> Merchant {
+        let keys = Keys {
+            basic: Some(Secret::new(KEY)),
+            kit: None,
+            license: None,
+        };
         Merchant::new(MerchantConfig {
-            protocol: Protocol::V2,
-            keys: Keys {
-                basic: Some(Secret::new(KEY)),
-                kit: None,
-                license: None,
-            },
             faults,
             fault_delay: Duration::from_millis(1),
-            window_ms: 60_000,
-            state: None,
-            record: None,
-            license_inner: v2::LicenseInner::KeyedHmac,
+            ..MerchantConfig::new(Protocol::V2, keys)
         })
         .unwrap()
     }
