@@ -86,6 +86,8 @@ for n in $SIZES; do
       srss=$(peak_kb "$SERVER_PID")
       held=$(sqlite3 "$WORK/market.sqlite" 'SELECT count(*) FROM usage_records' 2>/dev/null || echo "?")
       kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
+      # Gone before the next run: its autovacuum would otherwise run during that one.
+      if [ "$jk" = postgres ]; then psql -q "$PG_URL" -c "DROP DATABASE $db"; fi
       read -r secs kb < "$WORK/time"
       BASE=${BASE:-$secs}
       awk -v n="$n" -v o="$order" -v j="$jk" -v s="$secs" -v kb="$kb" -v skb="$srss" \

@@ -1,8 +1,8 @@
 //! Reading a file into the journal: one transaction per file, and the rules for a record
 //! that is already there (the same again, a fixed rejected one, a duplicate).
 //!
-//! Speed: the rows are first staged in a temporary table without indexes ([`CHUNK`] rows per
-//! statement: one round trip per chunk to a PostgreSQL server), then go into the journal in
+//! Speed: the rows are first staged in a temporary table without indexes ([`CHUNK`] rows at
+//! a time: one round trip per chunk to a PostgreSQL server, through COPY), then go into the journal in
 //! one `INSERT … SELECT … ORDER BY metering_sn`. In metering_sn order the unique indexes
 //! grow at their ends whatever the order of the file (a derived metering_sn starts with
 //! the window): a file sorted by instance no longer scatters index writes over the whole
@@ -54,8 +54,7 @@ pub struct ImportReport {
 const MAX_ERRORS_KEPT: usize = 50;
 const MAX_LATE_KEPT: usize = 10;
 
-/// Rows per staging INSERT: 9 parameters each, under SQLite's 32,766 and PostgreSQL's
-/// 65,535 per statement.
+/// Rows per staging INSERT: 9 parameters each, under SQLite's 32,766 per statement.
 const CHUNK: usize = 1000;
 
 /// The staged rows of one import (the temporary table lives in the import's transaction).
@@ -71,27 +70,21 @@ const STAGE: &str = "CREATE TEMP TABLE import_rows (
     relate_pkg_instance TEXT
 )";
 
+/// The staged columns, in the order [`stage_chunk`] gives them.
+const STAGE_COLUMNS: &[&str] = &[
+    "line",
+    "metering_sn",
+    "sn_derived",
+    "instance_id",
+    "begin_time",
+    "end_time",
+    "record_time",
+    "usage_value",
+    "relate_pkg_instance",
+];
+
 const STAGED: &str = "metering_sn, sn_derived, instance_id, begin_time, end_time, record_time,
     usage_value, relate_pkg_instance";
-
-/// The staging INSERT of `n` rows.
-fn stage_sql(n: usize) -> String {
-    let mut sql = format!("INSERT INTO import_rows (line, {STAGED}) VALUES ");
-    for r in 0..n {
-        if r > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for c in 0..9 {
-            if c > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("?{}", r * 9 + c + 1));
-        }
-        sql.push(')');
-    }
-    sql
-}
 
 /// What one import carries from chunk to chunk.
 struct Ctx<'a> {
@@ -127,7 +120,8 @@ impl Journal {
                 .and_then(|r| r.int(0))
                 .map_err(serr)?;
             let stage = if db.is_postgres() {
-                STAGE.to_string()
+                // Sorted by metering_sn below: in byte order, as the journal's index is.
+                STAGE.replace("TEXT NOT NULL", "TEXT COLLATE \"C\" NOT NULL")
             } else {
                 // The rowid itself: no second index to keep.
                 STAGE.replace("BIGINT PRIMARY KEY", "INTEGER PRIMARY KEY")
@@ -239,10 +233,8 @@ fn stage_chunk(db: &mut Db, cx: &Ctx, chunk: &mut Vec<(u64, UsageRecord)>) -> Re
             rec.relate_pkg_instance.into(),
         ]);
     }
-    let n = params.len() / 9;
-    db.exec(&stage_sql(n), &params)
-        .map_err(|e| storage(cx.path, e))?;
-    Ok(n as u64)
+    db.insert_rows("import_rows", STAGE_COLUMNS, &params)
+        .map_err(|e| storage(cx.path, e))
 }
 
 /// The staged rows that did not go in (already journaled), or in a scratch journal every

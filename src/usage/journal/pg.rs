@@ -94,6 +94,11 @@ pub fn schema(records: &str, common: &str) -> String {
         // same transaction and none is ever deleted. SQLite does not check it either
         // (`foreign_keys` is off).
         .replace(" REFERENCES imports(id)", "")
+        // Byte order for the identifiers, times and states: the unique indexes compare them
+        // with memcmp, not the database's collation (an ICU or glibc en-US one took an import
+        // of 1M records from 11 s to 21 s). Equality is the same; only the server's sort
+        // order of these ASCII columns could differ, and nothing shows it.
+        .replace(" TEXT NOT NULL", " TEXT COLLATE \"C\" NOT NULL")
         .replace(
             "    abandon_reason      TEXT,",
             "    abandon_reason      TEXT,
@@ -234,6 +239,30 @@ mod tests {
         assert!(s.contains("lease_until         TIMESTAMPTZ"), "{s}");
         assert_eq!(s.matches("BIGSERIAL PRIMARY KEY").count(), 3, "{s}");
         assert!(!s.contains("REFERENCES"), "{s}");
+        assert!(
+            s.contains("metering_sn         TEXT COLLATE \"C\" NOT NULL"),
+            "{s}"
+        );
+    }
+
+    /// The key columns compare bytes whatever the database's default collation.
+    #[test]
+    fn the_key_columns_compare_bytes() {
+        let Some(url) = test_database("key_columns_collation") else {
+            return;
+        };
+        let _j = super::super::Journal::open(std::path::Path::new(&url)).unwrap();
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation
+                 WHERE a.attrelid = 'records'::regclass AND c.collname = 'C' AND a.attname IN
+                 ('metering_sn', 'instance_id', 'begin_time', 'end_time')",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 4);
     }
 
     /// A journal made when records had a foreign key on import_id loses it when opened
