@@ -270,13 +270,23 @@ impl Merchant {
         if self.has(Fault::AcceptBadSignatures) {
             return Ok(());
         }
-        let q = v1::parse_query(req.query(), false)
-            .map_err(|_| reply("000001", "query string is not decodable"))?;
-        let get = |n: &str| q.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-        let (Some(sig), Some(ts), Some(nonce)) = (get("signature"), get("timestamp"), get("nonce"))
-        else {
+        // The first of each name counts, as in the rest of the query handling.
+        let (mut sig, mut ts, mut nonce) = (None, None, None);
+        for pair in v1::query_pairs(req.query(), false) {
+            let (name, value) =
+                pair.map_err(|_| reply("000001", "query string is not decodable"))?;
+            let slot = match &*name {
+                "signature" => &mut sig,
+                "timestamp" => &mut ts,
+                "nonce" => &mut nonce,
+                _ => continue,
+            };
+            slot.get_or_insert(value);
+        }
+        let (Some(sig), Some(ts), Some(nonce)) = (sig, ts, nonce) else {
             return Err(reply("000001", "signature, timestamp or nonce missing"));
         };
+        let (sig, ts, nonce) = (&*sig, &*ts, &*nonce);
         // Raw bytes first, then the demo's re-serialisations (spec decision 2).
         let matched = v2::verify_basic_bytes(key, &req.body, ts, nonce, sig, inner).is_some();
         if !matched {

@@ -4,7 +4,7 @@
 use crate::error::{CsmError, Result};
 use ahash::AHashMap as HashMap;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 use std::hash::Hash;
@@ -225,7 +225,7 @@ pub struct MemoryStore {
     /// row, the age queue and the order index.
     instances: Aged<Arc<str>, Row>,
     /// Instance ids per order key, oldest first (as the state file's `ORDER BY rowid`).
-    orders: HashMap<Arc<str>, VecDeque<Arc<str>>>,
+    orders: HashMap<Arc<str>, Ids>,
     /// Status and expiry per license code.
     licenses: Aged<String, (String, Option<String>)>,
     /// Kit records by (kind, id). Their data is written, never read back: only kept here.
@@ -248,16 +248,9 @@ impl MemoryStore {
 
     /// Forgets that instance `id` belongs to its order.
     fn unlink(&mut self, id: &str, row: &Row) {
-        if let Some(ids) = self.orders.get_mut(&row.order_key) {
-            // The oldest goes first: one order with many instances (the not-idempotent
-            // fault, a fixed orderId) loses them from the front without a scan.
-            if ids.front().is_some_and(|i| **i == *id) {
-                ids.pop_front();
-            } else {
-                ids.retain(|i| **i != *id);
-            }
-            if ids.is_empty() {
-                self.orders.remove(&row.order_key);
+        if let Entry::Occupied(mut ids) = self.orders.entry(Arc::clone(&row.order_key)) {
+            if ids.get_mut().remove(id) {
+                ids.remove();
             }
         }
     }
@@ -267,16 +260,58 @@ impl MemoryStore {
         Some(Instance {
             instance_id: id.to_string(),
             order_key: row.order_key.to_string(),
-            status: row.status.clone(),
+            status: row.status.to_string(),
             expire_time: row.expire_time.clone(),
         })
+    }
+}
+
+/// The statuses the merchant gives instances: held without an allocation each.
+const STATUSES: [&str; 4] = ["ACTIVE", "FROZEN", "EXPIRED", "RELEASED"];
+
+/// An order's instances, oldest first. Nearly every order has one, held without a queue
+/// (nothing allocated for it); one with many (the not-idempotent fault, a fixed orderId)
+/// loses them from the front without a scan.
+enum Ids {
+    One(Arc<str>),
+    Many(VecDeque<Arc<str>>),
+}
+
+impl Ids {
+    fn front(&self) -> Option<&Arc<str>> {
+        match self {
+            Ids::One(id) => Some(id),
+            Ids::Many(ids) => ids.front(),
+        }
+    }
+
+    fn push_back(&mut self, id: Arc<str>) {
+        match self {
+            Ids::One(first) => *self = Ids::Many(VecDeque::from([Arc::clone(first), id])),
+            Ids::Many(ids) => ids.push_back(id),
+        }
+    }
+
+    /// Forgets `id`; true when no instance is left.
+    fn remove(&mut self, id: &str) -> bool {
+        match self {
+            Ids::One(only) => **only == *id,
+            Ids::Many(ids) => {
+                if ids.front().is_some_and(|i| **i == *id) {
+                    ids.pop_front();
+                } else {
+                    ids.retain(|i| **i != *id);
+                }
+                ids.is_empty()
+            }
+        }
     }
 }
 
 /// An instance as [`MemoryStore`] holds it, under its id.
 struct Row {
     order_key: Arc<str>,
-    status: String,
+    status: Cow<'static, str>,
     expire_time: Option<String>,
 }
 
@@ -298,19 +333,27 @@ impl Store for MemoryStore {
         };
         let row = Row {
             order_key: Arc::clone(&order_key),
-            status: "ACTIVE".into(),
+            status: Cow::Borrowed("ACTIVE"),
             expire_time: None,
         };
         for (gone_id, gone) in self.instances.insert(Arc::clone(&id), row) {
             self.unlink(&gone_id, &gone);
         }
-        self.orders.entry(order_key).or_default().push_back(id);
+        match self.orders.entry(order_key) {
+            Entry::Occupied(mut ids) => ids.get_mut().push_back(id),
+            Entry::Vacant(v) => {
+                v.insert(Ids::One(id));
+            }
+        }
         Ok(())
     }
 
     fn set_status(&mut self, id: &str, status: &str) -> Result<()> {
         if let Some(inst) = self.instances.write(id) {
-            inst.status = status.to_string();
+            inst.status = match STATUSES.iter().find(|s| **s == status) {
+                Some(known) => Cow::Borrowed(known),
+                None => Cow::Owned(status.to_string()),
+            };
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ use super::json::{compact, java_cmp, Json};
 use super::ProtocolError;
 use hmac::Mac;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 pub const BODY_SIGN_HEADER: &str = "Body-Sign";
@@ -33,6 +34,11 @@ pub fn percent_encode(s: &str) -> String {
 /// Percent-decodes as UTF-8. `plus_as_space` reads `+` as a space (HTML forms); the
 /// marketplace encodes spaces as `%20`, so signing code passes false.
 pub fn percent_decode(s: &str, plus_as_space: bool) -> Result<String, ProtocolError> {
+    percent_decode_cow(s, plus_as_space).map(Cow::into_owned)
+}
+
+/// [`percent_decode`], borrowing `s` when it has nothing to decode.
+fn percent_decode_cow(s: &str, plus_as_space: bool) -> Result<Cow<'_, str>, ProtocolError> {
     // The crate's decoder passes a malformed escape through as text: a signed value must not
     // mean two things, so it is refused here.
     for (i, _) in s.match_indices('%') {
@@ -48,7 +54,7 @@ pub fn percent_decode(s: &str, plus_as_space: bool) -> Result<String, ProtocolEr
     // Most values (hex signatures, timestamps, nonces) have nothing to decode.
     let escaped = s.contains('%') || (plus_as_space && s.contains('+'));
     if !escaped {
-        return Ok(s.to_string());
+        return Ok(Cow::Borrowed(s));
     }
     let spaced = if plus_as_space {
         s.replace('+', " ")
@@ -56,7 +62,7 @@ pub fn percent_decode(s: &str, plus_as_space: bool) -> Result<String, ProtocolEr
         s.to_string()
     };
     match percent_decode_str(&spaced).decode_utf8() {
-        Ok(decoded) => Ok(decoded.into_owned()),
+        Ok(decoded) => Ok(Cow::Owned(decoded.into_owned())),
         Err(_) => Err(ProtocolError::new(format!(
             "query {s:?}: decodes to invalid UTF-8"
         ))),
@@ -68,17 +74,24 @@ pub fn parse_query(
     query: &str,
     plus_as_space: bool,
 ) -> Result<Vec<(String, String)>, ProtocolError> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (n, v) = p.split_once('=').unwrap_or((p, ""));
-            Ok((
-                percent_decode(n, plus_as_space)?,
-                percent_decode(v, plus_as_space)?,
-            ))
-        })
+    query_pairs(query, plus_as_space)
+        .map(|p| p.map(|(n, v)| (n.into_owned(), v.into_owned())))
         .collect()
+}
+
+/// [`parse_query`] as it goes, borrowing what has nothing to decode (a verifier looks for
+/// three names and copies nothing).
+pub fn query_pairs(
+    query: &str,
+    plus_as_space: bool,
+) -> impl Iterator<Item = Result<(Cow<'_, str>, Cow<'_, str>), ProtocolError>> {
+    query.split('&').filter(|p| !p.is_empty()).map(move |p| {
+        let (n, v) = p.split_once('=').unwrap_or((p, ""));
+        Ok((
+            percent_decode_cow(n, plus_as_space)?,
+            percent_decode_cow(v, plus_as_space)?,
+        ))
+    })
 }
 
 pub fn encode_query(params: &[(String, String)]) -> String {
