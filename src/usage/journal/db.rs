@@ -526,15 +526,22 @@ mod tests {
         assert_eq!(text_list::<&str>(&[]), "[]");
     }
 
+    /// An SQLite database in memory and, when the run has a PostgreSQL server, a fresh
+    /// database on it.
+    fn stores(test: &str) -> Vec<Db> {
+        let mut dbs = vec![Db::Sqlite(rusqlite::Connection::open_in_memory().unwrap())];
+        if let Some(url) = super::super::pg::test_database(test) {
+            let client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            dbs.push(Db::Postgres(Box::new(Pg::new(client))));
+        }
+        dbs
+    }
+
     /// A statement that would break a unique constraint changes nothing, and the
     /// transaction it ran in goes on; on each store.
     #[test]
     fn a_unique_conflict_changes_nothing_and_the_transaction_goes_on() {
-        let mut dbs = vec![Db::Sqlite(rusqlite::Connection::open_in_memory().unwrap())];
-        if let Some(url) = super::super::pg::test_database("unique_conflict") {
-            let client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-            dbs.push(Db::Postgres(Box::new(Pg::new(client))));
-        }
+        let dbs = stores("unique_conflict");
         for mut db in dbs {
             let pg = db.is_postgres();
             db.batch("CREATE TABLE t (k TEXT UNIQUE, v BIGINT)")
@@ -560,11 +567,7 @@ mod tests {
     /// gives a meaning to, NULL, the text "\\N", integers.
     #[test]
     fn inserted_rows_read_back_as_they_were() {
-        let mut dbs = vec![Db::Sqlite(rusqlite::Connection::open_in_memory().unwrap())];
-        if let Some(url) = super::super::pg::test_database("insert_rows") {
-            let client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-            dbs.push(Db::Postgres(Box::new(Pg::new(client))));
-        }
+        let dbs = stores("insert_rows");
         let values = vals![
             1,
             "tab\there",
