@@ -265,6 +265,38 @@ mod tests {
         assert_eq!(n, 4);
     }
 
+    /// A journal made before its key columns compared bytes keeps its collation, and
+    /// imports into it still resolve records already journaled (the staging table compares
+    /// bytes; the two columns are compared under one collation).
+    #[test]
+    fn an_older_journal_with_the_default_collation_still_imports() {
+        let Some(url) = test_database("older_journal_collation") else {
+            return;
+        };
+        let path = std::path::Path::new(&url);
+        drop(super::super::Journal::open(path).unwrap());
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.batch_execute(
+            "ALTER TABLE records ALTER COLUMN metering_sn TYPE TEXT COLLATE \"default\"",
+        )
+        .unwrap();
+        let mut j = super::super::Journal::open(path).unwrap();
+        let text = format!(
+            "{}i-1,20260110T000000Z,20260110T005959Z,1,sn-1\n",
+            super::super::testing::HEAD
+        );
+        let first = super::super::testing::import(&mut j, &text, true);
+        assert_eq!((first.new, first.error_count), (1, 0), "{:?}", first.errors);
+        // The same record again: resolved against the one journaled, not an error.
+        let again = super::super::testing::import(&mut j, &text, true);
+        assert_eq!(
+            (again.again, again.error_count),
+            (1, 0),
+            "{:?}",
+            again.errors
+        );
+    }
+
     /// A journal made when records had a foreign key on import_id loses it when opened
     /// (imports then skip a check for each row), and imports as before.
     #[test]
