@@ -385,6 +385,17 @@ mod tests {
     }
 
     #[test]
+    fn a_key_id_is_eight_hex_digits_and_nothing_else() {
+        assert_eq!(
+            KeyId::parse("1234abCD"),
+            Some(KeyId([0x12, 0x34, 0xab, 0xcd]))
+        );
+        for bad in ["0x1234abcd", "1234abc", "1234abcd0", "1234abcg", ""] {
+            assert_eq!(KeyId::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn short_secret_lines_round_trip_and_stay_redacted() {
         let k = PrivateKey::from_seed([7; 32]);
         let s = ShortSecret {

@@ -119,13 +119,7 @@ impl Journal {
                 )
                 .and_then(|r| r.int(0))
                 .map_err(serr)?;
-            let stage = if db.is_postgres() {
-                // Sorted by metering_sn below: in byte order, as the journal's index is.
-                STAGE.replace("TEXT NOT NULL", "TEXT COLLATE \"C\" NOT NULL")
-            } else {
-                // The rowid itself: no second index to keep.
-                STAGE.replace("BIGINT PRIMARY KEY", "INTEGER PRIMARY KEY")
-            };
+            let stage = stage_table(db).map_err(serr)?;
             db.batch(&stage).map_err(serr)?;
             let cx = Ctx {
                 path: &path,
@@ -212,6 +206,30 @@ impl Journal {
             Ok((rep, keep))
         })
     }
+}
+
+/// The staging table for this journal. PostgreSQL: its text columns in the collation of
+/// `records.metering_sn`, which the rows are sorted by and compared with: byte order in
+/// journals made since the key columns compare bytes, the database's default in older ones
+/// (compared in another collation, their metering_sn index could not be used).
+pub(super) fn stage_table(db: &mut Db) -> std::result::Result<String, DbError> {
+    if !db.is_postgres() {
+        // The rowid itself: no second index to keep.
+        return Ok(STAGE.replace("BIGINT PRIMARY KEY", "INTEGER PRIMARY KEY"));
+    }
+    let bytes = db
+        .query_one(
+            "SELECT count(*) FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation
+             WHERE a.attrelid = 'records'::regclass AND a.attname = 'metering_sn'
+             AND c.collname = 'C'",
+            &[],
+        )?
+        .bool(0)?;
+    Ok(if bytes {
+        STAGE.replace("TEXT NOT NULL", "TEXT COLLATE \"C\" NOT NULL")
+    } else {
+        STAGE.to_string()
+    })
 }
 
 /// Stages the rows of `chunk` (emptied); how many.
