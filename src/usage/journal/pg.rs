@@ -270,21 +270,27 @@ mod tests {
         assert_eq!(n, 4);
     }
 
+    /// A fresh journal as an older csm left it (`sql` run on it), and a client on it.
+    fn older_journal(test: &str, sql: &str) -> Option<(String, postgres::Client)> {
+        let url = test_database(test)?;
+        drop(super::super::Journal::open(std::path::Path::new(&url)).unwrap());
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.batch_execute(sql).unwrap();
+        Some((url, c))
+    }
+
     /// A journal made before its key columns compared bytes keeps its collation, and
-    /// imports into it still resolve records already journaled (the staging table compares
-    /// bytes; the two columns are compared under one collation).
+    /// imports into it stage their rows in that collation and resolve records already
+    /// journaled.
     #[test]
     fn an_older_journal_with_the_default_collation_still_imports() {
-        let Some(url) = test_database("older_journal_collation") else {
+        let Some((url, _)) = older_journal(
+            "older_journal_collation",
+            "ALTER TABLE records ALTER COLUMN metering_sn TYPE TEXT COLLATE \"default\"",
+        ) else {
             return;
         };
         let path = std::path::Path::new(&url);
-        drop(super::super::Journal::open(path).unwrap());
-        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        c.batch_execute(
-            "ALTER TABLE records ALTER COLUMN metering_sn TYPE TEXT COLLATE \"default\"",
-        )
-        .unwrap();
         let mut j = super::super::Journal::open(path).unwrap();
         // Staged in the records' collation, so that their metering_sn index serves the
         // comparison (a byte-order staging table made PostgreSQL scan the whole table).
@@ -310,19 +316,16 @@ mod tests {
     /// (imports then skip a check for each row), and imports as before.
     #[test]
     fn an_older_journal_loses_the_import_foreign_key() {
-        let Some(url) = test_database("older_journal_foreign_key") else {
+        let Some((url, mut c)) = older_journal(
+            "older_journal_foreign_key",
+            "ALTER TABLE records ADD CONSTRAINT records_import_id_fkey
+             FOREIGN KEY (import_id) REFERENCES imports(id)",
+        ) else {
             return;
         };
         let path = std::path::Path::new(&url);
-        drop(super::super::Journal::open(path).unwrap());
-        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
         let fk = "SELECT count(*) FROM pg_constraint WHERE conrelid = 'records'::regclass
                   AND conname = 'records_import_id_fkey'";
-        c.batch_execute(
-            "ALTER TABLE records ADD CONSTRAINT records_import_id_fkey
-             FOREIGN KEY (import_id) REFERENCES imports(id)",
-        )
-        .unwrap();
         assert_eq!(c.query_one(fk, &[]).unwrap().get::<_, i64>(0), 1);
         let mut j = super::super::Journal::open(path).unwrap();
         assert_eq!(c.query_one(fk, &[]).unwrap().get::<_, i64>(0), 0);
