@@ -3,23 +3,21 @@
 //! measured in the same run. `cargo bench --bench endpoint` prints criterion's figures and
 //! then a ratio summary.
 
+mod common;
+
+use common::{median, prepared, us, KEY};
 use criterion::{black_box, Criterion};
-use csm::catalog::gen::{self, Ctx};
-use csm::catalog::{self, Protocol};
 use csm::commands::test_endpoint::demo_targets;
 use csm::endpoint::client::Client;
 use csm::endpoint::judge::{self, JudgeCtx};
-use csm::endpoint::request::{self, PrepOpts, Prepared, Tamper};
+use csm::endpoint::request::Prepared;
 use csm::endpoint::suites::{self, Suite};
-use csm::secret::Secret;
 use csm::server::{self, Handler, Request, Response};
 use reqwest::Url;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const KEY: &str = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d";
 
 /// Answers every request with the same small signed JSON, so that both sides of the
 /// comparison cost the server the same.
@@ -34,31 +32,6 @@ impl Handler for Fixed {
             &csm::protocol::v1::body_sign_header_value(&sig),
         )
     }
-}
-
-fn prepare(url: &Url) -> Prepared {
-    let cb = catalog::find("queryInstance", Protocol::V2).unwrap();
-    let mut ctx = Ctx {
-        test_flag: true,
-        ..Ctx::default()
-    };
-    gen::settle(&mut ctx);
-    let fields = gen::generate(cb, None, &ctx);
-    request::prepare(
-        cb,
-        None,
-        fields,
-        &Secret::new(KEY),
-        &PrepOpts {
-            endpoint: url,
-            now_ms: csm::clock::now_ms(),
-            nonce: csm::clock::nonce_hex64(),
-            tamper: Tamper::None,
-            kit_path_full: false,
-            license_inner: csm::protocol::v2::LicenseInner::KeyedHmac,
-        },
-    )
-    .unwrap()
 }
 
 /// The same request as raw bytes over a fresh connection: the floor for one callback.
@@ -88,7 +61,7 @@ fn raw_roundtrip(addr: SocketAddr, bytes: &[u8]) -> usize {
 }
 
 fn csm_callback(url: &Url, client: &mut Client) -> usize {
-    let p = prepare(url);
+    let p = prepared("queryInstance", url);
     let ex = client.send(&p);
     let cx = JudgeCtx {
         v1: false,
@@ -119,16 +92,11 @@ fn demo_run() -> usize {
     calls
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn main() {
     let handle = server::serve("127.0.0.1:0", Arc::new(Fixed), server::Config::default()).unwrap();
     let addr = handle.addr;
     let url = Url::parse(&format!("http://{addr}/produce")).unwrap();
-    let bytes = raw_bytes(&prepare(&url), addr);
+    let bytes = raw_bytes(&prepared("queryInstance", &url), addr);
     let mut client = Client::new(Duration::from_secs(5));
 
     let mut c = Criterion::default()
@@ -179,7 +147,6 @@ fn main() {
         .collect();
     let (raw, ours, demo) = (median(raw), median(ours), median(demo));
     let per_demo_call = demo / demo_calls as u32;
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!("\nendpoint summary (medians, same run)");
     println!(
         "  raw HTTP round trip            : {:>9.1} us (baseline 1.00x)",

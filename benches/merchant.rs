@@ -8,12 +8,12 @@
 //! their ratio, measured in the same run. The requests are built before the clock starts, on a
 //! merchant whose instance table is already full, as in a long run.
 
-use csm::catalog::gen::{self, Ctx};
-use csm::catalog::{self, Protocol};
+mod common;
+
+use common::{median, prepared, us, KEY};
+use csm::catalog::Protocol;
 use csm::endpoint::request::Keys;
-use csm::endpoint::request::{self, PrepOpts, Tamper};
 use csm::merchant::{Merchant, MerchantConfig};
-use csm::protocol::v2::LicenseInner;
 use csm::secret::Secret;
 use csm::server::{Handler, Request};
 use reqwest::Url;
@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const KEY: &str = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d";
 const ROUNDS: usize = 7;
 const PER_ROUND: usize = 30_000;
 
@@ -50,27 +49,7 @@ fn headers(len: usize) -> Vec<(String, String)> {
 
 /// A signed newInstance as `csm load` generates it.
 fn signed(url: &Url) -> Request {
-    let cb = catalog::find("newInstance", Protocol::V2).unwrap();
-    let ctx = Ctx {
-        test_flag: true,
-        ..Ctx::default()
-    };
-    let fields = gen::generate(cb, None, &ctx);
-    let p = request::prepare(
-        cb,
-        None,
-        fields,
-        &Secret::new(KEY),
-        &PrepOpts {
-            endpoint: url,
-            now_ms: csm::clock::now_ms(),
-            nonce: csm::clock::nonce_hex64(),
-            tamper: Tamper::None,
-            kit_path_full: false,
-            license_inner: LicenseInner::KeyedHmac,
-        },
-    )
-    .unwrap();
+    let p = prepared("newInstance", url);
     let u = Url::parse(&p.url).unwrap();
     let mut h = headers(p.body.len());
     h.extend(p.headers);
@@ -91,9 +70,15 @@ fn unsigned() -> Request {
     }
 }
 
+/// The resultCode the merchant answers `r` with.
+fn result_code(m: &Merchant, r: Request) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&m.handle(r).body).unwrap();
+    v["resultCode"].as_str().unwrap_or("(none)").to_string()
+}
+
 /// Median over rounds of the time per request, each round on requests built beforehand.
 fn measure(m: &Merchant, build: &dyn Fn() -> Request, want: &str) -> Duration {
-    let mut rounds: Vec<Duration> = (0..ROUNDS)
+    let rounds: Vec<Duration> = (0..ROUNDS)
         .map(|_| {
             let reqs: Vec<Request> = (0..PER_ROUND).map(|_| build()).collect();
             let t = Instant::now();
@@ -102,27 +87,19 @@ fn measure(m: &Merchant, build: &dyn Fn() -> Request, want: &str) -> Duration {
             }
             let took = t.elapsed() / PER_ROUND as u32;
             // The merchant as the round left it still answers as it should.
-            let body = m.handle(build()).body;
-            let answer = String::from_utf8_lossy(&body);
-            let code = format!("\"resultCode\":\"{want}\"");
-            assert!(answer.contains(&code), "{answer}");
+            assert_eq!(result_code(m, build()), want);
             took
         })
         .collect();
-    rounds.sort();
-    rounds[ROUNDS / 2]
+    median(rounds)
 }
 
 fn main() {
     let url = Url::parse("http://127.0.0.1:8080/produce").unwrap();
     // Check once, outside the timing, that each request gets the answer it is meant to.
     let m = merchant();
-    let code = |r: Request| {
-        let v: serde_json::Value = serde_json::from_slice(&m.handle(r).body).unwrap();
-        v["resultCode"].as_str().unwrap().to_string()
-    };
-    assert_eq!(code(signed(&url)), "000000");
-    assert_eq!(code(unsigned()), "000001");
+    assert_eq!(result_code(&m, signed(&url)), "000000");
+    assert_eq!(result_code(&m, unsigned()), "000001");
 
     // Measured in the steady state of a long run: the instance table at its bound.
     let m = merchant();
@@ -131,7 +108,6 @@ fn main() {
     }
     let refused = measure(&m, &unsigned, "000001");
     let accepted = measure(&m, &|| signed(&url), "000000");
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!("merchant handle, medians of {ROUNDS} rounds of {PER_ROUND} (same run)");
     println!(
         "  unsigned newInstance, refused (wrk's): {:>6.2} us (baseline 1.00x)",

@@ -376,7 +376,8 @@ mod tests {
 
     #[test]
     fn an_order_id_is_cs_the_minute_and_five_characters() {
-        let now = crate::usage::record::parse_time("t", "20260105T090700Z").unwrap();
+        use chrono::TimeZone;
+        let now = Utc.with_ymd_and_hms(2026, 1, 5, 9, 7, 0).unwrap();
         let id = order_id(now, &crate::clock::SystemEntropy);
         assert_eq!(id.len(), 17, "{id}");
         assert!(id.starts_with("CS2601050907"), "{id}");

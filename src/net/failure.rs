@@ -29,6 +29,17 @@ impl NetKind {
         }
     }
 
+    /// What failed, as a message starts (`could not connect: …`).
+    pub fn what_failed(self) -> &'static str {
+        match self {
+            NetKind::Connect => "could not connect",
+            NetKind::Timeout => "no answer in time",
+            NetKind::Tls => "TLS handshake failed",
+            NetKind::Reset => "connection closed before the answer was whole",
+            NetKind::Protocol => "not an HTTP answer",
+        }
+    }
+
     /// No HTTP reply came at all (DNS, connect, TLS, timeout, reset): when that happens to
     /// the first call, the endpoint is unreachable (exit 4). `Protocol` means something did
     /// answer, so it is judged as a failed check instead.
@@ -190,14 +201,7 @@ fn in_plain_words(kind: NetKind, e: &(dyn StdError + 'static)) -> String {
     while let Some(next) = root.source() {
         root = next;
     }
-    let what = match kind {
-        NetKind::Connect => "could not connect",
-        NetKind::Timeout => "no answer in time",
-        NetKind::Tls => "TLS handshake failed",
-        NetKind::Reset => "connection closed before the answer was whole",
-        NetKind::Protocol => "not an HTTP answer",
-    };
-    format!("{what}: {root}")
+    format!("{}: {root}", kind.what_failed())
 }
 
 #[cfg(test)]

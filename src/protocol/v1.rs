@@ -28,7 +28,12 @@ const RESERVED: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Percent-encodes everything but RFC 3986 unreserved characters, `%XX` upper case.
 pub fn percent_encode(s: &str) -> String {
-    utf8_percent_encode(s, RESERVED).to_string()
+    encoded(s).to_string()
+}
+
+/// [`percent_encode`] as it is written out, without a String of its own.
+fn encoded(s: &str) -> percent_encoding::PercentEncode<'_> {
+    utf8_percent_encode(s, RESERVED)
 }
 
 /// Percent-decodes as UTF-8. `plus_as_space` reads `+` as a space (HTML forms); the
@@ -100,11 +105,7 @@ pub fn encode_query(params: &[(String, String)]) -> String {
         if i > 0 {
             out.push('&');
         }
-        let (n, v) = (
-            utf8_percent_encode(n, RESERVED),
-            utf8_percent_encode(v, RESERVED),
-        );
-        let _ = write!(out, "{n}={v}");
+        let _ = write!(out, "{}={}", encoded(n), encoded(v));
     }
     out
 }

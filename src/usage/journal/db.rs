@@ -341,6 +341,7 @@ impl Db {
         if width == 0 || values.is_empty() {
             return Ok(0);
         }
+        debug_assert_eq!(values.len() % width, 0, "{table}: whole rows only");
         let rows = values.len() / width;
         match self {
             Db::Sqlite(c) => {

@@ -2,8 +2,8 @@
 //! that is already there (the same again, a fixed rejected one, a duplicate).
 //!
 //! Speed: the rows are first staged in a temporary table without indexes ([`CHUNK`] rows at
-//! a time: one round trip per chunk to a PostgreSQL server, through COPY), then go into the journal in
-//! one `INSERT … SELECT … ORDER BY metering_sn`. In metering_sn order the unique indexes
+//! a time: one round trip per chunk to a PostgreSQL server, through COPY), then go into the
+//! journal in one `INSERT … SELECT … ORDER BY metering_sn`. In metering_sn order the unique indexes
 //! grow at their ends whatever the order of the file (a derived metering_sn starts with
 //! the window): a file sorted by instance no longer scatters index writes over the whole
 //! journal, which had the page cache spill the same pages again and again. Rows already
@@ -54,7 +54,8 @@ pub struct ImportReport {
 const MAX_ERRORS_KEPT: usize = 50;
 const MAX_LATE_KEPT: usize = 10;
 
-/// Rows per staging INSERT: 9 parameters each, under SQLite's 32,766 per statement.
+/// Rows staged at a time. SQLite takes them in one INSERT of 9 parameters a row, under its
+/// 32,766 per statement.
 const CHUNK: usize = 1000;
 
 /// The staged rows of one import (the temporary table lives in the import's transaction).
@@ -70,7 +71,8 @@ const STAGE: &str = "CREATE TEMP TABLE import_rows (
     relate_pkg_instance TEXT
 )";
 
-/// The staged columns, in the order [`stage_chunk`] gives them.
+/// The staged columns, in the order [`stage_chunk`] gives them: the line, then the record's
+/// ([`record_columns`]).
 const STAGE_COLUMNS: &[&str] = &[
     "line",
     "metering_sn",
@@ -83,8 +85,10 @@ const STAGE_COLUMNS: &[&str] = &[
     "relate_pkg_instance",
 ];
 
-const STAGED: &str = "metering_sn, sn_derived, instance_id, begin_time, end_time, record_time,
-    usage_value, relate_pkg_instance";
+/// The record's columns, as a SQL list.
+fn record_columns() -> String {
+    STAGE_COLUMNS[1..].join(", ")
+}
 
 /// What one import carries from chunk to chunk.
 struct Ctx<'a> {
@@ -163,9 +167,10 @@ impl Journal {
                 }
             }
             staged += stage_chunk(db, &cx, &mut chunk)?;
+            let cols = record_columns();
             let insert = format!(
-                "INSERT INTO records ({STAGED}, source_file, source_line, import_id)
-                 SELECT {STAGED}, CAST(?1 AS TEXT), line, CAST(?2 AS BIGINT)
+                "INSERT INTO records ({cols}, source_file, source_line, import_id)
+                 SELECT {cols}, CAST(?1 AS TEXT), line, CAST(?2 AS BIGINT)
                  FROM import_rows WHERE true ORDER BY metering_sn, line"
             );
             let args = vals![file_label, import_id];
@@ -226,7 +231,7 @@ pub(super) fn stage_table(db: &mut Db) -> std::result::Result<String, DbError> {
         )?
         .bool(0)?;
     Ok(if bytes {
-        STAGE.replace("TEXT NOT NULL", "TEXT COLLATE \"C\" NOT NULL")
+        STAGE.replace(" TEXT NOT NULL", super::pg::BYTE_ORDER_TEXT)
     } else {
         STAGE.to_string()
     })
@@ -264,10 +269,11 @@ fn resolve_staged(db: &mut Db, cx: &Ctx, rep: &mut ImportReport) -> Result<()> {
         let rows = db
             .query(
                 &format!(
-                    "SELECT line, {STAGED}, EXISTS (SELECT 1 FROM records r
+                    "SELECT {}, EXISTS (SELECT 1 FROM records r
                        WHERE r.metering_sn = s.metering_sn AND r.import_id = ?1
                        AND r.source_line = s.line)
-                     FROM import_rows s WHERE line > ?2 ORDER BY line LIMIT ?3"
+                     FROM import_rows s WHERE line > ?2 ORDER BY line LIMIT ?3",
+                    STAGE_COLUMNS.join(", ")
                 ),
                 vals![cx.import_id, after, CHUNK as i64],
             )
