@@ -5,6 +5,7 @@
 //! [`Clock`] and an [`Entropy`], so that a caller can pin both. Commands hand it
 //! [`SystemClock`] and [`SystemEntropy`], which are these functions.
 
+use crate::protocol::hmac::to_hex_upper;
 use chrono::{DateTime, TimeZone, Utc};
 use rand::Rng;
 
@@ -43,7 +44,7 @@ pub fn now_ms() -> i64 {
 /// A nonce in the marketplace's usual shape: 64 upper-case hex characters.
 pub fn nonce_hex64() -> String {
     let bytes: [u8; 32] = rand::thread_rng().gen();
-    hex::encode_upper(bytes)
+    to_hex_upper(&bytes)
 }
 
 /// A v4 UUID from the thread's generator (a CSPRNG seeded by the OS), not one `getrandom`

@@ -215,8 +215,7 @@ pub fn serve(listen: &str, handler: Arc<dyn Handler>, cfg: Config) -> Result<Ser
     let std_listener = std::net::TcpListener::bind(listen).map_err(cannot)?;
     std_listener.set_nonblocking(true).map_err(cannot)?;
     let addr = std_listener.local_addr().map_err(cannot)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(worker_threads())
+    let runtime = runtime_builder()
         .max_blocking_threads(cfg.threads.max(1))
         .thread_name("csm-server")
         .enable_all()
@@ -247,6 +246,20 @@ pub fn serve(listen: &str, handler: Arc<dyn Handler>, cfg: Config) -> Result<Ser
 /// are open. The load generator's runtime is sized the same way.
 pub(crate) fn worker_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
+}
+
+/// A runtime of [`worker_threads`] workers. On one core (a server pinned beside the client
+/// that loads it) one thread does it all, without handing tasks and wake-ups between
+/// threads.
+pub(crate) fn runtime_builder() -> tokio::runtime::Builder {
+    match worker_threads() {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    }
 }
 
 async fn stop_signal(cfg: &Config, stop: tokio::sync::oneshot::Receiver<()>) {

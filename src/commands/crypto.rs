@@ -6,6 +6,7 @@ use crate::cli::GlobalArgs;
 use crate::clock;
 use crate::config;
 use crate::error::{CsmError, Exit, Result};
+use crate::protocol::hmac::to_hex;
 use crate::protocol::rsa_oaep;
 use crate::protocol::v1_crypto::{self, EncryptType};
 use clap::{Args, Subcommand};
@@ -124,7 +125,7 @@ pub fn run(g: &GlobalArgs, a: CryptoArgs) -> Result<Exit> {
         CryptoAction::DeriveKey { key } => {
             let (secret, t) = load(g, key)?;
             (
-                hex::encode(v1_crypto::derive_key(secret.expose(), t)),
+                to_hex(&v1_crypto::derive_key(secret.expose(), t)),
                 "aes_key_hex",
             )
         }

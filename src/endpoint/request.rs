@@ -94,12 +94,12 @@ const STALE_MS: i64 = 10 * 60 * 1000;
 
 /// The canonical bytes csm sends (decision 1): compact, keys sorted at every level, no nulls.
 pub fn canonical_body(fields: &Map<String, Value>) -> String {
-    let cleaned: Map<String, Value> = fields
+    let members = fields
         .iter()
         .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.clone(), Json::from_serde(v)))
         .collect();
-    canonical_sorted(&Json::from_serde(&Value::Object(cleaned)))
+    canonical_sorted(&Json::Object(members))
 }
 
 fn with_query(url: &Url, pairs: &[(String, String)]) -> String {

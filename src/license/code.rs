@@ -14,6 +14,7 @@
 use super::base32::{self, Typo};
 use super::keys::{KeyId, Keyring, PrivateKey, ShortSecret};
 use super::payload::{self, day_text, Payload};
+use crate::protocol::hmac::to_hex;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -95,7 +96,7 @@ pub fn license_id(bytes: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(b"csm-license-id:");
     h.update(bytes);
-    hex::encode(&h.finalize()[..8])
+    to_hex(&h.finalize()[..8])
 }
 
 pub fn issue_code(key: &PrivateKey, p: &Payload) -> String {
@@ -180,7 +181,7 @@ pub fn short_fields_json(s: &ShortPayload, bytes: &[u8]) -> Value {
         "format_version": SHORT_VERSION,
         "key_id": s.key_id.to_string(),
         "serial": s.serial,
-        "product_digest": hex::encode(s.product_digest),
+        "product_digest": to_hex(&s.product_digest),
         "issued": day_text(s.issued),
         "expires": day_text(s.expires),
         "grace_days": s.grace_days,

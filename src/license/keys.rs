@@ -15,6 +15,7 @@
 
 use crate::error::{CsmError, Result};
 use crate::files;
+use crate::protocol::hmac::to_hex;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -47,7 +48,7 @@ impl KeyId {
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        f.write_str(&to_hex(&self.0))
     }
 }
 

@@ -450,16 +450,7 @@ async fn intervals(s: Arc<Shared>, start: Instant) {
 
 /// Runs the plan to its end (or Ctrl-C, or an unreachable endpoint).
 pub fn run(plan: Plan) -> Result<Outcome, String> {
-    let threads = crate::server::worker_threads();
-    // On one core (a client pinned beside the server it loads) one thread does it all,
-    // without handing tasks and wake-ups between threads.
-    let mut b = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(threads);
-        b
-    };
+    let mut b = crate::server::runtime_builder();
     let rt = b
         .enable_all()
         .build()

@@ -3,6 +3,7 @@
 use super::hmac::{hmac_sha256, mac, sha256_hex, verify_hex};
 use super::v1::{encode_query, parse_query, percent_decode, percent_encode};
 use super::ProtocolError;
+use crate::protocol::hmac::to_hex;
 
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
 pub const DATE_HEADER: &str = "X-Sdk-Date";
@@ -93,7 +94,7 @@ pub fn sign<S: AsRef<str>>(
     let names = signed_list(signed_headers.iter().map(AsRef::as_ref))?;
     let (canonical_request, date) = canonical_request(method, url, headers, &names, body)?;
     let string_to_sign = string_to_sign(&canonical_request, date);
-    let signature = hex::encode(hmac_sha256(sk.as_bytes(), string_to_sign.as_bytes()));
+    let signature = to_hex(&hmac_sha256(sk.as_bytes(), string_to_sign.as_bytes()));
     let signed_headers = names.join(";");
     let authorization = authorization_value(ak, &signed_headers, &signature);
     Ok(ApigSignature {

@@ -5,6 +5,7 @@
 use super::hmac::{b64, b64_eq, hex_eq, hmac_sha256};
 use super::json::{self, Json};
 use super::{apig, usage_sig, v1, v2, KEY_PLACEHOLDER};
+use crate::protocol::hmac::{to_hex, to_hex_upper};
 
 /// One way of computing the signature: the correct recipe, an accepted variant
 /// (decision 2: raw bytes, the demo's re-serialisation), or a usual mistake.
@@ -320,13 +321,13 @@ pub fn diagnose_v2(recipe: V2Recipe, input: &V2Input) -> Result<Diagnosis, super
             ));
         }
         _ => {
-            let inner_upper = hex::encode_upper(hmac_sha256(key.as_bytes(), canonical.as_bytes()));
+            let inner_upper = to_hex_upper(&hmac_sha256(key.as_bytes(), canonical.as_bytes()));
             let cr = format!("{key}{nonce}{ts}{inner_upper}");
             cs.push(cand(
                 "inner HMAC written in upper-case hex (it must be lower case)",
                 false,
                 v2::masked(&cr, key),
-                hex::encode(hmac_sha256(key.as_bytes(), cr.as_bytes())),
+                to_hex(&hmac_sha256(key.as_bytes(), cr.as_bytes())),
             ));
             let p = sign(
                 key,
@@ -459,7 +460,7 @@ pub fn diagnose_v1(
         s,
         t,
     ));
-    let hexed = hex::encode(hmac_sha256(
+    let hexed = to_hex(&hmac_sha256(
         format!("{key}{ts}").as_bytes(),
         correct.string_to_sign.as_bytes(),
     ));
@@ -578,7 +579,7 @@ pub fn diagnose_body_sign(key: &str, body: &[u8], received: &str) -> Diagnosis {
         "signature written in hex instead of Base64",
         false,
         shown(body),
-        hex::encode(hmac_sha256(key.as_bytes(), body)),
+        to_hex(&hmac_sha256(key.as_bytes(), body)),
     ));
     finish("body-sign", cs, received, Compare::Base64, Vec::new())
 }
@@ -633,7 +634,7 @@ pub fn diagnose_usage(input: &UsageInput) -> Result<Diagnosis, super::ProtocolEr
         "signature written in hex instead of Base64",
         false,
         st.clone(),
-        hex::encode(hmac_sha256(key.as_bytes(), st.as_bytes())),
+        to_hex(&hmac_sha256(key.as_bytes(), st.as_bytes())),
     ));
     for (name, other) in input.other_keys {
         let (s, sig) = sign(other, raw.clone(), ts);
@@ -750,7 +751,7 @@ fn apig_candidate(
         label,
         false,
         canonical_request.to_string(),
-        hex::encode(hmac_sha256(sk.as_bytes(), sts.as_bytes())),
+        to_hex(&hmac_sha256(sk.as_bytes(), sts.as_bytes())),
     )
 }
 

@@ -40,12 +40,12 @@ pub struct SignatureBytes(pub [u8; 32]);
 impl SignatureBytes {
     /// Lower-case hex.
     pub fn hex(&self) -> String {
-        hex::encode(self.0)
+        to_hex(&self.0)
     }
 
     /// Upper-case hex, as the marketplace sends V2 signatures.
     pub fn hex_upper(&self) -> String {
-        hex::encode_upper(self.0)
+        to_hex_upper(&self.0)
     }
 
     pub fn base64(&self) -> String {
@@ -54,7 +54,22 @@ impl SignatureBytes {
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
+    to_hex(&Sha256::digest(data))
+}
+
+/// Lower-case hex. Through a byte buffer: `hex::encode` collects chars one by one, which
+/// shows in `csm load`, where every request carries several hex values.
+pub fn to_hex(bytes: &[u8]) -> String {
+    let mut out = vec![0; bytes.len() * 2];
+    hex::encode_to_slice(bytes, &mut out).expect("two hex digits per byte");
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+/// Upper-case hex.
+pub fn to_hex_upper(bytes: &[u8]) -> String {
+    let mut out = to_hex(bytes);
+    out.make_ascii_uppercase();
+    out
 }
 
 pub fn b64(data: &[u8]) -> String {
@@ -84,6 +99,13 @@ pub fn b64_eq(expected: &str, received: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_two_digits_per_byte_in_either_case() {
+        assert_eq!(to_hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
+        assert_eq!(to_hex_upper(&[0x00, 0x0f, 0xab, 0xff]), "000FABFF");
+        assert_eq!(to_hex(&[]), "");
+    }
 
     #[test]
     fn checks_take_either_hex_case_and_exact_base64() {

@@ -7,7 +7,6 @@ use super::ProtocolError;
 use hmac::Mac;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 pub const BODY_SIGN_HEADER: &str = "Body-Sign";
 
@@ -28,7 +27,7 @@ const RESERVED: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Percent-encodes everything but RFC 3986 unreserved characters, `%XX` upper case.
 pub fn percent_encode(s: &str) -> String {
-    encoded(s).to_string()
+    encoded(s).collect()
 }
 
 /// [`percent_encode`] as it is written out, without a String of its own.
@@ -105,7 +104,9 @@ pub fn encode_query(params: &[(String, String)]) -> String {
         if i > 0 {
             out.push('&');
         }
-        let _ = write!(out, "{}={}", encoded(n), encoded(v));
+        out.extend(encoded(n));
+        out.push('=');
+        out.extend(encoded(v));
     }
     out
 }

@@ -151,13 +151,14 @@ pub fn decrypt(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::hmac::to_hex;
 
     const KEY: &str = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d";
 
     #[test]
     fn spec_keys_and_ciphertexts() {
         assert_eq!(
-            hex::encode(derive_key(KEY, EncryptType::Aes256)),
+            to_hex(&derive_key(KEY, EncryptType::Aes256)),
             "98ace25cc513876be5a4d6f3b534db90e2ea597b35fe217e2406163abed41d04"
         );
         assert_eq!(

@@ -4,6 +4,7 @@
 use super::hmac::{hex_eq, hmac_sha256, mac, sha256_hex, verify_hex, HmacSha256, SignatureBytes};
 use super::json::{canonical_v2, parse, Json};
 use super::ProtocolError;
+use crate::protocol::hmac::to_hex;
 use hmac::Mac;
 
 /// Every intermediate of a V2 basic (or License) signature, named as in the vector files.
@@ -107,7 +108,7 @@ pub fn sign_basic_canonical(
         canonical_body,
         inner_hmac_hex,
         canonical_request,
-        signature: hex::encode(mac.finalize().into_bytes()),
+        signature: to_hex(&mac.finalize().into_bytes()),
     }
 }
 
@@ -134,7 +135,7 @@ fn basic(
     inner: LicenseInner,
 ) -> (String, String, HmacSha256) {
     let inner_hex = match inner {
-        LicenseInner::KeyedHmac => hex::encode(hmac_sha256(key.as_bytes(), body)),
+        LicenseInner::KeyedHmac => to_hex(&hmac_sha256(key.as_bytes(), body)),
         LicenseInner::PlainSha256 => sha256_hex(body),
     };
     let canonical_request = [key, nonce, timestamp, &inner_hex].concat();
@@ -163,7 +164,7 @@ pub fn sign_kit_canonical(
     nonce: &str,
 ) -> KitSignature {
     let request = kit_request(key, canonical_body.as_bytes(), timestamp, nonce);
-    let x_sign = hex::encode(hmac_sha256(key.as_bytes(), &request));
+    let x_sign = to_hex(&hmac_sha256(key.as_bytes(), &request));
     KitSignature {
         canonical_body,
         canonical_request: String::from_utf8(request).expect("joined from strings"),

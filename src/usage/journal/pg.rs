@@ -7,6 +7,7 @@
 //! remote server through a tunnel or on a private network.
 
 use super::db::{Db, DbError, Pg};
+use crate::protocol::hmac::to_hex;
 use std::time::Duration;
 
 /// Transaction-scoped advisory locks that serialise creating the schema when several
@@ -161,7 +162,7 @@ pub fn lease_owner() -> String {
         .unwrap_or_else(|| "host".into());
     let mut rnd = [0u8; 4];
     let _ = getrandom::getrandom(&mut rnd);
-    format!("{host}:{}:{}", std::process::id(), hex::encode(rnd))
+    format!("{host}:{}:{}", std::process::id(), to_hex(&rnd))
 }
 
 /// For tests: a new empty database on the server named by `CSM_TEST_POSTGRES`, as a URL.
@@ -188,7 +189,7 @@ pub fn test_database(test: &str) -> Option<String> {
     };
     let mut rnd = [0u8; 6];
     getrandom::getrandom(&mut rnd).expect("random");
-    let name = format!("csm_t_{}", hex::encode(rnd));
+    let name = format!("csm_t_{}", to_hex(&rnd));
     let mut client = postgres::Client::connect(&base, postgres::NoTls)
         .unwrap_or_else(|e| panic!("CSM_TEST_POSTGRES {}: {e}", redact(&base)));
     client
