@@ -174,10 +174,11 @@ pub struct Journal {
 struct Lease {
     owner: String,
     duration: Duration,
-    /// Records may have been claimed since leases were last given back. Giving back looks
-    /// at the whole table (no index on the owner: it changes with every claim), so it is
-    /// skipped when nothing was claimed since (after a send, when the journal is closed).
-    claimed: bool,
+    /// The records this process claimed and has not given back yet (an ambiguous or
+    /// refused batch keeps its lease for the retry). Giving back goes by these ids: there
+    /// is no index on the owner (it changes with every claim), and a look at the whole
+    /// table on every run would grow with the journal.
+    held: std::collections::BTreeSet<i64>,
 }
 
 /// The journal file: `--journal`, else `CSM_JOURNAL` (clap reads it), else the data dir.
@@ -378,7 +379,7 @@ impl Journal {
         let lease = Lease {
             owner: pg::lease_owner(),
             duration: pg::DEFAULT_LEASE,
-            claimed: false,
+            held: Default::default(),
         };
         Ok(Journal::new(db, &shown, version, Some(lease)))
     }

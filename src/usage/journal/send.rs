@@ -91,7 +91,6 @@ impl Journal {
         refusal: &LocalRefusal,
     ) -> Result<Option<(i64, Attempt)>> {
         self.set_sync(true)?;
-        self.mark_claimed();
         let (filter, mut args) = scope_sql(scope);
         let n = args.len();
         args.push(after_id.into());
@@ -110,7 +109,7 @@ impl Journal {
         let path = self.path.clone();
         let serr = |e: DbError| storage(&path, e);
         let lease = self.lease_args();
-        self.db.get_mut().in_tx(&serr, |db| {
+        let taken = self.db.get_mut().in_tx(&serr, |db| {
             let taken = db
                 .query(&select, &args)
                 .and_then(|rows| rows.iter().map(stored).collect::<Result<Vec<_>, _>>())
@@ -120,7 +119,11 @@ impl Journal {
             };
             let attempt = journal_attempt(db, &lease, taken, 1, now, refusal).map_err(serr)?;
             Ok((Some((last, attempt)), true))
-        })
+        })?;
+        if let Some((_, a)) = &taken {
+            self.hold(&a.sent);
+        }
+        Ok(taken)
     }
 
     /// Journals a further attempt of records already taken (a retry), as [`take_batch`]
@@ -138,7 +141,6 @@ impl Journal {
         refusal: &LocalRefusal,
     ) -> Result<Attempt> {
         self.set_sync(true)?;
-        self.mark_claimed();
         let path = self.path.clone();
         let serr = |e: DbError| storage(&path, e);
         let lease = self.lease_args();
@@ -160,31 +162,36 @@ impl Journal {
              ORDER BY id{lock}",
             db.ids_in("id", 1)
         );
-        db.in_tx(&serr, |db| {
+        let a = db.in_tx(&serr, |db| {
             let rows = db
                 .query(&select, &args)
                 .and_then(|rows| rows.iter().map(stored).collect::<Result<Vec<_>, _>>())
                 .map_err(serr)?;
             let a = journal_attempt(db, &lease, rows, attempt, now, refusal).map_err(serr)?;
             Ok((a, true))
-        })
+        })?;
+        self.hold(&a.sent);
+        Ok(a)
     }
 
     /// PostgreSQL: gives back every lease of this process (nothing of it is on the wire
     /// when this is called): a record left `sent` is then another process's to settle, as
-    /// maybe delivered, without waiting for the lease to expire.
+    /// maybe delivered, without waiting for the lease to expire. Only the records this
+    /// process claimed and still holds are looked at, by id.
     pub fn release_leases(&mut self) -> Result<()> {
-        if let Some(l) = self.lease.as_mut().filter(|l| l.claimed) {
-            self.db
-                .get_mut()
-                .exec(
-                    "UPDATE records SET lease_owner = NULL, lease_until = NULL
-                     WHERE lease_owner = ?1",
-                    vals![l.owner.as_str()],
-                )
-                .map_err(|e| storage(&self.path, e))?;
-            l.claimed = false;
-        }
+        let Some(l) = self.lease.as_mut().filter(|l| !l.held.is_empty()) else {
+            return Ok(());
+        };
+        let ids: Vec<i64> = l.held.iter().copied().collect();
+        let db = self.db.get_mut();
+        let sql = format!(
+            "UPDATE records SET lease_owner = NULL, lease_until = NULL
+             WHERE {} AND lease_owner = ?2",
+            db.ids_in("id", 1)
+        );
+        db.exec(&sql, vals![id_list(&ids), l.owner.as_str()])
+            .map_err(|e| storage(&self.path, e))?;
+        l.held.clear();
         Ok(())
     }
 
@@ -202,9 +209,10 @@ impl Journal {
         }
     }
 
-    fn mark_claimed(&mut self) {
+    /// PostgreSQL: these records are now under this process's lease.
+    fn hold(&mut self, sent: &[Stored]) {
         if let Some(l) = &mut self.lease {
-            l.claimed = true;
+            l.held.extend(sent.iter().map(|s| s.id));
         }
     }
 
@@ -338,7 +346,14 @@ impl Journal {
                 db.exec(&sql, &args).map_err(serr)?;
             }
             Ok(((), true))
-        })
+        })?;
+        // Given back by the statements above.
+        if let Some(l) = &mut self.lease {
+            for id in ids {
+                l.held.remove(id);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -640,5 +655,65 @@ mod tests {
             taken(take(&mut other, ALL)),
             [("a".to_string(), true), ("b".to_string(), true)]
         );
+    }
+
+    /// PostgreSQL: a sender gives back what it still holds (a batch without a definite
+    /// answer keeps its lease for the retry; one answered was given back with its outcome),
+    /// and nothing another sender holds.
+    #[test]
+    fn giving_back_frees_what_this_sender_holds_and_nothing_else() {
+        let Some(url) = super::super::pg::test_database("giving_back") else {
+            return;
+        };
+        let url = std::path::Path::new(&url);
+        let mut first = super::super::Journal::open(url).unwrap();
+        import(
+            &mut first,
+            &format!(
+                "{HEAD}i1,20260110T100000Z,20260110T110000Z,1,a\n\
+                 i2,20260110T100000Z,20260110T110000Z,1,b\n\
+                 i3,20260110T100000Z,20260110T110000Z,1,c\n\
+                 i4,20260110T100000Z,20260110T110000Z,1,d\n"
+            ),
+            true,
+        );
+        let one = |j: &mut super::super::Journal, after: i64| {
+            j.take_batch(ALL, after, 1, "t", &LocalRefusal::NONE)
+                .unwrap()
+                .unwrap()
+        };
+        let (after_a, a) = one(&mut first, 0);
+        let (after_b, b) = one(&mut first, after_a);
+        let mut second = super::super::Journal::open(url).unwrap();
+        let (_, c) = one(&mut second, after_b);
+        first
+            .mark_ambiguous(
+                a.batch_id.unwrap(),
+                &[a.sent[0].id],
+                None,
+                "timeout",
+                "-",
+                "t",
+            )
+            .unwrap();
+        first
+            .apply(
+                b.batch_id.unwrap(),
+                &[b.sent[0].id],
+                &[Outcome::Accepted { code: "000".into() }],
+                200,
+                "t",
+            )
+            .unwrap();
+        first.release_leases().unwrap();
+        let mut third = super::super::Journal::open(url).unwrap();
+        let sns: Vec<(String, bool)> = take(&mut third, ALL)
+            .sent
+            .into_iter()
+            .map(|s| (s.record.metering_sn, s.maybe_delivered))
+            .collect();
+        // "a" given back as maybe delivered, "b" accepted, "c" still the second's.
+        assert_eq!(sns, [("a".to_string(), true), ("d".to_string(), false)]);
+        assert_eq!(c.sent[0].record.metering_sn, "c");
     }
 }
