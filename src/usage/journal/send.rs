@@ -575,8 +575,8 @@ mod tests {
         }
     }
 
-    /// PostgreSQL: once another sender took over an expired lease, the first one's retry
-    /// and outcomes leave the records to it.
+    /// PostgreSQL: once another sender took over an expired lease, the first one's retry,
+    /// outcomes and giving back leave the records to it.
     #[test]
     fn a_sender_whose_lease_was_taken_over_leaves_the_records_alone() {
         let Some(url) = super::super::pg::test_database("lease_taken_over") else {
@@ -605,6 +605,7 @@ mod tests {
             .unwrap()
             .sent
             .is_empty());
+        slow.release_leases().unwrap();
         other
             .apply(
                 b.batch_id.unwrap(),
