@@ -593,7 +593,8 @@ fn finish(
     }
     if let Some((what, fix)) = &rep.refused {
         return Err(CsmError::Config(format!(
-            "the marketplace refused the requests ({what}); records stay in the journal for `csm usage replay`"
+            "{} ({what}); records stay in the journal for `csm usage replay`",
+            fix.lead()
         ))
         .with_hint(fix.hint()));
     }

@@ -276,10 +276,7 @@ fn cycle(
                     lock(&shared.state).set_meta("last_push", Some(&api(clock::now())))?;
                 }
                 if let Some((what, fix)) = &rep.refused {
-                    problem = Some(format!(
-                        "the marketplace refused the requests ({what}); {}",
-                        fix.hint()
-                    ));
+                    problem = Some(format!("{} ({what}); {}", fix.lead(), fix.hint()));
                 } else if let Some(u) = &rep.unreachable {
                     problem = Some(format!("could not reach the marketplace: {u}"));
                 }
@@ -395,7 +392,8 @@ fn once_report(
     if let Some(s) = sent {
         if let Some((what, fix)) = &s.refused {
             return Err(CsmError::Config(format!(
-                "the marketplace refused the requests ({what}); records stay in the journal for the next run"
+                "{} ({what}); records stay in the journal for the next run",
+                fix.lead()
             ))
             .with_hint(fix.hint()));
         }

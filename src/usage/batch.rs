@@ -90,6 +90,14 @@ pub enum Fix {
 }
 
 impl Fix {
+    /// What the error message leads with.
+    pub fn lead(self) -> &'static str {
+        match self {
+            Fix::Key | Fix::BatchSize => "the marketplace refused the requests",
+            Fix::Endpoint => "no usage API answers at --endpoint",
+        }
+    }
+
     pub fn hint(self) -> &'static str {
         match self {
             Fix::Key => "check --key-file: the usage push is signed with the key bound to the basic interfaces",
@@ -116,6 +124,11 @@ pub enum BatchVerdict {
     },
     /// Too many records for this marketplace (MKT.9003): send smaller batches.
     TooMany,
+    /// A 2xx answer without the usage API's `error_code`: another server answers at this
+    /// address (a merchant endpoint, a web page). Whether the batch was stored cannot be
+    /// told, so its records stay maybe delivered; sending again cannot help until
+    /// `--endpoint` changes.
+    NotTheApi { code: String, reason: String },
     /// Refused as a whole, nothing stored, worth sending again as it is (MKT.9004: a
     /// begin_time the marketplace's clock finds older than 21 days; csm's own check found
     /// none, so which record is meant is not known).
@@ -285,12 +298,30 @@ pub fn classify_response(
             code: label,
             reason,
         },
+        (200..=299, "") => BatchVerdict::NotTheApi {
+            code: label,
+            reason: format!(
+                "an answer without the usage API's error_code: {:?}",
+                excerpt(body)
+            ),
+        },
         // A 2xx/3xx without a success code: not proof of anything.
         _ => BatchVerdict::Ambiguous {
             code: label,
             reason: format!("{reason} (unexpected answer)"),
         },
     }
+}
+
+/// The start of an answer's body, on one line, for an error message.
+fn excerpt(body: &[u8]) -> String {
+    const MAX: usize = 80;
+    let text = String::from_utf8_lossy(body);
+    let mut out: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if out.chars().count() > MAX {
+        out = out.chars().take(MAX).collect::<String>() + "…";
+    }
+    out
 }
 
 #[cfg(test)]
@@ -437,9 +468,39 @@ mod tests {
         assert!(matches!(c(405, ""), BatchVerdict::Fatal { .. }));
         assert!(matches!(c(408, ""), BatchVerdict::Ambiguous { .. }));
         assert!(matches!(c(418, "{}"), BatchVerdict::Ambiguous { .. }));
+        // Another server at this address: no error_code at all. Stop, and say what answered.
         assert!(matches!(
             c(200, r#"{"ok":true}"#),
+            BatchVerdict::NotTheApi { .. }
+        ));
+        let BatchVerdict::NotTheApi { code, reason } = c(
+            200,
+            "{\"resultCode\":\"000002\",\n \"resultMsg\":\"no callback is served here\"}",
+        ) else {
+            panic!()
+        };
+        assert_eq!(code, "HTTP 200");
+        assert!(
+            reason.contains(r#"{\"resultCode\":\"000002\", \"resultMsg\""#),
+            "{reason}"
+        );
+        assert!(matches!(c(204, ""), BatchVerdict::NotTheApi { .. }));
+        // A code of the API's that csm does not know: not proof of anything.
+        assert!(matches!(
+            c(200, r#"{"error_code":"MKT.1234"}"#),
             BatchVerdict::Ambiguous { .. }
         ));
+    }
+
+    #[test]
+    fn an_excerpt_is_one_short_line() {
+        assert_eq!(
+            excerpt(b"<html>\n  <body>x</body>"),
+            "<html> <body>x</body>"
+        );
+        let long = "é".repeat(100);
+        let e = excerpt(long.as_bytes());
+        assert_eq!(e.chars().count(), 81);
+        assert!(e.ends_with('…'));
     }
 }

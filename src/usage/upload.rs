@@ -444,6 +444,12 @@ fn send_batches(
                 rep.refused = Some((format!("{code}: {reason}"), fix));
                 stopping = true;
             }
+            BatchVerdict::NotTheApi { code, reason } => {
+                journal.mark_ambiguous(bid, &ids, status, &code, &reason, &now_s())?;
+                *rep.by_code.entry(("refused", code.clone())).or_default() += ids.len() as u64;
+                rep.refused = Some((format!("{code}: {reason}"), Fix::Endpoint));
+                stopping = true;
+            }
             BatchVerdict::TooMany => {
                 journal.mark_refused(
                     bid,

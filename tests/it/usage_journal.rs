@@ -230,6 +230,39 @@ fn a_404_stops_the_run_and_a_408_counts_as_maybe_delivered() {
     );
 }
 
+/// `--endpoint` at a merchant endpoint (it answers 200 at any path, with its own JSON): the
+/// run stops at once with exit 3 and says what answered, instead of retrying; the record
+/// stays maybe delivered (a 200 proves nothing either way).
+#[test]
+fn a_server_that_is_not_the_usage_api_stops_the_run_and_is_named() {
+    let env = Env::new();
+    let f = env.write("u.csv", ONE);
+    let merchant = common::Served::start(
+        csm(env.dir())
+            .args(["serve", "merchant", "--listen", "127.0.0.1:0", "--key-file"])
+            .arg(&env.key),
+    );
+    let o = env
+        .upload_cmd(&f, &merchant.url)
+        .args(["--retries", "3"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out} {err}");
+    assert!(
+        err.contains("no usage API answers at --endpoint") && err.contains("resultCode"),
+        "{err}"
+    );
+    assert!(err.contains("--endpoint"), "{err}");
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'sent' AND maybe_delivered = 1 AND attempts = 1"
+        ),
+        1
+    );
+}
+
 #[test]
 fn out_of_range_timeout_backoff_and_retries_are_usage_errors() {
     let env = Env::new();
