@@ -33,6 +33,20 @@ pub fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// `--body-file` (alias `--body`): a file, or `-` for stdin. JSON typed in place of the path
+/// is the usual slip, so it is named as such (a usage error; the value is not echoed: a body
+/// may carry a secret).
+pub fn read_body_file(path: &Path) -> Result<Vec<u8>> {
+    let text = path.to_string_lossy();
+    let looks_inline = matches!(text.trim_start().chars().next(), Some('{' | '['));
+    if looks_inline && !path.exists() {
+        return Err(CsmError::usage(
+            "--body-file: the value is JSON, not a file; --body/--body-file takes the path of a file holding the body (or - to read it from stdin)",
+        ));
+    }
+    read_limited(path, BODY_LIMIT, "--body-file")
+}
+
 /// [`read_limited`] for a text file: UTF-8, or a usage error naming `what`.
 pub fn read_text(path: &Path, limit: u64, what: &str) -> Result<String> {
     let buf = read_limited(path, limit, what)?;

@@ -155,7 +155,7 @@ pub fn read_body(
     path: &std::path::Path,
     allow_unknown: bool,
 ) -> Result<(String, Map<String, Value>)> {
-    let bytes = crate::files::read_limited(path, crate::files::BODY_LIMIT, "--body-file")?;
+    let bytes = crate::files::read_body_file(path)?;
     let text = String::from_utf8(bytes).map_err(|_| {
         CsmError::usage(format!(
             "--body-file {}: not UTF-8 (JSON bodies must be UTF-8)",

@@ -154,7 +154,7 @@ pub struct SignArgs {
 /// Reads `--body-file` (exact bytes); None when not given.
 pub fn read_body(path: Option<&Path>) -> Result<Option<Vec<u8>>> {
     let Some(path) = path else { return Ok(None) };
-    crate::files::read_limited(path, crate::files::BODY_LIMIT, "--body-file").map(Some)
+    crate::files::read_body_file(path).map(Some)
 }
 
 pub fn require_body(inputs: &SignInputs, scheme: Scheme) -> Result<Vec<u8>> {

@@ -1514,6 +1514,28 @@ fn body_file_is_the_name_everywhere_and_body_an_alias() {
         assert_eq!(code, 0, "{flag}: {err}");
         assert!(stdout.contains("CS2211181819B4LVS"), "{flag}: {stdout}");
     }
+    // JSON typed where the file goes: a usage error that says so, without echoing the body.
+    for args in [
+        vec!["sign", "saas-v2", "--key-file", "key", "--body"],
+        vec![
+            "send",
+            "newInstance",
+            "--endpoint",
+            "http://127.0.0.1:9/produce",
+            "--key-file",
+            "key",
+            "--dry-run",
+            "--body",
+        ],
+    ] {
+        let (code, _, err) = out(e.csm().args(args).arg(r#"{"clientSecret":"s3cr3t"}"#));
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("--body-file: the value is JSON, not a file"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
     for cmd in ["sign", "verify", "send"] {
         let (_, help, _) = out(e.csm().args([cmd, "--help"]));
         assert!(
