@@ -2,7 +2,7 @@
 //! and the text summary (pure).
 
 use super::stats::{counts_json, ms_at, percentiles_json, Stats, PERCENTILES};
-use super::threshold::{Metric, Threshold};
+use super::threshold::{Metric, Op, Threshold};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -12,14 +12,17 @@ pub struct Verdict {
     pub metric: Metric,
     pub value: f64,
     pub pass: bool,
+    /// The comparison as applied (`errors<0.1` is read as 10%): shown beside the value.
+    pub op: Op,
+    pub limit: f64,
 }
 
 impl Verdict {
-    /// The value with its unit, as the expression was written (ms or s, per cent).
-    fn shown(&self) -> String {
+    /// A value of this metric with its unit (ms or s, per cent).
+    fn shown(&self, v: f64) -> String {
         match self.metric {
-            Metric::Latency(_) => fmt_ms(self.value),
-            Metric::Errors | Metric::Rate => format!("{:.3}%", self.value * 100.0),
+            Metric::Latency(_) => fmt_ms(v),
+            Metric::Errors | Metric::Rate => format!("{:.3}%", v * 100.0),
         }
     }
 }
@@ -82,6 +85,8 @@ impl Report {
                     metric: t.metric,
                     value: (value * 1e6).round() / 1e6,
                     pass: t.passes(value),
+                    op: t.op,
+                    limit: t.limit,
                 }
             })
             .collect();
@@ -203,9 +208,11 @@ impl Report {
         }
         for v in &self.thresholds {
             out.push_str(&format!(
-                "  threshold {:<16} {:>12}  {}\n",
+                "  threshold {:<16} {:>12} {:<2} {:<12} {}\n",
                 v.expr,
-                v.shown(),
+                v.shown(v.value),
+                v.op.symbol(),
+                v.shown(v.limit),
                 if v.pass { "pass" } else { "FAIL" }
             ));
         }

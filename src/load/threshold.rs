@@ -23,6 +23,15 @@ pub enum Op {
 }
 
 impl Op {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+        }
+    }
+
     fn holds(self, value: f64, limit: f64) -> bool {
         match self {
             Op::Lt => value < limit,

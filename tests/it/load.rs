@@ -190,7 +190,7 @@ fn a_wrong_key_fails_every_request_and_the_errors_threshold() {
             "--requests",
             "20",
             "--threshold",
-            "errors<1%",
+            "errors<0.01",
         ])
         .output()
         .unwrap();
@@ -202,7 +202,15 @@ fn a_wrong_key_fails_every_request_and_the_errors_threshold() {
         ),
         "{out}"
     );
-    assert!(out.contains("100.000%  FAIL"), "{out}");
+    // The limit as applied beside the value: a bare 0.01 is a fraction, 1%.
+    let line = out
+        .lines()
+        .find(|l| l.contains("errors<0.01"))
+        .unwrap_or("");
+    assert!(
+        line.contains("100.000% <  1.000%") && line.ends_with("FAIL"),
+        "{out}"
+    );
 }
 
 #[test]
