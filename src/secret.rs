@@ -51,7 +51,25 @@ pub fn read_key_file(path: &Path, what: &str) -> Result<Secret> {
             path.display()
         )));
     }
+    if let Some(note) = stray_whitespace(key) {
+        eprintln!(
+            "csm: warning: {what} {}: the key {note}; it is used byte for byte, so remove it unless the key really has it",
+            path.display()
+        );
+    }
     Ok(Secret::new(key))
+}
+
+/// Whitespace around a key (after the one newline a file ends with): a space left by a copy
+/// and paste, or a second line. Said, never removed: the signature is over the exact key.
+fn stray_whitespace(key: &str) -> Option<&'static str> {
+    if key.contains(['\n', '\r']) {
+        Some("spans more than one line (an extra line break)")
+    } else if key.starts_with(char::is_whitespace) || key.ends_with(char::is_whitespace) {
+        Some("starts or ends with whitespace")
+    } else {
+        None
+    }
 }
 
 /// A key given through an environment variable (already read by clap or config).
@@ -85,5 +103,18 @@ mod tests {
         std::fs::write(&p, "\n").unwrap();
         let err = read_key_file(&p, "--key-file").unwrap_err().to_string();
         assert!(err.contains("empty"), "{err}");
+        // Kept as it is, with a warning (stray_whitespace below).
+        std::fs::write(&p, "key-1 \n").unwrap();
+        assert_eq!(read_key_file(&p, "--key-file").unwrap().expose(), "key-1 ");
+    }
+
+    #[test]
+    fn whitespace_around_a_key_is_named() {
+        assert_eq!(stray_whitespace("a1b2-c3"), None);
+        assert_eq!(stray_whitespace("a1 b2"), None);
+        assert!(stray_whitespace("a1b2 ").unwrap().contains("whitespace"));
+        assert!(stray_whitespace("\ta1b2").unwrap().contains("whitespace"));
+        assert!(stray_whitespace("a1b2\n").unwrap().contains("line"));
+        assert!(stray_whitespace("a1b2\r\n\r\n").unwrap().contains("line"));
     }
 }

@@ -78,6 +78,22 @@ fn sign_quiet_prints_the_signature_alone() {
     assert_eq!(upper.trim(), SIG.to_uppercase());
 }
 
+/// A key file with a space left at the end of the key: used as it is (another signature),
+/// and the warning names the file, not the key.
+#[test]
+fn whitespace_around_a_key_is_kept_and_named() {
+    let e = Env::new();
+    e.write("key", format!("{KEY} \n"));
+    let (code, stdout, err) = out(e.csm().args(["-q", "sign"]).args(v2_args("saas-v2")));
+    assert_eq!(code, 0, "{err}");
+    assert_ne!(stdout.trim(), SIG);
+    assert!(
+        err.contains("warning: --key-file key: the key starts or ends with whitespace"),
+        "{err}"
+    );
+    assert!(!err.contains(KEY), "{err}");
+}
+
 /// Signs with `args` (no -q): the text output, the bare signature (-q) and the JSON.
 fn sign_three_ways(e: &Env, args: &[&str]) -> (String, String, serde_json::Value) {
     let (code, text, err) = out(e.csm().arg("sign").args(args));
