@@ -361,7 +361,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
         'csm;serve;marketplace' {
             [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address to listen on; port 0 picks a free port (printed on start)')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'The seller key bound to the basic interfaces: verifies usage push signatures')
-            [CompletionResult]::new('--ak', '--ak', [CompletionResultType]::ParameterName, 'API Gateway access key id accepted by the license open APIs')
+            [CompletionResult]::new('--ak', '--ak', [CompletionResultType]::ParameterName, 'API Gateway access key id accepted by the license open APIs (needs --sk-file; with --sk-file alone, any id is taken)')
             [CompletionResult]::new('--sk-file', '--sk-file', [CompletionResultType]::ParameterName, 'API Gateway secret key accepted by the license open APIs')
             [CompletionResult]::new('--license-key-file', '--license-key-file', [CompletionResultType]::ParameterName, 'The key bound to the License delivery interface: signs License callbacks to the merchant')
             [CompletionResult]::new('--merchant-endpoint', '--merchant-endpoint', [CompletionResultType]::ParameterName, 'The merchant''s production address, for License callbacks (sent with testFlag "1" unless an admin request asks for "0"; a non-loopback address needs --yes or a confirmation)')

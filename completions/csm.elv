@@ -339,7 +339,7 @@ set edit:completion:arg-completer[csm] = {|@words|
         &'csm;serve;marketplace'= {
             cand --listen 'Address to listen on; port 0 picks a free port (printed on start)'
             cand --key-file 'The seller key bound to the basic interfaces: verifies usage push signatures'
-            cand --ak 'API Gateway access key id accepted by the license open APIs'
+            cand --ak 'API Gateway access key id accepted by the license open APIs (needs --sk-file; with --sk-file alone, any id is taken)'
             cand --sk-file 'API Gateway secret key accepted by the license open APIs'
             cand --license-key-file 'The key bound to the License delivery interface: signs License callbacks to the merchant'
             cand --merchant-endpoint 'The merchant''s production address, for License callbacks (sent with testFlag "1" unless an admin request asks for "0"; a non-loopback address needs --yes or a confirmation)'

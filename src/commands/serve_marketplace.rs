@@ -4,7 +4,7 @@
 use crate::catalog::KeyRole;
 use crate::cli::GlobalArgs;
 use crate::config::{self, Profile};
-use crate::error::{Exit, Result};
+use crate::error::{CsmError, Exit, Result};
 use crate::marketplace::idp::IdpConfig;
 use crate::marketplace::{Fault, Marketplace, MarketplaceConfig};
 use crate::protocol::v2::LicenseInner;
@@ -22,7 +22,8 @@ pub struct MarketplaceArgs {
     /// The seller key bound to the basic interfaces: verifies usage push signatures.
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
-    /// API Gateway access key id accepted by the license open APIs.
+    /// API Gateway access key id accepted by the license open APIs (needs --sk-file; with
+    /// --sk-file alone, any id is taken).
     #[arg(long, env = "CSM_AK")]
     pub ak: Option<String>,
     /// API Gateway secret key accepted by the license open APIs.
@@ -99,10 +100,18 @@ fn marketplace_config(g: &GlobalArgs, a: &MarketplaceArgs) -> Result<Marketplace
     };
     // The stand-in reads keys from its flags and env only, never from a seller's profile.
     let none = Profile::default();
+    let sk = config::find_key(KeyRole::Sk, a.sk_file.as_deref(), &none)?;
+    // An access key id without its secret key: every signed call would be refused. (A
+    // secret key alone is fine: then any access key id is taken.)
+    if a.ak.is_some() && sk.is_none() {
+        return Err(CsmError::usage(
+            "--ak: given without its secret key; add --sk-file FILE (or set CSM_SK)",
+        ));
+    }
     Ok(MarketplaceConfig {
         usage_key: config::find_key(KeyRole::Basic, a.key_file.as_deref(), &none)?,
         ak: a.ak.clone(),
-        sk: config::find_key(KeyRole::Sk, a.sk_file.as_deref(), &none)?,
+        sk,
         license_key: config::find_key(KeyRole::License, a.license_key_file.as_deref(), &none)?,
         merchant_endpoint,
         state: a.state.clone(),

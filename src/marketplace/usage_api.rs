@@ -117,11 +117,13 @@ fn handle(m: &Marketplace, req: &Request, n: u64) -> Response {
             );
         }
     }
+    // A definite refusal, as for a wrong key: a 5xx would have the uploader retry in vain.
     let Some(key) = &m.cfg.usage_key else {
+        log_request(m, 0, 0, "MKT.0102", None);
         return answer(
-            500,
-            "MKT.0999",
-            "the stand-in marketplace was started without --key-file",
+            400,
+            "MKT.0102",
+            "Invalid body sign: the stand-in marketplace was started without --key-file, so it holds no key to check it",
         );
     };
     let (Some(sig), Some(ts), Some(nonce)) = (

@@ -263,6 +263,47 @@ fn a_server_that_is_not_the_usage_api_stops_the_run_and_is_named() {
     );
 }
 
+/// A stand-in started without `--key-file` refuses pushes as a wrong key would (exit 3 after
+/// one request, the record back to `pending`), not with a 5xx retried in vain; and an access
+/// key id without its secret key does not start it.
+#[test]
+fn a_stand_in_without_keys_says_so() {
+    let env = Env::new();
+    let f = env.write("u.csv", ONE);
+    let market = common::Served::start(csm(env.dir()).args([
+        "serve",
+        "marketplace",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    let o = env.upload_cmd(&f, &market.url).output().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out} {err}");
+    assert!(err.contains("started without --key-file"), "{err}");
+    assert_eq!(
+        count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'pending' AND attempts = 1"
+        ),
+        1
+    );
+    let o = csm(env.dir())
+        .args([
+            "serve",
+            "marketplace",
+            "--listen",
+            "127.0.0.1:0",
+            "--ak",
+            "AK1",
+        ])
+        .env_remove("CSM_SK")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out} {err}");
+    assert!(err.contains("--ak: given without its secret key"), "{err}");
+}
+
 #[test]
 fn out_of_range_timeout_backoff_and_retries_are_usage_errors() {
     let env = Env::new();
