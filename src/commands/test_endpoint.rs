@@ -474,6 +474,15 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
         report.error = Some(why);
         return Ok(Exit::Interrupted);
     }
+    // Suites asked for that checked nothing (each of their checks skipped for want of a
+    // key or a flag) must not read as a pass in CI.
+    use crate::endpoint::judge::Status;
+    if report.count(Status::Pass) + report.count(Status::Fail) == 0 {
+        let why = "nothing was checked: every check of the chosen suites was skipped (the reasons are in the table); give what they need, or choose other suites with --suite";
+        eprintln!("csm: error: {why}");
+        report.error = Some(why.to_string());
+        return Ok(Exit::Io);
+    }
     Ok(if report.passed() {
         Exit::Ok
     } else {

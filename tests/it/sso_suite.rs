@@ -75,11 +75,17 @@ fn without_an_app_key_sso_is_skipped_and_says_why() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!((rows[0].0.as_str(), rows[0].2.as_str()), ("v2", "skip"));
     assert!(rows[0].3.contains("--app-public-key"), "{}", rows[0].3);
-    // Nothing failed, nothing ran: a skipped suite is not a failure.
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Nothing failed, but nothing was checked either: not a pass a CI could take for one.
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(r["result"], "error");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nothing was checked"),
+        "{}",
+        text(&o)
+    );
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(
-        xml.contains("name=\"v2.sso\"") && xml.contains("<skipped"),
+        xml.contains("name=\"v2.sso\"") && xml.contains("<skipped") && xml.contains("<error"),
         "{xml}"
     );
 }
