@@ -693,6 +693,16 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
         };
         if answer.ok {
             crate::say!("{line}");
+        } else if answer.error_code == "92020000" {
+            // Answered, but the code is not usable: say why this exits 1.
+            eprintln!(
+                "csm: {line}: the code is {}, not ALIVE",
+                if answer.status.is_empty() {
+                    "without a status"
+                } else {
+                    answer.status.as_str()
+                }
+            );
         } else {
             eprintln!("csm: {line}");
         }

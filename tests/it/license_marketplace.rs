@@ -354,6 +354,16 @@ fn license_lifecycle_with_callbacks() {
         heartbeat_status(dir.path(), &m, &code),
         (1, "FROZEN".into())
     );
+    // In text, the line that comes with exit 1 says why.
+    let skf = write_key(dir.path(), "client-sk", SK);
+    let out = csm()
+        .args(["license", "heartbeat", &code, "--endpoint", &m.url])
+        .args(["--ak", AK, "--sk-file", &skf])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the code is FROZEN, not ALIVE"), "{err}");
 
     // Renewal and unfreeze.
     let r = admin(
