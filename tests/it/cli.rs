@@ -1515,36 +1515,27 @@ fn body_file_is_the_name_everywhere_and_body_an_alias() {
     };
     assert_eq!(sign("--body-file"), sign("--body"));
     assert_eq!(sign("--body").1.trim(), SIG);
+    let send = [
+        "send",
+        "newInstance",
+        "--endpoint",
+        "http://127.0.0.1:9/produce",
+        "--key-file",
+        "key",
+        "--dry-run",
+    ];
     for flag in ["--body-file", "--body"] {
-        let (code, stdout, err) = out(e.csm().args([
-            "send",
-            "newInstance",
-            "--endpoint",
-            "http://127.0.0.1:9/produce",
-            "--key-file",
-            "key",
-            flag,
-            "body.json",
-            "--dry-run",
-        ]));
+        let (code, stdout, err) = out(e.csm().args(send).args([flag, "body.json"]));
         assert_eq!(code, 0, "{flag}: {err}");
         assert!(stdout.contains("CS2211181819B4LVS"), "{flag}: {stdout}");
     }
     // JSON typed where the file goes: a usage error that says so, without echoing the body.
-    for args in [
-        vec!["sign", "saas-v2", "--key-file", "key", "--body"],
-        vec![
-            "send",
-            "newInstance",
-            "--endpoint",
-            "http://127.0.0.1:9/produce",
-            "--key-file",
-            "key",
-            "--dry-run",
-            "--body",
-        ],
-    ] {
-        let (code, _, err) = out(e.csm().args(args).arg(r#"{"clientSecret":"s3cr3t"}"#));
+    let sign_args = ["sign", "saas-v2", "--key-file", "key"];
+    for args in [&sign_args[..], &send[..]] {
+        let (code, _, err) = out(e
+            .csm()
+            .args(args)
+            .args(["--body", r#"{"clientSecret":"s3cr3t"}"#]));
         assert_eq!(code, 2, "{err}");
         assert!(
             err.contains("--body-file: the value is JSON, not a file"),
