@@ -330,8 +330,16 @@ pub fn csv_header(
         .collect();
     for (i, c) in cols.iter().enumerate() {
         if !fields.contains(&c.as_str()) && !extra(c) {
+            // A spreadsheet's export in a locale that separates with ';' (or a TSV file).
+            let separator = [';', '\t']
+                .into_iter()
+                .find(|s| c.split(*s).any(|part| fields.contains(&part.trim())));
+            let hint = match separator {
+                Some(s) => format!("; the columns seem separated by {s:?}: csm reads commas"),
+                None => String::new(),
+            };
             return Err(format!(
-                "header: column {} {} is not {what} (expected some of {})",
+                "header: column {} {} is not {what} (expected some of {}){hint}",
                 i + 1,
                 show(c),
                 fields.join(", ")
@@ -356,9 +364,10 @@ fn parse_csv_row(cols: &[String], line: &str) -> Result<RawRecord, String> {
     let values = split_csv_line(line)?;
     if values.len() != cols.len() {
         return Err(format!(
-            "{} columns, the header has {}",
+            "{} columns, the header has {} ({})",
             values.len(),
-            cols.len()
+            cols.len(),
+            cols.join(", ")
         ));
     }
     let mut raw = RawRecord::default();
@@ -463,7 +472,9 @@ i4,\"x\"y,b,c\n";
         assert_eq!((l, r.instance_id.as_deref()), (4, Some("i,2")));
         let e = out[2].clone().unwrap_err();
         assert_eq!(e.line, 5);
-        assert!(e.message.contains("3 columns, the header has 4"));
+        assert!(e
+            .message
+            .contains("3 columns, the header has 4 (instance_id, "));
         assert!(out[3]
             .clone()
             .unwrap_err()
@@ -481,6 +492,27 @@ i4,\"x\"y,b,c\n";
             Format::Csv,
         );
         assert!(e[0].clone().unwrap_err().message.contains("colour"));
+        // Another separator: said, not just "not a usage field".
+        for (data, sep) in [
+            (&b"instance_id;begin_time;end_time;usage_value\n"[..], "';'"),
+            (
+                &b"instance_id\tbegin_time\tend_time\tusage_value\n"[..],
+                "'\\t'",
+            ),
+        ] {
+            let m = read_all(data, Format::Csv)[0].clone().unwrap_err().message;
+            assert!(
+                m.contains(&format!(
+                    "the columns seem separated by {sep}: csm reads commas"
+                )),
+                "{m}"
+            );
+        }
+        let m = read_all(b"instance_id,begin,end_time,usage_value\n", Format::Csv)[0]
+            .clone()
+            .unwrap_err()
+            .message;
+        assert!(!m.contains("separated"), "{m}");
     }
 
     #[test]
