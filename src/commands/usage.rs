@@ -636,6 +636,7 @@ fn code_meaning(code: &str) -> String {
         "MKT.0999" => "marketplace internal error".into(),
         "MKT.9003" => "too many records in one request".into(),
         "MKT.9004" => "begin_time older than 21 days".into(),
+        c if c.starts_with("HTTP 2") => "not an answer of the usage API (wrong --endpoint?)".into(),
         c if c.starts_with("HTTP ") => "HTTP error".into(),
         _ => String::new(),
     }

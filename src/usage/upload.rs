@@ -446,8 +446,14 @@ fn send_batches(
             }
             BatchVerdict::NotTheApi { code, reason } => {
                 journal.mark_ambiguous(bid, &ids, status, &code, &reason, &now_s())?;
-                *rep.by_code.entry(("refused", code.clone())).or_default() += ids.len() as u64;
                 rep.refused = Some((format!("{code}: {reason}"), Fix::Endpoint));
+                // Sent and maybe delivered: they wait for a replay, as after retries run out.
+                let o = Outcome::Retry { code, reason };
+                for _ in &ids {
+                    count(&mut rep, &o);
+                }
+                done += ids.len() as u64;
+                progress(done);
                 stopping = true;
             }
             BatchVerdict::TooMany => {

@@ -302,6 +302,14 @@ fn a_stand_in_without_keys_says_so() {
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out} {err}");
     assert!(err.contains("--ak: given without its secret key"), "{err}");
+    // CSM_AK set for csm's client side (docs/license.md) still lets the stand-in start.
+    let started = common::Served::start(
+        csm(env.dir())
+            .args(["serve", "marketplace", "--listen", "127.0.0.1:0"])
+            .env("CSM_AK", "AK1")
+            .env_remove("CSM_SK"),
+    );
+    assert!(started.url.starts_with("http://127.0.0.1:"));
 }
 
 #[test]
