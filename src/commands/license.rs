@@ -693,7 +693,7 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
         };
         if answer.ok {
             crate::say!("{line}");
-        } else if answer.error_code == "92020000" {
+        } else if answer.error_code == openapi::SUCCESS {
             // Answered, but the code is not usable: say why this exits 1.
             eprintln!(
                 "csm: {line}: the code is {}, not ALIVE",

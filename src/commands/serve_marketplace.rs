@@ -4,7 +4,7 @@
 use crate::catalog::KeyRole;
 use crate::cli::GlobalArgs;
 use crate::config::{self, Profile};
-use crate::error::{CsmError, Exit, Result};
+use crate::error::{Exit, Result};
 use crate::marketplace::idp::IdpConfig;
 use crate::marketplace::{Fault, Marketplace, MarketplaceConfig};
 use crate::protocol::v2::LicenseInner;
@@ -101,19 +101,13 @@ fn marketplace_config(g: &GlobalArgs, a: &MarketplaceArgs) -> Result<Marketplace
     // The stand-in reads keys from its flags and env only, never from a seller's profile.
     let none = Profile::default();
     let sk = config::find_key(KeyRole::Sk, a.sk_file.as_deref(), &none)?;
-    // An access key id without its secret key: every signed call would be refused. (A
-    // secret key alone is fine: then any access key id is taken.) Typed on the command line,
-    // that is a mistake; from CSM_AK, set for csm's client side, only worth a word.
-    if let (Some(ak), None) = (&a.ak, &sk) {
-        if std::env::var("CSM_AK").ok().as_ref() == Some(ak) {
-            eprintln!(
-                "csm: warning: CSM_AK is set but the stand-in has no secret key (--sk-file or CSM_SK): it refuses every license open API call"
-            );
-        } else {
-            return Err(CsmError::usage(
-                "--ak: given without its secret key; add --sk-file FILE (or set CSM_SK)",
-            ));
-        }
+    // An access key id without its secret key: every signed license call is refused. Said
+    // at start rather than refused: CSM_AK may be set for csm's client side (a secret key
+    // alone is fine: then any access key id is taken).
+    if a.ak.is_some() && sk.is_none() {
+        eprintln!(
+            "csm: warning: an access key id (--ak or CSM_AK) without a secret key (--sk-file or CSM_SK): the license open APIs refuse every call"
+        );
     }
     Ok(MarketplaceConfig {
         usage_key: config::find_key(KeyRole::Basic, a.key_file.as_deref(), &none)?,

@@ -8,6 +8,7 @@ use crate::cli::GlobalArgs;
 use crate::clock::{SystemClock, SystemEntropy};
 use crate::commands::sign::LicenseInnerArg;
 use crate::config;
+use crate::endpoint::judge::Status;
 use crate::endpoint::report::{Report, Show};
 use crate::endpoint::request::Keys;
 use crate::endpoint::suites::{self, SealSecret, SsoSetup, Suite, Target};
@@ -476,7 +477,6 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
     }
     // Suites asked for that checked nothing (each of their checks skipped for want of a
     // key or a flag) must not read as a pass in CI.
-    use crate::endpoint::judge::Status;
     if report.count(Status::Pass) + report.count(Status::Fail) == 0 {
         let why = "nothing was checked: every check of the chosen suites was skipped (the reasons are in the table); give what they need, or choose other suites with --suite";
         eprintln!("csm: error: {why}");

@@ -233,14 +233,15 @@ fn too_old(s: &Stored, now: chrono::DateTime<chrono::Utc>) -> bool {
         .unwrap_or(false)
 }
 
-fn count(rep: &mut SendReport, o: &Outcome) {
+/// Counts `n` records with outcome `o`.
+fn count(rep: &mut SendReport, o: &Outcome, n: u64) {
     let (slot, outcome, code) = match o {
         Outcome::Accepted { code } => (&mut rep.accepted, "accepted", code),
         Outcome::Rejected { code, .. } => (&mut rep.rejected, "rejected", code),
         Outcome::Retry { code, .. } => (&mut rep.retry_later, "retry later", code),
     };
-    *slot += 1;
-    *rep.by_code.entry((outcome, code.clone())).or_default() += 1;
+    *slot += n;
+    *rep.by_code.entry((outcome, code.clone())).or_default() += n;
 }
 
 /// The requests on the wire. Dropped (on an error too) only once each has ended, so that
@@ -347,7 +348,7 @@ fn send_batches(
                 } else {
                     Outcome::Rejected { code, reason }
                 };
-                count(&mut rep, &o);
+                count(&mut rep, &o, 1);
             }
             if !a.refused.is_empty() {
                 done += a.refused.len() as u64;
@@ -415,7 +416,7 @@ fn send_batches(
             BatchVerdict::Records(outcomes) => {
                 journal.apply(bid, &ids, &outcomes, status.unwrap_or(0), &now_s())?;
                 for o in &outcomes {
-                    count(&mut rep, o);
+                    count(&mut rep, o, 1);
                 }
                 done += outcomes.len() as u64;
                 progress(done);
@@ -430,10 +431,7 @@ fn send_batches(
                     });
                 } else {
                     // Left `pending` (or `sent` when maybe delivered) for a later replay.
-                    let o = Outcome::Retry { code, reason };
-                    for _ in &ids {
-                        count(&mut rep, &o);
-                    }
+                    count(&mut rep, &Outcome::Retry { code, reason }, ids.len() as u64);
                     done += ids.len() as u64;
                     progress(done);
                 }
@@ -448,10 +446,7 @@ fn send_batches(
                 journal.mark_ambiguous(bid, &ids, status, &code, &reason, &now_s())?;
                 rep.refused = Some((format!("{code}: {reason}"), Fix::Endpoint));
                 // Sent and maybe delivered: they wait for a replay, as after retries run out.
-                let o = Outcome::Retry { code, reason };
-                for _ in &ids {
-                    count(&mut rep, &o);
-                }
+                count(&mut rep, &Outcome::Retry { code, reason }, ids.len() as u64);
                 done += ids.len() as u64;
                 progress(done);
                 stopping = true;
