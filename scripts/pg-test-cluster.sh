@@ -7,7 +7,7 @@
 # Installs the Debian package when no initdb is found (as root), creates a cluster in DIR
 # (as an unprivileged user when run as root: PostgreSQL refuses to run as root), and starts
 # it on a free port of 127.0.0.1 with trust authentication for user csm. Exits non-zero
-# when it cannot start one.
+# when it cannot start one. PG_SETTINGS adds server settings ("-c shared_buffers=1GB ...").
 set -euo pipefail
 
 cmd=${1:-}
@@ -69,7 +69,7 @@ start)
   as_owner "$bin/initdb" -D "$dir/data" -U csm -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; exit 1; }
   as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" start >&2 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 ${PG_SETTINGS:-}" start >&2 \
     || { cat "$dir/server.log" >&2; exit 1; }
   echo "$port" > "$dir/port"
   echo "postgres://csm@127.0.0.1:$port/postgres"

@@ -283,6 +283,7 @@ fn send_batches(
     progress: &mut dyn FnMut(u64),
 ) -> Result<SendReport> {
     let http = client(cfg)?;
+    let mut stored = Outcomes::start(journal)?;
     let mut rep = SendReport::default();
     let mut batch_size = cfg.batch;
     let mut after_id = 0i64;
@@ -414,11 +415,20 @@ fn send_batches(
         };
         match verdict {
             BatchVerdict::Records(outcomes) => {
-                journal.apply(bid, &ids, &outcomes, status.unwrap_or(0), &now_s())?;
                 for o in &outcomes {
                     count(&mut rep, o, 1);
                 }
                 done += outcomes.len() as u64;
+                stored.apply(
+                    journal,
+                    Answered {
+                        batch: bid,
+                        ids,
+                        outcomes,
+                        http_status: status.unwrap_or(0),
+                        now: now_s(),
+                    },
+                )?;
                 progress(done);
             }
             BatchVerdict::Resend { code, reason } => {
@@ -517,7 +527,91 @@ fn send_batches(
             }
         }
     }
+    stored.finish()?;
     Ok(rep)
+}
+
+/// A batch's answer, to store.
+struct Answered {
+    batch: i64,
+    ids: Vec<i64>,
+    outcomes: Vec<Outcome>,
+    http_status: u16,
+    now: String,
+}
+
+/// Where answered batches are stored. PostgreSQL: on a second connection, on a thread of its
+/// own, so that the server stores one batch's outcomes while it claims the next batch on
+/// the first connection (each used one core; the send loop waited on one statement at a
+/// time). SQLite: in the send loop, on its one connection (a second writer would only wait
+/// for the first).
+enum Outcomes {
+    Here,
+    Elsewhere {
+        queue: Option<std::sync::mpsc::SyncSender<Answered>>,
+        writer: Option<std::thread::JoinHandle<Result<()>>>,
+    },
+}
+
+impl Outcomes {
+    fn start(journal: &Journal) -> Result<Outcomes> {
+        let Some(mut second) = journal.second_writer()? else {
+            return Ok(Outcomes::Here);
+        };
+        // Bounded: the loop waits rather than run far ahead of what is stored.
+        let (queue, answered) = std::sync::mpsc::sync_channel::<Answered>(DEPTH);
+        let writer = std::thread::spawn(move || -> Result<()> {
+            for a in answered {
+                second.apply(a.batch, &a.ids, &a.outcomes, a.http_status, &a.now)?;
+            }
+            Ok(())
+        });
+        Ok(Outcomes::Elsewhere {
+            queue: Some(queue),
+            writer: Some(writer),
+        })
+    }
+
+    fn apply(&mut self, journal: &mut Journal, a: Answered) -> Result<()> {
+        let Outcomes::Elsewhere { queue, .. } = self else {
+            return journal.apply(a.batch, &a.ids, &a.outcomes, a.http_status, &a.now);
+        };
+        // Their leases go with their outcomes, on the other connection. Should that fail,
+        // the records keep their lease until it expires, as when a process dies.
+        journal.no_longer_held(&a.ids);
+        match queue.as_ref().map(|q| q.send(a)) {
+            Some(Ok(())) => Ok(()),
+            // The writer stopped on an error: that error.
+            _ => self.finish().and(Err(CsmError::Storage(format!(
+                "journal {}: outcomes were not stored",
+                journal.path.display()
+            )))),
+        }
+    }
+
+    /// Waits until every outcome handed over is stored: the writer's error, if it stopped
+    /// on one.
+    fn finish(&mut self) -> Result<()> {
+        let Outcomes::Elsewhere { queue, writer } = self else {
+            return Ok(());
+        };
+        drop(queue.take());
+        match writer.take().map(|w| w.join()) {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(_)) => Err(CsmError::Storage(
+                "the thread storing outcomes failed".into(),
+            )),
+        }
+    }
+}
+
+/// On an early return too: every outcome handed over is stored (or its writer failed)
+/// before the run's leases are given back.
+impl Drop for Outcomes {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
 }
 
 #[cfg(test)]

@@ -172,6 +172,8 @@ pub struct Journal {
 }
 
 struct Lease {
+    /// The URL as given (with its password): for a second connection of this process.
+    url: crate::secret::Secret,
     owner: String,
     duration: Duration,
     /// The records this process claimed and has not given back yet (an ambiguous or
@@ -377,11 +379,45 @@ impl Journal {
             ));
         }
         let lease = Lease {
+            url: crate::secret::Secret::new(raw),
             owner: pg::lease_owner(),
             duration: pg::DEFAULT_LEASE,
             held: Default::default(),
         };
         Ok(Journal::new(db, &shown, version, Some(lease)))
+    }
+
+    /// PostgreSQL: a second connection to this journal that holds the records under this
+    /// one's name (its outcomes apply to what this one claimed), so that a sender stores
+    /// outcomes while it claims the next batches. None for SQLite: a second writer there only
+    /// waits for the first.
+    pub fn second_writer(&self) -> Result<Option<Journal>> {
+        let Some(l) = &self.lease else {
+            return Ok(None);
+        };
+        let db = pg::connect(l.url.expose()).map_err(|e| storage(&self.path, e))?;
+        let lease = Lease {
+            url: crate::secret::Secret::new(l.url.expose()),
+            owner: l.owner.clone(),
+            duration: l.duration,
+            held: Default::default(),
+        };
+        Ok(Some(Journal::new(
+            db,
+            &self.path,
+            self.version,
+            Some(lease),
+        )))
+    }
+
+    /// PostgreSQL: these records' leases are given back with their outcomes (here or on a
+    /// [`Journal::second_writer`]): [`Journal::release_leases`] leaves them out.
+    pub fn no_longer_held(&mut self, ids: &[i64]) {
+        if let Some(l) = &mut self.lease {
+            for id in ids {
+                l.held.remove(id);
+            }
+        }
     }
 
     /// How long a batch claimed from a PostgreSQL journal stays this process's before another

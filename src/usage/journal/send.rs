@@ -348,11 +348,7 @@ impl Journal {
             Ok(((), true))
         })?;
         // Given back by the statements above.
-        if let Some(l) = &mut self.lease {
-            for id in ids {
-                l.held.remove(id);
-            }
-        }
+        self.no_longer_held(ids);
         Ok(())
     }
 }
@@ -656,6 +652,53 @@ mod tests {
             taken(take(&mut other, ALL)),
             [("a".to_string(), true), ("b".to_string(), true)]
         );
+    }
+
+    /// PostgreSQL: outcomes stored on a second connection of the sender apply to what the
+    /// first claimed (the same name on the leases) and give those leases back; the first
+    /// then gives back only what it still holds.
+    #[test]
+    fn a_second_writer_stores_outcomes_of_what_the_first_claimed() {
+        let Some(url) = super::super::pg::test_database("second_writer") else {
+            return;
+        };
+        let url = std::path::Path::new(&url);
+        let mut first = super::super::Journal::open(url).unwrap();
+        let (a, ids) = take_two(&mut first);
+        let mut second = first.second_writer().unwrap().expect("PostgreSQL");
+        second
+            .apply(
+                a.batch_id.unwrap(),
+                &ids[..1],
+                &[Outcome::Accepted { code: "000".into() }],
+                200,
+                "t",
+            )
+            .unwrap();
+        first.no_longer_held(&ids[..1]);
+        first.release_leases().unwrap();
+        assert_eq!(first.counts().unwrap()[&State::Accepted], 1);
+        let mut c = postgres::Client::connect(url.to_str().unwrap(), postgres::NoTls).unwrap();
+        let leased: i64 = c
+            .query_one(
+                "SELECT count(*) FROM records WHERE lease_owner IS NOT NULL",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(leased, 0);
+        // The one without an outcome is free for another sender, as maybe delivered.
+        let mut other = super::super::Journal::open(url).unwrap();
+        let b = take(&mut other, ALL);
+        assert_eq!(b.sent.len(), 1);
+        assert!(b.sent[0].maybe_delivered);
+    }
+
+    /// A journal in one SQLite file has no second writer.
+    #[test]
+    fn sqlite_has_no_second_writer() {
+        let (_dir, j) = journals().into_iter().next().unwrap();
+        assert!(j.second_writer().unwrap().is_none());
     }
 
     /// PostgreSQL: a sender gives back what it still holds (a batch without a definite
