@@ -90,6 +90,9 @@ fn record_columns() -> String {
     STAGE_COLUMNS[1..].join(", ")
 }
 
+/// Checked records with their line numbers, staged together.
+type Chunk = Vec<(u64, UsageRecord)>;
+
 /// What one import carries from chunk to chunk.
 struct Ctx<'a> {
     path: &'a Path,
@@ -134,39 +137,69 @@ impl Journal {
                 import_id,
                 ..Default::default()
             };
-            let mut chunk: Vec<(u64, UsageRecord)> = Vec::with_capacity(CHUNK);
-            let mut staged = 0u64;
-            loop {
-                let item = reader
-                    .next_record()
-                    .map_err(|e| CsmError::io(file_label, e))?;
-                let Some(item) = item else { break };
-                let (line, raw) = match item {
-                    Ok(x) => x,
-                    Err(e) => {
-                        rep.push_error(e);
-                        continue;
+            // Lines are read and checked here while the chunks before are staged on a
+            // thread of their own: neither the reading nor the database waits for the other.
+            let (staged, read) = std::thread::scope(|scope| {
+                let (chunks, staging) = std::sync::mpsc::sync_channel::<Chunk>(2);
+                let (db, cx) = (&mut *db, &cx);
+                let stager = scope.spawn(move || -> Result<u64> {
+                    let mut staged = 0;
+                    for mut chunk in staging {
+                        staged += stage_chunk(db, cx, &mut chunk)?;
                     }
-                };
-                let rec = match record::validate(&raw, now) {
-                    Ok(r) => r,
-                    Err(message) => {
-                        rep.push_error(LineError { line, message });
-                        continue;
+                    Ok(staged)
+                });
+                let read = (|| -> Result<()> {
+                    let mut chunk: Chunk = Vec::with_capacity(CHUNK);
+                    loop {
+                        let item = reader
+                            .next_record()
+                            .map_err(|e| CsmError::io(file_label, e))?;
+                        let Some(item) = item else { break };
+                        let (line, raw) = match item {
+                            Ok(x) => x,
+                            Err(e) => {
+                                rep.push_error(e);
+                                continue;
+                            }
+                        };
+                        let rec = match record::validate(&raw, now) {
+                            Ok(r) => r,
+                            Err(message) => {
+                                rep.push_error(LineError { line, message });
+                                continue;
+                            }
+                        };
+                        let st = record::deadline_status(&rec.end_time, billing, now);
+                        *rep.deadline.entry(st.as_str()).or_default() += 1;
+                        if st != Deadline::OnTime && rep.late.len() < MAX_LATE_KEPT {
+                            rep.late.push((
+                                line,
+                                rec.metering_sn.clone(),
+                                rec.end_time.clone(),
+                                st,
+                            ));
+                        }
+                        chunk.push((line, rec));
+                        if chunk.len() == CHUNK {
+                            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                            if chunks.send(full).is_err() {
+                                // The stager stopped on an error: joined below.
+                                return Ok(());
+                            }
+                        }
                     }
-                };
-                let st = record::deadline_status(&rec.end_time, billing, now);
-                *rep.deadline.entry(st.as_str()).or_default() += 1;
-                if st != Deadline::OnTime && rep.late.len() < MAX_LATE_KEPT {
-                    rep.late
-                        .push((line, rec.metering_sn.clone(), rec.end_time.clone(), st));
-                }
-                chunk.push((line, rec));
-                if chunk.len() == CHUNK {
-                    staged += stage_chunk(db, &cx, &mut chunk)?;
-                }
-            }
-            staged += stage_chunk(db, &cx, &mut chunk)?;
+                    let _ = chunks.send(chunk);
+                    Ok(())
+                })();
+                drop(chunks);
+                let staged = stager
+                    .join()
+                    .unwrap_or_else(|_| Err(storage(&path, "the thread staging rows failed")));
+                (staged, read)
+            });
+            read?;
+            let staged = staged?;
             let cols = record_columns();
             let insert = format!(
                 "INSERT INTO records ({cols}, source_file, source_line, import_id)
@@ -238,7 +271,7 @@ pub(super) fn stage_table(db: &mut Db) -> std::result::Result<String, DbError> {
 }
 
 /// Stages the rows of `chunk` (emptied); how many.
-fn stage_chunk(db: &mut Db, cx: &Ctx, chunk: &mut Vec<(u64, UsageRecord)>) -> Result<u64> {
+fn stage_chunk(db: &mut Db, cx: &Ctx, chunk: &mut Chunk) -> Result<u64> {
     if chunk.is_empty() {
         return Ok(0);
     }
