@@ -2,7 +2,10 @@
 # Usage upload benchmark: records pushed by `csm usage upload` (release build) through a
 # fresh journal to a local `csm serve marketplace`, on loopback, in both input orders and
 # with both journals (SQLite file; PostgreSQL on a throwaway local server started by
-# scripts/pg-test-cluster.sh). Reports wall time, records per second and peak RSS of the
+# scripts/pg-test-cluster.sh). PostgreSQL runs twice: `postgres` on a server set up as
+# PostgreSQL's documentation advises for a dedicated host (shared_buffers a quarter of the
+# memory, here 2GB of 24, and max_wal_size raised with it: PG_TUNED), `postgres-stock` on
+# one with the packaged defaults (128MB, 1GB). Reports wall time, records per second and peak RSS of the
 # uploader (and of the stand-in), what the stand-in holds, and every run's time as a ratio
 # of the first run's (the baseline, measured in the same run). Not part of `cargo test`.
 #
@@ -16,16 +19,17 @@ SIZES=${SIZES:-"1000000"}
 # time: hour after hour, every instance in each hour, as hourly reports come.
 # instance: instance after instance, every hour of each (a bulk backfill).
 ORDERS=${ORDERS:-"time instance"}
-JOURNALS=${JOURNALS:-"sqlite postgres"}
+JOURNALS=${JOURNALS:-"sqlite postgres postgres-stock"}
+PG_TUNED=${PG_TUNED:-"-c shared_buffers=2GB -c max_wal_size=8GB"}
 # NO_BUILD=1: measure the release binary already built.
 [ -n "${NO_BUILD:-}" ] || cargo build --release --quiet
 BIN=$PWD/target/release/csm
 WORK=$(mktemp -d)
 SERVER_PID=
-PG_DIR=
+PG_DIRS=()
 cleanup() {
   if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
-  if [ -n "$PG_DIR" ]; then scripts/pg-test-cluster.sh stop "$PG_DIR" || true; fi
+  for d in "${PG_DIRS[@]}"; do scripts/pg-test-cluster.sh stop "$d" || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -36,12 +40,18 @@ export CSM_CONFIG_DIR=$WORK
 unset CSM_ACCESS_KEY CSM_JOURNAL CSM_MARKETPLACE_ENDPOINT CSM_PROFILE
 printf 'bench-usage-key-0b2fb39a' > "$WORK/key"
 
-case " $JOURNALS " in *" postgres "*)
-  PG_DIR=$WORK/pg
-  PG_URL=$(scripts/pg-test-cluster.sh start "$PG_DIR")
-  echo "PostgreSQL: $PG_URL (fsync on)"
-  ;;
-esac
+# A PostgreSQL server for journal kind $1 (postgres: PG_TUNED settings; postgres-stock: none).
+declare -A PG_URL
+for jk in $JOURNALS; do
+  case $jk in
+  postgres) settings=$PG_TUNED ;;
+  postgres-stock) settings= ;;
+  *) continue ;;
+  esac
+  PG_DIRS+=("$WORK/$jk")
+  PG_URL[$jk]=$(PG_SETTINGS=$settings scripts/pg-test-cluster.sh start "$WORK/$jk")
+  echo "$jk: ${PG_URL[$jk]} (fsync on; settings: ${settings:-the packaged defaults})"
+done
 
 gen() { # N ORDER FILE: 400 hourly windows, N/400 instances, no metering_sn (csm derives it)
   awk -v n="$1" -v order="$2" 'BEGIN {
@@ -68,10 +78,11 @@ for n in $SIZES; do
     for jk in $JOURNALS; do
       run=$((run + 1))
       rm -f "$WORK"/market.sqlite* "$WORK"/journal.sqlite*
-      if [ "$jk" = postgres ]; then
+      if [ -n "${PG_URL[$jk]:-}" ]; then
+        url=${PG_URL[$jk]}
         db="bench_$run"
-        psql -q "$PG_URL" -c "CREATE DATABASE $db"
-        journal=${PG_URL%/*}/$db
+        psql -q "$url" -c "CREATE DATABASE $db"
+        journal=${url%/*}/$db
       else
         journal=$WORK/journal.sqlite
       fi
@@ -87,12 +98,12 @@ for n in $SIZES; do
       held=$(sqlite3 "$WORK/market.sqlite" 'SELECT count(*) FROM usage_records' 2>/dev/null || echo "?")
       kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
       # Gone before the next run: its autovacuum would otherwise run during that one.
-      if [ "$jk" = postgres ]; then psql -q "$PG_URL" -c "DROP DATABASE $db"; fi
+      if [ -n "${PG_URL[$jk]:-}" ]; then psql -q "$url" -c "DROP DATABASE $db"; fi
       read -r secs kb < "$WORK/time"
       BASE=${BASE:-$secs}
       awk -v n="$n" -v o="$order" -v j="$jk" -v s="$secs" -v kb="$kb" -v skb="$srss" \
           -v held="$held" -v base="$BASE" 'BEGIN {
-        printf "%8d records, %-8s order, %-8s journal: %6.2f s (x%.2f of the first run), %8.0f records/s, uploader peak RSS %6.1f MB, stand-in %6.1f MB, held %s\n",
+        printf "%8d records, %-8s order, %-14s journal: %6.2f s (x%.2f of the first run), %8.0f records/s, uploader peak RSS %6.1f MB, stand-in %6.1f MB, held %s\n",
           n, o, j, s, s / base, n / s, kb / 1024, skb / 1024, held }'
     done
   done
