@@ -13,6 +13,8 @@ use crate::secret::Secret;
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Answers larger than this are not read further (a usage answer is small).
@@ -266,24 +268,29 @@ pub fn send(
     stop: &Interrupt,
     progress: &mut dyn FnMut(u64),
 ) -> Result<SendReport> {
-    let sent = send_batches(journal, scope, cfg, stop, progress);
+    let mut stored = Outcomes::NotYet;
+    let sent = send_batches(journal, &mut stored, scope, cfg, stop, progress);
+    // Every outcome handed over is stored (or its records are this process's to give back
+    // again) before the leases are given back, on an error too.
+    let kept = stored.finish(journal);
     // Nothing of this run is on the wire any more: records left `sent` are free for the
     // next pass (of this process or another) at once, not when their lease expires.
     let released = journal.release_leases();
     let rep = sent?;
+    kept?;
     released?;
     Ok(rep)
 }
 
 fn send_batches(
     journal: &mut Journal,
+    stored: &mut Outcomes,
     scope: Scope,
     cfg: &SendConfig,
     stop: &Interrupt,
     progress: &mut dyn FnMut(u64),
 ) -> Result<SendReport> {
     let http = client(cfg)?;
-    let mut stored = Outcomes::start(journal)?;
     let mut rep = SendReport::default();
     let mut batch_size = cfg.batch;
     let mut after_id = 0i64;
@@ -294,6 +301,10 @@ fn send_batches(
     // Once set, nothing new is launched; what is in flight is still awaited and stored.
     let mut stopping = false;
     loop {
+        // Outcomes that cannot be stored: stop claiming, with the writer's error.
+        if stored.failed() {
+            stored.finish(journal)?;
+        }
         if stop.asked() && !stopping {
             stopping = true;
             rep.interrupted = true;
@@ -527,7 +538,6 @@ fn send_batches(
             }
         }
     }
-    stored.finish()?;
     Ok(rep)
 }
 
@@ -546,59 +556,115 @@ struct Answered {
 /// time). SQLite: in the send loop, on its one connection (a second writer would only wait
 /// for the first).
 enum Outcomes {
+    /// Nothing answered yet: the second connection is opened for the first answer, so that
+    /// a pass with nothing to send opens none.
+    NotYet,
+    /// On the journal's own connection: SQLite, or a second connection that could not be
+    /// opened (a full `max_connections`, say).
     Here,
     Elsewhere {
         queue: Option<std::sync::mpsc::SyncSender<Answered>>,
-        writer: Option<std::thread::JoinHandle<Result<()>>>,
+        /// Set by the writer when it stopped storing.
+        failed: Arc<AtomicBool>,
+        writer: Option<std::thread::JoinHandle<WriterEnd>>,
     },
 }
 
+/// How the writer ended: its error, and the records whose outcomes it did not store (still
+/// under this process's lease).
+struct WriterEnd {
+    error: Option<CsmError>,
+    unstored: Vec<i64>,
+}
+
+/// Stores what comes until the queue closes; after an error, only notes what it did not
+/// store.
+fn write_outcomes(
+    mut second: Journal,
+    answered: std::sync::mpsc::Receiver<Answered>,
+    failed: &AtomicBool,
+) -> WriterEnd {
+    let mut end = WriterEnd {
+        error: None,
+        unstored: Vec::new(),
+    };
+    for a in answered {
+        if end.error.is_none() {
+            match second.apply(a.batch, &a.ids, &a.outcomes, a.http_status, &a.now) {
+                Ok(()) => continue,
+                Err(e) => {
+                    end.error = Some(e);
+                    failed.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        end.unstored.extend(a.ids);
+    }
+    end
+}
+
 impl Outcomes {
-    fn start(journal: &Journal) -> Result<Outcomes> {
-        let Some(mut second) = journal.second_writer()? else {
-            return Ok(Outcomes::Here);
+    fn start(journal: &Journal) -> Outcomes {
+        let Ok(Some(second)) = journal.second_writer() else {
+            return Outcomes::Here;
         };
         // Bounded: the loop waits rather than run far ahead of what is stored.
         let (queue, answered) = std::sync::mpsc::sync_channel::<Answered>(DEPTH);
-        let writer = std::thread::spawn(move || -> Result<()> {
-            for a in answered {
-                second.apply(a.batch, &a.ids, &a.outcomes, a.http_status, &a.now)?;
-            }
-            Ok(())
-        });
-        Ok(Outcomes::Elsewhere {
+        let failed = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&failed);
+        let writer = std::thread::spawn(move || write_outcomes(second, answered, &flag));
+        Outcomes::Elsewhere {
             queue: Some(queue),
+            failed,
             writer: Some(writer),
-        })
-    }
-
-    fn apply(&mut self, journal: &mut Journal, a: Answered) -> Result<()> {
-        let Outcomes::Elsewhere { queue, .. } = self else {
-            return journal.apply(a.batch, &a.ids, &a.outcomes, a.http_status, &a.now);
-        };
-        // Their leases go with their outcomes, on the other connection. Should that fail,
-        // the records keep their lease until it expires, as when a process dies.
-        journal.no_longer_held(&a.ids);
-        match queue.as_ref().map(|q| q.send(a)) {
-            Some(Ok(())) => Ok(()),
-            // The writer stopped on an error: that error.
-            _ => self.finish().and(Err(CsmError::Storage(format!(
-                "journal {}: outcomes were not stored",
-                journal.path.display()
-            )))),
         }
     }
 
-    /// Waits until every outcome handed over is stored: the writer's error, if it stopped
-    /// on one.
-    fn finish(&mut self) -> Result<()> {
-        let Outcomes::Elsewhere { queue, writer } = self else {
+    fn apply(&mut self, journal: &mut Journal, a: Answered) -> Result<()> {
+        if let Outcomes::NotYet = self {
+            *self = Outcomes::start(journal);
+        }
+        let Outcomes::Elsewhere {
+            queue: Some(queue), ..
+        } = self
+        else {
+            return journal.apply(a.batch, &a.ids, &a.outcomes, a.http_status, &a.now);
+        };
+        // Their leases go with their outcomes, on the other connection.
+        journal.no_longer_held(&a.ids);
+        if let Err(std::sync::mpsc::SendError(a)) = queue.send(a) {
+            // The writer is gone (it panicked): these stay this process's to give back.
+            journal.held_again(&a.ids);
+            self.finish(journal)?;
+            return Err(CsmError::Storage(format!(
+                "journal {}: outcomes were not stored",
+                journal.path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The writer stopped storing (an error): [`Outcomes::finish`] says why.
+    fn failed(&self) -> bool {
+        matches!(self, Outcomes::Elsewhere { failed, .. } if failed.load(Ordering::Relaxed))
+    }
+
+    /// Waits until every outcome handed over is stored; the records of those it could not
+    /// store are this process's to give back again, and its error is returned. Outcomes
+    /// after this are stored on the journal's own connection.
+    fn finish(&mut self, journal: &mut Journal) -> Result<()> {
+        let Outcomes::Elsewhere { queue, writer, .. } = self else {
             return Ok(());
         };
         drop(queue.take());
-        match writer.take().map(|w| w.join()) {
-            None | Some(Ok(Ok(()))) => Ok(()),
-            Some(Ok(Err(e))) => Err(e),
+        let end = writer.take().map(|w| w.join());
+        *self = Outcomes::Here;
+        match end {
+            None => Ok(()),
+            Some(Ok(end)) => {
+                journal.held_again(&end.unstored);
+                end.error.map_or(Ok(()), Err)
+            }
             Some(Err(_)) => Err(CsmError::Storage(
                 "the thread storing outcomes failed".into(),
             )),
@@ -606,17 +672,101 @@ impl Outcomes {
     }
 }
 
-/// On an early return too: every outcome handed over is stored (or its writer failed)
-/// before the run's leases are given back.
+/// Should a panic unwind through the send loop: the writer still ends before the leases
+/// are given back.
 impl Drop for Outcomes {
     fn drop(&mut self) {
-        let _ = self.finish();
+        if let Outcomes::Elsewhere { queue, writer, .. } = self {
+            drop(queue.take());
+            if let Some(w) = writer.take() {
+                let _ = w.join();
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// PostgreSQL: when the second connection cannot store outcomes, the send loop learns it,
+    /// the records stay this process's to give back, and the writer's error is the
+    /// command's.
+    #[test]
+    fn outcomes_the_second_connection_cannot_store_come_back_with_its_error() {
+        let Some(url) = super::super::journal::pg::test_database("writer_fails") else {
+            return;
+        };
+        let path = std::path::Path::new(&url);
+        let mut j = Journal::open(path).unwrap();
+        let (a, ids) = super::super::journal::testing::take_two(&mut j);
+        assert_eq!(j.held_count(), 2);
+        // The writer's statements fail: the table of batches is gone.
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.batch_execute("ALTER TABLE batches RENAME TO batches_gone")
+            .unwrap();
+        let mut stored = Outcomes::NotYet;
+        let accepted = Outcome::Accepted { code: "000".into() };
+        stored
+            .apply(
+                &mut j,
+                Answered {
+                    batch: a.batch_id.unwrap(),
+                    ids,
+                    outcomes: vec![accepted.clone(), accepted],
+                    http_status: 200,
+                    now: "t".into(),
+                },
+            )
+            .unwrap();
+        assert!(matches!(stored, Outcomes::Elsewhere { .. }));
+        assert_eq!(j.held_count(), 0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !stored.failed() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(stored.failed());
+        let e = stored.finish(&mut j).unwrap_err().to_string();
+        assert!(e.contains("batches"), "{e}");
+        assert_eq!(j.held_count(), 2);
+        c.batch_execute("ALTER TABLE batches_gone RENAME TO batches")
+            .unwrap();
+        j.release_leases().unwrap();
+        let leased: i64 = c
+            .query_one(
+                "SELECT count(*) FROM records WHERE state = 'sent' AND lease_owner IS NULL",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(leased, 2);
+    }
+
+    /// SQLite: outcomes are stored on the journal's one connection, at once.
+    #[test]
+    fn sqlite_outcomes_are_stored_in_the_loop() {
+        let (_dir, mut j) = super::super::journal::testing::journal();
+        let (a, ids) = super::super::journal::testing::take_two(&mut j);
+        let mut stored = Outcomes::NotYet;
+        let accepted = Outcome::Accepted { code: "000".into() };
+        stored
+            .apply(
+                &mut j,
+                Answered {
+                    batch: a.batch_id.unwrap(),
+                    ids,
+                    outcomes: vec![accepted.clone(), accepted],
+                    http_status: 200,
+                    now: "t".into(),
+                },
+            )
+            .unwrap();
+        assert!(matches!(stored, Outcomes::Here));
+        assert_eq!(
+            j.counts().unwrap()[&super::super::journal::State::Accepted],
+            2
+        );
+    }
 
     /// The gateway sees `Host: mkt.example.com` for `https://MKT.example.com:443/…`; that is
     /// the value signed.

@@ -138,7 +138,7 @@ impl Journal {
                 ..Default::default()
             };
             // Lines are read and checked here while the chunks before are staged on a
-            // thread of their own: neither the reading nor the database waits for the other.
+            // thread of their own (at most two chunks wait between them).
             let (staged, read) = std::thread::scope(|scope| {
                 let (chunks, staging) = std::sync::mpsc::sync_channel::<Chunk>(2);
                 let (db, cx) = (&mut *db, &cx);

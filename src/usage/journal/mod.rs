@@ -397,7 +397,7 @@ impl Journal {
         };
         let db = pg::connect(l.url.expose()).map_err(|e| storage(&self.path, e))?;
         let lease = Lease {
-            url: crate::secret::Secret::new(l.url.expose()),
+            url: l.url.clone(),
             owner: l.owner.clone(),
             duration: l.duration,
             held: Default::default(),
@@ -418,6 +418,20 @@ impl Journal {
                 l.held.remove(id);
             }
         }
+    }
+
+    /// PostgreSQL: these records are this process's to give back again (their outcomes,
+    /// handed to a [`Journal::second_writer`], were not stored).
+    pub fn held_again(&mut self, ids: &[i64]) {
+        if let Some(l) = &mut self.lease {
+            l.held.extend(ids);
+        }
+    }
+
+    /// How many records this process would give back now.
+    #[cfg(test)]
+    pub(crate) fn held_count(&self) -> usize {
+        self.lease.as_ref().map_or(0, |l| l.held.len())
     }
 
     /// How long a batch claimed from a PostgreSQL journal stays this process's before another
@@ -563,7 +577,7 @@ impl Drop for Journal {
 /// What the tests of every part share: a journal in a temporary directory and imports of
 /// CSV text into it.
 #[cfg(test)]
-mod testing {
+pub(crate) mod testing {
     use super::{ImportReport, Journal};
     use crate::usage::reader::{Format, RecordReader};
     use crate::usage::record::{self, Billing};

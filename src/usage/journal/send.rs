@@ -676,6 +676,7 @@ mod tests {
             )
             .unwrap();
         first.no_longer_held(&ids[..1]);
+        assert_eq!(first.held_count(), 1);
         first.release_leases().unwrap();
         assert_eq!(first.counts().unwrap()[&State::Accepted], 1);
         let mut c = postgres::Client::connect(url.to_str().unwrap(), postgres::NoTls).unwrap();
@@ -697,7 +698,7 @@ mod tests {
     /// A journal in one SQLite file has no second writer.
     #[test]
     fn sqlite_has_no_second_writer() {
-        let (_dir, j) = journals().into_iter().next().unwrap();
+        let (_dir, j) = super::super::testing::journal();
         assert!(j.second_writer().unwrap().is_none());
     }
 
