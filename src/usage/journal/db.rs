@@ -478,20 +478,28 @@ impl Db {
 
     /// `col IN (the ids)`, the ids passed as one JSON array parameter `?n`: one statement
     /// per batch instead of one per record.
+    /// PostgreSQL: `= ANY(ARRAY(…))`, the ids probed in the index in one scan; `IN (SELECT
+    /// …)` hashed them first and looked each up apart (an UPDATE of 1,000 records by id
+    /// took 5.9 ms that way, 3.8 ms this way).
     pub fn ids_in(&self, col: &str, n: usize) -> String {
-        self.json_in(col, n, "::bigint")
+        match self {
+            Db::Sqlite(_) => self.json_in(col, n),
+            Db::Postgres(_) => format!(
+                "{col} = ANY(ARRAY(SELECT json_array_elements_text(?{n}::text::json)::bigint))"
+            ),
+        }
     }
 
     /// `col IN (the texts)`, as [`Db::ids_in`] for a JSON array of strings.
     pub fn texts_in(&self, col: &str, n: usize) -> String {
-        self.json_in(col, n, "")
+        self.json_in(col, n)
     }
 
-    fn json_in(&self, col: &str, n: usize, pg_cast: &str) -> String {
+    fn json_in(&self, col: &str, n: usize) -> String {
         match self {
             Db::Sqlite(_) => format!("{col} IN (SELECT value FROM json_each(?{n}))"),
             Db::Postgres(_) => {
-                format!("{col} IN (SELECT json_array_elements_text(?{n}::text::json){pg_cast})")
+                format!("{col} IN (SELECT json_array_elements_text(?{n}::text::json))")
             }
         }
     }
