@@ -689,6 +689,18 @@ impl Drop for Outcomes {
 mod tests {
     use super::*;
 
+    /// An answer that accepts every record of attempt `a`.
+    fn all_accepted(a: &super::super::journal::Attempt, ids: Vec<i64>) -> Answered {
+        let accepted = Outcome::Accepted { code: "000".into() };
+        Answered {
+            batch: a.batch_id.unwrap(),
+            outcomes: vec![accepted; ids.len()],
+            ids,
+            http_status: 200,
+            now: "t".into(),
+        }
+    }
+
     /// PostgreSQL: when the second connection cannot store outcomes, the send loop learns it,
     /// the records stay this process's to give back, and the writer's error is the
     /// command's.
@@ -706,19 +718,7 @@ mod tests {
         c.batch_execute("ALTER TABLE batches RENAME TO batches_gone")
             .unwrap();
         let mut stored = Outcomes::NotYet;
-        let accepted = Outcome::Accepted { code: "000".into() };
-        stored
-            .apply(
-                &mut j,
-                Answered {
-                    batch: a.batch_id.unwrap(),
-                    ids,
-                    outcomes: vec![accepted.clone(), accepted],
-                    http_status: 200,
-                    now: "t".into(),
-                },
-            )
-            .unwrap();
+        stored.apply(&mut j, all_accepted(&a, ids)).unwrap();
         assert!(matches!(stored, Outcomes::Elsewhere { .. }));
         assert_eq!(j.held_count(), 0);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -748,19 +748,7 @@ mod tests {
         let (_dir, mut j) = super::super::journal::testing::journal();
         let (a, ids) = super::super::journal::testing::take_two(&mut j);
         let mut stored = Outcomes::NotYet;
-        let accepted = Outcome::Accepted { code: "000".into() };
-        stored
-            .apply(
-                &mut j,
-                Answered {
-                    batch: a.batch_id.unwrap(),
-                    ids,
-                    outcomes: vec![accepted.clone(), accepted],
-                    http_status: 200,
-                    now: "t".into(),
-                },
-            )
-            .unwrap();
+        stored.apply(&mut j, all_accepted(&a, ids)).unwrap();
         assert!(matches!(stored, Outcomes::Here));
         assert_eq!(
             j.counts().unwrap()[&super::super::journal::State::Accepted],
