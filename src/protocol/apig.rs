@@ -1,9 +1,8 @@
 //! Huawei API Gateway AK/SK signing, `SDK-HMAC-SHA256` (license-and-usage.md §5).
 
-use super::hmac::{hmac_sha256, mac, sha256_hex, verify_hex};
+use super::hmac::{hmac_sha256, mac, sha256_hex, to_hex, verify_hex};
 use super::v1::{encode_query, parse_query, percent_decode, percent_encode};
 use super::ProtocolError;
-use crate::protocol::hmac::to_hex;
 
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
 pub const DATE_HEADER: &str = "X-Sdk-Date";

@@ -2,10 +2,9 @@
 //! sender signs, then tries the usual mistakes one at a time and names the one whose
 //! signature equals the received one.
 
-use super::hmac::{b64, b64_eq, hex_eq, hmac_sha256};
+use super::hmac::{b64, b64_eq, hex_eq, hmac_sha256, to_hex, to_hex_upper};
 use super::json::{self, Json};
 use super::{apig, usage_sig, v1, v2, KEY_PLACEHOLDER};
-use crate::protocol::hmac::{to_hex, to_hex_upper};
 
 /// One way of computing the signature: the correct recipe, an accepted variant
 /// (decision 2: raw bytes, the demo's re-serialisation), or a usual mistake.

@@ -1,10 +1,11 @@
 //! V2 signatures: basic callbacks (query `signature`/`timestamp`/`nonce`), Kit callbacks
 //! (`x-sign`), License 2.0 callbacks (the basic recipe with the License key).
 
-use super::hmac::{hex_eq, hmac_sha256, mac, sha256_hex, verify_hex, HmacSha256, SignatureBytes};
+use super::hmac::{
+    hex_eq, hmac_sha256, mac, sha256_hex, to_hex, verify_hex, HmacSha256, SignatureBytes,
+};
 use super::json::{canonical_v2, parse, Json};
 use super::ProtocolError;
-use crate::protocol::hmac::to_hex;
 use hmac::Mac;
 
 /// Every intermediate of a V2 basic (or License) signature, named as in the vector files.
