@@ -634,7 +634,7 @@ impl Outcomes {
         journal.no_longer_held(&a.ids);
         if let Err(std::sync::mpsc::SendError(a)) = queue.send(a) {
             // The writer is gone (it panicked): these stay this process's to give back.
-            journal.held_again(&a.ids);
+            journal.hold(a.ids);
             self.finish(journal)?;
             return Err(CsmError::Storage(format!(
                 "journal {}: outcomes were not stored",
@@ -644,25 +644,30 @@ impl Outcomes {
         Ok(())
     }
 
-    /// The writer stopped storing (an error): [`Outcomes::finish`] says why.
-    fn failed(&self) -> bool {
-        matches!(self, Outcomes::Elsewhere { failed, .. } if failed.load(Ordering::Relaxed))
+    /// Closes the queue and waits for the writer, if there is one; outcomes after this are
+    /// stored on the journal's own connection (there is no queue left).
+    fn stop_writer(&mut self) -> Option<std::thread::Result<WriterEnd>> {
+        let Outcomes::Elsewhere { queue, writer, .. } = self else {
+            return None;
+        };
+        // Not `*self = Here`: that would drop this value, and its Drop come back here.
+        drop(queue.take());
+        writer.take().map(|w| w.join())
     }
 
-    /// Waits until every outcome handed over is stored; the records of those it could not
-    /// store are this process's to give back again, and its error is returned. Outcomes
-    /// after this are stored on the journal's own connection.
+    /// The writer stopped storing (an error): [`Outcomes::finish`] says why.
+    fn failed(&self) -> bool {
+        matches!(self, Outcomes::Elsewhere { failed, writer: Some(_), .. }
+            if failed.load(Ordering::Relaxed))
+    }
+
+    /// Waits until every outcome handed over is stored; the records of those the writer
+    /// could not store are this process's to give back again, and its error is returned.
     fn finish(&mut self, journal: &mut Journal) -> Result<()> {
-        let Outcomes::Elsewhere { queue, writer, .. } = self else {
-            return Ok(());
-        };
-        drop(queue.take());
-        let end = writer.take().map(|w| w.join());
-        *self = Outcomes::Here;
-        match end {
+        match self.stop_writer() {
             None => Ok(()),
             Some(Ok(end)) => {
-                journal.held_again(&end.unstored);
+                journal.hold(end.unstored);
                 end.error.map_or(Ok(()), Err)
             }
             Some(Err(_)) => Err(CsmError::Storage(
@@ -676,12 +681,7 @@ impl Outcomes {
 /// are given back.
 impl Drop for Outcomes {
     fn drop(&mut self) {
-        if let Outcomes::Elsewhere { queue, writer, .. } = self {
-            drop(queue.take());
-            if let Some(w) = writer.take() {
-                let _ = w.join();
-            }
-        }
+        let _ = self.stop_writer();
     }
 }
 

@@ -144,54 +144,12 @@ impl Journal {
                 let (db, cx) = (&mut *db, &cx);
                 let stager = scope.spawn(move || -> Result<u64> {
                     let mut staged = 0;
-                    for mut chunk in staging {
-                        staged += stage_chunk(db, cx, &mut chunk)?;
+                    for chunk in staging {
+                        staged += stage_chunk(db, cx, chunk)?;
                     }
                     Ok(staged)
                 });
-                let read = (|| -> Result<()> {
-                    let mut chunk: Chunk = Vec::with_capacity(CHUNK);
-                    loop {
-                        let item = reader
-                            .next_record()
-                            .map_err(|e| CsmError::io(file_label, e))?;
-                        let Some(item) = item else { break };
-                        let (line, raw) = match item {
-                            Ok(x) => x,
-                            Err(e) => {
-                                rep.push_error(e);
-                                continue;
-                            }
-                        };
-                        let rec = match record::validate(&raw, now) {
-                            Ok(r) => r,
-                            Err(message) => {
-                                rep.push_error(LineError { line, message });
-                                continue;
-                            }
-                        };
-                        let st = record::deadline_status(&rec.end_time, billing, now);
-                        *rep.deadline.entry(st.as_str()).or_default() += 1;
-                        if st != Deadline::OnTime && rep.late.len() < MAX_LATE_KEPT {
-                            rep.late.push((
-                                line,
-                                rec.metering_sn.clone(),
-                                rec.end_time.clone(),
-                                st,
-                            ));
-                        }
-                        chunk.push((line, rec));
-                        if chunk.len() == CHUNK {
-                            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                            if chunks.send(full).is_err() {
-                                // The stager stopped on an error: joined below.
-                                return Ok(());
-                            }
-                        }
-                    }
-                    let _ = chunks.send(chunk);
-                    Ok(())
-                })();
+                let read = read_chunks(reader, file_label, now, billing, &mut rep, &chunks);
                 drop(chunks);
                 let staged = stager
                     .join()
@@ -246,6 +204,54 @@ impl Journal {
     }
 }
 
+/// Reads and checks every line, counting what it finds in `rep`, and hands the good ones
+/// to `chunks` [`CHUNK`] at a time. Stops early, without an error, when the stager has
+/// stopped (its error is the import's).
+fn read_chunks<R: BufRead>(
+    reader: &mut RecordReader<R>,
+    file_label: &str,
+    now: DateTime<Utc>,
+    billing: Billing,
+    rep: &mut ImportReport,
+    chunks: &std::sync::mpsc::SyncSender<Chunk>,
+) -> Result<()> {
+    let mut chunk: Chunk = Vec::with_capacity(CHUNK);
+    while let Some(item) = reader
+        .next_record()
+        .map_err(|e| CsmError::io(file_label, e))?
+    {
+        let (line, raw) = match item {
+            Ok(x) => x,
+            Err(e) => {
+                rep.push_error(e);
+                continue;
+            }
+        };
+        let rec = match record::validate(&raw, now) {
+            Ok(r) => r,
+            Err(message) => {
+                rep.push_error(LineError { line, message });
+                continue;
+            }
+        };
+        let st = record::deadline_status(&rec.end_time, billing, now);
+        *rep.deadline.entry(st.as_str()).or_default() += 1;
+        if st != Deadline::OnTime && rep.late.len() < MAX_LATE_KEPT {
+            rep.late
+                .push((line, rec.metering_sn.clone(), rec.end_time.clone(), st));
+        }
+        chunk.push((line, rec));
+        if chunk.len() == CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            if chunks.send(full).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    let _ = chunks.send(chunk);
+    Ok(())
+}
+
 /// The staging table for this journal. PostgreSQL: its text columns in the collation of
 /// `records.metering_sn`, which the rows are sorted by and compared with: byte order in
 /// journals made since the key columns compare bytes, the database's default in older ones
@@ -270,13 +276,13 @@ pub(super) fn stage_table(db: &mut Db) -> std::result::Result<String, DbError> {
     })
 }
 
-/// Stages the rows of `chunk` (emptied); how many.
-fn stage_chunk(db: &mut Db, cx: &Ctx, chunk: &mut Chunk) -> Result<u64> {
+/// Stages the rows of `chunk`; how many.
+fn stage_chunk(db: &mut Db, cx: &Ctx, chunk: Chunk) -> Result<u64> {
     if chunk.is_empty() {
         return Ok(0);
     }
     let mut params: Vec<Val> = Vec::with_capacity(chunk.len() * 9);
-    for (line, rec) in chunk.drain(..) {
+    for (line, rec) in chunk {
         params.extend([
             Val::from(line as i64),
             rec.metering_sn.into(),

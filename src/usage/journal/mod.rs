@@ -420,9 +420,10 @@ impl Journal {
         }
     }
 
-    /// PostgreSQL: these records are this process's to give back again (their outcomes,
-    /// handed to a [`Journal::second_writer`], were not stored).
-    pub fn held_again(&mut self, ids: &[i64]) {
+    /// PostgreSQL: these records are under this process's lease, for
+    /// [`Journal::release_leases`] to give back: claimed here, or handed with their outcomes
+    /// to a [`Journal::second_writer`] that did not store them.
+    pub fn hold(&mut self, ids: impl IntoIterator<Item = i64>) {
         if let Some(l) = &mut self.lease {
             l.held.extend(ids);
         }

@@ -121,7 +121,7 @@ impl Journal {
             Ok((Some((last, attempt)), true))
         })?;
         if let Some((_, a)) = &taken {
-            self.hold(&a.sent);
+            self.hold(a.sent.iter().map(|s| s.id));
         }
         Ok(taken)
     }
@@ -170,7 +170,7 @@ impl Journal {
             let a = journal_attempt(db, &lease, rows, attempt, now, refusal).map_err(serr)?;
             Ok((a, true))
         })?;
-        self.hold(&a.sent);
+        self.hold(a.sent.iter().map(|s| s.id));
         Ok(a)
     }
 
@@ -206,13 +206,6 @@ impl Journal {
                 Some(l.owner.as_str().into()),
             ),
             None => (" AND state = 'sent'".into(), None),
-        }
-    }
-
-    /// PostgreSQL: these records are now under this process's lease.
-    fn hold(&mut self, sent: &[Stored]) {
-        if let Some(l) = &mut self.lease {
-            l.held.extend(sent.iter().map(|s| s.id));
         }
     }
 
