@@ -884,18 +884,20 @@ impl Handler for Merchant {
         };
         let mut body = Map::new();
         body.insert("resultCode".into(), Value::from(code));
-        body.insert("resultMsg".into(), Value::from(msg.clone()));
+        body.insert("resultMsg".into(), Value::from(msg));
         body.extend(extra);
         let bytes = Value::Object(body).to_string().into_bytes();
-        let mut resp = Response::json(200, bytes.clone());
         // Every reply is signed (V1 requires it; on V2 it is harmless and checked when present).
-        if let Some(key) = key {
-            let signed: Vec<u8> = if self.has(Fault::BadBodySign) {
-                [bytes.as_slice(), b" "].concat()
+        let body_sign = key.map(|key| {
+            let sig = if self.has(Fault::BadBodySign) {
+                v1::body_sign(key, &[bytes.as_slice(), b" "].concat())
             } else {
-                bytes
+                v1::body_sign(key, &bytes)
             };
-            let value = v1::body_sign_header_value(&v1::body_sign(key, &signed));
+            v1::body_sign_header_value(&sig)
+        });
+        let mut resp = Response::json(200, bytes);
+        if let Some(value) = body_sign {
             let name = if self.has(Fault::BodySignCase) {
                 "body-sign"
             } else {
