@@ -103,12 +103,15 @@ pub fn canonical_body(fields: &Map<String, Value>) -> String {
 }
 
 fn with_query(url: &Url, pairs: &[(String, String)]) -> String {
-    let mut s = url.as_str().to_string();
     if pairs.is_empty() {
-        return s;
+        return url.as_str().to_string();
     }
+    // Room for the pairs as they are; escapes may still grow it.
+    let room: usize = pairs.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+    let mut s = String::with_capacity(url.as_str().len() + room);
+    s.push_str(url.as_str());
     s.push(if url.query().is_some() { '&' } else { '?' });
-    s.push_str(&v1::encode_query(pairs));
+    v1::push_query(&mut s, pairs);
     s
 }
 

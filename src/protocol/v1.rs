@@ -100,6 +100,12 @@ pub fn query_pairs(
 
 pub fn encode_query(params: &[(String, String)]) -> String {
     let mut out = String::new();
+    push_query(&mut out, params);
+    out
+}
+
+/// Appends [`encode_query`]'s text to `out` (a URL being built).
+pub fn push_query(out: &mut String, params: &[(String, String)]) {
     for (i, (n, v)) in params.iter().enumerate() {
         if i > 0 {
             out.push('&');
@@ -108,7 +114,6 @@ pub fn encode_query(params: &[(String, String)]) -> String {
         out.push('=');
         out.extend(encoded(v));
     }
-    out
 }
 
 /// The GET string to sign: every parameter but `authToken`, sorted by name (Java order,
