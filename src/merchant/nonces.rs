@@ -16,6 +16,7 @@ pub struct Nonces {
     keys: (RandomState, RandomState),
 }
 
+#[derive(Default)]
 struct Shard {
     /// A keyed 128-bit digest of each nonce rather than the nonce: 16 bytes a request however
     /// long the nonce, and nothing allocated for it. At 30,000 requests a second a 60 s window
@@ -28,18 +29,10 @@ struct Shard {
 
 const SHARDS: usize = 64;
 
-/// Room for this many nonces from the start, about a minute at 17,000 requests a second
-/// (the pages are only taken as they fill), so a load test's first minute grows nothing.
-const ROOM: usize = 1 << 20;
-
 impl Default for Nonces {
     fn default() -> Self {
-        let shard = || Shard {
-            seen: HashSet::with_capacity(ROOM / SHARDS),
-            order: VecDeque::with_capacity(ROOM / SHARDS),
-        };
         Nonces {
-            shards: (0..SHARDS).map(|_| shard()).collect(),
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             keys: Default::default(),
         }
     }
