@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 pub struct Nonces {
     /// Chosen by the digest. A full table grows by rehashing everything it holds at once,
     /// and every reply waits meanwhile: one table of a million nonces stalled the merchant
-    /// for hundreds of milliseconds under load; a shard is a sixty-fourth of that.
+    /// for 100 ms and more under load; a shard is a sixty-fourth of that.
     shards: Vec<Shard>,
     /// The digest's two halves: keys drawn at random when the merchant starts.
     keys: (RandomState, RandomState),
