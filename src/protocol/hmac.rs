@@ -4,28 +4,13 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use std::cell::RefCell;
 use subtle::ConstantTimeEq;
 
 pub type HmacSha256 = Hmac<Sha256>;
 
-thread_local! {
-    /// The HMAC state right after keying, for the key this thread used last. A process signs
-    /// with one key or a few, and keying hashes two blocks of the five to seven a callback's
-    /// HMAC takes: `csm load` and the merchant under it key three HMACs per request.
-    static KEYED: RefCell<Option<(Vec<u8>, HmacSha256)>> = const { RefCell::new(None) };
-}
-
 /// The MAC of `msg` under `key`, not yet finalised: a check calls `verify_slice` on it.
 pub fn mac(key: &[u8], msg: &[u8]) -> HmacSha256 {
-    let mut mac = KEYED.with_borrow_mut(|last| match last {
-        Some((k, keyed)) if k.as_slice() == key => keyed.clone(),
-        _ => {
-            let keyed = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
-            *last = Some((key.to_vec(), keyed.clone()));
-            keyed
-        }
-    });
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(msg);
     mac
 }
@@ -114,22 +99,6 @@ pub fn b64_eq(expected: &str, received: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_mac_uses_the_key_it_is_given_whichever_was_used_before() {
-        // RFC 4231, test case 2.
-        let want = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
-        let msg = b"what do ya want for nothing?";
-        let fresh = |key: &[u8]| {
-            let mut m = HmacSha256::new_from_slice(key).unwrap();
-            m.update(msg);
-            to_hex(&m.finalize().into_bytes())
-        };
-        for key in [&b"Jefe"[..], b"other", b"Jefe", b"Jef", b"Jefe", b""] {
-            assert_eq!(to_hex(&hmac_sha256(key, msg)), fresh(key), "{key:?}");
-        }
-        assert_eq!(to_hex(&hmac_sha256(b"Jefe", msg)), want);
-    }
 
     #[test]
     fn hex_is_two_digits_per_byte_in_either_case() {
