@@ -103,13 +103,10 @@ pub fn canonical_body(fields: &Map<String, Value>) -> String {
 }
 
 fn with_query(url: &Url, pairs: &[(String, String)]) -> String {
+    let mut s = url.as_str().to_string();
     if pairs.is_empty() {
-        return url.as_str().to_string();
+        return s;
     }
-    // Room for the pairs as they are; escapes may still grow it.
-    let room: usize = pairs.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
-    let mut s = String::with_capacity(url.as_str().len() + room);
-    s.push_str(url.as_str());
     s.push(if url.query().is_some() { '&' } else { '?' });
     v1::push_query(&mut s, pairs);
     s
