@@ -210,6 +210,7 @@ fn a_404_stops_the_run_and_a_408_counts_as_maybe_delivered() {
     let o = upload_to(&env, fs, &answering(404, 1));
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(3), "{out} {err}");
+    assert!(err.contains("--endpoint"), "{err}");
     assert_eq!(
         count(
             &env.journal,
