@@ -12,6 +12,7 @@
 //! `/produce`), Kit V2 at `/produceAPI/v2/<name>`, Kit V1 at `/produceAPI/<name>`; the app
 //! side of a joint-operation login under `/sso/` ([`sso`]).
 
+mod instances;
 mod nonces;
 pub mod record;
 pub mod sso;

@@ -1,15 +1,15 @@
 //! The reference merchant's state: instances, license codes and Kit records, in a SQLite
 //! file with `--state` (shared with the usage journal's database), else in bounded memory.
 
+use super::instances::{Instances, View};
 use crate::error::{CsmError, Result};
 use ahash::AHashMap as HashMap;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::borrow::{Borrow, Cow};
+use std::borrow::Borrow;
 use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 use std::hash::Hash;
 use std::path::Path;
-use std::sync::Arc;
 
 /// What the merchant keeps between callbacks. In a state file ([`FileStore`], with
 /// `--state`) or in memory ([`MemoryStore`], bounded); both answer the same way, as the tests
@@ -221,11 +221,7 @@ impl Store for FileStore {
 /// newInstance writes a row: hash maps keep that to a hash insert, where an in-memory SQLite
 /// database spent more on one insert than the whole rest of the reply.
 pub struct MemoryStore {
-    /// Instances by id. The id and the order key are each allocated once and shared by the
-    /// row, the age queue and the order index.
-    instances: Aged<Arc<str>, Row>,
-    /// Instance ids per order key, oldest first (as the state file's `ORDER BY rowid`).
-    orders: HashMap<Arc<str>, Ids>,
+    instances: Instances,
     /// Status and expiry per license code.
     licenses: Aged<String, (String, Option<String>)>,
     /// Kit records by (kind, id). Their data is written, never read back: only kept here.
@@ -235,133 +231,43 @@ pub struct MemoryStore {
 impl MemoryStore {
     pub fn new(cap: usize) -> MemoryStore {
         MemoryStore {
-            // Every accepted newInstance under load writes these two: room for twice the
-            // bound. A full table forgets a row for each one it takes in, and each removal
-            // leaves a tombstone; at 3/4 full, hashbrown would rebuild the table in place
-            // every few thousand inserts.
-            instances: Aged::with_room(cap),
-            orders: HashMap::with_capacity(2 * cap),
+            instances: Instances::new(cap),
             licenses: Aged::new(cap),
             kit: Aged::new(cap),
         }
     }
-
-    /// Forgets that instance `id` belongs to its order.
-    fn unlink(&mut self, id: &str, row: &Row) {
-        if let Entry::Occupied(mut ids) = self.orders.entry(Arc::clone(&row.order_key)) {
-            if ids.get_mut().remove(id) {
-                ids.remove();
-            }
-        }
-    }
-
-    fn instance_at(&self, id: &str) -> Option<Instance> {
-        let (id, (_, row)) = self.instances.rows.get_key_value(id)?;
-        Some(Instance {
-            instance_id: id.to_string(),
-            order_key: row.order_key.to_string(),
-            status: row.status.to_string(),
-            expire_time: row.expire_time.clone(),
-        })
-    }
 }
 
-/// The statuses the merchant gives instances: held without an allocation each.
-const STATUSES: [&str; 4] = ["ACTIVE", "FROZEN", "EXPIRED", "RELEASED"];
-
-/// An order's instances, oldest first. Nearly every order has one, held without a queue
-/// (nothing allocated for it); one with many (the not-idempotent fault, a fixed orderId)
-/// loses them from the front without a scan.
-enum Ids {
-    One(Arc<str>),
-    Many(VecDeque<Arc<str>>),
-}
-
-impl Ids {
-    fn front(&self) -> Option<&Arc<str>> {
-        match self {
-            Ids::One(id) => Some(id),
-            Ids::Many(ids) => ids.front(),
-        }
+fn owned(v: View) -> Instance {
+    Instance {
+        instance_id: v.id.to_string(),
+        order_key: v.order_key.to_string(),
+        status: v.status.to_string(),
+        expire_time: v.expire_time.map(str::to_string),
     }
-
-    fn push_back(&mut self, id: Arc<str>) {
-        match self {
-            Ids::One(first) => *self = Ids::Many(VecDeque::from([Arc::clone(first), id])),
-            Ids::Many(ids) => ids.push_back(id),
-        }
-    }
-
-    /// Forgets `id`; true when no instance is left.
-    fn remove(&mut self, id: &str) -> bool {
-        match self {
-            Ids::One(only) => **only == *id,
-            Ids::Many(ids) => {
-                if ids.front().is_some_and(|i| **i == *id) {
-                    ids.pop_front();
-                } else {
-                    ids.retain(|i| **i != *id);
-                }
-                ids.is_empty()
-            }
-        }
-    }
-}
-
-/// An instance as [`MemoryStore`] holds it, under its id.
-struct Row {
-    order_key: Arc<str>,
-    status: Cow<'static, str>,
-    expire_time: Option<String>,
 }
 
 impl Store for MemoryStore {
     fn by_order(&self, order_key: &str) -> Result<Option<Instance>> {
-        let first = self.orders.get(order_key).and_then(|ids| ids.front());
-        Ok(first.and_then(|id| self.instance_at(id)))
+        Ok(self.instances.first_of_order(order_key).map(owned))
     }
 
     fn instance(&self, id: &str) -> Result<Option<Instance>> {
-        Ok(self.instance_at(id))
+        Ok(self.instances.get(id).map(owned))
     }
 
     fn insert_instance(&mut self, id: &str, order_key: &str) -> Result<()> {
-        let id: Arc<str> = id.into();
-        let order_key = match self.orders.get_key_value(order_key) {
-            Some((k, _)) => Arc::clone(k),
-            None => order_key.into(),
-        };
-        let row = Row {
-            order_key: Arc::clone(&order_key),
-            status: Cow::Borrowed("ACTIVE"),
-            expire_time: None,
-        };
-        for (gone_id, gone) in self.instances.insert(Arc::clone(&id), row) {
-            self.unlink(&gone_id, &gone);
-        }
-        match self.orders.entry(order_key) {
-            Entry::Occupied(mut ids) => ids.get_mut().push_back(id),
-            Entry::Vacant(v) => {
-                v.insert(Ids::One(id));
-            }
-        }
+        self.instances.insert(id, order_key);
         Ok(())
     }
 
     fn set_status(&mut self, id: &str, status: &str) -> Result<()> {
-        if let Some(inst) = self.instances.write(id) {
-            inst.status = match STATUSES.iter().find(|s| **s == status) {
-                Some(known) => Cow::Borrowed(known),
-                None => Cow::Owned(status.to_string()),
-            };
-        }
+        self.instances.set_status(id, status);
         Ok(())
     }
 
     fn set_expiry(&mut self, id: &str, expire_time: &str) -> Result<()> {
-        if let Some(inst) = self.instances.write(id) {
-            inst.expire_time = Some(expire_time.to_string());
-        }
+        self.instances.set_expiry(id, expire_time);
         Ok(())
     }
 
@@ -415,14 +321,6 @@ impl<K: Eq + Hash + Clone, V> Aged<K, V> {
             ages: VecDeque::new(),
             next: 0,
             cap,
-        }
-    }
-
-    /// A table with room for twice its bound from the start (see [`MemoryStore::new`]).
-    fn with_room(cap: usize) -> Aged<K, V> {
-        Aged {
-            rows: HashMap::with_capacity(2 * cap),
-            ..Aged::new(cap)
         }
     }
 
@@ -597,7 +495,7 @@ mod tests {
         assert_eq!(s.licenses.len(), 100);
         assert_eq!(s.kit.len(), 100);
         // A forgotten instance leaves no order behind it.
-        assert_eq!(s.orders.len(), 100);
+        assert_eq!(s.instances.orders(), 100);
         assert!(s.instance("i899").unwrap().is_none());
         assert!(s.by_order("o899").unwrap().is_none());
         assert_eq!(s.by_order("o999").unwrap().unwrap().instance_id, "i999");
