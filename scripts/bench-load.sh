@@ -9,8 +9,8 @@
 #      A third column: csm load signing with a key the merchant does not hold, so its
 #      requests are refused at the signature check like wrk's, but only after the merchant
 #      tried the signature over the raw body and its two re-serialisations (spec decision 2).
-#      Under each round, how busy the merchant's core was in each run: near 100%, the
-#      merchant sets that column's rate, not the client.
+#      Under each round, how busy the merchant's core and the client's were in each run:
+#      the one near 100% sets that column's rate.
 #   2. fixed rate: `csm load --rate R` at half csm's median ceiling; achieved/target (goal:
 #      within 1%), with the corrected p99 beside it.
 # Pinning: with 2 or more cores (and taskset), the merchant runs on core 0 and the load
@@ -106,7 +106,7 @@ EOF
 load() { # FILE FIELD ARGS...
   local file=$1 field=$2
   shift 2
-  "${CLIENT_CPU[@]}" "$CSM" --json load --endpoint "$URL" --key-file "$WORK/${KEY:-key}" \
+  client "${CLIENT_CPU[@]}" "$CSM" --json load --endpoint "$URL" --key-file "$WORK/${KEY:-key}" \
     --activity newInstance --connections "$CONNS" "$@" > "$file" || true
   python3 -c 'import json, sys
 r = json.load(open(sys.argv[1]))
@@ -114,6 +114,18 @@ for k in sys.argv[2].split("."):
     r = r[k]
 print(r)' "$file" "$field"
 }
+
+# Runs a client, its CPU seconds (user + system) into $CPU_FILE.
+CPU_FILE=$WORK/client.cpu
+client() {
+  python3 -c 'import resource, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write(str(r.ru_utime + r.ru_stime))
+sys.exit(code)' "$CPU_FILE" "$@"
+}
+# How busy the client's core was over SECS.
+client_busy() { python3 -c "print(round(100 * $(cat "$CPU_FILE") / $SECS))"; }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
@@ -124,19 +136,23 @@ CSMR=()
 REFUSED=()
 for round in $(seq "$ROUNDS"); do
   t=$(ticks)
-  "${CLIENT_CPU[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$WORK/post.lua" "$URL" > "$WORK/wrk-$round"
+  client "${CLIENT_CPU[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$WORK/post.lua" "$URL" > "$WORK/wrk-$round"
   bw=$(busy "$t")
+  cw=$(client_busy)
   w=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/wrk-$round")
   t=$(ticks)
   c=$(load "$WORK/csm-$round.json" rate_achieved --rate max --duration "${SECS}s")
   bc=$(busy "$t")
+  cc=$(client_busy)
   failed=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["failed"])' "$WORK/csm-$round.json")
   t=$(ticks)
   x=$(KEY=other.key load "$WORK/refused-$round.json" rate_achieved --rate max --duration "${SECS}s")
   bx=$(busy "$t")
+  cx=$(client_busy)
   printf 'round %s: wrk %8.0f req/s   csm load %8.0f req/s (failed %s)   csm load, refused %8.0f req/s\n' \
     "$round" "$w" "$c" "$failed" "$x"
-  printf '         merchant busy: %s%%, %s%%, %s%%\n' "$bw" "$bc" "$bx"
+  printf '         merchant busy: %s%%, %s%%, %s%%   client busy: %s%%, %s%%, %s%%\n' \
+    "$bw" "$bc" "$bx" "$cw" "$cc" "$cx"
   WRK+=("$w")
   CSMR+=("$c")
   REFUSED+=("$x")
