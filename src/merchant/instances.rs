@@ -69,10 +69,14 @@ pub struct View<'a> {
 impl Instances {
     pub fn new(cap: usize) -> Instances {
         Instances {
-            rows: Vec::new(),
+            // Room for the bound from the start: growing a table rehashes every row it holds
+            // (reading each row's hash back from the vector) and growing the vector copies
+            // them all, while no reply goes out. Memory the rows have not reached yet is
+            // reserved, not used: the idle merchant's RSS does not change.
+            rows: Vec::with_capacity(cap + 1),
             free: Vec::new(),
-            by_id: HashTable::new(),
-            by_order: HashTable::new(),
+            by_id: HashTable::with_capacity(cap + 1),
+            by_order: HashTable::with_capacity(cap + 1),
             hasher: RandomState::new(),
             oldest: NONE,
             newest: NONE,
