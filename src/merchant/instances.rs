@@ -284,11 +284,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The same table written plainly: rows in write order, each with the number of its
-    /// creation.
+    /// A row of the model: id, order key, status, expiry, and the number of its creation.
+    type ModelRow = (String, String, String, Option<String>, u64);
+
+    /// The same table written plainly: rows in write order.
     #[derive(Default)]
     struct Model {
-        rows: Vec<(String, String, String, Option<String>, u64)>,
+        rows: Vec<ModelRow>,
         created: u64,
     }
 
@@ -309,11 +311,7 @@ mod tests {
             }
         }
 
-        fn write(
-            &mut self,
-            id: &str,
-            f: impl FnOnce(&mut (String, String, String, Option<String>, u64)),
-        ) {
+        fn write(&mut self, id: &str, f: impl FnOnce(&mut ModelRow)) {
             if let Some(k) = self.pos(id) {
                 let mut row = self.rows.remove(k);
                 f(&mut row);
