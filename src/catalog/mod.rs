@@ -925,11 +925,11 @@ impl Protocol {
 /// Finds a callback by name for a protocol. Names shared by V1 and V2 (newInstance,
 /// tenantSync, ...) resolve by protocol; License and orderNotify exist only in V2 form.
 pub fn find(name: &str, protocol: Protocol) -> Option<&'static Callback> {
-    let all: Vec<&Callback> = CATALOG.iter().filter(|c| c.name == name).collect();
-    all.iter()
+    let mut named = CATALOG.iter().filter(|c| c.name == name);
+    let first = named.clone().next();
+    named
         .find(|c| c.family.is_v1() == (protocol == Protocol::V1))
-        .or_else(|| all.first())
-        .copied()
+        .or(first)
 }
 
 /// All names, for error messages.

@@ -887,7 +887,7 @@ impl Handler for Merchant {
         body.insert("resultCode".into(), Value::from(code));
         body.insert("resultMsg".into(), Value::from(msg));
         body.extend(extra);
-        let bytes = Value::Object(body).to_string().into_bytes();
+        let bytes = serde_json::to_vec(&body).expect("a JSON map always serialises");
         // Every reply is signed (V1 requires it; on V2 it is harmless and checked when present).
         let body_sign = key.map(|key| {
             let sig = if self.has(Fault::BadBodySign) {
