@@ -124,6 +124,19 @@ pub fn find_key(role: KeyRole, flag: Option<&Path>, profile: &Profile) -> Result
     Ok(None)
 }
 
+/// The access key id of the APIG-signed open APIs: `--ak` (or `CSM_AK`), else the profile's.
+/// Given nowhere, it is a configuration error, as a missing secret key is.
+pub fn require_ak(flag: Option<&str>, profile: &Profile) -> Result<String> {
+    flag.map(str::to_string)
+        .or_else(|| profile.ak.clone())
+        .ok_or_else(|| {
+            CsmError::Config(
+                "--ak: no access key id given (pass --ak AK, set CSM_AK, or name it in a profile with `csm init`)"
+                    .into(),
+            )
+        })
+}
+
 /// Like [`find_key`], but a missing key is a configuration error (as a missing key file is)
 /// that names the flag and the variable.
 pub fn require_key(role: KeyRole, flag: Option<&Path>, profile: &Profile) -> Result<Secret> {

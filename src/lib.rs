@@ -27,18 +27,22 @@ pub mod usage;
 use cli::{Cli, Command};
 use error::{Exit, Result};
 
-pub fn run(cli: Cli) -> Result<Exit> {
-    let g = &cli.global;
-    // `--json` is never ignored: commands with nothing to say in JSON refuse it.
-    let no_json = match &cli.command {
+/// Why a command has nothing to say in JSON (it refuses `--json`), or None.
+pub fn no_json(command: &Command) -> Option<&'static str> {
+    match command {
         Command::Completions(_) => Some("completions prints a shell script"),
         Command::Man(_) => Some("man writes manual pages"),
         Command::Init(_) => {
             Some("init asks questions and writes a profile (see `csm --json profile show`)")
         }
         _ => None,
-    };
-    if let (true, Some(why)) = (g.json, no_json) {
+    }
+}
+
+pub fn run(cli: Cli) -> Result<Exit> {
+    let g = &cli.global;
+    // `--json` is never ignored: commands with nothing to say in JSON refuse it.
+    if let (true, Some(why)) = (g.json, no_json(&cli.command)) {
         return Err(error::CsmError::usage(format!(
             "--json: not for this command ({why})"
         )));

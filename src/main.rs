@@ -6,10 +6,14 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = csm::cli::Cli::parse();
+    let json = cli.global.json && csm::no_json(&cli.command).is_none();
     match csm::run(cli) {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(err) => {
             csm::output::print_error(&err);
+            if json {
+                csm::output::print_json_error(&err);
+            }
             ExitCode::from(err.exit().code())
         }
     }

@@ -12,6 +12,7 @@ macro_rules! say {
 
 use crate::error::CsmError;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// `csm: error: <message>` on stderr, then the hint the error carries, if any: a hint is
 /// attached where the fix is known, never guessed from the message.
@@ -23,8 +24,26 @@ pub fn print_error(err: &CsmError) {
     }
 }
 
+/// Whether a command wrote its JSON report: one that failed before it did gets an error
+/// object instead, so `--json` output is never empty.
+static JSON_WRITTEN: AtomicBool = AtomicBool::new(false);
+
+/// With `--json`, a command that ended in `err` before writing its report: `{"error",
+/// "hint", "exit_code"}` on stdout (the error line still goes to stderr).
+pub fn print_json_error(err: &CsmError) {
+    if JSON_WRITTEN.load(Ordering::Relaxed) {
+        return;
+    }
+    print_json(&serde_json::json!({
+        "error": err.to_string(),
+        "hint": err.hint(),
+        "exit_code": err.exit().code(),
+    }));
+}
+
 /// Writes a JSON value and a newline to stdout. A closed pipe is not an error.
 pub fn print_json(value: &serde_json::Value) {
+    JSON_WRITTEN.store(true, Ordering::Relaxed);
     let mut out = std::io::stdout().lock();
     let _ = serde_json::to_writer_pretty(&mut out, value);
     let _ = writeln!(out);

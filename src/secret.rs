@@ -31,8 +31,9 @@ impl fmt::Display for Secret {
     }
 }
 
-/// Reads a key file: its content without one trailing newline. `-` reads standard input.
-/// `what` names the flag in error messages, e.g. `--key-file`.
+/// Reads a key file: its content without one trailing newline, and without the byte order
+/// mark Windows editors (Notepad) put before UTF-8 text: both belong to the file, not to the
+/// key. `-` reads standard input. `what` names the flag in error messages, e.g. `--key-file`.
 pub fn read_key_file(path: &Path, what: &str) -> Result<Secret> {
     let bytes = crate::files::read_limited(path, crate::files::KEY_LIMIT, what)?;
     let raw = String::from_utf8(bytes).map_err(|_| {
@@ -41,10 +42,11 @@ pub fn read_key_file(path: &Path, what: &str) -> Result<Secret> {
             path.display()
         ))
     })?;
+    let raw = raw.strip_prefix('\u{feff}').unwrap_or(&raw);
     let key = raw
         .strip_suffix("\r\n")
         .or_else(|| raw.strip_suffix('\n'))
-        .unwrap_or(&raw);
+        .unwrap_or(raw);
     if key.trim().is_empty() {
         return Err(CsmError::usage(format!(
             "{what} {}: the key file is empty (it must hold the access key)",
@@ -103,6 +105,9 @@ mod tests {
         std::fs::write(&p, "\n").unwrap();
         let err = read_key_file(&p, "--key-file").unwrap_err().to_string();
         assert!(err.contains("empty"), "{err}");
+        // A byte order mark is the file's, not the key's.
+        std::fs::write(&p, "\u{feff}key-1\r\n").unwrap();
+        assert_eq!(read_key_file(&p, "--key-file").unwrap().expose(), "key-1");
         // Kept as it is, with a warning (stray_whitespace below).
         std::fs::write(&p, "key-1 \n").unwrap();
         assert_eq!(read_key_file(&p, "--key-file").unwrap().expose(), "key-1 ");

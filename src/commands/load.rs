@@ -27,6 +27,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
+// How much to send: one or both, so that a missing amount names both flags.
+#[command(group(clap::ArgGroup::new("amount").args(["duration", "requests"]).required(true).multiple(true)))]
 #[command(after_help = "Examples:
   csm load --endpoint http://127.0.0.1:8088/produce --key-file basic.key --rate 200 --duration 30s
   csm load --endpoint URL --key-file basic.key --rate 500 --requests 10000 \\
@@ -56,7 +58,7 @@ pub struct LoadArgs {
     #[arg(long, value_name = "N|max", value_parser = parse_rate)]
     pub rate: Rate,
     /// How long to send, e.g. 30s or 10m (1 ms to 24 h).
-    #[arg(long, value_name = "DURATION", required_unless_present = "requests",
+    #[arg(long, value_name = "DURATION",
           value_parser = crate::duration::flag(Bare::Secs, Duration::from_millis(1), Duration::from_secs(86_400)))]
     pub duration: Option<Duration>,
     /// How many requests to send (1 to 100,000,000); with --duration, whichever ends first.

@@ -263,11 +263,7 @@ pub struct ApigRequest {
 }
 
 pub fn apig_request(inputs: &SignInputs, profile: &Profile) -> Result<ApigRequest> {
-    let ak = inputs
-        .ak
-        .clone()
-        .or_else(|| profile.ak.clone())
-        .ok_or_else(|| CsmError::usage("--ak: required for apig (or set CSM_AK)"))?;
+    let ak = crate::config::require_ak(inputs.ak.as_deref(), profile)?;
     let url = inputs
         .url
         .clone()

@@ -164,6 +164,13 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
             crate::duration::show(a.grace)
         );
     }
+    // Made by the seller, not by the agent: a mistyped path would otherwise be watched in vain.
+    if let Some(dir) = a.spool.as_ref().filter(|d| !d.is_dir()) {
+        return Err(CsmError::Config(format!(
+            "--spool {}: no such directory (create it first; the agent makes only its done/ and failed/)",
+            dir.display()
+        )));
+    }
     // The key, the destination and production's confirmation, exactly as `usage upload`.
     let cfg = send_config(g, &a.conn)?;
     let journal_path = a.journal.path();

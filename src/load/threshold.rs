@@ -59,10 +59,10 @@ impl fmt::Display for Threshold {
 }
 
 const FORMS: &str =
-    "expected METRIC OP VALUE: p50|p90|p99|p999|max with a duration (p99<800ms), errors with a percentage or fraction (errors<0.1%), rate with a fraction or percentage of the target (rate>=0.98)";
+    "expected METRIC OP VALUE: p50|p90|p99|p999|max with a duration (p99<800ms), errors with a percentage (errors<0.1%), rate with a fraction or percentage of the target (rate>=0.98)";
 
 /// A share of the requests or of the target rate: a percentage, or a bare fraction up to 1
-/// (`errors<5` would always pass: 5 is not read as 5%).
+/// (`rate>=98` would always fail: 98 is not read as 98%).
 fn fraction(s: &str, expr: &str) -> Result<f64, String> {
     let (num, scale) = match s.strip_suffix('%') {
         Some(n) => (n.trim(), 100.0),
@@ -142,6 +142,12 @@ pub fn parse(expr: &str) -> Result<Threshold, String> {
     };
     let limit = match metric {
         Metric::Latency(_) => millis(value, expr)?,
+        // `errors<0.1` reads as 0.1% to some and as 10% to others: the unit is written out.
+        Metric::Errors if !value.ends_with('%') && value.parse::<f64>().is_ok() => {
+            return Err(format!(
+                "--threshold {expr:?}: errors takes a percentage: write {value}% if that is meant (a bare number reads as a percentage to some and as a fraction to others)"
+            ))
+        }
         Metric::Errors | Metric::Rate => fraction(value, expr)?,
     };
     Ok(Threshold {
@@ -152,9 +158,12 @@ pub fn parse(expr: &str) -> Result<Threshold, String> {
     })
 }
 
-/// clap value parser.
+/// clap value parser. clap's message already names the flag and the value.
 pub fn flag(s: &str) -> Result<Threshold, String> {
-    parse(s)
+    parse(s).map_err(|e| match e.strip_prefix(&format!("--threshold {s:?}: ")) {
+        Some(why) => why.to_string(),
+        None => e,
+    })
 }
 
 impl Threshold {
@@ -184,8 +193,6 @@ mod tests {
         let t = parse("errors<0.1%").unwrap();
         assert_eq!(t.metric, Metric::Errors);
         assert!((t.limit - 0.001).abs() < 1e-12);
-        let t = parse("errors<0.02").unwrap();
-        assert!((t.limit - 0.02).abs() < 1e-12);
         let t = parse("rate>=0.98").unwrap();
         assert_eq!((t.metric, t.op), (Metric::Rate, Op::Ge));
         assert!((parse("rate>99%").unwrap().limit - 0.99).abs() < 1e-12);
@@ -216,6 +223,7 @@ mod tests {
             "latency<1s",
             "p99<",
             "errors<5",
+            "errors<0.1",
             "rate>=98",
             "errors<101%",
         ] {
@@ -223,7 +231,10 @@ mod tests {
             assert!(e.starts_with(&format!("--threshold {bad:?}")), "{bad}: {e}");
         }
         assert!(parse("p99<800").unwrap_err().contains("needs a unit"));
-        assert!(parse("errors<5")
+        assert!(parse("errors<0.1")
+            .unwrap_err()
+            .contains("errors takes a percentage: write 0.1% if that is meant"));
+        assert!(parse("rate>=5")
             .unwrap_err()
             .contains("write 5% for a percentage"));
         assert!(parse("rate>=1").is_ok());

@@ -1067,7 +1067,14 @@ fn bad_input_is_one_line_with_a_usage_or_input_code() {
                 "{args:?}: {stderr}"
             );
         }
-        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        // Nothing on stdout, but with --json the error as an object.
+        // (The argument parser's own refusals end before csm runs: no object then.)
+        if args.contains(&"--json") && !stderr.starts_with("error:") {
+            let v: serde_json::Value = serde_json::from_str(&stdout).expect(&stdout);
+            assert_eq!(v["exit_code"], want, "{args:?}: {stdout}");
+        } else {
+            assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        }
     }
 }
 
@@ -1685,4 +1692,66 @@ fn json_is_refused_where_there_is_no_json_to_print() {
         assert!(stdout.is_empty());
         assert!(stderr.contains("--json: not for this command"), "{stderr}");
     }
+}
+
+#[test]
+fn with_json_a_failed_command_still_writes_an_object() {
+    let e = Env::new();
+    let (code, stdout, stderr) = out(e.csm().args([
+        "--json",
+        "send",
+        "newInstance",
+        "--endpoint",
+        "http://127.0.0.1:9/produce",
+        "--key-file",
+        "missing.key",
+    ]));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.starts_with("csm: error: --key-file missing.key"),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect(&stdout);
+    assert_eq!(v["exit_code"], 3);
+    assert!(v["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("--key-file missing.key"));
+    // A command that wrote its own report does not get a second object.
+    let (code, stdout, _) = out(e.csm().args([
+        "--json",
+        "test-endpoint",
+        "--endpoint",
+        "http://127.0.0.1:9/produce",
+        "--key-file",
+        "missing.key",
+    ]));
+    assert_eq!(code, 3);
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&stdout).is_ok(),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn an_access_key_id_given_nowhere_is_a_configuration_error() {
+    let e = Env::new();
+    e.write("sk", "sk-0000\n");
+    let (code, _, stderr) = out(e.csm().args([
+        "sign",
+        "apig",
+        "--sk-file",
+        "sk",
+        "--method",
+        "GET",
+        "--url",
+        "https://example.com/api/x",
+    ]));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains(
+            "--ak: no access key id given (pass --ak AK, set CSM_AK, or name it in a profile"
+        ),
+        "{stderr}"
+    );
 }

@@ -11,7 +11,11 @@ use std::time::Duration;
 /// the home and data dirs, where the default journal lives) pinned to `dir`, no colour, no
 /// standard input.
 pub fn csm(dir: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_csm"));
+    user(Command::new(env!("CARGO_BIN_EXE_csm")), dir)
+}
+
+/// Any command (a shell that runs `csm`, say) in the environment [`csm`] gives.
+pub fn user(mut c: Command, dir: &std::path::Path) -> Command {
     for (k, _) in std::env::vars_os() {
         let name = k.to_string_lossy().to_ascii_lowercase();
         // Proxies are a test's own choice too (set after this, where a test needs one).

@@ -645,8 +645,12 @@ fn the_cli_refuses_bad_arguments_before_any_request() {
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        // A key named nowhere is configuration (3); the rest are usage errors.
-        let want = if needle == "--sk-file" { 3 } else { 2 };
+        // A key (or key id) named nowhere is configuration (3); the rest are usage errors.
+        let want = if needle == "--sk-file" || needle == "--ak" {
+            3
+        } else {
+            2
+        };
         assert_eq!(out.status.code(), Some(want), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     }

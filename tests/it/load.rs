@@ -190,7 +190,7 @@ fn a_wrong_key_fails_every_request_and_the_errors_threshold() {
             "--requests",
             "20",
             "--threshold",
-            "errors<0.01",
+            "errors<1%",
         ])
         .output()
         .unwrap();
@@ -202,11 +202,8 @@ fn a_wrong_key_fails_every_request_and_the_errors_threshold() {
         ),
         "{out}"
     );
-    // The limit as applied beside the value: a bare 0.01 is a fraction, 1%.
-    let line = out
-        .lines()
-        .find(|l| l.contains("errors<0.01"))
-        .unwrap_or("");
+    // The limit as applied beside the value.
+    let line = out.lines().find(|l| l.contains("errors<1%")).unwrap_or("");
     assert!(
         line.contains("100.000% <  1.000%") && line.ends_with("FAIL"),
         "{out}"
@@ -314,14 +311,28 @@ fn usage_errors_name_the_flag_and_exit_2() {
     for (args, needle) in [
         (
             vec!["--rate", "10", "--requests", "5", "--threshold", "p99<800"],
-            "--threshold \"p99<800\"",
+            "invalid value 'p99<800' for '--threshold <EXPR>': \"800\" needs a unit",
+        ),
+        (
+            vec![
+                "--rate",
+                "10",
+                "--requests",
+                "5",
+                "--threshold",
+                "errors<0.1",
+            ],
+            "errors takes a percentage: write 0.1%",
         ),
         (
             vec!["--rate", "10", "--requests", "5", "--threshold", "p98<1s"],
             "unknown metric",
         ),
         (vec!["--rate", "fast", "--requests", "5"], "--rate"),
-        (vec!["--rate", "10"], "--duration"),
+        (
+            vec!["--rate", "10"],
+            "<--duration <DURATION>|--requests <N>>",
+        ),
         (
             vec![
                 "--rate",

@@ -15,6 +15,7 @@ mod license_cli;
 mod license_marketplace;
 mod license_props;
 mod load;
+mod readme;
 mod server;
 mod sso_merchant;
 mod sso_suite;

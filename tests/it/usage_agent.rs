@@ -64,6 +64,21 @@ fn derived_sn(inst: &str, begin: &str, end: &str) -> String {
 }
 
 #[test]
+fn a_missing_spool_is_an_error_and_is_not_created() {
+    let env = Env::new();
+    let market = env.market(&[]);
+    let typo = env.path("spoll");
+    let (o, _) = once(&env, NOW, &market.url, &["--spool", typo.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        text(&o).contains("spoll: no such directory (create it first"),
+        "{}",
+        text(&o)
+    );
+    assert!(!typo.exists());
+}
+
+#[test]
 fn spool_files_are_taken_in_whole_moved_and_a_redrop_counts_once() {
     let env = Env::new();
     let market = env.market(&[]);

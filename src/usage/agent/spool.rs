@@ -100,7 +100,7 @@ fn refusals(name: &str, r: Vec<Refusal>) -> Vec<String> {
 pub fn take_in(dir: &Path, shared: &Shared, now: DateTime<Utc>) -> Result<SpoolReport> {
     let done_dir = dir.join("done");
     let failed_dir = dir.join("failed");
-    for d in [dir, &done_dir, &failed_dir] {
+    for d in [&done_dir, &failed_dir] {
         std::fs::create_dir_all(d).map_err(|e| CsmError::io(d, e))?;
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
