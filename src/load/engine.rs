@@ -403,18 +403,43 @@ impl Shared {
     }
 }
 
-/// Sleeps until `at`, waking every 50 ms to notice Ctrl-C; false when told to stop.
-async fn wait_until(s: &Shared, at: Instant) -> bool {
-    loop {
-        if s.should_stop() {
-            return false;
+/// The pacing thread's shortest sleep: starts are at most this late (plus the OS's timer
+/// slack), and a high rate wakes the runtime at most this often.
+const PACE: Duration = Duration::from_micros(200);
+
+/// Hands over, as their intended starts come, how many requests are due, from an OS thread
+/// that sleeps until then. The runtime's timers tick each millisecond and fire up to 2 ms
+/// late, and every late start would count against the endpoint (latency runs from the
+/// intended start); a thread's sleep is late by tens of microseconds. One message carries
+/// every start that came while the thread slept, so a high rate wakes the runtime no more
+/// often than the thread wakes. The thread stops after the last request, on Ctrl-C or an
+/// abort (it looks every 50 ms), or when no one listens.
+fn pace(
+    s: Arc<Shared>,
+    sched: Schedule,
+    start: Instant,
+    total: u64,
+) -> tokio::sync::mpsc::UnboundedReceiver<u64> {
+    let (due, rx) = tokio::sync::mpsc::unbounded_channel();
+    let start = start.into_std();
+    std::thread::spawn(move || {
+        let mut next = 0;
+        while next < total && !s.should_stop() {
+            let now = std::time::Instant::now();
+            let at = start + sched.offset(next);
+            if at > now {
+                std::thread::sleep((at - now).clamp(PACE, Duration::from_millis(50)));
+                continue;
+            }
+            while next < total && start + sched.offset(next) <= now {
+                next += 1;
+            }
+            if due.send(next).is_err() {
+                return;
+            }
         }
-        let now = Instant::now();
-        if now >= at {
-            return true;
-        }
-        tokio::time::sleep_until(at.min(now + Duration::from_millis(50))).await;
-    }
+    });
+    rx
 }
 
 async fn progress(s: Arc<Shared>, start: Instant) {
@@ -505,20 +530,21 @@ async fn run_async(plan: Plan) -> Result<Outcome, String> {
                 Work::Mix(m) => Some(m.clone()),
                 Work::Lifecycle(_) => None,
             };
-            for i in 0..total {
-                let at = start + sched.offset(i);
-                if !wait_until(&s, at).await {
-                    break;
-                }
+            let mut due = pace(Arc::clone(&s), sched, start, total);
+            let mut i = 0;
+            while let Some(upto) = due.recv().await {
                 last_start = Instant::now();
-                s.started.fetch_add(1, Ordering::Relaxed);
-                let task = s.next_task(&mut mix);
-                let s2 = Arc::clone(&s);
-                tasks.spawn(async move {
-                    if let Some(next) = s2.one(task, at).await {
-                        lock(&s2.ready).push_back(next);
-                    }
-                });
+                for i in std::mem::replace(&mut i, upto)..upto {
+                    let at = start + sched.offset(i);
+                    s.started.fetch_add(1, Ordering::Relaxed);
+                    let task = s.next_task(&mut mix);
+                    let s2 = Arc::clone(&s);
+                    tasks.spawn(async move {
+                        if let Some(next) = s2.one(task, at).await {
+                            lock(&s2.ready).push_back(next);
+                        }
+                    });
+                }
                 // Reap the ended ones so the set stays small.
                 while tasks.try_join_next().is_some() {}
             }

@@ -180,11 +180,17 @@ impl Report {
             self.rate_achieved(),
             self.connections,
         );
-        out.push_str(&format!("  latency   {}\n", pct(&s.latency)));
-        out.push_str(&format!("  service   {}\n", pct(&s.service)));
+        // Times to a failure are no latencies a seller can read anything from.
+        if s.replies() == 0 {
+            out.push_str("  latency   none (no request was answered)\n");
+        } else {
+            out.push_str(&format!("  latency   {}\n", pct(&s.latency)));
+            out.push_str(&format!("  service   {}\n", pct(&s.service)));
+        }
         out.push_str(&format!("  HTTP      {}\n", counts(&s.by_http_status)));
         out.push_str(&format!("  result    {}\n", counts(&s.by_result_code)));
-        out.push_str(&format!("  errors    {}\n", strs(&s.errors)));
+        // Not "errors": that is the threshold's name for every failed request.
+        out.push_str(&format!("  no reply  {}\n", strs(&s.errors)));
         out.push_str(&format!("  rejected  {}\n", strs(&s.rejected)));
         if let Some((started, completed)) = self.orders {
             out.push_str(&format!(

@@ -457,7 +457,7 @@ impl<'a> Runner<'a> {
                 let mut calls: Vec<&str> = failed.iter().map(|(t, _)| t.as_str()).collect();
                 calls.dedup();
                 let detail = format!(
-                    "{} of {total} replies: {}",
+                    "{} of {total} calls: {}",
                     failed.len(),
                     calls.into_iter().take(4).collect::<Vec<_>>().join(", ")
                 );
