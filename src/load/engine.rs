@@ -405,7 +405,7 @@ impl Shared {
 
 /// The pacing thread's shortest sleep: starts are at most this late (plus the OS's timer
 /// slack), and a high rate wakes the runtime at most this often.
-const PACE: Duration = Duration::from_micros(200);
+const PACE: Duration = Duration::from_millis(1);
 
 /// Hands over, as their intended starts come, how many requests are due, from an OS thread
 /// that sleeps until then. The runtime's timers tick each millisecond and fire up to 2 ms
