@@ -415,7 +415,7 @@ const PACE: Duration = Duration::from_millis(1);
 /// often than the thread wakes. The thread stops after the last request, on Ctrl-C or an
 /// abort (it looks every 50 ms), or when no one listens.
 fn pace(
-    s: Arc<Shared>,
+    stop: impl Fn() -> bool + Send + 'static,
     sched: Schedule,
     start: Instant,
     total: u64,
@@ -424,7 +424,7 @@ fn pace(
     let start = start.into_std();
     std::thread::spawn(move || {
         let mut next = 0;
-        while next < total && !s.should_stop() {
+        while next < total && !stop() {
             let now = std::time::Instant::now();
             let at = start + sched.offset(next);
             if at > now {
@@ -530,7 +530,8 @@ async fn run_async(plan: Plan) -> Result<Outcome, String> {
                 Work::Mix(m) => Some(m.clone()),
                 Work::Lifecycle(_) => None,
             };
-            let mut due = pace(Arc::clone(&s), sched, start, total);
+            let s2 = Arc::clone(&s);
+            let mut due = pace(move || s2.should_stop(), sched, start, total);
             let mut i = 0;
             while let Some(upto) = due.recv().await {
                 last_start = Instant::now();
@@ -642,4 +643,51 @@ async fn run_async(plan: Plan) -> Result<Outcome, String> {
         started_at,
         intervals,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every start is handed over, in order, never before its time; a stop ends the pacing.
+    #[tokio::test]
+    async fn pacing_hands_over_each_start_once_and_never_early() {
+        let sched = Schedule {
+            rate: 2000.0,
+            ramp: Duration::from_millis(20),
+        };
+        let start = Instant::now();
+        let mut due = pace(|| false, sched, start, 120);
+        let mut last = 0;
+        while let Some(upto) = due.recv().await {
+            assert!(upto > last, "{upto} after {last}");
+            assert!(
+                Instant::now() >= start + sched.offset(upto - 1),
+                "request {} early",
+                upto - 1
+            );
+            last = upto;
+        }
+        assert_eq!(last, 120);
+        let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stopped);
+        let slow = Schedule {
+            rate: 10.0,
+            ramp: Duration::ZERO,
+        };
+        let mut due = pace(
+            move || flag.load(Ordering::Relaxed),
+            slow,
+            Instant::now(),
+            1000,
+        );
+        assert_eq!(due.recv().await, Some(1));
+        stopped.store(true, Ordering::Relaxed);
+        // The thread looks every 50 ms: the channel closes long before the thousand requests.
+        let closed = tokio::time::timeout(Duration::from_secs(2), async {
+            while due.recv().await.is_some() {}
+        })
+        .await;
+        assert!(closed.is_ok(), "pacing went on after the stop");
+    }
 }
