@@ -703,7 +703,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;usage;agent' {
-            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'Directory the seller''s services drop event files into (.csv with a header, or .jsonl); each is taken in whole and moved to done/, or to failed/ with NAME.error')
+            [CompletionResult]::new('--spool', '--spool', [CompletionResultType]::ParameterName, 'Directory the seller''s services drop event files into (.csv with a header, or .jsonl); each is taken in whole and moved to done/, or to failed/ with NAME.error. It must exist (the agent makes only done/ and failed/ in it)')
             [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address of POST /events, /healthz and /metrics (not with --once). Another address than loopback needs a token')
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the bearer token POST /events must carry (else CSM_AGENT_TOKEN; else none, on loopback only)')
             [CompletionResult]::new('--journal', '--journal', [CompletionResultType]::ParameterName, 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite')

@@ -654,7 +654,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --version 'Print version'
         }
         &'csm;usage;agent'= {
-            cand --spool 'Directory the seller''s services drop event files into (.csv with a header, or .jsonl); each is taken in whole and moved to done/, or to failed/ with NAME.error'
+            cand --spool 'Directory the seller''s services drop event files into (.csv with a header, or .jsonl); each is taken in whole and moved to done/, or to failed/ with NAME.error. It must exist (the agent makes only done/ and failed/ in it)'
             cand --listen 'Address of POST /events, /healthz and /metrics (not with --once). Another address than loopback needs a token'
             cand --token-file 'File holding the bearer token POST /events must carry (else CSM_AGENT_TOKEN; else none, on loopback only)'
             cand --journal 'The journal: an SQLite file, or a PostgreSQL database several uploaders share (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default: <data dir>/csm/usage-journal.sqlite'

@@ -266,9 +266,17 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
     let progress = !g.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     if !g.json && !g.quiet {
         let how = match (rate, a.requests, a.duration) {
-            (Some(r), Some(n), _) => format!("{n} requests at {r}/s"),
+            (Some(r), Some(n), Some(d)) => format!(
+                "{n} requests at {r}/s, for {} at most",
+                crate::duration::show(d)
+            ),
+            (Some(r), Some(n), None) => format!("{n} requests at {r}/s"),
             (Some(r), None, Some(d)) => format!("{r}/s for {}", crate::duration::show(d)),
-            (None, Some(n), _) => format!("{n} requests, closed loop"),
+            (None, Some(n), Some(d)) => format!(
+                "{n} requests, closed loop, for {} at most",
+                crate::duration::show(d)
+            ),
+            (None, Some(n), None) => format!("{n} requests, closed loop"),
             (None, None, Some(d)) => format!("closed loop for {}", crate::duration::show(d)),
             _ => String::new(),
         };

@@ -26,6 +26,7 @@ pub const TOKEN_ENV: &str = "CSM_AGENT_TOKEN";
 pub struct AgentArgs {
     /// Directory the seller's services drop event files into (.csv with a header, or
     /// .jsonl); each is taken in whole and moved to done/, or to failed/ with NAME.error.
+    /// It must exist (the agent makes only done/ and failed/ in it).
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
     /// Address of POST /events, /healthz and /metrics (not with --once). Another address
@@ -166,8 +167,13 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
     }
     // Made by the seller, not by the agent: a mistyped path would otherwise be watched in vain.
     if let Some(dir) = a.spool.as_ref().filter(|d| !d.is_dir()) {
+        let what = if dir.exists() {
+            "not a directory"
+        } else {
+            "no such directory (create it first; the agent makes only its done/ and failed/)"
+        };
         return Err(CsmError::Config(format!(
-            "--spool {}: no such directory (create it first; the agent makes only its done/ and failed/)",
+            "--spool {}: {what}",
             dir.display()
         )));
     }

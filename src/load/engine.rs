@@ -520,8 +520,10 @@ async fn run_async(plan: Plan) -> Result<Outcome, String> {
                 rate,
                 ramp: s.plan.ramp,
             };
+            // With both, whichever ends first.
             let total = match (s.plan.requests, s.plan.duration) {
-                (Some(n), _) => n,
+                (Some(n), Some(d)) => n.min(sched.total_within(d)),
+                (Some(n), None) => n,
                 (None, Some(d)) => sched.total_within(d),
                 (None, None) => 0,
             };
@@ -534,6 +536,10 @@ async fn run_async(plan: Plan) -> Result<Outcome, String> {
             let mut due = pace(move || s2.should_stop(), sched, start, total);
             let mut i = 0;
             while let Some(upto) = due.recv().await {
+                // Starts already handed over are not sent after Ctrl-C or an abort.
+                if s.should_stop() {
+                    break;
+                }
                 last_start = Instant::now();
                 for i in std::mem::replace(&mut i, upto)..upto {
                     let at = start + sched.offset(i);

@@ -12,7 +12,7 @@ pub struct Verdict {
     pub metric: Metric,
     pub value: f64,
     pub pass: bool,
-    /// The comparison as applied (`errors<0.1` is read as 10%): shown beside the value.
+    /// The comparison as applied (`rate>=98%` is read as 0.98): shown beside the value.
     pub op: Op,
     pub limit: f64,
 }
@@ -80,11 +80,13 @@ impl Report {
             .iter()
             .map(|t| {
                 let value = self.value_of(t);
+                // With no reply at all, the times to failure are no latency to hold to a bound.
+                let answered = !matches!(t.metric, Metric::Latency(_)) || self.stats.replies() > 0;
                 Verdict {
                     expr: t.expr.clone(),
                     metric: t.metric,
                     value: (value * 1e6).round() / 1e6,
-                    pass: t.passes(value),
+                    pass: answered && t.passes(value),
                     op: t.op,
                     limit: t.limit,
                 }
@@ -213,10 +215,14 @@ impl Report {
             out.push_str(&format!("  likely    {cause}\n"));
         }
         for v in &self.thresholds {
+            let value = match v.metric {
+                Metric::Latency(_) if s.replies() == 0 => "none".to_string(),
+                _ => v.shown(v.value),
+            };
             out.push_str(&format!(
                 "  threshold {:<16} {:>12} {:<2} {:<12} {}\n",
                 v.expr,
-                v.shown(v.value),
+                value,
                 v.op.symbol(),
                 v.shown(v.limit),
                 if v.pass { "pass" } else { "FAIL" }

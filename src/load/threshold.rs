@@ -143,10 +143,15 @@ pub fn parse(expr: &str) -> Result<Threshold, String> {
     let limit = match metric {
         Metric::Latency(_) => millis(value, expr)?,
         // `errors<0.1` reads as 0.1% to some and as 10% to others: the unit is written out.
-        Metric::Errors if !value.ends_with('%') && value.parse::<f64>().is_ok() => {
-            return Err(format!(
-                "--threshold {expr:?}: errors takes a percentage: write {value}% if that is meant (a bare number reads as a percentage to some and as a fraction to others)"
-            ))
+        Metric::Errors if !value.ends_with('%') => {
+            return Err(match value.parse::<f64>() {
+                Ok(v) if (0.0..=100.0).contains(&v) => format!(
+                    "--threshold {expr:?}: errors takes a percentage: write {value}% if that is meant (a bare number reads as a percentage to some and as a fraction to others)"
+                ),
+                _ => format!(
+                    "--threshold {expr:?}: errors takes a percentage from 0% to 100%, e.g. errors<0.1%"
+                ),
+            })
         }
         Metric::Errors | Metric::Rate => fraction(value, expr)?,
     };
@@ -234,6 +239,9 @@ mod tests {
         assert!(parse("errors<0.1")
             .unwrap_err()
             .contains("errors takes a percentage: write 0.1% if that is meant"));
+        assert!(parse("errors<150")
+            .unwrap_err()
+            .ends_with("errors takes a percentage from 0% to 100%, e.g. errors<0.1%"));
         assert!(parse("rate>=5")
             .unwrap_err()
             .contains("write 5% for a percentage"));

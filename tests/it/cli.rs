@@ -1727,8 +1727,11 @@ fn with_json_a_failed_command_still_writes_an_object() {
         "missing.key",
     ]));
     assert_eq!(code, 3);
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect(&stdout);
     assert!(
-        serde_json::from_str::<serde_json::Value>(&stdout).is_ok(),
+        v["schema"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("csm.test-endpoint")),
         "{stdout}"
     );
 }

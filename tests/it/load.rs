@@ -258,6 +258,72 @@ fn an_unreachable_endpoint_exits_4_with_the_report() {
     // It stops at the first refusal instead of running out the 10 s.
     assert!(num(&r["duration_s"]) < 8.0, "{r:#}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("unreachable"));
+    // Times to a refusal are no latency: a latency bound fails, and the text report says
+    // what happened instead of printing them.
+    let o = env
+        .cmd()
+        .args([
+            "load",
+            "--endpoint",
+            &format!("http://127.0.0.1:{port}/produce"),
+        ])
+        .args(["--key-file", &env.p("basic.key")])
+        .args([
+            "--rate",
+            "50",
+            "--requests",
+            "3",
+            "--threshold",
+            "p99<800ms",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("  latency   none (no request was answered)\n"),
+        "{out}"
+    );
+    assert!(out.contains("  no reply  connect: "), "{out}");
+    let line = out.lines().find(|l| l.contains("p99<800ms")).unwrap_or("");
+    assert!(line.contains(" none ") && line.ends_with("FAIL"), "{out}");
+}
+
+#[test]
+fn with_requests_and_duration_whichever_ends_first() {
+    let env = Env::new();
+    let m = env.serve(&[]);
+    let o = env.load(
+        &m.url,
+        "basic.key",
+        &[
+            "--activity",
+            "newInstance",
+            "--rate",
+            "200",
+            "--requests",
+            "100000",
+            "--duration",
+            "1s",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(report(&o)["requests"], 200);
+    let o = env.load(
+        &m.url,
+        "basic.key",
+        &[
+            "--activity",
+            "newInstance",
+            "--rate",
+            "200",
+            "--requests",
+            "50",
+            "--duration",
+            "1h",
+        ],
+    );
+    assert_eq!(report(&o)["requests"], 50);
 }
 
 #[test]

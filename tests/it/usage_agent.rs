@@ -76,6 +76,11 @@ fn a_missing_spool_is_an_error_and_is_not_created() {
         text(&o)
     );
     assert!(!typo.exists());
+    // A file where the directory should be.
+    std::fs::write(&typo, "x").unwrap();
+    let (o, _) = once(&env, NOW, &market.url, &["--spool", typo.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("spoll: not a directory"), "{}", text(&o));
 }
 
 #[test]

@@ -100,6 +100,13 @@ fn refusals(name: &str, r: Vec<Refusal>) -> Vec<String> {
 pub fn take_in(dir: &Path, shared: &Shared, now: DateTime<Utc>) -> Result<SpoolReport> {
     let done_dir = dir.join("done");
     let failed_dir = dir.join("failed");
+    // A spool removed while the agent runs is an error, not made again.
+    if !dir.is_dir() {
+        return Err(CsmError::Config(format!(
+            "--spool {}: no such directory",
+            dir.display()
+        )));
+    }
     for d in [&done_dir, &failed_dir] {
         std::fs::create_dir_all(d).map_err(|e| CsmError::io(d, e))?;
     }
