@@ -10,7 +10,10 @@
 #      requests are refused at the signature check like wrk's, but only after the merchant
 #      tried the signature over the raw body and its two re-serialisations (spec decision 2).
 #      Under each round, how busy the merchant's core and the client's were in each run:
-#      the one near 100% sets that column's rate.
+#      the one near 100% sets that column's rate. Then the merchant's CPU per request in each
+#      run: with its core full in wrk's run, wrk's rate is the merchant's capacity for requests
+#      it refuses at once, and no client can take csm load's past its capacity for valid
+#      callbacks, so the ratio cannot pass wrk's figure over csm's (printed beside them).
 #   2. fixed rate: `csm load --rate R` at half csm's median ceiling; achieved/target (goal:
 #      within 1%), with the corrected p99 beside it.
 # Pinning: with 2 or more cores (and taskset), the merchant runs on core 0 and the load
@@ -127,6 +130,10 @@ sys.exit(code)' "$CPU_FILE" "$@"
 # How busy the client's core was over SECS.
 client_busy() { python3 -c "print(round(100 * $(cat "$CPU_FILE") / $SECS))"; }
 
+# The merchant's CPU per request since tick count $1, over $2 requests, in µs.
+per_request() { python3 -c "print(round(1e6 * ($(ticks) - $1) / $TICKS / $2, 1))"; }
+requests_in() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["requests"])' "$1"; }
+
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 echo "loopback, $CONNS connections, ${SECS}s runs, $ROUNDS rounds; pinning: $pinning"
@@ -134,25 +141,35 @@ echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 WRK=()
 CSMR=()
 REFUSED=()
+CEILING=()
 for round in $(seq "$ROUNDS"); do
   t=$(ticks)
   client "${CLIENT_CPU[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$WORK/post.lua" "$URL" > "$WORK/wrk-$round"
   bw=$(busy "$t")
+  uw=$(per_request "$t" "$(awk '/ requests in / {print $1}' "$WORK/wrk-$round")")
   cw=$(client_busy)
   w=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/wrk-$round")
   t=$(ticks)
   c=$(load "$WORK/csm-$round.json" rate_achieved --rate max --duration "${SECS}s")
   bc=$(busy "$t")
+  uc=$(per_request "$t" "$(requests_in "$WORK/csm-$round.json")")
   cc=$(client_busy)
   failed=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["failed"])' "$WORK/csm-$round.json")
   t=$(ticks)
   x=$(KEY=other.key load "$WORK/refused-$round.json" rate_achieved --rate max --duration "${SECS}s")
   bx=$(busy "$t")
+  ux=$(per_request "$t" "$(requests_in "$WORK/refused-$round.json")")
   cx=$(client_busy)
   printf 'round %s: wrk %8.0f req/s   csm load %8.0f req/s (failed %s)   csm load, refused %8.0f req/s\n' \
     "$round" "$w" "$c" "$failed" "$x"
   printf '         merchant busy: %s%%, %s%%, %s%%   client busy: %s%%, %s%%, %s%%\n' \
     "$bw" "$bc" "$bx" "$cw" "$cc" "$cx"
+  # With the merchant's core full in wrk's run, wrk's rate is 1 / uw and csm's at most
+  # 1 / uc: however cheap the client, the ratio cannot pass uw / uc.
+  ceiling=$(python3 -c "print(round($uw / $uc, 3))")
+  printf '         merchant CPU per request: %s, %s, %s us (the ratio it allows: %s)\n' \
+    "$uw" "$uc" "$ux" "$ceiling"
+  CEILING+=("$ceiling")
   WRK+=("$w")
   CSMR+=("$c")
   REFUSED+=("$x")
@@ -164,6 +181,8 @@ printf 'ceiling (median): wrk %.0f req/s unsigned, csm load %.0f req/s signed: r
   "$mw" "$mc" "$(python3 -c "print($mc / $mw)")"
 printf '  csm signed with a key the merchant does not hold (refused): %.0f req/s: ratio %.3f\n' \
   "$mx" "$(python3 -c "print($mx / $mw)")"
+printf '  the ratio the merchant allows (its CPU per refused request over per valid one): %.3f\n' \
+  "$(median "${CEILING[@]}")"
 
 target=$(python3 -c "print(max(1, int($mc / 2)))")
 achieved=$(load "$WORK/fixed.json" rate_achieved --rate "$target" --duration "$((SECS * 2))s")
