@@ -534,14 +534,14 @@ async fn run_async(plan: Plan) -> Result<Outcome, String> {
             };
             let s2 = Arc::clone(&s);
             let mut due = pace(move || s2.should_stop(), sched, start, total);
-            let mut i = 0;
+            let mut sent = 0;
             while let Some(upto) = due.recv().await {
                 // Starts already handed over are not sent after Ctrl-C or an abort.
                 if s.should_stop() {
                     break;
                 }
                 last_start = Instant::now();
-                for i in std::mem::replace(&mut i, upto)..upto {
+                for i in std::mem::replace(&mut sent, upto)..upto {
                     let at = start + sched.offset(i);
                     s.started.fetch_add(1, Ordering::Relaxed);
                     let task = s.next_task(&mut mix);
