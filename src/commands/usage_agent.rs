@@ -165,17 +165,8 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
             crate::duration::show(a.grace)
         );
     }
-    // Made by the seller, not by the agent: a mistyped path would otherwise be watched in vain.
-    if let Some(dir) = a.spool.as_ref().filter(|d| !d.is_dir()) {
-        let what = if dir.exists() {
-            "not a directory"
-        } else {
-            "no such directory (create it first; the agent makes only its done/ and failed/)"
-        };
-        return Err(CsmError::Config(format!(
-            "--spool {}: {what}",
-            dir.display()
-        )));
+    if let Some(dir) = &a.spool {
+        spool::check_dir(dir)?;
     }
     // The key, the destination and production's confirmation, exactly as `usage upload`.
     let cfg = send_config(g, &a.conn)?;

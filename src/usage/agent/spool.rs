@@ -96,17 +96,28 @@ fn refusals(name: &str, r: Vec<Refusal>) -> Vec<String> {
         .collect()
 }
 
+/// The spool is made by the seller, never by the agent (a mistyped path would otherwise be
+/// watched in vain), at start and at every cycle (one removed meanwhile is not made again).
+pub fn check_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let what = if dir.exists() {
+        "not a directory"
+    } else {
+        "no such directory (create it first; the agent makes only its done/ and failed/)"
+    };
+    Err(CsmError::Config(format!(
+        "--spool {}: {what}",
+        dir.display()
+    )))
+}
+
 /// Takes in every finished file of `dir`, oldest name first.
 pub fn take_in(dir: &Path, shared: &Shared, now: DateTime<Utc>) -> Result<SpoolReport> {
+    check_dir(dir)?;
     let done_dir = dir.join("done");
     let failed_dir = dir.join("failed");
-    // A spool removed while the agent runs is an error, not made again.
-    if !dir.is_dir() {
-        return Err(CsmError::Config(format!(
-            "--spool {}: no such directory",
-            dir.display()
-        )));
-    }
     for d in [&done_dir, &failed_dir] {
         std::fs::create_dir_all(d).map_err(|e| CsmError::io(d, e))?;
     }
