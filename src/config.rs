@@ -124,16 +124,18 @@ pub fn find_key(role: KeyRole, flag: Option<&Path>, profile: &Profile) -> Result
     Ok(None)
 }
 
-/// The access key id of the APIG-signed open APIs: `--ak` (or `CSM_AK`), else the profile's.
-/// Given nowhere, it is a configuration error, as a missing secret key is.
-pub fn require_ak(flag: Option<&str>, profile: &Profile) -> Result<String> {
+/// The access key id of the APIG-signed open APIs: `--ak`, else the profile's. Given nowhere,
+/// it is a configuration error, as a missing secret key is. `env` says whether the command's
+/// `--ak` also reads `CSM_AK` (`usage` does not: there an `--ak` without `--apig` is refused,
+/// and the variable may be set for other commands).
+pub fn require_ak(flag: Option<&str>, profile: &Profile, env: bool) -> Result<String> {
     flag.map(str::to_string)
         .or_else(|| profile.ak.clone())
         .ok_or_else(|| {
-            CsmError::Config(
-                "--ak: no access key id given (pass --ak AK, set CSM_AK, or name it in a profile with `csm init`)"
-                    .into(),
-            )
+            let env = if env { ", set CSM_AK" } else { "" };
+            CsmError::Config(format!(
+                "--ak: no access key id given (pass --ak AK{env}, or name it in a profile with `csm init`)"
+            ))
         })
 }
 

@@ -596,7 +596,7 @@ fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
 fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
     openapi::check_inputs(&a.code, &call).map_err(CsmError::usage)?;
     let profile = config::active_profile(g.profile.as_deref())?;
-    let ak = config::require_ak(a.ak.as_deref(), &profile)?;
+    let ak = config::require_ak(a.ak.as_deref(), &profile, true)?;
     let sk = config::require_key(KeyRole::Sk, a.sk_file.as_deref(), &profile)?;
     let ca_pem = callback_args::read_ca(a.ca_file.as_deref())?;
     // The shared endpoint rule: http(s) with a host, no user:password@ (never echoed).

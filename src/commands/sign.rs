@@ -263,7 +263,7 @@ pub struct ApigRequest {
 }
 
 pub fn apig_request(inputs: &SignInputs, profile: &Profile) -> Result<ApigRequest> {
-    let ak = crate::config::require_ak(inputs.ak.as_deref(), profile)?;
+    let ak = crate::config::require_ak(inputs.ak.as_deref(), profile, true)?;
     let url = inputs
         .url
         .clone()

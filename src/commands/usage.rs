@@ -441,14 +441,7 @@ pub(crate) fn send_config(g: &GlobalArgs, c: &ConnArgs) -> Result<SendConfig> {
     let profile = config::active_profile(g.profile.as_deref())?;
     let key = config::require_key(KeyRole::Basic, c.key_file.as_deref(), &profile)?;
     let apig = if c.apig {
-        // Given nowhere, a configuration error as a missing secret key is (CSM_AK is not read
-        // here: without --apig an --ak is refused, and the variable may be set for other uses).
-        let ak = c.ak.clone().or(profile.ak.clone()).ok_or_else(|| {
-            CsmError::Config(
-                "--apig: no access key id (pass --ak AK or name it in a profile with `csm init`)"
-                    .into(),
-            )
-        })?;
+        let ak = config::require_ak(c.ak.as_deref(), &profile, false)?;
         let sk = config::require_key(KeyRole::Sk, c.sk_file.as_deref(), &profile)?;
         Some(upload::ApigKeys { ak, sk })
     } else {

@@ -1757,4 +1757,22 @@ fn an_access_key_id_given_nowhere_is_a_configuration_error() {
         ),
         "{stderr}"
     );
+    // `usage` does not read CSM_AK, and does not offer it.
+    let (code, _, stderr) = out(e.csm().args([
+        "usage",
+        "upload",
+        "--apig",
+        "--sk-file",
+        "sk",
+        "--key-file",
+        "key",
+        "--endpoint",
+        "http://127.0.0.1:9",
+        "body.json",
+    ]));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("--ak: no access key id given (pass --ak AK, or name it in a profile"),
+        "{stderr}"
+    );
 }
