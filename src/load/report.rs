@@ -64,6 +64,16 @@ impl Report {
     }
 
     /// The measured value a threshold compares (ms, or a fraction).
+    fn answered(&self) -> bool {
+        self.stats.replies() > 0
+    }
+
+    /// Whether the run measured `metric`: with no reply at all, the times to failure are no
+    /// latency (the text says none, and a latency bound fails).
+    fn measured(&self, metric: Metric) -> bool {
+        self.answered() || !matches!(metric, Metric::Latency(_))
+    }
+
     pub fn value_of(&self, t: &Threshold) -> f64 {
         match t.metric {
             Metric::Latency(p) => ms_at(&self.stats.latency, p),
@@ -80,13 +90,11 @@ impl Report {
             .iter()
             .map(|t| {
                 let value = self.value_of(t);
-                // With no reply at all, the times to failure are no latency to hold to a bound.
-                let answered = !matches!(t.metric, Metric::Latency(_)) || self.stats.replies() > 0;
                 Verdict {
                     expr: t.expr.clone(),
                     metric: t.metric,
                     value: (value * 1e6).round() / 1e6,
-                    pass: answered && t.passes(value),
+                    pass: self.measured(t.metric) && t.passes(value),
                     op: t.op,
                     limit: t.limit,
                 }
@@ -183,7 +191,7 @@ impl Report {
             self.connections,
         );
         // Times to a failure are no latencies a seller can read anything from.
-        if s.replies() == 0 {
+        if !self.answered() {
             out.push_str("  latency   none (no request was answered)\n");
         } else {
             out.push_str(&format!("  latency   {}\n", pct(&s.latency)));
@@ -215,9 +223,10 @@ impl Report {
             out.push_str(&format!("  likely    {cause}\n"));
         }
         for v in &self.thresholds {
-            let value = match v.metric {
-                Metric::Latency(_) if s.replies() == 0 => "none".to_string(),
-                _ => v.shown(v.value),
+            let value = if self.measured(v.metric) {
+                v.shown(v.value)
+            } else {
+                "none".to_string()
             };
             out.push_str(&format!(
                 "  threshold {:<16} {:>12} {:<2} {:<12} {}\n",
