@@ -106,16 +106,21 @@ EOF
 
 # csm load with ARGS, --json into FILE; prints one field of the report. KEY=other.key signs
 # with a key the merchant does not hold.
-load() { # FILE FIELD ARGS...
-  local file=$1 field=$2
-  shift 2
-  client "${CLIENT_CPU[@]}" "$CSM" --json load --endpoint "$URL" --key-file "$WORK/${KEY:-key}" \
-    --activity newInstance --connections "$CONNS" "$@" > "$file" || true
+# One field of a csm load report: field FILE a.b
+field() {
   python3 -c 'import json, sys
 r = json.load(open(sys.argv[1]))
 for k in sys.argv[2].split("."):
     r = r[k]
-print(r)' "$file" "$field"
+print(r)' "$1" "$2"
+}
+
+load() { # FILE FIELD ARGS...
+  local file=$1 name=$2
+  shift 2
+  client "${CLIENT_CPU[@]}" "$CSM" --json load --endpoint "$URL" --key-file "$WORK/${KEY:-key}" \
+    --activity newInstance --connections "$CONNS" "$@" > "$file" || true
+  field "$file" "$name"
 }
 
 # Runs a client, its CPU seconds (user + system) into $CPU_FILE.
@@ -132,7 +137,6 @@ client_busy() { python3 -c "print(round(100 * $(cat "$CPU_FILE") / $SECS))"; }
 
 # The merchant's CPU per request since tick count $1, over $2 requests, in µs.
 per_request() { python3 -c "print(round(1e6 * ($(ticks) - $1) / $TICKS / $2, 1))"; }
-requests_in() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["requests"])' "$1"; }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
@@ -152,13 +156,13 @@ for round in $(seq "$ROUNDS"); do
   t=$(ticks)
   c=$(load "$WORK/csm-$round.json" rate_achieved --rate max --duration "${SECS}s")
   bc=$(busy "$t")
-  uc=$(per_request "$t" "$(requests_in "$WORK/csm-$round.json")")
+  uc=$(per_request "$t" "$(field "$WORK/csm-$round.json" requests)")
   cc=$(client_busy)
-  failed=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["failed"])' "$WORK/csm-$round.json")
+  failed=$(field "$WORK/csm-$round.json" failed)
   t=$(ticks)
   x=$(KEY=other.key load "$WORK/refused-$round.json" rate_achieved --rate max --duration "${SECS}s")
   bx=$(busy "$t")
-  ux=$(per_request "$t" "$(requests_in "$WORK/refused-$round.json")")
+  ux=$(per_request "$t" "$(field "$WORK/refused-$round.json" requests)")
   cx=$(client_busy)
   printf 'round %s: wrk %8.0f req/s   csm load %8.0f req/s (failed %s)   csm load, refused %8.0f req/s\n' \
     "$round" "$w" "$c" "$failed" "$x"
@@ -186,6 +190,6 @@ printf '  the ratio the merchant allows (its CPU per refused request over per va
 
 target=$(python3 -c "print(max(1, int($mc / 2)))")
 achieved=$(load "$WORK/fixed.json" rate_achieved --rate "$target" --duration "$((SECS * 2))s")
-p99=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["latency_ms"]["p99"])' "$WORK/fixed.json")
+p99=$(field "$WORK/fixed.json" latency_ms.p99)
 printf 'fixed rate: target %s/s, achieved %s/s: ratio %.4f (goal within 1%%), corrected p99 %s ms\n' \
   "$target" "$achieved" "$(python3 -c "print($achieved / $target)")" "$p99"

@@ -47,8 +47,18 @@ impl Env {
 
     /// `csm --json load --endpoint URL/produce --key-file KEY ARGS…`.
     fn load(&self, url: &str, key: &str, args: &[&str]) -> Output {
+        self.load_as(&["--json"], url, key, args)
+    }
+
+    /// The same, with the text report.
+    fn load_text(&self, url: &str, key: &str, args: &[&str]) -> Output {
+        self.load_as(&[], url, key, args)
+    }
+
+    fn load_as(&self, global: &[&str], url: &str, key: &str, args: &[&str]) -> Output {
         self.cmd()
-            .args(["--json", "load", "--endpoint", &format!("{url}/produce")])
+            .args(global)
+            .args(["load", "--endpoint", &format!("{url}/produce")])
             .args(["--key-file", &self.p(key)])
             .args(args)
             .output()
@@ -180,20 +190,18 @@ fn a_wrong_key_fails_every_request_and_the_errors_threshold() {
     assert_eq!(r["thresholds"][0]["pass"], false);
     assert_eq!(r["exit_code"], 1);
     // The text report says what all those 000001 most likely mean, and the value's unit.
-    let o = env
-        .cmd()
-        .args(["load", "--endpoint", &format!("{}/produce", m.url)])
-        .args(["--key-file", &env.p("wrong.key")])
-        .args([
+    let o = env.load_text(
+        &m.url,
+        "wrong.key",
+        &[
             "--rate",
             "100",
             "--requests",
             "20",
             "--threshold",
             "errors<1%",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -260,24 +268,18 @@ fn an_unreachable_endpoint_exits_4_with_the_report() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("unreachable"));
     // Times to a refusal are no latency: a latency bound fails, and the text report says
     // what happened instead of printing them.
-    let o = env
-        .cmd()
-        .args([
-            "load",
-            "--endpoint",
-            &format!("http://127.0.0.1:{port}/produce"),
-        ])
-        .args(["--key-file", &env.p("basic.key")])
-        .args([
+    let o = env.load_text(
+        &format!("http://127.0.0.1:{port}"),
+        "basic.key",
+        &[
             "--rate",
             "50",
             "--requests",
             "3",
             "--threshold",
             "p99<800ms",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
