@@ -58,6 +58,21 @@ pub fn read_text(path: &Path, limit: u64, what: &str) -> Result<String> {
     })
 }
 
+/// A report `flag` will write at the end of a run must be creatable now: its directory
+/// exists and is not read-only (checked before the run, so that no result is lost to it).
+pub fn check_writable(path: &Path, flag: &str) -> Result<()> {
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| CsmError::io(format!("{flag} {}", path.display()), e))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
 /// Writes `data` to `path` so that a reader never sees half a file: a temporary file in the
 /// same directory, flushed to disk, then renamed over `path`. `private` files are created
 /// 0600 from the start (never readable by others, not even briefly).

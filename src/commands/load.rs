@@ -37,13 +37,14 @@ use std::time::Duration;
       --activity newInstance:3,queryInstance
   csm --json load --endpoint URL --key-file basic.key --rate 100 --duration 1m > load.json
 
-A request fails when it gets no reply, an HTTP status other than 200, or a resultCode other
-than 000000; `errors` in a threshold is the share of failed requests. Latency is measured from
+A request fails when it gets no reply, an HTTP status other than 200, a resultCode other than
+000000, or a reply the marketplace would refuse (see `rejected`); `errors` in a threshold is
+the share of failed requests. Latency is measured from
 each request's intended start (coordinated omission corrected); the service time beside it
 from the moment a connection took the request.
 
-Exit codes: 0 done and every threshold met, 1 a threshold missed, 2 usage, 3 configuration,
-4 unreachable (no reply at all; the report is still printed), 130 interrupted (Ctrl-C)")]
+Exit codes: 0 done and every threshold met, 1 a threshold missed, 2 usage, 3 configuration
+(also an --hdr-out file that cannot be written), 4 unreachable (no reply at all; the report is still printed), 130 interrupted (Ctrl-C)")]
 pub struct LoadArgs {
     /// The address under load, e.g. https://isv.example.com/produce.
     #[arg(long, value_name = "URL")]
@@ -165,6 +166,23 @@ fn overrides(a: &LoadArgs, callbacks: &[&'static Callback]) -> Result<Overrides>
         wanted.push(("--set", path.to_string(), Given::Text(raw)));
     }
     for (flag, path, given) in wanted {
+        // Load goes to test orders only: a live order is billed and provisioned.
+        if path == "testFlag" {
+            let one = match &given {
+                Given::Json(v) => v == "1" || v == 1,
+                Given::Text(raw) => raw.trim() == "1",
+            };
+            if !one {
+                return Err(CsmError::usage(format!(
+                    "{flag} testFlag: csm load sends test callbacks only (testFlag=1); a live order is provisioned and billed"
+                )));
+            }
+        }
+        if path.is_empty() {
+            return Err(CsmError::usage(format!(
+                "{flag}: a field name is empty (FIELD=VALUE)"
+            )));
+        }
         let mut refusal = None;
         let mut applied = false;
         for &cb in callbacks {
@@ -177,7 +195,12 @@ fn overrides(a: &LoadArgs, callbacks: &[&'static Callback]) -> Result<Overrides>
             let value = match value {
                 Ok(v) => v,
                 Err(e) => {
-                    refusal.get_or_insert(e);
+                    // A callback that has the field refuses the value: that is the reason
+                    // to give, not another callback's lack of the field.
+                    let has = cb.field(path.split('.').next().unwrap_or("")).is_some();
+                    if has || refusal.is_none() {
+                        refusal = Some((has, e));
+                    }
                     continue;
                 }
             };
@@ -190,7 +213,14 @@ fn overrides(a: &LoadArgs, callbacks: &[&'static Callback]) -> Result<Overrides>
             applied = true;
         }
         match refusal {
-            Some(e) if !applied => return Err(e),
+            Some((true, e)) if !applied => return Err(e),
+            Some((false, e)) if !applied && callbacks.len() == 1 => return Err(e),
+            Some((false, _)) if !applied => {
+                return Err(CsmError::usage(format!(
+                    "{flag} {path}: none of the activities sent has this field ({}); pass --allow-unknown to send it anyway",
+                    callbacks.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+                )))
+            }
             _ => {}
         }
     }
@@ -211,6 +241,16 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
                 "--ramp: needs a target rate; give --rate N instead of max",
             ));
         }
+    }
+    if let Some(d) = a
+        .duration
+        .filter(|d| a.ramp > Duration::ZERO && a.ramp >= *d)
+    {
+        return Err(CsmError::usage(format!(
+            "--ramp {}: must be shorter than --duration {} (the ramp is part of it)",
+            crate::duration::show(a.ramp),
+            crate::duration::show(d)
+        )));
     }
     let profile = config::active_profile(g.profile.as_deref())?;
     let endpoint = endpoint_from(a.endpoint.as_deref(), &profile, "")?;
@@ -254,6 +294,9 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
         }
     }
     let overrides = overrides(&a, &callbacks)?;
+    if let Some(path) = &a.hdr_out {
+        crate::files::check_writable(path, "--hdr-out")?;
+    }
     let net = Settings::new(a.timeout).with_ca(read_ca(a.ca_file.as_deref())?);
     confirm_remote(
         "--endpoint",
@@ -279,6 +322,11 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
             (None, Some(n), None) => format!("{n} requests, closed loop"),
             (None, None, Some(d)) => format!("closed loop for {}", crate::duration::show(d)),
             _ => String::new(),
+        };
+        let how = if a.ramp > Duration::ZERO {
+            format!("{how}, rising over {}", crate::duration::show(a.ramp))
+        } else {
+            how
         };
         eprintln!(
             "loading {endpoint} ({}; {how}; {} connections): {what}",
@@ -317,6 +365,7 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
         mix: what,
         connections: a.connections as usize,
         rate_target: rate,
+        ramp: a.ramp,
         started: out.started,
         elapsed: out.elapsed,
         sending: out.sending,
@@ -348,19 +397,27 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
         report.error = Some(why);
         exit = Exit::Interrupted;
     }
-    // The report is printed first: a histogram file that cannot be written loses no result.
-    let hdr = a.hdr_out.as_ref().map(|path| {
+    // Written before the report, so that the report says whether it was (checked before the
+    // run too, so this fails only if the disk changed meanwhile).
+    if let Some(path) = &a.hdr_out {
         let log = interval_log(out.started_at, &out.intervals);
-        crate::files::write_atomic(path, &log, false)
-            .map_err(|e| CsmError::Config(format!("--hdr-out: {e}")))
-    });
+        if let Err(e) = crate::files::write_atomic(path, &log, false) {
+            let e = CsmError::Config(format!("--hdr-out: {e}"));
+            match failure {
+                // The endpoint's failure is the one to exit with; this one is said too.
+                Some(_) => eprintln!("csm: {e}"),
+                None => {
+                    report.error = Some(e.to_string());
+                    exit = Exit::Io;
+                    failure = Some(e);
+                }
+            }
+        }
+    }
     if g.json {
         crate::output::print_json(&report.json(exit.code()));
     } else {
         crate::say!("{}", report.text().trim_end());
-    }
-    if let Some(Err(e)) = hdr {
-        return Err(e);
     }
     match failure {
         Some(e) => Err(e),

@@ -214,7 +214,7 @@ fn demo_targets_with(
 pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
     // An unwritable report path is found before any call is made, not after the run.
     if let Some(path) = &a.junit {
-        check_writable(path)?;
+        crate::files::check_writable(path, "--junit")?;
     }
     let mut report = Report {
         // Set once the address is parsed: a raw flag value is never echoed.
@@ -334,20 +334,6 @@ fn seal_with(key: crate::protocol::rsa_oaep::AppKey) -> SealSecret {
     SealSecret(Arc::new(move |plain: &str| {
         key.encrypt(plain.as_bytes()).map_err(|e| e.to_string())
     }))
-}
-
-/// `--junit FILE` must be creatable: its directory exists and is not read-only.
-fn check_writable(path: &std::path::Path) -> Result<()> {
-    let existed = path.exists();
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(|e| CsmError::io(format!("--junit {}", path.display()), e))?;
-    if !existed {
-        let _ = std::fs::remove_file(path);
-    }
-    Ok(())
 }
 
 fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Result<Exit> {

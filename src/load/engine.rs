@@ -294,7 +294,8 @@ impl Shared {
                         if let NoReply::Net(f) = no {
                             self.failed(f);
                         }
-                        (Err(kind), vec!["reachable"])
+                        // Counted under `errors`: the judge has no reply to reject.
+                        (Err(kind), Vec::new())
                     }
                     Ok(reply) => {
                         let json = reply.json();

@@ -45,6 +45,27 @@ fn item(name: &str, scene: Option<&'static str>, p: Protocol) -> Option<Item> {
     })
 }
 
+/// Why `name` is no `--activity` of protocol `p`, with what was likely meant.
+fn not_in(name: &str, p: Protocol) -> String {
+    let names = catalog::names(p);
+    let other = match p {
+        Protocol::V1 => Protocol::V2,
+        Protocol::V2 => Protocol::V1,
+    };
+    let hint = if let Some(n) = names.iter().find(|n| n.eq_ignore_ascii_case(name)) {
+        format!("did you mean {n}?")
+    } else if catalog::names(other).contains(&name) {
+        format!(
+            "a {} callback: pass --protocol {}",
+            other.name(),
+            other.name()
+        )
+    } else {
+        format!("one of: {}", names.join(", "))
+    };
+    format!("--activity {name:?}: not a {} callback ({hint})", p.name())
+}
+
 impl Mix {
     pub fn new(items: Vec<Item>) -> Mix {
         let current = vec![0; items.len()];
@@ -131,13 +152,11 @@ impl Mix {
                 }
                 None => (spec, 1),
             };
-            let mut it = item(name, None, p).ok_or_else(|| {
-                format!(
-                    "--activity {name:?}: not a {} callback (one of: {})",
-                    p.name(),
-                    catalog::names(p).join(", ")
-                )
-            })?;
+            let mut it = item(name, None, p)
+                // `find` falls back to the other protocol's callback of that name; a load
+                // sends the protocol it says.
+                .filter(|it| catalog::names(p).contains(&it.callback.name))
+                .ok_or_else(|| not_in(name, p))?;
             if keys.for_family(it.callback.family).is_none() {
                 let flag = match it.callback.family.key_role() {
                     crate::catalog::KeyRole::Kit => "--kit-key-file",
@@ -147,6 +166,14 @@ impl Mix {
                 return Err(format!(
                     "--activity {name}: a {} callback; pass {flag}",
                     it.callback.family.label()
+                ));
+            }
+            if items
+                .iter()
+                .any(|i: &Item| std::ptr::eq(i.callback, it.callback))
+            {
+                return Err(format!(
+                    "--activity {name}: given twice; give it once, with one weight"
                 ));
             }
             it.weight = weight;

@@ -29,8 +29,8 @@ pub struct Stats {
     pub service: Histogram<u64>,
     /// Requests that ended (answered or not).
     pub requests: u64,
-    /// Ended without a reply, with an HTTP status other than 200, or a resultCode other
-    /// than 000000.
+    /// Ended without a reply, with an HTTP status other than 200, a resultCode other than
+    /// 000000, or a reply the judge rejects (as the marketplace would refuse it).
     pub failed: u64,
     pub by_http_status: BTreeMap<String, u64>,
     pub by_result_code: BTreeMap<String, u64>,
@@ -39,6 +39,8 @@ pub struct Stats {
     /// Replies the judge rejects, by rule (result-code, json-body, body-sign, ...).
     pub rejected: BTreeMap<&'static str, u64>,
     pub by_activity: BTreeMap<String, u64>,
+    /// Failed requests per activity (only those with a failure).
+    pub failed_by_activity: BTreeMap<String, u64>,
     /// The latency of the requests ended since the last [`Stats::take_interval`].
     pub interval: Histogram<u64>,
 }
@@ -55,6 +57,7 @@ impl Default for Stats {
             errors: BTreeMap::new(),
             rejected: BTreeMap::new(),
             by_activity: BTreeMap::new(),
+            failed_by_activity: BTreeMap::new(),
             interval: histogram(),
         }
     }
@@ -70,6 +73,7 @@ pub struct Ended<'a> {
     pub latency: Duration,
     pub service: Duration,
     pub outcome: Result<(u16, Option<String>), &'static str>,
+    /// The judge's failed rules for a reply (none without one: that is an error).
     pub rejected: &'a [&'static str],
 }
 
@@ -79,7 +83,7 @@ impl Stats {
         self.latency.saturating_record(micros(e.latency));
         self.interval.saturating_record(micros(e.latency));
         self.service.saturating_record(micros(e.service));
-        *self.by_activity.entry(e.activity).or_default() += 1;
+        *self.by_activity.entry(e.activity.clone()).or_default() += 1;
         let ok = match e.outcome {
             Err(kind) => {
                 *self.errors.entry(kind).or_default() += 1;
@@ -95,8 +99,11 @@ impl Stats {
                 ok
             }
         };
-        if !ok {
+        // A reply the marketplace would refuse (a Body-Sign that does not verify, say) fails
+        // the call even with resultCode 000000.
+        if !ok || !e.rejected.is_empty() {
             self.failed += 1;
+            *self.failed_by_activity.entry(e.activity).or_default() += 1;
         }
         for r in e.rejected {
             *self.rejected.entry(r).or_default() += 1;
@@ -224,16 +231,28 @@ mod tests {
             latency: Duration::from_secs(5),
             service: Duration::from_secs(5),
             outcome: Err("timeout"),
-            rejected: &["reachable"],
+            rejected: &[],
         });
         assert_eq!((s.requests, s.failed, s.replies()), (4, 3, 3));
+        // A reply with resultCode 000000 that the judge rejects fails too.
+        s.add(Ended {
+            activity: "queryInstance".into(),
+            latency: Duration::from_millis(5),
+            service: Duration::from_millis(4),
+            outcome: Ok((200, Some("000000".into()))),
+            rejected: &["body-sign"],
+        });
+        assert_eq!((s.requests, s.failed), (5, 4));
+        assert_eq!(s.rejected["body-sign"], 1);
+        assert_eq!(s.failed_by_activity["newInstance"], 3);
+        assert_eq!(s.failed_by_activity["queryInstance"], 1);
         assert_eq!(s.by_result_code["000001"], 1);
         assert_eq!(s.errors["timeout"], 1);
-        assert!((s.error_ratio() - 0.75).abs() < 1e-12);
+        assert!((s.error_ratio() - 0.8).abs() < 1e-12);
         let max = ms_at(&s.latency, 100.0);
         assert!((max - 5000.0).abs() < 5.0, "{max}");
         let h = s.take_interval();
-        assert_eq!((h.len(), s.interval.len()), (4, 0));
+        assert_eq!((h.len(), s.interval.len()), (5, 0));
     }
 
     #[test]

@@ -77,7 +77,7 @@ fn fraction(s: &str, expr: &str) -> Result<f64, String> {
         })?;
     if v / scale > 1.0 {
         return Err(if scale == 1.0 {
-            format!("--threshold {expr:?}: a bare {s} is a fraction and must be at most 1; write {s}% for a percentage")
+            format!("--threshold {expr:?}: a bare {s} is a fraction and must be at most 1 (100%); for a percentage write {s}%")
         } else {
             format!("--threshold {expr:?}: {s} is over 100%")
         });
@@ -244,7 +244,7 @@ mod tests {
             .ends_with("errors takes a percentage from 0% to 100%, e.g. errors<0.1%"));
         assert!(parse("rate>=5")
             .unwrap_err()
-            .contains("write 5% for a percentage"));
+            .contains("must be at most 1 (100%); for a percentage write 5%"));
         assert!(parse("rate>=1").is_ok());
         assert!(parse("p98<1s")
             .unwrap_err()

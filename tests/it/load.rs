@@ -263,6 +263,12 @@ fn an_unreachable_endpoint_exits_4_with_the_report() {
     assert_eq!(r["exit_code"], 4);
     assert!(r["errors"]["connect"].as_u64().unwrap() >= 1, "{r:#}");
     assert!(r["error"].as_str().unwrap().contains("unreachable"));
+    // No reply: no latency, and nothing for the judge to reject (the failures are errors).
+    assert!(
+        r["latency_ms"].is_null() && r["service_ms"].is_null(),
+        "{r:#}"
+    );
+    assert_eq!(r["rejected"], serde_json::json!({}), "{r:#}");
     // It stops at the first refusal instead of running out the 10 s.
     assert!(num(&r["duration_s"]) < 8.0, "{r:#}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("unreachable"));
@@ -425,6 +431,76 @@ fn usage_errors_name_the_flag_and_exit_2() {
                 "orderId.x=1",
             ],
             "--set \"orderId.x\": cannot go into x",
+        ),
+        // Load goes to test orders only.
+        (
+            vec!["--rate", "10", "--requests", "5", "--set", "testFlag=0"],
+            "--set testFlag: csm load sends test callbacks only (testFlag=1)",
+        ),
+        // A V1 callback is not sent under v2 (it would go out as a V1 GET).
+        (
+            vec![
+                "--rate",
+                "10",
+                "--requests",
+                "5",
+                "--activity",
+                "expireInstance",
+            ],
+            "--activity \"expireInstance\": not a v2 callback (a v1 callback: pass --protocol v1)",
+        ),
+        (
+            vec![
+                "--rate",
+                "10",
+                "--requests",
+                "5",
+                "--activity",
+                "newinstance",
+            ],
+            "(did you mean newInstance?)",
+        ),
+        (
+            vec![
+                "--rate",
+                "10",
+                "--requests",
+                "5",
+                "--activity",
+                "newInstance,queryInstance,newInstance:2",
+            ],
+            "--activity newInstance: given twice",
+        ),
+        (
+            vec!["--rate", "10", "--duration", "1s", "--ramp", "2s"],
+            "--ramp 2s: must be shorter than --duration 1s",
+        ),
+        // Refused for the field's value, not for another activity's lack of the field.
+        (
+            vec![
+                "--rate",
+                "10",
+                "--requests",
+                "5",
+                "--activity",
+                "queryInstance,refreshInstance",
+                "--set",
+                "scene=X",
+            ],
+            "scene must be one of",
+        ),
+        (
+            vec![
+                "--rate",
+                "10",
+                "--requests",
+                "5",
+                "--activity",
+                "queryInstance,releaseInstance",
+                "--set",
+                "nosuch=1",
+            ],
+            "--set nosuch: none of the activities sent has this field (queryInstance, releaseInstance)",
         ),
     ] {
         let o = env.load(url, "basic.key", &args);
@@ -606,6 +682,63 @@ fn set_names_a_field_no_activity_has() {
 }
 
 #[test]
+fn an_hdr_log_that_cannot_be_written_is_refused_before_the_run() {
+    let env = Env::new();
+    let m = env.serve(&["--record", &env.p("record.jsonl")]);
+    let o = env.load(
+        &m.url,
+        "basic.key",
+        &[
+            "--rate",
+            "50",
+            "--requests",
+            "5",
+            "--hdr-out",
+            &env.p("no/such/dir/latency.hlog"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    // The run did not start: the error object, not a report.
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["exit_code"], 3, "{r:#}");
+    assert!(r["error"].as_str().unwrap().contains("--hdr-out"), "{r:#}");
+    // Nothing was sent.
+    let sent = std::fs::read_to_string(env.path("record.jsonl")).unwrap_or_default();
+    assert_eq!(sent.lines().count(), 0, "{sent}");
+}
+
+#[test]
+fn a_ramp_is_no_shortfall_of_the_rate() {
+    let env = Env::new();
+    let m = env.serve(&[]);
+    let o = env.load_text(
+        &m.url,
+        "basic.key",
+        &[
+            "--activity",
+            "newInstance",
+            "--rate",
+            "200",
+            "--duration",
+            "2s",
+            "--ramp",
+            "1s",
+            "--threshold",
+            "rate>=0.95",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    // 100 requests in the ramp, then 200 in the second that follows.
+    assert!(out.starts_with("300 requests in "), "{out}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("rising over 1s"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
 fn the_hdr_log_reads_back_with_every_request() {
     use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
     use hdrhistogram::serialization::Deserializer;
@@ -663,11 +796,12 @@ fn a_lower_case_body_sign_name_is_rejected_per_reply_on_kept_alive_connections()
             "3",
         ],
     );
-    // Replies are still 000000: the name is a judge rule, not a failure.
+    // Replies are still 000000, but the marketplace refuses them: each one fails.
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let r = report(&o);
     assert_eq!(r["by_result_code"], serde_json::json!({"000000": 60}));
     assert_eq!(r["rejected"]["body-sign-name"], 60, "{r:#}");
+    assert_eq!(r["failed"], 60, "{r:#}");
 }
 
 #[test]

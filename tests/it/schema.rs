@@ -49,7 +49,11 @@ pub fn validate(schema: &Value, v: &Value, at: &str, errors: &mut Vec<String>) {
             errors.push(format!("{at}: {v} not in {e:?}"));
         }
     }
-    if let Some(req) = schema.get("required").and_then(Value::as_array) {
+    // `required` speaks of objects only (a nullable object may be null).
+    if let (Some(req), true) = (
+        schema.get("required").and_then(Value::as_array),
+        v.is_object(),
+    ) {
         for k in req {
             if v.get(k.as_str().unwrap()).is_none() {
                 errors.push(format!("{at}: missing {k}"));
