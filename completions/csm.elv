@@ -320,7 +320,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --fault-delay 'How long the `slow` fault waits before answering (beyond the 5 s budget by default)'
             cand --window 'Replay window for V2 timestamps: 60s, 5m; a bare number is seconds (1s to 24h)'
             cand --state 'SQLite file for instances, license codes and Kit records. Without it they live in memory, bounded for long load runs: the 100,000 of each written last are kept; nonces are remembered for the replay window (--window) only, so their number is bounded by the requests of one window'
-            cand --record 'Append every received request, raw, to FILE as JSON lines (for auditing signatures)'
+            cand --record 'Append every received request, raw, to FILE as JSON lines (for auditing signatures; cookies, Authorization and the login pages'' codes are recorded as <redacted>)'
             cand --license-inner 'Inner step expected in License 2.0 signatures (decision 5)'
             cand --client-timeout 'Drop a connection whose client sends no complete request head for this long (also between requests on a kept-alive connection), or takes longer than this again to send the body (answered 408): 30s, 1500ms, 2m'
             cand --max-body 'Refuse request bodies larger than this with 413 (bytes, or with a KiB/MiB suffix)'

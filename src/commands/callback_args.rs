@@ -72,7 +72,7 @@ pub fn confirm_remote(flag: &str, url: &Url, yes: bool, g: &GlobalArgs, calls: &
     }
     ask(
         g,
-        &format!("{flag} {url}: not a loopback address and there is no terminal to confirm on; pass --yes to send {calls} to it"),
+        &format!("{flag} {url}: not a loopback address; pass --yes to send {calls} to it"),
         &format!("Send {calls} to {url}? It may be a production endpoint"),
         &format!("{flag} {url}: not confirmed; nothing was sent"),
     )
@@ -84,7 +84,16 @@ fn ask(g: &GlobalArgs, no_terminal: &str, prompt: &str, declined: &str) -> Resul
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin())
         && std::io::IsTerminal::is_terminal(&std::io::stderr());
     if g.no_input || !terminal {
-        return Err(CsmError::usage(no_terminal));
+        // Why nobody was asked: `no_terminal` says what to do instead.
+        let why = if g.no_input {
+            "--no-input forbids asking"
+        } else {
+            "there is no terminal to confirm on"
+        };
+        return Err(CsmError::usage(match no_terminal.split_once("; ") {
+            Some((what, todo)) => format!("{what}, and {why}; {todo}"),
+            None => format!("{no_terminal} ({why})"),
+        }));
     }
     let ok = dialoguer::Confirm::new()
         .with_prompt(prompt)

@@ -55,7 +55,7 @@ pub struct SendArgs {
     #[arg(long)]
     pub allow_unknown: bool,
     /// The resultCode the reply should carry.
-    #[arg(long, default_value = "000000", value_name = "CODE")]
+    #[arg(long, default_value = "000000", value_name = "CODE", value_parser = result_code)]
     pub expect_code: String,
     /// Print the request without sending it.
     #[arg(long)]
@@ -180,16 +180,36 @@ pub fn read_body(
     }
 }
 
-/// A body from a file is sent as given, so a missing testFlag is not added silently.
-fn require_test_flag(fields: &Map<String, Value>, ctx: &Ctx, a: &SendArgs) -> Result<()> {
-    let asked_otherwise = !ctx.test_flag || a.unset.iter().any(|u| u == "testFlag");
-    if a.body.is_some() && !asked_otherwise && !fields.contains_key("testFlag") {
-        return Err(CsmError::usage(format!(
+/// `--expect-code`: a resultCode is six digits (`000000`, `000001`, ...).
+fn result_code(s: &str) -> std::result::Result<String, String> {
+    if s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(s.to_string())
+    } else {
+        Err("a resultCode is six digits, e.g. 000000 or 000001".into())
+    }
+}
+
+/// Only `--no-test-flag` sends a live call: a testFlag other than 1 (from `--set`, `--unset`
+/// or `--body-file`) is refused without it, and a body from a file that has none is not
+/// given one silently (it is sent as given).
+fn require_test_flag(fields: &Map<String, Value>, a: &SendArgs) -> Result<()> {
+    if a.no_test_flag {
+        return Ok(());
+    }
+    match fields.get("testFlag") {
+        Some(v) if v == "1" || v == 1 => Ok(()),
+        Some(v) => Err(CsmError::usage(format!(
+            "testFlag {v}: that is a live call, provisioned and billed; pass --no-test-flag to send one (only to an endpoint you own)"
+        ))),
+        None if a.unset.iter().any(|u| u == "testFlag") => Err(CsmError::usage(
+            "--unset testFlag: that is a live call, provisioned and billed; pass --no-test-flag as well (only to an endpoint you own)",
+        )),
+        None if a.body.is_some() => Err(CsmError::usage(format!(
             "--body-file {}: the body has no testFlag; add \"testFlag\":\"1\" (Kit: 1) or pass --no-test-flag to send it as a live call",
             a.body.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
-        )));
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The value `--set PATH=RAW` gives `cb`: the field known (or `--allow-unknown`), one of its
@@ -328,13 +348,13 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
             // No overrides: the file's bytes go out exactly as they are, and are what is signed.
             Some(path) if a.set.is_empty() && a.unset.is_empty() => {
                 let (text, fields) = read_body(cb, path, a.allow_unknown)?;
-                require_test_flag(&fields, &ctx, &a)?;
+                require_test_flag(&fields, &a)?;
                 request::prepare_raw(cb, a.scene.as_deref(), text, &key, &opts)?
             }
             // Overrides: the result is re-serialised in canonical form.
             _ => {
                 let fields = build_fields(cb, a.scene.as_deref(), &ctx, &a)?;
-                require_test_flag(&fields, &ctx, &a)?;
+                require_test_flag(&fields, &a)?;
                 request::prepare(cb, a.scene.as_deref(), fields, &key, &opts)?
             }
         })

@@ -4,7 +4,7 @@
 use crate::catalog::KeyRole;
 use crate::cli::GlobalArgs;
 use crate::config::{self, Profile};
-use crate::error::{Exit, Result};
+use crate::error::{CsmError, Exit, Result};
 use crate::marketplace::idp::IdpConfig;
 use crate::marketplace::{Fault, Marketplace, MarketplaceConfig};
 use crate::protocol::v2::LicenseInner;
@@ -131,7 +131,21 @@ fn marketplace_config(g: &GlobalArgs, a: &MarketplaceArgs) -> Result<Marketplace
 }
 
 pub fn run(g: &GlobalArgs, a: MarketplaceArgs) -> Result<Exit> {
-    let market = Marketplace::open(marketplace_config(g, &a)?)?;
+    let cfg = marketplace_config(g, &a)?;
+    // The admin API mints and releases license codes and sends License callbacks with no
+    // authentication: it answers this machine only.
+    use std::net::ToSocketAddrs;
+    let exposed = a
+        .listen
+        .to_socket_addrs()
+        .is_ok_and(|mut addrs| addrs.any(|s| !s.ip().is_loopback()));
+    if exposed {
+        return Err(CsmError::usage(format!(
+            "--listen {}: not a loopback address, and the stand-in's admin API (/csm/...) has no authentication; listen on 127.0.0.1 (reach it from elsewhere through a tunnel)",
+            a.listen
+        )));
+    }
+    let market = Marketplace::open(cfg)?;
     let handle = server::serve(&a.listen, Arc::new(market), a.server.config(g))?;
     // Tests and scripts read this line to learn the port when listening on port 0.
     crate::say!("csm marketplace listening on http://{}", handle.addr);

@@ -107,7 +107,7 @@ pub struct TestEndpointArgs {
     #[arg(long, value_name = "URL")]
     pub idp_url: Option<String>,
     /// With --demo: make the reference merchant wrong on purpose (see `csm serve merchant --help`).
-    #[arg(long, value_name = "NAME", requires = "demo",
+    #[arg(long, value_name = "NAME",
           value_parser = super::callback_args::Offered(super::callback_args::merchant_fault_names))]
     pub fault: Vec<String>,
 }
@@ -212,10 +212,6 @@ fn demo_targets_with(
 }
 
 pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
-    // An unwritable report path is found before any call is made, not after the run.
-    if let Some(path) = &a.junit {
-        crate::files::check_writable(path, "--junit")?;
-    }
     let mut report = Report {
         // Set once the address is parsed: a raw flag value is never echoed.
         endpoint: String::new(),
@@ -228,7 +224,27 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
         elapsed: Duration::ZERO,
         error: None,
     };
-    let result = run_suites(g, &a, &mut report);
+    // An unwritable report path is found before any call is made, not after the run; the
+    // --json report still says so.
+    // clap's `requires` takes a flag's default `false` for presence: checked here.
+    if !a.fault.is_empty() && !a.demo {
+        return Err(CsmError::usage(
+            "--fault: makes the built-in merchant of --demo wrong on purpose; it does nothing to --endpoint (add --demo, or drop --fault)",
+        ));
+    }
+    let checked = a
+        .junit
+        .as_deref()
+        .map(|p| crate::files::check_writable(p, "--junit"));
+    // Not tried again at the end when it cannot be written.
+    let junit = a
+        .junit
+        .as_deref()
+        .filter(|_| !matches!(checked, Some(Err(_))));
+    let result = match checked {
+        Some(Err(e)) => Err(e),
+        _ => run_suites(g, &a, &mut report),
+    };
     // The reports a CI reads are written whatever happened: a run that could not start or
     // lost its endpoint says so in them, with the exit code it ends with.
     let exit = match &result {
@@ -251,7 +267,7 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
             .unwrap_or(if terminal { Show::Failures } else { Show::All });
         crate::say!("{}", report.table(show, crate::output::colour()));
     }
-    if let Some(path) = &a.junit {
+    if let Some(path) = junit {
         crate::files::write_atomic(path, report.junit().as_bytes(), false)
             .map_err(|e| CsmError::Config(format!("--junit: {e}")))?;
     }
@@ -276,10 +292,17 @@ struct IdpRun {
 }
 
 impl IdpRun {
-    fn start(a: &TestEndpointArgs) -> Result<IdpRun> {
+    fn start(g: &GlobalArgs, a: &TestEndpointArgs) -> Result<IdpRun> {
         let url = url_flag("--idp-url", a.idp_url.as_deref())?;
         let login_url = url_flag("--login-url", a.login_url.as_deref())?;
         let logout_url = url_flag("--logout-url", a.logout_url.as_deref())?;
+        // The login checks call these addresses as a browser would: not a production app
+        // unless chosen on purpose.
+        for (flag, url) in [("--login-url", &login_url), ("--logout-url", &logout_url)] {
+            if let Some(url) = url {
+                confirm_remote(flag, url, a.yes, g, "the single sign-on checks")?;
+            }
+        }
         let idp = Arc::new(Idp::new(
             IdpConfig::default(),
             Arc::new(SystemClock),
@@ -357,7 +380,7 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
     let mut servers: Vec<server::ServerHandle> = Vec::new();
     // The identity provider comes first: the targets point at it.
     let idp = if suites.contains(&Suite::Sso) {
-        Some(IdpRun::start(a)?)
+        Some(IdpRun::start(g, a)?)
     } else {
         None
     };

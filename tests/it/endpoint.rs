@@ -699,6 +699,21 @@ fn send_prints_request_reply_and_checks_and_validates_overrides() {
         "{}",
         text(&o)
     );
+    // A live call takes --no-test-flag, however testFlag would go.
+    for change in [["--unset", "testFlag"], ["--set", "testFlag=0"]] {
+        let o = env.run(&[
+            "send",
+            "newInstance",
+            "--endpoint",
+            &ep,
+            "--key-file",
+            &k,
+            change[0],
+            change[1],
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{change:?}: {}", text(&o));
+        assert!(text(&o).contains("pass --no-test-flag"), "{}", text(&o));
+    }
     // --unset removes; unsetting what is not there is an error.
     let o = env.run(&[
         "send",
@@ -708,7 +723,7 @@ fn send_prints_request_reply_and_checks_and_validates_overrides() {
         "--key-file",
         &k,
         "--unset",
-        "testFlag",
+        "businessId",
         "--dry-run",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -717,7 +732,7 @@ fn send_prints_request_reply_and_checks_and_validates_overrides() {
         "{}",
         text(&o)
     );
-    assert!(!text(&o).contains("testFlag"), "{}", text(&o));
+    assert!(!text(&o).contains("businessId"), "{}", text(&o));
     let o = env.run(&[
         "send",
         "releaseInstance",
@@ -889,6 +904,19 @@ fn an_unwritable_junit_path_stops_the_run_before_any_call() {
     );
     // No call was made: nothing was tested, so no table and no "testing" line.
     assert!(!text(&o).contains("testing "), "{}", text(&o));
+    // With --json, the report a CI reads still comes, saying why.
+    let o = env.run(&[
+        "--json",
+        "test-endpoint",
+        "--demo",
+        "--junit",
+        "/nonexistent/dir/r.xml",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["schema"], "csm.test-endpoint/1", "{r:#}");
+    assert_eq!(r["exit_code"], 3, "{r:#}");
+    assert!(r["error"].as_str().unwrap().contains("--junit"), "{r:#}");
 }
 
 #[test]

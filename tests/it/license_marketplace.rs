@@ -1203,3 +1203,20 @@ fn license_timeouts_read_like_every_duration_flag() {
         }
     }
 }
+
+#[test]
+fn the_stand_in_marketplace_listens_on_loopback_only() {
+    // Its admin API has no authentication: a public address is refused before it listens.
+    for listen in ["0.0.0.0:0", "[::]:0"] {
+        let o = csm()
+            .args(["serve", "marketplace", "--listen", listen])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{listen}: {err}");
+        assert!(
+            err.contains(&format!("--listen {listen}: not a loopback address")),
+            "{err}"
+        );
+    }
+}

@@ -179,6 +179,27 @@ fn bad_sso_flags_are_refused_naming_the_flag() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--login-url") && err.contains("http"), "{err}");
 
+    // A login page that is not on this machine is called only when chosen on purpose.
+    let o = csm(dir.path())
+        .args([
+            "test-endpoint",
+            "--demo",
+            "--suite",
+            "sso",
+            "--login-url",
+            "http://203.0.113.1:8080/sso/callback",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--login-url http://203.0.113.1:8080/sso/callback: not a loopback address")
+            && err.contains("pass --yes"),
+        "{err}"
+    );
+
     // An address already taken: a configuration error naming --idp-listen.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
