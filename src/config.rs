@@ -129,14 +129,23 @@ pub fn find_key(role: KeyRole, flag: Option<&Path>, profile: &Profile) -> Result
 /// `--ak` also reads `CSM_AK` (`usage` does not: there an `--ak` without `--apig` is refused,
 /// and the variable may be set for other commands).
 pub fn require_ak(flag: Option<&str>, profile: &Profile, env: bool) -> Result<String> {
-    flag.map(str::to_string)
+    let ak = flag
+        .map(str::to_string)
         .or_else(|| profile.ak.clone())
         .ok_or_else(|| {
             let env = if env { ", set CSM_AK" } else { "" };
             CsmError::Config(format!(
                 "--ak: no access key id given (pass --ak AK{env}, or name it in a profile with `csm init`)"
             ))
-        })
+        })?;
+    // An access key id is letters and digits (it goes into the Authorization header as it
+    // is): an empty one, or one with a space or comma, is a mistake found before sending.
+    if ak.is_empty() || ak.contains(|c: char| c.is_whitespace() || c == ',') {
+        return Err(CsmError::usage(format!(
+            "--ak {ak:?}: an access key id is one word without spaces or commas (API Gateway's AK)"
+        )));
+    }
+    Ok(ak)
 }
 
 /// Like [`find_key`], but a missing key is a configuration error (as a missing key file is)

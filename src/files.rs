@@ -16,6 +16,15 @@ pub fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
     let shown = format!("{what} {}", path.display());
     let mut buf = Vec::new();
     let read = if path.as_os_str() == "-" {
+        // Standard input can be read once: a second `-` would get nothing.
+        static STDIN_READ_BY: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let mut by = STDIN_READ_BY.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(first) = by.as_ref() {
+            return Err(CsmError::usage(format!(
+                "{what} -: standard input was read already for {first}; give one of them a file"
+            )));
+        }
+        *by = Some(what.to_string());
         std::io::stdin()
             .lock()
             .take(limit + 1)

@@ -49,7 +49,7 @@ pub fn read_key_file(path: &Path, what: &str) -> Result<Secret> {
         .unwrap_or(raw);
     if key.trim().is_empty() {
         return Err(CsmError::usage(format!(
-            "{what} {}: the key file is empty (it must hold the access key)",
+            "{what} {}: the file is empty (it must hold the secret on one line)",
             path.display()
         )));
     }
@@ -80,6 +80,11 @@ pub fn from_env_value(value: &str, var: &str) -> Result<Secret> {
         return Err(CsmError::usage(format!(
             "{var}: the variable is set but empty"
         )));
+    }
+    if let Some(note) = stray_whitespace(value) {
+        eprintln!(
+            "csm: warning: {var}: the value {note}; it is used byte for byte, so remove it unless the key really has it"
+        );
     }
     Ok(Secret::new(value))
 }

@@ -203,7 +203,12 @@ pub struct OpenApiArgs {
     pub code: String,
     /// Base URL of the marketplace open APIs. Else the profile's; else the production
     /// marketplace https://mkt.myhuaweicloud.com, which needs --yes or a yes at the terminal.
-    #[arg(long, value_name = "URL", env = "CSM_MARKETPLACE_ENDPOINT")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CSM_MARKETPLACE_ENDPOINT",
+        hide_env_values = true
+    )]
     pub endpoint: Option<String>,
     /// Call the production marketplace without asking when no --endpoint or profile names
     /// the destination.

@@ -60,7 +60,8 @@ pub struct MerchantArgs {
     /// requests of one window.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
-    /// Append every received request, raw, to FILE as JSON lines (for auditing signatures).
+    /// Append every received request, raw, to FILE as JSON lines (for auditing signatures;
+    /// cookies, Authorization and the login pages' codes are recorded as <redacted>).
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
     /// Inner step expected in License 2.0 signatures (decision 5).

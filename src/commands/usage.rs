@@ -63,13 +63,26 @@ pub struct JournalArg {
     /// The journal: an SQLite file, or a PostgreSQL database several uploaders share
     /// (postgres://USER:PASSWORD@HOST:PORT/DB, no TLS). Default:
     /// <data dir>/csm/usage-journal.sqlite.
-    #[arg(long, env = "CSM_JOURNAL", value_name = "FILE")]
+    #[arg(long, env = "CSM_JOURNAL", hide_env_values = true, value_name = "FILE")]
     pub journal: Option<PathBuf>,
 }
 
 impl JournalArg {
-    pub(crate) fn path(&self) -> PathBuf {
-        self.journal.clone().unwrap_or_else(journal::default_path)
+    /// The journal named, or the default. A libpq `key=value` connection string is refused
+    /// without being repeated (it may hold a password): taken as a file name, it would be
+    /// created on disk under that name.
+    pub(crate) fn path(&self) -> Result<PathBuf> {
+        let path = self.journal.clone().unwrap_or_else(journal::default_path);
+        let text = path.to_string_lossy().to_ascii_lowercase();
+        let libpq = ["host=", "dbname=", "user=", "password=", "port="]
+            .iter()
+            .any(|k| text.starts_with(k) || text.contains(&format!(" {k}")));
+        if !journal::is_postgres(&path) && libpq {
+            return Err(CsmError::usage(
+                "--journal: a PostgreSQL journal is named by a URL, postgres://USER:PASSWORD@HOST:PORT/DB (key=value connection strings are not read)",
+            ));
+        }
+        Ok(path)
     }
 }
 
@@ -102,7 +115,12 @@ pub struct ConnArgs {
     /// Marketplace base URL (scheme, host, port); csm appends the API path. Else the
     /// profile's; else the production marketplace https://mkt.myhuaweicloud.com, which needs
     /// --yes or a yes at the terminal.
-    #[arg(long, env = "CSM_MARKETPLACE_ENDPOINT", value_name = "BASE_URL")]
+    #[arg(
+        long,
+        env = "CSM_MARKETPLACE_ENDPOINT",
+        hide_env_values = true,
+        value_name = "BASE_URL"
+    )]
     pub endpoint: Option<String>,
     /// Send to the production marketplace without asking when no --endpoint or profile
     /// names the destination.
@@ -357,7 +375,7 @@ fn bad_input(r: &ImportReport, file: &str) -> CsmError {
 /// A journal in memory for `validate` and `upload --dry-run`: the real one, when there is
 /// one, is only read (records already in it are counted as an upload would count them).
 fn check_only(a: &JournalArg) -> Result<Journal> {
-    let path = a.path();
+    let path = a.path()?;
     // A PostgreSQL journal is not attached: records already in it are counted as new.
     let local = !journal::is_postgres(&path) && path.exists();
     Journal::scratch(local.then_some(path.as_path()))
@@ -365,7 +383,7 @@ fn check_only(a: &JournalArg) -> Result<Journal> {
 
 /// The journal `replay`, `status` and `export` work on: it must be there already.
 fn existing_journal(a: &JournalArg) -> Result<PathBuf> {
-    let path = a.path();
+    let path = a.path()?;
     // PostgreSQL: opening it says whether a journal is there.
     if !journal::is_postgres(&path) && !path.exists() {
         return Err(CsmError::Config(format!(
@@ -660,7 +678,7 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     let mut j = if a.dry_run {
         check_only(&a.journal)?
     } else {
-        Journal::open(&a.journal.path())?
+        Journal::open(&a.journal.path()?)?
     };
     j.set_lease(a.lease.lease);
     let _lock = if a.dry_run {

@@ -170,7 +170,7 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
     }
     // The key, the destination and production's confirmation, exactly as `usage upload`.
     let cfg = send_config(g, &a.conn)?;
-    let journal_path = a.journal.path();
+    let journal_path = a.journal.path()?;
     // Opened once and kept across cycles; opened again after a cycle that failed.
     let mut journal = None;
     let state = match &a.state {

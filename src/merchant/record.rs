@@ -14,12 +14,46 @@ struct Recorded {
     body_base64: String,
 }
 
-/// One request as its line (no newline).
+/// Headers whose values are credentials (a session, a bearer token): recorded as this.
+const REDACTED: &str = "<redacted>";
+const SECRET_HEADERS: [&str; 4] = [
+    "cookie",
+    "set-cookie",
+    "authorization",
+    "proxy-authorization",
+];
+
+/// The login pages' query, with the one-time authorization code (and any token) replaced:
+/// the record is for verifying callback signatures, which never need them.
+fn recorded_url(url: &str) -> String {
+    let Some((path, query)) = url.split_once('?').filter(|(p, _)| p.starts_with("/sso/")) else {
+        return url.to_string();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if k == "code" || k.contains("token") => format!("{k}={REDACTED}"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}
+
+/// One request as its line (no newline); credentials that are not part of a callback's
+/// signature are redacted.
 pub fn line(req: &Request) -> String {
+    let headers = req
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            let secret = SECRET_HEADERS.iter().any(|s| n.eq_ignore_ascii_case(s));
+            (n.clone(), if secret { REDACTED.into() } else { v.clone() })
+        })
+        .collect();
     let r = Recorded {
         method: req.method.clone(),
-        url: req.url.clone(),
-        headers: req.headers.clone(),
+        url: recorded_url(&req.url),
+        headers,
         body_base64: base64::engine::general_purpose::STANDARD.encode(&req.body),
     };
     serde_json::to_string(&r).unwrap_or_default()
@@ -105,5 +139,32 @@ mod tests {
             .unwrap_err()
             .starts_with("line 1:"));
         assert!(!is_record(b"POST / HTTP/1.1\r\n\r\n"));
+    }
+
+    #[test]
+    fn sessions_and_login_codes_are_not_recorded() {
+        let req = Request {
+            method: "GET".into(),
+            url: "/sso/callback?code=5a8f1b&state=s1".into(),
+            headers: vec![
+                ("cookie".into(), "csm_session=20828F00".into()),
+                ("Authorization".into(), "Bearer t0k3n".into()),
+                ("host".into(), "127.0.0.1".into()),
+            ],
+            body: Vec::new(),
+        };
+        let l = line(&req);
+        for secret in ["5a8f1b", "20828F00", "t0k3n"] {
+            assert!(!l.contains(secret), "{l}");
+        }
+        let got = read(l.as_bytes()).unwrap().remove(0);
+        assert_eq!(got.target, "/sso/callback?code=<redacted>&state=s1");
+        assert_eq!(got.headers[2], ("host".into(), "127.0.0.1".into()));
+        // A callback's query is its signature: recorded as it came.
+        let callback = Request {
+            url: "/produce?signature=ab&code=1".into(),
+            ..req
+        };
+        assert!(line(&callback).contains("\"/produce?signature=ab&code=1\""));
     }
 }

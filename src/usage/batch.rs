@@ -81,8 +81,10 @@ pub enum Outcome {
 /// What the seller changes before a refused push can go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fix {
-    /// The body signature or the credentials were refused.
+    /// The body signature was refused.
     Key,
+    /// API Gateway refused the access key or its signature (`--apig`).
+    Credentials,
     /// Nothing that takes usage pushes answers at this address.
     Endpoint,
     /// The marketplace takes fewer records per request than csm can send.
@@ -93,7 +95,7 @@ impl Fix {
     /// What the error message leads with.
     pub fn lead(self) -> &'static str {
         match self {
-            Fix::Key | Fix::BatchSize => "the marketplace refused the requests",
+            Fix::Key | Fix::Credentials | Fix::BatchSize => "the marketplace refused the requests",
             Fix::Endpoint => "no usage API answers at --endpoint",
         }
     }
@@ -101,6 +103,7 @@ impl Fix {
     pub fn hint(self) -> &'static str {
         match self {
             Fix::Key => "check --key-file: the usage push is signed with the key bound to the basic interfaces",
+            Fix::Credentials => "check --ak and --sk-file: API Gateway refused the access key or its signature",
             Fix::Endpoint => "check --endpoint: the base URL of the marketplace open APIs (csm appends the API path)",
             Fix::BatchSize => "send smaller batches with --batch",
         }
@@ -256,6 +259,11 @@ pub fn classify_response(
             }
             BatchVerdict::Records(out)
         }
+        (401 | 403, gateway) if gateway.starts_with("APIGW.") => BatchVerdict::Fatal {
+            code: label,
+            reason,
+            fix: Fix::Credentials,
+        },
         (_, "MKT.0102" | "MKT.0150" | "MKT.0151" | "MKT.0154") | (401 | 403, _) => {
             BatchVerdict::Fatal {
                 code: label,
@@ -445,7 +453,18 @@ mod tests {
                 400,
                 r#"{"error_code":"MKT.0102","error_msg":"Invalid body sign"}"#
             ),
-            BatchVerdict::Fatal { .. }
+            BatchVerdict::Fatal { fix: Fix::Key, .. }
+        ));
+        // The gateway refusing the access key points at --ak/--sk-file, not the body key.
+        assert!(matches!(
+            c(
+                401,
+                r#"{"error_code":"APIGW.0301","error_msg":"Incorrect IAM authentication information"}"#
+            ),
+            BatchVerdict::Fatal {
+                fix: Fix::Credentials,
+                ..
+            }
         ));
         assert!(matches!(
             c(500, r#"{"error_code":"MKT.0999"}"#),

@@ -1776,3 +1776,146 @@ fn an_access_key_id_given_nowhere_is_a_configuration_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn mistakes_found_before_anything_is_sent() {
+    let e = Env::new();
+    std::fs::write(e.path("sk"), "sk-0123456789\n").unwrap();
+    std::fs::write(e.path("empty"), "").unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        // An empty access key id, or one with a space, is not signed into a header.
+        (
+            vec![
+                "sign",
+                "apig",
+                "--ak",
+                "",
+                "--sk-file",
+                "sk",
+                "--url",
+                "https://x/y",
+            ],
+            "--ak \"\": an access key id is one word",
+        ),
+        (
+            vec![
+                "sign",
+                "apig",
+                "--ak",
+                "AK X",
+                "--sk-file",
+                "sk",
+                "--url",
+                "https://x/y",
+            ],
+            "--ak \"AK X\": an access key id is one word",
+        ),
+        // An empty secret file says what it must hold, whatever the secret is.
+        (
+            vec![
+                "sign",
+                "apig",
+                "--ak",
+                "AK1",
+                "--sk-file",
+                "empty",
+                "--url",
+                "https://x/y",
+            ],
+            "--sk-file empty: the file is empty (it must hold the secret on one line)",
+        ),
+        // --fault changes the built-in merchant only.
+        (
+            vec![
+                "test-endpoint",
+                "--endpoint",
+                "http://127.0.0.1:9/produce",
+                "--key-file",
+                "key",
+                "--fault",
+                "slow",
+            ],
+            "--fault: makes the built-in merchant of --demo wrong on purpose",
+        ),
+        (
+            vec![
+                "send",
+                "newInstance",
+                "--endpoint",
+                "http://127.0.0.1:9/",
+                "--key-file",
+                "key",
+                "--expect-code",
+                "abc",
+            ],
+            "a resultCode is six digits",
+        ),
+        // A libpq connection string is refused without being repeated.
+        (
+            vec![
+                "usage",
+                "status",
+                "--journal",
+                "host=127.0.0.1 user=csm password=pw-secret-1 dbname=db",
+            ],
+            "--journal: a PostgreSQL journal is named by a URL",
+        ),
+    ];
+    for (args, needle) in cases {
+        let (code, stdout, stderr) = out(e.csm().args(&args));
+        assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("pw-secret-1"), "{stderr}");
+    }
+    // Standard input is read once: a second `-` is named, not read as empty.
+    let (code, _, stderr) = out(e.csm().write_stdin(format!("{KEY}\n")).args([
+        "sign",
+        "-q",
+        "saas-v2",
+        "--key-file",
+        "-",
+        "--body-file",
+        "-",
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--body-file -: standard input was read already for --key-file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_never_shows_a_password_from_the_environment() {
+    let e = Env::new();
+    for args in [["usage", "upload", "--help"], ["usage", "status", "--help"]] {
+        let (code, stdout, _) = out(e
+            .csm()
+            .env("CSM_JOURNAL", "postgres://csm:pw-secret-2@127.0.0.1:1/db")
+            .env(
+                "CSM_MARKETPLACE_ENDPOINT",
+                "https://user:pw-secret-3@mkt.example",
+            )
+            .args(args));
+        assert_eq!(code, 0, "{stdout}");
+        assert!(stdout.contains("CSM_JOURNAL"), "{stdout}");
+        assert!(!stdout.contains("pw-secret"), "{args:?}: {stdout}");
+    }
+}
+
+#[test]
+fn a_key_from_the_environment_with_stray_whitespace_is_warned_about() {
+    let e = Env::new();
+    let (code, _, stderr) = out(e.csm().env("CSM_ACCESS_KEY", format!(" {KEY} ")).args([
+        "sign",
+        "-q",
+        "saas-v2",
+        "--body-file",
+        "body.json",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("warning: CSM_ACCESS_KEY: the value starts or ends with whitespace"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(KEY), "{stderr}");
+}
