@@ -118,6 +118,10 @@ pub fn unreachable(endpoint: &Url, f: &crate::endpoint::client::NetFailure) -> C
         NetKind::Timeout => e.with_hint(
             "the endpoint did not answer in time; --timeout sets the budget (the marketplace waits 5 s)",
         ),
+        // rustls reads a plain-HTTP answer to its hello as a record of an unknown type.
+        NetKind::Tls if f.message.contains("InvalidContentType") => e.with_hint(
+            "the endpoint answers in plain HTTP, not TLS: use an http:// address (or serve TLS there)",
+        ),
         NetKind::Tls => e.with_hint(
             "serve TLS 1.2 or newer with a certificate for this host name (--ca-file trusts a private CA)",
         ),

@@ -383,6 +383,15 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
         Exit::CheckFailed
     };
     let mut failure = None;
+    // A run where everything failed exits 0 without a threshold: said, so that a CI log
+    // does not read it as a pass.
+    let s = &report.stats;
+    let finished = out.unreachable.is_none() && !out.interrupted;
+    if finished && a.threshold.is_empty() && s.failed > 0 && s.failed == s.requests && !g.quiet {
+        eprintln!(
+            "csm: note: every request failed; without a --threshold that is still exit 0 (--threshold 'errors<1%' fails the run)"
+        );
+    }
     if let Some(f) = &out.unreachable {
         let e = unreachable(&endpoint, f);
         report.error = Some(e.to_string());

@@ -444,10 +444,23 @@ fn pace(
 }
 
 async fn progress(s: Arc<Shared>, start: Instant) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Ten looks a second for a Ctrl-C, so that it is answered at once; a line a second.
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut told = false;
     tick.tick().await;
-    loop {
+    for n in 1u64.. {
         tick.tick().await;
+        if !told && s.plan.stop.asked() {
+            told = true;
+            eprintln!(
+                "\r\x1b[2Kcsm: stopping: no new requests; the {} in flight end within {} (Ctrl-C again quits at once, without a report)",
+                s.in_flight.load(Ordering::Relaxed),
+                crate::duration::show(s.plan.net.timeout)
+            );
+        }
+        if n % 10 != 0 {
+            continue;
+        }
         let (done, p99, failed) = {
             let st = lock(&s.stats);
             (st.requests, ms_at(&st.latency, 99.0), st.failed)

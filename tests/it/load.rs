@@ -216,6 +216,15 @@ fn a_wrong_key_fails_every_request_and_the_errors_threshold() {
         line.contains("100.000% <  1.000%") && line.ends_with("FAIL"),
         "{out}"
     );
+    // Without a threshold it is exit 0, and said so, so that a CI log does not read a pass.
+    let o = env.load(&m.url, "wrong.key", &["--rate", "100", "--requests", "5"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("note: every request failed; without a --threshold that is still exit 0"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
