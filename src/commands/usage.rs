@@ -675,10 +675,33 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     };
     let mut reader = open_input(&a.input)?;
     let file = label(&a.input.file);
+    let refuse = |rep: &ImportReport| -> CsmError {
+        if g.json {
+            output::print_json(&import_json(rep, &file));
+        } else {
+            print_line_errors(rep, &file, false);
+        }
+        bad_input(rep, &file)
+    };
+    let path = a.journal.path()?;
+    // A first upload creates its journal only for a file that reads whole: a refused file
+    // (exit 2) leaves nothing behind. Read once more to check it, into memory.
+    if !a.dry_run && !journal::is_postgres(&path) && !path.exists() {
+        let rep = Journal::scratch(None)?.import(
+            &mut open_input(&a.input)?,
+            &file,
+            clock::now(),
+            a.input.billing,
+            false,
+        )?;
+        if rep.error_count > 0 {
+            return Err(refuse(&rep));
+        }
+    }
     let mut j = if a.dry_run {
         check_only(&a.journal)?
     } else {
-        Journal::open(&a.journal.path()?)?
+        Journal::open(&path)?
     };
     j.set_lease(a.lease.lease);
     let _lock = if a.dry_run {
@@ -697,12 +720,7 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     )?;
     warn_empty(&rep, &file);
     if rep.error_count > 0 {
-        if g.json {
-            output::print_json(&import_json(&rep, &file));
-        } else {
-            print_line_errors(&rep, &file, false);
-        }
-        return Err(bad_input(&rep, &file));
+        return Err(refuse(&rep));
     }
     announce(g, &destination, a.dry_run);
     let Some(cfg) = cfg else {

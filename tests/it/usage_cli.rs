@@ -11,6 +11,32 @@ const HEAD: &str = "instance_id,begin_time,end_time,usage_value\n";
 const GOOD_JSON: &str = r#"{"instance_id":"i-1","begin_time":"20260110T100000Z","end_time":"20260110T110000Z","usage_value":2.5}"#;
 
 #[test]
+fn a_refused_first_upload_leaves_no_journal_behind() {
+    let env = Env::new();
+    let server = env.market(&[]);
+    let bad = env.write(
+        "bad.csv",
+        &format!("{HEAD}{GOOD}i-2,20260110T100000Z,yesterday,1\n"),
+    );
+    let o = env.usage(&["upload", bad.to_str().unwrap()], Some(&server));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out} {err}");
+    assert!(err.contains("nothing was journaled"), "{err}");
+    let mut lock = env.journal.clone().into_os_string();
+    lock.push(".lock");
+    assert!(!env.journal.exists(), "the journal was created");
+    assert!(
+        !std::path::Path::new(&lock).exists(),
+        "the lock was created"
+    );
+    // A good file then creates it as usual.
+    let good = env.write("good.csv", &format!("{HEAD}{GOOD}"));
+    let o = env.usage(&["upload", good.to_str().unwrap(), "-q"], Some(&server));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert!(env.journal.exists());
+}
+
+#[test]
 fn bad_input_corpus_names_the_line_and_leaves_the_journal_unchanged() {
     let env = Env::new();
     let server = env.market(&[]);
