@@ -23,7 +23,11 @@ pub fn endpoint_from(given: Option<&str>, profile: &Profile, hint: &str) -> Resu
                 "--endpoint: no endpoint given (pass --endpoint URL or name one in a profile with `csm init`{hint})"
             ))
         })?;
-    parse_endpoint(raw)
+    let url = parse_endpoint(raw)?;
+    // A proxy variable csm cannot use is a configuration error (exit 3) for every command,
+    // found before anything is asked or sent.
+    crate::net::proxy::for_url(&url, &crate::net::proxy::from_env).map_err(CsmError::Config)?;
+    Ok(url)
 }
 
 /// The marketplace base URL of `usage` and `license activate|heartbeat`, unparsed:

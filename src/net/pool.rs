@@ -173,6 +173,8 @@ pub struct Pool {
     /// `Proxy-Authorization` for a proxy that relays plain HTTP.
     relay_auth: Option<String>,
     relayed: bool,
+    /// The proxy connections go through, as failures name it.
+    proxy: Option<String>,
     idle: Mutex<Vec<Conn>>,
     max_idle: usize,
     reconnects: AtomicU64,
@@ -226,6 +228,7 @@ impl Settings {
             host: raw::authority(url),
             relay_auth,
             relayed: via.is_some() && url.scheme() == "http",
+            proxy: via.as_ref().map(|p| p.named()),
             idle: Mutex::new(Vec::with_capacity(connections)),
             max_idle: connections.max(1),
             reconnects: AtomicU64::new(0),
@@ -309,6 +312,15 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Conn, NetFailure> {
+        self.connect_direct_or_via()
+            .await
+            .map_err(|f| match &self.proxy {
+                Some(p) => f.within(p),
+                None => f,
+            })
+    }
+
+    async fn connect_direct_or_via(&self) -> Result<Conn, NetFailure> {
         let dst = self.dst.clone();
         let io = match self.route.clone() {
             Route::Direct(mut c) => {

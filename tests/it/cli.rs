@@ -1867,6 +1867,49 @@ fn mistakes_found_before_anything_is_sent() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(!stderr.contains("pw-secret-1"), "{stderr}");
     }
+    // A proxy variable csm cannot use is configuration (exit 3) for every command that
+    // calls an endpoint, not an unreachable endpoint.
+    for args in [
+        vec![
+            "send",
+            "newInstance",
+            "--endpoint",
+            "https://203.0.113.1/produce",
+            "--key-file",
+            "key",
+            "--yes",
+        ],
+        vec![
+            "test-endpoint",
+            "--endpoint",
+            "https://203.0.113.1/produce",
+            "--key-file",
+            "key",
+            "--yes",
+        ],
+        vec![
+            "load",
+            "--endpoint",
+            "https://203.0.113.1/produce",
+            "--key-file",
+            "key",
+            "--yes",
+            "--rate",
+            "1",
+            "--requests",
+            "1",
+        ],
+    ] {
+        let (code, stdout, stderr) = out(e
+            .csm()
+            .env("https_proxy", "socks5://127.0.0.1:1")
+            .args(&args));
+        assert_eq!(code, 3, "{args:?}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("https_proxy: proxy scheme \"socks5\" is not supported"),
+            "{args:?}: {stderr}"
+        );
+    }
     // Standard input is read once: a second `-` is named, not read as empty.
     let (code, _, stderr) = out(e.csm().write_stdin(format!("{KEY}\n")).args([
         "sign",
