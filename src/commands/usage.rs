@@ -903,7 +903,7 @@ fn check_reason(reason: &str) -> Result<&str> {
     let r = reason.trim();
     if r.is_empty() {
         return Err(CsmError::usage(
-            "--reason \"\": say why the record is abandoned (e.g. what 话单管理 showed)",
+            "--reason: empty or only spaces; say why the record is abandoned (e.g. what 话单管理 showed)",
         ));
     }
     if r.chars().count() > MAX_REASON_CHARS {

@@ -96,7 +96,7 @@ impl Fix {
     pub fn lead(self) -> &'static str {
         match self {
             Fix::Key | Fix::Credentials | Fix::BatchSize => "the marketplace refused the requests",
-            Fix::Endpoint => "no usage API answers at --endpoint",
+            Fix::Endpoint => "no usage API answers at the endpoint",
         }
     }
 
@@ -104,7 +104,7 @@ impl Fix {
         match self {
             Fix::Key => "check --key-file: the usage push is signed with the key bound to the basic interfaces",
             Fix::Credentials => "check --ak and --sk-file: API Gateway refused the access key or its signature",
-            Fix::Endpoint => "check --endpoint: the base URL of the marketplace open APIs (csm appends the API path)",
+            Fix::Endpoint => "check --endpoint (or the profile's marketplace endpoint): the base URL of the marketplace open APIs (csm appends the API path)",
             Fix::BatchSize => "send smaller batches with --batch",
         }
     }

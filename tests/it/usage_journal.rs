@@ -250,7 +250,7 @@ fn a_server_that_is_not_the_usage_api_stops_the_run_and_is_named() {
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(3), "{out} {err}");
     assert!(
-        err.contains("no usage API answers at --endpoint") && err.contains("resultCode"),
+        err.contains("no usage API answers at the endpoint") && err.contains("resultCode"),
         "{err}"
     );
     assert_eq!(
@@ -873,7 +873,10 @@ fn a_dead_end_rejected_record_is_abandoned_and_its_fix_uploaded_under_a_new_sn()
     for (args, says) in [
         (vec!["sn-a", "--abandon"], "--reason"),
         (vec!["sn-a", "--reason", "x"], "--abandon"),
-        (vec!["sn-a", "--abandon", "--reason", "  "], "--reason \"\""),
+        (
+            vec!["sn-a", "--abandon", "--reason", "  "],
+            "--reason: empty or only spaces",
+        ),
         (vec!["sn-zz", "--abandon", "--reason", "x"], "\"sn-zz\""),
     ] {
         let o = resolve(&env, &args);
