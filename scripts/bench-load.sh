@@ -146,6 +146,7 @@ WRK=()
 CSMR=()
 REFUSED=()
 CEILING=()
+PAIRED=()
 for round in $(seq "$ROUNDS"); do
   t=$(ticks)
   client "${CLIENT_CPU[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$WORK/post.lua" "$URL" > "$WORK/wrk-$round"
@@ -174,6 +175,9 @@ for round in $(seq "$ROUNDS"); do
   printf '         merchant CPU per request: %s, %s, %s us (the ratio it allows: %s)\n' \
     "$uw" "$uc" "$ux" "$ceiling"
   CEILING+=("$ceiling")
+  # Each round's own ratio: wrk and csm ran seconds apart, so a host that speeds up or slows
+  # down between rounds moves both.
+  PAIRED+=("$(python3 -c "print(round($c / $w, 3))")")
   WRK+=("$w")
   CSMR+=("$c")
   REFUSED+=("$x")
@@ -183,6 +187,7 @@ mc=$(median "${CSMR[@]}")
 mx=$(median "${REFUSED[@]}")
 printf 'ceiling (median): wrk %.0f req/s unsigned, csm load %.0f req/s signed: ratio %.3f (goal >= 0.8)\n' \
   "$mw" "$mc" "$(python3 -c "print($mc / $mw)")"
+printf '  the rounds'"'"' own ratios: %s (median %s)\n' "${PAIRED[*]}" "$(median "${PAIRED[@]}")"
 printf '  csm signed with a key the merchant does not hold (refused): %.0f req/s: ratio %.3f\n' \
   "$mx" "$(python3 -c "print($mx / $mw)")"
 printf '  the ratio the merchant allows (its CPU per refused request over per valid one): %.3f\n' \
