@@ -271,7 +271,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --connections 'Requests in flight at most (connections kept open to the endpoint)'
             cand --ramp 'Rise linearly from 0 to --rate over this time first (counted in --duration)'
             cand --timeout 'Time budget per request, e.g. 5s or 1500ms (the marketplace waits 5 s); also how long a request may wait for a free connection'
-            cand --activity 'What to send: NAME[:WEIGHT],… from the catalog (default: the dial-test mix of the keys given). Calls on an instance use ids the endpoint created'
+            cand --activity 'What to send: NAME[:WEIGHT],… from the catalog (default: the dial-test mix of the keys given); `NAME SCENE` picks a scene as the report names it, e.g. ''updateInstanceStatus FREEZE:3''. Calls on an instance use ids the endpoint created'
             cand --scenario 'Run whole orders instead: each virtual order sends newInstance, queryInstance, refreshInstance, updateInstanceStatus and releaseInstance (V1: new, refresh, expire, release) in order on its own instance, the next step once the previous one succeeded'
             cand --set 'Override a field in every request of the activities that have it: `--set productId=P1`, nested `--set a.b=c` (checked as in `csm send`). Repeatable'
             cand --body-file 'Lay this JSON object''s fields over every request of the activities that have them (the other fields, ids included, are still generated afresh)'

@@ -243,7 +243,7 @@ complete -c csm -n "__fish_csm_using_subcommand load" -l requests -d 'How many r
 complete -c csm -n "__fish_csm_using_subcommand load" -l connections -d 'Requests in flight at most (connections kept open to the endpoint)' -r
 complete -c csm -n "__fish_csm_using_subcommand load" -l ramp -d 'Rise linearly from 0 to --rate over this time first (counted in --duration)' -r
 complete -c csm -n "__fish_csm_using_subcommand load" -l timeout -d 'Time budget per request, e.g. 5s or 1500ms (the marketplace waits 5 s); also how long a request may wait for a free connection' -r
-complete -c csm -n "__fish_csm_using_subcommand load" -l activity -d 'What to send: NAME[:WEIGHT],… from the catalog (default: the dial-test mix of the keys given). Calls on an instance use ids the endpoint created' -r -f -a "allOrgSync\t''
+complete -c csm -n "__fish_csm_using_subcommand load" -l activity -d 'What to send: NAME[:WEIGHT],… from the catalog (default: the dial-test mix of the keys given); `NAME SCENE` picks a scene as the report names it, e.g. \'updateInstanceStatus FREEZE:3\'. Calls on an instance use ids the endpoint created' -r -f -a "allOrgSync\t''
 applicationSync\t''
 authSync\t''
 changeInstanceCheck\t''

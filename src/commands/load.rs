@@ -77,7 +77,8 @@ pub struct LoadArgs {
     #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = crate::duration::timeout)]
     pub timeout: Duration,
     /// What to send: NAME[:WEIGHT],… from the catalog (default: the dial-test mix of the
-    /// keys given). Calls on an instance use ids the endpoint created.
+    /// keys given); `NAME SCENE` picks a scene as the report names it, e.g.
+    /// 'updateInstanceStatus FREEZE:3'. Calls on an instance use ids the endpoint created.
     #[arg(long, value_name = "NAME[:WEIGHT]", value_delimiter = ',',
           value_parser = super::callback_args::Offered(super::callback_args::activity_names))]
     pub activity: Vec<String>,

@@ -152,11 +152,35 @@ impl Mix {
                 }
                 None => (spec, 1),
             };
+            // `NAME SCENE`, as the report titles it (`updateInstanceStatus FREEZE`).
+            let (name, scene) = match name.split_once(char::is_whitespace) {
+                Some((n, sc)) => (n, Some(sc.trim())),
+                None => (name, None),
+            };
             let mut it = item(name, None, p)
                 // `find` falls back to the other protocol's callback of that name; a load
                 // sends the protocol it says.
                 .filter(|it| catalog::names(p).contains(&it.callback.name))
                 .ok_or_else(|| not_in(name, p))?;
+            if let Some(scene) = scene {
+                let scenes = it.callback.scenes;
+                it.scene = Some(
+                    scenes
+                        .iter()
+                        .copied()
+                        .find(|s| *s == scene)
+                        .ok_or_else(|| {
+                            if scenes.is_empty() {
+                                format!("--activity \"{name} {scene}\": {name} has no scene")
+                            } else {
+                                format!(
+                                    "--activity \"{name} {scene}\": the scene must be one of {}",
+                                    scenes.join(", ")
+                                )
+                            }
+                        })?,
+                );
+            }
             if keys.for_family(it.callback.family).is_none() {
                 let flag = match it.callback.family.key_role() {
                     crate::catalog::KeyRole::Kit => "--kit-key-file",
@@ -170,10 +194,11 @@ impl Mix {
             }
             if items
                 .iter()
-                .any(|i: &Item| std::ptr::eq(i.callback, it.callback))
+                .any(|i: &Item| std::ptr::eq(i.callback, it.callback) && i.scene == it.scene)
             {
                 return Err(format!(
-                    "--activity {name}: given twice; give it once, with one weight"
+                    "--activity {}: given twice; give it once, with one weight",
+                    it.title()
                 ));
             }
             it.weight = weight;
@@ -274,5 +299,31 @@ mod tests {
         assert!(e.contains("from 1 to 1000"), "{e}");
         let e = Mix::parse(&["tenantSync".into()], Protocol::V2, &k).unwrap_err();
         assert!(e.contains("--kit-key-file"), "{e}");
+    }
+
+    #[test]
+    fn a_scene_is_named_as_the_report_titles_it() {
+        let k = keys(false);
+        let spec = |s: &str| Mix::parse(&[s.to_string()], Protocol::V2, &k);
+        let m = spec("updateInstanceStatus FREEZE:3,updateInstanceStatus UNFREEZE").unwrap();
+        let got: Vec<(String, u32)> = m.items.iter().map(|i| (i.title(), i.weight)).collect();
+        assert_eq!(
+            got,
+            [
+                ("updateInstanceStatus FREEZE".to_string(), 3),
+                ("updateInstanceStatus UNFREEZE".to_string(), 1)
+            ]
+        );
+        // The describe line reads back as the same mix.
+        assert_eq!(spec(&m.describe()).unwrap().describe(), m.describe());
+        let e = spec("updateInstanceStatus BOGUS").unwrap_err();
+        assert!(
+            e.contains("the scene must be one of FREEZE, UNFREEZE"),
+            "{e}"
+        );
+        let e = spec("newInstance RENEWAL").unwrap_err();
+        assert!(e.ends_with("newInstance has no scene"), "{e}");
+        let e = spec("refreshInstance RENEWAL,refreshInstance RENEWAL:2").unwrap_err();
+        assert!(e.contains("refreshInstance RENEWAL: given twice"), "{e}");
     }
 }
