@@ -253,11 +253,21 @@ fn open_input(input: &InputArgs) -> Result<RecordReader<Box<dyn BufRead>>> {
     let format = input
         .format
         .unwrap_or_else(|| Format::from_path(&input.file));
-    Ok(RecordReader::decoding(
-        BufReader::with_capacity(1 << 16, f),
-        format,
-        input.encoding,
-    ))
+    let mut reader = BufReader::with_capacity(1 << 16, f);
+    // UTF-8 read as GB18030 decodes without an error into other characters, which would be
+    // billed under them: refused before anything is read.
+    if input.encoding == Encoding::Gb18030 {
+        let head = reader
+            .fill_buf()
+            .map_err(|e| CsmError::io(&input.file, e))?;
+        if crate::usage::encoding::is_utf8_text(head) {
+            return Err(CsmError::usage(format!(
+                "--encoding gb18030: {} is UTF-8 text (its Chinese reads as UTF-8, and as GB18030 would become other characters); drop --encoding",
+                input.file.display()
+            )));
+        }
+    }
+    Ok(RecordReader::decoding(reader, format, input.encoding))
 }
 
 /// A file or journal as messages show it (a PostgreSQL URL without its password).

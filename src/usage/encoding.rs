@@ -90,6 +90,22 @@ impl<R: BufRead> Read for Decoded<R> {
     }
 }
 
+/// The start of a file is UTF-8 text with characters outside ASCII (and no byte-order mark,
+/// which the GB18030 decoder follows anyway): read as GB18030 it would become other
+/// characters (实例 as 瀹炰緥) without any error. A cut-off character at the end counts as
+/// UTF-8; Chinese in GB18030 is practically never valid UTF-8.
+pub fn is_utf8_text(head: &[u8]) -> bool {
+    if head.starts_with(b"\xEF\xBB\xBF") {
+        return false;
+    }
+    let valid = match std::str::from_utf8(head) {
+        Ok(_) => head.len(),
+        Err(e) if e.error_len().is_none() => e.valid_up_to(),
+        Err(_) => return false,
+    };
+    !head[..valid].is_ascii()
+}
+
 /// A line that is not UTF-8 but reads cleanly as GB18030 (with at least one character
 /// outside ASCII): the file was most likely saved by Chinese Excel.
 pub fn reads_as_gb18030(line: &[u8]) -> bool {
@@ -132,6 +148,17 @@ mod tests {
         assert_eq!(decode(b"\xEF\xBB\xBFab"), b"ab");
         let (bom, _, _) = encoding_rs::GB18030.encode("\u{FEFF}ab");
         assert_eq!(decode(&bom), "\u{FEFF}ab".as_bytes());
+    }
+
+    #[test]
+    fn utf8_text_is_told_from_gb18030() {
+        assert!(is_utf8_text("实例-9,1\n".as_bytes()));
+        // Cut inside a character at the end of the peeked bytes: still UTF-8.
+        assert!(is_utf8_text(&"实例".as_bytes()[..5]));
+        let (gb, _, _) = encoding_rs::GB18030.encode("实例-9,1\n");
+        assert!(!is_utf8_text(&gb));
+        assert!(!is_utf8_text(b"plain,1\n"));
+        assert!(!is_utf8_text("\u{feff}实例".as_bytes()));
     }
 
     #[test]

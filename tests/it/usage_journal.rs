@@ -1024,6 +1024,28 @@ fn a_gb18030_file_is_refused_with_a_hint_and_read_with_encoding_gb18030() {
     );
     let o = env.usage(&["validate", f, "--encoding", "latin1"], None);
     assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    // The reverse slip: UTF-8 read as GB18030 would be billed as other characters.
+    let utf8 = env.write(
+        "utf8.csv",
+        "instance_id,begin_time,end_time,usage_value\n实例-9,20260110T100000Z,20260110T110000Z,1\n",
+    );
+    let o = env.usage(
+        &["upload", utf8.to_str().unwrap(), "--encoding", "gb18030"],
+        Some(&server),
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out} {err}");
+    assert!(
+        err.contains("is UTF-8 text") && err.contains("drop --encoding"),
+        "{err}"
+    );
+    assert_eq!(
+        count(
+            &env.market,
+            "SELECT count(*) FROM usage_records WHERE instance_id LIKE '%-9'"
+        ),
+        0
+    );
 }
 
 /// 11 data lines (one the reader cannot split, nine that break a rule, one good): the
