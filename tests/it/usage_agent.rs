@@ -793,3 +793,55 @@ fn the_deploy_samples_use_only_flags_the_agent_has() {
         }
     }
 }
+
+#[test]
+fn a_rejected_hour_abandoned_with_resolve_no_longer_holds_the_alarm() {
+    let env = Env::new();
+    // Every record refused (012), as for an instance that is not pay-per-use.
+    let market = env.market_with(
+        Some("2026-01-10T14:30:00Z"),
+        &["--fault", "partial-rejects=1"],
+    );
+    let dir = spool(&env);
+    let sp = dir.to_str().unwrap();
+    drop_file(
+        &dir,
+        "e.csv",
+        "instance_id,time,value\ni-9,20260110T121000Z,4\n",
+    );
+    let (o, v) = once(&env, "2026-01-10T13:10:00Z", &market.url, &["--spool", sp]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert_eq!(v["hours"]["rejected"], 1, "{v:#}");
+    // An hour later the rejected hour raises the alarm.
+    let (_, v) = once(&env, "2026-01-10T14:30:00Z", &market.url, &["--spool", sp]);
+    assert_eq!(v["hours"]["rejected"], 1, "{v:#}");
+    assert!(!v["alarm"].is_null() && v["alarm"] != false, "{v:#}");
+    // A person settles it (billed under a fixed record, or not at all).
+    let sn = derived_sn("i-9", "20260110T120000Z", "20260110T130000Z");
+    let o = csm(env.dir())
+        .env("CSM_NOW", "2026-01-10T14:31:00Z")
+        .args([
+            "usage",
+            "resolve",
+            &sn,
+            "--abandon",
+            "--reason",
+            "not pay-per-use",
+        ])
+        .arg("--journal")
+        .arg(&env.journal)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let (o, v) = once(&env, "2026-01-10T14:32:00Z", &market.url, &["--spool", sp]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        (
+            v["hours"]["rejected"].as_u64(),
+            v["hours"]["reported"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{v:#}"
+    );
+    assert!(v["alarm"].is_null() || v["alarm"] == false, "{v:#}");
+}

@@ -162,9 +162,11 @@ pub fn reconcile(state: &Mutex<AgentState>, journal: &Journal) -> Result<u64> {
         match states.get(&sn) {
             // Not decided yet (this host or another is sending it).
             Some(State::Pending | State::Sent) => {}
-            // Refused, or given up on as not held: the hour was not billed.
-            Some(State::Rejected | State::Abandoned) => rejected.push(sn),
-            Some(State::Accepted) | None => reported.push(sn),
+            // Refused: the hour is not billed until someone fixes it.
+            Some(State::Rejected) => rejected.push(sn),
+            // Settled: accepted, or abandoned by a person with `usage resolve` (billed under
+            // a fixed record, or decided not to be): the alarm has nothing left to ask for.
+            Some(State::Accepted | State::Abandoned) | None => reported.push(sn),
         }
     }
     let mut st = lock(state);
