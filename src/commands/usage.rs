@@ -828,6 +828,7 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
                 x.message.clone(),
             ]);
         }
+        whole_column(&mut e, 1);
         crate::say!("last errors:\n{e}");
     }
     if !s.abandoned.is_empty() {
@@ -848,6 +849,7 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
                 a.reason.clone(),
             ]);
         }
+        whole_column(&mut e, 2);
         let all = s.counts.get(&State::Abandoned).copied().unwrap_or(0);
         crate::say!(
             "abandoned (latest {} of {all}; all: `csm usage export --state abandoned`):\n{e}",
@@ -855,6 +857,14 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
         );
     }
     Ok(Exit::Ok)
+}
+
+/// A column (a metering_sn) shown on one line, whatever the width: it is copied into
+/// `usage resolve` as it is shown.
+fn whole_column(t: &mut comfy_table::Table, index: usize) {
+    if let Some(c) = t.column_mut(index) {
+        c.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
+    }
 }
 
 /// The export is renamed over `--out`: never over the journal or a file SQLite keeps beside it.
@@ -891,6 +901,8 @@ fn refuse_journal_file(out: &Path, journal: &Path) -> Result<()> {
 fn export(g: &GlobalArgs, a: ExportArgs) -> Result<Exit> {
     let path = existing_journal(&a.journal)?;
     refuse_journal_file(&a.out, &path)?;
+    // Named before the journal is read, with the flag.
+    crate::files::check_writable(&a.out, "--out")?;
     let j = Journal::open_read_only(&path)?;
     let jsonl = Format::from_path(&a.out) == Format::Jsonl;
     let n = crate::files::write_atomic_with(&a.out, false, |w| j.export(a.state, jsonl, w))?;

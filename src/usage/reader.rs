@@ -381,15 +381,23 @@ fn parse_jsonl(line: &str) -> Result<RawRecord, String> {
     // A record must not say two things: a repeated key is an error, not "last one wins".
     let v = json::parse_unique(line.as_bytes()).map_err(|e| match e {
         json::UniqueError::RepeatedKey(k) => format!("field {} appears twice", show(&k)),
-        json::UniqueError::Invalid(e) => format!("not valid JSON: {e}"),
+        json::UniqueError::Invalid(e) => {
+            e.to_string()
+                .replacen("body: not JSON", "not valid JSON", 1)
+        }
     })?;
     let Json::Object(members) = v else {
         return Err("not a JSON object (one record object per line)".into());
     };
     let mut raw = RawRecord::default();
+    let mut nulls = Vec::new();
     for (k, v) in members {
         let text = match v {
-            Json::Null => continue,
+            // Null is "not given" for an optional field; a required one says it was null.
+            Json::Null => {
+                nulls.push(k);
+                continue;
+            }
             Json::String(s) => s,
             Json::Number(n) if k == "usage_value" || is_info_field(&k) => n,
             other => {
@@ -424,6 +432,9 @@ fn parse_jsonl(line: &str) -> Result<RawRecord, String> {
             "end_time" => raw.end_time.is_some(),
             _ => raw.usage_value.is_some(),
         };
+        if !present && nulls.iter().any(|n| n == r) {
+            return Err(format!("field {r:?} is null (required: give a value)"));
+        }
         if !present {
             return Err(format!("field {r:?} is missing (required)"));
         }
@@ -522,6 +533,7 @@ i4,\"x\"y,b,c\n";
 {"instance_id":"i"
 [1]
 {"instance_id":"i","begin_time":"x","end_time":"y"}
+{"instance_id":"i","begin_time":"x","end_time":"y","usage_value":null}
 "#;
         let out = read_all(data, Format::Jsonl);
         assert_eq!(
@@ -539,7 +551,16 @@ i4,\"x\"y,b,c\n";
             .unwrap_err()
             .message
             .contains("not a JSON object"));
-        assert!(out[4].clone().unwrap_err().message.contains("usage_value"));
+        assert!(out[4]
+            .clone()
+            .unwrap_err()
+            .message
+            .ends_with("\"usage_value\" is missing (required)"));
+        assert!(out[5]
+            .clone()
+            .unwrap_err()
+            .message
+            .ends_with("\"usage_value\" is null (required: give a value)"));
     }
 
     #[test]

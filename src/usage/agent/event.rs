@@ -63,7 +63,10 @@ impl RawEvent {
 pub fn parse_json_line(line: &str) -> Result<RawEvent, String> {
     let v = json::parse_unique(line.as_bytes()).map_err(|e| match e {
         json::UniqueError::RepeatedKey(k) => format!("field {} appears twice", show(&k)),
-        json::UniqueError::Invalid(e) => format!("not valid JSON: {e}"),
+        json::UniqueError::Invalid(e) => {
+            e.to_string()
+                .replacen("body: not JSON", "not valid JSON", 1)
+        }
     })?;
     let Json::Object(members) = v else {
         return Err("not a JSON object (one event object per line)".into());

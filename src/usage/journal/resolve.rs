@@ -60,11 +60,17 @@ impl Journal {
                     vals![metering_sn],
                 )
                 .map_err(serr)?;
-            let sn = show(metering_sn);
+            // Whole when it could be a metering_sn (at most 64 characters): it is compared
+            // by eye with what `status` shows.
+            let sn = if metering_sn.chars().count() <= 64 {
+                format!("{metering_sn:?}")
+            } else {
+                show(metering_sn)
+            };
             let Some(row) = row else {
                 return Err(CsmError::usage(format!(
                     "metering_sn {sn}: not in the journal {} (nothing to resolve)",
-                    path.display()
+                    super::display(&path)
                 )));
             };
             let get = || -> std::result::Result<_, DbError> {
