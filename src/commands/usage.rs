@@ -626,7 +626,7 @@ fn finish(
     }
     if let Some(u) = &rep.unreachable {
         return Err(CsmError::Network(format!(
-            "could not reach the marketplace: {u}; {} in the journal for `csm usage replay`",
+            "{u}; {} in the journal for `csm usage replay`",
             records_wait(unsent)
         )));
     }

@@ -282,7 +282,7 @@ fn cycle(
                 if let Some((what, fix)) = &rep.refused {
                     problem = Some(format!("{} ({what}); {}", fix.lead(), fix.hint()));
                 } else if let Some(u) = &rep.unreachable {
-                    problem = Some(format!("could not reach the marketplace: {u}"));
+                    problem = Some(u.clone());
                 }
                 c.sent = Some(rep);
             }
@@ -403,7 +403,7 @@ fn once_report(
         }
         if let Some(u) = &s.unreachable {
             return Err(CsmError::Network(format!(
-                "could not reach the marketplace: {u}; records wait in the journal for the next run"
+                "{u}; records wait in the journal for the next run"
             )));
         }
     }

@@ -86,6 +86,8 @@ pub struct SendReport {
     /// attempts (outcome `attempt`).
     pub by_code: BTreeMap<(&'static str, String), u64>,
     /// The marketplace could not be reached after all retries: the last error.
+    /// The marketplace could not be reached, or kept failing, after the retries (the
+    /// message says which).
     pub unreachable: Option<String>,
     /// The marketplace refused the requests themselves (signature, permission, no usage API
     /// there): what it said, and what to change.
@@ -518,8 +520,19 @@ fn send_batches(
                     .or_default() += 1;
                 if job.attempt > cfg.retries {
                     if rep.unreachable.is_none() {
+                        // An answer that kept failing (5xx, throttling) is no unreachable host.
+                        let what = if reached {
+                            "the marketplace kept failing"
+                        } else {
+                            "could not reach the marketplace"
+                        };
+                        let why = if reason == code {
+                            reason.clone()
+                        } else {
+                            format!("{code}: {reason}")
+                        };
                         rep.unreachable = Some(format!(
-                            "{} after {} attempt{}: {code}: {reason}",
+                            "{what}: {} after {} attempt{}: {why}",
                             cfg.url,
                             job.attempt,
                             if job.attempt == 1 { "" } else { "s" }

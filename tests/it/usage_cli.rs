@@ -303,6 +303,29 @@ fn rejected_records_exit_5_then_export_fix_upload_delivers_them() {
 }
 
 #[test]
+fn a_marketplace_that_keeps_failing_is_not_called_unreachable() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(20, true));
+    // Every request answered 500.
+    let server = env.market(&["5xx=1"]);
+    let o = env
+        .send_cmd(
+            &["upload", f.to_str().unwrap(), "--retries", "2"],
+            &server.url,
+        )
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{out} {err}");
+    assert!(
+        err.contains("the marketplace kept failing: ")
+            && err.contains("after 3 attempts: MKT.0999: HTTP 500"),
+        "{err}"
+    );
+    assert!(!err.contains("could not reach"), "{err}");
+}
+
+#[test]
 fn unreachable_marketplace_exits_4_and_replay_delivers_later() {
     let env = Env::new();
     let f = env.write("u.csv", &csv_records(300, true));
