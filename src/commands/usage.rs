@@ -614,7 +614,7 @@ fn finish(
                 .join(", ")
         );
         if rep.rejected > 0 {
-            crate::say!("rejected records: `csm usage export --state rejected --out FILE`, fix, upload again");
+            crate::say!("rejected records: `csm usage export --state rejected --out FILE`, fix, upload again (a record an earlier attempt may have delivered is checked in 话单管理 and settled with `csm usage resolve` first: docs/usage.md)");
         }
     }
     if let Some((what, fix)) = &rep.refused {
