@@ -685,15 +685,25 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     };
     let mut reader = open_input(&a.input)?;
     let file = label(&a.input.file);
+    let path = a.journal.path()?;
+    // One shape for every upload report: the import's counts under `import`, beside where
+    // the records go (the send's outcome joins them when there was one).
+    let upload_json = |rep: &ImportReport| {
+        json!({
+            "journal": label(&path),
+            "destination": destination,
+            "dry_run": a.dry_run,
+            "import": import_json(rep, &file),
+        })
+    };
     let refuse = |rep: &ImportReport| -> CsmError {
         if g.json {
-            output::print_json(&import_json(rep, &file));
+            output::print_json(&upload_json(rep));
         } else {
             print_line_errors(rep, &file, false);
         }
         bad_input(rep, &file)
     };
-    let path = a.journal.path()?;
     // A first upload creates its journal only for a file that reads whole: a refused file
     // (exit 2) leaves nothing behind. Read once more to check it, into memory.
     if !a.dry_run && !journal::is_postgres(&path) && !path.exists() {
@@ -735,9 +745,7 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     announce(g, &destination, a.dry_run);
     let Some(cfg) = cfg else {
         if g.json {
-            let mut v = import_json(&rep, &file);
-            v["destination"] = json!(destination);
-            output::print_json(&v);
+            output::print_json(&upload_json(&rep));
         } else {
             print_import(g, &rep, &file, a.input.billing, false);
             if !g.quiet {

@@ -619,8 +619,13 @@ fn validate_dry_run_status_and_export_only_read_the_journal() {
     let o = env.usage(&["upload", fs, "--dry-run", "--json"], None);
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // As every upload report: the counts under `import`.
+    assert_eq!(v["dry_run"], true);
     assert_eq!(
-        (v["already_journaled_unsent"].as_u64(), v["new"].as_u64()),
+        (
+            v["import"]["already_journaled_unsent"].as_u64(),
+            v["import"]["new"].as_u64()
+        ),
         (Some(3), Some(0))
     );
     // A line that clashes with a journaled period is still found.
