@@ -438,6 +438,13 @@ fn resolve_conflict(
             && value == rec.usage_value
             && relate == rec.relate_pkg_instance;
         if this_import {
+            // A line copied twice into one file: said as such (only one of them can go).
+            if same {
+                return Err(format!(
+                    "repeats {} exactly (the same record twice in one file: remove one)",
+                    where_(&file, line, true)
+                ));
+            }
             if rec.sn_derived {
                 return Err(period_duplicate(rec, &where_(&file, line, true), &sn_state));
             }
@@ -660,6 +667,18 @@ mod tests {
                 "{:?}",
                 r.errors
             );
+            // The same line twice: said as a repeat, with or without a metering_sn.
+            for sn in ["r", ""] {
+                let line = format!("i7,20260110T100000Z,20260110T110000Z,1,{sn}\n");
+                let r = import(&mut j, &format!("{HEAD}{line}{line}"), true);
+                assert!(
+                    r.errors[0]
+                        .message
+                        .starts_with("repeats line 2 of this file exactly"),
+                    "{:?}",
+                    r.errors
+                );
+            }
             assert_eq!(j.counts().unwrap()[&State::Pending], 2);
         }
     }
