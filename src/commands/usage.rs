@@ -576,6 +576,7 @@ fn finish(
             "unreachable": rep.unreachable,
             "interrupted": rep.interrupted,
             "refused": rep.refused.as_ref().map(|(what, _)| what),
+            "batch_fell_back_to": rep.batch_fell_back_to,
         });
         if let Some((r, f)) = import {
             v["import"] = import_json(r, f);
@@ -616,6 +617,11 @@ fn finish(
         if rep.rejected > 0 {
             crate::say!("rejected records: `csm usage export --state rejected --out FILE`, fix, upload again (a record an earlier attempt may have delivered is checked in 话单管理 and settled with `csm usage resolve` first: docs/usage.md)");
         }
+    }
+    if let (Some(n), false) = (rep.batch_fell_back_to, g.quiet || g.json) {
+        eprintln!(
+            "csm: note: the marketplace refused larger batches (MKT.9003), so batches of {n} went instead; --batch {n} sends that size from the start"
+        );
     }
     if let Some((what, fix)) = &rep.refused {
         return Err(CsmError::Config(format!(

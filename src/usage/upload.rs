@@ -85,7 +85,6 @@ pub struct SendReport {
     /// Counts of this run by (outcome, code): per-record codes, batch codes, and failed
     /// attempts (outcome `attempt`).
     pub by_code: BTreeMap<(&'static str, String), u64>,
-    /// The marketplace could not be reached after all retries: the last error.
     /// The marketplace could not be reached, or kept failing, after the retries (the
     /// message says which).
     pub unreachable: Option<String>,
@@ -94,6 +93,9 @@ pub struct SendReport {
     pub refused: Option<(String, Fix)>,
     /// Ctrl-C stopped the run: no batch was started after it; those in flight were settled.
     pub interrupted: bool,
+    /// The marketplace refused the batch size (MKT.9003) and batches of this size went
+    /// instead.
+    pub batch_fell_back_to: Option<usize>,
 }
 
 /// The pause before attempt `attempt + 1`: exponential, capped, with "equal jitter"
@@ -486,6 +488,7 @@ fn send_batches(
                 if job.batch.len() > MIN_BATCH {
                     // The 100/1000 limit conflict of the docs: fall back to 100.
                     batch_size = MIN_BATCH;
+                    rep.batch_fell_back_to = Some(MIN_BATCH);
                     while !job.batch.is_empty() {
                         let rest = job.batch.split_off(job.batch.len().min(MIN_BATCH));
                         retries.push_back(Job {

@@ -454,6 +454,14 @@ fn batch_limit_of_100_is_met_by_smaller_batches() {
     let f = env.write("u.csv", &csv_records(450, false));
     let o = env.usage(&["upload", f.to_str().unwrap()], Some(&server));
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    // Said, with the flag that avoids the refused first request.
+    assert!(
+        text(&o)
+            .1
+            .contains("batches of 100 went instead; --batch 100 sends that size"),
+        "{:?}",
+        text(&o)
+    );
     assert_eq!(
         count(&env.market, "SELECT count(*) FROM usage_records"),
         450
