@@ -20,6 +20,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Every address `listen` names is a loopback address (false when it names none): where an
+/// unauthenticated API may listen.
+pub fn is_loopback_listen(listen: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    listen
+        .to_socket_addrs()
+        .map(|addrs| addrs.collect::<Vec<_>>())
+        .is_ok_and(|addrs| !addrs.is_empty() && addrs.iter().all(|s| s.ip().is_loopback()))
+}
+
 /// Request bodies larger than this are refused with 413 by default (a Kit sync of 500 users
 /// or a usage push of 1,000 records is a few hundred KiB).
 pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;

@@ -134,12 +134,7 @@ pub fn run(g: &GlobalArgs, a: MarketplaceArgs) -> Result<Exit> {
     let cfg = marketplace_config(g, &a)?;
     // The admin API mints and releases license codes and sends License callbacks with no
     // authentication: it answers this machine only.
-    use std::net::ToSocketAddrs;
-    let exposed = a
-        .listen
-        .to_socket_addrs()
-        .is_ok_and(|mut addrs| addrs.any(|s| !s.ip().is_loopback()));
-    if exposed {
+    if !server::is_loopback_listen(&a.listen) {
         return Err(CsmError::usage(format!(
             "--listen {}: not a loopback address, and the stand-in's admin API (/csm/...) has no authentication; listen on 127.0.0.1 (reach it from elsewhere through a tunnel)",
             a.listen

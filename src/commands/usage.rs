@@ -675,6 +675,8 @@ fn code_meaning(code: &str) -> String {
 }
 
 fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
+    // Refusals that need no answer come before production's confirmation.
+    let path = a.journal.path()?;
     let cfg = if a.dry_run {
         None
     } else {
@@ -691,7 +693,6 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     };
     let mut reader = open_input(&a.input)?;
     let file = label(&a.input.file);
-    let path = a.journal.path()?;
     // One shape for every upload report: the import's counts under `import`, beside where
     // the records go (the send's outcome joins them when there was one).
     let upload_json = |rep: &ImportReport| {
@@ -712,7 +713,9 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     };
     // A first upload creates its journal only for a file that reads whole: a refused file
     // (exit 2) leaves nothing behind. Read once more to check it, into memory.
-    if !a.dry_run && !journal::is_postgres(&path) && !path.exists() {
+    // Only a regular file can be read twice (a pipe is read once, as it comes).
+    let regular = std::fs::metadata(&a.input.file).is_ok_and(|m| m.is_file());
+    if regular && !a.dry_run && !journal::is_postgres(&path) && !path.exists() {
         let rep = Journal::scratch(None)?.import(
             &mut open_input(&a.input)?,
             &file,

@@ -143,17 +143,9 @@ fn read_token(a: &AgentArgs) -> Result<Option<Secret>> {
     }
 }
 
-fn loopback(listen: &str) -> bool {
-    use std::net::ToSocketAddrs;
-    listen
-        .to_socket_addrs()
-        .map(|mut it| it.all(|s| s.ip().is_loopback()))
-        .unwrap_or(false)
-}
-
 pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
     let token = read_token(&a)?;
-    if !a.once && token.is_none() && !loopback(&a.listen) {
+    if !a.once && token.is_none() && !crate::server::is_loopback_listen(&a.listen) {
         return Err(CsmError::usage(format!(
             "--listen {}: not a loopback address, and POST /events has no token (give --token-file FILE or {TOKEN_ENV})",
             a.listen
@@ -168,9 +160,9 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
     if let Some(dir) = &a.spool {
         spool::check_dir(dir)?;
     }
+    let journal_path = a.journal.path()?;
     // The key, the destination and production's confirmation, exactly as `usage upload`.
     let cfg = send_config(g, &a.conn)?;
-    let journal_path = a.journal.path()?;
     // Opened once and kept across cycles; opened again after a cycle that failed.
     let mut journal = None;
     let state = match &a.state {

@@ -11,6 +11,33 @@ const HEAD: &str = "instance_id,begin_time,end_time,usage_value\n";
 const GOOD_JSON: &str = r#"{"instance_id":"i-1","begin_time":"20260110T100000Z","end_time":"20260110T110000Z","usage_value":2.5}"#;
 
 #[test]
+fn a_first_upload_from_a_pipe_is_read_once() {
+    use std::io::Write;
+    let env = Env::new();
+    let server = env.market(&[]);
+    let mut child = env
+        .send_cmd(
+            &["upload", "/dev/stdin", "--format", "csv", "-q"],
+            &server.url,
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let body = format!("{HEAD}{GOOD}");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 1);
+}
+
+#[test]
 fn a_refused_first_upload_leaves_no_journal_behind() {
     let env = Env::new();
     let server = env.market(&[]);
