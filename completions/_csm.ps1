@@ -225,7 +225,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--curl', '--curl', [CompletionResultType]::ParameterName, 'Print an equivalent curl command')
             [CompletionResult]::new('--debug-page', '--debug-page', [CompletionResultType]::ParameterName, 'Use the debugging page''s 20 s budget')
             [CompletionResult]::new('--kit-path-full', '--kit-path-full', [CompletionResultType]::ParameterName, 'Append Kit paths to the full address instead of its origin')
-            [CompletionResult]::new('--no-test-flag', '--no-test-flag', [CompletionResultType]::ParameterName, 'Send without testFlag (as a live call). Only for endpoints you own')
+            [CompletionResult]::new('--no-test-flag', '--no-test-flag', [CompletionResultType]::ParameterName, 'Send without testFlag (as a live call). Only for endpoints you own. Also needed to send a testFlag other than 1 from --set, --unset or --body-file')
             [CompletionResult]::new('--require-body-sign', '--require-body-sign', [CompletionResultType]::ParameterName, 'Require a valid Body-Sign on V2 replies too (V1 always requires it)')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask before sending to a non-loopback address')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask before sending to a non-loopback address')
@@ -359,7 +359,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             break
         }
         'csm;serve;marketplace' {
-            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address to listen on; port 0 picks a free port (printed on start)')
+            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address to listen on, loopback only (the admin API has no authentication); port 0 picks a free port (printed on start)')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'The seller key bound to the basic interfaces: verifies usage push signatures')
             [CompletionResult]::new('--ak', '--ak', [CompletionResultType]::ParameterName, 'API Gateway access key id accepted by the license open APIs (needs --sk-file; with --sk-file alone, any id is taken)')
             [CompletionResult]::new('--sk-file', '--sk-file', [CompletionResultType]::ParameterName, 'API Gateway secret key accepted by the license open APIs')

@@ -208,7 +208,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --curl 'Print an equivalent curl command'
             cand --debug-page 'Use the debugging page''s 20 s budget'
             cand --kit-path-full 'Append Kit paths to the full address instead of its origin'
-            cand --no-test-flag 'Send without testFlag (as a live call). Only for endpoints you own'
+            cand --no-test-flag 'Send without testFlag (as a live call). Only for endpoints you own. Also needed to send a testFlag other than 1 from --set, --unset or --body-file'
             cand --require-body-sign 'Require a valid Body-Sign on V2 replies too (V1 always requires it)'
             cand -y 'Do not ask before sending to a non-loopback address'
             cand --yes 'Do not ask before sending to a non-loopback address'
@@ -337,7 +337,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --version 'Print version'
         }
         &'csm;serve;marketplace'= {
-            cand --listen 'Address to listen on; port 0 picks a free port (printed on start)'
+            cand --listen 'Address to listen on, loopback only (the admin API has no authentication); port 0 picks a free port (printed on start)'
             cand --key-file 'The seller key bound to the basic interfaces: verifies usage push signatures'
             cand --ak 'API Gateway access key id accepted by the license open APIs (needs --sk-file; with --sk-file alone, any id is taken)'
             cand --sk-file 'API Gateway secret key accepted by the license open APIs'

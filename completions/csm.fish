@@ -170,7 +170,7 @@ complete -c csm -n "__fish_csm_using_subcommand send" -l dry-run -d 'Print the r
 complete -c csm -n "__fish_csm_using_subcommand send" -l curl -d 'Print an equivalent curl command'
 complete -c csm -n "__fish_csm_using_subcommand send" -l debug-page -d 'Use the debugging page\'s 20 s budget'
 complete -c csm -n "__fish_csm_using_subcommand send" -l kit-path-full -d 'Append Kit paths to the full address instead of its origin'
-complete -c csm -n "__fish_csm_using_subcommand send" -l no-test-flag -d 'Send without testFlag (as a live call). Only for endpoints you own'
+complete -c csm -n "__fish_csm_using_subcommand send" -l no-test-flag -d 'Send without testFlag (as a live call). Only for endpoints you own. Also needed to send a testFlag other than 1 from --set, --unset or --body-file'
 complete -c csm -n "__fish_csm_using_subcommand send" -l require-body-sign -d 'Require a valid Body-Sign on V2 replies too (V1 always requires it)'
 complete -c csm -n "__fish_csm_using_subcommand send" -s y -l yes -d 'Do not ask before sending to a non-loopback address'
 complete -c csm -n "__fish_csm_using_subcommand send" -l json -d 'Print one JSON object (or JSON lines for streams) instead of text'
@@ -324,7 +324,7 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -l no-input -d 'Never prompt; fail with a message naming the flag to pass instead'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from merchant" -s V -l version -d 'Print version'
-complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l listen -d 'Address to listen on; port 0 picks a free port (printed on start)' -r
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l listen -d 'Address to listen on, loopback only (the admin API has no authentication); port 0 picks a free port (printed on start)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l key-file -d 'The seller key bound to the basic interfaces: verifies usage push signatures' -r -F
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l ak -d 'API Gateway access key id accepted by the license open APIs (needs --sk-file; with --sk-file alone, any id is taken)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l sk-file -d 'API Gateway secret key accepted by the license open APIs' -r -F

@@ -216,6 +216,11 @@ fn settle_for(ctx: &mut Ctx, wants: impl Fn(Gen) -> bool) {
     }
 }
 
+/// A testFlag value that marks a test call: "1" (basic, License) or 1 (Kit), as generated.
+pub fn is_test_flag(v: &Value) -> bool {
+    v == "1" || v == 1
+}
+
 /// A body for `cb` with every field that is not `default_absent`; shared values come
 /// from `ctx`. V1 basic and V2 basic values are strings; Kit keeps integer fields as numbers.
 pub fn generate(cb: &Callback, scene: Option<&str>, ctx: &Ctx) -> Map<String, Value> {

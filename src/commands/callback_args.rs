@@ -23,11 +23,16 @@ pub fn endpoint_from(given: Option<&str>, profile: &Profile, hint: &str) -> Resu
                 "--endpoint: no endpoint given (pass --endpoint URL or name one in a profile with `csm init`{hint})"
             ))
         })?;
-    let url = parse_endpoint(raw)?;
-    // A proxy variable csm cannot use is a configuration error (exit 3) for every command,
-    // found before anything is asked or sent.
-    crate::net::proxy::for_url(&url, &crate::net::proxy::from_env).map_err(CsmError::Config)?;
-    Ok(url)
+    parse_endpoint(raw)
+}
+
+/// A proxy variable csm cannot use for `url` is a configuration error (exit 3), whatever
+/// client would call it: checked before anything is asked or sent (not for a dry run,
+/// which calls nothing).
+pub fn check_proxy(url: &Url) -> Result<()> {
+    crate::net::proxy::for_url(url, &crate::net::proxy::from_env)
+        .map(|_| ())
+        .map_err(CsmError::Config)
 }
 
 /// The marketplace base URL of `usage` and `license activate|heartbeat`, unparsed:
@@ -122,10 +127,9 @@ pub fn unreachable(endpoint: &Url, f: &crate::endpoint::client::NetFailure) -> C
         NetKind::Timeout => e.with_hint(
             "the endpoint did not answer in time; --timeout sets the budget (the marketplace waits 5 s)",
         ),
-        // rustls reads a plain-HTTP answer to its hello as a record of an unknown type.
-        NetKind::Tls if f.message.contains("InvalidContentType") => e.with_hint(
-            "the endpoint answers in plain HTTP, not TLS: use an http:// address (or serve TLS there)",
-        ),
+        NetKind::Tls if f.plain_http_behind_https() => {
+            e.with_hint(crate::net::NetFailure::PLAIN_HTTP_FIX)
+        }
         NetKind::Tls => e.with_hint(
             "serve TLS 1.2 or newer with a certificate for this host name (--ca-file trusts a private CA)",
         ),

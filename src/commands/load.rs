@@ -2,7 +2,8 @@
 //! engine is in `crate::load`).
 
 use super::callback_args::{
-    confirm_remote, endpoint_from, read_ca, resolve_protocol, unreachable, InterfaceKeyFiles,
+    check_proxy, confirm_remote, endpoint_from, read_ca, resolve_protocol, unreachable,
+    InterfaceKeyFiles,
 };
 use super::send;
 use crate::catalog::gen::{self, Ctx};
@@ -170,8 +171,8 @@ fn overrides(a: &LoadArgs, callbacks: &[&'static Callback]) -> Result<Overrides>
         // Load goes to test orders only: a live order is billed and provisioned.
         if path == "testFlag" {
             let one = match &given {
-                Given::Json(v) => v == "1" || v == 1,
-                Given::Text(raw) => raw.trim() == "1",
+                Given::Json(v) => gen::is_test_flag(v),
+                Given::Text(raw) => gen::is_test_flag(&Value::from(raw.trim())),
             };
             if !one {
                 return Err(CsmError::usage(format!(
@@ -299,6 +300,7 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
         crate::files::check_writable(path, "--hdr-out")?;
     }
     let net = Settings::new(a.timeout).with_ca(read_ca(a.ca_file.as_deref())?);
+    check_proxy(&endpoint)?;
     confirm_remote(
         "--endpoint",
         &endpoint,
@@ -414,8 +416,9 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
         if let Err(e) = crate::files::write_atomic(path, &log, false) {
             let e = CsmError::Config(format!("--hdr-out: {e}"));
             match failure {
-                // The endpoint's failure is the one to exit with; this one is said too.
+                // The endpoint's failure (or Ctrl-C) is the one to exit with; this is said too.
                 Some(_) => eprintln!("csm: {e}"),
+                None if out.interrupted => eprintln!("csm: {e}"),
                 None => {
                     report.error = Some(e.to_string());
                     exit = Exit::Io;

@@ -1,7 +1,7 @@
 //! `csm send`: one signed callback, the full request and reply, and the verdicts.
 
 use super::callback_args::{
-    confirm_remote, endpoint_from, read_ca, reply_budget, resolve_protocol, KeyFiles,
+    check_proxy, confirm_remote, endpoint_from, read_ca, reply_budget, resolve_protocol, KeyFiles,
 };
 use crate::catalog::gen::{self, Ctx};
 use crate::catalog::{self, Callback, FieldType, Protocol};
@@ -72,7 +72,8 @@ pub struct SendArgs {
     /// Append Kit paths to the full address instead of its origin.
     #[arg(long)]
     pub kit_path_full: bool,
-    /// Send without testFlag (as a live call). Only for endpoints you own.
+    /// Send without testFlag (as a live call). Only for endpoints you own. Also needed to
+    /// send a testFlag other than 1 from --set, --unset or --body-file.
     #[arg(long)]
     pub no_test_flag: bool,
     /// Users generated for authSync (at most 500 per call).
@@ -197,7 +198,7 @@ fn require_test_flag(fields: &Map<String, Value>, a: &SendArgs) -> Result<()> {
         return Ok(());
     }
     match fields.get("testFlag") {
-        Some(v) if v == "1" || v == 1 => Ok(()),
+        Some(v) if gen::is_test_flag(v) => Ok(()),
         Some(v) => Err(CsmError::usage(format!(
             "testFlag {v}: that is a live call, provisioned and billed; pass --no-test-flag to send one (only to an endpoint you own)"
         ))),
@@ -362,6 +363,9 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
     // Bad input is reported before any prompt.
     let ca = read_ca(a.ca_file.as_deref())?;
     let mut prepared = make()?;
+    if !a.dry_run {
+        check_proxy(&endpoint)?;
+    }
     if !a.dry_run && !crate::net::proxy::is_loopback(&endpoint) && !a.yes {
         let flag = if a.no_test_flag {
             "WITHOUT testFlag"

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, Args)]
 pub struct MarketplaceArgs {
-    /// Address to listen on; port 0 picks a free port (printed on start).
+    /// Address to listen on, loopback only (the admin API has no authentication); port 0
+    /// picks a free port (printed on start).
     #[arg(long, default_value = "127.0.0.1:8090")]
     pub listen: String,
     /// The seller key bound to the basic interfaces: verifies usage push signatures.

@@ -1,7 +1,7 @@
 //! `csm test-endpoint`: play the marketplace against an endpoint and judge every reply.
 
 use super::callback_args::{
-    confirm_remote, endpoint_from, read_ca, reply_budget, resolve_protocol, KeyFiles,
+    check_proxy, confirm_remote, endpoint_from, read_ca, reply_budget, resolve_protocol, KeyFiles,
 };
 use crate::catalog::Protocol;
 use crate::cli::GlobalArgs;
@@ -224,14 +224,14 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
         elapsed: Duration::ZERO,
         error: None,
     };
-    // An unwritable report path is found before any call is made, not after the run; the
-    // --json report still says so.
     // clap's `requires` takes a flag's default `false` for presence: checked here.
     if !a.fault.is_empty() && !a.demo {
         return Err(CsmError::usage(
             "--fault: makes the built-in merchant of --demo wrong on purpose; it does nothing to --endpoint (add --demo, or drop --fault)",
         ));
     }
+    // An unwritable report path is found before any call is made, not after the run; the
+    // --json report still says so.
     let checked = a
         .junit
         .as_deref()
@@ -292,17 +292,10 @@ struct IdpRun {
 }
 
 impl IdpRun {
-    fn start(g: &GlobalArgs, a: &TestEndpointArgs) -> Result<IdpRun> {
+    fn start(a: &TestEndpointArgs) -> Result<IdpRun> {
         let url = url_flag("--idp-url", a.idp_url.as_deref())?;
         let login_url = url_flag("--login-url", a.login_url.as_deref())?;
         let logout_url = url_flag("--logout-url", a.logout_url.as_deref())?;
-        // The login checks call these addresses as a browser would: not a production app
-        // unless chosen on purpose.
-        for (flag, url) in [("--login-url", &login_url), ("--logout-url", &logout_url)] {
-            if let Some(url) = url {
-                confirm_remote(flag, url, a.yes, g, "the single sign-on checks")?;
-            }
-        }
         let idp = Arc::new(Idp::new(
             IdpConfig::default(),
             Arc::new(SystemClock),
@@ -380,7 +373,7 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
     let mut servers: Vec<server::ServerHandle> = Vec::new();
     // The identity provider comes first: the targets point at it.
     let idp = if suites.contains(&Suite::Sso) {
-        Some(IdpRun::start(g, a)?)
+        Some(IdpRun::start(a)?)
     } else {
         None
     };
@@ -403,6 +396,7 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
             "test callbacks (marked testFlag=1)"
         };
         let app_key = a.keys.app_key()?;
+        check_proxy(&endpoint)?;
         confirm_remote("--endpoint", &endpoint, a.yes, g, what)?;
         targets.push(Target {
             endpoint,
@@ -430,6 +424,24 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
                 _ => None,
             },
         });
+    }
+    // The login checks call --login-url and --logout-url as a browser would: not a
+    // production app unless chosen on purpose. Asked once every other input is checked, and
+    // only when they will be called (an app elsewhere cannot reach an identity provider on
+    // loopback: the suite is skipped then).
+    if let Some(idp) = idp
+        .as_ref()
+        .filter(|i| !crate::net::proxy::is_loopback(&i.url))
+    {
+        for (flag, url) in [
+            ("--login-url", &idp.login_url),
+            ("--logout-url", &idp.logout_url),
+        ] {
+            if let Some(url) = url {
+                check_proxy(url)?;
+                confirm_remote(flag, url, a.yes, g, "the single sign-on checks")?;
+            }
+        }
     }
     report.protocols = targets.iter().map(|t| t.protocol.name()).collect();
     if !g.json && !g.quiet {

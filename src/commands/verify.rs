@@ -199,6 +199,11 @@ fn other_keys(
         ),
     ];
     for (role, label, flag) in roles {
+        // Standard input was read for the key of the capture (or will not be needed): the
+        // extra keys only help spot a mix-up.
+        if flag.is_some_and(|p| p.as_os_str() == "-") {
+            continue;
+        }
         if role != except {
             if let Some(k) = config::find_key(role, flag, profile)? {
                 out.push((label, k));

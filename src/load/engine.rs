@@ -312,7 +312,10 @@ impl Shared {
                                 .map(str::to_string)
                         })
                         .flatten();
-                        let ok = stats::succeeded(reply.status, code.as_deref());
+                        let status = reply.status;
+                        let rejected = self.judge(p, reply, service);
+                        // One rule for "failed" here (an order stops) and in the stats.
+                        let ok = stats::succeeded(status, code.as_deref(), &rejected);
                         if let Some(k) = step {
                             let id = created.clone().or_else(|| instance.clone());
                             if ok && k + 1 < self.steps().len() {
@@ -323,8 +326,7 @@ impl Shared {
                         } else if let Some(id) = created {
                             lock(&self.instances).add(id);
                         }
-                        let status = reply.status;
-                        (Ok((status, code)), self.judge(p, reply, service))
+                        (Ok((status, code)), rejected)
                     }
                 };
                 (activity, outcome, service, rejected)
@@ -453,9 +455,9 @@ async fn progress(s: Arc<Shared>, start: Instant) {
         if !told && s.plan.stop.asked() {
             told = true;
             eprintln!(
-                "\r\x1b[2Kcsm: stopping: no new requests; the {} in flight end within {} (Ctrl-C again quits at once, without a report)",
+                "\r\x1b[2Kcsm: stopping: no new requests; the {} in flight end within {} at most (a wait for a connection, then the exchange; Ctrl-C again quits at once, without a report)",
                 s.in_flight.load(Ordering::Relaxed),
-                crate::duration::show(s.plan.net.timeout)
+                crate::duration::show(2 * s.plan.net.timeout)
             );
         }
         if n % 10 != 0 {

@@ -24,6 +24,11 @@ impl Item {
             && self.callback.field("instanceId").is_some()
     }
 
+    /// The scene sent: the one named, else the callback's first (as the generator picks).
+    fn scene_sent(&self) -> Option<&'static str> {
+        self.scene.or(self.callback.scenes.first().copied())
+    }
+
     pub fn releases(&self) -> bool {
         self.callback.name == "releaseInstance"
     }
@@ -192,10 +197,9 @@ impl Mix {
                     it.callback.family.label()
                 ));
             }
-            if items
-                .iter()
-                .any(|i: &Item| std::ptr::eq(i.callback, it.callback) && i.scene == it.scene)
-            {
+            if items.iter().any(|i: &Item| {
+                std::ptr::eq(i.callback, it.callback) && i.scene_sent() == it.scene_sent()
+            }) {
                 return Err(format!(
                     "--activity {}: given twice; give it once, with one weight",
                     it.title()
@@ -325,5 +329,8 @@ mod tests {
         assert!(e.ends_with("newInstance has no scene"), "{e}");
         let e = spec("refreshInstance RENEWAL,refreshInstance RENEWAL:2").unwrap_err();
         assert!(e.contains("refreshInstance RENEWAL: given twice"), "{e}");
+        // Without a scene the first is sent: the same item as naming it.
+        let e = spec("updateInstanceStatus,updateInstanceStatus FREEZE").unwrap_err();
+        assert!(e.contains("given twice"), "{e}");
     }
 }

@@ -16,9 +16,10 @@ fn histogram() -> Histogram<u64> {
 /// The resultCode of a callback that did what it was asked.
 pub const OK: &str = "000000";
 
-/// A call succeeded: HTTP 200 and resultCode [`OK`].
-pub fn succeeded(status: u16, code: Option<&str>) -> bool {
-    status == 200 && code == Some(OK)
+/// A call succeeded: HTTP 200, resultCode [`OK`], and nothing the judge rejects (a reply
+/// the marketplace would refuse, a Body-Sign that does not verify say, fails the call).
+pub fn succeeded(status: u16, code: Option<&str>, rejected: &[&str]) -> bool {
+    status == 200 && code == Some(OK) && rejected.is_empty()
 }
 
 #[derive(Debug, Clone)]
@@ -91,7 +92,7 @@ impl Stats {
             }
             Ok((status, code)) => {
                 *self.by_http_status.entry(status.to_string()).or_default() += 1;
-                let ok = succeeded(status, code.as_deref());
+                let ok = succeeded(status, code.as_deref(), e.rejected);
                 *self
                     .by_result_code
                     .entry(code.unwrap_or_else(|| "none".into()))
@@ -99,9 +100,7 @@ impl Stats {
                 ok
             }
         };
-        // A reply the marketplace would refuse (a Body-Sign that does not verify, say) fails
-        // the call even with resultCode 000000.
-        if !ok || !e.rejected.is_empty() {
+        if !ok {
             self.failed += 1;
             *self.failed_by_activity.entry(e.activity).or_default() += 1;
         }

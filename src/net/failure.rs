@@ -63,6 +63,16 @@ impl NetFailure {
     }
 
     /// The same failure, its message prefixed with where it happened.
+    /// What to do about [`NetFailure::plain_http_behind_https`].
+    pub const PLAIN_HTTP_FIX: &'static str =
+        "the endpoint answers in plain HTTP, not TLS: use an http:// address (or serve TLS there)";
+
+    /// A TLS handshake answered in plain HTTP: rustls reads the reply to its hello as a
+    /// record of an unknown type. The fix is the address's scheme, not the certificate.
+    pub fn plain_http_behind_https(&self) -> bool {
+        self.kind == NetKind::Tls && self.message.contains("InvalidContentType")
+    }
+
     pub fn within(self, what: &str) -> NetFailure {
         NetFailure {
             message: format!("{what}: {}", self.message),

@@ -103,7 +103,7 @@ impl Fix {
     pub fn hint(self) -> &'static str {
         match self {
             Fix::Key => "check --key-file: the usage push is signed with the key bound to the basic interfaces",
-            Fix::Credentials => "check --ak and --sk-file: API Gateway refused the access key or its signature",
+            Fix::Credentials => "API Gateway refused the access key or its signature: pass --apig with --ak and --sk-file, or check them",
             Fix::Endpoint => "check --endpoint (or the profile's marketplace endpoint): the base URL of the marketplace open APIs (csm appends the API path)",
             Fix::BatchSize => "send smaller batches with --batch",
         }

@@ -1910,6 +1910,17 @@ fn mistakes_found_before_anything_is_sent() {
             "{args:?}: {stderr}"
         );
     }
+    // A dry run calls nothing, so the proxy does not matter to it.
+    let (code, _, stderr) = out(e.csm().env("https_proxy", "socks5://127.0.0.1:1").args([
+        "send",
+        "newInstance",
+        "--endpoint",
+        "https://203.0.113.1/produce",
+        "--key-file",
+        "key",
+        "--dry-run",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
     // Standard input is read once: a second `-` is named, not read as empty.
     let (code, _, stderr) = out(e.csm().write_stdin(format!("{KEY}\n")).args([
         "sign",

@@ -814,6 +814,49 @@ fn a_lower_case_body_sign_name_is_rejected_per_reply_on_kept_alive_connections()
 }
 
 #[test]
+fn https_to_a_plain_http_endpoint_says_so() {
+    let env = Env::new();
+    let m = env.serve(&[]);
+    let url = m.url.replacen("http://", "https://", 1);
+    let o = env.load(&url, "basic.key", &["--rate", "10", "--requests", "2"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("hint: the endpoint answers in plain HTTP, not TLS: use an http:// address"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn an_order_whose_reply_the_judge_rejects_stops_there() {
+    let env = Env::new();
+    // Every reply 000000, but with a Body-Sign header name the marketplace refuses.
+    let m = env.serve(&["--fault", "body-sign-case"]);
+    let o = env.load(
+        &m.url,
+        "basic.key",
+        &[
+            "--scenario",
+            "lifecycle",
+            "--rate",
+            "100",
+            "--requests",
+            "10",
+        ],
+    );
+    let r = report(&o);
+    assert_eq!(r["failed"], 10, "{r:#}");
+    // Each request was the first step of a new order, and no order went further.
+    assert_eq!(
+        r["by_activity"],
+        serde_json::json!({"newInstance": 10}),
+        "{r:#}"
+    );
+    assert_eq!(r["orders"]["completed"], 0, "{r:#}");
+}
+
+#[test]
 fn https_endpoints_are_loaded_through_the_policy_tls() {
     use crate::endpoint_tls::{tls_endpoint_with, KEY, LOCALHOST};
     let env = Env::new();

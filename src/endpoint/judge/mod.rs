@@ -203,6 +203,7 @@ pub fn judge_format(ex: &Exchange, cx: &JudgeCtx) -> Vec<Rule> {
                     "answer within {} ms: acknowledge at once and provision in the background (newInstance may answer 000004)",
                     cx.budget.as_millis()
                 ),
+                NetKind::Tls if f.plain_http_behind_https() => crate::net::NetFailure::PLAIN_HTTP_FIX.into(),
                 NetKind::Tls => {
                     "serve TLS 1.2 or newer with a certificate from a trusted CA for this host name"
                         .into()
