@@ -118,7 +118,7 @@ print(r)' "$1" "$2"
 load() { # FILE FIELD ARGS...
   local file=$1 name=$2
   shift 2
-  client "${CLIENT_CPU[@]}" "$CSM" --json load --endpoint "$URL" --key-file "$WORK/${KEY:-key}" \
+  client "${CLIENT_CPU[@]}" "$CSM" --json -q load --endpoint "$URL" --key-file "$WORK/${KEY:-key}" \
     --activity newInstance --connections "$CONNS" "$@" > "$file" || true
   field "$file" "$name"
 }
