@@ -201,18 +201,35 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
         token,
     });
     let handle = server::serve(&a.listen, handler, server::Config::default())?;
-    // Scripts and tests read this line to learn the port when listening on port 0.
-    crate::say!("csm usage agent listening on http://{}", handle.addr);
+    // Scripts and tests read this line to learn the port when listening on port 0; with
+    // --json, stdout is JSON lines: this one, then one per cycle that did something.
+    let line =
+        |v: serde_json::Value| crate::say!("{}", serde_json::to_string(&v).unwrap_or_default());
+    if g.json {
+        line(json!({"listening": format!("http://{}", handle.addr), "destination": cfg.url}));
+    } else {
+        crate::say!("csm usage agent listening on http://{}", handle.addr);
+    }
     announce(g, &cfg.url, false);
     loop {
         match cycle(&a, &shared, &journal_path, &mut journal, &cfg, &stop, false) {
+            Ok(c) if !c.idle() && g.json => {
+                let hours = lock(&shared.state).hour_counts().unwrap_or_default();
+                let mut v = cycle_json(&a, &shared, &cfg, &c, &hours);
+                v["at"] = json!(api(clock::now()));
+                line(v);
+            }
             Ok(c) if !c.idle() && !g.quiet => {
                 eprintln!("csm agent: {} {}", api(clock::now()), c.line());
             }
             Ok(_) => {}
             // A cycle that fails (the disk, the journal) is tried again; /healthz says why.
             Err(e) => {
-                eprintln!("csm agent: {e}");
+                if g.json {
+                    line(json!({"at": api(clock::now()), "error": e.to_string()}));
+                } else {
+                    eprintln!("csm agent: {e}");
+                }
                 *lock(&shared.last_problem) = Some(e.to_string());
                 journal = None;
             }
@@ -332,6 +349,40 @@ fn run_alarm(cmd: &str, reason: &str, wait: bool) {
     }
 }
 
+/// One cycle as `--json` reports it: the object of `--once`, and a line each cycle when
+/// running.
+fn cycle_json(
+    a: &AgentArgs,
+    shared: &Shared,
+    cfg: &SendConfig,
+    c: &Cycle,
+    hours: &std::collections::BTreeMap<String, u64>,
+) -> serde_json::Value {
+    let records = lock(&shared.records).clone();
+    let sent = c.sent.as_ref();
+    json!({
+        "destination": cfg.url,
+        "spool": a.spool.as_ref().map(|_| json!({
+            "done": c.spool.done,
+            "failed": c.spool.failed.iter().map(|(f, e)| json!({"file": f, "error": e})).collect::<Vec<_>>(),
+            "events_new": c.spool.new,
+            "events_duplicate": c.spool.duplicate,
+        })),
+        "hours_closed": c.hours_closed,
+        "records_journaled": c.journaled.records,
+        "failed_hours": c.journaled.failed.iter().map(|(sn, e)| json!({"metering_sn": sn, "error": e})).collect::<Vec<_>>(),
+        "to_send": c.to_send,
+        "accepted": sent.map_or(0, |s| s.accepted),
+        "rejected": sent.map_or(0, |s| s.rejected),
+        "retry_later": sent.map_or(0, |s| s.retry_later),
+        "hours_reported": c.reported,
+        "hours": hours,
+        "records": records,
+        "journal_busy": c.busy,
+        "alarm": c.alarm,
+    })
+}
+
 fn once_report(
     g: &GlobalArgs,
     a: &AgentArgs,
@@ -341,30 +392,9 @@ fn once_report(
     stop: &Interrupt,
 ) -> Result<Exit> {
     let hours = lock(&shared.state).hour_counts()?;
-    let records = lock(&shared.records).clone();
     let sent = c.sent.as_ref();
     if g.json {
-        output::print_json(&json!({
-            "destination": cfg.url,
-            "spool": a.spool.as_ref().map(|_| json!({
-                "done": c.spool.done,
-                "failed": c.spool.failed.iter().map(|(f, e)| json!({"file": f, "error": e})).collect::<Vec<_>>(),
-                "events_new": c.spool.new,
-                "events_duplicate": c.spool.duplicate,
-            })),
-            "hours_closed": c.hours_closed,
-            "records_journaled": c.journaled.records,
-            "failed_hours": c.journaled.failed.iter().map(|(sn, e)| json!({"metering_sn": sn, "error": e})).collect::<Vec<_>>(),
-            "to_send": c.to_send,
-            "accepted": sent.map_or(0, |s| s.accepted),
-            "rejected": sent.map_or(0, |s| s.rejected),
-            "retry_later": sent.map_or(0, |s| s.retry_later),
-            "hours_reported": c.reported,
-            "hours": hours,
-            "records": records,
-            "journal_busy": c.busy,
-            "alarm": c.alarm,
-        }));
+        output::print_json(&cycle_json(a, shared, cfg, c, &hours));
     } else if !g.quiet {
         for (f, e) in &c.spool.failed {
             crate::say!("spool: {f} moved to failed/: {e}");

@@ -845,3 +845,55 @@ fn a_rejected_hour_abandoned_with_resolve_no_longer_holds_the_alarm() {
     );
     assert!(v["alarm"].is_null() || v["alarm"] == false, "{v:#}");
 }
+
+#[test]
+fn a_running_agent_with_json_prints_json_lines() {
+    use std::io::BufRead;
+    let env = Env::new();
+    let market = env.market(&[]);
+    let mut child = agent(
+        &env,
+        NOW,
+        &market.url,
+        &["--json", "--listen", "127.0.0.1:0", "--every", "1s"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    let next = || -> Value {
+        let l = rx.recv_timeout(Duration::from_secs(20)).expect("a line");
+        serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))
+    };
+    let first = next();
+    let url = first["listening"]
+        .as_str()
+        .expect("the address")
+        .to_string();
+    assert!(first["destination"]
+        .as_str()
+        .unwrap()
+        .starts_with(&market.url));
+    let (s, _) = post(&url, EVENTS, None);
+    assert_eq!(s, 200);
+    // A line per cycle that did something, until the hour (10:00-11:00) is accepted.
+    let mut accepted = 0;
+    while accepted == 0 {
+        let v = next();
+        assert!(v["at"].is_string() && v["hours"].is_object(), "{v}");
+        accepted = v["accepted"].as_u64().unwrap_or(0);
+    }
+    assert_eq!(market_records(&env.market).len(), 1);
+    let _ = child.kill();
+    let _ = child.wait();
+}
