@@ -110,6 +110,12 @@ impl<R: BufRead> Lines<R> {
                  Chinese Excel saves CSV in: add --encoding gb18030",
                 valid + 1
             ),
+            // Excel's "Unicode text" is UTF-16: every other byte of ASCII text is zero.
+            Encoding::Utf8 if looks_utf16(&self.buf) => format!(
+                "not valid UTF-8 (at byte {} of the line); it looks like UTF-16 (Excel's \
+                 \"Unicode text\"): save the file as \"CSV UTF-8\" instead",
+                valid + 1
+            ),
             Encoding::Utf8 => format!("not valid UTF-8 (at byte {} of the line)", valid + 1),
             // The decoder marked the bad bytes; what came before them is text.
             Encoding::Gb18030 => format!(
@@ -118,6 +124,15 @@ impl<R: BufRead> Lines<R> {
             ),
         }
     }
+}
+
+/// A UTF-16 byte-order mark, or text whose every other byte is zero.
+fn looks_utf16(line: &[u8]) -> bool {
+    if line.starts_with(b"\xFF\xFE") || line.starts_with(b"\xFE\xFF") {
+        return true;
+    }
+    let zeros = line.iter().filter(|&&b| b == 0).count();
+    line.len() >= 4 && zeros * 3 >= line.len()
 }
 
 /// Yields `(line, raw record)` or a line error, in file order.
@@ -226,6 +241,14 @@ impl<R: BufRead> RecordReader<R> {
                             Ok(c) => self.columns = Some(c),
                             Err(m) => {
                                 self.header_failed = true;
+                                // JSON lines in a file named otherwise (.txt, .log).
+                                let m = if text.trim_start().starts_with('{') {
+                                    format!("{m}; the line is a JSON object: for JSON lines pass --format jsonl")
+                                } else if looks_utf16(text.as_bytes()) {
+                                    format!("{m}; the file looks like UTF-16 (Excel's \"Unicode text\"): save it as \"CSV UTF-8\" instead")
+                                } else {
+                                    m
+                                };
                                 return Ok(Some(Err(LineError {
                                     line: no,
                                     message: m,
@@ -561,6 +584,24 @@ i4,\"x\"y,b,c\n";
             .unwrap_err()
             .message
             .ends_with("\"usage_value\" is null (required: give a value)"));
+    }
+
+    #[test]
+    fn a_file_in_another_format_says_which() {
+        // UTF-16 (Excel's "Unicode text"), with and without its byte-order mark.
+        let utf16: Vec<u8> = "instance_id,begin_time,end_time,usage_value\n"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        for bytes in [[&b"\xFF\xFE"[..], &utf16].concat(), utf16.clone()] {
+            let out = read_all(&bytes, Format::Csv);
+            let e = out[0].clone().unwrap_err().message;
+            assert!(e.contains("looks like UTF-16"), "{e}");
+        }
+        // JSON lines in a file whose name says CSV.
+        let out = read_all(b"{\"instance_id\":\"i\"}\n", Format::Csv);
+        let e = out[0].clone().unwrap_err().message;
+        assert!(e.ends_with("for JSON lines pass --format jsonl"), "{e}");
     }
 
     #[test]
