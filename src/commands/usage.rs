@@ -415,6 +415,23 @@ fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
     } else {
         print_line_errors(&rep, &file, true);
         print_import(g, &rep, &file, a.input.billing, true);
+        // What "new" and "already ..." were counted against, as every usage command says.
+        if !g.quiet {
+            let path = a.journal.path()?;
+            if journal::is_postgres(&path) {
+                crate::say!(
+                    "not compared with the PostgreSQL journal {}: records already in it count as new",
+                    label(&path)
+                );
+            } else if path.exists() {
+                crate::say!("compared with the journal {} (read only)", label(&path));
+            } else {
+                crate::say!(
+                    "no journal at {} yet: every good record is new",
+                    label(&path)
+                );
+            }
+        }
     }
     if rep.error_count > 0 {
         return Err(bad_input(&rep, &file));
