@@ -608,7 +608,9 @@ fn finish(
             rep.rejected.to_string(),
         ]);
         t.add_row(vec!["retry later".to_string(), rep.retry_later.to_string()]);
-        t.add_row(vec!["not sent".to_string(), unsent.to_string()]);
+        // Never sent, or sent without a definite answer (a timeout): either way they wait
+        // in the journal for replay, so "not sent" would be wrong for the second kind.
+        t.add_row(vec!["no answer yet".to_string(), unsent.to_string()]);
         crate::say!("{t}");
         if !rep.by_code.is_empty() {
             let mut c = output::table();
@@ -839,10 +841,10 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
     crate::say!("{t}");
     match &s.oldest_unsent {
         Some((sn, inst, end, d)) => crate::say!(
-            "oldest unsent: metering_sn {sn} (instance {inst}) ending {end}: {}",
+            "oldest not yet accepted: metering_sn {sn} (instance {inst}) ending {end}: {}; `csm usage replay` sends it",
             d.as_str()
         ),
-        None => crate::say!("oldest unsent: none"),
+        None => crate::say!("oldest not yet accepted: none"),
     }
     let late = s.unsent_by_deadline.get("late").copied().unwrap_or(0);
     let overdue = s.unsent_by_deadline.get("overdue").copied().unwrap_or(0);

@@ -120,8 +120,13 @@ impl Cycle {
         parts.push(format!("{} hours closed", self.hours_closed));
         parts.push(format!("{} records journaled", self.journaled.records));
         if let Some(s) = &self.sent {
+            // What was due, and what came of it: the rest had no answer (never reached, or
+            // reached without a definite one) and waits in the journal.
+            let open = self
+                .to_send
+                .saturating_sub(s.accepted + s.rejected + s.retry_later);
             parts.push(format!(
-                "sent {}: {} accepted, {} rejected, {} retry later",
+                "{} to send: {} accepted, {} rejected, {} retry later, {open} no answer yet",
                 self.to_send, s.accepted, s.rejected, s.retry_later
             ));
         }
