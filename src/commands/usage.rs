@@ -670,6 +670,13 @@ fn finish(
     // still not fully delivered.
     let earlier_rejected = import.map_or(0, |(r, _)| r.already_rejected);
     if rep.rejected > 0 || rep.retry_later > 0 || earlier_rejected > 0 {
+        // Exit 5 says why when this run's table cannot (nothing of it was refused now).
+        if earlier_rejected > 0 && rep.rejected == 0 && !g.quiet && !g.json {
+            eprintln!(
+                "csm: {} of the file rejected by an earlier run (not sent again, so exit 5): `csm usage export --state rejected --out FILE`, fix, upload the fixed file",
+                records(earlier_rejected)
+            );
+        }
         return Ok(Exit::Partial);
     }
     Ok(Exit::Ok)

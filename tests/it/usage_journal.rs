@@ -402,6 +402,10 @@ fn uploading_a_file_whose_records_were_rejected_exits_5_even_when_nothing_is_sen
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(5), "{out} {err}");
     assert!(out.contains("already rejected"), "{out}");
+    assert!(
+        err.contains("rejected by an earlier run (not sent again, so exit 5)"),
+        "{err}"
+    );
     assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 0);
 }
 
