@@ -438,10 +438,12 @@ fn once_report(
         return Ok(Exit::Interrupted);
     }
     let unfinished = sent.is_some_and(|s| s.rejected > 0 || s.retry_later > 0);
+    // The stall alarm too: a cron job that checks the exit code must see it.
     if !c.spool.failed.is_empty()
         || !c.journaled.failed.is_empty()
         || unfinished
         || c.busy.is_some()
+        || c.alarm.is_some()
     {
         return Ok(Exit::Partial);
     }

@@ -813,9 +813,11 @@ fn a_rejected_hour_abandoned_with_resolve_no_longer_holds_the_alarm() {
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     assert_eq!(v["hours"]["rejected"], 1, "{v:#}");
     // An hour later the rejected hour raises the alarm.
-    let (_, v) = once(&env, "2026-01-10T14:30:00Z", &market.url, &["--spool", sp]);
+    let (o, v) = once(&env, "2026-01-10T14:30:00Z", &market.url, &["--spool", sp]);
     assert_eq!(v["hours"]["rejected"], 1, "{v:#}");
     assert!(!v["alarm"].is_null() && v["alarm"] != false, "{v:#}");
+    // A cron job that checks the exit code sees the alarm.
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     // A person settles it (billed under a fixed record, or not at all).
     let sn = derived_sn("i-9", "20260110T120000Z", "20260110T130000Z");
     let o = csm(env.dir())
