@@ -98,6 +98,9 @@ struct Ctx<'a> {
     path: &'a Path,
     import_id: i64,
     known: bool,
+    /// For the deadlines of the records that will be sent.
+    now: DateTime<Utc>,
+    billing: Billing,
 }
 
 impl Journal {
@@ -132,6 +135,8 @@ impl Journal {
                 path: &path,
                 import_id,
                 known,
+                now,
+                billing,
             };
             let mut rep = ImportReport {
                 import_id,
@@ -339,6 +344,8 @@ fn resolve_staged(db: &mut Db, cx: &Ctx, rep: &mut ImportReport) -> Result<()> {
                 ))
             };
             let (line, rec, new_here) = get().map_err(serr)?;
+            let settled_before =
+                rep.already_accepted + rep.already_rejected + rep.already_abandoned;
             let found = if new_here && cx.known {
                 // New in this scratch journal: the real one may hold it.
                 resolve_conflict(db, &rec, -1, rep, Where::Known)
@@ -351,10 +358,23 @@ fn resolve_staged(db: &mut Db, cx: &Ctx, rep: &mut ImportReport) -> Result<()> {
                     })
                 })
             };
+            let settled = found.is_err()
+                || rep.already_accepted + rep.already_rejected + rep.already_abandoned
+                    > settled_before;
             match found {
                 Ok(true) => {}
                 Ok(false) => rep.new += 1,
                 Err(message) => rep.push_error(LineError { line, message }),
+            }
+            // Counted when read; a record that will not be sent (decided before, or a line in
+            // error) has no deadline to meet.
+            if settled {
+                let st = record::deadline_status(&rec.end_time, cx.billing, cx.now);
+                if let Some(n) = rep.deadline.get_mut(st.as_str()) {
+                    *n = n.saturating_sub(1);
+                }
+                rep.deadline.retain(|_, n| *n > 0);
+                rep.late.retain(|(l, ..)| *l != line);
             }
         }
     }
@@ -680,6 +700,23 @@ mod tests {
                 );
             }
             assert_eq!(j.counts().unwrap()[&State::Pending], 2);
+        }
+    }
+
+    #[test]
+    fn deadlines_count_the_records_that_will_be_sent() {
+        for (_dir, mut j) in journals() {
+            // Now is 12:00; hours that ended at 09:00 are overdue (hourly billing).
+            let good = format!("{HEAD}i1,20260110T080000Z,20260110T090000Z,1,a\n");
+            let r = import(&mut j, &good, true);
+            assert_eq!(r.deadline.values().sum::<u64>(), 1, "{:?}", r.deadline);
+            // The same record again (still unsent) still has its deadline; a line in error
+            // (the same period under another metering_sn) has none.
+            let text = format!("{good}i1,20260110T080000Z,20260110T090000Z,1,b\n");
+            let r = import(&mut j, &text, false);
+            assert_eq!((r.again, r.error_count), (1, 1));
+            assert_eq!(r.deadline.values().sum::<u64>(), 1, "{:?}", r.deadline);
+            assert_eq!(r.late.len(), 1, "{:?}", r.late);
         }
     }
 
