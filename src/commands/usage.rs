@@ -990,7 +990,27 @@ fn who() -> String {
     ["USER", "LOGNAME", "USERNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
+        .or_else(account_name)
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The account the process runs as, from /proc and /etc/passwd (cron and containers often
+/// set no USER): `root`, else `uid 1000` when the account has no line there.
+fn account_name() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)? == uid).then(|| name.to_string())
+    });
+    Some(name.unwrap_or(format!("uid {uid}")))
 }
 
 fn resolve(g: &GlobalArgs, a: ResolveArgs) -> Result<Exit> {
@@ -1054,6 +1074,18 @@ fn records_wait(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without USER (cron, containers), `resolve` records the account as `id -un` names it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_account_is_named_without_user() {
+        let id = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
+        let expected = String::from_utf8_lossy(&id.stdout).trim().to_string();
+        assert_eq!(account_name().as_deref(), Some(expected.as_str()));
+    }
 
     #[test]
     fn rates_are_whole_records_per_second() {
