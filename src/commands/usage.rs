@@ -88,7 +88,8 @@ impl JournalArg {
 
 #[derive(Debug, Clone, Args)]
 pub struct InputArgs {
-    /// Usage records: CSV with a header, or JSONL (one object per line).
+    /// Usage records: CSV with a header, or JSONL (one object per line); - reads standard
+    /// input (give --format jsonl for JSON lines).
     pub file: PathBuf,
     /// Input format; by default from the extension (.jsonl/.ndjson/.json are JSONL, else CSV).
     #[arg(long, value_enum)]
@@ -249,11 +250,16 @@ pub fn run(g: &GlobalArgs, a: UsageArgs) -> Result<Exit> {
 }
 
 fn open_input(input: &InputArgs) -> Result<RecordReader<Box<dyn BufRead>>> {
-    let f = std::fs::File::open(&input.file).map_err(|e| CsmError::io(&input.file, e))?;
+    // `-` is standard input (a pipe: read once, as it comes).
+    let mut reader: Box<dyn BufRead> = if input.file.as_os_str() == "-" {
+        Box::new(BufReader::with_capacity(1 << 16, std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(&input.file).map_err(|e| CsmError::io(&input.file, e))?;
+        Box::new(BufReader::with_capacity(1 << 16, f))
+    };
     let format = input
         .format
         .unwrap_or_else(|| Format::from_path(&input.file));
-    let mut reader = BufReader::with_capacity(1 << 16, f);
     // UTF-8 read as GB18030 decodes without an error into other characters, which would be
     // billed under them: refused before anything is read.
     if input.encoding == Encoding::Gb18030 {
@@ -272,6 +278,9 @@ fn open_input(input: &InputArgs) -> Result<RecordReader<Box<dyn BufRead>>> {
 
 /// A file or journal as messages show it (a PostgreSQL URL without its password).
 fn label(p: &Path) -> String {
+    if p.as_os_str() == "-" {
+        return "stdin".into();
+    }
     journal::display(p)
 }
 

@@ -35,6 +35,24 @@ fn a_first_upload_from_a_pipe_is_read_once() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
     assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 1);
+    // `-` is standard input too; errors name it stdin.
+    let mut child = env
+        .send_cmd(&["upload", "-", "--format", "csv"], &server.url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bad = format!("{HEAD}i-2,20260110T100000Z,yesterday,1\n");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(bad.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("stdin:2: "), "{:?}", text(&o));
 }
 
 #[test]
