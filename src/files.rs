@@ -10,21 +10,27 @@ pub const KEY_LIMIT: u64 = 64 * 1024;
 /// Bodies and captures: the API Gateway signs bodies up to 12 MB.
 pub const BODY_LIMIT: u64 = 32 * 1024 * 1024;
 
+/// Standard input can be read once: `what` (a flag) takes it, and a second `-` is refused
+/// naming the first rather than read as empty.
+pub fn claim_stdin(what: &str) -> Result<()> {
+    static STDIN_READ_BY: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let mut by = STDIN_READ_BY.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(first) = by.as_ref() {
+        return Err(CsmError::usage(format!(
+            "{what} -: standard input was read already for {first}; give one of them a file"
+        )));
+    }
+    *by = Some(what.to_string());
+    Ok(())
+}
+
 /// Reads `path` (`-` = standard input) whole, refusing more than `limit` bytes.
 /// `what` names the flag in messages, e.g. `--body-file`.
 pub fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
     let shown = format!("{what} {}", path.display());
     let mut buf = Vec::new();
     let read = if path.as_os_str() == "-" {
-        // Standard input can be read once: a second `-` would get nothing.
-        static STDIN_READ_BY: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-        let mut by = STDIN_READ_BY.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(first) = by.as_ref() {
-            return Err(CsmError::usage(format!(
-                "{what} -: standard input was read already for {first}; give one of them a file"
-            )));
-        }
-        *by = Some(what.to_string());
+        claim_stdin(what)?;
         std::io::stdin()
             .lock()
             .take(limit + 1)

@@ -252,6 +252,7 @@ pub fn run(g: &GlobalArgs, a: UsageArgs) -> Result<Exit> {
 fn open_input(input: &InputArgs) -> Result<RecordReader<Box<dyn BufRead>>> {
     // `-` is standard input (a pipe: read once, as it comes).
     let mut reader: Box<dyn BufRead> = if input.file.as_os_str() == "-" {
+        crate::files::claim_stdin("the usage file")?;
         Box::new(BufReader::with_capacity(1 << 16, std::io::stdin()))
     } else {
         let f = std::fs::File::open(&input.file).map_err(|e| CsmError::io(&input.file, e))?;
