@@ -682,8 +682,16 @@ fn two_agents_sharing_a_postgres_journal_report_each_hour_once_with_every_event(
         kids.into_iter()
             .map(|k| {
                 let o = k.wait_with_output().unwrap();
-                assert_eq!(o.status.code(), Some(0), "{now}: {}", text(&o));
-                serde_json::from_slice(&o.stdout).unwrap()
+                let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+                // Exit 5 only for the stall alarm: the clock jumps to 12:30 for hours that
+                // ended at 11:00, and one agent may finish while the other still sends.
+                let alarm_only = o.status.code() == Some(5) && v["alarm"].is_string();
+                assert!(
+                    o.status.code() == Some(0) || alarm_only,
+                    "{now}: {}",
+                    text(&o)
+                );
+                v
             })
             .collect()
     };
