@@ -383,7 +383,8 @@ pub fn csv_header(
     Ok(cols)
 }
 
-fn parse_csv_row(cols: &[String], line: &str) -> Result<RawRecord, String> {
+/// A data row's values, one per header column (usage records and the agent's events).
+pub fn row_values(cols: &[String], line: &str) -> Result<Vec<String>, String> {
     let values = split_csv_line(line)?;
     if values.len() != cols.len() {
         return Err(format!(
@@ -393,6 +394,11 @@ fn parse_csv_row(cols: &[String], line: &str) -> Result<RawRecord, String> {
             cols.join(", ")
         ));
     }
+    Ok(values)
+}
+
+fn parse_csv_row(cols: &[String], line: &str) -> Result<RawRecord, String> {
+    let values = row_values(cols, line)?;
     let mut raw = RawRecord::default();
     for (c, v) in cols.iter().zip(values) {
         raw.set(c, v);

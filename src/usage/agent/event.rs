@@ -4,7 +4,7 @@
 
 use crate::protocol::hmac::sha256_hex;
 use crate::protocol::json::{self, Json};
-use crate::usage::reader::{csv_header, split_csv_line};
+use crate::usage::reader::{csv_header, row_values};
 use crate::usage::record::{self, show, MAX_AGE_DAYS};
 use chrono::{DateTime, Duration, Timelike, Utc};
 
@@ -103,14 +103,7 @@ pub fn parse_csv_header(line: &str) -> Result<Vec<String>, String> {
 }
 
 pub fn parse_csv_row(cols: &[String], line: &str) -> Result<RawEvent, String> {
-    let values = split_csv_line(line)?;
-    if values.len() != cols.len() {
-        return Err(format!(
-            "{} columns, the header has {}",
-            values.len(),
-            cols.len()
-        ));
-    }
+    let values = row_values(cols, line)?;
     let mut raw = RawEvent::default();
     for (c, v) in cols.iter().zip(values) {
         if !v.trim().is_empty() {
