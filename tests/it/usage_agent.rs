@@ -363,6 +363,20 @@ fn http_ingest_metrics_alarm_recovery_and_sigterm() {
             .starts_with("time "),
         "{v}"
     );
+    // A CSV file posted here is told where CSV goes.
+    let (s, v) = post(
+        &url,
+        "instance_id,time,value\ni-1,20260110T101500Z,3\n",
+        Some(token),
+    );
+    assert_eq!(s, 400);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("CSV files go in the --spool directory"),
+        "{v}"
+    );
 
     // 10:00-11:00 closes at the next cycle; the marketplace is down and 12:30 is 90 min
     // after the hour's end: the alarm goes on, the command runs once.

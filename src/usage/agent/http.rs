@@ -59,10 +59,19 @@ impl AgentHandler {
         if !bad.is_empty() {
             c.http_refused
                 .fetch_add(bad.len() as u64, Ordering::Relaxed);
+            // A CSV file posted here (its header is no JSON object): where CSV goes instead.
+            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let error = if first.trim_start().starts_with('{') {
+                format!("{} bad event(s), none taken", bad.len())
+            } else {
+                format!(
+                    "{} bad event(s), none taken: POST /events takes JSON lines (one event object per line); CSV files go in the --spool directory",
+                    bad.len()
+                )
+            };
             return Response::json(
                 400,
-                json!({ "error": format!("{} bad event(s), none taken", bad.len()), "lines": lines(bad) })
-                    .to_string(),
+                json!({ "error": error, "lines": lines(bad) }).to_string(),
             );
         }
         let outcome = lock(&self.shared.state).ingest(&events, "http", now);
