@@ -629,8 +629,14 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
         builder = builder.header(n, v);
     }
     let resp = builder.send().map_err(|e| {
-        // The URL is already in the message: not again from reqwest.
-        CsmError::Network(format!("POST {url}: {}", failure::from_reqwest(e).message))
+        // The URL is already in the message: not again from reqwest. A connection that
+        // failed through a proxy names it.
+        let connect = e.is_connect();
+        let mut f = failure::from_reqwest(e);
+        if let (true, Some(p)) = (connect, net::proxy_named(&url)) {
+            f = f.within(&p);
+        }
+        CsmError::Network(format!("POST {url}: {}", f.message))
     })?;
     let status = resp.status().as_u16();
     if net::is_redirect(status) {

@@ -77,6 +77,16 @@ impl Settings {
     }
 }
 
+/// The proxy calls to `url` go through, as a failure names it (`proxy HOST:PORT from
+/// https_proxy`); None without one.
+pub fn proxy_named(url: &str) -> Option<String> {
+    let url = Url::parse(url).ok()?;
+    proxy::for_url(&url, &proxy::from_env)
+        .ok()
+        .flatten()
+        .map(|p| p.named())
+}
+
 /// What a 3xx answer is, after its status: csm never follows it (the request is signed for
 /// this address), so the caller should point the endpoint at the final address.
 pub fn redirect_note(location: Option<&str>) -> String {

@@ -181,6 +181,8 @@ fn launch(
         let extra = apig_headers(keys, &cfg.url, &headers, body.as_bytes(), &date)?;
         headers.extend(extra);
     }
+    // A connection that fails through a proxy names the proxy.
+    let via = crate::net::proxy_named(&cfg.url);
     let mut req = http.post(&cfg.url);
     for (n, v) in &headers {
         req = req.header(n.as_str(), v.as_str());
@@ -189,7 +191,10 @@ fn launch(
     let handle = std::thread::spawn(move || match req.send() {
         Err(e) => {
             let reached = !e.is_connect();
-            let f = crate::net::failure::from_reqwest(e);
+            let mut f = crate::net::failure::from_reqwest(e);
+            if let (false, Some(p)) = (reached, &via) {
+                f = f.within(p);
+            }
             Answer::Failed {
                 reached,
                 code: match f.kind {

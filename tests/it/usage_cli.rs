@@ -371,6 +371,33 @@ fn a_marketplace_that_keeps_failing_is_not_called_unreachable() {
 }
 
 #[test]
+fn a_proxy_that_refuses_is_named() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(3, true));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = env
+        .send_cmd(
+            &["upload", f.to_str().unwrap(), "--retries", "0", "--yes"],
+            "https://203.0.113.1",
+        )
+        .env("https_proxy", format!("http://127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{out} {err}");
+    assert!(
+        err.contains(&format!(
+            "proxy 127.0.0.1:{port} from https_proxy: could not connect"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
 fn unreachable_marketplace_exits_4_and_replay_delivers_later() {
     let env = Env::new();
     let f = env.write("u.csv", &csv_records(300, true));
