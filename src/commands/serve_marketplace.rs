@@ -77,8 +77,8 @@ pub fn ttl(s: &str) -> std::result::Result<Duration, String> {
 }
 
 /// Flags and keys read and checked into the stand-in's own settings. License callbacks may
-/// reach a production merchant: anything but loopback needs a yes.
-fn marketplace_config(g: &GlobalArgs, a: &MarketplaceArgs) -> Result<MarketplaceConfig> {
+/// reach a production merchant: anything but loopback needs a yes (asked by `run`).
+fn marketplace_config(a: &MarketplaceArgs) -> Result<MarketplaceConfig> {
     let faults = a
         .fault
         .iter()
@@ -87,15 +87,10 @@ fn marketplace_config(g: &GlobalArgs, a: &MarketplaceArgs) -> Result<Marketplace
     let merchant_endpoint = match &a.merchant_endpoint {
         Some(raw) => {
             // The shared endpoint rule (http(s), a host, no credentials, never echoed).
-            let url = crate::endpoint::url::parse_endpoint_for("--merchant-endpoint", raw)?;
-            super::callback_args::confirm_remote(
+            Some(crate::endpoint::url::parse_endpoint_for(
                 "--merchant-endpoint",
-                &url,
-                a.yes,
-                g,
-                "License callbacks",
-            )?;
-            Some(url)
+                raw,
+            )?)
         }
         None => None,
     };
@@ -132,7 +127,7 @@ fn marketplace_config(g: &GlobalArgs, a: &MarketplaceArgs) -> Result<Marketplace
 }
 
 pub fn run(g: &GlobalArgs, a: MarketplaceArgs) -> Result<Exit> {
-    let cfg = marketplace_config(g, &a)?;
+    let cfg = marketplace_config(&a)?;
     // The admin API mints and releases license codes and sends License callbacks with no
     // authentication: it answers this machine only.
     if !server::is_loopback_listen(&a.listen) {
@@ -140,6 +135,16 @@ pub fn run(g: &GlobalArgs, a: MarketplaceArgs) -> Result<Exit> {
             "--listen {}: not a loopback address, and the stand-in's admin API (/csm/...) has no authentication; listen on 127.0.0.1 (reach it from elsewhere through a tunnel)",
             a.listen
         )));
+    }
+    // Asked once every flag is checked.
+    if let Some(url) = &cfg.merchant_endpoint {
+        super::callback_args::confirm_remote(
+            "--merchant-endpoint",
+            url,
+            a.yes,
+            g,
+            "License callbacks",
+        )?;
     }
     let market = Marketplace::open(cfg)?;
     let handle = server::serve(&a.listen, Arc::new(market), a.server.config(g))?;
