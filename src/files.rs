@@ -10,6 +10,11 @@ pub const KEY_LIMIT: u64 = 64 * 1024;
 /// Bodies and captures: the API Gateway signs bodies up to 12 MB.
 pub const BODY_LIMIT: u64 = 32 * 1024 * 1024;
 
+/// `-` names standard input wherever a file is read.
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
 /// Standard input can be read once: `what` (a flag) takes it, and a second `-` is refused
 /// naming the first rather than read as empty.
 pub fn claim_stdin(what: &str) -> Result<()> {
@@ -29,7 +34,7 @@ pub fn claim_stdin(what: &str) -> Result<()> {
 pub fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
     let shown = format!("{what} {}", path.display());
     let mut buf = Vec::new();
-    let read = if path.as_os_str() == "-" {
+    let read = if is_stdin(path) {
         claim_stdin(what)?;
         std::io::stdin()
             .lock()

@@ -35,7 +35,7 @@ pub enum UsageCommand {
     Upload(UploadArgs),
     /// Send again everything in the journal that is not accepted yet (same metering_sn).
     Replay(ReplayArgs),
-    /// Counts by state, the oldest unsent record, deadlines, the last errors.
+    /// Counts by state, the oldest record waiting to be sent, deadlines, the last errors.
     Status(StatusArgs),
     /// Write the records in one state to a file (CSV or JSONL) that upload reads back.
     Export(ExportArgs),
@@ -251,7 +251,7 @@ pub fn run(g: &GlobalArgs, a: UsageArgs) -> Result<Exit> {
 
 fn open_input(input: &InputArgs) -> Result<RecordReader<Box<dyn BufRead>>> {
     // `-` is standard input (a pipe: read once, as it comes).
-    let mut reader: Box<dyn BufRead> = if input.file.as_os_str() == "-" {
+    let mut reader: Box<dyn BufRead> = if crate::files::is_stdin(&input.file) {
         crate::files::claim_stdin("the usage file")?;
         Box::new(BufReader::with_capacity(1 << 16, std::io::stdin()))
     } else {
@@ -270,7 +270,7 @@ fn open_input(input: &InputArgs) -> Result<RecordReader<Box<dyn BufRead>>> {
         if crate::usage::encoding::is_utf8_text(head) {
             return Err(CsmError::usage(format!(
                 "--encoding gb18030: {} is UTF-8 text (its Chinese reads as UTF-8, and as GB18030 would become other characters); drop --encoding",
-                input.file.display()
+                label(&input.file)
             )));
         }
     }
@@ -279,7 +279,7 @@ fn open_input(input: &InputArgs) -> Result<RecordReader<Box<dyn BufRead>>> {
 
 /// A file or journal as messages show it (a PostgreSQL URL without its password).
 fn label(p: &Path) -> String {
-    if p.as_os_str() == "-" {
+    if crate::files::is_stdin(p) {
         return "stdin".into();
     }
     journal::display(p)
@@ -618,9 +618,9 @@ fn finish(
             rep.rejected.to_string(),
         ]);
         t.add_row(vec!["retry later".to_string(), rep.retry_later.to_string()]);
-        // Never sent, or sent without a definite answer (a timeout): either way they wait
-        // in the journal for replay, so "not sent" would be wrong for the second kind.
-        t.add_row(vec!["no answer yet".to_string(), unsent.to_string()]);
+        // Never sent, sent without a definite answer (a timeout), or in a batch refused as a
+        // whole: they wait in the journal for replay ("not sent" is wrong for the second).
+        t.add_row(vec!["left in the journal".to_string(), unsent.to_string()]);
         crate::say!("{t}");
         if !rep.by_code.is_empty() {
             let mut c = output::table();
@@ -747,29 +747,15 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
         }
         bad_input(rep, &file)
     };
-    // A first upload creates its journal only for a file that reads whole: a refused file
-    // (exit 2) leaves nothing behind. Read once more to check it, into memory.
-    // Only a regular file can be read twice (a pipe is read once, as it comes).
-    let regular = std::fs::metadata(&a.input.file).is_ok_and(|m| m.is_file());
-    if regular && !a.dry_run && !journal::is_postgres(&path) && !path.exists() {
-        let rep = Journal::scratch(None)?.import(
-            &mut open_input(&a.input)?,
-            &file,
-            clock::now(),
-            a.input.billing,
-            false,
-        )?;
-        if rep.error_count > 0 {
-            return Err(refuse(&rep));
-        }
-    }
+    // A first upload that is refused (exit 2) leaves no journal behind.
+    let creates = !a.dry_run && !journal::is_postgres(&path) && !path.exists();
     let mut j = if a.dry_run {
         check_only(&a.journal)?
     } else {
         Journal::open(&path)?
     };
     j.set_lease(a.lease.lease);
-    let _lock = if a.dry_run {
+    let lock = if a.dry_run {
         None
     } else {
         Some(j.lock_for_sending()?)
@@ -785,7 +771,13 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     )?;
     warn_empty(&rep, &file);
     if rep.error_count > 0 {
-        return Err(refuse(&rep));
+        let e = refuse(&rep);
+        if creates {
+            drop(lock);
+            drop(j);
+            journal::remove_files(&path);
+        }
+        return Err(e);
     }
     announce(g, &destination, a.dry_run);
     let Some(cfg) = cfg else {
@@ -858,15 +850,15 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
     crate::say!("{t}");
     match &s.oldest_unsent {
         Some((sn, inst, end, d)) => crate::say!(
-            "oldest not yet accepted: metering_sn {sn} (instance {inst}) ending {end}: {}; `csm usage replay` sends it",
+            "oldest pending or sent: metering_sn {sn} (instance {inst}) ending {end}: {}; `csm usage replay` sends it",
             d.as_str()
         ),
-        None => crate::say!("oldest not yet accepted: none"),
+        None => crate::say!("oldest pending or sent: none"),
     }
     let late = s.unsent_by_deadline.get("late").copied().unwrap_or(0);
     let overdue = s.unsent_by_deadline.get("overdue").copied().unwrap_or(0);
     crate::say!(
-        "unsent past the ideal window: {late}; past the last moment: {overdue} ({})",
+        "pending or sent, past the ideal window: {late}; past the last moment: {overdue} ({})",
         billing_note(a.billing)
     );
     if !s.last_errors.is_empty() {
@@ -1004,9 +996,18 @@ fn who() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-/// The account the process runs as, from /proc and /etc/passwd (cron and containers often
-/// set no USER): `root`, else `uid 1000` when the account has no line there.
+/// The account the process runs as (cron and containers often set no USER), as `id -un`
+/// names it through the system's name services (systemd's DynamicUser accounts are in no
+/// /etc/passwd); else `uid 1000` from /proc.
 fn account_name() -> Option<String> {
+    let id = std::process::Command::new("id").arg("-un").output().ok();
+    if let Some(name) = id
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|n| !n.is_empty())
+    {
+        return Some(name);
+    }
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let uid = status
         .lines()
@@ -1014,13 +1015,7 @@ fn account_name() -> Option<String> {
         .split_whitespace()
         .next()?
         .to_string();
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let name = passwd.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        (f.nth(1)? == uid).then(|| name.to_string())
-    });
-    Some(name.unwrap_or(format!("uid {uid}")))
+    Some(format!("uid {uid}"))
 }
 
 fn resolve(g: &GlobalArgs, a: ResolveArgs) -> Result<Exit> {
@@ -1085,21 +1080,14 @@ fn records_wait(n: u64) -> String {
 mod tests {
     use super::*;
 
-    /// Without USER (cron, containers), `resolve` records the account as `id -un` names it.
+    /// Without USER (cron, containers), `resolve` still records an account: a name, or the
+    /// uid of an account without one.
     #[cfg(target_os = "linux")]
     #[test]
     fn the_account_is_named_without_user() {
-        let id = std::process::Command::new("id")
-            .arg("-un")
-            .output()
-            .unwrap();
         let name = account_name().unwrap();
-        if !id.status.success() {
-            // An account without a name (an arbitrary container uid): its number.
-            assert!(name.starts_with("uid "), "{name}");
-            return;
-        }
-        assert_eq!(name, String::from_utf8_lossy(&id.stdout).trim());
+        assert!(!name.trim().is_empty() && name != "unknown", "{name:?}");
+        assert!(!name.contains('\n'), "{name:?}");
     }
 
     #[test]

@@ -92,6 +92,8 @@ struct Cycle {
     /// refusing.
     problem: Option<String>,
     alarm: Option<String>,
+    /// The alarm went on in this cycle (said once per episode).
+    alarm_started: bool,
 }
 
 impl Cycle {
@@ -126,7 +128,7 @@ impl Cycle {
                 .to_send
                 .saturating_sub(s.accepted + s.rejected + s.retry_later);
             parts.push(format!(
-                "{} to send: {} accepted, {} rejected, {} retry later, {open} no answer yet",
+                "{} to send: {} accepted, {} rejected, {} retry later, {open} left in the journal",
                 self.to_send, s.accepted, s.rejected, s.retry_later
             ));
         }
@@ -218,7 +220,9 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
     announce(g, &cfg.url, false);
     loop {
         match cycle(&a, &shared, &journal_path, &mut journal, &cfg, &stop, false) {
-            Ok(c) if !c.idle() && g.json => {
+            // Also an alarm that went on while nothing else happened: a log collector
+            // reading stdout must see it.
+            Ok(c) if (!c.idle() || c.alarm_started) && g.json => {
                 let hours = lock(&shared.state).hour_counts().unwrap_or_default();
                 let mut v = cycle_json(&a, &shared, &cfg, &c, &hours);
                 v["at"] = json!(api(clock::now()));
@@ -314,6 +318,7 @@ fn cycle(
             // Once per episode, also across `--once` runs and of all the agents sharing
             // the state: the state remembers it.
             if st.claim_meta("alarm_since", &api(now))? {
+                c.alarm_started = true;
                 eprintln!("csm agent: ALARM: {reason}");
                 if let Some(cmd) = &a.on_alarm {
                     run_alarm(cmd, reason, wait_for_alarm);
@@ -384,6 +389,7 @@ fn cycle_json(
         "hours": hours,
         "records": records,
         "journal_busy": c.busy,
+        "problem": c.problem,
         "alarm": c.alarm,
     })
 }

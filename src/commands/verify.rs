@@ -201,7 +201,7 @@ fn other_keys(
     for (role, label, flag) in roles {
         // Standard input was read for the key of the capture (or will not be needed): the
         // extra keys only help spot a mix-up.
-        if flag.is_some_and(|p| p.as_os_str() == "-") {
+        if flag.is_some_and(crate::files::is_stdin) {
             continue;
         }
         if role != except {

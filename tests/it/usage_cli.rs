@@ -74,6 +74,23 @@ fn a_refused_first_upload_leaves_no_journal_behind() {
         !std::path::Path::new(&lock).exists(),
         "the lock was created"
     );
+    // The same from a pipe, which is read once.
+    {
+        use std::io::Write;
+        let mut child = env
+            .send_cmd(&["upload", "-"], &server.url)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let input = std::fs::read(&bad).unwrap();
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    }
+    assert!(!env.journal.exists(), "the journal was created from a pipe");
+    assert!(!std::path::Path::new(&lock).exists());
     // A good file then creates it as usual.
     let good = env.write("good.csv", &format!("{HEAD}{GOOD}"));
     let o = env.usage(&["upload", good.to_str().unwrap(), "-q"], Some(&server));

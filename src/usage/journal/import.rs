@@ -239,12 +239,7 @@ fn read_chunks<R: BufRead>(
                 continue;
             }
         };
-        let st = record::deadline_status(&rec.end_time, billing, now);
-        *rep.deadline.entry(st.as_str()).or_default() += 1;
-        if st != Deadline::OnTime && rep.late.len() < MAX_LATE_KEPT {
-            rep.late
-                .push((line, rec.metering_sn.clone(), rec.end_time.clone(), st));
-        }
+        count_deadline(rep, line, &rec, billing, now);
         chunk.push((line, rec));
         if chunk.len() == CHUNK {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
@@ -255,6 +250,22 @@ fn read_chunks<R: BufRead>(
     }
     let _ = chunks.send(chunk);
     Ok(())
+}
+
+/// Counts `rec`'s deadline status, and keeps it among the first late ones.
+fn count_deadline(
+    rep: &mut ImportReport,
+    line: u64,
+    rec: &UsageRecord,
+    billing: Billing,
+    now: DateTime<Utc>,
+) {
+    let st = record::deadline_status(&rec.end_time, billing, now);
+    *rep.deadline.entry(st.as_str()).or_default() += 1;
+    if st != Deadline::OnTime && rep.late.len() < MAX_LATE_KEPT {
+        rep.late
+            .push((line, rec.metering_sn.clone(), rec.end_time.clone(), st));
+    }
 }
 
 /// The staging table for this journal. PostgreSQL: its text columns in the collation of
@@ -308,6 +319,9 @@ fn stage_chunk(db: &mut Db, cx: &Ctx, chunk: Chunk) -> Result<u64> {
 /// row: each resolved against what is there, in file order, a page at a time.
 fn resolve_staged(db: &mut Db, cx: &Ctx, rep: &mut ImportReport) -> Result<()> {
     let serr = |e: DbError| storage(cx.path, e);
+    // The read counted every good record: recounted below for those that will be sent.
+    rep.deadline.clear();
+    rep.late.clear();
     let mut after = 0i64;
     loop {
         let rows = db
@@ -366,15 +380,10 @@ fn resolve_staged(db: &mut Db, cx: &Ctx, rep: &mut ImportReport) -> Result<()> {
                 Ok(false) => rep.new += 1,
                 Err(message) => rep.push_error(LineError { line, message }),
             }
-            // Counted when read; a record that will not be sent (decided before, or a line in
-            // error) has no deadline to meet.
-            if settled {
-                let st = record::deadline_status(&rec.end_time, cx.billing, cx.now);
-                if let Some(n) = rep.deadline.get_mut(st.as_str()) {
-                    *n = n.saturating_sub(1);
-                }
-                rep.deadline.retain(|_, n| *n > 0);
-                rep.late.retain(|(l, ..)| *l != line);
+            // Counted again here, for the records that will be sent: one decided before, or a
+            // line in error, has no deadline to meet.
+            if !settled {
+                count_deadline(rep, line, &rec, cx.billing, cx.now);
             }
         }
     }
@@ -717,6 +726,23 @@ mod tests {
             assert_eq!((r.again, r.error_count), (1, 1));
             assert_eq!(r.deadline.values().sum::<u64>(), 1, "{:?}", r.deadline);
             assert_eq!(r.late.len(), 1, "{:?}", r.late);
+            // Accepted since: again in a file, it has no deadline, and the late list holds
+            // the record that will be sent.
+            let a = super::super::testing::take(&mut j, super::super::testing::ALL);
+            let ids: Vec<i64> = a.sent.iter().map(|s| s.id).collect();
+            j.apply(
+                a.batch_id.unwrap(),
+                &ids,
+                &[super::super::super::batch::Outcome::Accepted { code: "000".into() }],
+                200,
+                "t",
+            )
+            .unwrap();
+            let text = format!("{good}i2,20260110T080000Z,20260110T090000Z,1,c\n");
+            let r = import(&mut j, &text, false);
+            assert_eq!((r.already_accepted, r.new), (1, 1));
+            assert_eq!(r.deadline.values().sum::<u64>(), 1, "{:?}", r.deadline);
+            assert_eq!(r.late.iter().map(|l| l.0).collect::<Vec<_>>(), [3]);
         }
     }
 

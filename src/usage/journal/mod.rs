@@ -196,6 +196,16 @@ pub fn is_postgres(path: &Path) -> bool {
     path.to_str().is_some_and(pg::is_url)
 }
 
+/// Removes an SQLite journal this run created and holds no longer (with the files SQLite
+/// and the send lock keep beside it): a refused first upload leaves nothing behind.
+pub fn remove_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal", ".lock"] {
+        let mut name = path.as_os_str().to_os_string();
+        name.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(name));
+    }
+}
+
 /// How a journal is named in messages: the file, or the URL without its password.
 pub fn display(path: &Path) -> String {
     match path.to_str() {
