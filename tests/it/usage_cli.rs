@@ -10,47 +10,37 @@ const GOOD: &str = "i-1,20260110T100000Z,20260110T110000Z,2.5\n";
 const HEAD: &str = "instance_id,begin_time,end_time,usage_value\n";
 const GOOD_JSON: &str = r#"{"instance_id":"i-1","begin_time":"20260110T100000Z","end_time":"20260110T110000Z","usage_value":2.5}"#;
 
-#[test]
-fn a_first_upload_from_a_pipe_is_read_once() {
+/// Runs `c` with `input` on its standard input (a pipe, read once).
+fn with_stdin(c: &mut std::process::Command, input: &[u8]) -> std::process::Output {
     use std::io::Write;
-    let env = Env::new();
-    let server = env.market(&[]);
-    let mut child = env
-        .send_cmd(
-            &["upload", "/dev/stdin", "--format", "csv", "-q"],
-            &server.url,
-        )
+    let mut child = c
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let body = format!("{HEAD}{GOOD}");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_first_upload_from_a_pipe_is_read_once() {
+    let env = Env::new();
+    let server = env.market(&[]);
+    let o = with_stdin(
+        &mut env.send_cmd(
+            &["upload", "/dev/stdin", "--format", "csv", "-q"],
+            &server.url,
+        ),
+        format!("{HEAD}{GOOD}").as_bytes(),
+    );
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
     assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 1);
     // `-` is standard input too; errors name it stdin.
-    let mut child = env
-        .send_cmd(&["upload", "-", "--format", "csv"], &server.url)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let bad = format!("{HEAD}i-2,20260110T100000Z,yesterday,1\n");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(bad.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = with_stdin(
+        &mut env.send_cmd(&["upload", "-", "--format", "csv"], &server.url),
+        format!("{HEAD}i-2,20260110T100000Z,yesterday,1\n").as_bytes(),
+    );
     assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
     assert!(text(&o).1.contains("stdin:2: "), "{:?}", text(&o));
 }
@@ -75,20 +65,11 @@ fn a_refused_first_upload_leaves_no_journal_behind() {
         "the lock was created"
     );
     // The same from a pipe, which is read once.
-    {
-        use std::io::Write;
-        let mut child = env
-            .send_cmd(&["upload", "-"], &server.url)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let input = std::fs::read(&bad).unwrap();
-        child.stdin.take().unwrap().write_all(&input).unwrap();
-        let o = child.wait_with_output().unwrap();
-        assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
-    }
+    let o = with_stdin(
+        &mut env.send_cmd(&["upload", "-"], &server.url),
+        &std::fs::read(&bad).unwrap(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
     assert!(!env.journal.exists(), "the journal was created from a pipe");
     assert!(!std::path::Path::new(&lock).exists());
     // A good file then creates it as usual.
