@@ -394,11 +394,37 @@ fn bad_input(r: &ImportReport, file: &str) -> CsmError {
 
 /// A journal in memory for `validate` and `upload --dry-run`: the real one, when there is
 /// one, is only read (records already in it are counted as an upload would count them).
-fn check_only(a: &JournalArg) -> Result<Journal> {
+/// What a check in memory compared the input with: the journal as named, whether its
+/// records were read, and the sentence that says so.
+struct Compared {
+    journal: String,
+    read: bool,
+    said: String,
+}
+
+fn check_only(a: &JournalArg) -> Result<(Journal, Compared)> {
     let path = a.path()?;
     // A PostgreSQL journal is not attached: records already in it are counted as new.
     let local = !journal::is_postgres(&path) && path.exists();
-    Journal::scratch(local.then_some(path.as_path()))
+    let said = if journal::is_postgres(&path) {
+        format!(
+            "not compared with the PostgreSQL journal {}: records already in it count as new",
+            label(&path)
+        )
+    } else if local {
+        format!("compared with the journal {} (read only)", label(&path))
+    } else {
+        format!(
+            "no journal at {} yet: every good record is new",
+            label(&path)
+        )
+    };
+    let compared = Compared {
+        journal: label(&path),
+        read: local,
+        said,
+    };
+    Ok((Journal::scratch(local.then_some(path.as_path()))?, compared))
 }
 
 /// The journal `replay`, `status` and `export` work on: it must be there already.
@@ -417,30 +443,20 @@ fn existing_journal(a: &JournalArg) -> Result<PathBuf> {
 fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
     let mut reader = open_input(&a.input)?;
     let file = label(&a.input.file);
-    let rep =
-        check_only(&a.journal)?.import(&mut reader, &file, clock::now(), a.input.billing, false)?;
+    let (mut scratch, compared) = check_only(&a.journal)?;
+    let rep = scratch.import(&mut reader, &file, clock::now(), a.input.billing, false)?;
     warn_empty(&rep, &file);
     if g.json {
-        output::print_json(&import_json(&rep, &file));
+        let mut v = import_json(&rep, &file);
+        v["journal"] = json!(compared.journal);
+        v["journal_read"] = json!(compared.read);
+        output::print_json(&v);
     } else {
         print_line_errors(&rep, &file, true);
         print_import(g, &rep, &file, a.input.billing, true);
         // What "new" and "already ..." were counted against, as every usage command says.
         if !g.quiet {
-            let path = a.journal.path()?;
-            if journal::is_postgres(&path) {
-                crate::say!(
-                    "not compared with the PostgreSQL journal {}: records already in it count as new",
-                    label(&path)
-                );
-            } else if path.exists() {
-                crate::say!("compared with the journal {} (read only)", label(&path));
-            } else {
-                crate::say!(
-                    "no journal at {} yet: every good record is new",
-                    label(&path)
-                );
-            }
+            crate::say!("{}", compared.said);
         }
     }
     if rep.error_count > 0 {
@@ -749,8 +765,11 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     };
     // A first upload that is refused (exit 2) leaves no journal behind.
     let creates = !a.dry_run && !journal::is_postgres(&path) && !path.exists();
+    let mut compared = None;
     let mut j = if a.dry_run {
-        check_only(&a.journal)?
+        let (scratch, c) = check_only(&a.journal)?;
+        compared = Some(c);
+        scratch
     } else {
         Journal::open(&path)?
     };
@@ -786,6 +805,9 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
         } else {
             print_import(g, &rep, &file, a.input.billing, false);
             if !g.quiet {
+                if let Some(c) = &compared {
+                    crate::say!("{}", c.said);
+                }
                 crate::say!(
                     "dry run: {} records would be sent to {destination}, nothing was journaled or sent",
                     rep.new + rep.again + rep.replaced

@@ -620,6 +620,12 @@ fn validate_dry_run_status_and_export_only_read_the_journal() {
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["already_journaled_unsent"], 3);
+    // It says what it compared with.
+    assert_eq!(v["journal_read"], true, "{v}");
+    assert!(
+        v["journal"].as_str().unwrap().ends_with("journal.sqlite"),
+        "{v}"
+    );
     let o = env.usage(&["upload", fs, "--dry-run", "--json"], None);
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
