@@ -16,13 +16,17 @@ pub fn is_stdin(path: &Path) -> bool {
 }
 
 /// Standard input can be read once: `what` (a flag) takes it, and a second `-` is refused
-/// naming the first rather than read as empty.
+/// naming the first rather than read as empty. Claiming it again for the same `what` is fine.
 pub fn claim_stdin(what: &str) -> Result<()> {
     static STDIN_READ_BY: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     let mut by = STDIN_READ_BY.lock().unwrap_or_else(|e| e.into_inner());
+    // Claimed ahead by the input that will read it (before the keys are read): its own.
+    if by.as_deref() == Some(what) {
+        return Ok(());
+    }
     if let Some(first) = by.as_ref() {
         return Err(CsmError::usage(format!(
-            "{what} -: standard input was read already for {first}; give one of them a file"
+            "{what} -: standard input is taken by {first} already; give one of them a file"
         )));
     }
     *by = Some(what.to_string());

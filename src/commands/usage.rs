@@ -249,10 +249,13 @@ pub fn run(g: &GlobalArgs, a: UsageArgs) -> Result<Exit> {
     }
 }
 
+/// Standard input's reader when the usage file is `-`, as refusals name it.
+const USAGE_FILE: &str = "the usage file";
+
 fn open_input(input: &InputArgs) -> Result<RecordReader<Box<dyn BufRead>>> {
     // `-` is standard input (a pipe: read once, as it comes).
     let mut reader: Box<dyn BufRead> = if crate::files::is_stdin(&input.file) {
-        crate::files::claim_stdin("the usage file")?;
+        crate::files::claim_stdin(USAGE_FILE)?;
         Box::new(BufReader::with_capacity(1 << 16, std::io::stdin()))
     } else {
         let f = std::fs::File::open(&input.file).map_err(|e| CsmError::io(&input.file, e))?;
@@ -729,6 +732,10 @@ fn code_meaning(code: &str) -> String {
 fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     // Refusals that need no answer come before production's confirmation.
     let path = a.journal.path()?;
+    // Records on standard input: a key file `-` is refused then, before it reads them.
+    if crate::files::is_stdin(&a.input.file) {
+        crate::files::claim_stdin(USAGE_FILE)?;
+    }
     let cfg = if a.dry_run {
         None
     } else {

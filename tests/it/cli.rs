@@ -1933,7 +1933,7 @@ fn mistakes_found_before_anything_is_sent() {
     ]));
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("--body-file -: standard input was read already for --key-file"),
+        stderr.contains("--body-file -: standard input is taken by --key-file already"),
         "{stderr}"
     );
 }

@@ -43,6 +43,27 @@ fn a_first_upload_from_a_pipe_is_read_once() {
     );
     assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
     assert!(text(&o).1.contains("stdin:2: "), "{:?}", text(&o));
+    // The records and the key cannot both come on standard input: refused before either
+    // is read (the key would have swallowed the records).
+    let o = with_stdin(
+        csm(env.dir()).args([
+            "usage",
+            "upload",
+            "-",
+            "--key-file",
+            "-",
+            "--endpoint",
+            &server.url,
+        ]),
+        format!("{HEAD}{GOOD}").as_bytes(),
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out} {err}");
+    assert!(
+        err.contains("--key-file -: standard input is taken by the usage file already"),
+        "{err}"
+    );
+    assert!(!err.contains("warning"), "{err}");
 }
 
 #[test]
