@@ -203,17 +203,17 @@ impl Report {
                 .join("  ")
         };
         let target = match self.rate_target {
-            Some(r) => format!("target {r}/s, "),
+            Some(r) => format!("target {}, ", fmt_rate(r)),
             None => "closed loop, ".into(),
         };
         let mut out = format!(
-            "{} in {:.2} s to {} ({}; {}achieved {}/s; {} connections)\n",
+            "{} in {:.2} s to {} ({}; {}achieved {}; {} connections)\n",
             plural(s.requests, "request"),
             self.elapsed.as_secs_f64(),
             self.endpoint,
             self.protocol,
             target,
-            self.rate_achieved(),
+            fmt_rate(self.rate_achieved()),
             self.connections,
         );
         // Times to a failure are no latencies a seller can read anything from.
@@ -285,14 +285,26 @@ fn plural(n: u64, noun: &str) -> String {
     }
 }
 
+/// A time as the text report shows it: about three significant digits.
 fn fmt_ms(ms: f64) -> String {
     if ms >= 1000.0 {
         format!("{:.2} s", ms / 1000.0)
+    } else if ms >= 100.0 {
+        format!("{ms:.0} ms")
     } else if ms >= 0.1 {
         format!("{ms:.1} ms")
     } else {
         // A bound of 0.05 ms is not "0.0 ms".
         format!("{ms:.3} ms")
+    }
+}
+
+/// A rate as the text report shows it: whole requests a second from 100/s, else one decimal.
+fn fmt_rate(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{r:.0}/s")
+    } else {
+        format!("{r:.1}/s")
     }
 }
 
