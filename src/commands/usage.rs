@@ -857,8 +857,9 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
             "unsent_by_deadline": s.unsent_by_deadline,
             "not_accepted_by_code": s.codes.iter().map(|(st, c, n)| json!({"state": st, "code": c, "count": n})).collect::<Vec<_>>(),
             "last_errors": s.last_errors.iter().map(|e| json!({
-                "metering_sn": e.metering_sn, "state": e.state, "code": e.code,
-                "message": e.message, "at": e.at})).collect::<Vec<_>>(),
+                "metering_sn": e.metering_sn, "instance_id": e.instance_id,
+                "begin_time": e.begin_time, "end_time": e.end_time, "state": e.state,
+                "code": e.code, "message": e.message, "at": e.at})).collect::<Vec<_>>(),
             "abandoned": s.abandoned.iter().map(|a| json!({
                 "metering_sn": a.metering_sn, "instance_id": a.instance_id,
                 "begin_time": a.begin_time, "end_time": a.end_time,
@@ -892,11 +893,19 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
     );
     if !s.last_errors.is_empty() {
         let mut e = output::table();
-        e.set_header(vec!["at", "metering_sn", "state", "code", "message"]);
+        e.set_header(vec![
+            "at",
+            "metering_sn",
+            "period",
+            "state",
+            "code",
+            "message",
+        ]);
         for x in &s.last_errors {
             e.add_row(vec![
                 x.at.clone(),
                 x.metering_sn.clone(),
+                format!("{} {}..{}", x.instance_id, x.begin_time, x.end_time),
                 x.state.as_str().to_string(),
                 x.code.clone(),
                 x.message.clone(),

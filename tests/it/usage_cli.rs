@@ -461,6 +461,14 @@ fn unreachable_marketplace_exits_4_and_replay_delivers_later() {
     assert_eq!(v["oldest_unsent"]["instance_id"], "inst-0000");
     assert!(v["unsent_by_deadline"]["overdue"].as_u64().unwrap() > 0);
     assert!(!v["last_errors"].as_array().unwrap().is_empty());
+    // Each error names the instance and period, as 话单管理 finds the record.
+    let e = &v["last_errors"][0];
+    assert!(
+        e["instance_id"].as_str().unwrap().starts_with("inst-")
+            && e["begin_time"].is_string()
+            && e["end_time"].is_string(),
+        "{e}"
+    );
 
     // Every answer a 500: retried, then exit 4; nothing stored; records maybe delivered.
     {

@@ -37,6 +37,10 @@ pub struct AbandonedRecord {
 #[derive(Debug)]
 pub struct LastError {
     pub metering_sn: String,
+    /// The instance and period, as 话单管理 finds a record.
+    pub instance_id: String,
+    pub begin_time: String,
+    pub end_time: String,
     pub state: State,
     pub code: String,
     pub message: String,
@@ -130,13 +134,16 @@ impl Journal {
         self.db()
             .each(
                 "SELECT metering_sn, state, last_code, coalesce(last_message, ''),
-                 coalesce(decided_at, sent_at, '') FROM records
+                 coalesce(decided_at, sent_at, ''), instance_id, begin_time, end_time FROM records
                  WHERE last_code IS NOT NULL AND state NOT IN ('accepted', 'abandoned')
                  ORDER BY coalesce(decided_at, sent_at) DESC, id DESC LIMIT 10",
                 &[],
                 |r| {
                     last_errors.push(LastError {
                         metering_sn: r.text(0)?,
+                        instance_id: r.text(5)?,
+                        begin_time: r.text(6)?,
+                        end_time: r.text(7)?,
                         state: r.state(1)?,
                         code: r.text(2)?,
                         message: r.text(3)?,
