@@ -54,7 +54,10 @@ pub fn confirm_production(yes: bool, g: &GlobalArgs, calls: &str) -> Result<()> 
     let url = crate::catalog::PRODUCTION_MARKETPLACE;
     ask(
         g,
-        &format!("--endpoint: not given, and the default is the production marketplace {url}; pass --endpoint URL (or set one in a profile), or --yes to send {calls} to production"),
+        &format!("--endpoint: not given, and the default is the production marketplace {url}"),
+        &format!(
+            "pass --endpoint URL (or set one in a profile), or --yes to send {calls} to production"
+        ),
         &format!("No --endpoint given: send {calls} to the PRODUCTION marketplace {url}?"),
         &format!("--endpoint {url}: not confirmed; nothing was sent"),
     )
@@ -81,28 +84,26 @@ pub fn confirm_remote(flag: &str, url: &Url, yes: bool, g: &GlobalArgs, calls: &
     }
     ask(
         g,
-        &format!("{flag} {url}: not a loopback address; pass --yes to send {calls} to it"),
+        &format!("{flag} {url}: not a loopback address"),
+        &format!("pass --yes to send {calls} to it"),
         &format!("Send {calls} to {url}? It may be a production endpoint"),
         &format!("{flag} {url}: not confirmed; nothing was sent"),
     )
 }
 
-/// A yes from the person at the terminal, or the error `no_terminal` where nobody can answer
-/// (`--no-input`, stdin or stderr not a terminal).
-fn ask(g: &GlobalArgs, no_terminal: &str, prompt: &str, declined: &str) -> Result<()> {
+/// A yes from the person at the terminal. Where nobody can answer (`--no-input`, stdin or
+/// stderr not a terminal), the error says `what` is the matter, why nobody was asked, and
+/// `instead` what to do.
+fn ask(g: &GlobalArgs, what: &str, instead: &str, prompt: &str, declined: &str) -> Result<()> {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin())
         && std::io::IsTerminal::is_terminal(&std::io::stderr());
     if g.no_input || !terminal {
-        // Why nobody was asked: `no_terminal` says what to do instead.
         let why = if g.no_input {
             "--no-input forbids asking"
         } else {
             "there is no terminal to confirm on"
         };
-        return Err(CsmError::usage(match no_terminal.split_once("; ") {
-            Some((what, todo)) => format!("{what}, and {why}; {todo}"),
-            None => format!("{no_terminal} ({why})"),
-        }));
+        return Err(CsmError::usage(format!("{what}, and {why}; {instead}")));
     }
     let ok = dialoguer::Confirm::new()
         .with_prompt(prompt)
