@@ -74,3 +74,12 @@ pub fn table() -> comfy_table::Table {
     }
     t
 }
+
+/// `1 request`, `2 requests`: a count with its noun.
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

@@ -1106,7 +1106,7 @@ fn resolve(g: &GlobalArgs, a: ResolveArgs) -> Result<Exit> {
 
 /// "1 record", "2 records".
 fn records(n: u64) -> String {
-    format!("{n} record{}", if n == 1 { "" } else { "s" })
+    output::plural(n, "record")
 }
 
 /// "1 record waits", "2 records wait".

@@ -43,15 +43,13 @@ impl Report {
 
     pub fn summary_line(&self) -> String {
         format!(
-            "{}: {} check{}, {} passed, {} failed, {} skipped; {} call{} in {:.2} s",
+            "{}: {}, {} passed, {} failed, {} skipped; {} in {:.2} s",
             self.result().to_uppercase(),
-            self.rows.len(),
-            if self.rows.len() == 1 { "" } else { "s" },
+            crate::output::plural(self.rows.len() as u64, "check"),
             self.count(Status::Pass),
             self.count(Status::Fail),
             self.count(Status::Skip),
-            self.calls,
-            if self.calls == 1 { "" } else { "s" },
+            crate::output::plural(self.calls as u64, "call"),
             self.elapsed.as_secs_f64()
         )
     }

@@ -208,7 +208,7 @@ impl Report {
         };
         let mut out = format!(
             "{} in {:.2} s to {} ({}; {}achieved {}; {} connections)\n",
-            plural(s.requests, "request"),
+            crate::output::plural(s.requests, "request"),
             self.elapsed.as_secs_f64(),
             self.endpoint,
             self.protocol,
@@ -273,15 +273,6 @@ impl Report {
             ));
         }
         out
-    }
-}
-
-/// `1 request`, `2 requests`.
-fn plural(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
     }
 }
 

@@ -540,10 +540,9 @@ fn send_batches(
                             format!("{code}: {reason}")
                         };
                         rep.unreachable = Some(format!(
-                            "{what}: {} after {} attempt{}: {why}",
+                            "{what}: {} after {}: {why}",
                             cfg.url,
-                            job.attempt,
-                            if job.attempt == 1 { "" } else { "s" }
+                            crate::output::plural(u64::from(job.attempt), "attempt")
                         ));
                     }
                     stopping = true;
