@@ -618,6 +618,7 @@ fn finish(
             "not_sent": unsent,
             "requests": rep.requests,
             "by_code": rep.by_code.iter().map(|((o, c), n)| json!({"outcome": o, "code": c, "count": n})).collect::<Vec<_>>(),
+            "failed_attempts": rep.failed_attempts.iter().map(|(c, n)| json!({"code": c, "count": n})).collect::<Vec<_>>(),
             "journal_counts": counts,
             "unreachable": rep.unreachable,
             "interrupted": rep.interrupted,
@@ -643,7 +644,7 @@ fn finish(
         crate::say!("{t}");
         if !rep.by_code.is_empty() {
             let mut c = output::table();
-            c.set_header(vec!["outcome", "code", "count", "meaning"]);
+            c.set_header(vec!["outcome", "code", "records", "meaning"]);
             for ((o, code), n) in &rep.by_code {
                 let mut meaning = code_meaning(code);
                 if *o == "accepted" && code == "005" {
@@ -652,6 +653,24 @@ fn finish(
                 c.add_row(vec![o.to_string(), code.clone(), n.to_string(), meaning]);
             }
             crate::say!("{c}");
+        }
+        if !rep.failed_attempts.is_empty() {
+            // Requests, not records: one batch may fail several times before it gets through.
+            let failed = rep
+                .failed_attempts
+                .iter()
+                .map(|(code, n)| match code_meaning(code) {
+                    m if m.is_empty() => format!("{code}: {n}"),
+                    m => format!("{code} ({m}): {n}"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let n: u64 = rep.failed_attempts.values().sum();
+            crate::say!(
+                "{} of {} failed and were retried or left for replay: {failed}",
+                output::plural(n, "request"),
+                rep.requests
+            );
         }
         crate::say!(
             "journal {}: {}",

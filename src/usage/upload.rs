@@ -82,9 +82,11 @@ pub struct SendReport {
     pub rejected: u64,
     /// Records answered "try again later" (they stay in the journal for `replay`).
     pub retry_later: u64,
-    /// Counts of this run by (outcome, code): per-record codes, batch codes, and failed
-    /// attempts (outcome `attempt`).
+    /// Records of this run by (outcome, code): per-record codes and batch codes.
     pub by_code: BTreeMap<(&'static str, String), u64>,
+    /// Requests that got no usable answer (timeout, 5xx, throttling), by code: requests,
+    /// not records, as a batch may fail several times before it gets through.
+    pub failed_attempts: BTreeMap<String, u64>,
     /// The marketplace could not be reached, or kept failing, after the retries (the
     /// message says which).
     pub unreachable: Option<String>,
@@ -523,9 +525,7 @@ fn send_batches(
                     // Not even connected: the request cannot have been stored.
                     journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
                 }
-                *rep.by_code
-                    .entry(("attempt failed", code.clone()))
-                    .or_default() += 1;
+                *rep.failed_attempts.entry(code.clone()).or_default() += 1;
                 if job.attempt > cfg.retries {
                     if rep.unreachable.is_none() {
                         // An answer that kept failing (5xx, throttling) is no unreachable host.

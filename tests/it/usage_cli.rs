@@ -485,13 +485,22 @@ fn unreachable_marketplace_exits_4_and_replay_delivers_later() {
     assert_eq!(o.status.code(), Some(0), "{out} {err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["accepted"], 300);
-    let failed = v["by_code"]
+    let failed = v["failed_attempts"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["outcome"] == "attempt failed" && c["code"] == "MKT.0999")
+        .find(|c| c["code"] == "MKT.0999")
         .expect("500s counted");
+    // Requests, not records: three batches of 100, every second answer a 500.
     assert!(failed["count"].as_u64().unwrap() >= 2);
+    assert!(failed["count"].as_u64().unwrap() < v["requests"].as_u64().unwrap());
+    let records: u64 = v["by_code"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(records, 300, "by_code counts records only: {out}");
     assert_eq!(
         count(&env.market, "SELECT count(*) FROM usage_records"),
         300
