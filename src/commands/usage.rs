@@ -682,7 +682,7 @@ fn finish(
                 .join(", ")
         );
         if rep.rejected > 0 {
-            crate::say!("rejected records: `csm usage export --state rejected --out FILE`, fix, upload again (a record an earlier attempt may have delivered is checked in 话单管理 and settled with `csm usage resolve` first: docs/usage.md)");
+            crate::say!("rejected records: `csm usage export --state rejected --out FILE`, fix, upload again (a record an earlier attempt may have delivered, maybe_delivered yes in the export, is checked in 话单管理 and settled with `csm usage resolve` first: docs/usage.md)");
         }
     }
     if let (Some(n), false) = (rep.batch_fell_back_to, g.quiet || g.json) {

@@ -25,8 +25,10 @@ pub const FIELDS: [&str; 7] = [
     "record_time",
 ];
 /// Columns `csm usage export` adds for the reader's information; ignored on input, so that
-/// an exported file can be fixed and uploaded again as it is.
-pub const INFO_FIELDS: [&str; 3] = ["state", "result_code", "result_msg"];
+/// an exported file can be fixed and uploaded again as it is. `maybe_delivered` (yes or no):
+/// an attempt may have reached the marketplace, so the record is looked up in 话单管理 before
+/// it is fixed (`csm usage resolve`).
+pub const INFO_FIELDS: [&str; 4] = ["state", "result_code", "result_msg", "maybe_delivered"];
 /// Columns `csm usage export --state abandoned` adds after those: who gave up on the record,
 /// when and why. Ignored on input too.
 pub const ABANDON_FIELDS: [&str; 3] = ["abandoned_at", "abandoned_by", "abandon_reason"];

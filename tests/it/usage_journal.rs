@@ -980,13 +980,14 @@ fn a_dead_end_rejected_record_is_abandoned_and_its_fix_uploaded_under_a_new_sn()
     assert!(
         exported.starts_with(
             "instance_id,begin_time,end_time,usage_value,metering_sn,relate_pkg_instance,\
-             record_time,state,result_code,result_msg,abandoned_at,abandoned_by,abandon_reason\n"
+             record_time,state,result_code,result_msg,maybe_delivered,abandoned_at,abandoned_by,\
+             abandon_reason\n"
         ),
         "{exported}"
     );
     assert!(
         exported.contains(",sn-a,,20260110T123000Z,abandoned,012,")
-            && exported.contains(&format!("20260110T123000Z,seller-li,{reason}")),
+            && exported.contains(&format!(",yes,20260110T123000Z,seller-li,{reason}")),
         "{exported}"
     );
 }

@@ -31,7 +31,8 @@ impl Journal {
         let sql = format!(
             "SELECT instance_id, begin_time, end_time, usage_value, metering_sn,
              coalesce(relate_pkg_instance, ''), record_time, state,
-             coalesce(last_code, ''), coalesce(last_message, ''){audit}
+             coalesce(last_code, ''), coalesce(last_message, ''),
+             CASE WHEN maybe_delivered = 1 THEN 'yes' ELSE 'no' END{audit}
              FROM records WHERE state = ?1 ORDER BY id"
         );
         let mut n = 0u64;
@@ -120,9 +121,9 @@ mod tests {
             assert_eq!(
                 text,
                 "instance_id,begin_time,end_time,usage_value,metering_sn,relate_pkg_instance,\
-             record_time,state,result_code,result_msg\n\
+             record_time,state,result_code,result_msg,maybe_delivered\n\
              i1,20260110T100000Z,20260110T110000Z,1,a,,20260110T120000Z,rejected,003,\
-             \"value \"\"1\"\", refused\"\n"
+             \"value \"\"1\"\", refused\",no\n"
             );
             let r = import(&mut j, &text.replace(",1,a,", ",2,a,"), true);
             assert_eq!((r.replaced, r.error_count), (1, 0), "{:?}", r.errors);
