@@ -193,6 +193,7 @@ pub fn parse_params(raw: &[String]) -> Result<Params> {
     raw.iter()
         .map(|p| {
             p.split_once('=')
+                .filter(|(n, _)| !n.is_empty())
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .ok_or_else(|| CsmError::usage(format!("--param {p:?}: must be NAME=VALUE")))
         })
@@ -268,6 +269,18 @@ pub fn apig_request(inputs: &SignInputs, profile: &Profile) -> Result<ApigReques
         .url
         .clone()
         .ok_or_else(|| CsmError::usage("--url: required for apig"))?;
+    // Without a scheme the host would be signed as the first part of the path.
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(CsmError::usage(format!(
+            "--url {url:?}: must be an http:// or https:// URL (apig signs its path and query)"
+        )));
+    }
+    let method = &inputs.method;
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(CsmError::usage(format!(
+            "--method {method:?}: must be an HTTP method such as POST or GET (letters only)"
+        )));
+    }
     let mut headers = parse_headers(&inputs.headers)?;
     let date = match &inputs.date {
         Some(d) => {
@@ -291,11 +304,49 @@ pub fn apig_request(inputs: &SignInputs, profile: &Profile) -> Result<ApigReques
     })
 }
 
+/// What `sign` and `verify` are given is signed as it is: a value with a space around it, an
+/// empty nonce or a second authToken or timeStamp would give a signature that matches
+/// nothing, without a word.
+pub fn check_inputs(scheme: Scheme, inputs: &SignInputs) -> Result<()> {
+    for (flag, value) in [
+        ("--timestamp", &inputs.timestamp),
+        ("--nonce", &inputs.nonce),
+    ] {
+        let Some(v) = value else { continue };
+        if v.is_empty() {
+            return Err(CsmError::usage(format!(
+                "{flag}: empty (the value is signed as it is; leave the flag out to have one generated)"
+            )));
+        }
+        if v.trim() != v || v.chars().any(char::is_control) {
+            return Err(CsmError::usage(format!(
+                "{flag} {v:?}: has a space or control character around or in it (the value is signed as it is; remove it)"
+            )));
+        }
+    }
+    check_timestamp(scheme, inputs.timestamp.as_deref())?;
+    if scheme == Scheme::SaasV1 {
+        for (name, _) in parse_params(&inputs.params)? {
+            if name == "authToken" {
+                return Err(CsmError::usage(
+                    "--param authToken: is the signature itself, never a signed parameter (sign computes it; verify takes it with --signature)",
+                ));
+            }
+            if name == "timeStamp" && inputs.timestamp.is_some() {
+                return Err(CsmError::usage(
+                    "--param timeStamp and --timestamp: both give the V1 timeStamp; give one",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A given `--timestamp` must have the scheme's form (the V1 Kit key takes the body's field).
 pub fn check_timestamp(scheme: Scheme, ts: Option<&str>) -> Result<()> {
     let Some(ts) = ts else { return Ok(()) };
     let ok = match scheme {
-        Scheme::SaasV1 => !ts.is_empty() && ts.bytes().all(|b| b.is_ascii_digit()),
+        Scheme::SaasV1 => is_v1_timestamp(ts),
         Scheme::SaasV2 | Scheme::Kit | Scheme::License | Scheme::Usage => {
             crate::protocol::v2::timestamp_ms(ts).is_ok()
         }
@@ -308,12 +359,21 @@ pub fn check_timestamp(scheme: Scheme, ts: Option<&str>) -> Result<()> {
             "--timestamp {ts:?}: {} takes {}",
             scheme.name(),
             if scheme == Scheme::SaasV1 {
-                "digits, yyyyMMddHHmmssSSS (UTC)"
+                "yyyyMMddHHmmssSSS (UTC), such as 20240317144237000"
             } else {
                 "decimal epoch milliseconds"
             }
         )))
     }
+}
+
+/// The V1 form: a UTC date and time, yyyyMMddHHmmss, then the milliseconds (the guide's own
+/// example has one digit of them, `201706211855321`, so their count is not checked).
+fn is_v1_timestamp(ts: &str) -> bool {
+    ts.len() >= 14
+        && ts.len() <= 17
+        && ts.bytes().all(|b| b.is_ascii_digit())
+        && chrono::NaiveDateTime::parse_from_str(&ts[..14], "%Y%m%d%H%M%S").is_ok()
 }
 
 /// Where the values that travel with a signature go on the wire.
@@ -389,7 +449,7 @@ pub fn compute(
     detail: bool,
 ) -> Result<Signed> {
     let k = key.expose();
-    check_timestamp(scheme, inputs.timestamp.as_deref())?;
+    check_inputs(scheme, inputs)?;
     let ts_v2 = || {
         inputs
             .timestamp

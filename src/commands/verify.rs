@@ -153,29 +153,93 @@ pub struct VerifyArgs {
     pub window: std::time::Duration,
 }
 
-/// A received signature must at least look like one: hex, Base64, or a header value.
-fn check_signature_shape(s: &str, scheme: Scheme) -> Result<()> {
-    let t = s.trim();
-    let is_hex = !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit());
-    let is_b64 = !t.is_empty() && base64::engine::general_purpose::STANDARD.decode(t).is_ok();
+/// The received signature as it is checked. Copied from a log or a header dump it may carry
+/// quotes, the header's name (`Body-Sign: ...`, `Authorization: ...`), or, for an authToken
+/// taken from an access log, URL encoding; the second value says what was undone.
+fn received_value(s: &str, scheme: Scheme) -> (String, Option<&'static str>) {
+    let mut t = s.trim();
+    for q in ['"', '\'', '`'] {
+        if let Some(inner) = t.strip_prefix(q).and_then(|v| v.strip_suffix(q)) {
+            t = inner.trim();
+        }
+    }
+    let header = match scheme {
+        Scheme::BodySign => Some(v1::BODY_SIGN_HEADER),
+        Scheme::Apig => Some("Authorization"),
+        _ => None,
+    };
+    if let Some((name, value)) = header.and_then(|h| Some((h, t.split_once(':')?))) {
+        if value.0.trim().eq_ignore_ascii_case(name) {
+            t = value.1.trim();
+        }
+    }
+    let base64 = matches!(
+        scheme,
+        Scheme::SaasV1 | Scheme::SaasV1Kit | Scheme::Usage | Scheme::BodySign
+    );
+    if base64 && t.contains('%') {
+        if let Ok(decoded) = percent_encoding::percent_decode_str(t).decode_utf8() {
+            return (decoded.into_owned(), Some("URL-decoded"));
+        }
+    }
+    (t.to_string(), None)
+}
+
+/// A received signature must look like one: 64 hex characters or the Base64 of 32 bytes
+/// (either is taken, so that the doctor can name a mix-up of the two), or the header value.
+fn check_signature_shape(t: &str, scheme: Scheme) -> Result<()> {
     // Body-Sign and Authorization may also be given as the whole header value.
     let is_header = match scheme {
         Scheme::BodySign => v1::parse_body_sign(t).is_ok(),
         Scheme::Apig => apig::parse_authorization(t).is_ok(),
         _ => false,
     };
-    if is_hex || is_b64 || is_header {
-        Ok(())
-    } else {
-        Err(CsmError::usage(format!(
-            "--signature {t:?}: not hex or Base64 (a {} signature is {})",
-            scheme.name(),
-            match scheme {
-                Scheme::SaasV1 | Scheme::SaasV1Kit | Scheme::Usage => "Base64",
-                _ => "64 hex characters",
-            }
-        )))
+    let hex = !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit());
+    let base64 = base64::engine::general_purpose::STANDARD.decode(t).ok();
+    if is_header || (hex && t.len() == 64) || base64.as_ref().is_some_and(|b| b.len() == 32) {
+        return Ok(());
     }
+    let seen = if hex {
+        format!("{} hex characters", t.len())
+    } else if let Some(b) = base64 {
+        format!("Base64 of {} bytes", b.len())
+    } else {
+        "not hex or Base64".to_string()
+    };
+    let rule = match scheme {
+        Scheme::SaasV1 | Scheme::SaasV1Kit | Scheme::Usage => {
+            "the Base64 of 32 bytes (44 characters ending in =)"
+        }
+        Scheme::BodySign => {
+            "the Base64 of 32 bytes (44 characters ending in =), or the whole Body-Sign value"
+        }
+        Scheme::Apig => "64 hex characters, or the whole Authorization value",
+        _ => "64 hex characters",
+    };
+    Err(CsmError::usage(format!(
+        "--signature {t:?}: {seen} (a {} signature is {rule}; was it cut short?)",
+        scheme.name()
+    )))
+}
+
+/// The signature that was received: `--signature`, or for saas-v1 the authToken in the
+/// query of `--url` (a callback address copied whole from a log).
+fn received_signature(a: &VerifyArgs, scheme: Scheme) -> Result<String> {
+    if let Some(s) = &a.signature {
+        return Ok(s.clone());
+    }
+    if scheme == Scheme::SaasV1 {
+        let (in_url, _) = sign::v1_query(&a.inputs)?;
+        if let Some((_, token)) = in_url.into_iter().find(|(n, _)| n == "authToken") {
+            return Ok(token);
+        }
+        return Err(CsmError::usage(
+            "--signature: required (the authToken that was received), or a --url whose query holds it",
+        ));
+    }
+    Err(CsmError::usage(
+        "--signature: required (the signature that was received)",
+    ))
 }
 
 /// The seller's other keys, labelled, so the doctor can spot a key mix-up.
@@ -221,19 +285,21 @@ fn key_for(a: &VerifyArgs, role: KeyRole, profile: &Profile) -> Result<Secret> {
         KeyRole::Sk => a.inputs.sk_file.as_deref(),
         KeyRole::Basic => a.inputs.key_file.as_deref(),
     };
-    match config::find_key(role, own, profile)? {
-        Some(k) => Ok(k),
-        None => config::require_key(KeyRole::Basic, a.inputs.key_file.as_deref(), profile).map_err(
-            |_| {
-                CsmError::usage(format!(
-                "{}: no key given for this capture (pass {} FILE or --key-file FILE, or set {})",
-                config::key_flag(role),
-                config::key_flag(role),
-                config::key_env(role)
-            ))
-            },
-        ),
+    if let Some(k) = config::find_key(role, own, profile)? {
+        return Ok(k);
     }
+    if role == KeyRole::Basic {
+        return config::require_key(role, own, profile);
+    }
+    // A key given nowhere is a configuration error (exit 3), as for `csm sign`.
+    config::require_key(KeyRole::Basic, a.inputs.key_file.as_deref(), profile).map_err(|_| {
+        CsmError::Config(format!(
+            "{}: no key given for this capture (pass {} FILE or --key-file FILE, or set {})",
+            config::key_flag(role),
+            config::key_flag(role),
+            config::key_env(role)
+        ))
+    })
 }
 
 /// The capture's bytes and its name for messages.
@@ -263,11 +329,12 @@ pub fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
             Reply::Unsigned(scheme) => return report_unsigned(g, scheme),
         },
         VerifyTarget::Scheme(scheme) => {
-            let received = a.signature.clone().ok_or_else(|| {
-                CsmError::usage("--signature: required (the signature that was received)")
-            })?;
+            let (received, undone) = received_value(&received_signature(&a, scheme)?, scheme);
             check_signature_shape(&received, scheme)?;
-            sign::check_timestamp(scheme, a.inputs.timestamp.as_deref())?;
+            if let (Some(what), false) = (undone, g.quiet || g.json) {
+                eprintln!("csm: note: --signature {what} before the check");
+            }
+            sign::check_inputs(scheme, &a.inputs)?;
             verify_scheme(&a, scheme, &received, &profile, now_ms, window_ms)?
         }
     };
@@ -626,7 +693,20 @@ mod tests {
 
     #[test]
     fn signature_shape() {
-        assert!(check_signature_shape("0a83c0", Scheme::SaasV2).is_ok());
+        let hex = "0a83c0d9f2e1b4a5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3";
+        assert!(check_signature_shape(hex, Scheme::SaasV2).is_ok());
+        // Cut short by one character: named, not handed to the doctor.
+        let e = check_signature_shape(&hex[1..], Scheme::SaasV2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("63 hex characters"), "{e}");
+        let e = check_signature_shape("bm90IDMyIGJ5dGVz", Scheme::BodySign)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("Base64 of 12 bytes") && e.contains("Body-Sign"),
+            "{e}"
+        );
         assert!(check_signature_shape(
             "uqKPTNm33Dc+9kwcxTRY/3+kbLaXYijolEiIZ7zUM9U=",
             Scheme::SaasV1
@@ -638,6 +718,32 @@ mod tests {
         assert!(
             e.contains("--signature") && e.contains("not hex or Base64"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn received_values_lose_what_a_log_or_a_header_dump_adds() {
+        let b64 = "uqKPTNm33Dc+9kwcxTRY/3+kbLaXYijolEiIZ7zUM9U=";
+        assert_eq!(
+            received_value(&format!(" \"{b64}\" "), Scheme::SaasV1),
+            (b64.into(), None)
+        );
+        assert_eq!(
+            received_value(
+                "uqKPTNm33Dc%2B9kwcxTRY%2F3%2BkbLaXYijolEiIZ7zUM9U%3D",
+                Scheme::SaasV1
+            ),
+            (b64.into(), Some("URL-decoded"))
+        );
+        let value = format!("sign_type=\"HMAC-SHA256\", signature=\"{b64}\"");
+        assert_eq!(
+            received_value(&format!("body-sign: {value}"), Scheme::BodySign),
+            (value.clone(), None)
+        );
+        // Hex is never URL-decoded, and a header name belongs to its own scheme only.
+        assert_eq!(
+            received_value("Body-Sign: x", Scheme::SaasV2).0,
+            "Body-Sign: x"
         );
     }
 

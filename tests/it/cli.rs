@@ -271,6 +271,33 @@ fn generated_timestamp_and_nonce_are_printed_and_verify() {
         &query_value(q, "authToken"),
     ]));
     assert_eq!(code, 0, "{q}: {stdout}");
+    // As a log shows it: in quotes, URL-encoded, or in the whole callback address.
+    let token = query_value(q, "authToken");
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(&token, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    let ts = query_value(q, "timeStamp");
+    for received in [format!("\"{token}\""), encoded.clone()] {
+        let (code, stdout, stderr) = out(e.csm().args(["verify", "saas-v1"]).args(v1).args([
+            "--timestamp",
+            &ts,
+            "--signature",
+            &received,
+        ]));
+        assert_eq!(code, 0, "{received}: {stdout} {stderr}");
+    }
+    let url = format!("https://seller.example/produce?timeStamp={ts}&authToken={encoded}");
+    let (code, stdout, stderr) = out(e.csm().args([
+        "verify",
+        "saas-v1",
+        "--key-file",
+        "key",
+        "--param",
+        "activity=newInstance",
+        "--url",
+        &url,
+    ]));
+    assert_eq!(code, 0, "{url}: {stdout} {stderr}");
 }
 
 /// The request a `csm sign --curl` command sends, as a raw HTTP capture.
@@ -940,6 +967,126 @@ fn bad_input_is_one_line_with_a_usage_or_input_code() {
             2,
             "not hex or Base64",
         ),
+        // Values signed as they are: spaces, an empty nonce, a second authToken or timeStamp.
+        (
+            vec![
+                "sign",
+                "saas-v2",
+                "--key-file",
+                "key",
+                "--body-file",
+                "body.json",
+                "--timestamp",
+                "1680508066618 ",
+            ],
+            2,
+            "--timestamp \"1680508066618 \": has a space",
+        ),
+        (
+            vec![
+                "sign",
+                "kit",
+                "--key-file",
+                "key",
+                "--body-file",
+                "body.json",
+                "--nonce",
+                "",
+            ],
+            2,
+            "--nonce: empty",
+        ),
+        (
+            vec![
+                "sign",
+                "saas-v1",
+                "--key-file",
+                "key",
+                "--param",
+                "authToken=x",
+            ],
+            2,
+            "--param authToken: is the signature itself",
+        ),
+        (
+            vec![
+                "sign",
+                "saas-v1",
+                "--key-file",
+                "key",
+                "--param",
+                "timeStamp=20240317144237000",
+                "--timestamp",
+                "20240317144237001",
+            ],
+            2,
+            "give one",
+        ),
+        (
+            vec![
+                "sign",
+                "saas-v1",
+                "--key-file",
+                "key",
+                "--timestamp",
+                "1680508066618",
+            ],
+            2,
+            "saas-v1 takes yyyyMMddHHmmssSSS",
+        ),
+        (
+            vec!["sign", "saas-v1", "--key-file", "key", "--param", "=x"],
+            2,
+            "must be NAME=VALUE",
+        ),
+        (
+            vec![
+                "sign",
+                "apig",
+                "--ak",
+                "AK",
+                "--sk-file",
+                "key",
+                "--url",
+                "mkt.example.com/x",
+            ],
+            2,
+            "must be an http:// or https:// URL",
+        ),
+        (
+            vec![
+                "sign",
+                "apig",
+                "--ak",
+                "AK",
+                "--sk-file",
+                "key",
+                "--url",
+                "https://h/p",
+                "--method",
+                "PO ST",
+            ],
+            2,
+            "--method \"PO ST\"",
+        ),
+        (
+            vec![
+                "verify",
+                "saas-v2",
+                "--key-file",
+                "key",
+                "--body-file",
+                "body.json",
+                "--timestamp",
+                TS,
+                "--nonce",
+                NONCE,
+                "--signature",
+                "0a83c0d9f2e1b4a5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d",
+            ],
+            2,
+            "63 hex characters",
+        ),
         (
             vec![
                 "verify",
@@ -951,7 +1098,7 @@ fn bad_input_is_one_line_with_a_usage_or_input_code() {
                 "--url",
                 "https://h/p",
                 "--signature",
-                "abcd",
+                "0a83c0d9f2e1b4a5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3",
             ],
             2,
             "--date: required to verify apig",
@@ -1037,7 +1184,7 @@ fn bad_input_is_one_line_with_a_usage_or_input_code() {
                 "--nonce",
                 "n",
                 "--signature",
-                "abcd",
+                "0a83c0d9f2e1b4a5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3",
             ],
             1,
             "",
