@@ -85,16 +85,43 @@ pub fn read_text(path: &Path, limit: u64, what: &str) -> Result<String> {
 /// A report `flag` will write at the end of a run must be creatable now: its directory
 /// exists and is not read-only (checked before the run, so that no result is lost to it).
 pub fn check_writable(path: &Path, flag: &str) -> Result<()> {
-    let existed = path.exists();
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(|e| CsmError::io(format!("{flag} {}", path.display()), e))?;
-    if !existed {
-        let _ = std::fs::remove_file(path);
+    let named = |e| CsmError::io(format!("{flag} {}", path.display()), e);
+    let target = target_of(path);
+    if target.is_dir() {
+        return Err(named(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "a directory is in the way",
+        )));
     }
-    Ok(())
+    // The report goes in as a temporary sibling renamed over it: its directory must take one
+    // (a writable file in a directory that takes none, such as /proc, fails only then).
+    match write_temp(&target, false, |_| Ok(())) {
+        Ok((tmp, ())) => {
+            let _ = std::fs::remove_file(tmp);
+            Ok(())
+        }
+        Err(CsmError::Io { source, .. }) => Err(named(source)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Where a write to `path` lands: through a symbolic link (a CI job's artifact link), its
+/// target, so that the rename replaces the file the link names and not the link.
+fn target_of(path: &Path) -> std::path::PathBuf {
+    let mut p = path.to_path_buf();
+    // A bounded walk: a loop of links ends in an error at the write, not here.
+    for _ in 0..40 {
+        match std::fs::read_link(&p) {
+            Ok(next) => {
+                p = match p.parent() {
+                    Some(dir) if next.is_relative() => dir.join(next),
+                    _ => next,
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    p
 }
 
 /// Writes `data` to `path` so that a reader never sees half a file: a temporary file in the
@@ -108,7 +135,13 @@ pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> Result<()> {
 /// written first and targets that cannot be replaced are refused before any rename, so a
 /// full disk or a directory in the way leaves the old set whole.
 pub fn write_atomic_all(files: &[(&Path, &[u8], bool)]) -> Result<()> {
-    for (path, _, _) in files {
+    let targets: Vec<std::path::PathBuf> = files.iter().map(|(p, _, _)| target_of(p)).collect();
+    let files: Vec<(&Path, &[u8], bool)> = files
+        .iter()
+        .zip(&targets)
+        .map(|((_, data, private), t)| (t.as_path(), *data, *private))
+        .collect();
+    for (path, _, _) in &files {
         if path.is_dir() {
             return Err(CsmError::io(
                 *path,
@@ -125,7 +158,7 @@ pub fn write_atomic_all(files: &[(&Path, &[u8], bool)]) -> Result<()> {
             let _ = std::fs::remove_file(t);
         }
     };
-    for (path, data, private) in files {
+    for (path, data, private) in &files {
         let fill =
             |w: &mut dyn std::io::Write| w.write_all(data).map_err(|e| CsmError::io(*path, e));
         match write_temp(path, *private, fill) {
@@ -152,6 +185,7 @@ pub fn write_atomic_with<T>(
     private: bool,
     fill: impl FnOnce(&mut dyn std::io::Write) -> Result<T>,
 ) -> Result<T> {
+    let path = &target_of(path);
     let (tmp, value) = write_temp(path, private, fill)?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
@@ -243,5 +277,37 @@ mod tests {
             (3, "new".into())
         );
         assert_eq!(names(dir.path()), ["export.csv"]);
+    }
+
+    /// A CI job that links its artifact path to the report gets the report in the file the
+    /// link names; the link stays a link, and the check before the run leaves nothing behind.
+    #[cfg(unix)]
+    #[test]
+    fn a_report_behind_a_symbolic_link_lands_in_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let artifacts = dir.path().join("artifacts");
+        std::fs::create_dir(&artifacts).unwrap();
+        let target = artifacts.join("junit.xml");
+        let link = dir.path().join("link.xml");
+        std::os::unix::fs::symlink("artifacts/junit.xml", &link).unwrap();
+        // Dangling: the check creates no target and keeps the link.
+        check_writable(&link, "--junit").unwrap();
+        assert!(!target.exists());
+        assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+        write_atomic(&link, b"first", false).unwrap();
+        std::fs::write(&target, "old").unwrap();
+        write_atomic(&link, b"new", false).unwrap();
+        assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        assert_eq!(names(&artifacts), ["junit.xml"]);
+    }
+
+    /// A file that opens for writing in a directory that takes no new file (/proc) is refused
+    /// before the run, not after it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_report_path_whose_directory_takes_no_file_is_refused_first() {
+        let e = check_writable(Path::new("/proc/version"), "--junit").unwrap_err();
+        assert!(e.to_string().starts_with("--junit /proc/version:"), "{e}");
     }
 }

@@ -45,7 +45,7 @@ each request's intended start (coordinated omission corrected); the service time
 from the moment a connection took the request.
 
 Exit codes: 0 done and every threshold met, 1 a threshold missed, 2 usage, 3 configuration
-(also an --hdr-out file that cannot be written), 4 unreachable (no reply at all; the report is still printed), 130 interrupted (Ctrl-C)")]
+(also an --hdr-out file that cannot be written), 4 unreachable (no reply at all; the report is still printed), 130 interrupted (Ctrl-C or SIGTERM)")]
 pub struct LoadArgs {
     /// The address under load, e.g. https://isv.example.com/produce.
     #[arg(long, value_name = "URL")]
@@ -402,7 +402,7 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
         failure = Some(e);
     } else if out.interrupted {
         let why = format!(
-            "interrupted (Ctrl-C) after {} requests: the results so far are reported",
+            "interrupted (Ctrl-C or SIGTERM) after {} requests: the results so far are reported",
             report.stats.requests
         );
         eprintln!("csm: {why}");

@@ -39,7 +39,8 @@ pub struct TestEndpointArgs {
     /// The production address under test, e.g. https://isv.example.com/produce.
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
-    /// Protocol of the basic interfaces (default: the profile's, else v2).
+    /// Protocol of the basic interfaces (default: the profile's, else v2; with --demo: both,
+    /// or the one named).
     #[arg(long, value_enum)]
     pub protocol: Option<Protocol>,
     #[command(flatten)]
@@ -88,7 +89,8 @@ pub struct TestEndpointArgs {
     pub yes: bool,
     /// Start the reference merchant on a free loopback port and test it (v2 with Kit and
     /// License, then v1 with Kit), with keys made for the run.
-    #[arg(long, conflicts_with_all = ["endpoint", "key_file", "kit_key_file", "license_key_file", "license_code"])]
+    #[arg(long, conflicts_with_all = ["endpoint", "key_file", "kit_key_file", "license_key_file", "license_code",
+        "no_test_flag", "kit_path_full", "ca_file", "login_url", "logout_url", "idp_url"])]
     pub demo: bool,
     /// The sso suite: your redirect URI, where the login portal sends the browser with
     /// ?code=…&tenant=… (with --demo: the reference merchant's /sso/callback).
@@ -139,7 +141,36 @@ pub fn demo_targets(
     faults: &[crate::merchant::Fault],
     users: usize,
 ) -> Result<(Vec<Target>, Vec<server::ServerHandle>)> {
-    demo_targets_with(stop, timeout, faults, users, None)
+    demo_targets_with(
+        stop,
+        timeout,
+        faults,
+        users,
+        None,
+        &[Protocol::V2, Protocol::V1],
+    )
+}
+
+/// A fault the demo's checks cannot catch would pass as if it had been tried: `stall` is for
+/// `csm load`, and a fault of the other protocol's callbacks changes nothing.
+fn check_demo_faults(faults: &[crate::merchant::Fault], protocols: &[Protocol]) -> Result<()> {
+    use crate::merchant::Fault;
+    if faults.contains(&Fault::Stall) {
+        return Err(CsmError::usage(
+            "--fault stall: holds every reply for 2 s once, for `csm load` (coordinated omission); no test-endpoint check is meant to catch it (drop it)",
+        ));
+    }
+    if let Some(f) = faults
+        .iter()
+        .find(|f| f.only_for().is_some_and(|p| !protocols.contains(&p)))
+    {
+        let p = f.only_for().map(|p| p.name()).unwrap_or_default();
+        return Err(CsmError::usage(format!(
+            "--fault {}: changes {p} callbacks only, and --protocol leaves them out (drop --protocol, or give --protocol {p})",
+            f.name()
+        )));
+    }
+    Ok(())
 }
 
 /// [`demo_targets`], and with `login` the v2 merchant also plays the app side of the login
@@ -150,10 +181,11 @@ fn demo_targets_with(
     faults: &[crate::merchant::Fault],
     users: usize,
     login: Option<&IdpRun>,
+    protocols: &[Protocol],
 ) -> Result<(Vec<Target>, Vec<server::ServerHandle>)> {
     let mut targets = Vec::new();
     let mut servers = Vec::new();
-    for protocol in [Protocol::V2, Protocol::V1] {
+    for &protocol in protocols {
         let keys = keys_for_demo(protocol == Protocol::V2);
         let merchant = Merchant::new(MerchantConfig {
             faults: faults.to_vec(),
@@ -224,12 +256,6 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
         elapsed: Duration::ZERO,
         error: None,
     };
-    // clap's `requires` takes a flag's default `false` for presence: checked here.
-    if !a.fault.is_empty() && !a.demo {
-        return Err(CsmError::usage(
-            "--fault: makes the built-in merchant of --demo wrong on purpose; it does nothing to --endpoint (add --demo, or drop --fault)",
-        ));
-    }
     // An unwritable report path is found before any call is made, not after the run; the
     // --json report still says so.
     let checked = a
@@ -254,6 +280,28 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
             e.exit()
         }
     };
+    // Written before the JSON is printed, so that the JSON tells if it failed.
+    let mut exit = exit;
+    let mut result = result;
+    if let Some(path) = junit {
+        if let Err(e) = crate::files::write_atomic(path, report.junit().as_bytes(), false) {
+            let e = match e {
+                CsmError::Io { path: p, source } => {
+                    CsmError::io(format!("--junit {}", p.display()), source)
+                }
+                e => e,
+            };
+            // A run that failed already ends with its own error; the report names both.
+            report.error = Some(match report.error.take() {
+                Some(first) => format!("{first}; {e}"),
+                None => e.to_string(),
+            });
+            if result.is_ok() {
+                exit = e.exit();
+                result = Err(e);
+            }
+        }
+    }
     if g.json {
         crate::output::print_json(&report.json(exit.code()));
     } else if g.quiet {
@@ -266,10 +314,6 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
             .show
             .unwrap_or(if terminal { Show::Failures } else { Show::All });
         crate::say!("{}", report.table(show, crate::output::colour()));
-    }
-    if let Some(path) = junit {
-        crate::files::write_atomic(path, report.junit().as_bytes(), false)
-            .map_err(|e| CsmError::Config(format!("--junit: {e}")))?;
     }
     result
 }
@@ -366,7 +410,21 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
             .collect()
     };
     report.suites = suites.clone();
+    // clap's `requires` takes a flag's default `false` for presence: checked here, where the
+    // reports still get written.
+    if !a.fault.is_empty() && !a.demo {
+        return Err(CsmError::usage(
+            "--fault: makes the built-in merchant of --demo wrong on purpose; it does nothing to --endpoint (add --demo, or drop --fault)",
+        ));
+    }
     let faults = super::serve_merchant::parse_faults(&a.fault)?;
+    let protocols = match a.protocol {
+        Some(p) => vec![p],
+        None => vec![Protocol::V2, Protocol::V1],
+    };
+    if a.demo {
+        check_demo_faults(&faults, &protocols)?;
+    }
     let stop = Interrupt::install();
     let mut targets: Vec<Target> = Vec::new();
     // Demo merchants live until the end of the run.
@@ -378,7 +436,14 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
         None
     };
     if a.demo {
-        let (t, s) = demo_targets_with(&stop, timeout, &faults, a.users as usize, idp.as_ref())?;
+        let (t, s) = demo_targets_with(
+            &stop,
+            timeout,
+            &faults,
+            a.users as usize,
+            idp.as_ref(),
+            &protocols,
+        )?;
         targets = t;
         servers = s;
         report.endpoint = "demo (reference merchant on 127.0.0.1)".to_string();
@@ -489,7 +554,7 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
     }
     if interrupted {
         let why = format!(
-            "interrupted (Ctrl-C) after {} calls: the checks made so far are reported",
+            "interrupted (Ctrl-C or SIGTERM) after {} calls: the checks made so far are reported",
             report.calls
         );
         eprintln!("csm: {why}");

@@ -708,7 +708,7 @@ fn finish(
         let mut e = std::io::stderr().lock();
         let _ = writeln!(
             e,
-            "csm: interrupted: no batch was started after Ctrl-C; those in flight were settled. {} in the journal {} for `csm usage replay`",
+            "csm: interrupted: no batch was started after Ctrl-C or SIGTERM; those in flight were settled. {} in the journal {} for `csm usage replay`",
             records_wait(unsent),
             j.path.display()
         );

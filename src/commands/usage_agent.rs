@@ -197,7 +197,7 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
         alarm_after: chrono::Duration::from_std(a.alarm_after)
             .unwrap_or(chrono::Duration::minutes(45)),
     });
-    let stop = Interrupt::install().with_sigterm();
+    let stop = Interrupt::install();
     if a.once {
         announce(g, &cfg.url, false);
         let c = cycle(&a, &shared, &journal_path, &mut journal, &cfg, &stop, true)?;

@@ -85,6 +85,24 @@ impl Fault {
         ("sso-skip-userinfo", Fault::SsoSkipUserinfo),
     ];
 
+    /// The protocol whose callbacks alone this fault changes, if it is one of them: under the
+    /// other one it would change nothing, and a test would pass as if it had been tried.
+    pub fn only_for(self) -> Option<Protocol> {
+        match self {
+            // encryptType belongs to the V1 credentials.
+            Fault::WrongEncryption => Some(Protocol::V1),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map(|(n, _)| *n)
+            .expect("every fault is named in ALL")
+    }
+
     pub fn parse(name: &str) -> Result<Fault> {
         Self::ALL
             .iter()
@@ -202,7 +220,7 @@ impl Merchant {
                     .create(true)
                     .append(true)
                     .open(p)
-                    .map_err(|e| CsmError::io(p, e))?,
+                    .map_err(|e| CsmError::io(format!("--record {}", p.display()), e))?,
             )),
             None => None,
         };

@@ -917,6 +917,113 @@ fn an_unwritable_junit_path_stops_the_run_before_any_call() {
     assert_eq!(r["schema"], "csm.test-endpoint/1", "{r:#}");
     assert_eq!(r["exit_code"], 3, "{r:#}");
     assert!(r["error"].as_str().unwrap().contains("--junit"), "{r:#}");
+    // A file that opens for writing in a directory that takes no new file: refused first
+    // too, not after the run with a JSON that says it passed.
+    let o = env.run(&[
+        "--json",
+        "test-endpoint",
+        "--demo",
+        "--junit",
+        "/proc/version",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (r["exit_code"].clone(), r["summary"]["calls"].clone()),
+        (3.into(), 0.into()),
+        "{r:#}"
+    );
+    assert!(text(&o).contains("--junit /proc/version:"), "{}", text(&o));
+}
+
+/// A CI job that links its artifact path to the report finds the report in the file the link
+/// names, run after run; the link stays a link.
+#[cfg(unix)]
+#[test]
+fn a_junit_path_behind_a_symbolic_link_gets_the_report() {
+    let env = Env::new();
+    std::fs::create_dir(env.path("artifacts")).unwrap();
+    let link = env.path("junit.xml");
+    std::os::unix::fs::symlink("artifacts/old.xml", &link).unwrap();
+    for run in 0..2 {
+        let o = env.run(&[
+            "-q",
+            "test-endpoint",
+            "--demo",
+            "--junit",
+            &env.p("junit.xml"),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert!(
+            link.symlink_metadata().unwrap().file_type().is_symlink(),
+            "run {run}"
+        );
+        let x = std::fs::read_to_string(env.path("artifacts/old.xml")).unwrap();
+        assert!(x.contains("<testsuites"), "run {run}: {x}");
+        std::fs::write(env.path("artifacts/old.xml"), "OLD REPORT").unwrap();
+    }
+}
+
+/// Flags the demo would leave unused are refused or honoured, never ignored: a fault its
+/// checks cannot catch would pass as if it had been tried.
+#[test]
+fn the_demo_refuses_what_it_cannot_test_and_still_writes_the_reports() {
+    let env = Env::new();
+    let o = env.run(&["test-endpoint", "--demo", "--fault", "stall"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--fault stall"), "{}", text(&o));
+    let o = env.run(&[
+        "test-endpoint",
+        "--demo",
+        "--protocol",
+        "v2",
+        "--fault",
+        "wrong-encryption",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("changes v1 callbacks only"),
+        "{}",
+        text(&o)
+    );
+    let o = env.run(&["test-endpoint", "--demo", "--no-test-flag"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = env.run(&["--json", "test-endpoint", "--demo", "--protocol", "v1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = report(&o);
+    assert_eq!(r["protocols"], serde_json::json!(["v1"]), "{r}");
+    // Without --demo, --fault is a usage error that the reports still carry.
+    let junit = env.p("f.xml");
+    let o = env.run(&[
+        "--json",
+        "test-endpoint",
+        "--endpoint",
+        "http://127.0.0.1:9/produce",
+        "--key-file",
+        &env.p("basic.key"),
+        "--fault",
+        "slow",
+        "--junit",
+        &junit,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let r = report(&o);
+    assert_schema(&r);
+    assert!(r["error"].as_str().unwrap().contains("--fault"), "{r}");
+    assert!(std::fs::read_to_string(&junit).unwrap().contains("--fault"));
+    // The reference merchant refuses a fault of the other protocol's callbacks too.
+    let o = env.run(&[
+        "serve",
+        "merchant",
+        "--listen",
+        "127.0.0.1:0",
+        "--key-file",
+        &env.p("basic.key"),
+        "--fault",
+        "wrong-encryption",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--protocol v1"), "{}", text(&o));
 }
 
 #[test]
@@ -1407,7 +1514,14 @@ fn hints_appear_only_where_they_name_the_fix() {
 }
 
 #[test]
-fn ctrl_c_ends_test_endpoint_with_the_report_so_far() {
+fn ctrl_c_or_sigterm_ends_test_endpoint_with_the_report_so_far() {
+    // SIGTERM: a CI job cancelled, or one past its time limit.
+    for signal in ["-INT", "-TERM"] {
+        interrupted_run_reports_so_far(signal);
+    }
+}
+
+fn interrupted_run_reports_so_far(signal: &str) {
     let env = Env::new();
     let k = env.p("basic.key");
     // Status changes answer after 1.5 s: the run is still going when Ctrl-C comes.
@@ -1443,12 +1557,12 @@ fn ctrl_c_ends_test_endpoint_with_the_report_so_far() {
     common::wait_for_lines(Path::new(&rec), 3);
     let pid = child.id().to_string();
     assert!(Command::new("kill")
-        .args(["-INT", &pid])
+        .args([signal, &pid])
         .status()
         .unwrap()
         .success());
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(130), "{signal}: {}", text(&o));
     let r = report(&o);
     assert_schema(&r);
     assert_eq!(r["result"], "error");
