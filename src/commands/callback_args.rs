@@ -201,13 +201,18 @@ pub struct InterfaceKeyFiles {
 }
 
 impl InterfaceKeyFiles {
-    /// Reads the keys: flag > env > profile.
-    pub fn load(&self, profile: &Profile) -> Result<Keys> {
-        let keys = Keys {
+    /// Reads the keys given (flag > env > profile), however many.
+    pub fn read(&self, profile: &Profile) -> Result<Keys> {
+        Ok(Keys {
             basic: config::find_key(KeyRole::Basic, self.key_file.as_deref(), profile)?,
             kit: config::find_key(KeyRole::Kit, self.kit_key_file.as_deref(), profile)?,
             license: config::find_key(KeyRole::License, self.license_key_file.as_deref(), profile)?,
-        };
+        })
+    }
+
+    /// [`Self::read`], at least one key.
+    pub fn load(&self, profile: &Profile) -> Result<Keys> {
+        let keys = self.read(profile)?;
         if keys.basic.is_none() && keys.kit.is_none() && keys.license.is_none() {
             return Err(CsmError::Config(
                 "--key-file: no key given (pass --key-file, --kit-key-file or --license-key-file FILE, set CSM_ACCESS_KEY, CSM_KIT_KEY or CSM_LICENSE_KEY, or name them in a profile with `csm init`)".into(),

@@ -313,11 +313,13 @@ pub fn run(g: &GlobalArgs, a: SendArgs) -> Result<Exit> {
         }
     }
     let endpoint = endpoint_from(a.endpoint.as_deref(), &profile, "")?;
-    let keys = a.keys.load(&profile)?;
+    // The one key this callback needs is named, whether other keys were given or none: a
+    // key given nowhere is a configuration error (exit 3).
+    let keys = a.keys.interface.read(&profile)?;
     let key = keys.for_family(cb.family).cloned().ok_or_else(|| {
         let role = cb.family.key_role();
-        CsmError::usage(format!(
-            "{}: {} needs the {} key (pass {} FILE or set {})",
+        CsmError::Config(format!(
+            "{}: {} needs the {} key (pass {} FILE, set {}, or name it in a profile with `csm init`)",
             config::key_flag(role),
             cb.name,
             cb.family.label(),

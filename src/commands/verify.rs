@@ -341,6 +341,17 @@ pub fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
     report(g, &diagnosis.0, &diagnosis.1)
 }
 
+/// The signed string on one line: control characters escaped (`\n`), quotes and backslashes
+/// as they are, so that a JSON body reads as the bytes that were signed.
+fn shown(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '"' | '\'' | '\\' => c.to_string(),
+            c => c.escape_debug().to_string(),
+        })
+        .collect()
+}
+
 /// (diagnosis, extra failures that are not about the signature bytes)
 type Verdict = (Diagnosis, Vec<String>);
 
@@ -365,6 +376,7 @@ fn verify_scheme(
             ))
         })
     };
+    let mut extra = Vec::new();
     let d = match scheme {
         Scheme::SaasV1 => {
             let params = sign::v1_params(inputs)?;
@@ -428,6 +440,15 @@ fn verify_scheme(
             } else {
                 apig::authorization_value(&req.ak, &req.signed.join(";"), received)
             };
+            // The gateway finds the SK by Access: another AK is refused whatever the bytes.
+            if let Ok(auth) = apig::parse_authorization(&authorization) {
+                if auth.access != req.ak {
+                    extra.push(format!(
+                        "Access={} in the Authorization value, but the AK is {} (--ak): the gateway looks the SK up by Access and would refuse it",
+                        auth.access, req.ak
+                    ));
+                }
+            }
             doctor::diagnose_apig(&doctor::ApigInput {
                 sk: k,
                 method: &req.method,
@@ -439,7 +460,7 @@ fn verify_scheme(
             })?
         }
     };
-    Ok((d, Vec::new()))
+    Ok((d, extra))
 }
 
 fn verify_request(
@@ -651,7 +672,7 @@ fn report(g: &GlobalArgs, d: &Diagnosis, extra: &[String]) -> Result<Exit> {
             )
         } else if d.valid() {
             format!(
-                "FAIL: {} signature matches, but the marketplace would refuse it",
+                "FAIL: {} signature matches, but the receiver would still refuse it",
                 d.scheme
             )
         } else {
@@ -662,10 +683,7 @@ fn report(g: &GlobalArgs, d: &Diagnosis, extra: &[String]) -> Result<Exit> {
             crate::say!("  problem:       {p}");
         }
         if !d.valid() {
-            crate::say!(
-                "  signed string: {}",
-                d.expected.signed_string.escape_debug()
-            );
+            crate::say!("  signed string: {}", shown(&d.expected.signed_string));
             crate::say!("  expected:      {}", d.expected.signature);
             crate::say!("  received:      {}", d.received);
             crate::say!("  tried:");
@@ -745,6 +763,11 @@ mod tests {
             received_value("Body-Sign: x", Scheme::SaasV2).0,
             "Body-Sign: x"
         );
+    }
+
+    #[test]
+    fn a_signed_json_string_is_shown_as_its_bytes() {
+        assert_eq!(shown("{\"a\":\"b\\c\"}\r\n"), "{\"a\":\"b\\c\"}\\r\\n");
     }
 
     #[test]

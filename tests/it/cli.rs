@@ -216,6 +216,26 @@ fn sign_prints_every_value_that_travels_with_the_signature() {
     for out in [&text, &sig] {
         assert!(!out.contains(KEY), "key leaked");
     }
+    // The whole header, pasted as the log shows it, verifies; under another AK it would be
+    // refused by the gateway whatever its bytes, and says so.
+    let header = format!("Authorization: {sig}");
+    let verify = |ak: &str| {
+        let mut args = apig.to_vec();
+        args[2] = ak;
+        out(e
+            .csm()
+            .arg("verify")
+            .args(&args)
+            .args(["--signature", &header]))
+    };
+    let (code, stdout, stderr) = verify("AK1");
+    assert_eq!(code, 0, "{stdout} {stderr}");
+    let (code, stdout, _) = verify("AK2");
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("problem:") && stdout.contains("Access=AK1"),
+        "{stdout}"
+    );
 }
 
 /// `name=value` pairs of a query string (values here need no decoding but `%2B`, `%2F`, `%3D`).

@@ -859,6 +859,36 @@ fn send_prints_request_reply_and_checks_and_validates_overrides() {
     assert_eq!(a.invalid, 0, "{a:?}");
 }
 
+/// The key a callback needs, given nowhere, is a configuration error (exit 3) naming that key,
+/// whether other keys were given or none.
+#[test]
+fn send_names_the_key_its_callback_needs() {
+    let env = Env::new();
+    let ep = "http://127.0.0.1:9/produce";
+    for (callback, given, flag) in [
+        ("tenantSync", Some("basic.key"), "--kit-key-file"),
+        (
+            "refreshLicenseCode",
+            Some("basic.key"),
+            "--license-key-file",
+        ),
+        ("newInstance", None, "--key-file"),
+    ] {
+        let mut args = vec!["send", callback, "--endpoint", ep, "--dry-run"];
+        let key = given.map(|k| env.p(k)).unwrap_or_default();
+        if given.is_some() {
+            args.extend(["--key-file", &key]);
+        }
+        let o = env.run(&args);
+        assert_eq!(o.status.code(), Some(3), "{callback}: {}", text(&o));
+        assert!(
+            text(&o).contains(&format!("{flag}: {callback} needs the")),
+            "{}",
+            text(&o)
+        );
+    }
+}
+
 #[test]
 fn non_loopback_needs_yes_without_a_terminal() {
     let env = Env::new();
