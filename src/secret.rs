@@ -35,6 +35,12 @@ impl fmt::Display for Secret {
 /// mark Windows editors (Notepad) put before UTF-8 text: both belong to the file, not to the
 /// key. `-` reads standard input. `what` names the flag in error messages, e.g. `--key-file`.
 pub fn read_key_file(path: &Path, what: &str) -> Result<Secret> {
+    // The key pasted in place of its file's name: not echoed, it would land in CI logs.
+    if looks_like_a_key(path) && !path.exists() && !crate::files::is_stdin(path) {
+        return Err(CsmError::usage(format!(
+            "{what}: no such file, and the value looks like a key itself (not shown); {what} takes the path of a file holding the key"
+        )));
+    }
     let bytes = crate::files::read_limited(path, crate::files::KEY_LIMIT, what)?;
     let raw = String::from_utf8(bytes).map_err(|_| {
         CsmError::usage(format!(
@@ -43,10 +49,7 @@ pub fn read_key_file(path: &Path, what: &str) -> Result<Secret> {
         ))
     })?;
     let raw = raw.strip_prefix('\u{feff}').unwrap_or(&raw);
-    let key = raw
-        .strip_suffix("\r\n")
-        .or_else(|| raw.strip_suffix('\n'))
-        .unwrap_or(raw);
+    let key = without_line_end(raw);
     if key.trim().is_empty() {
         return Err(CsmError::usage(format!(
             "{what} {}: the file is empty (it must hold the secret on one line)",
@@ -60,6 +63,24 @@ pub fn read_key_file(path: &Path, what: &str) -> Result<Secret> {
         );
     }
     Ok(Secret::new(key))
+}
+
+/// A file name that reads like a key: one long word of letters, digits and dashes (a UUID, a
+/// hex or Base64 secret), no directory and no extension.
+fn looks_like_a_key(path: &Path) -> bool {
+    let name = path.to_string_lossy();
+    name.len() >= 20
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+' | '='))
+        && name.chars().any(|c| c.is_ascii_digit())
+}
+
+/// One trailing line break, which a file or a CI secret store adds after the key.
+fn without_line_end(raw: &str) -> &str {
+    raw.strip_suffix("\r\n")
+        .or_else(|| raw.strip_suffix('\n'))
+        .unwrap_or(raw)
 }
 
 /// Whitespace around a key (after the one newline a file ends with): a space left by a copy
@@ -76,6 +97,8 @@ fn stray_whitespace(key: &str) -> Option<&'static str> {
 
 /// A key given through an environment variable (already read by clap or config).
 pub fn from_env_value(value: &str, var: &str) -> Result<Secret> {
+    // As in a key file: the line break a secret store keeps after the value is not the key's.
+    let value = without_line_end(value);
     if value.trim().is_empty() {
         return Err(CsmError::usage(format!(
             "{var}: the variable is set but empty"
@@ -116,6 +139,36 @@ mod tests {
         // Kept as it is, with a warning (stray_whitespace below).
         std::fs::write(&p, "key-1 \n").unwrap();
         assert_eq!(read_key_file(&p, "--key-file").unwrap().expose(), "key-1 ");
+    }
+
+    #[test]
+    fn a_key_given_for_its_file_name_is_not_echoed() {
+        let key = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d";
+        let err = read_key_file(Path::new(key), "--key-file")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains("a1b2") && err.contains("looks like a key"),
+            "{err}"
+        );
+        // A file name is named as ever.
+        let err = read_key_file(Path::new("missing.key"), "--key-file")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.key"), "{err}");
+        // The env value loses one line break, as a file does.
+        assert_eq!(
+            from_env_value("key-1\n", "CSM_ACCESS_KEY")
+                .unwrap()
+                .expose(),
+            "key-1"
+        );
+        assert_eq!(
+            from_env_value("key-1\r\n", "CSM_ACCESS_KEY")
+                .unwrap()
+                .expose(),
+            "key-1"
+        );
     }
 
     #[test]

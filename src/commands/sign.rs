@@ -178,12 +178,24 @@ fn body_error(inputs: &SignInputs, e: impl std::fmt::Display) -> CsmError {
 
 /// Parses a JSON body, naming the flag and the position on error.
 pub fn parse_json_body(body: &[u8], inputs: &SignInputs) -> Result<json::Json> {
-    json::parse(body).map_err(|e| body_error(inputs, e))
+    json::parse(body).map_err(|e| json_body_error(body, inputs, e))
 }
 
 /// The V2 body as signed (its canonical form), naming the flag on error.
 fn signed_body(body: &[u8], inputs: &SignInputs) -> Result<String> {
-    v2::signed_body(body).map_err(|e| body_error(inputs, e))
+    v2::signed_body(body).map_err(|e| json_body_error(body, inputs, e))
+}
+
+/// A body that is not JSON; one saved by Notepad starts with a byte order mark, which no
+/// marketplace request has and which would be signed with the rest.
+fn json_body_error(body: &[u8], inputs: &SignInputs, e: impl std::fmt::Display) -> CsmError {
+    if body.starts_with("\u{feff}".as_bytes()) {
+        return body_error(
+            inputs,
+            "starts with a byte order mark (U+FEFF, as Notepad saves UTF-8); the body is signed byte for byte, so save it as UTF-8 without one",
+        );
+    }
+    body_error(inputs, e)
 }
 
 /// Decoded (name, value) pairs in order.

@@ -890,7 +890,33 @@ fn bad_input_is_one_line_with_a_usage_or_input_code() {
     e.write("notjson.json", "{\"a\":");
     e.write("array.json", "[1,2]");
     e.write("garbage.http", "hello there\n\n");
+    e.write("bom.json", "\u{feff}{\"a\":1}");
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec![
+                "sign",
+                "saas-v2",
+                "--key-file",
+                "key",
+                "--body-file",
+                "bom.json",
+            ],
+            2,
+            "starts with a byte order mark",
+        ),
+        // A key pasted for its file's name is not echoed.
+        (
+            vec![
+                "sign",
+                "saas-v2",
+                "--key-file",
+                "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
+                "--body-file",
+                "body.json",
+            ],
+            2,
+            "looks like a key itself",
+        ),
         (
             vec![
                 "sign",
