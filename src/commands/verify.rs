@@ -277,8 +277,10 @@ fn other_keys(
     Ok(out)
 }
 
-/// The key for `role`: its own flag, else `--key-file`.
-fn key_for(a: &VerifyArgs, role: KeyRole, profile: &Profile) -> Result<Secret> {
+/// The key for `role`: its own flag, else `--key-file` (V1 has one key for all), with a note
+/// that says so: a capture checked with the wrong key's stand-in would fail for no clear
+/// reason, or pass where the marketplace's own key would not.
+fn key_for(a: &VerifyArgs, role: KeyRole, profile: &Profile) -> Result<(Secret, Option<String>)> {
     let own = match role {
         KeyRole::Kit => a.kit_key_file.as_deref(),
         KeyRole::License => a.license_key_file.as_deref(),
@@ -286,20 +288,27 @@ fn key_for(a: &VerifyArgs, role: KeyRole, profile: &Profile) -> Result<Secret> {
         KeyRole::Basic => a.inputs.key_file.as_deref(),
     };
     if let Some(k) = config::find_key(role, own, profile)? {
-        return Ok(k);
+        return Ok((k, None));
     }
     if role == KeyRole::Basic {
-        return config::require_key(role, own, profile);
+        return Ok((config::require_key(role, own, profile)?, None));
     }
+    let note = format!(
+        "no {} given: --key-file was used as this capture's key (right for V1, where one key signs all)",
+        config::key_flag(role)
+    );
     // A key given nowhere is a configuration error (exit 3), as for `csm sign`.
-    config::require_key(KeyRole::Basic, a.inputs.key_file.as_deref(), profile).map_err(|_| {
-        CsmError::Config(format!(
-            "{}: no key given for this capture (pass {} FILE or --key-file FILE, or set {})",
-            config::key_flag(role),
-            config::key_flag(role),
-            config::key_env(role)
-        ))
-    })
+    let key = config::require_key(KeyRole::Basic, a.inputs.key_file.as_deref(), profile).map_err(
+        |_| {
+            CsmError::Config(format!(
+                "{}: no key given for this capture (pass {} FILE or --key-file FILE, or set {})",
+                config::key_flag(role),
+                config::key_flag(role),
+                config::key_env(role)
+            ))
+        },
+    )?;
+    Ok((key, Some(note)))
 }
 
 /// The capture's bytes and its name for messages.
@@ -490,7 +499,7 @@ fn verify_request(
         DetectedScheme::Apig => KeyRole::Sk,
         _ => KeyRole::Basic,
     };
-    let key = key_for(a, role, profile)?;
+    let (key, key_note) = key_for(a, role, profile)?;
     let k = key.expose();
     let others = other_keys(a, profile, role)?;
     let others: Vec<(&str, &str)> = others
@@ -567,6 +576,8 @@ fn verify_request(
             now_ms,
         })?,
     };
+    let mut d = d;
+    d.notes.extend(key_note);
     Ok((d, extra))
 }
 
@@ -593,7 +604,8 @@ fn verify_response(a: &VerifyArgs, profile: &Profile) -> Result<Reply> {
     };
     let (raw, file) = read_capture(a)?;
     let resp = capture::parse_response(&raw).map_err(in_capture(&file))?;
-    let key = key_for(a, scheme.0.key_role(), profile)?;
+    let role = scheme.0.key_role();
+    let (key, key_note) = key_for(a, role, profile)?;
     let mut extra = Vec::new();
     let header = resp
         .headers
@@ -620,10 +632,19 @@ fn verify_response(a: &VerifyArgs, profile: &Profile) -> Result<Reply> {
     }
     let sig =
         v1::parse_body_sign(value).map_err(|e| CsmError::CheckFailed(format!("{file}: {e}")))?;
-    Ok(Reply::Checked(Box::new((
-        doctor::diagnose_body_sign(key.expose(), &resp.body, sig),
-        extra,
-    ))))
+    let mut d = doctor::diagnose_body_sign(key.expose(), &resp.body, sig);
+    d.notes.extend(key_note);
+    if !d.valid() {
+        // Signed with another of the seller's keys: the mix-up, named.
+        for (label, other) in other_keys(a, profile, role)? {
+            if other != key && doctor::diagnose_body_sign(other.expose(), &resp.body, sig).valid() {
+                extra.push(format!(
+                    "the Body-Sign was made with {label}, not this reply's key"
+                ));
+            }
+        }
+    }
+    Ok(Reply::Checked(Box::new((d, extra))))
 }
 
 /// A V2 reply without Body-Sign: nothing to check, and none is required (decision 4).

@@ -2166,3 +2166,48 @@ fn a_key_from_the_environment_with_stray_whitespace_is_warned_about() {
     );
     assert!(!stderr.contains(KEY), "{stderr}");
 }
+
+/// A Kit reply checked with `--key-file` standing in for the Kit key says so; with both keys
+/// given, a Body-Sign made with the basic key is named as the mix-up it is.
+#[test]
+fn verify_response_names_the_key_it_used_and_a_key_mix_up() {
+    let e = Env::new();
+    let body = r#"{"resultCode":"000000","resultMsg":"success."}"#;
+    e.write("reply.json", body);
+    let (_, header, _) = out(e.csm().args([
+        "sign",
+        "body-sign",
+        "--key-file",
+        "key",
+        "--body-file",
+        "reply.json",
+    ]));
+    let capture = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{}\r\n\r\n{body}",
+        header.trim()
+    );
+    e.write("reply.http", capture);
+    let verify = |extra: &[&str]| {
+        out(e
+            .csm()
+            .args([
+                "verify",
+                "response",
+                "reply.http",
+                "--scheme",
+                "kit",
+                "--key-file",
+                "key",
+            ])
+            .args(extra))
+    };
+    let (code, stdout, _) = verify(&[]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("no --kit-key-file given"), "{stdout}");
+    let (code, stdout, _) = verify(&["--kit-key-file", "kit-key"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("made with the basic-interface key"),
+        "{stdout}"
+    );
+}
