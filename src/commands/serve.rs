@@ -27,6 +27,20 @@ pub fn run(g: &GlobalArgs, a: ServeArgs) -> Result<Exit> {
     }
 }
 
+/// The first line a server prints: where it listens (tests and scripts read it to learn the
+/// port of port 0). With --json, a JSON line like the request log after it.
+pub fn announce(g: &GlobalArgs, what: &str, addr: std::net::SocketAddr) {
+    if g.json {
+        crate::say!(
+            "{}",
+            serde_json::json!({ "listening": format!("http://{addr}") })
+        );
+    } else {
+        crate::say!("csm {what} listening on http://{addr}");
+    }
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+}
+
 /// How a server treats its clients: the same flags for both servers.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {

@@ -148,9 +148,7 @@ pub fn run(g: &GlobalArgs, a: MarketplaceArgs) -> Result<Exit> {
     }
     let market = Marketplace::open(cfg)?;
     let handle = server::serve(&a.listen, Arc::new(market), a.server.config(g))?;
-    // Tests and scripts read this line to learn the port when listening on port 0.
-    crate::say!("csm marketplace listening on http://{}", handle.addr);
-    let _ = std::io::Write::flush(&mut std::io::stdout());
+    super::serve::announce(g, "marketplace", handle.addr);
     handle.wait();
     Ok(Exit::Ok)
 }

@@ -125,9 +125,7 @@ pub fn run(g: &GlobalArgs, a: MerchantArgs) -> Result<Exit> {
         log: server_cfg.log,
     });
     let handle = server::serve(&a.listen, Arc::new(merchant), server_cfg)?;
-    // Tests and scripts read this line to learn the port when listening on port 0.
-    crate::say!("csm merchant listening on http://{}", handle.addr);
-    let _ = std::io::Write::flush(&mut std::io::stdout());
+    super::serve::announce(g, "merchant", handle.addr);
     if !g.quiet && !g.json {
         eprintln!(
             "  basic and License callbacks at http://{0}/produce, Kit at http://{0}/produceAPI/{1}<name>, login redirect at http://{0}/sso/callback",

@@ -382,3 +382,39 @@ fn the_server_flags_are_checked() {
         assert!(o.stdout.is_empty(), "nothing served: {}", text(&o));
     }
 }
+
+/// With --json every line a server prints is JSON, its address first.
+#[test]
+fn servers_announce_their_address_as_json_with_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k");
+    std::fs::write(&key, "k-0123456789\n").unwrap();
+    for what in ["merchant", "marketplace"] {
+        let mut child = common::csm(dir.path())
+            .args([
+                "--json",
+                "serve",
+                what,
+                "--listen",
+                "127.0.0.1:0",
+                "--key-file",
+            ])
+            .arg(&key)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let line = common::first_line(out, common::START_WAIT);
+        let _ = child.kill();
+        let _ = child.wait();
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        assert!(
+            v["listening"]
+                .as_str()
+                .unwrap()
+                .starts_with("http://127.0.0.1:"),
+            "{what}: {v}"
+        );
+    }
+}
