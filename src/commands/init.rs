@@ -174,10 +174,38 @@ pub fn run(g: &GlobalArgs, a: InitArgs) -> Result<Exit> {
         sk_file,
         marketplace_endpoint,
     };
+    // Without prompts, settings not given again stay as they were: said, so that a profile
+    // rewritten for a new key does not keep an old one unnoticed.
+    let kept: Vec<&str> = [
+        (
+            "--kit-key-file",
+            a.kit_key_file.is_none() && old.kit_key_file.is_some(),
+        ),
+        (
+            "--license-key-file",
+            a.license_key_file.is_none() && old.license_key_file.is_some(),
+        ),
+        ("--ak", a.ak.is_none() && old.ak.is_some()),
+        ("--sk-file", a.sk_file.is_none() && old.sk_file.is_some()),
+        (
+            "--marketplace-endpoint",
+            a.marketplace_endpoint.is_none() && old.marketplace_endpoint.is_some(),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, kept)| *kept && !interactive)
+    .map(|(flag, _)| flag)
+    .collect();
     cfg.profiles.insert(name.clone(), profile);
     write_config(&path, &cfg)?;
     if !g.quiet {
         crate::say!("profile {name:?} written to {}", path.display());
+        if !kept.is_empty() {
+            crate::say!(
+                "kept from the profile as it was: {} (give the flag again to change it; `csm profile show {name}` lists them)",
+                kept.join(", ")
+            );
+        }
     }
     Ok(Exit::Ok)
 }

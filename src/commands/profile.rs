@@ -56,18 +56,26 @@ pub fn run(g: &GlobalArgs, a: ProfileArgs) -> Result<Exit> {
                 }
             }
         }
-        ProfileCommand::Show { name } => {
-            let name = name.as_deref().unwrap_or(in_use(g));
+        ProfileCommand::Show { name: given } => {
+            let name = given.as_deref().unwrap_or(in_use(g));
             let p = cfg.profiles.get(name).ok_or_else(|| {
-                CsmError::Config(format!(
-                    "profile {name}: no such profile in {} (known: {})",
-                    path.display(),
-                    if cfg.profiles.is_empty() {
-                        "none; write one with `csm init`".to_string()
-                    } else {
-                        cfg.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
-                    }
-                ))
+                let known = if cfg.profiles.is_empty() {
+                    "none; write one with `csm init`".to_string()
+                } else {
+                    cfg.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                };
+                // Nothing named and no `default`: no profile is in use, which is no mistake.
+                if given.is_none() && g.profile.is_none() {
+                    CsmError::Config(format!(
+                        "no profile is in use: none is named default and neither --profile nor CSM_PROFILE is set (known in {}: {known}); name one: `csm profile show NAME`",
+                        path.display()
+                    ))
+                } else {
+                    CsmError::Config(format!(
+                        "profile {name}: no such profile in {} (known: {known})",
+                        path.display()
+                    ))
+                }
             })?;
             show(g, name, p);
         }

@@ -129,7 +129,8 @@ Examples:
   csm sign saas-v2 --key-file basic.key --body-file body.json
   csm sign -q saas-v2 --key-file basic.key --body-file body.json --timestamp T --nonce N
   csm sign saas-v2 --key-file basic.key --body-file body.json --timestamp T --nonce N --json
-  csm sign kit --key-file kit.key --body-file t.json --curl --url https://isv.example.com/produceAPI/v2/tenantSync
+  csm sign kit --key-file kit.key --body-file t.json --curl \\
+      --url https://isv.example.com/produceAPI/v2/tenantSync
   csm sign saas-v1 --key-file basic.key --param activity=newInstance --param orderId=CS1
   csm sign body-sign --key-file basic.key --body-file reply.json
   csm sign apig --ak AK --sk-file sk.txt --method POST --url https://mkt.myhuaweicloud.com/api/... \\
@@ -752,6 +753,19 @@ pub fn run(g: &GlobalArgs, a: SignArgs) -> Result<Exit> {
     }
     let key = scheme_key(a.scheme, &inputs, &profile)?;
     let mut s = compute(a.scheme, &inputs, &key, &profile, g.json)?;
+    // Signed as given, as it should be; but the marketplace sends milliseconds, and `verify`
+    // says the same of a received one.
+    let v2_clock = matches!(
+        a.scheme,
+        Scheme::SaasV2 | Scheme::Kit | Scheme::License | Scheme::Usage
+    );
+    if let (true, Some(ts), false) = (v2_clock, &inputs.timestamp, g.quiet || g.json) {
+        if crate::protocol::v2::timestamp_ms(ts).is_ok_and(|(_, seconds)| seconds) {
+            eprintln!(
+                "csm: note: --timestamp {ts} reads as epoch seconds; the marketplace sends milliseconds (13 digits), and a merchant that reads milliseconds refuses it as outside the window"
+            );
+        }
+    }
     let hex_scheme = matches!(a.scheme, Scheme::SaasV2 | Scheme::Kit | Scheme::License);
     if a.uppercase && hex_scheme {
         s.value = s.value.to_uppercase();

@@ -1339,6 +1339,44 @@ fn init_without_a_terminal_names_the_flags_and_writes_a_private_profile() {
         "{err}"
     );
     init_v2_profile(&e, "staging");
+    // No profile in use (none named default) is said as such, not as a missing `default`.
+    let (code, _, err) = out(e.csm().args(["profile", "show"]));
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("no profile is in use") && err.contains("staging"),
+        "{err}"
+    );
+    // Written again without --kit-key-file: the one it had is kept, and that is said.
+    let (code, _, _) = out(e.csm().args([
+        "init",
+        "--profile",
+        "staging",
+        "--endpoint",
+        "https://isv.example.com/produce",
+        "--protocol",
+        "v2",
+        "--key-file",
+        "key",
+        "--kit-key-file",
+        "kit-key",
+    ]));
+    assert_eq!(code, 0);
+    let (code, stdout, _) = out(e.csm().args([
+        "init",
+        "--profile",
+        "staging",
+        "--endpoint",
+        "https://isv.example.com/produce",
+        "--protocol",
+        "v2",
+        "--key-file",
+        "key",
+    ]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("kept from the profile as it was: --kit-key-file"),
+        "{stdout}"
+    );
     let cfg = std::fs::read_to_string(e.path("config/config.toml")).unwrap();
     assert!(
         cfg.contains("[profiles.staging]") && !cfg.contains(KEY),
