@@ -564,9 +564,16 @@ fn run_suites(g: &GlobalArgs, a: &TestEndpointArgs, report: &mut Report) -> Resu
     // Suites asked for that checked nothing (each of their checks skipped for want of a
     // key or a flag) must not read as a pass in CI.
     if report.count(Status::Pass) + report.count(Status::Fail) == 0 {
-        let why = "nothing was checked: every check of the chosen suites was skipped (the reasons are in the table); give what they need, or choose other suites with --suite";
+        // The first reason here too: -q and --json show no table.
+        let first = report
+            .rows
+            .iter()
+            .find(|r| r.status == Status::Skip)
+            .map(|r| format!(" (first: {}: {})", r.check, r.actual))
+            .unwrap_or_default();
+        let why = format!("nothing was checked: every check of the chosen suites was skipped{first}; give what they need, or choose other suites with --suite");
         eprintln!("csm: error: {why}");
-        report.error = Some(why.to_string());
+        report.error = Some(why);
         return Ok(Exit::Io);
     }
     Ok(if report.passed() {
