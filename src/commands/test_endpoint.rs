@@ -90,7 +90,7 @@ pub struct TestEndpointArgs {
     /// Start the reference merchant on a free loopback port and test it (v2 with Kit and
     /// License, then v1 with Kit), with keys made for the run.
     #[arg(long, conflicts_with_all = ["endpoint", "key_file", "kit_key_file", "license_key_file", "license_code",
-        "no_test_flag", "kit_path_full", "ca_file", "login_url", "logout_url", "idp_url"])]
+        "no_test_flag", "kit_path_full", "ca_file"])]
     pub demo: bool,
     /// The sso suite: your redirect URI, where the login portal sends the browser with
     /// ?code=…&tenant=… (with --demo: the reference merchant's /sso/callback).
