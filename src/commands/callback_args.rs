@@ -128,12 +128,7 @@ pub fn unreachable(endpoint: &Url, f: &crate::endpoint::client::NetFailure) -> C
         NetKind::Timeout => e.with_hint(
             "the endpoint did not answer in time; --timeout sets the budget (the marketplace waits 5 s)",
         ),
-        NetKind::Tls if f.plain_http_behind_https() => {
-            e.with_hint(crate::net::NetFailure::PLAIN_HTTP_FIX)
-        }
-        NetKind::Tls => e.with_hint(
-            "serve TLS 1.2 or newer with a certificate for this host name (--ca-file trusts a private CA)",
-        ),
+        NetKind::Tls => e.with_hint(f.tls_fix()),
         NetKind::Reset | NetKind::Protocol => e,
     }
 }

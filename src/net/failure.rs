@@ -73,6 +73,25 @@ impl NetFailure {
         self.kind == NetKind::Tls && self.message.contains("InvalidContentType")
     }
 
+    /// What to do about a failed TLS handshake, by what rustls found (its error, as the
+    /// message keeps it): the usual staging mistakes get their own fix.
+    pub fn tls_fix(&self) -> &'static str {
+        let m = &self.message;
+        if self.plain_http_behind_https() {
+            Self::PLAIN_HTTP_FIX
+        } else if m.contains("CaUsedAsEndEntity") {
+            "the server presents a CA certificate as its own (a bare `openssl req -x509` makes one): issue a server certificate from that CA, serve it, and pass the CA with --ca-file"
+        } else if m.contains("UnknownIssuer") {
+            "the certificate's issuer is not trusted here: pass the issuing CA with --ca-file (a private CA), or serve a certificate from a public CA"
+        } else if m.contains("NotValidForName") {
+            "the certificate is not for this host name: call the name it was issued for, or issue one for this name"
+        } else if m.contains("Expired") {
+            "the certificate has expired: renew it"
+        } else {
+            "serve TLS 1.2 or newer with a certificate for this host name (--ca-file trusts a private CA)"
+        }
+    }
+
     pub fn within(self, what: &str) -> NetFailure {
         NetFailure {
             message: format!("{what}: {}", self.message),

@@ -220,7 +220,33 @@ fn untrusted_certificate_is_a_tls_verdict() {
     assert_eq!(v["reply"]["kind"], "tls", "{v:#}");
     let r = check(&v, "reachable");
     assert_eq!(r["status"], "fail");
-    assert!(r["fix"].as_str().unwrap().contains("trusted CA"), "{r}");
+    assert!(r["fix"].as_str().unwrap().contains("--ca-file"), "{r}");
+}
+
+/// A staging server that presents the CA certificate a bare `openssl req -x509` makes as its
+/// own gets the fix for that, not the generic one, even with the certificate trusted.
+#[test]
+fn a_ca_certificate_served_as_the_servers_own_gets_its_own_fix() {
+    let port = tls_endpoint_with(
+        2,
+        &rustls::version::TLS13,
+        "Body-Sign",
+        "test-only-localhost-ca",
+    );
+    let ca = fixture("test-only-localhost-ca.pem").display().to_string();
+    let (code, v) = send(
+        &format!("https://127.0.0.1:{port}/produce"),
+        &["--ca-file", &ca],
+    );
+    assert_eq!(code, Some(4), "{v:#}");
+    let r = check(&v, "reachable");
+    assert!(
+        r["fix"]
+            .as_str()
+            .unwrap()
+            .contains("CA certificate as its own"),
+        "{r}"
+    );
 }
 
 #[test]

@@ -180,12 +180,19 @@ pub fn judge_one_call(
     if ex.outcome.is_ok() {
         match result_code(ex) {
             Some(c) if c == expect => rules.push(Rule::pass(Family::ResultCode, c.clone(), c)),
-            Some(c) => rules.push(Rule::fail(
-                Family::ResultCode,
-                expect.to_string(),
-                c,
-                "see resultMsg for what the endpoint objected to",
-            )),
+            Some(c) => {
+                let said = reply_msg(ex).is_some();
+                rules.push(Rule::fail(
+                    Family::ResultCode,
+                    expect.to_string(),
+                    c,
+                    if said {
+                        "see resultMsg for what the endpoint objected to"
+                    } else {
+                        "the reply gives no reason (no resultMsg): the endpoint's log will"
+                    },
+                ))
+            }
             None => {}
         }
     }
@@ -203,20 +210,17 @@ pub fn judge_format(ex: &Exchange, cx: &JudgeCtx) -> Vec<Rule> {
                     "answer within {} ms: acknowledge at once and provision in the background (newInstance may answer 000004)",
                     cx.budget.as_millis()
                 ),
-                NetKind::Tls if f.plain_http_behind_https() => crate::net::NetFailure::PLAIN_HTTP_FIX.into(),
-                NetKind::Tls => {
-                    "serve TLS 1.2 or newer with a certificate from a trusted CA for this host name"
-                        .into()
-                }
+                NetKind::Tls => f.tls_fix().into(),
                 NetKind::Reset => {
                     "the server closed the connection before its reply was whole: check its logs for a crash, and that Content-Length matches the body".into()
                 }
                 NetKind::Protocol => "answer with HTTP/1.1".into(),
             };
+            // The message may quote the endpoint's own bytes: shown as they came.
             return vec![Rule::fail(
                 Family::Reachable,
                 budget,
-                format!("{:?}: {}", f.kind, f.message).to_lowercase(),
+                format!("{}: {}", f.kind.id(), f.message),
                 fix,
             )];
         }
@@ -531,6 +535,16 @@ fn judge_body_sign(reply: &Reply, cx: &JudgeCtx) -> Vec<Rule> {
         ));
     }
     rules
+}
+
+/// The `resultMsg`, when the reply is JSON and has one that says something.
+fn reply_msg(ex: &Exchange) -> Option<&str> {
+    let reply = ex.outcome.as_ref().ok()?;
+    reply
+        .json()?
+        .get("resultMsg")
+        .and_then(Value::as_str)
+        .filter(|m| !m.trim().is_empty())
 }
 
 /// The `resultCode`, when the reply is JSON.

@@ -14,11 +14,11 @@ mod sso;
 
 pub use sso::{SealSecret, SsoSetup};
 
-use super::client::{Client, Exchange, NetFailure};
+use super::client::{Client, Exchange, NetFailure, Reply};
 use super::judge::{self, Family, JudgeCtx, Rule, Seen, Status};
 use super::request::{self, Keys, PrepOpts, Prepared, Tamper};
 use crate::catalog::gen::{self, Ctx};
-use crate::catalog::{self, Protocol};
+use crate::catalog::{self, Gen, Protocol};
 use crate::clock::{Clock, Entropy};
 use crate::interrupt::Interrupt;
 use reqwest::Url;
@@ -169,6 +169,9 @@ struct Runner<'a> {
     calls: usize,
     aborted: Option<NetFailure>,
     interrupted: bool,
+    /// Each kind of non-JSON reply seen (`HTTP 404 text/html`) and the check whose fix
+    /// explains it.
+    not_json: Vec<(String, String)>,
 }
 
 fn json_of(ex: &Exchange) -> Option<&Value> {
@@ -189,6 +192,59 @@ fn lists_instance(ex: &Exchange, id: &str) -> bool {
         .is_some_and(|a| a.iter().any(|e| e["instanceId"].as_str() == Some(id)))
 }
 
+/// A reply that is not JSON, in a few words: `HTTP 404 text/html`.
+fn reply_kind(reply: &Reply) -> String {
+    match reply.header("content-type").map(str::trim) {
+        Some(ct) if !ct.is_empty() => format!("HTTP {} {ct}", reply.status),
+        _ => format!("HTTP {} without Content-Type", reply.status),
+    }
+}
+
+/// Why a step that later checks build on did not go through, in a few words (`answered
+/// 000001 (bad sign)`, `got HTTP 404 text/html, not JSON`). None when it answered 000000 (a
+/// newInstance also 000004), or was never sent: no key for it, or the run stopped, and the
+/// steps after it are then not sent either.
+fn went_wrong(ex: &Option<Exchange>) -> Option<String> {
+    let ex = ex.as_ref()?;
+    let reply = match &ex.outcome {
+        Ok(reply) => reply,
+        Err(_) => return Some("got no reply".into()),
+    };
+    let Some(v) = reply.json() else {
+        return Some(format!("got {}, not JSON", reply_kind(reply)));
+    };
+    let Some(code) = v.get("resultCode").and_then(Value::as_str) else {
+        return Some("got no resultCode".into());
+    };
+    if code == OK || (code == "000004" && ex.request.callback.name == "newInstance") {
+        return None;
+    }
+    let msg = v
+        .get("resultMsg")
+        .and_then(Value::as_str)
+        .filter(|m| !m.trim().is_empty());
+    Some(match msg {
+        Some(m) => format!("answered {code} ({m})"),
+        None => format!("answered {code}"),
+    })
+}
+
+/// Why a newInstance left no instance to work on (as [`went_wrong`]; a success without an
+/// instanceId too).
+fn no_instance(ex: &Option<Exchange>) -> Option<String> {
+    if let Some(why) = went_wrong(ex) {
+        return Some(why);
+    }
+    let ex = ex.as_ref()?;
+    match instance_of(ex).filter(|id| !id.is_empty()) {
+        Some(_) => None,
+        None => Some(format!(
+            "answered {} without an instanceId",
+            judge::result_code(ex).unwrap_or_default()
+        )),
+    }
+}
+
 impl<'a> Runner<'a> {
     fn new(t: &'a Target) -> Runner<'a> {
         Runner {
@@ -201,6 +257,7 @@ impl<'a> Runner<'a> {
             calls: 0,
             aborted: None,
             interrupted: false,
+            not_json: Vec::new(),
         }
     }
 
@@ -336,42 +393,145 @@ impl<'a> Runner<'a> {
     /// A step whose reply must carry `code`.
     fn expect_code(&mut self, ex: &Option<Exchange>, check: String, code: &str, family: Family) {
         let Some(ex) = ex else { return };
-        if ex.outcome.is_err() {
-            return self.no_reply(check, family);
-        }
+        let reply = match &ex.outcome {
+            Ok(reply) => reply,
+            Err(_) => return self.no_reply(check, family),
+        };
         let got = judge::result_code(ex);
         let ok = got.as_deref() == Some(code)
             || (code == "000000"
                 && got.as_deref() == Some("000004")
                 && ex.request.callback.name == "newInstance");
-        let actual = got.clone().unwrap_or_else(|| "no resultCode".into());
         let detail = format!("{} ms", ex.latency.as_millis());
         if ok {
-            self.row(check, Rule::pass(family, code.to_string(), actual), detail);
-        } else {
-            let fix = match (family, code) {
-                (Family::RefusesBadRequests, "000001") => {
-                    "verify the signature, the timestamp window (60 s) and the nonce before acting; answer 000001 when any fails".to_string()
-                }
-                (_, "000003") => "answer 000003 when the instance does not exist".into(),
-                _ => format!(
-                    "answer {code} for {}; see resultMsg for what your endpoint objected to",
-                    ex.request.title()
-                ),
-            };
-            let msg = json_of(ex)
-                .and_then(|v| v["resultMsg"].as_str().map(str::to_string))
-                .unwrap_or_default();
-            let actual = if msg.is_empty() {
-                actual
-            } else {
-                format!("{actual} ({msg})")
-            };
-            self.row(
+            let actual = got.unwrap_or_default();
+            return self.row(check, Rule::pass(family, code.to_string(), actual), detail);
+        }
+        let Some(v) = reply.json() else {
+            // Not JSON: there is no resultCode or resultMsg to speak of, and the same kind
+            // of reply on every step needs its fix said once.
+            let kind = reply_kind(reply);
+            let fix = self.not_json_fix(&kind, &check);
+            let actual = format!("no resultCode: {kind}, not JSON");
+            return self.row(
                 check,
                 Rule::fail(family, code.to_string(), actual, fix),
                 detail,
             );
+        };
+        let msg = v
+            .get("resultMsg")
+            .and_then(Value::as_str)
+            .filter(|m| !m.trim().is_empty());
+        let fix = match (family, code) {
+            (Family::RefusesBadRequests, "000001") => {
+                "verify the signature, the timestamp window (60 s) and the nonce before acting; answer 000001 when any fails".to_string()
+            }
+            (_, "000003") => "answer 000003 when the instance does not exist".into(),
+            _ => {
+                let title = ex.request.title();
+                match (&got, msg) {
+                    (None, _) => format!(
+                        "answer {code} for {title} in resultCode, as a string (see the json-body check)"
+                    ),
+                    (Some(_), Some(_)) => format!(
+                        "answer {code} for {title}; see resultMsg for what your endpoint objected to"
+                    ),
+                    (Some(_), None) => format!(
+                        "answer {code} for {title}; the reply gives no reason (no resultMsg): your endpoint's log will"
+                    ),
+                }
+            }
+        };
+        let actual = match (&got, v.get("resultCode")) {
+            (Some(c), _) => c.clone(),
+            (None, Some(c)) => format!("resultCode {c} (not a string)"),
+            (None, None) => "no resultCode".into(),
+        };
+        let actual = match msg {
+            Some(m) => format!("{actual} ({m})"),
+            None => actual,
+        };
+        self.row(
+            check,
+            Rule::fail(family, code.to_string(), actual, fix),
+            detail,
+        );
+    }
+
+    /// The fix for a reply that is not JSON: in full for the first reply of its kind, then
+    /// pointing there.
+    fn not_json_fix(&mut self, kind: &str, check: &str) -> String {
+        if let Some((_, first)) = self.not_json.iter().find(|(k, _)| k == kind) {
+            return format!("{kind} again: see the fix of {first}");
+        }
+        let first = format!("{} \"{check}\"", self.suite.name());
+        self.not_json.push((kind.to_string(), first));
+        let hint = match kind.split(' ').nth(1) {
+            Some("404" | "405") => {
+                ": check that the address is the one your endpoint serves callbacks at"
+            }
+            _ => "",
+        };
+        format!("answer every callback with HTTP 200, Content-Type application/json and a JSON object with its resultCode (see the json-body check); {kind} is no callback reply{hint}")
+    }
+
+    /// Skips a check that builds on an earlier step that did not go through, saying which.
+    /// Once the run has stopped (Ctrl-C, no first reply) nothing more is said.
+    fn skip_after(&mut self, check: &str, family: Family, why: &str) {
+        if self.t.stop.asked() {
+            self.interrupted = true;
+        }
+        if self.aborted.is_some() || self.interrupted {
+            return;
+        }
+        self.skip_row(check, family, why);
+    }
+
+    /// The same callback again, as the dial test replays a saved case: the fields exactly
+    /// as sent before, signed afresh (a new timestamp and nonce; V1 and Kit bodies carry
+    /// their timeStamp in the fields).
+    fn replay(&mut self, saved: &Prepared) -> Option<Exchange> {
+        let key = self.t.keys.for_family(saved.callback.family)?.clone();
+        let now = self.t.clock.now();
+        let beijing = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is valid");
+        let mut fields = saved.fields.clone();
+        for f in saved.callback.fields {
+            let at = match f.gen {
+                Gen::TimeStampUtc17 => now.format("%Y%m%d%H%M%S%3f").to_string(),
+                Gen::TimeStampCst17 => now
+                    .with_timezone(&beijing)
+                    .format("%Y%m%d%H%M%S%3f")
+                    .to_string(),
+                _ => continue,
+            };
+            if let Some(v) = fields.get_mut(f.name) {
+                *v = Value::String(at);
+            }
+        }
+        let opts = PrepOpts {
+            endpoint: &self.t.endpoint,
+            now_ms: self.t.clock.now_ms(),
+            nonce: self.t.entropy.nonce_hex64(),
+            tamper: Tamper::None,
+            kit_path_full: self.t.kit_path_full,
+            license_inner: self.t.license_inner,
+        };
+        match request::prepare(saved.callback, saved.scene.as_deref(), fields, &key, &opts) {
+            Ok(p) => self.send(&p),
+            Err(e) => {
+                self.row(
+                    saved.title(),
+                    Rule::fail(
+                        Family::ResultCode,
+                        "a request csm can sign",
+                        e.0,
+                        "report this as a csm bug",
+                    ),
+                    String::new(),
+                );
+                None
+            }
         }
     }
 
@@ -382,6 +542,12 @@ impl<'a> Runner<'a> {
         };
         if a.outcome.is_err() || b.outcome.is_err() {
             return self.no_reply(check, Family::Idempotent);
+        }
+        // Two missing answers are not the same answer: without a first one there is
+        // nothing to compare with.
+        if let Some(why) = went_wrong(first) {
+            let why = format!("the first call {why}: nothing to compare with");
+            return self.skip_row(&check, Family::Idempotent, &why);
         }
         let (ca, cb) = (judge::result_code(a), judge::result_code(b));
         let (ia, ib) = (instance_of(a), instance_of(b));

@@ -1,7 +1,7 @@
 //! Negative: tampered, stale, missing and replayed signatures and unknown instances are
 //! refused, and refusing them changes nothing.
 
-use super::{instance_of, lists_instance, Runner, LICENSE_NEEDS_CODE, OK};
+use super::{instance_of, lists_instance, no_instance, went_wrong, Runner, LICENSE_NEEDS_CODE, OK};
 use crate::catalog::Protocol;
 use crate::endpoint::judge::{self, Family, Rule};
 use crate::endpoint::request::Tamper;
@@ -9,12 +9,23 @@ use crate::endpoint::request::Tamper;
 pub(super) fn run(r: &mut Runner) {
     let mut ctx = r.ctx();
     let v1 = r.t.protocol == Protocol::V1;
+    let refused = Family::RefusesBadRequests;
     let new = r.call("newInstance", None, &ctx, &[], Tamper::None);
     r.expect_code(&new, "setup: newInstance".into(), OK, Family::ResultCode);
     if let Some(id) = new.as_ref().and_then(instance_of) {
         ctx.instance_id = Some(id);
     }
     let id = ctx.instance_id.clone().unwrap_or_default();
+    // A refusal proves nothing from an endpoint that refuses correctly signed calls too, and
+    // "unchanged" nothing without an instance to change.
+    if let Some(why) = no_instance(&new) {
+        let why = format!("setup: newInstance {why}");
+        r.skip_after("setup: queryInstance", Family::ResultCode, &why);
+        for (check, own) in checks(v1) {
+            r.skip_after(&check, Family::RefusesBadRequests, own.unwrap_or(&why));
+        }
+        return kit_and_license(r);
+    }
     let before = r.call("queryInstance", None, &ctx, &[], Tamper::None);
     r.expect_code(
         &before,
@@ -22,7 +33,15 @@ pub(super) fn run(r: &mut Runner) {
         OK,
         Family::ResultCode,
     );
-    let refused = Family::RefusesBadRequests;
+    // The replay and the comparison afterwards need the instance listed first.
+    let unlisted = match went_wrong(&before) {
+        Some(why) => Some(why),
+        None => before
+            .as_ref()
+            .filter(|b| b.outcome.is_ok() && !lists_instance(b, &id))
+            .map(|_| format!("answered {OK} without listing {id}")),
+    }
+    .map(|why| format!("setup: queryInstance {why}"));
     let cases: &[(Tamper, &str)] = &[
         (Tamper::BadSignature, "tampered signature"),
         (Tamper::StaleTimestamp, "stale timestamp (10 min old)"),
@@ -51,15 +70,12 @@ pub(super) fn run(r: &mut Runner) {
             refused,
             "V1 has no nonce",
         );
+    } else if let Some(why) = &unlisted {
+        r.skip_after(REPLAYED, refused, why);
     } else if let Some(b) = &before {
         let req = b.request.clone();
         let ex = r.send(&req);
-        r.expect_code(
-            &ex,
-            "queryInstance replayed (same nonce): refused".into(),
-            "000001",
-            refused,
-        );
+        r.expect_code(&ex, REPLAYED.into(), "000001", refused);
     }
     let mut unknown = ctx.clone();
     unknown.instance_id = Some(r.t.entropy.uuid());
@@ -71,14 +87,19 @@ pub(super) fn run(r: &mut Runner) {
         refused,
     );
     // The refused calls must not have changed anything.
+    if let Some(why) = &unlisted {
+        r.skip_after(UNCHANGED, refused, why);
+        return kit_and_license(r);
+    }
     let after = r.call("queryInstance", None, &ctx, &[], Tamper::None);
     if let (Some(b), Some(a)) = (&before, &after) {
         if a.outcome.is_err() || b.outcome.is_err() {
-            r.no_reply("state unchanged afterwards".into(), refused);
+            r.no_reply(UNCHANGED.into(), refused);
         } else {
+            // Listed before (checked above): still listed, with the same answer.
             let same_code = judge::result_code(a) == judge::result_code(b);
             let listed = lists_instance(a, &id);
-            let rule = if same_code && listed == lists_instance(b, &id) {
+            let rule = if same_code && listed {
                 Rule::pass(refused, "instance unchanged", "unchanged")
             } else {
                 Rule::fail(
@@ -86,15 +107,58 @@ pub(super) fn run(r: &mut Runner) {
                     format!("queryInstance still lists {id}"),
                     format!(
                         "{} {}",
-                        judge::result_code(a).unwrap_or_default(),
+                        judge::result_code(a).unwrap_or_else(|| "no resultCode".into()),
                         if listed { "listed" } else { "not listed" }
                     ),
                     "a refused callback must not act: verify before touching state",
                 )
             };
-            r.row("state unchanged afterwards".into(), rule, String::new());
+            r.row(UNCHANGED.into(), rule, String::new());
         }
     }
+    kit_and_license(r);
+}
+
+const REPLAYED: &str = "queryInstance replayed (same nonce): refused";
+const UNCHANGED: &str = "state unchanged afterwards";
+
+/// The checks after the setup, by name, for their skip rows when the setup failed; with
+/// their own reason where V1 skips them anyway.
+fn checks(v1: bool) -> Vec<(String, Option<&'static str>)> {
+    let mut out = vec![
+        (
+            "releaseInstance, tampered signature: refused".to_string(),
+            None,
+        ),
+        if v1 {
+            (
+                "releaseInstance, stale timestamp (10 min old)".into(),
+                Some("V1 has no timestamp window"),
+            )
+        } else {
+            (
+                "releaseInstance, stale timestamp (10 min old): refused".into(),
+                None,
+            )
+        },
+        ("releaseInstance, missing signature: refused".into(), None),
+        if v1 {
+            (
+                "queryInstance replayed: refused".into(),
+                Some("V1 has no nonce"),
+            )
+        } else {
+            (REPLAYED.into(), None)
+        },
+    ];
+    out.push(("releaseInstance, unknown instance".into(), None));
+    out.push((UNCHANGED.into(), None));
+    out
+}
+
+/// Kit and License refusals: their own calls, with no setup of the instance.
+fn kit_and_license(r: &mut Runner) {
+    let refused = Family::RefusesBadRequests;
     if r.has_kit() {
         let mut kit = r.ctx();
         kit.flag = Some(0);

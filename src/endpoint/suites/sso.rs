@@ -4,7 +4,7 @@
 //! browser: the portal's 302 to the login URL with a fresh code, the same code again, the
 //! logout. What the app did in between is read from the IdP's event log.
 
-use super::{Runner, OK};
+use super::{went_wrong, Runner, OK};
 use crate::endpoint::judge::{Family, Rule};
 use crate::marketplace::idp::{Idp, IdpEvent, SecretGiven};
 use crate::net::proxy::is_loopback;
@@ -214,6 +214,8 @@ pub(super) fn run(r: &mut Runner) {
     ];
     let mut client_id = String::new();
     let mut user = String::new();
+    // The first sync the app did not take: it then lacks its login settings.
+    let mut unsynced: Option<String> = None;
     for (name, extra) in syncs {
         let Some(prepared) = r.prepare(
             name,
@@ -264,8 +266,20 @@ pub(super) fn run(r: &mut Runner) {
             format!("{name} add")
         };
         r.expect_code(&ex, check, OK, Family::ResultCode);
+        if unsynced.is_none() {
+            unsynced = went_wrong(&ex).map(|why| format!("setup: {name} add {why}"));
+        }
     }
     if stopped(r) {
+        return;
+    }
+    // An app that did not take its login settings cannot log anyone in: the login checks
+    // would blame the login for the sync.
+    if let Some(why) = unsynced {
+        let why = format!("{why}: the app has no login settings");
+        for check in LOGIN_CHECKS {
+            r.skip_after(check, F, &why);
+        }
         return;
     }
     let mut raw = Raw::new(Settings::new(r.t.timeout).with_ca(r.t.ca_pem.clone()));
@@ -539,6 +553,21 @@ pub(super) fn run(r: &mut Runner) {
     refresh(r, &sso, &client_id, &plain, issued);
 }
 
+/// The checks after the syncs, by name.
+const LOGIN_CHECKS: [&str; 11] = [
+    "login: code exchanged at the token endpoint",
+    "login: client_id",
+    "login: client_secret decrypted",
+    "login: token issued",
+    "login: userinfo called",
+    "login: the browser gets a session",
+    "login: the session opens the app",
+    "replayed code: refused by the IdP",
+    "replayed code: no session",
+    "logout: 302 to the IdP's logout",
+    "refresh: the login's grant renews",
+];
+
 /// Ctrl-C or a lost endpoint: no more browser requests.
 fn stopped(r: &mut Runner) -> bool {
     if r.t.stop.asked() {
@@ -713,6 +742,7 @@ mod tests {
         CodeReuse,
         NoSso,
         LogoutStaysHome,
+        RefusesSyncs,
     }
 
     struct SellerApp {
@@ -802,6 +832,9 @@ mod tests {
         fn handle(&self, req: Request) -> Response {
             let host = req.header("host").unwrap_or_default().to_string();
             match (req.method.as_str(), req.path()) {
+                ("POST", _) if self.mode == App::RefusesSyncs => {
+                    Response::json(200, r#"{"resultCode":"000001","resultMsg":"bad sign"}"#)
+                }
                 ("POST", p) => {
                     let v: Value = serde_json::from_slice(&req.body).unwrap_or_default();
                     let mut kit = self.kit.lock().unwrap();
@@ -975,6 +1008,30 @@ mod tests {
             .map(|r| r.fix.as_str())
             .collect();
         assert!(fixes[0].contains("/api/v1/oauth2/token"), "{fixes:?}");
+    }
+
+    #[test]
+    fn an_app_that_refuses_its_syncs_has_its_login_skipped_not_failed() {
+        let rows = run(App::RefusesSyncs, true);
+        assert_eq!(
+            failed(&rows),
+            [
+                "tenantSync add (domainName = the IdP)",
+                "applicationSync add",
+                "authSync add"
+            ],
+            "{rows:#?}"
+        );
+        let skipped: Vec<&Row> = rows.iter().filter(|r| r.status == Status::Skip).collect();
+        assert_eq!(skipped.len(), LOGIN_CHECKS.len(), "{rows:#?}");
+        for row in skipped {
+            assert!(
+                row.actual
+                    .starts_with("setup: tenantSync add answered 000001 (bad sign)"),
+                "{}",
+                row.actual
+            );
+        }
     }
 
     #[test]
