@@ -241,7 +241,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
         }
         'csm;test-endpoint' {
             [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'The production address under test, e.g. https://isv.example.com/produce')
-            [CompletionResult]::new('--protocol', '--protocol', [CompletionResultType]::ParameterName, 'Protocol of the basic interfaces (default: the profile''s, else v2)')
+            [CompletionResult]::new('--protocol', '--protocol', [CompletionResultType]::ParameterName, 'Protocol of the basic interfaces (default: the profile''s, else v2; with --demo: both, or the one named)')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it')
             [CompletionResult]::new('--kit-key-file', '--kit-key-file', [CompletionResultType]::ParameterName, 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)')
             [CompletionResult]::new('--license-key-file', '--license-key-file', [CompletionResultType]::ParameterName, 'File holding the License delivery key (also CSM_LICENSE_KEY)')

@@ -223,7 +223,7 @@ set edit:completion:arg-completer[csm] = {|@words|
         }
         &'csm;test-endpoint'= {
             cand --endpoint 'The production address under test, e.g. https://isv.example.com/produce'
-            cand --protocol 'Protocol of the basic interfaces (default: the profile''s, else v2)'
+            cand --protocol 'Protocol of the basic interfaces (default: the profile''s, else v2; with --demo: both, or the one named)'
             cand --key-file 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it'
             cand --kit-key-file 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)'
             cand --license-key-file 'File holding the License delivery key (also CSM_LICENSE_KEY)'

@@ -179,7 +179,7 @@ complete -c csm -n "__fish_csm_using_subcommand send" -l no-input -d 'Never prom
 complete -c csm -n "__fish_csm_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c csm -n "__fish_csm_using_subcommand send" -s V -l version -d 'Print version'
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l endpoint -d 'The production address under test, e.g. https://isv.example.com/produce' -r
-complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l protocol -d 'Protocol of the basic interfaces (default: the profile\'s, else v2)' -r -f -a "v1\t''
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l protocol -d 'Protocol of the basic interfaces (default: the profile\'s, else v2; with --demo: both, or the one named)' -r -f -a "v1\t''
 v2\t''"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l key-file -d 'File holding the key bound to the basic interfaces (also CSM_ACCESS_KEY). orderNotify is signed with this key too: pass the general (通用) interface key for it' -r -F
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l kit-key-file -d 'File holding the Kit (joint-operation sync) key (also CSM_KIT_KEY)' -r -F

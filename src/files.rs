@@ -71,14 +71,20 @@ pub fn read_body_file(path: &Path) -> Result<Vec<u8>> {
     read_limited(path, BODY_LIMIT, "--body-file")
 }
 
-/// [`read_limited`] for a text file: UTF-8, or a usage error naming `what`.
+/// [`read_limited`] for a text file a person saved (a key, a license code, a list): UTF-8,
+/// or a usage error naming `what`; without the byte order mark Windows editors (Notepad) put
+/// first, which belongs to the file. A body to sign is read as bytes, never through this.
 pub fn read_text(path: &Path, limit: u64, what: &str) -> Result<String> {
     let buf = read_limited(path, limit, what)?;
-    String::from_utf8(buf).map_err(|_| {
+    let text = String::from_utf8(buf).map_err(|_| {
         CsmError::usage(format!(
             "{what} {}: binary data, not a text file",
             path.display()
         ))
+    })?;
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(t) => t.to_string(),
+        None => text,
     })
 }
 

@@ -41,15 +41,9 @@ pub fn read_key_file(path: &Path, what: &str) -> Result<Secret> {
             "{what}: no such file, and the value looks like a key itself (not shown); {what} takes the path of a file holding the key"
         )));
     }
-    let bytes = crate::files::read_limited(path, crate::files::KEY_LIMIT, what)?;
-    let raw = String::from_utf8(bytes).map_err(|_| {
-        CsmError::usage(format!(
-            "{what} {}: the key file is not UTF-8 text",
-            path.display()
-        ))
-    })?;
-    let raw = raw.strip_prefix('\u{feff}').unwrap_or(&raw);
-    let key = without_line_end(raw);
+    // Without a byte order mark (files::read_text): the file's, not the key's.
+    let raw = crate::files::read_text(path, crate::files::KEY_LIMIT, what)?;
+    let key = without_line_end(&raw);
     if key.trim().is_empty() {
         return Err(CsmError::usage(format!(
             "{what} {}: the file is empty (it must hold the secret on one line)",

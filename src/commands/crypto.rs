@@ -11,7 +11,7 @@ use crate::protocol::rsa_oaep;
 use crate::protocol::v1_crypto::{self, EncryptType};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct CryptoArgs {
@@ -43,14 +43,16 @@ pub enum CryptoAction {
         /// The IV string (16 ASCII characters); random alphanumerics when absent.
         #[arg(long, value_name = "IV")]
         iv: Option<String>,
-        /// The plaintext.
+        /// The plaintext; `-` reads it from standard input (one trailing newline dropped), so
+        /// that a secret stays out of `ps` and shell history.
         value: String,
     },
     /// Decrypt VALUE (IV prefix + Base64): prints the plaintext.
     Decrypt {
         #[command(flatten)]
         key: CryptoKey,
-        /// The ciphertext.
+        /// The ciphertext (surrounding whitespace and URL-encoding, as in a URL or access log,
+        /// are undone); `-` reads it from standard input (one trailing newline dropped).
         value: String,
     },
     /// Make the 3072-bit RSA pair of a joint-operation (联营) app: register FILE.pub (SPKI
@@ -119,6 +121,82 @@ fn load(g: &GlobalArgs, k: &CryptoKey) -> Result<(crate::secret::Secret, Encrypt
     ))
 }
 
+/// How messages name the positional value of encrypt and decrypt.
+const VALUE: &str = "VALUE";
+
+/// The value as given, or standard input for `-` (claimed before the key is read, so that
+/// `--key-file -` is refused naming VALUE). Like a key file, one trailing newline belongs to
+/// the input, not to the value.
+fn read_value(value: &str) -> Result<(String, bool)> {
+    if !crate::files::is_stdin(Path::new(value)) {
+        return Ok((value.to_string(), false));
+    }
+    crate::files::claim_stdin(VALUE)?;
+    let text = crate::files::read_text(Path::new(value), crate::files::KEY_LIMIT, VALUE)?;
+    let v = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    if v.is_empty() {
+        return Err(CsmError::usage(
+            "VALUE -: standard input is empty; pipe the value in, e.g. `-- - < value.txt`",
+        ));
+    }
+    Ok((v.to_string(), true))
+}
+
+/// `%XX` escapes: a Base64 value copied from a URL or an access log (`+` `/` `=` escaped).
+/// Base64 has no `%`, so nothing else holds one.
+fn url_encoded(v: &str) -> bool {
+    v.as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
+}
+
+fn decrypt(g: &GlobalArgs, key: &CryptoKey, value: &str) -> Result<String> {
+    let (raw, from_stdin) = read_value(value)?;
+    let mut ct = raw.trim().to_string();
+    if url_encoded(&ct) {
+        if let Ok(d) = percent_encoding::percent_decode_str(&ct).decode_utf8() {
+            ct = d.into_owned();
+            if !g.quiet && !g.json {
+                eprintln!(
+                    "csm: note: VALUE was URL-encoded (%XX escapes); decrypting it URL-decoded"
+                );
+            }
+        }
+    }
+    // From standard input the value was kept off the command line: not echoed either.
+    let shown = if from_stdin {
+        "VALUE -".to_string()
+    } else {
+        format!("VALUE {ct:?}")
+    };
+    v1_crypto::split_ciphertext(&ct).map_err(|e| CsmError::usage(format!("{shown}: {e}")))?;
+    let (secret, t) = load(g, key)?;
+    v1_crypto::decrypt(secret.expose(), t, &ct).map_err(|e| {
+        let err = CsmError::CheckFailed(format!("{shown}: {e}"));
+        // The usual mix-up: the value was encrypted with the other type.
+        let other = match t {
+            EncryptType::Aes256 => EncryptType::Aes128,
+            EncryptType::Aes128 => EncryptType::Aes256,
+        };
+        if v1_crypto::decrypt(secret.expose(), other, &ct).is_ok() {
+            err.with_hint(format!(
+                "it decrypts with --encrypt-type {} ({}); pass that",
+                other.code(),
+                if other == EncryptType::Aes256 {
+                    "AES-256"
+                } else {
+                    "AES-128"
+                }
+            ))
+        } else {
+            err
+        }
+    })
+}
+
 pub fn run(g: &GlobalArgs, a: CryptoArgs) -> Result<Exit> {
     let (out, field) = match &a.action {
         CryptoAction::RsaKeygen { out, force } => return rsa_keygen(g, out, *force),
@@ -130,20 +208,14 @@ pub fn run(g: &GlobalArgs, a: CryptoArgs) -> Result<Exit> {
             )
         }
         CryptoAction::Encrypt { key, iv, value } => {
+            let (value, _) = read_value(value)?;
             let (secret, t) = load(g, key)?;
             let iv = iv.clone().unwrap_or_else(|| clock::alphanumeric(16));
-            let ct = v1_crypto::encrypt(secret.expose(), t, &iv, value)
+            let ct = v1_crypto::encrypt(secret.expose(), t, &iv, &value)
                 .map_err(|e| CsmError::usage(format!("--{e}")))?;
             (ct, "ciphertext")
         }
-        CryptoAction::Decrypt { key, value } => {
-            v1_crypto::split_ciphertext(value)
-                .map_err(|e| CsmError::usage(format!("VALUE {value:?}: {e}")))?;
-            let (secret, t) = load(g, key)?;
-            let pt = v1_crypto::decrypt(secret.expose(), t, value)
-                .map_err(|e| CsmError::CheckFailed(format!("VALUE {value:?}: {e}")))?;
-            (pt, "plaintext")
-        }
+        CryptoAction::Decrypt { key, value } => (decrypt(g, key, value)?, "plaintext"),
     };
     if g.json {
         crate::output::print_json(&json!({ field: out }));

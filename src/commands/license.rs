@@ -303,13 +303,24 @@ fn parse_day(flag: &str, v: &str) -> Result<NaiveDate> {
 }
 
 fn day_number(flag: &str, v: &str) -> Result<u16> {
-    if flag == "--expires" && v.eq_ignore_ascii_case("never") {
+    // Only --expires takes `never`; its messages name it, so that it is found.
+    let never = flag == "--expires";
+    if never && v.eq_ignore_ascii_case("never") {
         return Ok(payload::NEVER);
     }
-    let d = parse_day(flag, v)?;
+    let d = parse_day(flag, v).map_err(|e| {
+        if never {
+            CsmError::usage(format!(
+                "{flag} {v:?}: must be a date YYYY-MM-DD or RFC 3339 time (UTC), or never"
+            ))
+        } else {
+            e
+        }
+    })?;
     payload::day_number(d).ok_or_else(|| {
         CsmError::usage(format!(
-            "{flag} {v}: outside 1970-01-01..2149-06-05, the range a license can carry"
+            "{flag} {v}: outside 1970-01-01..2149-06-05, the range a license can carry{}",
+            if never { "; never for no end" } else { "" }
         ))
     })
 }

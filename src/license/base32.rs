@@ -3,7 +3,8 @@
 //! Written one way (upper case, dashes every five symbols) and read the way Crockford
 //! reads it: in either case, `I` and `L` as 1, `O` as 0, and hyphens ignored wherever they
 //! are. Those are aliases of one symbol, never two different symbols, so the check symbol
-//! still catches every single substitution.
+//! still catches every single substitution. Whitespace is never a symbol, so it is ignored
+//! like a hyphen: a code wrapped across lines or grouped with spaces reads as one.
 
 /// The 32 data symbols: digits and upper-case letters without I, L, O and U.
 pub const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -113,9 +114,7 @@ pub fn encode_code(bytes: &[u8]) -> String {
 
 /// Explains a character that is not a symbol.
 fn explain(c: char, pos: usize, last: bool) -> Typo {
-    let what = if c.is_whitespace() {
-        "whitespace".to_string()
-    } else if c.is_control() {
+    let what = if c.is_control() {
         format!("control character U+{:04X}", c as u32)
     } else {
         format!("{c:?}")
@@ -140,13 +139,19 @@ pub struct Symbols {
     pub positions: Vec<usize>,
 }
 
-/// Reads a code: no surrounding whitespace (the caller trims), symbols in either case,
-/// hyphens anywhere (ignored), the check symbol last.
+/// Whether `c` is a separator, not a symbol: a hyphen, or whitespace that wrapping a code
+/// across lines or grouping it with spaces put in.
+pub fn is_separator(c: char) -> bool {
+    c == '-' || c.is_whitespace()
+}
+
+/// Reads a code: symbols in either case, separators anywhere (ignored), the check symbol
+/// last.
 pub fn parse_code(text: &str) -> Result<Symbols, Typo> {
     let syms: Vec<(char, usize)> = text
         .chars()
         .enumerate()
-        .filter(|&(_, c)| c != '-')
+        .filter(|&(_, c)| !is_separator(c))
         .map(|(i, c)| (c, i + 1))
         .collect();
     if syms.len() < 2 {
@@ -173,19 +178,26 @@ pub fn parse_code(text: &str) -> Result<Symbols, Typo> {
 }
 
 /// The first group between dashes that is not five symbols long (the last group may be
-/// shorter): its first and last 1-based position and its length. Where a code with a wrong
-/// check symbol has one, a symbol was probably left out or added there.
+/// shorter): its first and last symbol's 1-based position and its length; whitespace in a
+/// group is not counted. Where a code with a wrong check symbol has one, a symbol was
+/// probably left out or added there.
 pub fn odd_group(text: &str) -> Option<(usize, usize, usize)> {
     let chars: Vec<char> = text.chars().collect();
-    let mut start = 0;
-    for (i, &c) in chars.iter().enumerate() {
-        if c == '-' {
-            let len = i - start;
+    let symbol = |c: &char| !is_separator(*c);
+    let (mut first, mut last, mut len) = (0, 0, 0);
+    for (i, c) in chars.iter().enumerate() {
+        if *c == '-' {
             // A run of dashes separates like one.
-            if len > 0 && len != GROUP && i + 1 < chars.len() {
-                return Some((start + 1, i, len));
+            if len > 0 && len != GROUP && chars[i + 1..].iter().any(symbol) {
+                return Some((first, last, len));
             }
-            start = i + 1;
+            len = 0;
+        } else if symbol(c) {
+            if len == 0 {
+                first = i + 1;
+            }
+            last = i + 1;
+            len += 1;
         }
     }
     None
@@ -240,9 +252,15 @@ mod tests {
         let e = parse_code("ABCDE-FGHUK").unwrap_err();
         assert_eq!(e.position, Some(10));
         assert!(e.reason.contains("not a code symbol"), "{}", e.reason);
-        let e = parse_code("ABCDE-FGH K").unwrap_err();
+        // Whitespace separates like a hyphen (a wrapped or spaced code); positions stay
+        // those of the text as given.
+        let spaced = parse_code("ABCDE-FGH K\n M").unwrap();
+        let plain = parse_code("ABCDEFGHKM").unwrap();
+        assert_eq!((&spaced.values, spaced.check), (&plain.values, plain.check));
+        assert_eq!(spaced.positions[7..], [9, 11, 14]);
+        let e = parse_code("ABCDE FGH\u{0}K").unwrap_err();
         assert_eq!(e.position, Some(10));
-        assert!(e.reason.contains("whitespace"), "{}", e.reason);
+        assert!(e.reason.contains("control character"), "{}", e.reason);
     }
 
     #[test]
@@ -288,5 +306,8 @@ mod tests {
         assert_eq!(odd_group(&typed), Some((1, 4, 4)));
         assert_eq!(odd_group("ABCDE-FGH-KMNPQ-R"), Some((7, 9, 3)));
         assert_eq!(odd_group("ABCDE--FGHJK-"), None);
+        // A line break inside a group is not a symbol.
+        assert_eq!(odd_group("ABCDE-FG\nHJK-MNP\r\nQ-S"), Some((14, 19, 4)));
+        assert_eq!(odd_group("ABCDE-FGH-\n"), None);
     }
 }

@@ -272,8 +272,16 @@ pub fn parse(text: &str) -> Result<Parsed, Typo> {
         return parse_file(t);
     }
     if t.starts_with("PL") {
-        check_marketplace_shape(t)?;
-        return Ok(Parsed::Marketplace(t.to_string()));
+        // A code wrapped or spaced is the same code; positions stay those of `text`.
+        let kept: Vec<(usize, char)> = t
+            .chars()
+            .enumerate()
+            .filter(|(_, c)| !c.is_whitespace())
+            .collect();
+        let code: String = kept.iter().map(|&(_, c)| c).collect();
+        check_marketplace_shape(&code)
+            .map_err(|e| moved(e, |p| kept.get(p - 1).map_or(p, |k| k.0 + 1) + chars_before))?;
+        return Ok(Parsed::Marketplace(code));
     }
     // csm codes start with 0, so `pl…` is a marketplace code in the wrong case, not a
     // Crockford code to read case-insensitively.
@@ -290,22 +298,27 @@ pub fn parse(text: &str) -> Result<Parsed, Typo> {
             ),
         });
     }
-    if t.len() > MAX_CODE_CHARS {
+    // Whitespace inside a code is what wrapping or grouping added (base32 ignores it).
+    let chars = t.chars().filter(|c| !c.is_whitespace()).count();
+    if chars > MAX_CODE_CHARS {
         return Err(malformed(format!(
-            "{} characters: too long for a code (at most {MAX_CODE_CHARS}; larger licenses are files)",
-            t.chars().count()
+            "{chars} characters: too long for a code (at most {MAX_CODE_CHARS}; larger licenses are files)"
         )));
     }
-    parse_code(t, chars_before).map_err(|mut e| {
-        if let Some(p) = e.position.as_mut() {
-            *p += chars_before;
-            e.reason = e.reason.replace(
-                &format!("position {}", *p - chars_before),
-                &format!("position {p}"),
-            );
-        }
-        e
-    })
+    parse_code(t, chars_before).map_err(|e| moved(e, |p| p + chars_before))
+}
+
+/// `e` with its position (1-based, in a part of the input) moved to where that part's
+/// character is in the input as given.
+fn moved(mut e: Typo, to: impl Fn(usize) -> usize) -> Typo {
+    if let Some(p) = e.position {
+        let q = to(p);
+        e.position = Some(q);
+        e.reason = e
+            .reason
+            .replace(&format!("position {p}"), &format!("position {q}"));
+    }
+    e
 }
 
 /// Reads the trimmed code `t`; `lead` characters of whitespace came before it.
@@ -322,6 +335,10 @@ fn parse_code(t: &str, lead: usize) -> Result<Parsed, Typo> {
                 last + lead,
                 base32::GROUP
             ));
+        }
+        // Joined, two codes are one wrong code: say that the breaks were taken as wrapping.
+        if t.contains(char::is_whitespace) {
+            reason.push_str("; the spaces and line breaks in it were read as wrapping (give one code at a time)");
         }
         return Err(malformed(reason));
     }

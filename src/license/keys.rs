@@ -313,13 +313,53 @@ fn first_line(text: &str) -> &str {
     text.lines().find(|l| !l.trim().is_empty()).unwrap_or("")
 }
 
+/// The files `csm license keygen` writes: line tag, what it holds, file, the flag that takes it.
+const KINDS: [(&str, &str, &str, &str); 3] = [
+    (PUBLIC_TAG, "a public key", "FILE.pub", "--public-key"),
+    (PRIVATE_TAG, "a private key", "FILE", "--private-key"),
+    (
+        SHORT_TAG,
+        "a short-code secret",
+        "FILE.short",
+        "--short-secret",
+    ),
+];
+
+/// What a key line is when it is not a `want` line: another file of keygen's and the flag
+/// that takes it, a PEM key, or a bare base64 key. None when it is none of those (the parser
+/// says what is wrong). Never quotes the line: it may be a secret.
+fn mixup(line: &str, want: &str) -> Option<String> {
+    let line = line.trim();
+    let (_, noun, file, _) = KINDS.iter().find(|k| k.0 == want)?;
+    if let Some((_, is, its, flag)) = KINDS.iter().find(|k| k.0 != want && line.starts_with(k.0)) {
+        return Some(format!(
+            "this is {is} ({its} of `csm license keygen`), not {noun} ({file}); pass it with {flag}"
+        ));
+    }
+    let wanted = format!("{noun} ({file} of `csm license keygen`)");
+    if line.starts_with("-----BEGIN") {
+        return Some(format!(
+            "this is a PEM key (RSA, as `csm crypto rsa-keygen` writes for --app-public-key), not {wanted}"
+        ));
+    }
+    let b64 = base64::engine::general_purpose::STANDARD.decode(line);
+    if b64.is_ok_and(|b| b.len() == 32) {
+        return Some(format!(
+            "this is a bare base64 key without its {want}:<key id>: prefix; give the whole {file} `csm license keygen` wrote"
+        ));
+    }
+    None
+}
+
 /// Reads a private key file (`--private-key`).
 pub fn read_private_key(path: &Path) -> Result<PrivateKey> {
     let text = files::read_text(path, files::KEY_LIMIT, "--private-key")?;
-    parse_private_line(first_line(&text)).map_err(|e| {
+    let line = first_line(&text);
+    parse_private_line(line).map_err(|e| {
         CsmError::usage(format!(
-            "--private-key {}: not a csm private key file: {e}",
-            path.display()
+            "--private-key {}: not a csm private key file: {}",
+            path.display(),
+            mixup(line, PRIVATE_TAG).unwrap_or(e)
         ))
     })
 }
@@ -327,10 +367,12 @@ pub fn read_private_key(path: &Path) -> Result<PrivateKey> {
 /// Reads a short-secret file; `flag` names it in messages.
 pub fn read_short_secret(path: &Path, flag: &str) -> Result<ShortSecret> {
     let text = files::read_text(path, files::KEY_LIMIT, flag)?;
-    parse_short_line(first_line(&text)).map_err(|e| {
+    let line = first_line(&text);
+    parse_short_line(line).map_err(|e| {
         CsmError::usage(format!(
-            "{flag} {}: not a csm short-secret file: {e}",
-            path.display()
+            "{flag} {}: not a csm short-secret file: {}",
+            path.display(),
+            mixup(line, SHORT_TAG).unwrap_or(e)
         ))
     })
 }
@@ -352,8 +394,19 @@ pub fn load_keyring(public: &[PathBuf], short: &[PathBuf]) -> Result<Keyring> {
     let mut ring = Keyring::default();
     for p in public {
         let text = files::read_text(p, files::KEY_LIMIT, "--public-key")?;
+        let shown = format!("--public-key {}", p.display());
+        // A short secret here would only check short codes and leave full codes
+        // `unknown-key-id`; a private key is taken (its public half) with a warning.
+        let lines = text.lines().map(str::trim);
+        let lines = lines.filter(|l| !l.is_empty() && !l.starts_with('#'));
+        let mut lines = lines.filter(|l| !l.starts_with(PRIVATE_TAG));
+        if let Some(m) = lines.find_map(|l| mixup(l, PUBLIC_TAG)) {
+            return Err(CsmError::usage(format!(
+                "{shown}: not a csm public key file: {m}"
+            )));
+        }
         ring.add_text(&text)
-            .map_err(|e| CsmError::usage(format!("--public-key {}: {e}", p.display())))?;
+            .map_err(|e| CsmError::usage(format!("{shown}: {e}")))?;
         if text.lines().any(|l| l.trim().starts_with(PRIVATE_TAG)) {
             ring.private_files.push(p.clone());
         }
