@@ -833,9 +833,9 @@ fn send_prints_request_reply_and_checks_and_validates_overrides() {
         "{}",
         text(&o)
     );
-    // Kit needs its key, and says which flag gives it.
+    // Kit needs its key, and says which flag gives it (a key given nowhere: exit 3).
     let o = env.run(&["send", "tenantSync", "--endpoint", &ep, "--key-file", &k]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(3));
     assert!(text(&o).contains("--kit-key-file"), "{}", text(&o));
     // Callbacks outside the suites: orderNotify, changeInstanceCheck.
     let o = env.run(&["send", "orderNotify", "--endpoint", &ep, "--key-file", &k]);
@@ -1249,7 +1249,15 @@ fn the_merchant_logs_one_line_per_request_and_stops_cleanly_on_sigterm() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let url = common::announced_url(&mut child);
+        let url = if mode == "json" {
+            // With --json the address line is JSON too.
+            let line =
+                common::first_line(child.stdout.take().unwrap(), common::START_WAIT).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            v["listening"].as_str().unwrap().to_string()
+        } else {
+            common::announced_url(&mut child)
+        };
         let mut stderr = child.stderr.take().unwrap();
         let ep = format!("{url}/produce");
         let o = env.run(&["send", "newInstance", "--endpoint", &ep, "--key-file", &k]);
