@@ -97,6 +97,99 @@ fn cand(label: &str, accepted: bool, signed_string: String, signature: String) -
     }
 }
 
+/// Non-ASCII characters as `\uXXXX` (UTF-16, surrogate pairs beyond U+FFFF), as serializers
+/// that escape them (Python's json.dumps by default) write a body; the rest as it is.
+fn ascii_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// `json.dumps(obj)` with Python's defaults: `", "` and `": "` between items, non-ASCII
+/// escaped, keys in the order received.
+fn python_dumps(v: &Json) -> String {
+    fn go(out: &mut String, v: &Json) {
+        match v {
+            Json::Array(a) => {
+                out.push('[');
+                for (i, item) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    go(out, item);
+                }
+                out.push(']');
+            }
+            Json::Object(m) => {
+                out.push('{');
+                for (i, (k, item)) in m.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    json::write_string(out, k);
+                    out.push_str(": ");
+                    go(out, item);
+                }
+                out.push('}');
+            }
+            other => json::write_compact(out, other),
+        }
+    }
+    let mut out = String::new();
+    go(&mut out, v);
+    ascii_escaped(&out)
+}
+
+/// The reply's top-level fields signed in another order than they were sent (a map signed,
+/// then the object written): every other order of up to six fields is tried, and the one
+/// that matches, if any, is the candidate.
+fn reordered(key: &str, parsed: &Json, received: &str) -> Candidate {
+    let label = "the fields signed in another order than sent";
+    let Json::Object(m) = parsed else {
+        return cand(label, false, String::new(), String::new());
+    };
+    if !(2..=6).contains(&m.len()) {
+        return cand(label, false, String::new(), String::new());
+    }
+    let mut order: Vec<usize> = (0..m.len()).collect();
+    let mut first = None;
+    while next_permutation(&mut order) {
+        let fields = order.iter().map(|&i| m[i].clone()).collect();
+        let text = json::compact(&Json::Object(fields));
+        let sig = v1::body_sign(key, text.as_bytes());
+        if Compare::Base64.eq(&sig, received) {
+            let names: Vec<&str> = order.iter().map(|&i| m[i].0.as_str()).collect();
+            let label = format!("{label}: {}", names.join(", "));
+            return cand(&label, false, text, sig);
+        }
+        first.get_or_insert(text);
+    }
+    cand(label, false, first.unwrap_or_default(), String::new())
+}
+
+/// The next order of `v` in lexicographic order; false after the last.
+fn next_permutation(v: &mut [usize]) -> bool {
+    let Some(i) = (1..v.len()).rev().find(|&i| v[i - 1] < v[i]) else {
+        return false;
+    };
+    let j = (i..v.len())
+        .rev()
+        .find(|&j| v[j] > v[i - 1])
+        .expect("v[i] is one");
+    v.swap(i - 1, j);
+    v[i..].reverse();
+    true
+}
+
 /// Pretty-printed the way common serializers do it (Jackson puts spaces around ':').
 fn pretty(v: &Json, jackson: bool) -> String {
     fn go(out: &mut String, v: &Json, depth: usize, jackson: bool) {
@@ -567,6 +660,30 @@ pub fn diagnose_body_sign(key: &str, body: &[u8], received: &str) -> Diagnosis {
             p.clone(),
             v1::body_sign(key, p.as_bytes()),
         ));
+        let py = python_dumps(&parsed);
+        cs.push(cand(
+            "body written as Python's json.dumps does by default (\", \" and \": \", non-ASCII as \\uXXXX)",
+            false,
+            py.clone(),
+            v1::body_sign(key, py.as_bytes()),
+        ));
+        let sorted = json::canonical_sorted(&parsed);
+        cs.push(cand(
+            "keys sorted before signing (a sorted map signed, the body sent in another order)",
+            false,
+            sorted.clone(),
+            v1::body_sign(key, sorted.as_bytes()),
+        ));
+        cs.push(reordered(key, &parsed, received));
+    }
+    if !raw.is_ascii() {
+        let escaped = ascii_escaped(&raw);
+        cs.push(cand(
+            "non-ASCII characters written as \\uXXXX escapes in the signed body",
+            false,
+            escaped.clone(),
+            v1::body_sign(key, escaped.as_bytes()),
+        ));
     }
     cs.push(cand(
         "access key read with its trailing newline",
@@ -892,5 +1009,33 @@ mod tests {
             d.matched.unwrap().label,
             "trailing newline of the body left out of the signature"
         );
+    }
+
+    /// A reply whose fields the framework wrote in another order than they were signed in:
+    /// the order that was signed is found and named.
+    #[test]
+    fn body_sign_over_the_fields_in_another_order() {
+        let signed = r#"{"resultMsg":"ok","instanceId":"i-1","resultCode":"000000"}"#;
+        let sent = br#"{"resultCode":"000000","resultMsg":"ok","instanceId":"i-1"}"#;
+        let d = diagnose_body_sign(KEY, sent, &v1::body_sign(KEY, signed.as_bytes()));
+        assert_eq!(
+            d.matched.unwrap().label,
+            "the fields signed in another order than sent: resultMsg, instanceId, resultCode"
+        );
+    }
+
+    /// Python's json.dumps escapes Chinese and puts spaces after separators; a seller whose
+    /// signer used it is told so.
+    #[test]
+    fn body_sign_over_python_json_dumps() {
+        let sent = r#"{"resultCode":"000000","resultMsg":"成功"}"#;
+        let signed = r#"{"resultCode": "000000", "resultMsg": "\u6210\u529f"}"#;
+        let d = diagnose_body_sign(KEY, sent.as_bytes(), &v1::body_sign(KEY, signed.as_bytes()));
+        assert!(d
+            .matched
+            .unwrap()
+            .label
+            .starts_with("body written as Python's json.dumps"));
+        assert_eq!(ascii_escaped("a😀"), "a\\ud83d\\ude00");
     }
 }
