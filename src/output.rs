@@ -71,6 +71,10 @@ pub fn table() -> comfy_table::Table {
     if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         t.force_no_tty();
         t.set_width(120);
+    } else if t.width().is_none_or(|w| w < 40) {
+        // A terminal that reports no width, or none to speak of (0 columns under `script`),
+        // would fold every column to one character.
+        t.set_width(120);
     }
     t
 }

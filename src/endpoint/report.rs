@@ -258,7 +258,7 @@ fn add_folded(t: &mut comfy_table::Table, protocol: &str, suite: Suite, n: usize
     t.add_row(vec![
         Cell::new(protocol),
         Cell::new(suite.name()),
-        Cell::new(format!("{n} checks")),
+        Cell::new(crate::output::plural(n as u64, "check")),
         result_cell(Status::Pass, colour),
         Cell::new(format!("{n} passed (--show all lists them)")),
     ]);
