@@ -251,7 +251,7 @@ Register-ArgumentCompleter -Native -CommandName 'csm' -ScriptBlock {
             [CompletionResult]::new('--show', '--show', [CompletionResultType]::ParameterName, 'Which rows the table shows: failures (failures and skips in full, passes folded per suite, a recap last) or all. Default: failures on a terminal, all otherwise')
             [CompletionResult]::new('--junit', '--junit', [CompletionResultType]::ParameterName, 'Write a JUnit XML report to FILE (for CI)')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Time budget per call, e.g. 5s or 1500ms (production: 5 s)')
-            [CompletionResult]::new('--license-code', '--license-code', [CompletionResultType]::ParameterName, 'A license code your endpoint knows, carried by the License callbacks instead of made-up ones (needed with --no-test-flag, else the License callbacks are skipped)')
+            [CompletionResult]::new('--license-code', '--license-code', [CompletionResultType]::ParameterName, 'A license code your endpoint knows, carried by the License callbacks instead of made-up ones (needed with --no-test-flag, else the License callbacks are skipped). The run releases it: give one made for testing')
             [CompletionResult]::new('--users', '--users', [CompletionResultType]::ParameterName, 'Users per authSync call (at most 500)')
             [CompletionResult]::new('--license-inner', '--license-inner', [CompletionResultType]::ParameterName, 'Inner step of the License 2.0 signature (decision 5)')
             [CompletionResult]::new('--ca-file', '--ca-file', [CompletionResultType]::ParameterName, 'Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA')

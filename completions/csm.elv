@@ -233,7 +233,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --show 'Which rows the table shows: failures (failures and skips in full, passes folded per suite, a recap last) or all. Default: failures on a terminal, all otherwise'
             cand --junit 'Write a JUnit XML report to FILE (for CI)'
             cand --timeout 'Time budget per call, e.g. 5s or 1500ms (production: 5 s)'
-            cand --license-code 'A license code your endpoint knows, carried by the License callbacks instead of made-up ones (needed with --no-test-flag, else the License callbacks are skipped)'
+            cand --license-code 'A license code your endpoint knows, carried by the License callbacks instead of made-up ones (needed with --no-test-flag, else the License callbacks are skipped). The run releases it: give one made for testing'
             cand --users 'Users per authSync call (at most 500)'
             cand --license-inner 'Inner step of the License 2.0 signature (decision 5)'
             cand --ca-file 'Also trust this root certificate (PEM), e.g. a staging endpoint behind a private CA'

@@ -198,7 +198,7 @@ complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l show -d 'Which
 failures\t'Failures and skips in full, passes folded per suite, a recap of failures last'"
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l junit -d 'Write a JUnit XML report to FILE (for CI)' -r -F
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l timeout -d 'Time budget per call, e.g. 5s or 1500ms (production: 5 s)' -r
-complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l license-code -d 'A license code your endpoint knows, carried by the License callbacks instead of made-up ones (needed with --no-test-flag, else the License callbacks are skipped)' -r
+complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l license-code -d 'A license code your endpoint knows, carried by the License callbacks instead of made-up ones (needed with --no-test-flag, else the License callbacks are skipped). The run releases it: give one made for testing' -r
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l users -d 'Users per authSync call (at most 500)' -r
 complete -c csm -n "__fish_csm_using_subcommand test-endpoint" -l license-inner -d 'Inner step of the License 2.0 signature (decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
 plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"

@@ -69,7 +69,8 @@ pub struct TestEndpointArgs {
     #[arg(long)]
     pub no_test_flag: bool,
     /// A license code your endpoint knows, carried by the License callbacks instead of
-    /// made-up ones (needed with --no-test-flag, else the License callbacks are skipped).
+    /// made-up ones (needed with --no-test-flag, else the License callbacks are skipped). The
+    /// run releases it: give one made for testing.
     #[arg(long, value_name = "CODE", value_parser = parse_license_code)]
     pub license_code: Option<String>,
     /// Users per authSync call (at most 500).

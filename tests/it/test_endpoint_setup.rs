@@ -409,3 +409,134 @@ fn test_endpoint_shows_the_endpoints_bytes_as_they_came() {
     // The fix still recognises the plain HTTP answer.
     assert!(s(&c["fix"]).contains("plain HTTP"), "{c}");
 }
+
+/// The recorded requests of a `--record` file that `is` picks (path, JSON body).
+fn recorded(record: &str, is: impl Fn(&str, &Value) -> bool) -> usize {
+    std::fs::read_to_string(record)
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            let r: Value = serde_json::from_str(l).unwrap();
+            let url = s(&r["url"]);
+            let path = url.split_once('?').map_or(url, |(p, _)| p);
+            let body = base64::engine::general_purpose::STANDARD
+                .decode(s(&r["body_base64"]))
+                .unwrap();
+            is(path, &serde_json::from_slice(&body).unwrap_or(Value::Null))
+        })
+        .count()
+}
+
+/// The negative suite against a merchant whose key of one interface type is `merchant_key`
+/// (the right one or another), the test-endpoint signing with the right ones: the report and
+/// the merchant's record.
+fn negative_with(env: &Env, proto: &str, flag: &str, merchant_key: &str) -> (Value, String) {
+    let record = env.p(&format!("{proto}{flag}{merchant_key}.jsonl"));
+    let (basic, kit, license) = (env.p("basic.key"), env.p("kit.key"), env.p("license.key"));
+    let theirs = env.p(merchant_key);
+    let mut serve = vec![
+        "--protocol",
+        proto,
+        "--record",
+        &record,
+        "--key-file",
+        &basic,
+    ];
+    let mut args = vec![
+        "--suite",
+        "negative",
+        "--protocol",
+        proto,
+        "--key-file",
+        &basic,
+    ];
+    args.extend(["--kit-key-file", &kit]);
+    if flag == "--kit-key-file" {
+        serve.extend([flag, &theirs]);
+    } else {
+        serve.extend(["--kit-key-file", &kit, flag, &theirs]);
+        args.extend([flag, &license]);
+    }
+    let m = env.serve(&serve);
+    let (o, r) = env.test_endpoint(&format!("{}/produce", m.url), &args);
+    let right = merchant_key != "wrong.key";
+    assert_eq!(o.status.code(), Some(if right { 0 } else { 1 }), "{r:#}");
+    drop(m);
+    (r, record)
+}
+
+#[test]
+fn test_endpoint_sends_no_kit_refusal_when_the_kit_setup_is_refused() {
+    let env = Env::new();
+    let refusals = [
+        "tenantSync delete, tampered signature: refused",
+        "tenantSync delete, missing signature: refused",
+    ];
+    for proto in ["v2", "v1"] {
+        let tenant_syncs = |record: &str| recorded(record, |p, _| p.ends_with("/tenantSync"));
+        // The merchant checks Kit calls with another key: it refuses the correctly signed
+        // setup too, and refusing the bad ones proves nothing.
+        let (r, record) = negative_with(&env, proto, "--kit-key-file", "wrong.key");
+        for name in refusals {
+            let c = check(&r, "negative", name);
+            assert_eq!(c["status"], "skip", "{proto}: {c}");
+            assert!(
+                s(&c["actual"]).starts_with("setup: tenantSync add answered 000001"),
+                "{proto}: {c}"
+            );
+        }
+        let setup = check(&r, "negative", "setup: tenantSync add");
+        assert_eq!(setup["status"], "fail", "{proto}: {setup}");
+        // The basic refusals still count: their setup went through.
+        let basic = check(
+            &r,
+            "negative",
+            "releaseInstance, tampered signature: refused",
+        );
+        assert_eq!(basic["status"], "pass", "{proto}: {basic}");
+        assert_eq!(tenant_syncs(&record), 1, "{proto}: only the setup is sent");
+
+        let (r, record) = negative_with(&env, proto, "--kit-key-file", "kit.key");
+        for name in ["setup: tenantSync add"].into_iter().chain(refusals) {
+            let c = check(&r, "negative", name);
+            assert_eq!(c["status"], "pass", "{proto}: {c}");
+        }
+        assert_eq!(tenant_syncs(&record), 3, "{proto}");
+    }
+}
+
+#[test]
+fn test_endpoint_sends_no_license_refusal_when_the_license_setup_is_refused() {
+    let env = Env::new();
+    let refusals = [
+        "releaseLicenseCode, tampered signature: refused",
+        "releaseLicenseCode, stale timestamp: refused",
+    ];
+    let releases = |record: &str| recorded(record, |_, b| b["activity"] == "releaseLicenseCode");
+    let (r, record) = negative_with(&env, "v2", "--license-key-file", "wrong.key");
+    for name in refusals {
+        let c = check(&r, "negative", name);
+        assert_eq!(c["status"], "skip", "{c}");
+        assert!(
+            s(&c["actual"]).starts_with("setup: releaseLicenseCode answered 000001"),
+            "{c}"
+        );
+    }
+    let setup = check(&r, "negative", "setup: releaseLicenseCode");
+    assert_eq!(setup["status"], "fail", "{setup}");
+    // The Kit refusals, with the right Kit key, still count.
+    let kit = check(
+        &r,
+        "negative",
+        "tenantSync delete, tampered signature: refused",
+    );
+    assert_eq!(kit["status"], "pass", "{kit}");
+    assert_eq!(releases(&record), 1, "only the setup is sent");
+
+    let (r, record) = negative_with(&env, "v2", "--license-key-file", "license.key");
+    for name in ["setup: releaseLicenseCode"].into_iter().chain(refusals) {
+        let c = check(&r, "negative", name);
+        assert_eq!(c["status"], "pass", "{c}");
+    }
+    assert_eq!(releases(&record), 3);
+}
