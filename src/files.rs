@@ -92,7 +92,10 @@ pub fn read_text(path: &Path, limit: u64, what: &str) -> Result<String> {
 /// exists and is not read-only (checked before the run, so that no result is lost to it).
 pub fn check_writable(path: &Path, flag: &str) -> Result<()> {
     let named = |e| CsmError::io(format!("{flag} {}", path.display()), e);
-    let target = target_of(path);
+    let target = target_of(path).map_err(|e| match e {
+        CsmError::Io { source, .. } => named(source),
+        e => e,
+    })?;
     if target.is_dir() {
         return Err(named(std::io::Error::new(
             std::io::ErrorKind::IsADirectory,
@@ -113,9 +116,9 @@ pub fn check_writable(path: &Path, flag: &str) -> Result<()> {
 
 /// Where a write to `path` lands: through a symbolic link (a CI job's artifact link), its
 /// target, so that the rename replaces the file the link names and not the link.
-fn target_of(path: &Path) -> std::path::PathBuf {
+fn target_of(path: &Path) -> Result<std::path::PathBuf> {
     let mut p = path.to_path_buf();
-    // A bounded walk: a loop of links ends in an error at the write, not here.
+    // As the kernel does: 40 links at most, so that a loop of them is an error.
     for _ in 0..40 {
         match std::fs::read_link(&p) {
             Ok(next) => {
@@ -124,10 +127,16 @@ fn target_of(path: &Path) -> std::path::PathBuf {
                     _ => next,
                 }
             }
-            Err(_) => break,
+            Err(_) => return Ok(p),
         }
     }
-    p
+    Err(CsmError::io(
+        path,
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "too many levels of symbolic links (a loop?)",
+        ),
+    ))
 }
 
 /// Writes `data` to `path` so that a reader never sees half a file: a temporary file in the
@@ -141,7 +150,10 @@ pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> Result<()> {
 /// written first and targets that cannot be replaced are refused before any rename, so a
 /// full disk or a directory in the way leaves the old set whole.
 pub fn write_atomic_all(files: &[(&Path, &[u8], bool)]) -> Result<()> {
-    let targets: Vec<std::path::PathBuf> = files.iter().map(|(p, _, _)| target_of(p)).collect();
+    let targets: Vec<std::path::PathBuf> = files
+        .iter()
+        .map(|(p, _, _)| target_of(p))
+        .collect::<Result<_>>()?;
     let files: Vec<(&Path, &[u8], bool)> = files
         .iter()
         .zip(&targets)
@@ -191,7 +203,7 @@ pub fn write_atomic_with<T>(
     private: bool,
     fill: impl FnOnce(&mut dyn std::io::Write) -> Result<T>,
 ) -> Result<T> {
-    let path = &target_of(path);
+    let path = &target_of(path)?;
     let (tmp, value) = write_temp(path, private, fill)?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
@@ -306,6 +318,13 @@ mod tests {
         assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
         assert_eq!(names(&artifacts), ["junit.xml"]);
+        // A loop of links is an error, not a link replaced by a file.
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::os::unix::fs::symlink("b", &a).unwrap();
+        std::os::unix::fs::symlink("a", &b).unwrap();
+        assert!(check_writable(&a, "--junit").is_err());
+        assert!(write_atomic(&a, b"x", false).is_err());
+        assert!(a.symlink_metadata().unwrap().file_type().is_symlink());
     }
 
     /// A file that opens for writing in a directory that takes no new file (/proc) is refused

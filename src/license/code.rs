@@ -272,16 +272,10 @@ pub fn parse(text: &str) -> Result<Parsed, Typo> {
         return parse_file(t);
     }
     if t.starts_with("PL") {
-        // A code wrapped or spaced is the same code; positions stay those of `text`.
-        let kept: Vec<(usize, char)> = t
-            .chars()
-            .enumerate()
-            .filter(|(_, c)| !c.is_whitespace())
-            .collect();
-        let code: String = kept.iter().map(|&(_, c)| c).collect();
-        check_marketplace_shape(&code)
-            .map_err(|e| moved(e, |p| kept.get(p - 1).map_or(p, |k| k.0 + 1) + chars_before))?;
-        return Ok(Parsed::Marketplace(code));
+        // Marketplace codes are short and never wrapped: whitespace inside one is more
+        // likely a second code, and is reported where it is.
+        check_marketplace_shape(t).map_err(|e| moved(e, |p| p + chars_before))?;
+        return Ok(Parsed::Marketplace(t.to_string()));
     }
     // csm codes start with 0, so `pl…` is a marketplace code in the wrong case, not a
     // Crockford code to read case-insensitively.
@@ -323,7 +317,16 @@ fn moved(mut e: Typo, to: impl Fn(usize) -> usize) -> Typo {
 
 /// Reads the trimmed code `t`; `lead` characters of whitespace came before it.
 fn parse_code(t: &str, lead: usize) -> Result<Parsed, Typo> {
-    let syms = base32::parse_code(t)?;
+    // Joined, two codes are one wrong code (its check symbol, maybe `*`, in the middle): say
+    // that the breaks were taken as wrapping.
+    let wrapped = t.contains(char::is_whitespace);
+    let note = "; the spaces and line breaks in it were read as wrapping (give one code at a time)";
+    let syms = base32::parse_code(t).map_err(|mut e| {
+        if wrapped {
+            e.reason.push_str(note);
+        }
+        e
+    })?;
     if base32::check(&syms.values) != syms.check {
         let mut reason = String::from(
             "check symbol does not match: a character was mistyped, left out or added, or the code is truncated",
@@ -336,9 +339,8 @@ fn parse_code(t: &str, lead: usize) -> Result<Parsed, Typo> {
                 base32::GROUP
             ));
         }
-        // Joined, two codes are one wrong code: say that the breaks were taken as wrapping.
-        if t.contains(char::is_whitespace) {
-            reason.push_str("; the spaces and line breaks in it were read as wrapping (give one code at a time)");
+        if wrapped {
+            reason.push_str(note);
         }
         return Err(malformed(reason));
     }

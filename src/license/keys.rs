@@ -395,12 +395,21 @@ pub fn load_keyring(public: &[PathBuf], short: &[PathBuf]) -> Result<Keyring> {
     for p in public {
         let text = files::read_text(p, files::KEY_LIMIT, "--public-key")?;
         let shown = format!("--public-key {}", p.display());
-        // A short secret here would only check short codes and leave full codes
-        // `unknown-key-id`; a private key is taken (its public half) with a warning.
-        let lines = text.lines().map(str::trim);
-        let lines = lines.filter(|l| !l.is_empty() && !l.starts_with('#'));
-        let mut lines = lines.filter(|l| !l.starts_with(PRIVATE_TAG));
-        if let Some(m) = lines.find_map(|l| mixup(l, PUBLIC_TAG)) {
+        // A file of short secrets alone would only check short codes and leave full codes
+        // `unknown-key-id`; a keyring holding public keys may carry short secrets beside
+        // them; a private key is taken (its public half) with a warning.
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        let has_key = lines
+            .iter()
+            .any(|l| l.starts_with(PUBLIC_TAG) || l.starts_with(PRIVATE_TAG));
+        let mut others = lines
+            .iter()
+            .filter(|l| !(has_key && l.starts_with(SHORT_TAG)) && !l.starts_with(PRIVATE_TAG));
+        if let Some(m) = others.find_map(|l| mixup(l, PUBLIC_TAG)) {
             return Err(CsmError::usage(format!(
                 "{shown}: not a csm public key file: {m}"
             )));

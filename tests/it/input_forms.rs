@@ -211,6 +211,21 @@ fn a_key_file_of_another_kind_given_as_public_key_is_named() {
         assert_eq!(c, 2, "{file}: {err}");
         assert!(err.contains(says), "{file}: {err}");
     }
+    // A keyring of the public key with its short secret beside it is still a keyring.
+    e.write("ring.pub", &format!("{public}{short}"));
+    let (c, out, err) = e.run(&[
+        "license",
+        "validate",
+        "code.txt",
+        "--public-key",
+        "ring.pub",
+    ]);
+    assert_eq!(c, 0, "{out}{err}");
+    // Two marketplace codes on two lines are two codes, not one joined.
+    e.write("two.txt", "PL0000000001\nPL0000000002\n");
+    let (c, out, err) = e.run(&["license", "inspect", "two.txt"]);
+    assert_ne!(c, 0, "{out}{err}");
+    assert!(!out.contains("PL0000000001PL0000000002"), "{out}");
     // The other way round: a public key given as the short secret.
     let (c, _, err) = e.run(&["license", "validate", "code.txt", "--short-secret", "k.pub"]);
     assert_eq!(c, 2, "{err}");
