@@ -36,8 +36,8 @@ impl fmt::Display for Secret {
 /// key. `-` reads standard input. `what` names the flag in error messages, e.g. `--key-file`.
 pub fn read_key_file(path: &Path, what: &str) -> Result<Secret> {
     // The key pasted in place of its file's name: not echoed, it would land in CI logs.
-    if looks_like_a_key(path) && !path.exists() && !crate::files::is_stdin(path) {
-        return Err(CsmError::usage(format!(
+    if !path.exists() && !crate::files::is_stdin(path) && looks_like_a_key(path) {
+        return Err(CsmError::Config(format!(
             "{what}: no such file, and the value looks like a key itself (not shown); {what} takes the path of a file holding the key"
         )));
     }
@@ -59,15 +59,22 @@ pub fn read_key_file(path: &Path, what: &str) -> Result<Secret> {
     Ok(Secret::new(key))
 }
 
-/// A file name that reads like a key: one long word of letters, digits and dashes (a UUID, a
-/// hex or Base64 secret), no directory and no extension.
+/// A missing file whose name reads as a key: a UUID, 32 or more hex digits, or the Base64 of
+/// 16 bytes or more (whose `/` makes a path of a directory that is not there).
 fn looks_like_a_key(path: &Path) -> bool {
+    use base64::Engine;
     let name = path.to_string_lossy();
-    name.len() >= 20
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+' | '='))
-        && name.chars().any(|c| c.is_ascii_digit())
+    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+    let uuid = name.len() == 36 && name.split('-').map(str::len).eq([8, 4, 4, 4, 12]);
+    let uuid = uuid && hex(&name.replace('-', ""));
+    let long_hex = name.len() >= 32 && hex(&name);
+    let base64 = base64::engine::general_purpose::STANDARD
+        .decode(name.as_bytes())
+        .is_ok_and(|b| b.len() >= 16)
+        && path
+            .parent()
+            .is_none_or(|d| d.as_os_str().is_empty() || !d.exists());
+    uuid || long_hex || base64
 }
 
 /// One trailing line break, which a file or a CI secret store adds after the key.
@@ -145,11 +152,19 @@ mod tests {
             !err.contains("a1b2") && err.contains("looks like a key"),
             "{err}"
         );
-        // A file name is named as ever.
-        let err = read_key_file(Path::new("missing.key"), "--key-file")
+        // Base64 with a `/` in it is a key too; a file name is named as ever.
+        let b64 = "3wkp5k9YRktTR08PqDN5D/gJ3KVleSao";
+        let err = read_key_file(Path::new(b64), "--key-file")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("missing.key"), "{err}");
+        assert!(
+            !err.contains("3wkp") && err.contains("looks like a key"),
+            "{err}"
+        );
+        for name in ["missing.key", "production-basic-2024"] {
+            let err = read_key_file(Path::new(name), "--key-file").unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
         // The env value loses one line break, as a file does.
         assert_eq!(
             from_env_value("key-1\n", "CSM_ACCESS_KEY")

@@ -331,28 +331,54 @@ pub fn check_inputs(scheme: Scheme, inputs: &SignInputs) -> Result<()> {
                 "{flag}: empty (the value is signed as it is; leave the flag out to have one generated)"
             )));
         }
-        if v.trim() != v || v.chars().any(char::is_control) {
+        // Neither a timestamp nor a nonce has room for a space, inside or around it.
+        if v.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(CsmError::usage(format!(
-                "{flag} {v:?}: has a space or control character around or in it (the value is signed as it is; remove it)"
+                "{flag} {v:?}: has a space or control character in it (the value is signed as it is; remove it)"
             )));
         }
     }
     check_timestamp(scheme, inputs.timestamp.as_deref())?;
     if scheme == Scheme::SaasV1 {
-        for (name, _) in parse_params(&inputs.params)? {
-            if name == "authToken" {
-                return Err(CsmError::usage(
-                    "--param authToken: is the signature itself, never a signed parameter (sign computes it; verify takes it with --signature)",
-                ));
-            }
-            if name == "timeStamp" && inputs.timestamp.is_some() {
-                return Err(CsmError::usage(
-                    "--param timeStamp and --timestamp: both give the V1 timeStamp; give one",
-                ));
-            }
+        if parse_params(&inputs.params)?
+            .iter()
+            .any(|(n, _)| n == "authToken")
+        {
+            return Err(CsmError::usage(
+                "--param authToken: is the signature itself, never a signed parameter (sign computes it; verify takes it with --signature)",
+            ));
+        }
+        // The address's query is signed too: a timeStamp there counts.
+        let (in_url, _) = v1_query(inputs)?;
+        let given = in_url.iter().filter(|(n, _)| n == "timeStamp").count()
+            + parse_params(&inputs.params)?
+                .iter()
+                .filter(|(n, _)| n == "timeStamp")
+                .count()
+            + usize::from(inputs.timestamp.is_some());
+        if given > 1 {
+            return Err(CsmError::usage(
+                "timeStamp: given more than once (in --url's query, --param timeStamp, --timestamp); give one",
+            ));
         }
     }
     Ok(())
+}
+
+/// What only `sign` refuses in the V1 query: a received authToken in `--url` (the one it
+/// computes would travel beside it), and a timeStamp not in the V1 form.
+fn check_v1_signing(in_url: &Params, added: &Params) -> Result<()> {
+    if in_url.iter().any(|(n, _)| n == "authToken") {
+        return Err(CsmError::usage(
+            "--url: its query holds an authToken already; sign computes it (drop it from the address, or use verify)",
+        ));
+    }
+    match in_url.iter().chain(added).find(|(n, _)| n == "timeStamp") {
+        Some((_, t)) if !is_v1_timestamp(t) => Err(CsmError::usage(format!(
+            "timeStamp {t:?}: saas-v1 takes yyyyMMddHHmmssSSS (UTC), such as 20240317144237000"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// A given `--timestamp` must have the scheme's form (the V1 Kit key takes the body's field).
@@ -383,10 +409,9 @@ pub fn check_timestamp(scheme: Scheme, ts: Option<&str>) -> Result<()> {
 /// The V1 form: a UTC date and time, yyyyMMddHHmmss, then the milliseconds (the guide's own
 /// example has one digit of them, `201706211855321`, so their count is not checked).
 fn is_v1_timestamp(ts: &str) -> bool {
-    ts.len() >= 14
-        && ts.len() <= 17
+    (14..=17).contains(&ts.len())
         && ts.bytes().all(|b| b.is_ascii_digit())
-        && chrono::NaiveDateTime::parse_from_str(&ts[..14], "%Y%m%d%H%M%S").is_ok()
+        && crate::license::openapi::valid_time(&ts[..14])
 }
 
 /// Where the values that travel with a signature go on the wire.
@@ -480,6 +505,7 @@ pub fn compute(
     Ok(match scheme {
         Scheme::SaasV1 => {
             let (in_url, mut added) = v1_query(inputs)?;
+            check_v1_signing(&in_url, &added)?;
             if !in_url.iter().chain(&added).any(|(n, _)| n == "timeStamp") {
                 added.push(("timeStamp".into(), v1_timestamp()));
             }

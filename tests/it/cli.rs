@@ -892,6 +892,59 @@ fn bad_input_is_one_line_with_a_usage_or_input_code() {
     e.write("garbage.http", "hello there\n\n");
     e.write("bom.json", "\u{feff}{\"a\":1}");
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        // The V1 address's query is signed too: what it holds counts.
+        (
+            vec![
+                "sign",
+                "saas-v1",
+                "--key-file",
+                "key",
+                "--url",
+                "https://x/p?activity=a&timeStamp=20240317144237000",
+                "--timestamp",
+                "20240317144237001",
+            ],
+            2,
+            "timeStamp: given more than once",
+        ),
+        (
+            vec![
+                "sign",
+                "saas-v1",
+                "--key-file",
+                "key",
+                "--url",
+                "https://x/p?activity=a&authToken=abc",
+            ],
+            2,
+            "holds an authToken already",
+        ),
+        (
+            vec![
+                "sign",
+                "saas-v1",
+                "--key-file",
+                "key",
+                "--param",
+                "timeStamp=1680508066618",
+            ],
+            2,
+            "saas-v1 takes yyyyMMddHHmmssSSS",
+        ),
+        (
+            vec![
+                "sign",
+                "kit",
+                "--key-file",
+                "key",
+                "--body-file",
+                "body.json",
+                "--nonce",
+                "ab cd",
+            ],
+            2,
+            "--nonce \"ab cd\": has a space",
+        ),
         (
             vec![
                 "sign",
@@ -914,7 +967,7 @@ fn bad_input_is_one_line_with_a_usage_or_input_code() {
                 "--body-file",
                 "body.json",
             ],
-            2,
+            3,
             "looks like a key itself",
         ),
         (
