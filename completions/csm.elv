@@ -80,7 +80,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --url 'The request URL (apig: signed; saas-v1: the parameters in its query are signed too; sign --curl: where the request goes)'
             cand --header 'apig: a header to sign, ''Name: value'' (repeatable; X-Sdk-Date is always signed)'
             cand --license-inner 'license: the inner step (spec decision 5)'
-            cand --signature 'The received signature (authToken, x-sign, Body-Sign header or value, Authorization header)'
+            cand --signature 'The received signature (authToken, x-sign, Body-Sign header or value, Authorization header), as a log shows it: quotes, the header''s name and URL encoding are undone. saas-v1 also takes it from the authToken in --url''s query'
             cand --scheme '`response`: the scheme of the call the reply answers; its key checks the Body-Sign, which V1 replies must carry and V2 replies may. Default: the profile''s protocol (v2: saas-v2), else saas-v1'
             cand --kit-key-file 'The Kit key, to check Kit captures and to spot a Kit key used for basic calls'
             cand --license-key-file 'The License delivery key, for License 2.0 captures'

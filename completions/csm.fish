@@ -76,7 +76,7 @@ complete -c csm -n "__fish_csm_using_subcommand verify" -l url -d 'The request U
 complete -c csm -n "__fish_csm_using_subcommand verify" -l header -d 'apig: a header to sign, \'Name: value\' (repeatable; X-Sdk-Date is always signed)' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l license-inner -d 'license: the inner step (spec decision 5)' -r -f -a "keyed-hmac\t'Keyed inner HMAC, as for the basic interfaces (the documented reading)'
 plain-sha256\t'Unkeyed SHA-256 of the canonical body (an alternative reading)'"
-complete -c csm -n "__fish_csm_using_subcommand verify" -l signature -d 'The received signature (authToken, x-sign, Body-Sign header or value, Authorization header)' -r
+complete -c csm -n "__fish_csm_using_subcommand verify" -l signature -d 'The received signature (authToken, x-sign, Body-Sign header or value, Authorization header), as a log shows it: quotes, the header\'s name and URL encoding are undone. saas-v1 also takes it from the authToken in --url\'s query' -r
 complete -c csm -n "__fish_csm_using_subcommand verify" -l scheme -d '`response`: the scheme of the call the reply answers; its key checks the Body-Sign, which V1 replies must carry and V2 replies may. Default: the profile\'s protocol (v2: saas-v2), else saas-v1' -r -f -a "saas-v1\t'V1 GET authToken over the query parameters'
 saas-v1-kit\t'V1 joint-operation (Kit) POST authToken header over the body fields'
 body-sign\t'V1 Body-Sign response header over the exact body bytes'

@@ -9,7 +9,7 @@
 //! | 4 | network error: DNS, connect, TLS, timeout |
 //! | 5 | partial: some usage records were rejected for good, the rest were accepted |
 //! | 6 | license expired or not yet valid (the code is genuine, the date is wrong) |
-//! | 130 | interrupted (Ctrl-C): what was done is kept and reported |
+//! | 130 | interrupted (Ctrl-C or SIGTERM): what was done is kept and reported; a second signal ends at once (130, or 143 for SIGTERM) |
 
 use std::path::PathBuf;
 

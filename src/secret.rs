@@ -78,7 +78,7 @@ fn looks_like_a_key(path: &Path) -> bool {
 }
 
 /// One trailing line break, which a file or a CI secret store adds after the key.
-fn without_line_end(raw: &str) -> &str {
+pub fn without_line_end(raw: &str) -> &str {
     raw.strip_suffix("\r\n")
         .or_else(|| raw.strip_suffix('\n'))
         .unwrap_or(raw)

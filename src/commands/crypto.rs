@@ -133,10 +133,7 @@ fn read_value(value: &str) -> Result<(String, bool)> {
     }
     crate::files::claim_stdin(VALUE)?;
     let text = crate::files::read_text(Path::new(value), crate::files::KEY_LIMIT, VALUE)?;
-    let v = text
-        .strip_suffix("\r\n")
-        .or_else(|| text.strip_suffix('\n'))
-        .unwrap_or(&text);
+    let v = crate::secret::without_line_end(&text);
     if v.is_empty() {
         return Err(CsmError::usage(
             "VALUE -: standard input is empty; pipe the value in, e.g. `-- - < value.txt`",
@@ -145,25 +142,13 @@ fn read_value(value: &str) -> Result<(String, bool)> {
     Ok((v.to_string(), true))
 }
 
-/// `%XX` escapes: a Base64 value copied from a URL or an access log (`+` `/` `=` escaped).
-/// Base64 has no `%`, so nothing else holds one.
-fn url_encoded(v: &str) -> bool {
-    v.as_bytes()
-        .windows(3)
-        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
-}
-
 fn decrypt(g: &GlobalArgs, key: &CryptoKey, value: &str) -> Result<String> {
     let (raw, from_stdin) = read_value(value)?;
     let mut ct = raw.trim().to_string();
-    if url_encoded(&ct) {
-        if let Ok(d) = percent_encoding::percent_decode_str(&ct).decode_utf8() {
-            ct = d.into_owned();
-            if !g.quiet && !g.json {
-                eprintln!(
-                    "csm: note: VALUE was URL-encoded (%XX escapes); decrypting it URL-decoded"
-                );
-            }
+    if let Some(d) = crate::protocol::v1::url_decoded_base64(&ct) {
+        ct = d;
+        if !g.quiet && !g.json {
+            eprintln!("csm: note: VALUE was URL-encoded (%XX escapes); decrypting it URL-decoded");
         }
     }
     // From standard input the value was kept off the command line: not echoed either.

@@ -5,7 +5,7 @@ use crate::cli::GlobalArgs;
 use crate::commands::sign::LicenseInnerArg;
 use crate::config;
 use crate::duration::Bare;
-use crate::error::{CsmError, Exit, Result};
+use crate::error::{Exit, Result};
 use crate::merchant::sso::SsoConfig;
 use crate::merchant::{Fault, Merchant, MerchantConfig};
 use crate::server;
@@ -86,18 +86,7 @@ pub fn run(g: &GlobalArgs, a: MerchantArgs) -> Result<Exit> {
     // basic key); at least one is needed.
     let keys = a.keys.load(&profile)?;
     let faults = parse_faults(&a.fault)?;
-    if let Some(f) = faults
-        .iter()
-        .find(|f| f.only_for().is_some_and(|p| p != a.protocol))
-    {
-        return Err(CsmError::usage(format!(
-            "--fault {}: changes {} callbacks only, and this merchant speaks {} (add --protocol {})",
-            f.name(),
-            f.only_for().map(|p| p.name()).unwrap_or_default(),
-            a.protocol.name(),
-            f.only_for().map(|p| p.name()).unwrap_or_default(),
-        )));
-    }
+    Fault::check_served(&faults, &[a.protocol])?;
     let cfg = MerchantConfig {
         protocol: a.protocol,
         keys,

@@ -161,17 +161,7 @@ fn check_demo_faults(faults: &[crate::merchant::Fault], protocols: &[Protocol]) 
             "--fault stall: holds every reply for 2 s once, for `csm load` (coordinated omission); no test-endpoint check is meant to catch it (drop it)",
         ));
     }
-    if let Some(f) = faults
-        .iter()
-        .find(|f| f.only_for().is_some_and(|p| !protocols.contains(&p)))
-    {
-        let p = f.only_for().map(|p| p.name()).unwrap_or_default();
-        return Err(CsmError::usage(format!(
-            "--fault {}: changes {p} callbacks only, and --protocol leaves them out (drop --protocol, or give --protocol {p})",
-            f.name()
-        )));
-    }
-    Ok(())
+    Fault::check_served(faults, protocols)
 }
 
 /// [`demo_targets`], and with `login` the v2 merchant also plays the app side of the login

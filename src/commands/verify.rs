@@ -132,7 +132,9 @@ pub struct VerifyArgs {
     pub index: Option<u64>,
     #[command(flatten)]
     pub inputs: SignInputs,
-    /// The received signature (authToken, x-sign, Body-Sign header or value, Authorization header).
+    /// The received signature (authToken, x-sign, Body-Sign header or value, Authorization
+    /// header), as a log shows it: quotes, the header's name and URL encoding are undone.
+    /// saas-v1 also takes it from the authToken in --url's query.
     #[arg(long, value_name = "S")]
     pub signature: Option<String>,
     /// `response`: the scheme of the call the reply answers; its key checks the Body-Sign,
@@ -177,10 +179,8 @@ fn received_value(s: &str, scheme: Scheme) -> (String, Option<&'static str>) {
         scheme,
         Scheme::SaasV1 | Scheme::SaasV1Kit | Scheme::Usage | Scheme::BodySign
     );
-    if base64 && t.contains('%') {
-        if let Ok(decoded) = percent_encoding::percent_decode_str(t).decode_utf8() {
-            return (decoded.into_owned(), Some("URL-decoded"));
-        }
+    if let Some(decoded) = base64.then(|| v1::url_decoded_base64(t)).flatten() {
+        return (decoded, Some("URL-decoded"));
     }
     (t.to_string(), None)
 }
@@ -290,7 +290,8 @@ fn key_for(a: &VerifyArgs, role: KeyRole, profile: &Profile) -> Result<(Secret, 
     if let Some(k) = config::find_key(role, own, profile)? {
         return Ok((k, None));
     }
-    if role == KeyRole::Basic {
+    // The SK is never the access key: no stand-in for it.
+    if matches!(role, KeyRole::Basic | KeyRole::Sk) {
         return Ok((config::require_key(role, own, profile)?, None));
     }
     let note = format!(

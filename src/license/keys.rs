@@ -408,7 +408,7 @@ pub fn load_keyring(public: &[PathBuf], short: &[PathBuf]) -> Result<Keyring> {
             .any(|l| l.starts_with(PUBLIC_TAG) || l.starts_with(PRIVATE_TAG));
         let mut others = lines
             .iter()
-            .filter(|l| !(has_key && l.starts_with(SHORT_TAG)) && !l.starts_with(PRIVATE_TAG));
+            .filter(|l| !(l.starts_with(PRIVATE_TAG) || has_key && l.starts_with(SHORT_TAG)));
         if let Some(m) = others.find_map(|l| mixup(l, PUBLIC_TAG)) {
             return Err(CsmError::usage(format!(
                 "{shown}: not a csm public key file: {m}"

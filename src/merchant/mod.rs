@@ -95,6 +95,23 @@ impl Fault {
         }
     }
 
+    /// Refuses a fault of callbacks the run does not serve (`protocols`): it would change
+    /// nothing, and a test would pass as if it had been tried.
+    pub fn check_served(faults: &[Fault], protocols: &[Protocol]) -> Result<()> {
+        let unserved = faults
+            .iter()
+            .find_map(|f| Some((f, f.only_for().filter(|p| !protocols.contains(p))?)));
+        match unserved {
+            Some((f, p)) => Err(CsmError::usage(format!(
+                "--fault {}: changes {} callbacks only, which this run does not serve (give --protocol {})",
+                f.name(),
+                p.name(),
+                p.name()
+            ))),
+            None => Ok(()),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         Self::ALL
             .iter()

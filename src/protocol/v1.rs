@@ -143,6 +143,23 @@ fn timestamp_of(params: &[(String, String)]) -> Result<&str, ProtocolError> {
 }
 
 /// The GET `authToken` over decoded parameters, with its intermediates.
+/// A Base64 value (an authToken, a Body-Sign, a ciphertext) copied from a URL or an access
+/// log, its `%XX` escapes undone (`+`, `/` and `=` travel escaped there); None when it has
+/// none. Base64 has no `%`, so nothing else holds one.
+pub fn url_decoded_base64(v: &str) -> Option<String> {
+    let escaped = v
+        .as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit());
+    if !escaped {
+        return None;
+    }
+    percent_encoding::percent_decode_str(v)
+        .decode_utf8()
+        .ok()
+        .map(|d| d.into_owned())
+}
+
 pub fn auth_token(key: &str, params: &[(String, String)]) -> Result<AuthToken, ProtocolError> {
     let timestamp = timestamp_of(params)?;
     Ok(auth_token_over(key, timestamp, string_to_sign(params)))

@@ -538,7 +538,7 @@ fn judge_body_sign(reply: &Reply, cx: &JudgeCtx) -> Vec<Rule> {
 }
 
 /// The `resultMsg`, when the reply is JSON and has one that says something.
-fn reply_msg(ex: &Exchange) -> Option<&str> {
+pub fn reply_msg(ex: &Exchange) -> Option<&str> {
     let reply = ex.outcome.as_ref().ok()?;
     reply
         .json()?

@@ -204,6 +204,13 @@ fn reply_kind(reply: &Reply) -> String {
 /// 000001 (bad sign)`, `got HTTP 404 text/html, not JSON`). None when it answered 000000 (a
 /// newInstance also 000004), or was never sent: no key for it, or the run stopped, and the
 /// steps after it are then not sent either.
+/// Whether `got` answers a call that expects `want`: a newInstance may also answer 000004
+/// for 000000 (provisioning in the background; the marketplace then polls).
+fn answers(got: Option<&str>, want: &str, ex: &Exchange) -> bool {
+    got == Some(want)
+        || (want == OK && got == Some("000004") && ex.request.callback.name == "newInstance")
+}
+
 fn went_wrong(ex: &Option<Exchange>) -> Option<String> {
     let ex = ex.as_ref()?;
     let reply = match &ex.outcome {
@@ -216,14 +223,10 @@ fn went_wrong(ex: &Option<Exchange>) -> Option<String> {
     let Some(code) = v.get("resultCode").and_then(Value::as_str) else {
         return Some("got no resultCode".into());
     };
-    if code == OK || (code == "000004" && ex.request.callback.name == "newInstance") {
+    if answers(Some(code), OK, ex) {
         return None;
     }
-    let msg = v
-        .get("resultMsg")
-        .and_then(Value::as_str)
-        .filter(|m| !m.trim().is_empty());
-    Some(match msg {
+    Some(match judge::reply_msg(ex) {
         Some(m) => format!("answered {code} ({m})"),
         None => format!("answered {code}"),
     })
@@ -398,10 +401,7 @@ impl<'a> Runner<'a> {
             Err(_) => return self.no_reply(check, family),
         };
         let got = judge::result_code(ex);
-        let ok = got.as_deref() == Some(code)
-            || (code == "000000"
-                && got.as_deref() == Some("000004")
-                && ex.request.callback.name == "newInstance");
+        let ok = answers(got.as_deref(), code, ex);
         let detail = format!("{} ms", ex.latency.as_millis());
         if ok {
             let actual = got.unwrap_or_default();
@@ -411,7 +411,7 @@ impl<'a> Runner<'a> {
             // Not JSON: there is no resultCode or resultMsg to speak of, and the same kind
             // of reply on every step needs its fix said once.
             let kind = reply_kind(reply);
-            let fix = self.not_json_fix(&kind, &check);
+            let fix = self.not_json_fix(&kind, reply.status, &check);
             let actual = format!("no resultCode: {kind}, not JSON");
             return self.row(
                 check,
@@ -419,10 +419,7 @@ impl<'a> Runner<'a> {
                 detail,
             );
         };
-        let msg = v
-            .get("resultMsg")
-            .and_then(Value::as_str)
-            .filter(|m| !m.trim().is_empty());
+        let msg = judge::reply_msg(ex);
         let fix = match (family, code) {
             (Family::RefusesBadRequests, "000001") => {
                 "verify the signature, the timestamp window (60 s) and the nonce before acting; answer 000001 when any fails".to_string()
@@ -461,16 +458,14 @@ impl<'a> Runner<'a> {
 
     /// The fix for a reply that is not JSON: in full for the first reply of its kind, then
     /// pointing there.
-    fn not_json_fix(&mut self, kind: &str, check: &str) -> String {
+    fn not_json_fix(&mut self, kind: &str, status: u16, check: &str) -> String {
         if let Some((_, first)) = self.not_json.iter().find(|(k, _)| k == kind) {
             return format!("{kind} again: see the fix of {first}");
         }
         let first = format!("{} \"{check}\"", self.suite.name());
         self.not_json.push((kind.to_string(), first));
-        let hint = match kind.split(' ').nth(1) {
-            Some("404" | "405") => {
-                ": check that the address is the one your endpoint serves callbacks at"
-            }
+        let hint = match status {
+            404 | 405 => ": check that the address is the one your endpoint serves callbacks at",
             _ => "",
         };
         format!("answer every callback with HTTP 200, Content-Type application/json and a JSON object with its resultCode (see the json-body check); {kind} is no callback reply{hint}")
