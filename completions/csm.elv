@@ -39,7 +39,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand init 'Interactive setup of a profile (endpoint, protocol, key locations)'
             cand profile 'The profiles `csm init` wrote: list them, show one (key file paths, never keys)'
             cand completions 'Print a shell completion script'
-            cand man 'Write the manual pages into a directory'
+            cand man 'Write the manual pages into a directory (e.g. ~/.local/share/man/man1)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'csm;sign'= {
@@ -816,7 +816,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand init 'Interactive setup of a profile (endpoint, protocol, key locations)'
             cand profile 'The profiles `csm init` wrote: list them, show one (key file paths, never keys)'
             cand completions 'Print a shell completion script'
-            cand man 'Write the manual pages into a directory'
+            cand man 'Write the manual pages into a directory (e.g. ~/.local/share/man/man1)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'csm;help;sign'= {

@@ -42,7 +42,7 @@ complete -c csm -n "__fish_csm_needs_command" -f -a "usage" -d 'Usage records (è
 complete -c csm -n "__fish_csm_needs_command" -f -a "init" -d 'Interactive setup of a profile (endpoint, protocol, key locations)'
 complete -c csm -n "__fish_csm_needs_command" -f -a "profile" -d 'The profiles `csm init` wrote: list them, show one (key file paths, never keys)'
 complete -c csm -n "__fish_csm_needs_command" -f -a "completions" -d 'Print a shell completion script'
-complete -c csm -n "__fish_csm_needs_command" -f -a "man" -d 'Write the manual pages into a directory'
+complete -c csm -n "__fish_csm_needs_command" -f -a "man" -d 'Write the manual pages into a directory (e.g. ~/.local/share/man/man1)'
 complete -c csm -n "__fish_csm_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c csm -n "__fish_csm_using_subcommand sign" -l key-file -d 'File holding the key (its content without a trailing newline); `-` reads standard input' -r -F
 complete -c csm -n "__fish_csm_using_subcommand sign" -l timestamp -d 'Timestamp: epoch ms (V2, Kit, License, usage) or yyyyMMddHHmmssSSS (V1); generated when absent' -r
@@ -660,7 +660,7 @@ complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcom
 complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "init" -d 'Interactive setup of a profile (endpoint, protocol, key locations)'
 complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "profile" -d 'The profiles `csm init` wrote: list them, show one (key file paths, never keys)'
 complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "man" -d 'Write the manual pages into a directory'
+complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "man" -d 'Write the manual pages into a directory (e.g. ~/.local/share/man/man1)'
 complete -c csm -n "__fish_csm_using_subcommand help; and not __fish_seen_subcommand_from sign verify crypto send test-endpoint load serve license usage init profile completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from crypto" -f -a "derive-key" -d 'Print the AES key derived from the access key (hex)'
 complete -c csm -n "__fish_csm_using_subcommand help; and __fish_seen_subcommand_from crypto" -f -a "encrypt" -d 'Encrypt VALUE: prints the 16-character IV followed by Base64'

@@ -62,8 +62,7 @@ pub enum Command {
     Profile(commands::profile::ProfileArgs),
     /// Print a shell completion script.
     Completions(commands::completions::CompletionsArgs),
-    /// Write the manual pages into a directory.
-    #[command(hide = true)]
+    /// Write the manual pages into a directory (e.g. ~/.local/share/man/man1)
     Man(commands::man::ManArgs),
 }
 

@@ -40,10 +40,23 @@ fn walk(cmd: &clap::Command, name: &str, out: &mut Vec<(String, Vec<u8>)>) {
     }
 }
 
-pub fn run(_g: &GlobalArgs, a: ManArgs) -> Result<Exit> {
+pub fn run(g: &GlobalArgs, a: ManArgs) -> Result<Exit> {
     std::fs::create_dir_all(&a.dir).map_err(|e| CsmError::io(&a.dir, e))?;
-    for (name, bytes) in pages() {
-        crate::files::write_atomic(&a.dir.join(name), &bytes, false)?;
+    let pages = pages();
+    for (name, bytes) in &pages {
+        crate::files::write_atomic(&a.dir.join(name), bytes, false)?;
+    }
+    if g.json {
+        crate::output::print_json(&serde_json::json!({
+            "dir": a.dir.display().to_string(),
+            "pages": pages.len(),
+        }));
+    } else if !g.quiet {
+        crate::say!(
+            "{} written to {} (`man csm` once it is on your MANPATH)",
+            crate::output::plural(pages.len() as u64, "manual page"),
+            a.dir.display()
+        );
     }
     Ok(Exit::Ok)
 }
