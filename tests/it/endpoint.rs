@@ -18,17 +18,22 @@ const BASIC: &str = "0f3c2a9e-5b1d-4c7e-8a6f-1d2e3f4a5b6c";
 const KIT: &str = "7a8b9c0d-1e2f-4a3b-9c4d-5e6f7a8b9c0d";
 const LICENSE: &str = "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f";
 
-struct Env {
+/// A directory with the three interface keys, and `wrong.key`, a key no merchant holds.
+pub(crate) struct Env {
     dir: tempfile::TempDir,
 }
 
+/// Another key than the merchant's.
+const WRONG: &str = "99999999-5b1d-4c7e-8a6f-1d2e3f4a5b6c";
+
 impl Env {
-    fn new() -> Env {
+    pub(crate) fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
         for (name, key) in [
             ("basic.key", BASIC),
             ("kit.key", KIT),
             ("license.key", LICENSE),
+            ("wrong.key", WRONG),
         ] {
             std::fs::write(dir.path().join(name), format!("{key}\n")).unwrap();
         }
@@ -39,11 +44,11 @@ impl Env {
         self.dir.path().join(name)
     }
 
-    fn p(&self, name: &str) -> String {
+    pub(crate) fn p(&self, name: &str) -> String {
         self.path(name).display().to_string()
     }
 
-    fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         common::csm(self.dir.path())
     }
 
@@ -51,8 +56,21 @@ impl Env {
         self.cmd().args(args).output().unwrap()
     }
 
+    /// `csm --json test-endpoint --endpoint URL ARGS…`, and its report.
+    pub(crate) fn test_endpoint(&self, url: &str, args: &[&str]) -> (Output, Value) {
+        let o = self
+            .cmd()
+            .args(["--json", "test-endpoint", "--endpoint", url])
+            .args(args)
+            .output()
+            .unwrap();
+        let r = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("no JSON report ({e}): {}", text(&o)));
+        (o, r)
+    }
+
     /// Starts `csm serve merchant` on a free port and waits for its first line.
-    fn serve(&self, args: &[&str]) -> Served {
+    pub(crate) fn serve(&self, args: &[&str]) -> Served {
         Served::start(
             self.cmd()
                 .args(["serve", "merchant", "--listen", "127.0.0.1:0"])

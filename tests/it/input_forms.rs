@@ -60,25 +60,31 @@ impl Env {
     fn license(&self, name: &str) -> String {
         let (c, _, err) = self.run(&["license", "keygen", "--out", name]);
         assert_eq!(c, 0, "{err}");
-        let (c, out, err) = self.run(&[
-            "license",
-            "gen",
-            "--private-key",
-            name,
-            "--product",
-            "P",
-            "--sku",
-            "S",
-            "--customer",
-            "C",
-            "--expires",
-            "never",
-        ]);
+        let (c, out, err) = self.run(&gen(name, &["--expires", "never"]));
         assert_eq!(c, 0, "{err}");
         let code = out.trim().to_string();
         self.write("code.txt", &format!("{code}\n"));
         code
     }
+}
+
+/// `csm license gen` of product P, SKU S for customer C with the private key `key`, and
+/// `extra`.
+fn gen<'a>(key: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "license",
+        "gen",
+        "--private-key",
+        key,
+        "--product",
+        "P",
+        "--sku",
+        "S",
+        "--customer",
+        "C",
+    ];
+    args.extend_from_slice(extra);
+    args
 }
 
 fn crypto(action: &str, value: &str) -> Vec<String> {
@@ -241,20 +247,7 @@ fn license_files_saved_with_a_byte_order_mark_are_read() {
         let text = e.read(name);
         e.write(&format!("bom-{name}"), &format!("{BOM}{text}"));
     }
-    let (c, out, err) = e.run(&[
-        "license",
-        "gen",
-        "--private-key",
-        "bom-k",
-        "--product",
-        "P",
-        "--sku",
-        "S",
-        "--customer",
-        "C",
-        "--expires",
-        "never",
-    ]);
+    let (c, out, err) = e.run(&gen("bom-k", &["--expires", "never"]));
     assert_eq!(c, 0, "{err}");
     let again = out.trim();
     let (c, out, err) = e.run(&[
@@ -346,42 +339,14 @@ fn a_bad_expires_names_never() {
             "the range a license can carry; never for no end",
         ),
     ] {
-        let (c, _, err) = e.run(&[
-            "license",
-            "gen",
-            "--private-key",
-            "k",
-            "--product",
-            "P",
-            "--sku",
-            "S",
-            "--customer",
-            "C",
-            "--expires",
-            value,
-        ]);
+        let (c, _, err) = e.run(&gen("k", &["--expires", value]));
         assert_eq!(c, 2, "{err}");
         assert!(err.starts_with("csm: error: --expires "), "{err}");
         assert!(err.contains(says), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
     }
     // --issued takes no `never`, and its message does not offer it.
-    let (c, _, err) = e.run(&[
-        "license",
-        "gen",
-        "--private-key",
-        "k",
-        "--product",
-        "P",
-        "--sku",
-        "S",
-        "--customer",
-        "C",
-        "--issued",
-        "soon",
-        "--expires",
-        "never",
-    ]);
+    let (c, _, err) = e.run(&gen("k", &["--issued", "soon", "--expires", "never"]));
     assert_eq!(c, 2, "{err}");
     assert!(!err.contains("never"), "{err}");
 }

@@ -3,71 +3,17 @@
 //! failed is skipped and says which step failed; it never passes. The dial suite's afternoon
 //! replays the morning's bodies, as the merchant's `--record` file shows.
 
-use crate::common::{self, text, Served};
+use crate::common::{self, text};
+use crate::endpoint::Env;
 
 use base64::Engine;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
-const KEY: &str = "0f3c2a9e-5b1d-4c7e-8a6f-1d2e3f4a5b6c";
-const KIT: &str = "7a8b9c0d-1e2f-4a3b-9c4d-5e6f7a8b9c0d";
-const LICENSE: &str = "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f";
-/// Another key than the merchant's.
-const WRONG: &str = "99999999-5b1d-4c7e-8a6f-1d2e3f4a5b6c";
-
 const NOT_FOUND: &str = "HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: 48\r\nConnection: close\r\n\r\n<html><body><h1>404 Not Found</h1></body></html>";
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, key) in [
-            ("basic.key", KEY),
-            ("kit.key", KIT),
-            ("license.key", LICENSE),
-            ("wrong.key", WRONG),
-        ] {
-            std::fs::write(dir.path().join(name), format!("{key}\n")).unwrap();
-        }
-        Env { dir }
-    }
-
-    fn p(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
-    }
-
-    fn cmd(&self) -> Command {
-        common::csm(self.dir.path())
-    }
-
-    /// `csm --json test-endpoint --endpoint URL ARGS…`.
-    fn test_endpoint(&self, url: &str, args: &[&str]) -> (Output, Value) {
-        let o = self
-            .cmd()
-            .args(["--json", "test-endpoint", "--endpoint", url])
-            .args(args)
-            .output()
-            .unwrap();
-        let r = serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|e| panic!("no JSON report ({e}): {}", text(&o)));
-        (o, r)
-    }
-
-    fn serve(&self, args: &[&str]) -> Served {
-        Served::start(
-            self.cmd()
-                .args(["serve", "merchant", "--listen", "127.0.0.1:0"])
-                .args(args),
-        )
-    }
-}
 
 fn checks(r: &Value) -> &Vec<Value> {
     r["checks"].as_array().unwrap()
