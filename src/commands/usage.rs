@@ -301,7 +301,7 @@ fn import_json(r: &ImportReport, file: &str) -> serde_json::Value {
         "already_abandoned": r.already_abandoned,
         "replaced": r.replaced,
         "errors": r.error_count,
-        "error_lines": r.errors.iter().map(|e| json!({"line": e.line, "message": e.message})).collect::<Vec<_>>(),
+        "error_lines": r.errors.iter().map(|e| json!({"line": e.line, "field": e.field, "message": e.message})).collect::<Vec<_>>(),
         "deadline": r.deadline,
         "late": r.late.iter().map(|(l, sn, end, d)| json!({"line": l, "metering_sn": sn, "end_time": end, "status": d.as_str()})).collect::<Vec<_>>(),
     })

@@ -307,7 +307,7 @@ fn record_problem(r: &Json, now: DateTime<Utc>) -> Option<(&'static str, String)
         }
     }
     if let Err(e) = record::normalize_value(&s("usage_value")) {
-        return Some(("003", e));
+        return Some(("003", e.message));
     }
     let (b, e) = (times[0]?, times[1]?);
     if b > e || e > now {

@@ -35,6 +35,9 @@ impl Format {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineError {
     pub line: u64,
+    /// The one field the line breaks a rule of, when it is one field's (not for a line that
+    /// cannot be read, or a record that clashes with another).
+    pub field: Option<&'static str>,
     pub message: String,
 }
 
@@ -220,10 +223,18 @@ impl<R: BufRead> RecordReader<R> {
                         // Unreadable where the header should be: the header is bad.
                         self.header_failed = true;
                         let message = format!("header: {message}");
-                        return Ok(Some(Err(LineError { line: no, message })));
+                        return Ok(Some(Err(LineError {
+                            line: no,
+                            field: None,
+                            message,
+                        })));
                     }
                     self.data_lines += 1;
-                    return Ok(Some(Err(LineError { line: no, message })));
+                    return Ok(Some(Err(LineError {
+                        line: no,
+                        field: None,
+                        message,
+                    })));
                 }
                 Line::Text(t) => t,
             };
@@ -251,6 +262,7 @@ impl<R: BufRead> RecordReader<R> {
                                 };
                                 return Ok(Some(Err(LineError {
                                     line: no,
+                                    field: None,
                                     message: m,
                                 })));
                             }
@@ -269,6 +281,7 @@ impl<R: BufRead> RecordReader<R> {
             };
             return Ok(Some(parsed.map(|r| (no, r)).map_err(|m| LineError {
                 line: no,
+                field: None,
                 message: m,
             })));
         }

@@ -104,24 +104,59 @@ impl std::fmt::Display for ShowLazy<'_> {
     }
 }
 
+/// A field of a record that breaks a rule: the field, and the one line that names it, its
+/// value and the rule (the `field` lets a report group its errors by field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Where a field's error is one line among others (an agent event, a marketplace check).
+impl From<FieldError> for String {
+    fn from(e: FieldError) -> String {
+        e.message
+    }
+}
+
+fn bad(field: &'static str, message: String) -> FieldError {
+    FieldError { field, message }
+}
+
+fn missing(field: &'static str) -> FieldError {
+    bad(field, format!("{field}: missing (required)"))
+}
+
 /// Parses a time in the API form or RFC 3339 (any offset, converted to UTC).
-pub fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_time(field: &'static str, text: &str) -> Result<DateTime<Utc>, FieldError> {
     let t = text.trim();
     if let Some(d) = parse_api_time(t) {
         return Ok(d);
     }
     if let Ok(d) = DateTime::parse_from_rfc3339(t) {
         if d.nanosecond() != 0 {
-            return Err(format!(
-                "{field} {}: has fractions of a second (the API takes whole seconds)",
-                show(text)
+            return Err(bad(
+                field,
+                format!(
+                    "{field} {}: has fractions of a second (the API takes whole seconds)",
+                    show(text)
+                ),
             ));
         }
         return Ok(d.with_timezone(&Utc));
     }
-    Err(format!(
+    Err(bad(
+        field,
+        format!(
         "{field} {}: not a time (expected UTC yyyyMMddTHHmmssZ like 20220809T091000Z, or RFC 3339)",
         show(text)
+    ),
     ))
 }
 
@@ -166,14 +201,14 @@ pub fn format_api_time(t: DateTime<Utc>) -> String {
 }
 
 /// Checks and normalises usage_value: a plain decimal > 0, at most 4 decimals, Double(12,4).
-pub fn normalize_value(text: &str) -> Result<String, String> {
+pub fn normalize_value(text: &str) -> Result<String, FieldError> {
     decimal("usage_value", text, false)
 }
 
 /// The decimal rule of `usage_value` for any field: at most 4 decimals and 8 digits before
 /// the point, above 0 unless `zero_ok` (an agent event may be 0). Normalized text, or an
 /// error naming `field`, the value and the rule.
-pub fn decimal(field: &str, text: &str, zero_ok: bool) -> Result<String, String> {
+pub fn decimal(field: &'static str, text: &str, zero_ok: bool) -> Result<String, FieldError> {
     let v = text.trim();
     let text = ShowLazy(text);
     let rule = format!(
@@ -181,10 +216,10 @@ pub fn decimal(field: &str, text: &str, zero_ok: bool) -> Result<String, String>
         if zero_ok { ">=" } else { ">" }
     );
     if v.is_empty() {
-        return Err(format!("{field} {text}: empty ({rule})"));
+        return Err(bad(field, format!("{field} {text}: empty ({rule})")));
     }
     if v.starts_with('-') {
-        return Err(format!("{field} {text}: negative ({rule})"));
+        return Err(bad(field, format!("{field} {text}: negative ({rule})")));
     }
     let (int, frac) = match v.split_once('.') {
         Some((i, f)) => (i, f),
@@ -192,18 +227,24 @@ pub fn decimal(field: &str, text: &str, zero_ok: bool) -> Result<String, String>
     };
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if int.is_empty() || !digits(int) || !digits(frac) || (v.contains('.') && frac.is_empty()) {
-        return Err(format!("{field} {text}: not a plain decimal ({rule})"));
+        return Err(bad(
+            field,
+            format!("{field} {text}: not a plain decimal ({rule})"),
+        ));
     }
     let frac = frac.trim_end_matches('0');
     if frac.len() > MAX_DECIMALS {
-        return Err(format!("{field} {text}: {} decimals ({rule})", frac.len()));
+        return Err(bad(
+            field,
+            format!("{field} {text}: {} decimals ({rule})", frac.len()),
+        ));
     }
     let int = int.trim_start_matches('0');
     if int.len() > MAX_INT_DIGITS {
-        return Err(format!("{field} {text}: too large ({rule})"));
+        return Err(bad(field, format!("{field} {text}: too large ({rule})")));
     }
     if int.is_empty() && frac.is_empty() && !zero_ok {
-        return Err(format!("{field} {text}: zero ({rule})"));
+        return Err(bad(field, format!("{field} {text}: zero ({rule})")));
     }
     let int = if int.is_empty() { "0" } else { int };
     Ok(if frac.is_empty() {
@@ -234,19 +275,25 @@ pub fn derive_metering_sn(
     )
 }
 
-pub fn check_id(field: &str, v: &str) -> Result<(), String> {
+pub fn check_id(field: &'static str, v: &str) -> Result<(), FieldError> {
     if v.is_empty() {
-        return Err(format!("{field}: empty (required)"));
+        return Err(bad(field, format!("{field}: empty (required)")));
     }
     if v.chars().count() > MAX_ID_LEN {
-        return Err(format!(
-            "{field} {:?}...: {} characters (at most {MAX_ID_LEN})",
-            v.chars().take(16).collect::<String>(),
-            v.chars().count()
+        return Err(bad(
+            field,
+            format!(
+                "{field} {:?}...: {} characters (at most {MAX_ID_LEN})",
+                v.chars().take(16).collect::<String>(),
+                v.chars().count()
+            ),
         ));
     }
     if v.chars().any(char::is_control) {
-        return Err(format!("{field} {}: contains control characters", show(v)));
+        return Err(bad(
+            field,
+            format!("{field} {}: contains control characters", show(v)),
+        ));
     }
     Ok(())
 }
@@ -257,35 +304,41 @@ fn non_empty(v: &Option<String>) -> Option<&str> {
 
 /// Applies every field rule. `now` is the reference for "not in the future" and the 21-day
 /// limit; a missing record_time becomes `now`.
-pub fn validate(raw: &RawRecord, now: DateTime<Utc>) -> Result<UsageRecord, String> {
-    let instance_id = non_empty(&raw.instance_id).ok_or("instance_id: missing (required)")?;
+pub fn validate(raw: &RawRecord, now: DateTime<Utc>) -> Result<UsageRecord, FieldError> {
+    let instance_id = non_empty(&raw.instance_id).ok_or_else(|| missing("instance_id"))?;
     check_id("instance_id", instance_id)?;
     let begin = parse_time(
         "begin_time",
-        non_empty(&raw.begin_time).ok_or("begin_time: missing (required)")?,
+        non_empty(&raw.begin_time).ok_or_else(|| missing("begin_time"))?,
     )?;
     let end = parse_time(
         "end_time",
-        non_empty(&raw.end_time).ok_or("end_time: missing (required)")?,
+        non_empty(&raw.end_time).ok_or_else(|| missing("end_time"))?,
     )?;
     let value = normalize_value(raw.usage_value.as_deref().unwrap_or(""))?;
     let begin_s = format_api_time(begin);
     let end_s = format_api_time(end);
     if begin > end {
-        return Err(format!(
-            "begin_time {begin_s} is after end_time {end_s} (rule: begin_time <= end_time)"
+        return Err(bad(
+            "begin_time",
+            format!(
+                "begin_time {begin_s} is after end_time {end_s} (rule: begin_time <= end_time)"
+            ),
         ));
     }
     if end > now {
-        return Err(format!(
-            "end_time {end_s} is in the future (rule: end_time <= now, now is {})",
-            format_api_time(now)
+        return Err(bad(
+            "end_time",
+            format!(
+                "end_time {end_s} is in the future (rule: end_time <= now, now is {})",
+                format_api_time(now)
+            ),
         ));
     }
     if now - begin > Duration::days(MAX_AGE_DAYS) {
-        return Err(format!(
+        return Err(bad("begin_time", format!(
             "begin_time {begin_s} is more than {MAX_AGE_DAYS} days old (the marketplace refuses it with MKT.9004)"
-        ));
+        )));
     }
     let relate = match non_empty(&raw.relate_pkg_instance) {
         Some(p) => {
@@ -300,15 +353,15 @@ pub fn validate(raw: &RawRecord, now: DateTime<Utc>) -> Result<UsageRecord, Stri
             let rt = parse_time("record_time", t)?;
             let rt_s = format_api_time(rt);
             if rt < end {
-                return Err(format!(
+                return Err(bad("record_time", format!(
                     "record_time {rt_s} is before end_time {end_s} (rule: end_time <= record_time <= now)"
-                ));
+                )));
             }
             if rt > now {
-                return Err(format!(
+                return Err(bad("record_time", format!(
                     "record_time {rt_s} is in the future (rule: end_time <= record_time <= now, now is {})",
                     format_api_time(now)
-                ));
+                )));
             }
             rt_s
         }
@@ -428,6 +481,7 @@ mod tests {
         );
         assert!(parse_time("t", "2022-08-09T09:10:00.5Z")
             .unwrap_err()
+            .message
             .contains("fractions"));
         assert!(parse_time("t", "20220809T251000Z").is_err());
         assert!(parse_time("t", "20220809 091000").is_err());
@@ -438,6 +492,7 @@ mod tests {
         );
         assert!(parse_time("t", "yesterday")
             .unwrap_err()
+            .message
             .contains("not a time"));
     }
 
@@ -464,13 +519,18 @@ mod tests {
         ] {
             assert!(normalize_value(bad).is_err(), "{bad} accepted");
         }
-        assert!(normalize_value("-3").unwrap_err().contains("negative"));
-        assert!(normalize_value("0").unwrap_err().contains("zero"));
+        assert!(normalize_value("-3")
+            .unwrap_err()
+            .message
+            .contains("negative"));
+        assert!(normalize_value("0").unwrap_err().message.contains("zero"));
         assert!(normalize_value("1.23456")
             .unwrap_err()
+            .message
             .contains("5 decimals"));
         assert!(normalize_value("123456789012345678901234567890")
             .unwrap_err()
+            .message
             .contains("too large"));
     }
 
@@ -483,24 +543,33 @@ mod tests {
         assert!(
             validate(&raw("20260110T110000Z", "20260110T100000Z", "1"), now())
                 .unwrap_err()
+                .message
                 .contains("after end_time")
         );
         assert!(
             validate(&raw("20260110T110000Z", "20260110T130000Z", "1"), now())
                 .unwrap_err()
+                .message
                 .contains("future")
         );
         assert!(
             validate(&raw("20251201T110000Z", "20251201T130000Z", "1"), now())
                 .unwrap_err()
+                .message
                 .contains("21 days")
         );
         let mut long = raw("20260110T100000Z", "20260110T110000Z", "1");
         long.instance_id = Some("x".repeat(65));
-        assert!(validate(&long, now()).unwrap_err().contains("at most 64"));
+        assert!(validate(&long, now())
+            .unwrap_err()
+            .message
+            .contains("at most 64"));
         let mut none = raw("20260110T100000Z", "20260110T110000Z", "1");
         none.instance_id = None;
-        assert!(validate(&none, now()).unwrap_err().contains("instance_id"));
+        assert!(validate(&none, now())
+            .unwrap_err()
+            .message
+            .contains("instance_id"));
     }
 
     #[test]

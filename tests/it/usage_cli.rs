@@ -175,6 +175,20 @@ fn bad_input_corpus_names_the_line_and_leaves_the_journal_unchanged() {
         assert_eq!(o.status.code(), Some(2), "{name}");
         assert!(out.contains(&at), "{name}: {out}");
     }
+    // With --json each line names the field it breaks a rule of, when it is one field's.
+    for (name, field) in [
+        ("bad_time2.csv", serde_json::json!("end_time")),
+        ("negative.csv", serde_json::json!("usage_value")),
+        ("future.csv", serde_json::json!("end_time")),
+        ("dup_sn.csv", serde_json::Value::Null),
+    ] {
+        let f = env.path(name);
+        let o = env.usage(&["validate", "--json", f.to_str().unwrap()], None);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let first = &v["error_lines"][0];
+        assert_eq!(first["field"], field, "{name}: {v}");
+        assert!(first["message"].as_str().is_some(), "{name}: {v}");
+    }
     assert_eq!(dump(&env.journal), before);
     assert_eq!(
         count(&env.market, "SELECT count(*) FROM usage_records"),

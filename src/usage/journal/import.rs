@@ -234,8 +234,12 @@ fn read_chunks<R: BufRead>(
         };
         let rec = match record::validate(&raw, now) {
             Ok(r) => r,
-            Err(message) => {
-                rep.push_error(LineError { line, message });
+            Err(e) => {
+                rep.push_error(LineError {
+                    line,
+                    field: Some(e.field),
+                    message: e.message,
+                });
                 continue;
             }
         };
@@ -378,7 +382,11 @@ fn resolve_staged(db: &mut Db, cx: &Ctx, rep: &mut ImportReport) -> Result<()> {
             match found {
                 Ok(true) => {}
                 Ok(false) => rep.new += 1,
-                Err(message) => rep.push_error(LineError { line, message }),
+                Err(message) => rep.push_error(LineError {
+                    line,
+                    field: None,
+                    message,
+                }),
             }
             // Counted again here, for the records that will be sent: one decided before, or a
             // line in error, has no deadline to meet.
