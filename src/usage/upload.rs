@@ -343,6 +343,10 @@ fn send_batches(
                         std::thread::sleep(left.min(Duration::from_millis(100)));
                     }
                     if stop.asked() {
+                        // Said here too: with nothing in flight the loop ends below, before
+                        // its top would see the stop.
+                        stopping = true;
+                        rep.interrupted = true;
                         retries.push_front(j);
                         break;
                     }

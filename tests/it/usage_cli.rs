@@ -968,6 +968,50 @@ fn ctrl_c_stops_starting_batches_settles_those_in_flight_and_replay_finishes() {
     );
 }
 
+/// Stopped (a cancelled CI job's SIGTERM) while waiting to retry, with nothing in flight: the
+/// run says it was interrupted (exit 130), not that all went well.
+#[test]
+fn a_stop_during_the_wait_before_a_retry_is_an_interruption() {
+    let env = Env::new();
+    // Nothing listens: every attempt fails at once, then waits 8 s before the next.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let f = env.write("u.csv", &csv_records(5, true));
+    let up = csm(env.dir())
+        .args([
+            "--json",
+            "usage",
+            "upload",
+            f.to_str().unwrap(),
+            "--journal",
+        ])
+        .arg(&env.journal)
+        .arg("--key-file")
+        .arg(&env.key)
+        .args(["--endpoint", &format!("http://127.0.0.1:{port}")])
+        .args(["--retries", "5", "--backoff-ms", "8000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = up.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = up.wait_with_output().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(130), "{out} {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["interrupted"], true, "{v}");
+    assert_eq!(v["not_sent"], 5, "{v}");
+}
+
 #[test]
 fn a_second_ctrl_c_stops_at_once() {
     let env = Env::new();
