@@ -32,7 +32,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "CSM_PROFILE", value_name = "NAME")]
     pub profile: Option<String>,
     /// Never prompt; fail with a message naming the flag to pass instead.
-    #[arg(long, global = true, env = "CSM_NO_INPUT")]
+    #[arg(long, global = true, env = "CSM_NO_INPUT", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::FalseyValueParser::new())]
     pub no_input: bool,
 }
 

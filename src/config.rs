@@ -65,6 +65,19 @@ pub fn load_config(path: &Path) -> Result<ConfigFile> {
     }
 }
 
+/// An empty `CSM_*` variable is taken as unset: CI templates expand a variable they do not
+/// have (a secret withheld from a forked pull request, say) to an empty string. Called first
+/// thing, while the process has one thread.
+pub fn unset_empty_env() {
+    let empty: Vec<std::ffi::OsString> = std::env::vars_os()
+        .filter(|(k, v)| k.to_string_lossy().starts_with("CSM_") && v.is_empty())
+        .map(|(k, _)| k)
+        .collect();
+    for k in empty {
+        std::env::remove_var(k);
+    }
+}
+
 /// The profile named `name` (`--profile`/`CSM_PROFILE`), or `default` when it exists, or
 /// empty.
 pub fn active_profile(name: Option<&str>) -> Result<Profile> {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    csm::config::unset_empty_env();
     let cli = csm::cli::Cli::parse();
     let json = cli.global.json && csm::no_json(&cli.command).is_none();
     match csm::run(cli) {

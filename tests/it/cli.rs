@@ -2302,3 +2302,30 @@ fn verify_response_names_the_key_it_used_and_a_key_mix_up() {
         "{stdout}"
     );
 }
+
+/// CI sets flags through the environment as it sets them elsewhere: `CSM_NO_INPUT=1`, and a
+/// variable it does not have (a secret withheld from a forked pull request) as an empty one,
+/// which counts as unset.
+#[test]
+fn the_environment_as_ci_sets_it() {
+    let e = Env::new();
+    for v in ["1", "yes", "true", "0", ""] {
+        let (code, _, err) = out(e.csm().env("CSM_NO_INPUT", v).args(["profile", "list"]));
+        assert_eq!(code, 0, "CSM_NO_INPUT={v:?}: {err}");
+    }
+    let (code, _, err) = out(e.csm().env("CSM_ACCESS_KEY", "").args([
+        "sign",
+        "saas-v2",
+        "--body-file",
+        "body.json",
+    ]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("no key given"), "{err}");
+    let (code, _, err) = out(e
+        .csm()
+        .env("CSM_JOURNAL", "")
+        .env("CSM_PROFILE", "")
+        .args(["usage", "status"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("no journal there"), "{err}");
+}
