@@ -79,11 +79,34 @@ pub fn table() -> comfy_table::Table {
     t
 }
 
+/// Text an endpoint sent, fit for a terminal or a CI log: control characters (an escape
+/// sequence, a bell) shown escaped (`\u{1b}`), line breaks kept.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\n' => "\n".to_string(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 /// `1 request`, `2 requests`: a count with its noun.
 pub fn plural(n: u64, noun: &str) -> String {
     if n == 1 {
         format!("1 {noun}")
     } else {
         format!("{n} {noun}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_endpoints_escape_sequence_is_shown_not_sent_on() {
+        assert_eq!(
+            super::printable("\u{1b}[31mred\u{7}\nnext"),
+            "\\u{1b}[31mred\\u{7}\nnext"
+        );
     }
 }

@@ -264,8 +264,10 @@ fn add_folded(t: &mut comfy_table::Table, protocol: &str, suite: Suite, n: usize
     ]);
 }
 
+/// The table's detail cell; what came from the endpoint is shown escaped where it holds
+/// control characters (an escape sequence would colour or move a CI log).
 fn detail(r: &Row) -> String {
-    match r.status {
+    crate::output::printable(&match r.status {
         Status::Pass if r.detail.is_empty() => r.actual.clone(),
         Status::Pass => r.detail.clone(),
         Status::Skip => r.actual.clone(),
@@ -279,7 +281,7 @@ fn detail(r: &Row) -> String {
             }
             d
         }
-    }
+    })
 }
 
 fn xml(s: &str) -> String {

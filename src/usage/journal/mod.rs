@@ -315,7 +315,12 @@ impl Journal {
             return Self::open_postgres(path, false);
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| CsmError::io(dir, e))?;
+            // The default place is under HOME, which a CI runner may not have.
+            std::fs::create_dir_all(dir).map_err(|e| {
+                CsmError::io(format!("--journal {}", path.display()), e).with_hint(
+                    "put the journal where this account can write: --journal FILE, or CSM_JOURNAL",
+                )
+            })?;
         }
         let conn = Connection::open(path).map_err(|e| storage(path, e))?;
         // Before anything is written: never turn some other database into a journal.
