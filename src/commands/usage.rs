@@ -725,6 +725,15 @@ fn finish(
                 records(earlier_rejected)
             );
         }
+        // With --json no table says it: one line for the log beside the exit code.
+        if g.json && !g.quiet {
+            eprintln!(
+                "csm: exit 5: {} rejected for good, {} to retry later, {} rejected by an earlier run (`csm usage export --state rejected --out FILE`)",
+                records(rep.rejected),
+                records(rep.retry_later),
+                records(earlier_rejected)
+            );
+        }
         return Ok(Exit::Partial);
     }
     Ok(Exit::Ok)

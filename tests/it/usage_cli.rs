@@ -316,6 +316,15 @@ fn rejected_records_exit_5_then_export_fix_upload_delivers_them() {
         assert!(out.contains("rejected for good"), "{out}");
         held = count(&env.market, "SELECT count(*) FROM usage_records");
         assert!(held > 0 && held < 1000, "{held}");
+        // Again with --json: no table says why it is exit 5, so stderr does.
+        let o = env.usage(&["--json", "upload", fs], Some(&server));
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(5), "{out} {err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap();
+        assert!(
+            err.contains(&format!("exit 5: 0 records rejected for good, 0 records to retry later, {} records rejected by an earlier run", 1000 - held)),
+            "{err}"
+        );
     }
     let rejected = count(
         &env.journal,
