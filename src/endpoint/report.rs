@@ -126,7 +126,16 @@ impl Report {
         }
         let total = self.failed().count();
         let (top, n) = by_code.into_iter().max_by_key(|(_, n)| *n)?;
-        if n < 3 || n * 5 < total * 3 {
+        // A wrong key fails both ways: calls refused with 000001, and replies whose Body-Sign
+        // (made with the endpoint's key) does not verify. Those point the same way.
+        let same_cause = match top {
+            "000001" => self
+                .failed()
+                .filter(|r| r.family == super::judge::Family::BodySign)
+                .count(),
+            _ => 0,
+        };
+        if n < 3 || n * 5 < (total - same_cause) * 3 {
             return None;
         }
         let v1_only = self.protocols.iter().all(|p| *p == "v1");
@@ -305,7 +314,7 @@ fn xml(s: &str) -> String {
 /// call (the keys, the protocol) rather than the endpoint's business.
 pub fn code_cause(code: &str, v1_only: bool) -> Option<&'static str> {
     Some(match code {
-        "000001" => "the endpoint refuses csm's signatures: check that each key file holds the key the seller center shows for that interface type, and that --protocol matches the endpoint",
+        "000001" => "the endpoint refuses csm's signatures (and the replies' Body-Sign does not verify with the key given, if that failed too): check that each key file holds the key the seller center shows for that interface type, and that --protocol matches the endpoint",
         "000002" if v1_only => "looks like a V2 endpoint (it refuses V1 GET callbacks); try --protocol v2",
         "000002" => "the endpoint refuses the callbacks' parameters; if it is a V1 endpoint (GET callbacks), try --protocol v1",
         _ => return None,
@@ -391,6 +400,18 @@ mod tests {
             row(Suite::Lifecycle, Status::Fail, "000005 (c)"),
         ]);
         assert_eq!(scattered.likely_cause(), None);
+        // A wrong key: half the failures 000001, the other half Body-Sign that does not
+        // verify; both point at the key.
+        let mut rows: Vec<Row> = (0..4)
+            .map(|_| row(Suite::Lifecycle, Status::Fail, "000001 (signature does not match)"))
+            .collect();
+        for _ in 0..4 {
+            let mut r = row(Suite::Lifecycle, Status::Fail, "signature over other bytes");
+            r.family = Family::BodySign;
+            rows.push(r);
+        }
+        let wrong_key = report(rows);
+        assert!(wrong_key.likely_cause().unwrap().starts_with("4 of 8 failures answered 000001"));
     }
 
     #[test]
