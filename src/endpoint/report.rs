@@ -403,7 +403,13 @@ mod tests {
         // A wrong key: half the failures 000001, the other half Body-Sign that does not
         // verify; both point at the key.
         let mut rows: Vec<Row> = (0..4)
-            .map(|_| row(Suite::Lifecycle, Status::Fail, "000001 (signature does not match)"))
+            .map(|_| {
+                row(
+                    Suite::Lifecycle,
+                    Status::Fail,
+                    "000001 (signature does not match)",
+                )
+            })
             .collect();
         for _ in 0..4 {
             let mut r = row(Suite::Lifecycle, Status::Fail, "signature over other bytes");
@@ -411,7 +417,10 @@ mod tests {
             rows.push(r);
         }
         let wrong_key = report(rows);
-        assert!(wrong_key.likely_cause().unwrap().starts_with("4 of 8 failures answered 000001"));
+        assert!(wrong_key
+            .likely_cause()
+            .unwrap()
+            .starts_with("4 of 8 failures answered 000001"));
     }
 
     #[test]

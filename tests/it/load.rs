@@ -567,6 +567,60 @@ fn ctrl_c_stops_starting_requests_and_reports_what_was_sent() {
     assert_eq!(r["by_result_code"]["000000"].as_u64(), Some(n), "{r}");
 }
 
+/// A stop (a cancelled CI job's SIGTERM) while requests wait for the one connection: those
+/// are neither sent nor counted, and what was on the wire is reported as the merchant got it.
+#[test]
+fn a_stop_leaves_the_requests_waiting_for_a_connection_unsent_and_uncounted() {
+    let env = Env::new();
+    let rec = env.path("rec.jsonl");
+    // Every freeze is answered after 2 s: at 20/s on one connection, most requests wait.
+    let m = env.serve(&[
+        "-q",
+        "--fault",
+        "slow",
+        "--fault-delay",
+        "2s",
+        "--record",
+        &rec.display().to_string(),
+    ]);
+    let child = env
+        .cmd()
+        .args([
+            "--json",
+            "load",
+            "--endpoint",
+            &format!("{}/produce", m.url),
+        ])
+        .args(["--key-file", &env.p("basic.key")])
+        .args([
+            "--activity",
+            "updateInstanceStatus FREEZE",
+            "--connections",
+            "1",
+        ])
+        .args(["--rate", "20", "--duration", "30s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The instance made, one freeze answered 2 s later and the next on the wire: the starts
+    // of those 2 s wait for the connection.
+    common::wait_for_lines(&rec, 3);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    let r = report(&o);
+    assert_eq!(r["interrupted"], true);
+    assert!(r["errors"].get("queued").is_none(), "{r}");
+    let sent = std::fs::read_to_string(&rec).unwrap().lines().count() as u64;
+    assert_eq!(r["requests"].as_u64(), Some(sent), "{r}");
+}
+
 /// The activity and instance id of a recorded V2 basic request (from its JSON body).
 fn step_of(line: &str) -> (String, Option<String>) {
     use base64::Engine;
