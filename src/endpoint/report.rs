@@ -204,7 +204,7 @@ impl Report {
             let fails = rows.iter().filter(|r| r.status == Status::Fail).count();
             let skips = rows.iter().filter(|r| r.status == Status::Skip).count();
             out.push_str(&format!(
-                "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{fails}\" skipped=\"{skips}\">\n",
+                "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{fails}\" errors=\"0\" skipped=\"{skips}\">\n",
                 xml(&name),
                 rows.len()
             ));
