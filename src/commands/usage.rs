@@ -607,8 +607,35 @@ fn finish(
 ) -> Result<Exit> {
     let counts = j.counts()?;
     let unsent = total.saturating_sub(rep.accepted + rep.rejected + rep.retry_later);
+    // Records of this file rejected by an earlier run are not sent again, but the file is
+    // still not fully delivered.
+    let earlier_rejected = import.map_or(0, |(r, _)| r.already_rejected);
+    // Decided first, so that the JSON carries the exit code the run ends with.
+    let verdict = if let Some((what, fix)) = &rep.refused {
+        Err(CsmError::Config(format!(
+            "{} ({what}); records stay in the journal for `csm usage replay`",
+            fix.lead()
+        ))
+        .with_hint(fix.hint()))
+    } else if let Some(u) = &rep.unreachable {
+        Err(CsmError::Network(format!(
+            "{u}; {} in the journal for `csm usage replay`",
+            records_wait(unsent)
+        )))
+    } else if rep.interrupted {
+        Ok(Exit::Interrupted)
+    } else if rep.rejected > 0 || rep.retry_later > 0 || earlier_rejected > 0 {
+        Ok(Exit::Partial)
+    } else {
+        Ok(Exit::Ok)
+    };
     if g.json {
+        let exit_code = match &verdict {
+            Ok(exit) => exit.code(),
+            Err(e) => e.exit().code(),
+        };
         let mut v = json!({
+            "exit_code": exit_code,
             "journal": label(&j.path),
             "destination": cfg.url,
             "to_send": total,
@@ -690,53 +717,41 @@ fn finish(
             "csm: note: the marketplace refused larger batches (MKT.9003), so batches of {n} went instead; --batch {n} sends that size from the start"
         );
     }
-    if let Some((what, fix)) = &rep.refused {
-        return Err(CsmError::Config(format!(
-            "{} ({what}); records stay in the journal for `csm usage replay`",
-            fix.lead()
-        ))
-        .with_hint(fix.hint()));
+    match verdict {
+        Ok(Exit::Interrupted) => {
+            // Where things are: everything not accepted is in the journal, nothing is lost.
+            let mut e = std::io::stderr().lock();
+            let _ = writeln!(
+                e,
+                "csm: interrupted: no batch was started after Ctrl-C or SIGTERM; those in flight were settled. {} in the journal {} for `csm usage replay`",
+                records_wait(unsent),
+                j.path.display()
+            );
+        }
+        Ok(Exit::Partial) => exit_5_notes(g, rep, earlier_rejected),
+        _ => {}
     }
-    if let Some(u) = &rep.unreachable {
-        return Err(CsmError::Network(format!(
-            "{u}; {} in the journal for `csm usage replay`",
-            records_wait(unsent)
-        )));
-    }
-    if rep.interrupted {
-        // Where things are: everything not accepted is in the journal, nothing is lost.
-        let mut e = std::io::stderr().lock();
-        let _ = writeln!(
-            e,
-            "csm: interrupted: no batch was started after Ctrl-C or SIGTERM; those in flight were settled. {} in the journal {} for `csm usage replay`",
-            records_wait(unsent),
-            j.path.display()
+    verdict
+}
+
+/// Why exit 5, where the table does not say it.
+fn exit_5_notes(g: &GlobalArgs, rep: &SendReport, earlier_rejected: u64) {
+    // Nothing of this run was refused: its table does not say why.
+    if earlier_rejected > 0 && rep.rejected == 0 && !g.quiet && !g.json {
+        eprintln!(
+            "csm: {} of the file rejected by an earlier run (not sent again, so exit 5): `csm usage export --state rejected --out FILE`, fix, upload the fixed file",
+            records(earlier_rejected)
         );
-        return Ok(Exit::Interrupted);
     }
-    // Records of this file rejected by an earlier run are not sent again, but the file is
-    // still not fully delivered.
-    let earlier_rejected = import.map_or(0, |(r, _)| r.already_rejected);
-    if rep.rejected > 0 || rep.retry_later > 0 || earlier_rejected > 0 {
-        // Exit 5 says why when this run's table cannot (nothing of it was refused now).
-        if earlier_rejected > 0 && rep.rejected == 0 && !g.quiet && !g.json {
-            eprintln!(
-                "csm: {} of the file rejected by an earlier run (not sent again, so exit 5): `csm usage export --state rejected --out FILE`, fix, upload the fixed file",
-                records(earlier_rejected)
-            );
-        }
-        // With --json no table says it: one line for the log beside the exit code.
-        if g.json && !g.quiet {
-            eprintln!(
-                "csm: exit 5: {} rejected for good, {} to retry later, {} rejected by an earlier run (`csm usage export --state rejected --out FILE`)",
-                records(rep.rejected),
-                records(rep.retry_later),
-                records(earlier_rejected)
-            );
-        }
-        return Ok(Exit::Partial);
+    // With --json no table says it: one line for the log beside the exit code.
+    if g.json && !g.quiet {
+        eprintln!(
+            "csm: exit 5: {} rejected for good, {} to retry later, {} rejected by an earlier run (`csm usage export --state rejected --out FILE`)",
+            records(rep.rejected),
+            records(rep.retry_later),
+            records(earlier_rejected)
+        );
     }
-    Ok(Exit::Ok)
 }
 
 fn code_meaning(code: &str) -> String {

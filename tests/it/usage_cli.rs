@@ -320,7 +320,8 @@ fn rejected_records_exit_5_then_export_fix_upload_delivers_them() {
         let o = env.usage(&["--json", "upload", fs], Some(&server));
         let (out, err) = text(&o);
         assert_eq!(o.status.code(), Some(5), "{out} {err}");
-        serde_json::from_str::<serde_json::Value>(&out).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["exit_code"], 5, "{v}");
         assert!(
             err.contains(&format!("exit 5: 0 records rejected for good, 0 records to retry later, {} records rejected by an earlier run", 1000 - held)),
             "{err}"
@@ -1018,6 +1019,7 @@ fn a_stop_during_the_wait_before_a_retry_is_an_interruption() {
     assert_eq!(o.status.code(), Some(130), "{out} {err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["interrupted"], true, "{v}");
+    assert_eq!(v["exit_code"], 130, "{v}");
     assert_eq!(v["not_sent"], 5, "{v}");
 }
 
