@@ -6,7 +6,17 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     csm::config::unset_empty_env();
-    let cli = csm::cli::Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match csm::cli::Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and --version go to stdout and are no refusal.
+            if e.use_stderr() {
+                csm::refused_args(&e, &args);
+            }
+            e.exit()
+        }
+    };
     let json = cli.global.json && csm::no_json(&cli.command).is_none();
     match csm::run(cli) {
         Ok(exit) => ExitCode::from(exit.code()),

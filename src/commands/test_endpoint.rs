@@ -309,6 +309,24 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
     result
 }
 
+/// The JUnit report of a run whose command line was refused: one error, so that CI shows it
+/// rather than a report an earlier run left at the path. Best effort: the refusal itself is
+/// what the process exits with.
+pub fn write_refused_junit(path: &std::path::Path, err: &CsmError) {
+    let report = Report {
+        endpoint: String::new(),
+        protocols: Vec::new(),
+        suites: Vec::new(),
+        demo: false,
+        faults: Vec::new(),
+        rows: Vec::new(),
+        calls: 0,
+        elapsed: Duration::ZERO,
+        error: Some(err.to_string()),
+    };
+    let _ = crate::files::write_atomic(path, report.junit().as_bytes(), false);
+}
+
 /// A URL flag of the sso suite, parsed by the endpoint rules.
 fn url_flag(flag: &str, raw: Option<&str>) -> Result<Option<reqwest::Url>> {
     raw.map(|r| crate::endpoint::url::parse_endpoint_for(flag, r))

@@ -984,6 +984,33 @@ fn an_unwritable_junit_path_stops_the_run_before_any_call() {
     assert!(text(&o).contains("--junit /proc/version:"), "{}", text(&o));
 }
 
+/// A command line refused before the run (a bad flag value) still leaves the reports a CI job
+/// reads, saying why: not the ones an earlier run left at their paths.
+#[test]
+fn a_refused_command_line_replaces_an_earlier_junit_report() {
+    let env = Env::new();
+    let junit = env.path("junit.xml");
+    std::fs::write(&junit, "<testsuites><testsuite name=\"old\"/></testsuites>").unwrap();
+    let o = env.run(&[
+        "--json",
+        "test-endpoint",
+        "--demo",
+        "--suite",
+        "bogus",
+        "--junit",
+        &env.p("junit.xml"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["exit_code"], 2, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("bogus"), "{v}");
+    let x = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        !x.contains("\"old\"") && x.contains("<error message=\"invalid value"),
+        "{x}"
+    );
+}
+
 /// A CI job that links its artifact path to the report finds the report in the file the link
 /// names, run after run; the link stays a link.
 #[cfg(unix)]
