@@ -33,7 +33,7 @@ pub struct GlobalArgs {
     pub profile: Option<String>,
     /// Never prompt; fail with a message naming the flag to pass instead.
     #[arg(long, global = true, env = "CSM_NO_INPUT", action = clap::ArgAction::SetTrue,
-          value_parser = clap::builder::FalseyValueParser::new())]
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub no_input: bool,
 }
 

@@ -43,28 +43,31 @@ pub fn no_json(command: &Command) -> Option<&'static str> {
 /// reports a CI job reads are written all the same, so that none is left from an earlier
 /// run: the JSON error object with `--json`, and test-endpoint's `--junit` file.
 pub fn refused_args(e: &clap::Error, args: &[std::ffi::OsString]) {
-    let args: Vec<String> = args
+    // Read from the words of the line: the parser stops at the refusal, and these flags may
+    // come after it. A value that starts with `-` is taken for the next flag, not a path.
+    let words: Vec<String> = args
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let rendered = e.render().to_string();
     let first = rendered.lines().next().unwrap_or_default();
     let err = error::CsmError::usage(first.trim_start_matches("error: ").to_string());
-    if args.iter().any(|a| a == "--json") {
+    if words.iter().any(|w| w == "--json") {
         output::print_json_error(&err);
     }
-    if args.iter().any(|a| a == "test-endpoint") {
-        let junit = args
-            .iter()
-            .enumerate()
-            .find_map(|(i, a)| match a.strip_prefix("--junit") {
-                Some("") => args.get(i + 1).cloned(),
-                Some(v) => v.strip_prefix('=').map(str::to_string),
-                None => None,
-            });
-        if let Some(path) = junit {
-            commands::test_endpoint::write_refused_junit(std::path::Path::new(&path), &err);
-        }
+    if !words.iter().any(|w| w == "test-endpoint") {
+        return;
+    }
+    let junit = words
+        .iter()
+        .enumerate()
+        .find_map(|(i, w)| match w.strip_prefix("--junit") {
+            Some("") => words.get(i + 1).filter(|v| !v.starts_with('-')).cloned(),
+            Some(v) => v.strip_prefix('=').map(str::to_string),
+            None => None,
+        });
+    if let Some(path) = junit {
+        commands::test_endpoint::write_refused_junit(std::path::Path::new(&path), &err);
     }
 }
 

@@ -59,8 +59,10 @@ pub fn read_key_file(path: &Path, what: &str) -> Result<Secret> {
     Ok(Secret::new(key))
 }
 
-/// A missing file whose name reads as a key: a UUID, 32 or more hex digits, or the Base64 of
-/// 16 bytes or more (whose `/` makes a path of a directory that is not there).
+/// A missing file whose name reads as a key: a UUID, 32 or more hex digits, one long word of
+/// key characters with a digit, or the Base64 of 16 bytes or more (whose `/` makes a path of
+/// a directory that is not there). A missing file of such a name is not shown either: a key
+/// in a CI log costs more than a name the user typed a moment ago.
 fn looks_like_a_key(path: &Path) -> bool {
     use base64::Engine;
     let name = path.to_string_lossy();
@@ -68,13 +70,24 @@ fn looks_like_a_key(path: &Path) -> bool {
     let uuid = name.len() == 36 && name.split('-').map(str::len).eq([8, 4, 4, 4, 12]);
     let uuid = uuid && hex(&name.replace('-', ""));
     let long_hex = name.len() >= 32 && hex(&name);
-    let base64 = base64::engine::general_purpose::STANDARD
-        .decode(name.as_bytes())
-        .is_ok_and(|b| b.len() >= 16)
+    // One long word of the characters keys are made of, with a digit in it.
+    let word = name.len() >= 20
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+' | '='))
+        && name.chars().any(|c| c.is_ascii_digit());
+    // Padded or not, and cut anywhere: a key pasted in part is still a key.
+    let lenient = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let base64 = lenient.decode(name.as_bytes()).is_ok_and(|b| b.len() >= 16)
         && path
             .parent()
             .is_none_or(|d| d.as_os_str().is_empty() || !d.exists());
-    uuid || long_hex || base64
+    uuid || long_hex || word || base64
 }
 
 /// One trailing line break, which a file or a CI secret store adds after the key.
@@ -161,7 +174,15 @@ mod tests {
             !err.contains("3wkp") && err.contains("looks like a key"),
             "{err}"
         );
-        for name in ["missing.key", "production-basic-2024"] {
+        for key in [
+            "AbCdEfGhIjKlMnOpQrStUvWx1",
+            "kit-key-0000-1111-2222-3333",
+            "3wkp5k9YRktTR08PqDN5D/gJ3KVleSa",
+        ] {
+            let err = read_key_file(Path::new(key), "--key-file").unwrap_err();
+            assert!(!err.to_string().contains(&key[..8]), "{err}");
+        }
+        for name in ["missing.key", "keys/prod.key", "basic-key"] {
             let err = read_key_file(Path::new(name), "--key-file").unwrap_err();
             assert!(err.to_string().contains(name), "{err}");
         }

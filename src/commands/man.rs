@@ -46,12 +46,7 @@ pub fn run(g: &GlobalArgs, a: ManArgs) -> Result<Exit> {
     for (name, bytes) in &pages {
         crate::files::write_atomic(&a.dir.join(name), bytes, false)?;
     }
-    if g.json {
-        crate::output::print_json(&serde_json::json!({
-            "dir": a.dir.display().to_string(),
-            "pages": pages.len(),
-        }));
-    } else if !g.quiet {
+    if !g.quiet {
         crate::say!(
             "{} written to {} (`man csm` once it is on your MANPATH)",
             crate::output::plural(pages.len() as u64, "manual page"),

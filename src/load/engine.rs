@@ -350,7 +350,10 @@ impl Shared {
             }
         }
         let latency = intended.elapsed();
-        if !stopped {
+        if stopped {
+            // Never sent: not a start of this run either (the achieved rate counts starts).
+            self.started.fetch_sub(1, Ordering::Relaxed);
+        } else {
             lock(&self.stats).add(Ended {
                 activity,
                 latency,

@@ -142,7 +142,6 @@ fn timestamp_of(params: &[(String, String)]) -> Result<&str, ProtocolError> {
         })
 }
 
-/// The GET `authToken` over decoded parameters, with its intermediates.
 /// A Base64 value (an authToken, a Body-Sign, a ciphertext) copied from a URL or an access
 /// log, its `%XX` escapes undone (`+`, `/` and `=` travel escaped there); None when it has
 /// none. Base64 has no `%`, so nothing else holds one.
@@ -160,6 +159,7 @@ pub fn url_decoded_base64(v: &str) -> Option<String> {
         .map(|d| d.into_owned())
 }
 
+/// The GET `authToken` over decoded parameters, with its intermediates.
 pub fn auth_token(key: &str, params: &[(String, String)]) -> Result<AuthToken, ProtocolError> {
     let timestamp = timestamp_of(params)?;
     Ok(auth_token_over(key, timestamp, string_to_sign(params)))

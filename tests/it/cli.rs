@@ -2313,6 +2313,13 @@ fn the_environment_as_ci_sets_it() {
         let (code, _, err) = out(e.csm().env("CSM_NO_INPUT", v).args(["profile", "list"]));
         assert_eq!(code, 0, "CSM_NO_INPUT={v:?}: {err}");
     }
+    // A typo is refused, naming the value, not read as on or off.
+    let (code, _, err) = out(e
+        .csm()
+        .env("CSM_NO_INPUT", "nope")
+        .args(["profile", "list"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("nope"), "{err}");
     let (code, _, err) = out(e.csm().env("CSM_ACCESS_KEY", "").args([
         "sign",
         "saas-v2",

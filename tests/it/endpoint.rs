@@ -1009,6 +1009,10 @@ fn a_refused_command_line_replaces_an_earlier_junit_report() {
         !x.contains("\"old\"") && x.contains("<error message=\"invalid value"),
         "{x}"
     );
+    // A flag where the path should be is no path: nothing is written under its name.
+    let o = env.run(&["test-endpoint", "--junit", "--yes", "--bogus"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(!env.path("--yes").exists());
 }
 
 /// A CI job that links its artifact path to the report finds the report in the file the link

@@ -619,6 +619,8 @@ fn a_stop_leaves_the_requests_waiting_for_a_connection_unsent_and_uncounted() {
     assert!(r["errors"].get("queued").is_none(), "{r}");
     let sent = std::fs::read_to_string(&rec).unwrap().lines().count() as u64;
     assert_eq!(r["requests"].as_u64(), Some(sent), "{r}");
+    // What was never sent is no start either: the achieved rate counts starts.
+    assert_eq!(r["started"], r["requests"], "{r}");
 }
 
 /// The activity and instance id of a recorded V2 basic request (from its JSON body).

@@ -356,6 +356,42 @@ fn test_endpoint_shows_the_endpoints_bytes_as_they_came() {
     assert!(s(&c["fix"]).contains("plain HTTP"), "{c}");
 }
 
+/// A JSON refusal whose resultMsg holds an escape sequence and a bell.
+fn coloured_refusal(mut s: TcpStream) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = common::read_request(&mut s);
+    let body = "{\"resultCode\":\"000001\",\"resultMsg\":\"\\u001b[31mRED\\u001b[0m\\u0007\"}";
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = s.write_all(reply.as_bytes());
+}
+
+/// An endpoint's escape sequences reach neither the table nor the recap of failures: they
+/// would colour or move a CI log.
+#[test]
+fn test_endpoint_passes_on_no_control_character_of_the_endpoint() {
+    let env = Env::new();
+    let port = serve_each(coloured_refusal);
+    let url = format!("http://127.0.0.1:{port}/produce");
+    for show in ["all", "failures"] {
+        let o = env
+            .cmd()
+            .args(["test-endpoint", "--endpoint", &url, "--suite", "lifecycle"])
+            .args(["--key-file", &env.p("basic.key"), "--show", show])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("RED"), "{out}");
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{7}'),
+            "{show}: {out:?}"
+        );
+    }
+}
+
 /// The recorded requests of a `--record` file that `is` picks (path, JSON body).
 fn recorded(record: &str, is: impl Fn(&str, &Value) -> bool) -> usize {
     std::fs::read_to_string(record)

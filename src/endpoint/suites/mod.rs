@@ -200,10 +200,6 @@ fn reply_kind(reply: &Reply) -> String {
     }
 }
 
-/// Why a step that later checks build on did not go through, in a few words (`answered
-/// 000001 (bad sign)`, `got HTTP 404 text/html, not JSON`). None when it answered 000000 (a
-/// newInstance also 000004), or was never sent: no key for it, or the run stopped, and the
-/// steps after it are then not sent either.
 /// Whether `got` answers a call that expects `want`: a newInstance may also answer 000004
 /// for 000000 (provisioning in the background; the marketplace then polls).
 fn answers(got: Option<&str>, want: &str, ex: &Exchange) -> bool {
@@ -211,6 +207,10 @@ fn answers(got: Option<&str>, want: &str, ex: &Exchange) -> bool {
         || (want == OK && got == Some("000004") && ex.request.callback.name == "newInstance")
 }
 
+/// Why a step that later checks build on did not go through, in a few words (`answered
+/// 000001 (bad sign)`, `got HTTP 404 text/html, not JSON`). None when it answered 000000 (a
+/// newInstance also 000004), or was never sent: no key for it, or the run stopped, and the
+/// steps after it are then not sent either.
 fn went_wrong(ex: &Option<Exchange>) -> Option<String> {
     let ex = ex.as_ref()?;
     let reply = match &ex.outcome {
@@ -371,6 +371,8 @@ impl<'a> Runner<'a> {
     }
 
     fn row(&mut self, check: String, rule: Rule, detail: String) {
+        // What came from the endpoint is held escaped where it has control characters, so
+        // that no table, recap or log line passes on an escape sequence.
         self.rows.push(Row {
             protocol: self.proto(),
             suite: self.suite,
@@ -378,9 +380,9 @@ impl<'a> Runner<'a> {
             family: rule.family,
             status: rule.status,
             expected: rule.expected.into_owned(),
-            actual: rule.actual.into_owned(),
+            actual: crate::output::printable(&rule.actual),
             fix: rule.fix.into_owned(),
-            detail,
+            detail: crate::output::printable(&detail),
         });
     }
 

@@ -317,7 +317,7 @@ impl Journal {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             // The default place is under HOME, which a CI runner may not have.
             std::fs::create_dir_all(dir).map_err(|e| {
-                CsmError::io(format!("--journal {}", path.display()), e).with_hint(
+                CsmError::io(format!("journal {}", path.display()), e).with_hint(
                     "put the journal where this account can write: --journal FILE, or CSM_JOURNAL",
                 )
             })?;
