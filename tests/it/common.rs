@@ -46,6 +46,15 @@ pub fn wait_for_lines(path: &std::path::Path, n: usize) {
     }
 }
 
+/// Sends `signal` (`-INT`, `-TERM`) to process `pid`, as Ctrl-C or a cancelled CI job does.
+pub fn signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {signal} {pid}");
+}
+
 /// How long a starting server may take to print its address line.
 pub const START_WAIT: Duration = Duration::from_secs(20);
 

@@ -1312,9 +1312,7 @@ fn the_merchant_logs_one_line_per_request_and_stops_cleanly_on_sigterm() {
         let o = env.run(&["send", "newInstance", "--endpoint", &ep, "--key-file", &k]);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         // SIGTERM: the server stops accepting, finishes and exits 0.
-        let pid = child.id().to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(killed.success());
+        common::signal(child.id(), "-TERM");
         let status = child.wait().unwrap();
         assert_eq!(status.code(), Some(0), "{mode}: exit after SIGTERM");
         let mut log = String::new();
@@ -1642,12 +1640,7 @@ fn interrupted_run_reports_so_far(signal: &str) {
         .unwrap();
     // Some calls have been answered when Ctrl-C comes.
     common::wait_for_lines(Path::new(&rec), 3);
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .unwrap()
-        .success());
+    common::signal(child.id(), signal);
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{signal}: {}", text(&o));
     let r = report(&o);

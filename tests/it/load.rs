@@ -551,12 +551,7 @@ fn ctrl_c_stops_starting_requests_and_reports_what_was_sent() {
         .unwrap();
     // Requests are arriving when Ctrl-C comes.
     common::wait_for_lines(&rec, 5);
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
+    common::signal(child.id(), "-INT");
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", text(&o));
     let r = report(&o);
@@ -606,12 +601,7 @@ fn a_stop_leaves_the_requests_waiting_for_a_connection_unsent_and_uncounted() {
     // The instance made, one freeze answered 2 s later and the next on the wire: the starts
     // of those 2 s wait for the connection.
     common::wait_for_lines(&rec, 3);
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    common::signal(child.id(), "-TERM");
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", text(&o));
     let r = report(&o);

@@ -285,12 +285,7 @@ fn sigterm_finishes_the_request_in_flight_and_exits_0() {
     });
     // The slow answer is under way (recorded, its 1.5 s delay begun) when the signal comes.
     common::wait_for_lines(std::path::Path::new(&rec), 1);
-    let pid = m.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    common::signal(m.child.id(), "-TERM");
     let o = in_flight.join().unwrap();
     assert!(text(&o).contains("< 200 ("), "{}", text(&o));
     let status = m.child.wait().unwrap();

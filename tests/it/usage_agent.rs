@@ -471,12 +471,7 @@ fn http_ingest_metrics_alarm_recovery_and_sigterm() {
     );
 
     // SIGTERM: the listener stops, the process exits 0.
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    crate::common::signal(child.id(), "-TERM");
     let start = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {

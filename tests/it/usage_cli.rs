@@ -911,12 +911,7 @@ fn durations_read_alike_on_every_flag() {
 }
 
 fn interrupt(child: &std::process::Child) {
-    let pid = child.id().to_string();
-    let ok = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    crate::common::signal(child.id(), "-INT");
 }
 
 /// Waits until the stand-in holds at least `n` records (bounded).
@@ -1008,12 +1003,7 @@ fn a_stop_during_the_wait_before_a_retry_is_an_interruption() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let pid = up.id().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    crate::common::signal(up.id(), "-TERM");
     let o = up.wait_with_output().unwrap();
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(130), "{out} {err}");
