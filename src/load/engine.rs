@@ -351,8 +351,12 @@ impl Shared {
         }
         let latency = intended.elapsed();
         if stopped {
-            // Never sent: not a start of this run either (the achieved rate counts starts).
+            // Never sent: not a start of this run either (the achieved rate counts starts),
+            // nor, for an order's first step, an order started.
             self.started.fetch_sub(1, Ordering::Relaxed);
+            if step == Some(0) {
+                self.orders_started.fetch_sub(1, Ordering::Relaxed);
+            }
         } else {
             lock(&self.stats).add(Ended {
                 activity,
