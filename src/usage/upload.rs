@@ -343,10 +343,6 @@ fn send_batches(
                         std::thread::sleep(left.min(Duration::from_millis(100)));
                     }
                     if stop.asked() {
-                        // Said here too: with nothing in flight the loop ends below, before
-                        // its top would see the stop.
-                        stopping = true;
-                        rep.interrupted = true;
                         retries.push_front(j);
                         break;
                     }
@@ -391,6 +387,9 @@ fn send_batches(
             flights.0.push_back(launch(&http, cfg, job, batch_id)?);
         }
         let Some(f) = flights.0.pop_front() else {
+            // Nothing in flight: the run ends here, whole or stopped with work left (a stop
+            // may come after the top of the loop looked, during the wait before a retry).
+            rep.interrupted |= stop.asked() && !(retries.is_empty() && journal_done);
             break;
         };
         let answer = f.handle.join().unwrap_or_else(|_| Answer::Failed {
