@@ -227,8 +227,8 @@ pub fn v1_query(inputs: &SignInputs) -> Result<(Params, Params)> {
         None => Vec::new(),
     };
     let mut added = parse_params(&inputs.params)?;
+    // Given once at most: `check_inputs` refuses a second.
     if let Some(t) = &inputs.timestamp {
-        added.retain(|(n, _)| n != "timeStamp");
         added.push(("timeStamp".into(), t.clone()));
     }
     Ok((in_url, added))
@@ -340,21 +340,19 @@ pub fn check_inputs(scheme: Scheme, inputs: &SignInputs) -> Result<()> {
     }
     check_timestamp(scheme, inputs.timestamp.as_deref())?;
     if scheme == Scheme::SaasV1 {
-        if parse_params(&inputs.params)?
-            .iter()
-            .any(|(n, _)| n == "authToken")
-        {
+        let params = parse_params(&inputs.params)?;
+        if params.iter().any(|(n, _)| n == "authToken") {
             return Err(CsmError::usage(
                 "--param authToken: is the signature itself, never a signed parameter (sign computes it; verify takes it with --signature)",
             ));
         }
         // The address's query is signed too: a timeStamp there counts.
         let (in_url, _) = v1_query(inputs)?;
-        let given = in_url.iter().filter(|(n, _)| n == "timeStamp").count()
-            + parse_params(&inputs.params)?
-                .iter()
-                .filter(|(n, _)| n == "timeStamp")
-                .count()
+        let given = in_url
+            .iter()
+            .chain(&params)
+            .filter(|(n, _)| n == "timeStamp")
+            .count()
             + usize::from(inputs.timestamp.is_some());
         if given > 1 {
             return Err(CsmError::usage(
@@ -374,7 +372,7 @@ fn check_v1_signing(in_url: &Params, added: &Params) -> Result<()> {
         ));
     }
     match in_url.iter().chain(added).find(|(n, _)| n == "timeStamp") {
-        Some((_, t)) if !is_v1_timestamp(t) => Err(CsmError::usage(format!(
+        Some((_, t)) if !v1::is_timestamp(t) => Err(CsmError::usage(format!(
             "timeStamp {t:?}: saas-v1 takes yyyyMMddHHmmssSSS (UTC), such as 20240317144237000"
         ))),
         _ => Ok(()),
@@ -385,7 +383,7 @@ fn check_v1_signing(in_url: &Params, added: &Params) -> Result<()> {
 pub fn check_timestamp(scheme: Scheme, ts: Option<&str>) -> Result<()> {
     let Some(ts) = ts else { return Ok(()) };
     let ok = match scheme {
-        Scheme::SaasV1 => is_v1_timestamp(ts),
+        Scheme::SaasV1 => v1::is_timestamp(ts),
         Scheme::SaasV2 | Scheme::Kit | Scheme::License | Scheme::Usage => {
             crate::protocol::v2::timestamp_ms(ts).is_ok()
         }
@@ -404,14 +402,6 @@ pub fn check_timestamp(scheme: Scheme, ts: Option<&str>) -> Result<()> {
             }
         )))
     }
-}
-
-/// The V1 form: a UTC date and time, yyyyMMddHHmmss, then the milliseconds (the guide's own
-/// example has one digit of them, `201706211855321`, so their count is not checked).
-fn is_v1_timestamp(ts: &str) -> bool {
-    (14..=17).contains(&ts.len())
-        && ts.bytes().all(|b| b.is_ascii_digit())
-        && crate::license::openapi::valid_time(&ts[..14])
 }
 
 /// Where the values that travel with a signature go on the wire.

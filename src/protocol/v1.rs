@@ -142,6 +142,15 @@ fn timestamp_of(params: &[(String, String)]) -> Result<&str, ProtocolError> {
         })
 }
 
+/// The V1 timeStamp form: a UTC date and time, yyyyMMddHHmmss, then the milliseconds (the
+/// guide's own example has one digit of them, `201706211855321`, so their count is not
+/// checked).
+pub fn is_timestamp(ts: &str) -> bool {
+    (14..=17).contains(&ts.len())
+        && ts.bytes().all(|b| b.is_ascii_digit())
+        && chrono::NaiveDateTime::parse_from_str(&ts[..14], "%Y%m%d%H%M%S").is_ok()
+}
+
 /// A Base64 value (an authToken, a Body-Sign, a ciphertext) copied from a URL or an access
 /// log, its `%XX` escapes undone (`+`, `/` and `=` travel escaped there); None when it has
 /// none. Base64 has no `%`, so nothing else holds one.
