@@ -264,6 +264,22 @@ pub fn generate(cb: &Callback, scene: Option<&str>, ctx: &Ctx) -> Map<String, Va
     out
 }
 
+/// The fields that carry the call's own time (the V1 and Kit `timeStamp`), made anew at `now`:
+/// a saved call replayed is the same call sent later.
+pub fn restamp(cb: &Callback, fields: &mut Map<String, Value>, now: DateTime<Utc>) {
+    for f in cb.fields {
+        if !matches!(f.gen, Gen::TimeStampUtc17 | Gen::TimeStampCst17) {
+            continue;
+        }
+        if let (Some(slot), Some(v)) = (
+            fields.get_mut(f.name),
+            value(cb, f.gen, None, &Ctx::default(), now),
+        ) {
+            *slot = v;
+        }
+    }
+}
+
 fn value(
     cb: &Callback,
     g: Gen,

@@ -235,17 +235,11 @@ fn demo_targets_with(
 }
 
 pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
+    // The endpoint is set once the address is parsed: a raw flag value is never echoed.
     let mut report = Report {
-        // Set once the address is parsed: a raw flag value is never echoed.
-        endpoint: String::new(),
-        protocols: Vec::new(),
-        suites: Vec::new(),
         demo: a.demo,
         faults: a.fault.clone(),
-        rows: Vec::new(),
-        calls: 0,
-        elapsed: Duration::ZERO,
-        error: None,
+        ..Report::default()
     };
     // An unwritable report path is found before any call is made, not after the run; the
     // --json report still says so.
@@ -314,15 +308,8 @@ pub fn run(g: &GlobalArgs, a: TestEndpointArgs) -> Result<Exit> {
 /// what the process exits with.
 pub fn write_refused_junit(path: &std::path::Path, err: &CsmError) {
     let report = Report {
-        endpoint: String::new(),
-        protocols: Vec::new(),
-        suites: Vec::new(),
-        demo: false,
-        faults: Vec::new(),
-        rows: Vec::new(),
-        calls: 0,
-        elapsed: Duration::ZERO,
         error: Some(err.to_string()),
+        ..Report::default()
     };
     let _ = crate::files::write_atomic(path, report.junit().as_bytes(), false);
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 /// The `schema` value of the JSON report; bump on incompatible changes.
 pub const SCHEMA: &str = "csm.test-endpoint/1";
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Report {
     pub endpoint: String,
     pub protocols: Vec<&'static str>,

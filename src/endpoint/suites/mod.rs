@@ -18,7 +18,7 @@ use super::client::{Client, Exchange, NetFailure, Reply};
 use super::judge::{self, Family, JudgeCtx, Rule, Seen, Status};
 use super::request::{self, Keys, PrepOpts, Prepared, Tamper};
 use crate::catalog::gen::{self, Ctx};
-use crate::catalog::{self, Gen, Protocol};
+use crate::catalog::{self, Protocol};
 use crate::clock::{Clock, Entropy};
 use crate::interrupt::Interrupt;
 use reqwest::Url;
@@ -313,15 +313,19 @@ impl<'a> Runner<'a> {
         for (k, v) in extra {
             fields.insert(k.to_string(), v.clone());
         }
-        let opts = PrepOpts {
+        Some(request::prepare(cb, scene, fields, key, &self.opts(tamper)).map_err(|e| e.0))
+    }
+
+    /// How this target's requests are signed and addressed, with a fresh nonce and time.
+    fn opts(&self, tamper: Tamper) -> PrepOpts<'_> {
+        PrepOpts {
             endpoint: &self.t.endpoint,
             now_ms: self.t.clock.now_ms(),
             nonce: self.t.entropy.nonce_hex64(),
             tamper,
             kit_path_full: self.t.kit_path_full,
             license_inner: self.t.license_inner,
-        };
-        Some(request::prepare(cb, scene, fields, key, &opts).map_err(|e| e.0))
+        }
     }
 
     fn send(&mut self, p: &Prepared) -> Option<Exchange> {
@@ -490,30 +494,9 @@ impl<'a> Runner<'a> {
     /// their timeStamp in the fields).
     fn replay(&mut self, saved: &Prepared) -> Option<Exchange> {
         let key = self.t.keys.for_family(saved.callback.family)?.clone();
-        let now = self.t.clock.now();
-        let beijing = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is valid");
         let mut fields = saved.fields.clone();
-        for f in saved.callback.fields {
-            let at = match f.gen {
-                Gen::TimeStampUtc17 => now.format("%Y%m%d%H%M%S%3f").to_string(),
-                Gen::TimeStampCst17 => now
-                    .with_timezone(&beijing)
-                    .format("%Y%m%d%H%M%S%3f")
-                    .to_string(),
-                _ => continue,
-            };
-            if let Some(v) = fields.get_mut(f.name) {
-                *v = Value::String(at);
-            }
-        }
-        let opts = PrepOpts {
-            endpoint: &self.t.endpoint,
-            now_ms: self.t.clock.now_ms(),
-            nonce: self.t.entropy.nonce_hex64(),
-            tamper: Tamper::None,
-            kit_path_full: self.t.kit_path_full,
-            license_inner: self.t.license_inner,
-        };
+        gen::restamp(saved.callback, &mut fields, self.t.clock.now());
+        let opts = self.opts(Tamper::None);
         match request::prepare(saved.callback, saved.scene.as_deref(), fields, &key, &opts) {
             Ok(p) => self.send(&p),
             Err(e) => {
