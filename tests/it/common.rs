@@ -55,6 +55,15 @@ pub fn signal(pid: u32, signal: &str) {
     assert!(sent.success(), "kill {signal} {pid}");
 }
 
+/// A loopback port nothing listens on (bound, then released): an unreachable endpoint.
+pub fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// How long a starting server may take to print its address line.
 pub const START_WAIT: Duration = Duration::from_secs(20);
 

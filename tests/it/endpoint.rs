@@ -1109,11 +1109,7 @@ fn the_demo_refuses_what_it_cannot_test_and_still_writes_the_reports() {
 fn exit_codes_for_network_and_config_errors() {
     let env = Env::new();
     // Nothing listens on this port (bound, then released).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::closed_port();
     let ep = format!("http://127.0.0.1:{port}/produce");
     let k = env.p("basic.key");
     let o = env.run(&["test-endpoint", "--endpoint", &ep, "--key-file", &k]);
@@ -1150,11 +1146,7 @@ fn exit_codes_for_network_and_config_errors() {
 #[test]
 fn ci_reports_are_written_when_the_endpoint_is_unreachable_or_the_run_cannot_start() {
     let env = Env::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::closed_port();
     let ep = format!("http://127.0.0.1:{port}/produce");
     let k = env.p("basic.key");
     let junit = env.p("un.xml");
@@ -1555,11 +1547,7 @@ fn verify_request_reads_the_merchants_record_file() {
 fn hints_appear_only_where_they_name_the_fix() {
     let env = Env::new();
     let k = env.p("basic.key");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::closed_port();
     let ep = format!("http://127.0.0.1:{port}/produce");
     // Refused: the hint is about the address, not the time budget.
     let o = env.run(&["send", "newInstance", "--endpoint", &ep, "--key-file", &k]);

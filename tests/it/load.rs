@@ -257,11 +257,7 @@ fn a_slow_endpoint_fails_a_latency_threshold() {
 #[test]
 fn an_unreachable_endpoint_exits_4_with_the_report() {
     let env = Env::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::closed_port();
     let o = env.load(
         &format!("http://127.0.0.1:{port}"),
         "basic.key",
@@ -530,29 +526,37 @@ fn a_remote_endpoint_needs_yes_without_a_terminal() {
     assert!(text(&o).contains("--yes"), "{}", text(&o));
 }
 
+/// A 30 s `csm --json load` against the merchant at `url`, stopped by `signal` once its
+/// `--record` file `rec` holds `lines` requests.
+fn stopped_load(
+    env: &Env,
+    url: &str,
+    args: &[&str],
+    rec: &std::path::Path,
+    lines: usize,
+    signal: &str,
+) -> std::process::Output {
+    let child = env
+        .cmd()
+        .args(["--json", "load", "--endpoint", &format!("{url}/produce")])
+        .args(["--key-file", &env.p("basic.key"), "--duration", "30s"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_for_lines(rec, lines);
+    common::signal(child.id(), signal);
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn ctrl_c_stops_starting_requests_and_reports_what_was_sent() {
     let env = Env::new();
     let rec = env.path("rec.jsonl");
     let m = env.serve(&["-q", "--record", &rec.display().to_string()]);
-    let child = env
-        .cmd()
-        .args([
-            "--json",
-            "load",
-            "--endpoint",
-            &format!("{}/produce", m.url),
-        ])
-        .args(["--key-file", &env.p("basic.key")])
-        .args(["--rate", "50", "--duration", "30s"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // Requests are arriving when Ctrl-C comes.
-    common::wait_for_lines(&rec, 5);
-    common::signal(child.id(), "-INT");
-    let o = child.wait_with_output().unwrap();
+    let o = stopped_load(&env, &m.url, &["--rate", "50"], &rec, 5, "-INT");
     assert_eq!(o.status.code(), Some(130), "{}", text(&o));
     let r = report(&o);
     assert_eq!(r["interrupted"], true);
@@ -578,31 +582,17 @@ fn a_stop_leaves_the_requests_waiting_for_a_connection_unsent_and_uncounted() {
         "--record",
         &rec.display().to_string(),
     ]);
-    let child = env
-        .cmd()
-        .args([
-            "--json",
-            "load",
-            "--endpoint",
-            &format!("{}/produce", m.url),
-        ])
-        .args(["--key-file", &env.p("basic.key")])
-        .args([
-            "--activity",
-            "updateInstanceStatus FREEZE",
-            "--connections",
-            "1",
-        ])
-        .args(["--rate", "20", "--duration", "30s"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // The instance made, one freeze answered 2 s later and the next on the wire: the starts
     // of those 2 s wait for the connection.
-    common::wait_for_lines(&rec, 3);
-    common::signal(child.id(), "-TERM");
-    let o = child.wait_with_output().unwrap();
+    let args = [
+        "--activity",
+        "updateInstanceStatus FREEZE",
+        "--connections",
+        "1",
+        "--rate",
+        "20",
+    ];
+    let o = stopped_load(&env, &m.url, &args, &rec, 3, "-TERM");
     assert_eq!(o.status.code(), Some(130), "{}", text(&o));
     let r = report(&o);
     assert_eq!(r["interrupted"], true);

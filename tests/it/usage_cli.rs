@@ -417,11 +417,7 @@ fn a_marketplace_that_keeps_failing_is_not_called_unreachable() {
 fn a_proxy_that_refuses_is_named() {
     let env = Env::new();
     let f = env.write("u.csv", &csv_records(3, true));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::closed_port();
     let o = env
         .send_cmd(
             &["upload", f.to_str().unwrap(), "--retries", "0", "--yes"],
@@ -446,11 +442,7 @@ fn unreachable_marketplace_exits_4_and_replay_delivers_later() {
     let f = env.write("u.csv", &csv_records(300, true));
     let fs = f.to_str().unwrap();
     // A port with nothing listening.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::closed_port();
     let mut c = csm(env.dir());
     let o = c
         .args(["usage", "upload", fs, "--journal"])
@@ -979,11 +971,7 @@ fn ctrl_c_stops_starting_batches_settles_those_in_flight_and_replay_finishes() {
 fn a_stop_during_the_wait_before_a_retry_is_an_interruption() {
     let env = Env::new();
     // Nothing listens: every attempt fails at once, then waits 8 s before the next.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::closed_port();
     let f = env.write("u.csv", &csv_records(5, true));
     let up = csm(env.dir())
         .args([
