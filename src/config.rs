@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
+    /// Its name in config.toml (set by [`load_config`]), for the messages about its files.
+    #[serde(skip)]
+    pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// `v1` or `v2`.
@@ -52,16 +55,52 @@ pub fn config_path() -> PathBuf {
 }
 
 pub fn load_config(path: &Path) -> Result<ConfigFile> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text).map_err(|e| {
-            CsmError::Config(format!(
-                "{}: not a valid csm config: {}",
-                path.display(),
-                e.message()
-            ))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
-        Err(e) => Err(CsmError::io(path, e)),
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigFile::default()),
+        Err(e) => return Err(CsmError::io(path, e)),
+    };
+    let mut cfg: ConfigFile = toml::from_str(&text).map_err(|e| config_error(path, &text, &e))?;
+    for (name, p) in &mut cfg.profiles {
+        p.name = Some(name.clone());
+    }
+    Ok(cfg)
+}
+
+/// A config.toml that does not parse, on one line: the place (from the parser's byte span)
+/// and the parser's message, whose own line breaks are joined. Every command refuses it:
+/// a profile silently ignored would send with the wrong keys or to the wrong endpoint.
+fn config_error(path: &Path, text: &str, e: &toml::de::Error) -> CsmError {
+    let at = e
+        .span()
+        .and_then(|span| text.get(..span.start))
+        .map(|before| {
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!(" at line {line} column {column}")
+        })
+        .unwrap_or_default();
+    let why: Vec<&str> = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    CsmError::Config(format!(
+        "{}: not a valid csm config{at}: {}",
+        path.display(),
+        why.join("; ")
+    ))
+}
+
+/// A leading `~/` (or a bare `~`) as the home directory, for key file paths typed at a
+/// prompt or written in config.toml: no shell expanded them (a flag's path it did).
+pub fn expand_home(path: &Path) -> PathBuf {
+    let home = dirs::home_dir();
+    match (path.strip_prefix("~"), home) {
+        (Ok(rest), Some(home)) if rest.as_os_str().is_empty() => home,
+        (Ok(rest), Some(home)) => home.join(rest),
+        _ => path.to_path_buf(),
     }
 }
 
@@ -86,11 +125,22 @@ pub fn active_profile(name: Option<&str>) -> Result<Profile> {
     match name {
         Some(name) => cfg.profiles.get(name).cloned().ok_or_else(|| {
             CsmError::Config(format!(
-                "--profile {name}: no such profile in {} (run `csm init --profile {name}`)",
+                "{} {name}: no such profile in {} (run `csm init --profile {name}`)",
+                profile_source(name),
                 path.display()
             ))
         }),
         None => Ok(cfg.profiles.get("default").cloned().unwrap_or_default()),
+    }
+}
+
+/// Where the selected profile `name` came from, for messages: `CSM_PROFILE` when the
+/// variable holds it, else `--profile` (the flag wins over the variable).
+pub fn profile_source(name: &str) -> &'static str {
+    if std::env::var("CSM_PROFILE").is_ok_and(|v| v == name) {
+        "CSM_PROFILE"
+    } else {
+        "--profile"
     }
 }
 
@@ -114,13 +164,15 @@ pub fn key_env(role: KeyRole) -> &'static str {
     }
 }
 
-fn profile_key_path(role: KeyRole, p: &Profile) -> Option<PathBuf> {
-    match role {
-        KeyRole::Basic => p.key_file.clone(),
-        KeyRole::Kit => p.kit_key_file.clone(),
-        KeyRole::License => p.license_key_file.clone(),
-        KeyRole::Sk => p.sk_file.clone(),
-    }
+/// The profile's key file for `role` (`~` expanded) and its key in config.toml.
+fn profile_key_path(role: KeyRole, p: &Profile) -> Option<(PathBuf, &'static str)> {
+    let (path, key) = match role {
+        KeyRole::Basic => (&p.key_file, "key_file"),
+        KeyRole::Kit => (&p.kit_key_file, "kit_key_file"),
+        KeyRole::License => (&p.license_key_file, "license_key_file"),
+        KeyRole::Sk => (&p.sk_file, "sk_file"),
+    };
+    path.as_deref().map(|path| (expand_home(path), key))
 }
 
 /// The key for `role`, or None when neither flag, env nor profile names one.
@@ -131,8 +183,13 @@ pub fn find_key(role: KeyRole, flag: Option<&Path>, profile: &Profile) -> Result
     if let Ok(v) = std::env::var(key_env(role)) {
         return secret::from_env_value(&v, key_env(role)).map(Some);
     }
-    if let Some(path) = profile_key_path(role, profile) {
-        return secret::read_key_file(&path, &format!("profile {}", key_flag(role))).map(Some);
+    if let Some((path, key)) = profile_key_path(role, profile) {
+        // Named as the config file names it: the fix is in the profile, not in a flag.
+        let what = match &profile.name {
+            Some(name) => format!("profile {name:?} {key}"),
+            None => format!("profile {key}"),
+        };
+        return secret::read_key_file(&path, &what).map(Some);
     }
     Ok(None)
 }
@@ -172,4 +229,67 @@ pub fn require_key(role: KeyRole, flag: Option<&Path>, profile: &Profile) -> Res
             key_env(role)
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expand_home_takes_a_leading_tilde_only() {
+        let home = dirs::home_dir().expect("a home directory");
+        assert_eq!(
+            expand_home(Path::new("~/.keys/basic")),
+            home.join(".keys/basic")
+        );
+        assert_eq!(expand_home(Path::new("~")), home);
+        // Another user's home, a `~` further in, and plain paths are left as they are.
+        for p in ["~other/k", "keys/~/k", "/etc/k", "k~", ""] {
+            assert_eq!(expand_home(Path::new(p)), PathBuf::from(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn a_broken_config_is_one_line_with_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let cases = [
+            // (text, the place, the parser's message starts)
+            (
+                "[profiles.a\n",
+                "line 1 column 12",
+                "invalid table header; expected",
+            ),
+            (
+                "# ü\n[profiles.a]\nendpoint = 3\n",
+                "line 3 column 12",
+                "invalid type: integer `3`",
+            ),
+            (
+                "\r\n[profiles.a]\r\nnope = 1\r\n",
+                "line 3 column 1",
+                "unknown field `nope`",
+            ),
+        ];
+        for (text, at, why) in cases {
+            std::fs::write(&path, text).unwrap();
+            let err = load_config(&path).unwrap_err().to_string();
+            let want = format!("{}: not a valid csm config at {at}: {why}", path.display());
+            assert!(err.starts_with(&want), "{text:?}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn loaded_profiles_know_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[profiles.prod]\nkey_file = \"k\"\n").unwrap();
+        let cfg = load_config(&path).unwrap();
+        assert_eq!(cfg.profiles["prod"].name.as_deref(), Some("prod"));
+        // The name is the table's, never a key of its own.
+        assert!(!toml::to_string(&cfg).unwrap().contains("name"));
+        std::fs::write(&path, "[profiles.prod]\nname = \"x\"\n").unwrap();
+        assert!(load_config(&path).is_err());
+    }
 }

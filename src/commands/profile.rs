@@ -34,6 +34,19 @@ pub fn run(g: &GlobalArgs, a: ProfileArgs) -> Result<Exit> {
     match a.command {
         ProfileCommand::List => {
             let names: Vec<&String> = cfg.profiles.keys().collect();
+            // Listed all the same (the list is how to find the right name), but every other
+            // command would fail on it: said here rather than at the next command.
+            if let Some(name) = g
+                .profile
+                .as_deref()
+                .filter(|n| !cfg.profiles.contains_key(*n))
+            {
+                eprintln!(
+                    "csm: warning: {} {name}: no such profile in {} (other commands fail on it; `csm init --profile {name}` writes it)",
+                    config::profile_source(name),
+                    path.display()
+                );
+            }
             if g.json {
                 crate::output::print_json(&json!({
                     "config": path.display().to_string(),
@@ -86,7 +99,11 @@ pub fn run(g: &GlobalArgs, a: ProfileArgs) -> Result<Exit> {
 fn show(g: &GlobalArgs, name: &str, p: &Profile) {
     let file = |f: &Option<std::path::PathBuf>| {
         f.as_ref().map(|p| {
-            let state = if p.exists() { "" } else { " (missing)" };
+            let state = if config::expand_home(p).exists() {
+                ""
+            } else {
+                " (missing)"
+            };
             format!("{}{state}", p.display())
         })
     };

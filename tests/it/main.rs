@@ -16,6 +16,7 @@ mod license_cli;
 mod license_marketplace;
 mod license_props;
 mod load;
+mod profiles;
 mod readme;
 mod server;
 mod sso_merchant;
