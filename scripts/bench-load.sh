@@ -14,6 +14,8 @@
 #      run: with its core full in wrk's run, wrk's rate is the merchant's capacity for requests
 #      it refuses at once, and no client can take csm load's past its capacity for valid
 #      callbacks, so the ratio cannot pass wrk's figure over csm's (printed beside them).
+#      The last line divides each round's ratio by that bound: near 1, csm load keeps the
+#      merchant as busy as wrk does, and only a cheaper merchant would raise the ratio.
 #   2. fixed rate: `csm load --rate R` at half csm's median ceiling; achieved/target (goal:
 #      within 1%), with the corrected p99 beside it.
 # Pinning: with 2 or more cores (and taskset), the merchant runs on core 0 and the load
@@ -147,6 +149,7 @@ CSMR=()
 REFUSED=()
 CEILING=()
 PAIRED=()
+REACH=()
 for round in $(seq "$ROUNDS"); do
   t=$(ticks)
   client "${CLIENT_CPU[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$WORK/post.lua" "$URL" > "$WORK/wrk-$round"
@@ -178,6 +181,9 @@ for round in $(seq "$ROUNDS"); do
   # Each round's own ratio: wrk and csm ran seconds apart, so a host that speeds up or slows
   # down between rounds moves both.
   PAIRED+=("$(python3 -c "print(round($c / $w, 3))")")
+  # How close csm load came to the merchant's bound in this round (1.0: the merchant, not
+  # the client, held it back).
+  REACH+=("$(python3 -c "print(round($c / $w / $ceiling, 3))")")
   WRK+=("$w")
   CSMR+=("$c")
   REFUSED+=("$x")
@@ -192,6 +198,8 @@ printf '  csm signed with a key the merchant does not hold (refused): %.0f req/s
   "$mx" "$(python3 -c "print($mx / $mw)")"
 printf '  the ratio the merchant allows (its CPU per refused request over per valid one): %.3f\n' \
   "$(median "${CEILING[@]}")"
+printf '  csm load'"'"'s share of that bound, by round: %s (median %s)\n' \
+  "${REACH[*]}" "$(median "${REACH[@]}")"
 
 target=$(python3 -c "print(max(1, int($mc / 2)))")
 achieved=$(load "$WORK/fixed.json" rate_achieved --rate "$target" --duration "$((SECS * 2))s")

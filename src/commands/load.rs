@@ -57,7 +57,7 @@ pub struct LoadArgs {
     pub keys: InterfaceKeyFiles,
     /// Requests per second, started on schedule whether or not earlier ones answered (open
     /// loop); `max` keeps every connection busy instead (closed loop, to find the ceiling).
-    #[arg(long, value_name = "N|max", value_parser = parse_rate)]
+    #[arg(long, value_name = "N|max", value_parser = parse_rate, allow_negative_numbers = true)]
     pub rate: Rate,
     /// How long to send, e.g. 30s or 10m (1 ms to 24 h).
     #[arg(long, value_name = "DURATION",
@@ -332,9 +332,9 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
             how
         };
         eprintln!(
-            "loading {endpoint} ({}; {how}; {} connections): {what}",
+            "loading {endpoint} ({}; {how}; {}): {what}",
             protocol.name(),
-            a.connections,
+            crate::output::plural(a.connections.into(), "connection"),
         );
     }
     let plan = Plan {
@@ -359,7 +359,12 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
     };
     let out = engine::run(plan).map_err(CsmError::Config)?;
     if let Some(e) = &out.prepare_error {
-        let n = out.stats.errors.get("prepare").copied().unwrap_or(0);
+        let n = out
+            .stats
+            .errors
+            .get(crate::load::stats::PREPARE)
+            .copied()
+            .unwrap_or(0);
         eprintln!("csm: {n} requests could not be built; the first: {e}");
     }
     let mut report = Report {
@@ -390,7 +395,7 @@ pub fn run(g: &GlobalArgs, a: LoadArgs) -> Result<Exit> {
     // does not read it as a pass.
     let s = &report.stats;
     let finished = out.unreachable.is_none() && !out.interrupted;
-    if finished && a.threshold.is_empty() && s.failed > 0 && s.failed == s.requests && !g.quiet {
+    if finished && a.threshold.is_empty() && s.failed > 0 && s.failed == s.requests {
         eprintln!(
             "csm: note: every request failed; without a --threshold that is still exit 0 (--threshold 'errors<1%' fails the run)"
         );

@@ -147,7 +147,7 @@ impl NoReply {
     fn kind(&self) -> &'static str {
         match self {
             NoReply::Net(f) => f.kind.id(),
-            NoReply::Queued => "queued",
+            NoReply::Queued => stats::QUEUED,
             NoReply::Stopped => "stopped",
         }
     }
@@ -164,7 +164,10 @@ struct Shared {
     orders_started: AtomicU64,
     orders_done: AtomicU64,
     started: AtomicU64,
-    in_flight: AtomicU64,
+    /// Requests started and not ended: on the wire, or waiting for a free connection.
+    pending: AtomicU64,
+    /// Requests on the wire (at most `--connections`).
+    on_wire: AtomicU64,
     /// The first transport failure, kept for the unreachable verdict.
     first_failure: Mutex<Option<NetFailure>>,
     /// Set once the endpoint is known unreachable: no further request is started.
@@ -263,11 +266,13 @@ impl Shared {
             return (Err(NoReply::Queued), Duration::ZERO);
         };
         let sent = Instant::now();
+        self.on_wire.fetch_add(1, Ordering::Relaxed);
         let r = tokio::time::timeout(
             timeout,
             self.pool.exchange(p.method, &p.url, &p.headers, &p.body),
         )
         .await;
+        self.on_wire.fetch_sub(1, Ordering::Relaxed);
         let service = sent.elapsed();
         let r = match r {
             Ok(r) => r.map_err(NoReply::Net),
@@ -282,7 +287,7 @@ impl Shared {
     /// Sends one request meant to start at `intended` and records how it ended; for a
     /// lifecycle step, queues the order's next step (or, closed loop, returns it).
     async fn one(&self, task: Task, intended: Instant) -> Option<(usize, String)> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.pending.fetch_add(1, Ordering::Relaxed);
         let step = match &task {
             Task::Step { step, .. } => Some(*step),
             Task::Mix(_) => None,
@@ -294,7 +299,12 @@ impl Shared {
         {
             Err(e) => {
                 lock(&self.prepare_error).get_or_insert(e);
-                (item.title(), Err("prepare"), Duration::ZERO, Vec::new())
+                (
+                    item.title(),
+                    Err(stats::PREPARE),
+                    Duration::ZERO,
+                    Vec::new(),
+                )
             }
             Ok(p) => {
                 let activity = p.title();
@@ -366,7 +376,7 @@ impl Shared {
                 rejected: &rejected,
             });
         }
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.pending.fetch_sub(1, Ordering::Relaxed);
         next
     }
 
@@ -431,6 +441,10 @@ impl Shared {
 /// slack), and a high rate wakes the runtime at most this often.
 const PACE: Duration = Duration::from_millis(1);
 
+/// A start handed over this late is on time: the pacing's resolution and the OS's timer
+/// slack.
+const ON_TIME: Duration = Duration::from_millis(2);
+
 /// Hands over, as their intended starts come, how many requests are due, from an OS thread
 /// that sleeps until then. The runtime's timers tick each millisecond and fire up to 2 ms
 /// late, and every late start would count against the endpoint (latency runs from the
@@ -488,10 +502,11 @@ async fn progress(s: Arc<Shared>, start: Instant) {
             (st.requests, ms_at(&st.latency, 99.0), st.failed)
         };
         let secs = start.elapsed().as_secs_f64();
+        let on_wire = s.on_wire.load(Ordering::Relaxed);
+        let waiting = s.pending.load(Ordering::Relaxed).saturating_sub(on_wire);
         eprint!(
-            "\r\x1b[2K{secs:>5.0}s  {:>8.1}/s  in flight {:>5}  p99 {:>9.1} ms  failed {failed}",
+            "\r\x1b[2K{secs:>5.0}s  {:>8.1}/s  in flight {on_wire:>5}  waiting {waiting:>5}  p99 {:>9.1} ms  failed {failed}",
             done as f64 / secs.max(0.001),
-            s.in_flight.load(Ordering::Relaxed),
             p99
         );
     }
@@ -530,7 +545,8 @@ async fn run_async(plan: Plan) -> Result<Outcome, String> {
         orders_started: AtomicU64::new(0),
         orders_done: AtomicU64::new(0),
         started: AtomicU64::new(0),
-        in_flight: AtomicU64::new(0),
+        pending: AtomicU64::new(0),
+        on_wire: AtomicU64::new(0),
         first_failure: Mutex::new(None),
         abort: std::sync::atomic::AtomicBool::new(false),
         prepare_error: Mutex::new(None),
@@ -549,6 +565,8 @@ async fn run_async(plan: Plan) -> Result<Outcome, String> {
         .then(|| tokio::spawn(intervals(Arc::clone(&s), start)));
     let mut tasks = tokio::task::JoinSet::new();
     let mut last_start = start;
+    // When the last start handed over was due (with `--rate N`).
+    let mut last_due = start;
     let interval;
     match s.plan.rate {
         Some(rate) => {
@@ -577,6 +595,7 @@ async fn run_async(plan: Plan) -> Result<Outcome, String> {
                     break;
                 }
                 last_start = Instant::now();
+                last_due = start + sched.offset(upto.saturating_sub(1));
                 for i in std::mem::replace(&mut sent, upto)..upto {
                     let at = start + sched.offset(i);
                     s.started.fetch_add(1, Ordering::Relaxed);
@@ -652,7 +671,13 @@ async fn run_async(plan: Plan) -> Result<Outcome, String> {
         lock(&s.intervals).push(line);
     }
     let sending = if s.plan.rate.is_some() {
-        last_start.duration_since(start) + interval
+        // To the last start plus one interval. A last start handed over within the pacing's
+        // resolution of its time is on time; a later one (a client too slow for the rate)
+        // stretches the period, and shows as a shortfall of `rate`.
+        let late = last_start
+            .saturating_duration_since(last_due)
+            .saturating_sub(ON_TIME);
+        last_due.duration_since(start) + late + interval
     } else {
         elapsed
     };

@@ -57,7 +57,19 @@ fn not_in(name: &str, p: Protocol) -> String {
         Protocol::V1 => Protocol::V2,
         Protocol::V2 => Protocol::V1,
     };
-    let hint = if let Some(n) = names.iter().find(|n| n.eq_ignore_ascii_case(name)) {
+    // The case mistaken, or a letter or two off (`newInstnace`).
+    let close = names
+        .iter()
+        .find(|n| n.eq_ignore_ascii_case(name))
+        .or_else(|| {
+            names
+                .iter()
+                .map(|n| (strsim::damerau_levenshtein(n, name), n))
+                .filter(|(d, _)| *d <= 2)
+                .min_by_key(|(d, _)| *d)
+                .map(|(_, n)| n)
+        });
+    let hint = if let Some(n) = close {
         format!("did you mean {n}?")
     } else if catalog::names(other).contains(&name) {
         format!(
@@ -141,7 +153,11 @@ impl Mix {
         for spec in specs.iter().flat_map(|s| s.split(',')) {
             let spec = spec.trim();
             if spec.is_empty() {
-                continue;
+                // `newInstance:3,` was likely meant to name one more.
+                return Err(format!(
+                    "--activity {:?}: an empty item (a comma too many?); NAME or NAME:WEIGHT, separated by commas",
+                    specs.join(",")
+                ));
             }
             let (name, weight) = match spec.split_once(':') {
                 Some((n, w)) => {
@@ -299,6 +315,14 @@ mod tests {
             e.starts_with("--activity \"newInstanse\": not a v2 callback"),
             "{e}"
         );
+        assert!(e.ends_with("(did you mean newInstance?)"), "{e}");
+        let e = Mix::parse(&["newInstnace".into()], Protocol::V2, &k).unwrap_err();
+        assert!(e.ends_with("(did you mean newInstance?)"), "{e}");
+        // Nothing close: the list.
+        let e = Mix::parse(&["orderPaid".into()], Protocol::V2, &k).unwrap_err();
+        assert!(e.contains("one of: newInstance"), "{e}");
+        let e = Mix::parse(&["newInstance:3,".into()], Protocol::V2, &k).unwrap_err();
+        assert!(e.contains("an empty item (a comma too many?)"), "{e}");
         let e = Mix::parse(&["newInstance:0".into()], Protocol::V2, &k).unwrap_err();
         assert!(e.contains("from 1 to 1000"), "{e}");
         let e = Mix::parse(&["tenantSync".into()], Protocol::V2, &k).unwrap_err();

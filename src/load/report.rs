@@ -2,7 +2,7 @@
 //! and the text summary (pure).
 
 use super::schedule::Schedule;
-use super::stats::{counts_json, ms_at, percentiles_json, Stats, PERCENTILES};
+use super::stats::{self, counts_json, ms_at, percentiles_json, Stats, PERCENTILES};
 use super::threshold::{Metric, Op, Threshold};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -52,14 +52,24 @@ pub struct Report {
 }
 
 impl Report {
-    /// Requests started per second over the sending period (ended per second for max).
+    /// Requests that reached the endpoint: started, less those that found no free
+    /// connection within the budget or could not be built.
+    pub fn sent(&self) -> u64 {
+        let unsent: u64 = [stats::QUEUED, stats::PREPARE]
+            .iter()
+            .filter_map(|k| self.stats.errors.get(k))
+            .sum();
+        self.started.saturating_sub(unsent)
+    }
+
+    /// Requests sent per second over the sending period (ended per second for max).
     pub fn rate_achieved(&self) -> f64 {
         let secs = self.sending.as_secs_f64();
         if secs <= 0.0 {
             return 0.0;
         }
         let n = if self.rate_target.is_some() {
-            self.started
+            self.sent()
         } else {
             self.stats.requests
         };
@@ -81,17 +91,19 @@ impl Report {
         match t.metric {
             Metric::Latency(p) => ms_at(&self.stats.latency, p),
             Metric::Errors => self.stats.error_ratio(),
-            // Against the starts the schedule planned by then, so that a ramp's slow start
-            // is no shortfall (without a ramp: rate_achieved / rate_target).
+            // Requests sent against the starts the schedule planned by then (whole ones), so
+            // that a ramp's slow start is no shortfall, and a request never sent is.
             Metric::Rate => match self.rate_target {
                 Some(rate) if rate > 0.0 => {
-                    let planned = Schedule {
+                    let planned = (Schedule {
                         rate,
                         ramp: self.ramp,
                     }
-                    .count_by(self.sending);
+                    .count_by(self.sending)
+                        + 1e-6)
+                        .floor();
                     if planned > 0.0 {
-                        self.started as f64 / planned
+                        self.sent() as f64 / planned
                     } else {
                         0.0
                     }
@@ -152,6 +164,7 @@ impl Report {
             "connections": self.connections,
             "requests": s.requests,
             "started": self.started,
+            "sent": self.sent(),
             "duration_s": (self.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
             "rate_target": self.rate_target,
             "rate_achieved": self.rate_achieved(),
@@ -207,14 +220,14 @@ impl Report {
             None => "closed loop, ".into(),
         };
         let mut out = format!(
-            "{} in {:.2} s to {} ({}; {}achieved {}; {} connections)\n",
+            "{} in {:.2} s to {} ({}; {}achieved {}; {})\n",
             crate::output::plural(s.requests, "request"),
             self.elapsed.as_secs_f64(),
             self.endpoint,
             self.protocol,
             target,
             fmt_rate(self.rate_achieved()),
-            self.connections,
+            crate::output::plural(self.connections as u64, "connection"),
         );
         // Times to a failure are no latencies a seller can read anything from.
         if !self.answered() {
@@ -282,10 +295,11 @@ fn fmt_ms(ms: f64) -> String {
         format!("{:.2} s", ms / 1000.0)
     } else if ms >= 100.0 {
         format!("{ms:.0} ms")
-    } else if ms >= 0.1 {
+    } else if ms >= 1.0 {
         format!("{ms:.1} ms")
     } else {
-        // A bound of 0.05 ms is not "0.0 ms".
+        // Microseconds, so that one line's sub-millisecond values read alike (0.090, 0.100)
+        // and a bound of 0.05 ms is not "0.0 ms".
         format!("{ms:.3} ms")
     }
 }

@@ -1,6 +1,7 @@
 //! What a load run measured: two HDR histograms (latency from the intended start, and
 //! service time from the actual send) and the counts by status, code, error and rule.
 
+use crate::net::NetKind;
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
@@ -16,6 +17,11 @@ fn histogram() -> Histogram<u64> {
 /// The resultCode of a callback that did what it was asked.
 pub const OK: &str = "000000";
 
+/// Error kinds of requests that never reached the endpoint: no free connection within the
+/// budget, or a request that could not be built.
+pub const QUEUED: &str = "queued";
+pub const PREPARE: &str = "prepare";
+
 /// A call succeeded: HTTP 200, resultCode [`OK`], and nothing the judge rejects (a reply
 /// the marketplace would refuse, a Body-Sign that does not verify say, fails the call).
 pub fn succeeded(status: u16, code: Option<&str>, rejected: &[&str]) -> bool {
@@ -24,7 +30,8 @@ pub fn succeeded(status: u16, code: Option<&str>, rejected: &[&str]) -> bool {
 
 #[derive(Debug, Clone)]
 pub struct Stats {
-    /// From each request's intended start to its end (coordinated omission corrected).
+    /// From each request's intended start to its end (coordinated omission corrected), for
+    /// requests answered or out of time (see [`Ended`]).
     pub latency: Histogram<u64>,
     /// From the moment the request was handed to a connection to its end.
     pub service: Histogram<u64>,
@@ -35,7 +42,8 @@ pub struct Stats {
     pub failed: u64,
     pub by_http_status: BTreeMap<String, u64>,
     pub by_result_code: BTreeMap<String, u64>,
-    /// Requests without a reply, by kind (timeout, refused, reset, connect, protocol, queued).
+    /// Requests without a reply, by kind (timeout, reset, connect, tls, protocol, queued,
+    /// prepare).
     pub errors: BTreeMap<&'static str, u64>,
     /// Replies the judge rejects, by rule (result-code, json-body, body-sign, ...).
     pub rejected: BTreeMap<&'static str, u64>,
@@ -78,12 +86,32 @@ pub struct Ended<'a> {
     pub rejected: &'a [&'static str],
 }
 
+impl Ended<'_> {
+    /// Whether the request's time is a latency: it was answered, or its caller waited the
+    /// whole budget (a timeout, or no free connection). A refused connection, a reset or a
+    /// request never built ends early, and its time would pull the percentiles down.
+    fn waited(&self) -> bool {
+        self.outcome.is_ok()
+            || self.outcome == Err(NetKind::Timeout.id())
+            || self.outcome == Err(QUEUED)
+    }
+
+    /// Whether it was on the wire for a service time: answered, or timed out there.
+    fn served(&self) -> bool {
+        self.outcome.is_ok() || self.outcome == Err(NetKind::Timeout.id())
+    }
+}
+
 impl Stats {
     pub fn add(&mut self, e: Ended) {
         self.requests += 1;
-        self.latency.saturating_record(micros(e.latency));
-        self.interval.saturating_record(micros(e.latency));
-        self.service.saturating_record(micros(e.service));
+        if e.waited() {
+            self.latency.saturating_record(micros(e.latency));
+            self.interval.saturating_record(micros(e.latency));
+        }
+        if e.served() {
+            self.service.saturating_record(micros(e.service));
+        }
         *self.by_activity.entry(e.activity.clone()).or_default() += 1;
         let ok = match e.outcome {
             Err(kind) => {
@@ -252,6 +280,34 @@ mod tests {
         assert!((max - 5000.0).abs() < 5.0, "{max}");
         let h = s.take_interval();
         assert_eq!((h.len(), s.interval.len()), (5, 0));
+    }
+
+    #[test]
+    fn only_answers_and_waits_out_of_time_are_latencies() {
+        let mut s = Stats::default();
+        let ended = |latency_ms: u64, service_ms: u64, outcome| Ended {
+            activity: "newInstance".into(),
+            latency: Duration::from_millis(latency_ms),
+            service: Duration::from_millis(service_ms),
+            outcome,
+            rejected: &[],
+        };
+        s.add(ended(300, 300, Ok((200, Some(OK.into())))));
+        // Ended at once, without a reply: failures, but no time anyone waited for one.
+        for kind in ["connect", "reset", "tls", "protocol", PREPARE] {
+            s.add(ended(1, 1, Err(kind)));
+        }
+        assert_eq!(
+            (s.latency.len(), s.service.len(), s.interval.len()),
+            (1, 1, 1)
+        );
+        assert!((ms_at(&s.latency, 50.0) - 300.0).abs() < 1.0);
+        // Out of time on the wire, or waiting for a connection: latency; only the first was
+        // served.
+        s.add(ended(5000, 5000, Err(NetKind::Timeout.id())));
+        s.add(ended(5000, 0, Err(QUEUED)));
+        assert_eq!((s.latency.len(), s.service.len()), (3, 2));
+        assert_eq!((s.requests, s.failed), (8, 7));
     }
 
     #[test]

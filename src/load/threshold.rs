@@ -77,7 +77,10 @@ fn fraction(s: &str, expr: &str) -> Result<f64, String> {
         })?;
     if v / scale > 1.0 {
         return Err(if scale == 1.0 {
-            format!("--threshold {expr:?}: a bare {s} is a fraction and must be at most 1 (100%); for a percentage write {s}%")
+            format!(
+                "--threshold {expr:?}: a bare {s} is a fraction and must be at most 1 (100%){}",
+                percent_hint(s, v)
+            )
         } else {
             format!("--threshold {expr:?}: {s} is over 100%")
         });
@@ -85,12 +88,21 @@ fn fraction(s: &str, expr: &str) -> Result<f64, String> {
     Ok(v / scale)
 }
 
+/// `rate>=98` was likely meant as 98%; `rate>=1.5` as nothing a percentage would fix.
+fn percent_hint(s: &str, v: f64) -> String {
+    if (2.0..=100.0).contains(&v) {
+        format!("; for a percentage write {s}%")
+    } else {
+        "; e.g. 0.98 or 98%".to_string()
+    }
+}
+
 fn millis(s: &str, expr: &str) -> Result<f64, String> {
     // A latency bound names its unit (`800` alone could be ms or s); the reading is the one
     // every duration flag uses.
     if !s.trim().ends_with(|c: char| c.is_ascii_alphabetic()) {
         return Err(format!(
-            "--threshold {expr:?}: {s:?} needs a unit (ms, s, m), e.g. 800ms"
+            "--threshold {expr:?}: {s:?} needs a unit (ms, s, m, h), e.g. 800ms"
         ));
     }
     crate::duration::parse(
@@ -246,6 +258,13 @@ mod tests {
             .unwrap_err()
             .contains("must be at most 1 (100%); for a percentage write 5%"));
         assert!(parse("rate>=1").is_ok());
+        // Over 1 but no percentage anyone writes: no "write 1.5%".
+        let e = parse("rate>=1.5").unwrap_err();
+        assert!(
+            e.ends_with("must be at most 1 (100%); e.g. 0.98 or 98%"),
+            "{e}"
+        );
+        assert!(parse("p99<800").unwrap_err().contains("(ms, s, m, h)"));
         assert!(parse("p98<1s")
             .unwrap_err()
             .contains("unknown metric \"p98\""));

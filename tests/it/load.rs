@@ -753,6 +753,67 @@ fn an_hdr_log_that_cannot_be_written_is_refused_before_the_run() {
 }
 
 #[test]
+fn a_request_never_sent_is_a_shortfall_of_the_rate() {
+    let env = Env::new();
+    let m = env.serve(&["--fault", "stall"]);
+    // Five connections held by the 2 s stall: requests due meanwhile find none free within
+    // the 1 s budget and are not sent.
+    let o = env.load(
+        &m.url,
+        "basic.key",
+        &[
+            "--activity",
+            "newInstance",
+            "--rate",
+            "100",
+            "--duration",
+            "4s",
+            "--connections",
+            "5",
+            "--timeout",
+            "1s",
+            "--threshold",
+            "rate>=0.98",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let r = report(&o);
+    assert_schema(&r);
+    let queued = r["errors"]["queued"].as_u64().unwrap_or(0);
+    assert!(queued >= 20, "{r:#}");
+    assert_eq!(r["started"], 400, "{r:#}");
+    assert_eq!(r["sent"].as_u64().unwrap(), 400 - queued, "{r:#}");
+    let rate = num(&r["thresholds"][0]["value"]);
+    assert!(rate <= (400 - queued) as f64 / 400.0 + 1e-9, "{r:#}");
+    assert_eq!(r["thresholds"][0]["pass"], false);
+}
+
+#[test]
+fn a_run_whose_starts_were_all_on_time_is_the_whole_rate() {
+    let env = Env::new();
+    let m = env.serve(&[]);
+    // A last start handed over a little late (well within an interval) is on time.
+    let o = env.load(
+        &m.url,
+        "basic.key",
+        &[
+            "--activity",
+            "newInstance",
+            "--rate",
+            "20",
+            "--requests",
+            "20",
+            "--threshold",
+            "rate>=1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = report(&o);
+    assert_eq!(num(&r["thresholds"][0]["value"]), 1.0, "{r:#}");
+    assert_eq!(r["sent"], 20);
+}
+
+#[test]
 fn a_ramp_is_no_shortfall_of_the_rate() {
     let env = Env::new();
     let m = env.serve(&[]);
