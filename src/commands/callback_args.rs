@@ -121,6 +121,9 @@ fn ask(g: &GlobalArgs, what: &str, instead: &str, prompt: &str, declined: &str) 
 pub fn unreachable(endpoint: &Url, f: &crate::endpoint::client::NetFailure) -> CsmError {
     use crate::endpoint::client::NetKind;
     let e = CsmError::Network(format!("--endpoint {endpoint}: unreachable: {}", f.message));
+    if let Some(fix) = f.fix {
+        return e.with_hint(fix);
+    }
     match f.kind {
         NetKind::Connect => {
             e.with_hint("check the host and port, and that the endpoint is listening there")

@@ -52,6 +52,9 @@ impl NetKind {
 pub struct NetFailure {
     pub kind: NetKind,
     pub message: String,
+    /// What to do, when where it failed says more than its kind (a proxy that refused the
+    /// tunnel is no endpoint to check the port of).
+    pub fix: Option<&'static str>,
 }
 
 impl NetFailure {
@@ -59,6 +62,14 @@ impl NetFailure {
         NetFailure {
             kind,
             message: message.into(),
+            fix: None,
+        }
+    }
+
+    pub fn with_fix(self, fix: &'static str) -> NetFailure {
+        NetFailure {
+            fix: Some(fix),
+            ..self
         }
     }
 

@@ -100,7 +100,8 @@ pub fn for_url(url: &Url, env: &dyn Fn(&str) -> Option<String>) -> Result<Option
     let Some((var, value)) = chosen else {
         return Ok(None);
     };
-    if let Some((_, list)) = get("no_proxy", "NO_PROXY") {
+    if let Some((var, list)) = get("no_proxy", "NO_PROXY") {
+        warn_unusable(var, &list);
         if excluded(url, &list) {
             return Ok(None);
         }
@@ -129,6 +130,42 @@ fn parse(var: &'static str, value: &str) -> Result<Proxy, String> {
         ));
     }
     Ok(Proxy { var, url })
+}
+
+/// Entries of a `no_proxy` list that match no host as written: a CIDR range that is none
+/// (`10.0.0.0/33`), a Windows setting (`<local>`), a port (not matched). The request would
+/// go through the proxy without a word; said once a run.
+fn unusable(list: &str) -> Vec<&str> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|e| {
+            if let Some((net, bits)) = e.split_once('/') {
+                let width = match net.parse::<IpAddr>() {
+                    Ok(IpAddr::V4(_)) => 32,
+                    Ok(IpAddr::V6(_)) => 128,
+                    Err(_) => return true,
+                };
+                return bits.parse::<u32>().map_or(true, |b| b > width);
+            }
+            let bare = e.trim_start_matches('[');
+            e.starts_with('<')
+                || (e.contains(':') && bare.parse::<IpAddr>().is_err() && !e.starts_with('['))
+                || (e.starts_with('[') && !e.ends_with(']'))
+        })
+        .collect()
+}
+
+fn warn_unusable(var: &str, list: &str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let bad = unusable(list);
+    if !bad.is_empty() {
+        WARNED.call_once(|| {
+            eprintln!(
+                "csm: warning: {var}: {} match no host (write host names, IP addresses or CIDR ranges such as 10.0.0.0/8; ports are not matched)",
+                bad.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>().join(", ")
+            )
+        });
+    }
 }
 
 /// `url`'s host is on the `no_proxy` list.
@@ -251,6 +288,23 @@ mod tests {
         assert!(skipped("https://[2001:db8::1]/", "2001:db8::/32"));
         assert!(skipped("https://[2001:db8::1]/", "[2001:db8::1]"));
         assert!(!skipped("https://isv.example.com/", ""));
+    }
+
+    #[test]
+    fn no_proxy_entries_that_match_nothing_are_found() {
+        assert_eq!(
+            unusable("10.0.0.0/33, <local>, 192.0.2.10:80, host.example:8080, 10.0.0.0/8"),
+            [
+                "10.0.0.0/33",
+                "<local>",
+                "192.0.2.10:80",
+                "host.example:8080"
+            ]
+        );
+        assert!(
+            unusable("*, .example.com, 2001:db8::1, [2001:db8::1], 2001:db8::/32, a.b").is_empty()
+        );
+        assert_eq!(unusable("x/8, 2001:db8::/129"), ["x/8", "2001:db8::/129"]);
     }
 
     #[test]

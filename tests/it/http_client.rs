@@ -222,6 +222,36 @@ fn a_callback_to_another_host_goes_through_http_proxy() {
 }
 
 #[test]
+fn a_proxy_that_refuses_the_tunnel_is_named_with_its_fix() {
+    let env = Env::new();
+    for (status, fix) in [
+        (
+            "407 Proxy Authentication Required",
+            "the proxy wants credentials",
+        ),
+        ("403 Forbidden", "the proxy refused the tunnel to this host"),
+    ] {
+        let (proxy, heads) = common::canned(reply(status, "", ""), 2);
+        let (code, v) = send(
+            &env,
+            "https://isv.example.invalid/produce",
+            &[("HTTPS_PROXY", &proxy)],
+        );
+        assert_eq!(code, Some(4), "{v:#}");
+        assert!(calls(&heads)[0].starts_with("CONNECT isv.example.invalid:443 "));
+        let code = &status[..3];
+        // Not "check the address": the endpoint was never reached.
+        let check = &v["checks"][0];
+        assert_eq!(check["family"], "reachable", "{v:#}");
+        assert!(check["actual"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("answered HTTP {code}")));
+        assert!(check["fix"].as_str().unwrap().starts_with(fix), "{v:#}");
+    }
+}
+
+#[test]
 fn usage_and_license_check_their_ca_file() {
     let env = Env::new();
     let not_pem = env.write("ca.pem", "not a certificate");

@@ -204,17 +204,18 @@ pub fn judge_format(ex: &Exchange, cx: &JudgeCtx) -> Vec<Rule> {
     let budget = format!("a reply within {} ms", cx.budget.as_millis());
     let reply = match &ex.outcome {
         Err(f) => {
-            let fix = match f.kind {
-                NetKind::Connect => "check the address and that the endpoint is listening".into(),
-                NetKind::Timeout => format!(
+            let fix = match (f.fix, f.kind) {
+                (Some(fix), _) => fix.into(),
+                (None, NetKind::Connect) => "check the address and that the endpoint is listening".into(),
+                (None, NetKind::Timeout) => format!(
                     "answer within {} ms: acknowledge at once and provision in the background (newInstance may answer 000004)",
                     cx.budget.as_millis()
                 ),
-                NetKind::Tls => f.tls_fix().into(),
-                NetKind::Reset => {
+                (None, NetKind::Tls) => f.tls_fix().into(),
+                (None, NetKind::Reset) => {
                     "the server closed the connection before its reply was whole: check its logs for a crash, and that Content-Length matches the body".into()
                 }
-                NetKind::Protocol => "answer with HTTP/1.1".into(),
+                (None, NetKind::Protocol) => "answer with HTTP/1.1".into(),
             };
             // The message may quote the endpoint's own bytes: shown as they came.
             return vec![Rule::fail(

@@ -195,10 +195,10 @@ mod tests {
         );
         let tls = exchange(
             good,
-            Err(NetFailure {
-                kind: NetKind::Tls,
-                message: "invalid peer certificate: Expired".into(),
-            }),
+            Err(NetFailure::new(
+                NetKind::Tls,
+                "invalid peer certificate: Expired",
+            )),
             5,
         );
         let rules = readiness_rules(&Url::parse(good).unwrap(), &seen(&[tls]), false);
