@@ -1,5 +1,5 @@
-//! The clock and the randomness of requests. `CSM_NOW` (epoch milliseconds or RFC 3339)
-//! pins the clock, so that a run can be reproduced.
+//! The clock and the randomness of requests. `CSM_NOW` (epoch milliseconds, epoch seconds
+//! of up to 10 digits, or RFC 3339) pins the clock, so that a run can be reproduced.
 //!
 //! Engine code (the test-endpoint runner) does not call the functions here: it is handed a
 //! [`Clock`] and an [`Entropy`], so that a caller can pin both. Commands hand it
@@ -29,8 +29,14 @@ fn pinned() -> Option<DateTime<Utc>> {
 }
 
 fn parse_now(v: &str) -> Option<DateTime<Utc>> {
-    if let Ok(ms) = v.parse::<i64>() {
-        return Utc.timestamp_millis_opt(ms).single();
+    if let Ok(n) = v.parse::<i64>() {
+        // Ten digits or fewer is seconds (`date +%s`), as a V2 timestamp is read: in
+        // milliseconds it would pin the clock to January 1970.
+        if v.trim_start_matches('-').len() <= 10 {
+            eprintln!("csm: note: CSM_NOW {v} read as epoch seconds (milliseconds have 13 digits)");
+            return Utc.timestamp_opt(n, 0).single();
+        }
+        return Utc.timestamp_millis_opt(n).single();
     }
     DateTime::parse_from_rfc3339(v)
         .ok()
@@ -123,5 +129,13 @@ mod tests {
         assert_eq!(u.get_variant(), uuid::Variant::RFC4122);
         assert_eq!(a, u.hyphenated().to_string());
         assert_ne!(a, super::uuid());
+    }
+
+    #[test]
+    fn csm_now_takes_milliseconds_seconds_and_rfc3339() {
+        let ms = super::parse_now("1710686557000").unwrap();
+        assert_eq!(super::parse_now("1710686557"), Some(ms));
+        assert_eq!(super::parse_now("2024-03-17T14:42:37Z"), Some(ms));
+        assert_eq!(super::parse_now("soon"), None);
     }
 }

@@ -28,7 +28,7 @@ use cli::{Cli, Command};
 use error::{Exit, Result};
 
 /// Why a command has nothing to say in JSON (it refuses `--json`), or None.
-pub fn no_json(command: &Command) -> Option<&'static str> {
+fn no_json(command: &Command) -> Option<&'static str> {
     match command {
         Command::Completions(_) => Some("completions prints a shell script"),
         Command::Man(_) => Some("man writes manual pages"),
@@ -49,9 +49,15 @@ pub fn refused_args(e: &clap::Error, args: &[std::ffi::OsString]) {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    // The message's first paragraph on one line: "the following required arguments were
+    // not provided:" is followed by the arguments' names on lines of their own.
     let rendered = e.render().to_string();
-    let first = rendered.lines().next().unwrap_or_default();
-    let err = error::CsmError::usage(first.trim_start_matches("error: ").to_string());
+    let first: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let err = error::CsmError::usage(first.join(" ").trim_start_matches("error: ").to_string());
     if words.iter().any(|w| w == "--json") {
         output::print_json_error(&err);
     }

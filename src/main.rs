@@ -17,7 +17,8 @@ fn main() -> ExitCode {
             e.exit()
         }
     };
-    let json = cli.global.json && csm::no_json(&cli.command).is_none();
+    // Also when the command refuses --json: the caller asked for a JSON answer.
+    let json = cli.global.json;
     match csm::run(cli) {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(err) => {

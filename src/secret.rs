@@ -45,7 +45,8 @@ pub fn read_key_file(path: &Path, what: &str) -> Result<Secret> {
     let raw = crate::files::read_text(path, crate::files::KEY_LIMIT, what)?;
     let key = without_line_end(&raw);
     if key.trim().is_empty() {
-        return Err(CsmError::usage(format!(
+        // A key problem, as an unset key is: often a CI secret withheld and written anyway.
+        return Err(CsmError::Config(format!(
             "{what} {}: the file is empty (it must hold the secret on one line)",
             path.display()
         )));

@@ -82,6 +82,15 @@ fn rsa_keygen(g: &GlobalArgs, out: &std::path::Path, force: bool) -> Result<Exit
             )));
         }
     }
+    // Before the key is made (seconds of work): a directory that is not there.
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir.filter(|d| !d.is_dir()) {
+        return Err(CsmError::Config(format!(
+            "--out {}: no directory {} to write the key pair into",
+            out.display(),
+            dir.display()
+        )));
+    }
     let key = rsa_oaep::generate()?;
     let private = rsa_oaep::private_pem(&key)?;
     let public = rsa_oaep::public_pem(&key.to_public_key())?;

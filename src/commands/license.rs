@@ -215,7 +215,7 @@ pub struct OpenApiArgs {
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// API Gateway access key id (AK).
-    #[arg(long, env = "CSM_AK", value_name = "AK")]
+    #[arg(long, env = "CSM_AK", hide_env_values = true, value_name = "AK")]
     pub ak: Option<String>,
     /// File holding the API Gateway secret key (SK); or set CSM_SK.
     #[arg(long, value_name = "FILE")]

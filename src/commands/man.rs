@@ -1,4 +1,4 @@
-//! `csm man DIR` (hidden): the manual pages committed under `man/`, one per command.
+//! `csm man DIR`: the manual pages committed under `man/`, one per command.
 
 use crate::cli::{Cli, GlobalArgs};
 use crate::error::{CsmError, Exit, Result};
@@ -41,6 +41,12 @@ fn walk(cmd: &clap::Command, name: &str, out: &mut Vec<(String, Vec<u8>)>) {
 }
 
 pub fn run(g: &GlobalArgs, a: ManArgs) -> Result<Exit> {
+    if a.dir.exists() && !a.dir.is_dir() {
+        return Err(CsmError::usage(format!(
+            "DIR {}: not a directory (the pages go into a directory, made if absent)",
+            a.dir.display()
+        )));
+    }
     std::fs::create_dir_all(&a.dir).map_err(|e| CsmError::io(&a.dir, e))?;
     let pages = pages();
     for (name, bytes) in &pages {

@@ -25,7 +25,7 @@ pub struct MarketplaceArgs {
     pub key_file: Option<PathBuf>,
     /// API Gateway access key id accepted by the license open APIs (needs --sk-file; with
     /// --sk-file alone, any id is taken).
-    #[arg(long, env = "CSM_AK")]
+    #[arg(long, env = "CSM_AK", hide_env_values = true)]
     pub ak: Option<String>,
     /// API Gateway secret key accepted by the license open APIs.
     #[arg(long, value_name = "FILE")]

@@ -96,7 +96,7 @@ pub struct SignInputs {
     #[arg(long, visible_alias = "body", value_name = "FILE")]
     pub body_file: Option<PathBuf>,
     /// apig: the access key id (AK).
-    #[arg(long, value_name = "AK", env = "CSM_AK")]
+    #[arg(long, value_name = "AK", env = "CSM_AK", hide_env_values = true)]
     pub ak: Option<String>,
     /// apig: file holding the secret key (SK); also CSM_SK.
     #[arg(long, value_name = "FILE")]

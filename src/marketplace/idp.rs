@@ -30,6 +30,9 @@ pub use crate::protocol::sso::{LOGOUT_PATH, PORTAL_PATH, TOKEN_PATH, USERINFO_PA
 /// Test plumbing of `csm serve marketplace`: teach the IdP a Kit sync (POST), read its
 /// event log (GET). In process, the sso suite calls [`Idp::learn`] and [`Idp::events`].
 pub const SYNC_PATH: &str = "/idp/sync";
+
+/// The Kit syncs [`Idp::learn`] takes something from.
+const LEARNT_SYNCS: [&str; 3] = ["tenantSync", "applicationSync", "authSync"];
 pub const EVENTS_PATH: &str = "/idp/events";
 
 #[derive(Debug, Clone, Copy)]
@@ -631,6 +634,18 @@ impl Idp {
             Err(e) => return oauth_error(400, "invalid_request", &format!("not JSON: {e}")),
         };
         let sync = v["sync"].as_str().unwrap_or("");
+        // `learn` passes over the other syncs a suite sends; a caller naming one here
+        // expects it learnt.
+        if !LEARNT_SYNCS.contains(&sync) {
+            return oauth_error(
+                400,
+                "invalid_request",
+                &format!(
+                    "sync {sync:?}: the identity provider learns from {} only",
+                    LEARNT_SYNCS.join(", ")
+                ),
+            );
+        }
         match self.learn(sync, &v["fields"], v["clientSecret"].as_str()) {
             Ok(()) => Response::json(200, r#"{"learnt":true}"#),
             Err(e) => oauth_error(400, "invalid_request", &e),

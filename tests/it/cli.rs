@@ -991,7 +991,7 @@ fn bad_input_is_one_line_with_a_usage_or_input_code() {
                 "--body-file",
                 "body.json",
             ],
-            2,
+            3,
             "empty",
         ),
         (
@@ -1973,9 +1973,36 @@ fn json_is_refused_where_there_is_no_json_to_print() {
     ] {
         let (code, stdout, stderr) = out(e.csm().args(&args));
         assert_eq!(code, 2, "{args:?}");
-        assert!(stdout.is_empty());
         assert!(stderr.contains("--json: not for this command"), "{stderr}");
+        // The caller asked for JSON: the refusal is an error object like any other.
+        let v: serde_json::Value = serde_json::from_str(&stdout).expect(&stdout);
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("--json: not for this command"),
+            "{v}"
+        );
+        assert_eq!(v["exit_code"], 2);
     }
+    // A refusal of the parser names what is missing in the object's one line, not only in
+    // the text on stderr.
+    let (code, stdout, _) = out(e.csm().args([
+        "--json",
+        "load",
+        "--endpoint",
+        "http://127.0.0.1:9/produce",
+        "--rate",
+        "100",
+    ]));
+    assert_eq!(code, 2);
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect(&stdout);
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("the following required arguments were not provided: <--duration"),
+        "{error}"
+    );
+    assert!(!error.contains('\n'), "{error}");
 }
 
 #[test]
@@ -2094,20 +2121,6 @@ fn mistakes_found_before_anything_is_sent() {
             ],
             "--ak \"AK X\": an access key id is one word",
         ),
-        // An empty secret file says what it must hold, whatever the secret is.
-        (
-            vec![
-                "sign",
-                "apig",
-                "--ak",
-                "AK1",
-                "--sk-file",
-                "empty",
-                "--url",
-                "https://x/y",
-            ],
-            "--sk-file empty: the file is empty (it must hold the secret on one line)",
-        ),
         // --fault changes the built-in merchant only.
         (
             vec![
@@ -2150,6 +2163,35 @@ fn mistakes_found_before_anything_is_sent() {
         assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(!stderr.contains("pw-secret-1"), "{stderr}");
+    }
+    // An empty key file is a key problem (exit 3), as an empty CSM_ACCESS_KEY is: a CI step
+    // that writes a withheld secret to a file gets the same answer as one that exports it.
+    for args in [
+        vec![
+            "sign",
+            "apig",
+            "--ak",
+            "AK1",
+            "--sk-file",
+            "empty",
+            "--url",
+            "https://x/y",
+        ],
+        vec![
+            "send",
+            "newInstance",
+            "--endpoint",
+            "http://127.0.0.1:9/produce",
+            "--key-file",
+            "empty",
+        ],
+    ] {
+        let (code, stdout, stderr) = out(e.csm().args(&args));
+        assert_eq!(code, 3, "{args:?}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("empty: the file is empty (it must hold the secret on one line)"),
+            "{args:?}: {stderr}"
+        );
     }
     // A proxy variable csm cannot use is configuration (exit 3) for every command that
     // calls an endpoint, not an unreachable endpoint.
@@ -2335,4 +2377,24 @@ fn the_environment_as_ci_sets_it() {
         .args(["usage", "status"]));
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("no journal there"), "{err}");
+}
+
+#[test]
+fn an_output_place_that_cannot_be_one_is_named() {
+    let e = Env::new();
+    std::fs::write(e.path("afile"), "").unwrap();
+    let (code, _, stderr) = out(e.csm().args(["man"]).arg(e.path("afile")));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("afile: not a directory"), "{stderr}");
+    // Refused before seconds of key generation, naming the flag.
+    let (code, _, stderr) = out(e
+        .csm()
+        .args(["crypto", "rsa-keygen", "--out"])
+        .arg(e.path("no/such/app.pem")));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("--out ") && stderr.contains(": no directory "),
+        "{stderr}"
+    );
+    assert!(!e.path("no").exists());
 }

@@ -402,3 +402,23 @@ fn logout_redirects_to_the_given_url_and_the_portal_refuses_strangers() {
     let r = idp.http.get(idp.url("/no/such/api")).send().unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[test]
+fn a_sync_the_idp_does_not_learn_from_is_refused() {
+    let idp = start(&[]);
+    let r = idp
+        .http
+        .post(idp.url("/idp/sync"))
+        .header("Content-Type", "application/json")
+        .body(json!({"sync": "orgSync", "fields": {}}).to_string())
+        .send()
+        .unwrap();
+    let (status, v) = json_of(r);
+    assert_eq!(status, 400, "{v}");
+    let (code, desc) = error(&v);
+    assert_eq!(code, "invalid_request");
+    assert!(
+        desc.contains("\"orgSync\": the identity provider learns from tenantSync, applicationSync, authSync only"),
+        "{desc}"
+    );
+}
