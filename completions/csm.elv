@@ -344,7 +344,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --license-key-file 'The key bound to the License delivery interface: signs License callbacks to the merchant'
             cand --merchant-endpoint 'The merchant''s production address, for License callbacks (sent with testFlag "1" unless an admin request asks for "0"; a non-loopback address needs --yes or a confirmation)'
             cand --state 'SQLite state file (accepted usage in table usage_records); in memory when absent'
-            cand --fault 'Misbehave on purpose (repeatable): 5xx[=N], slow[=MS], drop-after-store[=N], partial-rejects[=N], batch-limit[=N], license-internal-error'
+            cand --fault 'Misbehave on purpose (repeatable): 5xx[=N], slow[=MS], drop-after-store[=N], partial-rejects[=N], batch-limit[=N], license-internal-error. 5xx and drop-after-store act on the first attempt of every N-th usage batch (a retry gets through; N=1: every request)'
             cand --idp-code-ttl 'How long a single sign-on authorization code stays valid (not published; OAuth 2.0 recommends at most 10 minutes), e.g. 300s or 2m'
             cand --idp-access-ttl 'Lifetime of the identity provider''s access tokens (documented: 7200 s)'
             cand --idp-refresh-ttl 'Lifetime of its refresh tokens (documented: 30 days)'

@@ -331,7 +331,7 @@ complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcomman
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l license-key-file -d 'The key bound to the License delivery interface: signs License callbacks to the merchant' -r -F
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l merchant-endpoint -d 'The merchant\'s production address, for License callbacks (sent with testFlag "1" unless an admin request asks for "0"; a non-loopback address needs --yes or a confirmation)' -r
 complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l state -d 'SQLite state file (accepted usage in table usage_records); in memory when absent' -r -F
-complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l fault -d 'Misbehave on purpose (repeatable): 5xx[=N], slow[=MS], drop-after-store[=N], partial-rejects[=N], batch-limit[=N], license-internal-error' -r -f -a "5xx\t''
+complete -c csm -n "__fish_csm_using_subcommand serve; and __fish_seen_subcommand_from marketplace" -l fault -d 'Misbehave on purpose (repeatable): 5xx[=N], slow[=MS], drop-after-store[=N], partial-rejects[=N], batch-limit[=N], license-internal-error. 5xx and drop-after-store act on the first attempt of every N-th usage batch (a retry gets through; N=1: every request)' -r -f -a "5xx\t''
 slow\t''
 drop-after-store\t''
 partial-rejects\t''

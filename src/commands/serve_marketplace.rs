@@ -41,7 +41,9 @@ pub struct MarketplaceArgs {
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     /// Misbehave on purpose (repeatable): 5xx[=N], slow[=MS], drop-after-store[=N],
-    /// partial-rejects[=N], batch-limit[=N], license-internal-error.
+    /// partial-rejects[=N], batch-limit[=N], license-internal-error. 5xx and
+    /// drop-after-store act on the first attempt of every N-th usage batch (a retry gets
+    /// through; N=1: every request)
     #[arg(long, value_name = "NAME",
           value_parser = super::callback_args::Offered(crate::marketplace::fault_names))]
     pub fault: Vec<String>,

@@ -12,7 +12,7 @@ use crate::usage::batch::{ValueAs, MAX_BATCH, MIN_BATCH, USAGE_PATH};
 use crate::usage::encoding::Encoding;
 use crate::usage::journal::{self, ImportReport, Journal, Scope, State};
 use crate::usage::reader::{Format, RecordReader};
-use crate::usage::record::Billing;
+use crate::usage::record::{Billing, MAX_AGE_DAYS};
 use crate::usage::upload::{self, SendConfig, SendReport};
 use crate::{clock, usage};
 use clap::{Args, Subcommand};
@@ -601,8 +601,7 @@ fn finish(
     g: &GlobalArgs,
     j: &Journal,
     cfg: &SendConfig,
-    rep: &SendReport,
-    total: u64,
+    (rep, scope, total): (&SendReport, Scope, u64),
     import: Option<(&ImportReport, &str)>,
 ) -> Result<Exit> {
     let counts = j.counts()?;
@@ -694,8 +693,7 @@ fn finish(
                 .join(", ");
             let n: u64 = rep.failed_attempts.values().sum();
             crate::say!(
-                "{} of {} failed and were retried or left for replay: {failed}",
-                output::plural(n, "request"),
+                "{n} of {} requests not answered record by record (sent again or left for replay): {failed}",
                 rep.requests
             );
         }
@@ -708,8 +706,27 @@ fn finish(
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        if rep.rejected > 0 {
-            crate::say!("rejected records: `csm usage export --state rejected --out FILE`, fix, upload again (a record an earlier attempt may have delivered, maybe_delivered yes in the export, is checked in 话单管理 and settled with `csm usage resolve` first: docs/usage.md)");
+        // Refused here as past the 21-day limit: no fix of them can be billed any more.
+        let too_old = rep
+            .by_code
+            .get(&("rejected", "MKT.9004".to_string()))
+            .copied()
+            .unwrap_or(0);
+        if rep.rejected > too_old {
+            let which = if too_old > 0 {
+                "other rejected"
+            } else {
+                "rejected"
+            };
+            crate::say!("{which} records: `csm usage export --state rejected --out FILE`, fix, upload again (a record an earlier attempt may have delivered, maybe_delivered yes in the export, is checked in 话单管理 and settled with `csm usage resolve` first: docs/usage.md)");
+        }
+        if too_old > 0 {
+            crate::say!(
+                "{} rejected with MKT.9004 (not sent): begin_time is more than {MAX_AGE_DAYS} days old, and past that limit the marketplace takes no record for the period, fixed or not; leave {} out of a fixed file (`csm usage resolve SN --abandon --reason TEXT` closes {})",
+                records(too_old),
+                if too_old == 1 { "it" } else { "them" },
+                if too_old == 1 { "it" } else { "them" },
+            );
         }
     }
     if let (Some(n), false) = (rep.batch_fell_back_to, g.quiet || g.json) {
@@ -719,13 +736,21 @@ fn finish(
     }
     match verdict {
         Ok(Exit::Interrupted) => {
-            // Where things are: everything not accepted is in the journal, nothing is lost.
+            // Where things are: everything not accepted is in the journal, nothing is lost;
+            // a request in flight may have ended without a definite answer.
+            // A count that fails does not turn the interruption into another error.
+            let left = match j.waiting(scope) {
+                Ok((pending, sent)) => left_for_replay(pending, sent, &j.path),
+                Err(_) => format!(
+                    "{} in the journal {} for `csm usage replay`",
+                    records_wait(unsent),
+                    j.path.display()
+                ),
+            };
             let mut e = std::io::stderr().lock();
             let _ = writeln!(
                 e,
-                "csm: interrupted: no batch was started after Ctrl-C or SIGTERM; those in flight were settled. {} in the journal {} for `csm usage replay`",
-                records_wait(unsent),
-                j.path.display()
+                "csm: interrupted: no batch was started after Ctrl-C or SIGTERM, and the answers to those in flight were stored; {left}"
             );
         }
         Ok(Exit::Partial) => exit_5_notes(g, rep, earlier_rejected),
@@ -869,8 +894,9 @@ fn upload(g: &GlobalArgs, a: UploadArgs) -> Result<Exit> {
     if !g.json {
         print_import(g, &rep, &file, a.input.billing, false);
     }
-    let (sent, total) = run_send(g, &mut j, Scope::Import(rep.import_id), &cfg)?;
-    finish(g, &j, &cfg, &sent, total, Some((&rep, &file)))
+    let scope = Scope::Import(rep.import_id);
+    let (sent, total) = run_send(g, &mut j, scope, &cfg)?;
+    finish(g, &j, &cfg, (&sent, scope, total), Some((&rep, &file)))
 }
 
 fn replay(g: &GlobalArgs, a: ReplayArgs) -> Result<Exit> {
@@ -884,7 +910,7 @@ fn replay(g: &GlobalArgs, a: ReplayArgs) -> Result<Exit> {
         include_rejected: !a.skip_rejected,
     };
     let (sent, total) = run_send(g, &mut j, scope, &cfg)?;
-    finish(g, &j, &cfg, &sent, total, None)
+    finish(g, &j, &cfg, (&sent, scope, total), None)
 }
 
 fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
@@ -900,7 +926,7 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
             "unsent_by_deadline": s.unsent_by_deadline,
             "not_accepted_by_code": s.codes.iter().map(|(st, c, n)| json!({"state": st, "code": c, "count": n})).collect::<Vec<_>>(),
             "last_errors": s.last_errors.iter().map(|e| json!({
-                "metering_sn": e.metering_sn, "instance_id": e.instance_id,
+                "count": e.count, "metering_sn": e.metering_sn, "instance_id": e.instance_id,
                 "begin_time": e.begin_time, "end_time": e.end_time, "state": e.state,
                 "code": e.code, "message": e.message, "at": e.at})).collect::<Vec<_>>(),
             "abandoned": s.abandoned.iter().map(|a| json!({
@@ -935,26 +961,29 @@ fn status(g: &GlobalArgs, a: StatusArgs) -> Result<Exit> {
         billing_note(a.billing)
     );
     if !s.last_errors.is_empty() {
+        // One row per error, however many records share it; one of them is named.
         let mut e = output::table();
         e.set_header(vec![
-            "at",
-            "metering_sn",
-            "period",
+            "latest at",
+            "records",
             "state",
             "code",
             "message",
+            "e.g. metering_sn",
+            "period",
         ]);
         for x in &s.last_errors {
             e.add_row(vec![
                 x.at.clone(),
-                x.metering_sn.clone(),
-                format!("{} {}..{}", x.instance_id, x.begin_time, x.end_time),
+                x.count.to_string(),
                 x.state.as_str().to_string(),
                 x.code.clone(),
                 x.message.clone(),
+                x.metering_sn.clone(),
+                format!("{} {}..{}", x.instance_id, x.begin_time, x.end_time),
             ]);
         }
-        whole_column(&mut e, 1);
+        whole_column(&mut e, 5);
         crate::say!("last errors:\n{e}");
     }
     if !s.abandoned.is_empty() {
@@ -1137,14 +1166,50 @@ fn resolve(g: &GlobalArgs, a: ResolveArgs) -> Result<Exit> {
                 ""
             },
         );
-        crate::say!(
-            "it is never sent again; a corrected record for instance {} {}..{} can now be uploaded under a new metering_sn",
-            r.instance_id,
-            r.begin_time,
-            r.end_time
-        );
+        if crate::usage::record::past_age_limit(&r.begin_time, clock::now()) {
+            crate::say!(
+                "it is never sent again; its period (instance {} {}..{}) began more than {MAX_AGE_DAYS} days ago: the marketplace takes no record for it any more, so no corrected record can be uploaded for it",
+                r.instance_id,
+                r.begin_time,
+                r.end_time
+            );
+        } else {
+            crate::say!(
+                "it is never sent again; a corrected record for instance {} {}..{} can now be uploaded under a new metering_sn",
+                r.instance_id,
+                r.begin_time,
+                r.end_time
+            );
+        }
     }
     Ok(Exit::Ok)
+}
+
+/// What an interrupted run leaves for `replay`: records known not delivered, and records
+/// sent without a definite answer (maybe delivered: the replay settles them under the same
+/// metering_sn, the marketplace keeping the first).
+fn left_for_replay(pending: u64, sent: u64, journal: &Path) -> String {
+    let mut parts = Vec::new();
+    if pending > 0 {
+        parts.push(format!("{} pending (not delivered)", records(pending)));
+    }
+    if sent > 0 {
+        parts.push(format!(
+            "{} sent without a definite answer (maybe delivered; the replay settles them)",
+            records(sent)
+        ));
+    }
+    if parts.is_empty() {
+        return format!(
+            "no record is left pending or sent in the journal {}",
+            journal.display()
+        );
+    }
+    format!(
+        "left in the journal {} for `csm usage replay`: {}",
+        journal.display(),
+        parts.join(", ")
+    )
 }
 
 /// "1 record", "2 records".
@@ -1180,6 +1245,25 @@ mod tests {
         assert_eq!(per_second(0.3), "0/s");
         assert_eq!(per_second(f64::NAN), "0/s");
         assert_eq!(per_second(f64::INFINITY), "0/s");
+    }
+
+    /// An interrupted run says which records are left, and in which state.
+    #[test]
+    fn what_an_interruption_leaves_is_said_by_state() {
+        let j = Path::new("j.sqlite");
+        assert_eq!(
+            left_for_replay(2800, 200, j),
+            "left in the journal j.sqlite for `csm usage replay`: 2800 records pending (not delivered), \
+             200 records sent without a definite answer (maybe delivered; the replay settles them)"
+        );
+        assert_eq!(
+            left_for_replay(1, 0, j),
+            "left in the journal j.sqlite for `csm usage replay`: 1 record pending (not delivered)"
+        );
+        assert_eq!(
+            left_for_replay(0, 0, j),
+            "no record is left pending or sent in the journal j.sqlite"
+        );
     }
 
     #[test]

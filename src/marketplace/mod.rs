@@ -13,7 +13,6 @@ use crate::server::{Handler, Request, Response};
 use reqwest::Url;
 use rusqlite::Connection;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
 /// What the stand-in is started with; keys already read.
@@ -40,8 +39,9 @@ pub struct MarketplaceConfig {
 pub struct Marketplace {
     pub db: Mutex<Connection>,
     pub cfg: MarketplaceConfig,
-    /// Usage push requests received so far (fault modes act on every N-th).
-    pub usage_requests: AtomicU64,
+    /// The usage push batches received so far, by content: the periodic faults act on
+    /// every N-th batch, not on every N-th request, so that a batch sent again gets through.
+    pub usage_batches: usage_api::Batches,
     /// The single sign-on identity provider (`/unified-login/…`, `/api/v1/…`).
     pub idp: idp::Idp,
 }
@@ -49,13 +49,16 @@ pub struct Marketplace {
 /// The faults the stand-in implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
-    /// Every N-th usage push (default 2) answers 500 MKT.0999.
+    /// The first attempt of every N-th usage push batch (default 2) answers 500 MKT.0999;
+    /// with N = 1 every request does.
     ServerError,
     /// Usage pushes answer after MS milliseconds (default 2000).
     Slow,
-    /// Every N-th usage push (default 2) is stored, then the connection is dropped.
+    /// The first attempt of every N-th usage push batch (default 2) is stored, then the
+    /// connection is dropped; with N = 1 every request is.
     DropAfterStore,
-    /// Every N-th record (default 2) is rejected.
+    /// Records of every instance whose FNV-1a hash is divisible by N (default 10) are
+    /// refused with 012.
     PartialRejects,
     /// At most N records per push (default 100).
     BatchLimit,
@@ -146,7 +149,7 @@ impl Marketplace {
         Ok(Marketplace {
             db: Mutex::new(conn),
             cfg,
-            usage_requests: AtomicU64::new(0),
+            usage_batches: usage_api::Batches::default(),
             idp,
         })
     }

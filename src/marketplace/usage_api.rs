@@ -7,7 +7,8 @@
 //! begin_time + end_time, is refused and not stored). The real API answers only for the
 //! batch; the stand-in adds a `results` list with a per-record code for every record it did
 //! not accept (its own convention, docs/usage.md). Faults (`--fault`): `5xx[=N]`, `slow[=MS]`, `drop-after-store[=N]`,
-//! `partial-rejects[=N]`, `batch-limit[=N]`.
+//! `partial-rejects[=N]`, `batch-limit[=N]`. The periodic ones (`5xx`, `drop-after-store`)
+//! count batches, not requests: see [`Batches`].
 
 use super::{FaultKind, Marketplace};
 use crate::clock;
@@ -18,7 +19,9 @@ use crate::usage::batch::{record_code_meaning, MAX_BATCH, USAGE_PATH};
 use crate::usage::record::{self, MAX_AGE_DAYS, MAX_ID_LEN};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
-use std::sync::atomic::Ordering;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
 use std::time::Duration;
 
 pub fn init_schema(conn: &Connection) -> rusqlite::Result<()> {
@@ -76,23 +79,58 @@ pub fn route(m: &Marketplace, req: &Request) -> Option<Response> {
     if req.method != "POST" {
         return Some(answer(405, "MKT.0199", "method not allowed: use POST"));
     }
-    let n = m.usage_requests.fetch_add(1, Ordering::SeqCst) + 1;
-    let mut resp = handle(m, req, n);
+    let seen = m.usage_batches.see(&req.body);
+    let mut resp = handle(m, req, seen);
     if let Some(ms) = m.fault_param(FaultKind::Slow) {
         resp.delay = Some(Duration::from_millis(ms.unwrap_or(2000)));
     }
     Some(resp)
 }
 
-/// Every `every`-th request (1 = all) counting from the first.
-fn hits(every: Option<u64>, n: u64) -> bool {
-    let every = every.unwrap_or(2).max(1);
-    (n - 1).is_multiple_of(every)
+/// The usage push batches received, by the hash of their body. An uploader sends a batch
+/// again with the same body (only `ts`, `nonce` and the signature change), so a periodic
+/// fault counted by request would land on the retry of the batch it failed whenever the
+/// sender keeps an even number of requests in flight, and the retries of a seller testing
+/// them would never get through. One entry per distinct batch (a million records in
+/// batches of 1000 are 1000 entries).
+#[derive(Debug, Default)]
+pub struct Batches(Mutex<HashMap<u64, u64>>);
+
+/// Where a request stands among the batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// The batch's number, from 1, in the order first received.
+    pub batch: u64,
+    /// This request is the batch's first attempt.
+    pub first: bool,
 }
 
-fn handle(m: &Marketplace, req: &Request, n: u64) -> Response {
+impl Batches {
+    /// Notes a request with this body.
+    pub fn see(&self, body: &[u8]) -> Seen {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut h);
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let next = seen.len() as u64 + 1;
+        let batch = *seen.entry(h.finish()).or_insert(next);
+        Seen {
+            batch,
+            first: batch == next,
+        }
+    }
+}
+
+/// A periodic fault (`--fault NAME[=N]`, N by default 2) hits the first attempt of every
+/// N-th batch, counting from the first; a batch sent again gets through. `N = 1` is a
+/// marketplace that keeps failing: every request, retries too.
+fn hits(every: Option<u64>, seen: Seen) -> bool {
+    let every = every.unwrap_or(2).max(1);
+    every == 1 || (seen.first && (seen.batch - 1).is_multiple_of(every))
+}
+
+fn handle(m: &Marketplace, req: &Request, seen: Seen) -> Response {
     if let Some(every) = m.fault_param(FaultKind::ServerError) {
-        if hits(every, n) {
+        if hits(every, seen) {
             log_request(m, 0, 0, "MKT.0999", Some("5xx"));
             return answer(500, "MKT.0999", "internal error (fault 5xx)");
         }
@@ -220,7 +258,7 @@ fn handle(m: &Marketplace, req: &Request, n: u64) -> Response {
     let mut resp = Response::json(200, out);
     if let Some(every) = m.fault_param(FaultKind::DropAfterStore) {
         // The batch is stored and committed; the sender never learns it (the ambiguous case).
-        resp.drop_connection = hits(every, n);
+        resp.drop_connection = hits(every, seen);
     }
     resp
 }
@@ -420,4 +458,54 @@ fn log_request(m: &Marketplace, records: usize, stored: i64, code: &str, fault: 
             fault
         ],
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch is known by its body: sent again (new headers, same records), it is the same
+    /// batch, and no longer its first attempt.
+    #[test]
+    fn batches_are_numbered_by_body() {
+        let b = Batches::default();
+        let seen = |body: &str| b.see(body.as_bytes());
+        let first = |batch| Seen { batch, first: true };
+        let again = |batch| Seen {
+            batch,
+            first: false,
+        };
+        assert_eq!(seen("a"), first(1));
+        assert_eq!(seen("b"), first(2));
+        assert_eq!(seen("a"), again(1));
+        assert_eq!(seen("c"), first(3));
+        assert_eq!(seen("b"), again(2));
+        assert_eq!(seen("a"), again(1));
+    }
+
+    /// Every N-th batch fails its first attempt only, whatever the requests between: with
+    /// two batches in flight, a request count put the retry of every failed batch on the
+    /// next failing number. N = 1 fails every request, retries too.
+    #[test]
+    fn a_periodic_fault_lets_the_retry_of_a_batch_through() {
+        let b = Batches::default();
+        // Two in flight: A, B; A again with C; B is answered; C again with D; ...
+        let order = ["A", "B", "A", "C", "D", "C", "E", "F", "E"];
+        let failed: Vec<&str> = order
+            .iter()
+            .filter(|x| hits(None, b.see(x.as_bytes())))
+            .copied()
+            .collect();
+        assert_eq!(failed, ["A", "C", "E"]);
+        let b = Batches::default();
+        let every_third: Vec<bool> = ["A", "B", "C", "D", "A", "D"]
+            .iter()
+            .map(|x| hits(Some(3), b.see(x.as_bytes())))
+            .collect();
+        assert_eq!(every_third, [true, false, false, true, false, false]);
+        let b = Batches::default();
+        assert!(["A", "A", "A"]
+            .iter()
+            .all(|x| hits(Some(1), b.see(x.as_bytes()))));
+    }
 }

@@ -241,12 +241,44 @@ fn in_plain_words(kind: NetKind, e: &(dyn StdError + 'static)) -> String {
     while let Some(next) = root.source() {
         root = next;
     }
-    format!("{}: {root}", kind.what_failed())
+    let what = kind.what_failed();
+    let cause = root.to_string();
+    // The library's words for the same thing add nothing ("connection closed before the
+    // answer was whole: connection closed before message completed"); a cause that says
+    // why (refused, reset by peer) is kept.
+    let lead = |s: &str| -> Vec<String> {
+        s.split_whitespace()
+            .take(2)
+            .map(str::to_lowercase)
+            .collect()
+    };
+    if lead(what) == lead(&cause) {
+        what.to_string()
+    } else {
+        format!("{what}: {cause}")
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cause_in_other_words_for_the_same_thing_is_not_said_twice() {
+        let said = |kind, cause: &str| in_plain_words(kind, &io::Error::other(cause.to_string()));
+        assert_eq!(
+            said(NetKind::Reset, "connection closed before message completed"),
+            "connection closed before the answer was whole"
+        );
+        assert_eq!(
+            said(NetKind::Reset, "Connection reset by peer (os error 104)"),
+            "connection closed before the answer was whole: Connection reset by peer (os error 104)"
+        );
+        assert_eq!(
+            said(NetKind::Connect, "Connection refused (os error 111)"),
+            "could not connect: Connection refused (os error 111)"
+        );
+    }
 
     #[test]
     fn io_kinds() {

@@ -270,7 +270,7 @@ impl<R: BufRead> RecordReader<R> {
                         continue;
                     }
                     match &self.columns {
-                        Some(cols) => parse_csv_row(cols, &text),
+                        Some(cols) => parse_csv_row(cols, &text).map_err(|m| (None, m)),
                         // The header was bad: the rows cannot be read, and one error says so.
                         None => {
                             self.unchecked += 1;
@@ -279,10 +279,12 @@ impl<R: BufRead> RecordReader<R> {
                     }
                 }
             };
-            return Ok(Some(parsed.map(|r| (no, r)).map_err(|m| LineError {
-                line: no,
-                field: None,
-                message: m,
+            return Ok(Some(parsed.map(|r| (no, r)).map_err(|(field, message)| {
+                LineError {
+                    line: no,
+                    field,
+                    message,
+                }
             })));
         }
     }
@@ -419,21 +421,51 @@ fn parse_csv_row(cols: &[String], line: &str) -> Result<RawRecord, String> {
     Ok(raw)
 }
 
-fn parse_jsonl(line: &str) -> Result<RawRecord, String> {
+/// A JSONL line's problem: the usage field it concerns, when it is one, and the message.
+type JsonlError = (Option<&'static str>, String);
+
+/// The usage field named `key`, as the error's `field` names it.
+fn usage_field(key: &str) -> Option<&'static str> {
+    FIELDS.iter().copied().find(|f| *f == key)
+}
+
+fn parse_jsonl(line: &str) -> Result<RawRecord, JsonlError> {
     // A record must not say two things: a repeated key is an error, not "last one wins".
     let v = json::parse_unique(line.as_bytes()).map_err(|e| match e {
-        json::UniqueError::RepeatedKey(k) => format!("field {} appears twice", show(&k)),
-        json::UniqueError::Invalid(e) => {
-            e.to_string()
-                .replacen("body: not JSON", "not valid JSON", 1)
+        json::UniqueError::RepeatedKey(k) => {
+            (usage_field(&k), format!("field {} appears twice", show(&k)))
         }
+        json::UniqueError::Invalid(e) => (
+            None,
+            e.to_string()
+                .replacen("body: not JSON", "not valid JSON", 1),
+        ),
     })?;
     let Json::Object(members) = v else {
-        return Err("not a JSON object (one record object per line)".into());
+        return Err((
+            None,
+            "not a JSON object (one record object per line)".into(),
+        ));
     };
+    // What the fields are comes first: a key that is not a usage field is that, whatever its
+    // value and whatever the other fields hold.
+    if let Some((k, _)) = members
+        .iter()
+        .find(|(k, _)| usage_field(k).is_none() && !is_info_field(k))
+    {
+        return Err((
+            None,
+            format!(
+                "field {} is not a usage field (expected some of {})",
+                show(k),
+                FIELDS.join(", ")
+            ),
+        ));
+    }
     let mut raw = RawRecord::default();
     let mut nulls = Vec::new();
     for (k, v) in members {
+        let field = usage_field(&k);
         let text = match v {
             // Null is "not given" for an optional field; a required one says it was null.
             Json::Null => {
@@ -441,31 +473,26 @@ fn parse_jsonl(line: &str) -> Result<RawRecord, String> {
                 continue;
             }
             Json::String(s) => s,
-            Json::Number(n) if k == "usage_value" || is_info_field(&k) => n,
+            Json::Number(n) if k == "usage_value" || field.is_none() => n,
             other => {
-                return Err(format!(
-                    "field {}: must be a string{} (got {})",
-                    show(&k),
-                    if k == "usage_value" {
-                        " or a number"
-                    } else {
-                        ""
-                    },
-                    kind(&other)
+                return Err((
+                    field,
+                    format!(
+                        "field {}: must be a string{} (got {})",
+                        show(&k),
+                        if k == "usage_value" {
+                            " or a number"
+                        } else {
+                            ""
+                        },
+                        kind(&other)
+                    ),
                 ))
             }
         };
-        if is_info_field(&k) {
-            continue;
+        if field.is_some() {
+            raw.set(&k, text);
         }
-        if !FIELDS.contains(&k.as_str()) {
-            return Err(format!(
-                "field {} is not a usage field (expected some of {})",
-                show(&k),
-                FIELDS.join(", ")
-            ));
-        }
-        raw.set(&k, text);
     }
     for r in REQUIRED {
         let present = match r {
@@ -475,10 +502,13 @@ fn parse_jsonl(line: &str) -> Result<RawRecord, String> {
             _ => raw.usage_value.is_some(),
         };
         if !present && nulls.iter().any(|n| n == r) {
-            return Err(format!("field {r:?} is null (required: give a value)"));
+            return Err((
+                Some(r),
+                format!("field {r:?} is null (required: give a value)"),
+            ));
         }
         if !present {
-            return Err(format!("field {r:?} is missing (required)"));
+            return Err((Some(r), format!("field {r:?} is missing (required)")));
         }
     }
     Ok(raw)
@@ -603,6 +633,58 @@ i4,\"x\"y,b,c\n";
             .unwrap_err()
             .message
             .ends_with("\"usage_value\" is null (required: give a value)"));
+    }
+
+    /// A key that is not a usage field is said first, whatever its value's type; the other
+    /// errors of a JSONL line name the usage field they concern.
+    #[test]
+    fn jsonl_errors_name_the_field() {
+        let head = r#"{"instance_id":"i","begin_time":"x","end_time":"y""#;
+        let err = |rest: &str| {
+            read_all(format!("{head}{rest}}}\n").as_bytes(), Format::Jsonl)[0]
+                .clone()
+                .unwrap_err()
+        };
+        for value in ["1", "\"x\"", "true", "null", "[1]", "{}"] {
+            // After a field that breaks a rule of its own too.
+            let e = err(&format!(r#","usage_value":true,"foo":{value}"#));
+            assert_eq!(
+                e.message,
+                "field \"foo\" is not a usage field (expected some of instance_id, begin_time, \
+                 end_time, usage_value, metering_sn, relate_pkg_instance, record_time)",
+                "{value}"
+            );
+            assert_eq!(e.field, None);
+        }
+        for (rest, field, says) in [
+            (r#","usage_value":null"#, "usage_value", "is null"),
+            ("", "usage_value", "is missing"),
+            (
+                r#","usage_value":true"#,
+                "usage_value",
+                "string or a number (got a boolean)",
+            ),
+            (
+                r#","usage_value":1,"metering_sn":2"#,
+                "metering_sn",
+                "(got a number)",
+            ),
+            (
+                r#","usage_value":1,"usage_value":2"#,
+                "usage_value",
+                "appears twice",
+            ),
+        ] {
+            let e = err(rest);
+            assert_eq!(e.field, Some(field), "{rest}: {}", e.message);
+            assert!(e.message.contains(says), "{rest}: {}", e.message);
+        }
+        // A column export writes for the reader: ignored, a number too.
+        let ok = read_all(
+            format!("{head},\"usage_value\":1,\"result_code\":12}}\n").as_bytes(),
+            Format::Jsonl,
+        );
+        assert!(ok[0].is_ok(), "{ok:?}");
     }
 
     #[test]

@@ -302,11 +302,37 @@ fn non_empty(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// An id as given, or None when it is absent or blank. Times and values are normalised
+/// anyway (surrounding spaces change nothing sent), but an id is the seller's own: one
+/// trimmed without notice would be sent, billed and looked up in 话单管理 under another id.
+fn exact_id<'a>(field: &'static str, v: &'a Option<String>) -> Result<Option<&'a str>, FieldError> {
+    let Some(text) = v.as_deref().filter(|t| !t.trim().is_empty()) else {
+        return Ok(None);
+    };
+    if text.trim() != text {
+        return Err(bad(
+            field,
+            format!(
+                "{field} {}: starts or ends with white space (csm never changes an id: remove it)",
+                show(text)
+            ),
+        ));
+    }
+    check_id(field, text)?;
+    Ok(Some(text))
+}
+
+/// A record that began at `begin_time` (API form) is past the marketplace's 21-day limit
+/// at `now`: it refuses the record (MKT.9004), and any other for its period.
+pub fn past_age_limit(begin_time: &str, now: DateTime<Utc>) -> bool {
+    parse_time("begin_time", begin_time).is_ok_and(|b| now - b > Duration::days(MAX_AGE_DAYS))
+}
+
 /// Applies every field rule. `now` is the reference for "not in the future" and the 21-day
 /// limit; a missing record_time becomes `now`.
 pub fn validate(raw: &RawRecord, now: DateTime<Utc>) -> Result<UsageRecord, FieldError> {
-    let instance_id = non_empty(&raw.instance_id).ok_or_else(|| missing("instance_id"))?;
-    check_id("instance_id", instance_id)?;
+    let instance_id =
+        exact_id("instance_id", &raw.instance_id)?.ok_or_else(|| missing("instance_id"))?;
     let begin = parse_time(
         "begin_time",
         non_empty(&raw.begin_time).ok_or_else(|| missing("begin_time"))?,
@@ -340,13 +366,7 @@ pub fn validate(raw: &RawRecord, now: DateTime<Utc>) -> Result<UsageRecord, Fiel
             "begin_time {begin_s} is more than {MAX_AGE_DAYS} days old (the marketplace refuses it with MKT.9004)"
         )));
     }
-    let relate = match non_empty(&raw.relate_pkg_instance) {
-        Some(p) => {
-            check_id("relate_pkg_instance", p)?;
-            Some(p.to_string())
-        }
-        None => None,
-    };
+    let relate = exact_id("relate_pkg_instance", &raw.relate_pkg_instance)?.map(str::to_string);
     let record_time = match non_empty(&raw.record_time) {
         Some(t) => {
             // The record is produced once its window has ended, and not in the future.
@@ -367,11 +387,8 @@ pub fn validate(raw: &RawRecord, now: DateTime<Utc>) -> Result<UsageRecord, Fiel
         }
         None => format_api_time(now),
     };
-    let (metering_sn, sn_derived) = match non_empty(&raw.metering_sn) {
-        Some(sn) => {
-            check_id("metering_sn", sn)?;
-            (sn.to_string(), false)
-        }
+    let (metering_sn, sn_derived) = match exact_id("metering_sn", &raw.metering_sn)? {
+        Some(sn) => (sn.to_string(), false),
         None => (
             derive_metering_sn(instance_id, &begin_s, &end_s, relate.as_deref()),
             true,
@@ -570,6 +587,50 @@ mod tests {
             .unwrap_err()
             .message
             .contains("instance_id"));
+    }
+
+    /// An id with white space at either end is refused, naming the field and the value;
+    /// around a time or a value spaces are dropped (nothing sent changes); a blank optional
+    /// id is absent.
+    #[test]
+    fn ids_are_never_trimmed() {
+        for (field, bad) in [
+            ("instance_id", " inst-1"),
+            ("instance_id", "inst-1 "),
+            ("metering_sn", " x "),
+            ("metering_sn", "x\t"),
+            ("relate_pkg_instance", "\u{3000}pkg"),
+        ] {
+            let mut r = raw("20260110T100000Z", "20260110T110000Z", "1");
+            r.set(field, bad.to_string());
+            let e = validate(&r, now()).unwrap_err();
+            assert_eq!(e.field, field);
+            assert_eq!(
+                e.message,
+                format!(
+                    "{field} {bad:?}: starts or ends with white space (csm never changes an id: remove it)"
+                )
+            );
+        }
+        let mut r = raw(" 20260110T100000Z", "20260110T110000Z ", " 1.50 ");
+        r.metering_sn = Some("   ".into());
+        let ok = validate(&r, now()).unwrap();
+        assert_eq!(
+            (
+                ok.begin_time.as_str(),
+                ok.usage_value.as_str(),
+                ok.sn_derived
+            ),
+            ("20260110T100000Z", "1.5", true)
+        );
+        r.instance_id = Some("  ".into());
+        assert_eq!(validate(&r, now()).unwrap_err().field, "instance_id");
+    }
+
+    #[test]
+    fn past_the_age_limit() {
+        assert!(!past_age_limit("20251220T120000Z", now()));
+        assert!(past_age_limit("20251220T115959Z", now()));
     }
 
     #[test]

@@ -84,8 +84,10 @@ pub struct SendReport {
     pub retry_later: u64,
     /// Records of this run by (outcome, code): per-record codes and batch codes.
     pub by_code: BTreeMap<(&'static str, String), u64>,
-    /// Requests that got no usable answer (timeout, 5xx, throttling), by code: requests,
-    /// not records, as a batch may fail several times before it gets through.
+    /// Requests not answered record by record, by code: no usable answer (timeout, 5xx,
+    /// throttling), or the batch refused as a whole (MKT.9003 and sent again in smaller
+    /// batches, MKT.9004, a refused signature). Requests, not records, as a batch may fail
+    /// several times before it gets through: `requests` is the answered ones plus these.
     pub failed_attempts: BTreeMap<String, u64>,
     /// The marketplace could not be reached, or kept failing, after the retries (the
     /// message says which).
@@ -93,7 +95,8 @@ pub struct SendReport {
     /// The marketplace refused the requests themselves (signature, permission, no usage API
     /// there): what it said, and what to change.
     pub refused: Option<(String, Fix)>,
-    /// Ctrl-C stopped the run: no batch was started after it; those in flight were settled.
+    /// Ctrl-C stopped the run: no batch was started after it, and the answers to those in
+    /// flight were stored (one without a definite answer leaves its records `sent`).
     pub interrupted: bool,
     /// The marketplace refused the batch size (MKT.9003) and batches of this size went
     /// instead.
@@ -241,9 +244,7 @@ const OLD_REASON: &str = "begin_time is more than 21 days old (not sent: the mar
 
 /// The record's begin_time is outside the marketplace's 21-day window at `now`.
 fn too_old(s: &Stored, now: chrono::DateTime<chrono::Utc>) -> bool {
-    record::parse_time("begin_time", &s.record.begin_time)
-        .map(|b| now - b > chrono::Duration::days(record::MAX_AGE_DAYS))
-        .unwrap_or(false)
+    record::past_age_limit(&s.record.begin_time, now)
 }
 
 /// Counts `n` records with outcome `o`.
@@ -458,6 +459,7 @@ fn send_batches(
             }
             BatchVerdict::Resend { code, reason } => {
                 journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
+                *rep.failed_attempts.entry(code.clone()).or_default() += 1;
                 if job.attempt <= cfg.retries {
                     retries.push_back(Job {
                         batch: job.batch,
@@ -473,12 +475,14 @@ fn send_batches(
             }
             BatchVerdict::Fatal { code, reason, fix } => {
                 journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
+                *rep.failed_attempts.entry(code.clone()).or_default() += 1;
                 *rep.by_code.entry(("refused", code.clone())).or_default() += ids.len() as u64;
                 rep.refused = Some((format!("{code}: {reason}"), fix));
                 stopping = true;
             }
             BatchVerdict::NotTheApi { code, reason } => {
                 journal.mark_ambiguous(bid, &ids, status, &code, &reason, &now_s())?;
+                *rep.failed_attempts.entry(code.clone()).or_default() += 1;
                 rep.refused = Some((format!("{code}: {reason}"), Fix::Endpoint));
                 // Sent and maybe delivered: they wait for a replay, as after retries run out.
                 count(&mut rep, &Outcome::Retry { code, reason }, ids.len() as u64);
@@ -495,6 +499,7 @@ fn send_batches(
                     "too many records in one request",
                     &now_s(),
                 )?;
+                *rep.failed_attempts.entry("MKT.9003".into()).or_default() += 1;
                 if job.batch.len() > MIN_BATCH {
                     // The 100/1000 limit conflict of the docs: fall back to 100.
                     batch_size = MIN_BATCH;

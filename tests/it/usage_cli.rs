@@ -1066,3 +1066,399 @@ fn an_empty_file_is_warned_about_a_header_only_one_is_not() {
     }
     assert_eq!(count(&env.market, "SELECT count(*) FROM usage_records"), 0);
 }
+
+/// The stand-in's periodic faults fail the first attempt of every second batch: with two
+/// requests in flight, the retry of a failed batch gets through (counted by request, it
+/// came back on a failing number every time, and the upload ended exit 4 with most records
+/// unsent). Every record is held once, and the retries are counted as requests.
+#[test]
+fn retries_get_through_a_marketplace_that_fails_every_second_batch() {
+    for (fault, code) in [("5xx", "MKT.0999"), ("drop-after-store=2", "network")] {
+        let env = Env::new();
+        let f = env.write("u.csv", &csv_records(3000, true));
+        let server = env.market(&[fault]);
+        let o = env
+            .send_cmd(
+                &["upload", f.to_str().unwrap(), "--batch", "100", "--json"],
+                &server.url,
+            )
+            .output()
+            .unwrap();
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{fault}: {out} {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["accepted"], 3000, "{fault}: {v}");
+        // 30 batches, every second one failed once and sent again.
+        assert_eq!(
+            v["failed_attempts"],
+            serde_json::json!([{"code": code, "count": 15}]),
+            "{fault}: {v}"
+        );
+        assert_eq!(v["requests"], 45, "{fault}: {v}");
+        assert_eq!(
+            count(
+                &env.market,
+                "SELECT count(DISTINCT metering_sn) || '/' || count(*) = '3000/3000' FROM usage_records"
+            ),
+            1,
+            "{fault}"
+        );
+        assert_eq!(
+            count(
+                &env.journal,
+                "SELECT count(*) FROM records WHERE state = 'accepted'"
+            ),
+            3000,
+            "{fault}"
+        );
+        if fault.starts_with("drop") {
+            // The dropped batches were stored: their resend is answered "already held".
+            assert_eq!(
+                count(
+                    &env.journal,
+                    "SELECT count(*) FROM records WHERE last_code = '005'"
+                ),
+                1500
+            );
+        }
+    }
+}
+
+/// A request the marketplace refused as a whole (MKT.9003, its batch then sent again in
+/// batches of 100) is a failed attempt: `requests` is the answered ones plus these.
+#[test]
+fn a_batch_refused_as_too_large_is_a_failed_attempt() {
+    let env = Env::new();
+    let server = env.market(&["batch-limit"]);
+    let f = env.write("u.csv", &csv_records(450, false));
+    let o = env.usage(&["upload", f.to_str().unwrap(), "--json"], Some(&server));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out} {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["failed_attempts"],
+        serde_json::json!([{"code": "MKT.9003", "count": 1}]),
+        "{v}"
+    );
+    // One of 450 refused, then five of at most 100 answered.
+    assert_eq!(v["requests"], 6, "{v}");
+    assert_eq!(count(&env.market, "SELECT count(*) FROM usage_requests"), 6);
+    // Said so without --json too.
+    let env = Env::new();
+    let server = env.market(&["batch-limit"]);
+    let f = env.write("u.csv", &csv_records(450, false));
+    let o = env.usage(&["upload", f.to_str().unwrap()], Some(&server));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert!(
+        text(&o).0.contains(
+            "1 of 6 requests not answered record by record (sent again or left for replay): \
+             MKT.9003 (too many records in one request): 1"
+        ),
+        "{:?}",
+        text(&o)
+    );
+}
+
+/// JSONL: a key that is not a usage field is said first, whatever its value; a null
+/// required field names it in `--json`; white space around an id is refused, naming the
+/// field (never trimmed), around a time or a value dropped.
+#[test]
+fn jsonl_errors_name_the_field_and_ids_are_not_trimmed() {
+    let env = Env::new();
+    let rec = |extra: &str| {
+        format!(
+            r#"{{"instance_id":"i-1","begin_time":"20260110T100000Z","end_time":"20260110T110000Z"{extra}}}"#
+        )
+    };
+    let lines = [
+        rec(r#","usage_value":1,"foo":1"#),
+        rec(r#","usage_value":1,"foo":"x""#),
+        rec(r#","usage_value":null"#),
+        r#"{"instance_id":"i-5 ","begin_time":"20260110T100000Z","end_time":"20260110T110000Z","usage_value":1}"#.to_string(),
+        rec(r#","usage_value":1,"metering_sn":" x ""#),
+        rec(r#","usage_value":" 1","metering_sn":"sn-ok","record_time":" 20260110T120000Z""#),
+    ];
+    let f = env.write("u.jsonl", &(lines.join("\n") + "\n"));
+    let o = env.usage(&["validate", f.to_str().unwrap(), "--json"], None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out} {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let got: Vec<(u64, Option<&str>, &str)> = v["error_lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap(),
+                e["field"].as_str(),
+                e["message"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let unknown = "field \"foo\" is not a usage field (expected some of instance_id, begin_time, \
+                   end_time, usage_value, metering_sn, relate_pkg_instance, record_time)";
+    assert_eq!(
+        got,
+        [
+            (1, None, unknown),
+            (2, None, unknown),
+            (
+                3,
+                Some("usage_value"),
+                "field \"usage_value\" is null (required: give a value)"
+            ),
+            (
+                4,
+                Some("instance_id"),
+                "instance_id \"i-5 \": starts or ends with white space (csm never changes an id: remove it)"
+            ),
+            (
+                5,
+                Some("metering_sn"),
+                "metering_sn \" x \": starts or ends with white space (csm never changes an id: remove it)"
+            ),
+        ]
+    );
+    assert_eq!(v["new"], 1, "{v}");
+    // The good line's value and time were read without their spaces.
+    let ok = env.write("ok.jsonl", &(lines[5].clone() + "\n"));
+    let server = env.market(&[]);
+    let o = env.usage(&["upload", ok.to_str().unwrap()], Some(&server));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(
+        count(
+            &env.market,
+            "SELECT count(*) FROM usage_records WHERE metering_sn = 'sn-ok' AND usage_value = '1' \
+             AND record_time = '20260110T120000Z'"
+        ),
+        1
+    );
+}
+
+/// Ctrl-C while the requests in flight get no answer in time: their records stay `sent`
+/// (maybe delivered), and the message says so, with the records never sent, as the journal
+/// holds them; a replay settles both.
+#[test]
+fn ctrl_c_says_which_records_are_left_sent_and_which_pending() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(1000, true));
+    {
+        // Every answer comes after the 1 s timeout.
+        let server = env.market(&["slow=3000"]);
+        let up = csm(env.dir())
+            .args(["usage", "upload", f.to_str().unwrap(), "--journal"])
+            .arg(&env.journal)
+            .arg("--key-file")
+            .arg(&env.key)
+            .args([
+                "--endpoint",
+                &server.url,
+                "--batch",
+                "100",
+                "--timeout",
+                "1",
+            ])
+            .args(["--retries", "100", "-q"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while try_count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'sent'",
+        )
+        .unwrap_or(0)
+            == 0
+        {
+            assert!(start.elapsed() < Duration::from_secs(60), "nothing sent");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        interrupt(&up);
+        let o = up.wait_with_output().unwrap();
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(130), "{out} {err}");
+        let n = |state: &str| {
+            count(
+                &env.journal,
+                &format!("SELECT count(*) FROM records WHERE state = '{state}'"),
+            )
+        };
+        let (pending, sent) = (n("pending"), n("sent"));
+        assert!(sent > 0 && pending > 0, "{pending} {sent}");
+        assert!(!err.contains("settled."), "{err}");
+        assert!(
+            err.contains(&format!(
+                "for `csm usage replay`: {pending} records pending (not delivered), {sent} records sent without a definite answer (maybe delivered; the replay settles them)"
+            )),
+            "{err}"
+        );
+    }
+    let server = env.market(&[]);
+    let o = env.usage(&["replay"], Some(&server));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(
+        count(&env.market, "SELECT count(*) FROM usage_records"),
+        1000
+    );
+}
+
+/// `status` says an error its records share once, with their number, and a dropped
+/// connection once, not in the HTTP library's words again.
+#[test]
+fn status_shows_each_error_once_with_its_count() {
+    let env = Env::new();
+    let f = env.write("u.csv", &csv_records(250, true));
+    {
+        let server = env.market(&["drop-after-store=1"]);
+        let o = env.usage(
+            &[
+                "upload",
+                f.to_str().unwrap(),
+                "--batch",
+                "100",
+                "--retries",
+                "0",
+            ],
+            Some(&server),
+        );
+        assert_eq!(o.status.code(), Some(4), "{:?}", text(&o));
+    }
+    let dropped = "connection closed before the answer was whole";
+    let o = env.usage(&["status", "--json"], None);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let errors = v["last_errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{v}");
+    assert_eq!(
+        (
+            &errors[0]["count"],
+            &errors[0]["code"],
+            &errors[0]["message"],
+            &errors[0]["state"]
+        ),
+        (
+            &serde_json::json!(200),
+            &serde_json::json!("network"),
+            &serde_json::json!(dropped),
+            &serde_json::json!("sent")
+        ),
+        "{v}"
+    );
+    let sent = count(
+        &env.journal,
+        "SELECT count(*) FROM records WHERE state = 'sent'",
+    );
+    assert_eq!(sent, 200);
+    let o = env.usage(&["status"], None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out} {err}");
+    assert_eq!(out.matches("network").count(), 1, "{out}");
+    assert!(!out.contains("message completed"), "{out}");
+}
+
+/// Past the 21-day limit a record cannot be fixed: the hints say so instead of "fix, upload
+/// again" or "a corrected record can now be uploaded".
+#[test]
+fn records_past_the_age_limit_are_not_said_to_be_fixable() {
+    let env = Env::new();
+    let f = env.write(
+        "u.csv",
+        "instance_id,begin_time,end_time,usage_value,metering_sn\n\
+         i-1,20251221T100000Z,20251221T110000Z,1,old-1\n\
+         i-2,20260110T100000Z,20260110T110000Z,1,new-1\n",
+    );
+    // Journaled while fresh, not delivered (nothing listens).
+    let closed = format!("http://127.0.0.1:{}", common::closed_port());
+    let o = env
+        .send_cmd(&["upload", f.to_str().unwrap(), "--retries", "0"], &closed)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4), "{:?}", text(&o));
+    // Two days later old-1 is past the limit.
+    let later = "2026-01-12T12:30:00Z";
+    let server = env.market_with(Some(later), &[]);
+    let o = env
+        .send_cmd(&["replay"], &server.url)
+        .env("CSM_NOW", later)
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(5), "{out} {err}");
+    assert!(
+        out.contains(
+            "1 record rejected with MKT.9004 (not sent): begin_time is more than 21 days old, \
+             and past that limit the marketplace takes no record for the period, fixed or not"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("fix, upload again"), "{out}");
+    let resolve = |sn: &str| {
+        csm(env.dir())
+            .env("CSM_NOW", later)
+            .args(["usage", "resolve", sn, "--abandon", "--reason", "too late"])
+            .arg("--journal")
+            .arg(&env.journal)
+            .output()
+            .unwrap()
+    };
+    let o = resolve("old-1");
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out} {err}");
+    assert!(
+        out.contains("began more than 21 days ago: the marketplace takes no record for it any more, so no corrected record can be uploaded for it"),
+        "{out}"
+    );
+    assert!(!out.contains("can now be uploaded"), "{out}");
+}
+
+/// A second SIGTERM ends an upload at once with 143 (a second Ctrl-C: 130), as the exit
+/// code tables of the README and docs/usage.md say.
+#[test]
+fn a_second_sigterm_stops_at_once_with_143_as_documented() {
+    let env = Env::new();
+    // Answers take 20 s: only the second signal can end the run quickly.
+    let server = env.market(&["slow=20000"]);
+    let f = env.write("u.csv", &csv_records(300, true));
+    let mut up = csm(env.dir())
+        .args(["usage", "upload", f.to_str().unwrap(), "--journal"])
+        .arg(&env.journal)
+        .arg("--key-file")
+        .arg(&env.key)
+        .args(["--endpoint", &server.url, "--batch", "100", "-q"])
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while try_count(
+        &env.journal,
+        "SELECT count(*) FROM records WHERE state = 'sent'",
+    )
+    .unwrap_or(0)
+        == 0
+    {
+        assert!(start.elapsed() < Duration::from_secs(60), "nothing sent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    crate::common::signal(up.id(), "-TERM");
+    std::thread::sleep(Duration::from_millis(200));
+    crate::common::signal(up.id(), "-TERM");
+    let status = up.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "waited for the slow answer"
+    );
+    // Both exit codes of an interruption are in the usage docs' table.
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/usage.md")).unwrap();
+    let table = docs
+        .split("\n## Exit codes\n")
+        .nth(1)
+        .and_then(|t| t.split("\n\n").next())
+        .unwrap();
+    for code in ["130", "143"] {
+        assert!(
+            table.lines().any(|l| l.starts_with(&format!("| {code} |"))),
+            "{code} not in docs/usage.md's exit codes:\n{table}"
+        );
+    }
+}

@@ -74,6 +74,30 @@ impl Journal {
             .map_err(|e| self.err(e))
     }
 
+    /// The records of `scope` not sent with a definite answer yet: (`pending`, `sent`).
+    pub fn waiting(&self, scope: Scope) -> Result<(u64, u64)> {
+        let (filter, args) = scope_sql(scope);
+        let mut out = (0, 0);
+        self.db()
+            .each(
+                &format!(
+                    "SELECT state, count(*) FROM records WHERE {filter}
+                     AND state IN ('pending', 'sent') GROUP BY state"
+                ),
+                &args,
+                |r| {
+                    let n = r.int(1)? as u64;
+                    match r.state(0)? {
+                        State::Sent => out.1 = n,
+                        _ => out.0 = n,
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
     /// Takes the next records of `scope` after `after_id` (id order, at most `limit`) and
     /// journals their first attempt, all in one transaction committed with a full sync
     /// before anything is sent: the records `refusal` applies to are refused here (see

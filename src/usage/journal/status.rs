@@ -34,8 +34,13 @@ pub struct AbandonedRecord {
     pub reason: String,
 }
 
+/// One error of the latest records not accepted, with the number of them that share it:
+/// a batch's records carry the same answer, and one row says it once.
 #[derive(Debug)]
 pub struct LastError {
+    /// Records in this state with this code and message.
+    pub count: u64,
+    /// One of them to look up: the last journaled.
     pub metering_sn: String,
     /// The instance and period, as 话单管理 finds a record.
     pub instance_id: String,
@@ -44,8 +49,12 @@ pub struct LastError {
     pub state: State,
     pub code: String,
     pub message: String,
+    /// When the latest of them was decided or sent.
     pub at: String,
 }
+
+/// Distinct errors `status` shows at most.
+pub const MAX_ERRORS_SHOWN: usize = 10;
 
 impl Journal {
     /// The state of each of these records the journal holds. Only reads: unlike a send
@@ -131,15 +140,24 @@ impl Journal {
             )
             .map_err(|e| self.err(e))?;
         let mut last_errors = Vec::new();
+        // Grouped by state, code and message (one aggregate, not a window sorting every
+        // record: a journal may hold a million rejected ones); the last journaled record of
+        // each group stands for it.
         self.db()
             .each(
-                "SELECT metering_sn, state, last_code, coalesce(last_message, ''),
-                 coalesce(decided_at, sent_at, ''), instance_id, begin_time, end_time FROM records
-                 WHERE last_code IS NOT NULL AND state NOT IN ('accepted', 'abandoned')
-                 ORDER BY coalesce(decided_at, sent_at) DESC, id DESC LIMIT 10",
-                &[],
+                "SELECT r.metering_sn, g.state, g.last_code, g.message, g.at, r.instance_id,
+                 r.begin_time, r.end_time, g.n FROM (
+                     SELECT state, last_code, coalesce(last_message, '') AS message,
+                     max(coalesce(decided_at, sent_at, '')) AS at, count(*) AS n,
+                     max(id) AS example
+                     FROM records
+                     WHERE last_code IS NOT NULL AND state NOT IN ('accepted', 'abandoned')
+                     GROUP BY 1, 2, 3 ORDER BY at DESC, example DESC LIMIT ?1
+                 ) g JOIN records r ON r.id = g.example ORDER BY g.at DESC, g.example DESC",
+                vals![MAX_ERRORS_SHOWN as i64],
                 |r| {
                     last_errors.push(LastError {
+                        count: r.int(8)? as u64,
                         metering_sn: r.text(0)?,
                         instance_id: r.text(5)?,
                         begin_time: r.text(6)?,
@@ -186,5 +204,71 @@ impl Journal {
             )
             .map_err(|e| self.err(e))?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{import, journals, now, ALL, HEAD};
+    use super::super::{LocalRefusal, State};
+    use crate::usage::batch::Outcome;
+    use crate::usage::record::Billing;
+
+    /// A batch's records share its answer: `status` says each error once, with the number of
+    /// records that share it and one of them (the last journaled), the latest error first.
+    #[test]
+    fn last_errors_are_one_row_per_error_with_a_count() {
+        for (_dir, mut j) in journals() {
+            let mut text = HEAD.to_string();
+            for i in 0..12 {
+                text += &format!("i{i},20260110T100000Z,20260110T110000Z,1,sn-{i:02}\n");
+            }
+            import(&mut j, &text, true);
+            let (_, a) = j
+                .take_batch(ALL, 0, 1000, "20260110T110000Z", &LocalRefusal::NONE)
+                .unwrap()
+                .unwrap();
+            let b = a.batch_id.unwrap();
+            let ids: Vec<i64> = a.sent.iter().map(|s| s.id).collect();
+            let dropped = "connection closed before the answer was whole";
+            j.mark_ambiguous(b, &ids[..10], None, "network", dropped, "20260110T110500Z")
+                .unwrap();
+            let rejected = |code: &str| Outcome::Rejected {
+                code: code.into(),
+                reason: "no".into(),
+            };
+            j.apply(
+                b,
+                &ids[10..],
+                &[rejected("012"), rejected("003")],
+                200,
+                "20260110T110600Z",
+            )
+            .unwrap();
+            let s = j.status(Billing::Hourly, now()).unwrap();
+            let rows: Vec<(u64, State, &str, &str, &str)> = s
+                .last_errors
+                .iter()
+                .map(|e| {
+                    (
+                        e.count,
+                        e.state,
+                        e.code.as_str(),
+                        e.metering_sn.as_str(),
+                        e.at.as_str(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                rows,
+                [
+                    (1, State::Rejected, "003", "sn-11", "20260110T110600Z"),
+                    (1, State::Rejected, "012", "sn-10", "20260110T110600Z"),
+                    (10, State::Sent, "network", "sn-09", "20260110T110000Z"),
+                ]
+            );
+            assert_eq!(s.last_errors[2].message, dropped);
+            assert_eq!(s.last_errors[2].instance_id, "i9");
+        }
     }
 }
