@@ -120,9 +120,14 @@ print(r)' "$1" "$2"
 load() { # FILE FIELD ARGS...
   local file=$1 name=$2
   shift 2
+  # stderr is shown only when there is no report: the refused column's "every request
+  # failed" note is expected.
   client "${CLIENT_CPU[@]}" "$CSM" --json -q load --endpoint "$URL" --key-file "$WORK/${KEY:-key}" \
-    --activity newInstance --connections "$CONNS" "$@" > "$file" || true
-  field "$file" "$name"
+    --activity newInstance --connections "$CONNS" "$@" > "$file" 2> "$WORK/load.err" || true
+  if ! field "$file" "$name" 2> /dev/null; then
+    cat "$WORK/load.err" >&2
+    exit 1
+  fi
 }
 
 # Runs a client, its CPU seconds (user + system) into $CPU_FILE.

@@ -1099,3 +1099,72 @@ fn validate_counts_every_data_line_once() {
     };
     assert_eq!((row("read"), row("bad"), row("new")), (11, 10, 1), "{out}");
 }
+
+/// `csm usage ARGS --journal J` as the user `uid` (through util-linux `setpriv`).
+#[cfg(target_os = "linux")]
+fn usage_as(env: &Env, uid: u32, args: &[&str], extra: &[&str]) -> std::process::Output {
+    let mut c = crate::common::user(std::process::Command::new("setpriv"), env.dir());
+    let id = uid.to_string();
+    c.args(["--reuid", &id, "--regid", &id, "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_csm"))
+        .arg("usage")
+        .args(args)
+        .arg("--journal")
+        .arg(&env.journal)
+        .args(extra)
+        .env("CSM_NOW", NOW);
+    c.output().unwrap()
+}
+
+/// A read as another user than the journal's owner (a monitoring account) makes the -wal and
+/// -shm files as that user: the read says so, and the owner's next write names them. Needs
+/// root, to act as two users; skipped (said on stderr) otherwise, failed under CI.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_read_as_another_user_is_warned_of_and_named_at_the_owners_write() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let root = std::process::Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&root.stdout).trim() != "0" {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "needs root to act as two users"
+        );
+        eprintln!("skipped: needs root to act as two users");
+        return;
+    }
+    let (owner, reader) = (1001, 65534);
+    let env = Env::new();
+    let server = env.market(&[]);
+    let first = env.write("first.csv", &csv_records(3, true));
+    let o = env.upload_cmd(&first, &server.url).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    // The journal and its directory as a seller's service account would have them.
+    std::fs::set_permissions(env.dir(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    for entry in std::fs::read_dir(env.dir()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.to_string_lossy().contains("journal.sqlite") {
+            chown(&p, Some(owner), Some(owner)).unwrap();
+        }
+    }
+    let o = usage_as(&env, reader, &["status"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let (_, stderr) = text(&o);
+    assert!(
+        stderr.contains("-wal and ") && stderr.contains("-shm are not the journal owner's"),
+        "{stderr}"
+    );
+    let second = env.write("second.csv", &csv_records(3, true).replace(".5,", ".25,"));
+    let key = env.key.to_str().unwrap().to_string();
+    let o = usage_as(
+        &env,
+        owner,
+        &["upload", second.to_str().unwrap()],
+        &["--key-file", &key, "--endpoint", &server.url, "--yes"],
+    );
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("belong to another user than the journal, left by a read as that user"),
+        "{stderr}"
+    );
+}

@@ -215,7 +215,48 @@ pub fn display(path: &Path) -> String {
 }
 
 fn storage(path: &Path, e: impl std::fmt::Display) -> CsmError {
-    CsmError::Storage(format!("journal {}: {e}", path.display()))
+    let e = e.to_string();
+    let mut message = format!("journal {}: {e}", path.display());
+    if let Some(others) = foreign_side_files(path) {
+        message.push_str(&format!(
+            " ({others} belong to another user than the journal, left by a read as that user: remove them while no csm uses the journal, and read it as its owner)"
+        ));
+    } else if e.contains("readonly database") && !side_file(path, "-shm").exists() {
+        message.push_str(
+            " (a read needs the journal's -shm file: write access to its directory, or the owner's csm running on it)",
+        );
+    }
+    CsmError::Storage(message)
+}
+
+fn side_file(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The SQLite journal's `-wal` and `-shm` files owned by another user than the journal
+/// itself. A read as another user creates them when no csm has the journal open; its owner
+/// cannot write them, and every write of the journal fails until they are gone.
+#[cfg(unix)]
+fn foreign_side_files(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if is_postgres(path) {
+        return None;
+    }
+    let owner = std::fs::metadata(path).ok()?.uid();
+    let foreign: Vec<String> = ["-wal", "-shm"]
+        .iter()
+        .map(|s| side_file(path, s))
+        .filter(|f| std::fs::metadata(f).is_ok_and(|m| m.uid() != owner))
+        .map(|f| f.display().to_string())
+        .collect();
+    (!foreign.is_empty()).then(|| foreign.join(" and "))
+}
+
+#[cfg(not(unix))]
+fn foreign_side_files(_: &Path) -> Option<String> {
+    None
 }
 
 fn not_a_journal(path: &Path, why: &str) -> CsmError {
@@ -339,7 +380,16 @@ impl Journal {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| storage(path, e))?;
         let mut db = Db::Sqlite(conn);
-        match schema_version(&mut db, path)? {
+        let version = schema_version(&mut db, path)?;
+        // A read as another user than the owner makes the -wal and -shm files as that user:
+        // said now, not at the owner's next write.
+        if let Some(others) = foreign_side_files(path) {
+            eprintln!(
+                "csm: warning: journal {}: {others} are not the journal owner's (a read as another user makes them): the owner's writes fail until they are removed; read the journal as its owner",
+                path.display()
+            );
+        }
+        match version {
             Some(version) => Ok(Journal::new(db, path, version, None)),
             None => Err(not_a_journal(path, "it is empty")),
         }
