@@ -1001,41 +1001,59 @@ fn a_stop_during_the_wait_before_a_retry_is_an_interruption() {
     assert_eq!(v["not_sent"], 5, "{v}");
 }
 
+/// A second Ctrl-C ends an upload at once with 130, a second SIGTERM (a CI runner's) with
+/// 143, as the exit code tables of the README and docs/usage.md say.
 #[test]
-fn a_second_ctrl_c_stops_at_once() {
-    let env = Env::new();
-    // Answers take 20 s: only the second Ctrl-C can end the run quickly.
-    let server = env.market(&["slow=20000"]);
-    let f = env.write("u.csv", &csv_records(300, true));
-    let mut up = csm(env.dir())
-        .args(["usage", "upload", f.to_str().unwrap(), "--journal"])
-        .arg(&env.journal)
-        .arg("--key-file")
-        .arg(&env.key)
-        .args(["--endpoint", &server.url, "--batch", "100", "-q"])
-        .spawn()
-        .unwrap();
-    // The first batch is on its way once the journal marks it sent.
-    let start = std::time::Instant::now();
-    while try_count(
-        &env.journal,
-        "SELECT count(*) FROM records WHERE state = 'sent'",
-    )
-    .unwrap_or(0)
-        == 0
-    {
-        assert!(start.elapsed() < Duration::from_secs(60), "nothing sent");
-        std::thread::sleep(Duration::from_millis(20));
+fn a_second_signal_stops_at_once() {
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let env = Env::new();
+        // Answers take 20 s: only the second signal can end the run quickly.
+        let server = env.market(&["slow=20000"]);
+        let f = env.write("u.csv", &csv_records(300, true));
+        let mut up = csm(env.dir())
+            .args(["usage", "upload", f.to_str().unwrap(), "--journal"])
+            .arg(&env.journal)
+            .arg("--key-file")
+            .arg(&env.key)
+            .args(["--endpoint", &server.url, "--batch", "100", "-q"])
+            .spawn()
+            .unwrap();
+        // The first batch is on its way once the journal marks it sent.
+        let start = std::time::Instant::now();
+        while try_count(
+            &env.journal,
+            "SELECT count(*) FROM records WHERE state = 'sent'",
+        )
+        .unwrap_or(0)
+            == 0
+        {
+            assert!(start.elapsed() < Duration::from_secs(60), "nothing sent");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        crate::common::signal(up.id(), signal);
+        std::thread::sleep(Duration::from_millis(200));
+        crate::common::signal(up.id(), signal);
+        let status = up.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{signal}");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{signal}: waited for the slow answer"
+        );
     }
-    interrupt(&up);
-    std::thread::sleep(Duration::from_millis(200));
-    interrupt(&up);
-    let status = up.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-    assert!(
-        start.elapsed() < Duration::from_secs(15),
-        "waited for the slow answer"
-    );
+    // Both exit codes of an interruption are in the usage docs' table.
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/usage.md")).unwrap();
+    let table = docs
+        .split("\n## Exit codes\n")
+        .nth(1)
+        .and_then(|t| t.split("\n\n").next())
+        .unwrap();
+    for code in ["130", "143"] {
+        assert!(
+            table.lines().any(|l| l.starts_with(&format!("| {code} |"))),
+            "{code} not in docs/usage.md's exit codes:\n{table}"
+        );
+    }
 }
 
 /// An empty file is read as no records (exit 0), with a warning that it may have been cut
@@ -1409,56 +1427,4 @@ fn records_past_the_age_limit_are_not_said_to_be_fixable() {
         "{out}"
     );
     assert!(!out.contains("can now be uploaded"), "{out}");
-}
-
-/// A second SIGTERM ends an upload at once with 143 (a second Ctrl-C: 130), as the exit
-/// code tables of the README and docs/usage.md say.
-#[test]
-fn a_second_sigterm_stops_at_once_with_143_as_documented() {
-    let env = Env::new();
-    // Answers take 20 s: only the second signal can end the run quickly.
-    let server = env.market(&["slow=20000"]);
-    let f = env.write("u.csv", &csv_records(300, true));
-    let mut up = csm(env.dir())
-        .args(["usage", "upload", f.to_str().unwrap(), "--journal"])
-        .arg(&env.journal)
-        .arg("--key-file")
-        .arg(&env.key)
-        .args(["--endpoint", &server.url, "--batch", "100", "-q"])
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while try_count(
-        &env.journal,
-        "SELECT count(*) FROM records WHERE state = 'sent'",
-    )
-    .unwrap_or(0)
-        == 0
-    {
-        assert!(start.elapsed() < Duration::from_secs(60), "nothing sent");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    crate::common::signal(up.id(), "-TERM");
-    std::thread::sleep(Duration::from_millis(200));
-    crate::common::signal(up.id(), "-TERM");
-    let status = up.wait().unwrap();
-    assert_eq!(status.code(), Some(143));
-    assert!(
-        start.elapsed() < Duration::from_secs(15),
-        "waited for the slow answer"
-    );
-    // Both exit codes of an interruption are in the usage docs' table.
-    let docs =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/usage.md")).unwrap();
-    let table = docs
-        .split("\n## Exit codes\n")
-        .nth(1)
-        .and_then(|t| t.split("\n\n").next())
-        .unwrap();
-    for code in ["130", "143"] {
-        assert!(
-            table.lines().any(|l| l.starts_with(&format!("| {code} |"))),
-            "{code} not in docs/usage.md's exit codes:\n{table}"
-        );
-    }
 }
