@@ -22,7 +22,7 @@ fn pinned() -> Option<DateTime<Utc>> {
         let t = parse_now(&v);
         if t.is_none() {
             // A silently ignored pin would make a "reproducible" run quietly use the real clock.
-            eprintln!("csm: warning: CSM_NOW {v:?} is neither epoch milliseconds nor RFC 3339; using the real clock");
+            eprintln!("csm: warning: CSM_NOW {v:?} is neither epoch milliseconds or seconds nor RFC 3339; using the real clock");
         }
         t
     })
@@ -32,7 +32,7 @@ fn parse_now(v: &str) -> Option<DateTime<Utc>> {
     if let Ok(n) = v.parse::<i64>() {
         // Ten digits or fewer is seconds (`date +%s`), as a V2 timestamp is read: in
         // milliseconds it would pin the clock to January 1970.
-        if v.trim_start_matches('-').len() <= 10 {
+        if v.chars().filter(char::is_ascii_digit).count() <= 10 {
             eprintln!("csm: note: CSM_NOW {v} read as epoch seconds (milliseconds have 13 digits)");
             return Utc.timestamp_opt(n, 0).single();
         }
@@ -135,6 +135,7 @@ mod tests {
     fn csm_now_takes_milliseconds_seconds_and_rfc3339() {
         let ms = super::parse_now("1710686557000").unwrap();
         assert_eq!(super::parse_now("1710686557"), Some(ms));
+        assert_eq!(super::parse_now("+1710686557"), Some(ms));
         assert_eq!(super::parse_now("2024-03-17T14:42:37Z"), Some(ms));
         assert_eq!(super::parse_now("soon"), None);
     }

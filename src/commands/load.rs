@@ -42,7 +42,8 @@ A request fails when it gets no reply, an HTTP status other than 200, a resultCo
 000000, or a reply the marketplace would refuse (see `rejected`); `errors` in a threshold is
 the share of failed requests. Latency is measured from
 each request's intended start (coordinated omission corrected); the service time beside it
-from the moment a connection took the request.
+from the moment a connection took the request. A request that failed before it went out
+(refused connection, TLS) counts as failed, with no latency.
 
 Exit codes: 0 done and every threshold met, 1 a threshold missed, 2 usage, 3 configuration
 (also an --hdr-out file that cannot be written), 4 unreachable (no reply at all; the report is still printed), 130 interrupted (Ctrl-C or SIGTERM)")]

@@ -361,8 +361,8 @@ impl Shared {
         }
         let latency = intended.elapsed();
         if stopped {
-            // Never sent: not a start of this run either (the achieved rate counts starts),
-            // nor, for an order's first step, an order started.
+            // Never sent, nor due to be (the run was stopping): not a start of this run, nor,
+            // for an order's first step, an order started.
             self.started.fetch_sub(1, Ordering::Relaxed);
             if step == Some(0) {
                 self.orders_started.fetch_sub(1, Ordering::Relaxed);
@@ -671,13 +671,12 @@ async fn run_async(plan: Plan) -> Result<Outcome, String> {
         lock(&s.intervals).push(line);
     }
     let sending = if s.plan.rate.is_some() {
-        // To the last start plus one interval. A last start handed over within the pacing's
-        // resolution of its time is on time; a later one (a client too slow for the rate)
-        // stretches the period, and shows as a shortfall of `rate`.
-        let late = last_start
-            .saturating_duration_since(last_due)
-            .saturating_sub(ON_TIME);
-        last_due.duration_since(start) + late + interval
+        super::schedule::sending_period(
+            last_due.duration_since(start),
+            last_start.saturating_duration_since(last_due),
+            ON_TIME,
+            interval,
+        )
     } else {
         elapsed
     };

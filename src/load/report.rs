@@ -52,10 +52,10 @@ pub struct Report {
 }
 
 impl Report {
-    /// Requests that reached the endpoint: started, less those that found no free
-    /// connection within the budget or could not be built.
+    /// Requests handed to a connection: started, less those that found no free connection
+    /// within the budget or could not be built.
     pub fn sent(&self) -> u64 {
-        let unsent: u64 = [stats::QUEUED, stats::PREPARE]
+        let unsent: u64 = stats::NOT_SENT
             .iter()
             .filter_map(|k| self.stats.errors.get(k))
             .sum();
@@ -95,13 +95,17 @@ impl Report {
             // that a ramp's slow start is no shortfall, and a request never sent is.
             Metric::Rate => match self.rate_target {
                 Some(rate) if rate > 0.0 => {
-                    let planned = (Schedule {
+                    // The starts due by the last one (the sending period less the interval
+                    // after it), and that one. Not the count by the period's end: within a
+                    // ramp, one interval of the full rate holds less than one start.
+                    let last = self
+                        .sending
+                        .saturating_sub(Duration::from_secs_f64(1.0 / rate));
+                    let schedule = Schedule {
                         rate,
                         ramp: self.ramp,
-                    }
-                    .count_by(self.sending)
-                        + 1e-6)
-                        .floor();
+                    };
+                    let planned = (schedule.count_by(last) + 1e-6).floor() + 1.0;
                     if planned > 0.0 {
                         self.sent() as f64 / planned
                     } else {
@@ -365,6 +369,36 @@ mod tests {
         let r = report(&[("000001", 2), ("000002", 2), ("000005", 2)]);
         assert_eq!(r.likely_cause(), None);
         assert!(r.json(0)["likely"].is_null());
+    }
+
+    /// The share of the planned starts sent: 1 for a run on time, with a ramp or not (also
+    /// when it ends within the ramp), less for one handed over late or with requests unsent.
+    #[test]
+    fn rate_is_the_share_of_planned_starts_sent() {
+        let ms = Duration::from_millis;
+        let rate = super::super::threshold::parse("rate>=1").unwrap();
+        let value = |target: f64, ramp, started, late, queued: u64| {
+            let mut r = report(&[("000000", started - queued)]);
+            if queued > 0 {
+                r.stats.errors.insert(stats::QUEUED, queued);
+            }
+            let s = Schedule { rate: target, ramp };
+            let interval = Duration::from_secs_f64(1.0 / target);
+            (r.rate_target, r.ramp, r.started) = (Some(target), ramp, started);
+            r.sending = super::super::schedule::sending_period(
+                s.offset(started - 1),
+                late,
+                ms(2),
+                interval,
+            );
+            r.value_of(&rate)
+        };
+        assert_eq!(value(200.0, Duration::ZERO, 100, ms(1), 0), 1.0);
+        assert_eq!(value(100.0, ms(2000), 50, ms(0), 0), 1.0);
+        assert_eq!(value(100.0, ms(2000), 300, ms(0), 0), 1.0);
+        // 20 ms late at 200/s: four more starts were due by then.
+        assert!((value(200.0, Duration::ZERO, 100, ms(22), 0) - 100.0 / 104.0).abs() < 1e-9);
+        assert!((value(200.0, Duration::ZERO, 100, ms(0), 10) - 0.9).abs() < 1e-9);
     }
 
     #[test]

@@ -41,9 +41,29 @@ impl Schedule {
     }
 }
 
+/// The period a run's starts took: to when the last one was due, plus how much later than
+/// `on_time` it was handed over (a client too slow for the rate stretches the period, and
+/// shows as a shortfall of `rate`), plus one interval.
+pub fn sending_period(
+    last_due: Duration,
+    late: Duration,
+    on_time: Duration,
+    interval: Duration,
+) -> Duration {
+    last_due + late.saturating_sub(on_time) + interval
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_late_within_the_pacing_is_on_time() {
+        let ms = Duration::from_millis;
+        assert_eq!(sending_period(ms(995), ms(2), ms(2), ms(5)), ms(1000));
+        assert_eq!(sending_period(ms(995), ms(0), ms(2), ms(5)), ms(1000));
+        assert_eq!(sending_period(ms(995), ms(12), ms(2), ms(5)), ms(1010));
+    }
 
     #[test]
     fn steady_rate_spaces_requests_evenly() {

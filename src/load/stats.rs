@@ -17,10 +17,11 @@ fn histogram() -> Histogram<u64> {
 /// The resultCode of a callback that did what it was asked.
 pub const OK: &str = "000000";
 
-/// Error kinds of requests that never reached the endpoint: no free connection within the
-/// budget, or a request that could not be built.
+/// Error kinds of requests never sent: no free connection within the budget, or a request
+/// that could not be built.
 pub const QUEUED: &str = "queued";
 pub const PREPARE: &str = "prepare";
+pub const NOT_SENT: [&str; 2] = [QUEUED, PREPARE];
 
 /// A call succeeded: HTTP 200, resultCode [`OK`], and nothing the judge rejects (a reply
 /// the marketplace would refuse, a Body-Sign that does not verify say, fails the call).
@@ -30,8 +31,8 @@ pub fn succeeded(status: u16, code: Option<&str>, rejected: &[&str]) -> bool {
 
 #[derive(Debug, Clone)]
 pub struct Stats {
-    /// From each request's intended start to its end (coordinated omission corrected), for
-    /// requests answered or out of time (see [`Ended`]).
+    /// From each request's intended start to its end (coordinated omission corrected), but
+    /// for requests that failed before going out (see [`Ended`]).
     pub latency: Histogram<u64>,
     /// From the moment the request was handed to a connection to its end.
     pub service: Histogram<u64>,
@@ -87,18 +88,23 @@ pub struct Ended<'a> {
 }
 
 impl Ended<'_> {
-    /// Whether the request's time is a latency: it was answered, or its caller waited the
-    /// whole budget (a timeout, or no free connection). A refused connection, a reset or a
-    /// request never built ends early, and its time would pull the percentiles down.
-    fn waited(&self) -> bool {
-        self.outcome.is_ok()
-            || self.outcome == Err(NetKind::Timeout.id())
-            || self.outcome == Err(QUEUED)
+    fn kind(&self) -> Option<&'static str> {
+        self.outcome.as_ref().err().copied()
     }
 
-    /// Whether it was on the wire for a service time: answered, or timed out there.
+    /// Whether its time is a latency. Not for a request that failed before it went out (a
+    /// refused connection, a failed TLS handshake, one never built): that time says how fast
+    /// the failure came, and would pull the percentiles down for an endpoint down half the
+    /// run. A wait for a free connection (`queued`), a timeout and a failure mid-exchange
+    /// (`reset`, `protocol`) are: the caller waited.
+    fn waited(&self) -> bool {
+        let before_sending = [NetKind::Connect.id(), NetKind::Tls.id(), PREPARE];
+        !self.kind().is_some_and(|k| before_sending.contains(&k))
+    }
+
+    /// Whether it has a service time: it waited on a connection.
     fn served(&self) -> bool {
-        self.outcome.is_ok() || self.outcome == Err(NetKind::Timeout.id())
+        self.waited() && self.kind() != Some(QUEUED)
     }
 }
 
@@ -283,7 +289,7 @@ mod tests {
     }
 
     #[test]
-    fn only_answers_and_waits_out_of_time_are_latencies() {
+    fn failures_before_sending_are_no_latencies() {
         let mut s = Stats::default();
         let ended = |latency_ms: u64, service_ms: u64, outcome| Ended {
             activity: "newInstance".into(),
@@ -293,8 +299,8 @@ mod tests {
             rejected: &[],
         };
         s.add(ended(300, 300, Ok((200, Some(OK.into())))));
-        // Ended at once, without a reply: failures, but no time anyone waited for one.
-        for kind in ["connect", "reset", "tls", "protocol", PREPARE] {
+        // Failed before going out: failures, but no time anyone waited for a reply.
+        for kind in ["connect", "tls", PREPARE] {
             s.add(ended(1, 1, Err(kind)));
         }
         assert_eq!(
@@ -302,11 +308,13 @@ mod tests {
             (1, 1, 1)
         );
         assert!((ms_at(&s.latency, 50.0) - 300.0).abs() < 1.0);
-        // Out of time on the wire, or waiting for a connection: latency; only the first was
-        // served.
+        // Out of time or cut off on the wire, or waiting for a connection: latency; all but
+        // the last were served.
         s.add(ended(5000, 5000, Err(NetKind::Timeout.id())));
+        s.add(ended(2000, 2000, Err("reset")));
+        s.add(ended(2000, 2000, Err("protocol")));
         s.add(ended(5000, 0, Err(QUEUED)));
-        assert_eq!((s.latency.len(), s.service.len()), (3, 2));
+        assert_eq!((s.latency.len(), s.service.len()), (5, 4));
         assert_eq!((s.requests, s.failed), (8, 7));
     }
 

@@ -66,6 +66,31 @@ impl NetFailure {
         }
     }
 
+    /// What to do about a proxy that refused the `CONNECT` tunnel, by its answer.
+    pub fn proxy_refused_fix(status: Option<u16>) -> &'static str {
+        if status == Some(407) {
+            "the proxy wants credentials: write them into its URL (http://user:password@host:port)"
+        } else {
+            "the proxy refused the tunnel to this host: ask for it to be allowed, or list the host in NO_PROXY if it is reached without the proxy"
+        }
+    }
+
+    /// The same failure with the fix for a refused tunnel, when hyper-util's tunnel said so:
+    /// its error type is private, its text is not.
+    fn with_tunnel_fix(self) -> NetFailure {
+        let status = if self
+            .message
+            .contains("tunnel error: proxy authorization required")
+        {
+            Some(407)
+        } else if self.message.contains("tunnel error: unsuccessful") {
+            None
+        } else {
+            return self;
+        };
+        self.with_fix(Self::proxy_refused_fix(status))
+    }
+
     pub fn with_fix(self, fix: &'static str) -> NetFailure {
         NetFailure {
             fix: Some(fix),
@@ -224,7 +249,7 @@ pub fn reqwest_kind(e: &reqwest::Error) -> NetKind {
 pub fn from_connect(e: &(dyn StdError + 'static)) -> NetFailure {
     // A failed DNS lookup is an io error of no telling kind: a failure to connect.
     let kind = kind_in_chain(e).unwrap_or(NetKind::Connect);
-    NetFailure::new(kind, crate::error::error_chain(e))
+    NetFailure::new(kind, crate::error::error_chain(e)).with_tunnel_fix()
 }
 
 /// A reqwest failure with its kind and a message in csm's words: what failed, then the
@@ -233,7 +258,7 @@ pub fn from_connect(e: &(dyn StdError + 'static)) -> NetFailure {
 /// error: …") say nothing more. The URL is left out: the caller names it.
 pub fn from_reqwest(e: reqwest::Error) -> NetFailure {
     let kind = reqwest_kind(&e);
-    NetFailure::new(kind, in_plain_words(kind, &e.without_url()))
+    NetFailure::new(kind, in_plain_words(kind, &e.without_url())).with_tunnel_fix()
 }
 
 fn in_plain_words(kind: NetKind, e: &(dyn StdError + 'static)) -> String {

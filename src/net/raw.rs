@@ -305,16 +305,11 @@ fn tunnel(
     let mut buf = Vec::new();
     let answer = read_head(tcp, &mut buf, deadline).map_err(|f| f.within(&named))?;
     if !(200..300).contains(&answer.status) || !buf.is_empty() {
-        let fix = if answer.status == 407 {
-            "the proxy wants credentials: write them into its URL (http://user:password@host:port)"
-        } else {
-            "the proxy refused the tunnel to this host: ask for it to be allowed, or list the host in NO_PROXY if it is reached without the proxy"
-        };
         return Err(NetFailure::new(
             NetKind::Connect,
             format!("{named}: CONNECT {target} answered HTTP {}", answer.status),
         )
-        .with_fix(fix));
+        .with_fix(NetFailure::proxy_refused_fix(Some(answer.status))));
     }
     Ok(())
 }

@@ -138,6 +138,21 @@ pub enum BatchVerdict {
     Resend { code: String, reason: String },
 }
 
+impl BatchVerdict {
+    /// The code of a request not answered record by record (`failed_attempts`): every
+    /// verdict but [`BatchVerdict::Records`].
+    pub fn failed_code(&self) -> Option<&str> {
+        match self {
+            BatchVerdict::Records(_) => None,
+            BatchVerdict::TooMany => Some("MKT.9003"),
+            BatchVerdict::Ambiguous { code, .. }
+            | BatchVerdict::Fatal { code, .. }
+            | BatchVerdict::NotTheApi { code, .. }
+            | BatchVerdict::Resend { code, .. } => Some(code),
+        }
+    }
+}
+
 /// Per-record result codes 001-013 (from the marketplace's SDR error list, see docs/usage.md;
 /// `000` is the stand-in's code for "accepted").
 pub fn record_code_meaning(code: &str) -> &'static str {

@@ -325,7 +325,12 @@ fn exact_id<'a>(field: &'static str, v: &'a Option<String>) -> Result<Option<&'a
 /// A record that began at `begin_time` (API form) is past the marketplace's 21-day limit
 /// at `now`: it refuses the record (MKT.9004), and any other for its period.
 pub fn past_age_limit(begin_time: &str, now: DateTime<Utc>) -> bool {
-    parse_time("begin_time", begin_time).is_ok_and(|b| now - b > Duration::days(MAX_AGE_DAYS))
+    parse_time("begin_time", begin_time).is_ok_and(|b| too_old(b, now))
+}
+
+/// The marketplace's 21-day limit on a record's begin_time.
+fn too_old(begin: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now - begin > Duration::days(MAX_AGE_DAYS)
 }
 
 /// Applies every field rule. `now` is the reference for "not in the future" and the 21-day
@@ -361,7 +366,7 @@ pub fn validate(raw: &RawRecord, now: DateTime<Utc>) -> Result<UsageRecord, Fiel
             ),
         ));
     }
-    if now - begin > Duration::days(MAX_AGE_DAYS) {
+    if too_old(begin, now) {
         return Err(bad("begin_time", format!(
             "begin_time {begin_s} is more than {MAX_AGE_DAYS} days old (the marketplace refuses it with MKT.9004)"
         )));

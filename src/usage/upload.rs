@@ -439,6 +439,9 @@ fn send_batches(
                 )
             }
         };
+        if let Some(code) = verdict.failed_code() {
+            *rep.failed_attempts.entry(code.to_string()).or_default() += 1;
+        }
         match verdict {
             BatchVerdict::Records(outcomes) => {
                 for o in &outcomes {
@@ -459,7 +462,6 @@ fn send_batches(
             }
             BatchVerdict::Resend { code, reason } => {
                 journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
-                *rep.failed_attempts.entry(code.clone()).or_default() += 1;
                 if job.attempt <= cfg.retries {
                     retries.push_back(Job {
                         batch: job.batch,
@@ -475,14 +477,12 @@ fn send_batches(
             }
             BatchVerdict::Fatal { code, reason, fix } => {
                 journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
-                *rep.failed_attempts.entry(code.clone()).or_default() += 1;
                 *rep.by_code.entry(("refused", code.clone())).or_default() += ids.len() as u64;
                 rep.refused = Some((format!("{code}: {reason}"), fix));
                 stopping = true;
             }
             BatchVerdict::NotTheApi { code, reason } => {
                 journal.mark_ambiguous(bid, &ids, status, &code, &reason, &now_s())?;
-                *rep.failed_attempts.entry(code.clone()).or_default() += 1;
                 rep.refused = Some((format!("{code}: {reason}"), Fix::Endpoint));
                 // Sent and maybe delivered: they wait for a replay, as after retries run out.
                 count(&mut rep, &Outcome::Retry { code, reason }, ids.len() as u64);
@@ -499,7 +499,6 @@ fn send_batches(
                     "too many records in one request",
                     &now_s(),
                 )?;
-                *rep.failed_attempts.entry("MKT.9003".into()).or_default() += 1;
                 if job.batch.len() > MIN_BATCH {
                     // The 100/1000 limit conflict of the docs: fall back to 100.
                     batch_size = MIN_BATCH;
@@ -533,7 +532,6 @@ fn send_batches(
                     // Not even connected: the request cannot have been stored.
                     journal.mark_refused(bid, &ids, status, &code, &reason, &now_s())?;
                 }
-                *rep.failed_attempts.entry(code.clone()).or_default() += 1;
                 if job.attempt > cfg.retries {
                     if rep.unreachable.is_none() {
                         // An answer that kept failing (5xx, throttling) is no unreachable host.

@@ -248,6 +248,26 @@ fn a_proxy_that_refuses_the_tunnel_is_named_with_its_fix() {
             .unwrap()
             .contains(&format!("answered HTTP {code}")));
         assert!(check["fix"].as_str().unwrap().starts_with(fix), "{v:#}");
+        // csm load's own connections (hyper's tunnel) get the same fix.
+        let (proxy, _) = common::canned(reply(status, "", ""), 2);
+        let key = env.write("callback-key", CALLBACK_KEY);
+        let o = csm(env.dir())
+            .env("HTTPS_PROXY", &proxy)
+            .args(["load", "--yes", "--rate", "1", "--requests", "1"])
+            .args([
+                "--endpoint",
+                "https://isv.example.invalid/produce",
+                "--key-file",
+            ])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("hint: {fix}")),
+            "{}",
+            stderr(&o)
+        );
     }
 }
 

@@ -217,14 +217,16 @@ pub fn display(path: &Path) -> String {
 fn storage(path: &Path, e: impl std::fmt::Display) -> CsmError {
     let e = e.to_string();
     let mut message = format!("journal {}: {e}", path.display());
-    if let Some(others) = foreign_side_files(path) {
-        message.push_str(&format!(
-            " ({others} belong to another user than the journal, left by a read as that user: remove them while no csm uses the journal, and read it as its owner)"
-        ));
-    } else if e.contains("readonly database") && !side_file(path, "-shm").exists() {
-        message.push_str(
-            " (a read needs the journal's -shm file: write access to its directory, or the owner's csm running on it)",
-        );
+    if e.contains("readonly database") {
+        match blocking_side_files(path) {
+            Some(files) => message.push_str(&format!(
+                " ({files} cannot be written by the journal's owner, left by a read as another user: chown them to the owner while no csm uses the journal)"
+            )),
+            None if !side_file(path, "-shm").exists() => message.push_str(
+                " (a read needs the journal's -shm file: write access to its directory, or the owner's csm running on it)",
+            ),
+            None => {}
+        }
     }
     CsmError::Storage(message)
 }
@@ -235,27 +237,38 @@ fn side_file(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The SQLite journal's `-wal` and `-shm` files owned by another user than the journal
-/// itself. A read as another user creates them when no csm has the journal open; its owner
-/// cannot write them, and every write of the journal fails until they are gone.
+/// The SQLite journal's `-wal` and `-shm` files that the journal's owner cannot write. A
+/// read as another user makes them, as that user, when no csm has the journal open; every
+/// write of the journal then fails until they are the owner's again.
 #[cfg(unix)]
-fn foreign_side_files(path: &Path) -> Option<String> {
+fn blocking_side_files(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     if is_postgres(path) {
         return None;
     }
-    let owner = std::fs::metadata(path).ok()?.uid();
-    let foreign: Vec<String> = ["-wal", "-shm"]
+    let journal = std::fs::metadata(path).ok()?;
+    let (uid, gid) = (journal.uid(), journal.gid());
+    if uid == 0 {
+        return None;
+    }
+    // By the mode bits; another group the owner is in is not known here.
+    let writable = |m: &std::fs::Metadata| {
+        let mode = m.mode();
+        (m.uid() == uid && mode & 0o200 != 0)
+            || (m.gid() == gid && mode & 0o020 != 0)
+            || mode & 0o002 != 0
+    };
+    let blocking: Vec<String> = ["-wal", "-shm"]
         .iter()
         .map(|s| side_file(path, s))
-        .filter(|f| std::fs::metadata(f).is_ok_and(|m| m.uid() != owner))
+        .filter(|f| std::fs::metadata(f).is_ok_and(|m| !writable(&m)))
         .map(|f| f.display().to_string())
         .collect();
-    (!foreign.is_empty()).then(|| foreign.join(" and "))
+    (!blocking.is_empty()).then(|| blocking.join(" and "))
 }
 
 #[cfg(not(unix))]
-fn foreign_side_files(_: &Path) -> Option<String> {
+fn blocking_side_files(_: &Path) -> Option<String> {
     None
 }
 
@@ -383,9 +396,9 @@ impl Journal {
         let version = schema_version(&mut db, path)?;
         // A read as another user than the owner makes the -wal and -shm files as that user:
         // said now, not at the owner's next write.
-        if let Some(others) = foreign_side_files(path) {
+        if let Some(files) = blocking_side_files(path) {
             eprintln!(
-                "csm: warning: journal {}: {others} are not the journal owner's (a read as another user makes them): the owner's writes fail until they are removed; read the journal as its owner",
+                "csm: warning: journal {}: {files} cannot be written by the journal's owner (a read as another user makes them): the owner's writes fail until they are chowned to the owner; read the journal as its owner",
                 path.display()
             );
         }
