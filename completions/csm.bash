@@ -1182,7 +1182,7 @@ _csm() {
             return 0
             ;;
         csm__subcmd__license__subcmd__gen)
-            opts="-q -h -V --private-key --product --sku --customer --expires --issued --features --seats --grace-days --short --short-secret --file --marketplace --count --out --format --json --quiet --profile --no-input --help --version"
+            opts="-q -h -V --private-key --product --sku --customer --expires --issued --features --seats --grace-days --short --short-secret --file --marketplace --count --out --force --format --json --quiet --profile --no-input --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -6,7 +6,7 @@
 //! | 1 | the check failed: signature mismatch, endpoint answered wrongly, license invalid |
 //! | 2 | usage error or bad input (flags, files that are not what the rule says) |
 //! | 3 | configuration, local I/O or journal error |
-//! | 4 | network error: DNS, connect, TLS, timeout |
+//! | 4 | network error: DNS, connect, TLS, timeout; a marketplace that kept failing (5xx) |
 //! | 5 | partial: some usage records were rejected for good, the rest were accepted |
 //! | 6 | license expired or not yet valid (the code is genuine, the date is wrong) |
 //! | 130 | interrupted (Ctrl-C or SIGTERM): what was done is kept and reported; a second signal ends at once (130, or 143 for SIGTERM) |

@@ -42,12 +42,27 @@ pub enum LicenseCommand {
         after_help = "Exit codes: 0 valid or valid-in-grace; 6 expired or not-yet-valid; \
                       1 bad-signature, unknown-key-id, revoked or wrong-product; 2 malformed \
                       (with the typo's position when known); 3 short-secret-needed (a short \
-                      code given without --short-secret)."
+                      code given without --short-secret), or no --public-key or \
+                      --short-secret given at all."
     )]
     Validate(ValidateArgs),
     /// Activate a marketplace license code (open API, AK/SK-signed).
+    #[command(
+        after_help = "Exit codes: 0 activated; 1 refused (the answer names why: illegal state, \
+                      not claimed, no such code, a bad real_effect_time, ...); 3 credentials \
+                      refused by the gateway (APIGW.0301, APIGW.0303) or given nowhere; 4 the \
+                      marketplace unreachable or failing (HTTP 5xx or 429, 92020001): try again \
+                      later."
+    )]
     Activate(ActivateArgs),
     /// Query a marketplace license code's status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE.
+    #[command(
+        after_help = "Exit codes: 0 ALIVE; 6 EXPIRED; 1 any other answer about the code \
+                      (FROZEN, RELEASED, not activated, no such code); 3 credentials refused by \
+                      the gateway (APIGW.0301, APIGW.0303) or given nowhere; 4 the marketplace \
+                      unreachable or failing (HTTP 5xx or 429, 92020001): no answer about the \
+                      code, try again later. Lock features on 1 or 6 only."
+    )]
     Heartbeat(OpenApiArgs),
 }
 
@@ -68,7 +83,7 @@ pub struct KeygenArgs {
 #[command(
     override_usage = "csm license gen --private-key <FILE> --product <P> --sku <S> --customer <C> --expires <DATE> [OPTIONS]
        csm license gen --short <--private-key <FILE>|--short-secret <FILE>> --product <P> --expires <DATE> [OPTIONS]
-       csm license gen --marketplace [--count <N>] [--out <FILE>] [--format <FORMAT>]"
+       csm license gen --marketplace [--count <N>] [--out <FILE> [--force]] [--format <FORMAT>]"
 )]
 pub struct GenArgs {
     /// Private key file from `csm license keygen`; required, except with --short-secret or
@@ -155,9 +170,13 @@ pub struct GenArgs {
     /// How many licenses to make.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub count: u32,
-    /// Write the batch to FILE (CSV or JSON lines) instead of printing one per line.
+    /// Write the batch to FILE (CSV or JSON lines) instead of printing one per line; an
+    /// existing FILE only with --force, and never a key file.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Replace an existing --out file (never a key file given here or beside it).
+    #[arg(long, requires = "out")]
+    pub force: bool,
     /// Batch file format (with --out); by default from the --out extension (.csv, else JSON lines).
     #[arg(long, value_enum, requires = "out")]
     pub format: Option<batch::Format>,
@@ -328,6 +347,8 @@ fn day_number(flag: &str, v: &str) -> Result<u16> {
 // ---------------------------------------------------------------- keygen
 
 fn keygen(g: &GlobalArgs, a: KeygenArgs) -> Result<Exit> {
+    // A directory that is missing or read-only is named by its flag, before a key exists.
+    files::check_writable(&a.out, "--out")?;
     let (key, short) = keys::generate()?;
     keys::write_key_files(&a.out, &key, &short, a.force)?;
     let (pub_path, short_path) = (keys::public_path(&a.out), keys::short_path(&a.out));
@@ -363,6 +384,9 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
             "--count {}: must be 1 to 1000000",
             a.count
         )));
+    }
+    if let Some(out) = &a.out {
+        check_gen_out(out, &a)?;
     }
     let mut records: Vec<Issued> = Vec::with_capacity(a.count as usize);
     if a.marketplace {
@@ -456,6 +480,8 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
             };
             let format = a.format.unwrap_or_else(|| batch::Format::of_path(path));
             let text = batch::render(format, holds, &records).map_err(CsmError::Storage)?;
+            // Checked again: the file may have appeared while the batch was made.
+            check_gen_out(path, &a)?;
             files::write_atomic(path, text.as_bytes(), false)?;
             if g.json {
                 output::print_json(
@@ -467,6 +493,80 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
         }
     }
     Ok(Exit::Ok)
+}
+
+/// Where `gen --out` may write: never over a key file it was given (or one keygen wrote
+/// beside it), even with --force, as the batch would replace the key for good; over another
+/// existing file only with --force; into a directory that takes a file.
+fn check_gen_out(out: &Path, a: &GenArgs) -> Result<()> {
+    let mut guarded: Vec<(PathBuf, &str)> = Vec::new();
+    if let Some(k) = &a.private_key {
+        guarded.push((k.clone(), "the --private-key file"));
+        guarded.push((keys::public_path(k), "the public key beside --private-key"));
+        guarded.push((keys::short_path(k), "the short secret beside --private-key"));
+    }
+    if let Some(s) = &a.short_secret {
+        guarded.push((s.clone(), "the --short-secret file"));
+        // FILE.short: keygen wrote FILE and FILE.pub with it.
+        if let Some(stem) = s.to_str().and_then(|t| t.strip_suffix(".short")) {
+            let k = PathBuf::from(stem);
+            guarded.push((
+                keys::public_path(&k),
+                "the public key beside --short-secret",
+            ));
+            guarded.push((k, "the private key beside --short-secret"));
+        }
+    }
+    let target = resolved(out);
+    for (p, what) in &guarded {
+        if resolved(p) == target || same_file(out, p) {
+            return Err(CsmError::usage(format!(
+                "--out {}: is {what} ({}); a batch there would destroy the key, so it is refused even with --force",
+                out.display(),
+                p.display()
+            )));
+        }
+    }
+    // A directory is left to check_writable, which says so.
+    if !a.force && out.exists() && !out.is_dir() {
+        return Err(CsmError::usage(format!(
+            "--out {}: the file exists; pass --force to replace it",
+            out.display()
+        )));
+    }
+    files::check_writable(out, "--out")
+}
+
+/// Where `p` is, symbolic links and `..` resolved; for a file not there yet, its resolved
+/// directory and its name.
+fn resolved(p: &Path) -> PathBuf {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return c;
+    }
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match (std::fs::canonicalize(dir), p.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// Whether `a` and `b` are one file on disk, also through a hard link.
+#[cfg(unix)]
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// Without inode numbers, only the resolved paths are compared.
+#[cfg(not(unix))]
+fn same_file(_: &Path, _: &Path) -> bool {
+    false
 }
 
 // ---------------------------------------------------------------- inspect, validate
@@ -566,8 +666,9 @@ fn validate(g: &GlobalArgs, a: ValidateArgs) -> Result<Exit> {
     let ring = keys::load_keyring(&a.public_key, &a.short_secret)?;
     warn_private(&ring);
     if ring.public.is_empty() && ring.short.is_empty() {
-        return Err(CsmError::usage(
-            "--public-key: no key given (pass the FILE.pub written by `csm license keygen`, or --short-secret FILE.short for short codes)",
+        // A key given nowhere is configuration (3), as for every command that needs one.
+        return Err(CsmError::Config(
+            "--public-key: no key given (pass the FILE.pub written by `csm license keygen`, or --short-secret FILE.short for short codes)".into(),
         ));
     }
     let policy = Policy {
@@ -669,8 +770,15 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
             openapi::MAX_ANSWER
         )));
     }
-    let answer = openapi::parse_answer(&call, status, &body)
-        .map_err(|e| CsmError::CheckFailed(format!("POST {url}: {e}")))?;
+    let answer = openapi::parse_answer(&call, status, &body).map_err(|e| {
+        let e = format!("POST {url}: {e}");
+        // An error page from the gateway or a proxy: its status alone says whose fault.
+        match openapi::Standing::of_status(status) {
+            openapi::Standing::Transient => CsmError::Network(e),
+            openapi::Standing::Credentials => CsmError::Config(e),
+            _ => CsmError::CheckFailed(e),
+        }
+    })?;
     let code = a.code.trim();
     if g.json {
         output::print_json(&json!({
@@ -711,27 +819,30 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
             .trim_end()
             .to_string()
         };
-        if answer.ok {
-            crate::say!("{line}");
-        } else if answer.error_code == openapi::SUCCESS {
-            // Answered, but the code is not usable: say why this exits 1.
-            eprintln!(
-                "csm: {line}: the code is {}, not ALIVE",
-                if answer.status.is_empty() {
-                    "without a status"
-                } else {
-                    answer.status.as_str()
-                }
-            );
-        } else {
-            eprintln!("csm: {line}");
+        use openapi::Standing;
+        match answer.standing {
+            Standing::Ok => crate::say!("{line}"),
+            // Answered, but the code is not usable: say why this exits 1 or 6.
+            Standing::Expired | Standing::Refused if answer.error_code == openapi::SUCCESS => {
+                eprintln!(
+                    "csm: {line}: the code is {}, not ALIVE",
+                    if answer.status.is_empty() {
+                        "without a status"
+                    } else {
+                        answer.status.as_str()
+                    }
+                )
+            }
+            Standing::Credentials => eprintln!(
+                "csm: {line}: the gateway refused the credentials, not the code; check --ak, --sk-file and the clock"
+            ),
+            Standing::Transient => eprintln!(
+                "csm: {line}: the marketplace failed (HTTP {status}), nothing was said about the code; try again later"
+            ),
+            _ => eprintln!("csm: {line}"),
         }
     }
-    Ok(if answer.ok {
-        Exit::Ok
-    } else {
-        Exit::CheckFailed
-    })
+    Ok(answer.standing.exit())
 }
 
 /// A private key given as `--public-key` works (its public half checks the signature), but

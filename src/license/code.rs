@@ -211,33 +211,45 @@ pub fn marketplace_code(random: &[u8; 19]) -> String {
     s
 }
 
+/// The form of a marketplace code, as refusals name it. §2.8 documents the `PL` prefix and
+/// the 64 characters; the alphabet is this tool's choice (decision 9).
+pub fn marketplace_form() -> String {
+    format!("a marketplace code is PL, then upper-case letters and digits, at most {MARKETPLACE_MAX} characters in all")
+}
+
 /// Whether `s` has the marketplace's shape: `PL`, then upper-case letters and digits, ≤ 64.
 pub fn check_marketplace_shape(s: &str) -> Result<(), Typo> {
+    let refuse = |position, what: String| {
+        Err(Typo {
+            position,
+            reason: format!("marketplace code: {what} ({})", marketplace_form()),
+        })
+    };
     if s.len() > MARKETPLACE_MAX {
-        return Err(Typo {
-            position: Some(MARKETPLACE_MAX + 1),
-            reason: format!(
-                "marketplace code: {} characters, at most {MARKETPLACE_MAX}",
-                s.chars().count()
-            ),
-        });
+        return refuse(
+            Some(MARKETPLACE_MAX + 1),
+            format!("{} characters", s.chars().count()),
+        );
+    }
+    if let Some(i) = s
+        .chars()
+        .chain(std::iter::repeat('\0'))
+        .zip("PL".chars())
+        .position(|(c, want)| c != want)
+    {
+        return refuse(Some(i + 1), "it does not start with PL".into());
     }
     for (i, c) in s.chars().enumerate().skip(2) {
         if !(c.is_ascii_uppercase() || c.is_ascii_digit()) {
-            return Err(Typo {
-                position: Some(i + 1),
-                reason: format!(
-                    "marketplace code: {c:?} at position {} is not an upper-case letter or digit",
-                    i + 1
-                ),
-            });
+            let p = i + 1;
+            return refuse(
+                Some(p),
+                format!("{c:?} at position {p} is not an upper-case letter or digit"),
+            );
         }
     }
     if s.len() <= 2 {
-        return Err(Typo {
-            position: None,
-            reason: "marketplace code: nothing after PL".into(),
-        });
+        return refuse(None, "nothing after PL".into());
     }
     Ok(())
 }
@@ -288,7 +300,8 @@ pub fn parse(text: &str) -> Result<Parsed, Typo> {
         return Err(Typo {
             position: Some(pos),
             reason: format!(
-                "marketplace code: {ch:?} at position {pos} is not an upper-case letter or digit"
+                "marketplace code: {ch:?} at position {pos} is not an upper-case letter or digit ({})",
+                marketplace_form()
             ),
         });
     }

@@ -3,6 +3,7 @@
 //! time and sends the bytes; nothing here touches the network or prints.
 
 use super::code;
+use crate::error::Exit;
 use crate::protocol::apig;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -11,6 +12,11 @@ pub const ACTIVATE_PATH: &str = "/api/mkp-openapi-public/global/v1/license/activ
 pub const HEARTBEAT_PATH: &str = "/api/mkp-openapi-public/global/v1/license/heartbeat";
 /// `error_code` of a successful open-API call.
 pub const SUCCESS: &str = "92020000";
+/// The marketplace's internal error (§2.6.4). One copy of the table also uses it, with HTTP
+/// 403, for an authentication failure.
+pub const INTERNAL: &str = "92020001";
+/// API Gateway refusals of the AK/SK or of the signed date (§5.6).
+const GATEWAY_AUTH: [&str; 4] = ["APIGW.0301", "APIG.0301", "APIGW.0303", "APIG.0303"];
 /// Longest answer read; the documented answers are a few hundred bytes.
 pub const MAX_ANSWER: usize = 1024 * 1024;
 /// Marketplace codes have at most 64 characters (spec §2.8).
@@ -135,6 +141,65 @@ pub fn build_request(
     Ok(Request { url, headers, body })
 }
 
+/// What an answer means for the caller, whatever the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// activate: done; heartbeat: the code is ALIVE.
+    Ok,
+    /// heartbeat: the marketplace says the code is EXPIRED.
+    Expired,
+    /// A definite no about the code: FROZEN, RELEASED, unknown, not activated, illegal state.
+    Refused,
+    /// The gateway refused the AK/SK or the request's date: nothing was said about the code.
+    Credentials,
+    /// The marketplace failed (HTTP 5xx or 429, or its internal error): nothing was said
+    /// about the code, and the same call may succeed later.
+    Transient,
+}
+
+impl Standing {
+    /// Only a definite answer about the code exits 0, 1 or 6, so that a script locks a
+    /// customer out on those and not on an outage (4) or its own setup (3).
+    pub fn exit(self) -> Exit {
+        match self {
+            Standing::Ok => Exit::Ok,
+            Standing::Expired => Exit::LicenseDate,
+            Standing::Refused => Exit::CheckFailed,
+            Standing::Credentials => Exit::Io,
+            Standing::Transient => Exit::Network,
+        }
+    }
+
+    /// The standing of an answer whose body could not be read (an HTML error page from a
+    /// proxy or the gateway): by its HTTP status alone.
+    pub fn of_status(http_status: u16) -> Standing {
+        match http_status {
+            401 => Standing::Credentials,
+            429 | 500..=599 => Standing::Transient,
+            _ => Standing::Refused,
+        }
+    }
+
+    fn of(call: &Call, http_status: u16, error_code: &str, status: &str) -> Standing {
+        // The same 92020001 is an authentication failure with 403 and an internal error
+        // otherwise (§2.6.4).
+        if http_status == 401
+            || GATEWAY_AUTH.contains(&error_code)
+            || (error_code == INTERNAL && http_status == 403)
+        {
+            return Standing::Credentials;
+        }
+        if error_code == INTERNAL || Standing::of_status(http_status) == Standing::Transient {
+            return Standing::Transient;
+        }
+        match (error_code == SUCCESS, call, status) {
+            (true, Call::Activate { .. }, _) | (true, Call::Heartbeat, "ALIVE") => Standing::Ok,
+            (true, Call::Heartbeat, "EXPIRED") => Standing::Expired,
+            _ => Standing::Refused,
+        }
+    }
+}
+
 /// The marketplace's answer, typed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
@@ -144,8 +209,14 @@ pub struct Answer {
     pub license_info: Option<Value>,
     /// `status` of the license info (`ALIVE`, `FROZEN`, ...), empty when absent.
     pub status: String,
+    pub standing: Standing,
+}
+
+impl Answer {
     /// activate: `92020000`; heartbeat: `92020000` and `ALIVE`.
-    pub ok: bool,
+    pub fn ok(&self) -> bool {
+        self.standing == Standing::Ok
+    }
 }
 
 /// At most `n` characters of an answer, for messages.
@@ -184,13 +255,13 @@ pub fn parse_answer(call: &Call, http_status: u16, body: &[u8]) -> Result<Answer
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let ok = error_code == SUCCESS && (*call != Call::Heartbeat || status == "ALIVE");
+    let standing = Standing::of(call, http_status, &error_code, &status);
     Ok(Answer {
         error_code,
         error_msg,
         license_info,
         status,
-        ok,
+        standing,
     })
 }
 
@@ -303,7 +374,7 @@ mod tests {
             real_effect_time: None,
         };
         let a = parse_answer(&call, 200, body).unwrap();
-        assert!(a.ok);
+        assert!(a.ok());
         assert_eq!(a.status, "ALIVE");
         assert_eq!(a.license_info.unwrap()["amount"], 2);
         let refused = parse_answer(
@@ -312,7 +383,7 @@ mod tests {
             br#"{"error_code":"92020003","error_msg":"illegal state"}"#,
         )
         .unwrap();
-        assert!(!refused.ok);
+        assert!(!refused.ok());
         assert_eq!(refused.error_msg, "illegal state");
         assert_eq!(refused.license_info, None);
     }
@@ -321,10 +392,51 @@ mod tests {
     fn heartbeat_is_ok_only_when_alive() {
         let alive = br#"{"error_code":"92020000","error_msg":"success","data":{"license_code":"PL1","status":"ALIVE"}}"#;
         let frozen = br#"{"error_code":"92020000","error_msg":"success","data":{"license_code":"PL1","status":"FROZEN"}}"#;
-        assert!(parse_answer(&Call::Heartbeat, 200, alive).unwrap().ok);
+        assert!(parse_answer(&Call::Heartbeat, 200, alive).unwrap().ok());
         let f = parse_answer(&Call::Heartbeat, 200, frozen).unwrap();
-        assert!(!f.ok);
+        assert!(!f.ok());
         assert_eq!(f.status, "FROZEN");
+    }
+
+    #[test]
+    fn only_a_definite_answer_about_the_code_exits_0_1_or_6() {
+        let hb = |http: u16, body: &str| {
+            let a = parse_answer(&Call::Heartbeat, http, body.as_bytes()).unwrap();
+            (a.standing, a.standing.exit().code())
+        };
+        let status = |s: &str| {
+            format!(
+                r#"{{"error_code":"92020000","error_msg":"success","data":{{"status":"{s}"}}}}"#
+            )
+        };
+        assert_eq!(hb(200, &status("ALIVE")), (Standing::Ok, 0));
+        assert_eq!(hb(200, &status("EXPIRED")), (Standing::Expired, 6));
+        assert_eq!(hb(200, &status("FROZEN")), (Standing::Refused, 1));
+        assert_eq!(hb(200, &status("RELEASED")), (Standing::Refused, 1));
+        let code = |c: &str| format!(r#"{{"error_code":"{c}","error_msg":"x"}}"#);
+        assert_eq!(hb(200, &code("92020011")), (Standing::Refused, 1));
+        assert_eq!(hb(200, &code("92020005")), (Standing::Refused, 1));
+        // The marketplace failing is not an answer about the code.
+        assert_eq!(hb(500, &code("92020001")), (Standing::Transient, 4));
+        assert_eq!(hb(200, &code("92020001")), (Standing::Transient, 4));
+        assert_eq!(hb(504, &code("APIGW.0201")), (Standing::Transient, 4));
+        assert_eq!(hb(429, &code("APIGW.0308")), (Standing::Transient, 4));
+        // Nor is a refusal of the credentials.
+        assert_eq!(hb(401, &code("APIGW.0301")), (Standing::Credentials, 3));
+        assert_eq!(hb(401, &code("APIGW.0303")), (Standing::Credentials, 3));
+        assert_eq!(hb(403, &code("92020001")), (Standing::Credentials, 3));
+        let act = parse_answer(
+            &Call::Activate {
+                real_effect_time: None,
+            },
+            500,
+            code("92020001").as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(act.standing, Standing::Transient);
+        assert_eq!(Standing::of_status(502), Standing::Transient);
+        assert_eq!(Standing::of_status(401), Standing::Credentials);
+        assert_eq!(Standing::of_status(404), Standing::Refused);
     }
 
     #[test]

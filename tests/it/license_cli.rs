@@ -904,3 +904,131 @@ fn a_private_key_given_as_public_key_works_with_a_warning() {
         assert!(!err.contains(&seed) && !out.contains(&seed));
     }
 }
+
+#[test]
+fn gen_out_never_replaces_a_key_file_and_other_files_only_with_force() {
+    let e = Env::new();
+    e.keygen("seller.key");
+    std::fs::create_dir(e.path("sub")).unwrap();
+    std::os::unix::fs::symlink("seller.key", e.path("link.csv")).unwrap();
+    std::fs::hard_link(e.path("seller.key"), e.path("hard.csv")).unwrap();
+    let keys: Vec<(&str, String)> = ["seller.key", "seller.key.pub", "seller.key.short"]
+        .into_iter()
+        .map(|f| (f, std::fs::read_to_string(e.path(f)).unwrap()))
+        .collect();
+    let full = [
+        "license",
+        "gen",
+        "--private-key",
+        "seller.key",
+        "--product",
+        "OFFI1",
+        "--sku",
+        "basic",
+        "--customer",
+        "c",
+        "--expires",
+        "2027-01-31",
+        "--count",
+        "2",
+    ];
+    let short = [
+        "license",
+        "gen",
+        "--short",
+        "--short-secret",
+        "seller.key.short",
+        "--product",
+        "OFFI1",
+        "--expires",
+        "never",
+    ];
+    // The key file itself, its siblings, and the same file by another name: even --force.
+    for (args, out, what) in [
+        (&full[..], "seller.key", "the --private-key file"),
+        (&full[..], "seller.key.pub", "the public key"),
+        (&full[..], "seller.key.short", "the short secret"),
+        (&full[..], "sub/../seller.key", "the --private-key file"),
+        (&full[..], "link.csv", "the --private-key file"),
+        (&full[..], "hard.csv", "the --private-key file"),
+        (&short[..], "seller.key.short", "the --short-secret file"),
+        (&short[..], "seller.key", "the private key"),
+    ] {
+        for force in [false, true] {
+            let mut a = args.to_vec();
+            a.extend(["--out", out]);
+            if force {
+                a.push("--force");
+            }
+            let (c, stdout, err) = e.run(&a);
+            assert_eq!(c, 2, "{out} force={force}: {stdout}{err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(
+                err.starts_with(&format!("csm: error: --out {out}: is {what}")),
+                "{out}: {err}"
+            );
+            assert!(err.contains("even with --force"), "{err}");
+        }
+    }
+    for (f, text) in &keys {
+        assert_eq!(&std::fs::read_to_string(e.path(f)).unwrap(), text, "{f}");
+    }
+    // An earlier batch: kept without --force, replaced with it.
+    std::fs::write(e.path("batch.csv"), "an earlier batch\n").unwrap();
+    let mut a = full.to_vec();
+    a.extend(["--out", "batch.csv"]);
+    let (c, _, err) = e.run(&a);
+    assert_eq!(c, 2, "{err}");
+    assert_eq!(
+        err.trim(),
+        "csm: error: --out batch.csv: the file exists; pass --force to replace it"
+    );
+    assert_eq!(
+        std::fs::read_to_string(e.path("batch.csv")).unwrap(),
+        "an earlier batch\n"
+    );
+    a.push("--force");
+    let (c, _, err) = e.run(&a);
+    assert_eq!(c, 0, "{err}");
+    let text = std::fs::read_to_string(e.path("batch.csv")).unwrap();
+    assert!(
+        text.starts_with("license_id,") && text.lines().count() == 3,
+        "{text}"
+    );
+    // A directory that is not there is named by the flag, and nothing is made.
+    let mut a = full.to_vec();
+    a.extend(["--out", "nodir/b.csv"]);
+    let (c, _, err) = e.run(&a);
+    assert_eq!(c, 3, "{err}");
+    assert!(err.starts_with("csm: error: --out nodir/b.csv: "), "{err}");
+    // --force means nothing without --out.
+    let mut a = full.to_vec();
+    a.push("--force");
+    let (c, _, _) = e.run(&a);
+    assert_eq!(c, 2);
+}
+
+#[test]
+fn keygen_names_out_when_its_directory_is_missing() {
+    let e = Env::new();
+    let (c, out, err) = e.run(&["license", "keygen", "--out", "nodir/x.key"]);
+    assert_eq!(c, 3, "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("csm: error: --out nodir/x.key: "), "{err}");
+    assert!(out.is_empty(), "no key was made: {out}");
+    assert!(!e.path("nodir").exists());
+}
+
+#[test]
+fn validate_without_any_key_is_a_configuration_error() {
+    let e = Env::new();
+    e.keygen("k");
+    let code = e.gen("k", &[]);
+    let (c, out, err) = e.run(&["license", "validate", &code]);
+    assert_eq!(c, 3, "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("csm: error: --public-key: no key given"),
+        "{err}"
+    );
+}

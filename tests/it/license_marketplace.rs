@@ -327,14 +327,15 @@ fn license_lifecycle_with_callbacks() {
     assert_eq!(c, 1, "{out}");
     assert!(out.contains("92020011"), "{out}");
 
-    // Activate.
+    // Activate; the real effect time may not be earlier than the order (§2.6.1).
+    let started = after_minting();
     let (c, out) = license_cmd(
         dir.path(),
         &m,
         "activate",
         &code,
         SK,
-        &["--real-effect-time", "20260102153555"],
+        &["--real-effect-time", &started],
     );
     assert_eq!(c, 0, "{out}");
     assert!(
@@ -459,10 +460,13 @@ fn open_api_errors_and_aksk_refusals() {
     let m = start_market(dir.path(), None);
     let code = mint(&m, json!({}));
 
-    // Bad SK: the gateway refuses, and the CLI says so with exit 1.
-    let (c, out) = license_cmd(dir.path(), &m, "activate", &code, "not-the-sk", &[]);
-    assert_eq!(c, 1, "{out}");
-    assert!(out.contains("APIGW.0301"), "{out}");
+    // Bad SK: the gateway refuses the credentials, not the code: configuration, exit 3.
+    for what in ["activate", "heartbeat"] {
+        let (c, out) = license_cmd(dir.path(), &m, what, &code, "not-the-sk", &[]);
+        assert_eq!(c, 3, "{what}: {out}");
+        assert!(out.contains("APIGW.0301"), "{out}");
+        assert!(out.contains("the gateway refused the credentials"), "{out}");
+    }
     // The code was not activated by the refused call.
     let (c, out) = license_cmd(dir.path(), &m, "heartbeat", &code, SK, &[]);
     assert_eq!(c, 1);
@@ -709,6 +713,36 @@ fn plain_sha256_callbacks_and_injected_internal_errors() {
         SK,
     );
     assert_eq!((s, v["error_code"].as_str().unwrap()), (500, "92020001"));
+    // For the CLI that is an outage, not an answer about the code: exit 4, as unreachable.
+    for what in ["heartbeat", "activate"] {
+        let (c, out) = license_cmd(dir.path(), &m, what, &code, SK, &[]);
+        assert_eq!(c, 4, "{what}: {out}");
+        assert!(
+            out.contains("92020001") && out.contains("try again later"),
+            "{out}"
+        );
+    }
+    // An error page without JSON from a gateway or proxy, by its status: 5xx is 4 too.
+    let page = "<html>bad gateway</html>";
+    let (url, _) = common::canned(
+        format!(
+            "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+            page.len()
+        ),
+        1,
+    );
+    let skf = write_key(dir.path(), "client-sk", SK);
+    let out = csm()
+        .args(["license", "heartbeat", "PL0001", "--endpoint", &url])
+        .args(["--ak", AK, "--sk-file", &skf])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("HTTP 502") && err.contains("bad gateway"),
+        "{err}"
+    );
 }
 
 /// A request as a raw server received it: request line, headers, body.
@@ -934,6 +968,29 @@ fn admin_requests_refuse_bad_values_instead_of_dropping_them() {
             "{step}: {v}"
         );
     }
+    // A value of the right type but the wrong form is named with its rule.
+    for (body, want) in [
+        (
+            json!({"license": code, "expire_time": "abc"}),
+            "expire_time \"abc\": must be UTC yyyyMMddHHmmss",
+        ),
+        (
+            json!({"license": code}),
+            "expire_time: required, UTC yyyyMMddHHmmss",
+        ),
+        (
+            json!({"license": code, "expire_time": "21000101000000", "scene": "LATER"}),
+            "scene \"LATER\": must be RENEWAL or UNSUBSCRIBE_RENEWAL_PERIOD",
+        ),
+        (
+            json!({"license": code, "expire_time": "21000101000000", "test_flag": "2"}),
+            "test_flag \"2\": must be \"0\" or \"1\"",
+        ),
+    ] {
+        let (status, v) = admin_raw(&m, "renew", body);
+        assert_eq!(status, 400, "{v}");
+        assert_eq!(v["error"], want, "{v}");
+    }
     // Nothing was sent and nothing changed.
     assert!(merchant.seen().is_empty(), "{:?}", merchant.seen());
     let r = http()
@@ -949,7 +1006,12 @@ fn admin_requests_refuse_bad_values_instead_of_dropping_them() {
 fn a_code_not_shaped_like_the_marketplace_s_is_refused_before_any_request() {
     let dir = tempfile::tempdir().unwrap();
     let skf = write_key(dir.path(), "sk", SK);
-    for code in ["PL 1é", "PLabc"] {
+    for (code, position) in [
+        ("PL 1é", "position 3"),
+        ("PLabc", "position 3"),
+        ("abc", "does not start with PL"),
+        ("XY1234", "does not start with PL"),
+    ] {
         let (exit, text) = run_bounded(&[
             "license",
             "heartbeat",
@@ -963,7 +1025,12 @@ fn a_code_not_shaped_like_the_marketplace_s_is_refused_before_any_request() {
         ]);
         assert_eq!(exit, Some(2), "{code}: {text}");
         assert!(text.starts_with("csm: error: CODE"), "{code}: {text}");
-        assert!(text.contains("position 3"), "{code}: {text}");
+        assert!(text.contains(position), "{code}: {text}");
+        // The rule is named, whatever broke it.
+        assert!(
+            text.contains("a marketplace code is PL, then upper-case letters and digits"),
+            "{code}: {text}"
+        );
     }
 }
 
@@ -976,10 +1043,10 @@ fn a_heartbeat_reports_an_alive_code_past_its_expiry_as_expired() {
     let (c, out) = license_cmd(dir.path(), &m, "activate", &code, SK, &[]);
     assert_eq!(c, 0, "{out}");
     assert!(out.contains("status=ALIVE"), "{out}");
-    // Stored ALIVE, reported EXPIRED, and the heartbeat exits 1.
+    // Stored ALIVE, reported EXPIRED, and the heartbeat exits 6 (outside its dates).
     assert_eq!(
         heartbeat_status(dir.path(), &m, &code),
-        (1, "EXPIRED".into())
+        (6, "EXPIRED".into())
     );
     let r = http()
         .get(format!("{}/csm/license/codes/{code}", m.url))
@@ -1219,4 +1286,93 @@ fn the_stand_in_marketplace_listens_on_loopback_only() {
             "{err}"
         );
     }
+}
+
+/// A real effect time a little after the codes minted now (UTC yyyyMMddHHmmss).
+fn after_minting() -> String {
+    (chrono::Utc::now() + chrono::Duration::minutes(1))
+        .format("%Y%m%d%H%M%S")
+        .to_string()
+}
+
+#[test]
+fn a_real_effect_time_before_the_order_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = start_market(dir.path(), None);
+    let code = mint(&m, json!({}));
+    let other = mint(&m, json!({}));
+    // §2.6.1: not earlier than the order time. The spec names no code: the parameter error.
+    let (c, out) = license_cmd(
+        dir.path(),
+        &m,
+        "activate",
+        &code,
+        SK,
+        &["--real-effect-time", "20200101000000"],
+    );
+    assert_eq!(c, 1, "{out}");
+    assert!(
+        out.contains("92020002")
+            && out.contains(
+                "real_effect_time 20200101000000: must not be earlier than the order time"
+            ),
+        "{out}"
+    );
+    let p2 = "/api/mkp-openapi-public/global/v2/license/activate";
+    let (_, v) = signed_post(
+        &m,
+        p2,
+        &json!({"license_list": [code, other], "real_effect_time": "20200101000000"}),
+        SK,
+    );
+    assert_eq!(v["error_code"], "92020002", "{v}");
+    // Nothing was activated by the refusals.
+    for c in [&code, &other] {
+        let r = http()
+            .get(format!("{}/csm/license/codes/{c}", m.url))
+            .send()
+            .unwrap();
+        let v: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+        assert_eq!(v["status"], "CREATED", "{v}");
+    }
+    // A time after the order is taken and kept as the activation time.
+    let started = after_minting();
+    let (c, out) = license_cmd(
+        dir.path(),
+        &m,
+        "activate",
+        &code,
+        SK,
+        &["--real-effect-time", &started],
+    );
+    assert_eq!(c, 0, "{out}");
+    let r = http()
+        .get(format!("{}/csm/license/codes/{code}", m.url))
+        .send()
+        .unwrap();
+    let v: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    assert_eq!(v["activate_time"], started.as_str(), "{v}");
+}
+
+#[test]
+fn a_callback_that_never_reached_the_merchant_is_not_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = format!("http://127.0.0.1:{}/produce", common::closed_port());
+    let m = start_market(dir.path(), Some(&closed));
+    let code = mint(&m, json!({}));
+    let r = admin(&m, "release", json!({"license": code}));
+    let cb = &r["callback"];
+    assert_eq!(cb["sent"], false, "{r}");
+    assert_eq!(cb["http_status"], Value::Null, "{r}");
+    let error = cb["error"].as_str().unwrap_or("");
+    assert!(error.to_lowercase().contains("connection refused"), "{r}");
+    // The state changes all the same, as the marketplace's does (it retries the callback).
+    assert_eq!(r["license"]["status"], "RELEASED", "{r}");
+    // A callback the merchant answered was sent.
+    let merchant = Merchant::start(LICENSE_KEY, v2::LicenseInner::KeyedHmac);
+    let m = start_market(dir.path(), Some(&merchant.url));
+    let code = mint(&m, json!({}));
+    let r = admin(&m, "release", json!({"license": code}));
+    assert_eq!(r["callback"]["sent"], true, "{r}");
+    assert_eq!(r["callback"]["result_code"], "000000", "{r}");
 }

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::catalog::{self, Protocol};
 use crate::clock;
-use crate::endpoint::client::{Client, MAX_REPLY};
+use crate::endpoint::client::{Client, NetKind, MAX_REPLY};
 use crate::endpoint::request::{self, PrepOpts, Tamper};
 use crate::license::openapi::{valid_time, CODE_MAX, TIME_FORMAT};
 use crate::server::Response;
@@ -45,6 +45,21 @@ fn activation_refusal(row: Option<&Row>, code: &str) -> Option<(&'static str, St
     None
 }
 
+/// §2.6.1: the real effect time "must not be earlier than the order time". The spec names no
+/// error code for it; this is the parameter error the stand-in gives any bad real_effect_time.
+fn too_early(row: &Row, at: &str) -> Option<(&'static str, String)> {
+    let ordered = row.ordered_at();
+    (at < ordered.as_str()).then(|| {
+        (
+            INVALID_PARAM,
+            format!(
+                "real_effect_time {at}: must not be earlier than the order time of license code {} ({ordered})",
+                row.code
+            ),
+        )
+    })
+}
+
 fn real_effect_time(body: &Value) -> Result<Option<String>, Response> {
     match body.get("real_effect_time") {
         None | Some(Value::Null) => Ok(None),
@@ -71,6 +86,9 @@ pub(super) fn activate_v1(conn: &Connection, body: &Value) -> rusqlite::Result<R
         return Ok(answer(200, c, &msg));
     }
     let row = row.expect("checked above");
+    if let Some((c, msg)) = too_early(&row, &at) {
+        return Ok(answer(200, c, &msg));
+    }
     store::mark_alive(conn, code, &at)?;
     // license_code_info is a JSON document inside a string, as the marketplace sends it.
     let info = json!({
@@ -95,8 +113,12 @@ pub(super) fn activate_v2(conn: &Connection, body: &Value) -> rusqlite::Result<R
     // All or nothing: one illegal code refuses the batch.
     let mut bad = Vec::new();
     for c in &codes {
-        if let Some((code, msg)) = activation_refusal(load(conn, c)?.as_ref(), c) {
+        let row = load(conn, c)?;
+        if let Some((code, msg)) = activation_refusal(row.as_ref(), c) {
             bad.push(format!("{code} {msg}"));
+        } else if let Some((code, msg)) = row.as_ref().and_then(|r| too_early(r, &at)) {
+            // One time for the whole batch: too early for one code is a bad parameter.
+            return Ok(answer(200, code, &msg));
         }
     }
     if !bad.is_empty() {
@@ -256,7 +278,13 @@ pub(super) fn step(m: &Marketplace, step: &str, body: &Value) -> rusqlite::Resul
         // Debug ("1") unless asked: every callback csm sends is a test, and a merchant must
         // not treat one as a real renewal or release by default.
         Ok(None) => "1".into(),
-        _ => return Ok(admin_error(400, "test_flag: \"0\" or \"1\"")),
+        Ok(Some(f)) => {
+            return Ok(admin_error(
+                400,
+                &format!("test_flag {f:?}: must be \"0\" or \"1\""),
+            ))
+        }
+        Err(r) => return Ok(r),
     };
     let row = {
         let conn = m.db.lock().unwrap_or_else(|p| p.into_inner());
@@ -287,22 +315,30 @@ pub(super) fn step(m: &Marketplace, step: &str, body: &Value) -> rusqlite::Resul
             }
             let t = match opt_str(body, "expire_time") {
                 Ok(Some(t)) if valid_time(t) => t.to_string(),
-                _ => {
+                Ok(Some(t)) => {
+                    return Ok(admin_error(
+                        400,
+                        &format!("expire_time {t:?}: must be UTC yyyyMMddHHmmss"),
+                    ))
+                }
+                Ok(None) => {
                     return Ok(admin_error(
                         400,
                         "expire_time: required, UTC yyyyMMddHHmmss",
                     ))
                 }
+                Err(r) => return Ok(r),
             };
             let scene = match opt_str(body, "scene") {
                 Ok(None) => "RENEWAL",
                 Ok(Some(s @ ("RENEWAL" | "UNSUBSCRIBE_RENEWAL_PERIOD"))) => s,
-                _ => {
+                Ok(Some(s)) => {
                     return Ok(admin_error(
                         400,
-                        "scene: RENEWAL or UNSUBSCRIBE_RENEWAL_PERIOD",
+                        &format!("scene {s:?}: must be RENEWAL or UNSUBSCRIBE_RENEWAL_PERIOD"),
                     ))
                 }
+                Err(r) => return Ok(r),
             };
             let order = match opt_str(body, "order_id") {
                 Ok(o) => o.map(str::to_string).unwrap_or_else(new_order_id),
@@ -439,6 +475,12 @@ fn send_callback(m: &Marketplace, code: &str, body: Value) -> Result<Value, Resp
         .map_err(|e| admin_error(500, &format!("signing the callback: {e}")))?;
     let sent_body = String::from_utf8_lossy(&prepared.body).into_owned();
     let exchange = Client::new(CALLBACK_TIMEOUT).send(&prepared);
+    // No connection or no TLS session: the request never left. Other failures (a timeout, a
+    // reset) may come after the merchant had it, so they count as sent.
+    let reached = match &exchange.outcome {
+        Ok(_) => true,
+        Err(f) => !matches!(f.kind, NetKind::Connect | NetKind::Tls),
+    };
     let (status, result_code, error) = match exchange.outcome {
         Ok(reply) => {
             let rc = reply
@@ -462,7 +504,7 @@ fn send_callback(m: &Marketplace, code: &str, body: Value) -> Result<Value, Resp
         Err(f) => (None, None, Some(f.message)),
     };
     let mut out = Map::new();
-    out.insert("sent".into(), Value::Bool(true));
+    out.insert("sent".into(), Value::Bool(reached));
     out.insert("activity".into(), Value::String(activity.clone()));
     out.insert("url".into(), Value::String(url.to_string()));
     out.insert("body".into(), Value::String(sent_body.clone()));

@@ -33,8 +33,7 @@ pub const ADMIN_PREFIX: &str = "/csm/license/";
 const SDK_DATE_WINDOW_MS: i64 = 15 * 60 * 1000;
 const MAX_LIST: usize = 100;
 
-pub use crate::license::openapi::SUCCESS;
-pub const INTERNAL: &str = "92020001";
+pub use crate::license::openapi::{INTERNAL, SUCCESS};
 pub const INVALID_PARAM: &str = "92020002";
 pub const ILLEGAL_STATE: &str = "92020003";
 pub const NOT_CLAIMED: &str = "92020004";

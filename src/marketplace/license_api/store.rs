@@ -3,6 +3,7 @@
 
 use super::now_text;
 use crate::clock;
+use crate::license::openapi::TIME_FORMAT;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
@@ -56,9 +57,19 @@ pub(super) struct Row {
     pub(super) expire_time: String,
     pub(super) activate_time: Option<String>,
     pub(super) heartbeats: i64,
+    /// When the code was minted: its order's time, before which it cannot take effect.
+    pub(super) created_ms: i64,
 }
 
 impl Row {
+    /// The order time in the open APIs' format (UTC yyyyMMddHHmmss, to the second).
+    pub(super) fn ordered_at(&self) -> String {
+        chrono::DateTime::from_timestamp_millis(self.created_ms)
+            .unwrap_or_default()
+            .format(TIME_FORMAT)
+            .to_string()
+    }
+
     /// The status a heartbeat reports: an ALIVE code past its expiry reads EXPIRED.
     pub(super) fn effective_status(&self) -> String {
         if self.status == "ALIVE" && self.expire_time.as_str() < now_text().as_str() {
@@ -100,7 +111,7 @@ impl Row {
 pub(super) fn load(conn: &Connection, code: &str) -> rusqlite::Result<Option<Row>> {
     conn.query_row(
         "SELECT code, product_id, order_id, order_line_id, amount, claimed, status, expire_time,
-                activate_time, heartbeats FROM license_codes WHERE code = ?1",
+                activate_time, heartbeats, created_ms FROM license_codes WHERE code = ?1",
         params![code],
         |r| {
             Ok(Row {
@@ -114,6 +125,7 @@ pub(super) fn load(conn: &Connection, code: &str) -> rusqlite::Result<Option<Row
                 expire_time: r.get(7)?,
                 activate_time: r.get(8)?,
                 heartbeats: r.get(9)?,
+                created_ms: r.get(10)?,
             })
         },
     )
