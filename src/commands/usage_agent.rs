@@ -7,7 +7,7 @@ use crate::duration::Bare;
 use crate::error::{CsmError, Exit, Result};
 use crate::interrupt::Interrupt;
 use crate::secret::Secret;
-use crate::usage::agent::state::{self, AgentState, Aggregate};
+use crate::usage::agent::state::{self, AgentState, Aggregate, FailedHour};
 use crate::usage::agent::{self, api, lock, spool, Counters, Shared};
 use crate::usage::journal::{Journal, Scope};
 use crate::usage::upload::{self, SendConfig, SendReport};
@@ -29,13 +29,18 @@ pub struct AgentArgs {
     /// It must exist (the agent makes only done/ and failed/ in it).
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
-    /// Address of POST /events, /healthz and /metrics (not with --once). Another address
-    /// than loopback needs a token.
-    #[arg(long, default_value = "127.0.0.1:9760", value_name = "ADDR")]
+    /// Address of POST /events, /healthz and /metrics (not with --once: it has no
+    /// listener). Another address than loopback needs a token.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:9760",
+        value_name = "ADDR",
+        conflicts_with = "once"
+    )]
     pub listen: String,
     /// File holding the bearer token POST /events must carry (else CSM_AGENT_TOKEN; else
-    /// none, on loopback only).
-    #[arg(long, value_name = "FILE")]
+    /// none, on loopback only). Not with --once.
+    #[arg(long, value_name = "FILE", conflicts_with = "once")]
     pub token_file: Option<PathBuf>,
     #[command(flatten)]
     pub journal: JournalArg,
@@ -60,16 +65,19 @@ pub struct AgentArgs {
     #[arg(long)]
     pub heartbeat_zero: bool,
     /// Stall alarm: /healthz turns red when a closed hour is still unreported this long
-    /// after its end: 45m, 2h; a bare number is seconds, 1m to 24h.
+    /// after its end (and stays red this long after an hour failed): 45m, 2h; a bare number
+    /// is seconds, 1m to 24h.
     #[arg(long, default_value = "45m", value_name = "DURATION",
           value_parser = crate::duration::flag(Bare::Secs, Duration::from_secs(60), Duration::from_secs(86_400)))]
     pub alarm_after: Duration,
-    /// Shell command run (sh -c) once each time the alarm goes on; CSM_ALARM_REASON holds why.
+    /// Shell command run (sh -c) once each time the alarm goes on, and when hours fail;
+    /// CSM_ALARM_REASON holds why. When the agent stops, one still running gets 5 s, then
+    /// it is stopped.
     #[arg(long, value_name = "CMD")]
     pub on_alarm: Option<String>,
     /// How often the agent takes in the spool, closes due hours and sends: 30s, 1m; a bare
-    /// number is seconds, 1s to 1h.
-    #[arg(long, default_value = "30s", value_name = "DURATION",
+    /// number is seconds, 1s to 1h. Not with --once.
+    #[arg(long, default_value = "30s", value_name = "DURATION", conflicts_with = "once",
           value_parser = crate::duration::flag(Bare::Secs, Duration::from_secs(1), Duration::from_secs(3600)))]
     pub every: Duration,
     /// One cycle, then exit: take in the spool, close every hour that is due, send (cron).
@@ -83,6 +91,8 @@ struct Cycle {
     spool: spool::SpoolReport,
     hours_closed: u64,
     journaled: agent::Journaled,
+    /// Hours that failed in this cycle, when closing (past the 21 days) or journaling.
+    failed: Vec<FailedHour>,
     to_send: u64,
     sent: Option<SendReport>,
     reported: u64,
@@ -102,7 +112,7 @@ impl Cycle {
             && self.spool.failed.is_empty()
             && self.hours_closed == 0
             && self.journaled.records == 0
-            && self.journaled.failed.is_empty()
+            && self.failed.is_empty()
             && self.to_send == 0
             && self.reported == 0
             && self.busy.is_none()
@@ -121,6 +131,9 @@ impl Cycle {
         }
         parts.push(format!("{} hours closed", self.hours_closed));
         parts.push(format!("{} records journaled", self.journaled.records));
+        if !self.failed.is_empty() {
+            parts.push(format!("{} hours failed", self.failed.len()));
+        }
         if let Some(s) = &self.sent {
             // What was due, and what came of it: the rest had no answer (never reached, or
             // reached without a definite one) and waits in the journal.
@@ -196,12 +209,24 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
         last_problem: Mutex::new(None),
         alarm_after: chrono::Duration::from_std(a.alarm_after)
             .unwrap_or(chrono::Duration::minutes(45)),
+        aggregate: a.aggregate,
     });
     let stop = Interrupt::install();
+    let mut alarms = AlarmRuns::default();
     if a.once {
         announce(g, &cfg.url, false);
-        let c = cycle(&a, &shared, &journal_path, &mut journal, &cfg, &stop, true)?;
-        return once_report(g, &a, &shared, &cfg, &c, &stop);
+        let c = cycle(
+            &a,
+            &shared,
+            &journal_path,
+            &mut journal,
+            &cfg,
+            &stop,
+            &mut alarms,
+        );
+        // The command the cycle started has run its course before the report's exit code.
+        alarms.finish(&stop);
+        return once_report(g, &a, &shared, &cfg, &c?, &stop);
     }
     let handler = Arc::new(agent::http::AgentHandler {
         shared: Arc::clone(&shared),
@@ -219,7 +244,17 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
     }
     announce(g, &cfg.url, false);
     loop {
-        match cycle(&a, &shared, &journal_path, &mut journal, &cfg, &stop, false) {
+        let c = cycle(
+            &a,
+            &shared,
+            &journal_path,
+            &mut journal,
+            &cfg,
+            &stop,
+            &mut alarms,
+        );
+        alarms.reap();
+        match c {
             // Also an alarm that went on while nothing else happened: a log collector
             // reading stdout must see it.
             Ok(c) if (!c.idle() || c.alarm_started) && g.json => {
@@ -252,6 +287,7 @@ pub fn run(g: &GlobalArgs, a: AgentArgs) -> Result<Exit> {
         }
     }
     handle.shutdown();
+    alarms.finish(&stop);
     if !g.quiet {
         eprintln!("csm agent: stopped; every event taken in is in {state_place}");
     }
@@ -265,7 +301,7 @@ fn cycle(
     journal: &mut Option<Journal>,
     cfg: &SendConfig,
     stop: &Interrupt,
-    wait_for_alarm: bool,
+    alarms: &mut AlarmRuns,
 ) -> Result<Cycle> {
     let now = clock::now();
     let mut c = Cycle::default();
@@ -274,7 +310,9 @@ fn cycle(
         c.spool = spool::take_in(dir, shared, now)?;
     }
     let grace = chrono::Duration::from_std(a.grace).unwrap_or(chrono::Duration::minutes(5));
-    c.hours_closed = lock(&shared.state).close_due(now, grace, a.aggregate, a.heartbeat_zero)?;
+    let closed = lock(&shared.state).close_due(now, grace, a.aggregate, a.heartbeat_zero)?;
+    c.hours_closed = closed.hours;
+    let mut failed = note_failed(a, shared, &mut c, closed.failed, now)?;
     let j = match journal {
         Some(j) => j,
         None => journal.insert(Journal::open(journal_path)?),
@@ -287,6 +325,8 @@ fn cycle(
         }
         Ok(_lock) => {
             c.journaled = agent::journal_closed(&shared.state, j, now)?;
+            let more = c.journaled.failed.clone();
+            failed = note_failed(a, shared, &mut c, more, now)?.or(failed);
             j.recover_in_flight()?;
             let scope = Scope::Unfinished {
                 include_rejected: false,
@@ -316,12 +356,19 @@ fn cycle(
     match &c.alarm {
         Some(reason) => {
             // Once per episode, also across `--once` runs and of all the agents sharing
-            // the state: the state remembers it.
-            if st.claim_meta("alarm_since", &api(now))? {
-                c.alarm_started = true;
+            // the state: the state remembers it. Hours failing are told even within an
+            // episode, by the one agent that failed them.
+            let started = st.claim_meta("alarm_since", &api(now))?;
+            if started || failed.is_some() {
+                c.alarm_started = started;
+                let reason = if started {
+                    reason
+                } else {
+                    failed.as_ref().unwrap_or(reason)
+                };
                 eprintln!("csm agent: ALARM: {reason}");
                 if let Some(cmd) = &a.on_alarm {
-                    run_alarm(cmd, reason, wait_for_alarm);
+                    alarms.start(cmd, reason);
                 }
             }
         }
@@ -330,33 +377,134 @@ fn cycle(
     Ok(c)
 }
 
-/// Runs the `--on-alarm` command; its failure is reported, never fatal.
-fn run_alarm(cmd: &str, reason: &str, wait: bool) {
-    let child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .env("CSM_ALARM_REASON", reason)
-        .stdin(std::process::Stdio::null())
-        // Its output goes to the log (stderr), never into a `--json` report on stdout.
-        .stdout(std::io::stderr())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("csm agent: --on-alarm: cannot run sh: {e}");
-            return;
-        }
-    };
-    let mut reap = move || match child.wait() {
-        Ok(s) if !s.success() => eprintln!("csm agent: --on-alarm exited with {s}"),
-        Err(e) => eprintln!("csm agent: --on-alarm: {e}"),
-        Ok(_) => {}
-    };
-    if wait {
-        reap();
-    } else {
-        std::thread::spawn(reap);
+/// Hours that just failed: usage that will never be billed. Logged at once, --quiet or not
+/// (`--once` reports them), and the alarm raised in the state before anything else of the
+/// cycle can fail, so that a cycle cut short loses neither. Returns the alarm's reason.
+fn note_failed(
+    a: &AgentArgs,
+    shared: &Shared,
+    c: &mut Cycle,
+    failed: Vec<FailedHour>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<String>> {
+    if failed.is_empty() {
+        return Ok(None);
     }
+    if !a.once {
+        for f in &failed {
+            eprintln!(
+                "csm agent: {} the hour {} of instance {} failed and is not billed: {}",
+                api(now),
+                f.hour,
+                crate::usage::record::show(&f.instance_id),
+                f.error
+            );
+        }
+    }
+    c.failed.extend(failed);
+    agent::raise_failed(&lock(&shared.state), &c.failed, now, shared.alarm_after)
+}
+
+/// How long `--on-alarm` commands still running get when the agent is asked to stop (a
+/// container runtime's default stop timeout is 10 s).
+const ALARM_GRACE: Duration = Duration::from_secs(5);
+
+/// The `--on-alarm` commands started and not finished yet. Each runs in its own process
+/// group, so that stopping it stops what it started too.
+#[derive(Default)]
+struct AlarmRuns {
+    running: Vec<std::process::Child>,
+}
+
+impl AlarmRuns {
+    /// Starts the command; its failure is reported, never fatal.
+    fn start(&mut self, cmd: &str, reason: &str) {
+        let mut command = std::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg(cmd)
+            .env("CSM_ALARM_REASON", reason)
+            .stdin(std::process::Stdio::null())
+            // Its output goes to the log (stderr), never into a `--json` report on stdout.
+            .stdout(std::io::stderr());
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        match command.spawn() {
+            Ok(child) => self.running.push(child),
+            Err(e) => eprintln!("csm agent: --on-alarm: cannot run sh: {e}"),
+        }
+    }
+
+    /// Forgets the commands that finished, saying which failed.
+    fn reap(&mut self) {
+        self.running.retain_mut(|child| match child.try_wait() {
+            Ok(None) => true,
+            Ok(Some(s)) => {
+                if !s.success() {
+                    eprintln!("csm agent: --on-alarm exited with {s}");
+                }
+                false
+            }
+            Err(e) => {
+                eprintln!("csm agent: --on-alarm: {e}");
+                false
+            }
+        });
+    }
+
+    /// Waits for the commands still running; once a stop is asked, for [`ALARM_GRACE`] at
+    /// most, then stops them (none outlives the agent).
+    fn finish(&mut self, stop: &Interrupt) {
+        let mut deadline = None;
+        loop {
+            self.reap();
+            if self.running.is_empty() {
+                return;
+            }
+            if stop.asked() {
+                let until = *deadline.get_or_insert_with(|| Instant::now() + ALARM_GRACE);
+                if Instant::now() >= until {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for mut child in self.running.drain(..) {
+            eprintln!(
+                "csm agent: --on-alarm still running {} s after the stop: stopped",
+                ALARM_GRACE.as_secs()
+            );
+            stop_group(&mut child);
+        }
+    }
+}
+
+/// Stops a command and its process group: SIGTERM, and SIGKILL if it is still there a
+/// second later.
+fn stop_group(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    {
+        let pid = child.id().to_string();
+        let group = |signal: &str| {
+            // sh's own kill: the agent has no signal API of its own, and sh is there (it ran
+            // the command).
+            let _ = std::process::Command::new("sh")
+                .args(["-c", "kill -s \"$1\" -- \"-$2\" 2>/dev/null", "sh"])
+                .args([signal, &pid])
+                .status();
+        };
+        group("TERM");
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        group("KILL");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// One cycle as `--json` reports it: the object of `--once`, and a line each cycle when
@@ -380,7 +528,9 @@ fn cycle_json(
         })),
         "hours_closed": c.hours_closed,
         "records_journaled": c.journaled.records,
-        "failed_hours": c.journaled.failed.iter().map(|(sn, e)| json!({"metering_sn": sn, "error": e})).collect::<Vec<_>>(),
+        "failed_hours": c.failed.iter().map(|f| json!({
+            "instance_id": f.instance_id, "hour": f.hour, "metering_sn": f.metering_sn, "error": f.error,
+        })).collect::<Vec<_>>(),
         "to_send": c.to_send,
         "accepted": sent.map_or(0, |s| s.accepted),
         "rejected": sent.map_or(0, |s| s.rejected),
@@ -410,8 +560,13 @@ fn once_report(
         for (f, e) in &c.spool.failed {
             crate::say!("spool: {f} moved to failed/: {e}");
         }
-        for (sn, e) in &c.journaled.failed {
-            crate::say!("hour {sn} failed: {e}");
+        for f in &c.failed {
+            crate::say!(
+                "the hour {} of instance {} failed and is not billed: {}",
+                f.hour,
+                crate::usage::record::show(&f.instance_id),
+                f.error
+            );
         }
         crate::say!("{}", c.line());
         crate::say!(
@@ -446,7 +601,7 @@ fn once_report(
     let unfinished = sent.is_some_and(|s| s.rejected > 0 || s.retry_later > 0);
     // The stall alarm too: a cron job that checks the exit code must see it.
     if !c.spool.failed.is_empty()
-        || !c.journaled.failed.is_empty()
+        || !c.failed.is_empty()
         || unfinished
         || c.busy.is_some()
         || c.alarm.is_some()

@@ -916,3 +916,338 @@ fn a_running_agent_with_json_prints_json_lines() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Two events at the largest value each are one hour's sum no record can carry: the second
+/// is refused at intake (HTTP and spool alike), so that what was taken in is billed.
+#[test]
+fn an_event_that_would_take_its_hour_past_what_a_record_carries_is_refused_at_intake() {
+    let env = Env::new();
+    let market = env.market(&[]);
+    let dir = spool(&env);
+    let sp = dir.to_str().unwrap();
+    let ev = |id: &str, time: &str, v: &str| {
+        format!(
+            "{{\"instance_id\":\"i-1\",\"time\":\"{time}\",\"value\":{v},\"event_id\":\"{id}\"}}\n"
+        )
+    };
+    // 11:30 pinned: the 10 o'clock hour is open.
+    let mut child = agent(
+        &env,
+        "2026-01-10T11:30:00Z",
+        &market.url,
+        &["--listen", "127.0.0.1:0", "--every", "1s", "--spool", sp],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let url = announced_url(&mut child);
+    let (s, v) = post(&url, &ev("a", "20260110T101500Z", "99999999"), None);
+    assert_eq!((s, v["accepted"].as_u64()), (200, Some(1)), "{v}");
+    let (s, v) = post(&url, &ev("b", "20260110T102000Z", "99999999"), None);
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["lines"][0]["kind"], "over_limit", "{v}");
+    assert_eq!(v["lines"][0]["line"], 1, "{v}");
+    assert_eq!(
+        v["lines"][0]["message"],
+        "value \"99999999\": the hour 20260110T100000Z of instance \"i-1\" would sum to 199999998, more than one usage record carries (usage_value at most 99999999.9999); refused so that no usage taken in goes unbilled"
+    );
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("1 over the hour's limit"),
+        "{v}"
+    );
+    // Up to the limit exactly is fine.
+    let (s, v) = post(&url, &ev("c", "20260110T102500Z", "0.9999"), None);
+    assert_eq!((s, v["accepted"].as_u64()), (200, Some(1)), "{v}");
+    // The spool refuses it the same way, naming the line.
+    drop_file(
+        &dir,
+        "more.jsonl",
+        &[
+            ev("d", "20260110T103000Z", "0"),
+            ev("e", "20260110T103100Z", "0.0001"),
+        ]
+        .concat(),
+    );
+    wait_until("the spool file is refused", || {
+        dir.join("failed/more.jsonl.error").exists()
+    });
+    let why = std::fs::read_to_string(dir.join("failed/more.jsonl.error")).unwrap();
+    assert!(
+        why.starts_with("more.jsonl:2: value \"0.0001\": the hour 20260110T100000Z of instance \"i-1\" would sum to 100000000, more than one usage record carries"),
+        "{why}"
+    );
+    assert_eq!(why.lines().count(), 1, "{why}");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // The hour closes with what was taken in, and the marketplace bills it.
+    let (o, v) = once(&env, NOW, &market.url, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(v["failed_hours"], serde_json::json!([]), "{v}");
+    assert_eq!(v["hours"]["reported"], 1, "{v}");
+    assert_eq!(market_records(&env.market)[0].3, "99999999.9999");
+}
+
+/// An hour that can no longer be reported (here: the agent was down for more than 21
+/// days) is said in the log as it fails and raises the alarm: /healthz red, the metric, the
+/// --on-alarm command. That command, still running when the agent is stopped, is stopped
+/// with it.
+#[test]
+fn a_failed_hour_is_logged_and_raises_the_alarm_and_the_alarm_command_ends_with_the_agent() {
+    let env = Env::new();
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let dir = spool(&env);
+    let sp = dir.to_str().unwrap();
+    drop_file(
+        &dir,
+        "e.jsonl",
+        "{\"instance_id\":\"i-1\",\"time\":\"20260110T101500Z\",\"value\":2}\n",
+    );
+    let (o, v) = once(&env, "2026-01-10T10:30:00Z", &down, &["--spool", sp]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(v["hours"]["open"], 1, "{v}");
+
+    // 22 days later.
+    let pid_file = env.path("alarm.pid");
+    let on_alarm = format!(
+        "echo $$ > {}; echo \"$CSM_ALARM_REASON\" > {}; sleep 120",
+        pid_file.display(),
+        env.path("alarm.reason").display()
+    );
+    let mut child = agent(
+        &env,
+        "2026-02-01T10:30:00Z",
+        &down,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--every",
+            "1s",
+            "--retries",
+            "0",
+            "--on-alarm",
+            &on_alarm,
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let url = announced_url(&mut child);
+    wait_until("/healthz red", || get(&format!("{url}/healthz")).0 == 503);
+    let (_, h) = get(&format!("{url}/healthz"));
+    let h: Value = serde_json::from_str(&h).unwrap();
+    assert!(
+        h["reason"].as_str().unwrap().starts_with(
+            "the hour 20260110T100000Z of instance \"i-1\" failed at 20260201T103000Z and is not billed: hour 20260110T100000Z: more than 21 days old"
+        ),
+        "{h}"
+    );
+    let (_, m) = get(&format!("{url}/metrics"));
+    assert_eq!(metric(&m, "csm_agent_alarm"), Some(1), "{m}");
+    assert_eq!(metric(&m, "csm_agent_hours{state=\"failed\"}"), Some(1));
+    wait_until("the alarm command runs", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|p| p.ends_with('\n'))
+    });
+    let group = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let reason = std::fs::read_to_string(env.path("alarm.reason")).unwrap();
+    assert!(reason.contains("failed at 20260201T103000Z"), "{reason}");
+
+    // Stopped, the agent gives the command a few seconds, then stops it and its children.
+    crate::common::signal(child.id(), "-TERM");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("the hour 20260110T100000Z of instance \"i-1\" failed and is not billed: hour 20260110T100000Z: more than 21 days old"),
+        "{err}"
+    );
+    let logged = err.find("failed and is not billed").unwrap();
+    assert!(
+        err[logged..].contains("csm agent: ALARM: the hour"),
+        "the failure, then the alarm: {err}"
+    );
+    assert!(
+        err.contains("--on-alarm still running 5 s after the stop: stopped"),
+        "{err}"
+    );
+    // Nothing of the command's process group is left (`sh` and its `sleep`).
+    // (A moment for the orphaned `sleep`, signalled, to be reaped; far less than it sleeps.)
+    let gone = Instant::now();
+    while Command::new("sh")
+        .args(["-c", "kill -s 0 -- \"-$1\" 2>/dev/null", "sh", &group])
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            gone.elapsed() < Duration::from_secs(10),
+            "the --on-alarm command outlived the agent"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // --once says it too (exit 5), while the alarm holds.
+    let (o, v) = once(&env, "2026-02-01T10:40:00Z", &down, &[]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(
+        v["alarm"]
+            .as_str()
+            .unwrap()
+            .contains("failed at 20260201T103000Z"),
+        "{v}"
+    );
+}
+
+/// Times with fractions of a second (JavaScript's toISOString()) are taken: the fraction is
+/// cut off for the hour, never rounded into the next one, and two events in one second stay
+/// two events.
+#[test]
+fn event_times_with_fractions_of_a_second_are_taken_and_cut_to_the_second() {
+    let env = Env::new();
+    let market = env.market(&[]);
+    let dir = spool(&env);
+    drop_file(
+        &dir,
+        "e.jsonl",
+        "{\"instance_id\":\"i-1\",\"time\":\"2026-01-10T10:59:59.999Z\",\"value\":1}\n\
+         {\"instance_id\":\"i-1\",\"time\":\"2026-01-10T10:59:59.998Z\",\"value\":1}\n\
+         {\"instance_id\":\"i-1\",\"time\":\"2026-01-10T18:59:59.5+08:00\",\"value\":1}\n",
+    );
+    let (o, v) = once(&env, NOW, &market.url, &["--spool", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(v["spool"]["events_new"], 3, "{v}");
+    let recs = market_records(&env.market);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(
+        (recs[0].1.as_str(), recs[0].3.as_str()),
+        ("20260110T100000Z", "3")
+    );
+}
+
+/// A body (or spool file) with several problems names every refused line in one answer:
+/// 400 when one of them needs fixing, 409 when the lines are fine but their hours are closed
+/// or full.
+#[test]
+fn every_refused_line_is_named_in_one_answer() {
+    let env = Env::new();
+    let market = env.market(&[]);
+    let dir = spool(&env);
+    let sp = dir.to_str().unwrap();
+    let mut child = agent(
+        &env,
+        NOW,
+        &market.url,
+        &["--listen", "127.0.0.1:0", "--every", "1s", "--spool", sp],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let url = announced_url(&mut child);
+    let (s, v) = post(&url, EVENTS, None);
+    assert_eq!(s, 200, "{v}");
+    wait_until("the hour is reported", || {
+        market_records(&env.market).len() == 1
+    });
+    let late = "{\"instance_id\":\"i-1\",\"time\":\"20260110T105900Z\",\"value\":1}\n";
+    let fine = "{\"instance_id\":\"i-2\",\"time\":\"20260110T121000Z\",\"value\":1}\n";
+    let negative = "{\"instance_id\":\"i-2\",\"time\":\"20260110T121500Z\",\"value\":\"-5\"}\n";
+    let big = "{\"instance_id\":\"i-3\",\"time\":\"20260110T121500Z\",\"value\":99999999}\n";
+    let bigger = "{\"instance_id\":\"i-3\",\"time\":\"20260110T121600Z\",\"value\":1}\n";
+    let (s, v) = post(&url, &[late, fine, negative].concat(), None);
+    assert_eq!(s, 400, "{v}");
+    let lines: Vec<(u64, &str)> = v["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["line"].as_u64().unwrap(), l["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(lines, [(1, "late"), (3, "invalid")], "{v}");
+    assert_eq!(v["lines"][0]["late"], true);
+    assert!(
+        v["lines"][1]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("value \"-5\": negative"),
+        "{v}"
+    );
+    assert_eq!(
+        v["error"], "2 event(s) refused (1 invalid, 1 late), none taken",
+        "{v}"
+    );
+    // Late and full, nothing to fix in the lines themselves: 409, both named.
+    let (s, v) = post(&url, &[late, big, bigger].concat(), None);
+    assert_eq!(s, 409, "{v}");
+    let kinds: Vec<&str> = v["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["late", "over_limit"], "{v}");
+    // Nothing of either body was taken.
+    let (_, m) = get(&format!("{url}/metrics"));
+    assert_eq!(
+        metric(&m, "csm_agent_hours{state=\"open\"}"),
+        Some(0),
+        "{m}"
+    );
+
+    // The spool's .error file: one line per problem, every kind.
+    drop_file(&dir, "mixed.jsonl", &[late, fine, negative].concat());
+    wait_until("the spool file is refused", || {
+        dir.join("failed/mixed.jsonl.error").exists()
+    });
+    let why = std::fs::read_to_string(dir.join("failed/mixed.jsonl.error")).unwrap();
+    let problems: Vec<&str> = why.lines().collect();
+    assert_eq!(problems.len(), 2, "{why}");
+    assert!(
+        problems[0].starts_with("mixed.jsonl:1: time 20260110T105900Z: late"),
+        "{why}"
+    );
+    assert!(
+        problems[1].starts_with("mixed.jsonl:3: value \"-5\": negative"),
+        "{why}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn flags_of_the_running_agent_are_refused_with_once() {
+    let env = Env::new();
+    let down = format!("http://127.0.0.1:{}", free_port());
+    for flags in [
+        &["--listen", "127.0.0.1:0"][..],
+        &["--every", "5s"],
+        &["--token-file", "token"],
+    ] {
+        let (o, _) = once(&env, NOW, &down, flags);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {}", text(&o));
+        assert!(
+            text(&o).contains("cannot be used with") && text(&o).contains(flags[0]),
+            "{flags:?}: {}",
+            text(&o)
+        );
+    }
+    assert!(!env.journal.exists());
+}

@@ -21,6 +21,10 @@ pub const REQUIRED: [&str; 3] = ["instance_id", "time", "value"];
 /// Values are kept as ten-thousandths (the API's 4 decimals): sums are exact integers.
 pub const UNITS: i64 = 10_000;
 
+/// The largest usage_value a record carries (8 digits before the point, 4 after), in
+/// ten-thousandths: an hour's sum above it could never be billed.
+pub const MAX_UNITS: i64 = 10_i64.pow(record::MAX_INT_DIGITS as u32) * UNITS - 1;
+
 /// An event that passed the field rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -140,9 +144,10 @@ pub fn format_units(units: i64) -> String {
 }
 
 /// The event_id csm uses when an event has none: `evt-` + the first 32 hex digits of SHA-256
-/// of `instance_id \n time \n value \n relate_pkg_instance` (time in the API form, value
-/// normalised). The same event sent twice is counted once; two real events that say exactly
-/// the same thing in the same second need ids of their own.
+/// of `instance_id \n time \n value \n relate_pkg_instance` (time in the API form, with the
+/// fraction of a second it was given, value normalised). The same event sent twice is counted
+/// once; two real events that say exactly the same thing at the same moment need ids of
+/// their own.
 pub fn derive_event_id(instance_id: &str, time: &str, units: i64, relate: Option<&str>) -> String {
     let identity = format!(
         "{instance_id}\n{time}\n{}\n{}",
@@ -150,6 +155,37 @@ pub fn derive_event_id(instance_id: &str, time: &str, units: i64, relate: Option
         relate.unwrap_or("")
     );
     format!("evt-{}", &sha256_hex(identity.as_bytes())[..32])
+}
+
+/// An event's time: the API form or RFC 3339 with any offset, as usage records take them,
+/// and also with a fraction of a second (JavaScript's `toISOString()` writes milliseconds).
+/// The fraction is cut off, never rounded (an event at 10:59:59.999 stays in the 10 o'clock
+/// hour), and returned apart in nanoseconds: the derived event_id keeps it, so that two
+/// events a few milliseconds apart stay two events.
+pub fn parse_event_time(text: &str) -> Result<(DateTime<Utc>, u32), String> {
+    if let Ok(d) = DateTime::parse_from_rfc3339(text.trim()) {
+        let d = d.with_timezone(&Utc);
+        let nanos = d.nanosecond();
+        if nanos != 0 {
+            return Ok((d.with_nanosecond(0).unwrap_or(d), nanos));
+        }
+    }
+    // Everything else (and its error) as a usage record's time.
+    Ok((record::parse_time("time", text)?, 0))
+}
+
+/// A time in the API form with its fraction (`20261204T214111.999Z`), for the derived id
+/// only; without a fraction, the API form itself.
+fn identity_time(api_time: &str, nanos: u32) -> String {
+    if nanos == 0 {
+        return api_time.to_string();
+    }
+    let digits = format!("{nanos:09}");
+    format!(
+        "{}.{}Z",
+        api_time.trim_end_matches('Z'),
+        digits.trim_end_matches('0')
+    )
 }
 
 pub fn hour_start(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -164,10 +200,7 @@ pub fn hour_start(t: DateTime<Utc>) -> DateTime<Utc> {
 pub fn validate(raw: &RawEvent, now: DateTime<Utc>) -> Result<Event, String> {
     let instance_id = non_empty(&raw.instance_id).ok_or("instance_id: missing (required)")?;
     record::check_id("instance_id", instance_id)?;
-    let t = record::parse_time(
-        "time",
-        non_empty(&raw.time).ok_or("time: missing (required)")?,
-    )?;
+    let (t, nanos) = parse_event_time(non_empty(&raw.time).ok_or("time: missing (required)")?)?;
     let units = parse_units(non_empty(&raw.value).ok_or("value: missing (required)")?)?;
     let time = record::format_api_time(t);
     if t > now {
@@ -194,7 +227,12 @@ pub fn validate(raw: &RawEvent, now: DateTime<Utc>) -> Result<Event, String> {
             record::check_id("event_id", id)?;
             id.to_string()
         }
-        None => derive_event_id(instance_id, &time, units, relate.as_deref()),
+        None => derive_event_id(
+            instance_id,
+            &identity_time(&time, nanos),
+            units,
+            relate.as_deref(),
+        ),
     };
     Ok(Event {
         event_id,
@@ -310,6 +348,56 @@ mod tests {
         assert!(validate(&no_inst, now())
             .unwrap_err()
             .contains("instance_id"));
+    }
+
+    #[test]
+    fn fractions_of_a_second_are_cut_off_and_kept_apart_in_the_derived_id() {
+        let raw = |t: &str| RawEvent {
+            instance_id: Some("i-1".into()),
+            time: Some(t.into()),
+            value: Some("1".into()),
+            ..Default::default()
+        };
+        // JavaScript's toISOString(): the last millisecond of an hour stays in that hour.
+        let e = validate(&raw("2026-01-10T10:59:59.999Z"), now()).unwrap();
+        assert_eq!(
+            (e.time.as_str(), e.hour.as_str()),
+            ("20260110T105959Z", "20260110T100000Z")
+        );
+        let e = validate(&raw("2026-01-10T18:59:59.5+08:00"), now()).unwrap();
+        assert_eq!(e.hour, "20260110T100000Z");
+        // Two events in one second are two events; the same one written with more or
+        // fewer zeros is one, and a whole second keeps the id it always had.
+        let id = |t: &str| validate(&raw(t), now()).unwrap().event_id;
+        assert_ne!(
+            id("2026-01-10T10:00:00.100Z"),
+            id("2026-01-10T10:00:00.200Z")
+        );
+        assert_eq!(
+            id("2026-01-10T10:00:00.1Z"),
+            id("2026-01-10T10:00:00.100000Z")
+        );
+        assert_eq!(
+            id("2026-01-10T10:00:00.000Z"),
+            derive_event_id("i-1", "20260110T100000Z", UNITS, None)
+        );
+        assert_eq!(
+            id("2026-01-10T10:00:00.25Z"),
+            derive_event_id("i-1", "20260110T100000.25Z", UNITS, None)
+        );
+        // Still in the future when its whole second is.
+        assert!(validate(&raw("2026-01-10T12:30:01.5Z"), now())
+            .unwrap_err()
+            .contains("future"));
+        assert!(validate(&raw("2026-01-10T10:00:00.Z"), now())
+            .unwrap_err()
+            .contains("not a time"));
+    }
+
+    #[test]
+    fn the_largest_value_of_a_record() {
+        assert_eq!(format_units(MAX_UNITS), "99999999.9999");
+        assert_eq!(parse_units("99999999.9999").unwrap(), MAX_UNITS);
     }
 
     #[test]

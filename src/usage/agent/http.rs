@@ -1,7 +1,7 @@
 //! The agent's listener: `POST /events` (JSON lines), `GET /healthz`, `GET /metrics`
 //! (Prometheus text format 0.0.4), served by `crate::server`.
 
-use super::state::HOUR_STATES;
+use super::state::{Refusal, RefusalKind, HOUR_STATES};
 use super::{alarm, event, lock, Shared};
 use crate::clock;
 use crate::secret::Secret;
@@ -25,6 +25,66 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 fn error(status: u16, message: &str) -> Response {
     Response::json(status, json!({ "error": message }).to_string())
+}
+
+/// The bad lines of a document and its events' refusals, in line order.
+fn merge(bad: Vec<(u64, String)>, refused: Vec<Refusal>) -> Vec<Refusal> {
+    let mut all: Vec<Refusal> = bad
+        .into_iter()
+        .map(|(line, m)| Refusal::invalid(line, m))
+        .chain(refused)
+        .collect();
+    all.sort_by_key(|r| r.line);
+    all
+}
+
+/// A body with refused lines: 400 when any line needs fixing (it breaks a rule or clashes
+/// with another event), 409 when the lines are fine but their hours take no more (closed,
+/// or full). Every refused line is named; nothing is taken.
+fn refused_answer(text: &str, refused: Vec<Refusal>) -> Response {
+    let count = |k: RefusalKind| refused.iter().filter(|r| r.kind == k).count();
+    let (invalid, late, over) = (
+        count(RefusalKind::Invalid),
+        count(RefusalKind::Late),
+        count(RefusalKind::OverLimit),
+    );
+    let status = if invalid > 0 { 400 } else { 409 };
+    let kinds: Vec<String> = [
+        (invalid, "invalid"),
+        (late, "late"),
+        (over, "over the hour's limit"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, k)| format!("{n} {k}"))
+    .collect();
+    let mut message = format!(
+        "{} event(s) refused ({}), none taken",
+        refused.len(),
+        kinds.join(", ")
+    );
+    // A CSV file posted here (its header is no JSON object): where CSV goes instead.
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    if invalid > 0 && !first.trim_start().starts_with('{') {
+        message.push_str(
+            ": POST /events takes JSON lines (one event object per line); CSV files go in the --spool directory",
+        );
+    }
+    let lines: Vec<_> = refused
+        .into_iter()
+        .map(|r| {
+            json!({
+                "line": r.line,
+                "message": r.message,
+                "kind": r.kind.as_str(),
+                "late": r.kind == RefusalKind::Late,
+            })
+        })
+        .collect();
+    Response::json(
+        status,
+        json!({ "error": message, "lines": lines }).to_string(),
+    )
 }
 
 impl AgentHandler {
@@ -51,30 +111,16 @@ impl AgentHandler {
         let now = clock::now();
         let (events, bad) = event::parse_document(text, false, now);
         let c = &self.shared.counters;
-        let lines = |v: Vec<(u64, String)>| {
-            v.into_iter()
-                .map(|(line, message)| json!({ "line": line, "message": message }))
-                .collect::<Vec<_>>()
+        let agg = self.shared.aggregate;
+        let outcome = if bad.is_empty() {
+            lock(&self.shared.state).ingest(&events, "http", now, agg)
+        } else {
+            // Nothing is taken, but the answer names every refused line, the events' own
+            // (a closed hour, a full one) too: one round trip to fix the whole body.
+            lock(&self.shared.state)
+                .refusals(&events, now, agg)
+                .map(|r| Err(merge(bad, r)))
         };
-        if !bad.is_empty() {
-            c.http_refused
-                .fetch_add(bad.len() as u64, Ordering::Relaxed);
-            // A CSV file posted here (its header is no JSON object): where CSV goes instead.
-            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-            let error = if first.trim_start().starts_with('{') {
-                format!("{} bad event(s), none taken", bad.len())
-            } else {
-                format!(
-                    "{} bad event(s), none taken: POST /events takes JSON lines (one event object per line); CSV files go in the --spool directory",
-                    bad.len()
-                )
-            };
-            return Response::json(
-                400,
-                json!({ "error": error, "lines": lines(bad) }).to_string(),
-            );
-        }
-        let outcome = lock(&self.shared.state).ingest(&events, "http", now);
         match outcome {
             Ok(Ok(n)) => {
                 c.http_new.fetch_add(n.new, Ordering::Relaxed);
@@ -87,27 +133,11 @@ impl AgentHandler {
             Ok(Err(refused)) => {
                 c.http_refused
                     .fetch_add(refused.len() as u64, Ordering::Relaxed);
-                // 409 when every refusal is a late event: the body was fine, the hour is not.
-                let status = if refused.iter().all(|r| r.late) {
-                    409
-                } else {
-                    400
-                };
-                let n = refused.len();
-                let v: Vec<_> = refused
-                    .into_iter()
-                    .map(|r| json!({ "line": r.line, "message": r.message, "late": r.late }))
-                    .collect();
-                Response::json(
-                    status,
-                    json!({ "error": format!("{n} event(s) refused, none taken"), "lines": v })
-                        .to_string(),
-                )
+                refused_answer(text, refused)
             }
             Err(e) => error(503, &e.to_string()),
         }
     }
-
     fn healthz(&self) -> Response {
         let now = clock::now();
         let st = lock(&self.shared.state);
@@ -243,7 +273,7 @@ impl AgentHandler {
             &mut out,
             "csm_agent_alarm",
             "gauge",
-            "1 while the stall alarm is on (a closed hour unreported for longer than --alarm-after).",
+            "1 while the alarm is on (a closed hour unreported for longer than --alarm-after, or hours failed within it).",
             &[(String::new(), u64::from(red))],
         );
         let mut r = Response::text(200, out);

@@ -16,7 +16,7 @@ use crate::usage::journal::{Journal, State};
 use crate::usage::reader::{Format, RecordReader};
 use crate::usage::record::{self, Billing};
 use chrono::{DateTime, Duration, Utc};
-use state::{AgentState, HourRecord};
+use state::{AgentState, Aggregate, FailedHour, HourRecord};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
@@ -44,16 +44,26 @@ pub struct Shared {
     /// The last cycle's trouble (unreachable, refused, journal busy), shown by `/healthz`.
     pub last_problem: Mutex<Option<String>>,
     pub alarm_after: Duration,
+    /// `--aggregate`: with `sum`, intake refuses what would take an hour past one record.
+    pub aggregate: Aggregate,
 }
 
-/// The stall alarm: the oldest closed hour not reported yet, when it is older than
-/// `alarm_after` (counted from the end of the hour).
+/// The state's key for the alarm of failed hours: `<until> <reason>`.
+const FAILED_ALARM: &str = "failed_alarm";
+
+/// The alarm: hours that failed within the last `alarm_after` (their usage is lost: nothing
+/// to wait for), and the stall alarm, the oldest closed hour not reported yet when it is
+/// older than `alarm_after` (counted from the end of the hour). Both, when both are on.
 pub fn alarm(
     state: &AgentState,
     now: DateTime<Utc>,
     alarm_after: Duration,
 ) -> Result<Option<String>> {
-    Ok(state
+    let failed = state.meta(FAILED_ALARM)?.and_then(|v| {
+        let (until, reason) = v.split_once(' ')?;
+        (record::parse_api_time(until)? > now).then(|| reason.to_string())
+    });
+    let stall = state
         .oldest_unreported(now)?
         .filter(|u| u.age > alarm_after)
         .map(|u| {
@@ -65,7 +75,43 @@ pub fn alarm(
                 u.state,
                 alarm_after.num_minutes()
             )
-        }))
+        });
+    Ok(match (failed, stall) {
+        (Some(f), Some(s)) => Some(format!("{f}; and {s}")),
+        (f, s) => f.or(s),
+    })
+}
+
+/// Raises the alarm for hours that just failed, held for `alarm_after` from `now` (in the
+/// state, so that `/healthz`, `/metrics` and the other agents of a shared state see it).
+/// Returns its reason.
+pub fn raise_failed(
+    state: &AgentState,
+    failed: &[FailedHour],
+    now: DateTime<Utc>,
+    alarm_after: Duration,
+) -> Result<Option<String>> {
+    let Some(first) = failed.first() else {
+        return Ok(None);
+    };
+    let more = match failed.len() {
+        1 => String::new(),
+        n => format!(" (and {} more hours)", n - 1),
+    };
+    let reason = format!(
+        "the hour {} of instance {} failed at {} and is not billed{more}: {}",
+        first.hour,
+        record::show(&first.instance_id),
+        api(now),
+        first.error
+    );
+    // One line: the reason goes into a log line and an environment variable.
+    let reason = reason.replace(['\n', '\r'], " ");
+    state.set_meta(
+        FAILED_ALARM,
+        Some(&format!("{} {reason}", api(now + alarm_after))),
+    )?;
+    Ok(Some(reason))
 }
 
 /// Outcome of putting closed hours into the journal.
@@ -73,7 +119,7 @@ pub fn alarm(
 pub struct Journaled {
     pub records: u64,
     /// Hours the journal refused, with why (they become `failed`).
-    pub failed: Vec<(String, String)>,
+    pub failed: Vec<FailedHour>,
 }
 
 fn jsonl(recs: &[HourRecord]) -> String {
@@ -131,7 +177,12 @@ pub fn journal_closed(
                     "failed",
                     Some(&e.message),
                 )?;
-                out.failed.push((r.metering_sn.clone(), e.message.clone()));
+                out.failed.push(FailedHour {
+                    instance_id: r.instance_id.clone(),
+                    hour: r.begin_time.clone(),
+                    metering_sn: Some(r.metering_sn.clone()),
+                    error: e.message.clone(),
+                });
                 bad.insert(i);
             }
         }
@@ -218,7 +269,10 @@ mod tests {
                 ..Default::default()
             };
             let e = validate(&raw, now).unwrap();
-            lock(&state).ingest(&[(1, e)], "t", now).unwrap().unwrap();
+            lock(&state)
+                .ingest(&[(1, e)], "t", now, Aggregate::Sum)
+                .unwrap()
+                .unwrap();
             lock(&state)
                 .close_due(now, Duration::minutes(5), Aggregate::Sum, false)
                 .unwrap();
@@ -240,8 +294,10 @@ mod tests {
     }
 
     #[test]
-    fn a_record_the_journal_refuses_fails_its_hour_only() {
+    fn a_record_the_journal_refuses_fails_its_hour_only_and_raises_the_alarm() {
         let now = record::parse_time("now", "20260110T123000Z").unwrap();
+        // The stall alarm of the hour journaled (10:00-11:00) goes on at 13:00.
+        let alarm_after = Duration::hours(2);
         for (_dir, state, mut j) in stores() {
             let ev = |inst: &str, v: &str, id: &str| {
                 let raw = RawEvent {
@@ -254,21 +310,91 @@ mod tests {
                 (1, validate(&raw, now).unwrap())
             };
             // Two events at the largest value: their sum has 9 digits before the point.
+            // Intake with `sum` refuses the second; taken in by an agent run with `max`
+            // and closed by one with `sum`, the record is too large for the journal.
             let evs = [
                 ev("big", "99999999", "a"),
                 ev("big", "99999999", "b"),
                 ev("ok", "1", "c"),
             ];
-            lock(&state).ingest(&evs, "t", now).unwrap().unwrap();
+            let refused = lock(&state)
+                .ingest(&evs, "t", now, Aggregate::Sum)
+                .unwrap()
+                .unwrap_err();
+            assert_eq!(refused.len(), 1, "{refused:?}");
+            lock(&state)
+                .ingest(&evs, "t", now, Aggregate::Max)
+                .unwrap()
+                .unwrap();
             lock(&state)
                 .close_due(now, Duration::minutes(5), Aggregate::Sum, false)
                 .unwrap();
+            assert_eq!(alarm(&lock(&state), now, alarm_after).unwrap(), None);
             let out = journal_closed(&state, &mut j, now).unwrap();
             assert_eq!(out.records, 1);
             assert_eq!(out.failed.len(), 1);
-            assert!(out.failed[0].1.contains("too large"), "{:?}", out.failed);
+            let f = &out.failed[0];
+            assert_eq!(
+                (f.instance_id.as_str(), f.hour.as_str()),
+                ("big", "20260110T100000Z")
+            );
+            assert!(f.error.contains("too large"), "{:?}", out.failed);
             let c = lock(&state).hour_counts().unwrap();
             assert_eq!((c["failed"], c["journaled"]), (1, 1));
+
+            // The alarm is on at once, for --alarm-after, then off by itself.
+            let st = lock(&state);
+            let reason = raise_failed(&st, &out.failed, now, alarm_after)
+                .unwrap()
+                .unwrap();
+            assert!(
+                reason.starts_with("the hour 20260110T100000Z of instance \"big\" failed at 20260110T123000Z and is not billed: usage_value"),
+                "{reason}"
+            );
+            assert_eq!(alarm(&st, now, alarm_after).unwrap(), Some(reason.clone()));
+            let both = alarm(&st, now + Duration::minutes(40), alarm_after)
+                .unwrap()
+                .unwrap();
+            assert!(
+                both.starts_with(&format!(
+                    "{reason}; and the hour 20260110T100000Z of instance ok ended 130 min ago"
+                )),
+                "{both}"
+            );
+            let stall = alarm(&st, now + alarm_after, alarm_after).unwrap().unwrap();
+            assert!(
+                stall.starts_with("the hour 20260110T100000Z of instance ok ended"),
+                "{stall}"
+            );
         }
+    }
+
+    #[test]
+    fn the_failed_alarm_and_the_stall_alarm_are_told_together() {
+        let now = record::parse_time("now", "20260110T123000Z").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let st = AgentState::open(&dir.path().join("a.sqlite")).unwrap();
+        let failed = [FailedHour {
+            instance_id: "i-1".into(),
+            hour: "20251201T100000Z".into(),
+            metering_sn: None,
+            error: "more than 21 days old".into(),
+        }; 1];
+        let two = [failed[0].clone(), failed[0].clone()];
+        let r = raise_failed(&st, &two, now, Duration::minutes(5))
+            .unwrap()
+            .unwrap();
+        assert!(
+            r.contains("failed at 20260110T123000Z and is not billed (and 1 more hours): more"),
+            "{r}"
+        );
+        assert_eq!(
+            raise_failed(&st, &[], now, Duration::minutes(5)).unwrap(),
+            None
+        );
+        assert_eq!(
+            alarm(&st, now + Duration::minutes(5), Duration::minutes(5)).unwrap(),
+            None
+        );
     }
 }

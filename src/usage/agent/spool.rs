@@ -43,11 +43,8 @@ fn free_name(dir: &Path, name: &str) -> PathBuf {
         .unwrap_or(first)
 }
 
-/// The events of a file, or why it cannot be read as one.
-fn read_events(
-    path: &Path,
-    now: DateTime<Utc>,
-) -> std::result::Result<Vec<(u64, event::Event)>, Vec<String>> {
+/// The events and bad lines of a file, or why it cannot be read as one.
+fn read_events(path: &Path, now: DateTime<Utc>) -> std::result::Result<event::Parsed, String> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -61,38 +58,32 @@ fn read_events(
         Some("csv") => true,
         Some("jsonl" | "ndjson" | "json") => false,
         _ => {
-            return Err(vec![format!(
+            return Err(format!(
                 "{name}: not an event file (the spool takes .csv with a header, or .jsonl/.ndjson/.json with one object per line)"
-            )])
+            ))
         }
     };
-    let bytes = match crate::files::read_limited(path, MAX_FILE, "spool file") {
-        Ok(b) => b,
-        Err(e) => return Err(vec![e.to_string()]),
-    };
-    let text = match String::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            return Err(vec![format!(
-                "{name}: not UTF-8 (at byte {}); event files are UTF-8",
-                e.utf8_error().valid_up_to()
-            )])
-        }
-    };
-    let (events, errors) = event::parse_document(&text, csv, now);
-    if errors.is_empty() {
-        Ok(events)
-    } else {
-        Err(errors
-            .into_iter()
-            .map(|(l, m)| format!("{name}:{l}: {m}"))
-            .collect())
-    }
+    let bytes =
+        crate::files::read_limited(path, MAX_FILE, "spool file").map_err(|e| e.to_string())?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "{name}: not UTF-8 (at byte {}); event files are UTF-8",
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    Ok(event::parse_document(&text, csv, now))
 }
 
-fn refusals(name: &str, r: Vec<Refusal>) -> Vec<String> {
-    r.into_iter()
-        .map(|r| format!("{name}:{}: {}", r.line, r.message))
+/// Every problem of a file, one line each in line order: its bad lines and its events'
+/// refusals.
+fn problems(name: &str, bad: Vec<(u64, String)>, refused: Vec<Refusal>) -> Vec<String> {
+    let mut all: Vec<(u64, String)> = bad
+        .into_iter()
+        .chain(refused.into_iter().map(|r| (r.line, r.message)))
+        .collect();
+    all.sort_by_key(|(line, _)| *line);
+    all.into_iter()
+        .map(|(line, m)| format!("{name}:{line}: {m}"))
         .collect()
 }
 
@@ -139,13 +130,20 @@ pub fn take_in(dir: &Path, shared: &Shared, now: DateTime<Utc>) -> Result<SpoolR
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let agg = shared.aggregate;
         let outcome = match read_events(&path, now) {
-            Err(lines) => Err(lines),
-            Ok(events) => {
+            Err(why) => Err(vec![why]),
+            // Nothing of the file is taken; its events are checked anyway so that the
+            // .error file names every problem at once.
+            Ok((events, bad)) if !bad.is_empty() => {
+                let refused = lock(&shared.state).refusals(&events, now, agg)?;
+                Err(problems(&name, bad, refused))
+            }
+            Ok((events, _)) => {
                 let source = format!("spool {name}");
-                match lock(&shared.state).ingest(&events, &source, now)? {
+                match lock(&shared.state).ingest(&events, &source, now, agg)? {
                     Ok(n) => Ok(n),
-                    Err(r) => Err(refusals(&name, r)),
+                    Err(r) => Err(problems(&name, Vec::new(), r)),
                 }
             }
         };

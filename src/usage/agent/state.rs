@@ -14,7 +14,7 @@
 //! (`FOR UPDATE`). Every transaction that locks hour rows locks them in (hour, instance_id)
 //! order, and event rows before hour rows, so two agents never deadlock.
 
-use super::event::{format_units, Event};
+use super::event::{format_units, Event, MAX_UNITS};
 use crate::error::{CsmError, Result};
 use crate::usage::journal::db::{text_list, vals, Db, DbError, DbResult, Val};
 use crate::usage::journal::pg;
@@ -100,6 +100,17 @@ pub enum Aggregate {
     Last,
 }
 
+impl Aggregate {
+    /// The most an hour's events may add up to, in ten-thousandths: with `sum` what one
+    /// record carries; the other aggregates take one event's value, which always fits.
+    fn cap(self) -> i64 {
+        match self {
+            Aggregate::Sum => MAX_UNITS,
+            Aggregate::Max | Aggregate::Last => i64::MAX,
+        }
+    }
+}
+
 /// The agent state file for an SQLite journal: `<journal>.agent.sqlite`.
 pub fn default_path(journal: &Path) -> PathBuf {
     let mut name = journal.as_os_str().to_owned();
@@ -107,12 +118,63 @@ pub fn default_path(journal: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// One bad event of a document, and whether it is bad because its hour is closed.
+/// Why an event of a document is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// It breaks a field rule, or clashes with another event (its event_id, the hour's
+    /// relate_pkg_instance): the line needs fixing.
+    Invalid,
+    /// Its hour is closed: its record is final.
+    Late,
+    /// It would take its hour's sum past what one usage record carries.
+    OverLimit,
+}
+
+impl RefusalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalKind::Invalid => "invalid",
+            RefusalKind::Late => "late",
+            RefusalKind::OverLimit => "over_limit",
+        }
+    }
+}
+
+/// One bad event of a document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub line: u64,
     pub message: String,
-    pub late: bool,
+    pub kind: RefusalKind,
+}
+
+impl Refusal {
+    pub fn invalid(line: u64, message: String) -> Refusal {
+        Refusal {
+            line,
+            message,
+            kind: RefusalKind::Invalid,
+        }
+    }
+}
+
+/// An hour that can no longer be reported: its usage is not billed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedHour {
+    pub instance_id: String,
+    pub hour: String,
+    /// None when it failed before it had a record (past the 21 days when it closed).
+    pub metering_sn: Option<String>,
+    pub error: String,
+}
+
+/// What one [`AgentState::close_due`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Closed {
+    /// Hours this call closed (whatever became of them).
+    pub hours: u64,
+    /// Those that closed as `failed`.
+    pub failed: Vec<FailedHour>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -296,13 +358,42 @@ impl AgentState {
 
     /// Takes in the events of one document in one transaction: all of them, or (when any is
     /// refused) none. An event_id already taken by the same event is a duplicate, counted once.
+    /// With `agg` sum, an event that would take its hour past what a record carries is
+    /// refused: usage taken in is always billable.
     pub fn ingest(
         &mut self,
         events: &[(u64, Event)],
         source: &str,
         now: DateTime<Utc>,
+        agg: Aggregate,
+    ) -> Result<std::result::Result<Ingested, Vec<Refusal>>> {
+        self.take(events, source, now, agg, true)
+    }
+
+    /// What [`ingest`](Self::ingest) would refuse of these events, taking in nothing: for a
+    /// document with bad lines too, so that its answer names every refused line at once.
+    pub fn refusals(
+        &mut self,
+        events: &[(u64, Event)],
+        now: DateTime<Utc>,
+        agg: Aggregate,
+    ) -> Result<Vec<Refusal>> {
+        Ok(self
+            .take(events, "check", now, agg, false)?
+            .err()
+            .unwrap_or_default())
+    }
+
+    fn take(
+        &mut self,
+        events: &[(u64, Event)],
+        source: &str,
+        now: DateTime<Utc>,
+        agg: Aggregate,
+        commit: bool,
     ) -> Result<std::result::Result<Ingested, Vec<Refusal>>> {
         let now_s = api(now);
+        let cap = agg.cap();
         self.tx(|db| {
             let mut out = Ingested::default();
             let mut refused = Vec::new();
@@ -354,15 +445,14 @@ impl AgentState {
                     {
                         out.duplicate += 1;
                     } else {
-                        refused.push(Refusal {
+                        refused.push(Refusal::invalid(
                             line,
-                            message: format!(
+                            format!(
                                 "event_id {}: already names another event (from {}); each event needs its own event_id",
                                 record::show(&e.event_id),
                                 k.text(5)?
                             ),
-                            late: false,
-                        });
+                        ));
                     }
                 }
             }
@@ -398,9 +488,13 @@ impl AgentState {
                 if h.events.is_empty() {
                     continue;
                 }
-                // Only while the hour is open: an agent that closed it first (its commit
-                // waited for by this upsert) makes these events late.
-                let added = db.exec(
+                // Only while the hour is open (an agent that closed it first, its commit
+                // waited for by this upsert, makes these events late) and its sum fits a
+                // record. Already too much alone: the row is not even looked at.
+                let added = if h.sum > cap {
+                    0
+                } else {
+                    db.exec(
                     "INSERT INTO agent_hours (instance_id, hour, relate_pkg_instance, events, sum_units, max_units, last_units, last_time)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                      ON CONFLICT (instance_id, hour) DO UPDATE SET
@@ -413,22 +507,27 @@ impl AgentState {
                        last_time = CASE WHEN excluded.last_time >= agent_hours.last_time
                                    THEN excluded.last_time ELSE agent_hours.last_time END
                      WHERE agent_hours.state = 'open'
-                       AND agent_hours.relate_pkg_instance IS NOT DISTINCT FROM excluded.relate_pkg_instance",
-                    vals![*inst, *hour, h.relate.as_deref(), h.events.len() as i64, h.sum, h.max,
-                          h.last_units, &h.last_time],
-                )?;
+                       AND agent_hours.relate_pkg_instance IS NOT DISTINCT FROM excluded.relate_pkg_instance
+                       AND agent_hours.sum_units <= ?9 - excluded.sum_units",
+                        vals![*inst, *hour, h.relate.as_deref(), h.events.len() as i64, h.sum, h.max,
+                              h.last_units, &h.last_time, cap],
+                    )?
+                };
                 if added == 1 {
                     out.new += h.events.len() as u64;
                     continue;
                 }
-                let row = db.query_one(
-                    "SELECT state, relate_pkg_instance, closed_at FROM agent_hours WHERE instance_id = ?1 AND hour = ?2",
+                let row = db.query_opt(
+                    "SELECT state, relate_pkg_instance, closed_at, sum_units FROM agent_hours WHERE instance_id = ?1 AND hour = ?2",
                     vals![*inst, *hour],
                 )?;
-                let (state, relate, closed_at) = (row.text(0)?, row.opt_text(1)?, row.opt_text(2)?);
-                for (line, e) in &h.events {
-                    refused.push(if state != "open" {
-                        Refusal {
+                let (state, relate, closed_at, had) = match &row {
+                    Some(r) => (r.text(0)?, r.opt_text(1)?, r.opt_text(2)?, r.int(3)?),
+                    None => ("open".to_string(), h.relate.clone(), None, 0),
+                };
+                if state != "open" {
+                    for (line, e) in &h.events {
+                        refused.push(Refusal {
                             line: *line,
                             message: format!(
                                 "time {}: late, the hour {} of instance {} was closed at {} ({state}); events for a closed hour are refused (its record is final)",
@@ -437,15 +536,27 @@ impl AgentState {
                                 record::show(&e.instance_id),
                                 closed_at.as_deref().unwrap_or("?")
                             ),
-                            late: true,
-                        }
-                    } else {
-                        relate_refusal(*line, e, relate.as_deref())
-                    });
+                            kind: RefusalKind::Late,
+                        });
+                    }
+                } else if relate != h.relate {
+                    for (line, e) in &h.events {
+                        refused.push(relate_refusal(*line, e, relate.as_deref()));
+                    }
+                } else {
+                    let over = over_limit(had, cap, &h.events);
+                    // The upsert refused them for one of the reasons above: never drop an
+                    // hour's events without saying why.
+                    if over.is_empty() {
+                        return Err(DbError(format!(
+                            "the hour {hour} of instance {inst} did not take its events and no rule says why"
+                        )));
+                    }
+                    refused.extend(over);
                 }
             }
             if refused.is_empty() {
-                Ok((Ok(out), true))
+                Ok((Ok(out), commit))
             } else {
                 refused.sort_by_key(|r| r.line);
                 Ok((Err(refused), false))
@@ -456,14 +567,14 @@ impl AgentState {
     /// Closes every open hour that is due (its end plus `grace` has passed), oldest first,
     /// and with `heartbeat_zero` marks the hours without events of every instance seen in the
     /// last 21 days as `zero`. Returns how many hours this call closed (with a shared state,
-    /// an hour another agent closed first is not counted here).
+    /// an hour another agent closed first is not counted here) and which of them failed.
     pub fn close_due(
         &mut self,
         now: DateTime<Utc>,
         grace: Duration,
         agg: Aggregate,
         heartbeat_zero: bool,
-    ) -> Result<u64> {
+    ) -> Result<Closed> {
         let now_s = api(now);
         // The last hour that is due: it ended at least `grace` ago.
         let cutoff = super::event::hour_start(now - grace) - Duration::hours(1);
@@ -519,6 +630,10 @@ impl AgentState {
                 ),
                 vals![api(cutoff)],
             )?;
+            let mut out = Closed {
+                hours: due.len() as u64,
+                failed: Vec::new(),
+            };
             for r in &due {
                 let (inst, hour, relate) = (r.text(0)?, r.text(1)?, r.opt_text(2)?);
                 let units = match agg {
@@ -548,10 +663,18 @@ impl AgentState {
                 db.exec(
                     "UPDATE agent_hours SET state = ?3, usage_value = ?4, metering_sn = ?5, record_time = ?6,
                      closed_at = ?6, error = ?7 WHERE instance_id = ?1 AND hour = ?2",
-                    vals![inst, hour, state, value, sn, &now_s, error],
+                    vals![&inst, &hour, state, value, sn.as_deref(), &now_s, error.as_deref()],
                 )?;
+                if let Some(error) = error {
+                    out.failed.push(FailedHour {
+                        instance_id: inst,
+                        hour,
+                        metering_sn: sn,
+                        error,
+                    });
+                }
             }
-            Ok((due.len() as u64, true))
+            Ok((out, true))
         })?;
         // Events are kept as long as their hour could still be reported, and a day more.
         self.db()
@@ -726,17 +849,43 @@ impl AgentState {
 }
 
 fn relate_refusal(line: u64, e: &Event, has: Option<&str>) -> Refusal {
-    Refusal {
+    Refusal::invalid(
         line,
-        message: format!(
+        format!(
             "relate_pkg_instance {}: the hour {} of instance {} already has {} (one record per instance and hour)",
             record::show(e.relate_pkg_instance.as_deref().unwrap_or("")),
             e.hour,
             record::show(&e.instance_id),
             record::show(has.unwrap_or(""))
         ),
-        late: false,
+    )
+}
+
+/// The events of one hour (document order) that would take its sum, `had` so far, past
+/// `cap`: each one that does not fit after those before it that do, so that the document
+/// without them would be taken.
+fn over_limit(had: i64, cap: i64, events: &[(u64, &Event)]) -> Vec<Refusal> {
+    let mut sum = had;
+    let mut out = Vec::new();
+    for (line, e) in events {
+        if sum + e.units <= cap {
+            sum += e.units;
+            continue;
+        }
+        out.push(Refusal {
+            line: *line,
+            message: format!(
+                "value {}: the hour {} of instance {} would sum to {}, more than one usage record carries (usage_value at most {}); refused so that no usage taken in goes unbilled",
+                record::show(&format_units(e.units)),
+                e.hour,
+                record::show(&e.instance_id),
+                format_units(sum + e.units),
+                format_units(cap)
+            ),
+            kind: RefusalKind::OverLimit,
+        });
     }
+    out
 }
 
 /// Events per INSERT: 6 parameters each (and 2 shared), under SQLite's 32,766 and
@@ -850,20 +999,34 @@ mod tests {
                 ev("c", "i-1", "20260110T103000Z", "7"),
                 ev("d", "i-1", "20260110T113000Z", "4"),
             ];
-            assert_eq!(s.ingest(&batch, "x", now).unwrap().unwrap().new, 4);
+            assert_eq!(
+                s.ingest(&batch, "x", now, Aggregate::Sum)
+                    .unwrap()
+                    .unwrap()
+                    .new,
+                4
+            );
             // Again: duplicates only.
-            let again = s.ingest(&batch[..2], "x", now).unwrap().unwrap();
+            let again = s
+                .ingest(&batch[..2], "x", now, Aggregate::Sum)
+                .unwrap()
+                .unwrap();
             assert_eq!((again.new, again.duplicate), (0, 2));
             // One new event twice in a document: counted once.
             let twice = [
                 ev("f", "i-1", "20260110T110500Z", "0"),
                 ev("f", "i-1", "20260110T110500Z", "0"),
             ];
-            let again = s.ingest(&twice, "x", now).unwrap().unwrap();
+            let again = s.ingest(&twice, "x", now, Aggregate::Sum).unwrap().unwrap();
             assert_eq!((again.new, again.duplicate), (1, 1));
             // Same id, other content: refused, nothing taken.
             let clash = s
-                .ingest(&[ev("a", "i-1", "20260110T100500Z", "3")], "y", now)
+                .ingest(
+                    &[ev("a", "i-1", "20260110T100500Z", "3")],
+                    "y",
+                    now,
+                    Aggregate::Sum,
+                )
                 .unwrap()
                 .unwrap_err();
             assert!(clash[0].message.contains("another event"));
@@ -871,7 +1034,7 @@ mod tests {
             let n = s
                 .close_due(now, Duration::minutes(5), Aggregate::Sum, false)
                 .unwrap();
-            assert_eq!(n, 1);
+            assert_eq!((n.hours, n.failed.len()), (1, 0));
             let recs = s.to_journal().unwrap();
             assert_eq!(recs.len(), 1);
             assert_eq!(
@@ -887,17 +1050,125 @@ mod tests {
                 derive_metering_sn("i-1", "20260110T100000Z", "20260110T110000Z", None)
             );
             let late = s
-                .ingest(&[ev("e", "i-1", "20260110T104000Z", "1")], "z", now)
+                .ingest(
+                    &[ev("e", "i-1", "20260110T104000Z", "1")],
+                    "z",
+                    now,
+                    Aggregate::Sum,
+                )
                 .unwrap()
                 .unwrap_err();
-            assert!(late[0].late, "{late:?}");
+            assert_eq!(late[0].kind, RefusalKind::Late, "{late:?}");
             let later = t("20260110T120600Z");
             assert_eq!(
                 s.close_due(later, Duration::minutes(5), Aggregate::Last, false)
-                    .unwrap(),
+                    .unwrap()
+                    .hours,
                 1
             );
             assert_eq!(s.to_journal().unwrap()[1].usage_value, "4");
+        }
+    }
+
+    #[test]
+    fn with_sum_intake_refuses_what_a_record_could_not_carry() {
+        for (_d, mut s) in states() {
+            let now = t("20260110T120000Z");
+            let big = |id: &str| ev(id, "i-1", "20260110T101500Z", "99999999");
+            s.ingest(&[big("a")], "x", now, Aggregate::Sum)
+                .unwrap()
+                .unwrap();
+            // The second would make 199999998: refused, named with its hour and the limit.
+            let r = s
+                .ingest(&[big("b")], "x", now, Aggregate::Sum)
+                .unwrap()
+                .unwrap_err();
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].kind, RefusalKind::OverLimit);
+            assert_eq!(
+                r[0].message,
+                "value \"99999999\": the hour 20260110T100000Z of instance \"i-1\" would sum to 199999998, more than one usage record carries (usage_value at most 99999999.9999); refused so that no usage taken in goes unbilled"
+            );
+            // What still fits is taken; in one document, each event that does not fit
+            // after those before it is named (and, as always, nothing of it is taken).
+            let doc = [
+                ev("c", "i-1", "20260110T101600Z", "0.9999"),
+                ev("d", "i-1", "20260110T101700Z", "0.0001"),
+                ev("e", "i-1", "20260110T101800Z", "0"),
+                ev("f", "i-2", "20260110T101800Z", "99999999.9999"),
+                ev("g", "i-2", "20260110T101900Z", "1"),
+            ];
+            let r = s
+                .ingest(&doc, "x", now, Aggregate::Sum)
+                .unwrap()
+                .unwrap_err();
+            let named: Vec<_> = r
+                .iter()
+                .map(|r| (r.message.split(':').next().unwrap(), r.kind))
+                .collect();
+            assert_eq!(
+                named,
+                [
+                    ("value \"0.0001\"", RefusalKind::OverLimit),
+                    ("value \"1\"", RefusalKind::OverLimit)
+                ]
+            );
+            let fits = [doc[0].clone(), doc[2].clone(), doc[3].clone()];
+            s.ingest(&fits, "x", now, Aggregate::Sum).unwrap().unwrap();
+            // `max` and `last` bill one event's value: no sum to watch.
+            s.ingest(&[big("h"), big("i")], "x", now, Aggregate::Max)
+                .unwrap()
+                .unwrap();
+            s.close_due(now, Duration::minutes(5), Aggregate::Sum, false)
+                .unwrap();
+            assert_eq!(s.to_journal().unwrap().len(), 2);
+        }
+    }
+
+    #[test]
+    fn refusals_name_every_refused_event_and_take_nothing() {
+        for (_d, mut s) in states() {
+            let now = t("20260110T120000Z");
+            s.ingest(
+                &[
+                    ev("a", "i-1", "20260110T100500Z", "1"),
+                    ev("b", "i-2", "20260110T110500Z", "99999999"),
+                ],
+                "x",
+                now,
+                Aggregate::Sum,
+            )
+            .unwrap()
+            .unwrap();
+            s.close_due(now, Duration::minutes(5), Aggregate::Sum, false)
+                .unwrap();
+            let doc = [
+                (1, ev("c", "i-1", "20260110T101000Z", "1").1),
+                (2, ev("d", "i-3", "20260110T111000Z", "1").1),
+                (3, ev("a", "i-1", "20260110T100500Z", "2").1),
+                (4, ev("e", "i-2", "20260110T111000Z", "1").1),
+            ];
+            let r = s.refusals(&doc, now, Aggregate::Sum).unwrap();
+            let kinds: Vec<_> = r.iter().map(|r| (r.line, r.kind)).collect();
+            assert_eq!(
+                kinds,
+                [
+                    (1, RefusalKind::Late),
+                    (3, RefusalKind::Invalid),
+                    (4, RefusalKind::OverLimit)
+                ]
+            );
+            // Nothing taken, even the event that would have been.
+            assert!(s
+                .refusals(&doc[1..2], now, Aggregate::Sum)
+                .unwrap()
+                .is_empty());
+            assert_eq!(s.hour_counts().unwrap()["open"], 1);
+            let fine = s
+                .ingest(&doc[1..2], "x", now, Aggregate::Sum)
+                .unwrap()
+                .unwrap();
+            assert_eq!((fine.new, fine.duplicate), (1, 0));
         }
     }
 
@@ -913,6 +1184,7 @@ mod tests {
                 ],
                 "x",
                 now,
+                Aggregate::Max,
             )
             .unwrap()
             .unwrap();
@@ -923,9 +1195,14 @@ mod tests {
             let c = s.hour_counts().unwrap();
             assert_eq!((c["closed"], c["zero"], c["open"]), (1, 2, 0));
             // Later cycles go on from the last closed hour: 11 has an event, 12 and 13 none.
-            s.ingest(&[ev("d", "i-1", "20260110T113000Z", "1")], "x", now)
-                .unwrap()
-                .unwrap();
+            s.ingest(
+                &[ev("d", "i-1", "20260110T113000Z", "1")],
+                "x",
+                now,
+                Aggregate::Sum,
+            )
+            .unwrap()
+            .unwrap();
             s.close_due(
                 t("20260110T141000Z"),
                 Duration::minutes(5),
@@ -966,12 +1243,16 @@ mod tests {
                     if Some(n) == close_at {
                         closed += s
                             .close_due(now, Duration::minutes(5), Aggregate::Sum, false)
-                            .unwrap();
+                            .unwrap()
+                            .hours;
                     }
-                    match s.ingest(&doc(agent, n), agent, now).unwrap() {
+                    match s
+                        .ingest(&doc(agent, n), agent, now, Aggregate::Sum)
+                        .unwrap()
+                    {
                         Ok(i) => kept += i.new,
                         Err(r) => {
-                            assert!(r.iter().all(|r| r.late), "{r:?}");
+                            assert!(r.iter().all(|r| r.kind == RefusalKind::Late), "{r:?}");
                             late += 1;
                         }
                     }
