@@ -471,18 +471,7 @@ fn http_ingest_metrics_alarm_recovery_and_sigterm() {
     );
 
     // SIGTERM: the listener stops, the process exits 0.
-    crate::common::signal(child.id(), "-TERM");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = stopped(&mut child, Duration::from_secs(30));
     assert_eq!(status.code(), Some(0));
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
@@ -1061,18 +1050,7 @@ fn a_failed_hour_is_logged_and_raises_the_alarm_and_the_alarm_command_ends_with_
     assert!(reason.contains("failed at 20260201T103000Z"), "{reason}");
 
     // Stopped, the agent gives the command a few seconds, then stops it and its children.
-    crate::common::signal(child.id(), "-TERM");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = stopped(&mut child, Duration::from_secs(20));
     assert_eq!(status.code(), Some(0));
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
@@ -1250,4 +1228,17 @@ fn flags_of_the_running_agent_are_refused_with_once() {
         );
     }
     assert!(!env.journal.exists());
+}
+
+/// SIGTERM to a running agent, and its exit status (within `limit`).
+fn stopped(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    crate::common::signal(child.id(), "-TERM");
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(start.elapsed() < limit, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
