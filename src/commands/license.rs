@@ -49,19 +49,21 @@ pub enum LicenseCommand {
     /// Activate a marketplace license code (open API, AK/SK-signed).
     #[command(
         after_help = "Exit codes: 0 activated; 1 refused (the answer names why: illegal state, \
-                      not claimed, no such code, a bad real_effect_time, ...); 3 credentials \
-                      refused by the gateway (APIGW.0301, APIGW.0303) or given nowhere; 4 the \
-                      marketplace unreachable or failing (HTTP 5xx or 429, 92020001): try again \
-                      later."
+                      not claimed, no such code, a bad real_effect_time, ...); 3 refused for \
+                      the request, not the code (APIGW.0301 AK/SK, APIGW.0303 date, another \
+                      HTTP 4xx such as a wrong --endpoint) or credentials given nowhere; 4 no \
+                      answer about the code (unreachable, HTTP 5xx or 429, 92020001, a page \
+                      that is not the API's): try again later."
     )]
     Activate(ActivateArgs),
     /// Query a marketplace license code's status (heartbeat open API, AK/SK-signed); exit 0 only if ALIVE.
     #[command(
         after_help = "Exit codes: 0 ALIVE; 6 EXPIRED; 1 any other answer about the code \
-                      (FROZEN, RELEASED, not activated, no such code); 3 credentials refused by \
-                      the gateway (APIGW.0301, APIGW.0303) or given nowhere; 4 the marketplace \
-                      unreachable or failing (HTTP 5xx or 429, 92020001): no answer about the \
-                      code, try again later. Lock features on 1 or 6 only."
+                      (FROZEN, RELEASED, not activated, no such code); 3 refused for the \
+                      request, not the code (APIGW.0301 AK/SK, APIGW.0303 date, another HTTP \
+                      4xx such as a wrong --endpoint) or credentials given nowhere; 4 no answer \
+                      about the code (unreachable, HTTP 5xx or 429, 92020001, a page that is \
+                      not the API's): try again later. Lock features on 1 or 6 only."
     )]
     Heartbeat(OpenApiArgs),
 }
@@ -500,13 +502,22 @@ fn gen(g: &GlobalArgs, a: GenArgs) -> Result<Exit> {
 /// existing file only with --force; into a directory that takes a file.
 fn check_gen_out(out: &Path, a: &GenArgs) -> Result<()> {
     let mut guarded: Vec<(PathBuf, &str)> = Vec::new();
-    if let Some(k) = &a.private_key {
-        guarded.push((k.clone(), "the --private-key file"));
-        guarded.push((keys::public_path(k), "the public key beside --private-key"));
-        guarded.push((keys::short_path(k), "the short secret beside --private-key"));
+    // Each key file by the path given and by where it leads: keygen wrote the siblings
+    // beside the file itself, not beside a link to it.
+    let both = |p: &PathBuf| {
+        let mut v = vec![p.clone(), resolved(p)];
+        v.dedup();
+        v
+    };
+    for k in a.private_key.iter().flat_map(both) {
+        guarded.push((keys::public_path(&k), "the public key beside --private-key"));
+        guarded.push((
+            keys::short_path(&k),
+            "the short secret beside --private-key",
+        ));
+        guarded.push((k, "the --private-key file"));
     }
-    if let Some(s) = &a.short_secret {
-        guarded.push((s.clone(), "the --short-secret file"));
+    for s in a.short_secret.iter().flat_map(both) {
         // FILE.short: keygen wrote FILE and FILE.pub with it.
         if let Some(stem) = s.to_str().and_then(|t| t.strip_suffix(".short")) {
             let k = PathBuf::from(stem);
@@ -516,6 +527,7 @@ fn check_gen_out(out: &Path, a: &GenArgs) -> Result<()> {
             ));
             guarded.push((k, "the private key beside --short-secret"));
         }
+        guarded.push((s, "the --short-secret file"));
     }
     let target = resolved(out);
     for (p, what) in &guarded {
@@ -773,10 +785,9 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
     let answer = openapi::parse_answer(&call, status, &body).map_err(|e| {
         let e = format!("POST {url}: {e}");
         // An error page from the gateway or a proxy: its status alone says whose fault.
-        match openapi::Standing::of_status(status) {
-            openapi::Standing::Transient => CsmError::Network(e),
-            openapi::Standing::Credentials => CsmError::Config(e),
-            _ => CsmError::CheckFailed(e),
+        match openapi::Standing::of_status(status).exit() {
+            Exit::Io => CsmError::Config(e),
+            _ => CsmError::Network(e),
         }
     })?;
     let code = a.code.trim();
@@ -833,11 +844,11 @@ fn open_api(g: &GlobalArgs, a: &OpenApiArgs, call: Call) -> Result<Exit> {
                     }
                 )
             }
-            Standing::Credentials => eprintln!(
-                "csm: {line}: the gateway refused the credentials, not the code; check --ak, --sk-file and the clock"
+            Standing::Setup => eprintln!(
+                "csm: {line}: refused for the request (HTTP {status}), not for the code; check --ak, --sk-file, --endpoint and the clock"
             ),
             Standing::Transient => eprintln!(
-                "csm: {line}: the marketplace failed (HTTP {status}), nothing was said about the code; try again later"
+                "csm: {line}: no answer about the code (HTTP {status}: the marketplace failed, or something else answered); try again later"
             ),
             _ => eprintln!("csm: {line}"),
         }

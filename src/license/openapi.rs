@@ -15,8 +15,6 @@ pub const SUCCESS: &str = "92020000";
 /// The marketplace's internal error (§2.6.4). One copy of the table also uses it, with HTTP
 /// 403, for an authentication failure.
 pub const INTERNAL: &str = "92020001";
-/// API Gateway refusals of the AK/SK or of the signed date (§5.6).
-const GATEWAY_AUTH: [&str; 4] = ["APIGW.0301", "APIG.0301", "APIGW.0303", "APIG.0303"];
 /// Longest answer read; the documented answers are a few hundred bytes.
 pub const MAX_ANSWER: usize = 1024 * 1024;
 /// Marketplace codes have at most 64 characters (spec §2.8).
@@ -148,12 +146,15 @@ pub enum Standing {
     Ok,
     /// heartbeat: the marketplace says the code is EXPIRED.
     Expired,
-    /// A definite no about the code: FROZEN, RELEASED, unknown, not activated, illegal state.
+    /// A definite no about the code (a 9202xxxx answer, or a status other than ALIVE):
+    /// FROZEN, RELEASED, unknown, not activated, illegal state.
     Refused,
-    /// The gateway refused the AK/SK or the request's date: nothing was said about the code.
-    Credentials,
-    /// The marketplace failed (HTTP 5xx or 429, or its internal error): nothing was said
-    /// about the code, and the same call may succeed later.
+    /// Refused for the request's own setup (the AK/SK, the clock, a wrong --endpoint): an
+    /// HTTP 4xx that says nothing about the code.
+    Setup,
+    /// No answer about the code from the marketplace: it failed (5xx, 429, its internal
+    /// error), or something else answered (a proxy's or a captive portal's page). The same
+    /// call may succeed later.
     Transient,
 }
 
@@ -165,37 +166,36 @@ impl Standing {
             Standing::Ok => Exit::Ok,
             Standing::Expired => Exit::LicenseDate,
             Standing::Refused => Exit::CheckFailed,
-            Standing::Credentials => Exit::Io,
+            Standing::Setup => Exit::Io,
             Standing::Transient => Exit::Network,
         }
     }
 
-    /// The standing of an answer whose body could not be read (an HTML error page from a
-    /// proxy or the gateway): by its HTTP status alone.
+    /// The standing of an answer that is not the license API's (an error page, a body
+    /// without its codes): by its HTTP status alone, never an answer about the code.
     pub fn of_status(http_status: u16) -> Standing {
         match http_status {
-            401 => Standing::Credentials,
-            429 | 500..=599 => Standing::Transient,
-            _ => Standing::Refused,
+            429 => Standing::Transient,
+            400..=499 => Standing::Setup,
+            _ => Standing::Transient,
         }
     }
 
     fn of(call: &Call, http_status: u16, error_code: &str, status: &str) -> Standing {
-        // The same 92020001 is an authentication failure with 403 and an internal error
-        // otherwise (§2.6.4).
-        if http_status == 401
-            || GATEWAY_AUTH.contains(&error_code)
-            || (error_code == INTERNAL && http_status == 403)
-        {
-            return Standing::Credentials;
-        }
-        if error_code == INTERNAL || Standing::of_status(http_status) == Standing::Transient {
-            return Standing::Transient;
-        }
-        match (error_code == SUCCESS, call, status) {
-            (true, Call::Activate { .. }, _) | (true, Call::Heartbeat, "ALIVE") => Standing::Ok,
-            (true, Call::Heartbeat, "EXPIRED") => Standing::Expired,
-            _ => Standing::Refused,
+        match error_code {
+            SUCCESS => match (call, status) {
+                (Call::Activate { .. }, _) | (Call::Heartbeat, "ALIVE") => Standing::Ok,
+                (Call::Heartbeat, "EXPIRED") => Standing::Expired,
+                _ => Standing::Refused,
+            },
+            // The same code is an authentication failure with 403 and an internal error
+            // otherwise (§2.6.4).
+            INTERNAL if http_status == 403 => Standing::Setup,
+            INTERNAL => Standing::Transient,
+            // The license API's own answers about the code (§2.6.4), with 200 or 400.
+            c if c.starts_with("9202") => Standing::Refused,
+            // The gateway's (APIGW.0301 …) or none: not about the code.
+            _ => Standing::of_status(http_status),
         }
     }
 }
@@ -422,9 +422,9 @@ mod tests {
         assert_eq!(hb(504, &code("APIGW.0201")), (Standing::Transient, 4));
         assert_eq!(hb(429, &code("APIGW.0308")), (Standing::Transient, 4));
         // Nor is a refusal of the credentials.
-        assert_eq!(hb(401, &code("APIGW.0301")), (Standing::Credentials, 3));
-        assert_eq!(hb(401, &code("APIGW.0303")), (Standing::Credentials, 3));
-        assert_eq!(hb(403, &code("92020001")), (Standing::Credentials, 3));
+        assert_eq!(hb(401, &code("APIGW.0301")), (Standing::Setup, 3));
+        assert_eq!(hb(401, &code("APIGW.0303")), (Standing::Setup, 3));
+        assert_eq!(hb(403, &code("92020001")), (Standing::Setup, 3));
         let act = parse_answer(
             &Call::Activate {
                 real_effect_time: None,
@@ -435,8 +435,14 @@ mod tests {
         .unwrap();
         assert_eq!(act.standing, Standing::Transient);
         assert_eq!(Standing::of_status(502), Standing::Transient);
-        assert_eq!(Standing::of_status(401), Standing::Credentials);
-        assert_eq!(Standing::of_status(404), Standing::Refused);
+        assert_eq!(Standing::of_status(401), Standing::Setup);
+        // A wrong --endpoint, another gateway refusal, a page that is not the API's: not
+        // a no about the code.
+        assert_eq!(Standing::of_status(404), Standing::Setup);
+        assert_eq!(hb(403, &code("APIGW.0310")), (Standing::Setup, 3));
+        assert_eq!(hb(400, &code("95000001")), (Standing::Setup, 3));
+        assert_eq!(hb(200, r#"{"result":"ok"}"#), (Standing::Transient, 4));
+        assert_eq!(hb(400, &code("92020002")), (Standing::Refused, 1));
     }
 
     #[test]

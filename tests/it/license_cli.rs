@@ -970,6 +970,45 @@ fn gen_out_never_replaces_a_key_file_and_other_files_only_with_force() {
             assert!(err.contains("even with --force"), "{err}");
         }
     }
+    // The keys named through links elsewhere: their siblings are where the keys are.
+    std::fs::create_dir(e.path("links")).unwrap();
+    std::os::unix::fs::symlink("../seller.key", e.path("links/lk")).unwrap();
+    std::os::unix::fs::symlink("../seller.key.short", e.path("links/ls.short")).unwrap();
+    let mut by_link = full.to_vec();
+    by_link[3] = "links/lk";
+    let mut short_by_link = short.to_vec();
+    short_by_link[4] = "links/ls.short";
+    for (args, out, what) in [
+        (
+            &by_link,
+            "seller.key.pub",
+            "the public key beside --private-key",
+        ),
+        (
+            &by_link,
+            "seller.key.short",
+            "the short secret beside --private-key",
+        ),
+        (
+            &short_by_link,
+            "seller.key",
+            "the private key beside --short-secret",
+        ),
+        (
+            &short_by_link,
+            "seller.key.pub",
+            "the public key beside --short-secret",
+        ),
+    ] {
+        let mut a = args.clone();
+        a.extend(["--out", out, "--force"]);
+        let (c, stdout, err) = e.run(&a);
+        assert_eq!(c, 2, "{out}: {stdout}{err}");
+        assert!(
+            err.starts_with(&format!("csm: error: --out {out}: is {what}")),
+            "{out}: {err}"
+        );
+    }
     for (f, text) in &keys {
         assert_eq!(&std::fs::read_to_string(e.path(f)).unwrap(), text, "{f}");
     }

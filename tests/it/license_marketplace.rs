@@ -465,7 +465,10 @@ fn open_api_errors_and_aksk_refusals() {
         let (c, out) = license_cmd(dir.path(), &m, what, &code, "not-the-sk", &[]);
         assert_eq!(c, 3, "{what}: {out}");
         assert!(out.contains("APIGW.0301"), "{out}");
-        assert!(out.contains("the gateway refused the credentials"), "{out}");
+        assert!(
+            out.contains("refused for the request (HTTP 401), not for the code"),
+            "{out}"
+        );
     }
     // The code was not activated by the refused call.
     let (c, out) = license_cmd(dir.path(), &m, "heartbeat", &code, SK, &[]);
