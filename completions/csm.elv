@@ -673,7 +673,7 @@ set edit:completion:arg-completer[csm] = {|@words|
             cand --aggregate 'How an hour''s events become its usage_value: their sum, or for a product that bills a level, the highest (max) or the latest (last)'
             cand --grace 'How long after its end an hour stays open for events still on their way: 5m, 90s; a bare number is seconds, 0s to 2h. Above 15m records miss the 0-15 minute window'
             cand --alarm-after 'Stall alarm: /healthz turns red when a closed hour is still unreported this long after its end (and stays red this long after an hour failed): 45m, 2h; a bare number is seconds, 1m to 24h'
-            cand --on-alarm 'Shell command run (sh -c) once each time the alarm goes on, and when hours fail; CSM_ALARM_REASON holds why. When the agent stops, one still running gets 5 s, then it is stopped'
+            cand --on-alarm 'Shell command run (sh -c) once each time the alarm goes on, and when hours fail; CSM_ALARM_REASON holds why (no other CSM_* variable is passed on: they may hold keys). When the agent stops, one still running gets 5 s, then it is stopped'
             cand --every 'How often the agent takes in the spool, closes due hours and sends: 30s, 1m; a bare number is seconds, 1s to 1h. Not with --once'
             cand --profile 'Profile from the config file (`csm init`) that supplies endpoint and key locations'
             cand -y 'Send to the production marketplace without asking when no --endpoint or profile names the destination'

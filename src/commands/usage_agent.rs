@@ -71,8 +71,8 @@ pub struct AgentArgs {
           value_parser = crate::duration::flag(Bare::Secs, Duration::from_secs(60), Duration::from_secs(86_400)))]
     pub alarm_after: Duration,
     /// Shell command run (sh -c) once each time the alarm goes on, and when hours fail;
-    /// CSM_ALARM_REASON holds why. When the agent stops, one still running gets 5 s, then
-    /// it is stopped.
+    /// CSM_ALARM_REASON holds why (no other CSM_* variable is passed on: they may hold
+    /// keys). When the agent stops, one still running gets 5 s, then it is stopped.
     #[arg(long, value_name = "CMD")]
     pub on_alarm: Option<String>,
     /// How often the agent takes in the spool, closes due hours and sends: 30s, 1m; a bare
@@ -420,6 +420,13 @@ impl AlarmRuns {
     /// Starts the command; its failure is reported, never fatal.
     fn start(&mut self, cmd: &str, reason: &str) {
         let mut command = std::process::Command::new("sh");
+        // No CSM_* variable of the agent's: they may hold keys, the token or the journal's
+        // password, and the command's output goes to the log.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("CSM_") {
+                command.env_remove(name);
+            }
+        }
         command
             .arg("-c")
             .arg(cmd)
@@ -479,32 +486,64 @@ impl AlarmRuns {
     }
 }
 
-/// Stops a command and its process group: SIGTERM, and SIGKILL if it is still there a
-/// second later.
+/// Stops a command and its process group: SIGTERM, and SIGKILL to the group if any of it
+/// is still there a second later. The leader is reaped only after the SIGKILL: until then
+/// its pid, the group's id, cannot be reused, so no unrelated process is signalled.
 fn stop_group(child: &mut std::process::Child) {
     #[cfg(unix)]
     {
-        let pid = child.id().to_string();
+        let pid = child.id();
         let group = |signal: &str| {
             // sh's own kill: the agent has no signal API of its own, and sh is there (it ran
             // the command).
-            let _ = std::process::Command::new("sh")
+            std::process::Command::new("sh")
                 .args(["-c", "kill -s \"$1\" -- \"-$2\" 2>/dev/null", "sh"])
-                .args([signal, &pid])
-                .status();
+                .args([signal, &pid.to_string()])
+                .status()
+                .is_ok_and(|s| s.success())
         };
         group("TERM");
         let until = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < until {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                return;
-            }
+        while Instant::now() < until && group_alive(pid, || group("0")) {
             std::thread::sleep(Duration::from_millis(20));
         }
         group("KILL");
     }
+    #[cfg(not(unix))]
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Whether a process of the group `pgid` other than a zombie is left. `kill -0` on the
+/// group says yes as long as the unreaped leader is there, so on Linux /proc is read;
+/// elsewhere `kill0` is all there is (and the whole second is waited).
+#[cfg(unix)]
+fn group_alive(pgid: u32, kill0: impl Fn() -> bool) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return kill0();
+    };
+    if !std::path::Path::new("/proc/self/stat").exists() {
+        return kill0();
+    }
+    dir.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .any(|e| {
+            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                return false;
+            };
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let mut f = rest.split_whitespace();
+            let (state, pgrp) = (f.next(), f.nth(1));
+            !matches!(state, Some("Z" | "X")) && pgrp == Some(pgid.to_string().as_str())
+        })
 }
 
 /// One cycle as `--json` reports it: the object of `--once`, and a line each cycle when

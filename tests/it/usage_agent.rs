@@ -1002,8 +1002,10 @@ fn a_failed_hour_is_logged_and_raises_the_alarm_and_the_alarm_command_ends_with_
 
     // 22 days later.
     let pid_file = env.path("alarm.pid");
+    // A child that ignores SIGTERM is stopped too; the agent's CSM_* secrets are not passed.
     let on_alarm = format!(
-        "echo $$ > {}; echo \"$CSM_ALARM_REASON\" > {}; sleep 120",
+        "env > {}; (trap '' TERM; exec sleep 120) >/dev/null 2>&1 & echo $$ > {}; echo \"$CSM_ALARM_REASON\" > {}; sleep 120",
+        env.path("alarm.env").display(),
         pid_file.display(),
         env.path("alarm.reason").display()
     );
@@ -1022,6 +1024,12 @@ fn a_failed_hour_is_logged_and_raises_the_alarm_and_the_alarm_command_ends_with_
             &on_alarm,
         ],
     )
+    .env("CSM_SK", "secret-sk")
+    .env("CSM_ACCESS_KEY", "secret-access")
+    .env("CSM_KIT_KEY", "secret-kit")
+    .env("CSM_LICENSE_KEY", "secret-license")
+    .env("CSM_AGENT_TOKEN", "secret-token")
+    .env("CSM_JOURNAL", "postgres://csm:secret-pw@127.0.0.1:1/csm")
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
@@ -1048,6 +1056,13 @@ fn a_failed_hour_is_logged_and_raises_the_alarm_and_the_alarm_command_ends_with_
         .to_string();
     let reason = std::fs::read_to_string(env.path("alarm.reason")).unwrap();
     assert!(reason.contains("failed at 20260201T103000Z"), "{reason}");
+    let seen = std::fs::read_to_string(env.path("alarm.env")).unwrap();
+    let csm: Vec<&str> = seen.lines().filter(|l| l.starts_with("CSM_")).collect();
+    assert!(
+        csm.len() == 1 && csm[0].starts_with("CSM_ALARM_REASON="),
+        "{csm:?}"
+    );
+    assert!(!seen.contains("secret"), "{seen}");
 
     // Stopped, the agent gives the command a few seconds, then stops it and its children.
     let status = stopped(&mut child, Duration::from_secs(20));
@@ -1067,7 +1082,8 @@ fn a_failed_hour_is_logged_and_raises_the_alarm_and_the_alarm_command_ends_with_
         err.contains("--on-alarm still running 5 s after the stop: stopped"),
         "{err}"
     );
-    // Nothing of the command's process group is left (`sh` and its `sleep`).
+    // Nothing of the command's process group is left (`sh`, its `sleep` and the child
+    // that ignores SIGTERM).
     // (A moment for the orphaned `sleep`, signalled, to be reaped; far less than it sleeps.)
     let gone = Instant::now();
     while Command::new("sh")

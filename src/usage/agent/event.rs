@@ -166,6 +166,14 @@ pub fn parse_event_time(text: &str) -> Result<(DateTime<Utc>, u32), String> {
     if let Ok(d) = DateTime::parse_from_rfc3339(text.trim()) {
         let d = d.with_timezone(&Utc);
         let nanos = d.nanosecond();
+        // chrono keeps a leap second as :59 with 1 s or more of nanoseconds: cut, it would
+        // take the derived id of another event in :59.
+        if nanos >= 1_000_000_000 {
+            return Err(format!(
+                "time {}: a leap second (:60) is not taken; send it as :59",
+                show(text)
+            ));
+        }
         if nanos != 0 {
             return Ok((d.with_nanosecond(0).unwrap_or(d), nanos));
         }
@@ -377,6 +385,15 @@ mod tests {
             id("2026-01-10T10:00:00.1Z"),
             id("2026-01-10T10:00:00.100000Z")
         );
+        // A leap second is refused, never taken as another event's :59.1.
+        for t in ["2026-01-10T10:59:60Z", "2026-01-10T10:59:60.5Z"] {
+            let e = validate(&raw(t), now()).unwrap_err();
+            assert!(
+                e.starts_with(&format!("time \"{t}\": a leap second")),
+                "{e}"
+            );
+            assert!(!e.contains('\n'), "{e}");
+        }
         assert_eq!(
             id("2026-01-10T10:00:00.000Z"),
             derive_event_id("i-1", "20260110T100000Z", UNITS, None)

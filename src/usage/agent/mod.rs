@@ -369,8 +369,10 @@ mod tests {
         }
     }
 
+    /// (A failed hour told together with a stall: see
+    /// `a_record_the_journal_refuses_fails_its_hour_only_and_raises_the_alarm`.)
     #[test]
-    fn the_failed_alarm_and_the_stall_alarm_are_told_together() {
+    fn hours_failed_in_one_cycle_make_one_reason_and_the_alarm_ends_after_alarm_after() {
         let now = record::parse_time("now", "20260110T123000Z").unwrap();
         let dir = tempfile::tempdir().unwrap();
         let st = AgentState::open(&dir.path().join("a.sqlite")).unwrap();

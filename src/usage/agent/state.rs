@@ -438,6 +438,8 @@ impl AgentState {
                     let k = known
                         .get(&e.event_id)
                         .ok_or_else(|| DbError(format!("event {} not found", e.event_id)))?;
+                    // `time` is the one cut to the second (the fraction is not stored): the
+                    // same id at .1 and .2 is the same content, as the docs say.
                     if k.text(1)? == e.instance_id
                         && k.text(2)? == e.time
                         && k.int(3)? == e.units
