@@ -55,6 +55,9 @@ pub struct NetFailure {
     /// What to do, when where it failed says more than its kind (a proxy that refused the
     /// tunnel is no endpoint to check the port of).
     pub fix: Option<&'static str>,
+    /// It failed before the request was written (connect, tunnel, TLS handshake, a timeout
+    /// among them): the other side cannot have had it. Set by the raw client only.
+    pub unsent: bool,
 }
 
 impl NetFailure {
@@ -63,6 +66,15 @@ impl NetFailure {
             kind,
             message: message.into(),
             fix: None,
+            unsent: false,
+        }
+    }
+
+    /// The same failure, known to have come before the request was written.
+    pub fn before_sending(self) -> NetFailure {
+        NetFailure {
+            unsent: true,
+            ..self
         }
     }
 

@@ -122,21 +122,11 @@ impl Raw {
             }
         };
         let via = proxy::for_url(url, &proxy::from_env)
-            .map_err(|e| NetFailure::new(NetKind::Connect, e))?;
-        let mut tcp = match &via {
-            None => connect(url, deadline)?,
-            Some(p) => connect(&p.url, deadline).map_err(|f| f.within(&p.named()))?,
-        };
-        let _ = tcp.set_nodelay(true);
-        if let (Some(p), true) = (&via, https) {
-            tunnel(&mut tcp, p, url, deadline)?;
-        }
+            .map_err(|e| NetFailure::new(NetKind::Connect, e).before_sending())?;
         let relayed = via.is_some() && !https;
-        let mut conn = if https {
-            Conn::Tls(Box::new(self.handshake(tcp, url, deadline)?))
-        } else {
-            Conn::Plain(tcp)
-        };
+        let mut conn = self
+            .open(url, https, via.as_ref(), deadline)
+            .map_err(NetFailure::before_sending)?;
         let head = request_head(req, if relayed { via.as_ref() } else { None });
         let mut out = head.into_bytes();
         out.extend_from_slice(req.body);
@@ -154,6 +144,29 @@ impl Raw {
             truncated,
             !relayed,
         ))
+    }
+
+    /// A connection to `url` (through `via`), TLS set up for https: nothing is sent yet.
+    fn open(
+        &mut self,
+        url: &Url,
+        https: bool,
+        via: Option<&proxy::Proxy>,
+        deadline: Instant,
+    ) -> Result<Conn, NetFailure> {
+        let mut tcp = match via {
+            None => connect(url, deadline)?,
+            Some(p) => connect(&p.url, deadline).map_err(|f| f.within(&p.named()))?,
+        };
+        let _ = tcp.set_nodelay(true);
+        if let (Some(p), true) = (via, https) {
+            tunnel(&mut tcp, p, url, deadline)?;
+        }
+        Ok(if https {
+            Conn::Tls(Box::new(self.handshake(tcp, url, deadline)?))
+        } else {
+            Conn::Plain(tcp)
+        })
     }
 
     fn handshake(

@@ -1371,6 +1371,21 @@ fn a_callback_that_never_reached_the_merchant_is_not_sent() {
     assert!(error.to_lowercase().contains("connection refused"), "{r}");
     // The state changes all the same, as the marketplace's does (it retries the callback).
     assert_eq!(r["license"]["status"], "RELEASED", "{r}");
+    // A TLS handshake that runs out of time: connected, but nothing was written.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let https = format!("https://{}/produce", silent.local_addr().unwrap());
+    let m = start_market(dir.path(), Some(&https));
+    let code = mint(&m, json!({}));
+    let r = admin(&m, "release", json!({"license": code}));
+    assert_eq!(r["callback"]["sent"], false, "{r}");
+    assert!(
+        r["callback"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("TLS handshake"),
+        "{r}"
+    );
+    drop(silent);
     // A callback the merchant answered was sent.
     let merchant = Merchant::start(LICENSE_KEY, v2::LicenseInner::KeyedHmac);
     let m = start_market(dir.path(), Some(&merchant.url));

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::catalog::{self, Protocol};
 use crate::clock;
-use crate::endpoint::client::{Client, NetKind, MAX_REPLY};
+use crate::endpoint::client::{Client, MAX_REPLY};
 use crate::endpoint::request::{self, PrepOpts, Tamper};
 use crate::license::openapi::{valid_time, CODE_MAX, TIME_FORMAT};
 use crate::server::Response;
@@ -475,11 +475,12 @@ fn send_callback(m: &Marketplace, code: &str, body: Value) -> Result<Value, Resp
         .map_err(|e| admin_error(500, &format!("signing the callback: {e}")))?;
     let sent_body = String::from_utf8_lossy(&prepared.body).into_owned();
     let exchange = Client::new(CALLBACK_TIMEOUT).send(&prepared);
-    // No connection or no TLS session: the request never left. Other failures (a timeout, a
-    // reset) may come after the merchant had it, so they count as sent.
+    // No connection or no TLS session (also one that timed out): the request never left.
+    // A failure after it was written (a timeout, a reset) may come after the merchant had
+    // it, so it counts as sent.
     let reached = match &exchange.outcome {
         Ok(_) => true,
-        Err(f) => !matches!(f.kind, NetKind::Connect | NetKind::Tls),
+        Err(f) => !f.unsent,
     };
     let (status, result_code, error) = match exchange.outcome {
         Ok(reply) => {
