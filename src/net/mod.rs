@@ -42,6 +42,12 @@ pub struct Settings {
 
 impl Settings {
     pub fn new(timeout: Duration) -> Settings {
+        // Every client of a run is made here: a no_proxy list that cannot work is said once
+        // a run, not per request.
+        static SAID: std::sync::Once = std::sync::Once::new();
+        if let Some(problem) = proxy::no_proxy_problem(&proxy::from_env) {
+            SAID.call_once(|| eprintln!("csm: warning: {problem}"));
+        }
         Settings {
             timeout,
             ca_pem: None,

@@ -87,11 +87,7 @@ pub fn for_url(url: &Url, env: &dyn Fn(&str) -> Option<String>) -> Result<Option
     if is_loopback(url) {
         return Ok(None);
     }
-    let get = |lower: &'static str, upper: &'static str| {
-        [lower, upper]
-            .into_iter()
-            .find_map(|n| env(n).filter(|v| !v.trim().is_empty()).map(|v| (n, v)))
-    };
+    let get = |lower, upper| var(env, lower, upper);
     let chosen = match url.scheme() {
         "https" => get("https_proxy", "HTTPS_PROXY"),
         _ => get("http_proxy", "HTTP_PROXY"),
@@ -100,8 +96,7 @@ pub fn for_url(url: &Url, env: &dyn Fn(&str) -> Option<String>) -> Result<Option
     let Some((var, value)) = chosen else {
         return Ok(None);
     };
-    if let Some((var, list)) = get("no_proxy", "NO_PROXY") {
-        warn_unusable(var, &list);
+    if let Some((_, list)) = get("no_proxy", "NO_PROXY") {
         if excluded(url, &list) {
             return Ok(None);
         }
@@ -155,17 +150,35 @@ fn unusable(list: &str) -> Vec<&str> {
         .collect()
 }
 
-fn warn_unusable(var: &str, list: &str) {
-    static WARNED: std::sync::Once = std::sync::Once::new();
-    let bad = unusable(list);
-    if !bad.is_empty() {
-        WARNED.call_once(|| {
-            eprintln!(
-                "csm: warning: {var}: {} match no host (write host names, IP addresses or CIDR ranges such as 10.0.0.0/8; ports are not matched)",
-                bad.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>().join(", ")
-            )
-        });
-    }
+/// The first of `lower`, `upper` set to something (lower case wins; empty is unset).
+fn var(
+    env: &dyn Fn(&str) -> Option<String>,
+    lower: &'static str,
+    upper: &'static str,
+) -> Option<(&'static str, String)> {
+    [lower, upper]
+        .into_iter()
+        .find_map(|n| env(n).filter(|v| !v.trim().is_empty()).map(|v| (n, v)))
+}
+
+/// What is wrong with the `no_proxy` list when a proxy is set at all: its entries that
+/// match no host (the request would go through the proxy without a word). None when fine.
+pub fn no_proxy_problem(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let any_proxy = [
+        ("https_proxy", "HTTPS_PROXY"),
+        ("http_proxy", "HTTP_PROXY"),
+        ("all_proxy", "ALL_PROXY"),
+    ]
+    .iter()
+    .any(|(l, u)| var(env, l, u).is_some());
+    let (name, list) = var(env, "no_proxy", "NO_PROXY").filter(|_| any_proxy)?;
+    let bad = unusable(&list);
+    (!bad.is_empty()).then(|| {
+        format!(
+            "{name}: {} match no host (write host names, IP addresses or CIDR ranges such as 10.0.0.0/8; ports are not matched)",
+            bad.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>().join(", ")
+        )
+    })
 }
 
 /// `url`'s host is on the `no_proxy` list.
@@ -305,6 +318,26 @@ mod tests {
             unusable("*, .example.com, 2001:db8::1, [2001:db8::1], 2001:db8::/32, a.b").is_empty()
         );
         assert_eq!(unusable("x/8, 2001:db8::/129"), ["x/8", "2001:db8::/129"]);
+        // Said only when a proxy is set at all.
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |n: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let problem = no_proxy_problem(&env(&[
+            ("NO_PROXY", "<local>"),
+            ("https_proxy", "http://p:1"),
+        ]));
+        assert!(problem
+            .unwrap()
+            .starts_with("NO_PROXY: \"<local>\" match no host"));
+        assert_eq!(no_proxy_problem(&env(&[("NO_PROXY", "<local>")])), None);
+        assert_eq!(
+            no_proxy_problem(&env(&[("NO_PROXY", "a.b"), ("ALL_PROXY", "p:1")])),
+            None
+        );
     }
 
     #[test]
