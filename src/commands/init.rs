@@ -37,14 +37,10 @@ pub struct InitArgs {
     pub marketplace_endpoint: Option<String>,
 }
 
+/// The rule every endpoint flag follows (a host, no `user:password@`): the profile keeps it.
 fn check_url(flag: &str, v: &str) -> Result<String> {
-    if v.starts_with("https://") || v.starts_with("http://") {
-        Ok(v.trim().to_string())
-    } else {
-        Err(CsmError::usage(format!(
-            "{flag} {v:?}: must be an http:// or https:// URL"
-        )))
-    }
+    crate::endpoint::url::parse_endpoint_for(flag, v.trim())?;
+    Ok(v.trim().to_string())
 }
 
 fn check_protocol(v: &str) -> Result<String> {

@@ -360,3 +360,38 @@ fn a_broken_config_is_one_line_with_its_place() {
         "{err}"
     );
 }
+
+/// The endpoint a profile keeps follows the rule of every endpoint flag: a host, and no
+/// `user:password@` (it would be printed with every request); the password is not echoed.
+#[test]
+fn init_keeps_no_endpoint_the_endpoint_flags_refuse() {
+    let h = home();
+    for (url, says) in [
+        (
+            "https://seller:hunter2@isv.example.com/produce",
+            "must not contain a user name or password",
+        ),
+        ("https://", "not a URL"),
+    ] {
+        let (code, out, err) = run(
+            h.path(),
+            &[
+                "init",
+                "--no-input",
+                "--endpoint",
+                url,
+                "--protocol",
+                "v2",
+                "--key-file",
+                ".keys/basic",
+            ],
+        );
+        assert_eq!(code, 2, "{url}: {out}{err}");
+        assert!(err.contains(says), "{url}: {err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(
+            !h.path().join("config.toml").exists(),
+            "{url}: a profile was written"
+        );
+    }
+}
