@@ -305,7 +305,10 @@ fn non_empty(v: &Option<String>) -> Option<&str> {
 /// An id as given, or None when it is absent or blank. Times and values are normalised
 /// anyway (surrounding spaces change nothing sent), but an id is the seller's own: one
 /// trimmed without notice would be sent, billed and looked up in 话单管理 under another id.
-fn exact_id<'a>(field: &'static str, v: &'a Option<String>) -> Result<Option<&'a str>, FieldError> {
+pub fn exact_id<'a>(
+    field: &'static str,
+    v: &'a Option<String>,
+) -> Result<Option<&'a str>, FieldError> {
     let Some(text) = v.as_deref().filter(|t| !t.trim().is_empty()) else {
         return Ok(None);
     };
@@ -328,8 +331,8 @@ pub fn past_age_limit(begin_time: &str, now: DateTime<Utc>) -> bool {
     parse_time("begin_time", begin_time).is_ok_and(|b| too_old(b, now))
 }
 
-/// The marketplace's 21-day limit on a record's begin_time.
-fn too_old(begin: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+/// The marketplace's 21-day limit on a record's begin_time (an agent's hour start).
+pub fn too_old(begin: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     now - begin > Duration::days(MAX_AGE_DAYS)
 }
 

@@ -6,7 +6,7 @@ use crate::protocol::hmac::sha256_hex;
 use crate::protocol::json::{self, Json};
 use crate::usage::reader::{csv_header, row_values};
 use crate::usage::record::{self, show, MAX_AGE_DAYS};
-use chrono::{DateTime, Duration, Timelike, Utc};
+use chrono::{DateTime, Timelike, Utc};
 
 /// The fields an event may carry; the first three are required.
 pub const FIELDS: [&str; 5] = [
@@ -206,8 +206,9 @@ pub fn hour_start(t: DateTime<Utc>) -> DateTime<Utc> {
 /// Applies every field rule. `now` bounds the time: not in the future, at most 21 days old
 /// (the marketplace would refuse the hour's record with MKT.9004).
 pub fn validate(raw: &RawEvent, now: DateTime<Utc>) -> Result<Event, String> {
-    let instance_id = non_empty(&raw.instance_id).ok_or("instance_id: missing (required)")?;
-    record::check_id("instance_id", instance_id)?;
+    // Ids as uploads take them: exact, never trimmed.
+    let instance_id = record::exact_id("instance_id", &raw.instance_id)?
+        .ok_or("instance_id: missing (required)")?;
     let (t, nanos) = parse_event_time(non_empty(&raw.time).ok_or("time: missing (required)")?)?;
     let units = parse_units(non_empty(&raw.value).ok_or("value: missing (required)")?)?;
     let time = record::format_api_time(t);
@@ -218,23 +219,15 @@ pub fn validate(raw: &RawEvent, now: DateTime<Utc>) -> Result<Event, String> {
         ));
     }
     let hour = hour_start(t);
-    if now - hour > Duration::days(MAX_AGE_DAYS) {
+    if record::too_old(hour, now) {
         return Err(format!(
             "time {time} is in an hour more than {MAX_AGE_DAYS} days old (the marketplace refuses its record with MKT.9004)"
         ));
     }
-    let relate = match non_empty(&raw.relate_pkg_instance) {
-        Some(p) => {
-            record::check_id("relate_pkg_instance", p)?;
-            Some(p.to_string())
-        }
-        None => None,
-    };
-    let event_id = match non_empty(&raw.event_id) {
-        Some(id) => {
-            record::check_id("event_id", id)?;
-            id.to_string()
-        }
+    let relate =
+        record::exact_id("relate_pkg_instance", &raw.relate_pkg_instance)?.map(str::to_string);
+    let event_id = match record::exact_id("event_id", &raw.event_id)? {
+        Some(id) => id.to_string(),
         None => derive_event_id(
             instance_id,
             &identity_time(&time, nanos),
@@ -356,6 +349,23 @@ mod tests {
         assert!(validate(&no_inst, now())
             .unwrap_err()
             .contains("instance_id"));
+        // Ids are taken exactly, as uploads take them: never trimmed.
+        for field in ["instance_id", "event_id", "relate_pkg_instance"] {
+            let mut spaced = raw("20260110T112000Z", "1");
+            let id = Some(" i-1".to_string());
+            match field {
+                "instance_id" => spaced.instance_id = id,
+                "event_id" => spaced.event_id = id,
+                _ => spaced.relate_pkg_instance = id,
+            }
+            let e = validate(&spaced, now()).unwrap_err();
+            assert!(
+                e.starts_with(&format!(
+                    "{field} \" i-1\": starts or ends with white space"
+                )),
+                "{e}"
+            );
+        }
     }
 
     #[test]
