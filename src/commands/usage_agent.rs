@@ -325,7 +325,7 @@ fn cycle(
         }
         Ok(_lock) => {
             c.journaled = agent::journal_closed(&shared.state, j, now)?;
-            let more = c.journaled.failed.clone();
+            let more = std::mem::take(&mut c.journaled.failed);
             failed = note_failed(a, shared, &mut c, more, now)?.or(failed);
             j.recover_in_flight()?;
             let scope = Scope::Unfinished {
@@ -392,13 +392,7 @@ fn note_failed(
     }
     if !a.once {
         for f in &failed {
-            eprintln!(
-                "csm agent: {} the hour {} of instance {} failed and is not billed: {}",
-                api(now),
-                f.hour,
-                crate::usage::record::show(&f.instance_id),
-                f.error
-            );
+            eprintln!("csm agent: {} {f}", api(now));
         }
     }
     c.failed.extend(failed);
@@ -600,12 +594,7 @@ fn once_report(
             crate::say!("spool: {f} moved to failed/: {e}");
         }
         for f in &c.failed {
-            crate::say!(
-                "the hour {} of instance {} failed and is not billed: {}",
-                f.hour,
-                crate::usage::record::show(&f.instance_id),
-                f.error
-            );
+            crate::say!("{f}");
         }
         crate::say!("{}", c.line());
         crate::say!(

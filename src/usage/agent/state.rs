@@ -168,6 +168,19 @@ pub struct FailedHour {
     pub error: String,
 }
 
+/// As logs and the text report say it.
+impl std::fmt::Display for FailedHour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the hour {} of instance {} failed and is not billed: {}",
+            self.hour,
+            record::show(&self.instance_id),
+            self.error
+        )
+    }
+}
+
 /// What one [`AgentState::close_due`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Closed {
