@@ -3,7 +3,7 @@
 
 use crate::error::{CsmError, Result};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Key files: an access key is a few dozen bytes.
 pub const KEY_LIMIT: u64 = 64 * 1024;
@@ -86,6 +86,38 @@ pub fn read_text(path: &Path, limit: u64, what: &str) -> Result<String> {
         Some(t) => t.to_string(),
         None => text,
     })
+}
+
+/// Where `p` is, symbolic links and `..` resolved; for a file not there yet, its resolved
+/// directory and its name.
+pub fn resolved(p: &Path) -> PathBuf {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return c;
+    }
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match (std::fs::canonicalize(dir), p.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// Whether `a` and `b` are one file on disk, also through a hard link.
+#[cfg(unix)]
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// Without inode numbers, only the resolved paths are compared.
+#[cfg(not(unix))]
+pub fn same_file(_: &Path, _: &Path) -> bool {
+    false
 }
 
 /// A report `flag` will write at the end of a run must be creatable now: its directory

@@ -505,7 +505,7 @@ fn check_gen_out(out: &Path, a: &GenArgs) -> Result<()> {
     // Each key file by the path given and by where it leads: keygen wrote the siblings
     // beside the file itself, not beside a link to it.
     let both = |p: &PathBuf| {
-        let mut v = vec![p.clone(), resolved(p)];
+        let mut v = vec![p.clone(), files::resolved(p)];
         v.dedup();
         v
     };
@@ -529,9 +529,9 @@ fn check_gen_out(out: &Path, a: &GenArgs) -> Result<()> {
         }
         guarded.push((s, "the --short-secret file"));
     }
-    let target = resolved(out);
+    let target = files::resolved(out);
     for (p, what) in &guarded {
-        if resolved(p) == target || same_file(out, p) {
+        if files::resolved(p) == target || files::same_file(out, p) {
             return Err(CsmError::usage(format!(
                 "--out {}: is {what} ({}); a batch there would destroy the key, so it is refused even with --force",
                 out.display(),
@@ -547,38 +547,6 @@ fn check_gen_out(out: &Path, a: &GenArgs) -> Result<()> {
         )));
     }
     files::check_writable(out, "--out")
-}
-
-/// Where `p` is, symbolic links and `..` resolved; for a file not there yet, its resolved
-/// directory and its name.
-fn resolved(p: &Path) -> PathBuf {
-    if let Ok(c) = std::fs::canonicalize(p) {
-        return c;
-    }
-    let dir = match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    match (std::fs::canonicalize(dir), p.file_name()) {
-        (Ok(d), Some(name)) => d.join(name),
-        _ => p.to_path_buf(),
-    }
-}
-
-/// Whether `a` and `b` are one file on disk, also through a hard link.
-#[cfg(unix)]
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
-    }
-}
-
-/// Without inode numbers, only the resolved paths are compared.
-#[cfg(not(unix))]
-fn same_file(_: &Path, _: &Path) -> bool {
-    false
 }
 
 // ---------------------------------------------------------------- inspect, validate

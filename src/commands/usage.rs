@@ -1024,17 +1024,7 @@ fn whole_column(t: &mut comfy_table::Table, index: usize) {
 
 /// The export is renamed over `--out`: never over the journal or a file SQLite keeps beside it.
 fn refuse_journal_file(out: &Path, journal: &Path) -> Result<()> {
-    // A file not there yet: its directory resolved, its name kept.
-    let canonical = |p: &Path| {
-        std::fs::canonicalize(p).ok().or_else(|| {
-            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
-            let dir = std::fs::canonicalize(dir.unwrap_or(Path::new("."))).ok()?;
-            Some(dir.join(p.file_name()?))
-        })
-    };
-    let (Some(o), Some(j)) = (canonical(out), canonical(journal)) else {
-        return Ok(());
-    };
+    let (o, j) = (crate::files::resolved(out), crate::files::resolved(journal));
     for suffix in ["", "-wal", "-shm", ".lock"] {
         let mut name = j.clone().into_os_string();
         name.push(suffix);
