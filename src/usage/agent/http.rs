@@ -27,17 +27,6 @@ fn error(status: u16, message: &str) -> Response {
     Response::json(status, json!({ "error": message }).to_string())
 }
 
-/// The bad lines of a document and its events' refusals, in line order.
-fn merge(bad: Vec<(u64, String)>, refused: Vec<Refusal>) -> Vec<Refusal> {
-    let mut all: Vec<Refusal> = bad
-        .into_iter()
-        .map(|(line, m)| Refusal::invalid(line, m))
-        .chain(refused)
-        .collect();
-    all.sort_by_key(|r| r.line);
-    all
-}
-
 /// A body with refused lines: 400 when any line needs fixing (it breaks a rule or clashes
 /// with another event), 409 when the lines are fine but their hours take no more (closed,
 /// or full). Every refused line is named; nothing is taken.
@@ -112,15 +101,7 @@ impl AgentHandler {
         let (events, bad) = event::parse_document(text, false, now);
         let c = &self.shared.counters;
         let agg = self.shared.aggregate;
-        let outcome = if bad.is_empty() {
-            lock(&self.shared.state).ingest(&events, "http", now, agg)
-        } else {
-            // Nothing is taken, but the answer names every refused line, the events' own
-            // (a closed hour, a full one) too: one round trip to fix the whole body.
-            lock(&self.shared.state)
-                .refusals(&events, now, agg)
-                .map(|r| Err(merge(bad, r)))
-        };
+        let outcome = lock(&self.shared.state).admit(&events, bad, "http", now, agg);
         match outcome {
             Ok(Ok(n)) => {
                 c.http_new.fetch_add(n.new, Ordering::Relaxed);

@@ -5,7 +5,6 @@
 //! in place: read again, its events are duplicates of themselves (same event_id).
 
 use super::event;
-use super::state::Refusal;
 use super::{lock, Shared};
 use crate::error::{CsmError, Result};
 use chrono::{DateTime, Utc};
@@ -74,19 +73,6 @@ fn read_events(path: &Path, now: DateTime<Utc>) -> std::result::Result<event::Pa
     Ok(event::parse_document(&text, csv, now))
 }
 
-/// Every problem of a file, one line each in line order: its bad lines and its events'
-/// refusals.
-fn problems(name: &str, bad: Vec<(u64, String)>, refused: Vec<Refusal>) -> Vec<String> {
-    let mut all: Vec<(u64, String)> = bad
-        .into_iter()
-        .chain(refused.into_iter().map(|r| (r.line, r.message)))
-        .collect();
-    all.sort_by_key(|(line, _)| *line);
-    all.into_iter()
-        .map(|(line, m)| format!("{name}:{line}: {m}"))
-        .collect()
-}
-
 /// The spool is made by the seller, never by the agent (a mistyped path would otherwise be
 /// watched in vain), at start and at every cycle (one removed meanwhile is not made again).
 pub fn check_dir(dir: &Path) -> Result<()> {
@@ -133,17 +119,15 @@ pub fn take_in(dir: &Path, shared: &Shared, now: DateTime<Utc>) -> Result<SpoolR
         let agg = shared.aggregate;
         let outcome = match read_events(&path, now) {
             Err(why) => Err(vec![why]),
-            // Nothing of the file is taken; its events are checked anyway so that the
-            // .error file names every problem at once.
-            Ok((events, bad)) if !bad.is_empty() => {
-                let refused = lock(&shared.state).refusals(&events, now, agg)?;
-                Err(problems(&name, bad, refused))
-            }
-            Ok((events, _)) => {
+            // All or nothing; the .error file names every problem at once.
+            Ok((events, bad)) => {
                 let source = format!("spool {name}");
-                match lock(&shared.state).ingest(&events, &source, now, agg)? {
+                match lock(&shared.state).admit(&events, bad, &source, now, agg)? {
                     Ok(n) => Ok(n),
-                    Err(r) => Err(problems(&name, Vec::new(), r)),
+                    Err(refused) => Err(refused
+                        .into_iter()
+                        .map(|r| format!("{name}:{}: {}", r.line, r.message))
+                        .collect()),
                 }
             }
         };

@@ -369,6 +369,33 @@ impl AgentState {
         self.db().in_tx(&|e| e, f).map_err(|e| self.err(e))
     }
 
+    /// Takes in a parsed document (its events, and `bad`: the lines the parser refused)
+    /// unless any line is refused; then nothing, and every refused line in line order (the
+    /// events' own refusals too, so that one round trip fixes the whole document).
+    pub fn admit(
+        &mut self,
+        events: &[(u64, Event)],
+        bad: Vec<(u64, String)>,
+        source: &str,
+        now: DateTime<Utc>,
+        agg: Aggregate,
+    ) -> Result<std::result::Result<Ingested, Vec<Refusal>>> {
+        let mut refused: Vec<Refusal> = if bad.is_empty() {
+            match self.ingest(events, source, now, agg)? {
+                Ok(n) => return Ok(Ok(n)),
+                Err(r) => r,
+            }
+        } else {
+            let own = self.refusals(events, now, agg)?;
+            bad.into_iter()
+                .map(|(line, m)| Refusal::invalid(line, m))
+                .chain(own)
+                .collect()
+        };
+        refused.sort_by_key(|r| r.line);
+        Ok(Err(refused))
+    }
+
     /// Takes in the events of one document in one transaction: all of them, or (when any is
     /// refused) none. An event_id already taken by the same event is a duplicate, counted once.
     /// With `agg` sum, an event that would take its hour past what a record carries is
