@@ -8,6 +8,7 @@
 
 pub mod event;
 pub mod http;
+pub mod on_alarm;
 pub mod spool;
 pub mod state;
 
