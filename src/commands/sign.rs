@@ -48,6 +48,23 @@ impl Scheme {
         }
     }
 
+    /// Its timestamps are decimal epoch milliseconds (the V2 family and usage pushes).
+    pub fn epoch_ms(self) -> bool {
+        matches!(
+            self,
+            Scheme::SaasV2 | Scheme::Kit | Scheme::License | Scheme::Usage
+        )
+    }
+
+    /// Its signature travels as the Base64 of the MAC (the V1 schemes, Body-Sign, usage
+    /// pushes); the others as hex.
+    pub fn base64(self) -> bool {
+        matches!(
+            self,
+            Scheme::SaasV1 | Scheme::SaasV1Kit | Scheme::BodySign | Scheme::Usage
+        )
+    }
+
     /// Which key signs this scheme (for env and profile fallbacks).
     pub fn key_role(self) -> KeyRole {
         match self {
@@ -384,10 +401,8 @@ pub fn check_timestamp(scheme: Scheme, ts: Option<&str>) -> Result<()> {
     let Some(ts) = ts else { return Ok(()) };
     let ok = match scheme {
         Scheme::SaasV1 => v1::is_timestamp(ts),
-        Scheme::SaasV2 | Scheme::Kit | Scheme::License | Scheme::Usage => {
-            crate::protocol::v2::timestamp_ms(ts).is_ok()
-        }
-        Scheme::SaasV1Kit | Scheme::BodySign | Scheme::Apig => true,
+        s if s.epoch_ms() => crate::protocol::v2::timestamp_ms(ts).is_ok(),
+        _ => true,
     };
     if ok {
         Ok(())
@@ -771,19 +786,15 @@ pub fn run(g: &GlobalArgs, a: SignArgs) -> Result<Exit> {
     let mut s = compute(a.scheme, &inputs, &key, &profile, g.json)?;
     // Signed as given, as it should be; but the marketplace sends milliseconds, and `verify`
     // says the same of a received one.
-    let v2_clock = matches!(
-        a.scheme,
-        Scheme::SaasV2 | Scheme::Kit | Scheme::License | Scheme::Usage
-    );
-    if let (true, Some(ts), false) = (v2_clock, &inputs.timestamp, g.quiet || g.json) {
+    if let (true, Some(ts), false) = (a.scheme.epoch_ms(), &inputs.timestamp, g.quiet || g.json) {
         if crate::protocol::v2::timestamp_ms(ts).is_ok_and(|(_, seconds)| seconds) {
             eprintln!(
                 "csm: note: --timestamp {ts} reads as epoch seconds; the marketplace sends milliseconds (13 digits), and a merchant that reads milliseconds refuses it as outside the window"
             );
         }
     }
-    let hex_scheme = matches!(a.scheme, Scheme::SaasV2 | Scheme::Kit | Scheme::License);
-    if a.uppercase && hex_scheme {
+    // Apig's hex is inside the Authorization value, which keeps its own case.
+    if a.uppercase && !a.scheme.base64() && a.scheme != Scheme::Apig {
         s.value = s.value.to_uppercase();
         if let Some(fields) = s.detail.as_object_mut() {
             fields.insert("signature".into(), Value::String(s.value.clone()));

@@ -175,11 +175,7 @@ fn received_value(s: &str, scheme: Scheme) -> (String, Option<&'static str>) {
             t = value.1.trim();
         }
     }
-    let base64 = matches!(
-        scheme,
-        Scheme::SaasV1 | Scheme::SaasV1Kit | Scheme::Usage | Scheme::BodySign
-    );
-    if let Some(decoded) = base64.then(|| v1::url_decoded_base64(t)).flatten() {
+    if let Some(decoded) = scheme.base64().then(|| v1::url_decoded_base64(t)).flatten() {
         return (decoded, Some("URL-decoded"));
     }
     (t.to_string(), None)
@@ -207,13 +203,11 @@ fn check_signature_shape(t: &str, scheme: Scheme) -> Result<()> {
         "not hex or Base64".to_string()
     };
     let rule = match scheme {
-        Scheme::SaasV1 | Scheme::SaasV1Kit | Scheme::Usage => {
-            "the Base64 of 32 bytes (44 characters ending in =)"
-        }
         Scheme::BodySign => {
             "the Base64 of 32 bytes (44 characters ending in =), or the whole Body-Sign value"
         }
         Scheme::Apig => "64 hex characters, or the whole Authorization value",
+        s if s.base64() => "the Base64 of 32 bytes (44 characters ending in =)",
         _ => "64 hex characters",
     };
     Err(CsmError::usage(format!(
