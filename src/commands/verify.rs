@@ -396,7 +396,7 @@ fn verify_scheme(
             } else {
                 received
             };
-            doctor::diagnose_body_sign(k, &body, sig)
+            doctor::diagnose_body_sign(k, &others, &body, sig)
         }
         Scheme::SaasV2 | Scheme::Kit | Scheme::License => {
             let body = sign::require_body(inputs, scheme)?;
@@ -627,18 +627,15 @@ fn verify_response(a: &VerifyArgs, profile: &Profile) -> Result<Reply> {
     }
     let sig =
         v1::parse_body_sign(value).map_err(|e| CsmError::CheckFailed(format!("{file}: {e}")))?;
-    let mut d = doctor::diagnose_body_sign(key.expose(), &resp.body, sig);
+    // The seller's other keys, so that a reply signed with one of them is named.
+    let others = other_keys(a, profile, role)?;
+    let others: Vec<(&str, &str)> = others
+        .iter()
+        .filter(|(_, s)| *s != key)
+        .map(|(l, s)| (*l, s.expose()))
+        .collect();
+    let mut d = doctor::diagnose_body_sign(key.expose(), &others, &resp.body, sig);
     d.notes.extend(key_note);
-    if !d.valid() {
-        // Signed with another of the seller's keys: the mix-up, named.
-        for (label, other) in other_keys(a, profile, role)? {
-            if other != key && doctor::diagnose_body_sign(other.expose(), &resp.body, sig).valid() {
-                extra.push(format!(
-                    "the Body-Sign was made with {label}, not this reply's key"
-                ));
-            }
-        }
-    }
     Ok(Reply::Checked(Box::new((d, extra))))
 }
 

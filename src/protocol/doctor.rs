@@ -619,7 +619,12 @@ pub fn diagnose_v1_kit(
     ))
 }
 
-pub fn diagnose_body_sign(key: &str, body: &[u8], received: &str) -> Diagnosis {
+pub fn diagnose_body_sign(
+    key: &str,
+    other_keys: &[(&str, &str)],
+    body: &[u8],
+    received: &str,
+) -> Diagnosis {
     let raw = String::from_utf8_lossy(body).into_owned();
     let shown = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let mut cs = vec![cand(
@@ -697,6 +702,14 @@ pub fn diagnose_body_sign(key: &str, body: &[u8], received: &str) -> Diagnosis {
         shown(body),
         to_hex(&hmac_sha256(key.as_bytes(), body)),
     ));
+    for (name, other) in other_keys {
+        cs.push(cand(
+            &format!("signed with {name} instead"),
+            false,
+            shown(body),
+            v1::body_sign(other, body),
+        ));
+    }
     finish("body-sign", cs, received, Compare::Base64, Vec::new())
 }
 
@@ -1004,7 +1017,7 @@ mod tests {
     fn body_sign_trailing_newline() {
         let body = b"{\"resultCode\":\"000000\"}\n";
         let sig = v1::body_sign(KEY, &body[..body.len() - 1]);
-        let d = diagnose_body_sign(KEY, body, &sig);
+        let d = diagnose_body_sign(KEY, &[], body, &sig);
         assert_eq!(
             d.matched.unwrap().label,
             "trailing newline of the body left out of the signature"
@@ -1017,7 +1030,7 @@ mod tests {
     fn body_sign_over_the_fields_in_another_order() {
         let signed = r#"{"resultMsg":"ok","instanceId":"i-1","resultCode":"000000"}"#;
         let sent = br#"{"resultCode":"000000","resultMsg":"ok","instanceId":"i-1"}"#;
-        let d = diagnose_body_sign(KEY, sent, &v1::body_sign(KEY, signed.as_bytes()));
+        let d = diagnose_body_sign(KEY, &[], sent, &v1::body_sign(KEY, signed.as_bytes()));
         assert_eq!(
             d.matched.unwrap().label,
             "the fields signed in another order than sent: resultMsg, instanceId, resultCode"
@@ -1030,7 +1043,12 @@ mod tests {
     fn body_sign_over_python_json_dumps() {
         let sent = r#"{"resultCode":"000000","resultMsg":"成功"}"#;
         let signed = r#"{"resultCode": "000000", "resultMsg": "\u6210\u529f"}"#;
-        let d = diagnose_body_sign(KEY, sent.as_bytes(), &v1::body_sign(KEY, signed.as_bytes()));
+        let d = diagnose_body_sign(
+            KEY,
+            &[],
+            sent.as_bytes(),
+            &v1::body_sign(KEY, signed.as_bytes()),
+        );
         assert!(d
             .matched
             .unwrap()

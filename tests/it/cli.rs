@@ -2340,7 +2340,7 @@ fn verify_response_names_the_key_it_used_and_a_key_mix_up() {
     let (code, stdout, _) = verify(&["--kit-key-file", "kit-key"]);
     assert_eq!(code, 1, "{stdout}");
     assert!(
-        stdout.contains("made with the basic-interface key"),
+        stdout.contains("likely cause:  signed with the basic-interface key instead"),
         "{stdout}"
     );
 }
